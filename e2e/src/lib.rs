@@ -1,0 +1,277 @@
+//! System-test harness: starts the real daemon binaries (built by
+//! `cargo build --workspace`) on free loopback ports with a temp data dir,
+//! waits for health, and stops them with SIGTERM on drop.
+//!
+//! Binaries are looked up beside the test executable (`target/<profile>/`),
+//! or in `GOSIP_BIN_DIR`.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The five daemons, in start order.
+pub const DAEMONS: &[&str] = &["sipd", "mediad", "twiliod", "notifyd", "webd"];
+
+/// Folder holding the daemon binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("GOSIP_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    // target/<profile>/deps/<test-exe> -> target/<profile>
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; another process could
+/// take it in between, which loopback tests accept).
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free tcp port")
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 (for SIP).
+pub fn free_sip_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+        let port = udp.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// An even-aligned free UDP range of `n` ports for RTP.
+pub fn free_rtp_range(n: u16) -> (u16, u16) {
+    loop {
+        let base = 20000 + (rand_u16() % 20000) / 2 * 2;
+        let all_free = (base..base + n).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return (base, base + n - 1);
+        }
+    }
+}
+
+fn rand_u16() -> u16 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (t ^ std::process::id().rotate_left(7)) as u16
+}
+
+/// Ports and addresses of one running system.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub http: u16,
+    pub sip: u16,
+    pub sipd_grpc: u16,
+    pub mediad_grpc: u16,
+    pub twiliod_grpc: u16,
+    pub twiliod_http: u16,
+    pub notifyd_grpc: u16,
+    pub rtp: (u16, u16),
+}
+
+impl Ports {
+    pub fn pick() -> Self {
+        Self {
+            http: free_tcp_port(),
+            sip: free_sip_port(),
+            sipd_grpc: free_tcp_port(),
+            mediad_grpc: free_tcp_port(),
+            twiliod_grpc: free_tcp_port(),
+            twiliod_http: free_tcp_port(),
+            notifyd_grpc: free_tcp_port(),
+            rtp: free_rtp_range(100),
+        }
+    }
+
+    /// The `GOSIP_*` environment every daemon gets.
+    pub fn env(&self, data_dir: &Path) -> Vec<(String, String)> {
+        let l = |p: u16| format!("127.0.0.1:{p}");
+        vec![
+            ("GOSIP_DATA_DIR".into(), data_dir.display().to_string()),
+            ("GOSIP_HTTP_BIND".into(), "127.0.0.1".into()),
+            ("GOSIP_HTTP_PORT".into(), self.http.to_string()),
+            ("GOSIP_SIP_BIND".into(), "127.0.0.1".into()),
+            ("GOSIP_SIP_PORT".into(), self.sip.to_string()),
+            ("GOSIP_SIPD_GRPC".into(), l(self.sipd_grpc)),
+            ("GOSIP_MEDIAD_GRPC".into(), l(self.mediad_grpc)),
+            ("GOSIP_TWILIOD_GRPC".into(), l(self.twiliod_grpc)),
+            ("GOSIP_TWILIOD_HTTP".into(), l(self.twiliod_http)),
+            ("GOSIP_NOTIFYD_GRPC".into(), l(self.notifyd_grpc)),
+            ("GOSIP_RTP_BIND".into(), "127.0.0.1".into()),
+            (
+                "GOSIP_RTP_PORTS".into(),
+                format!("{}-{}", self.rtp.0, self.rtp.1),
+            ),
+        ]
+    }
+}
+
+/// A running GoSIP: five processes, one temp data dir.
+pub struct System {
+    pub ports: Ports,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    children: HashMap<&'static str, Child>,
+    extra_env: Vec<(String, String)>,
+}
+
+impl System {
+    /// Starts all five daemons at once on a fresh temp data dir and waits
+    /// until `/api/system/health` says every part is ok.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// [`System::start`] with extra env vars (e.g. `RUST_LOG`).
+    pub async fn start_with(extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let data_dir = tmp.path().join("data");
+        let mut sys = Self {
+            ports: Ports::pick(),
+            data_dir,
+            _tmp: Some(tmp),
+            children: HashMap::new(),
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        for d in DAEMONS {
+            sys.spawn(d)?;
+        }
+        sys.wait_healthy(Duration::from_secs(30)).await?;
+        Ok(sys)
+    }
+
+    /// Starts (or restarts) one daemon.
+    pub fn spawn(&mut self, daemon: &'static str) -> anyhow::Result<()> {
+        let bin = bin_dir().join(daemon);
+        if !bin.exists() {
+            bail!(
+                "{} not found: run `cargo build --workspace` first",
+                bin.display()
+            );
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(daemon))
+            .or_else(|_| {
+                std::fs::create_dir_all(&self.data_dir)?;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.log_path(daemon))
+            })?;
+        let child = Command::new(&bin)
+            .envs(self.ports.env(&self.data_dir))
+            .envs(self.extra_env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawn {}", bin.display()))?;
+        self.children.insert(daemon, child);
+        Ok(())
+    }
+
+    /// Where a daemon's stderr goes (beside the data dir).
+    pub fn log_path(&self, daemon: &str) -> PathBuf {
+        self.data_dir.with_file_name(format!("{daemon}.log"))
+    }
+
+    /// A daemon's log so far (for failure messages).
+    pub fn log(&self, daemon: &str) -> String {
+        std::fs::read_to_string(self.log_path(daemon)).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM to one daemon and waits for it to exit; returns its exit status.
+    pub fn stop(&mut self, daemon: &str) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.children.remove(daemon).context("not running")?;
+        terminate(&mut child)
+    }
+
+    /// Kills one daemon with SIGKILL (a crash).
+    pub fn kill(&mut self, daemon: &str) -> anyhow::Result<()> {
+        let mut child = self.children.remove(daemon).context("not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.http)
+    }
+
+    pub fn sip_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports.sip))
+    }
+
+    /// Polls health until every part is ok or `within` passes.
+    pub async fn wait_healthy(&self, within: Duration) -> anyhow::Result<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        let client = reqwest::Client::new();
+        let url = format!("{}/api/system/health", self.base_url());
+        let mut last = String::from("no answer");
+        while Instant::now() < deadline {
+            match client
+                .get(&url)
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await
+            {
+                Ok(r) => {
+                    let v: serde_json::Value = r.json().await.unwrap_or_default();
+                    if v["status"] == "ok" {
+                        return Ok(v);
+                    }
+                    last = v.to_string();
+                }
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let logs: String = DAEMONS
+            .iter()
+            .map(|d| format!("--- {d}\n{}\n", self.log(d)))
+            .collect();
+        bail!("not healthy within {within:?}: {last}\n{logs}")
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        for (_, mut c) in self.children.drain() {
+            let _ = terminate(&mut c);
+        }
+    }
+}
+
+fn terminate(child: &mut Child) -> anyhow::Result<std::process::ExitStatus> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let pid = Pid::from_raw(i32::try_from(child.id())?);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Some(st) = child.try_wait()? {
+            return Ok(st);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill()?;
+    Ok(child.wait()?)
+}

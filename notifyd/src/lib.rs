@@ -1,0 +1,63 @@
+//! notifyd owns outgoing notifications: email (SMTP or Postmark), Gotify push
+//! and outgoing event webhooks, each job stored before it is acknowledged and
+//! retried on the schedule the settings give.
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use proto::daemon::{CommonArgs, DaemonService};
+use proto::settings::SettingsHandle;
+
+/// notifyd's flags; each has a `GOSIP_*` env twin.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "notifyd", version, about = "GoSIP notifications")]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// notifyd's gRPC address.
+    #[arg(long, env = "GOSIP_NOTIFYD_GRPC", default_value = proto::defaults::NOTIFYD_GRPC)]
+    pub grpc: String,
+}
+
+/// The sockets notifyd serves, bound by the caller (tests bind port 0).
+pub struct Listeners {
+    pub grpc: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(cfg: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            grpc: proto::daemon::bind_tcp(&cfg.grpc).await?,
+        })
+    }
+}
+
+/// Runs notifyd until `shutdown` is cancelled.
+pub async fn run(
+    cfg: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let pool = proto::db::open(&cfg.common.data_dir)
+        .await
+        .context("open database")?;
+    let settings = SettingsHandle::new(pool.clone()).await?;
+    tokio::spawn(
+        settings
+            .clone()
+            .poll(std::time::Duration::from_secs(5), shutdown.clone()),
+    );
+    tracing::info!(grpc = %listeners.grpc.local_addr()?, "notifyd listening");
+    let daemon = DaemonService::new("notifyd", pool.clone(), settings.clone());
+    tonic::transport::Server::builder()
+        .add_service(daemon.into_server())
+        .serve_with_incoming_shutdown(
+            proto::daemon::incoming(listeners.grpc),
+            shutdown.cancelled_owned(),
+        )
+        .await
+        .context("grpc server")?;
+    tracing::info!("notifyd stopped");
+    Ok(())
+}

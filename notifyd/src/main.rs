@@ -1,0 +1,24 @@
+//! The notifyd binary: flags and env, tracing, bind, run, exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cfg = notifyd::Config::parse();
+    proto::daemon::init_tracing(&cfg.common.log_format);
+    let shutdown = proto::daemon::shutdown_on_signals();
+    let result = async {
+        let listeners = notifyd::Listeners::bind(&cfg).await?;
+        notifyd::run(cfg, listeners, shutdown).await
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "notifyd stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! What every daemon starts with: common flags, tracing, a shutdown token
+//! tied to SIGTERM/SIGINT, and the `Daemon` gRPC service (health + reload).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::SqlitePool;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::pb::common::daemon_server::{Daemon, DaemonServer};
+use crate::pb::common::{HealthReply, HealthRequest, ReloadReply, ReloadRequest};
+use crate::settings::SettingsHandle;
+
+/// Flags every daemon has (each with its `GOSIP_*` env twin).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Data dir holding gosip.db, recordings/, voicemails/, media/, backups/.
+    #[arg(long, env = "GOSIP_DATA_DIR", default_value = crate::defaults::DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Log format: "text" or "json" (filter with RUST_LOG).
+    #[arg(long, env = "GOSIP_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// Installs the tracing subscriber: `RUST_LOG` filter (default info), text or
+/// JSON lines on stderr.
+pub fn init_tracing(log_format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// A token cancelled on the first SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+        t.cancel();
+    });
+    token
+}
+
+/// Extra health detail a daemon can report ("" = fine).
+pub type HealthProbe = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The `Daemon` service: health (database reachable, plus the daemon's own
+/// probe) and reload of settings.
+#[derive(Clone)]
+pub struct DaemonService {
+    name: &'static str,
+    started: Instant,
+    pool: SqlitePool,
+    settings: SettingsHandle,
+    probe: Option<HealthProbe>,
+}
+
+impl DaemonService {
+    pub fn new(name: &'static str, pool: SqlitePool, settings: SettingsHandle) -> Self {
+        Self {
+            name,
+            started: Instant::now(),
+            pool,
+            settings,
+            probe: None,
+        }
+    }
+
+    /// Adds a daemon-specific health probe.
+    pub fn with_probe(mut self, probe: HealthProbe) -> Self {
+        self.probe = Some(probe);
+        self
+    }
+
+    pub fn into_server(self) -> DaemonServer<Self> {
+        DaemonServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl Daemon for DaemonService {
+    async fn health(&self, _req: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
+        let mut detail = String::new();
+        if let Err(e) = sqlx::query("SELECT 1").execute(&self.pool).await {
+            detail = format!("database: {e}");
+        }
+        if let (true, Some(p)) = (detail.is_empty(), &self.probe) {
+            detail = p();
+        }
+        Ok(Response::new(HealthReply {
+            daemon: self.name.to_owned(),
+            status: if detail.is_empty() { "ok" } else { "degraded" }.to_owned(),
+            version: crate::VERSION.to_owned(),
+            detail,
+            uptime_secs: self.started.elapsed().as_secs(),
+        }))
+    }
+
+    async fn reload(&self, _req: Request<ReloadRequest>) -> Result<Response<ReloadReply>, Status> {
+        self.settings
+            .reload()
+            .await
+            .map_err(|e| Status::unavailable(format!("reload failed: {e}")))?;
+        tracing::info!(daemon = self.name, "settings reloaded");
+        Ok(Response::new(ReloadReply {}))
+    }
+}
+
+/// Binds a TCP listener, with the address in the error.
+pub async fn bind_tcp(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind {addr}"))
+}
+
+/// Adapts a bound listener for `tonic::transport::Server::serve_with_incoming_shutdown`.
+pub fn incoming(listener: tokio::net::TcpListener) -> tokio_stream::wrappers::TcpListenerStream {
+    tokio_stream::wrappers::TcpListenerStream::new(listener)
+}

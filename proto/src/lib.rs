@@ -1,0 +1,47 @@
+//! GoSIP's shared contracts: the gRPC services of the five daemons, the SQLite
+//! schema and pool setup, the domain newtypes, the runtime settings registry,
+//! and the plumbing every daemon starts with (tracing, shutdown, health).
+//!
+//! No business logic lives here: routing, SIP, media and messaging belong to
+//! their daemons.
+
+pub mod daemon;
+pub mod db;
+pub mod settings;
+pub mod time;
+pub mod types;
+
+/// Generated gRPC code, one module per `.proto` file.
+pub mod pb {
+    pub mod common {
+        tonic::include_proto!("gosip.common");
+    }
+    pub mod sipd {
+        tonic::include_proto!("gosip.sipd");
+    }
+    pub mod mediad {
+        tonic::include_proto!("gosip.mediad");
+    }
+    pub mod twiliod {
+        tonic::include_proto!("gosip.twiliod");
+    }
+    pub mod notifyd {
+        tonic::include_proto!("gosip.notifyd");
+    }
+}
+
+/// The version every daemon reports in its health answer.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Default listen addresses (ARCHITECTURE.md "Processes").
+pub mod defaults {
+    pub const SIP_PORT: u16 = 5060;
+    pub const HTTP_PORT: u16 = 8080;
+    pub const TWILIOD_HTTP: &str = "127.0.0.1:8081";
+    pub const SIPD_GRPC: &str = "127.0.0.1:50061";
+    pub const MEDIAD_GRPC: &str = "127.0.0.1:50062";
+    pub const TWILIOD_GRPC: &str = "127.0.0.1:50063";
+    pub const NOTIFYD_GRPC: &str = "127.0.0.1:50064";
+    pub const RTP_PORTS: &str = "10000-10999";
+    pub const DATA_DIR: &str = "./data";
+}

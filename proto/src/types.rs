@@ -1,0 +1,292 @@
+//! Domain newtypes shared by the daemons: phone numbers, ids, Twilio SIDs,
+//! call dispositions and directions.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a value could not become a domain type; the text is shown to users.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TypeError {
+    /// The number is not E.164 (`+` then 8 to 15 digits, no leading 0).
+    #[error("must be an E.164 number such as +15551234567")]
+    NotE164,
+    /// The SID does not have Twilio's two-letter prefix and 32 hex digits.
+    #[error("must be a Twilio SID starting with {0} followed by 32 hex digits")]
+    BadSid(&'static str),
+    /// The text is not one of the allowed words.
+    #[error("must be one of: {0}")]
+    NotOneOf(&'static str),
+}
+
+/// A phone number in E.164 form, e.g. `+15551234567`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct E164(String);
+
+impl E164 {
+    /// Accepts only a strict E.164 string.
+    pub fn parse(s: &str) -> Result<Self, TypeError> {
+        let digits = s.strip_prefix('+').ok_or(TypeError::NotE164)?;
+        let ok = (8..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(TypeError::NotE164)
+        }
+    }
+
+    /// Turns what a person dials or types into E.164: strips spaces, dashes,
+    /// dots and brackets; `00` and `011` become `+`; a national number gets
+    /// `default_country` (digits only, e.g. "1"). North American national
+    /// numbers may carry the trunk `1`.
+    pub fn normalize(input: &str, default_country: &str) -> Result<Self, TypeError> {
+        let cleaned: String = input
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\t'))
+            .collect();
+        if let Some(rest) = cleaned.strip_prefix('+') {
+            return Self::parse(&format!("+{rest}"));
+        }
+        if !cleaned.bytes().all(|b| b.is_ascii_digit()) || cleaned.is_empty() {
+            return Err(TypeError::NotE164);
+        }
+        if let Some(rest) = cleaned.strip_prefix("011") {
+            return Self::parse(&format!("+{rest}"));
+        }
+        if let Some(rest) = cleaned.strip_prefix("00") {
+            return Self::parse(&format!("+{rest}"));
+        }
+        if default_country == "1" {
+            if cleaned.len() == 11 && cleaned.starts_with('1') {
+                return Self::parse(&format!("+{cleaned}"));
+            }
+            if cleaned.len() == 10 {
+                return Self::parse(&format!("+1{cleaned}"));
+            }
+            return Err(TypeError::NotE164);
+        }
+        let national = cleaned.strip_prefix('0').unwrap_or(&cleaned);
+        Self::parse(&format!("+{default_country}{national}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The digits without the `+`.
+    pub fn digits(&self) -> &str {
+        &self.0[1..]
+    }
+}
+
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for E164 {
+    type Err = TypeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for E164 {
+    type Error = TypeError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<E164> for String {
+    fn from(n: E164) -> String {
+        n.0
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type)]
+        #[serde(transparent)]
+        #[sqlx(transparent)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(/// Row id in `users`.
+    UserId);
+id_type!(/// Row id in `devices`.
+    DeviceId);
+id_type!(/// Row id in `dids`.
+    DidId);
+id_type!(/// Row id in `cdrs`.
+    CdrId);
+id_type!(/// Row id in `routes`.
+    RouteId);
+
+macro_rules! sid_type {
+    ($(#[$m:meta])* $name:ident, $prefix:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub fn parse(s: &str) -> Result<Self, TypeError> {
+                let ok = s.len() == 34
+                    && s.starts_with($prefix)
+                    && s[2..].bytes().all(|b| b.is_ascii_hexdigit());
+                if ok { Ok(Self(s.to_owned())) } else { Err(TypeError::BadSid($prefix)) }
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = TypeError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(s: $name) -> String {
+                s.0
+            }
+        }
+    };
+}
+
+sid_type!(/// Twilio account SID (`AC` + 32 hex).
+    AccountSid, "AC");
+sid_type!(/// Twilio call SID (`CA` + 32 hex).
+    CallSid, "CA");
+sid_type!(/// Twilio message SID (`SM` or `MM` are both used; we accept `SM`).
+    MessageSid, "SM");
+sid_type!(/// Twilio recording SID (`RE` + 32 hex).
+    RecordingSid, "RE");
+sid_type!(/// Twilio incoming phone number SID (`PN` + 32 hex).
+    PhoneNumberSid, "PN");
+
+macro_rules! word_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = TypeError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(TypeError::NotOneOf(concat!($($text, " "),+))),
+                }
+            }
+        }
+    };
+}
+
+word_enum!(/// How a call ended, as stored in `cdrs.disposition`.
+Disposition {
+    InProgress => "in_progress",
+    Answered => "answered",
+    Missed => "missed",
+    Busy => "busy",
+    Failed => "failed",
+    Voicemail => "voicemail",
+    Blocked => "blocked",
+    Rejected => "rejected",
+});
+
+word_enum!(/// Which way a call or message went.
+Direction {
+    Inbound => "inbound",
+    Outbound => "outbound",
+    Internal => "internal",
+});
+
+word_enum!(/// Account role.
+Role {
+    Admin => "admin",
+    User => "user",
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e164_accepts_only_plus_and_digits() {
+        assert!(E164::parse("+15551234567").is_ok());
+        assert_eq!(E164::parse("15551234567"), Err(TypeError::NotE164));
+        assert_eq!(E164::parse("+1555abc4567"), Err(TypeError::NotE164));
+        assert_eq!(E164::parse("+0155512345"), Err(TypeError::NotE164));
+        assert_eq!(E164::parse("+1234567"), Err(TypeError::NotE164));
+        assert_eq!(E164::parse("+1234567890123456"), Err(TypeError::NotE164));
+    }
+
+    #[test]
+    fn national_numbers_get_the_default_country() {
+        let n = |s, c| E164::normalize(s, c).map(|n| n.to_string());
+        assert_eq!(n("(555) 123-4567", "1"), Ok("+15551234567".into()));
+        assert_eq!(n("1 555 123 4567", "1"), Ok("+15551234567".into()));
+        assert_eq!(n("011 44 20 7946 0958", "1"), Ok("+442079460958".into()));
+        assert_eq!(n("020 7946 0958", "44"), Ok("+442079460958".into()));
+        assert_eq!(n("0044 20 7946 0958", "44"), Ok("+442079460958".into()));
+        assert_eq!(n("+44 20 7946 0958", "1"), Ok("+442079460958".into()));
+        assert_eq!(n("12345", "1"), Err(TypeError::NotE164));
+        assert_eq!(n("", "1"), Err(TypeError::NotE164));
+    }
+
+    #[test]
+    fn sids_need_their_prefix_and_32_hex_digits() {
+        assert!(CallSid::parse("CA0123456789abcdef0123456789abcdef").is_ok());
+        assert!(CallSid::parse("SM0123456789abcdef0123456789abcdef").is_err());
+        assert!(CallSid::parse("CA0123").is_err());
+    }
+
+    #[test]
+    fn dispositions_round_trip_through_text() {
+        for d in Disposition::ALL {
+            assert_eq!(d.as_str().parse::<Disposition>(), Ok(*d));
+        }
+        assert!("nope".parse::<Disposition>().is_err());
+    }
+}

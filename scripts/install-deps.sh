@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the system packages GoSIP's tests need (Debian, as root). Without
+# root it checks that they are there and says exactly what is missing.
+set -euo pipefail
+
+PKGS=(sip-tester baresip chromium docker-compose python3-aiosmtpd sox caddy iproute2 curl)
+# The command each package provides, to check without dpkg.
+declare -A CMD=([sip-tester]=sipp [baresip]=baresip [chromium]=chromium [docker-compose]=docker-compose
+                [python3-aiosmtpd]="python3 -c 'import aiosmtpd'" [sox]=sox [caddy]=caddy [iproute2]=ip [curl]=curl)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  c=${CMD[$p]}
+  if [[ $c == python3* ]]; then
+    /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=("$p")
+  else
+    command -v "$c" >/dev/null 2>&1 || missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "make test needs these Debian packages: ${missing[*]}" >&2
+  echo "Run as root (it installs them with apt-get) or: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null || { echo "apt-get update failed: cannot reach Debian's package mirror" >&2; exit 1; }
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null \
+  || { echo "apt-get install ${missing[*]} failed" >&2; exit 1; }

@@ -1,0 +1,96 @@
+//! sipd owns SIP: UDP and TCP transport, the transaction layer, digest
+//! authentication, the registrar and call control (B2BUA), and the CDRs of the
+//! calls it bridges. Media never passes through sipd: mediad relays it.
+//!
+//! `src/sip/` is the sans-IO core (no sockets, no clock reads); `src/net/` is
+//! the shell that feeds it bytes and time.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use proto::daemon::{CommonArgs, DaemonService};
+use proto::settings::SettingsHandle;
+
+/// sipd's flags; each has a `GOSIP_*` env twin.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "sipd", version, about = "GoSIP SIP server")]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address SIP listens on (UDP and TCP).
+    #[arg(long, env = "GOSIP_SIP_BIND", default_value = "0.0.0.0")]
+    pub sip_bind: String,
+    /// SIP port, UDP and TCP.
+    #[arg(long, env = "GOSIP_SIP_PORT", default_value_t = proto::defaults::SIP_PORT)]
+    pub sip_port: u16,
+    /// sipd's gRPC address.
+    #[arg(long, env = "GOSIP_SIPD_GRPC", default_value = proto::defaults::SIPD_GRPC)]
+    pub grpc: String,
+    /// mediad's gRPC address.
+    #[arg(long, env = "GOSIP_MEDIAD_GRPC", default_value = proto::defaults::MEDIAD_GRPC)]
+    pub mediad_grpc: String,
+    /// notifyd's gRPC address.
+    #[arg(long, env = "GOSIP_NOTIFYD_GRPC", default_value = proto::defaults::NOTIFYD_GRPC)]
+    pub notifyd_grpc: String,
+}
+
+/// The sockets sipd serves, bound by the caller (tests bind port 0).
+pub struct Listeners {
+    pub udp: UdpSocket,
+    pub tcp: TcpListener,
+    pub grpc: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(cfg: &Config) -> anyhow::Result<Self> {
+        let sip: SocketAddr = format!("{}:{}", cfg.sip_bind, cfg.sip_port)
+            .parse()
+            .context("GOSIP_SIP_BIND/GOSIP_SIP_PORT")?;
+        Ok(Self {
+            udp: UdpSocket::bind(sip)
+                .await
+                .with_context(|| format!("bind udp {sip}"))?,
+            tcp: TcpListener::bind(sip)
+                .await
+                .with_context(|| format!("bind tcp {sip}"))?,
+            grpc: proto::daemon::bind_tcp(&cfg.grpc).await?,
+        })
+    }
+}
+
+/// Runs sipd until `shutdown` is cancelled.
+pub async fn run(
+    cfg: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let pool = proto::db::open(&cfg.common.data_dir)
+        .await
+        .context("open database")?;
+    let settings = SettingsHandle::new(pool.clone()).await?;
+    tokio::spawn(
+        settings
+            .clone()
+            .poll(std::time::Duration::from_secs(5), shutdown.clone()),
+    );
+    tracing::info!(
+        udp = %listeners.udp.local_addr()?,
+        tcp = %listeners.tcp.local_addr()?,
+        grpc = %listeners.grpc.local_addr()?,
+        "sipd listening"
+    );
+    let daemon = DaemonService::new("sipd", pool.clone(), settings.clone());
+    tonic::transport::Server::builder()
+        .add_service(daemon.into_server())
+        .serve_with_incoming_shutdown(
+            proto::daemon::incoming(listeners.grpc),
+            shutdown.cancelled_owned(),
+        )
+        .await
+        .context("grpc server")?;
+    tracing::info!("sipd stopped");
+    Ok(())
+}

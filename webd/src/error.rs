@@ -1,0 +1,146 @@
+//! The one error type of the API. It renders the spec's error JSON:
+//! `{"error":{"code","message","details":[{"field","message"}]}}`, with codes
+//! in SCREAMING_SNAKE_CASE and no internals in 5xx answers.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// One field at fault.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Every way an API call can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// One or more fields are invalid (422).
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// Not logged in, or the session expired (401).
+    #[error("authentication required")]
+    Unauthorized,
+    /// Logged in but not allowed (403).
+    #[error("forbidden")]
+    Forbidden,
+    /// No such object, or not yours (404).
+    #[error("not found")]
+    NotFound,
+    /// The object conflicts with an existing one (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many attempts (429).
+    #[error("{0}")]
+    RateLimited(String),
+    /// The system is read-only or a daemon is down (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything unexpected (500); the cause is logged, not returned.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A validation error on one field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }])
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            Self::Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_ERROR",
+                "Some fields are invalid".into(),
+            ),
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "Log in first".into(),
+            ),
+            Self::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "FORBIDDEN",
+                "You are not allowed to do this".into(),
+            ),
+            Self::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found".into()),
+            Self::Conflict(m) => (StatusCode::CONFLICT, "CONFLICT", m.clone()),
+            Self::RateLimited(m) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", m.clone()),
+            Self::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                m.clone(),
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "Something went wrong; see the server log".into(),
+            ),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::RowNotFound = e {
+            return Self::NotFound;
+        }
+        if let Some(db) = e.as_database_error() {
+            if db.is_unique_violation() {
+                return Self::Conflict("An item with these values already exists".into());
+            }
+            // SQLITE_READONLY / SQLITE_CORRUPT: the system is in read-only mode.
+            if let Some(code) = db.code()
+                && matches!(code.as_ref(), "8" | "11" | "26")
+            {
+                return Self::Unavailable("The database is read-only; restore a backup".into());
+            }
+        }
+        Self::Internal(e.into())
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: String,
+    details: &'a [FieldError],
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        if let Self::Internal(e) = &self {
+            tracing::error!(error = format!("{e:#}"), "internal error");
+        }
+        let details: &[FieldError] = match &self {
+            Self::Validation(d) => d,
+            _ => &[],
+        };
+        (
+            status,
+            Json(Body {
+                error: Inner {
+                    code,
+                    message,
+                    details,
+                },
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Handler result.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,157 @@
+//! webd owns the web side: the REST API under `/api/`, accounts, sessions and
+//! roles, the setup wizard, backup and restore, and the built SPA. It forwards
+//! `/api/webhooks/*` to twiliod so one public port serves everything. Call,
+//! media, Twilio and notification work happens in the other daemons, reached
+//! over gRPC.
+
+pub mod api;
+pub mod error;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use sqlx::SqlitePool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use proto::daemon::CommonArgs;
+use proto::settings::SettingsHandle;
+
+/// webd's flags; each has a `GOSIP_*` env twin.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "webd", version, about = "GoSIP web UI and REST API")]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address the HTTP server binds.
+    #[arg(long, env = "GOSIP_HTTP_BIND", default_value = "0.0.0.0")]
+    pub http_bind: String,
+    /// HTTP port of the UI and API.
+    #[arg(long, env = "GOSIP_HTTP_PORT", default_value_t = proto::defaults::HTTP_PORT)]
+    pub http_port: u16,
+    /// Folder of the built SPA (web-ui/dist).
+    #[arg(long, env = "GOSIP_WEB_DIR", default_value = "web-ui/dist")]
+    pub web_dir: PathBuf,
+    #[arg(long, env = "GOSIP_SIPD_GRPC", default_value = proto::defaults::SIPD_GRPC)]
+    pub sipd_grpc: String,
+    #[arg(long, env = "GOSIP_MEDIAD_GRPC", default_value = proto::defaults::MEDIAD_GRPC)]
+    pub mediad_grpc: String,
+    #[arg(long, env = "GOSIP_TWILIOD_GRPC", default_value = proto::defaults::TWILIOD_GRPC)]
+    pub twiliod_grpc: String,
+    #[arg(long, env = "GOSIP_NOTIFYD_GRPC", default_value = proto::defaults::NOTIFYD_GRPC)]
+    pub notifyd_grpc: String,
+    /// twiliod's webhook HTTP address, where `/api/webhooks/*` is forwarded.
+    #[arg(long, env = "GOSIP_TWILIOD_HTTP", default_value = proto::defaults::TWILIOD_HTTP)]
+    pub twiliod_http: String,
+}
+
+/// The sockets webd serves, bound by the caller (tests bind port 0).
+pub struct Listeners {
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(cfg: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: proto::daemon::bind_tcp(&format!("{}:{}", cfg.http_bind, cfg.http_port)).await?,
+        })
+    }
+}
+
+/// gRPC channels to the other daemons; they connect lazily and reconnect.
+#[derive(Clone)]
+pub struct Peers {
+    pub sipd: Channel,
+    pub mediad: Channel,
+    pub twiliod: Channel,
+    pub notifyd: Channel,
+}
+
+impl Peers {
+    pub fn new(cfg: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            sipd: lazy_channel(&cfg.sipd_grpc)?,
+            mediad: lazy_channel(&cfg.mediad_grpc)?,
+            twiliod: lazy_channel(&cfg.twiliod_grpc)?,
+            notifyd: lazy_channel(&cfg.notifyd_grpc)?,
+        })
+    }
+}
+
+fn lazy_channel(addr: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .with_context(|| format!("bad gRPC address {addr}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy())
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub pool: SqlitePool,
+    pub settings: SettingsHandle,
+    pub peers: Peers,
+    pub data_dir: PathBuf,
+    pub cfg: Config,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// The whole HTTP app: API plus the SPA.
+pub fn app(state: AppState) -> Router {
+    let index = state.cfg.web_dir.join("index.html");
+    let spa = tower_http::services::ServeDir::new(&state.cfg.web_dir)
+        .fallback(tower_http::services::ServeFile::new(index));
+    api::router(state).fallback_service(spa)
+}
+
+/// Runs webd until `shutdown` is cancelled.
+pub async fn run(
+    cfg: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let pool = proto::db::open(&cfg.common.data_dir)
+        .await
+        .context("open database")?;
+    let settings = SettingsHandle::new(pool.clone()).await?;
+    tokio::spawn(
+        settings
+            .clone()
+            .poll(Duration::from_secs(5), shutdown.clone()),
+    );
+    let peers = Peers::new(&cfg)?;
+    let state = AppState {
+        inner: Arc::new(Inner {
+            pool,
+            settings,
+            peers,
+            data_dir: cfg.common.data_dir.clone(),
+            cfg,
+        }),
+    };
+    tracing::info!(http = %listeners.http.local_addr()?, "webd listening");
+    axum::serve(
+        listeners.http,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+    .context("http server")?;
+    tracing::info!("webd stopped");
+    Ok(())
+}
