@@ -3,13 +3,49 @@
 //! rules engine and TwiML, voicemail, SMS/MMS and auto-replies.
 //!
 //! `rules.rs`, `twiml.rs` and `signature.rs` are pure; the rest is I/O.
+//!
+//! Shared building blocks (used by voice and SMS alike):
+//! * [`client::TwilioClient`]: the one REST client (retries, backoff, typed errors),
+//! * [`queue::Queue`]: the durable job queue (`jobs` table, queue = 'twiliod'),
+//! * [`webhooks::router`]: the signature-checked webhook router,
+//! * [`notify`]: queued hand-offs to notifyd,
+//! * [`AppState`]: what every handler and job gets.
+
+pub mod client;
+pub mod notify;
+pub mod queue;
+pub mod signature;
+pub mod voice;
+pub mod webhooks;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use proto::daemon::{CommonArgs, DaemonService};
 use proto::settings::SettingsHandle;
+
+use crate::client::TwilioClient;
+use crate::queue::Queue;
+
+/// What every webhook handler, gRPC method and job handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: SqlitePool,
+    pub settings: SettingsHandle,
+    pub twilio: TwilioClient,
+    pub queue: Queue,
+    /// The data dir (rows hold paths relative to it).
+    pub data_dir: PathBuf,
+    /// sipd's SIP port (for `<Dial><Sip>` URIs).
+    pub sip_port: u16,
+}
 
 /// twiliod's flags; each has a `GOSIP_*` env twin.
 #[derive(Debug, Clone, clap::Parser)]
@@ -29,6 +65,9 @@ pub struct Config {
     /// sipd's SIP port, for the `<Sip>` URI (host comes from sip.public_address).
     #[arg(long, env = "GOSIP_SIP_PORT", default_value_t = proto::defaults::SIP_PORT)]
     pub sip_port: u16,
+    /// First retry delay of the durable queue in ms (doubles up to 5 min).
+    #[arg(long, env = "GOSIP_TWILIOD_RETRY_BASE_MS", default_value_t = 2000)]
+    pub retry_base_ms: u64,
 }
 
 /// The sockets twiliod serves, bound by the caller (tests bind port 0).
@@ -66,12 +105,19 @@ pub async fn run(
         grpc = %listeners.grpc.local_addr()?,
         "twiliod listening"
     );
-    let http = axum::Router::new();
+    let state = build_state(&cfg, pool.clone(), settings.clone());
+    register_jobs(&state, &cfg);
+    tokio::spawn(state.queue.clone().run(shutdown.clone()));
+
+    let http = webhooks::router(state.clone());
     let stop = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(listeners.http, http)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
+        axum::serve(
+            listeners.http,
+            http.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
     });
     let daemon = DaemonService::new("twiliod", pool.clone(), settings.clone());
     tonic::transport::Server::builder()
@@ -88,4 +134,51 @@ pub async fn run(
         .context("http server")?;
     tracing::info!("twiliod stopped");
     Ok(())
+}
+
+fn build_state(cfg: &Config, pool: SqlitePool, settings: SettingsHandle) -> AppState {
+    let queue = Queue::new(pool.clone()).with_backoff(
+        Duration::from_millis(cfg.retry_base_ms.max(1)),
+        Duration::from_secs(300),
+    );
+    let alert_pool = pool.clone();
+    let alert_queue = queue.clone();
+    let twilio = TwilioClient::new(settings.clone()).on_failure_streak(Arc::new(move |n, err| {
+        let pool = alert_pool.clone();
+        let queue = alert_queue.clone();
+        let message = format!("Twilio API failed {n} times in a row; last error: {err}");
+        tokio::spawn(async move { admin_alert(&pool, &queue, "twilio_failing", &message).await });
+    }));
+    AppState {
+        pool,
+        settings,
+        twilio,
+        queue,
+        data_dir: cfg.common.data_dir.clone(),
+        sip_port: cfg.sip_port,
+    }
+}
+
+/// Registers every job kind twiliod runs. The SMS module registers its own
+/// kinds here too (`crate::sms::register_jobs(state)`).
+fn register_jobs(state: &AppState, cfg: &Config) {
+    notify::register(&state.queue, cfg.notifyd_grpc.clone());
+}
+
+/// Records an admin alert (`alerts` row, shown in the UI) and queues an
+/// `admin_alert` notification so notifyd mails the admins.
+pub async fn admin_alert(pool: &SqlitePool, queue: &Queue, kind: &str, message: &str) {
+    tracing::error!(kind, message, "admin alert");
+    if let Err(e) = proto::db::alert(pool, "twiliod", kind, message).await {
+        tracing::error!(error = %e, "cannot record alert");
+    }
+    let notice = notify::Notice {
+        kind: "admin_alert".into(),
+        user_id: 0,
+        payload: serde_json::json!({"source": "twiliod", "kind": kind, "message": message}),
+        attachments: vec![],
+    };
+    if let Err(e) = notify::enqueue(queue, notice, None).await {
+        tracing::error!(error = %e, "cannot queue admin alert");
+    }
 }

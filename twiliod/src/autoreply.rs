@@ -1,0 +1,549 @@
+//! SMS auto-replies: which `auto_replies` rule answers an inbound message, if
+//! any. [`decide`] is pure; [`maybe_reply`] reads the facts, applies the
+//! per-sender rate limit atomically and queues the reply as an ordinary
+//! outbound message (durable, retried, rate limited like any other).
+//!
+//! Triggers, checked in this order (first match wins, lowest id first within
+//! a type): `keyword` (trigger_data `{"keywords": ["hours", "price"]}`, whole
+//! words, case-insensitive), `dnd` (the DID owner's DND or the system-wide
+//! `routing.dnd`), `after_hours` (outside `routing.business_hours` in
+//! `system.timezone`, or on a `routing.holidays` date; trigger_data may carry
+//! its own `{"hours": {...}}` in the same format).
+//!
+//! Never replied to, so two auto-responders cannot ping-pong:
+//! - senders that are not E.164 (short codes such as `72345`, alphanumeric
+//!   sender IDs): they cannot receive replies and are usually automated;
+//! - opt-out/opt-in/help keywords (Twilio answers those itself) and numbers
+//!   that opted out;
+//! - messages that look machine-made ("auto-reply", "out of office",
+//!   "do not reply" ... in their first 160 characters);
+//! - our own DIDs (two of our numbers must not answer each other);
+//! - a sender that already got an auto-reply from this DID within
+//!   `sms.auto_reply_window` seconds (one per sender per window; two
+//!   auto-responders therefore exchange at most one message each per window).
+
+use chrono::{DateTime, Datelike, NaiveTime, Utc};
+use serde_json::Value;
+use sqlx::SqlitePool;
+
+use crate::sms::keywords;
+
+/// What fires a rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    Dnd,
+    AfterHours,
+    Keyword(Vec<String>),
+}
+
+/// One enabled `auto_replies` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub id: i64,
+    pub trigger: Trigger,
+    pub reply_text: String,
+    /// For an `after_hours` rule with its own hours: whether they say
+    /// "closed" now (otherwise the system schedule decides).
+    pub own_after_hours: Option<bool>,
+}
+
+/// What is known about an inbound message when deciding.
+#[derive(Debug, Clone, Default)]
+pub struct Facts<'a> {
+    pub from: &'a str,
+    pub body: &'a str,
+    /// The DID owner or the whole system is in do-not-disturb.
+    pub dnd: bool,
+    /// Outside business hours (or a holiday) now.
+    pub after_hours: bool,
+    /// The sender is one of our own DIDs.
+    pub sender_is_ours: bool,
+    /// The sender opted out (texted STOP).
+    pub opted_out: bool,
+    /// An auto-reply went to this sender within the window.
+    pub replied_recently: bool,
+}
+
+/// Why no auto-reply is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Sender is a short code or alphanumeric ID.
+    NotE164,
+    /// STOP/START/HELP: Twilio answers those.
+    Keyword,
+    /// Sender opted out.
+    OptedOut,
+    /// Body looks like another auto-responder.
+    LooksAutomated,
+    /// Sender is one of our own numbers.
+    OwnNumber,
+    /// Already replied within the window.
+    RateLimited,
+    /// No rule matches.
+    NoRule,
+}
+
+/// Picks the rule that answers, or says why none does.
+pub fn decide<'r>(facts: &Facts<'_>, rules: &'r [Rule]) -> Result<&'r Rule, Skip> {
+    if proto::types::E164::parse(facts.from).is_err() {
+        return Err(Skip::NotE164);
+    }
+    if keywords::classify(facts.body).is_some() {
+        return Err(Skip::Keyword);
+    }
+    if facts.opted_out {
+        return Err(Skip::OptedOut);
+    }
+    if facts.sender_is_ours {
+        return Err(Skip::OwnNumber);
+    }
+    if looks_automated(facts.body) {
+        return Err(Skip::LooksAutomated);
+    }
+    let words = normalise_words(facts.body);
+    let keyword = rules.iter().find(|r| match &r.trigger {
+        Trigger::Keyword(kws) => kws.iter().any(|k| {
+            let k = normalise_words(k);
+            k.len() > 2 && words.contains(&k)
+        }),
+        _ => false,
+    });
+    let pick = keyword
+        .or_else(|| {
+            rules
+                .iter()
+                .find(|r| r.trigger == Trigger::Dnd && facts.dnd)
+        })
+        .or_else(|| {
+            rules
+                .iter()
+                .find(|r| {
+                    r.trigger == Trigger::AfterHours
+                        && r.own_after_hours.unwrap_or(facts.after_hours)
+                })
+        })
+        .ok_or(Skip::NoRule)?;
+    if facts.replied_recently {
+        return Err(Skip::RateLimited);
+    }
+    Ok(pick)
+}
+
+/// Whether a body reads like an automatic answer.
+pub fn looks_automated(body: &str) -> bool {
+    const MARKERS: &[&str] = &[
+        "auto-reply",
+        "autoreply",
+        "auto reply",
+        "auto-response",
+        "autoresponse",
+        "auto response",
+        "automatic reply",
+        "automatic response",
+        "automated message",
+        "automated reply",
+        "automated response",
+        "this is an automated",
+        "out of office",
+        "out-of-office",
+        "do not reply",
+        "do-not-reply",
+        "don't reply",
+        "no-reply",
+        "noreply",
+    ];
+    let head: String = body.chars().take(160).collect::<String>().to_lowercase();
+    MARKERS.iter().any(|m| head.contains(m))
+}
+
+/// Lower-case words separated by single spaces, padded with spaces so a
+/// `contains(" word ")` test matches whole words only.
+fn normalise_words(s: &str) -> String {
+    let mut out = String::from(" ");
+    for w in s
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        out.push_str(&w.to_lowercase());
+        out.push(' ');
+    }
+    out
+}
+
+/// Whether `now` is outside the weekly `hours` (JSON
+/// `{"mon": ["09:00","17:00"], ...}`, a day may also list several
+/// `[["09:00","12:00"],["13:00","17:00"]]`; a missing day is closed) or on
+/// one of the `holidays` (JSON array of `YYYY-MM-DD`), in time zone `tz`.
+/// Unreadable schedules count as "open" (never auto-reply on a typo).
+pub fn is_after_hours(hours: &Value, holidays: &Value, tz: &str, now: DateTime<Utc>) -> bool {
+    let Ok(tz) = tz.parse::<chrono_tz::Tz>() else {
+        return false;
+    };
+    let local = now.with_timezone(&tz);
+    let date = local.format("%Y-%m-%d").to_string();
+    if holidays
+        .as_array()
+        .is_some_and(|a| a.iter().any(|d| d.as_str() == Some(date.as_str())))
+    {
+        return true;
+    }
+    let Some(week) = hours.as_object() else {
+        return false;
+    };
+    let day = match local.weekday() {
+        chrono::Weekday::Mon => "mon",
+        chrono::Weekday::Tue => "tue",
+        chrono::Weekday::Wed => "wed",
+        chrono::Weekday::Thu => "thu",
+        chrono::Weekday::Fri => "fri",
+        chrono::Weekday::Sat => "sat",
+        chrono::Weekday::Sun => "sun",
+    };
+    let Some(spec) = week.get(day) else {
+        return true;
+    };
+    let t = local.time();
+    let within = |pair: &Value| -> bool {
+        let (Some(a), Some(b)) = (
+            pair.get(0).and_then(Value::as_str).and_then(hhmm),
+            pair.get(1).and_then(Value::as_str).and_then(hhmm),
+        ) else {
+            return false;
+        };
+        a <= t && t < b
+    };
+    let open = match spec.get(0) {
+        Some(Value::Array(_)) => spec.as_array().is_some_and(|v| v.iter().any(within)),
+        Some(Value::String(_)) => within(spec),
+        _ => false,
+    };
+    !open
+}
+
+fn hhmm(s: &str) -> Option<NaiveTime> {
+    if s == "24:00" {
+        return NaiveTime::from_hms_milli_opt(23, 59, 59, 999);
+    }
+    NaiveTime::parse_from_str(s, "%H:%M").ok()
+}
+
+/// Parses one `auto_replies` row; `None` for an unknown trigger.
+pub fn parse_rule(id: i64, trigger_type: &str, trigger_data: &str, reply_text: String) -> Option<Rule> {
+    let data: Value = serde_json::from_str(trigger_data).unwrap_or(Value::Null);
+    let trigger = match trigger_type {
+        "dnd" => Trigger::Dnd,
+        "after_hours" => Trigger::AfterHours,
+        "keyword" => {
+            let mut kws: Vec<String> = data
+                .get("keywords")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            if let Some(k) = data.get("keyword").and_then(Value::as_str) {
+                kws.push(k.to_owned());
+            }
+            Trigger::Keyword(kws)
+        }
+        _ => return None,
+    };
+    Some(Rule {
+        id,
+        trigger,
+        reply_text,
+        own_after_hours: None,
+    })
+}
+
+/// Decides and, when a rule answers, queues the reply. Returns the id of the
+/// queued outbound message.
+pub async fn maybe_reply(
+    ctx: &crate::sms::SmsContext,
+    inbound_id: i64,
+) -> anyhow::Result<Option<i64>> {
+    let pool = &ctx.pool;
+    let row: Option<(Option<i64>, String, String, String)> = sqlx::query_as(
+        "SELECT did_id, from_number, to_number, body FROM messages \
+         WHERE id = ? AND direction = 'inbound'",
+    )
+    .bind(inbound_id)
+    .fetch_optional(pool)
+    .await?;
+    let Some((Some(did_id), from, to, body)) = row else {
+        return Ok(None);
+    };
+    let rules = load_rules(pool, did_id).await?;
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    let settings = ctx.settings.get();
+    let owner_dnd: bool = sqlx::query_scalar(
+        "SELECT COALESCE(u.dnd, 0) FROM dids d LEFT JOIN users u ON u.id = d.owner_user_id \
+         WHERE d.id = ?",
+    )
+    .bind(did_id)
+    .fetch_optional(pool)
+    .await?
+    .unwrap_or(false);
+    let dnd = owner_dnd || settings.bool("routing.dnd");
+    let now = Utc::now();
+    let sys_hours: Value =
+        serde_json::from_str(settings.str("routing.business_hours")).unwrap_or(Value::Null);
+    let holidays: Value =
+        serde_json::from_str(settings.str("routing.holidays")).unwrap_or(Value::Null);
+    let tz = settings.str("system.timezone");
+    let after_hours = is_after_hours(&sys_hours, &holidays, tz, now);
+    let sender_is_ours: bool =
+        sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM dids WHERE number = ?)")
+            .bind(&from)
+            .fetch_one(pool)
+            .await?;
+    let opted_out: bool = sqlx::query_scalar(
+        "SELECT EXISTS(SELECT 1 FROM sms_opt_outs WHERE did_number = ? AND number = ?)",
+    )
+    .bind(&to)
+    .bind(&from)
+    .fetch_one(pool)
+    .await?;
+    let facts = Facts {
+        from: &from,
+        body: &body,
+        dnd,
+        after_hours,
+        sender_is_ours,
+        opted_out,
+        replied_recently: false,
+    };
+    // after_hours rules may carry their own hours.
+    let rules: Vec<Rule> = rules
+        .into_iter()
+        .map(|(mut rule, data)| {
+            if rule.trigger == Trigger::AfterHours
+                && let Some(h) = data.get("hours")
+            {
+                rule.own_after_hours = Some(is_after_hours(h, &holidays, tz, now));
+            }
+            rule
+        })
+        .collect();
+    let rule = match decide(&facts, &rules) {
+        Ok(r) => r.clone(),
+        Err(skip) => {
+            tracing::debug!(message_id = inbound_id, ?skip, "no auto-reply");
+            return Ok(None);
+        }
+    };
+    let window = settings.u64("sms.auto_reply_window");
+    let since = proto::time::fmt(now - chrono::Duration::seconds(window as i64));
+    // The check and the claim are one statement so two messages arriving
+    // together cannot both be answered.
+    let claimed = sqlx::query(
+        "INSERT INTO sms_auto_reply_log (did_id, number, auto_reply_id, created_at) \
+         SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM sms_auto_reply_log \
+         WHERE did_id = ?1 AND number = ?2 AND created_at > ?5)",
+    )
+    .bind(did_id)
+    .bind(&from)
+    .bind(rule.id)
+    .bind(proto::time::fmt(now))
+    .bind(&since)
+    .execute(pool)
+    .await?;
+    if claimed.rows_affected() == 0 {
+        tracing::debug!(message_id = inbound_id, skip = ?Skip::RateLimited, "no auto-reply");
+        return Ok(None);
+    }
+    let log_id = claimed.last_insert_rowid();
+    let id = crate::sms::outbound::create_auto_reply(ctx, did_id, &to, &from, &rule).await?;
+    sqlx::query("UPDATE sms_auto_reply_log SET message_id = ? WHERE id = ?")
+        .bind(id)
+        .bind(log_id)
+        .execute(pool)
+        .await?;
+    tracing::info!(
+        message_id = inbound_id,
+        reply_id = id,
+        rule = rule.id,
+        "auto-reply queued"
+    );
+    Ok(Some(id))
+}
+
+async fn load_rules(pool: &SqlitePool, did_id: i64) -> Result<Vec<(Rule, Value)>, sqlx::Error> {
+    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT id, trigger_type, trigger_data, reply_text FROM auto_replies \
+         WHERE enabled AND (did_id = ? OR did_id IS NULL) ORDER BY id",
+    )
+    .bind(did_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, t, data, text)| {
+            let v: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+            parse_rule(id, &t, &data, text).map(|r| (r, v))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rules() -> Vec<Rule> {
+        vec![
+            Rule {
+                id: 1,
+                trigger: Trigger::AfterHours,
+                reply_text: "closed".into(),
+                own_after_hours: None,
+            },
+            Rule {
+                id: 2,
+                trigger: Trigger::Dnd,
+                reply_text: "busy".into(),
+                own_after_hours: None,
+            },
+            Rule {
+                id: 3,
+                trigger: Trigger::Keyword(vec!["hours".into(), "opening times".into()]),
+                reply_text: "9-5".into(),
+                own_after_hours: None,
+            },
+        ]
+    }
+
+    fn facts<'a>(from: &'a str, body: &'a str) -> Facts<'a> {
+        Facts {
+            from,
+            body,
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn keyword_beats_dnd_and_after_hours() {
+        let f = Facts {
+            dnd: true,
+            after_hours: true,
+            ..facts("+15551230000", "What are your HOURS?")
+        };
+        assert_eq!(decide(&f, &rules()).map(|r| r.id), Ok(3));
+        let f = facts("+15551230000", "what are your opening times");
+        assert_eq!(decide(&f, &rules()).map(|r| r.id), Ok(3));
+    }
+
+    #[test]
+    fn keywords_match_whole_words_only() {
+        let f = facts("+15551230000", "the hourss are odd");
+        assert_eq!(decide(&f, &rules()), Err(Skip::NoRule));
+    }
+
+    #[test]
+    fn dnd_then_after_hours() {
+        let f = Facts {
+            dnd: true,
+            after_hours: true,
+            ..facts("+15551230000", "hi")
+        };
+        assert_eq!(decide(&f, &rules()).map(|r| r.id), Ok(2));
+        let f = Facts {
+            after_hours: true,
+            ..facts("+15551230000", "hi")
+        };
+        assert_eq!(decide(&f, &rules()).map(|r| r.id), Ok(1));
+        assert_eq!(
+            decide(&facts("+15551230000", "hi"), &rules()),
+            Err(Skip::NoRule)
+        );
+    }
+
+    #[test]
+    fn short_codes_and_alphanumeric_senders_get_no_reply() {
+        let f = Facts {
+            dnd: true,
+            ..facts("72345", "hours")
+        };
+        assert_eq!(decide(&f, &rules()), Err(Skip::NotE164));
+        let f = Facts {
+            dnd: true,
+            ..facts("ACMEBANK", "hours")
+        };
+        assert_eq!(decide(&f, &rules()), Err(Skip::NotE164));
+    }
+
+    #[test]
+    fn other_auto_responders_and_our_own_numbers_get_no_reply() {
+        let f = Facts {
+            dnd: true,
+            ..facts("+15551230000", "Auto-reply: I am driving")
+        };
+        assert_eq!(decide(&f, &rules()), Err(Skip::LooksAutomated));
+        let f = Facts {
+            dnd: true,
+            sender_is_ours: true,
+            ..facts("+15551230000", "hello")
+        };
+        assert_eq!(decide(&f, &rules()), Err(Skip::OwnNumber));
+    }
+
+    #[test]
+    fn opt_out_words_and_opted_out_senders_get_no_reply() {
+        let f = Facts {
+            dnd: true,
+            ..facts("+15551230000", "STOP")
+        };
+        assert_eq!(decide(&f, &rules()), Err(Skip::Keyword));
+        let f = Facts {
+            dnd: true,
+            opted_out: true,
+            ..facts("+15551230000", "hello")
+        };
+        assert_eq!(decide(&f, &rules()), Err(Skip::OptedOut));
+    }
+
+    #[test]
+    fn one_reply_per_window() {
+        let f = Facts {
+            dnd: true,
+            replied_recently: true,
+            ..facts("+15551230000", "hello")
+        };
+        assert_eq!(decide(&f, &rules()), Err(Skip::RateLimited));
+    }
+
+    #[test]
+    fn after_hours_follows_the_weekly_schedule_in_the_time_zone() {
+        let hours = json!({"mon": ["09:00", "17:00"], "tue": [["09:00","12:00"],["13:00","17:00"]]});
+        let none = json!([]);
+        let at = |s: &str| proto::time::parse(s).unwrap();
+        // Monday 2025-01-13 10:00 New York = 15:00 UTC.
+        assert!(!is_after_hours(&hours, &none, "America/New_York", at("2025-01-13T15:00:00Z")));
+        // Monday 08:59 New York.
+        assert!(is_after_hours(&hours, &none, "America/New_York", at("2025-01-13T13:59:00Z")));
+        // Monday 17:00 is closed.
+        assert!(is_after_hours(&hours, &none, "America/New_York", at("2025-01-13T22:00:00Z")));
+        // Tuesday lunch break.
+        assert!(is_after_hours(&hours, &none, "America/New_York", at("2025-01-14T17:30:00Z")));
+        assert!(!is_after_hours(&hours, &none, "America/New_York", at("2025-01-14T18:30:00Z")));
+        // Wednesday is not listed: closed.
+        assert!(is_after_hours(&hours, &none, "America/New_York", at("2025-01-15T15:00:00Z")));
+        // A holiday closes an open day.
+        let hol = json!(["2025-01-13"]);
+        assert!(is_after_hours(&hours, &hol, "America/New_York", at("2025-01-13T15:00:00Z")));
+    }
+
+    #[test]
+    fn unreadable_schedules_count_as_open() {
+        let at = proto::time::parse("2025-01-13T15:00:00Z").unwrap();
+        assert!(!is_after_hours(&json!("junk"), &json!([]), "UTC", at));
+        assert!(!is_after_hours(&json!({}), &json!([]), "Not/AZone", at));
+    }
+
+    #[test]
+    fn rows_parse_into_rules() {
+        let r = parse_rule(7, "keyword", r#"{"keywords":["price"]}"#, "x".into()).unwrap();
+        assert_eq!(r.trigger, Trigger::Keyword(vec!["price".into()]));
+        assert!(parse_rule(1, "weird", "{}", "x".into()).is_none());
+    }
+}

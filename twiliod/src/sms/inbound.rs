@@ -1,0 +1,270 @@
+//! The two Twilio-signed SMS webhooks: an inbound message (CONTRACT.md §2.7)
+//! and an outbound message's status callback (§2.8). The signature has been
+//! checked by the router these routes are mounted behind.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use serde_json::json;
+
+use super::keywords::{self, Keyword};
+use super::media::{self, MediaItem};
+use super::{SmsContext, outbound, worker};
+
+/// Empty MessagingResponse: replies go out through the queue (durable and
+/// rate limited), never as TwiML.
+const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
+
+fn twiml() -> Response {
+    ([(header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response()
+}
+
+/// `POST /api/webhooks/sms/incoming`.
+pub async fn incoming(
+    State(ctx): State<SmsContext>,
+    Form(params): Form<Vec<(String, String)>>,
+) -> Response {
+    let p: HashMap<&str, &str> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    match store_inbound(&ctx, &p).await {
+        Ok(_) => twiml(),
+        Err(InboundError::Bad(m)) => (StatusCode::BAD_REQUEST, Json(json!({ "error": m }))).into_response(),
+        Err(InboundError::Db(e)) => {
+            tracing::error!(error = %e, "storing inbound message failed");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// Why an inbound message was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    /// The webhook lacks a field Twilio always sends.
+    #[error("{0}")]
+    Bad(&'static str),
+    /// The database failed (Twilio will see 503).
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Stores an inbound message; `Ok(None)` for a duplicate MessageSid.
+pub async fn store_inbound(
+    ctx: &SmsContext,
+    p: &HashMap<&str, &str>,
+) -> Result<Option<i64>, InboundError> {
+    let sid = p
+        .get("MessageSid")
+        .or_else(|| p.get("SmsMessageSid"))
+        .or_else(|| p.get("SmsSid"))
+        .copied()
+        .filter(|s| !s.is_empty())
+        .ok_or(InboundError::Bad("MessageSid missing"))?;
+    let from = p.get("From").copied().unwrap_or("");
+    let to = p.get("To").copied().unwrap_or("");
+    if to.is_empty() {
+        return Err(InboundError::Bad("To missing"));
+    }
+    let body = p.get("Body").copied().unwrap_or("");
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM messages WHERE message_sid = ?)")
+        .bind(sid)
+        .fetch_one(&ctx.pool)
+        .await?;
+    if exists {
+        tracing::info!(message_sid = sid, "duplicate inbound webhook ignored");
+        return Ok(None);
+    }
+    let num_media: usize = p
+        .get("NumMedia")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+        .min(10);
+    let mut items: Vec<MediaItem> = Vec::new();
+    for n in 0..num_media {
+        let Some(url) = p.get(format!("MediaUrl{n}").as_str()).copied() else {
+            continue;
+        };
+        let declared = p
+            .get(format!("MediaContentType{n}").as_str())
+            .copied()
+            .unwrap_or("application/octet-stream");
+        items.push(media::download(ctx, sid, n, url, declared).await);
+    }
+    let did: Option<(i64, Option<i64>, bool)> = sqlx::query_as(
+        "SELECT id, owner_user_id, sms_email_forward FROM dids WHERE number = ?",
+    )
+    .bind(to)
+    .fetch_optional(&ctx.pool)
+    .await?;
+    let (did_id, owner, forward) = match did {
+        Some((id, owner, fwd)) => (Some(id), owner, fwd),
+        None => {
+            tracing::warn!(message_sid = sid, to, "inbound message for a number that is not a DID");
+            (None, None, false)
+        }
+    };
+    let now = proto::time::now();
+    let media_json = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
+    let mut tx = ctx.pool.begin().await?;
+    let res = sqlx::query(
+        "INSERT INTO messages (message_sid, direction, from_number, to_number, did_id, user_id, body, \
+         media_urls, status, created_at, updated_at) \
+         VALUES (?, 'inbound', ?, ?, ?, ?, ?, ?, 'received', ?, ?) ON CONFLICT(message_sid) DO NOTHING",
+    )
+    .bind(sid)
+    .bind(from)
+    .bind(to)
+    .bind(did_id)
+    .bind(owner)
+    .bind(body)
+    .bind(&media_json)
+    .bind(&now)
+    .bind(&now)
+    .execute(&mut *tx)
+    .await?;
+    if res.rows_affected() == 0 {
+        tracing::info!(message_sid = sid, "duplicate inbound webhook ignored");
+        return Ok(None);
+    }
+    let id = res.last_insert_rowid();
+    match keywords::classify(body) {
+        Some(Keyword::OptOut) => {
+            sqlx::query(
+                "INSERT INTO sms_opt_outs (did_number, number, created_at) VALUES (?, ?, ?) \
+                 ON CONFLICT(did_number, number) DO NOTHING",
+            )
+            .bind(to)
+            .bind(from)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Some(Keyword::OptIn) => {
+            sqlx::query("DELETE FROM sms_opt_outs WHERE did_number = ? AND number = ?")
+                .bind(to)
+                .bind(from)
+                .execute(&mut *tx)
+                .await?;
+        }
+        _ => {}
+    }
+    if did_id.is_some() {
+        worker::enqueue_in(&mut tx, "sms.autoreply", &json!({ "message_id": id }), &format!("sms.autoreply:{id}"))
+            .await?;
+    }
+    if forward {
+        worker::enqueue_in(&mut tx, "sms.notify", &json!({ "message_id": id }), &format!("sms.notify:{id}"))
+            .await?;
+    }
+    tx.commit().await?;
+    ctx.wake.notify_one();
+    tracing::info!(
+        message_id = id,
+        message_sid = sid,
+        did_id = ?did_id,
+        media = items.len(),
+        forward,
+        owner = ?owner,
+        "inbound message stored"
+    );
+    Ok(Some(id))
+}
+
+/// Query parameters we put on the StatusCallback URL.
+#[derive(Debug, serde::Deserialize)]
+pub struct CallbackQuery {
+    pub gosip_mid: Option<i64>,
+    pub gosip_tok: Option<String>,
+}
+
+/// `POST /api/webhooks/sms/status`.
+pub async fn status_callback(
+    State(ctx): State<SmsContext>,
+    Query(q): Query<CallbackQuery>,
+    Form(params): Form<Vec<(String, String)>>,
+) -> Response {
+    let p: HashMap<&str, &str> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    match apply_status(&ctx, &p, &q).await {
+        Ok(_) => twiml(),
+        Err(e) => {
+            tracing::error!(error = %e, "status callback failed");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// Applies one status callback; returns whether a row's status moved.
+pub async fn apply_status(
+    ctx: &SmsContext,
+    p: &HashMap<&str, &str>,
+    q: &CallbackQuery,
+) -> Result<bool, sqlx::Error> {
+    let Some(sid) = p.get("MessageSid").or_else(|| p.get("SmsSid")).copied() else {
+        return Ok(false);
+    };
+    let status = p
+        .get("MessageStatus")
+        .or_else(|| p.get("SmsStatus"))
+        .copied()
+        .unwrap_or("");
+    let mut id: Option<i64> = sqlx::query_scalar("SELECT id FROM messages WHERE message_sid = ?")
+        .bind(sid)
+        .fetch_optional(&ctx.pool)
+        .await?;
+    if id.is_none()
+        && let (Some(mid), Some(tok)) = (q.gosip_mid, q.gosip_tok.as_deref())
+    {
+        // The POST's answer never reached us (or has not yet): the token we
+        // put in this attempt's callback URL proves which row it is.
+        let res = sqlx::query(
+            "UPDATE messages SET message_sid = ?, updated_at = ? \
+             WHERE id = ? AND send_token = ? AND message_sid IS NULL AND direction = 'outbound'",
+        )
+        .bind(sid)
+        .bind(proto::time::now())
+        .bind(mid)
+        .bind(tok)
+        .execute(&ctx.pool)
+        .await?;
+        if res.rows_affected() == 1 {
+            tracing::info!(message_id = mid, sid, "SID attached from status callback");
+            id = Some(mid);
+        }
+    }
+    let Some(id) = id else {
+        tracing::warn!(sid, status, "status callback for an unknown message");
+        return Ok(false);
+    };
+    let code: Option<i64> = p.get("ErrorCode").and_then(|c| c.trim().parse().ok()).filter(|c| *c != 0);
+    let message = code.map(error_text);
+    let moved = outbound::advance_status(&ctx.pool, id, status, code, message.as_deref()).await?;
+    tracing::info!(message_id = id, sid, status, error_code = ?code, moved, "message status callback");
+    Ok(moved)
+}
+
+/// A person-readable reason for Twilio's delivery error codes.
+pub fn error_text(code: i64) -> String {
+    let t = match code {
+        21211 => "Invalid 'To' phone number",
+        21610 => "Recipient has opted out (replied STOP)",
+        21614 => "'To' number is not a mobile number",
+        30001 => "Queue overflow",
+        30002 => "Account suspended",
+        30003 => "Unreachable destination handset",
+        30004 => "Message blocked",
+        30005 => "Unknown destination handset",
+        30006 => "Landline or unreachable carrier",
+        30007 => "Message filtered by the carrier",
+        30008 => "Unknown error",
+        30010 => "Message price exceeds max price",
+        _ => "Delivery failed",
+    };
+    format!("{t} (Twilio error {code})")
+}
