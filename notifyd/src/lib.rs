@@ -1,6 +1,20 @@
 //! notifyd owns outgoing notifications: email (SMTP or Postmark), Gotify push
 //! and outgoing event webhooks, each job stored before it is acknowledged and
 //! retried on the schedule the settings give.
+//!
+//! It must not decide who gets what beyond the users' own preferences
+//! (`notify_prefs`): which events exist is the calling daemon's business.
+//! See README.md in this folder for the event fields and webhook signature.
+
+pub mod deliver;
+pub mod event;
+pub mod prefs;
+pub mod queue;
+pub mod service;
+pub mod templates;
+pub mod worker;
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -48,16 +62,29 @@ pub async fn run(
             .clone()
             .poll(std::time::Duration::from_secs(5), shutdown.clone()),
     );
+    let ctx = Arc::new(worker::Ctx::new(
+        pool.clone(),
+        settings.clone(),
+        cfg.common.data_dir.clone(),
+    )?);
+    let dispatcher = tokio::spawn(worker::dispatch(ctx.clone(), shutdown.clone()));
+    tokio::spawn(worker::watch_alerts(
+        ctx.clone(),
+        std::time::Duration::from_secs(2),
+        shutdown.clone(),
+    ));
     tracing::info!(grpc = %listeners.grpc.local_addr()?, "notifyd listening");
     let daemon = DaemonService::new("notifyd", pool.clone(), settings.clone());
     tonic::transport::Server::builder()
         .add_service(daemon.into_server())
+        .add_service(service::NotifyService::new(ctx).into_server())
         .serve_with_incoming_shutdown(
             proto::daemon::incoming(listeners.grpc),
             shutdown.cancelled_owned(),
         )
         .await
         .context("grpc server")?;
+    let _ = dispatcher.await;
     tracing::info!("notifyd stopped");
     Ok(())
 }

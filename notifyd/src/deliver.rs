@@ -1,0 +1,337 @@
+//! One delivery attempt per call, on each channel: email (SMTP with lettre
+//! or Postmark's HTTP API), Gotify push, signed webhooks. Every function
+//! reads the settings it is given (the snapshot current at delivery time)
+//! and returns the remote side's answer or the real error text.
+
+use std::time::Duration;
+
+use hmac::{Hmac, KeyInit, Mac};
+use lettre::message::{Attachment, Mailbox, MultiPart, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use proto::settings::Settings;
+use sha2::Sha256;
+
+/// SMTP connection and command timeout.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Header carrying `sha256=<hex HMAC-SHA256(secret, body)>`.
+pub const SIGNATURE_HEADER: &str = "X-GoSIP-Signature";
+/// Header carrying the event's Unix time (also `timestamp` in the body).
+pub const TIMESTAMP_HEADER: &str = "X-GoSIP-Timestamp";
+/// Header naming the event kind.
+pub const EVENT_HEADER: &str = "X-GoSIP-Event";
+/// Header carrying the delivery (job) id; the same on every retry.
+pub const DELIVERY_HEADER: &str = "X-GoSIP-Delivery";
+
+/// A ready-to-send email.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub attachments: Vec<FileAttachment>,
+}
+
+/// A file to attach.
+#[derive(Debug, Clone)]
+pub struct FileAttachment {
+    pub name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A push message.
+#[derive(Debug, Clone)]
+pub struct Push {
+    pub title: String,
+    pub message: String,
+    pub priority: u8,
+}
+
+/// Sends `mail` with the transport `email.transport` names.
+pub async fn email(s: &Settings, http: &reqwest::Client, mail: &Mail) -> Result<String, String> {
+    let from = s.str("email.from").trim();
+    if from.is_empty() {
+        return Err("email.from is not set".into());
+    }
+    match s.str("email.transport") {
+        "postmark" => postmark(s, http, from, mail).await,
+        _ => smtp(s, from, mail).await,
+    }
+}
+
+async fn smtp(s: &Settings, from: &str, mail: &Mail) -> Result<String, String> {
+    let host = s.str("smtp.host").trim();
+    if host.is_empty() {
+        return Err("smtp.host is not set".into());
+    }
+    let message = build_message(from, mail)?;
+    let security = s.str("smtp.security");
+    let builder = match security {
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host),
+        "plain" | "none" => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+            host,
+        )),
+        _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host),
+    }
+    .map_err(|e| format!("smtp {host}: {}", chain(&e)))?;
+    let mut builder = builder.timeout(Some(SMTP_TIMEOUT));
+    let port = s.u64("smtp.port");
+    if port > 0 && port <= u64::from(u16::MAX) {
+        builder = builder.port(port as u16);
+    }
+    let user = s.str("smtp.username").trim();
+    if !user.is_empty() {
+        builder = builder.credentials(Credentials::new(
+            user.to_owned(),
+            s.str("smtp.password").to_owned(),
+        ));
+    }
+    let transport = builder.build();
+    match transport.send(message).await {
+        Ok(r) => Ok(format!(
+            "{} {}",
+            r.code(),
+            r.message().collect::<Vec<_>>().join(" ")
+        )),
+        Err(e) => Err(format!("smtp {host}:{port} ({security}): {}", chain(&e))),
+    }
+}
+
+/// A multipart/alternative text + HTML message, inside multipart/mixed when
+/// it carries files.
+pub fn build_message(from: &str, mail: &Mail) -> Result<Message, String> {
+    let from: Mailbox = from
+        .parse()
+        .map_err(|e| format!("email.from {from:?}: {e}"))?;
+    let to: Mailbox = mail
+        .to
+        .parse()
+        .map_err(|e| format!("recipient {:?}: {e}", mail.to))?;
+    let alt = MultiPart::alternative_plain_html(mail.text.clone(), mail.html.clone());
+    let body = if mail.attachments.is_empty() {
+        alt
+    } else {
+        let mut mixed = MultiPart::mixed().multipart(alt);
+        for a in &mail.attachments {
+            let ct = ContentType::parse(&a.content_type).unwrap_or(
+                ContentType::parse("application/octet-stream").map_err(|e| e.to_string())?,
+            );
+            mixed = mixed.singlepart(Attachment::new(a.name.clone()).body(a.bytes.clone(), ct));
+        }
+        mixed
+    };
+    Message::builder()
+        .from(from)
+        .to(to)
+        .subject(mail.subject.clone())
+        .multipart(body)
+        .map_err(|e| format!("build message: {e}"))
+}
+
+async fn postmark(
+    s: &Settings,
+    http: &reqwest::Client,
+    from: &str,
+    mail: &Mail,
+) -> Result<String, String> {
+    use base64::Engine;
+    let token = s.str("postmark.token");
+    if token.is_empty() {
+        return Err("postmark.token is not set".into());
+    }
+    let base = s.str("postmark.api_base").trim_end_matches('/');
+    let attachments: Vec<_> = mail
+        .attachments
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "Name": a.name,
+                "Content": base64::engine::general_purpose::STANDARD.encode(&a.bytes),
+                "ContentType": a.content_type,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "From": from,
+        "To": mail.to,
+        "Subject": mail.subject,
+        "TextBody": mail.text,
+        "HtmlBody": mail.html,
+        "MessageStream": "outbound",
+        "Attachments": attachments,
+    });
+    let resp = http
+        .post(format!("{base}/email"))
+        .header("X-Postmark-Server-Token", token)
+        .header("Accept", "application/json")
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("postmark {base}: {}", chain(&e.without_url())))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(format!("{status} {}", clip(&text)))
+    } else {
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("Message").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or(text);
+        Err(format!("postmark {status}: {}", clip(&message)))
+    }
+}
+
+/// POSTs a message to Gotify (`{url}/message?token=...`).
+pub async fn gotify(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    push: &Push,
+) -> Result<String, String> {
+    if url.is_empty() || token.is_empty() {
+        return Err("gotify.url or gotify.token is not set".into());
+    }
+    let base = url.trim_end_matches('/');
+    let endpoint = url::Url::parse_with_params(&format!("{base}/message"), [("token", token)])
+        .map_err(|e| format!("gotify.url {base:?}: {e}"))?;
+    let resp = http
+        .post(endpoint)
+        .json(&serde_json::json!({
+            "title": push.title,
+            "message": push.message,
+            "priority": push.priority,
+        }))
+        .send()
+        .await
+        // without_url: the token is in the query string.
+        .map_err(|e| format!("gotify {base}: {}", chain(&e.without_url())))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(format!("{status} {}", clip(&text)))
+    } else {
+        Err(format!("gotify {status}: {}", clip(&text)))
+    }
+}
+
+/// A signed webhook request's parts.
+#[derive(Debug, Clone)]
+pub struct Hook<'a> {
+    pub url: &'a str,
+    pub secret: &'a str,
+    pub body: &'a str,
+    pub event: &'a str,
+    pub timestamp: i64,
+    pub delivery_id: i64,
+}
+
+/// POSTs a webhook body, signed.
+pub async fn webhook(http: &reqwest::Client, hook: &Hook<'_>) -> Result<String, String> {
+    let resp = http
+        .post(hook.url)
+        .header("Content-Type", "application/json")
+        .header(
+            SIGNATURE_HEADER,
+            signature(hook.secret, hook.body.as_bytes()),
+        )
+        .header(TIMESTAMP_HEADER, hook.timestamp.to_string())
+        .header(EVENT_HEADER, hook.event)
+        .header(DELIVERY_HEADER, hook.delivery_id.to_string())
+        .body(hook.body.to_owned())
+        .send()
+        .await
+        .map_err(|e| format!("webhook: {}", chain(&e.without_url())))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(format!("{status} {}", clip(&text)))
+    } else {
+        Err(format!("webhook {status}: {}", clip(&text)))
+    }
+}
+
+/// `sha256=` + hex HMAC-SHA256 of the exact body bytes under `secret`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// An error with its causes, e.g. "Connection error: Connection refused (os error 111)".
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(500).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_rfc_4231_test_case_2() {
+        // RFC 4231 4.3: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn a_message_with_files_is_mixed_with_an_alternative_inside() {
+        let m = build_message(
+            "GoSIP <pbx@example.org>",
+            &Mail {
+                to: "a@example.org".into(),
+                subject: "Hi".into(),
+                text: "plain".into(),
+                html: "<p>html</p>".into(),
+                attachments: vec![FileAttachment {
+                    name: "vm.wav".into(),
+                    content_type: "audio/wav".into(),
+                    bytes: vec![1, 2, 3],
+                }],
+            },
+        )
+        .unwrap();
+        let raw = String::from_utf8(m.formatted()).unwrap();
+        assert!(raw.contains("multipart/mixed"));
+        assert!(raw.contains("multipart/alternative"));
+        assert!(raw.contains("text/plain"));
+        assert!(raw.contains("text/html"));
+        assert!(raw.contains("filename=\"vm.wav\""));
+    }
+
+    #[test]
+    fn a_bad_from_address_is_reported() {
+        let e = build_message(
+            "not an address",
+            &Mail {
+                to: "a@example.org".into(),
+                subject: "s".into(),
+                text: "t".into(),
+                html: "h".into(),
+                attachments: vec![],
+            },
+        )
+        .unwrap_err();
+        assert!(e.starts_with("email.from"), "{e}");
+    }
+}

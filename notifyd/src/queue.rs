@@ -1,0 +1,288 @@
+//! notifyd's rows of the durable `jobs` table (queue = 'notifyd') and the
+//! `deliveries` log.
+//!
+//! A job is `pending` until due, `running` while a worker has it, then `done`
+//! or `abandoned`. Jobs found `running` at start-up were cut off by a crash
+//! and go back to `pending`, so delivery is at-least-once: only a crash
+//! between the remote side accepting and the row being updated can repeat
+//! one.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::{SqliteConnection, SqlitePool};
+
+/// The `jobs.queue` value notifyd owns.
+pub const QUEUE: &str = "notifyd";
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Try again after this long.
+    Retry(Duration),
+    /// The schedule is used up.
+    GiveUp,
+}
+
+/// `delays[i]` is the wait before attempt `i + 1` (measured from the
+/// previous attempt; the first from acceptance). After `done` failed
+/// attempts: retry while the schedule has entries left. An empty schedule
+/// means a single attempt.
+pub fn next_step(done: usize, delays: &[Duration]) -> Step {
+    match delays.get(done) {
+        Some(d) if done > 0 => Step::Retry(*d),
+        _ => Step::GiveUp,
+    }
+}
+
+/// The wait before the first attempt.
+pub fn first_delay(delays: &[Duration]) -> Duration {
+    delays.first().copied().unwrap_or_default()
+}
+
+/// The storage form of now + `after`.
+pub fn at(after: Duration) -> String {
+    let d = chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
+    proto::time::fmt(Utc::now().checked_add_signed(d).unwrap_or(Utc::now()))
+}
+
+/// Stores a job. With an idempotency key, a second insert with the same key
+/// returns the first job's id instead of adding one.
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    kind: &str,
+    payload: &str,
+    after: Duration,
+    max_attempts: usize,
+    idempotency_key: Option<&str>,
+) -> Result<i64, sqlx::Error> {
+    let now = proto::time::now();
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO jobs (queue, kind, payload, status, attempts, max_attempts, \
+         next_attempt_at, idempotency_key, created_at, updated_at) \
+         VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?) \
+         ON CONFLICT(idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(QUEUE)
+    .bind(kind)
+    .bind(payload)
+    .bind(max_attempts as i64)
+    .bind(at(after))
+    .bind(idempotency_key)
+    .bind(&now)
+    .bind(&now)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match inserted {
+        Some(id) => Ok(id),
+        None => {
+            sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = ?")
+                .bind(idempotency_key)
+                .fetch_one(&mut *conn)
+                .await
+        }
+    }
+}
+
+/// Puts jobs a crash left `running` back in line; returns how many.
+pub async fn recover(pool: &SqlitePool) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE jobs SET status = 'pending', updated_at = ? \
+         WHERE queue = ? AND status = 'running'",
+    )
+    .bind(proto::time::now())
+    .bind(QUEUE)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Takes the oldest due job, marking it `running`.
+pub async fn claim(pool: &SqlitePool) -> Result<Option<Job>, sqlx::Error> {
+    let now = proto::time::now();
+    let row: Option<(i64, String, String, i64)> = sqlx::query_as(
+        "UPDATE jobs SET status = 'running', updated_at = ?1 \
+         WHERE id = (SELECT id FROM jobs WHERE queue = ?2 AND status = 'pending' \
+                     AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT 1) \
+         RETURNING id, kind, payload, attempts",
+    )
+    .bind(&now)
+    .bind(QUEUE)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(id, kind, payload, attempts)| Job {
+        id,
+        kind,
+        payload,
+        attempts,
+    }))
+}
+
+/// When the next pending job falls due.
+pub async fn next_due(pool: &SqlitePool) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT MIN(next_attempt_at) FROM jobs WHERE queue = ? AND status = 'pending'",
+    )
+    .bind(QUEUE)
+    .fetch_one(pool)
+    .await
+}
+
+/// Marks a job done without logging a delivery (event fan-out).
+pub async fn mark_done(conn: &mut SqliteConnection, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE jobs SET status = 'done', updated_at = ? WHERE id = ?")
+        .bind(proto::time::now())
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The result of one delivery attempt, as logged.
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    pub channel: &'a str,
+    pub target: &'a str,
+    /// `sent`, `failed` (will retry) or `abandoned` (last try failed).
+    pub status: &'a str,
+    pub response: &'a str,
+}
+
+/// Logs an attempt in `deliveries` and moves the job on, in one transaction.
+pub async fn finish(
+    pool: &SqlitePool,
+    job: &Job,
+    attempt: &Attempt<'_>,
+    retry_after: Option<Duration>,
+    max_attempts: usize,
+) -> Result<(), sqlx::Error> {
+    let now = proto::time::now();
+    let mut tx = pool.begin().await?;
+    log_delivery(&mut tx, Some(job.id), attempt).await?;
+    let (status, next) = match (attempt.status, retry_after) {
+        ("sent", _) => ("done", now.clone()),
+        (_, Some(after)) => ("pending", at(after)),
+        _ => ("abandoned", now.clone()),
+    };
+    let error = (attempt.status != "sent").then_some(attempt.response);
+    sqlx::query(
+        "UPDATE jobs SET status = ?, attempts = attempts + 1, max_attempts = ?, \
+         next_attempt_at = ?, last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ?",
+    )
+    .bind(status)
+    .bind(max_attempts as i64)
+    .bind(next)
+    .bind(error)
+    .bind(&now)
+    .bind(job.id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// Abandons a job that cannot be attempted at all (bad payload, endpoint
+/// gone), logging why.
+pub async fn give_up(
+    pool: &SqlitePool,
+    job: &Job,
+    attempt: &Attempt<'_>,
+) -> Result<(), sqlx::Error> {
+    finish(pool, job, attempt, None, job.attempts as usize + 1).await
+}
+
+/// One row of the delivery log.
+pub async fn log_delivery(
+    conn: &mut SqliteConnection,
+    job_id: Option<i64>,
+    a: &Attempt<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO deliveries (job_id, channel, target, status, response, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(job_id)
+    .bind(a.channel)
+    .bind(a.target)
+    .bind(a.status)
+    .bind(a.response)
+    .bind(proto::time::now())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|s| Duration::from_secs(*s)).collect()
+    }
+
+    #[test]
+    fn email_schedule_gives_three_tries_over_an_hour() {
+        let d = secs(&[0, 1200, 2400]);
+        assert_eq!(first_delay(&d), Duration::ZERO);
+        assert_eq!(next_step(1, &d), Step::Retry(Duration::from_secs(1200)));
+        assert_eq!(next_step(2, &d), Step::Retry(Duration::from_secs(2400)));
+        assert_eq!(next_step(3, &d), Step::GiveUp);
+    }
+
+    #[test]
+    fn an_empty_schedule_means_one_attempt() {
+        assert_eq!(first_delay(&[]), Duration::ZERO);
+        assert_eq!(next_step(1, &[]), Step::GiveUp);
+    }
+
+    #[tokio::test]
+    async fn a_claimed_job_left_running_by_a_crash_is_claimed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = proto::db::open(dir.path()).await.unwrap();
+        let mut c = pool.acquire().await.unwrap();
+        let id = insert(&mut c, "email", "{}", Duration::ZERO, 3, None)
+            .await
+            .unwrap();
+        drop(c);
+        assert_eq!(claim(&pool).await.unwrap().unwrap().id, id);
+        assert!(claim(&pool).await.unwrap().is_none());
+        assert_eq!(recover(&pool).await.unwrap(), 1);
+        assert_eq!(claim(&pool).await.unwrap().unwrap().id, id);
+    }
+
+    #[tokio::test]
+    async fn the_same_idempotency_key_stores_one_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = proto::db::open(dir.path()).await.unwrap();
+        let mut c = pool.acquire().await.unwrap();
+        let a = insert(&mut c, "event", "{}", Duration::ZERO, 1, Some("k1"))
+            .await
+            .unwrap();
+        let b = insert(&mut c, "event", "{}", Duration::ZERO, 1, Some("k1"))
+            .await
+            .unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[tokio::test]
+    async fn future_jobs_are_not_claimed_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = proto::db::open(dir.path()).await.unwrap();
+        let mut c = pool.acquire().await.unwrap();
+        insert(&mut c, "email", "{}", Duration::from_secs(60), 3, None)
+            .await
+            .unwrap();
+        drop(c);
+        assert!(claim(&pool).await.unwrap().is_none());
+        assert!(next_due(&pool).await.unwrap().is_some());
+    }
+}

@@ -1,0 +1,575 @@
+//! The shell around the queue: a dispatcher that claims due jobs and runs a
+//! few at once, the fan-out of an accepted event into one job per channel
+//! and destination (so channels retry independently), one delivery attempt
+//! per job, and a watcher that turns new rows of the `alerts` table into
+//! admin-alert events.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sqlx::SqlitePool;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use proto::settings::{Settings, SettingsHandle};
+
+use crate::deliver::{self, FileAttachment, Hook, Mail, Push};
+use crate::event::{Event, Kind};
+use crate::prefs::{Prefs, Recipient, Target};
+use crate::queue::{self, Attempt, Job, Step};
+use crate::templates;
+
+/// Deliveries attempted at the same time.
+const WORKERS: usize = 4;
+/// Longest sleep of the dispatcher when nothing is due.
+const MAX_IDLE: Duration = Duration::from_secs(2);
+/// `jobs.kind` of an accepted event that still has to be fanned out.
+pub const EVENT_JOB: &str = "event";
+
+/// What every task shares.
+pub struct Ctx {
+    pub pool: SqlitePool,
+    pub settings: SettingsHandle,
+    pub http: reqwest::Client,
+    pub data_dir: PathBuf,
+    /// Wakes the dispatcher (a job was stored or a worker finished).
+    pub wake: Notify,
+}
+
+impl Ctx {
+    pub fn new(
+        pool: SqlitePool,
+        settings: SettingsHandle,
+        data_dir: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("GoSIP-notifyd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("http client")?;
+        Ok(Self {
+            pool,
+            settings,
+            http,
+            data_dir,
+            wake: Notify::new(),
+        })
+    }
+}
+
+/// A delivery job's payload (`jobs.kind` is the channel).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "channel", rename_all = "snake_case")]
+pub enum Delivery {
+    Email {
+        event_id: i64,
+        event: Event,
+        to: String,
+    },
+    /// `user_id` 0 = the system Gotify; else that user's own server.
+    Gotify {
+        event_id: i64,
+        event: Event,
+        user_id: i64,
+    },
+    /// The body is fixed at fan-out so every retry sends the same bytes.
+    Webhook {
+        event_id: i64,
+        endpoint_id: i64,
+        event: Kind,
+        timestamp: i64,
+        body: String,
+    },
+}
+
+impl Delivery {
+    pub fn channel(&self) -> &'static str {
+        match self {
+            Delivery::Email { .. } => "email",
+            Delivery::Gotify { .. } => "gotify",
+            Delivery::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// The retry schedule of a channel, as set now.
+pub fn schedule(s: &Settings, channel: &str) -> Vec<Duration> {
+    let key = match channel {
+        "email" => "notify.email_retry_delays",
+        "gotify" => "notify.gotify_retry_delays",
+        _ => "notify.webhook_retry_delays",
+    };
+    s.durations(key)
+}
+
+/// Stores an accepted event (before `Notify` answers) and wakes the
+/// dispatcher.
+pub async fn enqueue_event(
+    ctx: &Ctx,
+    event: &Event,
+    idempotency_key: Option<&str>,
+) -> Result<i64, sqlx::Error> {
+    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let mut conn = ctx.pool.acquire().await?;
+    let key = idempotency_key.map(|k| format!("notifyd:{k}"));
+    let id = queue::insert(
+        &mut conn,
+        EVENT_JOB,
+        &payload,
+        Duration::ZERO,
+        1,
+        key.as_deref(),
+    )
+    .await?;
+    drop(conn);
+    ctx.wake.notify_one();
+    Ok(id)
+}
+
+/// Claims due jobs and runs them until `shutdown`. Jobs a crash left
+/// `running` are put back in line first.
+pub async fn dispatch(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    match queue::recover(&ctx.pool).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "retrying jobs cut off by a restart"),
+        Err(e) => tracing::warn!(error = %e, "could not recover running jobs"),
+    }
+    let permits = Arc::new(Semaphore::new(WORKERS));
+    let mut tasks = JoinSet::new();
+    loop {
+        while let Ok(permit) = permits.clone().try_acquire_owned() {
+            match queue::claim(&ctx.pool).await {
+                Ok(Some(job)) => {
+                    let c = ctx.clone();
+                    tasks.spawn(async move {
+                        run_job(&c, job).await;
+                        drop(permit);
+                        c.wake.notify_one();
+                    });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming a job failed");
+                    break;
+                }
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        let wait = if permits.available_permits() == 0 {
+            MAX_IDLE
+        } else {
+            match queue::next_due(&ctx.pool).await {
+                Ok(Some(t)) => proto::time::parse(&t)
+                    .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
+                    .unwrap_or(Duration::ZERO)
+                    .min(MAX_IDLE),
+                _ => MAX_IDLE,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ctx.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    // Attempts in flight get a moment to record their outcome; any still
+    // running are retried after the next start.
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Runs one job, turning a panic into a failed attempt so the job is not
+/// stuck `running` until the next restart.
+async fn run_job(ctx: &Arc<Ctx>, job: Job) {
+    let c = ctx.clone();
+    let j = job.clone();
+    let outcome = tokio::spawn(async move { process(&c, &j).await }).await;
+    let err = match outcome {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(e) => format!("worker panicked: {e}"),
+    };
+    tracing::error!(job_id = job.id, kind = %job.kind, error = %err, "job failed internally");
+    let sched = schedule(&ctx.settings.get(), &job.kind);
+    let retry = match queue::next_step(job.attempts as usize + 1, &sched) {
+        Step::Retry(d) => Some(d),
+        Step::GiveUp => None,
+    };
+    let a = Attempt {
+        channel: &job.kind,
+        target: "",
+        status: if retry.is_some() {
+            "failed"
+        } else {
+            "abandoned"
+        },
+        response: &err,
+    };
+    if let Err(e) = queue::finish(&ctx.pool, &job, &a, retry, sched.len()).await {
+        tracing::error!(job_id = job.id, error = %e, "could not record a failed job");
+    }
+}
+
+async fn process(ctx: &Ctx, job: &Job) -> anyhow::Result<()> {
+    if job.kind == EVENT_JOB {
+        let event: Event = serde_json::from_str(&job.payload).context("event payload")?;
+        return fan_out(ctx, job.id, &event).await;
+    }
+    let delivery: Delivery = match serde_json::from_str(&job.payload) {
+        Ok(d) => d,
+        Err(e) => {
+            let msg = format!("unreadable job payload: {e}");
+            let a = Attempt {
+                channel: &job.kind,
+                target: "",
+                status: "abandoned",
+                response: &msg,
+            };
+            return Ok(queue::give_up(&ctx.pool, job, &a).await?);
+        }
+    };
+    attempt(ctx, job, &delivery).await
+}
+
+/// Turns one event into delivery jobs, stored in the same transaction that
+/// marks the event done, so a crash repeats the fan-out at most as a whole.
+async fn fan_out(ctx: &Ctx, event_id: i64, event: &Event) -> anyhow::Result<()> {
+    let s = ctx.settings.get();
+    let recipients = recipients(&ctx.pool, event.user_id).await?;
+    let system_gotify = !s.str("gotify.url").is_empty() && !s.str("gotify.token").is_empty();
+    let mut jobs: Vec<Delivery> = crate::prefs::targets(event.kind, &recipients, system_gotify)
+        .into_iter()
+        .map(|t| match t {
+            Target::Email { to } => Delivery::Email {
+                event_id,
+                event: event.clone(),
+                to,
+            },
+            Target::Gotify { user_id } => Delivery::Gotify {
+                event_id,
+                event: event.clone(),
+                user_id,
+            },
+        })
+        .collect();
+    let created = proto::time::parse(&event.created_at).unwrap_or_else(chrono::Utc::now);
+    let body = serde_json::to_string(&serde_json::json!({
+        "id": event_id,
+        "event": event.kind,
+        "created_at": event.created_at,
+        "timestamp": created.timestamp(),
+        "user_id": (event.user_id > 0).then_some(event.user_id),
+        "data": event.data,
+        "attachments": event.attachments,
+    }))?;
+    for endpoint_id in webhook_endpoints(&ctx.pool, event.kind).await? {
+        jobs.push(Delivery::Webhook {
+            event_id,
+            endpoint_id,
+            event: event.kind,
+            timestamp: created.timestamp(),
+            body: body.clone(),
+        });
+    }
+    let mut tx = ctx.pool.begin().await?;
+    for d in &jobs {
+        let sched = schedule(&s, d.channel());
+        queue::insert(
+            &mut tx,
+            d.channel(),
+            &serde_json::to_string(d)?,
+            queue::first_delay(&sched),
+            sched.len(),
+            None,
+        )
+        .await?;
+    }
+    queue::mark_done(&mut tx, event_id).await?;
+    tx.commit().await?;
+    tracing::info!(
+        event_id,
+        kind = %event.kind,
+        user_id = event.user_id,
+        recipients = recipients.len(),
+        deliveries = jobs.len(),
+        "event fanned out"
+    );
+    Ok(())
+}
+
+/// The user an event is for, or every admin for user 0 (or a user who no
+/// longer exists).
+async fn recipients(pool: &SqlitePool, user_id: i64) -> Result<Vec<Recipient>, sqlx::Error> {
+    let row = |(id, email, prefs): (i64, String, String)| Recipient {
+        user_id: id,
+        email,
+        prefs: Prefs::parse(&prefs),
+    };
+    if user_id > 0 {
+        let one: Option<(i64, String, String)> =
+            sqlx::query_as("SELECT id, email, CAST(notify_prefs AS TEXT) FROM users WHERE id = ?")
+                .bind(user_id)
+                .fetch_optional(pool)
+                .await?;
+        if let Some(u) = one {
+            return Ok(vec![row(u)]);
+        }
+    }
+    let admins: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT id, email, CAST(notify_prefs AS TEXT) FROM users WHERE role = 'admin' ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(admins.into_iter().map(row).collect())
+}
+
+/// Enabled endpoints whose `events` filter (empty = all) names `kind`.
+async fn webhook_endpoints(pool: &SqlitePool, kind: Kind) -> Result<Vec<i64>, sqlx::Error> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, CAST(events AS TEXT) FROM webhook_endpoints WHERE enabled ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, events)| {
+            let list: Vec<String> = serde_json::from_str(events).unwrap_or_default();
+            list.is_empty() || list.iter().any(|e| e == kind.as_str() || e == "*")
+        })
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// One attempt of one delivery, logged, and the job moved on per the
+/// channel's schedule as set right now.
+async fn attempt(ctx: &Ctx, job: &Job, d: &Delivery) -> anyhow::Result<()> {
+    let s = ctx.settings.get();
+    let channel = d.channel();
+    let (target, result) = match d {
+        Delivery::Email { event, to, .. } => {
+            let mail = compose(&ctx.data_dir, &s, event, to).await;
+            (to.clone(), deliver::email(&s, &ctx.http, &mail).await)
+        }
+        Delivery::Gotify { event, user_id, .. } => {
+            let (url, token) = gotify_server(&ctx.pool, &s, *user_id).await;
+            let r = templates::render(event, timezone(&s));
+            let push = Push {
+                title: r.subject,
+                message: r.short,
+                priority: r.priority,
+            };
+            (
+                url.clone(),
+                deliver::gotify(&ctx.http, &url, &token, &push).await,
+            )
+        }
+        Delivery::Webhook {
+            endpoint_id,
+            event,
+            timestamp,
+            body,
+            ..
+        } => {
+            let ep: Option<(String, String, bool)> =
+                sqlx::query_as("SELECT url, secret, enabled FROM webhook_endpoints WHERE id = ?")
+                    .bind(endpoint_id)
+                    .fetch_optional(&ctx.pool)
+                    .await?;
+            match ep {
+                Some((url, secret, true)) => {
+                    let hook = Hook {
+                        url: &url,
+                        secret: &secret,
+                        body,
+                        event: event.as_str(),
+                        timestamp: *timestamp,
+                        delivery_id: job.id,
+                    };
+                    (url.clone(), deliver::webhook(&ctx.http, &hook).await)
+                }
+                _ => {
+                    let a = Attempt {
+                        channel,
+                        target: &format!("endpoint {endpoint_id}"),
+                        status: "abandoned",
+                        response: "endpoint deleted or disabled",
+                    };
+                    return Ok(queue::give_up(&ctx.pool, job, &a).await?);
+                }
+            }
+        }
+    };
+    let sched = schedule(&s, channel);
+    let done = job.attempts as usize + 1;
+    match result {
+        Ok(resp) => {
+            let a = Attempt {
+                channel,
+                target: &target,
+                status: "sent",
+                response: &resp,
+            };
+            queue::finish(&ctx.pool, job, &a, None, sched.len()).await?;
+            tracing::info!(job_id = job.id, channel, target = %target, attempt = done, "delivered");
+        }
+        Err(err) => {
+            let retry = match queue::next_step(done, &sched) {
+                Step::Retry(after) => Some(after),
+                Step::GiveUp => None,
+            };
+            let a = Attempt {
+                channel,
+                target: &target,
+                status: if retry.is_some() {
+                    "failed"
+                } else {
+                    "abandoned"
+                },
+                response: &err,
+            };
+            queue::finish(&ctx.pool, job, &a, retry, sched.len()).await?;
+            match (retry, channel) {
+                (Some(after), _) => tracing::warn!(
+                    job_id = job.id, channel, target = %target, attempt = done,
+                    retry_in_secs = after.as_secs(), error = %err, "delivery failed, will retry"
+                ),
+                // Gotify fails silently (requirements, failure modes).
+                (None, "gotify") => tracing::info!(
+                    job_id = job.id, channel, attempt = done, error = %err, "push abandoned"
+                ),
+                (None, _) => {
+                    tracing::warn!(
+                        job_id = job.id, channel, target = %target, attempt = done,
+                        error = %err, "delivery abandoned"
+                    );
+                    if channel == "email" {
+                        let msg =
+                            format!("Email to {target} abandoned after {done} attempts: {err}");
+                        proto::db::alert(&ctx.pool, "notifyd", ALERT_EMAIL_FAILED, &msg).await?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `alerts.kind` recorded when an email is abandoned; never mailed itself.
+pub const ALERT_EMAIL_FAILED: &str = "email_failed";
+
+/// Renders an event's email and reads its attachments from the data dir.
+async fn compose(data_dir: &std::path::Path, s: &Settings, event: &Event, to: &str) -> Mail {
+    let mut r = templates::render(event, timezone(s));
+    let mut attachments = Vec::new();
+    for path in &event.attachments {
+        if crate::event::check_attachment(path).is_err() {
+            continue;
+        }
+        match tokio::fs::read(data_dir.join(path)).await {
+            Ok(bytes) => attachments.push(FileAttachment {
+                name: templates::file_name(path).to_owned(),
+                content_type: templates::content_type(path).to_owned(),
+                bytes,
+            }),
+            Err(e) => {
+                tracing::warn!(path, error = %e, "attachment missing; sending without it");
+                let note = format!(
+                    "\n(The file {} could not be attached.)\n",
+                    templates::file_name(path)
+                );
+                r.text.push_str(&note);
+            }
+        }
+    }
+    Mail {
+        to: to.to_owned(),
+        subject: r.subject,
+        text: r.text,
+        html: r.html,
+        attachments,
+    }
+}
+
+/// The Gotify server for a delivery: the user's own, else the system's.
+async fn gotify_server(pool: &SqlitePool, s: &Settings, user_id: i64) -> (String, String) {
+    if user_id > 0
+        && let Ok(Some(prefs)) = sqlx::query_scalar::<_, String>(
+            "SELECT CAST(notify_prefs AS TEXT) FROM users WHERE id = ?",
+        )
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
+    {
+        let p = Prefs::parse(&prefs).gotify;
+        if let (Some(url), Some(token)) = (p.url, p.token) {
+            return (url, token);
+        }
+    }
+    (
+        s.str("gotify.url").to_owned(),
+        s.str("gotify.token").to_owned(),
+    )
+}
+
+/// The system time zone, UTC when unset or unknown.
+pub fn timezone(s: &Settings) -> chrono_tz::Tz {
+    s.str("system.timezone")
+        .parse()
+        .unwrap_or(chrono_tz::Tz::UTC)
+}
+
+/// Watches the `alerts` table (any daemon writes it with `proto::db::alert`)
+/// and turns each new row into an admin-alert event, once per row thanks to
+/// the idempotency key. Rows older than an hour at start-up are left alone.
+pub async fn watch_alerts(ctx: Arc<Ctx>, every: Duration, shutdown: CancellationToken) {
+    let mut last_id: i64 = 0;
+    loop {
+        let since = queue::at(Duration::ZERO);
+        let since = proto::time::parse(&since)
+            .map(|t| proto::time::fmt(t - chrono::Duration::hours(1)))
+            .unwrap_or(since);
+        let rows: Result<Vec<(i64, String, String, String, String)>, _> = sqlx::query_as(
+            "SELECT id, source, kind, message, created_at FROM alerts \
+             WHERE id > ? AND created_at >= ? AND kind != ? AND NOT acknowledged ORDER BY id",
+        )
+        .bind(last_id)
+        .bind(&since)
+        .bind(ALERT_EMAIL_FAILED)
+        .fetch_all(&ctx.pool)
+        .await;
+        match rows {
+            Ok(rows) => {
+                for (id, source, kind, message, created_at) in rows {
+                    let event = Event {
+                        kind: Kind::AdminAlert,
+                        user_id: 0,
+                        data: serde_json::json!({
+                            "alert": kind, "message": message, "source": source, "at": created_at,
+                        }),
+                        attachments: vec![],
+                        created_at: proto::time::now(),
+                    };
+                    match enqueue_event(&ctx, &event, Some(&format!("alert:{id}"))).await {
+                        Ok(_) => last_id = id,
+                        Err(e) => {
+                            tracing::warn!(alert_id = id, error = %e, "could not queue alert");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading alerts failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
