@@ -1,7 +1,19 @@
 import { createApp } from 'vue'
 import { createPinia } from 'pinia'
 import App from './App.vue'
-import { router } from './router.js'
+import { makeRouter } from './router.js'
+import { setUnauthorizedHandler } from './api.js'
+import { useAuth } from './stores/auth.js'
 import './style.css'
 
-createApp(App).use(createPinia()).use(router).mount('#app')
+const app = createApp(App).use(createPinia())
+const router = makeRouter()
+app.use(router)
+setUnauthorizedHandler(() => {
+  const auth = useAuth()
+  if (auth.user) {
+    auth.user = null
+    router.push({ name: 'login' })
+  }
+})
+app.mount('#app')

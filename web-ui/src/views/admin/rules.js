@@ -1,0 +1,138 @@
+// Routing rules as edited in the rule builder <-> the API's route rows
+// (condition_type/condition_data, action_type/action_data). Pure, so the
+// mapping is unit-tested and lives in one place.
+import { DAYS } from '../../format.js'
+
+export const CONDITIONS = [
+  { value: 'time', label: 'Time of day / week' },
+  { value: 'callerid', label: 'Caller ID' },
+  { value: 'default', label: 'Always (default)' },
+]
+export const TIME_PRESETS = [
+  { value: 'business_hours', label: 'During business hours' },
+  { value: 'after_hours', label: 'Outside business hours' },
+  { value: 'weekends', label: 'Weekends' },
+  { value: 'holidays', label: 'Holidays' },
+  { value: 'custom', label: 'Custom days and hours' },
+]
+export const CALLER_MATCHES = [
+  { value: 'vip', label: 'Caller is on the VIP list' },
+  { value: 'known', label: 'Caller is a known caller' },
+  { value: 'numbers', label: 'Caller is one of these numbers' },
+  { value: 'prefix', label: 'Caller number starts with' },
+  { value: 'anonymous', label: 'Caller ID is hidden' },
+]
+export const ACTIONS = [
+  { value: 'ring', label: 'Ring devices' },
+  { value: 'forward', label: 'Forward to a number' },
+  { value: 'voicemail', label: 'Send to voicemail' },
+  { value: 'announcement', label: 'Play an announcement and hang up' },
+  { value: 'reject', label: 'Reject (busy)' },
+]
+
+export function blankRule() {
+  return {
+    id: null, name: '', did_id: '', enabled: true,
+    condition_type: 'time', time_when: 'business_hours', days: ['mon', 'tue', 'wed', 'thu', 'fri'], start: '09:00', end: '17:00',
+    caller_match: 'vip', numbers: '', prefix: '',
+    action_type: 'ring', device_ids: [], forward_number: '', announcement: '', ring_timeout: 30,
+  }
+}
+
+/** Builder state -> API body. */
+export function ruleToPayload(r) {
+  let condition_data = {}
+  if (r.condition_type === 'time') {
+    condition_data = { when: r.time_when }
+    if (r.time_when === 'custom') {
+      condition_data.days = DAYS.filter((d) => r.days.includes(d))
+      condition_data.start = r.start
+      condition_data.end = r.end
+    }
+  } else if (r.condition_type === 'callerid') {
+    condition_data = { match: r.caller_match }
+    if (r.caller_match === 'vip' || r.caller_match === 'known') condition_data.list = r.caller_match
+    if (r.caller_match === 'numbers') condition_data.numbers = r.numbers.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean)
+    if (r.caller_match === 'prefix') condition_data.prefix = r.prefix.trim()
+  }
+  let action_data = {}
+  if (r.action_type === 'ring') action_data = { device_ids: r.device_ids.map(Number), timeout: Number(r.ring_timeout) || 30 }
+  if (r.action_type === 'forward') action_data = { number: r.forward_number.trim() }
+  if (r.action_type === 'announcement') action_data = { text: r.announcement }
+  return {
+    name: r.name.trim(),
+    did_id: r.did_id ? Number(r.did_id) : null,
+    enabled: !!r.enabled,
+    condition_type: r.condition_type,
+    condition_data,
+    action_type: r.action_type,
+    action_data,
+  }
+}
+
+/** API row -> builder state. */
+export function routeToRule(row) {
+  const r = blankRule()
+  const c = parse(row.condition_data)
+  const a = parse(row.action_data)
+  Object.assign(r, { id: row.id, name: row.name ?? '', did_id: row.did_id ? String(row.did_id) : '', enabled: row.enabled !== false, condition_type: row.condition_type, action_type: row.action_type })
+  if (row.condition_type === 'time') {
+    r.time_when = c.when ?? (c.days ? 'custom' : 'business_hours')
+    if (c.days) r.days = [...c.days]
+    if (c.start) r.start = c.start
+    if (c.end) r.end = c.end
+  } else if (row.condition_type === 'callerid') {
+    r.caller_match = c.match ?? c.list ?? (c.numbers ? 'numbers' : c.prefix ? 'prefix' : 'vip')
+    r.numbers = (c.numbers ?? []).join(', ')
+    r.prefix = c.prefix ?? ''
+  }
+  r.device_ids = (a.device_ids ?? []).map(String)
+  r.ring_timeout = a.timeout ?? 30
+  r.forward_number = a.number ?? ''
+  r.announcement = a.text ?? ''
+  return r
+}
+
+/** One line describing a rule, e.g. "Weekends → Send to voicemail". */
+export function describeRule(row) {
+  const r = routeToRule(row)
+  let cond = 'Always'
+  if (r.condition_type === 'time') {
+    cond = r.time_when === 'custom' ? `${r.days.join(', ')} ${r.start}–${r.end}` : TIME_PRESETS.find((p) => p.value === r.time_when)?.label ?? r.time_when
+  } else if (r.condition_type === 'callerid') {
+    cond = r.caller_match === 'numbers' ? `Caller is ${r.numbers}` : r.caller_match === 'prefix' ? `Caller starts with ${r.prefix}` : CALLER_MATCHES.find((m) => m.value === r.caller_match)?.label ?? r.caller_match
+  }
+  let act = ACTIONS.find((x) => x.value === r.action_type)?.label ?? r.action_type
+  if (r.action_type === 'forward') act = `Forward to ${r.forward_number}`
+  return `${cond} → ${act}`
+}
+
+/** Moves item `from` to index `to`, returning a new array. */
+export function move(list, from, to) {
+  const out = [...list]
+  if (from < 0 || from >= out.length || to < 0 || to >= out.length) return out
+  const [x] = out.splice(from, 1)
+  out.splice(to, 0, x)
+  return out
+}
+
+function parse(v) {
+  if (!v) return {}
+  if (typeof v === 'string') { try { return JSON.parse(v) } catch { return {} } }
+  return v
+}
+
+/** The weekly hours setting ({"mon":["09:00","17:00"],...}) <-> editor rows. */
+export function hoursToRows(hours) {
+  const h = parse(hours)
+  return DAYS.map((d) => {
+    const spec = h[d]
+    const pair = Array.isArray(spec?.[0]) ? spec[0] : spec
+    return { day: d, open: !!pair, start: pair?.[0] ?? '09:00', end: pair?.[1] ?? '17:00' }
+  })
+}
+export function rowsToHours(rows) {
+  const out = {}
+  for (const r of rows) if (r.open) out[r.day] = [r.start, r.end]
+  return out
+}

@@ -1,0 +1,170 @@
+import { describe, it, expect, afterEach, vi, beforeEach } from 'vitest'
+import { mount, flushPromises } from '@vue/test-utils'
+import { createPinia, setActivePinia } from 'pinia'
+import { createRouter, createMemoryHistory } from 'vue-router'
+import { mockApi, apiError } from '../test/mockApi.js'
+import LoginView from './LoginView.vue'
+import SetupView from './SetupView.vue'
+import CallsView from './CallsView.vue'
+import VoicemailView from './VoicemailView.vue'
+import DashboardView from './DashboardView.vue'
+import { validateSetupStep, setupPayload } from './setup.js'
+import { groupConversations } from './messages.js'
+
+let pinia
+beforeEach(() => { pinia = createPinia(); setActivePinia(pinia) })
+afterEach(() => vi.restoreAllMocks())
+
+function withRouter(component) {
+  const router = createRouter({ history: createMemoryHistory(), routes: [{ path: '/', component: { template: '<p>home</p>' } }, { path: '/login', component }, { path: '/:p(.*)*', component: { template: '<p>x</p>' } }] })
+  return router
+}
+async function mountView(component, path = '/login') {
+  const router = withRouter(component)
+  router.push(path)
+  await router.isReady()
+  const w = mount(component, { global: { plugins: [pinia, router] } })
+  await flushPromises()
+  return { w, router }
+}
+
+describe('LoginView', () => {
+  it('shows the lockout message the API gives after too many failures', async () => {
+    mockApi({ 'POST /api/auth/login': apiError(429, 'RATE_LIMITED', 'Too many failed logins; try again in 15 minutes') })
+    const { w } = await mountView(LoginView)
+    await w.find('input[type=email]').setValue('a@b.co')
+    await w.find('input[type=password]').setValue('wrongwrong')
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    expect(w.find('[data-lockout]').text()).toBe('Too many failed logins; try again in 15 minutes')
+  })
+  it('says wrong email or password on 401 and goes home on success', async () => {
+    let ok = false
+    mockApi({ 'POST /api/auth/login': () => (ok ? { user: { id: 1, email: 'a@b.co', role: 'user' } } : apiError(401, 'UNAUTHORIZED', 'Wrong email or password')) })
+    const { w, router } = await mountView(LoginView)
+    await w.find('input[type=email]').setValue('a@b.co')
+    await w.find('input[type=password]').setValue('secret123')
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    expect(w.find('[role=alert]').text()).toContain('Wrong email or password')
+    ok = true
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    expect(router.currentRoute.value.path).toBe('/')
+  })
+})
+
+describe('SetupView', () => {
+  it('checks each step before moving on', () => {
+    expect(validateSetupStep(0, { admin_email: 'nope', admin_password: 'short', admin_password2: '' })).toMatchObject({ admin_email: expect.any(String), admin_password: expect.any(String) })
+    expect(validateSetupStep(1, { twilio_account_sid: 'AC123', twilio_auth_token: '' })).toHaveProperty('twilio_account_sid')
+    expect(validateSetupStep(1, { twilio_account_sid: '', twilio_auth_token: '' })).toEqual({})
+    expect(validateSetupStep(3, { did_number: '555-1234' })).toHaveProperty('did_number')
+    expect(validateSetupStep(3, { did_number: '+15551234567' })).toEqual({})
+  })
+  it('leaves skipped parts out of the payload', () => {
+    const p = setupPayload({ admin_email: ' a@b.co ', admin_name: '', admin_password: 'pw', twilio_account_sid: '', twilio_auth_token: '', public_url: '', did_number: '', did_name: '' })
+    expect(p).toEqual({ admin: { email: 'a@b.co', name: '', password: 'pw' } })
+  })
+  it('shows the API field errors beside the field on the step that has it', async () => {
+    const { calls } = mockApi({
+      'POST /api/setup': apiError(422, 'VALIDATION_ERROR', 'Some fields are invalid', [{ field: 'did.number', message: 'Not an E.164 number' }]),
+      'POST /api/setup/twilio-check': apiError(422, 'VALIDATION_ERROR', 'Twilio refused these credentials', [{ field: 'auth_token', message: 'Authentication failed (20003)' }]),
+    })
+    const { w } = await mountView(SetupView)
+    const fill = async (name, v) => w.find(`#f-${name}`).setValue(v)
+    const next = async () => { await w.find('form').trigger('submit'); await flushPromises() }
+    await next()
+    expect(w.text()).toContain('Enter an email address')
+    await fill('admin_email', 'boss@home.test')
+    await fill('admin_password', 'correct horse')
+    await fill('admin_password2', 'correct horse')
+    await next()
+    await fill('twilio_account_sid', `AC${'a'.repeat(32)}`)
+    await fill('twilio_auth_token', 'bad')
+    await w.findAll('button').find((b) => b.text() === 'Check credentials').trigger('click')
+    await flushPromises()
+    expect(w.find('#f-twilio_auth_token-err').text()).toBe('Authentication failed (20003)')
+    await w.findAll('button').find((b) => b.text() === 'Skip Twilio for now').trigger('click')
+    await next()
+    await fill('did_number', '+15551234567')
+    await next()
+    const sent = calls.find((c) => c.path === '/api/setup')
+    expect(sent.body.admin.email).toBe('boss@home.test')
+    expect(sent.body.twilio).toBeUndefined()
+    expect(w.find('#f-did_number-err').text()).toBe('Not an E.164 number')
+  })
+})
+
+describe('CallsView', () => {
+  it('sends the filters as query parameters and offers the same filters as CSV', async () => {
+    const { calls } = mockApi({ 'GET /api/cdrs': { items: [{ id: 1, direction: 'inbound', from_number: '+15550001', to_number: '+15550002', started_at: '2026-01-01T10:00:00Z', duration: 65, disposition: 'answered', recording_url: 'recordings/1.wav' }], total: 41, page: 1, per_page: 20 } })
+    const { w } = await mountView(CallsView)
+    expect(w.text()).toContain('+15550001')
+    expect(w.text()).toContain('1:05')
+    expect(w.find('audio').attributes('src')).toBe('/api/cdrs/1/recording')
+    expect(w.text()).toContain('Page 1 of 3')
+    await w.find('#f-flt-direction').setValue('inbound')
+    await w.find('#f-flt-from').setValue('2026-01-01')
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    const last = calls.at(-1)
+    expect(last.query).toMatchObject({ direction: 'inbound', from: '2026-01-01T00:00:00Z', page: '1', per_page: '20' })
+    expect(w.find('[data-csv]').attributes('href')).toBe('/api/cdrs/export?from=2026-01-01T00%3A00%3A00Z&direction=inbound')
+  })
+  it('says so when no call matches', async () => {
+    mockApi({ 'GET /api/cdrs': { items: [], total: 0 } })
+    const { w } = await mountView(CallsView)
+    expect(w.find('[data-empty]').text()).toContain('No calls')
+  })
+})
+
+describe('VoicemailView', () => {
+  it('marks a voicemail read when played and deletes after confirmation', async () => {
+    const { calls } = mockApi({
+      'GET /api/voicemails': { items: [{ id: 5, from_number: '+15550009', transcript: 'Call me back', duration: 12, is_read: false, created_at: '2026-01-01T10:00:00Z' }], total: 1 },
+      'PUT /api/voicemails/5/read': { id: 5, is_read: true },
+      'DELETE /api/voicemails/5': undefined,
+    })
+    const { w } = await mountView(VoicemailView)
+    expect(w.text()).toContain('Call me back')
+    expect(w.text()).toContain('New')
+    await w.find('audio').trigger('play')
+    await flushPromises()
+    expect(calls.find((c) => c.method === 'PUT').body).toEqual({ is_read: true })
+    expect(w.text()).not.toContain('New')
+    await w.find('button.btn-danger').trigger('click')
+    await w.findAll('button.btn-danger')[0].trigger('click')
+    await flushPromises()
+    expect(calls.some((c) => c.method === 'DELETE' && c.path === '/api/voicemails/5')).toBe(true)
+  })
+})
+
+describe('DashboardView', () => {
+  it('shows unread counts and toggles DND through the API', async () => {
+    const { calls } = mockApi({
+      'GET /api/dashboard': { unread_voicemails: 2, unread_messages: 3, dnd: false, recent_calls: [], active_calls: [] },
+      'PUT /api/dnd': ({ body }) => ({ enabled: body.enabled }),
+    })
+    const { w } = await mountView(DashboardView)
+    expect(w.find('[data-unread-voicemails]').text()).toBe('2')
+    expect(w.find('[data-unread-messages]').text()).toBe('3')
+    await w.find('[role=switch]').trigger('click')
+    await flushPromises()
+    expect(calls.find((c) => c.path === '/api/dnd').body).toEqual({ enabled: true })
+    expect(w.find('[role=switch]').attributes('aria-checked')).toBe('true')
+  })
+})
+
+describe('messages', () => {
+  it('groups messages into conversations by the other party', () => {
+    const c = groupConversations([
+      { id: 1, direction: 'inbound', from_number: '+1A', to_number: '+1ME', created_at: '2026-01-01T10:00:00Z', is_read: false },
+      { id: 2, direction: 'outbound', from_number: '+1ME', to_number: '+1A', created_at: '2026-01-01T10:05:00Z' },
+      { id: 3, direction: 'inbound', from_number: '+1B', to_number: '+1ME', created_at: '2026-01-01T09:00:00Z', is_read: true },
+    ])
+    expect(c.map((x) => x.peer)).toEqual(['+1A', '+1B'])
+    expect(c[0].messages.map((m) => m.id)).toEqual([1, 2])
+    expect(c[0].unread).toBe(1)
+  })
+})
