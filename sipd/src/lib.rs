@@ -94,3 +94,12 @@ pub async fn run(
     tracing::info!("sipd stopped");
     Ok(())
 }
+
+pub mod sip;
+
+/// HA1 for a device's SIP password in both forms RFC 2617 and RFC 8760 use:
+/// `(MD5 hex, SHA-256 hex)` of `username:realm:password`. webd stores these
+/// in `devices.password_hash` / `devices.ha1_sha256`.
+pub fn ha1(username: &str, realm: &str, password: &str) -> (String, String) {
+    sip::digest::ha1(username, realm, password)
+}

@@ -1,0 +1,719 @@
+//! SIP message intake: size and header-count limits, a raw header scan that
+//! survives malformed input (so a broken request can still be answered with
+//! `400`), the RFC 3261 section 8.2 checks a UAS makes before looking at the
+//! method, and the typed parse through rsipstack's rsip fork.
+//!
+//! Responses are printed from the request's own Via/From/To/Call-ID/CSeq
+//! lines (RFC 3261 section 8.2.6.2), so they survive any header form rsip
+//! would re-print differently.
+
+use std::fmt::Write as _;
+
+use rsipstack::sip as rsip;
+
+/// Largest message accepted on any transport (UDP datagrams cannot be larger).
+pub const MAX_MESSAGE: usize = 65_535;
+/// Most header lines accepted in one message.
+pub const MAX_HEADERS: usize = 128;
+/// Largest header section accepted on a stream before the blank line.
+pub const MAX_HEADER_SECTION: usize = 16_384;
+
+/// What the server says about its capabilities (OPTIONS, 405, 420).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+pub const ACCEPT: &str = "application/sdp";
+pub const SUPPORTED: &str = "path, outbound";
+
+/// A message split into start line, unfolded headers and body. Never fails
+/// on content: only on framing.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub start: String,
+    /// (name as sent, value) with folding removed, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Why input was not turned into a message we act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intake {
+    /// Not answerable: dropped (counted, logged at debug).
+    Drop(&'static str),
+    /// A request that can be answered with this error status and reason.
+    Reject(u16, String),
+}
+
+/// The compact header forms of RFC 3261 section 7.3.3 (and RFC 3515/3841).
+fn canonical(name: &str) -> &str {
+    if name.len() == 1 {
+        match name.as_bytes()[0].to_ascii_lowercase() {
+            b'i' => return "call-id",
+            b'm' => return "contact",
+            b'e' => return "content-encoding",
+            b'l' => return "content-length",
+            b'c' => return "content-type",
+            b'f' => return "from",
+            b's' => return "subject",
+            b'k' => return "supported",
+            b't' => return "to",
+            b'v' => return "via",
+            b'o' => return "event",
+            b'r' => return "refer-to",
+            b'u' => return "allow-events",
+            _ => {}
+        }
+    }
+    name
+}
+
+impl Raw {
+    /// Splits `bytes` at the blank line. `None` when there is no blank line.
+    pub fn split(bytes: &[u8]) -> Option<Raw> {
+        let sep = find(bytes, b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&bytes[..sep]);
+        let mut lines = head.split("\r\n");
+        let start = lines.next()?.to_string();
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in lines {
+            if line.starts_with([' ', '\t']) {
+                if let Some(last) = headers.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(line.trim());
+                }
+                continue;
+            }
+            match line.split_once(':') {
+                Some((n, v)) => headers.push((n.trim().to_string(), v.trim().to_string())),
+                None => headers.push((line.trim().to_string(), String::new())),
+            }
+        }
+        Some(Raw {
+            start,
+            headers,
+            body: bytes[sep + 4..].to_vec(),
+        })
+    }
+
+    /// Every value of header `name` (long name, any case; compact forms match).
+    pub fn all<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| canonical(n).eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of header `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.all(name).next()
+    }
+
+    /// The request method, when the start line is a request line.
+    pub fn method(&self) -> Option<&str> {
+        if self.is_response() {
+            return None;
+        }
+        self.start.split(' ').next().filter(|m| !m.is_empty())
+    }
+
+    pub fn is_response(&self) -> bool {
+        self.start.starts_with("SIP/")
+    }
+
+    /// The status code of a response.
+    pub fn status(&self) -> Option<u16> {
+        if !self.is_response() {
+            return None;
+        }
+        self.start.split(' ').nth(1)?.parse().ok()
+    }
+
+    /// True when enough headers are present to build a response.
+    pub fn answerable(&self) -> bool {
+        !self.is_response()
+            && self.method().is_some()
+            && ["via", "from", "to", "call-id", "cseq"]
+                .iter()
+                .all(|h| self.get(h).is_some())
+    }
+
+    /// CSeq number and method.
+    pub fn cseq(&self) -> Option<(u32, &str)> {
+        let v = self.get("cseq")?;
+        let mut it = v.split_whitespace();
+        let n = it.next()?.parse().ok()?;
+        Some((n, it.next()?))
+    }
+}
+
+/// A request that passed the section 8.2 checks, with its typed form.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub raw: Raw,
+    pub req: rsip::Request,
+    pub via: TopVia,
+}
+
+/// A response (to one of our client transactions).
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub raw: Raw,
+    pub status: u16,
+    pub via: TopVia,
+}
+
+/// An inbound message after intake.
+#[derive(Debug, Clone)]
+pub enum Inbound {
+    Request(Box<Request>),
+    Response(Box<Response>),
+}
+
+/// Checks and parses one framed message. `Err(Reject)` is answered with the
+/// status; `Err(Drop)` is ignored.
+pub fn intake(bytes: &[u8]) -> Result<(Inbound, Raw), (Intake, Option<Raw>)> {
+    if bytes.len() > MAX_MESSAGE {
+        return Err((Intake::Drop("too large"), None));
+    }
+    let Some(raw) = Raw::split(bytes) else {
+        return Err((Intake::Drop("no header end"), None));
+    };
+    match check(&raw, bytes) {
+        Ok(inb) => Ok((inb, raw)),
+        Err(Intake::Reject(code, reason)) if raw.answerable() => {
+            Err((Intake::Reject(code, reason), Some(raw)))
+        }
+        Err(Intake::Reject(..)) => Err((Intake::Drop("unanswerable"), Some(raw))),
+        Err(d) => Err((d, Some(raw))),
+    }
+}
+
+fn reject(code: u16, reason: &str) -> Intake {
+    Intake::Reject(code, reason.to_string())
+}
+
+fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
+    if raw.headers.len() > MAX_HEADERS {
+        return Err(reject(400, "Too Many Headers"));
+    }
+    for (n, _) in &raw.headers {
+        if n.is_empty() || !n.bytes().all(is_token_char) {
+            return Err(reject(400, "Malformed Header Line"));
+        }
+    }
+    for h in ["via", "from", "to", "call-id", "cseq"] {
+        if raw.get(h).is_none() {
+            return Err(reject(400, "Missing Required Header"));
+        }
+    }
+    for h in [
+        "from",
+        "to",
+        "call-id",
+        "cseq",
+        "max-forwards",
+        "content-length",
+    ] {
+        if raw.all(h).count() > 1 {
+            return Err(reject(400, "Duplicate Header"));
+        }
+    }
+    // Content-Length frames the body (RFC 3261 section 18.3): a shorter body
+    // is an error, extra octets are discarded.
+    let mut body = raw.body.clone();
+    if let Some(cl) = raw.get("content-length") {
+        let Ok(n) = cl.trim().parse::<usize>() else {
+            return Err(reject(400, "Bad Content-Length"));
+        };
+        if n > body.len() {
+            return Err(reject(400, "Content-Length Exceeds Body"));
+        }
+        body.truncate(n);
+    }
+    let Some((cseq_n, cseq_m)) = raw.cseq() else {
+        return Err(reject(400, "Bad CSeq"));
+    };
+    if cseq_n > (1u32 << 31) - 1 {
+        return Err(reject(400, "CSeq Out Of Range"));
+    }
+    let via = TopVia::parse(raw.get("via").unwrap_or_default()).ok_or(reject(400, "Bad Via"))?;
+    if raw.is_response() {
+        let mut parts = raw.start.splitn(3, ' ');
+        let (_, code) = (parts.next(), parts.next());
+        let status = code
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|c| (100..700).contains(c))
+            .ok_or(Intake::Drop("bad status line"))?;
+        return Ok(Inbound::Response(Box::new(Response {
+            raw: Raw {
+                body,
+                ..raw.clone()
+            },
+            status,
+            via,
+        })));
+    }
+    // Request-Line: Method SP Request-URI SP SIP-Version, single spaces.
+    let parts: Vec<&str> = raw.start.split(' ').collect();
+    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+        return Err(reject(400, "Malformed Request-Line"));
+    }
+    let (method, uri, version) = (parts[0], parts[1], parts[2]);
+    if !method.bytes().all(is_token_char) {
+        return Err(reject(400, "Malformed Method"));
+    }
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+            return Err(reject(505, "Version Not Supported"));
+        }
+        return Err(reject(400, "Malformed Request-Line"));
+    }
+    if method != cseq_m {
+        return Err(reject(400, "CSeq Method Mismatch"));
+    }
+    let scheme = uri.split(':').next().unwrap_or_default();
+    if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+        if uri.contains(':')
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
+            return Err(reject(416, "Unsupported URI Scheme"));
+        }
+        return Err(reject(400, "Malformed Request-URI"));
+    }
+    if uri.contains(['<', '>']) {
+        return Err(reject(400, "Malformed Request-URI"));
+    }
+    if let Some(mf) = raw.get("max-forwards")
+        && mf.trim().parse::<u8>().is_err()
+    {
+        return Err(reject(400, "Bad Max-Forwards"));
+    }
+    if let Some(e) = raw.get("expires")
+        && e.trim().parse::<u32>().is_err()
+    {
+        return Err(reject(400, "Bad Expires"));
+    }
+    for h in ["from", "to"] {
+        if !name_addr_ok(raw.get(h).unwrap_or_default()) {
+            return Err(reject(400, "Malformed From/To"));
+        }
+    }
+    for h in ["from", "to"] {
+        if !params_ok(header_params(raw.get(h).unwrap_or_default())) {
+            return Err(reject(400, "Empty Parameter"));
+        }
+    }
+    for v in raw.all("via") {
+        for item in split_top_level(v, ',') {
+            let mut parts = split_top_level(item, ';').into_iter();
+            if parts.next().is_none_or(|p| p.trim().is_empty())
+                || parts.any(|p| p.trim().is_empty())
+            {
+                return Err(reject(400, "Malformed Via"));
+            }
+        }
+    }
+    // URI headers make no sense in a Request-URI (RFC 3261 section 19.1.5).
+    if uri.rsplit('@').next().is_some_and(|h| h.contains('?')) {
+        return Err(reject(400, "Headers In Request-URI"));
+    }
+    if let Some(d) = raw.get("date")
+        && !d.trim_end().ends_with("GMT")
+    {
+        return Err(reject(400, "Bad Date"));
+    }
+    for c in raw.all("contact") {
+        if !c.trim().starts_with('*') && !name_addr_ok(c) {
+            return Err(reject(400, "Malformed Contact"));
+        }
+    }
+    let mut framed = bytes.to_vec();
+    // rsip keeps whatever follows the blank line; give it the framed body.
+    let sep = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len().saturating_sub(4)) + 4;
+    framed.truncate(sep);
+    framed.extend_from_slice(&body);
+    let req = match rsip::SipMessage::try_from(framed.as_slice()) {
+        Ok(rsip::SipMessage::Request(r)) => r,
+        Ok(rsip::SipMessage::Response(_)) | Err(_) => {
+            return Err(reject(400, "Unparseable Request"));
+        }
+    };
+    Ok(Inbound::Request(Box::new(Request {
+        raw: Raw {
+            body,
+            ..raw.clone()
+        },
+        req,
+        via,
+    })))
+}
+
+/// The `;param` part of a name-addr / addr-spec header value.
+fn header_params(v: &str) -> &str {
+    match v.rfind('>') {
+        Some(i) => &v[i + 1..],
+        None => v.find(';').map_or("", |i| &v[i..]),
+    }
+}
+
+fn params_ok(params: &str) -> bool {
+    let params = params.trim();
+    if params.is_empty() {
+        return true;
+    }
+    let Some(rest) = params.strip_prefix(';') else {
+        return false;
+    };
+    split_top_level(rest, ';')
+        .iter()
+        .all(|p| !p.trim().is_empty())
+}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+}
+
+/// Loose check of a name-addr / addr-spec: balanced quotes and angle
+/// brackets, a URI with a scheme, no whitespace inside an addr-spec.
+fn name_addr_ok(v: &str) -> bool {
+    let v = v.trim();
+    if v.is_empty() {
+        return false;
+    }
+    let mut in_quote = false;
+    let mut escaped = false;
+    let mut open = 0usize;
+    let mut saw_angle = false;
+    let mut uri = String::new();
+    for c in v.chars() {
+        if in_quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_quote = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => in_quote = true,
+            '<' => {
+                if saw_angle {
+                    return false;
+                }
+                open += 1;
+                saw_angle = true;
+            }
+            '>' => {
+                if open == 0 {
+                    return false;
+                }
+                open -= 1;
+            }
+            _ if open == 1 => uri.push(c),
+            _ => {}
+        }
+    }
+    if in_quote || open != 0 {
+        return false;
+    }
+    if saw_angle {
+        // Display names with spaces must be quoted (RFC 3261 section 25.1).
+        let before = v.split('<').next().unwrap_or_default().trim();
+        if !before.starts_with('"')
+            && !before
+                .bytes()
+                .all(|b| is_token_char(b) || b == b' ' || b == b'\t')
+        {
+            return false;
+        }
+        uri.contains(':') && !uri.contains([' ', '\t'])
+    } else {
+        // A bare addr-spec cannot carry URI headers (RFC 3261 section 20).
+        let spec = v.split(';').next().unwrap_or_default();
+        spec.contains(':') && !spec.trim().contains([' ', '\t', '?', ','])
+    }
+}
+
+/// The parts of the top Via a server needs (RFC 3261 section 18.2.1, RFC 3581).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopVia {
+    pub transport: String,
+    pub host: String,
+    pub port: Option<u16>,
+    pub branch: String,
+    pub rport: bool,
+}
+
+impl TopVia {
+    pub fn parse(v: &str) -> Option<TopVia> {
+        let first = split_top_level(v, ',').into_iter().next()?;
+        let mut params = split_top_level(first, ';').into_iter();
+        let sent = params.next()?.trim();
+        let mut slash = sent.splitn(3, '/');
+        let (name, ver, rest) = (
+            slash.next()?.trim(),
+            slash.next()?.trim(),
+            slash.next()?.trim_start(),
+        );
+        let (transport, sent_by) = rest.split_once(|c: char| c.is_whitespace())?;
+        if !name.eq_ignore_ascii_case("SIP") || ver != "2.0" || transport.is_empty() {
+            return None;
+        }
+        let sent_by = sent_by.trim();
+        let (host, port) = split_host_port(sent_by)?;
+        let mut branch = String::new();
+        let mut rport = false;
+        for p in params {
+            let (k, val) = p.split_once('=').unwrap_or((p, ""));
+            let k = k.trim();
+            if k.eq_ignore_ascii_case("branch") {
+                branch = val.trim().to_string();
+            } else if k.eq_ignore_ascii_case("rport") {
+                rport = true;
+            }
+        }
+        Some(TopVia {
+            transport: transport.to_ascii_uppercase(),
+            host,
+            port,
+            branch,
+            rport,
+        })
+    }
+}
+
+fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    if s.is_empty() {
+        return None;
+    }
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, tail) = rest.split_once(']')?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => Some(p.trim().parse().ok()?),
+            None if tail.trim().is_empty() => None,
+            None => return None,
+        };
+        return Some((format!("[{h}]"), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => Some((h.trim().to_string(), Some(p.trim().parse().ok()?))),
+        None => Some((s.to_string(), None)),
+    }
+}
+
+/// Splits at `sep` outside double quotes and angle brackets.
+pub fn split_top_level(s: &str, sep: char) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut quote, mut esc, mut angle, mut start) = (false, false, 0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        if quote {
+            if esc {
+                esc = false;
+            } else if c == '\\' {
+                esc = true;
+            } else if c == '"' {
+                quote = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => quote = true,
+            '<' => angle += 1,
+            '>' => angle -= 1,
+            c if c == sep && angle <= 0 => {
+                out.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+/// Builds a response to `req` (RFC 3261 section 8.2.6): Via lines copied with
+/// `received`/`rport` set on the top one (RFC 3581), From, Call-ID, CSeq
+/// copied, a To tag added when missing, then `extra` header lines.
+pub fn response(
+    req: &Raw,
+    src: std::net::SocketAddr,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    extra: &[(&str, String)],
+    body: Option<(&str, &[u8])>,
+) -> Vec<u8> {
+    let mut out = String::with_capacity(512);
+    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    let mut first = true;
+    for v in req.all("via") {
+        if first {
+            first = false;
+            let _ = write!(out, "Via: {}\r\n", stamp_via(v, src));
+        } else {
+            let _ = write!(out, "Via: {v}\r\n");
+        }
+    }
+    if let Some(f) = req.get("from") {
+        let _ = write!(out, "From: {f}\r\n");
+    }
+    if let Some(t) = req.get("to") {
+        if code > 100 && tag_of(t).is_none() && !to_tag.is_empty() {
+            let _ = write!(out, "To: {t};tag={to_tag}\r\n");
+        } else {
+            let _ = write!(out, "To: {t}\r\n");
+        }
+    }
+    if let Some(c) = req.get("call-id") {
+        let _ = write!(out, "Call-ID: {c}\r\n");
+    }
+    if let Some(c) = req.get("cseq") {
+        let _ = write!(out, "CSeq: {c}\r\n");
+    }
+    for (n, v) in extra {
+        let _ = write!(out, "{n}: {v}\r\n");
+    }
+    out.push_str("Server: GoSIP\r\n");
+    match body {
+        Some((ct, b)) => {
+            let _ = write!(
+                out,
+                "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            );
+            let mut bytes = out.into_bytes();
+            bytes.extend_from_slice(b);
+            bytes
+        }
+        None => {
+            out.push_str("Content-Length: 0\r\n\r\n");
+            out.into_bytes()
+        }
+    }
+}
+
+/// Sets `received` (always, so the phone learns its public address) and fills
+/// `rport` when the client asked for it (RFC 3581 section 4).
+fn stamp_via(via: &str, src: std::net::SocketAddr) -> String {
+    let parts = split_top_level(via, ',');
+    let top = parts.first().copied().unwrap_or_default();
+    let mut params: Vec<String> = split_top_level(top, ';')
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .collect();
+    params.retain(|p| !p.to_ascii_lowercase().starts_with("received"));
+    let mut has_rport = false;
+    for p in params.iter_mut().skip(1) {
+        let key = p
+            .split('=')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if key == "rport" {
+            *p = format!("rport={}", src.port());
+            has_rport = true;
+        }
+    }
+    params.push(format!("received={}", src.ip()));
+    let _ = has_rport;
+    let mut s = params.join(";");
+    for rest in parts.iter().skip(1) {
+        s.push(',');
+        s.push_str(rest);
+    }
+    s
+}
+
+/// The `tag` parameter of a From/To value.
+pub fn tag_of(v: &str) -> Option<&str> {
+    let after = match v.rfind('>') {
+        Some(i) => &v[i..],
+        None => v,
+    };
+    split_top_level(after, ';')
+        .into_iter()
+        .skip(1)
+        .find_map(|p| {
+            let (k, val) = p.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("tag").then(|| val.trim())
+        })
+}
+
+/// The user part of the URI in a From/To/Contact value.
+pub fn uri_of(v: &str) -> &str {
+    let v = v.trim();
+    if let Some(i) = v.find('<') {
+        let rest = &v[i + 1..];
+        return rest.split('>').next().unwrap_or_default();
+    }
+    v.split(';').next().unwrap_or_default().trim()
+}
+
+/// The user part of a sip: URI (`sip:user@host` -> `user`).
+pub fn user_of(uri: &str) -> Option<&str> {
+    let rest = uri.split_once(':')?.1;
+    let (user, _) = rest.split_once('@')?;
+    Some(user.split(';').next().unwrap_or(user))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(s: &str) -> Vec<u8> {
+        s.replace('\n', "\r\n").into_bytes()
+    }
+
+    const OPTIONS: &str = "OPTIONS sip:pbx SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1;rport\nFrom: <sip:a@pbx>;tag=1\nTo: <sip:pbx>\nCall-ID: x\nCSeq: 1 OPTIONS\nMax-Forwards: 70\nContent-Length: 0\n\n";
+
+    #[test]
+    fn a_plain_options_passes_intake() {
+        let (inb, _) = intake(&req(OPTIONS)).unwrap();
+        let Inbound::Request(r) = inb else { panic!() };
+        assert_eq!(r.via.branch, "z9hG4bK1");
+        assert!(r.via.rport);
+        assert_eq!(r.via.port, Some(5070));
+    }
+
+    #[test]
+    fn a_request_without_call_id_is_dropped_not_answered() {
+        let m = OPTIONS.replace("Call-ID: x\n", "");
+        assert!(matches!(intake(&req(&m)), Err((Intake::Drop(_), _))));
+    }
+
+    #[test]
+    fn a_cseq_method_mismatch_is_a_400() {
+        let m = OPTIONS.replace("1 OPTIONS", "1 INVITE");
+        assert!(matches!(intake(&req(&m)), Err((Intake::Reject(400, _), _))));
+    }
+
+    #[test]
+    fn the_response_echoes_via_with_received_and_rport() {
+        let raw = Raw::split(&req(OPTIONS)).unwrap();
+        let src = "10.0.0.9:40000".parse().unwrap();
+        let out = String::from_utf8(response(&raw, src, 200, "OK", "abc", &[], None)).unwrap();
+        assert!(out.contains(
+            "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1;rport=40000;received=10.0.0.9\r\n"
+        ));
+        assert!(out.contains("To: <sip:pbx>;tag=abc\r\n"));
+        assert!(out.ends_with("Content-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn tags_users_and_uris_are_found() {
+        assert_eq!(tag_of("\"A;b\" <sip:a@b;x=1>;tag=77"), Some("77"));
+        assert_eq!(tag_of("sip:a@b"), None);
+        assert_eq!(
+            uri_of("\"A\" <sip:a@b;transport=tcp>;expires=3"),
+            "sip:a@b;transport=tcp"
+        );
+        assert_eq!(user_of("sip:alice@pbx:5060"), Some("alice"));
+    }
+}
