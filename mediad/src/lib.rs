@@ -6,6 +6,8 @@
 //! `src/relay/` is the pure core (latching, port pool, WAV framing); the rest
 //! is the shell around sockets and time.
 
+pub mod relay;
+
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

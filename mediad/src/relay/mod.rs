@@ -1,0 +1,558 @@
+//! The pure core of the relay: no sockets, no clock reads. The shell feeds
+//! each datagram with the time it arrived (`Call::on_rtp` / `on_rtcp`) and
+//! sends it where the answer says, calls `Call::on_tick` now and then, and
+//! drains `Call::poll_event`.
+//!
+//! RTP timeout rule: the timer of a call is armed by its first RTP packet
+//! (from either leg) or by sipd's `established` mark, whichever comes first;
+//! media before the answer (early media) therefore counts. Once armed, a leg
+//! that has sent neither RTP nor RTCP for the timeout, counted from its last
+//! packet or from the arming (whichever is later), fires one `RtpTimeout`;
+//! a leg on hold never does. A leg that sends again can fire again later.
+
+pub mod dtmf;
+pub mod g711;
+pub mod latch;
+pub mod pool;
+pub mod rtp;
+pub mod wav;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use latch::{Latch, RtcpLatch, Verdict};
+use rtp::{Datagram, RecvStats};
+use wav::{Codec, Recorder};
+
+/// The RTP clock of G.711 and telephone-event.
+pub const CLOCK_RATE: u32 = 8000;
+/// The telephone-event payload type when the SDP does not say.
+pub const DEFAULT_DTMF_PT: u8 = 101;
+/// Comfort noise (RFC 3389): not audio samples, never recorded.
+const CN_PT: u8 = 13;
+
+/// One side of a call: A = caller (port_a), B = callee (port_b).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegId {
+    A = 0,
+    B = 1,
+}
+
+impl LegId {
+    pub fn other(self) -> Self {
+        match self {
+            LegId::A => LegId::B,
+            LegId::B => LegId::A,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegId::A => "a",
+            LegId::B => "b",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "a" | "A" => Some(LegId::A),
+            "b" | "B" => Some(LegId::B),
+            _ => None,
+        }
+    }
+}
+
+/// Something sipd should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Dtmf { leg: LegId, digit: char },
+    RtpTimeout { leg: LegId, silent: Duration },
+}
+
+/// Counters and latch state of one leg.
+#[derive(Debug, Clone)]
+pub struct Leg {
+    latch: Latch,
+    rtcp: RtcpLatch,
+    pub recv: RecvStats,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub rtcp_in: u64,
+    pub rtcp_out: u64,
+    pub dropped: u64,
+    dtmf: dtmf::DtmfDetector,
+    dtmf_pt: u8,
+    codecs: [Codec; 128],
+    last_packet: Option<Instant>,
+    hold: bool,
+    timed_out: bool,
+}
+
+impl Default for Leg {
+    fn default() -> Self {
+        let mut codecs = [Codec::Other; 128];
+        codecs[0] = Codec::Pcmu;
+        codecs[8] = Codec::Pcma;
+        Self {
+            latch: Latch::default(),
+            rtcp: RtcpLatch::default(),
+            recv: RecvStats::default(),
+            packets_out: 0,
+            bytes_out: 0,
+            rtcp_in: 0,
+            rtcp_out: 0,
+            dropped: 0,
+            dtmf: dtmf::DtmfDetector::default(),
+            dtmf_pt: DEFAULT_DTMF_PT,
+            codecs,
+            last_packet: None,
+            hold: false,
+            timed_out: false,
+        }
+    }
+}
+
+impl Leg {
+    pub fn latched(&self) -> Option<SocketAddr> {
+        self.latch.latched()
+    }
+
+    pub fn jitter_ms(&self) -> f64 {
+        self.recv.jitter_ms(CLOCK_RATE)
+    }
+}
+
+/// The media state of one call.
+pub struct Call {
+    created: Instant,
+    legs: [Leg; 2],
+    armed_at: Option<Instant>,
+    recorder: Option<Recorder>,
+    events: VecDeque<Event>,
+}
+
+impl Call {
+    pub fn new(now: Instant) -> Self {
+        Self {
+            created: now,
+            legs: [Leg::default(), Leg::default()],
+            armed_at: None,
+            recorder: None,
+            events: VecDeque::with_capacity(8),
+        }
+    }
+
+    pub fn leg(&self, id: LegId) -> &Leg {
+        &self.legs[id as usize]
+    }
+
+    /// An RTP-port datagram from leg `from` arrived from `src`: returns where
+    /// to send it out of the other leg's port, or `None` to drop it.
+    pub fn on_rtp(
+        &mut self,
+        now: Instant,
+        from: LegId,
+        src: SocketAddr,
+        packet: &[u8],
+    ) -> Option<SocketAddr> {
+        let i = from as usize;
+        let hdr = match rtp::parse(packet) {
+            Datagram::Rtp(h) => h,
+            Datagram::Rtcp => return self.on_rtcp_muxed(now, from, src),
+            Datagram::Invalid => {
+                self.legs[i].dropped += 1;
+                return None;
+            }
+        };
+        let leg = &mut self.legs[i];
+        if leg.latch.on_rtp(now, src, hdr.ssrc, hdr.seq) == Verdict::Drop {
+            leg.dropped += 1;
+            return None;
+        }
+        leg.recv
+            .on_packet(&hdr, packet.len(), now, self.created, CLOCK_RATE);
+        leg.last_packet = Some(now);
+        leg.timed_out = false;
+        self.armed_at.get_or_insert(now);
+        let payload = hdr.payload(packet);
+        if hdr.payload_type == leg.dtmf_pt {
+            if let Some(digit) = leg.dtmf.on_event(hdr.timestamp, payload) {
+                self.events.push_back(Event::Dtmf { leg: from, digit });
+            }
+        } else if hdr.payload_type != CN_PT
+            && let Some(rec) = &mut self.recorder
+        {
+            let codec = leg.codecs[usize::from(hdr.payload_type)];
+            rec.push(i, now, hdr.ssrc, hdr.timestamp, codec, payload);
+        }
+        let to = &mut self.legs[from.other() as usize];
+        match to.latch.target() {
+            Some(dst) => Some(dst),
+            None => {
+                to.dropped += 1;
+                None
+            }
+        }
+    }
+
+    /// An RTCP-port datagram from leg `from` arrived from `src`.
+    pub fn on_rtcp(
+        &mut self,
+        now: Instant,
+        from: LegId,
+        src: SocketAddr,
+        packet: &[u8],
+    ) -> Option<SocketAddr> {
+        if !rtp::is_rtcp(packet) {
+            self.legs[from as usize].dropped += 1;
+            return None;
+        }
+        let leg = &mut self.legs[from as usize];
+        if leg.rtcp.on_rtcp(src, &leg.latch) == Verdict::Drop {
+            leg.dropped += 1;
+            return None;
+        }
+        leg.rtcp_in += 1;
+        leg.last_packet = Some(now);
+        leg.timed_out = false;
+        let to = &self.legs[from.other() as usize];
+        to.rtcp.target(&to.latch)
+    }
+
+    /// RTCP multiplexed on the RTP port goes to the peer's RTP address.
+    fn on_rtcp_muxed(&mut self, now: Instant, from: LegId, src: SocketAddr) -> Option<SocketAddr> {
+        let leg = &mut self.legs[from as usize];
+        if leg.latch.latched().is_some_and(|l| l != src) {
+            leg.dropped += 1;
+            return None;
+        }
+        leg.rtcp_in += 1;
+        leg.last_packet = Some(now);
+        self.legs[from.other() as usize].latch.target()
+    }
+
+    /// The shell sent `len` bytes of RTP (or RTCP) to leg `to`.
+    pub fn on_sent(&mut self, to: LegId, len: usize, rtcp: bool) {
+        let leg = &mut self.legs[to as usize];
+        if rtcp {
+            leg.rtcp_out += 1;
+        } else {
+            leg.packets_out += 1;
+            leg.bytes_out += len as u64;
+        }
+    }
+
+    /// The shell could not send to leg `to`.
+    pub fn on_send_failed(&mut self, to: LegId) {
+        self.legs[to as usize].dropped += 1;
+    }
+
+    /// The SDP address of a leg (RTP, and RTCP if the SDP has a=rtcp).
+    pub fn set_remote(&mut self, leg: LegId, rtp: SocketAddr, rtcp: Option<SocketAddr>) {
+        let l = &mut self.legs[leg as usize];
+        l.latch.set_hint(rtp);
+        if let Some(r) = rtcp {
+            l.rtcp.set_hint(r);
+        }
+    }
+
+    /// The rtpmap of a leg's SDP: dynamic payload types, telephone-event.
+    pub fn set_codecs<'a>(&mut self, leg: LegId, codecs: impl IntoIterator<Item = (u8, &'a str)>) {
+        let l = &mut self.legs[leg as usize];
+        for (pt, name) in codecs {
+            if pt >= 128 {
+                continue;
+            }
+            if name.eq_ignore_ascii_case("telephone-event") {
+                l.dtmf_pt = pt;
+            } else {
+                l.codecs[usize::from(pt)] = Codec::from_name(name);
+            }
+        }
+    }
+
+    /// sipd says the call is answered: the RTP timeout is armed from now on.
+    pub fn set_established(&mut self, now: Instant) {
+        self.armed_at.get_or_insert(now);
+    }
+
+    pub fn set_hold(&mut self, leg: LegId, hold: bool) {
+        self.legs[leg as usize].hold = hold;
+    }
+
+    /// Periodic work: RTP timeout detection.
+    pub fn on_tick(&mut self, now: Instant, rtp_timeout: Duration) {
+        let Some(armed) = self.armed_at else { return };
+        if rtp_timeout.is_zero() {
+            return;
+        }
+        for (i, leg) in self.legs.iter_mut().enumerate() {
+            if leg.hold || leg.timed_out {
+                continue;
+            }
+            let since = leg.last_packet.map_or(armed, |t| t.max(armed));
+            let silent = now.saturating_duration_since(since);
+            if silent >= rtp_timeout {
+                leg.timed_out = true;
+                let leg = if i == 0 { LegId::A } else { LegId::B };
+                self.events.push_back(Event::RtpTimeout { leg, silent });
+            }
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Starts placing audio on a fresh recording timeline.
+    pub fn start_recording(&mut self, now: Instant) {
+        self.recorder = Some(Recorder::new(now));
+    }
+
+    /// Stops recording; the returned recorder still holds unwritten audio.
+    pub fn stop_recording(&mut self) -> Option<Recorder> {
+        self.recorder.take()
+    }
+
+    pub fn recorder_mut(&mut self) -> Option<&mut Recorder> {
+        self.recorder.as_mut()
+    }
+
+    pub fn is_recording(&self) -> bool {
+        self.recorder.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 12];
+        rtp::write_header(&mut p, pt, false, seq, ts, ssrc);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn packets_flow_both_ways_once_each_side_latched() {
+        let t = Instant::now();
+        let mut c = Call::new(t);
+        // A speaks first: B's address is unknown, so the packet is dropped.
+        assert_eq!(
+            c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 1, 0, 1, &[0xff; 160])),
+            None
+        );
+        assert_eq!(c.leg(LegId::B).dropped, 1);
+        // B speaks: goes to A's latched source.
+        assert_eq!(
+            c.on_rtp(t, LegId::B, addr(6000), &rtp(8, 1, 0, 2, &[0xd5; 160])),
+            Some(addr(5000))
+        );
+        c.on_sent(LegId::A, 172, false);
+        assert_eq!(
+            c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 2, 160, 1, &[0xff; 160])),
+            Some(addr(6000))
+        );
+        c.on_sent(LegId::B, 172, false);
+        assert_eq!(c.leg(LegId::A).recv.packets, 2);
+        assert_eq!(c.leg(LegId::A).packets_out, 1);
+        assert_eq!(c.leg(LegId::B).bytes_out, 172);
+        assert_eq!(c.leg(LegId::A).latched(), Some(addr(5000)));
+    }
+
+    #[test]
+    fn early_media_goes_to_the_sdp_hint_then_to_the_latched_source() {
+        let t = Instant::now();
+        let mut c = Call::new(t);
+        c.set_remote(LegId::A, addr(4000), None);
+        assert_eq!(
+            c.on_rtp(t, LegId::B, addr(6000), &rtp(0, 1, 0, 2, &[0; 160])),
+            Some(addr(4000))
+        );
+        c.on_rtp(t, LegId::A, addr(4444), &rtp(0, 1, 0, 1, &[0; 160]));
+        assert_eq!(
+            c.on_rtp(t, LegId::B, addr(6000), &rtp(0, 2, 160, 2, &[0; 160])),
+            Some(addr(4444))
+        );
+    }
+
+    #[test]
+    fn garbage_and_foreign_sources_are_dropped_and_counted() {
+        let t = Instant::now();
+        let mut c = Call::new(t);
+        c.set_remote(LegId::B, addr(6000), None);
+        assert_eq!(
+            c.on_rtp(t, LegId::A, addr(5000), b"GET / HTTP/1.1\r\n"),
+            None
+        );
+        c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 1, 0, 1, &[0; 160]));
+        assert_eq!(
+            c.on_rtp(t, LegId::A, addr(5001), &rtp(0, 2, 160, 1, &[0; 160])),
+            None
+        );
+        assert_eq!(c.leg(LegId::A).dropped, 2);
+        assert_eq!(c.leg(LegId::A).recv.packets, 1);
+    }
+
+    #[test]
+    fn rtcp_is_relayed_to_the_peers_rtcp_port() {
+        let t = Instant::now();
+        let mut c = Call::new(t);
+        let rr = [0x81, 201, 0, 1, 0, 0, 0, 1];
+        c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 1, 0, 1, &[0; 160]));
+        c.on_rtp(t, LegId::B, addr(6000), &rtp(0, 1, 0, 2, &[0; 160]));
+        assert_eq!(c.on_rtcp(t, LegId::A, addr(5001), &rr), Some(addr(6001)));
+        assert_eq!(c.leg(LegId::A).rtcp_in, 1);
+        assert_eq!(c.on_rtcp(t, LegId::B, addr(6001), b"nonsense"), None);
+        // Muxed RTCP on the RTP port follows the RTP path.
+        assert_eq!(c.on_rtp(t, LegId::B, addr(6000), &rr), Some(addr(5000)));
+    }
+
+    #[test]
+    fn dtmf_events_are_reported_per_leg_and_not_recorded() {
+        let t = Instant::now();
+        let mut c = Call::new(t);
+        c.set_codecs(LegId::A, [(0u8, "PCMU"), (96, "telephone-event")]);
+        c.start_recording(t);
+        for (seq, ev, end) in [
+            (1u16, 10u8, false),
+            (2, 10, true),
+            (3, 10, true),
+            (4, 1, false),
+        ] {
+            let ts = if ev == 10 { 800 } else { 2400 };
+            c.on_rtp(
+                t,
+                LegId::A,
+                addr(5000),
+                &rtp(96, seq, ts, 1, &dtmf::payload(ev, end, 160)),
+            );
+        }
+        // PT 101 is not telephone-event on this leg: plain (unknown) audio.
+        c.on_rtp(
+            t,
+            LegId::A,
+            addr(5000),
+            &rtp(101, 5, 2400, 1, &dtmf::payload(2, false, 160)),
+        );
+        assert_eq!(
+            c.poll_event(),
+            Some(Event::Dtmf {
+                leg: LegId::A,
+                digit: '*'
+            })
+        );
+        assert_eq!(
+            c.poll_event(),
+            Some(Event::Dtmf {
+                leg: LegId::A,
+                digit: '1'
+            })
+        );
+        assert_eq!(c.poll_event(), None);
+    }
+
+    #[test]
+    fn an_idle_call_times_out_only_after_it_is_armed() {
+        let t = Instant::now();
+        let timeout = Duration::from_secs(60);
+        let mut c = Call::new(t);
+        c.on_tick(t + Duration::from_secs(600), timeout);
+        assert_eq!(c.poll_event(), None, "ringing: not armed");
+        let answered = t + Duration::from_secs(600);
+        c.set_established(answered);
+        c.on_tick(answered + Duration::from_secs(59), timeout);
+        assert_eq!(c.poll_event(), None);
+        c.on_tick(answered + Duration::from_secs(60), timeout);
+        let mut legs = vec![];
+        while let Some(Event::RtpTimeout { leg, silent }) = c.poll_event() {
+            assert_eq!(silent, timeout);
+            legs.push(leg);
+        }
+        assert_eq!(legs, vec![LegId::A, LegId::B]);
+        c.on_tick(answered + Duration::from_secs(120), timeout);
+        assert_eq!(c.poll_event(), None, "fires once");
+    }
+
+    #[test]
+    fn a_vanished_phone_times_out_while_the_other_leg_talks_and_hold_suspends_the_timer() {
+        let t = Instant::now();
+        let timeout = Duration::from_secs(5);
+        let mut c = Call::new(t);
+        c.set_remote(LegId::A, addr(5000), None);
+        c.set_remote(LegId::B, addr(6000), None);
+        for i in 0..500u32 {
+            let now = t + Duration::from_millis(20 * u64::from(i));
+            // A stops after 1 s; B keeps talking.
+            if i < 50 {
+                c.on_rtp(
+                    now,
+                    LegId::A,
+                    addr(5000),
+                    &rtp(0, i as u16, 160 * i, 1, &[0; 160]),
+                );
+            }
+            c.on_rtp(
+                now,
+                LegId::B,
+                addr(6000),
+                &rtp(0, i as u16, 160 * i, 2, &[0; 160]),
+            );
+            c.on_tick(now, timeout);
+        }
+        assert!(matches!(
+            c.poll_event(),
+            Some(Event::RtpTimeout { leg: LegId::A, .. })
+        ));
+        assert_eq!(c.poll_event(), None);
+
+        let mut c = Call::new(t);
+        c.set_established(t);
+        c.set_hold(LegId::B, true);
+        for s in 0..10u64 {
+            c.on_rtcp(
+                t + Duration::from_secs(s),
+                LegId::A,
+                addr(5001),
+                &[0x81, 200, 0, 1, 0, 0, 0, 1],
+            );
+        }
+        c.on_tick(t + Duration::from_secs(10), timeout);
+        assert_eq!(c.poll_event(), None, "A sends RTCP, B is on hold");
+    }
+
+    #[test]
+    fn recorded_audio_comes_from_the_legs_codec_maps() {
+        let t = Instant::now();
+        let mut c = Call::new(t);
+        c.set_codecs(LegId::B, [(97u8, "PCMA")]);
+        c.start_recording(t);
+        c.on_rtp(
+            t,
+            LegId::A,
+            addr(5000),
+            &rtp(0, 1, 0, 1, &[g711::ulaw_encode(4000); 160]),
+        );
+        c.on_rtp(
+            t,
+            LegId::B,
+            addr(6000),
+            &rtp(97, 1, 0, 2, &[g711::alaw_encode(-4000); 160]),
+        );
+        c.on_rtp(t, LegId::B, addr(6000), &rtp(13, 2, 160, 2, &[40]));
+        let mut rec = c.stop_recording().unwrap();
+        assert!(!c.is_recording());
+        let mut out = Vec::new();
+        assert_eq!(rec.finish(&mut out), 160);
+        let l = i16::from_le_bytes([out[0], out[1]]);
+        let r = i16::from_le_bytes([out[2], out[3]]);
+        assert!((3800..4200).contains(&l), "{l}");
+        assert!((-4200..-3800).contains(&r), "{r}");
+    }
+}
