@@ -28,6 +28,9 @@ use sqlx::SqlitePool;
 
 use crate::sms::keywords;
 
+/// Job kind that decides the auto-reply to one inbound message.
+pub const JOB: &str = "sms.autoreply";
+
 /// What fires a rule.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
@@ -115,12 +118,9 @@ pub fn decide<'r>(facts: &Facts<'_>, rules: &'r [Rule]) -> Result<&'r Rule, Skip
                 .find(|r| r.trigger == Trigger::Dnd && facts.dnd)
         })
         .or_else(|| {
-            rules
-                .iter()
-                .find(|r| {
-                    r.trigger == Trigger::AfterHours
-                        && r.own_after_hours.unwrap_or(facts.after_hours)
-                })
+            rules.iter().find(|r| {
+                r.trigger == Trigger::AfterHours && r.own_after_hours.unwrap_or(facts.after_hours)
+            })
         })
         .ok_or(Skip::NoRule)?;
     if facts.replied_recently {
@@ -228,7 +228,12 @@ fn hhmm(s: &str) -> Option<NaiveTime> {
 }
 
 /// Parses one `auto_replies` row; `None` for an unknown trigger.
-pub fn parse_rule(id: i64, trigger_type: &str, trigger_data: &str, reply_text: String) -> Option<Rule> {
+pub fn parse_rule(
+    id: i64,
+    trigger_type: &str,
+    trigger_data: &str,
+    reply_text: String,
+) -> Option<Rule> {
     let data: Value = serde_json::from_str(trigger_data).unwrap_or(Value::Null);
     let trigger = match trigger_type {
         "dnd" => Trigger::Dnd,
@@ -237,7 +242,11 @@ pub fn parse_rule(id: i64, trigger_type: &str, trigger_data: &str, reply_text: S
             let mut kws: Vec<String> = data
                 .get("keywords")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             if let Some(k) = data.get("keyword").and_then(Value::as_str) {
                 kws.push(k.to_owned());
@@ -257,9 +266,9 @@ pub fn parse_rule(id: i64, trigger_type: &str, trigger_data: &str, reply_text: S
 /// Decides and, when a rule answers, queues the reply. Returns the id of the
 /// queued outbound message.
 pub async fn maybe_reply(
-    ctx: &crate::sms::SmsContext,
+    ctx: &crate::AppState,
     inbound_id: i64,
-) -> anyhow::Result<Option<i64>> {
+) -> Result<Option<i64>, sqlx::Error> {
     let pool = &ctx.pool;
     let row: Option<(Option<i64>, String, String, String)> = sqlx::query_as(
         "SELECT did_id, from_number, to_number, body FROM messages \
@@ -514,23 +523,59 @@ mod tests {
 
     #[test]
     fn after_hours_follows_the_weekly_schedule_in_the_time_zone() {
-        let hours = json!({"mon": ["09:00", "17:00"], "tue": [["09:00","12:00"],["13:00","17:00"]]});
+        let hours =
+            json!({"mon": ["09:00", "17:00"], "tue": [["09:00","12:00"],["13:00","17:00"]]});
         let none = json!([]);
         let at = |s: &str| proto::time::parse(s).unwrap();
         // Monday 2025-01-13 10:00 New York = 15:00 UTC.
-        assert!(!is_after_hours(&hours, &none, "America/New_York", at("2025-01-13T15:00:00Z")));
+        assert!(!is_after_hours(
+            &hours,
+            &none,
+            "America/New_York",
+            at("2025-01-13T15:00:00Z")
+        ));
         // Monday 08:59 New York.
-        assert!(is_after_hours(&hours, &none, "America/New_York", at("2025-01-13T13:59:00Z")));
+        assert!(is_after_hours(
+            &hours,
+            &none,
+            "America/New_York",
+            at("2025-01-13T13:59:00Z")
+        ));
         // Monday 17:00 is closed.
-        assert!(is_after_hours(&hours, &none, "America/New_York", at("2025-01-13T22:00:00Z")));
+        assert!(is_after_hours(
+            &hours,
+            &none,
+            "America/New_York",
+            at("2025-01-13T22:00:00Z")
+        ));
         // Tuesday lunch break.
-        assert!(is_after_hours(&hours, &none, "America/New_York", at("2025-01-14T17:30:00Z")));
-        assert!(!is_after_hours(&hours, &none, "America/New_York", at("2025-01-14T18:30:00Z")));
+        assert!(is_after_hours(
+            &hours,
+            &none,
+            "America/New_York",
+            at("2025-01-14T17:30:00Z")
+        ));
+        assert!(!is_after_hours(
+            &hours,
+            &none,
+            "America/New_York",
+            at("2025-01-14T18:30:00Z")
+        ));
         // Wednesday is not listed: closed.
-        assert!(is_after_hours(&hours, &none, "America/New_York", at("2025-01-15T15:00:00Z")));
+        assert!(is_after_hours(
+            &hours,
+            &none,
+            "America/New_York",
+            at("2025-01-15T15:00:00Z")
+        ));
         // A holiday closes an open day.
         let hol = json!(["2025-01-13"]);
-        assert!(is_after_hours(&hours, &hol, "America/New_York", at("2025-01-13T15:00:00Z")));
+        assert!(is_after_hours(
+            &hours,
+            &hol,
+            "America/New_York",
+            at("2025-01-13T15:00:00Z")
+        ));
     }
 
     #[test]

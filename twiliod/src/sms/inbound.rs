@@ -7,12 +7,16 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Form, Json};
+use axum::{Extension, Json};
 use serde_json::json;
 
 use super::keywords::{self, Keyword};
 use super::media::{self, MediaItem};
-use super::{SmsContext, outbound, worker};
+use super::outbound;
+use crate::AppState;
+use crate::notify::Notice;
+use crate::queue::{Enqueue, insert_job};
+use crate::webhooks::WebhookParams;
 
 /// Empty MessagingResponse: replies go out through the queue (durable and
 /// rate limited), never as TwiML.
@@ -24,16 +28,19 @@ fn twiml() -> Response {
 
 /// `POST /api/webhooks/sms/incoming`.
 pub async fn incoming(
-    State(ctx): State<SmsContext>,
-    Form(params): Form<Vec<(String, String)>>,
+    State(ctx): State<AppState>,
+    Extension(params): Extension<WebhookParams>,
 ) -> Response {
     let p: HashMap<&str, &str> = params
+        .0
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     match store_inbound(&ctx, &p).await {
         Ok(_) => twiml(),
-        Err(InboundError::Bad(m)) => (StatusCode::BAD_REQUEST, Json(json!({ "error": m }))).into_response(),
+        Err(InboundError::Bad(m)) => {
+            (StatusCode::BAD_REQUEST, Json(json!({ "error": m }))).into_response()
+        }
         Err(InboundError::Db(e)) => {
             tracing::error!(error = %e, "storing inbound message failed");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
@@ -54,7 +61,7 @@ pub enum InboundError {
 
 /// Stores an inbound message; `Ok(None)` for a duplicate MessageSid.
 pub async fn store_inbound(
-    ctx: &SmsContext,
+    ctx: &AppState,
     p: &HashMap<&str, &str>,
 ) -> Result<Option<i64>, InboundError> {
     let sid = p
@@ -70,10 +77,11 @@ pub async fn store_inbound(
         return Err(InboundError::Bad("To missing"));
     }
     let body = p.get("Body").copied().unwrap_or("");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM messages WHERE message_sid = ?)")
-        .bind(sid)
-        .fetch_one(&ctx.pool)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM messages WHERE message_sid = ?)")
+            .bind(sid)
+            .fetch_one(&ctx.pool)
+            .await?;
     if exists {
         tracing::info!(message_sid = sid, "duplicate inbound webhook ignored");
         return Ok(None);
@@ -94,17 +102,21 @@ pub async fn store_inbound(
             .unwrap_or("application/octet-stream");
         items.push(media::download(ctx, sid, n, url, declared).await);
     }
-    let did: Option<(i64, Option<i64>, bool)> = sqlx::query_as(
-        "SELECT id, owner_user_id, sms_email_forward FROM dids WHERE number = ?",
+    let did: Option<(i64, Option<i64>, bool, String)> = sqlx::query_as(
+        "SELECT id, owner_user_id, sms_email_forward, name FROM dids WHERE number = ?",
     )
     .bind(to)
     .fetch_optional(&ctx.pool)
     .await?;
-    let (did_id, owner, forward) = match did {
-        Some((id, owner, fwd)) => (Some(id), owner, fwd),
+    let (did_id, owner, forward, did_name) = match did {
+        Some((id, owner, fwd, name)) => (Some(id), owner, fwd, name),
         None => {
-            tracing::warn!(message_sid = sid, to, "inbound message for a number that is not a DID");
-            (None, None, false)
+            tracing::warn!(
+                message_sid = sid,
+                to,
+                "inbound message for a number that is not a DID"
+            );
+            (None, None, false, String::new())
         }
     };
     let now = proto::time::now();
@@ -153,15 +165,46 @@ pub async fn store_inbound(
         _ => {}
     }
     if did_id.is_some() {
-        worker::enqueue_in(&mut tx, "sms.autoreply", &json!({ "message_id": id }), &format!("sms.autoreply:{id}"))
-            .await?;
+        insert_job(
+            &mut *tx,
+            crate::autoreply::JOB,
+            &json!({ "message_id": id }),
+            &Enqueue::key(format!("{}:{id}", crate::autoreply::JOB)),
+        )
+        .await?;
     }
     if forward {
-        worker::enqueue_in(&mut tx, "sms.notify", &json!({ "message_id": id }), &format!("sms.notify:{id}"))
-            .await?;
+        // Handed to notifyd through the queue: if notifyd is down, the job
+        // waits and retries; nothing is lost.
+        let notice = Notice {
+            kind: "sms".into(),
+            user_id: owner.unwrap_or(0),
+            payload: json!({
+                "message_id": id,
+                "message_sid": sid,
+                "from": from,
+                "to": to,
+                "did_name": did_name,
+                "body": body,
+                "received_at": now,
+                "media": items,
+            }),
+            attachments: items
+                .iter()
+                .filter(|i| !i.path.is_empty())
+                .map(|i| i.path.clone())
+                .collect(),
+        };
+        insert_job(
+            &mut *tx,
+            crate::notify::KIND,
+            &serde_json::to_value(&notice).unwrap_or_default(),
+            &Enqueue::key(format!("notify:sms:{sid}")),
+        )
+        .await?;
     }
     tx.commit().await?;
-    ctx.wake.notify_one();
+    ctx.queue.wake();
     tracing::info!(
         message_id = id,
         message_sid = sid,
@@ -183,11 +226,12 @@ pub struct CallbackQuery {
 
 /// `POST /api/webhooks/sms/status`.
 pub async fn status_callback(
-    State(ctx): State<SmsContext>,
+    State(ctx): State<AppState>,
     Query(q): Query<CallbackQuery>,
-    Form(params): Form<Vec<(String, String)>>,
+    Extension(params): Extension<WebhookParams>,
 ) -> Response {
     let p: HashMap<&str, &str> = params
+        .0
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
@@ -202,7 +246,7 @@ pub async fn status_callback(
 
 /// Applies one status callback; returns whether a row's status moved.
 pub async fn apply_status(
-    ctx: &SmsContext,
+    ctx: &AppState,
     p: &HashMap<&str, &str>,
     q: &CallbackQuery,
 ) -> Result<bool, sqlx::Error> {
@@ -242,7 +286,10 @@ pub async fn apply_status(
         tracing::warn!(sid, status, "status callback for an unknown message");
         return Ok(false);
     };
-    let code: Option<i64> = p.get("ErrorCode").and_then(|c| c.trim().parse().ok()).filter(|c| *c != 0);
+    let code: Option<i64> = p
+        .get("ErrorCode")
+        .and_then(|c| c.trim().parse().ok())
+        .filter(|c| *c != 0);
     let message = code.map(error_text);
     let moved = outbound::advance_status(&ctx.pool, id, status, code, message.as_deref()).await?;
     tracing::info!(message_id = id, sid, status, error_code = ?code, moved, "message status callback");

@@ -22,8 +22,20 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::SmsContext;
-use super::api::Creds;
+use crate::AppState;
+use crate::client::Credentials;
+
+/// One HTTP client for media downloads (redirects followed; reqwest drops
+/// the Authorization header when a redirect leaves the host).
+fn http() -> &'static reqwest::Client {
+    static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    HTTP.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default()
+    })
+}
 
 /// Largest media file accepted either way (Twilio's MMS limit is 5 MB).
 pub const MAX_MEDIA_BYTES: usize = 20 * 1024 * 1024;
@@ -41,7 +53,7 @@ pub struct MediaItem {
 
 /// Downloads item `n` of message `sid` from `url`; tries three times.
 pub async fn download(
-    ctx: &SmsContext,
+    ctx: &AppState,
     sid: &str,
     n: usize,
     url: &str,
@@ -83,21 +95,20 @@ pub async fn download(
     }
 }
 
-async fn fetch(ctx: &SmsContext, url: &str) -> Result<(Vec<u8>, String), String> {
+async fn fetch(ctx: &AppState, url: &str) -> Result<(Vec<u8>, String), String> {
     let timeout = Duration::from_secs(20);
-    let resp = ctx
-        .http
+    let resp = http()
         .get(url)
         .timeout(timeout)
         .send()
         .await
         .map_err(|e| format!("media GET failed: {e}"))?;
     let resp = if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
-        let creds = Creds::from_settings(&ctx.settings.get());
+        let creds = Credentials::from_settings(&ctx.settings.get());
         if !same_host(url, &creds.api_base) {
             return Err("media host asks for credentials but is not the Twilio API host".into());
         }
-        ctx.http
+        http()
             .get(url)
             .basic_auth(&creds.account_sid, Some(&creds.auth_token))
             .timeout(timeout)
@@ -215,7 +226,7 @@ pub fn is_media_path(rel: &str) -> bool {
 
 /// Creates a URL Twilio can fetch `item` from until the TTL passes.
 pub async fn issue_url(
-    ctx: &SmsContext,
+    ctx: &AppState,
     message_id: i64,
     item: &MediaItem,
 ) -> Result<String, sqlx::Error> {
@@ -238,10 +249,15 @@ pub async fn issue_url(
     .await?;
     // Drop long-expired tokens now and then.
     sqlx::query("DELETE FROM sms_media_tokens WHERE expires_at < ?")
-        .bind(proto::time::fmt(chrono::Utc::now() - chrono::Duration::days(1)))
+        .bind(proto::time::fmt(
+            chrono::Utc::now() - chrono::Duration::days(1),
+        ))
         .execute(&ctx.pool)
         .await?;
-    Ok(format!("{}/api/webhooks/media/{token}", ctx.public_url()))
+    Ok(format!(
+        "{}/api/webhooks/media/{token}",
+        super::public_url(ctx)
+    ))
 }
 
 fn hash(token: &str) -> String {
@@ -250,7 +266,7 @@ fn hash(token: &str) -> String {
 
 /// `GET /api/webhooks/media/{token}`: the file, or 404 for an unknown or
 /// expired token (the same answer, so tokens cannot be probed).
-pub async fn serve(State(ctx): State<SmsContext>, UrlPath(token): UrlPath<String>) -> Response {
+pub async fn serve(State(ctx): State<AppState>, UrlPath(token): UrlPath<String>) -> Response {
     let not_found = || (StatusCode::NOT_FOUND, "not found").into_response();
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return not_found();
@@ -306,7 +322,13 @@ mod tests {
 
     #[test]
     fn types_and_extensions_round_trip() {
-        for t in ["image/jpeg", "image/png", "image/gif", "video/mp4", "application/pdf"] {
+        for t in [
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "video/mp4",
+            "application/pdf",
+        ] {
             assert_eq!(content_type_for(&format!("x.{}", extension_for(t))), t);
         }
         assert_eq!(extension_for("application/x-weird"), "bin");
@@ -318,7 +340,10 @@ mod tests {
             "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1",
             "https://api.twilio.com"
         ));
-        assert!(!same_host("https://evil.example/x", "https://api.twilio.com"));
+        assert!(!same_host(
+            "https://evil.example/x",
+            "https://api.twilio.com"
+        ));
         assert!(!same_host("http://127.0.0.1:9/x", "http://127.0.0.1:8/"));
     }
 }

@@ -1,108 +1,98 @@
 //! SMS/MMS: inbound webhooks (stored, media downloaded, forwarded to email,
 //! auto-replied), status callbacks (status only moves forward), outbound
-//! sending through a durable queue (written before sending, retried with
+//! sending through the durable queue (written before sending, retried with
 //! exponential backoff, sent once, in order per conversation), the expiring
 //! media URLs Twilio fetches outgoing MMS from, and conversation queries.
 //!
-//! Layout: `inbound` (webhook), `outbound` (validation, rows, the send job),
-//! `worker` (the `jobs` queue `twiliod.sms`), `api` (the two Messages REST
-//! calls), `media` (download and serving), `conversations` (queries for the
-//! UI), `status` and `keywords` (pure).
+//! Layout: `inbound` (the two webhooks), `outbound` (validation, rows, the
+//! `sms.send` job), `media` (download and serving), `conversations` (queries
+//! for the UI), `status` and `keywords` (pure). Auto-replies live in
+//! `crate::autoreply`.
 //!
-//! Exactly-once sending: the message row is written (status `queued`) before
-//! anything is sent, and the job that sends it is written in the same
-//! transaction. Every attempt carries a fresh random token in its
-//! StatusCallback URL (`?gosip_mid=<id>&gosip_tok=<token>`), and
-//! `first_attempt_at` is set before the first POST. When a later attempt
-//! starts and no SID was recorded (the POST timed out, Twilio answered 5xx
-//! after creating it, or twiliod died before writing the answer), the job
-//! first lists Twilio's messages `To`/`From`/`DateSent>=` the first attempt
-//! and adopts one with the same body created since then that no row of ours
-//! has claimed; a status callback carrying our token also attaches its SID to
-//! the row. Only when neither finds it is the POST repeated.
+//! Built on the shared pieces: [`crate::client::TwilioClient`] (REST, failure
+//! streak -> admin alert), [`crate::queue::Queue`] (durable jobs, backoff,
+//! `Retry-After`), [`crate::notify`] (queued hand-off to notifyd) and the
+//! signature-checked router of [`crate::webhooks`].
+//!
+//! Exactly-once sending: the message row (status `queued`) and its `sms.send`
+//! job are written in one transaction before anything is sent. The POST is
+//! made without in-call retries (a retried POST after a timeout could create
+//! a second message); the queue retries instead. Every attempt carries a
+//! fresh random token in its StatusCallback URL
+//! (`?gosip_mid=<id>&gosip_tok=<token>`), and `first_attempt_at` is written
+//! before the first POST. When a later attempt starts and no SID was recorded
+//! (the POST timed out, Twilio answered 5xx after creating it, or twiliod died
+//! before writing the answer), the job first lists Twilio's messages with the
+//! same `To`/`From` created since the first attempt and adopts one with the
+//! same body that no row of ours has claimed; a status callback carrying our
+//! token also attaches its SID to the row. Only when neither finds it is the
+//! POST repeated.
+//!
+//! Order per conversation: the job of message N sends every unsent message of
+//! the same DID/recipient up to N, oldest first, and stops at the first that
+//! cannot be sent; so a later message never overtakes an earlier one that is
+//! waiting out an outage.
 
-pub mod api;
 pub mod conversations;
 pub mod inbound;
 pub mod keywords;
 pub mod media;
 pub mod outbound;
 pub mod status;
-pub mod worker;
-
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
 
 use axum::Router;
 use axum::routing::{get, post};
-use proto::settings::SettingsHandle;
-use sqlx::SqlitePool;
+
+use crate::AppState;
 
 pub use outbound::{SendError, SendRequest, send_message};
 
-/// The `jobs.queue` SMS work lives in.
-pub const QUEUE: &str = "twiliod.sms";
-
-/// Everything the SMS code needs, cheap to clone.
-#[derive(Clone)]
-pub struct SmsContext {
-    pub pool: SqlitePool,
-    pub settings: SettingsHandle,
-    pub data_dir: PathBuf,
-    pub http: reqwest::Client,
-    /// notifyd's gRPC address (`host:port`).
-    pub notifyd_grpc: String,
-    /// Wakes the queue worker when a job is written.
-    pub wake: Arc<tokio::sync::Notify>,
-    /// Consecutive failed Twilio requests (reset by a success).
-    pub failures: Arc<AtomicU32>,
-}
-
-impl SmsContext {
-    pub fn new(
-        pool: SqlitePool,
-        settings: SettingsHandle,
-        data_dir: PathBuf,
-        notifyd_grpc: String,
-    ) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
-        Self {
-            pool,
-            settings,
-            data_dir,
-            http,
-            notifyd_grpc,
-            wake: Arc::new(tokio::sync::Notify::new()),
-            failures: Arc::new(AtomicU32::new(0)),
-        }
-    }
-
-    /// The public base URL (no trailing slash), empty when not set.
-    pub fn public_url(&self) -> String {
-        self.settings
-            .get()
-            .str("system.public_url")
-            .trim_end_matches('/')
-            .to_owned()
-    }
-}
-
-/// The Twilio-signed webhook routes (mount them behind the signature check).
-pub fn webhook_routes(ctx: SmsContext) -> Router {
+/// The Twilio-signed webhook routes (mounted behind the signature check).
+pub fn webhook_routes(state: AppState) -> Router {
     Router::new()
         .route("/api/webhooks/sms/incoming", post(inbound::incoming))
         .route("/api/webhooks/sms/status", post(inbound::status_callback))
-        .with_state(ctx)
+        .with_state(state)
 }
 
 /// Unsigned routes: the media Twilio fetches for outgoing MMS. The random,
 /// expiring token in the path is the credential.
-pub fn public_routes(ctx: SmsContext) -> Router {
+pub fn public_routes(state: AppState) -> Router {
     Router::new()
         .route("/api/webhooks/media/{token}", get(media::serve))
-        .with_state(ctx)
+        .with_state(state)
+}
+
+/// Registers the SMS job kinds on the shared queue.
+pub fn register_jobs(state: &AppState) {
+    let st = state.clone();
+    state.queue.register(outbound::SEND_JOB, move |job| {
+        let st = st.clone();
+        async move {
+            let id = job.payload["message_id"].as_i64().unwrap_or(0);
+            outbound::run_send(&st, id).await
+        }
+    });
+    let st = state.clone();
+    state.queue.register(crate::autoreply::JOB, move |job| {
+        let st = st.clone();
+        async move {
+            let id = job.payload["message_id"].as_i64().unwrap_or(0);
+            crate::autoreply::maybe_reply(&st, id)
+                .await
+                .map(|_| ())
+                .map_err(crate::queue::JobError::from)
+        }
+    });
+}
+
+/// The public base URL (no trailing slash), empty when not set.
+pub fn public_url(state: &AppState) -> String {
+    state
+        .settings
+        .get()
+        .str("system.public_url")
+        .trim()
+        .trim_end_matches('/')
+        .to_owned()
 }

@@ -2,13 +2,17 @@
 //! `messages` row written before anything is sent, the `sms.send` job that
 //! sends it, and what each Twilio answer does to the row.
 
-use std::time::Duration;
-
+use reqwest::Method;
+use serde::Deserialize;
 use serde_json::json;
 
-use super::api::{self, Creds, Outcome};
 use super::media::{self, MediaItem};
-use super::{QUEUE, SmsContext};
+use crate::AppState;
+use crate::client::{RetryPolicy, TwilioClient, TwilioError};
+use crate::queue::{Enqueue, JobError};
+
+/// Job kind that sends an outbound message.
+pub const SEND_JOB: &str = "sms.send";
 
 /// Twilio's limit on a message body (characters).
 pub const MAX_BODY_CHARS: usize = 1600;
@@ -56,7 +60,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> SendError {
 
 /// Validates, writes the message (status `queued`) and its send job in one
 /// transaction, wakes the worker, and returns the message id.
-pub async fn send_message(ctx: &SmsContext, req: SendRequest) -> Result<i64, SendError> {
+pub async fn send_message(ctx: &AppState, req: SendRequest) -> Result<i64, SendError> {
     let from = proto::types::E164::parse(req.from_number.trim())
         .map_err(|e| invalid("from_number", e.to_string()))?;
     let to = proto::types::E164::parse(req.to_number.trim())
@@ -81,7 +85,10 @@ pub async fn send_message(ctx: &SmsContext, req: SendRequest) -> Result<i64, Sen
     let mut total = 0u64;
     for p in &req.media_paths {
         if !media::is_media_path(p) {
-            return Err(invalid("media_paths", format!("{p}: not a file under media/")));
+            return Err(invalid(
+                "media_paths",
+                format!("{p}: not a file under media/"),
+            ));
         }
         let meta = tokio::fs::metadata(ctx.data_dir.join(p))
             .await
@@ -99,7 +106,7 @@ pub async fn send_message(ctx: &SmsContext, req: SendRequest) -> Result<i64, Sen
     if total > MAX_MMS_BYTES {
         return Err(invalid("media_paths", "media larger than 5 MB in total"));
     }
-    if !items.is_empty() && ctx.public_url().is_empty() {
+    if !items.is_empty() && super::public_url(ctx).is_empty() {
         return Err(invalid(
             "media_paths",
             "system.public_url must be set so Twilio can fetch the media",
@@ -130,15 +137,24 @@ pub async fn send_message(ctx: &SmsContext, req: SendRequest) -> Result<i64, Sen
             return Err(SendError::Forbidden);
         }
     }
-    let id = insert_and_enqueue(ctx, did_id, owner, from.as_str(), to.as_str(), &req.body, &items, None)
-        .await?;
+    let id = insert_and_enqueue(
+        ctx,
+        did_id,
+        owner,
+        from.as_str(),
+        to.as_str(),
+        &req.body,
+        &items,
+        None,
+    )
+    .await?;
     tracing::info!(message_id = id, did_id, to = %to, media = items.len(), "message queued");
     Ok(id)
 }
 
 /// Queues an auto-reply from `did_number` to `to` (already decided).
 pub async fn create_auto_reply(
-    ctx: &SmsContext,
+    ctx: &AppState,
     did_id: i64,
     did_number: &str,
     to: &str,
@@ -164,7 +180,7 @@ pub async fn create_auto_reply(
 
 #[allow(clippy::too_many_arguments)]
 async fn insert_and_enqueue(
-    ctx: &SmsContext,
+    ctx: &AppState,
     did_id: i64,
     owner: Option<i64>,
     from: &str,
@@ -194,107 +210,85 @@ async fn insert_and_enqueue(
     .execute(&mut *tx)
     .await?
     .last_insert_rowid();
-    super::worker::enqueue_in(&mut tx, "sms.send", &json!({ "message_id": id }), &format!("sms.send:{id}"))
-        .await?;
+    crate::queue::insert_job(
+        &mut *tx,
+        SEND_JOB,
+        &json!({ "message_id": id }),
+        &Enqueue::key(format!("{SEND_JOB}:{id}")),
+    )
+    .await?;
     tx.commit().await?;
-    ctx.wake.notify_one();
+    ctx.queue.wake();
     Ok(id)
-}
-
-/// What the send job tells the worker.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobResult {
-    /// Done (sent, adopted, or failed for good).
-    Done,
-    /// Try again later (a failed attempt: counts towards backoff and alerts).
-    Retry {
-        after: Option<Duration>,
-        reason: String,
-    },
-    /// Not this message's turn yet (an earlier one in the conversation is
-    /// unsent): look again shortly, without counting an attempt.
-    Wait(Duration),
 }
 
 #[derive(sqlx::FromRow)]
 struct OutRow {
+    id: i64,
     from_number: String,
     to_number: String,
     body: String,
     media_urls: String,
-    status: String,
-    message_sid: Option<String>,
     first_attempt_at: Option<String>,
 }
 
-/// Sends message `id` (the `sms.send` job).
-pub async fn run_send(ctx: &SmsContext, id: i64) -> Result<JobResult, sqlx::Error> {
-    let row: Option<OutRow> = sqlx::query_as(
-        "SELECT from_number, to_number, body, media_urls, status, message_sid, first_attempt_at \
-         FROM messages WHERE id = ? AND direction = 'outbound'",
+/// The `sms.send` job of message `id`: sends every unsent message of the
+/// same conversation up to `id`, oldest first (so order is kept even when
+/// an earlier message is waiting out an outage).
+pub async fn run_send(ctx: &AppState, id: i64) -> Result<(), JobError> {
+    let conv: Option<(String, String)> = sqlx::query_as(
+        "SELECT from_number, to_number FROM messages WHERE id = ? AND direction = 'outbound'",
     )
     .bind(id)
     .fetch_optional(&ctx.pool)
     .await?;
-    let Some(row) = row else {
-        return Ok(JobResult::Done);
+    let Some((from, to)) = conv else {
+        return Ok(());
     };
-    if row.message_sid.is_some() || row.status != "queued" {
-        return Ok(JobResult::Done);
-    }
-    // In order per conversation: an earlier unsent message goes first.
-    let earlier: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM messages WHERE direction = 'outbound' AND from_number = ? AND to_number = ? \
-         AND id < ? AND status = 'queued' AND message_sid IS NULL ORDER BY id LIMIT 1",
+    let pending: Vec<OutRow> = sqlx::query_as(
+        "SELECT id, from_number, to_number, body, media_urls, first_attempt_at FROM messages \
+         WHERE direction = 'outbound' AND from_number = ? AND to_number = ? AND id <= ? \
+         AND status = 'queued' AND message_sid IS NULL ORDER BY id",
     )
-    .bind(&row.from_number)
-    .bind(&row.to_number)
+    .bind(&from)
+    .bind(&to)
     .bind(id)
-    .fetch_optional(&ctx.pool)
+    .fetch_all(&ctx.pool)
     .await?;
-    if let Some(e) = earlier {
-        tracing::debug!(message_id = id, waits_for = e, "earlier message unsent");
-        return Ok(JobResult::Wait(Duration::from_millis(200)));
+    for row in pending {
+        send_one(ctx, &row).await?;
     }
-    let settings = ctx.settings.get();
-    let creds = Creds::from_settings(&settings);
-    if creds.account_sid.is_empty() || creds.auth_token.is_empty() {
-        return Ok(JobResult::Retry {
-            after: Some(Duration::from_secs(60)),
-            reason: "Twilio credentials are not set".into(),
-        });
-    }
-    let timeout = Duration::from_millis(settings.u64("sms.request_timeout_ms").max(100));
+    Ok(())
+}
 
+/// A Twilio client for `POST Messages.json` without in-call retries: a POST
+/// repeated after a timeout could create a second message, so repeats go
+/// through the queue and the lookup in [`send_one`]. It shares the failure
+/// streak (and admin alert) of the main client.
+fn sender(ctx: &AppState) -> TwilioClient {
+    ctx.twilio.clone().with_policy(RetryPolicy {
+        max_retries: 0,
+        ..RetryPolicy::default()
+    })
+}
+
+async fn send_one(ctx: &AppState, row: &OutRow) -> Result<(), JobError> {
+    let id = row.id;
+    let client = sender(ctx);
     // An earlier attempt may have created the message without us hearing.
     if let Some(first) = row.first_attempt_at.as_deref().and_then(proto::time::parse) {
-        match api::list(&ctx.http, &creds, &row.to_number, &row.from_number, first, timeout).await {
-            Outcome::Ok(list) => {
-                for m in list.iter().filter(|m| m.body.as_deref() == Some(row.body.as_str())) {
-                    let claimed: bool = sqlx::query_scalar(
-                        "SELECT EXISTS(SELECT 1 FROM messages WHERE message_sid = ?)",
-                    )
-                    .bind(&m.sid)
-                    .fetch_one(&ctx.pool)
-                    .await?;
-                    if !claimed {
-                        tracing::info!(message_id = id, sid = %m.sid, "adopting message created by an earlier attempt");
-                        record_sid(ctx, id, &m.sid, &m.status).await?;
-                        return Ok(JobResult::Done);
-                    }
-                }
+        match find_created(ctx, &client, row, first).await {
+            Ok(Some(m)) => {
+                tracing::info!(message_id = id, sid = %m.sid, "adopting the message an earlier attempt created");
+                record_sid(ctx, id, &m.sid, &m.status).await?;
+                return Ok(());
             }
-            Outcome::Permanent { message, .. } | Outcome::Retry { reason: message, .. } => {
-                return Ok(JobResult::Retry {
-                    after: None,
-                    reason: message,
-                });
-            }
+            Ok(None) => {}
+            Err(e) => return Err(as_job_error(e)),
         }
     }
-
     let token = hex::encode(rand::random::<[u8; 16]>());
-    let public = ctx.public_url();
+    let public = super::public_url(ctx);
     let mut form: Vec<(&str, String)> = vec![
         ("To", row.to_number.clone()),
         ("From", row.from_number.clone()),
@@ -313,23 +307,38 @@ pub async fn run_send(ctx: &SmsContext, id: i64) -> Result<JobResult, sqlx::Erro
             format!("{public}/api/webhooks/sms/status?gosip_mid={id}&gosip_tok={token}"),
         ));
     }
+    let now = proto::time::now();
     sqlx::query(
         "UPDATE messages SET send_token = ?, first_attempt_at = COALESCE(first_attempt_at, ?), \
          updated_at = ? WHERE id = ?",
     )
     .bind(&token)
-    .bind(proto::time::now())
-    .bind(proto::time::now())
+    .bind(&now)
+    .bind(&now)
     .bind(id)
     .execute(&ctx.pool)
     .await?;
-    match api::create(&ctx.http, &creds, &form, timeout).await {
-        Outcome::Ok(m) => {
+    let form_ref: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    match client
+        .json::<Created>(Method::POST, "/Messages.json", &form_ref)
+        .await
+    {
+        Ok(m) => {
             record_sid(ctx, id, &m.sid, &m.status).await?;
             tracing::info!(message_id = id, sid = %m.sid, status = %m.status, "message accepted by Twilio");
-            Ok(JobResult::Done)
+            Ok(())
         }
-        Outcome::Permanent { code, message } => {
+        Err(e) if is_retryable(&e) => {
+            tracing::warn!(message_id = id, error = %e, "message not sent yet, will retry");
+            Err(as_job_error(e))
+        }
+        Err(e) => {
+            let (code, message) = match &e {
+                TwilioError::Api { code, message, .. } => {
+                    ((*code != 0).then_some(*code), message.clone())
+                }
+                other => (None, other.to_string()),
+            };
             sqlx::query(
                 "UPDATE messages SET status = 'failed', error_code = ?, error_message = ?, updated_at = ? \
                  WHERE id = ? AND message_sid IS NULL",
@@ -341,16 +350,109 @@ pub async fn run_send(ctx: &SmsContext, id: i64) -> Result<JobResult, sqlx::Erro
             .execute(&ctx.pool)
             .await?;
             tracing::warn!(message_id = id, code = ?code, reason = %message, "message refused by Twilio");
-            Ok(JobResult::Done)
+            Ok(())
         }
-        Outcome::Retry { after, reason } => Ok(JobResult::Retry { after, reason }),
     }
+}
+
+/// Retry 5xx, 429, no answer, and also bad or missing credentials (401/403,
+/// not configured): the admin can fix those, and the message must not be
+/// lost meanwhile. Every other refusal fails the message.
+fn is_retryable(e: &TwilioError) -> bool {
+    e.is_retryable()
+        || matches!(e, TwilioError::NotConfigured)
+        || matches!(
+            e,
+            TwilioError::Api {
+                status: 401 | 403,
+                ..
+            }
+        )
+}
+
+fn as_job_error(e: TwilioError) -> JobError {
+    JobError::Retry {
+        after: e.retry_after(),
+        error: e.to_string(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Created {
+    sid: String,
+    #[serde(default)]
+    status: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Listed {
+    sid: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    date_created: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default)]
+    messages: Vec<Listed>,
+}
+
+/// Looks for a message with this row's To/From/body that Twilio created
+/// since `first` (newest first, one page of 50) and no row of ours claims.
+/// No `DateSent` filter: a message Twilio queued but has not sent yet has no
+/// `date_sent`, and it is exactly the one we look for.
+async fn find_created(
+    ctx: &AppState,
+    client: &TwilioClient,
+    row: &OutRow,
+    first: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Listed>, TwilioError> {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("To", &row.to_number)
+        .append_pair("From", &row.from_number)
+        .append_pair("PageSize", "50")
+        .finish();
+    let page: Page = client
+        .json(Method::GET, &format!("/Messages.json?{query}"), &[])
+        .await?;
+    let since = first - chrono::Duration::seconds(2);
+    for m in page.messages {
+        let recent = m
+            .date_created
+            .as_deref()
+            .and_then(parse_twilio_date)
+            .is_none_or(|t| t >= since);
+        if !recent || m.body.as_deref() != Some(row.body.as_str()) {
+            continue;
+        }
+        let claimed: bool =
+            sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM messages WHERE message_sid = ?)")
+                .bind(&m.sid)
+                .fetch_one(&ctx.pool)
+                .await
+                .map_err(|e| TwilioError::Transport(format!("database: {e}")))?;
+        if !claimed {
+            return Ok(Some(m));
+        }
+    }
+    Ok(None)
+}
+
+/// Parses Twilio's RFC 2822 dates (`Thu, 30 Jul 2015 23:19:04 +0000`).
+pub fn parse_twilio_date(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc2822(s)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// Attaches Twilio's SID to row `id` (unless a callback already did) and
 /// moves the status forward.
 pub async fn record_sid(
-    ctx: &SmsContext,
+    ctx: &AppState,
     id: i64,
     sid: &str,
     status: &str,
@@ -415,21 +517,30 @@ pub async fn advance_status(
     Ok(false)
 }
 
-/// Marks a message failed after the queue gave up on it.
-pub async fn give_up(ctx: &SmsContext, id: i64, reason: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE messages SET status = 'failed', error_message = ?, updated_at = ? \
-         WHERE id = ? AND message_sid IS NULL AND status = 'queued'",
-    )
-    .bind(format!("not sent: {reason}"))
-    .bind(proto::time::now())
-    .bind(id)
-    .execute(&ctx.pool)
-    .await?;
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The queue this module's jobs use (for callers that enqueue directly).
-pub const fn queue() -> &'static str {
-    QUEUE
+    #[test]
+    fn twilio_dates_parse() {
+        let t = parse_twilio_date("Thu, 30 Jul 2015 23:19:04 +0000").unwrap();
+        assert_eq!(proto::time::fmt(t), "2015-07-30T23:19:04.000Z");
+    }
+
+    #[test]
+    fn outages_and_credential_problems_are_retried_refusals_are_not() {
+        let api = |status, code| TwilioError::Api {
+            status,
+            code,
+            message: String::new(),
+            more_info: String::new(),
+            retry_after: None,
+        };
+        assert!(is_retryable(&api(503, 0)));
+        assert!(is_retryable(&api(429, 20429)));
+        assert!(is_retryable(&api(401, 20003)));
+        assert!(is_retryable(&TwilioError::Transport("timeout".into())));
+        assert!(!is_retryable(&api(400, 21211)));
+        assert!(!is_retryable(&api(400, 21610)));
+    }
 }
