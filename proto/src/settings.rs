@@ -233,6 +233,7 @@ pub const KEYS: &[Key] = &[
         "3600",
         "One auto-reply per sender per this many seconds",
     ),
+    k("sms.media_url_ttl", "3600", "Lifetime of the URLs Twilio fetches outgoing MMS media from (seconds)"),
     // Email and push
     k("email.transport", "smtp", "smtp | postmark"),
     k("email.from", "", "From address of notification email"),
