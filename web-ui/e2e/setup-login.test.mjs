@@ -1,0 +1,91 @@
+// First run in a real browser: the setup wizard with its inline checks, then
+// the login page and its lockout message.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { startSystem, launchBrowser, screenshot } from './harness.mjs'
+import { ADMIN, assertAccessible } from './ui.mjs'
+
+let sys, browser
+before(async () => { sys = await startSystem(); browser = await launchBrowser() })
+after(async () => { await browser?.close(); await sys?.stop() })
+
+test('the first-run wizard creates the admin, checks Twilio, skips it, and adds the first number', async () => {
+  const page = await browser.newPage()
+  await page.goto(`${sys.base}/`)
+  await page.getByRole('heading', { name: 'Welcome to GoSIP' }).waitFor()
+  assert.match(page.url(), /\/setup$/)
+  await assertAccessible(page, 'setup wizard')
+
+  // Inline validation: nothing filled in.
+  await page.getByRole('button', { name: 'Next' }).click()
+  assert.match(await page.locator('#f-admin_email-err').innerText(), /email address/)
+  await page.getByLabel('Admin email').fill(ADMIN.email)
+  await page.getByLabel('Your name').fill('Ada Admin')
+  await page.getByLabel('Password', { exact: true }).fill(ADMIN.password)
+  await page.getByLabel('Repeat password').fill('something else')
+  await page.getByRole('button', { name: 'Next' }).click()
+  assert.match(await page.locator('#f-admin_password2-err').innerText(), /differ/)
+  await page.getByLabel('Repeat password').fill(ADMIN.password)
+  await screenshot(page, 'setup-1-admin')
+  await page.getByRole('button', { name: 'Next' }).click()
+
+  // Twilio: a malformed SID is caught in the browser; a well-formed one is
+  // checked live by the server, which cannot reach Twilio from here and says so.
+  await page.getByLabel('Account SID').fill('AC123')
+  await page.getByLabel('Auth token').fill('token')
+  await page.getByRole('button', { name: 'Next' }).click()
+  assert.match(await page.locator('#f-twilio_account_sid-err').innerText(), /32 hex/)
+  await page.getByLabel('Account SID').fill(`AC${'0123456789abcdef'.repeat(2)}`)
+  await page.getByRole('button', { name: 'Check credentials' }).click()
+  await page.getByRole('alert').waitFor()
+  assert.ok((await page.getByRole('alert').innerText()).length > 0, 'the live check explains its failure')
+  await screenshot(page, 'setup-2-twilio')
+  await page.getByRole('button', { name: 'Skip Twilio for now' }).click()
+
+  await page.getByLabel('Public URL').fill('https://pbx.gosip.test')
+  await page.getByRole('button', { name: 'Next' }).click()
+  await page.getByLabel('Phone number (E.164)').fill('555-1234')
+  await page.getByRole('button', { name: 'Finish setup' }).click()
+  assert.match(await page.locator('#f-did_number-err').innerText(), /E\.164/)
+  await page.getByLabel('Phone number (E.164)').fill('+15551230000')
+  await page.getByLabel('Name').fill('Main line')
+  await screenshot(page, 'setup-4-did')
+  await page.getByRole('button', { name: 'Finish setup' }).click()
+
+  await page.getByRole('heading', { name: 'Dashboard' }).waitFor()
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Devices' }).waitFor()
+  await screenshot(page, 'dashboard-admin')
+
+  // The wizard is closed for good, and the number exists.
+  await page.goto(`${sys.base}/setup`)
+  await page.getByRole('heading', { name: 'Dashboard' }).waitFor()
+  await page.getByRole('link', { name: 'Numbers' }).click()
+  await page.getByRole('cell', { name: '+15551230000' }).waitFor()
+  await page.close()
+})
+
+test('the login page shows the lockout message after too many wrong passwords', async () => {
+  const ctx = await browser.newContext()
+  const page = await ctx.newPage()
+  await page.goto(`${sys.base}/login`)
+  await page.getByRole('heading', { name: 'Log in' }).waitFor()
+  await assertAccessible(page, 'login page')
+  await page.getByLabel('Email').fill(ADMIN.email)
+  let lockout = ''
+  for (let i = 0; i < 7 && !lockout; i++) {
+    await page.getByLabel('Password').fill(`wrong-password-${i}`)
+    const answered = page.waitForResponse((r) => r.url().endsWith('/api/auth/login'))
+    await page.getByRole('button', { name: 'Log in' }).click()
+    await answered
+    await page.getByRole('alert').waitFor()
+    if (await page.locator('[data-lockout]').count()) lockout = await page.locator('[data-lockout]').innerText()
+  }
+  assert.match(lockout, /15|lock|too many/i, 'a lockout message after 5 failures')
+  await screenshot(page, 'login-locked')
+  // Even the right password is refused while locked.
+  await page.getByLabel('Password').fill(ADMIN.password)
+  await page.getByRole('button', { name: 'Log in' }).click()
+  await page.locator('[data-lockout]').waitFor()
+  assert.doesNotMatch(page.url(), /\/$/)
+  await ctx.close()
+})

@@ -1,0 +1,131 @@
+// Helpers shared by the UI system tests: a session-holding API client for
+// seeding through the real API, SQL seeding for rows only daemons write,
+// axe-core accessibility checks and QR decoding inside the page.
+import { execFileSync } from 'node:child_process'
+import { createRequire } from 'node:module'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import assert from 'node:assert/strict'
+
+const require = createRequire(import.meta.url)
+const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8')
+const JSQR = readFileSync(require.resolve('jsqr/dist/jsQR.js'), 'utf8')
+
+export const ADMIN = { email: 'admin@gosip.test', password: 'Adm1n-pass-word' }
+
+/** A tiny API client that keeps the session cookie. */
+export function apiClient(base) {
+  let cookie = ''
+  async function req(method, path, body) {
+    const headers = { 'X-Requested-With': 'gosip' }
+    if (cookie) headers.Cookie = cookie
+    let payload
+    if (body !== undefined) { headers['Content-Type'] = 'application/json'; payload = JSON.stringify(body) }
+    const res = await fetch(`${base}/api${path}`, { method, headers, body: payload })
+    const set = res.headers.getSetCookie?.() ?? []
+    for (const c of set) if (c.startsWith('gosip_session=')) cookie = c.split(';')[0]
+    const text = await res.text()
+    let data = null
+    try { data = text ? JSON.parse(text) : null } catch { data = text }
+    if (!res.ok) {
+      const e = new Error(`${method} ${path}: ${res.status} ${text.slice(0, 300)}`)
+      e.status = res.status
+      e.data = data
+      throw e
+    }
+    return data
+  }
+  return {
+    req,
+    get: (p) => req('GET', p),
+    post: (p, b) => req('POST', p, b),
+    put: (p, b) => req('PUT', p, b),
+    del: (p) => req('DELETE', p),
+    get cookie() { return cookie },
+    async login(email, password) { return req('POST', '/auth/login', { email, password }) },
+  }
+}
+
+/** Runs the first-run setup through the API (the wizard test does it in the UI). */
+export async function setupSystem(sys, { did = '+15551230000' } = {}) {
+  const c = apiClient(sys.base)
+  await c.post('/setup', { admin: { email: ADMIN.email, name: 'Admin', password: ADMIN.password }, ...(did ? { did: { number: did, name: 'Main line' } } : {}) })
+  await c.login(ADMIN.email, ADMIN.password)
+  return c
+}
+
+/** Logs the browser context in by its cookie jar (through the real login page). */
+export async function loginInBrowser(page, base, email, password) {
+  await page.goto(`${base}/login`)
+  await page.getByLabel('Email').fill(email)
+  await page.getByLabel('Password').fill(password)
+  await page.getByRole('button', { name: 'Log in' }).click()
+  await page.getByRole('heading', { name: 'Dashboard' }).waitFor()
+}
+
+/** Runs SQL against the system's database (rows that only other daemons write). */
+export function sql(sys, statements, params = []) {
+  const db = join(sys.data, 'gosip.db')
+  const script = `
+import sqlite3, sys, json
+con = sqlite3.connect(sys.argv[1], timeout=10)
+con.execute('PRAGMA foreign_keys=ON')
+params = json.loads(sys.argv[3])
+out = []
+for i, s in enumerate(json.loads(sys.argv[2])):
+    cur = con.execute(s, params[i] if i < len(params) else [])
+    out.append(cur.lastrowid if cur.description is None else cur.fetchall())
+con.commit()
+print(json.dumps(out))
+`
+  const list = Array.isArray(statements) ? statements : [statements]
+  return JSON.parse(execFileSync('python3', ['-c', script, db, JSON.stringify(list), JSON.stringify(params)], { encoding: 'utf8' }))
+}
+
+/** Injects axe-core and fails on serious or critical violations. */
+export async function assertAccessible(page, what) {
+  await page.addScriptTag({ content: AXE })
+  const res = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const r = await axe.run(document, { resultTypes: ['violations'] })
+    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.help} -> ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`)
+  })
+  assert.deepEqual(res, [], `axe found serious problems on ${what}`)
+}
+
+/** Decodes the QR code shown by the <img> matching `selector`. */
+export async function decodeQr(page, selector) {
+  await page.addScriptTag({ content: JSQR })
+  return page.evaluate(async (sel) => {
+    const img = document.querySelector(sel)
+    if (!img.complete || !img.naturalWidth) await new Promise((r, j) => { img.onload = r; img.onerror = () => j(new Error('QR image failed to load')) })
+    const c = document.createElement('canvas')
+    // Scale up with a white quiet zone so small PNGs decode reliably.
+    const k = Math.max(1, Math.ceil(400 / img.naturalWidth))
+    c.width = img.naturalWidth * k + 80
+    c.height = img.naturalHeight * k + 80
+    const ctx = c.getContext('2d')
+    ctx.imageSmoothingEnabled = false
+    ctx.fillStyle = '#fff'
+    ctx.fillRect(0, 0, c.width, c.height)
+    ctx.drawImage(img, 40, 40, img.naturalWidth * k, img.naturalHeight * k)
+    const d = ctx.getImageData(0, 0, c.width, c.height)
+    // eslint-disable-next-line no-undef
+    const code = jsQR(d.data, d.width, d.height)
+    return code ? code.data : null
+  }, selector)
+}
+
+/** A short valid WAV (8 kHz mono 16-bit, a 440 Hz tone). */
+export function wav(seconds = 1) {
+  const rate = 8000
+  const n = rate * seconds
+  const b = Buffer.alloc(44 + n * 2)
+  b.write('RIFF', 0); b.writeUInt32LE(36 + n * 2, 4); b.write('WAVE', 8)
+  b.write('fmt ', 12); b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22)
+  b.writeUInt32LE(rate, 24); b.writeUInt32LE(rate * 2, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34)
+  b.write('data', 36); b.writeUInt32LE(n * 2, 40)
+  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / rate)), 44 + i * 2)
+  return b
+}
