@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod standin;
+
 /// The five daemons, in start order.
 pub const DAEMONS: &[&str] = &["sipd", "mediad", "twiliod", "notifyd", "webd"];
 

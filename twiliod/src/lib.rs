@@ -11,10 +11,12 @@
 //! * [`notify`]: queued hand-offs to notifyd,
 //! * [`AppState`]: what every handler and job gets.
 
+pub mod autoreply;
 pub mod client;
 pub mod notify;
 pub mod queue;
 pub mod signature;
+pub mod sms;
 pub mod voice;
 pub mod webhooks;
 
@@ -109,7 +111,13 @@ pub async fn run(
     register_jobs(&state, &cfg);
     tokio::spawn(state.queue.clone().run(shutdown.clone()));
 
-    let http = webhooks::router(state.clone());
+    // SMS (issue 6): pass `sms::webhook_routes(ctx)` as the signed extra
+    // routes and `sms::public_routes(ctx)` as the unsigned ones.
+    let http = webhooks::router(
+        state.clone(),
+        sms::webhook_routes(state.clone()),
+        sms::public_routes(state.clone()),
+    );
     let stop = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(
@@ -163,6 +171,7 @@ fn build_state(cfg: &Config, pool: SqlitePool, settings: SettingsHandle) -> AppS
 /// kinds here too (`crate::sms::register_jobs(state)`).
 fn register_jobs(state: &AppState, cfg: &Config) {
     notify::register(&state.queue, cfg.notifyd_grpc.clone());
+    sms::register_jobs(state);
 }
 
 /// Records an admin alert (`alerts` row, shown in the UI) and queues an

@@ -62,19 +62,21 @@ impl WebhookParams {
     }
 }
 
-/// All webhook routes, signature-checked. `lib.rs` serves this on twiliod's
-/// HTTP port; webd forwards `/api/webhooks/*` to it unchanged.
-pub fn router(state: AppState) -> Router {
-    // SMS (issue 6): `crate::sms::routes()` returns `Router<AppState>` with
-    // `/api/webhooks/sms/incoming` and `/api/webhooks/sms/status`; add
-    // `.merge(crate::sms::routes())` below so it sits behind the same check.
+/// All webhook routes. `lib.rs` serves this on twiliod's HTTP port; webd
+/// forwards `/api/webhooks/*` to it unchanged.
+///
+/// * voice routes (this crate's [`crate::voice`]) and `signed_extra` (the SMS
+///   module's `/api/webhooks/sms/incoming` and `/api/webhooks/sms/status`,
+///   already given their state) sit behind [`verify_signature`];
+/// * `unsigned` (e.g. the expiring MMS media URLs Twilio fetches, whose
+///   token is the credential) is served without the check.
+pub fn router(state: AppState, signed_extra: Router, unsigned: Router) -> Router {
     Router::new()
         .merge(crate::voice::routes())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            verify_signature,
-        ))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(signed_extra)
+        .layer(middleware::from_fn_with_state(state, verify_signature))
+        .merge(unsigned)
 }
 
 /// The URL Twilio signed for this request: the configured public base URL
