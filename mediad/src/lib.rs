@@ -6,14 +6,25 @@
 //! `src/relay/` is the pure core (latching, port pool, WAV framing); the rest
 //! is the shell around sockets and time.
 
+pub mod call;
+pub mod recording;
 pub mod relay;
+pub mod service;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use proto::daemon::{CommonArgs, DaemonService};
+use proto::pb::mediad::mediad_server::MediadServer;
 use proto::settings::SettingsHandle;
+
+/// How often old recordings are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// mediad's flags; each has a `GOSIP_*` env twin.
 #[derive(Debug, Clone, clap::Parser)]
@@ -58,12 +69,41 @@ pub async fn run(
     tokio::spawn(
         settings
             .clone()
-            .poll(std::time::Duration::from_secs(5), shutdown.clone()),
+            .poll(Duration::from_secs(5), shutdown.clone()),
     );
-    tracing::info!(grpc = %listeners.grpc.local_addr()?, rtp_ports = %cfg.rtp_ports, "mediad listening");
-    let daemon = DaemonService::new("mediad", pool.clone(), settings.clone());
+    let ports = relay::pool::PortPool::parse(&cfg.rtp_ports)?;
+    let bind_ip: IpAddr = cfg
+        .rtp_bind
+        .parse()
+        .with_context(|| format!("GOSIP_RTP_BIND {:?} is not an IP address", cfg.rtp_bind))?;
+    let (events, _) = tokio::sync::broadcast::channel(1024);
+    let env = call::Env {
+        data_dir: cfg.common.data_dir.clone(),
+        pool: pool.clone(),
+        settings: settings.subscribe(),
+        events,
+        shutdown: shutdown.clone(),
+    };
+    let media = service::MediaService::new(bind_ip, ports, env);
+    tokio::spawn(sweep_recordings(
+        cfg.common.data_dir.join("recordings"),
+        settings.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(grpc = %listeners.grpc.local_addr()?, rtp_ports = %cfg.rtp_ports, rtp_bind = %bind_ip, "mediad listening");
+    let probe_media = media.clone();
+    let daemon = DaemonService::new("mediad", pool.clone(), settings.clone()).with_probe(Arc::new(
+        move || {
+            if probe_media.free_ports() < 2 {
+                format!("RTP ports exhausted ({} calls)", probe_media.active_calls())
+            } else {
+                String::new()
+            }
+        },
+    ));
     tonic::transport::Server::builder()
         .add_service(daemon.into_server())
+        .add_service(MediadServer::new(media))
         .serve_with_incoming_shutdown(
             proto::daemon::incoming(listeners.grpc),
             shutdown.cancelled_owned(),
@@ -72,4 +112,32 @@ pub async fn run(
         .context("grpc server")?;
     tracing::info!("mediad stopped");
     Ok(())
+}
+
+/// Deletes recordings older than `recording.retention_days`, at start and
+/// then hourly.
+async fn sweep_recordings(
+    dir: std::path::PathBuf,
+    settings: SettingsHandle,
+    stop: CancellationToken,
+) {
+    loop {
+        let days = settings.get().u64("recording.retention_days");
+        if days > 0 {
+            let d = dir.clone();
+            let now = std::time::SystemTime::now();
+            match tokio::task::spawn_blocking(move || recording::sweep(&d, now, days)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::info!(deleted = n, retention_days = days, "old recordings deleted")
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "recording sweep failed"),
+                Err(e) => tracing::warn!(error = %e, "recording sweep panicked"),
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+    }
 }

@@ -1,0 +1,208 @@
+//! Recording files: where a call's WAV lives, appending audio with the
+//! header kept current (a crash leaves a playable file), and the retention
+//! sweeper.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::relay::wav;
+
+/// Channels of every recording: left = A-leg, right = B-leg.
+pub const CHANNELS: u16 = 2;
+
+/// The path, relative to the data dir, of the recording of `call_id`
+/// started on `date`: `recordings/YYYY/MM/DD/<call id>.wav`, with every
+/// character outside `[A-Za-z0-9._-]` of the call id replaced by `_`
+/// (SIP Call-IDs hold `@`, and any byte sipd accepted).
+pub fn rel_path(call_id: &str, date: chrono::NaiveDate) -> String {
+    let mut name: String = call_id
+        .chars()
+        .take(128)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.starts_with('.') {
+        name.insert(0, '_');
+    }
+    format!("recordings/{}/{name}.wav", date.format("%Y/%m/%d"))
+}
+
+/// An open recording file.
+pub struct WavFile {
+    file: File,
+    data_len: u64,
+}
+
+impl WavFile {
+    /// Opens `path` to append (a recording paused and resumed, or resumed
+    /// after a write error) or creates it with a fresh header.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let existing = std::fs::metadata(path)
+            .ok()
+            .filter(|m| m.is_file() && m.len() >= wav::HEADER_LEN as u64);
+        if let Some(meta) = existing {
+            let file = OpenOptions::new().read(true).write(true).open(path)?;
+            let frame = u64::from(CHANNELS) * 2;
+            let data_len = (meta.len() - wav::HEADER_LEN as u64) / frame * frame;
+            file.set_len(wav::HEADER_LEN as u64 + data_len)?;
+            return Ok(Self { file, data_len });
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        let mut w = Self { file, data_len: 0 };
+        w.file.write_all(&wav::header(CHANNELS, wav::RATE, 0))?;
+        Ok(w)
+    }
+
+    /// Appends PCM frames and rewrites the header's sizes.
+    pub fn append(&mut self, pcm: &[u8]) -> io::Result<()> {
+        if pcm.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all_at(pcm, wav::HEADER_LEN as u64 + self.data_len)?;
+        self.data_len += pcm.len() as u64;
+        let len = u32::try_from(self.data_len).unwrap_or(u32::MAX - 36);
+        self.file
+            .write_all_at(&wav::header(CHANNELS, wav::RATE, len), 0)
+    }
+
+    pub fn data_len(&self) -> u64 {
+        self.data_len
+    }
+}
+
+/// True when the disk is full (or the quota is), the case the admin alert
+/// names.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(28) | Some(122))
+}
+
+/// True when a file modified at `modified` is past `days` of retention at
+/// `now`; 0 days keeps everything.
+pub fn expired(modified: SystemTime, now: SystemTime, days: u64) -> bool {
+    days > 0
+        && now
+            .duration_since(modified)
+            .is_ok_and(|age| age >= Duration::from_secs(days * 86_400))
+}
+
+/// Deletes `*.wav` files under `dir` older than `days`, and the date
+/// folders that become empty; returns how many recordings were deleted.
+pub fn sweep(dir: &Path, now: SystemTime, days: u64) -> io::Result<usize> {
+    let mut deleted = 0;
+    sweep_dir(dir, now, days, &mut deleted)?;
+    Ok(deleted)
+}
+
+fn sweep_dir(dir: &Path, now: SystemTime, days: u64, deleted: &mut usize) -> io::Result<bool> {
+    let mut empty = true;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path: PathBuf = entry.path();
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            if sweep_dir(&path, now, days, deleted)? {
+                std::fs::remove_dir(&path)?;
+            } else {
+                empty = false;
+            }
+        } else if ft.is_file()
+            && path.extension().is_some_and(|e| e == "wav")
+            && expired(entry.metadata()?.modified()?, now, days)
+        {
+            std::fs::remove_file(&path)?;
+            *deleted += 1;
+        } else {
+            empty = false;
+        }
+    }
+    Ok(empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_dated_and_call_ids_cannot_escape_the_folder() {
+        let d = chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap();
+        assert_eq!(rel_path("abc-123", d), "recordings/2026/01/05/abc-123.wav");
+        assert_eq!(
+            rel_path("a84b4c76e66710@pc33.example.com", d),
+            "recordings/2026/01/05/a84b4c76e66710_pc33.example.com.wav"
+        );
+        assert_eq!(
+            rel_path("../../etc/passwd", d),
+            "recordings/2026/01/05/_.._.._etc_passwd.wav"
+        );
+        assert_eq!(rel_path("", d), "recordings/2026/01/05/_.wav");
+    }
+
+    #[test]
+    fn appending_keeps_the_header_current_and_reopening_continues_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r/x.wav");
+        let mut w = WavFile::open(&path).unwrap();
+        w.append(&[1, 0, 2, 0].repeat(100)).unwrap();
+        let r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.duration(), 100);
+        drop(w);
+        let mut w = WavFile::open(&path).unwrap();
+        assert_eq!(w.data_len(), 400);
+        w.append(&[3, 0, 4, 0].repeat(50)).unwrap();
+        let mut r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.spec().channels, 2);
+        let s: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
+        assert_eq!(s.len(), 300);
+        assert_eq!(&s[198..202], &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.wav");
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let e = WavFile::open(&path).err().unwrap();
+        assert!(is_disk_full(&e), "{e}");
+    }
+
+    #[test]
+    fn sweep_deletes_only_expired_recordings_and_empty_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("recordings");
+        let old = root.join("2020/01/01/old.wav");
+        let new = root.join("2026/01/01/new.wav");
+        let other = root.join("2020/02/01/notes.txt");
+        for p in [&old, &new, &other] {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        let now = SystemTime::now();
+        let f = File::options().write(true).open(&old).unwrap();
+        f.set_modified(now - Duration::from_secs(91 * 86_400))
+            .unwrap();
+        assert_eq!(sweep(&root, now, 0).unwrap(), 0, "0 days keeps all");
+        assert_eq!(sweep(&root, now, 90).unwrap(), 1);
+        assert!(!old.exists());
+        assert!(!root.join("2020/01").exists(), "empty date folders go too");
+        assert!(new.exists() && other.exists());
+        assert!(root.exists());
+        assert!(expired(now - Duration::from_secs(86_400), now, 1));
+        assert!(!expired(now - Duration::from_secs(86_399), now, 1));
+    }
+}

@@ -1,0 +1,292 @@
+//! The `Mediad` gRPC service: port pairs per call, leg hints, recording,
+//! stats and the event stream (contract and usage: mediad.proto).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use proto::pb::mediad::mediad_server::Mediad;
+use proto::pb::mediad::{
+    AllocateReply, AllocateRequest, CallStats, EventsRequest, MediaEvent, RecordReply,
+    RecordRequest, ReleaseReply, ReleaseRequest, StatsRequest, UpdateLegReply, UpdateLegRequest,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::BroadcastStream;
+use tonic::{Request, Response, Status};
+
+use crate::call::{self, Cmd, Env, LegUpdate, Sockets};
+use crate::relay::LegId;
+use crate::relay::pool::{PoolError, PortPool};
+
+/// Bind attempts before Allocate gives up (ports held by other programs).
+const BIND_ATTEMPTS: usize = 16;
+
+/// Shared state of the service.
+#[derive(Clone)]
+pub struct MediaService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bind_ip: IpAddr,
+    pool: Mutex<PortPool>,
+    calls: Mutex<HashMap<String, CallEntry>>,
+    env: Env,
+}
+
+struct CallEntry {
+    tx: mpsc::Sender<Cmd>,
+    ports: (u16, u16),
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MediaService {
+    pub fn new(bind_ip: IpAddr, pool: PortPool, env: Env) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                bind_ip,
+                pool: Mutex::new(pool),
+                calls: Mutex::new(HashMap::new()),
+                env,
+            }),
+        }
+    }
+
+    /// Free RTP ports (health probe).
+    pub fn free_ports(&self) -> usize {
+        self.inner.pool.lock().map_or(0, |p| p.free_count())
+    }
+
+    /// Calls with media now.
+    pub fn active_calls(&self) -> usize {
+        self.inner.calls.lock().map_or(0, |c| c.len())
+    }
+
+    fn sender(&self, call_id: &str) -> Result<mpsc::Sender<Cmd>, Status> {
+        self.inner
+            .calls
+            .lock()
+            .map_err(|_| Status::internal("state poisoned"))?
+            .get(call_id)
+            .map(|c| c.tx.clone())
+            .ok_or_else(|| Status::not_found(format!("no media for call {call_id}")))
+    }
+
+    fn allocate(&self, call_id: &str) -> Result<(u16, u16), Status> {
+        let mut calls = self
+            .inner
+            .calls
+            .lock()
+            .map_err(|_| Status::internal("state poisoned"))?;
+        if let Some(c) = calls.get(call_id) {
+            return Ok(c.ports);
+        }
+        let (ports, sockets) = self.bind_pair()?;
+        let (tx, rx) = mpsc::channel(16);
+        let task = tokio::spawn(call::run(
+            call_id.to_owned(),
+            sockets,
+            rx,
+            self.inner.env.clone(),
+        ));
+        calls.insert(call_id.to_owned(), CallEntry { tx, ports, task });
+        Ok(ports)
+    }
+
+    /// Takes a port pair and binds its four sockets; a port some other
+    /// program holds goes back to the end of the pool and another is tried.
+    fn bind_pair(&self) -> Result<((u16, u16), Sockets), Status> {
+        let mut pool = self
+            .inner
+            .pool
+            .lock()
+            .map_err(|_| Status::internal("state poisoned"))?;
+        let mut last_err = None;
+        for _ in 0..BIND_ATTEMPTS {
+            let (a, b) = pool.allocate_pair().map_err(|e| match e {
+                PoolError::Exhausted(_) => Status::resource_exhausted(e.to_string()),
+                other => Status::internal(other.to_string()),
+            })?;
+            match self.bind4(a, b) {
+                Ok(s) => return Ok(((a, b), s)),
+                Err(e) => {
+                    tracing::warn!(port_a = a, port_b = b, error = %e, "RTP port busy, trying another");
+                    pool.release(a);
+                    pool.release(b);
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(Status::unavailable(format!(
+            "cannot bind RTP ports: {}",
+            last_err.map(|e| e.to_string()).unwrap_or_default()
+        )))
+    }
+
+    fn bind4(&self, a: u16, b: u16) -> std::io::Result<Sockets> {
+        let bind = |port: u16| -> std::io::Result<tokio::net::UdpSocket> {
+            let s = std::net::UdpSocket::bind(SocketAddr::new(self.inner.bind_ip, port))?;
+            s.set_nonblocking(true)?;
+            tokio::net::UdpSocket::from_std(s)
+        };
+        Ok(Sockets {
+            a_rtp: bind(a)?,
+            a_rtcp: bind(a + 1)?,
+            b_rtp: bind(b)?,
+            b_rtcp: bind(b + 1)?,
+        })
+    }
+
+    async fn ask<T>(
+        &self,
+        call_id: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> Cmd,
+    ) -> Result<T, Status> {
+        let tx = self.sender(call_id)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(make(reply))
+            .await
+            .map_err(|_| Status::not_found(format!("call {call_id} ended")))?;
+        rx.await
+            .map_err(|_| Status::not_found(format!("call {call_id} ended")))
+    }
+}
+
+type EventStream = Pin<Box<dyn tokio_stream::Stream<Item = Result<MediaEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Mediad for MediaService {
+    async fn allocate(
+        &self,
+        req: Request<AllocateRequest>,
+    ) -> Result<Response<AllocateReply>, Status> {
+        let call_id = req.into_inner().call_id;
+        if call_id.is_empty() {
+            return Err(Status::invalid_argument("call_id is required"));
+        }
+        let (port_a, port_b) = self.allocate(&call_id)?;
+        tracing::info!(call_id = %call_id, port_a, port_b, "media allocated");
+        Ok(Response::new(AllocateReply {
+            port_a: port_a.into(),
+            port_b: port_b.into(),
+        }))
+    }
+
+    async fn update_leg(
+        &self,
+        req: Request<UpdateLegRequest>,
+    ) -> Result<Response<UpdateLegReply>, Status> {
+        let r = req.into_inner();
+        let leg = if r.leg.is_empty() {
+            None
+        } else {
+            Some(
+                LegId::parse(&r.leg)
+                    .ok_or_else(|| Status::invalid_argument("leg must be \"a\" or \"b\""))?,
+            )
+        };
+        let addr = |s: &str| -> Result<Option<SocketAddr>, Status> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            s.parse()
+                .map(Some)
+                .map_err(|_| Status::invalid_argument(format!("bad address {s:?}: want ip:port")))
+        };
+        let update = LegUpdate {
+            leg,
+            rtp: addr(&r.remote_rtp)?,
+            rtcp: addr(&r.remote_rtcp)?,
+            codecs: r
+                .codecs
+                .into_iter()
+                .filter_map(|c| u8::try_from(c.pt).ok().map(|pt| (pt, c.name)))
+                .collect(),
+            established: r.established,
+            hold: r.hold,
+        };
+        if leg.is_none()
+            && (update.rtp.is_some() || !update.codecs.is_empty() || update.hold.is_some())
+        {
+            return Err(Status::invalid_argument(
+                "leg is required with an address, codecs or hold",
+            ));
+        }
+        let tx = self.sender(&r.call_id)?;
+        tx.send(Cmd::UpdateLeg(update))
+            .await
+            .map_err(|_| Status::not_found("call ended"))?;
+        Ok(Response::new(UpdateLegReply {}))
+    }
+
+    async fn release(
+        &self,
+        req: Request<ReleaseRequest>,
+    ) -> Result<Response<ReleaseReply>, Status> {
+        let call_id = req.into_inner().call_id;
+        let entry = self
+            .inner
+            .calls
+            .lock()
+            .map_err(|_| Status::internal("state poisoned"))?
+            .remove(&call_id)
+            .ok_or_else(|| Status::not_found(format!("no media for call {call_id}")))?;
+        let (reply, rx) = oneshot::channel();
+        let stats = match entry.tx.send(Cmd::Release { reply }).await {
+            Ok(()) => rx.await.ok(),
+            Err(_) => None,
+        };
+        // The sockets close with the task; only then may the ports be reused.
+        let _ = entry.task.await;
+        if let Ok(mut pool) = self.inner.pool.lock() {
+            pool.release(entry.ports.0);
+            pool.release(entry.ports.1);
+        }
+        tracing::info!(call_id = %call_id, stats = ?stats, "media released");
+        Ok(Response::new(ReleaseReply { stats }))
+    }
+
+    async fn stats(&self, req: Request<StatsRequest>) -> Result<Response<CallStats>, Status> {
+        let call_id = req.into_inner().call_id;
+        let stats = self.ask(&call_id, |reply| Cmd::Stats { reply }).await?;
+        Ok(Response::new(stats))
+    }
+
+    async fn record(&self, req: Request<RecordRequest>) -> Result<Response<RecordReply>, Status> {
+        let RecordRequest { call_id, enabled } = req.into_inner();
+        let r = self
+            .ask(&call_id, |reply| Cmd::Record { enabled, reply })
+            .await?;
+        Ok(Response::new(match r {
+            Ok(path) => RecordReply {
+                ok: true,
+                path,
+                error: String::new(),
+            },
+            Err(error) => RecordReply {
+                ok: false,
+                path: String::new(),
+                error,
+            },
+        }))
+    }
+
+    type EventsStream = EventStream;
+
+    async fn events(
+        &self,
+        _req: Request<EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        let rx = self.inner.env.events.subscribe();
+        let stream = BroadcastStream::new(rx).filter_map(|r| match r {
+            Ok(ev) => Some(Ok(ev)),
+            Err(e) => {
+                tracing::warn!(error = %e, "events subscriber lagged");
+                None
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
