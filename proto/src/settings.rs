@@ -118,6 +118,7 @@ pub const KEYS: &[Key] = &[
         "How long a banned address is ignored (seconds)",
     ),
     k("sip.nonce_ttl", "300", "Digest nonce lifetime (seconds)"),
+    k("sip.digest_sha256", "true", "Offer SHA-256 digest (RFC 8760) beside MD5"),
     k(
         "sip.trunk_source_ips",
         "",

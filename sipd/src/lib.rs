@@ -82,19 +82,34 @@ pub async fn run(
         grpc = %listeners.grpc.local_addr()?,
         "sipd listening"
     );
+    let sip = tokio::spawn(net::serve(
+        listeners.udp,
+        listeners.tcp,
+        pool.clone(),
+        settings.clone(),
+        shutdown.clone(),
+    ));
     let daemon = DaemonService::new("sipd", pool.clone(), settings.clone());
-    tonic::transport::Server::builder()
+    let grpc = tonic::transport::Server::builder()
         .add_service(daemon.into_server())
         .serve_with_incoming_shutdown(
             proto::daemon::incoming(listeners.grpc),
-            shutdown.cancelled_owned(),
-        )
-        .await
-        .context("grpc server")?;
+            shutdown.clone().cancelled_owned(),
+        );
+    let result = tokio::select! {
+        r = grpc => r.context("grpc server"),
+        r = sip => match r {
+            Ok(r) => r.context("sip server"),
+            Err(e) => Err(anyhow::anyhow!("sip task: {e}")),
+        },
+    };
+    shutdown.cancel();
+    result?;
     tracing::info!("sipd stopped");
     Ok(())
 }
 
+pub mod net;
 pub mod sip;
 
 /// HA1 for a device's SIP password in both forms RFC 2617 and RFC 8760 use:

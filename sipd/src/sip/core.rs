@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use super::abuse::{Abuse, BanPolicy};
 use super::digest::{Algorithm, Credentials, Nonces, Verdict};
@@ -22,11 +22,13 @@ pub struct CoreConfig {
     pub expiry: ExpiryPolicy,
     pub ban: BanPolicy,
     pub nonce_ttl_ms: u64,
+    /// Offer SHA-256 (RFC 8760) beside MD5.
+    pub offer_sha256: bool,
     /// 0 = no keep-alive OPTIONS.
     pub keepalive_interval_ms: u64,
     pub keepalive_failures: u32,
-    /// The address put in our Via/From of requests we send.
-    pub local_addr: SocketAddr,
+    /// The `host:port` put in the Via of requests we send.
+    pub local_addr: String,
 }
 
 impl Default for CoreConfig {
@@ -36,9 +38,10 @@ impl Default for CoreConfig {
             expiry: ExpiryPolicy::default(),
             ban: BanPolicy::default(),
             nonce_ttl_ms: 300_000,
+            offer_sha256: true,
             keepalive_interval_ms: 30_000,
             keepalive_failures: 3,
-            local_addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            local_addr: "127.0.0.1:5060".into(),
         }
     }
 }
@@ -442,7 +445,7 @@ impl Core {
             .filter_map(Credentials::parse)
             .find(|c| c.realm == realm);
         let Some(creds) = creds else {
-            return Err(self.challenge(now, proxy, false));
+            return Err(self.challenge(now, raw, proxy, false));
         };
         let ip = peer.addr.ip();
         let device = self.devices.get(&creds.username).cloned();
@@ -466,7 +469,7 @@ impl Core {
         let verdict = self.nonces.verify(now, &realm, method, &creds, &ha1);
         match (verdict, device) {
             (Verdict::Ok, Some(d)) if kind == "sip_bad_password" => Ok(d),
-            (Verdict::Stale | Verdict::Replay, _) => Err(self.challenge(now, proxy, true)),
+            (Verdict::Stale | Verdict::Replay, _) => Err(self.challenge(now, raw, proxy, true)),
             _ => {
                 self.stats.auth_failures += 1;
                 self.security(
@@ -494,14 +497,20 @@ impl Core {
         }
     }
 
-    fn challenge(&mut self, now: u64, proxy: bool, stale: bool) -> Reply {
+    fn challenge(&mut self, now: u64, req: &Raw, proxy: bool, stale: bool) -> Reply {
         let [md5, sha] = self.nonces.challenges(now, &self.cfg.realm, stale);
         let (code, reason, name) = if proxy {
             (407, "Proxy Authentication Required", "Proxy-Authenticate")
         } else {
             (401, "Unauthorized", "WWW-Authenticate")
         };
-        Reply::new(code, reason).with(name, md5).with(name, sha)
+        let reply = Reply::new(code, reason).with(name, md5);
+        let ua = req.get("user-agent").unwrap_or_default();
+        if self.cfg.offer_sha256 && !chokes_on_sha256(ua) {
+            reply.with(name, sha)
+        } else {
+            reply
+        }
     }
 
     fn register(&mut self, now: u64, peer: Peer, r: &msg::Request) -> Reply {
@@ -584,7 +593,7 @@ impl Core {
     fn options_request(&mut self, contact: &str, branch: &str, t: Transport) -> Vec<u8> {
         let tag = self.next_id();
         let call_id = self.next_id();
-        let local = self.cfg.local_addr;
+        let local = &self.cfg.local_addr;
         let realm = &self.cfg.realm;
         format!(
             "OPTIONS {contact} SIP/2.0\r\n\
@@ -619,6 +628,15 @@ impl Core {
         }
         self.collect_changes();
     }
+}
+
+/// Clients that fail the whole authentication when one of several
+/// challenges names an algorithm they lack, instead of picking the one they
+/// know (RFC 8760 section 2.4). libre before 2.x (baresip 1.0) answers
+/// `ENOSYS` to a SHA-256 challenge.
+fn chokes_on_sha256(user_agent: &str) -> bool {
+    const OLD: &[&str] = &["baresip v0.", "baresip v1."];
+    OLD.iter().any(|p| user_agent.starts_with(p))
 }
 
 /// Raw is re-exported for the shell's framing helpers.

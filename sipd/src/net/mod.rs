@@ -1,0 +1,187 @@
+//! The shell around the sans-IO core: UDP and TCP sockets (Content-Length
+//! framing, CRLF keep-alive pong), a fair inbox so one flooding address
+//! cannot starve the others, the timer loop, settings hot reload, and the
+//! database writer.
+
+pub mod store;
+pub mod transport;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::SqlitePool;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use proto::settings::{Settings, SettingsHandle};
+
+use crate::sip::abuse::BanPolicy;
+use crate::sip::core::{Core, CoreConfig, Event};
+use crate::sip::registrar::ExpiryPolicy;
+use transport::{Conns, Inbox};
+
+/// Milliseconds since the Unix epoch: the core's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The realm when `sip.realm` is empty: the host name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "gosip".to_string())
+}
+
+/// Reads the core's settings from a snapshot.
+pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
+    let realm = match s.str("sip.realm").trim() {
+        "" => host_name(),
+        r => r.to_string(),
+    };
+    let secs = |k: &str| u32::try_from(s.u64(k)).unwrap_or(u32::MAX);
+    let local_host = match s.str("sip.local_address").trim() {
+        "" if !sip_addr.ip().is_unspecified() => sip_addr.ip().to_string(),
+        "" => host_name(),
+        a => a.to_string(),
+    };
+    CoreConfig {
+        realm,
+        expiry: ExpiryPolicy {
+            min: secs("sip.min_expires"),
+            max: secs("sip.max_expires").max(secs("sip.min_expires")),
+            default: secs("sip.default_expires"),
+        },
+        ban: BanPolicy {
+            threshold: secs("sip.ban_threshold"),
+            window_ms: s.u64("sip.ban_window") * 1000,
+            duration_ms: s.u64("sip.ban_duration") * 1000,
+        },
+        nonce_ttl_ms: s.u64("sip.nonce_ttl").max(1) * 1000,
+        offer_sha256: s.bool("sip.digest_sha256"),
+        keepalive_interval_ms: s.u64("sip.keepalive_interval") * 1000,
+        keepalive_failures: secs("sip.keepalive_failures"),
+        local_addr: format!("{local_host}:{}", sip_addr.port()),
+    }
+}
+
+/// How often the device list is re-read (webd adds devices at run time).
+const DEVICE_RELOAD: Duration = Duration::from_secs(1);
+
+/// Runs the SIP side of sipd until `shutdown`.
+pub async fn serve(
+    udp: UdpSocket,
+    tcp: TcpListener,
+    pool: SqlitePool,
+    settings: SettingsHandle,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let sip_addr = udp.local_addr()?;
+    let udp = Arc::new(udp);
+    let inbox = Inbox::new();
+    let conns = Conns::default();
+
+    let mut secret = [0u8; 32];
+    rand::fill(&mut secret);
+    let mut core = Core::new(core_config(&settings.get(), sip_addr), secret);
+    core.set_devices(store::load_devices(&pool).await?);
+    let now = now_ms();
+    let bindings = store::load_bindings(&pool, now).await?;
+    tracing::info!(
+        realm = %core.config().realm,
+        restored = bindings.len(),
+        "registrar ready"
+    );
+    for b in bindings {
+        core.restore(b);
+    }
+
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
+    let writer = tokio::spawn(db_writer(pool.clone(), ev_rx));
+    tokio::spawn(transport::udp_reader(
+        udp.clone(),
+        inbox.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(transport::tcp_acceptor(
+        tcp,
+        inbox.clone(),
+        conns.clone(),
+        shutdown.clone(),
+    ));
+
+    let mut settings_rx = settings.subscribe();
+    let mut reload = tokio::time::interval(DEVICE_RELOAD);
+    reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let now = now_ms();
+        let wait = core.poll_timeout().map_or(Duration::from_secs(1), |t| {
+            Duration::from_millis(t.saturating_sub(now))
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = inbox.ready() => {
+                // A bounded batch, round-robin over source addresses.
+                for _ in 0..256 {
+                    let Some(item) = inbox.pop() else { break };
+                    core.handle_message(now_ms(), item.peer, &item.data);
+                    flush(&mut core, &udp, &conns, &ev_tx).await;
+                }
+            }
+            _ = tokio::time::sleep(wait) => {
+                core.handle_timeout(now_ms());
+            }
+            changed = settings_rx.changed() => {
+                if changed.is_ok() {
+                    let cfg = core_config(&settings_rx.borrow_and_update(), sip_addr);
+                    if &cfg != core.config() {
+                        tracing::info!(realm = %cfg.realm, "sip settings changed");
+                        core.set_config(now_ms(), cfg);
+                    }
+                }
+            }
+            _ = reload.tick() => {
+                match store::load_devices(&pool).await {
+                    Ok(d) => core.set_devices(d),
+                    Err(e) => tracing::warn!(error = %e, "cannot reload devices"),
+                }
+            }
+        }
+        flush(&mut core, &udp, &conns, &ev_tx).await;
+    }
+    drop(ev_tx);
+    let _ = writer.await;
+    Ok(())
+}
+
+/// Sends what the core queued and hands events to the writer.
+async fn flush(
+    core: &mut Core,
+    udp: &UdpSocket,
+    conns: &Conns,
+    ev_tx: &mpsc::UnboundedSender<Event>,
+) {
+    while let Some(t) = core.poll_transmit() {
+        transport::send(udp, conns, t).await;
+    }
+    while let Some(e) = core.poll_event() {
+        let _ = ev_tx.send(e);
+    }
+}
+
+/// Writes events in batches so a burst of registrations is a few
+/// transactions, not one per REGISTER.
+async fn db_writer(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Event>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        if let Err(e) = store::write_events(&pool, &batch).await {
+            tracing::error!(error = %e, events = batch.len(), "cannot store registrations");
+        }
+        batch.clear();
+    }
+}

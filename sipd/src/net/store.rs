@@ -1,0 +1,164 @@
+//! sipd's database side: devices read from `devices`, bindings kept in
+//! `registrations` (so they survive a restart), security events written to
+//! `security_events` with one structured log line each.
+
+use std::net::SocketAddr;
+
+use sqlx::{Row, SqlitePool};
+
+use crate::sip::core::Event;
+use crate::sip::registrar::{Binding, Change, Device};
+use crate::sip::{Peer, Transport};
+
+/// Every device, as the core needs it.
+pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, username, password_hash, ha1_sha256, realm, extension FROM devices",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| Device {
+            id: r.get("id"),
+            username: r.get("username"),
+            ha1_md5: r.get::<String, _>("password_hash").to_ascii_lowercase(),
+            ha1_sha256: r.get::<String, _>("ha1_sha256").to_ascii_lowercase(),
+            realm: r.get("realm"),
+            extension: r.get("extension"),
+        })
+        .collect())
+}
+
+/// Deletes expired rows and returns the live bindings.
+pub async fn load_bindings(pool: &SqlitePool, now_ms: u64) -> Result<Vec<Binding>, sqlx::Error> {
+    let now = fmt_ms(now_ms);
+    sqlx::query("DELETE FROM registrations WHERE expires_at <= ?")
+        .bind(&now)
+        .execute(pool)
+        .await?;
+    let rows = sqlx::query(
+        "SELECT device_id, contact, expires_at, user_agent, ip_address, transport, call_id, cseq, online, last_seen \
+         FROM registrations",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let addr: String = r.get("ip_address");
+        let Ok(addr) = addr.parse::<SocketAddr>() else {
+            continue;
+        };
+        let transport =
+            Transport::parse(&r.get::<String, _>("transport")).unwrap_or(Transport::Udp);
+        let expires_at = parse_ms(&r.get::<String, _>("expires_at"));
+        let last_seen = r
+            .get::<Option<String>, _>("last_seen")
+            .map_or(now_ms, |s| parse_ms(&s));
+        out.push(Binding {
+            device_id: r.get("device_id"),
+            contact: r.get("contact"),
+            source: Peer {
+                transport,
+                addr,
+                conn: 0,
+            },
+            user_agent: r.get("user_agent"),
+            call_id: r.get("call_id"),
+            cseq: u32::try_from(r.get::<i64, _>("cseq")).unwrap_or(0),
+            expires_at,
+            online: r.get("online"),
+            last_seen,
+            missed: 0,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes a batch of core events: bindings in one transaction, security
+/// events through `proto::db::security_event`, each with its log line.
+pub async fn write_events(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx::Error> {
+    for e in events {
+        if let Event::Security {
+            kind,
+            ip,
+            username,
+            detail,
+        } = e
+        {
+            tracing::warn!(
+                event = *kind,
+                src_ip = %ip,
+                username = %username,
+                detail = %detail,
+                "security event"
+            );
+            proto::db::security_event(pool, "sipd", kind, &ip.to_string(), username, detail)
+                .await?;
+        }
+    }
+    if events.iter().all(|e| matches!(e, Event::Security { .. })) {
+        return Ok(());
+    }
+    write_bindings(pool, events).await
+}
+
+async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for e in events {
+        match e {
+            Event::Binding(Change::Upsert(b)) => {
+                sqlx::query(
+                    "INSERT INTO registrations (device_id, contact, expires_at, user_agent, ip_address, transport, call_id, cseq, online, last_seen) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?) \
+                     ON CONFLICT(device_id, contact) DO UPDATE SET expires_at = excluded.expires_at, \
+                     user_agent = excluded.user_agent, ip_address = excluded.ip_address, transport = excluded.transport, \
+                     call_id = excluded.call_id, cseq = excluded.cseq, online = TRUE, last_seen = excluded.last_seen",
+                )
+                .bind(b.device_id)
+                .bind(&b.contact)
+                .bind(fmt_ms(b.expires_at))
+                .bind(&b.user_agent)
+                .bind(b.source.addr.to_string())
+                .bind(b.source.transport.as_str())
+                .bind(&b.call_id)
+                .bind(i64::from(b.cseq))
+                .bind(fmt_ms(b.last_seen))
+                .execute(&mut *tx)
+                .await?;
+            }
+            Event::Binding(Change::Remove { device_id, contact }) => {
+                sqlx::query("DELETE FROM registrations WHERE device_id = ? AND contact = ?")
+                    .bind(device_id)
+                    .bind(contact)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Event::Binding(Change::Online(b)) => {
+                sqlx::query(
+                    "UPDATE registrations SET online = ?, last_seen = ? WHERE device_id = ? AND contact = ?",
+                )
+                .bind(b.online)
+                .bind(fmt_ms(b.last_seen))
+                .bind(b.device_id)
+                .bind(&b.contact)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Event::Security { .. } => {}
+        }
+    }
+    tx.commit().await
+}
+
+pub fn fmt_ms(ms: u64) -> String {
+    let t = chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    proto::time::fmt(t)
+}
+
+pub fn parse_ms(s: &str) -> u64 {
+    proto::time::parse(s)
+        .map(|t| u64::try_from(t.timestamp_millis()).unwrap_or(0))
+        .unwrap_or(0)
+}

@@ -1,0 +1,389 @@
+//! UDP and TCP transport. Every inbound message goes through the [`Inbox`],
+//! which queues per source IP and hands messages out round-robin: a flood
+//! from one address fills only its own (bounded) queue, so a legitimate
+//! phone's REGISTER waits behind at most one message per other source.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::sip::msg::{MAX_HEADER_SECTION, MAX_MESSAGE};
+use crate::sip::{Peer, Transmit, Transport};
+
+/// Messages queued per source IP before further ones are dropped.
+const PER_SOURCE_QUEUE: usize = 512;
+/// Open TCP connections per source IP.
+const PER_SOURCE_CONNS: usize = 32;
+/// A TCP connection silent this long is closed (phones ping every 30-120 s).
+const TCP_IDLE: Duration = Duration::from_secs(900);
+
+/// One framed inbound message.
+pub struct Item {
+    pub peer: Peer,
+    pub data: Vec<u8>,
+}
+
+#[derive(Default)]
+struct InboxState {
+    queues: HashMap<IpAddr, VecDeque<Item>>,
+    order: VecDeque<IpAddr>,
+    dropped: u64,
+}
+
+/// The fair inbox shared by the readers and the core task.
+#[derive(Clone, Default)]
+pub struct Inbox {
+    state: Arc<Mutex<InboxState>>,
+    notify: Arc<Notify>,
+}
+
+impl Inbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&self, item: Item) {
+        let ip = item.peer.addr.ip();
+        {
+            let Ok(mut s) = self.state.lock() else {
+                return;
+            };
+            let q = s.queues.entry(ip).or_default();
+            if q.len() >= PER_SOURCE_QUEUE {
+                s.dropped += 1;
+                return;
+            }
+            let was_empty = q.is_empty();
+            q.push_back(item);
+            if was_empty {
+                s.order.push_back(ip);
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// The next message, one source after another.
+    pub fn pop(&self) -> Option<Item> {
+        let mut s = self.state.lock().ok()?;
+        let ip = s.order.pop_front()?;
+        let q = s.queues.get_mut(&ip)?;
+        let item = q.pop_front();
+        if q.is_empty() {
+            s.queues.remove(&ip);
+        } else {
+            s.order.push_back(ip);
+        }
+        item
+    }
+
+    fn is_empty(&self) -> bool {
+        self.state
+            .lock()
+            .map(|s| s.order.is_empty())
+            .unwrap_or(true)
+    }
+
+    /// Resolves when a message is waiting.
+    pub async fn ready(&self) {
+        if !self.is_empty() {
+            return;
+        }
+        self.notify.notified().await;
+    }
+}
+
+/// Open TCP connections by id, for answers and requests to phones on TCP.
+#[derive(Clone, Default)]
+pub struct Conns {
+    inner: Arc<Mutex<HashMap<u64, (SocketAddr, mpsc::UnboundedSender<Vec<u8>>)>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl Conns {
+    fn add(&self, addr: SocketAddr, tx: mpsc::UnboundedSender<Vec<u8>>) -> Option<u64> {
+        let mut m = self.inner.lock().ok()?;
+        if m.values().filter(|(a, _)| a.ip() == addr.ip()).count() >= PER_SOURCE_CONNS {
+            return None;
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        m.insert(id, (addr, tx));
+        Some(id)
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.remove(&id);
+        }
+    }
+
+    /// The connection `id`, or any open one from `addr` (after a restart
+    /// the stored binding knows only the address).
+    fn sender(&self, id: u64, addr: SocketAddr) -> Option<mpsc::UnboundedSender<Vec<u8>>> {
+        let m = self.inner.lock().ok()?;
+        if let Some((_, tx)) = m.get(&id) {
+            return Some(tx.clone());
+        }
+        m.values()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, tx)| tx.clone())
+    }
+}
+
+/// Sends one message on its transport; a closed TCP connection drops it
+/// (the transaction layer notices the missing answer).
+pub async fn send(udp: &UdpSocket, conns: &Conns, t: Transmit) {
+    match t.peer.transport {
+        Transport::Udp => {
+            if let Err(e) = udp.send_to(&t.data, t.peer.addr).await {
+                tracing::debug!(dst = %t.peer.addr, error = %e, "udp send failed");
+            }
+        }
+        Transport::Tcp => match conns.sender(t.peer.conn, t.peer.addr) {
+            Some(tx) => {
+                let _ = tx.send(t.data);
+            }
+            None => tracing::debug!(dst = %t.peer.addr, "no tcp connection to send on"),
+        },
+    }
+}
+
+pub async fn udp_reader(udp: Arc<UdpSocket>, inbox: Inbox, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; MAX_MESSAGE + 1];
+    loop {
+        let r = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = udp.recv_from(&mut buf) => r,
+        };
+        let (n, src) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                // ICMP port unreachable shows up here on Linux; keep reading.
+                tracing::debug!(error = %e, "udp recv");
+                continue;
+            }
+        };
+        let data = &buf[..n];
+        // Keep-alive CRLFs (and stray whitespace) need no answer on UDP.
+        if n > MAX_MESSAGE || data.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
+            continue;
+        }
+        inbox.push(Item {
+            peer: Peer {
+                transport: Transport::Udp,
+                addr: src,
+                conn: 0,
+            },
+            data: data.to_vec(),
+        });
+    }
+}
+
+pub async fn tcp_acceptor(
+    listener: TcpListener,
+    inbox: Inbox,
+    conns: Conns,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let r = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        let (stream, addr) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "tcp accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let Some(id) = conns.add(addr, tx.clone()) else {
+            tracing::debug!(src = %addr, "too many tcp connections from one address");
+            continue;
+        };
+        let (inbox, conns, shutdown) = (inbox.clone(), conns.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            tcp_conn(stream, addr, id, inbox, tx, rx, shutdown).await;
+            conns.remove(id);
+        });
+    }
+}
+
+async fn tcp_conn(
+    stream: TcpStream,
+    addr: SocketAddr,
+    id: u64,
+    inbox: Inbox,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(data) = rx.recv().await {
+            if wr.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+    });
+    let peer = Peer {
+        transport: Transport::Tcp,
+        addr,
+        conn: id,
+    };
+    let mut framer = Framer::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = tokio::time::timeout(TCP_IDLE, rd.read(&mut buf)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => n,
+            },
+        };
+        framer.push(&buf[..n]);
+        loop {
+            match framer.next() {
+                Frame::Message(data) => inbox.push(Item { peer, data }),
+                Frame::Ping => {
+                    let _ = tx.send(b"\r\n".to_vec());
+                }
+                Frame::NeedMore => break,
+                Frame::Broken => {
+                    tracing::debug!(src = %addr, "tcp stream cannot be framed; closing");
+                    writer.abort();
+                    return;
+                }
+            }
+        }
+    }
+    drop(tx);
+    writer.abort();
+}
+
+/// What the stream framer found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    Message(Vec<u8>),
+    /// RFC 5626 section 3.5.1 double-CRLF ping: answer with one CRLF.
+    Ping,
+    NeedMore,
+    /// Oversized headers or body, or a bad Content-Length: close.
+    Broken,
+}
+
+/// Splits a byte stream into SIP messages by Content-Length
+/// (RFC 3261 section 18.3).
+#[derive(Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+}
+
+impl Framer {
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    pub fn next(&mut self) -> Frame {
+        // Keep-alives between messages.
+        while self.buf.starts_with(b"\r\n") {
+            if self.buf.starts_with(b"\r\n\r\n") {
+                self.buf.drain(..4);
+                return Frame::Ping;
+            }
+            if self.buf.len() < 4 && b"\r\n\r\n".starts_with(&self.buf) {
+                return Frame::NeedMore;
+            }
+            self.buf.drain(..2);
+        }
+        let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return if self.buf.len() > MAX_HEADER_SECTION {
+                Frame::Broken
+            } else {
+                Frame::NeedMore
+            };
+        };
+        if end > MAX_HEADER_SECTION {
+            return Frame::Broken;
+        }
+        let head = String::from_utf8_lossy(&self.buf[..end]);
+        let mut len = 0usize;
+        for line in head.split("\r\n").skip(1) {
+            let Some((n, v)) = line.split_once(':') else {
+                continue;
+            };
+            let n = n.trim();
+            if n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("l") {
+                match v.trim().parse::<usize>() {
+                    Ok(l) => len = l,
+                    Err(_) => return Frame::Broken,
+                }
+            }
+        }
+        let total = end + 4 + len;
+        if total > MAX_MESSAGE {
+            return Frame::Broken;
+        }
+        if self.buf.len() < total {
+            return Frame::NeedMore;
+        }
+        let msg: Vec<u8> = self.buf.drain(..total).collect();
+        Frame::Message(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_framer_splits_pipelined_messages_by_content_length_and_answers_pings() {
+        let mut f = Framer::default();
+        f.push(b"\r\n\r\nOPTIONS sip:a SIP/2.0\r\nContent-Length: 3\r\n\r\nabcREGISTER sip:a SIP/2.0\r\nl: 0\r\n\r\nINV");
+        assert_eq!(f.next(), Frame::Ping);
+        assert_eq!(
+            f.next(),
+            Frame::Message(b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 3\r\n\r\nabc".to_vec())
+        );
+        assert_eq!(
+            f.next(),
+            Frame::Message(b"REGISTER sip:a SIP/2.0\r\nl: 0\r\n\r\n".to_vec())
+        );
+        assert_eq!(f.next(), Frame::NeedMore);
+    }
+
+    #[test]
+    fn the_framer_gives_up_on_endless_headers() {
+        let mut f = Framer::default();
+        f.push(&vec![b'a'; MAX_HEADER_SECTION + 10]);
+        assert_eq!(f.next(), Frame::Broken);
+    }
+
+    #[test]
+    fn the_inbox_serves_sources_round_robin() {
+        let inbox = Inbox::new();
+        let item = |a: &str| Item {
+            peer: Peer {
+                transport: Transport::Udp,
+                addr: a.parse().unwrap(),
+                conn: 0,
+            },
+            data: vec![],
+        };
+        for _ in 0..100 {
+            inbox.push(item("10.0.0.1:5060"));
+        }
+        inbox.push(item("10.0.0.2:5060"));
+        assert_eq!(inbox.pop().unwrap().peer.addr.ip().to_string(), "10.0.0.1");
+        assert_eq!(inbox.pop().unwrap().peer.addr.ip().to_string(), "10.0.0.2");
+    }
+}
