@@ -9,7 +9,7 @@ after(async () => { await browser?.close(); await sys?.stop() })
 
 test('the status page shows every daemon healthy', async () => {
   const page = await browser.newPage()
-  await page.goto(`${sys.base}/`, { waitUntil: 'networkidle' })
+  await page.goto(`${sys.base}/status`, { waitUntil: 'networkidle' })
   await page.getByRole('heading', { name: 'System status' }).waitFor()
   for (const d of ['sipd', 'mediad', 'twiliod', 'notifyd', 'webd', 'database']) {
     const row = page.getByRole('row', { name: new RegExp(`^${d}`) })
