@@ -322,9 +322,11 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
     {
         return Err(reject(400, "Bad Date"));
     }
-    for c in raw.all("contact") {
-        if !c.trim().starts_with('*') && !name_addr_ok(c) {
-            return Err(reject(400, "Malformed Contact"));
+    for v in raw.all("contact") {
+        for c in split_top_level(v, ',') {
+            if c.trim() != "*" && !name_addr_ok(c) {
+                return Err(reject(400, "Malformed Contact"));
+            }
         }
     }
     let mut framed = bytes.to_vec();
