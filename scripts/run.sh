@@ -19,7 +19,7 @@ start() {
 stop_all() {
   trap - INT TERM
   echo; echo "stopping GoSIP..."
-  for d in "${DAEMONS[@]}"; do kill -TERM "${PID[$d]}" 2>/dev/null; done
+  for p in "${PID[@]}"; do kill -TERM "$p" 2>/dev/null; done
   wait
   echo "stopped."
   exit 0
@@ -31,6 +31,14 @@ for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$GOSIP_HTTP_PORT/api/system/health" 2>/dev/null | grep -q '"status":"ok"' && break
   sleep 0.1
 done
+if [ -n "${GOSIP_DEMO:-}" ]; then
+  # The Twilio stand-in: configures GoSIP to use it, then plays scripted
+  # inbound calls (voicemail, spam, anonymous) against the running system.
+  "$BIN/twilio-standin" --configure-db "$GOSIP_DATA_DIR" --demo --every 120 \
+    --gosip "http://127.0.0.1:$GOSIP_HTTP_PORT" >>"$GOSIP_DATA_DIR/logs/twilio-standin.log" 2>&1 &
+  PID[standin]=$!
+  echo "demo: Twilio stand-in on http://127.0.0.1:4011 (log: $GOSIP_DATA_DIR/logs/twilio-standin.log)"
+fi
 cat <<MSG
 GoSIP is running.
   Web UI:  http://127.0.0.1:$GOSIP_HTTP_PORT/
