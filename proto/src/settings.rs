@@ -191,6 +191,7 @@ pub const KEYS: &[Key] = &[
         "0.7",
         "Calls with spam score above this are blocked",
     ),
+    k("routing.spam_addons", "nomorobo_spamscore=nomorobo,marchex_cleancall=marchex,ekata_phone_valid=ekata,icehook_scout=icehook", "Twilio add-on unique names and their vendors (name=vendor,...)"),
     k(
         "routing.reject_anonymous",
         "false",

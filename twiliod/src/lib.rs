@@ -15,6 +15,7 @@ pub mod autoreply;
 pub mod client;
 pub mod notify;
 pub mod queue;
+pub mod rules;
 pub mod signature;
 pub mod sms;
 pub mod voice;
