@@ -7,8 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// Woken on every unexpected database error so the checker can run
+/// `quick_check` and switch to read-only mode if the file is damaged.
+pub static DB_ERROR_SIGNAL: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// One field at fault.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -23,9 +27,21 @@ pub enum ApiError {
     /// Not logged in, or the session expired (401).
     #[error("authentication required")]
     Unauthorized,
+    /// Wrong email or password (401); the same for unknown accounts.
+    #[error("bad credentials")]
+    BadCredentials,
     /// Logged in but not allowed (403).
     #[error("forbidden")]
     Forbidden,
+    /// A state-changing request without `X-Requested-With` or a matching Origin (403).
+    #[error("csrf")]
+    Csrf,
+    /// The request is malformed beyond field validation (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request is valid but cannot be done in the current state (409 with a reason).
+    #[error("{0}")]
+    Gone(String),
     /// No such object, or not yours (404).
     #[error("not found")]
     NotFound,
@@ -69,6 +85,18 @@ impl ApiError {
                 "FORBIDDEN",
                 "You are not allowed to do this".into(),
             ),
+            Self::BadCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "INVALID_CREDENTIALS",
+                "Wrong email or password".into(),
+            ),
+            Self::Csrf => (
+                StatusCode::FORBIDDEN,
+                "CSRF_REJECTED",
+                "Send X-Requested-With or a matching Origin with this request".into(),
+            ),
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "BAD_REQUEST", m.clone()),
+            Self::Gone(m) => (StatusCode::GONE, "GONE", m.clone()),
             Self::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found".into()),
             Self::Conflict(m) => (StatusCode::CONFLICT, "CONFLICT", m.clone()),
             Self::RateLimited(m) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", m.clone()),
@@ -96,14 +124,35 @@ impl From<sqlx::Error> for ApiError {
                 return Self::Conflict("An item with these values already exists".into());
             }
             // SQLITE_READONLY / SQLITE_CORRUPT: the system is in read-only mode.
+            if db.is_foreign_key_violation() {
+                return Self::field("id", "refers to an object that does not exist");
+            }
             if let Some(code) = db.code()
                 && matches!(code.as_ref(), "8" | "11" | "26")
             {
+                DB_ERROR_SIGNAL.notify_one();
                 return Self::Unavailable("The database is read-only; restore a backup".into());
             }
         }
+        if !matches!(e, sqlx::Error::PoolTimedOut) {
+            DB_ERROR_SIGNAL.notify_one();
+        }
         Self::Internal(e.into())
     }
+}
+
+/// The error JSON, as documented in the OpenAPI document.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorInner,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorInner {
+    /// SCREAMING_SNAKE_CASE, e.g. VALIDATION_ERROR.
+    pub code: String,
+    pub message: String,
+    pub details: Vec<FieldError>,
 }
 
 #[derive(Serialize)]

@@ -5,7 +5,12 @@
 //! over gRPC.
 
 pub mod api;
+pub mod auth;
+pub mod backup;
 pub mod error;
+pub mod files;
+pub mod health;
+pub mod qr;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +52,9 @@ pub struct Config {
     /// twiliod's webhook HTTP address, where `/api/webhooks/*` is forwarded.
     #[arg(long, env = "GOSIP_TWILIOD_HTTP", default_value = proto::defaults::TWILIOD_HTTP)]
     pub twiliod_http: String,
+    /// sipd's SIP port, written into softphone provisioning QR codes.
+    #[arg(long, env = "GOSIP_SIP_PORT", default_value_t = proto::defaults::SIP_PORT)]
+    pub sip_port: u16,
 }
 
 /// The sockets webd serves, bound by the caller (tests bind port 0).
@@ -102,6 +110,42 @@ pub struct Inner {
     pub peers: Peers,
     pub data_dir: PathBuf,
     pub cfg: Config,
+    /// Set when `quick_check` fails: writes answer 503, reads keep working.
+    pub read_only: std::sync::atomic::AtomicBool,
+    /// In-memory throttles (failed logins per address, API key rate, QR secrets).
+    pub limits: auth::Limits,
+    /// Plain HTTP client for forwarding webhooks to twiliod.
+    pub http: reqwest::Client,
+}
+
+impl AppState {
+    /// Builds the state around an open pool (tests use this too).
+    pub async fn new(cfg: Config, pool: SqlitePool) -> anyhow::Result<Self> {
+        let settings = SettingsHandle::new(pool.clone()).await?;
+        let peers = Peers::new(&cfg)?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("http client")?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                settings,
+                peers,
+                data_dir: cfg.common.data_dir.clone(),
+                cfg,
+                read_only: std::sync::atomic::AtomicBool::new(false),
+                limits: auth::Limits::default(),
+                http,
+            }),
+        })
+    }
+
+    /// True while the database failed its integrity check.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -128,22 +172,17 @@ pub async fn run(
     let pool = proto::db::open(&cfg.common.data_dir)
         .await
         .context("open database")?;
-    let settings = SettingsHandle::new(pool.clone()).await?;
+    let state = AppState::new(cfg, pool).await?;
     tokio::spawn(
-        settings
+        state
+            .settings
             .clone()
             .poll(Duration::from_secs(5), shutdown.clone()),
     );
-    let peers = Peers::new(&cfg)?;
-    let state = AppState {
-        inner: Arc::new(Inner {
-            pool,
-            settings,
-            peers,
-            data_dir: cfg.common.data_dir.clone(),
-            cfg,
-        }),
-    };
+    health::check_database(&state).await;
+    tokio::spawn(health::watch_database(state.clone(), shutdown.clone()));
+    tokio::spawn(backup::schedule(state.clone(), shutdown.clone()));
+    tokio::spawn(auth::sweep(state.clone(), shutdown.clone()));
     tracing::info!(http = %listeners.http.local_addr()?, "webd listening");
     axum::serve(
         listeners.http,

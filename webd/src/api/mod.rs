@@ -1,16 +1,241 @@
 //! Routes under `/api/`. Handlers are thin: they check who is asking, then
-//! call plain functions.
+//! call plain functions. Every route is registered through utoipa-axum, so
+//! `/api/openapi.json` is generated from the same list that routes requests.
+//!
+//! A middleware in front of everything adds the security headers, refuses
+//! state-changing requests without `X-Requested-With` or a matching `Origin`
+//! (CSRF; webhooks and the Bearer-authenticated external API are exempt),
+//! and answers writes with 503 while the database is read-only.
 
+pub mod admin;
+pub mod auth;
+pub mod cdrs;
+pub mod common;
+pub mod devices;
+pub mod dids;
+pub mod events;
+pub mod external;
+pub mod lists;
+pub mod messages;
+pub mod routes;
+pub mod setup;
 pub mod system;
+pub mod users;
+pub mod voicemails;
+pub mod webhooks;
 
-use axum::Router;
-use axum::routing::get;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::error::ApiError;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "GoSIP API", description = "REST API of the GoSIP PBX. Errors use \
+        {\"error\":{\"code\",\"message\",\"details\":[{\"field\",\"message\"}]}}. Session cookie \
+        `gosip_session`; state-changing requests need `X-Requested-With: gosip` or a matching Origin. \
+        Lists take page, per_page (1-100, default 20), sort and order and answer \
+        {items, page, per_page, total}."),
+    modifiers(&BearerScheme),
+    components(schemas(crate::error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let c = api.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every documented route.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::health))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::password))
+        .routes(routes!(auth::settings_get, auth::settings_put))
+        .routes(routes!(auth::dnd_get, auth::dnd_put))
+        .routes(routes!(auth::keys_list, auth::keys_create))
+        .routes(routes!(auth::keys_delete))
+        .routes(routes!(setup::status_alias, setup::run))
+        .routes(routes!(setup::status))
+        .routes(routes!(setup::twilio_check))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(users::reset_password))
+        .routes(routes!(devices::list, devices::create))
+        .routes(routes!(devices::get, devices::update, devices::delete))
+        .routes(routes!(devices::qr_code))
+        .routes(routes!(dids::list, dids::create))
+        .routes(routes!(dids::get, dids::update, dids::delete))
+        .routes(routes!(dids::configure))
+        .routes(routes!(dids::twilio_numbers))
+        .routes(routes!(routes::list, routes::create))
+        .routes(routes!(routes::get, routes::update, routes::delete))
+        .routes(routes!(routes::reorder))
+        .routes(routes!(routes::test_call))
+        .routes(routes!(lists::block_list, lists::block_add))
+        .routes(routes!(lists::block_delete))
+        .routes(routes!(lists::callers_list, lists::callers_add))
+        .routes(routes!(lists::callers_delete))
+        .routes(routes!(lists::ar_list, lists::ar_create))
+        .routes(routes!(lists::ar_get, lists::ar_update, lists::ar_delete))
+        .routes(routes!(cdrs::list))
+        .routes(routes!(cdrs::export))
+        .routes(routes!(cdrs::get))
+        .routes(routes!(cdrs::recording))
+        .routes(routes!(cdrs::calls))
+        .routes(routes!(cdrs::set_recording))
+        .routes(routes!(cdrs::hangup))
+        .routes(routes!(voicemails::list))
+        .routes(routes!(voicemails::get, voicemails::delete))
+        .routes(routes!(voicemails::mark_read))
+        .routes(routes!(voicemails::audio))
+        .routes(routes!(messages::list, messages::send))
+        .routes(routes!(messages::conversations))
+        .routes(routes!(messages::conversation_read))
+        .routes(routes!(messages::get))
+        .routes(routes!(messages::mark_read))
+        .routes(routes!(messages::media))
+        .routes(routes!(external::calls))
+        .routes(routes!(external::messages))
+        .routes(routes!(external::call))
+        .routes(routes!(external::sms))
+        .routes(routes!(admin::config_get, admin::config_put))
+        .routes(routes!(admin::backup_now))
+        .routes(routes!(admin::backups))
+        .routes(routes!(admin::backup_download))
+        .routes(routes!(admin::security_events))
+        .routes(routes!(admin::alerts))
+        .routes(routes!(admin::alert_ack))
+        .routes(routes!(admin::notify_test))
+        .routes(routes!(admin::webhooks_list, admin::webhooks_create))
+        .routes(routes!(admin::webhooks_delete))
+        .routes(routes!(events::events))
+        .routes(routes!(events::dashboard))
+        .routes(routes!(webhooks::voice_incoming))
+        .routes(routes!(webhooks::voice_status))
+        .routes(routes!(webhooks::sms_incoming))
+        .routes(routes!(webhooks::sms_status))
+        .routes(routes!(webhooks::recording))
+        .routes(routes!(webhooks::transcription))
+}
+
+/// The OpenAPI document (also served at `/api/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = api_router().into_openapi();
+    doc.paths.paths.insert(
+        "/api/openapi.json".into(),
+        utoipa::openapi::path::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .summary(Some("This document"))
+                .tag("system")
+                .response("200", utoipa::openapi::Response::new("OpenAPI 3 document"))
+                .build(),
+        ),
+    );
+    doc
+}
 
 /// The API router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/system/health", get(system::health))
-        .with_state(state)
+    let (r, _) = api_router().split_for_parts();
+    let doc = std::sync::Arc::new(openapi());
+    r.route(
+        "/api/openapi.json",
+        get(move || {
+            let d = doc.clone();
+            async move { Json((*d).clone()) }
+        }),
+    )
+    .route(
+        "/api/system/restore",
+        axum::routing::post(admin::restore).layer(DefaultBodyLimit::max(1 << 30)),
+    )
+    .route("/api/webhooks/{*rest}", any(webhooks::forward))
+    .route("/api/{*rest}", any(|| async { ApiError::NotFound }))
+    .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
+    .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+    .with_state(state)
+}
+
+/// Security headers, CSRF and read-only checks (see the module doc).
+async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let api = path.starts_with("/api/");
+    let exempt = path.starts_with("/api/webhooks/") || path.starts_with("/api/external/");
+    let mut res = if api && writes && !exempt && !csrf_ok(&st, &req) {
+        ApiError::Csrf.into_response()
+    } else if api
+        && writes
+        && st.is_read_only()
+        && !path.starts_with("/api/webhooks/")
+        && !matches!(
+            path.as_str(),
+            "/api/auth/login" | "/api/auth/logout" | "/api/system/restore"
+        )
+    {
+        ApiError::Unavailable(crate::health::READ_ONLY_MESSAGE.into()).into_response()
+    } else {
+        next.run(req).await
+    };
+    let h = res.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "referrer-policy", "same-origin");
+    set(h, "x-frame-options", "DENY");
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; font-src 'self'; \
+         object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+    );
+    if api && !h.contains_key(header::CACHE_CONTROL) {
+        set(h, "cache-control", "no-store");
+    }
+    res
+}
+
+/// `X-Requested-With` present, or `Origin` equal to our own origin (the Host
+/// the browser used, or `system.public_url`).
+fn csrf_ok(st: &AppState, req: &Request) -> bool {
+    let h = req.headers();
+    if h.get("x-requested-with").is_some_and(|v| !v.is_empty()) {
+        return true;
+    }
+    let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let origin = origin.trim_end_matches('/');
+    if let Some(host) = h.get(header::HOST).and_then(|v| v.to_str().ok())
+        && (origin == format!("http://{host}") || origin == format!("https://{host}"))
+    {
+        return true;
+    }
+    let public = st.settings.get().str("system.public_url").trim().to_owned();
+    url::Url::parse(&public)
+        .ok()
+        .is_some_and(|u| u.origin().ascii_serialization() == origin)
 }

@@ -12,16 +12,17 @@ use proto::pb::common::daemon_client::DaemonClient;
 
 use crate::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// "ok" when every part is ok, else "degraded".
     pub status: &'static str,
     pub version: &'static str,
     pub database: Part,
+    #[schema(value_type = std::collections::BTreeMap<String, Part>)]
     pub daemons: std::collections::BTreeMap<&'static str, Part>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Part {
     pub status: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -34,6 +35,8 @@ pub struct Part {
 
 /// `GET /api/system/health`: each daemon asked over gRPC (1 s budget each,
 /// asked in parallel), the database, and webd's own version.
+#[utoipa::path(get, path = "/api/system/health", tag = "system",
+    responses((status = 200, body = Health)))]
 pub async fn health(State(st): State<AppState>) -> Json<Health> {
     let p = &st.peers;
     let (sipd, mediad, twiliod, notifyd, db) = tokio::join!(

@@ -1,0 +1,659 @@
+//! Admin-only system endpoints: settings (`/api/system/config`), backup and
+//! restore, stored backups, the security log, alerts, notification tests.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::common::{
+    Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok, peer_error, reload_all,
+};
+use crate::AppState;
+use crate::auth::Admin;
+use crate::backup::{self, RestoreError};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+/// What a secret that is set looks like on read; sending it back unchanged
+/// keeps the stored value.
+pub const MASK: &str = "********";
+
+#[derive(Serialize, ToSchema)]
+pub struct Setting {
+    pub key: String,
+    /// The value; secrets read as `********` when set, `""` when not.
+    pub value: String,
+    pub default: String,
+    pub secret: bool,
+    pub help: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Config {
+    pub settings: Vec<Setting>,
+    /// key -> value (secrets masked), for simple forms.
+    pub values: BTreeMap<String, String>,
+}
+
+fn config_view(st: &AppState) -> Config {
+    let s = st.settings.get();
+    let settings: Vec<Setting> = proto::settings::KEYS
+        .iter()
+        .map(|k| {
+            let v = s.str(k.name);
+            Setting {
+                key: k.name.into(),
+                value: if k.secret && !v.is_empty() {
+                    MASK.into()
+                } else {
+                    v.into()
+                },
+                default: k.default.into(),
+                secret: k.secret,
+                help: k.help.into(),
+            }
+        })
+        .collect();
+    let values = settings
+        .iter()
+        .map(|s| (s.key.clone(), s.value.clone()))
+        .collect();
+    Config { settings, values }
+}
+
+#[utoipa::path(get, path = "/api/system/config", tag = "system",
+    responses((status = 200, body = Config), (status = 403, body = ErrorBody)))]
+pub async fn config_get(State(st): State<AppState>, _a: Admin) -> ApiResult<Json<Config>> {
+    Ok(Json(config_view(&st)))
+}
+
+/// Body: `{"values": {"key": "value", ...}}` (or the map itself).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ConfigBody {
+    Wrapped {
+        values: BTreeMap<String, serde_json::Value>,
+    },
+    Flat(BTreeMap<String, serde_json::Value>),
+}
+
+/// Validates one value for a key; `None` when fine.
+pub fn check_value(key: &str, v: &str) -> Option<String> {
+    if v.chars().count() > 4000 {
+        return Some("must be at most 4000 characters".into());
+    }
+    let k = proto::settings::key(key)?;
+    let default = k.default;
+    let is_bool = matches!(default, "true" | "false");
+    let is_num =
+        !default.is_empty() && default.parse::<f64>().is_ok() && !key.ends_with("default_country");
+    match key {
+        "system.public_url" | "gotify.url" | "twilio.api_base" | "postmark.api_base" => {
+            if !v.is_empty()
+                && url::Url::parse(v).map_or(true, |u| {
+                    !matches!(u.scheme(), "http" | "https") || u.host_str().is_none()
+                })
+            {
+                return Some("must be an http(s) URL".into());
+            }
+        }
+        "system.timezone" => {
+            if v.parse::<chrono_tz::Tz>().is_err() {
+                return Some("must be an IANA time zone such as America/New_York".into());
+            }
+        }
+        "system.default_country" => {
+            if v.is_empty()
+                || v.len() > 3
+                || !v.bytes().all(|b| b.is_ascii_digit())
+                || v.starts_with('0')
+            {
+                return Some("must be a country calling code (1 to 3 digits)".into());
+            }
+        }
+        "system.trusted_proxy" | "sip.trunk_source_ips" => {
+            if v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .any(|s| s.parse::<std::net::IpAddr>().is_err())
+            {
+                return Some("must be IP addresses separated by commas".into());
+            }
+        }
+        "twilio.account_sid" => {
+            if !v.is_empty() && proto::types::AccountSid::parse(v).is_err() {
+                return Some("must be AC followed by 32 hex digits".into());
+            }
+        }
+        "routing.block_action" => {
+            if !["reject", "disconnected_tone", "silent_voicemail"].contains(&v) {
+                return Some("must be reject, disconnected_tone or silent_voicemail".into());
+            }
+        }
+        "email.transport" => {
+            if !["smtp", "postmark"].contains(&v) {
+                return Some("must be smtp or postmark".into());
+            }
+        }
+        "smtp.security" => {
+            if !["starttls", "tls", "plain"].contains(&v) {
+                return Some("must be starttls, tls or plain".into());
+            }
+        }
+        "routing.business_hours" => {
+            if !serde_json::from_str::<serde_json::Value>(v).is_ok_and(|j| j.is_object()) {
+                return Some(
+                    "must be a JSON object such as {\"mon\":[\"09:00\",\"17:00\"]}".into(),
+                );
+            }
+        }
+        "routing.holidays" => {
+            let ok = serde_json::from_str::<Vec<String>>(v).is_ok_and(|d| {
+                d.iter()
+                    .all(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok())
+            });
+            if !ok {
+                return Some("must be a JSON array of dates YYYY-MM-DD".into());
+            }
+        }
+        "routing.spam_threshold" => {
+            if !v.parse::<f64>().is_ok_and(|x| (0.0..=1.0).contains(&x)) {
+                return Some("must be a number from 0 to 1".into());
+            }
+        }
+        k if k.ends_with("_retry_delays") => {
+            if v.split(',').any(|s| s.trim().parse::<u64>().is_err()) {
+                return Some("must be seconds separated by commas".into());
+            }
+        }
+        _ if is_bool => {
+            if !["true", "false"].contains(&v) {
+                return Some("must be true or false".into());
+            }
+        }
+        _ if is_num => {
+            if !v.parse::<u64>().is_ok_and(|n| n <= 10_000_000) {
+                return Some("must be a whole number".into());
+            }
+        }
+        _ => {}
+    }
+    None
+}
+
+/// Change settings; secrets sent back as `********` stay unchanged. Every
+/// daemon is asked to reload right after.
+#[utoipa::path(put, path = "/api/system/config", tag = "system", request_body = ConfigBody,
+    responses((status = 200, body = Config), (status = 422, body = ErrorBody)))]
+pub async fn config_put(
+    State(st): State<AppState>,
+    _a: Admin,
+    ValidJson(b): ValidJson<ConfigBody>,
+) -> ApiResult<Json<Config>> {
+    let values = match b {
+        ConfigBody::Wrapped { values } => values,
+        ConfigBody::Flat(v) => v,
+    };
+    let mut c = Check::new();
+    let mut writes = Vec::new();
+    for (k, v) in values {
+        let v = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => {
+                c.fail(&k, "must be a string, number or boolean");
+                continue;
+            }
+        };
+        let Some(key) = proto::settings::key(&k) else {
+            c.fail(&k, "is not a known setting");
+            continue;
+        };
+        if key.secret && v == MASK {
+            continue;
+        }
+        let v = v.trim().to_owned();
+        if let Some(m) = check_value(&k, &v) {
+            c.fail(&k, m);
+            continue;
+        }
+        writes.push((k, v));
+    }
+    c.done()?;
+    let mut tx = st.pool.begin().await?;
+    for (k, v) in &writes {
+        sqlx::query(
+            "INSERT INTO config (key, value, updated_at) VALUES (?, ?, ?) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(k)
+        .bind(v)
+        .bind(proto::time::now())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    reload_all(&st).await;
+    Ok(Json(config_view(&st)))
+}
+
+/// Take a backup now; the answer is the archive (also kept in `backups/`).
+#[utoipa::path(post, path = "/api/system/backup", tag = "system",
+    responses((status = 200, content_type = "application/x-tar", description = "backup archive"),
+              (status = 403, body = ErrorBody)))]
+pub async fn backup_now(State(st): State<AppState>, _a: Admin) -> ApiResult<Response> {
+    let path = backup::create(&st, "").await?;
+    download(&path).await
+}
+
+async fn download(path: &std::path::Path) -> ApiResult<Response> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let data = tokio::fs::read(path)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        data,
+    )
+        .into_response())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BackupFile {
+    pub name: String,
+    pub size: u64,
+    pub created_at: String,
+}
+
+#[utoipa::path(get, path = "/api/system/backups", tag = "system",
+    responses((status = 200, body = Vec<BackupFile>)))]
+pub async fn backups(State(st): State<AppState>, _a: Admin) -> ApiResult<Json<Vec<BackupFile>>> {
+    Ok(Json(
+        backup::list(&st)
+            .await?
+            .into_iter()
+            .map(|(name, size, created_at)| BackupFile {
+                name,
+                size,
+                created_at,
+            })
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/system/backups/{name}", tag = "system", params(("name" = String, Path)),
+    responses((status = 200, content_type = "application/x-tar", description = "backup archive"),
+              (status = 404, body = ErrorBody)))]
+pub async fn backup_download(
+    State(st): State<AppState>,
+    _a: Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let p = backup::path_of(&st, &name).ok_or(ApiError::NotFound)?;
+    download(&p).await
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Restored {
+    pub ok: bool,
+    /// When the restored backup was taken.
+    pub backup_created_at: String,
+    pub message: String,
+}
+
+/// Restore from an uploaded backup archive (the raw tar as the body, or a
+/// multipart form with a `file` field). Everything is validated first; a
+/// bad archive changes nothing. All sessions end.
+#[utoipa::path(post, path = "/api/system/restore", tag = "system",
+    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    responses((status = 200, body = Restored), (status = 422, body = ErrorBody)))]
+pub async fn restore(
+    State(st): State<AppState>,
+    _a: Admin,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Restored>> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let archive = if ct.starts_with("multipart/form-data") {
+        multipart_file(ct, body).await?
+    } else {
+        body
+    };
+    if archive.is_empty() {
+        return Err(ApiError::field("file", "upload a backup archive (.tar)"));
+    }
+    match backup::restore(&st, &archive).await {
+        Ok(m) => Ok(Json(Restored {
+            ok: true,
+            backup_created_at: m.created_at,
+            message: "Restored. Everyone has to log in again.".into(),
+        })),
+        Err(RestoreError::Internal(e)) => Err(ApiError::Internal(e)),
+        Err(e) => Err(ApiError::field("file", e.to_string())),
+    }
+}
+
+async fn multipart_file(ct: &str, body: Bytes) -> ApiResult<Bytes> {
+    let req = axum::http::Request::builder()
+        .header(header::CONTENT_TYPE, ct)
+        .body(axum::body::Body::from(body))
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut mp =
+        <axum::extract::Multipart as axum::extract::FromRequest<()>>::from_request(req, &())
+            .await
+            .map_err(|e| ApiError::field("file", e.body_text()))?;
+    while let Some(f) = mp
+        .next_field()
+        .await
+        .map_err(|e| ApiError::field("file", e.body_text()))?
+    {
+        if f.name() == Some("file") {
+            return f
+                .bytes()
+                .await
+                .map_err(|e| ApiError::field("file", e.body_text()));
+        }
+    }
+    Err(ApiError::field("file", "is missing"))
+}
+
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
+pub struct SecurityEvent {
+    pub id: i64,
+    pub source: String,
+    pub kind: String,
+    pub ip_address: String,
+    pub username: String,
+    pub detail: String,
+    pub created_at: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventFilter {
+    /// e.g. web_login_failed, sip_auth_failed, ban
+    pub kind: Option<String>,
+    /// sipd, webd, twiliod ...
+    pub source: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/security-events", tag = "system", params(PageParams, EventFilter),
+    responses((status = 200, body = Page<SecurityEvent>), (status = 403, body = ErrorBody)))]
+pub async fn security_events(
+    State(st): State<AppState>,
+    _a: Admin,
+    ValidQuery(p): ValidQuery<PageParams>,
+    ValidQuery(f): ValidQuery<EventFilter>,
+) -> ApiResult<Json<Page<SecurityEvent>>> {
+    let pg = p.resolve(
+        &[
+            ("created_at", "created_at"),
+            ("kind", "kind"),
+            ("ip_address", "ip_address"),
+        ],
+        "DESC",
+    )?;
+    let kind = f.kind.filter(|s| !s.is_empty());
+    let source = f.source.filter(|s| !s.is_empty());
+    let filter = "(?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR source = ?2)";
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM security_events WHERE {filter}"
+    )))
+    .bind(&kind)
+    .bind(&source)
+    .fetch_one(&st.pool)
+    .await?;
+    let items = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, source, kind, ip_address, username, detail, created_at FROM security_events \
+         WHERE {filter} ORDER BY {} LIMIT ?3 OFFSET ?4",
+        pg.order_by
+    )))
+    .bind(&kind)
+    .bind(&source)
+    .bind(pg.limit())
+    .bind(pg.offset())
+    .fetch_all(&st.pool)
+    .await?;
+    Ok(Json(pg.wrap(items, total)))
+}
+
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
+pub struct Alert {
+    pub id: i64,
+    pub source: String,
+    pub kind: String,
+    pub message: String,
+    pub acknowledged: bool,
+    pub created_at: String,
+}
+
+#[utoipa::path(get, path = "/api/alerts", tag = "system", params(PageParams),
+    responses((status = 200, body = Page<Alert>), (status = 403, body = ErrorBody)))]
+pub async fn alerts(
+    State(st): State<AppState>,
+    _a: Admin,
+    ValidQuery(p): ValidQuery<PageParams>,
+) -> ApiResult<Json<Page<Alert>>> {
+    let pg = p.resolve(
+        &[
+            ("created_at", "created_at"),
+            ("acknowledged", "acknowledged"),
+        ],
+        "DESC",
+    )?;
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alerts")
+        .fetch_one(&st.pool)
+        .await?;
+    let items = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, source, kind, message, acknowledged, created_at FROM alerts ORDER BY {} LIMIT ? OFFSET ?",
+        pg.order_by
+    )))
+    .bind(pg.limit())
+    .bind(pg.offset())
+    .fetch_all(&st.pool)
+    .await?;
+    Ok(Json(pg.wrap(items, total)))
+}
+
+#[utoipa::path(put, path = "/api/alerts/{id}/ack", tag = "system", params(("id" = i64, Path)),
+    responses((status = 200, body = Ok_), (status = 404, body = ErrorBody)))]
+pub async fn alert_ack(State(st): State<AppState>, _a: Admin, Id(id): Id) -> ApiResult<Json<Ok_>> {
+    let r = sqlx::query("UPDATE alerts SET acknowledged = 1 WHERE id = ?")
+        .bind(id)
+        .execute(&st.pool)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    Ok(ok())
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NotifyTest {
+    /// `email`, `gotify` or `webhook`.
+    pub channel: String,
+    /// Email address or webhook URL; empty = the configured one.
+    #[serde(default)]
+    pub target: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotifyTestResult {
+    pub ok: bool,
+    pub error: String,
+}
+
+/// Send a test notification through notifyd.
+#[utoipa::path(post, path = "/api/system/notify-test", tag = "system", request_body = NotifyTest,
+    responses((status = 200, body = NotifyTestResult), (status = 503, body = ErrorBody)))]
+pub async fn notify_test(
+    State(st): State<AppState>,
+    _a: Admin,
+    ValidJson(b): ValidJson<NotifyTest>,
+) -> ApiResult<Json<NotifyTestResult>> {
+    let mut c = Check::new();
+    c.one_of("channel", &b.channel, &["email", "gotify", "webhook"]);
+    c.len("target", &b.target, 0, 500);
+    c.done()?;
+    let mut cl = proto::pb::notifyd::notifyd_client::NotifydClient::new(st.peers.notifyd.clone());
+    let r = cl
+        .send_test(proto::pb::notifyd::SendTestRequest {
+            channel: b.channel,
+            target: b.target,
+        })
+        .await
+        .map_err(|s| peer_error("notifyd", s))?
+        .into_inner();
+    Ok(Json(NotifyTestResult {
+        ok: r.ok,
+        error: r.error,
+    }))
+}
+
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
+pub struct WebhookEndpoint {
+    pub id: i64,
+    pub url: String,
+    /// JSON array of event kinds; empty = all.
+    #[schema(value_type = Vec<String>)]
+    #[sqlx(skip)]
+    pub events: Vec<String>,
+    #[serde(skip)]
+    #[sqlx(rename = "events")]
+    pub events_json: String,
+    pub enabled: bool,
+    pub created_at: String,
+}
+
+pub const EVENT_KINDS: &[&str] = &[
+    "voicemail",
+    "sms",
+    "missed_call",
+    "call_started",
+    "call_ended",
+    "admin_alert",
+];
+
+#[utoipa::path(get, path = "/api/webhook-endpoints", tag = "system",
+    responses((status = 200, body = Vec<WebhookEndpoint>)))]
+pub async fn webhooks_list(
+    State(st): State<AppState>,
+    _a: Admin,
+) -> ApiResult<Json<Vec<WebhookEndpoint>>> {
+    let mut rows: Vec<WebhookEndpoint> = sqlx::query_as(
+        "SELECT id, url, events, enabled, created_at FROM webhook_endpoints ORDER BY id",
+    )
+    .fetch_all(&st.pool)
+    .await?;
+    for r in &mut rows {
+        r.events = serde_json::from_str(&r.events_json).unwrap_or_default();
+    }
+    Ok(Json(rows))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewWebhook {
+    pub url: String,
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// HMAC secret; generated when empty (shown once).
+    #[serde(default)]
+    pub secret: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedWebhook {
+    pub id: i64,
+    pub url: String,
+    pub events: Vec<String>,
+    /// The signing secret: shown once.
+    pub secret: String,
+}
+
+#[utoipa::path(post, path = "/api/webhook-endpoints", tag = "system", request_body = NewWebhook,
+    responses((status = 201, body = CreatedWebhook), (status = 422, body = ErrorBody)))]
+pub async fn webhooks_create(
+    State(st): State<AppState>,
+    _a: Admin,
+    ValidJson(b): ValidJson<NewWebhook>,
+) -> ApiResult<(axum::http::StatusCode, Json<CreatedWebhook>)> {
+    let mut c = Check::new();
+    let url = b.url.trim().to_owned();
+    c.len("url", &url, 1, 500);
+    if url::Url::parse(&url).map_or(true, |u| {
+        !matches!(u.scheme(), "http" | "https") || u.host_str().is_none()
+    }) {
+        c.fail("url", "must be an http(s) URL");
+    }
+    for e in &b.events {
+        if !EVENT_KINDS.contains(&e.as_str()) {
+            c.fail(
+                "events",
+                format!("unknown event {e:?}; known: {}", EVENT_KINDS.join(", ")),
+            );
+            break;
+        }
+    }
+    if !b.secret.is_empty() {
+        c.len("secret", &b.secret, 16, 200);
+    }
+    c.done()?;
+    let secret = if b.secret.is_empty() {
+        crate::auth::random_token(24)
+    } else {
+        b.secret
+    };
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO webhook_endpoints (url, secret, events, enabled, created_at) VALUES (?, ?, ?, 1, ?) RETURNING id",
+    )
+    .bind(&url)
+    .bind(&secret)
+    .bind(serde_json::to_string(&b.events).unwrap_or_else(|_| "[]".into()))
+    .bind(proto::time::now())
+    .fetch_one(&st.pool)
+    .await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(CreatedWebhook {
+            id,
+            url,
+            events: b.events,
+            secret,
+        }),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/webhook-endpoints/{id}", tag = "system", params(("id" = i64, Path)),
+    responses((status = 200, body = Ok_), (status = 404, body = ErrorBody)))]
+pub async fn webhooks_delete(
+    State(st): State<AppState>,
+    _a: Admin,
+    Id(id): Id,
+) -> ApiResult<Json<Ok_>> {
+    let r = sqlx::query("DELETE FROM webhook_endpoints WHERE id = ?")
+        .bind(id)
+        .execute(&st.pool)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    Ok(ok())
+}

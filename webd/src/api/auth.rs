@@ -1,0 +1,473 @@
+//! `/api/auth/*` (login, logout, me, password), the caller's own settings
+//! (`/api/settings`, `/api/dnd`) and API keys (`/api/api-keys`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::common::{Check, Id, Ok_, ValidJson, ok};
+use crate::AppState;
+use crate::auth::{self, Caller};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+/// An account as the API shows it (never the password hash).
+#[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    /// `admin` or `user`.
+    pub role: String,
+    pub dnd: bool,
+    pub created_at: String,
+    pub last_login: Option<String>,
+}
+
+pub const USER_COLS: &str = "id, email, name, role, dnd, created_at, last_login";
+
+pub async fn load_user(st: &AppState, id: i64) -> ApiResult<User> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLS} FROM users WHERE id = ?"
+    )))
+    .bind(id)
+    .fetch_one(&st.pool)
+    .await?)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginBody {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginReply {
+    pub user: User,
+}
+
+/// Log in; sets the session cookie.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, body = LoginReply), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn login(
+    State(st): State<AppState>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    ValidJson(b): ValidJson<LoginBody>,
+) -> ApiResult<Response> {
+    let mut c = Check::new();
+    c.len("email", &b.email, 1, 254);
+    c.len("password", &b.password, 1, 1024);
+    c.done()?;
+    let email = b.email.trim().to_lowercase();
+    let ip = auth::client_ip(&ext, &headers, &st);
+    // Slow down an address that keeps failing (1 s per failure past 5, max 5 s).
+    let ip_fails = st.limits.ip_failures(&ip);
+    if ip_fails >= auth::LOCK_FAILURES {
+        let secs = (ip_fails + 1 - auth::LOCK_FAILURES).min(5) as u64;
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    }
+    if auth::locked_until(&st.pool, &email).await?.is_some() {
+        auth::verify_unknown(&b.password).await;
+        return Err(locked());
+    }
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = ?")
+            .bind(&email)
+            .fetch_optional(&st.pool)
+            .await?;
+    let ok_user = match &row {
+        Some((id, hash)) => auth::verify_password(&b.password, hash)
+            .await
+            .then_some(*id),
+        None => {
+            auth::verify_unknown(&b.password).await;
+            None
+        }
+    };
+    let Some(user_id) = ok_user else {
+        record_attempt(&st, &email, &ip, false).await?;
+        st.limits.ip_failed(&ip);
+        tracing::warn!(ip = %ip, email = %email, "failed web login");
+        let _ =
+            proto::db::security_event(&st.pool, "webd", "web_login_failed", &ip, &email, "").await;
+        if let Some(until) = auth::locked_until(&st.pool, &email).await? {
+            tracing::warn!(ip = %ip, email = %email, "web account locked for 15 minutes");
+            let _ = proto::db::security_event(
+                &st.pool,
+                "webd",
+                "web_login_locked",
+                &ip,
+                &email,
+                "5 failed logins within a minute",
+            )
+            .await;
+            if let Some((id, _)) = row {
+                let _ = sqlx::query("UPDATE users SET locked_until = ? WHERE id = ?")
+                    .bind(proto::time::fmt(until))
+                    .bind(id)
+                    .execute(&st.pool)
+                    .await;
+            }
+        }
+        return Err(ApiError::BadCredentials);
+    };
+    record_attempt(&st, &email, &ip, true).await?;
+    sqlx::query("UPDATE users SET last_login = ? WHERE id = ?")
+        .bind(proto::time::now())
+        .bind(user_id)
+        .execute(&st.pool)
+        .await?;
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let token = auth::create_session(&st.pool, user_id, &ip, ua).await?;
+    let user = load_user(&st, user_id).await?;
+    Ok((
+        [(
+            header::SET_COOKIE,
+            auth::session_cookie(&token, auth::cookies_secure(&st)),
+        )],
+        Json(LoginReply { user }),
+    )
+        .into_response())
+}
+
+fn locked() -> ApiError {
+    ApiError::RateLimited("Too many failed logins for this account; try again in 15 minutes".into())
+}
+
+async fn record_attempt(st: &AppState, email: &str, ip: &str, success: bool) -> ApiResult<()> {
+    sqlx::query(
+        "INSERT INTO login_attempts (email, ip_address, success, created_at) VALUES (?, ?, ?, ?)",
+    )
+    .bind(email)
+    .bind(ip)
+    .bind(success)
+    .bind(proto::time::now())
+    .execute(&st.pool)
+    .await?;
+    Ok(())
+}
+
+/// Log out: deletes this session and clears the cookie.
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
+    responses((status = 200, body = Ok_), (status = 401, body = ErrorBody)))]
+pub async fn logout(State(st): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    if let Some(sid) = caller.session_id {
+        sqlx::query("DELETE FROM sessions WHERE id = ?")
+            .bind(sid)
+            .execute(&st.pool)
+            .await?;
+    }
+    Ok((
+        [(
+            header::SET_COOKIE,
+            auth::session_cookie("", auth::cookies_secure(&st)),
+        )],
+        ok(),
+    )
+        .into_response())
+}
+
+/// The logged-in account.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth",
+    responses((status = 200, body = User), (status = 401, body = ErrorBody)))]
+pub async fn me(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<User>> {
+    Ok(Json(load_user(&st, caller.id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordBody {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Change the own password; every other session of the account ends.
+#[utoipa::path(post, path = "/api/auth/password", tag = "auth", request_body = PasswordBody,
+    responses((status = 200, body = Ok_), (status = 422, body = ErrorBody)))]
+pub async fn password(
+    State(st): State<AppState>,
+    caller: Caller,
+    ValidJson(b): ValidJson<PasswordBody>,
+) -> ApiResult<Json<Ok_>> {
+    auth::check_password("new_password", &b.new_password)?;
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+        .bind(caller.id)
+        .fetch_one(&st.pool)
+        .await?;
+    if b.current_password.len() > 1024 || !auth::verify_password(&b.current_password, &hash).await {
+        return Err(ApiError::field(
+            "current_password",
+            "is not your current password",
+        ));
+    }
+    let new_hash = auth::hash_password(&b.new_password).await?;
+    let mut tx = st.pool.begin().await?;
+    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+        .bind(&new_hash)
+        .bind(caller.id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id IS NOT ?")
+        .bind(caller.id)
+        .bind(caller.session_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(ok())
+}
+
+/// The caller's own settings.
+#[derive(Serialize, ToSchema)]
+pub struct MySettings {
+    pub name: String,
+    pub email: String,
+    pub dnd: bool,
+    /// e.g. `{"email": true, "gotify": false, "sms_email": true}`.
+    pub notify_prefs: serde_json::Value,
+}
+
+#[utoipa::path(get, path = "/api/settings", tag = "settings",
+    responses((status = 200, body = MySettings), (status = 401, body = ErrorBody)))]
+pub async fn settings_get(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<MySettings>> {
+    my_settings(&st, caller.id).await.map(Json)
+}
+
+async fn my_settings(st: &AppState, id: i64) -> ApiResult<MySettings> {
+    let (name, email, dnd, prefs): (String, String, bool, String) =
+        sqlx::query_as("SELECT name, email, dnd, notify_prefs FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_one(&st.pool)
+            .await?;
+    Ok(MySettings {
+        name,
+        email,
+        dnd,
+        notify_prefs: serde_json::from_str(&prefs).unwrap_or_else(|_| serde_json::json!({})),
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MySettingsBody {
+    pub name: Option<String>,
+    pub dnd: Option<bool>,
+    /// Flat object of booleans, e.g. `{"email": true}`.
+    #[schema(value_type = Option<Object>)]
+    pub notify_prefs: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Notification channels a user can switch.
+pub const NOTIFY_PREFS: &[&str] = &[
+    "email",
+    "gotify",
+    "voicemail",
+    "sms",
+    "missed_call",
+    "sms_email",
+    "webhook",
+];
+
+#[utoipa::path(put, path = "/api/settings", tag = "settings", request_body = MySettingsBody,
+    responses((status = 200, body = MySettings), (status = 422, body = ErrorBody)))]
+pub async fn settings_put(
+    State(st): State<AppState>,
+    caller: Caller,
+    ValidJson(b): ValidJson<MySettingsBody>,
+) -> ApiResult<Json<MySettings>> {
+    let mut c = Check::new();
+    if let Some(n) = &b.name {
+        c.len("name", n, 0, 100);
+    }
+    if let Some(p) = &b.notify_prefs {
+        for (k, v) in p {
+            if !NOTIFY_PREFS.contains(&k.as_str()) {
+                c.fail(
+                    &format!("notify_prefs.{k}"),
+                    format!("unknown; known: {}", NOTIFY_PREFS.join(", ")),
+                );
+            } else if !v.is_boolean() {
+                c.fail(&format!("notify_prefs.{k}"), "must be true or false");
+            }
+        }
+    }
+    c.done()?;
+    let cur = my_settings(&st, caller.id).await?;
+    let mut prefs = cur.notify_prefs.as_object().cloned().unwrap_or_default();
+    if let Some(p) = b.notify_prefs {
+        prefs.extend(p);
+    }
+    sqlx::query("UPDATE users SET name = ?, dnd = ?, notify_prefs = ? WHERE id = ?")
+        .bind(b.name.map(|n| n.trim().to_owned()).unwrap_or(cur.name))
+        .bind(b.dnd.unwrap_or(cur.dnd))
+        .bind(serde_json::Value::Object(prefs).to_string())
+        .bind(caller.id)
+        .execute(&st.pool)
+        .await?;
+    my_settings(&st, caller.id).await.map(Json)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Dnd {
+    /// The caller's own DND (`users.dnd`).
+    pub enabled: bool,
+    /// System-wide DND (`routing.dnd`).
+    pub system: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct DndBody {
+    /// New state of the caller's own DND.
+    pub enabled: Option<bool>,
+    /// New state of the system-wide DND (admins only).
+    pub system: Option<bool>,
+}
+
+#[utoipa::path(get, path = "/api/dnd", tag = "settings", responses((status = 200, body = Dnd)))]
+pub async fn dnd_get(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Dnd>> {
+    dnd_state(&st, caller.id).await.map(Json)
+}
+
+async fn dnd_state(st: &AppState, id: i64) -> ApiResult<Dnd> {
+    let enabled: bool = sqlx::query_scalar("SELECT dnd FROM users WHERE id = ?")
+        .bind(id)
+        .fetch_one(&st.pool)
+        .await?;
+    Ok(Dnd {
+        enabled,
+        system: st.settings.get().bool("routing.dnd"),
+    })
+}
+
+/// Toggle DND: own (`enabled`) and, for admins, system-wide (`system`).
+#[utoipa::path(put, path = "/api/dnd", tag = "settings", request_body = DndBody,
+    responses((status = 200, body = Dnd), (status = 403, body = ErrorBody)))]
+pub async fn dnd_put(
+    State(st): State<AppState>,
+    caller: Caller,
+    ValidJson(b): ValidJson<DndBody>,
+) -> ApiResult<Json<Dnd>> {
+    if b.system.is_some() {
+        caller.require_admin()?;
+    }
+    if let Some(e) = b.enabled {
+        sqlx::query("UPDATE users SET dnd = ? WHERE id = ?")
+            .bind(e)
+            .bind(caller.id)
+            .execute(&st.pool)
+            .await?;
+    }
+    if let Some(s) = b.system {
+        proto::settings::store(&st.pool, "routing.dnd", if s { "true" } else { "false" }).await?;
+        super::common::reload_all(&st).await;
+    }
+    dnd_state(&st, caller.id).await.map(Json)
+}
+
+/// An API key as listed (the key itself is shown only when created).
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
+pub struct ApiKey {
+    pub id: i64,
+    pub name: String,
+    /// First characters of the key, to recognise it.
+    pub prefix: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ApiKeyBody {
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NewApiKey {
+    /// The key: shown once, stored only as SHA-256.
+    pub key: String,
+    pub api_key: ApiKey,
+}
+
+#[utoipa::path(get, path = "/api/api-keys", tag = "auth", responses((status = 200, body = Vec<ApiKey>)))]
+pub async fn keys_list(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ApiKey>>> {
+    Ok(Json(
+        sqlx::query_as(
+            "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys \
+             WHERE user_id = ? AND revoked_at IS NULL ORDER BY id DESC",
+        )
+        .bind(caller.id)
+        .fetch_all(&st.pool)
+        .await?,
+    ))
+}
+
+/// Create an API key for the external API (`Authorization: Bearer`).
+#[utoipa::path(post, path = "/api/api-keys", tag = "auth", request_body = ApiKeyBody,
+    responses((status = 201, body = NewApiKey), (status = 422, body = ErrorBody)))]
+pub async fn keys_create(
+    State(st): State<AppState>,
+    caller: Caller,
+    ValidJson(b): ValidJson<ApiKeyBody>,
+) -> ApiResult<(StatusCode, Json<NewApiKey>)> {
+    let mut c = Check::new();
+    c.len("name", b.name.trim(), 1, 100);
+    c.done()?;
+    let count: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL",
+    )
+    .bind(caller.id)
+    .fetch_one(&st.pool)
+    .await?;
+    if count >= 20 {
+        return Err(ApiError::Conflict(
+            "At most 20 active API keys per account".into(),
+        ));
+    }
+    let key = format!("gsk_{}", auth::random_token(24));
+    let prefix: String = key.chars().take(12).collect();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(caller.id)
+    .bind(b.name.trim())
+    .bind(&prefix)
+    .bind(auth::sha256_hex(key.as_bytes()))
+    .bind(proto::time::now())
+    .fetch_one(&st.pool)
+    .await?;
+    let api_key = sqlx::query_as(
+        "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_one(&st.pool)
+    .await?;
+    Ok((StatusCode::CREATED, Json(NewApiKey { key, api_key })))
+}
+
+/// Revoke an own API key.
+#[utoipa::path(delete, path = "/api/api-keys/{id}", tag = "auth", params(("id" = i64, Path)),
+    responses((status = 200, body = Ok_), (status = 404, body = ErrorBody)))]
+pub async fn keys_delete(
+    State(st): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> ApiResult<Json<Ok_>> {
+    let r = sqlx::query(
+        "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+    )
+    .bind(proto::time::now())
+    .bind(id)
+    .bind(caller.id)
+    .execute(&st.pool)
+    .await?;
+    if r.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    Ok(ok())
+}

@@ -1,0 +1,506 @@
+//! `/api/messages`: SMS/MMS of the caller's numbers (admins see all),
+//! conversations, read state, sending through twiliod's durable queue, and
+//! MMS media streamed from the data dir.
+
+use axum::Json;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::common::{Check, Id, Page, PageParams, ValidJson, ValidQuery, peer_error};
+use super::voicemails::optional_body;
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Media {
+    pub url: String,
+    pub content_type: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Message {
+    pub id: i64,
+    pub message_sid: Option<String>,
+    pub direction: String,
+    pub from_number: String,
+    pub to_number: String,
+    pub did_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub body: String,
+    pub media: Vec<Media>,
+    /// Kept for the UI: same as `media`.
+    pub media_urls: Vec<Media>,
+    pub status: String,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub is_read: bool,
+}
+
+type Row = (
+    i64,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    String,
+    String,
+    bool,
+);
+const COLS: &str = "id, message_sid, direction, from_number, to_number, did_id, user_id, body, \
+    media_urls, status, error_code, error_message, created_at, updated_at, is_read";
+
+fn media_paths(json: &str) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| match m {
+                    Value::String(s) => (s.clone(), String::new()),
+                    o => (
+                        o.get("path")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
+                        o.get("content_type")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_owned(),
+                    ),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn from_row(r: Row) -> Message {
+    let media: Vec<Media> = media_paths(&r.8)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (_, ct))| Media {
+            url: format!("/api/messages/{}/media/{i}", r.0),
+            content_type: ct,
+        })
+        .collect();
+    Message {
+        id: r.0,
+        message_sid: r.1,
+        direction: r.2,
+        from_number: r.3,
+        to_number: r.4,
+        did_id: r.5,
+        user_id: r.6,
+        body: r.7,
+        media_urls: media
+            .iter()
+            .map(|m| Media {
+                url: m.url.clone(),
+                content_type: m.content_type.clone(),
+            })
+            .collect(),
+        media,
+        status: r.9,
+        error_code: r.10,
+        error_message: r.11,
+        created_at: r.12,
+        updated_at: r.13,
+        is_read: r.14,
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageFilter {
+    /// The other party (E.164): one conversation.
+    pub peer: Option<String>,
+    #[param(pattern = "^(inbound|outbound)$")]
+    pub direction: Option<String>,
+    #[param(value_type = Option<i64>)]
+    pub did_id: Option<String>,
+    #[param(value_type = Option<bool>)]
+    pub is_read: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/messages", tag = "messages", params(PageParams, MessageFilter),
+    responses((status = 200, body = Page<Message>), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    ValidQuery(p): ValidQuery<PageParams>,
+    ValidQuery(f): ValidQuery<MessageFilter>,
+) -> ApiResult<Json<Page<Message>>> {
+    let pg = p.resolve(
+        &[("created_at", "created_at"), ("status", "status")],
+        "DESC",
+    )?;
+    let mut c = Check::new();
+    let nonempty = |o: Option<String>| o.filter(|s| !s.is_empty());
+    let peer = nonempty(f.peer);
+    if let Some(p) = &peer {
+        c.e164("peer", p);
+    }
+    let direction = nonempty(f.direction);
+    if let Some(d) = &direction {
+        c.one_of("direction", d, &["inbound", "outbound"]);
+    }
+    let did = match nonempty(f.did_id) {
+        None => None,
+        Some(s) => match s.parse::<i64>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                c.fail("did_id", "must be a number");
+                None
+            }
+        },
+    };
+    let read = match nonempty(f.is_read).as_deref() {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => {
+            c.fail("is_read", "must be true or false");
+            None
+        }
+    };
+    c.done()?;
+    let filter = "(?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR from_number = ?2 OR to_number = ?2) \
+                  AND (?3 IS NULL OR direction = ?3) AND (?4 IS NULL OR did_id = ?4) AND (?5 IS NULL OR is_read = ?5)";
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM messages WHERE {filter}"
+    )))
+    .bind(caller.scope())
+    .bind(&peer)
+    .bind(&direction)
+    .bind(did)
+    .bind(read)
+    .fetch_one(&st.pool)
+    .await?;
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLS} FROM messages WHERE {filter} ORDER BY {} LIMIT ?6 OFFSET ?7",
+        pg.order_by
+    )))
+    .bind(caller.scope())
+    .bind(&peer)
+    .bind(&direction)
+    .bind(did)
+    .bind(read)
+    .bind(pg.limit())
+    .bind(pg.offset())
+    .fetch_all(&st.pool)
+    .await?;
+    Ok(Json(
+        pg.wrap(rows.into_iter().map(from_row).collect(), total),
+    ))
+}
+
+async fn load_row(st: &AppState, caller: &Caller, id: i64) -> ApiResult<Row> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLS} FROM messages WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)"
+    )))
+    .bind(id)
+    .bind(caller.scope())
+    .fetch_optional(&st.pool)
+    .await?
+    .ok_or(ApiError::NotFound)
+}
+
+#[utoipa::path(get, path = "/api/messages/{id}", tag = "messages", params(("id" = i64, Path)),
+    responses((status = 200, body = Message), (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(st): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> ApiResult<Json<Message>> {
+    Ok(Json(from_row(load_row(&st, &caller, id).await?)))
+}
+
+/// Mark read (or unread with `{"is_read": false}`); the body is optional.
+#[utoipa::path(put, path = "/api/messages/{id}/read", tag = "messages", params(("id" = i64, Path)),
+    request_body(content = Option<super::voicemails::ReadBody>),
+    responses((status = 200, body = Message), (status = 404, body = ErrorBody)))]
+pub async fn mark_read(
+    State(st): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Message>> {
+    let b = optional_body::<super::voicemails::ReadBody>(&body)?;
+    load_row(&st, &caller, id).await?;
+    sqlx::query("UPDATE messages SET is_read = ? WHERE id = ?")
+        .bind(b.is_read.unwrap_or(true))
+        .bind(id)
+        .execute(&st.pool)
+        .await?;
+    Ok(Json(from_row(load_row(&st, &caller, id).await?)))
+}
+
+/// MMS media of a message.
+#[utoipa::path(get, path = "/api/messages/{id}/media/{n}", tag = "messages",
+    params(("id" = i64, Path), ("n" = i64, Path)),
+    responses((status = 200, description = "media file"), (status = 404, body = ErrorBody)))]
+pub async fn media(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((id, n)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let id: i64 = id.parse().map_err(|_| ApiError::NotFound)?;
+    let n: usize = n.parse().map_err(|_| ApiError::NotFound)?;
+    let row = load_row(&st, &caller, id).await?;
+    let (path, _) = media_paths(&row.8)
+        .into_iter()
+        .nth(n)
+        .ok_or(ApiError::NotFound)?;
+    crate::files::serve(&st.data_dir, &path, &headers).await
+}
+
+#[derive(Serialize, sqlx::FromRow, ToSchema)]
+pub struct Conversation {
+    /// The other party.
+    pub peer: String,
+    /// Our number in the conversation.
+    pub our_number: String,
+    pub last_at: String,
+    pub last_body: String,
+    pub last_direction: String,
+    pub unread: i64,
+    pub total: i64,
+}
+
+/// Conversations (one per other party and our number), newest first.
+#[utoipa::path(get, path = "/api/messages/conversations", tag = "messages", params(PageParams),
+    responses((status = 200, body = Page<Conversation>)))]
+pub async fn conversations(
+    State(st): State<AppState>,
+    caller: Caller,
+    ValidQuery(p): ValidQuery<PageParams>,
+) -> ApiResult<Json<Page<Conversation>>> {
+    let pg = p.resolve(&[("last_at", "last_at")], "DESC")?;
+    let base = "SELECT CASE WHEN direction = 'inbound' THEN from_number ELSE to_number END AS peer, \
+        CASE WHEN direction = 'inbound' THEN to_number ELSE from_number END AS our_number, \
+        id, created_at, body, direction, is_read FROM messages WHERE (?1 IS NULL OR user_id = ?1)";
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT peer, our_number FROM ({base}))"
+    )))
+    .bind(caller.scope())
+    .fetch_one(&st.pool)
+    .await?;
+    let items = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH m AS ({base}), g AS (SELECT peer, our_number, MAX(id) AS last_id, \
+           SUM(CASE WHEN direction = 'inbound' AND NOT is_read THEN 1 ELSE 0 END) AS unread, COUNT(*) AS total \
+           FROM m GROUP BY peer, our_number) \
+         SELECT g.peer, g.our_number, m.created_at AS last_at, m.body AS last_body, \
+           m.direction AS last_direction, g.unread, g.total FROM g JOIN m ON m.id = g.last_id \
+         ORDER BY {}, g.last_id DESC LIMIT ?2 OFFSET ?3",
+        pg.order_by.split(',').next().unwrap_or("last_at DESC")
+    )))
+    .bind(caller.scope())
+    .bind(pg.limit())
+    .bind(pg.offset())
+    .fetch_all(&st.pool)
+    .await?;
+    Ok(Json(pg.wrap(items, total)))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ConversationRead {
+    pub peer: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Marked {
+    pub marked: u64,
+}
+
+/// Marks every inbound message from `peer` read.
+#[utoipa::path(put, path = "/api/messages/conversations/read", tag = "messages", request_body = ConversationRead,
+    responses((status = 200, body = Marked), (status = 422, body = ErrorBody)))]
+pub async fn conversation_read(
+    State(st): State<AppState>,
+    caller: Caller,
+    ValidJson(b): ValidJson<ConversationRead>,
+) -> ApiResult<Json<Marked>> {
+    let mut c = Check::new();
+    c.e164("peer", &b.peer);
+    c.done()?;
+    let r = sqlx::query(
+        "UPDATE messages SET is_read = 1 WHERE direction = 'inbound' AND from_number = ?1 \
+         AND is_read = 0 AND (?2 IS NULL OR user_id = ?2)",
+    )
+    .bind(&b.peer)
+    .bind(caller.scope())
+    .execute(&st.pool)
+    .await?;
+    Ok(Json(Marked {
+        marked: r.rows_affected(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct SendBody {
+    /// Recipient (E.164). `to_number` is accepted too.
+    #[serde(alias = "to_number")]
+    pub to: String,
+    /// Our number to send from (E.164); default: the caller's first DID.
+    #[serde(default, alias = "from_number")]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub body: String,
+}
+
+/// Send an SMS (JSON) or MMS (multipart with `to`, `from`, `body`, `media`).
+/// Queued durably by twiliod; the answer is the stored message.
+#[utoipa::path(post, path = "/api/messages", tag = "messages", request_body = SendBody,
+    responses((status = 201, body = Message), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn send(
+    State(st): State<AppState>,
+    caller: Caller,
+    req: Request,
+) -> ApiResult<(StatusCode, Json<Message>)> {
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (b, media) = if is_multipart {
+        let mp = Multipart::from_request(req, &st)
+            .await
+            .map_err(|e| ApiError::field("body", e.body_text()))?;
+        read_multipart(&st, mp).await?
+    } else {
+        let ValidJson(b) = ValidJson::<SendBody>::from_request(req, &st).await?;
+        (b, vec![])
+    };
+    let id = send_message(&st, &caller, b, media).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(from_row(load_row(&st, &caller, id).await?)),
+    ))
+}
+
+const MAX_MEDIA: usize = 5 * 1024 * 1024;
+
+async fn read_multipart(st: &AppState, mut mp: Multipart) -> ApiResult<(SendBody, Vec<String>)> {
+    let mut b = SendBody::default();
+    let mut media = Vec::new();
+    while let Some(field) = mp
+        .next_field()
+        .await
+        .map_err(|e| ApiError::field("body", e.body_text()))?
+    {
+        let name = field.name().unwrap_or("").to_owned();
+        match name.as_str() {
+            "to" | "to_number" => {
+                b.to = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::field("to", e.body_text()))?
+            }
+            "from" | "from_number" => {
+                b.from = Some(
+                    field
+                        .text()
+                        .await
+                        .map_err(|e| ApiError::field("from", e.body_text()))?,
+                )
+            }
+            "body" => {
+                b.body = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::field("body", e.body_text()))?
+            }
+            "media" => {
+                let ct = field.content_type().unwrap_or("").to_owned();
+                let ext = match ct.as_str() {
+                    "image/png" => "png",
+                    "image/jpeg" => "jpg",
+                    "image/gif" => "gif",
+                    _ => return Err(ApiError::field("media", "must be a PNG, JPEG or GIF image")),
+                };
+                let data = field
+                    .bytes()
+                    .await
+                    .map_err(|e| ApiError::field("media", e.body_text()))?;
+                if data.len() > MAX_MEDIA {
+                    return Err(ApiError::field("media", "must be at most 5 MB"));
+                }
+                if media.len() >= 10 {
+                    return Err(ApiError::field("media", "at most 10 files"));
+                }
+                let rel = format!("media/outbound-{}.{ext}", crate::auth::random_token(12));
+                tokio::fs::write(st.data_dir.join(&rel), &data)
+                    .await
+                    .map_err(|e| ApiError::Internal(e.into()))?;
+                media.push(rel);
+            }
+            _ => {}
+        }
+    }
+    Ok((b, media))
+}
+
+/// Validates and hands a message to twiliod; returns the message id.
+pub async fn send_message(
+    st: &AppState,
+    caller: &Caller,
+    b: SendBody,
+    media: Vec<String>,
+) -> ApiResult<i64> {
+    let mut c = Check::new();
+    let to = b.to.trim().to_owned();
+    c.e164("to", &to);
+    if b.body.trim().is_empty() && media.is_empty() {
+        c.fail("body", "is required (or attach an image)");
+    }
+    c.len("body", &b.body, 0, 1600);
+    let from = b
+        .from
+        .map(|f| f.trim().to_owned())
+        .filter(|f| !f.is_empty());
+    if let Some(f) = &from {
+        c.e164("from", f);
+    }
+    c.done()?;
+    // Users send only from numbers they own; admins from any DID.
+    let from: Option<String> = sqlx::query_scalar(
+        "SELECT number FROM dids WHERE (?1 IS NULL OR number = ?1) AND (?2 IS NULL OR owner_user_id = ?2) \
+         AND sms_enabled ORDER BY id LIMIT 1",
+    )
+    .bind(&from)
+    .bind(caller.scope())
+    .fetch_optional(&st.pool)
+    .await?;
+    let Some(from) = from else {
+        return Err(ApiError::field(
+            "from",
+            "is not one of your SMS-enabled numbers",
+        ));
+    };
+    let mut cl = proto::pb::twiliod::twiliod_client::TwiliodClient::new(st.peers.twiliod.clone());
+    let r = cl
+        .send_message(proto::pb::twiliod::SendMessageRequest {
+            user_id: caller.id,
+            from_number: from,
+            to_number: to,
+            body: b.body,
+            media_paths: media,
+        })
+        .await
+        .map_err(|s| peer_error("twiliod", s))?
+        .into_inner();
+    Ok(r.message_id)
+}

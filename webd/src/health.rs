@@ -1,0 +1,45 @@
+//! Read-only mode: `PRAGMA quick_check` at start and after database errors.
+//! A failed check switches webd to read-only (writes answer 503 with a clear
+//! message, reads keep working) and writes an alert row; a later good check
+//! (after a restore) switches back.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+use crate::error::DB_ERROR_SIGNAL;
+
+/// The message write requests get while read-only.
+pub const READ_ONLY_MESSAGE: &str = "The database failed its integrity check, so GoSIP is in read-only mode: \
+     nothing can be changed until an administrator restores a backup (System > Backup)";
+
+/// Runs `quick_check` once and sets or clears read-only mode.
+pub async fn check_database(st: &AppState) -> bool {
+    let ok = proto::db::quick_check(&st.pool).await;
+    let was = st.read_only.swap(!ok, Ordering::Relaxed);
+    if !ok && !was {
+        tracing::error!("database quick_check failed: read-only mode");
+        let _ = proto::db::alert(&st.pool, "webd", "database_read_only", READ_ONLY_MESSAGE).await;
+    } else if ok && was {
+        tracing::warn!("database quick_check passes again: leaving read-only mode");
+    }
+    ok
+}
+
+/// Re-checks after database errors (at most every 5 s) and every 10 minutes.
+pub async fn watch_database(st: AppState, stop: CancellationToken) {
+    let mut last = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = DB_ERROR_SIGNAL.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(600)) => {}
+        }
+        let wait = Duration::from_secs(5).saturating_sub(last.elapsed());
+        tokio::time::sleep(wait).await;
+        last = Instant::now();
+        check_database(&st).await;
+    }
+}
