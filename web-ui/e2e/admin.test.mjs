@@ -92,7 +92,7 @@ test('a time rule built in the rule builder decides the call in "test a call"', 
 })
 
 test('every admin screen renders with data or an empty state and no serious accessibility problems', async () => {
-  for (const [link, heading, shot] of [['Numbers', 'Phone numbers', 'dids'], ['Users', 'Users', 'users'], ['System', 'System settings', 'system'], ['Security log', 'Security log', 'security'], ['Calls', 'Call history', 'calls-admin'], ['Messages', 'Messages', 'messages-admin'], ['Settings', 'Settings', 'settings-admin']]) {
+  for (const [link, heading, shot] of [['Numbers', 'Phone numbers', 'dids'], ['Users', 'Users', 'users'], ['System', 'System settings', 'system'], ['Security', 'Security log', 'security'], ['Calls', 'Call history', 'calls-admin'], ['Messages', 'Messages', 'messages-admin'], ['Settings', 'Settings', 'settings-admin']]) {
     await nav(link)
     await page.getByRole('heading', { name: heading, exact: true }).waitFor()
     await page.waitForLoadState('networkidle')

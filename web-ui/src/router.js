@@ -18,7 +18,7 @@ export const routes = [
   { path: '/admin/routing', name: 'routing', component: () => import('./views/admin/RoutingView.vue'), meta: { role: 'admin', nav: 'Routing' } },
   { path: '/admin/users', name: 'users', component: () => import('./views/admin/UsersView.vue'), meta: { role: 'admin', nav: 'Users' } },
   { path: '/admin/system', name: 'system', component: () => import('./views/admin/SystemView.vue'), meta: { role: 'admin', nav: 'System' } },
-  { path: '/admin/security', name: 'security', component: () => import('./views/admin/SecurityView.vue'), meta: { role: 'admin', nav: 'Security log' } },
+  { path: '/admin/security', name: 'security', component: () => import('./views/admin/SecurityView.vue'), meta: { role: 'admin', nav: 'Security' } },
   { path: '/:rest(.*)*', name: 'notfound', component: () => import('./views/NotFoundView.vue'), meta: { public: true, title: 'Not found' } },
 ]
 

@@ -20,6 +20,6 @@ describe('router', () => {
     const user = navLinks('user').map((l) => l.label)
     const admin = navLinks('admin').map((l) => l.label)
     expect(user).toEqual(['Dashboard', 'Calls', 'Voicemail', 'Messages', 'Settings'])
-    expect(admin).toEqual(expect.arrayContaining([...user, 'Devices', 'Numbers', 'Routing', 'Users', 'System', 'Security log']))
+    expect(admin).toEqual(expect.arrayContaining([...user, 'Devices', 'Numbers', 'Routing', 'Users', 'System', 'Security']))
   })
 })

@@ -49,9 +49,9 @@ describe('RuleList', () => {
   ]
   it('reorders with the keyboard buttons', async () => {
     const w = mount(RuleList, { props: { rows } })
-    await w.find('button[aria-label="Move B up"]').trigger('click')
+    await w.find('button[aria-label="Move up: B"]').trigger('click')
     expect(w.emitted('reorder')[0][0].map((r) => r.id)).toEqual([2, 1])
-    expect(w.find('button[aria-label="Move A up"]').attributes('disabled')).toBeDefined()
+    expect(w.find('button[aria-label="Move up: A"]').attributes('disabled')).toBeDefined()
   })
   it('reorders by drag and drop', async () => {
     const w = mount(RuleList, { props: { rows } })
