@@ -90,13 +90,19 @@ async fn smtp(s: &Settings, from: &str, mail: &Mail) -> Result<String, String> {
         ));
     }
     let transport = builder.build();
-    match transport.send(message).await {
-        Ok(r) => Ok(format!(
+    // lettre's timeout covers the connection, not a server that goes
+    // quiet mid-dialogue; bound the whole exchange.
+    match tokio::time::timeout(SMTP_TIMEOUT * 2, transport.send(message)).await {
+        Ok(Ok(r)) => Ok(format!(
             "{} {}",
             r.code(),
             r.message().collect::<Vec<_>>().join(" ")
         )),
-        Err(e) => Err(format!("smtp {host}:{port} ({security}): {}", chain(&e))),
+        Ok(Err(e)) => Err(format!("smtp {host}:{port} ({security}): {}", chain(&e))),
+        Err(_) => Err(format!(
+            "smtp {host}:{port} ({security}): no answer within {}s",
+            (SMTP_TIMEOUT * 2).as_secs()
+        )),
     }
 }
 

@@ -1,0 +1,389 @@
+//! Test harness: the real notifyd binary on a free loopback port with a temp
+//! data dir, a real SMTP server (aiosmtpd), and small axum stand-ins for
+//! Gotify, Postmark and webhook receivers.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use proto::db::SqlitePool;
+use proto::pb::common::ReloadRequest;
+use proto::pb::common::daemon_client::DaemonClient;
+use proto::pb::notifyd::notifyd_client::NotifydClient;
+use proto::pb::notifyd::{NotifyRequest, SendTestReply, SendTestRequest};
+use tonic::transport::Channel;
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns Some, or panics with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The notifyd binary with its own data dir.
+pub struct Notifyd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub pool: SqlitePool,
+    child: Option<Child>,
+}
+
+impl Notifyd {
+    /// Opens (and migrates) the database, seeds `settings`, then starts notifyd.
+    pub async fn start(settings: &[(&str, &str)]) -> Notifyd {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = proto::db::open(dir.path()).await.unwrap();
+        for (k, v) in settings {
+            proto::settings::store(&pool, k, v).await.unwrap();
+        }
+        let mut n = Notifyd {
+            dir,
+            port: free_port(),
+            pool,
+            child: None,
+        };
+        n.spawn().await;
+        n
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts the binary and waits until its gRPC port answers health.
+    pub async fn spawn(&mut self) {
+        assert!(self.child.is_none());
+        let child = Command::new(env!("CARGO_BIN_EXE_notifyd"))
+            .env("GOSIP_DATA_DIR", self.dir.path())
+            .env("GOSIP_NOTIFYD_GRPC", format!("127.0.0.1:{}", self.port))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "notifyd=info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let url = self.url();
+        eventually(Duration::from_secs(20), "notifyd to listen", || {
+            let url = url.clone();
+            async move {
+                let mut c = DaemonClient::connect(url).await.ok()?;
+                c.health(proto::pb::common::HealthRequest {}).await.ok()
+            }
+        })
+        .await;
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn client(&self) -> NotifydClient<Channel> {
+        NotifydClient::connect(self.url()).await.unwrap()
+    }
+
+    pub async fn notify(
+        &self,
+        kind: &str,
+        user_id: i64,
+        payload: serde_json::Value,
+        attachments: &[&str],
+    ) -> i64 {
+        self.client()
+            .await
+            .notify(NotifyRequest {
+                kind: kind.into(),
+                user_id,
+                payload_json: payload.to_string(),
+                attachments: attachments.iter().map(|s| s.to_string()).collect(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .job_id
+    }
+
+    pub async fn send_test(&self, channel: &str, target: &str) -> SendTestReply {
+        self.client()
+            .await
+            .send_test(SendTestRequest {
+                channel: channel.into(),
+                target: target.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Writes a setting the way webd does, then asks notifyd to reload.
+    pub async fn set(&self, key: &str, value: &str) {
+        proto::settings::store(&self.pool, key, value)
+            .await
+            .unwrap();
+        DaemonClient::connect(self.url())
+            .await
+            .unwrap()
+            .reload(ReloadRequest {})
+            .await
+            .unwrap();
+    }
+
+    pub async fn add_user(&self, email: &str, role: &str, prefs: &str) -> i64 {
+        sqlx::query_scalar(
+            "INSERT INTO users (email, password_hash, role, notify_prefs) VALUES (?, 'x', ?, ?) RETURNING id",
+        )
+        .bind(email)
+        .bind(role)
+        .bind(prefs)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    pub async fn add_endpoint(&self, url: &str, secret: &str, events: &str, enabled: bool) -> i64 {
+        sqlx::query_scalar(
+            "INSERT INTO webhook_endpoints (url, secret, events, enabled) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(url)
+        .bind(secret)
+        .bind(events)
+        .bind(enabled)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Delivery log rows (channel, target, status, response), oldest first.
+    pub async fn deliveries(&self, channel: &str) -> Vec<(String, String, String)> {
+        sqlx::query_as(
+            "SELECT target, status, response FROM deliveries WHERE channel = ? ORDER BY id",
+        )
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    /// (status, attempts) of every delivery job of `channel`.
+    pub async fn jobs(&self, channel: &str) -> Vec<(String, i64)> {
+        sqlx::query_as(
+            "SELECT status, attempts FROM jobs WHERE queue = 'notifyd' AND kind = ? ORDER BY id",
+        )
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+}
+
+impl Drop for Notifyd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A real SMTP server (Python aiosmtpd) saving messages to a folder.
+pub struct SmtpSink {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl SmtpSink {
+    /// Starts on `port`, saving to `dir`; with `auth`, "user:password" is required.
+    pub async fn start(port: u16, dir: &Path, auth: Option<&str>) -> SmtpSink {
+        std::fs::create_dir_all(dir).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg("-W")
+            .arg("ignore")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(dir);
+        if let Some(a) = auth {
+            cmd.arg(a);
+        }
+        let child = cmd.stdout(Stdio::null()).spawn().unwrap();
+        eventually(
+            Duration::from_secs(15),
+            "the SMTP server to listen",
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+            },
+        )
+        .await;
+        SmtpSink {
+            port,
+            dir: dir.to_owned(),
+            child,
+        }
+    }
+
+    /// Raw messages received so far, in arrival order.
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        messages_in(&self.dir)
+    }
+
+    /// The `.env` sidecars (recipients, login), in arrival order.
+    pub fn envelopes(&self) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "env"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
+    pub async fn wait_for(&self, n: usize) -> Vec<Vec<u8>> {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{n} message(s)"),
+            || async {
+                let m = self.messages();
+                (m.len() >= n).then_some(m)
+            },
+        )
+        .await
+    }
+}
+
+pub fn messages_in(dir: &Path) -> Vec<Vec<u8>> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut names: Vec<_> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    names.sort();
+    names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request an HTTP stand-in received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub query: std::collections::HashMap<String, String>,
+    pub body: Bytes,
+}
+
+/// An HTTP stand-in (Gotify, Postmark, a webhook receiver) that records
+/// every POST and answers with the status currently set.
+#[derive(Clone)]
+pub struct StandIn {
+    pub addr: std::net::SocketAddr,
+    pub got: Arc<Mutex<Vec<Received>>>,
+    pub status: Arc<Mutex<u16>>,
+}
+
+impl StandIn {
+    /// Serves POST `path` on a free loopback port.
+    pub async fn start(path: &str, status: u16) -> StandIn {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(Mutex::new(status));
+        let state = (got.clone(), status.clone());
+        let app = Router::new().route(path, post(record)).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        StandIn { addr, got, status }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_status(&self, s: u16) {
+        *self.status.lock().unwrap() = s;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{n} request(s)"),
+            || async {
+                let r = self.received();
+                (r.len() >= n).then_some(r)
+            },
+        )
+        .await
+    }
+}
+
+type Shared = (Arc<Mutex<Vec<Received>>>, Arc<Mutex<u16>>);
+
+async fn record(
+    State((got, status)): State<Shared>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    got.lock().unwrap().push(Received {
+        headers,
+        query,
+        body,
+    });
+    let s = *status.lock().unwrap();
+    let code = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        code,
+        if code.is_success() {
+            "{\"ok\":true}"
+        } else {
+            "stand-in says no"
+        },
+    )
+}

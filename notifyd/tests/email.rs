@@ -1,0 +1,330 @@
+//! Email through a real SMTP server (aiosmtpd) and a Postmark stand-in,
+//! against the real notifyd binary: contents and attachments read back,
+//! the 3-tries-then-abandon rule, recovery after a failure, authentication,
+//! hot-reloaded settings and the "send test" error text.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use common::{Notifyd, SmtpSink, StandIn, eventually, free_port};
+use mail_parser::{MessageParser, MimeHeaders};
+use serde_json::json;
+
+fn smtp_settings(port: u16, delays: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("email.from", "GoSIP <pbx@gosip.test>".into()),
+        ("smtp.host", "127.0.0.1".into()),
+        ("smtp.port", port.to_string()),
+        ("smtp.security", "plain".into()),
+        ("notify.email_retry_delays", delays.into()),
+        ("system.timezone", "UTC".into()),
+    ]
+}
+
+async fn start(settings: &[(&'static str, String)]) -> Notifyd {
+    let s: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Notifyd::start(&s).await
+}
+
+/// Pseudo-random bytes (a fake WAV body) so a truncated or re-encoded
+/// attachment cannot compare equal by accident.
+fn noise(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn voicemail_email_arrives_with_transcript_and_the_exact_audio() {
+    let smtp_port = free_port();
+    let n = start(&smtp_settings(smtp_port, "0,1,1")).await;
+    let sink = SmtpSink::start(smtp_port, &n.data_dir().join("mailbox"), None).await;
+    let user = n.add_user("alice@gosip.test", "user", "{}").await;
+    let audio = noise(48_000, 7);
+    std::fs::write(n.data_dir().join("voicemails/RE42.wav"), &audio).unwrap();
+
+    n.notify(
+        "voicemail",
+        user,
+        json!({"from": "+15551234567", "caller_name": "Bob", "to": "+15557654321",
+               "duration": 42, "received_at": "2025-01-15T14:30:00Z",
+               "transcript": "Hi Alice, call me back about the invoice."}),
+        &["voicemails/RE42.wav"],
+    )
+    .await;
+
+    let raw = sink.wait_for(1).await.remove(0);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    assert!(text.contains("multipart/alternative"));
+    let msg = MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(
+        msg.subject(),
+        Some("New voicemail from Bob (+15551234567) (0:42)")
+    );
+    let plain = msg.body_text(0).unwrap();
+    assert!(
+        plain.contains("Hi Alice, call me back about the invoice."),
+        "{plain}"
+    );
+    assert!(plain.contains("Wed 15 Jan 2025, 14:30:00 UTC"), "{plain}");
+    assert!(plain.contains("0:42"));
+    let html = msg.body_html(0).unwrap();
+    assert!(html.contains("Hi Alice, call me back about the invoice."));
+    let atts: Vec<_> = msg.attachments().collect();
+    assert_eq!(atts.len(), 1);
+    assert_eq!(atts[0].attachment_name(), Some("RE42.wav"));
+    assert_eq!(atts[0].content_type().unwrap().ctype(), "audio");
+    assert_eq!(
+        atts[0].contents(),
+        audio.as_slice(),
+        "attachment bytes differ"
+    );
+    assert!(sink.envelopes()[0].contains("rcpt=alice@gosip.test"));
+
+    let log = eventually(Duration::from_secs(5), "the delivery log", || async {
+        let d = n.deliveries("email").await;
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].0, "alice@gosip.test");
+    assert_eq!(log[0].1, "sent");
+    assert!(log[0].2.starts_with("250"), "{}", log[0].2);
+}
+
+#[tokio::test]
+async fn voicemail_without_transcript_and_mms_with_media_to_every_admin() {
+    let smtp_port = free_port();
+    let n = start(&smtp_settings(smtp_port, "0,1,1")).await;
+    let sink = SmtpSink::start(smtp_port, &n.data_dir().join("mailbox"), None).await;
+    n.add_user("root@gosip.test", "admin", "{}").await;
+    n.add_user("ops@gosip.test", "admin", r#"{"email":{"sms":false}}"#)
+        .await;
+    n.add_user("user@gosip.test", "user", "{}").await;
+    std::fs::create_dir_all(n.data_dir().join("media/MM1")).unwrap();
+    let photo = noise(20_000, 99);
+    std::fs::write(n.data_dir().join("media/MM1/0.jpg"), &photo).unwrap();
+
+    n.notify(
+        "voicemail",
+        0,
+        json!({"from": "+15550001111", "duration": 7, "transcript": null}),
+        &[],
+    )
+    .await;
+    let msgs = sink.wait_for(2).await;
+    for raw in &msgs {
+        let m = MessageParser::default().parse(raw).unwrap();
+        assert!(m.body_text(0).unwrap().contains("(transcript unavailable)"));
+    }
+    let mut rcpts = sink.envelopes();
+    rcpts.sort();
+    assert!(rcpts[0].contains("ops@gosip.test") && rcpts[1].contains("root@gosip.test"));
+
+    // The second admin turned SMS email off.
+    n.notify(
+        "sms",
+        0,
+        json!({"from": "+15550002222", "to": "+15557654321", "body": "Photo of the package"}),
+        &["media/MM1/0.jpg"],
+    )
+    .await;
+    let msgs = sink.wait_for(3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sink.messages().len(),
+        3,
+        "the admin who turned SMS off got one"
+    );
+    let m = MessageParser::default().parse(&msgs[2]).unwrap();
+    assert_eq!(m.subject(), Some("Picture message from +15550002222"));
+    assert!(m.body_text(0).unwrap().contains("Photo of the package"));
+    let att = m.attachments().next().unwrap();
+    assert_eq!(att.attachment_name(), Some("0.jpg"));
+    assert_eq!(att.contents(), photo.as_slice());
+    assert!(sink.envelopes()[2].contains("root@gosip.test"));
+}
+
+#[tokio::test]
+async fn smtp_down_for_the_whole_window_is_tried_three_times_then_abandoned() {
+    let smtp_port = free_port(); // nothing listens here
+    let n = start(&smtp_settings(smtp_port, "0,1,1")).await;
+    n.add_user("alice@gosip.test", "admin", "{}").await;
+    n.notify(
+        "admin_alert",
+        0,
+        json!({"alert": "disk_full", "message": "data volume 100%"}),
+        &[],
+    )
+    .await;
+
+    let jobs = eventually(
+        Duration::from_secs(30),
+        "the email job to be abandoned",
+        || async {
+            let j = n.jobs("email").await;
+            (j.first().is_some_and(|(s, _)| s == "abandoned")).then_some(j)
+        },
+    )
+    .await;
+    assert_eq!(jobs, vec![("abandoned".to_string(), 3)]);
+    let log = n.deliveries("email").await;
+    let statuses: Vec<_> = log.iter().map(|(_, s, _)| s.as_str()).collect();
+    assert_eq!(statuses, ["failed", "failed", "abandoned"]);
+    for (_, _, response) in &log {
+        assert!(response.contains("Connection refused"), "{response}");
+    }
+    let alert: (String, String) =
+        sqlx::query_as("SELECT kind, message FROM alerts WHERE source = 'notifyd'")
+            .fetch_one(&n.pool)
+            .await
+            .unwrap();
+    assert_eq!(alert.0, "email_failed");
+    assert!(alert.1.contains("alice@gosip.test") && alert.1.contains("3 attempts"));
+    // Nothing more is tried after the schedule is used up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(n.deliveries("email").await.len(), 3);
+}
+
+#[tokio::test]
+async fn smtp_back_after_the_first_failure_delivers_exactly_once() {
+    let smtp_port = free_port();
+    let n = start(&smtp_settings(smtp_port, "0,3,3")).await;
+    n.add_user("alice@gosip.test", "user", "{}").await;
+    n.notify(
+        "sms",
+        1,
+        json!({"from": "+15551234567", "body": "are you there?"}),
+        &[],
+    )
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "the first failed attempt",
+        || async {
+            let d = n.deliveries("email").await;
+            (d.len() == 1 && d[0].1 == "failed").then_some(())
+        },
+    )
+    .await;
+
+    let sink = SmtpSink::start(smtp_port, &n.data_dir().join("mailbox"), None).await;
+    sink.wait_for(1).await;
+    eventually(Duration::from_secs(10), "the job to be done", || async {
+        (n.jobs("email").await == vec![("done".to_string(), 2)]).then_some(())
+    })
+    .await;
+    // Past the rest of the schedule: still one message.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(sink.messages().len(), 1);
+    let statuses: Vec<_> = n
+        .deliveries("email")
+        .await
+        .into_iter()
+        .map(|d| d.1)
+        .collect();
+    assert_eq!(statuses, ["failed", "sent"]);
+}
+
+#[tokio::test]
+async fn send_test_reports_the_real_error_and_settings_apply_without_restart() {
+    let down = free_port();
+    let n = start(&smtp_settings(down, "0")).await;
+    let r = n.send_test("email", "alice@gosip.test").await;
+    assert!(!r.ok);
+    assert!(r.error.contains("Connection refused"), "{}", r.error);
+
+    // STARTTLS demanded from a server that does not offer it.
+    let up = free_port();
+    let sink = SmtpSink::start(up, &n.data_dir().join("mailbox"), Some("mailer:s3cret")).await;
+    n.set("smtp.port", &up.to_string()).await;
+    n.set("smtp.security", "starttls").await;
+    let r = n.send_test("email", "alice@gosip.test").await;
+    assert!(!r.ok);
+    assert!(r.error.to_lowercase().contains("tls"), "{}", r.error);
+
+    // Plain, but the server requires authentication.
+    n.set("smtp.security", "plain").await;
+    let r = n.send_test("email", "alice@gosip.test").await;
+    assert!(!r.ok, "sent without credentials");
+    assert!(
+        r.error.contains("530") || r.error.to_lowercase().contains("auth"),
+        "{}",
+        r.error
+    );
+
+    n.set("smtp.username", "mailer").await;
+    n.set("smtp.password", "wrong").await;
+    let r = n.send_test("email", "alice@gosip.test").await;
+    assert!(!r.ok);
+    assert!(r.error.contains("535"), "{}", r.error);
+
+    n.set("smtp.password", "s3cret").await;
+    let r = n.send_test("email", "alice@gosip.test").await;
+    assert!(r.ok, "{}", r.error);
+    let raw = sink.wait_for(1).await.remove(0);
+    let m = MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(m.subject(), Some("GoSIP test notification"));
+    assert!(sink.envelopes()[0].contains("login=mailer"));
+    let log = n.deliveries("email").await;
+    assert_eq!(log.last().unwrap().1, "test_sent");
+    assert_eq!(log.iter().filter(|d| d.1 == "test_failed").count(), 4);
+}
+
+#[tokio::test]
+async fn postmark_transport_posts_the_message_and_attachment() {
+    let postmark = StandIn::start("/email", 200).await;
+    let n = Notifyd::start(&[
+        ("email.transport", "postmark"),
+        ("email.from", "pbx@gosip.test"),
+        ("postmark.token", "pm-token-1"),
+        ("postmark.api_base", &postmark.url()),
+        ("notify.email_retry_delays", "0,1"),
+    ])
+    .await;
+    let user = n.add_user("alice@gosip.test", "user", "{}").await;
+    let audio = noise(5000, 3);
+    std::fs::write(n.data_dir().join("voicemails/RE7.wav"), &audio).unwrap();
+    postmark.set_status(422);
+    n.notify(
+        "voicemail",
+        user,
+        json!({"from": "+15551234567", "duration": 12, "transcript": "see you at noon"}),
+        &["voicemails/RE7.wav"],
+    )
+    .await;
+    let got = postmark.wait_for(1).await;
+    postmark.set_status(200);
+    let got = {
+        drop(got);
+        postmark.wait_for(2).await
+    };
+    let req = &got[1];
+    assert_eq!(req.headers["x-postmark-server-token"], "pm-token-1");
+    let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    assert_eq!(v["To"], "alice@gosip.test");
+    assert_eq!(v["From"], "pbx@gosip.test");
+    assert!(v["TextBody"].as_str().unwrap().contains("see you at noon"));
+    assert!(v["HtmlBody"].as_str().unwrap().contains("see you at noon"));
+    assert_eq!(v["Attachments"][0]["Name"], "RE7.wav");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(v["Attachments"][0]["Content"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(bytes, audio);
+    let log = eventually(Duration::from_secs(5), "two logged attempts", || async {
+        let d = n.deliveries("email").await;
+        (d.len() == 2).then_some(d)
+    })
+    .await;
+    assert_eq!(log[0].1, "failed");
+    assert!(log[0].2.contains("422"), "{}", log[0].2);
+    assert_eq!(log[1].1, "sent");
+}
