@@ -13,12 +13,16 @@
 
 pub mod autoreply;
 pub mod client;
+pub mod grpc;
 pub mod notify;
 pub mod queue;
 pub mod rules;
+pub mod ruleset;
 pub mod signature;
 pub mod sms;
+pub mod twiml;
 pub mod voice;
+pub mod voicemail;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -48,6 +52,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     /// sipd's SIP port (for `<Dial><Sip>` URIs).
     pub sip_port: u16,
+    /// The routing rules snapshot, hot-reloaded.
+    pub rules: ruleset::RulesCache,
 }
 
 /// twiliod's flags; each has a `GOSIP_*` env twin.
@@ -108,9 +114,10 @@ pub async fn run(
         grpc = %listeners.grpc.local_addr()?,
         "twiliod listening"
     );
-    let state = build_state(&cfg, pool.clone(), settings.clone());
+    let state = AppState::build(&cfg, pool.clone(), settings.clone()).await?;
     register_jobs(&state, &cfg);
     tokio::spawn(state.queue.clone().run(shutdown.clone()));
+    tokio::spawn(state.rules.clone().run(shutdown.clone()));
 
     // SMS (issue 6): pass `sms::webhook_routes(ctx)` as the signed extra
     // routes and `sms::public_routes(ctx)` as the unsigned ones.
@@ -131,6 +138,7 @@ pub async fn run(
     let daemon = DaemonService::new("twiliod", pool.clone(), settings.clone());
     tonic::transport::Server::builder()
         .add_service(daemon.into_server())
+        .add_service(grpc::Service::new(state.clone()).into_server())
         .serve_with_incoming_shutdown(
             proto::daemon::incoming(listeners.grpc),
             shutdown.cancelled_owned(),
@@ -145,7 +153,26 @@ pub async fn run(
     Ok(())
 }
 
-fn build_state(cfg: &Config, pool: SqlitePool, settings: SettingsHandle) -> AppState {
+impl AppState {
+    /// Builds the shared state (REST client with its failure alert, queue,
+    /// rules cache) without starting anything.
+    pub async fn build(
+        cfg: &Config,
+        pool: SqlitePool,
+        settings: SettingsHandle,
+    ) -> anyhow::Result<AppState> {
+        build_state(cfg, pool, settings).await
+    }
+}
+
+async fn build_state(
+    cfg: &Config,
+    pool: SqlitePool,
+    settings: SettingsHandle,
+) -> anyhow::Result<AppState> {
+    let rules = ruleset::RulesCache::new(pool.clone(), settings.clone())
+        .await
+        .context("load rules")?;
     let queue = Queue::new(pool.clone()).with_backoff(
         Duration::from_millis(cfg.retry_base_ms.max(1)),
         Duration::from_secs(300),
@@ -158,20 +185,22 @@ fn build_state(cfg: &Config, pool: SqlitePool, settings: SettingsHandle) -> AppS
         let message = format!("Twilio API failed {n} times in a row; last error: {err}");
         tokio::spawn(async move { admin_alert(&pool, &queue, "twilio_failing", &message).await });
     }));
-    AppState {
+    Ok(AppState {
         pool,
         settings,
         twilio,
         queue,
         data_dir: cfg.common.data_dir.clone(),
         sip_port: cfg.sip_port,
-    }
+        rules,
+    })
 }
 
 /// Registers every job kind twiliod runs. The SMS module registers its own
 /// kinds here too (`crate::sms::register_jobs(state)`).
 fn register_jobs(state: &AppState, cfg: &Config) {
     notify::register(&state.queue, cfg.notifyd_grpc.clone());
+    voicemail::register(state);
     sms::register_jobs(state);
 }
 

@@ -1,11 +1,387 @@
-//! Voice webhooks: incoming call, dial result, recording, transcription,
-//! call status.
+//! Voice webhooks (signature-checked by [`crate::webhooks::router`]):
+//!
+//! | path | Twilio sends | we answer |
+//! |---|---|---|
+//! | `/api/webhooks/voice/incoming` | a new inbound call (§2.1) | TwiML of the decision |
+//! | `/api/webhooks/voice/dial-result` | `<Dial action>` (§2.4) | hang up, or voicemail when nobody answered |
+//! | `/api/webhooks/voice/vm-done` | `<Record action>` (§2.5) | hang up |
+//! | `/api/webhooks/recording` | recordingStatusCallback (§2.5) | empty |
+//! | `/api/webhooks/transcription` | transcribeCallback (§2.6) | empty |
+//! | `/api/webhooks/voice/status` | the number's status callback (§2.3) | empty |
+//!
+//! plus two unsigned GETs Twilio fetches for `<Play>`: the SIT tone and a
+//! DID's uploaded greeting. Every handler is idempotent on CallSid /
+//! RecordingSid: Twilio retries and duplicates callbacks.
 
 use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, body::Body};
+use chrono::Utc;
+use proto::types::Disposition;
 
 use crate::AppState;
+use crate::rules::{Action, CallFacts, Decision, decide};
+use crate::twiml::{self, paths};
+use crate::webhooks::WebhookParams;
 
-/// The voice routes (signature check applied by [`crate::webhooks::router`]).
+/// The signed voice routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route(paths::INCOMING, post(incoming))
+        .route(paths::DIAL_RESULT, post(dial_result))
+        .route(paths::VM_DONE, post(vm_done))
+        .route(paths::RECORDING, post(recording))
+        .route(paths::TRANSCRIPTION, post(transcription))
+        .route(paths::STATUS, post(status))
+}
+
+/// Unsigned media Twilio fetches for `<Play>`.
+pub fn public_routes() -> Router<AppState> {
+    Router::new()
+        .route(paths::SIT_TONE, get(sit_tone))
+        .route(&format!("{}/{{did_id}}", paths::GREETING), get(greeting))
+}
+
+/// A TwiML answer.
+pub fn xml(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
+}
+
+/// Builds the facts of a call from the webhook params.
+pub fn facts(
+    p: &WebhookParams,
+    addons: &std::collections::HashMap<String, crate::rules::Vendor>,
+) -> CallFacts {
+    CallFacts {
+        from: p.str("From").to_owned(),
+        to: p.str("To").to_owned(),
+        spam_score: p
+            .get("AddOns")
+            .and_then(|a| crate::rules::spam_score(a, addons)),
+        stir_verstat: p
+            .get("StirVerstat")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+    }
+}
+
+/// The TwiML context for a call to `did`.
+pub fn ctx(st: &AppState, call_sid: &str, did: &str) -> twiml::Ctx {
+    let s = st.settings.get();
+    let snap = st.rules.get();
+    let info = snap.dids.get(did);
+    let public = s
+        .str("system.public_url")
+        .trim()
+        .trim_end_matches('/')
+        .to_owned();
+    let greeting_url = info
+        .filter(|i| !i.greeting_path.is_empty())
+        .map(|i| format!("{public}{}/{}", paths::GREETING, i.id));
+    let greeting_text = info
+        .map(|i| i.greeting_text.trim())
+        .filter(|t| !t.is_empty())
+        .unwrap_or(s.str("voicemail.greeting"))
+        .to_owned();
+    let sip_host = match s.str("sip.public_address").trim() {
+        "" => "127.0.0.1".to_owned(),
+        h => h.to_owned(),
+    };
+    let num = |k: &str, d: u64| match s.u64(k) {
+        0 => d,
+        n => n,
+    } as u32;
+    twiml::Ctx {
+        public_url: public,
+        sip_host,
+        sip_port: st.sip_port,
+        trunk_username: s.str("twilio.trunk_username").to_owned(),
+        trunk_password: s.str("twilio.trunk_password").to_owned(),
+        call_sid: call_sid.to_owned(),
+        did: did.to_owned(),
+        ring_timeout: num("calls.ring_timeout", 30),
+        vm_max_length: num("voicemail.max_length", 180),
+        vm_silence_timeout: num("voicemail.silence_timeout", 10),
+        greeting_text,
+        greeting_url,
+    }
+}
+
+async fn incoming(State(st): State<AppState>, Extension(p): Extension<WebhookParams>) -> Response {
+    let call_sid = p.str("CallSid").to_owned();
+    let snap = st.rules.get();
+    let f = facts(&p, &snap.addons);
+    let d = decide(&f, &snap.rules, Utc::now());
+    tracing::info!(
+        call_sid = %call_sid, from = %f.from, to = %f.to, rule = %d.rule,
+        action = d.action.name(), reason = %d.reason, spam_score = ?f.spam_score,
+        stir_verstat = ?f.stir_verstat, "call decision"
+    );
+    let doc = twiml::for_decision(&d, &ctx(&st, &call_sid, &f.to));
+    if let Err(e) = record_decision(&st, &call_sid, &f, &d).await {
+        // Twilio still gets its answer; the CDR is best effort here.
+        tracing::error!(call_sid = %call_sid, error = %e, "cannot record the call decision");
+    }
+    xml(doc)
+}
+
+/// Stores the decision (`voice_calls`) and, for calls that never reach
+/// sipd, the CDR. Idempotent on CallSid (Twilio retries webhooks).
+async fn record_decision(
+    st: &AppState,
+    call_sid: &str,
+    f: &CallFacts,
+    d: &Decision,
+) -> Result<(), sqlx::Error> {
+    if call_sid.is_empty() {
+        return Ok(());
+    }
+    let snap = st.rules.get();
+    let info = snap.dids.get(&f.to);
+    let did_id = info.map(|i| i.id);
+    let user_id = info.and_then(|i| i.owner_user_id);
+    let now = proto::time::now();
+    sqlx::query(
+        "INSERT INTO voice_calls (call_sid, did_id, user_id, from_number, to_number, action, rule_name, \
+                                  reason, spam_score, stir_verstat, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(call_sid) DO NOTHING",
+    )
+    .bind(call_sid)
+    .bind(did_id)
+    .bind(user_id)
+    .bind(&f.from)
+    .bind(&f.to)
+    .bind(d.action.name())
+    .bind(&d.rule)
+    .bind(&d.reason)
+    .bind(f.spam_score)
+    .bind(&f.stir_verstat)
+    .bind(&now)
+    .execute(&st.pool)
+    .await?;
+    // Ringing goes to sipd, which writes the CDR of the call it bridges.
+    if matches!(d.action, Action::Ring { .. }) {
+        return Ok(());
+    }
+    let disposition = d.disposition();
+    let ended = matches!(disposition, Disposition::Blocked | Disposition::Rejected)
+        && !matches!(
+            d.action,
+            Action::Block {
+                how: crate::rules::BlockAction::SilentVoicemail
+            }
+        );
+    sqlx::query(
+        "INSERT INTO cdrs (call_sid, direction, from_number, to_number, did_id, user_id, started_at, \
+                           ended_at, duration, disposition, spam_score, stir_verstat, rule_name, reason) \
+         VALUES (?, 'inbound', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?) ON CONFLICT(call_sid) DO NOTHING",
+    )
+    .bind(call_sid)
+    .bind(&f.from)
+    .bind(&f.to)
+    .bind(did_id)
+    .bind(user_id)
+    .bind(&now)
+    .bind(ended.then_some(&now))
+    .bind(disposition.as_str())
+    .bind(f.spam_score)
+    .bind(&f.stir_verstat)
+    .bind(&d.rule)
+    .bind(&d.reason)
+    .execute(&st.pool)
+    .await?;
+    Ok(())
+}
+
+/// Makes sure a CDR exists for a call twiliod takes over again (voicemail
+/// after an unanswered ring), filled from the stored decision. Returns its id.
+pub async fn ensure_cdr(
+    st: &AppState,
+    call_sid: &str,
+    p: &WebhookParams,
+    disposition: Disposition,
+) -> Result<i64, sqlx::Error> {
+    let now = proto::time::now();
+    sqlx::query(
+        "INSERT INTO cdrs (call_sid, direction, from_number, to_number, did_id, user_id, started_at, \
+                           disposition, spam_score, stir_verstat, rule_name, reason) \
+         SELECT ?1, 'inbound', coalesce(v.from_number, ?2), coalesce(v.to_number, ?3), v.did_id, v.user_id, \
+                coalesce(v.created_at, ?4), ?5, v.spam_score, v.stir_verstat, v.rule_name, v.reason \
+         FROM (SELECT 1) LEFT JOIN voice_calls v ON v.call_sid = ?1 \
+         ON CONFLICT(call_sid) DO NOTHING",
+    )
+    .bind(call_sid)
+    .bind(p.str("From"))
+    .bind(p.str("To"))
+    .bind(&now)
+    .bind(disposition.as_str())
+    .execute(&st.pool)
+    .await?;
+    sqlx::query_scalar("SELECT id FROM cdrs WHERE call_sid = ?")
+        .bind(call_sid)
+        .fetch_one(&st.pool)
+        .await
+}
+
+#[derive(serde::Deserialize, Default)]
+struct DialQuery {
+    #[serde(default)]
+    forward: Option<String>,
+}
+
+async fn dial_result(
+    State(st): State<AppState>,
+    Query(q): Query<DialQuery>,
+    Extension(p): Extension<WebhookParams>,
+) -> Response {
+    let call_sid = p.str("CallSid").to_owned();
+    let status = p.str("DialCallStatus");
+    let forwarded = q.forward.is_some();
+    tracing::info!(call_sid = %call_sid, dial_status = status, sip_code = p.str("DialSipResponseCode"), forwarded, "dial result");
+    if matches!(status, "completed" | "answered") {
+        if forwarded {
+            let dur: i64 = p.str("DialCallDuration").parse().unwrap_or(0);
+            let _ = sqlx::query(
+                "UPDATE cdrs SET disposition = 'answered', duration = ?, ended_at = ? \
+                 WHERE call_sid = ? AND sip_call_id IS NULL",
+            )
+            .bind(dur)
+            .bind(proto::time::now())
+            .bind(&call_sid)
+            .execute(&st.pool)
+            .await;
+        }
+        return xml(twiml::hangup());
+    }
+    // Nobody answered (no-answer, busy, failed, canceled): voicemail.
+    if let Err(e) = ensure_cdr(&st, &call_sid, &p, Disposition::Missed).await {
+        tracing::error!(call_sid = %call_sid, error = %e, "cannot write CDR");
+    }
+    xml(twiml::voicemail(
+        &ctx(&st, &call_sid, p.str("To")),
+        None,
+        false,
+    ))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct SilentQuery {
+    #[serde(default)]
+    silent: Option<String>,
+}
+
+async fn vm_done(
+    State(st): State<AppState>,
+    Query(q): Query<SilentQuery>,
+    Extension(p): Extension<WebhookParams>,
+) -> Response {
+    if !p.str("RecordingSid").is_empty() {
+        crate::voicemail::on_recording(&st, &p, q.silent.is_some()).await;
+    }
+    xml(twiml::hangup())
+}
+
+async fn recording(
+    State(st): State<AppState>,
+    Query(q): Query<SilentQuery>,
+    Extension(p): Extension<WebhookParams>,
+) -> Response {
+    match p.str("RecordingStatus") {
+        "completed" | "" => crate::voicemail::on_recording(&st, &p, q.silent.is_some()).await,
+        other => tracing::warn!(
+            recording_sid = p.str("RecordingSid"),
+            status = other,
+            error_code = p.str("ErrorCode"),
+            "recording not completed"
+        ),
+    }
+    xml(twiml::empty())
+}
+
+async fn transcription(
+    State(st): State<AppState>,
+    Query(q): Query<SilentQuery>,
+    Extension(p): Extension<WebhookParams>,
+) -> Response {
+    crate::voicemail::on_transcription(&st, &p, q.silent.is_some()).await;
+    xml(twiml::empty())
+}
+
+async fn status(State(st): State<AppState>, Extension(p): Extension<WebhookParams>) -> Response {
+    let call_sid = p.str("CallSid");
+    let call_status = p.str("CallStatus");
+    let dur: i64 = p.str("CallDuration").parse().unwrap_or(0);
+    tracing::info!(call_sid, call_status, duration = dur, "call status");
+    let end_disposition = match call_status {
+        "completed" if dur > 0 => Some("answered"),
+        "completed" | "no-answer" | "canceled" => Some("missed"),
+        "busy" => Some("busy"),
+        "failed" => Some("failed"),
+        _ => None,
+    };
+    if let Some(disp) = end_disposition {
+        // Only CDRs twiliod owns (never reached sipd); a blocked, rejected or
+        // voicemail disposition is final and kept.
+        let r = sqlx::query(
+            "UPDATE cdrs SET ended_at = coalesce(ended_at, ?), duration = max(duration, ?), \
+                    disposition = CASE WHEN disposition IN ('in_progress', 'missed') THEN ? ELSE disposition END, \
+                    answered_at = CASE WHEN ? = 'answered' THEN coalesce(answered_at, started_at) ELSE answered_at END \
+             WHERE call_sid = ? AND sip_call_id IS NULL",
+        )
+        .bind(proto::time::now())
+        .bind(dur)
+        .bind(disp)
+        .bind(disp)
+        .bind(call_sid)
+        .execute(&st.pool)
+        .await;
+        if let Err(e) = r {
+            tracing::error!(call_sid, error = %e, "cannot update CDR");
+        }
+        // A CDR sipd wrote learns why the call came (rule, spam, STIR).
+        let _ = sqlx::query(
+            "UPDATE cdrs SET rule_name = coalesce(rule_name, v.rule_name), reason = coalesce(cdrs.reason, v.reason), \
+                    spam_score = coalesce(cdrs.spam_score, v.spam_score), stir_verstat = coalesce(cdrs.stir_verstat, v.stir_verstat) \
+             FROM voice_calls v WHERE v.call_sid = cdrs.call_sid AND cdrs.call_sid = ?",
+        )
+        .bind(call_sid)
+        .execute(&st.pool)
+        .await;
+    }
+    xml(twiml::empty())
+}
+
+async fn sit_tone() -> Response {
+    (
+        [(header::CONTENT_TYPE, "audio/x-wav")],
+        twiml::sit_tone_wav(),
+    )
+        .into_response()
+}
+
+async fn greeting(State(st): State<AppState>, Path(did_id): Path<i64>) -> Response {
+    let path: Option<String> =
+        sqlx::query_scalar("SELECT greeting_path FROM dids WHERE id = ? AND greeting_path != ''")
+            .bind(did_id)
+            .fetch_optional(&st.pool)
+            .await
+            .ok()
+            .flatten();
+    let Some(rel) = path.filter(|p| !p.contains("..")) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match tokio::fs::read(st.data_dir.join(&rel)).await {
+        Ok(bytes) => {
+            let ctype = if rel.ends_with(".mp3") {
+                "audio/mpeg"
+            } else {
+                "audio/x-wav"
+            };
+            ([(header::CONTENT_TYPE, ctype)], Body::from(bytes)).into_response()
+        }
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
 }

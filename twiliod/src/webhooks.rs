@@ -75,7 +75,11 @@ pub fn router(state: AppState, signed_extra: Router, unsigned: Router) -> Router
         .merge(crate::voice::routes())
         .with_state(state.clone())
         .merge(signed_extra)
-        .layer(middleware::from_fn_with_state(state, verify_signature))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            verify_signature,
+        ))
+        .merge(crate::voice::public_routes().with_state(state))
         .merge(unsigned)
 }
 

@@ -1,0 +1,195 @@
+//! twiliod's gRPC service (`proto/proto/twiliod.proto`), called by webd: the
+//! setup wizard's Twilio step, the "test a call" panel, and sending SMS.
+
+use chrono::Utc;
+use tonic::{Request, Response, Status};
+
+use proto::pb::twiliod::twiliod_server::{Twiliod, TwiliodServer};
+use proto::pb::twiliod::{
+    CheckCredentialsReply, CheckCredentialsRequest, ConfigureNumberReply, ConfigureNumberRequest,
+    ListNumbersReply, ListNumbersRequest, PhoneNumber, SendMessageReply, SendMessageRequest,
+    TestCallReply, TestCallRequest,
+};
+
+use crate::AppState;
+use crate::client::{Credentials, TwilioClient};
+use crate::rules::{CallFacts, decide};
+use crate::twiml::{self, paths};
+
+/// The Twiliod gRPC service.
+#[derive(Clone)]
+pub struct Service {
+    st: AppState,
+}
+
+impl Service {
+    pub fn new(st: AppState) -> Self {
+        Self { st }
+    }
+
+    pub fn into_server(self) -> TwiliodServer<Self> {
+        TwiliodServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl Twiliod for Service {
+    /// Checks credentials (the given ones, or the stored ones when empty)
+    /// by fetching the account.
+    async fn check_credentials(
+        &self,
+        req: Request<CheckCredentialsRequest>,
+    ) -> Result<Response<CheckCredentialsReply>, Status> {
+        let r = req.into_inner();
+        let mut creds = Credentials::from_settings(&self.st.settings.get());
+        if !r.account_sid.trim().is_empty() {
+            creds.account_sid = r.account_sid.trim().to_owned();
+            creds.auth_token = r.auth_token.trim().to_owned();
+        }
+        let client = TwilioClient::with_credentials(creds);
+        let reply = match client.fetch_account().await {
+            Ok(a) => CheckCredentialsReply {
+                ok: true,
+                friendly_name: a.friendly_name,
+                error: String::new(),
+            },
+            Err(e) => CheckCredentialsReply {
+                ok: false,
+                friendly_name: String::new(),
+                error: user_error(&e),
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn list_numbers(
+        &self,
+        _req: Request<ListNumbersRequest>,
+    ) -> Result<Response<ListNumbersReply>, Status> {
+        let reply = match self.st.twilio.list_numbers().await {
+            Ok(ns) => ListNumbersReply {
+                numbers: ns
+                    .into_iter()
+                    .map(|n| PhoneNumber {
+                        sid: n.sid,
+                        phone_number: n.phone_number,
+                        friendly_name: n.friendly_name.unwrap_or_default(),
+                        voice_url: n.voice_url.unwrap_or_default(),
+                        sms_url: n.sms_url.unwrap_or_default(),
+                    })
+                    .collect(),
+                error: String::new(),
+            },
+            Err(e) => ListNumbersReply {
+                numbers: vec![],
+                error: user_error(&e),
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    /// Points the number's voice URL, status callback and SMS URL at our
+    /// public URL.
+    async fn configure_number(
+        &self,
+        req: Request<ConfigureNumberRequest>,
+    ) -> Result<Response<ConfigureNumberReply>, Status> {
+        let sid = req.into_inner().sid;
+        let public = self
+            .st
+            .settings
+            .get()
+            .str("system.public_url")
+            .trim()
+            .trim_end_matches('/')
+            .to_owned();
+        if public.is_empty() {
+            return Ok(Response::new(ConfigureNumberReply {
+                ok: false,
+                error: "Set the public URL (system.public_url) first: Twilio must reach it".into(),
+            }));
+        }
+        let voice = format!("{public}{}", paths::INCOMING);
+        let status = format!("{public}{}", paths::STATUS);
+        let sms = format!("{public}/api/webhooks/sms/incoming");
+        let form = [
+            ("VoiceUrl", voice.as_str()),
+            ("VoiceMethod", "POST"),
+            ("StatusCallback", status.as_str()),
+            ("StatusCallbackMethod", "POST"),
+            ("SmsUrl", sms.as_str()),
+            ("SmsMethod", "POST"),
+        ];
+        let reply = match self.st.twilio.update_number(&sid, &form).await {
+            Ok(n) => {
+                tracing::info!(sid = %n.sid, number = %n.phone_number, %voice, "number configured");
+                ConfigureNumberReply {
+                    ok: true,
+                    error: String::new(),
+                }
+            }
+            Err(e) => ConfigureNumberReply {
+                ok: false,
+                error: user_error(&e),
+            },
+        };
+        Ok(Response::new(reply))
+    }
+
+    /// SMS (issue 6): validated, stored and queued by the SMS module.
+    async fn send_message(
+        &self,
+        req: Request<SendMessageRequest>,
+    ) -> Result<Response<SendMessageReply>, Status> {
+        let id = crate::sms::send_message(&self.st, req.into_inner().into()).await?;
+        Ok(Response::new(SendMessageReply { message_id: id }))
+    }
+
+    /// Runs the rules on fresh data without side effects.
+    async fn test_call(
+        &self,
+        req: Request<TestCallRequest>,
+    ) -> Result<Response<TestCallReply>, Status> {
+        let r = req.into_inner();
+        let now = if r.at.trim().is_empty() {
+            Utc::now()
+        } else {
+            proto::time::parse(r.at.trim())
+                .ok_or_else(|| Status::invalid_argument("at: must be an RFC 3339 time"))?
+        };
+        let snap = crate::ruleset::load(&self.st.pool, &self.st.settings.get())
+            .await
+            .map_err(|e| Status::unavailable(format!("database: {e}")))?;
+        let facts = CallFacts {
+            from: r.from_number.clone(),
+            to: r.did.clone(),
+            spam_score: (r.spam_score > 0.0).then_some(r.spam_score),
+            stir_verstat: None,
+        };
+        let d = decide(&facts, &snap.rules, now);
+        let mut ctx = crate::voice::ctx(&self.st, "CA00000000000000000000000000000000", &r.did);
+        if let Some(info) = snap.dids.get(&r.did) {
+            ctx.greeting_url = (!info.greeting_path.is_empty())
+                .then(|| format!("{}{}/{}", ctx.public_url, paths::GREETING, info.id));
+        }
+        Ok(Response::new(TestCallReply {
+            action: d.action.name().to_owned(),
+            rule: d.rule.clone(),
+            reason: d.reason.clone(),
+            twiml: twiml::for_decision(&d, &ctx),
+        }))
+    }
+}
+
+/// A message for the wizard: what went wrong, without secrets.
+fn user_error(e: &crate::client::TwilioError) -> String {
+    use crate::client::TwilioError as E;
+    match e {
+        E::Api { code: 20003, .. } | E::Api { status: 401, .. } => {
+            "Twilio rejected the Account SID or Auth Token (error 20003)".into()
+        }
+        E::Api { status: 404, .. } => "Not found at Twilio (check the Account SID)".into(),
+        E::NotConfigured => "Twilio Account SID and Auth Token are not set".into(),
+        other => other.to_string(),
+    }
+}

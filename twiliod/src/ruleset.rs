@@ -1,0 +1,234 @@
+//! Loads the [`RuleSet`] from the database and settings, and keeps a
+//! snapshot in memory so a webhook decides without touching SQLite.
+//!
+//! [`RulesCache::run`] reloads when another connection (webd editing rules,
+//! another process) committed anything (`PRAGMA data_version` on a
+//! dedicated connection, checked every 250 ms, reloads at most every 300 ms)
+//! and when settings change. The "test a call" panel loads fresh instead.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use proto::settings::{Settings, SettingsHandle};
+use sqlx::SqlitePool;
+use tokio_util::sync::CancellationToken;
+
+use crate::rules::{BlockAction, BlockEntry, Blocklist, Calendar, DidRules, Route, RuleSet};
+
+/// What the voice handlers need to know about a DID beside its rules.
+#[derive(Debug, Clone, Default)]
+pub struct DidInfo {
+    pub id: i64,
+    pub owner_user_id: Option<i64>,
+    pub greeting_text: String,
+    pub greeting_path: String,
+}
+
+/// Rules plus DID details, one consistent snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub rules: RuleSet,
+    pub dids: HashMap<String, DidInfo>,
+    /// Add-on unique name -> vendor (`routing.spam_addons`).
+    pub addons: HashMap<String, crate::rules::Vendor>,
+}
+
+/// Reads everything [`crate::rules::decide`] needs.
+pub async fn load(pool: &SqlitePool, s: &Settings) -> Result<Snapshot, sqlx::Error> {
+    let country = s.str("system.default_country").trim().to_owned();
+    let country = if country.is_empty() {
+        "1".to_owned()
+    } else {
+        country
+    };
+    let entries: Vec<(i64, String, String, String)> =
+        sqlx::query_as("SELECT id, pattern, pattern_type, reason FROM blocklist ORDER BY id")
+            .fetch_all(pool)
+            .await?;
+    let (blocklist, bad) = Blocklist::new(
+        entries
+            .into_iter()
+            .map(|(id, pattern, pattern_type, reason)| BlockEntry {
+                id,
+                pattern,
+                pattern_type,
+                reason,
+            })
+            .collect(),
+        &country,
+    );
+    if !bad.is_empty() {
+        tracing::warn!(ids = ?bad, "blocklist entries with an invalid pattern are ignored");
+    }
+    let lists: Vec<(String, String)> = sqlx::query_as("SELECT list, number FROM caller_lists")
+        .fetch_all(pool)
+        .await?;
+    let mut vip = HashSet::new();
+    let mut known = HashSet::new();
+    for (list, number) in lists {
+        let n = crate::rules::normalize_caller(&number, &country);
+        if list == "vip" {
+            vip.insert(n);
+        } else {
+            known.insert(n);
+        }
+    }
+    type RouteRow = (
+        i64,
+        Option<i64>,
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+    );
+    let rows: Vec<RouteRow> = sqlx::query_as(
+        "SELECT id, did_id, priority, name, condition_type, condition_data, action_type, action_data \
+         FROM routes WHERE enabled ORDER BY priority, id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let routes: Vec<Route> = rows
+        .into_iter()
+        .map(|(id, did, prio, name, ct, cd, at, ad)| {
+            Route::from_row(id, did, prio, &name, &ct, &cd, &at, &ad, &country)
+        })
+        .collect();
+    let global: Vec<Route> = routes
+        .iter()
+        .filter(|r| r.did_id.is_none())
+        .cloned()
+        .collect();
+    type DidRow = (i64, String, Option<i64>, Option<bool>, String, String);
+    let did_rows: Vec<DidRow> = sqlx::query_as(
+        "SELECT d.id, d.number, d.owner_user_id, u.dnd, d.greeting_text, d.greeting_path \
+         FROM dids d LEFT JOIN users u ON u.id = d.owner_user_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut dids = HashMap::new();
+    let mut infos = HashMap::new();
+    for (id, number, owner, dnd, greeting_text, greeting_path) in did_rows {
+        // This DID's routes and the global ones, in priority order.
+        let mut rs: Vec<Route> = routes
+            .iter()
+            .filter(|r| r.did_id.is_none() || r.did_id == Some(id))
+            .cloned()
+            .collect();
+        rs.sort_by_key(|r| (r.priority, r.id));
+        dids.insert(
+            number.clone(),
+            DidRules {
+                did_id: id,
+                owner_user_id: owner,
+                owner_dnd: dnd.unwrap_or(false),
+                routes: rs,
+            },
+        );
+        infos.insert(
+            number,
+            DidInfo {
+                id,
+                owner_user_id: owner,
+                greeting_text,
+                greeting_path,
+            },
+        );
+    }
+    let rules = RuleSet {
+        blocklist,
+        reject_anonymous: s.bool("routing.reject_anonymous"),
+        spam_threshold: s
+            .str("routing.spam_threshold")
+            .trim()
+            .parse()
+            .unwrap_or(0.7),
+        block_action: Some(BlockAction::parse(s.str("routing.block_action"))),
+        system_dnd: s.bool("routing.dnd"),
+        vip,
+        known,
+        calendar: Calendar::from_settings(s),
+        dids,
+        global_routes: global,
+        default_country: country,
+    };
+    Ok(Snapshot {
+        rules,
+        dids: infos,
+        addons: crate::rules::parse_addon_names(s.str("routing.spam_addons")),
+    })
+}
+
+/// The in-memory snapshot, shared by all handlers.
+#[derive(Clone)]
+pub struct RulesCache {
+    pool: SqlitePool,
+    settings: SettingsHandle,
+    current: Arc<RwLock<Arc<Snapshot>>>,
+}
+
+impl RulesCache {
+    /// Loads the first snapshot.
+    pub async fn new(pool: SqlitePool, settings: SettingsHandle) -> Result<Self, sqlx::Error> {
+        let first = load(&pool, &settings.get()).await?;
+        Ok(Self {
+            pool,
+            settings,
+            current: Arc::new(RwLock::new(Arc::new(first))),
+        })
+    }
+
+    /// The current snapshot.
+    pub fn get(&self) -> Arc<Snapshot> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Reloads now.
+    pub async fn refresh(&self) -> Result<(), sqlx::Error> {
+        let fresh = Arc::new(load(&self.pool, &self.settings.get()).await?);
+        match self.current.write() {
+            Ok(mut g) => *g = fresh,
+            Err(p) => *p.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
+    /// Reloads on database commits by others and on settings changes.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut conn = match self.pool.acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "rules cache: no connection; rules will not hot-reload");
+                return;
+            }
+        };
+        let mut settings = self.settings.subscribe();
+        let mut last: Option<i64> = None;
+        loop {
+            let changed = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = settings.changed() => r.is_ok(),
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    let v: Option<i64> = sqlx::query_scalar("PRAGMA data_version")
+                        .fetch_one(&mut *conn)
+                        .await
+                        .ok();
+                    let changed = v.is_some() && last.is_some() && v != last;
+                    if v.is_some() { last = v; }
+                    changed
+                }
+            };
+            if changed {
+                if let Err(e) = self.refresh().await {
+                    tracing::warn!(error = %e, "rules reload failed");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

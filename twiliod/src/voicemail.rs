@@ -1,0 +1,395 @@
+//! Voicemail: from Twilio's recording and transcription callbacks to a
+//! `voicemails` row with local audio and a notification.
+//!
+//! * A recording shorter than `voicemail.min_length` (3 s) is discarded and
+//!   deleted at Twilio (queued job), and remembered in `voice_recordings` so
+//!   a late transcription does nothing.
+//! * Otherwise a `voicemails` row is made for the DID's owner (linked to the
+//!   call's CDR), and a queued job downloads the audio into
+//!   `voicemails/<RecordingSid>.wav`, then deletes Twilio's copy when
+//!   `twilio.delete_after_download` says so.
+//! * The transcript is added when its callback arrives (before or after
+//!   the recording's: both upsert on `recording_sid`). Messages longer than
+//!   120 s are marked `unavailable` at once (Twilio does not transcribe them).
+//! * When the audio is local and the transcript final, notifyd is asked
+//!   (queued, once per recording) to mail the audio and transcript and push.
+//!   Blocked callers sent to voicemail silently are kept but not notified.
+//! * Callbacks are idempotent: duplicates change nothing.
+
+use std::time::Duration;
+
+use proto::types::Disposition;
+
+use crate::AppState;
+use crate::notify::{self, Notice};
+use crate::queue::{Enqueue, Job, JobError};
+use crate::webhooks::WebhookParams;
+
+/// Job kinds.
+pub const DOWNLOAD: &str = "voicemail.download";
+pub const DELETE_RECORDING: &str = "twilio.delete_recording";
+pub const TRANSCRIPT_TIMEOUT: &str = "voicemail.transcript_timeout";
+
+/// Twilio transcribes recordings up to this long (CONTRACT.md §2.6).
+pub const MAX_TRANSCRIBED_SECS: i64 = 120;
+
+/// How long to wait for a transcription before notifying without it.
+pub const TRANSCRIPT_WAIT: Duration = Duration::from_secs(300);
+
+/// Registers the voicemail job handlers.
+pub fn register(st: &AppState) {
+    let s = st.clone();
+    st.queue.register(DOWNLOAD, move |job: Job| {
+        let s = s.clone();
+        async move { download(&s, job).await }
+    });
+    let s = st.clone();
+    st.queue.register(DELETE_RECORDING, move |job: Job| {
+        let s = s.clone();
+        async move {
+            let sid = job.payload["recording_sid"].as_str().unwrap_or_default();
+            s.twilio.delete_recording(sid).await?;
+            tracing::info!(recording_sid = sid, "recording deleted at Twilio");
+            Ok(())
+        }
+    });
+    let s = st.clone();
+    st.queue.register(TRANSCRIPT_TIMEOUT, move |job: Job| {
+        let s = s.clone();
+        async move {
+            let sid = job.payload["recording_sid"].as_str().unwrap_or_default();
+            sqlx::query(
+                "UPDATE voicemails SET transcript_status = 'unavailable' \
+                 WHERE recording_sid = ? AND transcript_status = 'pending'",
+            )
+            .bind(sid)
+            .execute(&s.pool)
+            .await?;
+            maybe_notify(&s, sid).await?;
+            Ok(())
+        }
+    });
+}
+
+/// A recording is complete (Record action or recordingStatusCallback).
+pub async fn on_recording(st: &AppState, p: &WebhookParams, silent: bool) {
+    let sid = p.str("RecordingSid");
+    if let Err(e) = handle_recording(st, p, silent).await {
+        // Twilio will retry a failed callback; nothing half-done matters
+        // because every step is idempotent.
+        tracing::error!(recording_sid = sid, error = %e, "recording callback failed");
+    }
+}
+
+async fn handle_recording(
+    st: &AppState,
+    p: &WebhookParams,
+    silent: bool,
+) -> Result<(), sqlx::Error> {
+    let sid = p.str("RecordingSid");
+    let call_sid = p.str("CallSid");
+    let duration: i64 = p.str("RecordingDuration").trim().parse().unwrap_or(0);
+    if sid.is_empty() {
+        return Ok(());
+    }
+    let first = sqlx::query(
+        "INSERT INTO voice_recordings (recording_sid, call_sid, duration, silent, created_at) \
+         VALUES (?, ?, ?, ?, ?) ON CONFLICT(recording_sid) DO NOTHING",
+    )
+    .bind(sid)
+    .bind(call_sid)
+    .bind(duration)
+    .bind(silent)
+    .bind(proto::time::now())
+    .execute(&st.pool)
+    .await?
+    .rows_affected()
+        == 1;
+    if !first {
+        tracing::debug!(recording_sid = sid, "duplicate recording callback ignored");
+        return Ok(());
+    }
+    let min = st.settings.get().u64("voicemail.min_length") as i64;
+    if duration < min {
+        sqlx::query("UPDATE voice_recordings SET discarded = TRUE WHERE recording_sid = ?")
+            .bind(sid)
+            .execute(&st.pool)
+            .await?;
+        sqlx::query("DELETE FROM voicemails WHERE recording_sid = ?")
+            .bind(sid)
+            .execute(&st.pool)
+            .await?;
+        tracing::info!(
+            recording_sid = sid,
+            call_sid,
+            duration,
+            min,
+            "voicemail too short: discarded"
+        );
+        st.queue
+            .enqueue(
+                DELETE_RECORDING,
+                &serde_json::json!({"recording_sid": sid}),
+                Enqueue::key(format!("{DELETE_RECORDING}:{sid}")),
+            )
+            .await?;
+        return Ok(());
+    }
+    let cdr_id = crate::voice::ensure_cdr(st, call_sid, p, Disposition::Voicemail).await?;
+    sqlx::query(
+        "UPDATE cdrs SET disposition = 'voicemail', ended_at = coalesce(ended_at, ?) \
+         WHERE id = ? AND disposition IN ('in_progress', 'missed', 'blocked')",
+    )
+    .bind(proto::time::now())
+    .bind(cdr_id)
+    .execute(&st.pool)
+    .await?;
+    let (did_id, user_id) = owner(st, call_sid, p.str("To")).await?;
+    let status = if duration > MAX_TRANSCRIBED_SECS {
+        "unavailable"
+    } else {
+        "pending"
+    };
+    sqlx::query(
+        "INSERT INTO voicemails (cdr_id, user_id, did_id, call_sid, recording_sid, from_number, duration, \
+                                 transcript_status, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT(recording_sid) DO UPDATE SET cdr_id = excluded.cdr_id, duration = excluded.duration, \
+             transcript_status = CASE WHEN excluded.transcript_status = 'unavailable' \
+                                      THEN 'unavailable' ELSE voicemails.transcript_status END",
+    )
+    .bind(cdr_id)
+    .bind(user_id)
+    .bind(did_id)
+    .bind(call_sid)
+    .bind(sid)
+    .bind(p.str("From"))
+    .bind(duration)
+    .bind(status)
+    .bind(proto::time::now())
+    .execute(&st.pool)
+    .await?;
+    tracing::info!(
+        recording_sid = sid,
+        call_sid,
+        duration,
+        ?user_id,
+        "voicemail received"
+    );
+    st.queue
+        .enqueue(
+            DOWNLOAD,
+            &serde_json::json!({"recording_sid": sid}),
+            Enqueue::key(format!("{DOWNLOAD}:{sid}")),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A transcription callback (completed or failed).
+pub async fn on_transcription(st: &AppState, p: &WebhookParams, silent: bool) {
+    let sid = p.str("RecordingSid").to_owned();
+    if let Err(e) = handle_transcription(st, p, silent).await {
+        tracing::error!(recording_sid = %sid, error = %e, "transcription callback failed");
+    }
+}
+
+async fn handle_transcription(
+    st: &AppState,
+    p: &WebhookParams,
+    _silent: bool,
+) -> Result<(), sqlx::Error> {
+    let sid = p.str("RecordingSid");
+    if sid.is_empty() {
+        return Ok(());
+    }
+    let discarded: Option<bool> =
+        sqlx::query_scalar("SELECT discarded FROM voice_recordings WHERE recording_sid = ?")
+            .bind(sid)
+            .fetch_optional(&st.pool)
+            .await?;
+    if discarded == Some(true) {
+        tracing::debug!(
+            recording_sid = sid,
+            "transcription of a discarded recording ignored"
+        );
+        return Ok(());
+    }
+    let (status, text) = match p.str("TranscriptionStatus") {
+        "completed" => ("completed", Some(p.str("TranscriptionText").to_owned())),
+        _ => ("failed", None),
+    };
+    let call_sid = p.str("CallSid");
+    let (did_id, user_id) = owner(st, call_sid, p.str("To")).await?;
+    // Either order: create the row if the recording callback is still to
+    // come, else fill the transcript in ('unavailable' stays).
+    sqlx::query(
+        "INSERT INTO voicemails (user_id, did_id, call_sid, recording_sid, from_number, transcript, \
+                                 transcript_status, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT(recording_sid) DO UPDATE SET \
+             transcript = coalesce(excluded.transcript, voicemails.transcript), \
+             transcript_status = CASE WHEN voicemails.transcript_status IN ('unavailable', 'completed') \
+                                      THEN voicemails.transcript_status ELSE excluded.transcript_status END",
+    )
+    .bind(user_id)
+    .bind(did_id)
+    .bind(call_sid)
+    .bind(sid)
+    .bind(p.str("From"))
+    .bind(&text)
+    .bind(status)
+    .bind(proto::time::now())
+    .execute(&st.pool)
+    .await?;
+    tracing::info!(recording_sid = sid, status, "voicemail transcription");
+    maybe_notify(st, sid).await?;
+    Ok(())
+}
+
+/// The DID and its owner for a call (from the stored decision, else `To`).
+async fn owner(
+    st: &AppState,
+    call_sid: &str,
+    to: &str,
+) -> Result<(Option<i64>, Option<i64>), sqlx::Error> {
+    let row: Option<(Option<i64>, Option<i64>)> =
+        sqlx::query_as("SELECT did_id, user_id FROM voice_calls WHERE call_sid = ?")
+            .bind(call_sid)
+            .fetch_optional(&st.pool)
+            .await?;
+    if let Some(r) = row {
+        return Ok(r);
+    }
+    let row: Option<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT id, owner_user_id FROM dids WHERE number = ?")
+            .bind(to)
+            .fetch_optional(&st.pool)
+            .await?;
+    Ok(row.map(|(d, u)| (Some(d), u)).unwrap_or((None, None)))
+}
+
+async fn download(st: &AppState, job: Job) -> Result<(), JobError> {
+    let sid = job.payload["recording_sid"]
+        .as_str()
+        .ok_or_else(|| JobError::Permanent("no recording_sid".into()))?
+        .to_owned();
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM voicemails WHERE recording_sid = ?")
+            .bind(&sid)
+            .fetch_optional(&st.pool)
+            .await?;
+    if exists.is_none() {
+        return Ok(()); // discarded meanwhile
+    }
+    let audio = st.twilio.download_recording(&sid).await?;
+    if audio.len() < 44 {
+        return Err(JobError::retry("recording media is empty"));
+    }
+    let rel = format!("voicemails/{sid}.wav");
+    let path = st.data_dir.join(&rel);
+    let tmp = st.data_dir.join(format!("voicemails/.{sid}.wav.part"));
+    tokio::fs::write(&tmp, &audio)
+        .await
+        .map_err(|e| JobError::retry(format!("write {}: {e}", tmp.display())))?;
+    tokio::fs::rename(&tmp, &path)
+        .await
+        .map_err(|e| JobError::retry(format!("rename {}: {e}", path.display())))?;
+    sqlx::query("UPDATE voicemails SET audio_url = ? WHERE recording_sid = ?")
+        .bind(&rel)
+        .bind(&sid)
+        .execute(&st.pool)
+        .await?;
+    sqlx::query("UPDATE voice_recordings SET downloaded = TRUE WHERE recording_sid = ?")
+        .bind(&sid)
+        .execute(&st.pool)
+        .await?;
+    tracing::info!(recording_sid = %sid, bytes = audio.len(), path = %rel, "voicemail audio stored");
+    if st.settings.get().bool("twilio.delete_after_download") {
+        st.queue
+            .enqueue(
+                DELETE_RECORDING,
+                &serde_json::json!({"recording_sid": sid}),
+                Enqueue::key(format!("{DELETE_RECORDING}:{sid}")),
+            )
+            .await?;
+    }
+    if !maybe_notify(st, &sid).await? {
+        st.queue
+            .enqueue(
+                TRANSCRIPT_TIMEOUT,
+                &serde_json::json!({"recording_sid": sid}),
+                Enqueue::key(format!("{TRANSCRIPT_TIMEOUT}:{sid}")).delay(TRANSCRIPT_WAIT),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Queues the notification once the audio is local and the transcript is
+/// final. Returns true when nothing is left to wait for.
+async fn maybe_notify(st: &AppState, sid: &str) -> Result<bool, sqlx::Error> {
+    type Row = (
+        i64,
+        Option<i64>,
+        String,
+        i64,
+        Option<String>,
+        String,
+        Option<String>,
+        bool,
+        Option<String>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT v.id, v.user_id, v.from_number, v.duration, v.transcript, v.transcript_status, v.audio_url, \
+                r.silent, d.number \
+         FROM voicemails v JOIN voice_recordings r ON r.recording_sid = v.recording_sid \
+         LEFT JOIN dids d ON d.id = v.did_id WHERE v.recording_sid = ?",
+    )
+    .bind(sid)
+    .fetch_optional(&st.pool)
+    .await?;
+    let Some((id, user_id, from, duration, transcript, tstatus, audio, silent, did)) = row else {
+        return Ok(false);
+    };
+    let Some(audio) = audio else {
+        return Ok(false);
+    };
+    if tstatus == "pending" {
+        return Ok(false);
+    }
+    if silent {
+        return Ok(true);
+    }
+    let claimed = sqlx::query(
+        "UPDATE voice_recordings SET notified = TRUE WHERE recording_sid = ? AND NOT notified",
+    )
+    .bind(sid)
+    .execute(&st.pool)
+    .await?
+    .rows_affected()
+        == 1;
+    if claimed {
+        let notice = Notice {
+            kind: "voicemail".into(),
+            user_id: user_id.unwrap_or(0),
+            payload: serde_json::json!({
+                "voicemail_id": id,
+                "from": from,
+                "to": did,
+                "duration": duration,
+                "transcript": transcript,
+                "transcript_status": tstatus,
+                "audio": audio,
+            }),
+            attachments: vec![audio],
+        };
+        notify::enqueue(&st.queue, notice, Some(format!("notify:voicemail:{sid}"))).await?;
+        tracing::info!(
+            recording_sid = sid,
+            voicemail_id = id,
+            "voicemail notification queued"
+        );
+    }
+    Ok(true)
+}
