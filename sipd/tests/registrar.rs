@@ -82,7 +82,7 @@ async fn several_contacts_are_all_listed_and_unregister_removes_them() {
     let r = p
         .register("Contact: <sip:carol@127.0.0.1:6001>;expires=0\r\n")
         .await;
-    assert_eq!(r.headers("contact").len(), 2);
+    assert_eq!(r.headers("contact").len(), 2, "{}", r.0);
     // '*' needs Expires: 0.
     let r = p.register("Contact: *\r\nExpires: 60\r\n").await;
     assert_eq!(r.code(), 400);

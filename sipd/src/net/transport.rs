@@ -99,10 +99,12 @@ impl Inbox {
     }
 }
 
+type ConnEntry = (SocketAddr, mpsc::UnboundedSender<Vec<u8>>);
+
 /// Open TCP connections by id, for answers and requests to phones on TCP.
 #[derive(Clone, Default)]
 pub struct Conns {
-    inner: Arc<Mutex<HashMap<u64, (SocketAddr, mpsc::UnboundedSender<Vec<u8>>)>>>,
+    inner: Arc<Mutex<HashMap<u64, ConnEntry>>>,
     next: Arc<AtomicU64>,
 }
 
@@ -252,7 +254,7 @@ async fn tcp_conn(
         };
         framer.push(&buf[..n]);
         loop {
-            match framer.next() {
+            match framer.next_frame() {
                 Frame::Message(data) => inbox.push(Item { peer, data }),
                 Frame::Ping => {
                     let _ = tx.send(b"\r\n".to_vec());
@@ -293,7 +295,7 @@ impl Framer {
         self.buf.extend_from_slice(data);
     }
 
-    pub fn next(&mut self) -> Frame {
+    pub fn next_frame(&mut self) -> Frame {
         // Keep-alives between messages.
         while self.buf.starts_with(b"\r\n") {
             if self.buf.starts_with(b"\r\n\r\n") {
@@ -349,23 +351,23 @@ mod tests {
     fn the_framer_splits_pipelined_messages_by_content_length_and_answers_pings() {
         let mut f = Framer::default();
         f.push(b"\r\n\r\nOPTIONS sip:a SIP/2.0\r\nContent-Length: 3\r\n\r\nabcREGISTER sip:a SIP/2.0\r\nl: 0\r\n\r\nINV");
-        assert_eq!(f.next(), Frame::Ping);
+        assert_eq!(f.next_frame(), Frame::Ping);
         assert_eq!(
-            f.next(),
+            f.next_frame(),
             Frame::Message(b"OPTIONS sip:a SIP/2.0\r\nContent-Length: 3\r\n\r\nabc".to_vec())
         );
         assert_eq!(
-            f.next(),
+            f.next_frame(),
             Frame::Message(b"REGISTER sip:a SIP/2.0\r\nl: 0\r\n\r\n".to_vec())
         );
-        assert_eq!(f.next(), Frame::NeedMore);
+        assert_eq!(f.next_frame(), Frame::NeedMore);
     }
 
     #[test]
     fn the_framer_gives_up_on_endless_headers() {
         let mut f = Framer::default();
         f.push(&vec![b'a'; MAX_HEADER_SECTION + 10]);
-        assert_eq!(f.next(), Frame::Broken);
+        assert_eq!(f.next_frame(), Frame::Broken);
     }
 
     #[test]

@@ -641,3 +641,362 @@ fn chokes_on_sha256(user_agent: &str) -> bool {
 
 /// Raw is re-exported for the shell's framing helpers.
 pub type RawMessage = Raw;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::T1;
+    use crate::sip::digest::ha1;
+
+    const REALM: &str = "gosip.test";
+    const T0: u64 = 1_800_000_000_000;
+
+    fn core() -> Core {
+        let cfg = CoreConfig {
+            realm: REALM.into(),
+            ..CoreConfig::default()
+        };
+        let mut c = Core::new(cfg, [1; 32]);
+        let (md5, sha) = ha1("alice", REALM, "pw");
+        c.set_devices([Device {
+            id: 1,
+            username: "alice".into(),
+            ha1_md5: md5,
+            ha1_sha256: sha,
+            realm: REALM.into(),
+            extension: Some("101".into()),
+        }]);
+        c
+    }
+
+    fn phone() -> Peer {
+        Peer {
+            transport: Transport::Udp,
+            addr: "192.168.1.50:5062".parse().unwrap(),
+            conn: 0,
+        }
+    }
+
+    fn send(c: &mut Core, now: u64, msg: &str) -> Vec<String> {
+        c.handle_message(now, phone(), msg.as_bytes());
+        drain(c)
+    }
+
+    fn drain(c: &mut Core) -> Vec<String> {
+        std::iter::from_fn(|| c.poll_transmit())
+            .map(|t| String::from_utf8(t.data).unwrap())
+            .collect()
+    }
+
+    fn header<'a>(m: &'a str, name: &str) -> Vec<&'a str> {
+        m.split("\r\n")
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// Adds a digest answer to `msg` (a request) for the challenge in `resp`.
+    fn with_auth(msg: &str, resp: &str, nc: u32, qop: bool) -> String {
+        let ch = header(resp, "WWW-Authenticate")[0];
+        let nonce = ch
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let method = msg.split(' ').next().unwrap();
+        let uri = msg.split(' ').nth(1).unwrap();
+        let mut c = Credentials {
+            username: "alice".into(),
+            realm: REALM.into(),
+            nonce: nonce.into(),
+            uri: uri.into(),
+            ..Default::default()
+        };
+        if qop {
+            c.qop = "auth".into();
+            c.nc = format!("{nc:08x}");
+            c.cnonce = "abcdef".into();
+        }
+        let (h, _) = ha1("alice", REALM, "pw");
+        let r = c.expected(method, &h, Algorithm::Md5);
+        let auth = if qop {
+            format!(
+                "Authorization: Digest username=\"alice\",realm=\"{REALM}\",nonce=\"{nonce}\",uri=\"{uri}\",response=\"{r}\",algorithm=MD5,qop=auth,nc={},cnonce=\"abcdef\"\r\n",
+                c.nc
+            )
+        } else {
+            format!(
+                "Authorization: Digest username=\"alice\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\"\r\n"
+            )
+        };
+        let cut = msg.find("Content-Length").unwrap();
+        let mut out = msg.to_string();
+        out.insert_str(cut, &auth);
+        // A new transaction: new branch, next CSeq.
+        out.replacen(";branch=z9hG4bK", ";branch=z9hG4bKauth", 1)
+            .replace("CSeq: 1 REGISTER", "CSeq: 2 REGISTER")
+            .replace("CSeq: 2001 REGISTER", "CSeq: 2002 REGISTER")
+            .replace("CSeq: 15268 REGISTER", "CSeq: 15269 REGISTER")
+            .replace("CSeq: 20 REGISTER", "CSeq: 21 REGISTER")
+    }
+
+    fn golden(name: &str) -> String {
+        let p = format!(
+            "{}/testdata/{name}/register.sip",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        String::from_utf8(std::fs::read(p).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_golden_client_register_gets_challenged_then_bound() {
+        let cases = [
+            ("gxp1760w", "sip:alice@192.168.1.50:5062", 3600, true),
+            (
+                "baresip",
+                "sip:alice-0x560bb706e490@192.168.1.60:56138",
+                300,
+                true,
+            ),
+            (
+                "zoiper",
+                "sip:alice@192.168.1.70:52044;rinstance=0e1a3f5d7c9b2e4a;transport=UDP",
+                60,
+                false,
+            ),
+            (
+                "linphone",
+                "sip:alice@192.168.1.80;transport=udp",
+                3600,
+                true,
+            ),
+        ];
+        for (name, contact, expires, qop) in cases {
+            let mut c = core();
+            let msg = golden(name);
+            let out = send(&mut c, T0, &msg);
+            assert_eq!(out.len(), 1, "{name}");
+            assert!(
+                out[0].starts_with("SIP/2.0 401 Unauthorized\r\n"),
+                "{name}: {}",
+                out[0]
+            );
+            let out = send(&mut c, T0 + 10, &with_auth(&msg, &out[0], 1, qop));
+            assert!(
+                out[0].starts_with("SIP/2.0 200 OK\r\n"),
+                "{name}: {}",
+                out[0]
+            );
+            assert_eq!(
+                header(&out[0], "Contact"),
+                vec![format!("<{contact}>;expires={expires}").as_str()],
+                "{name}"
+            );
+            let stored: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+            assert!(
+                matches!(&stored[..], [Event::Binding(Change::Upsert(b))] if b.contact == contact && b.source == phone()),
+                "{name}: {stored:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_retransmission_is_answered_from_the_transaction_until_timer_j() {
+        let mut c = core();
+        let msg = golden("gxp1760w");
+        let first = send(&mut c, T0, &msg);
+        let again = send(&mut c, T0 + T1, &msg);
+        assert_eq!(first, again, "same 401, same nonce and tag");
+        assert_eq!(c.stats.retransmissions_absorbed, 1);
+        // After Timer J (64*T1 on UDP) the same bytes are a new request.
+        c.handle_timeout(T0 + 64 * T1);
+        let later = send(&mut c, T0 + 64 * T1 + 1, &msg);
+        assert_ne!(first, later);
+    }
+
+    #[test]
+    fn a_401_to_invite_is_resent_on_timer_g_until_ack_and_dropped_on_timer_h() {
+        let mut c = core();
+        let invite = "INVITE sip:101@gosip.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.50:5062;branch=z9hG4bKinv1\r\nFrom: <sip:alice@gosip.test>;tag=a\r\nTo: <sip:101@gosip.test>\r\nCall-ID: inv1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let out = send(&mut c, T0, invite);
+        assert!(out[0].starts_with("SIP/2.0 407 "));
+        c.handle_timeout(T0 + T1);
+        assert_eq!(drain(&mut c), out, "Timer G fires after T1");
+        c.handle_timeout(T0 + T1 + 2 * T1);
+        assert_eq!(drain(&mut c).len(), 1, "then after 2*T1");
+        let ack = invite
+            .replace("INVITE sip", "ACK sip")
+            .replace("1 INVITE", "1 ACK");
+        assert!(send(&mut c, T0 + 4 * T1, &ack).is_empty());
+        c.handle_timeout(T0 + 20 * T1);
+        assert!(drain(&mut c).is_empty(), "no resend after the ACK");
+    }
+
+    #[test]
+    fn keepalive_options_retransmit_then_time_out_and_mark_the_device_offline() {
+        let mut c = core();
+        c.set_config(
+            T0,
+            CoreConfig {
+                realm: REALM.into(),
+                keepalive_interval_ms: 10_000,
+                keepalive_failures: 2,
+                ..CoreConfig::default()
+            },
+        );
+        let msg = golden("gxp1760w");
+        let ch = send(&mut c, T0, &msg);
+        send(&mut c, T0, &with_auth(&msg, &ch[0], 1, true));
+        while c.poll_event().is_some() {}
+        let mut now = T0;
+        let mut offline_at = None;
+        let mut options = 0;
+        while now < T0 + 60_000 && offline_at.is_none() {
+            now += 100;
+            c.handle_timeout(now);
+            options += drain(&mut c)
+                .iter()
+                .filter(|m| m.starts_with("OPTIONS sip:alice@192.168.1.50:5062 SIP/2.0"))
+                .count();
+            while let Some(e) = c.poll_event() {
+                if let Event::Binding(Change::Online(b)) = e {
+                    assert!(!b.online);
+                    offline_at = Some(now);
+                }
+            }
+        }
+        // Two rounds (at 10 s and 20 s), each timing out after 10 s.
+        assert_eq!(offline_at, Some(T0 + 30_000));
+        assert!(options > 2, "Timer E retransmissions were sent: {options}");
+    }
+
+    #[test]
+    fn an_answered_keepalive_keeps_the_device_online() {
+        let mut c = core();
+        c.set_config(
+            T0,
+            CoreConfig {
+                realm: REALM.into(),
+                keepalive_interval_ms: 10_000,
+                keepalive_failures: 1,
+                ..CoreConfig::default()
+            },
+        );
+        let msg = golden("baresip");
+        let ch = send(&mut c, T0, &msg);
+        send(&mut c, T0, &with_auth(&msg, &ch[0], 1, true));
+        while c.poll_event().is_some() {}
+        c.handle_timeout(T0 + 10_000);
+        let out = drain(&mut c);
+        let opt = &out[0];
+        let via = header(opt, "Via")[0];
+        let reply = format!(
+            "SIP/2.0 200 OK\r\nVia: {via}\r\nFrom: {}\r\nTo: {};tag=x\r\nCall-ID: {}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            header(opt, "From")[0],
+            header(opt, "To")[0],
+            header(opt, "Call-ID")[0]
+        );
+        send(&mut c, T0 + 10_050, &reply);
+        let ev: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert!(
+            matches!(&ev[..], [Event::Binding(Change::Online(b))] if b.online && b.last_seen == T0 + 10_050)
+        );
+        c.handle_timeout(T0 + 19_999);
+        assert!(c.registrar().bindings_of(1)[0].online);
+    }
+
+    #[test]
+    fn a_device_saved_under_another_realm_cannot_authenticate() {
+        let mut c = core();
+        let (md5, sha) = ha1("alice", "old.realm", "pw");
+        c.set_devices([Device {
+            id: 1,
+            username: "alice".into(),
+            ha1_md5: md5,
+            ha1_sha256: sha,
+            realm: "old.realm".into(),
+            extension: None,
+        }]);
+        let msg = golden("gxp1760w");
+        let ch = send(&mut c, T0, &msg);
+        let out = send(&mut c, T0, &with_auth(&msg, &ch[0], 1, true));
+        assert!(out[0].starts_with("SIP/2.0 403 "));
+        assert!(matches!(
+            c.poll_event(),
+            Some(Event::Security {
+                kind: "sip_realm_mismatch",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_device_may_not_register_another_users_address() {
+        let mut c = core();
+        let msg = golden("gxp1760w").replace("To: <sip:alice@", "To: <sip:bob@");
+        let ch = send(&mut c, T0, &msg);
+        let out = send(&mut c, T0, &with_auth(&msg, &ch[0], 1, true));
+        assert!(out[0].starts_with("SIP/2.0 403 "), "{}", out[0]);
+        assert_eq!(c.registrar().count(), 0);
+    }
+
+    #[test]
+    fn a_ban_is_lifted_after_its_duration_with_an_event() {
+        let mut c = core();
+        let msg = golden("gxp1760w");
+        for i in 0..10u64 {
+            let m = msg.replace("branch=z9hG4bK1804471765", &format!("branch=z9hG4bKx{i}"));
+            let ch = send(&mut c, T0 + i, &m);
+            let bad = with_auth(&m, &ch[0], 1, true).replace("response=\"", "response=\"0");
+            let out = send(&mut c, T0 + i, &bad);
+            assert!(out[0].starts_with("SIP/2.0 403 "));
+        }
+        assert!(c.is_banned(phone().addr.ip(), T0 + 10));
+        assert!(
+            send(&mut c, T0 + 20, &msg).is_empty(),
+            "banned traffic is ignored"
+        );
+        let kinds: Vec<_> = std::iter::from_fn(|| c.poll_event())
+            .filter_map(|e| match e {
+                Event::Security { kind, .. } => Some(kind),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "sip_bad_password").count(),
+            10
+        );
+        assert_eq!(kinds.last(), Some(&"sip_ban"));
+        c.handle_timeout(T0 + 9 + 900_000);
+        assert!(matches!(
+            c.poll_event(),
+            Some(Event::Security {
+                kind: "sip_ban_lifted",
+                ..
+            })
+        ));
+        assert_eq!(send(&mut c, T0 + 900_100, &msg).len(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_input_panics_the_core(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let mut c = core();
+            c.handle_message(T0, phone(), &bytes);
+            drain(&mut c);
+        }
+
+        #[test]
+        fn mutated_golden_messages_never_panic(pos in 0usize..600, byte in proptest::num::u8::ANY) {
+            let mut m = golden("linphone").into_bytes();
+            let i = pos % m.len();
+            m[i] = byte;
+            let mut c = core();
+            c.handle_message(T0, phone(), &m);
+            drain(&mut c);
+        }
+    }
+}

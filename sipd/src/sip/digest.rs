@@ -127,6 +127,8 @@ pub enum Verdict {
 /// Issues and checks nonces; remembers `nc` per nonce.
 pub struct Nonces {
     secret: [u8; 32],
+    /// Makes two nonces issued in the same millisecond differ.
+    counter: u64,
     ttl_ms: u64,
     seen_nc: HashMap<String, u32>,
 }
@@ -137,6 +139,7 @@ impl Nonces {
     pub fn new(secret: [u8; 32], ttl_ms: u64) -> Self {
         Self {
             secret,
+            counter: 0,
             ttl_ms,
             seen_nc: HashMap::new(),
         }
@@ -146,29 +149,32 @@ impl Nonces {
         self.ttl_ms = ttl_ms;
     }
 
-    /// A fresh nonce: issue time (ms, hex) and a truncated HMAC over it.
-    pub fn issue(&self, now_ms: u64, realm: &str) -> String {
-        format!("{now_ms:x}{}", self.mac(now_ms, realm))
+    /// A fresh nonce: `<issue ms hex>.<counter hex>.<HMAC>`.
+    pub fn issue(&mut self, now_ms: u64, realm: &str) -> String {
+        self.counter += 1;
+        let t = format!("{now_ms:x}.{:x}", self.counter);
+        let mac = self.mac(&t, realm);
+        format!("{t}.{mac}")
     }
 
-    fn mac(&self, t: u64, realm: &str) -> String {
+    fn mac(&self, t: &str, realm: &str) -> String {
         let Ok(mut m) = HmacSha256::new_from_slice(&self.secret) else {
             return String::new();
         };
-        m.update(&t.to_be_bytes());
+        m.update(t.as_bytes());
+        m.update(b"|");
         m.update(realm.as_bytes());
         hex::encode(&m.finalize().into_bytes()[..12])
     }
 
     /// The issue time of one of our nonces, `None` when it is not ours.
     fn issued_at(&self, nonce: &str, realm: &str) -> Option<u64> {
-        if nonce.len() <= 24 || !nonce.is_ascii() {
+        let (t, mac) = nonce.rsplit_once('.')?;
+        let expected = self.mac(t, realm);
+        if !ct_eq(mac.as_bytes(), expected.as_bytes()) {
             return None;
         }
-        let (t, mac) = nonce.split_at(nonce.len() - 24);
-        let t = u64::from_str_radix(t, 16).ok()?;
-        let expected = self.mac(t, realm);
-        ct_eq(mac.as_bytes(), expected.as_bytes()).then_some(t)
+        u64::from_str_radix(t.split('.').next()?, 16).ok()
     }
 
     /// Checks `c` for `method` against the device's HA1 of `alg`.
@@ -219,7 +225,8 @@ impl Nonces {
         let ttl = self.ttl_ms;
         self.seen_nc.retain(|n, _| {
             let t = n
-                .get(..n.len().saturating_sub(24))
+                .split('.')
+                .next()
                 .and_then(|t| u64::from_str_radix(t, 16).ok())
                 .unwrap_or(0);
             now_ms.saturating_sub(t) <= ttl
@@ -228,7 +235,7 @@ impl Nonces {
 
     /// The `WWW-Authenticate` / `Proxy-Authenticate` values: MD5 first (what
     /// every phone understands), SHA-256 beside it (RFC 8760 section 2.4).
-    pub fn challenges(&self, now_ms: u64, realm: &str, stale: bool) -> [String; 2] {
+    pub fn challenges(&mut self, now_ms: u64, realm: &str, stale: bool) -> [String; 2] {
         let nonce = self.issue(now_ms, realm);
         let stale = if stale { ", stale=true" } else { "" };
         [Algorithm::Md5, Algorithm::Sha256].map(|a| {
@@ -250,7 +257,7 @@ mod tests {
 
     const REALM: &str = "pbx.test";
 
-    fn creds(nonces: &Nonces, now: u64, qop: bool, nc: &str, password: &str) -> Credentials {
+    fn creds(nonces: &mut Nonces, now: u64, qop: bool, nc: &str, password: &str) -> Credentials {
         let nonce = nonces.issue(now, REALM);
         let mut c = Credentials {
             username: "alice".into(),
@@ -305,7 +312,7 @@ mod tests {
     #[test]
     fn a_correct_qop_auth_response_is_accepted_once_per_nc() {
         let mut n = Nonces::new([7; 32], 300_000);
-        let c = creds(&n, 1_000, true, "00000001", "secret");
+        let c = creds(&mut n, 1_000, true, "00000001", "secret");
         let (h, _) = ha1("alice", REALM, "secret");
         assert_eq!(n.verify(2_000, REALM, "REGISTER", &c, &h), Verdict::Ok);
         assert_eq!(n.verify(3_000, REALM, "REGISTER", &c, &h), Verdict::Replay);
@@ -314,7 +321,7 @@ mod tests {
     #[test]
     fn an_old_client_without_qop_is_accepted() {
         let mut n = Nonces::new([7; 32], 300_000);
-        let c = creds(&n, 1_000, false, "", "secret");
+        let c = creds(&mut n, 1_000, false, "", "secret");
         let (h, _) = ha1("alice", REALM, "secret");
         assert_eq!(n.verify(2_000, REALM, "REGISTER", &c, &h), Verdict::Ok);
     }
@@ -323,12 +330,12 @@ mod tests {
     fn a_wrong_password_fails_and_an_expired_nonce_is_stale() {
         let mut n = Nonces::new([7; 32], 300_000);
         let (h, _) = ha1("alice", REALM, "secret");
-        let bad = creds(&n, 1_000, true, "00000001", "guess");
+        let bad = creds(&mut n, 1_000, true, "00000001", "guess");
         assert_eq!(
             n.verify(2_000, REALM, "REGISTER", &bad, &h),
             Verdict::Failed
         );
-        let good = creds(&n, 1_000, true, "00000001", "secret");
+        let good = creds(&mut n, 1_000, true, "00000001", "secret");
         assert_eq!(
             n.verify(302_000, REALM, "REGISTER", &good, &h),
             Verdict::Stale
@@ -337,18 +344,24 @@ mod tests {
 
     #[test]
     fn a_nonce_from_another_secret_is_stale_not_accepted() {
-        let other = Nonces::new([9; 32], 300_000);
+        let mut other = Nonces::new([9; 32], 300_000);
         let mut n = Nonces::new([7; 32], 300_000);
-        let c = creds(&other, 1_000, true, "00000001", "secret");
+        let c = creds(&mut other, 1_000, true, "00000001", "secret");
         let (h, _) = ha1("alice", REALM, "secret");
         assert_eq!(n.verify(2_000, REALM, "REGISTER", &c, &h), Verdict::Stale);
+    }
+
+    #[test]
+    fn two_nonces_in_the_same_millisecond_differ() {
+        let mut n = Nonces::new([7; 32], 300_000);
+        assert_ne!(n.issue(5, REALM), n.issue(5, REALM));
     }
 
     #[test]
     fn sha256_credentials_verify_against_the_sha256_ha1() {
         let mut n = Nonces::new([7; 32], 300_000);
         let (_, h) = ha1("alice", REALM, "secret");
-        let mut c = creds(&n, 1_000, true, "00000001", "x");
+        let mut c = creds(&mut n, 1_000, true, "00000001", "x");
         c.algorithm = "SHA-256".into();
         c.response = c.expected("REGISTER", &h, Algorithm::Sha256);
         assert_eq!(n.verify(2_000, REALM, "REGISTER", &c, &h), Verdict::Ok);
@@ -369,7 +382,7 @@ mod tests {
 
     #[test]
     fn the_challenge_offers_md5_and_sha256_with_the_same_nonce() {
-        let n = Nonces::new([7; 32], 300_000);
+        let mut n = Nonces::new([7; 32], 300_000);
         let [a, b] = n.challenges(5, REALM, true);
         assert!(a.contains("algorithm=MD5") && a.ends_with("stale=true"));
         assert!(b.contains("algorithm=SHA-256"));

@@ -22,6 +22,8 @@ pub const MAX_HEADER_SECTION: usize = 16_384;
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
 pub const ACCEPT: &str = "application/sdp";
 pub const SUPPORTED: &str = "path, outbound";
+/// The methods sipd acts on; others get 405/501.
+pub const SERVED: &[&str] = &["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER"];
 
 /// A message split into start line, unfolded headers and body. Never fails
 /// on content: only on framing.
@@ -66,9 +68,19 @@ fn canonical(name: &str) -> &str {
 }
 
 impl Raw {
-    /// Splits `bytes` at the blank line. `None` when there is no blank line.
+    /// Splits `bytes` at the blank line. A datagram that ends right after
+    /// its last header line lacks only the blank line: the datagram boundary
+    /// ends the message. `None` otherwise.
     pub fn split(bytes: &[u8]) -> Option<Raw> {
-        let sep = find(bytes, b"\r\n\r\n")?;
+        let sep = match find(bytes, b"\r\n\r\n") {
+            Some(s) => s,
+            None if bytes.ends_with(b"\r\n") => {
+                let mut framed = bytes.to_vec();
+                framed.extend_from_slice(b"\r\n");
+                return Raw::split(&framed);
+            }
+            None => return None,
+        };
         let head = String::from_utf8_lossy(&bytes[..sep]);
         let mut lines = head.split("\r\n");
         let start = lines.next()?.to_string();
@@ -126,13 +138,12 @@ impl Raw {
         self.start.split(' ').nth(1)?.parse().ok()
     }
 
-    /// True when enough headers are present to build a response.
+    /// True when a response can be routed back: a request with a Via.
+    /// Missing From/To/Call-ID are left out of the 400 (RFC 4475 3.3.1).
     pub fn answerable(&self) -> bool {
         !self.is_response()
             && self.method().is_some()
-            && ["via", "from", "to", "call-id", "cseq"]
-                .iter()
-                .all(|h| self.get(h).is_some())
+            && self.get("via").is_some_and(|v| TopVia::parse(v).is_some())
     }
 
     /// CSeq number and method.
@@ -148,7 +159,8 @@ impl Raw {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub raw: Raw,
-    pub req: rsip::Request,
+    /// The typed form, for the methods sipd serves.
+    pub req: Option<rsip::Request>,
     pub via: TopVia,
 }
 
@@ -261,7 +273,11 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
         return Err(reject(400, "Malformed Method"));
     }
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+        if version.len() > 4
+            && version
+                .get(..4)
+                .is_some_and(|v| v.eq_ignore_ascii_case("SIP/"))
+        {
             return Err(reject(505, "Version Not Supported"));
         }
         return Err(reject(400, "Malformed Request-Line"));
@@ -334,11 +350,17 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
     let sep = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len().saturating_sub(4)) + 4;
     framed.truncate(sep);
     framed.extend_from_slice(&body);
-    let req = match rsip::SipMessage::try_from(framed.as_slice()) {
-        Ok(rsip::SipMessage::Request(r)) => r,
-        Ok(rsip::SipMessage::Response(_)) | Err(_) => {
-            return Err(reject(400, "Unparseable Request"));
+    // Extension methods are answered (405/501) from the raw form; the
+    // methods sipd serves must also pass rsip's typed parse.
+    let req = if SERVED.contains(&method) {
+        match rsip::SipMessage::try_from(framed.as_slice()) {
+            Ok(rsip::SipMessage::Request(r)) => Some(r),
+            Ok(rsip::SipMessage::Response(_)) | Err(_) => {
+                return Err(reject(400, "Unparseable Request"));
+            }
         }
+    } else {
+        None
     };
     Ok(Inbound::Request(Box::new(Request {
         raw: Raw {
@@ -352,10 +374,7 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
 
 /// The `;param` part of a name-addr / addr-spec header value.
 fn header_params(v: &str) -> &str {
-    match v.rfind('>') {
-        Some(i) => &v[i + 1..],
-        None => v.find(';').map_or("", |i| &v[i..]),
-    }
+    split_name_addr(v).1
 }
 
 fn params_ok(params: &str) -> bool {
@@ -460,7 +479,7 @@ impl TopVia {
             slash.next()?.trim_start(),
         );
         let (transport, sent_by) = rest.split_once(|c: char| c.is_whitespace())?;
-        if !name.eq_ignore_ascii_case("SIP") || ver != "2.0" || transport.is_empty() {
+        if !name.eq_ignore_ascii_case("SIP") || ver.is_empty() || transport.is_empty() {
             return None;
         }
         let sent_by = sent_by.trim();
@@ -629,13 +648,42 @@ fn stamp_via(via: &str, src: std::net::SocketAddr) -> String {
     s
 }
 
+/// Splits a name-addr / addr-spec header value into its URI and the
+/// `;params` after it (quoted display names and bracketed URIs respected).
+pub fn split_name_addr(v: &str) -> (&str, &str) {
+    let v = v.trim();
+    let mut start = 0;
+    if v.starts_with('"') {
+        let mut esc = false;
+        for (i, c) in v.char_indices().skip(1) {
+            if esc {
+                esc = false;
+            } else if c == '\\' {
+                esc = true;
+            } else if c == '"' {
+                start = i + 1;
+                break;
+            }
+        }
+    }
+    let rest = &v[start..];
+    if let Some(lt) = rest.find('<') {
+        let after = &rest[lt + 1..];
+        return match after.find('>') {
+            Some(gt) => (&after[..gt], &after[gt + 1..]),
+            None => (after, ""),
+        };
+    }
+    match rest.find(';') {
+        Some(i) => (rest[..i].trim(), &rest[i..]),
+        None => (rest.trim(), ""),
+    }
+}
+
 /// The `tag` parameter of a From/To value.
 pub fn tag_of(v: &str) -> Option<&str> {
-    let after = match v.rfind('>') {
-        Some(i) => &v[i..],
-        None => v,
-    };
-    split_top_level(after, ';')
+    let (_, params) = split_name_addr(v);
+    split_top_level(params, ';')
         .into_iter()
         .skip(1)
         .find_map(|p| {
@@ -644,14 +692,9 @@ pub fn tag_of(v: &str) -> Option<&str> {
         })
 }
 
-/// The user part of the URI in a From/To/Contact value.
+/// The URI in a From/To/Contact value.
 pub fn uri_of(v: &str) -> &str {
-    let v = v.trim();
-    if let Some(i) = v.find('<') {
-        let rest = &v[i + 1..];
-        return rest.split('>').next().unwrap_or_default();
-    }
-    v.split(';').next().unwrap_or_default().trim()
+    split_name_addr(v).0
 }
 
 /// The user part of a sip: URI (`sip:user@host` -> `user`).
@@ -685,8 +728,13 @@ mod tests {
     }
 
     #[test]
-    fn a_request_without_call_id_is_dropped_not_answered() {
+    fn a_request_without_via_is_dropped_and_without_call_id_gets_400() {
         let m = OPTIONS.replace("Call-ID: x\n", "");
+        assert!(matches!(intake(&req(&m)), Err((Intake::Reject(400, _), _))));
+        let m = OPTIONS.replace(
+            "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1;rport\n",
+            "",
+        );
         assert!(matches!(intake(&req(&m)), Err((Intake::Drop(_), _))));
     }
 

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use super::Peer;
-use super::msg::{split_top_level, uri_of};
+use super::msg::{split_name_addr, split_top_level, uri_of};
 
 /// A SIP device as the registrar and digest check need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,10 +315,7 @@ impl Registrar {
 
 /// The `expires` parameter of one Contact value: `None` when absent.
 fn contact_expires(c: &str) -> Option<Result<u32, ()>> {
-    let params = match c.rfind('>') {
-        Some(i) => &c[i + 1..],
-        None => c,
-    };
+    let (_, params) = split_name_addr(c);
     for p in split_top_level(params, ';').into_iter().skip(1) {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
         if k.trim().eq_ignore_ascii_case("expires") {

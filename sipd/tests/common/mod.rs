@@ -367,6 +367,13 @@ impl Phone {
     /// on UDP every 500 ms like a phone (RFC 3261 Timer E, simplified).
     pub async fn request(&self, msg: &str) -> Resp {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+        // Answers to an earlier retransmission are skipped by their CSeq and branch.
+        let field = |m: &str, name: &str| {
+            m.split("\r\n")
+                .find(|l| l.to_ascii_lowercase().starts_with(name))
+                .map(|l| l.split(';').take(2).collect::<Vec<_>>().join(";"))
+        };
+        let key = (field(msg, "cseq:"), field(msg, "via:"));
         self.send(msg.as_bytes()).await;
         loop {
             let wait = match self.sock {
@@ -374,7 +381,21 @@ impl Phone {
                 Sock::Tcp(_) => Duration::from_secs(8),
             };
             match self.recv(wait).await.map(Resp) {
-                Some(r) if r.code() >= 200 => return r,
+                Some(r)
+                    if r.code() >= 200
+                        && (
+                            field(&r.0, "cseq:"),
+                            field(&r.0, "via:")
+                                .map(|v| v.split(";rport").next().unwrap_or_default().to_string()),
+                        ) == (
+                            key.0.clone(),
+                            key.1
+                                .clone()
+                                .map(|v| v.split(";rport").next().unwrap_or_default().to_string()),
+                        ) =>
+                {
+                    return r;
+                }
                 Some(_) => {}
                 None => {
                     assert!(
