@@ -66,6 +66,9 @@ pub struct Media {
 pub struct SmsFaults {
     /// Create the message, then answer 500 (next N creates).
     pub fail_after_create: u32,
+    /// Create the message, then hold the answer this long (next create
+    /// only): time for a test to kill the sender mid-request.
+    pub slow_create_ms: Option<u64>,
     /// Send every status callback twice.
     pub duplicate_callbacks: bool,
     /// Send `delivered` before `sent`.
@@ -97,7 +100,14 @@ pub async fn handle(
     form: &[(String, String)],
 ) -> Response {
     match (method.clone(), segs) {
-        (Method::POST, ["Messages.json"]) => create(s, form),
+        (Method::POST, ["Messages.json"]) => {
+            let slow = s.world().sms.faults.slow_create_ms.take();
+            let resp = create(s, form);
+            if let Some(ms) = slow {
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            resp
+        }
         (Method::GET, ["Messages.json"]) => list(s, form),
         (Method::GET, ["Messages", file]) => {
             let sid = file.trim_end_matches(".json");
@@ -409,6 +419,52 @@ pub fn message_json(s: &Standin, m: &Message) -> Value {
         "subresource_uris": {"media": format!("{path}/Media.json"), "feedback": format!("{path}/Feedback.json")},
         "uri": format!("{path}.json"),
     })
+}
+
+/// Body of `POST /_control/sms` (demo scripts): a handset texts one of our
+/// numbers; media are given inline as `{"content_type", "base64"}`.
+#[derive(Debug, serde::Deserialize)]
+pub struct ControlSms {
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub body: String,
+    /// Where to post; default: the number's SmsUrl.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub media: Vec<ControlMedia>,
+}
+
+/// One inline media item of [`ControlSms`].
+#[derive(Debug, serde::Deserialize)]
+pub struct ControlMedia {
+    pub content_type: String,
+    pub base64: String,
+}
+
+/// `POST /_control/sms`.
+pub async fn control_sms(
+    axum::extract::State(s): axum::extract::State<Standin>,
+    axum::Json(c): axum::Json<ControlSms>,
+) -> Response {
+    use base64::Engine;
+    let mut media = Vec::new();
+    for m in c.media {
+        match base64::engine::general_purpose::STANDARD.decode(m.base64.trim()) {
+            Ok(b) => media.push((m.content_type, b)),
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        }
+    }
+    match s
+        .send_sms(c.url.as_deref(), &c.from, &c.to, &c.body, media)
+        .await
+    {
+        Ok((sid, status, answer)) => {
+            axum::Json(json!({"sid": sid, "status": status, "answer": answer})).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("{e:#}")).into_response(),
+    }
 }
 
 impl Standin {
