@@ -461,6 +461,9 @@ async fn attempt(ctx: &Ctx, job: &Job, d: &Delivery) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// id, source, kind, message, created_at of an `alerts` row.
+type AlertRow = (i64, String, String, String, String);
+
 /// `alerts.kind` recorded when an email is abandoned; never mailed itself.
 pub const ALERT_EMAIL_FAILED: &str = "email_failed";
 
@@ -535,7 +538,7 @@ pub async fn watch_alerts(ctx: Arc<Ctx>, every: Duration, shutdown: Cancellation
         let since = proto::time::parse(&since)
             .map(|t| proto::time::fmt(t - chrono::Duration::hours(1)))
             .unwrap_or(since);
-        let rows: Result<Vec<(i64, String, String, String, String)>, _> = sqlx::query_as(
+        let rows: Result<Vec<AlertRow>, _> = sqlx::query_as(
             "SELECT id, source, kind, message, created_at FROM alerts \
              WHERE id > ? AND created_at >= ? AND kind != ? AND NOT acknowledged ORDER BY id",
         )
