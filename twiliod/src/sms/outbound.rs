@@ -51,6 +51,31 @@ pub enum SendError {
     Db(#[from] sqlx::Error),
 }
 
+impl From<proto::pb::twiliod::SendMessageRequest> for SendRequest {
+    fn from(r: proto::pb::twiliod::SendMessageRequest) -> Self {
+        Self {
+            user_id: r.user_id,
+            from_number: r.from_number,
+            to_number: r.to_number,
+            body: r.body,
+            media_paths: r.media_paths,
+        }
+    }
+}
+
+/// gRPC mapping for `SendMessage`: a bad field is `INVALID_ARGUMENT` whose
+/// message starts with the field name (`"to_number: must be an E.164
+/// number ..."`), a DID the user does not own is `PERMISSION_DENIED`.
+impl From<SendError> for tonic::Status {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Invalid { .. } => tonic::Status::invalid_argument(e.to_string()),
+            SendError::Forbidden => tonic::Status::permission_denied(e.to_string()),
+            SendError::Db(_) => tonic::Status::unavailable("database unavailable"),
+        }
+    }
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> SendError {
     SendError::Invalid {
         field,
