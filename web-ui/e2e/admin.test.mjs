@@ -113,7 +113,7 @@ test('an admin adds a user with a role, and bad input is shown beside the field'
   await page.getByLabel('Password', { exact: true }).fill('Bob-pass-word-1')
   await page.getByLabel('Role').selectOption('user')
   await page.getByRole('button', { name: 'Add user' }).click()
-  await page.getByRole('cell', { name: 'bob@gosip.test' }).waitFor()
+  await page.getByRole('cell', { name: 'bob@gosip.test', exact: true }).waitFor()
 })
 
 test('the phone-sized layout has a working menu', async () => {

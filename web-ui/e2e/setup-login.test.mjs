@@ -60,7 +60,7 @@ test('the first-run wizard creates the admin, checks Twilio, skips it, and adds 
   await page.goto(`${sys.base}/setup`)
   await page.getByRole('heading', { name: 'Dashboard' }).waitFor()
   await page.getByRole('link', { name: 'Numbers' }).click()
-  await page.getByRole('cell', { name: '+15551230000' }).waitFor()
+  await page.getByRole('cell', { name: '+15551230000', exact: true }).waitFor()
   await page.close()
 })
 

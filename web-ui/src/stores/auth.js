@@ -13,6 +13,7 @@ export const useAuth = defineStore('auth', {
         const s = await call('setupStatus')
         this.setupNeeded = !!(s?.needed ?? s?.setup_needed ?? s?.required)
       } catch { this.setupNeeded = false }
+      if (this.setupNeeded) { this.user = null; this.loaded = true; return }
       try {
         const me = await call('me')
         this.user = me?.user ?? me

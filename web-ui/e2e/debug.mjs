@@ -1,0 +1,11 @@
+import { startSystem, launchBrowser } from './harness.mjs'
+const sys = await startSystem()
+const b = await launchBrowser()
+const p = await b.newPage()
+p.on('console', (m) => console.log('CONSOLE', m.type(), m.text()))
+p.on('pageerror', (e) => console.log('PAGEERROR', e.message))
+p.on('response', (r) => { if (r.url().includes('/api/') || r.status() >= 400) console.log('RESP', r.status(), r.url()) })
+await p.goto(`${sys.base}${process.argv[2] || '/'}`)
+await p.waitForTimeout(2000)
+console.log(p.url(), (await p.content()).slice(0, 1500))
+await b.close(); await sys.stop()
