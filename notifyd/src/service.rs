@@ -66,12 +66,21 @@ impl Notifyd for NotifyService {
     async fn notify(&self, req: Request<NotifyRequest>) -> Result<Response<NotifyReply>, Status> {
         let req = req.into_inner();
         let event = event_from(&req)?;
-        let job_id = worker::enqueue_event(&self.ctx, &event, None)
-            .await
-            .map_err(|e| {
+        let job_id = match worker::enqueue_event(&self.ctx, &event, None).await {
+            Ok(id) => id,
+            // The alert may be about the database itself: deliver it anyway.
+            Err(e) if event.kind == Kind::AdminAlert => {
+                tracing::error!(error = %e, "could not store an admin alert; delivering it from memory");
+                tokio::spawn(worker::deliver_unstored(self.ctx.clone(), event));
+                return Ok(Response::new(NotifyReply { job_id: 0 }));
+            }
+            Err(e) => {
                 tracing::error!(kind = %event.kind, error = %e, "could not store a notification");
-                Status::unavailable(format!("could not store the notification: {e}"))
-            })?;
+                return Err(Status::unavailable(format!(
+                    "could not store the notification: {e}"
+                )));
+            }
+        };
         tracing::info!(job_id, kind = %event.kind, user_id = event.user_id, "notification accepted");
         Ok(Response::new(NotifyReply { job_id }))
     }

@@ -242,6 +242,40 @@ async fn process(ctx: &Ctx, job: &Job) -> anyhow::Result<()> {
 /// marks the event done, so a crash repeats the fan-out at most as a whole.
 async fn fan_out(ctx: &Ctx, event_id: i64, event: &Event) -> anyhow::Result<()> {
     let s = ctx.settings.get();
+    let jobs = plan(ctx, &s, event_id, event).await?;
+    let mut tx = ctx.pool.begin().await?;
+    for d in &jobs {
+        let sched = schedule(&s, d.channel());
+        queue::insert(
+            &mut tx,
+            d.channel(),
+            &serde_json::to_string(d)?,
+            queue::first_delay(&sched),
+            sched.len(),
+            None,
+        )
+        .await?;
+    }
+    queue::mark_done(&mut tx, event_id).await?;
+    tx.commit().await?;
+    tracing::info!(
+        event_id,
+        kind = %event.kind,
+        user_id = event.user_id,
+        deliveries = jobs.len(),
+        "event fanned out"
+    );
+    Ok(())
+}
+
+/// The deliveries of one event: per recipient and channel as their
+/// preferences say, plus one per matching webhook endpoint. Reads only.
+async fn plan(
+    ctx: &Ctx,
+    s: &Settings,
+    event_id: i64,
+    event: &Event,
+) -> anyhow::Result<Vec<Delivery>> {
     let recipients = recipients(&ctx.pool, event.user_id).await?;
     let system_gotify = !s.str("gotify.url").is_empty() && !s.str("gotify.token").is_empty();
     let mut jobs: Vec<Delivery> = crate::prefs::targets(event.kind, &recipients, system_gotify)
@@ -278,30 +312,71 @@ async fn fan_out(ctx: &Ctx, event_id: i64, event: &Event) -> anyhow::Result<()> 
             body: body.clone(),
         });
     }
-    let mut tx = ctx.pool.begin().await?;
-    for d in &jobs {
-        let sched = schedule(&s, d.channel());
-        queue::insert(
-            &mut tx,
-            d.channel(),
-            &serde_json::to_string(d)?,
-            queue::first_delay(&sched),
-            sched.len(),
-            None,
-        )
-        .await?;
+    Ok(jobs)
+}
+
+/// Delivers an event that could not be stored (the database refuses
+/// writes, e.g. the read-only mode after corruption) straight from memory,
+/// on the same schedules. Only admin alerts take this path: an alert that
+/// the database is read-only must not depend on writing to it. Nothing
+/// survives a restart here, which is why `Notify` says so in its reply.
+pub async fn deliver_unstored(ctx: Arc<Ctx>, event: Event) {
+    let s = ctx.settings.get();
+    let deliveries = match plan(&ctx, &s, 0, &event).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(kind = %event.kind, error = %format!("{e:#}"), "cannot plan an unstored event");
+            return;
+        }
+    };
+    for d in deliveries {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let channel = d.channel();
+            let mut done = 0;
+            let mut wait = queue::first_delay(&schedule(&ctx.settings.get(), channel));
+            loop {
+                tokio::time::sleep(wait).await;
+                let s = ctx.settings.get();
+                done += 1;
+                let (target, result) = match send(&ctx, &s, &d, 0).await {
+                    Ok(Sent::Tried(t, r)) => (t, r),
+                    Ok(Sent::Gone(..)) => return,
+                    Err(e) => (String::new(), Err(format!("{e:#}"))),
+                };
+                let next = match &result {
+                    Ok(_) => None,
+                    Err(_) => match queue::next_step(done, &schedule(&s, channel)) {
+                        Step::Retry(after) => Some(after),
+                        Step::GiveUp => None,
+                    },
+                };
+                let status = match (&result, next) {
+                    (Ok(_), _) => "sent",
+                    (Err(_), Some(_)) => "failed",
+                    (Err(_), None) => "abandoned",
+                };
+                let text = match &result {
+                    Ok(r) | Err(r) => r.as_str(),
+                };
+                tracing::warn!(channel, target = %target, status, attempt = done, response = %text, "unstored delivery");
+                // Best effort: the log row is lost if the database still refuses writes.
+                if let Ok(mut conn) = ctx.pool.acquire().await {
+                    let a = Attempt {
+                        channel,
+                        target: &target,
+                        status,
+                        response: text,
+                    };
+                    let _ = queue::log_delivery(&mut conn, None, &a).await;
+                }
+                match next {
+                    Some(after) => wait = after,
+                    None => return,
+                }
+            }
+        });
     }
-    queue::mark_done(&mut tx, event_id).await?;
-    tx.commit().await?;
-    tracing::info!(
-        event_id,
-        kind = %event.kind,
-        user_id = event.user_id,
-        recipients = recipients.len(),
-        deliveries = jobs.len(),
-        "event fanned out"
-    );
-    Ok(())
 }
 
 /// The user an event is for, or every admin for user 0 (or a user who no
@@ -352,58 +427,16 @@ async fn webhook_endpoints(pool: &SqlitePool, kind: Kind) -> Result<Vec<i64>, sq
 async fn attempt(ctx: &Ctx, job: &Job, d: &Delivery) -> anyhow::Result<()> {
     let s = ctx.settings.get();
     let channel = d.channel();
-    let (target, result) = match d {
-        Delivery::Email { event, to, .. } => {
-            let mail = compose(&ctx.data_dir, &s, event, to).await;
-            (to.clone(), deliver::email(&s, &ctx.http, &mail).await)
-        }
-        Delivery::Gotify { event, user_id, .. } => {
-            let (url, token) = gotify_server(&ctx.pool, &s, *user_id).await;
-            let r = templates::render(event, timezone(&s));
-            let push = Push {
-                title: r.subject,
-                message: r.short,
-                priority: r.priority,
+    let (target, result) = match send(ctx, &s, d, job.id).await? {
+        Sent::Tried(target, result) => (target, result),
+        Sent::Gone(target, why) => {
+            let a = Attempt {
+                channel,
+                target: &target,
+                status: "abandoned",
+                response: why,
             };
-            (
-                url.clone(),
-                deliver::gotify(&ctx.http, &url, &token, &push).await,
-            )
-        }
-        Delivery::Webhook {
-            endpoint_id,
-            event,
-            timestamp,
-            body,
-            ..
-        } => {
-            let ep: Option<(String, String, bool)> =
-                sqlx::query_as("SELECT url, secret, enabled FROM webhook_endpoints WHERE id = ?")
-                    .bind(endpoint_id)
-                    .fetch_optional(&ctx.pool)
-                    .await?;
-            match ep {
-                Some((url, secret, true)) => {
-                    let hook = Hook {
-                        url: &url,
-                        secret: &secret,
-                        body,
-                        event: event.as_str(),
-                        timestamp: *timestamp,
-                        delivery_id: job.id,
-                    };
-                    (url.clone(), deliver::webhook(&ctx.http, &hook).await)
-                }
-                _ => {
-                    let a = Attempt {
-                        channel,
-                        target: &format!("endpoint {endpoint_id}"),
-                        status: "abandoned",
-                        response: "endpoint deleted or disabled",
-                    };
-                    return Ok(queue::give_up(&ctx.pool, job, &a).await?);
-                }
-            }
+            return Ok(queue::give_up(&ctx.pool, job, &a).await?);
         }
     };
     let sched = schedule(&s, channel);
@@ -459,6 +492,68 @@ async fn attempt(ctx: &Ctx, job: &Job, d: &Delivery) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The outcome of [`send`].
+enum Sent {
+    /// Target and the remote answer or error text.
+    Tried(String, Result<String, String>),
+    /// Nothing to send to any more (webhook endpoint deleted or disabled).
+    Gone(String, &'static str),
+}
+
+/// One delivery attempt with the settings `s`; writes nothing to the
+/// database (the caller logs), so it also serves when the database is
+/// read-only.
+async fn send(ctx: &Ctx, s: &Settings, d: &Delivery, delivery_id: i64) -> anyhow::Result<Sent> {
+    Ok(match d {
+        Delivery::Email { event, to, .. } => {
+            let mail = compose(&ctx.data_dir, s, event, to).await;
+            Sent::Tried(to.clone(), deliver::email(s, &ctx.http, &mail).await)
+        }
+        Delivery::Gotify { event, user_id, .. } => {
+            let (url, token) = gotify_server(&ctx.pool, s, *user_id).await;
+            let r = templates::render(event, timezone(s));
+            let push = Push {
+                title: r.subject,
+                message: r.short,
+                priority: r.priority,
+            };
+            let result = deliver::gotify(&ctx.http, &url, &token, &push).await;
+            Sent::Tried(url, result)
+        }
+        Delivery::Webhook {
+            endpoint_id,
+            event,
+            timestamp,
+            body,
+            ..
+        } => {
+            let ep: Option<(String, String, bool)> =
+                sqlx::query_as("SELECT url, secret, enabled FROM webhook_endpoints WHERE id = ?")
+                    .bind(endpoint_id)
+                    .fetch_optional(&ctx.pool)
+                    .await?;
+            match ep {
+                Some((url, secret, true)) => {
+                    let hook = Hook {
+                        url: &url,
+                        secret: &secret,
+                        body,
+                        event: event.as_str(),
+                        timestamp: *timestamp,
+                        delivery_id,
+                    };
+                    let result = deliver::webhook(&ctx.http, &hook).await;
+                    Sent::Tried(url, result)
+                }
+                _ => Sent::Gone(
+                    format!("endpoint {endpoint_id}"),
+                    "endpoint deleted or disabled",
+                ),
+            }
+        }
+    })
 }
 
 /// id, source, kind, message, created_at of an `alerts` row.
