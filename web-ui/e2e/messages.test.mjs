@@ -45,7 +45,7 @@ test('a message sent from the UI reaches the Twilio stand-in and is shown delive
   // Send the text alone first (the image path is covered by the preview and the API).
   await page.setInputFiles('#msg-media', [])
   await page.getByRole('button', { name: 'Send' }).click()
-  await page.getByText('Hello from the GoSIP UI').waitFor()
+  await page.getByRole('list', { name: 'Conversation', exact: true }).getByText('Hello from the GoSIP UI').waitFor()
   // Delivery status arrives by webhook; the view refreshes on the live event or a reload.
   const deadline = Date.now() + 30000
   let status = ''
