@@ -116,8 +116,9 @@ pub async fn serve(
     ));
 
     let mut settings_rx = settings.subscribe();
-    let mut reload = tokio::time::interval(DEVICE_RELOAD);
-    reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Devices are re-read off the core task; only a changed list is handed over.
+    let (dev_tx, mut dev_rx) = mpsc::channel(1);
+    tokio::spawn(device_reloader(pool.clone(), dev_tx, shutdown.clone()));
     loop {
         let now = now_ms();
         let wait = core.poll_timeout().map_or(Duration::from_secs(1), |t| {
@@ -145,18 +146,39 @@ pub async fn serve(
                     }
                 }
             }
-            _ = reload.tick() => {
-                match store::load_devices(&pool).await {
-                    Ok(d) => core.set_devices(d),
-                    Err(e) => tracing::warn!(error = %e, "cannot reload devices"),
-                }
-            }
+            Some(devices) = dev_rx.recv() => core.set_devices(devices),
         }
         flush(&mut core, &udp, &conns, &ev_tx).await;
     }
     drop(ev_tx);
     let _ = writer.await;
     Ok(())
+}
+
+async fn device_reloader(
+    pool: SqlitePool,
+    tx: mpsc::Sender<Vec<crate::sip::registrar::Device>>,
+    shutdown: CancellationToken,
+) {
+    let mut last = Vec::new();
+    let mut tick = tokio::time::interval(DEVICE_RELOAD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match store::load_devices(&pool).await {
+            Ok(d) if d != last => {
+                last = d.clone();
+                if tx.send(d).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot reload devices"),
+        }
+    }
 }
 
 /// Sends what the core queued and hands events to the writer.

@@ -13,7 +13,7 @@ use crate::sip::{Peer, Transport};
 /// Every device, as the core needs it.
 pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, username, password_hash, ha1_sha256, realm, extension FROM devices",
+        "SELECT id, username, password_hash, ha1_sha256, realm, extension FROM devices ORDER BY id",
     )
     .fetch_all(pool)
     .await?;

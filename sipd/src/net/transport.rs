@@ -18,7 +18,7 @@ use crate::sip::msg::{MAX_HEADER_SECTION, MAX_MESSAGE};
 use crate::sip::{Peer, Transmit, Transport};
 
 /// Messages queued per source IP before further ones are dropped.
-const PER_SOURCE_QUEUE: usize = 512;
+const PER_SOURCE_QUEUE: usize = 2048;
 /// Open TCP connections per source IP.
 const PER_SOURCE_CONNS: usize = 32;
 /// A TCP connection silent this long is closed (phones ping every 30-120 s).

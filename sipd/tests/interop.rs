@@ -1,0 +1,195 @@
+//! Real SIP software against a running sipd: sipp scenarios (register with
+//! digest, wrong password, un-register, OPTIONS, TCP) and two baresip
+//! instances registering. Needs the Debian packages `sip-tester` and
+//! `baresip` (scripts/install-deps.sh).
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::Sipd;
+
+fn scenario(name: &str) -> String {
+    format!("{}/tests/sipp/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs one sipp scenario once; Ok when sipp reports success.
+async fn sipp(s: &Sipd, dir: &Path, xml: &str, csv: &str, tcp: bool) -> Result<(), String> {
+    let inf = dir.join(format!("{xml}.csv"));
+    std::fs::write(&inf, format!("SEQUENTIAL\n{csv}\n")).unwrap();
+    let mut cmd = tokio::process::Command::new("sipp");
+    cmd.arg(s.sip.to_string())
+        .args(["-sf", &scenario(xml), "-inf"])
+        .arg(&inf)
+        .args([
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "-timeout",
+            "15s",
+            "-timeout_error",
+        ])
+        .args(["-trace_err", "-nostdin"])
+        .args(if tcp {
+            &["-t", "t1"][..]
+        } else {
+            &["-t", "u1"][..]
+        })
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| format!("sipp: {e} (install sip-tester)"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let mut errors = String::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with("_errors.log") {
+            errors.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    Err(format!(
+        "sipp {xml} exit {:?}: {}{errors}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+#[tokio::test]
+async fn sipp_registers_with_digest_fails_with_a_wrong_password_and_unregisters() {
+    let s = Sipd::start(&[]).await;
+    s.add_devices(&[("alice", "s3cret", "101")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = "alice;[authentication username=alice password=s3cret]";
+    sipp(&s, dir.path(), "options.xml", "x", false)
+        .await
+        .unwrap();
+    sipp(
+        &s,
+        dir.path(),
+        "register.xml",
+        &format!("{good};300"),
+        false,
+    )
+    .await
+    .unwrap();
+    s.eventually("udp row", || async {
+        s.registrations().await.iter().any(|r| r.1 == "udp")
+    })
+    .await;
+    sipp(&s, dir.path(), "register.xml", &format!("{good};300"), true)
+        .await
+        .unwrap();
+    s.eventually("tcp row", || async {
+        s.registrations().await.iter().any(|r| r.1 == "tcp")
+    })
+    .await;
+    sipp(
+        &s,
+        dir.path(),
+        "register_wrong_password.xml",
+        "alice;[authentication username=alice password=nope]",
+        false,
+    )
+    .await
+    .unwrap();
+    s.eventually("security event", || async {
+        s.security_events()
+            .await
+            .iter()
+            .any(|e| e.0 == "sip_bad_password")
+    })
+    .await;
+    sipp(&s, dir.path(), "unregister.xml", good, false)
+        .await
+        .unwrap();
+    s.eventually("rows gone", || async { s.registrations().await.is_empty() })
+        .await;
+    s.stop().await;
+}
+
+fn baresip_dir(root: &Path, name: &str, port: u16, account: &str) -> std::path::PathBuf {
+    let d = root.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("config"),
+        format!(
+            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nnet_interface 127.0.0.1\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule_tmp uuid.so\n\
+             module_tmp account.so\nmodule_app menu.so\n\
+             audio_player aufile,/dev/null\naudio_source aufile,/dev/null\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(d.join("accounts"), format!("{account}\n")).unwrap();
+    d
+}
+
+fn free_udp_port_pair() -> u16 {
+    // baresip also binds port + 1 (TLS); find a port whose neighbour is free.
+    loop {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_baresip_instances_register() {
+    let s = Sipd::start(&[]).await;
+    s.add_devices(&[("bob", "pw-bob", "102"), ("carol", "pw-carol", "103")])
+        .await;
+    let root = tempfile::tempdir().unwrap();
+    let mut kids = Vec::new();
+    for (user, pw) in [("bob", "pw-bob"), ("carol", "pw-carol")] {
+        let port = free_udp_port_pair();
+        let d = baresip_dir(
+            root.path(),
+            user,
+            port,
+            &format!(
+                "<sip:{user}@{};transport=udp>;auth_pass={pw};regint=300",
+                s.sip
+            ),
+        );
+        let child = tokio::process::Command::new("baresip")
+            .arg("-f")
+            .arg(&d)
+            .args(["-t", "20"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("baresip (install baresip)");
+        kids.push(child);
+    }
+    s.eventually("both baresip registered", || async {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT contact, user_agent FROM registrations ORDER BY contact")
+                .fetch_all(&s.pool)
+                .await
+                .unwrap();
+        rows.len() == 2
+            && rows[0].0.starts_with("sip:bob")
+            && rows[1].0.starts_with("sip:carol")
+            && rows.iter().all(|r| r.1.starts_with("baresip"))
+    })
+    .await;
+    for mut k in kids {
+        let _ = k.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), k.wait()).await;
+    }
+    s.stop().await;
+}
