@@ -4,7 +4,9 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { startSystem, launchBrowser, screenshot } from './harness.mjs'
-import { ADMIN, setupSystem, loginInBrowser, assertAccessible, decodeQr } from './ui.mjs'
+import { ADMIN, setupSystem, loginInBrowser, assertAccessible, decodeQr, sipRegister } from './ui.mjs'
+
+let device
 import { ENDPOINTS } from '../src/client.js'
 
 let sys, browser, api, page
@@ -57,6 +59,16 @@ test('creating a device shows its credentials once and a QR code that decodes to
   assert.ok(!(await page.content()).includes(password), 'password gone from the page')
   const listed = await api.get('/devices')
   assert.ok(!JSON.stringify(listed).includes(password), 'password never returned by the API')
+  device = { username, password }
+})
+
+test('a phone registering over SIP shows up as registered, with its user agent, without a reload', async () => {
+  const row = page.locator(`[data-device="${device.username}"]`)
+  const status = await sipRegister({ port: sys.ports.sip, username: device.username, password: device.password, userAgent: 'Grandstream GXP1760W 1.0.7.13' })
+  assert.match(status, /^SIP\/2\.0 200/)
+  await page.waitForFunction((u) => document.querySelector(`[data-device="${u}"] [data-status]`)?.textContent.trim() === 'Registered', device.username, { timeout: 10000 })
+  assert.equal((await row.locator('[data-ua]').innerText()).trim(), 'Grandstream GXP1760W 1.0.7.13')
+  await screenshot(page, 'devices-registered')
 })
 
 test('a time rule built in the rule builder decides the call in "test a call"', async () => {
@@ -89,6 +101,43 @@ test('a time rule built in the rule builder decides the call in "test a call"', 
   await page.waitForFunction(() => !document.querySelector('[data-matched-rule]')?.textContent.includes('Weekend voicemail'))
   await screenshot(page, 'routing')
   await assertAccessible(page, 'routing')
+})
+
+test('rules reorder by dragging, and a holiday from the schedule editor drives a holiday rule', async () => {
+  const builder = page.getByRole('form', { name: 'Rule builder' })
+  await builder.getByLabel('Rule name').fill('Holiday announcement')
+  await builder.getByLabel('Condition').selectOption('time')
+  await builder.getByLabel('Time', { exact: true }).selectOption('holidays')
+  await builder.getByLabel('Action').selectOption('announcement')
+  await builder.getByLabel('Announcement text').fill('We are closed today.')
+  await builder.getByRole('button', { name: 'Add rule' }).click()
+  const holidayRule = page.locator('[data-rule="Holiday announcement"]')
+  await holidayRule.waitFor()
+  // Drag the new (last) rule above the weekend rule: it now decides first.
+  await holidayRule.dragTo(page.locator('[data-rule="Weekend voicemail"]'))
+  await page.waitForFunction(() => document.querySelector('[data-rule]')?.dataset.rule === 'Holiday announcement')
+  const routes = await api.get('/routes?sort=priority&order=asc')
+  assert.deepEqual(routes.items.map((r) => r.name), ['Holiday announcement', 'Weekend voicemail'], 'order saved')
+  // Keyboard: move it back down and up again.
+  await page.getByRole('button', { name: 'Move down: Holiday announcement' }).click()
+  await page.waitForFunction(() => document.querySelector('[data-rule]')?.dataset.rule === 'Weekend voicemail')
+  await page.getByRole('button', { name: 'Move up: Holiday announcement' }).click()
+  await page.waitForFunction(() => document.querySelector('[data-rule]')?.dataset.rule === 'Holiday announcement')
+
+  // 2026-11-28 (a Saturday) becomes a holiday in the schedule editor.
+  await page.getByLabel('Add a holiday').fill('2026-11-28')
+  await page.getByRole('button', { name: 'Add', exact: true }).click()
+  await page.getByLabel('Open on Saturday').check()
+  await page.getByRole('button', { name: 'Save schedule' }).click()
+  await page.getByText('Schedule saved.').waitFor()
+  const cfg = await api.get('/system/config')
+  assert.deepEqual(JSON.parse(cfg.values['routing.holidays']), ['2026-11-28'])
+  assert.ok(JSON.parse(cfg.values['routing.business_hours']).sat, 'Saturday hours saved')
+  const form = page.getByRole('form', { name: 'Test a call' })
+  await form.getByLabel('Date and time').fill('2026-11-28T11:00')
+  await form.getByRole('button', { name: 'Test' }).click()
+  await page.waitForFunction(() => document.querySelector('[data-matched-rule]')?.textContent.trim() === 'Holiday announcement')
+  await screenshot(page, 'routing-rules')
 })
 
 test('every admin screen renders with data or an empty state and no serious accessibility problems', async () => {
@@ -127,4 +176,22 @@ test('the phone-sized layout has a working menu', async () => {
   assert.ok(overflow <= 1, `no sideways scrolling on a phone (${overflow}px)`)
   await screenshot(p, 'routing-phone')
   await ctx.close()
+})
+
+test('a backup downloads, and restoring it is accepted (the last test: restore ends sessions)', async () => {
+  await nav('System')
+  await page.getByRole('heading', { name: 'System settings' }).waitFor()
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download a backup' }).click()])
+  const path = await download.path()
+  const { statSync } = await import('node:fs')
+  assert.ok(statSync(path).size > 1000, 'a non-trivial archive')
+  await page.getByText(/^Downloaded /).waitFor()
+  // A file that is not a backup changes nothing.
+  await page.setInputFiles('#restore-file', { name: 'junk.tar', mimeType: 'application/x-tar', buffer: Buffer.from('not a backup') })
+  await page.getByRole('button', { name: 'Restore', exact: true }).click()
+  await page.getByText(/^Nothing was changed/).waitFor()
+  await page.setInputFiles('#restore-file', path)
+  await page.getByRole('button', { name: 'Restore', exact: true }).click()
+  await page.getByText(/^Restored/).waitFor()
+  await screenshot(page, 'system-restored')
 })

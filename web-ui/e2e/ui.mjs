@@ -130,3 +130,53 @@ export function wav(seconds = 1) {
   for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / rate)), 44 + i * 2)
   return b
 }
+
+/** Registers `username` at sipd over UDP with RFC 2617 digest (MD5, qop=auth), like a phone. */
+export async function sipRegister({ port, username, password, userAgent = 'GoSIP-UI-test/1.0', expires = 300 }) {
+  const { createSocket } = await import('node:dgram')
+  const { createHash, randomBytes } = await import('node:crypto')
+  const md5 = (s) => createHash('md5').update(s).digest('hex')
+  const rnd = () => randomBytes(8).toString('hex')
+  const sock = createSocket('udp4')
+  await new Promise((r) => sock.bind(0, '127.0.0.1', r))
+  const lport = sock.address().port
+  const uri = `sip:127.0.0.1:${port}`
+  const callId = `${rnd()}@127.0.0.1`
+  const fromTag = rnd()
+  const send = (cseq, auth) => {
+    const lines = [
+      `REGISTER ${uri} SIP/2.0`,
+      `Via: SIP/2.0/UDP 127.0.0.1:${lport};branch=z9hG4bK${rnd()};rport`,
+      'Max-Forwards: 70',
+      `From: <sip:${username}@127.0.0.1>;tag=${fromTag}`,
+      `To: <sip:${username}@127.0.0.1>`,
+      `Call-ID: ${callId}`,
+      `CSeq: ${cseq} REGISTER`,
+      `Contact: <sip:${username}@127.0.0.1:${lport};transport=udp>`,
+      `Expires: ${expires}`,
+      `User-Agent: ${userAgent}`,
+      ...(auth ? [`Authorization: ${auth}`] : []),
+      'Content-Length: 0', '', '']
+    sock.send(Buffer.from(lines.join('\r\n')), port, '127.0.0.1')
+  }
+  const next = () => new Promise((res, rej) => {
+    const t = setTimeout(() => rej(new Error('no SIP answer')), 5000)
+    sock.once('message', (m) => { clearTimeout(t); res(m.toString()) })
+  })
+  try {
+    send(1)
+    const challenge = await next()
+    const hdrs = challenge.split('\r\n').filter((l) => /^WWW-Authenticate:/i.test(l))
+    const h = hdrs.find((l) => !/algorithm=("?)SHA-256/i.test(l)) ?? hdrs[0]
+    if (!h) throw new Error(`no challenge: ${challenge.split('\r\n')[0]}`)
+    const p = (k) => new RegExp(`${k}="?([^",]+)"?`, 'i').exec(h)?.[1]
+    const realm = p('realm'), nonce = p('nonce'), opaque = p('opaque')
+    const cnonce = rnd(), nc = '00000001'
+    const response = md5(`${md5(`${username}:${realm}:${password}`)}:${nonce}:${nc}:${cnonce}:auth:${md5(`REGISTER:${uri}`)}`)
+    send(2, `Digest username="${username}", realm="${realm}", nonce="${nonce}", uri="${uri}", response="${response}", algorithm=MD5, cnonce="${cnonce}", qop=auth, nc=${nc}${opaque ? `, opaque="${opaque}"` : ''}`)
+    const ok = await next()
+    return ok.split('\r\n')[0]
+  } finally {
+    sock.close()
+  }
+}
