@@ -42,10 +42,13 @@ test('a message sent from the UI reaches the Twilio stand-in and is shown delive
   await page.getByLabel('Message', { exact: true }).fill('Hello from the GoSIP UI')
   await page.setInputFiles('#msg-media', { name: 'dot.png', mimeType: 'image/png', buffer: Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64') })
   await page.getByAltText('Preview of the attached image').waitFor()
-  // Send the text alone first (the image path is covered by the preview and the API).
-  await page.setInputFiles('#msg-media', [])
   await page.getByRole('button', { name: 'Send' }).click()
-  await page.getByRole('list', { name: 'Conversation', exact: true }).getByText('Hello from the GoSIP UI').waitFor()
+  const thread = page.getByRole('list', { name: 'Conversation', exact: true })
+  await thread.getByText('Hello from the GoSIP UI').waitFor()
+  // The sent MMS shows its image, served back by webd.
+  const img = thread.getByAltText('Image 1 in message')
+  await img.waitFor()
+  await page.waitForFunction(() => document.querySelector('img[alt="Image 1 in message"]')?.naturalWidth === 1)
   // Delivery status arrives by webhook; the view refreshes on the live event or a reload.
   const deadline = Date.now() + 30000
   let status = ''
