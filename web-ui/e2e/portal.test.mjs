@@ -23,14 +23,16 @@ before(async () => {
   mkdirSync(join(sys.data, 'voicemails'), { recursive: true })
   writeFileSync(join(sys.data, 'voicemails', 'bob-1.wav'), wav(2))
   writeFileSync(join(sys.data, 'voicemails', 'carol-1.wav'), wav(1))
-  const cdr = 'INSERT INTO cdrs (call_sid, direction, from_number, to_number, user_id, started_at, answered_at, ended_at, duration, disposition) VALUES (?,?,?,?,?,?,?,?,?,?)'
+  mkdirSync(join(sys.data, 'recordings'), { recursive: true })
+  writeFileSync(join(sys.data, 'recordings', 'ca0001.wav'), wav(3))
+  const cdr = 'INSERT INTO cdrs (call_sid, direction, from_number, to_number, user_id, started_at, answered_at, ended_at, duration, disposition, recording_url) VALUES (?,?,?,?,?,?,?,?,?,?,?)'
   const vm = 'INSERT INTO voicemails (user_id, from_number, audio_url, transcript, transcript_status, duration, is_read, created_at) VALUES (?,?,?,?,?,?,?,?)'
   const msg = 'INSERT INTO messages (message_sid, direction, from_number, to_number, user_id, body, status, is_read, created_at) VALUES (?,?,?,?,?,?,?,?,?)'
   const r = sql(sys, [cdr, cdr, cdr, cdr, vm, vm, msg, msg], [
-    ['CA0001', 'inbound', '+15550000001', '+15551230000', ids.bob, '2026-11-20T10:00:00.000Z', '2026-11-20T10:00:05.000Z', '2026-11-20T10:02:05.000Z', 120, 'answered'],
-    ['CA0002', 'inbound', '+15550000002', '+15551230000', ids.bob, '2026-11-21T10:00:00.000Z', null, '2026-11-21T10:00:30.000Z', 0, 'missed'],
-    ['CA0003', 'outbound', '+15551230000', '+15550000003', ids.bob, '2026-11-22T10:00:00.000Z', '2026-11-22T10:00:02.000Z', '2026-11-22T10:01:02.000Z', 60, 'answered'],
-    ['CA0009', 'inbound', '+15559999999', '+15551230000', ids.carol, '2026-11-22T11:00:00.000Z', null, '2026-11-22T11:00:30.000Z', 0, 'voicemail'],
+    ['CA0001', 'inbound', '+15550000001', '+15551230000', ids.bob, '2026-11-20T10:00:00.000Z', '2026-11-20T10:00:05.000Z', '2026-11-20T10:02:05.000Z', 120, 'answered', 'recordings/ca0001.wav'],
+    ['CA0002', 'inbound', '+15550000002', '+15551230000', ids.bob, '2026-11-21T10:00:00.000Z', null, '2026-11-21T10:00:30.000Z', 0, 'missed', null],
+    ['CA0003', 'outbound', '+15551230000', '+15550000003', ids.bob, '2026-11-22T10:00:00.000Z', '2026-11-22T10:00:02.000Z', '2026-11-22T10:01:02.000Z', 60, 'answered', null],
+    ['CA0009', 'inbound', '+15559999999', '+15551230000', ids.carol, '2026-11-22T11:00:00.000Z', null, '2026-11-22T11:00:30.000Z', 0, 'voicemail', null],
     [ids.bob, '+15550000002', 'voicemails/bob-1.wav', 'Hi Bob, call me back about the invoice.', 'completed', 2, 0, '2026-11-21T10:00:40.000Z'],
     [ids.carol, '+15559999999', 'voicemails/carol-1.wav', 'Carol private message', 'completed', 1, 0, '2026-11-22T11:00:40.000Z'],
     ['SM0001', 'inbound', '+15550000001', '+15551230000', ids.bob, 'Lunch at noon?', 'received', 0, '2026-11-22T09:00:00.000Z'],
@@ -96,6 +98,13 @@ test('call history filters by direction and exports the same calls as CSV', asyn
   await page.getByRole('button', { name: 'Filter' }).click()
   await page.waitForFunction(() => !document.body.innerText.includes('+15550000003'))
   assert.equal(await page.locator('table[aria-label=Calls] tbody tr').count(), 2)
+  // The recorded call plays in the page and offers a download.
+  const rec = page.getByRole('region', { name: 'Scrollable table' }).locator('audio')
+  assert.equal(await rec.count(), 1, 'one recorded call')
+  const dur = await rec.evaluate(async (a) => { a.muted = true; await a.play(); await new Promise((r) => a.addEventListener('timeupdate', r, { once: true })); a.pause(); return a.duration })
+  assert.ok(dur > 2.5 && dur < 3.5, `the 3 s recording (${dur})`)
+  const [rdl] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download' }).click()])
+  assert.ok(readFileSync(await rdl.path()).subarray(0, 4).toString() === 'RIFF', 'a WAV file')
   await screenshot(page, 'calls')
   await assertAccessible(page, 'calls')
   const [download] = await Promise.all([page.waitForEvent('download'), page.locator('[data-csv]').click()])
