@@ -11,9 +11,8 @@ use proto::pb::mediad::{
     AllocateReply, AllocateRequest, CallStats, EventsRequest, MediaEvent, RecordReply,
     RecordRequest, ReleaseReply, ReleaseRequest, StatsRequest, UpdateLegReply, UpdateLegRequest,
 };
-use tokio::sync::{mpsc, oneshot};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::call::{self, Cmd, Env, LegUpdate, Sockets};
@@ -279,14 +278,32 @@ impl Mediad for MediaService {
         &self,
         _req: Request<EventsRequest>,
     ) -> Result<Response<Self::EventsStream>, Status> {
-        let rx = self.inner.env.events.subscribe();
-        let stream = BroadcastStream::new(rx).filter_map(|r| match r {
-            Ok(ev) => Some(Ok(ev)),
-            Err(e) => {
-                tracing::warn!(error = %e, "events subscriber lagged");
-                None
+        // A forwarding task, so the stream ends at shutdown (the server's
+        // graceful stop waits for open streams).
+        let mut rx = self.inner.env.events.subscribe();
+        let stop = self.inner.env.shutdown.clone();
+        let (tx, out) = mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tx.closed() => return,
+                    ev = rx.recv() => ev,
+                };
+                match ev {
+                    Ok(ev) => {
+                        if tx.send(Ok(ev)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "events subscriber lagged");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
             }
         });
+        let stream = ReceiverStream::new(out);
         Ok(Response::new(Box::pin(stream)))
     }
 }

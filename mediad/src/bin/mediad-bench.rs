@@ -1,0 +1,282 @@
+//! Load generator for `scripts/bench/media_relay.sh`: N simultaneous calls
+//! through a running mediad, 20 ms G.711 packets both ways, for a measured
+//! window. Prints mediad's CPU (from /proc/<pid>/stat), packet loss and the
+//! one-way latency through the relay next to a direct loopback baseline.
+//! Talks only to 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use proto::pb::mediad::mediad_client::MediadClient;
+use proto::pb::mediad::{AllocateRequest, RecordRequest, ReleaseRequest, UpdateLegRequest};
+use tokio::net::UdpSocket;
+
+#[derive(Parser)]
+#[command(about = "mediad relay benchmark (127.0.0.1 only)")]
+struct Args {
+    /// mediad's gRPC address.
+    #[arg(long)]
+    grpc: SocketAddr,
+    /// mediad's process id, for CPU time.
+    #[arg(long)]
+    pid: u32,
+    /// Simultaneous calls.
+    #[arg(long, default_value_t = 50)]
+    calls: usize,
+    /// Measured seconds (after 1 s of warm-up).
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Record every call.
+    #[arg(long)]
+    record: bool,
+}
+
+/// /proc/<pid>/stat utime and stime are in USER_HZ, 100 on Linux ABIs.
+const USER_HZ: f64 = 100.0;
+const PACKET: usize = 172;
+const MEASURED: u8 = 1;
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(bench(args))
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    if !args.grpc.ip().is_loopback() {
+        anyhow::bail!("the benchmark only talks to 127.0.0.1");
+    }
+    let mut client = MediadClient::connect(format!("http://{}", args.grpc))
+        .await
+        .context("connect to mediad")?;
+    let epoch = Instant::now();
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop_send = Arc::new(AtomicBool::new(false));
+    let relay = Arc::new(Counters::default());
+    let direct = Arc::new(Counters::default());
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    let mut call_ids = Vec::new();
+
+    for i in 0..args.calls {
+        let call_id = format!("bench-{}-{i}", std::process::id());
+        let ports = client
+            .allocate(AllocateRequest {
+                call_id: call_id.clone(),
+            })
+            .await
+            .context("allocate")?
+            .into_inner();
+        let a = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        let b = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        for (leg, sock) in [("a", &a), ("b", &b)] {
+            client
+                .update_leg(UpdateLegRequest {
+                    call_id: call_id.clone(),
+                    leg: leg.into(),
+                    remote_rtp: sock.local_addr()?.to_string(),
+                    established: Some(true),
+                    ..Default::default()
+                })
+                .await?;
+        }
+        if args.record {
+            let r = client
+                .record(RecordRequest {
+                    call_id: call_id.clone(),
+                    enabled: true,
+                })
+                .await?
+                .into_inner();
+            anyhow::ensure!(r.ok, "record: {}", r.error);
+        }
+        let to_a = SocketAddr::from(([127, 0, 0, 1], ports.port_a as u16));
+        let to_b = SocketAddr::from(([127, 0, 0, 1], ports.port_b as u16));
+        receivers.push(tokio::spawn(receive(a.clone(), epoch, relay.clone())));
+        receivers.push(tokio::spawn(receive(b.clone(), epoch, relay.clone())));
+        let offset = Duration::from_micros((i as u64 * 20_000 / args.calls as u64) % 20_000);
+        senders.push(tokio::spawn(send(
+            [
+                (a, to_a, 0x1000 + i as u32),
+                (b, to_b, 0x2000_0000 + i as u32),
+            ],
+            offset,
+            epoch,
+            measuring.clone(),
+            stop_send.clone(),
+            relay.clone(),
+        )));
+        call_ids.push(call_id);
+    }
+    // Baseline: one pair of sockets talking directly, same pacing.
+    let da = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    let db = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    receivers.push(tokio::spawn(receive(da.clone(), epoch, direct.clone())));
+    receivers.push(tokio::spawn(receive(db.clone(), epoch, direct.clone())));
+    let (da_addr, db_addr) = (da.local_addr()?, db.local_addr()?);
+    senders.push(tokio::spawn(send(
+        [(da, db_addr, 7), (db, da_addr, 8)],
+        Duration::from_millis(3),
+        epoch,
+        measuring.clone(),
+        stop_send.clone(),
+        direct.clone(),
+    )));
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu0 = cpu_ticks(args.pid)?;
+    let t0 = Instant::now();
+    measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(args.secs)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let cpu1 = cpu_ticks(args.pid)?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    stop_send.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await?;
+    }
+    // Stragglers: the receivers stop after 500 ms of quiet.
+    let mut relay_lat = Vec::new();
+    let mut direct_lat = Vec::new();
+    let n_relay = receivers.len() - 2;
+    for (i, r) in receivers.into_iter().enumerate() {
+        let lat = r.await?;
+        if i < n_relay {
+            relay_lat.extend(lat);
+        } else {
+            direct_lat.extend(lat);
+        }
+    }
+    let mut mediad_lost = 0;
+    for id in call_ids {
+        let r = client
+            .release(ReleaseRequest { call_id: id })
+            .await?
+            .into_inner();
+        if let Some(s) = r.stats {
+            mediad_lost += s.a.map_or(0, |l| l.lost) + s.b.map_or(0, |l| l.lost);
+        }
+    }
+
+    let cpu = (cpu1 - cpu0) as f64 / USER_HZ / elapsed * 100.0;
+    let sent = relay.sent.load(Ordering::Relaxed);
+    let recv = relay.received.load(Ordering::Relaxed);
+    let loss = if sent == 0 {
+        0.0
+    } else {
+        sent.saturating_sub(recv) as f64 * 100.0 / sent as f64
+    };
+    let (p50, p99) = percentiles(&mut relay_lat);
+    let (d50, d99) = percentiles(&mut direct_lat);
+    println!(
+        "calls={:<3} record={:<3} mediad_cpu={:5.1}% of one core  loss={:.3}% ({} of {} packets; mediad saw {} seq gaps)  \
+         one-way latency via relay p50={:.3} ms p99={:.3} ms, direct loopback p50={:.3} ms p99={:.3} ms, added p50={:.3} ms p99={:.3} ms",
+        args.calls,
+        if args.record { "on" } else { "off" },
+        cpu,
+        loss,
+        sent.saturating_sub(recv),
+        sent,
+        mediad_lost,
+        p50,
+        p99,
+        d50,
+        d99,
+        p50 - d50,
+        p99 - d99,
+    );
+    Ok(())
+}
+
+/// Sends one 20 ms packet per stream each tick until told to stop; the
+/// payload carries the send time and whether it is in the measured window.
+async fn send(
+    streams: [(Arc<UdpSocket>, SocketAddr, u32); 2],
+    offset: Duration,
+    epoch: Instant,
+    measuring: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+) {
+    tokio::time::sleep(offset).await;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut buf = [0xffu8; PACKET];
+    let mut seq: u16 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let measured = measuring.load(Ordering::Relaxed);
+        for (sock, to, ssrc) in &streams {
+            mediad::relay::rtp::write_header(&mut buf, 0, false, seq, u32::from(seq) * 160, *ssrc);
+            let sent_ns = epoch.elapsed().as_nanos() as u64;
+            buf[12..20].copy_from_slice(&sent_ns.to_be_bytes());
+            buf[20] = if measured { MEASURED } else { 0 };
+            if sock.send_to(&buf, *to).await.is_ok() && measured {
+                counters.sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        seq = seq.wrapping_add(1);
+    }
+}
+
+/// Receives until 500 ms of quiet after the senders stopped; returns the
+/// one-way latencies (microseconds) of measured packets.
+async fn receive(sock: Arc<UdpSocket>, epoch: Instant, counters: Arc<Counters>) -> Vec<u32> {
+    let mut lat = Vec::with_capacity(1024);
+    let mut buf = [0u8; 2048];
+    let mut started = false;
+    loop {
+        let wait = if started {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(30)
+        };
+        let Ok(Ok((n, _))) = tokio::time::timeout(wait, sock.recv_from(&mut buf)).await else {
+            return lat;
+        };
+        started = true;
+        if n != PACKET || buf[20] != MEASURED {
+            continue;
+        }
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        let sent_ns = u64::from_be_bytes(buf[12..20].try_into().unwrap_or_default());
+        lat.push((now_ns.saturating_sub(sent_ns) / 1000) as u32);
+        counters.received.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn percentiles(v: &mut [u32]) -> (f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    v.sort_unstable();
+    let at = |q: f64| f64::from(v[((v.len() - 1) as f64 * q) as usize]) / 1000.0;
+    (at(0.50), at(0.99))
+}
+
+/// utime + stime of a process, in USER_HZ ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("malformed stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5); `after` starts at field 3.
+    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
