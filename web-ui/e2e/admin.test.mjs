@@ -162,6 +162,26 @@ test('an admin adds a user with a role, and bad input is shown beside the field'
   await page.getByLabel('Role').selectOption('user')
   await page.getByRole('button', { name: 'Add user' }).click()
   await page.getByRole('cell', { name: 'bob@gosip.test', exact: true }).waitFor()
+
+  // Role change, password reset (the new password works), delete.
+  await page.getByRole('button', { name: 'Edit bob@gosip.test' }).click()
+  await page.getByLabel('Role').selectOption('admin')
+  await page.getByRole('button', { name: 'Save user' }).click()
+  const bobRow = page.getByRole('row', { name: /bob@gosip\.test/ })
+  await page.waitForFunction(() => [...document.querySelectorAll('tr')].some((r) => r.innerText.includes('bob@gosip.test') && /\badmin\b/.test(r.innerText)))
+  await page.getByRole('button', { name: 'Reset password of bob@gosip.test' }).click()
+  await page.getByLabel('New password').fill('short')
+  await page.getByRole('button', { name: 'Set password', exact: true }).click()
+  await page.locator('#f-reset-password-err').waitFor()
+  await page.getByLabel('New password').fill('Bob-reset-pass-2')
+  await page.getByRole('button', { name: 'Set password', exact: true }).click()
+  await page.getByText(/Password of bob@gosip\.test changed/).waitFor()
+  const bob = (await import('./ui.mjs')).apiClient(sys.base)
+  const me = await bob.login('bob@gosip.test', 'Bob-reset-pass-2')
+  assert.equal(me.user.role, 'admin')
+  await bobRow.getByRole('button', { name: 'Delete bob@gosip.test' }).click()
+  await bobRow.getByRole('button', { name: 'Confirm delete' }).click()
+  await page.getByRole('cell', { name: 'bob@gosip.test', exact: true }).waitFor({ state: 'detached' })
 })
 
 test('the phone-sized layout has a working menu', async () => {
