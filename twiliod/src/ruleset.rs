@@ -208,7 +208,14 @@ impl RulesCache {
             }
         };
         let mut settings = self.settings.subscribe();
-        let mut last: Option<i64> = None;
+        // Baseline first, then reload: edits made since `new` are not missed.
+        let mut last: Option<i64> = sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(&mut *conn)
+            .await
+            .ok();
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(error = %e, "rules reload failed");
+        }
         loop {
             let changed = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -224,11 +231,50 @@ impl RulesCache {
                 }
             };
             if changed {
-                if let Err(e) = self.refresh().await {
-                    tracing::warn!(error = %e, "rules reload failed");
+                match self.refresh().await {
+                    Ok(()) => {
+                        let snap = self.get();
+                        tracing::debug!(
+                            blocklist = snap.rules.blocklist.len(),
+                            dids = snap.dids.len(),
+                            "rules reloaded"
+                        );
+                    }
+                    Err(e) => tracing::warn!(error = %e, "rules reload failed"),
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_cache_sees_rule_edits_made_by_another_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = proto::db::open(dir.path()).await.unwrap();
+        let settings = SettingsHandle::new(pool.clone()).await.unwrap();
+        let cache = RulesCache::new(pool.clone(), settings).await.unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(cache.clone().run(stop.clone()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(cache.get().rules.blocklist.len(), 0);
+        sqlx::query("INSERT INTO blocklist (pattern, pattern_type) VALUES ('+1900', 'prefix')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut seen = false;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if cache.get().rules.blocklist.len() == 1 {
+                seen = true;
+                break;
+            }
+        }
+        stop.cancel();
+        assert!(seen, "blocklist edit not picked up");
     }
 }

@@ -260,6 +260,13 @@ async fn dial_result(
     if let Err(e) = ensure_cdr(&st, &call_sid, &p, Disposition::Missed).await {
         tracing::error!(call_sid = %call_sid, error = %e, "cannot write CDR");
     }
+    let _ = sqlx::query(
+        "UPDATE cdrs SET disposition = 'missed' \
+         WHERE call_sid = ? AND disposition = 'in_progress' AND sip_call_id IS NULL",
+    )
+    .bind(&call_sid)
+    .execute(&st.pool)
+    .await;
     xml(twiml::voicemail(
         &ctx(&st, &call_sid, p.str("To")),
         None,
@@ -327,7 +334,7 @@ async fn status(State(st): State<AppState>, Extension(p): Extension<WebhookParam
         // voicemail disposition is final and kept.
         let r = sqlx::query(
             "UPDATE cdrs SET ended_at = coalesce(ended_at, ?), duration = max(duration, ?), \
-                    disposition = CASE WHEN disposition IN ('in_progress', 'missed') THEN ? ELSE disposition END, \
+                    disposition = CASE WHEN disposition = 'in_progress' THEN ? ELSE disposition END, \
                     answered_at = CASE WHEN ? = 'answered' THEN coalesce(answered_at, started_at) ELSE answered_at END \
              WHERE call_sid = ? AND sip_call_id IS NULL",
         )

@@ -138,7 +138,7 @@ async fn handle_recording(
     let cdr_id = crate::voice::ensure_cdr(st, call_sid, p, Disposition::Voicemail).await?;
     sqlx::query(
         "UPDATE cdrs SET disposition = 'voicemail', ended_at = coalesce(ended_at, ?) \
-         WHERE id = ? AND disposition IN ('in_progress', 'missed', 'blocked')",
+         WHERE id = ? AND disposition IN ('in_progress', 'missed')",
     )
     .bind(proto::time::now())
     .bind(cdr_id)

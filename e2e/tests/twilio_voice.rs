@@ -1,0 +1,1028 @@
+//! twiliod's voice side against the Twilio stand-in: signed webhooks, every
+//! rule type and action, blocking, spam and anonymous edges, DST through
+//! the "test a call" RPC, voicemail end to end, REST faults and the wizard.
+//!
+//! twiliod runs in-process (`twiliod::run`) on loopback ports with a temp
+//! data dir; the stand-in plays Twilio: it signs webhooks over the public
+//! URL `https://pbx.test` and delivers them to twiliod's port, follows the
+//! TwiML and serves recordings. notifyd is deliberately unreachable: its
+//! hand-offs must queue, never fail a webhook.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use e2e::standin::{CallOutcome, CallScript, DialOutcome, Event, Faults, RecordScript, Standin};
+use proto::pb::common::ReloadRequest;
+use proto::pb::common::daemon_client::DaemonClient;
+use proto::pb::twiliod::twiliod_client::TwiliodClient;
+use proto::pb::twiliod::{
+    CheckCredentialsRequest, ConfigureNumberRequest, ListNumbersRequest, TestCallRequest,
+};
+use sqlx::SqlitePool;
+use tokio_util::sync::CancellationToken;
+
+const DID: &str = "+15550001111";
+const PUBLIC: &str = "https://pbx.test";
+
+struct Env {
+    s: Standin,
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    pool: SqlitePool,
+    http: u16,
+    grpc: u16,
+    owner: i64,
+    did_id: i64,
+    stop: CancellationToken,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.s.shutdown();
+    }
+}
+
+impl Env {
+    async fn start() -> Env {
+        Self::start_with(&[]).await
+    }
+
+    async fn start_with(settings: &[(&str, &str)]) -> Env {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let s = Standin::start().await.expect("stand-in");
+        let dir = tempfile::tempdir().expect("tmp");
+        let data = dir.path().join("data");
+        let pool = proto::db::open(&data).await.expect("db");
+        let base = [
+            ("twilio.api_base", s.base_url.as_str()),
+            ("twilio.account_sid", s.account_sid.as_str()),
+            ("twilio.auth_token", s.auth_token.as_str()),
+            ("system.public_url", PUBLIC),
+            ("sip.public_address", "127.0.0.1"),
+            ("twilio.trunk_username", "twilio-trunk"),
+            ("twilio.trunk_password", "trunk-secret"),
+        ];
+        for (k, v) in base.iter().chain(settings.iter()) {
+            proto::settings::store(&pool, k, v).await.expect("setting");
+        }
+        let owner: i64 = sqlx::query_scalar(
+            "INSERT INTO users (email, password_hash, role) VALUES ('owner@pbx.test', 'x', 'user') RETURNING id",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("user");
+        let pn = s.add_number(DID, Some(&format!("{PUBLIC}/api/webhooks/voice/incoming")));
+        if let Some(n) = s.world().numbers.iter_mut().find(|n| n.sid == pn) {
+            n.status_callback = Some(format!("{PUBLIC}/api/webhooks/voice/status"));
+        }
+        let did_id: i64 = sqlx::query_scalar(
+            "INSERT INTO dids (number, twilio_sid, name, owner_user_id) VALUES (?, ?, 'Main', ?) RETURNING id",
+        )
+        .bind(DID)
+        .bind(&pn)
+        .bind(owner)
+        .fetch_one(&pool)
+        .await
+        .expect("did");
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let (hp, gp) = (
+            http.local_addr().expect("addr").port(),
+            grpc.local_addr().expect("addr").port(),
+        );
+        let cfg = twiliod::Config::parse_from([
+            "twiliod",
+            "--data-dir",
+            data.to_str().expect("utf8"),
+            "--notifyd-grpc",
+            "127.0.0.1:9", // nobody listens: notifications must queue
+            "--retry-base-ms",
+            "50",
+            "--sip-port",
+            "5099",
+        ]);
+        let stop = CancellationToken::new();
+        let st = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = twiliod::run(cfg, twiliod::Listeners { http, grpc }, st).await {
+                eprintln!("twiliod stopped: {e:#}");
+            }
+        });
+        s.route_public_to(PUBLIC, &format!("http://127.0.0.1:{hp}"));
+        let env = Env {
+            s,
+            _dir: dir,
+            data,
+            pool,
+            http: hp,
+            grpc: gp,
+            owner,
+            did_id,
+            stop,
+        };
+        env.wait_up().await;
+        env
+    }
+
+    async fn wait_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TiliodProbe::ok(self.grpc).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("twiliod did not start");
+    }
+
+    async fn grpc(&self) -> TwiliodClient<tonic::transport::Channel> {
+        TwiliodClient::connect(format!("http://127.0.0.1:{}", self.grpc))
+            .await
+            .expect("grpc")
+    }
+
+    /// Changes a setting the way webd does: store, then Reload.
+    async fn set(&self, k: &str, v: &str) {
+        proto::settings::store(&self.pool, k, v)
+            .await
+            .expect("store");
+        DaemonClient::connect(format!("http://127.0.0.1:{}", self.grpc))
+            .await
+            .expect("daemon")
+            .reload(ReloadRequest {})
+            .await
+            .expect("reload");
+        self.settle().await;
+    }
+
+    async fn exec(&self, sql: &str) -> i64 {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .last_insert_rowid()
+    }
+
+    /// Waits for the rules cache to see database edits.
+    async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+
+    async fn call(&self, script: CallScript) -> CallOutcome {
+        e2e::standin::scenario::run(&self.s, &script)
+            .await
+            .expect("scenario")
+    }
+
+    async fn cdr(&self, call_sid: &str) -> Option<Cdr> {
+        sqlx::query_as(
+            "SELECT disposition, rule_name, reason, spam_score, stir_verstat, did_id, user_id, id \
+             FROM cdrs WHERE call_sid = ?",
+        )
+        .bind(call_sid)
+        .fetch_optional(&self.pool)
+        .await
+        .expect("cdr")
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    async fn wait_count(&self, sql: &str, want: i64) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut got = -1;
+        while Instant::now() < deadline {
+            got = self.count(sql).await;
+            if got == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{sql}: wanted {want}, got {got}");
+    }
+}
+
+type Cdr = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<f64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+);
+
+struct TiliodProbe;
+
+impl TiliodProbe {
+    async fn ok(port: u16) -> bool {
+        match DaemonClient::connect(format!("http://127.0.0.1:{port}")).await {
+            Ok(mut c) => c.health(proto::pb::common::HealthRequest {}).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+fn from(n: &str) -> CallScript {
+    CallScript {
+        from: n.into(),
+        to: DID.into(),
+        ..CallScript::default()
+    }
+}
+
+fn rejected(o: &CallOutcome) -> Option<String> {
+    o.events.iter().find_map(|e| match e {
+        Event::Reject { reason } => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+fn dialed(o: &CallOutcome) -> Option<(String, String, Option<String>)> {
+    o.events.iter().find_map(|e| match e {
+        Event::Dial {
+            target,
+            noun,
+            username,
+            ..
+        } => Some((noun.clone(), target.clone(), username.clone())),
+        _ => None,
+    })
+}
+
+fn recorded(o: &CallOutcome) -> bool {
+    o.has(|e| matches!(e, Event::Record { .. }))
+}
+
+fn first_status(o: &CallOutcome) -> u16 {
+    o.events
+        .iter()
+        .find_map(|e| match e {
+            Event::Webhook { status, .. } => Some(*status),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+fn icehook(level: u32) -> (String, String) {
+    (
+        "AddOns".into(),
+        serde_json::json!({"status":"successful","message":null,"code":null,"results":{
+            "icehook_scout":{"request_sid":"XR1","status":"successful","message":null,"code":null,
+                             "result":{"risk_rating":"likely","risk_level":level}}}})
+        .to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signatures_are_checked_over_the_public_url_in_both_port_forms() {
+    let env = Env::start().await;
+    // Signed without the port (https://pbx.test/...).
+    let o = env.call(from("+15557654321")).await;
+    assert_eq!(first_status(&o), 200, "{o:?}");
+    // Signed with the default port (https://pbx.test:443/...).
+    env.s.faults(Faults {
+        sign_with_port: true,
+        ..Faults::default()
+    });
+    let o = env.call(from("+15557654321")).await;
+    assert_eq!(first_status(&o), 200, "{o:?}");
+    // A wrong key: 403, Twilio logs 11200 and the call fails.
+    env.s.faults(Faults {
+        bad_signature: true,
+        ..Faults::default()
+    });
+    let o = env.call(from("+15557654321")).await;
+    assert_eq!(first_status(&o), 403);
+    assert!(o.has(|e| *e == Event::Error { code: 11200 }));
+    env.s.faults(Faults::default());
+
+    let client = reqwest::Client::new();
+    let internal = format!("http://127.0.0.1:{}/api/webhooks/voice/incoming", env.http);
+    let params = vec![
+        (
+            "CallSid".to_string(),
+            "CA11111111111111111111111111111111".to_string(),
+        ),
+        ("From".to_string(), "+15557654321".to_string()),
+        ("To".to_string(), DID.to_string()),
+    ];
+    // No signature at all.
+    let r = client.post(&internal).form(&params).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // Signed over the internal URL (what a naive check would use): rejected.
+    let sig = e2e::standin::signature(&env.s.auth_token, &internal, &params);
+    let r = client
+        .post(&internal)
+        .header("X-Twilio-Signature", sig)
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Signed over the public URL: accepted.
+    let public = format!("{PUBLIC}/api/webhooks/voice/incoming");
+    let sig = e2e::standin::signature(&env.s.auth_token, &public, &params);
+    let r = client
+        .post(&internal)
+        .header("X-Twilio-Signature", sig)
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // JSON body: bodySHA256 in the URL, URL alone signed.
+    let body = br#"{"CallSid":"CA1"}"#;
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(body))
+    };
+    let path = format!("/api/webhooks/voice/status?bodySHA256={hash}");
+    let sig = e2e::standin::signature(&env.s.auth_token, &format!("{PUBLIC}{path}"), &[]);
+    let url = format!("http://127.0.0.1:{}{path}", env.http);
+    let ok = client
+        .post(&url)
+        .header("X-Twilio-Signature", &sig)
+        .header("Content-Type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let tampered = client
+        .post(&url)
+        .header("X-Twilio-Signature", &sig)
+        .header("Content-Type", "application/json")
+        .body(br#"{"CallSid":"CA2"}"#.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tampered.status(), 403);
+    // Every rejection is a security event (the bad-key call was rejected
+    // twice: its voice webhook and its status callback).
+    let n = env
+        .count("SELECT count(*) FROM security_events WHERE source = 'twiliod' AND kind = 'webhook_signature'")
+        .await;
+    assert_eq!(n, 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blocklist_exact_prefix_and_regex_entries_reject_with_a_blocked_cdr() {
+    let env = Env::start().await;
+    let exact = env
+        .exec("INSERT INTO blocklist (pattern, pattern_type, reason) VALUES ('+15557654321', 'exact', 'ex')")
+        .await;
+    let prefix = env
+        .exec("INSERT INTO blocklist (pattern, pattern_type) VALUES ('+1900', 'prefix')")
+        .await;
+    let regex = env
+        .exec(r"INSERT INTO blocklist (pattern, pattern_type) VALUES ('^\+44\d{10}$', 'regex')")
+        .await;
+    env.settle().await;
+    for (caller, id) in [
+        ("+15557654321", exact),
+        ("+19005550000", prefix),
+        ("+442079460958", regex),
+    ] {
+        let o = env.call(from(caller)).await;
+        assert_eq!(rejected(&o).as_deref(), Some("rejected"), "{caller}: {o:?}");
+        assert!(dialed(&o).is_none());
+        let cdr = env.cdr(&o.call_sid).await.expect("cdr");
+        assert_eq!(cdr.0, "blocked");
+        assert_eq!(cdr.1, Some(format!("blocklist:{id}")));
+        assert_eq!(cdr.5, Some(env.did_id));
+        assert_eq!(cdr.6, Some(env.owner));
+    }
+    let o = env.call(from("+15557654322")).await;
+    assert!(dialed(&o).is_some(), "a clean caller rings: {o:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blocked_calls_get_the_sit_tone_or_a_silent_voicemail_when_configured() {
+    let env = Env::start_with(&[("routing.block_action", "disconnected_tone")]).await;
+    env.exec("INSERT INTO blocklist (pattern, pattern_type) VALUES ('+15557654321', 'exact')")
+        .await;
+    env.settle().await;
+    let o = env.call(from("+15557654321")).await;
+    let play = o.events.iter().find_map(|e| match e {
+        Event::Play { url } => Some(url.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        play.as_deref(),
+        Some("https://pbx.test/api/webhooks/voice/sit.wav")
+    );
+    assert!(o.has(|e| matches!(e, Event::Say { text } if text.contains("not in service"))));
+    assert!(o.has(|e| *e == Event::Hangup));
+    assert_eq!(env.cdr(&o.call_sid).await.unwrap().0, "blocked");
+    // Twilio fetches the tone unsigned.
+    let r = reqwest::get(format!(
+        "http://127.0.0.1:{}/api/webhooks/voice/sit.wav",
+        env.http
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(&r.bytes().await.unwrap()[..4], b"RIFF");
+
+    env.set("routing.block_action", "silent_voicemail").await;
+    let o = env
+        .call(CallScript {
+            record: RecordScript {
+                secs: 8,
+                transcript: Some("buy now".into()),
+                ..RecordScript::default()
+            },
+            ..from("+15557654321")
+        })
+        .await;
+    assert!(dialed(&o).is_none(), "never rings: {o:?}");
+    assert!(recorded(&o));
+    let rec = o.recording_sid.clone().unwrap();
+    env.wait_count(
+        &format!("SELECT count(*) FROM voicemails WHERE recording_sid = '{rec}' AND audio_url IS NOT NULL AND transcript = 'buy now'"),
+        1,
+    )
+    .await;
+    assert_eq!(env.cdr(&o.call_sid).await.unwrap().0, "blocked");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        env.count("SELECT count(*) FROM jobs WHERE kind = 'notify' AND payload LIKE '%voicemail%'")
+            .await,
+        0,
+        "a silent voicemail notifies nobody"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_callers_in_every_form_are_rejected_only_when_enabled() {
+    let env = Env::start().await;
+    let o = env.call(from("anonymous")).await;
+    assert!(dialed(&o).is_some(), "off by default");
+    env.set("routing.reject_anonymous", "true").await;
+    for caller in [
+        "",
+        "anonymous",
+        "Anonymous",
+        "Restricted",
+        "Unavailable",
+        "+266696687",
+        "+17378742833",
+        "unknown",
+    ] {
+        let o = env.call(from(caller)).await;
+        assert_eq!(rejected(&o).as_deref(), Some("rejected"), "{caller:?}");
+        let cdr = env.cdr(&o.call_sid).await.unwrap();
+        assert_eq!(
+            (cdr.0.as_str(), cdr.1.as_deref()),
+            ("blocked", Some("anonymous"))
+        );
+    }
+    assert!(dialed(&env.call(from("+15557654321")).await).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spam_score_0_70_rings_0_71_is_blocked_and_a_failed_add_on_never_blocks() {
+    let env = Env::start().await;
+    let call = |addons: (String, String)| CallScript {
+        params: vec![
+            addons,
+            ("StirVerstat".into(), "TN-Validation-Passed-A".into()),
+        ],
+        ..from("+15557654321")
+    };
+    let o = env.call(call(icehook(70))).await;
+    assert!(dialed(&o).is_some(), "0.70 is not above the threshold");
+    let stored: Option<f64> =
+        sqlx::query_scalar("SELECT spam_score FROM voice_calls WHERE call_sid = ?")
+            .bind(&o.call_sid)
+            .fetch_one(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, Some(0.7));
+
+    let o = env.call(call(icehook(71))).await;
+    assert_eq!(rejected(&o).as_deref(), Some("rejected"));
+    let cdr = env.cdr(&o.call_sid).await.unwrap();
+    assert_eq!(cdr.0, "blocked");
+    assert_eq!(cdr.1.as_deref(), Some("spam"));
+    assert_eq!(cdr.3, Some(0.71));
+    assert_eq!(cdr.4.as_deref(), Some("TN-Validation-Passed-A"));
+    assert!(cdr.2.unwrap().contains("0.71"));
+
+    let failed = (
+        "AddOns".to_string(),
+        r#"{"status":"successful","message":null,"code":null,"results":{"nomorobo_spamscore":{"request_sid":"XR2","status":"failed","message":"Request timed out","code":61001,"result":{}}}}"#.to_string(),
+    );
+    let o = env.call(call(failed)).await;
+    assert!(dialed(&o).is_some(), "a failed add-on never blocks");
+    // The threshold is a setting.
+    env.set("routing.spam_threshold", "0.5").await;
+    let o = env.call(call(icehook(60))).await;
+    assert!(rejected(&o).is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dnd_sends_callers_to_voicemail_but_vip_callers_still_ring() {
+    let env = Env::start().await;
+    env.exec(&format!(
+        "UPDATE users SET dnd = TRUE WHERE id = {}",
+        env.owner
+    ))
+    .await;
+    env.settle().await;
+    let o = env.call(from("+15557654321")).await;
+    assert!(dialed(&o).is_none() && recorded(&o), "{o:?}");
+    env.exec("INSERT INTO caller_lists (list, number) VALUES ('vip', '+15557654321')")
+        .await;
+    env.settle().await;
+    assert!(dialed(&env.call(from("+15557654321")).await).is_some());
+    assert!(dialed(&env.call(from("+15557654322")).await).is_none());
+    // System-wide DND too.
+    env.exec(&format!(
+        "UPDATE users SET dnd = FALSE WHERE id = {}",
+        env.owner
+    ))
+    .await;
+    env.set("routing.dnd", "true").await;
+    let o = env.call(from("+15557654322")).await;
+    assert!(recorded(&o) && dialed(&o).is_none());
+    let rule: String = sqlx::query_scalar("SELECT rule_name FROM voice_calls WHERE call_sid = ?")
+        .bind(&o.call_sid)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(rule, "dnd:system");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_pick_every_action_by_priority_and_condition() {
+    let env = Env::start().await;
+    let d = env.did_id;
+    let today = chrono::Utc::now().date_naive().to_string();
+    for sql in [
+        format!(
+            r#"INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, action_data) VALUES ({d}, 1, 'Desk', 'callerid', '{{"numbers":["+15551000001"]}}', 'ring', '{{"devices":[5,6]}}')"#
+        ),
+        format!(
+            r#"INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, action_data) VALUES ({d}, 2, 'Cell', 'callerid', '{{"numbers":["+15551000002"]}}', 'forward', '{{"number":"+15559990000"}}')"#
+        ),
+        format!(
+            r#"INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, action_data) VALUES ({d}, 3, 'VM', 'callerid', '{{"numbers":["+15551000003"]}}', 'voicemail', '{{"greeting":"Leave it here"}}')"#
+        ),
+        format!(
+            r#"INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, action_data) VALUES ({d}, 4, 'Ann', 'callerid', '{{"numbers":["+15551000004"]}}', 'announcement', '{{"text":"We moved"}}')"#
+        ),
+        format!(
+            r#"INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, action_data) VALUES ({d}, 5, 'Busy', 'callerid', '{{"numbers":["+15551000005"]}}', 'reject', '{{"reason":"busy"}}')"#
+        ),
+        format!(
+            r#"INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, action_data) VALUES ({d}, 6, 'Known', 'callerid', '{{"list":"known"}}', 'voicemail', '{{}}')"#
+        ),
+        format!(
+            r#"INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, action_data) VALUES ({d}, 7, 'Holiday', 'time', '{{"when":"holidays","holidays":["{today}"]}}', 'announcement', '{{"text":"Closed today"}}')"#
+        ),
+        format!(
+            r#"INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, action_data, enabled) VALUES ({d}, 0, 'Off', 'default', '{{}}', 'reject', '{{}}', FALSE)"#
+        ),
+        "INSERT INTO caller_lists (list, number) VALUES ('known', '+15551000006')".to_string(),
+    ] {
+        env.exec(&sql).await;
+    }
+    env.settle().await;
+
+    let o = env.call(from("+15551000001")).await;
+    let (noun, target, user) = dialed(&o).expect("rings");
+    assert_eq!(noun, "Sip");
+    assert!(
+        target.starts_with("sip:+15550001111@127.0.0.1:5099;transport=udp?X-GoSIP-CallSid=CA"),
+        "{target}"
+    );
+    assert!(target.contains("X-GoSIP-Devices=5,6"), "{target}");
+    assert_eq!(user.as_deref(), Some("twilio-trunk"));
+
+    let o = env
+        .call(CallScript {
+            dial: DialOutcome::Answered { secs: 42 },
+            ..from("+15551000002")
+        })
+        .await;
+    let (noun, target, _) = dialed(&o).expect("forwards");
+    assert_eq!((noun.as_str(), target.as_str()), ("Number", "+15559990000"));
+    assert!(o.has(|e| *e == Event::Hangup));
+    let cdr = env.cdr(&o.call_sid).await.unwrap();
+    assert_eq!(cdr.0, "answered");
+    assert!(cdr.1.unwrap().ends_with(":Cell"));
+
+    let o = env.call(from("+15551000003")).await;
+    assert!(o.has(|e| matches!(e, Event::Say { text } if text == "Leave it here")));
+    assert!(recorded(&o) && dialed(&o).is_none());
+
+    let o = env.call(from("+15551000004")).await;
+    assert!(o.has(|e| matches!(e, Event::Say { text } if text == "We moved")));
+    assert!(o.has(|e| *e == Event::Hangup));
+    assert_eq!(env.cdr(&o.call_sid).await.unwrap().0, "answered");
+
+    let o = env.call(from("+15551000005")).await;
+    assert_eq!(rejected(&o).as_deref(), Some("busy"));
+    assert_eq!(o.status, "busy");
+    assert_eq!(env.cdr(&o.call_sid).await.unwrap().0, "rejected");
+
+    let o = env.call(from("+15551000006")).await;
+    assert!(recorded(&o) && dialed(&o).is_none(), "known caller list");
+
+    let o = env.call(from("+15551000007")).await;
+    assert!(
+        o.has(|e| matches!(e, Event::Say { text } if text == "Closed today")),
+        "{o:?}"
+    );
+    let cdr = env.cdr(&o.call_sid).await.unwrap();
+    assert!(cdr.1.unwrap().ends_with(":Holiday"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_call_panel_follows_local_business_hours_across_the_dst_change() {
+    let env = Env::start_with(&[("system.timezone", "America/New_York")]).await;
+    let d = env.did_id;
+    env.exec(&format!(
+        r#"INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type) VALUES ({d}, 1, 'Office', 'time', '{{"when":"business_hours"}}', 'ring')"#
+    ))
+    .await;
+    env.exec(&format!(
+        r#"INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type) VALUES ({d}, 2, 'Night', 'time', '{{"when":"after_hours"}}', 'voicemail')"#
+    ))
+    .await;
+    let mut g = env.grpc().await;
+    let port = env.grpc;
+    let at = |t: &'static str| async move {
+        TwiliodClient::connect(format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap()
+            .test_call(TestCallRequest {
+                did: DID.into(),
+                from_number: "+15557654321".into(),
+                at: t.into(),
+                spam_score: 0.0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    // Friday before the change (EST, UTC-5): 08:30 closed, 09:00 open.
+    let closed = at("2026-03-06T13:30:00Z").await;
+    assert_eq!(closed.action, "voicemail");
+    assert!(closed.rule.ends_with(":Night"), "{}", closed.rule);
+    assert_eq!(at("2026-03-06T14:00:00Z").await.action, "ring");
+    // Monday after (EDT, UTC-4): 09:00 local is 13:00 UTC.
+    assert_eq!(at("2026-03-09T13:00:00Z").await.action, "ring");
+    assert_eq!(at("2026-03-09T12:59:00Z").await.action, "voicemail");
+    // The panel shows the TwiML too, and a spam score can be tried.
+    let r = at("2026-03-09T15:00:00Z").await;
+    assert!(r.twiml.contains("<Dial timeout=\"30\""), "{}", r.twiml);
+    let spam = g
+        .test_call(TestCallRequest {
+            did: DID.into(),
+            from_number: "+15557654321".into(),
+            at: String::new(),
+            spam_score: 0.9,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (spam.action.as_str(), spam.rule.as_str()),
+        ("block_reject", "spam")
+    );
+    // Side-effect free.
+    assert_eq!(env.count("SELECT count(*) FROM cdrs").await, 0);
+    assert_eq!(env.count("SELECT count(*) FROM voice_calls").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unanswered_call_leaves_a_voicemail_that_is_downloaded_transcribed_and_notified_once() {
+    let env = Env::start().await;
+    let o = env
+        .call(CallScript {
+            dial: DialOutcome::NoAnswer,
+            record: RecordScript {
+                secs: 12,
+                transcript: Some("Hi, call me back about Friday.".into()),
+                duplicate_callbacks: true,
+                ..RecordScript::default()
+            },
+            ..from("+15557654321")
+        })
+        .await;
+    assert!(dialed(&o).is_some());
+    let rec = o.events.iter().find_map(|e| match e {
+        Event::Record {
+            max_length,
+            timeout,
+            transcribe,
+            ..
+        } => Some((*max_length, *timeout, *transcribe)),
+        _ => None,
+    });
+    assert_eq!(rec, Some((180, 10, true)));
+    let sid = o.recording_sid.clone().unwrap();
+    env.wait_count(
+        &format!("SELECT count(*) FROM voicemails WHERE recording_sid = '{sid}' AND audio_url IS NOT NULL AND transcript_status = 'completed'"),
+        1,
+    )
+    .await;
+    let (user, audio, transcript, duration, cdr_id): (i64, String, String, i64, i64) =
+        sqlx::query_as(
+            "SELECT user_id, audio_url, transcript, duration, cdr_id FROM voicemails WHERE recording_sid = ?",
+        )
+        .bind(&sid)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert_eq!(user, env.owner);
+    assert_eq!(audio, format!("voicemails/{sid}.wav"));
+    assert_eq!(transcript, "Hi, call me back about Friday.");
+    assert_eq!(duration, 12);
+    let wav = std::fs::read(env.data.join(&audio)).unwrap();
+    assert_eq!(wav.len(), 44 + 12 * 16000);
+    let cdr = env.cdr(&o.call_sid).await.unwrap();
+    assert_eq!((cdr.0.as_str(), cdr.7), ("voicemail", cdr_id));
+    // Twilio's copy is deleted after the download.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env
+        .s
+        .requests()
+        .iter()
+        .any(|r| r.method == "DELETE" && r.path.contains(&sid))
+    {
+        assert!(Instant::now() < deadline, "recording not deleted at Twilio");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One notification (notifyd is down, so it waits in the queue).
+    env.wait_count(
+        &format!("SELECT count(*) FROM jobs WHERE kind = 'notify' AND idempotency_key = 'notify:voicemail:{sid}'"),
+        1,
+    )
+    .await;
+    let payload: String = sqlx::query_scalar("SELECT payload FROM jobs WHERE idempotency_key = ?")
+        .bind(format!("notify:voicemail:{sid}"))
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(v["kind"], "voicemail");
+    assert_eq!(v["user_id"], env.owner);
+    assert_eq!(v["attachments"][0], audio);
+    assert_eq!(v["payload"]["transcript"], "Hi, call me back about Friday.");
+    assert_eq!(env.count("SELECT count(*) FROM voicemails").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_voicemail_under_3_s_is_discarded_and_deleted_at_twilio() {
+    let env = Env::start().await;
+    let o = env
+        .call(CallScript {
+            record: RecordScript {
+                secs: 2,
+                transcript: Some("uh".into()),
+                transcription_first: true,
+                ..RecordScript::default()
+            },
+            ..from("+15557654321")
+        })
+        .await;
+    let sid = o.recording_sid.clone().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env
+        .s
+        .requests()
+        .iter()
+        .any(|r| r.method == "DELETE" && r.path.contains(&sid))
+    {
+        assert!(Instant::now() < deadline, "not deleted at Twilio");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(env.count("SELECT count(*) FROM voicemails").await, 0);
+    assert_eq!(
+        env.count(&format!(
+            "SELECT count(*) FROM voice_recordings WHERE recording_sid = '{sid}' AND discarded"
+        ))
+        .await,
+        1
+    );
+    assert!(!env.s.requests().iter().any(|r| r.path.ends_with(".wav")));
+    assert_eq!(env.cdr(&o.call_sid).await.unwrap().0, "missed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_150_s_voicemail_with_failed_transcription_is_kept_with_the_transcript_unavailable() {
+    let env = Env::start().await;
+    let o = env
+        .call(CallScript {
+            record: RecordScript {
+                secs: 150,
+                transcript: None,
+                transcription_first: true,
+                ..RecordScript::default()
+            },
+            ..from("+15557654321")
+        })
+        .await;
+    let sid = o.recording_sid.clone().unwrap();
+    env.wait_count(
+        &format!("SELECT count(*) FROM voicemails WHERE recording_sid = '{sid}' AND audio_url IS NOT NULL AND duration = 150 AND transcript_status = 'unavailable' AND transcript IS NULL"),
+        1,
+    )
+    .await;
+    let wav = std::fs::metadata(env.data.join(format!("voicemails/{sid}.wav"))).unwrap();
+    assert_eq!(wav.len(), 44 + 150 * 16000);
+    env.wait_count(
+        &format!("SELECT count(*) FROM jobs WHERE idempotency_key = 'notify:voicemail:{sid}' AND payload LIKE '%\"transcript_status\":\"unavailable\"%'"),
+        1,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recording_downloads_ride_out_twilio_5xx_and_429_in_the_durable_queue() {
+    let env = Env::start().await;
+    env.s.faults(Faults {
+        server_error: 4,
+        ..Faults::default()
+    });
+    let o = env
+        .call(CallScript {
+            record: RecordScript {
+                secs: 5,
+                transcript: Some("hello".into()),
+                ..RecordScript::default()
+            },
+            ..from("+15557654321")
+        })
+        .await;
+    let sid = o.recording_sid.clone().unwrap();
+    env.wait_count(
+        &format!("SELECT count(*) FROM voicemails WHERE recording_sid = '{sid}' AND audio_url IS NOT NULL"),
+        1,
+    )
+    .await;
+    let attempts: i64 = sqlx::query_scalar("SELECT attempts FROM jobs WHERE idempotency_key = ?")
+        .bind(format!("voicemail.download:{sid}"))
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    assert!(
+        attempts >= 2,
+        "the first attempt failed on 5xx, got {attempts}"
+    );
+    let rest: Vec<_> = env
+        .s
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains(&sid))
+        .collect();
+    assert!(
+        rest.iter().filter(|r| r.status == 503).count() >= 3,
+        "{rest:?}"
+    );
+
+    // 429 with Retry-After: honoured, then it works.
+    env.s.faults(Faults {
+        rate_limit: 1,
+        retry_after: Some(1),
+        ..Faults::default()
+    });
+    let t0 = Instant::now();
+    let mut g = env.grpc().await;
+    let r = g
+        .list_numbers(ListNumbersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.error.is_empty(), "{}", r.error);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "Retry-After honoured"
+    );
+    assert_eq!(r.numbers.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_consecutive_twilio_failures_alert_the_admin_once() {
+    let env = Env::start().await;
+    env.s.faults(Faults {
+        server_error: 1000,
+        server_status: Some(500),
+        ..Faults::default()
+    });
+    let mut g = env.grpc().await;
+    for i in 0..4 {
+        let r = g
+            .list_numbers(ListNumbersRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.error.contains("500"), "call {i}: {}", r.error);
+        if i == 1 {
+            assert_eq!(env.count("SELECT count(*) FROM alerts").await, 0);
+        }
+    }
+    env.wait_count(
+        "SELECT count(*) FROM alerts WHERE source = 'twiliod' AND kind = 'twilio_failing'",
+        1,
+    )
+    .await;
+    env.wait_count(
+        "SELECT count(*) FROM jobs WHERE kind = 'notify' AND payload LIKE '%admin_alert%'",
+        1,
+    )
+    .await;
+    // Permanent errors are not retried: one request per call.
+    env.s.faults(Faults::default());
+    let before = env.s.requests().len();
+    let r = g
+        .configure_number(ConfigureNumberRequest {
+            sid: "PN00000000000000000000000000000000".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.ok);
+    assert_eq!(env.s.requests().len(), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_wizard_checks_credentials_lists_numbers_and_points_them_at_the_public_url() {
+    let env = Env::start().await;
+    let mut g = env.grpc().await;
+    let ok = g
+        .check_credentials(CheckCredentialsRequest {
+            account_sid: env.s.account_sid.clone(),
+            auth_token: env.s.auth_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ok.ok, "{}", ok.error);
+    assert_eq!(ok.friendly_name, "GoSIP stand-in account");
+    let bad = g
+        .check_credentials(CheckCredentialsRequest {
+            account_sid: env.s.account_sid.clone(),
+            auth_token: "wrong".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!bad.ok);
+    assert!(bad.error.contains("20003"), "{}", bad.error);
+
+    let second = env.s.add_number("+15550002222", None);
+    let list = g
+        .list_numbers(ListNumbersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let numbers: Vec<&str> = list
+        .numbers
+        .iter()
+        .map(|n| n.phone_number.as_str())
+        .collect();
+    assert_eq!(numbers, [DID, "+15550002222"]);
+    let r = g
+        .configure_number(ConfigureNumberRequest {
+            sid: second.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.ok, "{}", r.error);
+    let n = env.s.number("+15550002222").unwrap();
+    assert_eq!(
+        n.voice_url.as_deref(),
+        Some("https://pbx.test/api/webhooks/voice/incoming")
+    );
+    assert_eq!(
+        n.sms_url.as_deref(),
+        Some("https://pbx.test/api/webhooks/sms/incoming")
+    );
+    assert_eq!(
+        n.status_callback.as_deref(),
+        Some("https://pbx.test/api/webhooks/voice/status")
+    );
+}
