@@ -1,0 +1,123 @@
+import { describe, it, expect, afterEach, vi, beforeEach } from 'vitest'
+import { mount, flushPromises } from '@vue/test-utils'
+import { createPinia, setActivePinia } from 'pinia'
+import { mockApi, apiError } from '../../test/mockApi.js'
+import TestCall from './TestCall.vue'
+import ScheduleEditor from './ScheduleEditor.vue'
+import SystemView from './SystemView.vue'
+import MessagesView from '../MessagesView.vue'
+
+beforeEach(() => setActivePinia(createPinia()))
+afterEach(() => vi.restoreAllMocks())
+
+describe('TestCall', () => {
+  it('asks the rules engine for the chosen number and time and names the rule that matched', async () => {
+    const { calls } = mockApi({ 'POST /api/routes/test': { action: 'voicemail', rule: 'route:7:Weekend voicemail', reason: 'time rule matched', twiml: '<Response/>' } })
+    const w = mount(TestCall, { props: { dids: [{ id: 1, number: '+15551230000' }] } })
+    await w.find('#f-test-from').setValue('+15557654321')
+    await w.find('#f-test-at').setValue('2026-11-28T11:00')
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    const body = calls[0].body
+    expect(body.did).toBe('+15551230000')
+    expect(body.from_number).toBe('+15557654321')
+    expect(new Date(body.at).getTime()).toBe(new Date('2026-11-28T11:00').getTime())
+    expect(w.find('[data-matched-rule]').text()).toBe('Weekend voicemail')
+    expect(w.find('[data-decision]').text()).toBe('voicemail')
+  })
+  it('shows the field error next to the caller number', async () => {
+    mockApi({ 'POST /api/routes/test': apiError(422, 'VALIDATION_ERROR', 'Some fields are invalid', [{ field: 'from_number', message: 'must be an E.164 number' }]) })
+    const w = mount(TestCall, { props: { dids: [{ id: 1, number: '+15551230000' }] } })
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    expect(w.find('#f-test-from-err').text()).toBe('must be an E.164 number')
+  })
+})
+
+describe('ScheduleEditor', () => {
+  it('saves weekly hours and holidays as the JSON settings', async () => {
+    const { calls } = mockApi({ 'PUT /api/system/config': {} })
+    const w = mount(ScheduleEditor, { props: { config: { 'routing.business_hours': '{"mon":["09:00","17:00"]}', 'routing.holidays': '[]' } } })
+    await w.find('input[aria-label="Open on Saturday"]').setValue(true)
+    await w.find('input[aria-label="Saturday closes at"]').setValue('12:00')
+    await w.find('#f-holiday-date').setValue('2026-12-25')
+    await w.findAll('button').find((b) => b.text() === 'Add').trigger('click')
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    expect(JSON.parse(calls[0].body['routing.business_hours'])).toEqual({ mon: ['09:00', '17:00'], sat: ['09:00', '12:00'] })
+    expect(JSON.parse(calls[0].body['routing.holidays'])).toEqual(['2026-12-25'])
+    expect(w.text()).toContain('Schedule saved.')
+  })
+})
+
+describe('SystemView', () => {
+  const config = {
+    settings: [
+      { key: 'twilio.account_sid', value: 'AC1', secret: false, help: 'Twilio Account SID' },
+      { key: 'twilio.auth_token', value: '********', secret: true, help: 'Twilio Auth Token' },
+      { key: 'system.timezone', value: 'UTC', secret: false, help: 'IANA time zone' },
+    ],
+    values: { 'twilio.account_sid': 'AC1', 'twilio.auth_token': '********', 'system.timezone': 'UTC' },
+  }
+  it('never shows a secret, sends it only when retyped, and shows field errors beside the field', async () => {
+    const { calls } = mockApi({
+      'GET /api/system/config': config,
+      'GET /api/webhook-endpoints': [],
+      'GET /api/alerts': { items: [], total: 0 },
+      'PUT /api/system/config': ({ body }) => (body['system.timezone'] === 'Mars/Base' ? apiError(422, 'VALIDATION_ERROR', 'Some fields are invalid', [{ field: 'system.timezone', message: 'must be an IANA time zone' }]) : config),
+    })
+    const w = mount(SystemView, { global: { stubs: { RouterLink: true } } })
+    await flushPromises()
+    const token = w.find('#f-twilio-auth_token')
+    expect(token.element.value).toBe('')
+    expect(token.attributes('placeholder')).toContain('set')
+    const forms = w.findAll('form')
+    const twilio = forms.find((f) => f.attributes('aria-label') === 'Twilio settings')
+    await twilio.trigger('submit')
+    await flushPromises()
+    expect(calls.filter((c) => c.method === 'PUT')).toHaveLength(0)
+    await token.setValue('new-token')
+    await twilio.trigger('submit')
+    await flushPromises()
+    expect(calls.find((c) => c.method === 'PUT').body).toEqual({ 'twilio.auth_token': 'new-token' })
+    await w.find('#f-system-timezone').setValue('Mars/Base')
+    await forms.find((f) => f.attributes('aria-label') === 'General settings').trigger('submit')
+    await flushPromises()
+    expect(w.find('#f-system-timezone-err').text()).toBe('must be an IANA time zone')
+  })
+})
+
+describe('MessagesView', () => {
+  it('sends a text as JSON and an image as multipart, and shows field errors', async () => {
+    let n = 0
+    const { calls } = mockApi({
+      'GET /api/messages': { items: [], total: 0 },
+      'GET /api/dids': { items: [{ id: 1, number: '+15551230000', name: 'Main' }], total: 1 },
+      'POST /api/messages': ({ body }) => (++n === 1 ? apiError(422, 'VALIDATION_ERROR', 'Some fields are invalid', [{ field: 'to', message: 'must be an E.164 number' }]) : { __status: 201, body: { id: n, status: 'queued', ...(body instanceof FormData ? {} : body) } }),
+    })
+    globalThis.URL.createObjectURL = () => 'blob:preview'
+    globalThis.URL.revokeObjectURL = () => {}
+    const w = mount(MessagesView)
+    await flushPromises()
+    await w.find('#f-msg-to').setValue('555')
+    await w.find('#f-msg-body').setValue('hi')
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    expect(w.find('#f-msg-to-err').text()).toBe('must be an E.164 number')
+    await w.find('#f-msg-to').setValue('+15557770000')
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    expect(calls.filter((c) => c.method === 'POST')[1].body).toEqual({ to: '+15557770000', body: 'hi', from: '+15551230000' })
+    const input = w.find('#msg-media')
+    Object.defineProperty(input.element, 'files', { value: [new File(['x'], 'a.png', { type: 'image/png' })] })
+    await input.trigger('change')
+    expect(w.find('img[alt="Preview of the attached image"]').exists()).toBe(true)
+    await w.find('#f-msg-body').setValue('pic')
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    const mms = calls.filter((c) => c.method === 'POST')[2].body
+    expect(mms).toBeInstanceOf(FormData)
+    expect(mms.get('media').name).toBe('a.png')
+    expect(mms.get('body')).toBe('pic')
+  })
+})
