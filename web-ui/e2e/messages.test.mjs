@@ -3,37 +3,24 @@
 // callbacks come back through webd: the conversation shows it delivered.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, openSync } from 'node:fs'
-import { spawn } from 'node:child_process'
-import { join, resolve } from 'node:path'
-import { startSystem, launchBrowser, screenshot, freePort } from './harness.mjs'
-import { ADMIN, setupSystem, loginInBrowser, assertAccessible } from './ui.mjs'
+import { startSystem, launchBrowser, screenshot } from './harness.mjs'
+import { ADMIN, STANDIN, setupSystem, loginInBrowser, assertAccessible, startStandin } from './ui.mjs'
 
-const ROOT = resolve(import.meta.dirname, '..', '..')
-const STANDIN = join(process.env.GOSIP_BIN_DIR || join(ROOT, 'target', 'debug'), 'twilio-standin')
-const ACCOUNT_SID = 'AC0123456789abcdef0123456789abcdef'
-const AUTH_TOKEN = 'standin-auth-token-0123456789abcd'
-const NUMBER = '+15550001111'
-let sys, browser, standin, standinBase
+let sys, browser, standin
 
 before(async () => {
-  if (!existsSync(STANDIN)) return
   sys = await startSystem()
-  const port = await freePort()
-  standinBase = `http://127.0.0.1:${port}`
-  const log = openSync(join(sys.dir, 'twilio-standin.log'), 'a')
-  standin = spawn(STANDIN, ['--listen', `127.0.0.1:${port}`, '--gosip', sys.base, '--number', NUMBER], { stdio: ['ignore', log, log] })
-  for (let i = 0; i < 100; i++) {
-    try { await fetch(`${standinBase}/_control/requests`); break } catch { await new Promise((r) => setTimeout(r, 100)) }
-  }
+  standin = await startStandin(sys)
+  if (!standin) return
   browser = await launchBrowser()
   const admin = await setupSystem(sys, { did: null })
-  await admin.put('/system/config', { 'twilio.api_base': standinBase, 'twilio.account_sid': ACCOUNT_SID, 'twilio.auth_token': AUTH_TOKEN, 'system.public_url': sys.base })
-  await admin.post('/dids', { number: NUMBER, name: 'Stand-in line', sms_enabled: true, voice_enabled: true })
+  await admin.put('/system/config', { 'twilio.api_base': standin.base, 'twilio.account_sid': STANDIN.accountSid, 'twilio.auth_token': STANDIN.authToken, 'system.public_url': sys.base })
+  await admin.post('/dids', { number: STANDIN.number, name: 'Stand-in line', sms_enabled: true, voice_enabled: true })
 })
-after(async () => { standin?.kill('SIGTERM'); await browser?.close(); await sys?.stop() })
+after(async () => { standin?.stop(); await browser?.close(); await sys?.stop() })
 
-test('a message sent from the UI reaches the Twilio stand-in and is shown delivered', { skip: !existsSync(STANDIN) && 'twilio-standin not built' }, async () => {
+test('a message sent from the UI reaches the Twilio stand-in and is shown delivered', async (t) => {
+  if (!standin) return t.skip('twilio-standin is not built (cargo build --bins)')
   const page = await browser.newPage()
   await loginInBrowser(page, sys.base, ADMIN.email, ADMIN.password)
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Messages' }).click()
@@ -62,7 +49,7 @@ test('a message sent from the UI reaches the Twilio stand-in and is shown delive
     }
   }
   assert.match(status, /delivered/)
-  const seen = await (await fetch(`${standinBase}/_control/requests`)).json()
+  const seen = await standin.requests()
   assert.ok(JSON.stringify(seen).includes('Hello from the GoSIP UI'), 'the stand-in got the message')
   await screenshot(page, 'messages-delivered')
   await assertAccessible(page, 'messages')

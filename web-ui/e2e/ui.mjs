@@ -180,3 +180,24 @@ export async function sipRegister({ port, username, password, userAgent = 'GoSIP
     sock.close()
   }
 }
+
+export const STANDIN = { accountSid: 'AC0123456789abcdef0123456789abcdef', authToken: 'standin-auth-token-0123456789abcd', number: '+15550001111' }
+
+/** Starts e2e's twilio-standin (null when it is not built) on a free port, sending webhooks to `sys`. */
+export async function startStandin(sys) {
+  const { existsSync, openSync } = await import('node:fs')
+  const { spawn } = await import('node:child_process')
+  const { resolve } = await import('node:path')
+  const { freePort } = await import('./harness.mjs')
+  const root = resolve(import.meta.dirname, '..', '..')
+  const bin = join(process.env.GOSIP_BIN_DIR || join(root, 'target', 'debug'), 'twilio-standin')
+  if (!existsSync(bin)) return null
+  const port = await freePort()
+  const base = `http://127.0.0.1:${port}`
+  const log = openSync(join(sys.dir, 'twilio-standin.log'), 'a')
+  const proc = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--gosip', sys.base, '--number', STANDIN.number], { stdio: ['ignore', log, log] })
+  for (let i = 0; i < 100; i++) {
+    try { await fetch(`${base}/_control/requests`); break } catch { await new Promise((r) => setTimeout(r, 100)) }
+  }
+  return { base, stop: () => proc.kill('SIGTERM'), requests: async () => (await fetch(`${base}/_control/requests`)).json() }
+}
