@@ -268,7 +268,10 @@ async fn restore_inner(
     Ok(manifest)
 }
 
-fn unpack(archive: &[u8]) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), RestoreError> {
+/// (manifest.json, gosip.db) as found in an archive.
+type Unpacked = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn unpack(archive: &[u8]) -> Result<Unpacked, RestoreError> {
     let mut manifest = None;
     let mut db = None;
     let mut t = tar::Archive::new(archive);

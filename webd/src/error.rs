@@ -42,6 +42,9 @@ pub enum ApiError {
     /// The request is valid but cannot be done in the current state (409 with a reason).
     #[error("{0}")]
     Gone(String),
+    /// No such endpoint under `/api/` (404).
+    #[error("no route")]
+    NoRoute,
     /// No such object, or not yours (404).
     #[error("not found")]
     NotFound,
@@ -98,6 +101,11 @@ impl ApiError {
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "BAD_REQUEST", m.clone()),
             Self::Gone(m) => (StatusCode::GONE, "GONE", m.clone()),
             Self::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND", "Not found".into()),
+            Self::NoRoute => (
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "No such API endpoint".into(),
+            ),
             Self::Conflict(m) => (StatusCode::CONFLICT, "CONFLICT", m.clone()),
             Self::RateLimited(m) => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", m.clone()),
             Self::Unavailable(m) => (

@@ -160,7 +160,9 @@ pub fn app(state: AppState) -> Router {
     let index = state.cfg.web_dir.join("index.html");
     let spa = tower_http::services::ServeDir::new(&state.cfg.web_dir)
         .fallback(tower_http::services::ServeFile::new(index));
-    api::router(state).fallback_service(spa)
+    api::router(state.clone())
+        .fallback_service(spa)
+        .layer(axum::middleware::from_fn_with_state(state, api::guard))
 }
 
 /// Runs webd until `shutdown` is cancelled.

@@ -91,99 +91,63 @@ pub fn check_value(key: &str, v: &str) -> Option<String> {
     let default = k.default;
     let is_bool = matches!(default, "true" | "false");
     let is_num =
-        !default.is_empty() && default.parse::<f64>().is_ok() && !key.ends_with("default_country");
-    match key {
-        "system.public_url" | "gotify.url" | "twilio.api_base" | "postmark.api_base" => {
-            if !v.is_empty()
-                && url::Url::parse(v).map_or(true, |u| {
-                    !matches!(u.scheme(), "http" | "https") || u.host_str().is_none()
-                })
-            {
-                return Some("must be an http(s) URL".into());
+        !default.is_empty() && default.parse::<f64>().is_ok() && key != "system.default_country";
+    let bad_url = |v: &str| {
+        !v.is_empty()
+            && url::Url::parse(v)
+                .ok()
+                .is_none_or(|u| !matches!(u.scheme(), "http" | "https") || u.host_str().is_none())
+    };
+    let msg: Option<&str> =
+        match key {
+            "system.public_url" | "gotify.url" | "twilio.api_base" | "postmark.api_base" => {
+                bad_url(v).then_some("must be an http(s) URL")
             }
-        }
-        "system.timezone" => {
-            if v.parse::<chrono_tz::Tz>().is_err() {
-                return Some("must be an IANA time zone such as America/New_York".into());
-            }
-        }
-        "system.default_country" => {
-            if v.is_empty()
+            "system.timezone" => v
+                .parse::<chrono_tz::Tz>()
+                .is_err()
+                .then_some("must be an IANA time zone such as America/New_York"),
+            "system.default_country" => (v.is_empty()
                 || v.len() > 3
                 || !v.bytes().all(|b| b.is_ascii_digit())
-                || v.starts_with('0')
-            {
-                return Some("must be a country calling code (1 to 3 digits)".into());
-            }
-        }
-        "system.trusted_proxy" | "sip.trunk_source_ips" => {
-            if v.split(',')
+                || v.starts_with('0'))
+            .then_some("must be a country calling code (1 to 3 digits)"),
+            "system.trusted_proxy" | "sip.trunk_source_ips" => v
+                .split(',')
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .any(|s| s.parse::<std::net::IpAddr>().is_err())
-            {
-                return Some("must be IP addresses separated by commas".into());
+                .then_some("must be IP addresses separated by commas"),
+            "twilio.account_sid" => (!v.is_empty() && proto::types::AccountSid::parse(v).is_err())
+                .then_some("must be AC followed by 32 hex digits"),
+            "routing.block_action" => (!["reject", "disconnected_tone", "silent_voicemail"]
+                .contains(&v))
+            .then_some("must be reject, disconnected_tone or silent_voicemail"),
+            "email.transport" => {
+                (!["smtp", "postmark"].contains(&v)).then_some("must be smtp or postmark")
             }
-        }
-        "twilio.account_sid" => {
-            if !v.is_empty() && proto::types::AccountSid::parse(v).is_err() {
-                return Some("must be AC followed by 32 hex digits".into());
-            }
-        }
-        "routing.block_action" => {
-            if !["reject", "disconnected_tone", "silent_voicemail"].contains(&v) {
-                return Some("must be reject, disconnected_tone or silent_voicemail".into());
-            }
-        }
-        "email.transport" => {
-            if !["smtp", "postmark"].contains(&v) {
-                return Some("must be smtp or postmark".into());
-            }
-        }
-        "smtp.security" => {
-            if !["starttls", "tls", "plain"].contains(&v) {
-                return Some("must be starttls, tls or plain".into());
-            }
-        }
-        "routing.business_hours" => {
-            if !serde_json::from_str::<serde_json::Value>(v).is_ok_and(|j| j.is_object()) {
-                return Some(
-                    "must be a JSON object such as {\"mon\":[\"09:00\",\"17:00\"]}".into(),
-                );
-            }
-        }
-        "routing.holidays" => {
-            let ok = serde_json::from_str::<Vec<String>>(v).is_ok_and(|d| {
+            "smtp.security" => (!["starttls", "tls", "plain"].contains(&v))
+                .then_some("must be starttls, tls or plain"),
+            "routing.business_hours" => (!serde_json::from_str::<serde_json::Value>(v)
+                .is_ok_and(|j| j.is_object()))
+            .then_some("must be a JSON object such as {\"mon\":[\"09:00\",\"17:00\"]}"),
+            "routing.holidays" => (!serde_json::from_str::<Vec<String>>(v).is_ok_and(|d| {
                 d.iter()
                     .all(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok())
-            });
-            if !ok {
-                return Some("must be a JSON array of dates YYYY-MM-DD".into());
-            }
-        }
-        "routing.spam_threshold" => {
-            if !v.parse::<f64>().is_ok_and(|x| (0.0..=1.0).contains(&x)) {
-                return Some("must be a number from 0 to 1".into());
-            }
-        }
-        k if k.ends_with("_retry_delays") => {
-            if v.split(',').any(|s| s.trim().parse::<u64>().is_err()) {
-                return Some("must be seconds separated by commas".into());
-            }
-        }
-        _ if is_bool => {
-            if !["true", "false"].contains(&v) {
-                return Some("must be true or false".into());
-            }
-        }
-        _ if is_num => {
-            if !v.parse::<u64>().is_ok_and(|n| n <= 10_000_000) {
-                return Some("must be a whole number".into());
-            }
-        }
-        _ => {}
-    }
-    None
+            }))
+            .then_some("must be a JSON array of dates YYYY-MM-DD"),
+            "routing.spam_threshold" => (!v.parse::<f64>().is_ok_and(|x| (0.0..=1.0).contains(&x)))
+                .then_some("must be a number from 0 to 1"),
+            k if k.ends_with("_retry_delays") => v
+                .split(',')
+                .any(|s| s.trim().parse::<u64>().is_err())
+                .then_some("must be seconds separated by commas"),
+            _ if is_bool => (!["true", "false"].contains(&v)).then_some("must be true or false"),
+            _ if is_num => (!v.parse::<u64>().is_ok_and(|n| n <= 10_000_000))
+                .then_some("must be a whole number"),
+            _ => None,
+        };
+    msg.map(str::to_owned)
 }
 
 /// Change settings; secrets sent back as `********` stay unchanged. Every

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok, peer_error};
+use super::common::{Check, Id, Ok_, Page, PageParams, ValidQuery, ok, peer_error};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -375,9 +375,13 @@ pub async fn set_recording(
     State(st): State<AppState>,
     caller: Caller,
     Path(call_id): Path<String>,
-    ValidJson(b): ValidJson<RecordingToggle>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<Ok_>> {
+    // The call is checked before the body, so nobody learns anything about
+    // calls that are not theirs from validation answers.
     check_call(&st, &caller, &call_id).await?;
+    let b: RecordingToggle =
+        serde_json::from_slice(&body).map_err(|e| ApiError::field("enabled", e.to_string()))?;
     let mut c = proto::pb::sipd::sipd_client::SipdClient::new(st.peers.sipd.clone());
     let r = c
         .set_recording(proto::pb::sipd::SetRecordingRequest {

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::common::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok};
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::qr;
 
@@ -223,11 +223,10 @@ fn check_custom_password(c: &mut Check, p: &str) {
     responses((status = 201, body = DeviceWithSecret), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(st): State<AppState>,
-    caller: Caller,
+    Admin(caller): Admin,
     headers: HeaderMap,
     ValidJson(b): ValidJson<NewDevice>,
 ) -> ApiResult<(StatusCode, Json<DeviceWithSecret>)> {
-    caller.require_admin()?;
     let username = b
         .username
         .map(|u| u.trim().to_owned())

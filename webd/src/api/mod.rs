@@ -141,6 +141,12 @@ pub fn api_router() -> OpenApiRouter<AppState> {
 /// The OpenAPI document (also served at `/api/openapi.json`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api_router().into_openapi();
+    // Routed outside `api_router` for its own body limit (1 GiB).
+    doc.merge(
+        OpenApiRouter::<AppState>::new()
+            .routes(routes!(admin::restore))
+            .into_openapi(),
+    );
     doc.paths.paths.insert(
         "/api/openapi.json".into(),
         utoipa::openapi::path::PathItem::new(
@@ -171,14 +177,13 @@ pub fn router(state: AppState) -> Router {
         axum::routing::post(admin::restore).layer(DefaultBodyLimit::max(1 << 30)),
     )
     .route("/api/webhooks/{*rest}", any(webhooks::forward))
-    .route("/api/{*rest}", any(|| async { ApiError::NotFound }))
+    .route("/api/{*rest}", any(|| async { ApiError::NoRoute }))
     .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
-    .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
     .with_state(state)
 }
 
 /// Security headers, CSRF and read-only checks (see the module doc).
-async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let api = path.starts_with("/api/");

@@ -257,13 +257,11 @@ pub fn check_rule(c: &mut Check, ctype: &str, cdata: &Value, atype: &str, adata:
                 c.fail("action_data.timeout", "must be 5 to 120 seconds");
             }
         }
-        "forward" => {
-            if s(ad, "number").is_none_or(|n| proto::types::E164::parse(&n).is_err()) {
-                c.fail(
-                    "action_data.number",
-                    "must be an E.164 number such as +15551234567",
-                );
-            }
+        "forward" if s(ad, "number").is_none_or(|n| proto::types::E164::parse(&n).is_err()) => {
+            c.fail(
+                "action_data.number",
+                "must be an E.164 number such as +15551234567",
+            );
         }
         "announcement" => {
             let t = s(ad, "text").unwrap_or_default();
