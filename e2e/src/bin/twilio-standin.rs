@@ -63,6 +63,10 @@ async fn main() -> anyhow::Result<()> {
         configure(dir, &s, &gosip, &args.numbers).await?;
     }
     if args.demo {
+        if args.configure_db.is_some() {
+            // twiliod re-reads settings every 5 s: let it see the credentials.
+            tokio::time::sleep(Duration::from_secs(6)).await;
+        }
         let s2 = s.clone();
         let to = args.numbers.first().cloned().unwrap_or_default();
         let every = Duration::from_secs(args.every.max(5));
