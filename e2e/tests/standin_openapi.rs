@@ -134,7 +134,7 @@ async fn standin_rest_responses_match_twilios_openapi_schemas() {
     });
 
     let mut errs = Vec::new();
-    let mut expect = |name: &str, (status, v): (u16, Value), want: u16, errs: &mut Vec<String>| {
+    let expect = |name: &str, (status, v): (u16, Value), want: u16, errs: &mut Vec<String>| {
         assert_eq!(status, want, "{name}: {v}");
         let schema = serde_json::json!({"$ref": format!("#/components/schemas/{name}")});
         check(&schema, &v, &all, name, errs);
