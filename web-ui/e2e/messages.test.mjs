@@ -64,3 +64,45 @@ test('a message sent from the UI reaches the Twilio stand-in and is shown delive
   await assertAccessible(page, 'messages')
   await page.close()
 })
+
+test('an MMS texted in through the stand-in appears live with its image and an unread badge', async (t) => {
+  if (!standin) return t.skip('twilio-standin is not built')
+  const page = await browser.newPage()
+  await loginInBrowser(page, sys.base, ADMIN.email, ADMIN.password)
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Messages' }).click()
+  await page.getByRole('heading', { name: 'Messages', exact: true }).waitFor()
+  await page.waitForTimeout(1500) // the live stream's first snapshot
+  const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=='
+  const r = await fetch(`${standin.base}/_control/sms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ from: '+15558880000', to: STANDIN.number, body: 'Photo of the parcel', media: [{ content_type: 'image/png', base64: png }] }) })
+  assert.ok(r.ok, await r.text())
+  // No reload: the SSE "message" event refreshes the list.
+  const conv = page.getByRole('button', { name: /\+15558880000/ })
+  await conv.waitFor({ timeout: 15000 })
+  assert.match(await conv.innerText(), /1 new/)
+  await conv.click()
+  const thread = page.getByRole('list', { name: 'Conversation', exact: true })
+  await thread.getByText('Photo of the parcel').waitFor()
+  await page.waitForFunction(() => document.querySelector('img[alt="Image 1 in message"]')?.naturalWidth === 1)
+  await screenshot(page, 'messages-inbound-mms')
+  await page.close()
+})
+
+test('a caller who gets no answer leaves a voicemail that plays with its transcript', async (t) => {
+  if (!standin) return t.skip('twilio-standin is not built')
+  const r = await fetch(`${standin.base}/_control/call`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ from: '+15557654321', to: STANDIN.number, dial: { outcome: 'no_answer' }, record: { secs: 5, transcript: 'Hi, it is Alice, call me back.' } }) })
+  const out = await r.text()
+  if (!r.ok) return t.skip(`the stand-in call scenario did not run (${r.status}: ${out.slice(0, 200)})`)
+  const page = await browser.newPage()
+  await loginInBrowser(page, sys.base, ADMIN.email, ADMIN.password)
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Voicemail' }).click()
+  const deadline = Date.now() + 30000
+  while (Date.now() < deadline && !(await page.getByText('Hi, it is Alice, call me back.').count())) {
+    await page.waitForTimeout(1000)
+    await page.reload()
+  }
+  await page.getByText('Hi, it is Alice, call me back.').waitFor({ timeout: 1000 })
+  const d = await page.locator('audio').first().evaluate(async (a) => { a.muted = true; await a.play(); await new Promise((res) => a.addEventListener('timeupdate', res, { once: true })); a.pause(); return a.duration })
+  assert.ok(d > 1, `the recording plays (${d} s)`)
+  await screenshot(page, 'voicemail-from-twilio')
+  await page.close()
+})
