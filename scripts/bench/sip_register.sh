@@ -57,7 +57,7 @@ for rate in $RATES; do
   mkdir -p "$step"
   t0=$(date +%s%N)
   ( cd "$step" && sipp "127.0.0.1:$sip_port" -sf "$OLDPWD/sipd/tests/sipp/register.xml" -inf "$work/users.csv" \
-      -i 127.0.0.1 -p 0 -r "$rate" -m "$calls" -l $((rate * 2)) -timeout 60s -nostdin \
+      -i 127.0.0.1 -p 0 -buff_size 4194304 -r "$rate" -m "$calls" -l $((rate * 2)) -timeout 60s -nostdin \
       -trace_stat -stf stat.csv -fd 60 -trace_rtt -rtt_freq 1 >/dev/null 2>&1 ) || true
   t1=$(date +%s%N)
   python3 - "$step" "$rate" "$calls" "$t0" "$t1" <<'PY'

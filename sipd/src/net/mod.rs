@@ -70,6 +70,9 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
     }
 }
 
+/// Requested UDP socket buffer sizes.
+const UDP_BUFFER: usize = 4 << 20;
+
 /// How often the device list is re-read (webd adds devices at run time).
 const DEVICE_RELOAD: Duration = Duration::from_secs(1);
 
@@ -82,6 +85,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let sip_addr = udp.local_addr()?;
+    // Bursts from many phones (or the benchmark) must not overflow the
+    // kernel queue while the core works; the kernel caps this at rmem_max.
+    let sock = socket2::SockRef::from(&udp);
+    let _ = sock.set_recv_buffer_size(UDP_BUFFER);
+    let _ = sock.set_send_buffer_size(UDP_BUFFER);
     let udp = Arc::new(udp);
     let inbox = Inbox::new();
     let conns = Conns::default();
