@@ -56,6 +56,13 @@ async fn alert_rows_from_other_daemons_reach_every_admin_once() {
     rcpts.sort();
     assert!(rcpts[0].contains("ops@") && rcpts[1].contains("root@"));
 
+    // Kill only once both deliveries are recorded: a kill between the SMTP
+    // server's 250 and that record would rightly repeat one (at-least-once).
+    common::eventually(Duration::from_secs(10), "both jobs done", || async {
+        let j = n.jobs("email").await;
+        (j.len() == 2 && j.iter().all(|(s, _)| s == "done")).then_some(())
+    })
+    .await;
     n.kill();
     n.spawn().await;
     tokio::time::sleep(Duration::from_secs(5)).await;

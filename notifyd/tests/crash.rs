@@ -14,14 +14,14 @@ use serde_json::json;
 #[tokio::test]
 async fn sigkill_with_jobs_queued_loses_nothing_and_repeats_nothing() {
     let smtp_port = free_port();
-    // The first email attempt waits 3 s, so every delivery is still queued
+    // The first email attempt waits 5 s, so every delivery is still queued
     // when the process dies.
     let n_settings = [
         ("email.from", "pbx@gosip.test".to_string()),
         ("smtp.host", "127.0.0.1".to_string()),
         ("smtp.port", smtp_port.to_string()),
         ("smtp.security", "plain".to_string()),
-        ("notify.email_retry_delays", "3,1,1".to_string()),
+        ("notify.email_retry_delays", "5,1,1".to_string()),
     ];
     let s: Vec<(&str, &str)> = n_settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut n = Notifyd::start(&s).await;

