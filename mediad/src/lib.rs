@@ -92,6 +92,7 @@ pub async fn run(
     ));
     tracing::info!(grpc = %listeners.grpc.local_addr()?, rtp_ports = %cfg.rtp_ports, rtp_bind = %bind_ip, "mediad listening");
     let probe_media = media.clone();
+    let calls = media.clone();
     let daemon = DaemonService::new("mediad", pool.clone(), settings.clone()).with_probe(Arc::new(
         move || {
             if probe_media.free_ports() < 2 {
@@ -110,6 +111,7 @@ pub async fn run(
         )
         .await
         .context("grpc server")?;
+    calls.join_calls(Duration::from_secs(5)).await;
     tracing::info!("mediad stopped");
     Ok(())
 }

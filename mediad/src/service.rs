@@ -63,6 +63,23 @@ impl MediaService {
         self.inner.calls.lock().map_or(0, |c| c.len())
     }
 
+    /// Waits (up to `limit`) for every call task to finish: at shutdown
+    /// they write out and close their recordings.
+    pub async fn join_calls(&self, limit: std::time::Duration) {
+        let tasks: Vec<_> = match self.inner.calls.lock() {
+            Ok(mut calls) => calls.drain().map(|(_, c)| c.task).collect(),
+            Err(_) => return,
+        };
+        let all = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!("calls did not finish in time at shutdown");
+        }
+    }
+
     fn sender(&self, call_id: &str) -> Result<mpsc::Sender<Cmd>, Status> {
         self.inner
             .calls

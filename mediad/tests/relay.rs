@@ -309,6 +309,42 @@ async fn two_phones_hear_each_other_through_latching_and_the_recording_has_each_
     assert_eq!((star.detail.as_str(), star.leg.as_str()), ("*", "a"));
     assert_eq!(next_event(&mut events, call, "dtmf").await.detail, "1");
 
+    // RTCP: B's SDP names its RTCP port (a=rtcp); A's RTCP source latches.
+    let a_rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let b_rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut b_sdp = leg(call, "b", phone_b.local_addr().unwrap());
+    b_sdp.remote_rtcp = b_rtcp.local_addr().unwrap().to_string();
+    c.update_leg(b_sdp).await.unwrap();
+    let sr = [
+        0x80, 200, 0, 6, 0, 0, 0xaa, 0xaa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0,
+    ];
+    let rr = [0x81, 201, 0, 1, 0, 0, 0xbb, 0xbb];
+    let (a_rtcp_port, b_rtcp_port) = (ports.port_a as u16 + 1, ports.port_b as u16 + 1);
+    a_rtcp
+        .send_to(&sr, ("127.0.0.1", a_rtcp_port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = tokio::time::timeout(Duration::from_secs(5), b_rtcp.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (&buf[..n], from.port()),
+        (&sr[..], b_rtcp_port),
+        "A's SR reaches B's a=rtcp address from B's RTCP port"
+    );
+    b_rtcp
+        .send_to(&rr, ("127.0.0.1", b_rtcp_port))
+        .await
+        .unwrap();
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), a_rtcp.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], &rr[..], "B's RR reaches A's latched RTCP source");
+
     let stats = c
         .stats(StatsRequest {
             call_id: call.into(),
@@ -320,6 +356,7 @@ async fn two_phones_hear_each_other_through_latching_and_the_recording_has_each_
     let b = stats.b.unwrap();
     assert_eq!(a.latched_addr, phone_a.local_addr().unwrap().to_string());
     assert_eq!(a.packets_in, 44);
+    assert_eq!((a.rtcp_in, b.rtcp_out, b.rtcp_in, a.rtcp_out), (1, 1, 1, 1));
     assert_eq!(a.lost, 10, "the 10-packet gap");
     assert_eq!(b.packets_in, 50);
     assert_eq!(b.lost, 0);
