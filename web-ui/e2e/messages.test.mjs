@@ -71,7 +71,6 @@ test('an MMS texted in through the stand-in appears live with its image and an u
   await loginInBrowser(page, sys.base, ADMIN.email, ADMIN.password)
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Messages' }).click()
   await page.getByRole('heading', { name: 'Messages', exact: true }).waitFor()
-  await page.waitForTimeout(1500) // the live stream's first snapshot
   const png = 'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=='
   const r = await fetch(`${standin.base}/_control/sms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ from: '+15558880000', to: STANDIN.number, body: 'Photo of the parcel', media: [{ content_type: 'image/png', base64: png }] }) })
   assert.ok(r.ok, await r.text())

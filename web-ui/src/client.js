@@ -68,6 +68,8 @@ export const ENDPOINTS = {
   voicemailDelete: ['DELETE', '/voicemails/{id}'],
   voicemailAudio: ['GET', '/voicemails/{id}/audio'],
   messages: ['GET', '/messages'],
+  conversations: ['GET', '/messages/conversations'],
+  conversationRead: ['PUT', '/messages/conversations/read'],
   messageSend: ['POST', '/messages'],
   messageRead: ['PUT', '/messages/{id}/read'],
   users: ['GET', '/users'],

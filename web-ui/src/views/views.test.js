@@ -9,7 +9,6 @@ import CallsView from './CallsView.vue'
 import VoicemailView from './VoicemailView.vue'
 import DashboardView from './DashboardView.vue'
 import { validateSetupStep, setupPayload } from './setup.js'
-import { groupConversations } from './messages.js'
 
 let pinia
 beforeEach(() => { pinia = createPinia(); setActivePinia(pinia) })
@@ -156,15 +155,3 @@ describe('DashboardView', () => {
   })
 })
 
-describe('messages', () => {
-  it('groups messages into conversations by the other party', () => {
-    const c = groupConversations([
-      { id: 1, direction: 'inbound', from_number: '+1A', to_number: '+1ME', created_at: '2026-01-01T10:00:00Z', is_read: false },
-      { id: 2, direction: 'outbound', from_number: '+1ME', to_number: '+1A', created_at: '2026-01-01T10:05:00Z' },
-      { id: 3, direction: 'inbound', from_number: '+1B', to_number: '+1ME', created_at: '2026-01-01T09:00:00Z', is_read: true },
-    ])
-    expect(c.map((x) => x.peer)).toEqual(['+1A', '+1B'])
-    expect(c[0].messages.map((m) => m.id)).toEqual([1, 2])
-    expect(c[0].unread).toBe(1)
-  })
-})

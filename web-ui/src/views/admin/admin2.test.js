@@ -91,7 +91,9 @@ describe('MessagesView', () => {
   it('sends a text as JSON and an image as multipart, and shows field errors', async () => {
     let n = 0
     const { calls } = mockApi({
+      'GET /api/messages/conversations': { items: [], total: 0 },
       'GET /api/messages': { items: [], total: 0 },
+      'PUT /api/messages/conversations/read': { marked: 0 },
       'GET /api/dids': { items: [{ id: 1, number: '+15551230000', name: 'Main' }], total: 1 },
       'POST /api/messages': ({ body }) => (++n === 1 ? apiError(422, 'VALIDATION_ERROR', 'Some fields are invalid', [{ field: 'to', message: 'must be an E.164 number' }]) : { __status: 201, body: { id: n, status: 'queued', ...(body instanceof FormData ? {} : body) } }),
     })
@@ -119,5 +121,30 @@ describe('MessagesView', () => {
     expect(mms).toBeInstanceOf(FormData)
     expect(mms.get('media').name).toBe('a.png')
     expect(mms.get('body')).toBe('pic')
+  })
+})
+
+describe('MessagesView conversations', () => {
+  it('lists conversations, opens one thread oldest first, and marks it read', async () => {
+    const { calls } = mockApi({
+      'GET /api/messages/conversations': { items: [{ peer: '+15550000001', our_number: '+15551230000', last_body: 'Sure', last_direction: 'outbound', unread: 1, total: 2 }], total: 1 },
+      'GET /api/messages': ({ query }) => ({ items: query.peer === '+15550000001' ? [
+        { id: 2, direction: 'outbound', from_number: '+15551230000', to_number: '+15550000001', body: 'Sure', status: 'delivered', created_at: '2026-11-22T09:05:00Z', media_urls: [] },
+        { id: 1, direction: 'inbound', from_number: '+15550000001', to_number: '+15551230000', body: 'Lunch?', status: 'received', created_at: '2026-11-22T09:00:00Z', media_urls: [{ url: '/api/messages/1/media/0', content_type: 'image/jpeg' }] },
+      ] : [], total: 2 }),
+      'PUT /api/messages/conversations/read': { marked: 1 },
+      'GET /api/dids': { items: [], total: 0 },
+    })
+    const w = mount(MessagesView)
+    await flushPromises()
+    expect(w.text()).toContain('1 new')
+    await w.find('ul[aria-label=Conversations] button').trigger('click')
+    await flushPromises()
+    expect(calls.find((c) => c.path === '/api/messages').query).toMatchObject({ peer: '+15550000001', order: 'desc' })
+    expect(w.findAll('ol[aria-label=Conversation] li').map((li) => li.find('p').text())).toEqual(['Lunch?', 'Sure'])
+    expect(w.find('img[alt="Image 1 in message"]').attributes('src')).toBe('/api/messages/1/media/0')
+    expect(w.find('[data-status]').text()).toContain('delivered')
+    expect(calls.find((c) => c.path === '/api/messages/conversations/read').body).toEqual({ peer: '+15550000001' })
+    expect(w.text()).not.toContain('1 new')
   })
 })
