@@ -70,10 +70,16 @@ pub struct Env {
     pub settings: watch::Receiver<Arc<Settings>>,
     pub events: broadcast::Sender<MediaEvent>,
     pub shutdown: CancellationToken,
+    /// A call with no packet and no command for this long is ended by
+    /// mediad itself (sipd restarted and forgot it).
+    pub orphan_after: Duration,
+    /// Where a call that ends by itself reports its id.
+    pub ended: mpsc::UnboundedSender<String>,
 }
 
 /// Runs one call until Release, the command channel closing, or shutdown.
 pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>, env: Env) {
+    let mut last_cmd = Instant::now();
     let mut task = CallTask {
         call: Call::new(Instant::now()),
         rec: Recording::default(),
@@ -107,13 +113,25 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
                     let _ = reply.send(task.stats());
                     break;
                 }
-                Some(cmd) => task.command(cmd),
+                Some(cmd) => {
+                    last_cmd = Instant::now();
+                    task.command(cmd);
+                }
             },
             Ok(()) = a_rtp.readable() => task.relay(LegId::A, false, &a_rtp, &b_rtp, &mut buf),
             Ok(()) = b_rtp.readable() => task.relay(LegId::B, false, &b_rtp, &a_rtp, &mut buf),
             Ok(()) = a_rtcp.readable() => task.relay(LegId::A, true, &a_rtcp, &b_rtcp, &mut buf),
             Ok(()) = b_rtcp.readable() => task.relay(LegId::B, true, &b_rtcp, &a_rtcp, &mut buf),
-            _ = tick.tick() => task.tick(),
+            _ = tick.tick() => {
+                task.tick();
+                let active = task.call.last_packet().map_or(last_cmd, |t| t.max(last_cmd));
+                if active.elapsed() >= task.env.orphan_after {
+                    tracing::warn!(call_id = %task.call_id, idle_s = active.elapsed().as_secs(), "no packets and no word from sipd: ending the call's media");
+                    task.stop_recording();
+                    let _ = task.env.ended.send(task.call_id.clone());
+                    break;
+                }
+            }
         }
         task.publish_events();
     }

@@ -41,6 +41,10 @@ pub struct Config {
     /// Address the RTP sockets bind to.
     #[arg(long, env = "GOSIP_RTP_BIND", default_value = "0.0.0.0")]
     pub rtp_bind: String,
+    /// A call with no RTP/RTCP and no request from sipd for this many
+    /// seconds is released by mediad (sipd restarted and forgot it).
+    #[arg(long, env = "GOSIP_MEDIA_ORPHAN_SECS", default_value_t = 3600)]
+    pub orphan_secs: u64,
 }
 
 /// The sockets mediad serves, bound by the caller (tests bind port 0).
@@ -77,7 +81,10 @@ pub async fn run(
         .parse()
         .with_context(|| format!("GOSIP_RTP_BIND {:?} is not an IP address", cfg.rtp_bind))?;
     let (events, _) = tokio::sync::broadcast::channel(1024);
+    let (ended, ended_rx) = tokio::sync::mpsc::unbounded_channel();
     let env = call::Env {
+        orphan_after: Duration::from_secs(cfg.orphan_secs.max(1)),
+        ended,
         data_dir: cfg.common.data_dir.clone(),
         pool: pool.clone(),
         settings: settings.subscribe(),
@@ -85,6 +92,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
     };
     let media = service::MediaService::new(bind_ip, ports, env);
+    tokio::spawn(media.clone().reap(ended_rx));
     tokio::spawn(sweep_recordings(
         cfg.common.data_dir.join("recordings"),
         settings.clone(),

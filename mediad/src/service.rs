@@ -63,6 +63,24 @@ impl MediaService {
         self.inner.calls.lock().map_or(0, |c| c.len())
     }
 
+    /// Returns the ports of calls whose task ended by itself (orphans).
+    pub async fn reap(self, mut ended: mpsc::UnboundedReceiver<String>) {
+        while let Some(call_id) = ended.recv().await {
+            let entry = match self.inner.calls.lock() {
+                Ok(mut calls) => calls.remove(&call_id),
+                Err(_) => return,
+            };
+            if let Some(entry) = entry {
+                let _ = entry.task.await;
+                if let Ok(mut pool) = self.inner.pool.lock() {
+                    pool.release(entry.ports.0);
+                    pool.release(entry.ports.1);
+                }
+                tracing::info!(call_id = %call_id, "orphaned call media released");
+            }
+        }
+    }
+
     /// Waits (up to `limit`) for every call task to finish: at shutdown
     /// they write out and close their recordings.
     pub async fn join_calls(&self, limit: std::time::Duration) {

@@ -27,6 +27,10 @@ struct Mediad {
 
 impl Mediad {
     async fn start(settings: &[(&str, &str)], rtp_ports: u16) -> Self {
+        Self::start_with(settings, rtp_ports, 3600).await
+    }
+
+    async fn start_with(settings: &[(&str, &str)], rtp_ports: u16, orphan_secs: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let pool = proto::db::open(dir.path()).await.unwrap();
         for (k, v) in settings {
@@ -43,6 +47,7 @@ impl Mediad {
             grpc: addr.to_string(),
             rtp_ports: format!("{base}-{}", base + rtp_ports - 1),
             rtp_bind: "127.0.0.1".into(),
+            orphan_secs,
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(mediad::run(cfg, mediad::Listeners { grpc }, stop.clone()));
@@ -558,6 +563,47 @@ async fn port_exhaustion_is_refused_and_release_frees_the_pair() {
     let err = c
         .release(ReleaseRequest {
             call_id: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_sipd_forgot_is_released_after_the_orphan_time() {
+    // 4 ports = 2 even RTP ports = 1 call.
+    let m = Mediad::start_with(&[], 4, 1).await;
+    let mut c = m.client.clone();
+    c.allocate(AllocateRequest {
+        call_id: "forgotten".into(),
+    })
+    .await
+    .unwrap();
+    let err = c
+        .allocate(AllocateRequest {
+            call_id: "next".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    let mut freed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if c.allocate(AllocateRequest {
+            call_id: "next".into(),
+        })
+        .await
+        .is_ok()
+        {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "the orphan's ports came back");
+    let err = c
+        .release(ReleaseRequest {
+            call_id: "forgotten".into(),
         })
         .await
         .unwrap_err();

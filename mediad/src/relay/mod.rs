@@ -301,6 +301,11 @@ impl Call {
         }
     }
 
+    /// The last RTP or RTCP packet from either leg.
+    pub fn last_packet(&self) -> Option<Instant> {
+        self.legs.iter().filter_map(|l| l.last_packet).max()
+    }
+
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
