@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => protoc_bin_vendored::protoc_bin_path()?,
     };
     println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate! embeds migrations/: a new file must rebuild this crate.
+    println!("cargo:rerun-if-changed=migrations");
     let files = [
         "proto/common.proto",
         "proto/sipd.proto",

@@ -600,21 +600,21 @@ fn matches(c: &Condition, from: &str, rules: &RuleSet, now: DateTime<Utc>) -> Op
             hours,
             holidays,
         } => {
-            let cal = Calendar {
-                tz: rules.calendar.tz,
-                business_hours: hours
-                    .clone()
-                    .unwrap_or_else(|| rules.calendar.business_hours.clone()),
-                holidays: holidays
-                    .clone()
-                    .unwrap_or_else(|| rules.calendar.holidays.clone()),
-            };
-            let local = cal.local(now);
+            // Borrow the route's overrides or the settings: no clones per call.
+            let hours = hours.as_ref().unwrap_or(&rules.calendar.business_hours);
+            let holidays = holidays.as_ref().unwrap_or(&rules.calendar.holidays);
+            let tz = rules.calendar.tz;
+            let local = now.with_timezone(&tz);
+            let holiday = holidays.contains(&local.date_naive());
+            let business = !holiday && hours.contains(&local);
             let (hit, what) = match when {
-                TimeCondition::BusinessHours => (cal.is_business_hours(now), "business hours"),
-                TimeCondition::AfterHours => (cal.is_after_hours(now), "after hours"),
-                TimeCondition::Weekends => (cal.is_weekend(now), "weekend"),
-                TimeCondition::Holidays => (cal.is_holiday(now), "holiday"),
+                TimeCondition::BusinessHours => (business, "business hours"),
+                TimeCondition::AfterHours => (!business, "after hours"),
+                TimeCondition::Weekends => (
+                    matches!(local.weekday(), Weekday::Sat | Weekday::Sun),
+                    "weekend",
+                ),
+                TimeCondition::Holidays => (holiday, "holiday"),
                 TimeCondition::Custom { days, start, end } => {
                     let t = NaiveTime::from_hms_opt(local.hour(), local.minute(), local.second())
                         .unwrap_or_default();
@@ -630,7 +630,7 @@ fn matches(c: &Condition, from: &str, rules: &RuleSet, now: DateTime<Utc>) -> Op
                     )
                 }
             };
-            hit.then(|| format!("{what} ({} {})", local.format("%a %H:%M"), cal.tz))
+            hit.then(|| format!("{what} ({} {tz})", local.format("%a %H:%M")))
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Loads the [`RuleSet`] from the database and settings, and keeps a
 //! snapshot in memory so a webhook decides without touching SQLite.
 //!
-//! [`RulesCache::run`] reloads when another connection (webd editing rules,
-//! another process) committed anything (`PRAGMA data_version` on a
-//! dedicated connection, checked every 250 ms, reloads at most every 300 ms)
-//! and when settings change. The "test a call" panel loads fresh instead.
+//! [`RulesCache::run`] reloads when the rules change (`rules_version`, a
+//! counter that triggers on blocklist, routes, caller_lists, dids and
+//! users.dnd bump; polled every 250 ms) and when settings change. The "test
+//! a call" panel loads fresh instead.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -198,52 +198,48 @@ impl RulesCache {
         Ok(())
     }
 
-    /// Reloads on database commits by others and on settings changes.
+    /// Reloads on rule edits (`rules_version`) and on settings changes.
     pub async fn run(self, stop: CancellationToken) {
-        let mut conn = match self.pool.acquire().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "rules cache: no connection; rules will not hot-reload");
-                return;
-            }
-        };
         let mut settings = self.settings.subscribe();
         // Baseline first, then reload: edits made since `new` are not missed.
-        let mut last: Option<i64> = sqlx::query_scalar("PRAGMA data_version")
-            .fetch_one(&mut *conn)
-            .await
-            .ok();
-        if let Err(e) = self.refresh().await {
-            tracing::warn!(error = %e, "rules reload failed");
-        }
+        let mut last = self.version().await;
+        self.reload_logged().await;
         loop {
             let changed = tokio::select! {
                 _ = stop.cancelled() => return,
                 r = settings.changed() => r.is_ok(),
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                    let v: Option<i64> = sqlx::query_scalar("PRAGMA data_version")
-                        .fetch_one(&mut *conn)
-                        .await
-                        .ok();
-                    let changed = v.is_some() && last.is_some() && v != last;
+                    let v = self.version().await;
+                    let changed = v.is_some() && v != last;
                     if v.is_some() { last = v; }
                     changed
                 }
             };
             if changed {
-                match self.refresh().await {
-                    Ok(()) => {
-                        let snap = self.get();
-                        tracing::debug!(
-                            blocklist = snap.rules.blocklist.len(),
-                            dids = snap.dids.len(),
-                            "rules reloaded"
-                        );
-                    }
-                    Err(e) => tracing::warn!(error = %e, "rules reload failed"),
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                self.reload_logged().await;
             }
+        }
+    }
+
+    async fn version(&self) -> Option<i64> {
+        sqlx::query_scalar("SELECT version FROM rules_version WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn reload_logged(&self) {
+        match self.refresh().await {
+            Ok(()) => {
+                let snap = self.get();
+                tracing::debug!(
+                    blocklist = snap.rules.blocklist.len(),
+                    dids = snap.dids.len(),
+                    "rules reloaded"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "rules reload failed"),
         }
     }
 }
