@@ -39,11 +39,19 @@ pub fn event_from(req: &NotifyRequest) -> Result<Event, Status> {
         serde_json::from_str(&req.payload_json)
             .map_err(|e| Status::invalid_argument(format!("payload_json: {e}")))?
     };
-    if !data.is_object() {
+    let serde_json::Value::Object(mut data) = data else {
         return Err(Status::invalid_argument(
             "payload_json must be a JSON object",
         ));
+    };
+    // An alert's code may come as `kind` (as in the `alerts` table).
+    if kind == Kind::AdminAlert
+        && !data.contains_key("alert")
+        && let Some(code) = data.get("kind").cloned()
+    {
+        data.insert("alert".into(), code);
     }
+    let data = serde_json::Value::Object(data);
     if req.user_id < 0 {
         return Err(Status::invalid_argument(
             "user_id must be 0 (admins) or a user id",
@@ -222,6 +230,17 @@ mod tests {
                 tonic::Code::InvalidArgument
             );
         }
+    }
+
+    #[test]
+    fn an_alert_code_given_as_kind_is_read_as_alert() {
+        let e = event_from(&req(
+            "admin_alert",
+            r#"{"kind":"twilio_failing","message":"m"}"#,
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(e.data["alert"], "twilio_failing");
     }
 
     #[test]

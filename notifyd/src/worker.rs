@@ -38,6 +38,8 @@ pub struct Ctx {
     pub data_dir: PathBuf,
     /// Wakes the dispatcher (a job was stored or a worker finished).
     pub wake: Notify,
+    /// Serialises the duplicate check and insert of admin alerts.
+    alert_lock: tokio::sync::Mutex<()>,
 }
 
 impl Ctx {
@@ -58,6 +60,7 @@ impl Ctx {
             http,
             data_dir,
             wake: Notify::new(),
+            alert_lock: tokio::sync::Mutex::new(()),
         })
     }
 }
@@ -115,7 +118,20 @@ pub async fn enqueue_event(
     idempotency_key: Option<&str>,
 ) -> Result<i64, sqlx::Error> {
     let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let _guard = match event.kind {
+        Kind::AdminAlert => Some(ctx.alert_lock.lock().await),
+        _ => None,
+    };
     let mut conn = ctx.pool.acquire().await?;
+    if event.kind == Kind::AdminAlert
+        && let Some(id) = recent_same_alert(&mut conn, event).await?
+    {
+        tracing::info!(
+            job_id = id,
+            "same admin alert queued recently; not repeated"
+        );
+        return Ok(id);
+    }
     let key = idempotency_key.map(|k| format!("notifyd:{k}"));
     let id = queue::insert(
         &mut conn,
@@ -129,6 +145,45 @@ pub async fn enqueue_event(
     drop(conn);
     ctx.wake.notify_one();
     Ok(id)
+}
+
+/// How long the same admin alert (source, code, message) is not repeated.
+/// A daemon may both write an `alerts` row and call `Notify` for one
+/// problem, and a failing dependency raises the same alert over and over.
+pub const ALERT_REPEAT_WINDOW: Duration = Duration::from_secs(600);
+
+/// The event job of the same admin alert accepted within the window.
+async fn recent_same_alert(
+    conn: &mut sqlx::SqliteConnection,
+    event: &Event,
+) -> Result<Option<i64>, sqlx::Error> {
+    let field = |k: &str| {
+        event
+            .data
+            .get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let since = proto::time::fmt(
+        chrono::Utc::now() - chrono::Duration::from_std(ALERT_REPEAT_WINDOW).unwrap_or_default(),
+    );
+    sqlx::query_scalar(
+        "SELECT id FROM jobs WHERE queue = ? AND kind = ? AND created_at >= ? \
+         AND json_extract(payload, '$.kind') = 'admin_alert' \
+         AND IFNULL(json_extract(payload, '$.data.alert'), '') = ? \
+         AND IFNULL(json_extract(payload, '$.data.message'), '') = ? \
+         AND IFNULL(json_extract(payload, '$.data.source'), '') = ? \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(queue::QUEUE)
+    .bind(EVENT_JOB)
+    .bind(since)
+    .bind(field("alert"))
+    .bind(field("message"))
+    .bind(field("source"))
+    .fetch_optional(&mut *conn)
+    .await
 }
 
 /// Claims due jobs and runs them until `shutdown`. Jobs a crash left
@@ -625,13 +680,18 @@ pub fn timezone(s: &Settings) -> chrono_tz::Tz {
 
 /// Watches the `alerts` table (any daemon writes it with `proto::db::alert`)
 /// and turns each new row into an admin-alert event, once per row thanks to
-/// the idempotency key. Rows older than an hour at start-up are left alone.
+/// the idempotency key and the repeat window. Rows older than
+/// [`ALERT_REPEAT_WINDOW`] are left alone (they were handled before a restart).
 pub async fn watch_alerts(ctx: Arc<Ctx>, every: Duration, shutdown: CancellationToken) {
     let mut last_id: i64 = 0;
     loop {
         let since = queue::at(Duration::ZERO);
         let since = proto::time::parse(&since)
-            .map(|t| proto::time::fmt(t - chrono::Duration::hours(1)))
+            .map(|t| {
+                proto::time::fmt(
+                    t - chrono::Duration::from_std(ALERT_REPEAT_WINDOW).unwrap_or_default(),
+                )
+            })
             .unwrap_or(since);
         let rows: Result<Vec<AlertRow>, _> = sqlx::query_as(
             "SELECT id, source, kind, message, created_at FROM alerts \

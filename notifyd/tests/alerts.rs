@@ -44,6 +44,16 @@ async fn alert_rows_from_other_daemons_reach_every_admin_once() {
         .await
         .unwrap();
 
+    // twiliod also hands the same alert to Notify (code as `kind`).
+    n.notify(
+        "admin_alert",
+        0,
+        serde_json::json!({"source": "twiliod", "kind": "twilio_failing",
+                           "message": "Twilio answered 503 three times"}),
+        &[],
+    )
+    .await;
+
     let msgs = sink.wait_for(2).await;
     for raw in &msgs {
         let m = MessageParser::default().parse(raw).unwrap();
