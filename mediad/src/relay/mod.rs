@@ -332,6 +332,39 @@ impl Call {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_from_anywhere_never_panic_the_relay(
+            packets in proptest::collection::vec((any::<bool>(), any::<bool>(), 0u16..4, proptest::collection::vec(any::<u8>(), 0..300)), 1..40),
+        ) {
+            let t = Instant::now();
+            let mut c = Call::new(t);
+            c.start_recording(t);
+            for (i, (b_leg, rtcp, port, mut bytes)) in packets.into_iter().enumerate() {
+                // Half the packets get a valid version so parsing goes deeper.
+                if let Some(first) = bytes.first_mut() && i % 2 == 0 {
+                    *first = 0x80 | (*first & 0x3f);
+                }
+                let now = t + Duration::from_millis(20 * i as u64);
+                let leg = if b_leg { LegId::B } else { LegId::A };
+                let src = addr(5000 + port);
+                if rtcp {
+                    c.on_rtcp(now, leg, src, &bytes);
+                } else {
+                    c.on_rtp(now, leg, src, &bytes);
+                }
+                c.on_tick(now, Duration::from_secs(1));
+                while c.poll_event().is_some() {}
+            }
+            let mut out = Vec::new();
+            if let Some(mut r) = c.stop_recording() {
+                r.finish(&mut out);
+            }
+            prop_assert_eq!(out.len() % 4, 0);
+        }
+    }
 
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
