@@ -1,0 +1,188 @@
+//! Webhook-to-TwiML latency of a real twiliod binary with 1,000 routes and
+//! 10,000 blocklist entries (`scripts/bench/webhook.sh`). Prints numbers;
+//! asserts nothing.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "webhook-bench")]
+struct Args {
+    /// Folder with the twiliod binary.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: std::path::PathBuf,
+    #[arg(long, default_value_t = 3000)]
+    requests: usize,
+    #[arg(long, default_value_t = 1000)]
+    routes: usize,
+    #[arg(long, default_value_t = 10_000)]
+    blocklist: usize,
+}
+
+const PUBLIC: &str = "https://pbx.bench";
+const TOKEN: &str = "bench-auth-token";
+const DID: &str = "+15550001111";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    let pool = proto::db::open(&data).await?;
+    for (k, v) in [
+        ("system.public_url", PUBLIC),
+        ("twilio.auth_token", TOKEN),
+        ("twilio.account_sid", e2e::standin::ACCOUNT_SID),
+        ("twilio.api_base", "http://127.0.0.1:9"),
+        ("system.timezone", "America/New_York"),
+    ] {
+        proto::settings::store(&pool, k, v).await?;
+    }
+    let owner: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash, role) VALUES ('b@bench', 'x', 'user') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let did: i64 = sqlx::query_scalar(
+        "INSERT INTO dids (number, name, owner_user_id) VALUES (?, 'Bench', ?) RETURNING id",
+    )
+    .bind(DID)
+    .bind(owner)
+    .fetch_one(&pool)
+    .await?;
+    let mut tx = pool.begin().await?;
+    for i in 0..a.blocklist {
+        let (p, t) = match i % 100 {
+            0 => (format!(r"^\+44{:04}\d{{6}}$", i), "regex"),
+            1..=9 => (format!("+1900{:06}", i), "prefix"),
+            _ => (format!("+1800{:07}", i), "exact"),
+        };
+        sqlx::query("INSERT INTO blocklist (pattern, pattern_type) VALUES (?, ?)")
+            .bind(p)
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for i in 0..a.routes.saturating_sub(1) {
+        let (ct, cd) = match i % 4 {
+            0 => (
+                "callerid",
+                format!(r#"{{"numbers":["+1777{:07}","+1777{:07}"]}}"#, i, i + 1),
+            ),
+            1 => ("callerid", format!(r#"{{"prefix":"+1666{:04}"}}"#, i)),
+            2 => (
+                "time",
+                r#"{"when":"holidays","holidays":["2001-01-01"]}"#.to_string(),
+            ),
+            _ => (
+                "time",
+                r#"{"when":"custom","days":["sun"],"start":"03:00","end":"03:01"}"#.to_string(),
+            ),
+        };
+        sqlx::query(
+            "INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, action_data) \
+             VALUES (?, ?, ?, ?, ?, 'forward', '{\"number\":\"+15559990000\"}')",
+        )
+        .bind(did)
+        .bind(i as i64)
+        .bind(format!("rule {i}"))
+        .bind(ct)
+        .bind(cd)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO routes (did_id, priority, name, condition_type, action_type) VALUES (?, 100000, 'last', 'default', 'ring')",
+    )
+    .bind(did)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    drop(pool);
+
+    let port = e2e::free_tcp_port();
+    let grpc = e2e::free_tcp_port();
+    let mut child = Command::new(a.bin_dir.join("twiliod"))
+        .env("GOSIP_DATA_DIR", &data)
+        .env("GOSIP_TWILIOD_HTTP", format!("127.0.0.1:{port}"))
+        .env("GOSIP_TWILIOD_GRPC", format!("127.0.0.1:{grpc}"))
+        .env("GOSIP_NOTIFYD_GRPC", "127.0.0.1:9")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "twiliod did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/api/webhooks/voice/incoming");
+    let public = format!("{PUBLIC}/api/webhooks/voice/incoming");
+    let mut lat = Vec::with_capacity(a.requests);
+    let (mut blocked, mut rung) = (0, 0);
+    for i in 0..(a.requests + 200) {
+        let from = match i % 10 {
+            0 => format!("+1800{:07}", (i * 7919) % a.blocklist.max(1) / 100 * 100 + 50),
+            1 => format!("+1900{:06}{}", 1 + i % 9, i % 10),
+            _ => format!("+1555{:07}", i),
+        };
+        let call_sid = format!("CA{:032x}", i as u128 + 1);
+        let params: Vec<(String, String)> = [
+            ("AccountSid", e2e::standin::ACCOUNT_SID),
+            ("ApiVersion", "2010-04-01"),
+            ("CallSid", &call_sid),
+            ("CallStatus", "ringing"),
+            ("Direction", "inbound"),
+            ("From", &from),
+            ("To", DID),
+            ("Caller", &from),
+            ("Called", DID),
+            ("StirVerstat", "TN-Validation-Passed-A"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let sig = e2e::standin::signature(TOKEN, &public, &params);
+        let t0 = Instant::now();
+        let r = client
+            .post(&url)
+            .header("X-Twilio-Signature", sig)
+            .form(&params)
+            .send()
+            .await?;
+        let status = r.status();
+        let body = r.text().await?;
+        let dt = t0.elapsed();
+        anyhow::ensure!(status == 200, "HTTP {status}: {body}");
+        if i >= 200 {
+            lat.push(dt);
+            if body.contains("<Reject") {
+                blocked += 1;
+            } else if body.contains("<Sip") {
+                rung += 1;
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "webhook -> TwiML latency, {} sequential signed requests, {} routes, {} blocklist entries \
+         ({} rang after all routes, {} blocked): p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  (target p99 < 5 ms)",
+        lat.len(),
+        a.routes,
+        a.blocklist,
+        rung,
+        blocked,
+        ms(pct(0.50)),
+        ms(pct(0.90)),
+        ms(pct(0.99)),
+        ms(*lat.last().unwrap_or(&Duration::ZERO)),
+    );
+    Ok(())
+}
