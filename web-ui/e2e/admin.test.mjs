@@ -141,12 +141,19 @@ test('rules reorder by dragging, and a holiday from the schedule editor drives a
 })
 
 test('every admin screen renders with data or an empty state and no serious accessibility problems', async () => {
+  // A failed web login from somewhere else lands in the security log.
+  const stranger = (await import('./ui.mjs')).apiClient(sys.base)
+  await stranger.login('mallory@gosip.test', 'guessing-passwords').catch(() => {})
   for (const [link, heading, shot] of [['Numbers', 'Phone numbers', 'dids'], ['Users', 'Users', 'users'], ['System', 'System settings', 'system'], ['Security', 'Security log', 'security'], ['Calls', 'Call history', 'calls-admin'], ['Messages', 'Messages', 'messages-admin'], ['Settings', 'Settings', 'settings-admin']]) {
     await nav(link)
     await page.getByRole('heading', { name: heading, exact: true }).waitFor()
     await page.waitForFunction(() => !document.body.innerText.includes('Loading…'), null, { timeout: 10000 })
     await screenshot(page, shot)
     await assertAccessible(page, link)
+    if (link === 'Security') {
+      const row = page.getByRole('row', { name: /mallory@gosip\.test/ })
+      assert.match(await row.innerText(), /web_login_failed/)
+    }
   }
 })
 
