@@ -18,12 +18,13 @@ curl -fsS -c "$jar" -H 'X-Requested-With: gosip' -H 'Content-Type: application/j
   "$GOSIP_URL/api/setup" >/dev/null
 cookie=$(awk '$6=="gosip_session"{print $7}' "$jar")
 # Left out: the event stream never ends; logout, password change/reset and
-# restore end the session the run uses.
+# restore end the session the run uses; /api/calls* ask sipd's gRPC Sipd
+# service, which answers 503 (documented) until sipd serves it.
 "$VENV/bin/st" run "$GOSIP_URL/api/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
   --exclude-path '/api/events' --exclude-path '/api/auth/logout' \
   --exclude-path '/api/auth/password' --exclude-path '/api/users/{id}/password' \
-  --exclude-path '/api/system/restore' \
+  --exclude-path '/api/system/restore' --exclude-path-regex '^/api/calls' \
   -H "Cookie: gosip_session=$cookie" -H "X-Requested-With: gosip" \
   --request-timeout 10 "$@"

@@ -281,6 +281,11 @@ pub async fn twilio_numbers(
     State(st): State<AppState>,
     _a: Admin,
 ) -> ApiResult<Json<Vec<TwilioNumber>>> {
+    if st.settings.get().str("twilio.account_sid").is_empty() {
+        return Err(ApiError::Conflict(
+            "Set the Twilio Account SID and Auth Token first (System > Settings)".into(),
+        ));
+    }
     let mut c = proto::pb::twiliod::twiliod_client::TwiliodClient::new(st.peers.twiliod.clone());
     let r = c
         .list_numbers(proto::pb::twiliod::ListNumbersRequest {})

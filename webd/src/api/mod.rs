@@ -147,6 +147,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             .routes(routes!(admin::restore))
             .into_openapi(),
     );
+    add_error_responses(&mut doc);
     doc.paths.paths.insert(
         "/api/openapi.json".into(),
         utoipa::openapi::path::PathItem::new(
@@ -159,6 +160,58 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         ),
     );
     doc
+}
+
+/// Every operation can answer the standard error JSON with these statuses
+/// (validation, auth, roles, not found, conflicts, rate limits, a daemon
+/// down or read-only mode); documented once here instead of on every handler.
+fn add_error_responses(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+    let statuses = [
+        ("400", "Malformed request"),
+        ("401", "Not logged in / bad API key"),
+        ("403", "Not allowed, or CSRF header missing"),
+        ("404", "No such object (or not yours)"),
+        ("409", "Conflicts with the current state"),
+        ("410", "No longer available"),
+        ("413", "Body too large"),
+        ("415", "Unsupported content type"),
+        ("422", "Validation failed; details name the fields"),
+        ("429", "Too many requests"),
+        ("503", "A daemon is down or the database is read-only"),
+    ];
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for (code, desc) in statuses {
+                op.responses
+                    .responses
+                    .entry(code.to_owned())
+                    .or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(desc)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                                            "ErrorBody",
+                                        )))
+                                        .build(),
+                                )
+                                .build(),
+                        )
+                    });
+            }
+        }
+    }
 }
 
 /// The API router.

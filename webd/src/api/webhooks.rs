@@ -36,7 +36,7 @@ macro_rules! webhook_doc {
     ($name:ident, $path:literal) => {
         #[doc = concat!("Twilio webhook `", $path, "`, forwarded to twiliod (signature checked there).")]
         #[utoipa::path(post, path = $path, tag = "webhooks",
-            request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+            request_body(content = std::collections::HashMap<String, String>, content_type = "application/x-www-form-urlencoded"),
             responses((status = 200, content_type = "text/xml", description = "TwiML or empty"),
                       (status = 403, description = "bad signature"), (status = 503, body = ErrorBody)))]
         pub async fn $name(
