@@ -170,8 +170,12 @@ impl Call {
             leg.dropped += 1;
             return None;
         }
-        leg.recv
-            .on_packet(&hdr, packet.len(), now, self.created, CLOCK_RATE);
+        if hdr.payload_type == leg.dtmf_pt {
+            leg.recv.on_untimed_packet(&hdr, packet.len());
+        } else {
+            leg.recv
+                .on_packet(&hdr, packet.len(), now, self.created, CLOCK_RATE);
+        }
         leg.last_packet = Some(now);
         leg.timed_out = false;
         self.armed_at.get_or_insert(now);
@@ -478,6 +482,11 @@ mod tests {
             LegId::A,
             addr(5000),
             &rtp(101, 5, 2400, 1, &dtmf::payload(2, false, 160)),
+        );
+        assert_eq!(
+            c.leg(LegId::A).jitter_ms(),
+            0.0,
+            "events are not timing samples"
         );
         assert_eq!(
             c.poll_event(),

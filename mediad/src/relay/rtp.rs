@@ -121,6 +121,17 @@ impl RecvStats {
         clock_start: Instant,
         clock_rate: u32,
     ) {
+        self.count(hdr, len);
+        self.on_timing(hdr, now, clock_start, clock_rate);
+    }
+
+    /// Accounts a packet whose timestamp is not a sampling instant (an RFC
+    /// 4733 event repeats its start timestamp): counted, not in the jitter.
+    pub fn on_untimed_packet(&mut self, hdr: &RtpHeader, len: usize) {
+        self.count(hdr, len);
+    }
+
+    fn count(&mut self, hdr: &RtpHeader, len: usize) {
         self.packets += 1;
         self.bytes += len as u64;
         match &mut self.seq {
@@ -146,6 +157,9 @@ impl RecvStats {
                 self.jitter.last = None;
             }
         }
+    }
+
+    fn on_timing(&mut self, hdr: &RtpHeader, now: Instant, clock_start: Instant, clock_rate: u32) {
         let arrival = now.saturating_duration_since(clock_start).as_micros() as u64
             * u64::from(clock_rate)
             / 1_000_000;
