@@ -162,6 +162,31 @@ test('settings: a password change keeps the user logged in, and an API key is sh
   await page.close()
 })
 
+test('the portal works from the keyboard alone', async () => {
+  const page = await browser.newPage()
+  await page.goto(`${sys.base}/login`)
+  await page.getByRole('heading', { name: 'Log in' }).waitFor()
+  // Skip link, the home link, then the email field.
+  for (let i = 0; i < 5 && !(await page.evaluate(() => document.activeElement?.type === 'email')); i++) await page.keyboard.press('Tab')
+  await page.keyboard.type(BOB.email)
+  await page.keyboard.press('Tab')
+  await page.keyboard.type(BOB.password)
+  await page.keyboard.press('Enter')
+  await page.getByRole('heading', { name: 'Dashboard' }).waitFor()
+  // Tab to the DND switch and flip it with the space bar.
+  for (let i = 0; i < 30; i++) {
+    await page.keyboard.press('Tab')
+    if (await page.evaluate(() => document.activeElement?.getAttribute('role') === 'switch')) break
+  }
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('role')), 'switch')
+  const before = await page.evaluate(() => document.activeElement.getAttribute('aria-checked'))
+  await page.keyboard.press('Space')
+  await page.waitForFunction((b) => document.querySelector('[role=switch]').getAttribute('aria-checked') !== b, before)
+  await page.keyboard.press('Space')
+  await page.waitForFunction((b) => document.querySelector('[role=switch]').getAttribute('aria-checked') === b, before)
+  await page.close()
+})
+
 test('dark mode follows the system setting', async () => {
   const ctx = await browser.newContext({ colorScheme: 'dark' })
   const page = await ctx.newPage()
