@@ -74,10 +74,24 @@ pub async fn run(
         shutdown.clone(),
     ));
     tracing::info!(grpc = %listeners.grpc.local_addr()?, "notifyd listening");
-    let daemon = DaemonService::new("notifyd", pool.clone(), settings.clone());
+    let probe_ctx = ctx.clone();
+    let daemon = DaemonService::new("notifyd", pool.clone(), settings.clone()).with_probe(
+        Arc::new(move || {
+            let last = probe_ctx
+                .email_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default();
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!("email failing: {last}")
+            }
+        }),
+    );
     tonic::transport::Server::builder()
         .add_service(daemon.into_server())
-        .add_service(service::NotifyService::new(ctx).into_server())
+        .add_service(service::NotifyService::new(ctx.clone()).into_server())
         .serve_with_incoming_shutdown(
             proto::daemon::incoming(listeners.grpc),
             shutdown.cancelled_owned(),

@@ -40,6 +40,8 @@ pub struct Ctx {
     pub wake: Notify,
     /// Serialises the duplicate check and insert of admin alerts.
     alert_lock: tokio::sync::Mutex<()>,
+    /// The last email error, cleared by the next success (health detail).
+    pub email_error: std::sync::Mutex<String>,
 }
 
 impl Ctx {
@@ -61,6 +63,7 @@ impl Ctx {
             data_dir,
             wake: Notify::new(),
             alert_lock: tokio::sync::Mutex::new(()),
+            email_error: std::sync::Mutex::new(String::new()),
         })
     }
 }
@@ -494,6 +497,11 @@ async fn attempt(ctx: &Ctx, job: &Job, d: &Delivery) -> anyhow::Result<()> {
             return Ok(queue::give_up(&ctx.pool, job, &a).await?);
         }
     };
+    if channel == "email"
+        && let Ok(mut last) = ctx.email_error.lock()
+    {
+        *last = result.as_ref().err().cloned().unwrap_or_default();
+    }
     let sched = schedule(&s, channel);
     let done = job.attempts as usize + 1;
     match result {

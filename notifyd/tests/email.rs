@@ -189,6 +189,20 @@ async fn smtp_down_for_the_whole_window_is_tried_three_times_then_abandoned() {
             .unwrap();
     assert_eq!(alert.0, "email_failed");
     assert!(alert.1.contains("alice@gosip.test") && alert.1.contains("3 attempts"));
+    // Health says why (webd shows it on the system page).
+    let health = proto::pb::common::daemon_client::DaemonClient::connect(n.url())
+        .await
+        .unwrap()
+        .health(proto::pb::common::HealthRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status, "degraded");
+    assert!(
+        health.detail.starts_with("email failing:"),
+        "{}",
+        health.detail
+    );
     // Nothing more is tried after the schedule is used up.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(n.deliveries("email").await.len(), 3);
