@@ -3,8 +3,15 @@
 //! per-leg stats. It never speaks SIP: sipd allocates and releases port
 //! pairs over gRPC.
 //!
-//! `src/relay/` is the pure core (latching, port pool, WAV framing); the rest
-//! is the shell around sockets and time.
+//! `src/relay/` is the pure core (port pool, RTP parsing and stats,
+//! latching, RFC 4733 DTMF, G.711, the recording timeline); it never touches
+//! a socket or reads the clock. The shell: `service` (gRPC, contract in
+//! `proto/proto/mediad.proto`), `call` (one task per call relaying its four
+//! UDP sockets), `recording` (WAV files, retention sweep).
+//!
+//! Recordings: `$GOSIP_DATA_DIR/recordings/YYYY/MM/DD/<call id>.wav`, stereo
+//! 8 kHz 16-bit, left = A-leg, right = B-leg. A write error stops the
+//! recording (event `recording_failed` + an `alerts` row), never the relay.
 
 pub mod call;
 pub mod recording;
