@@ -636,7 +636,8 @@ async fn compose(data_dir: &std::path::Path, s: &Settings, event: &Event, to: &s
         match tokio::fs::read(data_dir.join(path)).await {
             Ok(bytes) => attachments.push(FileAttachment {
                 name: templates::file_name(path).to_owned(),
-                content_type: templates::content_type(path).to_owned(),
+                content_type: declared_type(&event.data, path)
+                    .unwrap_or_else(|| templates::content_type(path).to_owned()),
                 bytes,
             }),
             Err(e) => {
@@ -656,6 +657,20 @@ async fn compose(data_dir: &std::path::Path, s: &Settings, event: &Event, to: &s
         html: r.html,
         attachments,
     }
+}
+
+/// The MIME type the sender declared for `path` in the event's `media`
+/// list (`[{"path": "media/..", "content_type": "image/png"}]`, as twiliod
+/// stores MMS media), when it looks like one.
+fn declared_type(data: &serde_json::Value, path: &str) -> Option<String> {
+    data.get("media")?
+        .as_array()?
+        .iter()
+        .find(|m| m.get("path").and_then(serde_json::Value::as_str) == Some(path))?
+        .get("content_type")?
+        .as_str()
+        .filter(|t| t.contains('/') && !t.contains(['\r', '\n']))
+        .map(str::to_owned)
 }
 
 /// The Gotify server for a delivery: the user's own, else the system's.

@@ -112,6 +112,8 @@ async fn voicemail_without_transcript_and_mms_with_media_to_every_admin() {
     std::fs::create_dir_all(n.data_dir().join("media/MM1")).unwrap();
     let photo = noise(20_000, 99);
     std::fs::write(n.data_dir().join("media/MM1/0.jpg"), &photo).unwrap();
+    let sticker = noise(3000, 5);
+    std::fs::write(n.data_dir().join("media/MM1/1"), &sticker).unwrap();
 
     n.notify(
         "voicemail",
@@ -133,8 +135,9 @@ async fn voicemail_without_transcript_and_mms_with_media_to_every_admin() {
     n.notify(
         "sms",
         0,
-        json!({"from": "+15550002222", "to": "+15557654321", "body": "Photo of the package"}),
-        &["media/MM1/0.jpg"],
+        json!({"from": "+15550002222", "to": "+15557654321", "body": "Photo of the package",
+               "media": [{"path": "media/MM1/1", "content_type": "image/png"}]}),
+        &["media/MM1/0.jpg", "media/MM1/1"],
     )
     .await;
     let msgs = sink.wait_for(3).await;
@@ -147,9 +150,14 @@ async fn voicemail_without_transcript_and_mms_with_media_to_every_admin() {
     let m = MessageParser::default().parse(&msgs[2]).unwrap();
     assert_eq!(m.subject(), Some("Picture message from +15550002222"));
     assert!(m.body_text(0).unwrap().contains("Photo of the package"));
-    let att = m.attachments().next().unwrap();
-    assert_eq!(att.attachment_name(), Some("0.jpg"));
-    assert_eq!(att.contents(), photo.as_slice());
+    let atts: Vec<_> = m.attachments().collect();
+    assert_eq!(atts.len(), 2);
+    assert_eq!(atts[0].attachment_name(), Some("0.jpg"));
+    assert_eq!(atts[0].content_type().unwrap().subtype(), Some("jpeg"));
+    assert_eq!(atts[0].contents(), photo.as_slice());
+    // No extension: the type twiliod declared wins.
+    assert_eq!(atts[1].content_type().unwrap().subtype(), Some("png"));
+    assert_eq!(atts[1].contents(), sticker.as_slice());
     assert!(sink.envelopes()[2].contains("root@gosip.test"));
 }
 
