@@ -1,0 +1,143 @@
+//! The whole system with the Twilio stand-in: webhooks enter through webd's
+//! public port (which forwards `/api/webhooks/*` to twiliod), are checked
+//! against the public URL, and an unanswered call ends as a voicemail whose
+//! notification notifyd takes. Needs `cargo build --bins` first.
+
+use std::time::{Duration, Instant};
+
+use e2e::System;
+use e2e::standin::{CallScript, DialOutcome, Event, Faults, RecordScript, Standin};
+use proto::pb::common::ReloadRequest;
+use proto::pb::common::daemon_client::DaemonClient;
+
+const DID: &str = "+15550001111";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inbound_call_through_webd_is_decided_by_twiliod_and_leaves_a_voicemail() {
+    let sys = System::start().await.expect("system");
+    let s = Standin::start().await.expect("stand-in");
+    let public = sys.base_url();
+    let pool = proto::db::open(&sys.data_dir).await.expect("db");
+    for (k, v) in [
+        ("twilio.api_base", s.base_url.as_str()),
+        ("twilio.account_sid", s.account_sid.as_str()),
+        ("twilio.auth_token", s.auth_token.as_str()),
+        ("system.public_url", public.as_str()),
+    ] {
+        proto::settings::store(&pool, k, v).await.expect("store");
+    }
+    let owner: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash, role) VALUES ('vm@pbx.test', 'x', 'user') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("user");
+    sqlx::query("INSERT INTO dids (number, name, owner_user_id) VALUES (?, 'Main', ?)")
+        .bind(DID)
+        .bind(owner)
+        .execute(&pool)
+        .await
+        .expect("did");
+    DaemonClient::connect(format!("http://127.0.0.1:{}", sys.ports.twiliod_grpc))
+        .await
+        .expect("twiliod grpc")
+        .reload(ReloadRequest {})
+        .await
+        .expect("reload");
+    let pn = s.add_number(DID, Some(&format!("{public}/api/webhooks/voice/incoming")));
+    if let Some(n) = s.world().numbers.iter_mut().find(|n| n.sid == pn) {
+        n.status_callback = Some(format!("{public}/api/webhooks/voice/status"));
+    }
+    // Give the rules cache its reload.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    let o = e2e::standin::scenario::run(
+        &s,
+        &CallScript {
+            from: "+15557654321".into(),
+            to: DID.into(),
+            dial: DialOutcome::NoAnswer,
+            record: RecordScript {
+                secs: 9,
+                transcript: Some("It's me, call back".into()),
+                ..RecordScript::default()
+            },
+            ..CallScript::default()
+        },
+    )
+    .await
+    .expect("call");
+    assert!(
+        o.has(|e| matches!(e, Event::Dial { noun, .. } if noun == "Sip")),
+        "{o:?}\n{}",
+        sys.log("twiliod")
+    );
+    let sid = o.recording_sid.clone().expect("recorded");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row: Option<(Option<String>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT audio_url, transcript, user_id FROM voicemails WHERE recording_sid = ?",
+        )
+        .bind(&sid)
+        .fetch_optional(&pool)
+        .await
+        .expect("query");
+        if let Some((Some(audio), Some(t), user)) = row {
+            assert_eq!(t, "It's me, call back");
+            assert_eq!(user, owner);
+            assert!(sys.data_dir.join(audio).is_file());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no voicemail\n{}",
+            sys.log("twiliod")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // notifyd is up: the hand-off job completes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st: Option<String> =
+            sqlx::query_scalar("SELECT status FROM jobs WHERE idempotency_key = ?")
+                .bind(format!("notify:voicemail:{sid}"))
+                .fetch_optional(&pool)
+                .await
+                .expect("query");
+        if st.as_deref() == Some("done") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "notify job {st:?}\n{}",
+            sys.log("twiliod")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A forged webhook through webd is refused and logged.
+    s.faults(Faults {
+        bad_signature: true,
+        ..Faults::default()
+    });
+    let o = e2e::standin::scenario::run(
+        &s,
+        &CallScript {
+            from: "+15557654321".into(),
+            to: DID.into(),
+            ..CallScript::default()
+        },
+    )
+    .await
+    .expect("call");
+    assert!(
+        o.has(|e| matches!(e, Event::Webhook { status: 403, .. })),
+        "{o:?}"
+    );
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM security_events WHERE kind = 'webhook_signature' AND ip_address = '127.0.0.1'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("count");
+    assert!(n >= 1, "security event with the caller's address");
+}
