@@ -367,7 +367,9 @@ pub async fn schedule(st: AppState, stop: CancellationToken) {
     }
 }
 
-async fn tick(st: &AppState) -> anyhow::Result<()> {
+/// One scheduler step: takes an automatic backup when the newest is older
+/// than `backup.interval_hours`, then keeps the newest `backup.keep`.
+pub async fn tick(st: &AppState) -> anyhow::Result<()> {
     let s = st.settings.get();
     let hours = s.u64("backup.interval_hours");
     let keep = s.u64("backup.keep").max(1) as usize;

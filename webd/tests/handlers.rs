@@ -1318,3 +1318,72 @@ POST   /api/system/backup
 POST   /api/system/restore
 GET    /api/system/health
 ";
+
+#[tokio::test]
+async fn scheduled_backups_run_when_due_and_keep_the_newest() {
+    let t = start().await;
+    t.admin().await;
+    proto::settings::store(&t.st.pool, "backup.keep", "2")
+        .await
+        .unwrap();
+    t.st.settings.reload().await.unwrap();
+    webd::backup::tick(&t.st).await.unwrap();
+    webd::backup::tick(&t.st).await.unwrap();
+    let autos = |t: &T| {
+        std::fs::read_dir(t.st.data_dir.join("backups"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("gosip-backup-auto-"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(autos(&t).len(), 1, "not due again within the interval");
+    // Interval 0 = off; a due interval makes another, and only 2 are kept.
+    for _ in 0..3 {
+        proto::settings::store(&t.st.pool, "backup.interval_hours", "0")
+            .await
+            .unwrap();
+        t.st.settings.reload().await.unwrap();
+        webd::backup::tick(&t.st).await.unwrap();
+        // Pretend the newest is old: age every file by a day.
+        for n in autos(&t) {
+            let p = t.st.data_dir.join("backups").join(n);
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            let old =
+                f.metadata().unwrap().modified().unwrap() - std::time::Duration::from_secs(86_400);
+            f.set_modified(old).unwrap();
+        }
+        proto::settings::store(&t.st.pool, "backup.interval_hours", "1")
+            .await
+            .unwrap();
+        t.st.settings.reload().await.unwrap();
+        webd::backup::tick(&t.st).await.unwrap();
+    }
+    assert_eq!(autos(&t).len(), 2);
+}
+
+#[tokio::test]
+async fn the_external_api_is_rate_limited_per_key() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let key = t
+        .call("POST", "/api/api-keys", &admin, Some(json!({"name": "k"})))
+        .await
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut statuses = Vec::new();
+    for _ in 0..(webd::auth::API_KEY_RATE_PER_MIN as usize + 5) {
+        let mut req = Request::builder()
+            .uri("/api/external/messages")
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1))));
+        statuses.push(t.raw(req).await.status.as_u16());
+    }
+    assert!(statuses[..100].iter().all(|s| *s == 200));
+    assert_eq!(*statuses.last().unwrap(), 429);
+}
