@@ -125,7 +125,10 @@ async fn main() -> anyhow::Result<()> {
     let (mut blocked, mut rung) = (0, 0);
     for i in 0..(a.requests + 200) {
         let from = match i % 10 {
-            0 => format!("+1800{:07}", (i * 7919) % a.blocklist.max(1) / 100 * 100 + 50),
+            0 => format!(
+                "+1800{:07}",
+                (i * 7919) % a.blocklist.max(1) / 100 * 100 + 50
+            ),
             1 => format!("+1900{:06}{}", 1 + i % 9, i % 10),
             _ => format!("+1555{:07}", i),
         };
