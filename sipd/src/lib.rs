@@ -82,16 +82,24 @@ pub async fn run(
         grpc = %listeners.grpc.local_addr()?,
         "sipd listening"
     );
+    let media = net::media::Media::new(&cfg.mediad_grpc, pool.clone())?;
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(media.clone().events(cmd_tx.clone(), shutdown.clone()));
+    let sipd_service = net::grpc::SipdService::new(cmd_tx.clone(), &cfg.mediad_grpc)?;
     let sip = tokio::spawn(net::serve(
         listeners.udp,
         listeners.tcp,
         pool.clone(),
         settings.clone(),
+        media,
+        cmd_rx,
+        cmd_tx,
         shutdown.clone(),
     ));
     let daemon = DaemonService::new("sipd", pool.clone(), settings.clone());
     let grpc = tonic::transport::Server::builder()
         .add_service(daemon.into_server())
+        .add_service(sipd_service)
         .serve_with_incoming_shutdown(
             proto::daemon::incoming(listeners.grpc),
             shutdown.clone().cancelled_owned(),

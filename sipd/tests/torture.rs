@@ -16,7 +16,9 @@ use common::{Phone, Resp, Sipd};
 const EXPECTED: &[(&str, &[u16])] = &[
     // 3.1.1 valid messages: parsed and answered normally (INVITE without
     // credentials -> 407, REGISTER -> 401, OPTIONS -> 200).
-    ("wsinv", &[407]),
+    // wsinv carries a To tag: a request in a dialog sipd does not have
+    // (RFC 3261 section 12.2.2: 481).
+    ("wsinv", &[481]),
     ("intmeth", &[501, 405]),
     ("esc01", &[407]),
     ("escnull", &[401]),

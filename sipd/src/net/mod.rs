@@ -3,6 +3,8 @@
 //! cannot starve the others, the timer loop, settings hot reload, and the
 //! database writer.
 
+pub mod grpc;
+pub mod media;
 pub mod store;
 pub mod transport;
 
@@ -67,6 +69,8 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
         keepalive_interval_ms: s.u64("sip.keepalive_interval") * 1000,
         keepalive_failures: secs("sip.keepalive_failures"),
         local_addr: format!("{local_host}:{}", sip_addr.port()),
+        media_ip: local_host,
+        ring_timeout_ms: s.u64("calls.ring_timeout").max(1) * 1000,
     }
 }
 
@@ -76,12 +80,35 @@ const UDP_BUFFER: usize = 4 << 20;
 /// How often the device list is re-read (webd adds devices at run time).
 const DEVICE_RELOAD: Duration = Duration::from_secs(1);
 
+/// What the gRPC service and mediad's events ask of the core task.
+pub enum Command {
+    /// mediad's answer to an allocation.
+    MediaReady {
+        call_id: String,
+        ports: Option<(u16, u16)>,
+    },
+    /// End a call (gRPC Hangup, mediad rtp_timeout).
+    Hangup {
+        call_id: String,
+        why: String,
+        reply: Option<tokio::sync::oneshot::Sender<bool>>,
+    },
+    /// The calls in progress.
+    ListCalls {
+        reply: tokio::sync::oneshot::Sender<Vec<crate::sip::core::CallInfo>>,
+    },
+}
+
 /// Runs the SIP side of sipd until `shutdown`.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     udp: UdpSocket,
     tcp: TcpListener,
     pool: SqlitePool,
     settings: SettingsHandle,
+    media: media::Media,
+    mut commands: mpsc::Receiver<Command>,
+    cmd_tx: mpsc::Sender<Command>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let sip_addr = udp.local_addr()?;
@@ -139,7 +166,7 @@ pub async fn serve(
                 for _ in 0..256 {
                     let Some(item) = inbox.pop() else { break };
                     core.handle_message(now_ms(), item.peer, &item.data);
-                    flush(&mut core, &udp, &conns, &ev_tx).await;
+                    flush(&mut core, &udp, &conns, &ev_tx, &media, &cmd_tx).await;
                 }
             }
             _ = tokio::time::sleep(wait) => {
@@ -155,8 +182,20 @@ pub async fn serve(
                 }
             }
             Some(devices) = dev_rx.recv() => core.set_devices(devices),
+            Some(cmd) = commands.recv() => match cmd {
+                Command::MediaReady { call_id, ports } => core.media_ready(now_ms(), &call_id, ports),
+                Command::Hangup { call_id, why, reply } => {
+                    let found = core.hangup(now_ms(), &call_id, &why);
+                    if let Some(r) = reply {
+                        let _ = r.send(found);
+                    }
+                }
+                Command::ListCalls { reply } => {
+                    let _ = reply.send(core.calls());
+                }
+            },
         }
-        flush(&mut core, &udp, &conns, &ev_tx).await;
+        flush(&mut core, &udp, &conns, &ev_tx, &media, &cmd_tx).await;
     }
     drop(ev_tx);
     let _ = writer.await;
@@ -195,12 +234,20 @@ async fn flush(
     udp: &UdpSocket,
     conns: &Conns,
     ev_tx: &mpsc::UnboundedSender<Event>,
+    media: &media::Media,
+    cmd_tx: &mpsc::Sender<Command>,
 ) {
     while let Some(t) = core.poll_transmit() {
         transport::send(udp, conns, t).await;
     }
     while let Some(e) = core.poll_event() {
-        let _ = ev_tx.send(e);
+        match e {
+            Event::MediaAllocate { call_id } => media.allocate(call_id, cmd_tx.clone()),
+            Event::MediaRelease { call_id } => media.release(call_id),
+            e => {
+                let _ = ev_tx.send(e);
+            }
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use sqlx::{Row, SqlitePool};
 
-use crate::sip::core::Event;
+use crate::sip::core::{Cdr, Event};
 use crate::sip::registrar::{Binding, Change, Device};
 use crate::sip::{Peer, Transport};
 
@@ -97,7 +97,10 @@ pub async fn write_events(pool: &SqlitePool, events: &[Event]) -> Result<(), sql
                 .await?;
         }
     }
-    if events.iter().all(|e| matches!(e, Event::Security { .. })) {
+    if events
+        .iter()
+        .all(|e| !matches!(e, Event::Binding(_) | Event::Cdr(_)))
+    {
         return Ok(());
     }
     write_bindings(pool, events).await
@@ -145,10 +148,88 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
                 .execute(&mut *tx)
                 .await?;
             }
-            Event::Security { .. } => {}
+            Event::Cdr(c) => write_cdr(&mut tx, c).await?,
+            Event::Security { .. } | Event::MediaAllocate { .. } | Event::MediaRelease { .. } => {}
         }
     }
     tx.commit().await
+}
+
+async fn write_cdr(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    c: &Cdr,
+) -> Result<(), sqlx::Error> {
+    match c {
+        Cdr::Start {
+            call_id,
+            direction,
+            from,
+            to,
+            device_id,
+            started_at,
+        } => {
+            sqlx::query(
+                "INSERT INTO cdrs (sip_call_id, direction, from_number, to_number, device_id, user_id, started_at, disposition) \
+                 VALUES (?, ?, ?, ?, ?, (SELECT user_id FROM devices WHERE id = ?), ?, 'in_progress')",
+            )
+            .bind(call_id)
+            .bind(direction)
+            .bind(from)
+            .bind(to)
+            .bind(device_id)
+            .bind(device_id)
+            .bind(fmt_ms(*started_at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Cdr::Answered { call_id, at } => {
+            sqlx::query(
+                "UPDATE cdrs SET answered_at = ? WHERE sip_call_id = ? AND ended_at IS NULL",
+            )
+            .bind(fmt_ms(*at))
+            .bind(call_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Cdr::End {
+            call_id,
+            at,
+            disposition,
+            duration_s,
+            reason,
+        } => {
+            sqlx::query(
+                "UPDATE cdrs SET ended_at = ?, disposition = ?, duration = ?, reason = ? \
+                 WHERE sip_call_id = ? AND ended_at IS NULL",
+            )
+            .bind(fmt_ms(*at))
+            .bind(disposition)
+            .bind(i64::try_from(*duration_s).unwrap_or(i64::MAX))
+            .bind(reason)
+            .bind(call_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores mediad's per-leg stats and the recording path of a finished call.
+pub async fn write_media_stats(
+    pool: &SqlitePool,
+    call_id: &str,
+    stats: &serde_json::Value,
+    recording: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE cdrs SET media_stats = ?, recording_url = COALESCE(NULLIF(?, ''), recording_url) WHERE sip_call_id = ?",
+    )
+    .bind(stats.to_string())
+    .bind(recording)
+    .bind(call_id)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 pub fn fmt_ms(ms: u64) -> String {

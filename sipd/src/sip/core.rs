@@ -4,6 +4,10 @@
 //! [`Core::handle_timeout`] when [`Core::poll_timeout`] is due, then drains
 //! [`Core::poll_transmit`] and [`Core::poll_event`].
 
+mod b2bua;
+
+pub use b2bua::{CallInfo, Cdr};
+
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -29,6 +33,10 @@ pub struct CoreConfig {
     pub keepalive_failures: u32,
     /// The `host:port` put in the Via of requests we send.
     pub local_addr: String,
+    /// The address mediad relays on, put in every SDP sipd sends.
+    pub media_ip: String,
+    /// How long a call rings before the caller hears "no answer".
+    pub ring_timeout_ms: u64,
 }
 
 impl Default for CoreConfig {
@@ -42,6 +50,8 @@ impl Default for CoreConfig {
             keepalive_interval_ms: 30_000,
             keepalive_failures: 3,
             local_addr: "127.0.0.1:5060".into(),
+            media_ip: "127.0.0.1".into(),
+            ring_timeout_ms: 30_000,
         }
     }
 }
@@ -58,6 +68,12 @@ pub enum Event {
         username: String,
         detail: String,
     },
+    /// Ask mediad for a port pair; answer with [`Core::media_ready`].
+    MediaAllocate { call_id: String },
+    /// The call is over: release mediad's ports (and store its stats).
+    MediaRelease { call_id: String },
+    /// A change to a call's CDR row.
+    Cdr(Cdr),
 }
 
 /// Counters for logs and benchmarks.
@@ -82,6 +98,8 @@ struct Reply {
     code: u16,
     reason: Cow<'static, str>,
     extra: Vec<(&'static str, String)>,
+    /// An SDP body.
+    body: Option<String>,
 }
 
 impl Reply {
@@ -90,6 +108,7 @@ impl Reply {
             code,
             reason: reason.into(),
             extra: Vec::new(),
+            body: None,
         }
     }
 
@@ -123,6 +142,7 @@ pub struct Core {
     abuse: Abuse,
     registrar: Registrar,
     keepalives: HashMap<String, Keepalive>,
+    calls: b2bua::Calls,
     next_keepalive: Option<u64>,
     next_sweep: u64,
     out: VecDeque<Transmit>,
@@ -145,6 +165,7 @@ impl Core {
             extensions: HashMap::new(),
             txns: Transactions::new(),
             keepalives: HashMap::new(),
+            calls: b2bua::Calls::default(),
             next_keepalive: None,
             next_sweep: 0,
             out: VecDeque::new(),
@@ -210,7 +231,7 @@ impl Core {
         match msg::intake(bytes) {
             Ok((Inbound::Request(r), _)) => self.handle_request(now, peer, *r),
             Ok((Inbound::Response(r), _)) => {
-                if !self.txns.on_response(&r.via.branch, r.status) {
+                if !self.txns.on_response(&r.via.branch, r.status) && !self.b2b_response(now, &r) {
                     self.stats.dropped_malformed += 1;
                 }
                 self.drain_outcomes(now);
@@ -236,6 +257,7 @@ impl Core {
     /// sweep of expired bindings and bans, keep-alive rounds.
     pub fn handle_timeout(&mut self, now: u64) {
         self.txns.handle_timeout(now);
+        self.b2b_timeout(now);
         self.drain_outcomes(now);
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY;
@@ -259,6 +281,7 @@ impl Core {
     pub fn poll_timeout(&self) -> Option<u64> {
         [
             self.txns.poll_timeout(),
+            self.calls.next_timeout(),
             self.next_keepalive,
             Some(self.next_sweep),
         ]
@@ -334,11 +357,13 @@ impl Core {
                 }
             }
             ServerMatch::AckAbsorbed => {}
-            ServerMatch::New if method == "ACK" => {}
+            ServerMatch::New if method == "ACK" => {
+                self.b2b_ack(raw.get("call-id").unwrap_or_default());
+            }
             ServerMatch::New => {
                 let invite = method == "INVITE";
                 self.txns.begin_server(now, &key, invite);
-                let reply = self.decide(now, peer, &method, &r);
+                let reply = self.decide(now, peer, &method, &r, &key);
                 let tag = self.next_id();
                 let data = msg::response(
                     raw,
@@ -347,7 +372,10 @@ impl Core {
                     &reply.reason,
                     &tag,
                     &reply.extra,
-                    None,
+                    reply
+                        .body
+                        .as_deref()
+                        .map(|b| ("application/sdp", b.as_bytes())),
                 );
                 self.txns
                     .respond(now, &key, Transmit { peer, data }, reply.code);
@@ -356,7 +384,7 @@ impl Core {
     }
 
     /// The TU: which final answer a new request gets.
-    fn decide(&mut self, now: u64, peer: Peer, method: &str, r: &msg::Request) -> Reply {
+    fn decide(&mut self, now: u64, peer: Peer, method: &str, r: &msg::Request, key: &str) -> Reply {
         let raw = &r.raw;
         let served = matches!(method, "REGISTER" | "OPTIONS" | "INVITE" | "CANCEL" | "BYE");
         if !served {
@@ -413,11 +441,13 @@ impl Core {
                 .with("Accept-Encoding", "identity")
                 .with("Accept-Language", "en")
                 .with("Supported", SUPPORTED),
+            "INVITE" if in_dialog(raw) => self.b2b_in_dialog(now, method, r),
             "INVITE" => match self.authenticate(now, peer, r, true) {
                 Err(reply) => reply,
-                // Call control arrives with the B2BUA (issue 4).
-                Ok(_) => Reply::new(480, "Temporarily Unavailable"),
+                Ok(device) => self.start_call(now, peer, r, key, &device),
             },
+            "BYE" => self.b2b_in_dialog(now, method, r),
+            "CANCEL" => self.b2b_cancel(now, r),
             _ => Reply::new(481, "Call/Transaction Does Not Exist"),
         }
     }
@@ -628,6 +658,11 @@ impl Core {
         }
         self.collect_changes();
     }
+}
+
+/// A request inside a dialog carries the To tag the dialog got.
+fn in_dialog(raw: &Raw) -> bool {
+    raw.get("to").and_then(tag_of).is_some()
 }
 
 /// Clients that fail the whole authentication when one of several

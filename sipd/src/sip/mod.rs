@@ -7,6 +7,7 @@ pub mod core;
 pub mod digest;
 pub mod msg;
 pub mod registrar;
+pub mod sdp;
 pub mod transaction;
 
 use std::net::SocketAddr;

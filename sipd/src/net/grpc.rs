@@ -1,0 +1,107 @@
+//! The `Sipd` gRPC service (webd and twiliod are its clients): active calls,
+//! hang-up, recording on demand. Each call goes to the core task.
+
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Request, Response, Status};
+
+use proto::pb::mediad::RecordRequest;
+use proto::pb::mediad::mediad_client::MediadClient;
+use proto::pb::sipd::sipd_server::{Sipd, SipdServer};
+use proto::pb::sipd::{
+    ActiveCall, HangupReply, HangupRequest, ListCallsReply, ListCallsRequest, OriginateReply,
+    OriginateRequest, SetRecordingReply, SetRecordingRequest,
+};
+
+use super::Command;
+
+pub struct SipdService {
+    commands: mpsc::Sender<Command>,
+    mediad: MediadClient<tonic::transport::Channel>,
+}
+
+impl SipdService {
+    pub fn new(
+        commands: mpsc::Sender<Command>,
+        mediad_addr: &str,
+    ) -> anyhow::Result<SipdServer<Self>> {
+        let ep = tonic::transport::Endpoint::from_shared(format!("http://{mediad_addr}"))?;
+        Ok(SipdServer::new(Self {
+            commands,
+            mediad: MediadClient::new(ep.connect_lazy()),
+        }))
+    }
+
+    async fn list(&self) -> Result<Vec<crate::sip::core::CallInfo>, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::ListCalls { reply: tx })
+            .await
+            .map_err(|_| Status::unavailable("sip core stopped"))?;
+        rx.await
+            .map_err(|_| Status::unavailable("sip core stopped"))
+    }
+}
+
+#[tonic::async_trait]
+impl Sipd for SipdService {
+    async fn originate(
+        &self,
+        _r: Request<OriginateRequest>,
+    ) -> Result<Response<OriginateReply>, Status> {
+        Err(Status::unimplemented("click-to-call is not available yet"))
+    }
+
+    async fn hangup(&self, r: Request<HangupRequest>) -> Result<Response<HangupReply>, Status> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Hangup {
+                call_id: r.into_inner().call_id,
+                why: "hung up by API".into(),
+                reply: Some(tx),
+            })
+            .await
+            .map_err(|_| Status::unavailable("sip core stopped"))?;
+        let found = rx.await.unwrap_or(false);
+        Ok(Response::new(HangupReply { found }))
+    }
+
+    async fn set_recording(
+        &self,
+        r: Request<SetRecordingRequest>,
+    ) -> Result<Response<SetRecordingReply>, Status> {
+        let r = r.into_inner();
+        let found = self.list().await?.iter().any(|c| c.call_id == r.call_id);
+        if !found {
+            return Ok(Response::new(SetRecordingReply { found: false }));
+        }
+        let mut m = self.mediad.clone();
+        m.record(RecordRequest {
+            call_id: r.call_id,
+            enabled: r.enabled,
+        })
+        .await?;
+        Ok(Response::new(SetRecordingReply { found: true }))
+    }
+
+    async fn list_calls(
+        &self,
+        _r: Request<ListCallsRequest>,
+    ) -> Result<Response<ListCallsReply>, Status> {
+        let calls = self
+            .list()
+            .await?
+            .into_iter()
+            .map(|c| ActiveCall {
+                call_id: c.call_id,
+                direction: "internal".into(),
+                from_number: c.from,
+                to_number: c.to,
+                device_id: c.device_id,
+                state: c.state.into(),
+                started_at_unix: i64::try_from(c.started_at / 1000).unwrap_or(0),
+                recording: false,
+            })
+            .collect();
+        Ok(Response::new(ListCallsReply { calls }))
+    }
+}

@@ -1,0 +1,123 @@
+//! SDP rewriting for the B2BUA: media goes through mediad, so each leg sees
+//! mediad's address and port, and only codecs both GoSIP and the phones
+//! handle are kept (PCMU, PCMA, telephone-event). Direction attributes
+//! (`sendonly`, `inactive` ...) pass through unchanged, so hold works.
+
+/// Rewrites the audio section of `sdp` to `ip:port`, keeping only PCMU,
+/// PCMA and telephone-event. Non-audio sections are dropped (offer) or
+/// rejected with port 0 (`reject_others`, for an answer). `None` when no
+/// shared audio codec remains.
+pub fn rewrite(sdp: &str, ip: &str, port: u16, reject_others: bool) -> Option<String> {
+    let lines: Vec<&str> = sdp
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut section: Option<&str> = None;
+    let mut keep: Vec<String> = Vec::new();
+    let mut audio_done = false;
+    let mut audio_ok = false;
+    // First pass: which payload types are telephone-event.
+    let mut dtmf: Vec<String> = Vec::new();
+    for l in &lines {
+        if let Some(r) = l.strip_prefix("a=rtpmap:") {
+            let (pt, enc) = r.split_once(' ').unwrap_or((r, ""));
+            if enc.to_ascii_lowercase().starts_with("telephone-event/8000") {
+                dtmf.push(pt.to_string());
+            }
+        }
+    }
+    for l in lines {
+        if let Some(m) = l.strip_prefix("m=") {
+            let parts: Vec<&str> = m.split_whitespace().collect();
+            let media = parts.first().copied().unwrap_or_default();
+            if media == "audio" && !audio_done && parts.len() >= 3 {
+                audio_done = true;
+                section = Some("audio");
+                keep = parts[3..]
+                    .iter()
+                    .filter(|pt| **pt == "0" || **pt == "8" || dtmf.iter().any(|d| d == *pt))
+                    .map(|s| s.to_string())
+                    .collect();
+                if !keep.iter().any(|pt| pt == "0" || pt == "8") {
+                    return None;
+                }
+                audio_ok = true;
+                out.push(format!("m=audio {port} {} {}", parts[2], keep.join(" ")));
+                out.push(format!("c=IN IP4 {ip}"));
+            } else {
+                section = Some("other");
+                if reject_others && parts.len() >= 4 {
+                    out.push(format!("m={} 0 {} {}", parts[0], parts[2], parts[3]));
+                }
+            }
+            continue;
+        }
+        match section {
+            None => {
+                if l.starts_with("c=") {
+                    continue;
+                }
+                if let Some(o) = l.strip_prefix("o=") {
+                    let mut f: Vec<&str> = o.split_whitespace().collect();
+                    if f.len() == 6 {
+                        f[5] = ip;
+                        out.push(format!("o={}", f.join(" ")));
+                        continue;
+                    }
+                }
+                out.push(l.to_string());
+            }
+            Some("audio") => {
+                if l.starts_with("c=") {
+                    continue;
+                }
+                let pt = l
+                    .strip_prefix("a=rtpmap:")
+                    .or_else(|| l.strip_prefix("a=fmtp:"))
+                    .map(|r| r.split(' ').next().unwrap_or_default());
+                match pt {
+                    Some(pt) if !keep.iter().any(|k| k == pt) => {}
+                    _ if l.starts_with("a=rtcp:") || l.starts_with("a=candidate") => {}
+                    _ => out.push(l.to_string()),
+                }
+            }
+            _ => {}
+        }
+    }
+    if !audio_ok {
+        return None;
+    }
+    let mut s = out.join("\r\n");
+    s.push_str("\r\n");
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=alice 123 456 IN IP4 192.168.1.50\r\ns=-\r\nc=IN IP4 192.168.1.50\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0 8 9 18 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:9 G722/8000\r\na=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendonly\r\nm=video 5006 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n";
+
+    #[test]
+    fn the_offer_keeps_g711_and_dtmf_on_the_relay_address_and_direction() {
+        let s = rewrite(OFFER, "10.0.0.1", 20000, false).unwrap();
+        assert_eq!(
+            s,
+            "v=0\r\no=alice 123 456 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0 8 101\r\nc=IN IP4 10.0.0.1\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendonly\r\n"
+        );
+    }
+
+    #[test]
+    fn an_answer_rejects_other_media_with_port_zero() {
+        let s = rewrite(OFFER, "10.0.0.1", 20000, true).unwrap();
+        assert!(s.ends_with("m=video 0 RTP/AVP 96\r\n"));
+    }
+
+    #[test]
+    fn no_shared_codec_is_none() {
+        let g722 = "v=0\r\no=a 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 5004 RTP/AVP 9\r\n";
+        assert_eq!(rewrite(g722, "10.0.0.1", 1, false), None);
+    }
+}
