@@ -73,6 +73,7 @@ pub async fn run(
         std::time::Duration::from_secs(2),
         shutdown.clone(),
     ));
+    tokio::spawn(worker::janitor(ctx.clone(), shutdown.clone()));
     tracing::info!(grpc = %listeners.grpc.local_addr()?, "notifyd listening");
     let probe_ctx = ctx.clone();
     let daemon = DaemonService::new("notifyd", pool.clone(), settings.clone()).with_probe(

@@ -221,6 +221,33 @@ pub async fn log_delivery(
     Ok(())
 }
 
+/// Deletes notifyd's finished jobs and old delivery-log rows; returns the
+/// rows removed. Pending and running jobs are never touched.
+pub async fn prune(
+    pool: &SqlitePool,
+    jobs_older_than: Duration,
+    log_older_than: Duration,
+) -> Result<u64, sqlx::Error> {
+    let cutoff = |d: Duration| {
+        let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        proto::time::fmt(Utc::now().checked_sub_signed(d).unwrap_or_default())
+    };
+    let jobs = sqlx::query(
+        "DELETE FROM jobs WHERE queue = ? AND status IN ('done', 'abandoned') AND updated_at < ?",
+    )
+    .bind(QUEUE)
+    .bind(cutoff(jobs_older_than))
+    .execute(pool)
+    .await?
+    .rows_affected();
+    let log = sqlx::query("DELETE FROM deliveries WHERE created_at < ?")
+        .bind(cutoff(log_older_than))
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(jobs + log)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +298,52 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(a, b);
+    }
+
+    #[tokio::test]
+    async fn pruning_removes_finished_jobs_and_old_log_rows_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = proto::db::open(dir.path()).await.unwrap();
+        let mut c = pool.acquire().await.unwrap();
+        let done = insert(&mut c, "email", "{}", Duration::ZERO, 3, None)
+            .await
+            .unwrap();
+        let pending = insert(&mut c, "email", "{}", Duration::ZERO, 3, None)
+            .await
+            .unwrap();
+        let a = Attempt {
+            channel: "email",
+            target: "a@x",
+            status: "sent",
+            response: "250",
+        };
+        log_delivery(&mut c, Some(done), &a).await.unwrap();
+        sqlx::query(
+            "UPDATE jobs SET status = 'done', updated_at = '2000-01-01T00:00:00.000Z' WHERE id = ?",
+        )
+        .bind(done)
+        .execute(&mut *c)
+        .await
+        .unwrap();
+        sqlx::query("UPDATE jobs SET updated_at = '2000-01-01T00:00:00.000Z' WHERE id = ?")
+            .bind(pending)
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        drop(c);
+        let day = Duration::from_secs(86_400);
+        // The log row is fresh: only the old finished job goes.
+        assert_eq!(prune(&pool, day, day).await.unwrap(), 1);
+        let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM jobs")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, vec![pending]);
+        let log: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE job_id IS NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(log, 1, "the log row outlives its job");
     }
 
     #[tokio::test]

@@ -701,6 +701,23 @@ pub fn timezone(s: &Settings) -> chrono_tz::Tz {
         .unwrap_or(chrono_tz::Tz::UTC)
 }
 
+/// Removes finished jobs after 30 days and delivery-log rows after 90, once
+/// an hour, so the shared database does not grow for ever.
+pub async fn janitor(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    const DAY: Duration = Duration::from_secs(86_400);
+    loop {
+        match queue::prune(&ctx.pool, 30 * DAY, 90 * DAY).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "old jobs and delivery log pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
 /// Watches the `alerts` table (any daemon writes it with `proto::db::alert`)
 /// and turns each new row into an admin-alert event, once per row thanks to
 /// the idempotency key and the repeat window. Rows older than
