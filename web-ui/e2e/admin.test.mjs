@@ -232,6 +232,31 @@ test('the phone-sized layout has a working menu', async () => {
   await ctx.close()
 })
 
+test('settings save with field errors beside the field, and a webhook endpoint is added with its secret shown once', async () => {
+  await nav('System')
+  await page.getByRole('heading', { name: 'System settings' }).waitFor()
+  const general = page.getByRole('form', { name: 'General settings' })
+  await general.getByLabel('Time zone').fill('Mars/Olympus_Mons')
+  await general.getByRole('button', { name: 'Save general' }).click()
+  await page.locator('#f-system-timezone-err').waitFor()
+  await general.getByLabel('Time zone').fill('America/New_York')
+  await general.getByRole('button', { name: 'Save general' }).click()
+  await general.getByText(/^Saved/).waitFor()
+  assert.equal((await api.get('/system/config')).values['system.timezone'], 'America/New_York')
+
+  const hooks = page.getByRole('form', { name: 'Add a webhook' })
+  await hooks.getByLabel('URL').fill('not a url')
+  await hooks.getByRole('button', { name: 'Add webhook' }).click()
+  await page.locator('#f-wh-url-err').waitFor()
+  await hooks.getByLabel('URL').fill('https://hooks.gosip.test/in')
+  await hooks.getByLabel('voicemail').check()
+  await hooks.getByRole('button', { name: 'Add webhook' }).click()
+  await page.getByText(/^Signing secret/).waitFor()
+  await page.getByText('https://hooks.gosip.test/in').waitFor()
+  const listed = await api.get('/webhook-endpoints')
+  assert.deepEqual((listed.items ?? listed)[0].events, ['voicemail'])
+})
+
 test('a backup downloads, and restoring it is accepted (the last test: restore ends sessions)', async () => {
   await nav('System')
   await page.getByRole('heading', { name: 'System settings' }).waitFor()
