@@ -49,7 +49,7 @@ async fn an_inbound_call_through_webd_is_decided_by_twiliod_and_leaves_a_voicema
         n.status_callback = Some(format!("{public}/api/webhooks/voice/status"));
     }
     // Give the rules cache its reload.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let o = e2e::standin::scenario::run(
         &s,

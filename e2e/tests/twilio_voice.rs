@@ -175,9 +175,10 @@ impl Env {
             .last_insert_rowid()
     }
 
-    /// Waits for the rules cache to see database edits.
+    /// Waits for the rules cache to see database edits (it polls every
+    /// 250 ms; generous for a loaded CI machine).
     async fn settle(&self) {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
     }
 
     async fn call(&self, script: CallScript) -> CallOutcome {
