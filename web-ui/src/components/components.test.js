@@ -79,3 +79,22 @@ describe('ToggleSwitch', () => {
     expect(w.emitted('update:modelValue')[0]).toEqual([true])
   })
 })
+
+describe('useForm', () => {
+  it('maps API field errors, and ignores a second submit while one runs', async () => {
+    const { useForm } = await import('../composables/useForm.js')
+    const { ApiError } = await import('../api.js')
+    const f = useForm({ name: '' })
+    let runs = 0
+    let release
+    const first = f.submit(() => { runs++; return new Promise((r) => { release = r }) })
+    f.submit(() => { runs++ })
+    expect(runs).toBe(1)
+    release('ok')
+    expect(await first).toBe('ok')
+    await f.submit(() => { throw new ApiError(422, { error: { code: 'VALIDATION_ERROR', message: 'Some fields are invalid', details: [{ field: 'name', message: 'is required' }] } }) }).catch(() => {})
+    expect(f.errors.value).toEqual({ name: 'is required' })
+    expect(f.error.value).toBe('Some fields are invalid')
+    expect(f.busy.value).toBe(false)
+  })
+})

@@ -8,7 +8,10 @@ export function useForm(initial = {}) {
   const error = ref('')
   const busy = ref(false)
 
+  // A second submit while one is running is ignored (buttons stay focusable
+  // with aria-disabled instead of disabled, so keyboard focus is not lost).
   async function submit(fn) {
+    if (busy.value) return new Promise(() => {})
     busy.value = true
     errors.value = {}
     error.value = ''
