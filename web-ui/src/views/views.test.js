@@ -139,6 +139,39 @@ describe('VoicemailView', () => {
   })
 })
 
+describe('DashboardView live updates', () => {
+  it('shows active calls and unread counts pushed over the event stream', async () => {
+    const sources = []
+    class FakeEventSource {
+      constructor(url) { this.url = url; this.listeners = {}; sources.push(this) }
+      addEventListener(t, f) { this.listeners[t] = f }
+      close() { this.closed = true }
+      emit(t, data) { this.listeners[t]?.({ data: JSON.stringify(data) }) }
+    }
+    vi.stubGlobal('EventSource', FakeEventSource)
+    const { calls } = mockApi({
+      'GET /api/dashboard': { unread_voicemails: 0, unread_messages: 0, dnd: false, recent_calls: [], active_calls: [] },
+      'GET /api/calls': [],
+      'PUT /api/calls/c-1/recording': ({ body }) => ({ enabled: body.enabled }),
+    })
+    const { w } = await mountView(DashboardView)
+    expect(sources[0].url).toBe('/api/events')
+    expect(w.text()).toContain('No calls right now.')
+    sources[0].emit('calls', { calls: [{ call_id: 'c-1', from_number: '+15550000007', to_number: '+15551230000', state: 'answered', recording: false }] })
+    sources[0].emit('voicemail', { latest_id: 9, unread: 4 })
+    await flushPromises()
+    expect(w.find('[data-active-calls]').text()).toContain('+15550000007')
+    expect(w.find('[data-unread-voicemails]').text()).toBe('4')
+    await w.findAll('button').find((b) => b.text() === 'Record').trigger('click')
+    await flushPromises()
+    expect(calls.find((c) => c.method === 'PUT').body).toEqual({ enabled: true })
+    expect(w.text()).toContain('Stop recording')
+    w.unmount()
+    expect(sources[0].closed).toBe(true)
+    vi.unstubAllGlobals()
+  })
+})
+
 describe('DashboardView', () => {
   it('shows unread counts and toggles DND through the API', async () => {
     const { calls } = mockApi({
