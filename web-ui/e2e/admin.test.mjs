@@ -167,6 +167,32 @@ test('rules reorder by dragging, and a holiday from the schedule editor drives a
   await screenshot(page, 'routing-rules')
 })
 
+test('the blocklist and VIP list are managed on the routing screen and decide test calls', async () => {
+  const block = page.getByRole('form', { name: 'Block a number' })
+  await block.getByLabel('Number or pattern').fill('+1555(')
+  await block.getByLabel('Match').selectOption('regex')
+  await block.getByRole('button', { name: 'Block' }).click()
+  await page.locator('#f-bl-pattern-err').waitFor()
+  await block.getByLabel('Number or pattern').fill('+15550006666')
+  await block.getByLabel('Match').selectOption('exact')
+  await block.getByLabel('Reason').fill('robocaller')
+  await block.getByRole('button', { name: 'Block' }).click()
+  await page.getByRole('button', { name: 'Unblock +15550006666' }).waitFor()
+
+  const vip = page.getByRole('form', { name: 'Add a caller' })
+  await vip.getByLabel('Number (E.164)').fill('+15550007777')
+  await vip.getByLabel('Name').fill('Mum')
+  await vip.getByRole('button', { name: 'Add caller' }).click()
+  await page.getByRole('button', { name: 'Remove +15550007777 from vip' }).waitFor()
+
+  const form = page.getByRole('form', { name: 'Test a call' })
+  await form.getByLabel('Caller number').fill('+15550006666')
+  await form.getByLabel('Date and time').fill('2026-11-25T11:00')
+  await form.getByRole('button', { name: 'Test' }).click()
+  await page.waitForFunction(() => /block/i.test(document.querySelector('[data-test-result]')?.textContent || ''))
+  await screenshot(page, 'routing-blocked')
+})
+
 test('every admin screen renders with data or an empty state and no serious accessibility problems', async () => {
   // A failed web login from somewhere else lands in the security log.
   const stranger = (await import('./ui.mjs')).apiClient(sys.base)
