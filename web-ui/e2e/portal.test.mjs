@@ -193,6 +193,24 @@ test('the portal works from the keyboard alone', async () => {
   await page.close()
 })
 
+test('call history pages through the API, 20 calls a page', async () => {
+  const cdr = 'INSERT INTO cdrs (call_sid, direction, from_number, to_number, user_id, started_at, duration, disposition) VALUES (?,?,?,?,?,?,?,?)'
+  const rows = Array.from({ length: 24 }, (_, i) => [`CAP${i}`, 'inbound', `+1555010${String(i).padStart(4, '0')}`, '+15551230000', ids.carol, `2026-11-0${1 + (i % 9)}T0${i % 10}:00:00.000Z`, 10, 'answered'])
+  sql(sys, rows.map(() => cdr), rows)
+  const page = await browser.newPage()
+  await loginInBrowser(page, sys.base, CAROL.email, 'Carol-new-pass-2')
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Calls' }).click()
+  const pager = page.getByRole('navigation', { name: 'Calls pages' })
+  await pager.getByText('Page 1 of 2 (25)').waitFor()
+  assert.equal(await page.locator('table[aria-label=Calls] tbody tr').count(), 20)
+  const answered = page.waitForResponse((r) => r.url().includes('/api/cdrs?') && r.url().includes('page=2'))
+  await pager.getByRole('button', { name: 'Next' }).click()
+  await answered
+  await pager.getByText('Page 2 of 2 (25)').waitFor()
+  assert.equal(await page.locator('table[aria-label=Calls] tbody tr').count(), 5)
+  await page.close()
+})
+
 test('dark mode follows the system setting', async () => {
   const ctx = await browser.newContext({ colorScheme: 'dark' })
   const page = await ctx.newPage()
