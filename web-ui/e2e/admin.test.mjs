@@ -255,6 +255,7 @@ test('the phone-sized layout has a working menu', async () => {
   const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
   assert.ok(overflow <= 1, `no sideways scrolling on a phone (${overflow}px)`)
   await screenshot(p, 'routing-phone')
+  await assertAccessible(p, 'routing on a phone')
   await ctx.close()
 })
 

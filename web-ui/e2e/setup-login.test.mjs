@@ -56,6 +56,7 @@ test('the first-run wizard creates the admin, checks Twilio live, and adds the f
   await page.locator('#f-twilio_auth_token-err').waitFor()
   assert.match(await page.locator('#f-twilio_auth_token-err').innerText(), /Twilio refused/)
   await screenshot(page, 'setup-2-twilio-refused')
+  await assertAccessible(page, 'setup wizard with field errors')
   if (standin) {
     await page.getByLabel('Auth token').fill(STANDIN.authToken)
     await page.getByRole('button', { name: 'Check credentials' }).click()
