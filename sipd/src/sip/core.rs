@@ -607,7 +607,7 @@ impl Core {
         let targets: Vec<(i64, String, Peer)> = self
             .registrar
             .all()
-            .map(|b| (b.device_id, b.contact.clone(), b.source))
+            .map(|b| (b.device_id, b.contact.clone(), b.target()))
             .collect();
         let timeout = self.cfg.keepalive_interval_ms.max(1_000);
         for (device_id, contact, peer) in targets {

@@ -41,6 +41,37 @@ pub struct Binding {
     pub missed: u32,
 }
 
+impl Binding {
+    /// Where requests to this contact go. Over UDP the Contact's own address
+    /// when it names the very IP the REGISTER came from (no NAT on the path,
+    /// e.g. several UAs on one host); otherwise the address the REGISTER
+    /// really came from (RFC 3581), which is what gets through a NAT.
+    pub fn target(&self) -> Peer {
+        if self.source.transport != super::Transport::Udp {
+            return self.source;
+        }
+        match contact_addr(&self.contact) {
+            Some(a) if a.ip() == self.source.addr.ip() => Peer {
+                addr: a,
+                ..self.source
+            },
+            _ => self.source,
+        }
+    }
+}
+
+/// The `host:port` of a sip: URI when the host is an IP literal.
+fn contact_addr(uri: &str) -> Option<std::net::SocketAddr> {
+    let rest = uri.split_once(':')?.1;
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hostport = hostport.split([';', '?']).next()?;
+    if let Ok(a) = hostport.parse::<std::net::SocketAddr>() {
+        return Some(a);
+    }
+    let ip: std::net::IpAddr = hostport.trim_matches(['[', ']']).parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, 5060))
+}
+
 /// Expiry limits in seconds (`sip.min_expires`, `sip.max_expires`,
 /// `sip.default_expires`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,6 +452,22 @@ mod tests {
             r.register(0, &reg(vec!["<sip:a@h>"], Some(300), 5)),
             Outcome::OutOfOrder
         );
+    }
+
+    #[test]
+    fn requests_go_to_the_contact_on_the_same_host_and_to_the_source_behind_nat() {
+        let mut r = Registrar::new(ExpiryPolicy::default());
+        r.register(
+            0,
+            &reg(
+                vec!["<sip:a@127.0.0.1:6000>", "<sip:b@192.168.1.9:5060>"],
+                Some(300),
+                1,
+            ),
+        );
+        let b = r.bindings_of(1);
+        assert_eq!(b[0].target().addr, "127.0.0.1:6000".parse().unwrap());
+        assert_eq!(b[1].target().addr, "127.0.0.1:5070".parse().unwrap());
     }
 
     #[test]

@@ -21,6 +21,18 @@ pub struct Sipd {
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _tmp: Option<tempfile::TempDir>,
+    mediad: Option<(
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+        CancellationToken,
+    )>,
+}
+
+fn rand_u16() -> u16 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    (t % 65_000) as u16
 }
 
 impl Sipd {
@@ -33,8 +45,43 @@ impl Sipd {
         s
     }
 
+    /// Starts mediad and sipd (wired to it) on a fresh data dir.
+    pub async fn start_with_mediad(settings: &[(&str, &str)]) -> Sipd {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = grpc.local_addr().unwrap().to_string();
+        // A range unlikely to clash with another test running at once.
+        let base = 20_000 + (std::process::id() % 200) * 200 + u32::from(rand_u16() % 100) * 2;
+        let cfg = mediad::Config::parse_from([
+            "mediad",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--grpc",
+            &addr,
+            "--rtp-bind",
+            "127.0.0.1",
+            "--rtp-ports",
+            &format!("{base}-{}", base + 99),
+        ]);
+        let shutdown = CancellationToken::new();
+        let m = tokio::spawn(mediad::run(
+            cfg,
+            mediad::Listeners { grpc },
+            shutdown.clone(),
+        ));
+        let mut s = Self::start_opts(&dir, settings, Some(&addr)).await;
+        s._tmp = Some(tmp);
+        s.mediad = Some((m, shutdown));
+        s
+    }
+
     /// Starts sipd on an existing data dir (a restart).
     pub async fn start_in(dir: &Path, settings: &[(&str, &str)]) -> Sipd {
+        Self::start_opts(dir, settings, None).await
+    }
+
+    async fn start_opts(dir: &Path, settings: &[(&str, &str)], mediad: Option<&str>) -> Sipd {
         let pool = proto::db::open(dir).await.unwrap();
         proto::settings::store(&pool, "sip.realm", REALM)
             .await
@@ -52,6 +99,8 @@ impl Sipd {
             dir.to_str().unwrap(),
             "--sip-bind",
             "127.0.0.1",
+            "--mediad-grpc",
+            mediad.unwrap_or("127.0.0.1:9"),
         ]);
         let shutdown = CancellationToken::new();
         let listeners = sipd::Listeners { udp, tcp, grpc };
@@ -64,6 +113,7 @@ impl Sipd {
             shutdown,
             task: Some(task),
             _tmp: None,
+            mediad: None,
         };
         let p = Phone::udp(&s, "probe").await;
         for _ in 0..100 {
@@ -81,6 +131,10 @@ impl Sipd {
         self.shutdown.cancel();
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
+        }
+        if let Some((m, stop)) = self.mediad.take() {
+            stop.cancel();
+            let _ = m.await;
         }
         self._tmp.take()
     }

@@ -297,7 +297,7 @@ impl Core {
             .registrar
             .bindings_of(call.callee.id)
             .iter()
-            .map(|b| (b.source, b.contact.clone()))
+            .map(|b| (b.target(), b.contact.clone()))
             .collect();
         let mut branches = Vec::new();
         for (peer, contact) in targets {

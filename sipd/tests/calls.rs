@@ -1,0 +1,192 @@
+//! Internal calls through the B2BUA with real SIP software: a sipp caller
+//! (answering the 407) -> sipd -> a registered sipp phone that answers,
+//! media ports from a real mediad, and the CDR row that results.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::Sipd;
+
+type CdrRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn scenario(name: &str) -> String {
+    format!("{}/tests/sipp/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sipp(s: &Sipd, dir: &std::path::Path, xml: &str, csv: &str) -> tokio::process::Command {
+    let inf = dir.join(format!("{xml}.csv"));
+    std::fs::write(&inf, format!("SEQUENTIAL\n{csv}\n")).unwrap();
+    let mut cmd = tokio::process::Command::new("sipp");
+    cmd.arg(s.sip.to_string())
+        .args(["-sf", &scenario(xml), "-inf"])
+        .arg(&inf)
+        .args([
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "-mp",
+            "0",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+        ])
+        .args(["-trace_err", "-nostdin"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+fn errors(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with("_errors.log") {
+            out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sipp_caller_reaches_a_registered_sipp_phone_by_extension() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    // The phone: sipp in server mode answers on `port`; a second sipp
+    // registers that port as bob's contact.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let callee = tokio::process::Command::new("sipp")
+        .args([
+            "-sf",
+            &scenario("callee.xml"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args([
+            "-m",
+            "1",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-trace_err",
+            "-nostdin",
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let reg = sipp(
+        &s,
+        dir.path(),
+        "register_contact.xml",
+        &format!("bob;[authentication username=bob password=pw-b];{port}"),
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(reg.status.success(), "register: {}", errors(dir.path()));
+    s.eventually("bob registered", || async {
+        s.registrations().await.len() == 1
+    })
+    .await;
+    let caller = sipp(
+        &s,
+        dir.path(),
+        "caller.xml",
+        "alice;[authentication username=alice password=pw-a];202",
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(caller.status.success(), "caller: {}", errors(dir.path()));
+    let callee = tokio::time::timeout(Duration::from_secs(20), callee.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(callee.status.success(), "callee: {}", errors(dir.path()));
+    s.eventually("cdr closed with media stats", || async {
+        let row: Option<CdrRow> = sqlx::query_as(
+            "SELECT direction, from_number, to_number, answered_at, disposition, media_stats FROM cdrs",
+        )
+        .fetch_optional(&s.pool)
+        .await
+        .unwrap();
+        matches!(row, Some((d, f, t, Some(_), Some(disp), Some(_))) if d == "internal" && f == "201" && t == "202" && disp == "answered")
+    })
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn calling_an_unknown_extension_gets_404_and_an_unregistered_one_480() {
+    let s = Sipd::start(&[]).await;
+    s.add_devices(&[("carol", "pw", "301"), ("dave", "pw", "302")])
+        .await;
+    let p = common::Phone::udp(&s, "carol").await.with_password("pw");
+    for (dialed, want) in [("399", 404), ("302", 480)] {
+        let invite = |extra: &str, cseq: u32| {
+            format!(
+                "INVITE sip:{dialed}@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKc{dialed}{cseq}\r\nMax-Forwards: 70\r\n\
+                 From: <sip:carol@{realm}>;tag=c1\r\nTo: <sip:{dialed}@{realm}>\r\nCall-ID: call-{dialed}\r\nCSeq: {cseq} INVITE\r\n\
+                 Contact: <sip:carol@{local}>\r\n{extra}Content-Type: application/sdp\r\nContent-Length: 0\r\n\r\n",
+                srv = s.sip,
+                local = p.local,
+                realm = common::REALM
+            )
+        };
+        let ch = p.request(&invite("", 1)).await;
+        assert_eq!(ch.code(), 407);
+        let auth = p.authorization(&ch, "MD5", "INVITE", 1).replace(
+            &format!("uri=\"sip:{}\"", s.sip),
+            &format!("uri=\"sip:{dialed}@{}\"", s.sip),
+        );
+        let _ = auth;
+        let nonce = ch.header("proxy-authenticate").unwrap();
+        let nonce = nonce
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        let value = common::digest_response(
+            "carol",
+            "pw",
+            &nonce,
+            "INVITE",
+            &format!("sip:{dialed}@{}", s.sip),
+            "MD5",
+            1,
+        );
+        let r = p
+            .request(&invite(&format!("Proxy-Authorization: {value}\r\n"), 2))
+            .await;
+        assert_eq!(r.code(), want, "{}", r.0);
+    }
+    s.stop().await;
+}
