@@ -41,6 +41,7 @@ impl Env {
             ("twilio.api_base", twilio.base_url.as_str()),
             ("system.public_url", public.as_str()),
             ("sms.auto_reply_window", "3600"),
+            ("sms.status_poll_after", "1"),
         ] {
             proto::settings::store(&pool, k, v).await.unwrap();
         }
@@ -408,8 +409,14 @@ async fn outbound_survives_outages_and_crashes_and_is_delivered_exactly_once_in_
         .rev()
         .map(String::as_str)
         .collect();
+    assert_eq!(
+        sent.iter().filter(|b| b.starts_with("crash")).count(),
+        3,
+        "{sent:?}\n{}\n{:?}",
+        env.sys.log("twiliod"),
+        env.twilio.requests()
+    );
     assert_eq!(tail, ["crash a", "crash b", "crash c"]);
-    assert_eq!(sent.iter().filter(|b| b.starts_with("crash")).count(), 3);
 
     // 5. Killed with sends queued during an outage: nothing lost after restart.
     env.twilio.faults(e2e::standin::Faults {

@@ -22,7 +22,7 @@
 //!   `sms.auto_reply_window` seconds (one per sender per window; two
 //!   auto-responders therefore exchange at most one message each per window).
 
-use chrono::{DateTime, Datelike, NaiveTime, Utc};
+use chrono::Utc;
 use serde_json::Value;
 use sqlx::SqlitePool;
 
@@ -170,63 +170,6 @@ fn normalise_words(s: &str) -> String {
     out
 }
 
-/// Whether `now` is outside the weekly `hours` (JSON
-/// `{"mon": ["09:00","17:00"], ...}`, a day may also list several
-/// `[["09:00","12:00"],["13:00","17:00"]]`; a missing day is closed) or on
-/// one of the `holidays` (JSON array of `YYYY-MM-DD`), in time zone `tz`.
-/// Unreadable schedules count as "open" (never auto-reply on a typo).
-pub fn is_after_hours(hours: &Value, holidays: &Value, tz: &str, now: DateTime<Utc>) -> bool {
-    let Ok(tz) = tz.parse::<chrono_tz::Tz>() else {
-        return false;
-    };
-    let local = now.with_timezone(&tz);
-    let date = local.format("%Y-%m-%d").to_string();
-    if holidays
-        .as_array()
-        .is_some_and(|a| a.iter().any(|d| d.as_str() == Some(date.as_str())))
-    {
-        return true;
-    }
-    let Some(week) = hours.as_object() else {
-        return false;
-    };
-    let day = match local.weekday() {
-        chrono::Weekday::Mon => "mon",
-        chrono::Weekday::Tue => "tue",
-        chrono::Weekday::Wed => "wed",
-        chrono::Weekday::Thu => "thu",
-        chrono::Weekday::Fri => "fri",
-        chrono::Weekday::Sat => "sat",
-        chrono::Weekday::Sun => "sun",
-    };
-    let Some(spec) = week.get(day) else {
-        return true;
-    };
-    let t = local.time();
-    let within = |pair: &Value| -> bool {
-        let (Some(a), Some(b)) = (
-            pair.get(0).and_then(Value::as_str).and_then(hhmm),
-            pair.get(1).and_then(Value::as_str).and_then(hhmm),
-        ) else {
-            return false;
-        };
-        a <= t && t < b
-    };
-    let open = match spec.get(0) {
-        Some(Value::Array(_)) => spec.as_array().is_some_and(|v| v.iter().any(within)),
-        Some(Value::String(_)) => within(spec),
-        _ => false,
-    };
-    !open
-}
-
-fn hhmm(s: &str) -> Option<NaiveTime> {
-    if s == "24:00" {
-        return NaiveTime::from_hms_milli_opt(23, 59, 59, 999);
-    }
-    NaiveTime::parse_from_str(s, "%H:%M").ok()
-}
-
 /// Parses one `auto_replies` row; `None` for an unknown trigger.
 pub fn parse_rule(
     id: i64,
@@ -295,12 +238,9 @@ pub async fn maybe_reply(
     .unwrap_or(false);
     let dnd = owner_dnd || settings.bool("routing.dnd");
     let now = Utc::now();
-    let sys_hours: Value =
-        serde_json::from_str(settings.str("routing.business_hours")).unwrap_or(Value::Null);
-    let holidays: Value =
-        serde_json::from_str(settings.str("routing.holidays")).unwrap_or(Value::Null);
-    let tz = settings.str("system.timezone");
-    let after_hours = is_after_hours(&sys_hours, &holidays, tz, now);
+    // The same calendar as voice routing (rules.rs): one meaning of "after hours".
+    let calendar = crate::rules::Calendar::from_settings(&settings);
+    let after_hours = calendar.is_after_hours(now);
     let sender_is_ours: bool =
         sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM dids WHERE number = ?)")
             .bind(&from)
@@ -329,7 +269,11 @@ pub async fn maybe_reply(
             if rule.trigger == Trigger::AfterHours
                 && let Some(h) = data.get("hours")
             {
-                rule.own_after_hours = Some(is_after_hours(h, &holidays, tz, now));
+                let own = crate::rules::Calendar {
+                    business_hours: crate::rules::Schedule::parse(h),
+                    ..calendar.clone()
+                };
+                rule.own_after_hours = Some(own.is_after_hours(now));
             }
             rule
         })
@@ -397,7 +341,6 @@ async fn load_rules(pool: &SqlitePool, did_id: i64) -> Result<Vec<(Rule, Value)>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn rules() -> Vec<Rule> {
         vec![
@@ -519,70 +462,6 @@ mod tests {
             ..facts("+15551230000", "hello")
         };
         assert_eq!(decide(&f, &rules()), Err(Skip::RateLimited));
-    }
-
-    #[test]
-    fn after_hours_follows_the_weekly_schedule_in_the_time_zone() {
-        let hours =
-            json!({"mon": ["09:00", "17:00"], "tue": [["09:00","12:00"],["13:00","17:00"]]});
-        let none = json!([]);
-        let at = |s: &str| proto::time::parse(s).unwrap();
-        // Monday 2025-01-13 10:00 New York = 15:00 UTC.
-        assert!(!is_after_hours(
-            &hours,
-            &none,
-            "America/New_York",
-            at("2025-01-13T15:00:00Z")
-        ));
-        // Monday 08:59 New York.
-        assert!(is_after_hours(
-            &hours,
-            &none,
-            "America/New_York",
-            at("2025-01-13T13:59:00Z")
-        ));
-        // Monday 17:00 is closed.
-        assert!(is_after_hours(
-            &hours,
-            &none,
-            "America/New_York",
-            at("2025-01-13T22:00:00Z")
-        ));
-        // Tuesday lunch break.
-        assert!(is_after_hours(
-            &hours,
-            &none,
-            "America/New_York",
-            at("2025-01-14T17:30:00Z")
-        ));
-        assert!(!is_after_hours(
-            &hours,
-            &none,
-            "America/New_York",
-            at("2025-01-14T18:30:00Z")
-        ));
-        // Wednesday is not listed: closed.
-        assert!(is_after_hours(
-            &hours,
-            &none,
-            "America/New_York",
-            at("2025-01-15T15:00:00Z")
-        ));
-        // A holiday closes an open day.
-        let hol = json!(["2025-01-13"]);
-        assert!(is_after_hours(
-            &hours,
-            &hol,
-            "America/New_York",
-            at("2025-01-13T15:00:00Z")
-        ));
-    }
-
-    #[test]
-    fn unreadable_schedules_count_as_open() {
-        let at = proto::time::parse("2025-01-13T15:00:00Z").unwrap();
-        assert!(!is_after_hours(&json!("junk"), &json!([]), "UTC", at));
-        assert!(!is_after_hours(&json!({}), &json!([]), "Not/AZone", at));
     }
 
     #[test]

@@ -28,6 +28,10 @@
 //! token also attaches its SID to the row. Only when neither finds it is the
 //! POST repeated.
 //!
+//! Lost status callbacks: every send also queues an `sms.poll` job due
+//! `sms.status_poll_after` seconds later; if the message is not final by
+//! then, it fetches the message from Twilio and moves the status forward.
+//!
 //! Order per conversation: the job of message N sends every unsent message of
 //! the same DID/recipient up to N, oldest first, and stops at the first that
 //! cannot be sent; so a later message never overtakes an earlier one that is
@@ -71,6 +75,14 @@ pub fn register_jobs(state: &AppState) {
         async move {
             let id = job.payload["message_id"].as_i64().unwrap_or(0);
             outbound::run_send(&st, id).await
+        }
+    });
+    let st = state.clone();
+    state.queue.register(outbound::POLL_JOB, move |job| {
+        let st = st.clone();
+        async move {
+            let id = job.payload["message_id"].as_i64().unwrap_or(0);
+            outbound::run_poll(&st, id).await
         }
     });
     let st = state.clone();

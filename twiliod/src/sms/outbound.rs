@@ -2,6 +2,8 @@
 //! `messages` row written before anything is sent, the `sms.send` job that
 //! sends it, and what each Twilio answer does to the row.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
@@ -13,6 +15,9 @@ use crate::queue::{Enqueue, JobError};
 
 /// Job kind that sends an outbound message.
 pub const SEND_JOB: &str = "sms.send";
+/// Job kind that asks Twilio for the status of a sent message whose final
+/// status callback never came (twiliod was down, the callback was lost).
+pub const POLL_JOB: &str = "sms.poll";
 
 /// Twilio's limit on a message body (characters).
 pub const MAX_BODY_CHARS: usize = 1600;
@@ -308,7 +313,9 @@ async fn send_one(ctx: &AppState, row: &OutRow) -> Result<(), JobError> {
                 record_sid(ctx, id, &m.sid, &m.status).await?;
                 return Ok(());
             }
-            Ok(None) => {}
+            Ok(None) => {
+                tracing::info!(message_id = id, first_attempt = %first, "earlier attempt created nothing at Twilio; sending again");
+            }
             Err(e) => return Err(as_job_error(e)),
         }
     }
@@ -333,15 +340,31 @@ async fn send_one(ctx: &AppState, row: &OutRow) -> Result<(), JobError> {
         ));
     }
     let now = proto::time::now();
-    sqlx::query(
+    // Only while no SID is known: a status callback may have attached one
+    // since this job read the row.
+    let armed = sqlx::query(
         "UPDATE messages SET send_token = ?, first_attempt_at = COALESCE(first_attempt_at, ?), \
-         updated_at = ? WHERE id = ?",
+         updated_at = ? WHERE id = ? AND message_sid IS NULL AND status = 'queued'",
     )
     .bind(&token)
     .bind(&now)
     .bind(&now)
     .bind(id)
     .execute(&ctx.pool)
+    .await?;
+    if armed.rows_affected() == 0 {
+        return Ok(());
+    }
+    // Lost callbacks must not leave the message "sent" forever.
+    let poll_after = Duration::from_secs(ctx.settings.get().u64("sms.status_poll_after").max(1));
+    crate::queue::insert_job(
+        &ctx.pool,
+        POLL_JOB,
+        &json!({ "message_id": id }),
+        &Enqueue::key(format!("{POLL_JOB}:{id}"))
+            .delay(poll_after)
+            .max_attempts(48),
+    )
     .await?;
     let form_ref: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     match client
@@ -377,6 +400,52 @@ async fn send_one(ctx: &AppState, row: &OutRow) -> Result<(), JobError> {
             tracing::warn!(message_id = id, code = ?code, reason = %message, "message refused by Twilio");
             Ok(())
         }
+    }
+}
+
+/// The `sms.poll` job: fetches the message from Twilio and moves its status
+/// forward; asks again later while it is not final.
+pub async fn run_poll(ctx: &AppState, id: i64) -> Result<(), JobError> {
+    let row: Option<(Option<String>, String)> =
+        sqlx::query_as("SELECT message_sid, status FROM messages WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&ctx.pool)
+            .await?;
+    let again = || JobError::Retry {
+        error: "not final yet".into(),
+        after: Some(Duration::from_secs(
+            ctx.settings.get().u64("sms.status_poll_after").max(1),
+        )),
+    };
+    let Some((sid, status)) = row else {
+        return Ok(());
+    };
+    if super::status::is_final(&status) {
+        return Ok(());
+    }
+    // Not accepted by Twilio yet: the send job is still at it; look later.
+    let Some(sid) = sid else {
+        return Err(again());
+    };
+    let m = ctx.twilio.fetch_message(&sid).await.map_err(as_job_error)?;
+    let message = m.error_code.filter(|c| *c != 0).map(|c| {
+        m.error_message
+            .clone()
+            .unwrap_or_else(|| super::inbound::error_text(c))
+    });
+    advance_status(
+        &ctx.pool,
+        id,
+        &m.status,
+        m.error_code.filter(|c| *c != 0),
+        message.as_deref(),
+    )
+    .await?;
+    tracing::info!(message_id = id, sid, status = %m.status, "message status polled");
+    if super::status::is_final(&m.status) {
+        Ok(())
+    } else {
+        Err(again())
     }
 }
 
@@ -454,13 +523,17 @@ async fn find_created(
         if !recent || m.body.as_deref() != Some(row.body.as_str()) {
             continue;
         }
-        let claimed: bool =
-            sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM messages WHERE message_sid = ?)")
-                .bind(&m.sid)
-                .fetch_one(&ctx.pool)
-                .await
-                .map_err(|e| TwilioError::Transport(format!("database: {e}")))?;
-        if !claimed {
+        // Claimed by another row: not ours. Claimed by this row (a status
+        // callback attached it meanwhile): ours, already sent.
+        let other: bool = sqlx::query_scalar(
+            "SELECT EXISTS(SELECT 1 FROM messages WHERE message_sid = ? AND id != ?)",
+        )
+        .bind(&m.sid)
+        .bind(row.id)
+        .fetch_one(&ctx.pool)
+        .await
+        .map_err(|e| TwilioError::Transport(format!("database: {e}")))?;
+        if !other {
             return Ok(Some(m));
         }
     }
