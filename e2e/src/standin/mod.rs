@@ -22,6 +22,7 @@
 pub mod messages;
 pub mod rest;
 pub mod scenario;
+pub mod sip;
 pub mod wav;
 
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -24,6 +24,11 @@ pub enum DialOutcome {
     NoAnswer,
     Busy,
     Failed,
+    /// Really call the `<Sip>` URI (sipd): INVITE, digest, RTP for
+    /// `talk_secs` when answered, BYE. The SIP answer decides the status.
+    Sip {
+        talk_secs: u32,
+    },
 }
 
 /// What happens at a `<Record>`.
@@ -108,6 +113,9 @@ pub struct CallOutcome {
     pub status: String,
     pub duration: u32,
     pub recording_sid: Option<String>,
+    /// SIP legs placed for `<Dial><Sip>` with [`DialOutcome::Sip`].
+    #[serde(default)]
+    pub sip: Vec<super::sip::SipResult>,
 }
 
 impl CallOutcome {
@@ -156,6 +164,7 @@ pub async fn run(s: &Standin, script: &CallScript) -> anyhow::Result<CallOutcome
         status: "completed".into(),
         duration: 0,
         recording_sid: None,
+        sip: vec![],
     };
     let mut answered = false;
     let mut next: Option<(String, Vec<(String, String)>)> =
@@ -257,6 +266,8 @@ pub async fn run(s: &Standin, script: &CallScript) -> anyhow::Result<CallOutcome
                     }
                     let timeout = attr("timeout").and_then(|t| t.parse().ok()).unwrap_or(30);
                     let action = attr("action").map(|a| resolve(&url, &a));
+                    let (target_uri, sip_user, sip_pass) =
+                        (target.clone(), username.clone(), password.clone());
                     out.events.push(Event::Dial {
                         target,
                         noun: noun_name.clone(),
@@ -266,12 +277,38 @@ pub async fn run(s: &Standin, script: &CallScript) -> anyhow::Result<CallOutcome
                         password,
                         caller_id: attr("callerId"),
                     });
+                    let mut sip_call_id = None;
                     let (dial_status, sip_code, secs) = match script.dial {
-                        DialOutcome::Answered { secs } => ("completed", "200", secs),
-                        DialOutcome::NoAnswer => ("no-answer", "480", 0),
-                        DialOutcome::Busy => ("busy", "486", 0),
-                        DialOutcome::Failed => ("failed", "503", 0),
+                        DialOutcome::Answered { secs } => ("completed", "200".to_owned(), secs),
+                        DialOutcome::NoAnswer => ("no-answer", "480".to_owned(), 0),
+                        DialOutcome::Busy => ("busy", "486".to_owned(), 0),
+                        DialOutcome::Failed => ("failed", "503".to_owned(), 0),
+                        DialOutcome::Sip { talk_secs } if noun_name == "Sip" => {
+                            let r = super::sip::dial(&super::sip::SipDial {
+                                uri: target_uri.clone(),
+                                username: sip_user.clone(),
+                                password: sip_pass.clone(),
+                                from: script.from.clone(),
+                                call_sid: call_sid.clone(),
+                                account_sid: s.account_sid.clone(),
+                                timeout: std::time::Duration::from_secs(u64::from(timeout)),
+                                talk: std::time::Duration::from_secs(u64::from(talk_secs)),
+                            })
+                            .await?;
+                            out.sip.push(r.clone());
+                            sip_call_id = Some(r.call_id.clone());
+                            let status = match r.code {
+                                200..=299 => "completed",
+                                486 | 600 => "busy",
+                                408 | 480 | 487 => "no-answer",
+                                _ => "failed",
+                            };
+                            let secs = if status == "completed" { talk_secs } else { 0 };
+                            (status, r.code.to_string(), secs)
+                        }
+                        DialOutcome::Sip { .. } => ("no-answer", "480".to_owned(), 0),
                     };
+                    let sip_code = sip_code.as_str();
                     out.duration += secs + if secs == 0 { timeout } else { 0 };
                     if let Some(action) = action {
                         let dial_sid = new_sid("CA");
@@ -288,7 +325,12 @@ pub async fn run(s: &Standin, script: &CallScript) -> anyhow::Result<CallOutcome
                         );
                         if noun_name == "Sip" {
                             p.push(("DialSipResponseCode".into(), sip_code.into()));
-                            p.push(("DialSipCallId".into(), format!("{dial_sid}@standin")));
+                            p.push((
+                                "DialSipCallId".into(),
+                                sip_call_id
+                                    .clone()
+                                    .unwrap_or_else(|| format!("{dial_sid}@standin")),
+                            ));
                         }
                         next = Some((action, p));
                         continue 'docs;

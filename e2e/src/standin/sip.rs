@@ -1,0 +1,542 @@
+//! The stand-in's SIP side for `<Dial><Sip>` (CONTRACT.md §5.2): Twilio
+//! sends an INVITE to the SIP URI (sipd) with `X-Twilio-CallSid`,
+//! `X-Twilio-AccountSid`, `X-Twilio-ApiVersion` and the URI's `X-` headers,
+//! answers a 401/407 digest challenge with the `<Sip username password>`,
+//! sends PCMU RTP when answered, then hangs up with BYE; CANCEL when the
+//! `<Dial timeout>` runs out. UDP only, one call per [`dial`].
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+use tokio::net::UdpSocket;
+
+/// One `<Dial><Sip>` attempt.
+#[derive(Debug, Clone)]
+pub struct SipDial {
+    /// The `<Sip>` body: `sip:user@host:port;params?X-A=1&X-B=2`.
+    pub uri: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Caller (E.164) as Twilio puts it in From.
+    pub from: String,
+    pub call_sid: String,
+    pub account_sid: String,
+    /// `<Dial timeout>`.
+    pub timeout: Duration,
+    /// How long to talk once answered.
+    pub talk: Duration,
+}
+
+/// How the attempt ended.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SipResult {
+    /// Final SIP status (408 when the timeout ran out).
+    pub code: u16,
+    pub call_id: String,
+    pub rtp_sent: u32,
+    pub rtp_received: u32,
+}
+
+/// Places the call.
+pub async fn dial(d: &SipDial) -> anyhow::Result<SipResult> {
+    let target = parse_uri(&d.uri)?;
+    let sock = UdpSocket::bind("127.0.0.1:0").await?;
+    let rtp = UdpSocket::bind("127.0.0.1:0").await?;
+    let local = sock.local_addr()?;
+    let peer: SocketAddr = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("cannot resolve {}", target.host))?;
+    let call_id = format!("{:016x}@standin.twilio", rand::random::<u64>());
+    let from_tag = format!("{:08x}", rand::random::<u32>());
+    let ruri = format!("sip:{}@{}:{}", target.user, target.host, target.port);
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=Twilio\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n",
+        rtp.local_addr()?.port()
+    );
+    let mut extra = vec![
+        format!("X-Twilio-CallSid: {}", d.call_sid),
+        format!("X-Twilio-AccountSid: {}", d.account_sid),
+        "X-Twilio-ApiVersion: 2010-04-01".to_owned(),
+    ];
+    extra.extend(target.headers.iter().map(|(k, v)| format!("{k}: {v}")));
+    let mut cseq = 1u32;
+    let mut auth: Option<String> = None;
+    let mut result = SipResult {
+        call_id: call_id.clone(),
+        ..SipResult::default()
+    };
+    let deadline = Instant::now() + d.timeout;
+    let mut challenged = false;
+    'invite: loop {
+        let branch = format!("z9hG4bK{:012x}", rand::random::<u64>() >> 16);
+        let mut headers = extra.clone();
+        if let Some(a) = &auth {
+            headers.push(a.clone());
+        }
+        let invite = request(&Req {
+            method: "INVITE",
+            ruri: &ruri,
+            local,
+            branch: &branch,
+            from: &d.from,
+            from_tag: &from_tag,
+            to: &ruri,
+            to_tag: None,
+            call_id: &call_id,
+            cseq,
+            extra: &headers,
+            body: &sdp,
+        });
+        sock.send_to(invite.as_bytes(), peer).await?;
+        let mut resend = Duration::from_millis(500);
+        let mut next_resend = Instant::now() + resend;
+        let mut provisional = false;
+        let mut buf = vec![0u8; 65535];
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                // Ring timeout: CANCEL, then ACK the 487.
+                let cancel = request(&Req {
+                    method: "CANCEL",
+                    ruri: &ruri,
+                    local,
+                    branch: &branch,
+                    from: &d.from,
+                    from_tag: &from_tag,
+                    to: &ruri,
+                    to_tag: None,
+                    call_id: &call_id,
+                    cseq,
+                    extra: &[],
+                    body: "",
+                });
+                sock.send_to(cancel.as_bytes(), peer).await?;
+                let end = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < end {
+                    let Ok(Ok((n, _))) =
+                        tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf))
+                            .await
+                    else {
+                        continue;
+                    };
+                    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                    if status(&msg) == Some(487) {
+                        ack_non_2xx(
+                            &sock, peer, &msg, &ruri, local, &branch, d, &from_tag, &call_id, cseq,
+                        )
+                        .await?;
+                        break;
+                    }
+                }
+                result.code = 408;
+                return Ok(result);
+            }
+            let wait = if provisional {
+                deadline - now
+            } else {
+                next_resend
+                    .saturating_duration_since(now)
+                    .min(deadline - now)
+            };
+            let got = tokio::time::timeout(wait, sock.recv_from(&mut buf)).await;
+            let Ok(Ok((n, _))) = got else {
+                if !provisional && Instant::now() >= next_resend {
+                    sock.send_to(invite.as_bytes(), peer).await?;
+                    resend = (resend * 2).min(Duration::from_secs(4));
+                    next_resend = Instant::now() + resend;
+                }
+                continue;
+            };
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            let Some(code) = status(&msg) else { continue };
+            if header(&msg, "call-id", "i").as_deref() != Some(call_id.as_str()) {
+                continue;
+            }
+            match code {
+                100..=199 => provisional = true,
+                401 | 407 if !challenged && d.username.is_some() => {
+                    ack_non_2xx(
+                        &sock, peer, &msg, &ruri, local, &branch, d, &from_tag, &call_id, cseq,
+                    )
+                    .await?;
+                    let (hname, rname) = if code == 401 {
+                        ("www-authenticate", "Authorization")
+                    } else {
+                        ("proxy-authenticate", "Proxy-Authorization")
+                    };
+                    let challenge = all_headers(&msg, hname)
+                        .into_iter()
+                        .find(|c| {
+                            let p = params(c);
+                            p.get("algorithm")
+                                .is_none_or(|a| a.eq_ignore_ascii_case("MD5"))
+                        })
+                        .ok_or_else(|| anyhow::anyhow!("no MD5 challenge in {code}"))?;
+                    auth = Some(format!(
+                        "{rname}: {}",
+                        digest(
+                            &challenge,
+                            d.username.as_deref().unwrap_or(""),
+                            d.password.as_deref().unwrap_or(""),
+                            "INVITE",
+                            &ruri
+                        )
+                    ));
+                    challenged = true;
+                    cseq += 1;
+                    continue 'invite;
+                }
+                200..=299 => {
+                    let to_tag = params(&header(&msg, "to", "t").unwrap_or_default())
+                        .get("tag")
+                        .cloned();
+                    let contact = header(&msg, "contact", "m")
+                        .and_then(|c| {
+                            let s = c.find('<')? + 1;
+                            let e = c[s..].find('>')? + s;
+                            Some(c[s..e].to_owned())
+                        })
+                        .unwrap_or_else(|| ruri.clone());
+                    let ack_branch = format!("z9hG4bK{:012x}", rand::random::<u64>() >> 16);
+                    let ack = request(&Req {
+                        method: "ACK",
+                        ruri: &contact,
+                        local,
+                        branch: &ack_branch,
+                        from: &d.from,
+                        from_tag: &from_tag,
+                        to: &ruri,
+                        to_tag: to_tag.as_deref(),
+                        call_id: &call_id,
+                        cseq,
+                        extra: &[],
+                        body: "",
+                    });
+                    sock.send_to(ack.as_bytes(), peer).await?;
+                    let media = sdp_addr(body(&msg));
+                    let (sent, received) = talk(&rtp, media, d.talk).await?;
+                    result.rtp_sent = sent;
+                    result.rtp_received = received;
+                    let bye_branch = format!("z9hG4bK{:012x}", rand::random::<u64>() >> 16);
+                    let bye = request(&Req {
+                        method: "BYE",
+                        ruri: &contact,
+                        local,
+                        branch: &bye_branch,
+                        from: &d.from,
+                        from_tag: &from_tag,
+                        to: &ruri,
+                        to_tag: to_tag.as_deref(),
+                        call_id: &call_id,
+                        cseq: cseq + 1,
+                        extra: &[],
+                        body: "",
+                    });
+                    sock.send_to(bye.as_bytes(), peer).await?;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+                        .await;
+                    result.code = code;
+                    return Ok(result);
+                }
+                _ => {
+                    ack_non_2xx(
+                        &sock, peer, &msg, &ruri, local, &branch, d, &from_tag, &call_id, cseq,
+                    )
+                    .await?;
+                    result.code = code;
+                    return Ok(result);
+                }
+            }
+        }
+    }
+}
+
+/// Sends PCMU (20 ms packets of a tone) to `media` for `secs`, counting what
+/// comes back.
+async fn talk(
+    rtp: &UdpSocket,
+    media: Option<SocketAddr>,
+    dur: Duration,
+) -> anyhow::Result<(u32, u32)> {
+    let (mut sent, mut received) = (0u32, 0u32);
+    let end = Instant::now() + dur;
+    let ssrc: u32 = rand::random();
+    let mut seq: u16 = rand::random();
+    let mut ts: u32 = rand::random();
+    let mut buf = [0u8; 2048];
+    while Instant::now() < end {
+        if let Some(to) = media {
+            let mut pkt = Vec::with_capacity(172);
+            pkt.extend_from_slice(&[0x80, 0x00]);
+            pkt.extend_from_slice(&seq.to_be_bytes());
+            pkt.extend_from_slice(&ts.to_be_bytes());
+            pkt.extend_from_slice(&ssrc.to_be_bytes());
+            pkt.extend((0..160).map(|i| if (i / 10) % 2 == 0 { 0x10u8 } else { 0x90 }));
+            rtp.send_to(&pkt, to).await?;
+            sent += 1;
+            seq = seq.wrapping_add(1);
+            ts = ts.wrapping_add(160);
+        }
+        let tick = Instant::now() + Duration::from_millis(20);
+        while let Ok(Ok(_)) = tokio::time::timeout(
+            tick.saturating_duration_since(Instant::now()),
+            rtp.recv_from(&mut buf),
+        )
+        .await
+        {
+            received += 1;
+        }
+    }
+    Ok((sent, received))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn ack_non_2xx(
+    sock: &UdpSocket,
+    peer: SocketAddr,
+    resp: &str,
+    ruri: &str,
+    local: SocketAddr,
+    branch: &str,
+    d: &SipDial,
+    from_tag: &str,
+    call_id: &str,
+    cseq: u32,
+) -> anyhow::Result<()> {
+    // RFC 3261 17.1.1.3: same branch as the INVITE, To with the response's tag.
+    let to_tag = params(&header(resp, "to", "t").unwrap_or_default())
+        .get("tag")
+        .cloned();
+    let ack = request(&Req {
+        method: "ACK",
+        ruri,
+        local,
+        branch,
+        from: &d.from,
+        from_tag,
+        to: ruri,
+        to_tag: to_tag.as_deref(),
+        call_id,
+        cseq,
+        extra: &[],
+        body: "",
+    });
+    sock.send_to(ack.as_bytes(), peer).await?;
+    Ok(())
+}
+
+struct Req<'a> {
+    method: &'a str,
+    ruri: &'a str,
+    local: SocketAddr,
+    branch: &'a str,
+    from: &'a str,
+    from_tag: &'a str,
+    to: &'a str,
+    to_tag: Option<&'a str>,
+    call_id: &'a str,
+    cseq: u32,
+    extra: &'a [String],
+    body: &'a str,
+}
+
+fn request(r: &Req<'_>) -> String {
+    let to_tag = r.to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    let user = r.from.trim_start_matches('+');
+    let mut m = format!(
+        "{} {} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\n\
+         From: <sip:+{}@standin.pstn.twilio.test>;tag={}\r\nTo: <{}>{}\r\nCall-ID: {}\r\nCSeq: {} {}\r\n\
+         Contact: <sip:twilio@{}>\r\nUser-Agent: Twilio Gateway (GoSIP stand-in)\r\n",
+        r.method,
+        r.ruri,
+        r.local,
+        r.branch,
+        user,
+        r.from_tag,
+        r.to,
+        to_tag,
+        r.call_id,
+        r.cseq,
+        r.method,
+        r.local
+    );
+    for h in r.extra {
+        m.push_str(h);
+        m.push_str("\r\n");
+    }
+    if !r.body.is_empty() {
+        m.push_str("Content-Type: application/sdp\r\n");
+    }
+    m.push_str(&format!(
+        "Content-Length: {}\r\n\r\n{}",
+        r.body.len(),
+        r.body
+    ));
+    m
+}
+
+/// `Digest ...` credentials for `challenge` (RFC 2617, MD5, qop=auth when offered).
+pub fn digest(challenge: &str, user: &str, pass: &str, method: &str, uri: &str) -> String {
+    let p = params(challenge);
+    let realm = p.get("realm").cloned().unwrap_or_default();
+    let nonce = p.get("nonce").cloned().unwrap_or_default();
+    let md5 = |s: String| hex::encode(Md5::digest(s.as_bytes()));
+    let ha1 = md5(format!("{user}:{realm}:{pass}"));
+    let ha2 = md5(format!("{method}:{uri}"));
+    let mut out = format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", algorithm=MD5"
+    );
+    if p.get("qop")
+        .is_some_and(|q| q.split(',').any(|x| x.trim() == "auth"))
+    {
+        let cnonce = format!("{:08x}", rand::random::<u32>());
+        let nc = "00000001";
+        let resp = md5(format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+        out.push_str(&format!(
+            ", qop=auth, nc={nc}, cnonce=\"{cnonce}\", response=\"{resp}\""
+        ));
+    } else {
+        let resp = md5(format!("{ha1}:{nonce}:{ha2}"));
+        out.push_str(&format!(", response=\"{resp}\""));
+    }
+    if let Some(o) = p.get("opaque") {
+        out.push_str(&format!(", opaque=\"{o}\""));
+    }
+    out
+}
+
+struct Target {
+    user: String,
+    host: String,
+    port: u16,
+    headers: Vec<(String, String)>,
+}
+
+fn parse_uri(uri: &str) -> anyhow::Result<Target> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .ok_or_else(|| anyhow::anyhow!("not a sip: URI: {uri}"))?;
+    let (main, hdrs) = rest.split_once('?').unwrap_or((rest, ""));
+    let main = main.split(';').next().unwrap_or(main);
+    let (user, hostport) = main.split_once('@').unwrap_or(("", main));
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().unwrap_or(5060)),
+        None => (hostport, 5060),
+    };
+    let headers = url::form_urlencoded::parse(hdrs.as_bytes())
+        .into_owned()
+        .filter(|(k, _)| k.starts_with("X-") || k.starts_with("x-"))
+        .collect();
+    Ok(Target {
+        user: user.to_owned(),
+        host: host.to_owned(),
+        port,
+        headers,
+    })
+}
+
+fn status(msg: &str) -> Option<u16> {
+    let line = msg.lines().next()?;
+    let rest = line.strip_prefix("SIP/2.0 ")?;
+    rest.get(..3)?.parse().ok()
+}
+
+/// The first value of a header (long or compact name).
+pub fn header(msg: &str, name: &str, compact: &str) -> Option<String> {
+    all_headers_any(msg, name, compact).into_iter().next()
+}
+
+fn all_headers(msg: &str, name: &str) -> Vec<String> {
+    all_headers_any(msg, name, "")
+}
+
+fn all_headers_any(msg: &str, name: &str, compact: &str) -> Vec<String> {
+    let head = msg.split("\r\n\r\n").next().unwrap_or(msg);
+    head.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            let k = k.trim();
+            (k.eq_ignore_ascii_case(name)
+                || (!compact.is_empty() && k.eq_ignore_ascii_case(compact)))
+            .then(|| v.trim().to_owned())
+        })
+        .collect()
+}
+
+fn body(msg: &str) -> &str {
+    msg.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")
+}
+
+/// `key=value` / `key="value"` parameters of a header (after `;` or `,`).
+fn params(h: &str) -> std::collections::HashMap<String, String> {
+    let h = h.strip_prefix("Digest ").unwrap_or(h);
+    let mut out = std::collections::HashMap::new();
+    let mut rest = h;
+    while !rest.is_empty() {
+        let Some(eq) = rest.find('=') else { break };
+        let key = rest[..eq]
+            .trim_matches(|c: char| c == ',' || c == ';' || c.is_whitespace())
+            .rsplit([';', ',', ' ', '<', '>'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let after = &rest[eq + 1..];
+        let (val, next) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"').unwrap_or(q.len());
+            (&q[..end], &q[(end + 1).min(q.len())..])
+        } else {
+            let end = after.find([',', ';']).unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        out.insert(key, val.trim().to_owned());
+        rest = next;
+    }
+    out
+}
+
+fn sdp_addr(sdp: &str) -> Option<SocketAddr> {
+    let ip = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))?
+        .trim()
+        .to_owned();
+    let port: u16 = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("m=audio "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    format!("{ip}:{port}").parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sip_uri_gives_host_port_and_x_headers() {
+        let t = parse_uri("sip:+15550001111@127.0.0.1:5099;transport=udp?X-GoSIP-CallSid=CA1&X-GoSIP-Devices=3,4&X-GoSIP-Rule=route:1:Office%20hours").unwrap();
+        assert_eq!(
+            (t.user.as_str(), t.host.as_str(), t.port),
+            ("+15550001111", "127.0.0.1", 5099)
+        );
+        assert_eq!(t.headers[1], ("X-GoSIP-Devices".into(), "3,4".into()));
+        assert_eq!(t.headers[2].1, "route:1:Office hours");
+    }
+
+    #[test]
+    fn the_rfc_2617_example_digest_is_reproduced_without_qop() {
+        // RFC 2617 section 3.5's request without qop; the expected value was
+        // computed independently (Python hashlib).
+        let c = r#"Digest realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093""#;
+        let d = digest(c, "Mufasa", "Circle Of Life", "GET", "/dir/index.html");
+        assert!(
+            d.contains(r#"response="670fd8c2df070c60b045671b8b24ff02""#),
+            "{d}"
+        );
+    }
+}
