@@ -21,6 +21,7 @@ pub fn router(s: Standin) -> Router {
         .route("/_control/requests", get(list_requests))
         .route("/_control/numbers", post(add_number))
         .route("/_control/call", post(run_call))
+        .route("/_control/sms", post(super::messages::control_sms))
         .fallback(dispatch)
         .with_state(s)
 }
