@@ -8,6 +8,7 @@ use std::time::Duration;
 use hmac::{Hmac, KeyInit, Mac};
 use lettre::message::{Attachment, Mailbox, MultiPart, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use proto::settings::Settings;
 use sha2::Sha256;
@@ -69,19 +70,31 @@ async fn smtp(s: &Settings, from: &str, mail: &Mail) -> Result<String, String> {
     }
     let message = build_message(from, mail)?;
     let security = s.str("smtp.security");
-    let builder = match security {
-        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host),
-        "plain" | "none" => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-            host,
-        )),
-        _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host),
+    let mut builder =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).timeout(Some(SMTP_TIMEOUT));
+    let default_port = match security {
+        "plain" | "none" => 25,
+        "tls" => 465,
+        _ => 587,
+    };
+    if default_port != 25 {
+        let params = TlsParameters::builder(host.to_owned())
+            .dangerous_accept_invalid_certs(s.str("smtp.tls_verify") == "false")
+            .build_rustls()
+            .map_err(|e| format!("smtp {host}: tls setup: {}", chain(&e)))?;
+        // Implicit TLS (RFC 8314) or a STARTTLS that must succeed: never
+        // fall back to sending credentials in clear.
+        builder = builder.tls(if security == "tls" {
+            Tls::Wrapper(params)
+        } else {
+            Tls::Required(params)
+        });
     }
-    .map_err(|e| format!("smtp {host}: {}", chain(&e)))?;
-    let mut builder = builder.timeout(Some(SMTP_TIMEOUT));
-    let port = s.u64("smtp.port");
-    if port > 0 && port <= u64::from(u16::MAX) {
-        builder = builder.port(port as u16);
-    }
+    let port = match s.u64("smtp.port") {
+        p @ 1..=65535 => p as u16,
+        _ => default_port,
+    };
+    builder = builder.port(port);
     let user = s.str("smtp.username").trim();
     if !user.is_empty() {
         builder = builder.credentials(Credentials::new(

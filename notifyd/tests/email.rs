@@ -355,3 +355,69 @@ async fn postmark_transport_posts_the_message_and_attachment() {
     assert!(log[0].2.contains("422"), "{}", log[0].2);
     assert_eq!(log[1].1, "sent");
 }
+
+#[tokio::test]
+async fn starttls_and_implicit_tls_deliver_and_certificates_are_checked() {
+    use std::path::Path;
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = common::self_signed(certs.path());
+    let tls_env = |mode: &'static str| {
+        vec![
+            ("SINK_TLS", Path::new(mode).to_owned()),
+            ("SINK_CERT", cert.clone()),
+            ("SINK_KEY", key.clone()),
+        ]
+    };
+    let (p1, p2) = (free_port(), free_port());
+    let n = start(&smtp_settings(p1, "0")).await;
+    let env1 = tls_env("starttls");
+    let env1: Vec<(&str, &Path)> = env1.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let starttls =
+        SmtpSink::start_with(p1, &n.data_dir().join("box1"), Some("mailer:pw"), &env1).await;
+    n.set("smtp.username", "mailer").await;
+    n.set("smtp.password", "pw").await;
+
+    // A server that insists on STARTTLS refuses a plain session.
+    let r = n.send_test("email", "alice@gosip.test").await;
+    assert!(!r.ok);
+    assert!(
+        r.error.contains("530") || r.error.contains("STARTTLS"),
+        "{}",
+        r.error
+    );
+
+    // The self-signed certificate is refused while verification is on.
+    n.set("smtp.security", "starttls").await;
+    let r = n.send_test("email", "alice@gosip.test").await;
+    assert!(!r.ok);
+    assert!(
+        r.error.to_lowercase().contains("certificate"),
+        "{}",
+        r.error
+    );
+
+    n.set("smtp.tls_verify", "false").await;
+    let r = n.send_test("email", "alice@gosip.test").await;
+    assert!(r.ok, "{}", r.error);
+    starttls.wait_for(1).await;
+    assert!(starttls.envelopes()[0].contains("login=mailer"));
+
+    let env2 = tls_env("tls");
+    let env2: Vec<(&str, &Path)> = env2.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let implicit =
+        SmtpSink::start_with(p2, &n.data_dir().join("box2"), Some("mailer:pw"), &env2).await;
+    n.set("smtp.port", &p2.to_string()).await;
+    n.set("smtp.security", "tls").await;
+    let user = n.add_user("bob@gosip.test", "user", "{}").await;
+    n.notify(
+        "sms",
+        user,
+        json!({"from": "+15551234567", "body": "over TLS"}),
+        &[],
+    )
+    .await;
+    let raw = implicit.wait_for(1).await.remove(0);
+    let m = MessageParser::default().parse(&raw).unwrap();
+    assert!(m.body_text(0).unwrap().contains("over TLS"));
+    assert!(implicit.envelopes()[0].contains("rcpt=bob@gosip.test"));
+}

@@ -5,9 +5,11 @@ usage: smtp_sink.py PORT OUTDIR [USER:PASSWORD]
 Saves every accepted message as OUTDIR/<n>.eml (written to a temp name, then
 renamed, so a reader never sees half a file) and the envelope recipients plus
 the authenticated login in OUTDIR/<n>.env. With USER:PASSWORD, AUTH is
-required (over plain TCP: the test server has no certificate).
+required. With SINK_TLS=starttls or SINK_TLS=tls plus SINK_CERT and SINK_KEY
+(PEM files), the server demands STARTTLS, or speaks TLS from the first byte.
 """
 import os
+import ssl
 import sys
 import time
 
@@ -46,6 +48,14 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 kwargs = {}
 if creds:
     kwargs = dict(auth_required=True, auth_require_tls=False, authenticator=authenticator)
+mode = os.environ.get("SINK_TLS", "")
+if mode:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(os.environ["SINK_CERT"], os.environ["SINK_KEY"])
+    if mode == "tls":
+        kwargs["ssl_context"] = ctx
+    else:
+        kwargs.update(tls_context=ctx, require_starttls=True)
 controller = Controller(Sink(), hostname="127.0.0.1", port=port, **kwargs)
 controller.start()
 print("ready", flush=True)

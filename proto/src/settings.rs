@@ -243,6 +243,11 @@ pub const KEYS: &[Key] = &[
     k("smtp.host", "", "SMTP server"),
     k("smtp.port", "587", "SMTP port"),
     k("smtp.security", "starttls", "starttls | tls | plain"),
+    k(
+        "smtp.tls_verify",
+        "true",
+        "Check the SMTP server's certificate (false accepts a self-signed one)",
+    ),
     k("smtp.username", "", "SMTP user"),
     secret("smtp.password", "SMTP password"),
     secret("postmark.token", "Postmark server token"),

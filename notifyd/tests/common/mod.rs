@@ -228,6 +228,16 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts on `port`, saving to `dir`; with `auth`, "user:password" is required.
     pub async fn start(port: u16, dir: &Path, auth: Option<&str>) -> SmtpSink {
+        Self::start_with(port, dir, auth, &[]).await
+    }
+
+    /// Like [`SmtpSink::start`] with extra environment (SINK_TLS, SINK_CERT, SINK_KEY).
+    pub async fn start_with(
+        port: u16,
+        dir: &Path,
+        auth: Option<&str>,
+        env: &[(&str, &Path)],
+    ) -> SmtpSink {
         std::fs::create_dir_all(dir).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
         let mut cmd = Command::new("/usr/bin/python3");
@@ -238,6 +248,9 @@ impl SmtpSink {
             .arg(dir);
         if let Some(a) = auth {
             cmd.arg(a);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = cmd.stdout(Stdio::null()).spawn().unwrap();
         eventually(
@@ -287,6 +300,28 @@ impl SmtpSink {
         )
         .await
     }
+}
+
+/// A self-signed certificate for 127.0.0.1 (cert.pem, key.pem in `dir`),
+/// made with the openssl command-line tool.
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        ])
+        .arg("/CN=127.0.0.1")
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("the openssl command-line tool makes the test certificate");
+    assert!(st.success());
+    (cert, key)
 }
 
 pub fn messages_in(dir: &Path) -> Vec<Vec<u8>> {
