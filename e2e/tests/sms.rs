@@ -636,6 +636,36 @@ async fn auto_replies_answer_once_per_window_never_to_short_codes_or_other_robot
         env.sent_to("+15557770013"),
         ["Busy right now", "Busy right now"]
     );
+
+    // After hours (the voice routing calendar: no business hours at all here).
+    sqlx::query("UPDATE users SET dnd = FALSE WHERE id = ?")
+        .bind(env.owner)
+        .execute(&env.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO auto_replies (did_id, trigger_type, trigger_data, reply_text) VALUES \
+         ((SELECT id FROM dids WHERE number = ?), 'after_hours', '{}', 'We are closed')",
+    )
+    .bind(DID)
+    .execute(&env.pool)
+    .await
+    .unwrap();
+    let always_open = r#"{"mon":["00:00","00:00"],"tue":["00:00","00:00"],"wed":["00:00","00:00"],"thu":["00:00","00:00"],"fri":["00:00","00:00"],"sat":["00:00","00:00"],"sun":["00:00","00:00"]}"#;
+    proto::settings::store(&env.pool, "routing.business_hours", always_open)
+        .await
+        .unwrap();
+    env.reload().await;
+    inbound("+15557770016", "anyone?").await;
+    settle().await;
+    assert!(env.sent_to("+15557770016").is_empty());
+    proto::settings::store(&env.pool, "routing.business_hours", "{}")
+        .await
+        .unwrap();
+    env.reload().await;
+    inbound("+15557770017", "anyone?").await;
+    settle().await;
+    assert_eq!(env.sent_to("+15557770017"), ["We are closed"]);
 }
 
 #[tokio::test]
