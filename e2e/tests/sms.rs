@@ -86,12 +86,22 @@ impl Env {
     }
 
     async fn send(&self, to: &str, body: &str, media: &[&str]) -> Result<i64, String> {
+        self.send_as(self.owner, to, body, media).await
+    }
+
+    async fn send_as(
+        &self,
+        user_id: i64,
+        to: &str,
+        body: &str,
+        media: &[&str],
+    ) -> Result<i64, String> {
         let mut c =
             TwiliodClient::connect(format!("http://127.0.0.1:{}", self.sys.ports.twiliod_grpc))
                 .await
                 .map_err(|e| e.to_string())?;
         c.send_message(SendMessageRequest {
-            user_id: self.owner,
+            user_id,
             from_number: DID.into(),
             to_number: to.into(),
             body: body.into(),
@@ -505,6 +515,15 @@ async fn status_callbacks_only_move_forward_and_refusals_fail_with_their_code() 
     assert!(e.starts_with("body:"), "{e}");
     let e = env.send(HANDSET, "x", &["../gosip.db"]).await.unwrap_err();
     assert!(e.starts_with("media_paths:"), "{e}");
+    // A user who does not own the DID may not send from it.
+    let stranger: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash, role) VALUES ('other@test', 'x', 'user') RETURNING id",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .unwrap();
+    let e = env.send_as(stranger, HANDSET, "hi", &[]).await.unwrap_err();
+    assert!(e.starts_with("from_number:"), "{e}");
     assert_eq!(env.count("SELECT count(*) FROM messages").await, before);
 
     // Unicode and 1,600 characters arrive exactly.
