@@ -15,6 +15,10 @@
 //! ```
 //!
 //! A channel may also be just `true` (the defaults) or `false` (nothing).
+//! The flat form webd's settings page writes is read too: top-level kind
+//! switches (`"voicemail": false`) apply to every channel, and `"sms_email"`
+//! is email for SMS. Precedence: channel off > the channel's own switch >
+//! `sms_email` > top-level switch > default.
 //! Defaults: email for voicemail, sms and admin_alert; Gotify for voicemail,
 //! sms, missed_call and admin_alert when a Gotify server is configured (the
 //! system's `gotify.url`/`gotify.token` or the user's own `url`/`token`).
@@ -69,10 +73,20 @@ impl Prefs {
     /// Parses `users.notify_prefs`; anything unreadable counts as unset.
     pub fn parse(json: &str) -> Prefs {
         let v: Value = serde_json::from_str(json).unwrap_or(Value::Null);
-        Prefs {
+        let mut p = Prefs {
             email: ChannelPrefs::parse(v.get("email")),
             gotify: ChannelPrefs::parse(v.get("gotify")),
+        };
+        if let Some(b) = v.get("sms_email").and_then(Value::as_bool) {
+            p.email.kinds.entry(Kind::Sms).or_insert(b);
         }
+        for k in Kind::ALL {
+            if let Some(b) = v.get(k.as_str()).and_then(Value::as_bool) {
+                p.email.kinds.entry(k).or_insert(b);
+                p.gotify.kinds.entry(k).or_insert(b);
+            }
+        }
+        p
     }
 }
 
@@ -242,6 +256,29 @@ mod tests {
             targets(Kind::Sms, &[user(1, "a@x.org", "not json")], false).len(),
             1
         );
+    }
+
+    #[test]
+    fn the_flat_form_webd_writes_is_understood() {
+        let u = [user(
+            1,
+            "a@x.org",
+            r#"{"email":true,"gotify":true,"voicemail":false,"missed_call":true,"sms_email":false}"#,
+        )];
+        assert!(targets(Kind::Voicemail, &u, true).is_empty());
+        assert_eq!(
+            targets(Kind::Sms, &u, true),
+            vec![Target::Gotify { user_id: 0 }]
+        );
+        assert_eq!(targets(Kind::MissedCall, &u, true).len(), 2);
+        let off = [user(1, "a@x.org", r#"{"email":false,"missed_call":true}"#)];
+        assert!(targets(Kind::MissedCall, &off, false).is_empty());
+        let own = [user(
+            1,
+            "a@x.org",
+            r#"{"email":{"sms":true},"sms_email":false}"#,
+        )];
+        assert_eq!(targets(Kind::Sms, &own, false).len(), 1);
     }
 
     #[test]
