@@ -87,6 +87,13 @@ test('the first-run wizard creates the admin, checks Twilio live, and adds the f
   await page.getByRole('heading', { name: 'Dashboard' }).waitFor()
   await page.getByRole('link', { name: 'Numbers' }).click()
   await page.getByRole('cell', { name: '+15551230000', exact: true }).waitFor()
+  // Edit the number: owner and SMS-to-email forwarding.
+  await page.getByRole('button', { name: 'Edit +15551230000' }).click()
+  await page.getByLabel('Owner (gets voicemail and messages)').selectOption({ label: ADMIN.email })
+  await page.getByLabel("Forward incoming SMS to the owner's email").check()
+  await page.getByRole('button', { name: 'Save number' }).click()
+  await page.getByRole('cell', { name: ADMIN.email, exact: true }).waitFor()
+  assert.match(await page.getByRole('row', { name: /\+15551230000/ }).innerText(), /to email/)
   if (standin) {
     const admin = apiClient(sys.base)
     await admin.login(ADMIN.email, ADMIN.password)
