@@ -123,12 +123,18 @@ pub(super) struct Calls {
     by_b_call_id: HashMap<String, String>,
     /// B-leg INVITE branch -> (call id, branch index).
     by_branch: HashMap<String, (String, usize)>,
+    /// Branches of ended calls, kept for Timer-B time so late finals get
+    /// their ACK (and a late 2xx its BYE): (branch, from user, to user, until).
+    ended: HashMap<String, (Branch, String, String, u64)>,
 }
 
 impl Calls {
     pub(super) fn next_timeout(&self) -> Option<u64> {
         let mut t: Option<u64> = None;
         let mut min = |v: u64| t = Some(t.map_or(v, |x| x.min(v)));
+        for (_, _, _, until) in self.ended.values() {
+            min(*until);
+        }
         for c in self.calls.values() {
             if c.state == State::Ringing {
                 min(c.ring_deadline);
@@ -369,7 +375,7 @@ impl Core {
     /// A response to one of our B-leg INVITEs (or their CANCELs).
     pub(super) fn b2b_response(&mut self, now: u64, r: &msg::Response) -> bool {
         let Some((call_id, i)) = self.calls.by_branch.get(&r.via.branch).cloned() else {
-            return false;
+            return self.late_response(now, r);
         };
         let Some((_, method)) = r.raw.cseq() else {
             return true;
@@ -609,9 +615,18 @@ impl Core {
         let Some(call) = self.calls.calls.remove(call_id) else {
             return;
         };
-        for b in &call.branches {
+        for b in call.branches.iter() {
             self.calls.by_branch.remove(&b.branch);
             self.calls.by_b_call_id.remove(&b.call_id);
+        }
+        for b in call.branches {
+            if b.to_tag.is_empty() {
+                let until = now + 64 * T1;
+                self.calls.ended.insert(
+                    b.branch.clone(),
+                    (b, call.from_user.clone(), call.to_user.clone(), until),
+                );
+            }
         }
         let duration_s = call.answered_at.map_or(0, |a| now.saturating_sub(a) / 1000);
         tracing::info!(call_id = %call_id, disposition, duration_s, reason = why, "call ended");
@@ -627,6 +642,44 @@ impl Core {
                 call_id: call_id.to_string(),
             });
         }
+    }
+
+    /// A final response on a branch of a call that already ended: ACK it,
+    /// and hang up a 2xx that crossed our CANCEL.
+    fn late_response(&mut self, now: u64, r: &msg::Response) -> bool {
+        let Some((b, from_user, to_user, _)) = self.calls.ended.get_mut(&r.via.branch) else {
+            return false;
+        };
+        if r.status < 200 || r.raw.cseq().is_some_and(|(_, m)| m != "INVITE") {
+            return true;
+        }
+        if r.status >= 300 {
+            let ack = non2xx_ack(b, &r.raw);
+            self.out.push_back(Transmit {
+                peer: b.peer,
+                data: ack,
+            });
+            return true;
+        }
+        b.to_tag = r
+            .raw
+            .get("to")
+            .and_then(tag_of)
+            .unwrap_or_default()
+            .to_string();
+        if let Some(c) = r.raw.get("contact") {
+            b.remote_target = uri_of(c).to_string();
+        }
+        let (local, realm) = (self.cfg.local_addr.clone(), self.cfg.realm.clone());
+        let ack_branch = format!("z9hG4bK{}a{now}", b.branch);
+        let ack = dialog_request(b, "ACK", 1, &local, &realm, from_user, to_user, &ack_branch);
+        let bye_branch = format!("z9hG4bK{}b", b.branch);
+        let bye = dialog_request(b, "BYE", 2, &local, &realm, from_user, to_user, &bye_branch);
+        let peer = b.peer;
+        self.out.push_back(Transmit { peer, data: ack });
+        self.txns
+            .send_request(now, &bye_branch, Transmit { peer, data: bye }, 64 * T1);
+        true
     }
 
     /// An ACK that opened no transaction: the ACK of our 2xx to the A-leg.
@@ -808,6 +861,7 @@ impl Core {
     /// Timers A/B of the B-leg INVITEs, the ring timeout and the A-leg 2xx
     /// retransmission.
     pub(super) fn b2b_timeout(&mut self, now: u64) {
+        self.calls.ended.retain(|_, (_, _, _, until)| *until > now);
         let ids: Vec<String> = self.calls.calls.keys().cloned().collect();
         for id in ids {
             let mut resend = Vec::new();
