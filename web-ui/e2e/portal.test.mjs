@@ -222,3 +222,20 @@ test('dark mode follows the system setting', async () => {
   await assertAccessible(page, 'dark dashboard')
   await ctx.close()
 })
+
+test('on a phone in dark mode every portal screen fits the width and stays accessible', async () => {
+  const ctx = await browser.newContext({ colorScheme: 'dark', viewport: { width: 375, height: 740 } })
+  const page = await ctx.newPage()
+  await loginInBrowser(page, sys.base, BOB.email, BOB.password)
+  for (const [link, heading] of [['Calls', 'Call history'], ['Voicemail', 'Voicemail'], ['Messages', 'Messages'], ['Settings', 'Settings']]) {
+    await page.getByRole('button', { name: 'Menu' }).click()
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: link, exact: true }).click()
+    await page.getByRole('heading', { name: heading, exact: true }).waitFor()
+    await page.waitForFunction(() => !document.body.innerText.includes('Loading…'))
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+    assert.ok(overflow <= 1, `${link}: no sideways scrolling (${overflow}px)`)
+    await screenshot(page, `phone-dark-${link.toLowerCase()}`)
+    await assertAccessible(page, `${link} on a phone in dark mode`)
+  }
+  await ctx.close()
+})
