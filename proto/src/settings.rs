@@ -236,6 +236,7 @@ pub const KEYS: &[Key] = &[
         "One auto-reply per sender per this many seconds",
     ),
     k("sms.status_poll_after", "900", "Ask Twilio for a sent message's status if no final callback came within (seconds)"),
+    k("sms.request_timeout_ms", "20000", "Timeout of one Twilio Messages request (ms); a timed-out send is retried without duplicating"),
     k("sms.media_url_ttl", "3600", "Lifetime of the URLs Twilio fetches outgoing MMS media from (seconds)"),
     // Email and push
     k("email.transport", "smtp", "smtp | postmark"),
