@@ -376,6 +376,33 @@ async fn outbound_survives_outages_and_crashes_and_is_delivered_exactly_once_in_
     env.wait_status(id, "delivered", Duration::from_secs(15))
         .await;
 
+    // 2b. Twilio creates the message but answers too late (client timeout):
+    //     the retry finds it instead of sending it again.
+    proto::settings::store(&env.pool, "sms.request_timeout_ms", "500")
+        .await
+        .unwrap();
+    env.reload().await;
+    env.twilio.sms_faults(|f| f.slow_create_ms = Some(2000));
+    let id = env.send(HANDSET, "after a timeout", &[]).await.unwrap();
+    env.wait_status(id, "delivered", Duration::from_secs(15))
+        .await;
+    let at_twilio: Vec<String> = env
+        .twilio
+        .sent_messages()
+        .into_iter()
+        .filter(|m| m.body == "after a timeout")
+        .map(|m| m.sid)
+        .collect();
+    assert_eq!(at_twilio.len(), 1);
+    assert_eq!(
+        env.status(id).await.1.as_deref(),
+        Some(at_twilio[0].as_str())
+    );
+    proto::settings::store(&env.pool, "sms.request_timeout_ms", "20000")
+        .await
+        .unwrap();
+    env.reload().await;
+
     // 3. Twilio creates the message but answers 500: adopted, not sent again.
     env.twilio.sms_faults(|f| f.fail_after_create = 1);
     let id = env.send(HANDSET, "created despite 500", &[]).await.unwrap();

@@ -296,9 +296,16 @@ pub async fn run_send(ctx: &AppState, id: i64) -> Result<(), JobError> {
 /// through the queue and the lookup in [`send_one`]. It shares the failure
 /// streak (and admin alert) of the main client.
 fn sender(ctx: &AppState) -> TwilioClient {
+    let timeout_ms = ctx.settings.get().u64("sms.request_timeout_ms");
+    let default = RetryPolicy::default();
     ctx.twilio.clone().with_policy(RetryPolicy {
         max_retries: 0,
-        ..RetryPolicy::default()
+        request_timeout: if timeout_ms == 0 {
+            default.request_timeout
+        } else {
+            Duration::from_millis(timeout_ms.max(100))
+        },
+        ..default
     })
 }
 
