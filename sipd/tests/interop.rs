@@ -193,3 +193,93 @@ async fn two_baresip_instances_register() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_baresip_softphone_calls_another_through_gosip_and_media_flows_both_ways() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    s.add_devices(&[("bob", "pw-bob", "102"), ("carol", "pw-carol", "103")])
+        .await;
+    let root = tempfile::tempdir().unwrap();
+    let tone = root.path().join("tone.wav");
+    let sox = std::process::Command::new("sox")
+        .args(["-n", "-r", "8000", "-c", "1", "-b", "16"])
+        .arg(&tone)
+        .args(["synth", "6", "sine", "440"])
+        .status()
+        .expect("sox");
+    assert!(sox.success());
+    let audio = |d: &Path| {
+        let cfg = d.join("config");
+        let c = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace(
+                "audio_source aufile,/dev/null",
+                &format!("audio_source aufile,{}", tone.display()),
+            )
+            .replace("module g711.so", "module g711.so\nmodule aufile.so");
+        std::fs::write(cfg, c).unwrap();
+    };
+    let carol_dir = baresip_dir(
+        root.path(),
+        "carol",
+        free_udp_port_pair(),
+        &format!(
+            "<sip:carol@{};transport=udp>;auth_pass=pw-carol;regint=300;answermode=auto;audio_codecs=PCMU,PCMA",
+            s.sip
+        ),
+    );
+    audio(&carol_dir);
+    let mut carol = tokio::process::Command::new("baresip")
+        .arg("-f")
+        .arg(&carol_dir)
+        .args(["-t", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("baresip");
+    s.eventually("carol registered", || async {
+        s.registrations().await.len() == 1
+    })
+    .await;
+    let bob_dir = baresip_dir(
+        root.path(),
+        "bob",
+        free_udp_port_pair(),
+        &format!(
+            "<sip:bob@{};transport=udp>;auth_pass=pw-bob;regint=300;audio_codecs=PCMU,PCMA",
+            s.sip
+        ),
+    );
+    audio(&bob_dir);
+    let bob = tokio::process::Command::new("baresip")
+        .arg("-f")
+        .arg(&bob_dir)
+        .args(["-t", "6", "-e"])
+        .arg(format!("/dial sip:103@{}", s.sip))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let _ = tokio::time::timeout(Duration::from_secs(20), bob).await;
+    s.eventually("call answered, ended, media counted both ways", || async {
+        let row: Option<(Option<String>, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT answered_at, disposition, media_stats FROM cdrs")
+                .fetch_optional(&s.pool)
+                .await
+                .unwrap();
+        let Some((Some(_), Some(d), Some(stats))) = row else {
+            return false;
+        };
+        let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+        d == "answered"
+            && v["a"]["packets_in"].as_u64().unwrap_or(0) > 50
+            && v["b"]["packets_in"].as_u64().unwrap_or(0) > 50
+    })
+    .await;
+    let _ = carol.start_kill();
+    let _ = carol.wait().await;
+    s.stop().await;
+}
