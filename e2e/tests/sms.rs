@@ -34,7 +34,9 @@ impl Env {
             .await
             .unwrap();
         let pool = proto::db::open(&sys.data_dir).await.unwrap();
-        let public = format!("http://127.0.0.1:{}", sys.ports.twiliod_http);
+        // Twilio reaches GoSIP through webd's public port, which forwards
+        // /api/webhooks/* (webhooks and MMS media) to twiliod.
+        let public = sys.base_url();
         for (k, v) in [
             ("twilio.account_sid", twilio.account_sid.as_str()),
             ("twilio.auth_token", twilio.auth_token.as_str()),
@@ -79,10 +81,7 @@ impl Env {
     }
 
     fn sms_url(&self) -> String {
-        format!(
-            "http://127.0.0.1:{}/api/webhooks/sms/incoming",
-            self.sys.ports.twiliod_http
-        )
+        format!("{}/api/webhooks/sms/incoming", self.sys.base_url())
     }
 
     async fn send(&self, to: &str, body: &str, media: &[&str]) -> Result<i64, String> {
