@@ -70,8 +70,12 @@ async fn main() -> anyhow::Result<()> {
         let s2 = s.clone();
         let to = args.numbers.first().cloned().unwrap_or_default();
         let every = Duration::from_secs(args.every.max(5));
+        let db = args.configure_db.clone();
         tokio::spawn(async move {
             loop {
+                if let Some(dir) = &db {
+                    give_demo_numbers_an_owner(dir).await;
+                }
                 for (name, script) in demo_calls(&to) {
                     match standin::scenario::run(&s2, &script).await {
                         Ok(o) => {
@@ -88,6 +92,21 @@ async fn main() -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await?;
     s.shutdown();
     Ok(())
+}
+
+/// Demo numbers without an owner go to the first admin (once the setup
+/// wizard made one), so the demo's voicemails show up in their inbox.
+async fn give_demo_numbers_an_owner(dir: &std::path::Path) {
+    let Ok(pool) = proto::db::open(dir).await else {
+        return;
+    };
+    let _ = sqlx::query(
+        "UPDATE dids SET owner_user_id = (SELECT id FROM users WHERE role = 'admin' ORDER BY id LIMIT 1) \
+         WHERE owner_user_id IS NULL AND name = 'Demo line'",
+    )
+    .execute(&pool)
+    .await;
+    pool.close().await;
 }
 
 /// The demo's calls: a voicemail with transcript, a spam call, an anonymous call.
