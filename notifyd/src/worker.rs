@@ -42,6 +42,9 @@ pub struct Ctx {
     alert_lock: tokio::sync::Mutex<()>,
     /// The last email error, cleared by the next success (health detail).
     pub email_error: std::sync::Mutex<String>,
+    /// Admin alerts delivered without being stored, and when: the repeat
+    /// window must hold while the database refuses writes too.
+    unstored_alerts: std::sync::Mutex<Vec<(String, std::time::Instant)>>,
 }
 
 impl Ctx {
@@ -64,6 +67,7 @@ impl Ctx {
             wake: Notify::new(),
             alert_lock: tokio::sync::Mutex::new(()),
             email_error: std::sync::Mutex::new(String::new()),
+            unstored_alerts: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
@@ -379,14 +383,44 @@ async fn plan(
 /// the database is read-only must not depend on writing to it. Nothing
 /// survives a restart here, which is why `Notify` says so in its reply.
 pub async fn deliver_unstored(ctx: Arc<Ctx>, event: Event) {
-    let s = ctx.settings.get();
-    let deliveries = match plan(&ctx, &s, 0, &event).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(kind = %event.kind, error = %format!("{e:#}"), "cannot plan an unstored event");
+    let key = ["source", "alert", "message"]
+        .map(|k| {
+            event
+                .data
+                .get(k)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+        })
+        .join("\u{1f}");
+    if let Ok(mut seen) = ctx.unstored_alerts.lock() {
+        seen.retain(|(_, at)| at.elapsed() < ALERT_REPEAT_WINDOW);
+        if seen.iter().any(|(k, _)| *k == key) {
+            tracing::info!("same unstored admin alert sent recently; not repeated");
             return;
         }
+        seen.push((key, std::time::Instant::now()));
+    }
+    let s = ctx.settings.get();
+    // A database in trouble may fail reads too now and then: a few tries.
+    let mut tries = 0;
+    let deliveries = loop {
+        tries += 1;
+        match plan(&ctx, &s, 0, &event).await {
+            Ok(d) => break d,
+            Err(e) if tries < 5 => {
+                tracing::warn!(error = %format!("{e:#}"), "planning an unstored event failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                tracing::error!(kind = %event.kind, error = %format!("{e:#}"), "cannot plan an unstored event");
+                return;
+            }
+        }
     };
+    tracing::info!(
+        deliveries = deliveries.len(),
+        "delivering an unstored admin alert"
+    );
     for d in deliveries {
         let ctx = ctx.clone();
         tokio::spawn(async move {

@@ -114,6 +114,22 @@ async fn an_admin_alert_goes_out_even_when_the_database_refuses_writes() {
     assert_eq!(m.subject(), Some("[GoSIP alert] Database is read-only"));
     assert!(m.body_text(0).unwrap().contains("quick_check failed"));
 
+    // Raised again while still read-only: not mailed again.
+    let again = c
+        .notify(NotifyRequest {
+            kind: "admin_alert".into(),
+            user_id: 0,
+            payload_json:
+                r#"{"alert":"db_read_only","message":"quick_check failed","source":"webd"}"#.into(),
+            attachments: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.job_id, 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sink.messages().len(), 1);
+
     // Other events are refused so the caller keeps them and retries.
     let err = c
         .notify(NotifyRequest {
