@@ -141,15 +141,21 @@ test('rules reorder by dragging, and a holiday from the schedule editor drives a
   const holidayRule = page.locator('[data-rule="Holiday announcement"]')
   await holidayRule.waitFor()
   // Drag the new (last) rule above the weekend rule: it now decides first.
+  const saved = page.waitForResponse((r) => r.url().endsWith('/api/routes/reorder') && r.ok())
   await holidayRule.dragTo(page.locator('[data-rule="Weekend voicemail"]'))
   await page.waitForFunction(() => document.querySelector('[data-rule]')?.dataset.rule === 'Holiday announcement')
+  await saved
   const routes = await api.get('/routes?sort=priority&order=asc')
   assert.deepEqual(routes.items.map((r) => r.name), ['Holiday announcement', 'Weekend voicemail'], 'order saved')
   // Keyboard: move it back down and up again.
+  const savedDown = page.waitForResponse((r) => r.url().endsWith('/api/routes/reorder') && r.ok())
   await page.getByRole('button', { name: 'Move down: Holiday announcement' }).click()
+  await savedDown
   await page.waitForFunction(() => document.querySelector('[data-rule]')?.dataset.rule === 'Weekend voicemail')
+  const savedAgain = page.waitForResponse((r) => r.url().endsWith('/api/routes/reorder') && r.ok())
   await page.getByRole('button', { name: 'Move up: Holiday announcement' }).click()
   await page.waitForFunction(() => document.querySelector('[data-rule]')?.dataset.rule === 'Holiday announcement')
+  await savedAgain
 
   // 2026-11-28 (a Saturday) becomes a holiday in the schedule editor.
   await page.getByLabel('Add a holiday').fill('2026-11-28')
