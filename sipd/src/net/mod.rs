@@ -52,7 +52,27 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
         "" => host_name(),
         a => a.to_string(),
     };
+    let trunk_user = s.str("twilio.trunk_username").trim().to_string();
+    let trunk_pass = s.str("twilio.trunk_password");
+    let trunk = (!trunk_user.is_empty() && !trunk_pass.is_empty()).then(|| {
+        let (md5, sha) = crate::ha1(&trunk_user, &realm, trunk_pass);
+        crate::sip::registrar::Device {
+            id: crate::sip::core::TRUNK_ID,
+            username: trunk_user.clone(),
+            ha1_md5: md5,
+            ha1_sha256: sha,
+            realm: realm.clone(),
+            extension: None,
+        }
+    });
+    let trunk_ips = s
+        .str("sip.trunk_source_ips")
+        .split(',')
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
     CoreConfig {
+        trunk,
+        trunk_ips,
         realm,
         expiry: ExpiryPolicy {
             min: secs("sip.min_expires"),

@@ -167,11 +167,16 @@ async fn write_cdr(
             to,
             device_id,
             started_at,
+            call_sid,
         } => {
+            // twiliod may have written the row of a trunk call first.
             sqlx::query(
-                "INSERT INTO cdrs (sip_call_id, direction, from_number, to_number, device_id, user_id, started_at, disposition) \
-                 VALUES (?, ?, ?, ?, ?, (SELECT user_id FROM devices WHERE id = ?), ?, 'in_progress')",
+                "INSERT INTO cdrs (call_sid, sip_call_id, direction, from_number, to_number, device_id, user_id, started_at, disposition) \
+                 VALUES (?, ?, ?, ?, ?, ?, (SELECT user_id FROM devices WHERE id = ?), ?, 'in_progress') \
+                 ON CONFLICT(call_sid) DO UPDATE SET sip_call_id = excluded.sip_call_id, \
+                 device_id = excluded.device_id, user_id = COALESCE(cdrs.user_id, excluded.user_id)",
             )
+            .bind(call_sid)
             .bind(call_id)
             .bind(direction)
             .bind(from)

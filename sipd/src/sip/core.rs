@@ -6,7 +6,7 @@
 
 mod b2bua;
 
-pub use b2bua::{CallInfo, Cdr};
+pub use b2bua::{CallInfo, Cdr, TRUNK_ID};
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -37,6 +37,10 @@ pub struct CoreConfig {
     pub media_ip: String,
     /// How long a call rings before the caller hears "no answer".
     pub ring_timeout_ms: u64,
+    /// The SIP trunk's credentials (HA1 only, id [`TRUNK_ID`]), when set.
+    pub trunk: Option<Device>,
+    /// Addresses the trunk may call from; empty = any.
+    pub trunk_ips: Vec<IpAddr>,
 }
 
 impl Default for CoreConfig {
@@ -52,6 +56,8 @@ impl Default for CoreConfig {
             local_addr: "127.0.0.1:5060".into(),
             media_ip: "127.0.0.1".into(),
             ring_timeout_ms: 30_000,
+            trunk: None,
+            trunk_ips: Vec::new(),
         }
     }
 }
@@ -478,7 +484,14 @@ impl Core {
             return Err(self.challenge(now, raw, proxy, false));
         };
         let ip = peer.addr.ip();
-        let device = self.devices.get(&creds.username).cloned();
+        let trunk = self
+            .cfg
+            .trunk
+            .as_ref()
+            .filter(|t| proxy && t.username == creds.username)
+            .filter(|_| self.cfg.trunk_ips.is_empty() || self.cfg.trunk_ips.contains(&ip))
+            .cloned();
+        let device = trunk.or_else(|| self.devices.get(&creds.username).cloned());
         let (ha1, kind) = match &device {
             Some(d) if d.realm != realm => {
                 tracing::warn!(
@@ -1256,6 +1269,72 @@ mod tests {
             );
             assert!(ev.iter().any(|e| matches!(e, Event::MediaRelease { .. })));
             assert!(c.calls().is_empty());
+        }
+
+        #[test]
+        fn a_trunk_invite_authenticated_with_the_trunk_credentials_rings_the_named_devices() {
+            let mut c = setup(&[B1, B2]);
+            let (md5, sha) = ha1("twilio", REALM, "trunkpw");
+            c.set_config(
+                T0,
+                CoreConfig {
+                    realm: REALM.into(),
+                    trunk: Some(Device {
+                        id: TRUNK_ID,
+                        username: "twilio".into(),
+                        ha1_md5: md5.clone(),
+                        ha1_sha256: sha,
+                        realm: REALM.into(),
+                        extension: None,
+                    }),
+                    ..CoreConfig::default()
+                },
+            );
+            let inv = |cseq: u32, auth: &str| {
+                format!(
+                    "INVITE sip:+15550001111@gosip.test SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKt{cseq}\r\nMax-Forwards: 70\r\n\
+                     From: <sip:+15557654321@twilio.test>;tag=tw\r\nTo: <sip:+15550001111@gosip.test>\r\nCall-ID: trunk1\r\nCSeq: {cseq} INVITE\r\n\
+                     Contact: <sip:twilio@{A}>\r\nX-GoSIP-CallSid: CA123\r\nX-GoSIP-Devices: 2\r\n{auth}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+                    SDP.len()
+                )
+            };
+            c.handle_message(T0, peer(A), inv(1, "").as_bytes());
+            let ch = out(&mut c).remove(0).1;
+            assert!(ch.starts_with("SIP/2.0 407 "));
+            let hdr = header(&ch, "Proxy-Authenticate")[0];
+            let nonce = hdr
+                .split("nonce=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let cr = Credentials {
+                username: "twilio".into(),
+                realm: REALM.into(),
+                nonce: nonce.into(),
+                uri: "sip:+15550001111@gosip.test".into(),
+                ..Default::default()
+            };
+            let auth = format!(
+                "Proxy-Authorization: Digest username=\"twilio\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"sip:+15550001111@gosip.test\", response=\"{}\", algorithm=MD5\r\n",
+                cr.expected("INVITE", &md5, Algorithm::Md5)
+            );
+            c.handle_message(T0 + 1, peer(A), inv(2, &auth).as_bytes());
+            assert!(out(&mut c)[0].1.starts_with("SIP/2.0 100 Trying"));
+            let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+            assert!(ev.iter().any(|e| matches!(e, Event::Cdr(Cdr::Start { direction: "inbound", device_id: 2, call_sid: Some(sid), from, .. }) if sid == "CA123" && from == "+15557654321")), "{ev:?}");
+            c.media_ready(T0 + 2, "trunk1", Some((20000, 20002)));
+            let o = out(&mut c);
+            assert_eq!(o.len(), 2, "both of bob's contacts ring");
+            // A wrong trunk password is refused like any other.
+            let bad = auth.replace("response=\"", "response=\"0");
+            c.handle_message(
+                T0 + 3,
+                peer(A),
+                inv(3, &bad).replace("trunk1", "trunk2").as_bytes(),
+            );
+            assert!(out(&mut c)[0].1.starts_with("SIP/2.0 403 "));
         }
 
         #[test]

@@ -14,6 +14,9 @@ use std::collections::HashMap;
 use super::{Core, Event, Reply};
 use crate::sip::msg::{self, Raw, tag_of, uri_of, user_of};
 use crate::sip::registrar::Device;
+
+/// The device id the trunk (Twilio) authenticates as.
+pub const TRUNK_ID: i64 = 0;
 use crate::sip::{Peer, T1, T2, Transmit, sdp};
 
 /// A change to the call's `cdrs` row.
@@ -26,6 +29,8 @@ pub enum Cdr {
         to: String,
         device_id: i64,
         started_at: u64,
+        /// Twilio's CallSid for trunk calls.
+        call_sid: Option<String>,
     },
     Answered {
         call_id: String,
@@ -105,7 +110,7 @@ pub(super) struct Call {
     from_display: String,
     to_user: String,
     device_id: i64,
-    callee: Device,
+    callees: Vec<i64>,
     branches: Vec<Branch>,
     ports: Option<(u16, u16)>,
     a_sdp: String,
@@ -169,6 +174,7 @@ impl Core {
         caller: &Device,
     ) -> Reply {
         let raw = &r.raw;
+        let inbound = caller.id == TRUNK_ID;
         let Some(call_id) = raw.get("call-id").map(str::to_string) else {
             return Reply::new(400, "Missing Call-ID");
         };
@@ -178,21 +184,48 @@ impl Core {
         let dialed = user_of(raw.start.split(' ').nth(1).unwrap_or_default())
             .unwrap_or_default()
             .to_string();
-        let callee = self
-            .devices
-            .get(&dialed)
-            .or_else(|| {
-                self.extensions
-                    .get(&dialed)
-                    .and_then(|u| self.devices.get(u))
-            })
-            .cloned();
-        let Some(callee) = callee else {
-            return Reply::new(404, "Not Found");
+        // Inbound trunk calls name their devices in X-GoSIP-Devices (set
+        // by twiliod's TwiML); internal calls dial an extension or username.
+        let callees: Vec<i64> = if inbound {
+            raw.get("x-gosip-devices")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|d| d.trim().parse().ok())
+                .collect()
+        } else {
+            self.devices
+                .get(&dialed)
+                .or_else(|| {
+                    self.extensions
+                        .get(&dialed)
+                        .and_then(|u| self.devices.get(u))
+                })
+                .map(|d| vec![d.id])
+                .unwrap_or_default()
         };
-        if self.registrar.bindings_of(callee.id).is_empty() {
+        if callees.is_empty() {
+            return Reply::new(404, "Not Found");
+        }
+        if callees
+            .iter()
+            .all(|id| self.registrar.bindings_of(*id).is_empty())
+        {
             return Reply::new(480, "Temporarily Unavailable");
         }
+        let call_sid = ["x-gosip-callsid", "x-twilio-callsid"]
+            .iter()
+            .find_map(|h| raw.get(h))
+            .map(str::to_string);
+        let from_user = if inbound {
+            user_of(uri_of(raw.get("from").unwrap_or_default()))
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            caller
+                .extension
+                .clone()
+                .unwrap_or_else(|| caller.username.clone())
+        };
         let offer = String::from_utf8_lossy(&raw.body).into_owned();
         if offer.is_empty() {
             // Offer-less INVITEs (offer in the 200) are not bridged yet.
@@ -228,14 +261,11 @@ impl Core {
             a_ok_interval: T1,
             a_ok_deadline: 0,
             offer,
-            from_user: caller
-                .extension
-                .clone()
-                .unwrap_or_else(|| caller.username.clone()),
+            from_user,
             from_display: display,
             to_user: dialed.clone(),
-            device_id: caller.id,
-            callee,
+            device_id: if inbound { callees[0] } else { caller.id },
+            callees,
             branches: Vec::new(),
             ports: None,
             a_sdp: String::new(),
@@ -247,11 +277,12 @@ impl Core {
         tracing::info!(call_id = %call_id, from = %call.from_user, to = %dialed, "call started");
         self.events.push_back(Event::Cdr(Cdr::Start {
             call_id: call_id.clone(),
-            direction: "internal",
+            direction: if inbound { "inbound" } else { "internal" },
             from: call.from_user.clone(),
             to: dialed,
-            device_id: caller.id,
+            device_id: call.device_id,
             started_at: now,
+            call_sid,
         }));
         self.events.push_back(Event::MediaAllocate {
             call_id: call_id.clone(),
@@ -299,10 +330,10 @@ impl Core {
             );
             return;
         };
-        let targets: Vec<(Peer, String)> = self
-            .registrar
-            .bindings_of(call.callee.id)
+        let targets: Vec<(Peer, String)> = call
+            .callees
             .iter()
+            .flat_map(|id| self.registrar.bindings_of(*id))
             .map(|b| (b.target(), b.contact.clone()))
             .collect();
         let mut branches = Vec::new();
