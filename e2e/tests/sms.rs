@@ -311,6 +311,35 @@ async fn inbound_messages_with_0_1_and_3_media_are_stored_once_with_their_files_
         .unwrap();
     assert_eq!(st, 403);
     assert_eq!(env.count("SELECT count(*) FROM messages").await, 3);
+
+    // Media Twilio cannot serve (three 503s): the message is kept, the item
+    // says why and where it was.
+    env.twilio.faults(e2e::standin::Faults {
+        server_error: 3,
+        ..Default::default()
+    });
+    let (sid, st, _) = env
+        .twilio
+        .send_sms(
+            Some(&url),
+            HANDSET,
+            DID,
+            "broken picture",
+            vec![("image/png".into(), png(9))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(st, 200);
+    let json: String = sqlx::query_scalar("SELECT media_urls FROM messages WHERE message_sid = ?")
+        .bind(&sid)
+        .fetch_one(&env.pool)
+        .await
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["path"], "");
+    assert_eq!(v[0]["content_type"], "image/png");
+    assert!(v[0]["error"].as_str().unwrap().contains("503"), "{v}");
+    assert!(v[0]["url"].as_str().unwrap().contains(&sid));
 }
 
 #[tokio::test]

@@ -92,6 +92,7 @@ pub async fn store_inbound(
         .unwrap_or(0)
         .min(10);
     let mut items: Vec<MediaItem> = Vec::new();
+    let deadline = std::time::Instant::now() + media::WEBHOOK_MEDIA_BUDGET;
     for n in 0..num_media {
         let Some(url) = p.get(format!("MediaUrl{n}").as_str()).copied() else {
             continue;
@@ -100,7 +101,18 @@ pub async fn store_inbound(
             .get(format!("MediaContentType{n}").as_str())
             .copied()
             .unwrap_or("application/octet-stream");
-        items.push(media::download(ctx, sid, n, url, declared).await);
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let item = tokio::time::timeout(left, media::download(ctx, sid, n, url, declared))
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!(
+                    message_sid = sid,
+                    n,
+                    "media not downloaded within the webhook's time"
+                );
+                media::failed(url, declared, "not downloaded in time".into())
+            });
+        items.push(item);
     }
     let did: Option<(i64, Option<i64>, bool, String)> = sqlx::query_as(
         "SELECT id, owner_user_id, sms_email_forward, name FROM dids WHERE number = ?",

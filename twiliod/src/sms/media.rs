@@ -49,6 +49,24 @@ pub struct MediaItem {
     /// Why the download failed (inbound only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Twilio's URL of a media item that could not be downloaded, so it can
+    /// still be fetched by hand (inbound only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// Time all media downloads of one webhook may take together: Twilio gives
+/// up on a webhook after 15 s.
+pub const WEBHOOK_MEDIA_BUDGET: Duration = Duration::from_secs(12);
+
+/// The entry for an item that could not be downloaded.
+pub fn failed(url: &str, declared_type: &str, error: String) -> MediaItem {
+    MediaItem {
+        path: String::new(),
+        content_type: declared_type.to_owned(),
+        error: Some(error),
+        url: Some(url.to_owned()),
+    }
 }
 
 /// Downloads item `n` of message `sid` from `url`; tries three times.
@@ -79,6 +97,7 @@ pub async fn download(
                             path: rel,
                             content_type: ctype,
                             error: None,
+                            url: None,
                         };
                     }
                     Err(e) => last = format!("cannot store media: {e}"),
@@ -88,15 +107,11 @@ pub async fn download(
         }
     }
     tracing::warn!(message_sid = sid, n, error = %last, "media download failed");
-    MediaItem {
-        path: String::new(),
-        content_type: declared_type.to_owned(),
-        error: Some(last),
-    }
+    failed(url, declared_type, last)
 }
 
 async fn fetch(ctx: &AppState, url: &str) -> Result<(Vec<u8>, String), String> {
-    let timeout = Duration::from_secs(20);
+    let timeout = Duration::from_secs(10);
     let resp = http()
         .get(url)
         .timeout(timeout)

@@ -131,6 +131,7 @@ pub async fn send_message(ctx: &AppState, req: SendRequest) -> Result<i64, SendE
             path: p.clone(),
             content_type: media::content_type_for(p).to_owned(),
             error: None,
+            url: None,
         });
     }
     if total > MAX_MMS_BYTES {
