@@ -126,3 +126,13 @@ pub mod sip;
 pub fn ha1(username: &str, realm: &str, password: &str) -> (String, String) {
     sip::digest::ha1(username, realm, password)
 }
+
+/// The digest realm sipd uses for a `sip.realm` setting value: the value
+/// itself, or the host name when it is empty. webd hashes device passwords
+/// for this realm.
+pub fn effective_realm(setting: &str) -> String {
+    match setting.trim() {
+        "" => net::host_name(),
+        r => r.to_string(),
+    }
+}

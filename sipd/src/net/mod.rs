@@ -42,10 +42,7 @@ pub fn host_name() -> String {
 
 /// Reads the core's settings from a snapshot.
 pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
-    let realm = match s.str("sip.realm").trim() {
-        "" => host_name(),
-        r => r.to_string(),
-    };
+    let realm = crate::effective_realm(s.str("sip.realm"));
     let secs = |k: &str| u32::try_from(s.u64(k)).unwrap_or(u32::MAX);
     let local_host = match s.str("sip.local_address").trim() {
         "" if !sip_addr.ip().is_unspecified() => sip_addr.ip().to_string(),
