@@ -22,12 +22,23 @@ use proto::pb::notifyd::notifyd_client::NotifydClient;
 use proto::pb::notifyd::{NotifyRequest, SendTestReply, SendTestRequest};
 use tonic::transport::Channel;
 
+/// A loopback port nothing listens on now, never the same twice in one test
+/// process (parallel tests would otherwise race for a port the OS hands out
+/// again once it is released).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `f` until it returns Some, or panics with `what` after `limit`.
@@ -252,17 +263,26 @@ impl SmtpSink {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.stdout(Stdio::null()).spawn().unwrap();
-        eventually(
-            Duration::from_secs(15),
-            "the SMTP server to listen",
-            || async {
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-            },
-        )
-        .await;
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        // "ready" comes after the server has bound its port; an early exit
+        // (port taken) closes stdout instead. Waiting for a connection alone
+        // could be fooled by another process on the same port.
+        let stdout = child.stdout.take().unwrap();
+        let ready = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            std::io::BufReader::new(stdout).read_line(&mut line).ok();
+            line
+        });
+        let line = tokio::time::timeout(Duration::from_secs(20), ready)
+            .await
+            .expect("the SMTP server to start")
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the SMTP server did not start on port {port}"
+        );
         SmtpSink {
             port,
             dir: dir.to_owned(),
