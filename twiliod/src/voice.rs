@@ -244,7 +244,7 @@ async fn dial_result(
     if matches!(status, "completed" | "answered") {
         if forwarded {
             let dur: i64 = p.str("DialCallDuration").parse().unwrap_or(0);
-            let _ = sqlx::query(
+            if let Err(e) = sqlx::query(
                 "UPDATE cdrs SET disposition = 'answered', duration = ?, ended_at = ? \
                  WHERE call_sid = ? AND sip_call_id IS NULL",
             )
@@ -252,7 +252,10 @@ async fn dial_result(
             .bind(proto::time::now())
             .bind(&call_sid)
             .execute(&st.pool)
-            .await;
+            .await
+            {
+                tracing::error!(error = %e, "cannot update CDR");
+            }
         }
         return xml(twiml::hangup());
     }
@@ -260,13 +263,16 @@ async fn dial_result(
     if let Err(e) = ensure_cdr(&st, &call_sid, &p, Disposition::Missed).await {
         tracing::error!(call_sid = %call_sid, error = %e, "cannot write CDR");
     }
-    let _ = sqlx::query(
+    if let Err(e) = sqlx::query(
         "UPDATE cdrs SET disposition = 'missed' \
          WHERE call_sid = ? AND disposition = 'in_progress' AND sip_call_id IS NULL",
     )
     .bind(&call_sid)
     .execute(&st.pool)
-    .await;
+    .await
+    {
+        tracing::error!(error = %e, "cannot update CDR");
+    }
     xml(twiml::voicemail(
         &ctx(&st, &call_sid, p.str("To")),
         None,
@@ -349,14 +355,16 @@ async fn status(State(st): State<AppState>, Extension(p): Extension<WebhookParam
             tracing::error!(call_sid, error = %e, "cannot update CDR");
         }
         // A CDR sipd wrote learns why the call came (rule, spam, STIR).
-        let _ = sqlx::query(
+        if let Err(e) = sqlx::query(
             "UPDATE cdrs SET rule_name = coalesce(rule_name, v.rule_name), reason = coalesce(cdrs.reason, v.reason), \
                     spam_score = coalesce(cdrs.spam_score, v.spam_score), stir_verstat = coalesce(cdrs.stir_verstat, v.stir_verstat) \
              FROM voice_calls v WHERE v.call_sid = cdrs.call_sid AND cdrs.call_sid = ?",
         )
         .bind(call_sid)
         .execute(&st.pool)
-        .await;
+        .await {
+        tracing::error!(error = %e, "cannot update CDR");
+    }
     }
     xml(twiml::empty())
 }
