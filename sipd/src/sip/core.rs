@@ -1338,6 +1338,33 @@ mod tests {
         }
 
         #[test]
+        fn a_hold_reinvite_is_answered_with_the_relay_port_and_the_mirrored_direction() {
+            let mut c = setup(&[B1]);
+            let invites = place(&mut c);
+            c.handle_message(
+                T0 + 10,
+                peer(B1),
+                reply(&invites[0].1, 200, "b1", Some(SDP)).as_bytes(),
+            );
+            let ok = out(&mut c).into_iter().find(|(p, _)| p == A).unwrap().1;
+            let tag = tag_of(header(&ok, "To")[0]).unwrap().to_string();
+            let hold = SDP.replace("a=rtpmap:101", "a=sendonly\r\na=rtpmap:101");
+            let reinvite = format!(
+                "INVITE sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKhold\r\nMax-Forwards: 70\r\n\
+                 From: \"Alice\" <sip:alice@gosip.test>;tag=at\r\nTo: <sip:102@gosip.test>;tag={tag}\r\nCall-ID: call1\r\nCSeq: 3 INVITE\r\n\
+                 Contact: <sip:alice@{A}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{hold}",
+                hold.len()
+            );
+            c.handle_message(T0 + 2_000, peer(A), reinvite.as_bytes());
+            let r = out(&mut c).remove(0).1;
+            assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+            assert!(
+                r.contains("m=audio 20000 RTP/AVP") && r.contains("a=recvonly"),
+                "{r}"
+            );
+        }
+
+        #[test]
         fn a_busy_phone_gives_the_caller_486() {
             let mut c = setup(&[B1]);
             let invites = place(&mut c);
