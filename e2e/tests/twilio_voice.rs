@@ -50,6 +50,11 @@ impl Env {
     }
 
     async fn start_with(settings: &[(&str, &str)]) -> Env {
+        Self::start_full(settings, 5099).await
+    }
+
+    /// With sipd's SIP port (the `<Sip>` URI points at 127.0.0.1:`sip_port`).
+    async fn start_full(settings: &[(&str, &str)], sip_port: u16) -> Env {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_default_env()
@@ -111,7 +116,7 @@ impl Env {
             "--retry-base-ms",
             "50",
             "--sip-port",
-            "5099",
+            &sip_port.to_string(),
         ]);
         let stop = CancellationToken::new();
         let st = stop.clone();
@@ -1026,4 +1031,102 @@ async fn the_wizard_checks_credentials_lists_numbers_and_points_them_at_the_publ
         n.status_callback.as_deref(),
         Some("https://pbx.test/api/webhooks/voice/status")
     );
+}
+
+/// A one-call SIP UAS standing in for sipd: answers the INVITE with `code`
+/// (200 with SDP, or a failure), 200s the BYE; returns the INVITE it got.
+async fn sipd_stand_in(code: u16) -> (u16, tokio::task::JoinHandle<String>) {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65535];
+        let mut invite = String::new();
+        while let Ok(Ok((n, from))) =
+            tokio::time::timeout(Duration::from_secs(10), sock.recv_from(&mut buf)).await
+        {
+            let m = String::from_utf8_lossy(&buf[..n]).to_string();
+            let method = m.split(' ').next().unwrap_or("").to_owned();
+            let head: String = m
+                .split("\r\n\r\n")
+                .next()
+                .unwrap()
+                .lines()
+                .skip(1)
+                .filter(|l| {
+                    let k = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+                    matches!(k.as_str(), "via" | "from" | "call-id" | "cseq" | "to")
+                })
+                .map(|l| format!("{l}\r\n"))
+                .collect();
+            let resp = match (method.as_str(), code) {
+                ("INVITE", 200) => {
+                    invite = m.clone();
+                    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n";
+                    format!(
+                        "SIP/2.0 200 OK\r\n{head}Contact: <sip:sipd@127.0.0.1:{port}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                        sdp.len()
+                    )
+                }
+                ("INVITE", c) => {
+                    invite = m.clone();
+                    format!("SIP/2.0 {c} Busy Here\r\n{head}Content-Length: 0\r\n\r\n")
+                }
+                ("BYE", _) => format!("SIP/2.0 200 OK\r\n{head}Content-Length: 0\r\n\r\n"),
+                ("ACK", c) if c != 200 => return invite,
+                _ => continue,
+            };
+            sock.send_to(resp.as_bytes(), from).await.unwrap();
+            if method == "BYE" {
+                return invite;
+            }
+        }
+        invite
+    });
+    (port, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ringing_really_invites_sipd_and_a_busy_answer_falls_back_to_voicemail() {
+    // Answered: the INVITE carries the DID, the call SID and Twilio's headers.
+    let (port, uas) = sipd_stand_in(200).await;
+    let env = Env::start_full(&[], port).await;
+    let o = env
+        .call(CallScript {
+            dial: DialOutcome::Sip { talk_secs: 1 },
+            ..from("+15557654321")
+        })
+        .await;
+    assert_eq!(o.sip.first().map(|r| r.code), Some(200), "{o:?}");
+    assert!(o.has(|e| *e == Event::Hangup));
+    let invite = uas.await.unwrap();
+    assert!(
+        invite.starts_with(&format!("INVITE sip:{DID}@127.0.0.1:{port} SIP/2.0")),
+        "{invite}"
+    );
+    assert!(
+        invite.contains(&format!("X-GoSIP-CallSid: {}", o.call_sid)),
+        "{invite}"
+    );
+    assert!(invite.contains(&format!("X-Twilio-CallSid: {}", o.call_sid)));
+    assert!(invite.contains("X-GoSIP-Rule: default"));
+    drop(env);
+
+    // Busy (486): the Dial action gets DialCallStatus=busy and answers voicemail.
+    let (port, uas) = sipd_stand_in(486).await;
+    let env = Env::start_full(&[], port).await;
+    let o = env
+        .call(CallScript {
+            dial: DialOutcome::Sip { talk_secs: 1 },
+            record: RecordScript {
+                secs: 4,
+                transcript: Some("busy line".into()),
+                ..RecordScript::default()
+            },
+            ..from("+15557654321")
+        })
+        .await;
+    assert_eq!(o.sip.first().map(|r| r.code), Some(486));
+    assert!(recorded(&o), "{o:?}");
+    assert!(!uas.await.unwrap().is_empty());
+    assert_eq!(env.cdr(&o.call_sid).await.unwrap().0, "voicemail");
 }
