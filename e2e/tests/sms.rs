@@ -312,8 +312,9 @@ async fn inbound_messages_with_0_1_and_3_media_are_stored_once_with_their_files_
     assert_eq!(st, 403);
     assert_eq!(env.count("SELECT count(*) FROM messages").await, 3);
 
-    // Media Twilio cannot serve (three 503s): the message is kept, the item
-    // says why and where it was.
+    // Media Twilio cannot serve right now (three 503s): the message is kept
+    // at once, the item says why and where; a later retry fetches it, and only
+    // then is the email queued, with the picture attached.
     env.twilio.faults(e2e::standin::Faults {
         server_error: 3,
         ..Default::default()
@@ -324,22 +325,52 @@ async fn inbound_messages_with_0_1_and_3_media_are_stored_once_with_their_files_
             Some(&url),
             HANDSET,
             DID,
-            "broken picture",
+            "late picture",
             vec![("image/png".into(), png(9))],
         )
         .await
         .unwrap();
     assert_eq!(st, 200);
-    let json: String = sqlx::query_scalar("SELECT media_urls FROM messages WHERE message_sid = ?")
-        .bind(&sid)
+    let media_of = |sid: String| {
+        let pool = env.pool.clone();
+        async move {
+            let json: String =
+                sqlx::query_scalar("SELECT media_urls FROM messages WHERE message_sid = ?")
+                    .bind(&sid)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            serde_json::from_str::<serde_json::Value>(&json).unwrap()
+        }
+    };
+    let first = media_of(sid.clone()).await;
+    assert_eq!(first[0]["path"], "", "{first}");
+    assert_eq!(first[0]["content_type"], "image/png");
+    assert!(
+        first[0]["error"].as_str().unwrap().contains("503"),
+        "{first}"
+    );
+    assert!(first[0]["url"].as_str().unwrap().contains(&sid));
+    eventually(
+        Duration::from_secs(15),
+        "media fetched on retry",
+        || async { media_of(sid.clone()).await[0]["path"] != "" },
+    )
+    .await;
+    let later = media_of(sid.clone()).await;
+    let path = later[0]["path"].as_str().unwrap();
+    assert_eq!(std::fs::read(env.sys.data_dir.join(path)).unwrap(), png(9));
+    eventually(Duration::from_secs(10), "email queued after the media", || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE kind = 'notify' AND payload LIKE ? AND payload LIKE '%attachments\":[\"media/%'",
+        )
+        .bind(format!("%{sid}%"))
         .fetch_one(&env.pool)
         .await
         .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v[0]["path"], "");
-    assert_eq!(v[0]["content_type"], "image/png");
-    assert!(v[0]["error"].as_str().unwrap().contains("503"), "{v}");
-    assert!(v[0]["url"].as_str().unwrap().contains(&sid));
+        n == 1
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -114,21 +114,20 @@ pub async fn store_inbound(
             });
         items.push(item);
     }
-    let did: Option<(i64, Option<i64>, bool, String)> = sqlx::query_as(
-        "SELECT id, owner_user_id, sms_email_forward, name FROM dids WHERE number = ?",
-    )
-    .bind(to)
-    .fetch_optional(&ctx.pool)
-    .await?;
-    let (did_id, owner, forward, did_name) = match did {
-        Some((id, owner, fwd, name)) => (Some(id), owner, fwd, name),
+    let did: Option<(i64, Option<i64>, bool)> =
+        sqlx::query_as("SELECT id, owner_user_id, sms_email_forward FROM dids WHERE number = ?")
+            .bind(to)
+            .fetch_optional(&ctx.pool)
+            .await?;
+    let (did_id, owner, forward) = match did {
+        Some((id, owner, fwd)) => (Some(id), owner, fwd),
         None => {
             tracing::warn!(
                 message_sid = sid,
                 to,
                 "inbound message for a number that is not a DID"
             );
-            (None, None, false, String::new())
+            (None, None, false)
         }
     };
     let now = proto::time::now();
@@ -185,35 +184,18 @@ pub async fn store_inbound(
         )
         .await?;
     }
-    if forward {
-        // Handed to notifyd through the queue: if notifyd is down, the job
-        // waits and retries; nothing is lost.
-        let notice = Notice {
-            kind: "sms".into(),
-            user_id: owner.unwrap_or(0),
-            payload: json!({
-                "message_id": id,
-                "message_sid": sid,
-                "from": from,
-                "to": to,
-                "did_name": did_name,
-                "body": body,
-                "received_at": now,
-                "media": items,
-            }),
-            attachments: items
-                .iter()
-                .filter(|i| !i.path.is_empty())
-                .map(|i| i.path.clone())
-                .collect(),
-        };
+    let missing = items.iter().any(|i| i.path.is_empty() && i.url.is_some());
+    if missing {
+        // Fetch the rest later; the email waits for it (or for giving up).
         insert_job(
             &mut *tx,
-            crate::notify::KIND,
-            &serde_json::to_value(&notice).unwrap_or_default(),
-            &Enqueue::key(format!("notify:sms:{sid}")),
+            MEDIA_JOB,
+            &json!({ "message_id": id }),
+            &Enqueue::key(format!("{MEDIA_JOB}:{id}")).max_attempts(6),
         )
         .await?;
+    } else if forward {
+        queue_email(&mut tx, id).await?;
     }
     tx.commit().await?;
     ctx.queue.wake();
@@ -227,6 +209,120 @@ pub async fn store_inbound(
         "inbound message stored"
     );
     Ok(Some(id))
+}
+
+/// Job kind that retries the media downloads an inbound webhook could not
+/// finish, then queues the email.
+pub const MEDIA_JOB: &str = "sms.media";
+
+/// Queues the email of inbound message `id` for notifyd (if its DID forwards
+/// SMS). Handed over through the queue: if notifyd is down, the job waits and
+/// retries; nothing is lost. Keyed on the MessageSid: queued once.
+async fn queue_email(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: i64,
+) -> Result<(), sqlx::Error> {
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<i64>,
+        Option<String>,
+        bool,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT m.message_sid, m.from_number, m.to_number, m.body, m.media_urls, m.created_at, \
+         d.owner_user_id, d.name, COALESCE(d.sms_email_forward, FALSE) \
+         FROM messages m LEFT JOIN dids d ON d.id = m.did_id WHERE m.id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((sid, from, to, body, media_json, at, owner, did_name, forward)) = row else {
+        return Ok(());
+    };
+    if !forward {
+        return Ok(());
+    }
+    let items: Vec<MediaItem> = serde_json::from_str(&media_json).unwrap_or_default();
+    let notice = Notice {
+        kind: "sms".into(),
+        user_id: owner.unwrap_or(0),
+        payload: json!({
+            "message_id": id,
+            "message_sid": sid,
+            "from": from,
+            "to": to,
+            "did_name": did_name.unwrap_or_default(),
+            "body": body,
+            "received_at": at,
+            "media": items,
+        }),
+        attachments: items
+            .iter()
+            .filter(|i| !i.path.is_empty())
+            .map(|i| i.path.clone())
+            .collect(),
+    };
+    insert_job(
+        &mut **tx,
+        crate::notify::KIND,
+        &serde_json::to_value(&notice).unwrap_or_default(),
+        &Enqueue::key(format!("notify:sms:{sid}")),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The `sms.media` job: downloads the items still missing; on success, or
+/// on its last attempt, queues the email with what it has.
+pub async fn run_media(
+    ctx: &AppState,
+    job: &crate::queue::Job,
+) -> Result<(), crate::queue::JobError> {
+    let id = job.payload["message_id"].as_i64().unwrap_or(0);
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT message_sid, media_urls FROM messages WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&ctx.pool)
+            .await?;
+    let Some((sid, media_json)) = row else {
+        return Ok(());
+    };
+    let mut items: Vec<MediaItem> = serde_json::from_str(&media_json).unwrap_or_default();
+    for (n, item) in items.iter_mut().enumerate() {
+        if !item.path.is_empty() {
+            continue;
+        }
+        let Some(url) = item.url.clone() else {
+            continue;
+        };
+        *item = media::download(ctx, &sid, n, &url, &item.content_type).await;
+    }
+    let missing = items.iter().filter(|i| i.path.is_empty()).count();
+    let last = job.max_attempts > 0 && job.attempts >= job.max_attempts;
+    let mut tx = ctx.pool.begin().await?;
+    sqlx::query("UPDATE messages SET media_urls = ?, updated_at = ? WHERE id = ?")
+        .bind(serde_json::to_string(&items).unwrap_or_else(|_| "[]".into()))
+        .bind(proto::time::now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if missing == 0 || last {
+        queue_email(&mut tx, id).await?;
+    }
+    tx.commit().await?;
+    ctx.queue.wake();
+    if missing > 0 && !last {
+        return Err(crate::queue::JobError::retry(format!(
+            "{missing} media item(s) of {sid} not downloaded yet"
+        )));
+    }
+    tracing::info!(message_id = id, missing, "inbound media retry finished");
+    Ok(())
 }
 
 /// Query parameters we put on the StatusCallback URL.

@@ -78,6 +78,11 @@ pub fn register_jobs(state: &AppState) {
         }
     });
     let st = state.clone();
+    state.queue.register(inbound::MEDIA_JOB, move |job| {
+        let st = st.clone();
+        async move { inbound::run_media(&st, &job).await }
+    });
+    let st = state.clone();
     state.queue.register(outbound::POLL_JOB, move |job| {
         let st = st.clone();
         async move {
