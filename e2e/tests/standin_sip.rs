@@ -226,3 +226,66 @@ async fn an_unanswered_sip_leg_is_cancelled_at_the_dial_timeout() {
         "retransmitted: {methods:?}"
     );
 }
+
+#[tokio::test]
+async fn the_termination_trunk_challenges_checks_numbers_and_answers() {
+    use e2e::standin::Standin;
+    use e2e::standin::trunk::{Trunk, TrunkMode};
+    let s = Standin::start().await.unwrap();
+    s.add_number("+15550001111", None);
+    let trunk = Trunk::start(s.clone(), "gosip-trunk", "trunk-pass")
+        .await
+        .unwrap();
+    let out = |to: &str, from: &str, pass: &str| SipDial {
+        uri: format!("sip:{to}@{}", trunk.addr),
+        username: Some("gosip-trunk".into()),
+        password: Some(pass.into()),
+        from: from.into(),
+        call_sid: String::new(),
+        account_sid: String::new(),
+        timeout: Duration::from_secs(5),
+        talk: Duration::from_millis(400),
+    };
+    let r = dial(&out("+15557654321", "+15550001111", "trunk-pass"))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 200, "{r:?}");
+    assert!(r.rtp_received >= 5, "echoed media: {r:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c = &trunk.calls()[0];
+    assert_eq!(
+        (c.to.as_str(), c.from.as_str(), c.code, c.ended),
+        ("+15557654321", "+15550001111", 200, true)
+    );
+    assert!(c.rtp_packets >= 5);
+    // Wrong password, caller ID not on the account, national R-URI, busy mode.
+    assert_eq!(
+        dial(&out("+15557654321", "+15550001111", "nope"))
+            .await
+            .unwrap()
+            .code,
+        403
+    );
+    assert_eq!(
+        dial(&out("+15557654321", "+15559999999", "trunk-pass"))
+            .await
+            .unwrap()
+            .code,
+        403
+    );
+    assert_eq!(
+        dial(&out("5557654321", "+15550001111", "trunk-pass"))
+            .await
+            .unwrap()
+            .code,
+        404
+    );
+    trunk.set_mode(TrunkMode::Busy);
+    assert_eq!(
+        dial(&out("+15557654321", "+15550001111", "trunk-pass"))
+            .await
+            .unwrap()
+            .code,
+        486
+    );
+}

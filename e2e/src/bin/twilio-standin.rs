@@ -43,6 +43,10 @@ struct Args {
     demo: bool,
     #[arg(long, default_value_t = 60)]
     every: u64,
+    /// Also run the termination trunk (sipd's outbound calls) with these
+    /// digest credentials: `user:password`.
+    #[arg(long)]
+    trunk: Option<String>,
 }
 
 #[tokio::main]
@@ -59,6 +63,14 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     tracing::info!(api_base = %s.base_url, account = %s.account_sid, "twilio stand-in listening");
+    let _trunk = match args.trunk.as_deref().and_then(|t| t.split_once(':')) {
+        Some((user, pass)) => {
+            let t = standin::trunk::Trunk::start(s.clone(), user, pass).await?;
+            tracing::info!(addr = %t.addr, "termination trunk listening (UDP)");
+            Some(t)
+        }
+        None => None,
+    };
     if let Some(dir) = &args.configure_db {
         configure(dir, &s, &gosip, &args.numbers).await?;
     }

@@ -23,6 +23,7 @@ pub mod messages;
 pub mod rest;
 pub mod scenario;
 pub mod sip;
+pub mod trunk;
 pub mod wav;
 
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -466,12 +466,12 @@ fn all_headers_any(msg: &str, name: &str, compact: &str) -> Vec<String> {
         .collect()
 }
 
-fn body(msg: &str) -> &str {
+pub(crate) fn body(msg: &str) -> &str {
     msg.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")
 }
 
 /// `key=value` / `key="value"` parameters of a header (after `;` or `,`).
-fn params(h: &str) -> std::collections::HashMap<String, String> {
+pub(crate) fn params(h: &str) -> std::collections::HashMap<String, String> {
     let h = h.strip_prefix("Digest ").unwrap_or(h);
     let mut out = std::collections::HashMap::new();
     let mut rest = h;

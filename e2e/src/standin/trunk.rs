@@ -1,0 +1,281 @@
+//! The stand-in as the Elastic SIP Trunk's termination side (CONTRACT.md
+//! §5.1): sipd sends outbound calls here. Like Twilio it challenges with a
+//! 407 digest (the trunk's credential list), wants an E.164 Request-URI
+//! (else 404) and a From that is a number of the account (else 403), then
+//! rings and answers with PCMU SDP, echoing RTP, until BYE. [`TrunkMode`]
+//! scripts busy / forbidden / not-found answers on demand.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use md5::{Digest, Md5};
+use serde::Serialize;
+use tokio::net::UdpSocket;
+
+use super::Standin;
+use super::sip::{header, params};
+
+/// How the trunk answers the next INVITEs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum TrunkMode {
+    #[default]
+    Answer,
+    Busy,
+    Forbidden,
+    NotFound,
+}
+
+/// One call the trunk saw.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrunkCall {
+    pub call_id: String,
+    pub to: String,
+    pub from: String,
+    /// Final answer sent (200, 403, 404, 486, 487).
+    pub code: u16,
+    pub rtp_packets: u32,
+    pub ended: bool,
+}
+
+#[derive(Default)]
+struct State {
+    mode: TrunkMode,
+    calls: Vec<TrunkCall>,
+    nonces: HashSet<String>,
+}
+
+/// A running termination trunk on UDP.
+#[derive(Clone)]
+pub struct Trunk {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+impl Trunk {
+    /// Listens on a free loopback port; digest credentials `user`/`pass`,
+    /// realm `sip.twilio.com`; From must be one of `standin`'s numbers.
+    pub async fn start(standin: Standin, user: &str, pass: &str) -> anyhow::Result<Self> {
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        let addr = sock.local_addr()?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let me = Self {
+            addr,
+            state: state.clone(),
+        };
+        let (user, pass) = (user.to_owned(), pass.to_owned());
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                for out in handle(&standin, &state, &sock, &m, &user, &pass).await {
+                    let _ = sock.send_to(out.as_bytes(), from).await;
+                }
+            }
+        });
+        Ok(me)
+    }
+
+    pub fn set_mode(&self, m: TrunkMode) {
+        self.lock().mode = m;
+    }
+
+    /// Calls seen so far.
+    pub fn calls(&self) -> Vec<TrunkCall> {
+        self.lock().calls.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+}
+
+async fn handle(
+    s: &Standin,
+    state: &Arc<Mutex<State>>,
+    sock: &Arc<UdpSocket>,
+    m: &str,
+    user: &str,
+    pass: &str,
+) -> Vec<String> {
+    let lock = || match state.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let mut line = m.lines().next().unwrap_or("").split(' ');
+    let (method, ruri) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
+    let call_id = header(m, "call-id", "i").unwrap_or_default();
+    match method {
+        "INVITE" => {
+            let to_user = ruri
+                .strip_prefix("sip:")
+                .and_then(|r| r.split('@').next())
+                .unwrap_or("")
+                .to_owned();
+            let from_user = header(m, "from", "f")
+                .and_then(|f| {
+                    let i = f.find("sip:")? + 4;
+                    Some(f[i..].split(['@', '>', ';']).next()?.to_owned())
+                })
+                .unwrap_or_default();
+            let Some(auth) = header(m, "proxy-authorization", "") else {
+                let nonce = format!("{:032x}", rand::random::<u128>());
+                lock().nonces.insert(nonce.clone());
+                return vec![resp(
+                    m,
+                    "407 Proxy Authentication Required",
+                    &format!(
+                        "Proxy-Authenticate: Digest realm=\"sip.twilio.com\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\"\r\n"
+                    ),
+                    "",
+                )];
+            };
+            let p = params(&auth);
+            let get = |k: &str| p.get(k).cloned().unwrap_or_default();
+            let known_nonce = lock().nonces.contains(&get("nonce"));
+            let md5 = |x: String| hex::encode(Md5::digest(x.as_bytes()));
+            let ha1 = md5(format!("{user}:sip.twilio.com:{pass}"));
+            let ha2 = md5(format!("INVITE:{}", get("uri")));
+            let want = if p.contains_key("qop") {
+                md5(format!(
+                    "{ha1}:{}:{}:{}:auth:{ha2}",
+                    get("nonce"),
+                    get("nc"),
+                    get("cnonce")
+                ))
+            } else {
+                md5(format!("{ha1}:{}:{ha2}", get("nonce")))
+            };
+            if !known_nonce || get("username") != user || get("response") != want {
+                return vec![resp(m, "403 Forbidden", "", "")];
+            }
+            let mode = lock().mode;
+            let e164 = to_user.starts_with('+')
+                && to_user.len() > 8
+                && to_user[1..].bytes().all(|b| b.is_ascii_digit());
+            let own = s
+                .world()
+                .numbers
+                .iter()
+                .any(|n| n.phone_number == from_user);
+            let code = match mode {
+                _ if !e164 => 404,
+                _ if !own => 403,
+                TrunkMode::Busy => 486,
+                TrunkMode::Forbidden => 403,
+                TrunkMode::NotFound => 404,
+                TrunkMode::Answer => 200,
+            };
+            let mut call = TrunkCall {
+                call_id: call_id.clone(),
+                to: to_user,
+                from: from_user,
+                code,
+                rtp_packets: 0,
+                ended: false,
+            };
+            if code != 200 {
+                lock().calls.push(call);
+                let reason = match code {
+                    404 => "404 Not Found",
+                    486 => "486 Busy Here",
+                    _ => "403 Forbidden",
+                };
+                return vec![resp(m, reason, "", "")];
+            }
+            // Answer: an RTP socket that counts and echoes.
+            let Ok(rtp) = UdpSocket::bind("127.0.0.1:0").await else {
+                return vec![resp(m, "503 Service Unavailable", "", "")];
+            };
+            let rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+            let st = state.clone();
+            let cid = call_id.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                while let Ok(Ok((n, from))) = tokio::time::timeout(
+                    std::time::Duration::from_secs(30),
+                    rtp.recv_from(&mut buf),
+                )
+                .await
+                {
+                    let _ = rtp.send_to(&buf[..n], from).await;
+                    let mut g = match st.lock() {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                    if let Some(c) = g.calls.iter_mut().find(|c| c.call_id == cid) {
+                        if c.ended {
+                            return;
+                        }
+                        c.rtp_packets += 1;
+                    }
+                }
+            });
+            call.code = 200;
+            lock().calls.push(call);
+            let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            let sdp = format!(
+                "v=0\r\no=Twilio 1 1 IN IP4 127.0.0.1\r\ns=Twilio\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+            );
+            vec![
+                resp(m, "100 Trying", "", ""),
+                resp(m, "180 Ringing", "", ""),
+                resp(
+                    m,
+                    "200 OK",
+                    &format!("Contact: <sip:twilio@{local}>\r\nContent-Type: application/sdp\r\n"),
+                    &sdp,
+                ),
+            ]
+        }
+        "BYE" => {
+            if let Some(c) = lock().calls.iter_mut().find(|c| c.call_id == call_id) {
+                c.ended = true;
+            }
+            vec![resp(m, "200 OK", "", "")]
+        }
+        "CANCEL" => {
+            if let Some(c) = lock().calls.iter_mut().find(|c| c.call_id == call_id) {
+                c.code = 487;
+                c.ended = true;
+            }
+            vec![resp(m, "200 OK", "", "")]
+        }
+        "OPTIONS" => vec![resp(m, "200 OK", "", "")],
+        _ => vec![],
+    }
+}
+
+/// A response echoing the request's Via/From/To/Call-ID/CSeq (To gets a tag).
+fn resp(req: &str, status: &str, extra: &str, body: &str) -> String {
+    let head = req.split("\r\n\r\n").next().unwrap_or(req);
+    let mut out = format!("SIP/2.0 {status}\r\n");
+    for l in head.lines().skip(1) {
+        let k = l
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match k.as_str() {
+            "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" => {
+                out.push_str(l);
+                out.push_str("\r\n");
+            }
+            "to" | "t" => {
+                out.push_str(l);
+                if !l.contains("tag=") && !status.starts_with("100") {
+                    out.push_str(";tag=twilio1");
+                }
+                out.push_str("\r\n");
+            }
+            _ => {}
+        }
+    }
+    out.push_str(extra);
+    out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    out
+}
