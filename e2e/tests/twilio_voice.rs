@@ -908,6 +908,18 @@ async fn recording_downloads_ride_out_twilio_5xx_and_429_in_the_durable_queue() 
         "{rest:?}"
     );
 
+    // Let the queue finish (the recording's DELETE) so the next fault hits
+    // only the request below.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env
+        .s
+        .requests()
+        .iter()
+        .any(|r| r.method == "DELETE" && r.path.contains(&sid) && r.status == 204)
+    {
+        assert!(Instant::now() < deadline, "recording not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // 429 with Retry-After: honoured, then it works.
     env.s.faults(Faults {
         rate_limit: 1,
@@ -922,6 +934,13 @@ async fn recording_downloads_ride_out_twilio_5xx_and_429_in_the_durable_queue() 
         .unwrap()
         .into_inner();
     assert!(r.error.is_empty(), "{}", r.error);
+    let log = env.s.requests();
+    let tries: Vec<u16> = log
+        .iter()
+        .filter(|r| r.path.ends_with("IncomingPhoneNumbers.json"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(tries, [429, 200]);
     assert!(
         t0.elapsed() >= Duration::from_millis(900),
         "Retry-After honoured"
@@ -1129,4 +1148,35 @@ async fn ringing_really_invites_sipd_and_a_busy_answer_falls_back_to_voicemail()
     assert!(recorded(&o), "{o:?}");
     assert!(!uas.await.unwrap().is_empty());
     assert_eq!(env.cdr(&o.call_sid).await.unwrap().0, "voicemail");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_incoming_webhook_gives_the_same_answer_and_one_cdr() {
+    let env = Env::start().await;
+    env.exec("INSERT INTO blocklist (pattern, pattern_type) VALUES ('+15557654321', 'exact')")
+        .await;
+    env.settle().await;
+    let params: Vec<(String, String)> = [
+        ("CallSid", "CA22222222222222222222222222222222"),
+        ("AccountSid", e2e::standin::ACCOUNT_SID),
+        ("From", "+15557654321"),
+        ("To", DID),
+        ("CallStatus", "ringing"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let url = format!("{PUBLIC}/api/webhooks/voice/incoming");
+    let a = env.s.post_webhook(&url, &params).await.unwrap();
+    let b = env.s.post_webhook(&url, &params).await.unwrap();
+    assert_eq!(a.0, 200);
+    assert_eq!(a, b);
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM cdrs WHERE call_sid = 'CA22222222222222222222222222222222'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(env.count("SELECT count(*) FROM voice_calls").await, 1);
 }

@@ -245,7 +245,8 @@ async fn dial_result(
         if forwarded {
             let dur: i64 = p.str("DialCallDuration").parse().unwrap_or(0);
             if let Err(e) = sqlx::query(
-                "UPDATE cdrs SET disposition = 'answered', duration = ?, ended_at = ? \
+                "UPDATE cdrs SET disposition = 'answered', duration = ?, ended_at = ?, \
+                        answered_at = coalesce(answered_at, started_at) \
                  WHERE call_sid = ? AND sip_call_id IS NULL",
             )
             .bind(dur)
