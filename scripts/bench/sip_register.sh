@@ -50,7 +50,7 @@ c.commit()
 PY
 sleep 1.5  # sipd re-reads devices every second
 
-printf '%-8s %-9s %-9s %-9s %-8s %-8s %-8s\n' offered achieved calls failed retrans p50_ms p99_ms
+printf '%-8s %-9s %-9s %-9s %-8s %-8s %-8s %s\n' offered achieved calls failed retrans p50_ms p99_ms sipd_rss_mib
 for rate in $RATES; do
   calls=$((rate * SECONDS_PER_STEP))
   step=$work/step_$rate
@@ -60,9 +60,10 @@ for rate in $RATES; do
       -i 127.0.0.1 -p 0 -buff_size 4194304 -r "$rate" -m "$calls" -l $((rate * 2)) -timeout 60s -nostdin \
       -trace_stat -stf stat.csv -fd 60 -trace_rtt -rtt_freq 1 >/dev/null 2>&1 ) || true
   t1=$(date +%s%N)
-  python3 - "$step" "$rate" "$calls" "$t0" "$t1" <<'PY'
+  rss_now=$(( $(awk '/VmRSS/ {print $2}' /proc/$pid/status) / 1024 ))
+  python3 - "$step" "$rate" "$calls" "$t0" "$t1" "$rss_now" <<'PY'
 import csv, glob, sys
-step, rate, calls, t0, t1 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+step, rate, calls, t0, t1, rss = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 stat = list(csv.reader(open(f"{step}/stat.csv"), delimiter=";"))
 head, last = stat[0], stat[-1]
 get = lambda k: int(float(last[head.index(k)]))
@@ -77,10 +78,11 @@ for f in glob.glob(f"{step}/*_rtt.csv"):
             pass
 times.sort()
 pct = lambda p: times[min(len(times) - 1, int(p * len(times)))] if times else float("nan")
-print(f"{rate:<8} {ok / elapsed:<9.0f} {calls:<9} {failed + (calls - ok - failed):<9} {retrans:<8} {pct(0.50):<8.2f} {pct(0.99):<8.2f}")
+print(f"{rate:<8} {ok / elapsed:<9.0f} {calls:<9} {failed + (calls - ok - failed):<9} {retrans:<8} {pct(0.50):<8.2f} {pct(0.99):<8.2f} {rss}")
 PY
 done
 rows=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(distinct device_id) from registrations').fetchone()[0])" "$work/data/gosip.db")
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 echo "registered devices: $rows; sipd peak RSS: $((hwm / 1024)) MiB (now $((rss / 1024)) MiB)"
+echo "(sipp times have 1 ms resolution; RSS includes the server transactions kept for Timer J, 32 s x rate)"
