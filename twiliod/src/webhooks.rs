@@ -1,6 +1,6 @@
 //! The Twilio webhook HTTP router and its signature check.
 //!
-//! Every route under `/api/webhooks/*` sits behind [`verify_signature`]:
+//! Every Twilio callback under `/api/webhooks/*` sits behind [`verify_signature`]:
 //! the `X-Twilio-Signature` is checked over the PUBLIC URL
 //! (`system.public_url` + the request path and query, never the internal
 //! Host webd forwarded to), with and without the default port, for form and
@@ -13,12 +13,13 @@
 //! ```ignore
 //! async fn incoming(State(st): State<AppState>, Extension(p): Extension<WebhookParams>) -> Response {
 //!     let sid = p.get("MessageSid").unwrap_or_default();
-//!     crate::twiml::xml_response(crate::twiml::empty())
+//!     crate::voice::xml(crate::twiml::empty())
 //! }
 //! ```
 //!
-//! The routes themselves are assembled in [`router`]: voice (this crate's
-//! `voice` module) and SMS (`crate::sms::routes()`, owned by the SMS module).
+//! The routes are assembled in [`router`]: voice ([`crate::voice::routes`]),
+//! SMS (`crate::sms::webhook_routes`), and the unsigned GETs Twilio fetches
+//! for `<Play>`/MMS media (SIT tone, greetings, expiring media tokens).
 
 use std::net::SocketAddr;
 
