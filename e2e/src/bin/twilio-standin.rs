@@ -97,6 +97,11 @@ async fn main() -> anyhow::Result<()> {
                     }
                     tokio::time::sleep(Duration::from_secs(3)).await;
                 }
+                let text = "Hi! Are we still on for Friday? Reply here or call me.";
+                match s2.send_sms(None, "+15557654321", &to, text, Vec::new()).await {
+                    Ok((sid, status, _)) => tracing::info!(%sid, status, "demo sms sent"),
+                    Err(e) => tracing::warn!(error = %e, "demo sms failed"),
+                }
                 tokio::time::sleep(every).await;
             }
         });
@@ -121,7 +126,8 @@ async fn give_demo_numbers_an_owner(dir: &std::path::Path) {
     pool.close().await;
 }
 
-/// The demo's calls: a voicemail with transcript, a spam call, an anonymous call.
+/// The demo's calls: a voicemail with transcript, a spam call, an anonymous
+/// call; each round ends with an inbound SMS.
 fn demo_calls(to: &str) -> Vec<(&'static str, CallScript)> {
     let call = |from: &str| CallScript {
         from: from.into(),
