@@ -316,6 +316,12 @@ async fn voicemails_and_mms_reach_the_did_owner_by_email_with_their_files_even_a
         m.from().and_then(|f| f.first()).and_then(|a| a.address()),
         Some(FROM_ADDR)
     );
+    // A Message-ID naming the delivery, the same on every retry.
+    let id = m.message_id().unwrap_or_default();
+    assert!(
+        id.starts_with("gosip.") && id.ends_with("@pbx.test"),
+        "Message-ID {id:?}"
+    );
     let subject = m.subject().unwrap();
     assert!(
         subject.contains("voicemail") && subject.contains("0:12"),

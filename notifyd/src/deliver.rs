@@ -33,6 +33,10 @@ pub struct Mail {
     pub text: String,
     pub html: String,
     pub attachments: Vec<FileAttachment>,
+    /// Left part of the `Message-ID` (`<token@from-domain>`): the same on
+    /// every retry of one delivery, so a mail client can drop the duplicate
+    /// an at-least-once retry may produce. `None`: a random id.
+    pub message_id: Option<String>,
 }
 
 /// A file to attach.
@@ -142,7 +146,12 @@ pub fn build_message(from: &str, mail: &Mail) -> Result<Message, String> {
         }
         mixed
     };
+    let message_id = mail
+        .message_id
+        .as_ref()
+        .map(|token| format!("<{token}@{}>", from.email.domain()));
     Message::builder()
+        .message_id(message_id)
         .from(from)
         .to(to)
         .subject(mail.subject.clone())
@@ -327,6 +336,7 @@ mod tests {
                     content_type: "audio/wav".into(),
                     bytes: vec![1, 2, 3],
                 }],
+                message_id: Some("gosip.7.1736951400".into()),
             },
         )
         .unwrap();
@@ -336,6 +346,31 @@ mod tests {
         assert!(raw.contains("text/plain"));
         assert!(raw.contains("text/html"));
         assert!(raw.contains("filename=\"vm.wav\""));
+        assert!(
+            raw.contains("Message-ID: <gosip.7.1736951400@example.org>\r\n"),
+            "{raw}"
+        );
+    }
+
+    #[test]
+    fn a_message_without_a_delivery_gets_a_random_message_id() {
+        let mail = Mail {
+            to: "a@example.org".into(),
+            subject: "s".into(),
+            text: "t".into(),
+            html: "h".into(),
+            attachments: vec![],
+            message_id: None,
+        };
+        let id = |m: Message| {
+            let raw = String::from_utf8(m.formatted()).unwrap();
+            raw.lines()
+                .find(|l| l.starts_with("Message-ID: <"))
+                .map(str::to_owned)
+        };
+        let a = id(build_message("pbx@example.org", &mail).unwrap()).unwrap();
+        let b = id(build_message("pbx@example.org", &mail).unwrap()).unwrap();
+        assert_ne!(a, b);
     }
 
     #[test]
@@ -348,6 +383,7 @@ mod tests {
                 text: "t".into(),
                 html: "h".into(),
                 attachments: vec![],
+                message_id: None,
             },
         )
         .unwrap_err();

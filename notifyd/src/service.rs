@@ -113,6 +113,7 @@ impl Notifyd for NotifyService {
                     text: rendered.text,
                     html: rendered.html,
                     attachments: vec![],
+                    message_id: None,
                 };
                 (target.to_owned(), deliver::email(&s, http, &mail).await)
             }

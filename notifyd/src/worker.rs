@@ -605,7 +605,7 @@ enum Sent {
 async fn send(ctx: &Ctx, s: &Settings, d: &Delivery, delivery_id: i64) -> anyhow::Result<Sent> {
     Ok(match d {
         Delivery::Email { event, to, .. } => {
-            let mail = compose(&ctx.data_dir, s, event, to).await;
+            let mail = compose(&ctx.data_dir, s, event, to, delivery_id).await;
             Sent::Tried(to.clone(), deliver::email(s, &ctx.http, &mail).await)
         }
         Delivery::Gotify { event, user_id, .. } => {
@@ -659,8 +659,15 @@ type AlertRow = (i64, String, String, String, String);
 /// `alerts.kind` recorded when an email is abandoned; never mailed itself.
 pub const ALERT_EMAIL_FAILED: &str = "email_failed";
 
-/// Renders an event's email and reads its attachments from the data dir.
-async fn compose(data_dir: &std::path::Path, s: &Settings, event: &Event, to: &str) -> Mail {
+/// Renders an event's email for delivery job `delivery_id` and reads its
+/// attachments from the data dir.
+async fn compose(
+    data_dir: &std::path::Path,
+    s: &Settings,
+    event: &Event,
+    to: &str,
+    delivery_id: i64,
+) -> Mail {
     let mut r = templates::render(event, timezone(s));
     let mut attachments = Vec::new();
     for path in &event.attachments {
@@ -690,7 +697,20 @@ async fn compose(data_dir: &std::path::Path, s: &Settings, event: &Event, to: &s
         text: r.text,
         html: r.html,
         attachments,
+        message_id: Some(message_token(delivery_id, event)),
     }
+}
+
+/// The `Message-ID` token of one email delivery: its job id plus the
+/// event's acceptance time (digits only), stable across retries and distinct
+/// between installations whose job ids restart at 1.
+fn message_token(delivery_id: i64, event: &Event) -> String {
+    let when: String = event
+        .created_at
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!("gosip.{delivery_id}.{when}")
 }
 
 /// The MIME type the sender declared for `path` in the event's `media`
