@@ -190,3 +190,112 @@ async fn calling_an_unknown_extension_gets_404_and_an_unregistered_one_480() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sipd_grpc_service_lists_a_ringing_call_and_hangs_it_up() {
+    use proto::pb::sipd::sipd_client::SipdClient;
+    use proto::pb::sipd::{HangupRequest, ListCallsRequest};
+    let s = Sipd::start_with_mediad(&[]).await;
+    s.add_devices(&[("erin", "pw", "401"), ("fred", "pw", "402")])
+        .await;
+    let mut client = SipdClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let calls = client
+        .list_calls(ListCallsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .calls;
+    assert!(calls.is_empty());
+    // fred is "registered" at a socket that never answers: the call rings.
+    let fred = common::Phone::udp(&s, "fred").await.with_password("pw");
+    assert_eq!(
+        fred.register(&format!("Contact: <{}>\r\n", fred.contact()))
+            .await
+            .code(),
+        200
+    );
+    let erin = common::Phone::udp(&s, "erin").await.with_password("pw");
+    let sdp = "v=0\r\no=e 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let invite = |extra: &str, cseq: u32| {
+        format!(
+            "INVITE sip:402@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKg{cseq}\r\nMax-Forwards: 70\r\n\
+             From: <sip:erin@{realm}>;tag=e1\r\nTo: <sip:402@{realm}>\r\nCall-ID: grpc-call\r\nCSeq: {cseq} INVITE\r\n\
+             Contact: <sip:erin@{local}>\r\n{extra}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len(),
+            srv = s.sip,
+            local = erin.local,
+            realm = common::REALM
+        )
+    };
+    let ch = erin.request(&invite("", 1)).await;
+    assert_eq!(ch.code(), 407);
+    let nonce = ch.header("proxy-authenticate").unwrap();
+    let nonce = nonce
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let value = common::digest_response(
+        "erin",
+        "pw",
+        &nonce,
+        "INVITE",
+        &format!("sip:402@{}", s.sip),
+        "MD5",
+        1,
+    );
+    erin.send(invite(&format!("Proxy-Authorization: {value}\r\n"), 2).as_bytes())
+        .await;
+    let mut listed = Vec::new();
+    for _ in 0..50 {
+        listed = client
+            .list_calls(ListCallsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .calls;
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].call_id, "grpc-call");
+    assert_eq!(
+        (listed[0].from_number.as_str(), listed[0].to_number.as_str()),
+        ("401", "402")
+    );
+    let found = client
+        .hangup(HangupRequest {
+            call_id: "grpc-call".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .found;
+    assert!(found);
+    assert!(
+        client
+            .list_calls(ListCallsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .calls
+            .is_empty()
+    );
+    s.eventually("cdr missed", || async {
+        let d: Option<String> =
+            sqlx::query_scalar("SELECT disposition FROM cdrs WHERE sip_call_id = 'grpc-call'")
+                .fetch_optional(&s.pool)
+                .await
+                .unwrap();
+        d.as_deref() == Some("missed")
+    })
+    .await;
+    s.stop().await;
+}

@@ -17,6 +17,7 @@ pub const REALM: &str = "gosip.test";
 pub struct Sipd {
     pub dir: PathBuf,
     pub sip: SocketAddr,
+    pub grpc: SocketAddr,
     pub pool: SqlitePool,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -93,6 +94,7 @@ impl Sipd {
         let sip = udp.local_addr().unwrap();
         let tcp = TcpListener::bind(sip).await.unwrap();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_addr = grpc.local_addr().unwrap();
         let cfg = sipd::Config::parse_from([
             "sipd",
             "--data-dir",
@@ -114,6 +116,7 @@ impl Sipd {
             task: Some(task),
             _tmp: None,
             mediad: None,
+            grpc: grpc_addr,
         };
         let p = Phone::udp(&s, "probe").await;
         for _ in 0..100 {
