@@ -141,6 +141,14 @@ pub fn gotify_default(kind: Kind) -> bool {
     )
 }
 
+/// Whether the sender lets this event go out by email at all: an `sms`
+/// whose payload says `"email_forward": false` (the DID's "forward SMS to
+/// email" is off) still reaches Gotify and webhooks, never email. Any other
+/// value, or no such field, leaves it to the recipients' preferences.
+pub fn sender_allows_email(kind: Kind, data: &serde_json::Value) -> bool {
+    !(kind == Kind::Sms && data.get("email_forward") == Some(&serde_json::Value::Bool(false)))
+}
+
 /// The delivery targets of one event: one per channel per distinct
 /// destination, so two admins sharing the system Gotify get one push.
 pub fn targets(kind: Kind, recipients: &[Recipient], system_gotify: bool) -> Vec<Target> {
@@ -180,6 +188,24 @@ mod tests {
             email: email.into(),
             prefs: Prefs::parse(prefs),
         }
+    }
+
+    #[test]
+    fn an_sms_from_a_did_without_email_forwarding_is_not_emailed() {
+        use serde_json::json;
+        assert!(!sender_allows_email(
+            Kind::Sms,
+            &json!({"email_forward": false})
+        ));
+        assert!(sender_allows_email(
+            Kind::Sms,
+            &json!({"email_forward": true})
+        ));
+        assert!(sender_allows_email(Kind::Sms, &json!({"body": "hi"})));
+        assert!(sender_allows_email(
+            Kind::Voicemail,
+            &json!({"email_forward": false})
+        ));
     }
 
     #[test]

@@ -340,8 +340,10 @@ async fn plan(
 ) -> anyhow::Result<Vec<Delivery>> {
     let recipients = recipients(&ctx.pool, event.user_id).await?;
     let system_gotify = !s.str("gotify.url").is_empty() && !s.str("gotify.token").is_empty();
+    let email_ok = crate::prefs::sender_allows_email(event.kind, &event.data);
     let mut jobs: Vec<Delivery> = crate::prefs::targets(event.kind, &recipients, system_gotify)
         .into_iter()
+        .filter(|t| email_ok || !matches!(t, Target::Email { .. }))
         .map(|t| match t {
             Target::Email { to } => Delivery::Email {
                 event_id,

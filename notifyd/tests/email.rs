@@ -421,3 +421,41 @@ async fn starttls_and_implicit_tls_deliver_and_certificates_are_checked() {
     assert!(m.body_text(0).unwrap().contains("over TLS"));
     assert!(implicit.envelopes()[0].contains("rcpt=bob@gosip.test"));
 }
+
+#[tokio::test]
+async fn an_sms_from_a_did_without_email_forwarding_reaches_webhooks_but_not_the_inbox() {
+    let smtp_port = free_port();
+    let n = start(&smtp_settings(smtp_port, "0,1,1")).await;
+    let sink = SmtpSink::start(smtp_port, &n.data_dir().join("mailbox"), None).await;
+    let hook = StandIn::start("/hook", 200).await;
+    n.add_endpoint(&format!("{}/hook", hook.url()), "s", r#"["sms"]"#, true)
+        .await;
+    let user = n.add_user("owner@gosip.test", "user", "{}").await;
+
+    n.notify(
+        "sms",
+        user,
+        json!({"from": "+15550000001", "body": "not forwarded", "email_forward": false}),
+        &[],
+    )
+    .await;
+    n.notify(
+        "sms",
+        user,
+        json!({"from": "+15550000002", "body": "forwarded", "email_forward": true}),
+        &[],
+    )
+    .await;
+    let hooks = hook.wait_for(2).await;
+    let bodies: Vec<serde_json::Value> = hooks
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert!(bodies.iter().any(|b| b["data"]["body"] == "not forwarded"));
+    let msgs = sink.wait_for(1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sink.messages().len(), 1, "only the forwarded SMS is mailed");
+    let m = MessageParser::default().parse(&msgs[0]).unwrap();
+    assert_eq!(m.subject(), Some("Text message from +15550000002"));
+    assert_eq!(n.deliveries("email").await.len(), 1);
+}
