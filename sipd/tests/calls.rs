@@ -23,6 +23,16 @@ fn scenario(name: &str) -> String {
 }
 
 fn sipp(s: &Sipd, dir: &std::path::Path, xml: &str, csv: &str) -> tokio::process::Command {
+    sipp_n(s, dir, xml, csv, 1)
+}
+
+fn sipp_n(
+    s: &Sipd,
+    dir: &std::path::Path,
+    xml: &str,
+    csv: &str,
+    calls: u32,
+) -> tokio::process::Command {
     let inf = dir.join(format!("{xml}.csv"));
     std::fs::write(&inf, format!("SEQUENTIAL\n{csv}\n")).unwrap();
     let mut cmd = tokio::process::Command::new("sipp");
@@ -31,7 +41,11 @@ fn sipp(s: &Sipd, dir: &std::path::Path, xml: &str, csv: &str) -> tokio::process
         .arg(&inf)
         .args([
             "-m",
-            "1",
+            &calls.to_string(),
+            "-r",
+            "10",
+            "-l",
+            "10",
             "-i",
             "127.0.0.1",
             "-p",
@@ -63,6 +77,15 @@ fn errors(dir: &std::path::Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sipp_caller_reaches_a_registered_sipp_phone_by_extension() {
+    call_through(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_calls_at_once_are_all_bridged() {
+    call_through(5).await;
+}
+
+async fn call_through(n: u32) {
     let s = Sipd::start_with_mediad(&[]).await;
     s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
         .await;
@@ -85,7 +108,7 @@ async fn a_sipp_caller_reaches_a_registered_sipp_phone_by_extension() {
         ])
         .args([
             "-m",
-            "1",
+            &n.to_string(),
             "-timeout",
             "30s",
             "-timeout_error",
@@ -113,11 +136,12 @@ async fn a_sipp_caller_reaches_a_registered_sipp_phone_by_extension() {
         s.registrations().await.len() == 1
     })
     .await;
-    let caller = sipp(
+    let caller = sipp_n(
         &s,
         dir.path(),
         "caller.xml",
         "alice;[authentication username=alice password=pw-a];202",
+        n,
     )
     .output()
     .await
@@ -128,14 +152,17 @@ async fn a_sipp_caller_reaches_a_registered_sipp_phone_by_extension() {
         .unwrap()
         .unwrap();
     assert!(callee.status.success(), "callee: {}", errors(dir.path()));
-    s.eventually("cdr closed with media stats", || async {
-        let row: Option<CdrRow> = sqlx::query_as(
+    s.eventually("every cdr closed with media stats", || async {
+        let rows: Vec<CdrRow> = sqlx::query_as(
             "SELECT direction, from_number, to_number, answered_at, disposition, media_stats FROM cdrs",
         )
-        .fetch_optional(&s.pool)
+        .fetch_all(&s.pool)
         .await
         .unwrap();
-        matches!(row, Some((d, f, t, Some(_), Some(disp), Some(_))) if d == "internal" && f == "201" && t == "202" && disp == "answered")
+        rows.len() == n as usize
+            && rows.iter().all(|r| {
+                matches!(r, (d, f, t, Some(_), Some(disp), Some(_)) if d == "internal" && f == "201" && t == "202" && disp == "answered")
+            })
     })
     .await;
     s.stop().await;
