@@ -464,19 +464,18 @@ async fn voicemails_and_mms_reach_the_did_owner_by_email_with_their_files_even_a
     // Past the last retry (4 s): still one email, one failure then one success.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(env.smtp.about(caller).len(), 1, "delivered once");
-    let d: Vec<(String, String)> = env.email_deliveries().await[before..]
-        .iter()
-        .map(|(t, s, _)| (t.clone(), s.clone()))
-        .collect();
-    assert_eq!(
-        d,
-        [
-            (OWNER.to_string(), "failed".to_string()),
-            (OWNER.to_string(), "sent".to_string())
-        ],
-        "{}",
+    // One failure (two if the restart outlasted the 2 s wait), then one success.
+    let d = env.email_deliveries().await[before..].to_vec();
+    let statuses: Vec<&str> = d.iter().map(|(_, s, _)| s.as_str()).collect();
+    assert!(
+        matches!(
+            statuses.as_slice(),
+            ["failed", "sent"] | ["failed", "failed", "sent"]
+        ),
+        "{d:?}\n{}",
         env.logs()
     );
+    assert!(d.iter().all(|(t, _, _)| t == OWNER), "{d:?}");
     let failed = &env.email_deliveries().await[before].2;
     assert!(failed.contains("Connection refused"), "{failed}");
 }
