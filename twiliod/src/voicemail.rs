@@ -339,17 +339,21 @@ async fn maybe_notify(st: &AppState, sid: &str) -> Result<bool, sqlx::Error> {
         Option<String>,
         bool,
         Option<String>,
+        String,
+        Option<String>,
     );
     let row: Option<Row> = sqlx::query_as(
         "SELECT v.id, v.user_id, v.from_number, v.duration, v.transcript, v.transcript_status, v.audio_url, \
-                r.silent, d.number \
+                r.silent, d.number, v.created_at, d.name \
          FROM voicemails v JOIN voice_recordings r ON r.recording_sid = v.recording_sid \
          LEFT JOIN dids d ON d.id = v.did_id WHERE v.recording_sid = ?",
     )
     .bind(sid)
     .fetch_optional(&st.pool)
     .await?;
-    let Some((id, user_id, from, duration, transcript, tstatus, audio, silent, did)) = row else {
+    let Some((id, user_id, from, duration, transcript, tstatus, audio, silent, did, at, did_name)) =
+        row
+    else {
         return Ok(false);
     };
     let Some(audio) = audio else {
@@ -377,6 +381,8 @@ async fn maybe_notify(st: &AppState, sid: &str) -> Result<bool, sqlx::Error> {
                 "voicemail_id": id,
                 "from": from,
                 "to": did,
+                "did_name": did_name.unwrap_or_default(),
+                "received_at": at,
                 "duration": duration,
                 "transcript": transcript,
                 "transcript_status": tstatus,

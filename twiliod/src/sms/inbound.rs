@@ -194,7 +194,7 @@ pub async fn store_inbound(
             &Enqueue::key(format!("{MEDIA_JOB}:{id}")).max_attempts(6),
         )
         .await?;
-    } else if forward {
+    } else if did_id.is_some() {
         queue_email(&mut tx, id).await?;
     }
     tx.commit().await?;
@@ -215,8 +215,8 @@ pub async fn store_inbound(
 /// finish, then queues the email.
 pub const MEDIA_JOB: &str = "sms.media";
 
-/// Queues the email of inbound message `id` for notifyd (if its DID forwards
-/// SMS). Handed over through the queue: if notifyd is down, the job waits and
+/// Queues the notice of inbound message `id` for notifyd: Gotify and outgoing
+/// webhooks always, email only when its DID forwards SMS (`email_forward`). Handed over through the queue: if notifyd is down, the job waits and
 /// retries; nothing is lost. Keyed on the MessageSid: queued once.
 async fn queue_email(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
@@ -244,7 +244,8 @@ async fn queue_email(
     let Some((sid, from, to, body, media_json, at, owner, did_name, forward)) = row else {
         return Ok(());
     };
-    if !forward {
+    if did_name.is_none() {
+        // Not one of our numbers: nobody to notify.
         return Ok(());
     }
     let items: Vec<MediaItem> = serde_json::from_str(&media_json).unwrap_or_default();
@@ -260,6 +261,7 @@ async fn queue_email(
             "body": body,
             "received_at": at,
             "media": items,
+            "email_forward": forward,
         }),
         attachments: items
             .iter()
