@@ -90,52 +90,7 @@ async fn call_through(n: u32) {
     s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
         .await;
     let dir = tempfile::tempdir().unwrap();
-    // The phone: sipp in server mode answers on `port`; a second sipp
-    // registers that port as bob's contact.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let callee = tokio::process::Command::new("sipp")
-        .args([
-            "-sf",
-            &scenario("callee.xml"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .args([
-            "-m",
-            &n.to_string(),
-            "-timeout",
-            "30s",
-            "-timeout_error",
-            "-trace_err",
-            "-nostdin",
-        ])
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let reg = sipp(
-        &s,
-        dir.path(),
-        "register_contact.xml",
-        &format!("bob;[authentication username=bob password=pw-b];{port}"),
-    )
-    .output()
-    .await
-    .unwrap();
-    assert!(reg.status.success(), "register: {}", errors(dir.path()));
-    s.eventually("bob registered", || async {
-        s.registrations().await.len() == 1
-    })
-    .await;
+    let callee = answering_bob(&s, dir.path(), n).await;
     let caller = sipp_n(
         &s,
         dir.path(),
@@ -164,6 +119,98 @@ async fn call_through(n: u32) {
                 matches!(r, (d, f, t, Some(_), Some(disp), Some(_)) if d == "internal" && f == "201" && t == "202" && disp == "answered")
             })
     })
+    .await;
+    s.stop().await;
+}
+
+/// A sipp phone registered as bob that answers `n` calls (callee.xml).
+async fn answering_bob(s: &Sipd, dir: &std::path::Path, n: u32) -> tokio::process::Child {
+    // The phone: sipp in server mode answers on `port`; a second sipp
+    // registers that port as bob's contact.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let callee = tokio::process::Command::new("sipp")
+        .args([
+            "-sf",
+            &scenario("callee.xml"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args([
+            "-m",
+            &n.to_string(),
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-trace_err",
+            "-nostdin",
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let reg = sipp(
+        s,
+        dir,
+        "register_contact.xml",
+        &format!("bob;[authentication username=bob password=pw-b];{port}"),
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(reg.status.success(), "register: {}", errors(dir));
+    s.eventually("bob registered", || async {
+        s.registrations().await.len() == 1
+    })
+    .await;
+    callee
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answered_call_with_no_rtp_at_all_is_ended_by_the_rtp_timeout() {
+    // mediad only arms the timeout for a silent call when sipd tells it
+    // the call is established (UpdateLeg on the ACK).
+    let s = Sipd::start_with_mediad(&[("calls.rtp_timeout", "2")]).await;
+    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let callee = answering_bob(&s, dir.path(), 1).await;
+    let caller = sipp(
+        &s,
+        dir.path(),
+        "caller_silent.xml",
+        "alice;[authentication username=alice password=pw-a];202",
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(caller.status.success(), "caller: {}", errors(dir.path()));
+    let callee = tokio::time::timeout(Duration::from_secs(20), callee.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(callee.status.success(), "callee: {}", errors(dir.path()));
+    s.eventually(
+        "the cdr says rtp timeout with the new leg stats",
+        || async {
+            let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
+                sqlx::query_as("SELECT disposition, reason, media_stats FROM cdrs")
+                    .fetch_all(&s.pool)
+                    .await
+                    .unwrap();
+            matches!(rows.as_slice(), [(Some(d), Some(why), Some(stats))]
+            if d == "answered" && why == "rtp timeout"
+            && stats.contains("\"dropped\"") && stats.contains("\"rtcp_in\""))
+        },
+    )
     .await;
     s.stop().await;
 }

@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 use proto::pb::mediad::mediad_client::MediadClient;
-use proto::pb::mediad::{AllocateRequest, EventsRequest, LegStats, ReleaseRequest};
+use proto::pb::mediad::{
+    AllocateRequest, Codec, EventsRequest, LegStats, ReleaseRequest, UpdateLegRequest,
+};
 
 use super::Command;
 
@@ -18,6 +20,9 @@ use super::Command;
 pub struct Media {
     client: MediadClient<Channel>,
     pool: SqlitePool,
+    /// UpdateLeg requests, sent one after the other so that mediad sees
+    /// them in the order the calls produced them.
+    updates: mpsc::UnboundedSender<UpdateLegRequest>,
 }
 
 impl Media {
@@ -25,10 +30,47 @@ impl Media {
         let ep = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(5));
+        let client = MediadClient::new(ep.connect_lazy());
+        let (updates, mut rx) = mpsc::unbounded_channel::<UpdateLegRequest>();
+        let mut c = client.clone();
+        tokio::spawn(async move {
+            while let Some(req) = rx.recv().await {
+                let (call_id, leg) = (req.call_id.clone(), req.leg.clone());
+                if let Err(e) = c.update_leg(req).await {
+                    tracing::warn!(call_id = %call_id, leg = %leg, error = %e, "mediad update_leg failed");
+                }
+            }
+        });
         Ok(Self {
-            client: MediadClient::new(ep.connect_lazy()),
+            client,
             pool,
+            updates,
         })
+    }
+
+    /// Tells mediad about one leg (address/codecs, answered, hold).
+    pub fn update_leg(
+        &self,
+        call_id: String,
+        leg: &str,
+        media: Option<crate::sip::sdp::LegMedia>,
+        established: Option<bool>,
+        hold: Option<bool>,
+    ) {
+        let media = media.unwrap_or_default();
+        let _ = self.updates.send(UpdateLegRequest {
+            call_id,
+            leg: leg.to_string(),
+            remote_rtp: media.rtp,
+            remote_rtcp: media.rtcp,
+            codecs: media
+                .codecs
+                .into_iter()
+                .map(|(pt, name)| Codec { pt, name })
+                .collect(),
+            established,
+            hold,
+        });
     }
 
     /// Asks for a port pair; the answer goes back to the core task.
@@ -140,5 +182,8 @@ fn leg_json(l: Option<&LegStats>) -> serde_json::Value {
         "lost": l.lost,
         "jitter_ms": l.jitter_ms,
         "latched_addr": l.latched_addr,
+        "rtcp_in": l.rtcp_in,
+        "rtcp_out": l.rtcp_out,
+        "dropped": l.dropped,
     })
 }

@@ -261,6 +261,13 @@ async fn flush(
         match e {
             Event::MediaAllocate { call_id } => media.allocate(call_id, cmd_tx.clone()),
             Event::MediaRelease { call_id } => media.release(call_id),
+            Event::MediaUpdate {
+                call_id,
+                leg,
+                media: m,
+                established,
+                hold,
+            } => media.update_leg(call_id, leg, m, established, hold),
             e => {
                 let _ = ev_tx.send(e);
             }

@@ -149,7 +149,10 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
                 .await?;
             }
             Event::Cdr(c) => write_cdr(&mut tx, c).await?,
-            Event::Security { .. } | Event::MediaAllocate { .. } | Event::MediaRelease { .. } => {}
+            Event::Security { .. }
+            | Event::MediaAllocate { .. }
+            | Event::MediaRelease { .. }
+            | Event::MediaUpdate { .. } => {}
         }
     }
     tx.commit().await

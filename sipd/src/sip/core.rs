@@ -78,6 +78,15 @@ pub enum Event {
     MediaAllocate { call_id: String },
     /// The call is over: release mediad's ports (and store its stats).
     MediaRelease { call_id: String },
+    /// Tell mediad about a leg ("a" caller, "b" callee): its SDP address
+    /// and codecs, the call being answered, hold.
+    MediaUpdate {
+        call_id: String,
+        leg: &'static str,
+        media: Option<super::sdp::LegMedia>,
+        established: Option<bool>,
+        hold: Option<bool>,
+    },
     /// A change to a call's CDR row.
     Cdr(Cdr),
 }

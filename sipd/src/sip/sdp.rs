@@ -94,6 +94,110 @@ pub fn rewrite(sdp: &str, ip: &str, port: u16, reject_others: bool) -> Option<St
     Some(s)
 }
 
+/// What mediad needs to know of one leg's SDP: where its audio goes, its
+/// rtpmap and whether it puts the call on hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LegMedia {
+    /// `ip:port` of the audio stream; empty when none is given.
+    pub rtp: String,
+    /// `ip:port` from `a=rtcp`; empty = RTP port + 1.
+    pub rtcp: String,
+    /// Payload type -> encoding name, from the audio format list.
+    pub codecs: Vec<(u32, String)>,
+    /// `a=sendonly` / `a=inactive` (or a 0.0.0.0 address).
+    pub hold: bool,
+}
+
+/// Reads the first audio section of `sdp`.
+pub fn leg_media(sdp: &str) -> Option<LegMedia> {
+    let mut session_ip = String::new();
+    let mut audio_ip = String::new();
+    let mut port = None;
+    let mut pts: Vec<u32> = Vec::new();
+    let mut names: Vec<(u32, String)> = Vec::new();
+    let mut rtcp = None;
+    let mut hold = false;
+    let mut section = 0; // 0 session, 1 audio, 2 other
+    for l in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(m) = l.strip_prefix("m=") {
+            let parts: Vec<&str> = m.split_whitespace().collect();
+            if section != 1 && port.is_none() && parts.first() == Some(&"audio") && parts.len() >= 3
+            {
+                section = 1;
+                port = parts[1].parse::<u16>().ok();
+                pts = parts[3..].iter().filter_map(|p| p.parse().ok()).collect();
+            } else {
+                section = 2;
+            }
+            continue;
+        }
+        if section == 2 {
+            continue;
+        }
+        if let Some(c) = l.strip_prefix("c=") {
+            let ip = c.split_whitespace().nth(2).unwrap_or_default();
+            let ip = ip.split('/').next().unwrap_or_default().to_string();
+            if section == 0 {
+                session_ip = ip;
+            } else {
+                audio_ip = ip;
+            }
+        } else if let Some(r) = l.strip_prefix("a=rtpmap:") {
+            let (pt, enc) = r.split_once(' ').unwrap_or((r, ""));
+            if let Ok(pt) = pt.parse() {
+                names.push((pt, enc.split('/').next().unwrap_or_default().to_string()));
+            }
+        } else if let Some(r) = l.strip_prefix("a=rtcp:") {
+            rtcp = r
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok());
+        } else if l == "a=sendonly" || l == "a=inactive" {
+            hold = true;
+        }
+    }
+    let port = port?;
+    let ip = if audio_ip.is_empty() {
+        session_ip
+    } else {
+        audio_ip
+    };
+    if ip == "0.0.0.0" {
+        hold = true;
+    }
+    let codecs = pts
+        .iter()
+        .map(|pt| {
+            let name = names
+                .iter()
+                .find(|(p, _)| p == pt)
+                .map(|(_, n)| n.clone())
+                .unwrap_or_else(|| match pt {
+                    0 => "PCMU".into(),
+                    8 => "PCMA".into(),
+                    _ => String::new(),
+                });
+            (*pt, name)
+        })
+        .filter(|(_, n)| !n.is_empty())
+        .collect();
+    let addr = |p: u16| {
+        if ip.is_empty() || port == 0 {
+            String::new()
+        } else if ip.contains(':') {
+            format!("[{ip}]:{p}")
+        } else {
+            format!("{ip}:{p}")
+        }
+    };
+    Some(LegMedia {
+        rtp: addr(port),
+        rtcp: rtcp.map(addr).unwrap_or_default(),
+        codecs,
+        hold,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +223,29 @@ mod tests {
     fn no_shared_codec_is_none() {
         let g722 = "v=0\r\no=a 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 5004 RTP/AVP 9\r\n";
         assert_eq!(rewrite(g722, "10.0.0.1", 1, false), None);
+    }
+
+    #[test]
+    fn a_legs_media_is_its_audio_address_rtpmap_and_hold_state() {
+        let m = leg_media(OFFER).unwrap();
+        assert_eq!(m.rtp, "192.168.1.50:5004");
+        assert_eq!(m.rtcp, "");
+        assert!(m.hold);
+        assert_eq!(
+            m.codecs,
+            vec![
+                (0, "PCMU".to_string()),
+                (8, "PCMA".to_string()),
+                (9, "G722".to_string()),
+                (18, "G729".to_string()),
+                (101, "telephone-event".to_string())
+            ]
+        );
+        let plain = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 0\r\nc=IN IP4 5.6.7.8\r\na=rtcp:4009\r\n";
+        let m = leg_media(plain).unwrap();
+        assert_eq!(
+            (m.rtp.as_str(), m.rtcp.as_str(), m.hold),
+            ("5.6.7.8:4000", "5.6.7.8:4009", false)
+        );
     }
 }

@@ -318,6 +318,14 @@ impl Core {
         };
         call.ports = Some((pa, pb));
         call.state = State::Ringing;
+        let a_media = sdp::leg_media(&call.offer);
+        self.events.push_back(Event::MediaUpdate {
+            call_id: call_id.to_string(),
+            leg: "a",
+            hold: a_media.as_ref().map(|m| m.hold),
+            media: a_media,
+            established: None,
+        });
         let media_ip = self.cfg.media_ip.clone();
         let Some(offer_b) = sdp::rewrite(&call.offer, &media_ip, pb, false) else {
             self.fail_a(
@@ -514,6 +522,15 @@ impl Core {
             let Some((pa, _)) = call.ports else {
                 return true;
             };
+            if let Some(m) = sdp::leg_media(&body) {
+                self.events.push_back(Event::MediaUpdate {
+                    call_id: call_id.clone(),
+                    leg: "b",
+                    hold: Some(m.hold),
+                    media: Some(m),
+                    established: None,
+                });
+            }
             let answer = sdp::rewrite(&body, &self.cfg.media_ip, pa, true)
                 .or_else(|| sdp::rewrite(&call.offer, &self.cfg.media_ip, pa, true))
                 .unwrap_or_default();
@@ -720,6 +737,13 @@ impl Core {
         {
             call.state = State::Up;
             call.a_ok = None;
+            self.events.push_back(Event::MediaUpdate {
+                call_id: call_id.to_string(),
+                leg: "a",
+                media: None,
+                established: Some(true),
+                hold: None,
+            });
         }
     }
 
@@ -790,6 +814,15 @@ impl Core {
                 };
                 let port = if from_a { pa } else { pb };
                 let offer = String::from_utf8_lossy(&r.raw.body).into_owned();
+                if let Some(m) = sdp::leg_media(&offer) {
+                    self.events.push_back(Event::MediaUpdate {
+                        call_id: call_id.clone(),
+                        leg: if from_a { "a" } else { "b" },
+                        hold: Some(m.hold),
+                        media: Some(m),
+                        established: None,
+                    });
+                }
                 let answer = sdp::rewrite(&offer, &self.cfg.media_ip, port, true)
                     .map(|s| mirror_direction(&s))
                     .unwrap_or_default();
