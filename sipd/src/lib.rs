@@ -85,7 +85,7 @@ pub async fn run(
     let media = net::media::Media::new(&cfg.mediad_grpc, pool.clone())?;
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(media.clone().events(cmd_tx.clone(), shutdown.clone()));
-    let sipd_service = net::grpc::SipdService::new(cmd_tx.clone(), &cfg.mediad_grpc)?;
+    let sipd_service = net::grpc::SipdService::new(cmd_tx.clone());
     let sip = tokio::spawn(net::serve(
         listeners.udp,
         listeners.tcp,

@@ -373,3 +373,73 @@ async fn the_sipd_grpc_service_lists_a_ringing_call_and_hangs_it_up() {
     .await;
     s.stop().await;
 }
+
+/// Calls bob from alice with `xml` and returns the recording the CDR links
+/// to (path relative to the data dir) and the WAV's size.
+async fn recorded_call(s: &Sipd, xml: &str) -> (String, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let callee = answering_bob(s, dir.path(), 1).await;
+    let caller = sipp(
+        s,
+        dir.path(),
+        xml,
+        "alice;[authentication username=alice password=pw-a];202",
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(caller.status.success(), "caller: {}", errors(dir.path()));
+    let callee = tokio::time::timeout(Duration::from_secs(20), callee.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(callee.status.success(), "callee: {}", errors(dir.path()));
+    let q = "SELECT recording_url FROM cdrs WHERE media_stats IS NOT NULL";
+    s.eventually("the call's media stats are stored", || async {
+        sqlx::query(q)
+            .fetch_optional(&s.pool)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let (url,): (Option<String>,) = sqlx::query_as(q).fetch_one(&s.pool).await.unwrap();
+    let url = url.expect("the cdr links a recording");
+    let size = std::fs::metadata(s.dir.join(&url)).map_or(0, |m| m.len());
+    (url, size)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_with_recording_enabled_gets_every_call_recorded_into_a_wav_linked_from_the_cdr() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
+        .await;
+    sqlx::query("UPDATE devices SET recording_enabled = 1 WHERE username = 'alice'")
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    // The device list is re-read every second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (url, size) = recorded_call(&s, "caller_audio.xml").await;
+    assert!(
+        url.starts_with("recordings/") && url.ends_with(".wav"),
+        "{url}"
+    );
+    // The 44-byte header and the audio that flowed.
+    assert!(size > 1000, "{url}: {size} bytes");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keying_star_one_during_a_call_starts_its_recording() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
+        .await;
+    let (url, size) = recorded_call(&s, "caller_dtmf.xml").await;
+    assert!(
+        url.starts_with("recordings/") && url.ends_with(".wav"),
+        "{url}"
+    );
+    assert!(size > 1000, "{url}: {size} bytes");
+    s.stop().await;
+}

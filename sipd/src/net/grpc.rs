@@ -4,8 +4,6 @@
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
-use proto::pb::mediad::RecordRequest;
-use proto::pb::mediad::mediad_client::MediadClient;
 use proto::pb::sipd::sipd_server::{Sipd, SipdServer};
 use proto::pb::sipd::{
     ActiveCall, HangupReply, HangupRequest, ListCallsReply, ListCallsRequest, OriginateReply,
@@ -16,19 +14,11 @@ use super::Command;
 
 pub struct SipdService {
     commands: mpsc::Sender<Command>,
-    mediad: MediadClient<tonic::transport::Channel>,
 }
 
 impl SipdService {
-    pub fn new(
-        commands: mpsc::Sender<Command>,
-        mediad_addr: &str,
-    ) -> anyhow::Result<SipdServer<Self>> {
-        let ep = tonic::transport::Endpoint::from_shared(format!("http://{mediad_addr}"))?;
-        Ok(SipdServer::new(Self {
-            commands,
-            mediad: MediadClient::new(ep.connect_lazy()),
-        }))
+    pub fn new(commands: mpsc::Sender<Command>) -> SipdServer<Self> {
+        SipdServer::new(Self { commands })
     }
 
     async fn list(&self) -> Result<Vec<crate::sip::core::CallInfo>, Status> {
@@ -70,17 +60,17 @@ impl Sipd for SipdService {
         r: Request<SetRecordingRequest>,
     ) -> Result<Response<SetRecordingReply>, Status> {
         let r = r.into_inner();
-        let found = self.list().await?.iter().any(|c| c.call_id == r.call_id);
-        if !found {
-            return Ok(Response::new(SetRecordingReply { found: false }));
-        }
-        let mut m = self.mediad.clone();
-        m.record(RecordRequest {
-            call_id: r.call_id,
-            enabled: r.enabled,
-        })
-        .await?;
-        Ok(Response::new(SetRecordingReply { found: true }))
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SetRecording {
+                call_id: r.call_id,
+                enabled: r.enabled,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Status::unavailable("sip core stopped"))?;
+        let found = rx.await.unwrap_or(false);
+        Ok(Response::new(SetRecordingReply { found }))
     }
 
     async fn list_calls(
@@ -99,7 +89,7 @@ impl Sipd for SipdService {
                 device_id: c.device_id,
                 state: c.state.into(),
                 started_at_unix: i64::try_from(c.started_at / 1000).unwrap_or(0),
-                recording: false,
+                recording: c.recording,
             })
             .collect();
         Ok(Response::new(ListCallsReply { calls }))

@@ -10,7 +10,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use proto::pb::mediad::mediad_client::MediadClient;
 use proto::pb::mediad::{
-    AllocateRequest, Codec, EventsRequest, LegStats, ReleaseRequest, UpdateLegRequest,
+    AllocateRequest, Codec, EventsRequest, LegStats, RecordRequest, ReleaseRequest,
+    UpdateLegRequest,
 };
 
 use super::Command;
@@ -99,6 +100,36 @@ impl Media {
         });
     }
 
+    /// Starts or pauses the call's recording; the WAV's path goes into the
+    /// CDR's recording_url.
+    pub fn record(&self, call_id: String, enabled: bool) {
+        let mut client = self.client.clone();
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let r = client
+                .record(RecordRequest {
+                    call_id: call_id.clone(),
+                    enabled,
+                })
+                .await;
+            match r.map(|r| r.into_inner()) {
+                Ok(r) if r.ok => {
+                    tracing::info!(call_id = %call_id, enabled, path = %r.path, "recording");
+                    if !r.path.is_empty()
+                        && let Err(e) =
+                            super::store::write_recording_url(&pool, &call_id, &r.path).await
+                    {
+                        tracing::warn!(call_id = %call_id, error = %e, "cannot store recording url");
+                    }
+                }
+                Ok(r) => {
+                    tracing::warn!(call_id = %call_id, error = %r.error, "mediad refused to record")
+                }
+                Err(e) => tracing::warn!(call_id = %call_id, error = %e, "mediad record failed"),
+            }
+        });
+    }
+
     /// Releases the call's ports and stores the stats in its CDR.
     pub fn release(&self, call_id: String) {
         let mut client = self.client.clone();
@@ -155,6 +186,15 @@ impl Media {
                                     call_id: ev.call_id,
                                     why: "rtp timeout".into(),
                                     reply: None,
+                                })
+                                .await;
+                        }
+                        Ok(Some(ev)) if ev.kind == "dtmf" => {
+                            let _ = tx
+                                .send(Command::Dtmf {
+                                    call_id: ev.call_id,
+                                    leg: ev.leg,
+                                    digit: ev.detail,
                                 })
                                 .await;
                         }

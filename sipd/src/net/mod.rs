@@ -60,6 +60,7 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
             ha1_sha256: sha,
             realm: realm.clone(),
             extension: None,
+            recording: false,
         }
     });
     let trunk_ips = s
@@ -88,6 +89,7 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
         local_addr: format!("{local_host}:{}", sip_addr.port()),
         media_ip: local_host,
         ring_timeout_ms: s.u64("calls.ring_timeout").max(1) * 1000,
+        record_dtmf: s.str("calls.record_dtmf").trim().to_string(),
     }
 }
 
@@ -109,6 +111,18 @@ pub enum Command {
         call_id: String,
         why: String,
         reply: Option<tokio::sync::oneshot::Sender<bool>>,
+    },
+    /// Start or pause a call's recording (gRPC SetRecording).
+    SetRecording {
+        call_id: String,
+        enabled: bool,
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
+    /// A DTMF digit mediad saw on a leg.
+    Dtmf {
+        call_id: String,
+        leg: String,
+        digit: String,
     },
     /// The calls in progress.
     ListCalls {
@@ -207,6 +221,10 @@ pub async fn serve(
                         let _ = r.send(found);
                     }
                 }
+                Command::SetRecording { call_id, enabled, reply } => {
+                    let _ = reply.send(core.set_recording(&call_id, enabled));
+                }
+                Command::Dtmf { call_id, leg, digit } => core.dtmf(&call_id, &leg, &digit),
                 Command::ListCalls { reply } => {
                     let _ = reply.send(core.calls());
                 }
@@ -268,6 +286,7 @@ async fn flush(
                 established,
                 hold,
             } => media.update_leg(call_id, leg, m, established, hold),
+            Event::MediaRecord { call_id, enabled } => media.record(call_id, enabled),
             e => {
                 let _ = ev_tx.send(e);
             }

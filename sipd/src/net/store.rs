@@ -13,7 +13,7 @@ use crate::sip::{Peer, Transport};
 /// Every device, as the core needs it.
 pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, username, password_hash, ha1_sha256, realm, extension FROM devices ORDER BY id",
+        "SELECT id, username, password_hash, ha1_sha256, realm, extension, recording_enabled FROM devices ORDER BY id",
     )
     .fetch_all(pool)
     .await?;
@@ -26,6 +26,9 @@ pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error>
             ha1_sha256: r.get::<String, _>("ha1_sha256").to_ascii_lowercase(),
             realm: r.get("realm"),
             extension: r.get("extension"),
+            recording: r
+                .get::<Option<bool>, _>("recording_enabled")
+                .unwrap_or(false),
         })
         .collect())
 }
@@ -152,7 +155,8 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
             Event::Security { .. }
             | Event::MediaAllocate { .. }
             | Event::MediaRelease { .. }
-            | Event::MediaUpdate { .. } => {}
+            | Event::MediaUpdate { .. }
+            | Event::MediaRecord { .. } => {}
         }
     }
     tx.commit().await
@@ -219,6 +223,20 @@ async fn write_cdr(
             .await?;
         }
     }
+    Ok(())
+}
+
+/// Links the call's recording (a path relative to the data dir) from its CDR.
+pub async fn write_recording_url(
+    pool: &SqlitePool,
+    call_id: &str,
+    path: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE cdrs SET recording_url = ? WHERE sip_call_id = ?")
+        .bind(path)
+        .bind(call_id)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

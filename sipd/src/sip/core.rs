@@ -37,6 +37,8 @@ pub struct CoreConfig {
     pub media_ip: String,
     /// How long a call rings before the caller hears "no answer".
     pub ring_timeout_ms: u64,
+    /// The DTMF sequence that toggles recording (`calls.record_dtmf`).
+    pub record_dtmf: String,
     /// The SIP trunk's credentials (HA1 only, id [`TRUNK_ID`]), when set.
     pub trunk: Option<Device>,
     /// Addresses the trunk may call from; empty = any.
@@ -56,6 +58,7 @@ impl Default for CoreConfig {
             local_addr: "127.0.0.1:5060".into(),
             media_ip: "127.0.0.1".into(),
             ring_timeout_ms: 30_000,
+            record_dtmf: "*1".into(),
             trunk: None,
             trunk_ips: Vec::new(),
         }
@@ -78,6 +81,8 @@ pub enum Event {
     MediaAllocate { call_id: String },
     /// The call is over: release mediad's ports (and store its stats).
     MediaRelease { call_id: String },
+    /// Start (`enabled`) or pause the call's recording.
+    MediaRecord { call_id: String, enabled: bool },
     /// Tell mediad about a leg ("a" caller, "b" callee): its SDP address
     /// and codecs, the call being answered, hold.
     MediaUpdate {
@@ -722,6 +727,7 @@ mod tests {
             ha1_sha256: sha,
             realm: REALM.into(),
             extension: Some("101".into()),
+            recording: false,
         }]);
         c
     }
@@ -976,6 +982,7 @@ mod tests {
             ha1_sha256: sha,
             realm: "old.realm".into(),
             extension: None,
+            recording: false,
         }]);
         let msg = golden("gxp1760w");
         let ch = send(&mut c, T0, &msg);
@@ -1066,6 +1073,7 @@ mod tests {
                 ha1_sha256: sha,
                 realm: REALM.into(),
                 extension: Some("102".into()),
+                recording: false,
             });
             c.set_devices(devices);
             for a in contacts {
@@ -1191,6 +1199,64 @@ mod tests {
         }
 
         #[test]
+        fn each_legs_sdp_goes_to_mediad_and_star_one_toggles_the_recording() {
+            let mut c = setup(&[B1]);
+            let invites = place(&mut c);
+            let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+            assert!(ev.iter().any(|e| matches!(e,
+                Event::MediaUpdate { leg: "a", media: Some(m), established: None, .. }
+                    if m.rtp == "192.168.1.50:4000" && m.codecs.len() == 3)));
+            // DTMF before the answer does nothing.
+            c.dtmf("call1", "a", "*");
+            c.dtmf("call1", "a", "1");
+            let answer = SDP
+                .replace("4000", "6000")
+                .replace("192.168.1.50", "192.168.1.61");
+            c.handle_message(
+                T0 + 20,
+                peer(B1),
+                reply(&invites[0].1, 200, "b1", Some(&answer)).as_bytes(),
+            );
+            let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+            assert!(ev.iter().any(|e| matches!(e,
+                Event::MediaUpdate { leg: "b", media: Some(m), hold: Some(false), .. }
+                    if m.rtp == "192.168.1.61:6000")));
+            assert!(!ev.iter().any(|e| matches!(e, Event::MediaRecord { .. })));
+            c.b2b_ack("call1");
+            let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+            assert!(ev.iter().any(|e| matches!(
+                e,
+                Event::MediaUpdate {
+                    leg: "a",
+                    established: Some(true),
+                    ..
+                }
+            )));
+            let record = |c: &mut Core| {
+                std::iter::from_fn(|| c.poll_event())
+                    .filter_map(|e| match e {
+                        Event::MediaRecord { enabled, .. } => Some(enabled),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            };
+            // Digits of one leg only: "*" on a, "1" on b is no match.
+            c.dtmf("call1", "a", "*");
+            c.dtmf("call1", "b", "1");
+            assert!(record(&mut c).is_empty());
+            for d in ["5", "*", "1"] {
+                c.dtmf("call1", "b", d);
+            }
+            assert_eq!(record(&mut c), vec![true]);
+            assert!(c.calls()[0].recording);
+            c.dtmf("call1", "a", "1");
+            assert_eq!(record(&mut c), vec![false]);
+            assert!(c.set_recording("call1", true));
+            assert!(!c.set_recording("nope", true));
+            assert_eq!(record(&mut c), vec![true]);
+        }
+
+        #[test]
         fn a_call_forks_to_every_contact_and_the_first_200_wins() {
             let mut c = setup(&[B1, B2]);
             let invites = place(&mut c);
@@ -1295,6 +1361,7 @@ mod tests {
                         ha1_sha256: sha,
                         realm: REALM.into(),
                         extension: None,
+                        recording: false,
                     }),
                     ..CoreConfig::default()
                 },

@@ -20,6 +20,8 @@ pub struct Device {
     pub ha1_sha256: String,
     pub realm: String,
     pub extension: Option<String>,
+    /// `devices.recording_enabled`: record every call of this device.
+    pub recording: bool,
 }
 
 /// One registered contact of a device.

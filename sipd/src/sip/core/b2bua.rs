@@ -54,6 +54,7 @@ pub struct CallInfo {
     pub device_id: i64,
     pub state: &'static str,
     pub started_at: u64,
+    pub recording: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,8 @@ enum BranchState {
 #[derive(Debug)]
 struct Branch {
     peer: Peer,
+    /// The callee device this contact belongs to.
+    device_id: i64,
     contact: String,
     call_id: String,
     branch: String,
@@ -118,6 +121,11 @@ pub(super) struct Call {
     answered_at: Option<u64>,
     ring_deadline: u64,
     ringing_sent: bool,
+    /// The caller's device wants every call recorded (internal callers).
+    caller_records: bool,
+    recording: bool,
+    /// The latest DTMF digits per leg (a, b), for `calls.record_dtmf`.
+    dtmf: [String; 2],
 }
 
 /// Every call, with indexes for routing messages to them.
@@ -273,6 +281,9 @@ impl Core {
             answered_at: None,
             ring_deadline: now + self.cfg.ring_timeout_ms,
             ringing_sent: false,
+            caller_records: !inbound && caller.recording,
+            recording: false,
+            dtmf: [String::new(), String::new()],
         };
         tracing::info!(call_id = %call_id, from = %call.from_user, to = %dialed, "call started");
         self.events.push_back(Event::Cdr(Cdr::Start {
@@ -338,25 +349,27 @@ impl Core {
             );
             return;
         };
-        let targets: Vec<(Peer, String)> = call
+        let targets: Vec<(Peer, String, i64)> = call
             .callees
             .iter()
             .flat_map(|id| self.registrar.bindings_of(*id))
-            .map(|b| (b.target(), b.contact.clone()))
+            .map(|b| (b.target(), b.contact.clone(), b.device_id))
             .collect();
         let mut branches = Vec::new();
-        for (peer, contact) in targets {
+        for (peer, contact, device_id) in targets {
             let branch = format!("z9hG4bK{}", self.next_id());
             let b_call_id = format!("{}@gosip", self.next_id());
             let from_tag = self.next_id();
-            branches.push((peer, contact, branch, b_call_id, from_tag));
+            branches.push((peer, contact, branch, b_call_id, from_tag, device_id));
         }
         let local = self.cfg.local_addr.clone();
         let realm = self.cfg.realm.clone();
         let Some(call) = self.calls.calls.get_mut(call_id) else {
             return;
         };
-        for (i, (peer, contact, branch, b_call_id, from_tag)) in branches.into_iter().enumerate() {
+        for (i, (peer, contact, branch, b_call_id, from_tag, device_id)) in
+            branches.into_iter().enumerate()
+        {
             let display = if call.from_display.is_empty() {
                 String::new()
             } else {
@@ -395,6 +408,7 @@ impl Core {
                 .insert(b_call_id.clone(), call_id.to_string());
             call.branches.push(Branch {
                 peer,
+                device_id,
                 contact: contact.clone(),
                 call_id: b_call_id,
                 branch,
@@ -562,6 +576,16 @@ impl Core {
                 at: now,
             }));
             self.txns.respond(now, &key, Transmit { peer, data }, 200);
+            let callee = call.branches[i].device_id;
+            let callee_records = self.devices.values().any(|d| d.id == callee && d.recording);
+            if call.caller_records || callee_records {
+                call.recording = true;
+                tracing::info!(call_id = %call_id, "device records every call");
+                self.events.push_back(Event::MediaRecord {
+                    call_id: call_id.clone(),
+                    enabled: true,
+                });
+            }
             self.cancel_branches(&call_id, Some(i));
             return true;
         }
@@ -918,8 +942,48 @@ impl Core {
                     State::Answering | State::Up => "up",
                 },
                 started_at: c.started_at,
+                recording: c.recording,
             })
             .collect()
+    }
+
+    /// Starts or pauses a call's recording (gRPC SetRecording). `false`
+    /// when no such call is in progress.
+    pub fn set_recording(&mut self, call_id: &str, enabled: bool) -> bool {
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return false;
+        };
+        call.recording = enabled;
+        self.events.push_back(Event::MediaRecord {
+            call_id: call_id.to_string(),
+            enabled,
+        });
+        true
+    }
+
+    /// A DTMF digit mediad saw on `leg` ("a" or "b"): the configured
+    /// sequence (`calls.record_dtmf`) toggles the recording of an
+    /// answered call.
+    pub fn dtmf(&mut self, call_id: &str, leg: &str, digit: &str) {
+        let seq = self.cfg.record_dtmf.clone();
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return;
+        };
+        if seq.is_empty() || call.answered_at.is_none() {
+            return;
+        }
+        let buf = &mut call.dtmf[usize::from(leg == "b")];
+        buf.push_str(digit);
+        if buf.len() > seq.len() {
+            let cut = buf.len() - seq.len();
+            buf.drain(..cut);
+        }
+        if *buf == seq {
+            buf.clear();
+            let enabled = !call.recording;
+            tracing::info!(call_id = %call_id, leg, enabled, "recording toggled by DTMF");
+            self.set_recording(call_id, enabled);
+        }
     }
 
     /// Timers A/B of the B-leg INVITEs, the ring timeout and the A-leg 2xx
