@@ -443,3 +443,90 @@ async fn keying_star_one_during_a_call_starts_its_recording() {
     assert!(size > 1000, "{url}: {size} bytes");
     s.stop().await;
 }
+
+/// sipp as Twilio's termination trunk (trunk.xml) on a free port.
+fn trunk_uas(dir: &std::path::Path) -> (u16, tokio::process::Child) {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new("sipp")
+        .args(["-sf", &scenario("trunk.xml"), "-i", "127.0.0.1", "-p"])
+        .arg(port.to_string())
+        .args([
+            "-m",
+            "1",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+            "-trace_err",
+            "-nostdin",
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (port, child)
+}
+
+async fn trunk_settings(s_port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("twilio.termination_uri", format!("127.0.0.1:{s_port}")),
+        ("twilio.trunk_username", "trunkuser".into()),
+        ("twilio.trunk_password", "trunkpw".into()),
+        ("system.default_country", "1".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_dials_a_national_number_out_through_the_trunk_with_digest_and_its_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tport, trunk) = trunk_uas(dir.path());
+    let settings = trunk_settings(tport).await;
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Sipd::start_with_mediad(&settings).await;
+    s.add_devices(&[("alice", "pw-a", "201")]).await;
+    sqlx::query("INSERT INTO dids (number) VALUES ('+15550009999'), ('+15550001111')")
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE devices SET caller_id_did_id = (SELECT id FROM dids WHERE number = '+15550001111')",
+    )
+    .execute(&s.pool)
+    .await
+    .unwrap();
+    // The device list is re-read every second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let caller = sipp(
+        &s,
+        dir.path(),
+        "caller.xml",
+        "alice;[authentication username=alice password=pw-a];555-123-4567",
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(caller.status.success(), "caller: {}", errors(dir.path()));
+    let trunk = tokio::time::timeout(Duration::from_secs(20), trunk.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(trunk.status.success(), "trunk: {}", errors(dir.path()));
+    s.eventually("an outbound cdr, answered", || async {
+        let rows: Vec<CdrRow> = sqlx::query_as(
+            "SELECT direction, from_number, to_number, answered_at, disposition, media_stats FROM cdrs",
+        )
+        .fetch_all(&s.pool)
+        .await
+        .unwrap();
+        matches!(rows.as_slice(), [(d, f, t, Some(_), Some(disp), Some(_))]
+            if d == "outbound" && f == "+15550001111" && t == "+15551234567" && disp == "answered")
+    })
+    .await;
+    s.stop().await;
+}

@@ -61,6 +61,7 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
             realm: realm.clone(),
             extension: None,
             recording: false,
+            caller_id: None,
         }
     });
     let trunk_ips = s
@@ -90,7 +91,61 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
         media_ip: local_host,
         ring_timeout_ms: s.u64("calls.ring_timeout").max(1) * 1000,
         record_dtmf: s.str("calls.record_dtmf").trim().to_string(),
+        termination: termination(s),
+        default_country: s
+            .str("system.default_country")
+            .trim()
+            .trim_start_matches('+')
+            .to_string(),
+        allow_premium: s.bool("calls.allow_premium"),
+        allow_international: s.bool("calls.allow_international"),
     }
+}
+
+/// The trunk's termination side from `twilio.termination_uri` (a host,
+/// `host:port` or a SIP URI) and the trunk credentials. The host is
+/// resolved here (IPv4 first); `None` when unset or unresolvable.
+fn termination(s: &Settings) -> Option<crate::sip::core::Termination> {
+    let uri = s.str("twilio.termination_uri").trim().to_string();
+    let host = uri.strip_prefix("sips:").unwrap_or(&uri);
+    let host = host.strip_prefix("sip:").unwrap_or(host);
+    let host = host.rsplit('@').next().unwrap_or_default();
+    let host = host
+        .split([';', '?'])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    if host.is_empty() {
+        return None;
+    }
+    let with_port = if host.parse::<std::net::SocketAddr>().is_ok()
+        || host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        host.clone()
+    } else {
+        format!("{host}:5060")
+    };
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<std::net::SocketAddr> = match with_port.to_socket_addrs() {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            tracing::warn!(host = %host, error = %e, "cannot resolve the termination uri");
+            return None;
+        }
+    };
+    let addr = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()?;
+    Some(crate::sip::core::Termination {
+        host,
+        addr,
+        username: s.str("twilio.trunk_username").trim().to_string(),
+        password: s.str("twilio.trunk_password").to_string(),
+    })
 }
 
 /// Requested UDP socket buffer sizes.

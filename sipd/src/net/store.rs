@@ -13,7 +13,9 @@ use crate::sip::{Peer, Transport};
 /// Every device, as the core needs it.
 pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, username, password_hash, ha1_sha256, realm, extension, recording_enabled FROM devices ORDER BY id",
+        "SELECT d.id, d.username, d.password_hash, d.ha1_sha256, d.realm, d.extension, d.recording_enabled, \
+         COALESCE(c.number, (SELECT number FROM dids ORDER BY id LIMIT 1)) AS caller_id \
+         FROM devices d LEFT JOIN dids c ON c.id = d.caller_id_did_id ORDER BY d.id",
     )
     .fetch_all(pool)
     .await?;
@@ -29,6 +31,7 @@ pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error>
             recording: r
                 .get::<Option<bool>, _>("recording_enabled")
                 .unwrap_or(false),
+            caller_id: r.get("caller_id"),
         })
         .collect())
 }

@@ -39,6 +39,12 @@ pub struct CoreConfig {
     pub ring_timeout_ms: u64,
     /// The DTMF sequence that toggles recording (`calls.record_dtmf`).
     pub record_dtmf: String,
+    /// Where outbound calls go (Twilio's termination URI), when set.
+    pub termination: Option<Termination>,
+    /// `system.default_country` digits, e.g. "1".
+    pub default_country: String,
+    pub allow_premium: bool,
+    pub allow_international: bool,
     /// The SIP trunk's credentials (HA1 only, id [`TRUNK_ID`]), when set.
     pub trunk: Option<Device>,
     /// Addresses the trunk may call from; empty = any.
@@ -59,10 +65,25 @@ impl Default for CoreConfig {
             media_ip: "127.0.0.1".into(),
             ring_timeout_ms: 30_000,
             record_dtmf: "*1".into(),
+            termination: None,
+            default_country: "1".into(),
+            allow_premium: false,
+            allow_international: false,
             trunk: None,
             trunk_ips: Vec::new(),
         }
     }
+}
+
+/// The SIP trunk's termination side (outbound calls).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Termination {
+    /// The host (and port) put in the Request-URI: `sip:+E164@host`.
+    pub host: String,
+    /// Where the INVITEs are sent (the host resolved).
+    pub addr: std::net::SocketAddr,
+    pub username: String,
+    pub password: String,
 }
 
 /// Something the shell must store or log.
@@ -728,6 +749,7 @@ mod tests {
             realm: REALM.into(),
             extension: Some("101".into()),
             recording: false,
+            caller_id: None,
         }]);
         c
     }
@@ -983,6 +1005,7 @@ mod tests {
             realm: "old.realm".into(),
             extension: None,
             recording: false,
+            caller_id: None,
         }]);
         let msg = golden("gxp1760w");
         let ch = send(&mut c, T0, &msg);
@@ -1074,6 +1097,7 @@ mod tests {
                 realm: REALM.into(),
                 extension: Some("102".into()),
                 recording: false,
+                caller_id: None,
             });
             c.set_devices(devices);
             for a in contacts {
@@ -1196,6 +1220,39 @@ mod tests {
                 Event::Cdr(Cdr::End { disposition, .. }) => Some(disposition),
                 _ => None,
             })
+        }
+
+        #[test]
+        fn outbound_numbers_are_normalized_and_premium_or_international_refused_unless_allowed() {
+            let mut c = setup(&[B1]);
+            let mut cfg = c.config().clone();
+            let code = |c: &Core, n: &str, dev: &Device| match c.outbound_number(n, dev) {
+                Ok(n) => n,
+                Err(r) => r.code.to_string(),
+            };
+            let mut alice = c.devices["alice"].clone();
+            assert_eq!(code(&c, "5551234567", &alice), "503"); // no trunk
+            cfg.termination = Some(Termination {
+                host: "t.pstn.twilio.com".into(),
+                addr: "127.0.0.1:5099".parse().unwrap(),
+                username: "u".into(),
+                password: "p".into(),
+            });
+            c.set_config(T0, cfg.clone());
+            assert_eq!(code(&c, "5551234567", &alice), "403"); // no DID
+            alice.caller_id = Some("+15550001111".into());
+            assert_eq!(code(&c, "5551234567", &alice), "+15551234567");
+            assert_eq!(code(&c, "1-555-123-4567", &alice), "+15551234567");
+            assert_eq!(code(&c, "+15551234567", &alice), "+15551234567");
+            assert_eq!(code(&c, "19005551234", &alice), "403");
+            assert_eq!(code(&c, "+19765551234", &alice), "403");
+            assert_eq!(code(&c, "011442079460000", &alice), "403");
+            assert_eq!(code(&c, "12", &alice), "404");
+            cfg.allow_premium = true;
+            cfg.allow_international = true;
+            c.set_config(T0, cfg);
+            assert_eq!(code(&c, "19005551234", &alice), "+19005551234");
+            assert_eq!(code(&c, "011442079460000", &alice), "+442079460000");
         }
 
         #[test]
@@ -1362,6 +1419,7 @@ mod tests {
                         realm: REALM.into(),
                         extension: None,
                         recording: false,
+                        caller_id: None,
                     }),
                     ..CoreConfig::default()
                 },

@@ -111,6 +111,96 @@ impl Credentials {
     }
 }
 
+/// Our answer (as a UAC, e.g. to the SIP trunk) to `WWW-Authenticate` /
+/// `Proxy-Authenticate` challenges: the header value for the retried
+/// request. Prefers SHA-256 when offered, else MD5; `None` when no Digest
+/// challenge we can answer is among them.
+pub fn answer(
+    challenges: &[&str],
+    method: &str,
+    uri: &str,
+    username: &str,
+    password: &str,
+    cnonce: &str,
+) -> Option<String> {
+    let parsed: Vec<(Algorithm, Vec<(String, String)>)> = challenges
+        .iter()
+        .filter_map(|c| {
+            let (scheme, rest) = c.trim().split_once(|c: char| c.is_whitespace())?;
+            if !scheme.eq_ignore_ascii_case("digest") {
+                return None;
+            }
+            let params: Vec<(String, String)> = super::msg::split_top_level(rest, ',')
+                .into_iter()
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    let v = v.trim();
+                    let v = v
+                        .strip_prefix('"')
+                        .and_then(|s| s.strip_suffix('"'))
+                        .unwrap_or(v);
+                    Some((k.trim().to_ascii_lowercase(), v.to_string()))
+                })
+                .collect();
+            let alg = params
+                .iter()
+                .find(|(k, _)| k == "algorithm")
+                .map_or("MD5", |(_, v)| v.as_str());
+            let alg = match alg.to_ascii_uppercase().as_str() {
+                "MD5" => Algorithm::Md5,
+                "SHA-256" => Algorithm::Sha256,
+                _ => return None,
+            };
+            Some((alg, params))
+        })
+        .collect();
+    let (alg, params) = parsed
+        .iter()
+        .find(|(a, _)| *a == Algorithm::Sha256)
+        .or_else(|| parsed.first())?;
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let realm = get("realm");
+    let qop = if get("qop")
+        .split(',')
+        .any(|q| q.trim().eq_ignore_ascii_case("auth"))
+    {
+        "auth".to_string()
+    } else {
+        String::new()
+    };
+    let c = Credentials {
+        username: username.into(),
+        realm: realm.clone(),
+        nonce: get("nonce"),
+        uri: uri.into(),
+        qop: qop.clone(),
+        nc: "00000001".into(),
+        cnonce: cnonce.into(),
+        ..Default::default()
+    };
+    let ha1 = alg.hash(&format!("{username}:{realm}:{password}"));
+    let response = c.expected(method, &ha1, *alg);
+    let mut out = format!(
+        "Digest username=\"{username}\", realm=\"{realm}\", nonce=\"{}\", uri=\"{uri}\", response=\"{response}\", algorithm={}",
+        c.nonce,
+        alg.name()
+    );
+    if !qop.is_empty() {
+        out.push_str(&format!(", qop=auth, nc=00000001, cnonce=\"{cnonce}\""));
+    }
+    let opaque = get("opaque");
+    if !opaque.is_empty() {
+        out.push_str(&format!(", opaque=\"{opaque}\""));
+    }
+    Some(out)
+}
+
 /// What became of presented credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -254,6 +344,34 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn our_answer_to_a_trunk_challenge_is_what_the_trunk_expects() {
+        let ch = [
+            "Digest realm=\"sip.twilio.com\", nonce=\"abc\", qop=\"auth,auth-int\", opaque=\"o1\"",
+        ];
+        let v = answer(
+            &ch,
+            "INVITE",
+            "sip:+15551234567@t.pstn.twilio.com",
+            "u",
+            "p",
+            "cn",
+        )
+        .unwrap();
+        let c = Credentials::parse(&v).unwrap();
+        assert_eq!(
+            (c.realm.as_str(), c.qop.as_str(), c.nc.as_str()),
+            ("sip.twilio.com", "auth", "00000001")
+        );
+        let (h, _) = ha1("u", "sip.twilio.com", "p");
+        assert_eq!(c.response, c.expected("INVITE", &h, Algorithm::Md5));
+        assert!(v.contains("opaque=\"o1\""));
+        assert_eq!(
+            answer(&["Basic realm=\"x\""], "INVITE", "sip:a", "u", "p", "c"),
+            None
+        );
+    }
 
     const REALM: &str = "pbx.test";
 

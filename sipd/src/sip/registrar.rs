@@ -22,6 +22,8 @@ pub struct Device {
     pub extension: Option<String>,
     /// `devices.recording_enabled`: record every call of this device.
     pub recording: bool,
+    /// The DID sent as caller ID on trunk calls (E.164).
+    pub caller_id: Option<String>,
 }
 
 /// One registered contact of a device.

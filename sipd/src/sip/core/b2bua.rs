@@ -17,7 +17,7 @@ use crate::sip::registrar::Device;
 
 /// The device id the trunk (Twilio) authenticates as.
 pub const TRUNK_ID: i64 = 0;
-use crate::sip::{Peer, T1, T2, Transmit, sdp};
+use crate::sip::{Peer, T1, T2, Transmit, digest, sdp};
 
 /// A change to the call's `cdrs` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,8 @@ struct Branch {
     peer: Peer,
     /// The callee device this contact belongs to.
     device_id: i64,
+    /// CSeq number of the INVITE (2 once retried with credentials).
+    cseq: u32,
     contact: String,
     call_id: String,
     branch: String,
@@ -126,6 +128,8 @@ pub(super) struct Call {
     recording: bool,
     /// The latest DTMF digits per leg (a, b), for `calls.record_dtmf`.
     dtmf: [String; 2],
+    /// An outbound call: the E.164 number dialed through the trunk.
+    outbound: Option<String>,
 }
 
 /// Every call, with indexes for routing messages to them.
@@ -211,20 +215,31 @@ impl Core {
                 .map(|d| vec![d.id])
                 .unwrap_or_default()
         };
-        if callees.is_empty() {
-            return Reply::new(404, "Not Found");
+        let mut outbound = None;
+        if callees.is_empty() && !inbound {
+            match self.outbound_number(&dialed, caller) {
+                Ok(n) => outbound = Some(n),
+                Err(reply) => return reply,
+            }
         }
-        if callees
-            .iter()
-            .all(|id| self.registrar.bindings_of(*id).is_empty())
-        {
-            return Reply::new(480, "Temporarily Unavailable");
+        if outbound.is_none() {
+            if callees.is_empty() {
+                return Reply::new(404, "Not Found");
+            }
+            if callees
+                .iter()
+                .all(|id| self.registrar.bindings_of(*id).is_empty())
+            {
+                return Reply::new(480, "Temporarily Unavailable");
+            }
         }
         let call_sid = ["x-gosip-callsid", "x-twilio-callsid"]
             .iter()
             .find_map(|h| raw.get(h))
             .map(str::to_string);
-        let from_user = if inbound {
+        let from_user = if let Some(did) = outbound.as_ref().and(caller.caller_id.as_ref()) {
+            did.clone()
+        } else if inbound {
             user_of(uri_of(raw.get("from").unwrap_or_default()))
                 .unwrap_or_default()
                 .to_string()
@@ -271,7 +286,7 @@ impl Core {
             offer,
             from_user,
             from_display: display,
-            to_user: dialed.clone(),
+            to_user: outbound.clone().unwrap_or_else(|| dialed.clone()),
             device_id: if inbound { callees[0] } else { caller.id },
             callees,
             branches: Vec::new(),
@@ -284,13 +299,20 @@ impl Core {
             caller_records: !inbound && caller.recording,
             recording: false,
             dtmf: [String::new(), String::new()],
+            outbound: outbound.clone(),
         };
-        tracing::info!(call_id = %call_id, from = %call.from_user, to = %dialed, "call started");
+        tracing::info!(call_id = %call_id, from = %call.from_user, to = %call.to_user, "call started");
         self.events.push_back(Event::Cdr(Cdr::Start {
             call_id: call_id.clone(),
-            direction: if inbound { "inbound" } else { "internal" },
+            direction: if inbound {
+                "inbound"
+            } else if outbound.is_some() {
+                "outbound"
+            } else {
+                "internal"
+            },
             from: call.from_user.clone(),
-            to: dialed,
+            to: call.to_user.clone(),
             device_id: call.device_id,
             started_at: now,
             call_sid,
@@ -300,6 +322,41 @@ impl Core {
         });
         self.calls.calls.insert(call_id, call);
         Reply::new(100, "Trying")
+    }
+
+    /// The E.164 number for a dialed string that is no device or extension:
+    /// the call goes out through the trunk. Premium and international
+    /// numbers need `calls.allow_premium` / `calls.allow_international`.
+    pub(super) fn outbound_number(&self, dialed: &str, caller: &Device) -> Result<String, Reply> {
+        let country = self.cfg.default_country.as_str();
+        let Ok(n) = proto::types::E164::normalize(dialed, country) else {
+            return Err(Reply::new(404, "Not Found"));
+        };
+        let n = n.as_str().to_string();
+        let Some(t) = &self.cfg.termination else {
+            return Err(Reply::new(503, "Service Unavailable")
+                .with("Warning", "399 gosip \"no SIP trunk configured\""));
+        };
+        if t.username.is_empty() && t.password.is_empty() {
+            tracing::debug!("trunk without credentials: relying on its IP ACL");
+        }
+        if !self.cfg.allow_international && !n[1..].starts_with(country) {
+            return Err(Reply::new(403, "Forbidden").with(
+                "Warning",
+                "399 gosip \"international calls are not allowed\"",
+            ));
+        }
+        if !self.cfg.allow_premium && is_premium(&n) {
+            return Err(Reply::new(403, "Forbidden").with(
+                "Warning",
+                "399 gosip \"premium-rate numbers are not allowed\"",
+            ));
+        }
+        if caller.caller_id.is_none() {
+            return Err(Reply::new(403, "Forbidden")
+                .with("Warning", "399 gosip \"no DID to use as caller ID\""));
+        }
+        Ok(n)
     }
 
     /// mediad's answer to [`Event::MediaAllocate`]: the relay ports for the
@@ -349,12 +406,24 @@ impl Core {
             );
             return;
         };
-        let targets: Vec<(Peer, String, i64)> = call
-            .callees
-            .iter()
-            .flat_map(|id| self.registrar.bindings_of(*id))
-            .map(|b| (b.target(), b.contact.clone(), b.device_id))
-            .collect();
+        let term = self.cfg.termination.clone();
+        let targets: Vec<(Peer, String, i64)> = match (&call.outbound, &term) {
+            (Some(n), Some(t)) => vec![(
+                Peer {
+                    transport: crate::sip::Transport::Udp,
+                    addr: t.addr,
+                    conn: 0,
+                },
+                format!("sip:{n}@{}", t.host),
+                TRUNK_ID,
+            )],
+            _ => call
+                .callees
+                .iter()
+                .flat_map(|id| self.registrar.bindings_of(*id))
+                .map(|b| (b.target(), b.contact.clone(), b.device_id))
+                .collect(),
+        };
         let mut branches = Vec::new();
         for (peer, contact, device_id) in targets {
             let branch = format!("z9hG4bK{}", self.next_id());
@@ -375,12 +444,19 @@ impl Core {
             } else {
                 format!("\"{}\" ", call.from_display)
             };
+            let (to_host, pai) = match (&call.outbound, &term) {
+                (Some(_), Some(t)) => (
+                    t.host.clone(),
+                    format!("P-Asserted-Identity: <sip:{}@{realm}>\r\n", call.from_user),
+                ),
+                _ => (realm.clone(), String::new()),
+            };
             let invite = format!(
                 "INVITE {contact} SIP/2.0\r\n\
                  Via: SIP/2.0/{tr} {local};branch={branch};rport\r\n\
                  Max-Forwards: 70\r\n\
                  From: {display}<sip:{from}@{realm}>;tag={from_tag}\r\n\
-                 To: <sip:{to}@{realm}>\r\n\
+                 To: <sip:{to}@{to_host}>\r\n{pai}\
                  Call-ID: {b_call_id}\r\n\
                  CSeq: 1 INVITE\r\n\
                  Contact: <sip:gosip@{local};transport={trl}>\r\n\
@@ -409,6 +485,7 @@ impl Core {
             call.branches.push(Branch {
                 peer,
                 device_id,
+                cseq: 1,
                 contact: contact.clone(),
                 call_id: b_call_id,
                 branch,
@@ -489,7 +566,7 @@ impl Core {
             let ack = dialog_request(
                 b,
                 "ACK",
-                1,
+                b.cseq,
                 &self.cfg.local_addr,
                 &self.cfg.realm,
                 &call.from_user,
@@ -506,7 +583,7 @@ impl Core {
                     let bye = dialog_request(
                         b,
                         "BYE",
-                        2,
+                        b.cseq + 1,
                         &self.cfg.local_addr,
                         &self.cfg.realm,
                         &call.from_user,
@@ -595,6 +672,60 @@ impl Core {
             peer: b.peer,
             data: ack,
         });
+        // The trunk's digest challenge: retry once with credentials.
+        if (status == 401 || status == 407)
+            && b.cseq == 1
+            && b.device_id == TRUNK_ID
+            && call.outbound.is_some()
+            && call.state == State::Ringing
+            && let Some(t) = &self.cfg.termination
+        {
+            let hdr = if status == 401 {
+                "www-authenticate"
+            } else {
+                "proxy-authenticate"
+            };
+            let challenges: Vec<&str> = r.raw.all(hdr).collect();
+            let cnonce = format!("{:x}{}", now, b.branch.len());
+            if let Some(auth) = digest::answer(
+                &challenges,
+                "INVITE",
+                &b.contact,
+                &t.username,
+                &t.password,
+                &cnonce,
+            ) {
+                let name = if status == 401 {
+                    "Authorization"
+                } else {
+                    "Proxy-Authorization"
+                };
+                let old = b.branch.clone();
+                let new = format!("{old}r");
+                let inv = String::from_utf8_lossy(&b.invite)
+                    .replacen(&format!("branch={old}"), &format!("branch={new}"), 1)
+                    .replacen(
+                        "CSeq: 1 INVITE\r\n",
+                        &format!("CSeq: 2 INVITE\r\n{name}: {auth}\r\n"),
+                        1,
+                    );
+                b.invite = inv.into_bytes();
+                b.branch = new.clone();
+                b.cseq = 2;
+                b.state = BranchState::Calling;
+                b.interval = T1;
+                b.next_resend = (!b.peer.transport.reliable()).then_some(now + T1);
+                b.timer_b = now + 64 * T1;
+                let t = Transmit {
+                    peer: b.peer,
+                    data: b.invite.clone(),
+                };
+                self.out.push_back(t);
+                self.calls.by_branch.remove(&old);
+                self.calls.by_branch.insert(new, (call_id, i));
+                return true;
+            }
+        }
         if matches!(b.state, BranchState::Done | BranchState::Won) && b.status != 0 {
             return true;
         }
@@ -744,9 +875,27 @@ impl Core {
         }
         let (local, realm) = (self.cfg.local_addr.clone(), self.cfg.realm.clone());
         let ack_branch = format!("z9hG4bK{}a{now}", b.branch);
-        let ack = dialog_request(b, "ACK", 1, &local, &realm, from_user, to_user, &ack_branch);
+        let ack = dialog_request(
+            b,
+            "ACK",
+            b.cseq,
+            &local,
+            &realm,
+            from_user,
+            to_user,
+            &ack_branch,
+        );
         let bye_branch = format!("z9hG4bK{}b", b.branch);
-        let bye = dialog_request(b, "BYE", 2, &local, &realm, from_user, to_user, &bye_branch);
+        let bye = dialog_request(
+            b,
+            "BYE",
+            b.cseq + 1,
+            &local,
+            &realm,
+            from_user,
+            to_user,
+            &bye_branch,
+        );
         let peer = b.peer;
         self.out.push_back(Transmit { peer, data: ack });
         self.txns
@@ -898,7 +1047,7 @@ impl Core {
             let data = dialog_request(
                 b,
                 "BYE",
-                2,
+                b.cseq + 1,
                 &local,
                 &realm,
                 &call.from_user,
@@ -1105,7 +1254,10 @@ fn non2xx_ack(b: &Branch, resp: &Raw) -> Vec<u8> {
     if let Some(to) = resp.get("to") {
         out.push_str(&format!("To: {to}\r\n"));
     }
-    out.push_str("CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n");
+    out.push_str(&format!(
+        "CSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
+        b.cseq
+    ));
     out.into_bytes()
 }
 
@@ -1125,10 +1277,21 @@ fn cancel_for(invite: &str) -> Vec<u8> {
         {
             out.push_str(line);
             out.push_str("\r\n");
+        } else if l.starts_with("cseq:") {
+            out.push_str(&line.replace("INVITE", "CANCEL"));
+            out.push_str("\r\n");
         }
     }
-    out.push_str("CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n");
+    out.push_str("Content-Length: 0\r\n\r\n");
     out.into_bytes()
+}
+
+/// Premium-rate numbers: NANP 900/976, and the usual premium ranges of
+/// a few European plans (UK 09, DE 0900, FR 089).
+fn is_premium(n: &str) -> bool {
+    ["+1900", "+1976", "+449", "+49900", "+3389"]
+        .iter()
+        .any(|p| n.starts_with(p))
 }
 
 /// The answer's direction for a hold offer: sendonly -> recvonly,
