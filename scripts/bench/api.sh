@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${GOSIP_BIN_DIR:-target/release}
-cargo build -q --release -p webd --example api_load
+[ -x target/release/examples/api_load ] || cargo build -q --release -p webd --example api_load
 . scripts/gosip-up.sh
 jar=$GOSIP_TMP/cookies
 curl -fsS -c "$jar" -H 'X-Requested-With: gosip' -H 'Content-Type: application/json' \

@@ -13,8 +13,9 @@
 //! (`ATTACH`, `DELETE`, `INSERT ... SELECT`, foreign keys deferred), so the
 //! other daemons, which share the file in WAL mode, see either the old or the
 //! new data, never a mix, and no file is swapped under their open handles.
-//! Sessions are cleared (everyone logs in again) and every daemon is told to
-//! reload its settings. If the live file itself is damaged beyond writing,
+//! Sessions are cleared (everyone logs in again), live registrations are
+//! kept, jobs that were still queued in the backup are abandoned (a days-old
+//! SMS must not go out), and every daemon is told to reload its settings. If the live file itself is damaged beyond writing,
 //! the documented fallback is manual: stop GoSIP and replace `gosip.db` with
 //! the archive's `gosip.db`.
 
@@ -33,8 +34,14 @@ use crate::AppState;
 
 pub const FORMAT: &str = "gosip-backup";
 pub const VERSION: u32 = 1;
-/// Tables never restored (per-login state).
-const SKIP: &[&str] = &["sessions", "login_attempts", "_sqlx_migrations"];
+/// Tables never restored: per-login state, and the phones' live
+/// registrations (sipd's view of who is online now, not configuration).
+const SKIP: &[&str] = &[
+    "sessions",
+    "login_attempts",
+    "_sqlx_migrations",
+    "registrations",
+];
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Manifest {
@@ -344,6 +351,17 @@ async fn copy_into_live(st: &AppState, tmp_db: &Path) -> anyhow::Result<()> {
             .await?;
         }
         sqlx::query("DELETE FROM main.sessions").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM main.registrations WHERE device_id NOT IN (SELECT id FROM main.devices)")
+            .execute(&mut *tx)
+            .await?;
+        // Work that was queued when the backup was taken (an SMS, an email)
+        // is stale now: never send it again.
+        sqlx::query(
+            "UPDATE main.jobs SET status = 'abandoned', last_error = 'not resent after a restore' \
+             WHERE status IN ('pending', 'running')",
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         anyhow::Ok(())
     }

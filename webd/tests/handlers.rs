@@ -1123,6 +1123,12 @@ async fn backup_restores_and_a_bad_archive_changes_nothing() {
     let bl = t.get("/api/blocklist", &admin).await.json();
     assert_eq!(bl["total"], 1);
     assert_eq!(bl["items"][0]["pattern"], "+15550001111");
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status IN ('pending', 'running')")
+            .fetch_one(&t.st.pool)
+            .await
+            .unwrap();
+    assert_eq!(pending, 0, "queued work from the backup is never resent");
 }
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {

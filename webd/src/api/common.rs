@@ -101,10 +101,14 @@ impl PageParams {
         if !errs.is_empty() {
             return Err(ApiError::Validation(errs));
         }
+        // The tie-breaker runs opposite to the main order: every SQLite index
+        // ends with the rowid ascending, so `started_at DESC, id ASC` walks
+        // idx_cdrs_started forwards (and ASC, DESC backwards) with no sort step.
+        let tie = if order == "ASC" { "DESC" } else { "ASC" };
         Ok(Paging {
             page,
             per_page,
-            order_by: format!("{sort} {order}, id {order}"),
+            order_by: format!("{sort} {order}, id {tie}"),
         })
     }
 }
