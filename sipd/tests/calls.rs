@@ -530,3 +530,78 @@ async fn a_phone_dials_a_national_number_out_through_the_trunk_with_digest_and_i
     .await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn click_to_call_rings_the_phone_first_then_dials_the_number_through_the_trunk() {
+    use proto::pb::sipd::sipd_client::SipdClient;
+    use proto::pb::sipd::{HangupRequest, OriginateRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let (tport, trunk) = trunk_uas(dir.path());
+    let settings = trunk_settings(tport).await;
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Sipd::start_with_mediad(&settings).await;
+    let bob_id = s.add_device("bob", "pw-b", "202").await;
+    // No caller_id_did_id: the first DID is the caller ID.
+    sqlx::query("INSERT INTO dids (number) VALUES ('+15550001111'), ('+15550009999')")
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let phone = answering_bob(&s, dir.path(), 1).await;
+    let mut client = SipdClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let unknown = client
+        .originate(OriginateRequest {
+            call_id: String::new(),
+            device_id: 999,
+            to_number: "5551234567".into(),
+        })
+        .await;
+    assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+    let call_id = client
+        .originate(OriginateRequest {
+            call_id: String::new(),
+            device_id: bob_id,
+            to_number: "555-123-4567".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .call_id;
+    s.eventually("the trunk answered", || async {
+        let rows: Vec<CdrRow> = sqlx::query_as(
+            "SELECT direction, from_number, to_number, answered_at, disposition, media_stats FROM cdrs",
+        )
+        .fetch_all(&s.pool)
+        .await
+        .unwrap();
+        matches!(rows.as_slice(), [(d, f, t, Some(_), _, _)]
+            if d == "outbound" && f == "+15550001111" && t == "+15551234567")
+    })
+    .await;
+    let found = client
+        .hangup(HangupRequest { call_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .found;
+    assert!(found);
+    for (name, child) in [("phone", phone), ("trunk", trunk)] {
+        let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", errors(dir.path()));
+    }
+    s.eventually("the cdr is closed as answered", || async {
+        let d: Option<(String,)> =
+            sqlx::query_as("SELECT disposition FROM cdrs WHERE media_stats IS NOT NULL")
+                .fetch_optional(&s.pool)
+                .await
+                .unwrap();
+        d.is_some_and(|(d,)| d == "answered")
+    })
+    .await;
+    s.stop().await;
+}

@@ -36,9 +36,30 @@ impl SipdService {
 impl Sipd for SipdService {
     async fn originate(
         &self,
-        _r: Request<OriginateRequest>,
+        r: Request<OriginateRequest>,
     ) -> Result<Response<OriginateReply>, Status> {
-        Err(Status::unimplemented("click-to-call is not available yet"))
+        let r = r.into_inner();
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Originate {
+                call_id: r.call_id,
+                device_id: r.device_id,
+                to_number: r.to_number,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| Status::unavailable("sip core stopped"))?;
+        match rx.await {
+            Ok(Ok(call_id)) => Ok(Response::new(OriginateReply { call_id })),
+            Ok(Err((code, why))) => Err(match code {
+                404 => Status::not_found(why),
+                403 => Status::permission_denied(why),
+                480 => Status::failed_precondition(why),
+                409 => Status::already_exists(why),
+                _ => Status::unavailable(why),
+            }),
+            Err(_) => Err(Status::unavailable("sip core stopped")),
+        }
     }
 
     async fn hangup(&self, r: Request<HangupRequest>) -> Result<Response<HangupReply>, Status> {

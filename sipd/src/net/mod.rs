@@ -173,6 +173,13 @@ pub enum Command {
         enabled: bool,
         reply: tokio::sync::oneshot::Sender<bool>,
     },
+    /// Click-to-call: ring the device, then dial the number.
+    Originate {
+        call_id: String,
+        device_id: i64,
+        to_number: String,
+        reply: tokio::sync::oneshot::Sender<Result<String, (u16, String)>>,
+    },
     /// A DTMF digit mediad saw on a leg.
     Dtmf {
         call_id: String,
@@ -278,6 +285,9 @@ pub async fn serve(
                 }
                 Command::SetRecording { call_id, enabled, reply } => {
                     let _ = reply.send(core.set_recording(&call_id, enabled));
+                }
+                Command::Originate { call_id, device_id, to_number, reply } => {
+                    let _ = reply.send(core.originate(now_ms(), &call_id, device_id, &to_number));
                 }
                 Command::Dtmf { call_id, leg, digit } => core.dtmf(&call_id, &leg, &digit),
                 Command::ListCalls { reply } => {

@@ -130,6 +130,9 @@ pub(super) struct Call {
     dtmf: [String; 2],
     /// An outbound call: the E.164 number dialed through the trunk.
     outbound: Option<String>,
+    /// Click-to-call: sipd rings the device first (its branches are the
+    /// "a" leg), then dials `outbound` through the trunk ("b" leg).
+    originate: bool,
 }
 
 /// Every call, with indexes for routing messages to them.
@@ -300,6 +303,7 @@ impl Core {
             recording: false,
             dtmf: [String::new(), String::new()],
             outbound: outbound.clone(),
+            originate: false,
         };
         tracing::info!(call_id = %call_id, from = %call.from_user, to = %call.to_user, "call started");
         self.events.push_back(Event::Cdr(Cdr::Start {
@@ -359,6 +363,212 @@ impl Core {
         Ok(n)
     }
 
+    /// Click-to-call (gRPC Originate): rings `device_id`'s contacts; when
+    /// the device answers, dials `to_number` through the trunk and bridges
+    /// the two. Returns the call id, or a SIP-like status and reason.
+    pub fn originate(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        device_id: i64,
+        to_number: &str,
+    ) -> Result<String, (u16, String)> {
+        let Some(device) = self.devices.values().find(|d| d.id == device_id).cloned() else {
+            return Err((404, "no such device".into()));
+        };
+        if self.registrar.bindings_of(device_id).is_empty() {
+            return Err((480, "the device is not registered".into()));
+        }
+        let number = self.outbound_number(to_number, &device).map_err(|r| {
+            (
+                r.code,
+                r.extra
+                    .first()
+                    .map_or_else(|| r.reason.to_string(), |(_, w)| w.clone()),
+            )
+        })?;
+        let call_id = if call_id.is_empty() {
+            format!("c2c-{}@gosip", self.next_id())
+        } else {
+            call_id.to_string()
+        };
+        if self.calls.calls.contains_key(&call_id) {
+            return Err((409, "call id in use".into()));
+        }
+        let did = device.caller_id.clone().unwrap_or_default();
+        let synthetic = format!(
+            "INVITE sip:{number}@{realm} SIP/2.0\r\nFrom: <sip:{did}@{realm}>\r\nTo: <sip:{number}@{realm}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+            realm = self.cfg.realm
+        );
+        let Some(a_req) = Raw::split(synthetic.as_bytes()) else {
+            return Err((500, "cannot build the call".into()));
+        };
+        let a_tag = self.next_id();
+        let call = Call {
+            id: call_id.clone(),
+            state: State::Media,
+            a_peer: Peer {
+                transport: crate::sip::Transport::Udp,
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                conn: 0,
+            },
+            a_req,
+            a_key: String::new(),
+            a_tag,
+            a_target: String::new(),
+            a_cseq: 0,
+            a_ok: None,
+            a_ok_next: 0,
+            a_ok_interval: T1,
+            a_ok_deadline: 0,
+            offer: String::new(),
+            from_user: did.clone(),
+            from_display: format!("Call {number}"),
+            to_user: number.clone(),
+            device_id,
+            callees: vec![device_id],
+            branches: Vec::new(),
+            ports: None,
+            a_sdp: String::new(),
+            started_at: now,
+            answered_at: None,
+            ring_deadline: now + self.cfg.ring_timeout_ms,
+            ringing_sent: true,
+            caller_records: device.recording,
+            recording: false,
+            dtmf: [String::new(), String::new()],
+            outbound: Some(number.clone()),
+            originate: true,
+        };
+        tracing::info!(call_id = %call_id, device_id, to = %number, "click-to-call started");
+        self.events.push_back(Event::Cdr(Cdr::Start {
+            call_id: call_id.clone(),
+            direction: "outbound",
+            from: did,
+            to: number,
+            device_id,
+            started_at: now,
+            call_sid: None,
+        }));
+        self.events.push_back(Event::MediaAllocate {
+            call_id: call_id.clone(),
+        });
+        self.calls.calls.insert(call_id.clone(), call);
+        Ok(call_id)
+    }
+
+    /// A 2xx on a click-to-call branch: the device answered (dial the
+    /// trunk) or the trunk answered (the call is up).
+    fn originate_answered(&mut self, now: u64, call_id: &str, i: usize, body: &str) -> bool {
+        let term = self.cfg.termination.clone();
+        let local = self.cfg.local_addr.clone();
+        let realm = self.cfg.realm.clone();
+        let media_ip = self.cfg.media_ip.clone();
+        let branch = format!("z9hG4bK{}", self.next_id());
+        let b_call_id = format!("{}@gosip", self.next_id());
+        let from_tag = self.next_id();
+        let trunk_side = self
+            .calls
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.branches[i].device_id == TRUNK_ID);
+        if !trunk_side {
+            // The device answered on one contact: stop ringing the others.
+            self.cancel_branches(call_id, Some(i));
+        }
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return true;
+        };
+        call.branches[i].state = BranchState::Won;
+        let media = sdp::leg_media(body);
+        if trunk_side {
+            call.state = State::Up;
+            call.answered_at = Some(now);
+            tracing::info!(call_id = %call_id, "click-to-call answered");
+            self.events.push_back(Event::MediaUpdate {
+                call_id: call_id.to_string(),
+                leg: "b",
+                hold: media.as_ref().map(|m| m.hold),
+                media,
+                established: Some(true),
+            });
+            self.events.push_back(Event::Cdr(Cdr::Answered {
+                call_id: call_id.to_string(),
+                at: now,
+            }));
+            if call.caller_records {
+                call.recording = true;
+                self.events.push_back(Event::MediaRecord {
+                    call_id: call_id.to_string(),
+                    enabled: true,
+                });
+            }
+            return true;
+        }
+        self.events.push_back(Event::MediaUpdate {
+            call_id: call_id.to_string(),
+            leg: "a",
+            hold: media.as_ref().map(|m| m.hold),
+            media,
+            established: Some(true),
+        });
+        let (Some(t), Some(n), Some((_, pb))) = (term, call.outbound.clone(), call.ports) else {
+            return true;
+        };
+        let offer = sdp::rewrite(body, &media_ip, pb, false)
+            .or_else(|| sdp::rewrite(&call.offer, &media_ip, pb, false))
+            .unwrap_or_default();
+        let peer = Peer {
+            transport: crate::sip::Transport::Udp,
+            addr: t.addr,
+            conn: 0,
+        };
+        let contact = format!("sip:{n}@{}", t.host);
+        let invite = format!(
+            "INVITE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+             From: <sip:{from}@{realm}>;tag={from_tag}\r\nTo: <sip:{n}@{host}>\r\n\
+             P-Asserted-Identity: <sip:{from}@{realm}>\r\nCall-ID: {b_call_id}\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:gosip@{local};transport=udp>\r\nAllow: {allow}\r\nUser-Agent: GoSIP\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{offer}",
+            from = call.from_user,
+            host = t.host,
+            allow = msg::ALLOW,
+            len = offer.len(),
+        )
+        .into_bytes();
+        self.out.push_back(Transmit {
+            peer,
+            data: invite.clone(),
+        });
+        let idx = call.branches.len();
+        call.branches.push(Branch {
+            peer,
+            device_id: TRUNK_ID,
+            cseq: 1,
+            contact: contact.clone(),
+            call_id: b_call_id.clone(),
+            branch: branch.clone(),
+            from_tag,
+            to_tag: String::new(),
+            remote_target: contact,
+            invite,
+            state: BranchState::Calling,
+            status: 0,
+            next_resend: Some(now + T1),
+            interval: T1,
+            timer_b: now + 64 * T1,
+        });
+        // The number gets its own ring time.
+        call.ring_deadline = now + self.cfg.ring_timeout_ms;
+        self.calls
+            .by_branch
+            .insert(branch, (call_id.to_string(), idx));
+        self.calls
+            .by_b_call_id
+            .insert(b_call_id, call_id.to_string());
+        true
+    }
+
     /// mediad's answer to [`Event::MediaAllocate`]: the relay ports for the
     /// A-leg and the B-leg, or `None` when mediad could not give any.
     pub fn media_ready(&mut self, now: u64, call_id: &str, ports: Option<(u16, u16)>) {
@@ -386,16 +596,26 @@ impl Core {
         };
         call.ports = Some((pa, pb));
         call.state = State::Ringing;
-        let a_media = sdp::leg_media(&call.offer);
-        self.events.push_back(Event::MediaUpdate {
-            call_id: call_id.to_string(),
-            leg: "a",
-            hold: a_media.as_ref().map(|m| m.hold),
-            media: a_media,
-            established: None,
-        });
         let media_ip = self.cfg.media_ip.clone();
-        let Some(offer_b) = sdp::rewrite(&call.offer, &media_ip, pb, false) else {
+        if call.originate {
+            // The device (leg a) gets mediad's own offer on port a.
+            call.offer = format!(
+                "v=0\r\no=gosip 1 1 IN IP4 {media_ip}\r\ns=GoSIP\r\nc=IN IP4 {media_ip}\r\nt=0 0\r\n\
+                 m=audio {pa} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+                 a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
+            );
+        } else {
+            let a_media = sdp::leg_media(&call.offer);
+            self.events.push_back(Event::MediaUpdate {
+                call_id: call_id.to_string(),
+                leg: "a",
+                hold: a_media.as_ref().map(|m| m.hold),
+                media: a_media,
+                established: None,
+            });
+        }
+        let port = if call.originate { pa } else { pb };
+        let Some(offer_b) = sdp::rewrite(&call.offer, &media_ip, port, false) else {
             self.fail_a(
                 now,
                 call_id,
@@ -408,7 +628,7 @@ impl Core {
         };
         let term = self.cfg.termination.clone();
         let targets: Vec<(Peer, String, i64)> = match (&call.outbound, &term) {
-            (Some(n), Some(t)) => vec![(
+            (Some(n), Some(t)) if !call.originate => vec![(
                 Peer {
                     transport: crate::sip::Transport::Udp,
                     addr: t.addr,
@@ -445,7 +665,7 @@ impl Core {
                 format!("\"{}\" ", call.from_display)
             };
             let (to_host, pai) = match (&call.outbound, &term) {
-                (Some(_), Some(t)) => (
+                (Some(_), Some(t)) if device_id == TRUNK_ID => (
                     t.host.clone(),
                     format!("P-Asserted-Identity: <sip:{}@{realm}>\r\n", call.from_user),
                 ),
@@ -557,10 +777,10 @@ impl Core {
             if let Some(c) = contact {
                 b.remote_target = c;
             }
-            let already = call
-                .branches
-                .iter()
-                .position(|x| x.state == BranchState::Won);
+            let trunk_side = call.branches[i].device_id == TRUNK_ID;
+            let already = call.branches.iter().position(|x| {
+                x.state == BranchState::Won && (x.device_id == TRUNK_ID) == trunk_side
+            });
             let b = &mut call.branches[i];
             b.next_resend = None;
             let ack = dialog_request(
@@ -609,6 +829,10 @@ impl Core {
             if call.state != State::Ringing {
                 return true;
             }
+            if call.originate {
+                return self.originate_answered(now, &call_id, i, &body);
+            }
+            let b = &mut call.branches[i];
             b.state = BranchState::Won;
             let Some((pa, _)) = call.ports else {
                 return true;
@@ -740,12 +964,23 @@ impl Core {
         let Some(call) = self.calls.calls.get(call_id) else {
             return;
         };
+        let dialing = call.originate && call.branches.iter().any(|b| b.device_id == TRUNK_ID);
+        let stage = |b: &&Branch| !call.originate || (b.device_id == TRUNK_ID) == dialing;
         if call.state != State::Ringing
-            || call.branches.iter().any(|b| b.state != BranchState::Done)
+            || call
+                .branches
+                .iter()
+                .filter(stage)
+                .any(|b| b.state != BranchState::Done)
         {
             return;
         }
-        let codes: Vec<u16> = call.branches.iter().map(|b| b.status).collect();
+        let codes: Vec<u16> = call
+            .branches
+            .iter()
+            .filter(stage)
+            .map(|b| b.status)
+            .collect();
         let (code, reason, disposition) = if codes.contains(&486) || codes.contains(&600) {
             (486, "Busy Here", "busy")
         } else if codes.contains(&603) {
@@ -776,6 +1011,13 @@ impl Core {
         let Some(call) = self.calls.calls.get(call_id) else {
             return;
         };
+        if call.originate {
+            // No caller to answer: hang up the device if it answered.
+            self.hangup_leg(now, call_id, true);
+            self.cancel_branches(call_id, None);
+            self.end_call(now, call_id, disposition, why);
+            return;
+        }
         let data = msg::response(
             &call.a_req,
             call.a_peer.addr,
@@ -951,7 +1193,14 @@ impl Core {
         let (call_id, from_a) = if self.calls.calls.contains_key(&cid) {
             (cid, true)
         } else if let Some(a) = self.calls.by_b_call_id.get(&cid) {
-            (a.clone(), false)
+            // Click-to-call: the device's own branch is the "a" leg.
+            let device_side = self.calls.calls.get(a).is_some_and(|c| {
+                c.originate
+                    && c.branches
+                        .iter()
+                        .any(|b| b.call_id == cid && b.device_id != TRUNK_ID)
+            });
+            (a.clone(), device_side)
         } else {
             return Reply::new(481, "Call/Transaction Does Not Exist");
         };
@@ -1016,6 +1265,30 @@ impl Core {
         let Some(call) = self.calls.calls.get_mut(call_id) else {
             return;
         };
+        if call.originate {
+            let Some(b) = call
+                .branches
+                .iter_mut()
+                .find(|b| b.state == BranchState::Won && (b.device_id != TRUNK_ID) == to_a)
+            else {
+                return;
+            };
+            let data = dialog_request(
+                b,
+                "BYE",
+                b.cseq + 1,
+                &local,
+                &realm,
+                &call.from_user,
+                &call.to_user,
+                &branch,
+            );
+            b.state = BranchState::Done;
+            let peer = b.peer;
+            self.txns
+                .send_request(now, &branch, Transmit { peer, data }, 64 * T1);
+            return;
+        }
         if to_a {
             if call.answered_at.is_none() {
                 return;
