@@ -92,12 +92,17 @@ struct Where {
 
 fn build_where(caller: &Caller, f: &CdrFilter) -> ApiResult<Where> {
     let mut c = Check::new();
-    let mut sql = vec!["(?1 IS NULL OR user_id = ?1)".to_owned()];
-    let mut binds: Vec<Option<String>> = vec![caller.scope().map(|i| i.to_string())];
+    // Only the conditions that apply: a `(?1 IS NULL OR ...)` form would keep
+    // SQLite's planner from using the indexes (and from its fast COUNT(*)).
+    let mut sql = vec!["1".to_owned()];
+    let mut binds: Vec<Option<String>> = Vec::new();
     let mut add = |cond: &str, v: String| {
         binds.push(Some(v));
         sql.push(cond.replace('?', &format!("?{}", binds.len())));
     };
+    if let Some(uid) = caller.scope() {
+        add("user_id = ?", uid.to_string());
+    }
     let nonempty = |o: &Option<String>| o.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
     if let Some(d) = nonempty(&f.direction) {
         c.one_of("direction", &d, &["inbound", "outbound", "internal"]);
