@@ -580,6 +580,16 @@ async fn click_to_call_rings_the_phone_first_then_dials_the_number_through_the_t
             if d == "outbound" && f == "+15550001111" && t == "+15551234567")
     })
     .await;
+    let calls = client
+        .list_calls(proto::pb::sipd::ListCallsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .calls;
+    assert!(
+        matches!(calls.as_slice(), [c] if c.call_id == call_id && c.direction == "outbound" && c.state == "up" && c.device_id == bob_id),
+        "{calls:?}"
+    );
     let found = client
         .hangup(HangupRequest { call_id })
         .await

@@ -104,7 +104,7 @@ impl Sipd for SipdService {
             .into_iter()
             .map(|c| ActiveCall {
                 call_id: c.call_id,
-                direction: "internal".into(),
+                direction: c.direction.into(),
                 from_number: c.from,
                 to_number: c.to,
                 device_id: c.device_id,

@@ -1496,6 +1496,10 @@ mod tests {
                 r.contains("m=audio 20000 RTP/AVP") && r.contains("a=recvonly"),
                 "{r}"
             );
+            // mediad hears that leg a is on hold (its silence is no timeout).
+            assert!(std::iter::from_fn(|| c.poll_event()).any(|e| matches!(e,
+                Event::MediaUpdate { leg: "a", hold: Some(true), media: Some(m), .. }
+                    if m.rtp == "192.168.1.50:4000")));
         }
 
         #[test]

@@ -5,6 +5,11 @@
 //! allocates when asked ([`Event::MediaAllocate`]) and hands back with
 //! [`Core::media_ready`].
 //!
+//! Outbound calls (a device dials a number that is no extension) have one
+//! B-leg, to the trunk's termination URI, answering its digest challenge.
+//! Click-to-call ([`Core::originate`]) rings the device first as a UAC
+//! (its branches are the "a" leg) and dials the trunk once it answers.
+//!
 //! INVITE client transactions (Timers A/B, ACK of non-2xx), the A-leg 2xx
 //! retransmission until ACK (RFC 3261 section 13.3.1.4) and the ring timeout
 //! all run off the caller's clock.
@@ -55,6 +60,8 @@ pub struct CallInfo {
     pub state: &'static str,
     pub started_at: u64,
     pub recording: bool,
+    /// "internal", "inbound" or "outbound".
+    pub direction: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +140,8 @@ pub(super) struct Call {
     /// Click-to-call: sipd rings the device first (its branches are the
     /// "a" leg), then dials `outbound` through the trunk ("b" leg).
     originate: bool,
+    /// The CDR direction.
+    direction: &'static str,
 }
 
 /// Every call, with indexes for routing messages to them.
@@ -304,10 +313,6 @@ impl Core {
             dtmf: [String::new(), String::new()],
             outbound: outbound.clone(),
             originate: false,
-        };
-        tracing::info!(call_id = %call_id, from = %call.from_user, to = %call.to_user, "call started");
-        self.events.push_back(Event::Cdr(Cdr::Start {
-            call_id: call_id.clone(),
             direction: if inbound {
                 "inbound"
             } else if outbound.is_some() {
@@ -315,6 +320,11 @@ impl Core {
             } else {
                 "internal"
             },
+        };
+        tracing::info!(call_id = %call_id, from = %call.from_user, to = %call.to_user, "call started");
+        self.events.push_back(Event::Cdr(Cdr::Start {
+            call_id: call_id.clone(),
+            direction: call.direction,
             from: call.from_user.clone(),
             to: call.to_user.clone(),
             device_id: call.device_id,
@@ -439,6 +449,7 @@ impl Core {
             dtmf: [String::new(), String::new()],
             outbound: Some(number.clone()),
             originate: true,
+            direction: "outbound",
         };
         tracing::info!(call_id = %call_id, device_id, to = %number, "click-to-call started");
         self.events.push_back(Event::Cdr(Cdr::Start {
@@ -1365,6 +1376,7 @@ impl Core {
                 },
                 started_at: c.started_at,
                 recording: c.recording,
+                direction: c.direction,
             })
             .collect()
     }
