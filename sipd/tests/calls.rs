@@ -615,3 +615,92 @@ async fn click_to_call_rings_the_phone_first_then_dials_the_number_through_the_t
     .await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_recording_over_grpc_records_a_call_in_progress() {
+    use proto::pb::sipd::sipd_client::SipdClient;
+    use proto::pb::sipd::{ListCallsRequest, SetRecordingRequest};
+    let s = Sipd::start_with_mediad(&[]).await;
+    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let callee = answering_bob(&s, dir.path(), 1).await;
+    let caller = sipp(
+        &s,
+        dir.path(),
+        "caller_audio.xml",
+        "alice;[authentication username=alice password=pw-a];202",
+    )
+    .spawn()
+    .unwrap();
+    let mut client = SipdClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let none = client
+        .set_recording(SetRecordingRequest {
+            call_id: "no-such-call".into(),
+            enabled: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!none.found);
+    let mut call_id = String::new();
+    for _ in 0..100 {
+        let calls = client
+            .list_calls(ListCallsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .calls;
+        if let [c] = calls.as_slice()
+            && c.state == "up"
+        {
+            assert!(!c.recording);
+            call_id = c.call_id.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!call_id.is_empty(), "the call never came up");
+    let r = client
+        .set_recording(SetRecordingRequest {
+            call_id: call_id.clone(),
+            enabled: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.found);
+    let calls = client
+        .list_calls(ListCallsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .calls;
+    assert!(calls.iter().any(|c| c.call_id == call_id && c.recording));
+    let caller = caller.wait_with_output().await.unwrap();
+    assert!(caller.status.success(), "caller: {}", errors(dir.path()));
+    let callee = tokio::time::timeout(Duration::from_secs(20), callee.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(callee.status.success(), "callee: {}", errors(dir.path()));
+    let q = "SELECT recording_url FROM cdrs WHERE media_stats IS NOT NULL";
+    s.eventually("the call's media stats are stored", || async {
+        sqlx::query(q)
+            .fetch_optional(&s.pool)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let (url,): (Option<String>,) = sqlx::query_as(q).fetch_one(&s.pool).await.unwrap();
+    let url = url.expect("the cdr links a recording");
+    assert!(
+        url.starts_with("recordings/") && url.ends_with(".wav"),
+        "{url}"
+    );
+    assert!(s.dir.join(&url).is_file(), "{url}");
+    s.stop().await;
+}
