@@ -118,7 +118,11 @@ pub const KEYS: &[Key] = &[
         "How long a banned address is ignored (seconds)",
     ),
     k("sip.nonce_ttl", "300", "Digest nonce lifetime (seconds)"),
-    k("sip.digest_sha256", "true", "Offer SHA-256 digest (RFC 8760) beside MD5"),
+    k(
+        "sip.digest_sha256",
+        "true",
+        "Offer SHA-256 digest (RFC 8760) beside MD5",
+    ),
     k(
         "sip.trunk_source_ips",
         "",
@@ -191,7 +195,11 @@ pub const KEYS: &[Key] = &[
         "0.7",
         "Calls with spam score above this are blocked",
     ),
-    k("routing.spam_addons", "nomorobo_spamscore=nomorobo,marchex_cleancall=marchex,ekata_phone_valid=ekata,icehook_scout=icehook", "Twilio add-on unique names and their vendors (name=vendor,...)"),
+    k(
+        "routing.spam_addons",
+        "nomorobo_spamscore=nomorobo,marchex_cleancall=marchex,ekata_phone_valid=ekata,icehook_scout=icehook",
+        "Twilio add-on unique names and their vendors (name=vendor,...)",
+    ),
     k(
         "routing.reject_anonymous",
         "false",
@@ -235,9 +243,21 @@ pub const KEYS: &[Key] = &[
         "3600",
         "One auto-reply per sender per this many seconds",
     ),
-    k("sms.status_poll_after", "900", "Ask Twilio for a sent message's status if no final callback came within (seconds)"),
-    k("sms.request_timeout_ms", "20000", "Timeout of one Twilio Messages request (ms); a timed-out send is retried without duplicating"),
-    k("sms.media_url_ttl", "3600", "Lifetime of the URLs Twilio fetches outgoing MMS media from (seconds)"),
+    k(
+        "sms.status_poll_after",
+        "900",
+        "Ask Twilio for a sent message's status if no final callback came within (seconds)",
+    ),
+    k(
+        "sms.request_timeout_ms",
+        "20000",
+        "Timeout of one Twilio Messages request (ms); a timed-out send is retried without duplicating",
+    ),
+    k(
+        "sms.media_url_ttl",
+        "3600",
+        "Lifetime of the URLs Twilio fetches outgoing MMS media from (seconds)",
+    ),
     // Email and push
     k("email.transport", "smtp", "smtp | postmark"),
     k("email.from", "", "From address of notification email"),

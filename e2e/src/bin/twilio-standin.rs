@@ -98,7 +98,10 @@ async fn main() -> anyhow::Result<()> {
                     tokio::time::sleep(Duration::from_secs(3)).await;
                 }
                 let text = "Hi! Are we still on for Friday? Reply here or call me.";
-                match s2.send_sms(None, "+15557654321", &to, text, Vec::new()).await {
+                match s2
+                    .send_sms(None, "+15557654321", &to, text, Vec::new())
+                    .await
+                {
                     Ok((sid, status, _)) => tracing::info!(%sid, status, "demo sms sent"),
                     Err(e) => tracing::warn!(error = %e, "demo sms failed"),
                 }
