@@ -114,7 +114,24 @@ async fn incoming(State(st): State<AppState>, Extension(p): Extension<WebhookPar
     let call_sid = p.str("CallSid").to_owned();
     let snap = st.rules.get();
     let f = facts(&p, &snap.addons);
-    let d = decide(&f, &snap.rules, Utc::now());
+    let mut d = decide(&f, &snap.rules, Utc::now());
+    // "Ring" with no device list means the DID owner's devices; sipd only
+    // knows device ids, so name them here (sipd answers 404 to an empty list).
+    if let Action::Ring { devices } = &mut d.action
+        && devices.is_empty()
+        && let Some(owner) = snap.dids.get(&f.to).and_then(|i| i.owner_user_id)
+    {
+        match sqlx::query_scalar("SELECT id FROM devices WHERE user_id = ? ORDER BY id")
+            .bind(owner)
+            .fetch_all(&st.pool)
+            .await
+        {
+            Ok(ids) => *devices = ids,
+            Err(e) => {
+                tracing::error!(call_sid = %call_sid, error = %e, "cannot read the owner's devices")
+            }
+        }
+    }
     tracing::info!(
         call_sid = %call_sid, from = %f.from, to = %f.to, rule = %d.rule,
         action = d.action.name(), reason = %d.reason, spam_score = ?f.spam_score,
@@ -357,7 +374,7 @@ async fn status(State(st): State<AppState>, Extension(p): Extension<WebhookParam
         }
         // A CDR sipd wrote learns why the call came (rule, spam, STIR).
         if let Err(e) = sqlx::query(
-            "UPDATE cdrs SET rule_name = coalesce(rule_name, v.rule_name), reason = coalesce(cdrs.reason, v.reason), \
+            "UPDATE cdrs SET rule_name = coalesce(cdrs.rule_name, v.rule_name), reason = coalesce(cdrs.reason, v.reason), \
                     spam_score = coalesce(cdrs.spam_score, v.spam_score), stir_verstat = coalesce(cdrs.stir_verstat, v.stir_verstat) \
              FROM voice_calls v WHERE v.call_sid = cdrs.call_sid AND cdrs.call_sid = ?",
         )

@@ -1,0 +1,435 @@
+//! A full inbound call through all five real daemons (issue 5's last
+//! proof): the Twilio stand-in fires the signed incoming-call webhook at
+//! webd's public port, twiliod answers `<Dial><Sip>`, the stand-in's SIP
+//! side INVITEs the real sipd with Twilio's X-headers and answers sipd's
+//! digest challenge with the trunk credentials, sipd forks to the device a
+//! real SIP client (sipp) registered, that phone answers and echoes the
+//! audio through mediad, the stand-in hangs up and sends the status
+//! callback, and the `cdrs` row tells the whole story.
+//! Needs `cargo build --bins` first.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use e2e::System;
+use e2e::standin::{CallScript, DialOutcome, Event, Standin};
+use md5::{Digest, Md5};
+use proto::pb::common::ReloadRequest;
+use proto::pb::common::daemon_client::DaemonClient;
+
+const DID: &str = "+15550001111";
+const CALLER: &str = "+15557654321";
+const REALM: &str = "gosip.test";
+const TALK_SECS: u32 = 3;
+
+/// The phone: sipp in server mode answers one call with PCMU on `-mp`
+/// (where `-rtp_echo` sends every RTP packet back), then takes the BYE.
+const PHONE_XML: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="phone that answers and echoes">
+  <recv request="INVITE">
+    <action>
+      <ereg regexp="m=audio [0-9]+ RTP/AVP 0" search_in="body" check_it="true" assign_to="m"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]phone[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:phone@[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]phone[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:phone@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=phone 1 1 IN IP4 [local_ip]
+      s=-
+      c=IN IP4 [local_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <Reference variables="m"/>
+</scenario>
+"#;
+
+/// The registration half of the phone: REGISTER with digest, Contact on
+/// the phone's port. Injection fields: user;[authentication ...];port
+const REGISTER_XML: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="register the phone">
+  <send retrans="500">
+    <![CDATA[
+      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      Max-Forwards: 70
+      From: <sip:[field0]@[remote_ip]>;tag=[call_number]
+      To: <sip:[field0]@[remote_ip]>
+      Call-ID: [call_id]
+      CSeq: 1 REGISTER
+      Contact: <sip:[field0]@[local_ip]:[field2]>
+      Expires: 300
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="401" auth="true"/>
+  <send retrans="500">
+    <![CDATA[
+      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      Max-Forwards: 70
+      From: <sip:[field0]@[remote_ip]>;tag=[call_number]
+      To: <sip:[field0]@[remote_ip]>
+      Call-ID: [call_id]
+      CSeq: 2 REGISTER
+      Contact: <sip:[field0]@[local_ip]:[field2]>
+      [field1]
+      Expires: 300
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+</scenario>
+"#;
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free udp port")
+}
+
+fn sipp_errors(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().ends_with("_errors.log") {
+            out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+type CdrRow = (
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leaves_an_answered_cdr()
+{
+    let sys = System::start().await.expect("system");
+    let s = Standin::start().await.expect("stand-in");
+    let public = sys.base_url();
+    let pool = proto::db::open(&sys.data_dir).await.expect("db");
+    let sip_port = sys.ports.sip.to_string();
+    for (k, v) in [
+        ("twilio.api_base", s.base_url.as_str()),
+        ("twilio.account_sid", s.account_sid.as_str()),
+        ("twilio.auth_token", s.auth_token.as_str()),
+        ("twilio.trunk_username", "twilio-trunk"),
+        ("twilio.trunk_password", "trunk-secret"),
+        ("system.public_url", public.as_str()),
+        ("sip.public_address", "127.0.0.1"),
+        ("sip.realm", REALM),
+    ] {
+        proto::settings::store(&pool, k, v).await.expect("store");
+    }
+    let owner: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash, role) VALUES ('desk@pbx.test', 'x', 'user') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("user");
+    let ha1 = hex::encode(Md5::digest(format!("desk:{REALM}:desk-secret")));
+    let ha1_sha = hex::encode(sha2::Sha256::digest(format!("desk:{REALM}:desk-secret")));
+    let device: i64 = sqlx::query_scalar(
+        "INSERT INTO devices (user_id, name, username, password_hash, ha1_sha256, realm, extension) \
+         VALUES (?, 'Desk phone', 'desk', ?, ?, ?, '201') RETURNING id",
+    )
+    .bind(owner)
+    .bind(&ha1)
+    .bind(&ha1_sha)
+    .bind(REALM)
+    .fetch_one(&pool)
+    .await
+    .expect("device");
+    let pn = s.add_number(DID, Some(&format!("{public}/api/webhooks/voice/incoming")));
+    if let Some(n) = s.world().numbers.iter_mut().find(|n| n.sid == pn) {
+        n.status_callback = Some(format!("{public}/api/webhooks/voice/status"));
+    }
+    let did_id: i64 = sqlx::query_scalar(
+        "INSERT INTO dids (number, twilio_sid, name, owner_user_id) VALUES (?, ?, 'Main', ?) RETURNING id",
+    )
+    .bind(DID)
+    .bind(&pn)
+    .bind(owner)
+    .fetch_one(&pool)
+    .await
+    .expect("did");
+    // "Ring" with no device list: the DID owner's devices, i.e. the phone.
+    let route: i64 = sqlx::query_scalar(
+        "INSERT INTO routes (did_id, priority, name, condition_type, action_type, action_data) \
+         VALUES (?, 0, 'Office phones', 'default', 'ring', '{}') RETURNING id",
+    )
+    .bind(did_id)
+    .fetch_one(&pool)
+    .await
+    .expect("route");
+    for grpc in [sys.ports.twiliod_grpc, sys.ports.sipd_grpc] {
+        DaemonClient::connect(format!("http://127.0.0.1:{grpc}"))
+            .await
+            .expect("grpc")
+            .reload(ReloadRequest {})
+            .await
+            .expect("reload");
+    }
+    // sipd re-reads devices every second; twiliod's rules cache reloads.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // The phone: a sipp UAS that echoes RTP, registered by a second sipp.
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("phone.xml"), PHONE_XML).expect("xml");
+    std::fs::write(dir.path().join("register.xml"), REGISTER_XML).expect("xml");
+    let phone_port = free_udp_port();
+    // sipp's echo binds the media port and the one two above it; keep
+    // clear of mediad's range.
+    let media_port = loop {
+        let (lo, hi) = e2e::free_rtp_range(4);
+        if hi < sys.ports.rtp.0 || lo > sys.ports.rtp.1 {
+            break lo;
+        }
+    };
+    let phone = tokio::process::Command::new("sipp")
+        .args(["-sf", "phone.xml", "-i", "127.0.0.1", "-p"])
+        .arg(phone_port.to_string())
+        .args(["-mp", &media_port.to_string(), "-rtp_echo"])
+        .args([
+            "-m",
+            "1",
+            "-timeout",
+            "40s",
+            "-timeout_error",
+            "-trace_err",
+            "-nostdin",
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sipp phone");
+    std::fs::write(
+        dir.path().join("register.csv"),
+        format!(
+            "SEQUENTIAL\ndesk;[authentication username=desk password=desk-secret];{phone_port}\n"
+        ),
+    )
+    .expect("csv");
+    let reg = tokio::process::Command::new("sipp")
+        .arg(format!("127.0.0.1:{sip_port}"))
+        .args(["-sf", "register.xml", "-inf", "register.csv"])
+        .args(["-m", "1", "-i", "127.0.0.1", "-p", "0", "-mp", "0"])
+        .args([
+            "-timeout",
+            "10s",
+            "-timeout_error",
+            "-trace_err",
+            "-nostdin",
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("sipp register");
+    assert!(
+        reg.status.success(),
+        "register: {}\n{}",
+        sipp_errors(dir.path()),
+        sys.log("sipd")
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM registrations WHERE device_id = ? AND online")
+                .bind(device)
+                .fetch_one(&pool)
+                .await
+                .expect("count");
+        if n == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "phone never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The call: webhook -> TwiML -> INVITE (digest) -> phone -> RTP -> BYE
+    // -> dial action -> status callback.
+    let o = e2e::standin::scenario::run(
+        &s,
+        &CallScript {
+            from: CALLER.into(),
+            to: DID.into(),
+            dial: DialOutcome::Sip {
+                talk_secs: TALK_SECS,
+            },
+            ..CallScript::default()
+        },
+    )
+    .await
+    .expect("call");
+    let logs = || {
+        format!(
+            "--- twiliod\n{}\n--- sipd\n{}\n--- mediad\n{}\n--- webd\n{}",
+            sys.log("twiliod"),
+            sys.log("sipd"),
+            sys.log("mediad"),
+            sys.log("webd")
+        )
+    };
+    let Some(Event::Dial {
+        noun,
+        target,
+        username,
+        password,
+        ..
+    }) = o.dial().cloned()
+    else {
+        panic!("no <Dial>: {o:?}\n{}", logs());
+    };
+    assert_eq!(noun, "Sip", "{o:?}");
+    assert!(
+        target.starts_with(&format!("sip:{DID}@127.0.0.1:{sip_port};transport=udp?")),
+        "{target}"
+    );
+    assert!(
+        target.contains(&format!("X-GoSIP-Devices={device}")),
+        "{target}"
+    );
+    assert_eq!(username.as_deref(), Some("twilio-trunk"));
+    assert_eq!(password.as_deref(), Some("trunk-secret"));
+    let leg = o.sip.first().cloned().expect("a SIP leg");
+    assert_eq!(leg.code, 200, "{o:?}\n{}", logs());
+    // 20 ms packets for TALK_SECS both ways: the phone echoed what mediad
+    // relayed, and mediad relayed the echo back.
+    assert!(leg.rtp_sent >= 100, "{leg:?}");
+    assert!(
+        leg.rtp_received >= 50,
+        "RTP never came back: {leg:?}\n{}",
+        logs()
+    );
+    assert_eq!(o.status, "completed", "{o:?}");
+
+    let phone = tokio::time::timeout(Duration::from_secs(20), phone.wait_with_output())
+        .await
+        .expect("phone finished")
+        .expect("phone");
+    assert!(
+        phone.status.success(),
+        "phone: {}\n{}",
+        sipp_errors(dir.path()),
+        logs()
+    );
+
+    // The CDR: sipd's row (device, SIP Call-ID, media stats) completed by
+    // the status callback with the rule that decided.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let row = loop {
+        let row: Option<CdrRow> = sqlx::query_as(
+            "SELECT direction, disposition, from_number, device_id, user_id, sip_call_id, rule_name, \
+                    answered_at, media_stats, duration \
+             FROM cdrs WHERE call_sid = ?",
+        )
+        .bind(&o.call_sid)
+        .fetch_optional(&pool)
+        .await
+        .expect("cdr");
+        if let Some(r) = &row
+            && r.1 == "answered"
+            && r.6.is_some()
+            && r.8.is_some()
+        {
+            break r.clone();
+        }
+        assert!(Instant::now() < deadline, "cdr {row:?}\n{}", logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (direction, disposition, from, dev, user, sip_call_id, rule, answered_at, stats, dur) = row;
+    assert_eq!(direction, "inbound");
+    assert_eq!(disposition, "answered");
+    assert_eq!(from, CALLER);
+    assert_eq!(dev, Some(device));
+    assert_eq!(user, Some(owner));
+    assert_eq!(sip_call_id.as_deref(), Some(leg.call_id.as_str()));
+    assert_eq!(
+        rule.as_deref(),
+        Some(format!("route:{route}:Office phones").as_str())
+    );
+    assert!(answered_at.is_some());
+    assert!(dur >= i64::from(TALK_SECS) - 1, "duration {dur}");
+    let stats: serde_json::Value = serde_json::from_str(&stats.unwrap_or_default()).expect("json");
+    // Leg a is the trunk (the stand-in), leg b the phone: mediad took RTP
+    // from both and relayed RTP towards both.
+    for leg in ["a", "b"] {
+        for k in ["packets_in", "packets_out"] {
+            assert!(
+                stats[leg][k].as_u64().unwrap_or(0) >= 50,
+                "media stats {leg}.{k}: {stats}"
+            );
+        }
+    }
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM cdrs")
+            .fetch_one(&pool)
+            .await
+            .expect("count"),
+        1,
+        "one call, one CDR"
+    );
+}
