@@ -504,6 +504,71 @@ async fn pagination_is_validated_and_reports_the_total() {
 }
 
 #[tokio::test]
+async fn list_filters_select_exactly_the_matching_calls_and_messages() {
+    let t = start().await;
+    let admin = t.admin().await;
+    t.exec("INSERT INTO dids (id, number, name) VALUES (7, '+15559990000', 'Second')")
+        .await;
+    for (i, (dir, disp, from)) in [
+        ("inbound", "answered", "+15550001111"),
+        ("inbound", "missed", "+15550002222"),
+        ("outbound", "answered", "+15550001111"),
+        ("internal", "busy", "+15550003333"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        t.exec(&format!(
+            "INSERT INTO cdrs (direction, from_number, to_number, did_id, started_at, duration, disposition) \
+             VALUES ('{dir}', '{from}', '+15551230000', {did}, '2025-01-1{i}T10:00:00.000Z', {i}, '{disp}')",
+            did = if i == 0 { "7" } else { "NULL" }
+        ))
+        .await;
+    }
+    let total = |r: Value| r["total"].as_i64().unwrap();
+    for (q, n) in [
+        ("", 4),
+        ("direction=inbound", 2),
+        ("disposition=answered", 2),
+        ("direction=inbound&disposition=answered", 1),
+        ("number=0001111", 2),
+        ("did_id=7", 1),
+        ("from=2025-01-11T00:00:00Z", 3),
+        ("from=2025-01-11T00:00:00Z&to=2025-01-13T00:00:00Z", 2),
+    ] {
+        let r = t.get(&format!("/api/cdrs?{q}"), &admin).await.json();
+        assert_eq!(total(r.clone()), n, "cdrs?{q}: {r}");
+        assert_eq!(r["items"].as_array().unwrap().len() as i64, n, "cdrs?{q}");
+    }
+    for (i, (dir, from, to, read)) in [
+        ("inbound", "+15550001111", "+15551230000", 0),
+        ("outbound", "+15551230000", "+15550001111", 1),
+        ("inbound", "+15550002222", "+15551230000", 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        t.exec(&format!(
+            "INSERT INTO messages (direction, from_number, to_number, did_id, body, status, is_read, created_at) \
+             VALUES ('{dir}', '{from}', '{to}', {did}, 'm{i}', 'delivered', {read}, '2025-01-1{i}T10:00:00.000Z')",
+            did = if i == 2 { "NULL" } else { "7" }
+        ))
+        .await;
+    }
+    for (q, n) in [
+        ("", 3),
+        ("peer=%2B15550001111", 2),
+        ("direction=inbound", 2),
+        ("did_id=7", 2),
+        ("is_read=false", 1),
+        ("is_read=true&direction=inbound", 1),
+    ] {
+        let r = t.get(&format!("/api/messages?{q}"), &admin).await.json();
+        assert_eq!(total(r.clone()), n, "messages?{q}: {r}");
+    }
+}
+
+#[tokio::test]
 async fn devices_get_ha1_credentials_shown_once_and_a_qr_code() {
     let t = start().await;
     let admin = t.admin().await;

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{Check, Id, Ok_, Page, PageParams, ValidQuery, ok, peer_error};
+use super::common::{Check, Conditions, Id, Ok_, Page, PageParams, ValidQuery, ok, peer_error};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -84,22 +84,11 @@ pub struct CdrFilter {
     pub device_id: Option<String>,
 }
 
-/// The WHERE clause and its binds, shared by the list and the CSV export.
-struct Where {
-    sql: String,
-    binds: Vec<Option<String>>,
-}
-
-fn build_where(caller: &Caller, f: &CdrFilter) -> ApiResult<Where> {
+/// The conditions of the list and the CSV export.
+fn build_where(caller: &Caller, f: &CdrFilter) -> ApiResult<Conditions> {
     let mut c = Check::new();
-    // Only the conditions that apply: a `(?1 IS NULL OR ...)` form would keep
-    // SQLite's planner from using the indexes (and from its fast COUNT(*)).
-    let mut sql = vec!["1".to_owned()];
-    let mut binds: Vec<Option<String>> = Vec::new();
-    let mut add = |cond: &str, v: String| {
-        binds.push(Some(v));
-        sql.push(cond.replace('?', &format!("?{}", binds.len())));
-    };
+    let mut w = Conditions::default();
+    let mut add = |cond: &str, v: String| w.add(cond, v);
     if let Some(uid) = caller.scope() {
         add("user_id = ?", uid.to_string());
     }
@@ -142,10 +131,7 @@ fn build_where(caller: &Caller, f: &CdrFilter) -> ApiResult<Where> {
         }
     }
     c.done()?;
-    Ok(Where {
-        sql: sql.join(" AND "),
-        binds,
-    })
+    Ok(w)
 }
 
 fn fix(mut c: Cdr) -> Cdr {
@@ -164,29 +150,8 @@ pub async fn list(
     ValidQuery(f): ValidQuery<CdrFilter>,
 ) -> ApiResult<Json<Page<Cdr>>> {
     let pg = p.resolve(SORTS, "DESC")?;
-    let w = build_where(&caller, &f)?;
-    let n = w.binds.len();
-    let count_sql = format!("SELECT COUNT(*) FROM cdrs WHERE {}", w.sql);
-    let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql.as_str()));
-    for b in &w.binds {
-        q = q.bind(b);
-    }
-    let total = q.fetch_one(&st.pool).await?;
-    let sql = format!(
-        "SELECT {COLS} FROM cdrs WHERE {} ORDER BY {} LIMIT ?{} OFFSET ?{}",
-        w.sql,
-        pg.order_by,
-        n + 1,
-        n + 2
-    );
-    let mut q = sqlx::query_as::<_, Cdr>(sqlx::AssertSqlSafe(sql.as_str()));
-    for b in &w.binds {
-        q = q.bind(b);
-    }
-    let items = q
-        .bind(pg.limit())
-        .bind(pg.offset())
-        .fetch_all(&st.pool)
+    let (items, total) = build_where(&caller, &f)?
+        .page::<Cdr>(&st.pool, COLS, "cdrs", &pg)
         .await?;
     Ok(Json(pg.wrap(items.into_iter().map(fix).collect(), total)))
 }
@@ -199,16 +164,14 @@ pub async fn export(
     caller: Caller,
     ValidQuery(f): ValidQuery<CdrFilter>,
 ) -> ApiResult<Response> {
-    let w = build_where(&caller, &f)?;
-    let sql = format!(
-        "SELECT {COLS} FROM cdrs WHERE {} ORDER BY started_at DESC, id DESC LIMIT 100000",
-        w.sql
-    );
-    let mut q = sqlx::query_as::<_, Cdr>(sqlx::AssertSqlSafe(sql.as_str()));
-    for b in &w.binds {
-        q = q.bind(b);
-    }
-    let rows = q.fetch_all(&st.pool).await?;
+    let rows: Vec<Cdr> = build_where(&caller, &f)?
+        .all(
+            &st.pool,
+            COLS,
+            "cdrs",
+            "ORDER BY started_at DESC, id DESC LIMIT 100000",
+        )
+        .await?;
     let mut out = String::from(
         "id,started_at,answered_at,ended_at,direction,from_number,to_number,duration,disposition,did_id,device_id,spam_score,rule_name,reason\r\n",
     );

@@ -38,6 +38,90 @@ pub struct PageParams {
     pub order: Option<String>,
 }
 
+/// A list's WHERE clause made of only the filters that apply, with their
+/// values. A `(?1 IS NULL OR col = ?1)` form would keep SQLite's planner from
+/// using the indexes (and from its fast COUNT(*)). Values are bound as text;
+/// the columns' affinity converts them (`did_id = '3'` matches 3).
+#[derive(Debug, Default)]
+pub struct Conditions {
+    parts: Vec<String>,
+    binds: Vec<String>,
+}
+
+impl Conditions {
+    /// Adds `cond`; each `?` in it stands for `value`.
+    pub fn add(&mut self, cond: &str, value: impl ToString) {
+        self.binds.push(value.to_string());
+        self.parts
+            .push(cond.replace('?', &format!("?{}", self.binds.len())));
+    }
+
+    fn sql(&self) -> String {
+        if self.parts.is_empty() {
+            "1".into()
+        } else {
+            self.parts.join(" AND ")
+        }
+    }
+
+    /// One page of `SELECT {cols} FROM {table}` under these conditions, and
+    /// how many rows match in all.
+    pub async fn page<T>(
+        &self,
+        pool: &sqlx::SqlitePool,
+        cols: &str,
+        table: &str,
+        pg: &Paging,
+    ) -> Result<(Vec<T>, i64), sqlx::Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        let count_sql = format!("SELECT COUNT(*) FROM {table} WHERE {}", self.sql());
+        let mut count = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql.as_str()));
+        for b in &self.binds {
+            count = count.bind(b);
+        }
+        let total = count.fetch_one(pool).await?;
+        let n = self.binds.len();
+        let tail = format!(
+            "ORDER BY {} LIMIT ?{} OFFSET ?{}",
+            pg.order_by,
+            n + 1,
+            n + 2
+        );
+        let sql = self.select(cols, table, &tail);
+        let mut q = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql.as_str()));
+        for b in &self.binds {
+            q = q.bind(b);
+        }
+        let items = q.bind(pg.limit()).bind(pg.offset()).fetch_all(pool).await?;
+        Ok((items, total))
+    }
+
+    /// Every row of `SELECT {cols} FROM {table} WHERE ... {tail}`.
+    pub async fn all<T>(
+        &self,
+        pool: &sqlx::SqlitePool,
+        cols: &str,
+        table: &str,
+        tail: &str,
+    ) -> Result<Vec<T>, sqlx::Error>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        let sql = self.select(cols, table, tail);
+        let mut q = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(sql.as_str()));
+        for b in &self.binds {
+            q = q.bind(b);
+        }
+        q.fetch_all(pool).await
+    }
+
+    fn select(&self, cols: &str, table: &str, tail: &str) -> String {
+        format!("SELECT {cols} FROM {table} WHERE {} {tail}", self.sql())
+    }
+}
+
 /// Pagination resolved against a list's sort whitelist.
 #[derive(Debug, Clone)]
 pub struct Paging {

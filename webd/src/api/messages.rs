@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{Check, Id, Page, PageParams, ValidJson, ValidQuery, peer_error};
+use super::common::{Check, Conditions, Id, Page, PageParams, ValidJson, ValidQuery, peer_error};
 use super::voicemails::optional_body;
 use crate::AppState;
 use crate::auth::Caller;
@@ -176,31 +176,23 @@ pub async fn list(
         }
     };
     c.done()?;
-    let filter = "(?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR from_number = ?2 OR to_number = ?2) \
-                  AND (?3 IS NULL OR direction = ?3) AND (?4 IS NULL OR did_id = ?4) AND (?5 IS NULL OR is_read = ?5)";
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM messages WHERE {filter}"
-    )))
-    .bind(caller.scope())
-    .bind(&peer)
-    .bind(&direction)
-    .bind(did)
-    .bind(read)
-    .fetch_one(&st.pool)
-    .await?;
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLS} FROM messages WHERE {filter} ORDER BY {} LIMIT ?6 OFFSET ?7",
-        pg.order_by
-    )))
-    .bind(caller.scope())
-    .bind(&peer)
-    .bind(&direction)
-    .bind(did)
-    .bind(read)
-    .bind(pg.limit())
-    .bind(pg.offset())
-    .fetch_all(&st.pool)
-    .await?;
+    let mut w = Conditions::default();
+    if let Some(uid) = caller.scope() {
+        w.add("user_id = ?", uid);
+    }
+    if let Some(p) = &peer {
+        w.add("(from_number = ? OR to_number = ?)", p);
+    }
+    if let Some(d) = &direction {
+        w.add("direction = ?", d);
+    }
+    if let Some(d) = did {
+        w.add("did_id = ?", d);
+    }
+    if let Some(r) = read {
+        w.add("is_read = ?", i64::from(r));
+    }
+    let (rows, total) = w.page::<Row>(&st.pool, COLS, "messages", &pg).await?;
     Ok(Json(
         pg.wrap(rows.into_iter().map(from_row).collect(), total),
     ))
