@@ -1,0 +1,248 @@
+//! A headless baresip softphone for system tests: its own config folder,
+//! a WAV file as microphone (`aufile`), what it hears dumped to WAV
+//! (`sndfile`), and its JSON command socket (`ctrl_tcp`, netstrings) on a
+//! loopback port so the test can dial, hang up and watch call events (the
+//! commands themselves come from the `menu` module).
+//! Needs the Debian package `baresip` (1.0: `aufile` is a source only, so
+//! the player stays a dummy and `sndfile` records what was heard).
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const MODULES: &str = "/usr/lib/baresip/modules";
+
+pub struct Baresip {
+    pub name: String,
+    /// Config folder; `dump/` in it holds the sndfile WAVs.
+    pub dir: PathBuf,
+    pub sip_port: u16,
+    pub ctrl_port: u16,
+    child: tokio::process::Child,
+    ctrl: Option<TcpStream>,
+    buf: Vec<u8>,
+    tokens: u32,
+    /// Events read while waiting for something else.
+    events: VecDeque<serde_json::Value>,
+}
+
+impl Baresip {
+    /// Starts baresip named `name` in `root/name` with `account` (one line
+    /// of baresip's `accounts` file) and `source` as its microphone. It
+    /// quits by itself after `max_secs` whatever happens to the test.
+    pub fn spawn(root: &Path, name: &str, account: &str, source: &Path, max_secs: u32) -> Baresip {
+        let dir = root.join(name);
+        let dump = dir.join("dump");
+        std::fs::create_dir_all(&dump).unwrap();
+        let sip_port = free_udp_port_pair();
+        let ctrl_port = free_tcp_port();
+        std::fs::write(
+            dir.join("config"),
+            format!(
+                "poll_method epoll\n\
+                 sip_listen 127.0.0.1:{sip_port}\n\
+                 net_interface 127.0.0.1\n\
+                 module_path {MODULES}\n\
+                 module g711.so\n\
+                 module aufile.so\n\
+                 module sndfile.so\n\
+                 module_tmp uuid.so\n\
+                 module_tmp account.so\n\
+                 module_app menu.so\n\
+                 module_app ctrl_tcp.so\n\
+                 ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n\
+                 snd_path {dump}\n\
+                 audio_player aufile,/dev/null\n\
+                 audio_source aufile,{src}\n",
+                dump = dump.display(),
+                src = source.display(),
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
+        let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
+        let child = tokio::process::Command::new("baresip")
+            .arg("-f")
+            .arg(&dir)
+            .args(["-t", &max_secs.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("baresip (install the Debian package baresip)");
+        Baresip {
+            name: name.into(),
+            dir,
+            sip_port,
+            ctrl_port,
+            child,
+            ctrl: None,
+            buf: Vec::new(),
+            tokens: 0,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// baresip's own output so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+
+    /// Connects to the command socket, retrying while baresip starts.
+    pub async fn connect(&mut self) {
+        for _ in 0..100 {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", self.ctrl_port)).await {
+                self.ctrl = Some(s);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{}: ctrl_tcp never listened\n{}", self.name, self.log());
+    }
+
+    /// Runs one command and returns its `data` when baresip says ok.
+    pub async fn command(&mut self, command: &str, params: &str) -> Result<String, String> {
+        self.tokens += 1;
+        let token = format!("{command}-{}", self.tokens);
+        let msg =
+            serde_json::json!({"command": command, "params": params, "token": token}).to_string();
+        let framed = format!("{}:{msg},", msg.len());
+        self.ctrl
+            .as_mut()
+            .expect("connect() first")
+            .write_all(framed.as_bytes())
+            .await
+            .map_err(|e| format!("{}: send {command}: {e}", self.name))?;
+        loop {
+            let m = self
+                .next_message(Duration::from_secs(10))
+                .await
+                .ok_or_else(|| format!("{}: no answer to {command}", self.name))?;
+            if m["response"] == true && m["token"] == token.as_str() {
+                let data = m["data"].as_str().unwrap_or_default().to_string();
+                return if m["ok"] == true {
+                    Ok(data)
+                } else {
+                    Err(format!("{}: {command} failed: {data}", self.name))
+                };
+            }
+            if m["event"] == true {
+                self.events.push_back(m);
+            }
+        }
+    }
+
+    /// Waits up to `wait` for an event of `kind` (e.g. `CALL_ESTABLISHED`),
+    /// keeping the events it passes over in order.
+    pub async fn event(&mut self, kind: &str, wait: Duration) -> Result<serde_json::Value, String> {
+        if let Some(i) = self.events.iter().position(|e| e["type"] == kind) {
+            return Ok(self.events.remove(i).unwrap());
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some(m) = self.next_message(left).await else {
+                return Err(format!(
+                    "{}: no {kind} event; saw {seen:?}\n{}",
+                    self.name,
+                    self.log()
+                ));
+            };
+            if m["event"] != true {
+                continue;
+            }
+            if m["type"] == kind {
+                return Ok(m);
+            }
+            seen.push(m["type"].as_str().unwrap_or_default().to_string());
+            self.events.push_back(m);
+        }
+    }
+
+    /// Asks baresip to quit and waits for the process to end.
+    pub async fn quit(mut self) {
+        let _ = self.command("quit", "").await;
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
+    }
+
+    /// The WAV sndfile wrote of what this phone heard (`*-dec.wav`), or
+    /// sent (`*-enc.wav`) with `heard = false`.
+    pub fn dump(&self, heard: bool) -> Option<PathBuf> {
+        let suffix = if heard { "-dec.wav" } else { "-enc.wav" };
+        let mut found: Vec<PathBuf> = std::fs::read_dir(self.dir.join("dump"))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(suffix))
+            .collect();
+        found.sort();
+        found.pop()
+    }
+
+    async fn next_message(&mut self, wait: Duration) -> Option<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(m) = netstring(&mut self.buf) {
+                return serde_json::from_slice(&m).ok();
+            }
+            let mut b = [0u8; 4096];
+            let n = tokio::time::timeout_at(deadline, self.ctrl.as_mut()?.read(&mut b))
+                .await
+                .ok()?
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&b[..n]);
+        }
+    }
+}
+
+/// Takes one `len:payload,` netstring off the front of `buf`.
+fn netstring(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let colon = buf.iter().position(|b| *b == b':')?;
+    let len: usize = std::str::from_utf8(&buf[..colon]).ok()?.parse().ok()?;
+    if buf.len() < colon + 1 + len + 1 {
+        return None;
+    }
+    let m = buf[colon + 1..colon + 1 + len].to_vec();
+    buf.drain(..colon + 1 + len + 1);
+    Some(m)
+}
+
+/// A UDP port whose TCP twin and next port (baresip binds SIP on UDP and
+/// TCP, and TLS on port + 1) are free too.
+pub fn free_udp_port_pair() -> u16 {
+    loop {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < 65000
+            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
+        {
+            return p;
+        }
+    }
+}
+
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
