@@ -196,7 +196,7 @@ direct, _ = step("direct")
 gosip, (inv1, got407, inv2, ok) = step("gosip")
 over = [pct(gosip, p) - pct(direct, p) for p in (.5, .95, .99)]
 print(f"{rate:<7} {'overhead':<9} {'':<9} {'':<7} {'':<8} {over[0]:<8.2f} {over[1]:<8.2f} {over[2]:<8.2f} "
-      f"{'met' if over[2] < 20 else 'NOT met'} (< 20 ms at p99)")
+      "= gosip - direct at each percentile")
 
 # Time inside sipd per call, from both sides' traces (one clock): the
 # phone's n-th INVITE belongs to the caller's n-th authenticated INVITE
@@ -223,8 +223,14 @@ if parts:
           "= 407 turnaround + INVITE in->out + 200 in->out, p50/p99: "
           + ", ".join(f"{pct(e, .5):.2f}/{pct(e, .99):.2f}" for e in each))
 else:
+    inside = []
     print(f"{rate:<7} in sipd: not computed ({len(a)} answered calls, {len(b_in)} INVITEs at the phone, "
           "or the two traces do not pair up in order)")
+# A difference of percentiles is noisy on a busy machine (it can even go
+# negative), so the verdict takes the larger of the two p99 figures.
+worst = max(over[2], pct(inside, .99) if inside else over[2])
+print(f"{rate:<7} target < 20 ms added per call: {'met' if worst < 20 and len(gosip) == calls else 'NOT met'} "
+      f"(p99 {worst:.2f} ms; {len(gosip)}/{calls} calls answered)")
 PY
 done
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$sipd_pid/status")
