@@ -125,6 +125,11 @@ async fn call_through(n: u32) {
 
 /// A sipp phone registered as bob that answers `n` calls (callee.xml).
 async fn answering_bob(s: &Sipd, dir: &std::path::Path, n: u32) -> tokio::process::Child {
+    phone(s, dir, "callee.xml", n).await
+}
+
+/// A sipp phone registered as bob that plays `xml` for `n` calls.
+async fn phone(s: &Sipd, dir: &std::path::Path, xml: &str, n: u32) -> tokio::process::Child {
     // The phone: sipp in server mode answers on `port`; a second sipp
     // registers that port as bob's contact.
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -135,7 +140,7 @@ async fn answering_bob(s: &Sipd, dir: &std::path::Path, n: u32) -> tokio::proces
     let callee = tokio::process::Command::new("sipp")
         .args([
             "-sf",
-            &scenario("callee.xml"),
+            &scenario(xml),
             "-i",
             "127.0.0.1",
             "-p",
@@ -446,13 +451,18 @@ async fn keying_star_one_during_a_call_starts_its_recording() {
 
 /// sipp as Twilio's termination trunk (trunk.xml) on a free port.
 fn trunk_uas(dir: &std::path::Path) -> (u16, tokio::process::Child) {
+    trunk_uas_with(dir, "trunk.xml")
+}
+
+/// sipp as the termination trunk playing `xml` on a free port.
+fn trunk_uas_with(dir: &std::path::Path, xml: &str) -> (u16, tokio::process::Child) {
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let child = tokio::process::Command::new("sipp")
-        .args(["-sf", &scenario("trunk.xml"), "-i", "127.0.0.1", "-p"])
+        .args(["-sf", &scenario(xml), "-i", "127.0.0.1", "-p"])
         .arg(port.to_string())
         .args([
             "-m",
@@ -702,5 +712,190 @@ async fn set_recording_over_grpc_records_a_call_in_progress() {
         "{url}"
     );
     assert!(s.dir.join(&url).is_file(), "{url}");
+    s.stop().await;
+}
+
+/// Waits for a sipp child and fails with its error log when it failed.
+async fn finished(name: &str, child: tokio::process::Child, dir: &std::path::Path) {
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{name}: {}", errors(dir));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_unhold_and_info_go_through_to_the_other_phone_and_its_answers_come_back() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    // bob checks the re-INVITEs carry a=sendonly / a=sendrecv on mediad's
+    // address and the INFO its DTMF body; alice checks bob's a=recvonly /
+    // a=sendrecv and bob's own INFO answer come back.
+    let callee = phone(&s, dir.path(), "callee_midcall.xml", 1).await;
+    let caller = sipp(
+        &s,
+        dir.path(),
+        "caller_midcall.xml",
+        "alice;[authentication username=alice password=pw-a];202",
+    )
+    .spawn()
+    .unwrap();
+    finished("caller", caller, dir.path()).await;
+    finished("callee", callee, dir.path()).await;
+    s.eventually("one answered cdr", || async {
+        let rows: Vec<CdrRow> = sqlx::query_as(
+            "SELECT direction, from_number, to_number, answered_at, disposition, media_stats FROM cdrs",
+        )
+        .fetch_all(&s.pool)
+        .await
+        .unwrap();
+        matches!(rows.as_slice(), [(_, _, _, Some(_), Some(d), Some(_))] if d == "answered")
+    })
+    .await;
+    s.stop().await;
+}
+
+/// The media stats mediad stored for the only CDR, once stored.
+async fn media_stats(s: &Sipd) -> serde_json::Value {
+    let q = "SELECT media_stats FROM cdrs WHERE media_stats IS NOT NULL";
+    s.eventually("the call's media stats are stored", || async {
+        sqlx::query(q)
+            .fetch_optional(&s.pool)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let (json,): (String,) = sqlx::query_as(q).fetch_one(&s.pool).await.unwrap();
+    serde_json::from_str(&json).unwrap()
+}
+
+/// Gives alice the DID +15550001111 as caller ID (outbound calls need one).
+async fn alice_with_did(s: &Sipd) {
+    s.add_devices(&[("alice", "pw-a", "201")]).await;
+    sqlx::query("INSERT INTO dids (number) VALUES ('+15550001111')")
+        .execute(&s.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE devices SET caller_id_did_id = (SELECT id FROM dids WHERE number = '+15550001111')",
+    )
+    .execute(&s.pool)
+    .await
+    .unwrap();
+    // The device list is re-read every second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trunks_early_media_reaches_the_caller_through_mediad_and_its_404_ends_the_call_failed()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let (tport, trunk) = trunk_uas_with(dir.path(), "trunk_announce.xml");
+    let settings = trunk_settings(tport).await;
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Sipd::start_with_mediad(&settings).await;
+    alice_with_did(&s).await;
+    // The caller checks the 183 has SDP on the relay, then gets the 404.
+    let caller = sipp(
+        &s,
+        dir.path(),
+        "caller_early.xml",
+        "alice;[authentication username=alice password=pw-a];555-123-4567",
+    )
+    .spawn()
+    .unwrap();
+    finished("caller", caller, dir.path()).await;
+    finished("trunk", trunk, dir.path()).await;
+    let stats = media_stats(&s).await;
+    // The announcement came in on the trunk's leg and went out to the
+    // caller, all before any 200 (there was none).
+    let n = |leg: &str, k: &str| stats[leg][k].as_u64().unwrap_or(0);
+    assert!(n("b", "packets_in") > 10, "{stats}");
+    assert!(n("a", "packets_out") > 10, "{stats}");
+    let row: (Option<String>, Option<String>, Option<String>) =
+        sqlx::query_as("SELECT disposition, answered_at, reason FROM cdrs")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(row.0.as_deref(), Some("failed"), "{row:?}");
+    assert_eq!(row.1, None);
+    assert!(
+        row.2.as_deref().is_some_and(|r| r.contains("404")),
+        "{row:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_offer_call_gets_its_offer_in_the_200_answers_in_the_ack_and_carries_rtp_both_ways()
+{
+    let s = Sipd::start_with_mediad(&[]).await;
+    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    // bob checks the INVITE has no SDP and the ACK brings the answer;
+    // alice checks the 200 brings an offer on the relay. Both play audio.
+    let callee = phone(&s, dir.path(), "callee_late.xml", 1).await;
+    let caller = sipp(
+        &s,
+        dir.path(),
+        "caller_late.xml",
+        "alice;[authentication username=alice password=pw-a];202",
+    )
+    .spawn()
+    .unwrap();
+    finished("caller", caller, dir.path()).await;
+    finished("callee", callee, dir.path()).await;
+    let stats = media_stats(&s).await;
+    let n = |leg: &str, k: &str| stats[leg][k].as_u64().unwrap_or(0);
+    for leg in ["a", "b"] {
+        assert!(n(leg, "packets_in") > 10, "{leg} sent nothing: {stats}");
+        assert!(n(leg, "packets_out") > 10, "{leg} heard nothing: {stats}");
+    }
+    let d: (Option<String>,) = sqlx::query_as("SELECT disposition FROM cdrs")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(d.0.as_deref(), Some("answered"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verified_trunk_caller_rings_the_phone_with_a_check_mark_in_the_display_name() {
+    let s = Sipd::start_with_mediad(&[
+        ("twilio.trunk_username", "trunkuser"),
+        ("twilio.trunk_password", "trunkpw"),
+    ])
+    .await;
+    let bob = s.add_device("bob", "pw-b", "202").await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The phone refuses to answer unless the From reads
+    // "✓ +15557654321" <sip:+15557654321@...>.
+    let callee = phone(&s, dir.path(), "callee_trust.xml", 1).await;
+    let trunk = sipp(
+        &s,
+        dir.path(),
+        "trunk_caller.xml",
+        &format!("trunkuser;[authentication username=trunkuser password=trunkpw];{bob};verified"),
+    )
+    .spawn()
+    .unwrap();
+    finished("trunk", trunk, dir.path()).await;
+    finished("phone", callee, dir.path()).await;
+    s.eventually("an answered inbound cdr", || async {
+        let rows: Vec<CdrRow> = sqlx::query_as(
+            "SELECT direction, from_number, to_number, answered_at, disposition, media_stats FROM cdrs",
+        )
+        .fetch_all(&s.pool)
+        .await
+        .unwrap();
+        matches!(rows.as_slice(), [(d, f, _, Some(_), Some(disp), _)]
+            if d == "inbound" && f == "+15557654321" && disp == "answered")
+    })
+    .await;
     s.stop().await;
 }

@@ -6,7 +6,7 @@
 
 mod b2bua;
 
-pub use b2bua::{CallInfo, Cdr, TRUNK_ID};
+pub use b2bua::{CallInfo, Cdr, SPAM_MARK, TRUNK_ID, VERIFIED_MARK};
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -157,6 +157,12 @@ impl Reply {
         self.extra.push((name, value.into()));
         self
     }
+
+    /// No answer now: the request went on (a relay) and its answer comes
+    /// later on the same server transaction.
+    fn deferred() -> Self {
+        Self::new(0, "")
+    }
 }
 
 /// Methods sipd knows but does not serve (RFC 3261 section 8.2.1: 405).
@@ -164,9 +170,7 @@ const KNOWN_UNSERVED: &[&str] = &[
     "SUBSCRIBE",
     "NOTIFY",
     "MESSAGE",
-    "INFO",
     "PRACK",
-    "UPDATE",
     "REFER",
     "PUBLISH",
 ];
@@ -399,12 +403,15 @@ impl Core {
             }
             ServerMatch::AckAbsorbed => {}
             ServerMatch::New if method == "ACK" => {
-                self.b2b_ack(raw.get("call-id").unwrap_or_default());
+                self.b2b_ack(now, raw);
             }
             ServerMatch::New => {
                 let invite = method == "INVITE";
                 self.txns.begin_server(now, &key, invite);
                 let reply = self.decide(now, peer, &method, &r, &key);
+                if reply.code == 0 {
+                    return;
+                }
                 let tag = self.next_id();
                 let data = msg::response(
                     raw,
@@ -427,7 +434,10 @@ impl Core {
     /// The TU: which final answer a new request gets.
     fn decide(&mut self, now: u64, peer: Peer, method: &str, r: &msg::Request, key: &str) -> Reply {
         let raw = &r.raw;
-        let served = matches!(method, "REGISTER" | "OPTIONS" | "INVITE" | "CANCEL" | "BYE");
+        let served = matches!(
+            method,
+            "REGISTER" | "OPTIONS" | "INVITE" | "CANCEL" | "BYE" | "UPDATE" | "INFO"
+        );
         if !served {
             if KNOWN_UNSERVED.contains(&method) {
                 return Reply::new(405, "Method Not Allowed").with("Allow", ALLOW);
@@ -482,12 +492,14 @@ impl Core {
                 .with("Accept-Encoding", "identity")
                 .with("Accept-Language", "en")
                 .with("Supported", SUPPORTED),
-            "INVITE" if in_dialog(raw) => self.b2b_in_dialog(now, method, r),
+            "INVITE" | "UPDATE" | "INFO" if in_dialog(raw) => {
+                self.b2b_in_dialog(now, peer, method, r, key)
+            }
             "INVITE" => match self.authenticate(now, peer, r, true) {
                 Err(reply) => reply,
                 Ok(device) => self.start_call(now, peer, r, key, &device),
             },
-            "BYE" => self.b2b_in_dialog(now, method, r),
+            "BYE" => self.b2b_in_dialog(now, peer, method, r, key),
             "CANCEL" => self.b2b_cancel(now, r),
             _ => Reply::new(481, "Call/Transaction Does Not Exist"),
         }
@@ -1118,11 +1130,23 @@ mod tests {
         }
 
         fn invite(cseq: u32, auth: &str) -> String {
+            invite_to("102", cseq, auth, SDP)
+        }
+
+        /// Alice's INVITE to `dialed` with `sdp` (empty: a late offer).
+        fn invite_to(dialed: &str, cseq: u32, auth: &str, sdp: &str) -> String {
+            let body = if sdp.is_empty() {
+                "Content-Length: 0\r\n\r\n".to_string()
+            } else {
+                format!(
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                    sdp.len()
+                )
+            };
             format!(
-                "INVITE sip:102@gosip.test SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKa{cseq};rport\r\nMax-Forwards: 70\r\n\
-                 From: \"Alice\" <sip:alice@gosip.test>;tag=at\r\nTo: <sip:102@gosip.test>\r\nCall-ID: call1\r\nCSeq: {cseq} INVITE\r\n\
-                 Contact: <sip:alice@{A}>\r\n{auth}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
-                SDP.len()
+                "INVITE sip:{dialed}@gosip.test SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKa{cseq};rport\r\nMax-Forwards: 70\r\n\
+                 From: \"Alice\" <sip:alice@gosip.test>;tag=at\r\nTo: <sip:{dialed}@gosip.test>\r\nCall-ID: call1\r\nCSeq: {cseq} INVITE\r\n\
+                 Contact: <sip:alice@{A}>\r\n{auth}{body}"
             )
         }
 
@@ -1135,13 +1159,26 @@ mod tests {
         /// Places the call: 407, authenticated INVITE, 100, media ports.
         /// Returns the INVITEs sent to the B contacts.
         fn place(c: &mut Core) -> Vec<(String, String)> {
+            place_to(c, "102", SDP, "internal", "")
+        }
+
+        /// [`place`] for any number, offer and CDR direction.
+        fn place_to(
+            c: &mut Core,
+            dialed: &str,
+            sdp: &str,
+            direction: &str,
+            extra: &str,
+        ) -> Vec<(String, String)> {
+            let invite =
+                |cseq: u32, auth: &str| invite_to(dialed, cseq, &format!("{extra}{auth}"), sdp);
             c.handle_message(T0, peer(A), invite(1, "").as_bytes());
             let ch = out(c).remove(0).1;
             assert!(ch.starts_with("SIP/2.0 407 "));
             // The phone ACKs the 407 (same branch), ending Timer G.
             let to = header(&ch, "To")[0];
             let ack = format!(
-                "ACK sip:102@gosip.test SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKa1;rport\r\nMax-Forwards: 70\r\n\
+                "ACK sip:{dialed}@gosip.test SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKa1;rport\r\nMax-Forwards: 70\r\n\
                  From: \"Alice\" <sip:alice@gosip.test>;tag=at\r\nTo: {to}\r\nCall-ID: call1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
             );
             c.handle_message(T0, peer(A), ack.as_bytes());
@@ -1158,7 +1195,7 @@ mod tests {
                 username: "alice".into(),
                 realm: REALM.into(),
                 nonce: nonce.into(),
-                uri: "sip:102@gosip.test".into(),
+                uri: format!("sip:{dialed}@gosip.test"),
                 qop: "auth".into(),
                 nc: "00000001".into(),
                 cnonce: "x".into(),
@@ -1166,7 +1203,7 @@ mod tests {
             };
             let (h, _) = ha1("alice", REALM, "pw");
             let auth = format!(
-                "Proxy-Authorization: Digest username=\"alice\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"sip:102@gosip.test\", response=\"{}\", qop=auth, nc=00000001, cnonce=\"x\"\r\n",
+                "Proxy-Authorization: Digest username=\"alice\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"sip:{dialed}@gosip.test\", response=\"{}\", qop=auth, nc=00000001, cnonce=\"x\"\r\n",
                 cr.expected("INVITE", &h, Algorithm::Md5)
             );
             c.handle_message(T0 + 1, peer(A), invite(2, &auth).as_bytes());
@@ -1177,13 +1214,12 @@ mod tests {
                 ev.iter()
                     .any(|e| matches!(e, Event::MediaAllocate { call_id } if call_id == "call1"))
             );
-            assert!(ev.iter().any(|e| matches!(
-                e,
-                Event::Cdr(Cdr::Start {
-                    direction: "internal",
-                    ..
-                })
-            )));
+            assert!(
+                ev.iter().any(
+                    |e| matches!(e, Event::Cdr(Cdr::Start { direction: d, .. }) if *d == direction)
+                ),
+                "{ev:?}"
+            );
             c.media_ready(T0 + 2, "call1", Some((20000, 20002)));
             out(c)
         }
@@ -1213,6 +1249,23 @@ mod tests {
                 None => r.push_str("Content-Length: 0\r\n\r\n"),
             }
             r
+        }
+
+        /// Alice's ACK (CSeq `cseq`) of a 2xx, with `sdp` when not empty.
+        fn ack_a(c: &mut Core, now: u64, branch: &str, cseq: u32, to_tag: &str, sdp: &str) {
+            let body = if sdp.is_empty() {
+                "Content-Length: 0\r\n\r\n".to_string()
+            } else {
+                format!(
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                    sdp.len()
+                )
+            };
+            let ack = format!(
+                "ACK sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bK{branch}\r\nFrom: \"Alice\" <sip:alice@gosip.test>;tag=at\r\n\
+                 To: <sip:102@gosip.test>;tag={to_tag}\r\nCall-ID: call1\r\nCSeq: {cseq} ACK\r\nMax-Forwards: 70\r\n{body}"
+            );
+            c.handle_message(now, peer(A), ack.as_bytes());
         }
 
         fn cdr_end(c: &mut Core) -> Option<&'static str> {
@@ -1279,7 +1332,7 @@ mod tests {
                 Event::MediaUpdate { leg: "b", media: Some(m), hold: Some(false), .. }
                     if m.rtp == "192.168.1.61:6000")));
             assert!(!ev.iter().any(|e| matches!(e, Event::MediaRecord { .. })));
-            c.b2b_ack("call1");
+            ack_a(&mut c, T0 + 30, "ackx", 2, "b1", "");
             let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
             assert!(ev.iter().any(|e| matches!(
                 e,
@@ -1471,35 +1524,835 @@ mod tests {
             assert!(out(&mut c)[0].1.starts_with("SIP/2.0 403 "));
         }
 
-        #[test]
-        fn a_hold_reinvite_is_answered_with_the_relay_port_and_the_mirrored_direction() {
-            let mut c = setup(&[B1]);
-            let invites = place(&mut c);
+        fn body_part(ct: &str, body: &str) -> String {
+            if body.is_empty() {
+                "Content-Length: 0\r\n\r\n".into()
+            } else {
+                format!(
+                    "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            }
+        }
+
+        /// Bob's SDP: his address, port 6000, `extra` lines at the end.
+        fn bob_sdp(extra: &str) -> String {
+            format!(
+                "{}{extra}",
+                SDP.replace("192.168.1.50", "192.168.1.61")
+                    .replace("4000", "6000")
+            )
+        }
+
+        /// Places the call, bob's first contact answers, alice ACKs.
+        /// Returns the INVITE bob got and sipd's tag in alice's dialog.
+        fn answered(c: &mut Core) -> (String, String) {
+            let invites = place(c);
             c.handle_message(
                 T0 + 10,
                 peer(B1),
-                reply(&invites[0].1, 200, "b1", Some(SDP)).as_bytes(),
+                reply(&invites[0].1, 200, "b1", Some(&bob_sdp(""))).as_bytes(),
             );
-            let ok = out(&mut c).into_iter().find(|(p, _)| p == A).unwrap().1;
+            let ok = out(c)
+                .into_iter()
+                .find(|(p, m)| p == A && m.starts_with("SIP/2.0 200"))
+                .unwrap()
+                .1;
             let tag = tag_of(header(&ok, "To")[0]).unwrap().to_string();
+            ack_a(c, T0 + 20, "ack2", 2, &tag, "");
+            assert!(out(c).is_empty());
+            while c.poll_event().is_some() {}
+            (invites[0].1.clone(), tag)
+        }
+
+        /// A request from alice inside the call.
+        fn from_a(method: &str, cseq: u32, tag: &str, ct: &str, body: &str) -> String {
+            format!(
+                "{method} sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bK{}{cseq}\r\nMax-Forwards: 70\r\n\
+                 From: \"Alice\" <sip:alice@gosip.test>;tag=at\r\nTo: <sip:102@gosip.test>;tag={tag}\r\nCall-ID: call1\r\n\
+                 CSeq: {cseq} {method}\r\nContact: <sip:alice@{A}>\r\n{}",
+                method.to_ascii_lowercase(),
+                body_part(ct, body)
+            )
+        }
+
+        /// A request from bob inside his dialog (`invite` is what he got).
+        fn from_b(invite: &str, method: &str, cseq: u32, ct: &str, body: &str) -> String {
+            format!(
+                "{method} sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {B1};branch=z9hG4bKb{}{cseq}\r\nMax-Forwards: 70\r\n\
+                 From: {};tag=b1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContact: <sip:bob@{B1}>\r\n{}",
+                method.to_ascii_lowercase(),
+                header(invite, "To")[0],
+                header(invite, "From")[0],
+                header(invite, "Call-ID")[0],
+                body_part(ct, body)
+            )
+        }
+
+        /// A UA's answer to a request inside a dialog (To already tagged).
+        fn respond(
+            req: &str,
+            code: u16,
+            reason: &str,
+            contact: &str,
+            ct: &str,
+            body: &str,
+        ) -> String {
+            let mut r = format!("SIP/2.0 {code} {reason}\r\n");
+            for l in req.split("\r\n").take_while(|l| !l.is_empty()) {
+                let low = l.to_ascii_lowercase();
+                if ["via:", "from:", "to:", "call-id:", "cseq:"]
+                    .iter()
+                    .any(|h| low.starts_with(h))
+                {
+                    r.push_str(l);
+                    r.push_str("\r\n");
+                }
+            }
+            r.push_str(&format!("Contact: <{contact}>\r\n"));
+            r + &body_part(ct, body)
+        }
+
+        fn find(o: &[(String, String)], to: &str, start: &str) -> String {
+            o.iter()
+                .find(|(p, m)| p == to && m.starts_with(start))
+                .map(|x| x.1.clone())
+                .unwrap_or_else(|| panic!("no {start:?} to {to}: {o:?}"))
+        }
+
+        fn media_updates(c: &mut Core) -> Vec<(&'static str, Option<bool>, String)> {
+            std::iter::from_fn(|| c.poll_event())
+                .filter_map(|e| match e {
+                    Event::MediaUpdate {
+                        leg, hold, media, ..
+                    } => Some((leg, hold, media.map(|m| m.rtp).unwrap_or_default())),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        #[test]
+        fn a_hold_reinvite_goes_to_the_callee_and_its_answer_back_with_the_directions_unchanged() {
+            let mut c = setup(&[B1]);
+            let (b_invite, tag) = answered(&mut c);
             let hold = SDP.replace("a=rtpmap:101", "a=sendonly\r\na=rtpmap:101");
-            let reinvite = format!(
-                "INVITE sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKhold\r\nMax-Forwards: 70\r\n\
-                 From: \"Alice\" <sip:alice@gosip.test>;tag=at\r\nTo: <sip:102@gosip.test>;tag={tag}\r\nCall-ID: call1\r\nCSeq: 3 INVITE\r\n\
-                 Contact: <sip:alice@{A}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{hold}",
-                hold.len()
+            c.handle_message(
+                T0 + 2_000,
+                peer(A),
+                from_a("INVITE", 3, &tag, "application/sdp", &hold).as_bytes(),
             );
-            c.handle_message(T0 + 2_000, peer(A), reinvite.as_bytes());
-            let r = out(&mut c).remove(0).1;
-            assert!(r.starts_with("SIP/2.0 200 OK"), "{r}");
+            let o = out(&mut c);
+            find(&o, A, "SIP/2.0 100 Trying");
+            let to_b = find(&o, B1, "INVITE ");
+            // bob's dialog: his Contact, his tag, sipd's next CSeq.
             assert!(
-                r.contains("m=audio 20000 RTP/AVP") && r.contains("a=recvonly"),
-                "{r}"
+                to_b.starts_with("INVITE sip:bob@192.168.1.62:5060 SIP/2.0"),
+                "{to_b}"
             );
-            // mediad hears that leg a is on hold (its silence is no timeout).
-            assert!(std::iter::from_fn(|| c.poll_event()).any(|e| matches!(e,
-                Event::MediaUpdate { leg: "a", hold: Some(true), media: Some(m), .. }
-                    if m.rtp == "192.168.1.50:4000")));
+            assert_eq!(header(&to_b, "Call-ID"), header(&b_invite, "Call-ID"));
+            assert_eq!(header(&to_b, "CSeq"), vec!["2 INVITE"]);
+            assert_eq!(tag_of(header(&to_b, "To")[0]), Some("b1"));
+            assert_eq!(
+                tag_of(header(&to_b, "From")[0]),
+                tag_of(header(&b_invite, "From")[0])
+            );
+            assert!(
+                to_b.contains("c=IN IP4 127.0.0.1")
+                    && to_b.contains("m=audio 20002 RTP/AVP 0 8 101")
+                    && to_b.contains("a=sendonly"),
+                "{to_b}"
+            );
+            assert!(
+                media_updates(&mut c).is_empty(),
+                "nothing changes before bob agrees"
+            );
+            let ok = respond(
+                &to_b,
+                200,
+                "OK",
+                "sip:bob@192.168.1.61:5060",
+                "application/sdp",
+                &bob_sdp("a=recvonly\r\n"),
+            );
+            c.handle_message(T0 + 2_050, peer(B1), ok.as_bytes());
+            let o = out(&mut c);
+            // The 2xx's Contact is bob's new target (RFC 3261 section 12.2.1.2).
+            let ack = find(&o, B1, "ACK sip:bob@192.168.1.61:5060 SIP/2.0");
+            assert_eq!(header(&ack, "CSeq"), vec!["2 ACK"]);
+            let to_a = find(&o, A, "SIP/2.0 200 OK");
+            assert_eq!(header(&to_a, "CSeq"), vec!["3 INVITE"]);
+            assert!(
+                to_a.contains("m=audio 20000 RTP/AVP 0 8 101")
+                    && to_a.contains("c=IN IP4 127.0.0.1")
+                    && to_a.contains("a=recvonly"),
+                "{to_a}"
+            );
+            let m = media_updates(&mut c);
+            assert!(
+                m.contains(&("a", Some(true), "192.168.1.50:4000".into())),
+                "{m:?}"
+            );
+            assert!(
+                m.contains(&("b", Some(true), "192.168.1.61:6000".into())),
+                "{m:?}"
+            );
+            // The 200 is re-sent until alice ACKs it; bob's re-sent 200
+            // gets the same ACK again.
+            c.handle_timeout(T0 + 2_050 + T1);
+            assert!(out(&mut c).iter().any(|(p, m)| p == A && *m == to_a));
+            c.handle_message(T0 + 2_700, peer(B1), ok.as_bytes());
+            assert!(out(&mut c).iter().any(|(p, m)| p == B1 && *m == ack));
+            ack_a(&mut c, T0 + 2_800, "ack3", 3, &tag, "");
+            c.handle_timeout(T0 + 10_000);
+            assert!(
+                out(&mut c).iter().all(|(p, _)| p != A),
+                "no 200 after the ACK"
+            );
+            // Off hold: sendrecv both ways, mediad hears hold is over.
+            c.handle_message(
+                T0 + 12_000,
+                peer(A),
+                from_a("INVITE", 4, &tag, "application/sdp", SDP).as_bytes(),
+            );
+            let to_b = find(&out(&mut c), B1, "INVITE sip:bob@192.168.1.61:5060");
+            assert!(!to_b.contains("a=sendonly"), "{to_b}");
+            assert_eq!(header(&to_b, "CSeq"), vec!["3 INVITE"]);
+            let ok = respond(
+                &to_b,
+                200,
+                "OK",
+                "sip:bob@192.168.1.61:5060",
+                "application/sdp",
+                &bob_sdp(""),
+            );
+            c.handle_message(T0 + 12_050, peer(B1), ok.as_bytes());
+            let to_a = find(&out(&mut c), A, "SIP/2.0 200 OK");
+            assert!(!to_a.contains("recvonly") && header(&to_a, "CSeq") == vec!["4 INVITE"]);
+            let m = media_updates(&mut c);
+            assert!(
+                m.len() == 2 && m.iter().all(|(_, hold, _)| *hold == Some(false)),
+                "{m:?}"
+            );
+        }
+
+        #[test]
+        fn a_reinvite_the_callee_refuses_is_relayed_and_the_call_keeps_its_media() {
+            let mut c = setup(&[B1]);
+            let (_, tag) = answered(&mut c);
+            let hold = SDP.replace("a=rtpmap:101", "a=inactive\r\na=rtpmap:101");
+            c.handle_message(
+                T0 + 2_000,
+                peer(A),
+                from_a("INVITE", 3, &tag, "application/sdp", &hold).as_bytes(),
+            );
+            let to_b = find(&out(&mut c), B1, "INVITE ");
+            assert!(to_b.contains("a=inactive"));
+            let no = respond(
+                &to_b,
+                488,
+                "Not Acceptable Here",
+                "sip:bob@192.168.1.61:5060",
+                "",
+                "",
+            );
+            c.handle_message(T0 + 2_050, peer(B1), no.as_bytes());
+            let o = out(&mut c);
+            // ACKed in its own transaction: same branch and Request-URI.
+            let ack = find(&o, B1, "ACK sip:bob@192.168.1.62:5060 SIP/2.0");
+            assert_eq!(header(&ack, "Via"), header(&to_b, "Via"));
+            assert_eq!(header(&ack, "CSeq"), vec!["2 ACK"]);
+            let to_a = find(&o, A, "SIP/2.0 488 Not Acceptable Here");
+            assert_eq!(header(&to_a, "CSeq"), vec!["3 INVITE"]);
+            assert!(media_updates(&mut c).is_empty(), "the old media stays");
+            assert_eq!(c.calls()[0].state, "up");
+            // The failed exchange is over: the next re-INVITE goes through.
+            c.handle_message(
+                T0 + 3_000,
+                peer(A),
+                from_a("INVITE", 4, &tag, "application/sdp", &hold).as_bytes(),
+            );
+            let to_b = find(&out(&mut c), B1, "INVITE ");
+            assert_eq!(header(&to_b, "CSeq"), vec!["3 INVITE"]);
+        }
+
+        #[test]
+        fn crossing_reinvites_are_glare_and_the_callees_own_reinvite_reaches_the_caller() {
+            let mut c = setup(&[B1]);
+            let (b_invite, tag) = answered(&mut c);
+            c.handle_message(
+                T0 + 2_000,
+                peer(A),
+                from_a("INVITE", 3, &tag, "application/sdp", SDP).as_bytes(),
+            );
+            let to_b = find(&out(&mut c), B1, "INVITE ");
+            // bob re-INVITEs at the same time: 491 (RFC 3261 section 14.2).
+            let bob_hold = bob_sdp("a=sendonly\r\n");
+            let bob_inv = from_b(&b_invite, "INVITE", 1, "application/sdp", &bob_hold);
+            c.handle_message(T0 + 2_001, peer(B1), bob_inv.as_bytes());
+            find(&out(&mut c), B1, "SIP/2.0 491 Request Pending");
+            // alice's second one while her first is pending: 500 + Retry-After.
+            c.handle_message(
+                T0 + 2_002,
+                peer(A),
+                from_a("INVITE", 4, &tag, "application/sdp", SDP).as_bytes(),
+            );
+            let again = find(&out(&mut c), A, "SIP/2.0 500 ");
+            assert_eq!(header(&again, "Retry-After"), vec!["2"]);
+            // bob saw the glare too: his 491 goes to alice.
+            let glare = respond(
+                &to_b,
+                491,
+                "Request Pending",
+                "sip:bob@192.168.1.61:5060",
+                "",
+                "",
+            );
+            c.handle_message(T0 + 2_003, peer(B1), glare.as_bytes());
+            let o = out(&mut c);
+            find(&o, A, "SIP/2.0 491 Request Pending");
+            find(&o, B1, "ACK ");
+            // bob retries: alice gets it in her dialog, on mediad's port a.
+            let bob_inv = bob_inv
+                .replace("z9hG4bKbinvite1", "z9hG4bKbinvite2")
+                .replace("CSeq: 1 ", "CSeq: 2 ");
+            c.handle_message(T0 + 4_000, peer(B1), bob_inv.as_bytes());
+            let o = out(&mut c);
+            find(&o, B1, "SIP/2.0 100 Trying");
+            let to_a = find(&o, A, "INVITE sip:alice@192.168.1.50:5062 SIP/2.0");
+            assert_eq!(
+                header(&to_a, "From"),
+                vec![format!("<sip:102@gosip.test>;tag={tag}")]
+            );
+            assert_eq!(
+                header(&to_a, "To"),
+                vec!["\"Alice\" <sip:alice@gosip.test>;tag=at"]
+            );
+            assert_eq!(header(&to_a, "Call-ID"), vec!["call1"]);
+            assert_eq!(header(&to_a, "CSeq"), vec!["1 INVITE"]);
+            assert!(
+                to_a.contains("m=audio 20000 ") && to_a.contains("a=sendonly"),
+                "{to_a}"
+            );
+            let ok = respond(
+                &to_a,
+                200,
+                "OK",
+                "sip:alice@192.168.1.50:5062",
+                "application/sdp",
+                &SDP.replace("a=rtpmap:101", "a=recvonly\r\na=rtpmap:101"),
+            );
+            c.handle_message(T0 + 4_050, peer(A), ok.as_bytes());
+            let o = out(&mut c);
+            let ack = find(&o, A, "ACK sip:alice@192.168.1.50:5062 SIP/2.0");
+            assert_eq!(header(&ack, "CSeq"), vec!["1 ACK"]);
+            let to_bob = find(&o, B1, "SIP/2.0 200 OK");
+            assert_eq!(header(&to_bob, "CSeq"), vec!["2 INVITE"]);
+            assert!(to_bob.contains("m=audio 20002 ") && to_bob.contains("a=recvonly"));
+            let m = media_updates(&mut c);
+            assert!(
+                m.contains(&("b", Some(true), "192.168.1.61:6000".into())),
+                "{m:?}"
+            );
+        }
+
+        #[test]
+        fn info_and_update_go_to_the_other_leg_and_their_answers_come_back() {
+            let mut c = setup(&[B1]);
+            let (b_invite, tag) = answered(&mut c);
+            let dtmf = "Signal=5\r\nDuration=160\r\n";
+            c.handle_message(
+                T0 + 2_000,
+                peer(A),
+                from_a("INFO", 3, &tag, "application/dtmf-relay", dtmf).as_bytes(),
+            );
+            let o = out(&mut c);
+            assert!(o.iter().all(|(p, _)| p != A), "no blind 200: {o:?}");
+            let info = find(&o, B1, "INFO sip:bob@192.168.1.62:5060 SIP/2.0");
+            assert_eq!(
+                header(&info, "Content-Type"),
+                vec!["application/dtmf-relay"]
+            );
+            assert_eq!(header(&info, "CSeq"), vec!["2 INFO"]);
+            assert!(info.ends_with(&format!("\r\n\r\n{dtmf}")), "{info}");
+            c.handle_message(
+                T0 + 2_010,
+                peer(B1),
+                respond(&info, 200, "OK", "sip:bob@192.168.1.62:5060", "", "").as_bytes(),
+            );
+            let to_a = find(&out(&mut c), A, "SIP/2.0 200 OK");
+            assert_eq!(header(&to_a, "CSeq"), vec!["3 INFO"]);
+            // A refusal comes back as it is.
+            c.handle_message(
+                T0 + 2_100,
+                peer(A),
+                from_a("INFO", 4, &tag, "application/x-unknown", "?").as_bytes(),
+            );
+            let info = find(&out(&mut c), B1, "INFO ");
+            c.handle_message(
+                T0 + 2_110,
+                peer(B1),
+                respond(
+                    &info,
+                    469,
+                    "Bad Info Package",
+                    "sip:bob@192.168.1.62:5060",
+                    "",
+                    "",
+                )
+                .as_bytes(),
+            );
+            find(&out(&mut c), A, "SIP/2.0 469 Bad Info Package");
+            // bob's UPDATE with an offer reaches alice on port a.
+            let upd = from_b(
+                &b_invite,
+                "UPDATE",
+                1,
+                "application/sdp",
+                &bob_sdp("a=sendonly\r\n"),
+            );
+            c.handle_message(T0 + 3_000, peer(B1), upd.as_bytes());
+            let o = out(&mut c);
+            assert!(o.iter().all(|(p, _)| p != B1), "{o:?}");
+            let to_a = find(&o, A, "UPDATE sip:alice@192.168.1.50:5062 SIP/2.0");
+            assert!(
+                to_a.contains("m=audio 20000 ") && to_a.contains("a=sendonly"),
+                "{to_a}"
+            );
+            c.handle_message(
+                T0 + 3_010,
+                peer(A),
+                respond(
+                    &to_a,
+                    200,
+                    "OK",
+                    "sip:alice@192.168.1.50:5062",
+                    "application/sdp",
+                    &SDP.replace("a=rtpmap:101", "a=recvonly\r\na=rtpmap:101"),
+                )
+                .as_bytes(),
+            );
+            let to_bob = find(&out(&mut c), B1, "SIP/2.0 200 OK");
+            assert_eq!(header(&to_bob, "CSeq"), vec!["1 UPDATE"]);
+            assert!(to_bob.contains("m=audio 20002 ") && to_bob.contains("a=recvonly"));
+            let m = media_updates(&mut c);
+            assert!(
+                m.contains(&("a", Some(true), "192.168.1.50:4000".into())),
+                "{m:?}"
+            );
+            // Outside a dialog there is nothing to relay to.
+            let stray = from_a("INFO", 9, &tag, "", "").replace(&format!(";tag={tag}"), "");
+            c.handle_message(T0 + 4_000, peer(A), stray.as_bytes());
+            find(&out(&mut c), A, "SIP/2.0 481 ");
+        }
+
+        #[test]
+        fn an_in_call_request_the_other_side_never_answers_gets_408_and_ends_the_call() {
+            let mut c = setup(&[B1]);
+            let (_, tag) = answered(&mut c);
+            let start = T0 + 2_000;
+            c.handle_message(
+                start,
+                peer(A),
+                from_a("INFO", 3, &tag, "application/dtmf-relay", "Signal=1\r\n").as_bytes(),
+            );
+            let info = find(&out(&mut c), B1, "INFO ");
+            let mut sent = vec![start];
+            let mut now = start;
+            let mut failed = None;
+            while now < start + 40_000 && failed.is_none() {
+                now += 50;
+                c.handle_timeout(now);
+                for (p, m) in out(&mut c) {
+                    if p == B1 && m == info {
+                        sent.push(now);
+                    }
+                    if p == A && m.starts_with("SIP/2.0 408 Request Timeout") {
+                        failed = Some(now);
+                    }
+                }
+            }
+            // Timer E doubles up to T2, Timer F ends it at 64*T1.
+            let gaps: Vec<u64> = sent.windows(2).map(|w| (w[1] - w[0]) / 50 * 50).collect();
+            assert_eq!(&gaps[..5], &[500, 1000, 2000, 4000, 4000], "{gaps:?}");
+            assert!(failed.is_some_and(|t| (start + 64 * T1..start + 64 * T1 + 100).contains(&t)));
+            assert!(c.calls().is_empty());
+        }
+
+        #[test]
+        fn early_media_from_a_callee_reaches_the_caller_through_mediad_before_the_200() {
+            let mut c = setup(&[B1, B2]);
+            let invites = place(&mut c);
+            while c.poll_event().is_some() {}
+            c.handle_message(
+                T0 + 10,
+                peer(B1),
+                reply(&invites[0].1, 183, "b1", Some(&bob_sdp(""))).as_bytes(),
+            );
+            let p = find(&out(&mut c), A, "SIP/2.0 183 Session Progress");
+            assert!(
+                p.contains("m=audio 20000 RTP/AVP 0 8 101") && p.contains("c=IN IP4 127.0.0.1"),
+                "{p}"
+            );
+            assert!(tag_of(header(&p, "To")[0]).is_some() && !header(&p, "Contact").is_empty());
+            // mediad learns where the early media comes from.
+            assert_eq!(
+                media_updates(&mut c),
+                vec![("b", None, "192.168.1.61:6000".to_string())]
+            );
+            // The other contact's 180 changes nothing for the caller.
+            c.handle_message(
+                T0 + 20,
+                peer(B2),
+                reply(&invites[1].1, 180, "b2", None).as_bytes(),
+            );
+            assert!(out(&mut c).iter().all(|(p, _)| p != A));
+            c.handle_message(
+                T0 + 3_000,
+                peer(B1),
+                reply(&invites[0].1, 200, "b1", Some(&bob_sdp(""))).as_bytes(),
+            );
+            let ok = find(&out(&mut c), A, "SIP/2.0 200 OK");
+            assert!(ok.contains("m=audio 20000 RTP/AVP 0 8 101"), "{ok}");
+        }
+
+        #[test]
+        fn a_late_offer_call_takes_the_offer_from_the_200_and_the_answer_from_the_ack() {
+            let mut c = setup(&[B1]);
+            let invites = place_to(&mut c, "102", "", "internal", "");
+            let inv = &invites[0].1;
+            assert!(
+                inv.ends_with("Content-Length: 0\r\n\r\n")
+                    && header(inv, "Content-Type").is_empty(),
+                "{inv}"
+            );
+            let ok = reply(inv, 200, "b1", Some(&bob_sdp("")));
+            c.handle_message(T0 + 10, peer(B1), ok.as_bytes());
+            let o = out(&mut c);
+            assert!(
+                o.iter().all(|(p, _)| p != B1),
+                "no ACK before alice answers: {o:?}"
+            );
+            let to_a = find(&o, A, "SIP/2.0 200 OK");
+            assert!(
+                to_a.contains("m=audio 20000 RTP/AVP 0 8 101")
+                    && to_a.contains("c=IN IP4 127.0.0.1"),
+                "{to_a}"
+            );
+            let tag = tag_of(header(&to_a, "To")[0]).unwrap().to_string();
+            // bob's re-sent 200 still waits.
+            c.handle_message(T0 + 500, peer(B1), ok.as_bytes());
+            assert!(out(&mut c).iter().all(|(p, _)| p != B1));
+            while c.poll_event().is_some() {}
+            ack_a(&mut c, T0 + 600, "ack2", 2, &tag, SDP);
+            let ack = find(&out(&mut c), B1, "ACK sip:bob@192.168.1.62:5060 SIP/2.0");
+            assert_eq!(header(&ack, "CSeq"), vec!["1 ACK"]);
+            assert!(
+                ack.contains("m=audio 20002 RTP/AVP 0 8 101") && ack.contains("c=IN IP4 127.0.0.1"),
+                "{ack}"
+            );
+            let m = media_updates(&mut c);
+            assert!(
+                m.contains(&("a", Some(false), "192.168.1.50:4000".into())),
+                "{m:?}"
+            );
+            assert!(
+                m.contains(&("b", Some(false), "192.168.1.61:6000".into())),
+                "{m:?}"
+            );
+            c.handle_message(T0 + 1_000, peer(B1), ok.as_bytes());
+            assert!(
+                out(&mut c).iter().any(|(p, m)| p == B1 && *m == ack),
+                "the same ACK again"
+            );
+            assert_eq!(c.calls()[0].state, "up");
+        }
+
+        #[test]
+        fn a_late_offer_ack_without_an_answer_ends_the_call() {
+            let mut c = setup(&[B1]);
+            let invites = place_to(&mut c, "102", "", "internal", "");
+            c.handle_message(
+                T0 + 10,
+                peer(B1),
+                reply(&invites[0].1, 200, "b1", Some(&bob_sdp(""))).as_bytes(),
+            );
+            let tag = tag_of(header(&find(&out(&mut c), A, "SIP/2.0 200"), "To")[0])
+                .unwrap()
+                .to_string();
+            ack_a(&mut c, T0 + 600, "ack2", 2, &tag, "");
+            let o = out(&mut c);
+            find(&o, B1, "ACK ");
+            find(&o, B1, "BYE ");
+            find(&o, A, "BYE ");
+            assert!(c.calls().is_empty());
+        }
+
+        #[test]
+        fn an_offerless_reinvite_gets_the_other_sides_offer_and_its_answer_from_the_ack() {
+            let mut c = setup(&[B1]);
+            let (_, tag) = answered(&mut c);
+            c.handle_message(
+                T0 + 2_000,
+                peer(A),
+                from_a("INVITE", 3, &tag, "", "").as_bytes(),
+            );
+            let to_b = find(&out(&mut c), B1, "INVITE ");
+            assert!(to_b.ends_with("Content-Length: 0\r\n\r\n"), "{to_b}");
+            let ok = respond(
+                &to_b,
+                200,
+                "OK",
+                "sip:bob@192.168.1.61:5060",
+                "application/sdp",
+                &bob_sdp(""),
+            );
+            c.handle_message(T0 + 2_050, peer(B1), ok.as_bytes());
+            let o = out(&mut c);
+            assert!(
+                o.iter().all(|(p, _)| p != B1),
+                "bob's ACK waits for alice's answer"
+            );
+            let to_a = find(&o, A, "SIP/2.0 200 OK");
+            assert!(to_a.contains("m=audio 20000 RTP/AVP 0 8 101"), "{to_a}");
+            let answer = SDP.replace("a=rtpmap:101", "a=sendonly\r\na=rtpmap:101");
+            ack_a(&mut c, T0 + 2_100, "ack3", 3, &tag, &answer);
+            let ack = find(&out(&mut c), B1, "ACK sip:bob@192.168.1.61:5060 SIP/2.0");
+            assert_eq!(header(&ack, "CSeq"), vec!["2 ACK"]);
+            assert!(
+                ack.contains("m=audio 20002 ") && ack.contains("a=sendonly"),
+                "{ack}"
+            );
+            let m = media_updates(&mut c);
+            assert!(
+                m.contains(&("a", Some(true), "192.168.1.50:4000".into())),
+                "{m:?}"
+            );
+            c.handle_message(T0 + 2_600, peer(B1), ok.as_bytes());
+            assert!(out(&mut c).iter().any(|(p, m)| p == B1 && *m == ack));
+        }
+
+        /// Alice's device with a DID, and a termination trunk at [`TRUNK`].
+        const TRUNK: &str = "127.0.0.1:5099";
+        fn outbound_core() -> Core {
+            let mut c = setup(&[B1]);
+            let mut alice = c.devices["alice"].clone();
+            alice.caller_id = Some("+15550001111".into());
+            let bob = c.devices["bob"].clone();
+            c.set_devices([alice, bob]);
+            let mut cfg = c.config().clone();
+            cfg.termination = Some(Termination {
+                host: "t.pstn.twilio.com".into(),
+                addr: TRUNK.parse().unwrap(),
+                username: "u".into(),
+                password: "p".into(),
+            });
+            c.set_config(T0, cfg);
+            c
+        }
+
+        #[test]
+        fn trunk_failures_other_than_busy_decline_or_no_answer_end_as_failed() {
+            let cases = [
+                (486, "Busy Here", "486 Busy Here", "busy"),
+                (600, "Busy Everywhere", "486 Busy Here", "busy"),
+                (603, "Decline", "603 Decline", "rejected"),
+                (480, "Temporarily Unavailable", "480 ", "missed"),
+                (408, "Request Timeout", "480 ", "missed"),
+                (487, "Request Terminated", "480 ", "missed"),
+                (404, "Not Found", "404 Not Found", "failed"),
+                (403, "Forbidden", "403 Forbidden", "failed"),
+                (
+                    484,
+                    "Address Incomplete",
+                    "484 Address Incomplete",
+                    "failed",
+                ),
+                (
+                    488,
+                    "Not Acceptable Here",
+                    "488 Not Acceptable Here",
+                    "failed",
+                ),
+                (500, "Server Internal Error", "502 Bad Gateway", "failed"),
+                (503, "Service Unavailable", "502 Bad Gateway", "failed"),
+                (
+                    604,
+                    "Does Not Exist Anywhere",
+                    "604 Does Not Exist Anywhere",
+                    "failed",
+                ),
+            ];
+            for (status, reason, relayed, disposition) in cases {
+                let mut c = outbound_core();
+                let inv = place_to(&mut c, "5551234567", SDP, "outbound", "");
+                assert_eq!(inv.len(), 1);
+                assert_eq!(inv[0].0, TRUNK);
+                let r = reply(&inv[0].1, status, "tw", None).replacen(
+                    " X\r\n",
+                    &format!(" {reason}\r\n"),
+                    1,
+                );
+                c.handle_message(T0 + 10, peer(TRUNK), r.as_bytes());
+                let o = out(&mut c);
+                find(&o, TRUNK, "ACK ");
+                let to_a = find(&o, A, "SIP/2.0 ");
+                assert!(
+                    to_a.starts_with(&format!("SIP/2.0 {relayed}")),
+                    "{status}: {to_a}"
+                );
+                assert_eq!(cdr_end(&mut c), Some(disposition), "{status}");
+            }
+            // The trunk refuses the credentials: 502, not a challenge the
+            // phone would answer with its own.
+            let mut c = outbound_core();
+            let inv = place_to(&mut c, "5551234567", SDP, "outbound", "");
+            let challenge = |req: &str| {
+                reply(req, 407, "tw", None).replacen(
+                    "Contact:",
+                    "Proxy-Authenticate: Digest realm=\"sip.twilio.com\", nonce=\"n1\"\r\nContact:",
+                    1,
+                )
+            };
+            c.handle_message(T0 + 10, peer(TRUNK), challenge(&inv[0].1).as_bytes());
+            let retry = find(&out(&mut c), TRUNK, "INVITE ");
+            assert!(!header(&retry, "Proxy-Authorization").is_empty());
+            c.handle_message(T0 + 20, peer(TRUNK), challenge(&retry).as_bytes());
+            let to_a = find(&out(&mut c), A, "SIP/2.0 ");
+            assert!(to_a.starts_with("SIP/2.0 502 Bad Gateway"), "{to_a}");
+            assert_eq!(cdr_end(&mut c), Some("failed"));
+            // A trunk that never answers: Timer B, 503.
+            let mut c = outbound_core();
+            place_to(&mut c, "5551234567", SDP, "outbound", "");
+            let mut now = T0;
+            let mut to_a = None;
+            while now < T0 + 40_000 && to_a.is_none() {
+                now += 500;
+                c.handle_timeout(now);
+                to_a = out(&mut c).into_iter().find(|(p, _)| p == A).map(|x| x.1);
+            }
+            let to_a = to_a.expect("an answer to the caller");
+            assert!(
+                to_a.starts_with("SIP/2.0 503 Service Unavailable"),
+                "{to_a}"
+            );
+            assert!(header(&to_a, "Warning")[0].contains("did not respond"));
+            assert_eq!(cdr_end(&mut c), Some("failed"));
+        }
+
+        /// An INVITE from the trunk (Twilio) that rings bob, authenticated
+        /// with the trunk credentials; returns what bob's contact gets.
+        fn from_trunk(c: &mut Core, call_id: &str, from: &str, extra: &str) -> String {
+            let (md5, sha) = ha1("twilio", REALM, "trunkpw");
+            let mut cfg = c.config().clone();
+            cfg.trunk = Some(Device {
+                id: TRUNK_ID,
+                username: "twilio".into(),
+                ha1_md5: md5.clone(),
+                ha1_sha256: sha,
+                realm: REALM.into(),
+                extension: None,
+                recording: false,
+                caller_id: None,
+            });
+            c.set_config(T0, cfg);
+            let inv = |cseq: u32, auth: &str| {
+                format!(
+                    "INVITE sip:+15550001111@gosip.test SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bK{call_id}{cseq}\r\nMax-Forwards: 70\r\n\
+                     From: {from};tag=tw\r\nTo: <sip:+15550001111@gosip.test>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} INVITE\r\n\
+                     Contact: <sip:twilio@{A}>\r\nX-GoSIP-Devices: 2\r\n{extra}{auth}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+                    SDP.len()
+                )
+            };
+            c.handle_message(T0, peer(A), inv(1, "").as_bytes());
+            let ch = out(c).remove(0).1;
+            let nonce = header(&ch, "Proxy-Authenticate")[0]
+                .split("nonce=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string();
+            let cr = Credentials {
+                username: "twilio".into(),
+                realm: REALM.into(),
+                nonce: nonce.clone(),
+                uri: "sip:+15550001111@gosip.test".into(),
+                ..Default::default()
+            };
+            let auth = format!(
+                "Proxy-Authorization: Digest username=\"twilio\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"sip:+15550001111@gosip.test\", response=\"{}\", algorithm=MD5\r\n",
+                cr.expected("INVITE", &md5, Algorithm::Md5)
+            );
+            c.handle_message(T0 + 1, peer(A), inv(2, &auth).as_bytes());
+            find(&out(c), A, "SIP/2.0 100 Trying");
+            c.media_ready(T0 + 2, call_id, Some((20000, 20002)));
+            find(&out(c), B1, "INVITE ")
+        }
+
+        #[test]
+        fn an_inbound_call_shows_the_callers_trust_mark_in_the_display_name() {
+            let mut c = setup(&[B1]);
+            let from = |c: &mut Core, id: &str, from: &str, extra: &str| {
+                let inv = from_trunk(c, id, from, extra);
+                header(&inv, "From")[0]
+                    .split(";tag=")
+                    .next()
+                    .unwrap()
+                    .to_string()
+            };
+            assert_eq!(
+                from(
+                    &mut c,
+                    "t1",
+                    r#""Jane \"JJ\" Doe" <sip:+15557654321@twilio.test>"#,
+                    "X-GoSIP-Trust: verified\r\n"
+                ),
+                "\"\u{2713} Jane \\\"JJ\\\" Doe\" <sip:+15557654321@gosip.test>"
+            );
+            // Without a name the number stays in view.
+            assert_eq!(
+                from(
+                    &mut c,
+                    "t2",
+                    "<sip:+15557654321@twilio.test>",
+                    "X-GoSIP-Trust: spam\r\n"
+                ),
+                "\"SPAM? +15557654321\" <sip:+15557654321@gosip.test>"
+            );
+            assert_eq!(
+                from(
+                    &mut c,
+                    "t3",
+                    "<sip:+15557654321@twilio.test>",
+                    "X-Twilio-VerStat: TN-Validation-Passed-A\r\n"
+                ),
+                "\"\u{2713} +15557654321\" <sip:+15557654321@gosip.test>"
+            );
+            for (id, extra) in [
+                ("t4", "X-GoSIP-Trust: unverified\r\n"),
+                ("t5", "X-Twilio-VerStat: TN-Validation-Passed-B\r\n"),
+                ("t6", ""),
+            ] {
+                assert_eq!(
+                    from(&mut c, id, "<sip:+15557654321@twilio.test>", extra),
+                    "<sip:+15557654321@gosip.test>"
+                );
+            }
+            // A device cannot give itself a mark: only trunk calls carry one.
+            let mut c = setup(&[B1]);
+            let inv = place_to(
+                &mut c,
+                "102",
+                SDP,
+                "internal",
+                "X-GoSIP-Trust: verified\r\n",
+            );
+            assert!(
+                header(&inv[0].1, "From")[0].starts_with("\"Alice\" <sip:101@gosip.test>"),
+                "{}",
+                inv[0].1
+            );
         }
 
         #[test]

@@ -19,11 +19,13 @@ pub const MAX_HEADERS: usize = 128;
 pub const MAX_HEADER_SECTION: usize = 16_384;
 
 /// What the server says about its capabilities (OPTIONS, 405, 420).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO";
 pub const ACCEPT: &str = "application/sdp";
 pub const SUPPORTED: &str = "path, outbound";
 /// The methods sipd acts on; others get 405/501.
-pub const SERVED: &[&str] = &["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER"];
+pub const SERVED: &[&str] = &[
+    "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "UPDATE", "INFO",
+];
 
 /// A message split into start line, unfolded headers and body. Never fails
 /// on content: only on framing.
@@ -697,6 +699,54 @@ pub fn uri_of(v: &str) -> &str {
     split_name_addr(v).0
 }
 
+/// The display name of a From/To value: a quoted-string unescaped
+/// (RFC 3261 section 25.1 quoted-pair), or the tokens before `<`. `None`
+/// when there is none.
+pub fn display_name(v: &str) -> Option<String> {
+    let v = v.trim();
+    if let Some(rest) = v.strip_prefix('"') {
+        let mut out = String::new();
+        let mut esc = false;
+        for c in rest.chars() {
+            if esc {
+                out.push(c);
+                esc = false;
+            } else if c == '\\' {
+                esc = true;
+            } else if c == '"' {
+                return Some(out).filter(|s| !s.trim().is_empty());
+            } else {
+                out.push(c);
+            }
+        }
+        return None;
+    }
+    let (name, _) = v.split_once('<')?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// `s` as a quoted-string for a display name (RFC 3261 section 25.1): `"`
+/// and `\` escaped, control characters dropped. UTF-8 stays as it is
+/// (UTF8-NONASCII is qdtext).
+pub fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// The user part of a sip: URI (`sip:user@host` -> `user`).
 pub fn user_of(uri: &str) -> Option<&str> {
     let rest = uri.split_once(':')?.1;
@@ -765,5 +815,28 @@ mod tests {
             "sip:a@b;transport=tcp"
         );
         assert_eq!(user_of("sip:alice@pbx:5060"), Some("alice"));
+    }
+
+    #[test]
+    fn display_names_are_unquoted_and_quoted_per_rfc_3261() {
+        assert_eq!(
+            display_name(r#""Al \"The\" Pal\\" <sip:a@b>;tag=1"#).as_deref(),
+            Some(r#"Al "The" Pal\"#)
+        );
+        assert_eq!(
+            display_name("Bob Smith <sip:b@c>").as_deref(),
+            Some("Bob Smith")
+        );
+        assert_eq!(display_name("<sip:b@c>;tag=2"), None);
+        assert_eq!(display_name("sip:b@c"), None);
+        assert_eq!(display_name(r#""" <sip:b@c>"#), None);
+        assert_eq!(quoted("✓ Al \"x\"\r\n"), "\"✓ Al \\\"x\\\"\"");
+        assert_eq!(quoted(r"a\b"), r#""a\\b""#);
+        // What `quoted` prints, `display_name` reads back.
+        for s in ["SPAM? +15557654321", "✓ Zoë \"Z\" \\o/"] {
+            let v = format!("{} <sip:x@y>", quoted(s));
+            assert_eq!(display_name(&v).as_deref(), Some(s));
+            assert!(name_addr_ok(&v), "{v}");
+        }
     }
 }

@@ -94,6 +94,46 @@ pub fn rewrite(sdp: &str, ip: &str, port: u16, reject_others: bool) -> Option<St
     Some(s)
 }
 
+/// The direction of the first audio stream (RFC 3264 section 5.1): its own
+/// `a=sendrecv` / `sendonly` / `recvonly` / `inactive`, else the session's,
+/// else `sendrecv`.
+pub fn direction(sdp: &str) -> &'static str {
+    const DIRS: [&str; 4] = ["sendrecv", "sendonly", "recvonly", "inactive"];
+    let mut session = None;
+    let mut audio = None;
+    let mut section = 0; // 0 session, 1 first audio, 2 other
+    for l in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if let Some(m) = l.strip_prefix("m=") {
+            section = if section == 0 && m.starts_with("audio ") {
+                1
+            } else {
+                2
+            };
+            continue;
+        }
+        let Some(d) = l
+            .strip_prefix("a=")
+            .and_then(|a| DIRS.iter().find(|d| **d == a))
+        else {
+            continue;
+        };
+        match section {
+            0 => session = Some(*d),
+            1 => audio = Some(*d),
+            _ => {}
+        }
+    }
+    audio.or(session).unwrap_or("sendrecv")
+}
+
+/// True when an offer/answer pair leaves the call on hold: either side is
+/// not `sendrecv` or puts its address to 0.0.0.0 (RFC 3264 section 8.4).
+pub fn on_hold(offer: &str, answer: &str) -> bool {
+    [offer, answer]
+        .iter()
+        .any(|s| direction(s) != "sendrecv" || leg_media(s).is_some_and(|m| m.hold))
+}
+
 /// What mediad needs to know of one leg's SDP: where its audio goes, its
 /// rtpmap and whether it puts the call on hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -223,6 +263,20 @@ mod tests {
     fn no_shared_codec_is_none() {
         let g722 = "v=0\r\no=a 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\nm=audio 5004 RTP/AVP 9\r\n";
         assert_eq!(rewrite(g722, "10.0.0.1", 1, false), None);
+    }
+
+    #[test]
+    fn the_audio_streams_direction_wins_over_the_sessions() {
+        assert_eq!(direction(OFFER), "sendonly");
+        let session = "v=0\r\na=inactive\r\nm=audio 4000 RTP/AVP 0\r\n";
+        assert_eq!(direction(session), "inactive");
+        let both = "v=0\r\na=inactive\r\nm=audio 4000 RTP/AVP 0\r\na=recvonly\r\nm=video 1 RTP/AVP 96\r\na=sendonly\r\n";
+        assert_eq!(direction(both), "recvonly");
+        assert_eq!(direction("v=0\r\nm=audio 4000 RTP/AVP 0\r\n"), "sendrecv");
+        let plain = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 0\r\n";
+        assert!(!on_hold(plain, plain));
+        assert!(on_hold(plain, &format!("{plain}a=recvonly\r\n")));
+        assert!(on_hold(&plain.replace("1.2.3.4", "0.0.0.0"), plain));
     }
 
     #[test]

@@ -10,9 +10,18 @@
 //! Click-to-call ([`Core::originate`]) rings the device first as a UAC
 //! (its branches are the "a" leg) and dials the trunk once it answers.
 //!
-//! INVITE client transactions (Timers A/B, ACK of non-2xx), the A-leg 2xx
-//! retransmission until ACK (RFC 3261 section 13.3.1.4) and the ring timeout
-//! all run off the caller's clock.
+//! Requests inside an answered call (re-INVITE, UPDATE, INFO) are relayed to
+//! the other leg as new requests of that leg's dialog, and the other side's
+//! final answer comes back as the answer to the original: SDP rewritten to
+//! mediad's port of each leg, direction attributes passed through (hold),
+//! 491 on re-INVITE glare (RFC 3261 section 14.1), a failure leaves the old
+//! media in place. Early media (18x with SDP) reaches the caller through
+//! mediad before the 200. An INVITE without SDP (late offer) gets the
+//! callee's offer in the 200 and its answer from the caller's ACK.
+//!
+//! INVITE client transactions (Timers A/B, ACK of non-2xx), the 2xx
+//! retransmission until ACK (RFC 3261 section 13.3.1.4), the relays' own
+//! retransmissions and the ring timeout all run off the caller's clock.
 
 use std::collections::HashMap;
 
@@ -101,6 +110,89 @@ struct Branch {
     next_resend: Option<u64>,
     interval: u64,
     timer_b: u64,
+    /// The last CSeq number sipd used in this dialog.
+    local_cseq: u32,
+    /// The route set: the 2xx's Record-Route, reversed (RFC 3261 section 12.1.2).
+    route: Vec<String>,
+    /// The ACK of its 2xx, re-sent when the 2xx is.
+    ack: Option<Vec<u8>>,
+    /// The reason phrase of its final failure.
+    reason: String,
+    /// Timer B fired: no response at all.
+    no_response: bool,
+}
+
+/// One leg of a call as the relay sees it: "a" is the caller (for
+/// click-to-call the device), "b" the callee (the trunk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
+    /// mediad's name of the leg.
+    fn leg(self) -> &'static str {
+        match self {
+            Side::A => "a",
+            Side::B => "b",
+        }
+    }
+}
+
+/// A request from one leg inside the call (re-INVITE, UPDATE, INFO),
+/// forwarded to the other leg and waiting for its answer. Kept a while after
+/// the answer so a retransmitted 2xx gets its ACK again.
+#[derive(Debug)]
+struct Relay {
+    call_id: String,
+    method: String,
+    /// The side the request came from; it gets the answer.
+    from: Side,
+    /// Its server transaction, and the request to answer.
+    key: String,
+    peer: Peer,
+    req: Raw,
+    /// What went to the other side, re-sent on Timer A/E until it answers.
+    sent: Transmit,
+    cseq: u32,
+    /// The SDP offer the request carried (as received).
+    offer: Option<String>,
+    /// A final answer came (or Timer B/F fired).
+    answered: bool,
+    next_resend: Option<u64>,
+    interval: u64,
+    /// Timer B/F while unanswered; the end of the linger time after.
+    deadline: u64,
+    /// re-INVITE: the ACK of the other side's 2xx.
+    ack: Option<Transmit>,
+    /// re-INVITE: our 2xx to the requester, re-sent until it ACKs.
+    ok: Option<Transmit>,
+    ok_next: u64,
+    ok_interval: u64,
+    ok_deadline: u64,
+    /// An offerless re-INVITE: the other side's offer (in its 2xx), to be
+    /// answered by the requester's ACK.
+    far_offer: Option<String>,
+}
+
+impl Relay {
+    /// An offer/answer exchange still runs (RFC 3261 section 14.1, RFC
+    /// 3311 section 5.1): no new one may start.
+    fn negotiating(&self) -> bool {
+        match self.method.as_str() {
+            "INVITE" => !self.answered || self.ok.is_some(),
+            "UPDATE" => !self.answered && self.offer.is_some(),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -142,6 +234,15 @@ pub(super) struct Call {
     originate: bool,
     /// The CDR direction.
     direction: &'static str,
+    /// The caller's INVITE had no SDP: the callee's 2xx makes the offer and
+    /// the caller's ACK the answer.
+    late_offer: bool,
+    /// Late offer: the callee's offer, waiting for the caller's answer.
+    b_offer: String,
+    /// Early media (18x SDP) was relayed to the caller.
+    early_sent: bool,
+    /// The caller's Record-Route, in order: the A-leg route set.
+    a_route: Vec<String>,
 }
 
 /// Every call, with indexes for routing messages to them.
@@ -155,6 +256,8 @@ pub(super) struct Calls {
     /// Branches of ended calls, kept for Timer-B time so late finals get
     /// their ACK (and a late 2xx its BYE): (branch, from user, to user, until).
     ended: HashMap<String, (Branch, String, String, u64)>,
+    /// In-call requests relayed to the other leg, by the branch sent.
+    relays: HashMap<String, Relay>,
 }
 
 impl Calls {
@@ -163,6 +266,15 @@ impl Calls {
         let mut min = |v: u64| t = Some(t.map_or(v, |x| x.min(v)));
         for (_, _, _, until) in self.ended.values() {
             min(*until);
+        }
+        for r in self.relays.values() {
+            min(r.deadline);
+            if let (false, Some(n)) = (r.answered, r.next_resend) {
+                min(n);
+            }
+            if r.ok.is_some() {
+                min(r.ok_next);
+            }
         }
         for c in self.calls.values() {
             if c.state == State::Ringing {
@@ -262,21 +374,24 @@ impl Core {
                 .unwrap_or_else(|| caller.username.clone())
         };
         let offer = String::from_utf8_lossy(&raw.body).into_owned();
-        if offer.is_empty() {
-            // Offer-less INVITEs (offer in the 200) are not bridged yet.
-            return Reply::new(488, "Not Acceptable Here");
-        }
-        if sdp::rewrite(&offer, "0.0.0.0", 1, false).is_none() {
+        // No SDP is a late offer (RFC 3261 section 13.2.1): the callee's
+        // 2xx will carry the offer.
+        let late_offer = offer.trim().is_empty();
+        if !late_offer && sdp::rewrite(&offer, "0.0.0.0", 1, false).is_none() {
             return Reply::new(488, "Not Acceptable Here")
                 .with("Warning", "304 gosip \"no shared codec\"");
         }
         let from = raw.get("from").unwrap_or_default();
-        let display = from
-            .trim()
-            .strip_prefix('"')
-            .and_then(|s| s.split('"').next())
-            .unwrap_or_default()
-            .to_string();
+        let mut display = msg::display_name(from).unwrap_or_default();
+        if inbound && let Some(mark) = trust_mark(raw) {
+            // The number stays visible when the caller has no name.
+            let name = if display.is_empty() {
+                &from_user
+            } else {
+                &display
+            };
+            display = format!("{mark}{name}");
+        }
         let a_target = raw
             .get("contact")
             .map(|c| uri_of(c).to_string())
@@ -320,6 +435,10 @@ impl Core {
             } else {
                 "internal"
             },
+            late_offer,
+            b_offer: String::new(),
+            early_sent: false,
+            a_route: route_set(raw),
         };
         tracing::info!(call_id = %call_id, from = %call.from_user, to = %call.to_user, "call started");
         self.events.push_back(Event::Cdr(Cdr::Start {
@@ -450,6 +569,10 @@ impl Core {
             outbound: Some(number.clone()),
             originate: true,
             direction: "outbound",
+            late_offer: false,
+            b_offer: String::new(),
+            early_sent: false,
+            a_route: Vec::new(),
         };
         tracing::info!(call_id = %call_id, device_id, to = %number, "click-to-call started");
         self.events.push_back(Event::Cdr(Cdr::Start {
@@ -568,6 +691,11 @@ impl Core {
             next_resend: Some(now + T1),
             interval: T1,
             timer_b: now + 64 * T1,
+            local_cseq: 1,
+            route: Vec::new(),
+            ack: None,
+            reason: String::new(),
+            no_response: false,
         });
         // The number gets its own ring time.
         call.ring_deadline = now + self.cfg.ring_timeout_ms;
@@ -615,18 +743,22 @@ impl Core {
                  m=audio {pa} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
                  a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
             );
-        } else {
-            let a_media = sdp::leg_media(&call.offer);
+        } else if let Some(m) = sdp::leg_media(&call.offer) {
             self.events.push_back(Event::MediaUpdate {
                 call_id: call_id.to_string(),
                 leg: "a",
-                hold: a_media.as_ref().map(|m| m.hold),
-                media: a_media,
+                hold: Some(m.hold),
+                media: Some(m),
                 established: None,
             });
         }
         let port = if call.originate { pa } else { pb };
-        let Some(offer_b) = sdp::rewrite(&call.offer, &media_ip, port, false) else {
+        let offer_b = if call.late_offer {
+            Some(String::new())
+        } else {
+            sdp::rewrite(&call.offer, &media_ip, port, false)
+        };
+        let Some(offer_b) = offer_b else {
             self.fail_a(
                 now,
                 call_id,
@@ -673,7 +805,15 @@ impl Core {
             let display = if call.from_display.is_empty() {
                 String::new()
             } else {
-                format!("\"{}\" ", call.from_display)
+                format!("{} ", msg::quoted(&call.from_display))
+            };
+            let body = if offer_b.is_empty() {
+                "Content-Length: 0\r\n\r\n".to_string()
+            } else {
+                format!(
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer_b}",
+                    offer_b.len()
+                )
             };
             let (to_host, pai) = match (&call.outbound, &term) {
                 (Some(_), Some(t)) if device_id == TRUNK_ID => (
@@ -692,15 +832,12 @@ impl Core {
                  CSeq: 1 INVITE\r\n\
                  Contact: <sip:gosip@{local};transport={trl}>\r\n\
                  Allow: {allow}\r\n\
-                 User-Agent: GoSIP\r\n\
-                 Content-Type: application/sdp\r\n\
-                 Content-Length: {len}\r\n\r\n{offer_b}",
+                 User-Agent: GoSIP\r\n{body}",
                 tr = peer.transport.as_str().to_ascii_uppercase(),
                 trl = peer.transport.as_str(),
                 from = call.from_user,
                 to = call.to_user,
                 allow = msg::ALLOW,
-                len = offer_b.len(),
             )
             .into_bytes();
             self.out.push_back(Transmit {
@@ -729,12 +866,22 @@ impl Core {
                 next_resend: (!peer.transport.reliable()).then_some(now + T1),
                 interval: T1,
                 timer_b: now + 64 * T1,
+                local_cseq: 1,
+                route: Vec::new(),
+                ack: None,
+                reason: String::new(),
+                no_response: false,
             });
         }
     }
 
-    /// A response to one of our B-leg INVITEs (or their CANCELs).
+    /// A response to one of our B-leg INVITEs (or their CANCELs), or to a
+    /// request relayed inside a call.
     pub(super) fn b2b_response(&mut self, now: u64, r: &msg::Response) -> bool {
+        if self.calls.relays.contains_key(&r.via.branch) {
+            self.relay_response(now, r);
+            return true;
+        }
         let Some((call_id, i)) = self.calls.by_branch.get(&r.via.branch).cloned() else {
             return self.late_response(now, r);
         };
@@ -745,14 +892,10 @@ impl Core {
             return true; // the 200 to our CANCEL
         }
         let status = r.status;
-        let to_tag = r
-            .raw
-            .get("to")
-            .and_then(tag_of)
-            .unwrap_or_default()
-            .to_string();
-        let contact = r.raw.get("contact").map(|c| uri_of(c).to_string());
-        let body = String::from_utf8_lossy(&r.raw.body).into_owned();
+        if (200..300).contains(&status) {
+            return self.branch_answered(now, &call_id, i, r);
+        }
+        let early = sdp_of(&r.raw);
         let Some(call) = self.calls.calls.get_mut(&call_id) else {
             return true;
         };
@@ -764,10 +907,71 @@ impl Core {
                 b.state = BranchState::Proceeding;
                 b.next_resend = None;
             }
-            if (status == 180 || status == 183)
-                && !call.ringing_sent
-                && call.state == State::Ringing
-            {
+            if !(status == 180 || status == 183) || call.state != State::Ringing {
+                return true;
+            }
+            // Early media: the callee's ringback or announcement flows
+            // through mediad before any 200, so the caller gets an SDP
+            // for mediad's port (a late-offer caller has nothing to answer
+            // with: it hears plain ringing).
+            if let Some(early) = early.filter(|_| !call.early_sent && !call.late_offer) {
+                let media = sdp::leg_media(&early);
+                let trunk = b.device_id == TRUNK_ID;
+                if call.originate {
+                    // The device is already connected to mediad: telling
+                    // mediad where the trunk is suffices.
+                    if trunk {
+                        call.early_sent = true;
+                        self.events.push_back(Event::MediaUpdate {
+                            call_id: call_id.clone(),
+                            leg: "b",
+                            hold: None,
+                            media,
+                            established: None,
+                        });
+                    }
+                    return true;
+                }
+                let sdp_a = call
+                    .ports
+                    .and_then(|(pa, _)| sdp::rewrite(&early, &self.cfg.media_ip, pa, true));
+                if let Some(sdp_a) = sdp_a {
+                    call.early_sent = true;
+                    call.ringing_sent = true;
+                    let reason = if status == 183 {
+                        "Session Progress"
+                    } else {
+                        "Ringing"
+                    };
+                    let contact = format!(
+                        "<sip:gosip@{};transport={}>",
+                        self.cfg.local_addr,
+                        call.a_peer.transport.as_str()
+                    );
+                    let data = msg::response(
+                        &call.a_req,
+                        call.a_peer.addr,
+                        status,
+                        reason,
+                        &call.a_tag,
+                        &[("Contact", contact)],
+                        Some(("application/sdp", sdp_a.as_bytes())),
+                    );
+                    let (key, peer) = (call.a_key.clone(), call.a_peer);
+                    self.txns
+                        .respond(now, &key, Transmit { peer, data }, status);
+                    tracing::debug!(call_id = %call_id, status, "early media relayed to the caller");
+                    self.events.push_back(Event::MediaUpdate {
+                        call_id: call_id.clone(),
+                        leg: "b",
+                        hold: None,
+                        media,
+                        established: None,
+                    });
+                    return true;
+                }
+            }
+            if !call.ringing_sent {
                 call.ringing_sent = true;
                 let data = msg::response(
                     &call.a_req,
@@ -783,126 +987,8 @@ impl Core {
             }
             return true;
         }
-        if status < 300 {
-            b.to_tag = to_tag;
-            if let Some(c) = contact {
-                b.remote_target = c;
-            }
-            let trunk_side = call.branches[i].device_id == TRUNK_ID;
-            let already = call.branches.iter().position(|x| {
-                x.state == BranchState::Won && (x.device_id == TRUNK_ID) == trunk_side
-            });
-            let b = &mut call.branches[i];
-            b.next_resend = None;
-            let ack = dialog_request(
-                b,
-                "ACK",
-                b.cseq,
-                &self.cfg.local_addr,
-                &self.cfg.realm,
-                &call.from_user,
-                &call.to_user,
-                &format!("z9hG4bK{}a{}", b.branch, now),
-            );
-            self.out.push_back(Transmit {
-                peer: b.peer,
-                data: ack,
-            });
-            match already {
-                Some(w) if w != i => {
-                    // A second answer after the first: hang it up.
-                    let bye = dialog_request(
-                        b,
-                        "BYE",
-                        b.cseq + 1,
-                        &self.cfg.local_addr,
-                        &self.cfg.realm,
-                        &call.from_user,
-                        &call.to_user,
-                        &format!("z9hG4bK{}b", b.branch),
-                    );
-                    b.state = BranchState::Done;
-                    let key = format!("z9hG4bK{}b", b.branch);
-                    self.txns.send_request(
-                        now,
-                        &key,
-                        Transmit {
-                            peer: b.peer,
-                            data: bye,
-                        },
-                        64 * T1,
-                    );
-                    return true;
-                }
-                Some(_) => return true, // a retransmitted 2xx: ACKed again
-                None => {}
-            }
-            if call.state != State::Ringing {
-                return true;
-            }
-            if call.originate {
-                return self.originate_answered(now, &call_id, i, &body);
-            }
-            let b = &mut call.branches[i];
-            b.state = BranchState::Won;
-            let Some((pa, _)) = call.ports else {
-                return true;
-            };
-            if let Some(m) = sdp::leg_media(&body) {
-                self.events.push_back(Event::MediaUpdate {
-                    call_id: call_id.clone(),
-                    leg: "b",
-                    hold: Some(m.hold),
-                    media: Some(m),
-                    established: None,
-                });
-            }
-            let answer = sdp::rewrite(&body, &self.cfg.media_ip, pa, true)
-                .or_else(|| sdp::rewrite(&call.offer, &self.cfg.media_ip, pa, true))
-                .unwrap_or_default();
-            call.a_sdp = answer.clone();
-            let contact = format!(
-                "<sip:gosip@{};transport={}>",
-                self.cfg.local_addr,
-                call.a_peer.transport.as_str()
-            );
-            let data = msg::response(
-                &call.a_req,
-                call.a_peer.addr,
-                200,
-                "OK",
-                &call.a_tag,
-                &[("Contact", contact), ("Allow", msg::ALLOW.to_string())],
-                Some(("application/sdp", answer.as_bytes())),
-            );
-            call.a_ok = Some(data.clone());
-            call.a_ok_next = now + T1;
-            call.a_ok_interval = T1;
-            call.a_ok_deadline = now + 64 * T1;
-            call.state = State::Answering;
-            call.answered_at = Some(now);
-            let (key, peer) = (call.a_key.clone(), call.a_peer);
-            tracing::info!(call_id = %call_id, "call answered");
-            self.events.push_back(Event::Cdr(Cdr::Answered {
-                call_id: call_id.clone(),
-                at: now,
-            }));
-            self.txns.respond(now, &key, Transmit { peer, data }, 200);
-            let callee = call.branches[i].device_id;
-            let callee_records = self.devices.values().any(|d| d.id == callee && d.recording);
-            if call.caller_records || callee_records {
-                call.recording = true;
-                tracing::info!(call_id = %call_id, "device records every call");
-                self.events.push_back(Event::MediaRecord {
-                    call_id: call_id.clone(),
-                    enabled: true,
-                });
-            }
-            self.cancel_branches(&call_id, Some(i));
-            return true;
-        }
         // A final failure: ACK it (same branch, RFC 3261 section 17.1.1.3).
-        let ack = non2xx_ack(b, &r.raw);
+        let ack = non2xx_ack(&b.invite, &r.raw);
         self.out.push_back(Transmit {
             peer: b.peer,
             data: ack,
@@ -947,6 +1033,7 @@ impl Core {
                 b.invite = inv.into_bytes();
                 b.branch = new.clone();
                 b.cseq = 2;
+                b.local_cseq = 2;
                 b.state = BranchState::Calling;
                 b.interval = T1;
                 b.next_resend = (!b.peer.transport.reliable()).then_some(now + T1);
@@ -966,8 +1053,183 @@ impl Core {
         }
         b.state = BranchState::Done;
         b.status = status;
+        b.reason = reason_of(&r.raw).to_string();
         b.next_resend = None;
         self.maybe_all_failed(now, &call_id);
+        true
+    }
+
+    /// A 2xx on branch `i`: the first one bridges the call, a later one on
+    /// another branch is ACKed and hung up, a retransmission gets the same
+    /// ACK again.
+    fn branch_answered(&mut self, now: u64, call_id: &str, i: usize, r: &msg::Response) -> bool {
+        let local = self.cfg.local_addr.clone();
+        let realm = self.cfg.realm.clone();
+        let media_ip = self.cfg.media_ip.clone();
+        let body = sdp_of(&r.raw).unwrap_or_default();
+        let bye_branch = format!("z9hG4bK{}", self.next_id());
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return true;
+        };
+        let Some(b) = call.branches.get(i) else {
+            return true;
+        };
+        let trunk_side = b.device_id == TRUNK_ID;
+        let already = call
+            .branches
+            .iter()
+            .position(|x| x.state == BranchState::Won && (x.device_id == TRUNK_ID) == trunk_side);
+        let b = &mut call.branches[i];
+        if already == Some(i) || (already.is_some() && b.ack.is_some()) {
+            // A retransmitted 2xx: the same ACK again (none yet while a
+            // late offer waits for the caller's answer).
+            if let Some(ack) = &b.ack {
+                self.out.push_back(Transmit {
+                    peer: b.peer,
+                    data: ack.clone(),
+                });
+            }
+            return true;
+        }
+        b.to_tag = r
+            .raw
+            .get("to")
+            .and_then(tag_of)
+            .unwrap_or_default()
+            .to_string();
+        if let Some(c) = r.raw.get("contact") {
+            b.remote_target = uri_of(c).to_string();
+        }
+        b.route = route_set(&r.raw);
+        b.route.reverse();
+        b.next_resend = None;
+        let ack = dialog_request(
+            b,
+            "ACK",
+            b.cseq,
+            &local,
+            &realm,
+            &call.from_user,
+            &call.to_user,
+            &format!("z9hG4bK{}a{}", b.branch, now),
+            &[],
+            None,
+        );
+        let peer = b.peer;
+        if already.is_some() || call.state != State::Ringing {
+            // A second answer after the first: hang it up.
+            b.ack = Some(ack.clone());
+            self.out.push_back(Transmit { peer, data: ack });
+            if already.is_some() {
+                b.local_cseq += 1;
+                let bye = dialog_request(
+                    b,
+                    "BYE",
+                    b.local_cseq,
+                    &local,
+                    &realm,
+                    &call.from_user,
+                    &call.to_user,
+                    &bye_branch,
+                    &[],
+                    None,
+                );
+                b.state = BranchState::Done;
+                self.txns
+                    .send_request(now, &bye_branch, Transmit { peer, data: bye }, 64 * T1);
+            }
+            return true;
+        }
+        if call.originate {
+            b.ack = Some(ack.clone());
+            self.out.push_back(Transmit { peer, data: ack });
+            return self.originate_answered(now, call_id, i, &body);
+        }
+        b.state = BranchState::Won;
+        let Some((pa, _)) = call.ports else {
+            self.out.push_back(Transmit { peer, data: ack });
+            return true;
+        };
+        let to_a = if call.late_offer {
+            // The 2xx carries the offer; the caller answers it in its
+            // ACK, and only that answer lets sipd ACK this 2xx.
+            let offer = sdp::rewrite(&body, &media_ip, pa, true);
+            if offer.is_some() {
+                call.b_offer = body.clone();
+            }
+            offer
+        } else {
+            b.ack = Some(ack.clone());
+            self.out.push_back(Transmit {
+                peer,
+                data: ack.clone(),
+            });
+            if let Some(m) = sdp::leg_media(&body) {
+                self.events.push_back(Event::MediaUpdate {
+                    call_id: call_id.to_string(),
+                    leg: "b",
+                    hold: Some(m.hold),
+                    media: Some(m),
+                    established: None,
+                });
+            }
+            sdp::rewrite(&body, &media_ip, pa, true)
+                .or_else(|| sdp::rewrite(&call.offer, &media_ip, pa, true))
+        };
+        let Some(answer) = to_a else {
+            // A late-offer callee whose 2xx has no usable offer.
+            b.ack = Some(ack.clone());
+            self.out.push_back(Transmit { peer, data: ack });
+            self.hangup_leg(now, call_id, false);
+            self.fail_a(
+                now,
+                call_id,
+                488,
+                "Not Acceptable Here",
+                "failed",
+                "no shared codec in the callee's offer",
+            );
+            return true;
+        };
+        call.a_sdp = answer.clone();
+        let contact = format!(
+            "<sip:gosip@{};transport={}>",
+            self.cfg.local_addr,
+            call.a_peer.transport.as_str()
+        );
+        let data = msg::response(
+            &call.a_req,
+            call.a_peer.addr,
+            200,
+            "OK",
+            &call.a_tag,
+            &[("Contact", contact), ("Allow", msg::ALLOW.to_string())],
+            Some(("application/sdp", answer.as_bytes())),
+        );
+        call.a_ok = Some(data.clone());
+        call.a_ok_next = now + T1;
+        call.a_ok_interval = T1;
+        call.a_ok_deadline = now + 64 * T1;
+        call.state = State::Answering;
+        call.answered_at = Some(now);
+        let (key, peer) = (call.a_key.clone(), call.a_peer);
+        tracing::info!(call_id = %call_id, late_offer = call.late_offer, "call answered");
+        self.events.push_back(Event::Cdr(Cdr::Answered {
+            call_id: call_id.to_string(),
+            at: now,
+        }));
+        self.txns.respond(now, &key, Transmit { peer, data }, 200);
+        let callee = call.branches[i].device_id;
+        let callee_records = self.devices.values().any(|d| d.id == callee && d.recording);
+        if call.caller_records || callee_records {
+            call.recording = true;
+            tracing::info!(call_id = %call_id, "device records every call");
+            self.events.push_back(Event::MediaRecord {
+                call_id: call_id.to_string(),
+                enabled: true,
+            });
+        }
+        self.cancel_branches(call_id, Some(i));
         true
     }
 
@@ -984,6 +1246,13 @@ impl Core {
                 .filter(stage)
                 .any(|b| b.state != BranchState::Done)
         {
+            return;
+        }
+        let trunk = call.outbound.is_some() && (!call.originate || dialing);
+        if trunk && let Some(b) = call.branches.iter().rfind(stage) {
+            let (reply, disposition, why) = trunk_failure(b.status, &b.reason, b.no_response);
+            tracing::info!(call_id = %call_id, status = b.status, relayed = reply.code, disposition, "trunk call failed");
+            self.fail_a_with(now, call_id, reply, disposition, &why);
             return;
         }
         let codes: Vec<u16> = call
@@ -1019,6 +1288,18 @@ impl Core {
         disposition: &'static str,
         why: &str,
     ) {
+        self.fail_a_with(now, call_id, Reply::new(code, reason), disposition, why);
+    }
+
+    /// [`Core::fail_a`] with any reply (reason phrase, Warning ...).
+    fn fail_a_with(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        reply: Reply,
+        disposition: &'static str,
+        why: &str,
+    ) {
         let Some(call) = self.calls.calls.get(call_id) else {
             return;
         };
@@ -1032,14 +1313,15 @@ impl Core {
         let data = msg::response(
             &call.a_req,
             call.a_peer.addr,
-            code,
-            reason,
+            reply.code,
+            &reply.reason,
             &call.a_tag,
-            &[],
+            &reply.extra,
             None,
         );
         let (key, peer) = (call.a_key.clone(), call.a_peer);
-        self.txns.respond(now, &key, Transmit { peer, data }, code);
+        self.txns
+            .respond(now, &key, Transmit { peer, data }, reply.code);
         self.cancel_branches(call_id, None);
         self.end_call(now, call_id, disposition, why);
     }
@@ -1084,6 +1366,32 @@ impl Core {
                 );
             }
         }
+        // Requests still waiting for the other side end with the call
+        // (RFC 3261 section 15.1.2).
+        let gone: Vec<String> = self
+            .calls
+            .relays
+            .iter()
+            .filter(|(_, x)| x.call_id == call_id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some(x) = self.calls.relays.remove(&k)
+                && !x.answered
+            {
+                let data = msg::response(
+                    &x.req,
+                    x.peer.addr,
+                    487,
+                    "Request Terminated",
+                    "",
+                    &[],
+                    None,
+                );
+                self.txns
+                    .respond(now, &x.key, Transmit { peer: x.peer, data }, 487);
+            }
+        }
         let duration_s = call.answered_at.map_or(0, |a| now.saturating_sub(a) / 1000);
         tracing::info!(call_id = %call_id, disposition, duration_s, reason = why, "call ended");
         self.events.push_back(Event::Cdr(Cdr::End {
@@ -1110,7 +1418,7 @@ impl Core {
             return true;
         }
         if r.status >= 300 {
-            let ack = non2xx_ack(b, &r.raw);
+            let ack = non2xx_ack(&b.invite, &r.raw);
             self.out.push_back(Transmit {
                 peer: b.peer,
                 data: ack,
@@ -1126,6 +1434,8 @@ impl Core {
         if let Some(c) = r.raw.get("contact") {
             b.remote_target = uri_of(c).to_string();
         }
+        b.route = route_set(&r.raw);
+        b.route.reverse();
         let (local, realm) = (self.cfg.local_addr.clone(), self.cfg.realm.clone());
         let ack_branch = format!("z9hG4bK{}a{now}", b.branch);
         let ack = dialog_request(
@@ -1137,6 +1447,8 @@ impl Core {
             from_user,
             to_user,
             &ack_branch,
+            &[],
+            None,
         );
         let bye_branch = format!("z9hG4bK{}b", b.branch);
         let bye = dialog_request(
@@ -1148,6 +1460,8 @@ impl Core {
             from_user,
             to_user,
             &bye_branch,
+            &[],
+            None,
         );
         let peer = b.peer;
         self.out.push_back(Transmit { peer, data: ack });
@@ -1156,13 +1470,23 @@ impl Core {
         true
     }
 
-    /// An ACK that opened no transaction: the ACK of our 2xx to the A-leg.
-    pub(super) fn b2b_ack(&mut self, call_id: &str) {
-        if let Some(call) = self.calls.calls.get_mut(call_id)
-            && call.state == State::Answering
-        {
+    /// An ACK that opened no transaction: the ACK of a 2xx sipd sent, to the
+    /// caller's INVITE or to a relayed re-INVITE. A late-offer caller's ACK
+    /// carries its answer, which sipd passes on in the callee's ACK.
+    pub(super) fn b2b_ack(&mut self, now: u64, raw: &Raw) {
+        let Some((call_id, side, true)) = self.side_of(raw.get("call-id").unwrap_or_default())
+        else {
+            return;
+        };
+        let cseq = raw.cseq().map_or(0, |c| c.0);
+        let answer = sdp_of(raw);
+        let Some(call) = self.calls.calls.get_mut(&call_id) else {
+            return;
+        };
+        if side == Side::A && call.state == State::Answering && !call.originate {
             call.state = State::Up;
             call.a_ok = None;
+            let late = call.late_offer.then(|| std::mem::take(&mut call.b_offer));
             self.events.push_back(Event::MediaUpdate {
                 call_id: call_id.to_string(),
                 leg: "a",
@@ -1170,6 +1494,111 @@ impl Core {
                 established: Some(true),
                 hold: None,
             });
+            if let Some(b_offer) = late {
+                self.late_answer(now, &call_id, Side::B, None, &b_offer, answer.as_deref());
+            }
+            return;
+        }
+        // The ACK of a relayed re-INVITE's 2xx.
+        let Some((branch, x)) = self.calls.relays.iter_mut().find(|(_, x)| {
+            x.call_id == call_id
+                && x.from == side
+                && x.ok.is_some()
+                && x.req.cseq().is_some_and(|c| c.0 == cseq)
+        }) else {
+            return;
+        };
+        x.ok = None;
+        if let Some(far_offer) = x.far_offer.take() {
+            let branch = branch.clone();
+            let to = side.other();
+            self.late_answer(
+                now,
+                &call_id,
+                to,
+                Some(branch),
+                &far_offer,
+                answer.as_deref(),
+            );
+        }
+    }
+
+    /// Passes a late answer on: `offerer`'s 2xx carried `offer`, the other
+    /// side answered in its ACK; the ACK to `offerer` carries the answer
+    /// (rewritten to mediad's port of that leg). Without a usable answer
+    /// the ACK goes bare and the call ends. `relay` names the re-INVITE
+    /// relay; `None` is the call's first INVITE.
+    fn late_answer(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        offerer: Side,
+        relay: Option<String>,
+        offer: &str,
+        answer: Option<&str>,
+    ) {
+        let media_ip = self.cfg.media_ip.clone();
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return;
+        };
+        let port = call
+            .ports
+            .map(|(pa, pb)| if offerer == Side::A { pa } else { pb });
+        let rewritten = answer
+            .zip(port)
+            .and_then(|(a, p)| sdp::rewrite(a, &media_ip, p, true));
+        let cseq = match &relay {
+            Some(k) => self.calls.relays.get(k).map(|x| x.cseq),
+            None => dialog_branch(call, offerer).map(|i| call.branches[i].cseq),
+        };
+        let ack_branch = format!("z9hG4bK{}", self.next_id());
+        let body = rewritten
+            .as_ref()
+            .map(|s| ("application/sdp", s.as_bytes()));
+        let Some((peer, data, _)) =
+            self.leg_request(call_id, offerer, "ACK", &ack_branch, cseq, &[], body)
+        else {
+            return;
+        };
+        let t = Transmit { peer, data };
+        self.out.push_back(t.clone());
+        match &relay {
+            Some(k) => {
+                if let Some(x) = self.calls.relays.get_mut(k) {
+                    x.ack = Some(t);
+                }
+            }
+            None => {
+                if let Some(call) = self.calls.calls.get_mut(call_id)
+                    && let Some(i) = dialog_branch(call, offerer)
+                {
+                    call.branches[i].ack = Some(t.data);
+                }
+            }
+        }
+        match (answer, rewritten) {
+            (Some(answer), Some(_)) => self.media_negotiated(call_id, offerer, offer, answer),
+            _ => {
+                tracing::warn!(call_id = %call_id, "the ACK carried no usable SDP answer");
+                self.hangup(now, call_id, "no SDP answer in the ACK");
+            }
+        }
+    }
+
+    /// Tells mediad both legs' media after an offer/answer exchange; the
+    /// hold state is the call's (either side not sendrecv).
+    fn media_negotiated(&mut self, call_id: &str, offerer: Side, offer: &str, answer: &str) {
+        let hold = sdp::on_hold(offer, answer);
+        for (side, s) in [(offerer, offer), (offerer.other(), answer)] {
+            if let Some(m) = sdp::leg_media(s) {
+                self.events.push_back(Event::MediaUpdate {
+                    call_id: call_id.to_string(),
+                    leg: side.leg(),
+                    hold: Some(hold),
+                    media: Some(m),
+                    established: None,
+                });
+            }
         }
     }
 
@@ -1198,25 +1627,42 @@ impl Core {
         Reply::new(200, "OK")
     }
 
-    /// A request inside a dialog (To tag present): BYE, re-INVITE, INFO.
-    pub(super) fn b2b_in_dialog(&mut self, now: u64, method: &str, r: &msg::Request) -> Reply {
-        let cid = r.raw.get("call-id").unwrap_or_default().to_string();
-        let (call_id, from_a) = if self.calls.calls.contains_key(&cid) {
-            (cid, true)
-        } else if let Some(a) = self.calls.by_b_call_id.get(&cid) {
-            // Click-to-call: the device's own branch is the "a" leg.
-            let device_side = self.calls.calls.get(a).is_some_and(|c| {
-                c.originate
-                    && c.branches
-                        .iter()
-                        .any(|b| b.call_id == cid && b.device_id != TRUNK_ID)
-            });
-            (a.clone(), device_side)
+    /// The call a Call-ID belongs to, the side it is and whether it is that
+    /// side's live dialog (a forked branch that lost is not).
+    fn side_of(&self, cid: &str) -> Option<(String, Side, bool)> {
+        if self.calls.calls.contains_key(cid) {
+            return Some((cid.to_string(), Side::A, true));
+        }
+        let id = self.calls.by_b_call_id.get(cid)?;
+        let call = self.calls.calls.get(id)?;
+        let b = call.branches.iter().find(|b| b.call_id == cid)?;
+        // Click-to-call: the device's own branch is the "a" leg.
+        let side = if call.originate && b.device_id != TRUNK_ID {
+            Side::A
         } else {
+            Side::B
+        };
+        Some((id.clone(), side, b.state == BranchState::Won))
+    }
+
+    /// A request inside a dialog (To tag present): BYE ends the call;
+    /// re-INVITE, UPDATE and INFO go to the other leg
+    /// ([`Core::relay_request`]).
+    pub(super) fn b2b_in_dialog(
+        &mut self,
+        now: u64,
+        peer: Peer,
+        method: &str,
+        r: &msg::Request,
+        key: &str,
+    ) -> Reply {
+        let cid = r.raw.get("call-id").unwrap_or_default().to_string();
+        let Some((call_id, side, live)) = self.side_of(&cid) else {
             return Reply::new(481, "Call/Transaction Does Not Exist");
         };
+        let from_a = side == Side::A;
         match method {
-            "BYE" => {
+            "BYE" if live || from_a => {
                 self.hangup_leg(now, &call_id, !from_a);
                 let disposition = if self
                     .calls
@@ -1236,113 +1682,437 @@ impl Core {
                 self.end_call(now, &call_id, disposition, who);
                 Reply::new(200, "OK")
             }
-            "INVITE" => {
-                // Hold / unhold: answer from our side with the relay address;
-                // mediad keeps relaying whatever flows.
-                let Some(call) = self.calls.calls.get(&call_id) else {
-                    return Reply::new(481, "Call/Transaction Does Not Exist");
-                };
-                let Some((pa, pb)) = call.ports else {
-                    return Reply::new(491, "Request Pending");
-                };
-                let port = if from_a { pa } else { pb };
-                let offer = String::from_utf8_lossy(&r.raw.body).into_owned();
-                if let Some(m) = sdp::leg_media(&offer) {
-                    self.events.push_back(Event::MediaUpdate {
-                        call_id: call_id.clone(),
-                        leg: if from_a { "a" } else { "b" },
-                        hold: Some(m.hold),
-                        media: Some(m),
-                        established: None,
-                    });
-                }
-                let answer = sdp::rewrite(&offer, &self.cfg.media_ip, port, true)
-                    .map(|s| mirror_direction(&s))
-                    .unwrap_or_default();
-                let mut reply = Reply::new(200, "OK")
-                    .with("Contact", format!("<sip:gosip@{}>", self.cfg.local_addr));
-                reply.body = Some(answer);
-                reply
+            _ if !live => Reply::new(481, "Call/Transaction Does Not Exist"),
+            "INVITE" | "UPDATE" | "INFO" => {
+                self.relay_request(now, peer, method, r, key, &call_id, side)
             }
-            _ => Reply::new(200, "OK"),
+            _ => Reply::new(405, "Method Not Allowed").with("Allow", msg::ALLOW),
         }
+    }
+
+    /// A request inside the call from `from`, passed to the other leg as a
+    /// new request of that leg's dialog: a re-INVITE or UPDATE with its SDP
+    /// rewritten to mediad's port on that leg (direction attributes as they
+    /// are), an INFO with its body as it is. The answer comes back in
+    /// [`Core::relay_response`]; the requester hears `100 Trying` (INVITE)
+    /// or nothing until then.
+    #[allow(clippy::too_many_arguments)]
+    fn relay_request(
+        &mut self,
+        now: u64,
+        peer: Peer,
+        method: &str,
+        r: &msg::Request,
+        key: &str,
+        call_id: &str,
+        from: Side,
+    ) -> Reply {
+        let raw = &r.raw;
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return Reply::new(481, "Call/Transaction Does Not Exist");
+        };
+        let to = from.other();
+        let offer = sdp_of(raw);
+        let sdp_exchange = method == "INVITE" || (method == "UPDATE" && offer.is_some());
+        if !matches!(call.state, State::Answering | State::Up) {
+            // The other side has not answered: no dialog to pass it to.
+            return if method == "INFO" {
+                Reply::new(480, "Temporarily Unavailable")
+            } else {
+                Reply::new(491, "Request Pending")
+            };
+        }
+        if sdp_exchange {
+            // RFC 3261 section 14.1 / RFC 3311 section 5.2: one offer/answer
+            // exchange at a time. The other side's pending one is glare
+            // (491); the requester's own earlier one gets 500 + Retry-After.
+            if call.state == State::Answering {
+                return Reply::new(491, "Request Pending");
+            }
+            if let Some(x) = self
+                .calls
+                .relays
+                .values()
+                .find(|x| x.call_id == call_id && x.negotiating())
+            {
+                return if x.from == from {
+                    Reply::new(500, "Server Internal Error").with("Retry-After", "2")
+                } else {
+                    Reply::new(491, "Request Pending")
+                };
+            }
+        }
+        if matches!(method, "INVITE" | "UPDATE") && offer.is_none() && !raw.body.is_empty() {
+            return Reply::new(415, "Unsupported Media Type").with("Accept", msg::ACCEPT);
+        }
+        let Some((pa, pb)) = call.ports else {
+            return Reply::new(491, "Request Pending");
+        };
+        let port = if to == Side::A { pa } else { pb };
+        let content_type = raw
+            .get("content-type")
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        let body: Option<(String, Vec<u8>)> = match &offer {
+            Some(o) if method != "INFO" => {
+                let Some(s) = sdp::rewrite(o, &self.cfg.media_ip, port, true) else {
+                    return Reply::new(488, "Not Acceptable Here")
+                        .with("Warning", "304 gosip \"no shared codec\"");
+                };
+                Some(("application/sdp".into(), s.into_bytes()))
+            }
+            _ if raw.body.is_empty() => None,
+            _ => Some((content_type, raw.body.clone())),
+        };
+        // Target refresh (RFC 3261 section 12.2.2).
+        if matches!(method, "INVITE" | "UPDATE")
+            && let Some(c) = raw.get("contact").map(|c| uri_of(c).to_string())
+        {
+            self.set_target(call_id, from, c);
+        }
+        let transport = self.leg_transport(call_id, to);
+        let mut extra: Vec<(&str, String)> = Vec::new();
+        if matches!(method, "INVITE" | "UPDATE") {
+            extra.push((
+                "Contact",
+                format!(
+                    "<sip:gosip@{};transport={}>",
+                    self.cfg.local_addr,
+                    transport.as_str()
+                ),
+            ));
+        }
+        for (lower, name) in [
+            ("content-disposition", "Content-Disposition"),
+            ("info-package", "Info-Package"),
+        ] {
+            if let Some(v) = raw.get(lower) {
+                extra.push((name, v.to_string()));
+            }
+        }
+        let branch = format!("z9hG4bK{}", self.next_id());
+        let out = body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_slice()));
+        let Some((to_peer, data, cseq)) =
+            self.leg_request(call_id, to, method, &branch, None, &extra, out)
+        else {
+            return Reply::new(481, "Call/Transaction Does Not Exist");
+        };
+        let sent = Transmit {
+            peer: to_peer,
+            data,
+        };
+        self.out.push_back(sent.clone());
+        tracing::debug!(call_id = %call_id, method, from = from.leg(), "relayed to the other leg");
+        self.calls.relays.insert(
+            branch,
+            Relay {
+                call_id: call_id.to_string(),
+                method: method.to_string(),
+                from,
+                key: key.to_string(),
+                peer,
+                req: raw.clone(),
+                sent,
+                cseq,
+                offer: offer.filter(|_| method != "INFO"),
+                answered: false,
+                next_resend: (!to_peer.transport.reliable()).then_some(now + T1),
+                interval: T1,
+                deadline: now + 64 * T1,
+                ack: None,
+                ok: None,
+                ok_next: 0,
+                ok_interval: T1,
+                ok_deadline: 0,
+                far_offer: None,
+            },
+        );
+        if method == "INVITE" {
+            Reply::new(100, "Trying")
+        } else {
+            Reply::deferred()
+        }
+    }
+
+    /// The other side's answer to a relayed request, passed back as the
+    /// answer to the original: status, reason, SDP rewritten to mediad's
+    /// port on the requester's leg, an INFO's body as it is. A re-INVITE's
+    /// 2xx is ACKed at once (or, offerless, once the requester's ACK brings
+    /// the answer); a failure is ACKed and leaves the old media. 481 and 408
+    /// mean the dialog is gone: the call ends (RFC 3261 section 12.2.1.2).
+    fn relay_response(&mut self, now: u64, r: &msg::Response) {
+        let Some(x) = self.calls.relays.get_mut(&r.via.branch) else {
+            return;
+        };
+        let status = r.status;
+        let invite = x.method == "INVITE";
+        if status < 200 {
+            if invite {
+                x.next_resend = None;
+            } else if x.next_resend.is_some() {
+                x.interval = T2;
+            }
+            return;
+        }
+        if x.answered {
+            // A retransmitted final answer: ACK it again.
+            if invite && status < 300 {
+                if let Some(a) = &x.ack {
+                    self.out.push_back(a.clone());
+                }
+            } else if invite {
+                self.out.push_back(Transmit {
+                    peer: x.sent.peer,
+                    data: non2xx_ack(&x.sent.data, &r.raw),
+                });
+            }
+            return;
+        }
+        x.answered = true;
+        x.next_resend = None;
+        x.deadline = now + 64 * T1;
+        if invite && status >= 300 {
+            self.out.push_back(Transmit {
+                peer: x.sent.peer,
+                data: non2xx_ack(&x.sent.data, &r.raw),
+            });
+        }
+        let (call_id, from, method, cseq) = (x.call_id.clone(), x.from, x.method.clone(), x.cseq);
+        let offer = x.offer.clone();
+        let (key, peer, req) = (x.key.clone(), x.peer, x.req.clone());
+        let branch = r.via.branch.clone();
+        let ports = self.calls.calls.get(&call_id).and_then(|c| c.ports);
+        let port = ports.map(|(pa, pb)| if from == Side::A { pa } else { pb });
+        let mut code = status;
+        let mut reason = reason_of(&r.raw).to_string();
+        let mut extra: Vec<(&str, String)> = Vec::new();
+        for (lower, name) in [("retry-after", "Retry-After"), ("warning", "Warning")] {
+            if let Some(v) = r.raw.get(lower) {
+                extra.push((name, v.to_string()));
+            }
+        }
+        let mut body: Option<(String, Vec<u8>)> = None;
+        let mut negotiated = None;
+        let mut far_offer = None;
+        if status < 300 && method != "INFO" {
+            if let Some(c) = r.raw.get("contact").map(|c| uri_of(c).to_string()) {
+                self.set_target(&call_id, from.other(), c);
+            }
+            let transport = self.leg_transport(&call_id, from);
+            extra.push((
+                "Contact",
+                format!(
+                    "<sip:gosip@{};transport={}>",
+                    self.cfg.local_addr,
+                    transport.as_str()
+                ),
+            ));
+            if let Some(s) = sdp_of(&r.raw) {
+                match port.and_then(|p| sdp::rewrite(&s, &self.cfg.media_ip, p, true)) {
+                    Some(rw) => body = Some(("application/sdp".into(), rw.into_bytes())),
+                    None => {
+                        (code, reason) = (488, "Not Acceptable Here".into());
+                        extra.push(("Warning", "304 gosip \"no shared codec\"".into()));
+                    }
+                }
+                match &offer {
+                    Some(o) => negotiated = Some((o.clone(), s)),
+                    None if invite => far_offer = Some(s),
+                    None => {}
+                }
+            }
+        } else if method == "INFO" && !r.raw.body.is_empty() {
+            let ct = r
+                .raw
+                .get("content-type")
+                .unwrap_or("application/octet-stream");
+            body = Some((ct.to_string(), r.raw.body.clone()));
+        }
+        // The other side's 2xx to a re-INVITE with an offer is ACKed now;
+        // an offerless one waits for the requester's answer, unless its
+        // offer was unusable: then it gets a bare ACK and the call ends.
+        let unusable_offer = far_offer.is_some() && code >= 300;
+        if unusable_offer {
+            far_offer = None;
+        }
+        let mut ack = None;
+        if invite && status < 300 && far_offer.is_none() {
+            let ack_branch = format!("z9hG4bK{}", self.next_id());
+            if let Some((p, data, _)) = self.leg_request(
+                &call_id,
+                from.other(),
+                "ACK",
+                &ack_branch,
+                Some(cseq),
+                &[],
+                None,
+            ) {
+                let t = Transmit { peer: p, data };
+                self.out.push_back(t.clone());
+                ack = Some(t);
+            }
+        }
+        let data = msg::response(
+            &req,
+            peer.addr,
+            code,
+            &reason,
+            "",
+            &extra,
+            body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_slice())),
+        );
+        let t = Transmit { peer, data };
+        self.txns.respond(now, &key, t.clone(), code);
+        if let Some(x) = self.calls.relays.get_mut(&branch) {
+            x.ack = ack;
+            x.far_offer = far_offer;
+            if invite && code < 300 {
+                x.ok = Some(t);
+                x.ok_next = now + T1;
+                x.ok_interval = T1;
+                x.ok_deadline = now + 64 * T1;
+            }
+        }
+        tracing::debug!(call_id = %call_id, method = %method, status, relayed = code, "in-call answer relayed");
+        if let (Some((o, a)), true) = (negotiated, code < 300) {
+            self.media_negotiated(&call_id, from, &o, &a);
+        }
+        if matches!(status, 408 | 481) {
+            self.hangup(now, &call_id, "the other side lost the dialog");
+        } else if unusable_offer {
+            self.hangup(now, &call_id, "no shared codec in a re-INVITE offer");
+        }
+    }
+
+    /// A relayed request the other side never answered (Timer B/F): 408
+    /// to the requester, and the call ends (RFC 3261 section 12.2.1.2).
+    fn relay_timed_out(&mut self, now: u64, branch: &str) {
+        let Some(x) = self.calls.relays.get_mut(branch) else {
+            return;
+        };
+        x.answered = true;
+        x.next_resend = None;
+        x.deadline = now;
+        let data = msg::response(&x.req, x.peer.addr, 408, "Request Timeout", "", &[], None);
+        let (key, peer, call_id) = (x.key.clone(), x.peer, x.call_id.clone());
+        self.txns.respond(now, &key, Transmit { peer, data }, 408);
+        tracing::info!(call_id = %call_id, "the other leg did not answer an in-call request");
+        self.hangup(now, &call_id, "the other side stopped answering");
+    }
+
+    /// Updates `side`'s remote target (a target refresh request or its 2xx).
+    fn set_target(&mut self, call_id: &str, side: Side, target: String) {
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return;
+        };
+        match dialog_branch(call, side) {
+            Some(i) => call.branches[i].remote_target = target,
+            None if side == Side::A && !call.originate => call.a_target = target,
+            None => {}
+        }
+    }
+
+    fn leg_transport(&self, call_id: &str, side: Side) -> crate::sip::Transport {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return crate::sip::Transport::Udp;
+        };
+        match dialog_branch(call, side) {
+            Some(i) => call.branches[i].peer.transport,
+            None => call.a_peer.transport,
+        }
+    }
+
+    /// Builds a request inside `side`'s dialog: the caller's (sipd is its
+    /// UAS) or the answered branch's. `cseq` `None` takes the dialog's next
+    /// local CSeq (an ACK passes its INVITE's). Returns where it goes, its
+    /// bytes and its CSeq.
+    #[allow(clippy::too_many_arguments)]
+    fn leg_request(
+        &mut self,
+        call_id: &str,
+        side: Side,
+        method: &str,
+        branch: &str,
+        cseq: Option<u32>,
+        extra: &[(&str, String)],
+        body: Option<(&str, &[u8])>,
+    ) -> Option<(Peer, Vec<u8>, u32)> {
+        let local = self.cfg.local_addr.clone();
+        let realm = self.cfg.realm.clone();
+        let call = self.calls.calls.get_mut(call_id)?;
+        if let Some(i) = dialog_branch(call, side) {
+            let b = &mut call.branches[i];
+            let n = cseq.unwrap_or_else(|| {
+                b.local_cseq += 1;
+                b.local_cseq
+            });
+            let data = dialog_request(
+                b,
+                method,
+                n,
+                &local,
+                &realm,
+                &call.from_user,
+                &call.to_user,
+                branch,
+                extra,
+                body,
+            );
+            return Some((b.peer, data, n));
+        }
+        if side == Side::B || call.originate {
+            return None;
+        }
+        let n = cseq.unwrap_or_else(|| {
+            call.a_cseq += 1;
+            call.a_cseq
+        });
+        let req = &call.a_req;
+        let target = if call.a_target.is_empty() {
+            uri_of(req.get("from").unwrap_or_default()).to_string()
+        } else {
+            call.a_target.clone()
+        };
+        let from = format!("{};tag={}", req.get("to").unwrap_or_default(), call.a_tag);
+        let data = build_request(&Outgoing {
+            method,
+            target: &target,
+            transport: call.a_peer.transport,
+            local: &local,
+            branch,
+            from: &from,
+            to: req.get("from").unwrap_or_default(),
+            call_id: &call.id,
+            cseq: n,
+            route: &call.a_route,
+            extra,
+            body,
+        });
+        Some((call.a_peer, data, n))
     }
 
     /// Sends BYE on the A-leg (`to_a`) or on the winning B-leg.
     fn hangup_leg(&mut self, now: u64, call_id: &str, to_a: bool) {
-        let local = self.cfg.local_addr.clone();
-        let realm = self.cfg.realm.clone();
-        let branch = format!("z9hG4bK{}", self.next_id());
-        let Some(call) = self.calls.calls.get_mut(call_id) else {
+        let side = if to_a { Side::A } else { Side::B };
+        let Some(call) = self.calls.calls.get(call_id) else {
             return;
         };
-        if call.originate {
-            let Some(b) = call
-                .branches
-                .iter_mut()
-                .find(|b| b.state == BranchState::Won && (b.device_id != TRUNK_ID) == to_a)
-            else {
-                return;
-            };
-            let data = dialog_request(
-                b,
-                "BYE",
-                b.cseq + 1,
-                &local,
-                &realm,
-                &call.from_user,
-                &call.to_user,
-                &branch,
-            );
-            b.state = BranchState::Done;
-            let peer = b.peer;
-            self.txns
-                .send_request(now, &branch, Transmit { peer, data }, 64 * T1);
+        if to_a && !call.originate && call.answered_at.is_none() {
             return;
         }
-        if to_a {
-            if call.answered_at.is_none() {
-                return;
-            }
-            call.a_cseq += 1;
-            let req = &call.a_req;
-            let target = if call.a_target.is_empty() {
-                uri_of(req.get("from").unwrap_or_default()).to_string()
-            } else {
-                call.a_target.clone()
-            };
-            let to = req.get("from").unwrap_or_default();
-            let from = format!("{};tag={}", req.get("to").unwrap_or_default(), call.a_tag);
-            let data = format!(
-                "BYE {target} SIP/2.0\r\nVia: SIP/2.0/{} {local};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {} BYE\r\nUser-Agent: GoSIP\r\nContent-Length: 0\r\n\r\n",
-                call.a_peer.transport.as_str().to_ascii_uppercase(),
-                call.id,
-                call.a_cseq
-            )
-            .into_bytes();
-            let peer = call.a_peer;
-            self.txns
-                .send_request(now, &branch, Transmit { peer, data }, 64 * T1);
-        } else if let Some(b) = call
-            .branches
-            .iter_mut()
-            .find(|b| b.state == BranchState::Won)
+        let branch = format!("z9hG4bK{}", self.next_id());
+        let Some((peer, data, _)) =
+            self.leg_request(call_id, side, "BYE", &branch, None, &[], None)
+        else {
+            return;
+        };
+        if let Some(call) = self.calls.calls.get_mut(call_id)
+            && let Some(i) = dialog_branch(call, side)
         {
-            let data = dialog_request(
-                b,
-                "BYE",
-                b.cseq + 1,
-                &local,
-                &realm,
-                &call.from_user,
-                &call.to_user,
-                &branch,
-            );
-            b.state = BranchState::Done;
-            let peer = b.peer;
-            self.txns
-                .send_request(now, &branch, Transmit { peer, data }, 64 * T1);
+            call.branches[i].state = BranchState::Done;
         }
+        self.txns
+            .send_request(now, &branch, Transmit { peer, data }, 64 * T1);
     }
 
     /// Ends a call from outside SIP (gRPC Hangup, mediad rtp_timeout).
@@ -1420,10 +2190,56 @@ impl Core {
         }
     }
 
+    /// Retransmissions and timeouts of relayed requests (Timers A/E, B/F)
+    /// and of a relayed re-INVITE's 2xx to the requester until its ACK.
+    fn relay_timeout(&mut self, now: u64) {
+        self.calls
+            .relays
+            .retain(|_, x| !(x.answered && x.ok.is_none() && now >= x.deadline));
+        let mut resend = Vec::new();
+        let mut timed_out = Vec::new();
+        let mut no_ack = Vec::new();
+        for (branch, x) in self.calls.relays.iter_mut() {
+            if !x.answered {
+                if let Some(n) = x.next_resend
+                    && now >= n
+                {
+                    resend.push(x.sent.clone());
+                    x.interval = if x.method == "INVITE" {
+                        x.interval * 2
+                    } else {
+                        (x.interval * 2).min(T2)
+                    };
+                    x.next_resend = Some(now + x.interval);
+                }
+                if now >= x.deadline {
+                    timed_out.push(branch.clone());
+                }
+            } else if x.ok.is_some() && now >= x.ok_next {
+                if now >= x.ok_deadline {
+                    x.ok = None;
+                    no_ack.push(x.call_id.clone());
+                } else if let Some(ok) = &x.ok {
+                    resend.push(ok.clone());
+                    x.ok_interval = (x.ok_interval * 2).min(T2);
+                    x.ok_next = now + x.ok_interval;
+                }
+            }
+        }
+        self.out.extend(resend);
+        for b in timed_out {
+            self.relay_timed_out(now, &b);
+        }
+        for c in no_ack {
+            self.hangup(now, &c, "no ACK for a relayed re-INVITE's 200");
+        }
+    }
+
     /// Timers A/B of the B-leg INVITEs, the ring timeout and the A-leg 2xx
     /// retransmission.
     pub(super) fn b2b_timeout(&mut self, now: u64) {
         self.calls.ended.retain(|_, (_, _, _, until)| *until > now);
+        self.relay_timeout(now);
         let ids: Vec<String> = self.calls.calls.keys().cloned().collect();
         for id in ids {
             let mut resend = Vec::new();
@@ -1469,6 +2285,7 @@ impl Core {
                     let b = &mut call.branches[*i];
                     b.state = BranchState::Done;
                     b.status = 408;
+                    b.no_response = true;
                     b.next_resend = None;
                 }
             }
@@ -1478,14 +2295,28 @@ impl Core {
                 self.maybe_all_failed(now, &id);
             }
             if ring_over {
-                self.fail_a(
-                    now,
-                    &id,
-                    480,
-                    "Temporarily Unavailable",
-                    "missed",
-                    "no answer",
-                );
+                // A trunk that never sent even a 100 is unreachable, not
+                // unanswered.
+                let silent_trunk = self.calls.calls.get(&id).is_some_and(|c| {
+                    c.outbound.is_some()
+                        && c.branches
+                            .iter()
+                            .filter(|b| b.device_id == TRUNK_ID)
+                            .any(|b| b.state == BranchState::Calling)
+                });
+                if silent_trunk {
+                    let (reply, disposition, why) = trunk_failure(0, "", true);
+                    self.fail_a_with(now, &id, reply, disposition, &why);
+                } else {
+                    self.fail_a(
+                        now,
+                        &id,
+                        480,
+                        "Temporarily Unavailable",
+                        "missed",
+                        "no answer",
+                    );
+                }
             }
             if ack_lost {
                 self.hangup(now, &id, "no ACK for the 200");
@@ -1494,7 +2325,8 @@ impl Core {
     }
 }
 
-/// A request inside the B-leg dialog (ACK of a 2xx, BYE).
+/// A request inside the B-leg dialog (ACK of a 2xx, BYE, a relayed
+/// request), along the branch's route set.
 #[allow(clippy::too_many_arguments)]
 fn dialog_request(
     b: &Branch,
@@ -1505,45 +2337,225 @@ fn dialog_request(
     from_user: &str,
     to_user: &str,
     branch: &str,
+    extra: &[(&str, String)],
+    body: Option<(&str, &[u8])>,
 ) -> Vec<u8> {
-    let cseq_method = if method == "ACK" { "ACK" } else { method };
-    format!(
-        "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{tr} {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-         From: <sip:{from_user}@{realm}>;tag={ft}\r\nTo: <sip:{to_user}@{realm}>;tag={tt}\r\nCall-ID: {cid}\r\n\
-         CSeq: {cseq} {cseq_method}\r\nUser-Agent: GoSIP\r\nContent-Length: 0\r\n\r\n",
-        target = b.remote_target,
-        tr = b.peer.transport.as_str().to_ascii_uppercase(),
-        ft = b.from_tag,
-        tt = b.to_tag,
-        cid = b.call_id,
-    )
-    .into_bytes()
+    build_request(&Outgoing {
+        method,
+        target: &b.remote_target,
+        transport: b.peer.transport,
+        local,
+        branch,
+        from: &format!("<sip:{from_user}@{realm}>;tag={}", b.from_tag),
+        to: &format!("<sip:{to_user}@{realm}>;tag={}", b.to_tag),
+        call_id: &b.call_id,
+        cseq,
+        route: &b.route,
+        extra,
+        body,
+    })
 }
 
-/// The ACK of a non-2xx final response: same branch and Request-URI as the
-/// INVITE, the To of the response (RFC 3261 section 17.1.1.3).
-fn non2xx_ack(b: &Branch, resp: &Raw) -> Vec<u8> {
-    let inv = String::from_utf8_lossy(&b.invite);
-    let mut out = format!("ACK {} SIP/2.0\r\n", b.contact);
-    for line in inv.split("\r\n").skip(1) {
+/// A request sipd sends inside a dialog.
+struct Outgoing<'a> {
+    method: &'a str,
+    target: &'a str,
+    transport: crate::sip::Transport,
+    local: &'a str,
+    branch: &'a str,
+    /// Full From / To values, tags included.
+    from: &'a str,
+    to: &'a str,
+    call_id: &'a str,
+    cseq: u32,
+    route: &'a [String],
+    extra: &'a [(&'a str, String)],
+    body: Option<(&'a str, &'a [u8])>,
+}
+
+fn build_request(o: &Outgoing) -> Vec<u8> {
+    let mut s = format!(
+        "{m} {target} SIP/2.0\r\nVia: SIP/2.0/{tr} {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+         From: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {m}\r\n",
+        m = o.method,
+        target = o.target,
+        tr = o.transport.as_str().to_ascii_uppercase(),
+        local = o.local,
+        branch = o.branch,
+        from = o.from,
+        to = o.to,
+        cid = o.call_id,
+        cseq = o.cseq,
+    );
+    for r in o.route {
+        s.push_str(&format!("Route: {r}\r\n"));
+    }
+    for (n, v) in o.extra {
+        s.push_str(&format!("{n}: {v}\r\n"));
+    }
+    s.push_str("User-Agent: GoSIP\r\n");
+    match o.body {
+        Some((ct, b)) => {
+            s.push_str(&format!(
+                "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            ));
+            let mut out = s.into_bytes();
+            out.extend_from_slice(b);
+            out
+        }
+        None => {
+            s.push_str("Content-Length: 0\r\n\r\n");
+            s.into_bytes()
+        }
+    }
+}
+
+/// The answered branch that is `side`'s dialog; `None` for the caller's
+/// own dialog (sipd is its UAS) or when nothing answered yet.
+fn dialog_branch(call: &Call, side: Side) -> Option<usize> {
+    if !call.originate && side == Side::A {
+        return None;
+    }
+    call.branches.iter().position(|b| {
+        b.state == BranchState::Won
+            && (!call.originate || (b.device_id != TRUNK_ID) == (side == Side::A))
+    })
+}
+
+/// The ACK of a non-2xx final response to `invite`: same branch,
+/// Request-URI and route as the INVITE, the To of the response (RFC 3261
+/// section 17.1.1.3).
+fn non2xx_ack(invite: &[u8], resp: &Raw) -> Vec<u8> {
+    let inv = String::from_utf8_lossy(invite);
+    let mut lines = inv.split("\r\n");
+    let uri = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or_default();
+    let mut out = format!("ACK {uri} SIP/2.0\r\n");
+    let mut cseq = 0;
+    for line in lines.take_while(|l| !l.is_empty()) {
         let l = line.to_ascii_lowercase();
         if l.starts_with("via:")
             || l.starts_with("from:")
             || l.starts_with("call-id:")
+            || l.starts_with("route:")
             || l.starts_with("max-forwards:")
         {
             out.push_str(line);
             out.push_str("\r\n");
+        } else if let Some(v) = l.strip_prefix("cseq:") {
+            cseq = v
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
         }
     }
     if let Some(to) = resp.get("to") {
         out.push_str(&format!("To: {to}\r\n"));
     }
-    out.push_str(&format!(
-        "CSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
-        b.cseq
-    ));
+    out.push_str(&format!("CSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"));
     out.into_bytes()
+}
+
+/// The Record-Route entries of a message, in order.
+fn route_set(raw: &Raw) -> Vec<String> {
+    raw.all("record-route")
+        .flat_map(|v| msg::split_top_level(v, ','))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// The reason phrase of a response.
+fn reason_of(raw: &Raw) -> &str {
+    raw.start.splitn(3, ' ').nth(2).unwrap_or_default().trim()
+}
+
+/// The SDP body of a message, when it has one.
+fn sdp_of(raw: &Raw) -> Option<String> {
+    let sdp = raw.get("content-type").is_none_or(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case("application/sdp")
+    });
+    let body = String::from_utf8_lossy(&raw.body);
+    (sdp && !body.trim().is_empty()).then(|| body.into_owned())
+}
+
+/// The display-name prefix for a trusted caller.
+pub const VERIFIED_MARK: &str = "\u{2713} ";
+/// The display-name prefix for a likely spam caller.
+pub const SPAM_MARK: &str = "SPAM? ";
+
+/// The trust mark of an inbound trunk call: twiliod's `X-GoSIP-Trust`
+/// (`verified` = STIR/SHAKEN full attestation, `spam` = a spam score that
+/// did not block), else Twilio's own `X-Twilio-VerStat` as Elastic SIP
+/// Trunking sends it.
+fn trust_mark(raw: &Raw) -> Option<&'static str> {
+    match raw.get("x-gosip-trust").map(str::trim) {
+        Some(t) if t.eq_ignore_ascii_case("spam") => Some(SPAM_MARK),
+        Some(t) if t.eq_ignore_ascii_case("verified") => Some(VERIFIED_MARK),
+        Some(_) => None,
+        None => raw
+            .get("x-twilio-verstat")
+            .filter(|v| v.trim() == "TN-Validation-Passed-A")
+            .map(|_| VERIFIED_MARK),
+    }
+}
+
+/// How an outbound call that the trunk failed ends: busy (486/600),
+/// declined (603) and not answered (408/480/487) as such, anything else
+/// `failed`. The caller hears the trunk's own 4xx/6xx; a 5xx, a redirect
+/// or a refused trunk credential becomes 502 (so the phone neither takes
+/// the PBX for overloaded nor answers a challenge meant for sipd), a trunk
+/// that never answered 503.
+fn trunk_failure(status: u16, reason: &str, no_response: bool) -> (Reply, &'static str, String) {
+    if no_response {
+        return (
+            Reply::new(503, "Service Unavailable")
+                .with("Warning", "399 gosip \"the SIP trunk did not respond\""),
+            "failed",
+            "the trunk did not respond".into(),
+        );
+    }
+    let why = format!("the trunk answered {status} {reason}");
+    let reason: String = reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .to_string();
+    let bad_gateway = |what: String| {
+        Reply::new(502, "Bad Gateway").with("Warning", format!("399 gosip \"{what}\""))
+    };
+    match status {
+        486 | 600 => (Reply::new(486, "Busy Here"), "busy", why),
+        603 => (Reply::new(603, "Decline"), "rejected", why),
+        408 | 480 | 487 => (Reply::new(480, "Temporarily Unavailable"), "missed", why),
+        401 | 407 => (
+            bad_gateway("the SIP trunk refused the trunk credentials".into()),
+            "failed",
+            why,
+        ),
+        400..=499 | 600..=699 => {
+            let reason = if reason.is_empty() {
+                "Call Failed".to_string()
+            } else {
+                reason
+            };
+            (Reply::new(status, reason), "failed", why)
+        }
+        _ => (
+            bad_gateway(format!("the SIP trunk answered {status}")),
+            "failed",
+            why,
+        ),
+    }
 }
 
 /// CANCEL for a pending INVITE: same Request-URI, Via, From, To, Call-ID,
@@ -1577,12 +2589,4 @@ fn is_premium(n: &str) -> bool {
     ["+1900", "+1976", "+449", "+49900", "+3389"]
         .iter()
         .any(|p| n.starts_with(p))
-}
-
-/// The answer's direction for a hold offer: sendonly -> recvonly,
-/// recvonly -> sendonly, inactive stays.
-fn mirror_direction(s: &str) -> String {
-    s.replace("a=sendonly", "a=RECVONLY_TMP")
-        .replace("a=recvonly", "a=sendonly")
-        .replace("a=RECVONLY_TMP", "a=recvonly")
 }
