@@ -6,7 +6,12 @@
 //! ```text
 //! sip:{DID E.164}@{sip.public_address}:{sip port};transport=udp
 //!     ?X-GoSIP-CallSid={CallSid}&X-GoSIP-Devices={id,id|empty = DID owner's}&X-GoSIP-Rule={rule}
+//!     [&X-GoSIP-Trust=verified|spam]
 //! ```
+//!
+//! `X-GoSIP-Trust` ([`trust`]) makes sipd prefix the caller's display name
+//! on the phones: a check mark for a caller STIR/SHAKEN fully attested, or
+//! "SPAM?" for one whose spam score is high without reaching the block.
 //!
 //! with `username`/`password` = `twilio.trunk_username` / `trunk_password`
 //! so Twilio answers sipd's digest challenge. Twilio also adds
@@ -15,7 +20,7 @@
 //! `/api/webhooks/voice/dial-result`, which answers voicemail TwiML when
 //! nobody picked up.
 
-use crate::rules::{Action, BlockAction, Decision};
+use crate::rules::{Action, BlockAction, CallFacts, Decision};
 
 /// Everything the documents need besides the action.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +42,48 @@ pub struct Ctx {
     pub greeting_text: String,
     /// URL of an uploaded greeting; wins over the text.
     pub greeting_url: Option<String>,
+    /// The caller's trust mark for the phones (ringing only).
+    pub trust: Option<Trust>,
+}
+
+/// What the phones show about the caller (`X-GoSIP-Trust`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// STIR/SHAKEN full attestation (`TN-Validation-Passed-A`): the
+    /// originating carrier vouches for the caller's right to the number.
+    Verified,
+    /// A spam score at or above [`SPAM_MARK_SCORE`] (or the blocking
+    /// threshold, when that is lower) that did not block the call.
+    Spam,
+}
+
+impl Trust {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trust::Verified => "verified",
+            Trust::Spam => "spam",
+        }
+    }
+}
+
+/// The lowest spam score that marks a ringing call "SPAM?". Scores above
+/// `routing.spam_threshold` never ring (the rules block them), so the mark
+/// covers the band below the block: with the default threshold 0.7, scores
+/// 0.5 to 0.7 (an ekata reputation level 3, an icehook risk of 50+). When
+/// the admin sets the threshold below 0.5, the threshold itself marks.
+pub const SPAM_MARK_SCORE: f64 = 0.5;
+
+/// The trust mark of a call: spam wins over a verified number (SHAKEN
+/// says who is calling, not that the call is wanted); partial attestation
+/// (B, C), a failed check or no PASSporT give none.
+pub fn trust(f: &CallFacts, spam_threshold: f64) -> Option<Trust> {
+    if f.spam_score
+        .is_some_and(|s| s >= SPAM_MARK_SCORE.min(spam_threshold))
+    {
+        return Some(Trust::Spam);
+    }
+    (f.stir_verstat.as_deref().map(str::trim) == Some("TN-Validation-Passed-A"))
+        .then_some(Trust::Verified)
 }
 
 /// Paths twiliod serves for Twilio (all under `/api/webhooks/`).
@@ -79,7 +126,7 @@ pub fn for_decision(d: &Decision, c: &Ctx) -> String {
 /// `<Dial><Sip>` to sipd.
 pub fn ring(c: &Ctx, devices: &[i64], rule: &str) -> String {
     let devs: Vec<String> = devices.iter().map(i64::to_string).collect();
-    let uri = format!(
+    let mut uri = format!(
         "sip:{}@{}:{};transport=udp?X-GoSIP-CallSid={}&X-GoSIP-Devices={}&X-GoSIP-Rule={}",
         c.did,
         c.sip_host,
@@ -88,6 +135,10 @@ pub fn ring(c: &Ctx, devices: &[i64], rule: &str) -> String {
         devs.join(","),
         uri_escape(rule),
     );
+    if let Some(t) = c.trust {
+        uri.push_str("&X-GoSIP-Trust=");
+        uri.push_str(t.as_str());
+    }
     let mut sip = String::from("<Sip");
     if !c.trunk_username.is_empty() {
         sip.push_str(&format!(
@@ -267,6 +318,7 @@ mod tests {
             vm_silence_timeout: 10,
             greeting_text: "Please leave a message.".into(),
             greeting_url: None,
+            trust: None,
         }
     }
 
@@ -290,6 +342,53 @@ mod tests {
         );
         assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Dial timeout=\"30\" action=\"https://pbx.example.com/api/webhooks/voice/dial-result\""), "{x}");
         assert!(x.contains("<Sip username=\"twilio\" password=\"p&amp;ss\">sip:+15550001111@203.0.113.5:5060;transport=udp?X-GoSIP-CallSid=CA0123&amp;X-GoSIP-Devices=3,4&amp;X-GoSIP-Rule=route:1:Office%20%3Chours%3E</Sip>"), "{x}");
+    }
+
+    #[test]
+    fn a_verified_or_spammy_caller_gets_its_trust_mark_in_the_sip_uri() {
+        let facts = |verstat: Option<&str>, score: Option<f64>| CallFacts {
+            from: "+15557654321".into(),
+            to: "+15550001111".into(),
+            spam_score: score,
+            stir_verstat: verstat.map(str::to_owned),
+        };
+        let a = Some("TN-Validation-Passed-A");
+        assert_eq!(trust(&facts(a, None), 0.7), Some(Trust::Verified));
+        assert_eq!(trust(&facts(a, Some(0.2)), 0.7), Some(Trust::Verified));
+        for other in [
+            "TN-Validation-Passed-B",
+            "TN-Validation-Passed-C",
+            "TN-Validation-Failed-A",
+            "No-TN-Validation",
+        ] {
+            assert_eq!(trust(&facts(Some(other), None), 0.7), None, "{other}");
+        }
+        assert_eq!(trust(&facts(None, None), 0.7), None);
+        // The band below the block: 0.5 up to the threshold.
+        assert_eq!(trust(&facts(None, Some(0.49)), 0.7), None);
+        assert_eq!(trust(&facts(None, Some(0.5)), 0.7), Some(Trust::Spam));
+        assert_eq!(
+            trust(&facts(a, Some(0.7)), 0.7),
+            Some(Trust::Spam),
+            "spam wins"
+        );
+        // A threshold under 0.5: the threshold itself marks.
+        assert_eq!(trust(&facts(None, Some(0.3)), 0.3), Some(Trust::Spam));
+        assert_eq!(trust(&facts(None, Some(0.29)), 0.3), None);
+
+        let ring = |t| {
+            let c = Ctx { trust: t, ..ctx() };
+            for_decision(&decision(Action::Ring { devices: vec![3] }), &c)
+        };
+        assert!(
+            ring(Some(Trust::Verified)).contains(
+                "X-GoSIP-Rule=route:1:Office%20%3Chours%3E&amp;X-GoSIP-Trust=verified</Sip>"
+            ),
+            "{}",
+            ring(Some(Trust::Verified))
+        );
+        assert!(ring(Some(Trust::Spam)).contains("&amp;X-GoSIP-Trust=spam</Sip>"));
+        assert!(!ring(None).contains("X-GoSIP-Trust"));
     }
 
     #[test]

@@ -107,6 +107,7 @@ pub fn ctx(st: &AppState, call_sid: &str, did: &str) -> twiml::Ctx {
         vm_silence_timeout: num("voicemail.silence_timeout", 10),
         greeting_text,
         greeting_url,
+        trust: None,
     }
 }
 
@@ -137,7 +138,9 @@ async fn incoming(State(st): State<AppState>, Extension(p): Extension<WebhookPar
         action = d.action.name(), reason = %d.reason, spam_score = ?f.spam_score,
         stir_verstat = ?f.stir_verstat, "call decision"
     );
-    let doc = twiml::for_decision(&d, &ctx(&st, &call_sid, &f.to));
+    let mut c = ctx(&st, &call_sid, &f.to);
+    c.trust = twiml::trust(&f, snap.rules.spam_threshold);
+    let doc = twiml::for_decision(&d, &c);
     if let Err(e) = record_decision(&st, &call_sid, &f, &d).await {
         // Twilio still gets its answer; the CDR is best effort here.
         tracing::error!(call_sid = %call_sid, error = %e, "cannot record the call decision");
@@ -383,6 +386,8 @@ async fn status(State(st): State<AppState>, Extension(p): Extension<WebhookParam
         .await {
         tracing::error!(error = %e, "cannot update CDR");
     }
+        // The call is over: missed or voicemail, and the final call_ended.
+        crate::call_end::schedule(&st, call_sid).await;
     }
     xml(twiml::empty())
 }
