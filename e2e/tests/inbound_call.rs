@@ -23,13 +23,15 @@ const REALM: &str = "gosip.test";
 const TALK_SECS: u32 = 3;
 
 /// The phone: sipp in server mode answers one call with PCMU on `-mp`
-/// (where `-rtp_echo` sends every RTP packet back), then takes the BYE.
-const PHONE_XML: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+/// (where `-rtp_echo` sends every RTP packet back), then takes the BYE. It
+/// answers only when the caller's name shows the STIR/SHAKEN check mark.
+const PHONE_XML: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="phone that answers and echoes">
   <recv request="INVITE">
     <action>
       <ereg regexp="m=audio [0-9]+ RTP/AVP 0" search_in="body" check_it="true" assign_to="m"/>
+      <ereg regexp="^ *&quot;✓ \+15557654321&quot; &lt;sip:\+15557654321@" search_in="hdr" header="From:" check_it="true" assign_to="mark"/>
     </action>
   </recv>
   <send>
@@ -82,7 +84,7 @@ const PHONE_XML: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
-  <Reference variables="m"/>
+  <Reference variables="m,mark"/>
 </scenario>
 "#;
 
@@ -316,6 +318,8 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
         &CallScript {
             from: CALLER.into(),
             to: DID.into(),
+            // A fully attested caller: twiliod marks it, sipd shows it.
+            params: vec![("StirVerstat".into(), "TN-Validation-Passed-A".into())],
             dial: DialOutcome::Sip {
                 talk_secs: TALK_SECS,
             },
@@ -352,6 +356,7 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
         target.contains(&format!("X-GoSIP-Devices={device}")),
         "{target}"
     );
+    assert!(target.contains("X-GoSIP-Trust=verified"), "{target}");
     assert_eq!(username.as_deref(), Some("twilio-trunk"));
     assert_eq!(password.as_deref(), Some("trunk-secret"));
     let leg = o.sip.first().cloned().expect("a SIP leg");
