@@ -15,7 +15,7 @@
 //! ```
 //!
 //! A channel may also be just `true` (the defaults) or `false` (nothing).
-//! The flat form webd's settings page writes is read too: top-level kind
+//! The older flat form (webd's first settings page) is read too: top-level kind
 //! switches (`"voicemail": false`) apply to every channel, and `"sms_email"`
 //! is email for SMS. Precedence: channel off > the channel's own switch >
 //! `sms_email` > top-level switch > default.
@@ -305,6 +305,36 @@ mod tests {
             r#"{"email":{"sms":true},"sms_email":false}"#,
         )];
         assert_eq!(targets(Kind::Sms, &own, false).len(), 1);
+    }
+
+    #[test]
+    fn the_explicit_form_webd_stores_is_applied_as_written() {
+        // What webd/src/api/notify_prefs.rs writes: both channels, every switch.
+        let stored = r#"{
+          "email": {"enabled": true, "address": "Pager@Example.org", "voicemail": true, "sms": false,
+                    "missed_call": true, "call_started": false, "call_ended": false, "admin_alert": true},
+          "gotify": {"enabled": false, "url": "http://g", "token": "t", "voicemail": true, "sms": true,
+                     "missed_call": true, "call_started": true, "call_ended": true, "admin_alert": true}}"#;
+        let u = [user(3, "a@x.org", stored)];
+        let pager = Target::Email {
+            to: "pager@example.org".into(),
+        };
+        assert_eq!(targets(Kind::MissedCall, &u, true), vec![pager.clone()]);
+        assert!(targets(Kind::Sms, &u, true).is_empty());
+        assert!(targets(Kind::CallEnded, &u, true).is_empty());
+        let on = [user(
+            3,
+            "a@x.org",
+            &stored.replace("\"enabled\": false", "\"enabled\": true"),
+        )];
+        assert_eq!(
+            targets(Kind::CallEnded, &on, true),
+            vec![Target::Gotify { user_id: 3 }]
+        );
+        assert_eq!(
+            targets(Kind::Voicemail, &on, false),
+            vec![pager, Target::Gotify { user_id: 3 }]
+        );
     }
 
     #[test]

@@ -118,13 +118,14 @@ impl Notifyd for NotifyService {
                 (target.to_owned(), deliver::email(&s, http, &mail).await)
             }
             "gotify" => {
-                let url = s.str("gotify.url").to_owned();
+                let (url, token) =
+                    crate::worker::gotify_server(&self.ctx.pool, &s, req.user_id).await;
                 let push = Push {
                     title: rendered.subject,
                     message: rendered.short,
                     priority: rendered.priority,
                 };
-                let r = deliver::gotify(http, &url, s.str("gotify.token"), &push).await;
+                let r = deliver::gotify(http, &url, &token, &push).await;
                 (url, r)
             }
             "webhook" => {

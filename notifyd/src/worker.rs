@@ -730,7 +730,11 @@ fn declared_type(data: &serde_json::Value, path: &str) -> Option<String> {
 }
 
 /// The Gotify server for a delivery: the user's own, else the system's.
-async fn gotify_server(pool: &SqlitePool, s: &Settings, user_id: i64) -> (String, String) {
+pub(crate) async fn gotify_server(
+    pool: &SqlitePool,
+    s: &Settings,
+    user_id: i64,
+) -> (String, String) {
     if user_id > 0
         && let Ok(Some(prefs)) = sqlx::query_scalar::<_, String>(
             "SELECT CAST(notify_prefs AS TEXT) FROM users WHERE id = ?",

@@ -252,3 +252,37 @@ async fn send_test_reaches_gotify_and_webhooks_or_says_why_not() {
     assert!(!r.ok);
     assert!(r.error.contains("410"), "{}", r.error);
 }
+
+#[tokio::test]
+async fn a_users_send_test_pushes_to_their_own_gotify_server_with_their_token() {
+    let system = StandIn::start("/message", 200).await;
+    let own = StandIn::start("/message", 200).await;
+    let n = Notifyd::start(&[("gotify.url", &system.url()), ("gotify.token", "SysTok")]).await;
+    let prefs = json!({"gotify": {"url": own.url(), "token": "UserTok.1"}}).to_string();
+    let with_own = n.add_user("a@gosip.test", "user", &prefs).await;
+    let without = n.add_user("b@gosip.test", "user", "{}").await;
+
+    let r = n.send_test_for("gotify", "", with_own).await;
+    assert!(r.ok, "{}", r.error);
+    let got = own.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].query["token"], "UserTok.1");
+    assert!(system.received().is_empty(), "the system server got it");
+
+    // No server of their own: the system's, as their pushes would.
+    let r = n.send_test_for("gotify", "", without).await;
+    assert!(r.ok, "{}", r.error);
+    assert_eq!(system.received()[0].query["token"], "SysTok");
+    assert_eq!(own.received().len(), 1);
+
+    // The own server failing is reported with its answer; the log names
+    // the server, never the token.
+    own.set_status(401);
+    let r = n.send_test_for("gotify", "", with_own).await;
+    assert!(!r.ok);
+    assert!(r.error.contains("401"), "{}", r.error);
+    let log = n.deliveries("gotify").await;
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[0].0, own.url());
+    assert!(!log.iter().any(|d| d.0.contains("Tok")), "{log:?}");
+}

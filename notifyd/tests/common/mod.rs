@@ -151,11 +151,17 @@ impl Notifyd {
     }
 
     pub async fn send_test(&self, channel: &str, target: &str) -> SendTestReply {
+        self.send_test_for(channel, target, 0).await
+    }
+
+    /// SendTest on behalf of a user (their own Gotify server).
+    pub async fn send_test_for(&self, channel: &str, target: &str, user_id: i64) -> SendTestReply {
         self.client()
             .await
             .send_test(SendTestRequest {
                 channel: channel.into(),
                 target: target.into(),
+                user_id,
             })
             .await
             .unwrap()

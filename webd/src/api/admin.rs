@@ -482,6 +482,7 @@ pub async fn notify_test(
         .send_test(proto::pb::notifyd::SendTestRequest {
             channel: b.channel,
             target: b.target,
+            user_id: 0,
         })
         .await
         .map_err(|s| peer_error("notifyd", s))?
