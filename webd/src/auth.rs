@@ -38,6 +38,8 @@ pub const LOCK_WINDOW: Duration = Duration::from_secs(60);
 pub const LOCK_DURATION: Duration = Duration::from_secs(15 * 60);
 /// External API: requests per minute per key.
 pub const API_KEY_RATE_PER_MIN: f64 = 120.0;
+/// Test notifications a user may send themselves per minute.
+pub const USER_TESTS_PER_MINUTE: usize = 5;
 
 /// The most common passwords (top of the public breach lists), refused even
 /// when long enough.
@@ -456,6 +458,8 @@ pub struct Limits {
     /// device id -> (clear SIP password, generated at), kept
     /// [`crate::qr::SECRET_TTL`] for the QR code, then forgotten.
     pub device_secrets: Mutex<HashMap<i64, (String, Instant)>>,
+    /// user id -> when they sent themselves a test notification.
+    user_tests: Mutex<HashMap<i64, Vec<Instant>>>,
 }
 
 impl Limits {
@@ -486,6 +490,19 @@ impl Limits {
         } else {
             false
         }
+    }
+
+    /// At most [`USER_TESTS_PER_MINUTE`] test notifications per user and
+    /// minute, so the "send test" button cannot be used to flood a mailbox.
+    pub fn user_test_allow(&self, user_id: i64) -> bool {
+        let mut m = self.user_tests.lock().unwrap_or_else(|e| e.into_inner());
+        let v = m.entry(user_id).or_default();
+        v.retain(|t| t.elapsed() < Duration::from_secs(60));
+        if v.len() >= USER_TESTS_PER_MINUTE {
+            return false;
+        }
+        v.push(Instant::now());
+        true
     }
 
     fn sweep(&self) {

@@ -828,6 +828,7 @@ const USER_OK: &[(&str, &str)] = &[
     ("post", "/api/auth/password"),
     ("get", "/api/settings"),
     ("put", "/api/settings"),
+    ("post", "/api/settings/notify-test"),
     ("get", "/api/dnd"),
     ("put", "/api/dnd"),
     ("get", "/api/api-keys"),

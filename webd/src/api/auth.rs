@@ -1,5 +1,7 @@
 //! `/api/auth/*` (login, logout, me, password), the caller's own settings
-//! (`/api/settings`, `/api/dnd`) and API keys (`/api/api-keys`).
+//! (`/api/settings` with the notification preferences of
+//! [`super::notify_prefs`], `/api/settings/notify-test`, `/api/dnd`) and API
+//! keys (`/api/api-keys`).
 
 use axum::Json;
 use axum::extract::State;
@@ -8,7 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{Check, Id, Ok_, ValidJson, ok};
+use super::common::{Check, Id, Ok_, ValidJson, ok, peer_error};
+use super::notify_prefs::{NotifyPrefs, NotifyPrefsInput};
 use crate::AppState;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -228,8 +231,12 @@ pub struct MySettings {
     pub name: String,
     pub email: String,
     pub dnd: bool,
-    /// e.g. `{"email": true, "gotify": false, "sms_email": true}`.
-    pub notify_prefs: serde_json::Value,
+    /// What each channel sends and where, as notifyd applies it (the Gotify
+    /// token masked).
+    pub notify_prefs: NotifyPrefs,
+    /// Whether the admin set a system Gotify server, used for pushes when
+    /// the user has no server of their own.
+    pub system_gotify: bool,
 }
 
 #[utoipa::path(get, path = "/api/settings", tag = "settings",
@@ -241,17 +248,25 @@ pub async fn settings_get(
     my_settings(&st, caller.id).await.map(Json)
 }
 
+/// The row's name, email, DND and stored `notify_prefs`.
+async fn settings_row(st: &AppState, id: i64) -> ApiResult<(String, String, bool, String)> {
+    Ok(sqlx::query_as(
+        "SELECT name, email, dnd, CAST(notify_prefs AS TEXT) FROM users WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_one(&st.pool)
+    .await?)
+}
+
 async fn my_settings(st: &AppState, id: i64) -> ApiResult<MySettings> {
-    let (name, email, dnd, prefs): (String, String, bool, String) =
-        sqlx::query_as("SELECT name, email, dnd, notify_prefs FROM users WHERE id = ?")
-            .bind(id)
-            .fetch_one(&st.pool)
-            .await?;
+    let (name, email, dnd, prefs) = settings_row(st, id).await?;
+    let s = st.settings.get();
     Ok(MySettings {
         name,
         email,
         dnd,
-        notify_prefs: serde_json::from_str(&prefs).unwrap_or_else(|_| serde_json::json!({})),
+        notify_prefs: NotifyPrefs::from_stored(&prefs).masked(),
+        system_gotify: !s.str("gotify.url").is_empty() && !s.str("gotify.token").is_empty(),
     })
 }
 
@@ -259,22 +274,14 @@ async fn my_settings(st: &AppState, id: i64) -> ApiResult<MySettings> {
 pub struct MySettingsBody {
     pub name: Option<String>,
     pub dnd: Option<bool>,
-    /// Flat object of booleans, e.g. `{"email": true}`.
-    #[schema(value_type = Option<Object>)]
+    /// Changes to the notification preferences; parts left out stay as
+    /// they are. Errors name the part, e.g. `notify_prefs.email.address`.
+    #[schema(value_type = Option<NotifyPrefsInput>)]
     pub notify_prefs: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// Notification channels a user can switch.
-pub const NOTIFY_PREFS: &[&str] = &[
-    "email",
-    "gotify",
-    "voicemail",
-    "sms",
-    "missed_call",
-    "sms_email",
-    "webhook",
-];
-
+/// Change the own name, DND and notification preferences (only the parts
+/// sent; the Gotify token sent back as `********` stays as it is).
 #[utoipa::path(put, path = "/api/settings", tag = "settings", request_body = MySettingsBody,
     responses((status = 200, body = MySettings), (status = 422, body = ErrorBody)))]
 pub async fn settings_put(
@@ -286,32 +293,98 @@ pub async fn settings_put(
     if let Some(n) = &b.name {
         c.len("name", n, 0, 100);
     }
-    if let Some(p) = &b.notify_prefs {
-        for (k, v) in p {
-            if !NOTIFY_PREFS.contains(&k.as_str()) {
-                c.fail(
-                    &format!("notify_prefs.{k}"),
-                    format!("unknown; known: {}", NOTIFY_PREFS.join(", ")),
-                );
-            } else if !v.is_boolean() {
-                c.fail(&format!("notify_prefs.{k}"), "must be true or false");
-            }
-        }
-    }
+    let (name, _, dnd, stored) = settings_row(&st, caller.id).await?;
+    let prefs = b.notify_prefs.as_ref().map(|p| {
+        let mut prefs = NotifyPrefs::from_stored(&stored);
+        prefs.apply(p, &mut c);
+        prefs.to_stored()
+    });
     c.done()?;
-    let cur = my_settings(&st, caller.id).await?;
-    let mut prefs = cur.notify_prefs.as_object().cloned().unwrap_or_default();
-    if let Some(p) = b.notify_prefs {
-        prefs.extend(p);
-    }
     sqlx::query("UPDATE users SET name = ?, dnd = ?, notify_prefs = ? WHERE id = ?")
-        .bind(b.name.map(|n| n.trim().to_owned()).unwrap_or(cur.name))
-        .bind(b.dnd.unwrap_or(cur.dnd))
-        .bind(serde_json::Value::Object(prefs).to_string())
+        .bind(b.name.map(|n| n.trim().to_owned()).unwrap_or(name))
+        .bind(b.dnd.unwrap_or(dnd))
+        .bind(prefs.unwrap_or(stored))
         .bind(caller.id)
         .execute(&st.pool)
         .await?;
     my_settings(&st, caller.id).await.map(Json)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MyNotifyTest {
+    /// `email` (to the address notifications go to) or `gotify` (to the
+    /// server pushes go to: the own one, else the system's).
+    #[schema(pattern = "^(email|gotify)$")]
+    pub channel: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MyNotifyTestResult {
+    pub ok: bool,
+    /// The real error text when it failed.
+    pub error: String,
+    /// Where it went: the email address, the own Gotify server's URL, or
+    /// `system Gotify server`.
+    pub target: String,
+}
+
+/// Send a test notification to the caller's own saved destination.
+#[utoipa::path(post, path = "/api/settings/notify-test", tag = "settings", request_body = MyNotifyTest,
+    responses((status = 200, body = MyNotifyTestResult), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn settings_notify_test(
+    State(st): State<AppState>,
+    caller: Caller,
+    ValidJson(b): ValidJson<MyNotifyTest>,
+) -> ApiResult<Json<MyNotifyTestResult>> {
+    let mut c = Check::new();
+    c.one_of("channel", &b.channel, &["email", "gotify"]);
+    c.done()?;
+    let (_, login, _, stored) = settings_row(&st, caller.id).await?;
+    let prefs = NotifyPrefs::from_stored(&stored);
+    let target = match b.channel.as_str() {
+        "email" if prefs.email.address.is_empty() => login,
+        "email" => prefs.email.address.clone(),
+        _ if prefs.own_gotify() => prefs.gotify.url.clone(),
+        _ => {
+            let s = st.settings.get();
+            if s.str("gotify.url").is_empty() || s.str("gotify.token").is_empty() {
+                return Ok(Json(MyNotifyTestResult {
+                    ok: false,
+                    error: "No push server: enter your Gotify server URL and app token, \
+                            or ask the admin to set up the system one"
+                        .into(),
+                    target: String::new(),
+                }));
+            }
+            "system Gotify server".into()
+        }
+    };
+    if !st.limits.user_test_allow(caller.id) {
+        return Err(ApiError::RateLimited(format!(
+            "At most {} test notifications a minute; try again shortly",
+            auth::USER_TESTS_PER_MINUTE
+        )));
+    }
+    let mut cl = proto::pb::notifyd::notifyd_client::NotifydClient::new(st.peers.notifyd.clone());
+    let r = cl
+        .send_test(proto::pb::notifyd::SendTestRequest {
+            target: if b.channel == "email" {
+                target.clone()
+            } else {
+                String::new()
+            },
+            channel: b.channel,
+            user_id: caller.id,
+        })
+        .await
+        .map_err(|s| peer_error("notifyd", s))?
+        .into_inner();
+    Ok(Json(MyNotifyTestResult {
+        ok: r.ok,
+        error: r.error,
+        target,
+    }))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -17,6 +17,7 @@ pub mod events;
 pub mod external;
 pub mod lists;
 pub mod messages;
+pub mod notify_prefs;
 pub mod routes;
 pub mod setup;
 pub mod system;
@@ -71,6 +72,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::me))
         .routes(routes!(auth::password))
         .routes(routes!(auth::settings_get, auth::settings_put))
+        .routes(routes!(auth::settings_notify_test))
         .routes(routes!(auth::dnd_get, auth::dnd_put))
         .routes(routes!(auth::keys_list, auth::keys_create))
         .routes(routes!(auth::keys_delete))
