@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdirSync, writeFileSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { startSystem, launchBrowser, screenshot } from './harness.mjs'
+import { startSystem, launchBrowser, screenshot, freePort } from './harness.mjs'
 import { setupSystem, apiClient, loginInBrowser, assertAccessible, sql, wav } from './ui.mjs'
 
 const BOB = { email: 'bob@gosip.test', password: 'Bob-pass-word-1' }
@@ -152,12 +152,12 @@ test('settings: a password change keeps the user logged in, and an API key is sh
   await page.getByLabel('Current password').fill(CAROL.password)
   await page.getByRole('button', { name: 'Change password' }).click()
   await page.getByText('Password changed').waitFor()
-  await page.getByLabel('Push notifications (Gotify)').uncheck()
+  await page.getByLabel('Send push notifications').uncheck()
   await page.getByRole('button', { name: 'Save notifications' }).click()
   await page.getByText('Saved.').waitFor()
   const carol = apiClient(sys.base)
   await carol.login(CAROL.email, 'Carol-new-pass-2')
-  assert.equal((await carol.get('/settings')).notify_prefs.gotify, false)
+  assert.equal((await carol.get('/settings')).notify_prefs.gotify.enabled, false)
   await page.getByLabel('Key name').fill('home automation')
   await page.getByRole('button', { name: 'Create key' }).click()
   const key = (await page.locator('[data-new-key]').innerText()).trim()
@@ -165,6 +165,68 @@ test('settings: a password change keeps the user logged in, and an API key is sh
   await page.getByRole('cell', { name: 'home automation', exact: true }).waitFor()
   await screenshot(page, 'settings-user')
   await assertAccessible(page, 'settings')
+  await page.close()
+})
+
+test('notifications: another email address, an own Gotify server and per-event switches persist after a reload', async () => {
+  const page = await browser.newPage()
+  await loginInBrowser(page, sys.base, BOB.email, BOB.password)
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Settings' }).click()
+  const email = page.getByRole('group', { name: 'Email' })
+  const push = page.getByRole('group', { name: 'Push notifications (Gotify)' })
+  // The destination starts as the login address (once the settings loaded).
+  await page.waitForFunction((v) => document.querySelector('#f-n-email-address')?.value === v, BOB.email)
+  // A bad address is refused by the API and the message shows beside the field.
+  await email.getByLabel('Send email to').fill('bob at home')
+  await page.getByRole('button', { name: 'Save notifications' }).click()
+  await email.locator('[data-field-error]').getByText('must be an email address').waitFor()
+  assert.equal(await email.getByLabel('Send email to').getAttribute('aria-invalid'), 'true')
+  // A server without its token is refused too, beside the token field.
+  await email.getByLabel('Send email to').fill('bob.pager@elsewhere.test')
+  const closed = await freePort()
+  await push.getByLabel('Gotify server address').fill(`http://127.0.0.1:${closed}/push`)
+  await page.getByRole('button', { name: 'Save notifications' }).click()
+  await push.locator('[data-field-error]').getByText('is required with a server URL').waitFor()
+  await push.getByLabel('Gotify app token').fill('Bob.App-Token1')
+  await email.getByLabel('Text messages (SMS/MMS)').uncheck()
+  await email.getByLabel('Missed calls').check()
+  await push.getByLabel('Calls ending').check()
+  await page.getByRole('button', { name: 'Save notifications' }).click()
+  await page.getByText('Saved.').waitFor()
+
+  await page.reload()
+  await page.getByRole('heading', { name: 'Settings' }).waitFor()
+  await page.waitForFunction(() => document.querySelector('#f-n-email-address')?.value === 'bob.pager@elsewhere.test')
+  assert.equal(await email.getByLabel('Text messages (SMS/MMS)').isChecked(), false)
+  assert.equal(await email.getByLabel('Missed calls').isChecked(), true)
+  assert.equal(await email.getByLabel('New voicemail').isChecked(), true)
+  assert.equal(await push.getByLabel('Calls ending').isChecked(), true)
+  assert.equal(await push.getByLabel('Gotify server address').inputValue(), `http://127.0.0.1:${closed}/push`)
+  assert.equal(await push.getByLabel('Gotify app token').inputValue(), '********')
+  assert.equal(await email.getByLabel('System alerts').count(), 0, 'alerts are for admins')
+
+  // The API has the nested form; the token is stored but never read back.
+  const bob = apiClient(sys.base)
+  await bob.login(BOB.email, BOB.password)
+  const got = await bob.req('GET', '/settings')
+  assert.equal(got.notify_prefs.email.address, 'bob.pager@elsewhere.test')
+  assert.equal(got.notify_prefs.email.sms, false)
+  assert.equal(got.notify_prefs.gotify.token, '********')
+  assert.ok(!JSON.stringify(got).includes('Bob.App-Token1'))
+  const [[[stored]]] = sql(sys, ['SELECT notify_prefs FROM users WHERE email = ?'], [[BOB.email]])
+  assert.equal(JSON.parse(stored).gotify.token, 'Bob.App-Token1')
+
+  // Saving again with the masked token keeps it; the test push goes to
+  // Bob's own (closed) server and the real error comes back.
+  await push.getByRole('button', { name: 'Send test push' }).click()
+  await push.locator('[data-test-result=gotify]').getByText(/^Not sent: gotify /).waitFor()
+  const [[[again]]] = sql(sys, ['SELECT notify_prefs FROM users WHERE email = ?'], [[BOB.email]])
+  assert.equal(JSON.parse(again).gotify.token, 'Bob.App-Token1')
+  // No mail server is set up here: the test email says so instead of "sent".
+  await email.getByRole('button', { name: 'Send test email' }).click()
+  await email.locator('[data-test-result=email]').getByText(/^Not sent: /).waitFor()
+  await screenshot(page, 'settings-notifications')
+  await assertAccessible(page, 'notification settings')
   await page.close()
 })
 

@@ -79,6 +79,7 @@ export const ENDPOINTS = {
   userPassword: ['POST', '/users/{id}/password'],
   settings: ['GET', '/settings'],
   settingsUpdate: ['PUT', '/settings'],
+  settingsNotifyTest: ['POST', '/settings/notify-test'],
   apiKeys: ['GET', '/api-keys'],
   apiKeyCreate: ['POST', '/api-keys'],
   apiKeyDelete: ['DELETE', '/api-keys/{id}'],
