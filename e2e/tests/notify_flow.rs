@@ -9,111 +9,22 @@
 //!
 //! Needs `cargo build --bins` first (the harness runs target/debug/*).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "support/smtp.rs"]
+mod smtp;
+
 use std::time::{Duration, Instant};
 
 use e2e::System;
 use e2e::standin::{CallOutcome, CallScript, DialOutcome, RecordScript, Standin};
-use mail_parser::{Message, MessageParser, MimeHeaders};
+use mail_parser::MimeHeaders;
 use proto::pb::common::ReloadRequest;
 use proto::pb::common::daemon_client::DaemonClient;
+use smtp::{Smtp, parse, recipients};
 use sqlx::SqlitePool;
 
 const DID: &str = "+15550003333";
 const OWNER: &str = "owner@pbx.test";
 const FROM_ADDR: &str = "pbx@pbx.test";
-
-/// The real SMTP server: `notifyd/tests/smtp_sink.py` on a fixed port,
-/// saving each message as `<dir>/<n>.eml`.
-struct Smtp {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Smtp {
-    fn script() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../notifyd/tests/smtp_sink.py")
-    }
-
-    async fn start(port: u16, dir: &Path) -> Smtp {
-        let mut s = Smtp {
-            port,
-            dir: dir.to_owned(),
-            child: None,
-        };
-        s.spawn().await;
-        s
-    }
-
-    /// Starts the server and waits for its "ready" line (printed once the
-    /// port is bound; an early exit closes stdout instead).
-    async fn spawn(&mut self) {
-        assert!(self.child.is_none());
-        std::fs::create_dir_all(&self.dir).unwrap();
-        let mut child = Command::new("/usr/bin/python3")
-            .arg("-W")
-            .arg("ignore")
-            .arg(Self::script())
-            .arg(self.port.to_string())
-            .arg(&self.dir)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 with aiosmtpd (Debian python3-aiosmtpd)");
-        let stdout = child.stdout.take().unwrap();
-        self.child = Some(child);
-        let ready = tokio::task::spawn_blocking(move || {
-            use std::io::BufRead;
-            let mut line = String::new();
-            std::io::BufReader::new(stdout).read_line(&mut line).ok();
-            line
-        });
-        let line = tokio::time::timeout(Duration::from_secs(20), ready)
-            .await
-            .expect("the SMTP server to start")
-            .unwrap();
-        assert_eq!(line.trim(), "ready", "SMTP server on port {}", self.port);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Raw messages received so far, in arrival order.
-    fn messages(&self) -> Vec<Vec<u8>> {
-        let mut names: Vec<_> = std::fs::read_dir(&self.dir)
-            .map(|d| {
-                d.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names.iter().map(|p| std::fs::read(p).unwrap()).collect()
-    }
-
-    /// Messages whose subject contains `needle`.
-    fn about(&self, needle: &str) -> Vec<Vec<u8>> {
-        self.messages()
-            .into_iter()
-            .filter(|raw| parse(raw).subject().is_some_and(|s| s.contains(needle)))
-            .collect()
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn parse(raw: &[u8]) -> Message<'_> {
-    MessageParser::default().parse(raw).expect("a MIME message")
-}
 
 struct Env {
     sys: System,
@@ -268,16 +179,6 @@ impl Env {
         .await
         .unwrap()
     }
-}
-
-fn recipients(m: &Message<'_>) -> Vec<String> {
-    m.to()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.address().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn png(seed: u8) -> Vec<u8> {
