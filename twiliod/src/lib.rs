@@ -12,6 +12,7 @@
 //! * [`AppState`]: what every handler and job gets.
 
 pub mod autoreply;
+pub mod call_end;
 pub mod client;
 pub mod grpc;
 pub mod notify;
@@ -201,6 +202,7 @@ async fn build_state(
 fn register_jobs(state: &AppState, cfg: &Config) {
     notify::register(&state.queue, cfg.notifyd_grpc.clone());
     voicemail::register(state);
+    call_end::register(state);
     sms::register_jobs(state);
 }
 
