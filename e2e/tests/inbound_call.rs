@@ -228,7 +228,8 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
             .await
             .expect("reload");
     }
-    // sipd re-reads devices every second; twiliod's rules cache reloads.
+    // sipd's Reload re-read the devices before it answered; twiliod's rules
+    // cache polls the database every 250 ms.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // The phone: a sipp UAS that echoes RTP, registered by a second sipp.

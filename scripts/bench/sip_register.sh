@@ -18,7 +18,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 work=$(mktemp -d)
 sip_port=$(free_port)
 export GOSIP_DATA_DIR=$work/data GOSIP_SIP_BIND=127.0.0.1 GOSIP_SIP_PORT=$sip_port \
-  GOSIP_SIPD_GRPC=127.0.0.1:$(free_port) RUST_LOG=warn
+  GOSIP_SIPD_GRPC=127.0.0.1:$(free_port) RUST_LOG=warn \
+  GOSIP_DEVICE_RELOAD_SECS=1  # devices are inserted by hand below, not through webd
 "$BIN/sipd" >"$work/sipd.log" 2>&1 &
 pid=$!
 cleanup() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"; }
@@ -48,7 +49,7 @@ with open(csv, "w") as f:
 c.executemany("INSERT INTO devices (username, password_hash, ha1_sha256, realm, extension) VALUES (?,?,?,?,?)", rows)
 c.commit()
 PY
-sleep 1.5  # sipd re-reads devices every second
+sleep 1.5  # sipd re-reads devices every second (GOSIP_DEVICE_RELOAD_SECS)
 
 printf '%-8s %-9s %-9s %-9s %-8s %-8s %-8s %s\n' offered achieved calls failed retrans p50_ms p99_ms sipd_rss_mib
 for rate in $RATES; do

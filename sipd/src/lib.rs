@@ -35,6 +35,12 @@ pub struct Config {
     /// notifyd's gRPC address.
     #[arg(long, env = "GOSIP_NOTIFYD_GRPC", default_value = proto::defaults::NOTIFYD_GRPC)]
     pub notifyd_grpc: String,
+    /// Seconds between re-reads of the devices table. webd asks for a
+    /// re-read after every device change (gRPC ReloadDevices); this is the
+    /// fallback for a request that was missed or a row changed by hand.
+    #[arg(long, env = "GOSIP_DEVICE_RELOAD_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub device_reload_secs: u64,
 }
 
 /// The sockets sipd serves, bound by the caller (tests bind port 0).
@@ -85,7 +91,9 @@ pub async fn run(
     let media = net::media::Media::new(&cfg.mediad_grpc, pool.clone())?;
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(media.clone().events(cmd_tx.clone(), shutdown.clone()));
-    let sipd_service = net::grpc::SipdService::new(cmd_tx.clone());
+    let (device_reload, device_requests) =
+        net::DeviceReload::channel(std::time::Duration::from_secs(cfg.device_reload_secs));
+    let sipd_service = net::grpc::SipdService::new(cmd_tx.clone(), device_reload.clone());
     let sip = tokio::spawn(net::serve(
         listeners.udp,
         listeners.tcp,
@@ -94,11 +102,12 @@ pub async fn run(
         media,
         cmd_rx,
         cmd_tx,
+        device_requests,
         shutdown.clone(),
     ));
     let daemon = DaemonService::new("sipd", pool.clone(), settings.clone());
     let grpc = tonic::transport::Server::builder()
-        .add_service(daemon.into_server())
+        .add_service(net::grpc::SipdDaemon::new(daemon, device_reload))
         .add_service(sipd_service)
         .serve_with_incoming_shutdown(
             proto::daemon::incoming(listeners.grpc),

@@ -1,24 +1,31 @@
 //! The `Sipd` gRPC service (webd and twiliod are its clients): active calls,
-//! hang-up, recording on demand. Each call goes to the core task.
+//! hang-up, recording on demand, device reload. Each call goes to the core
+//! task. Also sipd's `Daemon` service, whose Reload re-reads the devices
+//! beside the settings.
 
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
+use proto::daemon::DaemonService;
+use proto::pb::common::daemon_server::{Daemon, DaemonServer};
+use proto::pb::common::{HealthReply, HealthRequest, ReloadReply, ReloadRequest};
 use proto::pb::sipd::sipd_server::{Sipd, SipdServer};
 use proto::pb::sipd::{
     ActiveCall, HangupReply, HangupRequest, ListCallsReply, ListCallsRequest, OriginateReply,
-    OriginateRequest, SetRecordingReply, SetRecordingRequest,
+    OriginateRequest, ReloadDevicesReply, ReloadDevicesRequest, SetRecordingReply,
+    SetRecordingRequest,
 };
 
-use super::Command;
+use super::{Command, DeviceReload};
 
 pub struct SipdService {
     commands: mpsc::Sender<Command>,
+    devices: DeviceReload,
 }
 
 impl SipdService {
-    pub fn new(commands: mpsc::Sender<Command>) -> SipdServer<Self> {
-        SipdServer::new(Self { commands })
+    pub fn new(commands: mpsc::Sender<Command>, devices: DeviceReload) -> SipdServer<Self> {
+        SipdServer::new(Self { commands, devices })
     }
 
     async fn list(&self) -> Result<Vec<crate::sip::core::CallInfo>, Status> {
@@ -114,5 +121,43 @@ impl Sipd for SipdService {
             })
             .collect();
         Ok(Response::new(ListCallsReply { calls }))
+    }
+
+    async fn reload_devices(
+        &self,
+        _r: Request<ReloadDevicesRequest>,
+    ) -> Result<Response<ReloadDevicesReply>, Status> {
+        let n = self.devices.reload().await.map_err(Status::unavailable)?;
+        tracing::info!(devices = n, "devices reloaded on request");
+        Ok(Response::new(ReloadDevicesReply {
+            devices: u32::try_from(n).unwrap_or(u32::MAX),
+        }))
+    }
+}
+
+/// The common `Daemon` service; its Reload (webd sends it after settings
+/// changes and a restore) also re-reads the devices, whose realm and
+/// caller-ID DIDs may have changed with them.
+pub struct SipdDaemon {
+    inner: DaemonService,
+    devices: DeviceReload,
+}
+
+impl SipdDaemon {
+    pub fn new(inner: DaemonService, devices: DeviceReload) -> DaemonServer<Self> {
+        DaemonServer::new(Self { inner, devices })
+    }
+}
+
+#[tonic::async_trait]
+impl Daemon for SipdDaemon {
+    async fn health(&self, r: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
+        self.inner.health(r).await
+    }
+
+    async fn reload(&self, r: Request<ReloadRequest>) -> Result<Response<ReloadReply>, Status> {
+        let reply = self.inner.reload(r).await?;
+        self.devices.reload().await.map_err(Status::unavailable)?;
+        Ok(reply)
     }
 }

@@ -1,7 +1,7 @@
 //! The shell around the sans-IO core: UDP and TCP sockets (Content-Length
 //! framing, CRLF keep-alive pong), a fair inbox so one flooding address
-//! cannot starve the others, the timer loop, settings hot reload, and the
-//! database writer.
+//! cannot starve the others, the timer loop, settings and device hot
+//! reload, and the database writer.
 
 pub mod grpc;
 pub mod media;
@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::SqlitePool;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use proto::settings::{Settings, SettingsHandle};
@@ -151,8 +151,48 @@ fn termination(s: &Settings) -> Option<crate::sip::core::Termination> {
 /// Requested UDP socket buffer sizes.
 const UDP_BUFFER: usize = 4 << 20;
 
-/// How often the device list is re-read (webd adds devices at run time).
-const DEVICE_RELOAD: Duration = Duration::from_secs(1);
+/// Answers a device reload with the number of devices in use, once the
+/// core has them.
+type ReloadAck = oneshot::Sender<Result<usize, String>>;
+
+/// Asks sipd to re-read the `devices` table now: webd calls the gRPC
+/// `ReloadDevices` after every device change, so a phone can register the
+/// moment its device exists.
+#[derive(Clone)]
+pub struct DeviceReload {
+    tx: mpsc::Sender<ReloadAck>,
+}
+
+impl DeviceReload {
+    /// A handle, and the receiving side [`serve`] takes; `every` is the
+    /// fallback period of the re-read in case a request was missed.
+    pub fn channel(every: Duration) -> (Self, DeviceRequests) {
+        let (tx, rx) = mpsc::channel(64);
+        (Self { tx }, DeviceRequests { rx, every })
+    }
+
+    /// Re-reads the devices; returns how many the core now knows.
+    pub async fn reload(&self) -> Result<usize, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(tx)
+            .await
+            .map_err(|_| "sip core stopped".to_string())?;
+        rx.await.map_err(|_| "sip core stopped".to_string())?
+    }
+}
+
+/// The receiving side of [`DeviceReload`].
+pub struct DeviceRequests {
+    rx: mpsc::Receiver<ReloadAck>,
+    every: Duration,
+}
+
+/// A device list for the core, and the requests it answers.
+struct DeviceList {
+    devices: Vec<crate::sip::registrar::Device>,
+    acks: Vec<ReloadAck>,
+}
 
 /// What the gRPC service and mediad's events ask of the core task.
 pub enum Command {
@@ -202,6 +242,7 @@ pub async fn serve(
     media: media::Media,
     mut commands: mpsc::Receiver<Command>,
     cmd_tx: mpsc::Sender<Command>,
+    devices: DeviceRequests,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let sip_addr = udp.local_addr()?;
@@ -244,9 +285,14 @@ pub async fn serve(
     ));
 
     let mut settings_rx = settings.subscribe();
-    // Devices are re-read off the core task; only a changed list is handed over.
+    // Devices are re-read off the core task (see device_reloader).
     let (dev_tx, mut dev_rx) = mpsc::channel(1);
-    tokio::spawn(device_reloader(pool.clone(), dev_tx, shutdown.clone()));
+    tokio::spawn(device_reloader(
+        pool.clone(),
+        devices,
+        dev_tx,
+        shutdown.clone(),
+    ));
     loop {
         let now = now_ms();
         let wait = core.poll_timeout().map_or(Duration::from_secs(1), |t| {
@@ -274,7 +320,13 @@ pub async fn serve(
                     }
                 }
             }
-            Some(devices) = dev_rx.recv() => core.set_devices(devices),
+            Some(list) = dev_rx.recv() => {
+                let n = list.devices.len();
+                core.set_devices(list.devices);
+                for ack in list.acks {
+                    let _ = ack.send(Ok(n));
+                }
+            }
             Some(cmd) = commands.recv() => match cmd {
                 Command::MediaReady { call_id, ports } => core.media_ready(now_ms(), &call_id, ports),
                 Command::Hangup { call_id, why, reply } => {
@@ -302,28 +354,45 @@ pub async fn serve(
     Ok(())
 }
 
+/// Re-reads the devices off the core task when asked, and every
+/// `requests.every` in case a request was missed (a webd that could not
+/// reach sipd, a row changed by hand). Periodic reads hand over only a
+/// changed list; a request always goes through the core so its answer
+/// comes after the list is in use.
 async fn device_reloader(
     pool: SqlitePool,
-    tx: mpsc::Sender<Vec<crate::sip::registrar::Device>>,
+    mut requests: DeviceRequests,
+    tx: mpsc::Sender<DeviceList>,
     shutdown: CancellationToken,
 ) {
     let mut last = Vec::new();
-    let mut tick = tokio::time::interval(DEVICE_RELOAD);
+    let mut tick = tokio::time::interval(requests.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let mut acks = Vec::new();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+            Some(ack) = requests.rx.recv() => acks.push(ack),
+        }
+        // Requests that queued meanwhile share this read.
+        while let Ok(ack) = requests.rx.try_recv() {
+            acks.push(ack);
         }
         match store::load_devices(&pool).await {
-            Ok(d) if d != last => {
+            Ok(d) if d != last || !acks.is_empty() => {
                 last = d.clone();
-                if tx.send(d).await.is_err() {
+                if tx.send(DeviceList { devices: d, acks }).await.is_err() {
                     return;
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot reload devices"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot reload devices");
+                for ack in acks {
+                    let _ = ack.send(Err(format!("cannot read devices: {e}")));
+                }
+            }
         }
     }
 }

@@ -103,6 +103,13 @@ impl Sipd {
             "127.0.0.1",
             "--mediad-grpc",
             mediad.unwrap_or("127.0.0.1:9"),
+            // No notifyd here: call notices wait in sipd's queue.
+            "--notifyd-grpc",
+            "127.0.0.1:9",
+            // Tests that change `devices` rows by hand rely on a quick
+            // re-read; add_devices asks for one over gRPC.
+            "--device-reload-secs",
+            "1",
         ]);
         let shutdown = CancellationToken::new();
         let listeners = sipd::Listeners { udp, tcp, grpc };
@@ -159,13 +166,27 @@ impl Sipd {
         .last_insert_rowid()
     }
 
-    /// Inserts devices and waits until sipd has read them.
+    /// Inserts devices and has sipd read them (gRPC ReloadDevices, as
+    /// webd does).
     pub async fn add_devices(&self, list: &[(&str, &str, &str)]) {
         for (u, p, e) in list {
             self.add_device(u, p, e).await;
         }
-        // sipd re-reads `devices` every second.
-        tokio::time::sleep(Duration::from_millis(1300)).await;
+        self.reload_devices().await;
+    }
+
+    /// Asks sipd to re-read `devices`; returns once it uses them.
+    pub async fn reload_devices(&self) -> u32 {
+        use proto::pb::sipd::ReloadDevicesRequest;
+        use proto::pb::sipd::sipd_client::SipdClient;
+        SipdClient::connect(format!("http://{}", self.grpc))
+            .await
+            .unwrap()
+            .reload_devices(ReloadDevicesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .devices
     }
 
     pub async fn registrations(&self) -> Vec<(String, String, bool)> {

@@ -2,6 +2,8 @@
 //! status from `registrations`, and the provisioning QR code.
 //! Admins manage every device; users see and edit their own (name,
 //! recording, new password) and get 404 for the others.
+//! Every change is pushed to sipd (gRPC `ReloadDevices`) before the answer,
+//! so a phone can register the moment its device exists.
 
 use axum::Json;
 use axum::extract::State;
@@ -282,11 +284,34 @@ pub async fn create(
     .fetch_one(&st.pool)
     .await
     .map_err(unique_to_field)?;
+    reload_sipd(&st).await;
     let device = load(&st, &caller, id).await?;
     Ok((
         StatusCode::CREATED,
         Json(with_secret(&st, &headers, device, password)),
     ))
+}
+
+/// Tells sipd the devices changed and waits (briefly) until it uses them.
+/// A sipd that is down or slow only delays the change: it re-reads the
+/// table on start and every 30 s, so the API answer does not fail.
+pub async fn reload_sipd(st: &AppState) {
+    use proto::pb::sipd::ReloadDevicesRequest;
+    use proto::pb::sipd::sipd_client::SipdClient;
+    let mut c = SipdClient::new(st.peers.sipd.clone());
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        c.reload_devices(ReloadDevicesRequest {}),
+    )
+    .await
+    {
+        Ok(Ok(r)) => tracing::debug!(devices = r.into_inner().devices, "sipd reloaded devices"),
+        Ok(Err(e)) => tracing::warn!(
+            code = ?e.code(), message = e.message(),
+            "sipd did not reload devices; it picks the change up within 30 s"
+        ),
+        Err(_) => tracing::warn!("sipd did not answer the device reload within 2 s"),
+    }
 }
 
 fn unique_to_field(e: sqlx::Error) -> ApiError {
@@ -451,6 +476,7 @@ pub async fn update(
             .await?;
     }
     tx.commit().await?;
+    reload_sipd(&st).await;
     let device = load(&st, &caller, id).await?;
     Ok(Json(match new_password {
         Some(p) => with_secret(&st, &headers, device, p),
@@ -477,6 +503,7 @@ pub async fn delete(
         .bind(id)
         .execute(&st.pool)
         .await?;
+    reload_sipd(&st).await;
     st.limits
         .device_secrets
         .lock()
