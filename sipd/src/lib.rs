@@ -103,6 +103,7 @@ pub async fn run(
         cmd_rx,
         cmd_tx,
         device_requests,
+        net::notify::Notifier::start(&cfg.notifyd_grpc, pool.clone())?,
         shutdown.clone(),
     ));
     let daemon = DaemonService::new("sipd", pool.clone(), settings.clone());

@@ -1,10 +1,11 @@
 //! The shell around the sans-IO core: UDP and TCP sockets (Content-Length
 //! framing, CRLF keep-alive pong), a fair inbox so one flooding address
 //! cannot starve the others, the timer loop, settings and device hot
-//! reload, and the database writer.
+//! reload, the database writer, and call events for notifyd.
 
 pub mod grpc;
 pub mod media;
+pub mod notify;
 pub mod store;
 pub mod transport;
 
@@ -243,6 +244,7 @@ pub async fn serve(
     mut commands: mpsc::Receiver<Command>,
     cmd_tx: mpsc::Sender<Command>,
     devices: DeviceRequests,
+    notifier: notify::Notifier,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let sip_addr = udp.local_addr()?;
@@ -305,7 +307,7 @@ pub async fn serve(
                 for _ in 0..256 {
                     let Some(item) = inbox.pop() else { break };
                     core.handle_message(now_ms(), item.peer, &item.data);
-                    flush(&mut core, &udp, &conns, &ev_tx, &media, &cmd_tx).await;
+                    flush(&mut core, &udp, &conns, &ev_tx, &notifier, &media, &cmd_tx).await;
                 }
             }
             _ = tokio::time::sleep(wait) => {
@@ -347,10 +349,11 @@ pub async fn serve(
                 }
             },
         }
-        flush(&mut core, &udp, &conns, &ev_tx, &media, &cmd_tx).await;
+        flush(&mut core, &udp, &conns, &ev_tx, &notifier, &media, &cmd_tx).await;
     }
     drop(ev_tx);
     let _ = writer.await;
+    notifier.finish().await;
     Ok(())
 }
 
@@ -397,12 +400,14 @@ async fn device_reloader(
     }
 }
 
-/// Sends what the core queued and hands events to the writer.
+/// Sends what the core queued and hands events to the writer (and CDR
+/// changes to the notifier).
 async fn flush(
     core: &mut Core,
     udp: &UdpSocket,
     conns: &Conns,
     ev_tx: &mpsc::UnboundedSender<Event>,
+    notifier: &notify::Notifier,
     media: &media::Media,
     cmd_tx: &mpsc::Sender<Command>,
 ) {
@@ -421,6 +426,10 @@ async fn flush(
                 hold,
             } => media.update_leg(call_id, leg, m, established, hold),
             Event::MediaRecord { call_id, enabled } => media.record(call_id, enabled),
+            Event::Cdr(c) => {
+                notifier.cdr(&c);
+                let _ = ev_tx.send(Event::Cdr(c));
+            }
             e => {
                 let _ = ev_tx.send(e);
             }

@@ -1,0 +1,774 @@
+//! Call events for notifyd, built from the CDR changes the core emits:
+//! `call_started` when a call is answered, `call_ended` when it ends, and
+//! `missed_call` to the callee's owner when an internal call they were rung
+//! for is not answered (disposition missed or busy; a 603 decline is the
+//! callee's own choice, and a failed call never rang).
+//!
+//! Who an event is for: the callee device's owner (internal calls, and the
+//! rung device of an inbound call), the caller device's owner for outbound
+//! calls, `0` (the admins) when the device has no owner. Webhook endpoints
+//! are global in notifyd and get every event.
+//!
+//! Inbound trunk calls nobody answered are left to twiliod: Twilio then
+//! plays the voicemail greeting, so only twiliod knows at the end whether
+//! the caller left a voicemail (one voicemail notice) or not (one
+//! missed_call); it sends the call_ended with that final disposition too.
+//! Outbound calls nobody answered notify nobody of a missed call.
+//!
+//! Delivery never holds up call handling: the core's events reach this
+//! task over a channel, and notices notifyd has not acknowledged wait in a
+//! small bounded in-memory queue, retried in order with backoff (notifyd
+//! stores an event durably before acknowledging it). When the queue is
+//! full the oldest notice is dropped with a warning; at shutdown what is
+//! left gets one short last try, and the rest is logged as dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use sqlx::SqlitePool;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+use proto::pb::notifyd::NotifyRequest;
+use proto::pb::notifyd::notifyd_client::NotifydClient;
+
+use super::store::fmt_ms;
+use crate::sip::core::Cdr;
+
+/// Notices kept while notifyd is unreachable.
+pub const QUEUE_CAP: usize = 1000;
+/// First retry delay; doubled per failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a stopping sipd still tries to hand over what is queued.
+const DRAIN: Duration = Duration::from_secs(2);
+/// Calls tracked at most; a call whose end never came is forgotten after a
+/// day once there are this many.
+const MAX_CALLS: usize = 10_000;
+
+/// One event for notifyd's `Notify`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// `call_started`, `call_ended` or `missed_call`.
+    pub kind: &'static str,
+    /// 0 = the admins.
+    pub user_id: i64,
+    pub payload: Value,
+}
+
+/// A device as the notices name it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceInfo {
+    pub id: i64,
+    pub name: String,
+    pub user_id: Option<i64>,
+}
+
+/// A call from its `Cdr::Start` on, with what the database says about its
+/// parties (read once, when it starts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracked {
+    pub call_id: String,
+    /// "internal", "inbound" or "outbound".
+    pub direction: &'static str,
+    pub from: String,
+    pub to: String,
+    pub call_sid: Option<String>,
+    pub started_at: u64,
+    pub answered_at: Option<u64>,
+    /// The CDR's device: the caller's (internal, outbound) or the first
+    /// rung device (inbound).
+    pub device_id: i64,
+    pub device: Option<DeviceInfo>,
+    /// Internal calls: the dialed device.
+    pub callee: Option<DeviceInfo>,
+    /// Inbound calls: the name of the dialed DID.
+    pub did_name: Option<String>,
+}
+
+impl Tracked {
+    /// The user the call's events are for.
+    fn recipient(&self) -> Option<i64> {
+        match self.direction {
+            "internal" => self.callee.as_ref().and_then(|d| d.user_id),
+            _ => self.device.as_ref().and_then(|d| d.user_id),
+        }
+    }
+
+    fn payload(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("call_id".into(), json!(self.call_id));
+        m.insert("call_sid".into(), json!(self.call_sid));
+        m.insert("direction".into(), json!(self.direction));
+        m.insert("from".into(), json!(self.from));
+        // The caller is one of our devices on internal and outbound calls.
+        if self.direction != "inbound"
+            && let Some(d) = self.device.as_ref().filter(|d| !d.name.is_empty())
+        {
+            m.insert("caller_name".into(), json!(d.name));
+        }
+        m.insert("to".into(), json!(self.to));
+        if let Some(n) = &self.did_name {
+            m.insert("did_name".into(), json!(n));
+        }
+        if self.device_id > 0 {
+            m.insert("device_id".into(), json!(self.device_id));
+        }
+        if let Some(d) = self.device.as_ref().filter(|d| !d.name.is_empty()) {
+            m.insert("device_name".into(), json!(d.name));
+        }
+        if let Some(c) = &self.callee {
+            m.insert("callee_device_id".into(), json!(c.id));
+            if !c.name.is_empty() {
+                m.insert("callee_name".into(), json!(c.name));
+            }
+        }
+        m.insert("started_at".into(), json!(fmt_ms(self.started_at)));
+        if let Some(a) = self.answered_at {
+            m.insert("answered_at".into(), json!(fmt_ms(a)));
+        }
+        m
+    }
+}
+
+/// The notice for an answered call.
+pub fn started(t: &Tracked) -> Notice {
+    Notice {
+        kind: "call_started",
+        user_id: t.recipient().unwrap_or(0),
+        payload: Value::Object(t.payload()),
+    }
+}
+
+/// The notices for a call that ended (see the module doc for the rules).
+pub fn ended(
+    t: &Tracked,
+    at: u64,
+    disposition: &str,
+    duration_s: u64,
+    reason: &str,
+) -> Vec<Notice> {
+    if t.direction == "inbound" && t.answered_at.is_none() {
+        return Vec::new();
+    }
+    let mut p = t.payload();
+    p.insert("ended_at".into(), json!(fmt_ms(at)));
+    p.insert("duration".into(), json!(duration_s));
+    p.insert("disposition".into(), json!(disposition));
+    p.insert("reason".into(), json!(reason));
+    let payload = Value::Object(p);
+    let mut out = vec![Notice {
+        kind: "call_ended",
+        user_id: t.recipient().unwrap_or(0),
+        payload: payload.clone(),
+    }];
+    if t.direction == "internal"
+        && matches!(disposition, "missed" | "busy")
+        && let Some(user) = t.recipient()
+    {
+        out.push(Notice {
+            kind: "missed_call",
+            user_id: user,
+            payload,
+        });
+    }
+    out
+}
+
+/// The sending side: hand it every CDR change.
+pub struct Notifier {
+    tx: mpsc::UnboundedSender<Cdr>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Notifier {
+    /// Starts the task that talks to notifyd at `addr` (`host:port`).
+    pub fn start(addr: &str, pool: SqlitePool) -> anyhow::Result<Self> {
+        let url = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let channel = Endpoint::from_shared(url)
+            .map_err(|e| anyhow::anyhow!("bad notifyd address {addr}: {e}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(5))
+            .connect_lazy();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(rx, pool, NotifydClient::new(channel)));
+        Ok(Self { tx, task })
+    }
+
+    /// Never waits: the task does the rest.
+    pub fn cdr(&self, c: &Cdr) {
+        let _ = self.tx.send(c.clone());
+    }
+
+    /// Stops taking events and gives what is queued a last short try.
+    pub async fn finish(self) {
+        drop(self.tx);
+        let _ = tokio::time::timeout(DRAIN + Duration::from_secs(1), self.task).await;
+    }
+}
+
+/// Notices waiting for notifyd, oldest first.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    queue: VecDeque<(u64, Notice)>,
+    next_seq: u64,
+    cap: usize,
+}
+
+impl Outbox {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(1),
+            ..Self::default()
+        }
+    }
+
+    /// Queues `n`; returns the oldest notice when it had to make room.
+    pub fn push(&mut self, n: Notice) -> Option<Notice> {
+        let dropped = (self.queue.len() >= self.cap)
+            .then(|| self.queue.pop_front().map(|(_, n)| n))
+            .flatten();
+        self.queue.push_back((self.next_seq, n));
+        self.next_seq += 1;
+        dropped
+    }
+
+    pub fn front(&self) -> Option<(u64, &Notice)> {
+        self.queue.front().map(|(s, n)| (*s, n))
+    }
+
+    /// Removes the front notice if it is still `seq`.
+    pub fn done(&mut self, seq: u64) {
+        if self.queue.front().is_some_and(|(s, _)| *s == seq) {
+            self.queue.pop_front();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+/// The wait before the next try after `failures` failures in a row.
+pub fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    FIRST_BACKOFF.saturating_mul(1 << exp).min(MAX_BACKOFF)
+}
+
+/// Why a hand-over did not happen.
+#[derive(Debug)]
+enum SendError {
+    /// notifyd is down or could not store it: keep and retry.
+    Retry(String),
+    /// notifyd refused the event itself: retrying cannot help.
+    Refused(String),
+}
+
+async fn send(client: &mut NotifydClient<Channel>, n: &Notice) -> Result<i64, SendError> {
+    let req = NotifyRequest {
+        kind: n.kind.to_string(),
+        user_id: n.user_id,
+        payload_json: n.payload.to_string(),
+        attachments: Vec::new(),
+    };
+    match client.notify(req).await {
+        Ok(r) => Ok(r.into_inner().job_id),
+        Err(s) if s.code() == tonic::Code::InvalidArgument => {
+            Err(SendError::Refused(s.message().to_string()))
+        }
+        Err(s) => Err(SendError::Retry(format!("{:?}: {}", s.code(), s.message()))),
+    }
+}
+
+fn call_id_of(n: &Notice) -> &str {
+    n.payload["call_id"].as_str().unwrap_or_default()
+}
+
+async fn run(
+    mut rx: mpsc::UnboundedReceiver<Cdr>,
+    pool: SqlitePool,
+    mut client: NotifydClient<Channel>,
+) {
+    let mut calls: HashMap<String, Tracked> = HashMap::new();
+    let mut out = Outbox::new(QUEUE_CAP);
+    let mut failures = 0u32;
+    let mut next_try = Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            ev = rx.recv() => {
+                let Some(c) = ev else { break };
+                for n in track(&mut calls, &pool, c).await {
+                    if let Some(old) = out.push(n) {
+                        tracing::warn!(
+                            kind = old.kind, call_id = call_id_of(&old), queued = out.len(),
+                            "notifyd unreachable and the queue is full: oldest call notice dropped"
+                        );
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(next_try), if !out.is_empty() => {
+                let Some((seq, n)) = out.front().map(|(s, n)| (s, n.clone())) else { continue };
+                match send(&mut client, &n).await {
+                    Ok(job_id) => {
+                        if failures > 0 {
+                            tracing::info!(failures, "notifyd reachable again");
+                        }
+                        failures = 0;
+                        tracing::debug!(kind = n.kind, call_id = call_id_of(&n), user_id = n.user_id, job_id, "call notice handed to notifyd");
+                        out.done(seq);
+                    }
+                    Err(SendError::Refused(why)) => {
+                        tracing::warn!(kind = n.kind, call_id = call_id_of(&n), error = %why, "notifyd refused a call notice: dropped");
+                        out.done(seq);
+                    }
+                    Err(SendError::Retry(why)) => {
+                        failures += 1;
+                        let wait = backoff(failures);
+                        if failures == 1 {
+                            tracing::warn!(error = %why, queued = out.len(), "cannot hand call notices to notifyd; retrying");
+                        } else {
+                            tracing::debug!(error = %why, failures, wait_ms = wait.as_millis() as u64, "notifyd still unreachable");
+                        }
+                        next_try = Instant::now() + wait;
+                    }
+                }
+            }
+        }
+    }
+    // Stopping: one short last try for what is queued.
+    let deadline = Instant::now() + DRAIN;
+    while let Some((seq, n)) = out.front().map(|(s, n)| (s, n.clone())) {
+        match tokio::time::timeout_at(deadline, send(&mut client, &n)).await {
+            Ok(Ok(_) | Err(SendError::Refused(_))) => out.done(seq),
+            Ok(Err(SendError::Retry(_))) | Err(_) => break,
+        }
+    }
+    if !out.is_empty() {
+        tracing::warn!(
+            dropped = out.len(),
+            "sipd stopping: call notices not handed to notifyd"
+        );
+    }
+}
+
+/// Follows one CDR change; returns the notices it makes.
+async fn track(calls: &mut HashMap<String, Tracked>, pool: &SqlitePool, c: Cdr) -> Vec<Notice> {
+    match c {
+        Cdr::Start {
+            call_id,
+            direction,
+            from,
+            to,
+            device_id,
+            started_at,
+            call_sid,
+        } => {
+            if calls.len() >= MAX_CALLS {
+                let day = 24 * 3600 * 1000;
+                calls.retain(|_, t| t.started_at + day > started_at);
+            }
+            let mut t = Tracked {
+                call_id: call_id.clone(),
+                direction,
+                from,
+                to,
+                call_sid,
+                started_at,
+                answered_at: None,
+                device_id,
+                device: None,
+                callee: None,
+                did_name: None,
+            };
+            if let Err(e) = parties(pool, &mut t).await {
+                tracing::warn!(call_id = %call_id, error = %e, "cannot read the call's devices for its notices");
+            }
+            calls.insert(call_id, t);
+            Vec::new()
+        }
+        Cdr::Answered { call_id, at } => match calls.get_mut(&call_id) {
+            Some(t) => {
+                t.answered_at = Some(at);
+                vec![started(t)]
+            }
+            None => Vec::new(),
+        },
+        Cdr::End {
+            call_id,
+            at,
+            disposition,
+            duration_s,
+            reason,
+        } => match calls.remove(&call_id) {
+            Some(t) => ended(&t, at, disposition, duration_s, &reason),
+            None => Vec::new(),
+        },
+    }
+}
+
+/// Fills in the call's devices and DID name from the database.
+async fn parties(pool: &SqlitePool, t: &mut Tracked) -> Result<(), sqlx::Error> {
+    if t.device_id > 0 {
+        t.device = sqlx::query_as::<_, (i64, String, Option<i64>)>(
+            "SELECT id, name, user_id FROM devices WHERE id = ?",
+        )
+        .bind(t.device_id)
+        .fetch_optional(pool)
+        .await?
+        .map(|(id, name, user_id)| DeviceInfo { id, name, user_id });
+    }
+    match t.direction {
+        // The core dials a username first, then an extension.
+        "internal" => {
+            t.callee = sqlx::query_as::<_, (i64, String, Option<i64>)>(
+                "SELECT id, name, user_id FROM devices WHERE username = ?1 OR extension = ?1 \
+                 ORDER BY username = ?1 DESC LIMIT 1",
+            )
+            .bind(&t.to)
+            .fetch_optional(pool)
+            .await?
+            .map(|(id, name, user_id)| DeviceInfo { id, name, user_id });
+        }
+        "inbound" => {
+            t.did_name = sqlx::query_scalar::<_, String>(
+                "SELECT name FROM dids WHERE number = ? AND name != ''",
+            )
+            .bind(&t.to)
+            .fetch_optional(pool)
+            .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use proto::pb::notifyd::notifyd_server::{Notifyd, NotifydServer};
+    use proto::pb::notifyd::{NotifyReply, SendTestReply, SendTestRequest};
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+
+    fn dev(id: i64, name: &str, user: Option<i64>) -> Option<DeviceInfo> {
+        Some(DeviceInfo {
+            id,
+            name: name.into(),
+            user_id: user,
+        })
+    }
+
+    fn internal() -> Tracked {
+        Tracked {
+            call_id: "c1@phone".into(),
+            direction: "internal",
+            from: "201".into(),
+            to: "202".into(),
+            call_sid: None,
+            started_at: 1_736_951_400_000,
+            answered_at: None,
+            device_id: 1,
+            device: dev(1, "Alice desk", Some(10)),
+            callee: dev(2, "Bob desk", Some(20)),
+            did_name: None,
+        }
+    }
+
+    #[test]
+    fn an_answered_internal_call_notifies_the_callees_owner_with_the_template_fields() {
+        let mut t = internal();
+        t.answered_at = Some(t.started_at + 2000);
+        let n = started(&t);
+        assert_eq!((n.kind, n.user_id), ("call_started", 20));
+        assert_eq!(n.payload["from"], "201");
+        assert_eq!(n.payload["caller_name"], "Alice desk");
+        assert_eq!(n.payload["to"], "202");
+        assert_eq!(n.payload["direction"], "internal");
+        assert_eq!(n.payload["started_at"], "2025-01-15T14:30:00.000Z");
+        assert_eq!(n.payload["answered_at"], "2025-01-15T14:30:02.000Z");
+        assert_eq!(n.payload["callee_device_id"], 2);
+        assert_eq!(n.payload["call_sid"], Value::Null);
+        let end = ended(&t, t.started_at + 65_000, "answered", 63, "callee hung up");
+        assert_eq!(end.len(), 1, "answered: no missed call");
+        assert_eq!((end[0].kind, end[0].user_id), ("call_ended", 20));
+        assert_eq!(end[0].payload["duration"], 63);
+        assert_eq!(end[0].payload["disposition"], "answered");
+        assert_eq!(end[0].payload["reason"], "callee hung up");
+        assert_eq!(end[0].payload["ended_at"], "2025-01-15T14:31:05.000Z");
+    }
+
+    #[test]
+    fn an_unanswered_internal_call_is_one_missed_call_for_the_callees_owner() {
+        for disposition in ["missed", "busy"] {
+            let n = ended(&internal(), 1_736_951_410_000, disposition, 0, "no answer");
+            let kinds: Vec<_> = n.iter().map(|n| (n.kind, n.user_id)).collect();
+            assert_eq!(kinds, [("call_ended", 20), ("missed_call", 20)]);
+            assert_eq!(n[1].payload["disposition"], disposition);
+        }
+        // Declined by the callee, or never rung: not a missed call.
+        for disposition in ["rejected", "failed"] {
+            let n = ended(&internal(), 1_736_951_410_000, disposition, 0, "x");
+            assert_eq!(n.len(), 1, "{disposition}");
+        }
+        // A device without an owner: nobody to tell of a missed call.
+        let mut t = internal();
+        t.callee = dev(2, "Lobby", None);
+        let n = ended(&t, 1_736_951_410_000, "missed", 0, "no answer");
+        assert_eq!(
+            n.iter().map(|n| (n.kind, n.user_id)).collect::<Vec<_>>(),
+            [("call_ended", 0)]
+        );
+    }
+
+    #[test]
+    fn an_unanswered_inbound_call_is_left_to_twiliod_and_an_answered_one_is_not() {
+        let mut t = internal();
+        t.direction = "inbound";
+        t.from = "+15557654321".into();
+        t.to = "+15550001111".into();
+        t.call_sid = Some("CA1".into());
+        t.device = dev(2, "Bob desk", Some(20));
+        t.callee = None;
+        t.did_name = Some("Main".into());
+        assert!(ended(&t, 1, "missed", 0, "caller cancelled").is_empty());
+        t.answered_at = Some(t.started_at);
+        let n = ended(&t, t.started_at + 5000, "answered", 5, "caller hung up");
+        assert_eq!(n.len(), 1);
+        assert_eq!((n[0].kind, n[0].user_id), ("call_ended", 20));
+        assert_eq!(n[0].payload["call_sid"], "CA1");
+        assert_eq!(n[0].payload["did_name"], "Main");
+        assert!(
+            n[0].payload.get("caller_name").is_none(),
+            "the device is not the caller"
+        );
+    }
+
+    #[test]
+    fn an_unanswered_outbound_call_is_no_missed_call() {
+        let mut t = internal();
+        t.direction = "outbound";
+        t.callee = None;
+        t.to = "+15551234567".into();
+        let n = ended(&t, 1, "missed", 0, "no answer");
+        assert_eq!(
+            n.iter().map(|n| (n.kind, n.user_id)).collect::<Vec<_>>(),
+            [("call_ended", 10)],
+            "the caller's own call"
+        );
+    }
+
+    #[test]
+    fn a_full_outbox_drops_the_oldest_notice() {
+        let n = |i: i64| Notice {
+            kind: "call_ended",
+            user_id: i,
+            payload: Value::Null,
+        };
+        let mut o = Outbox::new(2);
+        assert_eq!(o.push(n(1)), None);
+        assert_eq!(o.push(n(2)), None);
+        assert_eq!(o.push(n(3)), Some(n(1)));
+        let (seq, front) = o.front().unwrap();
+        assert_eq!(front.user_id, 2);
+        o.done(seq + 1);
+        assert_eq!(o.len(), 2, "only the front's own seq removes it");
+        o.done(seq);
+        assert_eq!(o.front().unwrap().1.user_id, 3);
+    }
+
+    /// A notifyd that answers UNAVAILABLE `refuse` times, then stores.
+    #[derive(Clone, Default)]
+    struct FakeNotifyd {
+        refuse: Arc<AtomicU32>,
+        got: Arc<Mutex<Vec<(String, i64, Value)>>>,
+    }
+
+    #[tonic::async_trait]
+    impl Notifyd for FakeNotifyd {
+        async fn notify(&self, r: Request<NotifyRequest>) -> Result<Response<NotifyReply>, Status> {
+            if self
+                .refuse
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(Status::unavailable("database is locked"));
+            }
+            let r = r.into_inner();
+            let mut got = self.got.lock().unwrap();
+            got.push((
+                r.kind,
+                r.user_id,
+                serde_json::from_str(&r.payload_json).unwrap(),
+            ));
+            Ok(Response::new(NotifyReply {
+                job_id: got.len() as i64,
+            }))
+        }
+
+        async fn send_test(
+            &self,
+            _r: Request<SendTestRequest>,
+        ) -> Result<Response<SendTestReply>, Status> {
+            Err(Status::unimplemented("not here"))
+        }
+    }
+
+    async fn serve(fake: FakeNotifyd, listener: tokio::net::TcpListener) {
+        tonic::transport::Server::builder()
+            .add_service(NotifydServer::new(fake))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    }
+
+    /// A database with alice (201) and bob (202), each owned by a user.
+    async fn office() -> (tempfile::TempDir, SqlitePool, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = proto::db::open(dir.path()).await.unwrap();
+        let mut bob_user = 0;
+        for (email, user, ext) in [("a@x.test", "alice", "201"), ("b@x.test", "bob", "202")] {
+            let uid: i64 = sqlx::query_scalar(
+                "INSERT INTO users (email, password_hash, role) VALUES (?, 'x', 'user') RETURNING id",
+            )
+            .bind(email)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO devices (user_id, name, username, password_hash, extension) VALUES (?, ?, ?, 'h', ?)",
+            )
+            .bind(uid)
+            .bind(format!("{user} desk"))
+            .bind(user)
+            .bind(ext)
+            .execute(&pool)
+            .await
+            .unwrap();
+            bob_user = uid;
+        }
+        (dir, pool, bob_user)
+    }
+
+    fn internal_call(n: u64, answered: bool) -> Vec<Cdr> {
+        let id = format!("call-{n}");
+        let t = 1_736_951_400_000 + n * 60_000;
+        let mut v = vec![Cdr::Start {
+            call_id: id.clone(),
+            direction: "internal",
+            from: "201".into(),
+            to: "202".into(),
+            device_id: 1,
+            started_at: t,
+            call_sid: None,
+        }];
+        if answered {
+            v.push(Cdr::Answered {
+                call_id: id.clone(),
+                at: t + 1000,
+            });
+        }
+        v.push(Cdr::End {
+            call_id: id,
+            at: t + 9000,
+            disposition: if answered { "answered" } else { "missed" },
+            duration_s: if answered { 8 } else { 0 },
+            reason: "caller hung up".into(),
+        });
+        v
+    }
+
+    async fn received(fake: &FakeNotifyd, n: usize) -> Vec<(String, i64, Value)> {
+        for _ in 0..200 {
+            if fake.got.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        fake.got.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn notices_survive_a_notifyd_that_refuses_and_arrive_in_order() {
+        let (_dir, pool, bob) = office().await;
+        let fake = FakeNotifyd::default();
+        fake.refuse.store(2, Ordering::SeqCst);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(serve(fake.clone(), l));
+        let n = Notifier::start(&addr, pool).unwrap();
+        for c in internal_call(1, true)
+            .iter()
+            .chain(&internal_call(2, false))
+        {
+            n.cdr(c);
+        }
+        let got = received(&fake, 4).await;
+        let kinds: Vec<(&str, i64, &str)> = got
+            .iter()
+            .map(|(k, u, p)| (k.as_str(), *u, p["call_id"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("call_started", bob, "call-1"),
+                ("call_ended", bob, "call-1"),
+                ("call_ended", bob, "call-2"),
+                ("missed_call", bob, "call-2"),
+            ]
+        );
+        assert_eq!(got[0].2["caller_name"], "alice desk", "read from devices");
+        assert_eq!(got[0].2["callee_name"], "bob desk");
+        assert_eq!(
+            fake.refuse.load(Ordering::SeqCst),
+            0,
+            "both refusals retried"
+        );
+        n.finish().await;
+    }
+
+    #[tokio::test]
+    async fn notices_wait_for_a_notifyd_that_is_not_running_yet() {
+        let (_dir, pool, bob) = office().await;
+        // An address nobody listens on until later.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let n = Notifier::start(&addr.to_string(), pool).unwrap();
+        for c in internal_call(3, false) {
+            n.cdr(&c);
+        }
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let fake = FakeNotifyd::default();
+        let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+        tokio::spawn(serve(fake.clone(), l));
+        let got = received(&fake, 2).await;
+        let kinds: Vec<(&str, i64)> = got.iter().map(|(k, u, _)| (k.as_str(), *u)).collect();
+        assert_eq!(kinds, [("call_ended", bob), ("missed_call", bob)]);
+        n.finish().await;
+    }
+
+    #[test]
+    fn retries_back_off_from_half_a_second_to_thirty() {
+        let waits: Vec<u128> = (1..=9).map(|f| backoff(f).as_millis()).collect();
+        assert_eq!(
+            waits,
+            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+    }
+}
