@@ -386,6 +386,8 @@ async fn status(State(st): State<AppState>, Extension(p): Extension<WebhookParam
         .await {
         tracing::error!(error = %e, "cannot update CDR");
     }
+        // The call is over: missed or voicemail, and the final call_ended.
+        crate::call_end::schedule(&st, call_sid).await;
     }
     xml(twiml::empty())
 }
