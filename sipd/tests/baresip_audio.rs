@@ -51,8 +51,7 @@ async fn a_baresip_call_is_recorded_with_each_partys_tone_on_its_own_channel() {
         .execute(&s.pool)
         .await
         .unwrap();
-    // sipd re-reads the devices table every second.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.reload_devices().await;
 
     let root = tempfile::tempdir().unwrap();
     let mut carol = Baresip::spawn(

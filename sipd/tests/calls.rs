@@ -423,8 +423,7 @@ async fn a_device_with_recording_enabled_gets_every_call_recorded_into_a_wav_lin
         .execute(&s.pool)
         .await
         .unwrap();
-    // The device list is re-read every second.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.reload_devices().await;
     let (url, size) = recorded_call(&s, "caller_audio.xml").await;
     assert!(
         url.starts_with("recordings/") && url.ends_with(".wav"),
@@ -510,8 +509,7 @@ async fn a_phone_dials_a_national_number_out_through_the_trunk_with_digest_and_i
     .execute(&s.pool)
     .await
     .unwrap();
-    // The device list is re-read every second.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.reload_devices().await;
     let caller = sipp(
         &s,
         dir.path(),
@@ -556,7 +554,7 @@ async fn click_to_call_rings_the_phone_first_then_dials_the_number_through_the_t
         .execute(&s.pool)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.reload_devices().await;
     let phone = answering_bob(&s, dir.path(), 1).await;
     let mut client = SipdClient::connect(format!("http://{}", s.grpc))
         .await
@@ -785,8 +783,7 @@ async fn alice_with_did(s: &Sipd) {
     .execute(&s.pool)
     .await
     .unwrap();
-    // The device list is re-read every second.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.reload_devices().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -871,7 +868,7 @@ async fn a_verified_trunk_caller_rings_the_phone_with_a_check_mark_in_the_displa
     ])
     .await;
     let bob = s.add_device("bob", "pw-b", "202").await;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    s.reload_devices().await;
     let dir = tempfile::tempdir().unwrap();
     // The phone refuses to answer unless the From reads
     // "✓ +15557654321" <sip:+15557654321@...>.
