@@ -116,6 +116,8 @@ pub struct Inner {
     pub limits: auth::Limits,
     /// Plain HTTP client for forwarding webhooks to twiliod.
     pub http: reqwest::Client,
+    /// Totals and seek keys of the CDR and message lists.
+    pub lists: api::common::ListCache,
 }
 
 impl AppState {
@@ -138,6 +140,7 @@ impl AppState {
                 read_only: std::sync::atomic::AtomicBool::new(false),
                 limits: auth::Limits::default(),
                 http,
+                lists: Default::default(),
             }),
         })
     }

@@ -168,17 +168,16 @@ pub async fn dashboard(State(st): State<AppState>, caller: Caller) -> ApiResult<
     .bind(&today)
     .fetch_one(&st.pool)
     .await?;
-    let recent: Vec<Cdr> = super::cdrs::list(
-        State(st.clone()),
-        caller.clone(),
-        super::common::ValidQuery(super::common::PageParams {
+    let recent: Vec<Cdr> = super::cdrs::list_items(
+        &st,
+        &caller,
+        super::common::PageParams {
             per_page: Some("5".into()),
             ..Default::default()
-        }),
-        super::common::ValidQuery(super::cdrs::CdrFilter::default()),
+        },
+        super::cdrs::CdrFilter::default(),
     )
     .await?
-    .0
     .items;
     let devices = snap.regs["devices"].as_array().cloned().unwrap_or_default();
     let active = if snap.calls.is_some() {

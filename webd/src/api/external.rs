@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::cdrs::{Cdr, CdrFilter};
-use super::common::{Check, Page, PageParams, ValidJson, ValidQuery, peer_error};
+use super::common::{
+    Check, CursorPage, CursorParams, JsonPage, PageParams, ValidJson, ValidQuery, peer_error,
+};
 use super::messages::{Message, MessageFilter, SendBody};
 use crate::AppState;
 use crate::auth::{Caller, KeyCaller, Role};
@@ -21,28 +23,30 @@ fn owner_scope(k: KeyCaller) -> Caller {
     c
 }
 
-#[utoipa::path(get, path = "/api/external/calls", tag = "external", params(PageParams, CdrFilter),
+#[utoipa::path(get, path = "/api/external/calls", tag = "external", params(PageParams, CursorParams, CdrFilter),
     security(("bearer" = [])),
-    responses((status = 200, body = Page<Cdr>), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = CursorPage<Cdr>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn calls(
     st: State<AppState>,
     k: KeyCaller,
     p: ValidQuery<PageParams>,
+    c: ValidQuery<CursorParams>,
     f: ValidQuery<CdrFilter>,
-) -> ApiResult<Json<Page<Cdr>>> {
-    super::cdrs::list(st, owner_scope(k), p, f).await
+) -> ApiResult<JsonPage> {
+    super::cdrs::list(st, owner_scope(k), p, c, f).await
 }
 
-#[utoipa::path(get, path = "/api/external/messages", tag = "external", params(PageParams, MessageFilter),
+#[utoipa::path(get, path = "/api/external/messages", tag = "external", params(PageParams, CursorParams, MessageFilter),
     security(("bearer" = [])),
-    responses((status = 200, body = Page<Message>), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = CursorPage<Message>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn messages(
     st: State<AppState>,
     k: KeyCaller,
     p: ValidQuery<PageParams>,
+    c: ValidQuery<CursorParams>,
     f: ValidQuery<MessageFilter>,
-) -> ApiResult<Json<Page<Message>>> {
-    super::messages::list(st, owner_scope(k), p, f).await
+) -> ApiResult<JsonPage> {
+    super::messages::list(st, owner_scope(k), p, c, f).await
 }
 
 #[derive(Deserialize, ToSchema)]
