@@ -157,7 +157,7 @@ const JSON_ITEM: &str = "json_object('id', r.id, 'call_sid', r.call_sid, 'direct
     'rule_name', r.rule_name, 'reason', r.reason, 'recording_url', \
     CASE WHEN r.recording_url <> '' THEN '/api/cdrs/' || r.id || '/recording' END)";
 
-#[utoipa::path(get, path = "/api/cdrs", tag = "cdrs", params(PageParams, CursorParams, CdrFilter),
+#[utoipa::path(get, path = "/api/cdrs", tag = "cdrs", operation_id = "cdrs_list", params(PageParams, CursorParams, CdrFilter),
     responses((status = 200, body = CursorPage<Cdr>), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(st): State<AppState>,
@@ -267,14 +267,14 @@ async fn load(st: &AppState, caller: &Caller, id: i64) -> ApiResult<Cdr> {
     .ok_or(ApiError::NotFound)
 }
 
-#[utoipa::path(get, path = "/api/cdrs/{id}", tag = "cdrs", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/cdrs/{id}", tag = "cdrs", operation_id = "cdrs_get", params(("id" = i64, Path)),
     responses((status = 200, body = Cdr), (status = 404, body = ErrorBody)))]
 pub async fn get(State(st): State<AppState>, caller: Caller, Id(id): Id) -> ApiResult<Json<Cdr>> {
     Ok(Json(fix(load(&st, &caller, id).await?)))
 }
 
 /// The call recording (audio, `Range` supported).
-#[utoipa::path(get, path = "/api/cdrs/{id}/recording", tag = "cdrs", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/cdrs/{id}/recording", tag = "cdrs", operation_id = "cdrs_recording", params(("id" = i64, Path)),
     responses((status = 200, content_type = "audio/wav", description = "audio"),
               (status = 206, description = "partial content"), (status = 404, body = ErrorBody)))]
 pub async fn recording(
@@ -340,7 +340,7 @@ pub async fn active_calls(st: &AppState, caller: &Caller) -> ApiResult<Vec<Activ
         .collect())
 }
 
-#[utoipa::path(get, path = "/api/calls", tag = "calls",
+#[utoipa::path(get, path = "/api/calls", tag = "calls", operation_id = "calls_list",
     responses((status = 200, body = Vec<ActiveCall>), (status = 503, body = ErrorBody)))]
 pub async fn calls(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ActiveCall>>> {
     Ok(Json(active_calls(&st, &caller).await?))

@@ -850,7 +850,10 @@ pub fn peer_error(daemon: &str, s: tonic::Status) -> ApiError {
     match s.code() {
         tonic::Code::InvalidArgument => ApiError::Validation(vec![fe("body", s.message())]),
         tonic::Code::NotFound => ApiError::NotFound,
-        tonic::Code::FailedPrecondition => ApiError::Conflict(s.message().to_owned()),
+        tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists => {
+            ApiError::Conflict(s.message().to_owned())
+        }
+        tonic::Code::PermissionDenied => ApiError::Forbidden,
         _ => {
             tracing::warn!(daemon, code = ?s.code(), message = s.message(), "peer call failed");
             ApiError::Unavailable(format!(

@@ -23,7 +23,7 @@ fn owner_scope(k: KeyCaller) -> Caller {
     c
 }
 
-#[utoipa::path(get, path = "/api/external/calls", tag = "external", params(PageParams, CursorParams, CdrFilter),
+#[utoipa::path(get, path = "/api/external/calls", tag = "external", operation_id = "external_calls", params(PageParams, CursorParams, CdrFilter),
     security(("bearer" = [])),
     responses((status = 200, body = CursorPage<Cdr>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn calls(
@@ -36,7 +36,7 @@ pub async fn calls(
     super::cdrs::list(st, owner_scope(k), p, c, f).await
 }
 
-#[utoipa::path(get, path = "/api/external/messages", tag = "external", params(PageParams, CursorParams, MessageFilter),
+#[utoipa::path(get, path = "/api/external/messages", tag = "external", operation_id = "external_messages", params(PageParams, CursorParams, MessageFilter),
     security(("bearer" = [])),
     responses((status = 200, body = CursorPage<Message>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn messages(
@@ -51,9 +51,12 @@ pub async fn messages(
 
 #[derive(Deserialize, ToSchema)]
 pub struct ClickToCall {
-    /// Number to call (E.164 or national).
+    /// Number to call: E.164, or a national number in the system's default
+    /// country.
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub to: String,
     /// Own device that rings first; default: the owner's first device.
+    #[schema(minimum = 1)]
     pub device_id: Option<i64>,
 }
 
@@ -63,7 +66,7 @@ pub struct CallStarted {
 }
 
 /// Click-to-call: rings the owner's device, then dials `to` (sipd Originate).
-#[utoipa::path(post, path = "/api/external/call", tag = "external", request_body = ClickToCall,
+#[utoipa::path(post, path = "/api/external/call", tag = "external", operation_id = "external_call", request_body = ClickToCall,
     security(("bearer" = [])),
     responses((status = 202, body = CallStarted), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn call(
@@ -97,7 +100,11 @@ pub async fn call(
             to_number: to.map(|t| t.to_string()).unwrap_or_default(),
         })
         .await
-        .map_err(|s| peer_error("sipd", s))?
+        .map_err(|s| match s.code() {
+            // Premium or international numbers the admin has not allowed.
+            tonic::Code::PermissionDenied => ApiError::field("to", s.message()),
+            _ => peer_error("sipd", s),
+        })?
         .into_inner();
     Ok((
         StatusCode::ACCEPTED,
@@ -111,7 +118,7 @@ pub struct SmsQueued {
 }
 
 /// Send an SMS from one of the owner's numbers (twiliod's durable queue).
-#[utoipa::path(post, path = "/api/external/sms", tag = "external", request_body = SendBody,
+#[utoipa::path(post, path = "/api/external/sms", tag = "external", operation_id = "external_sms", request_body = SendBody,
     security(("bearer" = [])),
     responses((status = 202, body = SmsQueued), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn sms(

@@ -137,7 +137,7 @@ pub struct MessageFilter {
     pub is_read: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/messages", tag = "messages", params(PageParams, CursorParams, MessageFilter),
+#[utoipa::path(get, path = "/api/messages", tag = "messages", operation_id = "messages_list", params(PageParams, CursorParams, MessageFilter),
     responses((status = 200, body = CursorPage<Message>), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(st): State<AppState>,
@@ -243,7 +243,7 @@ async fn load_row(st: &AppState, caller: &Caller, id: i64) -> ApiResult<Row> {
     .ok_or(ApiError::NotFound)
 }
 
-#[utoipa::path(get, path = "/api/messages/{id}", tag = "messages", params(("id" = i64, Path)),
+#[utoipa::path(get, path = "/api/messages/{id}", tag = "messages", operation_id = "messages_get", params(("id" = i64, Path)),
     responses((status = 200, body = Message), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(st): State<AppState>,
@@ -254,7 +254,7 @@ pub async fn get(
 }
 
 /// Mark read (or unread with `{"is_read": false}`); the body is optional.
-#[utoipa::path(put, path = "/api/messages/{id}/read", tag = "messages", params(("id" = i64, Path)),
+#[utoipa::path(put, path = "/api/messages/{id}/read", tag = "messages", operation_id = "messages_mark_read", params(("id" = i64, Path)),
     request_body(content = Option<super::voicemails::ReadBody>),
     responses((status = 200, body = Message), (status = 404, body = ErrorBody)))]
 pub async fn mark_read(
@@ -379,11 +379,15 @@ pub async fn conversation_read(
 pub struct SendBody {
     /// Recipient (E.164). `to_number` is accepted too.
     #[serde(alias = "to_number")]
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub to: String,
     /// Our number to send from (E.164); default: the caller's first DID.
     #[serde(default, alias = "from_number")]
+    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub from: Option<String>,
+    /// The text (required unless an MMS carries an image).
     #[serde(default)]
+    #[schema(max_length = 1600, pattern = r"\S")]
     pub body: String,
 }
 
