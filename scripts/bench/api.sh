@@ -5,9 +5,10 @@
 # The mix (webd/examples/api_load.rs): /api/cdrs a third uniformly random
 # pages 1-4000 (OFFSETs to 80k), a third missed calls by duration, a third
 # inbound since a date; /api/messages random pages of the 10k; POST
-# /api/blocklist; then the /api/cdrs mix again while CDRs are inserted into
-# the database from another process (BENCH_CDR_RATE a second, default 5),
-# and clients scrolling the whole call list with the keyset cursor.
+# /api/blocklist; then the /api/cdrs mix again while another process records
+# calls in the database as sipd does (insert at start, update at the end;
+# BENCH_CALL_RATE a second, default 1), and clients scrolling the whole call
+# list with the keyset cursor.
 # BENCH_SECS: seconds per phase (default 10).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -11,9 +11,10 @@
 //! - GET /api/messages: a uniformly random page of the 10,000 (1-500);
 //! - POST /api/blocklist: a new pattern each time;
 //! - with a database path: the /api/cdrs mix again while this process
-//!   inserts CDRs into that file beside webd, as sipd does (5 a second, or
-//!   `BENCH_CDR_RATE`; a call is an insert and an update when it ends), so
-//!   webd's cached totals and seek keys go stale all the time;
+//!   records calls in that file beside webd the way sipd does: an insert
+//!   when a call starts, an update (disposition, duration) when it ends a
+//!   second later; 1 call a second, or `BENCH_CALL_RATE`. Each write makes
+//!   webd's cached totals and seek keys stale;
 //! - GET /api/cdrs?cursor=...: clients that walk the whole list with the
 //!   keyset cursor each answer returns (the UI's infinite scroll).
 
@@ -54,13 +55,14 @@ async fn main() -> anyhow::Result<()> {
     let clients: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(50);
     let secs: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(10);
     let db = args.get(5).cloned();
-    let rate: u64 = std::env::var("BENCH_CDR_RATE")
+    let rate: u64 = std::env::var("BENCH_CALL_RATE")
         .ok()
         .and_then(|s| s.parse().ok())
         .filter(|r| *r > 0)
-        .unwrap_or(5);
-    let writes_name =
-        format!("GET /api/cdrs, same mix, while another process inserts {rate} CDRs/s");
+        .unwrap_or(1);
+    let writes_name = format!(
+        "GET /api/cdrs, same mix, while another process records {rate} call(s)/s (insert + update)"
+    );
     let mut phases: Vec<(&str, Kind)> = vec![
         (
             "GET /api/cdrs (page of 20 from 100k: any page to 80k deep / missed by duration / inbound since June)",
@@ -83,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
         let stop = tokio_util::sync::CancellationToken::new();
         let writer = match (&db, kind) {
             (Some(path), Kind::CdrsWhileInserting) => {
-                Some(tokio::spawn(insert_cdrs(path.clone(), rate, stop.clone())))
+                Some(tokio::spawn(record_calls(path.clone(), rate, stop.clone())))
             }
             _ => None,
         };
@@ -164,7 +166,7 @@ async fn main() -> anyhow::Result<()> {
         }
         stop.cancel();
         let inserted = match writer {
-            Some(w) => format!(", {} CDRs inserted meanwhile", w.await??),
+            Some(w) => format!(", {} CDR writes meanwhile", w.await??),
             None => String::new(),
         };
         all.sort();
@@ -193,8 +195,10 @@ fn next_cursor(body: &[u8]) -> Option<String> {
     String::from_utf8(body[at..at + len].to_vec()).ok()
 }
 
-/// Inserts `rate` CDRs a second into the database file until `stop`.
-async fn insert_cdrs(
+/// Records `rate` calls a second in the database file until `stop`: each
+/// tick starts a call (insert, in progress) and ends the one started a tick
+/// before (update); returns the number of writes.
+async fn record_calls(
     path: String,
     rate: u64,
     stop: tokio_util::sync::CancellationToken,
@@ -205,14 +209,28 @@ async fn insert_cdrs(
     let pool = sqlx::SqlitePool::connect_with(opts).await?;
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     let mut n = 0u64;
+    let mut ringing: Option<i64> = None;
     while !stop.is_cancelled() {
         tick.tick().await;
-        sqlx::query(
-            "INSERT INTO cdrs (direction, from_number, to_number, started_at, duration, disposition, user_id) \
-             VALUES ('inbound', '+15550009999', '+15551230000', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 30, 'answered', 1)",
+        if let Some(id) = ringing.take() {
+            sqlx::query(
+                "UPDATE cdrs SET ended_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+                 disposition = 'answered', duration = 1 WHERE id = ?",
+            )
+            .bind(id)
+            .execute(&pool)
+            .await?;
+            n += 1;
+        }
+        let id = sqlx::query(
+            "INSERT INTO cdrs (direction, from_number, to_number, started_at, disposition, user_id) \
+             VALUES ('inbound', '+15550009999', '+15551230000', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+             'in_progress', 1)",
         )
         .execute(&pool)
-        .await?;
+        .await?
+        .last_insert_rowid();
+        ringing = Some(id);
         n += 1;
     }
     pool.close().await;

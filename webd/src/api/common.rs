@@ -109,8 +109,10 @@ const MAX_MARKED: usize = 64;
 /// of each filter and the sort key of every [`STRIDE`]th row of each filter
 /// and order. Both are tagged with the list's version from
 /// `webd_list_versions` (a random value that triggers replace on every
-/// insert, update or delete, whichever process writes) and used only while
-/// that version is current, so another daemon's new CDR shows at once.
+/// insert or delete and every update of a column the lists filter or sort
+/// on, whichever process writes) and used only while that version is
+/// current, so another daemon's new CDR shows at once. A filler holds the
+/// key's `flights` lock, so a burst of requests after a write counts once.
 #[derive(Default)]
 pub struct ListCache {
     totals: Mutex<HashMap<String, (i64, i64)>>,
@@ -299,8 +301,8 @@ impl Conditions {
     /// columns `cols` of the page's rows, which it names as `r.<column>`;
     /// `cols` must hold the sort columns and `item` must carry `id` and each
     /// sort column under its own name. One value crosses from SQLite to Rust
-    /// instead of every column of every row (each one copied, allocated and
-    /// decoded by sqlx), which was most of what a list request cost.
+    /// instead of every column of every row (sqlx copies and allocates each
+    /// one and hands rows one by one between threads; then serde again).
     pub async fn page_json(
         &self,
         st: &crate::AppState,
