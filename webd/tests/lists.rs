@@ -586,6 +586,9 @@ async fn list_operations_have_their_own_operation_ids() {
         let id = doc["paths"][path][method]["operationId"].as_str().unwrap();
         assert_eq!(seen[id].len(), 1, "{id}: {:?}", seen[id]);
     }
+    // And no operationId anywhere in the document is used twice.
+    let twice: Vec<_> = seen.iter().filter(|(_, at)| at.len() > 1).collect();
+    assert!(twice.is_empty(), "operationIds used twice: {twice:?}");
     let params: Vec<&str> = doc["paths"]["/api/cdrs"]["get"]["parameters"]
         .as_array()
         .unwrap()

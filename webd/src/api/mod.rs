@@ -150,6 +150,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             .into_openapi(),
     );
     add_error_responses(&mut doc);
+    unique_operation_ids(&mut doc);
     doc.paths.paths.insert(
         "/api/openapi.json".into(),
         utoipa::openapi::path::PathItem::new(
@@ -162,6 +163,54 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         ),
     );
     doc
+}
+
+/// OpenAPI requires every operationId to be unique, and clients (and
+/// schemathesis' links) find operations by it; utoipa names an operation
+/// after its handler, and several modules have a `list`, `get`, `create`...
+/// Each id used more than once is prefixed with the operation's tag.
+fn unique_operation_ids(doc: &mut utoipa::openapi::OpenApi) {
+    use std::collections::HashMap;
+    fn ops(
+        item: &mut utoipa::openapi::path::PathItem,
+    ) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .filter_map(|o| o.as_mut())
+    }
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for item in doc.paths.paths.values_mut() {
+        for op in ops(item) {
+            if let Some(id) = &op.operation_id {
+                *count.entry(id.clone()).or_default() += 1;
+            }
+        }
+    }
+    for item in doc.paths.paths.values_mut() {
+        for op in ops(item) {
+            let Some(id) = op.operation_id.clone() else {
+                continue;
+            };
+            if count[&id] > 1 {
+                let tag = op
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.first())
+                    .cloned()
+                    .unwrap_or_else(|| "api".into());
+                op.operation_id = Some(format!("{}_{id}", tag.replace(['-', ' '], "_")));
+            }
+        }
+    }
 }
 
 /// Every operation can answer the standard error JSON with these statuses
