@@ -32,13 +32,33 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// Claims `port` for this test process: false if it was handed out before.
+/// The kernel may give a just-released port 0 again, so without this one
+/// System could get the same port for two daemons (seen: mediad's gRPC and
+/// webd's HTTP both on one port, webd then failing to bind).
+fn claim(port: u16) -> bool {
+    static HANDED: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
+        std::sync::Mutex::new(None);
+    HANDED
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Default::default)
+        .insert(port)
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released; another process could
-/// take it in between, which loopback tests accept).
+/// take it in between, which loopback tests accept), never one this process
+/// already handed out.
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free tcp port")
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free tcp port");
+        if claim(port) {
+            return port;
+        }
+    }
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1 (for SIP).
@@ -46,7 +66,7 @@ pub fn free_sip_port() -> u16 {
     loop {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
         let port = udp.local_addr().expect("addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && claim(port) {
             return port;
         }
     }

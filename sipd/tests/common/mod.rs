@@ -90,9 +90,15 @@ impl Sipd {
         for (k, v) in settings {
             proto::settings::store(&pool, k, v).await.unwrap();
         }
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let sip = udp.local_addr().unwrap();
-        let tcp = TcpListener::bind(sip).await.unwrap();
+        // The UDP port's TCP twin may be taken by another test's socket:
+        // try again with another port.
+        let (udp, sip, tcp) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let sip = udp.local_addr().unwrap();
+            if let Ok(tcp) = TcpListener::bind(sip).await {
+                break (udp, sip, tcp);
+            }
+        };
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc_addr = grpc.local_addr().unwrap();
         let cfg = sipd::Config::parse_from([
