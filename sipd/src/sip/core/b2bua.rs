@@ -1091,17 +1091,7 @@ impl Core {
             }
             return true;
         }
-        b.to_tag = r
-            .raw
-            .get("to")
-            .and_then(tag_of)
-            .unwrap_or_default()
-            .to_string();
-        if let Some(c) = r.raw.get("contact") {
-            b.remote_target = uri_of(c).to_string();
-        }
-        b.route = route_set(&r.raw);
-        b.route.reverse();
+        b.learn_dialog(&r.raw);
         b.next_resend = None;
         let ack = dialog_request(
             b,
@@ -1425,17 +1415,7 @@ impl Core {
             });
             return true;
         }
-        b.to_tag = r
-            .raw
-            .get("to")
-            .and_then(tag_of)
-            .unwrap_or_default()
-            .to_string();
-        if let Some(c) = r.raw.get("contact") {
-            b.remote_target = uri_of(c).to_string();
-        }
-        b.route = route_set(&r.raw);
-        b.route.reverse();
+        b.learn_dialog(&r.raw);
         let (local, realm) = (self.cfg.local_addr.clone(), self.cfg.realm.clone());
         let ack_branch = format!("z9hG4bK{}a{now}", b.branch);
         let ack = dialog_request(
@@ -2461,6 +2441,24 @@ fn non2xx_ack(invite: &[u8], resp: &Raw) -> Vec<u8> {
 }
 
 /// The Record-Route entries of a message, in order.
+impl Branch {
+    /// What a 2xx to the INVITE fixes for this dialog (RFC 3261 §12.1.2):
+    /// the remote tag, the remote target from Contact, and the route set
+    /// from Record-Route in reverse order.
+    fn learn_dialog(&mut self, raw: &Raw) {
+        self.to_tag = raw
+            .get("to")
+            .and_then(tag_of)
+            .unwrap_or_default()
+            .to_string();
+        if let Some(c) = raw.get("contact") {
+            self.remote_target = uri_of(c).to_string();
+        }
+        self.route = route_set(raw);
+        self.route.reverse();
+    }
+}
+
 fn route_set(raw: &Raw) -> Vec<String> {
     raw.all("record-route")
         .flat_map(|v| msg::split_top_level(v, ','))
