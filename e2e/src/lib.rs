@@ -32,6 +32,30 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// Sends the common `Daemon.Reload` to each daemon's gRPC port on
+/// 127.0.0.1 and waits for every answer (sipd re-reads devices and settings
+/// before it answers).
+pub async fn reload_daemons(grpc_ports: &[u16]) {
+    use proto::pb::common::ReloadRequest;
+    use proto::pb::common::daemon_client::DaemonClient;
+    for port in grpc_ports {
+        DaemonClient::connect(format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("daemon grpc")
+            .reload(ReloadRequest {})
+            .await
+            .expect("reload");
+    }
+}
+
+/// A sipp scenario from sipd's test suite (`sipd/tests/sipp/<name>`), shared
+/// so the system tests drive phones exactly as sipd's own tests do.
+pub fn sipp_scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../sipd/tests/sipp")
+        .join(name)
+}
+
 /// Claims `port` for this test process: false if it was handed out before.
 /// The kernel may give a just-released port 0 again, so without this one
 /// System could get the same port for two daemons (seen: mediad's gRPC and

@@ -17,55 +17,12 @@ use e2e::System;
 use e2e::standin::{CallScript, DialOutcome, RecordScript, Standin};
 use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
-use proto::pb::common::ReloadRequest;
-use proto::pb::common::daemon_client::DaemonClient;
 use serde_json::Value;
 use sha2::Sha256;
 use sqlx::SqlitePool;
 
 const REALM: &str = "gosip.test";
 const SECRET: &str = "whsec-call-events";
-
-/// REGISTER with digest, Contact on the phone's port.
-/// Injection fields: user;[authentication ...];port
-const REGISTER_XML: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="register a phone">
-  <send retrans="500">
-    <![CDATA[
-      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      Max-Forwards: 70
-      From: <sip:[field0]@[remote_ip]>;tag=[call_number]
-      To: <sip:[field0]@[remote_ip]>
-      Call-ID: [call_id]
-      CSeq: 1 REGISTER
-      Contact: <sip:[field0]@[local_ip]:[field2]>
-      Expires: 300
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="401" auth="true"/>
-  <send retrans="500">
-    <![CDATA[
-      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      Max-Forwards: 70
-      From: <sip:[field0]@[remote_ip]>;tag=[call_number]
-      To: <sip:[field0]@[remote_ip]>
-      Call-ID: [call_id]
-      CSeq: 2 REGISTER
-      Contact: <sip:[field0]@[local_ip]:[field2]>
-      [field1]
-      Expires: 300
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200"/>
-</scenario>
-"#;
 
 /// The INVITE (twice: plain, then with the 407's digest) every caller
 /// scenario starts with. Injection fields: user;[authentication ...];dialed
@@ -518,14 +475,7 @@ impl Office {
             .await
             .expect("endpoint");
         // Settings and devices: sipd's Reload re-reads both before it answers.
-        for port in [sys.ports.sipd_grpc, sys.ports.notifyd_grpc] {
-            DaemonClient::connect(format!("http://127.0.0.1:{port}"))
-                .await
-                .expect("grpc")
-                .reload(ReloadRequest {})
-                .await
-                .expect("reload");
-        }
+        e2e::reload_daemons(&[sys.ports.sipd_grpc, sys.ports.notifyd_grpc]).await;
         let o = Office {
             sys,
             pool,
@@ -550,7 +500,11 @@ impl Office {
             };
             std::fs::write(o.dir.path().join(format!("{f}.xml")), xml).expect("xml");
         }
-        std::fs::write(o.dir.path().join("register.xml"), REGISTER_XML).expect("xml");
+        std::fs::copy(
+            e2e::sipp_scenario("register_contact.xml"),
+            o.dir.path().join("register.xml"),
+        )
+        .expect("xml");
         o.register("alice", o.alice_port).await;
         o.register("bob", o.bob_port).await;
         o
@@ -811,18 +765,8 @@ async fn an_unanswered_twilio_call_is_one_missed_call_or_one_voicemail_never_bot
         .execute(&pool)
         .await
         .expect("endpoint");
-    let pn = twilio.add_number(DID, Some(&format!("{public}/api/webhooks/voice/incoming")));
-    if let Some(n) = twilio.world().numbers.iter_mut().find(|n| n.sid == pn) {
-        n.status_callback = Some(format!("{public}/api/webhooks/voice/status"));
-    }
-    for port in [sys.ports.twiliod_grpc, sys.ports.notifyd_grpc] {
-        DaemonClient::connect(format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("grpc")
-            .reload(ReloadRequest {})
-            .await
-            .expect("reload");
-    }
+    let pn = twilio.add_number_for(DID, &public);
+    e2e::reload_daemons(&[sys.ports.twiliod_grpc, sys.ports.notifyd_grpc]).await;
     // twiliod's rules cache polls the database every 250 ms.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let logs = || {

@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use e2e::System;
 use e2e::standin::{CallScript, DialOutcome, Event, Standin};
 use md5::{Digest, Md5};
-use proto::pb::common::ReloadRequest;
-use proto::pb::common::daemon_client::DaemonClient;
 
 const DID: &str = "+15550001111";
 const CALLER: &str = "+15557654321";
@@ -88,47 +86,6 @@ const PHONE_XML: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
 </scenario>
 "#;
 
-/// The registration half of the phone: REGISTER with digest, Contact on
-/// the phone's port. Injection fields: user;[authentication ...];port
-const REGISTER_XML: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="register the phone">
-  <send retrans="500">
-    <![CDATA[
-      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      Max-Forwards: 70
-      From: <sip:[field0]@[remote_ip]>;tag=[call_number]
-      To: <sip:[field0]@[remote_ip]>
-      Call-ID: [call_id]
-      CSeq: 1 REGISTER
-      Contact: <sip:[field0]@[local_ip]:[field2]>
-      Expires: 300
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="401" auth="true"/>
-  <send retrans="500">
-    <![CDATA[
-      REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-      Max-Forwards: 70
-      From: <sip:[field0]@[remote_ip]>;tag=[call_number]
-      To: <sip:[field0]@[remote_ip]>
-      Call-ID: [call_id]
-      CSeq: 2 REGISTER
-      Contact: <sip:[field0]@[local_ip]:[field2]>
-      [field1]
-      Expires: 300
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200"/>
-</scenario>
-"#;
-
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
@@ -198,10 +155,7 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
     .fetch_one(&pool)
     .await
     .expect("device");
-    let pn = s.add_number(DID, Some(&format!("{public}/api/webhooks/voice/incoming")));
-    if let Some(n) = s.world().numbers.iter_mut().find(|n| n.sid == pn) {
-        n.status_callback = Some(format!("{public}/api/webhooks/voice/status"));
-    }
+    let pn = s.add_number_for(DID, &public);
     let did_id: i64 = sqlx::query_scalar(
         "INSERT INTO dids (number, twilio_sid, name, owner_user_id) VALUES (?, ?, 'Main', ?) RETURNING id",
     )
@@ -220,14 +174,7 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
     .fetch_one(&pool)
     .await
     .expect("route");
-    for grpc in [sys.ports.twiliod_grpc, sys.ports.sipd_grpc] {
-        DaemonClient::connect(format!("http://127.0.0.1:{grpc}"))
-            .await
-            .expect("grpc")
-            .reload(ReloadRequest {})
-            .await
-            .expect("reload");
-    }
+    e2e::reload_daemons(&[sys.ports.twiliod_grpc, sys.ports.sipd_grpc]).await;
     // sipd's Reload re-read the devices before it answered; twiliod's rules
     // cache polls the database every 250 ms.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -235,7 +182,11 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
     // The phone: a sipp UAS that echoes RTP, registered by a second sipp.
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(dir.path().join("phone.xml"), PHONE_XML).expect("xml");
-    std::fs::write(dir.path().join("register.xml"), REGISTER_XML).expect("xml");
+    std::fs::copy(
+        e2e::sipp_scenario("register_contact.xml"),
+        dir.path().join("register.xml"),
+    )
+    .expect("xml");
     let phone_port = free_udp_port();
     // sipp's echo binds the media port and the one two above it; keep
     // clear of mediad's range.

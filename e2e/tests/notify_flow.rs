@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 use e2e::System;
 use e2e::standin::{CallOutcome, CallScript, DialOutcome, RecordScript, Standin};
 use mail_parser::MimeHeaders;
-use proto::pb::common::ReloadRequest;
-use proto::pb::common::daemon_client::DaemonClient;
 use smtp::{Smtp, parse, recipients};
 use sqlx::SqlitePool;
 
@@ -75,18 +73,8 @@ impl Env {
         .execute(&pool)
         .await
         .expect("did");
-        let pn = twilio.add_number(DID, Some(&format!("{public}/api/webhooks/voice/incoming")));
-        if let Some(n) = twilio.world().numbers.iter_mut().find(|n| n.sid == pn) {
-            n.status_callback = Some(format!("{public}/api/webhooks/voice/status"));
-        }
-        for port in [sys.ports.twiliod_grpc, sys.ports.notifyd_grpc] {
-            DaemonClient::connect(format!("http://127.0.0.1:{port}"))
-                .await
-                .expect("daemon grpc")
-                .reload(ReloadRequest {})
-                .await
-                .expect("reload");
-        }
+        twilio.add_number_for(DID, &public);
+        e2e::reload_daemons(&[sys.ports.twiliod_grpc, sys.ports.notifyd_grpc]).await;
         // twiliod's rules cache polls the database every 250 ms.
         tokio::time::sleep(Duration::from_millis(1200)).await;
         Env {

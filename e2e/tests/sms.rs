@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 
 use e2e::System;
 use e2e::standin::Standin;
-use proto::pb::common::ReloadRequest;
-use proto::pb::common::daemon_client::DaemonClient;
 use proto::pb::twiliod::SendMessageRequest;
 use proto::pb::twiliod::twiliod_client::TwiliodClient;
 use sqlx::SqlitePool;
@@ -73,11 +71,7 @@ impl Env {
     }
 
     async fn reload(&self) {
-        let mut c =
-            DaemonClient::connect(format!("http://127.0.0.1:{}", self.sys.ports.twiliod_grpc))
-                .await
-                .unwrap();
-        c.reload(ReloadRequest {}).await.unwrap();
+        e2e::reload_daemons(&[self.sys.ports.twiliod_grpc]).await;
     }
 
     fn sms_url(&self) -> String {

@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use e2e::System;
 use e2e::standin::{CallScript, DialOutcome, Event, Faults, RecordScript, Standin};
-use proto::pb::common::ReloadRequest;
-use proto::pb::common::daemon_client::DaemonClient;
 
 const DID: &str = "+15550001111";
 
@@ -38,16 +36,8 @@ async fn an_inbound_call_through_webd_is_decided_by_twiliod_and_leaves_a_voicema
         .execute(&pool)
         .await
         .expect("did");
-    DaemonClient::connect(format!("http://127.0.0.1:{}", sys.ports.twiliod_grpc))
-        .await
-        .expect("twiliod grpc")
-        .reload(ReloadRequest {})
-        .await
-        .expect("reload");
-    let pn = s.add_number(DID, Some(&format!("{public}/api/webhooks/voice/incoming")));
-    if let Some(n) = s.world().numbers.iter_mut().find(|n| n.sid == pn) {
-        n.status_callback = Some(format!("{public}/api/webhooks/voice/status"));
-    }
+    e2e::reload_daemons(&[sys.ports.twiliod_grpc]).await;
+    s.add_number_for(DID, &public);
     // Give the rules cache its reload.
     tokio::time::sleep(Duration::from_millis(1200)).await;
 

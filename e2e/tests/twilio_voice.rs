@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use e2e::standin::{CallOutcome, CallScript, DialOutcome, Event, Faults, RecordScript, Standin};
-use proto::pb::common::ReloadRequest;
 use proto::pb::common::daemon_client::DaemonClient;
 use proto::pb::twiliod::twiliod_client::TwiliodClient;
 use proto::pb::twiliod::{
@@ -84,10 +83,7 @@ impl Env {
         .fetch_one(&pool)
         .await
         .expect("user");
-        let pn = s.add_number(DID, Some(&format!("{PUBLIC}/api/webhooks/voice/incoming")));
-        if let Some(n) = s.world().numbers.iter_mut().find(|n| n.sid == pn) {
-            n.status_callback = Some(format!("{PUBLIC}/api/webhooks/voice/status"));
-        }
+        let pn = s.add_number_for(DID, PUBLIC);
         let did_id: i64 = sqlx::query_scalar(
             "INSERT INTO dids (number, twilio_sid, name, owner_user_id) VALUES (?, ?, 'Main', ?) RETURNING id",
         )
@@ -163,12 +159,7 @@ impl Env {
         proto::settings::store(&self.pool, k, v)
             .await
             .expect("store");
-        DaemonClient::connect(format!("http://127.0.0.1:{}", self.grpc))
-            .await
-            .expect("daemon")
-            .reload(ReloadRequest {})
-            .await
-            .expect("reload");
+        e2e::reload_daemons(&[self.grpc]).await;
         self.settle().await;
     }
 

@@ -200,6 +200,17 @@ impl Standin {
     }
 
     /// Adds a number to the account; returns its `PN...` SID.
+    /// A number whose voice webhook and status callback point at webd under
+    /// `public` (the URL the webhooks are signed for), as "Set webhooks" in
+    /// the UI configures it on Twilio.
+    pub fn add_number_for(&self, e164: &str, public: &str) -> String {
+        let sid = self.add_number(e164, Some(&format!("{public}/api/webhooks/voice/incoming")));
+        if let Some(n) = self.world().numbers.iter_mut().find(|n| n.sid == sid) {
+            n.status_callback = Some(format!("{public}/api/webhooks/voice/status"));
+        }
+        sid
+    }
+
     pub fn add_number(&self, e164: &str, voice_url: Option<&str>) -> String {
         let now = rfc2822_now();
         let sid = new_sid("PN");
