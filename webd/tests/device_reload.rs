@@ -4,18 +4,12 @@
 //! `devices` table when asked, as the real one does, so the test can see
 //! which rows it had at each reload. With sipd down the API still answers.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Method, Request, StatusCode, header};
-use clap::Parser;
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use sqlx::SqlitePool;
 use tonic::{Request as GrpcRequest, Response, Status};
-use tower::ServiceExt;
 
 use proto::pb::sipd::sipd_server::{Sipd, SipdServer};
 use proto::pb::sipd::{
@@ -76,63 +70,32 @@ impl Sipd for FakeSipd {
     }
 }
 
-struct T {
-    app: axum::Router,
-    _dir: tempfile::TempDir,
-}
+mod common;
+
+type T = common::Webd;
 
 impl T {
     /// webd on a temp database, its sipd at `sipd` (other daemons absent).
     async fn start(sipd: Option<Seen>) -> (T, SqlitePool) {
         let dir = tempfile::tempdir().unwrap();
         let pool = proto::db::open(dir.path()).await.unwrap();
-        let dead = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().to_string()
-        };
-        let sipd_addr = match sipd {
-            Some(seen) => {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let addr = l.local_addr().unwrap().to_string();
-                let svc = SipdServer::new(FakeSipd {
-                    pool: pool.clone(),
-                    seen,
-                });
-                tokio::spawn(
-                    tonic::transport::Server::builder()
-                        .add_service(svc)
-                        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l)),
-                );
-                addr
-            }
-            None => dead.clone(),
-        };
-        let d = dir.path().display().to_string();
-        let cfg = webd::Config::parse_from([
-            "webd",
-            "--data-dir",
-            &d,
-            "--web-dir",
-            &d,
-            "--sipd-grpc",
-            &sipd_addr,
-            "--mediad-grpc",
-            &dead,
-            "--twiliod-grpc",
-            &dead,
-            "--notifyd-grpc",
-            &dead,
-            "--twiliod-http",
-            &dead,
-        ]);
-        let st = webd::AppState::new(cfg, pool.clone()).await.unwrap();
-        (
-            T {
-                app: webd::app(st),
-                _dir: dir,
-            },
-            pool,
-        )
+        let mut extra = Vec::new();
+        if let Some(seen) = sipd {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap().to_string();
+            let svc = SipdServer::new(FakeSipd {
+                pool: pool.clone(),
+                seen,
+            });
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l)),
+            );
+            extra = vec!["--sipd-grpc".to_owned(), addr];
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        (common::start_on(dir, pool.clone(), &extra).await, pool)
     }
 
     async fn call(
@@ -142,38 +105,8 @@ impl T {
         cookie: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value, String) {
-        let mut b = Request::builder()
-            .method(Method::from_bytes(method.as_bytes()).unwrap())
-            .uri(path)
-            .header("x-requested-with", "gosip")
-            .header(header::HOST, "127.0.0.1:8080");
-        if !cookie.is_empty() {
-            b = b.header(header::COOKIE, cookie);
-        }
-        let mut req = match body {
-            Some(v) => b
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(v.to_string())),
-            None => b.body(Body::empty()),
-        }
-        .unwrap();
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let cookie = res
-            .headers()
-            .get(header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|c| c.split(';').next())
-            .unwrap_or_default()
-            .to_owned();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            cookie,
-        )
+        let r = self.send(method, path, cookie, body).await;
+        (r.status, r.json(), r.set_cookie().unwrap_or_default())
     }
 
     async fn admin(&self) -> String {

@@ -4,121 +4,28 @@
 
 use std::net::SocketAddr;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use clap::Parser;
+use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use webd::AppState;
+mod common;
+use common::Res;
 
-struct T {
-    app: Router,
-    st: AppState,
-    _dir: tempfile::TempDir,
-}
-
-struct Res {
-    status: StatusCode,
-    headers: HeaderMap,
-    bytes: Vec<u8>,
-}
-
-impl Res {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
-    }
-    fn cookie(&self) -> String {
-        let c = self
-            .headers
-            .get(header::SET_COOKIE)
-            .expect("set-cookie")
-            .to_str()
-            .unwrap();
-        c.split(';').next().unwrap().to_owned()
-    }
-}
-
-fn dead_addr() -> String {
-    // Bound then dropped: nothing listens there.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
+type T = common::Webd;
 
 async fn start() -> T {
     start_with(&[]).await
 }
 
 async fn start_with(extra: &[&str]) -> T {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display().to_string();
-    let dead = dead_addr();
-    let mut args = vec![
-        "webd".to_owned(),
-        "--data-dir".into(),
-        d.clone(),
-        "--web-dir".into(),
-        d.clone(),
-    ];
-    for f in [
-        "--sipd-grpc",
-        "--mediad-grpc",
-        "--twiliod-grpc",
-        "--notifyd-grpc",
-        "--twiliod-http",
-    ] {
-        if !extra.contains(&f) {
-            args.push(f.into());
-            args.push(dead.clone());
-        }
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let cfg = webd::Config::parse_from(args);
-    let pool = proto::db::open(dir.path()).await.unwrap();
-    let st = AppState::new(cfg, pool).await.unwrap();
-    T {
-        app: webd::app(st.clone()),
-        st,
-        _dir: dir,
-    }
+    common::start_with(extra).await
 }
 
 impl T {
-    async fn raw(&self, req: Request<Body>) -> Res {
-        let mut req = req;
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Res {
-            status,
-            headers,
-            bytes,
-        }
-    }
-
     async fn call(&self, method: &str, path: &str, cookie: &str, body: Option<Value>) -> Res {
-        let mut b = Request::builder()
-            .method(Method::from_bytes(method.as_bytes()).unwrap())
-            .uri(path)
-            .header("x-requested-with", "gosip")
-            .header(header::HOST, "127.0.0.1:8080");
-        if !cookie.is_empty() {
-            b = b.header(header::COOKIE, cookie);
-        }
-        let req = match body {
-            Some(v) => b
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(v.to_string())),
-            None => b.body(Body::empty()),
-        }
-        .unwrap();
-        self.raw(req).await
+        self.send(method, path, cookie, body).await
     }
 
     async fn get(&self, path: &str, cookie: &str) -> Res {
@@ -1101,7 +1008,7 @@ async fn a_corrupt_database_switches_to_read_only_and_alerts() {
     let t2 = T {
         app: webd::app(st.clone()),
         st,
-        _dir: tempfile::tempdir().unwrap(),
+        dir: tempfile::tempdir().unwrap(),
     };
     let admin = t2.login("admin@example.org", "correct horse battery").await;
     let r = t2

@@ -4,57 +4,22 @@
 //! rows that another connection (another daemon) writes; the JSON SQLite
 //! renders for a list item is the same as the typed single-item answer.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Method, Request, StatusCode, header};
-use clap::Parser;
+use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use sqlx::Connection;
 use tower::ServiceExt;
 
-use webd::AppState;
 use webd::api::common::STRIDE;
 
-struct T {
-    app: Router,
-    st: AppState,
-    dir: tempfile::TempDir,
-}
+mod common;
+
+type T = common::Webd;
 
 async fn start() -> T {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display().to_string();
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
-    let mut args = vec![
-        "webd".to_owned(),
-        "--data-dir".into(),
-        d.clone(),
-        "--web-dir".into(),
-        d,
-    ];
-    for f in [
-        "--sipd-grpc",
-        "--mediad-grpc",
-        "--twiliod-grpc",
-        "--notifyd-grpc",
-        "--twiliod-http",
-    ] {
-        args.push(f.into());
-        args.push(dead.clone());
-    }
-    let cfg = webd::Config::parse_from(args);
-    let pool = proto::db::open(dir.path()).await.unwrap();
-    let st = AppState::new(cfg, pool).await.unwrap();
-    T {
-        app: webd::app(st.clone()),
-        st,
-        dir,
-    }
+    common::start_with(&[]).await
 }
 
 impl T {
@@ -65,38 +30,12 @@ impl T {
         cookie: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut b = Request::builder()
-            .method(Method::from_bytes(method.as_bytes()).unwrap())
-            .uri(path)
-            .header("x-requested-with", "gosip")
-            .header(header::HOST, "127.0.0.1:8080");
-        if !cookie.is_empty() {
-            b = b.header(header::COOKIE, cookie);
-        }
-        let mut req = match body {
-            Some(v) => b
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(v.to_string())),
-            None => b.body(Body::empty()),
-        }
-        .unwrap();
-        req.extensions_mut()
-            .insert(ConnectInfo(std::net::SocketAddr::from((
-                [127, 0, 0, 1],
-                40000,
-            ))));
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let cookie = res
-            .headers()
-            .get(header::SET_COOKIE)
-            .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned());
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let mut v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if let Some(c) = cookie {
+        let r = self.send(method, path, cookie, body).await;
+        let mut v = r.json();
+        if let Some(c) = r.set_cookie() {
             v["_cookie"] = json!(c);
         }
-        (status, v)
+        (r.status, v)
     }
 
     async fn get(&self, path: &str, cookie: &str) -> Value {

@@ -4,27 +4,16 @@
 //! is either absent (a closed port) or a small gRPC stand-in that records
 //! what webd asks of it.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Request, StatusCode, header};
-use clap::Parser;
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use proto::pb::notifyd::notifyd_server::{Notifyd, NotifydServer};
 use proto::pb::notifyd::{NotifyReply, NotifyRequest, SendTestReply, SendTestRequest};
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use webd::AppState;
+mod common;
 
-struct T {
-    app: Router,
-    st: AppState,
-    _dir: tempfile::TempDir,
-}
+type T = common::Webd;
 
 struct Res {
     status: StatusCode,
@@ -55,71 +44,21 @@ impl Res {
     }
 }
 
-fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
 /// webd with every peer daemon down, except notifyd at `notifyd` if given.
 async fn start(notifyd: Option<String>) -> T {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display().to_string();
-    let dead = closed_port();
-    let mut args = vec!["webd".to_owned(), "--data-dir".into(), d.clone()];
-    args.extend(["--web-dir".into(), d]);
-    for f in [
-        "--sipd-grpc",
-        "--mediad-grpc",
-        "--twiliod-grpc",
-        "--twiliod-http",
-    ] {
-        args.extend([f.to_owned(), dead.clone()]);
-    }
-    args.extend(["--notifyd-grpc".into(), notifyd.unwrap_or(dead)]);
-    let pool = proto::db::open(dir.path()).await.unwrap();
-    let st = AppState::new(webd::Config::parse_from(args), pool)
-        .await
-        .unwrap();
-    T {
-        app: webd::app(st.clone()),
-        st,
-        _dir: dir,
+    match notifyd {
+        Some(addr) => common::start_with(&["--notifyd-grpc", &addr]).await,
+        None => common::start_with(&[]).await,
     }
 }
 
 impl T {
     async fn call(&self, method: &str, path: &str, cookie: &str, body: Option<Value>) -> Res {
-        let mut b = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("x-requested-with", "gosip")
-            .header(header::HOST, "127.0.0.1:8080");
-        if !cookie.is_empty() {
-            b = b.header(header::COOKIE, cookie);
-        }
-        let mut req = match body {
-            Some(v) => b
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(v.to_string())),
-            None => b.body(Body::empty()),
-        }
-        .unwrap();
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let cookie = res
-            .headers()
-            .get(header::SET_COOKIE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|c| c.split(';').next())
-            .unwrap_or("")
-            .to_owned();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let r = self.send(method, path, cookie, body).await;
         Res {
-            status,
-            text: String::from_utf8_lossy(&bytes).into_owned(),
-            cookie,
+            status: r.status,
+            text: r.text(),
+            cookie: r.set_cookie().unwrap_or_default(),
         }
     }
 
