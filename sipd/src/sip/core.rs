@@ -785,6 +785,29 @@ mod tests {
             .collect()
     }
 
+    /// The trunk's (user "twilio") Proxy-Authorization answering the 407
+    /// challenge `ch` for an INVITE to +15550001111, as a header line.
+    fn trunk_auth(ch: &str, ha1_md5: &str) -> String {
+        let nonce = header(ch, "Proxy-Authenticate")[0]
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let cr = Credentials {
+            username: "twilio".into(),
+            realm: REALM.into(),
+            nonce: nonce.into(),
+            uri: "sip:+15550001111@gosip.test".into(),
+            ..Default::default()
+        };
+        format!(
+            "Proxy-Authorization: Digest username=\"twilio\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"sip:+15550001111@gosip.test\", response=\"{}\", algorithm=MD5\r\n",
+            cr.expected("INVITE", ha1_md5, Algorithm::Md5)
+        )
+    }
+
     fn header<'a>(m: &'a str, name: &str) -> Vec<&'a str> {
         m.split("\r\n")
             .filter_map(|l| l.split_once(": "))
@@ -1488,25 +1511,7 @@ mod tests {
             c.handle_message(T0, peer(A), inv(1, "").as_bytes());
             let ch = out(&mut c).remove(0).1;
             assert!(ch.starts_with("SIP/2.0 407 "));
-            let hdr = header(&ch, "Proxy-Authenticate")[0];
-            let nonce = hdr
-                .split("nonce=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap();
-            let cr = Credentials {
-                username: "twilio".into(),
-                realm: REALM.into(),
-                nonce: nonce.into(),
-                uri: "sip:+15550001111@gosip.test".into(),
-                ..Default::default()
-            };
-            let auth = format!(
-                "Proxy-Authorization: Digest username=\"twilio\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"sip:+15550001111@gosip.test\", response=\"{}\", algorithm=MD5\r\n",
-                cr.expected("INVITE", &md5, Algorithm::Md5)
-            );
+            let auth = trunk_auth(&ch, &md5);
             c.handle_message(T0 + 1, peer(A), inv(2, &auth).as_bytes());
             assert!(out(&mut c)[0].1.starts_with("SIP/2.0 100 Trying"));
             let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
@@ -2265,25 +2270,7 @@ mod tests {
             };
             c.handle_message(T0, peer(A), inv(1, "").as_bytes());
             let ch = out(c).remove(0).1;
-            let nonce = header(&ch, "Proxy-Authenticate")[0]
-                .split("nonce=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_string();
-            let cr = Credentials {
-                username: "twilio".into(),
-                realm: REALM.into(),
-                nonce: nonce.clone(),
-                uri: "sip:+15550001111@gosip.test".into(),
-                ..Default::default()
-            };
-            let auth = format!(
-                "Proxy-Authorization: Digest username=\"twilio\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"sip:+15550001111@gosip.test\", response=\"{}\", algorithm=MD5\r\n",
-                cr.expected("INVITE", &md5, Algorithm::Md5)
-            );
+            let auth = trunk_auth(&ch, &md5);
             c.handle_message(T0 + 1, peer(A), inv(2, &auth).as_bytes());
             find(&out(c), A, "SIP/2.0 100 Trying");
             c.media_ready(T0 + 2, call_id, Some((20000, 20002)));
