@@ -755,6 +755,40 @@ async fn hold_unhold_and_info_go_through_to_the_other_phone_and_its_answers_come
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_route_is_honoured_on_both_legs_and_a_cancelled_reinvite_gets_the_callees_487() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    // Each phone puts itself in its Record-Route as a "proxy" (;proxy=a,
+    // ;proxy=b) and checks sipd's in-dialog requests come with that Route;
+    // alice gets her Record-Route back in the 200. Her hold re-INVITE is
+    // CANCELled: bob must get the CANCEL and alice bob's 487.
+    let callee = phone(&s, dir.path(), "callee_rr_cancel.xml", 1).await;
+    let caller = sipp(
+        &s,
+        dir.path(),
+        "caller_rr_cancel.xml",
+        "alice;[authentication username=alice password=pw-a];202",
+    )
+    .spawn()
+    .unwrap();
+    finished("caller", caller, dir.path()).await;
+    finished("callee", callee, dir.path()).await;
+    s.eventually("one answered cdr, ended by the callee", || async {
+        let rows: Vec<CdrRow> = sqlx::query_as(
+            "SELECT direction, from_number, to_number, answered_at, disposition, media_stats FROM cdrs",
+        )
+        .fetch_all(&s.pool)
+        .await
+        .unwrap();
+        matches!(rows.as_slice(), [(_, _, _, Some(_), Some(d), _)] if d == "answered")
+    })
+    .await;
+    s.stop().await;
+}
+
 /// The media stats mediad stored for the only CDR, once stored.
 async fn media_stats(s: &Sipd) -> serde_json::Value {
     let q = "SELECT media_stats FROM cdrs WHERE media_stats IS NOT NULL";

@@ -500,7 +500,7 @@ impl Core {
                 Ok(device) => self.start_call(now, peer, r, key, &device),
             },
             "BYE" => self.b2b_in_dialog(now, peer, method, r, key),
-            "CANCEL" => self.b2b_cancel(now, r),
+            "CANCEL" => self.b2b_cancel(now, r, key),
             _ => Reply::new(481, "Call/Transaction Does Not Exist"),
         }
     }
@@ -1737,6 +1737,142 @@ mod tests {
             assert!(
                 m.len() == 2 && m.iter().all(|(_, hold, _)| *hold == Some(false)),
                 "{m:?}"
+            );
+        }
+
+        #[test]
+        fn a_cancelled_reinvite_is_cancelled_on_the_other_leg_and_its_487_comes_back() {
+            let mut c = setup(&[B1]);
+            let (_, tag) = answered(&mut c);
+            let hold = SDP.replace("a=rtpmap:101", "a=sendonly\r\na=rtpmap:101");
+            c.handle_message(
+                T0 + 2_000,
+                peer(A),
+                from_a("INVITE", 3, &tag, "application/sdp", &hold).as_bytes(),
+            );
+            let to_b = find(&out(&mut c), B1, "INVITE ");
+            // alice CANCELs before bob said anything: 200 at once, but the
+            // CANCEL waits for bob's provisional answer (RFC 3261 section 9.1).
+            let cancel =
+                from_a("CANCEL", 3, &tag, "", "").replace("z9hG4bKcancel3", "z9hG4bKinvite3");
+            c.handle_message(T0 + 2_100, peer(A), cancel.as_bytes());
+            let o = out(&mut c);
+            let ok = find(&o, A, "SIP/2.0 200 OK");
+            assert_eq!(header(&ok, "CSeq"), vec!["3 CANCEL"]);
+            assert!(o.iter().all(|(p, _)| p != B1), "{o:?}");
+            let trying = respond(&to_b, 100, "Trying", "sip:bob@192.168.1.61:5060", "", "");
+            c.handle_message(T0 + 2_200, peer(B1), trying.as_bytes());
+            let o = out(&mut c);
+            let cancel_b = find(&o, B1, "CANCEL ");
+            // The same Request-URI, Via (branch), dialog and CSeq number.
+            assert_eq!(
+                cancel_b
+                    .split("\r\n")
+                    .next()
+                    .unwrap()
+                    .replace("CANCEL", "INVITE"),
+                to_b.split("\r\n").next().unwrap()
+            );
+            for h in ["Via", "From", "To", "Call-ID"] {
+                assert_eq!(header(&cancel_b, h), header(&to_b, h), "{h}");
+            }
+            assert_eq!(header(&cancel_b, "CSeq"), vec!["2 CANCEL"]);
+            // A second provisional answer sends no second CANCEL.
+            c.handle_message(T0 + 2_250, peer(B1), trying.as_bytes());
+            assert!(out(&mut c).iter().all(|(_, m)| !m.starts_with("CANCEL")));
+            // bob's 200 to the CANCEL stays here; his 487 goes to alice.
+            let cancel_ok = respond(&cancel_b, 200, "OK", "sip:bob@192.168.1.61:5060", "", "");
+            c.handle_message(T0 + 2_300, peer(B1), cancel_ok.as_bytes());
+            assert!(out(&mut c).is_empty());
+            let terminated = respond(
+                &to_b,
+                487,
+                "Request Terminated",
+                "sip:bob@192.168.1.61:5060",
+                "",
+                "",
+            );
+            c.handle_message(T0 + 2_350, peer(B1), terminated.as_bytes());
+            let o = out(&mut c);
+            let ack = find(&o, B1, "ACK ");
+            assert_eq!(header(&ack, "Via"), header(&to_b, "Via"));
+            let to_a = find(&o, A, "SIP/2.0 487 Request Terminated");
+            assert_eq!(header(&to_a, "CSeq"), vec!["3 INVITE"]);
+            assert!(media_updates(&mut c).is_empty(), "the old media stays");
+            assert_eq!(c.calls()[0].state, "up");
+            // A CANCEL for a re-INVITE already answered gets 200 and goes nowhere.
+            let late = cancel.replace("z9hG4bKinvite3", "z9hG4bKinvite3x");
+            c.handle_message(T0 + 2_400, peer(A), late.as_bytes());
+            let o = out(&mut c);
+            assert!(o.iter().all(|(p, _)| p != B1), "{o:?}");
+        }
+
+        #[test]
+        fn record_route_goes_back_to_the_caller_and_routes_each_legs_requests() {
+            let mut c = setup(&[B1]);
+            // alice sits behind a strict router, bob behind two loose ones.
+            let invites = place_to(
+                &mut c,
+                "102",
+                SDP,
+                "internal",
+                "Record-Route: <sip:pa.example>\r\n",
+            );
+            let b_invite = find(&invites, B1, "INVITE ");
+            assert!(
+                header(&b_invite, "Record-Route").is_empty(),
+                "each leg has its own route set"
+            );
+            let ok = reply(&b_invite, 200, "b1", Some(&bob_sdp(""))).replacen(
+                "Contact:",
+                "Record-Route: <sip:p2.example;lr>, <sip:p1.example;lr>\r\nContact:",
+                1,
+            );
+            c.handle_message(T0 + 10, peer(B1), ok.as_bytes());
+            let o = out(&mut c);
+            let ack = find(&o, B1, "ACK sip:bob@192.168.1.62:5060 SIP/2.0");
+            assert_eq!(
+                header(&ack, "Route"),
+                vec!["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
+            );
+            let to_a = find(&o, A, "SIP/2.0 200");
+            assert_eq!(header(&to_a, "Record-Route"), vec!["<sip:pa.example>"]);
+            let tag = tag_of(header(&to_a, "To")[0]).unwrap().to_string();
+            ack_a(&mut c, T0 + 20, "ack2", 2, &tag, "");
+            // A re-INVITE from alice reaches bob along his route set.
+            c.handle_message(
+                T0 + 1_000,
+                peer(A),
+                from_a("INVITE", 3, &tag, "application/sdp", SDP).as_bytes(),
+            );
+            let to_b = find(&out(&mut c), B1, "INVITE ");
+            assert_eq!(
+                header(&to_b, "Route"),
+                vec!["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
+            );
+            let ok = respond(
+                &to_b,
+                200,
+                "OK",
+                "sip:bob@192.168.1.62:5060",
+                "application/sdp",
+                &bob_sdp(""),
+            );
+            c.handle_message(T0 + 1_050, peer(B1), ok.as_bytes());
+            assert!(header(&find(&out(&mut c), B1, "ACK "), "Route").len() == 2);
+            ack_a(&mut c, T0 + 1_100, "ack3", 3, &tag, "");
+            // bob hangs up: the BYE to alice goes by her strict router, which
+            // takes the Request-URI, her Contact going last in the Route.
+            c.handle_message(
+                T0 + 5_000,
+                peer(B1),
+                from_b(&b_invite, "BYE", 1, "", "").as_bytes(),
+            );
+            let bye = find(&out(&mut c), A, "BYE ");
+            assert!(bye.starts_with("BYE sip:pa.example SIP/2.0"), "{bye}");
+            assert_eq!(
+                header(&bye, "Route"),
+                vec![format!("<sip:alice@{A}>").as_str()]
             );
         }
 

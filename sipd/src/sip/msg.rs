@@ -595,6 +595,13 @@ pub fn response(
     if let Some(c) = req.get("cseq") {
         let _ = write!(out, "CSeq: {c}\r\n");
     }
+    // A response that makes a dialog carries the request's Record-Route
+    // back, so the caller learns its route set (RFC 3261 section 12.1.1).
+    if (101..300).contains(&code) && req.cseq().is_some_and(|(_, m)| m == "INVITE") {
+        for rr in req.all("record-route") {
+            let _ = write!(out, "Record-Route: {rr}\r\n");
+        }
+    }
     for (n, v) in extra {
         let _ = write!(out, "{n}: {v}\r\n");
     }

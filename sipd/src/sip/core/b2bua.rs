@@ -181,6 +181,13 @@ struct Relay {
     /// An offerless re-INVITE: the other side's offer (in its 2xx), to be
     /// answered by the requester's ACK.
     far_offer: Option<String>,
+    /// re-INVITE: the other side sent a provisional answer.
+    provisional: bool,
+    /// re-INVITE: the requester CANCELled it; the CANCEL follows it to the
+    /// other side once that side sent a provisional answer (RFC 3261 section
+    /// 9.1), and its 487 comes back as the answer.
+    cancel: bool,
+    cancel_sent: bool,
 }
 
 impl Relay {
@@ -1583,7 +1590,34 @@ impl Core {
     }
 
     /// CANCEL of the A-leg INVITE: 200 to the CANCEL, 487 to the INVITE.
-    pub(super) fn b2b_cancel(&mut self, now: u64, r: &msg::Request) -> Reply {
+    /// CANCEL of a re-INVITE still relayed to the other leg: 200, and the
+    /// CANCEL goes on to that leg, whose 487 comes back as the answer.
+    /// `key` is the CANCEL's own server transaction.
+    pub(super) fn b2b_cancel(&mut self, now: u64, r: &msg::Request, key: &str) -> Reply {
+        let invite_key = key
+            .rsplit_once('|')
+            .map(|(k, _)| format!("{k}|INVITE"))
+            .unwrap_or_default();
+        if let Some(x) = self
+            .calls
+            .relays
+            .values_mut()
+            .find(|x| x.method == "INVITE" && x.key == invite_key)
+        {
+            if !x.answered && !x.cancel {
+                x.cancel = true;
+                if x.provisional {
+                    x.cancel_sent = true;
+                    let cancel = cancel_for(&String::from_utf8_lossy(&x.sent.data));
+                    self.out.push_back(Transmit {
+                        peer: x.sent.peer,
+                        data: cancel,
+                    });
+                }
+                tracing::debug!(call_id = %x.call_id, "re-INVITE cancelled by its sender");
+            }
+            return Reply::new(200, "OK");
+        }
         let call_id = r.raw.get("call-id").unwrap_or_default().to_string();
         let Some(call) = self.calls.calls.get(&call_id) else {
             return Reply::new(481, "Call/Transaction Does Not Exist");
@@ -1805,6 +1839,9 @@ impl Core {
                 ok_interval: T1,
                 ok_deadline: 0,
                 far_offer: None,
+                provisional: false,
+                cancel: false,
+                cancel_sent: false,
             },
         );
         if method == "INVITE" {
@@ -1824,11 +1861,23 @@ impl Core {
         let Some(x) = self.calls.relays.get_mut(&r.via.branch) else {
             return;
         };
+        if r.raw.cseq().is_some_and(|(_, m)| m == "CANCEL") {
+            return; // the answer to our CANCEL of a re-INVITE
+        }
         let status = r.status;
         let invite = x.method == "INVITE";
         if status < 200 {
             if invite {
                 x.next_resend = None;
+                x.provisional = true;
+                if x.cancel && !x.cancel_sent && !x.answered {
+                    x.cancel_sent = true;
+                    let cancel = cancel_for(&String::from_utf8_lossy(&x.sent.data));
+                    self.out.push_back(Transmit {
+                        peer: x.sent.peer,
+                        data: cancel,
+                    });
+                }
             } else if x.next_resend.is_some() {
                 x.interval = T2;
             }
@@ -2354,11 +2403,30 @@ struct Outgoing<'a> {
 }
 
 fn build_request(o: &Outgoing) -> Vec<u8> {
+    // A first route without `lr` is a strict router (RFC 3261 section
+    // 12.2.1.1): it becomes the Request-URI, and the remote target goes
+    // last in the Route set.
+    let strict = o.route.first().filter(|r| {
+        !uri_of(r).split(';').any(|p| {
+            let p = p.trim().to_ascii_lowercase();
+            p == "lr" || p.starts_with("lr=")
+        })
+    });
+    let (target, route): (&str, Vec<String>) = match strict {
+        Some(first) => (
+            uri_of(first),
+            o.route[1..]
+                .iter()
+                .cloned()
+                .chain(std::iter::once(format!("<{}>", o.target)))
+                .collect(),
+        ),
+        None => (o.target, o.route.to_vec()),
+    };
     let mut s = format!(
         "{m} {target} SIP/2.0\r\nVia: SIP/2.0/{tr} {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
          From: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {m}\r\n",
         m = o.method,
-        target = o.target,
         tr = o.transport.as_str().to_ascii_uppercase(),
         local = o.local,
         branch = o.branch,
@@ -2367,7 +2435,7 @@ fn build_request(o: &Outgoing) -> Vec<u8> {
         cid = o.call_id,
         cseq = o.cseq,
     );
-    for r in o.route {
+    for r in &route {
         s.push_str(&format!("Route: {r}\r\n"));
     }
     for (n, v) in o.extra {
@@ -2440,7 +2508,6 @@ fn non2xx_ack(invite: &[u8], resp: &Raw) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// The Record-Route entries of a message, in order.
 impl Branch {
     /// What a 2xx to the INVITE fixes for this dialog (RFC 3261 §12.1.2):
     /// the remote tag, the remote target from Contact, and the route set
@@ -2459,6 +2526,7 @@ impl Branch {
     }
 }
 
+/// The Record-Route entries of a message, in order.
 fn route_set(raw: &Raw) -> Vec<String> {
     raw.all("record-route")
         .flat_map(|v| msg::split_top_level(v, ','))
@@ -2557,7 +2625,7 @@ fn trunk_failure(status: u16, reason: &str, no_response: bool) -> (Reply, &'stat
 }
 
 /// CANCEL for a pending INVITE: same Request-URI, Via, From, To, Call-ID,
-/// CSeq number (RFC 3261 section 9.1).
+/// CSeq number and Route (RFC 3261 section 9.1).
 fn cancel_for(invite: &str) -> Vec<u8> {
     let first = invite.split("\r\n").next().unwrap_or_default();
     let uri = first.split(' ').nth(1).unwrap_or_default();
@@ -2569,6 +2637,7 @@ fn cancel_for(invite: &str) -> Vec<u8> {
             || l.starts_with("to:")
             || l.starts_with("call-id:")
             || l.starts_with("max-forwards:")
+            || l.starts_with("route:")
         {
             out.push_str(line);
             out.push_str("\r\n");
