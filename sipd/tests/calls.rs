@@ -756,15 +756,17 @@ async fn hold_unhold_and_info_go_through_to_the_other_phone_and_its_answers_come
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn record_route_is_honoured_on_both_legs_and_a_cancelled_reinvite_gets_the_callees_487() {
+async fn record_route_on_both_legs_video_refused_and_a_cancelled_reinvite_gets_the_callees_487() {
     let s = Sipd::start_with_mediad(&[]).await;
     s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
         .await;
     let dir = tempfile::tempdir().unwrap();
     // Each phone puts itself in its Record-Route as a "proxy" (;proxy=a,
     // ;proxy=b) and checks sipd's in-dialog requests come with that Route;
-    // alice gets her Record-Route back in the 200. Her hold re-INVITE is
-    // CANCELled: bob must get the CANCEL and alice bob's 487.
+    // alice gets her Record-Route back in the 200. She offers video too:
+    // bob is offered audio only and alice's answer refuses the video with
+    // port 0. Her hold re-INVITE is CANCELled: bob must get the CANCEL and
+    // alice bob's 487.
     let callee = phone(&s, dir.path(), "callee_rr_cancel.xml", 1).await;
     let caller = sipp(
         &s,

@@ -94,6 +94,63 @@ pub fn rewrite(sdp: &str, ip: &str, port: u16, reject_others: bool) -> Option<St
     Some(s)
 }
 
+/// Shapes an answer built from the other leg's SDP (already through
+/// [`rewrite`]) to the offer it answers (RFC 3264 section 6): exactly one
+/// m-line for each of the offer's, in its order. The offer's first audio
+/// stream gets the answer's audio section; every other stream (video, a
+/// second audio, anything sipd does not relay) is refused with port 0 and
+/// the offer's first format. An answer without audio is returned as is.
+pub fn shape_answer(offer: &str, answer: &str) -> String {
+    let mut session: Vec<&str> = Vec::new();
+    let mut audio: Vec<&str> = Vec::new();
+    let mut in_media = false;
+    let mut in_audio = false;
+    for l in answer.lines().map(|l| l.trim_end_matches('\r')) {
+        if l.is_empty() {
+            continue;
+        }
+        if let Some(m) = l.strip_prefix("m=") {
+            in_media = true;
+            let parts: Vec<&str> = m.split_whitespace().collect();
+            in_audio =
+                audio.is_empty() && parts.first() == Some(&"audio") && parts.get(1) != Some(&"0");
+        }
+        if !in_media {
+            session.push(l);
+        } else if in_audio {
+            audio.push(l);
+        }
+    }
+    if audio.is_empty() {
+        return answer.to_string();
+    }
+    let mut out: Vec<String> = session.iter().map(|l| l.to_string()).collect();
+    let mut used = false;
+    for m in offer
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("m="))
+    {
+        let parts: Vec<&str> = m.split_whitespace().collect();
+        if !used && parts.first() == Some(&"audio") && parts.len() >= 3 {
+            used = true;
+            out.extend(audio.iter().map(|l| l.to_string()));
+        } else {
+            out.push(format!(
+                "m={} 0 {} {}",
+                parts.first().unwrap_or(&"audio"),
+                parts.get(2).unwrap_or(&"RTP/AVP"),
+                parts.get(3).unwrap_or(&"0")
+            ));
+        }
+    }
+    if !used {
+        return answer.to_string();
+    }
+    let mut s = out.join("\r\n");
+    s.push_str("\r\n");
+    s
+}
+
 /// The direction of the first audio stream (RFC 3264 section 5.1): its own
 /// `a=sendrecv` / `sendonly` / `recvonly` / `inactive`, else the session's,
 /// else `sendrecv`.
@@ -257,6 +314,37 @@ mod tests {
     fn an_answer_rejects_other_media_with_port_zero() {
         let s = rewrite(OFFER, "10.0.0.1", 20000, true).unwrap();
         assert!(s.ends_with("m=video 0 RTP/AVP 96\r\n"));
+    }
+
+    #[test]
+    fn an_answer_gets_one_m_line_per_offered_stream_in_the_offers_order() {
+        // The caller offers video first, then audio, then a second audio;
+        // the other leg only ever saw (and answered) the first audio.
+        let offer = "v=0\r\no=a 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n\
+                     m=video 5006 RTP/AVP 96 97\r\na=rtpmap:96 H264/90000\r\n\
+                     m=audio 5004 RTP/AVP 0 8\r\nm=audio 5008 RTP/AVP 0\r\n";
+        let far = "v=0\r\no=b 1 1 IN IP4 5.6.7.8\r\ns=-\r\nc=IN IP4 5.6.7.8\r\nt=0 0\r\n\
+                   m=audio 7000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n";
+        let answer = rewrite(far, "10.0.0.1", 20000, true).unwrap();
+        let shaped = shape_answer(offer, &answer);
+        let m: Vec<&str> = shaped.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(
+            m,
+            vec![
+                "m=video 0 RTP/AVP 96",
+                "m=audio 20000 RTP/AVP 8",
+                "m=audio 0 RTP/AVP 0"
+            ]
+        );
+        // The audio section keeps its own lines; the session part is kept.
+        assert!(
+            shaped.starts_with("v=0\r\no=b 1 1 IN IP4 10.0.0.1\r\n"),
+            "{shaped}"
+        );
+        assert!(shaped.contains("m=audio 20000 RTP/AVP 8\r\nc=IN IP4 10.0.0.1\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\nm=audio 0"));
+        // An audio-only offer leaves the answer as it was.
+        let plain = "v=0\r\nm=audio 5004 RTP/AVP 0 8\r\n";
+        assert_eq!(shape_answer(plain, &answer), answer);
     }
 
     #[test]

@@ -941,7 +941,8 @@ impl Core {
                 }
                 let sdp_a = call
                     .ports
-                    .and_then(|(pa, _)| sdp::rewrite(&early, &self.cfg.media_ip, pa, true));
+                    .and_then(|(pa, _)| sdp::rewrite(&early, &self.cfg.media_ip, pa, true))
+                    .map(|a| sdp::shape_answer(&call.offer, &a));
                 if let Some(sdp_a) = sdp_a {
                     call.early_sent = true;
                     call.ringing_sent = true;
@@ -1172,6 +1173,7 @@ impl Core {
             }
             sdp::rewrite(&body, &media_ip, pa, true)
                 .or_else(|| sdp::rewrite(&call.offer, &media_ip, pa, true))
+                .map(|a| sdp::shape_answer(&call.offer, &a))
         };
         let Some(answer) = to_a else {
             // A late-offer callee whose 2xx has no usable offer.
@@ -1533,7 +1535,8 @@ impl Core {
             .map(|(pa, pb)| if offerer == Side::A { pa } else { pb });
         let rewritten = answer
             .zip(port)
-            .and_then(|(a, p)| sdp::rewrite(a, &media_ip, p, true));
+            .and_then(|(a, p)| sdp::rewrite(a, &media_ip, p, true))
+            .map(|a| sdp::shape_answer(offer, &a));
         let cseq = match &relay {
             Some(k) => self.calls.relays.get(k).map(|x| x.cseq),
             None => dialog_branch(call, offerer).map(|i| call.branches[i].cseq),
@@ -1938,7 +1941,15 @@ impl Core {
             ));
             if let Some(s) = sdp_of(&r.raw) {
                 match port.and_then(|p| sdp::rewrite(&s, &self.cfg.media_ip, p, true)) {
-                    Some(rw) => body = Some(("application/sdp".into(), rw.into_bytes())),
+                    Some(rw) => {
+                        // An answer to the requester's offer takes its shape;
+                        // an offer (offerless re-INVITE) goes as it is.
+                        let rw = match &offer {
+                            Some(o) => sdp::shape_answer(o, &rw),
+                            None => rw,
+                        };
+                        body = Some(("application/sdp".into(), rw.into_bytes()));
+                    }
                     None => {
                         (code, reason) = (488, "Not Acceptable Here".into());
                         extra.push(("Warning", "304 gosip \"no shared codec\"".into()));
