@@ -17,10 +17,14 @@
 //!
 //! Delivery never holds up call handling: the core's events reach this
 //! task over a channel, and notices notifyd has not acknowledged wait in a
-//! small bounded in-memory queue, retried in order with backoff (notifyd
-//! stores an event durably before acknowledging it). When the queue is
-//! full the oldest notice is dropped with a warning; at shutdown what is
-//! left gets one short last try, and the rest is logged as dropped.
+//! bounded queue, retried in order with backoff (notifyd stores an event
+//! durably before acknowledging it). The queue is kept in memory and in the
+//! `sipd_notice_outbox` table, so a sipd restart during a notifyd outage
+//! loses nothing: the next start sends what is stored first. (A crash
+//! between notifyd's acknowledgement and the row's delete sends that one
+//! notice twice.) When the queue is full the oldest notice is dropped with
+//! a warning; at shutdown what is left gets one short last try and stays
+//! stored for the next start.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -213,10 +217,19 @@ impl Notifier {
     }
 }
 
+/// A queued notice: its place in the queue, its `sipd_notice_outbox` row
+/// (`None` when the database refused it: then it lives in memory only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queued {
+    pub seq: u64,
+    pub row: Option<i64>,
+    pub notice: Notice,
+}
+
 /// Notices waiting for notifyd, oldest first.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    queue: VecDeque<(u64, Notice)>,
+    queue: VecDeque<Queued>,
     next_seq: u64,
     cap: usize,
 }
@@ -229,23 +242,28 @@ impl Outbox {
         }
     }
 
-    /// Queues `n`; returns the oldest notice when it had to make room.
-    pub fn push(&mut self, n: Notice) -> Option<Notice> {
+    /// Queues `n` (stored as `row`); returns the oldest notice when it had
+    /// to make room.
+    pub fn push(&mut self, n: Notice, row: Option<i64>) -> Option<Queued> {
         let dropped = (self.queue.len() >= self.cap)
-            .then(|| self.queue.pop_front().map(|(_, n)| n))
+            .then(|| self.queue.pop_front())
             .flatten();
-        self.queue.push_back((self.next_seq, n));
+        self.queue.push_back(Queued {
+            seq: self.next_seq,
+            row,
+            notice: n,
+        });
         self.next_seq += 1;
         dropped
     }
 
-    pub fn front(&self) -> Option<(u64, &Notice)> {
-        self.queue.front().map(|(s, n)| (*s, n))
+    pub fn front(&self) -> Option<&Queued> {
+        self.queue.front()
     }
 
     /// Removes the front notice if it is still `seq`.
     pub fn done(&mut self, seq: u64) {
-        if self.queue.front().is_some_and(|(s, _)| *s == seq) {
+        if self.queue.front().is_some_and(|q| q.seq == seq) {
             self.queue.pop_front();
         }
     }
@@ -294,6 +312,70 @@ fn call_id_of(n: &Notice) -> &str {
     n.payload["call_id"].as_str().unwrap_or_default()
 }
 
+/// Stores `n` in the outbox table; its row, or `None` when the database
+/// refused (the notice then waits in memory only).
+async fn store(pool: &SqlitePool, n: &Notice) -> Option<i64> {
+    let r = sqlx::query_scalar(
+        "INSERT INTO sipd_notice_outbox (kind, user_id, payload) VALUES (?, ?, ?) RETURNING seq",
+    )
+    .bind(n.kind)
+    .bind(n.user_id)
+    .bind(n.payload.to_string())
+    .fetch_one(pool)
+    .await;
+    match r {
+        Ok(seq) => Some(seq),
+        Err(e) => {
+            tracing::warn!(kind = n.kind, call_id = call_id_of(n), error = %e, "call notice not stored; kept in memory only");
+            None
+        }
+    }
+}
+
+/// Deletes a handed-over (or dropped) notice's row.
+async fn unstore(pool: &SqlitePool, row: Option<i64>) {
+    let Some(row) = row else { return };
+    if let Err(e) = sqlx::query("DELETE FROM sipd_notice_outbox WHERE seq = ?")
+        .bind(row)
+        .execute(pool)
+        .await
+    {
+        tracing::warn!(row, error = %e, "cannot delete a sent call notice; it may be sent again");
+    }
+}
+
+/// The notices an earlier run left, oldest first.
+async fn stored(pool: &SqlitePool) -> Vec<(i64, Notice)> {
+    let rows: Vec<(i64, String, i64, String)> = match sqlx::query_as(
+        "SELECT seq, kind, user_id, payload FROM sipd_notice_outbox ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read stored call notices");
+            return Vec::new();
+        }
+    };
+    rows.into_iter()
+        .filter_map(|(seq, kind, user_id, payload)| {
+            let kind = ["call_started", "call_ended", "missed_call"]
+                .into_iter()
+                .find(|k| *k == kind)?;
+            let payload = serde_json::from_str(&payload).ok()?;
+            Some((
+                seq,
+                Notice {
+                    kind,
+                    user_id,
+                    payload,
+                },
+            ))
+        })
+        .collect()
+}
+
 async fn run(
     mut rx: mpsc::UnboundedReceiver<Cdr>,
     pool: SqlitePool,
@@ -301,6 +383,18 @@ async fn run(
 ) {
     let mut calls: HashMap<String, Tracked> = HashMap::new();
     let mut out = Outbox::new(QUEUE_CAP);
+    let earlier = stored(&pool).await;
+    if !earlier.is_empty() {
+        tracing::info!(
+            count = earlier.len(),
+            "call notices left by an earlier run go first"
+        );
+    }
+    for (row, n) in earlier {
+        if let Some(old) = out.push(n, Some(row)) {
+            unstore(&pool, old.row).await;
+        }
+    }
     let mut failures = 0u32;
     let mut next_try = Instant::now();
     loop {
@@ -309,16 +403,18 @@ async fn run(
             ev = rx.recv() => {
                 let Some(c) = ev else { break };
                 for n in track(&mut calls, &pool, c).await {
-                    if let Some(old) = out.push(n) {
+                    let row = store(&pool, &n).await;
+                    if let Some(old) = out.push(n, row) {
                         tracing::warn!(
-                            kind = old.kind, call_id = call_id_of(&old), queued = out.len(),
+                            kind = old.notice.kind, call_id = call_id_of(&old.notice), queued = out.len(),
                             "notifyd unreachable and the queue is full: oldest call notice dropped"
                         );
+                        unstore(&pool, old.row).await;
                     }
                 }
             }
             _ = tokio::time::sleep_until(next_try), if !out.is_empty() => {
-                let Some((seq, n)) = out.front().map(|(s, n)| (s, n.clone())) else { continue };
+                let Some(Queued { seq, row, notice: n }) = out.front().cloned() else { continue };
                 match send(&mut client, &n).await {
                     Ok(job_id) => {
                         if failures > 0 {
@@ -327,10 +423,12 @@ async fn run(
                         failures = 0;
                         tracing::debug!(kind = n.kind, call_id = call_id_of(&n), user_id = n.user_id, job_id, "call notice handed to notifyd");
                         out.done(seq);
+                        unstore(&pool, row).await;
                     }
                     Err(SendError::Refused(why)) => {
                         tracing::warn!(kind = n.kind, call_id = call_id_of(&n), error = %why, "notifyd refused a call notice: dropped");
                         out.done(seq);
+                        unstore(&pool, row).await;
                     }
                     Err(SendError::Retry(why)) => {
                         failures += 1;
@@ -348,16 +446,19 @@ async fn run(
     }
     // Stopping: one short last try for what is queued.
     let deadline = Instant::now() + DRAIN;
-    while let Some((seq, n)) = out.front().map(|(s, n)| (s, n.clone())) {
-        match tokio::time::timeout_at(deadline, send(&mut client, &n)).await {
-            Ok(Ok(_) | Err(SendError::Refused(_))) => out.done(seq),
+    while let Some(Queued { seq, row, notice }) = out.front().cloned() {
+        match tokio::time::timeout_at(deadline, send(&mut client, &notice)).await {
+            Ok(Ok(_) | Err(SendError::Refused(_))) => {
+                out.done(seq);
+                unstore(&pool, row).await;
+            }
             Ok(Err(SendError::Retry(_))) | Err(_) => break,
         }
     }
     if !out.is_empty() {
         tracing::warn!(
-            dropped = out.len(),
-            "sipd stopping: call notices not handed to notifyd"
+            kept = out.len(),
+            "sipd stopping: call notices not handed to notifyd stay stored for the next start"
         );
     }
 }
@@ -579,15 +680,17 @@ mod tests {
             payload: Value::Null,
         };
         let mut o = Outbox::new(2);
-        assert_eq!(o.push(n(1)), None);
-        assert_eq!(o.push(n(2)), None);
-        assert_eq!(o.push(n(3)), Some(n(1)));
-        let (seq, front) = o.front().unwrap();
-        assert_eq!(front.user_id, 2);
+        assert_eq!(o.push(n(1), Some(11)), None);
+        assert_eq!(o.push(n(2), None), None);
+        let dropped = o.push(n(3), Some(13)).unwrap();
+        assert_eq!((dropped.notice, dropped.row), (n(1), Some(11)));
+        let seq = o.front().unwrap().seq;
+        assert_eq!(o.front().unwrap().notice.user_id, 2);
         o.done(seq + 1);
         assert_eq!(o.len(), 2, "only the front's own seq removes it");
         o.done(seq);
-        assert_eq!(o.front().unwrap().1.user_id, 3);
+        assert_eq!(o.front().unwrap().notice.user_id, 3);
+        assert_eq!(o.front().unwrap().row, Some(13));
     }
 
     /// A notifyd that answers UNAVAILABLE `refuse` times, then stores.
@@ -760,6 +863,56 @@ mod tests {
         let kinds: Vec<(&str, i64)> = got.iter().map(|(k, u, _)| (k.as_str(), *u)).collect();
         assert_eq!(kinds, [("call_ended", bob), ("missed_call", bob)]);
         n.finish().await;
+    }
+
+    #[tokio::test]
+    async fn notices_survive_a_sipd_restart_while_notifyd_is_down() {
+        let (_dir, pool, bob) = office().await;
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        // The first sipd sees a call end while notifyd is down, then stops.
+        let n = Notifier::start(&addr.to_string(), pool.clone()).unwrap();
+        for c in internal_call(4, false) {
+            n.cdr(&c);
+        }
+        n.finish().await;
+        let kept: Vec<String> =
+            sqlx::query_scalar("SELECT kind FROM sipd_notice_outbox ORDER BY seq")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(kept, ["call_ended", "missed_call"]);
+        // notifyd comes back; the next sipd sends what the first one left,
+        // before its own new call, and the table empties.
+        let fake = FakeNotifyd::default();
+        let l = tokio::net::TcpListener::bind(addr).await.unwrap();
+        tokio::spawn(serve(fake.clone(), l));
+        let n = Notifier::start(&addr.to_string(), pool.clone()).unwrap();
+        for c in internal_call(5, true) {
+            n.cdr(&c);
+        }
+        let got = received(&fake, 4).await;
+        let kinds: Vec<(&str, i64, &str)> = got
+            .iter()
+            .map(|(k, u, p)| (k.as_str(), *u, p["call_id"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("call_ended", bob, "call-4"),
+                ("missed_call", bob, "call-4"),
+                ("call_started", bob, "call-5"),
+                ("call_ended", bob, "call-5"),
+            ]
+        );
+        n.finish().await;
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sipd_notice_outbox")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[test]
