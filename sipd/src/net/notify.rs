@@ -794,6 +794,13 @@ mod tests {
         v
     }
 
+    /// Kind, user and call of each received event.
+    fn kinds(got: &[(String, i64, Value)]) -> Vec<(&str, i64, &str)> {
+        got.iter()
+            .map(|(k, u, p)| (k.as_str(), *u, p["call_id"].as_str().unwrap()))
+            .collect()
+    }
+
     async fn received(fake: &FakeNotifyd, n: usize) -> Vec<(String, i64, Value)> {
         for _ in 0..200 {
             if fake.got.lock().unwrap().len() >= n {
@@ -820,12 +827,8 @@ mod tests {
             n.cdr(c);
         }
         let got = received(&fake, 4).await;
-        let kinds: Vec<(&str, i64, &str)> = got
-            .iter()
-            .map(|(k, u, p)| (k.as_str(), *u, p["call_id"].as_str().unwrap()))
-            .collect();
         assert_eq!(
-            kinds,
+            kinds(&got),
             [
                 ("call_started", bob, "call-1"),
                 ("call_ended", bob, "call-1"),
@@ -894,12 +897,8 @@ mod tests {
             n.cdr(&c);
         }
         let got = received(&fake, 4).await;
-        let kinds: Vec<(&str, i64, &str)> = got
-            .iter()
-            .map(|(k, u, p)| (k.as_str(), *u, p["call_id"].as_str().unwrap()))
-            .collect();
         assert_eq!(
-            kinds,
+            kinds(&got),
             [
                 ("call_ended", bob, "call-4"),
                 ("missed_call", bob, "call-4"),
