@@ -643,6 +643,57 @@ async fn input_is_validated_with_field_errors() {
 }
 
 #[tokio::test]
+async fn a_trunk_termination_uri_sipd_cannot_use_is_refused_with_the_reason() {
+    let t = start().await;
+    let admin = t.admin().await;
+    for ok in [
+        "gosip.pstn.twilio.com",
+        "sip:gosip.pstn.us1.twilio.com:5060",
+        "sip:gosip.pstn.twilio.com;transport=udp",
+        "127.0.0.1:5080",
+        "",
+    ] {
+        let r = t
+            .call(
+                "PUT",
+                "/api/system/config",
+                &admin,
+                Some(json!({"values": {"twilio.termination_uri": ok}})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{ok}: {}", r.json());
+        assert_eq!(t.st.settings.get().str("twilio.termination_uri"), ok);
+    }
+    for (bad, why) in [
+        ("sips:gosip.pstn.twilio.com", "not TLS"),
+        (
+            "sip:gosip.pstn.twilio.com;transport=tcp",
+            "remove the transport",
+        ),
+        ("gosip.pstn.twilio.com:99999", "host, host:port"),
+        ("https://gosip.pstn.twilio.com/", "host, host:port"),
+        ("two words", "host, host:port"),
+    ] {
+        let r = t
+            .call(
+                "PUT",
+                "/api/system/config",
+                &admin,
+                Some(json!({"values": {"twilio.termination_uri": bad}})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{bad}");
+        assert_eq!(fields(&r), ["twilio.termination_uri"], "{bad}");
+        assert!(r.json().to_string().contains(why), "{bad}: {}", r.json());
+        assert_eq!(
+            t.st.settings.get().str("twilio.termination_uri"),
+            "",
+            "{bad} changed nothing"
+        );
+    }
+}
+
+#[tokio::test]
 async fn secrets_are_masked_and_unchanged_when_the_mask_is_sent_back() {
     let t = start().await;
     let admin = t.admin().await;
