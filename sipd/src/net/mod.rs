@@ -108,6 +108,11 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
 /// resolved here (IPv4 first); `None` when unset or unresolvable.
 fn termination(s: &Settings) -> Option<crate::sip::core::Termination> {
     let uri = s.str("twilio.termination_uri").trim().to_string();
+    let lower = uri.to_ascii_lowercase();
+    if lower.starts_with("sips:") || lower.contains(";transport=t") {
+        // webd refuses these; a value written around it still goes over UDP.
+        tracing::warn!(uri = %uri, "the trunk is reached over UDP only; its TLS/TCP transport is ignored");
+    }
     let host = uri.strip_prefix("sips:").unwrap_or(&uri);
     let host = host.strip_prefix("sip:").unwrap_or(host);
     let host = host.rsplit('@').next().unwrap_or_default();
