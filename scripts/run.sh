@@ -44,8 +44,13 @@ GoSIP is running.
   Web UI:  http://127.0.0.1:$GOSIP_HTTP_PORT/
   SIP:     udp+tcp port $GOSIP_SIP_PORT
   Data:    $GOSIP_DATA_DIR (logs in $GOSIP_DATA_DIR/logs/)
-Press Ctrl-C to stop.
 MSG
+# Until the setup wizard is done, webd requires the one-time token it wrote
+# here (so a stranger who reaches the port first cannot become admin).
+if [ -s "$GOSIP_DATA_DIR/setup-token" ]; then
+  echo "  Setup:   open http://127.0.0.1:$GOSIP_HTTP_PORT/setup?token=$(cat "$GOSIP_DATA_DIR/setup-token")"
+fi
+echo "Press Ctrl-C to stop."
 
 declare -A BACKOFF
 while true; do

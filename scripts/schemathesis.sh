@@ -21,8 +21,9 @@ fi
 BIN=${GOSIP_BIN_DIR:-target/debug}
 . scripts/gosip-up.sh
 jar=$GOSIP_TMP/cookies
+token=$(cat "$GOSIP_DATA_DIR/setup-token")
 curl -fsS -c "$jar" -H 'X-Requested-With: gosip' -H 'Content-Type: application/json' \
-  -d '{"admin":{"email":"admin@example.org","password":"schemathesis admin pw"},"did":{"number":"+15551230000","name":"Main"}}' \
+  -d '{"setup_token":"'"$token"'","admin":{"email":"admin@example.org","password":"schemathesis admin pw"},"did":{"number":"+15551230000","name":"Main"}}' \
   "$GOSIP_URL/api/setup" >/dev/null
 cookie=$(awk '$6=="gosip_session"{print $7}' "$jar")
 

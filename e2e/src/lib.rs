@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+pub mod audio;
+pub mod baresip;
+pub mod netlab;
 pub mod standin;
 
 /// The five daemons, in start order.
@@ -34,18 +37,25 @@ pub fn bin_dir() -> PathBuf {
 
 /// Sends the common `Daemon.Reload` to each daemon's gRPC port on
 /// 127.0.0.1 and waits for every answer (sipd re-reads devices and settings
-/// before it answers).
-pub async fn reload_daemons(grpc_ports: &[u16]) {
+/// before it answers). The daemons' shared secret comes from `data_dir`.
+pub async fn reload_daemons(data_dir: &Path, grpc_ports: &[u16]) {
     use proto::pb::common::ReloadRequest;
     use proto::pb::common::daemon_client::DaemonClient;
     for port in grpc_ports {
-        DaemonClient::connect(format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("daemon grpc")
+        DaemonClient::new(grpc_channel(data_dir, *port).await)
             .reload(ReloadRequest {})
             .await
             .expect("reload");
     }
+}
+
+/// A channel to the daemon whose gRPC port on 127.0.0.1 is `port`, its
+/// calls carrying the secret the daemons keep in `data_dir`, as webd's do.
+pub async fn grpc_channel(data_dir: &Path, port: u16) -> proto::grpc::AuthChannel {
+    let secret = proto::grpc::Secret::load_or_create(data_dir).expect("grpc secret");
+    proto::grpc::connect(format!("http://127.0.0.1:{port}"), &secret)
+        .await
+        .expect("daemon grpc")
 }
 
 /// A sipp scenario from sipd's test suite (`sipd/tests/sipp/<name>`), shared
@@ -172,6 +182,8 @@ pub struct System {
     _tmp: Option<tempfile::TempDir>,
     children: HashMap<&'static str, Child>,
     extra_env: Vec<(String, String)>,
+    /// Network namespace the daemons run in ([`System::start_in`]).
+    netns: Option<netlab::Ns>,
 }
 
 impl System {
@@ -194,7 +206,52 @@ impl System {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            netns: None,
         };
+        for d in DAEMONS {
+            sys.spawn(d)?;
+        }
+        sys.wait_healthy(Duration::from_secs(30)).await?;
+        Ok(sys)
+    }
+
+    /// All five daemons inside network namespace `ns`, started the way
+    /// `make run` starts them (scripts/run.sh): only `GOSIP_DATA_DIR` is
+    /// set, so SIP listens on 0.0.0.0:5060, HTTP on 0.0.0.0:8080, RTP on
+    /// 10000-10999 and gRPC on the namespace's own 127.0.0.1, plus
+    /// `extra_env` (e.g. `RUST_LOG`).
+    pub async fn start_in(ns: &netlab::Ns, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let data_dir = tmp.path().join("data");
+        let sip = proto::defaults::SIP_PORT;
+        let http = proto::defaults::HTTP_PORT;
+        let grpc = |a: &str| {
+            a.rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0)
+        };
+        let mut sys = Self {
+            ports: Ports {
+                http,
+                sip,
+                sipd_grpc: grpc(proto::defaults::SIPD_GRPC),
+                mediad_grpc: grpc(proto::defaults::MEDIAD_GRPC),
+                twiliod_grpc: grpc(proto::defaults::TWILIOD_GRPC),
+                twiliod_http: grpc(proto::defaults::TWILIOD_HTTP),
+                notifyd_grpc: grpc(proto::defaults::NOTIFYD_GRPC),
+                rtp: (10000, 10999),
+            },
+            data_dir,
+            _tmp: Some(tmp),
+            children: HashMap::new(),
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            netns: Some(ns.clone()),
+        };
+        std::fs::create_dir_all(&sys.data_dir)?;
         for d in DAEMONS {
             sys.spawn(d)?;
         }
@@ -222,8 +279,19 @@ impl System {
                     .append(true)
                     .open(self.log_path(daemon))
             })?;
-        let child = Command::new(&bin)
-            .envs(self.ports.env(&self.data_dir))
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = ns.command(&bin);
+                c.env("GOSIP_DATA_DIR", &self.data_dir);
+                c
+            }
+            None => {
+                let mut c = Command::new(&bin);
+                c.envs(self.ports.env(&self.data_dir));
+                c
+            }
+        };
+        let child = cmd
             .envs(self.extra_env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -273,6 +341,18 @@ impl System {
         let url = format!("{}/api/system/health", self.base_url());
         let mut last = String::from("no answer");
         while Instant::now() < deadline {
+            if let Some(ns) = &self.netns {
+                // This process is not in that namespace: ask from inside.
+                let out = ns.exec("curl", &["-sS", "--max-time", "3", &url]);
+                match out.map(|b| serde_json::from_str::<serde_json::Value>(&b)) {
+                    Ok(Ok(v)) if v["status"] == "ok" => return Ok(v),
+                    Ok(Ok(v)) => last = v.to_string(),
+                    Ok(Err(e)) => last = e.to_string(),
+                    Err(e) => last = e.to_string(),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
             match client
                 .get(&url)
                 .timeout(Duration::from_secs(3))

@@ -16,6 +16,8 @@ use tokio::net::UdpSocket;
 struct Api {
     base: String,
     http: reqwest::Client,
+    /// The setup token webd wrote to the data dir, as an operator reads it.
+    setup_token: String,
 }
 
 impl Api {
@@ -26,6 +28,10 @@ impl Api {
                 .timeout(Duration::from_secs(20))
                 .build()
                 .unwrap(),
+            setup_token: std::fs::read_to_string(sys.data_dir.join("setup-token"))
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
         }
     }
 
@@ -65,7 +71,8 @@ impl Api {
                 "POST",
                 "/api/setup",
                 "",
-                Some(json!({"admin": {"email": "admin@example.org", "password": "correct horse battery"},
+                Some(json!({"setup_token": self.setup_token,
+                            "admin": {"email": "admin@example.org", "password": "correct horse battery"},
                             "did": {"number": "+15551230000", "name": "Main"}})),
             )
             .await;
@@ -309,7 +316,10 @@ async fn settings_reach_the_daemons_and_webhooks_and_sms_go_through_twiliod() {
             &admin,
             Some(
                 json!({"values": {"system.public_url": public, "twilio.auth_token": token,
-                                    "twilio.account_sid": format!("AC{}", "1".repeat(32))}}),
+                                    "twilio.account_sid": format!("AC{}", "1".repeat(32)),
+                                    // Credentials make twiliod list the numbers at
+                                    // Twilio: a closed local port, never the internet.
+                                    "twilio.api_base": format!("http://127.0.0.1:{}", e2e::free_tcp_port())}}),
             ),
         )
         .await;
@@ -512,7 +522,10 @@ async fn behind_caddy_cookies_are_secure_webhooks_verify_and_only_the_trusted_pr
             &admin,
             Some(
                 json!({"values": {"system.public_url": public, "twilio.auth_token": token,
-                                    "twilio.account_sid": format!("AC{}", "3".repeat(32))}}),
+                                    "twilio.account_sid": format!("AC{}", "3".repeat(32)),
+                                    // Credentials make twiliod list the numbers at
+                                    // Twilio: a closed local port, never the internet.
+                                    "twilio.api_base": format!("http://127.0.0.1:{}", e2e::free_tcp_port())}}),
             ),
         )
         .await;
@@ -621,4 +634,120 @@ async fn behind_caddy_cookies_are_secure_webhooks_verify_and_only_the_trusted_pr
     let body = r.text().await.unwrap();
     assert_eq!(st, 200, "{body}");
     assert!(body.contains("<Response"), "{body}");
+}
+
+/// The text of `<P{n}>` in a Grandstream provisioning file.
+fn p_value(xml: &str, n: u32) -> String {
+    let open = format!("<P{n}>");
+    let close = format!("</P{n}>");
+    let start = xml
+        .find(&open)
+        .map(|i| i + open.len())
+        .expect("P-value present");
+    let end = xml[start..].find(&close).expect("closed") + start;
+    xml[start..end].to_owned()
+}
+
+#[tokio::test]
+async fn a_desk_phone_set_up_by_mac_fetches_its_file_registers_with_it_and_then_the_file_is_gone() {
+    let sys = System::start().await.unwrap();
+    let api = Api::new(&sys);
+    let admin = api.setup().await;
+    let (s, dev, _) = api
+        .call(
+            "POST",
+            "/api/devices",
+            &admin,
+            Some(
+                json!({"name": "Front desk", "username": "desk200", "extension": "200",
+                        "device_type": "grandstream"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, 201, "{dev}");
+    let id = dev["id"].as_i64().unwrap();
+    let (s, p, _) = api
+        .call(
+            "PUT",
+            &format!("/api/devices/{id}/provisioning"),
+            &admin,
+            Some(json!({"mac": "C0:74:AD:12:34:56", "family": "grandstream"})),
+        )
+        .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["file"], "cfgc074ad123456.xml");
+    assert!(
+        p["server_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{}/provision", sys.ports.http)),
+        "{p}"
+    );
+
+    let phone_ua = "Grandstream Model HW GXP2170 SW 1.0.11.3 DevId c074ad123456";
+    let fetch = |ua: &'static str| {
+        let url = format!("{}/provision/cfgc074ad123456.xml", sys.base_url());
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .header("User-Agent", ua)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    // Not that phone: nothing, and nothing that says the file exists.
+    assert_eq!(fetch("curl/8.5.0").await.0, 404);
+    assert_eq!(
+        fetch("Grandstream Model HW GXP2170 SW 1.0.11.3 DevId c074ad654321")
+            .await
+            .0,
+        404
+    );
+    let (s, xml) = fetch(phone_ua).await;
+    assert_eq!(s, 200, "{xml}");
+    assert!(xml.contains("<mac>c074ad123456</mac>"), "{xml}");
+    assert_eq!(p_value(&xml, 271), "1");
+    assert_eq!(p_value(&xml, 35), "desk200");
+    assert_eq!(p_value(&xml, 36), "desk200");
+    assert_eq!(p_value(&xml, 270), "200");
+    assert!(
+        p_value(&xml, 47).ends_with(&format!(":{}", sys.ports.sip)),
+        "{xml}"
+    );
+    assert_eq!(
+        (p_value(&xml, 57), p_value(&xml, 58)),
+        ("0".into(), "8".into())
+    );
+    let password = p_value(&xml, 34);
+
+    // The phone's new password is the one that works now.
+    let old = sip_register(sys.sip_addr(), "desk200", dev["password"].as_str().unwrap()).await;
+    assert!(
+        old.starts_with("SIP/2.0 401") || old.starts_with("SIP/2.0 403"),
+        "{old}"
+    );
+    let ok = sip_register(sys.sip_addr(), "desk200", &password).await;
+    assert_eq!(ok, "SIP/2.0 200 OK", "{}", sys.log("sipd"));
+
+    // Registered: the file (and its clear password) is gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if fetch(phone_ua).await.0 == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the file is still served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, p, _) = api
+        .call(
+            "GET",
+            &format!("/api/devices/{id}/provisioning"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(p["done"], true, "{p}");
+    assert!(p["fetched_at"].is_string(), "{p}");
 }

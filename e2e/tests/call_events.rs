@@ -474,8 +474,17 @@ impl Office {
             .execute(&pool)
             .await
             .expect("endpoint");
+        // The receiver listens on loopback, which notifyd only reaches
+        // when the admin allows it.
+        proto::settings::store(&pool, proto::ssrf::ALLOW_KEY, "127.0.0.1")
+            .await
+            .expect("allow-list");
         // Settings and devices: sipd's Reload re-reads both before it answers.
-        e2e::reload_daemons(&[sys.ports.sipd_grpc, sys.ports.notifyd_grpc]).await;
+        e2e::reload_daemons(
+            &sys.data_dir,
+            &[sys.ports.sipd_grpc, sys.ports.notifyd_grpc],
+        )
+        .await;
         let o = Office {
             sys,
             pool,
@@ -765,8 +774,17 @@ async fn an_unanswered_twilio_call_is_one_missed_call_or_one_voicemail_never_bot
         .execute(&pool)
         .await
         .expect("endpoint");
+    // The receiver listens on loopback, which notifyd only reaches when the
+    // admin allows it.
+    proto::settings::store(&pool, proto::ssrf::ALLOW_KEY, "127.0.0.1")
+        .await
+        .expect("allow-list");
     let pn = twilio.add_number_for(DID, &public);
-    e2e::reload_daemons(&[sys.ports.twiliod_grpc, sys.ports.notifyd_grpc]).await;
+    e2e::reload_daemons(
+        &sys.data_dir,
+        &[sys.ports.twiliod_grpc, sys.ports.notifyd_grpc],
+    )
+    .await;
     // twiliod's rules cache polls the database every 250 ms.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let logs = || {

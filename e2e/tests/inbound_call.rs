@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use e2e::System;
 use e2e::standin::{CallScript, DialOutcome, Event, Standin};
 use md5::{Digest, Md5};
+use serde_json::json;
 
 const DID: &str = "+15550001111";
 const CALLER: &str = "+15557654321";
@@ -85,6 +86,40 @@ const PHONE_XML: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
   <Reference variables="m,mark"/>
 </scenario>
 "#;
+
+/// Runs the setup wizard, then `POST /api/routes` as that admin; the id.
+async fn admin_creates_route(sys: &System, rule: serde_json::Value) -> i64 {
+    let http = reqwest::Client::new();
+    let base = sys.base_url();
+    let token = std::fs::read_to_string(sys.data_dir.join("setup-token")).unwrap_or_default();
+    let res = http
+        .post(format!("{base}/api/setup"))
+        .header("X-Requested-With", "gosip")
+        .json(&json!({"setup_token": token.trim(),
+            "admin": {"email": "admin@example.org", "password": "correct horse battery"}}))
+        .send()
+        .await
+        .expect("setup");
+    assert_eq!(res.status().as_u16(), 200);
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .to_owned();
+    let res = http
+        .post(format!("{base}/api/routes"))
+        .header("X-Requested-With", "gosip")
+        .header("Cookie", cookie)
+        .json(&rule)
+        .send()
+        .await
+        .expect("route");
+    assert_eq!(res.status().as_u16(), 201);
+    let v: serde_json::Value = res.json().await.expect("json");
+    v["id"].as_i64().expect("id")
+}
 
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
@@ -165,16 +200,20 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
     .fetch_one(&pool)
     .await
     .expect("did");
-    // "Ring" with no device list: the DID owner's devices, i.e. the phone.
-    let route: i64 = sqlx::query_scalar(
-        "INSERT INTO routes (did_id, priority, name, condition_type, action_type, action_data) \
-         VALUES (?, 0, 'Office phones', 'default', 'ring', '{}') RETURNING id",
+    // The rule as an admin makes it in the UI: ring the number owner's
+    // devices, i.e. the phone.
+    let route = admin_creates_route(
+        &sys,
+        json!({"did_id": did_id, "priority": 0, "name": "Office phones",
+               "condition_type": "default", "condition_data": {},
+               "action_type": "ring", "action_data": {"device_ids": [], "owner": true}}),
     )
-    .bind(did_id)
-    .fetch_one(&pool)
-    .await
-    .expect("route");
-    e2e::reload_daemons(&[sys.ports.twiliod_grpc, sys.ports.sipd_grpc]).await;
+    .await;
+    e2e::reload_daemons(
+        &sys.data_dir,
+        &[sys.ports.twiliod_grpc, sys.ports.sipd_grpc],
+    )
+    .await;
     // sipd's Reload re-read the devices before it answered; twiliod's rules
     // cache polls the database every 250 ms.
     tokio::time::sleep(Duration::from_millis(1500)).await;

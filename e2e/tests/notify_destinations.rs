@@ -183,6 +183,10 @@ async fn a_users_own_email_address_and_gotify_server_get_their_notifications() {
         base: sys.base_url(),
     };
 
+    let setup_token = std::fs::read_to_string(sys.data_dir.join("setup-token"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     // The admin sets up the system (mail server, the system's own Gotify,
     // Twilio = the stand-in), a user and her number through the API.
     let admin = api
@@ -190,7 +194,7 @@ async fn a_users_own_email_address_and_gotify_server_get_their_notifications() {
             "POST",
             "/setup",
             "",
-            json!({"admin": {"email": ADMIN, "password": PASSWORD}}),
+            json!({"setup_token": setup_token, "admin": {"email": ADMIN, "password": PASSWORD}}),
         )
         .await;
     assert_eq!(admin.status, 200, "{}", admin.text);
@@ -206,6 +210,8 @@ async fn a_users_own_email_address_and_gotify_server_get_their_notifications() {
             "email.transport": "smtp", "email.from": "pbx@pbx.test", "smtp.host": "127.0.0.1",
             "smtp.port": port, "smtp.security": "plain",
             "gotify.url": system.url, "gotify.token": SYSTEM_TOKEN,
+            // Both Gotify stand-ins listen on loopback.
+            "notify.allowed_private_hosts": "127.0.0.1",
         }}),
     )
     .await;

@@ -74,7 +74,11 @@ impl Env {
         .await
         .expect("did");
         twilio.add_number_for(DID, &public);
-        e2e::reload_daemons(&[sys.ports.twiliod_grpc, sys.ports.notifyd_grpc]).await;
+        e2e::reload_daemons(
+            &sys.data_dir,
+            &[sys.ports.twiliod_grpc, sys.ports.notifyd_grpc],
+        )
+        .await;
         // twiliod's rules cache polls the database every 250 ms.
         tokio::time::sleep(Duration::from_millis(1200)).await;
         Env {

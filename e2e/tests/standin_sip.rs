@@ -250,7 +250,10 @@ async fn the_termination_trunk_challenges_checks_numbers_and_answers() {
         .await
         .unwrap();
     assert_eq!(r.code, 200, "{r:?}");
-    assert!(r.rtp_received >= 5, "echoed media: {r:?}");
+    assert!(
+        r.rtp_received >= 5,
+        "the trunk sends its tone to the SDP address: {r:?}"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     let c = &trunk.calls()[0];
     assert_eq!(

@@ -52,3 +52,32 @@ async fn health_reports_a_stopped_daemon_as_down() {
     assert_eq!(v["daemons"]["mediad"]["status"], "down");
     assert_eq!(v["daemons"]["sipd"]["status"], "ok");
 }
+
+/// `<daemon> --health` with the daemon's own settings (what a container
+/// health check runs): exit 0 while that daemon serves, 1 once it is gone,
+/// whatever the other daemons do.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_daemon_checks_its_own_health_with_dash_dash_health() {
+    let mut sys = System::start().await.expect("start");
+    let probe = |sys: &System, d: &str| {
+        std::process::Command::new(e2e::bin_dir().join(d))
+            .arg("--health")
+            .envs(sys.ports.env(&sys.data_dir))
+            .output()
+            .expect("run --health")
+    };
+    for d in ["sipd", "mediad", "twiliod", "notifyd", "webd"] {
+        let out = probe(&sys, d);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{d}: {text}");
+        assert!(text.contains(&format!("{d} ok")), "{d}: {text}");
+    }
+    sys.stop("mediad").expect("stop mediad");
+    let out = probe(&sys, "mediad");
+    assert!(
+        !out.status.success(),
+        "a stopped mediad must fail its check"
+    );
+    // The others still pass: each checks only itself.
+    assert!(probe(&sys, "sipd").status.success());
+}

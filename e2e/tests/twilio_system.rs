@@ -36,7 +36,7 @@ async fn an_inbound_call_through_webd_is_decided_by_twiliod_and_leaves_a_voicema
         .execute(&pool)
         .await
         .expect("did");
-    e2e::reload_daemons(&[sys.ports.twiliod_grpc]).await;
+    e2e::reload_daemons(&sys.data_dir, &[sys.ports.twiliod_grpc]).await;
     s.add_number_for(DID, &public);
     // Give the rules cache its reload.
     tokio::time::sleep(Duration::from_millis(1200)).await;

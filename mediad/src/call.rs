@@ -8,7 +8,7 @@
 //! packet. Recorded audio is written to disk on the 100 ms tick.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +49,7 @@ pub struct LegUpdate {
     pub leg: Option<LegId>,
     pub rtp: Option<SocketAddr>,
     pub rtcp: Option<SocketAddr>,
+    pub signal_ip: Option<IpAddr>,
     pub codecs: Vec<(u8, String)>,
     pub established: Option<bool>,
     pub hold: Option<bool>,
@@ -75,6 +76,8 @@ pub struct Env {
     pub orphan_after: Duration,
     /// Where a call that ends by itself reports its id.
     pub ended: mpsc::UnboundedSender<String>,
+    /// Admin alerts, delivered even when the disk is too full for the row.
+    pub alerts: proto::alerts::Alerter,
 }
 
 /// Runs one call until Release, the command channel closing, or shutdown.
@@ -203,6 +206,9 @@ impl CallTask {
     fn update_leg(&mut self, u: LegUpdate) {
         let now = Instant::now();
         if let Some(leg) = u.leg {
+            if let Some(ip) = u.signal_ip {
+                self.call.set_signal_ip(leg, ip);
+            }
             if let Some(rtp) = u.rtp {
                 self.call.set_remote(leg, rtp, u.rtcp);
             }
@@ -294,16 +300,12 @@ impl CallTask {
             detail: e.to_string(),
             leg: String::new(),
         });
-        let pool = self.env.pool.clone();
+        let alerts = self.env.alerts.clone();
         let message = format!(
             "Recording of call {} stopped: {e} ({path}). The call continued unrecorded; free disk space.",
             self.call_id
         );
-        tokio::spawn(async move {
-            if let Err(e) = proto::db::alert(&pool, "mediad", kind, &message).await {
-                tracing::warn!(error = %e, "cannot store alert");
-            }
-        });
+        tokio::spawn(async move { alerts.raise(kind, &message).await });
     }
 
     fn publish_events(&mut self) {
@@ -338,6 +340,8 @@ impl CallTask {
                 rtcp_in: l.rtcp_in,
                 rtcp_out: l.rtcp_out,
                 dropped: l.dropped,
+                dropped_foreign: l.dropped_foreign,
+                dropped_payload_type: l.dropped_payload_type,
             }
         };
         let recorded = self.rec.written > 0;

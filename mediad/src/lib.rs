@@ -52,6 +52,10 @@ pub struct Config {
     /// seconds is released by mediad (sipd restarted and forgot it).
     #[arg(long, env = "GOSIP_MEDIA_ORPHAN_SECS", default_value_t = 3600)]
     pub orphan_secs: u64,
+    /// notifyd's gRPC address: alerts the database cannot take (a full
+    /// disk) go there directly.
+    #[arg(long, env = "GOSIP_NOTIFYD_GRPC", default_value = proto::defaults::NOTIFYD_GRPC)]
+    pub notifyd_grpc: String,
 }
 
 /// The sockets mediad serves, bound by the caller (tests bind port 0).
@@ -77,6 +81,7 @@ pub async fn run(
         .await
         .context("open database")?;
     let settings = SettingsHandle::new(pool.clone()).await?;
+    let secret = proto::grpc::Secret::load_or_create(&cfg.common.data_dir)?;
     tokio::spawn(
         settings
             .clone()
@@ -89,7 +94,10 @@ pub async fn run(
         .with_context(|| format!("GOSIP_RTP_BIND {:?} is not an IP address", cfg.rtp_bind))?;
     let (events, _) = tokio::sync::broadcast::channel(1024);
     let (ended, ended_rx) = tokio::sync::mpsc::unbounded_channel();
+    let alerts = proto::alerts::Alerter::new(pool.clone(), "mediad", &cfg.notifyd_grpc, &secret)?;
+    tokio::spawn(alerts.clone().run(shutdown.clone()));
     let env = call::Env {
+        alerts,
         orphan_after: Duration::from_secs(cfg.orphan_secs.max(1)),
         ended,
         data_dir: cfg.common.data_dir.clone(),
@@ -101,7 +109,8 @@ pub async fn run(
     let media = service::MediaService::new(bind_ip, ports, env);
     tokio::spawn(media.clone().reap(ended_rx));
     tokio::spawn(sweep_recordings(
-        cfg.common.data_dir.join("recordings"),
+        cfg.common.data_dir.clone(),
+        pool.clone(),
         settings.clone(),
         shutdown.clone(),
     ));
@@ -118,6 +127,7 @@ pub async fn run(
         },
     ));
     tonic::transport::Server::builder()
+        .layer(proto::grpc::RequireSecret::new(secret))
         .add_service(daemon.into_server())
         .add_service(MediadServer::new(media))
         .serve_with_incoming_shutdown(
@@ -132,21 +142,28 @@ pub async fn run(
 }
 
 /// Deletes recordings older than `recording.retention_days`, at start and
-/// then hourly.
+/// then hourly, and clears the CDR links to them.
 async fn sweep_recordings(
-    dir: std::path::PathBuf,
+    data_dir: std::path::PathBuf,
+    pool: sqlx::SqlitePool,
     settings: SettingsHandle,
     stop: CancellationToken,
 ) {
+    let dir = data_dir.join("recordings");
     loop {
         let days = settings.get().u64("recording.retention_days");
         if days > 0 {
             let d = dir.clone();
             let now = std::time::SystemTime::now();
             match tokio::task::spawn_blocking(move || recording::sweep(&d, now, days)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => {
-                    tracing::info!(deleted = n, retention_days = days, "old recordings deleted")
+                Ok(Ok(gone)) if gone.is_empty() => {}
+                Ok(Ok(gone)) => {
+                    tracing::info!(
+                        deleted = gone.len(),
+                        retention_days = days,
+                        "old recordings deleted"
+                    );
+                    forget_recordings(&pool, &data_dir, &gone).await;
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "recording sweep failed"),
                 Err(e) => tracing::warn!(error = %e, "recording sweep panicked"),
@@ -155,6 +172,32 @@ async fn sweep_recordings(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+    }
+}
+
+/// A CDR whose recording was deleted keeps no link to it (the player would
+/// offer a file that is gone) and says when it expired.
+async fn forget_recordings(
+    pool: &sqlx::SqlitePool,
+    data_dir: &std::path::Path,
+    gone: &[std::path::PathBuf],
+) {
+    let now = proto::time::now();
+    for path in gone {
+        // CDRs hold the path relative to the data dir, `/`-separated.
+        let Some(rel) = path.strip_prefix(data_dir).ok().and_then(|p| p.to_str()) else {
+            continue;
+        };
+        let r = sqlx::query(
+            "UPDATE cdrs SET recording_url = NULL, recording_expired_at = ? WHERE recording_url = ?",
+        )
+        .bind(&now)
+        .bind(rel)
+        .execute(pool)
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, path = rel, "could not clear an expired recording's link");
         }
     }
 }

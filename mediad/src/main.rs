@@ -7,6 +7,9 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cfg = mediad::Config::parse();
+    if cfg.common.health {
+        return proto::daemon::probe(&cfg.grpc).await;
+    }
     proto::daemon::init_tracing(&cfg.common.log_format);
     let shutdown = proto::daemon::shutdown_on_signals();
     let result = async {

@@ -45,8 +45,14 @@ impl WavFile {
     /// Opens `path` to append (a recording paused and resumed, or resumed
     /// after a write error) or creates it with a fresh header.
     pub fn open(path: &Path) -> io::Result<Self> {
+        // Call audio is private: folders 0700, files 0600 (the umask may
+        // allow more).
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
         }
         let existing = std::fs::metadata(path)
             .ok()
@@ -58,11 +64,15 @@ impl WavFile {
             file.set_len(wav::HEADER_LEN as u64 + data_len)?;
             return Ok(Self { file, data_len });
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)?
+        };
         let mut w = Self { file, data_len: 0 };
         w.file.write_all(&wav::header(CHANNELS, wav::RATE, 0))?;
         Ok(w)
@@ -102,14 +112,19 @@ pub fn expired(modified: SystemTime, now: SystemTime, days: u64) -> bool {
 }
 
 /// Deletes `*.wav` files under `dir` older than `days`, and the date
-/// folders that become empty; returns how many recordings were deleted.
-pub fn sweep(dir: &Path, now: SystemTime, days: u64) -> io::Result<usize> {
-    let mut deleted = 0;
+/// folders that become empty; returns the recordings deleted.
+pub fn sweep(dir: &Path, now: SystemTime, days: u64) -> io::Result<Vec<PathBuf>> {
+    let mut deleted = Vec::new();
     sweep_dir(dir, now, days, &mut deleted)?;
     Ok(deleted)
 }
 
-fn sweep_dir(dir: &Path, now: SystemTime, days: u64, deleted: &mut usize) -> io::Result<bool> {
+fn sweep_dir(
+    dir: &Path,
+    now: SystemTime,
+    days: u64,
+    deleted: &mut Vec<PathBuf>,
+) -> io::Result<bool> {
     let mut empty = true;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -126,7 +141,7 @@ fn sweep_dir(dir: &Path, now: SystemTime, days: u64, deleted: &mut usize) -> io:
             && expired(entry.metadata()?.modified()?, now, days)
         {
             std::fs::remove_file(&path)?;
-            *deleted += 1;
+            deleted.push(path);
         } else {
             empty = false;
         }
@@ -151,6 +166,23 @@ mod tests {
             "recordings/2026/01/05/_.._.._etc_passwd.wav"
         );
         assert_eq!(rel_path("", d), "recordings/2026/01/05/_.wav");
+    }
+
+    #[test]
+    fn recordings_and_their_folders_are_private_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recordings/2026/01/05/x.wav");
+        WavFile::open(&path).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        for d in [
+            "recordings/2026/01/05",
+            "recordings/2026/01",
+            "recordings/2026",
+        ] {
+            assert_eq!(mode(&dir.path().join(d)), 0o700, "{d}");
+        }
     }
 
     #[test]
@@ -196,8 +228,12 @@ mod tests {
         let f = File::options().write(true).open(&old).unwrap();
         f.set_modified(now - Duration::from_secs(91 * 86_400))
             .unwrap();
-        assert_eq!(sweep(&root, now, 0).unwrap(), 0, "0 days keeps all");
-        assert_eq!(sweep(&root, now, 90).unwrap(), 1);
+        assert_eq!(
+            sweep(&root, now, 0).unwrap(),
+            [] as [PathBuf; 0],
+            "0 days keeps all"
+        );
+        assert_eq!(sweep(&root, now, 90).unwrap(), std::slice::from_ref(&old));
         assert!(!old.exists());
         assert!(!root.join("2020/01").exists(), "empty date folders go too");
         assert!(new.exists() && other.exists());

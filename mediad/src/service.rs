@@ -229,10 +229,18 @@ impl Mediad for MediaService {
                 .map(Some)
                 .map_err(|_| Status::invalid_argument(format!("bad address {s:?}: want ip:port")))
         };
+        let signal_ip = if r.signal_ip.is_empty() {
+            None
+        } else {
+            Some(r.signal_ip.parse::<IpAddr>().map_err(|_| {
+                Status::invalid_argument(format!("bad signal_ip {:?}: want an IP", r.signal_ip))
+            })?)
+        };
         let update = LegUpdate {
             leg,
             rtp: addr(&r.remote_rtp)?,
             rtcp: addr(&r.remote_rtcp)?,
+            signal_ip,
             codecs: r
                 .codecs
                 .into_iter()
@@ -242,10 +250,13 @@ impl Mediad for MediaService {
             hold: r.hold,
         };
         if leg.is_none()
-            && (update.rtp.is_some() || !update.codecs.is_empty() || update.hold.is_some())
+            && (update.rtp.is_some()
+                || update.signal_ip.is_some()
+                || !update.codecs.is_empty()
+                || update.hold.is_some())
         {
             return Err(Status::invalid_argument(
-                "leg is required with an address, codecs or hold",
+                "leg is required with an address, signal_ip, codecs or hold",
             ));
         }
         let tx = self.sender(&r.call_id)?;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use proto::grpc::AuthChannel;
 use proto::pb::mediad::mediad_client::MediadClient;
 use proto::pb::mediad::{
     AllocateRequest, Codec, EventsRequest, MediaEvent, RecordRequest, ReleaseRequest, StatsRequest,
@@ -18,7 +19,8 @@ use tonic::transport::Channel;
 use mediad::relay::{dtmf, g711, rtp};
 
 struct Mediad {
-    client: MediadClient<Channel>,
+    client: MediadClient<AuthChannel>,
+    addr: std::net::SocketAddr,
     dir: tempfile::TempDir,
     pool: proto::db::SqlitePool,
     stop: CancellationToken,
@@ -31,6 +33,16 @@ impl Mediad {
     }
 
     async fn start_with(settings: &[(&str, &str)], rtp_ports: u16, orphan_secs: u64) -> Self {
+        // Nobody listens for notifyd unless a test says where it is.
+        Self::start_full(settings, rtp_ports, orphan_secs, "127.0.0.1:9").await
+    }
+
+    async fn start_full(
+        settings: &[(&str, &str)],
+        rtp_ports: u16,
+        orphan_secs: u64,
+        notifyd: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let pool = proto::db::open(dir.path()).await.unwrap();
         for (k, v) in settings {
@@ -43,19 +55,27 @@ impl Mediad {
             common: proto::daemon::CommonArgs {
                 data_dir: dir.path().to_owned(),
                 log_format: "text".into(),
+                health: false,
             },
             grpc: addr.to_string(),
             rtp_ports: format!("{base}-{}", base + rtp_ports - 1),
             rtp_bind: "127.0.0.1".into(),
             orphan_secs,
+            notifyd_grpc: notifyd.to_owned(),
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(mediad::run(cfg, mediad::Listeners { grpc }, stop.clone()));
-        let client = MediadClient::connect(format!("http://{addr}"))
+        // mediad and this client share the data dir, hence the secret.
+        let secret = proto::grpc::Secret::load_or_create(dir.path()).unwrap();
+        let ch = Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
             .await
             .unwrap();
+        let client = MediadClient::new(proto::grpc::authed(ch, &secret));
         Self {
             client,
+            addr,
             dir,
             pool,
             stop,
@@ -495,6 +515,9 @@ async fn a_full_disk_stops_the_recording_not_the_call_and_alerts_the_admin() {
     // The relay goes on.
     let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    c.update_leg(leg(call, "a", a.local_addr().unwrap()))
+        .await
+        .unwrap();
     c.update_leg(leg(call, "b", b.local_addr().unwrap()))
         .await
         .unwrap();
@@ -609,4 +632,393 @@ async fn a_call_sipd_forgot_is_released_after_the_orphan_time() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
     m.stop().await;
+}
+
+/// Sends 20 ms packets `first..first + count` of one stream, paced.
+async fn talk_seqs(sock: &UdpSocket, to: SocketAddr, ssrc: u32, first: u16, count: u16) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for seq in first..first + count {
+        tick.tick().await;
+        sock.send_to(&tone_packet(0, seq, ssrc, 440.0), to)
+            .await
+            .unwrap();
+    }
+}
+
+/// The sequence numbers of the RTP arriving on `sock` until `quiet` passes
+/// without a packet; every packet must be `ssrc`'s PCMU.
+async fn heard(sock: &UdpSocket, ssrc: u32, quiet: Duration) -> Vec<u16> {
+    let mut buf = [0u8; 2048];
+    let mut seqs = Vec::new();
+    while let Ok(Ok((len, _))) = tokio::time::timeout(quiet, sock.recv_from(&mut buf)).await {
+        assert_eq!(len, 172);
+        assert_eq!(buf[1] & 0x7f, 0, "only the negotiated PCMU");
+        assert_eq!(u32::from_be_bytes(buf[8..12].try_into().unwrap()), ssrc);
+        seqs.push(u16::from_be_bytes([buf[2], buf[3]]));
+    }
+    seqs
+}
+
+/// Sprays in-order RTP of its own SSRC (and RTCP) at `targets` until
+/// `stop`, as fast as a phone would never send; returns how many packets.
+async fn spray(sock: &UdpSocket, targets: &[SocketAddr], first: u16, count: u16) -> usize {
+    let rr = [0x81, 201, 0, 1, 0x0b, 0xad, 0x0b, 0xad];
+    let mut sent = 0;
+    for seq in first..first + count {
+        for &to in targets {
+            let p = tone_packet(0, seq, 0x0bad_0bad, 3000.0);
+            sock.send_to(&p, to).await.unwrap();
+            let rtcp = SocketAddr::new(to.ip(), to.port() + 1);
+            sock.send_to(&rr, rtcp).await.unwrap();
+            sock.send_to(&rr, to).await.unwrap();
+            sent += 3;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    sent
+}
+
+fn signalled(call_id: &str, leg_id: &str, rtp: SocketAddr, from: &str) -> UpdateLegRequest {
+    UpdateLegRequest {
+        signal_ip: from.into(),
+        ..leg(call_id, leg_id, rtp)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attacker_spraying_in_order_rtp_with_a_new_ssrc_hears_nothing_and_the_phones_audio_is_unbroken()
+ {
+    let m = Mediad::start(&[], 20).await;
+    let mut c = m.client.clone();
+    let call = "bleed";
+    let ports = c
+        .allocate(AllocateRequest {
+            call_id: call.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let to_a: SocketAddr = format!("127.0.0.1:{}", ports.port_a).parse().unwrap();
+    let to_b: SocketAddr = format!("127.0.0.1:{}", ports.port_b).parse().unwrap();
+    let phone_a = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let phone_b = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    // Another host as far as mediad can tell: a different source IP.
+    let attacker = std::sync::Arc::new(UdpSocket::bind("127.0.0.2:0").await.unwrap());
+    for (id, phone) in [("a", &phone_a), ("b", &phone_b)] {
+        c.update_leg(signalled(
+            call,
+            id,
+            phone.local_addr().unwrap(),
+            "127.0.0.1",
+        ))
+        .await
+        .unwrap();
+    }
+    let attacker_hears = {
+        let s = attacker.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let mut n = 0;
+            while let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_secs(3), s.recv_from(&mut buf)).await
+            {
+                n += 1;
+            }
+            n
+        })
+    };
+
+    // Before the phones send anything: the first packets at each port are
+    // the attacker's.
+    let mut sprayed = spray(&attacker, &[to_a, to_b], 0, 40).await;
+    let a_hears = {
+        let s = phone_a.clone();
+        tokio::spawn(async move { heard(&s, 0xbbbb, Duration::from_millis(1500)).await })
+    };
+    let b_hears = {
+        let s = phone_b.clone();
+        tokio::spawn(async move { heard(&s, 0xaaaa, Duration::from_millis(1500)).await })
+    };
+    // Mid-call: 2 s of audio each way while the attacker keeps spraying.
+    let a_send = {
+        let s = phone_a.clone();
+        tokio::spawn(async move { talk_seqs(&s, to_a, 0xaaaa, 0, 100).await })
+    };
+    let b_send = {
+        let s = phone_b.clone();
+        tokio::spawn(async move { talk_seqs(&s, to_b, 0xbbbb, 0, 100).await })
+    };
+    sprayed += spray(&attacker, &[to_a, to_b], 40, 200).await;
+    a_send.await.unwrap();
+    b_send.await.unwrap();
+    // Both phones fall silent for longer than any re-latch window; the
+    // attacker sprays into the silence, then the phones go on.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    sprayed += spray(&attacker, &[to_a, to_b], 240, 40).await;
+    let a_send = {
+        let s = phone_a.clone();
+        tokio::spawn(async move { talk_seqs(&s, to_a, 0xaaaa, 100, 20).await })
+    };
+    let b_send = {
+        let s = phone_b.clone();
+        tokio::spawn(async move { talk_seqs(&s, to_b, 0xbbbb, 100, 20).await })
+    };
+    a_send.await.unwrap();
+    b_send.await.unwrap();
+
+    let all: Vec<u16> = (0..120).collect();
+    assert_eq!(a_hears.await.unwrap(), all, "A hears all of B, in order");
+    assert_eq!(b_hears.await.unwrap(), all, "B hears all of A, in order");
+    assert_eq!(
+        attacker_hears.await.unwrap(),
+        0,
+        "the attacker hears nothing"
+    );
+
+    let stats = c
+        .release(ReleaseRequest {
+            call_id: call.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    let (a, b) = (stats.a.unwrap(), stats.b.unwrap());
+    assert_eq!(a.latched_addr, phone_a.local_addr().unwrap().to_string());
+    assert_eq!(b.latched_addr, phone_b.local_addr().unwrap().to_string());
+    assert_eq!((a.packets_in, b.packets_in), (120, 120));
+    assert_eq!((a.lost, b.lost), (0, 0));
+    assert_eq!(
+        a.dropped_foreign + b.dropped_foreign,
+        sprayed as u64,
+        "every attacker packet was refused as foreign"
+    );
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_behind_nat_latches_from_its_signalling_ip_on_another_port_than_its_sdp() {
+    let m = Mediad::start(&[], 20).await;
+    let mut c = m.client.clone();
+    let call = "nat";
+    let ports = c
+        .allocate(AllocateRequest {
+            call_id: call.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let to_a: SocketAddr = format!("127.0.0.1:{}", ports.port_a).parse().unwrap();
+    let phone_a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let phone_b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // A's SDP names its private LAN address; its packets come from the
+    // router's address (here 127.0.0.1) on a port of the router's choosing.
+    let private: SocketAddr = "192.0.2.50:4000".parse().unwrap();
+    c.update_leg(leg(call, "a", private)).await.unwrap();
+    c.update_leg(signalled(
+        call,
+        "b",
+        phone_b.local_addr().unwrap(),
+        "127.0.0.1",
+    ))
+    .await
+    .unwrap();
+
+    // Without the signalling IP, the SDP's IP alone is trusted: nothing.
+    talk_seqs(&phone_a, to_a, 0xaaaa, 0, 5).await;
+    assert_eq!(
+        heard(&phone_b, 0xaaaa, Duration::from_millis(600)).await,
+        Vec::<u16>::new()
+    );
+
+    c.update_leg(UpdateLegRequest {
+        call_id: call.into(),
+        leg: "a".into(),
+        signal_ip: "127.0.0.1".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    talk_seqs(&phone_a, to_a, 0xaaaa, 5, 10).await;
+    // A payload type neither SDP named is not relayed.
+    let mut odd = tone_packet(0, 15, 0xaaaa, 440.0);
+    odd[1] = 96;
+    phone_a.send_to(&odd, to_a).await.unwrap();
+    let expect: Vec<u16> = (5..15).collect();
+    assert_eq!(
+        heard(&phone_b, 0xaaaa, Duration::from_millis(600)).await,
+        expect
+    );
+
+    let stats = c
+        .stats(StatsRequest {
+            call_id: call.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let a = stats.a.unwrap();
+    assert_eq!(a.latched_addr, phone_a.local_addr().unwrap().to_string());
+    assert_eq!((a.dropped_foreign, a.dropped_payload_type), (5, 1));
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_calls_without_the_shared_secret_are_refused() {
+    let m = Mediad::start(&[], 4).await;
+    let mut intruder = MediadClient::connect(format!("http://{}", m.addr))
+        .await
+        .unwrap();
+    let refused = intruder
+        .allocate(AllocateRequest {
+            call_id: "forged".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let refused = intruder.events(EventsRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    // The genuine client is served.
+    m.client
+        .clone()
+        .allocate(AllocateRequest {
+            call_id: "real".into(),
+        })
+        .await
+        .unwrap();
+    m.stop().await;
+}
+
+/// notifyd as mediad sees it: takes `Notify` and hands each request over.
+struct FakeNotifyd(tokio::sync::mpsc::UnboundedSender<proto::pb::notifyd::NotifyRequest>);
+
+#[tonic::async_trait]
+impl proto::pb::notifyd::notifyd_server::Notifyd for FakeNotifyd {
+    async fn notify(
+        &self,
+        req: tonic::Request<proto::pb::notifyd::NotifyRequest>,
+    ) -> Result<tonic::Response<proto::pb::notifyd::NotifyReply>, tonic::Status> {
+        let _ = self.0.send(req.into_inner());
+        // job_id 0: delivered from memory, as notifyd answers when its own
+        // database refuses the write.
+        Ok(tonic::Response::new(proto::pb::notifyd::NotifyReply {
+            job_id: 0,
+        }))
+    }
+    async fn send_test(
+        &self,
+        _req: tonic::Request<proto::pb::notifyd::SendTestRequest>,
+    ) -> Result<tonic::Response<proto::pb::notifyd::SendTestReply>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not here"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_alert_reaches_notifyd_while_the_database_takes_no_writes_and_its_row_comes_later()
+ {
+    let (tx, mut notified) = tokio::sync::mpsc::unbounded_channel();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let notifyd = l.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(proto::pb::notifyd::notifyd_server::NotifydServer::new(
+                FakeNotifyd(tx),
+            ))
+            .serve_with_incoming(proto::daemon::incoming(l)),
+    );
+    let m = Mediad::start_full(&[], 20, 3600, &notifyd).await;
+    let mut c = m.client.clone();
+
+    // The database refuses writes, as a full disk makes it: here through
+    // the read-only marker every daemon's pool follows. mediad's health
+    // says so once its pool has seen it.
+    proto::db::mark_read_only(m.dir.path(), Some("full")).unwrap();
+    let secret = proto::grpc::Secret::load_or_create(m.dir.path()).unwrap();
+    let ch = Channel::from_shared(format!("http://{}", m.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut daemon =
+        proto::pb::common::daemon_client::DaemonClient::new(proto::grpc::authed(ch, &secret));
+    for i in 0.. {
+        let h = daemon
+            .health(proto::pb::common::HealthRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if h.detail == proto::db::READ_ONLY_DETAIL {
+            break;
+        }
+        assert!(i < 200, "mediad never went read-only: {h:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The recording's disk is full.
+    let call = "full-disk-db-too";
+    c.allocate(AllocateRequest {
+        call_id: call.into(),
+    })
+    .await
+    .unwrap();
+    let rel = mediad::recording::rel_path(call, chrono::Utc::now().date_naive());
+    let path = m.dir.path().join(&rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+    let rec = c
+        .record(RecordRequest {
+            call_id: call.into(),
+            enabled: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!rec.ok);
+
+    // notifyd hears it at once, from mediad's memory ...
+    let n = tokio::time::timeout(Duration::from_secs(20), notified.recv())
+        .await
+        .expect("notifyd got the alert")
+        .unwrap();
+    assert_eq!(n.kind, "admin_alert");
+    let p: serde_json::Value = serde_json::from_str(&n.payload_json).unwrap();
+    assert_eq!(
+        (&p["alert"], &p["source"]),
+        (&json_str("disk_full"), &json_str("mediad"))
+    );
+    assert!(p["message"].as_str().unwrap().contains(call), "{p}");
+    let rows = || async {
+        sqlx::query_as::<_, (String, String, String)>("SELECT source, kind, message FROM alerts")
+            .fetch_all(&m.pool)
+            .await
+            .unwrap()
+    };
+    assert!(
+        rows().await.is_empty(),
+        "no row while the database takes no writes"
+    );
+
+    // ... and the row is written once the database takes writes again.
+    proto::db::mark_read_only(m.dir.path(), None).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..600 {
+        got = rows().await;
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got.len(), 1, "one row, written late");
+    assert_eq!(
+        (got[0].0.as_str(), got[0].1.as_str()),
+        ("mediad", "disk_full")
+    );
+    assert_eq!(got[0].2, p["message"].as_str().unwrap());
+    assert!(notified.try_recv().is_err(), "notifyd was told once");
+    m.stop().await;
+}
+
+fn json_str(s: &str) -> serde_json::Value {
+    serde_json::Value::String(s.into())
 }

@@ -1,7 +1,9 @@
 //! One delivery attempt per call, on each channel: email (SMTP with lettre
 //! or Postmark's HTTP API), Gotify push, signed webhooks. Every function
 //! reads the settings it is given (the snapshot current at delivery time)
-//! and returns the remote side's answer or the real error text.
+//! and returns the remote side's answer or the real error text; Gotify and
+//! webhooks, whose URLs users and admins type, go through
+//! [`crate::guard::Outbound`] and report only the status they got.
 
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use proto::settings::Settings;
 use sha2::Sha256;
+
+use crate::guard::Outbound;
 
 /// SMTP connection and command timeout.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -202,31 +206,28 @@ async fn postmark(
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if status.is_success() {
-        Ok(format!("{status} {}", clip(&text)))
+        Ok(format!("{status} {}", clip(&text, 500)))
     } else {
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v.get("Message").and_then(|m| m.as_str()).map(str::to_owned))
             .unwrap_or(text);
-        Err(format!("postmark {status}: {}", clip(&message)))
+        Err(format!("postmark {status}: {}", clip(&message, 500)))
     }
 }
 
-/// POSTs a message to Gotify (`{url}/message?token=...`).
-pub async fn gotify(
-    http: &reqwest::Client,
-    url: &str,
-    token: &str,
-    push: &Push,
-) -> Result<String, String> {
+/// POSTs a message to Gotify (`{url}/message?token=...`) through the
+/// guarded client.
+pub async fn gotify(out: &Outbound, url: &str, token: &str, push: &Push) -> Result<String, String> {
     if url.is_empty() || token.is_empty() {
         return Err("gotify.url or gotify.token is not set".into());
     }
     let base = url.trim_end_matches('/');
     let endpoint = url::Url::parse_with_params(&format!("{base}/message"), [("token", token)])
-        .map_err(|e| format!("gotify.url {base:?}: {e}"))?;
-    let resp = http
+        .map_err(|e| format!("gotify.url {}: {e}", clip(base, 100)))?;
+    let resp = out
         .post(endpoint)
+        .map_err(|r| format!("gotify: {r}"))?
         .json(&serde_json::json!({
             "title": push.title,
             "message": push.message,
@@ -235,14 +236,8 @@ pub async fn gotify(
         .send()
         .await
         // without_url: the token is in the query string.
-        .map_err(|e| format!("gotify {base}: {}", chain(&e.without_url())))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if status.is_success() {
-        Ok(format!("{status} {}", clip(&text)))
-    } else {
-        Err(format!("gotify {status}: {}", clip(&text)))
-    }
+        .map_err(|e| format!("gotify {}: {}", clip(base, 100), send_error(e)))?;
+    answer("gotify", resp.status())
 }
 
 /// A signed webhook request's parts.
@@ -256,10 +251,12 @@ pub struct Hook<'a> {
     pub delivery_id: i64,
 }
 
-/// POSTs a webhook body, signed.
-pub async fn webhook(http: &reqwest::Client, hook: &Hook<'_>) -> Result<String, String> {
-    let resp = http
-        .post(hook.url)
+/// POSTs a webhook body, signed, through the guarded client.
+pub async fn webhook(out: &Outbound, hook: &Hook<'_>) -> Result<String, String> {
+    let url = url::Url::parse(hook.url).map_err(|e| format!("webhook url: {e}"))?;
+    let resp = out
+        .post(url)
+        .map_err(|r| format!("webhook: {r}"))?
         .header("Content-Type", "application/json")
         .header(
             SIGNATURE_HEADER,
@@ -271,14 +268,32 @@ pub async fn webhook(http: &reqwest::Client, hook: &Hook<'_>) -> Result<String, 
         .body(hook.body.to_owned())
         .send()
         .await
-        .map_err(|e| format!("webhook: {}", chain(&e.without_url())))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
+        .map_err(|e| format!("webhook: {}", send_error(e)))?;
+    answer("webhook", resp.status())
+}
+
+/// The outcome of a push or webhook from its status alone. The body is
+/// never read back: whatever the remote (or something the URL was pointed
+/// at) answers must not reach the user or the log.
+fn answer(what: &str, status: reqwest::StatusCode) -> Result<String, String> {
     if status.is_success() {
-        Ok(format!("{status} {}", clip(&text)))
+        Ok(status.to_string())
+    } else if status.is_redirection() {
+        Err(format!(
+            "{what} answered {status}; redirects are not followed"
+        ))
     } else {
-        Err(format!("webhook {status}: {}", clip(&text)))
+        Err(format!("{what} answered {status}"))
     }
+}
+
+/// A short text for a failed request: the resolver's refusal as is, else
+/// the error chain without the URL, clipped.
+fn send_error(e: reqwest::Error) -> String {
+    if let Some(r) = crate::guard::refusal(&e) {
+        return r.to_string();
+    }
+    clip(&chain(&e.without_url()), 200)
 }
 
 /// `sha256=` + hex HMAC-SHA256 of the exact body bytes under `secret`.
@@ -305,8 +320,8 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn clip(s: &str) -> String {
-    s.chars().take(500).collect()
+fn clip(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
 }
 
 #[cfg(test)]

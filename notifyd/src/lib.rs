@@ -8,6 +8,7 @@
 
 pub mod deliver;
 pub mod event;
+pub mod guard;
 pub mod prefs;
 pub mod queue;
 pub mod service;
@@ -57,6 +58,7 @@ pub async fn run(
         .await
         .context("open database")?;
     let settings = SettingsHandle::new(pool.clone()).await?;
+    let secret = proto::grpc::Secret::load_or_create(&cfg.common.data_dir)?;
     tokio::spawn(
         settings
             .clone()
@@ -91,6 +93,7 @@ pub async fn run(
         }),
     );
     tonic::transport::Server::builder()
+        .layer(proto::grpc::RequireSecret::new(secret))
         .add_service(daemon.into_server())
         .add_service(service::NotifyService::new(ctx.clone()).into_server())
         .serve_with_incoming_shutdown(

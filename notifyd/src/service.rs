@@ -125,7 +125,7 @@ impl Notifyd for NotifyService {
                     message: rendered.short,
                     priority: rendered.priority,
                 };
-                let r = deliver::gotify(http, &url, &token, &push).await;
+                let r = deliver::gotify(&self.ctx.outbound, &url, &token, &push).await;
                 (url, r)
             }
             "webhook" => {
@@ -166,7 +166,7 @@ impl Notifyd for NotifyService {
                     timestamp: now.timestamp(),
                     delivery_id: 0,
                 };
-                let r = deliver::webhook(http, &hook).await;
+                let r = deliver::webhook(&self.ctx.outbound, &hook).await;
                 (url, r)
             }
             other => {

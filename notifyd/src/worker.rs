@@ -34,7 +34,10 @@ pub const EVENT_JOB: &str = "event";
 pub struct Ctx {
     pub pool: SqlitePool,
     pub settings: SettingsHandle,
+    /// Postmark's API (an admin setting, not a user's URL).
     pub http: reqwest::Client,
+    /// Gotify and webhooks: private addresses refused, no redirects.
+    pub outbound: crate::guard::Outbound,
     pub data_dir: PathBuf,
     /// Wakes the dispatcher (a job was stored or a worker finished).
     pub wake: Notify,
@@ -59,10 +62,12 @@ impl Ctx {
             .user_agent(concat!("GoSIP-notifyd/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("http client")?;
+        let outbound = crate::guard::Outbound::new(settings.subscribe())?;
         Ok(Self {
             pool,
             settings,
             http,
+            outbound,
             data_dir,
             wake: Notify::new(),
             alert_lock: tokio::sync::Mutex::new(()),
@@ -129,6 +134,17 @@ pub async fn enqueue_event(
         Kind::AdminAlert => Some(ctx.alert_lock.lock().await),
         _ => None,
     };
+    // An alert delivered from memory while the database took no writes
+    // comes back as its row once writes work again: it was sent already.
+    if event.kind == Kind::AdminAlert
+        && let Ok(mut seen) = ctx.unstored_alerts.lock()
+    {
+        seen.retain(|(_, at)| at.elapsed() < ALERT_REPEAT_WINDOW);
+        if seen.iter().any(|(k, _)| *k == alert_key(event)) {
+            tracing::info!("admin alert already delivered from memory; not repeated");
+            return Ok(0);
+        }
+    }
     let mut conn = ctx.pool.acquire().await?;
     if event.kind == Kind::AdminAlert
         && let Some(id) = recent_same_alert(&mut conn, event).await?
@@ -379,13 +395,9 @@ async fn plan(
     Ok(jobs)
 }
 
-/// Delivers an event that could not be stored (the database refuses
-/// writes, e.g. the read-only mode after corruption) straight from memory,
-/// on the same schedules. Only admin alerts take this path: an alert that
-/// the database is read-only must not depend on writing to it. Nothing
-/// survives a restart here, which is why `Notify` says so in its reply.
-pub async fn deliver_unstored(ctx: Arc<Ctx>, event: Event) {
-    let key = ["source", "alert", "message"]
+/// Source, alert kind and message: what makes two admin alerts the same.
+fn alert_key(event: &Event) -> String {
+    ["source", "alert", "message"]
         .map(|k| {
             event
                 .data
@@ -393,7 +405,16 @@ pub async fn deliver_unstored(ctx: Arc<Ctx>, event: Event) {
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or("")
         })
-        .join("\u{1f}");
+        .join("\u{1f}")
+}
+
+/// Delivers an event that could not be stored (the database refuses
+/// writes, e.g. the read-only mode after corruption) straight from memory,
+/// on the same schedules. Only admin alerts take this path: an alert that
+/// the database is read-only must not depend on writing to it. Nothing
+/// survives a restart here, which is why `Notify` says so in its reply.
+pub async fn deliver_unstored(ctx: Arc<Ctx>, event: Event) {
+    let key = alert_key(&event);
     if let Ok(mut seen) = ctx.unstored_alerts.lock() {
         seen.retain(|(_, at)| at.elapsed() < ALERT_REPEAT_WINDOW);
         if seen.iter().any(|(k, _)| *k == key) {
@@ -618,7 +639,7 @@ async fn send(ctx: &Ctx, s: &Settings, d: &Delivery, delivery_id: i64) -> anyhow
                 message: r.short,
                 priority: r.priority,
             };
-            let result = deliver::gotify(&ctx.http, &url, &token, &push).await;
+            let result = deliver::gotify(&ctx.outbound, &url, &token, &push).await;
             Sent::Tried(url, result)
         }
         Delivery::Webhook {
@@ -643,7 +664,7 @@ async fn send(ctx: &Ctx, s: &Settings, d: &Delivery, delivery_id: i64) -> anyhow
                         timestamp: *timestamp,
                         delivery_id,
                     };
-                    let result = deliver::webhook(&ctx.http, &hook).await;
+                    let result = deliver::webhook(&ctx.outbound, &hook).await;
                     Sent::Tried(url, result)
                 }
                 _ => Sent::Gone(

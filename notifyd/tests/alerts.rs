@@ -142,4 +142,43 @@ async fn an_admin_alert_goes_out_even_when_the_database_refuses_writes() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
     assert!(err.message().contains("readonly"), "{}", err.message());
+
+    // Writes work again and the raiser writes its late row (what
+    // proto::alerts does): listed for the admin, not mailed a second time.
+    sqlx::query("DROP TRIGGER readonly_jobs")
+        .execute(&n.pool)
+        .await
+        .unwrap();
+    proto::db::alert(&n.pool, "webd", "db_read_only", "quick_check failed")
+        .await
+        .unwrap();
+    // A different alert raised after it is mailed: the watcher has looked.
+    proto::db::alert(&n.pool, "mediad", "disk_full", "recordings volume full")
+        .await
+        .unwrap();
+    let msgs = sink.wait_for(2).await;
+    let subjects: Vec<String> = msgs
+        .iter()
+        .map(|raw| {
+            MessageParser::default()
+                .parse(raw)
+                .unwrap()
+                .subject()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "[GoSIP alert] Database is read-only",
+            "[GoSIP alert] Recording storage is full"
+        ]
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sink.messages().len(),
+        2,
+        "the late row was not mailed again"
+    );
 }

@@ -22,6 +22,50 @@ pub struct CommonArgs {
     /// Log format: "text" or "json" (filter with RUST_LOG).
     #[arg(long, env = "GOSIP_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Do not start: ask the daemon already running with these settings for
+    /// its health over gRPC, print it, and exit 0 when it is ok (for
+    /// container health checks).
+    #[arg(long)]
+    pub health: bool,
+}
+
+/// `--health`: asks the daemon serving gRPC at `grpc` (a wildcard host
+/// means this machine) for its health; success when it answers "ok" within
+/// three seconds.
+pub async fn probe(grpc: &str) -> std::process::ExitCode {
+    use crate::pb::common::daemon_client::DaemonClient;
+    use std::process::ExitCode;
+    let target = match grpc.rsplit_once(':') {
+        Some((h, p)) if h.is_empty() || h == "0.0.0.0" || h == "[::]" => format!("127.0.0.1:{p}"),
+        _ => grpc.to_string(),
+    };
+    let ask = async {
+        let mut c = DaemonClient::connect(format!("http://{target}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        c.health(HealthRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| s.message().to_string())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(3), ask).await {
+        Ok(Ok(h)) if h.status == "ok" => {
+            println!("{} ok", h.daemon);
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(h)) => {
+            println!("{} {}: {}", h.daemon, h.status, h.detail);
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            println!("no answer from {target}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            println!("no answer from {target} within 3 s");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Installs the tracing subscriber: `RUST_LOG` filter (default info), text or
@@ -64,6 +108,9 @@ pub fn shutdown_on_signals() -> CancellationToken {
 /// Extra health detail a daemon can report ("" = fine).
 pub type HealthProbe = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// What stops calls or texts although the daemon is up (empty = nothing).
+pub type HealthWarnings = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// The `Daemon` service: health (database reachable, plus the daemon's own
 /// probe) and reload of settings.
 #[derive(Clone)]
@@ -73,6 +120,7 @@ pub struct DaemonService {
     pool: SqlitePool,
     settings: SettingsHandle,
     probe: Option<HealthProbe>,
+    warnings: Option<HealthWarnings>,
 }
 
 impl DaemonService {
@@ -83,12 +131,19 @@ impl DaemonService {
             pool,
             settings,
             probe: None,
+            warnings: None,
         }
     }
 
     /// Adds a daemon-specific health probe.
     pub fn with_probe(mut self, probe: HealthProbe) -> Self {
         self.probe = Some(probe);
+        self
+    }
+
+    /// Adds the warnings the health answer lists for admins.
+    pub fn with_warnings(mut self, warnings: HealthWarnings) -> Self {
+        self.warnings = Some(warnings);
         self
     }
 
@@ -101,8 +156,15 @@ impl DaemonService {
 impl Daemon for DaemonService {
     async fn health(&self, _req: Request<HealthRequest>) -> Result<Response<HealthReply>, Status> {
         let mut detail = String::new();
-        if let Err(e) = sqlx::query("SELECT 1").execute(&self.pool).await {
-            detail = format!("database: {e}");
+        // Reachable, and whether connections are query_only (read-only mode:
+        // the pool sets it on every connection it hands out).
+        match sqlx::query_scalar::<_, i64>("PRAGMA query_only")
+            .fetch_one(&self.pool)
+            .await
+        {
+            Err(e) => detail = format!("database: {e}"),
+            Ok(1) => detail = crate::db::READ_ONLY_DETAIL.to_owned(),
+            Ok(_) => {}
         }
         if let (true, Some(p)) = (detail.is_empty(), &self.probe) {
             detail = p();
@@ -113,6 +175,7 @@ impl Daemon for DaemonService {
             version: crate::VERSION.to_owned(),
             detail,
             uptime_secs: self.started.elapsed().as_secs(),
+            warnings: self.warnings.as_ref().map(|w| w()).unwrap_or_default(),
         }))
     }
 

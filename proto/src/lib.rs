@@ -1,13 +1,22 @@
 //! GoSIP's shared contracts: the gRPC services of the five daemons, the SQLite
-//! schema and pool setup, the domain newtypes, the runtime settings registry,
-//! and the plumbing every daemon starts with (tracing, shutdown, health).
+//! schema and pool setup, which crate writes which table, the domain
+//! newtypes, the runtime settings registry, the plumbing every daemon starts
+//! with (tracing, shutdown, health), the shared secret of the gRPC calls
+//! between them, and the address checks of outgoing notifications.
 //!
 //! No business logic lives here: routing, SIP, media and messaging belong to
 //! their daemons.
 
+pub mod alerts;
 pub mod daemon;
 pub mod db;
+pub mod grpc;
+pub mod netaddr;
+pub mod routing;
 pub mod settings;
+pub mod sip_auth;
+pub mod ssrf;
+pub mod tables;
 pub mod time;
 pub mod types;
 

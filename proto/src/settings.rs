@@ -1,5 +1,6 @@
 //! Runtime settings: the `config` table read into one snapshot, the registry
-//! of known keys (default, secret or not, a one-line help), and a watcher that
+//! of known keys (default, kind with its limits, the System screen's group,
+//! label and one-line help), and a watcher that
 //! pushes a fresh snapshot to running tasks when the table changes, so no
 //! daemon needs a restart after an edit in the UI.
 //!
@@ -14,6 +15,158 @@ use sqlx::SqlitePool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// Where a setting is shown: the System screen's sections, by task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    General,
+    Phones,
+    Calls,
+    Voicemail,
+    Texts,
+    Twilio,
+    Notifications,
+    Security,
+    Backups,
+    Advanced,
+}
+
+impl Group {
+    /// In the order the System screen shows them.
+    pub const ALL: [Group; 10] = [
+        Group::General,
+        Group::Phones,
+        Group::Calls,
+        Group::Voicemail,
+        Group::Texts,
+        Group::Twilio,
+        Group::Notifications,
+        Group::Security,
+        Group::Backups,
+        Group::Advanced,
+    ];
+
+    /// A stable id (the UI keys its extra buttons on it).
+    pub fn id(self) -> &'static str {
+        match self {
+            Group::General => "general",
+            Group::Phones => "phones",
+            Group::Calls => "calls",
+            Group::Voicemail => "voicemail",
+            Group::Texts => "texts",
+            Group::Twilio => "twilio",
+            Group::Notifications => "notifications",
+            Group::Security => "security",
+            Group::Backups => "backups",
+            Group::Advanced => "advanced",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::General => "General",
+            Group::Phones => "Phones",
+            Group::Calls => "Calls",
+            Group::Voicemail => "Voicemail",
+            Group::Texts => "Text messages",
+            Group::Twilio => "Twilio",
+            Group::Notifications => "Email and push",
+            Group::Security => "Security",
+            Group::Backups => "Backups",
+            Group::Advanced => "Advanced",
+        }
+    }
+}
+
+/// What a value is, and the limits the API enforces on it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Text,
+    /// Write-only: never returned by the API, shown masked.
+    Secret,
+    Bool,
+    /// A whole number from `min` to `max`, in `unit` (plain words).
+    Int {
+        min: u64,
+        max: u64,
+        unit: &'static str,
+    },
+    /// A decimal number from `min` to `max`.
+    Decimal {
+        min: f64,
+        max: f64,
+    },
+    /// One of these `(value, label)` pairs.
+    Choice(&'static [(&'static str, &'static str)]),
+    /// An http(s) URL.
+    Url,
+    Email,
+    /// Seconds separated by commas (retry schedules).
+    SecondsList,
+    /// JSON edited on its own screen (`page`), never as text.
+    Json {
+        page: &'static str,
+    },
+}
+
+impl Kind {
+    /// The name the API gives the kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::Secret => "secret",
+            Kind::Bool => "bool",
+            Kind::Int { .. } => "int",
+            Kind::Decimal { .. } => "decimal",
+            Kind::Choice(_) => "choice",
+            Kind::Url => "url",
+            Kind::Email => "email",
+            Kind::SecondsList => "seconds_list",
+            Kind::Json { .. } => "json",
+        }
+    }
+
+    /// What is wrong with `v` for this kind, in plain words; `None` when it
+    /// fits. An empty value is fine for text, URL and email (not set).
+    pub fn problem(&self, v: &str) -> Option<String> {
+        match *self {
+            Kind::Text | Kind::Secret | Kind::Json { .. } => None,
+            Kind::Bool => (!matches!(v, "true" | "false")).then(|| "must be true or false".into()),
+            Kind::Int { min, max, unit } => match v.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => None,
+                _ => Some(format!("must be a whole number from {min} to {max} {unit}")),
+            },
+            Kind::Decimal { min, max } => match v.parse::<f64>() {
+                Ok(x) if (min..=max).contains(&x) => None,
+                _ => Some(format!("must be a number from {min} to {max}")),
+            },
+            Kind::Choice(options) => (!options.iter().any(|(o, _)| *o == v)).then(|| {
+                let labels: Vec<&str> = options.iter().map(|(_, l)| *l).collect();
+                format!("must be one of: {}", labels.join(", "))
+            }),
+            Kind::Url => (!v.is_empty()
+                && url::Url::parse(v).ok().is_none_or(|u| {
+                    !matches!(u.scheme(), "http" | "https") || u.host_str().is_none()
+                }))
+            .then(|| "must be a web address starting with https:// or http://".into()),
+            Kind::Email => {
+                let ok = v.is_empty()
+                    || v.split_once('@').is_some_and(|(user, host)| {
+                        !user.is_empty()
+                            && host.contains('.')
+                            && !host.starts_with('.')
+                            && !host.ends_with('.')
+                            && !v.contains(char::is_whitespace)
+                    });
+                (!ok).then(|| "must be an email address such as pbx@example.org".into())
+            }
+            Kind::SecondsList => v
+                .split(',')
+                .any(|s| s.trim().parse::<u64>().is_err())
+                .then(|| "must be seconds separated by commas, such as 0,30,60".into()),
+        }
+    }
+}
+
 /// One known setting.
 #[derive(Debug, Clone, Copy)]
 pub struct Key {
@@ -21,26 +174,47 @@ pub struct Key {
     pub default: &'static str,
     /// Never returned by the API; shown masked.
     pub secret: bool,
+    /// What the field is called on screen.
+    pub label: &'static str,
+    /// One line in plain words saying what it does (not its label again).
     pub help: &'static str,
+    pub group: Group,
+    pub kind: Kind,
 }
 
-const fn k(name: &'static str, default: &'static str, help: &'static str) -> Key {
+const fn k(
+    name: &'static str,
+    default: &'static str,
+    group: Group,
+    kind: Kind,
+    label: &'static str,
+    help: &'static str,
+) -> Key {
     Key {
         name,
         default,
-        secret: false,
+        secret: matches!(kind, Kind::Secret),
+        label,
         help,
+        group,
+        kind,
     }
 }
 
-const fn secret(name: &'static str, help: &'static str) -> Key {
-    Key {
-        name,
-        default: "",
-        secret: true,
-        help,
+const fn secs(min: u64, max: u64) -> Kind {
+    Kind::Int {
+        min,
+        max,
+        unit: "seconds",
     }
 }
+
+const fn count(min: u64, max: u64) -> Kind {
+    Kind::Int { min, max, unit: "" }
+}
+
+use Group::*;
+use Kind::{Bool, Email, SecondsList, Secret, Text, Url};
 
 /// Every runtime setting. An empty default means "not set".
 pub const KEYS: &[Key] = &[
@@ -48,259 +222,599 @@ pub const KEYS: &[Key] = &[
     k(
         "system.public_url",
         "",
-        "Public https URL Twilio reaches (webhooks are signed for it)",
+        General,
+        Url,
+        "Public web address",
+        "The https address the internet reaches this PBX at; Twilio sends calls and texts there \
+         and signs them for it",
     ),
     k(
         "system.timezone",
         "UTC",
-        "IANA time zone for schedules, e.g. America/New_York",
+        General,
+        Text,
+        "Time zone",
+        "Business hours, holidays and the times shown in lists follow it, e.g. America/New_York",
     ),
     k(
         "system.default_country",
         "1",
-        "Country code for national numbers (digits)",
+        General,
+        Text,
+        "Country calling code",
+        "Numbers typed without a + are taken as numbers of this country (1 for the US and Canada, \
+         44 for the UK)",
     ),
-    k(
-        "system.trusted_proxy",
-        "",
-        "IP of the reverse proxy whose X-Forwarded-For is trusted",
-    ),
-    // SIP
-    k("sip.realm", "", "Digest realm; empty = the host name"),
-    k(
-        "sip.public_address",
-        "",
-        "Public IP/host used towards Twilio in SDP and Via/Contact",
-    ),
+    // Phones
     k(
         "sip.local_address",
         "",
-        "LAN IP used towards phones; empty = the address the phone reached",
+        Phones,
+        Text,
+        "Address phones on your network use",
+        "Empty = the address each phone's own packets arrived on, which is right for almost \
+         every setup; set it only if phones must use one fixed address",
+    ),
+    k(
+        "sip.public_address",
+        "",
+        Phones,
+        Text,
+        "Public address",
+        "Your router's public IP or a DNS name, used towards Twilio and phones outside your \
+         network. Empty = learned from Twilio's answers or the STUN server",
+    ),
+    k(
+        "sip.stun_server",
+        "",
+        Phones,
+        Text,
+        "STUN server",
+        "A host (or host:port) that tells this PBX its public address when it sits behind a \
+         router; empty = not used",
     ),
     k(
         "sip.min_expires",
         "60",
-        "Shortest registration accepted (seconds)",
+        Phones,
+        secs(10, 3600),
+        "Shortest registration",
+        "A phone asking to stay registered for less is told to ask for at least this long",
     ),
     k(
         "sip.max_expires",
         "3600",
-        "Longest registration granted (seconds)",
+        Phones,
+        secs(60, 86400),
+        "Longest registration",
+        "A phone asking for longer is registered for this long and must renew",
     ),
     k(
         "sip.default_expires",
         "600",
-        "Expiry when the phone asks for none (seconds)",
+        Phones,
+        secs(60, 86400),
+        "Registration when the phone does not say",
+        "How long a phone stays registered when its request names no time",
     ),
     k(
         "sip.keepalive_interval",
         "30",
-        "OPTIONS keep-alive to registered contacts (seconds, 0 = off)",
+        Phones,
+        secs(0, 3600),
+        "Check phones every",
+        "GoSIP pings each registered phone this often to see it is still there (0 = never)",
     ),
     k(
         "sip.keepalive_failures",
         "3",
-        "Missed keep-alives before a device is shown offline",
-    ),
-    k(
-        "sip.ban_threshold",
-        "10",
-        "Failed SIP authentications from one address before a ban",
-    ),
-    k(
-        "sip.ban_window",
-        "60",
-        "Window for counting failed authentications (seconds)",
-    ),
-    k(
-        "sip.ban_duration",
-        "900",
-        "How long a banned address is ignored (seconds)",
-    ),
-    k("sip.nonce_ttl", "300", "Digest nonce lifetime (seconds)"),
-    k(
-        "sip.digest_sha256",
-        "true",
-        "Offer SHA-256 digest (RFC 8760) beside MD5",
-    ),
-    k(
-        "sip.trunk_source_ips",
-        "",
-        "Comma-separated addresses allowed to send trunk INVITEs; empty = any",
+        Phones,
+        count(1, 20),
+        "Missed checks before offline",
+        "A phone that misses this many pings in a row is shown offline",
     ),
     // Calls
     k(
         "calls.ring_timeout",
         "30",
-        "Seconds to ring before voicemail / no answer",
+        Calls,
+        secs(5, 300),
+        "Ring for",
+        "How long phones ring before the caller goes to voicemail or hears no answer",
     ),
     k(
         "calls.rtp_timeout",
         "60",
-        "Seconds without RTP before an established call is ended",
+        Calls,
+        secs(10, 3600),
+        "End a silent call after",
+        "A call whose audio has stopped in both directions this long is hung up (a phone that \
+         lost power or network)",
     ),
     k(
         "calls.allow_international",
         "false",
-        "Allow outbound calls outside the default country",
+        Calls,
+        Bool,
+        "Allow international calls",
+        "Outside calls to numbers outside your country; off stops toll fraud from a stolen \
+         phone password",
     ),
     k(
         "calls.allow_premium",
         "false",
-        "Allow premium-rate prefixes (900, 976 ...)",
+        Calls,
+        Bool,
+        "Allow premium-rate numbers",
+        "Calls to 900 and other high-cost numbers",
+    ),
+    k(
+        "calls.max_concurrent_per_device",
+        "3",
+        Calls,
+        count(0, 100),
+        "Outside calls at once per phone",
+        "0 = no limit. Emergency calls always go through",
+    ),
+    k(
+        "calls.max_per_hour_per_device",
+        "30",
+        Calls,
+        count(0, 10000),
+        "Outside calls per hour per phone",
+        "0 = no limit. Emergency calls always go through",
     ),
     k(
         "calls.record_dtmf",
         "*1",
-        "DTMF code that toggles recording during a call",
+        Calls,
+        Text,
+        "Record-during-a-call code",
+        "Keys pressed during a call that start or stop recording it",
     ),
     k(
         "recording.retention_days",
         "90",
-        "Delete recordings older than this (days, 0 = keep)",
-    ),
-    // Twilio
-    k("twilio.account_sid", "", "Twilio Account SID (AC...)"),
-    secret("twilio.auth_token", "Twilio Auth Token"),
-    k(
-        "twilio.api_base",
-        "https://api.twilio.com",
-        "Twilio REST base URL",
-    ),
-    k(
-        "twilio.termination_uri",
-        "",
-        "Elastic SIP Trunk termination URI, e.g. example.pstn.twilio.com",
+        Calls,
+        Kind::Int {
+            min: 0,
+            max: 3650,
+            unit: "days",
+        },
+        "Keep call recordings for",
+        "Older recordings are deleted (0 = keep them forever)",
     ),
     k(
-        "twilio.trunk_username",
-        "",
-        "Credentials Twilio and sipd use on the trunk",
-    ),
-    secret("twilio.trunk_password", "Trunk credential password"),
-    k(
-        "twilio.delete_after_download",
-        "true",
-        "Delete Twilio's copy of voicemail after download",
-    ),
-    k(
-        "twilio.alert_after_failures",
-        "3",
-        "Consecutive Twilio failures before the admin is alerted",
-    ),
-    // Routing and blocking
-    k("routing.dnd", "false", "System-wide do-not-disturb"),
-    k(
-        "routing.spam_threshold",
-        "0.7",
-        "Calls with spam score above this are blocked",
-    ),
-    k(
-        "routing.spam_addons",
-        "nomorobo_spamscore=nomorobo,marchex_cleancall=marchex,ekata_phone_valid=ekata,icehook_scout=icehook",
-        "Twilio add-on unique names and their vendors (name=vendor,...)",
+        "routing.dnd",
+        "false",
+        Calls,
+        Bool,
+        "Do not disturb for everyone",
+        "No phone rings: outside callers go to voicemail, and calls between your phones are refused as unavailable",
     ),
     k(
         "routing.reject_anonymous",
         "false",
+        Calls,
+        Bool,
         "Block callers without caller ID",
+        "Callers who hide their number are blocked like a blocked number",
+    ),
+    k(
+        "routing.spam_threshold",
+        "0.7",
+        Calls,
+        Kind::Decimal { min: 0.0, max: 1.0 },
+        "Block spam scores above",
+        "Calls Twilio's spam add-ons score above this (0 to 1) are blocked; lower blocks more",
     ),
     k(
         "routing.block_action",
         "reject",
-        "reject | disconnected_tone | silent_voicemail",
+        Calls,
+        Kind::Choice(&[
+            ("reject", "Reject the call"),
+            ("disconnected_tone", "Play the number-disconnected tone"),
+            ("silent_voicemail", "Send to voicemail without ringing"),
+        ]),
+        "Blocked callers get",
+        "What a blocked or spam caller hears",
     ),
     k(
         "routing.business_hours",
         "{\"mon\":[\"09:00\",\"17:00\"],\"tue\":[\"09:00\",\"17:00\"],\"wed\":[\"09:00\",\"17:00\"],\"thu\":[\"09:00\",\"17:00\"],\"fri\":[\"09:00\",\"17:00\"]}",
-        "Weekly business hours (JSON)",
+        Calls,
+        Kind::Json {
+            page: "/admin/routing",
+        },
+        "Business hours",
+        "The hours that time-of-day rules and after-hours replies use",
     ),
     k(
         "routing.holidays",
         "[]",
-        "Holiday dates (JSON array of YYYY-MM-DD)",
+        Calls,
+        Kind::Json {
+            page: "/admin/routing",
+        },
+        "Holidays",
+        "Days treated as outside business hours",
     ),
     // Voicemail
-    k("voicemail.max_length", "180", "Longest voicemail (seconds)"),
+    k(
+        "voicemail.greeting",
+        "Please leave a message after the tone.",
+        Voicemail,
+        Text,
+        "Greeting",
+        "Read out to callers before the tone when a number has no greeting of its own",
+    ),
+    k(
+        "voicemail.max_length",
+        "180",
+        Voicemail,
+        secs(10, 3600),
+        "Longest message",
+        "A caller is cut off after this long",
+    ),
     k(
         "voicemail.min_length",
         "3",
-        "Shorter voicemails are discarded (seconds)",
+        Voicemail,
+        secs(0, 60),
+        "Shortest message kept",
+        "Shorter messages (a caller hanging up at the tone) are thrown away",
     ),
     k(
         "voicemail.silence_timeout",
         "10",
-        "Silence that ends a voicemail (seconds)",
+        Voicemail,
+        secs(1, 60),
+        "End after silence of",
+        "A message ends when the caller says nothing for this long",
     ),
     k(
-        "voicemail.greeting",
-        "Please leave a message after the tone.",
-        "Default text-to-speech greeting",
+        "twilio.delete_after_download",
+        "true",
+        Voicemail,
+        Bool,
+        "Delete Twilio's copy",
+        "Once a voicemail is safely here, the recording is deleted at Twilio",
     ),
-    // SMS
+    // Texts
     k(
         "sms.auto_reply_window",
         "3600",
-        "One auto-reply per sender per this many seconds",
+        Texts,
+        secs(0, 2_592_000),
+        "One auto-reply per sender every",
+        "A person texting again within this time gets no second auto-reply",
     ),
     k(
         "sms.status_poll_after",
         "900",
-        "Ask Twilio for a sent message's status if no final callback came within (seconds)",
+        Texts,
+        secs(1, 86400),
+        "Ask Twilio about a text after",
+        "If Twilio has not said whether a sent text arrived by then, GoSIP asks",
     ),
     k(
         "sms.request_timeout_ms",
         "20000",
-        "Timeout of one Twilio Messages request (ms); a timed-out send is retried without duplicating",
+        Texts,
+        Kind::Int {
+            min: 1000,
+            max: 120_000,
+            unit: "milliseconds",
+        },
+        "Give up one send attempt after",
+        "A send that takes longer is tried again later, without sending the text twice",
     ),
     k(
         "sms.media_url_ttl",
         "3600",
-        "Lifetime of the URLs Twilio fetches outgoing MMS media from (seconds)",
+        Texts,
+        secs(60, 86400),
+        "Picture links last",
+        "How long Twilio may fetch the pictures of a sent MMS",
+    ),
+    // Twilio
+    k(
+        "twilio.account_sid",
+        "",
+        Twilio,
+        Text,
+        "Account SID",
+        "Starts with AC; on the Twilio console's front page",
+    ),
+    k(
+        "twilio.auth_token",
+        "",
+        Twilio,
+        Secret,
+        "Auth token",
+        "Next to the Account SID in the Twilio console; kept here and never shown again",
+    ),
+    k(
+        "twilio.termination_uri",
+        "",
+        Twilio,
+        Text,
+        "SIP trunk termination address",
+        "Where outside calls go, e.g. example.pstn.twilio.com (your Elastic SIP Trunk's \
+         Termination page)",
+    ),
+    k(
+        "twilio.trunk_username",
+        "",
+        Twilio,
+        Text,
+        "Trunk user name",
+        "The credential list user name Twilio and GoSIP use on the trunk",
+    ),
+    k(
+        "twilio.trunk_password",
+        "",
+        Twilio,
+        Secret,
+        "Trunk password",
+        "The password of that credential list user",
+    ),
+    k(
+        "twilio.alert_after_failures",
+        "3",
+        Twilio,
+        count(1, 100),
+        "Alert after failed requests",
+        "Tell the admin once this many requests to Twilio in a row have failed",
+    ),
+    k(
+        "routing.spam_addons",
+        "nomorobo_spamscore=nomorobo,marchex_cleancall=marchex,ekata_phone_valid=ekata,icehook_scout=icehook",
+        Twilio,
+        Text,
+        "Spam add-ons",
+        "The Twilio add-ons whose scores are read, as name=vendor separated by commas",
     ),
     // Email and push
-    k("email.transport", "smtp", "smtp | postmark"),
-    k("email.from", "", "From address of notification email"),
-    k("smtp.host", "", "SMTP server"),
-    k("smtp.port", "587", "SMTP port"),
-    k("smtp.security", "starttls", "starttls | tls | plain"),
+    k(
+        "email.transport",
+        "smtp",
+        Notifications,
+        Kind::Choice(&[("smtp", "An SMTP server"), ("postmark", "Postmark")]),
+        "Send email with",
+        "Where notification email is handed over",
+    ),
+    k(
+        "email.from",
+        "",
+        Notifications,
+        Email,
+        "From address",
+        "The sender of voicemail, text and alert email",
+    ),
+    k(
+        "smtp.host",
+        "",
+        Notifications,
+        Text,
+        "SMTP server",
+        "Your mail provider's outgoing server, e.g. smtp.example.org",
+    ),
+    k(
+        "smtp.port",
+        "587",
+        Notifications,
+        count(1, 65535),
+        "SMTP port",
+        "Usually 587 with STARTTLS or 465 with TLS",
+    ),
+    k(
+        "smtp.security",
+        "starttls",
+        Notifications,
+        Kind::Choice(&[
+            ("starttls", "STARTTLS (port 587)"),
+            ("tls", "TLS (port 465)"),
+            ("plain", "None (local relay only)"),
+        ]),
+        "SMTP encryption",
+        "How the connection to the mail server is protected",
+    ),
     k(
         "smtp.tls_verify",
         "true",
-        "Check the SMTP server's certificate (false accepts a self-signed one)",
-    ),
-    k("smtp.username", "", "SMTP user"),
-    secret("smtp.password", "SMTP password"),
-    secret("postmark.token", "Postmark server token"),
-    k(
-        "postmark.api_base",
-        "https://api.postmarkapp.com",
-        "Postmark API base URL",
-    ),
-    k("gotify.url", "", "Gotify server URL"),
-    secret("gotify.token", "Gotify application token"),
-    k(
-        "notify.email_retry_delays",
-        "0,1200,2400",
-        "Seconds before each email attempt (3 tries over an hour)",
+        Notifications,
+        Bool,
+        "Check the mail server's certificate",
+        "Turn off only for a server of your own with a self-signed certificate",
     ),
     k(
-        "notify.gotify_retry_delays",
-        "0,30,60",
-        "Seconds before each Gotify attempt",
+        "smtp.username",
+        "",
+        Notifications,
+        Text,
+        "SMTP user name",
+        "Often your email address; empty if the server needs no login",
     ),
     k(
-        "notify.webhook_retry_delays",
-        "0,10,60,300,1800",
-        "Seconds before each webhook attempt",
+        "smtp.password",
+        "",
+        Notifications,
+        Secret,
+        "SMTP password",
+        "An app password if your provider offers them",
+    ),
+    k(
+        "postmark.token",
+        "",
+        Notifications,
+        Secret,
+        "Postmark server token",
+        "From your Postmark server's API Tokens page",
+    ),
+    k(
+        "gotify.url",
+        "",
+        Notifications,
+        Url,
+        "Gotify server",
+        "The web address of your Gotify server, for push notifications",
+    ),
+    k(
+        "gotify.token",
+        "",
+        Notifications,
+        Secret,
+        "Gotify application token",
+        "Made in Gotify under Apps",
+    ),
+    // Security
+    k(
+        "sip.ban_threshold",
+        "10",
+        Security,
+        count(1, 1000),
+        "Wrong passwords before a ban",
+        "An address that fails this many phone logins in the window below is ignored for a while",
+    ),
+    k(
+        "sip.ban_window",
+        "60",
+        Security,
+        secs(1, 86400),
+        "Counting wrong passwords over",
+        "The time over which failed phone logins are counted",
+    ),
+    k(
+        "sip.ban_duration",
+        "900",
+        Security,
+        secs(0, 604_800),
+        "Ban for",
+        "How long a banned address is ignored (0 = no bans)",
+    ),
+    k(
+        "sip.trunk_source_ips",
+        "",
+        Security,
+        Text,
+        "Trunk calls only from",
+        "IP addresses, separated by commas, allowed to send calls as Twilio; empty = any address \
+         that knows the trunk password",
+    ),
+    k(
+        "system.trusted_proxy",
+        "",
+        Security,
+        Text,
+        "Reverse proxy address",
+        "The IP of your TLS proxy; only its X-Forwarded-For is believed when limiting logins",
+    ),
+    k(
+        crate::ssrf::ALLOW_KEY,
+        "",
+        Security,
+        Text,
+        "Private servers notifications may reach",
+        "Gotify servers and webhook receivers on your own network, as host names or addresses \
+         separated by commas (e.g. gotify.lan, 192.168.1.20); other private addresses are refused",
     ),
     // Backups
     k(
         "backup.interval_hours",
         "24",
-        "Automatic backup interval (hours, 0 = off)",
+        Backups,
+        Kind::Int {
+            min: 0,
+            max: 720,
+            unit: "hours",
+        },
+        "Back up automatically every",
+        "A copy of the database and settings is kept on this machine (0 = never)",
     ),
-    k("backup.keep", "7", "Automatic backups to keep"),
+    k(
+        "backup.keep",
+        "7",
+        Backups,
+        count(1, 365),
+        "Automatic backups to keep",
+        "Older automatic backups are deleted",
+    ),
+    // Advanced
+    k(
+        "sip.realm",
+        "",
+        Advanced,
+        Text,
+        "Phone login realm",
+        "The name phones see when asked for their password; empty = this machine's name. \
+         Changing it makes every phone's stored password fail until it is set again",
+    ),
+    k(
+        "sip.nonce_ttl",
+        "300",
+        Advanced,
+        secs(30, 3600),
+        "Login challenge lifetime",
+        "How long a phone may answer one password challenge",
+    ),
+    k(
+        "sip.digest_sha256",
+        "true",
+        Advanced,
+        Bool,
+        "Offer SHA-256 logins",
+        "Phones that know SHA-256 use it; older phones keep MD5",
+    ),
+    k(
+        "sip.trunk_options_interval",
+        "60",
+        Advanced,
+        secs(0, 3600),
+        "Ping Twilio every",
+        "The answer also tells GoSIP its public address (0 = never)",
+    ),
+    k(
+        "twilio.api_base",
+        "https://api.twilio.com",
+        Advanced,
+        Url,
+        "Twilio API address",
+        "Change only to use a Twilio-compatible test server",
+    ),
+    k(
+        "postmark.api_base",
+        "https://api.postmarkapp.com",
+        Advanced,
+        Url,
+        "Postmark API address",
+        "Change only to use a Postmark-compatible test server",
+    ),
+    k(
+        "notify.email_retry_delays",
+        "0,1200,2400",
+        Advanced,
+        SecondsList,
+        "Email retries",
+        "Seconds to wait before each try of a notification email",
+    ),
+    k(
+        "notify.gotify_retry_delays",
+        "0,30,60",
+        Advanced,
+        SecondsList,
+        "Push retries",
+        "Seconds to wait before each try of a push notification",
+    ),
+    k(
+        "notify.webhook_retry_delays",
+        "0,10,60,300,1800",
+        Advanced,
+        SecondsList,
+        "Webhook retries",
+        "Seconds to wait before each try of a webhook",
+    ),
 ];
 
 /// Looks a key up in the registry.
@@ -451,6 +965,42 @@ impl SettingsHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_default_fits_its_kind_and_every_key_is_described() {
+        for k in KEYS {
+            assert_eq!(k.kind.problem(k.default), None, "{}", k.name);
+            assert!(!k.label.is_empty() && !k.help.is_empty(), "{}", k.name);
+            assert_ne!(k.label, k.help, "{}: the help repeats the label", k.name);
+            // The UI shows labels and help, never key names.
+            assert!(!k.help.contains(k.name), "{}", k.name);
+        }
+        for g in Group::ALL {
+            assert!(KEYS.iter().any(|k| k.group == g), "{g:?} is empty");
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced_in_plain_words() {
+        let ring = key("calls.ring_timeout").unwrap().kind;
+        assert_eq!(ring.problem("30"), None);
+        assert_eq!(
+            ring.problem("5000").as_deref(),
+            Some("must be a whole number from 5 to 300 seconds")
+        );
+        assert!(ring.problem("-1").is_some() && ring.problem("ten").is_some());
+        let spam = key("routing.spam_threshold").unwrap().kind;
+        assert_eq!(spam.problem("0.71"), None);
+        assert!(spam.problem("1.5").is_some());
+        let sec = key("smtp.security").unwrap().kind;
+        assert_eq!(sec.problem("tls"), None);
+        assert!(sec.problem("ssl").unwrap().contains("STARTTLS (port 587)"));
+        assert!(Kind::Email.problem("pbx@example.org").is_none());
+        assert!(Kind::Email.problem("not an email").is_some());
+        assert!(Kind::Url.problem("ftp://x").is_some());
+        assert!(Kind::SecondsList.problem("0, 30,60").is_none());
+        assert!(Kind::Bool.problem("yes").is_some());
+    }
 
     #[test]
     fn registry_names_are_unique_and_secrets_have_no_default() {

@@ -12,6 +12,9 @@ pub enum TypeError {
     /// The number is not E.164 (`+` then 8 to 15 digits, no leading 0).
     #[error("must be an E.164 number such as +15551234567")]
     NotE164,
+    /// The number prefix is not `+` then 1 to 15 digits (or a national one).
+    #[error("must be a number prefix such as +1900 (or 1900 in the default country)")]
+    NotPrefix,
     /// The SID does not have Twilio's two-letter prefix and 32 hex digits.
     #[error("must be a Twilio SID starting with {0} followed by 32 hex digits")]
     BadSid(&'static str),
@@ -71,6 +74,50 @@ impl E164 {
         }
         let national = cleaned.strip_prefix('0').unwrap_or(&cleaned);
         Self::parse(&format!("+{default_country}{national}"))
+    }
+
+    /// The E.164 form (`+` and 1 to 15 digits) of the start of a number as
+    /// a person types it, read like [`E164::normalize`] reads a whole
+    /// number: `00`/`011` and `+` are international; otherwise the prefix is
+    /// national to `default_country` (in North America a leading `1` is the
+    /// trunk prefix, so `1900` and `900` both mean `+1900`; elsewhere a
+    /// leading `0` is, so `0900` in "44" means `+44900`). Stored prefixes
+    /// must be in this form: calls are matched against E.164 callers.
+    pub fn normalize_prefix(input: &str, default_country: &str) -> Result<String, TypeError> {
+        let cleaned: String = input
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\t'))
+            .collect();
+        let digits = if let Some(rest) = cleaned.strip_prefix('+') {
+            rest.to_owned()
+        } else if let Some(rest) = cleaned
+            .strip_prefix("011")
+            .filter(|_| default_country == "1")
+        {
+            rest.to_owned()
+        } else if let Some(rest) = cleaned.strip_prefix("00") {
+            rest.to_owned()
+        } else if cleaned.is_empty() || !default_country.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(TypeError::NotPrefix);
+        } else if default_country == "1" {
+            match cleaned.strip_prefix('1') {
+                Some(rest) => format!("1{rest}"),
+                None => format!("1{cleaned}"),
+            }
+        } else {
+            format!(
+                "{default_country}{}",
+                cleaned.strip_prefix('0').unwrap_or(&cleaned)
+            )
+        };
+        let ok = (1..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if ok {
+            Ok(format!("+{digits}"))
+        } else {
+            Err(TypeError::NotPrefix)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -273,6 +320,23 @@ mod tests {
         assert_eq!(n("+44 20 7946 0958", "1"), Ok("+442079460958".into()));
         assert_eq!(n("12345", "1"), Err(TypeError::NotE164));
         assert_eq!(n("", "1"), Err(TypeError::NotE164));
+    }
+
+    #[test]
+    fn prefixes_typed_without_plus_get_the_default_country() {
+        let p = |s, c| E164::normalize_prefix(s, c);
+        assert_eq!(p("1900", "1"), Ok("+1900".into()));
+        assert_eq!(p("900", "1"), Ok("+1900".into()));
+        assert_eq!(p("1-900", "1"), Ok("+1900".into()));
+        assert_eq!(p("+1 900", "1"), Ok("+1900".into()));
+        assert_eq!(p("011 44", "1"), Ok("+44".into()));
+        assert_eq!(p("0900", "44"), Ok("+44900".into()));
+        assert_eq!(p("0044 900", "1"), Ok("+44900".into()));
+        assert_eq!(p("+", "1"), Err(TypeError::NotPrefix));
+        assert_eq!(p("", "1"), Err(TypeError::NotPrefix));
+        assert_eq!(p("+0900", "1"), Err(TypeError::NotPrefix));
+        assert_eq!(p("19a0", "1"), Err(TypeError::NotPrefix));
+        assert_eq!(p("+1234567890123456", "1"), Err(TypeError::NotPrefix));
     }
 
     #[test]

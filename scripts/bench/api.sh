@@ -17,8 +17,9 @@ BIN=${GOSIP_BIN_DIR:-target/release}
 cargo build -q --release -p webd --example api_load
 . scripts/gosip-up.sh
 jar=$GOSIP_TMP/cookies
+token=$(cat "$GOSIP_DATA_DIR/setup-token")
 curl -fsS -c "$jar" -H 'X-Requested-With: gosip' -H 'Content-Type: application/json' \
-  -d '{"admin":{"email":"bench@example.org","password":"bench admin password"},"did":{"number":"+15551230000","name":"Main"}}' \
+  -d '{"setup_token":"'"$token"'","admin":{"email":"bench@example.org","password":"bench admin password"},"did":{"number":"+15551230000","name":"Main"}}' \
   "$GOSIP_URL/api/setup" >/dev/null
 cookie="gosip_session=$(awk '$6=="gosip_session"{print $7}' "$jar")"
 python3 - "$GOSIP_DATA_DIR/gosip.db" <<'PY'

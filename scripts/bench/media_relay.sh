@@ -26,7 +26,7 @@ echo "mediad relay, ${SECS} s per run, $(nproc) cores; target: 200 calls, 0.0% l
 for record in off on; do
   for calls in 50 100 200; do
     flag=(); [[ $record == on ]] && flag=(--record)
-    "$BIN/mediad-bench" --grpc "$grpc" --pid "$pid" --calls "$calls" --secs "$SECS" "${flag[@]}"
+    "$BIN/mediad-bench" --data-dir "$dir" --grpc "$grpc" --pid "$pid" --calls "$calls" --secs "$SECS" "${flag[@]}"
   done
 done
 rec=$(find "$dir/recordings" -name '*.wav' | wc -l)

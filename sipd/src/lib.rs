@@ -88,7 +88,8 @@ pub async fn run(
         grpc = %listeners.grpc.local_addr()?,
         "sipd listening"
     );
-    let media = net::media::Media::new(&cfg.mediad_grpc, pool.clone())?;
+    let secret = proto::grpc::Secret::load_or_create(&cfg.common.data_dir)?;
+    let media = net::media::Media::new(&cfg.mediad_grpc, pool.clone(), &secret)?;
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(media.clone().events(cmd_tx.clone(), shutdown.clone()));
     let (device_reload, device_requests) =
@@ -103,11 +104,12 @@ pub async fn run(
         cmd_rx,
         cmd_tx,
         device_requests,
-        net::notify::Notifier::start(&cfg.notifyd_grpc, pool.clone())?,
+        net::notify::Notifier::start(&cfg.notifyd_grpc, pool.clone(), &secret)?,
         shutdown.clone(),
     ));
     let daemon = DaemonService::new("sipd", pool.clone(), settings.clone());
     let grpc = tonic::transport::Server::builder()
+        .layer(proto::grpc::RequireSecret::new(secret))
         .add_service(net::grpc::SipdDaemon::new(daemon, device_reload))
         .add_service(sipd_service)
         .serve_with_incoming_shutdown(
@@ -141,8 +143,5 @@ pub fn ha1(username: &str, realm: &str, password: &str) -> (String, String) {
 /// itself, or the host name when it is empty. webd hashes device passwords
 /// for this realm.
 pub fn effective_realm(setting: &str) -> String {
-    match setting.trim() {
-        "" => net::host_name(),
-        r => r.to_string(),
-    }
+    proto::sip_auth::realm(setting)
 }

@@ -6,9 +6,9 @@
 //! tone. Missing, swapped or mixed audio fails. Needs the Debian package
 //! `baresip` (scripts/install-deps.sh).
 
-#[path = "common/audio.rs"]
+#[path = "../../e2e/src/audio.rs"]
 mod audio;
-#[path = "common/baresip.rs"]
+#[path = "../../e2e/src/baresip.rs"]
 mod baresip;
 mod common;
 

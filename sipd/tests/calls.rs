@@ -8,6 +8,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::Sipd;
+use common::sipp::{
+    alice_with_did, errors, finished, scenario, sipp, sipp_n, trunk_settings, trunk_uas,
+    trunk_uas_with,
+};
 
 type CdrRow = (
     String,
@@ -17,63 +21,6 @@ type CdrRow = (
     Option<String>,
     Option<String>,
 );
-
-fn scenario(name: &str) -> String {
-    format!("{}/tests/sipp/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sipp(s: &Sipd, dir: &std::path::Path, xml: &str, csv: &str) -> tokio::process::Command {
-    sipp_n(s, dir, xml, csv, 1)
-}
-
-fn sipp_n(
-    s: &Sipd,
-    dir: &std::path::Path,
-    xml: &str,
-    csv: &str,
-    calls: u32,
-) -> tokio::process::Command {
-    let inf = dir.join(format!("{xml}.csv"));
-    std::fs::write(&inf, format!("SEQUENTIAL\n{csv}\n")).unwrap();
-    let mut cmd = tokio::process::Command::new("sipp");
-    cmd.arg(s.sip.to_string())
-        .args(["-sf", &scenario(xml), "-inf"])
-        .arg(&inf)
-        .args([
-            "-m",
-            &calls.to_string(),
-            "-r",
-            "10",
-            "-l",
-            "10",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            "0",
-            "-mp",
-            "0",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-        ])
-        .args(["-trace_err", "-nostdin"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
-}
-
-fn errors(dir: &std::path::Path) -> String {
-    let mut out = String::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.file_name().to_string_lossy().ends_with("_errors.log") {
-            out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sipp_caller_reaches_a_registered_sipp_phone_by_extension() {
@@ -277,9 +224,7 @@ async fn the_sipd_grpc_service_lists_a_ringing_call_and_hangs_it_up() {
     let s = Sipd::start_with_mediad(&[]).await;
     s.add_devices(&[("erin", "pw", "401"), ("fred", "pw", "402")])
         .await;
-    let mut client = SipdClient::connect(format!("http://{}", s.grpc))
-        .await
-        .unwrap();
+    let mut client = s.grpc_client().await;
     let calls = client
         .list_calls(ListCallsRequest {})
         .await
@@ -348,6 +293,30 @@ async fn the_sipd_grpc_service_lists_a_ringing_call_and_hangs_it_up() {
     assert_eq!(
         (listed[0].from_number.as_str(), listed[0].to_number.as_str()),
         ("401", "402")
+    );
+    // Anyone who can reach the gRPC port but lacks the daemons' shared
+    // secret cannot hang the call up (nor list it).
+    let mut intruder = SipdClient::connect(format!("http://{}", s.grpc))
+        .await
+        .unwrap();
+    let refused = intruder
+        .hangup(HangupRequest {
+            call_id: "grpc-call".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let refused = intruder.list_calls(ListCallsRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    assert_eq!(
+        client
+            .list_calls(ListCallsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .calls
+            .len(),
+        1
     );
     let found = client
         .hangup(HangupRequest {
@@ -448,49 +417,6 @@ async fn keying_star_one_during_a_call_starts_its_recording() {
     s.stop().await;
 }
 
-/// sipp as Twilio's termination trunk (trunk.xml) on a free port.
-fn trunk_uas(dir: &std::path::Path) -> (u16, tokio::process::Child) {
-    trunk_uas_with(dir, "trunk.xml")
-}
-
-/// sipp as the termination trunk playing `xml` on a free port.
-fn trunk_uas_with(dir: &std::path::Path, xml: &str) -> (u16, tokio::process::Child) {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new("sipp")
-        .args(["-sf", &scenario(xml), "-i", "127.0.0.1", "-p"])
-        .arg(port.to_string())
-        .args([
-            "-m",
-            "1",
-            "-timeout",
-            "20s",
-            "-timeout_error",
-            "-trace_err",
-            "-nostdin",
-        ])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    (port, child)
-}
-
-async fn trunk_settings(s_port: u16) -> Vec<(&'static str, String)> {
-    vec![
-        ("twilio.termination_uri", format!("127.0.0.1:{s_port}")),
-        ("twilio.trunk_username", "trunkuser".into()),
-        ("twilio.trunk_password", "trunkpw".into()),
-        ("system.default_country", "1".into()),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_dials_a_national_number_out_through_the_trunk_with_digest_and_its_did() {
     let dir = tempfile::tempdir().unwrap();
@@ -541,7 +467,6 @@ async fn a_phone_dials_a_national_number_out_through_the_trunk_with_digest_and_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn click_to_call_rings_the_phone_first_then_dials_the_number_through_the_trunk() {
-    use proto::pb::sipd::sipd_client::SipdClient;
     use proto::pb::sipd::{HangupRequest, OriginateRequest};
     let dir = tempfile::tempdir().unwrap();
     let (tport, trunk) = trunk_uas(dir.path());
@@ -556,9 +481,7 @@ async fn click_to_call_rings_the_phone_first_then_dials_the_number_through_the_t
         .unwrap();
     s.reload_devices().await;
     let phone = answering_bob(&s, dir.path(), 1).await;
-    let mut client = SipdClient::connect(format!("http://{}", s.grpc))
-        .await
-        .unwrap();
+    let mut client = s.grpc_client().await;
     let unknown = client
         .originate(OriginateRequest {
             call_id: String::new(),
@@ -626,7 +549,6 @@ async fn click_to_call_rings_the_phone_first_then_dials_the_number_through_the_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_recording_over_grpc_records_a_call_in_progress() {
-    use proto::pb::sipd::sipd_client::SipdClient;
     use proto::pb::sipd::{ListCallsRequest, SetRecordingRequest};
     let s = Sipd::start_with_mediad(&[]).await;
     s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
@@ -641,9 +563,7 @@ async fn set_recording_over_grpc_records_a_call_in_progress() {
     )
     .spawn()
     .unwrap();
-    let mut client = SipdClient::connect(format!("http://{}", s.grpc))
-        .await
-        .unwrap();
+    let mut client = s.grpc_client().await;
     let none = client
         .set_recording(SetRecordingRequest {
             call_id: "no-such-call".into(),
@@ -713,15 +633,6 @@ async fn set_recording_over_grpc_records_a_call_in_progress() {
     s.stop().await;
 }
 
-/// Waits for a sipp child and fails with its error log when it failed.
-async fn finished(name: &str, child: tokio::process::Child, dir: &std::path::Path) {
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(out.status.success(), "{name}: {}", errors(dir));
-}
-
 /// alice (201) calls bob (202), each a sipp phone playing its scenario,
 /// both must pass; then the call's only CDR must read answered (and carry
 /// mediad's stats when `stats`).
@@ -786,22 +697,6 @@ async fn media_stats(s: &Sipd) -> serde_json::Value {
     .await;
     let (json,): (String,) = sqlx::query_as(q).fetch_one(&s.pool).await.unwrap();
     serde_json::from_str(&json).unwrap()
-}
-
-/// Gives alice the DID +15550001111 as caller ID (outbound calls need one).
-async fn alice_with_did(s: &Sipd) {
-    s.add_devices(&[("alice", "pw-a", "201")]).await;
-    sqlx::query("INSERT INTO dids (number) VALUES ('+15550001111')")
-        .execute(&s.pool)
-        .await
-        .unwrap();
-    sqlx::query(
-        "UPDATE devices SET caller_id_did_id = (SELECT id FROM dids WHERE number = '+15550001111')",
-    )
-    .execute(&s.pool)
-    .await
-    .unwrap();
-    s.reload_devices().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

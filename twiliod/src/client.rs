@@ -61,7 +61,8 @@ impl Credentials {
         }
     }
 
-    fn is_set(&self) -> bool {
+    /// Account SID, auth token and API base are all set.
+    pub fn is_set(&self) -> bool {
         !self.api_base.is_empty() && !self.account_sid.is_empty() && !self.auth_token.is_empty()
     }
 
@@ -197,6 +198,9 @@ pub struct TwilioClient {
     policy: RetryPolicy,
     streak: Arc<AtomicU32>,
     hook: Option<FailureHook>,
+    /// The credentials Twilio last refused (HTTP 401 / error 20003); cleared
+    /// by any success. Kept per credentials so new ones are not blamed.
+    refused: Arc<std::sync::Mutex<Option<Credentials>>>,
 }
 
 impl TwilioClient {
@@ -231,6 +235,7 @@ impl TwilioClient {
             policy,
             streak: Arc::new(AtomicU32::new(0)),
             hook: None,
+            refused: Arc::default(),
         }
     }
 
@@ -247,6 +252,16 @@ impl TwilioClient {
             CredSource::Settings(h) => h.get().u64("twilio.alert_after_failures").max(1) as u32,
             CredSource::Fixed(_, n) => *n,
         }
+    }
+
+    /// Twilio refused the credentials the next request would use, on the
+    /// last call that reached it with them.
+    pub fn credentials_refused(&self) -> bool {
+        let now = self.credentials();
+        self.refused
+            .lock()
+            .map(|r| r.as_ref() == Some(&now))
+            .unwrap_or(false)
     }
 
     /// Consecutive failed calls so far (0 after any success).
@@ -267,6 +282,10 @@ impl TwilioClient {
         let creds = self.credentials();
         let result = self.request_with(&creds, method, path, form).await;
         self.account(&result);
+        // An absolute URL may be another host, whose 401 says nothing of ours.
+        if !path.starts_with("http://") && !path.starts_with("https://") {
+            self.note_auth(&creds, &result);
+        }
         result.map(|(_, body)| body)
     }
 
@@ -290,6 +309,21 @@ impl TwilioClient {
     ) -> Result<T, TwilioError> {
         let body = self.request(method, path, form).await?;
         serde_json::from_slice(&body).map_err(|e| TwilioError::Decode(e.to_string()))
+    }
+
+    fn note_auth<T>(&self, creds: &Credentials, result: &Result<T, TwilioError>) {
+        let refused = match result {
+            Ok(_) => false,
+            Err(e) if e.status() == Some(401) || e.code() == Some(20003) => true,
+            Err(_) => return,
+        };
+        if let Ok(mut r) = self.refused.lock() {
+            if refused {
+                *r = Some(creds.clone());
+            } else if r.as_ref() == Some(creds) {
+                *r = None;
+            }
+        }
     }
 
     fn account<T>(&self, result: &Result<T, TwilioError>) {
@@ -479,6 +513,10 @@ pub struct IncomingNumber {
     pub sms_url: Option<String>,
     #[serde(default)]
     pub status_callback: Option<String>,
+    #[serde(default)]
+    pub emergency_address_sid: Option<String>,
+    #[serde(default)]
+    pub emergency_status: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,8 +13,8 @@ use proto::pb::twiliod::{
 
 use crate::AppState;
 use crate::client::{Credentials, TwilioClient};
-use crate::rules::{CallFacts, decide};
-use crate::twiml::{self, paths};
+use crate::rules::CallFacts;
+use crate::twiml::paths;
 
 /// The Twiliod gRPC service.
 #[derive(Clone)]
@@ -76,6 +76,8 @@ impl Twiliod for Service {
                         friendly_name: n.friendly_name.unwrap_or_default(),
                         voice_url: n.voice_url.unwrap_or_default(),
                         sms_url: n.sms_url.unwrap_or_default(),
+                        emergency_address_sid: n.emergency_address_sid.unwrap_or_default(),
+                        emergency_status: n.emergency_status.unwrap_or_default(),
                     })
                     .collect(),
                 error: String::new(),
@@ -166,17 +168,19 @@ impl Twiliod for Service {
             spam_score: (r.spam_score > 0.0).then_some(r.spam_score),
             stir_verstat: None,
         };
-        let d = decide(&facts, &snap.rules, now);
-        let mut ctx = crate::voice::ctx(&self.st, "CA00000000000000000000000000000000", &r.did);
-        if let Some(info) = snap.dids.get(&r.did) {
-            ctx.greeting_url = (!info.greeting_path.is_empty())
-                .then(|| format!("{}{}/{}", ctx.public_url, paths::GREETING, info.id));
-        }
+        let (d, twiml) = crate::voice::answer(
+            &self.st,
+            &snap,
+            &facts,
+            "CA00000000000000000000000000000000",
+            now,
+        )
+        .await;
         Ok(Response::new(TestCallReply {
             action: d.action.name().to_owned(),
-            rule: d.rule.clone(),
-            reason: d.reason.clone(),
-            twiml: twiml::for_decision(&d, &ctx),
+            rule: d.rule,
+            reason: d.reason,
+            twiml,
         }))
     }
 }

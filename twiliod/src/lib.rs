@@ -20,10 +20,12 @@ pub mod queue;
 pub mod rules;
 pub mod ruleset;
 pub mod signature;
+pub mod siphost;
 pub mod sms;
 pub mod twiml;
 pub mod voice;
 pub mod voicemail;
+pub mod warnings;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -55,6 +57,8 @@ pub struct AppState {
     pub sip_port: u16,
     /// The routing rules snapshot, hot-reloaded.
     pub rules: ruleset::RulesCache,
+    /// The address sipd published for `<Sip>` URIs.
+    pub sip_host: siphost::SipHost,
 }
 
 /// twiliod's flags; each has a `GOSIP_*` env twin.
@@ -78,6 +82,10 @@ pub struct Config {
     /// First retry delay of the durable queue in ms (doubles up to 5 min).
     #[arg(long, env = "GOSIP_TWILIOD_RETRY_BASE_MS", default_value_t = 2000)]
     pub retry_base_ms: u64,
+    /// Seconds between listings of our numbers at Twilio for the status
+    /// warnings (emergency addresses); a settings change lists at once too.
+    #[arg(long, env = "GOSIP_TWILIOD_WARNINGS_EVERY_SECS", default_value_t = 600)]
+    pub warnings_every_secs: u64,
 }
 
 /// The sockets twiliod serves, bound by the caller (tests bind port 0).
@@ -105,6 +113,7 @@ pub async fn run(
         .await
         .context("open database")?;
     let settings = SettingsHandle::new(pool.clone()).await?;
+    let secret = proto::grpc::Secret::load_or_create(&cfg.common.data_dir)?;
     tokio::spawn(
         settings
             .clone()
@@ -116,9 +125,10 @@ pub async fn run(
         "twiliod listening"
     );
     let state = AppState::build(&cfg, pool.clone(), settings.clone()).await?;
-    register_jobs(&state, &cfg);
+    register_jobs(&state, &cfg, &secret);
     tokio::spawn(state.queue.clone().run(shutdown.clone()));
     tokio::spawn(state.rules.clone().run(shutdown.clone()));
+    tokio::spawn(state.sip_host.clone().run(pool.clone(), shutdown.clone()));
 
     // SMS (issue 6): pass `sms::webhook_routes(ctx)` as the signed extra
     // routes and `sms::public_routes(ctx)` as the unsigned ones.
@@ -136,8 +146,16 @@ pub async fn run(
         .with_graceful_shutdown(stop.cancelled_owned())
         .await
     });
-    let daemon = DaemonService::new("twiliod", pool.clone(), settings.clone());
+    let warnings = warnings::Warnings::new(settings.clone(), state.twilio.clone());
+    tokio::spawn(warnings.clone().run(
+        pool.clone(),
+        Duration::from_secs(cfg.warnings_every_secs),
+        shutdown.clone(),
+    ));
+    let daemon = DaemonService::new("twiliod", pool.clone(), settings.clone())
+        .with_warnings(Arc::new(move || warnings.current()));
     tonic::transport::Server::builder()
+        .layer(proto::grpc::RequireSecret::new(secret))
         .add_service(daemon.into_server())
         .add_service(grpc::Service::new(state.clone()).into_server())
         .serve_with_incoming_shutdown(
@@ -194,13 +212,14 @@ async fn build_state(
         data_dir: cfg.common.data_dir.clone(),
         sip_port: cfg.sip_port,
         rules,
+        sip_host: siphost::SipHost::default(),
     })
 }
 
 /// Registers every job kind twiliod runs. The SMS module registers its own
 /// kinds here too (`crate::sms::register_jobs(state)`).
-fn register_jobs(state: &AppState, cfg: &Config) {
-    notify::register(&state.queue, cfg.notifyd_grpc.clone());
+fn register_jobs(state: &AppState, cfg: &Config, secret: &proto::grpc::Secret) {
+    notify::register(&state.queue, cfg.notifyd_grpc.clone(), secret.clone());
     voicemail::register(state);
     call_end::register(state);
     sms::register_jobs(state);

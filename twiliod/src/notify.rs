@@ -9,6 +9,7 @@
 //! }, Some(format!("notify:sms:{sid}"))).await?;
 //! ```
 
+use proto::grpc::Secret;
 use proto::pb::notifyd::NotifyRequest;
 use proto::pb::notifyd::notifyd_client::NotifydClient;
 use serde::{Deserialize, Serialize};
@@ -46,15 +47,16 @@ pub async fn enqueue(
 }
 
 /// Registers the `notify` job handler that calls notifyd at `notifyd_addr`
-/// (`host:port`).
-pub fn register(queue: &Queue, notifyd_addr: String) {
+/// (`host:port`), each call carrying the daemons' shared `secret`.
+pub fn register(queue: &Queue, notifyd_addr: String, secret: Secret) {
     queue.register(KIND, move |job: Job| {
         let addr = notifyd_addr.clone();
-        async move { deliver(&addr, job).await }
+        let secret = secret.clone();
+        async move { deliver(&addr, &secret, job).await }
     });
 }
 
-async fn deliver(addr: &str, job: Job) -> Result<(), JobError> {
+async fn deliver(addr: &str, secret: &Secret, job: Job) -> Result<(), JobError> {
     let n: Notice = serde_json::from_value(job.payload)
         .map_err(|e| JobError::Permanent(format!("bad notice: {e}")))?;
     let url = if addr.contains("://") {
@@ -62,9 +64,12 @@ async fn deliver(addr: &str, job: Job) -> Result<(), JobError> {
     } else {
         format!("http://{addr}")
     };
-    let mut client = NotifydClient::connect(url)
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .map_err(|e| JobError::Permanent(format!("bad notifyd address {addr}: {e}")))?
+        .connect()
         .await
         .map_err(|e| JobError::retry(format!("notifyd unreachable: {e}")))?;
+    let mut client = NotifydClient::new(proto::grpc::authed(channel, secret));
     client
         .notify(NotifyRequest {
             kind: n.kind.clone(),

@@ -25,31 +25,24 @@
 //!    `priority`, then id; the first whose condition holds decides.
 //! 6. **default** (`default`): ring the DID owner's devices.
 //!
-//! Route conditions (`routes.condition_type` / `condition_data` JSON):
-//! * `time`: `{"when": "business_hours" | "after_hours" | "weekends" |
-//!   "holidays"}`; optional `"hours"` (same shape as `routing.business_hours`:
-//!   `{"mon": ["09:00","17:00"], ...}`, or a list of ranges per day) and
-//!   `"holidays"` (`["2026-12-25", ...]`) override the settings for this route;
-//!   or `{"when": "custom", "days": ["sat","sun"], "start": "18:00", "end":
-//!   "08:00"}` (a range may cross midnight). Evaluated in `system.timezone`
-//!   with chrono-tz, so DST changes move nothing: 09:00 is 09:00 local. A
-//!   holiday is never business hours. Business hours are `[start, end)`.
-//! * `callerid`: `{"list": "vip" | "known" | "unknown"}` (`unknown` = on
-//!   neither list), or `{"numbers": ["+1555..."]}`, or `{"prefix": "+1555"}`;
-//!   `"negate": true` inverts the match.
-//! * `default`: always matches.
-//!
-//! Route actions (`action_type` / `action_data`):
-//! * `ring`: `{"devices": [1, 2]}`; empty or missing = the DID owner's devices,
-//! * `forward`: `{"number": "+15551234567"}`,
-//! * `voicemail`: `{"greeting": "optional text"}`,
-//! * `announcement`: `{"text": "We are closed.", "audio": "optional URL"}`, then hang up,
-//! * `reject`: `{"reason": "busy" | "rejected"}` (default busy).
+//! Route conditions and actions are [`proto::routing`] types: the shape the
+//! web UI and API write is the shape read here, and a route that does not
+//! parse or validate never matches (twiliod logs it). Conditions: `time`
+//! (`business_hours`, `after_hours`, `weekends`, `holidays`, or `custom`
+//! days with a `start`..`end` range that may cross midnight; optional
+//! per-route `hours` and `holidays`), evaluated in `system.timezone` with
+//! chrono-tz so DST changes move nothing (09:00 is 09:00 local), a holiday is
+//! never business hours and business hours are `[start, end)`; `callerid`
+//! (`vip`, `known`, `unknown` = on neither list, `numbers`, `prefix`,
+//! `anonymous` as in stage 2; `negate` inverts); `default` (always).
+//! Actions: `ring` (devices and/or the number owner's devices, optional ring
+//! timeout), `forward`, `voicemail`, `announcement` then hang up, `reject`.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
+use proto::routing;
 use proto::types::{Disposition, E164};
 use serde::{Deserialize, Serialize};
 
@@ -93,8 +86,13 @@ impl BlockAction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Action {
-    /// Ring these devices through sipd; empty = the DID owner's devices.
-    Ring { devices: Vec<i64> },
+    /// Ring these devices through sipd, plus (`owner`) every device of the
+    /// called number's owner; `timeout` seconds instead of `calls.ring_timeout`.
+    Ring {
+        devices: Vec<i64>,
+        owner: bool,
+        timeout: Option<u32>,
+    },
     /// Forward to an external number.
     Forward { number: String },
     /// Voicemail with an optional greeting override.
@@ -125,6 +123,35 @@ impl Action {
             Self::Block {
                 how: BlockAction::SilentVoicemail,
             } => "block_silent_voicemail",
+        }
+    }
+}
+
+/// A route's action as stored. The fields are named, not skipped with
+/// `..`, so a field added to the contract does not compile until it is
+/// honoured here.
+impl From<routing::Action> for Action {
+    fn from(a: routing::Action) -> Self {
+        match a {
+            routing::Action::Ring(routing::RingAction {
+                device_ids,
+                owner,
+                timeout,
+            }) => Self::Ring {
+                devices: device_ids.into_iter().map(|d| d.0).collect(),
+                owner,
+                timeout,
+            },
+            routing::Action::Forward(routing::ForwardAction { number }) => Self::Forward { number },
+            routing::Action::Voicemail(routing::VoicemailAction { greeting }) => {
+                Self::Voicemail { greeting }
+            }
+            routing::Action::Announcement(routing::AnnouncementAction { text, audio }) => {
+                Self::Announcement { text, audio }
+            }
+            routing::Action::Reject(routing::RejectAction { reason }) => Self::Reject {
+                busy: reason == routing::RejectReason::Busy,
+            },
         }
     }
 }
@@ -300,6 +327,16 @@ impl Schedule {
         Self { days }
     }
 
+    /// A route's own hours (validated, so every range parses).
+    pub fn from_days(days: &std::collections::BTreeMap<routing::Day, routing::DayHours>) -> Self {
+        Self {
+            days: days
+                .iter()
+                .map(|(d, h)| (Weekday::from(*d), h.ranges().unwrap_or_default()))
+                .collect(),
+        }
+    }
+
     /// True when `local` falls in one of the day's ranges.
     pub fn contains(&self, local: &DateTime<Tz>) -> bool {
         let t = NaiveTime::from_hms_opt(local.hour(), local.minute(), local.second())
@@ -404,6 +441,8 @@ pub enum CallerMatch {
     Unknown,
     Numbers(HashSet<String>),
     Prefix(String),
+    /// No caller ID, as [`is_anonymous`] sees it.
+    Anonymous,
 }
 
 /// One route.
@@ -418,7 +457,9 @@ pub struct Route {
 }
 
 impl Route {
-    /// Builds a route from its table columns.
+    /// Builds a route from its table columns. A row that is not the
+    /// [`proto::routing`] shape, or fails its validation, becomes a route
+    /// whose condition is [`Condition::Invalid`]: it never matches.
     #[allow(clippy::too_many_arguments)]
     pub fn from_row(
         id: i64,
@@ -431,15 +472,108 @@ impl Route {
         action_data: &str,
         default_country: &str,
     ) -> Self {
-        let cd: serde_json::Value = serde_json::from_str(condition_data).unwrap_or_default();
-        let ad: serde_json::Value = serde_json::from_str(action_data).unwrap_or_default();
+        let (condition, action) =
+            match parse_rule(condition_type, condition_data, action_type, action_data) {
+                Ok((c, a)) => (compile(c, default_country), Action::from(a)),
+                Err(why) => (Condition::Invalid(why), Action::Reject { busy: true }),
+            };
         Self {
             id,
             did_id,
             priority,
             name: name.to_owned(),
-            condition: parse_condition(condition_type, &cd, default_country),
-            action: parse_action(action_type, &ad),
+            condition,
+            action,
+        }
+    }
+}
+
+/// The stored columns as the typed contract, validated.
+fn parse_rule(
+    ct: &str,
+    cd: &str,
+    at: &str,
+    ad: &str,
+) -> Result<(routing::Condition, routing::Action), String> {
+    let json = |field: &str, text: &str| {
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| format!("{field}: {e}"))
+    };
+    let c = routing::Condition::from_parts(ct, &json("condition_data", cd)?)
+        .map_err(|e| e.to_string())?;
+    let a =
+        routing::Action::from_parts(at, &json("action_data", ad)?).map_err(|e| e.to_string())?;
+    let errs: Vec<String> = [c.validate(), a.validate()]
+        .into_iter()
+        .filter_map(Result::err)
+        .flatten()
+        .map(|e| e.to_string())
+        .collect();
+    if errs.is_empty() {
+        Ok((c, a))
+    } else {
+        Err(errs.join("; "))
+    }
+}
+
+/// The typed condition in the form [`decide`] evaluates quickly: caller
+/// numbers normalised into a set, times parsed. Every field is named so a
+/// new one does not compile until it is evaluated.
+fn compile(c: routing::Condition, default_country: &str) -> Condition {
+    match c {
+        routing::Condition::Default(routing::Always {}) => Condition::Always,
+        routing::Condition::Time(routing::TimeCondition {
+            when,
+            days,
+            start,
+            end,
+            hours,
+            holidays,
+        }) => {
+            let when = match when {
+                routing::TimeWhen::BusinessHours => TimeCondition::BusinessHours,
+                routing::TimeWhen::AfterHours => TimeCondition::AfterHours,
+                routing::TimeWhen::Weekends => TimeCondition::Weekends,
+                routing::TimeWhen::Holidays => TimeCondition::Holidays,
+                routing::TimeWhen::Custom => {
+                    let t = |v: Option<String>| v.as_deref().and_then(routing::parse_hhmm);
+                    let (Some(start), Some(end)) = (t(start), t(end)) else {
+                        return Condition::Invalid("custom time needs start and end".into());
+                    };
+                    TimeCondition::Custom {
+                        days: days.into_iter().map(Weekday::from).collect(),
+                        start,
+                        end,
+                    }
+                }
+            };
+            Condition::Time {
+                when,
+                hours: hours.as_ref().map(Schedule::from_days),
+                holidays: holidays.map(|h| h.into_iter().collect()),
+            }
+        }
+        routing::Condition::CallerId(routing::CallerIdCondition {
+            matches,
+            numbers,
+            prefix,
+            negate,
+        }) => {
+            let matcher = match matches {
+                routing::CallerMatch::Vip => CallerMatch::Vip,
+                routing::CallerMatch::Known => CallerMatch::Known,
+                routing::CallerMatch::Unknown => CallerMatch::Unknown,
+                routing::CallerMatch::Anonymous => CallerMatch::Anonymous,
+                routing::CallerMatch::Numbers => CallerMatch::Numbers(
+                    numbers
+                        .iter()
+                        .map(|n| normalize_caller(n, default_country))
+                        .collect(),
+                ),
+                routing::CallerMatch::Prefix => {
+                    CallerMatch::Prefix(prefix.unwrap_or_default().trim().to_owned())
+                }
+            };
+            Condition::CallerId { matcher, negate }
         }
     }
 }
@@ -542,7 +676,7 @@ pub fn decide(call: &CallFacts, rules: &RuleSet, now: DateTime<Utc>) -> Decision
         .map(|d| d.routes.as_slice())
         .unwrap_or(&rules.global_routes);
     for r in routes {
-        if let Some(why) = matches(&r.condition, &from, rules, now) {
+        if let Some(why) = matches(&r.condition, &call.from, &from, rules, now) {
             return Decision {
                 action: r.action.clone(),
                 stage: Stage::Route,
@@ -559,7 +693,11 @@ pub fn decide(call: &CallFacts, rules: &RuleSet, now: DateTime<Utc>) -> Decision
         "no rule matched; ring the owner's devices"
     };
     Decision {
-        action: Action::Ring { devices: vec![] },
+        action: Action::Ring {
+            devices: vec![],
+            owner: true,
+            timeout: None,
+        },
         stage: Stage::Default,
         rule: "default".into(),
         reason: reason.into(),
@@ -567,8 +705,15 @@ pub fn decide(call: &CallFacts, rules: &RuleSet, now: DateTime<Utc>) -> Decision
     }
 }
 
-/// Some(reason) when the condition holds.
-fn matches(c: &Condition, from: &str, rules: &RuleSet, now: DateTime<Utc>) -> Option<String> {
+/// Some(reason) when the condition holds; `raw_from` is the caller as
+/// Twilio sent it, `from` as normalised for the lists.
+fn matches(
+    c: &Condition,
+    raw_from: &str,
+    from: &str,
+    rules: &RuleSet,
+    now: DateTime<Utc>,
+) -> Option<String> {
     match c {
         Condition::Always => Some("default route".into()),
         Condition::Invalid(_) => None,
@@ -579,6 +724,7 @@ fn matches(c: &Condition, from: &str, rules: &RuleSet, now: DateTime<Utc>) -> Op
                 CallerMatch::Unknown => !rules.vip.contains(from) && !rules.known.contains(from),
                 CallerMatch::Numbers(set) => set.contains(from),
                 CallerMatch::Prefix(p) => !from.is_empty() && from.starts_with(p.as_str()),
+                CallerMatch::Anonymous => is_anonymous(raw_from),
             };
             (hit != *negate).then(|| {
                 let what = match matcher {
@@ -587,6 +733,7 @@ fn matches(c: &Condition, from: &str, rules: &RuleSet, now: DateTime<Utc>) -> Op
                     CallerMatch::Unknown => "not on the VIP or known lists".to_owned(),
                     CallerMatch::Numbers(_) => "in the route's numbers".to_owned(),
                     CallerMatch::Prefix(p) => format!("starts with {p}"),
+                    CallerMatch::Anonymous => "anonymous (no caller ID)".to_owned(),
                 };
                 if *negate {
                     format!("caller {from} is not {what}")
@@ -802,99 +949,6 @@ fn number(v: &serde_json::Value) -> Option<f64> {
         .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
-fn parse_condition(kind: &str, d: &serde_json::Value, default_country: &str) -> Condition {
-    match kind {
-        "default" => Condition::Always,
-        "time" => {
-            let when = match d.get("when").and_then(|w| w.as_str()).unwrap_or("") {
-                "business_hours" => TimeCondition::BusinessHours,
-                "after_hours" => TimeCondition::AfterHours,
-                "weekends" | "weekend" => TimeCondition::Weekends,
-                "holidays" | "holiday" => TimeCondition::Holidays,
-                "custom" => {
-                    let t = |k: &str| d.get(k).and_then(|v| v.as_str()).and_then(hhmm);
-                    let (Some(start), Some(end)) = (t("start"), t("end")) else {
-                        return Condition::Invalid("custom time needs start and end".into());
-                    };
-                    let days = d
-                        .get("days")
-                        .and_then(|v| v.as_array())
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|x| x.as_str().and_then(weekday))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    TimeCondition::Custom { days, start, end }
-                }
-                other => return Condition::Invalid(format!("unknown time condition {other:?}")),
-            };
-            Condition::Time {
-                when,
-                hours: d.get("hours").map(Schedule::parse),
-                holidays: d.get("holidays").map(parse_holidays),
-            }
-        }
-        "callerid" => {
-            let negate = d.get("negate").and_then(|v| v.as_bool()).unwrap_or(false);
-            let matcher = if let Some(list) = d.get("list").and_then(|v| v.as_str()) {
-                match list {
-                    "vip" => CallerMatch::Vip,
-                    "known" => CallerMatch::Known,
-                    "unknown" => CallerMatch::Unknown,
-                    other => return Condition::Invalid(format!("unknown caller list {other:?}")),
-                }
-            } else if let Some(nums) = d.get("numbers").and_then(|v| v.as_array()) {
-                CallerMatch::Numbers(
-                    nums.iter()
-                        .filter_map(|n| n.as_str())
-                        .map(|n| normalize_caller(n, default_country))
-                        .collect(),
-                )
-            } else if let Some(p) = d.get("prefix").and_then(|v| v.as_str()) {
-                CallerMatch::Prefix(p.trim().to_owned())
-            } else {
-                return Condition::Invalid("callerid needs list, numbers or prefix".into());
-            };
-            Condition::CallerId { matcher, negate }
-        }
-        other => Condition::Invalid(format!("unknown condition type {other:?}")),
-    }
-}
-
-fn parse_action(kind: &str, d: &serde_json::Value) -> Action {
-    let s = |k: &str| {
-        d.get(k)
-            .and_then(|v| v.as_str())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-    };
-    match kind {
-        "forward" => match s("number") {
-            Some(number) => Action::Forward { number },
-            None => Action::Ring { devices: vec![] },
-        },
-        "voicemail" => Action::Voicemail {
-            greeting: s("greeting"),
-        },
-        "announcement" => Action::Announcement {
-            text: s("text").unwrap_or_default(),
-            audio: s("audio"),
-        },
-        "reject" => Action::Reject {
-            busy: s("reason").as_deref() != Some("rejected"),
-        },
-        _ => Action::Ring {
-            devices: d
-                .get("devices")
-                .and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|x| x.as_i64()).collect())
-                .unwrap_or_default(),
-        },
-    }
-}
-
 fn parse_holidays(v: &serde_json::Value) -> HashSet<NaiveDate> {
     v.as_array()
         .map(|a| {
@@ -1011,7 +1065,14 @@ mod tests {
     #[test]
     fn with_no_rules_the_owner_devices_ring() {
         let d = decide(&call("+15557654321"), &rules(), wed_10am());
-        assert_eq!(d.action, Action::Ring { devices: vec![] });
+        assert_eq!(
+            d.action,
+            Action::Ring {
+                devices: vec![],
+                owner: true,
+                timeout: None
+            }
+        );
         assert_eq!(d.rule, "default");
         assert_eq!(d.stage, Stage::Default);
     }
@@ -1279,7 +1340,7 @@ mod tests {
                     10,
                     1,
                     "callerid",
-                    r#"{"list":"vip"}"#,
+                    r#"{"match":"vip"}"#,
                     "forward",
                     r#"{"number":"+15559990000"}"#,
                 ),
@@ -1289,7 +1350,7 @@ mod tests {
                     "time",
                     r#"{"when":"business_hours"}"#,
                     "ring",
-                    r#"{"devices":[3,4]}"#,
+                    r#"{"device_ids":[3,4],"timeout":20}"#,
                 ),
                 route(12, 3, "default", "{}", "voicemail", "{}"),
             ],
@@ -1300,7 +1361,9 @@ mod tests {
         assert_eq!(
             d.action,
             Action::Ring {
-                devices: vec![3, 4]
+                devices: vec![3, 4],
+                owner: false,
+                timeout: Some(20)
             }
         );
         let evening = wed_10am() + chrono::Duration::hours(9);
@@ -1313,7 +1376,22 @@ mod tests {
     #[test]
     fn every_action_type_is_parsed_from_its_json() {
         let a = |t: &str, d: &str| route(1, 0, "default", "{}", t, d).action;
-        assert_eq!(a("ring", "{}"), Action::Ring { devices: vec![] });
+        assert_eq!(
+            a("ring", r#"{"owner":true}"#),
+            Action::Ring {
+                devices: vec![],
+                owner: true,
+                timeout: None
+            }
+        );
+        assert_eq!(
+            a("ring", r#"{"device_ids":[2]}"#),
+            Action::Ring {
+                devices: vec![2],
+                owner: false,
+                timeout: None
+            }
+        );
         assert_eq!(
             a("forward", r#"{"number":"+15559990000"}"#),
             Action::Forward {
@@ -1341,6 +1419,38 @@ mod tests {
     }
 
     #[test]
+    fn a_route_not_in_the_contract_shape_never_matches() {
+        // "Ring device 2" in the shape twiliod once read: refused, not
+        // turned into "ring the owner's phones".
+        let r = with_routes(
+            rules(),
+            vec![
+                route(1, 0, "default", "{}", "ring", r#"{"devices":[2]}"#),
+                route(2, 1, "default", "{}", "ring", r#"{"device_ids":[]}"#),
+                route(
+                    3,
+                    2,
+                    "time",
+                    r#"{"when":"custom","days":["mon"]}"#,
+                    "voicemail",
+                    "{}",
+                ),
+                route(4, 3, "default", "{}", "forward", r#"{"number":"12"}"#),
+            ],
+        );
+        for route in &r.dids[DID].routes {
+            assert!(
+                matches!(route.condition, Condition::Invalid(_)),
+                "{route:?}"
+            );
+        }
+        assert_eq!(
+            decide(&call("+15557654321"), &r, wed_10am()).stage,
+            Stage::Default
+        );
+    }
+
+    #[test]
     fn vip_known_unknown_number_and_prefix_caller_conditions() {
         let mut r = rules();
         r.vip.insert("+15550000001".into());
@@ -1352,15 +1462,30 @@ mod tests {
             );
             decide(&call(from), &r, wed_10am()).stage == Stage::Route
         };
-        assert!(pick(r#"{"list":"vip"}"#, "+15550000001"));
-        assert!(!pick(r#"{"list":"vip"}"#, "+15550000002"));
-        assert!(pick(r#"{"list":"known"}"#, "+15550000002"));
-        assert!(pick(r#"{"list":"unknown"}"#, "+15550000003"));
-        assert!(!pick(r#"{"list":"unknown"}"#, "+15550000001"));
-        assert!(pick(r#"{"numbers":["(555) 000-0003"]}"#, "+15550000003"));
-        assert!(pick(r#"{"prefix":"+1555000"}"#, "+15550000009"));
-        assert!(pick(r#"{"list":"known","negate":true}"#, "+15550000009"));
-        assert!(!pick(r#"{"list":"nope"}"#, "+15550000009"));
+        assert!(pick(r#"{"match":"vip"}"#, "+15550000001"));
+        assert!(!pick(r#"{"match":"vip"}"#, "+15550000002"));
+        assert!(pick(r#"{"match":"known"}"#, "+15550000002"));
+        assert!(pick(r#"{"match":"unknown"}"#, "+15550000003"));
+        assert!(!pick(r#"{"match":"unknown"}"#, "+15550000001"));
+        assert!(pick(
+            r#"{"match":"numbers","numbers":["+15550000003"]}"#,
+            "5550000003"
+        ));
+        assert!(pick(
+            r#"{"match":"prefix","prefix":"+1555000"}"#,
+            "+15550000009"
+        ));
+        assert!(pick(r#"{"match":"known","negate":true}"#, "+15550000009"));
+        assert!(pick(r#"{"match":"anonymous"}"#, "anonymous"));
+        assert!(pick(r#"{"match":"anonymous"}"#, ""));
+        assert!(!pick(r#"{"match":"anonymous"}"#, "+15550000009"));
+        assert!(pick(
+            r#"{"match":"anonymous","negate":true}"#,
+            "+15550000009"
+        ));
+        assert!(!pick(r#"{"match":"nope"}"#, "+15550000009"));
+        // The shapes twiliod used to read are no longer half-understood.
+        assert!(!pick(r#"{"list":"unknown"}"#, "+15550000003"));
     }
 
     #[test]
@@ -1421,7 +1546,7 @@ mod tests {
                 "time",
                 r#"{"when":"business_hours"}"#,
                 "ring",
-                "{}",
+                r#"{"owner":true}"#,
             )],
         );
         let biz = |utc: DateTime<Utc>| decide(&call("+15557654321"), &r, utc).stage == Stage::Route;
@@ -1485,8 +1610,8 @@ mod tests {
             ) {
                 let from = format!("+1{digits}");
                 let mut r = with_routes(rules(), vec![
-                    route(1, 0, "callerid", r#"{"list":"vip"}"#, "ring", "{}"),
-                    route(2, 1, "default", "{}", "ring", "{}"),
+                    route(1, 0, "callerid", r#"{"match":"vip"}"#, "ring", r#"{"owner":true}"#),
+                    route(2, 1, "default", "{}", "ring", r#"{"owner":true}"#),
                 ]);
                 r.blocklist = bl(&[(1, &from, "exact")]);
                 r.system_dnd = dnd;

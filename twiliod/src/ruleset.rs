@@ -96,6 +96,12 @@ pub async fn load(pool: &SqlitePool, s: &Settings) -> Result<Snapshot, sqlx::Err
             Route::from_row(id, did, prio, &name, &ct, &cd, &at, &ad, &country)
         })
         .collect();
+    for r in &routes {
+        if let crate::rules::Condition::Invalid(why) = &r.condition {
+            // Only rows written around the API get here; they never match.
+            tracing::warn!(route_id = r.id, name = %r.name, reason = %why, "route is invalid and ignored");
+        }
+    }
     let global: Vec<Route> = routes
         .iter()
         .filter(|r| r.did_id.is_none())

@@ -106,7 +106,9 @@ pub const DISCONNECTED_TEXT: &str = "We're sorry. The number you have reached is
 /// The document for a decision.
 pub fn for_decision(d: &Decision, c: &Ctx) -> String {
     match &d.action {
-        Action::Ring { devices } => ring(c, devices, &d.rule),
+        Action::Ring {
+            devices, timeout, ..
+        } => ring(c, devices, timeout.unwrap_or(c.ring_timeout), &d.rule),
         Action::Forward { number } => forward(c, number),
         Action::Voicemail { greeting } => voicemail(c, greeting.as_deref(), false),
         Action::Announcement { text, audio } => announcement(text, audio.as_deref()),
@@ -124,7 +126,7 @@ pub fn for_decision(d: &Decision, c: &Ctx) -> String {
 }
 
 /// `<Dial><Sip>` to sipd.
-pub fn ring(c: &Ctx, devices: &[i64], rule: &str) -> String {
+pub fn ring(c: &Ctx, devices: &[i64], timeout: u32, rule: &str) -> String {
     let devs: Vec<String> = devices.iter().map(i64::to_string).collect();
     let mut uri = format!(
         "sip:{}@{}:{};transport=udp?X-GoSIP-CallSid={}&X-GoSIP-Devices={}&X-GoSIP-Rule={}",
@@ -150,7 +152,7 @@ pub fn ring(c: &Ctx, devices: &[i64], rule: &str) -> String {
     sip.push_str(&format!(">{}</Sip>", esc(&uri)));
     doc(&format!(
         "<Dial timeout=\"{}\" action=\"{}\" method=\"POST\">{sip}</Dial>",
-        c.ring_timeout,
+        timeout,
         esc(&url(c, paths::DIAL_RESULT))
     ))
 }
@@ -337,11 +339,27 @@ mod tests {
         let x = for_decision(
             &decision(Action::Ring {
                 devices: vec![3, 4],
+                owner: false,
+                timeout: None,
             }),
             &ctx(),
         );
         assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Dial timeout=\"30\" action=\"https://pbx.example.com/api/webhooks/voice/dial-result\""), "{x}");
         assert!(x.contains("<Sip username=\"twilio\" password=\"p&amp;ss\">sip:+15550001111@203.0.113.5:5060;transport=udp?X-GoSIP-CallSid=CA0123&amp;X-GoSIP-Devices=3,4&amp;X-GoSIP-Rule=route:1:Office%20%3Chours%3E</Sip>"), "{x}");
+    }
+
+    #[test]
+    fn a_route_ring_timeout_replaces_the_setting() {
+        let x = for_decision(
+            &decision(Action::Ring {
+                devices: vec![2],
+                owner: false,
+                timeout: Some(15),
+            }),
+            &ctx(),
+        );
+        assert!(x.contains("<Dial timeout=\"15\" "), "{x}");
+        assert!(x.contains("X-GoSIP-Devices=2&amp;"), "{x}");
     }
 
     #[test]
@@ -378,7 +396,14 @@ mod tests {
 
         let ring = |t| {
             let c = Ctx { trust: t, ..ctx() };
-            for_decision(&decision(Action::Ring { devices: vec![3] }), &c)
+            for_decision(
+                &decision(Action::Ring {
+                    devices: vec![3],
+                    owner: false,
+                    timeout: None,
+                }),
+                &c,
+            )
         };
         assert!(
             ring(Some(Trust::Verified)).contains(

@@ -24,6 +24,7 @@ use proto::types::Disposition;
 
 use crate::AppState;
 use crate::rules::{Action, CallFacts, Decision, decide};
+use crate::ruleset::Snapshot;
 use crate::twiml::{self, paths};
 use crate::webhooks::WebhookParams;
 
@@ -70,8 +71,12 @@ pub fn facts(
 
 /// The TwiML context for a call to `did`.
 pub fn ctx(st: &AppState, call_sid: &str, did: &str) -> twiml::Ctx {
+    ctx_for(st, &st.rules.get(), call_sid, did)
+}
+
+/// [`ctx`] with the DID details of `snap`.
+pub fn ctx_for(st: &AppState, snap: &Snapshot, call_sid: &str, did: &str) -> twiml::Ctx {
     let s = st.settings.get();
-    let snap = st.rules.get();
     let info = snap.dids.get(did);
     let public = s
         .str("system.public_url")
@@ -86,8 +91,10 @@ pub fn ctx(st: &AppState, call_sid: &str, did: &str) -> twiml::Ctx {
         .filter(|t| !t.is_empty())
         .unwrap_or(s.str("voicemail.greeting"))
         .to_owned();
+    // The address Twilio reaches sipd at: the admin's, else what sipd
+    // learned (trunk Via, STUN) or uses by default.
     let sip_host = match s.str("sip.public_address").trim() {
-        "" => "127.0.0.1".to_owned(),
+        "" => st.sip_host.get().unwrap_or_else(|| "127.0.0.1".to_owned()),
         h => h.to_owned(),
     };
     let num = |k: &str, d: u64| match s.u64(k) {
@@ -115,37 +122,92 @@ async fn incoming(State(st): State<AppState>, Extension(p): Extension<WebhookPar
     let call_sid = p.str("CallSid").to_owned();
     let snap = st.rules.get();
     let f = facts(&p, &snap.addons);
-    let mut d = decide(&f, &snap.rules, Utc::now());
-    // "Ring" with no device list means the DID owner's devices; sipd only
-    // knows device ids, so name them here (sipd answers 404 to an empty list).
-    if let Action::Ring { devices } = &mut d.action
-        && devices.is_empty()
-        && let Some(owner) = snap.dids.get(&f.to).and_then(|i| i.owner_user_id)
-    {
-        match sqlx::query_scalar("SELECT id FROM devices WHERE user_id = ? ORDER BY id")
-            .bind(owner)
-            .fetch_all(&st.pool)
-            .await
-        {
-            Ok(ids) => *devices = ids,
-            Err(e) => {
-                tracing::error!(call_sid = %call_sid, error = %e, "cannot read the owner's devices")
-            }
-        }
-    }
+    let (d, doc) = answer(&st, &snap, &f, &call_sid, Utc::now()).await;
     tracing::info!(
         call_sid = %call_sid, from = %f.from, to = %f.to, rule = %d.rule,
         action = d.action.name(), reason = %d.reason, spam_score = ?f.spam_score,
         stir_verstat = ?f.stir_verstat, "call decision"
     );
-    let mut c = ctx(&st, &call_sid, &f.to);
-    c.trust = twiml::trust(&f, snap.rules.spam_threshold);
-    let doc = twiml::for_decision(&d, &c);
     if let Err(e) = record_decision(&st, &call_sid, &f, &d).await {
         // Twilio still gets its answer; the CDR is best effort here.
         tracing::error!(call_sid = %call_sid, error = %e, "cannot record the call decision");
     }
     xml(doc)
+}
+
+/// The decision for a call and its TwiML: the one path of a real call and
+/// of the "test a call" panel, so what the panel shows is what Twilio gets.
+pub async fn answer(
+    st: &AppState,
+    snap: &Snapshot,
+    f: &CallFacts,
+    call_sid: &str,
+    now: chrono::DateTime<Utc>,
+) -> (Decision, String) {
+    // A number with voice turned off takes no calls, whatever the rules say.
+    let voice_off = sqlx::query_scalar::<_, bool>(
+        "SELECT NOT voice_enabled FROM dids WHERE number = ?",
+    )
+    .bind(&f.to)
+    .fetch_optional(&st.pool)
+    .await
+    .unwrap_or_else(|e| {
+        tracing::error!(call_sid = %call_sid, error = %e, "cannot read the number's voice setting");
+        None
+    })
+    .unwrap_or(false);
+    let mut d = if voice_off {
+        Decision {
+            action: Action::Reject { busy: false },
+            stage: crate::rules::Stage::Default,
+            rule: "voice_disabled".into(),
+            reason: "voice is turned off for this number".into(),
+            route_id: None,
+        }
+    } else {
+        decide(f, &snap.rules, now)
+    };
+    // sipd only knows device ids, so "the owner's devices" are named here
+    // (sipd answers 404 to an empty list).
+    // The owner is read afresh: a number given an owner a moment ago may not
+    // be in the rules snapshot yet.
+    let fresh_owner = if matches!(&d.action, Action::Ring { owner: true, .. }) {
+        sqlx::query_scalar::<_, Option<i64>>("SELECT owner_user_id FROM dids WHERE number = ?")
+            .bind(&f.to)
+            .fetch_optional(&st.pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+    } else {
+        None
+    };
+    if let Action::Ring { devices, owner, .. } = &mut d.action
+        && *owner
+        && let Some(owner) =
+            fresh_owner.or_else(|| snap.dids.get(&f.to).and_then(|i| i.owner_user_id))
+    {
+        match sqlx::query_scalar::<_, i64>("SELECT id FROM devices WHERE user_id = ? ORDER BY id")
+            .bind(owner)
+            .fetch_all(&st.pool)
+            .await
+        {
+            Ok(ids) => {
+                for id in ids {
+                    if !devices.contains(&id) {
+                        devices.push(id);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(call_sid = %call_sid, error = %e, "cannot read the owner's devices")
+            }
+        }
+    }
+    let mut c = ctx_for(st, snap, call_sid, &f.to);
+    c.trust = twiml::trust(f, snap.rules.spam_threshold);
+    let doc = twiml::for_decision(&d, &c);
+    (d, doc)
 }
 
 /// Stores the decision (`voice_calls`) and, for calls that never reach
@@ -161,8 +223,17 @@ async fn record_decision(
     }
     let snap = st.rules.get();
     let info = snap.dids.get(&f.to);
-    let did_id = info.map(|i| i.id);
-    let user_id = info.and_then(|i| i.owner_user_id);
+    let (did_id, user_id) = match info {
+        Some(i) => (Some(i.id), i.owner_user_id),
+        // A number added a moment ago may not be in the rules yet.
+        None => sqlx::query_as::<_, (i64, Option<i64>)>(
+            "SELECT id, owner_user_id FROM dids WHERE number = ?",
+        )
+        .bind(&f.to)
+        .fetch_optional(&st.pool)
+        .await?
+        .map_or((None, None), |(id, owner)| (Some(id), owner)),
+    };
     let now = proto::time::now();
     sqlx::query(
         "INSERT INTO voice_calls (call_sid, did_id, user_id, from_number, to_number, action, rule_name, \

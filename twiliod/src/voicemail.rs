@@ -16,6 +16,7 @@
 //!   Blocked callers sent to voicemail silently are kept but not notified.
 //! * Callbacks are idempotent: duplicates change nothing.
 
+use std::path::Path;
 use std::time::Duration;
 
 use proto::types::Disposition;
@@ -269,6 +270,23 @@ async fn owner(
     Ok(row.map(|(d, u)| (Some(d), u)).unwrap_or((None, None)))
 }
 
+/// Stores a voicemail's audio; answers its path relative to the data dir.
+/// What callers said is readable by GoSIP alone (0600 in a 0700 folder),
+/// whatever the umask.
+async fn store_audio(data_dir: &Path, sid: &str, audio: &[u8]) -> std::io::Result<String> {
+    // A recording SID is letters and digits (RE + 32 hex); anything else
+    // would name a file outside `voicemails/`.
+    if sid.is_empty() || !sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a recording SID",
+        ));
+    }
+    let rel = format!("voicemails/{sid}.wav");
+    proto::db::write_private_atomic(&data_dir.join(&rel), audio).await?;
+    Ok(rel)
+}
+
 async fn download(st: &AppState, job: Job) -> Result<(), JobError> {
     let sid = job.payload["recording_sid"]
         .as_str()
@@ -286,15 +304,14 @@ async fn download(st: &AppState, job: Job) -> Result<(), JobError> {
     if audio.len() < 44 {
         return Err(JobError::retry("recording media is empty"));
     }
-    let rel = format!("voicemails/{sid}.wav");
-    let path = st.data_dir.join(&rel);
-    let tmp = st.data_dir.join(format!("voicemails/.{sid}.wav.part"));
-    tokio::fs::write(&tmp, &audio)
-        .await
-        .map_err(|e| JobError::retry(format!("write {}: {e}", tmp.display())))?;
-    tokio::fs::rename(&tmp, &path)
-        .await
-        .map_err(|e| JobError::retry(format!("rename {}: {e}", path.display())))?;
+    let rel = store_audio(&st.data_dir, &sid, &audio).await.map_err(|e| {
+        let msg = format!("store voicemail {sid}: {e}");
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            JobError::Permanent(msg)
+        } else {
+            JobError::retry(msg)
+        }
+    })?;
     sqlx::query("UPDATE voicemails SET audio_url = ? WHERE recording_sid = ?")
         .bind(&rel)
         .bind(&sid)
@@ -398,4 +415,83 @@ async fn maybe_notify(st: &AppState, sid: &str) -> Result<bool, sqlx::Error> {
         );
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::store_audio;
+
+    const CHILD: &str = "GOSIP_TEST_OPEN_UMASK";
+
+    /// Runs test `name` again in a child process whose umask is 0, where
+    /// `body` runs: every file made with default modes there is
+    /// world-writable. The umask belongs to the whole process, so setting
+    /// it here would reach the tests running beside this one.
+    fn in_child_with_open_umask(name: &str, body: impl FnOnce()) {
+        if std::env::var_os(CHILD).is_some() {
+            nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+            body();
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "the child ran no test: {text}");
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn voicemails_and_mms_media_are_private_whatever_the_umask() {
+        in_child_with_open_umask(
+            "voicemail::tests::voicemails_and_mms_media_are_private_whatever_the_umask",
+            || {
+                let d = tempfile::tempdir().unwrap();
+                let data = d.path().join("data");
+                // The umask really is open here: a plain write is 0666.
+                std::fs::create_dir(&data).unwrap();
+                std::fs::write(data.join("plain"), b"").unwrap();
+                assert_eq!(mode(&data.join("plain")), 0o666);
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    // The folders do not exist yet: made 0700 on the way.
+                    let rel = store_audio(&data, "RE0123456789abcdef0123456789abcdef", b"RIFF")
+                        .await
+                        .unwrap();
+                    assert_eq!(rel, "voicemails/RE0123456789abcdef0123456789abcdef.wav");
+                    crate::sms::media::store(&data, "media/MM1-0.jpg", b"\xFF\xD8\xFF")
+                        .await
+                        .unwrap();
+                    for (file, bytes) in
+                        [(&*rel, &b"RIFF"[..]), ("media/MM1-0.jpg", b"\xFF\xD8\xFF")]
+                    {
+                        let p = data.join(file);
+                        assert_eq!(std::fs::read(&p).unwrap(), bytes);
+                        assert_eq!(mode(&p), 0o600, "{file}");
+                        assert_eq!(mode(p.parent().unwrap()), 0o700, "{file}");
+                    }
+                    // A SID that would leave the folder is refused.
+                    let e = store_audio(&data, "../gosip", b"RIFF").await.unwrap_err();
+                    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+                    assert!(!data.join("gosip.wav").exists());
+                });
+            },
+        );
+    }
 }

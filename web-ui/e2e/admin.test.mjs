@@ -186,7 +186,7 @@ test('the blocklist and VIP list are managed on the routing screen and decide te
   await page.getByRole('button', { name: 'Unblock +15550006666' }).waitFor()
 
   const vip = page.getByRole('form', { name: 'Add a caller' })
-  await vip.getByLabel('Number (E.164)').fill('+15550007777')
+  await vip.getByLabel('Number', { exact: true }).fill('(555) 000-7777')
   await vip.getByLabel('Name').fill('Mum')
   await vip.getByRole('button', { name: 'Add caller' }).click()
   await page.getByRole('button', { name: 'Remove +15550007777 from vip' }).waitFor()
@@ -265,6 +265,29 @@ test('the phone-sized layout has a working menu', async () => {
   await ctx.close()
 })
 
+test('at 1280 px the nav is one row, and the theme choice turns dark mode on and off and is remembered', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' })
+  const p = await ctx.newPage()
+  await loginInBrowser(p, sys.base, ADMIN.email, ADMIN.password)
+  const rows = await p.evaluate(() => new Set([...document.querySelectorAll('[data-nav-links] li')].map((li) => li.offsetTop)).size)
+  assert.equal(rows, 1, 'every nav link on one row at 1280 px')
+  const isDark = () => p.evaluate(() => document.documentElement.classList.contains('dark'))
+  const bg = () => p.evaluate(() => getComputedStyle(document.body).backgroundColor)
+  assert.equal(await isDark(), false, 'light when the system is light and nothing was chosen')
+  const light = await bg()
+  await p.getByLabel('Theme').selectOption('dark')
+  assert.equal(await isDark(), true)
+  assert.notEqual(await bg(), light, 'the page itself turns dark')
+  await screenshot(p, 'dashboard-dark')
+  await assertAccessible(p, 'dashboard in dark mode')
+  await p.reload()
+  await p.getByLabel('Theme').waitFor()
+  assert.equal(await isDark(), true, 'the choice survives a reload')
+  await p.getByLabel('Theme').selectOption('system')
+  assert.equal(await isDark(), false, 'back to following the (light) system')
+  await ctx.close()
+})
+
 test('settings save with field errors beside the field, and a webhook endpoint is added with its secret shown once', async () => {
   await nav('System')
   await page.getByRole('heading', { name: 'System settings' }).waitFor()
@@ -290,7 +313,44 @@ test('settings save with field errors beside the field, and a webhook endpoint i
   assert.deepEqual((listed.items ?? listed)[0].events, ['voicemail'])
 })
 
-test('a backup downloads, and restoring it is accepted (the last test: restore ends sessions)', async () => {
+test('every setting the API knows is on the System screen in plain words, with its limits enforced beside the field', async () => {
+  await nav('System')
+  await page.getByRole('heading', { name: 'System settings' }).waitFor()
+  await page.locator('[data-setting]').first().waitFor()
+  const cfg = await api.get('/system/config')
+  const missing = []
+  for (const s of cfg.settings) if (!(await page.locator(`[data-setting="${s.key}"]`).count())) missing.push(s.key)
+  assert.deepEqual(missing, [], 'settings without a place on the System screen')
+  // Plain words: no setting key is visible (advanced ones are folded away).
+  const text = await page.locator('main').innerText()
+  assert.deepEqual(cfg.settings.filter((s) => text.includes(s.key)).map((s) => s.key), [])
+  assert.equal(await page.locator('[data-setting="twilio.api_base"]').isVisible(), false, 'advanced settings start folded')
+  await page.getByText('Show advanced settings').click()
+  assert.equal(await page.locator('[data-setting="twilio.api_base"]').isVisible(), true)
+
+  // A 5,000 s ring timeout is refused beside the field with the limit.
+  const calls = page.getByRole('form', { name: 'Calls settings' })
+  await calls.getByLabel('Ring for').fill('5000')
+  await calls.getByRole('button', { name: 'Save calls' }).click()
+  await page.locator('#f-calls-ring_timeout-err').waitFor()
+  assert.match(await page.locator('#f-calls-ring_timeout-err').innerText(), /from 5 to 300 seconds/)
+  assert.match(await page.locator('#f-calls-ring_timeout-hint').innerText(), /From 5 to 300 seconds/)
+  await screenshot(page, 'system-limit-refused')
+  await calls.getByLabel('Ring for').fill('45')
+  await calls.getByRole('button', { name: 'Save calls' }).click()
+  await calls.getByText(/^Saved/).waitFor()
+  assert.equal(await page.locator('#f-calls-ring_timeout-err').count(), 0, 'the error goes once the field is fixed')
+  // A setting the screen did not offer before: the shortest voicemail kept.
+  const vm = page.getByRole('form', { name: 'Voicemail settings' })
+  await vm.getByLabel('Shortest message kept').fill('5')
+  await vm.getByRole('button', { name: 'Save voicemail' }).click()
+  await vm.getByText(/^Saved/).waitFor()
+  const after = (await api.get('/system/config')).values
+  assert.deepEqual([after['calls.ring_timeout'], after['voicemail.min_length']], ['45', '5'])
+  await assertAccessible(page, 'system settings with advanced open')
+})
+
+test('a backup downloads; a restore shows what it replaces and from when, asks first, and says it logged you out (the last test)', async () => {
   await nav('System')
   await page.getByRole('heading', { name: 'System settings' }).waitFor()
   const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download a backup' }).click()])
@@ -300,10 +360,38 @@ test('a backup downloads, and restoring it is accepted (the last test: restore e
   await page.getByText(/^Downloaded /).waitFor()
   // A file that is not a backup changes nothing.
   await page.setInputFiles('#restore-file', { name: 'junk.tar', mimeType: 'application/x-tar', buffer: Buffer.from('not a backup') })
-  await page.getByRole('button', { name: 'Restore', exact: true }).click()
+  await page.getByRole('button', { name: 'Check this file…' }).click()
   await page.getByText(/^Nothing was changed/).waitFor()
+  // A device made after the backup: the restore takes it away.
+  await api.post('/devices', { name: 'After backup', username: 'afterbackup', type: 'softphone' })
+  // The real file: a confirmation names the backup's time and contents; Cancel changes nothing.
   await page.setInputFiles('#restore-file', path)
-  await page.getByRole('button', { name: 'Restore', exact: true }).click()
-  await page.getByText(/^Restored/).waitFor()
-  await screenshot(page, 'system-restored')
+  await page.getByRole('button', { name: 'Check this file…' }).click()
+  const confirm = page.getByRole('alertdialog')
+  await confirm.waitFor()
+  const text = await confirm.innerText()
+  assert.match(text, /Replace everything with the backup from/)
+  assert.match(text, /logs everyone out/)
+  assert.match(text, /1 user\b/)
+  await assertAccessible(page, 'restore confirmation')
+  await screenshot(page, 'system-restore-confirm')
+  await confirm.getByRole('button', { name: 'Cancel' }).click()
+  assert.equal(await page.getByRole('alertdialog').count(), 0)
+  assert.ok((await api.get('/devices')).items.some((d) => d.username === 'afterbackup'), 'cancel changed nothing')
+  await page.getByRole('button', { name: 'Check this file…' }).click()
+  await page.getByRole('alertdialog').getByRole('button', { name: /^Restore the backup from / }).click()
+  // Restoring ended the session: the login page says why.
+  await page.waitForURL(/\/login/)
+  await page.locator('[data-restored]').waitFor()
+  assert.match(await page.locator('[data-restored]').innerText(), /restored from the backup taken .* logged everyone out/)
+  await screenshot(page, 'login-after-restore')
+  await api.login(ADMIN.email, ADMIN.password)
+  assert.ok(!(await api.get('/devices')).items.some((d) => d.username === 'afterbackup'), 'the restore took the later device away')
+  // The automatic backups are listed with their own Restore.
+  await loginInBrowser(page, sys.base, ADMIN.email, ADMIN.password)
+  await nav('System')
+  await page.locator('[data-backups]').waitFor()
+  await page.locator('[data-backups]').getByRole('button', { name: /^Restore the backup taken / }).first().click()
+  await page.getByRole('alertdialog').waitFor()
+  await page.getByRole('alertdialog').getByRole('button', { name: 'Cancel' }).click()
 })

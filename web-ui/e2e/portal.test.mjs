@@ -184,6 +184,9 @@ test('notifications: another email address, an own Gotify server and per-event s
   // A server without its token is refused too, beside the token field.
   await email.getByLabel('Send email to').fill('bob.pager@elsewhere.test')
   const closed = await freePort()
+  // Bob's Gotify runs on this host: a loopback or LAN server is refused
+  // (SSRF defence) until the admin allows it, as an admin would.
+  await admin.put('/system/config', { values: { 'notify.allowed_private_hosts': '127.0.0.1' } })
   await push.getByLabel('Gotify server address').fill(`http://127.0.0.1:${closed}/push`)
   await page.getByRole('button', { name: 'Save notifications' }).click()
   await push.locator('[data-field-error]').getByText('is required with a server URL').waitFor()

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { startSystem, launchBrowser, screenshot } from './harness.mjs'
-import { ADMIN, STANDIN, assertAccessible, startStandin, sql, apiClient } from './ui.mjs'
+import { ADMIN, STANDIN, assertAccessible, startStandin, sql, apiClient, setupToken } from './ui.mjs'
 
 let sys, browser, standin
 before(async () => {
@@ -16,7 +16,7 @@ before(async () => {
     sql(sys, "INSERT INTO config (key, value) VALUES ('twilio.api_base', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", [[standin.base]])
     const deadline = Date.now() + 15000
     while (Date.now() < deadline) {
-      const r = await fetch(`${sys.base}/api/setup/twilio-check`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Requested-With': 'gosip' }, body: JSON.stringify({ account_sid: STANDIN.accountSid, auth_token: STANDIN.authToken }) })
+      const r = await fetch(`${sys.base}/api/setup/twilio-check`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-Requested-With': 'gosip' }, body: JSON.stringify({ account_sid: STANDIN.accountSid, auth_token: STANDIN.authToken, setup_token: setupToken(sys) }) })
       if (r.ok) break
       await new Promise((res) => setTimeout(res, 250))
     }
@@ -34,6 +34,9 @@ test('the first-run wizard creates the admin, checks Twilio live, and adds the f
   // Inline validation: nothing filled in.
   await page.getByRole('button', { name: 'Next' }).click()
   assert.match(await page.locator('#f-admin_email-err').innerText(), /email address/)
+  assert.match(await page.locator('#f-setup_token-err').innerText(), /setup token/)
+  // The token GoSIP printed at start (and wrote to data/setup-token).
+  await page.getByLabel('Setup token').fill(setupToken(sys))
   await page.getByLabel('Admin email').fill(ADMIN.email)
   await page.getByLabel('Your name').fill('Ada Admin')
   await page.getByLabel('Password', { exact: true }).fill(ADMIN.password)
@@ -42,6 +45,18 @@ test('the first-run wizard creates the admin, checks Twilio live, and adds the f
   assert.match(await page.locator('#f-admin_password2-err').innerText(), /differ/)
   await page.getByLabel('Repeat password').fill(ADMIN.password)
   await screenshot(page, 'setup-1-admin')
+  await page.getByRole('button', { name: 'Next' }).click()
+
+  // Where you are: the browser's time zone and country come prefilled; a
+  // made-up zone is refused before anything is sent.
+  const tz = page.getByLabel('Time zone')
+  assert.equal(await tz.inputValue(), await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone))
+  assert.equal(await page.getByLabel('Country').inputValue(), 'US', 'en-US browser')
+  await tz.fill('Mars/Olympus_Mons')
+  await page.getByRole('button', { name: 'Next' }).click()
+  assert.match(await page.locator('#f-timezone-err').innerText(), /from the list/)
+  await tz.fill('America/New_York')
+  await screenshot(page, 'setup-1b-location')
   await page.getByRole('button', { name: 'Next' }).click()
 
   // Twilio: a malformed SID is caught in the browser; well-formed credentials
@@ -70,10 +85,13 @@ test('the first-run wizard creates the admin, checks Twilio live, and adds the f
 
   await page.getByLabel('Public URL').fill('https://pbx.gosip.test')
   await page.getByRole('button', { name: 'Next' }).click()
-  await page.getByLabel('Phone number (E.164)').fill('555-1234')
+  // Typed as people dial it: too short for a US number is refused by the
+  // server beside the field, a national number is stored as +1....
+  await page.getByLabel('Phone number').fill('555-1234')
   await page.getByRole('button', { name: 'Finish setup' }).click()
-  assert.match(await page.locator('#f-did_number-err').innerText(), /E\.164/)
-  await page.getByLabel('Phone number (E.164)').fill('+15551230000')
+  await page.locator('#f-did_number-err').waitFor()
+  assert.match(await page.locator('#f-did_number-err').innerText(), /phone number/)
+  await page.getByLabel('Phone number').fill('(555) 123-0000')
   await page.getByLabel('Name').fill('Main line')
   await screenshot(page, 'setup-4-did')
   await page.getByRole('button', { name: 'Finish setup' }).click()
@@ -102,6 +120,8 @@ test('the first-run wizard creates the admin, checks Twilio live, and adds the f
     const cfg = await admin.get('/system/config')
     assert.equal(cfg.values['twilio.account_sid'], STANDIN.accountSid, 'the checked credentials were saved')
     assert.equal(cfg.values['system.public_url'], 'https://pbx.gosip.test')
+    assert.equal(cfg.values['system.timezone'], 'America/New_York')
+    assert.equal(cfg.values['system.default_country'], '1')
   }
   await page.close()
 })

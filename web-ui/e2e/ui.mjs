@@ -46,10 +46,15 @@ export function apiClient(base) {
   }
 }
 
+/** The one-time setup token webd wrote to the data dir, as an operator reads it. */
+export function setupToken(sys) {
+  return readFileSync(join(sys.data, 'setup-token'), 'utf8').trim()
+}
+
 /** Runs the first-run setup through the API (the wizard test does it in the UI). */
 export async function setupSystem(sys, { did = '+15551230000' } = {}) {
   const c = apiClient(sys.base)
-  await c.post('/setup', { admin: { email: ADMIN.email, name: 'Admin', password: ADMIN.password }, ...(did ? { did: { number: did, name: 'Main line' } } : {}) })
+  await c.post('/setup', { setup_token: setupToken(sys), admin: { email: ADMIN.email, name: 'Admin', password: ADMIN.password }, ...(did ? { did: { number: did, name: 'Main line' } } : {}) })
   await c.login(ADMIN.email, ADMIN.password)
   return c
 }

@@ -14,7 +14,7 @@ import { api, query } from './api.js'
  *   registrations?: {contact: string, user_agent: string, ip_address: string, expires_at: string}[] }} Device
  */
 /** @typedef {{ id: number, number: string, name: string, twilio_sid?: string, sms_enabled: boolean, voice_enabled: boolean, owner_user_id?: number|null, sms_email_forward?: boolean }} Did */
-/** @typedef {{ id: number, did_id: number|null, priority: number, name: string, condition_type: 'time'|'callerid'|'default', condition_data: object, action_type: string, action_data: object, enabled: boolean }} Route */
+/** @typedef {{ id: number, did_id: number|null, priority: number, name: string, condition_type: 'time'|'callerid'|'default', condition_data: object, action_type: 'ring'|'forward'|'voicemail'|'announcement'|'reject', action_data: object, enabled: boolean }} Route (shape: RouteBody in /api/openapi.json, views/admin/route-schema.json) */
 /** @typedef {{ id: number, direction: string, from_number: string, to_number: string, started_at: string, duration: number, disposition: string, recording_url?: string|null }} Cdr */
 /** @typedef {{ id: number, from_number: string, transcript?: string|null, duration: number, is_read: boolean, created_at: string }} Voicemail */
 /** @typedef {{ id: number, direction: string, from_number: string, to_number: string, body: string, media_urls: any[], status: string, is_read: boolean, created_at: string }} Message */
@@ -38,6 +38,9 @@ export const ENDPOINTS = {
   deviceUpdate: ['PUT', '/devices/{id}'],
   deviceDelete: ['DELETE', '/devices/{id}'],
   deviceQr: ['GET', '/devices/{id}/qr'],
+  deviceProvisioning: ['GET', '/devices/{id}/provisioning'],
+  deviceProvisioningSet: ['PUT', '/devices/{id}/provisioning'],
+  deviceProvisioningStop: ['DELETE', '/devices/{id}/provisioning'],
   dids: ['GET', '/dids'],
   didCreate: ['POST', '/dids'],
   didUpdate: ['PUT', '/dids/{id}'],
@@ -77,6 +80,7 @@ export const ENDPOINTS = {
   userUpdate: ['PUT', '/users/{id}'],
   userDelete: ['DELETE', '/users/{id}'],
   userPassword: ['POST', '/users/{id}/password'],
+  userUnlock: ['POST', '/users/{id}/unlock'],
   settings: ['GET', '/settings'],
   settingsUpdate: ['PUT', '/settings'],
   settingsNotifyTest: ['POST', '/settings/notify-test'],
@@ -87,6 +91,11 @@ export const ENDPOINTS = {
   configUpdate: ['PUT', '/system/config'],
   backup: ['POST', '/system/backup'],
   restore: ['POST', '/system/restore'],
+  restoreCheck: ['POST', '/system/restore/check'],
+  backups: ['GET', '/system/backups'],
+  backupDownload: ['GET', '/system/backups/{name}'],
+  backupCheck: ['GET', '/system/backups/{name}/check'],
+  backupRestore: ['POST', '/system/backups/{name}/restore'],
   notifyTest: ['POST', '/system/notify-test'],
   alerts: ['GET', '/alerts'],
   alertAck: ['PUT', '/alerts/{id}/ack'],

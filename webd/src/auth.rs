@@ -5,11 +5,22 @@
 //! Lockout rule (REQUIREMENTS "Failed Login Lockout"): 5 failed logins for one
 //! email within any 60 s window lock that email for 15 minutes from the fifth
 //! failure. The rule is computed from `login_attempts`, which holds unknown
-//! emails too, so an unknown account answers exactly like a known one.
+//! emails too, so an unknown account answers exactly like a known one; for a
+//! known account the lock is also written to `users.locked_until`, which an
+//! admin clears (unlock, password reset) by setting it to the moment of the
+//! unlock: failures before it no longer count.
+//!
+//! Every attempt is reserved in `login_attempts` (as a failure) inside one
+//! `BEGIN IMMEDIATE` transaction before bcrypt runs, so parallel guesses see
+//! each other and the limits hold exactly. One address may fail only
+//! [`IP_FAILURES`] times a minute (one fewer than the account's limit), so a
+//! single stranger is blocked before they can lock the account; and an
+//! address that logged in to the account successfully before is not subject
+//! to the account's lock, so strangers together cannot keep its owner out.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -36,6 +47,13 @@ pub const BCRYPT_COST: u32 = 10;
 pub const LOCK_FAILURES: usize = 5;
 pub const LOCK_WINDOW: Duration = Duration::from_secs(60);
 pub const LOCK_DURATION: Duration = Duration::from_secs(15 * 60);
+/// Failures from one address within [`LOCK_WINDOW`] that block the address
+/// for [`LOCK_DURATION`]: fewer than [`LOCK_FAILURES`], so the address is
+/// blocked before it alone can lock an account.
+pub const IP_FAILURES: usize = LOCK_FAILURES - 1;
+/// An address that logged in to an account within this long is the
+/// owner's, and not held back by that account's lock.
+pub const KNOWN_ADDRESS_DAYS: i64 = 30;
 /// External API: requests per minute per key.
 pub const API_KEY_RATE_PER_MIN: f64 = 120.0;
 /// Test notifications a user may send themselves per minute.
@@ -156,7 +174,10 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(c.clone());
         }
         let token = session_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        let caller = session_caller(st, &token).await?;
+        let (caller, extended) = session_caller(st, &token).await?;
+        if extended && let Some(r) = parts.extensions.get::<CookieRefresh>() {
+            r.set(token);
+        }
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }
@@ -200,9 +221,10 @@ impl FromRequestParts<AppState> for KeyCaller {
             .ok_or(ApiError::Unauthorized)?;
         let row: Option<(i64, i64, String, String, String)> = sqlx::query_as(
             "SELECT k.id, u.id, u.email, u.name, u.role FROM api_keys k JOIN users u ON u.id = k.user_id \
-             WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+             WHERE k.key_hash = ? AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?)",
         )
         .bind(sha256_hex(key.as_bytes()))
+        .bind(proto::time::now())
         .fetch_optional(&st.pool)
         .await?;
         let Some((key_id, id, email, name, role)) = row else {
@@ -243,7 +265,26 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-async fn session_caller(st: &AppState, token: &str) -> ApiResult<Caller> {
+/// A slot the guard puts on every request: when the session extractor
+/// extends the session it leaves the token here, and the guard sends the
+/// cookie again with a fresh `Max-Age`, so the browser keeps the cookie as
+/// long as the server keeps the session.
+#[derive(Clone, Default)]
+pub struct CookieRefresh(Arc<Mutex<Option<String>>>);
+
+impl CookieRefresh {
+    fn set(&self, token: String) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+    }
+
+    /// The token of a session extended during this request.
+    pub fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// The caller of a session token, and whether its expiry was pushed out.
+async fn session_caller(st: &AppState, token: &str) -> ApiResult<(Caller, bool)> {
     let now = Utc::now();
     let row: Option<(i64, String, i64, String, String, String)> = sqlx::query_as(
         "SELECT s.id, s.expires_at, u.id, u.email, u.name, u.role FROM sessions s \
@@ -259,20 +300,23 @@ async fn session_caller(st: &AppState, token: &str) -> ApiResult<Caller> {
     // Sliding expiry, written at most every 5 minutes per session.
     let refresh_before = now + chrono::Duration::from_std(SESSION_TTL).unwrap_or_default()
         - chrono::Duration::minutes(5);
+    let mut extended = false;
     if proto::time::parse(&expires).is_some_and(|e| e < refresh_before) && !st.is_read_only() {
-        let _ = sqlx::query("UPDATE sessions SET expires_at = ? WHERE id = ?")
+        extended = sqlx::query("UPDATE sessions SET expires_at = ? WHERE id = ?")
             .bind(session_expiry(now))
             .bind(sid)
             .execute(&st.pool)
-            .await;
+            .await
+            .is_ok_and(|r| r.rows_affected() > 0);
     }
-    Ok(Caller {
+    let caller = Caller {
         id,
         email,
         name,
         role: Role::parse(&role).unwrap_or(Role::User),
         session_id: Some(sid),
-    })
+    };
+    Ok((caller, extended))
 }
 
 /// Expiry of a session refreshed at `now`.
@@ -316,14 +360,23 @@ pub fn session_cookie(token: &str, secure: bool) -> String {
     )
 }
 
-/// Whether cookies must be `Secure`: the public URL is https.
-pub fn cookies_secure(st: &AppState) -> bool {
-    st.settings
-        .get()
-        .str("system.public_url")
-        .trim()
-        .to_ascii_lowercase()
-        .starts_with("https://")
+/// Whether cookies must be `Secure`: the request came over https (the TLS
+/// proxy in front says so in `X-Forwarded-Proto`), or the public URL is
+/// https. A forged header can only make the sender's own cookie stricter.
+pub fn cookies_secure(st: &AppState, headers: &HeaderMap) -> bool {
+    let forwarded_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    forwarded_https
+        || st
+            .settings
+            .get()
+            .str("system.public_url")
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("https://")
 }
 
 /// `n` random bytes as URL-safe base64 without padding.
@@ -393,31 +446,185 @@ pub async fn verify_unknown(pw: &str) {
     let _ = tokio::task::spawn_blocking(move || bcrypt::verify(pw, dummy_hash())).await;
 }
 
-/// When the lock on `email` ends, if it is locked now.
-pub async fn locked_until(pool: &SqlitePool, email: &str) -> ApiResult<Option<DateTime<Utc>>> {
+/// The outcome of [`reserve_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// The attempt is recorded as a failure (row id) until
+    /// [`attempt_succeeded`] says otherwise; bcrypt may run.
+    Granted(i64),
+    /// The address failed too often: no guess.
+    AddressBlocked,
+    /// The account is locked for this address: no guess.
+    AccountLocked,
+}
+
+/// Decides whether `ip` may try a password for `email` and, if so, records
+/// the attempt before any password is checked. One `BEGIN IMMEDIATE`
+/// transaction: parallel attempts queue for the write lock, and each sees
+/// the ones before it.
+pub async fn reserve_attempt(pool: &SqlitePool, email: &str, ip: &str) -> ApiResult<Attempt> {
     let now = Utc::now();
-    let since = now
+    let since = proto::time::fmt(
+        now - chrono::Duration::from_std(LOCK_DURATION + LOCK_WINDOW).unwrap_or_default()
+            - chrono::Duration::seconds(1),
+    );
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let ip_times: Vec<String> = sqlx::query_scalar(
+        "SELECT created_at FROM login_attempts WHERE ip_address = ? AND success = 0 \
+         AND created_at > ? ORDER BY created_at",
+    )
+    .bind(ip)
+    .bind(&since)
+    .fetch_all(&mut *tx)
+    .await?;
+    if lock_end_after(&parse_times(&ip_times), IP_FAILURES, now).is_some() {
+        return Ok(Attempt::AddressBlocked);
+    }
+    if account_lock(&mut tx, email, now).await?.is_some()
+        && !known_address(&mut tx, email, ip, now).await?
+    {
+        return Ok(Attempt::AccountLocked);
+    }
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO login_attempts (email, ip_address, success, created_at) \
+         VALUES (?, ?, 0, ?) RETURNING id",
+    )
+    .bind(email)
+    .bind(ip)
+    .bind(proto::time::fmt(now))
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Attempt::Granted(id))
+}
+
+/// Marks a reserved attempt as the successful login it was.
+pub async fn attempt_succeeded(pool: &SqlitePool, attempt: i64) -> ApiResult<()> {
+    sqlx::query("UPDATE login_attempts SET success = 1 WHERE id = ?")
+        .bind(attempt)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// After a wrong password: whether the account and the address are locked
+/// now. A known account's lock is written to `users.locked_until`.
+pub async fn after_failure(
+    pool: &SqlitePool,
+    email: &str,
+    ip: &str,
+) -> ApiResult<(Option<DateTime<Utc>>, bool)> {
+    let now = Utc::now();
+    let mut conn = pool.acquire().await?;
+    let account = account_lock(&mut conn, email, now).await?;
+    if let Some(until) = account {
+        sqlx::query(
+            "UPDATE users SET locked_until = ?1 WHERE email = ?2 \
+             AND (locked_until IS NULL OR locked_until < ?1)",
+        )
+        .bind(proto::time::fmt(until))
+        .bind(email)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let since = proto::time::fmt(now - chrono::Duration::from_std(LOCK_WINDOW).unwrap_or_default());
+    let recent: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM login_attempts WHERE ip_address = ? AND success = 0 AND created_at > ?",
+    )
+    .bind(ip)
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((account, recent as usize >= IP_FAILURES))
+}
+
+/// Ends the lock of user `id`: failures before now no longer count.
+pub async fn unlock_user<'e, E: sqlx::SqliteExecutor<'e>>(ex: E, id: i64) -> ApiResult<u64> {
+    Ok(
+        sqlx::query("UPDATE users SET locked_until = ? WHERE id = ?")
+            .bind(proto::time::now())
+            .bind(id)
+            .execute(ex)
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// When the lock on `email` ends, if it is locked now: the stored lock of a
+/// known account, or the rule over the failures since its last unlock.
+async fn account_lock(
+    conn: &mut sqlx::SqliteConnection,
+    email: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<Option<DateTime<Utc>>> {
+    let stored: Option<Option<String>> =
+        sqlx::query_scalar("SELECT locked_until FROM users WHERE email = ?")
+            .bind(email)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let stored = stored.flatten().and_then(|t| proto::time::parse(&t));
+    if let Some(until) = stored.filter(|u| *u > now) {
+        return Ok(Some(until));
+    }
+    let mut since = now
         - chrono::Duration::from_std(LOCK_DURATION + LOCK_WINDOW).unwrap_or_default()
         - chrono::Duration::seconds(1);
+    if let Some(cleared) = stored {
+        since = since.max(cleared);
+    }
     let times: Vec<String> = sqlx::query_scalar(
         "SELECT created_at FROM login_attempts WHERE email = ? AND success = 0 AND created_at > ? \
          ORDER BY created_at",
     )
     .bind(email)
     .bind(proto::time::fmt(since))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
-    let times: Vec<DateTime<Utc>> = times.iter().filter_map(|t| proto::time::parse(t)).collect();
-    Ok(lock_end(&times, now))
+    Ok(lock_end(&parse_times(&times), now))
+}
+
+/// Whether `ip` logged in to `email` successfully not long ago.
+async fn known_address(
+    conn: &mut sqlx::SqliteConnection,
+    email: &str,
+    ip: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<bool> {
+    let since = proto::time::fmt(now - chrono::Duration::days(KNOWN_ADDRESS_DAYS));
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM login_attempts WHERE email = ? AND ip_address = ? AND success = 1 \
+         AND created_at > ?",
+    )
+    .bind(email)
+    .bind(ip)
+    .bind(since)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(n > 0)
+}
+
+fn parse_times(times: &[String]) -> Vec<DateTime<Utc>> {
+    times.iter().filter_map(|t| proto::time::parse(t)).collect()
 }
 
 /// Pure lockout rule over the failure times (ascending).
 pub fn lock_end(failures: &[DateTime<Utc>], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    lock_end_after(failures, LOCK_FAILURES, now)
+}
+
+/// `n` failures within [`LOCK_WINDOW`] lock for [`LOCK_DURATION`] from the
+/// `n`th; the end of the lock in force at `now`, if any.
+pub fn lock_end_after(
+    failures: &[DateTime<Utc>],
+    n: usize,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let window = chrono::Duration::from_std(LOCK_WINDOW).unwrap_or_default();
     let lock = chrono::Duration::from_std(LOCK_DURATION).unwrap_or_default();
+    let n = n.max(1);
     let mut end = None;
-    for i in (LOCK_FAILURES - 1)..failures.len() {
-        if failures[i] - failures[i + 1 - LOCK_FAILURES] <= window {
+    for i in (n - 1)..failures.len() {
+        if failures[i] - failures[i + 1 - n] <= window {
             end = Some(failures[i] + lock);
         }
     }
@@ -449,30 +656,44 @@ pub fn client_ip(parts_ext: &axum::http::Extensions, headers: &HeaderMap, st: &A
     peer.to_string()
 }
 
-/// In-memory throttles. Lost on restart, which only resets the slow-down;
-/// the account lockout lives in the database.
+/// In-memory throttles, lost on restart; the login limits live in the
+/// database.
 #[derive(Default)]
 pub struct Limits {
-    failed_by_ip: Mutex<HashMap<String, Vec<Instant>>>,
     api_buckets: Mutex<HashMap<i64, (Instant, f64)>>,
     /// device id -> (clear SIP password, generated at), kept
     /// [`crate::qr::SECRET_TTL`] for the QR code, then forgotten.
     pub device_secrets: Mutex<HashMap<i64, (String, Instant)>>,
     /// user id -> when they sent themselves a test notification.
     user_tests: Mutex<HashMap<i64, Vec<Instant>>>,
+    /// client address -> its refused provisioning requests (MAC guessing).
+    provision_misses: Mutex<HashMap<String, Vec<Instant>>>,
 }
 
+/// Refused provisioning requests one address may make per
+/// [`PROVISION_WINDOW`] before all of its requests are refused.
+pub const PROVISION_MISSES: usize = 20;
+pub const PROVISION_WINDOW: Duration = Duration::from_secs(600);
+
 impl Limits {
-    /// Failed logins from `ip` in the last 15 minutes.
-    pub fn ip_failures(&self, ip: &str) -> usize {
-        let mut m = self.failed_by_ip.lock().unwrap_or_else(|e| e.into_inner());
+    /// Whether `ip` may still ask for a provisioning file (it has not
+    /// been refused [`PROVISION_MISSES`] times within the window).
+    pub fn provision_allowed(&self, ip: &str) -> bool {
+        let mut m = self
+            .provision_misses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let v = m.entry(ip.to_owned()).or_default();
-        v.retain(|t| t.elapsed() < LOCK_DURATION);
-        v.len()
+        v.retain(|t| t.elapsed() < PROVISION_WINDOW);
+        v.len() < PROVISION_MISSES
     }
 
-    pub fn ip_failed(&self, ip: &str) {
-        let mut m = self.failed_by_ip.lock().unwrap_or_else(|e| e.into_inner());
+    /// Counts a refused provisioning request from `ip`.
+    pub fn provision_missed(&self, ip: &str) {
+        let mut m = self
+            .provision_misses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         m.entry(ip.to_owned()).or_default().push(Instant::now());
     }
 
@@ -506,12 +727,6 @@ impl Limits {
     }
 
     fn sweep(&self) {
-        let mut m = self.failed_by_ip.lock().unwrap_or_else(|e| e.into_inner());
-        m.retain(|_, v| {
-            v.retain(|t| t.elapsed() < LOCK_DURATION);
-            !v.is_empty()
-        });
-        drop(m);
         let mut s = self
             .device_secrets
             .lock()
@@ -520,7 +735,34 @@ impl Limits {
     }
 }
 
-/// Deletes expired sessions and old login attempts every 10 minutes.
+/// Security events are kept this long (the security log's retention).
+pub const SECURITY_EVENT_DAYS: i64 = 90;
+/// And at most this many rows, the oldest going first.
+pub const SECURITY_EVENT_MAX_ROWS: i64 = 100_000;
+
+/// Deletes security events past [`SECURITY_EVENT_DAYS`] and beyond the
+/// newest [`SECURITY_EVENT_MAX_ROWS`]. webd owns the security log's UI, so
+/// it prunes the table for every daemon that writes to it.
+pub async fn prune_security_events(pool: &SqlitePool, now: DateTime<Utc>) -> ApiResult<u64> {
+    let old = proto::time::fmt(now - chrono::Duration::days(SECURITY_EVENT_DAYS));
+    let a = sqlx::query("DELETE FROM security_events WHERE COALESCE(last_at, created_at) < ?")
+        .bind(old)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    let b = sqlx::query(
+        "DELETE FROM security_events WHERE id <= \
+         (SELECT id FROM security_events ORDER BY id DESC LIMIT 1 OFFSET ?)",
+    )
+    .bind(SECURITY_EVENT_MAX_ROWS)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(a + b)
+}
+
+/// Deletes expired sessions, old login attempts and old security events
+/// every 10 minutes.
 pub async fn sweep(st: AppState, stop: CancellationToken) {
     loop {
         tokio::select! {
@@ -541,6 +783,9 @@ pub async fn sweep(st: AppState, stop: CancellationToken) {
             .bind(&old)
             .execute(&st.pool)
             .await;
+        if let Err(e) = prune_security_events(&st.pool, Utc::now()).await {
+            tracing::warn!(error = %e, "cannot prune security events");
+        }
     }
 }
 

@@ -38,6 +38,7 @@ pub const VERSION: u32 = 1;
 /// registrations (sipd's view of who is online now, not configuration).
 const SKIP: &[&str] = &[
     "sessions",
+    "sms_media_tokens",
     "login_attempts",
     "_sqlx_migrations",
     "registrations",
@@ -110,7 +111,16 @@ pub async fn create(st: &AppState, label: &str) -> anyhow::Result<PathBuf> {
     let tmp_out = dir.join(format!(".{name}.part"));
     let (tmp_db2, tmp_out2, out2) = (tmp_db.clone(), tmp_out.clone(), out.clone());
     let res = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let f = std::fs::File::create(&tmp_out2)?;
+        // Backups hold every secret and password hash: owner only.
+        let f = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&tmp_out2)?
+        };
         let mut t = tar::Builder::new(f);
         append(
             &mut t,
@@ -183,14 +193,40 @@ pub fn path_of(st: &AppState, name: &str) -> Option<PathBuf> {
     (valid_name(name) && p.is_file()).then_some(p)
 }
 
-/// Validates an uploaded archive and restores it into the live database.
-pub async fn restore(st: &AppState, archive: &[u8]) -> Result<Manifest, RestoreError> {
+/// What a backup holds, counted for the admin before a restore replaces
+/// everything with it.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct Contents {
+    pub users: i64,
+    pub phones: i64,
+    pub numbers: i64,
+    pub rules: i64,
+    pub calls: i64,
+    pub messages: i64,
+    pub voicemails: i64,
+}
+
+/// Validate only, or validate and replace the live data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Check,
+    Apply,
+}
+
+/// Validates an archive exactly as a restore does and, in [`Mode::Apply`],
+/// restores it into the live database. Either way the archive's manifest and
+/// what it holds come back; a check changes nothing.
+pub async fn restore(
+    st: &AppState,
+    archive: &[u8],
+    mode: Mode,
+) -> Result<(Manifest, Contents), RestoreError> {
     let dir = backups_dir(st);
     tokio::fs::create_dir_all(&dir)
         .await
         .context("backups dir")?;
     let tmp_db = dir.join(format!(".restore-{}.db", crate::auth::random_token(8)));
-    let res = restore_inner(st, archive, &tmp_db).await;
+    let res = restore_inner(st, archive, &tmp_db, mode).await;
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let _ = tokio::fs::remove_file(format!("{}{suffix}", tmp_db.display())).await;
     }
@@ -201,7 +237,8 @@ async fn restore_inner(
     st: &AppState,
     archive: &[u8],
     tmp_db: &Path,
-) -> Result<Manifest, RestoreError> {
+    mode: Mode,
+) -> Result<(Manifest, Contents), RestoreError> {
     // 1. Parse the archive.
     let (manifest, db) = unpack(archive)?;
     let manifest: Manifest = serde_json::from_slice(
@@ -234,7 +271,7 @@ async fn restore_inner(
             "gosip.db is not an SQLite database".into(),
         ));
     }
-    tokio::fs::write(tmp_db, &db)
+    proto::db::write_private(tmp_db, &db)
         .await
         .context("write temp db")?;
     // 3. Integrity, then bring the copy to our schema.
@@ -266,13 +303,42 @@ async fn restore_inner(
         .run(&conn)
         .await
         .map_err(|e| RestoreError::Version(format!("cannot migrate the archive's schema: {e}")))?;
+    let contents = count(&conn)
+        .await
+        .map_err(|e| RestoreError::Integrity(e.to_string()))?;
     conn.close().await;
-    // 4. Copy into the live database in one transaction.
+    if mode == Mode::Check {
+        return Ok((manifest, contents));
+    }
+    // 4. Keep what is there now (the restore can be undone from the list),
+    // unless the live database is too damaged to copy.
+    if let Err(e) = create(st, "before-restore-").await {
+        tracing::warn!(error = %format!("{e:#}"), "no backup of the data the restore replaces");
+    }
+    // 5. Copy into the live database in one transaction.
     copy_into_live(st, tmp_db).await?;
     crate::health::check_database(st).await;
     crate::api::common::reload_all(st).await;
     tracing::warn!(created_at = %manifest.created_at, "database restored from backup");
-    Ok(manifest)
+    Ok((manifest, contents))
+}
+
+async fn count(conn: &sqlx::SqlitePool) -> sqlx::Result<Contents> {
+    let n = |table: &'static str| async move {
+        // `table` is one of the fixed names below.
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+            .fetch_one(conn)
+            .await
+    };
+    Ok(Contents {
+        users: n("users").await?,
+        phones: n("devices").await?,
+        numbers: n("dids").await?,
+        rules: n("routes").await?,
+        calls: n("cdrs").await?,
+        messages: n("messages").await?,
+        voicemails: n("voicemails").await?,
+    })
 }
 
 /// (manifest.json, gosip.db) as found in an archive.
@@ -309,6 +375,11 @@ fn unpack(archive: &[u8]) -> Result<Unpacked, RestoreError> {
 
 async fn copy_into_live(st: &AppState, tmp_db: &Path) -> anyhow::Result<()> {
     let mut conn = st.pool.acquire().await?;
+    // A restore is the way out of read-only mode: this one connection may
+    // write while the marker still makes the others query_only.
+    sqlx::query("PRAGMA query_only = 0")
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("ATTACH DATABASE ? AS restore_src")
         .bind(tmp_db.display().to_string())
         .execute(&mut *conn)
@@ -351,6 +422,7 @@ async fn copy_into_live(st: &AppState, tmp_db: &Path) -> anyhow::Result<()> {
             .await?;
         }
         sqlx::query("DELETE FROM main.sessions").execute(&mut *tx).await?;
+        untrusted_paths(&mut tx).await?;
         sqlx::query("DELETE FROM main.registrations WHERE device_id NOT IN (SELECT id FROM main.devices)")
             .execute(&mut *tx)
             .await?;
@@ -370,6 +442,46 @@ async fn copy_into_live(st: &AppState, tmp_db: &Path) -> anyhow::Result<()> {
         .execute(&mut *conn)
         .await;
     res
+}
+
+/// An archive is a file from outside: the paths in it are not trusted.
+/// Stored paths are relative to the data dir, so an absolute path or one
+/// with `..` (a greeting at `/etc/passwd` that twiliod would then hand to
+/// anyone calling) is dropped, greetings must lie under `greetings/`, and
+/// the archive's media download tokens (which name files) are discarded.
+async fn untrusted_paths(tx: &mut sqlx::SqliteConnection) -> anyhow::Result<()> {
+    const BAD: &str = "(substr({c}, 1, 1) IN ('/', '\\') OR {c} LIKE '%..%' \
+         OR instr({c}, char(0)) > 0)";
+    let bad = |c: &str| BAD.replace("{c}", c);
+    let greeting = format!(
+        "UPDATE main.dids SET greeting_path = '' WHERE greeting_path <> '' \
+         AND ({} OR greeting_path NOT LIKE 'greetings/%')",
+        bad("greeting_path")
+    );
+    let dropped = sqlx::query(sqlx::AssertSqlSafe(greeting))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    for (table, col) in [("cdrs", "recording_url"), ("voicemails", "audio_url")] {
+        let q = format!(
+            "UPDATE main.{table} SET {col} = NULL WHERE {col} IS NOT NULL AND {col} <> '' \
+             AND {}",
+            bad(col)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(q))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("DELETE FROM main.sms_media_tokens")
+        .execute(&mut *tx)
+        .await?;
+    if dropped > 0 {
+        tracing::warn!(
+            greetings = dropped,
+            "restored backup named greeting files outside the data dir; they were dropped"
+        );
+    }
+    Ok(())
 }
 
 /// Automatic backups every `backup.interval_hours`, keeping `backup.keep`.

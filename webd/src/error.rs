@@ -33,6 +33,9 @@ pub enum ApiError {
     /// Logged in but not allowed (403).
     #[error("forbidden")]
     Forbidden,
+    /// The setup wizard was called without the setup token webd printed (403).
+    #[error("setup token")]
+    SetupToken,
     /// A state-changing request without `X-Requested-With` or a matching Origin (403).
     #[error("csrf")]
     Csrf,
@@ -92,6 +95,13 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "INVALID_CREDENTIALS",
                 "Wrong email or password".into(),
+            ),
+            Self::SetupToken => (
+                StatusCode::FORBIDDEN,
+                "SETUP_TOKEN_INVALID",
+                "The setup token is missing or wrong: webd printed it in its log at start \
+                 and wrote it to the file setup-token in its data dir"
+                    .into(),
             ),
             Self::Csrf => (
                 StatusCode::FORBIDDEN,

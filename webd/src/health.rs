@@ -1,7 +1,8 @@
 //! Read-only mode: `PRAGMA quick_check` at start and after database errors.
 //! A failed check switches webd to read-only (writes answer 503 with a clear
-//! message, reads keep working) and writes an alert row; a later good check
-//! (after a restore) switches back.
+//! message, reads keep working), writes an alert row and the read-only
+//! marker that makes every daemon's connections query_only; a later good
+//! check (after a restore) switches back and removes the marker.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -24,6 +25,11 @@ pub async fn check_database(st: &AppState) -> bool {
         let _ = proto::db::alert(&st.pool, "webd", "database_read_only", READ_ONLY_MESSAGE).await;
     } else if ok && was {
         tracing::warn!("database quick_check passes again: leaving read-only mode");
+    }
+    // The marker puts every daemon's connections in query_only mode (and
+    // lifts it), so none writes to a damaged database.
+    if let Err(e) = proto::db::mark_read_only(&st.data_dir, (!ok).then_some(READ_ONLY_MESSAGE)) {
+        tracing::error!(error = %e, "cannot set the read-only marker for the other daemons");
     }
     ok
 }

@@ -21,9 +21,10 @@ use axum::Router;
 use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use proto::daemon::CommonArgs;
+use proto::grpc::AuthChannel;
 use proto::settings::SettingsHandle;
 
 /// webd's flags; each has a `GOSIP_*` env twin.
@@ -70,32 +71,35 @@ impl Listeners {
     }
 }
 
-/// gRPC channels to the other daemons; they connect lazily and reconnect.
+/// gRPC channels to the other daemons; they connect lazily and reconnect,
+/// and every call carries the daemons' shared secret from the data dir.
 #[derive(Clone)]
 pub struct Peers {
-    pub sipd: Channel,
-    pub mediad: Channel,
-    pub twiliod: Channel,
-    pub notifyd: Channel,
+    pub sipd: AuthChannel,
+    pub mediad: AuthChannel,
+    pub twiliod: AuthChannel,
+    pub notifyd: AuthChannel,
 }
 
 impl Peers {
     pub fn new(cfg: &Config) -> anyhow::Result<Self> {
+        let secret = proto::grpc::Secret::load_or_create(&cfg.common.data_dir)?;
         Ok(Self {
-            sipd: lazy_channel(&cfg.sipd_grpc)?,
-            mediad: lazy_channel(&cfg.mediad_grpc)?,
-            twiliod: lazy_channel(&cfg.twiliod_grpc)?,
-            notifyd: lazy_channel(&cfg.notifyd_grpc)?,
+            sipd: lazy_channel(&cfg.sipd_grpc, &secret)?,
+            mediad: lazy_channel(&cfg.mediad_grpc, &secret)?,
+            twiliod: lazy_channel(&cfg.twiliod_grpc, &secret)?,
+            notifyd: lazy_channel(&cfg.notifyd_grpc, &secret)?,
         })
     }
 }
 
-fn lazy_channel(addr: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
+fn lazy_channel(addr: &str, secret: &proto::grpc::Secret) -> anyhow::Result<AuthChannel> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
         .with_context(|| format!("bad gRPC address {addr}"))?
         .connect_timeout(Duration::from_secs(1))
         .timeout(Duration::from_secs(10))
-        .connect_lazy())
+        .connect_lazy();
+    Ok(proto::grpc::authed(channel, secret))
 }
 
 /// Everything a handler needs.
@@ -118,6 +122,10 @@ pub struct Inner {
     pub http: reqwest::Client,
     /// Totals and seek keys of the CDR and message lists.
     pub lists: api::common::ListCache,
+    /// The one-time token the setup wizard requires while no admin exists.
+    pub setup_token: std::sync::Mutex<Option<String>>,
+    /// The health endpoint's last `quick_check` (when, passed).
+    pub quick_check: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 impl AppState {
@@ -130,7 +138,7 @@ impl AppState {
             .timeout(Duration::from_secs(30))
             .build()
             .context("http client")?;
-        Ok(Self {
+        let st = Self {
             inner: Arc::new(Inner {
                 pool,
                 settings,
@@ -139,10 +147,16 @@ impl AppState {
                 cfg,
                 read_only: std::sync::atomic::AtomicBool::new(false),
                 limits: auth::Limits::default(),
+                quick_check: std::sync::Mutex::new(None),
                 http,
                 lists: Default::default(),
+                setup_token: Default::default(),
             }),
-        })
+        };
+        api::setup::prepare_token(&st)
+            .await
+            .context("setup token")?;
+        Ok(st)
     }
 
     /// True while the database failed its integrity check.

@@ -16,25 +16,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use md5::Md5;
-use sha2::{Digest, Sha256};
 
 /// How long the clear SIP password is kept in memory for the QR code.
 pub const SECRET_TTL: Duration = Duration::from_secs(600);
 
-/// HA1 in both forms: (MD5 hex, SHA-256 hex).
-pub fn ha1(username: &str, realm: &str, password: &str) -> (String, String) {
-    let s = format!("{username}:{realm}:{password}");
-    let md5: String = Md5::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let sha: String = Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    (md5, sha)
-}
+/// HA1 in both forms and the realm, as sipd checks them.
+pub use proto::sip_auth::{ha1, realm};
 
 /// A strong random SIP password: 20 characters of an unambiguous alphabet
 /// (about 113 bits), easy to type on a phone keypad screen.
@@ -45,19 +32,6 @@ pub fn generate_password() -> String {
     (0..20)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
-}
-
-/// The realm devices authenticate in: `sip.realm`, else the host name.
-pub fn realm(setting: &str) -> String {
-    let s = setting.trim();
-    if !s.is_empty() {
-        return s.to_owned();
-    }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "gosip".into())
 }
 
 /// The provisioning payload.

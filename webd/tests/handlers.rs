@@ -39,7 +39,7 @@ impl T {
                 "POST",
                 "/api/setup",
                 "",
-                Some(json!({"admin": {"email": "admin@example.org", "password": "correct horse battery"},
+                Some(json!({"setup_token": self.setup_token(), "admin": {"email": "admin@example.org", "password": "correct horse battery"},
                             "did": {"number": "+15551230000", "name": "Main"}})),
             )
             .await;
@@ -103,12 +103,13 @@ fn fields(r: &Res) -> Vec<String> {
 async fn setup_wizard_creates_the_admin_once_and_then_closes_for_good() {
     let t = start().await;
     assert_eq!(t.get("/api/setup/status", "").await.json()["needed"], true);
+    let token = t.setup_token();
     let bad = t
         .call(
             "POST",
             "/api/setup",
             "",
-            Some(json!({"admin": {"email": "nope", "password": "password"}, "did": {"number": "555"}})),
+            Some(json!({"setup_token": token, "admin": {"email": "nope", "password": "password"}, "did": {"number": "555"}})),
         )
         .await;
     assert_eq!(bad.status, 422);
@@ -124,7 +125,7 @@ async fn setup_wizard_creates_the_admin_once_and_then_closes_for_good() {
             "POST",
             "/api/setup",
             "",
-            Some(json!({"admin": {"email": "evil@example.org", "password": "another good one"}})),
+            Some(json!({"setup_token": token, "admin": {"email": "evil@example.org", "password": "another good one"}})),
         )
         .await;
     assert_eq!(again.status, 409);
@@ -140,7 +141,7 @@ async fn setup_with_twilio_while_twiliod_is_down_answers_503_and_creates_nothing
             "POST",
             "/api/setup",
             "",
-            Some(json!({"admin": {"email": "a@example.org", "password": "correct horse battery"},
+            Some(json!({"setup_token": t.setup_token(), "admin": {"email": "a@example.org", "password": "correct horse battery"},
                         "twilio": {"account_sid": format!("AC{}", "0".repeat(32)), "auth_token": "x"}})),
         )
         .await;
@@ -259,16 +260,21 @@ async fn password_change_kills_the_other_sessions_but_keeps_this_one() {
 async fn five_failed_logins_lock_the_account_and_unknown_accounts_answer_the_same() {
     let t = start().await;
     t.admin().await;
+    // Five addresses, one failure each: one address alone is blocked
+    // sooner (tests/security.rs), so this is the account's own rule.
+    let from = |i: u8| Some(SocketAddr::from(([198, 51, 100, i], 40000)));
     let mut per_email = Vec::new();
     for email in ["admin@example.org", "ghost@example.org"] {
         let mut answers = Vec::new();
-        for _ in 0..5 {
+        for i in 1..=5 {
             let r = t
-                .call(
+                .send_with(
                     "POST",
                     "/api/auth/login",
                     "",
                     Some(json!({"email": email, "password": "wrong password"})),
+                    from(i),
+                    &[],
                 )
                 .await;
             answers.push((r.status, r.json()));
@@ -277,11 +283,13 @@ async fn five_failed_logins_lock_the_account_and_unknown_accounts_answer_the_sam
         assert!(answers.windows(2).all(|w| w[0] == w[1]));
         // Locked now, even with the right password.
         let r = t
-            .call(
+            .send_with(
                 "POST",
                 "/api/auth/login",
                 "",
                 Some(json!({"email": email, "password": "correct horse battery"})),
+                from(50),
+                &[],
             )
             .await;
         assert_eq!(r.status, 429, "{email}");
@@ -292,11 +300,12 @@ async fn five_failed_logins_lock_the_account_and_unknown_accounts_answer_the_sam
         per_email[0], per_email[1],
         "unknown accounts answer like known ones"
     );
-    let failed: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM security_events WHERE kind = 'web_login_failed'")
-            .fetch_one(&t.st.pool)
-            .await
-            .unwrap();
+    let failed: i64 = sqlx::query_scalar(
+        "SELECT SUM(count) FROM security_events WHERE kind = 'web_login_failed'",
+    )
+    .fetch_one(&t.st.pool)
+    .await
+    .unwrap();
     assert_eq!(failed, 10);
 }
 
@@ -495,9 +504,15 @@ async fn devices_get_ha1_credentials_shown_once_and_a_qr_code() {
     let d = r.json();
     let pw = d["password"].as_str().unwrap().to_owned();
     assert!(pw.len() >= 16);
+    // The browser reached webd on loopback: a phone on the LAN needs this
+    // host's network address instead (never the host name).
+    let host = proto::netaddr::default_address(
+        std::net::Ipv4Addr::UNSPECIFIED.into(),
+        &proto::netaddr::local_networks(),
+    );
     assert_eq!(
         d["sip_uri"],
-        format!("sip:desk1:{pw}@127.0.0.1:5060;transport=udp")
+        format!("sip:desk1:{pw}@{host}:5060;transport=udp")
     );
     let (md5, sha): (String, String) =
         sqlx::query_as("SELECT password_hash, ha1_sha256 FROM devices WHERE username = 'desk1'")
@@ -609,7 +624,7 @@ async fn input_is_validated_with_field_errors() {
             "POST",
             "/api/routes",
             &admin,
-            Some(json!({"name": "r", "condition_type": "time", "condition_data": {"when": "custom", "days": ["xyz"], "start": "25:00"},
+            Some(json!({"name": "r", "condition_type": "time", "condition_data": {"when": "custom", "days": [], "start": "25:00"},
                         "action_type": "forward", "action_data": {"number": "12"}})),
         )
         .await;
@@ -640,6 +655,81 @@ async fn input_is_validated_with_field_errors() {
     let mut f = fields(&r);
     f.sort();
     assert_eq!(f, ["no.such", "sip.min_expires"]);
+}
+
+#[tokio::test]
+async fn public_health_is_up_or_down_only_and_admins_also_get_details_and_addresses() {
+    let t = start().await;
+    let admin = t.admin().await;
+    // The other daemons are down here: their error text is a detail.
+    let r = t.call("GET", "/api/system/health", "", None).await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["daemons"]["sipd"]["status"], "down", "{v}");
+    for part in ["sipd", "mediad", "twiliod", "notifyd", "webd"] {
+        let p = &v["daemons"][part];
+        assert!(
+            p.get("detail").is_none() && p.get("version").is_none(),
+            "{v}"
+        );
+    }
+    assert!(v.get("addresses").is_none(), "{v}");
+    let r = t.call("GET", "/api/system/health", &admin, None).await;
+    let v = r.json();
+    assert!(
+        v["daemons"]["sipd"]["detail"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()),
+        "{v}"
+    );
+    assert_eq!(v["daemons"]["webd"]["version"], proto::VERSION);
+    assert!(v["addresses"].is_array(), "{v}");
+}
+
+#[tokio::test]
+async fn address_settings_that_would_give_phones_an_unreachable_address_are_refused() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let put = |k: &'static str, v: &'static str| {
+        let t = &t;
+        let admin = admin.clone();
+        async move {
+            t.call(
+                "PUT",
+                "/api/system/config",
+                &admin,
+                Some(json!({ "values": { k: v } })),
+            )
+            .await
+        }
+    };
+    for (k, ok) in [
+        ("sip.local_address", "127.0.0.1"),
+        ("sip.local_address", ""),
+        ("sip.public_address", "203.0.113.7"),
+        ("sip.public_address", "pbx.example.net"),
+        ("sip.stun_server", "stun.example.net:3478"),
+        ("sip.stun_server", ""),
+    ] {
+        let r = put(k, ok).await;
+        assert_eq!(r.status, 200, "{k}={ok}: {}", r.json());
+        assert_eq!(t.st.settings.get().str(k), ok);
+    }
+    for (k, bad) in [
+        // Not an address of this host: phones would be sent there.
+        ("sip.local_address", "203.0.113.77"),
+        ("sip.local_address", "pbx.lan"),
+        ("sip.local_address", "0.0.0.0"),
+        ("sip.public_address", "not a host!"),
+        ("sip.public_address", "-bad-.example"),
+        ("sip.stun_server", "stun.example.net:99999"),
+    ] {
+        let r = put(k, bad).await;
+        assert_eq!(r.status, 422, "{k}={bad}: {}", r.json());
+        assert_eq!(fields(&r), [k], "{}", r.json());
+    }
+    // A refused value changes nothing.
+    assert_eq!(t.st.settings.get().str("sip.local_address"), "");
 }
 
 #[tokio::test]
@@ -691,6 +781,93 @@ async fn a_trunk_termination_uri_sipd_cannot_use_is_refused_with_the_reason() {
             "{bad} changed nothing"
         );
     }
+}
+
+#[tokio::test]
+async fn every_setting_comes_with_its_group_label_help_and_limits_and_the_limits_hold() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let v = t.get("/api/system/config", &admin).await.json();
+    let groups: Vec<&str> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap())
+        .collect();
+    let settings = v["settings"].as_array().unwrap();
+    assert_eq!(settings.len(), proto::settings::KEYS.len());
+    for s in settings {
+        let key = s["key"].as_str().unwrap();
+        assert!(groups.contains(&s["group"].as_str().unwrap()), "{s}");
+        for f in ["label", "help", "kind"] {
+            assert!(s[f].as_str().is_some_and(|x| !x.is_empty()), "{key}: {f}");
+        }
+        // Labels are words, never the key itself.
+        assert_ne!(s["label"], key);
+    }
+    let ring = settings
+        .iter()
+        .find(|s| s["key"] == "calls.ring_timeout")
+        .unwrap();
+    assert_eq!(
+        (&ring["kind"], &ring["min"], &ring["max"], &ring["unit"]),
+        (&json!("int"), &json!(5.0), &json!(300.0), &json!("seconds"))
+    );
+    let security = settings
+        .iter()
+        .find(|s| s["key"] == "smtp.security")
+        .unwrap();
+    assert_eq!(security["options"][1]["value"], "tls");
+
+    let put = |values: Value| {
+        let t = &t;
+        let admin = admin.clone();
+        async move {
+            t.call(
+                "PUT",
+                "/api/system/config",
+                &admin,
+                Some(json!({ "values": values })),
+            )
+            .await
+        }
+    };
+    // A 5,000 s ring timeout is refused with the limit in words; nothing
+    // else in the same request is written.
+    let r = put(json!({"calls.ring_timeout": "5000", "voicemail.min_length": "5"})).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(fields(&r), ["calls.ring_timeout"]);
+    assert!(
+        r.json()
+            .to_string()
+            .contains("must be a whole number from 5 to 300 seconds"),
+        "{}",
+        r.json()
+    );
+    assert_eq!(t.st.settings.get().str("voicemail.min_length"), "3");
+    for (k, bad) in [
+        ("backup.keep", "0"),
+        ("smtp.port", "70000"),
+        ("routing.spam_threshold", "1.2"),
+        ("email.from", "pbx at example"),
+        ("calls.record_dtmf", "*1x"),
+        ("smtp.security", "ssl"),
+    ] {
+        let r = put(json!({ k: bad })).await;
+        assert_eq!(
+            (r.status.as_u16(), fields(&r)),
+            (422, vec![k.to_owned()]),
+            "{k}={bad}"
+        );
+    }
+    // The shortest registration may not exceed the longest.
+    let r = put(json!({"sip.min_expires": "3600", "sip.max_expires": "600"})).await;
+    assert_eq!(fields(&r), ["sip.min_expires"], "{}", r.json());
+    let r =
+        put(json!({"voicemail.min_length": "5", "backup.keep": "30", "calls.ring_timeout": "45"}))
+            .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(t.st.settings.get().str("calls.ring_timeout"), "45");
 }
 
 #[tokio::test]
@@ -1008,9 +1185,11 @@ async fn read_only_mode_refuses_writes_with_503_and_keeps_reads() {
             .contains("read-only")
     );
     assert_eq!(t.get("/api/blocklist", &admin).await.status, 200);
-    // A good quick_check lifts it.
+    // A good quick_check lifts it, and removes any marker.
+    proto::db::mark_read_only(&t.st.data_dir, Some("test")).unwrap();
     assert!(webd::health::check_database(&t.st).await);
     assert!(!t.st.is_read_only());
+    assert!(!proto::db::is_marked_read_only(&t.st.data_dir));
 }
 
 #[tokio::test]
@@ -1056,6 +1235,8 @@ async fn a_corrupt_database_switches_to_read_only_and_alerts() {
     let st = webd::AppState::new(t.st.cfg.clone(), pool).await.unwrap();
     assert!(!webd::health::check_database(&st).await);
     assert!(st.is_read_only());
+    // The marker that puts every other daemon's connections in query_only.
+    assert!(proto::db::is_marked_read_only(&st.data_dir));
     let t2 = T {
         app: webd::app(st.clone()),
         st,
@@ -1153,6 +1334,118 @@ async fn backup_restores_and_a_bad_archive_changes_nothing() {
             .await
             .unwrap();
     assert_eq!(pending, 0, "queued work from the backup is never resent");
+}
+
+#[tokio::test]
+async fn a_restore_is_previewed_first_and_an_automatic_backup_restores_by_name() {
+    let t = start().await;
+    let admin = t.admin().await;
+    t.call(
+        "POST",
+        "/api/blocklist",
+        &admin,
+        Some(json!({"pattern": "+15550001111"})),
+    )
+    .await;
+    // An automatic backup, as the schedule writes it.
+    let path = webd::backup::create(&t.st, "auto-").await.unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let list = t.get("/api/system/backups", &admin).await.json();
+    assert_eq!(list[0]["name"], name.as_str(), "{list}");
+    t.call(
+        "POST",
+        "/api/blocklist",
+        &admin,
+        Some(json!({"pattern": "+15550002222"})),
+    )
+    .await;
+    // The preview says when the backup was taken and what it holds, and
+    // changes nothing: the session still works, both entries are there.
+    let check = t
+        .get(&format!("/api/system/backups/{name}/check"), &admin)
+        .await;
+    assert_eq!(check.status, 200, "{}", check.json());
+    let c = check.json();
+    let taken = webd::backup::read_manifest(&std::fs::read(&path).unwrap())
+        .unwrap()
+        .created_at;
+    assert_eq!(c["backup_created_at"], taken.as_str());
+    assert_eq!(c["contents"]["users"], 1);
+    assert!(c["message"].as_str().unwrap().contains(&taken), "{c}");
+    let upload = t
+        .raw(
+            Request::builder()
+                .method("POST")
+                .uri("/api/system/restore/check")
+                .header("x-requested-with", "gosip")
+                .header(header::COOKIE, &admin)
+                .header(header::CONTENT_TYPE, "application/x-tar")
+                .body(Body::from(std::fs::read(&path).unwrap()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(upload.status, 200, "{}", upload.json());
+    assert_eq!(upload.json()["backup_created_at"], taken.as_str());
+    let bad = t
+        .raw(
+            Request::builder()
+                .method("POST")
+                .uri("/api/system/restore/check")
+                .header("x-requested-with", "gosip")
+                .header(header::COOKIE, &admin)
+                .header(header::CONTENT_TYPE, "application/x-tar")
+                .body(Body::from(&b"not a tar"[..]))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.json()["error"]["details"][0]["field"], "file");
+    assert_eq!(t.get("/api/blocklist", &admin).await.json()["total"], 2);
+    // Names outside the backups folder are not found.
+    for bogus in ["..%2Fgosip.db", "gosip-backup-nope.tar"] {
+        let r = t
+            .get(&format!("/api/system/backups/{bogus}/check"), &admin)
+            .await;
+        assert_eq!(r.status, 404, "{bogus}");
+    }
+    // Restoring it by name puts the old data back and ends the session.
+    let r = t
+        .call(
+            "POST",
+            &format!("/api/system/backups/{name}/restore"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert!(r.json()["message"].as_str().unwrap().contains(&taken));
+    assert_eq!(t.get("/api/auth/me", &admin).await.status, 401);
+    let admin = t.login("admin@example.org", "correct horse battery").await;
+    assert_eq!(t.get("/api/blocklist", &admin).await.json()["total"], 1);
+    // What the restore replaced was kept, and restoring that undoes it.
+    let list = t.get("/api/system/backups", &admin).await.json();
+    let before = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|b| {
+            b["name"]
+                .as_str()
+                .filter(|n| n.starts_with("gosip-backup-before-restore-"))
+        })
+        .unwrap_or_else(|| panic!("no before-restore backup in {list}"))
+        .to_owned();
+    let r = t
+        .call(
+            "POST",
+            &format!("/api/system/backups/{before}/restore"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    let admin = t.login("admin@example.org", "correct horse battery").await;
+    assert_eq!(t.get("/api/blocklist", &admin).await.json()["total"], 2);
 }
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {

@@ -50,7 +50,7 @@ impl T {
                 "POST",
                 "/api/setup",
                 "",
-                Some(json!({"admin": {"email": "admin@example.org", "password": "correct horse battery"},
+                Some(json!({"setup_token": self.setup_token(), "admin": {"email": "admin@example.org", "password": "correct horse battery"},
                             "did": {"number": "+15551230000", "name": "Main"}})),
             )
             .await;

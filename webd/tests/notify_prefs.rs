@@ -83,7 +83,7 @@ impl T {
                 "POST",
                 "/api/setup",
                 "",
-                Some(json!({"admin": {"email": "admin@example.org", "password": "correct horse battery"}})),
+                Some(json!({"setup_token": self.setup_token(), "admin": {"email": "admin@example.org", "password": "correct horse battery"}})),
             )
             .await;
         let admin = if setup.status == 200 {
@@ -174,13 +174,13 @@ async fn the_full_nested_form_is_stored_for_notifyd_and_the_token_never_read_bac
     let r = t
         .put_prefs(
             &c,
-            json!({"gotify": {"token": "********", "url": "http://127.0.0.1:9/gotify", "sms": true}}),
+            json!({"gotify": {"token": "********", "url": "http://203.0.113.9:9/gotify", "sms": true}}),
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let s = t.stored(id).await;
     assert_eq!(s["gotify"]["token"], "AqT.4bY-7z_");
-    assert_eq!(s["gotify"]["url"], "http://127.0.0.1:9/gotify");
+    assert_eq!(s["gotify"]["url"], "http://203.0.113.9:9/gotify");
     assert_eq!(s["gotify"]["sms"], true);
     // Sending the whole GET answer back (as a form does) changes nothing.
     let before = t.stored(id).await;
@@ -549,7 +549,7 @@ async fn send_test_goes_to_the_users_own_destinations_and_is_rate_limited() {
     // the token itself) and its error comes back as is.
     t.put_prefs(
         &c,
-        json!({"gotify": {"url": "http://127.0.0.1:9", "token": "Tok.1"}}),
+        json!({"gotify": {"url": "http://203.0.113.9:9", "token": "Tok.1"}}),
     )
     .await;
     let r = t
@@ -562,7 +562,7 @@ async fn send_test_goes_to_the_users_own_destinations_and_is_rate_limited() {
         .await;
     assert_eq!(
         r.json(),
-        json!({"ok": false, "error": "gotify 401 Unauthorized", "target": "http://127.0.0.1:9"})
+        json!({"ok": false, "error": "gotify 401 Unauthorized", "target": "http://203.0.113.9:9"})
     );
     {
         let seen = fake.tests.lock().unwrap();
@@ -617,4 +617,111 @@ async fn send_test_with_notifyd_down_is_a_503_and_needs_a_login() {
         )
         .await;
     assert_eq!(r.status, 401);
+}
+
+/// A loopback HTTP server that counts every connection it accepts.
+async fn recording_server() -> (u16, Arc<Mutex<usize>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(Mutex::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((_sock, _)) = listener.accept().await {
+            *h.lock().unwrap() += 1;
+        }
+    });
+    (port, hits)
+}
+
+/// Server-side request forgery through the URLs users and admins type:
+/// a Gotify server or webhook on this machine is refused when saved, with
+/// the field named, until the admin allows the host; nothing connects to it.
+#[tokio::test]
+async fn gotify_and_webhook_urls_on_this_machine_are_refused_unless_the_admin_allows_the_host() {
+    let t = start(None).await;
+    let (port, hits) = recording_server().await;
+    let (id, c) = t.user("mallory@example.org").await;
+    let admin = t.login("admin@example.org", "correct horse battery").await;
+    let before = t.stored(id).await;
+    for url in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://localhost:{port}"),
+        format!("http://[::1]:{port}"),
+        format!("http://169.254.169.254:{port}/latest"),
+        format!("http://10.0.0.1:{port}"),
+    ] {
+        let r = t
+            .put_prefs(&c, json!({"gotify": {"url": url, "token": "Tok.1"}}))
+            .await;
+        assert_eq!(r.status, 422, "{url}: {}", r.text);
+        let d = r.details();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].0, "notify_prefs.gotify.url");
+        assert!(
+            d[0].1.contains("notify.allowed_private_hosts"),
+            "{}",
+            d[0].1
+        );
+    }
+    assert_eq!(t.stored(id).await, before, "a refused URL was stored");
+
+    // The admin's own settings: the system Gotify server and webhooks.
+    let r = t
+        .call(
+            "PUT",
+            "/api/system/config",
+            &admin,
+            Some(json!({"values": {"gotify.url": format!("http://127.0.0.1:{port}")}})),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.details()[0].0, "gotify.url");
+    let hook = json!({"url": format!("http://localhost:{port}/hook"), "events": []});
+    let r = t
+        .call("POST", "/api/webhook-endpoints", &admin, Some(hook.clone()))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.details()[0].0, "url");
+    // The allow-list takes host names and addresses, not URLs.
+    let r = t
+        .call(
+            "PUT",
+            "/api/system/config",
+            &admin,
+            Some(json!({"values": {"notify.allowed_private_hosts": "http://gotify.lan/"}})),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    assert_eq!(r.details()[0].0, "notify.allowed_private_hosts");
+    assert_eq!(*hits.lock().unwrap(), 0, "webd connected to the target");
+
+    // A self-hosted Gotify on the LAN is real: once the admin names the
+    // host, the same saves go through.
+    let r = t
+        .call(
+            "PUT",
+            "/api/system/config",
+            &admin,
+            Some(json!({"values": {"notify.allowed_private_hosts": "localhost, 127.0.0.1"}})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let url = format!("http://127.0.0.1:{port}");
+    let r = t
+        .put_prefs(&c, json!({"gotify": {"url": url, "token": "Tok.1"}}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(t.stored(id).await["gotify"]["url"], url.as_str());
+    let r = t
+        .call("POST", "/api/webhook-endpoints", &admin, Some(hook))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // Other private hosts stay refused.
+    let r = t
+        .put_prefs(
+            &c,
+            json!({"gotify": {"url": format!("http://10.0.0.1:{port}")}}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
 }

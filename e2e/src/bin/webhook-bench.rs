@@ -65,38 +65,85 @@ async fn main() -> anyhow::Result<()> {
             .execute(&mut *tx)
             .await?;
     }
+    // Built from the routing contract, so the rules are the shape twiliod
+    // evaluates (a row in any other shape would never match and cost nothing).
+    use proto::routing::{
+        Action, CallerIdCondition, CallerMatch, Condition, Day, ForwardAction, RingAction,
+        TimeCondition, TimeWhen,
+    };
+    let caller = |matches, numbers: Vec<String>, prefix: Option<String>| {
+        Condition::CallerId(CallerIdCondition {
+            matches,
+            numbers,
+            prefix,
+            negate: false,
+        })
+    };
+    let time = |when, days: Vec<Day>, start: Option<&str>, end: Option<&str>, holidays| {
+        Condition::Time(TimeCondition {
+            when,
+            days,
+            start: start.map(str::to_owned),
+            end: end.map(str::to_owned),
+            hours: None,
+            holidays,
+        })
+    };
+    let forward = Action::Forward(ForwardAction {
+        number: "+15559990000".into(),
+    })
+    .to_parts();
     for i in 0..a.routes.saturating_sub(1) {
-        let (ct, cd) = match i % 4 {
-            0 => (
-                "callerid",
-                format!(r#"{{"numbers":["+1777{:07}","+1777{:07}"]}}"#, i, i + 1),
+        let c = match i % 4 {
+            0 => caller(
+                CallerMatch::Numbers,
+                vec![format!("+1777{:07}", i), format!("+1777{:07}", i + 1)],
+                None,
             ),
-            1 => ("callerid", format!(r#"{{"prefix":"+1666{:04}"}}"#, i)),
-            2 => (
-                "time",
-                r#"{"when":"holidays","holidays":["2001-01-01"]}"#.to_string(),
+            1 => caller(CallerMatch::Prefix, vec![], Some(format!("+1666{:04}", i))),
+            2 => time(
+                TimeWhen::Holidays,
+                vec![],
+                None,
+                None,
+                chrono::NaiveDate::from_ymd_opt(2001, 1, 1).map(|d| vec![d]),
             ),
-            _ => (
-                "time",
-                r#"{"when":"custom","days":["sun"],"start":"03:00","end":"03:01"}"#.to_string(),
+            _ => time(
+                TimeWhen::Custom,
+                vec![Day::Sun],
+                Some("03:00"),
+                Some("03:01"),
+                None,
             ),
         };
+        let (ct, cd) = c.to_parts();
         sqlx::query(
             "INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, action_data) \
-             VALUES (?, ?, ?, ?, ?, 'forward', '{\"number\":\"+15559990000\"}')",
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(did)
         .bind(i as i64)
         .bind(format!("rule {i}"))
         .bind(ct)
-        .bind(cd)
+        .bind(cd.to_string())
+        .bind(&forward.0)
+        .bind(forward.1.to_string())
         .execute(&mut *tx)
         .await?;
     }
+    let (at, ad) = Action::Ring(RingAction {
+        device_ids: vec![],
+        owner: true,
+        timeout: None,
+    })
+    .to_parts();
     sqlx::query(
-        "INSERT INTO routes (did_id, priority, name, condition_type, action_type) VALUES (?, 100000, 'last', 'default', 'ring')",
+        "INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, action_data) \
+         VALUES (?, 100000, 'last', 'default', '{}', ?, ?)",
     )
     .bind(did)
+    .bind(at)
+    .bind(ad.to_string())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -19,6 +19,7 @@
 //! Twilio would sign) and delivered to the address given by
 //! [`Standin::route_public_to`] (what Caddy/webd would do).
 
+pub mod media;
 pub mod messages;
 pub mod rest;
 pub mod scenario;
@@ -53,6 +54,10 @@ pub struct Number {
     pub sms_method: String,
     pub status_callback: Option<String>,
     pub voice_caller_id_lookup: bool,
+    /// The emergency address (`AD...`) registered for the number: without
+    /// one Twilio's `emergency_status` is `Inactive` and emergency calls
+    /// from the number carry no address for the responders.
+    pub emergency_address_sid: Option<String>,
     pub date_created: String,
     pub date_updated: String,
 }
@@ -224,6 +229,7 @@ impl Standin {
             sms_method: "POST".into(),
             status_callback: None,
             voice_caller_id_lookup: false,
+            emergency_address_sid: None,
             date_created: now.clone(),
             date_updated: now,
         });
@@ -256,6 +262,30 @@ impl Standin {
     /// REST requests received so far.
     pub fn requests(&self) -> Vec<Logged> {
         self.world().log.clone()
+    }
+
+    /// How many times the number list was answered with 200.
+    pub fn listings(&self) -> usize {
+        self.world()
+            .log
+            .iter()
+            .filter(|r| r.path.ends_with("IncomingPhoneNumbers.json") && r.status == 200)
+            .count()
+    }
+
+    /// Waits (up to 10 s) until the number list has been answered more than
+    /// `seen` times: twiliod lists our numbers at start and after a settings
+    /// change (status warnings), and a test that counts requests or sets
+    /// faults waits that listing out first.
+    pub async fn wait_listed_after(&self, seen: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.listings() <= seen {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "twiliod never listed the numbers at Twilio"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// The signature Twilio would send for `url` and `params`.

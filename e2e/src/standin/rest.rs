@@ -254,8 +254,12 @@ pub fn number_json(s: &Standin, n: &super::Number) -> Value {
         "voice_receive_mode": "voice", "voice_application_sid": null,
         "voice_caller_id_lookup": n.voice_caller_id_lookup, "voice_fallback_method": "POST",
         "voice_fallback_url": null, "voice_method": n.voice_method,
-        "voice_url": n.voice_url, "emergency_status": "Inactive", "emergency_address_sid": null,
-        "emergency_address_status": "unregistered", "bundle_sid": null, "status": "in-use", "type": "local",
+        "voice_url": n.voice_url,
+        "emergency_status": if n.emergency_address_sid.is_some() { "Active" } else { "Inactive" },
+        "emergency_address_sid": n.emergency_address_sid,
+        "emergency_address_status":
+            if n.emergency_address_sid.is_some() { "registered" } else { "unregistered" },
+        "bundle_sid": null, "status": "in-use", "type": "local",
     })
 }
 
@@ -326,6 +330,16 @@ fn list_numbers(s: &Standin, form: &[(String, String)]) -> Response {
 }
 
 fn update_number(s: &Standin, sid: &str, form: &[(String, String)]) -> Response {
+    if let Some((_, v)) = form
+        .iter()
+        .find(|(k, v)| k == "EmergencyAddressSid" && !v.is_empty() && !is_address_sid(v))
+    {
+        return error(
+            404,
+            20404,
+            &format!("The requested resource /Addresses/{v} was not found"),
+        );
+    }
     let mut w = s.world();
     let Some(n) = w.numbers.iter_mut().find(|n| n.sid == sid) else {
         drop(w);
@@ -340,6 +354,10 @@ fn update_number(s: &Standin, sid: &str, form: &[(String, String)]) -> Response 
             "StatusCallback" => n.status_callback = Some(v.clone()),
             "FriendlyName" => n.friendly_name = v.clone(),
             "VoiceCallerIdLookup" => n.voice_caller_id_lookup = v == "true",
+            // An empty value removes the address (Twilio's update semantics).
+            "EmergencyAddressSid" => {
+                n.emergency_address_sid = Some(v.clone()).filter(|v| !v.is_empty())
+            }
             _ => {}
         }
     }
@@ -347,6 +365,11 @@ fn update_number(s: &Standin, sid: &str, form: &[(String, String)]) -> Response 
     let n = n.clone();
     drop(w);
     number_json(s, &n).into_ok()
+}
+
+/// An Address SID as the 2010 spec's pattern has it: `^AD[0-9a-fA-F]{32}$`.
+fn is_address_sid(v: &str) -> bool {
+    v.len() == 34 && v.starts_with("AD") && v[2..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn create_call<'a>(s: &Standin, get: impl Fn(&str) -> Option<&'a str>) -> Response {

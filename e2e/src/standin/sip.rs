@@ -3,7 +3,10 @@
 //! `X-Twilio-AccountSid`, `X-Twilio-ApiVersion` and the URI's `X-` headers,
 //! answers a 401/407 digest challenge with the `<Sip username password>`,
 //! sends PCMU RTP when answered, then hangs up with BYE; CANCEL when the
-//! `<Dial timeout>` runs out. UDP only, one call per [`dial`].
+//! `<Dial timeout>` runs out. UDP only, one call per [`dial`]. It binds to
+//! the address its route to the target leaves from and puts that in Via,
+//! Contact and SDP; its RTP (a tone, [`super::media`]) goes to the address
+//! in the answer's SDP, whatever address RTP comes from.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -36,23 +39,31 @@ pub struct SipResult {
     pub call_id: String,
     pub rtp_sent: u32,
     pub rtp_received: u32,
+    /// PCMU payloads received (what the caller heard).
+    #[serde(skip)]
+    pub heard: Vec<u8>,
+    /// Where its RTP went: the answer's SDP address (`None`: unusable).
+    #[serde(default)]
+    pub rtp_to: Option<SocketAddr>,
 }
 
 /// Places the call.
 pub async fn dial(d: &SipDial) -> anyhow::Result<SipResult> {
     let target = parse_uri(&d.uri)?;
-    let sock = UdpSocket::bind("127.0.0.1:0").await?;
-    let rtp = UdpSocket::bind("127.0.0.1:0").await?;
-    let local = sock.local_addr()?;
     let peer: SocketAddr = tokio::net::lookup_host((target.host.as_str(), target.port))
         .await?
         .next()
         .ok_or_else(|| anyhow::anyhow!("cannot resolve {}", target.host))?;
+    let me = super::media::local_ip_towards(peer)
+        .map_err(|e| anyhow::anyhow!("no route to the <Sip> URI {}: {e}", d.uri))?;
+    let sock = UdpSocket::bind((me, 0)).await?;
+    let rtp = UdpSocket::bind((me, 0)).await?;
+    let local = sock.local_addr()?;
     let call_id = format!("{:016x}@standin.twilio", rand::random::<u64>());
     let from_tag = format!("{:08x}", rand::random::<u32>());
     let ruri = format!("sip:{}@{}:{}", target.user, target.host, target.port);
     let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=Twilio\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n",
+        "v=0\r\no=- 1 1 IN IP4 {me}\r\ns=Twilio\r\nc=IN IP4 {me}\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n",
         rtp.local_addr()?.port()
     );
     let mut extra = vec![
@@ -216,9 +227,11 @@ pub async fn dial(d: &SipDial) -> anyhow::Result<SipResult> {
                     });
                     sock.send_to(ack.as_bytes(), peer).await?;
                     let media = sdp_addr(body(&msg));
-                    let (sent, received) = talk(&rtp, media, d.talk).await?;
-                    result.rtp_sent = sent;
-                    result.rtp_received = received;
+                    result.rtp_to = media;
+                    let t = super::media::talk(&rtp, media, d.talk, None).await?;
+                    result.rtp_sent = t.sent;
+                    result.rtp_received = t.received;
+                    result.heard = t.heard;
                     let bye_branch = format!("z9hG4bK{:012x}", rand::random::<u64>() >> 16);
                     let bye = request(&Req {
                         method: "BYE",
@@ -251,45 +264,6 @@ pub async fn dial(d: &SipDial) -> anyhow::Result<SipResult> {
             }
         }
     }
-}
-
-/// Sends PCMU (20 ms packets of a tone) to `media` for `secs`, counting what
-/// comes back.
-async fn talk(
-    rtp: &UdpSocket,
-    media: Option<SocketAddr>,
-    dur: Duration,
-) -> anyhow::Result<(u32, u32)> {
-    let (mut sent, mut received) = (0u32, 0u32);
-    let end = Instant::now() + dur;
-    let ssrc: u32 = rand::random();
-    let mut seq: u16 = rand::random();
-    let mut ts: u32 = rand::random();
-    let mut buf = [0u8; 2048];
-    while Instant::now() < end {
-        if let Some(to) = media {
-            let mut pkt = Vec::with_capacity(172);
-            pkt.extend_from_slice(&[0x80, 0x00]);
-            pkt.extend_from_slice(&seq.to_be_bytes());
-            pkt.extend_from_slice(&ts.to_be_bytes());
-            pkt.extend_from_slice(&ssrc.to_be_bytes());
-            pkt.extend((0..160).map(|i| if (i / 10) % 2 == 0 { 0x10u8 } else { 0x90 }));
-            rtp.send_to(&pkt, to).await?;
-            sent += 1;
-            seq = seq.wrapping_add(1);
-            ts = ts.wrapping_add(160);
-        }
-        let tick = Instant::now() + Duration::from_millis(20);
-        while let Ok(Ok(_)) = tokio::time::timeout(
-            tick.saturating_duration_since(Instant::now()),
-            rtp.recv_from(&mut buf),
-        )
-        .await
-        {
-            received += 1;
-        }
-    }
-    Ok((sent, received))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -497,7 +471,7 @@ pub(crate) fn params(h: &str) -> std::collections::HashMap<String, String> {
     out
 }
 
-fn sdp_addr(sdp: &str) -> Option<SocketAddr> {
+pub(crate) fn sdp_addr(sdp: &str) -> Option<SocketAddr> {
     let ip = sdp
         .lines()
         .find_map(|l| l.trim().strip_prefix("c=IN IP4 "))?

@@ -2,7 +2,9 @@
 //! §5.1): sipd sends outbound calls here. Like Twilio it challenges with a
 //! 407 digest (the trunk's credential list), wants an E.164 Request-URI
 //! (else 404) and a From that is a number of the account (else 403), then
-//! rings and answers with PCMU SDP, echoing RTP, until BYE. [`TrunkMode`]
+//! rings and answers with PCMU SDP, then sends a tone to the address in the
+//! offer's SDP (never to where RTP comes from: Twilio trusts SDP, see
+//! [`super::media`]) and keeps what it hears, until BYE. [`TrunkMode`]
 //! scripts busy / forbidden / not-found answers on demand.
 
 use std::collections::HashSet;
@@ -36,6 +38,11 @@ pub struct TrunkCall {
     pub code: u16,
     pub rtp_packets: u32,
     pub ended: bool,
+    /// PCMU payloads received (what the far party heard).
+    #[serde(skip)]
+    pub heard: Vec<u8>,
+    /// Where its RTP went: the offer's SDP address (`None`: unusable).
+    pub rtp_to: Option<SocketAddr>,
 }
 
 #[derive(Default)]
@@ -43,6 +50,8 @@ struct State {
     mode: TrunkMode,
     calls: Vec<TrunkCall>,
     nonces: HashSet<String>,
+    /// Ends each answered call's RTP, by Call-ID.
+    media: std::collections::HashMap<String, tokio_util::sync::CancellationToken>,
 }
 
 /// A running termination trunk on UDP.
@@ -56,7 +65,18 @@ impl Trunk {
     /// Listens on a free loopback port; digest credentials `user`/`pass`,
     /// realm `sip.twilio.com`; From must be one of `standin`'s numbers.
     pub async fn start(standin: Standin, user: &str, pass: &str) -> anyhow::Result<Self> {
-        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+        Self::start_on("127.0.0.1:0".parse()?, standin, user, pass).await
+    }
+
+    /// [`Trunk::start`] on `bind` (a specific address: it is the one put
+    /// in Contact and SDP).
+    pub async fn start_on(
+        bind: SocketAddr,
+        standin: Standin,
+        user: &str,
+        pass: &str,
+    ) -> anyhow::Result<Self> {
+        let sock = Arc::new(UdpSocket::bind(bind).await?);
         let addr = sock.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
         let me = Self {
@@ -68,6 +88,9 @@ impl Trunk {
             let mut buf = vec![0u8; 65535];
             while let Ok((n, from)) = sock.recv_from(&mut buf).await {
                 let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                // Answers go back with the source on the top Via, as
+                // Twilio's edge does (RFC 3261 18.2.1, RFC 3581).
+                let m = stamp_via(&m, from);
                 for out in handle(&standin, &state, &sock, &m, &user, &pass).await {
                     let _ = sock.send_to(out.as_bytes(), from).await;
                 }
@@ -176,6 +199,8 @@ async fn handle(
                 code,
                 rtp_packets: 0,
                 ended: false,
+                heard: Vec::new(),
+                rtp_to: None,
             };
             if code != 200 {
                 lock().calls.push(call);
@@ -186,39 +211,42 @@ async fn handle(
                 };
                 return vec![resp(m, reason, "", "")];
             }
-            // Answer: an RTP socket that counts and echoes.
-            let Ok(rtp) = UdpSocket::bind("127.0.0.1:0").await else {
+            // Answer: an RTP socket on the signalling address that sends
+            // the tone to the offer's SDP address until BYE.
+            let me = sock
+                .local_addr()
+                .map(|a| a.ip())
+                .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+            let Ok(rtp) = UdpSocket::bind((me, 0)).await else {
                 return vec![resp(m, "503 Service Unavailable", "", "")];
             };
             let rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+            let offer = super::sip::sdp_addr(super::sip::body(m));
+            call.rtp_to = offer;
+            let stop = tokio_util::sync::CancellationToken::new();
+            lock().media.insert(call_id.clone(), stop.clone());
             let st = state.clone();
             let cid = call_id.clone();
             tokio::spawn(async move {
-                let mut buf = [0u8; 2048];
-                while let Ok(Ok((n, from))) = tokio::time::timeout(
-                    std::time::Duration::from_secs(30),
-                    rtp.recv_from(&mut buf),
-                )
-                .await
-                {
-                    let _ = rtp.send_to(&buf[..n], from).await;
-                    let mut g = match st.lock() {
-                        Ok(g) => g,
-                        Err(p) => p.into_inner(),
-                    };
-                    if let Some(c) = g.calls.iter_mut().find(|c| c.call_id == cid) {
-                        if c.ended {
-                            return;
-                        }
-                        c.rtp_packets += 1;
-                    }
+                // A call nobody hangs up ends with the test anyway.
+                let max = std::time::Duration::from_secs(120);
+                let Ok(t) = super::media::talk(&rtp, offer, max, Some(&stop)).await else {
+                    return;
+                };
+                let mut g = match st.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                if let Some(c) = g.calls.iter_mut().find(|c| c.call_id == cid) {
+                    c.rtp_packets = t.received;
+                    c.heard = t.heard;
                 }
             });
             call.code = 200;
             lock().calls.push(call);
             let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
             let sdp = format!(
-                "v=0\r\no=Twilio 1 1 IN IP4 127.0.0.1\r\ns=Twilio\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+                "v=0\r\no=Twilio 1 1 IN IP4 {me}\r\ns=Twilio\r\nc=IN IP4 {me}\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
             );
             vec![
                 resp(m, "100 Trying", "", ""),
@@ -232,12 +260,20 @@ async fn handle(
             ]
         }
         "BYE" => {
-            if let Some(c) = lock().calls.iter_mut().find(|c| c.call_id == call_id) {
+            let mut g = lock();
+            if let Some(stop) = g.media.remove(&call_id) {
+                stop.cancel();
+            }
+            if let Some(c) = g.calls.iter_mut().find(|c| c.call_id == call_id) {
                 c.ended = true;
             }
+            drop(g);
             vec![resp(m, "200 OK", "", "")]
         }
         "CANCEL" => {
+            if let Some(stop) = lock().media.remove(&call_id) {
+                stop.cancel();
+            }
             if let Some(c) = lock().calls.iter_mut().find(|c| c.call_id == call_id) {
                 c.code = 487;
                 c.ended = true;
@@ -247,6 +283,53 @@ async fn handle(
         "OPTIONS" => vec![resp(m, "200 OK", "", "")],
         _ => vec![],
     }
+}
+
+/// `received=` (the source address) and the filled-in `rport=` (the
+/// source port, when the sender asked with a bare `rport`) on the request's
+/// top Via, so a peer behind NAT learns how it is seen.
+fn stamp_via(req: &str, from: SocketAddr) -> String {
+    let mut done = false;
+    let mut out = String::with_capacity(req.len() + 40);
+    let (head, body) = req.split_once("\r\n\r\n").unwrap_or((req, ""));
+    for (i, l) in head.split("\r\n").enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        let name = l
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if !done && (name == "via" || name == "v") {
+            done = true;
+            // Only the first value of a comma-joined Via is ours to stamp.
+            let (first, rest) = match l.find(',') {
+                Some(c) => (&l[..c], &l[c..]),
+                None => (l, ""),
+            };
+            let mut v: Vec<String> = first
+                .split(';')
+                .filter(|p| !p.trim().starts_with("received="))
+                .map(|p| {
+                    if p.trim() == "rport" {
+                        format!("rport={}", from.port())
+                    } else {
+                        p.to_owned()
+                    }
+                })
+                .collect();
+            v.push(format!("received={}", from.ip()));
+            out.push_str(&v.join(";"));
+            out.push_str(rest);
+        } else {
+            out.push_str(l);
+        }
+    }
+    out.push_str("\r\n\r\n");
+    out.push_str(body);
+    out
 }
 
 /// A response echoing the request's Via/From/To/Call-ID/CSeq (To gets a tag).
@@ -278,4 +361,26 @@ fn resp(req: &str, status: &str, extra: &str, body: &str) -> String {
     out.push_str(extra);
     out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_top_via_gets_received_and_rport_filled_and_nothing_else_changes() {
+        let req = "OPTIONS sip:t SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.0.2:5060;branch=z9hG4bK1;rport\r\n\
+                   Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK0;rport\r\nCSeq: 1 OPTIONS\r\n\r\nbody";
+        let out = stamp_via(req, "203.0.113.2:40000".parse().unwrap());
+        assert_eq!(
+            out,
+            "OPTIONS sip:t SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.0.2:5060;branch=z9hG4bK1;rport=40000;received=203.0.113.2\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK0;rport\r\nCSeq: 1 OPTIONS\r\n\r\nbody"
+        );
+        let no_rport = "BYE sip:t SIP/2.0\r\nv: SIP/2.0/UDP h:5060;branch=z9hG4bK2\r\n\r\n";
+        assert!(
+            stamp_via(no_rport, "192.0.2.1:5060".parse().unwrap())
+                .contains("v: SIP/2.0/UDP h:5060;branch=z9hG4bK2;received=192.0.2.1\r\n")
+        );
+    }
 }

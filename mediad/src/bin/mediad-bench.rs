@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use proto::pb::mediad::mediad_client::MediadClient;
-use proto::pb::mediad::{AllocateRequest, RecordRequest, ReleaseRequest, UpdateLegRequest};
+use proto::pb::mediad::{AllocateRequest, Codec, RecordRequest, ReleaseRequest, UpdateLegRequest};
 use tokio::net::UdpSocket;
 
 #[derive(Parser)]
@@ -21,6 +21,9 @@ struct Args {
     /// mediad's gRPC address.
     #[arg(long)]
     grpc: SocketAddr,
+    /// mediad's data dir, where the daemons' gRPC secret is.
+    #[arg(long, env = "GOSIP_DATA_DIR")]
+    data_dir: std::path::PathBuf,
     /// mediad's process id, for CPU time.
     #[arg(long)]
     pid: u32,
@@ -59,9 +62,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     if !args.grpc.ip().is_loopback() {
         anyhow::bail!("the benchmark only talks to 127.0.0.1");
     }
-    let mut client = MediadClient::connect(format!("http://{}", args.grpc))
+    let secret = proto::grpc::Secret::load_or_create(&args.data_dir)?;
+    let channel = proto::grpc::connect(format!("http://{}", args.grpc), &secret)
         .await
         .context("connect to mediad")?;
+    let mut client = MediadClient::new(channel);
     let epoch = Instant::now();
     let measuring = Arc::new(AtomicBool::new(false));
     let stop_send = Arc::new(AtomicBool::new(false));
@@ -88,6 +93,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
                     call_id: call_id.clone(),
                     leg: leg.into(),
                     remote_rtp: sock.local_addr()?.to_string(),
+                    // mediad relays only negotiated payload types from an
+                    // IP the SDP or the signalling named.
+                    codecs: vec![Codec {
+                        pt: 0,
+                        name: "PCMU".into(),
+                    }],
+                    signal_ip: sock.local_addr()?.ip().to_string(),
                     established: Some(true),
                     ..Default::default()
                 })

@@ -9,6 +9,15 @@
 //! that has sent neither RTP nor RTCP for the timeout, counted from its last
 //! packet or from the arming (whichever is later), fires one `RtpTimeout`;
 //! a leg on hold never does. A leg that sends again can fire again later.
+//!
+//! Payload types: a leg's RTP is relayed only with a payload type both
+//! legs' SDPs name (one leg's alone until the other's is known), or a
+//! telephone-event type of either leg: a B2BUA passes numbering through,
+//! yet RFC 3264 section 6.1 lets an answer number telephone-event
+//! differently, and each side then sends with the other's number. Nothing
+//! is relayed before sipd names any codec. Other types are dropped and
+//! counted, so nothing the call did not negotiate reaches a phone or the
+//! trunk. Which sources may send at all is [`latch`]'s business.
 
 pub mod dtmf;
 pub mod g711;
@@ -18,7 +27,7 @@ pub mod rtp;
 pub mod wav;
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use latch::{Latch, RtcpLatch, Verdict};
@@ -80,10 +89,19 @@ pub struct Leg {
     pub bytes_out: u64,
     pub rtcp_in: u64,
     pub rtcp_out: u64,
+    /// Every dropped packet, whatever the reason (the two below included).
     pub dropped: u64,
+    /// Dropped because its source may not send for this leg.
+    pub dropped_foreign: u64,
+    /// Dropped because its payload type was not negotiated.
+    pub dropped_payload_type: u64,
     dtmf: dtmf::DtmfDetector,
     dtmf_pt: u8,
     codecs: [Codec; 128],
+    /// Payload types of the leg's SDP (bit n = type n); `None` until known.
+    sdp_pts: Option<u128>,
+    /// The telephone-event types among them.
+    sdp_dtmf_pts: u128,
     last_packet: Option<Instant>,
     hold: bool,
     timed_out: bool,
@@ -103,9 +121,13 @@ impl Default for Leg {
             rtcp_in: 0,
             rtcp_out: 0,
             dropped: 0,
+            dropped_foreign: 0,
+            dropped_payload_type: 0,
             dtmf: dtmf::DtmfDetector::default(),
             dtmf_pt: DEFAULT_DTMF_PT,
             codecs,
+            sdp_pts: None,
+            sdp_dtmf_pts: 0,
             last_packet: None,
             hold: false,
             timed_out: false,
@@ -130,6 +152,8 @@ pub struct Call {
     armed_at: Option<Instant>,
     recorder: Option<Recorder>,
     events: VecDeque<Event>,
+    /// Payload types relayed (bit n = type n; see the module docs).
+    relayed_pts: u128,
 }
 
 impl Call {
@@ -140,6 +164,7 @@ impl Call {
             armed_at: None,
             recorder: None,
             events: VecDeque::with_capacity(8),
+            relayed_pts: 0,
         }
     }
 
@@ -166,8 +191,14 @@ impl Call {
             }
         };
         let leg = &mut self.legs[i];
-        if leg.latch.on_rtp(now, src, hdr.ssrc, hdr.seq) == Verdict::Drop {
+        if self.relayed_pts & (1u128 << hdr.payload_type) == 0 {
             leg.dropped += 1;
+            leg.dropped_payload_type += 1;
+            return None;
+        }
+        if leg.latch.on_rtp(now, src) == Verdict::Drop {
+            leg.dropped += 1;
+            leg.dropped_foreign += 1;
             return None;
         }
         if hdr.payload_type == leg.dtmf_pt {
@@ -215,6 +246,7 @@ impl Call {
         let leg = &mut self.legs[from as usize];
         if leg.rtcp.on_rtcp(src, &leg.latch) == Verdict::Drop {
             leg.dropped += 1;
+            leg.dropped_foreign += 1;
             return None;
         }
         leg.rtcp_in += 1;
@@ -224,11 +256,14 @@ impl Call {
         to.rtcp.target(&to.latch)
     }
 
-    /// RTCP multiplexed on the RTP port goes to the peer's RTP address.
+    /// RTCP multiplexed on the RTP port goes to the peer's RTP address. It
+    /// never latches: only the latched source (a trusted IP while
+    /// learning) may send it.
     fn on_rtcp_muxed(&mut self, now: Instant, from: LegId, src: SocketAddr) -> Option<SocketAddr> {
         let leg = &mut self.legs[from as usize];
-        if leg.latch.latched().is_some_and(|l| l != src) {
+        if !leg.latch.admits(src) {
             leg.dropped += 1;
+            leg.dropped_foreign += 1;
             return None;
         }
         leg.rtcp_in += 1;
@@ -261,19 +296,42 @@ impl Call {
         }
     }
 
-    /// The rtpmap of a leg's SDP: dynamic payload types, telephone-event.
+    /// The IP the leg's SIP signalling came from: media from it may latch
+    /// the leg (a phone behind NAT whose SDP names its private address).
+    pub fn set_signal_ip(&mut self, leg: LegId, ip: IpAddr) {
+        self.legs[leg as usize].latch.set_signal_ip(ip);
+    }
+
+    /// The codecs of a leg's SDP: its payload types, which replace those
+    /// of its previous SDP (an empty list leaves them), their encodings and
+    /// the telephone-event type.
     pub fn set_codecs<'a>(&mut self, leg: LegId, codecs: impl IntoIterator<Item = (u8, &'a str)>) {
         let l = &mut self.legs[leg as usize];
+        let (mut pts, mut dtmf_pts) = (0u128, 0u128);
         for (pt, name) in codecs {
             if pt >= 128 {
                 continue;
             }
+            pts |= 1 << pt;
             if name.eq_ignore_ascii_case("telephone-event") {
                 l.dtmf_pt = pt;
+                dtmf_pts |= 1 << pt;
             } else {
                 l.codecs[usize::from(pt)] = Codec::from_name(name);
             }
         }
+        if pts == 0 {
+            return;
+        }
+        l.sdp_pts = Some(pts);
+        l.sdp_dtmf_pts = dtmf_pts;
+        let [a, b] = &self.legs;
+        let audio = match (a.sdp_pts, b.sdp_pts) {
+            (Some(x), Some(y)) => x & y,
+            (Some(x), None) | (None, Some(x)) => x,
+            (None, None) => 0,
+        };
+        self.relayed_pts = audio | a.sdp_dtmf_pts | b.sdp_dtmf_pts;
     }
 
     /// sipd says the call is answered: the RTP timeout is armed from now on.
@@ -344,7 +402,7 @@ mod tests {
             packets in proptest::collection::vec((any::<bool>(), any::<bool>(), 0u16..4, proptest::collection::vec(any::<u8>(), 0..300)), 1..40),
         ) {
             let t = Instant::now();
-            let mut c = Call::new(t);
+            let mut c = call(t);
             c.start_recording(t);
             for (i, (b_leg, rtcp, port, mut bytes)) in packets.into_iter().enumerate() {
                 // Half the packets get a valid version so parsing goes deeper.
@@ -374,6 +432,23 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    fn attacker(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 2], port))
+    }
+
+    /// A call whose legs both signalled from 127.0.0.1 and offered/answered
+    /// PCMU, PCMA and telephone-event 101.
+    fn call(t: Instant) -> Call {
+        let mut c = Call::new(t);
+        for leg in [LegId::A, LegId::B] {
+            c.set_signal_ip(leg, addr(0).ip());
+            c.set_codecs(leg, G711_DTMF);
+        }
+        c
+    }
+
+    const G711_DTMF: [(u8, &str); 3] = [(0, "PCMU"), (8, "PCMA"), (101, "telephone-event")];
+
     fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
         let mut p = vec![0u8; 12];
         rtp::write_header(&mut p, pt, false, seq, ts, ssrc);
@@ -384,7 +459,7 @@ mod tests {
     #[test]
     fn packets_flow_both_ways_once_each_side_latched() {
         let t = Instant::now();
-        let mut c = Call::new(t);
+        let mut c = call(t);
         // A speaks first: B's address is unknown, so the packet is dropped.
         assert_eq!(
             c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 1, 0, 1, &[0xff; 160])),
@@ -411,7 +486,7 @@ mod tests {
     #[test]
     fn early_media_goes_to_the_sdp_hint_then_to_the_latched_source() {
         let t = Instant::now();
-        let mut c = Call::new(t);
+        let mut c = call(t);
         c.set_remote(LegId::A, addr(4000), None);
         assert_eq!(
             c.on_rtp(t, LegId::B, addr(6000), &rtp(0, 1, 0, 2, &[0; 160])),
@@ -427,7 +502,7 @@ mod tests {
     #[test]
     fn garbage_and_foreign_sources_are_dropped_and_counted() {
         let t = Instant::now();
-        let mut c = Call::new(t);
+        let mut c = call(t);
         c.set_remote(LegId::B, addr(6000), None);
         assert_eq!(
             c.on_rtp(t, LegId::A, addr(5000), b"GET / HTTP/1.1\r\n"),
@@ -445,7 +520,7 @@ mod tests {
     #[test]
     fn rtcp_is_relayed_to_the_peers_rtcp_port() {
         let t = Instant::now();
-        let mut c = Call::new(t);
+        let mut c = call(t);
         let rr = [0x81, 201, 0, 1, 0, 0, 0, 1];
         c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 1, 0, 1, &[0; 160]));
         c.on_rtp(t, LegId::B, addr(6000), &rtp(0, 1, 0, 2, &[0; 160]));
@@ -459,8 +534,9 @@ mod tests {
     #[test]
     fn dtmf_events_are_reported_per_leg_and_not_recorded() {
         let t = Instant::now();
-        let mut c = Call::new(t);
+        let mut c = call(t);
         c.set_codecs(LegId::A, [(0u8, "PCMU"), (96, "telephone-event")]);
+        c.set_codecs(LegId::B, [(0u8, "PCMU"), (96, "telephone-event")]);
         c.start_recording(t);
         for (seq, ev, end) in [
             (1u16, 10u8, false),
@@ -476,13 +552,14 @@ mod tests {
                 &rtp(96, seq, ts, 1, &dtmf::payload(ev, end, 160)),
             );
         }
-        // PT 101 is not telephone-event on this leg: plain (unknown) audio.
+        // PT 101 is no longer negotiated: not an event, not relayed.
         c.on_rtp(
             t,
             LegId::A,
             addr(5000),
             &rtp(101, 5, 2400, 1, &dtmf::payload(2, false, 160)),
         );
+        assert_eq!(c.leg(LegId::A).dropped_payload_type, 1);
         assert_eq!(
             c.leg(LegId::A).jitter_ms(),
             0.0,
@@ -509,7 +586,7 @@ mod tests {
     fn an_idle_call_times_out_only_after_it_is_armed() {
         let t = Instant::now();
         let timeout = Duration::from_secs(60);
-        let mut c = Call::new(t);
+        let mut c = call(t);
         c.on_tick(t + Duration::from_secs(600), timeout);
         assert_eq!(c.poll_event(), None, "ringing: not armed");
         let answered = t + Duration::from_secs(600);
@@ -531,7 +608,7 @@ mod tests {
     fn a_vanished_phone_times_out_while_the_other_leg_talks_and_hold_suspends_the_timer() {
         let t = Instant::now();
         let timeout = Duration::from_secs(5);
-        let mut c = Call::new(t);
+        let mut c = call(t);
         c.set_remote(LegId::A, addr(5000), None);
         c.set_remote(LegId::B, addr(6000), None);
         for i in 0..500u32 {
@@ -559,7 +636,7 @@ mod tests {
         ));
         assert_eq!(c.poll_event(), None);
 
-        let mut c = Call::new(t);
+        let mut c = call(t);
         c.set_established(t);
         c.set_hold(LegId::B, true);
         for s in 0..10u64 {
@@ -577,8 +654,10 @@ mod tests {
     #[test]
     fn recorded_audio_comes_from_the_legs_codec_maps() {
         let t = Instant::now();
-        let mut c = Call::new(t);
-        c.set_codecs(LegId::B, [(97u8, "PCMA")]);
+        let mut c = call(t);
+        for leg in [LegId::A, LegId::B] {
+            c.set_codecs(leg, [(0u8, "PCMU"), (97u8, "PCMA"), (13, "CN")]);
+        }
         c.start_recording(t);
         c.on_rtp(
             t,
@@ -601,5 +680,116 @@ mod tests {
         let r = i16::from_le_bytes([out[2], out[3]]);
         assert!((3800..4200).contains(&l), "{l}");
         assert!((-4200..-3800).contains(&r), "{r}");
+    }
+
+    #[test]
+    fn payload_types_the_sdps_did_not_name_are_dropped_and_counted() {
+        let t = Instant::now();
+        let mut c = call(t);
+        c.set_remote(LegId::B, addr(6000), None);
+        c.set_codecs(LegId::B, [(8u8, "PCMA"), (101, "telephone-event")]);
+        // PCMU was offered by A but not answered by B; 96 nobody named.
+        for (seq, pt) in [(1u16, 0u8), (2, 96), (3, 127)] {
+            assert_eq!(
+                c.on_rtp(t, LegId::A, addr(5000), &rtp(pt, seq, 0, 1, &[0; 160])),
+                None
+            );
+        }
+        assert_eq!(c.leg(LegId::A).dropped_payload_type, 3);
+        assert_eq!(c.leg(LegId::A).latched(), None, "junk does not latch");
+        assert_eq!(
+            c.on_rtp(t, LegId::A, addr(5000), &rtp(8, 4, 0, 1, &[0; 160])),
+            Some(addr(6000))
+        );
+        assert_eq!(
+            c.on_rtp(
+                t,
+                LegId::A,
+                addr(5000),
+                &rtp(101, 5, 0, 1, &dtmf::payload(1, false, 160))
+            ),
+            Some(addr(6000))
+        );
+        assert_eq!(c.leg(LegId::A).recv.packets, 2);
+        assert_eq!(c.leg(LegId::A).dropped, 3);
+    }
+
+    #[test]
+    fn a_telephone_event_type_either_leg_named_is_relayed_both_ways() {
+        // RFC 3264 section 6.1 lets the answer renumber telephone-event; each
+        // side then sends with the number the other side chose.
+        let t = Instant::now();
+        let mut c = call(t);
+        c.set_codecs(LegId::B, [(0u8, "PCMU"), (96, "telephone-event")]);
+        c.set_remote(LegId::A, addr(5000), None);
+        c.set_remote(LegId::B, addr(6000), None);
+        let ev = dtmf::payload(5, false, 160);
+        assert_eq!(
+            c.on_rtp(t, LegId::A, addr(5000), &rtp(96, 1, 0, 1, &ev)),
+            Some(addr(6000))
+        );
+        assert_eq!(
+            c.on_rtp(t, LegId::B, addr(6000), &rtp(101, 1, 0, 2, &ev)),
+            Some(addr(5000))
+        );
+        assert_eq!(
+            c.on_rtp(t, LegId::B, addr(6000), &rtp(8, 2, 0, 2, &[0; 160])),
+            None
+        );
+    }
+
+    #[test]
+    fn nothing_is_relayed_before_sipd_names_a_codec() {
+        let t = Instant::now();
+        let mut c = Call::new(t);
+        c.set_remote(LegId::A, addr(5000), None);
+        c.set_remote(LegId::B, addr(6000), None);
+        assert_eq!(
+            c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 1, 0, 1, &[0; 160])),
+            None
+        );
+        assert_eq!(c.leg(LegId::A).dropped_payload_type, 1);
+        c.set_codecs(LegId::A, [(0u8, "PCMU")]);
+        assert_eq!(
+            c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 2, 160, 1, &[0; 160])),
+            Some(addr(6000))
+        );
+    }
+
+    #[test]
+    fn an_attacker_spraying_a_new_ssrc_in_order_neither_latches_nor_hears_anything() {
+        let t = Instant::now();
+        let mut c = call(t);
+        c.set_remote(LegId::A, addr(5000), None);
+        c.set_remote(LegId::B, addr(6000), None);
+        let mut heard = [0u32; 2];
+        for i in 0..200u16 {
+            let now = t + Duration::from_millis(20 * u64::from(i));
+            // Before the phones start, during the call and after A's silence.
+            for leg in [LegId::A, LegId::B] {
+                let p = rtp(0, 1000 + i, 160 * u32::from(i), 0xbad, &[0x55; 160]);
+                assert_eq!(c.on_rtp(now, leg, attacker(40_000), &p), None);
+                let rr = [0x81, 201, 0, 1, 0, 0, 0x0b, 0xad];
+                assert_eq!(c.on_rtp(now, leg, attacker(40_000), &rr), None);
+                assert_eq!(c.on_rtcp(now, leg, attacker(40_001), &rr), None);
+            }
+            if (20..120).contains(&i) {
+                let ts = 160 * u32::from(i);
+                let a = c.on_rtp(now, LegId::A, addr(5000), &rtp(0, i, ts, 0xa, &[1; 160]));
+                let b = c.on_rtp(now, LegId::B, addr(6000), &rtp(0, i, ts, 0xb, &[2; 160]));
+                assert_eq!((a, b), (Some(addr(6000)), Some(addr(5000))), "packet {i}");
+                heard[0] += 1;
+                heard[1] += 1;
+            }
+        }
+        assert_eq!(heard, [100, 100]);
+        for leg in [LegId::A, LegId::B] {
+            let l = c.leg(leg);
+            assert_eq!(l.dropped_foreign, 600);
+            assert_eq!(l.recv.packets, 100);
+            assert_eq!(l.recv.lost(), 0);
+        }
+        assert_eq!(c.leg(LegId::A).latched(), Some(addr(5000)));
+        assert_eq!(c.leg(LegId::B).latched(), Some(addr(6000)));
     }
 }

@@ -16,6 +16,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use proto::db::SqlitePool;
+use proto::grpc::{AuthChannel, Secret, authed};
 use proto::pb::common::ReloadRequest;
 use proto::pb::common::daemon_client::DaemonClient;
 use proto::pb::notifyd::notifyd_client::NotifydClient;
@@ -66,10 +67,18 @@ pub struct Notifyd {
 }
 
 impl Notifyd {
-    /// Opens (and migrates) the database, seeds `settings`, then starts notifyd.
+    /// Opens (and migrates) the database, seeds `settings`, then starts
+    /// notifyd. The HTTP stand-ins listen on 127.0.0.1, which notifyd
+    /// refuses to reach unless the admin allows it, so the seed allows it
+    /// the way an admin would, unless `settings` names the allow-list.
     pub async fn start(settings: &[(&str, &str)]) -> Notifyd {
         let dir = tempfile::tempdir().unwrap();
         let pool = proto::db::open(dir.path()).await.unwrap();
+        if !settings.iter().any(|(k, _)| *k == proto::ssrf::ALLOW_KEY) {
+            proto::settings::store(&pool, proto::ssrf::ALLOW_KEY, "127.0.0.1")
+                .await
+                .unwrap();
+        }
         for (k, v) in settings {
             proto::settings::store(&pool, k, v).await.unwrap();
         }
@@ -125,8 +134,23 @@ impl Notifyd {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub async fn client(&self) -> NotifydClient<Channel> {
-        NotifydClient::connect(self.url()).await.unwrap()
+    /// The gRPC secret notifyd created in its data dir.
+    pub fn secret(&self) -> Secret {
+        Secret::load_or_create(self.dir.path()).unwrap()
+    }
+
+    /// A channel whose calls carry the secret, as the other daemons' do.
+    pub async fn channel(&self) -> AuthChannel {
+        let ch = Channel::from_shared(self.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        authed(ch, &self.secret())
+    }
+
+    pub async fn client(&self) -> NotifydClient<AuthChannel> {
+        NotifydClient::new(self.channel().await)
     }
 
     pub async fn notify(
@@ -173,9 +197,7 @@ impl Notifyd {
         proto::settings::store(&self.pool, key, value)
             .await
             .unwrap();
-        DaemonClient::connect(self.url())
-            .await
-            .unwrap()
+        DaemonClient::new(self.channel().await)
             .reload(ReloadRequest {})
             .await
             .unwrap();

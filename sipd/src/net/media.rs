@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use proto::grpc::{AuthChannel, Secret};
 use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use proto::pb::mediad::mediad_client::MediadClient;
 use proto::pb::mediad::{
@@ -19,7 +20,7 @@ use super::Command;
 /// A lazily connected mediad client.
 #[derive(Clone)]
 pub struct Media {
-    client: MediadClient<Channel>,
+    client: MediadClient<AuthChannel>,
     pool: SqlitePool,
     /// UpdateLeg requests, sent one after the other so that mediad sees
     /// them in the order the calls produced them.
@@ -27,11 +28,11 @@ pub struct Media {
 }
 
 impl Media {
-    pub fn new(addr: &str, pool: SqlitePool) -> anyhow::Result<Self> {
+    pub fn new(addr: &str, pool: SqlitePool, secret: &Secret) -> anyhow::Result<Self> {
         let ep = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(5));
-        let client = MediadClient::new(ep.connect_lazy());
+        let client = MediadClient::new(proto::grpc::authed(ep.connect_lazy(), secret));
         let (updates, mut rx) = mpsc::unbounded_channel::<UpdateLegRequest>();
         let mut c = client.clone();
         tokio::spawn(async move {
@@ -71,6 +72,7 @@ impl Media {
                 .collect(),
             established,
             hold,
+            signal_ip: media.signal_ip.map(|ip| ip.to_string()).unwrap_or_default(),
         });
     }
 
@@ -225,5 +227,7 @@ fn leg_json(l: Option<&LegStats>) -> serde_json::Value {
         "rtcp_in": l.rtcp_in,
         "rtcp_out": l.rtcp_out,
         "dropped": l.dropped,
+        "dropped_foreign": l.dropped_foreign,
+        "dropped_payload_type": l.dropped_payload_type,
     })
 }

@@ -7,6 +7,7 @@ pub mod grpc;
 pub mod media;
 pub mod notify;
 pub mod store;
+pub mod stun;
 pub mod transport;
 
 use std::sync::Arc;
@@ -31,25 +32,14 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The realm when `sip.realm` is empty: the host name.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "gosip".to_string())
-}
+pub use proto::sip_auth::host_name;
 
 /// Reads the core's settings from a snapshot.
 pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
     let realm = crate::effective_realm(s.str("sip.realm"));
     let secs = |k: &str| u32::try_from(s.u64(k)).unwrap_or(u32::MAX);
-    let local_host = match s.str("sip.local_address").trim() {
-        "" if !sip_addr.ip().is_unspecified() => sip_addr.ip().to_string(),
-        "" => host_name(),
-        a => a.to_string(),
-    };
+    let typed = |k: &str| Some(s.str(k).trim().to_string()).filter(|v| !v.is_empty());
+    let local_nets = local_networks();
     let trunk_user = s.str("twilio.trunk_username").trim().to_string();
     let trunk_pass = s.str("twilio.trunk_password");
     let trunk = (!trunk_user.is_empty() && !trunk_pass.is_empty()).then(|| {
@@ -88,8 +78,12 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
         offer_sha256: s.bool("sip.digest_sha256"),
         keepalive_interval_ms: s.u64("sip.keepalive_interval") * 1000,
         keepalive_failures: secs("sip.keepalive_failures"),
-        local_addr: format!("{local_host}:{}", sip_addr.port()),
-        media_ip: local_host,
+        local_host: typed("sip.local_address"),
+        public_host: typed("sip.public_address"),
+        sip_port: sip_addr.port(),
+        default_host: proto::netaddr::default_address(sip_addr.ip(), &local_nets).to_string(),
+        local_nets,
+        trunk_ping_ms: s.u64("sip.trunk_options_interval") * 1000,
         ring_timeout_ms: s.u64("calls.ring_timeout").max(1) * 1000,
         record_dtmf: s.str("calls.record_dtmf").trim().to_string(),
         termination: termination(s),
@@ -100,6 +94,11 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
             .to_string(),
         allow_premium: s.bool("calls.allow_premium"),
         allow_international: s.bool("calls.allow_international"),
+        call_limits: crate::sip::limits::CallLimits {
+            max_concurrent: secs("calls.max_concurrent_per_device"),
+            max_per_hour: secs("calls.max_per_hour_per_device"),
+        },
+        system_dnd: s.bool("routing.dnd"),
     }
 }
 
@@ -148,11 +147,14 @@ fn termination(s: &Settings) -> Option<crate::sip::core::Termination> {
         .copied()?;
     Some(crate::sip::core::Termination {
         host,
+        local: route_local(addr),
         addr,
         username: s.str("twilio.trunk_username").trim().to_string(),
         password: s.str("twilio.trunk_password").to_string(),
     })
 }
+
+pub use proto::netaddr::{local_networks, route_local};
 
 /// Requested UDP socket buffer sizes.
 const UDP_BUFFER: usize = 4 << 20;
@@ -197,6 +199,8 @@ pub struct DeviceRequests {
 /// A device list for the core, and the requests it answers.
 struct DeviceList {
     devices: Vec<crate::sip::registrar::Device>,
+    /// Devices whose owner has Do Not Disturb on.
+    dnd: Vec<i64>,
     acks: Vec<ReloadAck>,
 }
 
@@ -232,6 +236,8 @@ pub enum Command {
         leg: String,
         digit: String,
     },
+    /// A public address learned by STUN.
+    PublicLearned { ip: std::net::IpAddr },
     /// The calls in progress.
     ListCalls {
         reply: tokio::sync::oneshot::Sender<Vec<crate::sip::core::CallInfo>>,
@@ -258,6 +264,7 @@ pub async fn serve(
     let sock = socket2::SockRef::from(&udp);
     let _ = sock.set_recv_buffer_size(UDP_BUFFER);
     let _ = sock.set_send_buffer_size(UDP_BUFFER);
+    transport::enable_pktinfo(&udp);
     let udp = Arc::new(udp);
     let inbox = Inbox::new();
     let conns = Conns::default();
@@ -266,6 +273,7 @@ pub async fn serve(
     rand::fill(&mut secret);
     let mut core = Core::new(core_config(&settings.get(), sip_addr), secret);
     core.set_devices(store::load_devices(&pool).await?);
+    core.set_dnd(store::load_dnd(&pool).await?);
     let now = now_ms();
     let bindings = store::load_bindings(&pool, now).await?;
     tracing::info!(
@@ -279,11 +287,22 @@ pub async fn serve(
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
     let writer = tokio::spawn(db_writer(pool.clone(), ev_rx));
+    let (stun_tx, stun_rx) = mpsc::channel(16);
     tokio::spawn(transport::udp_reader(
         udp.clone(),
         inbox.clone(),
+        stun_tx,
         shutdown.clone(),
     ));
+    tokio::spawn(stun_client(
+        udp.clone(),
+        settings.clone(),
+        stun_rx,
+        cmd_tx.clone(),
+        shutdown.clone(),
+    ));
+    let mut addr_tick = tokio::time::interval(Duration::from_secs(2));
+    let mut last_addrs = Vec::new();
     tokio::spawn(transport::tcp_acceptor(
         tcp,
         inbox.clone(),
@@ -318,6 +337,15 @@ pub async fn serve(
             _ = tokio::time::sleep(wait) => {
                 core.handle_timeout(now_ms());
             }
+            _ = addr_tick.tick() => {
+                let rows = address_rows(&core);
+                if rows != last_addrs {
+                    match store::write_addresses(&pool, &rows).await {
+                        Ok(()) => last_addrs = rows,
+                        Err(e) => tracing::warn!(error = %e, "cannot store sip addresses"),
+                    }
+                }
+            }
             changed = settings_rx.changed() => {
                 if changed.is_ok() {
                     let cfg = core_config(&settings_rx.borrow_and_update(), sip_addr);
@@ -330,6 +358,7 @@ pub async fn serve(
             Some(list) = dev_rx.recv() => {
                 let n = list.devices.len();
                 core.set_devices(list.devices);
+                core.set_dnd(list.dnd);
                 for ack in list.acks {
                     let _ = ack.send(Ok(n));
                 }
@@ -349,6 +378,9 @@ pub async fn serve(
                     let _ = reply.send(core.originate(now_ms(), &call_id, device_id, &to_number));
                 }
                 Command::Dtmf { call_id, leg, digit } => core.dtmf(&call_id, &leg, &digit),
+                Command::PublicLearned { ip } => {
+                    core.learn_public(ip, crate::sip::core::AddrSource::Stun);
+                }
                 Command::ListCalls { reply } => {
                     let _ = reply.send(core.calls());
                 }
@@ -362,6 +394,125 @@ pub async fn serve(
     Ok(())
 }
 
+/// The addresses sipd uses now, as rows for `sip_addresses`: the public
+/// one, the typed local one, the default, and each local address phones
+/// reached.
+fn address_rows(core: &Core) -> Vec<(String, String, &'static str)> {
+    use crate::sip::core::AddrSource;
+    let a = core.addresses();
+    let mut rows = Vec::new();
+    if let Some((h, src)) = a.public_host() {
+        rows.push(("public".to_string(), h, src.as_str()));
+    }
+    if let Some(h) = a.local_host() {
+        rows.push((
+            "local".to_string(),
+            h.to_string(),
+            AddrSource::Setting.as_str(),
+        ));
+    }
+    rows.push((
+        "default".to_string(),
+        a.default_host().to_string(),
+        AddrSource::Default.as_str(),
+    ));
+    let mut seen: Vec<std::net::IpAddr> = core
+        .registrar()
+        .all()
+        .filter_map(|b| b.source.local)
+        .collect();
+    seen.sort();
+    seen.dedup();
+    for ip in seen {
+        rows.push((
+            format!("phones:{ip}"),
+            ip.to_string(),
+            AddrSource::Packet.as_str(),
+        ));
+    }
+    rows
+}
+
+/// How often the STUN server is asked while it answers.
+const STUN_EVERY: Duration = Duration::from_secs(300);
+/// How long one Binding request waits for its answer.
+const STUN_WAIT: Duration = Duration::from_secs(3);
+
+/// Asks `sip.stun_server` (when set) for the public address of the SIP
+/// socket, now and every [`STUN_EVERY`]. A server that does not answer
+/// leaves the last learned address in place and is logged once until it
+/// answers again.
+async fn stun_client(
+    udp: Arc<UdpSocket>,
+    settings: SettingsHandle,
+    mut answers: mpsc::Receiver<(std::net::SocketAddr, Vec<u8>)>,
+    cmd_tx: mpsc::Sender<Command>,
+    shutdown: CancellationToken,
+) {
+    let mut changes = settings.subscribe();
+    let mut failing = false;
+    loop {
+        let server = settings.get().str("sip.stun_server").trim().to_string();
+        if !server.is_empty() {
+            match stun_once(&udp, &server, &mut answers).await {
+                Ok(ip) => {
+                    failing = false;
+                    let _ = cmd_tx.send(Command::PublicLearned { ip }).await;
+                }
+                Err(why) if !failing => {
+                    failing = true;
+                    tracing::warn!(server = %server, why = %why, "STUN server gave no address; keeping the last one");
+                }
+                Err(_) => {}
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(STUN_EVERY) => {}
+            r = changes.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// One Binding request to `server` (`host` or `host:port`, port 3478).
+async fn stun_once(
+    udp: &UdpSocket,
+    server: &str,
+    answers: &mut mpsc::Receiver<(std::net::SocketAddr, Vec<u8>)>,
+) -> Result<std::net::IpAddr, String> {
+    let with_port = if server
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        server.to_string()
+    } else {
+        format!("{server}:3478")
+    };
+    let dst = tokio::net::lookup_host(&with_port)
+        .await
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .find(|a| a.is_ipv4())
+        .ok_or("no IPv4 address")?;
+    let mut tid = [0u8; 12];
+    rand::fill(&mut tid);
+    while answers.try_recv().is_ok() {}
+    udp.send_to(&stun::binding_request(tid), dst)
+        .await
+        .map_err(|e| format!("cannot send: {e}"))?;
+    let deadline = tokio::time::Instant::now() + STUN_WAIT;
+    loop {
+        let got = tokio::time::timeout_at(deadline, answers.recv())
+            .await
+            .map_err(|_| "no answer".to_string())?
+            .ok_or("stopped")?;
+        if got.0 == dst
+            && let Some(a) = stun::mapped_address(&got.1, &tid)
+        {
+            return Ok(a.ip());
+        }
+    }
+}
+
 /// Re-reads the devices off the core task when asked, and every
 /// `requests.every` in case a request was missed (a webd that could not
 /// reach sipd, a row changed by hand). Periodic reads hand over only a
@@ -373,7 +524,7 @@ async fn device_reloader(
     tx: mpsc::Sender<DeviceList>,
     shutdown: CancellationToken,
 ) {
-    let mut last = Vec::new();
+    let mut last = (Vec::new(), Vec::new());
     let mut tick = tokio::time::interval(requests.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -387,10 +538,15 @@ async fn device_reloader(
         while let Ok(ack) = requests.rx.try_recv() {
             acks.push(ack);
         }
-        match store::load_devices(&pool).await {
+        let loaded = match store::load_devices(&pool).await {
+            Ok(d) => store::load_dnd(&pool).await.map(|dnd| (d, dnd)),
+            Err(e) => Err(e),
+        };
+        match loaded {
             Ok(d) if d != last || !acks.is_empty() => {
                 last = d.clone();
-                if tx.send(DeviceList { devices: d, acks }).await.is_err() {
+                let (devices, dnd) = d;
+                if tx.send(DeviceList { devices, dnd, acks }).await.is_err() {
                     return;
                 }
             }
@@ -434,6 +590,10 @@ async fn flush(
             Event::Cdr(c) => {
                 notifier.cdr(&c);
                 let _ = ev_tx.send(Event::Cdr(c));
+            }
+            Event::Alert { kind, message } => {
+                notifier.alert(kind, &message);
+                let _ = ev_tx.send(Event::Alert { kind, message });
             }
             e => {
                 let _ = ev_tx.send(e);

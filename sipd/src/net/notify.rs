@@ -15,6 +15,9 @@
 //! missed_call); it sends the call_ended with that final disposition too.
 //! Outbound calls nobody answered notify nobody of a missed call.
 //!
+//! Admin alerts the core raises (an emergency call, a device over its call
+//! limits) take the same road as `admin_alert` notices for user 0.
+//!
 //! Delivery never holds up call handling: the core's events reach this
 //! task over a channel, and notices notifyd has not acknowledged wait in a
 //! bounded queue, retried in order with backoff (notifyd stores an event
@@ -29,11 +32,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use proto::grpc::{AuthChannel, Secret};
 use serde_json::{Map, Value, json};
 use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use proto::pb::notifyd::NotifyRequest;
 use proto::pb::notifyd::notifyd_client::NotifydClient;
@@ -55,7 +59,7 @@ const MAX_CALLS: usize = 10_000;
 /// One event for notifyd's `Notify`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
-    /// `call_started`, `call_ended` or `missed_call`.
+    /// `call_started`, `call_ended`, `missed_call` or `admin_alert`.
     pub kind: &'static str,
     /// 0 = the admins.
     pub user_id: i64,
@@ -181,15 +185,31 @@ pub fn ended(
     out
 }
 
-/// The sending side: hand it every CDR change.
+/// The admins' notice of an alert `kind` (notifyd's alert code).
+pub fn admin_alert(kind: &str, message: &str) -> Notice {
+    Notice {
+        kind: "admin_alert",
+        user_id: 0,
+        payload: json!({"source": "sipd", "kind": kind, "message": message}),
+    }
+}
+
+/// What the notifier task is handed.
+enum Input {
+    Cdr(Cdr),
+    Alert(Notice),
+}
+
+/// The sending side: hand it every CDR change and admin alert.
 pub struct Notifier {
-    tx: mpsc::UnboundedSender<Cdr>,
+    tx: mpsc::UnboundedSender<Input>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Notifier {
-    /// Starts the task that talks to notifyd at `addr` (`host:port`).
-    pub fn start(addr: &str, pool: SqlitePool) -> anyhow::Result<Self> {
+    /// Starts the task that talks to notifyd at `addr` (`host:port`),
+    /// every call carrying the daemons' shared `secret`.
+    pub fn start(addr: &str, pool: SqlitePool, secret: &Secret) -> anyhow::Result<Self> {
         let url = if addr.contains("://") {
             addr.to_string()
         } else {
@@ -201,13 +221,19 @@ impl Notifier {
             .timeout(Duration::from_secs(5))
             .connect_lazy();
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(rx, pool, NotifydClient::new(channel)));
+        let client = NotifydClient::new(proto::grpc::authed(channel, secret));
+        let task = tokio::spawn(run(rx, pool, client));
         Ok(Self { tx, task })
     }
 
     /// Never waits: the task does the rest.
     pub fn cdr(&self, c: &Cdr) {
-        let _ = self.tx.send(c.clone());
+        let _ = self.tx.send(Input::Cdr(c.clone()));
+    }
+
+    /// Never waits either.
+    pub fn alert(&self, kind: &str, message: &str) {
+        let _ = self.tx.send(Input::Alert(admin_alert(kind, message)));
     }
 
     /// Stops taking events and gives what is queued a last short try.
@@ -292,7 +318,7 @@ enum SendError {
     Refused(String),
 }
 
-async fn send(client: &mut NotifydClient<Channel>, n: &Notice) -> Result<i64, SendError> {
+async fn send(client: &mut NotifydClient<AuthChannel>, n: &Notice) -> Result<i64, SendError> {
     let req = NotifyRequest {
         kind: n.kind.to_string(),
         user_id: n.user_id,
@@ -360,7 +386,7 @@ async fn stored(pool: &SqlitePool) -> Vec<(i64, Notice)> {
     };
     rows.into_iter()
         .filter_map(|(seq, kind, user_id, payload)| {
-            let kind = ["call_started", "call_ended", "missed_call"]
+            let kind = ["call_started", "call_ended", "missed_call", "admin_alert"]
                 .into_iter()
                 .find(|k| *k == kind)?;
             let payload = serde_json::from_str(&payload).ok()?;
@@ -377,9 +403,9 @@ async fn stored(pool: &SqlitePool) -> Vec<(i64, Notice)> {
 }
 
 async fn run(
-    mut rx: mpsc::UnboundedReceiver<Cdr>,
+    mut rx: mpsc::UnboundedReceiver<Input>,
     pool: SqlitePool,
-    mut client: NotifydClient<Channel>,
+    mut client: NotifydClient<AuthChannel>,
 ) {
     let mut calls: HashMap<String, Tracked> = HashMap::new();
     let mut out = Outbox::new(QUEUE_CAP);
@@ -401,8 +427,12 @@ async fn run(
         tokio::select! {
             biased;
             ev = rx.recv() => {
-                let Some(c) = ev else { break };
-                for n in track(&mut calls, &pool, c).await {
+                let notices = match ev {
+                    None => break,
+                    Some(Input::Cdr(c)) => track(&mut calls, &pool, c).await,
+                    Some(Input::Alert(n)) => vec![n],
+                };
+                for n in notices {
                     let row = store(&pool, &n).await;
                     if let Some(old) = out.push(n, row) {
                         tracing::warn!(
@@ -498,7 +528,7 @@ async fn track(calls: &mut HashMap<String, Tracked>, pool: &SqlitePool, c: Cdr) 
             calls.insert(call_id, t);
             Vec::new()
         }
-        Cdr::Answered { call_id, at } => match calls.get_mut(&call_id) {
+        Cdr::Answered { call_id, at, .. } => match calls.get_mut(&call_id) {
             Some(t) => {
                 t.answered_at = Some(at);
                 vec![started(t)]
@@ -730,8 +760,14 @@ mod tests {
         }
     }
 
+    /// The stand-in has no data dir: it and the notifier share this one.
+    fn secret() -> Secret {
+        Secret::from_hex(&"5a".repeat(32)).unwrap()
+    }
+
     async fn serve(fake: FakeNotifyd, listener: tokio::net::TcpListener) {
         tonic::transport::Server::builder()
+            .layer(proto::grpc::RequireSecret::new(secret()))
             .add_service(NotifydServer::new(fake))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
@@ -782,6 +818,7 @@ mod tests {
             v.push(Cdr::Answered {
                 call_id: id.clone(),
                 at: t + 1000,
+                device_id: None,
             });
         }
         v.push(Cdr::End {
@@ -819,7 +856,7 @@ mod tests {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
         tokio::spawn(serve(fake.clone(), l));
-        let n = Notifier::start(&addr, pool).unwrap();
+        let n = Notifier::start(&addr, pool, &secret()).unwrap();
         for c in internal_call(1, true)
             .iter()
             .chain(&internal_call(2, false))
@@ -854,7 +891,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let n = Notifier::start(&addr.to_string(), pool).unwrap();
+        let n = Notifier::start(&addr.to_string(), pool, &secret()).unwrap();
         for c in internal_call(3, false) {
             n.cdr(&c);
         }
@@ -876,7 +913,7 @@ mod tests {
             .local_addr()
             .unwrap();
         // The first sipd sees a call end while notifyd is down, then stops.
-        let n = Notifier::start(&addr.to_string(), pool.clone()).unwrap();
+        let n = Notifier::start(&addr.to_string(), pool.clone(), &secret()).unwrap();
         for c in internal_call(4, false) {
             n.cdr(&c);
         }
@@ -892,7 +929,7 @@ mod tests {
         let fake = FakeNotifyd::default();
         let l = tokio::net::TcpListener::bind(addr).await.unwrap();
         tokio::spawn(serve(fake.clone(), l));
-        let n = Notifier::start(&addr.to_string(), pool.clone()).unwrap();
+        let n = Notifier::start(&addr.to_string(), pool.clone(), &secret()).unwrap();
         for c in internal_call(5, true) {
             n.cdr(&c);
         }

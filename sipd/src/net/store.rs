@@ -1,6 +1,7 @@
 //! sipd's database side: devices read from `devices`, bindings kept in
 //! `registrations` (so they survive a restart), security events written to
-//! `security_events` with one structured log line each.
+//! `security_events` and admin alerts written to `alerts`, with one
+//! structured log line each.
 
 use std::net::SocketAddr;
 
@@ -36,6 +37,15 @@ pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error>
         .collect())
 }
 
+/// The devices whose owner has Do Not Disturb on.
+pub async fn load_dnd(pool: &SqlitePool) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id WHERE u.dnd ORDER BY d.id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 /// Deletes expired rows and returns the live bindings.
 pub async fn load_bindings(pool: &SqlitePool, now_ms: u64) -> Result<Vec<Binding>, sqlx::Error> {
     let now = fmt_ms(now_ms);
@@ -44,8 +54,8 @@ pub async fn load_bindings(pool: &SqlitePool, now_ms: u64) -> Result<Vec<Binding
         .execute(pool)
         .await?;
     let rows = sqlx::query(
-        "SELECT device_id, contact, expires_at, user_agent, ip_address, transport, call_id, cseq, online, last_seen \
-         FROM registrations",
+        "SELECT device_id, contact, expires_at, user_agent, ip_address, transport, call_id, cseq, online, last_seen, \
+         local_address FROM registrations",
     )
     .fetch_all(pool)
     .await?;
@@ -68,6 +78,10 @@ pub async fn load_bindings(pool: &SqlitePool, now_ms: u64) -> Result<Vec<Binding
                 transport,
                 addr,
                 conn: 0,
+                local: r
+                    .get::<Option<String>, _>("local_address")
+                    .and_then(|a| a.parse().ok())
+                    .or_else(|| super::route_local(addr)),
             },
             user_agent: r.get("user_agent"),
             call_id: r.get("call_id"),
@@ -102,6 +116,10 @@ pub async fn write_events(pool: &SqlitePool, events: &[Event]) -> Result<(), sql
             proto::db::security_event(pool, "sipd", kind, &ip.to_string(), username, detail)
                 .await?;
         }
+        if let Event::Alert { kind, message } = e {
+            tracing::error!(alert = *kind, message = %message, "admin alert");
+            proto::db::alert(pool, "sipd", kind, message).await?;
+        }
     }
     if events
         .iter()
@@ -118,11 +136,12 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
         match e {
             Event::Binding(Change::Upsert(b)) => {
                 sqlx::query(
-                    "INSERT INTO registrations (device_id, contact, expires_at, user_agent, ip_address, transport, call_id, cseq, online, last_seen) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?) \
+                    "INSERT INTO registrations (device_id, contact, expires_at, user_agent, ip_address, transport, call_id, cseq, online, last_seen, local_address) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?, ?) \
                      ON CONFLICT(device_id, contact) DO UPDATE SET expires_at = excluded.expires_at, \
                      user_agent = excluded.user_agent, ip_address = excluded.ip_address, transport = excluded.transport, \
-                     call_id = excluded.call_id, cseq = excluded.cseq, online = TRUE, last_seen = excluded.last_seen",
+                     call_id = excluded.call_id, cseq = excluded.cseq, online = TRUE, last_seen = excluded.last_seen, \
+                     local_address = excluded.local_address",
                 )
                 .bind(b.device_id)
                 .bind(&b.contact)
@@ -133,6 +152,7 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
                 .bind(&b.call_id)
                 .bind(i64::from(b.cseq))
                 .bind(fmt_ms(b.last_seen))
+                .bind(b.source.local.map(|ip| ip.to_string()))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -156,6 +176,7 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
             }
             Event::Cdr(c) => write_cdr(&mut tx, c).await?,
             Event::Security { .. }
+            | Event::Alert { .. }
             | Event::MediaAllocate { .. }
             | Event::MediaRelease { .. }
             | Event::MediaUpdate { .. }
@@ -179,11 +200,19 @@ async fn write_cdr(
             started_at,
             call_sid,
         } => {
-            // twiliod may have written the row of a trunk call first.
+            // twiliod may have written the row of a trunk call first. The
+            // call's number is the DID dialled (inbound) or sent as caller
+            // ID (outbound); internal calls have none.
+            let did = match *direction {
+                "inbound" => Some(to),
+                "outbound" => Some(from),
+                _ => None,
+            };
             sqlx::query(
-                "INSERT INTO cdrs (call_sid, sip_call_id, direction, from_number, to_number, device_id, user_id, started_at, disposition) \
-                 VALUES (?, ?, ?, ?, ?, ?, (SELECT user_id FROM devices WHERE id = ?), ?, 'in_progress') \
+                "INSERT INTO cdrs (call_sid, sip_call_id, direction, from_number, to_number, did_id, device_id, user_id, started_at, disposition) \
+                 VALUES (?, ?, ?, ?, ?, (SELECT id FROM dids WHERE number = ?), ?, (SELECT user_id FROM devices WHERE id = ?), ?, 'in_progress') \
                  ON CONFLICT(call_sid) DO UPDATE SET sip_call_id = excluded.sip_call_id, \
+                 did_id = COALESCE(cdrs.did_id, excluded.did_id), \
                  device_id = excluded.device_id, user_id = COALESCE(cdrs.user_id, excluded.user_id)",
             )
             .bind(call_sid)
@@ -191,17 +220,27 @@ async fn write_cdr(
             .bind(direction)
             .bind(from)
             .bind(to)
+            .bind(did)
             .bind(device_id)
             .bind(device_id)
             .bind(fmt_ms(*started_at))
             .execute(&mut **tx)
             .await?;
         }
-        Cdr::Answered { call_id, at } => {
+        Cdr::Answered {
+            call_id,
+            at,
+            device_id,
+        } => {
+            // Of the devices rung, the one that answered (and its user, when
+            // it has one) owns the call.
             sqlx::query(
-                "UPDATE cdrs SET answered_at = ? WHERE sip_call_id = ? AND ended_at IS NULL",
+                "UPDATE cdrs SET answered_at = ?1, device_id = COALESCE(?2, device_id), \
+                 user_id = COALESCE((SELECT user_id FROM devices WHERE id = ?2), user_id) \
+                 WHERE sip_call_id = ?3 AND ended_at IS NULL",
             )
             .bind(fmt_ms(*at))
+            .bind(device_id)
             .bind(call_id)
             .execute(&mut **tx)
             .await?;
@@ -271,4 +310,25 @@ pub fn parse_ms(s: &str) -> u64 {
     proto::time::parse(s)
         .map(|t| u64::try_from(t.timestamp_millis()).unwrap_or(0))
         .unwrap_or(0)
+}
+
+/// Replaces the addresses sipd uses (scope, address, source), shown in the
+/// system status and read by twiliod for its `<Sip>` URIs.
+pub async fn write_addresses(
+    pool: &SqlitePool,
+    rows: &[(String, String, &'static str)],
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("DELETE FROM sip_addresses")
+        .execute(&mut *tx)
+        .await?;
+    for (scope, address, source) in rows {
+        sqlx::query("INSERT INTO sip_addresses (scope, address, source) VALUES (?, ?, ?)")
+            .bind(scope)
+            .bind(address)
+            .bind(source)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
 }

@@ -21,6 +21,11 @@ use crate::sip::{Peer, Transmit, Transport};
 const PER_SOURCE_QUEUE: usize = 2048;
 /// Open TCP connections per source IP.
 const PER_SOURCE_CONNS: usize = 32;
+/// Open TCP connections in all: past this new ones are closed at once.
+const MAX_CONNS: usize = 1_000;
+/// Messages waiting to be written to one TCP connection. A peer that
+/// reads slower than this is closed rather than buffered without end.
+const SEND_QUEUE: usize = 256;
 /// A TCP connection silent this long is closed (phones ping every 30-120 s).
 const TCP_IDLE: Duration = Duration::from_secs(900);
 
@@ -99,7 +104,30 @@ impl Inbox {
     }
 }
 
-type ConnEntry = (SocketAddr, mpsc::UnboundedSender<Vec<u8>>);
+/// The sending side of one TCP connection: a bounded queue, and the token
+/// that closes the connection when the queue overflows.
+#[derive(Clone)]
+pub struct ConnTx {
+    queue: mpsc::Sender<Vec<u8>>,
+    close: CancellationToken,
+}
+
+impl ConnTx {
+    /// Queues `data`; false when it was not. A full queue closes the
+    /// connection (the peer does not read what it is sent).
+    pub fn send(&self, data: Vec<u8>) -> bool {
+        match self.queue.try_send(data) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.close.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+type ConnEntry = (SocketAddr, ConnTx);
 
 /// Open TCP connections by id, for answers and requests to phones on TCP.
 #[derive(Clone, Default)]
@@ -109,8 +137,11 @@ pub struct Conns {
 }
 
 impl Conns {
-    fn add(&self, addr: SocketAddr, tx: mpsc::UnboundedSender<Vec<u8>>) -> Option<u64> {
+    fn add(&self, addr: SocketAddr, tx: ConnTx) -> Option<u64> {
         let mut m = self.inner.lock().ok()?;
+        if m.len() >= MAX_CONNS {
+            return None;
+        }
         if m.values().filter(|(a, _)| a.ip() == addr.ip()).count() >= PER_SOURCE_CONNS {
             return None;
         }
@@ -127,7 +158,7 @@ impl Conns {
 
     /// The connection `id`, or any open one from `addr` (after a restart
     /// the stored binding knows only the address).
-    fn sender(&self, id: u64, addr: SocketAddr) -> Option<mpsc::UnboundedSender<Vec<u8>>> {
+    fn sender(&self, id: u64, addr: SocketAddr) -> Option<ConnTx> {
         let m = self.inner.lock().ok()?;
         if let Some((_, tx)) = m.get(&id) {
             return Some(tx.clone());
@@ -143,7 +174,22 @@ impl Conns {
 pub async fn send(udp: &UdpSocket, conns: &Conns, t: Transmit) {
     match t.peer.transport {
         Transport::Udp => {
-            if let Err(e) = udp.send_to(&t.data, t.peer.addr).await {
+            let r = match (t.peer.local, t.peer.addr) {
+                // A socket on the wildcard address answers from the address
+                // the peer used (RFC 3261 section 18.2.2), not from whatever
+                // the routing table would pick on a host with several.
+                (Some(IpAddr::V4(src)), SocketAddr::V4(dst))
+                    if udp.local_addr().is_ok_and(|a| a.ip().is_unspecified())
+                        && !src.is_unspecified() =>
+                {
+                    match send_from(udp, &t.data, src, dst).await {
+                        Ok(n) => Ok(n),
+                        Err(_) => udp.send_to(&t.data, t.peer.addr).await,
+                    }
+                }
+                _ => udp.send_to(&t.data, t.peer.addr).await,
+            };
+            if let Err(e) = r {
                 tracing::debug!(dst = %t.peer.addr, error = %e, "udp send failed");
             }
         }
@@ -156,14 +202,112 @@ pub async fn send(udp: &UdpSocket, conns: &Conns, t: Transmit) {
     }
 }
 
-pub async fn udp_reader(udp: Arc<UdpSocket>, inbox: Inbox, shutdown: CancellationToken) {
+/// Sends a datagram from `src` (IP_PKTINFO).
+async fn send_from(
+    udp: &UdpSocket,
+    data: &[u8],
+    src: std::net::Ipv4Addr,
+    dst: std::net::SocketAddrV4,
+) -> std::io::Result<usize> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrIn, sendmsg};
+    use std::os::fd::AsRawFd;
+    let info = libc::in_pktinfo {
+        ipi_ifindex: 0,
+        ipi_spec_dst: libc::in_addr {
+            s_addr: u32::from(src).to_be(),
+        },
+        ipi_addr: libc::in_addr { s_addr: 0 },
+    };
+    let to = SockaddrIn::from(dst);
+    let fd = udp.as_raw_fd();
+    udp.async_io(tokio::io::Interest::WRITABLE, || {
+        sendmsg(
+            fd,
+            &[std::io::IoSlice::new(data)],
+            &[ControlMessage::Ipv4PacketInfo(&info)],
+            MsgFlags::empty(),
+            Some(&to),
+        )
+        .map_err(std::io::Error::from)
+    })
+    .await
+}
+
+/// Asks the kernel for each datagram's destination address, so answers and
+/// SDP name the address the phone really reached.
+pub fn enable_pktinfo(udp: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let r = match udp.local_addr() {
+        Ok(SocketAddr::V4(_)) => setsockopt(udp, sockopt::Ipv4PacketInfo, &true),
+        Ok(SocketAddr::V6(_)) => setsockopt(udp, sockopt::Ipv6RecvPacketInfo, &true),
+        Err(_) => return,
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "cannot read datagrams' local addresses; using the routing table");
+    }
+}
+
+/// One datagram: its length, source, and the local address it was sent to.
+async fn recv_with_local(
+    udp: &UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr, Option<IpAddr>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+    use std::os::fd::AsRawFd;
+    let fd = udp.as_raw_fd();
+    let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo);
+    udp.async_io(tokio::io::Interest::READABLE, || {
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        let m = recvmsg::<SockaddrStorage>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
+            .map_err(std::io::Error::from)?;
+        let mut local = None;
+        if let Ok(cmsgs) = m.cmsgs() {
+            for c in cmsgs {
+                match c {
+                    ControlMessageOwned::Ipv4PacketInfo(i) => {
+                        // ipi_addr: the destination address in the header.
+                        local = Some(IpAddr::from(std::net::Ipv4Addr::from(u32::from_be(
+                            i.ipi_addr.s_addr,
+                        ))));
+                    }
+                    ControlMessageOwned::Ipv6PacketInfo(i) => {
+                        local = Some(IpAddr::from(i.ipi6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let src = m
+            .address
+            .and_then(|a: SockaddrStorage| {
+                a.as_sockaddr_in()
+                    .map(|v4| SocketAddr::from(std::net::SocketAddrV4::from(*v4)))
+                    .or_else(|| {
+                        a.as_sockaddr_in6()
+                            .map(|v6| SocketAddr::from(std::net::SocketAddrV6::from(*v6)))
+                    })
+            })
+            .ok_or_else(|| std::io::Error::other("datagram without a source address"))?;
+        Ok((m.bytes, src, local))
+    })
+    .await
+}
+
+/// Reads SIP datagrams into the inbox; STUN answers (to sipd's own Binding
+/// requests, see `stun`) go to `stun` instead.
+pub async fn udp_reader(
+    udp: Arc<UdpSocket>,
+    inbox: Inbox,
+    stun: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+    shutdown: CancellationToken,
+) {
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
     loop {
         let r = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = udp.recv_from(&mut buf) => r,
+            r = recv_with_local(&udp, &mut buf) => r,
         };
-        let (n, src) = match r {
+        let (n, src, local) = match r {
             Ok(x) => x,
             Err(e) => {
                 // ICMP port unreachable shows up here on Linux; keep reading.
@@ -172,16 +316,16 @@ pub async fn udp_reader(udp: Arc<UdpSocket>, inbox: Inbox, shutdown: Cancellatio
             }
         };
         let data = &buf[..n];
+        if super::stun::is_stun(data) {
+            let _ = stun.try_send((src, data.to_vec()));
+            continue;
+        }
         // Keep-alive CRLFs (and stray whitespace) need no answer on UDP.
         if n > MAX_MESSAGE || data.iter().all(|b| b.is_ascii_whitespace() || *b == 0) {
             continue;
         }
         inbox.push(Item {
-            peer: Peer {
-                transport: Transport::Udp,
-                addr: src,
-                conn: 0,
-            },
+            peer: Peer::udp(src).with_local(local),
             data: data.to_vec(),
         });
     }
@@ -206,9 +350,13 @@ pub async fn tcp_acceptor(
                 continue;
             }
         };
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (queue, rx) = mpsc::channel(SEND_QUEUE);
+        let tx = ConnTx {
+            queue,
+            close: CancellationToken::new(),
+        };
         let Some(id) = conns.add(addr, tx.clone()) else {
-            tracing::debug!(src = %addr, "too many tcp connections from one address");
+            tracing::debug!(src = %addr, "too many tcp connections (from one address or in all)");
             continue;
         };
         let (inbox, conns, shutdown) = (inbox.clone(), conns.clone(), shutdown.clone());
@@ -224,11 +372,12 @@ async fn tcp_conn(
     addr: SocketAddr,
     id: u64,
     inbox: Inbox,
-    tx: mpsc::UnboundedSender<Vec<u8>>,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    tx: ConnTx,
+    mut rx: mpsc::Receiver<Vec<u8>>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().ok().map(|a| a.ip());
     let (mut rd, mut wr) = stream.into_split();
     let writer = tokio::spawn(async move {
         while let Some(data) = rx.recv().await {
@@ -241,12 +390,17 @@ async fn tcp_conn(
         transport: Transport::Tcp,
         addr,
         conn: id,
+        local,
     };
     let mut framer = Framer::default();
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = tx.close.cancelled() => {
+                tracing::debug!(src = %addr, "tcp peer does not read; closing");
+                break;
+            }
             r = tokio::time::timeout(TCP_IDLE, rd.read(&mut buf)) => match r {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
                 Ok(Ok(n)) => n,
@@ -370,15 +524,43 @@ mod tests {
         assert_eq!(f.next_frame(), Frame::Broken);
     }
 
+    fn conn_tx() -> (ConnTx, mpsc::Receiver<Vec<u8>>) {
+        let (queue, rx) = mpsc::channel(SEND_QUEUE);
+        let close = CancellationToken::new();
+        (ConnTx { queue, close }, rx)
+    }
+
+    #[test]
+    fn a_tcp_peer_that_does_not_read_is_closed_not_buffered() {
+        let (tx, _rx) = conn_tx();
+        for _ in 0..SEND_QUEUE {
+            assert!(tx.send(vec![0; 100]));
+        }
+        assert!(!tx.close.is_cancelled());
+        assert!(!tx.send(vec![0; 100]));
+        assert!(
+            tx.close.is_cancelled(),
+            "the overflow closes the connection"
+        );
+    }
+
+    #[test]
+    fn tcp_connections_past_the_global_cap_are_refused() {
+        let conns = Conns::default();
+        let addr = |i: usize| SocketAddr::from(([198, 18, (i / 256) as u8, (i % 256) as u8], 5060));
+        for i in 0..MAX_CONNS {
+            assert!(conns.add(addr(i), conn_tx().0).is_some(), "{i}");
+        }
+        assert!(conns.add(addr(MAX_CONNS), conn_tx().0).is_none());
+        conns.remove(1);
+        assert!(conns.add(addr(MAX_CONNS), conn_tx().0).is_some());
+    }
+
     #[test]
     fn the_inbox_serves_sources_round_robin() {
         let inbox = Inbox::new();
         let item = |a: &str| Item {
-            peer: Peer {
-                transport: Transport::Udp,
-                addr: a.parse().unwrap(),
-                conn: 0,
-            },
+            peer: Peer::udp(a.parse().unwrap()),
             data: vec![],
         };
         for _ in 0..100 {

@@ -1,6 +1,13 @@
-//! Failed-authentication counting per source address and bans (issue 3
-//! "Abuse"): past `threshold` failures within `window` an address is ignored
-//! for `duration`. Banned traffic is dropped before parsing.
+//! Failed-authentication counting per source address and bans: past
+//! `threshold` failures within `window` an address is ignored for
+//! `duration`. Banned traffic is dropped before parsing. The trunk's
+//! signalling addresses are exempt: a source address can be forged, and a
+//! ban on Twilio would cut off every inbound call.
+//!
+//! Also a budget of digest challenges per source: a challenge goes to
+//! whatever address a request claims to come from, so past
+//! [`CHALLENGE_BUDGET`] challenges that nobody answered within
+//! [`CHALLENGE_WINDOW_MS`] a source gets no more until the window ends.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -23,11 +30,21 @@ impl Default for BanPolicy {
     }
 }
 
+/// Unanswered challenges one source may get per window. A busy office
+/// behind one NAT address answers its challenges, which gives the budget
+/// back; a forged source never does.
+pub const CHALLENGE_BUDGET: u32 = 200;
+pub const CHALLENGE_WINDOW_MS: u64 = 10_000;
+
 #[derive(Debug, Default)]
 pub struct Abuse {
     pub policy: BanPolicy,
     failures: HashMap<IpAddr, VecDeque<u64>>,
     bans: HashMap<IpAddr, u64>,
+    /// Never banned, never out of challenges (the trunk).
+    exempt: Vec<IpAddr>,
+    /// Per source: (window start, challenges sent and not answered).
+    challenges: HashMap<IpAddr, (u64, u32)>,
 }
 
 impl Abuse {
@@ -38,13 +55,35 @@ impl Abuse {
         }
     }
 
+    pub fn with_exempt(policy: BanPolicy, exempt: Vec<IpAddr>) -> Self {
+        Self {
+            policy,
+            exempt,
+            ..Default::default()
+        }
+    }
+
+    /// Sets the addresses that are never banned; lifts their bans.
+    pub fn set_exempt(&mut self, ips: Vec<IpAddr>) {
+        for ip in &ips {
+            self.bans.remove(ip);
+            self.failures.remove(ip);
+            self.challenges.remove(ip);
+        }
+        self.exempt = ips;
+    }
+
+    pub fn is_exempt(&self, ip: IpAddr) -> bool {
+        self.exempt.contains(&ip)
+    }
+
     pub fn is_banned(&self, ip: IpAddr, now: u64) -> bool {
         self.bans.get(&ip).is_some_and(|&until| until > now)
     }
 
     /// Counts one failure; true when it started a ban.
     pub fn record_failure(&mut self, ip: IpAddr, now: u64) -> bool {
-        if self.is_banned(ip, now) || self.policy.threshold == 0 {
+        if self.is_banned(ip, now) || self.policy.threshold == 0 || self.is_exempt(ip) {
             return false;
         }
         let q = self.failures.entry(ip).or_default();
@@ -63,8 +102,33 @@ impl Abuse {
         false
     }
 
+    /// Takes one challenge from `ip`'s budget; false when it has none left.
+    pub fn take_challenge(&mut self, ip: IpAddr, now: u64) -> bool {
+        if self.is_exempt(ip) {
+            return true;
+        }
+        let (start, n) = self.challenges.entry(ip).or_insert((now, 0));
+        if now.saturating_sub(*start) >= CHALLENGE_WINDOW_MS {
+            (*start, *n) = (now, 0);
+        }
+        if *n >= CHALLENGE_BUDGET {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// `ip` answered a challenge it was sent: it is no forged source.
+    pub fn challenge_answered(&mut self, ip: IpAddr) {
+        if let Some((_, n)) = self.challenges.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
     /// Lifts expired bans (returned) and forgets old failures.
     pub fn sweep(&mut self, now: u64) -> Vec<IpAddr> {
+        self.challenges
+            .retain(|_, (start, _)| now.saturating_sub(*start) < CHALLENGE_WINDOW_MS);
         let window = self.policy.window_ms;
         self.failures
             .retain(|_, q| q.back().is_some_and(|&t| now.saturating_sub(t) <= window));
@@ -113,5 +177,42 @@ mod tests {
             assert!(!a.record_failure(ip, i * 7_000));
         }
         assert!(!a.is_banned(ip, 30 * 7_000));
+    }
+
+    #[test]
+    fn an_exempt_address_is_never_banned_and_an_earlier_ban_is_lifted() {
+        let mut a = Abuse::new(BanPolicy::default());
+        let trunk: IpAddr = "198.51.100.20".parse().unwrap();
+        for i in 0..10 {
+            a.record_failure(trunk, i);
+        }
+        assert!(a.is_banned(trunk, 10));
+        a.set_exempt(vec![trunk]);
+        assert!(!a.is_banned(trunk, 10));
+        for i in 0..100 {
+            assert!(!a.record_failure(trunk, 20 + i));
+        }
+        assert!(!a.is_banned(trunk, 200));
+    }
+
+    #[test]
+    fn unanswered_challenges_run_out_per_source_until_the_window_ends() {
+        let mut a = Abuse::new(BanPolicy::default());
+        let victim: IpAddr = "203.0.113.5".parse().unwrap();
+        let phone: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..CHALLENGE_BUDGET {
+            assert!(a.take_challenge(victim, 0));
+        }
+        assert!(!a.take_challenge(victim, 1));
+        // A source that answers its challenges keeps its budget.
+        for _ in 0..CHALLENGE_BUDGET * 3 {
+            assert!(a.take_challenge(phone, 1));
+            a.challenge_answered(phone);
+        }
+        assert!(a.take_challenge(victim, CHALLENGE_WINDOW_MS));
+        a.set_exempt(vec![victim]);
+        for _ in 0..CHALLENGE_BUDGET * 2 {
+            assert!(a.take_challenge(victim, CHALLENGE_WINDOW_MS));
+        }
     }
 }

@@ -5,19 +5,25 @@
 //! [`Core::poll_transmit`] and [`Core::poll_event`].
 
 mod b2bua;
+mod outbound;
 
+pub use super::addrs::{AddrBook, AddrSource};
 pub use b2bua::{CallInfo, Cdr, SPAM_MARK, TRUNK_ID, VERIFIED_MARK};
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 
+use hmac::{Hmac, KeyInit, Mac};
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+
 use super::abuse::{Abuse, BanPolicy};
-use super::digest::{Algorithm, Credentials, Nonces, Verdict};
+use super::digest::{Algorithm, Attempt, Credentials, Nonces, Verdict};
 use super::msg::{self, ACCEPT, ALLOW, Inbound, Intake, Raw, SUPPORTED, tag_of, uri_of, user_of};
 use super::registrar::{Binding, Change, Device, ExpiryPolicy, Outcome, Register, Registrar};
 use super::transaction::{ClientOutcome, ServerMatch, Transactions, server_key};
-use super::{Peer, Transmit, Transport};
+use super::{Peer, Transmit};
 
 /// The runtime settings the core uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,10 +37,21 @@ pub struct CoreConfig {
     /// 0 = no keep-alive OPTIONS.
     pub keepalive_interval_ms: u64,
     pub keepalive_failures: u32,
-    /// The `host:port` put in the Via of requests we send.
-    pub local_addr: String,
-    /// The address mediad relays on, put in every SDP sipd sends.
-    pub media_ip: String,
+    /// `sip.local_address`: the address typed by the admin for phones on
+    /// this host's own networks; `None` = the address each phone's packets
+    /// arrived on.
+    pub local_host: Option<String>,
+    /// `sip.public_address`: the address typed by the admin for the trunk
+    /// and for phones beyond a router; `None` = learned (trunk Via, STUN).
+    pub public_host: Option<String>,
+    /// sipd's SIP port, put in Via and Contact.
+    pub sip_port: u16,
+    /// The address used when nothing better is known for a peer: the bound
+    /// address, or the one the routing table picks. Never a host name.
+    pub default_host: String,
+    /// This host's networks (address, prefix length): a peer inside one is
+    /// on a link of ours and reaches our local address directly.
+    pub local_nets: Vec<(IpAddr, u8)>,
     /// How long a call rings before the caller hears "no answer".
     pub ring_timeout_ms: u64,
     /// The DTMF sequence that toggles recording (`calls.record_dtmf`).
@@ -45,10 +62,18 @@ pub struct CoreConfig {
     pub default_country: String,
     pub allow_premium: bool,
     pub allow_international: bool,
+    /// Per-device limits on trunk calls (`calls.max_*_per_device`).
+    pub call_limits: super::limits::CallLimits,
     /// The SIP trunk's credentials (HA1 only, id [`TRUNK_ID`]), when set.
     pub trunk: Option<Device>,
     /// Addresses the trunk may call from; empty = any.
     pub trunk_ips: Vec<IpAddr>,
+    /// How often the trunk gets an OPTIONS (whose answer's Via tells our
+    /// public address); 0 = never.
+    pub trunk_ping_ms: u64,
+    /// System-wide Do Not Disturb (`routing.dnd`): no phone rings for an
+    /// internal call (trunk calls meet it in twiliod's rules).
+    pub system_dnd: bool,
 }
 
 impl Default for CoreConfig {
@@ -61,16 +86,22 @@ impl Default for CoreConfig {
             offer_sha256: true,
             keepalive_interval_ms: 30_000,
             keepalive_failures: 3,
-            local_addr: "127.0.0.1:5060".into(),
-            media_ip: "127.0.0.1".into(),
+            local_host: None,
+            public_host: None,
+            sip_port: 5060,
+            default_host: "127.0.0.1".into(),
+            local_nets: Vec::new(),
             ring_timeout_ms: 30_000,
             record_dtmf: "*1".into(),
             termination: None,
             default_country: "1".into(),
             allow_premium: false,
             allow_international: false,
+            call_limits: super::limits::CallLimits::default(),
             trunk: None,
             trunk_ips: Vec::new(),
+            trunk_ping_ms: 60_000,
+            system_dnd: false,
         }
     }
 }
@@ -84,6 +115,18 @@ pub struct Termination {
     pub addr: std::net::SocketAddr,
     pub username: String,
     pub password: String,
+    /// This host's address towards `addr` (a routing look-up).
+    pub local: Option<IpAddr>,
+}
+
+/// The `received` parameter of a Via value (RFC 3261 section 18.2.1).
+fn via_received(via: &str) -> Option<IpAddr> {
+    let top = via.split(',').next().unwrap_or_default();
+    top.split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("received"))
+        .and_then(|(_, v)| v.trim().trim_matches(['[', ']']).parse().ok())
 }
 
 /// Something the shell must store or log.
@@ -98,6 +141,9 @@ pub enum Event {
         username: String,
         detail: String,
     },
+    /// Something an admin must hear about now: an `alerts` row and an
+    /// `admin_alert` notification.
+    Alert { kind: &'static str, message: String },
     /// Ask mediad for a port pair; answer with [`Core::media_ready`].
     MediaAllocate { call_id: String },
     /// The call is over: release mediad's ports (and store its stats).
@@ -127,6 +173,14 @@ pub struct Stats {
     pub retransmissions_absorbed: u64,
     pub registrations_ok: u64,
     pub auth_failures: u64,
+    /// New requests refused (INVITE: 503) or dropped because the
+    /// transaction table was full.
+    pub dropped_overload: u64,
+    /// Challenges not sent: the source used up its challenge budget.
+    pub challenges_withheld: u64,
+    /// Responses that matched a request sipd sent, but came from another
+    /// address than the one it went to.
+    pub dropped_wrong_source: u64,
 }
 
 struct Keepalive {
@@ -141,6 +195,8 @@ struct Reply {
     extra: Vec<(&'static str, String)>,
     /// An SDP body.
     body: Option<String>,
+    /// No answer at all, and no transaction kept (see [`Reply::silent`]).
+    silent: bool,
 }
 
 impl Reply {
@@ -150,6 +206,7 @@ impl Reply {
             reason: reason.into(),
             extra: Vec::new(),
             body: None,
+            silent: false,
         }
     }
 
@@ -162,6 +219,15 @@ impl Reply {
     /// later on the same server transaction.
     fn deferred() -> Self {
         Self::new(0, "")
+    }
+
+    /// No answer, ever: the request is dropped and its transaction
+    /// forgotten, so it holds no state.
+    fn silent() -> Self {
+        Self {
+            silent: true,
+            ..Self::new(0, "")
+        }
     }
 }
 
@@ -182,6 +248,8 @@ pub struct Core {
     cfg: CoreConfig,
     devices: HashMap<String, Device>,
     extensions: HashMap<String, String>,
+    /// Device ids whose owner has Do Not Disturb on.
+    dnd: HashSet<i64>,
     txns: Transactions,
     nonces: Nonces,
     abuse: Abuse,
@@ -192,7 +260,15 @@ pub struct Core {
     next_sweep: u64,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    counter: u64,
+    /// Branches, tags and Call-IDs: a CSPRNG keyed from the secret, so
+    /// nobody can guess the identifiers of a leg from earlier ones.
+    ids: StdRng,
+    /// The addresses used towards each peer.
+    pub(crate) addrs: AddrBook,
+    /// The branch of the last OPTIONS sent to the trunk.
+    trunk_ping: Option<String>,
+    /// When the next OPTIONS goes to the trunk.
+    next_trunk_ping: u64,
     pub stats: Stats,
 }
 
@@ -201,13 +277,16 @@ const SWEEP_EVERY: u64 = 1_000;
 
 impl Core {
     pub fn new(cfg: CoreConfig, secret: [u8; 32]) -> Self {
+        let addrs = AddrBook::new(&cfg, None);
         Self {
             nonces: Nonces::new(secret, cfg.nonce_ttl_ms),
-            abuse: Abuse::new(cfg.ban),
+            ids: StdRng::from_seed(id_seed(&secret)),
+            abuse: Abuse::with_exempt(cfg.ban, trunk_sources(&cfg)),
             registrar: Registrar::new(cfg.expiry),
             cfg,
             devices: HashMap::new(),
             extensions: HashMap::new(),
+            dnd: HashSet::new(),
             txns: Transactions::new(),
             keepalives: HashMap::new(),
             calls: b2bua::Calls::default(),
@@ -215,7 +294,9 @@ impl Core {
             next_sweep: 0,
             out: VecDeque::new(),
             events: VecDeque::new(),
-            counter: 0,
+            addrs,
+            trunk_ping: None,
+            next_trunk_ping: 0,
             stats: Stats::default(),
         }
     }
@@ -224,16 +305,33 @@ impl Core {
     pub fn set_config(&mut self, now: u64, cfg: CoreConfig) {
         self.nonces.set_ttl_ms(cfg.nonce_ttl_ms);
         self.abuse.policy = cfg.ban;
+        self.abuse.set_exempt(trunk_sources(&cfg));
         self.registrar.policy = cfg.expiry;
         if cfg.keepalive_interval_ms != self.cfg.keepalive_interval_ms {
             self.next_keepalive = None;
         }
+        if cfg.termination != self.cfg.termination || cfg.trunk_ping_ms != self.cfg.trunk_ping_ms {
+            // A new trunk: ask it at once what our address looks like.
+            self.next_trunk_ping = now;
+        }
+        self.addrs.configure(&cfg);
         self.cfg = cfg;
         self.schedule_keepalive(now);
     }
 
     pub fn config(&self) -> &CoreConfig {
         &self.cfg
+    }
+
+    /// Records a public address learned outside the core (STUN). Returns
+    /// true when it changed.
+    pub fn learn_public(&mut self, ip: IpAddr, source: AddrSource) -> bool {
+        self.addrs.learn_public(ip, source)
+    }
+
+    /// The addresses sipd uses towards each kind of peer.
+    pub fn addresses(&self) -> &AddrBook {
+        &self.addrs
     }
 
     /// Replaces the device list (the shell reloads it from `devices`).
@@ -246,6 +344,12 @@ impl Core {
             }
             self.devices.insert(d.username.clone(), d);
         }
+    }
+
+    /// The devices whose owner has Do Not Disturb on: internal calls to
+    /// them are refused.
+    pub fn set_dnd(&mut self, devices: impl IntoIterator<Item = i64>) {
+        self.dnd = devices.into_iter().collect();
     }
 
     pub fn has_device(&self, username: &str) -> bool {
@@ -276,7 +380,10 @@ impl Core {
         match msg::intake(bytes) {
             Ok((Inbound::Request(r), _)) => self.handle_request(now, peer, *r),
             Ok((Inbound::Response(r), _)) => {
-                if !self.txns.on_response(&r.via.branch, r.status) && !self.b2b_response(now, &r) {
+                self.trunk_pong(&peer, &r);
+                if !self.txns.on_response(&r.via.branch, r.status, &peer)
+                    && !self.b2b_response(now, &peer, &r)
+                {
                     self.stats.dropped_malformed += 1;
                 }
                 self.drain_outcomes(now);
@@ -312,6 +419,9 @@ impl Core {
                 self.security("sip_ban_lifted", ip, "", "ban expired".into());
             }
         }
+        if self.trunk_ping_due(now) {
+            self.ping_trunk(now);
+        }
         self.schedule_keepalive(now);
         if let Some(at) = self.next_keepalive
             && now >= at
@@ -328,6 +438,8 @@ impl Core {
             self.txns.poll_timeout(),
             self.calls.next_timeout(),
             self.next_keepalive,
+            (self.cfg.termination.is_some() && self.cfg.trunk_ping_ms > 0)
+                .then_some(self.next_trunk_ping),
             Some(self.next_sweep),
         ]
         .into_iter()
@@ -353,6 +465,37 @@ impl Core {
         }
     }
 
+    fn trunk_ping_due(&self, now: u64) -> bool {
+        self.cfg.termination.is_some() && self.cfg.trunk_ping_ms > 0 && now >= self.next_trunk_ping
+    }
+
+    /// An OPTIONS to the trunk: its answer's Via `received` is our public
+    /// address as the trunk sees it (RFC 3581 section 4).
+    fn ping_trunk(&mut self, now: u64) {
+        self.next_trunk_ping = now + self.cfg.trunk_ping_ms;
+        let Some(t) = self.cfg.termination.clone() else {
+            return;
+        };
+        let peer = Peer::udp(t.addr).with_local(t.local);
+        let branch = format!("z9hG4bK{}", self.next_id());
+        let data = self.options_request(&format!("sip:{}", t.host), &branch, &peer);
+        self.txns
+            .send_request(now, &branch, Transmit { peer, data }, 32 * super::T1);
+        self.trunk_ping = Some(branch);
+    }
+
+    /// The trunk's answer to our OPTIONS, from the trunk's own address.
+    fn trunk_pong(&mut self, peer: &Peer, r: &msg::Response) {
+        if self.trunk_ping.as_deref() != Some(r.via.branch.as_str())
+            || self.cfg.termination.as_ref().map(|t| t.addr) != Some(peer.addr)
+        {
+            return;
+        }
+        if let Some(ip) = r.raw.get("via").and_then(via_received) {
+            self.addrs.learn_public(ip, AddrSource::TrunkVia);
+        }
+    }
+
     fn schedule_keepalive(&mut self, now: u64) {
         if self.cfg.keepalive_interval_ms == 0 {
             self.next_keepalive = None;
@@ -361,13 +504,14 @@ impl Core {
         }
     }
 
+    /// 128 random bits as 32 hex digits, for a branch (after `z9hG4bK`),
+    /// a tag or a Call-ID: RFC 3261 sections 8.1.1.4 and 19.3 ask for
+    /// cryptographically random tags and Call-IDs, and a guessable one lets
+    /// anyone answer, end or redirect a leg.
     fn next_id(&mut self) -> String {
-        self.counter += 1;
-        format!("{:x}{:06x}", self.counter, self.nonces_hint())
-    }
-
-    fn nonces_hint(&self) -> u64 {
-        (self.counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) & 0xFF_FFFF
+        let mut b = [0u8; 16];
+        self.ids.fill_bytes(&mut b);
+        hex::encode(b)
     }
 
     fn security(&mut self, kind: &'static str, ip: IpAddr, username: &str, detail: String) {
@@ -384,7 +528,15 @@ impl Core {
         let method = raw.method().unwrap_or_default().to_string();
         let (cseq, _) = raw.cseq().unwrap_or((0, ""));
         let from_tag = raw.get("from").and_then(tag_of).unwrap_or_default();
-        let sent_by = format!("{}:{}", r.via.host, r.via.port.unwrap_or(5060));
+        // The source address is part of the key as well: a request with the
+        // same branch from elsewhere (a forged CANCEL) must neither match
+        // the genuine transaction nor pre-empt it.
+        let sent_by = format!(
+            "{}:{} {}",
+            r.via.host,
+            r.via.port.unwrap_or(5060),
+            peer.addr.ip()
+        );
         let key = server_key(
             &r.via.branch,
             &sent_by,
@@ -403,12 +555,19 @@ impl Core {
             }
             ServerMatch::AckAbsorbed => {}
             ServerMatch::New if method == "ACK" => {
-                self.b2b_ack(now, raw);
+                self.b2b_ack(now, peer, raw);
             }
             ServerMatch::New => {
                 let invite = method == "INVITE";
-                self.txns.begin_server(now, &key, invite);
+                if !self.txns.begin_server(now, &key, invite) {
+                    self.overloaded(peer, raw, invite);
+                    return;
+                }
                 let reply = self.decide(now, peer, &method, &r, &key);
+                if reply.silent {
+                    self.txns.forget_server(&key);
+                    return;
+                }
                 if reply.code == 0 {
                     return;
                 }
@@ -428,6 +587,28 @@ impl Core {
                 self.txns
                     .respond(now, &key, Transmit { peer, data }, reply.code);
             }
+        }
+    }
+
+    /// Every transaction slot waits for an answer: a new INVITE hears 503
+    /// with Retry-After (stateless, RFC 3261 section 21.5.4), anything else
+    /// is dropped, since its sender retransmits.
+    fn overloaded(&mut self, peer: Peer, raw: &Raw, invite: bool) {
+        self.stats.dropped_overload += 1;
+        tracing::debug!(src = %peer.addr, invite, "transaction table full");
+        if invite {
+            let tag = self.next_id();
+            let extra = [("Retry-After", "5".to_string())];
+            let data = msg::response(
+                raw,
+                peer.addr,
+                503,
+                "Service Unavailable",
+                &tag,
+                &extra,
+                None,
+            );
+            self.out.push_back(Transmit { peer, data });
         }
     }
 
@@ -500,7 +681,7 @@ impl Core {
                 Ok(device) => self.start_call(now, peer, r, key, &device),
             },
             "BYE" => self.b2b_in_dialog(now, peer, method, r, key),
-            "CANCEL" => self.b2b_cancel(now, r, key),
+            "CANCEL" => self.b2b_cancel(now, peer, r, key),
             _ => Reply::new(481, "Call/Transaction Does Not Exist"),
         }
     }
@@ -527,10 +708,10 @@ impl Core {
             .all(header)
             .filter_map(Credentials::parse)
             .find(|c| c.realm == realm);
-        let Some(creds) = creds else {
-            return Err(self.challenge(now, raw, proxy, false));
-        };
         let ip = peer.addr.ip();
+        let Some(creds) = creds else {
+            return Err(self.challenge(now, peer, raw, proxy, false));
+        };
         let trunk = self
             .cfg
             .trunk
@@ -556,10 +737,33 @@ impl Core {
             // Same work for an unknown user as for a known one.
             None => ("0".repeat(32), "sip_unknown_user"),
         };
-        let verdict = self.nonces.verify(now, &realm, method, &creds, &ha1);
+        let attempt = Attempt {
+            method,
+            request_uri: raw.start.split(' ').nth(1).unwrap_or_default(),
+            client: ip,
+        };
+        let verdict = self.nonces.verify(now, &realm, &attempt, &creds, &ha1);
+        if verdict != Verdict::Foreign {
+            // The nonce went to this address: the source is genuine.
+            self.abuse.challenge_answered(ip);
+        }
         match (verdict, device) {
             (Verdict::Ok, Some(d)) if kind == "sip_bad_password" => Ok(d),
-            (Verdict::Stale | Verdict::Replay, _) => Err(self.challenge(now, raw, proxy, true)),
+            (Verdict::Stale | Verdict::Replay, _) => {
+                Err(self.challenge(now, peer, raw, proxy, true))
+            }
+            (Verdict::Foreign | Verdict::NoQop, _) => {
+                Err(self.challenge(now, peer, raw, proxy, false))
+            }
+            (Verdict::UriMismatch, _) => {
+                self.security(
+                    "sip_digest_uri_mismatch",
+                    ip,
+                    &creds.username,
+                    format!("{method} from {}", peer.addr),
+                );
+                Err(Reply::new(400, "Digest URI Mismatch"))
+            }
             _ => {
                 self.stats.auth_failures += 1;
                 self.security(
@@ -587,8 +791,17 @@ impl Core {
         }
     }
 
-    fn challenge(&mut self, now: u64, req: &Raw, proxy: bool, stale: bool) -> Reply {
-        let [md5, sha] = self.nonces.challenges(now, &self.cfg.realm, stale);
+    /// A 401/407 with a fresh nonce for `peer`'s address, sent once (see
+    /// `Transactions::respond`), or nothing when the source used up its
+    /// challenge budget.
+    fn challenge(&mut self, now: u64, peer: Peer, req: &Raw, proxy: bool, stale: bool) -> Reply {
+        let ip = peer.addr.ip();
+        if !self.abuse.take_challenge(ip, now) {
+            self.stats.challenges_withheld += 1;
+            tracing::debug!(src = %peer.addr, "challenge budget used up");
+            return Reply::silent();
+        }
+        let [md5, sha] = self.nonces.challenges(now, &self.cfg.realm, stale, ip);
         let (code, reason, name) = if proxy {
             (407, "Proxy Authentication Required", "Proxy-Authenticate")
         } else {
@@ -672,7 +885,7 @@ impl Core {
         let timeout = self.cfg.keepalive_interval_ms.max(1_000);
         for (device_id, contact, peer) in targets {
             let branch = format!("z9hG4bK{}", self.next_id());
-            let data = self.options_request(&contact, &branch, peer.transport);
+            let data = self.options_request(&contact, &branch, &peer);
             self.txns
                 .send_request(now, &branch, Transmit { peer, data }, timeout);
             self.keepalives
@@ -680,10 +893,11 @@ impl Core {
         }
     }
 
-    fn options_request(&mut self, contact: &str, branch: &str, t: Transport) -> Vec<u8> {
+    fn options_request(&mut self, contact: &str, branch: &str, peer: &Peer) -> Vec<u8> {
+        let t = peer.transport;
         let tag = self.next_id();
         let call_id = self.next_id();
-        let local = &self.cfg.local_addr;
+        let local = &self.addrs.via_host(peer);
         let realm = &self.cfg.realm;
         format!(
             "OPTIONS {contact} SIP/2.0\r\n\
@@ -718,6 +932,24 @@ impl Core {
         }
         self.collect_changes();
     }
+}
+
+/// The addresses the trunk signals from, which are never banned: the
+/// configured trunk sources and the termination address.
+fn trunk_sources(cfg: &CoreConfig) -> Vec<IpAddr> {
+    let mut ips = cfg.trunk_ips.clone();
+    ips.extend(cfg.termination.as_ref().map(|t| t.addr.ip()));
+    ips
+}
+
+/// The identifier generator's seed: an HMAC of a label with the secret, so
+/// it is independent of the nonce key.
+fn id_seed(secret: &[u8; 32]) -> [u8; 32] {
+    let Ok(mut m) = Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        return *secret;
+    };
+    m.update(b"gosip sip identifiers");
+    m.finalize().into_bytes().into()
 }
 
 /// A request inside a dialog carries the To tag the dialog got.
@@ -767,11 +999,7 @@ mod tests {
     }
 
     fn phone() -> Peer {
-        Peer {
-            transport: Transport::Udp,
-            addr: "192.168.1.50:5062".parse().unwrap(),
-            conn: 0,
-        }
+        Peer::udp("192.168.1.50:5062".parse().unwrap())
     }
 
     fn send(c: &mut Core, now: u64, msg: &str) -> Vec<String> {
@@ -800,10 +1028,13 @@ mod tests {
             realm: REALM.into(),
             nonce: nonce.into(),
             uri: "sip:+15550001111@gosip.test".into(),
+            qop: "auth".into(),
+            nc: "00000001".into(),
+            cnonce: "tw".into(),
             ..Default::default()
         };
         format!(
-            "Proxy-Authorization: Digest username=\"twilio\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"sip:+15550001111@gosip.test\", response=\"{}\", algorithm=MD5\r\n",
+            "Proxy-Authorization: Digest username=\"twilio\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"sip:+15550001111@gosip.test\", response=\"{}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"tw\"\r\n",
             cr.expected("INVITE", ha1_md5, Algorithm::Md5)
         )
     }
@@ -885,7 +1116,7 @@ mod tests {
                 "zoiper",
                 "sip:alice@192.168.1.70:52044;rinstance=0e1a3f5d7c9b2e4a;transport=UDP",
                 60,
-                false,
+                true,
             ),
             (
                 "linphone",
@@ -938,21 +1169,141 @@ mod tests {
     }
 
     #[test]
-    fn a_401_to_invite_is_resent_on_timer_g_until_ack_and_dropped_on_timer_h() {
+    fn a_407_to_an_unauthenticated_invite_is_sent_once_and_never_retransmitted() {
         let mut c = core();
         let invite = "INVITE sip:101@gosip.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.50:5062;branch=z9hG4bKinv1\r\nFrom: <sip:alice@gosip.test>;tag=a\r\nTo: <sip:101@gosip.test>\r\nCall-ID: inv1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
-        let out = send(&mut c, T0, invite);
-        assert!(out[0].starts_with("SIP/2.0 407 "));
-        c.handle_timeout(T0 + T1);
-        assert_eq!(drain(&mut c), out, "Timer G fires after T1");
-        c.handle_timeout(T0 + T1 + 2 * T1);
-        assert_eq!(drain(&mut c).len(), 1, "then after 2*T1");
+        let first = send(&mut c, T0, invite);
+        assert_eq!(first.len(), 1);
+        assert!(first[0].starts_with("SIP/2.0 407 "));
+        // 40 s of fake time, 10 ms steps: nothing more goes out.
+        let mut sent = 0;
+        for t in (T0..T0 + 40_000).step_by(10) {
+            c.handle_timeout(t);
+            sent += drain(&mut c).len();
+        }
+        assert_eq!(sent, 0, "no Timer G retransmission of a challenge");
+        // A retransmitted INVITE gets the stored 407 again, one for one.
+        let mut c = core();
+        let a = send(&mut c, T0, invite);
+        let b = send(&mut c, T0 + T1, invite);
+        assert_eq!(a, b);
         let ack = invite
             .replace("INVITE sip", "ACK sip")
             .replace("1 INVITE", "1 ACK");
-        assert!(send(&mut c, T0 + 4 * T1, &ack).is_empty());
-        c.handle_timeout(T0 + 20 * T1);
-        assert!(drain(&mut c).is_empty(), "no resend after the ACK");
+        assert!(send(&mut c, T0 + 2 * T1, &ack).is_empty());
+    }
+
+    #[test]
+    fn a_forged_source_gets_at_most_its_challenge_budget() {
+        let mut c = core();
+        let mut challenges = 0;
+        for i in 0..(crate::sip::abuse::CHALLENGE_BUDGET + 100) {
+            let m = golden("gxp1760w")
+                .replace("branch=z9hG4bK1804471765", &format!("branch=z9hG4bKf{i}"));
+            challenges += send(&mut c, T0 + u64::from(i), &m).len();
+        }
+        assert_eq!(challenges, crate::sip::abuse::CHALLENGE_BUDGET as usize);
+        assert_eq!(c.stats.challenges_withheld, 100);
+        // Its next window starts afresh.
+        let later = T0 + crate::sip::abuse::CHALLENGE_WINDOW_MS + 1_000;
+        let m = golden("gxp1760w").replace("branch=z9hG4bK1804471765", "branch=z9hG4bKnext");
+        assert_eq!(send(&mut c, later, &m).len(), 1);
+    }
+
+    #[test]
+    fn a_register_answered_without_qop_is_challenged_again_not_accepted() {
+        let mut c = core();
+        let msg = golden("gxp1760w");
+        let ch = send(&mut c, T0, &msg);
+        let out = send(&mut c, T0 + 10, &with_auth(&msg, &ch[0], 1, false));
+        assert!(out[0].starts_with("SIP/2.0 401 "), "{}", out[0]);
+        assert_eq!(c.registrar().count(), 0);
+        assert_eq!(c.stats.auth_failures, 0);
+    }
+
+    #[test]
+    fn a_digest_answer_for_another_uri_is_refused() {
+        let mut c = core();
+        let msg = golden("gxp1760w");
+        let ch = send(&mut c, T0, &msg);
+        let good = with_auth(&msg, &ch[0], 1, true);
+        let uri = msg.split(' ').nth(1).unwrap();
+        let moved = good.replacen(uri, "sip:elsewhere.test", 1);
+        let out = send(&mut c, T0 + 10, &moved);
+        assert!(out[0].starts_with("SIP/2.0 400 "), "{}", out[0]);
+        assert_eq!(c.registrar().count(), 0);
+        let out = send(
+            &mut c,
+            T0 + 20,
+            &good.replace("z9hG4bKauth", "z9hG4bKauth2"),
+        );
+        assert!(out[0].starts_with("SIP/2.0 200 "), "{}", out[0]);
+    }
+
+    #[test]
+    fn a_replayed_digest_answer_is_challenged_again() {
+        let mut c = core();
+        let msg = golden("gxp1760w");
+        let ch = send(&mut c, T0, &msg);
+        let good = with_auth(&msg, &ch[0], 1, true);
+        assert!(send(&mut c, T0 + 10, &good)[0].starts_with("SIP/2.0 200 "));
+        // The same answer in a new transaction (same nc): not accepted.
+        let replay = good.replace("z9hG4bKauth", "z9hG4bKreplay");
+        let out = send(&mut c, T0 + 20, &replay);
+        assert!(out[0].starts_with("SIP/2.0 401 "), "{}", out[0]);
+    }
+
+    #[test]
+    fn failures_with_a_nonce_sent_elsewhere_never_ban() {
+        let mut c = core();
+        let msg = golden("gxp1760w");
+        // The nonce went to 192.168.1.50; the forged failures claim
+        // another source, which never received it.
+        let ch = send(&mut c, T0, &msg);
+        let victim = Peer {
+            addr: "198.51.100.20:5060".parse().unwrap(),
+            ..phone()
+        };
+        for i in 0..100u64 {
+            let m = msg.replace("branch=z9hG4bK1804471765", &format!("branch=z9hG4bKs{i}"));
+            let bad = with_auth(&m, &ch[0], 1, true).replace("response=\"", "response=\"0");
+            c.handle_message(T0 + i, victim, bad.as_bytes());
+            drain(&mut c);
+        }
+        assert!(!c.is_banned(victim.addr.ip(), T0 + 100));
+        assert_eq!(c.stats.auth_failures, 0);
+    }
+
+    #[test]
+    fn sipd_identifiers_are_128_random_bits() {
+        let mut c = core();
+        let opt = "OPTIONS sip:gosip.test SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.50:5062;branch=z9hG4bKo1\r\nFrom: <sip:x@gosip.test>;tag=o\r\nTo: <sip:gosip.test>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let tags: Vec<String> = (0..3)
+            .map(|i| {
+                let r = send(
+                    &mut c,
+                    T0 + i,
+                    &opt.replace("z9hG4bKo1", &format!("z9hG4bKo{i}")),
+                );
+                tag_of(header(&r[0], "To")[0]).unwrap().to_string()
+            })
+            .collect();
+        for t in &tags {
+            assert_eq!(t.len(), 32, "{t}");
+            assert!(t.bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
+        }
+        // Successive ids share no counter: they differ in most positions.
+        let same = tags[0]
+            .bytes()
+            .zip(tags[1].bytes())
+            .filter(|(a, b)| a == b)
+            .count();
+        assert!(same < 12, "{tags:?}");
+        // Another secret gives other ids.
+        let mut other = Core::new(c.config().clone(), [2; 32]);
+        other.handle_message(T0, phone(), opt.as_bytes());
+        let o = drain(&mut other);
+        assert_ne!(tag_of(header(&o[0], "To")[0]).unwrap(), tags[0]);
     }
 
     #[test]
@@ -1107,11 +1458,7 @@ mod tests {
         use super::*;
 
         fn peer(a: &str) -> Peer {
-            Peer {
-                transport: Transport::Udp,
-                addr: a.parse().unwrap(),
-                conn: 0,
-            }
+            Peer::udp(a.parse().unwrap())
         }
 
         const A: &str = "192.168.1.50:5062";
@@ -1247,6 +1594,79 @@ mod tests {
             out(c)
         }
 
+        #[test]
+        fn an_internal_call_to_a_device_on_do_not_disturb_is_refused_with_480() {
+            let mut c = setup(&[B1]);
+            c.set_dnd([2]);
+            c.handle_message(T0, peer(A), invite(1, "").as_bytes());
+            let ch = out(&mut c).remove(0).1;
+            let hdr = header(&ch, "Proxy-Authenticate")[0];
+            let nonce = hdr
+                .split("nonce=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            let cr = Credentials {
+                username: "alice".into(),
+                realm: REALM.into(),
+                nonce: nonce.into(),
+                uri: "sip:102@gosip.test".into(),
+                qop: "auth".into(),
+                nc: "00000001".into(),
+                cnonce: "x".into(),
+                ..Default::default()
+            };
+            let (h, _) = ha1("alice", REALM, "pw");
+            let auth = format!(
+                "Proxy-Authorization: Digest username=\"alice\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"sip:102@gosip.test\", response=\"{}\", qop=auth, nc=00000001, cnonce=\"x\"\r\n",
+                cr.expected("INVITE", &h, Algorithm::Md5)
+            );
+            c.handle_message(T0 + 1, peer(A), invite(2, &auth).as_bytes());
+            let o = out(&mut c);
+            let answer = find(&o, A, "SIP/2.0 480 ");
+            assert!(
+                header(&answer, "Warning")[0].contains("do not disturb"),
+                "{answer}"
+            );
+            assert!(
+                !o.iter().any(|(p, _)| p == B1),
+                "bob's phone does not ring: {o:?}"
+            );
+            // With DND off again the same call rings.
+            let mut c = setup(&[B1]);
+            c.set_dnd([]);
+            find(&place(&mut c), B1, "INVITE ");
+        }
+
+        #[test]
+        fn the_device_that_answers_an_inbound_call_is_reported_with_the_answer() {
+            let answered = |c: &mut Core| {
+                std::iter::from_fn(|| c.poll_event()).find_map(|e| match e {
+                    Event::Cdr(Cdr::Answered { device_id, .. }) => Some(device_id),
+                    _ => None,
+                })
+            };
+            let mut c = setup(&[B1]);
+            let inv = from_trunk(&mut c, "in1", "<sip:+15557654321@twilio.test>", "");
+            c.handle_message(
+                T0 + 3,
+                peer(B1),
+                reply(&inv, 200, "b1", Some(SDP)).as_bytes(),
+            );
+            assert_eq!(answered(&mut c), Some(Some(2)));
+            // An internal call stays the caller's.
+            let mut c = setup(&[B1]);
+            let inv = find(&place(&mut c), B1, "INVITE ");
+            c.handle_message(
+                T0 + 3,
+                peer(B1),
+                reply(&inv, 200, "b1", Some(SDP)).as_bytes(),
+            );
+            assert_eq!(answered(&mut c), Some(None));
+        }
+
         /// A response from a B contact to the INVITE (or CANCEL) it got.
         fn reply(req: &str, code: u16, tag: &str, sdp: Option<&str>) -> String {
             let mut r = format!("SIP/2.0 {code} X\r\n");
@@ -1313,6 +1733,7 @@ mod tests {
                 addr: "127.0.0.1:5099".parse().unwrap(),
                 username: "u".into(),
                 password: "p".into(),
+                local: None,
             });
             c.set_config(T0, cfg.clone());
             assert_eq!(code(&c, "5551234567", &alice), "403"); // no DID
@@ -1321,7 +1742,8 @@ mod tests {
             assert_eq!(code(&c, "1-555-123-4567", &alice), "+15551234567");
             assert_eq!(code(&c, "+15551234567", &alice), "+15551234567");
             assert_eq!(code(&c, "19005551234", &alice), "403");
-            assert_eq!(code(&c, "+19765551234", &alice), "403");
+            assert_eq!(code(&c, "+12129761234", &alice), "403");
+            assert_eq!(code(&c, "876-555-1234", &alice), "403");
             assert_eq!(code(&c, "011442079460000", &alice), "403");
             assert_eq!(code(&c, "12", &alice), "404");
             cfg.allow_premium = true;
@@ -1355,7 +1777,9 @@ mod tests {
                 Event::MediaUpdate { leg: "b", media: Some(m), hold: Some(false), .. }
                     if m.rtp == "192.168.1.61:6000")));
             assert!(!ev.iter().any(|e| matches!(e, Event::MediaRecord { .. })));
-            ack_a(&mut c, T0 + 30, "ackx", 2, "b1", "");
+            let ok = find(&out(&mut c), A, "SIP/2.0 200");
+            let a_tag = tag_of(header(&ok, "To")[0]).unwrap().to_string();
+            ack_a(&mut c, T0 + 30, "ackx", 2, &a_tag, "");
             let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
             assert!(ev.iter().any(|e| matches!(
                 e,
@@ -1432,7 +1856,10 @@ mod tests {
                     .iter()
                     .any(|(p, m)| p == A && m.starts_with("SIP/2.0 200 OK"))
             );
-            let ack = "ACK sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.50:5062;branch=z9hG4bKack\r\nFrom: <sip:alice@gosip.test>;tag=at\r\nTo: <sip:102@gosip.test>;tag=x\r\nCall-ID: call1\r\nCSeq: 2 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+            let ack = format!(
+                "ACK sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.50:5062;branch=z9hG4bKack\r\nFrom: <sip:alice@gosip.test>;tag=at\r\nTo: {}\r\nCall-ID: call1\r\nCSeq: 2 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                header(ok, "To")[0]
+            );
             c.handle_message(T0 + 700, peer(A), ack.as_bytes());
             c.handle_timeout(T0 + 20 + 10 * T1);
             let o = out(&mut c);
@@ -1634,6 +2061,56 @@ mod tests {
                     _ => None,
                 })
                 .collect()
+        }
+
+        /// Each MediaUpdate with media as (leg, the IP its SIP came from).
+        fn signal_ips(c: &mut Core) -> Vec<(&'static str, Option<std::net::IpAddr>)> {
+            std::iter::from_fn(|| c.poll_event())
+                .filter_map(|e| match e {
+                    Event::MediaUpdate {
+                        leg,
+                        media: Some(m),
+                        ..
+                    } => Some((leg, m.signal_ip)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        #[test]
+        fn each_legs_media_names_the_ip_its_signalling_came_from_so_mediad_latches_only_there() {
+            let (alice, bob) = (Some(peer(A).addr.ip()), Some(peer(B1).addr.ip()));
+            let mut c = setup(&[B1]);
+            let invites = place(&mut c);
+            assert_eq!(signal_ips(&mut c), vec![("a", alice)]);
+            c.handle_message(
+                T0 + 10,
+                peer(B1),
+                reply(&invites[0].1, 200, "b1", Some(&bob_sdp(""))).as_bytes(),
+            );
+            assert_eq!(signal_ips(&mut c), vec![("b", bob)]);
+            let ok = find(&out(&mut c), A, "SIP/2.0 200");
+            let tag = tag_of(header(&ok, "To")[0]).unwrap().to_string();
+            ack_a(&mut c, T0 + 20, "ack2", 2, &tag, "");
+            // A re-INVITE's offer/answer names both legs again.
+            c.handle_message(
+                T0 + 2_000,
+                peer(A),
+                from_a("INVITE", 3, &tag, "application/sdp", SDP).as_bytes(),
+            );
+            let to_b = find(&out(&mut c), B1, "INVITE ");
+            let ok = respond(
+                &to_b,
+                200,
+                "OK",
+                "sip:bob@192.168.1.61:5060",
+                "application/sdp",
+                &bob_sdp(""),
+            );
+            c.handle_message(T0 + 2_050, peer(B1), ok.as_bytes());
+            let mut m = signal_ips(&mut c);
+            m.sort();
+            assert_eq!(m, vec![("a", alice), ("b", bob)]);
         }
 
         #[test]
@@ -2286,6 +2763,7 @@ mod tests {
                 addr: TRUNK.parse().unwrap(),
                 username: "u".into(),
                 password: "p".into(),
+                local: None,
             });
             c.set_config(T0, cfg);
             c
@@ -2611,6 +3089,127 @@ mod tests {
             assert!(
                 failed.is_some_and(|t| (T0 + 2 + 64 * T1..T0 + 2 + 64 * T1 + 100).contains(&t))
             );
+        }
+
+        /// Attacks on live calls from an address that is not the leg's.
+        mod attacks {
+            use super::*;
+
+            const EVIL: &str = "203.0.113.66:5062";
+
+            #[test]
+            fn a_forged_200_from_another_address_does_not_answer_the_call() {
+                let mut c = setup(&[B1]);
+                let invites = place(&mut c);
+                let forged = reply(&invites[0].1, 200, "evil", Some(SDP));
+                c.handle_message(T0 + 10, peer(EVIL), forged.as_bytes());
+                let o = out(&mut c);
+                assert!(
+                    o.is_empty(),
+                    "the forger got nothing, the caller no 200: {o:?}"
+                );
+                assert_eq!(c.stats.dropped_wrong_source, 1);
+                assert_eq!(c.calls()[0].state, "ringing");
+                let real = reply(&invites[0].1, 200, "b1", Some(SDP));
+                c.handle_message(T0 + 20, peer(B1), real.as_bytes());
+                find(&out(&mut c), A, "SIP/2.0 200 OK");
+            }
+
+            #[test]
+            fn forged_in_dialog_requests_neither_end_nor_redirect_the_call() {
+                let mut c = setup(&[B1]);
+                let (b_invite, tag) = answered(&mut c);
+                let attempts = [
+                    // The caller's dialog, right tags, wrong address.
+                    (EVIL, from_a("BYE", 3, &tag, "", "")),
+                    (EVIL, from_a("INVITE", 4, &tag, "application/sdp", SDP)),
+                    // The caller's address (spoofed), guessed To tag.
+                    (A, from_a("BYE", 5, "0123456789abcdef", "", "")),
+                    // The callee's dialog from elsewhere.
+                    (EVIL, from_b(&b_invite, "BYE", 2, "", "")),
+                ];
+                for (src, m) in attempts {
+                    c.handle_message(T0 + 100, peer(src), m.as_bytes());
+                    let o = out(&mut c);
+                    assert!(
+                        o.iter()
+                            .all(|(p, m)| p == src && m.starts_with("SIP/2.0 481 ")),
+                        "{o:?}"
+                    );
+                }
+                assert_eq!(c.calls().len(), 1, "the call is still up");
+                assert!(cdr_end(&mut c).is_none());
+                // The real caller still hangs up.
+                c.handle_message(T0 + 200, peer(A), from_a("BYE", 6, &tag, "", "").as_bytes());
+                let o = out(&mut c);
+                find(&o, A, "SIP/2.0 200 OK");
+                find(&o, B1, "BYE ");
+                assert_eq!(cdr_end(&mut c), Some("answered"));
+            }
+
+            #[test]
+            fn a_forged_cancel_from_another_address_does_not_end_a_ringing_call() {
+                let mut c = setup(&[B1]);
+                place(&mut c);
+                let cancel = format!(
+                    "CANCEL sip:102@gosip.test SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKa2;rport\r\nMax-Forwards: 70\r\n\
+                     From: \"Alice\" <sip:alice@gosip.test>;tag=at\r\nTo: <sip:102@gosip.test>\r\nCall-ID: call1\r\nCSeq: 2 CANCEL\r\nContent-Length: 0\r\n\r\n"
+                );
+                c.handle_message(T0 + 10, peer(EVIL), cancel.as_bytes());
+                let o = out(&mut c);
+                find(&o, EVIL, "SIP/2.0 481 ");
+                assert!(o.iter().all(|(p, _)| p == EVIL), "{o:?}");
+                assert_eq!(c.calls().len(), 1);
+                c.handle_message(T0 + 20, peer(A), cancel.as_bytes());
+                let o = out(&mut c);
+                find(&o, B1, "CANCEL ");
+                find(&o, A, "SIP/2.0 487 ");
+            }
+
+            #[test]
+            fn forged_failures_from_a_trunk_address_never_ban_the_trunk() {
+                let mut c = setup(&[B1]);
+                let mut cfg = c.config().clone();
+                cfg.trunk_ips = vec![peer(A).addr.ip()];
+                let (md5, sha) = ha1("twilio", REALM, "trunkpw");
+                cfg.trunk = Some(Device {
+                    id: TRUNK_ID,
+                    username: "twilio".into(),
+                    ha1_md5: md5,
+                    ha1_sha256: sha,
+                    realm: REALM.into(),
+                    extension: None,
+                    recording: false,
+                    caller_id: None,
+                });
+                c.set_config(T0, cfg);
+                let (guess, _) = ha1("twilio", REALM, "guess");
+                let failures = |c: &mut Core, src: &str| {
+                    for i in 0..100u64 {
+                        let inv = |auth: &str| {
+                            format!(
+                                "INVITE sip:+15550001111@gosip.test SIP/2.0\r\nVia: SIP/2.0/UDP {src};branch=z9hG4bKf{i}{}\r\nMax-Forwards: 70\r\n\
+                                 From: <sip:+15557654321@twilio.test>;tag=tw\r\nTo: <sip:+15550001111@gosip.test>\r\nCall-ID: f{i}\r\nCSeq: 1 INVITE\r\n\
+                                 {auth}Content-Length: 0\r\n\r\n",
+                                auth.len()
+                            )
+                        };
+                        c.handle_message(T0 + i, peer(src), inv("").as_bytes());
+                        let o = out(c);
+                        let Some((_, ch)) = o.first() else { break };
+                        let bad = inv(&trunk_auth(ch, &guess));
+                        c.handle_message(T0 + i, peer(src), bad.as_bytes());
+                        out(c);
+                    }
+                };
+                failures(&mut c, A);
+                assert!(!c.is_banned(peer(A).addr.ip(), T0 + 200));
+                // The trunk still gets in.
+                from_trunk(&mut c, "t9", "<sip:+15557654321@twilio.test>", "");
+                // The same failures from any other address do ban it.
+                failures(&mut c, B2);
+                assert!(c.is_banned(peer(B2).addr.ip(), T0 + 200));
+            }
         }
 
         #[test]

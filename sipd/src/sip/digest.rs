@@ -1,10 +1,13 @@
-//! Digest authentication (RFC 2617 MD5 with `qop=auth` and without qop,
-//! RFC 8760 SHA-256). Nonces carry their issue time and an HMAC over it with
-//! a server secret, so no nonce table is needed to know a nonce is ours and
-//! fresh; the table only remembers the highest `nc` seen per nonce to refuse
-//! replays (RFC 2617 section 3.2.2).
+//! Digest authentication (RFC 2617 MD5 with `qop=auth`, RFC 8760 SHA-256).
+//! Nonces carry their issue time and an HMAC over it, the realm and the
+//! client's address with a server secret, so no nonce table is needed to
+//! know a nonce is ours, fresh and was sent to this client; the table only
+//! remembers the highest `nc` seen per nonce to refuse replays (RFC 2617
+//! section 3.2.2). An answer without `qop` could be replayed for the
+//! nonce's whole life, so it only earns a fresh challenge.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest as _, Md5};
@@ -35,8 +38,7 @@ impl Algorithm {
 
 /// HA1 = H(username:realm:password) in both forms (MD5 hex, SHA-256 hex).
 pub fn ha1(username: &str, realm: &str, password: &str) -> (String, String) {
-    let s = format!("{username}:{realm}:{password}");
-    (Algorithm::Md5.hash(&s), Algorithm::Sha256.hash(&s))
+    proto::sip_auth::ha1(username, realm, password)
 }
 
 /// The parameters of a `Digest` Authorization / Proxy-Authorization value.
@@ -210,8 +212,29 @@ pub enum Verdict {
     Stale,
     /// The `nc` was not higher than the last accepted one for this nonce.
     Replay,
+    /// Not a nonce we issued to this client (another address, another
+    /// secret, garbage): challenge afresh, and do not count it as a failed
+    /// guess, since anyone can forge the source of such a request.
+    Foreign,
+    /// No `qop=auth` with `nc` and `cnonce`: such an answer would replay
+    /// until the nonce expires, so it gets a fresh challenge instead.
+    NoQop,
+    /// The `uri` parameter does not name the Request-URI (compared as SIP
+    /// URIs, see [`super::uri::digest_uri_matches`]): the answer was made
+    /// for another request (RFC 2617 section 3.2.2.5, RFC 7616 section 3.4.6).
+    UriMismatch,
     /// Wrong response, wrong realm, unknown algorithm, bad qop.
     Failed,
+}
+
+/// The request a digest answer must have been made for.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    pub method: &'a str,
+    /// The Request-URI of the request carrying the credentials.
+    pub request_uri: &'a str,
+    /// The address the request came from (the nonce must have gone there).
+    pub client: IpAddr,
 }
 
 /// Issues and checks nonces; remembers `nc` per nonce.
@@ -239,64 +262,68 @@ impl Nonces {
         self.ttl_ms = ttl_ms;
     }
 
-    /// A fresh nonce: `<issue ms hex>.<counter hex>.<HMAC>`.
-    pub fn issue(&mut self, now_ms: u64, realm: &str) -> String {
+    /// A fresh nonce for `client`: `<issue ms hex>.<counter hex>.<HMAC>`.
+    pub fn issue(&mut self, now_ms: u64, realm: &str, client: IpAddr) -> String {
         self.counter += 1;
         let t = format!("{now_ms:x}.{:x}", self.counter);
-        let mac = self.mac(&t, realm);
+        let mac = self.mac(&t, realm, client);
         format!("{t}.{mac}")
     }
 
-    fn mac(&self, t: &str, realm: &str) -> String {
+    fn mac(&self, t: &str, realm: &str, client: IpAddr) -> String {
         let Ok(mut m) = HmacSha256::new_from_slice(&self.secret) else {
             return String::new();
         };
         m.update(t.as_bytes());
         m.update(b"|");
         m.update(realm.as_bytes());
+        m.update(b"|");
+        m.update(client.to_string().as_bytes());
         hex::encode(&m.finalize().into_bytes()[..12])
     }
 
-    /// The issue time of one of our nonces, `None` when it is not ours.
-    fn issued_at(&self, nonce: &str, realm: &str) -> Option<u64> {
+    /// The issue time of a nonce we issued to `client`, `None` otherwise.
+    fn issued_at(&self, nonce: &str, realm: &str, client: IpAddr) -> Option<u64> {
         let (t, mac) = nonce.rsplit_once('.')?;
-        let expected = self.mac(t, realm);
+        let expected = self.mac(t, realm, client);
         if !ct_eq(mac.as_bytes(), expected.as_bytes()) {
             return None;
         }
         u64::from_str_radix(t.split('.').next()?, 16).ok()
     }
 
-    /// Checks `c` for `method` against the device's HA1 of `alg`.
+    /// Checks `c`, presented on request `a`, against the device's HA1 of
+    /// the credentials' algorithm. Only a nonce issued to `a.client` can
+    /// lead to [`Verdict::Failed`].
     pub fn verify(
         &mut self,
         now_ms: u64,
         realm: &str,
-        method: &str,
+        a: &Attempt<'_>,
         c: &Credentials,
         ha1: &str,
     ) -> Verdict {
-        let Some(alg) = c.algorithm() else {
-            return Verdict::Failed;
-        };
-        if c.realm != realm {
-            return Verdict::Failed;
-        }
-        let Some(issued) = self.issued_at(&c.nonce, realm) else {
-            return Verdict::Stale;
+        let Some(issued) = self.issued_at(&c.nonce, realm, a.client) else {
+            return Verdict::Foreign;
         };
         if now_ms.saturating_sub(issued) > self.ttl_ms || issued > now_ms + 60_000 {
             return Verdict::Stale;
         }
-        let expected = c.expected(method, ha1, alg);
+        if c.qop.is_empty() || c.nc.is_empty() || c.cnonce.is_empty() {
+            return Verdict::NoQop;
+        }
+        let Some(alg) = c.algorithm() else {
+            return Verdict::Failed;
+        };
+        if c.realm != realm || !c.qop.eq_ignore_ascii_case("auth") {
+            return Verdict::Failed;
+        }
+        let expected = c.expected(a.method, ha1, alg);
         if ha1.is_empty() || !ct_eq(expected.as_bytes(), c.response.as_bytes()) {
             return Verdict::Failed;
         }
-        if c.qop.is_empty() {
-            return Verdict::Ok;
-        }
-        if !c.qop.eq_ignore_ascii_case("auth") {
-            return Verdict::Failed;
+        if !super::uri::digest_uri_matches(&c.uri, a.request_uri) {
+            return Verdict::UriMismatch;
         }
         let Ok(nc) = u32::from_str_radix(&c.nc, 16) else {
             return Verdict::Failed;
@@ -325,8 +352,14 @@ impl Nonces {
 
     /// The `WWW-Authenticate` / `Proxy-Authenticate` values: MD5 first (what
     /// every phone understands), SHA-256 beside it (RFC 8760 section 2.4).
-    pub fn challenges(&mut self, now_ms: u64, realm: &str, stale: bool) -> [String; 2] {
-        let nonce = self.issue(now_ms, realm);
+    pub fn challenges(
+        &mut self,
+        now_ms: u64,
+        realm: &str,
+        stale: bool,
+        client: IpAddr,
+    ) -> [String; 2] {
+        let nonce = self.issue(now_ms, realm, client);
         let stale = if stale { ", stale=true" } else { "" };
         [Algorithm::Md5, Algorithm::Sha256].map(|a| {
             format!(
@@ -374,14 +407,27 @@ mod tests {
     }
 
     const REALM: &str = "pbx.test";
+    const URI: &str = "sip:pbx.test";
+
+    fn client() -> IpAddr {
+        "192.0.2.10".parse().unwrap()
+    }
+
+    fn register() -> Attempt<'static> {
+        Attempt {
+            method: "REGISTER",
+            request_uri: URI,
+            client: client(),
+        }
+    }
 
     fn creds(nonces: &mut Nonces, now: u64, qop: bool, nc: &str, password: &str) -> Credentials {
-        let nonce = nonces.issue(now, REALM);
+        let nonce = nonces.issue(now, REALM, client());
         let mut c = Credentials {
             username: "alice".into(),
             realm: REALM.into(),
             nonce,
-            uri: "sip:pbx.test".into(),
+            uri: URI.into(),
             algorithm: "MD5".into(),
             ..Default::default()
         };
@@ -432,16 +478,85 @@ mod tests {
         let mut n = Nonces::new([7; 32], 300_000);
         let c = creds(&mut n, 1_000, true, "00000001", "secret");
         let (h, _) = ha1("alice", REALM, "secret");
-        assert_eq!(n.verify(2_000, REALM, "REGISTER", &c, &h), Verdict::Ok);
-        assert_eq!(n.verify(3_000, REALM, "REGISTER", &c, &h), Verdict::Replay);
+        assert_eq!(n.verify(2_000, REALM, &register(), &c, &h), Verdict::Ok);
+        assert_eq!(n.verify(3_000, REALM, &register(), &c, &h), Verdict::Replay);
+        let mut lower = creds(&mut n, 1_000, true, "00000005", "secret");
+        assert_eq!(n.verify(2_000, REALM, &register(), &lower, &h), Verdict::Ok);
+        lower.nc = "00000004".into();
+        lower.response = lower.expected("REGISTER", &h, Algorithm::Md5);
+        assert_eq!(
+            n.verify(2_000, REALM, &register(), &lower, &h),
+            Verdict::Replay,
+            "nc must increase"
+        );
+        lower.nc = "00000006".into();
+        lower.response = lower.expected("REGISTER", &h, Algorithm::Md5);
+        assert_eq!(n.verify(2_000, REALM, &register(), &lower, &h), Verdict::Ok);
     }
 
     #[test]
-    fn an_old_client_without_qop_is_accepted() {
+    fn a_correct_answer_without_qop_is_not_accepted_and_can_be_replayed_nowhere() {
         let mut n = Nonces::new([7; 32], 300_000);
         let c = creds(&mut n, 1_000, false, "", "secret");
         let (h, _) = ha1("alice", REALM, "secret");
-        assert_eq!(n.verify(2_000, REALM, "REGISTER", &c, &h), Verdict::Ok);
+        assert_eq!(n.verify(2_000, REALM, &register(), &c, &h), Verdict::NoQop);
+        assert_eq!(n.verify(3_000, REALM, &register(), &c, &h), Verdict::NoQop);
+        // qop without nc/cnonce is no better.
+        let mut half = creds(&mut n, 1_000, true, "00000001", "secret");
+        half.cnonce.clear();
+        assert_eq!(
+            n.verify(2_000, REALM, &register(), &half, &h),
+            Verdict::NoQop
+        );
+    }
+
+    #[test]
+    fn an_answer_made_for_another_request_uri_is_refused() {
+        let mut n = Nonces::new([7; 32], 300_000);
+        let c = creds(&mut n, 1_000, true, "00000001", "secret");
+        let (h, _) = ha1("alice", REALM, "secret");
+        for uri in ["sip:other.test", "sip:pbx.test:5070", "sips:pbx.test"] {
+            let other = Attempt {
+                request_uri: uri,
+                ..register()
+            };
+            assert_eq!(
+                n.verify(2_000, REALM, &other, &c, &h),
+                Verdict::UriMismatch,
+                "{uri}"
+            );
+        }
+        assert_eq!(n.verify(2_000, REALM, &register(), &c, &h), Verdict::Ok);
+    }
+
+    #[test]
+    fn the_request_uri_written_another_way_is_the_same_request() {
+        let mut n = Nonces::new([7; 32], 300_000);
+        let (h, _) = ha1("alice", REALM, "secret");
+        for uri in ["SIP:PBX.test:5060", "sip:pbx.test;transport=tcp"] {
+            let c = creds(&mut n, 1_000, true, "00000001", "secret");
+            let same = Attempt {
+                request_uri: uri,
+                ..register()
+            };
+            assert_eq!(n.verify(2_000, REALM, &same, &c, &h), Verdict::Ok, "{uri}");
+        }
+    }
+
+    #[test]
+    fn a_nonce_issued_to_another_address_is_foreign_even_with_a_wrong_password() {
+        let mut n = Nonces::new([7; 32], 300_000);
+        let (h, _) = ha1("alice", REALM, "secret");
+        let bad = creds(&mut n, 1_000, true, "00000001", "guess");
+        let spoofed = Attempt {
+            client: "198.51.100.7".parse().unwrap(),
+            ..register()
+        };
+        assert_eq!(n.verify(2_000, REALM, &spoofed, &bad, &h), Verdict::Foreign);
+        assert_eq!(
+            n.verify(2_000, REALM, &register(), &bad, &h),
+            Verdict::Failed
+        );
     }
 
     #[test]
@@ -450,29 +565,32 @@ mod tests {
         let (h, _) = ha1("alice", REALM, "secret");
         let bad = creds(&mut n, 1_000, true, "00000001", "guess");
         assert_eq!(
-            n.verify(2_000, REALM, "REGISTER", &bad, &h),
+            n.verify(2_000, REALM, &register(), &bad, &h),
             Verdict::Failed
         );
         let good = creds(&mut n, 1_000, true, "00000001", "secret");
         assert_eq!(
-            n.verify(302_000, REALM, "REGISTER", &good, &h),
+            n.verify(302_000, REALM, &register(), &good, &h),
             Verdict::Stale
         );
     }
 
     #[test]
-    fn a_nonce_from_another_secret_is_stale_not_accepted() {
+    fn a_nonce_from_another_secret_is_foreign_not_accepted() {
         let mut other = Nonces::new([9; 32], 300_000);
         let mut n = Nonces::new([7; 32], 300_000);
         let c = creds(&mut other, 1_000, true, "00000001", "secret");
         let (h, _) = ha1("alice", REALM, "secret");
-        assert_eq!(n.verify(2_000, REALM, "REGISTER", &c, &h), Verdict::Stale);
+        assert_eq!(
+            n.verify(2_000, REALM, &register(), &c, &h),
+            Verdict::Foreign
+        );
     }
 
     #[test]
     fn two_nonces_in_the_same_millisecond_differ() {
         let mut n = Nonces::new([7; 32], 300_000);
-        assert_ne!(n.issue(5, REALM), n.issue(5, REALM));
+        assert_ne!(n.issue(5, REALM, client()), n.issue(5, REALM, client()));
     }
 
     #[test]
@@ -482,7 +600,7 @@ mod tests {
         let mut c = creds(&mut n, 1_000, true, "00000001", "x");
         c.algorithm = "SHA-256".into();
         c.response = c.expected("REGISTER", &h, Algorithm::Sha256);
-        assert_eq!(n.verify(2_000, REALM, "REGISTER", &c, &h), Verdict::Ok);
+        assert_eq!(n.verify(2_000, REALM, &register(), &c, &h), Verdict::Ok);
     }
 
     #[test]
@@ -501,7 +619,7 @@ mod tests {
     #[test]
     fn the_challenge_offers_md5_and_sha256_with_the_same_nonce() {
         let mut n = Nonces::new([7; 32], 300_000);
-        let [a, b] = n.challenges(5, REALM, true);
+        let [a, b] = n.challenges(5, REALM, true, client());
         assert!(a.contains("algorithm=MD5") && a.ends_with("stale=true"));
         assert!(b.contains("algorithm=SHA-256"));
         let nonce = |s: &str| {

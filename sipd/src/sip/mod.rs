@@ -3,14 +3,18 @@
 //! Unix epoch) and drains what it wants sent and stored.
 
 pub mod abuse;
+pub mod addrs;
 pub mod core;
 pub mod digest;
+pub mod limits;
 pub mod msg;
+pub mod numbers;
 pub mod registrar;
 pub mod sdp;
 pub mod transaction;
+pub mod uri;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// The transport a message came in on or must leave by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,11 +47,51 @@ impl Transport {
 
 /// Where a message came from / goes to. `conn` names the TCP connection
 /// (0 for UDP) so answers go back on the connection the request used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// `local` is this host's address on the path to the peer: the destination
+/// address of its datagram (IP_PKTINFO) or the accepted connection's local
+/// address, else a routing look-up. It is what the peer can reach, so it
+/// goes into Via, Contact and SDP towards that peer, and it is the source of
+/// what is sent there. It is not part of the peer's identity (equality and
+/// hashing look at transport, address and connection only).
+#[derive(Debug, Clone, Copy)]
 pub struct Peer {
     pub transport: Transport,
     pub addr: SocketAddr,
     pub conn: u64,
+    pub local: Option<IpAddr>,
+}
+
+impl Peer {
+    /// A UDP peer whose local side is not known yet.
+    pub fn udp(addr: SocketAddr) -> Self {
+        Self {
+            transport: Transport::Udp,
+            addr,
+            conn: 0,
+            local: None,
+        }
+    }
+
+    /// The same peer, reached from `local`.
+    pub fn with_local(self, local: Option<IpAddr>) -> Self {
+        Self { local, ..self }
+    }
+}
+
+impl PartialEq for Peer {
+    fn eq(&self, o: &Self) -> bool {
+        self.transport == o.transport && self.addr == o.addr && self.conn == o.conn
+    }
+}
+
+impl Eq for Peer {}
+
+impl std::hash::Hash for Peer {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.transport.hash(h);
+        self.addr.hash(h);
+        self.conn.hash(h);
+    }
 }
 
 /// Bytes to send.

@@ -363,14 +363,9 @@ fn contact_expires(c: &str) -> Option<Result<u32, ()>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::Transport;
 
     fn peer() -> Peer {
-        Peer {
-            transport: Transport::Udp,
-            addr: "127.0.0.1:5070".parse().unwrap(),
-            conn: 0,
-        }
+        Peer::udp("127.0.0.1:5070".parse().unwrap())
     }
 
     fn reg<'a>(contacts: Vec<&'a str>, expires: Option<u32>, cseq: u32) -> Register<'a> {

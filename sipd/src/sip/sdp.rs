@@ -203,6 +203,18 @@ pub struct LegMedia {
     pub codecs: Vec<(u32, String)>,
     /// `a=sendonly` / `a=inactive` (or a 0.0.0.0 address).
     pub hold: bool,
+    /// Where the leg's SIP came from (not in the SDP; the B2BUA adds it):
+    /// mediad latches the leg's media only from this IP or the SDP's, so a
+    /// phone behind NAT still latches and a stranger never does.
+    pub signal_ip: Option<std::net::IpAddr>,
+}
+
+impl LegMedia {
+    /// The same media, vouched for by signalling from `ip`.
+    pub fn signalled_from(mut self, ip: std::net::IpAddr) -> Self {
+        self.signal_ip = Some(ip);
+        self
+    }
 }
 
 /// Reads the first audio section of `sdp`.
@@ -292,6 +304,7 @@ pub fn leg_media(sdp: &str) -> Option<LegMedia> {
         rtcp: rtcp.map(addr).unwrap_or_default(),
         codecs,
         hold,
+        signal_ip: None,
     })
 }
 

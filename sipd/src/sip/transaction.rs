@@ -3,11 +3,21 @@
 //! Timer J; INVITE non-2xx: Timers G/H/I), client non-INVITE transactions
 //! retransmit on Timer E until a final response or Timer F. Timers fire
 //! from [`Transactions::handle_timeout`] with the caller's `now`.
+//!
+//! Server transactions are capped ([`MAX_SERVER`]): past the cap the
+//! oldest completed ones (final answer sent, only absorbing
+//! retransmissions) make room, and when every transaction is still waiting
+//! for its answer a new request is refused.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
-use super::{T1, T2, T4, Transmit};
+use super::{Peer, T1, T2, T4, Transmit};
+
+/// Server transactions kept at once. A registration burst completes its
+/// transactions within milliseconds, so they are evicted long before this
+/// matters; only requests still waiting for an answer can fill it.
+pub const MAX_SERVER: usize = 20_000;
 
 /// What an inbound request is to the transaction layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +73,9 @@ pub struct Transactions {
     server: HashMap<String, ServerTx>,
     client: HashMap<String, ClientTx>,
     timers: BinaryHeap<Reverse<(u64, TimerKind, u64, String)>>,
+    /// Completed server transactions in completion order (key, generation),
+    /// the first to go when the table is full.
+    completed: VecDeque<(String, u64)>,
     generation: u64,
     out: Vec<Transmit>,
     outcomes: Vec<ClientOutcome>,
@@ -121,8 +134,18 @@ impl Transactions {
         ServerMatch::AckAbsorbed
     }
 
-    /// Starts a server transaction for a request the TU is about to answer.
-    pub fn begin_server(&mut self, now: u64, key: &str, invite: bool) {
+    /// Starts a server transaction for a request the TU is about to answer;
+    /// false when the table is full of transactions still waiting for their
+    /// answer (the request must be refused or dropped).
+    pub fn begin_server(&mut self, now: u64, key: &str, invite: bool) -> bool {
+        while self.server.len() >= MAX_SERVER {
+            let Some((k, g)) = self.completed.pop_front() else {
+                return false;
+            };
+            if self.server.get(&k).is_some_and(|t| t.generation == g) {
+                self.server.remove(&k);
+            }
+        }
         let generation = self.next_gen();
         self.server.insert(
             key.to_string(),
@@ -136,6 +159,24 @@ impl Transactions {
         );
         // A transaction the TU never answers must not live forever.
         self.push_timer(now + 64 * T1, TimerKind::ServerEnd, generation, key);
+        true
+    }
+
+    /// Drops a server transaction that will never be answered.
+    pub fn forget_server(&mut self, key: &str) {
+        self.server.remove(key);
+    }
+
+    /// Remembers a completed transaction as evictable, first dropping
+    /// entries at the front that ended already.
+    fn completed(&mut self, key: &str, generation: u64) {
+        while let Some((k, g)) = self.completed.front() {
+            if self.server.get(k).is_some_and(|t| t.generation == *g) {
+                break;
+            }
+            self.completed.pop_front();
+        }
+        self.completed.push_back((key.to_string(), generation));
     }
 
     /// Records and sends the TU's response on a server transaction.
@@ -159,11 +200,17 @@ impl Transactions {
                 tx.awaiting_ack = true;
                 tx.retransmit_every = T1;
             }
-            if !reliable {
+            // Timer G, except for a digest challenge: a 407 is what anyone
+            // gets for an INVITE with a forged source, and resending it ten
+            // times would make sipd an amplifier. The client retransmits
+            // its INVITE until it hears an answer, and each retransmission
+            // gets the stored 407 again (RFC 3261 section 17.2.1).
+            if !reliable && !matches!(status, 401 | 407) {
                 self.push_timer(now + T1, TimerKind::ServerResend, generation, key);
             }
             // Timer H.
             self.push_timer(now + 64 * T1, TimerKind::ServerEnd, generation, key);
+            self.completed(key, generation);
         } else if invite {
             // 2xx to INVITE: the TU (dialog) retransmits; the transaction ends.
             self.server.remove(key);
@@ -171,6 +218,7 @@ impl Transactions {
             // Timer J.
             let wait = if reliable { 0 } else { 64 * T1 };
             self.push_timer(now + wait, TimerKind::ServerEnd, generation, key);
+            self.completed(key, generation);
         }
     }
 
@@ -196,10 +244,15 @@ impl Transactions {
         self.push_timer(deadline, TimerKind::ClientEnd, generation, key);
     }
 
-    /// Matches a response to a client transaction by its key; true when it
-    /// was ours.
-    pub fn on_response(&mut self, key: &str, status: u16) -> bool {
-        if !self.client.contains_key(key) {
+    /// Matches a response to a client transaction by its key and by where
+    /// it came from: only the peer the request went to may answer it, so a
+    /// forged answer from elsewhere cannot end it. True when it was ours.
+    pub fn on_response(&mut self, key: &str, status: u16, from: &Peer) -> bool {
+        if !self
+            .client
+            .get(key)
+            .is_some_and(|t| answers_from(&t.request.peer, from))
+        {
             return false;
         }
         if status >= 200 {
@@ -304,5 +357,56 @@ impl Transactions {
 
     pub fn server_count(&self) -> usize {
         self.server.len()
+    }
+}
+
+/// True when a response from `from` may answer a request sent to `to`:
+/// same transport, address and port (for TCP the connection's remote
+/// address, which is where the request went).
+pub fn answers_from(to: &Peer, from: &Peer) -> bool {
+    to.transport == from.transport && to.addr == from.addr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> Transmit {
+        Transmit {
+            peer: Peer::udp("192.0.2.1:5060".parse().unwrap()),
+            data: b"SIP/2.0 200 OK\r\n\r\n".to_vec(),
+        }
+    }
+
+    #[test]
+    fn completed_transactions_make_room_and_waiting_ones_fill_the_table() {
+        let mut x = Transactions::new();
+        for i in 0..MAX_SERVER {
+            let k = format!("done{i}");
+            assert!(x.begin_server(0, &k, false));
+            x.respond(0, &k, t(), 200);
+        }
+        // Completed ones are evicted, oldest first.
+        for i in 0..MAX_SERVER {
+            assert!(x.begin_server(1, &format!("wait{i}"), true), "{i}");
+        }
+        assert_eq!(x.server_count(), MAX_SERVER);
+        assert_eq!(x.on_request(1, "done0", "REGISTER"), ServerMatch::New);
+        // Every slot waits for an answer: no room.
+        assert!(!x.begin_server(2, "one-more", true));
+        x.respond(3, "wait0", t(), 486);
+        assert!(x.begin_server(3, "one-more", true));
+    }
+
+    #[test]
+    fn a_response_from_another_address_does_not_end_a_client_transaction() {
+        let mut x = Transactions::new();
+        x.send_request(0, "b1", t(), 32_000);
+        let mut evil = t().peer;
+        evil.addr = "203.0.113.9:5060".parse().unwrap();
+        assert!(!x.on_response("b1", 200, &evil));
+        assert!(x.poll_outcome().is_none());
+        assert!(x.on_response("b1", 200, &t().peer));
+        assert!(x.poll_outcome().is_some());
     }
 }

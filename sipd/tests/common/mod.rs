@@ -2,6 +2,8 @@
 //! dir, plus a tiny SIP phone that speaks digest, for the system tests.
 #![allow(dead_code)]
 
+pub mod sipp;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,6 +50,12 @@ impl Sipd {
 
     /// Starts mediad and sipd (wired to it) on a fresh data dir.
     pub async fn start_with_mediad(settings: &[(&str, &str)]) -> Sipd {
+        Self::start_with_mediad_on(settings, "127.0.0.1").await
+    }
+
+    /// Starts mediad and sipd with SIP and RTP bound to `bind` (e.g.
+    /// `0.0.0.0`, as `make run` does); `sip` is then its loopback address.
+    pub async fn start_with_mediad_on(settings: &[(&str, &str)], bind: &str) -> Sipd {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -61,7 +69,7 @@ impl Sipd {
             "--grpc",
             &addr,
             "--rtp-bind",
-            "127.0.0.1",
+            bind,
             "--rtp-ports",
             &format!("{base}-{}", base + 99),
         ]);
@@ -71,7 +79,7 @@ impl Sipd {
             mediad::Listeners { grpc },
             shutdown.clone(),
         ));
-        let mut s = Self::start_opts(&dir, settings, Some(&addr)).await;
+        let mut s = Self::start_opts(&dir, settings, Some(&addr), bind).await;
         s._tmp = Some(tmp);
         s.mediad = Some((m, shutdown));
         s
@@ -79,10 +87,15 @@ impl Sipd {
 
     /// Starts sipd on an existing data dir (a restart).
     pub async fn start_in(dir: &Path, settings: &[(&str, &str)]) -> Sipd {
-        Self::start_opts(dir, settings, None).await
+        Self::start_opts(dir, settings, None, "127.0.0.1").await
     }
 
-    async fn start_opts(dir: &Path, settings: &[(&str, &str)], mediad: Option<&str>) -> Sipd {
+    async fn start_opts(
+        dir: &Path,
+        settings: &[(&str, &str)],
+        mediad: Option<&str>,
+        bind: &str,
+    ) -> Sipd {
         let pool = proto::db::open(dir).await.unwrap();
         proto::settings::store(&pool, "sip.realm", REALM)
             .await
@@ -93,9 +106,10 @@ impl Sipd {
         // The UDP port's TCP twin may be taken by another test's socket:
         // try again with another port.
         let (udp, sip, tcp) = loop {
-            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let udp = UdpSocket::bind(format!("{bind}:0")).await.unwrap();
             let sip = udp.local_addr().unwrap();
             if let Ok(tcp) = TcpListener::bind(sip).await {
+                let sip = SocketAddr::from(([127, 0, 0, 1], sip.port()));
                 break (udp, sip, tcp);
             }
         };
@@ -106,7 +120,7 @@ impl Sipd {
             "--data-dir",
             dir.to_str().unwrap(),
             "--sip-bind",
-            "127.0.0.1",
+            bind,
             "--mediad-grpc",
             mediad.unwrap_or("127.0.0.1:9"),
             // No notifyd here: call notices wait in sipd's queue.
@@ -181,13 +195,25 @@ impl Sipd {
         self.reload_devices().await;
     }
 
+    /// A gRPC client carrying the secret sipd keeps in its data dir, as
+    /// webd's does.
+    pub async fn grpc_client(
+        &self,
+    ) -> proto::pb::sipd::sipd_client::SipdClient<proto::grpc::AuthChannel> {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let secret = proto::grpc::Secret::load_or_create(&self.dir).unwrap();
+        proto::pb::sipd::sipd_client::SipdClient::new(proto::grpc::authed(ch, &secret))
+    }
+
     /// Asks sipd to re-read `devices`; returns once it uses them.
     pub async fn reload_devices(&self) -> u32 {
         use proto::pb::sipd::ReloadDevicesRequest;
-        use proto::pb::sipd::sipd_client::SipdClient;
-        SipdClient::connect(format!("http://{}", self.grpc))
+        self.grpc_client()
             .await
-            .unwrap()
             .reload_devices(ReloadDevicesRequest {})
             .await
             .unwrap()

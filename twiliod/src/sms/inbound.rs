@@ -86,6 +86,22 @@ pub async fn store_inbound(
         tracing::info!(message_sid = sid, "duplicate inbound webhook ignored");
         return Ok(None);
     }
+    // A number with SMS turned off takes no texts: nothing is stored,
+    // downloaded, auto-replied or forwarded (Twilio gets the empty answer).
+    let refused: bool = sqlx::query_scalar(
+        "SELECT EXISTS(SELECT 1 FROM dids WHERE number = ? AND NOT sms_enabled)",
+    )
+    .bind(to)
+    .fetch_one(&ctx.pool)
+    .await?;
+    if refused {
+        tracing::info!(
+            message_sid = sid,
+            to,
+            "inbound message refused: SMS is off for this number"
+        );
+        return Ok(None);
+    }
     let num_media: usize = p
         .get("NumMedia")
         .and_then(|n| n.parse().ok())

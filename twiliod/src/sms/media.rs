@@ -69,6 +69,12 @@ pub fn failed(url: &str, declared_type: &str, error: String) -> MediaItem {
     }
 }
 
+/// Stores downloaded media at `rel` in the data dir: what callers sent is
+/// readable by GoSIP alone (0600 in a 0700 folder), whatever the umask.
+pub(crate) async fn store(data_dir: &Path, rel: &str, bytes: &[u8]) -> std::io::Result<()> {
+    proto::db::write_private_atomic(&data_dir.join(rel), bytes).await
+}
+
 /// Downloads item `n` of message `sid` from `url`; tries three times.
 pub async fn download(
     ctx: &AppState,
@@ -91,7 +97,7 @@ pub async fn download(
                 };
                 let name = format!("{}-{n}.{}", safe_name(sid), extension_for(&ctype));
                 let rel = format!("media/{name}");
-                match write_atomic(&ctx.data_dir.join(&rel), &bytes).await {
+                match store(&ctx.data_dir, &rel, &bytes).await {
                     Ok(()) => {
                         return MediaItem {
                             path: rel,
@@ -159,12 +165,6 @@ fn same_host(a: &str, b: &str) -> bool {
         }
         _ => false,
     }
-}
-
-async fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", rand::rng().next_u32()));
-    tokio::fs::write(&tmp, bytes).await?;
-    tokio::fs::rename(&tmp, path).await
 }
 
 fn safe_name(s: &str) -> String {

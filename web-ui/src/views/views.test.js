@@ -9,6 +9,8 @@ import CallsView from './CallsView.vue'
 import VoicemailView from './VoicemailView.vue'
 import DashboardView from './DashboardView.vue'
 import { validateSetupStep, setupPayload } from './setup.js'
+import { browserCountry, timeZones } from '../countries.js'
+import { useAuth } from '../stores/auth.js'
 
 let pinia
 beforeEach(() => { pinia = createPinia(); setActivePinia(pinia) })
@@ -56,14 +58,28 @@ describe('LoginView', () => {
 describe('SetupView', () => {
   it('checks each step before moving on', () => {
     expect(validateSetupStep(0, { admin_email: 'nope', admin_password: 'short', admin_password2: '' })).toMatchObject({ admin_email: expect.any(String), admin_password: expect.any(String) })
-    expect(validateSetupStep(1, { twilio_account_sid: 'AC123', twilio_auth_token: '' })).toHaveProperty('twilio_account_sid')
-    expect(validateSetupStep(1, { twilio_account_sid: '', twilio_auth_token: '' })).toEqual({})
-    expect(validateSetupStep(3, { did_number: '555-1234' })).toHaveProperty('did_number')
-    expect(validateSetupStep(3, { did_number: '+15551234567' })).toEqual({})
+    expect(validateSetupStep(0, { setup_token: '', admin_email: 'a@b.co', admin_password: 'long enough', admin_password2: 'long enough' })).toEqual({ setup_token: expect.stringContaining('setup token') })
+    expect(validateSetupStep(0, { setup_token: 't', admin_email: 'a@b.co', admin_password: 'long enough', admin_password2: 'long enough' })).toEqual({})
+    expect(validateSetupStep(1, { timezone: 'Mars/Base', country: 'US' }, ['UTC', 'Europe/London'])).toHaveProperty('timezone')
+    expect(validateSetupStep(1, { timezone: 'Europe/London', country: '' }, ['UTC', 'Europe/London'])).toHaveProperty('country')
+    expect(validateSetupStep(1, { timezone: 'Europe/London', country: 'GB' }, ['UTC', 'Europe/London'])).toEqual({})
+    expect(validateSetupStep(2, { twilio_account_sid: 'AC123', twilio_auth_token: '' })).toHaveProperty('twilio_account_sid')
+    expect(validateSetupStep(2, { twilio_account_sid: '', twilio_auth_token: '' })).toEqual({})
+    // Numbers as people type them: the server reads them in the country.
+    for (const ok of ['+15551234567', '(555) 867-5309', '020 7946 0018', '555.867.5309']) expect(validateSetupStep(4, { did_number: ok })).toEqual({})
+    expect(validateSetupStep(4, { did_number: 'call me' })).toHaveProperty('did_number')
   })
-  it('leaves skipped parts out of the payload', () => {
-    const p = setupPayload({ admin_email: ' a@b.co ', admin_name: '', admin_password: 'pw', twilio_account_sid: '', twilio_auth_token: '', public_url: '', did_number: '', did_name: '' })
-    expect(p).toEqual({ admin: { email: 'a@b.co', name: '', password: 'pw' } })
+  it('leaves skipped parts out of the payload and sends the country as its calling code', () => {
+    const p = setupPayload({ setup_token: ' tok ', admin_email: ' a@b.co ', admin_name: '', admin_password: 'pw', twilio_account_sid: '', twilio_auth_token: '', public_url: '', did_number: '', did_name: '' })
+    expect(p).toEqual({ setup_token: 'tok', admin: { email: 'a@b.co', name: '', password: 'pw' } })
+    const q = setupPayload({ setup_token: 't', admin_email: 'a@b.co', admin_name: '', admin_password: 'pw', twilio_account_sid: '', twilio_auth_token: '', public_url: '', timezone: 'Europe/London', country: 'GB', did_number: '020 7946 0018', did_name: '' })
+    expect([q.timezone, q.country_code, q.did.number]).toEqual(['Europe/London', '44', '020 7946 0018'])
+  })
+  it('takes the time zone and country from the browser', () => {
+    expect(browserCountry('en-GB')).toBe('GB')
+    expect(browserCountry('de')).toBe('DE')
+    expect(browserCountry('xx-QQ')).toBe('US')
+    expect(timeZones()).toContain('Europe/London')
   })
   it('shows the API field errors beside the field on the step that has it', async () => {
     const { calls } = mockApi({
@@ -75,9 +91,15 @@ describe('SetupView', () => {
     const next = async () => { await w.find('form').trigger('submit'); await flushPromises() }
     await next()
     expect(w.text()).toContain('Enter an email address')
+    expect(w.find('#f-setup_token-err').text()).toContain('setup token')
+    await fill('setup_token', 'the-token')
     await fill('admin_email', 'boss@home.test')
     await fill('admin_password', 'correct horse')
     await fill('admin_password2', 'correct horse')
+    await next()
+    // Where you are: prefilled from the browser.
+    expect(w.find('#f-timezone').element.value).not.toBe('')
+    await fill('timezone', 'Europe/London')
     await next()
     await fill('twilio_account_sid', `AC${'a'.repeat(32)}`)
     await fill('twilio_auth_token', 'bad')
@@ -90,8 +112,33 @@ describe('SetupView', () => {
     await next()
     const sent = calls.find((c) => c.path === '/api/setup')
     expect(sent.body.admin.email).toBe('boss@home.test')
+    expect(sent.body.setup_token).toBe('the-token')
+    expect(calls.find((c) => c.path === '/api/setup/twilio-check').body.setup_token).toBe('the-token')
     expect(sent.body.twilio).toBeUndefined()
+    expect(sent.body.timezone).toBe('Europe/London')
     expect(w.find('#f-did_number-err').text()).toBe('Not an E.164 number')
+  })
+})
+
+describe('SetupView token', () => {
+  it('takes the token from the link GoSIP prints and shows a refused token beside its field', async () => {
+    const { calls } = mockApi({
+      'POST /api/setup': apiError(403, 'SETUP_TOKEN_INVALID', 'The setup token is missing or wrong', []),
+    })
+    const { w } = await mountView(SetupView, '/setup?token=from-the-log')
+    expect(w.find('#f-setup_token').element.value).toBe('from-the-log')
+    const fill = async (name, v) => w.find(`#f-${name}`).setValue(v)
+    const next = async () => { await w.find('form').trigger('submit'); await flushPromises() }
+    await fill('admin_email', 'boss@home.test')
+    await fill('admin_password', 'correct horse')
+    await fill('admin_password2', 'correct horse')
+    await next()
+    await next()
+    await w.findAll('button').find((b) => b.text() === 'Skip Twilio for now').trigger('click')
+    await next()
+    await next()
+    expect(calls.find((c) => c.path === '/api/setup').body.setup_token).toBe('from-the-log')
+    expect(w.find('#f-setup_token-err').text()).toContain('setup token')
   })
 })
 
@@ -110,6 +157,17 @@ describe('CallsView', () => {
     const last = calls.at(-1)
     expect(last.query).toMatchObject({ direction: 'inbound', from: '2026-01-01T00:00:00Z', page: '1', per_page: '20' })
     expect(w.find('[data-csv]').attributes('href')).toBe('/api/cdrs/export?from=2026-01-01T00%3A00%3A00Z&direction=inbound')
+  })
+  it('says a recording expired instead of offering a player for a deleted file', async () => {
+    mockApi({ 'GET /api/cdrs': { items: [
+      { id: 1, direction: 'inbound', from_number: '+15550001', to_number: '+15550002', started_at: '2026-01-01T10:00:00Z', duration: 65, disposition: 'answered', recording_url: null, recording_expired: true },
+      { id: 2, direction: 'inbound', from_number: '+15550003', to_number: '+15550002', started_at: '2026-01-01T09:00:00Z', duration: 5, disposition: 'answered', recording_url: null, recording_expired: false },
+    ], total: 2 } })
+    const { w } = await mountView(CallsView)
+    expect(w.find('audio').exists()).toBe(false)
+    const rows = w.findAll('tbody tr')
+    expect(rows[0].find('[data-recording-expired]').text()).toBe('Recording expired')
+    expect(rows[1].find('[data-recording-expired]').exists()).toBe(false)
   })
   it('says so when no call matches', async () => {
     mockApi({ 'GET /api/cdrs': { items: [], total: 0 } })
@@ -173,6 +231,36 @@ describe('DashboardView live updates', () => {
 })
 
 describe('DashboardView', () => {
+  const NOT_CONNECTED = 'Twilio is not connected: calls to and from outside numbers and SMS will not work; add the Twilio Account SID and Auth Token in Settings.'
+  const dashboard = { unread_voicemails: 0, unread_messages: 0, dnd: false, recent_calls: [], active_calls: [] }
+  it('shows admins a banner with what stops calls, linking to the settings and the status', async () => {
+    mockApi({
+      'GET /api/dashboard': dashboard,
+      'GET /api/system/health': { status: 'ok', version: '0.1.0', database: { status: 'ok' }, daemons: {}, warnings: [NOT_CONNECTED] },
+    })
+    useAuth(pinia).user = { id: 1, email: 'a@b.co', role: 'admin' }
+    const { w } = await mountView(DashboardView)
+    const banner = w.find('[data-warnings]')
+    expect(banner.attributes('role')).toBe('alert')
+    expect(banner.text()).toContain(NOT_CONNECTED)
+    expect(banner.find('a[href="/admin/system"]').text()).toBe('System settings')
+    expect(banner.find('a[href="/status"]').exists()).toBe(true)
+  })
+  it('shows no banner when nothing is wrong, and never asks for it for users', async () => {
+    const { calls } = mockApi({
+      'GET /api/dashboard': dashboard,
+      'GET /api/system/health': { status: 'ok', version: '0.1.0', database: { status: 'ok' }, daemons: {}, warnings: [] },
+    })
+    useAuth(pinia).user = { id: 1, email: 'a@b.co', role: 'admin' }
+    const { w } = await mountView(DashboardView)
+    expect(calls.some((c) => c.path === '/api/system/health')).toBe(true)
+    expect(w.find('[data-warnings]').exists()).toBe(false)
+    useAuth(pinia).user = { id: 2, email: 'u@b.co', role: 'user' }
+    calls.length = 0
+    const { w: w2 } = await mountView(DashboardView)
+    expect(calls.some((c) => c.path === '/api/system/health')).toBe(false)
+    expect(w2.find('[data-warnings]').exists()).toBe(false)
+  })
   it('shows unread counts and toggles DND through the API', async () => {
     const { calls } = mockApi({
       'GET /api/dashboard': { unread_voicemails: 2, unread_messages: 3, dnd: false, recent_calls: [], active_calls: [] },

@@ -23,6 +23,8 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 /// keeps the stored value.
 pub const MASK: &str = "********";
 
+/// One setting with what the System screen needs to show and check it: its
+/// group, label, help, kind and limits (all from `proto::settings::KEYS`).
 #[derive(Serialize, ToSchema)]
 pub struct Setting {
     pub key: String,
@@ -30,40 +32,120 @@ pub struct Setting {
     pub value: String,
     pub default: String,
     pub secret: bool,
+    /// The field's name on screen.
+    pub label: String,
+    /// One line in plain words.
     pub help: String,
+    /// The id of its group in `groups`.
+    pub group: String,
+    /// text | secret | bool | int | decimal | choice | url | email |
+    /// seconds_list | json
+    pub kind: String,
+    /// Limits of an int or decimal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Unit of an int, in words (seconds, days ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The values a choice allows, with their labels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<SettingOption>,
+    /// For json: the screen (path) where it is edited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SettingOption {
+    pub value: String,
+    pub label: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SettingGroup {
+    pub id: String,
+    pub title: String,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Config {
+    /// The System screen's sections, in order.
+    pub groups: Vec<SettingGroup>,
     pub settings: Vec<Setting>,
     /// key -> value (secrets masked), for simple forms.
     pub values: BTreeMap<String, String>,
 }
 
+fn setting_view(k: &proto::settings::Key, v: &str) -> Setting {
+    use proto::settings::Kind;
+    let (mut min, mut max, mut unit, mut options, mut page) = (None, None, None, Vec::new(), None);
+    match k.kind {
+        Kind::Int {
+            min: a,
+            max: b,
+            unit: u,
+        } => {
+            (min, max) = (Some(a as f64), Some(b as f64));
+            unit = (!u.is_empty()).then(|| u.to_owned());
+        }
+        Kind::Decimal { min: a, max: b } => (min, max) = (Some(a), Some(b)),
+        Kind::Choice(o) => {
+            options = o
+                .iter()
+                .map(|(value, label)| SettingOption {
+                    value: (*value).into(),
+                    label: (*label).into(),
+                })
+                .collect()
+        }
+        Kind::Json { page: p } => page = Some(p.to_owned()),
+        _ => {}
+    }
+    Setting {
+        key: k.name.into(),
+        value: if k.secret && !v.is_empty() {
+            MASK.into()
+        } else {
+            v.into()
+        },
+        default: k.default.into(),
+        secret: k.secret,
+        label: k.label.into(),
+        help: k.help.into(),
+        group: k.group.id().into(),
+        kind: k.kind.name().into(),
+        min,
+        max,
+        unit,
+        options,
+        page,
+    }
+}
+
 fn config_view(st: &AppState) -> Config {
     let s = st.settings.get();
+    let groups = proto::settings::Group::ALL
+        .iter()
+        .map(|g| SettingGroup {
+            id: g.id().into(),
+            title: g.title().into(),
+        })
+        .collect();
     let settings: Vec<Setting> = proto::settings::KEYS
         .iter()
-        .map(|k| {
-            let v = s.str(k.name);
-            Setting {
-                key: k.name.into(),
-                value: if k.secret && !v.is_empty() {
-                    MASK.into()
-                } else {
-                    v.into()
-                },
-                default: k.default.into(),
-                secret: k.secret,
-                help: k.help.into(),
-            }
-        })
+        .map(|k| setting_view(k, s.str(k.name)))
         .collect();
     let values = settings
         .iter()
         .map(|s| (s.key.clone(), s.value.clone()))
         .collect();
-    Config { settings, values }
+    Config {
+        groups,
+        settings,
+        values,
+    }
 }
 
 #[utoipa::path(get, path = "/api/system/config", tag = "system",
@@ -82,73 +164,108 @@ pub enum ConfigBody {
     Flat(BTreeMap<String, serde_json::Value>),
 }
 
-/// Validates one value for a key; `None` when fine.
+/// Validates one value for a key; `None` when fine. The kind's limits
+/// (`proto::settings::Kind`) first, then what only this key needs.
 pub fn check_value(key: &str, v: &str) -> Option<String> {
     if v.chars().count() > 4000 {
         return Some("must be at most 4000 characters".into());
     }
     let k = proto::settings::key(key)?;
-    let default = k.default;
-    let is_bool = matches!(default, "true" | "false");
-    let is_num =
-        !default.is_empty() && default.parse::<f64>().is_ok() && key != "system.default_country";
-    let bad_url = |v: &str| {
-        !v.is_empty()
-            && url::Url::parse(v)
-                .ok()
-                .is_none_or(|u| !matches!(u.scheme(), "http" | "https") || u.host_str().is_none())
+    if let Some(problem) = k.kind.problem(v) {
+        return Some(problem);
+    }
+    let msg: Option<&str> = match key {
+        "twilio.termination_uri" => termination_uri_problem(v),
+        "sip.local_address" => local_address_problem(v),
+        "sip.public_address" => (!v.is_empty() && !is_ip_or_host_name(v))
+            .then_some("must be an IP address or a host name"),
+        "sip.stun_server" => (!v.is_empty() && !is_host_port(v))
+            .then_some("must be a host name or IP, optionally with :port"),
+        "system.timezone" => v
+            .parse::<chrono_tz::Tz>()
+            .is_err()
+            .then_some("must be a time zone such as America/New_York or Europe/London"),
+        "system.default_country" => (v.is_empty()
+            || v.len() > 3
+            || !v.bytes().all(|b| b.is_ascii_digit())
+            || v.starts_with('0'))
+        .then_some("must be a country calling code (1 to 3 digits, such as 1 or 44)"),
+        proto::ssrf::ALLOW_KEY => (!proto::ssrf::AllowList::invalid_entries(v).is_empty())
+            .then_some("must be host names or IP addresses separated by commas, such as gotify.lan, 192.168.1.20"),
+        "system.trusted_proxy" | "sip.trunk_source_ips" => v
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .any(|s| s.parse::<std::net::IpAddr>().is_err())
+            .then_some("must be IP addresses separated by commas"),
+        "twilio.account_sid" => (!v.is_empty() && proto::types::AccountSid::parse(v).is_err())
+            .then_some("must be AC followed by 32 hex digits"),
+        "calls.record_dtmf" => (v.is_empty()
+            || v.len() > 8
+            || !v.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#'))
+        .then_some("must be 1 to 8 phone keys (0-9, * and #), such as *1"),
+        "routing.business_hours" => (!serde_json::from_str::<serde_json::Value>(v)
+            .is_ok_and(|j| j.is_object()))
+        .then_some("must be a JSON object such as {\"mon\":[\"09:00\",\"17:00\"]}"),
+        "routing.holidays" => (!serde_json::from_str::<Vec<String>>(v).is_ok_and(|d| {
+            d.iter()
+                .all(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok())
+        }))
+        .then_some("must be a JSON array of dates YYYY-MM-DD"),
+        _ => None,
     };
-    let msg: Option<&str> =
-        match key {
-            "system.public_url" | "gotify.url" | "twilio.api_base" | "postmark.api_base" => {
-                bad_url(v).then_some("must be an http(s) URL")
-            }
-            "twilio.termination_uri" => termination_uri_problem(v),
-            "system.timezone" => v
-                .parse::<chrono_tz::Tz>()
-                .is_err()
-                .then_some("must be an IANA time zone such as America/New_York"),
-            "system.default_country" => (v.is_empty()
-                || v.len() > 3
-                || !v.bytes().all(|b| b.is_ascii_digit())
-                || v.starts_with('0'))
-            .then_some("must be a country calling code (1 to 3 digits)"),
-            "system.trusted_proxy" | "sip.trunk_source_ips" => v
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .any(|s| s.parse::<std::net::IpAddr>().is_err())
-                .then_some("must be IP addresses separated by commas"),
-            "twilio.account_sid" => (!v.is_empty() && proto::types::AccountSid::parse(v).is_err())
-                .then_some("must be AC followed by 32 hex digits"),
-            "routing.block_action" => (!["reject", "disconnected_tone", "silent_voicemail"]
-                .contains(&v))
-            .then_some("must be reject, disconnected_tone or silent_voicemail"),
-            "email.transport" => {
-                (!["smtp", "postmark"].contains(&v)).then_some("must be smtp or postmark")
-            }
-            "smtp.security" => (!["starttls", "tls", "plain"].contains(&v))
-                .then_some("must be starttls, tls or plain"),
-            "routing.business_hours" => (!serde_json::from_str::<serde_json::Value>(v)
-                .is_ok_and(|j| j.is_object()))
-            .then_some("must be a JSON object such as {\"mon\":[\"09:00\",\"17:00\"]}"),
-            "routing.holidays" => (!serde_json::from_str::<Vec<String>>(v).is_ok_and(|d| {
-                d.iter()
-                    .all(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok())
-            }))
-            .then_some("must be a JSON array of dates YYYY-MM-DD"),
-            "routing.spam_threshold" => (!v.parse::<f64>().is_ok_and(|x| (0.0..=1.0).contains(&x)))
-                .then_some("must be a number from 0 to 1"),
-            k if k.ends_with("_retry_delays") => v
-                .split(',')
-                .any(|s| s.trim().parse::<u64>().is_err())
-                .then_some("must be seconds separated by commas"),
-            _ if is_bool => (!["true", "false"].contains(&v)).then_some("must be true or false"),
-            _ if is_num => (!v.parse::<u64>().is_ok_and(|n| n <= 10_000_000))
-                .then_some("must be a whole number"),
-            _ => None,
-        };
     msg.map(str::to_owned)
+}
+
+/// `sip.local_address` must be one of this host's own addresses: anything
+/// else would put an address phones cannot reach into every SDP.
+fn local_address_problem(v: &str) -> Option<&'static str> {
+    if v.is_empty() {
+        return None;
+    }
+    let Ok(ip) = v.parse::<std::net::IpAddr>() else {
+        return Some("must be an IP address of this host");
+    };
+    if ip.is_unspecified() {
+        return Some("must be an IP address of this host");
+    }
+    // In a container behind published ports (Compose sets GOSIP_CONTAINER)
+    // the address phones reach is the docker host's, which no interface
+    // here carries: it cannot be checked from inside.
+    if std::env::var_os("GOSIP_CONTAINER").is_some_and(|v| !v.is_empty() && v != "0") {
+        return None;
+    }
+    // Binding succeeds only for an address one of this host's interfaces
+    // carries.
+    let ours = std::net::UdpSocket::bind(std::net::SocketAddr::new(ip, 0)).is_ok();
+    (!ours)
+        .then_some("is not an address of this host (the system status lists the addresses in use)")
+}
+
+/// An IP literal or a DNS host name (letters, digits, hyphens, dots).
+fn is_ip_or_host_name(v: &str) -> bool {
+    if v.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    v.len() <= 253
+        && v.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && v.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
+/// `host` or `host:port` with a valid host and a port 1-65535.
+fn is_host_port(v: &str) -> bool {
+    match v.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => {
+            is_ip_or_host_name(h) && p.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        _ => is_ip_or_host_name(v),
+    }
 }
 
 /// What is wrong with a trunk termination URI (`host`, `host:port` or a
@@ -237,6 +354,37 @@ pub async fn config_put(
             continue;
         }
         writes.push((k, v));
+    }
+    // Registrations: the shortest may not exceed the longest.
+    let now = st.settings.get();
+    let effective = |key: &str| {
+        writes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| now.str(key))
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    let (min_e, max_e) = (effective("sip.min_expires"), effective("sip.max_expires"));
+    if min_e > max_e {
+        c.fail(
+            "sip.min_expires",
+            format!("must not be longer than the longest registration ({max_e} seconds)"),
+        );
+    }
+    // Gotify is reached by notifyd: refuse a private server unless the
+    // admin allows it, in this same request or before.
+    let allow = writes
+        .iter()
+        .find(|(k, _)| k == proto::ssrf::ALLOW_KEY)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| st.settings.get().str(proto::ssrf::ALLOW_KEY).to_owned());
+    let allow = proto::ssrf::AllowList::parse(&allow);
+    for (k, v) in &writes {
+        if k == "gotify.url" && !v.is_empty() {
+            super::notify_prefs::check_reachable(k, v, &allow, &mut c).await;
+        }
     }
     c.done()?;
     let mut tx = st.pool.begin().await?;
@@ -329,18 +477,106 @@ pub struct Restored {
     pub message: String,
 }
 
-/// Restore from an uploaded backup archive (the raw tar as the body, or a
-/// multipart form with a `file` field). Everything is validated first; a
-/// bad archive changes nothing. All sessions end.
-#[utoipa::path(post, path = "/api/system/restore", tag = "system",
+/// What a restore would do, without doing it.
+#[derive(Serialize, ToSchema)]
+pub struct RestorePreview {
+    /// When the backup was taken.
+    pub backup_created_at: String,
+    /// The GoSIP version that wrote it.
+    pub gosip_version: String,
+    /// What the backup holds; a restore replaces everything with it.
+    pub contents: backup::Contents,
+    pub message: String,
+}
+
+fn preview(m: backup::Manifest, contents: backup::Contents) -> RestorePreview {
+    RestorePreview {
+        message: format!(
+            "Restoring replaces every setting, user, phone, number, rule, call, message and \
+             voicemail now in GoSIP with this backup from {}, and logs everyone out. \
+             A backup of what is there now is kept first (listed under automatic backups).",
+            m.created_at
+        ),
+        backup_created_at: m.created_at,
+        gosip_version: m.gosip_version,
+        contents,
+    }
+}
+
+fn restored(m: backup::Manifest) -> Restored {
+    Restored {
+        ok: true,
+        message: format!(
+            "Restored the backup from {}. Everyone has to log in again.",
+            m.created_at
+        ),
+        backup_created_at: m.created_at,
+    }
+}
+
+fn restore_error(e: RestoreError) -> ApiError {
+    match e {
+        RestoreError::Internal(e) => ApiError::Internal(e),
+        e => ApiError::field("file", e.to_string()),
+    }
+}
+
+/// Check an uploaded backup archive (same bodies as the restore) and say
+/// what restoring it would replace. Changes nothing.
+#[utoipa::path(post, path = "/api/system/restore/check", tag = "system",
     request_body(content = Vec<u8>, content_type = "application/x-tar"),
-    responses((status = 200, body = Restored), (status = 422, body = ErrorBody)))]
-pub async fn restore(
+    responses((status = 200, body = RestorePreview), (status = 422, body = ErrorBody)))]
+pub async fn restore_check(
     State(st): State<AppState>,
     _a: Admin,
     headers: axum::http::HeaderMap,
     body: Bytes,
+) -> ApiResult<Json<RestorePreview>> {
+    let archive = uploaded_archive(&headers, body).await?;
+    let (m, c) = backup::restore(&st, &archive, backup::Mode::Check)
+        .await
+        .map_err(restore_error)?;
+    Ok(Json(preview(m, c)))
+}
+
+/// What restoring one of the automatic backups would replace. Changes nothing.
+#[utoipa::path(get, path = "/api/system/backups/{name}/check", tag = "system", params(("name" = String, Path)),
+    responses((status = 200, body = RestorePreview), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn backup_check(
+    State(st): State<AppState>,
+    _a: Admin,
+    Path(name): Path<String>,
+) -> ApiResult<Json<RestorePreview>> {
+    let archive = stored_archive(&st, &name).await?;
+    let (m, c) = backup::restore(&st, &archive, backup::Mode::Check)
+        .await
+        .map_err(restore_error)?;
+    Ok(Json(preview(m, c)))
+}
+
+/// Restore one of the automatic backups kept on this machine. All sessions end.
+#[utoipa::path(post, path = "/api/system/backups/{name}/restore", tag = "system", params(("name" = String, Path)),
+    responses((status = 200, body = Restored), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn backup_restore(
+    State(st): State<AppState>,
+    _a: Admin,
+    Path(name): Path<String>,
 ) -> ApiResult<Json<Restored>> {
+    let archive = stored_archive(&st, &name).await?;
+    let (m, _) = backup::restore(&st, &archive, backup::Mode::Apply)
+        .await
+        .map_err(restore_error)?;
+    Ok(Json(restored(m)))
+}
+
+async fn stored_archive(st: &AppState, name: &str) -> ApiResult<Vec<u8>> {
+    let p = backup::path_of(st, name).ok_or(ApiError::NotFound)?;
+    tokio::fs::read(&p)
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))
+}
+
+async fn uploaded_archive(headers: &axum::http::HeaderMap, body: Bytes) -> ApiResult<Bytes> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -353,15 +589,26 @@ pub async fn restore(
     if archive.is_empty() {
         return Err(ApiError::field("file", "upload a backup archive (.tar)"));
     }
-    match backup::restore(&st, &archive).await {
-        Ok(m) => Ok(Json(Restored {
-            ok: true,
-            backup_created_at: m.created_at,
-            message: "Restored. Everyone has to log in again.".into(),
-        })),
-        Err(RestoreError::Internal(e)) => Err(ApiError::Internal(e)),
-        Err(e) => Err(ApiError::field("file", e.to_string())),
-    }
+    Ok(archive)
+}
+
+/// Restore from an uploaded backup archive (the raw tar as the body, or a
+/// multipart form with a `file` field). Everything is validated first; a
+/// bad archive changes nothing. All sessions end.
+#[utoipa::path(post, path = "/api/system/restore", tag = "system",
+    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    responses((status = 200, body = Restored), (status = 422, body = ErrorBody)))]
+pub async fn restore(
+    State(st): State<AppState>,
+    _a: Admin,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Restored>> {
+    let archive = uploaded_archive(&headers, body).await?;
+    let (m, _) = backup::restore(&st, &archive, backup::Mode::Apply)
+        .await
+        .map_err(restore_error)?;
+    Ok(Json(restored(m)))
 }
 
 async fn multipart_file(ct: &str, body: Bytes) -> ApiResult<Bytes> {
@@ -616,6 +863,9 @@ pub async fn webhooks_create(
         !matches!(u.scheme(), "http" | "https") || u.host_str().is_none()
     }) {
         c.fail("url", "must be an http(s) URL");
+    } else {
+        let allow = proto::ssrf::AllowList::parse(st.settings.get().str(proto::ssrf::ALLOW_KEY));
+        super::notify_prefs::check_reachable("url", &url, &allow, &mut c).await;
     }
     for e in &b.events {
         if !EVENT_KINDS.contains(&e.as_str()) {

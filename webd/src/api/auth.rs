@@ -7,11 +7,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use proto::ssrf::{ALLOW_KEY, AllowList};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::common::{Check, Id, Ok_, ValidJson, ok, peer_error};
-use super::notify_prefs::{NotifyPrefs, NotifyPrefsInput};
+use super::notify_prefs::{self, NotifyPrefs, NotifyPrefsInput};
 use crate::AppState;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -27,9 +28,15 @@ pub struct User {
     pub dnd: bool,
     pub created_at: String,
     pub last_login: Option<String>,
+    /// When the login lock ends, while the account is locked (too many
+    /// failed logins); an admin can unlock it sooner.
+    pub locked_until: Option<String>,
 }
 
-pub const USER_COLS: &str = "id, email, name, role, dnd, created_at, last_login";
+/// The columns of [`User`]; `locked_until` only while it is in the future
+/// (a past value marks the last unlock).
+pub const USER_COLS: &str = "id, email, name, role, dnd, created_at, last_login, \
+    CASE WHEN locked_until > strftime('%Y-%m-%dT%H:%M:%fZ', 'now') THEN locked_until END AS locked_until";
 
 pub async fn load_user(st: &AppState, id: i64) -> ApiResult<User> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -66,17 +73,21 @@ pub async fn login(
     c.done()?;
     let email = b.email.trim().to_lowercase();
     let ip = auth::client_ip(&ext, &headers, &st);
-    // Slow down an address that keeps failing: 200 ms per failure past 5
-    // within 15 minutes, at most 3 s.
-    let ip_fails = st.limits.ip_failures(&ip);
-    if ip_fails >= auth::LOCK_FAILURES {
-        let ms = ((ip_fails + 1 - auth::LOCK_FAILURES) as u64 * 200).min(3000);
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-    }
-    if auth::locked_until(&st.pool, &email).await?.is_some() {
-        auth::verify_unknown(&b.password).await;
-        return Err(locked());
-    }
+    // The attempt is written before bcrypt runs: a refused one costs no
+    // bcrypt time and gives no guess.
+    let attempt = match auth::reserve_attempt(&st.pool, &email, &ip).await? {
+        auth::Attempt::Granted(id) => id,
+        auth::Attempt::AddressBlocked => {
+            tracing::warn!(ip = %ip, email = %email, "web login refused: address blocked");
+            return Err(ApiError::RateLimited(
+                "Too many failed logins from your address; try again in 15 minutes".into(),
+            ));
+        }
+        auth::Attempt::AccountLocked => {
+            tracing::warn!(ip = %ip, email = %email, "web login refused: account locked");
+            return Err(locked());
+        }
+    };
     let row: Option<(i64, String)> =
         sqlx::query_as("SELECT id, password_hash FROM users WHERE email = ?")
             .bind(&email)
@@ -92,12 +103,11 @@ pub async fn login(
         }
     };
     let Some(user_id) = ok_user else {
-        record_attempt(&st, &email, &ip, false).await?;
-        st.limits.ip_failed(&ip);
         tracing::warn!(ip = %ip, email = %email, "failed web login");
         let _ =
             proto::db::security_event(&st.pool, "webd", "web_login_failed", &ip, &email, "").await;
-        if let Some(until) = auth::locked_until(&st.pool, &email).await? {
+        let (account, address) = auth::after_failure(&st.pool, &email, &ip).await?;
+        if account.is_some() {
             tracing::warn!(ip = %ip, email = %email, "web account locked for 15 minutes");
             let _ = proto::db::security_event(
                 &st.pool,
@@ -108,17 +118,22 @@ pub async fn login(
                 "5 failed logins within a minute",
             )
             .await;
-            if let Some((id, _)) = row {
-                let _ = sqlx::query("UPDATE users SET locked_until = ? WHERE id = ?")
-                    .bind(proto::time::fmt(until))
-                    .bind(id)
-                    .execute(&st.pool)
-                    .await;
-            }
+        }
+        if address {
+            tracing::warn!(ip = %ip, "web logins from this address blocked for 15 minutes");
+            let _ = proto::db::security_event(
+                &st.pool,
+                "webd",
+                "web_login_address_blocked",
+                &ip,
+                "",
+                "4 failed logins within a minute",
+            )
+            .await;
         }
         return Err(ApiError::BadCredentials);
     };
-    record_attempt(&st, &email, &ip, true).await?;
+    auth::attempt_succeeded(&st.pool, attempt).await?;
     sqlx::query("UPDATE users SET last_login = ? WHERE id = ?")
         .bind(proto::time::now())
         .bind(user_id)
@@ -133,7 +148,7 @@ pub async fn login(
     Ok((
         [(
             header::SET_COOKIE,
-            auth::session_cookie(&token, auth::cookies_secure(&st)),
+            auth::session_cookie(&token, auth::cookies_secure(&st, &headers)),
         )],
         Json(LoginReply { user }),
     )
@@ -144,23 +159,14 @@ fn locked() -> ApiError {
     ApiError::RateLimited("Too many failed logins for this account; try again in 15 minutes".into())
 }
 
-async fn record_attempt(st: &AppState, email: &str, ip: &str, success: bool) -> ApiResult<()> {
-    sqlx::query(
-        "INSERT INTO login_attempts (email, ip_address, success, created_at) VALUES (?, ?, ?, ?)",
-    )
-    .bind(email)
-    .bind(ip)
-    .bind(success)
-    .bind(proto::time::now())
-    .execute(&st.pool)
-    .await?;
-    Ok(())
-}
-
 /// Log out: deletes this session and clears the cookie.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
     responses((status = 200, body = Ok_), (status = 401, body = ErrorBody)))]
-pub async fn logout(State(st): State<AppState>, caller: Caller) -> ApiResult<Response> {
+pub async fn logout(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    caller: Caller,
+) -> ApiResult<Response> {
     if let Some(sid) = caller.session_id {
         sqlx::query("DELETE FROM sessions WHERE id = ?")
             .bind(sid)
@@ -170,7 +176,7 @@ pub async fn logout(State(st): State<AppState>, caller: Caller) -> ApiResult<Res
     Ok((
         [(
             header::SET_COOKIE,
-            auth::session_cookie("", auth::cookies_secure(&st)),
+            auth::session_cookie("", auth::cookies_secure(&st, &headers)),
         )],
         ok(),
     )
@@ -299,6 +305,14 @@ pub async fn settings_put(
         prefs.apply(p, &mut c);
         prefs.to_stored()
     });
+    if let Some(url) = b
+        .notify_prefs
+        .as_ref()
+        .and_then(notify_prefs::gotify_url_in)
+    {
+        let allow = AllowList::parse(st.settings.get().str(ALLOW_KEY));
+        notify_prefs::check_reachable("notify_prefs.gotify.url", url, &allow, &mut c).await;
+    }
     c.done()?;
     sqlx::query("UPDATE users SET name = ?, dnd = ?, notify_prefs = ? WHERE id = ?")
         .bind(b.name.map(|n| n.trim().to_owned()).unwrap_or(name))
@@ -436,6 +450,8 @@ pub async fn dnd_put(
             .bind(caller.id)
             .execute(&st.pool)
             .await?;
+        // sipd reads DND with the devices: an internal call must see it now.
+        super::devices::reload_sipd(&st).await;
     }
     if let Some(s) = b.system {
         proto::settings::store(&st.pool, "routing.dnd", if s { "true" } else { "false" }).await?;
@@ -454,11 +470,18 @@ pub struct ApiKey {
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// After this time the key is refused; none = until revoked.
+    pub expires_at: Option<String>,
 }
+
+const KEY_COLS: &str = "id, name, prefix, created_at, last_used_at, revoked_at, expires_at";
 
 #[derive(Deserialize, ToSchema)]
 pub struct ApiKeyBody {
     pub name: String,
+    /// Optional expiry (RFC 3339, in the future, at most 5 years ahead).
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -471,11 +494,12 @@ pub struct NewApiKey {
 #[utoipa::path(get, path = "/api/api-keys", tag = "auth", responses((status = 200, body = Vec<ApiKey>)))]
 pub async fn keys_list(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ApiKey>>> {
     Ok(Json(
-        sqlx::query_as(
-            "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys \
-             WHERE user_id = ? AND revoked_at IS NULL ORDER BY id DESC",
-        )
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLS} FROM api_keys WHERE user_id = ? AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > ?) ORDER BY id DESC"
+        )))
         .bind(caller.id)
+        .bind(proto::time::now())
         .fetch_all(&st.pool)
         .await?,
     ))
@@ -491,6 +515,34 @@ pub async fn keys_create(
 ) -> ApiResult<(StatusCode, Json<NewApiKey>)> {
     let mut c = Check::new();
     c.len("name", b.name.trim(), 1, 100);
+    let now = chrono::Utc::now();
+    let expires_at = match b
+        .expires_at
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(t) => match proto::time::parse(t) {
+            Some(t) if t > now && t < now + chrono::Duration::days(5 * 366) => {
+                Some(proto::time::fmt(t))
+            }
+            Some(_) => {
+                c.fail(
+                    "expires_at",
+                    "must be in the future and at most 5 years ahead",
+                );
+                None
+            }
+            None => {
+                c.fail(
+                    "expires_at",
+                    "must be an RFC 3339 time such as 2030-01-15T00:00:00Z",
+                );
+                None
+            }
+        },
+    };
     c.done()?;
     let count: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM api_keys WHERE user_id = ? AND revoked_at IS NULL",
@@ -506,18 +558,20 @@ pub async fn keys_create(
     let key = format!("gsk_{}", auth::random_token(24));
     let prefix: String = key.chars().take(12).collect();
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(caller.id)
     .bind(b.name.trim())
     .bind(&prefix)
     .bind(auth::sha256_hex(key.as_bytes()))
     .bind(proto::time::now())
+    .bind(expires_at)
     .fetch_one(&st.pool)
     .await?;
-    let api_key = sqlx::query_as(
-        "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE id = ?",
-    )
+    let api_key = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLS} FROM api_keys WHERE id = ?"
+    )))
     .bind(id)
     .fetch_one(&st.pool)
     .await?;

@@ -44,11 +44,14 @@ pub struct Cdr {
     #[serde(skip)]
     #[sqlx(rename = "recording_url")]
     pub recording_path: Option<String>,
+    /// The call was recorded, but the recording passed
+    /// `recording.retention_days` and was deleted.
+    pub recording_expired: bool,
 }
 
 const COLS: &str = "id, call_sid, direction, from_number, to_number, did_id, device_id, user_id, \
     started_at, answered_at, ended_at, duration, disposition, spam_score, stir_verstat, rule_name, \
-    reason, recording_url";
+    reason, recording_url, recording_expired_at IS NOT NULL AS recording_expired";
 const SORTS: &[(&str, &str)] = &[
     ("started_at", "started_at"),
     ("duration", "duration"),
@@ -155,7 +158,8 @@ const JSON_ITEM: &str = "json_object('id', r.id, 'call_sid', r.call_sid, 'direct
     'answered_at', r.answered_at, 'ended_at', r.ended_at, 'duration', r.duration, \
     'disposition', r.disposition, 'spam_score', r.spam_score, 'stir_verstat', r.stir_verstat, \
     'rule_name', r.rule_name, 'reason', r.reason, 'recording_url', \
-    CASE WHEN r.recording_url <> '' THEN '/api/cdrs/' || r.id || '/recording' END)";
+    CASE WHEN r.recording_url <> '' THEN '/api/cdrs/' || r.id || '/recording' END, \
+    'recording_expired', json(CASE WHEN r.recording_expired THEN 'true' ELSE 'false' END))";
 
 #[utoipa::path(get, path = "/api/cdrs", tag = "cdrs", operation_id = "cdrs_list", params(PageParams, CursorParams, CdrFilter),
     responses((status = 200, body = CursorPage<Cdr>), (status = 422, body = ErrorBody)))]

@@ -823,6 +823,32 @@ impl Check {
             self.fail(field, "must be an E.164 number such as +15551234567");
         }
     }
+    /// A phone number as a person types it ("555-867-5309", "+44 20 ...",
+    /// "011 44 ..."), national ones in `country`; the E.164 form, or empty
+    /// with the failure recorded. Numbers are stored only in this form, so
+    /// the rules, lists and threads that compare them agree.
+    pub fn number(&mut self, field: &str, v: &str, country: &str) -> String {
+        match proto::types::E164::normalize(v, country) {
+            Ok(n) => n.to_string(),
+            Err(_) => {
+                self.fail(
+                    field,
+                    "must be a phone number such as +15551234567 (or a national number)",
+                );
+                String::new()
+            }
+        }
+    }
+    /// A number prefix as [`proto::types::E164::normalize_prefix`] reads it.
+    pub fn prefix(&mut self, field: &str, v: &str, country: &str) -> String {
+        match proto::types::E164::normalize_prefix(v, country) {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(field, e.to_string());
+                String::new()
+            }
+        }
+    }
     pub fn one_of(&mut self, field: &str, v: &str, allowed: &[&str]) {
         if !allowed.contains(&v) {
             self.fail(field, format!("must be one of: {}", allowed.join(", ")));
@@ -845,6 +871,28 @@ impl Check {
             Err(ApiError::Validation(self.0))
         }
     }
+}
+
+/// `system.default_country`: the country of numbers typed without one.
+pub fn default_country(st: &crate::AppState) -> String {
+    let s = st.settings.get();
+    let c = s.str("system.default_country").trim();
+    if c.is_empty() {
+        "1".into()
+    } else {
+        c.to_owned()
+    }
+}
+
+/// For `Option<Option<T>>` fields with `#[serde(default)]`: an absent field
+/// stays `None` (keep), an explicit `null` becomes `Some(None)` (clear), as
+/// in JSON Merge Patch (RFC 7396).
+pub fn nullable<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// Maps a gRPC failure of a peer daemon to 503 (down) or 502-like 503.

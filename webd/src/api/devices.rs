@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok};
+use super::common::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, nullable, ok};
 use crate::AppState;
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -174,8 +174,10 @@ pub struct NewDevice {
     pub extension: Option<String>,
     pub device_type: Option<String>,
     pub recording_enabled: Option<bool>,
-    /// Owner; defaults to the caller.
-    pub user_id: Option<i64>,
+    /// Owner: absent = the caller, `null` = nobody.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, nullable)]
+    pub user_id: Option<Option<i64>>,
     pub caller_id_did_id: Option<i64>,
 }
 
@@ -257,8 +259,10 @@ pub async fn create(
         check_custom_password(&mut c, p);
     }
     c.done()?;
-    let owner = b.user_id.unwrap_or(caller.id);
-    exists(&st, "users", owner, "user_id").await?;
+    let owner = b.user_id.unwrap_or(Some(caller.id));
+    if let Some(o) = owner {
+        exists(&st, "users", o, "user_id").await?;
+    }
     if let Some(did) = b.caller_id_did_id {
         exists(&st, "dids", did, "caller_id_did_id").await?;
     }
@@ -365,7 +369,8 @@ fn with_secret(
 }
 
 /// The SIP server address phones should use: `sip.local_address`, else
-/// `sip.public_address`, else the host the browser reached us at.
+/// `sip.public_address`, else the host the browser reached us at (this
+/// host's network address when that was loopback).
 pub fn sip_host(st: &AppState, headers: &HeaderMap) -> String {
     let s = st.settings.get();
     for k in ["sip.local_address", "sip.public_address"] {
@@ -379,22 +384,44 @@ pub fn sip_host(st: &AppState, headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("127.0.0.1");
     // Strip a port, keeping IPv6 brackets.
-    match host.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h.to_owned(),
-        _ => host.to_owned(),
+    let host = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':') => h,
+        _ => host,
+    };
+    // A browser on this very machine says "localhost": a phone on the LAN
+    // needs this host's network address instead.
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        let any = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        return proto::netaddr::default_address(any, &proto::netaddr::local_networks()).to_string();
     }
+    host.to_owned()
 }
 
+/// The changes to a device: an absent field keeps its value; `null` (or
+/// `""` for the extension) clears `extension`, `user_id` (owner: nobody) and
+/// `caller_id_did_id` (as in JSON Merge Patch, RFC 7396).
 #[derive(Deserialize, ToSchema)]
 pub struct DeviceUpdate {
     pub name: Option<String>,
-    pub extension: Option<String>,
+    /// Admins only.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub extension: Option<Option<String>>,
     pub device_type: Option<String>,
     pub recording_enabled: Option<bool>,
     /// Admins only.
-    pub user_id: Option<i64>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, nullable)]
+    pub user_id: Option<Option<i64>>,
     /// Admins only.
-    pub caller_id_did_id: Option<i64>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, nullable)]
+    pub caller_id_did_id: Option<Option<i64>>,
     /// Generate a new SIP password (shown once in the answer).
     pub regenerate_password: Option<bool>,
     /// Set this SIP password instead (at least 12 characters).
@@ -411,8 +438,17 @@ pub async fn update(
     ValidJson(b): ValidJson<DeviceUpdate>,
 ) -> ApiResult<Json<DeviceWithSecret>> {
     let cur = load(&st, &caller, id).await?;
+    let extension = match b.extension {
+        Some(Some(e)) if e.trim().is_empty() => None,
+        Some(Some(e)) => Some(e.trim().to_owned()),
+        Some(None) => None,
+        None => cur.extension.clone(),
+    };
+    let owner = b.user_id.unwrap_or(cur.user_id);
+    let did = b.caller_id_did_id.unwrap_or(cur.caller_id_did_id);
+    // A user's form may send the admin-only fields back unchanged.
     if !caller.is_admin()
-        && (b.user_id.is_some() || b.caller_id_did_id.is_some() || b.extension.is_some())
+        && (owner != cur.user_id || did != cur.caller_id_did_id || extension != cur.extension)
     {
         return Err(ApiError::Forbidden);
     }
@@ -421,11 +457,6 @@ pub async fn update(
         .map(|n| n.trim().to_owned())
         .unwrap_or(cur.name.clone());
     let device_type = b.device_type.unwrap_or(cur.device_type.clone());
-    let extension = match b.extension {
-        Some(e) if e.trim().is_empty() => None,
-        Some(e) => Some(e.trim().to_owned()),
-        None => cur.extension.clone(),
-    };
     let mut c = Check::new();
     c.len("name", &name, 1, 100);
     c.one_of("device_type", &device_type, DEVICE_TYPES);
@@ -436,12 +467,10 @@ pub async fn update(
         check_custom_password(&mut c, p);
     }
     c.done()?;
-    let owner = b.user_id.or(cur.user_id);
-    if let Some(u) = b.user_id {
+    if let Some(Some(u)) = b.user_id {
         exists(&st, "users", u, "user_id").await?;
     }
-    let did = b.caller_id_did_id.or(cur.caller_id_did_id);
-    if let Some(d) = b.caller_id_did_id {
+    if let Some(Some(d)) = b.caller_id_did_id {
         exists(&st, "dids", d, "caller_id_did_id").await?;
     }
     let new_password = match (b.password, b.regenerate_password) {

@@ -7,7 +7,10 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok, peer_error};
+use super::common::{
+    Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, default_country, nullable, ok,
+    peer_error,
+};
 use super::devices::exists;
 use crate::AppState;
 use crate::auth::{Admin, Caller};
@@ -80,15 +83,28 @@ pub async fn get(State(st): State<AppState>, caller: Caller, Id(id): Id) -> ApiR
     Ok(Json(load(&st, &caller, id).await?))
 }
 
+/// A new number, or the changes to one: an absent field keeps its value;
+/// `null` clears `twilio_sid` and `owner_user_id` (no owner: "Nobody").
 #[derive(Deserialize, ToSchema)]
 pub struct DidBody {
+    /// E.164, or a national number in `system.default_country`.
     pub number: Option<String>,
     pub name: Option<String>,
-    /// Twilio phone number SID (PN + 32 hex), to configure its webhooks.
-    pub twilio_sid: Option<String>,
+    /// Twilio phone number SID (PN + 32 hex), to configure its webhooks;
+    /// `null` or `""` unlinks it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub twilio_sid: Option<Option<String>>,
+    /// Texts to the number are refused (not stored, not forwarded) when
+    /// false, and none can be sent from it.
     pub sms_enabled: Option<bool>,
+    /// Calls to the number ring nobody when false: Twilio is told to reject
+    /// them.
     pub voice_enabled: Option<bool>,
-    pub owner_user_id: Option<i64>,
+    /// The user who gets its calls, voicemail and messages; `null` = nobody.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, nullable)]
+    pub owner_user_id: Option<Option<i64>>,
     pub sms_email_forward: Option<bool>,
     pub greeting_text: Option<String>,
 }
@@ -105,7 +121,7 @@ struct DidValues {
 }
 
 async fn validate(st: &AppState, b: DidBody, cur: Option<&Did>) -> ApiResult<DidValues> {
-    let v = DidValues {
+    let mut v = DidValues {
         number: b
             .number
             .map(|n| n.trim().to_owned())
@@ -117,8 +133,9 @@ async fn validate(st: &AppState, b: DidBody, cur: Option<&Did>) -> ApiResult<Did
             .or(cur.map(|c| c.name.clone()))
             .unwrap_or_default(),
         twilio_sid: match b.twilio_sid {
-            Some(s) if s.trim().is_empty() => None,
-            Some(s) => Some(s.trim().to_owned()),
+            Some(Some(s)) if s.trim().is_empty() => None,
+            Some(Some(s)) => Some(s.trim().to_owned()),
+            Some(None) => None,
             None => cur.and_then(|c| c.twilio_sid.clone()),
         },
         sms: b.sms_enabled.or(cur.map(|c| c.sms_enabled)).unwrap_or(true),
@@ -126,7 +143,10 @@ async fn validate(st: &AppState, b: DidBody, cur: Option<&Did>) -> ApiResult<Did
             .voice_enabled
             .or(cur.map(|c| c.voice_enabled))
             .unwrap_or(true),
-        owner: b.owner_user_id.or(cur.and_then(|c| c.owner_user_id)),
+        owner: match b.owner_user_id {
+            Some(o) => o,
+            None => cur.and_then(|c| c.owner_user_id),
+        },
         fwd: b
             .sms_email_forward
             .or(cur.map(|c| c.sms_email_forward))
@@ -137,7 +157,7 @@ async fn validate(st: &AppState, b: DidBody, cur: Option<&Did>) -> ApiResult<Did
             .unwrap_or_default(),
     };
     let mut c = Check::new();
-    c.e164("number", &v.number);
+    v.number = c.number("number", &v.number, &default_country(st));
     c.len("name", &v.name, 0, 100);
     c.len("greeting_text", &v.greeting, 0, 1000);
     if let Some(s) = &v.twilio_sid
@@ -146,7 +166,7 @@ async fn validate(st: &AppState, b: DidBody, cur: Option<&Did>) -> ApiResult<Did
         c.fail("twilio_sid", "must be PN followed by 32 hex digits");
     }
     c.done()?;
-    if let Some(o) = b.owner_user_id {
+    if let Some(Some(o)) = b.owner_user_id {
         exists(st, "users", o, "owner_user_id").await?;
     }
     Ok(v)
@@ -200,7 +220,7 @@ pub async fn create_simple(st: &AppState, number: &str, name: &str, owner: i64) 
             twilio_sid: None,
             sms_enabled: None,
             voice_enabled: None,
-            owner_user_id: Some(owner),
+            owner_user_id: Some(Some(owner)),
             sms_email_forward: None,
             greeting_text: None,
         },

@@ -1,6 +1,9 @@
 //! The external API for scripts and webhook consumers:
-//! `Authorization: Bearer <api key>`, always scoped to the key owner's own
-//! data (even an admin's key), rate limited per key, no cookies, no CSRF.
+//! `Authorization: Bearer <api key>`, rate limited per key, no cookies, no
+//! CSRF. The lists hold the key owner's own calls and messages (even for an
+//! admin's key); acting (sending a text, placing a call) follows the owner's
+//! role: a user's key uses the user's own numbers and devices, an admin's key
+//! any of them, as the admin can in the UI.
 
 use axum::Json;
 use axum::extract::State;
@@ -10,7 +13,8 @@ use utoipa::ToSchema;
 
 use super::cdrs::{Cdr, CdrFilter};
 use super::common::{
-    Check, CursorPage, CursorParams, JsonPage, PageParams, ValidJson, ValidQuery, peer_error,
+    Check, CursorPage, CursorParams, JsonPage, PageParams, ValidJson, ValidQuery, default_country,
+    peer_error,
 };
 use super::messages::{Message, MessageFilter, SendBody};
 use crate::AppState;
@@ -53,9 +57,9 @@ pub async fn messages(
 pub struct ClickToCall {
     /// Number to call: E.164, or a national number in the system's default
     /// country.
-    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub to: String,
-    /// Own device that rings first; default: the owner's first device.
+    /// Device that rings first: one of the owner's (any, for an admin's
+    /// key); default: the owner's first device.
     #[schema(minimum = 1)]
     pub device_id: Option<i64>,
 }
@@ -74,18 +78,21 @@ pub async fn call(
     k: KeyCaller,
     ValidJson(b): ValidJson<ClickToCall>,
 ) -> ApiResult<(StatusCode, Json<CallStarted>)> {
-    let caller = owner_scope(k);
-    let country = st.settings.get().str("system.default_country").to_owned();
-    let to = proto::types::E164::normalize(&b.to, &country);
+    let caller = k.0;
     let mut c = Check::new();
-    if to.is_err() {
-        c.fail("to", "must be a phone number, e.g. +15551234567");
-    }
+    let to = c.number("to", &b.to, &default_country(&st));
     c.done()?;
+    // Without a device_id: the key owner's first device; an admin may name
+    // any device.
+    let owner = match (caller.is_admin(), b.device_id) {
+        (true, Some(_)) => None,
+        _ => Some(caller.id),
+    };
     let device: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM devices WHERE user_id = ?1 AND (?2 IS NULL OR id = ?2) ORDER BY id LIMIT 1",
+        "SELECT id FROM devices WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR id = ?2) \
+         ORDER BY id LIMIT 1",
     )
-    .bind(caller.id)
+    .bind(owner)
     .bind(b.device_id)
     .fetch_optional(&st.pool)
     .await?;
@@ -97,7 +104,7 @@ pub async fn call(
         .originate(proto::pb::sipd::OriginateRequest {
             call_id: String::new(),
             device_id,
-            to_number: to.map(|t| t.to_string()).unwrap_or_default(),
+            to_number: to,
         })
         .await
         .map_err(|s| match s.code() {
@@ -117,7 +124,8 @@ pub struct SmsQueued {
     pub message_id: i64,
 }
 
-/// Send an SMS from one of the owner's numbers (twiliod's durable queue).
+/// Send an SMS from one of the owner's numbers, or any number for an
+/// admin's key (twiliod's durable queue).
 #[utoipa::path(post, path = "/api/external/sms", tag = "external", operation_id = "external_sms", request_body = SendBody,
     security(("bearer" = [])),
     responses((status = 202, body = SmsQueued), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -126,7 +134,6 @@ pub async fn sms(
     k: KeyCaller,
     ValidJson(b): ValidJson<SendBody>,
 ) -> ApiResult<(StatusCode, Json<SmsQueued>)> {
-    let caller = owner_scope(k);
-    let id = super::messages::send_message(&st, &caller, b, vec![]).await?;
+    let id = super::messages::send_message(&st, &k.0, b, vec![]).await?;
     Ok((StatusCode::ACCEPTED, Json(SmsQueued { message_id: id })))
 }

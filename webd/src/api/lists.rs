@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok};
+use super::common::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, default_country, ok};
 use crate::AppState;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -64,20 +64,17 @@ pub async fn block_add(
     _a: Admin,
     ValidJson(b): ValidJson<NewBlock>,
 ) -> ApiResult<(StatusCode, Json<Block>)> {
-    let pattern = b.pattern.trim().to_owned();
+    let mut pattern = b.pattern.trim().to_owned();
     let kind = b.pattern_type.unwrap_or_else(|| "exact".into());
+    let country = default_country(&st);
     let mut c = Check::new();
     c.one_of("pattern_type", &kind, &["exact", "prefix", "regex"]);
     c.len("reason", &b.reason, 0, 200);
     c.len("pattern", &pattern, 1, 200);
+    // Callers arrive in E.164, so numbers and prefixes are stored that way.
     match kind.as_str() {
-        "exact" => c.e164("pattern", &pattern),
-        "prefix" => {
-            let d = pattern.strip_prefix('+').unwrap_or(&pattern);
-            if d.is_empty() || d.len() > 15 || !d.bytes().all(|x| x.is_ascii_digit()) {
-                c.fail("pattern", "a prefix is + and 1 to 15 digits, e.g. +1900");
-            }
-        }
+        "exact" if !pattern.is_empty() => pattern = c.number("pattern", &pattern, &country),
+        "prefix" if !pattern.is_empty() => pattern = c.prefix("pattern", &pattern, &country),
         "regex" => {
             if let Err(e) = regex::RegexBuilder::new(&pattern)
                 .size_limit(1 << 20)
@@ -218,14 +215,14 @@ pub async fn callers_add(
 ) -> ApiResult<(StatusCode, Json<CallerEntry>)> {
     let mut c = Check::new();
     c.one_of("list", &b.list, &["vip", "known"]);
-    c.e164("number", b.number.trim());
+    let number = c.number("number", &b.number, &default_country(&st));
     c.len("name", &b.name, 0, 100);
     c.done()?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO caller_lists (list, number, name, created_at) VALUES (?, ?, ?, ?) RETURNING id",
     )
     .bind(&b.list)
-    .bind(b.number.trim())
+    .bind(&number)
     .bind(b.name.trim())
     .bind(proto::time::now())
     .fetch_one(&st.pool)

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::common::{
     Check, Conditions, CursorPage, CursorParams, Id, JsonPage, Page, PageParams, ValidJson,
-    ValidQuery, peer_error,
+    ValidQuery, default_country, peer_error,
 };
 use super::voicemails::optional_body;
 use crate::AppState;
@@ -127,8 +127,10 @@ fn from_row(r: Row) -> Message {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MessageFilter {
-    /// The other party (E.164): one conversation.
+    /// The other party: with `our_number`, one conversation.
     pub peer: Option<String>,
+    /// Our number (a DID) the messages went to or came from.
+    pub our_number: Option<String>,
     #[param(pattern = "^(inbound|outbound)$")]
     pub direction: Option<String>,
     #[param(value_type = Option<i64>)]
@@ -153,11 +155,10 @@ pub async fn list(
         )?
         .with_cursor(&cur)?;
     let mut c = Check::new();
-    let nonempty = |o: Option<String>| o.filter(|s| !s.is_empty());
-    let peer = nonempty(f.peer);
-    if let Some(p) = &peer {
-        c.e164("peer", p);
-    }
+    let nonempty = |o: Option<String>| o.filter(|s| !s.trim().is_empty());
+    let country = default_country(&st);
+    let peer = nonempty(f.peer).map(|p| c.number("peer", &p, &country));
+    let ours = nonempty(f.our_number).map(|p| c.number("our_number", &p, &country));
     let direction = nonempty(f.direction);
     if let Some(d) = &direction {
         c.one_of("direction", d, &["inbound", "outbound"]);
@@ -188,8 +189,19 @@ pub async fn list(
     if let Some(uid) = caller.scope() {
         w.add("user_id = ?", uid);
     }
+    // The other party is the sender of what came in and the recipient of
+    // what went out; our number is the other end.
     if let Some(p) = &peer {
-        w.add("(from_number = ? OR to_number = ?)", p);
+        w.add(
+            "((direction = 'inbound' AND from_number = ?) OR (direction = 'outbound' AND to_number = ?))",
+            p,
+        );
+    }
+    if let Some(o) = &ours {
+        w.add(
+            "((direction = 'inbound' AND to_number = ?) OR (direction = 'outbound' AND from_number = ?))",
+            o,
+        );
     }
     if let Some(d) = &direction {
         w.add("direction = ?", d);
@@ -344,6 +356,8 @@ pub async fn conversations(
 #[derive(Deserialize, ToSchema)]
 pub struct ConversationRead {
     pub peer: String,
+    /// Only the conversation on this number of ours; absent: on all of them.
+    pub our_number: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -351,7 +365,7 @@ pub struct Marked {
     pub marked: u64,
 }
 
-/// Marks every inbound message from `peer` read.
+/// Marks every inbound message from `peer` (to `our_number`) read.
 #[utoipa::path(put, path = "/api/messages/conversations/read", tag = "messages", request_body = ConversationRead,
     responses((status = 200, body = Marked), (status = 422, body = ErrorBody)))]
 pub async fn conversation_read(
@@ -360,14 +374,20 @@ pub async fn conversation_read(
     ValidJson(b): ValidJson<ConversationRead>,
 ) -> ApiResult<Json<Marked>> {
     let mut c = Check::new();
-    c.e164("peer", &b.peer);
+    let country = default_country(&st);
+    let peer = c.number("peer", &b.peer, &country);
+    let ours = b
+        .our_number
+        .filter(|o| !o.trim().is_empty())
+        .map(|o| c.number("our_number", &o, &country));
     c.done()?;
     let r = sqlx::query(
         "UPDATE messages SET is_read = 1 WHERE direction = 'inbound' AND from_number = ?1 \
-         AND is_read = 0 AND (?2 IS NULL OR user_id = ?2)",
+         AND is_read = 0 AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR to_number = ?3)",
     )
-    .bind(&b.peer)
+    .bind(&peer)
     .bind(caller.scope())
+    .bind(&ours)
     .execute(&st.pool)
     .await?;
     Ok(Json(Marked {
@@ -377,13 +397,13 @@ pub async fn conversation_read(
 
 #[derive(Deserialize, ToSchema, Default)]
 pub struct SendBody {
-    /// Recipient (E.164). `to_number` is accepted too.
+    /// Recipient: E.164, or a national number in the default country.
+    /// `to_number` is accepted too.
     #[serde(alias = "to_number")]
-    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub to: String,
-    /// Our number to send from (E.164); default: the caller's first DID.
+    /// Our number to send from (a reply goes from the number the
+    /// conversation is with); default: the caller's first SMS-enabled DID.
     #[serde(default, alias = "from_number")]
-    #[schema(pattern = r"^\+[1-9][0-9]{7,14}$")]
     pub from: Option<String>,
     /// The text (required unless an MMS carries an image).
     #[serde(default)]
@@ -409,7 +429,7 @@ pub async fn send(
         let mp = Multipart::from_request(req, &st)
             .await
             .map_err(|e| ApiError::field("body", e.body_text()))?;
-        read_multipart(&st, mp).await?
+        read_multipart(mp).await?
     } else {
         let ValidJson(b) = ValidJson::<SendBody>::from_request(req, &st).await?;
         (b, vec![])
@@ -423,7 +443,53 @@ pub async fn send(
 
 const MAX_MEDIA: usize = 5 * 1024 * 1024;
 
-async fn read_multipart(st: &AppState, mut mp: Multipart) -> ApiResult<(SendBody, Vec<String>)> {
+/// An attached image, held in memory until the message is valid.
+pub struct Upload {
+    ext: &'static str,
+    data: axum::body::Bytes,
+}
+
+/// The image type the bytes really are (their magic number), whatever the
+/// upload claimed.
+fn sniff_image(data: &[u8]) -> Option<&'static str> {
+    if data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("png")
+    } else if data.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("jpg")
+    } else if data.starts_with(b"GIF87a") || data.starts_with(b"GIF89a") {
+        Some("gif")
+    } else {
+        None
+    }
+}
+
+/// Writes the uploads 0600 under `media/`; returns their paths relative to
+/// the data dir.
+fn store_uploads(st: &AppState, uploads: &[Upload]) -> ApiResult<Vec<String>> {
+    use std::io::Write;
+    let dir = st.data_dir.join("media");
+    proto::db::private_dir(&dir).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut out = Vec::new();
+    for u in uploads {
+        let rel = format!("media/outbound-{}.{}", crate::auth::random_token(12), u.ext);
+        let written =
+            proto::db::private_file(&st.data_dir.join(&rel)).and_then(|mut f| f.write_all(&u.data));
+        if let Err(e) = written {
+            remove_uploads(st, &out);
+            return Err(ApiError::Internal(e.into()));
+        }
+        out.push(rel);
+    }
+    Ok(out)
+}
+
+fn remove_uploads(st: &AppState, rel: &[String]) {
+    for r in rel {
+        let _ = std::fs::remove_file(st.data_dir.join(r));
+    }
+}
+
+async fn read_multipart(mut mp: Multipart) -> ApiResult<(SendBody, Vec<Upload>)> {
     let mut b = SendBody::default();
     let mut media = Vec::new();
     while let Some(field) = mp
@@ -471,11 +537,15 @@ async fn read_multipart(st: &AppState, mut mp: Multipart) -> ApiResult<(SendBody
                 if media.len() >= 10 {
                     return Err(ApiError::field("media", "at most 10 files"));
                 }
-                let rel = format!("media/outbound-{}.{ext}", crate::auth::random_token(12));
-                tokio::fs::write(st.data_dir.join(&rel), &data)
-                    .await
-                    .map_err(|e| ApiError::Internal(e.into()))?;
-                media.push(rel);
+                // Nothing is written yet: only a valid message's images
+                // reach the disk (see send_message).
+                if sniff_image(&data) != Some(ext) {
+                    return Err(ApiError::field(
+                        "media",
+                        "is not the PNG, JPEG or GIF image it claims to be",
+                    ));
+                }
+                media.push(Upload { ext, data });
             }
             _ => {}
         }
@@ -488,11 +558,11 @@ pub async fn send_message(
     st: &AppState,
     caller: &Caller,
     b: SendBody,
-    media: Vec<String>,
+    media: Vec<Upload>,
 ) -> ApiResult<i64> {
     let mut c = Check::new();
-    let to = b.to.trim().to_owned();
-    c.e164("to", &to);
+    let country = default_country(st);
+    let to = c.number("to", &b.to, &country);
     if b.body.trim().is_empty() && media.is_empty() {
         c.fail("body", "is required (or attach an image)");
     }
@@ -501,9 +571,7 @@ pub async fn send_message(
         .from
         .map(|f| f.trim().to_owned())
         .filter(|f| !f.is_empty());
-    if let Some(f) = &from {
-        c.e164("from", f);
-    }
+    let from = from.map(|f| c.number("from", &f, &country));
     c.done()?;
     // Users send only from numbers they own; admins from any DID.
     let from: Option<String> = sqlx::query_scalar(
@@ -520,6 +588,9 @@ pub async fn send_message(
             "is not one of your SMS-enabled numbers",
         ));
     };
+    // Valid: now the images may be written (0600), and go if twiliod
+    // does not take the message.
+    let media = store_uploads(st, &media)?;
     let mut cl = proto::pb::twiliod::twiliod_client::TwiliodClient::new(st.peers.twiliod.clone());
     let r = cl
         .send_message(proto::pb::twiliod::SendMessageRequest {
@@ -527,10 +598,13 @@ pub async fn send_message(
             from_number: from,
             to_number: to,
             body: b.body,
-            media_paths: media,
+            media_paths: media.clone(),
         })
         .await
-        .map_err(|s| peer_error("twiliod", s))?
+        .map_err(|s| {
+            remove_uploads(st, &media);
+            peer_error("twiliod", s)
+        })?
         .into_inner();
     Ok(r.message_id)
 }

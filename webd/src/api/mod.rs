@@ -18,6 +18,7 @@ pub mod external;
 pub mod lists;
 pub mod messages;
 pub mod notify_prefs;
+pub mod provision;
 pub mod routes;
 pub mod setup;
 pub mod system;
@@ -82,9 +83,11 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(users::reset_password))
+        .routes(routes!(users::unlock))
         .routes(routes!(devices::list, devices::create))
         .routes(routes!(devices::get, devices::update, devices::delete))
         .routes(routes!(devices::qr_code))
+        .routes(routes!(provision::put, provision::get, provision::delete))
         .routes(routes!(dids::list, dids::create))
         .routes(routes!(dids::get, dids::update, dids::delete))
         .routes(routes!(dids::configure))
@@ -124,6 +127,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::backup_now))
         .routes(routes!(admin::backups))
         .routes(routes!(admin::backup_download))
+        .routes(routes!(admin::backup_check))
+        .routes(routes!(admin::backup_restore))
         .routes(routes!(admin::security_events))
         .routes(routes!(admin::alerts))
         .routes(routes!(admin::alert_ack))
@@ -147,6 +152,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc.merge(
         OpenApiRouter::<AppState>::new()
             .routes(routes!(admin::restore))
+            .routes(routes!(admin::restore_check))
             .into_openapi(),
     );
     add_error_responses(&mut doc);
@@ -280,15 +286,27 @@ pub fn router(state: AppState) -> Router {
         "/api/system/restore",
         axum::routing::post(admin::restore).layer(DefaultBodyLimit::max(1 << 30)),
     )
+    .route(
+        "/api/system/restore/check",
+        axum::routing::post(admin::restore_check).layer(DefaultBodyLimit::max(1 << 30)),
+    )
     .route("/api/webhooks/{*rest}", any(webhooks::forward))
+    // Phones fetching their configuration (not part of the JSON API).
+    .route(
+        &format!("{}/{{file}}", provision::PREFIX),
+        get(provision::serve),
+    )
     .route("/api/{*rest}", any(|| async { ApiError::NoRoute }))
     .layer(DefaultBodyLimit::max(8 * 1024 * 1024))
     .with_state(state)
 }
 
 /// Security headers, CSRF and read-only checks (see the module doc).
-pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
+    let refresh = crate::auth::CookieRefresh::default();
+    req.extensions_mut().insert(refresh.clone());
+    let secure = crate::auth::cookies_secure(&st, req.headers());
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let api = path.starts_with("/api/");
     let exempt = path.starts_with("/api/webhooks/") || path.starts_with("/api/external/");
@@ -300,13 +318,23 @@ pub async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Resp
         && !path.starts_with("/api/webhooks/")
         && !matches!(
             path.as_str(),
-            "/api/auth/login" | "/api/auth/logout" | "/api/system/restore"
+            "/api/auth/login"
+                | "/api/auth/logout"
+                | "/api/system/restore"
+                | "/api/system/restore/check"
         )
+        && !(path.starts_with("/api/system/backups/") && path.ends_with("/restore"))
     {
         ApiError::Unavailable(crate::health::READ_ONLY_MESSAGE.into()).into_response()
     } else {
         next.run(req).await
     };
+    if let Some(token) = refresh.take()
+        && !res.headers().contains_key(header::SET_COOKIE)
+        && let Ok(v) = HeaderValue::from_str(&crate::auth::session_cookie(&token, secure))
+    {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
     let h = res.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));

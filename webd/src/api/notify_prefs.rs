@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use proto::ssrf::{AllowList, Refused};
+
 use super::admin::MASK;
 use super::common::Check;
 
@@ -356,6 +358,42 @@ impl NotifyPrefs {
         } else if g.url.is_empty() && !g.token.is_empty() {
             c.fail("notify_prefs.gotify.url", "is required with an app token");
         }
+    }
+}
+
+/// The Gotify server URL an update sets, if it sets a non-empty one.
+pub fn gotify_url_in(input: &Map<String, Value>) -> Option<&str> {
+    input
+        .get("gotify")?
+        .get("url")?
+        .as_str()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// Refuses `url` under `field` when its host is, or now resolves to, a
+/// loopback, private, link-local or unique-local address that the admin
+/// has not allowed in `notify.allowed_private_hosts` (`allow`). A name that
+/// does not resolve now is let through: notifyd vets the addresses again
+/// at every connection, which is also what stops a name whose answer
+/// changes after it was saved.
+pub async fn check_reachable(field: &str, url: &str, allow: &AllowList, c: &mut Check) {
+    let Ok(u) = url::Url::parse(url) else {
+        return;
+    };
+    let Some(host) = u.host_str() else {
+        return;
+    };
+    let port = u.port_or_known_default().unwrap_or(0);
+    let lookup = proto::ssrf::resolve_and_vet(host, port, allow);
+    if let Ok(Err(Refused::Private { .. })) =
+        tokio::time::timeout(std::time::Duration::from_secs(3), lookup).await
+    {
+        c.fail(
+            field,
+            "is a private or local address; an admin can allow its host under \
+             notify.allowed_private_hosts",
+        );
     }
 }
 

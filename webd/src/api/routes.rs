@@ -1,24 +1,21 @@
-//! `/api/routes`: call routing rules (admins). `condition_data` and
-//! `action_data` are validated per type before they are stored:
-//! - time: `{"when": "business_hours"|"after_hours"|"weekends"|"holidays"|"custom",
-//!   "days": ["mon",..], "start": "HH:MM", "end": "HH:MM"}` (days/start/end for custom)
-//! - callerid: `{"match": "vip"|"known"|"numbers"|"prefix"|"anonymous",
-//!   "list": "vip"|"known", "numbers": ["+1555..."], "prefix": "+1900"}`
-//! - default: `{}`
-//! - ring: `{"device_ids": [1, 2], "timeout": 30}`; forward: `{"number": "+1555..."}`;
-//!   announcement: `{"text": "..."}`; voicemail, reject: `{}`
+//! `/api/routes`: call routing rules (admins). A rule's condition and
+//! action are [`proto::routing`] types, the ones twiliod evaluates: the
+//! OpenAPI schema, what is stored and what decides a call are one shape.
+//! Values are checked by the types' `validate()`; errors name the field
+//! (`condition_data.start`, `action_data.device_ids`).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use proto::routing::{Action, Condition};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok, peer_error};
 use crate::AppState;
 use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Route {
@@ -27,12 +24,12 @@ pub struct Route {
     pub did_id: Option<i64>,
     pub priority: i64,
     pub name: String,
-    pub condition_type: String,
-    #[schema(value_type = Object)]
-    pub condition_data: Value,
-    pub action_type: String,
-    #[schema(value_type = Object)]
-    pub action_data: Value,
+    /// `condition_type` and `condition_data`.
+    #[serde(flatten)]
+    pub condition: Condition,
+    /// `action_type` and `action_data`.
+    #[serde(flatten)]
+    pub action: Action,
     pub enabled: bool,
     pub created_at: String,
 }
@@ -50,18 +47,34 @@ type Row = (
     String,
 );
 
-fn from_row(r: Row) -> Route {
-    Route {
-        id: r.0,
-        did_id: r.1,
-        priority: r.2,
-        name: r.3,
-        condition_type: r.4,
-        condition_data: serde_json::from_str(&r.5).unwrap_or_else(|_| json!({})),
-        action_type: r.6,
-        action_data: serde_json::from_str(&r.7).unwrap_or_else(|_| json!({})),
-        enabled: r.8,
-        created_at: r.9,
+/// A stored row as the contract. Rows come only through this API (or the
+/// migration that rewrote older shapes), so one that does not parse is a
+/// fault an admin must look at, not something to guess around.
+fn from_row(r: Row) -> ApiResult<Route> {
+    let parse = |ct: &str, cd: &str, at: &str, ad: &str| -> Result<(Condition, Action), String> {
+        let j = |t: &str| serde_json::from_str::<Value>(t).map_err(|e| e.to_string());
+        let c = Condition::from_parts(ct, &j(cd)?).map_err(|e| e.to_string())?;
+        let a = Action::from_parts(at, &j(ad)?).map_err(|e| e.to_string())?;
+        Ok((c, a))
+    };
+    match parse(&r.4, &r.5, &r.6, &r.7) {
+        Ok((condition, action)) => Ok(Route {
+            id: r.0,
+            did_id: r.1,
+            priority: r.2,
+            name: r.3,
+            condition,
+            action,
+            enabled: r.8,
+            created_at: r.9,
+        }),
+        Err(why) => {
+            tracing::error!(route_id = r.0, reason = %why, "stored route is not a valid rule");
+            Err(ApiError::Internal(anyhow::anyhow!(
+                "route {} is not a valid rule: {why}",
+                r.0
+            )))
+        }
     }
 }
 
@@ -113,9 +126,10 @@ pub async fn list(
     .bind(pg.offset())
     .fetch_all(&st.pool)
     .await?;
-    Ok(Json(
-        pg.wrap(rows.into_iter().map(from_row).collect(), total),
-    ))
+    Ok(Json(pg.wrap(
+        rows.into_iter().map(from_row).collect::<ApiResult<_>>()?,
+        total,
+    )))
 }
 
 async fn load(st: &AppState, id: i64) -> ApiResult<Route> {
@@ -125,7 +139,7 @@ async fn load(st: &AppState, id: i64) -> ApiResult<Route> {
     .bind(id)
     .fetch_optional(&st.pool)
     .await?;
-    r.map(from_row).ok_or(ApiError::NotFound)
+    from_row(r.ok_or(ApiError::NotFound)?)
 }
 
 #[utoipa::path(get, path = "/api/routes/{id}", tag = "routes", params(("id" = i64, Path)),
@@ -134,198 +148,230 @@ pub async fn get(State(st): State<AppState>, _a: Admin, Id(id): Id) -> ApiResult
     Ok(Json(load(&st, id).await?))
 }
 
+/// A rule as created or replaced. On `PUT` every field may be left out to
+/// keep its value; `condition_data` (`action_data`) without
+/// `condition_type` (`action_type`) keeps the kind.
 #[derive(Deserialize, ToSchema)]
 pub struct RouteBody {
+    /// `null` = every DID.
     pub did_id: Option<i64>,
+    /// 0 first; left out on create = after the others.
     pub priority: Option<i64>,
     pub name: Option<String>,
-    pub condition_type: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub condition_data: Option<Value>,
-    pub action_type: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    pub action_data: Option<Value>,
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub condition: RuleCondition,
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub action: RuleAction,
     pub enabled: Option<bool>,
 }
 
-const DAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-fn hhmm(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 5
-        && b[2] == b':'
-        && s[..2].parse::<u8>().is_ok_and(|h| h < 24)
-        && s[3..].parse::<u8>().is_ok_and(|m| m < 60)
+/// The condition as sent: the kind and its data, checked together into a
+/// [`Condition`] so errors can name the field.
+#[derive(Deserialize)]
+pub struct RuleCondition {
+    pub condition_type: Option<String>,
+    pub condition_data: Option<Value>,
 }
 
-/// Validates condition and action data; returns normalized objects.
-pub fn check_rule(c: &mut Check, ctype: &str, cdata: &Value, atype: &str, adata: &Value) {
-    c.one_of("condition_type", ctype, &["time", "callerid", "default"]);
-    c.one_of(
-        "action_type",
-        atype,
-        &["ring", "forward", "voicemail", "announcement", "reject"],
-    );
-    let empty = Map::new();
-    let Some(cd) = cdata.as_object() else {
-        c.fail("condition_data", "must be an object");
-        return;
-    };
-    let ad = adata.as_object().unwrap_or_else(|| {
-        c.fail("action_data", "must be an object");
-        &empty
-    });
-    let s = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
-    match ctype {
-        "time" => {
-            let when = s(cd, "when").unwrap_or_default();
-            c.one_of(
-                "condition_data.when",
-                &when,
-                &[
-                    "business_hours",
-                    "after_hours",
-                    "weekends",
-                    "holidays",
-                    "custom",
-                ],
-            );
-            if when == "custom" {
-                match cd.get("days").and_then(Value::as_array) {
-                    Some(d)
-                        if !d.is_empty()
-                            && d.iter()
-                                .all(|x| x.as_str().is_some_and(|x| DAYS.contains(&x))) => {}
-                    _ => c.fail("condition_data.days", "pick at least one of mon..sun"),
-                }
-                for k in ["start", "end"] {
-                    if !s(cd, k).is_some_and(|v| hhmm(&v)) {
-                        c.fail(&format!("condition_data.{k}"), "must be a time HH:MM");
-                    }
-                }
-            }
-        }
-        "callerid" => {
-            let m = s(cd, "match").unwrap_or_default();
-            c.one_of(
-                "condition_data.match",
-                &m,
-                &["vip", "known", "numbers", "prefix", "anonymous"],
-            );
-            if m == "numbers" {
-                match cd.get("numbers").and_then(Value::as_array) {
-                    Some(ns) if !ns.is_empty() && ns.len() <= 500 => {
-                        for n in ns {
-                            if n.as_str()
-                                .is_none_or(|n| proto::types::E164::parse(n).is_err())
-                            {
-                                c.fail(
-                                    "condition_data.numbers",
-                                    "every number must be E.164, e.g. +15551234567",
-                                );
-                                break;
-                            }
-                        }
-                    }
-                    _ => c.fail("condition_data.numbers", "list 1 to 500 E.164 numbers"),
-                }
-            }
-            if m == "prefix" {
-                let p = s(cd, "prefix").unwrap_or_default();
-                let digits = p.strip_prefix('+').unwrap_or(&p);
-                if digits.is_empty()
-                    || digits.len() > 15
-                    || !digits.bytes().all(|b| b.is_ascii_digit())
-                {
-                    c.fail("condition_data.prefix", "must be + and 1 to 15 digits");
-                }
-            }
-        }
-        _ => {}
+/// The action as sent, checked into an [`Action`].
+#[derive(Deserialize)]
+pub struct RuleAction {
+    pub action_type: Option<String>,
+    pub action_data: Option<Value>,
+}
+
+// What a client sends is exactly the contract's schema: the raw halves only
+// exist to report every bad field at once.
+impl utoipa::PartialSchema for RuleCondition {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <Condition as utoipa::PartialSchema>::schema()
     }
-    match atype {
-        "ring" => {
-            match ad.get("device_ids").and_then(Value::as_array) {
-                Some(ids)
-                    if !ids.is_empty() && ids.iter().all(|i| i.as_i64().is_some_and(|i| i > 0)) => {
-                }
-                _ => c.fail("action_data.device_ids", "pick at least one device"),
-            }
-            if let Some(t) = ad.get("timeout")
-                && !t.as_i64().is_some_and(|t| (5..=120).contains(&t))
-            {
-                c.fail("action_data.timeout", "must be 5 to 120 seconds");
-            }
-        }
-        "forward" if s(ad, "number").is_none_or(|n| proto::types::E164::parse(&n).is_err()) => {
-            c.fail(
-                "action_data.number",
-                "must be an E.164 number such as +15551234567",
-            );
-        }
-        "announcement" => {
-            let t = s(ad, "text").unwrap_or_default();
-            c.len("action_data.text", t.trim(), 1, 1000);
-        }
-        _ => {}
+}
+impl ToSchema for RuleCondition {
+    fn schemas(
+        s: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <Condition as ToSchema>::schemas(s)
+    }
+}
+impl utoipa::PartialSchema for RuleAction {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <Action as utoipa::PartialSchema>::schema()
+    }
+}
+impl ToSchema for RuleAction {
+    fn schemas(
+        s: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <Action as ToSchema>::schemas(s)
     }
 }
 
+/// The body (merged over `cur` on update) as a checked route; every bad
+/// field is reported at once.
 async fn validate(st: &AppState, b: RouteBody, cur: Option<&Route>) -> ApiResult<Route> {
-    let r = Route {
-        id: cur.map_or(0, |c| c.id),
-        did_id: if b.did_id.is_some() {
-            b.did_id
-        } else {
-            cur.and_then(|c| c.did_id)
-        },
-        priority: b.priority.or(cur.map(|c| c.priority)).unwrap_or(-1),
-        name: b
-            .name
-            .map(|n| n.trim().to_owned())
-            .or(cur.map(|c| c.name.clone()))
-            .unwrap_or_default(),
-        condition_type: b
-            .condition_type
-            .or(cur.map(|c| c.condition_type.clone()))
-            .unwrap_or_else(|| "default".into()),
-        condition_data: b
-            .condition_data
-            .or(cur.map(|c| c.condition_data.clone()))
-            .unwrap_or_else(|| json!({})),
-        action_type: b
-            .action_type
-            .or(cur.map(|c| c.action_type.clone()))
-            .unwrap_or_default(),
-        action_data: b
-            .action_data
-            .or(cur.map(|c| c.action_data.clone()))
-            .unwrap_or_else(|| json!({})),
-        enabled: b.enabled.or(cur.map(|c| c.enabled)).unwrap_or(true),
-        created_at: String::new(),
+    let mut errs: Vec<FieldError> = Vec::new();
+    let mut push = |e: proto::routing::FieldError| {
+        errs.push(FieldError {
+            field: e.field,
+            message: e.message,
+        })
     };
-    let mut c = Check::new();
-    c.len("name", &r.name, 1, 100);
-    if r.priority < -1 || r.priority > 100_000 {
+    let cur_c = cur.map(|c| c.condition.to_parts());
+    let cur_a = cur.map(|c| c.action.to_parts());
+    let (ct, cd) = merge(
+        b.condition.condition_type,
+        b.condition.condition_data,
+        cur_c,
+        Some("default"),
+    );
+    let (at, ad) = merge(b.action.action_type, b.action.action_data, cur_a, None);
+    let country = super::common::default_country(st);
+    let condition = match Condition::from_parts(&ct, &cd) {
+        Ok(mut c) => {
+            c.normalize_numbers(&country);
+            c.validate().err().into_iter().flatten().for_each(&mut push);
+            Some(c)
+        }
+        Err(e) => {
+            push(e);
+            None
+        }
+    };
+    let action = if at.is_empty() {
+        push(proto::routing::FieldError {
+            field: "action_type".into(),
+            message: "is required".into(),
+        });
+        None
+    } else {
+        match Action::from_parts(&at, &ad) {
+            Ok(mut a) => {
+                a.normalize_numbers(&country);
+                a.validate().err().into_iter().flatten().for_each(&mut push);
+                Some(a)
+            }
+            Err(e) => {
+                push(e);
+                None
+            }
+        }
+    };
+    let name = b
+        .name
+        .map(|n| n.trim().to_owned())
+        .or(cur.map(|c| c.name.clone()))
+        .unwrap_or_default();
+    let priority = b.priority.or(cur.map(|c| c.priority)).unwrap_or(-1);
+    let mut c = Check(errs);
+    c.len("name", &name, 1, 100);
+    if !(-1..=100_000).contains(&priority) {
         c.fail("priority", "must be 0 to 100000");
     }
-    check_rule(
-        &mut c,
-        &r.condition_type,
-        &r.condition_data,
-        &r.action_type,
-        &r.action_data,
-    );
     c.done()?;
-    if let Some(d) = r.did_id {
+    let (Some(condition), Some(action)) = (condition, action) else {
+        return Err(ApiError::field("body", "invalid rule"));
+    };
+    let did_id = b.did_id.or(cur.and_then(|c| c.did_id));
+    if let Some(d) = did_id {
         super::devices::exists(st, "dids", d, "did_id").await?;
     }
-    if let Some(ids) = r.action_data.get("device_ids").and_then(Value::as_array) {
-        for i in ids.iter().filter_map(Value::as_i64) {
-            super::devices::exists(st, "devices", i, "action_data.device_ids").await?;
+    if let Action::Ring(r) = &action {
+        for d in &r.device_ids {
+            super::devices::exists(st, "devices", d.0, "action_data.device_ids")
+                .await
+                .map_err(|_| {
+                    ApiError::field(
+                        "action_data.device_ids",
+                        format!("device {d} does not exist"),
+                    )
+                })?;
         }
     }
-    Ok(r)
+    Ok(Route {
+        id: cur.map_or(0, |c| c.id),
+        did_id,
+        priority,
+        name,
+        condition,
+        action,
+        enabled: b.enabled.or(cur.map(|c| c.enabled)).unwrap_or(true),
+        created_at: String::new(),
+    })
+}
+
+/// One half of a rule from the body, else from the stored rule: a new kind
+/// starts from empty data, data alone keeps the kind.
+fn merge(
+    kind: Option<String>,
+    data: Option<Value>,
+    cur: Option<(String, Value)>,
+    default_kind: Option<&str>,
+) -> (String, Value) {
+    let (cur_kind, cur_data) = match cur {
+        Some((k, d)) => (Some(k), Some(d)),
+        None => (None, None),
+    };
+    let same_kind = kind.is_none() || kind == cur_kind;
+    let kind = kind
+        .or(cur_kind)
+        .or(default_kind.map(str::to_owned))
+        .unwrap_or_default();
+    let data = data
+        .or(if same_kind { cur_data } else { None })
+        .unwrap_or_else(|| json!({}));
+    (kind, data)
+}
+
+async fn store(st: &AppState, r: &Route, id: Option<i64>) -> ApiResult<i64> {
+    let (ct, cd) = r.condition.to_parts();
+    let (at, ad) = r.action.to_parts();
+    let id = match id {
+        None => {
+            sqlx::query_scalar(
+                "INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, \
+                 action_data, enabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(r.did_id)
+            .bind(r.priority)
+            .bind(&r.name)
+            .bind(&ct)
+            .bind(cd.to_string())
+            .bind(&at)
+            .bind(ad.to_string())
+            .bind(r.enabled)
+            .bind(proto::time::now())
+            .fetch_one(&st.pool)
+            .await?
+        }
+        Some(id) => {
+            sqlx::query(
+                "UPDATE routes SET did_id = ?, priority = ?, name = ?, condition_type = ?, condition_data = ?, \
+                 action_type = ?, action_data = ?, enabled = ? WHERE id = ?",
+            )
+            .bind(r.did_id)
+            .bind(r.priority.max(0))
+            .bind(&r.name)
+            .bind(&ct)
+            .bind(cd.to_string())
+            .bind(&at)
+            .bind(ad.to_string())
+            .bind(r.enabled)
+            .bind(id)
+            .execute(&st.pool)
+            .await?;
+            id
+        }
+    };
+    Ok(id)
 }
 
 #[utoipa::path(post, path = "/api/routes", tag = "routes", request_body = RouteBody,
@@ -341,21 +387,7 @@ pub async fn create(
             .fetch_one(&st.pool)
             .await?;
     }
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO routes (did_id, priority, name, condition_type, condition_data, action_type, \
-         action_data, enabled, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(r.did_id)
-    .bind(r.priority)
-    .bind(&r.name)
-    .bind(&r.condition_type)
-    .bind(r.condition_data.to_string())
-    .bind(&r.action_type)
-    .bind(r.action_data.to_string())
-    .bind(r.enabled)
-    .bind(proto::time::now())
-    .fetch_one(&st.pool)
-    .await?;
+    let id = store(&st, &r, None).await?;
     Ok((StatusCode::CREATED, Json(load(&st, id).await?)))
 }
 
@@ -369,21 +401,7 @@ pub async fn update(
 ) -> ApiResult<Json<Route>> {
     let cur = load(&st, id).await?;
     let r = validate(&st, b, Some(&cur)).await?;
-    sqlx::query(
-        "UPDATE routes SET did_id = ?, priority = ?, name = ?, condition_type = ?, condition_data = ?, \
-         action_type = ?, action_data = ?, enabled = ? WHERE id = ?",
-    )
-    .bind(r.did_id)
-    .bind(r.priority.max(0))
-    .bind(&r.name)
-    .bind(&r.condition_type)
-    .bind(r.condition_data.to_string())
-    .bind(&r.action_type)
-    .bind(r.action_data.to_string())
-    .bind(r.enabled)
-    .bind(id)
-    .execute(&st.pool)
-    .await?;
+    store(&st, &r, Some(id)).await?;
     Ok(Json(load(&st, id).await?))
 }
 
@@ -435,14 +453,17 @@ pub async fn reorder(
     )))
     .fetch_all(&st.pool)
     .await?;
-    Ok(Json(rows.into_iter().map(from_row).collect()))
+    Ok(Json(
+        rows.into_iter().map(from_row).collect::<ApiResult<_>>()?,
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct TestCall {
-    /// The DID called (E.164).
+    /// The DID called (E.164, or national in the default country).
     pub did: String,
-    /// The caller (E.164, or empty for anonymous).
+    /// The caller as typed (national numbers in the default country), or
+    /// empty / a withheld form such as "anonymous".
     #[serde(default)]
     pub from_number: String,
     /// RFC 3339 time to evaluate at; empty = now.
@@ -469,10 +490,15 @@ pub async fn test_call(
     ValidJson(b): ValidJson<TestCall>,
 ) -> ApiResult<Json<TestCallResult>> {
     let mut c = Check::new();
-    c.e164("did", &b.did);
-    if !b.from_number.is_empty() {
-        c.e164("from_number", &b.from_number);
-    }
+    let country = super::common::default_country(&st);
+    let did = c.number("did", &b.did, &country);
+    // A caller as typed ("(555) 867-5309"); anonymous forms go as they are.
+    let from_number =
+        if b.from_number.is_empty() || !b.from_number.chars().any(|ch| ch.is_ascii_digit()) {
+            b.from_number
+        } else {
+            c.number("from_number", &b.from_number, &country)
+        };
     if !b.at.is_empty() && proto::time::parse(&b.at).is_none() {
         c.fail(
             "at",
@@ -486,18 +512,64 @@ pub async fn test_call(
     let mut cl = proto::pb::twiliod::twiliod_client::TwiliodClient::new(st.peers.twiliod.clone());
     let r = cl
         .test_call(proto::pb::twiliod::TestCallRequest {
-            did: b.did,
-            from_number: b.from_number,
+            did,
+            from_number,
             at: b.at,
             spam_score: b.spam_score,
         })
         .await
         .map_err(|s| peer_error("twiliod", s))?
         .into_inner();
+    let trunk_password = st.settings.get().str("twilio.trunk_password").to_owned();
     Ok(Json(TestCallResult {
         action: r.action,
         rule: r.rule,
         reason: r.reason,
-        twiml: r.twiml,
+        twiml: mask_twiml(&r.twiml, &trunk_password),
     }))
+}
+
+/// The TwiML as the admin may see it: every `password` attribute (the
+/// trunk credential of `<Sip>`) and any other appearance of the trunk
+/// password replaced by `********`. The real TwiML goes only to Twilio.
+pub fn mask_twiml(twiml: &str, trunk_password: &str) -> String {
+    static ATTR: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let attr =
+        ATTR.get_or_init(|| regex::Regex::new(r#"(\bpassword\s*=\s*)("[^"]*"|'[^']*')"#).ok());
+    let mut out = match attr {
+        Some(re) => re.replace_all(twiml, r#"${1}"********""#).into_owned(),
+        // The pattern is a constant and compiles; without it nothing of
+        // the TwiML is shown rather than a secret.
+        None => return String::new(),
+    };
+    if !trunk_password.is_empty() {
+        for form in [trunk_password.to_owned(), xml_escape(trunk_password)] {
+            out = out.replace(&form, "********");
+        }
+    }
+    out
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::mask_twiml;
+
+    #[test]
+    fn the_trunk_password_never_leaves_in_test_twiml() {
+        let twiml = r#"<Response><Dial><Sip username="twilio" password="p&amp;ss w0rd">sip:+1@203.0.113.5</Sip></Dial><Say>p&amp;ss w0rd</Say></Response>"#;
+        let m = mask_twiml(twiml, "p&ss w0rd");
+        assert!(!m.contains("p&amp;ss") && !m.contains("w0rd"), "{m}");
+        assert!(
+            m.contains(r#"username="twilio" password="********""#),
+            "{m}"
+        );
+    }
 }

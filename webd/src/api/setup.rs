@@ -2,6 +2,14 @@
 //! for good (409). Creates the admin (and logs them in), stores Twilio
 //! credentials after twiliod checked them (or skips Twilio), the public URL
 //! and the first DID.
+//!
+//! Whoever reaches a fresh install first must not become its admin: while
+//! no admin exists webd holds a random setup token, prints it once in its
+//! log and writes it to `<data dir>/setup-token` (0600), and the wizard
+//! works only with it. The file goes away when setup is done.
+
+use std::io::Write;
+use std::path::Path;
 
 use axum::Json;
 use axum::extract::State;
@@ -21,6 +29,94 @@ pub struct SetupStatus {
     /// True while no admin exists: the wizard is open.
     pub needed: bool,
     pub setup_needed: bool,
+}
+
+/// Name of the setup token's file in the data dir.
+pub const TOKEN_FILE: &str = "setup-token";
+
+/// While setup is open: loads the setup token from its file (a restart keeps
+/// the one already printed) or makes a new one, and says where to use it.
+pub async fn prepare_token(st: &AppState) -> anyhow::Result<()> {
+    if !needed(st).await? {
+        return Ok(());
+    }
+    let path = st.data_dir.join(TOKEN_FILE);
+    let kept = std::fs::read_to_string(&path)
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| {
+            t.len() >= 32
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        });
+    let token = match kept {
+        Some(t) => t,
+        None => {
+            let t = auth::random_token(32);
+            write_private(&path, &t)?;
+            t
+        }
+    };
+    let port = st.cfg.http_port;
+    let host = match st.cfg.http_bind.as_str() {
+        "0.0.0.0" | "::" | "[::]" | "" => "127.0.0.1".to_owned(),
+        h => h.to_owned(),
+    };
+    // The one place the token is logged: whoever can read webd's log or its
+    // data dir runs the machine anyway.
+    tracing::warn!(
+        file = %path.display(),
+        "GoSIP is not set up yet: open http://{host}:{port}/setup?token={token} \
+         (or open /setup and enter this setup token: {token})"
+    );
+    *st.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
+    Ok(())
+}
+
+fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    proto::db::set_mode(path, 0o600)?;
+    f.write_all(token.as_bytes())?;
+    f.write_all(b"\n")
+}
+
+/// The setup token was sent and is right (compared in constant time).
+fn check_token(st: &AppState, given: Option<&str>) -> ApiResult<()> {
+    let want = st
+        .setup_token
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match (want, given.map(str::trim)) {
+        (Some(want), Some(given)) if constant_time_eq(want.as_bytes(), given.as_bytes()) => Ok(()),
+        _ => Err(ApiError::SetupToken),
+    }
+}
+
+/// Equal without an early exit: compares the SHA-256 of both, so neither
+/// the position of the first difference nor the length shows in the time.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// Setup is done: the token is spent.
+fn spend_token(st: &AppState) {
+    st.setup_token
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let _ = std::fs::remove_file(st.data_dir.join(TOKEN_FILE));
 }
 
 async fn needed(st: &AppState) -> ApiResult<bool> {
@@ -49,6 +145,15 @@ pub async fn status_alias(st: State<AppState>) -> ApiResult<Json<SetupStatus>> {
 pub struct TwilioCreds {
     pub account_sid: String,
     pub auth_token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TwilioCheckBody {
+    pub account_sid: String,
+    pub auth_token: String,
+    /// The setup token (required unless an admin asks).
+    #[serde(default)]
+    pub setup_token: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -87,18 +192,26 @@ async fn check_twilio(st: &AppState, t: &TwilioCreds, prefix: &str) -> ApiResult
     Ok(r.friendly_name)
 }
 
-/// Check Twilio credentials (only while setup is open, or as an admin).
-#[utoipa::path(post, path = "/api/setup/twilio-check", tag = "setup", request_body = TwilioCreds,
-    responses((status = 200, body = TwilioCheck), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+/// Check Twilio credentials (while setup is open with the setup token, or
+/// as an admin).
+#[utoipa::path(post, path = "/api/setup/twilio-check", tag = "setup", request_body = TwilioCheckBody,
+    responses((status = 200, body = TwilioCheck), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn twilio_check(
     State(st): State<AppState>,
     caller: Option<auth::Caller>,
-    ValidJson(b): ValidJson<TwilioCreds>,
+    ValidJson(b): ValidJson<TwilioCheckBody>,
 ) -> ApiResult<Json<TwilioCheck>> {
-    if !needed(&st).await? && !caller.is_some_and(|c| c.is_admin()) {
-        return Err(ApiError::Conflict("Setup is already done".into()));
+    if !caller.is_some_and(|c| c.is_admin()) {
+        if !needed(&st).await? {
+            return Err(ApiError::Conflict("Setup is already done".into()));
+        }
+        check_token(&st, b.setup_token.as_deref())?;
     }
-    let name = check_twilio(&st, &b, "").await?;
+    let creds = TwilioCreds {
+        account_sid: b.account_sid,
+        auth_token: b.auth_token,
+    };
+    let name = check_twilio(&st, &creds, "").await?;
     Ok(Json(TwilioCheck {
         ok: true,
         friendly_name: name,
@@ -122,16 +235,33 @@ pub struct FirstDid {
 
 #[derive(Deserialize, ToSchema)]
 pub struct SetupBody {
+    /// The one-time token webd printed in its log and wrote to
+    /// `<data dir>/setup-token`.
+    #[serde(default)]
+    pub setup_token: Option<String>,
     pub admin: AdminAccount,
     /// Omit to skip Twilio (the system then works for internal calls only).
     pub twilio: Option<TwilioCreds>,
     pub public_url: Option<String>,
+    /// IANA time zone for schedules and lists (the wizard offers the
+    /// browser's); omitted = UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Country calling code national numbers belong to, e.g. "1" or "44";
+    /// omitted = 1. The first number may be typed nationally in it.
+    #[serde(default)]
+    pub country_code: Option<String>,
     pub did: Option<FirstDid>,
 }
 
-/// Run the setup wizard; logs the new admin in.
+/// A trimmed optional field, `None` when empty.
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Run the setup wizard (with the setup token); logs the new admin in.
 #[utoipa::path(post, path = "/api/setup", tag = "setup", request_body = SetupBody,
-    responses((status = 200, body = LoginReply), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = LoginReply), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn run(
     State(st): State<AppState>,
     ext: axum::http::Extensions,
@@ -140,6 +270,13 @@ pub async fn run(
 ) -> ApiResult<Response> {
     if !needed(&st).await? {
         return Err(ApiError::Conflict("Setup is already done".into()));
+    }
+    if let Err(e) = check_token(&st, b.setup_token.as_deref()) {
+        let ip = auth::client_ip(&ext, &headers, &st);
+        tracing::warn!(ip = %ip, "setup refused: missing or wrong setup token");
+        let _ =
+            proto::db::security_event(&st.pool, "webd", "setup_token_invalid", &ip, "", "").await;
+        return Err(e);
     }
     let email = b.admin.email.trim().to_lowercase();
     let mut c = Check::new();
@@ -157,10 +294,28 @@ pub async fn run(
     {
         c.fail("public_url", m);
     }
-    if let Some(d) = &b.did {
-        c.e164("did.number", d.number.trim());
-        c.len("did.name", &d.name, 0, 100);
+    let timezone = given(&b.timezone);
+    if let Some(tz) = timezone
+        && let Some(m) = super::admin::check_value("system.timezone", tz)
+    {
+        c.fail("timezone", m);
     }
+    let country = given(&b.country_code);
+    if let Some(cc) = country
+        && let Some(m) = super::admin::check_value("system.default_country", cc)
+    {
+        c.fail("country_code", m);
+    }
+    let did_number = match &b.did {
+        Some(d) => {
+            c.len("did.name", &d.name, 0, 100);
+            let cc = country.unwrap_or(
+                proto::settings::key("system.default_country").map_or("1", |k| k.default),
+            );
+            Some(c.number("did.number", d.number.trim(), cc))
+        }
+        None => None,
+    };
     c.done()?;
     if let Some(t) = &b.twilio {
         check_twilio(&st, t, "twilio.").await?;
@@ -181,6 +336,7 @@ pub async fn run(
         return Err(ApiError::Conflict("Setup is already done".into()));
     }
     let id = r.last_insert_rowid();
+    spend_token(&st);
     if let Some(t) = &b.twilio {
         proto::settings::store(&st.pool, "twilio.account_sid", t.account_sid.trim()).await?;
         proto::settings::store(&st.pool, "twilio.auth_token", t.auth_token.trim()).await?;
@@ -188,8 +344,14 @@ pub async fn run(
     if let Some(u) = &public_url {
         proto::settings::store(&st.pool, "system.public_url", u).await?;
     }
-    if let Some(d) = &b.did {
-        super::dids::create_simple(&st, d.number.trim(), d.name.trim(), id).await?;
+    if let Some(tz) = timezone {
+        proto::settings::store(&st.pool, "system.timezone", tz).await?;
+    }
+    if let Some(cc) = country {
+        proto::settings::store(&st.pool, "system.default_country", cc).await?;
+    }
+    if let (Some(d), Some(number)) = (&b.did, &did_number) {
+        super::dids::create_simple(&st, number, d.name.trim(), id).await?;
     }
     reload_all(&st).await;
     let ip = auth::client_ip(&ext, &headers, &st);
@@ -203,7 +365,7 @@ pub async fn run(
     Ok((
         [(
             header::SET_COOKIE,
-            auth::session_cookie(&token, auth::cookies_secure(&st)),
+            auth::session_cookie(&token, auth::cookies_secure(&st, &headers)),
         )],
         Json(LoginReply { user }),
     )

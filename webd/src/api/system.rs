@@ -20,6 +20,34 @@ pub struct Health {
     pub database: Part,
     #[schema(value_type = std::collections::BTreeMap<String, Part>)]
     pub daemons: std::collections::BTreeMap<&'static str, Part>,
+    /// Admins only: the addresses sipd puts in Via, Contact and SDP and
+    /// where each came from, so "no audio" can be diagnosed without a
+    /// packet capture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<SipAddress>>,
+    /// Admins only: what stops calls or texts although every daemon is up
+    /// (Twilio not connected, a number without an emergency address), as
+    /// the daemons report it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<Vec<String>>,
+    /// Signed-in callers only: whether Twilio's credentials are set, so the
+    /// message box can say a text will not leave instead of queueing it
+    /// silently (users do not get the admin's warnings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub twilio_connected: Option<bool>,
+}
+
+/// One address sipd uses.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SipAddress {
+    /// `public` (towards Twilio and phones beyond a router), `local` (the
+    /// typed address for phones on this host's networks), `default` (used
+    /// when nothing else tells), `phones:<ip>` (an address phones reached).
+    pub scope: String,
+    pub address: String,
+    /// `setting`, `phone_packet`, `trunk_via`, `stun` or `default`.
+    pub source: String,
+    pub updated_at: String,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -37,9 +65,12 @@ pub struct Part {
 /// asked in parallel), the database, and webd's own version.
 #[utoipa::path(get, path = "/api/system/health", tag = "system",
     responses((status = 200, body = Health)))]
-pub async fn health(State(st): State<AppState>) -> Json<Health> {
+pub async fn health(
+    State(st): State<AppState>,
+    caller: Option<crate::auth::Caller>,
+) -> Json<Health> {
     let p = &st.peers;
-    let (sipd, mediad, twiliod, notifyd, db) = tokio::join!(
+    let ((sipd, w1), (mediad, w2), (twiliod, w3), (notifyd, w4), db) = tokio::join!(
         ask(p.sipd.clone()),
         ask(p.mediad.clone()),
         ask(p.twiliod.clone()),
@@ -61,25 +92,76 @@ pub async fn health(State(st): State<AppState>) -> Json<Health> {
         },
     );
     let all_ok = db.status == "ok" && daemons.values().all(|d| d.status == "ok");
-    Json(Health {
+    let signed_in = caller.is_some();
+    let admin = caller.is_some_and(|c| c.is_admin());
+    let (addresses, warnings) = if admin {
+        let warnings = [w1, w2, w3, w4].concat();
+        (Some(sip_addresses(&st).await), Some(warnings))
+    } else {
+        (None, None)
+    };
+    let mut h = Health {
         status: if all_ok { "ok" } else { "degraded" },
         version: proto::VERSION,
         database: db,
         daemons,
-    })
+        addresses,
+        warnings,
+        twilio_connected: signed_in.then(|| {
+            let s = st.settings.get();
+            ["twilio.account_sid", "twilio.auth_token", "twilio.api_base"]
+                .iter()
+                .all(|k| !s.str(k).trim().is_empty())
+        }),
+    };
+    if !admin {
+        // Monitors get up/down per part; error texts (an SMTP server's
+        // answer, a path), versions and uptimes are for admins.
+        for part in h
+            .daemons
+            .values_mut()
+            .chain(std::iter::once(&mut h.database))
+        {
+            part.detail.clear();
+            part.version = None;
+            part.uptime_secs = None;
+        }
+    }
+    Json(h)
 }
 
-async fn ask(ch: tonic::transport::Channel) -> Part {
+/// sipd's `sip_addresses` rows (empty while sipd has not written them).
+async fn sip_addresses(st: &AppState) -> Vec<SipAddress> {
+    use sqlx::Row;
+    let rows =
+        sqlx::query("SELECT scope, address, source, updated_at FROM sip_addresses ORDER BY scope")
+            .fetch_all(&st.pool)
+            .await
+            .unwrap_or_default();
+    rows.into_iter()
+        .map(|r| SipAddress {
+            scope: r.get("scope"),
+            address: r.get("address"),
+            source: r.get("source"),
+            updated_at: r.get("updated_at"),
+        })
+        .collect()
+}
+
+/// One daemon's health and its warnings for admins.
+async fn ask(ch: proto::grpc::AuthChannel) -> (Part, Vec<String>) {
     let mut c = DaemonClient::new(ch);
-    match tokio::time::timeout(Duration::from_secs(1), c.health(HealthRequest {})).await {
+    let part = match tokio::time::timeout(Duration::from_secs(1), c.health(HealthRequest {})).await
+    {
         Ok(Ok(r)) => {
             let r = r.into_inner();
-            Part {
+            let part = Part {
                 status: r.status,
                 detail: r.detail,
                 version: Some(r.version),
                 uptime_secs: Some(r.uptime_secs),
-            }
+            };
+            return (part, r.warnings);
         }
         Ok(Err(s)) => Part {
             status: "down".into(),
@@ -93,11 +175,32 @@ async fn ask(ch: tonic::transport::Channel) -> Part {
             version: None,
             uptime_secs: None,
         },
-    }
+    };
+    (part, Vec::new())
 }
 
+/// How long one `quick_check` answers for: a monitor polling the public
+/// health endpoint must not make every request read the whole database.
+const QUICK_CHECK_TTL: Duration = Duration::from_secs(30);
+
 async fn database(st: &AppState) -> Part {
-    let ok = proto::db::quick_check(&st.pool).await;
+    let cached = st
+        .quick_check
+        .lock()
+        .ok()
+        .and_then(|g| *g)
+        .filter(|(at, _)| at.elapsed() < QUICK_CHECK_TTL)
+        .map(|(_, ok)| ok);
+    let ok = match cached {
+        Some(ok) => ok,
+        None => {
+            let ok = proto::db::quick_check(&st.pool).await;
+            if let Ok(mut g) = st.quick_check.lock() {
+                *g = Some((std::time::Instant::now(), ok));
+            }
+            ok
+        }
+    };
     Part {
         status: if ok { "ok" } else { "degraded" }.into(),
         detail: if ok {

@@ -178,12 +178,14 @@ pub struct PasswordReset {
     pub password: String,
 }
 
-/// Reset a user's password (ends all their sessions).
+/// Reset a user's password: ends all their sessions, revokes their API keys
+/// (a reset usually means the account was in the wrong hands) and unlocks
+/// the account.
 #[utoipa::path(post, path = "/api/users/{id}/password", tag = "users", params(("id" = i64, Path)), request_body = PasswordReset,
     responses((status = 200, body = Ok_), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn reset_password(
     State(st): State<AppState>,
-    _a: Admin,
+    Admin(me): Admin,
     Id(id): Id,
     ValidJson(b): ValidJson<PasswordReset>,
 ) -> ApiResult<Json<Ok_>> {
@@ -191,15 +193,47 @@ pub async fn reset_password(
     auth::check_password("password", &b.password)?;
     let hash = auth::hash_password(&b.password).await?;
     let mut tx = st.pool.begin().await?;
-    sqlx::query("UPDATE users SET password_hash = ?, locked_until = NULL WHERE id = ?")
+    sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
         .bind(hash)
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    auth::unlock_user(&mut *tx, id).await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = ?")
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    let revoked =
+        sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+            .bind(proto::time::now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
     tx.commit().await?;
+    tracing::info!(
+        user_id = id,
+        by = me.id,
+        api_keys_revoked = revoked,
+        "password reset by an admin"
+    );
     Ok(ok())
+}
+
+/// Unlock an account locked by failed logins, before the lock runs out.
+#[utoipa::path(post, path = "/api/users/{id}/unlock", tag = "users", params(("id" = i64, Path)),
+    responses((status = 200, body = User), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unlock(
+    State(st): State<AppState>,
+    Admin(me): Admin,
+    Id(id): Id,
+) -> ApiResult<Json<User>> {
+    if auth::unlock_user(&st.pool, id).await? == 0 {
+        return Err(ApiError::NotFound);
+    }
+    let user = load_user(&st, id).await?;
+    tracing::info!(user_id = id, by = me.id, "account unlocked by an admin");
+    let _ = proto::db::security_event(&st.pool, "webd", "web_login_unlocked", "", &user.email, "")
+        .await;
+    Ok(Json(user))
 }

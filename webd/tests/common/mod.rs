@@ -99,10 +99,21 @@ pub async fn start_on(dir: tempfile::TempDir, pool: SqlitePool, extra: &[&str]) 
 }
 
 impl Webd {
-    /// Sends `req` as if from 127.0.0.1:40000.
+    /// The setup token webd wrote to its data dir, as an operator reads it
+    /// (empty once setup is done and the file is gone).
+    pub fn setup_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(webd::api::setup::TOKEN_FILE))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
+    /// Sends `req` as if from 127.0.0.1:40000, unless it names its peer.
     pub async fn raw(&self, mut req: Request<Body>) -> Res {
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        if req.extensions().get::<ConnectInfo<SocketAddr>>().is_none() {
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
+        }
         let res = self.app.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
@@ -117,6 +128,20 @@ impl Webd {
     /// A request as the UI sends it: CSRF header, the session cookie if
     /// given, a JSON body if given.
     pub async fn send(&self, method: &str, path: &str, cookie: &str, body: Option<Value>) -> Res {
+        self.send_with(method, path, cookie, body, None, &[]).await
+    }
+
+    /// [`Self::send`] from the peer `from` (default 127.0.0.1:40000) with
+    /// extra headers.
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        cookie: &str,
+        body: Option<Value>,
+        from: Option<SocketAddr>,
+        extra: &[(&str, &str)],
+    ) -> Res {
         let mut b = Request::builder()
             .method(Method::from_bytes(method.as_bytes()).unwrap())
             .uri(path)
@@ -124,6 +149,12 @@ impl Webd {
             .header(header::HOST, "127.0.0.1:8080");
         if !cookie.is_empty() {
             b = b.header(header::COOKIE, cookie);
+        }
+        for (k, v) in extra {
+            b = b.header(*k, *v);
+        }
+        if let Some(from) = from {
+            b = b.extension(ConnectInfo(from));
         }
         let req = match body {
             Some(v) => b

@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use super::{Core, Event, Reply};
 use crate::sip::msg::{self, Raw, tag_of, uri_of, user_of};
 use crate::sip::registrar::Device;
+use crate::sip::transaction::answers_from;
 
 /// The device id the trunk (Twilio) authenticates as.
 pub const TRUNK_ID: i64 = 0;
@@ -49,6 +50,9 @@ pub enum Cdr {
     Answered {
         call_id: String,
         at: u64,
+        /// The device that answered a call that rang several (inbound);
+        /// `None` keeps the one the call started with.
+        device_id: Option<i64>,
     },
     End {
         call_id: String,
@@ -265,9 +269,29 @@ pub(super) struct Calls {
     ended: HashMap<String, (Branch, String, String, u64)>,
     /// In-call requests relayed to the other leg, by the branch sent.
     relays: HashMap<String, Relay>,
+    /// Trunk calls per device, for `calls.max_*_per_device`.
+    limiter: crate::sip::limits::Limiter,
 }
 
 impl Calls {
+    /// Applies the per-device limits to a new trunk call of `device`;
+    /// emergency calls (dialled as-is, without `+`) are not counted.
+    pub(super) fn limit(
+        &mut self,
+        limits: crate::sip::limits::CallLimits,
+        device: i64,
+        now: u64,
+    ) -> crate::sip::limits::Verdict {
+        let active = self
+            .calls
+            .values()
+            .filter(|c| {
+                c.device_id == device && c.outbound.as_ref().is_some_and(|n| n.starts_with('+'))
+            })
+            .count();
+        self.limiter.check(limits, device, now, active)
+    }
+
     pub(super) fn next_timeout(&self) -> Option<u64> {
         let mut t: Option<u64> = None;
         let mut min = |v: u64| t = Some(t.map_or(v, |x| x.min(v)));
@@ -347,8 +371,8 @@ impl Core {
                 .unwrap_or_default()
         };
         let mut outbound = None;
-        if callees.is_empty() && !inbound {
-            match self.outbound_number(&dialed, caller) {
+        if !inbound && (callees.is_empty() || self.is_emergency(&dialed)) {
+            match self.place_outbound(now, &dialed, caller, peer.addr.ip()) {
                 Ok(n) => outbound = Some(n),
                 Err(reply) => return reply,
             }
@@ -356,6 +380,13 @@ impl Core {
         if outbound.is_none() {
             if callees.is_empty() {
                 return Reply::new(404, "Not Found");
+            }
+            // Do Not Disturb: "has activated the 'do not disturb' feature"
+            // is 480's own example (RFC 3261 section 21.4.18). Trunk calls
+            // already went through twiliod's rules, which apply DND there.
+            if !inbound && (self.cfg.system_dnd || callees.iter().all(|id| self.dnd.contains(id))) {
+                return Reply::new(480, "Temporarily Unavailable")
+                    .with("Warning", "399 gosip \"do not disturb\"");
             }
             if callees
                 .iter()
@@ -464,41 +495,6 @@ impl Core {
         Reply::new(100, "Trying")
     }
 
-    /// The E.164 number for a dialed string that is no device or extension:
-    /// the call goes out through the trunk. Premium and international
-    /// numbers need `calls.allow_premium` / `calls.allow_international`.
-    pub(super) fn outbound_number(&self, dialed: &str, caller: &Device) -> Result<String, Reply> {
-        let country = self.cfg.default_country.as_str();
-        let Ok(n) = proto::types::E164::normalize(dialed, country) else {
-            return Err(Reply::new(404, "Not Found"));
-        };
-        let n = n.as_str().to_string();
-        let Some(t) = &self.cfg.termination else {
-            return Err(Reply::new(503, "Service Unavailable")
-                .with("Warning", "399 gosip \"no SIP trunk configured\""));
-        };
-        if t.username.is_empty() && t.password.is_empty() {
-            tracing::debug!("trunk without credentials: relying on its IP ACL");
-        }
-        if !self.cfg.allow_international && !n[1..].starts_with(country) {
-            return Err(Reply::new(403, "Forbidden").with(
-                "Warning",
-                "399 gosip \"international calls are not allowed\"",
-            ));
-        }
-        if !self.cfg.allow_premium && is_premium(&n) {
-            return Err(Reply::new(403, "Forbidden").with(
-                "Warning",
-                "399 gosip \"premium-rate numbers are not allowed\"",
-            ));
-        }
-        if caller.caller_id.is_none() {
-            return Err(Reply::new(403, "Forbidden")
-                .with("Warning", "399 gosip \"no DID to use as caller ID\""));
-        }
-        Ok(n)
-    }
-
     /// Click-to-call (gRPC Originate): rings `device_id`'s contacts; when
     /// the device answers, dials `to_number` through the trunk and bridges
     /// the two. Returns the call id, or a SIP-like status and reason.
@@ -515,14 +511,22 @@ impl Core {
         if self.registrar.bindings_of(device_id).is_empty() {
             return Err((480, "the device is not registered".into()));
         }
-        let number = self.outbound_number(to_number, &device).map_err(|r| {
-            (
-                r.code,
-                r.extra
-                    .first()
-                    .map_or_else(|| r.reason.to_string(), |(_, w)| w.clone()),
+        // The request came over loopback gRPC (webd's click-to-call).
+        let number = self
+            .place_outbound(
+                now,
+                to_number,
+                &device,
+                std::net::Ipv4Addr::LOCALHOST.into(),
             )
-        })?;
+            .map_err(|r| {
+                (
+                    r.code,
+                    r.extra
+                        .first()
+                        .map_or_else(|| r.reason.to_string(), |(_, w)| w.clone()),
+                )
+            })?;
         let call_id = if call_id.is_empty() {
             format!("c2c-{}@gosip", self.next_id())
         } else {
@@ -543,11 +547,7 @@ impl Core {
         let call = Call {
             id: call_id.clone(),
             state: State::Media,
-            a_peer: Peer {
-                transport: crate::sip::Transport::Udp,
-                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-                conn: 0,
-            },
+            a_peer: Peer::udp(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
             a_req,
             a_key: String::new(),
             a_tag,
@@ -602,9 +602,14 @@ impl Core {
     /// trunk) or the trunk answered (the call is up).
     fn originate_answered(&mut self, now: u64, call_id: &str, i: usize, body: &str) -> bool {
         let term = self.cfg.termination.clone();
-        let local = self.cfg.local_addr.clone();
+        let trunk_peer = term.as_ref().map(|t| Peer::udp(t.addr).with_local(t.local));
+        let local = trunk_peer
+            .map(|p| self.addrs.via_host(&p))
+            .unwrap_or_default();
         let realm = self.cfg.realm.clone();
-        let media_ip = self.cfg.media_ip.clone();
+        let media_ip = trunk_peer
+            .map(|p| self.addrs.media_host(&p))
+            .unwrap_or_default();
         let branch = format!("z9hG4bK{}", self.next_id());
         let b_call_id = format!("{}@gosip", self.next_id());
         let from_tag = self.next_id();
@@ -621,7 +626,8 @@ impl Core {
             return true;
         };
         call.branches[i].state = BranchState::Won;
-        let media = sdp::leg_media(body);
+        let from = call.branches[i].peer.addr.ip();
+        let media = sdp::leg_media(body).map(|m| m.signalled_from(from));
         if trunk_side {
             call.state = State::Up;
             call.answered_at = Some(now);
@@ -636,6 +642,7 @@ impl Core {
             self.events.push_back(Event::Cdr(Cdr::Answered {
                 call_id: call_id.to_string(),
                 at: now,
+                device_id: None,
             }));
             if call.caller_records {
                 call.recording = true;
@@ -659,11 +666,7 @@ impl Core {
         let offer = sdp::rewrite(body, &media_ip, pb, false)
             .or_else(|| sdp::rewrite(&call.offer, &media_ip, pb, false))
             .unwrap_or_default();
-        let peer = Peer {
-            transport: crate::sip::Transport::Udp,
-            addr: t.addr,
-            conn: 0,
-        };
+        let peer = Peer::udp(t.addr).with_local(t.local);
         let contact = format!("sip:{n}@{}", t.host);
         let invite = format!(
             "INVITE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
@@ -742,7 +745,9 @@ impl Core {
         };
         call.ports = Some((pa, pb));
         call.state = State::Ringing;
-        let media_ip = self.cfg.media_ip.clone();
+        // A template for the offer; each branch gets the address its own
+        // peer reaches (see `AddrBook::address_for`).
+        let media_ip = self.addrs.media_host(&call.a_peer);
         if call.originate {
             // The device (leg a) gets mediad's own offer on port a.
             call.offer = format!(
@@ -750,7 +755,9 @@ impl Core {
                  m=audio {pa} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
                  a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
             );
-        } else if let Some(m) = sdp::leg_media(&call.offer) {
+        } else if let Some(m) =
+            sdp::leg_media(&call.offer).map(|m| m.signalled_from(call.a_peer.addr.ip()))
+        {
             self.events.push_back(Event::MediaUpdate {
                 call_id: call_id.to_string(),
                 leg: "a",
@@ -779,11 +786,7 @@ impl Core {
         let term = self.cfg.termination.clone();
         let targets: Vec<(Peer, String, i64)> = match (&call.outbound, &term) {
             (Some(n), Some(t)) if !call.originate => vec![(
-                Peer {
-                    transport: crate::sip::Transport::Udp,
-                    addr: t.addr,
-                    conn: 0,
-                },
+                Peer::udp(t.addr).with_local(t.local),
                 format!("sip:{n}@{}", t.host),
                 TRUNK_ID,
             )],
@@ -794,19 +797,28 @@ impl Core {
                 .map(|b| (b.target(), b.contact.clone(), b.device_id))
                 .collect(),
         };
+        let offer_src = call.offer.clone();
         let mut branches = Vec::new();
         for (peer, contact, device_id) in targets {
             let branch = format!("z9hG4bK{}", self.next_id());
             let b_call_id = format!("{}@gosip", self.next_id());
             let from_tag = self.next_id();
-            branches.push((peer, contact, branch, b_call_id, from_tag, device_id));
+            let local = self.addrs.via_host(&peer);
+            let offer_b = if offer_b.is_empty() {
+                String::new()
+            } else {
+                sdp::rewrite(&offer_src, &self.addrs.media_host(&peer), port, false)
+                    .unwrap_or_else(|| offer_b.clone())
+            };
+            branches.push((
+                peer, contact, branch, b_call_id, from_tag, device_id, local, offer_b,
+            ));
         }
-        let local = self.cfg.local_addr.clone();
         let realm = self.cfg.realm.clone();
         let Some(call) = self.calls.calls.get_mut(call_id) else {
             return;
         };
-        for (i, (peer, contact, branch, b_call_id, from_tag, device_id)) in
+        for (i, (peer, contact, branch, b_call_id, from_tag, device_id, local, offer_b)) in
             branches.into_iter().enumerate()
         {
             let display = if call.from_display.is_empty() {
@@ -884,14 +896,30 @@ impl Core {
 
     /// A response to one of our B-leg INVITEs (or their CANCELs), or to a
     /// request relayed inside a call.
-    pub(super) fn b2b_response(&mut self, now: u64, r: &msg::Response) -> bool {
-        if self.calls.relays.contains_key(&r.via.branch) {
-            self.relay_response(now, r);
+    pub(super) fn b2b_response(&mut self, now: u64, from: &Peer, r: &msg::Response) -> bool {
+        if let Some(x) = self.calls.relays.get(&r.via.branch) {
+            if answers_from(&x.sent.peer, from) {
+                self.relay_response(now, r);
+            } else {
+                self.stats.dropped_wrong_source += 1;
+            }
             return true;
         }
         let Some((call_id, i)) = self.calls.by_branch.get(&r.via.branch).cloned() else {
-            return self.late_response(now, r);
+            return self.late_response(now, from, r);
         };
+        // Only the contact the INVITE went to may answer it: a forged 200
+        // from elsewhere would otherwise bridge the call to the forger.
+        if !self
+            .calls
+            .calls
+            .get(&call_id)
+            .and_then(|c| c.branches.get(i))
+            .is_some_and(|b| answers_from(&b.peer, from))
+        {
+            self.stats.dropped_wrong_source += 1;
+            return true;
+        }
         let Some((_, method)) = r.raw.cseq() else {
             return true;
         };
@@ -922,7 +950,7 @@ impl Core {
             // for mediad's port (a late-offer caller has nothing to answer
             // with: it hears plain ringing).
             if let Some(early) = early.filter(|_| !call.early_sent && !call.late_offer) {
-                let media = sdp::leg_media(&early);
+                let media = sdp::leg_media(&early).map(|m| m.signalled_from(b.peer.addr.ip()));
                 let trunk = b.device_id == TRUNK_ID;
                 if call.originate {
                     // The device is already connected to mediad: telling
@@ -941,7 +969,9 @@ impl Core {
                 }
                 let sdp_a = call
                     .ports
-                    .and_then(|(pa, _)| sdp::rewrite(&early, &self.cfg.media_ip, pa, true))
+                    .and_then(|(pa, _)| {
+                        sdp::rewrite(&early, &self.addrs.media_host(&call.a_peer), pa, true)
+                    })
                     .map(|a| sdp::shape_answer(&call.offer, &a));
                 if let Some(sdp_a) = sdp_a {
                     call.early_sent = true;
@@ -953,7 +983,7 @@ impl Core {
                     };
                     let contact = format!(
                         "<sip:gosip@{};transport={}>",
-                        self.cfg.local_addr,
+                        self.addrs.via_host(&call.a_peer),
                         call.a_peer.transport.as_str()
                     );
                     let data = msg::response(
@@ -1071,9 +1101,7 @@ impl Core {
     /// another branch is ACKed and hung up, a retransmission gets the same
     /// ACK again.
     fn branch_answered(&mut self, now: u64, call_id: &str, i: usize, r: &msg::Response) -> bool {
-        let local = self.cfg.local_addr.clone();
         let realm = self.cfg.realm.clone();
-        let media_ip = self.cfg.media_ip.clone();
         let body = sdp_of(&r.raw).unwrap_or_default();
         let bye_branch = format!("z9hG4bK{}", self.next_id());
         let Some(call) = self.calls.calls.get_mut(call_id) else {
@@ -1082,6 +1110,8 @@ impl Core {
         let Some(b) = call.branches.get(i) else {
             return true;
         };
+        let local = self.addrs.via_host(&b.peer);
+        let media_ip = self.addrs.media_host(&call.a_peer);
         let trunk_side = b.device_id == TRUNK_ID;
         let already = call
             .branches
@@ -1162,7 +1192,7 @@ impl Core {
                 peer,
                 data: ack.clone(),
             });
-            if let Some(m) = sdp::leg_media(&body) {
+            if let Some(m) = sdp::leg_media(&body).map(|m| m.signalled_from(peer.addr.ip())) {
                 self.events.push_back(Event::MediaUpdate {
                     call_id: call_id.to_string(),
                     leg: "b",
@@ -1193,7 +1223,7 @@ impl Core {
         call.a_sdp = answer.clone();
         let contact = format!(
             "<sip:gosip@{};transport={}>",
-            self.cfg.local_addr,
+            self.addrs.via_host(&call.a_peer),
             call.a_peer.transport.as_str()
         );
         let data = msg::response(
@@ -1216,6 +1246,7 @@ impl Core {
         self.events.push_back(Event::Cdr(Cdr::Answered {
             call_id: call_id.to_string(),
             at: now,
+            device_id: (call.direction == "inbound").then_some(call.branches[i].device_id),
         }));
         self.txns.respond(now, &key, Transmit { peer, data }, 200);
         let callee = call.branches[i].device_id;
@@ -1409,10 +1440,14 @@ impl Core {
 
     /// A final response on a branch of a call that already ended: ACK it,
     /// and hang up a 2xx that crossed our CANCEL.
-    fn late_response(&mut self, now: u64, r: &msg::Response) -> bool {
+    fn late_response(&mut self, now: u64, from: &Peer, r: &msg::Response) -> bool {
         let Some((b, from_user, to_user, _)) = self.calls.ended.get_mut(&r.via.branch) else {
             return false;
         };
+        if !answers_from(&b.peer, from) {
+            self.stats.dropped_wrong_source += 1;
+            return true;
+        }
         if r.status < 200 || r.raw.cseq().is_some_and(|(_, m)| m != "INVITE") {
             return true;
         }
@@ -1425,7 +1460,7 @@ impl Core {
             return true;
         }
         b.learn_dialog(&r.raw);
-        let (local, realm) = (self.cfg.local_addr.clone(), self.cfg.realm.clone());
+        let (local, realm) = (self.addrs.via_host(&b.peer), self.cfg.realm.clone());
         let ack_branch = format!("z9hG4bK{}a{now}", b.branch);
         let ack = dialog_request(
             b,
@@ -1462,9 +1497,8 @@ impl Core {
     /// An ACK that opened no transaction: the ACK of a 2xx sipd sent, to the
     /// caller's INVITE or to a relayed re-INVITE. A late-offer caller's ACK
     /// carries its answer, which sipd passes on in the callee's ACK.
-    pub(super) fn b2b_ack(&mut self, now: u64, raw: &Raw) {
-        let Some((call_id, side, true)) = self.side_of(raw.get("call-id").unwrap_or_default())
-        else {
+    pub(super) fn b2b_ack(&mut self, now: u64, peer: Peer, raw: &Raw) {
+        let Some((call_id, side, true)) = self.side_of(raw, &peer) else {
             return;
         };
         let cseq = raw.cseq().map_or(0, |c| c.0);
@@ -1526,10 +1560,10 @@ impl Core {
         offer: &str,
         answer: Option<&str>,
     ) {
-        let media_ip = self.cfg.media_ip.clone();
         let Some(call) = self.calls.calls.get(call_id) else {
             return;
         };
+        let media_ip = self.addrs.media_host(&side_peer(call, offerer));
         let port = call
             .ports
             .map(|(pa, pb)| if offerer == Side::A { pa } else { pb });
@@ -1580,7 +1614,11 @@ impl Core {
     fn media_negotiated(&mut self, call_id: &str, offerer: Side, offer: &str, answer: &str) {
         let hold = sdp::on_hold(offer, answer);
         for (side, s) in [(offerer, offer), (offerer.other(), answer)] {
-            if let Some(m) = sdp::leg_media(s) {
+            let from = self.signal_ip(call_id, side);
+            if let Some(m) = sdp::leg_media(s).map(|m| sdp::LegMedia {
+                signal_ip: from,
+                ..m
+            }) {
                 self.events.push_back(Event::MediaUpdate {
                     call_id: call_id.to_string(),
                     leg: side.leg(),
@@ -1592,21 +1630,41 @@ impl Core {
         }
     }
 
+    /// Where a leg's SIP comes from (the caller's INVITE, the answering
+    /// contact; for click-to-call the device and the trunk): mediad lets
+    /// the leg's media latch only from this IP or its SDP's.
+    fn signal_ip(&self, call_id: &str, side: Side) -> Option<std::net::IpAddr> {
+        let call = self.calls.calls.get(call_id)?;
+        if side == Side::A && !call.originate {
+            return Some(call.a_peer.addr.ip());
+        }
+        call.branches
+            .iter()
+            .find(|b| {
+                b.state == BranchState::Won
+                    && (!call.originate || (b.device_id == TRUNK_ID) == (side == Side::B))
+            })
+            .map(|b| b.peer.addr.ip())
+    }
+
     /// CANCEL of the A-leg INVITE: 200 to the CANCEL, 487 to the INVITE.
     /// CANCEL of a re-INVITE still relayed to the other leg: 200, and the
     /// CANCEL goes on to that leg, whose 487 comes back as the answer.
     /// `key` is the CANCEL's own server transaction.
-    pub(super) fn b2b_cancel(&mut self, now: u64, r: &msg::Request, key: &str) -> Reply {
+    pub(super) fn b2b_cancel(
+        &mut self,
+        now: u64,
+        peer: Peer,
+        r: &msg::Request,
+        key: &str,
+    ) -> Reply {
         let invite_key = key
             .rsplit_once('|')
             .map(|(k, _)| format!("{k}|INVITE"))
             .unwrap_or_default();
-        if let Some(x) = self
-            .calls
-            .relays
-            .values_mut()
-            .find(|x| x.method == "INVITE" && x.key == invite_key)
-        {
+        if let Some(x) = self.calls.relays.values_mut().find(|x| {
+            x.method == "INVITE" && x.key == invite_key && x.peer.addr.ip() == peer.addr.ip()
+        }) {
             if !x.answered && !x.cancel {
                 x.cancel = true;
                 if x.provisional {
@@ -1622,7 +1680,14 @@ impl Core {
             return Reply::new(200, "OK");
         }
         let call_id = r.raw.get("call-id").unwrap_or_default().to_string();
-        let Some(call) = self.calls.calls.get(&call_id) else {
+        // A CANCEL matches the INVITE's transaction (RFC 3261 section 9.2),
+        // not just its Call-ID, and comes from the caller's address.
+        let Some(call) = self
+            .calls
+            .calls
+            .get(&call_id)
+            .filter(|c| c.a_key == invite_key && c.a_peer.addr.ip() == peer.addr.ip())
+        else {
             return Reply::new(481, "Call/Transaction Does Not Exist");
         };
         if !matches!(call.state, State::Media | State::Ringing) {
@@ -1644,15 +1709,36 @@ impl Core {
         Reply::new(200, "OK")
     }
 
-    /// The call a Call-ID belongs to, the side it is and whether it is that
-    /// side's live dialog (a forked branch that lost is not).
-    fn side_of(&self, cid: &str) -> Option<(String, Side, bool)> {
-        if self.calls.calls.contains_key(cid) {
-            return Some((cid.to_string(), Side::A, true));
+    /// The call an in-dialog request belongs to, the side it is and whether
+    /// it is that side's live dialog (a forked branch that lost is not).
+    /// The dialog is the Call-ID and both tags (RFC 3261 section 12.2.2),
+    /// and the request must come from the leg's known remote IP address
+    /// (any port: a phone's NAT may map it anew; the trunk from any of its
+    /// source addresses): Call-IDs travel in clear, and a forged BYE or
+    /// re-INVITE would otherwise end or redirect the call.
+    fn side_of(&self, raw: &Raw, src: &Peer) -> Option<(String, Side, bool)> {
+        let cid = raw.get("call-id").unwrap_or_default();
+        let from_tag = raw.get("from").and_then(tag_of).unwrap_or_default();
+        let to_tag = raw.get("to").and_then(tag_of).unwrap_or_default();
+        let ip = src.addr.ip();
+        if let Some(call) = self.calls.calls.get(cid) {
+            let caller_tag = call.a_req.get("from").and_then(tag_of);
+            let ours = !call.originate
+                && to_tag == call.a_tag
+                && caller_tag == Some(from_tag)
+                && call.a_peer.addr.ip() == ip;
+            return ours.then(|| (cid.to_string(), Side::A, true));
         }
         let id = self.calls.by_b_call_id.get(cid)?;
         let call = self.calls.calls.get(id)?;
-        let b = call.branches.iter().find(|b| b.call_id == cid)?;
+        let b = call.branches.iter().find(|b| {
+            b.call_id == cid
+                && to_tag == b.from_tag
+                && !b.to_tag.is_empty()
+                && from_tag == b.to_tag
+                && (b.peer.addr.ip() == ip
+                    || (b.device_id == TRUNK_ID && self.cfg.trunk_ips.contains(&ip)))
+        })?;
         // Click-to-call: the device's own branch is the "a" leg.
         let side = if call.originate && b.device_id != TRUNK_ID {
             Side::A
@@ -1673,8 +1759,7 @@ impl Core {
         r: &msg::Request,
         key: &str,
     ) -> Reply {
-        let cid = r.raw.get("call-id").unwrap_or_default().to_string();
-        let Some((call_id, side, live)) = self.side_of(&cid) else {
+        let Some((call_id, side, live)) = self.side_of(&r.raw, &peer) else {
             return Reply::new(481, "Call/Transaction Does Not Exist");
         };
         let from_a = side == Side::A;
@@ -1772,7 +1857,8 @@ impl Core {
             .to_string();
         let body: Option<(String, Vec<u8>)> = match &offer {
             Some(o) if method != "INFO" => {
-                let Some(s) = sdp::rewrite(o, &self.cfg.media_ip, port, true) else {
+                let host = self.addrs.media_host(&side_peer(call, to));
+                let Some(s) = sdp::rewrite(o, &host, port, true) else {
                     return Reply::new(488, "Not Acceptable Here")
                         .with("Warning", "304 gosip \"no shared codec\"");
                 };
@@ -1788,15 +1874,17 @@ impl Core {
             self.set_target(call_id, from, c);
         }
         let transport = self.leg_transport(call_id, to);
+        let to_host = self
+            .calls
+            .calls
+            .get(call_id)
+            .map(|c| self.addrs.via_host(&side_peer(c, to)))
+            .unwrap_or_default();
         let mut extra: Vec<(&str, String)> = Vec::new();
         if matches!(method, "INVITE" | "UPDATE") {
             extra.push((
                 "Contact",
-                format!(
-                    "<sip:gosip@{};transport={}>",
-                    self.cfg.local_addr,
-                    transport.as_str()
-                ),
+                format!("<sip:gosip@{};transport={}>", to_host, transport.as_str()),
             ));
         }
         for (lower, name) in [
@@ -1935,12 +2023,13 @@ impl Core {
                 "Contact",
                 format!(
                     "<sip:gosip@{};transport={}>",
-                    self.cfg.local_addr,
+                    self.addrs.via_host(&peer),
                     transport.as_str()
                 ),
             ));
             if let Some(s) = sdp_of(&r.raw) {
-                match port.and_then(|p| sdp::rewrite(&s, &self.cfg.media_ip, p, true)) {
+                let host = self.addrs.media_host(&peer);
+                match port.and_then(|p| sdp::rewrite(&s, &host, p, true)) {
                     Some(rw) => {
                         // An answer to the requester's offer takes its shape;
                         // an offer (offerless re-INVITE) goes as it is.
@@ -2053,13 +2142,10 @@ impl Core {
     }
 
     fn leg_transport(&self, call_id: &str, side: Side) -> crate::sip::Transport {
-        let Some(call) = self.calls.calls.get(call_id) else {
-            return crate::sip::Transport::Udp;
-        };
-        match dialog_branch(call, side) {
-            Some(i) => call.branches[i].peer.transport,
-            None => call.a_peer.transport,
-        }
+        self.calls
+            .calls
+            .get(call_id)
+            .map_or(crate::sip::Transport::Udp, |c| side_peer(c, side).transport)
     }
 
     /// Builds a request inside `side`'s dialog: the caller's (sipd is its
@@ -2077,9 +2163,9 @@ impl Core {
         extra: &[(&str, String)],
         body: Option<(&str, &[u8])>,
     ) -> Option<(Peer, Vec<u8>, u32)> {
-        let local = self.cfg.local_addr.clone();
         let realm = self.cfg.realm.clone();
         let call = self.calls.calls.get_mut(call_id)?;
+        let local = self.addrs.via_host(&side_peer(call, side));
         if let Some(i) = dialog_branch(call, side) {
             let b = &mut call.branches[i];
             let n = cseq.unwrap_or_else(|| {
@@ -2482,6 +2568,14 @@ fn dialog_branch(call: &Call, side: Side) -> Option<usize> {
     })
 }
 
+/// Where `side` of the call is: its answered branch, else the caller.
+fn side_peer(call: &Call, side: Side) -> Peer {
+    match dialog_branch(call, side) {
+        Some(i) => call.branches[i].peer,
+        None => call.a_peer,
+    }
+}
+
 /// The ACK of a non-2xx final response to `invite`: same branch,
 /// Request-URI and route as the INVITE, the To of the response (RFC 3261
 /// section 17.1.1.3).
@@ -2659,12 +2753,4 @@ fn cancel_for(invite: &str) -> Vec<u8> {
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     out.into_bytes()
-}
-
-/// Premium-rate numbers: NANP 900/976, and the usual premium ranges of
-/// a few European plans (UK 09, DE 0900, FR 089).
-fn is_premium(n: &str) -> bool {
-    ["+1900", "+1976", "+449", "+49900", "+3389"]
-        .iter()
-        .any(|p| n.starts_with(p))
 }

@@ -6,7 +6,7 @@ import RuleList from './RuleList.vue'
 import RuleBuilder from './RuleBuilder.vue'
 import DevicesView from './DevicesView.vue'
 import { blankRule, ruleToPayload, routeToRule, move, hoursToRows, rowsToHours, describeRule } from './rules.js'
-import { configValues } from './config.js'
+import { configValues, settingGroups } from './config.js'
 
 beforeEach(() => setActivePinia(createPinia()))
 afterEach(() => vi.restoreAllMocks())
@@ -36,9 +36,14 @@ describe('rules', () => {
     rows.find((r) => r.day === 'sun').open = true
     expect(rowsToHours(rows)).toEqual({ mon: ['09:00', '17:00'], sat: ['10:00', '12:00'], sun: ['09:00', '17:00'] })
   })
-  it('reads config as a map or a list', () => {
-    expect(configValues({ 'routing.dnd': 'true' })).toEqual({ 'routing.dnd': 'true' })
-    expect(configValues([{ key: 'a', value: 1 }, { key: 'b', value: null }])).toEqual({ a: '1', b: '' })
+  it('reads config values and groups the settings in the API order', () => {
+    const r = {
+      groups: [{ id: 'general', title: 'General' }, { id: 'empty', title: 'Empty' }, { id: 'calls', title: 'Calls' }],
+      settings: [{ key: 'calls.ring_timeout', group: 'calls' }, { key: 'system.timezone', group: 'general' }],
+      values: { 'routing.dnd': 'true' },
+    }
+    expect(configValues(r)).toEqual({ 'routing.dnd': 'true' })
+    expect(settingGroups(r).map((g) => [g.id, g.settings.map((s) => s.key)])).toEqual([['general', ['system.timezone']], ['calls', ['calls.ring_timeout']]])
   })
 })
 

@@ -51,21 +51,28 @@ describe('ScheduleEditor', () => {
 })
 
 describe('SystemView', () => {
+  const settings = [
+    { key: 'system.timezone', value: 'UTC', default: 'UTC', secret: false, group: 'general', kind: 'text', label: 'Time zone', help: 'Business hours follow it' },
+    { key: 'calls.ring_timeout', value: '30', default: '30', secret: false, group: 'calls', kind: 'int', min: 5, max: 300, unit: 'seconds', label: 'Ring for', help: 'How long phones ring' },
+    { key: 'smtp.security', value: 'starttls', default: 'starttls', secret: false, group: 'calls', kind: 'choice', options: [{ value: 'starttls', label: 'STARTTLS' }, { value: 'tls', label: 'TLS' }], label: 'SMTP encryption', help: 'How the connection is protected' },
+    { key: 'routing.holidays', value: '[]', default: '[]', secret: false, group: 'calls', kind: 'json', page: '/admin/routing', label: 'Holidays', help: 'Days treated as closed' },
+    { key: 'twilio.account_sid', value: 'AC1', default: '', secret: false, group: 'twilio', kind: 'text', label: 'Account SID', help: 'Starts with AC' },
+    { key: 'twilio.auth_token', value: '********', default: '', secret: true, group: 'twilio', kind: 'secret', label: 'Auth token', help: 'Next to the SID' },
+    { key: 'twilio.api_base', value: 'https://api.twilio.com', default: 'https://api.twilio.com', secret: false, group: 'advanced', kind: 'url', label: 'Twilio API address', help: 'Change only for a test server' },
+  ]
   const config = {
-    settings: [
-      { key: 'twilio.account_sid', value: 'AC1', secret: false, help: 'Twilio Account SID' },
-      { key: 'twilio.auth_token', value: '********', secret: true, help: 'Twilio Auth Token' },
-      { key: 'system.timezone', value: 'UTC', secret: false, help: 'IANA time zone' },
-    ],
-    values: { 'twilio.account_sid': 'AC1', 'twilio.auth_token': '********', 'system.timezone': 'UTC' },
+    groups: [{ id: 'general', title: 'General' }, { id: 'calls', title: 'Calls' }, { id: 'twilio', title: 'Twilio' }, { id: 'advanced', title: 'Advanced' }],
+    settings,
+    values: Object.fromEntries(settings.map((s) => [s.key, s.value])),
   }
+  const api = (put) => mockApi({
+    'GET /api/system/config': config,
+    'GET /api/webhook-endpoints': [],
+    'GET /api/alerts': { items: [], total: 0 },
+    'PUT /api/system/config': put,
+  })
   it('never shows a secret, sends it only when retyped, and shows field errors beside the field', async () => {
-    const { calls } = mockApi({
-      'GET /api/system/config': config,
-      'GET /api/webhook-endpoints': [],
-      'GET /api/alerts': { items: [], total: 0 },
-      'PUT /api/system/config': ({ body }) => (body['system.timezone'] === 'Mars/Base' ? apiError(422, 'VALIDATION_ERROR', 'Some fields are invalid', [{ field: 'system.timezone', message: 'must be an IANA time zone' }]) : config),
-    })
+    const { calls } = api(({ body }) => (body['system.timezone'] === 'Mars/Base' ? apiError(422, 'VALIDATION_ERROR', 'Some fields are invalid', [{ field: 'system.timezone', message: 'must be a time zone such as America/New_York' }]) : config))
     const w = mount(SystemView, { global: { stubs: { RouterLink: true } } })
     await flushPromises()
     const token = w.find('#f-twilio-auth_token')
@@ -83,7 +90,22 @@ describe('SystemView', () => {
     await w.find('#f-system-timezone').setValue('Mars/Base')
     await forms.find((f) => f.attributes('aria-label') === 'General settings').trigger('submit')
     await flushPromises()
-    expect(w.find('#f-system-timezone-err').text()).toBe('must be an IANA time zone')
+    expect(w.find('#f-system-timezone-err').text()).toBe('must be a time zone such as America/New_York')
+    expect(w.text()).toContain('Nothing was saved: one field needs a change')
+  })
+  it('shows every setting with its label, help and limits, links JSON settings to their page, and tucks advanced ones away', async () => {
+    api(config)
+    const w = mount(SystemView, { global: { stubs: { RouterLink: { props: ['to'], template: '<a :href="to"><slot /></a>' } } } })
+    await flushPromises()
+    for (const s of settings) expect(w.find(`[data-setting="${s.key}"]`).exists(), s.key).toBe(true)
+    const ring = w.find('#f-calls-ring_timeout')
+    expect([ring.attributes('type'), ring.attributes('min'), ring.attributes('max')]).toEqual(['number', '5', '300'])
+    expect(w.find('#f-calls-ring_timeout-hint').text()).toBe('How long phones ring. From 5 to 300 seconds. Default: 30.')
+    expect(w.find('#f-smtp-security').findAll('option').map((o) => o.text())).toEqual(['STARTTLS', 'TLS'])
+    expect(w.find('[data-setting="routing.holidays"] a').attributes('href')).toBe('/admin/routing')
+    expect(w.find('[data-advanced] [data-setting="twilio.api_base"]').exists()).toBe(true)
+    // No key names on screen: only labels and help.
+    expect(w.text()).not.toContain('calls.ring_timeout')
   })
 })
 
@@ -124,6 +146,35 @@ describe('MessagesView', () => {
   })
 })
 
+describe('MessagesView without Twilio', () => {
+  const base = {
+    'GET /api/messages/conversations': { items: [], total: 0 },
+    'GET /api/dids': { items: [{ id: 1, number: '+15551230000', name: 'Main' }], total: 1 },
+    'POST /api/messages': ({ body }) => ({ __status: 201, body: { id: 1, status: 'queued', from_number: '+15551230000', to_number: body.to, body: body.body } }),
+    'GET /api/messages': { items: [], total: 0 },
+  }
+  async function sendOne(health) {
+    mockApi({ ...base, 'GET /api/system/health': health })
+    const w = mount(MessagesView)
+    await flushPromises()
+    await w.find('#f-msg-to').setValue('+15557770000')
+    await w.find('#f-msg-body').setValue('hi')
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    return w
+  }
+  it('says Twilio is not connected in the send box and after sending, instead of a bare "queued"', async () => {
+    const w = await sendOne({ status: 'ok', daemons: {}, twilio_connected: false })
+    expect(w.find('[data-not-connected]').text()).toContain('Twilio is not connected')
+    expect(w.find('[role=status]').text()).toContain('not delivered while Twilio is not connected')
+  })
+  it('says nothing of it when Twilio is connected', async () => {
+    const w = await sendOne({ status: 'ok', daemons: {}, twilio_connected: true })
+    expect(w.find('[data-not-connected]').exists()).toBe(false)
+    expect(w.find('[role=status]').text()).toBe('Message queued.')
+  })
+})
+
 describe('MessagesView conversations', () => {
   it('lists conversations, opens one thread oldest first, and marks it read', async () => {
     const { calls } = mockApi({
@@ -144,7 +195,38 @@ describe('MessagesView conversations', () => {
     expect(w.findAll('ol[aria-label=Conversation] li').map((li) => li.find('p').text())).toEqual(['Lunch?', 'Sure'])
     expect(w.find('img[alt="Image 1 in message"]').attributes('src')).toBe('/api/messages/1/media/0')
     expect(w.find('[data-status]').text()).toContain('delivered')
-    expect(calls.find((c) => c.path === '/api/messages/conversations/read').body).toEqual({ peer: '+15550000001' })
+    expect(calls.find((c) => c.path === '/api/messages/conversations/read').body).toEqual({ peer: '+15550000001', our_number: '+15551230000' })
     expect(w.text()).not.toContain('1 new')
+  })
+  it('keeps one thread per number of ours and replies from the number the thread is on', async () => {
+    const peer = '+15550000001'
+    const msg = (id, ours, body) => ({ id, direction: 'inbound', from_number: peer, to_number: ours, body, status: 'received', created_at: `2026-11-22T09:0${id}:00Z`, media_urls: [] })
+    const { calls } = mockApi({
+      'GET /api/messages/conversations': { items: [
+        { peer, our_number: '+15551230000', last_body: 'To main', last_direction: 'inbound', unread: 0, total: 1 },
+        { peer, our_number: '+15551239999', last_body: 'To sales', last_direction: 'inbound', unread: 1, total: 1 },
+      ], total: 2 },
+      'GET /api/messages': ({ query }) => ({ items: [msg(1, '+15551230000', 'To main'), msg(2, '+15551239999', 'To sales')].filter((m) => m.to_number === query.our_number), total: 1 }),
+      'PUT /api/messages/conversations/read': { marked: 1 },
+      'GET /api/dids': { items: [{ id: 1, number: '+15551230000', name: 'Main' }, { id: 2, number: '+15551239999', name: 'Sales' }], total: 2 },
+      'POST /api/messages': ({ body }) => ({ __status: 201, body: { id: 3, status: 'queued', direction: 'outbound', from_number: body.from, to_number: body.to, body: body.body } }),
+    })
+    const w = mount(MessagesView)
+    await flushPromises()
+    const threads = w.findAll('ul[aria-label=Conversations] button')
+    expect(threads.length).toBe(2)
+    expect(threads.map((b) => b.find('[data-our-number]').text())).toEqual(['on +15551230000', 'on +15551239999'])
+    await threads[1].trigger('click')
+    await flushPromises()
+    expect(w.findAll('ol[aria-label=Conversation] li').map((li) => li.find('p').text())).toEqual(['To sales'])
+    expect(threads[1].attributes('aria-current')).toBe('true')
+    expect(threads[0].attributes('aria-current')).toBeUndefined()
+    expect(calls.find((c) => c.path === '/api/messages/conversations/read').body).toEqual({ peer, our_number: '+15551239999' })
+    // No "From" choice inside a thread: the reply goes from its number.
+    expect(w.find('#f-msg-from').exists()).toBe(false)
+    await w.find('#f-msg-body').setValue('Sales here')
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    expect(calls.find((c) => c.method === 'POST').body).toEqual({ to: peer, from: '+15551239999', body: 'Sales here' })
   })
 })

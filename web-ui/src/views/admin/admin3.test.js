@@ -54,6 +54,22 @@ describe('UsersView', () => {
     await flushPromises()
     expect(w.text()).toContain('Password of bob@x.test changed')
   })
+  it('offers Unlock only for a locked account and unlocks it', async () => {
+    let locked = '2030-01-01T10:15:00.000Z'
+    const { calls } = mockApi({
+      'GET /api/users': () => ({ items: [{ id: 2, email: 'bob@x.test', name: 'Bob', role: 'user', locked_until: locked }, { id: 3, email: 'eve@x.test', name: 'Eve', role: 'user', locked_until: null }], total: 2 }),
+      'POST /api/users/2/unlock': () => { locked = null; return { id: 2, locked_until: null } },
+    })
+    const w = mount(UsersView)
+    await flushPromises()
+    expect(w.find('button[aria-label="Unlock eve@x.test"]').exists()).toBe(false)
+    expect(w.find('[data-locked]').text()).toContain('locked until')
+    await w.find('button[aria-label="Unlock bob@x.test"]').trigger('click')
+    await flushPromises()
+    expect(calls.some((c) => c.method === 'POST' && c.path === '/api/users/2/unlock')).toBe(true)
+    expect(w.text()).toContain('bob@x.test is unlocked')
+    expect(w.find('button[aria-label="Unlock bob@x.test"]').exists()).toBe(false)
+  })
 })
 
 describe('BlocklistEditor', () => {

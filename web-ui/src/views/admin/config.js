@@ -1,13 +1,14 @@
-// /api/system/config answers either {key: value} or [{key, value, secret, help}]
-// (or {settings: [...]}); this turns both into {key: value} strings.
+// /api/system/config answers {groups, settings, values}: values is key ->
+// value (secrets masked), settings describe each key (group, label, help,
+// kind, limits).
 export function configValues(r) {
-  const list = Array.isArray(r) ? r : Array.isArray(r?.settings) ? r.settings : Array.isArray(r?.items) ? r.items : null
-  if (list) return Object.fromEntries(list.map((s) => [s.key ?? s.name, s.value == null ? '' : String(s.value)]))
-  const out = {}
-  for (const [k, v] of Object.entries(r?.settings ?? r ?? {})) out[k] = v && typeof v === 'object' && 'value' in v ? String(v.value ?? '') : v == null ? '' : String(v)
-  return out
+  return { ...(r?.values ?? {}) }
 }
-export function configMeta(r) {
-  const list = Array.isArray(r) ? r : Array.isArray(r?.settings) ? r.settings : Array.isArray(r?.items) ? r.items : []
-  return Object.fromEntries(list.map((s) => [s.key ?? s.name, s]))
+
+// The System screen's sections in the API's order, each with its settings.
+export function settingGroups(r) {
+  const settings = r?.settings ?? []
+  return (r?.groups ?? [])
+    .map((g) => ({ ...g, settings: settings.filter((s) => s.group === g.id) }))
+    .filter((g) => g.settings.length)
 }

@@ -18,6 +18,7 @@ export const TIME_PRESETS = [
 export const CALLER_MATCHES = [
   { value: 'vip', label: 'Caller is on the VIP list' },
   { value: 'known', label: 'Caller is a known caller' },
+  { value: 'unknown', label: 'Caller is on neither list' },
   { value: 'numbers', label: 'Caller is one of these numbers' },
   { value: 'prefix', label: 'Caller number starts with' },
   { value: 'anonymous', label: 'Caller ID is hidden' },
@@ -27,19 +28,28 @@ export const ACTIONS = [
   { value: 'forward', label: 'Forward to a number' },
   { value: 'voicemail', label: 'Send to voicemail' },
   { value: 'announcement', label: 'Play an announcement and hang up' },
-  { value: 'reject', label: 'Reject (busy)' },
+  { value: 'reject', label: 'Reject the call' },
+]
+export const REJECT_REASONS = [
+  { value: 'busy', label: 'Busy signal' },
+  { value: 'rejected', label: 'Call not accepted' },
 ]
 
 export function blankRule() {
   return {
     id: null, name: '', did_id: '', enabled: true,
     condition_type: 'time', time_when: 'business_hours', days: ['mon', 'tue', 'wed', 'thu', 'fri'], start: '09:00', end: '17:00',
-    caller_match: 'vip', numbers: '', prefix: '',
-    action_type: 'ring', device_ids: [], forward_number: '', announcement: '', ring_timeout: 30,
+    hours: null, holidays: null,
+    caller_match: 'vip', numbers: '', prefix: '', negate: false,
+    action_type: 'ring', device_ids: [], ring_owner: false, forward_number: '', announcement: '', audio: '', ring_timeout: 30,
+    greeting: '', reject_reason: 'busy',
   }
 }
 
-/** Builder state -> API body. */
+/**
+ * Builder state -> API body, exactly the RouteBody schema of
+ * /api/openapi.json (proto::routing): only the fields of the chosen kinds.
+ */
 export function ruleToPayload(r) {
   let condition_data = {}
   if (r.condition_type === 'time') {
@@ -49,16 +59,27 @@ export function ruleToPayload(r) {
       condition_data.start = r.start
       condition_data.end = r.end
     }
+    // Per-rule hours and holidays are kept when a rule made through the API is edited here.
+    if (r.hours && (r.time_when === 'business_hours' || r.time_when === 'after_hours')) condition_data.hours = r.hours
+    if (r.holidays && r.time_when !== 'custom') condition_data.holidays = r.holidays
   } else if (r.condition_type === 'callerid') {
     condition_data = { match: r.caller_match }
-    if (r.caller_match === 'vip' || r.caller_match === 'known') condition_data.list = r.caller_match
     if (r.caller_match === 'numbers') condition_data.numbers = r.numbers.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean)
     if (r.caller_match === 'prefix') condition_data.prefix = r.prefix.trim()
+    if (r.negate) condition_data.negate = true
   }
   let action_data = {}
-  if (r.action_type === 'ring') action_data = { device_ids: r.device_ids.map(Number), timeout: Number(r.ring_timeout) || 30 }
+  if (r.action_type === 'ring') {
+    action_data = { device_ids: r.device_ids.map(Number), timeout: Number(r.ring_timeout) || 30 }
+    if (r.ring_owner) action_data.owner = true
+  }
   if (r.action_type === 'forward') action_data = { number: r.forward_number.trim() }
-  if (r.action_type === 'announcement') action_data = { text: r.announcement }
+  if (r.action_type === 'voicemail' && r.greeting.trim()) action_data = { greeting: r.greeting.trim() }
+  if (r.action_type === 'announcement') {
+    action_data = { text: r.announcement }
+    if (r.audio.trim()) action_data.audio = r.audio.trim()
+  }
+  if (r.action_type === 'reject') action_data = { reason: r.reject_reason }
   return {
     name: r.name.trim(),
     did_id: r.did_id ? Number(r.did_id) : null,
@@ -77,19 +98,26 @@ export function routeToRule(row) {
   const a = parse(row.action_data)
   Object.assign(r, { id: row.id, name: row.name ?? '', did_id: row.did_id ? String(row.did_id) : '', enabled: row.enabled !== false, condition_type: row.condition_type, action_type: row.action_type })
   if (row.condition_type === 'time') {
-    r.time_when = c.when ?? (c.days ? 'custom' : 'business_hours')
+    r.time_when = c.when ?? 'business_hours'
     if (c.days) r.days = [...c.days]
     if (c.start) r.start = c.start
     if (c.end) r.end = c.end
+    r.hours = c.hours ?? null
+    r.holidays = c.holidays ?? null
   } else if (row.condition_type === 'callerid') {
-    r.caller_match = c.match ?? c.list ?? (c.numbers ? 'numbers' : c.prefix ? 'prefix' : 'vip')
+    r.caller_match = c.match ?? 'vip'
     r.numbers = (c.numbers ?? []).join(', ')
     r.prefix = c.prefix ?? ''
+    r.negate = !!c.negate
   }
   r.device_ids = (a.device_ids ?? []).map(String)
+  r.ring_owner = !!a.owner
   r.ring_timeout = a.timeout ?? 30
   r.forward_number = a.number ?? ''
   r.announcement = a.text ?? ''
+  r.audio = a.audio ?? ''
+  r.greeting = a.greeting ?? ''
+  r.reject_reason = a.reason ?? 'busy'
   return r
 }
 
@@ -101,9 +129,11 @@ export function describeRule(row) {
     cond = r.time_when === 'custom' ? `${r.days.join(', ')} ${r.start}–${r.end}` : TIME_PRESETS.find((p) => p.value === r.time_when)?.label ?? r.time_when
   } else if (r.condition_type === 'callerid') {
     cond = r.caller_match === 'numbers' ? `Caller is ${r.numbers}` : r.caller_match === 'prefix' ? `Caller starts with ${r.prefix}` : CALLER_MATCHES.find((m) => m.value === r.caller_match)?.label ?? r.caller_match
+    if (r.negate) cond = `Not: ${cond}`
   }
   let act = ACTIONS.find((x) => x.value === r.action_type)?.label ?? r.action_type
   if (r.action_type === 'forward') act = `Forward to ${r.forward_number}`
+  if (r.action_type === 'reject') act = `Reject (${REJECT_REASONS.find((x) => x.value === r.reject_reason)?.label.toLowerCase() ?? r.reject_reason})`
   return `${cond} → ${act}`
 }
 

@@ -5,9 +5,14 @@
 //! commands themselves come from the `menu` module).
 //! Needs the Debian package `baresip` (1.0: `aufile` is a source only, so
 //! the player stays a dummy and `sndfile` records what was heard).
+//! A phone can run in another network namespace ([`Host`]): then it binds
+//! SIP and RTP to that namespace's address and its command socket listens
+//! on that namespace's loopback, which the caller reaches through
+//! [`Baresip::connect_with`].
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -31,22 +36,73 @@ pub struct Baresip {
     events: VecDeque<serde_json::Value>,
 }
 
+/// Where a phone runs.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Network namespace (`ip netns exec`); `None` for this process's.
+    pub netns: Option<String>,
+    /// Address SIP and RTP bind to (and that the phone puts in its SDP).
+    pub ip: IpAddr,
+    pub sip_port: u16,
+    /// Command socket port on the namespace's 127.0.0.1.
+    pub ctrl_port: u16,
+}
+
+impl Host {
+    /// On 127.0.0.1 of this namespace, with free ports.
+    pub fn loopback() -> Host {
+        Host {
+            netns: None,
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            sip_port: free_udp_port_pair(),
+            ctrl_port: free_tcp_port(),
+        }
+    }
+
+    /// In namespace `netns` on `ip`; the namespace is the phone's own, so
+    /// fixed ports are free.
+    pub fn netns(netns: &str, ip: IpAddr) -> Host {
+        Host {
+            netns: Some(netns.to_owned()),
+            ip,
+            sip_port: 5062,
+            ctrl_port: 4444,
+        }
+    }
+}
+
 impl Baresip {
     /// Starts baresip named `name` in `root/name` with `account` (one line
     /// of baresip's `accounts` file) and `source` as its microphone. It
     /// quits by itself after `max_secs` whatever happens to the test.
     pub fn spawn(root: &Path, name: &str, account: &str, source: &Path, max_secs: u32) -> Baresip {
+        Self::spawn_on(Host::loopback(), root, name, account, source, max_secs)
+    }
+
+    /// [`Baresip::spawn`] on `host`.
+    pub fn spawn_on(
+        host: Host,
+        root: &Path,
+        name: &str,
+        account: &str,
+        source: &Path,
+        max_secs: u32,
+    ) -> Baresip {
         let dir = root.join(name);
         let dump = dir.join("dump");
         std::fs::create_dir_all(&dump).unwrap();
-        let sip_port = free_udp_port_pair();
-        let ctrl_port = free_tcp_port();
+        let Host {
+            netns,
+            ip,
+            sip_port,
+            ctrl_port,
+        } = host;
         std::fs::write(
             dir.join("config"),
             format!(
                 "poll_method epoll\n\
-                 sip_listen 127.0.0.1:{sip_port}\n\
-                 net_interface 127.0.0.1\n\
+                 sip_listen {ip}:{sip_port}\n\
+                 net_interface {ip}\n\
                  module_path {MODULES}\n\
                  module g711.so\n\
                  module aufile.so\n\
@@ -66,7 +122,15 @@ impl Baresip {
         .unwrap();
         std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
         let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
-        let child = tokio::process::Command::new("baresip")
+        let mut cmd = match &netns {
+            Some(ns) => {
+                let mut c = tokio::process::Command::new("ip");
+                c.args(["netns", "exec", ns, "baresip"]);
+                c
+            }
+            None => tokio::process::Command::new("baresip"),
+        };
+        let child = cmd
             .arg("-f")
             .arg(&dir)
             .args(["-t", &max_secs.to_string()])
@@ -96,14 +160,36 @@ impl Baresip {
 
     /// Connects to the command socket, retrying while baresip starts.
     pub async fn connect(&mut self) {
+        self.connect_with(std::net::TcpStream::connect).await
+    }
+
+    /// [`Baresip::connect`] through `dial`, which opens a TCP connection
+    /// to the command socket's address (e.g. from inside the phone's
+    /// network namespace).
+    pub async fn connect_with(
+        &mut self,
+        dial: impl Fn(SocketAddr) -> std::io::Result<std::net::TcpStream>,
+    ) {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.ctrl_port));
+        let mut last = String::new();
         for _ in 0..100 {
-            if let Ok(s) = TcpStream::connect(("127.0.0.1", self.ctrl_port)).await {
-                self.ctrl = Some(s);
-                return;
+            match dial(addr).and_then(|s| {
+                s.set_nonblocking(true)?;
+                TcpStream::from_std(s)
+            }) {
+                Ok(s) => {
+                    self.ctrl = Some(s);
+                    return;
+                }
+                Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{}: ctrl_tcp never listened\n{}", self.name, self.log());
+        panic!(
+            "{}: ctrl_tcp never listened ({last})\n{}",
+            self.name,
+            self.log()
+        );
     }
 
     /// Runs one command and returns its `data` when baresip says ok.

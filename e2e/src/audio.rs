@@ -242,6 +242,74 @@ pub fn tones(x: &[f32], rate: u32, want: f64, other: f64) -> ToneReport {
     r
 }
 
+/// G.711 mu-law (ITU-T G.711 section 3) of one 16-bit sample: sign, a
+/// 3-bit segment (exponent) and a 4-bit step, inverted on the wire.
+pub fn ulaw_encode(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32635;
+    let mut x = i32::from(sample);
+    let sign = if x < 0 {
+        x = -x;
+        0x80
+    } else {
+        0
+    };
+    x = x.min(CLIP) + BIAS;
+    let mut exp = 7;
+    while exp > 0 && x & (0x80 << exp) == 0 {
+        exp -= 1;
+    }
+    let mantissa = (x >> (exp + 3)) & 0x0f;
+    !(sign | (exp << 4) | mantissa) as u8
+}
+
+/// The 16-bit sample a mu-law byte stands for.
+pub fn ulaw_decode(byte: u8) -> i16 {
+    const BIAS: i32 = 0x84;
+    let u = !byte;
+    let exp = i32::from((u >> 4) & 7);
+    let mantissa = i32::from(u & 0x0f);
+    let x = (((mantissa << 3) + BIAS) << exp) - BIAS;
+    (if u & 0x80 != 0 { -x } else { x }) as i16
+}
+
+/// A PCMU tone as an endless source of 20 ms RTP payloads.
+pub struct PcmuTone {
+    freq: f64,
+    amplitude: f64,
+    n: u64,
+}
+
+impl PcmuTone {
+    pub fn new(freq: f64, amplitude: f64) -> Self {
+        Self {
+            freq,
+            amplitude,
+            n: 0,
+        }
+    }
+
+    /// The next 160 samples (20 ms at 8 kHz), mu-law encoded.
+    pub fn next_frame(&mut self) -> Vec<u8> {
+        (0..160)
+            .map(|_| {
+                let t = self.n as f64 / 8000.0;
+                self.n += 1;
+                let v = self.amplitude * (2.0 * std::f64::consts::PI * self.freq * t).sin();
+                ulaw_encode((v * 32767.0) as i16)
+            })
+            .collect()
+    }
+}
+
+/// Decodes mu-law payloads to samples scaled like [`Wav::samples`].
+pub fn ulaw_to_f32(payload: &[u8]) -> Vec<f32> {
+    payload
+        .iter()
+        .map(|b| f32::from(ulaw_decode(*b)) / 32768.0)
+        .collect()
+}
+
 fn u16_at(b: &[u8], i: usize) -> u16 {
     u16::from_le_bytes([b[i], b[i + 1]])
 }
@@ -252,4 +320,36 @@ fn u32_at(b: &[u8], i: usize) -> u32 {
 
 fn ascii(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mu_law_matches_g711_reference_points_and_round_trips_within_a_step() {
+        // G.711 table 2a: 0 is 0xFF, the largest magnitudes 0x80 / 0x00.
+        assert_eq!(ulaw_encode(0), 0xff);
+        assert_eq!(ulaw_decode(0xff), 0);
+        assert_eq!(ulaw_decode(0x80), 32124);
+        assert_eq!(ulaw_decode(0x00), -32124);
+        assert_eq!(ulaw_encode(i16::MAX), 0x80);
+        assert_eq!(ulaw_encode(i16::MIN), 0x00);
+        for s in (-32000i16..32000).step_by(97) {
+            let back = i32::from(ulaw_decode(ulaw_encode(s)));
+            let step = (i32::from(s).abs() / 16).max(8);
+            assert!((back - i32::from(s)).abs() <= step, "{s} -> {back}");
+        }
+    }
+
+    #[test]
+    fn a_pcmu_tone_decodes_to_that_tone() {
+        let mut t = PcmuTone::new(1500.0, 0.5);
+        let x: Vec<f32> = (0..100)
+            .flat_map(|_| ulaw_to_f32(&t.next_frame()))
+            .collect();
+        let r = tones(&x, 8000, 1500.0, 440.0);
+        r.check(1.9).unwrap();
+        assert!(tones(&x, 8000, 440.0, 1500.0).check(0.1).is_err());
+    }
 }
