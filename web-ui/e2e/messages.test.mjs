@@ -54,7 +54,7 @@ test('a message sent from the UI reaches the Twilio stand-in and is shown delive
     await page.waitForTimeout(1000)
     if (!/delivered/.test(status)) {
       await page.reload()
-      await page.getByRole('button', { name: /\+15557770000/ }).click()
+      await page.getByRole('button', { name: /\(555\) 777-0000/ }).click()
     }
   }
   assert.match(status, /delivered/)
@@ -75,7 +75,7 @@ test('an MMS texted in through the stand-in appears live with its image and an u
   const r = await fetch(`${standin.base}/_control/sms`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ from: '+15558880000', to: STANDIN.number, body: 'Photo of the parcel', media: [{ content_type: 'image/png', base64: png }] }) })
   assert.ok(r.ok, await r.text())
   // No reload: the SSE "message" event refreshes the list.
-  const conv = page.getByRole('button', { name: /\+15558880000/ })
+  const conv = page.getByRole('button', { name: /\(555\) 888-0000/ })
   await conv.waitFor({ timeout: 15000 })
   assert.match(await conv.innerText(), /1 new/)
   await conv.click()

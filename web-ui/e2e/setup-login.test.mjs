@@ -104,7 +104,7 @@ test('the first-run wizard creates the admin, checks Twilio live, and adds the f
   await page.goto(`${sys.base}/setup`)
   await page.getByRole('heading', { name: 'Dashboard' }).waitFor()
   await page.getByRole('link', { name: 'Numbers' }).click()
-  await page.getByRole('cell', { name: '+15551230000', exact: true }).waitFor()
+  await page.getByRole('cell', { name: '(555) 123-0000', exact: true }).waitFor()
   // Edit the number: owner and SMS-to-email forwarding.
   await page.getByRole('button', { name: 'Edit +15551230000' }).click()
   await page.getByLabel('Owner (gets voicemail and messages)').selectOption({ label: ADMIN.email })
@@ -112,8 +112,8 @@ test('the first-run wizard creates the admin, checks Twilio live, and adds the f
   await page.getByRole('button', { name: 'Save number' }).click()
   // The list reloads after the save answers.
   await page.getByRole('button', { name: 'Add number' }).waitFor()
-  await page.waitForFunction(() => [...document.querySelectorAll('tr')].some((r) => r.innerText.includes('+15551230000') && r.innerText.includes('to email')))
-  assert.match(await page.getByRole('row', { name: /\+15551230000/ }).innerText(), /admin@gosip\.test/)
+  await page.waitForFunction(() => [...document.querySelectorAll('tr')].some((r) => r.innerText.includes('(555) 123-0000') && r.innerText.includes('to email')))
+  assert.match(await page.getByRole('row', { name: /\(555\) 123-0000/ }).innerText(), /admin@gosip\.test/)
   if (standin) {
     const admin = apiClient(sys.base)
     await admin.login(ADMIN.email, ADMIN.password)

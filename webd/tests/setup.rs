@@ -64,4 +64,13 @@ async fn the_wizard_sets_the_time_zone_and_country_and_takes_the_first_number_na
         .as_array()
         .unwrap_or_else(|| dids.as_array().unwrap());
     assert_eq!(items[0]["number"], "+442079460018", "{dids}");
+    // The UI learns the country from the login and from "me", to show
+    // numbers the national way.
+    assert_eq!(r.json()["country_code"], "44");
+    let me = t.send("GET", "/api/auth/me", &cookie, None).await.json();
+    assert_eq!(me["country_code"], "44", "{me}");
+    assert_eq!(
+        me["role"], "admin",
+        "the user's own fields stay where they were"
+    );
 }

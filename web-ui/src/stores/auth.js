@@ -1,6 +1,7 @@
 // Who is logged in, and whether the first-run wizard is still open.
 import { defineStore } from 'pinia'
 import { call } from '../client.js'
+import { setHomeCode } from '../format.js'
 
 export const useAuth = defineStore('auth', {
   state: () => ({ user: null, loaded: false, setupNeeded: false }),
@@ -17,12 +18,14 @@ export const useAuth = defineStore('auth', {
       try {
         const me = await call('me')
         this.user = me?.user ?? me
+        setHomeCode(me?.country_code)
       } catch { this.user = null }
       this.loaded = true
     },
     async login(email, password) {
       const r = await call('login', { body: { email, password } })
       this.user = r?.user ?? r
+      setHomeCode(r?.country_code)
       return this.user
     },
     async logout() {

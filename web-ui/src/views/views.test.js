@@ -218,7 +218,7 @@ describe('DashboardView live updates', () => {
     sources[0].emit('calls', { calls: [{ call_id: 'c-1', from_number: '+15550000007', to_number: '+15551230000', state: 'answered', recording: false }] })
     sources[0].emit('voicemail', { latest_id: 9, unread: 4 })
     await flushPromises()
-    expect(w.find('[data-active-calls]').text()).toContain('+15550000007')
+    expect(w.find('[data-active-calls]').text()).toContain('(555) 000-0007')
     expect(w.find('[data-unread-voicemails]').text()).toBe('4')
     await w.findAll('button').find((b) => b.text() === 'Record').trigger('click')
     await flushPromises()

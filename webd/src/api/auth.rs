@@ -56,6 +56,28 @@ pub struct LoginBody {
 #[derive(Serialize, ToSchema)]
 pub struct LoginReply {
     pub user: User,
+    /// The system's country calling code (setting `system.default_country`):
+    /// numbers typed without a + are read in it, and the UI shows this
+    /// country's numbers in their national form.
+    pub country_code: String,
+}
+
+impl LoginReply {
+    pub fn new(st: &AppState, user: User) -> Self {
+        LoginReply {
+            user,
+            country_code: super::common::default_country(st),
+        }
+    }
+}
+
+/// The logged-in user, and the system's country for showing numbers.
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    #[serde(flatten)]
+    pub user: User,
+    /// As in [`LoginReply`].
+    pub country_code: String,
 }
 
 /// Log in; sets the session cookie.
@@ -150,7 +172,7 @@ pub async fn login(
             header::SET_COOKIE,
             auth::session_cookie(&token, auth::cookies_secure(&st, &headers)),
         )],
-        Json(LoginReply { user }),
+        Json(LoginReply::new(&st, user)),
     )
         .into_response())
 }
@@ -185,9 +207,12 @@ pub async fn logout(
 
 /// The logged-in account.
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth",
-    responses((status = 200, body = User), (status = 401, body = ErrorBody)))]
-pub async fn me(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<User>> {
-    Ok(Json(load_user(&st, caller.id).await?))
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+pub async fn me(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Me>> {
+    Ok(Json(Me {
+        user: load_user(&st, caller.id).await?,
+        country_code: super::common::default_country(&st),
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]

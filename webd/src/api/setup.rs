@@ -367,7 +367,7 @@ pub async fn run(
             header::SET_COOKIE,
             auth::session_cookie(&token, auth::cookies_secure(&st, &headers)),
         )],
-        Json(LoginReply { user }),
+        Json(LoginReply::new(&st, user)),
     )
         .into_response())
 }

@@ -23,7 +23,7 @@ describe('DidsView', () => {
     await router.isReady()
     const w = mount(DidsView, { global: { plugins: [router] } })
     await flushPromises()
-    expect(w.find('table').text()).toContain('+15551230000')
+    expect(w.find('table').text()).toContain('(555) 123-0000')
     const note = w.find('[data-emergency-note]')
     expect(note.text()).toContain('An emergency address is')
     expect(note.text()).toContain('911')
