@@ -288,6 +288,33 @@ test('at 1280 px the nav is one row, and the theme choice turns dark mode on and
   await ctx.close()
 })
 
+test('every screen at 390 and 1280 px: nothing runs off the side, table actions stay on screen, screenshots for review', async () => {
+  const screens = ['/', '/calls', '/voicemail', '/messages', '/settings', '/admin/devices', '/admin/dids', '/admin/routing', '/admin/users', '/admin/system', '/admin/security', '/status']
+  for (const width of [390, 1280]) {
+    const ctx = await browser.newContext({ viewport: { width, height: 844 } })
+    const p = await ctx.newPage()
+    await loginInBrowser(p, sys.base, ADMIN.email, ADMIN.password)
+    for (const path of screens) {
+      await p.goto(`${sys.base}${path}`)
+      await p.locator('main h1').first().waitFor()
+      await p.waitForFunction(() => !document.querySelector('main')?.innerText.includes('Loading…'))
+      const name = `${path === '/' ? 'dashboard' : path.replace(/^\//, '').replaceAll('/', '-')}-${width}`
+      await screenshot(p, name)
+      const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+      assert.ok(overflow <= 1, `${name}: the page scrolls sideways by ${overflow}px`)
+      if (width === 390) {
+        // Every action in a table row can be reached without scrolling sideways.
+        const off = await p.evaluate(() => [...document.querySelectorAll('main tbody tr button, main tbody tr a')]
+          .filter((el) => { const r = el.getBoundingClientRect(); return r.width > 0 && (r.left < 0 || r.right > window.innerWidth + 1) })
+          .map((el) => el.getAttribute('aria-label') || el.textContent.trim()))
+        assert.deepEqual(off, [], `${name}: actions off screen`)
+        await assertAccessible(p, `${path} at 390 px`)
+      }
+    }
+    await ctx.close()
+  }
+})
+
 test('settings save with field errors beside the field, and a webhook endpoint is added with its secret shown once', async () => {
   await nav('System')
   await page.getByRole('heading', { name: 'System settings' }).waitFor()
