@@ -13,6 +13,14 @@ use crate::pb::common::daemon_server::{Daemon, DaemonServer};
 use crate::pb::common::{HealthReply, HealthRequest, ReloadReply, ReloadRequest};
 use crate::settings::SettingsHandle;
 
+/// twiliod's health warning while Twilio's credentials are not set.
+pub const TWILIO_NOT_CONNECTED: &str = "Twilio is not connected: calls to and from outside \
+     numbers and SMS will not work; add the Twilio Account SID and Auth Token in Settings.";
+/// twiliod's health warning while Twilio refuses the credentials.
+pub const TWILIO_REFUSED: &str = "Twilio refuses the Account SID and Auth Token in Settings \
+     (authentication error): calls to and from outside numbers and SMS will not work until \
+     they are corrected in Settings.";
+
 /// Flags every daemon has (each with its `GOSIP_*` env twin).
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {

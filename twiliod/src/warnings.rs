@@ -21,11 +21,9 @@ use proto::settings::SettingsHandle;
 
 use crate::client::TwilioClient;
 
-pub const NOT_CONNECTED: &str = "Twilio is not connected: calls to and from outside numbers and \
-     SMS will not work; add the Twilio Account SID and Auth Token in Settings.";
-pub const REFUSED: &str = "Twilio refuses the Account SID and Auth Token in Settings \
-     (authentication error): calls to and from outside numbers and SMS will not work until \
-     they are corrected in Settings.";
+/// Shared with webd, whose first-run checklist reads them in the health
+/// answer to tell whether Twilio is connected.
+pub use proto::daemon::{TWILIO_NOT_CONNECTED as NOT_CONNECTED, TWILIO_REFUSED as REFUSED};
 
 /// The warning for one of our numbers without an emergency address.
 pub fn no_emergency_address(number: &str) -> String {

@@ -100,6 +100,7 @@ export const ENDPOINTS = {
   alerts: ['GET', '/alerts'],
   alertAck: ['PUT', '/alerts/{id}/ack'],
   health: ['GET', '/system/health'],
+  checklist: ['GET', '/system/checklist'],
   securityLog: ['GET', '/security-events'],
   webhooks: ['GET', '/webhook-endpoints'],
   webhookCreate: ['POST', '/webhook-endpoints'],

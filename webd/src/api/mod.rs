@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cdrs;
+pub mod checklist;
 pub mod common;
 pub mod devices;
 pub mod dids;
@@ -68,6 +69,7 @@ impl utoipa::Modify for BearerScheme {
 pub fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::health))
+        .routes(routes!(checklist::checklist))
         .routes(routes!(auth::login))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))

@@ -149,7 +149,7 @@ async fn sip_addresses(st: &AppState) -> Vec<SipAddress> {
 }
 
 /// One daemon's health and its warnings for admins.
-async fn ask(ch: proto::grpc::AuthChannel) -> (Part, Vec<String>) {
+pub(crate) async fn ask(ch: proto::grpc::AuthChannel) -> (Part, Vec<String>) {
     let mut c = DaemonClient::new(ch);
     let part = match tokio::time::timeout(Duration::from_secs(1), c.health(HealthRequest {})).await
     {

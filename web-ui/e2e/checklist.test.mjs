@@ -1,0 +1,88 @@
+// The first-run checklist on the admin's dashboard ticks itself as the real
+// system changes: Twilio connected (the stand-in accepting the credentials),
+// a number linked, a phone registering over SIP, business hours saved in the
+// UI, a text delivered through the stand-in.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { startSystem, launchBrowser, screenshot } from './harness.mjs'
+import { ADMIN, STANDIN, setupSystem, loginInBrowser, assertAccessible, startStandin, sipRegister } from './ui.mjs'
+
+let sys, browser, standin, api, page
+
+before(async () => {
+  sys = await startSystem()
+  standin = await startStandin(sys)
+  if (!standin) return
+  browser = await launchBrowser()
+  api = await setupSystem(sys, { did: null })
+  page = await browser.newPage()
+  await loginInBrowser(page, sys.base, ADMIN.email, ADMIN.password)
+})
+after(async () => { standin?.stop(); await browser?.close(); await sys?.stop() })
+
+const step = (id) => page.locator(`[data-checklist] [data-step="${id}"]`)
+async function ticked(id) {
+  await page.waitForFunction((s) => document.querySelector(`[data-checklist] [data-step="${s}"]`)?.dataset.done === 'true', id, { timeout: 20000 })
+}
+async function states() {
+  return page.evaluate(() => Object.fromEntries([...document.querySelectorAll('[data-checklist] [data-step]')].map((li) => [li.dataset.step, li.dataset.done === 'true'])))
+}
+
+test('the first-run checklist ticks itself as Twilio, a number, a phone, business hours and a text become real', async (t) => {
+  if (!standin) return t.skip('twilio-standin is not built (cargo build --bins)')
+  await page.locator('[data-checklist]').waitFor()
+  assert.deepEqual(await states(), { twilio: false, number: false, phone: false, hours: false, call: false, text: false })
+  assert.match(await step('twilio').innerText(), /Add your Twilio Account SID/)
+  await assertAccessible(page, 'dashboard with the checklist')
+  await screenshot(page, 'checklist-new')
+
+  // Wrong credentials are not "connected".
+  await api.put('/system/config', { 'twilio.api_base': standin.base, 'twilio.account_sid': STANDIN.accountSid, 'twilio.auth_token': 'not-the-token-0123456789abcdef01', 'system.public_url': sys.base })
+  await page.waitForFunction(() => /refuses/.test(document.querySelector('[data-checklist] [data-step="twilio"]')?.innerText || ''), null, { timeout: 30000 })
+  assert.equal((await states()).twilio, false)
+  await api.put('/system/config', { 'twilio.auth_token': STANDIN.authToken })
+  await ticked('twilio')
+
+  await api.post('/dids', { number: STANDIN.number, name: 'Main line' })
+  await ticked('number')
+
+  const device = await api.post('/devices', { name: 'Desk phone', user_id: null })
+  await page.waitForFunction(() => /no phone has registered yet/.test(document.querySelector('[data-checklist] [data-step="phone"]')?.innerText || ''), null, { timeout: 20000 })
+  let status = ''
+  for (let i = 0; i < 40 && !/^SIP\/2\.0 200/.test(status); i++) {
+    if (i) await new Promise((r) => setTimeout(r, 250))
+    status = await sipRegister({ port: sys.ports.sip, username: device.username, password: device.password }).catch((e) => e.message)
+  }
+  assert.match(status, /^SIP\/2\.0 200/)
+  await ticked('phone')
+
+  // Business hours: follow the step's link and save the schedule there.
+  await step('hours').getByRole('link').click()
+  await page.getByRole('button', { name: 'Save schedule' }).click()
+  await page.getByText('Schedule saved.').waitFor()
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Dashboard' }).click()
+  await ticked('hours')
+
+  await api.post('/messages', { to: '+15557770000', from: STANDIN.number, body: 'Testing GoSIP' })
+  await ticked('text')
+
+  // The call step waits for a real answered call through Twilio.
+  const now = await states()
+  assert.equal(now.call, false)
+  assert.match(await step('call').innerText(), /Call your number from your mobile/)
+  assert.match(await page.locator('[data-checklist]').innerText(), /5 of 6 done/)
+  await screenshot(page, 'checklist-five-done')
+})
+
+test('users do not get the checklist, and its API is for admins', async (t) => {
+  if (!standin) return t.skip('twilio-standin is not built (cargo build --bins)')
+  await api.post('/users', { email: 'user@gosip.test', name: 'User', password: 'Us3r-pass-word', role: 'user' })
+  const res = await fetch(`${sys.base}/api/system/checklist`)
+  assert.equal(res.status, 401)
+  const ctx = await browser.newContext()
+  const p = await ctx.newPage()
+  await loginInBrowser(p, sys.base, 'user@gosip.test', 'Us3r-pass-word')
+  await p.locator('[data-unread-voicemails]').waitFor()
+  assert.equal(await p.locator('[data-checklist]').count(), 0)
+  await ctx.close()
+})
