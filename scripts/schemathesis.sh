@@ -74,11 +74,14 @@ GOSIP_URL=$GOSIP_URL GOSIP_KEY_OWNER_COOKIE="gosip_session=$ucookie" \
   --include-path-regex '^/api/external/' "$@" || rc=1
 
 # Left out: the event stream never ends; logout, password change/reset and
-# restore end the session the run uses; the external API had its own pass.
+# restore (uploaded or by name) end the session the run uses; a restore check
+# takes a tar body schemathesis cannot make (webd's tests send it real and
+# broken archives); the external API had its own pass.
 echo "== pass 2: everything else with the admin's session"
 "$VENV/bin/st" run "$GOSIP_URL/api/openapi.json" "${common[@]}" \
   --exclude-path '/api/events' --exclude-path '/api/auth/logout' \
   --exclude-path '/api/auth/password' --exclude-path '/api/users/{id}/password' \
-  --exclude-path '/api/system/restore' --exclude-path-regex '^/api/external/' \
+  --exclude-path '/api/system/restore' --exclude-path '/api/system/restore/check' \
+  --exclude-path '/api/system/backups/{name}/restore' --exclude-path-regex '^/api/external/' \
   -H "Cookie: gosip_session=$cookie" -H "X-Requested-With: gosip" "$@" || rc=1
 exit $rc

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{Check, ValidJson};
+use super::common::{Check, Id, ValidJson};
 use crate::AppState;
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -127,7 +127,7 @@ pub async fn put(
     State(st): State<AppState>,
     _a: Admin,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    Id(id): Id,
     ValidJson(b): ValidJson<ProvisioningBody>,
 ) -> ApiResult<Json<Provisioning>> {
     let mut c = Check::new();
@@ -202,7 +202,7 @@ pub async fn get(
     State(st): State<AppState>,
     _a: Admin,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    Id(id): Id,
 ) -> ApiResult<Json<Provisioning>> {
     let Some(r) = row(&st, id).await? else {
         return Err(ApiError::NotFound);
@@ -215,11 +215,7 @@ pub async fn get(
 #[utoipa::path(delete, path = "/api/devices/{id}/provisioning", tag = "devices", operation_id = "devices_delete_provisioning",
     params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete(
-    State(st): State<AppState>,
-    _a: Admin,
-    Path(id): Path<i64>,
-) -> ApiResult<StatusCode> {
+pub async fn delete(State(st): State<AppState>, _a: Admin, Id(id): Id) -> ApiResult<StatusCode> {
     let r = sqlx::query("DELETE FROM provisioning WHERE device_id = ?")
         .bind(id)
         .execute(&st.pool)
