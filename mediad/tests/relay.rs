@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! mediad in-process on 127.0.0.1: gRPC allocation, UDP relay with
 //! latching, recording read back by frequency, timeouts, a full disk.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The recording retention sweep (mediad in-process on a temp data dir):
 //! a recording past `recording.retention_days` is deleted and its call keeps
 //! no link to it but says when it expired; a newer one is left alone.

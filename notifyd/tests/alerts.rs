@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Admin alerts: rows any daemon writes to `alerts` are mailed to every
 //! admin once (also across a restart), and an alert still goes out when the
 //! database refuses writes.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! notifyd killed with SIGKILL while jobs are queued (some events not yet
 //! fanned out, some deliveries pending, one cut off mid-attempt), then
 //! restarted: everything acknowledged is delivered, nothing twice.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Email through a real SMTP server (aiosmtpd) and a Postmark stand-in,
 //! against the real notifyd binary: contents and attachments read back,
 //! the 3-tries-then-abandon rule, recovery after a failure, authentication,

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Gotify push and outgoing webhooks against small HTTP stand-ins, with the
 //! real notifyd binary: 3 tries then silent, hot-reloaded server settings,
 //! HMAC signatures checked by the receiver, event filters, retries.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Attacks on notifyd's outgoing HTTP and on its gRPC port, against the real
 //! binary: Gotify and webhook URLs pointing at this machine, redirects to
 //! private targets, remote error bodies echoed back to the user, and gRPC

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Read-only mode as every daemon lives it: the daemon's pool and its
 //! `Daemon.Health` answer, while webd's marker says the database failed its
 //! integrity check and after it is gone again.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Routes stored in either of the two shapes used before `proto::routing`
 //! (the web UI's and the one twiliod read) load as the typed rule they meant
 //! after the migration, and rows already in the typed shape are untouched.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Which crate writes which table, checked against the source: every SQL
 //! write in the non-test code of the workspace's crates names a table that
 //! `proto::tables::TABLE_WRITERS` lists that crate for, every writer listed

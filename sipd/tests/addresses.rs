@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! sipd bound to the wildcard address, as `make run` starts it, with no
 //! address setting: each phone must be handed the address it reached sipd
 //! at (Via, Contact, SDP), never the host name and never another phone's.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Attacks on a running sipd (with mediad) over real UDP sockets. The
 //! genuine phones and the trunk sit on 127.0.0.1 unless a test says
 //! otherwise; the attacker binds another loopback address (127.0.0.2 or

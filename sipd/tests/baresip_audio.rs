@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Two baresip softphones call each other through GoSIP with a tone each as
 //! their microphone (caller 440 Hz, callee 1000 Hz); mediad records the
 //! call. The proof that audio crossed, and crossed the right way, is by

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Internal calls through the B2BUA with real SIP software: a sipp caller
 //! (answering the 407) -> sipd -> a registered sipp phone that answers,
 //! media ports from a real mediad, and the CDR row that results.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The outbound dial plan against a running sipd, with sipp phones and sipp
 //! as Twilio's termination trunk: emergency calls go out as dialled past
 //! every policy, and the toll-fraud defences (NANP members abroad, premium

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Real SIP software against a running sipd: sipp scenarios (register with
 //! digest, wrong password, un-register, OPTIONS, TCP) and two baresip
 //! instances registering. Needs the Debian packages `sip-tester` and

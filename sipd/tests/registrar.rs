@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The registrar over real sockets: digest, contacts, expiry, un-register,
 //! retransmissions, restart, bans, TCP, keep-alives, floods.
 

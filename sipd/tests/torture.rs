@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! RFC 4475 torture messages, bit-exact from the RFC's archive, each sent to
 //! a running sipd over UDP and given the answer the RFC expects. sipd answers
 //! to the source address of a request (RFC 3581 symmetric response), never to

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Every device change reaches sipd before the API answers: webd calls
 //! sipd's gRPC `ReloadDevices` after a create, an update, a new password and
 //! a delete. sipd here is a stand-in gRPC server on 127.0.0.1 that reads the

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Handler tests: the whole app (`webd::app(state).oneshot(..)`) on a temp
 //! database, with the other daemons absent (their addresses point at a
 //! closed port, so gRPC calls fail like a daemon that is down).

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Fields do what their labels say: numbers typed the way people type them
 //! are stored in E.164 (so the blocklist and caller lists match callers),
 //! "Nobody" as an owner and an empty extension clear the value, and an

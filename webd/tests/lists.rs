@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The call and message lists: numbered pages deep into a list (served by
 //! seeking from remembered sort keys) and keyset cursors give exactly the
 //! rows an independent sort says they should; cached totals and keys follow

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Handler tests for a user's notification preferences (`/api/settings`
 //! `notify_prefs`) and their own "send test" (`/api/settings/notify-test`):
 //! the whole app (`webd::app(state).oneshot(..)`) on a temp database. notifyd

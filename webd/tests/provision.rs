@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Provisioning files against strangers: only the phone with that MAC and
 //! family gets its file, and an address guessing MACs is cut off.
 

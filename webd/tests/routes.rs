@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! `/api/routes` against the routing contract (`proto::routing`): what the
 //! API accepts, stores and returns is that one shape, every bad field is
 //! named, and the OpenAPI schema the web UI is checked against is generated

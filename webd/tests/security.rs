@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Attacks on logins, the setup wizard, sessions and API keys, performed
 //! against the whole app, each beside the genuine user it must not hurt.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The first-run wizard's answers through POST /api/setup: where the PBX is
 //! (time zone, country) and the first number as a person types it.
 

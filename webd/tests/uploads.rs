@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! MMS images reach the disk only for a valid message, only when their
 //! bytes are the image type they claim, and only readable by GoSIP (0600).
 
