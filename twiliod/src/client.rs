@@ -32,6 +32,9 @@ use serde::de::DeserializeOwned;
 
 /// Twilio REST API version prefix.
 pub const API_VERSION: &str = "2010-04-01";
+/// Twilio's REST API and its Elastic SIP Trunking API.
+const TWILIO_API: &str = "https://api.twilio.com";
+const TWILIO_TRUNKING: &str = "https://trunking.twilio.com";
 
 /// Where and as whom to call Twilio.
 #[derive(Clone, PartialEq, Eq)]
@@ -64,6 +67,18 @@ impl Credentials {
     /// Account SID, auth token and API base are all set.
     pub fn is_set(&self) -> bool {
         !self.api_base.is_empty() && !self.account_sid.is_empty() && !self.auth_token.is_empty()
+    }
+
+    /// `{trunking base}/v1{path}`: Elastic SIP Trunking lives on its own
+    /// host at Twilio; any other API base (the stand-in, a proxy) serves it
+    /// under the same base.
+    pub fn trunking_url(&self, path: &str) -> String {
+        let base = if self.api_base == TWILIO_API {
+            TWILIO_TRUNKING
+        } else {
+            self.api_base.as_str()
+        };
+        format!("{base}/v1{path}")
     }
 
     /// `{api_base}/2010-04-01/Accounts/{AC}{path}`.
@@ -361,7 +376,9 @@ impl TwilioClient {
             creds.account_url(path)
         };
         // Never send the account's credentials to a host that is not Twilio's.
-        let send_auth = !absolute || url.starts_with(&creds.api_base);
+        let send_auth = !absolute
+            || url.starts_with(&format!("{}/", creds.api_base))
+            || url.starts_with(&format!("{TWILIO_TRUNKING}/"));
         let mut retry = 0;
         loop {
             let mut req = self.http.request(method.clone(), &url);

@@ -8,7 +8,7 @@ use proto::pb::twiliod::twiliod_server::{Twiliod, TwiliodServer};
 use proto::pb::twiliod::{
     CheckCredentialsReply, CheckCredentialsRequest, ConfigureNumberReply, ConfigureNumberRequest,
     ListNumbersReply, ListNumbersRequest, PhoneNumber, SendMessageReply, SendMessageRequest,
-    TestCallReply, TestCallRequest,
+    SetUpTwilioReply, SetUpTwilioRequest, TestCallReply, TestCallRequest,
 };
 
 use crate::AppState;
@@ -97,43 +97,12 @@ impl Twiliod for Service {
         req: Request<ConfigureNumberRequest>,
     ) -> Result<Response<ConfigureNumberReply>, Status> {
         let sid = req.into_inner().sid;
-        let public = self
-            .st
-            .settings
-            .get()
-            .str("system.public_url")
-            .trim()
-            .trim_end_matches('/')
-            .to_owned();
-        if public.is_empty() {
-            return Ok(Response::new(ConfigureNumberReply {
-                ok: false,
-                error: "Set the public URL (system.public_url) first: Twilio must reach it".into(),
-            }));
-        }
-        let voice = format!("{public}{}", paths::INCOMING);
-        let status = format!("{public}{}", paths::STATUS);
-        let sms = format!("{public}/api/webhooks/sms/incoming");
-        let form = [
-            ("VoiceUrl", voice.as_str()),
-            ("VoiceMethod", "POST"),
-            ("StatusCallback", status.as_str()),
-            ("StatusCallbackMethod", "POST"),
-            ("SmsUrl", sms.as_str()),
-            ("SmsMethod", "POST"),
-        ];
-        let reply = match self.st.twilio.update_number(&sid, &form).await {
-            Ok(n) => {
-                tracing::info!(sid = %n.sid, number = %n.phone_number, %voice, "number configured");
-                ConfigureNumberReply {
-                    ok: true,
-                    error: String::new(),
-                }
-            }
-            Err(e) => ConfigureNumberReply {
-                ok: false,
-                error: user_error(&e),
+        let reply = match point_number_here(&self.st, &sid).await {
+            Ok(_) => ConfigureNumberReply {
+                ok: true,
+                error: String::new(),
             },
+            Err(error) => ConfigureNumberReply { ok: false, error },
         };
         Ok(Response::new(reply))
     }
@@ -145,6 +114,14 @@ impl Twiliod for Service {
     ) -> Result<Response<SendMessageReply>, Status> {
         let id = crate::sms::send_message(&self.st, req.into_inner().into()).await?;
         Ok(Response::new(SendMessageReply { message_id: id }))
+    }
+
+    /// "Set up Twilio for me" (see [`crate::trunk`]).
+    async fn set_up_twilio(
+        &self,
+        _req: Request<SetUpTwilioRequest>,
+    ) -> Result<Response<SetUpTwilioReply>, Status> {
+        Ok(Response::new(crate::trunk::set_up(&self.st).await))
     }
 
     /// Runs the rules on fresh data without side effects.
@@ -186,7 +163,7 @@ impl Twiliod for Service {
 }
 
 /// A message for the wizard: what went wrong, without secrets.
-fn user_error(e: &crate::client::TwilioError) -> String {
+pub(crate) fn user_error(e: &crate::client::TwilioError) -> String {
     use crate::client::TwilioError as E;
     match e {
         E::Api { code: 20003, .. } | E::Api { status: 401, .. } => {
@@ -195,5 +172,40 @@ fn user_error(e: &crate::client::TwilioError) -> String {
         E::Api { status: 404, .. } => "Not found at Twilio (check the Account SID)".into(),
         E::NotConfigured => "Twilio Account SID and Auth Token are not set".into(),
         other => other.to_string(),
+    }
+}
+
+/// Points the number's voice URL, status callback and SMS URL at our public
+/// URL; the voice URL on success, the reason in plain words otherwise.
+pub(crate) async fn point_number_here(st: &AppState, sid: &str) -> Result<String, String> {
+    let public = st
+        .settings
+        .get()
+        .str("system.public_url")
+        .trim()
+        .trim_end_matches('/')
+        .to_owned();
+    if public.is_empty() {
+        return Err(
+            "set the public web address (General settings) first: Twilio must reach it".into(),
+        );
+    }
+    let voice = format!("{public}{}", paths::INCOMING);
+    let status = format!("{public}{}", paths::STATUS);
+    let sms = format!("{public}/api/webhooks/sms/incoming");
+    let form = [
+        ("VoiceUrl", voice.as_str()),
+        ("VoiceMethod", "POST"),
+        ("StatusCallback", status.as_str()),
+        ("StatusCallbackMethod", "POST"),
+        ("SmsUrl", sms.as_str()),
+        ("SmsMethod", "POST"),
+    ];
+    match st.twilio.update_number(sid, &form).await {
+        Ok(n) => {
+            tracing::info!(sid = %n.sid, number = %n.phone_number, %voice, "number configured");
+            Ok(public)
+        }
+        Err(e) => Err(user_error(&e)),
     }
 }

@@ -22,6 +22,7 @@ pub mod ruleset;
 pub mod signature;
 pub mod siphost;
 pub mod sms;
+pub mod trunk;
 pub mod twiml;
 pub mod voice;
 pub mod voicemail;

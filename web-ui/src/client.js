@@ -101,6 +101,7 @@ export const ENDPOINTS = {
   alertAck: ['PUT', '/alerts/{id}/ack'],
   health: ['GET', '/system/health'],
   checklist: ['GET', '/system/checklist'],
+  twilioSetup: ['POST', '/system/twilio/setup'],
   securityLog: ['GET', '/security-events'],
   webhooks: ['GET', '/webhook-endpoints'],
   webhookCreate: ['POST', '/webhook-endpoints'],

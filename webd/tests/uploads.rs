@@ -170,6 +170,13 @@ impl Twiliod for FakeTwiliod {
         Err(Status::unimplemented("not here"))
     }
 
+    async fn set_up_twilio(
+        &self,
+        _r: GrpcRequest<proto::pb::twiliod::SetUpTwilioRequest>,
+    ) -> Result<Response<proto::pb::twiliod::SetUpTwilioReply>, Status> {
+        Err(Status::unimplemented("not here"))
+    }
+
     async fn send_message(
         &self,
         r: GrpcRequest<SendMessageRequest>,

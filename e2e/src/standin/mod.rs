@@ -25,6 +25,7 @@ pub mod rest;
 pub mod scenario;
 pub mod sip;
 pub mod trunk;
+pub mod trunking;
 pub mod wav;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -144,6 +145,8 @@ pub struct World {
     pub friendly_name: String,
     /// Messages, MMS media and opt-outs (`messages.rs`).
     pub sms: messages::SmsWorld,
+    /// Trunks and SIP credential lists (`trunking.rs`).
+    pub trunking: trunking::TrunkingWorld,
 }
 
 /// Shared handle to a running stand-in.

@@ -70,6 +70,12 @@ async fn handle(
     if let Some(r) = inject_fault(s).await {
         return r;
     }
+    if let Some(rest) = path.strip_prefix("/v1/Trunks") {
+        if !authorized(s, headers) {
+            return error(401, 20003, "Authenticate");
+        }
+        return super::trunking::handle_v1(s, method, rest, form);
+    }
     let Some(rest) = path.strip_prefix("/2010-04-01/Accounts/") else {
         return error(404, 20404, "The requested resource was not found");
     };
@@ -138,6 +144,7 @@ async fn handle(
                 None => not_found(path_for(s, &format!("Transcriptions/{sid}.json"))),
             }
         }
+        (m, ["SIP", rest @ ..]) => super::trunking::handle_sip(s, &m, rest, form),
         // The Messages resource belongs to the SMS part of the stand-in.
         (m, [first, ..]) if first.starts_with("Messages") => {
             super::messages::handle(s, &m, &segs, form).await
@@ -150,7 +157,7 @@ async fn handle(
     }
 }
 
-trait IntoOk {
+pub(crate) trait IntoOk {
     fn into_ok(self) -> Response;
 }
 
@@ -160,7 +167,7 @@ impl IntoOk for Value {
     }
 }
 
-fn not_found(resource: String) -> Response {
+pub(crate) fn not_found(resource: String) -> Response {
     error(
         404,
         20404,
@@ -168,7 +175,7 @@ fn not_found(resource: String) -> Response {
     )
 }
 
-fn path_for(s: &Standin, tail: &str) -> String {
+pub(crate) fn path_for(s: &Standin, tail: &str) -> String {
     format!("/2010-04-01/Accounts/{}/{tail}", s.account_sid)
 }
 

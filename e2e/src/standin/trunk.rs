@@ -160,6 +160,14 @@ async fn handle(
             let get = |k: &str| p.get(k).cloned().unwrap_or_default();
             let known_nonce = lock().nonces.contains(&get("nonce"));
             let md5 = |x: String| hex::encode(Md5::digest(x.as_bytes()));
+            // The trunk's own credentials, and those of every credential
+            // list bound to a trunk through the REST API.
+            let mut accepted = vec![(user.to_owned(), pass.to_owned())];
+            accepted.extend(s.world().trunking.trunk_credentials());
+            let Some((user, pass)) = accepted.into_iter().find(|(u, _)| *u == get("username"))
+            else {
+                return vec![resp(m, "403 Forbidden", "", "")];
+            };
             let ha1 = md5(format!("{user}:sip.twilio.com:{pass}"));
             let ha2 = md5(format!("INVITE:{}", get("uri")));
             let want = if p.contains_key("qop") {

@@ -175,3 +175,57 @@ pub async fn checklist(State(st): State<AppState>, _a: Admin) -> ApiResult<Json<
         steps,
     }))
 }
+
+/// What "Set up Twilio for me" did.
+#[derive(Serialize, ToSchema)]
+pub struct TwilioSetup {
+    /// Everything went through.
+    pub ok: bool,
+    /// Why it stopped, in plain words; the steps in `done` stay done.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// What was done or checked, one sentence each.
+    pub done: Vec<String>,
+}
+
+/// "Set up Twilio for me": the Elastic SIP Trunk for outbound calls (its
+/// termination address, GoSIP's digest user in a credential list bound to
+/// it, the origination URI) and the linked numbers' webhooks, through
+/// Twilio's REST API. Safe to run again: what is already right is kept.
+#[utoipa::path(post, path = "/api/system/twilio/setup", tag = "system",
+    responses((status = 200, body = TwilioSetup), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn twilio_setup(State(st): State<AppState>, _a: Admin) -> ApiResult<Json<TwilioSetup>> {
+    let mut c = proto::pb::twiliod::twiliod_client::TwiliodClient::new(st.peers.twiliod.clone());
+    let r = c
+        .set_up_twilio(proto::pb::twiliod::SetUpTwilioRequest {})
+        .await
+        .map_err(|s| super::common::peer_error("twiliod", s))?
+        .into_inner();
+    // twiliod names the settings; webd, the config table's owner, stores them.
+    let mut changed = false;
+    for (key, value) in [
+        ("twilio.termination_uri", &r.termination_uri),
+        ("twilio.trunk_username", &r.trunk_username),
+        ("twilio.trunk_password", &r.trunk_password),
+    ] {
+        if !value.is_empty() {
+            proto::settings::store(&st.pool, key, value).await?;
+            changed = true;
+        }
+    }
+    for l in &r.linked {
+        sqlx::query("UPDATE dids SET twilio_sid = ? WHERE number = ? AND (twilio_sid IS NULL OR twilio_sid = '')")
+            .bind(&l.sid)
+            .bind(&l.number)
+            .execute(&st.pool)
+            .await?;
+    }
+    if changed {
+        super::common::reload_all(&st).await;
+    }
+    Ok(Json(TwilioSetup {
+        ok: r.ok,
+        error: r.error,
+        done: r.done,
+    }))
+}
