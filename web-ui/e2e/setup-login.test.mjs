@@ -88,6 +88,12 @@ test('the first-run wizard creates the admin, checks Twilio live, and adds the f
   }
 
   await page.getByLabel('Public URL').fill('https://pbx.gosip.test')
+  // The addresses sipd detected are offered; the LAN one is kept as found
+  // (so it is not pinned), the public one is typed (behind a router).
+  await page.waitForFunction(() => document.querySelector('#f-lan_address')?.value === '127.0.0.1')
+  assert.match(await page.getByText(/^Detected: 127\.0\.0\.1\./).innerText(), /Change it only if/)
+  await page.getByLabel('Public address or host name').fill('203.0.113.9')
+  await screenshot(page, 'setup-3-addresses')
   await page.getByRole('button', { name: 'Next' }).click()
   // Typed as people dial it: too short for a US number is refused by the
   // server beside the field, a national number is stored as +1....
@@ -108,6 +114,7 @@ test('the first-run wizard creates the admin, checks Twilio live, and adds the f
     const did = await page.getByRole('list', { name: 'What the Twilio set-up did' }).innerText()
     assert.match(did, /Created the SIP trunk "GoSIP"/)
     assert.match(did, /Added GoSIP's user "gosip-/)
+    assert.match(did, /origination URI to sip:203\.0\.113\.9:/)
     // The typed number is not one of the stand-in account's: said plainly.
     assert.match(did, /\+15551230000: not in this Twilio account/)
     await assertAccessible(page, 'setup wizard: Twilio set up')
@@ -140,6 +147,8 @@ test('the first-run wizard creates the admin, checks Twilio live, and adds the f
     assert.equal(cfg.values['system.public_url'], 'https://pbx.gosip.test')
     assert.equal(cfg.values['system.timezone'], 'America/New_York')
     assert.equal(cfg.values['system.default_country'], '1')
+    assert.equal(cfg.values['sip.public_address'], '203.0.113.9')
+    assert.equal(cfg.values['sip.local_address'], '', 'the detected LAN address is not pinned')
   }
   await page.close()
 })

@@ -26,6 +26,7 @@ export const ENDPOINTS = {
   password: ['POST', '/auth/password'],
   setupStatus: ['GET', '/setup'],
   setupTwilioCheck: ['POST', '/setup/twilio-check'],
+  setupNetwork: ['POST', '/setup/network'],
   setup: ['POST', '/setup'],
   dashboard: ['GET', '/dashboard'],
   dndGet: ['GET', '/dnd'],

@@ -75,3 +75,69 @@ async fn the_wizard_sets_the_time_zone_and_country_and_takes_the_first_number_na
         "the user's own fields stay where they were"
     );
 }
+
+#[tokio::test]
+async fn the_wizard_offers_sipds_addresses_with_the_token_and_stores_the_ones_typed() {
+    let t = common::start_with(&[]).await;
+    // Only a holder of the setup token learns the addresses.
+    for body in [json!({}), json!({"setup_token": "wrong"})] {
+        let r = t.send("POST", "/api/setup/network", "", Some(body)).await;
+        assert_eq!(r.status, 403, "{}", r.text());
+    }
+    let r = t
+        .send(
+            "POST",
+            "/api/setup/network",
+            "",
+            Some(json!({"setup_token": t.setup_token()})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let g = r.json();
+    for k in ["lan_address", "public_address", "public_source"] {
+        assert!(g[k].is_string(), "{k} in {g}");
+    }
+    let admin = json!({"email": "owner@example.org", "password": "correct horse battery"});
+    // A LAN address that is not this machine's and a public address that is
+    // no host name are refused beside their fields.
+    let r = t
+        .send(
+            "POST",
+            "/api/setup",
+            "",
+            Some(json!({"setup_token": t.setup_token(), "admin": admin,
+                        "local_address": "198.51.100.77", "public_address": "not a host!"})),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let mut f = fields(&r);
+    f.sort();
+    assert_eq!(f, ["local_address", "public_address"]);
+    let r = t
+        .send(
+            "POST",
+            "/api/setup",
+            "",
+            Some(json!({"setup_token": t.setup_token(), "admin": admin,
+                        "local_address": "127.0.0.1", "public_address": "pbx.example.org"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cookie = r.cookie();
+    let cfg = t
+        .send("GET", "/api/system/config", &cookie, None)
+        .await
+        .json();
+    assert_eq!(cfg["values"]["sip.local_address"], "127.0.0.1");
+    assert_eq!(cfg["values"]["sip.public_address"], "pbx.example.org");
+    // Setup is over: the token no longer opens the addresses.
+    let r = t
+        .send(
+            "POST",
+            "/api/setup/network",
+            "",
+            Some(json!({"setup_token": t.setup_token()})),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+}

@@ -38,12 +38,15 @@ export function stepOfField(f) {
   if (f.startsWith('admin') || f.startsWith('setup')) return 0
   if (f.startsWith('timezone') || f.startsWith('country')) return 1
   if (f.startsWith('twilio')) return 2
-  if (f.startsWith('public')) return 3
+  if (f.startsWith('public') || f.startsWith('local')) return 3
   if (f.startsWith('did')) return 4
   return 0
 }
 
-export function setupPayload(v) {
+// `detected`: the addresses sipd found ({ lan_address, public_address });
+// an address is sent only when the admin changed it (left as detected, sipd
+// keeps following the network).
+export function setupPayload(v, detected = {}) {
   const p = {
     setup_token: (v.setup_token ?? '').trim(),
     admin: { email: v.admin_email.trim(), name: v.admin_name.trim(), password: v.admin_password },
@@ -54,5 +57,9 @@ export function setupPayload(v) {
   const country = COUNTRIES.find((c) => c.iso === v.country)
   if (country) p.country_code = country.dial
   if (v.did_number.trim()) p.did = { number: v.did_number.trim(), name: v.did_name.trim() }
+  const lan = (v.lan_address ?? '').trim()
+  if (lan && lan !== (detected.lan_address ?? '')) p.local_address = lan
+  const pub = (v.public_address ?? '').trim()
+  if (pub && pub !== (detected.public_address ?? '')) p.public_address = pub
   return p
 }

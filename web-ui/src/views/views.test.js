@@ -75,6 +75,15 @@ describe('SetupView', () => {
     const q = setupPayload({ setup_token: 't', admin_email: 'a@b.co', admin_name: '', admin_password: 'pw', twilio_account_sid: '', twilio_auth_token: '', public_url: '', timezone: 'Europe/London', country: 'GB', did_number: '020 7946 0018', did_name: '' })
     expect([q.timezone, q.country_code, q.did.number]).toEqual(['Europe/London', '44', '020 7946 0018'])
   })
+  it('sends an address only when the admin changed what sipd detected', () => {
+    const base = { setup_token: 't', admin_email: 'a@b.co', admin_name: '', admin_password: 'pw', twilio_account_sid: '', twilio_auth_token: '', public_url: '', did_number: '', did_name: '' }
+    const detected = { lan_address: '192.168.1.10', public_address: '203.0.113.5' }
+    const kept = setupPayload({ ...base, lan_address: '192.168.1.10', public_address: '203.0.113.5' }, detected)
+    expect(kept).not.toHaveProperty('local_address')
+    expect(kept).not.toHaveProperty('public_address')
+    const typed = setupPayload({ ...base, lan_address: ' 192.168.1.20 ', public_address: 'pbx.example.org' }, detected)
+    expect([typed.local_address, typed.public_address]).toEqual(['192.168.1.20', 'pbx.example.org'])
+  })
   it('takes the time zone and country from the browser', () => {
     expect(browserCountry('en-GB')).toBe('GB')
     expect(browserCountry('de')).toBe('DE')

@@ -83,6 +83,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(setup::status_alias, setup::run))
         .routes(routes!(setup::status))
         .routes(routes!(setup::twilio_check))
+        .routes(routes!(setup::network))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(users::reset_password))

@@ -252,6 +252,70 @@ pub struct SetupBody {
     #[serde(default)]
     pub country_code: Option<String>,
     pub did: Option<FirstDid>,
+    /// The address phones on the LAN use (setting `sip.local_address`);
+    /// omitted = the address each phone reached, as detected.
+    #[serde(default)]
+    pub local_address: Option<String>,
+    /// The public address or host name Twilio reaches sipd at (setting
+    /// `sip.public_address`); omitted = learned (STUN, Twilio's calls).
+    #[serde(default)]
+    pub public_address: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NetworkBody {
+    /// The setup token (required unless an admin asks).
+    #[serde(default)]
+    pub setup_token: Option<String>,
+}
+
+/// What sipd detected, for the wizard to offer.
+#[derive(Serialize, ToSchema)]
+pub struct NetworkGuess {
+    /// The address sipd gives phones on this machine's networks, as sipd
+    /// found it (empty while sipd has not said).
+    pub lan_address: String,
+    /// The public address sipd learned (STUN, Twilio's Via), if any.
+    pub public_address: String,
+    /// Where the public address came from: `stun`, `trunk_via`, `setting`.
+    pub public_source: String,
+}
+
+/// The addresses sipd detected (while setup is open with the setup token,
+/// or as an admin): the wizard offers them for the phones' LAN address and
+/// the public address Twilio uses.
+#[utoipa::path(post, path = "/api/setup/network", tag = "setup", request_body = NetworkBody,
+    responses((status = 200, body = NetworkGuess), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn network(
+    State(st): State<AppState>,
+    caller: Option<auth::Caller>,
+    ValidJson(b): ValidJson<NetworkBody>,
+) -> ApiResult<Json<NetworkGuess>> {
+    if !caller.is_some_and(|c| c.is_admin()) {
+        if !needed(&st).await? {
+            return Err(ApiError::Conflict("Setup is already done".into()));
+        }
+        check_token(&st, b.setup_token.as_deref())?;
+    }
+    // sipd's own view (its table; read only here).
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT scope, address, source FROM sip_addresses")
+            .fetch_all(&st.pool)
+            .await?;
+    let find = |scope: &str| rows.iter().find(|r| r.0 == scope);
+    let lan = find("local")
+        .or_else(|| rows.iter().find(|r| r.0.starts_with("phones:")))
+        .or_else(|| find("default"))
+        .map(|r| r.1.clone())
+        .unwrap_or_default();
+    let (public, source) = find("public")
+        .map(|r| (r.1.clone(), r.2.clone()))
+        .unwrap_or_default();
+    Ok(Json(NetworkGuess {
+        lan_address: lan,
+        public_address: public,
+        public_source: source,
+    }))
 }
 
 /// A trimmed optional field, `None` when empty.
@@ -306,6 +370,18 @@ pub async fn run(
     {
         c.fail("country_code", m);
     }
+    let local_address = given(&b.local_address);
+    if let Some(a) = local_address
+        && let Some(m) = super::admin::check_value("sip.local_address", a)
+    {
+        c.fail("local_address", m);
+    }
+    let public_address = given(&b.public_address);
+    if let Some(a) = public_address
+        && let Some(m) = super::admin::check_value("sip.public_address", a)
+    {
+        c.fail("public_address", m);
+    }
     let did_number = match &b.did {
         Some(d) => {
             c.len("did.name", &d.name, 0, 100);
@@ -346,6 +422,12 @@ pub async fn run(
     }
     if let Some(tz) = timezone {
         proto::settings::store(&st.pool, "system.timezone", tz).await?;
+    }
+    if let Some(a) = local_address {
+        proto::settings::store(&st.pool, "sip.local_address", a).await?;
+    }
+    if let Some(a) = public_address {
+        proto::settings::store(&st.pool, "sip.public_address", a).await?;
     }
     if let Some(cc) = country {
         proto::settings::store(&st.pool, "system.default_country", cc).await?;
