@@ -49,6 +49,11 @@ test('creating a device shows its credentials once and a QR code that decodes to
   assert.ok(text, 'the QR image decodes')
   assert.match(text, new RegExp(`^sip:${encodeURIComponent(username)}:`), text)
   assert.ok(decodeURIComponent(text).includes(password), 'the QR carries the password')
+  // The step-by-step guide for the phone in hand carries the same values.
+  const guide = page.locator('[data-setup-guide]')
+  assert.match(await guide.innerText(), new RegExp(`Password:\\s*${password}`))
+  await guide.getByLabel('Phone model').selectOption('yealink')
+  assert.match(await guide.innerText(), new RegExp(`Register Name:\\s*${username}`))
   await screenshot(page, 'devices-created')
   await assertAccessible(page, 'devices')
   await page.getByRole('button', { name: 'I have saved them' }).click()

@@ -1,0 +1,23 @@
+import { describe, it, expect } from 'vitest'
+import { mount } from '@vue/test-utils'
+import SetupGuide from './SetupGuide.vue'
+
+const props = { deviceType: 'grandstream', name: 'Desk', username: 'dev123', password: 'Secret-pass-42', server: '192.168.1.10', port: 5060 }
+
+describe('SetupGuide', () => {
+  it('starts with the guide for the device type and puts the real values where that phone wants them', async () => {
+    const w = mount(SetupGuide, { props })
+    const text = () => w.find('ol').text()
+    expect(text()).toContain('Authenticate Password:Secret-pass-42')
+    expect(text()).toContain('SIP Server:192.168.1.10')
+    await w.find('select').setValue('yealink')
+    expect(text()).toContain('Register Name:dev123')
+    expect(text()).toContain('Server Host:192.168.1.10')
+    expect(w.findAll('button').map((b) => b.attributes('aria-label'))).toContain('Copy Password')
+  })
+  it('names a port other than 5060 with the server, and softphones start with the QR', async () => {
+    const w = mount(SetupGuide, { props: { ...props, deviceType: 'softphone', port: 5070 } })
+    expect(w.find('ol').text()).toContain('Scan the QR code')
+    expect(w.find('ol').text()).toContain('Domain (server):192.168.1.10:5070')
+  })
+})
