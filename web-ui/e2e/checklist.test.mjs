@@ -36,12 +36,24 @@ test('the first-run checklist ticks itself as Twilio, a number, a phone, busines
   await assertAccessible(page, 'dashboard with the checklist')
   await screenshot(page, 'checklist-new')
 
+  // Every page carries the banner while Twilio is not connected.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Devices' }).click()
+  await page.getByRole('heading', { name: 'Devices' }).waitFor()
+  assert.match(await page.locator('[data-warnings]').innerText(), /Twilio is not connected/)
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Dashboard' }).click()
+  await page.locator('[data-checklist]').waitFor()
+
   // Wrong credentials are not "connected".
   await api.put('/system/config', { 'twilio.api_base': standin.base, 'twilio.account_sid': STANDIN.accountSid, 'twilio.auth_token': 'not-the-token-0123456789abcdef01', 'system.public_url': sys.base })
   await page.waitForFunction(() => /refuses/.test(document.querySelector('[data-checklist] [data-step="twilio"]')?.innerText || ''), null, { timeout: 30000 })
   assert.equal((await states()).twilio, false)
   await api.put('/system/config', { 'twilio.auth_token': STANDIN.authToken })
   await ticked('twilio')
+  // Connected: the banner goes away on the next page.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Calls' }).click()
+  await page.getByRole('heading', { name: 'Call history' }).waitFor()
+  await page.waitForFunction(() => !/Twilio/.test(document.querySelector('[data-warnings]')?.innerText || ''), null, { timeout: 15000 })
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Dashboard' }).click()
 
   await api.post('/dids', { number: STANDIN.number, name: 'Main line' })
   await ticked('number')
@@ -72,6 +84,16 @@ test('the first-run checklist ticks itself as Twilio, a number, a phone, busines
   assert.match(await step('call').innerText(), /Call your number from your mobile/)
   assert.match(await page.locator('[data-checklist]').innerText(), /5 of 6 done/)
   await screenshot(page, 'checklist-five-done')
+})
+
+test('a part of GoSIP that stops is named in the banner on every page, in plain words', async (t) => {
+  if (!standin) return t.skip('twilio-standin is not built (cargo build --bins)')
+  await sys.stopDaemon('mediad')
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Routing' }).click()
+  await page.getByRole('heading', { name: 'Call routing' }).waitFor()
+  await page.waitForFunction(() => /audio relay \(mediad\) is not working: calls connect without sound/.test(document.querySelector('[data-warnings]')?.innerText || ''), null, { timeout: 40000 })
+  await screenshot(page, 'banner-mediad-down')
+  await assertAccessible(page, 'routing with the banner')
 })
 
 test('users do not get the checklist, and its API is for admins', async (t) => {

@@ -8,6 +8,8 @@ import SetupView from './SetupView.vue'
 import CallsView from './CallsView.vue'
 import VoicemailView from './VoicemailView.vue'
 import DashboardView from './DashboardView.vue'
+import SystemBanner from '../components/SystemBanner.vue'
+import App from '../App.vue'
 import { validateSetupStep, setupPayload } from './setup.js'
 import { browserCountry, timeZones } from '../countries.js'
 import { useAuth } from '../stores/auth.js'
@@ -242,31 +244,32 @@ describe('DashboardView live updates', () => {
 describe('DashboardView', () => {
   const NOT_CONNECTED = 'Twilio is not connected: calls to and from outside numbers and SMS will not work; add the Twilio Account SID and Auth Token in Settings.'
   const dashboard = { unread_voicemails: 0, unread_messages: 0, dnd: false, recent_calls: [], active_calls: [] }
-  it('shows admins a banner with what stops calls, linking to the settings and the status', async () => {
+  it('shows admins a banner with what stops calls and which part is down, linking to the settings and the status', async () => {
     mockApi({
-      'GET /api/dashboard': dashboard,
-      'GET /api/system/health': { status: 'ok', version: '0.1.0', database: { status: 'ok' }, daemons: {}, warnings: [NOT_CONNECTED] },
+      'GET /api/system/health': { status: 'degraded', version: '0.1.0', database: { status: 'ok' }, daemons: { sipd: { status: 'ok' }, mediad: { status: 'down', detail: 'no answer within 1 s' } }, warnings: [NOT_CONNECTED] },
     })
     useAuth(pinia).user = { id: 1, email: 'a@b.co', role: 'admin' }
-    const { w } = await mountView(DashboardView)
+    const { w } = await mountView(SystemBanner)
     const banner = w.find('[data-warnings]')
     expect(banner.attributes('role')).toBe('alert')
     expect(banner.text()).toContain(NOT_CONNECTED)
+    expect(banner.text()).toContain('The audio relay (mediad) is not working: calls connect without sound (no answer within 1 s).')
+    expect(banner.text()).not.toContain('sipd')
     expect(banner.find('a[href="/admin/system"]').text()).toBe('System settings')
     expect(banner.find('a[href="/status"]').exists()).toBe(true)
   })
-  it('shows no banner when nothing is wrong, and never asks for it for users', async () => {
+  it('shows no banner when nothing is wrong, and users never ask for it', async () => {
     const { calls } = mockApi({
       'GET /api/dashboard': dashboard,
-      'GET /api/system/health': { status: 'ok', version: '0.1.0', database: { status: 'ok' }, daemons: {}, warnings: [] },
+      'GET /api/system/health': { status: 'ok', version: '0.1.0', database: { status: 'ok' }, daemons: { sipd: { status: 'ok' } }, warnings: [] },
     })
     useAuth(pinia).user = { id: 1, email: 'a@b.co', role: 'admin' }
-    const { w } = await mountView(DashboardView)
+    const { w } = await mountView(SystemBanner)
     expect(calls.some((c) => c.path === '/api/system/health')).toBe(true)
     expect(w.find('[data-warnings]').exists()).toBe(false)
     useAuth(pinia).user = { id: 2, email: 'u@b.co', role: 'user' }
     calls.length = 0
-    const { w: w2 } = await mountView(DashboardView)
+    const { w: w2 } = await mountView(App, '/')
     expect(calls.some((c) => c.path === '/api/system/health')).toBe(false)
     expect(w2.find('[data-warnings]').exists()).toBe(false)
   })
