@@ -987,6 +987,7 @@ const USER_OK: &[(&str, &str)] = &[
     ("get", "/api/setup/status"),
     ("post", "/api/setup"),
     ("post", "/api/setup/twilio-check"),
+    ("post", "/api/setup/network"),
     ("post", "/api/auth/login"),
 ];
 

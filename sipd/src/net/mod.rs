@@ -242,6 +242,8 @@ pub enum Command {
     ListCalls {
         reply: tokio::sync::oneshot::Sender<Vec<crate::sip::core::CallInfo>>,
     },
+    /// (new, old) voicemails of each device's owner, for message-waiting.
+    VoicemailCounts(std::collections::HashMap<i64, (u32, u32)>),
 }
 
 /// Runs the SIP side of sipd until `shutdown`.
@@ -310,6 +312,11 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
+    tokio::spawn(voicemail_counter(
+        pool.clone(),
+        cmd_tx.clone(),
+        shutdown.clone(),
+    ));
     let mut settings_rx = settings.subscribe();
     // Devices are re-read off the core task (see device_reloader).
     let (dev_tx, mut dev_rx) = mpsc::channel(1);
@@ -381,6 +388,7 @@ pub async fn serve(
                 Command::PublicLearned { ip } => {
                     core.learn_public(ip, crate::sip::core::AddrSource::Stun);
                 }
+                Command::VoicemailCounts(counts) => core.set_voicemail_counts(now_ms(), counts),
                 Command::ListCalls { reply } => {
                     let _ = reply.send(core.calls());
                 }
@@ -509,6 +517,38 @@ async fn stun_once(
             && let Some(a) = stun::mapped_address(&got.1, &tid)
         {
             return Ok(a.ip());
+        }
+    }
+}
+
+/// Reads the voicemail counts of every device's owner every 2 s (a
+/// voicemail arriving, played or deleted anywhere) and hands a changed set
+/// to the core, which tells the subscribed phones (message-waiting light).
+/// The read also expires subscriptions, so it is sent at least every 30 s.
+async fn voicemail_counter(
+    pool: SqlitePool,
+    cmd_tx: mpsc::Sender<Command>,
+    shutdown: CancellationToken,
+) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u32 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        n = n.wrapping_add(1);
+        match store::voicemail_counts(&pool).await {
+            Ok(c) if last.as_ref() != Some(&c) || n.is_multiple_of(15) => {
+                last = Some(c.clone());
+                if cmd_tx.send(Command::VoicemailCounts(c)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read voicemail counts"),
         }
     }
 }

@@ -38,6 +38,22 @@ pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error>
 }
 
 /// The devices whose owner has Do Not Disturb on.
+/// (new, old) voicemails of each device's owner, by device id; devices
+/// whose owner has none are absent.
+pub async fn voicemail_counts(
+    pool: &SqlitePool,
+) -> Result<std::collections::HashMap<i64, (u32, u32)>, sqlx::Error> {
+    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT d.id, SUM(CASE WHEN v.is_read THEN 0 ELSE 1 END),                 SUM(CASE WHEN v.is_read THEN 1 ELSE 0 END)          FROM devices d JOIN voicemails v ON v.user_id = d.user_id          GROUP BY d.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(d, new, old)| (d, (new.max(0) as u32, old.max(0) as u32)))
+        .collect())
+}
+
 pub async fn load_dnd(pool: &SqlitePool) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id WHERE u.dnd ORDER BY d.id",

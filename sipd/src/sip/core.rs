@@ -5,6 +5,7 @@
 //! [`Core::poll_transmit`] and [`Core::poll_event`].
 
 mod b2bua;
+mod mwi;
 mod outbound;
 
 pub use super::addrs::{AddrBook, AddrSource};
@@ -197,6 +198,9 @@ struct Reply {
     body: Option<String>,
     /// No answer at all, and no transaction kept (see [`Reply::silent`]).
     silent: bool,
+    /// The To tag to answer with (a dialog sipd keeps, e.g. a
+    /// subscription); a fresh one otherwise.
+    to_tag: Option<String>,
 }
 
 impl Reply {
@@ -207,7 +211,13 @@ impl Reply {
             extra: Vec::new(),
             body: None,
             silent: false,
+            to_tag: None,
         }
+    }
+
+    fn with_tag(mut self, tag: String) -> Self {
+        self.to_tag = Some(tag);
+        self
     }
 
     fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -232,14 +242,7 @@ impl Reply {
 }
 
 /// Methods sipd knows but does not serve (RFC 3261 section 8.2.1: 405).
-const KNOWN_UNSERVED: &[&str] = &[
-    "SUBSCRIBE",
-    "NOTIFY",
-    "MESSAGE",
-    "PRACK",
-    "REFER",
-    "PUBLISH",
-];
+const KNOWN_UNSERVED: &[&str] = &["NOTIFY", "MESSAGE", "PRACK", "REFER", "PUBLISH"];
 
 /// Option tags sipd accepts in `Require`.
 const SUPPORTED_TAGS: &[&str] = &["path", "outbound"];
@@ -255,6 +258,8 @@ pub struct Core {
     abuse: Abuse,
     registrar: Registrar,
     keepalives: HashMap<String, Keepalive>,
+    /// Message-waiting subscriptions and the counts they report.
+    mwi: mwi::Mwi,
     calls: b2bua::Calls,
     next_keepalive: Option<u64>,
     next_sweep: u64,
@@ -289,6 +294,7 @@ impl Core {
             dnd: HashSet::new(),
             txns: Transactions::new(),
             keepalives: HashMap::new(),
+            mwi: mwi::Mwi::default(),
             calls: b2bua::Calls::default(),
             next_keepalive: None,
             next_sweep: 0,
@@ -571,7 +577,10 @@ impl Core {
                 if reply.code == 0 {
                     return;
                 }
-                let tag = self.next_id();
+                let tag = match reply.to_tag {
+                    Some(ref t) => t.clone(),
+                    None => self.next_id(),
+                };
                 let data = msg::response(
                     raw,
                     peer.addr,
@@ -586,6 +595,7 @@ impl Core {
                 );
                 self.txns
                     .respond(now, &key, Transmit { peer, data }, reply.code);
+                self.mwi_flush(now);
             }
         }
     }
@@ -617,7 +627,7 @@ impl Core {
         let raw = &r.raw;
         let served = matches!(
             method,
-            "REGISTER" | "OPTIONS" | "INVITE" | "CANCEL" | "BYE" | "UPDATE" | "INFO"
+            "REGISTER" | "OPTIONS" | "INVITE" | "CANCEL" | "BYE" | "UPDATE" | "INFO" | "SUBSCRIBE"
         );
         if !served {
             if KNOWN_UNSERVED.contains(&method) {
@@ -667,6 +677,7 @@ impl Core {
         }
         match method {
             "REGISTER" => self.register(now, peer, r),
+            "SUBSCRIBE" => self.subscribe(now, peer, r),
             "OPTIONS" => Reply::new(200, "OK")
                 .with("Allow", ALLOW)
                 .with("Accept", ACCEPT)
@@ -916,10 +927,13 @@ impl Core {
 
     fn drain_outcomes(&mut self, now: u64) {
         while let Some(o) = self.txns.poll_outcome() {
-            let (key, answered) = match o {
-                ClientOutcome::Response { key, .. } => (key, true),
-                ClientOutcome::Timeout { key } => (key, false),
+            let (key, answered, status) = match o {
+                ClientOutcome::Response { key, status } => (key, true, Some(status)),
+                ClientOutcome::Timeout { key } => (key, false, None),
             };
+            if self.mwi_outcome(&key, status) {
+                continue;
+            }
             if let Some(k) = self.keepalives.remove(&key) {
                 self.registrar.keepalive_result(
                     now,
@@ -1100,6 +1114,138 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         String::from_utf8(std::fs::read(p).unwrap()).unwrap()
+    }
+
+    fn subscribe(branch: &str, to_tag: &str, expires: u32, event: &str, mailbox: &str) -> String {
+        format!(
+            "SUBSCRIBE sip:{mailbox}@{REALM} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.168.1.50:5062;branch=z9hG4bK{branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:alice@{REALM}>;tag=ph1\r\n\
+             To: <sip:{mailbox}@{REALM}>{to_tag}\r\n\
+             Call-ID: mwi-1@phone\r\n\
+             CSeq: 1 SUBSCRIBE\r\n\
+             Contact: <sip:alice@192.168.1.50:5062>\r\n\
+             Event: {event}\r\n\
+             Expires: {expires}\r\n\
+             Accept: application/simple-message-summary\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn a_phone_subscribes_to_its_mailbox_and_hears_each_change_until_it_unsubscribes() {
+        let mut c = core();
+        // Another event package: 489 and the one served.
+        let out = send(&mut c, T0, &subscribe("p1", "", 3600, "presence", "alice"));
+        assert!(
+            out[0].starts_with("SIP/2.0 489 Bad Event\r\n"),
+            "{}",
+            out[0]
+        );
+        assert_eq!(header(&out[0], "Allow-Events"), ["message-summary"]);
+        // Authenticated like a REGISTER.
+        let sub = subscribe("s1", "", 3600, "message-summary", "alice");
+        let out = send(&mut c, T0 + 1, &sub);
+        assert!(out[0].starts_with("SIP/2.0 401 "), "{}", out[0]);
+        let out = send(&mut c, T0 + 2, &with_auth(&sub, &out[0], 1, true));
+        assert_eq!(out.len(), 2, "{out:#?}");
+        assert!(out[0].starts_with("SIP/2.0 200 OK\r\n"), "{}", out[0]);
+        assert_eq!(header(&out[0], "Expires"), ["3600"]);
+        let tag = header(&out[0], "To")[0]
+            .split("tag=")
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        // The first NOTIFY follows at once: nothing waiting.
+        let n = &out[1];
+        assert!(
+            n.starts_with("NOTIFY sip:alice@192.168.1.50:5062 SIP/2.0\r\n"),
+            "{n}"
+        );
+        assert_eq!(header(n, "Event"), ["message-summary"]);
+        assert_eq!(header(n, "Call-ID"), ["mwi-1@phone"]);
+        assert_eq!(header(n, "To"), ["<sip:alice@gosip.test>;tag=ph1"]);
+        assert!(header(n, "From")[0].ends_with(&format!("tag={tag}")));
+        assert!(header(n, "Subscription-State")[0].starts_with("active;expires="));
+        assert!(n.ends_with("Messages-Waiting: no\r\nMessage-Account: sip:alice@gosip.test\r\nVoice-Message: 0/0 (0/0)\r\n"), "{n}");
+        assert_eq!(c.mwi_subscriptions(), 1);
+        // Two new voicemails and an old one: the light goes on.
+        c.set_voicemail_counts(T0 + 3, [(1, (2, 1))].into());
+        let out = drain(&mut c);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(header(&out[0], "CSeq"), ["2 NOTIFY"]);
+        assert!(out[0].contains("Messages-Waiting: yes\r\n"), "{}", out[0]);
+        assert!(
+            out[0].contains("Voice-Message: 2/1 (0/0)\r\n"),
+            "{}",
+            out[0]
+        );
+        // The same counts again: nothing new is sent.
+        c.set_voicemail_counts(T0 + 4, [(1, (2, 1))].into());
+        assert!(drain(&mut c).is_empty());
+        // Somebody else's mailbox with alice's credentials: 403.
+        let other = subscribe("o1", "", 3600, "message-summary", "bob");
+        let out = send(&mut c, T0 + 5, &other);
+        let out = send(&mut c, T0 + 6, &with_auth(&other, &out[0], 2, true));
+        assert!(out[0].starts_with("SIP/2.0 403 "), "{}", out[0]);
+        // A refresh from another address is not this dialog: 481.
+        let unsub = subscribe("u1", &format!(";tag={tag}"), 0, "message-summary", "alice");
+        c.handle_message(
+            T0 + 7,
+            Peer::udp("192.168.1.99:5062".parse().unwrap()),
+            unsub.as_bytes(),
+        );
+        let out = drain(&mut c);
+        assert!(out[0].starts_with("SIP/2.0 481 "), "{}", out[0]);
+        // Unsubscribing in the dialog: 200, a final NOTIFY, and it is gone.
+        let out = send(
+            &mut c,
+            T0 + 8,
+            &subscribe("u2", &format!(";tag={tag}"), 0, "message-summary", "alice"),
+        );
+        assert!(out[0].starts_with("SIP/2.0 200 OK\r\n"), "{}", out[0]);
+        let last = out
+            .iter()
+            .find(|m| m.starts_with("NOTIFY "))
+            .expect("a final NOTIFY");
+        assert!(
+            header(last, "Subscription-State")[0].starts_with("terminated"),
+            "{last}"
+        );
+        assert_eq!(c.mwi_subscriptions(), 0);
+    }
+
+    #[test]
+    fn a_subscription_nobody_refreshes_ends_with_a_terminated_notify() {
+        let mut c = core();
+        let sub = subscribe("s1", "", 60, "message-summary", "101");
+        let out = send(&mut c, T0, &sub);
+        let out = send(&mut c, T0 + 1, &with_auth(&sub, &out[0], 1, true));
+        assert!(
+            out[0].starts_with("SIP/2.0 200 OK\r\n"),
+            "the extension is the mailbox too: {}",
+            out[0]
+        );
+        assert_eq!(header(&out[0], "Expires"), ["60"]);
+        let out = send(
+            &mut c,
+            T0 + 2,
+            &subscribe("s2", "", 10, "message-summary", "alice"),
+        );
+        assert!(out[0].starts_with("SIP/2.0 423 "), "{}", out[0]);
+        assert_eq!(header(&out[0], "Min-Expires"), ["60"]);
+        c.set_voicemail_counts(T0 + 61_000, HashMap::new());
+        let out = drain(&mut c);
+        let last = out
+            .iter()
+            .find(|m| m.starts_with("NOTIFY "))
+            .expect("a final NOTIFY");
+        assert_eq!(
+            header(last, "Subscription-State"),
+            ["terminated;reason=timeout"]
+        );
+        assert_eq!(c.mwi_subscriptions(), 0);
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub const MAX_HEADERS: usize = 128;
 pub const MAX_HEADER_SECTION: usize = 16_384;
 
 /// What the server says about its capabilities (OPTIONS, 405, 420).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, SUBSCRIBE";
 pub const ACCEPT: &str = "application/sdp";
 pub const SUPPORTED: &str = "path, outbound";
 /// The methods sipd acts on; others get 405/501.
