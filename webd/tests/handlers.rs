@@ -486,6 +486,39 @@ async fn list_filters_select_exactly_the_matching_calls_and_messages() {
 }
 
 #[tokio::test]
+async fn a_devices_unsolicited_message_waiting_switch_is_off_by_default_and_kept_by_edits() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let r = t
+        .call(
+            "POST",
+            "/api/devices",
+            &admin,
+            Some(json!({"name": "Desk"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    assert_eq!(r.json()["mwi_unsolicited"], false);
+    let id = r.json()["id"].as_i64().unwrap();
+    let path = format!("/api/devices/{id}");
+    let r = t
+        .call("PUT", &path, &admin, Some(json!({"mwi_unsolicited": true})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    // An edit that does not name it keeps it.
+    let r = t
+        .call("PUT", &path, &admin, Some(json!({"name": "Front desk"})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    let d = t.get(&path, &admin).await.json();
+    assert_eq!(
+        (d["name"].as_str(), d["mwi_unsolicited"].as_bool()),
+        (Some("Front desk"), Some(true)),
+        "{d}"
+    );
+}
+
+#[tokio::test]
 async fn devices_get_ha1_credentials_shown_once_and_a_qr_code() {
     let t = start().await;
     let admin = t.admin().await;

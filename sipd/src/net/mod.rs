@@ -53,6 +53,7 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
             extension: None,
             recording: false,
             caller_id: None,
+            mwi_unsolicited: false,
         }
     });
     let trunk_ips = s

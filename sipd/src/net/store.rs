@@ -14,7 +14,7 @@ use crate::sip::{Peer, Transport};
 /// Every device, as the core needs it.
 pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT d.id, d.username, d.password_hash, d.ha1_sha256, d.realm, d.extension, d.recording_enabled, \
+        "SELECT d.id, d.username, d.password_hash, d.ha1_sha256, d.realm, d.extension, d.recording_enabled, d.mwi_unsolicited, \
          COALESCE(c.number, (SELECT number FROM dids ORDER BY id LIMIT 1)) AS caller_id \
          FROM devices d LEFT JOIN dids c ON c.id = d.caller_id_did_id ORDER BY d.id",
     )
@@ -33,6 +33,7 @@ pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error>
                 .get::<Option<bool>, _>("recording_enabled")
                 .unwrap_or(false),
             caller_id: r.get("caller_id"),
+            mwi_unsolicited: r.get::<Option<bool>, _>("mwi_unsolicited").unwrap_or(false),
         })
         .collect())
 }

@@ -1008,6 +1008,7 @@ mod tests {
             extension: Some("101".into()),
             recording: false,
             caller_id: None,
+            mwi_unsolicited: false,
         }]);
         c
     }
@@ -1214,6 +1215,50 @@ mod tests {
             "{last}"
         );
         assert_eq!(c.mwi_subscriptions(), 0);
+    }
+
+    #[test]
+    fn a_phone_that_never_subscribes_hears_of_changes_only_in_unsolicited_mode() {
+        for unsolicited in [false, true] {
+            let mut c = core();
+            let (md5, sha) = ha1("alice", REALM, "pw");
+            c.set_devices([Device {
+                id: 1,
+                username: "alice".into(),
+                ha1_md5: md5,
+                ha1_sha256: sha,
+                realm: REALM.into(),
+                extension: Some("101".into()),
+                recording: false,
+                caller_id: None,
+                mwi_unsolicited: unsolicited,
+            }]);
+            let msg = golden("gxp1760w");
+            let out = send(&mut c, T0, &msg);
+            let out = send(&mut c, T0 + 1, &with_auth(&msg, &out[0], 1, true));
+            assert!(out[0].starts_with("SIP/2.0 200 OK\r\n"), "{}", out[0]);
+            c.set_voicemail_counts(T0 + 2, [(1, (1, 0))].into());
+            let out = drain(&mut c);
+            if !unsolicited {
+                assert!(out.is_empty(), "{out:#?}");
+                continue;
+            }
+            assert_eq!(out.len(), 1, "{out:#?}");
+            let n = &out[0];
+            assert!(
+                n.starts_with("NOTIFY sip:alice@192.168.1.50:5062 SIP/2.0\r\n"),
+                "{n}"
+            );
+            assert_eq!(header(n, "Event"), ["message-summary"]);
+            assert!(
+                n.contains("Messages-Waiting: yes\r\n")
+                    && n.contains("Voice-Message: 1/0 (0/0)\r\n"),
+                "{n}"
+            );
+            // Unchanged counts send nothing more.
+            c.set_voicemail_counts(T0 + 3, [(1, (1, 0))].into());
+            assert!(drain(&mut c).is_empty());
+        }
     }
 
     #[test]
@@ -1538,6 +1583,7 @@ mod tests {
             extension: None,
             recording: false,
             caller_id: None,
+            mwi_unsolicited: false,
         }]);
         let msg = golden("gxp1760w");
         let ch = send(&mut c, T0, &msg);
@@ -1626,6 +1672,7 @@ mod tests {
                 extension: Some("102".into()),
                 recording: false,
                 caller_id: None,
+                mwi_unsolicited: false,
             });
             c.set_devices(devices);
             for a in contacts {
@@ -2069,6 +2116,7 @@ mod tests {
                         extension: None,
                         recording: false,
                         caller_id: None,
+                        mwi_unsolicited: false,
                     }),
                     ..CoreConfig::default()
                 },
@@ -3018,6 +3066,7 @@ mod tests {
                 extension: None,
                 recording: false,
                 caller_id: None,
+                mwi_unsolicited: false,
             });
             c.set_config(T0, cfg);
             let inv = |cseq: u32, auth: &str| {
@@ -3327,6 +3376,7 @@ mod tests {
                     extension: None,
                     recording: false,
                     caller_id: None,
+                    mwi_unsolicited: false,
                 });
                 c.set_config(T0, cfg);
                 let (guess, _) = ha1("twilio", REALM, "guess");

@@ -24,6 +24,9 @@ pub struct Device {
     pub recording: bool,
     /// The DID sent as caller ID on trunk calls (E.164).
     pub caller_id: Option<String>,
+    /// `devices.mwi_unsolicited`: message-waiting NOTIFYs to its contacts
+    /// without a subscription.
+    pub mwi_unsolicited: bool,
 }
 
 /// One registered contact of a device.

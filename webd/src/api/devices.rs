@@ -30,6 +30,10 @@ pub struct Device {
     /// `grandstream`, `softphone` or `webrtc`.
     pub device_type: String,
     pub recording_enabled: bool,
+    /// Message-waiting NOTIFYs without a subscription (for phones that
+    /// never subscribe to their mailbox).
+    #[serde(default)]
+    pub mwi_unsolicited: bool,
     pub caller_id_did_id: Option<i64>,
     pub realm: String,
     pub created_at: String,
@@ -53,7 +57,7 @@ pub struct Registration {
     pub online: bool,
 }
 
-const COLS: &str = "id, user_id, name, username, extension, device_type, recording_enabled, \
+const COLS: &str = "id, user_id, name, username, extension, device_type, recording_enabled, mwi_unsolicited, \
                     caller_id_did_id, realm, created_at";
 const SORTS: &[(&str, &str)] = &[
     ("created_at", "created_at"),
@@ -174,6 +178,8 @@ pub struct NewDevice {
     pub extension: Option<String>,
     pub device_type: Option<String>,
     pub recording_enabled: Option<bool>,
+    /// Message-waiting NOTIFYs without a subscription; default off.
+    pub mwi_unsolicited: Option<bool>,
     /// Owner: absent = the caller, `null` = nobody.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, nullable)]
@@ -271,8 +277,8 @@ pub async fn create(
     let (md5, sha) = qr::ha1(&username, &realm, &password);
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO devices (user_id, name, username, password_hash, ha1_sha256, realm, extension, \
-         device_type, recording_enabled, caller_id_did_id, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         device_type, recording_enabled, mwi_unsolicited, caller_id_did_id, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(owner)
     .bind(b.name.trim())
@@ -283,6 +289,7 @@ pub async fn create(
     .bind(&extension)
     .bind(&device_type)
     .bind(b.recording_enabled.unwrap_or(false))
+    .bind(b.mwi_unsolicited.unwrap_or(false))
     .bind(b.caller_id_did_id)
     .bind(proto::time::now())
     .fetch_one(&st.pool)
@@ -414,6 +421,8 @@ pub struct DeviceUpdate {
     pub extension: Option<Option<String>>,
     pub device_type: Option<String>,
     pub recording_enabled: Option<bool>,
+    /// Message-waiting NOTIFYs without a subscription; default off.
+    pub mwi_unsolicited: Option<bool>,
     /// Admins only.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, nullable)]
@@ -481,12 +490,13 @@ pub async fn update(
     let mut tx = st.pool.begin().await?;
     sqlx::query(
         "UPDATE devices SET name = ?, extension = ?, device_type = ?, recording_enabled = ?, \
-         user_id = ?, caller_id_did_id = ? WHERE id = ?",
+         mwi_unsolicited = ?, user_id = ?, caller_id_did_id = ? WHERE id = ?",
     )
     .bind(&name)
     .bind(&extension)
     .bind(&device_type)
     .bind(b.recording_enabled.unwrap_or(cur.recording_enabled))
+    .bind(b.mwi_unsolicited.unwrap_or(cur.mwi_unsolicited))
     .bind(owner)
     .bind(did)
     .bind(id)

@@ -152,6 +152,29 @@ impl Core {
     /// The owners' voicemail counts per device, read by the shell: every
     /// subscription whose count changed hears of it; expired ones end.
     pub fn set_voicemail_counts(&mut self, now: u64, counts: HashMap<i64, (u32, u32)>) {
+        // Devices in unsolicited mode without a subscription hear of a
+        // change too, at each registered contact.
+        let subscribed: std::collections::HashSet<i64> =
+            self.mwi.subs.values().map(|s| s.device_id).collect();
+        let unsolicited: Vec<(i64, String)> = self
+            .devices
+            .values()
+            .filter(|d| d.mwi_unsolicited && !subscribed.contains(&d.id))
+            .filter(|d| counts.get(&d.id) != self.mwi.counts.get(&d.id))
+            .map(|d| (d.id, d.username.clone()))
+            .collect();
+        for (device_id, username) in unsolicited {
+            let (new, old) = counts.get(&device_id).copied().unwrap_or((0, 0));
+            let targets: Vec<(String, Peer)> = self
+                .registrar
+                .all()
+                .filter(|b| b.device_id == device_id)
+                .map(|b| (b.contact.clone(), b.target()))
+                .collect();
+            for (contact, peer) in targets {
+                self.notify_unsolicited(now, &username, &contact, peer, new, old);
+            }
+        }
         let changed: Vec<String> = self
             .mwi
             .subs
@@ -193,6 +216,46 @@ impl Core {
         true
     }
 
+    /// An out-of-dialog NOTIFY to a phone that never subscribed.
+    fn notify_unsolicited(
+        &mut self,
+        now: u64,
+        username: &str,
+        contact: &str,
+        peer: Peer,
+        new: u32,
+        old: u32,
+    ) {
+        let realm = self.cfg.realm.clone();
+        let branch = format!("z9hG4bK{}", self.next_id());
+        let tag = self.next_id();
+        let call_id = format!("{}@gosip", self.next_id());
+        let local = self.addrs.via_host(&peer);
+        let body = summary(new, old, username, &realm);
+        let data = format!(
+            "NOTIFY {contact} SIP/2.0\r\n\
+             Via: SIP/2.0/{} {local};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:{username}@{realm}>;tag={tag}\r\n\
+             To: <sip:{username}@{realm}>\r\n\
+             Call-ID: {call_id}\r\n\
+             CSeq: 1 NOTIFY\r\n\
+             Contact: <sip:{local}>\r\n\
+             Event: {PACKAGE}\r\n\
+             Subscription-State: active\r\n\
+             User-Agent: GoSIP\r\n\
+             Content-Type: application/simple-message-summary\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            peer.transport.as_str().to_ascii_uppercase(),
+            body.len(),
+        )
+        .into_bytes();
+        // Its answer (or silence) needs no handling: the next change is
+        // sent anyway.
+        self.txns
+            .send_request(now, &branch, Transmit { peer, data }, NOTIFY_TIMEOUT_MS);
+    }
+
     fn notify(&mut self, now: u64, call_id: &str, state: Option<&str>) {
         let (new, old) = self
             .mwi
@@ -213,11 +276,7 @@ impl Core {
                 sub.expires_at.saturating_sub(now) / 1000
             ),
         };
-        let body = format!(
-            "Messages-Waiting: {}\r\nMessage-Account: sip:{}@{realm}\r\nVoice-Message: {new}/{old} (0/0)\r\n",
-            if new > 0 { "yes" } else { "no" },
-            sub.username
-        );
+        let body = summary(new, old, &sub.username, &realm);
         let (peer, target) = (sub.peer, sub.target.clone());
         let local = self.addrs.via_host(&peer);
         let sub = &self.mwi.subs[call_id];
@@ -248,4 +307,12 @@ impl Core {
         self.txns
             .send_request(now, &branch, Transmit { peer, data }, NOTIFY_TIMEOUT_MS);
     }
+}
+
+/// An `application/simple-message-summary` body (RFC 3842 section 5.2).
+fn summary(new: u32, old: u32, username: &str, realm: &str) -> String {
+    format!(
+        "Messages-Waiting: {}\r\nMessage-Account: sip:{username}@{realm}\r\nVoice-Message: {new}/{old} (0/0)\r\n",
+        if new > 0 { "yes" } else { "no" }
+    )
 }

@@ -155,6 +155,7 @@ mod tests {
             extension: Some("201".into()),
             recording: false,
             caller_id: did.map(Into::into),
+            mwi_unsolicited: false,
         }
     }
 
