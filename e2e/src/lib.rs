@@ -58,6 +58,92 @@ pub async fn grpc_channel(data_dir: &Path, port: u16) -> proto::grpc::AuthChanne
         .expect("daemon grpc")
 }
 
+/// webd's API as a browser or a script uses it: JSON bodies, the session
+/// cookie, the CSRF header.
+pub struct Api {
+    http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub fn new(sys: &System) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(20))
+                .build()
+                .expect("http client"),
+            base: sys.base_url(),
+        }
+    }
+
+    /// One request as `cookie` (may be empty): (status, JSON body or
+    /// null, the session cookie it set or "").
+    pub async fn call(
+        &self,
+        cookie: &str,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value, String) {
+        let mut r = self
+            .http
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", self.base),
+            )
+            .header("X-Requested-With", "gosip");
+        if !cookie.is_empty() {
+            r = r.header("Cookie", cookie);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.expect("webd answers");
+        let status = res.status().as_u16();
+        let set = res
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap_or("")
+            .to_owned();
+        (status, res.json().await.unwrap_or_default(), set)
+    }
+
+    /// [`Api::call`] that must answer `want`; returns the body.
+    pub async fn ok(
+        &self,
+        cookie: &str,
+        want: u16,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let (s, v, _) = self.call(cookie, method, path, body).await;
+        assert_eq!(s, want, "{method} {path}: {v}");
+        v
+    }
+
+    /// The first-run wizard through `POST /api/setup` with the setup token
+    /// webd wrote: the admin `admin@example.org` and `did` as the first
+    /// number (the admin owns it). Returns the admin's session cookie.
+    pub async fn setup(&self, sys: &System, did: &str) -> String {
+        let token = std::fs::read_to_string(sys.data_dir.join("setup-token")).expect("token");
+        let (s, v, cookie) = self
+            .call(
+                "",
+                "POST",
+                "/api/setup",
+                Some(serde_json::json!({"setup_token": token.trim(),
+                    "admin": {"email": "admin@example.org", "password": "correct horse battery"},
+                    "did": {"number": did, "name": "Main"}})),
+            )
+            .await;
+        assert_eq!(s, 200, "setup: {v}");
+        cookie
+    }
+}
+
 /// A sipp scenario from sipd's test suite (`sipd/tests/sipp/<name>`), shared
 /// so the system tests drive phones exactly as sipd's own tests do.
 pub fn sipp_scenario(name: &str) -> PathBuf {

@@ -12,38 +12,9 @@ use std::time::{Duration, Instant};
 
 use e2e::System;
 use e2e::standin::{CallScript, DialOutcome, RecordScript, Standin};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const DID: &str = "+15551230000";
-
-async fn call(
-    http: &reqwest::Client,
-    base: &str,
-    cookie: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value, String) {
-    let mut r = http
-        .request(method.parse().unwrap(), format!("{base}{path}"))
-        .header("X-Requested-With", "gosip");
-    if !cookie.is_empty() {
-        r = r.header("Cookie", cookie);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let res = r.send().await.unwrap();
-    let status = res.status().as_u16();
-    let set = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap_or("")
-        .to_owned();
-    (status, res.json().await.unwrap_or(Value::Null), set)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_subscribed_phone_hears_of_a_new_voicemail_and_of_it_being_played() {
@@ -51,51 +22,33 @@ async fn a_subscribed_phone_hears_of_a_new_voicemail_and_of_it_being_played() {
     let sys = System::start_with(&[("GOSIP_DEVICE_RELOAD_SECS", "1")])
         .await
         .expect("system");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let api = e2e::Api::new(&sys);
     let base = sys.base_url();
-    let token = std::fs::read_to_string(sys.data_dir.join("setup-token")).unwrap();
-    // The admin owns the first number, so its voicemails are the admin's.
-    let (s, v, admin) = call(
-        &http,
-        &base,
-        "",
-        "POST",
-        "/api/setup",
-        Some(json!({"setup_token": token.trim(),
-            "admin": {"email": "admin@example.org", "password": "correct horse battery"},
-            "did": {"number": DID, "name": "Main"}})),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
-    let (s, v, _) = call(
-        &http,
-        &base,
-        &admin,
-        "PUT",
-        "/api/system/config",
-        Some(json!({"values": {
-            "twilio.account_sid": twilio.account_sid,
-            "twilio.auth_token": twilio.auth_token,
-            "twilio.api_base": twilio.base_url,
-            "system.public_url": base,
-        }})),
-    )
-    .await;
+    let admin = api.setup(&sys, DID).await;
+    let (s, v, _) = api
+        .call(
+            &admin,
+            "PUT",
+            "/api/system/config",
+            Some(json!({"values": {
+                "twilio.account_sid": twilio.account_sid,
+                "twilio.auth_token": twilio.auth_token,
+                "twilio.api_base": twilio.base_url,
+                "system.public_url": base,
+            }})),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     twilio.add_number_for(DID, &base);
     // The admin's desk phone.
-    let (s, dev, _) = call(
-        &http,
-        &base,
-        &admin,
-        "POST",
-        "/api/devices",
-        Some(json!({"name": "desk", "username": "desk", "extension": "201"})),
-    )
-    .await;
+    let (s, dev, _) = api
+        .call(
+            &admin,
+            "POST",
+            "/api/devices",
+            Some(json!({"name": "desk", "username": "desk", "extension": "201"})),
+        )
+        .await;
     assert_eq!(s, 201, "{dev}");
     let password = dev["password"].as_str().unwrap().to_owned();
 
@@ -158,7 +111,7 @@ async fn a_subscribed_phone_hears_of_a_new_voicemail_and_of_it_being_played() {
     assert!(o.recording_sid.is_some(), "{o:?}\n{}", sys.log("twiliod"));
     let deadline = Instant::now() + Duration::from_secs(30);
     let vm_id = loop {
-        let (_, list, _) = call(&http, &base, &admin, "GET", "/api/voicemails", None).await;
+        let (_, list, _) = api.call(&admin, "GET", "/api/voicemails", None).await;
         if let Some(id) = list["items"][0]["id"].as_i64() {
             break id;
         }
@@ -172,15 +125,14 @@ async fn a_subscribed_phone_hears_of_a_new_voicemail_and_of_it_being_played() {
     // Give sipd's 2 s count reading a round or two to see "1 new" before
     // it is played in the UI (the sipp scenario fails if it never did).
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let (s, v, _) = call(
-        &http,
-        &base,
-        &admin,
-        "PUT",
-        &format!("/api/voicemails/{vm_id}/read"),
-        Some(json!({"is_read": true})),
-    )
-    .await;
+    let (s, v, _) = api
+        .call(
+            &admin,
+            "PUT",
+            &format!("/api/voicemails/{vm_id}/read"),
+            Some(json!({"is_read": true})),
+        )
+        .await;
     assert!(s < 300, "{s} {v}");
 
     let out = tokio::time::timeout(Duration::from_secs(100), sipp.wait_with_output())

@@ -2,10 +2,8 @@
 //! password masked, while the TwiML Twilio gets for the real call carries
 //! it; no daemon writes that password (or the auth token) to its log.
 
-use std::time::Duration;
-
 use e2e::System;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const MAIN: &str = "+15551230000";
 const TRUNK_PASSWORD: &str = "Trunk-Secret-7f3a9c";
@@ -13,107 +11,70 @@ const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const AUTH_TOKEN: &str = "auth-token-5b1e0d2c";
 const PUBLIC: &str = "https://pbx.test";
 
-async fn call(
-    http: &reqwest::Client,
-    sys: &System,
-    method: &str,
-    path: &str,
-    cookie: &str,
-    body: Option<Value>,
-) -> (u16, Value, String) {
-    let mut r = http
-        .request(method.parse().unwrap(), format!("{}{path}", sys.base_url()))
-        .header("X-Requested-With", "gosip");
-    if !cookie.is_empty() {
-        r = r.header("Cookie", cookie);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let res = r.send().await.expect("request");
-    let status = res.status().as_u16();
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap_or("")
-        .to_owned();
-    (status, res.json().await.unwrap_or(Value::Null), cookie)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn test_a_call_masks_the_trunk_password_and_no_log_holds_it() {
     let sys = System::start_with(&[("RUST_LOG", "debug")])
         .await
         .expect("start");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let api = e2e::Api::new(&sys);
     let token = std::fs::read_to_string(sys.data_dir.join("setup-token")).unwrap();
-    let (s, v, admin) = call(
-        &http,
-        &sys,
-        "POST",
-        "/api/setup",
-        "",
-        Some(json!({"setup_token": token.trim(),
+    let (s, v, admin) = api
+        .call(
+            "",
+            "POST",
+            "/api/setup",
+            Some(json!({"setup_token": token.trim(),
             "admin": {"email": "admin@example.org", "password": "correct horse battery"},
             "did": {"number": MAIN, "name": "Main"}})),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
-    let (s, v, _) = call(
-        &http,
-        &sys,
-        "PUT",
-        "/api/system/config",
-        &admin,
-        Some(json!({"values": {
-            "twilio.trunk_username": "trunkuser",
-            "twilio.trunk_password": TRUNK_PASSWORD,
-            "twilio.account_sid": ACCOUNT_SID,
-            "twilio.auth_token": AUTH_TOKEN,
-            // Twilio's REST API is nobody here: nothing leaves the host.
-            "twilio.api_base": format!("http://127.0.0.1:{}", e2e::free_tcp_port()),
-            "system.public_url": PUBLIC,
-        }})),
-    )
-    .await;
+    let (s, v, _) = api
+        .call(
+            &admin,
+            "PUT",
+            "/api/system/config",
+            Some(json!({"values": {
+                "twilio.trunk_username": "trunkuser",
+                "twilio.trunk_password": TRUNK_PASSWORD,
+                "twilio.account_sid": ACCOUNT_SID,
+                "twilio.auth_token": AUTH_TOKEN,
+                // Twilio's REST API is nobody here: nothing leaves the host.
+                "twilio.api_base": format!("http://127.0.0.1:{}", e2e::free_tcp_port()),
+                "system.public_url": PUBLIC,
+            }})),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
-    let (s, dev, _) = call(
-        &http,
-        &sys,
-        "POST",
-        "/api/devices",
-        &admin,
-        Some(json!({"name": "Desk", "username": "desk100", "extension": "100"})),
-    )
-    .await;
+    let (s, dev, _) = api
+        .call(
+            &admin,
+            "POST",
+            "/api/devices",
+            Some(json!({"name": "Desk", "username": "desk100", "extension": "100"})),
+        )
+        .await;
     assert_eq!(s, 201, "{dev}");
-    let (s, r, _) = call(
-        &http,
-        &sys,
-        "POST",
-        "/api/routes",
-        &admin,
-        Some(json!({"did_id": 1, "name": "Desk phone", "priority": 1,
+    let (s, r, _) = api
+        .call(
+            &admin,
+            "POST",
+            "/api/routes",
+            Some(json!({"did_id": 1, "name": "Desk phone", "priority": 1,
             "condition_type": "default", "condition_data": {},
             "action_type": "ring", "action_data": {"device_ids": [dev["id"]]}})),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(s, 201, "{r}");
 
-    let (s, v, _) = call(
-        &http,
-        &sys,
-        "POST",
-        "/api/routes/test",
-        &admin,
-        Some(json!({"did": MAIN, "from_number": "+15557654321"})),
-    )
-    .await;
+    let (s, v, _) = api
+        .call(
+            &admin,
+            "POST",
+            "/api/routes/test",
+            Some(json!({"did": MAIN, "from_number": "+15557654321"})),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     let twiml = v["twiml"].as_str().unwrap_or_default();
     // The call would ring the desk phone through the trunk credentials.
@@ -140,7 +101,7 @@ async fn test_a_call_masks_the_trunk_password_and_no_log_holds_it() {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let sig = e2e::standin::signature(AUTH_TOKEN, &format!("{PUBLIC}{path}"), &params);
-    let r = http
+    let r = reqwest::Client::new()
         .post(format!("{}{path}", sys.base_url()))
         .header("X-Twilio-Signature", sig)
         .form(&params)
@@ -157,7 +118,7 @@ async fn test_a_call_masks_the_trunk_password_and_no_log_holds_it() {
     );
 
     // The settings API masks it too.
-    let (_, cfg, _) = call(&http, &sys, "GET", "/api/system/config", &admin, None).await;
+    let (_, cfg, _) = api.call(&admin, "GET", "/api/system/config", None).await;
     assert!(!cfg.to_string().contains(TRUNK_PASSWORD), "{cfg}");
     assert!(!cfg.to_string().contains(AUTH_TOKEN), "{cfg}");
     // No daemon wrote either secret to its log, at debug level, after

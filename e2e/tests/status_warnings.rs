@@ -9,50 +9,20 @@ use std::time::Duration;
 
 use e2e::System;
 use e2e::standin::Standin;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const MAIN: &str = "+15551230000";
 
-async fn call(
-    http: &reqwest::Client,
-    sys: &System,
-    method: &str,
-    path: &str,
-    cookie: &str,
-    body: Option<Value>,
-) -> (u16, Value, String) {
-    let mut r = http
-        .request(method.parse().unwrap(), format!("{}{path}", sys.base_url()))
-        .header("X-Requested-With", "gosip");
-    if !cookie.is_empty() {
-        r = r.header("Cookie", cookie);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let res = r.send().await.expect("request");
-    let status = res.status().as_u16();
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap_or("")
-        .to_owned();
-    (status, res.json().await.unwrap_or(Value::Null), cookie)
-}
-
 /// Polls the admin health until `ok` holds for its warnings (30 s at most).
 async fn warnings_until(
-    http: &reqwest::Client,
-    sys: &System,
+    api: &e2e::Api,
     admin: &str,
     what: &str,
     ok: impl Fn(&[String]) -> bool,
 ) -> Vec<String> {
     let mut last = Vec::new();
     for _ in 0..300 {
-        let (_, v, _) = call(http, sys, "GET", "/api/system/health", admin, None).await;
+        let (_, v, _) = api.call(admin, "GET", "/api/system/health", None).await;
         last = v["warnings"]
             .as_array()
             .map(|a| {
@@ -78,53 +48,48 @@ async fn the_status_warns_while_twilio_is_not_connected_and_while_a_number_has_n
         .await
         .expect("start");
     let twilio = Standin::start().await.expect("stand-in");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let api = e2e::Api::new(&sys);
     let token = std::fs::read_to_string(sys.data_dir.join("setup-token")).unwrap();
     // The wizard with "Skip Twilio".
-    let (s, v, admin) = call(
-        &http,
-        &sys,
-        "POST",
-        "/api/setup",
-        "",
-        Some(json!({"setup_token": token.trim(),
+    let (s, v, admin) = api
+        .call(
+            "",
+            "POST",
+            "/api/setup",
+            Some(json!({"setup_token": token.trim(),
             "admin": {"email": "admin@example.org", "password": "correct horse battery"},
             "did": {"number": MAIN, "name": "Main"}})),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
-    let w = warnings_until(&http, &sys, &admin, "Twilio not connected", |w| {
+    let w = warnings_until(&api, &admin, "Twilio not connected", |w| {
         w.iter().any(|w| w.starts_with("Twilio is not connected"))
     })
     .await;
     assert_eq!(w.len(), 1, "{w:?}");
-    let (_, v, _) = call(&http, &sys, "GET", "/api/system/health", &admin, None).await;
+    let (_, v, _) = api.call(&admin, "GET", "/api/system/health", None).await;
     assert_eq!(v["twilio_connected"], json!(false), "{v}");
     // Nobody else sees it: the public answer has no warnings.
-    let (_, v, _) = call(&http, &sys, "GET", "/api/system/health", "", None).await;
+    let (_, v, _) = api.call("", "GET", "/api/system/health", None).await;
     assert!(v.get("warnings").is_none(), "{v}");
     assert!(v.get("twilio_connected").is_none(), "{v}");
 
     // A mistyped Auth Token: Twilio refuses it, and the status says so.
     let pn = twilio.add_number_for(MAIN, &sys.base_url());
-    let (s, v, _) = call(
-        &http,
-        &sys,
-        "PUT",
-        "/api/system/config",
-        &admin,
-        Some(json!({"values": {
-            "twilio.account_sid": twilio.account_sid,
-            "twilio.auth_token": "not-the-token",
-            "twilio.api_base": twilio.base_url,
-        }})),
-    )
-    .await;
+    let (s, v, _) = api
+        .call(
+            &admin,
+            "PUT",
+            "/api/system/config",
+            Some(json!({"values": {
+                "twilio.account_sid": twilio.account_sid,
+                "twilio.auth_token": "not-the-token",
+                "twilio.api_base": twilio.base_url,
+            }})),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
-    let w = warnings_until(&http, &sys, &admin, "Twilio refusing the token", |w| {
+    let w = warnings_until(&api, &admin, "Twilio refusing the token", |w| {
         w.iter().any(|w| w.starts_with("Twilio refuses"))
     })
     .await;
@@ -134,21 +99,20 @@ async fn the_status_warns_while_twilio_is_not_connected_and_while_a_number_has_n
     );
 
     // Twilio connected; the number has no emergency address there yet.
-    let (s, v, _) = call(
-        &http,
-        &sys,
-        "PUT",
-        "/api/system/config",
-        &admin,
-        Some(json!({"values": {
-            "twilio.account_sid": twilio.account_sid,
-            "twilio.auth_token": twilio.auth_token,
-            "twilio.api_base": twilio.base_url,
-        }})),
-    )
-    .await;
+    let (s, v, _) = api
+        .call(
+            &admin,
+            "PUT",
+            "/api/system/config",
+            Some(json!({"values": {
+                "twilio.account_sid": twilio.account_sid,
+                "twilio.auth_token": twilio.auth_token,
+                "twilio.api_base": twilio.base_url,
+            }})),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
-    let w = warnings_until(&http, &sys, &admin, "the number's missing address", |w| {
+    let w = warnings_until(&api, &admin, "the number's missing address", |w| {
         w.iter()
             .any(|w| w.starts_with(MAIN) && w.contains("emergency address"))
     })
@@ -159,7 +123,7 @@ async fn the_status_warns_while_twilio_is_not_connected_and_while_a_number_has_n
         "{w:?}"
     );
 
-    let (_, v, _) = call(&http, &sys, "GET", "/api/system/health", &admin, None).await;
+    let (_, v, _) = api.call(&admin, "GET", "/api/system/health", None).await;
     assert_eq!(v["twilio_connected"], json!(true), "{v}");
 
     // The admin adds the address at Twilio: the warning goes.
@@ -174,5 +138,5 @@ async fn the_status_warns_while_twilio_is_not_connected_and_while_a_number_has_n
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    warnings_until(&http, &sys, &admin, "no warnings", |w| w.is_empty()).await;
+    warnings_until(&api, &admin, "no warnings", |w| w.is_empty()).await;
 }

@@ -16,39 +16,10 @@ use e2e::audio::{Wav, sine};
 use e2e::baresip::Baresip;
 use e2e::standin::Standin;
 use e2e::standin::trunk::Trunk;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const MAIN: &str = "+15551230000";
 const HANDSET: &str = "+15557770001";
-
-async fn call(
-    http: &reqwest::Client,
-    base: &str,
-    cookie: &str,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value, String) {
-    let mut r = http
-        .request(method.parse().unwrap(), format!("{base}{path}"))
-        .header("X-Requested-With", "gosip");
-    if !cookie.is_empty() {
-        r = r.header("Cookie", cookie);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let res = r.send().await.unwrap();
-    let status = res.status().as_u16();
-    let set = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap_or("")
-        .to_owned();
-    (status, res.json().await.unwrap_or(Value::Null), set)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn set_up_twilio_makes_the_trunk_and_its_credentials_and_outbound_calls_use_them() {
@@ -61,58 +32,36 @@ async fn set_up_twilio_makes_the_trunk_and_its_credentials_and_outbound_calls_us
     let sys = System::start_with(&[("GOSIP_DEVICE_RELOAD_SECS", "1")])
         .await
         .expect("system");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let api = e2e::Api::new(&sys);
     let base = sys.base_url();
-    let token = std::fs::read_to_string(sys.data_dir.join("setup-token")).unwrap();
-    let (s, v, admin) = call(
-        &http,
-        &base,
-        "",
-        "POST",
-        "/api/setup",
-        Some(json!({"setup_token": token.trim(),
-            "admin": {"email": "admin@example.org", "password": "correct horse battery"},
-            "did": {"number": MAIN, "name": "Main"}})),
-    )
-    .await;
-    assert_eq!(s, 200, "{v}");
+    let admin = api.setup(&sys, MAIN).await;
     let public = base.clone();
     // The termination address is set to the stand-in's trunk on loopback
     // (a real one would be the trunk's pstn.twilio.com name, which a test
     // must not resolve); no public address yet.
-    let (s, v, _) = call(
-        &http,
-        &base,
-        &admin,
-        "PUT",
-        "/api/system/config",
-        Some(json!({"values": {
-            "twilio.account_sid": twilio.account_sid,
-            "twilio.auth_token": twilio.auth_token,
-            "twilio.api_base": twilio.base_url,
-            "system.public_url": public,
-            "twilio.termination_uri": trunk.addr.to_string(),
-        }})),
-    )
-    .await;
+    let (s, v, _) = api
+        .call(
+            &admin,
+            "PUT",
+            "/api/system/config",
+            Some(json!({"values": {
+                "twilio.account_sid": twilio.account_sid,
+                "twilio.auth_token": twilio.auth_token,
+                "twilio.api_base": twilio.base_url,
+                "system.public_url": public,
+                "twilio.termination_uri": trunk.addr.to_string(),
+            }})),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     // The number exists at Twilio but points elsewhere, and the wizard
     // stored it without its Twilio SID: the set-up finds it by number.
     let sid = twilio.add_number_for(MAIN, "http://127.0.0.1:9");
 
     // First run: everything is made.
-    let (s, r, _) = call(
-        &http,
-        &base,
-        &admin,
-        "POST",
-        "/api/system/twilio/setup",
-        None,
-    )
-    .await;
+    let (s, r, _) = api
+        .call(&admin, "POST", "/api/system/twilio/setup", None)
+        .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["ok"], true, "{r}");
     let done: Vec<String> = serde_json::from_value(r["done"].clone()).unwrap();
@@ -125,7 +74,7 @@ async fn set_up_twilio_makes_the_trunk_and_its_credentials_and_outbound_calls_us
         said(&format!("{MAIN}: calls and texts now come to {public}")),
         "{done:#?}"
     );
-    let (_, dids, _) = call(&http, &base, &admin, "GET", "/api/dids", None).await;
+    let (_, dids, _) = api.call(&admin, "GET", "/api/dids", None).await;
     assert_eq!(dids["items"][0]["twilio_sid"], sid.as_str(), "{dids}");
     let (user, pass, domain) = {
         let w = twilio.world();
@@ -152,7 +101,7 @@ async fn set_up_twilio_makes_the_trunk_and_its_credentials_and_outbound_calls_us
     };
     // webd stored the new credentials (the API shows the user, never the
     // password); the secret in config is the one at Twilio.
-    let (_, cfg, _) = call(&http, &base, &admin, "GET", "/api/system/config", None).await;
+    let (_, cfg, _) = api.call(&admin, "GET", "/api/system/config", None).await;
     assert_eq!(
         cfg["values"]["twilio.trunk_username"],
         user.as_str(),
@@ -161,15 +110,14 @@ async fn set_up_twilio_makes_the_trunk_and_its_credentials_and_outbound_calls_us
     assert_ne!(cfg["values"]["twilio.trunk_password"], pass.as_str());
 
     // A phone's call to an outside number goes through with them.
-    let (s, dev, _) = call(
-        &http,
-        &base,
-        &admin,
-        "POST",
-        "/api/devices",
-        Some(json!({"name": "desk", "username": "desk", "extension": "201"})),
-    )
-    .await;
+    let (s, dev, _) = api
+        .call(
+            &admin,
+            "POST",
+            "/api/devices",
+            Some(json!({"name": "desk", "username": "desk", "extension": "201"})),
+        )
+        .await;
     assert_eq!(s, 201, "{dev}");
     let root = tempfile::tempdir().unwrap();
     let tone = root.path().join("tone.wav");
@@ -183,15 +131,9 @@ async fn set_up_twilio_makes_the_trunk_and_its_credentials_and_outbound_calls_us
     phone.connect().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, d, _) = call(
-            &http,
-            &base,
-            &admin,
-            "GET",
-            &format!("/api/devices/{}", dev["id"]),
-            None,
-        )
-        .await;
+        let (_, d, _) = api
+            .call(&admin, "GET", &format!("/api/devices/{}", dev["id"]), None)
+            .await;
         if d["registered"] == true {
             break;
         }
@@ -231,25 +173,18 @@ async fn set_up_twilio_makes_the_trunk_and_its_credentials_and_outbound_calls_us
 
     // Second run, now with a public address: nothing is made twice, the
     // credentials are kept, the origination URI is added.
-    let (s, v, _) = call(
-        &http,
-        &base,
-        &admin,
-        "PUT",
-        "/api/system/config",
-        Some(json!({"values": {"sip.public_address": "203.0.113.7"}})),
-    )
-    .await;
+    let (s, v, _) = api
+        .call(
+            &admin,
+            "PUT",
+            "/api/system/config",
+            Some(json!({"values": {"sip.public_address": "203.0.113.7"}})),
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
-    let (s, r, _) = call(
-        &http,
-        &base,
-        &admin,
-        "POST",
-        "/api/system/twilio/setup",
-        None,
-    )
-    .await;
+    let (s, r, _) = api
+        .call(&admin, "POST", "/api/system/twilio/setup", None)
+        .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["ok"], true, "{r}");
     let done: Vec<String> = serde_json::from_value(r["done"].clone()).unwrap();
@@ -273,25 +208,18 @@ async fn set_up_twilio_makes_the_trunk_and_its_credentials_and_outbound_calls_us
     }
 
     // Wrong Twilio credentials: a plain answer, nothing changed.
-    let (s, _, _) = call(
-        &http,
-        &base,
-        &admin,
-        "PUT",
-        "/api/system/config",
-        Some(json!({"values": {"twilio.auth_token": "wrong-token-0123456789abcdef0123"}})),
-    )
-    .await;
+    let (s, _, _) = api
+        .call(
+            &admin,
+            "PUT",
+            "/api/system/config",
+            Some(json!({"values": {"twilio.auth_token": "wrong-token-0123456789abcdef0123"}})),
+        )
+        .await;
     assert_eq!(s, 200);
-    let (s, r, _) = call(
-        &http,
-        &base,
-        &admin,
-        "POST",
-        "/api/system/twilio/setup",
-        None,
-    )
-    .await;
+    let (s, r, _) = api
+        .call(&admin, "POST", "/api/system/twilio/setup", None)
+        .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["ok"], false, "{r}");
     assert!(r["error"].as_str().unwrap().contains("20003"), "{r}");
