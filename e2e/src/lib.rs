@@ -124,6 +124,32 @@ impl Api {
         v
     }
 
+    /// Connects GoSIP to the Twilio stand-in `s` through the settings API,
+    /// as the admin types the credentials; `extra` adds more settings.
+    pub async fn connect_twilio(
+        &self,
+        cookie: &str,
+        s: &standin::Standin,
+        extra: serde_json::Value,
+    ) {
+        let mut values = serde_json::json!({
+            "twilio.account_sid": s.account_sid,
+            "twilio.auth_token": s.auth_token,
+            "twilio.api_base": s.base_url,
+        });
+        if let (Some(v), Some(e)) = (values.as_object_mut(), extra.as_object()) {
+            v.extend(e.clone());
+        }
+        self.ok(
+            cookie,
+            200,
+            "PUT",
+            "/api/system/config",
+            Some(serde_json::json!({ "values": values })),
+        )
+        .await;
+    }
+
     /// The first-run wizard through `POST /api/setup` with the setup token
     /// webd wrote: the admin `admin@example.org` and `did` as the first
     /// number (the admin owns it). Returns the admin's session cookie.

@@ -25,20 +25,8 @@ async fn a_subscribed_phone_hears_of_a_new_voicemail_and_of_it_being_played() {
     let api = e2e::Api::new(&sys);
     let base = sys.base_url();
     let admin = api.setup(&sys, DID).await;
-    let (s, v, _) = api
-        .call(
-            &admin,
-            "PUT",
-            "/api/system/config",
-            Some(json!({"values": {
-                "twilio.account_sid": twilio.account_sid,
-                "twilio.auth_token": twilio.auth_token,
-                "twilio.api_base": twilio.base_url,
-                "system.public_url": base,
-            }})),
-        )
+    api.connect_twilio(&admin, &twilio, json!({"system.public_url": base}))
         .await;
-    assert_eq!(s, 200, "{v}");
     twilio.add_number_for(DID, &base);
     // The admin's desk phone.
     let (s, dev, _) = api

@@ -99,19 +99,7 @@ async fn the_status_warns_while_twilio_is_not_connected_and_while_a_number_has_n
     );
 
     // Twilio connected; the number has no emergency address there yet.
-    let (s, v, _) = api
-        .call(
-            &admin,
-            "PUT",
-            "/api/system/config",
-            Some(json!({"values": {
-                "twilio.account_sid": twilio.account_sid,
-                "twilio.auth_token": twilio.auth_token,
-                "twilio.api_base": twilio.base_url,
-            }})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    api.connect_twilio(&admin, &twilio, json!({})).await;
     let w = warnings_until(&api, &admin, "the number's missing address", |w| {
         w.iter()
             .any(|w| w.starts_with(MAIN) && w.contains("emergency address"))

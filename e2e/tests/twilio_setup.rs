@@ -39,21 +39,12 @@ async fn set_up_twilio_makes_the_trunk_and_its_credentials_and_outbound_calls_us
     // The termination address is set to the stand-in's trunk on loopback
     // (a real one would be the trunk's pstn.twilio.com name, which a test
     // must not resolve); no public address yet.
-    let (s, v, _) = api
-        .call(
-            &admin,
-            "PUT",
-            "/api/system/config",
-            Some(json!({"values": {
-                "twilio.account_sid": twilio.account_sid,
-                "twilio.auth_token": twilio.auth_token,
-                "twilio.api_base": twilio.base_url,
-                "system.public_url": public,
-                "twilio.termination_uri": trunk.addr.to_string(),
-            }})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
+    api.connect_twilio(
+        &admin,
+        &twilio,
+        json!({"system.public_url": public, "twilio.termination_uri": trunk.addr.to_string()}),
+    )
+    .await;
     // The number exists at Twilio but points elsewhere, and the wizard
     // stored it without its Twilio SID: the set-up finds it by number.
     let sid = twilio.add_number_for(MAIN, "http://127.0.0.1:9");
