@@ -1,10 +1,9 @@
 // Display helpers.
 import { parsePhoneNumberFromString } from 'libphonenumber-js/min'
 
-// The system's country calling code (from /api/auth/me): its numbers are
-// shown the way people there write them, others in international form.
-let homeCode = '1'
-export function setHomeCode(code) { if (code) homeCode = String(code) }
+import { homeCode, setHomeCode } from './home.js'
+
+export { setHomeCode }
 
 /** A phone number for people: "+15558675309" -> "(555) 867-5309" at home,
  * "+44 20 7946 0958" abroad; extensions and names are left as they are. */
@@ -12,7 +11,7 @@ export function fmtNumber(n) {
   if (typeof n !== 'string' || !/^\+\d{4,}$/.test(n)) return n ?? ''
   const p = parsePhoneNumberFromString(n)
   if (!p?.isPossible()) return n
-  return p.countryCallingCode === homeCode ? p.formatNational() : p.formatInternational()
+  return p.countryCallingCode === homeCode() ? p.formatNational() : p.formatInternational()
 }
 export function fmtDate(iso) {
   if (!iso) return ''

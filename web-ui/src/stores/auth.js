@@ -1,7 +1,7 @@
 // Who is logged in, and whether the first-run wizard is still open.
 import { defineStore } from 'pinia'
 import { call } from '../client.js'
-import { setHomeCode } from '../format.js'
+import { setHomeCode } from '../home.js'
 
 export const useAuth = defineStore('auth', {
   state: () => ({ user: null, loaded: false, setupNeeded: false }),
