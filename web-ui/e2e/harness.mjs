@@ -11,12 +11,20 @@ const ROOT = resolve(import.meta.dirname, '..', '..')
 export const ARTIFACTS = join(ROOT, 'e2e', 'artifacts')
 const DAEMONS = ['sipd', 'mediad', 'twiliod', 'notifyd', 'webd']
 
+// Ports handed out in this process: the kernel may give a just-closed port
+// 0 again, and two daemons on one port fail to start (seen: notifyd's gRPC on
+// sipd's SIP port).
+const handed = new Set()
+
 export async function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer()
-    s.once('error', rej)
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)) })
-  })
+  for (;;) {
+    const p = await new Promise((res, rej) => {
+      const s = createServer()
+      s.once('error', rej)
+      s.listen(0, '127.0.0.1', () => { const port = s.address().port; s.close(() => res(port)) })
+    })
+    if (!handed.has(p)) { handed.add(p); return p }
+  }
 }
 
 export async function startSystem(extraEnv = {}) {
