@@ -16,27 +16,15 @@ async fn an_inbound_call_through_webd_is_decided_by_twiliod_and_leaves_a_voicema
     let s = Standin::start().await.expect("stand-in");
     let public = sys.base_url();
     let pool = proto::db::open(&sys.data_dir).await.expect("db");
-    for (k, v) in [
-        ("twilio.api_base", s.base_url.as_str()),
-        ("twilio.account_sid", s.account_sid.as_str()),
-        ("twilio.auth_token", s.auth_token.as_str()),
-        ("system.public_url", public.as_str()),
-    ] {
-        proto::settings::store(&pool, k, v).await.expect("store");
-    }
-    let owner: i64 = sqlx::query_scalar(
-        "INSERT INTO users (email, password_hash, role) VALUES ('vm@pbx.test', 'x', 'user') RETURNING id",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("user");
-    sqlx::query("INSERT INTO dids (number, name, owner_user_id) VALUES (?, 'Main', ?)")
-        .bind(DID)
-        .bind(owner)
-        .execute(&pool)
-        .await
-        .expect("did");
-    e2e::reload_daemons(&sys.data_dir, &[sys.ports.twiliod_grpc]).await;
+    // Set up as the admin does: the wizard (the admin owns the first
+    // number), then Twilio's credentials on the settings screen.
+    let api = e2e::Api::new(&sys);
+    let admin = api.setup(&sys, DID).await;
+    api.connect_twilio(&admin, &s, serde_json::json!({"system.public_url": public}))
+        .await;
+    let owner = api.ok(&admin, 200, "GET", "/api/auth/me", None).await["id"]
+        .as_i64()
+        .expect("admin id");
     s.add_number_for(DID, &public);
     // Give the rules cache its reload.
     tokio::time::sleep(Duration::from_millis(1200)).await;
