@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 
 use e2e::System;
 use e2e::standin::{CallScript, DialOutcome, Event, Standin};
-use md5::{Digest, Md5};
 use serde_json::json;
 
 const DID: &str = "+15550001111";
 const CALLER: &str = "+15557654321";
-const REALM: &str = "gosip.test";
+const PHONE_PASSWORD: &str = "desk-secret-pass";
 const TALK_SECS: u32 = 3;
 
 /// The phone: sipp in server mode answers one call with PCMU on `-mp`
@@ -87,40 +86,6 @@ const PHONE_XML: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
 </scenario>
 "#;
 
-/// Runs the setup wizard, then `POST /api/routes` as that admin; the id.
-async fn admin_creates_route(sys: &System, rule: serde_json::Value) -> i64 {
-    let http = reqwest::Client::new();
-    let base = sys.base_url();
-    let token = std::fs::read_to_string(sys.data_dir.join("setup-token")).unwrap_or_default();
-    let res = http
-        .post(format!("{base}/api/setup"))
-        .header("X-Requested-With", "gosip")
-        .json(&json!({"setup_token": token.trim(),
-            "admin": {"email": "admin@example.org", "password": "correct horse battery"}}))
-        .send()
-        .await
-        .expect("setup");
-    assert_eq!(res.status().as_u16(), 200);
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap_or("")
-        .to_owned();
-    let res = http
-        .post(format!("{base}/api/routes"))
-        .header("X-Requested-With", "gosip")
-        .header("Cookie", cookie)
-        .json(&rule)
-        .send()
-        .await
-        .expect("route");
-    assert_eq!(res.status().as_u16(), 201);
-    let v: serde_json::Value = res.json().await.expect("json");
-    v["id"].as_i64().expect("id")
-}
-
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
@@ -159,62 +124,75 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
     let public = sys.base_url();
     let pool = proto::db::open(&sys.data_dir).await.expect("db");
     let sip_port = sys.ports.sip.to_string();
-    for (k, v) in [
-        ("twilio.api_base", s.base_url.as_str()),
-        ("twilio.account_sid", s.account_sid.as_str()),
-        ("twilio.auth_token", s.auth_token.as_str()),
-        ("twilio.trunk_username", "twilio-trunk"),
-        ("twilio.trunk_password", "trunk-secret"),
-        ("system.public_url", public.as_str()),
-        ("sip.public_address", "127.0.0.1"),
-        ("sip.realm", REALM),
-    ] {
-        proto::settings::store(&pool, k, v).await.expect("store");
-    }
-    let owner: i64 = sqlx::query_scalar(
-        "INSERT INTO users (email, password_hash, role) VALUES ('desk@pbx.test', 'x', 'user') RETURNING id",
+    // Set up as a user does: the wizard, Twilio and the trunk on the
+    // settings screen, a user with a desk phone, the number given to them,
+    // and the rule made in the rules editor.
+    let api = e2e::Api::new(&sys);
+    let admin = api.setup(&sys, DID).await;
+    api.connect_twilio(
+        &admin,
+        &s,
+        json!({"twilio.trunk_username": "twilio-trunk",
+               "twilio.trunk_password": "trunk-secret",
+               "system.public_url": public,
+               "sip.public_address": "127.0.0.1"}),
     )
-    .fetch_one(&pool)
-    .await
-    .expect("user");
-    let ha1 = hex::encode(Md5::digest(format!("desk:{REALM}:desk-secret")));
-    let ha1_sha = hex::encode(sha2::Sha256::digest(format!("desk:{REALM}:desk-secret")));
-    let device: i64 = sqlx::query_scalar(
-        "INSERT INTO devices (user_id, name, username, password_hash, ha1_sha256, realm, extension) \
-         VALUES (?, 'Desk phone', 'desk', ?, ?, ?, '201') RETURNING id",
-    )
-    .bind(owner)
-    .bind(&ha1)
-    .bind(&ha1_sha)
-    .bind(REALM)
-    .fetch_one(&pool)
-    .await
-    .expect("device");
+    .await;
+    let owner = api
+        .ok(
+            &admin,
+            201,
+            "POST",
+            "/api/users",
+            Some(json!({"email": "desk@pbx.test", "name": "Desk", "role": "user",
+                        "password": "correct horse battery"})),
+        )
+        .await["id"]
+        .as_i64()
+        .expect("user id");
+    let device = api
+        .ok(
+            &admin,
+            201,
+            "POST",
+            "/api/devices",
+            Some(json!({"name": "Desk phone", "username": "desk", "password": PHONE_PASSWORD,
+                        "extension": "201", "device_type": "grandstream", "user_id": owner})),
+        )
+        .await["id"]
+        .as_i64()
+        .expect("device id");
     let pn = s.add_number_for(DID, &public);
-    let did_id: i64 = sqlx::query_scalar(
-        "INSERT INTO dids (number, twilio_sid, name, owner_user_id) VALUES (?, ?, 'Main', ?) RETURNING id",
+    let dids = api.ok(&admin, 200, "GET", "/api/dids", None).await;
+    let did_id = dids["items"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["number"] == DID))
+        .and_then(|d| d["id"].as_i64())
+        .expect("the wizard's number");
+    api.ok(
+        &admin,
+        200,
+        "PUT",
+        &format!("/api/dids/{did_id}"),
+        Some(json!({"twilio_sid": pn, "owner_user_id": owner})),
     )
-    .bind(DID)
-    .bind(&pn)
-    .bind(owner)
-    .fetch_one(&pool)
-    .await
-    .expect("did");
+    .await;
     // The rule as an admin makes it in the UI: ring the number owner's
     // devices, i.e. the phone.
-    let route = admin_creates_route(
-        &sys,
-        json!({"did_id": did_id, "priority": 0, "name": "Office phones",
+    let route = api
+        .ok(
+            &admin,
+            201,
+            "POST",
+            "/api/routes",
+            Some(json!({"did_id": did_id, "priority": 0, "name": "Office phones",
                "condition_type": "default", "condition_data": {},
-               "action_type": "ring", "action_data": {"device_ids": [], "owner": true}}),
-    )
-    .await;
-    e2e::reload_daemons(
-        &sys.data_dir,
-        &[sys.ports.twiliod_grpc, sys.ports.sipd_grpc],
-    )
-    .await;
-    // sipd's Reload re-read the devices before it answered; twiliod's rules
+               "action_type": "ring", "action_data": {"device_ids": [], "owner": true}})),
+        )
+        .await["id"]
+        .as_i64()
+        .expect("route id");
+    // webd pushed the device to sipd before it answered; twiliod's rules
     // cache polls the database every 250 ms.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -258,7 +236,7 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
     std::fs::write(
         dir.path().join("register.csv"),
         format!(
-            "SEQUENTIAL\ndesk;[authentication username=desk password=desk-secret];{phone_port}\n"
+            "SEQUENTIAL\ndesk;[authentication username=desk password={PHONE_PASSWORD}];{phone_port}\n"
         ),
     )
     .expect("csv");
@@ -287,18 +265,16 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
         sipp_errors(dir.path()),
         sys.log("sipd")
     );
+    // The devices screen shows the phone registered.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM registrations WHERE device_id = ? AND online")
-                .bind(device)
-                .fetch_one(&pool)
-                .await
-                .expect("count");
-        if n == 1 {
+        let d = api
+            .ok(&admin, 200, "GET", &format!("/api/devices/{device}"), None)
+            .await;
+        if d["registered"] == true {
             break;
         }
-        assert!(Instant::now() < deadline, "phone never registered");
+        assert!(Instant::now() < deadline, "phone never registered: {d}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
