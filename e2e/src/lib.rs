@@ -67,12 +67,18 @@ pub struct Api {
 
 impl Api {
     pub fn new(sys: &System) -> Self {
+        Self::at(sys.base_url())
+    }
+
+    /// The API of a webd at `base` (`http://127.0.0.1:port`), e.g. one a
+    /// test runs in-process.
+    pub fn at(base: String) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(20))
                 .build()
                 .expect("http client"),
-            base: sys.base_url(),
+            base,
         }
     }
 
@@ -154,7 +160,12 @@ impl Api {
     /// webd wrote: the admin `admin@example.org` and `did` as the first
     /// number (the admin owns it). Returns the admin's session cookie.
     pub async fn setup(&self, sys: &System, did: &str) -> String {
-        let token = std::fs::read_to_string(sys.data_dir.join("setup-token")).expect("token");
+        self.setup_in(&sys.data_dir, did).await
+    }
+
+    /// [`Api::setup`] for a webd whose data folder is `data_dir`.
+    pub async fn setup_in(&self, data_dir: &Path, did: &str) -> String {
+        let token = std::fs::read_to_string(data_dir.join("setup-token")).expect("token");
         let (s, v, cookie) = self
             .call(
                 "",

@@ -2,8 +2,10 @@
 //! rule type and action, blocking, spam and anonymous edges, DST through
 //! the "test a call" RPC, voicemail end to end, REST faults and the wizard.
 //!
-//! twiliod runs in-process (`twiliod::run`) on loopback ports with a temp
-//! data dir; the stand-in plays Twilio: it signs webhooks over the public
+//! twiliod and webd run in-process (`twiliod::run`, `webd::run`) on
+//! loopback ports with a temp data dir; everything is set up through
+//! webd's API (the wizard, settings, users, numbers, blocklist, VIP list),
+//! as the admin does in the UI. The stand-in plays Twilio: it signs webhooks over the public
 //! URL `https://pbx.test` and delivers them to twiliod's port, follows the
 //! TwiML and serves recordings. notifyd is deliberately unreachable: its
 //! hand-offs must queue, never fail a webhook.
@@ -31,6 +33,9 @@ struct Env {
     grpc: u16,
     owner: i64,
     did_id: i64,
+    /// webd's API and the admin's session.
+    api: e2e::Api,
+    admin: String,
     stop: CancellationToken,
 }
 
@@ -63,34 +68,6 @@ impl Env {
         let dir = tempfile::tempdir().expect("tmp");
         let data = dir.path().join("data");
         let pool = proto::db::open(&data).await.expect("db");
-        let base = [
-            ("twilio.api_base", s.base_url.as_str()),
-            ("twilio.account_sid", s.account_sid.as_str()),
-            ("twilio.auth_token", s.auth_token.as_str()),
-            ("system.public_url", PUBLIC),
-            ("sip.public_address", "127.0.0.1"),
-            ("twilio.trunk_username", "twilio-trunk"),
-            ("twilio.trunk_password", "trunk-secret"),
-        ];
-        for (k, v) in base.iter().chain(settings.iter()) {
-            proto::settings::store(&pool, k, v).await.expect("setting");
-        }
-        let owner: i64 = sqlx::query_scalar(
-            "INSERT INTO users (email, password_hash, role) VALUES ('owner@pbx.test', 'x', 'user') RETURNING id",
-        )
-        .fetch_one(&pool)
-        .await
-        .expect("user");
-        let pn = s.add_number_for(DID, PUBLIC);
-        let did_id: i64 = sqlx::query_scalar(
-            "INSERT INTO dids (number, twilio_sid, name, owner_user_id) VALUES (?, ?, 'Main', ?) RETURNING id",
-        )
-        .bind(DID)
-        .bind(&pn)
-        .bind(owner)
-        .fetch_one(&pool)
-        .await
-        .expect("did");
         let http = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -120,6 +97,79 @@ impl Env {
             }
         });
         s.route_public_to(PUBLIC, &format!("http://127.0.0.1:{hp}"));
+        // webd in-process too, on the same data folder, reaching this
+        // twiliod: everything below is set up through its API, as the
+        // admin does in the UI.
+        let web = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let wp = web.local_addr().expect("addr").port();
+        let wcfg = webd::Config::parse_from([
+            "webd",
+            "--data-dir",
+            data.to_str().expect("utf8"),
+            "--web-dir",
+            dir.path().to_str().expect("utf8"),
+            "--twiliod-grpc",
+            &format!("127.0.0.1:{gp}"),
+            "--twiliod-http",
+            &format!("127.0.0.1:{hp}"),
+            "--sipd-grpc",
+            "127.0.0.1:9",
+            "--mediad-grpc",
+            "127.0.0.1:9",
+            "--notifyd-grpc",
+            "127.0.0.1:9",
+        ]);
+        let st = stop.clone();
+        tokio::spawn(async move {
+            if let Err(e) = webd::run(wcfg, webd::Listeners { http: web }, st).await {
+                eprintln!("webd stopped: {e:#}");
+            }
+        });
+        let api = e2e::Api::at(format!("http://127.0.0.1:{wp}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !data.join("setup-token").is_file() {
+            assert!(Instant::now() < deadline, "webd did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let admin = api.setup_in(&data, DID).await;
+        let mut extra = serde_json::json!({
+            "system.public_url": PUBLIC,
+            "sip.public_address": "127.0.0.1",
+            "twilio.trunk_username": "twilio-trunk",
+            "twilio.trunk_password": "trunk-secret",
+        });
+        if let Some(o) = extra.as_object_mut() {
+            for (k, v) in settings {
+                o.insert((*k).to_owned(), (*v).into());
+            }
+        }
+        api.connect_twilio(&admin, &s, extra).await;
+        let owner = api
+            .ok(
+                &admin,
+                201,
+                "POST",
+                "/api/users",
+                Some(serde_json::json!({"email": "owner@pbx.test", "role": "user",
+                    "password": "correct horse battery"})),
+            )
+            .await["id"]
+            .as_i64()
+            .expect("owner");
+        let pn = s.add_number_for(DID, PUBLIC);
+        let did_id = api.ok(&admin, 200, "GET", "/api/dids", None).await["items"][0]["id"]
+            .as_i64()
+            .expect("the wizard's number");
+        api.ok(
+            &admin,
+            200,
+            "PUT",
+            &format!("/api/dids/{did_id}"),
+            Some(serde_json::json!({"twilio_sid": pn, "owner_user_id": owner})),
+        )
+        .await;
         let env = Env {
             s,
             _dir: dir,
@@ -129,9 +179,13 @@ impl Env {
             grpc: gp,
             owner,
             did_id,
+            api,
+            admin,
             stop,
         };
         env.wait_up().await;
+        // The rules cache sees the number's new owner.
+        env.settle().await;
         env
     }
 
@@ -153,21 +207,60 @@ impl Env {
         TwiliodClient::new(e2e::grpc_channel(&self.data, self.grpc).await)
     }
 
-    /// Changes a setting the way webd does: store, then Reload.
+    /// Changes a setting on the settings screen (webd stores it and
+    /// reloads the daemons).
     async fn set(&self, k: &str, v: &str) {
-        proto::settings::store(&self.pool, k, v)
-            .await
-            .expect("store");
-        e2e::reload_daemons(&self.data, &[self.grpc]).await;
+        self.api
+            .ok(
+                &self.admin,
+                200,
+                "PUT",
+                "/api/system/config",
+                Some(serde_json::json!({ "values": { k: v } })),
+            )
+            .await;
         self.settle().await;
     }
 
-    async fn exec(&self, sql: &str) -> i64 {
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&self.pool)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .last_insert_rowid()
+    /// Adds a blocklist entry as the admin does; its id.
+    async fn block(&self, pattern: &str, pattern_type: &str) -> i64 {
+        self.api
+            .ok(
+                &self.admin,
+                201,
+                "POST",
+                "/api/blocklist",
+                Some(serde_json::json!({"pattern": pattern, "pattern_type": pattern_type})),
+            )
+            .await["id"]
+            .as_i64()
+            .expect("block id")
+    }
+
+    /// Puts `number` on the VIP list.
+    async fn vip(&self, number: &str) {
+        self.api
+            .ok(
+                &self.admin,
+                201,
+                "POST",
+                "/api/caller-lists",
+                Some(serde_json::json!({"list": "vip", "number": number})),
+            )
+            .await;
+    }
+
+    /// The number owner's do-not-disturb switch.
+    async fn owner_dnd(&self, on: bool) {
+        self.api
+            .ok(
+                &self.admin,
+                200,
+                "PUT",
+                &format!("/api/users/{}", self.owner),
+                Some(serde_json::json!({ "dnd": on })),
+            )
+            .await;
     }
 
     /// Waits for the rules cache to see database edits (it polls every
@@ -382,15 +475,9 @@ async fn signatures_are_checked_over_the_public_url_in_both_port_forms() {
 #[tokio::test(flavor = "multi_thread")]
 async fn blocklist_exact_prefix_and_regex_entries_reject_with_a_blocked_cdr() {
     let env = Env::start().await;
-    let exact = env
-        .exec("INSERT INTO blocklist (pattern, pattern_type, reason) VALUES ('+15557654321', 'exact', 'ex')")
-        .await;
-    let prefix = env
-        .exec("INSERT INTO blocklist (pattern, pattern_type) VALUES ('+1900', 'prefix')")
-        .await;
-    let regex = env
-        .exec(r"INSERT INTO blocklist (pattern, pattern_type) VALUES ('^\+44\d{10}$', 'regex')")
-        .await;
+    let exact = env.block("+15557654321", "exact").await;
+    let prefix = env.block("+1900", "prefix").await;
+    let regex = env.block(r"^\+44\d{10}$", "regex").await;
     env.settle().await;
     for (caller, id) in [
         ("+15557654321", exact),
@@ -413,8 +500,7 @@ async fn blocklist_exact_prefix_and_regex_entries_reject_with_a_blocked_cdr() {
 #[tokio::test(flavor = "multi_thread")]
 async fn blocked_calls_get_the_sit_tone_or_a_silent_voicemail_when_configured() {
     let env = Env::start_with(&[("routing.block_action", "disconnected_tone")]).await;
-    env.exec("INSERT INTO blocklist (pattern, pattern_type) VALUES ('+15557654321', 'exact')")
-        .await;
+    env.block("+15557654321", "exact").await;
     env.settle().await;
     let o = env.call(from("+15557654321")).await;
     let play = o.events.iter().find_map(|e| match e {
@@ -538,25 +624,16 @@ async fn spam_score_0_70_rings_0_71_is_blocked_and_a_failed_add_on_never_blocks(
 #[tokio::test(flavor = "multi_thread")]
 async fn dnd_sends_callers_to_voicemail_but_vip_callers_still_ring() {
     let env = Env::start().await;
-    env.exec(&format!(
-        "UPDATE users SET dnd = TRUE WHERE id = {}",
-        env.owner
-    ))
-    .await;
+    env.owner_dnd(true).await;
     env.settle().await;
     let o = env.call(from("+15557654321")).await;
     assert!(dialed(&o).is_none() && recorded(&o), "{o:?}");
-    env.exec("INSERT INTO caller_lists (list, number) VALUES ('vip', '+15557654321')")
-        .await;
+    env.vip("+15557654321").await;
     env.settle().await;
     assert!(dialed(&env.call(from("+15557654321")).await).is_some());
     assert!(dialed(&env.call(from("+15557654322")).await).is_none());
     // System-wide DND too.
-    env.exec(&format!(
-        "UPDATE users SET dnd = FALSE WHERE id = {}",
-        env.owner
-    ))
-    .await;
+    env.owner_dnd(false).await;
     env.set("routing.dnd", "true").await;
     let o = env.call(from("+15557654322")).await;
     assert!(recorded(&o) && dialed(&o).is_none());
@@ -1001,8 +1078,7 @@ async fn ringing_really_invites_sipd_and_a_busy_answer_falls_back_to_voicemail()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retried_incoming_webhook_gives_the_same_answer_and_one_cdr() {
     let env = Env::start().await;
-    env.exec("INSERT INTO blocklist (pattern, pattern_type) VALUES ('+15557654321', 'exact')")
-        .await;
+    env.block("+15557654321", "exact").await;
     env.settle().await;
     let params: Vec<(String, String)> = [
         ("CallSid", "CA22222222222222222222222222222222"),
