@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use e2e::System;
 use e2e::standin::{CallScript, DialOutcome, RecordScript, Standin};
 use hmac::{Hmac, KeyInit, Mac};
-use md5::{Digest, Md5};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::SqlitePool;
 
-const REALM: &str = "gosip.test";
+/// Each phone's password is its user name and this.
+const PASSWORD_TAIL: &str = "-secret-pass";
 const SECRET: &str = "whsec-call-events";
 
 /// The INVITE (twice: plain, then with the 407's digest) every caller
@@ -425,64 +425,59 @@ impl Office {
         let hook = Receiver::start().await;
         let sys = System::start().await.expect("system");
         let pool = proto::db::open(&sys.data_dir).await.expect("db");
-        for (k, v) in [
-            ("sip.realm", REALM),
-            // The unanswered call gives up after 2 s instead of 30.
-            ("calls.ring_timeout", "2"),
-            ("notify.webhook_retry_delays", "0,1,2"),
-        ] {
-            proto::settings::store(&pool, k, v).await.expect("store");
-        }
+        // Set up as the admin does: the wizard, the settings screen (the
+        // receiver listens on loopback, which notifyd only reaches when the
+        // admin allows it), two users with a desk phone each, the webhook.
+        let api = e2e::Api::new(&sys);
+        let admin = api.setup(&sys, "+15550009999").await;
+        api.ok(
+            &admin,
+            200,
+            "PUT",
+            "/api/system/config",
+            Some(json!({"values": {
+                // The unanswered call gives up after 5 s (the least allowed) instead of 30.
+                "calls.ring_timeout": "5",
+                "notify.webhook_retry_delays": "0,1,2",
+                (proto::ssrf::ALLOW_KEY): "127.0.0.1",
+            }})),
+        )
+        .await;
         let mut users = Vec::new();
-        for email in ["alice@pbx.test", "bob@pbx.test"] {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO users (email, password_hash, role) VALUES (?, 'x', 'user') RETURNING id",
-            )
-            .bind(email)
-            .fetch_one(&pool)
-            .await
-            .expect("user");
-            users.push(id);
-        }
-        for (user, username, ext, name) in [
-            (users[0], "alice", "201", "Alice desk"),
-            (users[1], "bob", "202", "Bob desk"),
+        for (email, username, ext, name) in [
+            ("alice@pbx.test", "alice", "201", "Alice desk"),
+            ("bob@pbx.test", "bob", "202", "Bob desk"),
         ] {
-            let a1 = format!("{username}:{REALM}:{username}-secret");
-            let (md5, sha) = (
-                hex::encode(Md5::digest(&a1)),
-                hex::encode(<Sha256 as sha2::Digest>::digest(&a1)),
-            );
-            sqlx::query(
-                "INSERT INTO devices (user_id, name, username, password_hash, ha1_sha256, realm, extension) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            let user = api
+                .ok(
+                    &admin,
+                    201,
+                    "POST",
+                    "/api/users",
+                    Some(json!({"email": email, "role": "user",
+                                "password": "correct horse battery"})),
+                )
+                .await["id"]
+                .as_i64()
+                .expect("user id");
+            api.ok(
+                &admin,
+                201,
+                "POST",
+                "/api/devices",
+                Some(json!({"name": name, "username": username,
+                            "password": format!("{username}{PASSWORD_TAIL}"),
+                            "extension": ext, "user_id": user})),
             )
-            .bind(user)
-            .bind(name)
-            .bind(username)
-            .bind(md5)
-            .bind(sha)
-            .bind(REALM)
-            .bind(ext)
-            .execute(&pool)
-            .await
-            .expect("device");
+            .await;
+            users.push(user);
         }
-        sqlx::query("INSERT INTO webhook_endpoints (url, secret, events) VALUES (?, ?, '[]')")
-            .bind(&hook.url)
-            .bind(SECRET)
-            .execute(&pool)
-            .await
-            .expect("endpoint");
-        // The receiver listens on loopback, which notifyd only reaches
-        // when the admin allows it.
-        proto::settings::store(&pool, proto::ssrf::ALLOW_KEY, "127.0.0.1")
-            .await
-            .expect("allow-list");
-        // Settings and devices: sipd's Reload re-reads both before it answers.
-        e2e::reload_daemons(
-            &sys.data_dir,
-            &[sys.ports.sipd_grpc, sys.ports.notifyd_grpc],
+        api.ok(
+            &admin,
+            201,
+            "POST",
+            "/api/webhook-endpoints",
+            Some(json!({"url": hook.url, "secret": SECRET, "events": []})),
         )
         .await;
         let o = Office {
@@ -524,7 +519,7 @@ impl Office {
         std::fs::write(
             &csv,
             format!(
-                "SEQUENTIAL\n{user};[authentication username={user} password={user}-secret];{port}\n"
+                "SEQUENTIAL\n{user};[authentication username={user} password={user}{PASSWORD_TAIL}];{port}\n"
             ),
         )
         .expect("csv");
@@ -561,7 +556,7 @@ impl Office {
         let csv = self.dir.path().join("alice.csv");
         std::fs::write(
             &csv,
-            "SEQUENTIAL\nalice;[authentication username=alice password=alice-secret];202\n",
+            format!("SEQUENTIAL\nalice;[authentication username=alice password=alice{PASSWORD_TAIL}];202\n"),
         )
         .expect("csv");
         let before: Vec<String> = self.call_ids().await;
@@ -745,44 +740,49 @@ async fn an_unanswered_twilio_call_is_one_missed_call_or_one_voicemail_never_bot
     let sys = System::start_with(&[("GOSIP_TWILIOD_RETRY_BASE_MS", "100")])
         .await
         .expect("system");
-    let pool = proto::db::open(&sys.data_dir).await.expect("db");
     let public = sys.base_url();
-    for (k, v) in [
-        ("twilio.api_base", twilio.base_url.as_str()),
-        ("twilio.account_sid", twilio.account_sid.as_str()),
-        ("twilio.auth_token", twilio.auth_token.as_str()),
-        ("system.public_url", public.as_str()),
-        ("notify.webhook_retry_delays", "0,1,2"),
-    ] {
-        proto::settings::store(&pool, k, v).await.expect("store");
-    }
-    let owner: i64 = sqlx::query_scalar(
-        "INSERT INTO users (email, password_hash, role) VALUES ('owner@pbx.test', 'x', 'user') RETURNING id",
+    // Set up as the admin does: the wizard, Twilio on the settings screen,
+    // a user who owns the number, the webhook receiver.
+    let api = e2e::Api::new(&sys);
+    let admin = api.setup(&sys, DID).await;
+    api.connect_twilio(
+        &admin,
+        &twilio,
+        json!({"system.public_url": public,
+               "notify.webhook_retry_delays": "0,1,2",
+               (proto::ssrf::ALLOW_KEY): "127.0.0.1"}),
     )
-    .fetch_one(&pool)
-    .await
-    .expect("user");
-    sqlx::query("INSERT INTO dids (number, name, owner_user_id) VALUES (?, 'Sales', ?)")
-        .bind(DID)
-        .bind(owner)
-        .execute(&pool)
-        .await
-        .expect("did");
-    sqlx::query("INSERT INTO webhook_endpoints (url, secret, events) VALUES (?, ?, '[]')")
-        .bind(&hook.url)
-        .bind(SECRET)
-        .execute(&pool)
-        .await
-        .expect("endpoint");
-    // The receiver listens on loopback, which notifyd only reaches when the
-    // admin allows it.
-    proto::settings::store(&pool, proto::ssrf::ALLOW_KEY, "127.0.0.1")
-        .await
-        .expect("allow-list");
+    .await;
+    let owner = api
+        .ok(
+            &admin,
+            201,
+            "POST",
+            "/api/users",
+            Some(json!({"email": "owner@pbx.test", "role": "user",
+                        "password": "correct horse battery"})),
+        )
+        .await["id"]
+        .as_i64()
+        .expect("owner");
+    let did_id = api.ok(&admin, 200, "GET", "/api/dids", None).await["items"][0]["id"]
+        .as_i64()
+        .expect("the wizard's number");
     let pn = twilio.add_number_for(DID, &public);
-    e2e::reload_daemons(
-        &sys.data_dir,
-        &[sys.ports.twiliod_grpc, sys.ports.notifyd_grpc],
+    api.ok(
+        &admin,
+        200,
+        "PUT",
+        &format!("/api/dids/{did_id}"),
+        Some(json!({"name": "Sales", "owner_user_id": owner})),
+    )
+    .await;
+    api.ok(
+        &admin,
+        201,
+        "POST",
+        "/api/webhook-endpoints",
+        Some(json!({"url": hook.url, "secret": SECRET, "events": []})),
     )
     .await;
     // twiliod's rules cache polls the database every 250 ms.
