@@ -457,6 +457,26 @@ impl System {
         SocketAddr::from(([127, 0, 0, 1], self.ports.sip))
     }
 
+    /// Polls health until `daemon` reports ok (whatever the others say,
+    /// e.g. notifyd degraded while no email server is set up).
+    pub async fn wait_daemon_ok(&self, daemon: &str, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        let url = format!("{}/api/system/health", self.base_url());
+        let mut last = serde_json::Value::Null;
+        while Instant::now() < deadline {
+            if let Ok(r) = reqwest::get(&url).await
+                && let Ok(v) = r.json::<serde_json::Value>().await
+            {
+                if v["daemons"][daemon]["status"] == "ok" {
+                    return Ok(());
+                }
+                last = v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("{daemon} not ok within {within:?}: {last}")
+    }
+
     /// Polls health until every part is ok or `within` passes.
     pub async fn wait_healthy(&self, within: Duration) -> anyhow::Result<serde_json::Value> {
         let deadline = Instant::now() + within;

@@ -144,8 +144,10 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
             201,
             "POST",
             "/api/users",
-            Some(json!({"email": "desk@pbx.test", "name": "Desk", "role": "user",
-                        "password": "correct horse battery"})),
+            Some(
+                json!({"email": "desk@pbx.test", "name": "Desk", "role": "user",
+                        "password": "correct horse battery"}),
+            ),
         )
         .await["id"]
         .as_i64()
@@ -156,8 +158,10 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
             201,
             "POST",
             "/api/devices",
-            Some(json!({"name": "Desk phone", "username": "desk", "password": PHONE_PASSWORD,
-                        "extension": "201", "device_type": "grandstream", "user_id": owner})),
+            Some(
+                json!({"name": "Desk phone", "username": "desk", "password": PHONE_PASSWORD,
+                        "extension": "201", "device_type": "grandstream", "user_id": owner}),
+            ),
         )
         .await["id"]
         .as_i64()
@@ -185,9 +189,11 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
             201,
             "POST",
             "/api/routes",
-            Some(json!({"did_id": did_id, "priority": 0, "name": "Office phones",
+            Some(
+                json!({"did_id": did_id, "priority": 0, "name": "Office phones",
                "condition_type": "default", "condition_data": {},
-               "action_type": "ring", "action_data": {"device_ids": [], "owner": true}})),
+               "action_type": "ring", "action_data": {"device_ids": [], "owner": true}}),
+            ),
         )
         .await["id"]
         .as_i64()

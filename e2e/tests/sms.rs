@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use e2e::System;
 use e2e::standin::Standin;
-use proto::pb::twiliod::SendMessageRequest;
-use proto::pb::twiliod::twiliod_client::TwiliodClient;
+use serde_json::json;
 use sqlx::SqlitePool;
 
 const DID: &str = "+15550001000";
@@ -23,6 +22,10 @@ struct Env {
     twilio: Standin,
     pool: SqlitePool,
     owner: i64,
+    api: e2e::Api,
+    admin: String,
+    /// The number owner's session: texts are sent as they send them.
+    owner_cookie: String,
 }
 
 impl Env {
@@ -32,82 +35,141 @@ impl Env {
             .await
             .unwrap();
         let pool = proto::db::open(&sys.data_dir).await.unwrap();
-        // Twilio reaches GoSIP through webd's public port, which forwards
+        // Set up as the admin does: the wizard, Twilio on the settings
+        // screen, a user who owns the number (with texts emailed). Twilio
+        // reaches GoSIP through webd's public port, which forwards
         // /api/webhooks/* (webhooks and MMS media) to twiliod.
         let public = sys.base_url();
-        for (k, v) in [
-            // The base first: twiliod's settings poll may see a partial set,
-            // and credentials with the default base would go to the internet.
-            ("twilio.api_base", twilio.base_url.as_str()),
-            ("twilio.account_sid", twilio.account_sid.as_str()),
-            ("twilio.auth_token", twilio.auth_token.as_str()),
-            ("system.public_url", public.as_str()),
-            ("sms.auto_reply_window", "3600"),
-            ("sms.status_poll_after", "1"),
-        ] {
-            proto::settings::store(&pool, k, v).await.unwrap();
-        }
-        let owner: i64 = sqlx::query_scalar(
-            "INSERT INTO users (email, password_hash, role) VALUES ('owner@test', 'x', 'user') RETURNING id",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        sqlx::query(
-            "INSERT INTO dids (number, name, owner_user_id, sms_email_forward) VALUES (?, 'Main', ?, TRUE)",
-        )
-        .bind(DID)
-        .bind(owner)
-        .execute(&pool)
-        .await
-        .unwrap();
+        let api = e2e::Api::new(&sys);
+        let admin = api.setup(&sys, DID).await;
         twilio.add_number(DID, None);
-        let env = Self {
+        let listed = twilio.listings();
+        api.connect_twilio(
+            &admin,
+            &twilio,
+            json!({"system.public_url": public,
+                   "sms.auto_reply_window": "3600",
+                   "sms.status_poll_after": "1"}),
+        )
+        .await;
+        // The settings change makes twiliod list our numbers at Twilio; wait
+        // it out so it takes none of a test's faults.
+        twilio.wait_listed_after(listed).await;
+        let (owner, owner_cookie) = new_user(&api, &admin, "owner@pbx.test").await;
+        let did = api.ok(&admin, 200, "GET", "/api/dids", None).await["items"][0]["id"]
+            .as_i64()
+            .unwrap();
+        api.ok(
+            &admin,
+            200,
+            "PUT",
+            &format!("/api/dids/{did}"),
+            Some(json!({"owner_user_id": owner, "sms_email_forward": true})),
+        )
+        .await;
+        Self {
             sys,
             twilio,
             pool,
             owner,
-        };
-        let listed = env.twilio.listings();
-        env.reload().await;
-        // The settings change makes twiliod list our numbers at Twilio; wait
-        // it out so it takes none of a test's faults.
-        env.twilio.wait_listed_after(listed).await;
-        env
+            api,
+            admin,
+            owner_cookie,
+        }
     }
 
-    async fn reload(&self) {
-        e2e::reload_daemons(&self.sys.data_dir, &[self.sys.ports.twiliod_grpc]).await;
+    /// Changes a setting on the settings screen (webd reloads the daemons).
+    async fn set(&self, k: &str, v: &str) {
+        self.api
+            .ok(
+                &self.admin,
+                200,
+                "PUT",
+                "/api/system/config",
+                Some(json!({ "values": { k: v } })),
+            )
+            .await;
+    }
+
+    /// An auto-reply on the number, made on the auto-replies screen.
+    async fn auto_reply(&self, trigger: &str, data: serde_json::Value, text: &str) {
+        let did = self
+            .api
+            .ok(&self.admin, 200, "GET", "/api/dids", None)
+            .await["items"][0]["id"]
+            .as_i64()
+            .unwrap();
+        self.api
+            .ok(
+                &self.admin,
+                201,
+                "POST",
+                "/api/auto-replies",
+                Some(json!({"did_id": did, "trigger_type": trigger,
+                            "trigger_data": data, "reply_text": text})),
+            )
+            .await;
+    }
+
+    /// The owner's do-not-disturb switch, as the admin flips it.
+    async fn owner_dnd(&self, on: bool) {
+        self.api
+            .ok(
+                &self.admin,
+                200,
+                "PUT",
+                &format!("/api/users/{}", self.owner),
+                Some(json!({ "dnd": on })),
+            )
+            .await;
     }
 
     fn sms_url(&self) -> String {
         format!("{}/api/webhooks/sms/incoming", self.sys.base_url())
     }
 
-    async fn send(&self, to: &str, body: &str, media: &[&str]) -> Result<i64, String> {
-        self.send_as(self.owner, to, body, media).await
+    /// The owner sends a text from the Messages screen.
+    async fn send(&self, to: &str, body: &str) -> Result<i64, String> {
+        self.send_as(&self.owner_cookie, to, body).await
     }
 
-    async fn send_as(
-        &self,
-        user_id: i64,
-        to: &str,
-        body: &str,
-        media: &[&str],
-    ) -> Result<i64, String> {
-        let mut c = TwiliodClient::new(
-            e2e::grpc_channel(&self.sys.data_dir, self.sys.ports.twiliod_grpc).await,
-        );
-        c.send_message(SendMessageRequest {
-            user_id,
-            from_number: DID.into(),
-            to_number: to.into(),
-            body: body.into(),
-            media_paths: media.iter().map(|s| s.to_string()).collect(),
-        })
-        .await
-        .map(|r| r.into_inner().message_id)
-        .map_err(|s| s.message().to_owned())
+    /// `POST /api/messages` as `cookie`: the message id, or the first
+    /// field error as "field: message".
+    async fn send_as(&self, cookie: &str, to: &str, body: &str) -> Result<i64, String> {
+        let (st, v, _) = self
+            .api
+            .call(
+                cookie,
+                "POST",
+                "/api/messages",
+                Some(json!({"to": to, "body": body})),
+            )
+            .await;
+        sent_or_error(st, &v)
+    }
+
+    /// An MMS with one image, sent as the owner does (multipart upload).
+    async fn send_mms(&self, to: &str, body: &str, image: Vec<u8>) -> Result<i64, String> {
+        let form = reqwest::multipart::Form::new()
+            .text("to", to.to_owned())
+            .text("body", body.to_owned())
+            .part(
+                "media",
+                reqwest::multipart::Part::bytes(image)
+                    .file_name("photo.png")
+                    .mime_str("image/png")
+                    .unwrap(),
+            );
+        let res = reqwest::Client::new()
+            .post(format!("{}/api/messages", self.api.base))
+            .header("X-Requested-With", "gosip")
+            .header("Cookie", &self.owner_cookie)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let st = res.status().as_u16();
+        sent_or_error(st, &res.json().await.unwrap_or_default())
     }
 
     async fn status(&self, id: i64) -> (String, Option<String>, Option<i64>, Option<String>) {
@@ -149,6 +211,43 @@ impl Env {
 
     async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+}
+
+/// A user made on the users screen, logged in: (id, session cookie).
+async fn new_user(api: &e2e::Api, admin: &str, email: &str) -> (i64, String) {
+    let password = "correct horse battery";
+    let id = api
+        .ok(
+            admin,
+            201,
+            "POST",
+            "/api/users",
+            Some(json!({"email": email, "role": "user", "password": password})),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let (st, v, cookie) = api
+        .call(
+            "",
+            "POST",
+            "/api/auth/login",
+            Some(json!({"email": email, "password": password})),
+        )
+        .await;
+    assert_eq!(st, 200, "login: {v}");
+    (id, cookie)
+}
+
+fn sent_or_error(status: u16, v: &serde_json::Value) -> Result<i64, String> {
+    if status == 201 {
+        return v["id"].as_i64().ok_or_else(|| format!("no id: {v}"));
+    }
+    let d = &v["error"]["details"][0];
+    match (d["field"].as_str(), d["message"].as_str()) {
+        (Some(f), Some(m)) => Err(format!("{f}: {m}")),
+        _ => Err(format!("{status}: {v}")),
     }
 }
 
@@ -384,13 +483,9 @@ async fn outbound_survives_outages_and_crashes_and_is_delivered_exactly_once_in_
     });
     let mut ids = Vec::new();
     for i in 1..=3 {
-        ids.push(
-            env.send(HANDSET, &format!("outage {i}"), &[])
-                .await
-                .unwrap(),
-        );
+        ids.push(env.send(HANDSET, &format!("outage {i}")).await.unwrap());
     }
-    let lone = env.send(other, "other conversation", &[]).await.unwrap();
+    let lone = env.send(other, "other conversation").await.unwrap();
     // Written before anything was sent.
     assert_eq!(env.status(ids[0]).await.0, "queued");
     for id in ids.iter().chain([&lone]) {
@@ -412,7 +507,7 @@ async fn outbound_survives_outages_and_crashes_and_is_delivered_exactly_once_in_
         retry_after: Some(2),
         ..Default::default()
     });
-    let id = env.send(HANDSET, "rate limited", &[]).await.unwrap();
+    let id = env.send(HANDSET, "rate limited").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let seen_wait = loop {
         let row: Option<(String, String)> = sqlx::query_as(
@@ -436,12 +531,9 @@ async fn outbound_survives_outages_and_crashes_and_is_delivered_exactly_once_in_
 
     // 2b. Twilio creates the message but answers too late (client timeout):
     //     the retry finds it instead of sending it again.
-    proto::settings::store(&env.pool, "sms.request_timeout_ms", "500")
-        .await
-        .unwrap();
-    env.reload().await;
-    env.twilio.sms_faults(|f| f.slow_create_ms = Some(2000));
-    let id = env.send(HANDSET, "after a timeout", &[]).await.unwrap();
+    env.set("sms.request_timeout_ms", "1000").await;
+    env.twilio.sms_faults(|f| f.slow_create_ms = Some(3000));
+    let id = env.send(HANDSET, "after a timeout").await.unwrap();
     env.wait_status(id, "delivered", Duration::from_secs(15))
         .await;
     let at_twilio: Vec<String> = env
@@ -456,14 +548,11 @@ async fn outbound_survives_outages_and_crashes_and_is_delivered_exactly_once_in_
         env.status(id).await.1.as_deref(),
         Some(at_twilio[0].as_str())
     );
-    proto::settings::store(&env.pool, "sms.request_timeout_ms", "20000")
-        .await
-        .unwrap();
-    env.reload().await;
+    env.set("sms.request_timeout_ms", "20000").await;
 
     // 3. Twilio creates the message but answers 500: adopted, not sent again.
     env.twilio.sms_faults(|f| f.fail_after_create = 1);
-    let id = env.send(HANDSET, "created despite 500", &[]).await.unwrap();
+    let id = env.send(HANDSET, "created despite 500").await.unwrap();
     env.wait_status(id, "delivered", Duration::from_secs(15))
         .await;
     assert_eq!(
@@ -477,7 +566,7 @@ async fn outbound_survives_outages_and_crashes_and_is_delivered_exactly_once_in_
     // 4. twiliod is killed while Twilio is creating the message, and while
     //    others wait in the queue; after the restart each goes exactly once.
     env.twilio.sms_faults(|f| f.slow_create_ms = Some(1500));
-    let a = env.send(HANDSET, "crash a", &[]).await.unwrap();
+    let a = env.send(HANDSET, "crash a").await.unwrap();
     eventually(Duration::from_secs(10), "create in flight", || async {
         env.twilio
             .sent_messages()
@@ -489,9 +578,12 @@ async fn outbound_survives_outages_and_crashes_and_is_delivered_exactly_once_in_
     // Queued while twiliod is down? Not possible over gRPC; queue two more
     // right after the restart instead, behind "crash a".
     env.sys.spawn("twiliod").unwrap();
-    env.sys.wait_healthy(Duration::from_secs(20)).await.unwrap();
-    let b = env.send(HANDSET, "crash b", &[]).await.unwrap();
-    let c = env.send(HANDSET, "crash c", &[]).await.unwrap();
+    env.sys
+        .wait_daemon_ok("twiliod", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let b = env.send(HANDSET, "crash b").await.unwrap();
+    let c = env.send(HANDSET, "crash c").await.unwrap();
     for id in [a, b, c] {
         env.wait_status(id, "delivered", Duration::from_secs(20))
             .await;
@@ -518,8 +610,8 @@ async fn outbound_survives_outages_and_crashes_and_is_delivered_exactly_once_in_
         server_error: 1000,
         ..Default::default()
     });
-    let d = env.send(other, "queued d", &[]).await.unwrap();
-    let e = env.send(other, "queued e", &[]).await.unwrap();
+    let d = env.send(other, "queued d").await.unwrap();
+    let e = env.send(other, "queued e").await.unwrap();
     eventually(Duration::from_secs(10), "a failed attempt", || async {
         env.count("SELECT count(*) FROM jobs WHERE kind = 'sms.send' AND status = 'pending' AND attempts > 0").await > 0
     })
@@ -548,7 +640,7 @@ async fn status_callbacks_only_move_forward_and_refusals_fail_with_their_code() 
         f.duplicate_callbacks = true;
         f.delivery_errors.insert("+15557770003".into(), 30007);
     });
-    let id = env.send(HANDSET, "order test", &[]).await.unwrap();
+    let id = env.send(HANDSET, "order test").await.unwrap();
     env.wait_status(id, "delivered", Duration::from_secs(10))
         .await;
     eventually(Duration::from_secs(10), "4 callbacks", || async {
@@ -558,7 +650,7 @@ async fn status_callbacks_only_move_forward_and_refusals_fail_with_their_code() 
     assert_eq!(env.status(id).await.0, "delivered");
 
     // Carrier filtering: undelivered with 30007 kept and explained.
-    let id = env.send("+15557770003", "filtered", &[]).await.unwrap();
+    let id = env.send("+15557770003", "filtered").await.unwrap();
     env.wait_status(id, "undelivered", Duration::from_secs(10))
         .await;
     let (_, sid, code, msg) = env.status(id).await;
@@ -576,10 +668,7 @@ async fn status_callbacks_only_move_forward_and_refusals_fail_with_their_code() 
             .await,
         1
     );
-    let id = env
-        .send("+15557770004", "are you there?", &[])
-        .await
-        .unwrap();
+    let id = env.send("+15557770004", "are you there?").await.unwrap();
     env.wait_status(id, "failed", Duration::from_secs(10)).await;
     let (_, sid, code, msg) = env.status(id).await;
     assert_eq!((sid, code), (None, Some(21610)));
@@ -588,32 +677,31 @@ async fn status_callbacks_only_move_forward_and_refusals_fail_with_their_code() 
         .send_sms(Some(&url), "+15557770004", DID, "start", vec![])
         .await
         .unwrap();
-    let id = env.send("+15557770004", "welcome back", &[]).await.unwrap();
+    let id = env.send("+15557770004", "welcome back").await.unwrap();
     env.wait_status(id, "delivered", Duration::from_secs(10))
         .await;
 
     // Validation names the field; nothing is written.
     let before = env.count("SELECT count(*) FROM messages").await;
-    let e = env.send("555-1234", "x", &[]).await.unwrap_err();
-    assert!(e.starts_with("to_number:"), "{e}");
-    let e = env.send(HANDSET, &"a".repeat(1601), &[]).await.unwrap_err();
+    let e = env.send("555-1234", "x").await.unwrap_err();
+    assert!(e.starts_with("to:"), "{e}");
+    let e = env.send(HANDSET, &"a".repeat(1601)).await.unwrap_err();
     assert!(e.starts_with("body:"), "{e}");
-    let e = env.send(HANDSET, "x", &["../gosip.db"]).await.unwrap_err();
-    assert!(e.starts_with("media_paths:"), "{e}");
+    // Not an image, whatever it claims to be.
+    let e = env
+        .send_mms(HANDSET, "x", b"#!/bin/sh\nrm -rf /".to_vec())
+        .await
+        .unwrap_err();
+    assert!(e.starts_with("media:"), "{e}");
     // A user who does not own the DID may not send from it.
-    let stranger: i64 = sqlx::query_scalar(
-        "INSERT INTO users (email, password_hash, role) VALUES ('other@test', 'x', 'user') RETURNING id",
-    )
-    .fetch_one(&env.pool)
-    .await
-    .unwrap();
-    let e = env.send_as(stranger, HANDSET, "hi", &[]).await.unwrap_err();
-    assert!(e.starts_with("from_number:"), "{e}");
+    let (_, stranger) = new_user(&env.api, &env.admin, "other@pbx.test").await;
+    let e = env.send_as(&stranger, HANDSET, "hi").await.unwrap_err();
+    assert!(e.starts_with("from:"), "{e}");
     assert_eq!(env.count("SELECT count(*) FROM messages").await, before);
 
     // Unicode and 1,600 characters arrive exactly.
     let long: String = "Grüße 👋 ".chars().cycle().take(1600).collect();
-    let id = env.send(HANDSET, &long, &[]).await.unwrap();
+    let id = env.send(HANDSET, &long).await.unwrap();
     env.wait_status(id, "delivered", Duration::from_secs(10))
         .await;
     let at_twilio = env
@@ -629,12 +717,7 @@ async fn status_callbacks_only_move_forward_and_refusals_fail_with_their_code() 
 #[tokio::test]
 async fn mms_media_is_served_to_twilio_under_an_expiring_url() {
     let env = Env::start().await;
-    let file = env.sys.data_dir.join("media/upload-1.png");
-    std::fs::write(&file, png(7)).unwrap();
-    let id = env
-        .send(HANDSET, "look at this", &["media/upload-1.png"])
-        .await
-        .unwrap();
+    let id = env.send_mms(HANDSET, "look at this", png(7)).await.unwrap();
     env.wait_status(id, "delivered", Duration::from_secs(10))
         .await;
     let m = env
@@ -653,6 +736,8 @@ async fn mms_media_is_served_to_twilio_under_an_expiring_url() {
     let guess = url.replace(token, &"0".repeat(64));
     assert_eq!(reqwest::get(&guess).await.unwrap().status(), 404);
     assert_eq!(reqwest::get(url).await.unwrap().status(), 200);
+    // An hour later (the least lifetime is a minute; time is moved here,
+    // not waited for).
     sqlx::query("UPDATE sms_media_tokens SET expires_at = '2000-01-01T00:00:00.000Z'")
         .execute(&env.pool)
         .await
@@ -664,15 +749,9 @@ async fn mms_media_is_served_to_twilio_under_an_expiring_url() {
 async fn auto_replies_answer_once_per_window_never_to_short_codes_or_other_robots() {
     let env = Env::start().await;
     let url = env.sms_url();
-    sqlx::query(
-        "INSERT INTO auto_replies (did_id, trigger_type, trigger_data, reply_text) VALUES \
-         ((SELECT id FROM dids WHERE number = ?1), 'keyword', '{\"keywords\":[\"hours\"]}', 'Open 9-5'), \
-         ((SELECT id FROM dids WHERE number = ?1), 'dnd', '{}', 'Busy right now')",
-    )
-    .bind(DID)
-    .execute(&env.pool)
-    .await
-    .unwrap();
+    env.auto_reply("keyword", json!({"keywords": ["hours"]}), "Open 9-5")
+        .await;
+    env.auto_reply("dnd", json!({}), "Busy right now").await;
     let inbound = |from: &'static str, body: &'static str| {
         let url = url.clone();
         let t = env.twilio.clone();
@@ -702,11 +781,7 @@ async fn auto_replies_answer_once_per_window_never_to_short_codes_or_other_robot
     assert!(env.sent_to("+15557770012").is_empty());
 
     // DND on for the owner.
-    sqlx::query("UPDATE users SET dnd = TRUE WHERE id = ?")
-        .bind(env.owner)
-        .execute(&env.pool)
-        .await
-        .unwrap();
+    env.owner_dnd(true).await;
     inbound("+15557770013", "hello").await;
     settle().await;
     assert_eq!(env.sent_to("+15557770013"), ["Busy right now"]);
@@ -730,10 +805,7 @@ async fn auto_replies_answer_once_per_window_never_to_short_codes_or_other_robot
     })
     .await;
     // The window is a setting: at 0 the same sender is answered again.
-    proto::settings::store(&env.pool, "sms.auto_reply_window", "0")
-        .await
-        .unwrap();
-    env.reload().await;
+    env.set("sms.auto_reply_window", "0").await;
     inbound("+15557770013", "still there?").await;
     settle().await;
     assert_eq!(
@@ -742,31 +814,15 @@ async fn auto_replies_answer_once_per_window_never_to_short_codes_or_other_robot
     );
 
     // After hours (the voice routing calendar: no business hours at all here).
-    sqlx::query("UPDATE users SET dnd = FALSE WHERE id = ?")
-        .bind(env.owner)
-        .execute(&env.pool)
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO auto_replies (did_id, trigger_type, trigger_data, reply_text) VALUES \
-         ((SELECT id FROM dids WHERE number = ?), 'after_hours', '{}', 'We are closed')",
-    )
-    .bind(DID)
-    .execute(&env.pool)
-    .await
-    .unwrap();
+    env.owner_dnd(false).await;
+    env.auto_reply("after_hours", json!({}), "We are closed")
+        .await;
     let always_open = r#"{"mon":["00:00","00:00"],"tue":["00:00","00:00"],"wed":["00:00","00:00"],"thu":["00:00","00:00"],"fri":["00:00","00:00"],"sat":["00:00","00:00"],"sun":["00:00","00:00"]}"#;
-    proto::settings::store(&env.pool, "routing.business_hours", always_open)
-        .await
-        .unwrap();
-    env.reload().await;
+    env.set("routing.business_hours", always_open).await;
     inbound("+15557770016", "anyone?").await;
     settle().await;
     assert!(env.sent_to("+15557770016").is_empty());
-    proto::settings::store(&env.pool, "routing.business_hours", "{}")
-        .await
-        .unwrap();
-    env.reload().await;
+    env.set("routing.business_hours", "{}").await;
     inbound("+15557770017", "anyone?").await;
     settle().await;
     assert_eq!(env.sent_to("+15557770017"), ["We are closed"]);

@@ -152,8 +152,10 @@ impl Env {
                 201,
                 "POST",
                 "/api/users",
-                Some(serde_json::json!({"email": "owner@pbx.test", "role": "user",
-                    "password": "correct horse battery"})),
+                Some(
+                    serde_json::json!({"email": "owner@pbx.test", "role": "user",
+                    "password": "correct horse battery"}),
+                ),
             )
             .await["id"]
             .as_i64()
