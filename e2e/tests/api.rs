@@ -13,25 +13,29 @@ use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use tokio::net::UdpSocket;
 
+/// The wizard's first number.
+const DID: &str = "+15551230000";
+
+/// webd's API with this file's argument order (method, path, cookie).
+/// `http` and `base` serve the requests that are not JSON (the event
+/// stream, uploads, raw headers).
 struct Api {
-    base: String,
+    inner: e2e::Api,
+    data_dir: std::path::PathBuf,
     http: reqwest::Client,
-    /// The setup token webd wrote to the data dir, as an operator reads it.
-    setup_token: String,
+    base: String,
 }
 
 impl Api {
     fn new(sys: &System) -> Self {
         Self {
-            base: sys.base_url(),
+            inner: e2e::Api::new(sys),
+            data_dir: sys.data_dir.clone(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()
                 .unwrap(),
-            setup_token: std::fs::read_to_string(sys.data_dir.join("setup-token"))
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
+            base: sys.base_url(),
         }
     }
 
@@ -42,42 +46,12 @@ impl Api {
         cookie: &str,
         body: Option<Value>,
     ) -> (u16, Value, String) {
-        let mut r = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .header("X-Requested-With", "gosip");
-        if !cookie.is_empty() {
-            r = r.header("Cookie", cookie);
-        }
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let res = r.send().await.unwrap();
-        let status = res.status().as_u16();
-        let set_cookie = res
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .unwrap_or("")
-            .to_owned();
-        let v = res.json().await.unwrap_or(Value::Null);
-        (status, v, set_cookie)
+        self.inner.call(cookie, method, path, body).await
     }
 
+    /// The wizard with the setup token webd wrote; the admin's session.
     async fn setup(&self) -> String {
-        let (s, v, cookie) = self
-            .call(
-                "POST",
-                "/api/setup",
-                "",
-                Some(json!({"setup_token": self.setup_token,
-                            "admin": {"email": "admin@example.org", "password": "correct horse battery"},
-                            "did": {"number": "+15551230000", "name": "Main"}})),
-            )
-            .await;
-        assert_eq!(s, 200, "{v}");
-        cookie
+        self.inner.setup_in(&self.data_dir, DID).await
     }
 }
 
@@ -272,16 +246,45 @@ async fn a_device_made_through_the_api_registers_at_sipd_and_the_ui_sees_it_live
     assert_eq!(d["registrations"][0]["user_agent"], "gosip-e2e");
     assert!(d.get("password").is_none());
 
-    // New voicemail shows up as an event too (twiliod writes these rows).
-    let pool = proto::db::open(&sys.data_dir).await.unwrap();
-    sqlx::query(
-        "INSERT INTO voicemails (user_id, from_number, duration) VALUES (?, '+15550001111', 7)",
+    // A voicemail left for the user through Twilio shows up as an event too:
+    // Twilio connected, the number given to the user, a call nobody takes.
+    let twilio = e2e::standin::Standin::start().await.unwrap();
+    api.inner
+        .connect_twilio(
+            &admin,
+            &twilio,
+            json!({"system.public_url": sys.base_url()}),
+        )
+        .await;
+    twilio.add_number_for(DID, &sys.base_url());
+    let (_, dids, _) = api.call("GET", "/api/dids", &admin, None).await;
+    let (s, v, _) = api
+        .call(
+            "PUT",
+            &format!("/api/dids/{}", dids["items"][0]["id"]),
+            &admin,
+            Some(json!({"owner_user_id": user["id"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // twiliod's rules cache sees the new owner.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    e2e::standin::scenario::run(
+        &twilio,
+        &e2e::standin::CallScript {
+            from: "+15550001111".into(),
+            to: DID.into(),
+            dial: e2e::standin::DialOutcome::NoAnswer,
+            record: e2e::standin::RecordScript {
+                secs: 7,
+                ..e2e::standin::RecordScript::default()
+            },
+            ..e2e::standin::CallScript::default()
+        },
     )
-    .bind(user["id"].as_i64())
-    .execute(&pool)
     .await
     .unwrap();
-    let (_, vm) = wait_event(&mut events, &mut buf, Duration::from_secs(5), |n, v| {
+    let (_, vm) = wait_event(&mut events, &mut buf, Duration::from_secs(15), |n, v| {
         n == "voicemail" && v["unread"] == 1
     })
     .await

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use e2e::System;
 use e2e::standin::{CallOutcome, CallScript, DialOutcome, RecordScript, Standin};
 use mail_parser::MimeHeaders;
+use serde_json::json;
 use smtp::{Smtp, parse, recipients};
 use sqlx::SqlitePool;
 
@@ -44,41 +45,47 @@ impl Env {
         let pool = proto::db::open(&sys.data_dir).await.expect("db");
         let public = sys.base_url();
         let port = smtp.port.to_string();
-        for (k, v) in [
-            ("twilio.api_base", twilio.base_url.as_str()),
-            ("twilio.account_sid", twilio.account_sid.as_str()),
-            ("twilio.auth_token", twilio.auth_token.as_str()),
-            ("system.public_url", public.as_str()),
-            ("email.transport", "smtp"),
-            ("email.from", FROM_ADDR),
-            ("smtp.host", "127.0.0.1"),
-            ("smtp.port", port.as_str()),
-            ("smtp.security", "plain"),
-            ("notify.email_retry_delays", "0,2,4"),
-        ] {
-            proto::settings::store(&pool, k, v).await.expect("store");
-        }
-        let owner: i64 = sqlx::query_scalar(
-            "INSERT INTO users (email, password_hash, role) VALUES (?, 'x', 'admin') RETURNING id",
-        )
-        .bind(OWNER)
-        .fetch_one(&pool)
-        .await
-        .expect("user");
-        sqlx::query(
-            "INSERT INTO dids (number, name, owner_user_id, sms_email_forward) VALUES (?, 'Main', ?, TRUE)",
-        )
-        .bind(DID)
-        .bind(owner)
-        .execute(&pool)
-        .await
-        .expect("did");
-        twilio.add_number_for(DID, &public);
-        e2e::reload_daemons(
-            &sys.data_dir,
-            &[sys.ports.twiliod_grpc, sys.ports.notifyd_grpc],
+        // Set up as the admin does: the wizard, Twilio and email on the
+        // settings screen, the owner (an admin too) given the number with
+        // texts emailed.
+        let api = e2e::Api::new(&sys);
+        let admin = api.setup(&sys, DID).await;
+        api.connect_twilio(
+            &admin,
+            &twilio,
+            json!({"system.public_url": public,
+                   "email.transport": "smtp",
+                   "email.from": FROM_ADDR,
+                   "smtp.host": "127.0.0.1",
+                   "smtp.port": port,
+                   "smtp.security": "plain",
+                   "notify.email_retry_delays": "0,2,4"}),
         )
         .await;
+        let owner = api
+            .ok(
+                &admin,
+                201,
+                "POST",
+                "/api/users",
+                Some(json!({"email": OWNER, "role": "admin",
+                            "password": "correct horse battery"})),
+            )
+            .await["id"]
+            .as_i64()
+            .expect("owner");
+        let did = api.ok(&admin, 200, "GET", "/api/dids", None).await["items"][0]["id"]
+            .as_i64()
+            .expect("the wizard's number");
+        api.ok(
+            &admin,
+            200,
+            "PUT",
+            &format!("/api/dids/{did}"),
+            Some(json!({"owner_user_id": owner, "sms_email_forward": true})),
+        )
+        .await;
+        twilio.add_number_for(DID, &public);
         // twiliod's rules cache polls the database every 250 ms.
         tokio::time::sleep(Duration::from_millis(1200)).await;
         Env {

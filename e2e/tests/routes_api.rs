@@ -13,33 +13,28 @@ use serde_json::{Value, json};
 
 const DID: &str = "+15551230000";
 
+/// The admin's session on webd's API.
 struct Api {
-    base: String,
-    http: reqwest::Client,
+    api: e2e::Api,
     cookie: String,
 }
 
 impl Api {
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .header("X-Requested-With", "gosip");
-        if !self.cookie.is_empty() {
-            r = r.header("Cookie", &self.cookie);
-        }
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let res = r.send().await.unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
+        let (s, v, _) = self.api.call(&self.cookie, method, path, body).await;
+        (s, v)
     }
 
     async fn ok(&self, method: &str, path: &str, body: Value) -> Value {
         let (s, v) = self.call(method, path, Some(body.clone())).await;
         assert!((200..300).contains(&s), "{method} {path} {body}: {s} {v}");
         v
+    }
+
+    /// Settings changed on the settings screen (webd reloads the daemons).
+    async fn settings(&self, values: Value) {
+        self.ok("PUT", "/api/system/config", json!({ "values": values }))
+            .await;
     }
 
     /// One rule, as the rule builder sends it.
@@ -65,34 +60,9 @@ impl Api {
 
 /// The setup wizard as an operator runs it; returns the admin's session.
 async fn setup(sys: &System) -> Api {
-    let mut api = Api {
-        base: sys.base_url(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap(),
-        cookie: String::new(),
-    };
-    let token = std::fs::read_to_string(sys.data_dir.join("setup-token")).unwrap_or_default();
-    let res = api
-        .http
-        .post(format!("{}/api/setup", api.base))
-        .header("X-Requested-With", "gosip")
-        .json(&json!({"setup_token": token.trim(),
-            "admin": {"email": "admin@example.org", "password": "correct horse battery"},
-            "did": {"number": DID, "name": "Main"}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200);
-    api.cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap_or("")
-        .to_owned();
-    api
+    let api = e2e::Api::new(sys);
+    let cookie = api.setup(sys, DID).await;
+    Api { api, cookie }
 }
 
 fn from(n: &str) -> CallScript {
@@ -149,17 +119,13 @@ async fn every_kind_of_rule_made_through_the_api_decides_the_call_as_it_says() {
     let public = sys.base_url();
     let api = setup(&sys).await;
     // Twilio credentials and the public URL webhooks are signed for.
-    let pool = proto::db::open(&sys.data_dir).await.expect("db");
-    for (k, v) in [
-        ("twilio.api_base", s.base_url.as_str()),
-        ("twilio.account_sid", s.account_sid.as_str()),
-        ("twilio.auth_token", s.auth_token.as_str()),
-        ("system.public_url", public.as_str()),
-        ("sip.public_address", "127.0.0.1"),
-    ] {
-        proto::settings::store(&pool, k, v).await.expect("store");
-    }
-    e2e::reload_daemons(&sys.data_dir, &[sys.ports.twiliod_grpc]).await;
+    api.api
+        .connect_twilio(
+            &api.cookie,
+            &s,
+            json!({"system.public_url": public, "sip.public_address": "127.0.0.1"}),
+        )
+        .await;
     s.add_number_for(DID, &public);
 
     // The admin owns the number: their desk phone is "the owner's devices";
@@ -311,17 +277,21 @@ async fn every_kind_of_rule_made_through_the_api_decides_the_call_as_it_says() {
     .expect("scenario");
     let (noun, target, _) = dialed(&o).expect("forwards");
     assert_eq!((noun.as_str(), target.as_str()), ("Number", "+15559990000"));
-    // The CDR says which rule decided.
+    // The call history says which rule decided.
     let cdr = |sid: String| {
-        let pool = &pool;
+        let api = &api;
         async move {
-            let (disposition, rule): (String, Option<String>) =
-                sqlx::query_as("SELECT disposition, rule_name FROM cdrs WHERE call_sid = ?")
-                    .bind(sid)
-                    .fetch_one(pool)
-                    .await
-                    .expect("cdr");
-            (disposition, rule.unwrap_or_default())
+            let (st, list) = api.call("GET", "/api/cdrs?per_page=100", None).await;
+            assert_eq!(st, 200, "{list}");
+            let c = list["items"]
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["call_sid"] == sid.as_str()))
+                .cloned()
+                .unwrap_or_else(|| panic!("no CDR for {sid}: {list}"));
+            (
+                c["disposition"].as_str().unwrap_or_default().to_owned(),
+                c["rule_name"].as_str().unwrap_or_default().to_owned(),
+            )
         }
     };
     let (disposition, rule) = cdr(o.call_sid.clone()).await;
@@ -507,11 +477,9 @@ async fn every_kind_of_rule_made_through_the_api_decides_the_call_as_it_says() {
 async fn test_a_call_follows_local_business_hours_across_the_dst_change() {
     let sys = System::start().await.expect("system");
     let api = setup(&sys).await;
+    api.settings(json!({"system.timezone": "America/New_York"}))
+        .await;
     let pool = proto::db::open(&sys.data_dir).await.expect("db");
-    proto::settings::store(&pool, "system.timezone", "America/New_York")
-        .await
-        .expect("store");
-    e2e::reload_daemons(&sys.data_dir, &[sys.ports.twiliod_grpc]).await;
     api.rule(
         "Office",
         1,
