@@ -23,6 +23,57 @@ pub enum TypeError {
     NotOneOf(&'static str),
 }
 
+/// The main region of a country calling code ("1" is the US, "44" the UK),
+/// as libphonenumber names it; None for a code it does not know.
+fn region_of(calling_code: &str) -> Option<phonenumber::country::Id> {
+    let code: u16 = calling_code.parse().ok()?;
+    let regions = phonenumber::metadata::DATABASE.by_code(&code)?;
+    let main = regions
+        .iter()
+        .find(|m| m.is_main_country_for_code())
+        .or_else(|| regions.first())?;
+    main.id().parse().ok()
+}
+
+/// True when the national number has a length the country's numbers have
+/// (libphonenumber's "possible" lengths): "555 1234" without an area code
+/// is not a North American number.
+fn possible_length(n: &phonenumber::PhoneNumber) -> bool {
+    let len = n.national().to_string().len();
+    let Ok(len) = u16::try_from(len) else {
+        return false;
+    };
+    let db = &phonenumber::metadata::DATABASE;
+    // The number's own region, else its calling code's main one.
+    let meta = n.metadata(db).or_else(|| {
+        db.by_code(&n.code().value())?
+            .into_iter()
+            .find(|m| m.is_main_country_for_code())
+    });
+    let Some(m) = meta else {
+        return true;
+    };
+    let d = m.descriptors();
+    let lengths: Vec<u16> = [
+        Some(d.general()),
+        d.fixed_line(),
+        d.mobile(),
+        d.toll_free(),
+        d.premium_rate(),
+        d.shared_cost(),
+        d.personal_number(),
+        d.voip(),
+        d.pager(),
+        d.uan(),
+        d.voicemail(),
+    ]
+    .into_iter()
+    .flatten()
+    .flat_map(|x| x.possible_length().iter().copied())
+    .collect();
+    lengths.is_empty() || lengths.contains(&len)
+}
+
 /// A phone number in E.164 form, e.g. `+15551234567`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -42,38 +93,32 @@ impl E164 {
         }
     }
 
-    /// Turns what a person dials or types into E.164: strips spaces, dashes,
-    /// dots and brackets; `00` and `011` become `+`; a national number gets
-    /// `default_country` (digits only, e.g. "1"). North American national
-    /// numbers may carry the trunk `1`.
+    /// Turns what a person dials or types into E.164 with libphonenumber's
+    /// rules for the country whose calling code is `default_country`
+    /// (digits only, e.g. "1" or "44"): punctuation, the country's
+    /// international prefix (`011` in North America, `00` in most of the
+    /// world) and its national prefix (the trunk `1`, a leading `0` where
+    /// the country drops it) are read as a person means them. The number is
+    /// not checked against the country's numbering plan (fictional 555
+    /// numbers pass), only the E.164 shape.
     pub fn normalize(input: &str, default_country: &str) -> Result<Self, TypeError> {
-        let cleaned: String = input
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\t'))
-            .collect();
-        if let Some(rest) = cleaned.strip_prefix('+') {
-            return Self::parse(&format!("+{rest}"));
-        }
-        if !cleaned.bytes().all(|b| b.is_ascii_digit()) || cleaned.is_empty() {
+        let cleaned: String = input.chars().filter(|c| !c.is_whitespace()).collect();
+        if cleaned.is_empty() {
             return Err(TypeError::NotE164);
         }
-        if let Some(rest) = cleaned.strip_prefix("011") {
-            return Self::parse(&format!("+{rest}"));
-        }
-        if let Some(rest) = cleaned.strip_prefix("00") {
-            return Self::parse(&format!("+{rest}"));
-        }
-        if default_country == "1" {
-            if cleaned.len() == 11 && cleaned.starts_with('1') {
-                return Self::parse(&format!("+{cleaned}"));
-            }
-            if cleaned.len() == 10 {
-                return Self::parse(&format!("+1{cleaned}"));
-            }
+        // Every region also reads `00` as international (what most of the
+        // world dials), and `+` anywhere first.
+        let international = cleaned
+            .strip_prefix("00")
+            .filter(|_| default_country == "1")
+            .map(|rest| format!("+{rest}"));
+        let text = international.as_deref().unwrap_or(&cleaned);
+        let region = region_of(default_country);
+        let number = phonenumber::parse(region, text).map_err(|_| TypeError::NotE164)?;
+        if !possible_length(&number) {
             return Err(TypeError::NotE164);
         }
-        let national = cleaned.strip_prefix('0').unwrap_or(&cleaned);
-        Self::parse(&format!("+{default_country}{national}"))
+        Self::parse(&number.format().mode(phonenumber::Mode::E164).to_string())
     }
 
     /// The E.164 form (`+` and 1 to 15 digits) of the start of a number as
@@ -320,6 +365,22 @@ mod tests {
         assert_eq!(n("+44 20 7946 0958", "1"), Ok("+442079460958".into()));
         assert_eq!(n("12345", "1"), Err(TypeError::NotE164));
         assert_eq!(n("", "1"), Err(TypeError::NotE164));
+        // What libphonenumber's country rules add over "strip a 0": Italy
+        // keeps its leading 0, Australia dials out with 0011, a German
+        // number keeps its length, letters on the keypad.
+        assert_eq!(n("06 6982 1234", "39"), Ok("+390669821234".into()));
+        assert_eq!(n("0011 44 20 7946 0958", "61"), Ok("+442079460958".into()));
+        assert_eq!(n("(02) 9374 4000", "61"), Ok("+61293744000".into()));
+        assert_eq!(n("030 1234567", "49"), Ok("+49301234567".into()));
+        assert_eq!(n("555-867-5309", "1"), Ok("+15558675309".into()));
+        assert_eq!(n("1-800-FLOWERS", "1"), Ok("+18003569377".into()));
+        assert_eq!(n("0044 20 7946 0958", "1"), Ok("+442079460958".into()));
+        assert_eq!(n("call me", "1"), Err(TypeError::NotE164));
+        assert_eq!(n("555 1234", "1"), Err(TypeError::NotE164));
+        assert_eq!(n("+1 555 123 456", "44"), Err(TypeError::NotE164));
+        // A calling code nobody has: only international numbers parse.
+        assert_eq!(n("+44 20 7946 0958", "999"), Ok("+442079460958".into()));
+        assert_eq!(n("020 7946 0958", "999"), Err(TypeError::NotE164));
     }
 
     #[test]
