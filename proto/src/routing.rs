@@ -210,6 +210,68 @@ pub enum Action {
     Announcement(AnnouncementAction),
     /// Refuse the call unanswered.
     Reject(RejectAction),
+    /// An auto-attendant: a greeting, then a key 0-9 picks what happens.
+    Menu(MenuAction),
+}
+
+/// How deep menus may nest (a menu in a menu in a menu).
+pub const MAX_MENU_DEPTH: usize = 3;
+
+/// `action_data` of `menu`: "For sales press 1, for support press 2". The
+/// caller hears the greeting and presses one key; `options` says what each
+/// key does (any action but `reject`, which only fits a call not yet
+/// answered, including another menu up to [`MAX_MENU_DEPTH`] levels).
+/// Without a key, or after a key without an option (answered "not a valid
+/// choice"), the menu is played again, twice at most; then `no_input` runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MenuAction {
+    /// Spoken to the caller (1 to 1000 characters).
+    pub greeting: String,
+    /// An `https://` (or `http://`) audio file played instead of `greeting`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<String>,
+    /// Key ("0" to "9") to action, each `{"action_type", "action_data"}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub options: std::collections::BTreeMap<String, Action>,
+    /// Seconds to wait for a key (2 to 30); absent = 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 30))]
+    pub timeout: Option<u32>,
+    /// What happens when the caller presses nothing (or only wrong keys);
+    /// absent = voicemail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub no_input: Option<Box<Action>>,
+}
+
+impl MenuAction {
+    /// Seconds to wait for a key.
+    pub fn wait_secs(&self) -> u32 {
+        self.timeout.unwrap_or(5)
+    }
+
+    /// The menu `path` (keys pressed, e.g. "21") leads to from this one;
+    /// None when a key has no option or leads elsewhere than a menu.
+    pub fn submenu(&self, path: &str) -> Option<&MenuAction> {
+        let mut m = self;
+        for key in path.chars() {
+            match m.options.get(key.encode_utf8(&mut [0; 4]) as &str) {
+                Some(Action::Menu(sub)) => m = sub,
+                _ => return None,
+            }
+        }
+        Some(m)
+    }
+
+    /// What runs when nobody presses a key.
+    pub fn no_input_action(&self) -> Action {
+        self.no_input
+            .as_deref()
+            .cloned()
+            .unwrap_or(Action::Voicemail(VoicemailAction::default()))
+    }
 }
 
 /// `action_data` of `ring`: these devices, the called number owner's
@@ -399,9 +461,10 @@ impl Action {
             "voicemail" => Ok(Self::Voicemail(data_of(d, data)?)),
             "announcement" => Ok(Self::Announcement(data_of(d, data)?)),
             "reject" => Ok(Self::Reject(data_of(d, data)?)),
+            "menu" => Ok(Self::Menu(data_of(d, data)?)),
             _ => Err(FieldError::new(
                 "action_type",
-                "must be one of: ring, forward, voicemail, announcement, reject",
+                "must be one of: ring, forward, voicemail, announcement, reject, menu",
             )),
         }
     }
@@ -414,18 +477,64 @@ impl Action {
     /// A forward number as a person typed it, in E.164 form (see
     /// [`Condition::normalize_numbers`]).
     pub fn normalize_numbers(&mut self, default_country: &str) {
-        if let Self::Forward(f) = self
-            && let Ok(e) = E164::normalize(&f.number, default_country)
-        {
-            f.number = e.to_string();
+        match self {
+            Self::Forward(f) => {
+                if let Ok(e) = E164::normalize(&f.number, default_country) {
+                    f.number = e.to_string();
+                }
+            }
+            Self::Menu(m) => {
+                for a in m.options.values_mut() {
+                    a.normalize_numbers(default_country);
+                }
+                if let Some(a) = &mut m.no_input {
+                    a.normalize_numbers(default_country);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every device this action rings, with the field that names it
+    /// (`action_data.options.2.action_data.device_ids`), menus included.
+    pub fn device_refs(&self) -> Vec<(String, DeviceId)> {
+        let mut out = Vec::new();
+        self.collect_devices("action_data", &mut out);
+        out
+    }
+
+    fn collect_devices(&self, at: &str, out: &mut Vec<(String, DeviceId)>) {
+        match self {
+            Self::Ring(r) => out.extend(
+                r.device_ids
+                    .iter()
+                    .map(|d| (format!("{at}.device_ids"), *d)),
+            ),
+            Self::Menu(m) => {
+                for (k, a) in &m.options {
+                    a.collect_devices(&format!("{at}.options.{k}.action_data"), out);
+                }
+                if let Some(a) = &m.no_input {
+                    a.collect_devices(&format!("{at}.no_input.action_data"), out);
+                }
+            }
+            _ => {}
         }
     }
 
     /// Checks the values; every bad field is reported. Whether the devices
-    /// exist is the caller's check (it needs the database).
+    /// exist is the caller's check (it needs the database; see
+    /// [`Action::device_refs`]).
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errs = Vec::new();
-        let mut fail = |f: &str, m: &str| errs.push(FieldError::new(format!("action_data.{f}"), m));
+        self.check("action_data", 0, &mut errs);
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    /// [`Action::validate`] of an action whose data sits at `at`, inside
+    /// `depth` menus.
+    fn check(&self, at: &str, depth: usize, errs: &mut Vec<FieldError>) {
+        let mut fail = |f: &str, m: &str| errs.push(FieldError::new(format!("{at}.{f}"), m));
         match self {
             Self::Ring(r) => {
                 if r.device_ids.is_empty() && !r.owner {
@@ -460,18 +569,78 @@ impl Action {
                 } else if n > 1000 {
                     fail("text", "must be 1 to 1000 characters");
                 }
-                if a.audio.as_ref().is_some_and(|u| {
-                    !(u.starts_with("https://") || u.starts_with("http://"))
-                        || u.len() > 2000
-                        || u.chars().any(|c| c.is_whitespace() || c.is_control())
-                }) {
+                if a.audio.as_ref().is_some_and(|u| !is_audio_url(u)) {
                     fail("audio", "must be an http(s) URL");
                 }
             }
             Self::Reject(_) => {}
+            Self::Menu(m) => m.check(at, depth, errs),
         }
-        if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
+}
+
+impl MenuAction {
+    fn check(&self, at: &str, depth: usize, errs: &mut Vec<FieldError>) {
+        let mut fail = |f: &str, m: &str| errs.push(FieldError::new(format!("{at}.{f}"), m));
+        if depth + 1 > MAX_MENU_DEPTH {
+            fail(
+                "options",
+                &format!("menus nest {MAX_MENU_DEPTH} levels deep at most"),
+            );
+            return;
+        }
+        let n = self.greeting.trim().chars().count();
+        if n == 0 {
+            fail(
+                "greeting",
+                "is required: what the caller hears, e.g. \"For sales press 1\"",
+            );
+        } else if n > 1000 {
+            fail("greeting", "must be 1 to 1000 characters");
+        }
+        if self.audio.as_ref().is_some_and(|u| !is_audio_url(u)) {
+            fail("audio", "must be an http(s) URL");
+        }
+        if self.timeout.is_some_and(|t| !(2..=30).contains(&t)) {
+            fail("timeout", "must be 2 to 30 seconds");
+        }
+        if self.options.is_empty() {
+            fail("options", "give at least one key an action");
+        }
+        for (key, a) in &self.options {
+            if !(key.len() == 1 && key.bytes().all(|b| b.is_ascii_digit())) {
+                errs.push(FieldError::new(
+                    format!("{at}.options.{key}"),
+                    "keys are the digits 0 to 9",
+                ));
+                continue;
+            }
+            let at = format!("{at}.options.{key}");
+            if matches!(a, Action::Reject(_)) {
+                errs.push(FieldError::new(
+                    format!("{at}.action_type"),
+                    "a menu has answered the call already: use an announcement, then the call ends",
+                ));
+            }
+            a.check(&format!("{at}.action_data"), depth + 1, errs);
+        }
+        if let Some(a) = &self.no_input {
+            let at = format!("{at}.no_input");
+            if matches!(**a, Action::Reject(_)) {
+                errs.push(FieldError::new(
+                    format!("{at}.action_type"),
+                    "a menu has answered the call already: use an announcement, then the call ends",
+                ));
+            }
+            a.check(&format!("{at}.action_data"), depth + 1, errs);
+        }
+    }
+}
+
+fn is_audio_url(u: &str) -> bool {
+    (u.starts_with("https://") || u.starts_with("http://"))
+        && u.len() <= 2000
+        && !u.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// `HH:MM` (00:00 to 23:59, and 24:00 for the end of a day).

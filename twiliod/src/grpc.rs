@@ -145,19 +145,48 @@ impl Twiliod for Service {
             spam_score: (r.spam_score > 0.0).then_some(r.spam_score),
             stir_verstat: None,
         };
-        let (d, twiml) = crate::voice::answer(
-            &self.st,
-            &snap,
-            &facts,
-            "CA00000000000000000000000000000000",
-            now,
-        )
-        .await;
+        let call_sid = "CA00000000000000000000000000000000";
+        let (mut d, mut twiml) = crate::voice::answer(&self.st, &snap, &facts, call_sid, now).await;
+        let mut menu_twiml = Vec::new();
+        if let (crate::rules::Action::Menu(root), Some(route)) = (&d.action, d.route_id) {
+            let root = root.clone();
+            let rule = d.rule.clone();
+            let (mut path, mut tries) = (String::new(), 0);
+            for key in r.digits.chars().filter(|c| !c.is_whitespace()) {
+                let (doc, step, exit) = crate::voice::menu_answer(
+                    &self.st,
+                    &snap,
+                    &root,
+                    crate::voice::MenuAt {
+                        route,
+                        rule: &rule,
+                        path: &path,
+                        tries,
+                    },
+                    Some(key.encode_utf8(&mut [0; 4])),
+                    call_sid,
+                    &r.did,
+                )
+                .await;
+                menu_twiml.push(std::mem::replace(&mut twiml, doc));
+                if let Some(exit) = exit {
+                    d = exit;
+                    break;
+                }
+                if let crate::menu::Step::Menu {
+                    path: p, tries: t, ..
+                } = step
+                {
+                    (path, tries) = (p, t);
+                }
+            }
+        }
         Ok(Response::new(TestCallReply {
             action: d.action.name().to_owned(),
             rule: d.rule,
             reason: d.reason,
             twiml,
+            menu_twiml,
         }))
     }
 }

@@ -15,6 +15,7 @@ pub mod autoreply;
 pub mod call_end;
 pub mod client;
 pub mod grpc;
+pub mod menu;
 pub mod notify;
 pub mod queue;
 pub mod rules;

@@ -103,6 +103,9 @@ pub enum Action {
     Reject { busy: bool },
     /// A blocked call, answered per `routing.block_action`.
     Block { how: BlockAction },
+    /// An auto-attendant menu (the contract type as stored; keys pressed
+    /// are walked by [`crate::menu`]).
+    Menu(Box<routing::MenuAction>),
 }
 
 impl Action {
@@ -114,6 +117,7 @@ impl Action {
             Self::Voicemail { .. } => "voicemail",
             Self::Announcement { .. } => "announcement",
             Self::Reject { .. } => "reject",
+            Self::Menu(_) => "menu",
             Self::Block {
                 how: BlockAction::Reject,
             } => "block_reject",
@@ -152,6 +156,7 @@ impl From<routing::Action> for Action {
             routing::Action::Reject(routing::RejectAction { reason }) => Self::Reject {
                 busy: reason == routing::RejectReason::Busy,
             },
+            routing::Action::Menu(m) => Self::Menu(Box::new(m)),
         }
     }
 }
@@ -198,7 +203,9 @@ impl Decision {
             Action::Reject { .. } => Disposition::Rejected,
             Action::Voicemail { .. } => Disposition::Voicemail,
             Action::Announcement { .. } => Disposition::Answered,
-            Action::Ring { .. } | Action::Forward { .. } => Disposition::InProgress,
+            Action::Ring { .. } | Action::Forward { .. } | Action::Menu(_) => {
+                Disposition::InProgress
+            }
         }
     }
 }
@@ -587,6 +594,21 @@ pub struct DidRules {
     pub owner_dnd: bool,
     /// This DID's enabled routes plus the global ones, in evaluation order.
     pub routes: Vec<Route>,
+}
+
+impl RuleSet {
+    /// The menu of route `id`, when that route's action is a menu.
+    pub fn menu(&self, id: i64) -> Option<&routing::MenuAction> {
+        self.dids
+            .values()
+            .flat_map(|d| d.routes.iter())
+            .chain(self.global_routes.iter())
+            .find(|r| r.id == id)
+            .and_then(|r| match &r.action {
+                Action::Menu(m) => Some(&**m),
+                _ => None,
+            })
+    }
 }
 
 /// Everything [`decide`] needs besides the call and the clock.

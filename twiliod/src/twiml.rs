@@ -94,6 +94,8 @@ pub mod paths {
     pub const VM_DONE: &str = "/api/webhooks/voice/vm-done";
     pub const RECORDING: &str = "/api/webhooks/recording";
     pub const TRANSCRIPTION: &str = "/api/webhooks/transcription";
+    /// A menu's `<Gather>` answer: `?route={id}&path={keys}&tries={n}`.
+    pub const MENU: &str = "/api/webhooks/voice/menu";
     /// The "number disconnected" SIT tone (unsigned GET).
     pub const SIT_TONE: &str = "/api/webhooks/voice/sit.wav";
     /// A DID's uploaded greeting: `{GREETING}/{did_id}` (unsigned GET).
@@ -113,6 +115,7 @@ pub fn for_decision(d: &Decision, c: &Ctx) -> String {
         Action::Voicemail { greeting } => voicemail(c, greeting.as_deref(), false),
         Action::Announcement { text, audio } => announcement(text, audio.as_deref()),
         Action::Reject { busy } => reject(*busy),
+        Action::Menu(m) => menu(c, m, d.route_id.unwrap_or(0), "", 0, None),
         Action::Block {
             how: BlockAction::Reject,
         } => reject(false),
@@ -185,6 +188,34 @@ pub fn voicemail(c: &Ctx, greeting: Option<&str>, silent: bool) -> String {
         esc(&format!("{}{q}", url(c, paths::VM_DONE))),
         esc(&format!("{}{q}", url(c, paths::RECORDING))),
         esc(&format!("{}{q}", url(c, paths::TRANSCRIPTION))),
+    ))
+}
+
+/// A menu `path` keys deep in route `route`'s: `notice` (e.g. "not a valid
+/// choice") said first, then the greeting inside a one-key `<Gather>`.
+/// Twilio posts the key to the menu path; with no key it goes on to the
+/// `<Redirect>`, which posts the same URL without `Digits`.
+pub fn menu(
+    c: &Ctx,
+    m: &proto::routing::MenuAction,
+    route: i64,
+    path: &str,
+    tries: u32,
+    notice: Option<&str>,
+) -> String {
+    let next = esc(&format!(
+        "{}?route={route}&path={path}&tries={tries}",
+        url(c, paths::MENU)
+    ));
+    let greet = match &m.audio {
+        Some(u) => format!("<Play>{}</Play>", esc(u)),
+        None => say(&m.greeting),
+    };
+    doc(&format!(
+        "{}<Gather input=\"dtmf\" numDigits=\"1\" timeout=\"{}\" action=\"{next}\" method=\"POST\">{greet}</Gather>\
+         <Redirect method=\"POST\">{next}</Redirect>",
+        notice.map(say).unwrap_or_default(),
+        m.wait_secs(),
     ))
 }
 

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `/api/webhooks/voice/incoming` | a new inbound call (§2.1) | TwiML of the decision |
 //! | `/api/webhooks/voice/dial-result` | `<Dial action>` (§2.4) | hang up, or voicemail when nobody answered |
+//! | `/api/webhooks/voice/menu` | a menu's `<Gather>` key, or none | the next menu, or TwiML of the chosen action |
 //! | `/api/webhooks/voice/vm-done` | `<Record action>` (§2.5) | hang up |
 //! | `/api/webhooks/recording` | recordingStatusCallback (§2.5) | empty |
 //! | `/api/webhooks/transcription` | transcribeCallback (§2.6) | empty |
@@ -37,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route(paths::RECORDING, post(recording))
         .route(paths::TRANSCRIPTION, post(transcription))
         .route(paths::STATUS, post(status))
+        .route(paths::MENU, post(menu))
 }
 
 /// Unsigned media Twilio fetches for `<Play>`.
@@ -167,47 +169,201 @@ pub async fn answer(
     } else {
         decide(f, &snap.rules, now)
     };
-    // sipd only knows device ids, so "the owner's devices" are named here
-    // (sipd answers 404 to an empty list).
-    // The owner is read afresh: a number given an owner a moment ago may not
-    // be in the rules snapshot yet.
-    let fresh_owner = if matches!(&d.action, Action::Ring { owner: true, .. }) {
-        sqlx::query_scalar::<_, Option<i64>>("SELECT owner_user_id FROM dids WHERE number = ?")
-            .bind(&f.to)
-            .fetch_optional(&st.pool)
-            .await
-            .ok()
-            .flatten()
-            .flatten()
-    } else {
-        None
-    };
-    if let Action::Ring { devices, owner, .. } = &mut d.action
-        && *owner
-        && let Some(owner) =
-            fresh_owner.or_else(|| snap.dids.get(&f.to).and_then(|i| i.owner_user_id))
-    {
-        match sqlx::query_scalar::<_, i64>("SELECT id FROM devices WHERE user_id = ? ORDER BY id")
-            .bind(owner)
-            .fetch_all(&st.pool)
-            .await
-        {
-            Ok(ids) => {
-                for id in ids {
-                    if !devices.contains(&id) {
-                        devices.push(id);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(call_sid = %call_sid, error = %e, "cannot read the owner's devices")
-            }
-        }
-    }
+    fill_owner_devices(st, snap, &f.to, call_sid, &mut d.action).await;
     let mut c = ctx_for(st, snap, call_sid, &f.to);
     c.trust = twiml::trust(f, snap.rules.spam_threshold);
     let doc = twiml::for_decision(&d, &c);
     (d, doc)
+}
+
+/// Names the devices of a ring action's "the owner's devices": sipd only
+/// knows device ids (and answers 404 to an empty list). The owner is read
+/// afresh: a number given an owner a moment ago may not be in the rules
+/// snapshot yet.
+async fn fill_owner_devices(
+    st: &AppState,
+    snap: &Snapshot,
+    did: &str,
+    call_sid: &str,
+    action: &mut Action,
+) {
+    let Action::Ring { devices, owner, .. } = action else {
+        return;
+    };
+    if !*owner {
+        return;
+    }
+    let fresh_owner =
+        sqlx::query_scalar::<_, Option<i64>>("SELECT owner_user_id FROM dids WHERE number = ?")
+            .bind(did)
+            .fetch_optional(&st.pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten();
+    let Some(owner) = fresh_owner.or_else(|| snap.dids.get(did).and_then(|i| i.owner_user_id))
+    else {
+        return;
+    };
+    match sqlx::query_scalar::<_, i64>("SELECT id FROM devices WHERE user_id = ? ORDER BY id")
+        .bind(owner)
+        .fetch_all(&st.pool)
+        .await
+    {
+        Ok(ids) => {
+            for id in ids {
+                if !devices.contains(&id) {
+                    devices.push(id);
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(call_sid = %call_sid, error = %e, "cannot read the owner's devices")
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MenuQuery {
+    route: i64,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    tries: u32,
+}
+
+/// A key pressed in a menu (`Digits`), or none (the `<Redirect>` after the
+/// `<Gather>` timed out).
+async fn menu(
+    State(st): State<AppState>,
+    Query(q): Query<MenuQuery>,
+    Extension(p): Extension<WebhookParams>,
+) -> Response {
+    let call_sid = p.str("CallSid").to_owned();
+    let snap = st.rules.get();
+    let c = ctx_for(&st, &snap, &call_sid, p.str("To"));
+    let Some(root) = snap.rules.menu(q.route) else {
+        // The route was deleted or is no longer a menu: voicemail, never
+        // silence.
+        tracing::warn!(call_sid = %call_sid, route = q.route, "menu route gone; voicemail");
+        return xml(twiml::voicemail(&c, None, false));
+    };
+    let key = p.get("Digits");
+    let rule: Option<String> =
+        sqlx::query_scalar("SELECT rule_name FROM voice_calls WHERE call_sid = ?")
+            .bind(&call_sid)
+            .fetch_optional(&st.pool)
+            .await
+            .ok()
+            .flatten();
+    // A key may already have been handled (Twilio retries): the rule keeps
+    // one path.
+    let rule = rule.unwrap_or_else(|| format!("route:{}", q.route));
+    let rule = rule.split(" > ").next().unwrap_or_default();
+    let (doc, step, exit) = menu_answer(
+        &st,
+        &snap,
+        root,
+        MenuAt {
+            route: q.route,
+            rule,
+            path: &q.path,
+            tries: q.tries,
+        },
+        key,
+        &call_sid,
+        p.str("To"),
+    )
+    .await;
+    tracing::info!(call_sid = %call_sid, route = q.route, path = %q.path, key = ?key, step = ?step, "menu");
+    if let Some(d) = exit
+        && let Err(e) = record_menu_exit(&st, &call_sid, &d).await
+    {
+        tracing::error!(call_sid = %call_sid, error = %e, "cannot record the menu choice");
+    }
+    xml(doc)
+}
+
+/// Where a caller is in the menus of a route.
+#[derive(Debug, Clone, Copy)]
+pub struct MenuAt<'a> {
+    pub route: i64,
+    /// The route's rule name, e.g. `route:5:Main menu`.
+    pub rule: &'a str,
+    /// Keys pressed so far.
+    pub path: &'a str,
+    /// Replays of this menu so far.
+    pub tries: u32,
+}
+
+/// The TwiML after `key` at `at`, the step, and (when the call leaves the
+/// menus) the decision it leaves with, named by the keys pressed. The one
+/// path of a real call and of "test a call".
+pub async fn menu_answer(
+    st: &AppState,
+    snap: &Snapshot,
+    root: &proto::routing::MenuAction,
+    at: MenuAt<'_>,
+    key: Option<&str>,
+    call_sid: &str,
+    did: &str,
+) -> (String, crate::menu::Step, Option<Decision>) {
+    let route = at.route;
+    let c = ctx_for(st, snap, call_sid, did);
+    let step = crate::menu::step(root, at.path, key, at.tries);
+    let (action, path) = match &step {
+        crate::menu::Step::Menu {
+            path,
+            tries,
+            notice,
+        } => {
+            let doc = match root.submenu(path) {
+                Some(m) => twiml::menu(&c, m, route, path, *tries, *notice),
+                None => twiml::voicemail(&c, None, false),
+            };
+            return (doc, step, None);
+        }
+        crate::menu::Step::Done { action, path } => (action.clone(), path.clone()),
+    };
+    let mut d = Decision {
+        action: Action::from(action),
+        stage: crate::rules::Stage::Route,
+        rule: crate::menu::rule_with_path(at.rule, &path),
+        reason: if path.is_empty() {
+            "no key pressed in the menu".to_owned()
+        } else {
+            format!("keys pressed in the menu: {path}")
+        },
+        route_id: Some(route),
+    };
+    fill_owner_devices(st, snap, did, call_sid, &mut d.action).await;
+    let doc = twiml::for_decision(&d, &c);
+    (doc, step, Some(d))
+}
+
+/// The call left its menu: the decision and the CDR name the keys, and a
+/// call that ends here (voicemail, announcement) gets its disposition.
+async fn record_menu_exit(st: &AppState, call_sid: &str, d: &Decision) -> Result<(), sqlx::Error> {
+    if call_sid.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE voice_calls SET action = ?, rule_name = ?, reason = ? WHERE call_sid = ?")
+        .bind(d.action.name())
+        .bind(&d.rule)
+        .bind(&d.reason)
+        .bind(call_sid)
+        .execute(&st.pool)
+        .await?;
+    sqlx::query(
+        "UPDATE cdrs SET rule_name = ?, reason = ?,                 disposition = CASE WHEN sip_call_id IS NULL THEN ? ELSE disposition END          WHERE call_sid = ?",
+    )
+    .bind(&d.rule)
+    .bind(&d.reason)
+    .bind(d.disposition().as_str())
+    .bind(call_sid)
+    .execute(&st.pool)
+    .await?;
+    Ok(())
 }
 
 /// Stores the decision (`voice_calls`) and, for calls that never reach

@@ -56,6 +56,9 @@ pub struct CallScript {
     pub params: Vec<(String, String)>,
     pub dial: DialOutcome,
     pub record: RecordScript,
+    /// What the caller presses at each `<Gather>`, in order; "" (or no
+    /// entry left) = nothing, the gather times out.
+    pub keys: Vec<String>,
 }
 
 /// Something that happened on the call.
@@ -95,6 +98,14 @@ pub enum Event {
     Hangup,
     Redirect {
         url: String,
+    },
+    /// A `<Gather>`: its attributes and what the caller pressed (None =
+    /// timed out, the next verb runs).
+    Gather {
+        action: String,
+        num_digits: u32,
+        timeout: u32,
+        digits: Option<String>,
     },
     /// Twilio error (11200 webhook failed, 12100 TwiML parse failure).
     Error {
@@ -167,6 +178,7 @@ pub async fn run(s: &Standin, script: &CallScript) -> anyhow::Result<CallOutcome
         sip: vec![],
     };
     let mut answered = false;
+    let mut keys = script.keys.iter();
     let mut next: Option<(String, Vec<(String, String)>)> =
         Some((voice_url, with(&base, &[("CallStatus", "ringing")])));
     let mut hops = 0;
@@ -241,6 +253,45 @@ pub async fn run(s: &Standin, script: &CallScript) -> anyhow::Result<CallOutcome
                     });
                     next = Some((target, with(&base, &[("CallStatus", progress)])));
                     continue 'docs;
+                }
+                "Gather" => {
+                    answered = true;
+                    // The nested prompts play first (Say, Play, Pause only).
+                    for inner in verb.children().filter(|n| n.is_element()) {
+                        let text = inner.text().unwrap_or("").trim().to_owned();
+                        match inner.tag_name().name() {
+                            "Say" => out.events.push(Event::Say { text }),
+                            "Play" => out.events.push(Event::Play { url: text }),
+                            "Pause" => out.events.push(Event::Pause),
+                            _ => {
+                                out.events.push(Event::Error { code: 12100 });
+                                out.status = "failed".into();
+                                break 'docs;
+                            }
+                        }
+                    }
+                    // Twilio's defaults: the document's own URL, 5 s.
+                    let action = resolve(&url, &attr("action").unwrap_or_else(|| url.clone()));
+                    let num_digits = attr("numDigits").and_then(|t| t.parse().ok()).unwrap_or(0);
+                    let timeout = attr("timeout").and_then(|t| t.parse().ok()).unwrap_or(5);
+                    let digits = keys.next().filter(|k| !k.is_empty()).cloned();
+                    out.events.push(Event::Gather {
+                        action: action.clone(),
+                        num_digits,
+                        timeout,
+                        digits: digits.clone(),
+                    });
+                    match digits {
+                        Some(d) => {
+                            next = Some((
+                                action,
+                                with(&base, &[("CallStatus", "in-progress"), ("Digits", &d)]),
+                            ));
+                            continue 'docs;
+                        }
+                        // No key: Twilio goes on with the next verb.
+                        None => out.duration += timeout,
+                    }
                 }
                 "Dial" => {
                     answered = true;

@@ -284,17 +284,12 @@ async fn validate(st: &AppState, b: RouteBody, cur: Option<&Route>) -> ApiResult
     if let Some(d) = did_id {
         super::devices::exists(st, "dids", d, "did_id").await?;
     }
-    if let Action::Ring(r) = &action {
-        for d in &r.device_ids {
-            super::devices::exists(st, "devices", d.0, "action_data.device_ids")
-                .await
-                .map_err(|_| {
-                    ApiError::field(
-                        "action_data.device_ids",
-                        format!("device {d} does not exist"),
-                    )
-                })?;
-        }
+    // Every device rung, menus included, must exist; the error names
+    // where (`action_data.options.2.action_data.device_ids`).
+    for (field, d) in action.device_refs() {
+        super::devices::exists(st, "devices", d.0, &field)
+            .await
+            .map_err(|_| ApiError::field(&field, format!("device {d} does not exist")))?;
     }
     Ok(Route {
         id: cur.map_or(0, |c| c.id),
@@ -471,14 +466,23 @@ pub struct TestCall {
     pub at: String,
     #[serde(default)]
     pub spam_score: f64,
+    /// Keys the caller presses in menus, one per menu, e.g. "21".
+    #[serde(default)]
+    #[schema(pattern = "^[0-9*#]{0,3}$")]
+    pub digits: String,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct TestCallResult {
+    /// What the call ends up doing (`menu` while it waits for a key).
     pub action: String,
+    /// The rule that decided, with the menu keys: `route:5:Main > 2 > 1`.
     pub rule: String,
     pub reason: String,
+    /// The TwiML of where the call ends up.
     pub twiml: String,
+    /// With `digits`: the menus the caller heard first, one per key.
+    pub menu_twiml: Vec<String>,
 }
 
 /// "What would happen if ... called now?" through twiliod's rules engine.
@@ -508,6 +512,20 @@ pub async fn test_call(
     if !(0.0..=1.0).contains(&b.spam_score) {
         c.fail("spam_score", "must be 0 to 1");
     }
+    if b.digits.len() > proto::routing::MAX_MENU_DEPTH
+        || !b
+            .digits
+            .bytes()
+            .all(|k| k.is_ascii_digit() || k == b'*' || k == b'#')
+    {
+        c.fail(
+            "digits",
+            format!(
+                "keys 0-9, * or #, one per menu, {} at most",
+                proto::routing::MAX_MENU_DEPTH
+            ),
+        );
+    }
     c.done()?;
     let mut cl = proto::pb::twiliod::twiliod_client::TwiliodClient::new(st.peers.twiliod.clone());
     let r = cl
@@ -516,6 +534,7 @@ pub async fn test_call(
             from_number,
             at: b.at,
             spam_score: b.spam_score,
+            digits: b.digits,
         })
         .await
         .map_err(|s| peer_error("twiliod", s))?
@@ -526,6 +545,11 @@ pub async fn test_call(
         rule: r.rule,
         reason: r.reason,
         twiml: mask_twiml(&r.twiml, &trunk_password),
+        menu_twiml: r
+            .menu_twiml
+            .iter()
+            .map(|t| mask_twiml(t, &trunk_password))
+            .collect(),
     }))
 }
 

@@ -29,7 +29,13 @@ export const ACTIONS = [
   { value: 'voicemail', label: 'Send to voicemail' },
   { value: 'announcement', label: 'Play an announcement and hang up' },
   { value: 'reject', label: 'Reject the call' },
+  { value: 'menu', label: 'Menu: "press 1 for ..."' },
 ]
+/** What a key in a menu (or no key) can do: every action but reject. */
+export const MENU_ACTIONS = ACTIONS.filter((a) => a.value !== 'reject')
+/** How deep menus nest (proto::routing::MAX_MENU_DEPTH). */
+export const MAX_MENU_DEPTH = 3
+export const KEYS = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '0']
 export const REJECT_REASONS = [
   { value: 'busy', label: 'Busy signal' },
   { value: 'rejected', label: 'Call not accepted' },
@@ -42,7 +48,66 @@ export function blankRule() {
     hours: null, holidays: null,
     caller_match: 'vip', numbers: '', prefix: '', negate: false,
     action_type: 'ring', device_ids: [], ring_owner: false, forward_number: '', announcement: '', audio: '', ring_timeout: 30,
-    greeting: '', reject_reason: 'busy',
+    greeting: '', reject_reason: 'busy', menu: blankMenu(),
+  }
+}
+
+/** A menu as the menu editor edits it. */
+export function blankMenu() {
+  return { greeting: '', timeout: 5, options: [blankChoice('1')], no_input: blankChoice('') }
+}
+
+/** One key of a menu (key '' = when nobody presses), any action but reject. */
+export function blankChoice(key) {
+  return { key, action_type: key ? 'ring' : 'voicemail', device_ids: [], ring_owner: true, number: '', text: '', greeting: '', menu: null }
+}
+
+/** A key's editor state -> its `{action_type, action_data}`. */
+function choiceToAction(c) {
+  let action_data = {}
+  if (c.action_type === 'ring') {
+    action_data = { device_ids: c.device_ids.map(Number) }
+    if (c.ring_owner) action_data.owner = true
+  }
+  if (c.action_type === 'forward') action_data = { number: c.number.trim() }
+  if (c.action_type === 'voicemail' && c.greeting.trim()) action_data = { greeting: c.greeting.trim() }
+  if (c.action_type === 'announcement') action_data = { text: c.text }
+  if (c.action_type === 'menu') action_data = menuToData(c.menu ?? blankMenu())
+  return { action_type: c.action_type, action_data }
+}
+
+/** Menu editor state -> `action_data` of a menu (proto::routing::MenuAction). */
+export function menuToData(m) {
+  const options = {}
+  for (const c of m.options) if (c.key) options[c.key] = choiceToAction(c)
+  const out = { greeting: m.greeting, options }
+  if (Number(m.timeout) && Number(m.timeout) !== 5) out.timeout = Number(m.timeout)
+  if (m.no_input && m.no_input.action_type !== 'voicemail') out.no_input = choiceToAction(m.no_input)
+  else if (m.no_input?.greeting?.trim()) out.no_input = choiceToAction(m.no_input)
+  return out
+}
+
+function actionToChoice(key, a) {
+  const c = blankChoice(key)
+  const d = parse(a?.action_data)
+  c.action_type = a?.action_type ?? c.action_type
+  c.device_ids = (d.device_ids ?? []).map(String)
+  c.ring_owner = !!d.owner
+  c.number = d.number ?? ''
+  c.text = d.text ?? ''
+  c.greeting = c.action_type === 'voicemail' ? d.greeting ?? '' : ''
+  c.menu = c.action_type === 'menu' ? dataToMenu(d) : null
+  return c
+}
+
+/** `action_data` of a menu -> menu editor state. */
+export function dataToMenu(d) {
+  const data = parse(d)
+  return {
+    greeting: data.greeting ?? '',
+    timeout: data.timeout ?? 5,
+    options: Object.entries(data.options ?? {}).map(([k, a]) => actionToChoice(k, a)),
+    no_input: data.no_input ? actionToChoice('', data.no_input) : blankChoice(''),
   }
 }
 
@@ -80,6 +145,7 @@ export function ruleToPayload(r) {
     if (r.audio.trim()) action_data.audio = r.audio.trim()
   }
   if (r.action_type === 'reject') action_data = { reason: r.reject_reason }
+  if (r.action_type === 'menu') action_data = menuToData(r.menu)
   return {
     name: r.name.trim(),
     did_id: r.did_id ? Number(r.did_id) : null,
@@ -118,6 +184,8 @@ export function routeToRule(row) {
   r.audio = a.audio ?? ''
   r.greeting = a.greeting ?? ''
   r.reject_reason = a.reason ?? 'busy'
+  r.greeting = row.action_type === 'menu' ? '' : r.greeting
+  if (row.action_type === 'menu') r.menu = dataToMenu(a)
   return r
 }
 
@@ -133,6 +201,7 @@ export function describeRule(row) {
   }
   let act = ACTIONS.find((x) => x.value === r.action_type)?.label ?? r.action_type
   if (r.action_type === 'forward') act = `Forward to ${r.forward_number}`
+  if (r.action_type === 'menu') act = `Menu: ${r.menu.options.map((o) => o.key).join(', ')}`
   if (r.action_type === 'reject') act = `Reject (${REJECT_REASONS.find((x) => x.value === r.reject_reason)?.label.toLowerCase() ?? r.reject_reason})`
   return `${cond} → ${act}`
 }

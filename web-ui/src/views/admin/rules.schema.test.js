@@ -3,7 +3,7 @@
 // the generated document). A field the server would refuse or ignore fails here.
 import { describe, it, expect } from 'vitest'
 import doc from './route-schema.json'
-import { blankRule, ruleToPayload, routeToRule, CALLER_MATCHES, TIME_PRESETS, ACTIONS, REJECT_REASONS } from './rules.js'
+import { blankRule, blankMenu, blankChoice, ruleToPayload, routeToRule, CALLER_MATCHES, TIME_PRESETS, ACTIONS, REJECT_REASONS } from './rules.js'
 
 /** Errors of `v` against `s` (the JSON Schema subset the document uses). */
 function check(v, s, path = '$') {
@@ -83,5 +83,37 @@ describe('rule payloads and the OpenAPI schema', () => {
     expect(p.condition_data).toEqual(row.condition_data)
     expect(p.action_data).toEqual(row.action_data)
     expect(valid(p)).toEqual([])
+  })
+
+  it('writes a two-level menu as the API takes it and reads it back unchanged', () => {
+    const menu = blankMenu()
+    menu.greeting = 'Sales 1, help 2'
+    menu.timeout = 4
+    menu.options = [
+      { ...blankChoice('1'), action_type: 'announcement', text: 'Closed' },
+      { ...blankChoice('2'), action_type: 'menu', menu: { ...blankMenu(), greeting: 'Billing 1, cell 2', options: [
+        { ...blankChoice('1'), action_type: 'voicemail', greeting: 'Billing here' },
+        { ...blankChoice('2'), action_type: 'forward', number: '(555) 000-9999' },
+        { ...blankChoice('3'), action_type: 'ring', device_ids: ['2'], ring_owner: false },
+      ] } },
+    ]
+    menu.no_input = { ...blankChoice(''), action_type: 'announcement', text: 'Bye' }
+    const p = ruleToPayload({ ...base, action_type: 'menu', menu })
+    expect(valid(p), JSON.stringify(p)).toEqual([])
+    expect(p.action_data).toEqual({
+      greeting: 'Sales 1, help 2',
+      timeout: 4,
+      options: {
+        1: { action_type: 'announcement', action_data: { text: 'Closed' } },
+        2: { action_type: 'menu', action_data: { greeting: 'Billing 1, cell 2', options: {
+          1: { action_type: 'voicemail', action_data: { greeting: 'Billing here' } },
+          2: { action_type: 'forward', action_data: { number: '(555) 000-9999' } },
+          3: { action_type: 'ring', action_data: { device_ids: [2] } },
+        } } },
+      },
+      no_input: { action_type: 'announcement', action_data: { text: 'Bye' } },
+    })
+    const again = ruleToPayload(routeToRule({ id: 1, ...p }))
+    expect(again.action_data).toEqual(p.action_data)
   })
 })
