@@ -1,13 +1,14 @@
 // The first-run checklist on the admin's dashboard ticks itself as the real
 // system changes: Twilio connected (the stand-in accepting the credentials),
-// a number linked, a phone registering over SIP, business hours saved in the
-// UI, a text delivered through the stand-in.
+// a number linked, a baresip desk phone registering, business hours saved in
+// the UI, a text delivered through the stand-in, and a call from the
+// stand-in (Twilio's <Dial><Sip> to sipd) that the phone answers.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { startSystem, launchBrowser, screenshot } from './harness.mjs'
-import { ADMIN, STANDIN, setupSystem, loginInBrowser, assertAccessible, startStandin, sipRegister } from './ui.mjs'
+import { ADMIN, STANDIN, setupSystem, loginInBrowser, assertAccessible, startStandin, startBaresip } from './ui.mjs'
 
-let sys, browser, standin, api, page
+let sys, browser, standin, api, page, phone
 
 before(async () => {
   sys = await startSystem()
@@ -18,7 +19,7 @@ before(async () => {
   page = await browser.newPage()
   await loginInBrowser(page, sys.base, ADMIN.email, ADMIN.password)
 })
-after(async () => { standin?.stop(); await browser?.close(); await sys?.stop() })
+after(async () => { phone?.stop(); standin?.stop(); await browser?.close(); await sys?.stop() })
 
 const step = (id) => page.locator(`[data-checklist] [data-step="${id}"]`)
 async function ticked(id) {
@@ -60,13 +61,9 @@ test('the first-run checklist ticks itself as Twilio, a number, a phone, busines
 
   const device = await api.post('/devices', { name: 'Desk phone', user_id: null })
   await page.waitForFunction(() => /no phone has registered yet/.test(document.querySelector('[data-checklist] [data-step="phone"]')?.innerText || ''), null, { timeout: 20000 })
-  let status = ''
-  for (let i = 0; i < 40 && !/^SIP\/2\.0 200/.test(status); i++) {
-    if (i) await new Promise((r) => setTimeout(r, 250))
-    status = await sipRegister({ port: sys.ports.sip, username: device.username, password: device.password }).catch((e) => e.message)
-  }
-  assert.match(status, /^SIP\/2\.0 200/)
-  await ticked('phone')
+  // A real softphone, typed in with the credentials the screen showed.
+  phone = await startBaresip(sys, { username: device.username, password: device.password })
+  await ticked('phone').catch((e) => { throw new Error(`${e.message}\n${phone.log()}`) })
 
   // Business hours: follow the step's link and save the schedule there.
   await step('hours').getByRole('link').click()
@@ -84,6 +81,27 @@ test('the first-run checklist ticks itself as Twilio, a number, a phone, busines
   assert.match(await step('call').innerText(), /Call your number from your mobile/)
   assert.match(await page.locator('[data-checklist]').innerText(), /5 of 6 done/)
   await screenshot(page, 'checklist-five-done')
+
+  // Someone calls the number: Twilio (the stand-in) asks GoSIP, dials sipd
+  // over SIP with the trunk credentials, the desk phone answers, they talk
+  // for two seconds and hang up.
+  await api.put('/system/config', { 'twilio.trunk_username': 'twilio-trunk', 'twilio.trunk_password': 'trunk-secret-pass', 'sip.public_address': '127.0.0.1' })
+  await api.post('/routes', { name: 'Desk phone', priority: 0, condition_type: 'default', condition_data: {}, action_type: 'ring', action_data: { device_ids: [device.id] } })
+  await new Promise((r) => setTimeout(r, 1500))
+  const res = await fetch(`${standin.base}/_control/call`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ from: '+15557654321', to: STANDIN.number, dial: { outcome: 'sip', talk_secs: 2 } }),
+  })
+  const call = await res.json()
+  assert.equal(res.status, 200, JSON.stringify(call))
+  assert.equal(call.sip?.[0]?.code, 200, `the phone answered: ${JSON.stringify(call)}\n${phone.log()}`)
+  // Every step done: the checklist leaves the dashboard.
+  await page.waitForFunction(() => !document.querySelector('[data-checklist]'), null, { timeout: 20000 })
+  const list = await api.get('/system/checklist')
+  assert.equal(list.done, true)
+  assert.deepEqual(list.steps.find((x) => x.id === 'call'), { ...list.steps.find((x) => x.id === 'call'), done: true, detail: 'A call through Twilio was answered.' })
+  await screenshot(page, 'checklist-done')
 })
 
 test('a part of GoSIP that stops is named in the banner on every page, in plain words', async (t) => {

@@ -206,3 +206,36 @@ export async function startStandin(sys) {
   }
   return { base, stop: () => proc.kill('SIGTERM'), requests: async () => (await fetch(`${base}/_control/requests`)).json() }
 }
+
+/**
+ * A real desk phone for the browser tests: Debian's baresip registered as
+ * `username` at sipd, answering every call by itself, a tone as its
+ * microphone. `stop()` ends it; `log()` is its output.
+ */
+export async function startBaresip(sys, { username, password, name = 'phone' }) {
+  const { mkdirSync, writeFileSync, openSync, readFileSync } = await import('node:fs')
+  const { spawn } = await import('node:child_process')
+  const { freePort } = await import('./harness.mjs')
+  const dir = join(sys.dir, `baresip-${name}`)
+  mkdirSync(join(dir, 'dump'), { recursive: true })
+  writeFileSync(join(dir, 'tone.wav'), wav(4))
+  const sipPort = await freePort()
+  writeFileSync(join(dir, 'config'), [
+    'poll_method epoll',
+    `sip_listen 127.0.0.1:${sipPort}`,
+    'net_interface 127.0.0.1',
+    'module_path /usr/lib/baresip/modules',
+    'module g711.so',
+    'module aufile.so',
+    'module_tmp uuid.so',
+    'module_tmp account.so',
+    'module_app menu.so',
+    'audio_player aufile,/dev/null',
+    `audio_source aufile,${join(dir, 'tone.wav')}`,
+    '',
+  ].join('\n'))
+  writeFileSync(join(dir, 'accounts'), `<sip:${username}@127.0.0.1:${sys.ports.sip};transport=udp>;auth_pass=${password};regint=300;audio_codecs=PCMU;answermode=auto\n`)
+  const log = openSync(join(dir, 'baresip.log'), 'a')
+  const proc = spawn('baresip', ['-f', dir, '-t', '300'], { stdio: ['ignore', log, log] })
+  return { stop: () => proc.kill('SIGTERM'), log: () => readFileSync(join(dir, 'baresip.log'), 'utf8') }
+}
