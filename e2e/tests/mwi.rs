@@ -139,5 +139,26 @@ async fn a_subscribed_phone_hears_of_a_new_voicemail_and_of_it_being_played() {
         String::from_utf8_lossy(&out.stderr),
         sys.log("sipd")
     );
+    // Deleting it in the UI: twiliod (which owns voicemails) removes the
+    // row and the audio; it is gone from the list.
+    let wavs = |dir: &std::path::Path| {
+        std::fs::read_dir(dir.join("voicemails"))
+            .map(|d| d.filter_map(Result::ok).count())
+            .unwrap_or(0)
+    };
+    assert_eq!(wavs(&sys.data_dir), 1);
+    let (s, v, _) = api
+        .call(&admin, "DELETE", &format!("/api/voicemails/{vm_id}"), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(wavs(&sys.data_dir), 0);
+    let (s, _, _) = api
+        .call(&admin, "GET", &format!("/api/voicemails/{vm_id}"), None)
+        .await;
+    assert_eq!(s, 404);
+    let (s, _, _) = api
+        .call(&admin, "DELETE", &format!("/api/voicemails/{vm_id}"), None)
+        .await;
+    assert_eq!(s, 404);
     twilio.shutdown();
 }

@@ -29,7 +29,7 @@ pub const TABLE_WRITERS: &[(&str, &[&str])] = &[
     ("jobs", &["twiliod", "notifyd", "webd"]),
     ("login_attempts", &["webd"]),
     // twiliod stores texts and their delivery status; webd marks them read.
-    ("messages", &["twiliod", "webd"]),
+    ("messages", &["twiliod"]),
     ("provisioning", &["webd"]),
     // sipd's registrar; webd drops a phone's registrations when it changes
     // its password for provisioning, and orphans after a restore.
@@ -50,7 +50,7 @@ pub const TABLE_WRITERS: &[(&str, &[&str])] = &[
     ("voice_calls", &["twiliod"]),
     ("voice_recordings", &["twiliod"]),
     // twiliod stores voicemails; webd marks them heard and deletes them.
-    ("voicemails", &["twiliod", "webd"]),
+    ("voicemails", &["twiliod"]),
     ("webd_list_versions", &[]),
     ("webhook_endpoints", &["webd"]),
 ];

@@ -7,8 +7,10 @@ use tonic::{Request, Response, Status};
 use proto::pb::twiliod::twiliod_server::{Twiliod, TwiliodServer};
 use proto::pb::twiliod::{
     CheckCredentialsReply, CheckCredentialsRequest, ConfigureNumberReply, ConfigureNumberRequest,
-    ListNumbersReply, ListNumbersRequest, PhoneNumber, SendMessageReply, SendMessageRequest,
-    SetUpTwilioReply, SetUpTwilioRequest, TestCallReply, TestCallRequest,
+    ConversationReadReply, ConversationReadRequest, DeleteVoicemailReply, DeleteVoicemailRequest,
+    ListNumbersReply, ListNumbersRequest, PhoneNumber, Readable, SendMessageReply,
+    SendMessageRequest, SetReadReply, SetReadRequest, SetUpTwilioReply, SetUpTwilioRequest,
+    TestCallReply, TestCallRequest,
 };
 
 use crate::AppState;
@@ -125,6 +127,48 @@ impl Twiliod for Service {
     }
 
     /// Runs the rules on fresh data without side effects.
+    async fn set_read(
+        &self,
+        req: Request<SetReadRequest>,
+    ) -> Result<Response<SetReadReply>, Status> {
+        let r = req.into_inner();
+        let pool = &self.st.pool;
+        let found = match Readable::try_from(r.item) {
+            Ok(Readable::Voicemail) => crate::voicemail::set_read(pool, r.id, r.is_read).await,
+            Ok(Readable::Message) => {
+                crate::sms::conversations::set_read(pool, r.id, r.is_read).await
+            }
+            _ => return Err(Status::invalid_argument("item: voicemail or message")),
+        }
+        .map_err(db_status)?;
+        Ok(Response::new(SetReadReply { found }))
+    }
+
+    async fn conversation_read(
+        &self,
+        req: Request<ConversationReadRequest>,
+    ) -> Result<Response<ConversationReadReply>, Status> {
+        let r = req.into_inner();
+        let ours = Some(r.our_number.trim()).filter(|o| !o.is_empty());
+        let user = (r.user_id != 0).then_some(r.user_id);
+        let marked =
+            crate::sms::conversations::mark_conversation_read(&self.st.pool, &r.peer, ours, user)
+                .await
+                .map_err(db_status)?;
+        Ok(Response::new(ConversationReadReply { marked }))
+    }
+
+    async fn delete_voicemail(
+        &self,
+        req: Request<DeleteVoicemailRequest>,
+    ) -> Result<Response<DeleteVoicemailReply>, Status> {
+        let id = req.into_inner().id;
+        let found = crate::voicemail::delete(&self.st.pool, &self.st.data_dir, id)
+            .await
+            .map_err(db_status)?;
+        Ok(Response::new(DeleteVoicemailReply { found }))
+    }
+
     async fn test_call(
         &self,
         req: Request<TestCallRequest>,
@@ -189,6 +233,12 @@ impl Twiliod for Service {
             menu_twiml,
         }))
     }
+}
+
+/// A database failure as a gRPC status (read-only mode says so).
+fn db_status(e: sqlx::Error) -> Status {
+    tracing::error!(error = %e, "database write failed");
+    Status::unavailable(format!("database: {e}"))
 }
 
 /// A message for the wizard: what went wrong, without secrets.

@@ -173,6 +173,9 @@ pub struct RulesCache {
     pool: SqlitePool,
     settings: SettingsHandle,
     current: Arc<RwLock<Arc<Snapshot>>>,
+    /// The `rules_version` the current snapshot was loaded at (-1 before
+    /// the first reading).
+    loaded_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl RulesCache {
@@ -183,7 +186,26 @@ impl RulesCache {
             pool,
             settings,
             current: Arc::new(RwLock::new(Arc::new(first))),
+            loaded_at: Arc::new(std::sync::atomic::AtomicI64::new(-1)),
         })
+    }
+
+    /// The snapshot for a call being decided now: when the rules changed
+    /// since it was loaded (one small read), it is reloaded first, so a
+    /// rule saved a moment ago already decides the next call.
+    pub async fn fresh(&self) -> Arc<Snapshot> {
+        use std::sync::atomic::Ordering;
+        if let Some(v) = self.version().await
+            && v != self.loaded_at.load(Ordering::Acquire)
+        {
+            match self.refresh().await {
+                Ok(()) => self.loaded_at.store(v, Ordering::Release),
+                Err(e) => {
+                    tracing::warn!(error = %e, "rules reload failed; deciding with the last rules")
+                }
+            }
+        }
+        self.get()
     }
 
     /// The current snapshot.
@@ -210,6 +232,10 @@ impl RulesCache {
         // Baseline first, then reload: edits made since `new` are not missed.
         let mut last = self.version().await;
         self.reload_logged().await;
+        if let Some(v) = last {
+            self.loaded_at
+                .store(v, std::sync::atomic::Ordering::Release);
+        }
         loop {
             let changed = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -223,6 +249,10 @@ impl RulesCache {
             };
             if changed {
                 self.reload_logged().await;
+                if let Some(v) = last {
+                    self.loaded_at
+                        .store(v, std::sync::atomic::Ordering::Release);
+                }
             }
         }
     }
@@ -278,5 +308,21 @@ mod tests {
         }
         stop.cancel();
         assert!(seen, "blocklist edit not picked up");
+    }
+
+    #[tokio::test]
+    async fn a_call_decided_right_after_an_edit_sees_it_without_waiting_for_the_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = proto::db::open(dir.path()).await.unwrap();
+        let settings = SettingsHandle::new(pool.clone()).await.unwrap();
+        // No run loop at all: only `fresh` can see the edit.
+        let cache = RulesCache::new(pool.clone(), settings).await.unwrap();
+        assert_eq!(cache.fresh().await.rules.blocklist.len(), 0);
+        sqlx::query("INSERT INTO blocklist (pattern, pattern_type) VALUES ('+1900', 'prefix')")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(cache.get().rules.blocklist.len(), 0, "the cached snapshot");
+        assert_eq!(cache.fresh().await.rules.blocklist.len(), 1);
     }
 }

@@ -122,7 +122,7 @@ pub fn ctx_for(st: &AppState, snap: &Snapshot, call_sid: &str, did: &str) -> twi
 
 async fn incoming(State(st): State<AppState>, Extension(p): Extension<WebhookParams>) -> Response {
     let call_sid = p.str("CallSid").to_owned();
-    let snap = st.rules.get();
+    let snap = st.rules.fresh().await;
     let f = facts(&p, &snap.addons);
     let (d, doc) = answer(&st, &snap, &f, &call_sid, Utc::now()).await;
     tracing::info!(
@@ -240,7 +240,7 @@ async fn menu(
     Extension(p): Extension<WebhookParams>,
 ) -> Response {
     let call_sid = p.str("CallSid").to_owned();
-    let snap = st.rules.get();
+    let snap = st.rules.fresh().await;
     let c = ctx_for(&st, &snap, &call_sid, p.str("To"));
     let Some(root) = snap.rules.menu(q.route) else {
         // The route was deleted or is no longer a menu: voicemail, never
@@ -355,7 +355,9 @@ async fn record_menu_exit(st: &AppState, call_sid: &str, d: &Decision) -> Result
         .execute(&st.pool)
         .await?;
     sqlx::query(
-        "UPDATE cdrs SET rule_name = ?, reason = ?,                 disposition = CASE WHEN sip_call_id IS NULL THEN ? ELSE disposition END          WHERE call_sid = ?",
+        "UPDATE cdrs SET rule_name = ?, reason = ?, \
+                disposition = CASE WHEN sip_call_id IS NULL THEN ? ELSE disposition END \
+         WHERE call_sid = ?",
     )
     .bind(&d.rule)
     .bind(&d.reason)

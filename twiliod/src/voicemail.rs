@@ -417,6 +417,50 @@ async fn maybe_notify(st: &AppState, sid: &str) -> Result<bool, sqlx::Error> {
     Ok(true)
 }
 
+/// Marks voicemail `id` read or unread (the web UI, or the phone); false
+/// when it does not exist. The phones' message lights follow within
+/// seconds (sipd reads the counts).
+pub async fn set_read(
+    pool: &sqlx::SqlitePool,
+    id: i64,
+    is_read: bool,
+) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query("UPDATE voicemails SET is_read = ? WHERE id = ?")
+            .bind(is_read)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+            > 0,
+    )
+}
+
+/// Deletes voicemail `id` and its audio; false when it does not exist.
+pub async fn delete(
+    pool: &sqlx::SqlitePool,
+    data_dir: &Path,
+    id: i64,
+) -> Result<bool, sqlx::Error> {
+    let audio: Option<Option<String>> =
+        sqlx::query_scalar("DELETE FROM voicemails WHERE id = ? RETURNING audio_url")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    let Some(audio) = audio else {
+        return Ok(false);
+    };
+    // Only a file of ours under voicemails/ (the path is our own column,
+    // but a restored database is input too).
+    if let Some(rel) = audio.filter(|p| p.starts_with("voicemails/") && !p.contains(".."))
+        && let Err(e) = tokio::fs::remove_file(data_dir.join(&rel)).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %rel, error = %e, "cannot delete the voicemail's audio");
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;

@@ -177,6 +177,27 @@ impl Twiliod for FakeTwiliod {
         Err(Status::unimplemented("not here"))
     }
 
+    async fn set_read(
+        &self,
+        _r: GrpcRequest<proto::pb::twiliod::SetReadRequest>,
+    ) -> Result<Response<proto::pb::twiliod::SetReadReply>, Status> {
+        Err(Status::unimplemented("not here"))
+    }
+
+    async fn conversation_read(
+        &self,
+        _r: GrpcRequest<proto::pb::twiliod::ConversationReadRequest>,
+    ) -> Result<Response<proto::pb::twiliod::ConversationReadReply>, Status> {
+        Err(Status::unimplemented("not here"))
+    }
+
+    async fn delete_voicemail(
+        &self,
+        _r: GrpcRequest<proto::pb::twiliod::DeleteVoicemailRequest>,
+    ) -> Result<Response<proto::pb::twiliod::DeleteVoicemailReply>, Status> {
+        Err(Status::unimplemented("not here"))
+    }
+
     async fn send_message(
         &self,
         r: GrpcRequest<SendMessageRequest>,

@@ -277,11 +277,13 @@ pub async fn mark_read(
 ) -> ApiResult<Json<Message>> {
     let b = optional_body::<super::voicemails::ReadBody>(&body)?;
     load_row(&st, &caller, id).await?;
-    sqlx::query("UPDATE messages SET is_read = ? WHERE id = ?")
-        .bind(b.is_read.unwrap_or(true))
-        .bind(id)
-        .execute(&st.pool)
-        .await?;
+    super::voicemails::set_read(
+        &st,
+        proto::pb::twiliod::Readable::Message,
+        id,
+        b.is_read.unwrap_or(true),
+    )
+    .await?;
     Ok(Json(from_row(load_row(&st, &caller, id).await?)))
 }
 
@@ -381,18 +383,18 @@ pub async fn conversation_read(
         .filter(|o| !o.trim().is_empty())
         .map(|o| c.number("our_number", &o, &country));
     c.done()?;
-    let r = sqlx::query(
-        "UPDATE messages SET is_read = 1 WHERE direction = 'inbound' AND from_number = ?1 \
-         AND is_read = 0 AND (?2 IS NULL OR user_id = ?2) AND (?3 IS NULL OR to_number = ?3)",
-    )
-    .bind(&peer)
-    .bind(caller.scope())
-    .bind(&ours)
-    .execute(&st.pool)
-    .await?;
-    Ok(Json(Marked {
-        marked: r.rows_affected(),
-    }))
+    // twiliod owns messages; the caller's scope limits what changes.
+    let mut cl = proto::pb::twiliod::twiliod_client::TwiliodClient::new(st.peers.twiliod.clone());
+    let r = cl
+        .conversation_read(proto::pb::twiliod::ConversationReadRequest {
+            peer,
+            our_number: ours.unwrap_or_default(),
+            user_id: caller.scope().unwrap_or(0),
+        })
+        .await
+        .map_err(|s| peer_error("twiliod", s))?
+        .into_inner();
+    Ok(Json(Marked { marked: r.marked }))
 }
 
 #[derive(Deserialize, ToSchema, Default)]

@@ -137,12 +137,39 @@ pub async fn mark_read(
 ) -> ApiResult<Json<Voicemail>> {
     let b = optional_body::<ReadBody>(&body)?;
     load(&st, &caller, id).await?;
-    sqlx::query("UPDATE voicemails SET is_read = ? WHERE id = ?")
-        .bind(b.is_read.unwrap_or(true))
-        .bind(id)
-        .execute(&st.pool)
-        .await?;
+    set_read(
+        &st,
+        proto::pb::twiliod::Readable::Voicemail,
+        id,
+        b.is_read.unwrap_or(true),
+    )
+    .await?;
     Ok(Json(fix(load(&st, &caller, id).await?)))
+}
+
+/// Asks twiliod, which owns voicemails and messages, to mark one read or
+/// unread; the caller's right to it is checked before.
+pub async fn set_read(
+    st: &AppState,
+    item: proto::pb::twiliod::Readable,
+    id: i64,
+    is_read: bool,
+) -> ApiResult<()> {
+    let mut c = proto::pb::twiliod::twiliod_client::TwiliodClient::new(st.peers.twiliod.clone());
+    let r = c
+        .set_read(proto::pb::twiliod::SetReadRequest {
+            item: item as i32,
+            id,
+            is_read,
+        })
+        .await
+        .map_err(|s| super::common::peer_error("twiliod", s))?
+        .into_inner();
+    if r.found {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound)
+    }
 }
 
 /// An optional JSON body: empty means defaults.
@@ -160,17 +187,16 @@ pub async fn delete(
     caller: Caller,
     Id(id): Id,
 ) -> ApiResult<Json<Ok_>> {
-    let v = load(&st, &caller, id).await?;
-    sqlx::query("DELETE FROM voicemails WHERE id = ?")
-        .bind(id)
-        .execute(&st.pool)
-        .await?;
-    if let Some(p) = v
-        .audio_path
-        .as_deref()
-        .and_then(|p| crate::files::resolve(&st.data_dir, p))
-    {
-        let _ = tokio::fs::remove_file(p).await;
+    load(&st, &caller, id).await?;
+    // twiliod owns voicemails: it deletes the row and the audio.
+    let mut c = proto::pb::twiliod::twiliod_client::TwiliodClient::new(st.peers.twiliod.clone());
+    let r = c
+        .delete_voicemail(proto::pb::twiliod::DeleteVoicemailRequest { id })
+        .await
+        .map_err(|s| super::common::peer_error("twiliod", s))?
+        .into_inner();
+    if !r.found {
+        return Err(ApiError::NotFound);
     }
     Ok(ok())
 }
