@@ -1,0 +1,523 @@
+//! The A-leg: a new call, its final failure, CANCEL and ACK from the caller, the
+//! end of a call, its timers, and the calls as the gRPC side sees and ends them.
+
+use super::*;
+
+impl Core {
+    /// Starts a call for an authenticated INVITE. Returns the immediate
+    /// answer: `100 Trying` when the call goes on, a final status otherwise.
+    pub(in crate::sip::core) fn start_call(
+        &mut self,
+        now: u64,
+        peer: Peer,
+        r: &msg::Request,
+        key: &str,
+        caller: &Device,
+    ) -> Reply {
+        let raw = &r.raw;
+        let inbound = caller.id == TRUNK_ID;
+        let Some(call_id) = raw.get("call-id").map(str::to_string) else {
+            return Reply::new(400, "Missing Call-ID");
+        };
+        if self.calls.calls.contains_key(&call_id) {
+            return Reply::new(482, "Loop Detected");
+        }
+        let dialed = user_of(raw.start.split(' ').nth(1).unwrap_or_default())
+            .unwrap_or_default()
+            .to_string();
+        // Inbound trunk calls name their devices in X-GoSIP-Devices (set
+        // by twiliod's TwiML); internal calls dial an extension or username.
+        let callees: Vec<i64> = if inbound {
+            raw.get("x-gosip-devices")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|d| d.trim().parse().ok())
+                .collect()
+        } else {
+            self.devices
+                .get(&dialed)
+                .or_else(|| {
+                    self.extensions
+                        .get(&dialed)
+                        .and_then(|u| self.devices.get(u))
+                })
+                .map(|d| vec![d.id])
+                .unwrap_or_default()
+        };
+        let mut outbound = None;
+        if !inbound && (callees.is_empty() || self.is_emergency(&dialed)) {
+            match self.place_outbound(now, &dialed, caller, peer.addr.ip()) {
+                Ok(n) => outbound = Some(n),
+                Err(reply) => return reply,
+            }
+        }
+        if outbound.is_none() {
+            if callees.is_empty() {
+                return Reply::new(404, "Not Found");
+            }
+            // Do Not Disturb: "has activated the 'do not disturb' feature"
+            // is 480's own example (RFC 3261 section 21.4.18). Trunk calls
+            // already went through twiliod's rules, which apply DND there.
+            if !inbound && (self.cfg.system_dnd || callees.iter().all(|id| self.dnd.contains(id))) {
+                return Reply::new(480, "Temporarily Unavailable")
+                    .with("Warning", "399 gosip \"do not disturb\"");
+            }
+            if callees
+                .iter()
+                .all(|id| self.registrar.bindings_of(*id).is_empty())
+            {
+                return Reply::new(480, "Temporarily Unavailable");
+            }
+        }
+        let call_sid = ["x-gosip-callsid", "x-twilio-callsid"]
+            .iter()
+            .find_map(|h| raw.get(h))
+            .map(str::to_string);
+        let from_user = if let Some(did) = outbound.as_ref().and(caller.caller_id.as_ref()) {
+            did.clone()
+        } else if inbound {
+            user_of(uri_of(raw.get("from").unwrap_or_default()))
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            caller
+                .extension
+                .clone()
+                .unwrap_or_else(|| caller.username.clone())
+        };
+        let offer = String::from_utf8_lossy(&raw.body).into_owned();
+        // No SDP is a late offer (RFC 3261 section 13.2.1): the callee's
+        // 2xx will carry the offer.
+        let late_offer = offer.trim().is_empty();
+        if !late_offer && sdp::rewrite(&offer, "0.0.0.0", 1, false).is_none() {
+            return Reply::new(488, "Not Acceptable Here")
+                .with("Warning", "304 gosip \"no shared codec\"");
+        }
+        let from = raw.get("from").unwrap_or_default();
+        let mut display = msg::display_name(from).unwrap_or_default();
+        if inbound && let Some(mark) = trust_mark(raw) {
+            // The number stays visible when the caller has no name.
+            let name = if display.is_empty() {
+                &from_user
+            } else {
+                &display
+            };
+            display = format!("{mark}{name}");
+        }
+        let a_target = raw
+            .get("contact")
+            .map(|c| uri_of(c).to_string())
+            .unwrap_or_default();
+        let a_tag = self.next_id();
+        let call = Call {
+            id: call_id.clone(),
+            state: State::Media,
+            a_peer: peer,
+            a_req: raw.clone(),
+            a_key: key.to_string(),
+            a_tag,
+            a_target,
+            a_cseq: 0,
+            a_ok: None,
+            a_ok_next: 0,
+            a_ok_interval: T1,
+            a_ok_deadline: 0,
+            offer,
+            from_user,
+            from_display: display,
+            to_user: outbound.clone().unwrap_or_else(|| dialed.clone()),
+            device_id: if inbound { callees[0] } else { caller.id },
+            callees,
+            branches: Vec::new(),
+            ports: None,
+            a_sdp: String::new(),
+            started_at: now,
+            answered_at: None,
+            ring_deadline: now + self.cfg.ring_timeout_ms,
+            ringing_sent: false,
+            caller_records: !inbound && caller.recording,
+            recording: false,
+            dtmf: [String::new(), String::new()],
+            outbound: outbound.clone(),
+            originate: false,
+            direction: if inbound {
+                "inbound"
+            } else if outbound.is_some() {
+                "outbound"
+            } else {
+                "internal"
+            },
+            late_offer,
+            b_offer: String::new(),
+            early_sent: false,
+            a_route: route_set(raw),
+        };
+        tracing::info!(call_id = %call_id, from = %call.from_user, to = %call.to_user, "call started");
+        self.events.push_back(Event::Cdr(Cdr::Start {
+            call_id: call_id.clone(),
+            direction: call.direction,
+            from: call.from_user.clone(),
+            to: call.to_user.clone(),
+            device_id: call.device_id,
+            started_at: now,
+            call_sid,
+        }));
+        self.events.push_back(Event::MediaAllocate {
+            call_id: call_id.clone(),
+        });
+        self.calls.calls.insert(call_id, call);
+        Reply::new(100, "Trying")
+    }
+
+    /// Ends a call that never got answered with a final status to the caller.
+    pub(super) fn fail_a(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        code: u16,
+        reason: &'static str,
+        disposition: &'static str,
+        why: &str,
+    ) {
+        self.fail_a_with(now, call_id, Reply::new(code, reason), disposition, why);
+    }
+
+    /// [`Core::fail_a`] with any reply (reason phrase, Warning ...).
+    pub(super) fn fail_a_with(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        reply: Reply,
+        disposition: &'static str,
+        why: &str,
+    ) {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return;
+        };
+        if call.originate {
+            // No caller to answer: hang up the device if it answered.
+            self.hangup_leg(now, call_id, true);
+            self.cancel_branches(call_id, None);
+            self.end_call(now, call_id, disposition, why);
+            return;
+        }
+        let data = msg::response(
+            &call.a_req,
+            call.a_peer.addr,
+            reply.code,
+            &reply.reason,
+            &call.a_tag,
+            &reply.extra,
+            None,
+        );
+        let (key, peer) = (call.a_key.clone(), call.a_peer);
+        self.txns
+            .respond(now, &key, Transmit { peer, data }, reply.code);
+        self.cancel_branches(call_id, None);
+        self.end_call(now, call_id, disposition, why);
+    }
+
+    pub(super) fn end_call(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        disposition: &'static str,
+        why: &str,
+    ) {
+        let Some(call) = self.calls.calls.remove(call_id) else {
+            return;
+        };
+        for b in call.branches.iter() {
+            self.calls.by_branch.remove(&b.branch);
+            self.calls.by_b_call_id.remove(&b.call_id);
+        }
+        for b in call.branches {
+            if b.to_tag.is_empty() {
+                let until = now + 64 * T1;
+                self.calls.ended.insert(
+                    b.branch.clone(),
+                    (b, call.from_user.clone(), call.to_user.clone(), until),
+                );
+            }
+        }
+        // Requests still waiting for the other side end with the call
+        // (RFC 3261 section 15.1.2).
+        let gone: Vec<String> = self
+            .calls
+            .relays
+            .iter()
+            .filter(|(_, x)| x.call_id == call_id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some(x) = self.calls.relays.remove(&k)
+                && !x.answered
+            {
+                let data = msg::response(
+                    &x.req,
+                    x.peer.addr,
+                    487,
+                    "Request Terminated",
+                    "",
+                    &[],
+                    None,
+                );
+                self.txns
+                    .respond(now, &x.key, Transmit { peer: x.peer, data }, 487);
+            }
+        }
+        let duration_s = call.answered_at.map_or(0, |a| now.saturating_sub(a) / 1000);
+        tracing::info!(call_id = %call_id, disposition, duration_s, reason = why, "call ended");
+        self.events.push_back(Event::Cdr(Cdr::End {
+            call_id: call_id.to_string(),
+            at: now,
+            disposition,
+            duration_s,
+            reason: why.to_string(),
+        }));
+        if call.ports.is_some() || call.state == State::Media {
+            self.events.push_back(Event::MediaRelease {
+                call_id: call_id.to_string(),
+            });
+        }
+    }
+
+    /// An ACK that opened no transaction: the ACK of a 2xx sipd sent, to the
+    /// caller's INVITE or to a relayed re-INVITE. A late-offer caller's ACK
+    /// carries its answer, which sipd passes on in the callee's ACK.
+    pub(in crate::sip::core) fn b2b_ack(&mut self, now: u64, peer: Peer, raw: &Raw) {
+        let Some((call_id, side, true)) = self.side_of(raw, &peer) else {
+            return;
+        };
+        let cseq = raw.cseq().map_or(0, |c| c.0);
+        let answer = sdp_of(raw);
+        let Some(call) = self.calls.calls.get_mut(&call_id) else {
+            return;
+        };
+        if side == Side::A && call.state == State::Answering && !call.originate {
+            call.state = State::Up;
+            call.a_ok = None;
+            let late = call.late_offer.then(|| std::mem::take(&mut call.b_offer));
+            self.events.push_back(Event::MediaUpdate {
+                call_id: call_id.to_string(),
+                leg: "a",
+                media: None,
+                established: Some(true),
+                hold: None,
+            });
+            if let Some(b_offer) = late {
+                self.late_answer(now, &call_id, Side::B, None, &b_offer, answer.as_deref());
+            }
+            return;
+        }
+        // The ACK of a relayed re-INVITE's 2xx.
+        let Some((branch, x)) = self.calls.relays.iter_mut().find(|(_, x)| {
+            x.call_id == call_id
+                && x.from == side
+                && x.ok.is_some()
+                && x.req.cseq().is_some_and(|c| c.0 == cseq)
+        }) else {
+            return;
+        };
+        x.ok = None;
+        if let Some(far_offer) = x.far_offer.take() {
+            let branch = branch.clone();
+            let to = side.other();
+            self.late_answer(
+                now,
+                &call_id,
+                to,
+                Some(branch),
+                &far_offer,
+                answer.as_deref(),
+            );
+        }
+    }
+
+    /// CANCEL of the A-leg INVITE: 200 to the CANCEL, 487 to the INVITE.
+    /// CANCEL of a re-INVITE still relayed to the other leg: 200, and the
+    /// CANCEL goes on to that leg, whose 487 comes back as the answer.
+    /// `key` is the CANCEL's own server transaction.
+    pub(in crate::sip::core) fn b2b_cancel(
+        &mut self,
+        now: u64,
+        peer: Peer,
+        r: &msg::Request,
+        key: &str,
+    ) -> Reply {
+        let invite_key = key
+            .rsplit_once('|')
+            .map(|(k, _)| format!("{k}|INVITE"))
+            .unwrap_or_default();
+        if let Some(x) = self.calls.relays.values_mut().find(|x| {
+            x.method == "INVITE" && x.key == invite_key && x.peer.addr.ip() == peer.addr.ip()
+        }) {
+            if !x.answered && !x.cancel {
+                x.cancel = true;
+                if x.provisional {
+                    x.cancel_sent = true;
+                    let cancel = cancel_for(&String::from_utf8_lossy(&x.sent.data));
+                    self.out.push_back(Transmit {
+                        peer: x.sent.peer,
+                        data: cancel,
+                    });
+                }
+                tracing::debug!(call_id = %x.call_id, "re-INVITE cancelled by its sender");
+            }
+            return Reply::new(200, "OK");
+        }
+        let call_id = r.raw.get("call-id").unwrap_or_default().to_string();
+        // A CANCEL matches the INVITE's transaction (RFC 3261 section 9.2),
+        // not just its Call-ID, and comes from the caller's address.
+        let Some(call) = self
+            .calls
+            .calls
+            .get(&call_id)
+            .filter(|c| c.a_key == invite_key && c.a_peer.addr.ip() == peer.addr.ip())
+        else {
+            return Reply::new(481, "Call/Transaction Does Not Exist");
+        };
+        if !matches!(call.state, State::Media | State::Ringing) {
+            return Reply::new(200, "OK");
+        }
+        let data = msg::response(
+            &call.a_req,
+            call.a_peer.addr,
+            487,
+            "Request Terminated",
+            &call.a_tag,
+            &[],
+            None,
+        );
+        let (key, peer) = (call.a_key.clone(), call.a_peer);
+        self.txns.respond(now, &key, Transmit { peer, data }, 487);
+        self.cancel_branches(&call_id, None);
+        self.end_call(now, &call_id, "missed", "caller cancelled");
+        Reply::new(200, "OK")
+    }
+
+    /// Timers A/B of the B-leg INVITEs, the ring timeout and the A-leg 2xx
+    /// retransmission.
+    pub(in crate::sip::core) fn b2b_timeout(&mut self, now: u64) {
+        self.calls.ended.retain(|_, (_, _, _, until)| *until > now);
+        self.relay_timeout(now);
+        let ids: Vec<String> = self.calls.calls.keys().cloned().collect();
+        for id in ids {
+            let mut resend = Vec::new();
+            let mut timed_out = Vec::new();
+            let mut ring_over = false;
+            let mut ok_again = None;
+            let mut ack_lost = false;
+            if let Some(call) = self.calls.calls.get_mut(&id) {
+                for (i, b) in call.branches.iter_mut().enumerate() {
+                    if !matches!(b.state, BranchState::Calling | BranchState::Proceeding) {
+                        continue;
+                    }
+                    if let Some(n) = b.next_resend
+                        && now >= n
+                    {
+                        resend.push(Transmit {
+                            peer: b.peer,
+                            data: b.invite.clone(),
+                        });
+                        b.interval = (b.interval * 2).min(T2 * 16);
+                        b.next_resend = Some(now + b.interval);
+                    }
+                    if b.state == BranchState::Calling && now >= b.timer_b {
+                        timed_out.push(i);
+                    }
+                }
+                if call.state == State::Ringing && now >= call.ring_deadline {
+                    ring_over = true;
+                }
+                if call.state == State::Answering && now >= call.a_ok_next {
+                    if now >= call.a_ok_deadline {
+                        ack_lost = true;
+                    } else if let Some(ok) = &call.a_ok {
+                        ok_again = Some(Transmit {
+                            peer: call.a_peer,
+                            data: ok.clone(),
+                        });
+                        call.a_ok_interval = (call.a_ok_interval * 2).min(T2);
+                        call.a_ok_next = now + call.a_ok_interval;
+                    }
+                }
+                for i in &timed_out {
+                    let b = &mut call.branches[*i];
+                    b.state = BranchState::Done;
+                    b.status = 408;
+                    b.no_response = true;
+                    b.next_resend = None;
+                }
+            }
+            self.out.extend(resend);
+            self.out.extend(ok_again);
+            if !timed_out.is_empty() {
+                self.maybe_all_failed(now, &id);
+            }
+            if ring_over {
+                // A trunk that never sent even a 100 is unreachable, not
+                // unanswered.
+                let silent_trunk = self.calls.calls.get(&id).is_some_and(|c| {
+                    c.outbound.is_some()
+                        && c.branches
+                            .iter()
+                            .filter(|b| b.device_id == TRUNK_ID)
+                            .any(|b| b.state == BranchState::Calling)
+                });
+                if silent_trunk {
+                    let (reply, disposition, why) = trunk_failure(0, "", true);
+                    self.fail_a_with(now, &id, reply, disposition, &why);
+                } else {
+                    self.fail_a(
+                        now,
+                        &id,
+                        480,
+                        "Temporarily Unavailable",
+                        "missed",
+                        "no answer",
+                    );
+                }
+            }
+            if ack_lost {
+                self.hangup(now, &id, "no ACK for the 200");
+            }
+        }
+    }
+
+    /// Ends a call from outside SIP (gRPC Hangup, mediad rtp_timeout).
+    pub fn hangup(&mut self, now: u64, call_id: &str, why: &str) -> bool {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return false;
+        };
+        if matches!(call.state, State::Media | State::Ringing) {
+            self.fail_a(now, call_id, 480, "Temporarily Unavailable", "missed", why);
+            return true;
+        }
+        self.hangup_leg(now, call_id, true);
+        self.hangup_leg(now, call_id, false);
+        self.end_call(now, call_id, "answered", why);
+        true
+    }
+
+    /// The calls in progress.
+    pub fn calls(&self) -> Vec<CallInfo> {
+        self.calls
+            .calls
+            .values()
+            .map(|c| CallInfo {
+                call_id: c.id.clone(),
+                from: c.from_user.clone(),
+                to: c.to_user.clone(),
+                device_id: c.device_id,
+                state: match c.state {
+                    State::Media | State::Ringing => "ringing",
+                    State::Answering | State::Up => "up",
+                },
+                started_at: c.started_at,
+                recording: c.recording,
+                direction: c.direction,
+            })
+            .collect()
+    }
+}

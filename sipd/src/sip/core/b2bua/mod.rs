@@ -1,0 +1,640 @@
+//! Call control: a back-to-back user agent. Every call is an A-leg (the
+//! caller's INVITE, answered by sipd as a UAS) and one B-leg per registered
+//! contact of the callee (sipd as UAC, forking); the first 2xx wins, the other
+//! branches are cancelled. Media flows through mediad, whose ports the shell
+//! allocates when asked ([`Event::MediaAllocate`]) and hands back with
+//! [`Core::media_ready`].
+//!
+//! Outbound calls (a device dials a number that is no extension) have one
+//! B-leg, to the trunk's termination URI, answering its digest challenge.
+//! Click-to-call ([`Core::originate`]) rings the device first as a UAC
+//! (its branches are the "a" leg) and dials the trunk once it answers.
+//!
+//! Requests inside an answered call (re-INVITE, UPDATE, INFO) are relayed to
+//! the other leg as new requests of that leg's dialog, and the other side's
+//! final answer comes back as the answer to the original: SDP rewritten to
+//! mediad's port of each leg, direction attributes passed through (hold),
+//! 491 on re-INVITE glare (RFC 3261 section 14.1), a failure leaves the old
+//! media in place. Early media (18x with SDP) reaches the caller through
+//! mediad before the 200. An INVITE without SDP (late offer) gets the
+//! callee's offer in the 200 and its answer from the caller's ACK.
+//!
+//! INVITE client transactions (Timers A/B, ACK of non-2xx), the 2xx
+//! retransmission until ACK (RFC 3261 section 13.3.1.4), the relays' own
+//! retransmissions and the ring timeout all run off the caller's clock.
+
+use std::collections::HashMap;
+
+use super::{Core, Event, Reply};
+use crate::sip::msg::{self, Raw, tag_of, uri_of, user_of};
+use crate::sip::registrar::Device;
+use crate::sip::transaction::answers_from;
+
+/// The device id the trunk (Twilio) authenticates as.
+pub const TRUNK_ID: i64 = 0;
+use crate::sip::{Peer, T1, T2, Transmit, digest, sdp};
+
+mod call;
+mod fork;
+mod in_dialog;
+mod media;
+mod originate;
+
+/// A change to the call's `cdrs` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cdr {
+    Start {
+        call_id: String,
+        direction: &'static str,
+        from: String,
+        to: String,
+        device_id: i64,
+        started_at: u64,
+        /// Twilio's CallSid for trunk calls.
+        call_sid: Option<String>,
+    },
+    Answered {
+        call_id: String,
+        at: u64,
+        /// The device that answered a call that rang several (inbound);
+        /// `None` keeps the one the call started with.
+        device_id: Option<i64>,
+    },
+    End {
+        call_id: String,
+        at: u64,
+        disposition: &'static str,
+        duration_s: u64,
+        reason: String,
+    },
+}
+
+/// What [`Core::calls`] reports per call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallInfo {
+    pub call_id: String,
+    pub from: String,
+    pub to: String,
+    pub device_id: i64,
+    pub state: &'static str,
+    pub started_at: u64,
+    pub recording: bool,
+    /// "internal", "inbound" or "outbound".
+    pub direction: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for mediad's ports.
+    Media,
+    Ringing,
+    /// 2xx sent to the A-leg, waiting for its ACK.
+    Answering,
+    Up,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BranchState {
+    Calling,
+    Proceeding,
+    Won,
+    Done,
+}
+
+#[derive(Debug)]
+struct Branch {
+    peer: Peer,
+    /// The callee device this contact belongs to.
+    device_id: i64,
+    /// CSeq number of the INVITE (2 once retried with credentials).
+    cseq: u32,
+    contact: String,
+    call_id: String,
+    branch: String,
+    from_tag: String,
+    to_tag: String,
+    remote_target: String,
+    invite: Vec<u8>,
+    state: BranchState,
+    status: u16,
+    next_resend: Option<u64>,
+    interval: u64,
+    timer_b: u64,
+    /// The last CSeq number sipd used in this dialog.
+    local_cseq: u32,
+    /// The route set: the 2xx's Record-Route, reversed (RFC 3261 section 12.1.2).
+    route: Vec<String>,
+    /// The ACK of its 2xx, re-sent when the 2xx is.
+    ack: Option<Vec<u8>>,
+    /// The reason phrase of its final failure.
+    reason: String,
+    /// Timer B fired: no response at all.
+    no_response: bool,
+}
+
+/// One leg of a call as the relay sees it: "a" is the caller (for
+/// click-to-call the device), "b" the callee (the trunk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
+    /// mediad's name of the leg.
+    fn leg(self) -> &'static str {
+        match self {
+            Side::A => "a",
+            Side::B => "b",
+        }
+    }
+}
+
+/// A request from one leg inside the call (re-INVITE, UPDATE, INFO),
+/// forwarded to the other leg and waiting for its answer. Kept a while after
+/// the answer so a retransmitted 2xx gets its ACK again.
+#[derive(Debug)]
+struct Relay {
+    call_id: String,
+    method: String,
+    /// The side the request came from; it gets the answer.
+    from: Side,
+    /// Its server transaction, and the request to answer.
+    key: String,
+    peer: Peer,
+    req: Raw,
+    /// What went to the other side, re-sent on Timer A/E until it answers.
+    sent: Transmit,
+    cseq: u32,
+    /// The SDP offer the request carried (as received).
+    offer: Option<String>,
+    /// A final answer came (or Timer B/F fired).
+    answered: bool,
+    next_resend: Option<u64>,
+    interval: u64,
+    /// Timer B/F while unanswered; the end of the linger time after.
+    deadline: u64,
+    /// re-INVITE: the ACK of the other side's 2xx.
+    ack: Option<Transmit>,
+    /// re-INVITE: our 2xx to the requester, re-sent until it ACKs.
+    ok: Option<Transmit>,
+    ok_next: u64,
+    ok_interval: u64,
+    ok_deadline: u64,
+    /// An offerless re-INVITE: the other side's offer (in its 2xx), to be
+    /// answered by the requester's ACK.
+    far_offer: Option<String>,
+    /// re-INVITE: the other side sent a provisional answer.
+    provisional: bool,
+    /// re-INVITE: the requester CANCELled it; the CANCEL follows it to the
+    /// other side once that side sent a provisional answer (RFC 3261 section
+    /// 9.1), and its 487 comes back as the answer.
+    cancel: bool,
+    cancel_sent: bool,
+}
+
+impl Relay {
+    /// An offer/answer exchange still runs (RFC 3261 section 14.1, RFC
+    /// 3311 section 5.1): no new one may start.
+    fn negotiating(&self) -> bool {
+        match self.method.as_str() {
+            "INVITE" => !self.answered || self.ok.is_some(),
+            "UPDATE" => !self.answered && self.offer.is_some(),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Call {
+    id: String,
+    state: State,
+    a_peer: Peer,
+    a_req: Raw,
+    a_key: String,
+    a_tag: String,
+    a_target: String,
+    a_cseq: u32,
+    a_ok: Option<Vec<u8>>,
+    a_ok_next: u64,
+    a_ok_interval: u64,
+    a_ok_deadline: u64,
+    offer: String,
+    from_user: String,
+    from_display: String,
+    to_user: String,
+    device_id: i64,
+    callees: Vec<i64>,
+    branches: Vec<Branch>,
+    ports: Option<(u16, u16)>,
+    a_sdp: String,
+    started_at: u64,
+    answered_at: Option<u64>,
+    ring_deadline: u64,
+    ringing_sent: bool,
+    /// The caller's device wants every call recorded (internal callers).
+    caller_records: bool,
+    recording: bool,
+    /// The latest DTMF digits per leg (a, b), for `calls.record_dtmf`.
+    dtmf: [String; 2],
+    /// An outbound call: the E.164 number dialed through the trunk.
+    outbound: Option<String>,
+    /// Click-to-call: sipd rings the device first (its branches are the
+    /// "a" leg), then dials `outbound` through the trunk ("b" leg).
+    originate: bool,
+    /// The CDR direction.
+    direction: &'static str,
+    /// The caller's INVITE had no SDP: the callee's 2xx makes the offer and
+    /// the caller's ACK the answer.
+    late_offer: bool,
+    /// Late offer: the callee's offer, waiting for the caller's answer.
+    b_offer: String,
+    /// Early media (18x SDP) was relayed to the caller.
+    early_sent: bool,
+    /// The caller's Record-Route, in order: the A-leg route set.
+    a_route: Vec<String>,
+}
+
+/// Every call, with indexes for routing messages to them.
+#[derive(Debug, Default)]
+pub(super) struct Calls {
+    calls: HashMap<String, Call>,
+    /// B-leg Call-ID -> A-leg Call-ID (the call's id).
+    by_b_call_id: HashMap<String, String>,
+    /// B-leg INVITE branch -> (call id, branch index).
+    by_branch: HashMap<String, (String, usize)>,
+    /// Branches of ended calls, kept for Timer-B time so late finals get
+    /// their ACK (and a late 2xx its BYE): (branch, from user, to user, until).
+    ended: HashMap<String, (Branch, String, String, u64)>,
+    /// In-call requests relayed to the other leg, by the branch sent.
+    relays: HashMap<String, Relay>,
+    /// Trunk calls per device, for `calls.max_*_per_device`.
+    limiter: crate::sip::limits::Limiter,
+}
+
+impl Calls {
+    /// Applies the per-device limits to a new trunk call of `device`;
+    /// emergency calls (dialled as-is, without `+`) are not counted.
+    pub(super) fn limit(
+        &mut self,
+        limits: crate::sip::limits::CallLimits,
+        device: i64,
+        now: u64,
+    ) -> crate::sip::limits::Verdict {
+        let active = self
+            .calls
+            .values()
+            .filter(|c| {
+                c.device_id == device && c.outbound.as_ref().is_some_and(|n| n.starts_with('+'))
+            })
+            .count();
+        self.limiter.check(limits, device, now, active)
+    }
+
+    pub(super) fn next_timeout(&self) -> Option<u64> {
+        let mut t: Option<u64> = None;
+        let mut min = |v: u64| t = Some(t.map_or(v, |x| x.min(v)));
+        for (_, _, _, until) in self.ended.values() {
+            min(*until);
+        }
+        for r in self.relays.values() {
+            min(r.deadline);
+            if let (false, Some(n)) = (r.answered, r.next_resend) {
+                min(n);
+            }
+            if r.ok.is_some() {
+                min(r.ok_next);
+            }
+        }
+        for c in self.calls.values() {
+            if c.state == State::Ringing {
+                min(c.ring_deadline);
+            }
+            if c.state == State::Answering {
+                min(c.a_ok_next);
+            }
+            for b in &c.branches {
+                if matches!(b.state, BranchState::Calling | BranchState::Proceeding) {
+                    if let Some(n) = b.next_resend {
+                        min(n);
+                    }
+                    if b.state == BranchState::Calling {
+                        min(b.timer_b);
+                    }
+                }
+            }
+        }
+        t
+    }
+}
+
+/// A request inside the B-leg dialog (ACK of a 2xx, BYE, a relayed
+/// request), along the branch's route set.
+#[allow(clippy::too_many_arguments)]
+fn dialog_request(
+    b: &Branch,
+    method: &str,
+    cseq: u32,
+    local: &str,
+    realm: &str,
+    from_user: &str,
+    to_user: &str,
+    branch: &str,
+    extra: &[(&str, String)],
+    body: Option<(&str, &[u8])>,
+) -> Vec<u8> {
+    build_request(&Outgoing {
+        method,
+        target: &b.remote_target,
+        transport: b.peer.transport,
+        local,
+        branch,
+        from: &format!("<sip:{from_user}@{realm}>;tag={}", b.from_tag),
+        to: &format!("<sip:{to_user}@{realm}>;tag={}", b.to_tag),
+        call_id: &b.call_id,
+        cseq,
+        route: &b.route,
+        extra,
+        body,
+    })
+}
+
+/// A request sipd sends inside a dialog.
+struct Outgoing<'a> {
+    method: &'a str,
+    target: &'a str,
+    transport: crate::sip::Transport,
+    local: &'a str,
+    branch: &'a str,
+    /// Full From / To values, tags included.
+    from: &'a str,
+    to: &'a str,
+    call_id: &'a str,
+    cseq: u32,
+    route: &'a [String],
+    extra: &'a [(&'a str, String)],
+    body: Option<(&'a str, &'a [u8])>,
+}
+
+fn build_request(o: &Outgoing) -> Vec<u8> {
+    // A first route without `lr` is a strict router (RFC 3261 section
+    // 12.2.1.1): it becomes the Request-URI, and the remote target goes
+    // last in the Route set.
+    let strict = o.route.first().filter(|r| {
+        !uri_of(r).split(';').any(|p| {
+            let p = p.trim().to_ascii_lowercase();
+            p == "lr" || p.starts_with("lr=")
+        })
+    });
+    let (target, route): (&str, Vec<String>) = match strict {
+        Some(first) => (
+            uri_of(first),
+            o.route[1..]
+                .iter()
+                .cloned()
+                .chain(std::iter::once(format!("<{}>", o.target)))
+                .collect(),
+        ),
+        None => (o.target, o.route.to_vec()),
+    };
+    let mut s = format!(
+        "{m} {target} SIP/2.0\r\nVia: SIP/2.0/{tr} {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+         From: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {m}\r\n",
+        m = o.method,
+        tr = o.transport.as_str().to_ascii_uppercase(),
+        local = o.local,
+        branch = o.branch,
+        from = o.from,
+        to = o.to,
+        cid = o.call_id,
+        cseq = o.cseq,
+    );
+    for r in &route {
+        s.push_str(&format!("Route: {r}\r\n"));
+    }
+    for (n, v) in o.extra {
+        s.push_str(&format!("{n}: {v}\r\n"));
+    }
+    s.push_str("User-Agent: GoSIP\r\n");
+    match o.body {
+        Some((ct, b)) => {
+            s.push_str(&format!(
+                "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            ));
+            let mut out = s.into_bytes();
+            out.extend_from_slice(b);
+            out
+        }
+        None => {
+            s.push_str("Content-Length: 0\r\n\r\n");
+            s.into_bytes()
+        }
+    }
+}
+
+/// The answered branch that is `side`'s dialog; `None` for the caller's
+/// own dialog (sipd is its UAS) or when nothing answered yet.
+fn dialog_branch(call: &Call, side: Side) -> Option<usize> {
+    if !call.originate && side == Side::A {
+        return None;
+    }
+    call.branches.iter().position(|b| {
+        b.state == BranchState::Won
+            && (!call.originate || (b.device_id != TRUNK_ID) == (side == Side::A))
+    })
+}
+
+/// Where `side` of the call is: its answered branch, else the caller.
+fn side_peer(call: &Call, side: Side) -> Peer {
+    match dialog_branch(call, side) {
+        Some(i) => call.branches[i].peer,
+        None => call.a_peer,
+    }
+}
+
+/// The ACK of a non-2xx final response to `invite`: same branch,
+/// Request-URI and route as the INVITE, the To of the response (RFC 3261
+/// section 17.1.1.3).
+fn non2xx_ack(invite: &[u8], resp: &Raw) -> Vec<u8> {
+    let inv = String::from_utf8_lossy(invite);
+    let mut lines = inv.split("\r\n");
+    let uri = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or_default();
+    let mut out = format!("ACK {uri} SIP/2.0\r\n");
+    let mut cseq = 0;
+    for line in lines.take_while(|l| !l.is_empty()) {
+        let l = line.to_ascii_lowercase();
+        if l.starts_with("via:")
+            || l.starts_with("from:")
+            || l.starts_with("call-id:")
+            || l.starts_with("route:")
+            || l.starts_with("max-forwards:")
+        {
+            out.push_str(line);
+            out.push_str("\r\n");
+        } else if let Some(v) = l.strip_prefix("cseq:") {
+            cseq = v
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    if let Some(to) = resp.get("to") {
+        out.push_str(&format!("To: {to}\r\n"));
+    }
+    out.push_str(&format!("CSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"));
+    out.into_bytes()
+}
+
+impl Branch {
+    /// What a 2xx to the INVITE fixes for this dialog (RFC 3261 §12.1.2):
+    /// the remote tag, the remote target from Contact, and the route set
+    /// from Record-Route in reverse order.
+    fn learn_dialog(&mut self, raw: &Raw) {
+        self.to_tag = raw
+            .get("to")
+            .and_then(tag_of)
+            .unwrap_or_default()
+            .to_string();
+        if let Some(c) = raw.get("contact") {
+            self.remote_target = uri_of(c).to_string();
+        }
+        self.route = route_set(raw);
+        self.route.reverse();
+    }
+}
+
+/// The Record-Route entries of a message, in order.
+fn route_set(raw: &Raw) -> Vec<String> {
+    raw.all("record-route")
+        .flat_map(|v| msg::split_top_level(v, ','))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// The reason phrase of a response.
+fn reason_of(raw: &Raw) -> &str {
+    raw.start.splitn(3, ' ').nth(2).unwrap_or_default().trim()
+}
+
+/// The SDP body of a message, when it has one.
+fn sdp_of(raw: &Raw) -> Option<String> {
+    let sdp = raw.get("content-type").is_none_or(|ct| {
+        ct.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .eq_ignore_ascii_case("application/sdp")
+    });
+    let body = String::from_utf8_lossy(&raw.body);
+    (sdp && !body.trim().is_empty()).then(|| body.into_owned())
+}
+
+/// The display-name prefix for a trusted caller.
+pub const VERIFIED_MARK: &str = "\u{2713} ";
+/// The display-name prefix for a likely spam caller.
+pub const SPAM_MARK: &str = "SPAM? ";
+
+/// The trust mark of an inbound trunk call: twiliod's `X-GoSIP-Trust`
+/// (`verified` = STIR/SHAKEN full attestation, `spam` = a spam score that
+/// did not block), else Twilio's own `X-Twilio-VerStat` as Elastic SIP
+/// Trunking sends it.
+fn trust_mark(raw: &Raw) -> Option<&'static str> {
+    match raw.get("x-gosip-trust").map(str::trim) {
+        Some(t) if t.eq_ignore_ascii_case("spam") => Some(SPAM_MARK),
+        Some(t) if t.eq_ignore_ascii_case("verified") => Some(VERIFIED_MARK),
+        Some(_) => None,
+        None => raw
+            .get("x-twilio-verstat")
+            .filter(|v| v.trim() == "TN-Validation-Passed-A")
+            .map(|_| VERIFIED_MARK),
+    }
+}
+
+/// How an outbound call that the trunk failed ends: busy (486/600),
+/// declined (603) and not answered (408/480/487) as such, anything else
+/// `failed`. The caller hears the trunk's own 4xx/6xx; a 5xx, a redirect
+/// or a refused trunk credential becomes 502 (so the phone neither takes
+/// the PBX for overloaded nor answers a challenge meant for sipd), a trunk
+/// that never answered 503.
+fn trunk_failure(status: u16, reason: &str, no_response: bool) -> (Reply, &'static str, String) {
+    if no_response {
+        return (
+            Reply::new(503, "Service Unavailable")
+                .with("Warning", "399 gosip \"the SIP trunk did not respond\""),
+            "failed",
+            "the trunk did not respond".into(),
+        );
+    }
+    let why = format!("the trunk answered {status} {reason}");
+    let reason: String = reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .to_string();
+    let bad_gateway = |what: String| {
+        Reply::new(502, "Bad Gateway").with("Warning", format!("399 gosip \"{what}\""))
+    };
+    match status {
+        486 | 600 => (Reply::new(486, "Busy Here"), "busy", why),
+        603 => (Reply::new(603, "Decline"), "rejected", why),
+        408 | 480 | 487 => (Reply::new(480, "Temporarily Unavailable"), "missed", why),
+        401 | 407 => (
+            bad_gateway("the SIP trunk refused the trunk credentials".into()),
+            "failed",
+            why,
+        ),
+        400..=499 | 600..=699 => {
+            let reason = if reason.is_empty() {
+                "Call Failed".to_string()
+            } else {
+                reason
+            };
+            (Reply::new(status, reason), "failed", why)
+        }
+        _ => (
+            bad_gateway(format!("the SIP trunk answered {status}")),
+            "failed",
+            why,
+        ),
+    }
+}
+
+/// CANCEL for a pending INVITE: same Request-URI, Via, From, To, Call-ID,
+/// CSeq number and Route (RFC 3261 section 9.1).
+fn cancel_for(invite: &str) -> Vec<u8> {
+    let first = invite.split("\r\n").next().unwrap_or_default();
+    let uri = first.split(' ').nth(1).unwrap_or_default();
+    let mut out = format!("CANCEL {uri} SIP/2.0\r\n");
+    for line in invite.split("\r\n").skip(1) {
+        let l = line.to_ascii_lowercase();
+        if l.starts_with("via:")
+            || l.starts_with("from:")
+            || l.starts_with("to:")
+            || l.starts_with("call-id:")
+            || l.starts_with("max-forwards:")
+            || l.starts_with("route:")
+        {
+            out.push_str(line);
+            out.push_str("\r\n");
+        } else if l.starts_with("cseq:") {
+            out.push_str(&line.replace("INVITE", "CANCEL"));
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out.into_bytes()
+}
