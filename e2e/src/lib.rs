@@ -58,6 +58,9 @@ pub async fn grpc_channel(data_dir: &Path, port: u16) -> proto::grpc::AuthChanne
         .expect("daemon grpc")
 }
 
+/// The password of every user the system tests make.
+pub const PASSWORD: &str = "correct horse battery";
+
 /// webd's API as a browser or a script uses it: JSON bodies, the session
 /// cookie, the CSRF header.
 pub struct Api {
@@ -156,6 +159,78 @@ impl Api {
         .await;
     }
 
+    /// Settings saved on the settings screen (`{"key": "value"}`); webd
+    /// reloads the daemons.
+    pub async fn settings(&self, admin: &str, values: serde_json::Value) {
+        self.ok(
+            admin,
+            200,
+            "PUT",
+            "/api/system/config",
+            Some(serde_json::json!({ "values": values })),
+        )
+        .await;
+    }
+
+    /// A user made on the users screen with [`PASSWORD`]; their id.
+    pub async fn new_user(&self, admin: &str, email: &str, role: &str) -> i64 {
+        self.ok(
+            admin,
+            201,
+            "POST",
+            "/api/users",
+            Some(serde_json::json!({"email": email, "role": role, "password": PASSWORD})),
+        )
+        .await["id"]
+            .as_i64()
+            .expect("user id")
+    }
+
+    /// Logs `email` in with [`PASSWORD`]; the session cookie.
+    pub async fn login(&self, email: &str) -> String {
+        let (s, v, cookie) = self
+            .call(
+                "",
+                "POST",
+                "/api/auth/login",
+                Some(serde_json::json!({"email": email, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(s, 200, "login {email}: {v}");
+        cookie
+    }
+
+    /// A user's do-not-disturb switch, as the admin flips it.
+    pub async fn set_dnd(&self, admin: &str, user: i64, on: bool) {
+        self.ok(
+            admin,
+            200,
+            "PUT",
+            &format!("/api/users/{user}"),
+            Some(serde_json::json!({ "dnd": on })),
+        )
+        .await;
+    }
+
+    /// The id of our number `number` (E.164) on the numbers screen.
+    pub async fn number_id(&self, cookie: &str, number: &str) -> i64 {
+        let list = self.ok(cookie, 200, "GET", "/api/dids", None).await;
+        list["items"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["number"] == number))
+            .and_then(|d| d["id"].as_i64())
+            .unwrap_or_else(|| panic!("{number} is not one of our numbers: {list}"))
+    }
+
+    /// Changes our number `number` on the numbers screen (`{"owner_user_id":
+    /// 3, "twilio_sid": "PN..."}`); its id.
+    pub async fn edit_number(&self, admin: &str, number: &str, changes: serde_json::Value) -> i64 {
+        let id = self.number_id(admin, number).await;
+        self.ok(admin, 200, "PUT", &format!("/api/dids/{id}"), Some(changes))
+            .await;
+        id
+    }
+
     /// The first-run wizard through `POST /api/setup` with the setup token
     /// webd wrote: the admin `admin@example.org` and `did` as the first
     /// number (the admin owns it). Returns the admin's session cookie.
@@ -172,7 +247,7 @@ impl Api {
                 "POST",
                 "/api/setup",
                 Some(serde_json::json!({"setup_token": token.trim(),
-                    "admin": {"email": "admin@example.org", "password": "correct horse battery"},
+                    "admin": {"email": "admin@example.org", "password": PASSWORD},
                     "did": {"number": did, "name": "Main"}})),
             )
             .await;

@@ -430,17 +430,14 @@ impl Office {
         // admin allows it), two users with a desk phone each, the webhook.
         let api = e2e::Api::new(&sys);
         let admin = api.setup(&sys, "+15550009999").await;
-        api.ok(
+        api.settings(
             &admin,
-            200,
-            "PUT",
-            "/api/system/config",
-            Some(json!({"values": {
+            json!({
                 // The unanswered call gives up after 5 s (the least allowed) instead of 30.
                 "calls.ring_timeout": "5",
                 "notify.webhook_retry_delays": "0,1,2",
                 (proto::ssrf::ALLOW_KEY): "127.0.0.1",
-            }})),
+            }),
         )
         .await;
         let mut users = Vec::new();
@@ -448,18 +445,7 @@ impl Office {
             ("alice@pbx.test", "alice", "201", "Alice desk"),
             ("bob@pbx.test", "bob", "202", "Bob desk"),
         ] {
-            let user = api
-                .ok(
-                    &admin,
-                    201,
-                    "POST",
-                    "/api/users",
-                    Some(json!({"email": email, "role": "user",
-                                "password": "correct horse battery"})),
-                )
-                .await["id"]
-                .as_i64()
-                .expect("user id");
+            let user = api.new_user(&admin, email, "user").await;
             api.ok(
                 &admin,
                 201,
@@ -753,28 +739,12 @@ async fn an_unanswered_twilio_call_is_one_missed_call_or_one_voicemail_never_bot
                (proto::ssrf::ALLOW_KEY): "127.0.0.1"}),
     )
     .await;
-    let owner = api
-        .ok(
-            &admin,
-            201,
-            "POST",
-            "/api/users",
-            Some(json!({"email": "owner@pbx.test", "role": "user",
-                        "password": "correct horse battery"})),
-        )
-        .await["id"]
-        .as_i64()
-        .expect("owner");
-    let did_id = api.ok(&admin, 200, "GET", "/api/dids", None).await["items"][0]["id"]
-        .as_i64()
-        .expect("the wizard's number");
+    let owner = api.new_user(&admin, "owner@pbx.test", "user").await;
     let pn = twilio.add_number_for(DID, &public);
-    api.ok(
+    api.edit_number(
         &admin,
-        200,
-        "PUT",
-        &format!("/api/dids/{did_id}"),
-        Some(json!({"name": "Sales", "owner_user_id": owner})),
+        DID,
+        json!({"name": "Sales", "owner_user_id": owner}),
     )
     .await;
     api.ok(

@@ -138,20 +138,7 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
                "sip.public_address": "127.0.0.1"}),
     )
     .await;
-    let owner = api
-        .ok(
-            &admin,
-            201,
-            "POST",
-            "/api/users",
-            Some(
-                json!({"email": "desk@pbx.test", "name": "Desk", "role": "user",
-                        "password": "correct horse battery"}),
-            ),
-        )
-        .await["id"]
-        .as_i64()
-        .expect("user id");
+    let owner = api.new_user(&admin, "desk@pbx.test", "user").await;
     let device = api
         .ok(
             &admin,
@@ -167,20 +154,13 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
         .as_i64()
         .expect("device id");
     let pn = s.add_number_for(DID, &public);
-    let dids = api.ok(&admin, 200, "GET", "/api/dids", None).await;
-    let did_id = dids["items"]
-        .as_array()
-        .and_then(|a| a.iter().find(|d| d["number"] == DID))
-        .and_then(|d| d["id"].as_i64())
-        .expect("the wizard's number");
-    api.ok(
-        &admin,
-        200,
-        "PUT",
-        &format!("/api/dids/{did_id}"),
-        Some(json!({"twilio_sid": pn, "owner_user_id": owner})),
-    )
-    .await;
+    let did_id = api
+        .edit_number(
+            &admin,
+            DID,
+            json!({"twilio_sid": pn, "owner_user_id": owner}),
+        )
+        .await;
     // The rule as an admin makes it in the UI: ring the number owner's
     // devices, i.e. the phone.
     let route = api

@@ -73,9 +73,7 @@ async fn a_two_level_menu_walked_with_keys_ends_where_the_keys_say_and_the_cdr_n
     api.connect_twilio(&admin, &s, json!({"system.public_url": public}))
         .await;
     s.add_number_for(DID, &public);
-    let did_id = api.ok(&admin, 200, "GET", "/api/dids", None).await["items"][0]["id"]
-        .as_i64()
-        .expect("the wizard's number");
+    let did_id = api.number_id(&admin, DID).await;
     let route = api
         .ok(&admin, 201, "POST", "/api/routes", Some(menu_rule(did_id)))
         .await;

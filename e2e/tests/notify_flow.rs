@@ -62,27 +62,11 @@ impl Env {
                    "notify.email_retry_delays": "0,2,4"}),
         )
         .await;
-        let owner = api
-            .ok(
-                &admin,
-                201,
-                "POST",
-                "/api/users",
-                Some(json!({"email": OWNER, "role": "admin",
-                            "password": "correct horse battery"})),
-            )
-            .await["id"]
-            .as_i64()
-            .expect("owner");
-        let did = api.ok(&admin, 200, "GET", "/api/dids", None).await["items"][0]["id"]
-            .as_i64()
-            .expect("the wizard's number");
-        api.ok(
+        let owner = api.new_user(&admin, OWNER, "admin").await;
+        api.edit_number(
             &admin,
-            200,
-            "PUT",
-            &format!("/api/dids/{did}"),
-            Some(json!({"owner_user_id": owner, "sms_email_forward": true})),
+            DID,
+            json!({"owner_user_id": owner, "sms_email_forward": true}),
         )
         .await;
         twilio.add_number_for(DID, &public);

@@ -56,15 +56,10 @@ impl Env {
         // it out so it takes none of a test's faults.
         twilio.wait_listed_after(listed).await;
         let (owner, owner_cookie) = new_user(&api, &admin, "owner@pbx.test").await;
-        let did = api.ok(&admin, 200, "GET", "/api/dids", None).await["items"][0]["id"]
-            .as_i64()
-            .unwrap();
-        api.ok(
+        api.edit_number(
             &admin,
-            200,
-            "PUT",
-            &format!("/api/dids/{did}"),
-            Some(json!({"owner_user_id": owner, "sms_email_forward": true})),
+            DID,
+            json!({"owner_user_id": owner, "sms_email_forward": true}),
         )
         .await;
         Self {
@@ -80,25 +75,12 @@ impl Env {
 
     /// Changes a setting on the settings screen (webd reloads the daemons).
     async fn set(&self, k: &str, v: &str) {
-        self.api
-            .ok(
-                &self.admin,
-                200,
-                "PUT",
-                "/api/system/config",
-                Some(json!({ "values": { k: v } })),
-            )
-            .await;
+        self.api.settings(&self.admin, json!({ k: v })).await;
     }
 
     /// An auto-reply on the number, made on the auto-replies screen.
     async fn auto_reply(&self, trigger: &str, data: serde_json::Value, text: &str) {
-        let did = self
-            .api
-            .ok(&self.admin, 200, "GET", "/api/dids", None)
-            .await["items"][0]["id"]
-            .as_i64()
-            .unwrap();
+        let did = self.api.number_id(&self.admin, DID).await;
         self.api
             .ok(
                 &self.admin,
@@ -113,15 +95,7 @@ impl Env {
 
     /// The owner's do-not-disturb switch, as the admin flips it.
     async fn owner_dnd(&self, on: bool) {
-        self.api
-            .ok(
-                &self.admin,
-                200,
-                "PUT",
-                &format!("/api/users/{}", self.owner),
-                Some(json!({ "dnd": on })),
-            )
-            .await;
+        self.api.set_dnd(&self.admin, self.owner, on).await;
     }
 
     fn sms_url(&self) -> String {
@@ -216,28 +190,8 @@ impl Env {
 
 /// A user made on the users screen, logged in: (id, session cookie).
 async fn new_user(api: &e2e::Api, admin: &str, email: &str) -> (i64, String) {
-    let password = "correct horse battery";
-    let id = api
-        .ok(
-            admin,
-            201,
-            "POST",
-            "/api/users",
-            Some(json!({"email": email, "role": "user", "password": password})),
-        )
-        .await["id"]
-        .as_i64()
-        .unwrap();
-    let (st, v, cookie) = api
-        .call(
-            "",
-            "POST",
-            "/api/auth/login",
-            Some(json!({"email": email, "password": password})),
-        )
-        .await;
-    assert_eq!(st, 200, "login: {v}");
-    (id, cookie)
+    let id = api.new_user(admin, email, "user").await;
+    (id, api.login(email).await)
 }
 
 fn sent_or_error(status: u16, v: &serde_json::Value) -> Result<i64, String> {

@@ -146,32 +146,15 @@ impl Env {
             }
         }
         api.connect_twilio(&admin, &s, extra).await;
-        let owner = api
-            .ok(
-                &admin,
-                201,
-                "POST",
-                "/api/users",
-                Some(
-                    serde_json::json!({"email": "owner@pbx.test", "role": "user",
-                    "password": "correct horse battery"}),
-                ),
-            )
-            .await["id"]
-            .as_i64()
-            .expect("owner");
+        let owner = api.new_user(&admin, "owner@pbx.test", "user").await;
         let pn = s.add_number_for(DID, PUBLIC);
-        let did_id = api.ok(&admin, 200, "GET", "/api/dids", None).await["items"][0]["id"]
-            .as_i64()
-            .expect("the wizard's number");
-        api.ok(
-            &admin,
-            200,
-            "PUT",
-            &format!("/api/dids/{did_id}"),
-            Some(serde_json::json!({"twilio_sid": pn, "owner_user_id": owner})),
-        )
-        .await;
+        let did_id = api
+            .edit_number(
+                &admin,
+                DID,
+                serde_json::json!({"twilio_sid": pn, "owner_user_id": owner}),
+            )
+            .await;
         let env = Env {
             s,
             _dir: dir,
@@ -213,13 +196,7 @@ impl Env {
     /// reloads the daemons).
     async fn set(&self, k: &str, v: &str) {
         self.api
-            .ok(
-                &self.admin,
-                200,
-                "PUT",
-                "/api/system/config",
-                Some(serde_json::json!({ "values": { k: v } })),
-            )
+            .settings(&self.admin, serde_json::json!({ k: v }))
             .await;
         self.settle().await;
     }
@@ -254,15 +231,7 @@ impl Env {
 
     /// The number owner's do-not-disturb switch.
     async fn owner_dnd(&self, on: bool) {
-        self.api
-            .ok(
-                &self.admin,
-                200,
-                "PUT",
-                &format!("/api/users/{}", self.owner),
-                Some(serde_json::json!({ "dnd": on })),
-            )
-            .await;
+        self.api.set_dnd(&self.admin, self.owner, on).await;
     }
 
     /// Waits for the rules cache to see database edits (it polls every
