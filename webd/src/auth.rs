@@ -236,11 +236,15 @@ impl FromRequestParts<AppState> for KeyCaller {
             )));
         }
         if !st.is_read_only() {
-            let _ = sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+            // The request goes on whether or not "last used" could be noted.
+            if let Err(e) = sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
                 .bind(proto::time::now())
                 .bind(key_id)
                 .execute(&st.pool)
-                .await;
+                .await
+            {
+                tracing::warn!(key_id, error = %e, "cannot note the API key's last use");
+            }
         }
         Ok(KeyCaller(Caller {
             id,
@@ -775,14 +779,20 @@ pub async fn sweep(st: AppState, stop: CancellationToken) {
         }
         let now = proto::time::now();
         let old = proto::time::fmt(Utc::now() - chrono::Duration::days(30));
-        let _ = sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
+        if let Err(e) = sqlx::query("DELETE FROM sessions WHERE expires_at < ?")
             .bind(&now)
             .execute(&st.pool)
-            .await;
-        let _ = sqlx::query("DELETE FROM login_attempts WHERE created_at < ?")
+            .await
+        {
+            tracing::warn!(error = %e, "cannot prune expired sessions");
+        }
+        if let Err(e) = sqlx::query("DELETE FROM login_attempts WHERE created_at < ?")
             .bind(&old)
             .execute(&st.pool)
-            .await;
+            .await
+        {
+            tracing::warn!(error = %e, "cannot prune old login attempts");
+        }
         if let Err(e) = prune_security_events(&st.pool, Utc::now()).await {
             tracing::warn!(error = %e, "cannot prune security events");
         }

@@ -438,9 +438,14 @@ async fn copy_into_live(st: &AppState, tmp_db: &Path) -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
-    let _ = sqlx::query("DETACH DATABASE restore_src")
+    // A failed DETACH leaves the copy attached to this pooled connection
+    // until it closes; the restore's own result is what the caller needs.
+    if let Err(e) = sqlx::query("DETACH DATABASE restore_src")
         .execute(&mut *conn)
-        .await;
+        .await
+    {
+        tracing::warn!(error = %e, "cannot detach the restored copy");
+    }
     res
 }
 
