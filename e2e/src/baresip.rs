@@ -54,8 +54,8 @@ impl Host {
         Host {
             netns: None,
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            sip_port: free_udp_port_pair(),
-            ctrl_port: free_tcp_port(),
+            sip_port: testkit::ports::sip_pair(),
+            ctrl_port: testkit::ports::tcp(),
         }
     }
 
@@ -307,28 +307,4 @@ fn netstring(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     let m = buf[colon + 1..colon + 1 + len].to_vec();
     buf.drain(..colon + 1 + len + 1);
     Some(m)
-}
-
-/// A UDP port whose TCP twin and next port (baresip binds SIP on UDP and
-/// TCP, and TLS on port + 1) are free too.
-pub fn free_udp_port_pair() -> u16 {
-    loop {
-        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p < 65000
-            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-            && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
-        {
-            return p;
-        }
-    }
-}
-
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -6,7 +6,7 @@
 //! or in `GOSIP_BIN_DIR`.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -264,65 +264,6 @@ pub fn sipp_scenario(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Claims `port` for this test process: false if it was handed out before.
-/// The kernel may give a just-released port 0 again, so without this one
-/// System could get the same port for two daemons (seen: mediad's gRPC and
-/// webd's HTTP both on one port, webd then failing to bind).
-fn claim(port: u16) -> bool {
-    static HANDED: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
-        std::sync::Mutex::new(None);
-    HANDED
-        .lock()
-        .unwrap()
-        .get_or_insert_with(Default::default)
-        .insert(port)
-}
-
-/// A free TCP port on 127.0.0.1 (bound then released; another process could
-/// take it in between, which loopback tests accept), never one this process
-/// already handed out.
-pub fn free_tcp_port() -> u16 {
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free tcp port");
-        if claim(port) {
-            return port;
-        }
-    }
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1 (for SIP).
-pub fn free_sip_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
-        let port = udp.local_addr().expect("addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() && claim(port) {
-            return port;
-        }
-    }
-}
-
-/// An even-aligned free UDP range of `n` ports for RTP.
-pub fn free_rtp_range(n: u16) -> (u16, u16) {
-    loop {
-        let base = 20000 + (rand_u16() % 20000) / 2 * 2;
-        let all_free = (base..base + n).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok());
-        if all_free {
-            return (base, base + n - 1);
-        }
-    }
-}
-
-fn rand_u16() -> u16 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (t ^ std::process::id().rotate_left(7)) as u16
-}
-
 /// Ports and addresses of one running system.
 #[derive(Debug, Clone)]
 pub struct Ports {
@@ -339,14 +280,14 @@ pub struct Ports {
 impl Ports {
     pub fn pick() -> Self {
         Self {
-            http: free_tcp_port(),
-            sip: free_sip_port(),
-            sipd_grpc: free_tcp_port(),
-            mediad_grpc: free_tcp_port(),
-            twiliod_grpc: free_tcp_port(),
-            twiliod_http: free_tcp_port(),
-            notifyd_grpc: free_tcp_port(),
-            rtp: free_rtp_range(100),
+            http: testkit::ports::tcp(),
+            sip: testkit::ports::sip(),
+            sipd_grpc: testkit::ports::tcp(),
+            mediad_grpc: testkit::ports::tcp(),
+            twiliod_grpc: testkit::ports::tcp(),
+            twiliod_http: testkit::ports::tcp(),
+            notifyd_grpc: testkit::ports::tcp(),
+            rtp: testkit::ports::rtp_range(100),
         }
     }
 

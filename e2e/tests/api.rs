@@ -322,7 +322,7 @@ async fn settings_reach_the_daemons_and_webhooks_and_sms_go_through_twiliod() {
                                     "twilio.account_sid": format!("AC{}", "1".repeat(32)),
                                     // Credentials make twiliod list the numbers at
                                     // Twilio: a closed local port, never the internet.
-                                    "twilio.api_base": format!("http://127.0.0.1:{}", e2e::free_tcp_port())}}),
+                                    "twilio.api_base": format!("http://127.0.0.1:{}", testkit::ports::tcp())}}),
             ),
         )
         .await;
@@ -476,8 +476,8 @@ async fn behind_caddy_cookies_are_secure_webhooks_verify_and_only_the_trusted_pr
     let api = Api::new(&sys);
     let admin = api.setup().await;
     let tmp = tempfile::tempdir().unwrap();
-    let https_port = e2e::free_tcp_port();
-    let http_port = e2e::free_tcp_port();
+    let https_port = testkit::ports::tcp();
+    let http_port = testkit::ports::tcp();
     let caddyfile = format!(
         "{{\n\tadmin off\n\tskip_install_trust\n\tauto_https disable_redirects\n\thttp_port {http_port}\n\
          \thttps_port {https_port}\n\tstorage file_system {store}\n}}\n\
@@ -528,7 +528,7 @@ async fn behind_caddy_cookies_are_secure_webhooks_verify_and_only_the_trusted_pr
                                     "twilio.account_sid": format!("AC{}", "3".repeat(32)),
                                     // Credentials make twiliod list the numbers at
                                     // Twilio: a closed local port, never the internet.
-                                    "twilio.api_base": format!("http://127.0.0.1:{}", e2e::free_tcp_port())}}),
+                                    "twilio.api_base": format!("http://127.0.0.1:{}", testkit::ports::tcp())}}),
             ),
         )
         .await;

@@ -377,23 +377,6 @@ impl Receiver {
     }
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free udp port")
-}
-
-fn sipp_errors(dir: &std::path::Path) -> String {
-    let mut out = String::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_name().to_string_lossy().ends_with("_errors.log") {
-            out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-        }
-    }
-    out
-}
-
 /// sipp with the options every run here shares, in `dir`.
 fn sipp(dir: &std::path::Path) -> tokio::process::Command {
     let mut c = tokio::process::Command::new("sipp");
@@ -473,8 +456,8 @@ impl Office {
             dir: tempfile::tempdir().expect("tmp"),
             alice_user: users[0],
             bob_user: users[1],
-            alice_port: free_udp_port(),
-            bob_port: free_udp_port(),
+            alice_port: testkit::ports::udp(),
+            bob_port: testkit::ports::udp(),
         };
         for f in [
             "caller_answered",
@@ -520,7 +503,7 @@ impl Office {
         assert!(
             out.status.success(),
             "register {user}: {}\n{}",
-            sipp_errors(self.dir.path()),
+            testkit::sipp_errors(self.dir.path()),
             self.logs()
         );
     }
@@ -530,7 +513,7 @@ impl Office {
         sipp(self.dir.path())
             .args(["-sf", &format!("{scenario}.xml"), "-p"])
             .arg(self.bob_port.to_string())
-            .args(["-mp", &free_udp_port().to_string()])
+            .args(["-mp", &testkit::ports::udp().to_string()])
             .spawn()
             .expect("sipp bob")
     }
@@ -557,7 +540,7 @@ impl Office {
         assert!(
             alice.status.success(),
             "alice ({caller}): {}\n{}",
-            sipp_errors(self.dir.path()),
+            testkit::sipp_errors(self.dir.path()),
             self.logs()
         );
         let bob = tokio::time::timeout(Duration::from_secs(30), bob.wait_with_output())
@@ -567,7 +550,7 @@ impl Office {
         assert!(
             bob.status.success(),
             "bob ({callee}): {}\n{}",
-            sipp_errors(self.dir.path()),
+            testkit::sipp_errors(self.dir.path()),
             self.logs()
         );
         let after = self.call_ids().await;

@@ -86,23 +86,6 @@ const PHONE_XML: &str = r#"<?xml version="1.0" encoding="UTF-8" ?>
 </scenario>
 "#;
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free udp port")
-}
-
-fn sipp_errors(dir: &std::path::Path) -> String {
-    let mut out = String::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_name().to_string_lossy().ends_with("_errors.log") {
-            out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-        }
-    }
-    out
-}
-
 type CdrRow = (
     String,
     String,
@@ -190,11 +173,11 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
         dir.path().join("register.xml"),
     )
     .expect("xml");
-    let phone_port = free_udp_port();
+    let phone_port = testkit::ports::udp();
     // sipp's echo binds the media port and the one two above it; keep
     // clear of mediad's range.
     let media_port = loop {
-        let (lo, hi) = e2e::free_rtp_range(4);
+        let (lo, hi) = testkit::ports::rtp_range(4);
         if hi < sys.ports.rtp.0 || lo > sys.ports.rtp.1 {
             break lo;
         }
@@ -248,7 +231,7 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
     assert!(
         reg.status.success(),
         "register: {}\n{}",
-        sipp_errors(dir.path()),
+        testkit::sipp_errors(dir.path()),
         sys.log("sipd")
     );
     // The devices screen shows the phone registered.
@@ -331,7 +314,7 @@ async fn a_twilio_call_through_webd_twiliod_and_sipd_rings_a_real_phone_and_leav
     assert!(
         phone.status.success(),
         "phone: {}\n{}",
-        sipp_errors(dir.path()),
+        testkit::sipp_errors(dir.path()),
         logs()
     );
 

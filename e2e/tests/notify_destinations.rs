@@ -164,7 +164,7 @@ async fn email_jobs(pool: &SqlitePool) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_users_own_email_address_and_gotify_server_get_their_notifications() {
     let mail = tempfile::tempdir().unwrap();
-    let smtp = Smtp::start(e2e::free_tcp_port(), mail.path()).await;
+    let smtp = Smtp::start(testkit::ports::tcp(), mail.path()).await;
     let own = Gotify::start().await;
     let system = Gotify::start().await;
     let twilio = Standin::start().await.expect("stand-in");

@@ -37,7 +37,7 @@ struct Env {
 impl Env {
     async fn start() -> Env {
         let mail = tempfile::tempdir().unwrap();
-        let smtp = Smtp::start(e2e::free_tcp_port(), mail.path()).await;
+        let smtp = Smtp::start(testkit::ports::tcp(), mail.path()).await;
         let twilio = Standin::start().await.expect("stand-in");
         let sys = System::start_with(&[("GOSIP_TWILIOD_RETRY_BASE_MS", "100")])
             .await

@@ -40,7 +40,7 @@ async fn test_a_call_masks_the_trunk_password_and_no_log_holds_it() {
                 "twilio.account_sid": ACCOUNT_SID,
                 "twilio.auth_token": AUTH_TOKEN,
                 // Twilio's REST API is nobody here: nothing leaves the host.
-                "twilio.api_base": format!("http://127.0.0.1:{}", e2e::free_tcp_port()),
+                "twilio.api_base": format!("http://127.0.0.1:{}", testkit::ports::tcp()),
                 "system.public_url": PUBLIC,
             }})),
         )

@@ -205,18 +205,6 @@ fn sent_or_error(status: u16, v: &serde_json::Value) -> Result<i64, String> {
     }
 }
 
-async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn png(n: u8) -> Vec<u8> {
     let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
     v.extend(std::iter::repeat_n(n, 100 + usize::from(n)));
@@ -329,7 +317,7 @@ async fn inbound_messages_with_0_1_and_3_media_are_stored_once_with_their_files_
     assert_eq!(env.count("SELECT count(*) FROM messages").await, 3);
 
     // Each message was handed to notifyd once, with its media as attachments.
-    eventually(Duration::from_secs(10), "notify jobs done", || async {
+    testkit::eventually(Duration::from_secs(10), "notify jobs done", || async {
         env.count("SELECT count(*) FROM jobs WHERE kind = 'notify' AND status = 'done'")
             .await
             == 3
@@ -403,7 +391,7 @@ async fn inbound_messages_with_0_1_and_3_media_are_stored_once_with_their_files_
         "{first}"
     );
     assert!(first[0]["url"].as_str().unwrap().contains(&sid));
-    eventually(
+    testkit::eventually(
         Duration::from_secs(15),
         "media fetched on retry",
         || async { media_of(sid.clone()).await[0]["path"] != "" },
@@ -412,7 +400,7 @@ async fn inbound_messages_with_0_1_and_3_media_are_stored_once_with_their_files_
     let later = media_of(sid.clone()).await;
     let path = later[0]["path"].as_str().unwrap();
     assert_eq!(std::fs::read(env.sys.data_dir.join(path)).unwrap(), png(9));
-    eventually(Duration::from_secs(10), "email queued after the media", || async {
+    testkit::eventually(Duration::from_secs(10), "email queued after the media", || async {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM jobs WHERE kind = 'notify' AND payload LIKE ? AND payload LIKE '%attachments\":[\"media/%'",
         )
@@ -521,7 +509,7 @@ async fn outbound_survives_outages_and_crashes_and_is_delivered_exactly_once_in_
     //    others wait in the queue; after the restart each goes exactly once.
     env.twilio.sms_faults(|f| f.slow_create_ms = Some(1500));
     let a = env.send(HANDSET, "crash a").await.unwrap();
-    eventually(Duration::from_secs(10), "create in flight", || async {
+    testkit::eventually(Duration::from_secs(10), "create in flight", || async {
         env.twilio
             .sent_messages()
             .iter()
@@ -566,7 +554,7 @@ async fn outbound_survives_outages_and_crashes_and_is_delivered_exactly_once_in_
     });
     let d = env.send(other, "queued d").await.unwrap();
     let e = env.send(other, "queued e").await.unwrap();
-    eventually(Duration::from_secs(10), "a failed attempt", || async {
+    testkit::eventually(Duration::from_secs(10), "a failed attempt", || async {
         env.count("SELECT count(*) FROM jobs WHERE kind = 'sms.send' AND status = 'pending' AND attempts > 0").await > 0
     })
     .await;
@@ -597,7 +585,7 @@ async fn status_callbacks_only_move_forward_and_refusals_fail_with_their_code() 
     let id = env.send(HANDSET, "order test").await.unwrap();
     env.wait_status(id, "delivered", Duration::from_secs(10))
         .await;
-    eventually(Duration::from_secs(10), "4 callbacks", || async {
+    testkit::eventually(Duration::from_secs(10), "4 callbacks", || async {
         env.twilio.world().sms.callbacks.len() >= 4
     })
     .await;
@@ -718,7 +706,7 @@ async fn auto_replies_answer_once_per_window_never_to_short_codes_or_other_robot
         }
     };
     let settle = || async {
-        eventually(Duration::from_secs(10), "queue idle", || async {
+        testkit::eventually(Duration::from_secs(10), "queue idle", || async {
             env.count("SELECT count(*) FROM jobs WHERE status IN ('pending','running') AND kind LIKE 'sms.%'").await == 0
         })
         .await;
@@ -754,7 +742,7 @@ async fn auto_replies_answer_once_per_window_never_to_short_codes_or_other_robot
     assert!(env.sent_to("+15557770014").is_empty());
     assert!(env.sent_to("+15557770015").is_empty());
     // The replies are ordinary outbound messages, marked as auto-replies.
-    eventually(Duration::from_secs(10), "both replies delivered", || async {
+    testkit::eventually(Duration::from_secs(10), "both replies delivered", || async {
         env.count("SELECT count(*) FROM messages WHERE auto_reply_id IS NOT NULL AND status = 'delivered'").await == 2
     })
     .await;
@@ -798,12 +786,12 @@ async fn inbound_email_hand_off_waits_out_a_notifyd_outage() {
         .await
         .unwrap();
     assert_eq!(st, 200);
-    eventually(Duration::from_secs(10), "a failed hand-off", || async {
+    testkit::eventually(Duration::from_secs(10), "a failed hand-off", || async {
         env.count("SELECT count(*) FROM jobs WHERE kind = 'notify' AND status = 'pending' AND attempts > 0").await == 1
     })
     .await;
     env.sys.spawn("notifyd").unwrap();
-    eventually(Duration::from_secs(30), "hand-off done", || async {
+    testkit::eventually(Duration::from_secs(30), "hand-off done", || async {
         env.count("SELECT count(*) FROM jobs WHERE kind = 'notify' AND status = 'done'")
             .await
             == 1

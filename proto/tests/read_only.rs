@@ -3,7 +3,7 @@
 //! `Daemon.Health` answer, while webd's marker says the database failed its
 //! integrity check and after it is gone again.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proto::daemon::DaemonService;
 use proto::pb::common::HealthRequest;
@@ -23,15 +23,6 @@ async fn write(pool: &sqlx::SqlitePool) -> Result<(), sqlx::Error> {
     proto::db::alert(pool, "test", "probe", "a write").await
 }
 
-/// Waits (up to 5 s) until `f` holds.
-async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !f().await {
-        assert!(Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn while_the_marker_is_there_no_write_lands_and_health_says_why() {
     let dir = tempfile::tempdir().unwrap();
@@ -43,9 +34,11 @@ async fn while_the_marker_is_there_no_write_lands_and_health_says_why() {
 
     // webd's integrity check failed: it leaves the marker.
     proto::db::mark_read_only(dir.path(), Some("integrity check failed")).unwrap();
-    eventually("the daemon stops writing", async || {
-        write(&pool).await.is_err()
-    })
+    testkit::eventually(
+        Duration::from_secs(5),
+        "the daemon stops writing",
+        || async { write(&pool).await.is_err() },
+    )
     .await;
     let e = write(&pool).await.unwrap_err().to_string();
     assert!(e.contains("readonly"), "{e}");
@@ -88,9 +81,11 @@ async fn while_the_marker_is_there_no_write_lands_and_health_says_why() {
 
     // A restore passed the check: the marker goes, writing resumes.
     proto::db::mark_read_only(dir.path(), None).unwrap();
-    eventually("the daemon writes again", async || {
-        write(&pool).await.is_ok()
-    })
+    testkit::eventually(
+        Duration::from_secs(5),
+        "the daemon writes again",
+        || async { write(&pool).await.is_ok() },
+    )
     .await;
     assert_eq!(health(&daemon).await.0, "ok");
 }

@@ -11,15 +11,6 @@ use std::path::Path;
 use common::sipp::{alice_with_did, finished, scenario, sipp, trunk_settings, trunk_uas_on};
 use common::{Phone, REALM, Resp, Sipd, digest_response};
 
-/// A free UDP port for the trunk.
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// trunk.xml expecting `ruri_user` in the Request-URI instead of
 /// +15551234567 (the DID checks stay), written into `dir`.
 fn trunk_expecting(dir: &Path, ruri_user: &str) -> String {
@@ -88,7 +79,7 @@ fn warning(r: &Resp) -> String {
 async fn an_emergency_call_reaches_the_trunk_as_dialled_past_dnd_the_hourly_limit_and_an_extension_911()
  {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = testkit::ports::udp();
     let trunk = trunk_uas_on(dir.path(), "trunk.xml", port);
     let mut settings = trunk_settings(port).await;
     settings.push(("calls.max_per_hour_per_device", "1".into()));
@@ -168,7 +159,7 @@ async fn an_emergency_call_reaches_the_trunk_as_dialled_past_dnd_the_hourly_limi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caribbean_number_is_refused_as_international_until_allowed_and_premium_stays_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = testkit::ports::udp();
     let settings = trunk_settings(port).await;
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let s = Sipd::start_with_mediad(&settings).await;

@@ -135,17 +135,6 @@ fn baresip_dir(root: &Path, name: &str, port: u16, account: &str) -> std::path::
     d
 }
 
-fn free_udp_port_pair() -> u16 {
-    // baresip also binds port + 1 (TLS); find a port whose neighbour is free.
-    loop {
-        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let p = a.local_addr().unwrap().port();
-        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-}
-
 #[tokio::test]
 async fn two_baresip_instances_register() {
     let s = Sipd::start(&[]).await;
@@ -154,7 +143,7 @@ async fn two_baresip_instances_register() {
     let root = tempfile::tempdir().unwrap();
     let mut kids = Vec::new();
     for (user, pw) in [("bob", "pw-bob"), ("carol", "pw-carol")] {
-        let port = free_udp_port_pair();
+        let port = testkit::ports::sip_pair();
         let d = baresip_dir(
             root.path(),
             user,
@@ -223,7 +212,7 @@ async fn a_baresip_softphone_calls_another_through_gosip_and_media_flows_both_wa
     let carol_dir = baresip_dir(
         root.path(),
         "carol",
-        free_udp_port_pair(),
+        testkit::ports::sip_pair(),
         &format!(
             "<sip:carol@{};transport=udp>;auth_pass=pw-carol;regint=300;answermode=auto;audio_codecs=PCMU,PCMA",
             s.sip
@@ -247,7 +236,7 @@ async fn a_baresip_softphone_calls_another_through_gosip_and_media_flows_both_wa
     let bob_dir = baresip_dir(
         root.path(),
         "bob",
-        free_udp_port_pair(),
+        testkit::ports::sip_pair(),
         &format!(
             "<sip:bob@{};transport=udp>;auth_pass=pw-bob;regint=300;audio_codecs=PCMU,PCMA",
             s.sip

@@ -149,8 +149,8 @@ async fn main() -> anyhow::Result<()> {
     tx.commit().await?;
     drop(pool);
 
-    let port = e2e::free_tcp_port();
-    let grpc = e2e::free_tcp_port();
+    let port = testkit::ports::tcp();
+    let grpc = testkit::ports::tcp();
     let mut child = Command::new(a.bin_dir.join("twiliod"))
         .env("GOSIP_DATA_DIR", &data)
         .env("GOSIP_TWILIOD_HTTP", format!("127.0.0.1:{port}"))

@@ -4,11 +4,10 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -22,41 +21,6 @@ use proto::pb::common::daemon_client::DaemonClient;
 use proto::pb::notifyd::notifyd_client::NotifydClient;
 use proto::pb::notifyd::{NotifyRequest, SendTestReply, SendTestRequest};
 use tonic::transport::Channel;
-
-/// A loopback port nothing listens on now, never the same twice in one test
-/// process (parallel tests would otherwise race for a port the OS hands out
-/// again once it is released).
-pub fn free_port() -> u16 {
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    loop {
-        let port = StdListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut given = GIVEN.lock().unwrap();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
-
-/// Polls `f` until it returns Some, or panics with `what` after `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The notifyd binary with its own data dir.
 pub struct Notifyd {
@@ -470,3 +434,6 @@ async fn record(
         },
     )
 }
+
+pub use testkit::eventually_some as eventually;
+pub use testkit::ports::tcp as free_port;

@@ -236,18 +236,12 @@ impl Sipd {
     }
 
     /// Polls `f` until it is true or 10 s pass.
-    pub async fn eventually<F, Fut>(&self, what: &str, mut f: F)
+    pub async fn eventually<F, Fut>(&self, what: &str, f: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        for _ in 0..200 {
-            if f().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("never happened: {what}");
+        testkit::eventually(Duration::from_secs(10), what, f).await;
     }
 }
 

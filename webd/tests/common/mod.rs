@@ -48,12 +48,6 @@ impl Res {
     }
 }
 
-/// An address nothing listens on (bound, then dropped).
-pub fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
 /// webd on a fresh temp database; `extra` are more flags (e.g.
 /// `["--notifyd-grpc", addr]`), and every daemon address not among them is
 /// a closed port.
@@ -67,7 +61,7 @@ pub async fn start_with(extra: &[&str]) -> Webd {
 /// pool before webd starts).
 pub async fn start_on(dir: tempfile::TempDir, pool: SqlitePool, extra: &[&str]) -> Webd {
     let d = dir.path().display().to_string();
-    let dead = closed_port();
+    let dead = testkit::ports::closed_tcp_addr();
     let mut args = vec![
         "webd".to_owned(),
         "--data-dir".into(),
