@@ -345,3 +345,140 @@ async fn menus_that_ring_a_missing_phone_nest_too_deep_or_reject_are_refused_wit
         ]
     );
 }
+
+/// A minimal 8 kHz mono WAV of `n` silent samples.
+fn wav(n: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + n * 2).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&8000u32.to_le_bytes());
+    b.extend_from_slice(&16000u32.to_le_bytes());
+    b.extend_from_slice(&2u16.to_le_bytes());
+    b.extend_from_slice(&16u16.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&(n * 2).to_le_bytes());
+    b.resize(b.len() + n as usize * 2, 0);
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_recording_is_the_menus_greeting_and_twilio_can_fetch_it() {
+    let sys = System::start().await.expect("system");
+    let s = Standin::start().await.expect("stand-in");
+    let public = sys.base_url();
+    let api = e2e::Api::new(&sys);
+    let admin = api.setup(&sys, DID).await;
+    api.connect_twilio(&admin, &s, json!({"system.public_url": public}))
+        .await;
+    s.add_number_for(DID, &public);
+    let did_id = api.number_id(&admin, DID).await;
+    let upload = |bytes: Vec<u8>, mime: &'static str| {
+        let admin = admin.clone();
+        let base = public.clone();
+        async move {
+            let form = reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes)
+                    .file_name("greeting.wav")
+                    .mime_str(mime)
+                    .expect("mime"),
+            );
+            let res = reqwest::Client::new()
+                .post(format!("{base}/api/prompts"))
+                .header("X-Requested-With", "gosip")
+                .header("Cookie", admin)
+                .multipart(form)
+                .send()
+                .await
+                .expect("upload");
+            let st = res.status().as_u16();
+            (st, res.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    // Not a recording, whatever it is called.
+    let (st, v) = upload(b"#!/bin/sh\necho hi".to_vec(), "audio/wav").await;
+    assert_eq!(
+        (st, v["error"]["details"][0]["field"].as_str()),
+        (422, Some("file")),
+        "{v}"
+    );
+    let recording = wav(8000);
+    let (st, v) = upload(recording.clone(), "audio/wav").await;
+    assert_eq!(st, 201, "{v}");
+    let audio = v["audio"].as_str().expect("audio").to_owned();
+    let name = v["name"].as_str().expect("name").to_owned();
+    assert_eq!(audio, format!("prompt:{name}"));
+    // A made-up prompt name is refused with the field.
+    let (st, v, _) = api
+        .call(
+            &admin,
+            "POST",
+            "/api/routes",
+            Some(json!({"did_id": did_id, "priority": 0, "name": "Menu",
+                "condition_type": "default", "condition_data": {},
+                "action_type": "menu", "action_data": {"greeting": "x", "audio": "prompt:../../gosip.db",
+                    "options": {"1": {"action_type": "voicemail", "action_data": {}}}}})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["details"][0]["field"].as_str()),
+        (422, Some("action_data.audio")),
+        "{v}"
+    );
+    api.ok(
+        &admin,
+        201,
+        "POST",
+        "/api/routes",
+        Some(json!({"did_id": did_id, "priority": 0, "name": "Recorded menu",
+            "condition_type": "default", "condition_data": {},
+            "action_type": "menu", "action_data": {"greeting": "For sales press 1.", "audio": audio,
+                "options": {"1": {"action_type": "announcement", "action_data": {"text": "Closed."}}}}})),
+    )
+    .await;
+    let o = e2e::standin::scenario::run(
+        &s,
+        &CallScript {
+            from: CALLER.into(),
+            to: DID.into(),
+            keys: vec!["1".into()],
+            ..CallScript::default()
+        },
+    )
+    .await
+    .expect("call");
+    let played = o
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Play { url } => Some(url.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("nothing played: {o:?}\n{}", sys.log("twiliod")));
+    assert_eq!(played, format!("{public}/api/webhooks/voice/prompt/{name}"));
+    assert_eq!(
+        said(&o, "For sales press 1."),
+        0,
+        "the recording replaces the text"
+    );
+    assert_eq!(said(&o, "Closed."), 1, "{o:?}");
+    // Twilio fetches it through webd's public port, unsigned, as for <Play>.
+    let res = reqwest::get(&played).await.expect("fetch");
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "audio/x-wav");
+    assert_eq!(res.bytes().await.expect("bytes").to_vec(), recording);
+    for other in [
+        "00000000000000000000000000000000.wav",
+        "..%2F..%2Fgosip.db",
+        "x.wav",
+    ] {
+        let r = reqwest::get(format!("{public}/api/webhooks/voice/prompt/{other}"))
+            .await
+            .expect("fetch");
+        assert_eq!(r.status().as_u16(), 404, "{other}");
+    }
+}

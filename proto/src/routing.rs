@@ -214,6 +214,23 @@ pub enum Action {
     Menu(MenuAction),
 }
 
+/// An `audio` value naming a recording uploaded with `POST /api/prompts`:
+/// `prompt:<32 hex digits>.wav` (or `.mp3`).
+pub const PROMPT_PREFIX: &str = "prompt:";
+
+/// The file name of an uploaded prompt an `audio` value names, when it is
+/// one (`prompt:<32 hex>.wav|mp3`, nothing else).
+pub fn prompt_name(audio: &str) -> Option<&str> {
+    let name = audio.strip_prefix(PROMPT_PREFIX)?;
+    let (stem, ext) = name.split_once('.')?;
+    (stem.len() == 32
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && matches!(ext, "wav" | "mp3"))
+    .then_some(name)
+}
+
 /// How deep menus may nest (a menu in a menu in a menu).
 pub const MAX_MENU_DEPTH: usize = 3;
 
@@ -229,7 +246,9 @@ pub const MAX_MENU_DEPTH: usize = 3;
 pub struct MenuAction {
     /// Spoken to the caller (1 to 1000 characters).
     pub greeting: String,
-    /// An `https://` (or `http://`) audio file played instead of `greeting`.
+    /// A recording played instead of `greeting`: an uploaded prompt
+    /// (`prompt:<name>` from `POST /api/prompts`) or an `https://` (or
+    /// `http://`) audio file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio: Option<String>,
     /// Key ("0" to "9") to action, each `{"action_type", "action_data"}`.
@@ -319,7 +338,8 @@ pub struct VoicemailAction {
 pub struct AnnouncementAction {
     /// Spoken (1 to 1000 characters).
     pub text: String,
-    /// An `https://` (or `http://`) audio file played instead of `text`.
+    /// A recording played instead of `text`: an uploaded prompt
+    /// (`prompt:<name>`) or an `https://` (or `http://`) audio file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio: Option<String>,
 }
@@ -570,7 +590,7 @@ impl Action {
                     fail("text", "must be 1 to 1000 characters");
                 }
                 if a.audio.as_ref().is_some_and(|u| !is_audio_url(u)) {
-                    fail("audio", "must be an http(s) URL");
+                    fail("audio", "must be an uploaded prompt or an http(s) URL");
                 }
             }
             Self::Reject(_) => {}
@@ -599,7 +619,7 @@ impl MenuAction {
             fail("greeting", "must be 1 to 1000 characters");
         }
         if self.audio.as_ref().is_some_and(|u| !is_audio_url(u)) {
-            fail("audio", "must be an http(s) URL");
+            fail("audio", "must be an uploaded prompt or an http(s) URL");
         }
         if self.timeout.is_some_and(|t| !(2..=30).contains(&t)) {
             fail("timeout", "must be 2 to 30 seconds");
@@ -638,6 +658,9 @@ impl MenuAction {
 }
 
 fn is_audio_url(u: &str) -> bool {
+    if u.starts_with(PROMPT_PREFIX) {
+        return prompt_name(u).is_some();
+    }
     (u.starts_with("https://") || u.starts_with("http://"))
         && u.len() <= 2000
         && !u.chars().any(|c| c.is_whitespace() || c.is_control())

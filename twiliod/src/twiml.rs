@@ -98,6 +98,9 @@ pub mod paths {
     pub const MENU: &str = "/api/webhooks/voice/menu";
     /// The "number disconnected" SIT tone (unsigned GET).
     pub const SIT_TONE: &str = "/api/webhooks/voice/sit.wav";
+    /// An uploaded prompt: `{PROMPT}/{name}` (unsigned GET, like the
+    /// greeting: Twilio fetches `<Play>` URLs without a signature).
+    pub const PROMPT: &str = "/api/webhooks/voice/prompt";
     /// A DID's uploaded greeting: `{GREETING}/{did_id}` (unsigned GET).
     pub const GREETING: &str = "/api/webhooks/voice/greeting";
 }
@@ -113,7 +116,7 @@ pub fn for_decision(d: &Decision, c: &Ctx) -> String {
         } => ring(c, devices, timeout.unwrap_or(c.ring_timeout), &d.rule),
         Action::Forward { number } => forward(c, number),
         Action::Voicemail { greeting } => voicemail(c, greeting.as_deref(), false),
-        Action::Announcement { text, audio } => announcement(text, audio.as_deref()),
+        Action::Announcement { text, audio } => announcement(c, text, audio.as_deref()),
         Action::Reject { busy } => reject(*busy),
         Action::Menu(m) => menu(c, m, d.route_id.unwrap_or(0), "", 0, None),
         Action::Block {
@@ -208,7 +211,7 @@ pub fn menu(
         url(c, paths::MENU)
     ));
     let greet = match &m.audio {
-        Some(u) => format!("<Play>{}</Play>", esc(u)),
+        Some(u) => format!("<Play>{}</Play>", esc(&audio_url(c, u))),
         None => say(&m.greeting),
     };
     doc(&format!(
@@ -220,9 +223,9 @@ pub fn menu(
 }
 
 /// Say (or play) then hang up.
-pub fn announcement(text: &str, audio: Option<&str>) -> String {
+pub fn announcement(c: &Ctx, text: &str, audio: Option<&str>) -> String {
     let body = match audio {
-        Some(u) => format!("<Play>{}</Play>", esc(u)),
+        Some(u) => format!("<Play>{}</Play>", esc(&audio_url(c, u))),
         None => say(text),
     };
     doc(&format!("{body}<Hangup/>"))
@@ -309,6 +312,15 @@ fn say(text: &str) -> String {
         "<Say voice=\"alice\" language=\"en-US\">{}</Say>",
         esc(text)
     )
+}
+
+/// Where Twilio fetches a route's recording: an uploaded prompt from
+/// twiliod's public path, any other URL as it is.
+fn audio_url(c: &Ctx, audio: &str) -> String {
+    match proto::routing::prompt_name(audio) {
+        Some(name) => format!("{}{}/{name}", c.public_url, paths::PROMPT),
+        None => audio.to_owned(),
+    }
 }
 
 fn url(c: &Ctx, path: &str) -> String {

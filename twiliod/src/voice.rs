@@ -10,8 +10,8 @@
 //! | `/api/webhooks/transcription` | transcribeCallback (§2.6) | empty |
 //! | `/api/webhooks/voice/status` | the number's status callback (§2.3) | empty |
 //!
-//! plus two unsigned GETs Twilio fetches for `<Play>`: the SIT tone and a
-//! DID's uploaded greeting. Every handler is idempotent on CallSid /
+//! plus unsigned GETs Twilio fetches for `<Play>`: the SIT tone, a DID's
+//! uploaded greeting and an uploaded menu or announcement prompt. Every handler is idempotent on CallSid /
 //! RecordingSid: Twilio retries and duplicates callbacks.
 
 use axum::Router;
@@ -46,6 +46,7 @@ pub fn public_routes() -> Router<AppState> {
     Router::new()
         .route(paths::SIT_TONE, get(sit_tone))
         .route(&format!("{}/{{did_id}}", paths::GREETING), get(greeting))
+        .route(&format!("{}/{{name}}", paths::PROMPT), get(prompt))
 }
 
 /// A TwiML answer.
@@ -627,6 +628,27 @@ async fn sit_tone() -> Response {
         twiml::sit_tone_wav(),
     )
         .into_response()
+}
+
+/// An uploaded prompt (`prompts/<32 hex>.wav|mp3`); any other name is 404.
+async fn prompt(State(st): State<AppState>, Path(name): Path<String>) -> Response {
+    let Some(name) =
+        proto::routing::prompt_name(&format!("{}{name}", proto::routing::PROMPT_PREFIX))
+            .map(str::to_owned)
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match tokio::fs::read(st.data_dir.join("prompts").join(&name)).await {
+        Ok(bytes) => {
+            let ctype = if name.ends_with(".mp3") {
+                "audio/mpeg"
+            } else {
+                "audio/x-wav"
+            };
+            ([(header::CONTENT_TYPE, ctype)], Body::from(bytes)).into_response()
+        }
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 async fn greeting(State(st): State<AppState>, Path(did_id): Path<i64>) -> Response {

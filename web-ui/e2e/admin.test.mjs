@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { startSystem, launchBrowser, screenshot } from './harness.mjs'
-import { ADMIN, setupSystem, loginInBrowser, assertAccessible, decodeQr, sipRegister } from './ui.mjs'
+import { ADMIN, setupSystem, loginInBrowser, assertAccessible, decodeQr, sipRegister, wav } from './ui.mjs'
 
 let device
 import { ENDPOINTS } from '../src/client.js'
@@ -245,7 +245,18 @@ test('a two-level menu built in the rule builder is walked by "test a call" with
   await page.locator('#f-rule-menu-key-1-menu-greeting').waitFor()
   assert.equal(await page.locator('#f-rule-menu-key-1-menu-greeting').inputValue(), 'To reach the engineer on call press 1.')
   assert.equal(await page.locator('#f-rule-menu-key-1-menu-key-0-number').inputValue(), '+15550009999')
-  await builder.getByRole('button', { name: 'Cancel' }).click()
+  // A recording instead of the text: not a recording is refused beside the
+  // field; a WAV is uploaded at once and saved with the rule.
+  await page.locator('#f-rule-menu-file').setInputFiles({ name: 'notes.wav', mimeType: 'audio/wav', buffer: Buffer.from('not audio at all') })
+  await page.locator('#f-rule-menu-file-err').waitFor()
+  assert.match(await page.locator('#f-rule-menu-file-err').innerText(), /not a WAV or MP3/)
+  await page.locator('#f-rule-menu-file').setInputFiles({ name: 'greeting.wav', mimeType: 'audio/wav', buffer: wav(1) })
+  await page.locator('[data-menu-audio]').waitFor()
+  const savedAudio = page.waitForResponse((r) => /\/api\/routes\/\d+$/.test(r.url()) && r.request().method() === 'PUT' && r.ok())
+  await builder.getByRole('button', { name: 'Save rule' }).click()
+  await savedAudio
+  const withAudio = (await api.get('/routes?sort=priority&order=asc')).items.find((r) => r.name === 'Main menu')
+  assert.match(withAudio.action_data.audio ?? '', /^prompt:[0-9a-f]{32}\.wav$/)
 })
 
 test('every admin screen renders with data or an empty state and no serious accessibility problems', async () => {

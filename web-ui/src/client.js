@@ -54,6 +54,7 @@ export const ENDPOINTS = {
   routeDelete: ['DELETE', '/routes/{id}'],
   routesReorder: ['PUT', '/routes/reorder'],
   routesTest: ['POST', '/routes/test'],
+  promptUpload: ['POST', '/prompts'],
   callerLists: ['GET', '/caller-lists'],
   callerListAdd: ['POST', '/caller-lists'],
   callerListDelete: ['DELETE', '/caller-lists/{id}'],

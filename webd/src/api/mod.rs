@@ -19,6 +19,7 @@ pub mod external;
 pub mod lists;
 pub mod messages;
 pub mod notify_prefs;
+pub mod prompts;
 pub mod provision;
 pub mod routes;
 pub mod setup;
@@ -100,6 +101,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::get, routes::update, routes::delete))
         .routes(routes!(routes::reorder))
         .routes(routes!(routes::test_call))
+        .routes(routes!(prompts::upload))
         .routes(routes!(lists::block_list, lists::block_add))
         .routes(routes!(lists::block_delete))
         .routes(routes!(lists::callers_list, lists::callers_add))

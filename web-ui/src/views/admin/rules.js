@@ -54,7 +54,7 @@ export function blankRule() {
 
 /** A menu as the menu editor edits it. */
 export function blankMenu() {
-  return { greeting: '', timeout: 5, options: [blankChoice('1')], no_input: blankChoice('') }
+  return { greeting: '', audio: '', timeout: 5, options: [blankChoice('1')], no_input: blankChoice('') }
 }
 
 /** One key of a menu (key '' = when nobody presses), any action but reject. */
@@ -81,6 +81,7 @@ export function menuToData(m) {
   const options = {}
   for (const c of m.options) if (c.key) options[c.key] = choiceToAction(c)
   const out = { greeting: m.greeting, options }
+  if (m.audio) out.audio = m.audio
   if (Number(m.timeout) && Number(m.timeout) !== 5) out.timeout = Number(m.timeout)
   if (m.no_input && m.no_input.action_type !== 'voicemail') out.no_input = choiceToAction(m.no_input)
   else if (m.no_input?.greeting?.trim()) out.no_input = choiceToAction(m.no_input)
@@ -105,6 +106,7 @@ export function dataToMenu(d) {
   const data = parse(d)
   return {
     greeting: data.greeting ?? '',
+    audio: data.audio ?? '',
     timeout: data.timeout ?? 5,
     options: Object.entries(data.options ?? {}).map(([k, a]) => actionToChoice(k, a)),
     no_input: data.no_input ? actionToChoice('', data.no_input) : blankChoice(''),
