@@ -17,6 +17,28 @@ use sha2::Sha256;
 
 use crate::guard::Outbound;
 
+/// Why one delivery attempt failed; the text (`Display`) is what the
+/// delivery log and the status page show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// A setting the channel needs is empty.
+    #[error("{0} is not set")]
+    NotSet(&'static str),
+    /// An address, URL or message that cannot be used as it is.
+    #[error("{0}")]
+    Invalid(String),
+    /// The remote side answered, with a refusal.
+    #[error("{0}")]
+    Refused(String),
+    /// No usable answer: connection, TLS, timeout, or a destination the
+    /// outbound guard refuses.
+    #[error("{0}")]
+    Unreachable(String),
+    /// GoSIP's own side failed before sending (the database).
+    #[error("{0}")]
+    Internal(String),
+}
+
 /// SMTP connection and command timeout.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -60,10 +82,14 @@ pub struct Push {
 }
 
 /// Sends `mail` with the transport `email.transport` names.
-pub async fn email(s: &Settings, http: &reqwest::Client, mail: &Mail) -> Result<String, String> {
+pub async fn email(
+    s: &Settings,
+    http: &reqwest::Client,
+    mail: &Mail,
+) -> Result<String, DeliveryError> {
     let from = s.str("email.from").trim();
     if from.is_empty() {
-        return Err("email.from is not set".into());
+        return Err(DeliveryError::NotSet("email.from"));
     }
     match s.str("email.transport") {
         "postmark" => postmark(s, http, from, mail).await,
@@ -71,10 +97,10 @@ pub async fn email(s: &Settings, http: &reqwest::Client, mail: &Mail) -> Result<
     }
 }
 
-async fn smtp(s: &Settings, from: &str, mail: &Mail) -> Result<String, String> {
+async fn smtp(s: &Settings, from: &str, mail: &Mail) -> Result<String, DeliveryError> {
     let host = s.str("smtp.host").trim();
     if host.is_empty() {
-        return Err("smtp.host is not set".into());
+        return Err(DeliveryError::NotSet("smtp.host"));
     }
     let message = build_message(from, mail)?;
     let security = s.str("smtp.security");
@@ -89,7 +115,9 @@ async fn smtp(s: &Settings, from: &str, mail: &Mail) -> Result<String, String> {
         let params = TlsParameters::builder(host.to_owned())
             .dangerous_accept_invalid_certs(s.str("smtp.tls_verify") == "false")
             .build_rustls()
-            .map_err(|e| format!("smtp {host}: tls setup: {}", chain(&e)))?;
+            .map_err(|e| {
+                DeliveryError::Invalid(format!("smtp {host}: tls setup: {}", chain(&e)))
+            })?;
         // Implicit TLS (RFC 8314) or a STARTTLS that must succeed: never
         // fall back to sending credentials in clear.
         builder = builder.tls(if security == "tls" {
@@ -119,24 +147,33 @@ async fn smtp(s: &Settings, from: &str, mail: &Mail) -> Result<String, String> {
             r.code(),
             r.message().collect::<Vec<_>>().join(" ")
         )),
-        Ok(Err(e)) => Err(format!("smtp {host}:{port} ({security}): {}", chain(&e))),
-        Err(_) => Err(format!(
+        Ok(Err(e)) => {
+            let text = format!("smtp {host}:{port} ({security}): {}", chain(&e));
+            // A permanent or transient SMTP reply is the server refusing;
+            // anything else never got that far.
+            Err(if e.is_permanent() || e.is_transient() {
+                DeliveryError::Refused(text)
+            } else {
+                DeliveryError::Unreachable(text)
+            })
+        }
+        Err(_) => Err(DeliveryError::Unreachable(format!(
             "smtp {host}:{port} ({security}): no answer within {}s",
             (SMTP_TIMEOUT * 2).as_secs()
-        )),
+        ))),
     }
 }
 
 /// A multipart/alternative text + HTML message, inside multipart/mixed when
 /// it carries files.
-pub fn build_message(from: &str, mail: &Mail) -> Result<Message, String> {
+pub fn build_message(from: &str, mail: &Mail) -> Result<Message, DeliveryError> {
     let from: Mailbox = from
         .parse()
-        .map_err(|e| format!("email.from {from:?}: {e}"))?;
+        .map_err(|e| DeliveryError::Invalid(format!("email.from {from:?}: {e}")))?;
     let to: Mailbox = mail
         .to
         .parse()
-        .map_err(|e| format!("recipient {:?}: {e}", mail.to))?;
+        .map_err(|e| DeliveryError::Invalid(format!("recipient {:?}: {e}", mail.to)))?;
     let alt = MultiPart::alternative_plain_html(mail.text.clone(), mail.html.clone());
     let body = if mail.attachments.is_empty() {
         alt
@@ -144,7 +181,8 @@ pub fn build_message(from: &str, mail: &Mail) -> Result<Message, String> {
         let mut mixed = MultiPart::mixed().multipart(alt);
         for a in &mail.attachments {
             let ct = ContentType::parse(&a.content_type).unwrap_or(
-                ContentType::parse("application/octet-stream").map_err(|e| e.to_string())?,
+                ContentType::parse("application/octet-stream")
+                    .map_err(|e| DeliveryError::Internal(e.to_string()))?,
             );
             mixed = mixed.singlepart(Attachment::new(a.name.clone()).body(a.bytes.clone(), ct));
         }
@@ -160,7 +198,7 @@ pub fn build_message(from: &str, mail: &Mail) -> Result<Message, String> {
         .to(to)
         .subject(mail.subject.clone())
         .multipart(body)
-        .map_err(|e| format!("build message: {e}"))
+        .map_err(|e| DeliveryError::Invalid(format!("build message: {e}")))
 }
 
 async fn postmark(
@@ -168,11 +206,11 @@ async fn postmark(
     http: &reqwest::Client,
     from: &str,
     mail: &Mail,
-) -> Result<String, String> {
+) -> Result<String, DeliveryError> {
     use base64::Engine;
     let token = s.str("postmark.token");
     if token.is_empty() {
-        return Err("postmark.token is not set".into());
+        return Err(DeliveryError::NotSet("postmark.token"));
     }
     let base = s.str("postmark.api_base").trim_end_matches('/');
     let attachments: Vec<_> = mail
@@ -202,7 +240,9 @@ async fn postmark(
         .json(&body)
         .send()
         .await
-        .map_err(|e| format!("postmark {base}: {}", chain(&e.without_url())))?;
+        .map_err(|e| {
+            DeliveryError::Unreachable(format!("postmark {base}: {}", chain(&e.without_url())))
+        })?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if status.is_success() {
@@ -212,22 +252,30 @@ async fn postmark(
             .ok()
             .and_then(|v| v.get("Message").and_then(|m| m.as_str()).map(str::to_owned))
             .unwrap_or(text);
-        Err(format!("postmark {status}: {}", clip(&message, 500)))
+        Err(DeliveryError::Refused(format!(
+            "postmark {status}: {}",
+            clip(&message, 500)
+        )))
     }
 }
 
 /// POSTs a message to Gotify (`{url}/message?token=...`) through the
 /// guarded client.
-pub async fn gotify(out: &Outbound, url: &str, token: &str, push: &Push) -> Result<String, String> {
+pub async fn gotify(
+    out: &Outbound,
+    url: &str,
+    token: &str,
+    push: &Push,
+) -> Result<String, DeliveryError> {
     if url.is_empty() || token.is_empty() {
-        return Err("gotify.url or gotify.token is not set".into());
+        return Err(DeliveryError::NotSet("gotify.url or gotify.token"));
     }
     let base = url.trim_end_matches('/');
     let endpoint = url::Url::parse_with_params(&format!("{base}/message"), [("token", token)])
-        .map_err(|e| format!("gotify.url {}: {e}", clip(base, 100)))?;
+        .map_err(|e| DeliveryError::Invalid(format!("gotify.url {}: {e}", clip(base, 100))))?;
     let resp = out
         .post(endpoint)
-        .map_err(|r| format!("gotify: {r}"))?
+        .map_err(|r| DeliveryError::Unreachable(format!("gotify: {r}")))?
         .json(&serde_json::json!({
             "title": push.title,
             "message": push.message,
@@ -236,7 +284,9 @@ pub async fn gotify(out: &Outbound, url: &str, token: &str, push: &Push) -> Resu
         .send()
         .await
         // without_url: the token is in the query string.
-        .map_err(|e| format!("gotify {}: {}", clip(base, 100), send_error(e)))?;
+        .map_err(|e| {
+            DeliveryError::Unreachable(format!("gotify {}: {}", clip(base, 100), send_error(e)))
+        })?;
     answer("gotify", resp.status())
 }
 
@@ -252,11 +302,12 @@ pub struct Hook<'a> {
 }
 
 /// POSTs a webhook body, signed, through the guarded client.
-pub async fn webhook(out: &Outbound, hook: &Hook<'_>) -> Result<String, String> {
-    let url = url::Url::parse(hook.url).map_err(|e| format!("webhook url: {e}"))?;
+pub async fn webhook(out: &Outbound, hook: &Hook<'_>) -> Result<String, DeliveryError> {
+    let url = url::Url::parse(hook.url)
+        .map_err(|e| DeliveryError::Invalid(format!("webhook url: {e}")))?;
     let resp = out
         .post(url)
-        .map_err(|r| format!("webhook: {r}"))?
+        .map_err(|r| DeliveryError::Unreachable(format!("webhook: {r}")))?
         .header("Content-Type", "application/json")
         .header(
             SIGNATURE_HEADER,
@@ -268,22 +319,22 @@ pub async fn webhook(out: &Outbound, hook: &Hook<'_>) -> Result<String, String> 
         .body(hook.body.to_owned())
         .send()
         .await
-        .map_err(|e| format!("webhook: {}", send_error(e)))?;
+        .map_err(|e| DeliveryError::Unreachable(format!("webhook: {}", send_error(e))))?;
     answer("webhook", resp.status())
 }
 
 /// The outcome of a push or webhook from its status alone. The body is
 /// never read back: whatever the remote (or something the URL was pointed
 /// at) answers must not reach the user or the log.
-fn answer(what: &str, status: reqwest::StatusCode) -> Result<String, String> {
+fn answer(what: &str, status: reqwest::StatusCode) -> Result<String, DeliveryError> {
     if status.is_success() {
         Ok(status.to_string())
     } else if status.is_redirection() {
-        Err(format!(
+        Err(DeliveryError::Refused(format!(
             "{what} answered {status}; redirects are not followed"
-        ))
+        )))
     } else {
-        Err(format!("{what} answered {status}"))
+        Err(DeliveryError::Refused(format!("{what} answered {status}")))
     }
 }
 
@@ -402,6 +453,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(e.starts_with("email.from"), "{e}");
+        assert!(matches!(e, DeliveryError::Invalid(_)), "{e:?}");
+        assert!(e.to_string().starts_with("email.from"), "{e}");
     }
 }

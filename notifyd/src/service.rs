@@ -176,9 +176,10 @@ impl Notifyd for NotifyService {
             }
         };
         let (ok, status, text) = match &result {
-            Ok(r) => (true, "test_sent", r.as_str()),
-            Err(e) => (false, "test_failed", e.as_str()),
+            Ok(r) => (true, "test_sent", r.clone()),
+            Err(e) => (false, "test_failed", e.to_string()),
         };
+        let text = text.as_str();
         let attempt = crate::queue::Attempt {
             channel: &req.channel,
             target: &logged_target,
@@ -199,7 +200,7 @@ impl Notifyd for NotifyService {
             },
             Err(error) => SendTestReply {
                 ok: false,
-                error,
+                error: error.to_string(),
                 response: String::new(),
             },
         }))

@@ -457,7 +457,10 @@ pub async fn deliver_unstored(ctx: Arc<Ctx>, event: Event) {
                 let (target, result) = match send(&ctx, &s, &d, 0).await {
                     Ok(Sent::Tried(t, r)) => (t, r),
                     Ok(Sent::Gone(..)) => return,
-                    Err(e) => (String::new(), Err(format!("{e:#}"))),
+                    Err(e) => (
+                        String::new(),
+                        Err(deliver::DeliveryError::Internal(format!("{e:#}"))),
+                    ),
                 };
                 let next = match &result {
                     Ok(_) => None,
@@ -472,8 +475,10 @@ pub async fn deliver_unstored(ctx: Arc<Ctx>, event: Event) {
                     (Err(_), None) => "abandoned",
                 };
                 let text = match &result {
-                    Ok(r) | Err(r) => r.as_str(),
+                    Ok(r) => r.clone(),
+                    Err(e) => e.to_string(),
                 };
+                let text = text.as_str();
                 tracing::warn!(channel, target = %target, status, attempt = done, response = %text, "unstored delivery");
                 // Best effort: the log row is lost if the database still refuses writes.
                 if let Ok(mut conn) = ctx.pool.acquire().await {
@@ -557,7 +562,11 @@ async fn attempt(ctx: &Ctx, job: &Job, d: &Delivery) -> anyhow::Result<()> {
     if channel == "email"
         && let Ok(mut last) = ctx.email_error.lock()
     {
-        *last = result.as_ref().err().cloned().unwrap_or_default();
+        *last = result
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default();
     }
     let sched = schedule(&s, channel);
     let done = job.attempts as usize + 1;
@@ -573,6 +582,7 @@ async fn attempt(ctx: &Ctx, job: &Job, d: &Delivery) -> anyhow::Result<()> {
             tracing::info!(job_id = job.id, channel, target = %target, attempt = done, "delivered");
         }
         Err(err) => {
+            let err = err.to_string();
             let retry = match queue::next_step(done, &sched) {
                 Step::Retry(after) => Some(after),
                 Step::GiveUp => None,
@@ -617,7 +627,7 @@ async fn attempt(ctx: &Ctx, job: &Job, d: &Delivery) -> anyhow::Result<()> {
 /// The outcome of [`send`].
 enum Sent {
     /// Target and the remote answer or error text.
-    Tried(String, Result<String, String>),
+    Tried(String, Result<String, deliver::DeliveryError>),
     /// Nothing to send to any more (webhook endpoint deleted or disabled).
     Gone(String, &'static str),
 }
