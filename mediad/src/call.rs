@@ -28,12 +28,21 @@ const TICK: Duration = Duration::from_millis(100);
 /// Datagrams handled per socket wake-up before the other sockets get a turn.
 const BATCH: usize = 64;
 
+/// Why a recording could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot record to {path}: {source}")]
+pub struct RecordError {
+    /// The WAV file, relative to the data dir.
+    pub path: String,
+    pub source: std::io::Error,
+}
+
 /// A request to a call's task.
 pub enum Cmd {
     UpdateLeg(LegUpdate),
     Record {
         enabled: bool,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Result<String, RecordError>>,
     },
     Stats {
         reply: oneshot::Sender<CallStats>,
@@ -234,7 +243,7 @@ impl CallTask {
         }
     }
 
-    fn start_recording(&mut self) -> Result<String, String> {
+    fn start_recording(&mut self) -> Result<String, RecordError> {
         if self.call.is_recording() {
             return Ok(self.rec.path.clone().unwrap_or_default());
         }
@@ -250,7 +259,10 @@ impl CallTask {
                 Ok(f) => self.rec.file = Some(f),
                 Err(e) => {
                     self.recording_failed(&e);
-                    return Err(format!("cannot record to {rel}: {e}"));
+                    return Err(RecordError {
+                        path: rel,
+                        source: e,
+                    });
                 }
             }
         }

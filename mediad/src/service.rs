@@ -313,7 +313,7 @@ impl Mediad for MediaService {
             Err(error) => RecordReply {
                 ok: false,
                 path: String::new(),
-                error,
+                error: error.to_string(),
             },
         }))
     }

@@ -104,7 +104,10 @@ impl Twiliod for Service {
                 ok: true,
                 error: String::new(),
             },
-            Err(error) => ConfigureNumberReply { ok: false, error },
+            Err(e) => ConfigureNumberReply {
+                ok: false,
+                error: e.to_string(),
+            },
         };
         Ok(Response::new(reply))
     }
@@ -254,9 +257,19 @@ pub(crate) fn user_error(e: &crate::client::TwilioError) -> String {
     }
 }
 
+/// Why a number could not be pointed at GoSIP; the text is for the admin.
+#[derive(Debug, thiserror::Error)]
+pub enum PointError {
+    #[error("set the public web address (General settings) first: Twilio must reach it")]
+    NoPublicUrl,
+    /// Twilio refused or could not be reached, in plain words.
+    #[error("{0}")]
+    Twilio(String),
+}
+
 /// Points the number's voice URL, status callback and SMS URL at our public
-/// URL; the voice URL on success, the reason in plain words otherwise.
-pub(crate) async fn point_number_here(st: &AppState, sid: &str) -> Result<String, String> {
+/// URL; the public URL on success.
+pub(crate) async fn point_number_here(st: &AppState, sid: &str) -> Result<String, PointError> {
     let public = st
         .settings
         .get()
@@ -265,9 +278,7 @@ pub(crate) async fn point_number_here(st: &AppState, sid: &str) -> Result<String
         .trim_end_matches('/')
         .to_owned();
     if public.is_empty() {
-        return Err(
-            "set the public web address (General settings) first: Twilio must reach it".into(),
-        );
+        return Err(PointError::NoPublicUrl);
     }
     let voice = format!("{public}{}", paths::INCOMING);
     let status = format!("{public}{}", paths::STATUS);
@@ -285,6 +296,6 @@ pub(crate) async fn point_number_here(st: &AppState, sid: &str) -> Result<String
             tracing::info!(sid = %n.sid, number = %n.phone_number, %voice, "number configured");
             Ok(public)
         }
-        Err(e) => Err(user_error(&e)),
+        Err(e) => Err(PointError::Twilio(user_error(&e))),
     }
 }

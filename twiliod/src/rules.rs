@@ -482,7 +482,15 @@ impl Route {
         let (condition, action) =
             match parse_rule(condition_type, condition_data, action_type, action_data) {
                 Ok((c, a)) => (compile(c, default_country), Action::from(a)),
-                Err(why) => (Condition::Invalid(why), Action::Reject { busy: true }),
+                Err(why) => (
+                    Condition::Invalid(
+                        why.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
+                    Action::Reject { busy: true },
+                ),
             };
         Self {
             id,
@@ -495,30 +503,34 @@ impl Route {
     }
 }
 
-/// The stored columns as the typed contract, validated.
+/// The stored columns as the typed contract, validated; every field at
+/// fault otherwise.
 fn parse_rule(
     ct: &str,
     cd: &str,
     at: &str,
     ad: &str,
-) -> Result<(routing::Condition, routing::Action), String> {
+) -> Result<(routing::Condition, routing::Action), Vec<routing::FieldError>> {
     let json = |field: &str, text: &str| {
-        serde_json::from_str::<serde_json::Value>(text).map_err(|e| format!("{field}: {e}"))
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+            vec![routing::FieldError {
+                field: field.to_owned(),
+                message: e.to_string(),
+            }]
+        })
     };
-    let c = routing::Condition::from_parts(ct, &json("condition_data", cd)?)
-        .map_err(|e| e.to_string())?;
-    let a =
-        routing::Action::from_parts(at, &json("action_data", ad)?).map_err(|e| e.to_string())?;
-    let errs: Vec<String> = [c.validate(), a.validate()]
+    let c =
+        routing::Condition::from_parts(ct, &json("condition_data", cd)?).map_err(|e| vec![e])?;
+    let a = routing::Action::from_parts(at, &json("action_data", ad)?).map_err(|e| vec![e])?;
+    let errs: Vec<routing::FieldError> = [c.validate(), a.validate()]
         .into_iter()
         .filter_map(Result::err)
         .flatten()
-        .map(|e| e.to_string())
         .collect();
     if errs.is_empty() {
         Ok((c, a))
     } else {
-        Err(errs.join("; "))
+        Err(errs)
     }
 }
 

@@ -127,7 +127,11 @@ impl Sipd for SipdService {
         &self,
         _r: Request<ReloadDevicesRequest>,
     ) -> Result<Response<ReloadDevicesReply>, Status> {
-        let n = self.devices.reload().await.map_err(Status::unavailable)?;
+        let n = self
+            .devices
+            .reload()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         tracing::info!(devices = n, "devices reloaded on request");
         Ok(Response::new(ReloadDevicesReply {
             devices: u32::try_from(n).unwrap_or(u32::MAX),
@@ -157,7 +161,10 @@ impl Daemon for SipdDaemon {
 
     async fn reload(&self, r: Request<ReloadRequest>) -> Result<Response<ReloadReply>, Status> {
         let reply = self.inner.reload(r).await?;
-        self.devices.reload().await.map_err(Status::unavailable)?;
+        self.devices
+            .reload()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(reply)
     }
 }

@@ -162,7 +162,18 @@ const UDP_BUFFER: usize = 4 << 20;
 
 /// Answers a device reload with the number of devices in use, once the
 /// core has them.
-type ReloadAck = oneshot::Sender<Result<usize, String>>;
+type ReloadAck = oneshot::Sender<Result<usize, ReloadError>>;
+
+/// Why a device reload did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The SIP core's loop is gone (sipd is stopping).
+    #[error("sip core stopped")]
+    Stopped,
+    /// The `devices` table could not be read.
+    #[error("cannot read devices: {0}")]
+    Database(String),
+}
 
 /// Asks sipd to re-read the `devices` table now: webd calls the gRPC
 /// `ReloadDevices` after every device change, so a phone can register the
@@ -181,13 +192,10 @@ impl DeviceReload {
     }
 
     /// Re-reads the devices; returns how many the core now knows.
-    pub async fn reload(&self) -> Result<usize, String> {
+    pub async fn reload(&self) -> Result<usize, ReloadError> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(tx)
-            .await
-            .map_err(|_| "sip core stopped".to_string())?;
-        rx.await.map_err(|_| "sip core stopped".to_string())?
+        self.tx.send(tx).await.map_err(|_| ReloadError::Stopped)?;
+        rx.await.map_err(|_| ReloadError::Stopped)?
     }
 }
 
@@ -483,12 +491,27 @@ async fn stun_client(
     }
 }
 
+/// Why a STUN Binding request gave no address.
+#[derive(Debug, thiserror::Error)]
+enum StunError {
+    #[error("cannot resolve: {0}")]
+    Resolve(std::io::Error),
+    #[error("no IPv4 address")]
+    NoIpv4,
+    #[error("cannot send: {0}")]
+    Send(std::io::Error),
+    #[error("no answer")]
+    NoAnswer,
+    #[error("stopped")]
+    Stopped,
+}
+
 /// One Binding request to `server` (`host` or `host:port`, port 3478).
 async fn stun_once(
     udp: &UdpSocket,
     server: &str,
     answers: &mut mpsc::Receiver<(std::net::SocketAddr, Vec<u8>)>,
-) -> Result<std::net::IpAddr, String> {
+) -> Result<std::net::IpAddr, StunError> {
     let with_port = if server
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
@@ -499,21 +522,21 @@ async fn stun_once(
     };
     let dst = tokio::net::lookup_host(&with_port)
         .await
-        .map_err(|e| format!("cannot resolve: {e}"))?
+        .map_err(StunError::Resolve)?
         .find(|a| a.is_ipv4())
-        .ok_or("no IPv4 address")?;
+        .ok_or(StunError::NoIpv4)?;
     let mut tid = [0u8; 12];
     rand::fill(&mut tid);
     while answers.try_recv().is_ok() {}
     udp.send_to(&stun::binding_request(tid), dst)
         .await
-        .map_err(|e| format!("cannot send: {e}"))?;
+        .map_err(StunError::Send)?;
     let deadline = tokio::time::Instant::now() + STUN_WAIT;
     loop {
         let got = tokio::time::timeout_at(deadline, answers.recv())
             .await
-            .map_err(|_| "no answer".to_string())?
-            .ok_or("stopped")?;
+            .map_err(|_| StunError::NoAnswer)?
+            .ok_or(StunError::Stopped)?;
         if got.0 == dst
             && let Some(a) = stun::mapped_address(&got.1, &tid)
         {
@@ -595,7 +618,7 @@ async fn device_reloader(
             Err(e) => {
                 tracing::warn!(error = %e, "cannot reload devices");
                 for ack in acks {
-                    let _ = ack.send(Err(format!("cannot read devices: {e}")));
+                    let _ = ack.send(Err(ReloadError::Database(e.to_string())));
                 }
             }
         }

@@ -51,10 +51,9 @@ type Row = (
 /// migration that rewrote older shapes), so one that does not parse is a
 /// fault an admin must look at, not something to guess around.
 fn from_row(r: Row) -> ApiResult<Route> {
-    let parse = |ct: &str, cd: &str, at: &str, ad: &str| -> Result<(Condition, Action), String> {
-        let j = |t: &str| serde_json::from_str::<Value>(t).map_err(|e| e.to_string());
-        let c = Condition::from_parts(ct, &j(cd)?).map_err(|e| e.to_string())?;
-        let a = Action::from_parts(at, &j(ad)?).map_err(|e| e.to_string())?;
+    let parse = |ct: &str, cd: &str, at: &str, ad: &str| -> anyhow::Result<(Condition, Action)> {
+        let c = Condition::from_parts(ct, &serde_json::from_str::<Value>(cd)?)?;
+        let a = Action::from_parts(at, &serde_json::from_str::<Value>(ad)?)?;
         Ok((c, a))
     };
     match parse(&r.4, &r.5, &r.6, &r.7) {
