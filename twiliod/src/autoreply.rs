@@ -206,6 +206,39 @@ pub fn parse_rule(
     })
 }
 
+/// What the database says about a text from `from` to our `to`: (the
+/// number's owner, or the whole system when `system_dnd`, is in
+/// do-not-disturb; the sender is one of our numbers; the sender opted out).
+async fn sender_facts(
+    pool: &sqlx::SqlitePool,
+    did_id: i64,
+    from: &str,
+    to: &str,
+    system_dnd: bool,
+) -> Result<(bool, bool, bool), sqlx::Error> {
+    let owner_dnd: bool = sqlx::query_scalar(
+        "SELECT COALESCE(u.dnd, 0) FROM dids d LEFT JOIN users u ON u.id = d.owner_user_id \
+         WHERE d.id = ?",
+    )
+    .bind(did_id)
+    .fetch_optional(pool)
+    .await?
+    .unwrap_or(false);
+    let sender_is_ours: bool =
+        sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM dids WHERE number = ?)")
+            .bind(from)
+            .fetch_one(pool)
+            .await?;
+    let opted_out: bool = sqlx::query_scalar(
+        "SELECT EXISTS(SELECT 1 FROM sms_opt_outs WHERE did_number = ? AND number = ?)",
+    )
+    .bind(to)
+    .bind(from)
+    .fetch_one(pool)
+    .await?;
+    Ok((owner_dnd || system_dnd, sender_is_ours, opted_out))
+}
+
 /// Decides and, when a rule answers, queues the reply. Returns the id of the
 /// queued outbound message.
 pub async fn maybe_reply(
@@ -228,36 +261,16 @@ pub async fn maybe_reply(
         return Ok(None);
     }
     let settings = ctx.settings.get();
-    let owner_dnd: bool = sqlx::query_scalar(
-        "SELECT COALESCE(u.dnd, 0) FROM dids d LEFT JOIN users u ON u.id = d.owner_user_id \
-         WHERE d.id = ?",
-    )
-    .bind(did_id)
-    .fetch_optional(pool)
-    .await?
-    .unwrap_or(false);
-    let dnd = owner_dnd || settings.bool("routing.dnd");
     let now = Utc::now();
     // The same calendar as voice routing (rules.rs): one meaning of "after hours".
     let calendar = crate::rules::Calendar::from_settings(&settings);
-    let after_hours = calendar.is_after_hours(now);
-    let sender_is_ours: bool =
-        sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM dids WHERE number = ?)")
-            .bind(&from)
-            .fetch_one(pool)
-            .await?;
-    let opted_out: bool = sqlx::query_scalar(
-        "SELECT EXISTS(SELECT 1 FROM sms_opt_outs WHERE did_number = ? AND number = ?)",
-    )
-    .bind(&to)
-    .bind(&from)
-    .fetch_one(pool)
-    .await?;
+    let (dnd, sender_is_ours, opted_out) =
+        sender_facts(pool, did_id, &from, &to, settings.bool("routing.dnd")).await?;
     let facts = Facts {
         from: &from,
         body: &body,
         dnd,
-        after_hours,
+        after_hours: calendar.is_after_hours(now),
         sender_is_ours,
         opted_out,
         replied_recently: false,
