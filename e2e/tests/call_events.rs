@@ -309,6 +309,19 @@ struct Receiver {
 }
 
 impl Receiver {
+    /// The admin adds this receiver as a webhook endpoint (all events,
+    /// signed with [`SECRET`]).
+    async fn subscribe(&self, api: &e2e::Api, admin: &str) {
+        api.ok(
+            admin,
+            201,
+            "POST",
+            "/api/webhook-endpoints",
+            Some(json!({"url": self.url, "secret": SECRET, "events": []})),
+        )
+        .await;
+    }
+
     async fn start() -> Receiver {
         use axum::body::Bytes;
         use axum::http::HeaderMap;
@@ -441,14 +454,7 @@ impl Office {
             .await;
             users.push(user);
         }
-        api.ok(
-            &admin,
-            201,
-            "POST",
-            "/api/webhook-endpoints",
-            Some(json!({"url": hook.url, "secret": SECRET, "events": []})),
-        )
-        .await;
+        hook.subscribe(&api, &admin).await;
         let o = Office {
             sys,
             pool,
@@ -730,14 +736,7 @@ async fn an_unanswered_twilio_call_is_one_missed_call_or_one_voicemail_never_bot
         json!({"name": "Sales", "owner_user_id": owner}),
     )
     .await;
-    api.ok(
-        &admin,
-        201,
-        "POST",
-        "/api/webhook-endpoints",
-        Some(json!({"url": hook.url, "secret": SECRET, "events": []})),
-    )
-    .await;
+    hook.subscribe(&api, &admin).await;
     // twiliod's rules cache polls the database every 250 ms.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let logs = || {

@@ -34,6 +34,20 @@ fn menu_rule(did_id: i64) -> Value {
         }}})
 }
 
+/// The system set up as the admin does (wizard, Twilio connected, our
+/// number at the stand-in): (system, stand-in, API, admin's session).
+async fn office() -> (System, Standin, e2e::Api, String) {
+    let sys = System::start().await.expect("system");
+    let s = Standin::start().await.expect("stand-in");
+    let public = sys.base_url();
+    let api = e2e::Api::new(&sys);
+    let admin = api.setup(&sys, DID).await;
+    api.connect_twilio(&admin, &s, json!({"system.public_url": public}))
+        .await;
+    s.add_number_for(DID, &public);
+    (sys, s, api, admin)
+}
+
 fn gathers(o: &CallOutcome) -> Vec<Option<String>> {
     o.events
         .iter()
@@ -65,14 +79,7 @@ fn said(o: &CallOutcome, text: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_level_menu_walked_with_keys_ends_where_the_keys_say_and_the_cdr_names_them() {
-    let sys = System::start().await.expect("system");
-    let s = Standin::start().await.expect("stand-in");
-    let public = sys.base_url();
-    let api = e2e::Api::new(&sys);
-    let admin = api.setup(&sys, DID).await;
-    api.connect_twilio(&admin, &s, json!({"system.public_url": public}))
-        .await;
-    s.add_number_for(DID, &public);
+    let (sys, s, api, admin) = office().await;
     let did_id = api.number_id(&admin, DID).await;
     let route = api
         .ok(&admin, 201, "POST", "/api/routes", Some(menu_rule(did_id)))
@@ -367,14 +374,8 @@ fn wav(n: u32) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uploaded_recording_is_the_menus_greeting_and_twilio_can_fetch_it() {
-    let sys = System::start().await.expect("system");
-    let s = Standin::start().await.expect("stand-in");
+    let (sys, s, api, admin) = office().await;
     let public = sys.base_url();
-    let api = e2e::Api::new(&sys);
-    let admin = api.setup(&sys, DID).await;
-    api.connect_twilio(&admin, &s, json!({"system.public_url": public}))
-        .await;
-    s.add_number_for(DID, &public);
     let did_id = api.number_id(&admin, DID).await;
     let upload = |bytes: Vec<u8>, mime: &'static str| {
         let admin = admin.clone();
