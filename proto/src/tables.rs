@@ -31,8 +31,9 @@ pub const TABLE_WRITERS: &[(&str, &[&str])] = &[
     // twiliod stores texts and their delivery status; webd marks them read.
     ("messages", &["twiliod"]),
     ("provisioning", &["webd"]),
-    // sipd's registrar; webd drops a phone's registrations when it changes
-    // its password for provisioning, and orphans after a restore.
+    // sipd's registrar (it drops a device's registrations when its
+    // credentials change); webd's restore removes those of devices the
+    // backup does not have.
     ("registrations", &["sipd", "webd"]),
     ("routes", &["webd"]),
     ("rules_version", &[]),

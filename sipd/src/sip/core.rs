@@ -340,8 +340,16 @@ impl Core {
         &self.addrs
     }
 
-    /// Replaces the device list (the shell reloads it from `devices`).
+    /// Replaces the device list (the shell reloads it from `devices`). A
+    /// device whose credentials changed (a new password, another realm) or
+    /// that is gone loses its registrations: the phone must register again
+    /// with what the admin gave it.
     pub fn set_devices(&mut self, devices: impl IntoIterator<Item = Device>) {
+        let before: HashMap<i64, (String, String)> = self
+            .devices
+            .values()
+            .map(|d| (d.id, (d.ha1_md5.clone(), d.realm.clone())))
+            .collect();
         self.devices.clear();
         self.extensions.clear();
         for d in devices {
@@ -349,6 +357,15 @@ impl Core {
                 self.extensions.insert(e.clone(), d.username.clone());
             }
             self.devices.insert(d.username.clone(), d);
+        }
+        for (id, creds) in before {
+            let same = self
+                .devices
+                .values()
+                .any(|d| d.id == id && (&d.ha1_md5, &d.realm) == (&creds.0, &creds.1));
+            if !same {
+                self.registrar.forget(id);
+            }
         }
     }
 

@@ -160,6 +160,17 @@ impl Registrar {
         list.push(b);
     }
 
+    /// Drops every binding of `device_id` (its credentials changed or it was
+    /// deleted: a phone still using the old password must not keep ringing).
+    pub fn forget(&mut self, device_id: i64) {
+        for b in self.bindings.remove(&device_id).unwrap_or_default() {
+            self.changes.push(Change::Remove {
+                device_id,
+                contact: b.contact,
+            });
+        }
+    }
+
     /// Applies a REGISTER at `now` (ms).
     pub fn register(&mut self, now: u64, r: &Register<'_>) -> Outcome {
         let mut items: Vec<&str> = Vec::new();

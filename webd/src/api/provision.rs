@@ -89,11 +89,13 @@ async fn row(st: &AppState, device_id: i64) -> ApiResult<Option<Row>> {
 /// Marks the provisioning of `device_id` done (erasing the clear password)
 /// once the device has registered; whether it is done.
 async fn settle(st: &AppState, device_id: i64) -> ApiResult<bool> {
-    let registered: bool =
-        sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM registrations WHERE device_id = ?)")
-            .bind(device_id)
-            .fetch_one(&st.pool)
-            .await?;
+    let registered: bool = sqlx::query_scalar(
+        "SELECT EXISTS(SELECT 1 FROM registrations r JOIN provisioning p ON p.device_id = r.device_id \
+         WHERE r.device_id = ? AND r.last_seen >= p.created_at)",
+    )
+    .bind(device_id)
+    .fetch_one(&st.pool)
+    .await?;
     if registered {
         sqlx::query(
             "UPDATE provisioning SET sip_password = '', done_at = COALESCE(done_at, ?) WHERE device_id = ?",
@@ -171,11 +173,10 @@ pub async fn put(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    // A phone registered with the old password must not make this done.
-    sqlx::query("DELETE FROM registrations WHERE device_id = ?")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    // A phone registered with the old password must not make this done:
+    // sipd drops the device's registrations when it reloads the changed
+    // credentials (below), and `settle` counts only a registration seen
+    // since this provisioning began.
     sqlx::query(
         "INSERT INTO provisioning (device_id, mac, family, sip_password, created_at) VALUES (?, ?, ?, ?, ?) \
          ON CONFLICT(device_id) DO UPDATE SET mac = excluded.mac, family = excluded.family, \

@@ -182,3 +182,64 @@ fn a_ban_is_lifted_after_its_duration_with_an_event() {
     ));
     assert_eq!(send(&mut c, T0 + 900_100, &msg).len(), 1);
 }
+
+#[test]
+fn a_new_password_or_a_deleted_device_drops_its_registrations_and_nobody_elses() {
+    let mut c = core();
+    let alice = c.devices["alice"].clone();
+    let (md5, sha) = ha1("bob", REALM, "pw");
+    let bob = Device {
+        id: 2,
+        username: "bob".into(),
+        ha1_md5: md5,
+        ha1_sha256: sha,
+        realm: REALM.into(),
+        extension: Some("102".into()),
+        recording: false,
+        caller_id: None,
+        mwi_unsolicited: false,
+    };
+    c.set_devices([alice.clone(), bob.clone()]);
+    for (id, who) in [(1, "alice"), (2, "bob")] {
+        c.restore(Binding {
+            device_id: id,
+            contact: format!("sip:{who}@192.168.1.5{id}:5060"),
+            source: phone(),
+            user_agent: String::new(),
+            call_id: String::new(),
+            cseq: 1,
+            expires_at: T0 + 3_600_000,
+            online: true,
+            last_seen: T0,
+            missed: 0,
+        });
+    }
+    let removed = |c: &mut Core| {
+        let mut out = Vec::new();
+        while let Some(e) = c.poll_event() {
+            if let Event::Binding(Change::Remove { device_id, .. }) = e {
+                out.push(device_id);
+            }
+        }
+        out
+    };
+    // The same list again (the 30 s re-read): nothing changes.
+    c.set_devices([alice.clone(), bob.clone()]);
+    assert!(removed(&mut c).is_empty());
+    // Alice's password regenerated: her phone must register again.
+    let (md5, sha) = ha1("alice", REALM, "new password");
+    c.set_devices([
+        Device {
+            ha1_md5: md5,
+            ha1_sha256: sha,
+            ..alice.clone()
+        },
+        bob.clone(),
+    ]);
+    assert_eq!(removed(&mut c), [1]);
+    assert!(c.registrar().bindings_of(1).is_empty());
+    assert_eq!(c.registrar().bindings_of(2).len(), 1);
+    // Bob deleted.
+    c.set_devices([alice]);
+    assert_eq!(removed(&mut c), [2]);
+}
