@@ -400,6 +400,22 @@ async fn an_uploaded_recording_is_the_menus_greeting_and_twilio_can_fetch_it() {
             (st, res.json::<Value>().await.unwrap_or_default())
         }
     };
+    // Not multipart at all, or a broken multipart body: the API's JSON
+    // error, naming the field.
+    for ct in ["application/json", "multipart/form-data; boundary="] {
+        let res = reqwest::Client::new()
+            .post(format!("{public}/api/prompts"))
+            .header("X-Requested-With", "gosip")
+            .header("Cookie", &admin)
+            .header("Content-Type", ct)
+            .body("{}")
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(res.status().as_u16(), 422, "{ct}");
+        let v: Value = res.json().await.expect("json error");
+        assert_eq!(v["error"]["details"][0]["field"], "file", "{ct}: {v}");
+    }
     // Not a recording, whatever it is called.
     let (st, v) = upload(b"#!/bin/sh\necho hi".to_vec(), "audio/wav").await;
     assert_eq!(

@@ -5,8 +5,8 @@
 //! a random name the uploader cannot choose.
 
 use axum::Json;
-use axum::extract::{Multipart, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{StatusCode, header};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -47,8 +47,24 @@ pub fn sniff_audio(data: &[u8]) -> Option<&'static str> {
 pub async fn upload(
     State(st): State<AppState>,
     _a: Admin,
-    mut mp: Multipart,
+    req: Request,
 ) -> ApiResult<(StatusCode, Json<Prompt>)> {
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !multipart {
+        return Err(ApiError::field(
+            "file",
+            "send the recording as multipart/form-data in the field \"file\"",
+        ));
+    }
+    // A malformed body is the sender's fault: the API's JSON error, not
+    // axum's plain-text 400.
+    let mut mp = Multipart::from_request(req, &st)
+        .await
+        .map_err(|e| ApiError::field("file", e.body_text()))?;
     let mut data = None;
     while let Some(field) = mp
         .next_field()
