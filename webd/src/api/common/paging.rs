@@ -1,19 +1,15 @@
-//! What every handler shares: the list envelope and pagination, validated
-//! JSON and query extractors that answer the spec's error JSON, field
-//! checks, and gRPC error mapping.
+//! The list envelope and its pagination: pages, cursors, sorts, filters and the
+//! cached totals and marks that keep deep pages fast.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
-use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, TypeInfo, ValueRef};
 use utoipa::{IntoParams, ToSchema};
 
+use super::validate::fe;
 use crate::error::{ApiError, ApiResult, FieldError};
 
 /// One page of a list.
@@ -100,9 +96,11 @@ pub struct Conditions {
 /// deep page seeks to the key at or before its offset and steps over fewer
 /// than this many index entries.
 pub const STRIDE: i64 = 256;
+
 /// Filter combinations whose totals / sort keys are kept; past that the
 /// cache starts over (filters are few, users' scopes are many).
 const MAX_TOTALS: usize = 1024;
+
 const MAX_MARKED: usize = 64;
 
 /// Per-list caches of webd's two big lists (cdrs, messages): the total count
@@ -728,247 +726,5 @@ fn int_param(
                 default
             }
         },
-    }
-}
-
-pub fn fe(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
-/// JSON body whose rejections become the spec's error JSON.
-pub struct ValidJson<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(e) => Err(json_rejection(e)),
-        }
-    }
-}
-
-fn json_rejection(e: JsonRejection) -> ApiError {
-    match e {
-        JsonRejection::JsonDataError(d) => {
-            let text = d.body_text();
-            // "Failed to deserialize the JSON body into the target type: field: message"
-            let detail = text
-                .split_once("target type: ")
-                .map_or(text.as_str(), |x| x.1);
-            let (field, msg) = match detail.split_once(": ") {
-                Some((f, m)) if !f.contains(' ') => (f.to_owned(), m.to_owned()),
-                _ => ("body".to_owned(), detail.to_owned()),
-            };
-            let field = if field == "." { "body".into() } else { field };
-            ApiError::Validation(vec![fe(&field, msg)])
-        }
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::Validation(vec![fe("body", "send Content-Type: application/json")])
-        }
-        other => ApiError::Validation(vec![fe("body", other.body_text())]),
-    }
-}
-
-/// Query string whose rejections become the spec's error JSON.
-pub struct ValidQuery<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(v)) => Ok(Self(v)),
-            Err(e) => Err(query_rejection(e)),
-        }
-    }
-}
-
-fn query_rejection(e: QueryRejection) -> ApiError {
-    let text = e.body_text();
-    let detail = text
-        .split_once("query string: ")
-        .map_or(text.as_str(), |x| x.1);
-    ApiError::Validation(vec![fe("query", detail)])
-}
-
-/// Collects field errors, then fails once with all of them.
-#[derive(Default)]
-pub struct Check(pub Vec<FieldError>);
-
-impl Check {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn fail(&mut self, field: &str, msg: impl Into<String>) {
-        self.0.push(fe(field, msg));
-    }
-    /// Length in characters within min..=max.
-    pub fn len(&mut self, field: &str, v: &str, min: usize, max: usize) {
-        let n = v.chars().count();
-        if n < min || n > max {
-            if min > 0 && n == 0 {
-                self.fail(field, "is required");
-            } else {
-                self.fail(field, format!("must be {min} to {max} characters"));
-            }
-        }
-    }
-    pub fn e164(&mut self, field: &str, v: &str) {
-        if proto::types::E164::parse(v).is_err() {
-            self.fail(field, "must be an E.164 number such as +15551234567");
-        }
-    }
-    /// A phone number as a person types it ("555-867-5309", "+44 20 ...",
-    /// "011 44 ..."), national ones in `country`; the E.164 form, or empty
-    /// with the failure recorded. Numbers are stored only in this form, so
-    /// the rules, lists and threads that compare them agree.
-    pub fn number(&mut self, field: &str, v: &str, country: &str) -> String {
-        match proto::types::E164::normalize(v, country) {
-            Ok(n) => n.to_string(),
-            Err(_) => {
-                self.fail(
-                    field,
-                    "must be a phone number such as +15551234567 (or a national number)",
-                );
-                String::new()
-            }
-        }
-    }
-    /// A number prefix as [`proto::types::E164::normalize_prefix`] reads it.
-    pub fn prefix(&mut self, field: &str, v: &str, country: &str) -> String {
-        match proto::types::E164::normalize_prefix(v, country) {
-            Ok(p) => p,
-            Err(e) => {
-                self.fail(field, e.to_string());
-                String::new()
-            }
-        }
-    }
-    pub fn one_of(&mut self, field: &str, v: &str, allowed: &[&str]) {
-        if !allowed.contains(&v) {
-            self.fail(field, format!("must be one of: {}", allowed.join(", ")));
-        }
-    }
-    pub fn email(&mut self, field: &str, v: &str) {
-        let ok = v.len() <= 254
-            && v.split_once('@').is_some_and(|(a, b)| {
-                !a.is_empty() && b.contains('.') && !b.starts_with('.') && !b.ends_with('.')
-            })
-            && !v.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !ok {
-            self.fail(field, "must be an email address like you@example.org");
-        }
-    }
-    pub fn done(self) -> ApiResult<()> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.0))
-        }
-    }
-}
-
-/// `system.default_country`: the country of numbers typed without one.
-pub fn default_country(st: &crate::AppState) -> String {
-    let s = st.settings.get();
-    let c = s.str("system.default_country").trim();
-    if c.is_empty() {
-        "1".into()
-    } else {
-        c.to_owned()
-    }
-}
-
-/// For `Option<Option<T>>` fields with `#[serde(default)]`: an absent field
-/// stays `None` (keep), an explicit `null` becomes `Some(None)` (clear), as
-/// in JSON Merge Patch (RFC 7396).
-pub fn nullable<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    T: serde::Deserialize<'de>,
-    D: serde::Deserializer<'de>,
-{
-    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
-}
-
-/// Maps a gRPC failure of a peer daemon to 503 (down) or 502-like 503.
-pub fn peer_error(daemon: &str, s: tonic::Status) -> ApiError {
-    match s.code() {
-        tonic::Code::InvalidArgument => ApiError::Validation(vec![fe("body", s.message())]),
-        tonic::Code::NotFound => ApiError::NotFound,
-        tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists => {
-            ApiError::Conflict(s.message().to_owned())
-        }
-        tonic::Code::PermissionDenied => ApiError::Forbidden,
-        _ => {
-            tracing::warn!(daemon, code = ?s.code(), message = s.message(), "peer call failed");
-            ApiError::Unavailable(format!(
-                "{daemon} is not reachable right now; try again shortly"
-            ))
-        }
-    }
-}
-
-/// Asks every daemon's `Daemon` service to reload settings (down ones are
-/// skipped: they poll every 5 s anyway).
-pub async fn reload_all(st: &crate::AppState) {
-    use proto::pb::common::ReloadRequest;
-    use proto::pb::common::daemon_client::DaemonClient;
-    let _ = st.settings.reload().await;
-    let p = &st.peers;
-    let chans = [
-        p.sipd.clone(),
-        p.mediad.clone(),
-        p.twiliod.clone(),
-        p.notifyd.clone(),
-    ];
-    let calls = chans.into_iter().map(|ch| async move {
-        let mut c = DaemonClient::new(ch);
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            c.reload(ReloadRequest {}),
-        )
-        .await;
-    });
-    futures::future::join_all(calls).await;
-}
-
-/// `{"ok": true}` style answers.
-#[derive(Serialize, ToSchema)]
-pub struct Ok_ {
-    pub ok: bool,
-}
-
-pub fn ok() -> axum::Json<Ok_> {
-    axum::Json(Ok_ { ok: true })
-}
-
-/// Tri-state JSON fields for partial updates.
-pub fn opt_bool(v: Option<bool>, cur: bool) -> bool {
-    v.unwrap_or(cur)
-}
-
-/// The `{id}` path parameter; anything but a positive integer is a 404.
-pub struct Id(pub i64);
-
-impl<S: Send + Sync> FromRequestParts<S> for Id {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(v) =
-            axum::extract::Path::<std::collections::HashMap<String, String>>::from_request_parts(
-                parts, state,
-            )
-            .await
-            .map_err(|_| ApiError::NotFound)?;
-        v.get("id")
-            .and_then(|s| s.parse::<i64>().ok())
-            .filter(|n| *n > 0)
-            .map(Id)
-            .ok_or(ApiError::NotFound)
     }
 }
