@@ -69,6 +69,56 @@ pub fn event_from(req: &NotifyRequest) -> Result<Event, Status> {
     })
 }
 
+impl NotifyService {
+    /// A test delivery to webhook endpoint `target` (an id) or to a URL:
+    /// (the URL tried, the outcome).
+    async fn test_webhook(
+        &self,
+        target: &str,
+        message: String,
+    ) -> Result<(String, Result<String, deliver::DeliveryError>), Status> {
+        let (url, secret) = match target.parse::<i64>() {
+            Ok(id) => sqlx::query_as::<_, (String, String)>(
+                "SELECT url, secret FROM webhook_endpoints WHERE id = ?",
+            )
+            .bind(id)
+            .fetch_optional(&self.ctx.pool)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .ok_or_else(|| Status::not_found(format!("webhook endpoint {id}")))?,
+            Err(_) if target.starts_with("http://") || target.starts_with("https://") => {
+                (target.to_owned(), String::new())
+            }
+            Err(_) => {
+                return Err(Status::invalid_argument(
+                    "target must be an endpoint id or an http(s) URL",
+                ));
+            }
+        };
+        let now = chrono::Utc::now();
+        let body = serde_json::json!({
+            "id": 0,
+            "event": "test",
+            "created_at": proto::time::fmt(now),
+            "timestamp": now.timestamp(),
+            "user_id": null,
+            "data": {"message": message},
+            "attachments": [],
+        })
+        .to_string();
+        let hook = Hook {
+            url: &url,
+            secret: &secret,
+            body: &body,
+            event: "test",
+            timestamp: now.timestamp(),
+            delivery_id: 0,
+        };
+        let r = deliver::webhook(&self.ctx.outbound, &hook).await;
+        Ok((url, r))
+    }
+}
+
 #[tonic::async_trait]
 impl Notifyd for NotifyService {
     async fn notify(&self, req: Request<NotifyRequest>) -> Result<Response<NotifyReply>, Status> {
@@ -128,47 +178,7 @@ impl Notifyd for NotifyService {
                 let r = deliver::gotify(&self.ctx.outbound, &url, &token, &push).await;
                 (url, r)
             }
-            "webhook" => {
-                let (url, secret) = match target.parse::<i64>() {
-                    Ok(id) => sqlx::query_as::<_, (String, String)>(
-                        "SELECT url, secret FROM webhook_endpoints WHERE id = ?",
-                    )
-                    .bind(id)
-                    .fetch_optional(&self.ctx.pool)
-                    .await
-                    .map_err(|e| Status::unavailable(e.to_string()))?
-                    .ok_or_else(|| Status::not_found(format!("webhook endpoint {id}")))?,
-                    Err(_) if target.starts_with("http://") || target.starts_with("https://") => {
-                        (target.to_owned(), String::new())
-                    }
-                    Err(_) => {
-                        return Err(Status::invalid_argument(
-                            "target must be an endpoint id or an http(s) URL",
-                        ));
-                    }
-                };
-                let now = chrono::Utc::now();
-                let body = serde_json::json!({
-                    "id": 0,
-                    "event": "test",
-                    "created_at": proto::time::fmt(now),
-                    "timestamp": now.timestamp(),
-                    "user_id": null,
-                    "data": {"message": rendered.short},
-                    "attachments": [],
-                })
-                .to_string();
-                let hook = Hook {
-                    url: &url,
-                    secret: &secret,
-                    body: &body,
-                    event: "test",
-                    timestamp: now.timestamp(),
-                    delivery_id: 0,
-                };
-                let r = deliver::webhook(&self.ctx.outbound, &hook).await;
-                (url, r)
-            }
+            "webhook" => self.test_webhook(target, rendered.short).await?,
             other => {
                 return Err(Status::invalid_argument(format!(
                     "unknown channel {other:?} (email, gotify, webhook)"
