@@ -76,6 +76,19 @@ impl T {
         r.cookie()
     }
 
+    /// Settings saved as the admin saves them on the settings screen.
+    async fn configure(&self, admin: &str, values: Value) {
+        let r = self
+            .call(
+                "PUT",
+                "/api/system/config",
+                admin,
+                Some(json!({ "values": values })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.json());
+    }
+
     async fn exec(&self, sql: &str) -> i64 {
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(&self.st.pool)
@@ -154,7 +167,7 @@ async fn setup_with_twilio_while_twiliod_is_down_answers_503_and_creates_nothing
 #[tokio::test]
 async fn session_cookie_is_httponly_strict_and_secure_only_behind_https() {
     let t = start().await;
-    t.admin().await;
+    let admin = t.admin().await;
     let r = t
         .call(
             "POST",
@@ -165,10 +178,11 @@ async fn session_cookie_is_httponly_strict_and_secure_only_behind_https() {
         .await;
     let c = r.headers[header::SET_COOKIE].to_str().unwrap().to_owned();
     assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && !c.contains("Secure"));
-    proto::settings::store(&t.st.pool, "system.public_url", "https://pbx.example.org")
-        .await
-        .unwrap();
-    t.st.settings.reload().await.unwrap();
+    t.configure(
+        &admin,
+        json!({"system.public_url": "https://pbx.example.org"}),
+    )
+    .await;
     let r = t
         .call(
             "POST",
@@ -424,8 +438,16 @@ async fn pagination_is_validated_and_reports_the_total() {
 async fn list_filters_select_exactly_the_matching_calls_and_messages() {
     let t = start().await;
     let admin = t.admin().await;
-    t.exec("INSERT INTO dids (id, number, name) VALUES (7, '+15559990000', 'Second')")
+    let r = t
+        .call(
+            "POST",
+            "/api/dids",
+            &admin,
+            Some(json!({"number": "+15559990000", "name": "Second"})),
+        )
         .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let second = r.json()["id"].as_i64().unwrap();
     for (i, (dir, disp, from)) in [
         ("inbound", "answered", "+15550001111"),
         ("inbound", "missed", "+15550002222"),
@@ -438,7 +460,7 @@ async fn list_filters_select_exactly_the_matching_calls_and_messages() {
         t.exec(&format!(
             "INSERT INTO cdrs (direction, from_number, to_number, did_id, started_at, duration, disposition) \
              VALUES ('{dir}', '{from}', '+15551230000', {did}, '2025-01-1{i}T10:00:00.000Z', {i}, '{disp}')",
-            did = if i == 0 { "7" } else { "NULL" }
+            did = if i == 0 { second.to_string() } else { "NULL".into() }
         ))
         .await;
     }
@@ -449,10 +471,11 @@ async fn list_filters_select_exactly_the_matching_calls_and_messages() {
         ("disposition=answered", 2),
         ("direction=inbound&disposition=answered", 1),
         ("number=0001111", 2),
-        ("did_id=7", 1),
+        ("did_id={did}", 1),
         ("from=2025-01-11T00:00:00Z", 3),
         ("from=2025-01-11T00:00:00Z&to=2025-01-13T00:00:00Z", 2),
     ] {
+        let q = q.replace("{did}", &second.to_string());
         let r = t.get(&format!("/api/cdrs?{q}"), &admin).await.json();
         assert_eq!(total(r.clone()), n, "cdrs?{q}: {r}");
         assert_eq!(r["items"].as_array().unwrap().len() as i64, n, "cdrs?{q}");
@@ -468,7 +491,7 @@ async fn list_filters_select_exactly_the_matching_calls_and_messages() {
         t.exec(&format!(
             "INSERT INTO messages (direction, from_number, to_number, did_id, body, status, is_read, created_at) \
              VALUES ('{dir}', '{from}', '{to}', {did}, 'm{i}', 'delivered', {read}, '2025-01-1{i}T10:00:00.000Z')",
-            did = if i == 2 { "NULL" } else { "7" }
+            did = if i == 2 { "NULL".into() } else { second.to_string() }
         ))
         .await;
     }
@@ -476,10 +499,11 @@ async fn list_filters_select_exactly_the_matching_calls_and_messages() {
         ("", 3),
         ("peer=%2B15550001111", 2),
         ("direction=inbound", 2),
-        ("did_id=7", 2),
+        ("did_id={did}", 2),
         ("is_read=false", 1),
         ("is_read=true&direction=inbound", 1),
     ] {
+        let q = q.replace("{did}", &second.to_string());
         let r = t.get(&format!("/api/messages?{q}"), &admin).await.json();
         assert_eq!(total(r.clone()), n, "messages?{q}: {r}");
     }
@@ -522,10 +546,7 @@ async fn a_devices_unsolicited_message_waiting_switch_is_off_by_default_and_kept
 async fn devices_get_ha1_credentials_shown_once_and_a_qr_code() {
     let t = start().await;
     let admin = t.admin().await;
-    proto::settings::store(&t.st.pool, "sip.realm", "pbx.test")
-        .await
-        .unwrap();
-    t.st.settings.reload().await.unwrap();
+    t.configure(&admin, json!({"sip.realm": "pbx.test"})).await;
     let r = t
         .call(
             "POST",
@@ -1555,10 +1576,9 @@ async fn webhooks_are_forwarded_byte_for_byte_without_a_session() {
     assert_eq!(v["proto"], "http");
     assert_eq!(v["host"], "pbx.example.org");
     // From the trusted proxy, its client address is passed on.
-    proto::settings::store(&t.st.pool, "system.trusted_proxy", "127.0.0.1")
-        .await
-        .unwrap();
-    t.st.settings.reload().await.unwrap();
+    let admin = t.admin().await;
+    t.configure(&admin, json!({"system.trusted_proxy": "127.0.0.1"}))
+        .await;
     let req = Request::builder()
         .method("POST")
         .uri("/api/webhooks/sms/incoming")
@@ -1690,11 +1710,8 @@ GET    /api/system/health
 #[tokio::test]
 async fn scheduled_backups_run_when_due_and_keep_the_newest() {
     let t = start().await;
-    t.admin().await;
-    proto::settings::store(&t.st.pool, "backup.keep", "2")
-        .await
-        .unwrap();
-    t.st.settings.reload().await.unwrap();
+    let admin = t.admin().await;
+    t.configure(&admin, json!({"backup.keep": "2"})).await;
     webd::backup::tick(&t.st).await.unwrap();
     webd::backup::tick(&t.st).await.unwrap();
     let autos = |t: &T| {
@@ -1708,10 +1725,8 @@ async fn scheduled_backups_run_when_due_and_keep_the_newest() {
     assert_eq!(autos(&t).len(), 1, "not due again within the interval");
     // Interval 0 = off; a due interval makes another, and only 2 are kept.
     for _ in 0..3 {
-        proto::settings::store(&t.st.pool, "backup.interval_hours", "0")
-            .await
-            .unwrap();
-        t.st.settings.reload().await.unwrap();
+        t.configure(&admin, json!({"backup.interval_hours": "0"}))
+            .await;
         webd::backup::tick(&t.st).await.unwrap();
         // Pretend the newest is old: age every file by a day.
         for n in autos(&t) {
@@ -1721,10 +1736,8 @@ async fn scheduled_backups_run_when_due_and_keep_the_newest() {
                 f.metadata().unwrap().modified().unwrap() - std::time::Duration::from_secs(86_400);
             f.set_modified(old).unwrap();
         }
-        proto::settings::store(&t.st.pool, "backup.interval_hours", "1")
-            .await
-            .unwrap();
-        t.st.settings.reload().await.unwrap();
+        t.configure(&admin, json!({"backup.interval_hours": "1"}))
+            .await;
         webd::backup::tick(&t.st).await.unwrap();
     }
     assert_eq!(autos(&t).len(), 2);
