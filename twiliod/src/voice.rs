@@ -242,11 +242,11 @@ async fn menu(
 ) -> Response {
     let call_sid = p.str("CallSid").to_owned();
     let snap = st.rules.fresh().await;
-    let c = ctx_for(&st, &snap, &call_sid, p.str("To"));
     let Some(root) = snap.rules.menu(q.route) else {
         // The route was deleted or is no longer a menu: voicemail, never
         // silence.
         tracing::warn!(call_sid = %call_sid, route = q.route, "menu route gone; voicemail");
+        let c = ctx_for(&st, &snap, &call_sid, p.str("To"));
         return xml(twiml::voicemail(&c, None, false));
     };
     let key = p.get("Digits");
