@@ -49,14 +49,16 @@ pub async fn prepare_token(st: &AppState) -> anyhow::Result<()> {
                 && t.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
         });
-    let token = match kept {
-        Some(t) => t,
-        None => {
-            let t = auth::random_token(32);
-            write_private(&path, &t)?;
-            t
-        }
+    let (token, fresh) = match kept {
+        Some(t) => (t, false),
+        None => (auth::random_token(32), true),
     };
+    // The token is valid before anyone can read it from the file: whoever
+    // reads the file and posts the wizard at once must not be refused.
+    *st.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+    if fresh {
+        write_private(&path, &token)?;
+    }
     let port = st.cfg.http_port;
     let host = match st.cfg.http_bind.as_str() {
         "0.0.0.0" | "::" | "[::]" | "" => "127.0.0.1".to_owned(),
@@ -69,21 +71,25 @@ pub async fn prepare_token(st: &AppState) -> anyhow::Result<()> {
         "GoSIP is not set up yet: open http://{host}:{port}/setup?token={token} \
          (or open /setup and enter this setup token: {token})"
     );
-    *st.setup_token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token);
     Ok(())
 }
 
+/// Writes the token 0600 under a temporary name, then renames it into
+/// place: a reader sees no file or the whole token, never a part.
 fn write_private(path: &Path, token: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .mode(0o600)
-        .open(path)?;
-    proto::db::set_mode(path, 0o600)?;
+        .open(&tmp)?;
+    proto::db::set_mode(&tmp, 0o600)?;
     f.write_all(token.as_bytes())?;
-    f.write_all(b"\n")
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The setup token was sent and is right (compared in constant time).
