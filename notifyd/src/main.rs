@@ -1,27 +1,6 @@
-//! The notifyd binary: flags and env, tracing, bind, run, exit code.
-
-use std::process::ExitCode;
-
-use clap::Parser;
+//! The notifyd binary: [`proto::daemon::main`] runs [`notifyd::Daemon`].
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    let cfg = notifyd::Config::parse();
-    if cfg.common.health {
-        return proto::daemon::probe(&cfg.grpc).await;
-    }
-    proto::daemon::init_tracing(&cfg.common.log_format);
-    let shutdown = proto::daemon::shutdown_on_signals();
-    let result = async {
-        let listeners = notifyd::Listeners::bind(&cfg).await?;
-        notifyd::run(cfg, listeners, shutdown).await
-    }
-    .await;
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "notifyd stopped with an error");
-            ExitCode::FAILURE
-        }
-    }
+async fn main() -> std::process::ExitCode {
+    proto::daemon::main::<notifyd::Daemon>().await
 }

@@ -47,20 +47,10 @@ impl Alerter {
         notifyd: &str,
         secret: &Secret,
     ) -> anyhow::Result<Self> {
-        let url = if notifyd.contains("://") {
-            notifyd.to_owned()
-        } else {
-            format!("http://{notifyd}")
-        };
-        let channel = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|e| anyhow::anyhow!("bad notifyd address {notifyd}: {e}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(5))
-            .connect_lazy();
         Ok(Self {
             pool,
             source,
-            notifyd: NotifydClient::new(crate::grpc::authed(channel, secret)),
+            notifyd: NotifydClient::new(crate::grpc::channel(notifyd, secret)?),
             pending: Arc::default(),
         })
     }

@@ -37,6 +37,66 @@ pub struct CommonArgs {
     pub health: bool,
 }
 
+/// What a daemon binary is made of; [`main`] runs any of them the same way
+/// (flags and env, the `--health` probe, tracing, signals, bind, run, exit
+/// code), so the five `main.rs` files are one line each.
+pub trait Runtime {
+    /// The name in logs ("sipd").
+    const NAME: &'static str;
+    /// Flags and env, parsed once at start.
+    type Config: clap::Parser;
+    /// Sockets bound before anything runs, so a port in use fails the start.
+    type Listeners;
+
+    /// The flags every daemon has.
+    fn common(cfg: &Self::Config) -> &CommonArgs;
+
+    /// `--health`: asks the running daemon for its health and returns the
+    /// exit code (most use [`probe`] on their gRPC address).
+    fn health(cfg: &Self::Config) -> impl std::future::Future<Output = std::process::ExitCode>;
+
+    /// Binds every socket the daemon serves.
+    fn bind(
+        cfg: &Self::Config,
+    ) -> impl std::future::Future<Output = anyhow::Result<Self::Listeners>>;
+
+    /// Serves until `shutdown` is cancelled.
+    fn run(
+        cfg: Self::Config,
+        listeners: Self::Listeners,
+        shutdown: CancellationToken,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>>;
+}
+
+/// The body of every daemon's `main`: parses the flags, answers
+/// `--health`, or starts tracing, binds, runs until SIGTERM/SIGINT and turns
+/// the outcome into the exit code (an error is logged with its causes).
+pub async fn main<R: Runtime>() -> std::process::ExitCode {
+    use clap::Parser;
+    let cfg = R::Config::parse();
+    if R::common(&cfg).health {
+        return R::health(&cfg).await;
+    }
+    init_tracing(&R::common(&cfg).log_format);
+    let shutdown = shutdown_on_signals();
+    let result = async {
+        let listeners = R::bind(&cfg).await?;
+        R::run(cfg, listeners, shutdown).await
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "{} stopped with an error",
+                R::NAME
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// `--health`: asks the daemon serving gRPC at `grpc` (a wildcard host
 /// means this machine) for its health; success when it answers "ok" within
 /// three seconds.

@@ -202,10 +202,52 @@ pub fn authed(channel: Channel, secret: &Secret) -> AuthChannel {
     InterceptedService::new(channel, Bearer(secret.bearer()))
 }
 
-/// Connects to `url` (`http://host:port`) now; the channel's calls carry
-/// `secret`.
+/// How long a daemon waits for another daemon's gRPC port to accept a
+/// connection: they run on one host or one bridge network, so a second is
+/// plenty and a longer wait only delays the caller's fallback.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long one gRPC call may take before the caller gives up: the slowest
+/// answers (twiliod asking Twilio for a check, a backup's settle) stay
+/// within it.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A gRPC address that is not a URI.
+#[derive(Debug, thiserror::Error)]
+#[error("bad gRPC address {addr}: {source}")]
+pub struct AddressError {
+    addr: String,
+    source: tonic::transport::Error,
+}
+
+/// The one way a daemon reaches another: `addr` is `host:port` (or a full
+/// `http://` URI), the channel connects on first use and reconnects after a
+/// failure, with [`CONNECT_TIMEOUT`] and [`CALL_TIMEOUT`], and every call
+/// carries `secret`. A peer that is down makes calls fail with
+/// `Unavailable`, never the caller's start.
+pub fn channel(addr: &str, secret: &Secret) -> Result<AuthChannel, AddressError> {
+    let url = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(url).map_err(|source| AddressError {
+        addr: addr.to_owned(),
+        source,
+    })?;
+    let channel = endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT)
+        .connect_lazy();
+    Ok(authed(channel, secret))
+}
+
+/// Connects to `url` (`http://host:port`) now, for tools that want to fail
+/// at once when the daemon is not there; the channel's calls carry `secret`.
 pub async fn connect(url: String, secret: &Secret) -> Result<AuthChannel, tonic::transport::Error> {
     let channel = tonic::transport::Endpoint::from_shared(url)?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT)
         .connect()
         .await?;
     Ok(authed(channel, secret))

@@ -59,17 +59,9 @@ pub fn register(queue: &Queue, notifyd_addr: String, secret: Secret) {
 async fn deliver(addr: &str, secret: &Secret, job: Job) -> Result<(), JobError> {
     let n: Notice = serde_json::from_value(job.payload)
         .map_err(|e| JobError::Permanent(format!("bad notice: {e}")))?;
-    let url = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let channel = tonic::transport::Endpoint::from_shared(url)
-        .map_err(|e| JobError::Permanent(format!("bad notifyd address {addr}: {e}")))?
-        .connect()
-        .await
-        .map_err(|e| JobError::retry(format!("notifyd unreachable: {e}")))?;
-    let mut client = NotifydClient::new(proto::grpc::authed(channel, secret));
+    let channel =
+        proto::grpc::channel(addr, secret).map_err(|e| JobError::Permanent(e.to_string()))?;
+    let mut client = NotifydClient::new(channel);
     client
         .notify(NotifyRequest {
             kind: n.kind.clone(),

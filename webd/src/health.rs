@@ -49,3 +49,31 @@ pub async fn watch_database(st: AppState, stop: CancellationToken) {
         check_database(&st).await;
     }
 }
+
+/// `--health`: webd answers its own health endpoint on this machine.
+pub async fn probe(port: u16) -> std::process::ExitCode {
+    let url = format!("http://127.0.0.1:{port}/api/system/health");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build();
+    match client.map(|c| c.get(&url)) {
+        Ok(req) => match req.send().await {
+            Ok(r) if r.status().is_success() => {
+                println!("webd ok");
+                std::process::ExitCode::SUCCESS
+            }
+            Ok(r) => {
+                println!("webd answered {}", r.status());
+                std::process::ExitCode::FAILURE
+            }
+            Err(e) => {
+                println!("no answer from {url}: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            println!("cannot build an HTTP client: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -21,7 +21,6 @@ use axum::Router;
 use sqlx::SqlitePool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 
 use proto::daemon::CommonArgs;
 use proto::grpc::AuthChannel;
@@ -85,21 +84,12 @@ impl Peers {
     pub fn new(cfg: &Config) -> anyhow::Result<Self> {
         let secret = proto::grpc::Secret::load_or_create(&cfg.common.data_dir)?;
         Ok(Self {
-            sipd: lazy_channel(&cfg.sipd_grpc, &secret)?,
-            mediad: lazy_channel(&cfg.mediad_grpc, &secret)?,
-            twiliod: lazy_channel(&cfg.twiliod_grpc, &secret)?,
-            notifyd: lazy_channel(&cfg.notifyd_grpc, &secret)?,
+            sipd: proto::grpc::channel(&cfg.sipd_grpc, &secret)?,
+            mediad: proto::grpc::channel(&cfg.mediad_grpc, &secret)?,
+            twiliod: proto::grpc::channel(&cfg.twiliod_grpc, &secret)?,
+            notifyd: proto::grpc::channel(&cfg.notifyd_grpc, &secret)?,
         })
     }
-}
-
-fn lazy_channel(addr: &str, secret: &proto::grpc::Secret) -> anyhow::Result<AuthChannel> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .with_context(|| format!("bad gRPC address {addr}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(10))
-        .connect_lazy();
-    Ok(proto::grpc::authed(channel, secret))
 }
 
 /// Everything a handler needs.
@@ -212,4 +202,33 @@ pub async fn run(
     .context("http server")?;
     tracing::info!("webd stopped");
     Ok(())
+}
+
+/// webd as a [`proto::daemon::Runtime`], for its `main`.
+pub struct Daemon;
+
+impl proto::daemon::Runtime for Daemon {
+    const NAME: &'static str = "webd";
+    type Config = Config;
+    type Listeners = Listeners;
+
+    fn common(cfg: &Config) -> &proto::daemon::CommonArgs {
+        &cfg.common
+    }
+
+    async fn health(cfg: &Config) -> std::process::ExitCode {
+        health::probe(cfg.http_port).await
+    }
+
+    async fn bind(cfg: &Config) -> anyhow::Result<Listeners> {
+        Listeners::bind(cfg).await
+    }
+
+    async fn run(
+        cfg: Config,
+        listeners: Listeners,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<()> {
+        run(cfg, listeners, shutdown).await
+    }
 }

@@ -7,7 +7,6 @@ use proto::grpc::{AuthChannel, Secret};
 use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 
 use proto::pb::mediad::mediad_client::MediadClient;
 use proto::pb::mediad::{
@@ -29,10 +28,7 @@ pub struct Media {
 
 impl Media {
     pub fn new(addr: &str, pool: SqlitePool, secret: &Secret) -> anyhow::Result<Self> {
-        let ep = Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5));
-        let client = MediadClient::new(proto::grpc::authed(ep.connect_lazy(), secret));
+        let client = MediadClient::new(proto::grpc::channel(addr, secret)?);
         let (updates, mut rx) = mpsc::unbounded_channel::<UpdateLegRequest>();
         let mut c = client.clone();
         tokio::spawn(async move {

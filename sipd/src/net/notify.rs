@@ -37,7 +37,6 @@ use serde_json::{Map, Value, json};
 use sqlx::SqlitePool;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::transport::Endpoint;
 
 use proto::pb::notifyd::NotifyRequest;
 use proto::pb::notifyd::notifyd_client::NotifydClient;
@@ -210,18 +209,8 @@ impl Notifier {
     /// Starts the task that talks to notifyd at `addr` (`host:port`),
     /// every call carrying the daemons' shared `secret`.
     pub fn start(addr: &str, pool: SqlitePool, secret: &Secret) -> anyhow::Result<Self> {
-        let url = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let channel = Endpoint::from_shared(url)
-            .map_err(|e| anyhow::anyhow!("bad notifyd address {addr}: {e}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(5))
-            .connect_lazy();
         let (tx, rx) = mpsc::unbounded_channel();
-        let client = NotifydClient::new(proto::grpc::authed(channel, secret));
+        let client = NotifydClient::new(proto::grpc::channel(addr, secret)?);
         let task = tokio::spawn(run(rx, pool, client));
         Ok(Self { tx, task })
     }
