@@ -87,7 +87,7 @@ pub async fn create(st: &AppState, label: &str) -> anyhow::Result<PathBuf> {
     let dir = backups_dir(st);
     tokio::fs::create_dir_all(&dir).await?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    let tmp_db = dir.join(format!(".snapshot-{}.db", crate::auth::random_token(8)));
+    let tmp_db = dir.join(format!(".snapshot-{}.db", crate::accounts::random_token(8)));
     sqlx::query("VACUUM INTO ?")
         .bind(tmp_db.display().to_string())
         .execute(&st.pool)
@@ -225,7 +225,7 @@ pub async fn restore(
     tokio::fs::create_dir_all(&dir)
         .await
         .context("backups dir")?;
-    let tmp_db = dir.join(format!(".restore-{}.db", crate::auth::random_token(8)));
+    let tmp_db = dir.join(format!(".restore-{}.db", crate::accounts::random_token(8)));
     let res = restore_inner(st, archive, &tmp_db, mode).await;
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let _ = tokio::fs::remove_file(format!("{}{suffix}", tmp_db.display())).await;
@@ -318,7 +318,7 @@ async fn restore_inner(
     // 5. Copy into the live database in one transaction.
     copy_into_live(st, tmp_db).await?;
     crate::health::check_database(st).await;
-    crate::api::common::reload_all(st).await;
+    crate::http::reload_all(st).await;
     tracing::warn!(created_at = %manifest.created_at, "database restored from backup");
     Ok((manifest, contents))
 }

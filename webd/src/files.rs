@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 
-use crate::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult};
 
 /// Resolves `rel` inside `data_dir`, or `None` when it escapes or is missing.
 pub fn resolve(data_dir: &Path, rel: &str) -> Option<PathBuf> {

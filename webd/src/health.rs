@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
-use crate::error::DB_ERROR_SIGNAL;
+use crate::http::error::DB_ERROR_SIGNAL;
 
 /// The message write requests get while read-only.
 pub const READ_ONLY_MESSAGE: &str = "The database failed its integrity check, so GoSIP is in read-only mode: \

@@ -4,12 +4,12 @@
 //! media, Twilio and notification work happens in the other daemons, reached
 //! over gRPC.
 
+pub mod accounts;
 pub mod api;
-pub mod auth;
 pub mod backup;
-pub mod error;
 pub mod files;
 pub mod health;
+pub mod http;
 pub mod qr;
 
 use std::path::PathBuf;
@@ -107,11 +107,11 @@ pub struct Inner {
     /// Set when `quick_check` fails: writes answer 503, reads keep working.
     pub read_only: std::sync::atomic::AtomicBool,
     /// In-memory throttles (failed logins per address, API key rate, QR secrets).
-    pub limits: auth::Limits,
+    pub limits: accounts::Limits,
     /// Plain HTTP client for forwarding webhooks to twiliod.
     pub http: reqwest::Client,
     /// Totals and seek keys of the CDR and message lists.
-    pub lists: api::common::ListCache,
+    pub lists: http::ListCache,
     /// The one-time token the setup wizard requires while no admin exists.
     pub setup_token: std::sync::Mutex<Option<String>>,
     /// The health endpoint's last `quick_check` (when, passed).
@@ -136,7 +136,7 @@ impl AppState {
                 data_dir: cfg.common.data_dir.clone(),
                 cfg,
                 read_only: std::sync::atomic::AtomicBool::new(false),
-                limits: auth::Limits::default(),
+                limits: accounts::Limits::default(),
                 quick_check: std::sync::Mutex::new(None),
                 http,
                 lists: Default::default(),
@@ -191,7 +191,7 @@ pub async fn run(
     health::check_database(&state).await;
     tokio::spawn(health::watch_database(state.clone(), shutdown.clone()));
     tokio::spawn(backup::schedule(state.clone(), shutdown.clone()));
-    tokio::spawn(auth::sweep(state.clone(), shutdown.clone()));
+    tokio::spawn(accounts::sweep(state.clone(), shutdown.clone()));
     tracing::info!(http = %listeners.http.local_addr()?, "webd listening");
     axum::serve(
         listeners.http,

@@ -200,7 +200,7 @@ async fn session_cookie_is_httponly_strict_and_secure_only_behind_https() {
     // The token is stored only as its SHA-256.
     let token = r.cookie().split_once('=').unwrap().1.to_owned();
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE token_hash = ?")
-        .bind(webd::auth::sha256_hex(token.as_bytes()))
+        .bind(webd::accounts::sha256_hex(token.as_bytes()))
         .fetch_one(&t.st.pool)
         .await
         .unwrap();
@@ -1755,7 +1755,7 @@ async fn the_external_api_is_rate_limited_per_key() {
         .unwrap()
         .to_owned();
     let mut statuses = Vec::new();
-    for _ in 0..(webd::auth::API_KEY_RATE_PER_MIN as usize + 5) {
+    for _ in 0..(webd::accounts::API_KEY_RATE_PER_MIN as usize + 5) {
         let mut req = Request::builder()
             .uri("/api/external/messages")
             .header(header::AUTHORIZATION, format!("Bearer {key}"))

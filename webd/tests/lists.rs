@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use tower::ServiceExt;
 
-use webd::api::common::STRIDE;
+use webd::http::STRIDE;
 
 mod common;
 

@@ -83,7 +83,7 @@ async fn only_that_phone_gets_its_file_and_mac_guessing_is_cut_off() {
     assert!(cfg.contains("account.1.password = "), "{cfg}");
 
     // An address that keeps guessing is refused even the right file.
-    for i in 0..webd::auth::PROVISION_MISSES {
+    for i in 0..webd::accounts::PROVISION_MISSES {
         let (s, _) = fetch(&t, &format!("805ec0{:06x}.cfg", 0x200000 + i), yealink).await;
         assert_eq!(s, 404);
     }

@@ -123,10 +123,10 @@ async fn twenty_parallel_guesses_from_one_address_get_only_the_address_limit() {
     t.setup_admin().await;
     let statuses = parallel_wrong(&t, 20, |_| peer(7)).await;
     let guesses = statuses.iter().filter(|s| **s == 401).count();
-    assert_eq!(guesses, webd::auth::IP_FAILURES, "{statuses:?}");
+    assert_eq!(guesses, webd::accounts::IP_FAILURES, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 401 || *s == 429));
     // Every guess was recorded before its bcrypt ran; refusals wrote nothing.
-    assert_eq!(t.attempts(ADMIN).await, webd::auth::IP_FAILURES as i64);
+    assert_eq!(t.attempts(ADMIN).await, webd::accounts::IP_FAILURES as i64);
     // The admin, from their own address, is not locked out by it.
     let ok = t.login_from(peer(1), ADMIN, ADMIN_PW).await;
     assert_eq!(ok.status, 200, "{}", ok.text());
@@ -138,8 +138,11 @@ async fn twenty_parallel_guesses_from_twenty_addresses_get_only_the_account_limi
     t.setup_admin().await;
     let statuses = parallel_wrong(&t, 20, |i| peer(10 + i)).await;
     let guesses = statuses.iter().filter(|s| **s == 401).count();
-    assert_eq!(guesses, webd::auth::LOCK_FAILURES, "{statuses:?}");
-    assert_eq!(t.attempts(ADMIN).await, webd::auth::LOCK_FAILURES as i64);
+    assert_eq!(guesses, webd::accounts::LOCK_FAILURES, "{statuses:?}");
+    assert_eq!(
+        t.attempts(ADMIN).await,
+        webd::accounts::LOCK_FAILURES as i64
+    );
     // Locked for a new address, even with the right password.
     let r = t.login_from(peer(99), ADMIN, ADMIN_PW).await;
     assert_eq!(r.status, 429);
@@ -155,7 +158,7 @@ async fn a_stranger_hammering_the_admin_is_blocked_and_the_admin_still_logs_in()
     for _ in 0..10 {
         statuses.push(t.login_from(stranger, ADMIN, "guess").await.status.as_u16());
     }
-    let blocked_from = webd::auth::IP_FAILURES;
+    let blocked_from = webd::accounts::IP_FAILURES;
     assert!(
         statuses[..blocked_from].iter().all(|s| *s == 401),
         "{statuses:?}"
@@ -193,7 +196,7 @@ async fn strangers_on_many_addresses_lock_the_account_but_not_for_its_owners_add
     // The admin's usual address: a successful login before the attack.
     let home = peer(1);
     assert_eq!(t.login_from(home, ADMIN, ADMIN_PW).await.status, 200);
-    for i in 0..webd::auth::LOCK_FAILURES as u8 {
+    for i in 0..webd::accounts::LOCK_FAILURES as u8 {
         assert_eq!(t.login_from(peer(20 + i), ADMIN, "guess").await.status, 401);
     }
     // Locked: a new address (another stranger) gets no guess ...
@@ -213,7 +216,7 @@ async fn an_admin_unlocks_a_locked_user_who_then_logs_in() {
     let id = t
         .new_user(&admin, "bob@example.org", "bob password 1")
         .await;
-    for i in 0..webd::auth::LOCK_FAILURES as u8 {
+    for i in 0..webd::accounts::LOCK_FAILURES as u8 {
         t.login_from(peer(20 + i), "bob@example.org", "guess").await;
     }
     assert_eq!(
@@ -277,7 +280,7 @@ async fn a_password_reset_unlocks_and_revokes_the_users_api_keys() {
     let key = key.json()["key"].as_str().unwrap().to_owned();
     let bearer = format!("Bearer {key}");
     assert_eq!(external(&t, &bearer).await, 200);
-    for i in 0..webd::auth::LOCK_FAILURES as u8 {
+    for i in 0..webd::accounts::LOCK_FAILURES as u8 {
         t.login_from(peer(20 + i), "bob@example.org", "guess").await;
     }
     let r = t

@@ -11,13 +11,13 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{
+use crate::AppState;
+use crate::accounts::Admin;
+use crate::backup::{self, RestoreError};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{
     Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok, peer_error, reload_all,
 };
-use crate::AppState;
-use crate::auth::Admin;
-use crate::backup::{self, RestoreError};
-use crate::error::{ApiError, ApiResult, ErrorBody};
 
 /// What a secret that is set looks like on read; sending it back unchanged
 /// keeps the stored value.
@@ -881,7 +881,7 @@ pub async fn webhooks_create(
     }
     c.done()?;
     let secret = if b.secret.is_empty() {
-        crate::auth::random_token(24)
+        crate::accounts::random_token(24)
     } else {
         b.secret
     };

@@ -9,13 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{
+use crate::AppState;
+use crate::accounts::Caller;
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{
     Check, Conditions, CursorPage, CursorParams, Id, JsonPage, Ok_, Page, PageParams, ValidQuery,
     ok, peer_error,
 };
-use crate::AppState;
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Cdr {

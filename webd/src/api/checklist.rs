@@ -10,8 +10,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::Admin;
-use crate::error::{ApiResult, ErrorBody};
+use crate::accounts::Admin;
+use crate::http::error::{ApiResult, ErrorBody};
 
 #[derive(Serialize, ToSchema)]
 pub struct Checklist {
@@ -204,7 +204,7 @@ pub async fn twilio_setup(State(st): State<AppState>, _a: Admin) -> ApiResult<Js
     let r = c
         .set_up_twilio(proto::pb::twiliod::SetUpTwilioRequest {})
         .await
-        .map_err(|s| super::common::peer_error("twiliod", s))?
+        .map_err(|s| crate::http::peer_error("twiliod", s))?
         .into_inner();
     // twiliod names the settings; webd, the config table's owner, stores them.
     let mut changed = false;
@@ -226,7 +226,7 @@ pub async fn twilio_setup(State(st): State<AppState>, _a: Admin) -> ApiResult<Js
             .await?;
     }
     if changed {
-        super::common::reload_all(&st).await;
+        crate::http::reload_all(&st).await;
     }
     Ok(Json(TwilioSetup {
         ok: r.ok,

@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, nullable, ok};
 use crate::AppState;
-use crate::auth::{Admin, Caller};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::accounts::{Admin, Caller};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, nullable, ok};
 use crate::qr;
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
@@ -244,7 +244,7 @@ pub async fn create(
         .unwrap_or_else(|| {
             format!(
                 "dev{}",
-                &crate::auth::random_token(6)
+                &crate::accounts::random_token(6)
                     .to_lowercase()
                     .replace(['-', '_'], "x")
             )

@@ -7,14 +7,14 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{
+use super::devices::exists;
+use crate::AppState;
+use crate::accounts::{Admin, Caller};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{
     Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, default_country, nullable, ok,
     peer_error,
 };
-use super::devices::exists;
-use crate::AppState;
-use crate::auth::{Admin, Caller};
-use crate::error::{ApiError, ApiResult, ErrorBody};
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Did {

@@ -25,8 +25,8 @@ use utoipa::ToSchema;
 
 use super::cdrs::{ActiveCall, Cdr};
 use crate::AppState;
-use crate::auth::Caller;
-use crate::error::{ApiResult, ErrorBody};
+use crate::accounts::Caller;
+use crate::http::error::{ApiResult, ErrorBody};
 
 #[derive(Default, PartialEq, Clone)]
 struct Snapshot {
@@ -171,7 +171,7 @@ pub async fn dashboard(State(st): State<AppState>, caller: Caller) -> ApiResult<
     let recent: Vec<Cdr> = super::cdrs::list_items(
         &st,
         &caller,
-        super::common::PageParams {
+        crate::http::PageParams {
             per_page: Some("5".into()),
             ..Default::default()
         },

@@ -12,14 +12,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::cdrs::{Cdr, CdrFilter};
-use super::common::{
+use super::messages::{Message, MessageFilter, SendBody};
+use crate::AppState;
+use crate::accounts::{Caller, KeyCaller, Role};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{
     Check, CursorPage, CursorParams, JsonPage, PageParams, ValidJson, ValidQuery, default_country,
     peer_error,
 };
-use super::messages::{Message, MessageFilter, SendBody};
-use crate::AppState;
-use crate::auth::{Caller, KeyCaller, Role};
-use crate::error::{ApiError, ApiResult, ErrorBody};
 
 fn owner_scope(k: KeyCaller) -> Caller {
     let mut c = k.0;

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, default_country, ok};
 use crate::AppState;
-use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::accounts::Admin;
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, default_country, ok};
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Block {

@@ -10,14 +10,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{
+use super::voicemails::optional_body;
+use crate::AppState;
+use crate::accounts::Caller;
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{
     Check, Conditions, CursorPage, CursorParams, Id, JsonPage, Page, PageParams, ValidJson,
     ValidQuery, default_country, peer_error,
 };
-use super::voicemails::optional_body;
-use crate::AppState;
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Media {
@@ -473,7 +473,11 @@ fn store_uploads(st: &AppState, uploads: &[Upload]) -> ApiResult<Vec<String>> {
     proto::db::private_dir(&dir).map_err(|e| ApiError::Internal(e.into()))?;
     let mut out = Vec::new();
     for u in uploads {
-        let rel = format!("media/outbound-{}.{}", crate::auth::random_token(12), u.ext);
+        let rel = format!(
+            "media/outbound-{}.{}",
+            crate::accounts::random_token(12),
+            u.ext
+        );
         let written =
             proto::db::private_file(&st.data_dir.join(&rel)).and_then(|mut f| f.write_all(&u.data));
         if let Err(e) = written {

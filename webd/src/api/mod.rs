@@ -8,10 +8,8 @@
 //! and answers writes with 503 while the database is read-only.
 
 pub mod admin;
-pub mod auth;
 pub mod cdrs;
 pub mod checklist;
-pub mod common;
 pub mod devices;
 pub mod dids;
 pub mod events;
@@ -29,6 +27,8 @@ pub mod voicemails;
 pub mod webhooks;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
+
+use crate::accounts::handlers as account;
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -40,7 +40,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,7 +50,7 @@ use crate::error::ApiError;
         Lists take page, per_page (1-100, default 20), sort and order and answer \
         {items, page, per_page, total}."),
     modifiers(&BearerScheme),
-    components(schemas(crate::error::ErrorBody))
+    components(schemas(crate::http::error::ErrorBody))
 )]
 struct ApiDoc;
 
@@ -72,15 +72,15 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(system::health))
         .routes(routes!(checklist::checklist))
         .routes(routes!(checklist::twilio_setup))
-        .routes(routes!(auth::login))
-        .routes(routes!(auth::logout))
-        .routes(routes!(auth::me))
-        .routes(routes!(auth::password))
-        .routes(routes!(auth::settings_get, auth::settings_put))
-        .routes(routes!(auth::settings_notify_test))
-        .routes(routes!(auth::dnd_get, auth::dnd_put))
-        .routes(routes!(auth::keys_list, auth::keys_create))
-        .routes(routes!(auth::keys_delete))
+        .routes(routes!(account::login))
+        .routes(routes!(account::logout))
+        .routes(routes!(account::me))
+        .routes(routes!(account::password))
+        .routes(routes!(account::settings_get, account::settings_put))
+        .routes(routes!(account::settings_notify_test))
+        .routes(routes!(account::dnd_get, account::dnd_put))
+        .routes(routes!(account::keys_list, account::keys_create))
+        .routes(routes!(account::keys_delete))
         .routes(routes!(setup::status_alias, setup::run))
         .routes(routes!(setup::status))
         .routes(routes!(setup::twilio_check))
@@ -310,9 +310,9 @@ pub fn router(state: AppState) -> Router {
 /// Security headers, CSRF and read-only checks (see the module doc).
 pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    let refresh = crate::auth::CookieRefresh::default();
+    let refresh = crate::accounts::CookieRefresh::default();
     req.extensions_mut().insert(refresh.clone());
-    let secure = crate::auth::cookies_secure(&st, req.headers());
+    let secure = crate::accounts::cookies_secure(&st, req.headers());
     let writes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let api = path.starts_with("/api/");
     let exempt = path.starts_with("/api/webhooks/") || path.starts_with("/api/external/");
@@ -337,7 +337,7 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
     };
     if let Some(token) = refresh.take()
         && !res.headers().contains_key(header::SET_COOKIE)
-        && let Ok(v) = HeaderValue::from_str(&crate::auth::session_cookie(&token, secure))
+        && let Ok(v) = HeaderValue::from_str(&crate::accounts::session_cookie(&token, secure))
     {
         res.headers_mut().insert(header::SET_COOKIE, v);
     }

@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 use proto::ssrf::{AllowList, Refused};
 
 use super::admin::MASK;
-use super::common::Check;
+use crate::http::Check;
 
 /// Event kinds a channel can switch, as notifyd names them.
 pub const KINDS: [&str; 6] = [

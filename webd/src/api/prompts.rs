@@ -11,8 +11,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::accounts::Admin;
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
 
 /// The largest prompt accepted (a few minutes of 8 kHz audio, or an MP3).
 pub const MAX_PROMPT: usize = 5 * 1024 * 1024;

@@ -16,10 +16,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{Check, Id, ValidJson};
 use crate::AppState;
-use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::accounts::Admin;
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{Check, Id, ValidJson};
 
 /// Where phones fetch their files (the "config server path").
 pub const PREFIX: &str = "/provision";
@@ -240,7 +240,7 @@ pub async fn serve(
     headers: HeaderMap,
     Path(file): Path<String>,
 ) -> Response {
-    let ip = crate::auth::client_ip(&ext, &headers, &st);
+    let ip = crate::accounts::client_ip(&ext, &headers, &st);
     // Someone guessing MACs is cut off, even from a right guess.
     let allowed = st.limits.provision_allowed(&ip);
     let served = if allowed {

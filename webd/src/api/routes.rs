@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok, peer_error};
 use crate::AppState;
-use crate::auth::Admin;
-use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::accounts::Admin;
+use crate::http::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::http::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok, peer_error};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Route {
@@ -233,7 +233,7 @@ async fn validate(st: &AppState, b: RouteBody, cur: Option<&Route>) -> ApiResult
         Some("default"),
     );
     let (at, ad) = merge(b.action.action_type, b.action.action_data, cur_a, None);
-    let country = super::common::default_country(st);
+    let country = crate::http::default_country(st);
     let condition = match Condition::from_parts(&ct, &cd) {
         Ok(mut c) => {
             c.normalize_numbers(&country);
@@ -493,7 +493,7 @@ pub async fn test_call(
     ValidJson(b): ValidJson<TestCall>,
 ) -> ApiResult<Json<TestCallResult>> {
     let mut c = Check::new();
-    let country = super::common::default_country(&st);
+    let country = crate::http::default_country(&st);
     let did = c.number("did", &b.did, &country);
     // A caller as typed ("(555) 867-5309"); anonymous forms go as they are.
     let from_number =

@@ -18,11 +18,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::{LoginReply, load_user};
-use super::common::{Check, ValidJson, peer_error, reload_all};
 use crate::AppState;
-use crate::auth;
-use crate::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::accounts;
+use crate::accounts::handlers::{LoginReply, load_user};
+use crate::http::error::{ApiError, ApiResult, ErrorBody, FieldError};
+use crate::http::{Check, ValidJson, peer_error, reload_all};
 
 #[derive(Serialize, ToSchema)]
 pub struct SetupStatus {
@@ -51,7 +51,7 @@ pub async fn prepare_token(st: &AppState) -> anyhow::Result<()> {
         });
     let (token, fresh) = match kept {
         Some(t) => (t, false),
-        None => (auth::random_token(32), true),
+        None => (accounts::random_token(32), true),
     };
     // The token is valid before anyone can read it from the file: whoever
     // reads the file and posts the wizard at once must not be refused.
@@ -204,7 +204,7 @@ async fn check_twilio(st: &AppState, t: &TwilioCreds, prefix: &str) -> ApiResult
     responses((status = 200, body = TwilioCheck), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn twilio_check(
     State(st): State<AppState>,
-    caller: Option<auth::Caller>,
+    caller: Option<accounts::Caller>,
     ValidJson(b): ValidJson<TwilioCheckBody>,
 ) -> ApiResult<Json<TwilioCheck>> {
     if !caller.is_some_and(|c| c.is_admin()) {
@@ -294,7 +294,7 @@ pub struct NetworkGuess {
     responses((status = 200, body = NetworkGuess), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn network(
     State(st): State<AppState>,
-    caller: Option<auth::Caller>,
+    caller: Option<accounts::Caller>,
     ValidJson(b): ValidJson<NetworkBody>,
 ) -> ApiResult<Json<NetworkGuess>> {
     if !caller.is_some_and(|c| c.is_admin()) {
@@ -342,67 +342,19 @@ pub async fn run(
         return Err(ApiError::Conflict("Setup is already done".into()));
     }
     if let Err(e) = check_token(&st, b.setup_token.as_deref()) {
-        let ip = auth::client_ip(&ext, &headers, &st);
+        let ip = accounts::client_ip(&ext, &headers, &st);
         tracing::warn!(ip = %ip, "setup refused: missing or wrong setup token");
         let _ =
             proto::db::security_event(&st.pool, "webd", "setup_token_invalid", &ip, "", "").await;
         return Err(e);
     }
     let email = b.admin.email.trim().to_lowercase();
-    let mut c = Check::new();
-    c.email("admin.email", &email);
-    c.len("admin.name", &b.admin.name, 0, 100);
-    if let Some(m) = auth::password_problem(&b.admin.password) {
-        c.fail("admin.password", m);
-    }
-    let public_url = b
-        .public_url
-        .map(|u| u.trim().to_owned())
-        .filter(|u| !u.is_empty());
-    if let Some(u) = &public_url
-        && let Some(m) = super::admin::check_value("system.public_url", u)
-    {
-        c.fail("public_url", m);
-    }
-    let timezone = given(&b.timezone);
-    if let Some(tz) = timezone
-        && let Some(m) = super::admin::check_value("system.timezone", tz)
-    {
-        c.fail("timezone", m);
-    }
-    let country = given(&b.country_code);
-    if let Some(cc) = country
-        && let Some(m) = super::admin::check_value("system.default_country", cc)
-    {
-        c.fail("country_code", m);
-    }
-    let local_address = given(&b.local_address);
-    if let Some(a) = local_address
-        && let Some(m) = super::admin::check_value("sip.local_address", a)
-    {
-        c.fail("local_address", m);
-    }
-    let public_address = given(&b.public_address);
-    if let Some(a) = public_address
-        && let Some(m) = super::admin::check_value("sip.public_address", a)
-    {
-        c.fail("public_address", m);
-    }
-    let did_number = match &b.did {
-        Some(d) => {
-            c.len("did.name", &d.name, 0, 100);
-            let cc = country.unwrap_or(
-                proto::settings::key("system.default_country").map_or("1", |k| k.default),
-            );
-            Some(c.number("did.number", d.number.trim(), cc))
-        }
-        None => None,
-    };
-    c.done()?;
+    let settings = wizard_settings(&b);
+    let did_number = check_body(&b, &email, &settings)?;
     if let Some(t) = &b.twilio {
         check_twilio(&st, t, "twilio.").await?;
     }
-    let hash = auth::hash_password(&b.admin.password).await?;
+    let hash = accounts::hash_password(&b.admin.password).await?;
     // Atomic: two wizards racing create one admin.
     let r = sqlx::query(
         "INSERT INTO users (email, name, password_hash, role, created_at) \
@@ -423,39 +375,99 @@ pub async fn run(
         proto::settings::store(&st.pool, "twilio.account_sid", t.account_sid.trim()).await?;
         proto::settings::store(&st.pool, "twilio.auth_token", t.auth_token.trim()).await?;
     }
-    if let Some(u) = &public_url {
-        proto::settings::store(&st.pool, "system.public_url", u).await?;
-    }
-    if let Some(tz) = timezone {
-        proto::settings::store(&st.pool, "system.timezone", tz).await?;
-    }
-    if let Some(a) = local_address {
-        proto::settings::store(&st.pool, "sip.local_address", a).await?;
-    }
-    if let Some(a) = public_address {
-        proto::settings::store(&st.pool, "sip.public_address", a).await?;
-    }
-    if let Some(cc) = country {
-        proto::settings::store(&st.pool, "system.default_country", cc).await?;
+    for (_, key, value) in settings {
+        if let Some(v) = value {
+            proto::settings::store(&st.pool, key, v).await?;
+        }
     }
     if let (Some(d), Some(number)) = (&b.did, &did_number) {
         super::dids::create_simple(&st, number, d.name.trim(), id).await?;
     }
     reload_all(&st).await;
-    let ip = auth::client_ip(&ext, &headers, &st);
-    let _ = proto::db::security_event(&st.pool, "webd", "setup_completed", &ip, &email, "").await;
+    log_in_admin(&st, &ext, &headers, id, &email).await
+}
+
+/// The settings the wizard asks for: (body field, setting key, the value
+/// given, trimmed).
+fn wizard_settings(b: &SetupBody) -> [(&'static str, &'static str, Option<&str>); 5] {
+    [
+        ("public_url", "system.public_url", given(&b.public_url)),
+        ("timezone", "system.timezone", given(&b.timezone)),
+        (
+            "country_code",
+            "system.default_country",
+            given(&b.country_code),
+        ),
+        (
+            "local_address",
+            "sip.local_address",
+            given(&b.local_address),
+        ),
+        (
+            "public_address",
+            "sip.public_address",
+            given(&b.public_address),
+        ),
+    ]
+}
+
+/// Checks the admin, the settings and the first number, naming each field
+/// at fault; the number in E.164 when one is given.
+fn check_body(
+    b: &SetupBody,
+    email: &str,
+    settings: &[(&'static str, &'static str, Option<&str>)],
+) -> ApiResult<Option<String>> {
+    let mut c = Check::new();
+    c.email("admin.email", email);
+    c.len("admin.name", &b.admin.name, 0, 100);
+    if let Some(m) = accounts::password_problem(&b.admin.password) {
+        c.fail("admin.password", m);
+    }
+    for (field, key, value) in settings {
+        if let Some(v) = value
+            && let Some(m) = super::admin::check_value(key, v)
+        {
+            c.fail(field, m);
+        }
+    }
+    let country = given(&b.country_code);
+    let did_number = match &b.did {
+        Some(d) => {
+            c.len("did.name", &d.name, 0, 100);
+            let cc = country.unwrap_or(
+                proto::settings::key("system.default_country").map_or("1", |k| k.default),
+            );
+            Some(c.number("did.number", d.number.trim(), cc))
+        }
+        None => None,
+    };
+    c.done()?;
+    Ok(did_number)
+}
+
+/// Logs the new admin in: the security log, a session and its cookie.
+async fn log_in_admin(
+    st: &AppState,
+    ext: &axum::http::Extensions,
+    headers: &HeaderMap,
+    id: i64,
+    email: &str,
+) -> ApiResult<Response> {
+    let ip = accounts::client_ip(ext, headers, st);
+    let _ = proto::db::security_event(&st.pool, "webd", "setup_completed", &ip, email, "").await;
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let token = auth::create_session(&st.pool, id, &ip, ua).await?;
-    let user = load_user(&st, id).await?;
+    let token = accounts::create_session(&st.pool, id, &ip, ua).await?;
+    let user = load_user(st, id).await?;
     Ok((
         [(
             header::SET_COOKIE,
-            auth::session_cookie(&token, auth::cookies_secure(&st, &headers)),
+            accounts::session_cookie(&token, accounts::cookies_secure(st, headers)),
         )],
-        Json(LoginReply::new(&st, user)),
+        Json(LoginReply::new(st, user)),
     )
         .into_response())
 }

@@ -67,7 +67,7 @@ pub struct Part {
     responses((status = 200, body = Health)))]
 pub async fn health(
     State(st): State<AppState>,
-    caller: Option<crate::auth::Caller>,
+    caller: Option<crate::accounts::Caller>,
 ) -> Json<Health> {
     let p = &st.peers;
     let ((sipd, w1), (mediad, w2), (twiliod, w3), (notifyd, w4), db) = tokio::join!(

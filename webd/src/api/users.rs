@@ -6,11 +6,11 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::auth::{USER_COLS, User, load_user};
-use super::common::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok};
 use crate::AppState;
-use crate::auth::{self, Admin};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::accounts::handlers::{USER_COLS, User, load_user};
+use crate::accounts::{self, Admin};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok};
 
 const SORTS: &[(&str, &str)] = &[
     ("created_at", "created_at"),
@@ -64,11 +64,11 @@ pub async fn create(
     c.email("email", &email);
     c.len("name", &b.name, 0, 100);
     c.one_of("role", &b.role, &["admin", "user"]);
-    if let Some(m) = auth::password_problem(&b.password) {
+    if let Some(m) = accounts::password_problem(&b.password) {
         c.fail("password", m);
     }
     c.done()?;
-    let hash = auth::hash_password(&b.password).await?;
+    let hash = accounts::hash_password(&b.password).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO users (email, name, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
     )
@@ -190,15 +190,15 @@ pub async fn reset_password(
     ValidJson(b): ValidJson<PasswordReset>,
 ) -> ApiResult<Json<Ok_>> {
     load_user(&st, id).await?;
-    auth::check_password("password", &b.password)?;
-    let hash = auth::hash_password(&b.password).await?;
+    accounts::check_password("password", &b.password)?;
+    let hash = accounts::hash_password(&b.password).await?;
     let mut tx = st.pool.begin().await?;
     sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
         .bind(hash)
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    auth::unlock_user(&mut *tx, id).await?;
+    accounts::unlock_user(&mut *tx, id).await?;
     sqlx::query("DELETE FROM sessions WHERE user_id = ?")
         .bind(id)
         .execute(&mut *tx)
@@ -228,7 +228,7 @@ pub async fn unlock(
     Admin(me): Admin,
     Id(id): Id,
 ) -> ApiResult<Json<User>> {
-    if auth::unlock_user(&st.pool, id).await? == 0 {
+    if accounts::unlock_user(&st.pool, id).await? == 0 {
         return Err(ApiError::NotFound);
     }
     let user = load_user(&st, id).await?;

@@ -8,10 +8,10 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{Id, Ok_, Page, PageParams, ValidQuery, ok};
 use crate::AppState;
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::accounts::Caller;
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{Id, Ok_, Page, PageParams, ValidQuery, ok};
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Voicemail {
@@ -163,7 +163,7 @@ pub async fn set_read(
             is_read,
         })
         .await
-        .map_err(|s| super::common::peer_error("twiliod", s))?
+        .map_err(|s| crate::http::peer_error("twiliod", s))?
         .into_inner();
     if r.found {
         Ok(())
@@ -193,7 +193,7 @@ pub async fn delete(
     let r = c
         .delete_voicemail(proto::pb::twiliod::DeleteVoicemailRequest { id })
         .await
-        .map_err(|s| super::common::peer_error("twiliod", s))?
+        .map_err(|s| crate::http::peer_error("twiliod", s))?
         .into_inner();
     if !r.found {
         return Err(ApiError::NotFound);

@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
-use crate::auth;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::accounts;
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
 
 /// Largest webhook body accepted (Twilio sends small forms).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -70,7 +70,7 @@ pub async fn forward(
 ) -> ApiResult<Response> {
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let url = format!("http://{}{}", st.cfg.twiliod_http, pq);
-    let client_ip = auth::client_ip(&ext, &headers, &st);
+    let client_ip = accounts::client_ip(&ext, &headers, &st);
     let peer_trusted = !client_ip.is_empty()
         && ext
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()

@@ -10,7 +10,7 @@ use sqlx::{Row, TypeInfo, ValueRef};
 use utoipa::{IntoParams, ToSchema};
 
 use super::validate::fe;
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::http::error::{ApiError, ApiResult, FieldError};
 
 /// One page of a list.
 #[derive(Debug, Serialize, ToSchema)]

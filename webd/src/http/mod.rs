@@ -1,12 +1,14 @@
-//! What every handler shares: the list envelope and pagination (`paging`),
-//! validated JSON and query extractors that answer the spec's error JSON
-//! (`extract`), field checks (`validate`), and gRPC error mapping (here).
+//! What every handler shares: the spec's error JSON (`error`), the list
+//! envelope and pagination (`paging`), validated JSON and query extractors
+//! that answer with that error JSON (`extract`), field checks (`validate`),
+//! and gRPC error mapping (here).
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
+use error::ApiError;
 
+pub mod error;
 mod extract;
 mod paging;
 mod validate;

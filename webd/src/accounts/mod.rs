@@ -18,6 +18,8 @@
 //! address that logged in to the account successfully before is not subject
 //! to the account's lock, so strangers together cannot keep its owner out.
 
+pub mod handlers;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -35,7 +37,7 @@ use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::http::error::{ApiError, ApiResult, FieldError};
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "gosip_session";

@@ -11,11 +11,11 @@ use proto::ssrf::{ALLOW_KEY, AllowList};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{Check, Id, Ok_, ValidJson, ok, peer_error};
-use super::notify_prefs::{self, NotifyPrefs, NotifyPrefsInput};
 use crate::AppState;
-use crate::auth::{self, Caller};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::accounts::{self, Caller};
+use crate::api::notify_prefs::{self, NotifyPrefs, NotifyPrefsInput};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{Check, Id, Ok_, ValidJson, ok, peer_error};
 
 /// An account as the API shows it (never the password hash).
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
@@ -66,7 +66,7 @@ impl LoginReply {
     pub fn new(st: &AppState, user: User) -> Self {
         LoginReply {
             user,
-            country_code: super::common::default_country(st),
+            country_code: crate::http::default_country(st),
         }
     }
 }
@@ -94,18 +94,18 @@ pub async fn login(
     c.len("password", &b.password, 1, 1024);
     c.done()?;
     let email = b.email.trim().to_lowercase();
-    let ip = auth::client_ip(&ext, &headers, &st);
+    let ip = accounts::client_ip(&ext, &headers, &st);
     // The attempt is written before bcrypt runs: a refused one costs no
     // bcrypt time and gives no guess.
-    let attempt = match auth::reserve_attempt(&st.pool, &email, &ip).await? {
-        auth::Attempt::Granted(id) => id,
-        auth::Attempt::AddressBlocked => {
+    let attempt = match accounts::reserve_attempt(&st.pool, &email, &ip).await? {
+        accounts::Attempt::Granted(id) => id,
+        accounts::Attempt::AddressBlocked => {
             tracing::warn!(ip = %ip, email = %email, "web login refused: address blocked");
             return Err(ApiError::RateLimited(
                 "Too many failed logins from your address; try again in 15 minutes".into(),
             ));
         }
-        auth::Attempt::AccountLocked => {
+        accounts::Attempt::AccountLocked => {
             tracing::warn!(ip = %ip, email = %email, "web login refused: account locked");
             return Err(locked());
         }
@@ -116,11 +116,11 @@ pub async fn login(
             .fetch_optional(&st.pool)
             .await?;
     let ok_user = match &row {
-        Some((id, hash)) => auth::verify_password(&b.password, hash)
+        Some((id, hash)) => accounts::verify_password(&b.password, hash)
             .await
             .then_some(*id),
         None => {
-            auth::verify_unknown(&b.password).await;
+            accounts::verify_unknown(&b.password).await;
             None
         }
     };
@@ -128,7 +128,7 @@ pub async fn login(
         tracing::warn!(ip = %ip, email = %email, "failed web login");
         let _ =
             proto::db::security_event(&st.pool, "webd", "web_login_failed", &ip, &email, "").await;
-        let (account, address) = auth::after_failure(&st.pool, &email, &ip).await?;
+        let (account, address) = accounts::after_failure(&st.pool, &email, &ip).await?;
         if account.is_some() {
             tracing::warn!(ip = %ip, email = %email, "web account locked for 15 minutes");
             let _ = proto::db::security_event(
@@ -155,7 +155,7 @@ pub async fn login(
         }
         return Err(ApiError::BadCredentials);
     };
-    auth::attempt_succeeded(&st.pool, attempt).await?;
+    accounts::attempt_succeeded(&st.pool, attempt).await?;
     sqlx::query("UPDATE users SET last_login = ? WHERE id = ?")
         .bind(proto::time::now())
         .bind(user_id)
@@ -165,12 +165,12 @@ pub async fn login(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let token = auth::create_session(&st.pool, user_id, &ip, ua).await?;
+    let token = accounts::create_session(&st.pool, user_id, &ip, ua).await?;
     let user = load_user(&st, user_id).await?;
     Ok((
         [(
             header::SET_COOKIE,
-            auth::session_cookie(&token, auth::cookies_secure(&st, &headers)),
+            accounts::session_cookie(&token, accounts::cookies_secure(&st, &headers)),
         )],
         Json(LoginReply::new(&st, user)),
     )
@@ -198,7 +198,7 @@ pub async fn logout(
     Ok((
         [(
             header::SET_COOKIE,
-            auth::session_cookie("", auth::cookies_secure(&st, &headers)),
+            accounts::session_cookie("", accounts::cookies_secure(&st, &headers)),
         )],
         ok(),
     )
@@ -211,7 +211,7 @@ pub async fn logout(
 pub async fn me(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Me>> {
     Ok(Json(Me {
         user: load_user(&st, caller.id).await?,
-        country_code: super::common::default_country(&st),
+        country_code: crate::http::default_country(&st),
     }))
 }
 
@@ -229,18 +229,20 @@ pub async fn password(
     caller: Caller,
     ValidJson(b): ValidJson<PasswordBody>,
 ) -> ApiResult<Json<Ok_>> {
-    auth::check_password("new_password", &b.new_password)?;
+    accounts::check_password("new_password", &b.new_password)?;
     let hash: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
         .bind(caller.id)
         .fetch_one(&st.pool)
         .await?;
-    if b.current_password.len() > 1024 || !auth::verify_password(&b.current_password, &hash).await {
+    if b.current_password.len() > 1024
+        || !accounts::verify_password(&b.current_password, &hash).await
+    {
         return Err(ApiError::field(
             "current_password",
             "is not your current password",
         ));
     }
-    let new_hash = auth::hash_password(&b.new_password).await?;
+    let new_hash = accounts::hash_password(&b.new_password).await?;
     let mut tx = st.pool.begin().await?;
     sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
         .bind(&new_hash)
@@ -402,7 +404,7 @@ pub async fn settings_notify_test(
     if !st.limits.user_test_allow(caller.id) {
         return Err(ApiError::RateLimited(format!(
             "At most {} test notifications a minute; try again shortly",
-            auth::USER_TESTS_PER_MINUTE
+            accounts::USER_TESTS_PER_MINUTE
         )));
     }
     let mut cl = proto::pb::notifyd::notifyd_client::NotifydClient::new(st.peers.notifyd.clone());
@@ -476,11 +478,11 @@ pub async fn dnd_put(
             .execute(&st.pool)
             .await?;
         // sipd reads DND with the devices: an internal call must see it now.
-        super::devices::reload_sipd(&st).await;
+        crate::api::devices::reload_sipd(&st).await;
     }
     if let Some(s) = b.system {
         proto::settings::store(&st.pool, "routing.dnd", if s { "true" } else { "false" }).await?;
-        super::common::reload_all(&st).await;
+        crate::http::reload_all(&st).await;
     }
     dnd_state(&st, caller.id).await.map(Json)
 }
@@ -580,7 +582,7 @@ pub async fn keys_create(
             "At most 20 active API keys per account".into(),
         ));
     }
-    let key = format!("gsk_{}", auth::random_token(24));
+    let key = format!("gsk_{}", accounts::random_token(24));
     let prefix: String = key.chars().take(12).collect();
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at, expires_at) \
@@ -589,7 +591,7 @@ pub async fn keys_create(
     .bind(caller.id)
     .bind(b.name.trim())
     .bind(&prefix)
-    .bind(auth::sha256_hex(key.as_bytes()))
+    .bind(accounts::sha256_hex(key.as_bytes()))
     .bind(proto::time::now())
     .bind(expires_at)
     .fetch_one(&st.pool)

@@ -1,6 +1,6 @@
 //! Field checks: every bad field of a request is reported with its message.
 
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::http::error::{ApiError, ApiResult, FieldError};
 
 pub fn fe(field: &str, message: impl Into<String>) -> FieldError {
     FieldError {

@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use super::validate::fe;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// JSON body whose rejections become the spec's error JSON.
 pub struct ValidJson<T>(pub T);
