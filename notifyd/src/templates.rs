@@ -34,171 +34,236 @@ pub const TRANSCRIPT_UNAVAILABLE: &str = "(transcript unavailable)";
 
 /// Renders `event`, showing times in `tz`.
 pub fn render(event: &Event, tz: Tz) -> Rendered {
-    let d = &event.data;
-    let accepted = proto::time::parse(&event.created_at).unwrap_or_else(Utc::now);
-    let when = |field: &str| {
-        let t = str_field(d, field)
-            .and_then(proto::time::parse)
-            .unwrap_or(accepted);
-        local_time(t, tz)
+    let facts = Facts::of(event, tz);
+    let mut parts = Parts::default();
+    let head = match event.kind {
+        Kind::Voicemail => voicemail(&facts, &mut parts),
+        Kind::Sms => sms(&facts, &mut parts),
+        Kind::MissedCall => missed_call(&facts, &mut parts),
+        Kind::CallStarted | Kind::CallEnded => call_progress(&facts, &mut parts),
+        Kind::AdminAlert => admin_alert(&facts, &mut parts),
     };
-    let caller = caller(d);
-    let files: Vec<String> = event
-        .attachments
-        .iter()
-        .map(|p| file_name(p).to_owned())
-        .collect();
-    let mut rows: Vec<(&str, String)> = Vec::new();
-    let mut sections: Vec<Section> = Vec::new();
-    let (subject, heading, short, priority) = match event.kind {
-        Kind::Voicemail => {
-            let secs = d.get("duration").and_then(Value::as_u64).unwrap_or(0);
-            rows.push(("From", caller.clone()));
-            push_opt(&mut rows, "To", line_name(d));
-            rows.push(("Received", when("received_at")));
-            rows.push(("Duration", duration(secs)));
-            let transcript = str_field(d, "transcript")
-                .map(str::trim)
-                .filter(|t| !t.is_empty());
-            sections.push(Section {
-                title: "Transcript",
-                body: transcript.unwrap_or(TRANSCRIPT_UNAVAILABLE).to_owned(),
-                muted: transcript.is_none(),
-            });
-            let short = match transcript {
-                Some(t) => format!("{} ({}): {}", caller, duration(secs), clip(t, 200)),
-                None => format!(
-                    "{} ({}), {}",
-                    caller,
-                    duration(secs),
-                    TRANSCRIPT_UNAVAILABLE
-                ),
-            };
-            (
-                format!("New voicemail from {caller} ({})", duration(secs)),
-                "New voicemail".to_owned(),
-                short,
-                6,
-            )
-        }
-        Kind::Sms => {
-            rows.push(("From", caller.clone()));
-            push_opt(&mut rows, "To", line_name(d));
-            rows.push(("Received", when("received_at")));
-            let body = str_field(d, "body").unwrap_or("").to_owned();
-            let kind = if files.is_empty() {
-                "Text message"
-            } else {
-                "Picture message"
-            };
-            if !body.is_empty() {
-                sections.push(Section {
-                    title: "Message",
-                    body: body.clone(),
-                    muted: false,
-                });
-            }
-            let short = if body.is_empty() {
-                format!("{} attachment(s)", files.len())
-            } else {
-                clip(&body, 200)
-            };
-            (
-                format!("{kind} from {caller}"),
-                format!("New {}", kind.to_lowercase()),
-                short,
-                5,
-            )
-        }
-        Kind::MissedCall => {
-            rows.push(("From", caller.clone()));
-            push_opt(&mut rows, "To", line_name(d));
-            rows.push(("When", when("started_at")));
-            push_opt(
-                &mut rows,
-                "Reason",
-                str_field(d, "reason").map(str::to_owned),
-            );
-            (
-                format!("Missed call from {caller}"),
-                "Missed call".to_owned(),
-                format!("Missed call from {caller} at {}", when("started_at")),
-                5,
-            )
-        }
-        Kind::CallStarted | Kind::CallEnded => {
-            let started = event.kind == Kind::CallStarted;
-            rows.push(("From", caller.clone()));
-            push_opt(&mut rows, "To", line_name(d));
-            push_opt(
-                &mut rows,
-                "Direction",
-                str_field(d, "direction").map(str::to_owned),
-            );
-            rows.push(("Started", when("started_at")));
-            if !started {
-                let secs = d.get("duration").and_then(Value::as_u64).unwrap_or(0);
-                rows.push(("Duration", duration(secs)));
-                push_opt(
-                    &mut rows,
-                    "Result",
-                    str_field(d, "disposition").map(str::to_owned),
-                );
-            }
-            let verb = if started { "started" } else { "ended" };
-            (
-                format!("Call {verb}: {caller}"),
-                format!("Call {verb}"),
-                format!("Call {verb}: {caller}"),
-                2,
-            )
-        }
-        Kind::AdminAlert => {
-            let code = str_field(d, "alert").unwrap_or("alert");
-            let title = alert_title(code);
-            let message = str_field(d, "message").unwrap_or(title).to_owned();
-            push_opt(
-                &mut rows,
-                "Source",
-                str_field(d, "source").map(str::to_owned),
-            );
-            rows.push(("When", when("at")));
-            sections.push(Section {
-                title: "What happened",
-                body: message.clone(),
-                muted: false,
-            });
-            sections.push(Section {
-                title: "What to do",
-                body: alert_advice(code).to_owned(),
-                muted: false,
-            });
-            (
-                format!("[GoSIP alert] {title}"),
-                title.to_owned(),
-                clip(&message, 300),
-                8,
-            )
-        }
-    };
-    if !files.is_empty() {
+    if !facts.files.is_empty() {
         let label = if event.kind == Kind::Voicemail {
             "The recording is attached"
         } else {
             "Attached"
         };
-        sections.push(Section {
+        parts.sections.push(Section {
             title: "Attachments",
-            body: format!("{label}: {}", files.join(", ")),
+            body: format!("{label}: {}", facts.files.join(", ")),
             muted: true,
         });
     }
     Rendered {
-        text: text_body(&heading, &rows, &sections),
-        html: html_body(&heading, &rows, &sections),
-        subject,
+        text: text_body(&head.heading, &parts.rows, &parts.sections),
+        html: html_body(&head.heading, &parts.rows, &parts.sections),
+        subject: head.subject,
+        short: head.short,
+        priority: head.priority,
+    }
+}
+
+/// What every kind's renderer reads: the event's data and the values
+/// derived from it once.
+struct Facts<'a> {
+    kind: Kind,
+    data: &'a Value,
+    tz: Tz,
+    /// When the event was accepted; stands in for a missing or bad time.
+    accepted: DateTime<Utc>,
+    caller: String,
+    /// The attachments' file names.
+    files: Vec<String>,
+}
+
+impl<'a> Facts<'a> {
+    /// Gathers the facts of `event`, shown in `tz`.
+    fn of(event: &'a Event, tz: Tz) -> Self {
+        let data = &event.data;
+        Self {
+            kind: event.kind,
+            data,
+            tz,
+            accepted: proto::time::parse(&event.created_at).unwrap_or_else(Utc::now),
+            caller: caller(data),
+            files: event
+                .attachments
+                .iter()
+                .map(|p| file_name(p).to_owned())
+                .collect(),
+        }
+    }
+
+    /// The time in data field `field`, in local time; the acceptance time
+    /// when the field is missing, so a row never shows empty.
+    fn when(&self, field: &str) -> String {
+        let t = str_field(self.data, field)
+            .and_then(proto::time::parse)
+            .unwrap_or(self.accepted);
+        local_time(t, self.tz)
+    }
+
+    /// A data field as an owned string, when present and not empty.
+    fn owned(&self, field: &str) -> Option<String> {
+        str_field(self.data, field).map(str::to_owned)
+    }
+
+    /// The `duration` field in seconds (0 when missing).
+    fn secs(&self) -> u64 {
+        self.data
+            .get("duration")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    }
+}
+
+/// The details table and the titled sections of a message body, filled in
+/// by the kind's renderer and shared by the text and HTML forms.
+#[derive(Default)]
+struct Parts {
+    rows: Vec<(&'static str, String)>,
+    sections: Vec<Section>,
+}
+
+impl Parts {
+    /// Adds the "From" and "To" rows every call and message starts with.
+    fn push_parties(&mut self, f: &Facts<'_>) {
+        self.rows.push(("From", f.caller.clone()));
+        push_opt(&mut self.rows, "To", line_name(f.data));
+    }
+}
+
+/// The parts of a rendered event that differ by kind besides the body.
+struct Headline {
+    subject: String,
+    heading: String,
+    short: String,
+    priority: u8,
+}
+
+/// A voicemail: caller, length and transcript (or a note that there is
+/// none, muted so it does not read like the caller's words).
+fn voicemail(f: &Facts<'_>, parts: &mut Parts) -> Headline {
+    let secs = f.secs();
+    parts.push_parties(f);
+    parts.rows.push(("Received", f.when("received_at")));
+    parts.rows.push(("Duration", duration(secs)));
+    let transcript = str_field(f.data, "transcript")
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    parts.sections.push(Section {
+        title: "Transcript",
+        body: transcript.unwrap_or(TRANSCRIPT_UNAVAILABLE).to_owned(),
+        muted: transcript.is_none(),
+    });
+    let caller = &f.caller;
+    let short = match transcript {
+        Some(t) => format!("{} ({}): {}", caller, duration(secs), clip(t, 200)),
+        None => format!(
+            "{} ({}), {}",
+            caller,
+            duration(secs),
+            TRANSCRIPT_UNAVAILABLE
+        ),
+    };
+    Headline {
+        subject: format!("New voicemail from {caller} ({})", duration(secs)),
+        heading: "New voicemail".to_owned(),
         short,
-        priority,
+        priority: 6,
+    }
+}
+
+/// A text or picture message: its body, or the attachment count when it
+/// has no text.
+fn sms(f: &Facts<'_>, parts: &mut Parts) -> Headline {
+    parts.push_parties(f);
+    parts.rows.push(("Received", f.when("received_at")));
+    let body = str_field(f.data, "body").unwrap_or("").to_owned();
+    let kind = if f.files.is_empty() {
+        "Text message"
+    } else {
+        "Picture message"
+    };
+    if !body.is_empty() {
+        parts.sections.push(Section {
+            title: "Message",
+            body: body.clone(),
+            muted: false,
+        });
+    }
+    let short = if body.is_empty() {
+        format!("{} attachment(s)", f.files.len())
+    } else {
+        clip(&body, 200)
+    };
+    Headline {
+        subject: format!("{kind} from {}", f.caller),
+        heading: format!("New {}", kind.to_lowercase()),
+        short,
+        priority: 5,
+    }
+}
+
+/// A missed call: who, when and why it was not answered.
+fn missed_call(f: &Facts<'_>, parts: &mut Parts) -> Headline {
+    parts.push_parties(f);
+    parts.rows.push(("When", f.when("started_at")));
+    push_opt(&mut parts.rows, "Reason", f.owned("reason"));
+    let caller = &f.caller;
+    Headline {
+        subject: format!("Missed call from {caller}"),
+        heading: "Missed call".to_owned(),
+        short: format!("Missed call from {caller} at {}", f.when("started_at")),
+        priority: 5,
+    }
+}
+
+/// A call starting or ending; an ended call also shows its length and
+/// result. Low priority: these are for people who want every call.
+fn call_progress(f: &Facts<'_>, parts: &mut Parts) -> Headline {
+    let started = f.kind == Kind::CallStarted;
+    parts.push_parties(f);
+    push_opt(&mut parts.rows, "Direction", f.owned("direction"));
+    parts.rows.push(("Started", f.when("started_at")));
+    if !started {
+        parts.rows.push(("Duration", duration(f.secs())));
+        push_opt(&mut parts.rows, "Result", f.owned("disposition"));
+    }
+    let verb = if started { "started" } else { "ended" };
+    let caller = &f.caller;
+    Headline {
+        subject: format!("Call {verb}: {caller}"),
+        heading: format!("Call {verb}"),
+        short: format!("Call {verb}: {caller}"),
+        priority: 2,
+    }
+}
+
+/// An admin alert: what happened and what to do about it, at high
+/// priority so it is not missed.
+fn admin_alert(f: &Facts<'_>, parts: &mut Parts) -> Headline {
+    let code = str_field(f.data, "alert").unwrap_or("alert");
+    let title = alert_title(code);
+    let message = str_field(f.data, "message").unwrap_or(title).to_owned();
+    push_opt(&mut parts.rows, "Source", f.owned("source"));
+    parts.rows.push(("When", f.when("at")));
+    parts.sections.push(Section {
+        title: "What happened",
+        body: message.clone(),
+        muted: false,
+    });
+    parts.sections.push(Section {
+        title: "What to do",
+        body: alert_advice(code).to_owned(),
+        muted: false,
+    });
+    Headline {
+        subject: format!("[GoSIP alert] {title}"),
+        heading: title.to_owned(),
+        short: clip(&message, 300),
+        priority: 8,
     }
 }
 

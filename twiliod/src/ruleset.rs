@@ -36,12 +36,54 @@ pub struct Snapshot {
 
 /// Reads everything [`crate::rules::decide`] needs.
 pub async fn load(pool: &SqlitePool, s: &Settings) -> Result<Snapshot, sqlx::Error> {
+    let country = default_country(s);
+    let blocklist = load_blocklist(pool, &country).await?;
+    let lists = load_caller_lists(pool, &country).await?;
+    let routes = load_routes(pool, &country).await?;
+    let global: Vec<Route> = routes
+        .iter()
+        .filter(|r| r.did_id.is_none())
+        .cloned()
+        .collect();
+    let did_tables = load_dids(pool, &routes).await?;
+    let rules = RuleSet {
+        blocklist,
+        reject_anonymous: s.bool("routing.reject_anonymous"),
+        spam_threshold: s
+            .str("routing.spam_threshold")
+            .trim()
+            .parse()
+            .unwrap_or(0.7),
+        block_action: Some(BlockAction::parse(s.str("routing.block_action"))),
+        system_dnd: s.bool("routing.dnd"),
+        vip: lists.vip,
+        known: lists.known,
+        calendar: Calendar::from_settings(s),
+        dids: did_tables.rules,
+        global_routes: global,
+        default_country: country,
+    };
+    Ok(Snapshot {
+        rules,
+        dids: did_tables.infos,
+        addons: crate::rules::parse_addon_names(s.str("routing.spam_addons")),
+    })
+}
+
+/// The country code numbers are normalised with; "1" when the setting is
+/// blank, so an unconfigured system still compares numbers consistently.
+fn default_country(s: &Settings) -> String {
     let country = s.str("system.default_country").trim().to_owned();
-    let country = if country.is_empty() {
+    if country.is_empty() {
         "1".to_owned()
     } else {
         country
-    };
+    }
+}
+
+/// Reads the blocklist; entries with a bad pattern are logged and skipped
+/// so one broken row cannot stop every call from being decided.
+async fn load_blocklist(pool: &SqlitePool, country: &str) -> Result<Blocklist, sqlx::Error> {
     let entries: Vec<(i64, String, String, String)> =
         sqlx::query_as("SELECT id, pattern, pattern_type, reason FROM blocklist ORDER BY id")
             .fetch_all(pool)
@@ -56,24 +98,42 @@ pub async fn load(pool: &SqlitePool, s: &Settings) -> Result<Snapshot, sqlx::Err
                 reason,
             })
             .collect(),
-        &country,
+        country,
     );
     if !bad.is_empty() {
         tracing::warn!(ids = ?bad, "blocklist entries with an invalid pattern are ignored");
     }
+    Ok(blocklist)
+}
+
+/// The normalised numbers of the caller lists.
+struct CallerLists {
+    vip: HashSet<String>,
+    known: HashSet<String>,
+}
+
+/// Reads the VIP and known caller lists, normalised the way callers are,
+/// so membership is a plain set lookup at decision time.
+async fn load_caller_lists(pool: &SqlitePool, country: &str) -> Result<CallerLists, sqlx::Error> {
     let lists: Vec<(String, String)> = sqlx::query_as("SELECT list, number FROM caller_lists")
         .fetch_all(pool)
         .await?;
     let mut vip = HashSet::new();
     let mut known = HashSet::new();
     for (list, number) in lists {
-        let n = crate::rules::normalize_caller(&number, &country);
+        let n = crate::rules::normalize_caller(&number, country);
         if list == "vip" {
             vip.insert(n);
         } else {
             known.insert(n);
         }
     }
+    Ok(CallerLists { vip, known })
+}
+
+/// Reads the enabled routes in priority order, logging the invalid ones
+/// (they are kept but never match).
+async fn load_routes(pool: &SqlitePool, country: &str) -> Result<Vec<Route>, sqlx::Error> {
     type RouteRow = (
         i64,
         Option<i64>,
@@ -93,7 +153,7 @@ pub async fn load(pool: &SqlitePool, s: &Settings) -> Result<Snapshot, sqlx::Err
     let routes: Vec<Route> = rows
         .into_iter()
         .map(|(id, did, prio, name, ct, cd, at, ad)| {
-            Route::from_row(id, did, prio, &name, &ct, &cd, &at, &ad, &country)
+            Route::from_row(id, did, prio, &name, &ct, &cd, &at, &ad, country)
         })
         .collect();
     for r in &routes {
@@ -102,11 +162,18 @@ pub async fn load(pool: &SqlitePool, s: &Settings) -> Result<Snapshot, sqlx::Err
             tracing::warn!(route_id = r.id, name = %r.name, reason = %why, "route is invalid and ignored");
         }
     }
-    let global: Vec<Route> = routes
-        .iter()
-        .filter(|r| r.did_id.is_none())
-        .cloned()
-        .collect();
+    Ok(routes)
+}
+
+/// Per-DID rules and details, both keyed by the DID's number.
+struct DidTables {
+    rules: HashMap<String, DidRules>,
+    infos: HashMap<String, DidInfo>,
+}
+
+/// Reads the DIDs with their owner's DND flag and gives each its own
+/// routes merged with the global ones, so a call needs one lookup.
+async fn load_dids(pool: &SqlitePool, routes: &[Route]) -> Result<DidTables, sqlx::Error> {
     type DidRow = (i64, String, Option<i64>, Option<bool>, String, String);
     let did_rows: Vec<DidRow> = sqlx::query_as(
         "SELECT d.id, d.number, d.owner_user_id, u.dnd, d.greeting_text, d.greeting_path \
@@ -143,28 +210,7 @@ pub async fn load(pool: &SqlitePool, s: &Settings) -> Result<Snapshot, sqlx::Err
             },
         );
     }
-    let rules = RuleSet {
-        blocklist,
-        reject_anonymous: s.bool("routing.reject_anonymous"),
-        spam_threshold: s
-            .str("routing.spam_threshold")
-            .trim()
-            .parse()
-            .unwrap_or(0.7),
-        block_action: Some(BlockAction::parse(s.str("routing.block_action"))),
-        system_dnd: s.bool("routing.dnd"),
-        vip,
-        known,
-        calendar: Calendar::from_settings(s),
-        dids,
-        global_routes: global,
-        default_country: country,
-    };
-    Ok(Snapshot {
-        rules,
-        dids: infos,
-        addons: crate::rules::parse_addon_names(s.str("routing.spam_addons")),
-    })
+    Ok(DidTables { rules: dids, infos })
 }
 
 /// The in-memory snapshot, shared by all handlers.

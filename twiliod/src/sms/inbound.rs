@@ -64,44 +64,111 @@ pub async fn store_inbound(
     ctx: &AppState,
     p: &HashMap<&str, &str>,
 ) -> Result<Option<i64>, InboundError> {
-    let sid = p
-        .get("MessageSid")
-        .or_else(|| p.get("SmsMessageSid"))
-        .or_else(|| p.get("SmsSid"))
-        .copied()
-        .filter(|s| !s.is_empty())
-        .ok_or(InboundError::Bad("MessageSid missing"))?;
-    let from = p.get("From").copied().unwrap_or("");
-    let to = p.get("To").copied().unwrap_or("");
-    if to.is_empty() {
-        return Err(InboundError::Bad("To missing"));
+    let msg = InboundFields::parse(p)?;
+    if is_duplicate_or_refused(ctx, &msg).await? {
+        return Ok(None);
     }
-    let body = p.get("Body").copied().unwrap_or("");
+    let items = download_webhook_media(ctx, p, msg.sid).await;
+    let did = DidTarget::lookup(ctx, &msg).await?;
+    let now = proto::time::now();
+    let media_json = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
+    let mut tx = ctx.pool.begin().await?;
+    let Some(id) = insert_message(&mut tx, &msg, &did, &media_json, &now).await? else {
+        tracing::info!(message_sid = msg.sid, "duplicate inbound webhook ignored");
+        return Ok(None);
+    };
+    apply_keyword(&mut tx, &msg, &now).await?;
+    queue_follow_ups(&mut tx, id, did.did_id, &items).await?;
+    tx.commit().await?;
+    ctx.queue.wake();
+    tracing::info!(
+        message_id = id,
+        message_sid = msg.sid,
+        did_id = ?did.did_id,
+        media = items.len(),
+        forward = did.forward,
+        owner = ?did.owner,
+        "inbound message stored"
+    );
+    Ok(Some(id))
+}
+
+/// The webhook fields an inbound message is stored from.
+struct InboundFields<'a> {
+    sid: &'a str,
+    from: &'a str,
+    to: &'a str,
+    body: &'a str,
+}
+
+impl<'a> InboundFields<'a> {
+    /// Picks the fields out of the webhook, refusing one without a
+    /// MessageSid or a `To` (Twilio always sends both, so it is malformed).
+    fn parse(p: &HashMap<&'a str, &'a str>) -> Result<Self, InboundError> {
+        let sid = p
+            .get("MessageSid")
+            .or_else(|| p.get("SmsMessageSid"))
+            .or_else(|| p.get("SmsSid"))
+            .copied()
+            .filter(|s| !s.is_empty())
+            .ok_or(InboundError::Bad("MessageSid missing"))?;
+        let from = p.get("From").copied().unwrap_or("");
+        let to = p.get("To").copied().unwrap_or("");
+        if to.is_empty() {
+            return Err(InboundError::Bad("To missing"));
+        }
+        let body = p.get("Body").copied().unwrap_or("");
+        Ok(Self {
+            sid,
+            from,
+            to,
+            body,
+        })
+    }
+}
+
+/// Whether the message must be dropped before any work: Twilio retried a
+/// webhook already stored, or the number has SMS turned off.
+async fn is_duplicate_or_refused(
+    ctx: &AppState,
+    msg: &InboundFields<'_>,
+) -> Result<bool, sqlx::Error> {
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS(SELECT 1 FROM messages WHERE message_sid = ?)")
-            .bind(sid)
+            .bind(msg.sid)
             .fetch_one(&ctx.pool)
             .await?;
     if exists {
-        tracing::info!(message_sid = sid, "duplicate inbound webhook ignored");
-        return Ok(None);
+        tracing::info!(message_sid = msg.sid, "duplicate inbound webhook ignored");
+        return Ok(true);
     }
     // A number with SMS turned off takes no texts: nothing is stored,
     // downloaded, auto-replied or forwarded (Twilio gets the empty answer).
     let refused: bool = sqlx::query_scalar(
         "SELECT EXISTS(SELECT 1 FROM dids WHERE number = ? AND NOT sms_enabled)",
     )
-    .bind(to)
+    .bind(msg.to)
     .fetch_one(&ctx.pool)
     .await?;
     if refused {
         tracing::info!(
-            message_sid = sid,
-            to,
+            message_sid = msg.sid,
+            to = msg.to,
             "inbound message refused: SMS is off for this number"
         );
-        return Ok(None);
+        return Ok(true);
     }
+    Ok(false)
+}
+
+/// Downloads the message's media (at most 10) within the webhook's time
+/// budget; what does not arrive in time is recorded as failed so the
+/// `sms.media` job can fetch it later.
+async fn download_webhook_media(
+    ctx: &AppState,
+    p: &HashMap<&str, &str>,
+    sid: &str,
+) -> Vec<MediaItem> {
     let num_media: usize = p
         .get("NumMedia")
         .and_then(|n| n.parse().ok())
@@ -130,70 +197,122 @@ pub async fn store_inbound(
             });
         items.push(item);
     }
-    let did: Option<(i64, Option<i64>, bool)> =
-        sqlx::query_as("SELECT id, owner_user_id, sms_email_forward FROM dids WHERE number = ?")
-            .bind(to)
-            .fetch_optional(&ctx.pool)
-            .await?;
-    let (did_id, owner, forward) = match did {
-        Some((id, owner, fwd)) => (Some(id), owner, fwd),
-        None => {
-            tracing::warn!(
-                message_sid = sid,
-                to,
-                "inbound message for a number that is not a DID"
-            );
-            (None, None, false)
-        }
-    };
-    let now = proto::time::now();
-    let media_json = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
-    let mut tx = ctx.pool.begin().await?;
+    items
+}
+
+/// The DID a message was sent to, as far as storing it needs.
+struct DidTarget {
+    did_id: Option<i64>,
+    owner: Option<i64>,
+    forward: bool,
+}
+
+impl DidTarget {
+    /// Looks up the `To` number; a number that is not a DID is still
+    /// stored (and logged) but belongs to nobody.
+    async fn lookup(ctx: &AppState, msg: &InboundFields<'_>) -> Result<Self, sqlx::Error> {
+        let did: Option<(i64, Option<i64>, bool)> = sqlx::query_as(
+            "SELECT id, owner_user_id, sms_email_forward FROM dids WHERE number = ?",
+        )
+        .bind(msg.to)
+        .fetch_optional(&ctx.pool)
+        .await?;
+        Ok(match did {
+            Some((id, owner, fwd)) => Self {
+                did_id: Some(id),
+                owner,
+                forward: fwd,
+            },
+            None => {
+                tracing::warn!(
+                    message_sid = msg.sid,
+                    to = msg.to,
+                    "inbound message for a number that is not a DID"
+                );
+                Self {
+                    did_id: None,
+                    owner: None,
+                    forward: false,
+                }
+            }
+        })
+    }
+}
+
+/// Inserts the message row; `None` when a concurrent webhook with the same
+/// MessageSid got there first.
+async fn insert_message(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    msg: &InboundFields<'_>,
+    did: &DidTarget,
+    media_json: &str,
+    now: &str,
+) -> Result<Option<i64>, sqlx::Error> {
     let res = sqlx::query(
         "INSERT INTO messages (message_sid, direction, from_number, to_number, did_id, user_id, body, \
          media_urls, status, created_at, updated_at) \
          VALUES (?, 'inbound', ?, ?, ?, ?, ?, ?, 'received', ?, ?) ON CONFLICT(message_sid) DO NOTHING",
     )
-    .bind(sid)
-    .bind(from)
-    .bind(to)
-    .bind(did_id)
-    .bind(owner)
-    .bind(body)
-    .bind(&media_json)
-    .bind(&now)
-    .bind(&now)
-    .execute(&mut *tx)
+    .bind(msg.sid)
+    .bind(msg.from)
+    .bind(msg.to)
+    .bind(did.did_id)
+    .bind(did.owner)
+    .bind(msg.body)
+    .bind(media_json)
+    .bind(now)
+    .bind(now)
+    .execute(&mut **tx)
     .await?;
     if res.rows_affected() == 0 {
-        tracing::info!(message_sid = sid, "duplicate inbound webhook ignored");
         return Ok(None);
     }
-    let id = res.last_insert_rowid();
-    match keywords::classify(body) {
+    Ok(Some(res.last_insert_rowid()))
+}
+
+/// Records a STOP or START keyword for this sender and number, in the same
+/// transaction as the message so the opt-out state never lags behind it.
+async fn apply_keyword(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    msg: &InboundFields<'_>,
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    match keywords::classify(msg.body) {
         Some(Keyword::OptOut) => {
             sqlx::query(
                 "INSERT INTO sms_opt_outs (did_number, number, created_at) VALUES (?, ?, ?) \
                  ON CONFLICT(did_number, number) DO NOTHING",
             )
-            .bind(to)
-            .bind(from)
-            .bind(&now)
-            .execute(&mut *tx)
+            .bind(msg.to)
+            .bind(msg.from)
+            .bind(now)
+            .execute(&mut **tx)
             .await?;
         }
         Some(Keyword::OptIn) => {
             sqlx::query("DELETE FROM sms_opt_outs WHERE did_number = ? AND number = ?")
-                .bind(to)
-                .bind(from)
-                .execute(&mut *tx)
+                .bind(msg.to)
+                .bind(msg.from)
+                .execute(&mut **tx)
                 .await?;
         }
         _ => {}
     }
+    Ok(())
+}
+
+/// Queues what happens after storing: the auto-reply for a DID's message,
+/// then either the media retry (which sends the email when done) or the
+/// email right away.
+async fn queue_follow_ups(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: i64,
+    did_id: Option<i64>,
+    items: &[MediaItem],
+) -> Result<(), sqlx::Error> {
     if did_id.is_some() {
         insert_job(
-            &mut *tx,
+            &mut **tx,
             crate::autoreply::JOB,
             &json!({ "message_id": id }),
             &Enqueue::key(format!("{}:{id}", crate::autoreply::JOB)),
@@ -204,27 +323,16 @@ pub async fn store_inbound(
     if missing {
         // Fetch the rest later; the email waits for it (or for giving up).
         insert_job(
-            &mut *tx,
+            &mut **tx,
             MEDIA_JOB,
             &json!({ "message_id": id }),
             &Enqueue::key(format!("{MEDIA_JOB}:{id}")).max_attempts(6),
         )
         .await?;
     } else if did_id.is_some() {
-        queue_email(&mut tx, id).await?;
+        queue_email(tx, id).await?;
     }
-    tx.commit().await?;
-    ctx.queue.wake();
-    tracing::info!(
-        message_id = id,
-        message_sid = sid,
-        did_id = ?did_id,
-        media = items.len(),
-        forward,
-        owner = ?owner,
-        "inbound message stored"
-    );
-    Ok(Some(id))
+    Ok(())
 }
 
 /// Job kind that retries the media downloads an inbound webhook could not
