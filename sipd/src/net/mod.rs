@@ -279,22 +279,7 @@ pub async fn serve(
     let udp = Arc::new(udp);
     let inbox = Inbox::new();
     let conns = Conns::default();
-
-    let mut secret = [0u8; 32];
-    rand::fill(&mut secret);
-    let mut core = Core::new(core_config(&settings.get(), sip_addr), secret);
-    core.set_devices(store::load_devices(&pool).await?);
-    core.set_dnd(store::load_dnd(&pool).await?);
-    let now = now_ms();
-    let bindings = store::load_bindings(&pool, now).await?;
-    tracing::info!(
-        realm = %core.config().realm,
-        restored = bindings.len(),
-        "registrar ready"
-    );
-    for b in bindings {
-        core.restore(b);
-    }
+    let core = load_core(&pool, &settings, sip_addr).await?;
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
     let writer = tokio::spawn(db_writer(pool.clone(), ev_rx));
@@ -312,21 +297,17 @@ pub async fn serve(
         cmd_tx.clone(),
         shutdown.clone(),
     ));
-    let mut addr_tick = tokio::time::interval(Duration::from_secs(2));
-    let mut last_addrs = Vec::new();
     tokio::spawn(transport::tcp_acceptor(
         tcp,
         inbox.clone(),
         conns.clone(),
         shutdown.clone(),
     ));
-
     tokio::spawn(voicemail_counter(
         pool.clone(),
         cmd_tx.clone(),
         shutdown.clone(),
     ));
-    let mut settings_rx = settings.subscribe();
     // Devices are re-read off the core task (see device_reloader).
     let (dev_tx, mut dev_rx) = mpsc::channel(1);
     tokio::spawn(device_reloader(
@@ -335,26 +316,42 @@ pub async fn serve(
         dev_tx,
         shutdown.clone(),
     ));
+
+    let mut shell = Shell {
+        core,
+        udp,
+        conns,
+        ev_tx,
+        notifier,
+        media,
+        cmd_tx,
+    };
+    let mut addr_tick = tokio::time::interval(Duration::from_secs(2));
+    let mut last_addrs = Vec::new();
+    let mut settings_rx = settings.subscribe();
     loop {
         let now = now_ms();
-        let wait = core.poll_timeout().map_or(Duration::from_secs(1), |t| {
-            Duration::from_millis(t.saturating_sub(now))
-        });
+        let wait = shell
+            .core
+            .poll_timeout()
+            .map_or(Duration::from_secs(1), |t| {
+                Duration::from_millis(t.saturating_sub(now))
+            });
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = inbox.ready() => {
                 // A bounded batch, round-robin over source addresses.
                 for _ in 0..256 {
                     let Some(item) = inbox.pop() else { break };
-                    core.handle_message(now_ms(), item.peer, &item.data);
-                    flush(&mut core, &udp, &conns, &ev_tx, &notifier, &media, &cmd_tx).await;
+                    shell.core.handle_message(now_ms(), item.peer, &item.data);
+                    shell.flush().await;
                 }
             }
             _ = tokio::time::sleep(wait) => {
-                core.handle_timeout(now_ms());
+                shell.core.handle_timeout(now_ms());
             }
             _ = addr_tick.tick() => {
-                let rows = address_rows(&core);
+                let rows = address_rows(&shell.core);
                 if rows != last_addrs {
                     match store::write_addresses(&pool, &rows).await {
                         Ok(()) => last_addrs = rows,
@@ -365,50 +362,146 @@ pub async fn serve(
             changed = settings_rx.changed() => {
                 if changed.is_ok() {
                     let cfg = core_config(&settings_rx.borrow_and_update(), sip_addr);
-                    if &cfg != core.config() {
+                    if &cfg != shell.core.config() {
                         tracing::info!(realm = %cfg.realm, "sip settings changed");
-                        core.set_config(now_ms(), cfg);
+                        shell.core.set_config(now_ms(), cfg);
                     }
                 }
             }
             Some(list) = dev_rx.recv() => {
                 let n = list.devices.len();
-                core.set_devices(list.devices);
-                core.set_dnd(list.dnd);
+                shell.core.set_devices(list.devices);
+                shell.core.set_dnd(list.dnd);
                 for ack in list.acks {
                     let _ = ack.send(Ok(n));
                 }
             }
-            Some(cmd) = commands.recv() => match cmd {
-                Command::MediaReady { call_id, ports } => core.media_ready(now_ms(), &call_id, ports),
-                Command::Hangup { call_id, why, reply } => {
-                    let found = core.hangup(now_ms(), &call_id, &why);
-                    if let Some(r) = reply {
-                        let _ = r.send(found);
-                    }
-                }
-                Command::SetRecording { call_id, enabled, reply } => {
-                    let _ = reply.send(core.set_recording(&call_id, enabled));
-                }
-                Command::Originate { call_id, device_id, to_number, reply } => {
-                    let _ = reply.send(core.originate(now_ms(), &call_id, device_id, &to_number));
-                }
-                Command::Dtmf { call_id, leg, digit } => core.dtmf(&call_id, &leg, &digit),
-                Command::PublicLearned { ip } => {
-                    core.learn_public(ip, crate::sip::core::AddrSource::Stun);
-                }
-                Command::VoicemailCounts(counts) => core.set_voicemail_counts(now_ms(), counts),
-                Command::ListCalls { reply } => {
-                    let _ = reply.send(core.calls());
-                }
-            },
+            Some(cmd) = commands.recv() => shell.command(cmd),
         }
-        flush(&mut core, &udp, &conns, &ev_tx, &notifier, &media, &cmd_tx).await;
+        shell.flush().await;
     }
-    drop(ev_tx);
+    drop(shell.ev_tx);
     let _ = writer.await;
-    notifier.finish().await;
+    shell.notifier.finish().await;
     Ok(())
+}
+
+/// The core as the database leaves it: settings, devices, do-not-disturb
+/// and the registrations that have not expired (a restart keeps phones
+/// reachable without waiting for them to register again).
+async fn load_core(
+    pool: &SqlitePool,
+    settings: &SettingsHandle,
+    sip_addr: std::net::SocketAddr,
+) -> anyhow::Result<Core> {
+    let mut secret = [0u8; 32];
+    rand::fill(&mut secret);
+    let mut core = Core::new(core_config(&settings.get(), sip_addr), secret);
+    core.set_devices(store::load_devices(pool).await?);
+    core.set_dnd(store::load_dnd(pool).await?);
+    let bindings = store::load_bindings(pool, now_ms()).await?;
+    tracing::info!(
+        realm = %core.config().realm,
+        restored = bindings.len(),
+        "registrar ready"
+    );
+    for b in bindings {
+        core.restore(b);
+    }
+    Ok(core)
+}
+
+/// The sans-IO core with the I/O it drives: the sockets its datagrams go
+/// out on, the database writer, notifyd and mediad.
+struct Shell {
+    core: Core,
+    udp: Arc<UdpSocket>,
+    conns: Conns,
+    ev_tx: mpsc::UnboundedSender<Event>,
+    notifier: notify::Notifier,
+    media: media::Media,
+    cmd_tx: mpsc::Sender<Command>,
+}
+
+impl Shell {
+    /// Sends what the core queued and hands its events on: media work to
+    /// mediad, rows to the database writer, CDRs and alerts also to notifyd.
+    async fn flush(&mut self) {
+        while let Some(t) = self.core.poll_transmit() {
+            transport::send(&self.udp, &self.conns, t).await;
+        }
+        while let Some(e) = self.core.poll_event() {
+            let media = &self.media;
+            match e {
+                Event::MediaAllocate { call_id } => media.allocate(call_id, self.cmd_tx.clone()),
+                Event::MediaRelease { call_id } => media.release(call_id),
+                Event::MediaUpdate {
+                    call_id,
+                    leg,
+                    media: m,
+                    established,
+                    hold,
+                } => media.update_leg(call_id, leg, m, established, hold),
+                Event::MediaRecord { call_id, enabled } => media.record(call_id, enabled),
+                Event::Cdr(c) => {
+                    self.notifier.cdr(&c);
+                    let _ = self.ev_tx.send(Event::Cdr(c));
+                }
+                Event::Alert { kind, message } => {
+                    self.notifier.alert(kind, &message);
+                    let _ = self.ev_tx.send(Event::Alert { kind, message });
+                }
+                e => {
+                    let _ = self.ev_tx.send(e);
+                }
+            }
+        }
+    }
+
+    /// Applies a command from gRPC, mediad or a helper task to the core.
+    fn command(&mut self, cmd: Command) {
+        let core = &mut self.core;
+        match cmd {
+            Command::MediaReady { call_id, ports } => core.media_ready(now_ms(), &call_id, ports),
+            Command::Hangup {
+                call_id,
+                why,
+                reply,
+            } => {
+                let found = core.hangup(now_ms(), &call_id, &why);
+                if let Some(r) = reply {
+                    let _ = r.send(found);
+                }
+            }
+            Command::SetRecording {
+                call_id,
+                enabled,
+                reply,
+            } => {
+                let _ = reply.send(core.set_recording(&call_id, enabled));
+            }
+            Command::Originate {
+                call_id,
+                device_id,
+                to_number,
+                reply,
+            } => {
+                let _ = reply.send(core.originate(now_ms(), &call_id, device_id, &to_number));
+            }
+            Command::Dtmf {
+                call_id,
+                leg,
+                digit,
+            } => core.dtmf(&call_id, &leg, &digit),
+            Command::PublicLearned { ip } => {
+                core.learn_public(ip, crate::sip::core::AddrSource::Stun);
+            }
+            Command::VoicemailCounts(counts) => core.set_voicemail_counts(now_ms(), counts),
+            Command::ListCalls { reply } => {
+                let _ = reply.send(core.calls());
+            }
+        }
+    }
 }
 
 /// The addresses sipd uses now, as rows for `sip_addresses`: the public
@@ -620,47 +713,6 @@ async fn device_reloader(
                 for ack in acks {
                     let _ = ack.send(Err(ReloadError::Database(e.to_string())));
                 }
-            }
-        }
-    }
-}
-
-/// Sends what the core queued and hands events to the writer (and CDR
-/// changes to the notifier).
-async fn flush(
-    core: &mut Core,
-    udp: &UdpSocket,
-    conns: &Conns,
-    ev_tx: &mpsc::UnboundedSender<Event>,
-    notifier: &notify::Notifier,
-    media: &media::Media,
-    cmd_tx: &mpsc::Sender<Command>,
-) {
-    while let Some(t) = core.poll_transmit() {
-        transport::send(udp, conns, t).await;
-    }
-    while let Some(e) = core.poll_event() {
-        match e {
-            Event::MediaAllocate { call_id } => media.allocate(call_id, cmd_tx.clone()),
-            Event::MediaRelease { call_id } => media.release(call_id),
-            Event::MediaUpdate {
-                call_id,
-                leg,
-                media: m,
-                established,
-                hold,
-            } => media.update_leg(call_id, leg, m, established, hold),
-            Event::MediaRecord { call_id, enabled } => media.record(call_id, enabled),
-            Event::Cdr(c) => {
-                notifier.cdr(&c);
-                let _ = ev_tx.send(Event::Cdr(c));
-            }
-            Event::Alert { kind, message } => {
-                notifier.alert(kind, &message);
-                let _ = ev_tx.send(Event::Alert { kind, message });
-            }
-            e => {
-                let _ = ev_tx.send(e);
             }
         }
     }

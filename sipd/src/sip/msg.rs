@@ -204,7 +204,51 @@ fn reject(code: u16, reason: &str) -> Intake {
     Intake::Reject(code, reason.to_string())
 }
 
+/// The RFC 3261 syntax checks sipd relies on (RFC 4475 torture cases):
+/// a response with its status, or a request with its typed form.
 fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
+    check_headers(raw)?;
+    let body = framed_body(raw)?;
+    let Some((cseq_n, cseq_m)) = raw.cseq() else {
+        return Err(reject(400, "Bad CSeq"));
+    };
+    if cseq_n > (1u32 << 31) - 1 {
+        return Err(reject(400, "CSeq Out Of Range"));
+    }
+    let via = TopVia::parse(raw.get("via").unwrap_or_default()).ok_or(reject(400, "Bad Via"))?;
+    if raw.is_response() {
+        let mut parts = raw.start.splitn(3, ' ');
+        let (_, code) = (parts.next(), parts.next());
+        let status = code
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|c| (100..700).contains(c))
+            .ok_or(Intake::Drop("bad status line"))?;
+        return Ok(Inbound::Response(Box::new(Response {
+            raw: Raw {
+                body,
+                ..raw.clone()
+            },
+            status,
+            via,
+        })));
+    }
+    let (method, uri) = check_request_line(raw, &cseq_m)?;
+    check_request_headers(raw, uri)?;
+    let req = typed_request(bytes, &body, method)?;
+    Ok(Inbound::Request(Box::new(Request {
+        raw: Raw {
+            body,
+            ..raw.clone()
+        },
+        req,
+        via,
+    })))
+}
+
+/// The checks every message passes, request or response: header count and
+/// names, the headers RFC 3261 section 8.1.1 requires, and no duplicates of
+/// those that must appear once.
+fn check_headers(raw: &Raw) -> Result<(), Intake> {
     if raw.headers.len() > MAX_HEADERS {
         return Err(reject(400, "Too Many Headers"));
     }
@@ -230,8 +274,12 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
             return Err(reject(400, "Duplicate Header"));
         }
     }
-    // Content-Length frames the body (RFC 3261 section 18.3): a shorter body
-    // is an error, extra octets are discarded.
+    Ok(())
+}
+
+/// The body as Content-Length frames it (RFC 3261 section 18.3): a shorter
+/// body is an error, extra octets are discarded.
+fn framed_body(raw: &Raw) -> Result<Vec<u8>, Intake> {
     let mut body = raw.body.clone();
     if let Some(cl) = raw.get("content-length") {
         let Ok(n) = cl.trim().parse::<usize>() else {
@@ -242,30 +290,13 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
         }
         body.truncate(n);
     }
-    let Some((cseq_n, cseq_m)) = raw.cseq() else {
-        return Err(reject(400, "Bad CSeq"));
-    };
-    if cseq_n > (1u32 << 31) - 1 {
-        return Err(reject(400, "CSeq Out Of Range"));
-    }
-    let via = TopVia::parse(raw.get("via").unwrap_or_default()).ok_or(reject(400, "Bad Via"))?;
-    if raw.is_response() {
-        let mut parts = raw.start.splitn(3, ' ');
-        let (_, code) = (parts.next(), parts.next());
-        let status = code
-            .and_then(|c| c.parse::<u16>().ok())
-            .filter(|c| (100..700).contains(c))
-            .ok_or(Intake::Drop("bad status line"))?;
-        return Ok(Inbound::Response(Box::new(Response {
-            raw: Raw {
-                body,
-                ..raw.clone()
-            },
-            status,
-            via,
-        })));
-    }
-    // Request-Line: Method SP Request-URI SP SIP-Version, single spaces.
+    Ok(body)
+}
+
+/// The Request-Line (Method SP Request-URI SP SIP-Version, single spaces,
+/// RFC 3261 section 25.1) and its agreement with the CSeq method: the
+/// method and the Request-URI.
+fn check_request_line<'a>(raw: &'a Raw, cseq_method: &str) -> Result<(&'a str, &'a str), Intake> {
     let parts: Vec<&str> = raw.start.split(' ').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
         return Err(reject(400, "Malformed Request-Line"));
@@ -284,7 +315,7 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
         }
         return Err(reject(400, "Malformed Request-Line"));
     }
-    if method != cseq_m {
+    if method != cseq_method {
         return Err(reject(400, "CSeq Method Mismatch"));
     }
     let scheme = uri.split(':').next().unwrap_or_default();
@@ -301,6 +332,12 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
     if uri.contains(['<', '>']) {
         return Err(reject(400, "Malformed Request-URI"));
     }
+    Ok((method, uri))
+}
+
+/// The request headers whose values sipd reads: numbers, name-addrs and
+/// their parameters, Via items, Date and Contact.
+fn check_request_headers(raw: &Raw, uri: &str) -> Result<(), Intake> {
     if let Some(mf) = raw.get("max-forwards")
         && mf.trim().parse::<u8>().is_err()
     {
@@ -347,14 +384,18 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
             }
         }
     }
+    Ok(())
+}
+
+/// The typed form of the methods sipd serves: rsip parses them with the
+/// framed body. Extension methods are answered (405/501) from the raw form.
+fn typed_request(bytes: &[u8], body: &[u8], method: &str) -> Result<Option<rsip::Request>, Intake> {
     let mut framed = bytes.to_vec();
     // rsip keeps whatever follows the blank line; give it the framed body.
     let sep = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len().saturating_sub(4)) + 4;
     framed.truncate(sep);
-    framed.extend_from_slice(&body);
-    // Extension methods are answered (405/501) from the raw form; the
-    // methods sipd serves must also pass rsip's typed parse.
-    let req = if SERVED.contains(&method) {
+    framed.extend_from_slice(body);
+    Ok(if SERVED.contains(&method) {
         match rsip::SipMessage::try_from(framed.as_slice()) {
             Ok(rsip::SipMessage::Request(r)) => Some(r),
             Ok(rsip::SipMessage::Response(_)) | Err(_) => {
@@ -363,15 +404,7 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
         }
     } else {
         None
-    };
-    Ok(Inbound::Request(Box::new(Request {
-        raw: Raw {
-            body,
-            ..raw.clone()
-        },
-        req,
-        via,
-    })))
+    })
 }
 
 /// The `;param` part of a name-addr / addr-spec header value.
