@@ -1,5 +1,5 @@
-//! notifyd's rows of the durable `jobs` table (queue = 'notifyd') and the
-//! `deliveries` log.
+//! notifyd's rows of the durable `jobs` table (queue = 'notifyd', stored
+//! through [`proto::jobs`]), the retry schedules, and the `deliveries` log.
 //!
 //! A job is `pending` until due, `running` while a worker has it, then `done`
 //! or `abandoned`. Jobs found `running` at start-up were cut off by a crash
@@ -15,15 +15,8 @@ use sqlx::{SqliteConnection, SqlitePool};
 /// The `jobs.queue` value notifyd owns.
 pub const QUEUE: &str = "notifyd";
 
-/// A claimed job.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: i64,
-    pub kind: String,
-    pub payload: String,
-    /// Attempts made before this one.
-    pub attempts: i64,
-}
+/// A claimed job; `attempts` counts the one being made.
+pub type Job = proto::jobs::Job;
 
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,86 +59,35 @@ pub async fn insert(
     max_attempts: usize,
     idempotency_key: Option<&str>,
 ) -> Result<i64, sqlx::Error> {
-    let now = proto::time::now();
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO jobs (queue, kind, payload, status, attempts, max_attempts, \
-         next_attempt_at, idempotency_key, created_at, updated_at) \
-         VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?) \
-         ON CONFLICT(idempotency_key) DO NOTHING RETURNING id",
-    )
-    .bind(QUEUE)
-    .bind(kind)
-    .bind(payload)
-    .bind(max_attempts as i64)
-    .bind(at(after))
-    .bind(idempotency_key)
-    .bind(&now)
-    .bind(&now)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match inserted {
-        Some(id) => Ok(id),
-        None => {
-            sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = ?")
-                .bind(idempotency_key)
-                .fetch_one(&mut *conn)
-                .await
-        }
-    }
+    let job = proto::jobs::NewJob {
+        queue: QUEUE,
+        kind,
+        payload,
+        delay: after,
+        max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
+        idempotency_key,
+    };
+    proto::jobs::insert(conn, &job).await
 }
 
 /// Puts jobs a crash left `running` back in line; returns how many.
 pub async fn recover(pool: &SqlitePool) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query(
-        "UPDATE jobs SET status = 'pending', updated_at = ? \
-         WHERE queue = ? AND status = 'running'",
-    )
-    .bind(proto::time::now())
-    .bind(QUEUE)
-    .execute(pool)
-    .await?;
-    Ok(r.rows_affected())
+    proto::jobs::recover(pool, QUEUE).await
 }
 
-/// Takes the oldest due job, marking it `running`.
+/// Takes the oldest due job, marking it `running` and counting the attempt.
 pub async fn claim(pool: &SqlitePool) -> Result<Option<Job>, sqlx::Error> {
-    let now = proto::time::now();
-    let row: Option<(i64, String, String, i64)> = sqlx::query_as(
-        "UPDATE jobs SET status = 'running', updated_at = ?1 \
-         WHERE id = (SELECT id FROM jobs WHERE queue = ?2 AND status = 'pending' \
-                     AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT 1) \
-         RETURNING id, kind, payload, attempts",
-    )
-    .bind(&now)
-    .bind(QUEUE)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(id, kind, payload, attempts)| Job {
-        id,
-        kind,
-        payload,
-        attempts,
-    }))
+    proto::jobs::claim(pool, QUEUE).await
 }
 
-/// When the next pending job falls due.
-pub async fn next_due(pool: &SqlitePool) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT MIN(next_attempt_at) FROM jobs WHERE queue = ? AND status = 'pending'",
-    )
-    .bind(QUEUE)
-    .fetch_one(pool)
-    .await
+/// How long until the next pending job falls due.
+pub async fn next_due_in(pool: &SqlitePool) -> Result<Option<Duration>, sqlx::Error> {
+    proto::jobs::next_due_in(pool, QUEUE).await
 }
 
 /// Marks a job done without logging a delivery (event fan-out).
 pub async fn mark_done(conn: &mut SqliteConnection, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE jobs SET status = 'done', updated_at = ? WHERE id = ?")
-        .bind(proto::time::now())
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(())
+    proto::jobs::settle(conn, id, &proto::jobs::Outcome::Done).await
 }
 
 /// The result of one delivery attempt, as logged.
@@ -159,6 +101,8 @@ pub struct Attempt<'a> {
 }
 
 /// Logs an attempt in `deliveries` and moves the job on, in one transaction.
+/// `max_attempts` is the channel's schedule as it stands now (an admin may
+/// have changed it since the job was queued).
 pub async fn finish(
     pool: &SqlitePool,
     job: &Job,
@@ -166,27 +110,24 @@ pub async fn finish(
     retry_after: Option<Duration>,
     max_attempts: usize,
 ) -> Result<(), sqlx::Error> {
-    let now = proto::time::now();
+    use proto::jobs::Outcome;
     let mut tx = pool.begin().await?;
     log_delivery(&mut tx, Some(job.id), attempt).await?;
-    let (status, next) = match (attempt.status, retry_after) {
-        ("sent", _) => ("done", now.clone()),
-        (_, Some(after)) => ("pending", at(after)),
-        _ => ("abandoned", now.clone()),
+    let error = attempt.response.to_owned();
+    let outcome = match (attempt.status, retry_after) {
+        ("sent", _) => Outcome::Done,
+        (_, Some(after)) => Outcome::Retry {
+            at: proto::jobs::due_in(after),
+            error,
+        },
+        _ => Outcome::Abandoned { error },
     };
-    let error = (attempt.status != "sent").then_some(attempt.response);
-    sqlx::query(
-        "UPDATE jobs SET status = ?, attempts = attempts + 1, max_attempts = ?, \
-         next_attempt_at = ?, last_error = COALESCE(?, last_error), updated_at = ? WHERE id = ?",
-    )
-    .bind(status)
-    .bind(max_attempts as i64)
-    .bind(next)
-    .bind(error)
-    .bind(&now)
-    .bind(job.id)
-    .execute(&mut *tx)
-    .await?;
+    proto::jobs::settle(&mut *tx, job.id, &outcome).await?;
+    sqlx::query("UPDATE jobs SET max_attempts = ? WHERE id = ?")
+        .bind(i64::try_from(max_attempts).unwrap_or(i64::MAX))
+        .bind(job.id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await
 }
 
@@ -197,7 +138,14 @@ pub async fn give_up(
     job: &Job,
     attempt: &Attempt<'_>,
 ) -> Result<(), sqlx::Error> {
-    finish(pool, job, attempt, None, job.attempts as usize + 1).await
+    finish(
+        pool,
+        job,
+        attempt,
+        None,
+        usize::try_from(job.attempts).unwrap_or(0),
+    )
+    .await
 }
 
 /// One row of the delivery log.
@@ -232,14 +180,7 @@ pub async fn prune(
         let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
         proto::time::fmt(Utc::now().checked_sub_signed(d).unwrap_or_default())
     };
-    let jobs = sqlx::query(
-        "DELETE FROM jobs WHERE queue = ? AND status IN ('done', 'abandoned') AND updated_at < ?",
-    )
-    .bind(QUEUE)
-    .bind(cutoff(jobs_older_than))
-    .execute(pool)
-    .await?
-    .rows_affected();
+    let jobs = proto::jobs::prune(pool, QUEUE, jobs_older_than).await?;
     let log = sqlx::query("DELETE FROM deliveries WHERE created_at < ?")
         .bind(cutoff(log_older_than))
         .execute(pool)
@@ -356,6 +297,6 @@ mod tests {
             .unwrap();
         drop(c);
         assert!(claim(&pool).await.unwrap().is_none());
-        assert!(next_due(&pool).await.unwrap().is_some());
+        assert!(next_due_in(&pool).await.unwrap().is_some());
     }
 }

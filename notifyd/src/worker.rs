@@ -241,11 +241,8 @@ pub async fn dispatch(ctx: Arc<Ctx>, shutdown: CancellationToken) {
         let wait = if permits.available_permits() == 0 {
             MAX_IDLE
         } else {
-            match queue::next_due(&ctx.pool).await {
-                Ok(Some(t)) => proto::time::parse(&t)
-                    .and_then(|t| (t - chrono::Utc::now()).to_std().ok())
-                    .unwrap_or(Duration::ZERO)
-                    .min(MAX_IDLE),
+            match queue::next_due_in(&ctx.pool).await {
+                Ok(Some(wait)) => wait.min(MAX_IDLE),
                 _ => MAX_IDLE,
             }
         };
@@ -276,7 +273,7 @@ async fn run_job(ctx: &Arc<Ctx>, job: Job) {
     };
     tracing::error!(job_id = job.id, kind = %job.kind, error = %err, "job failed internally");
     let sched = schedule(&ctx.settings.get(), &job.kind);
-    let retry = match queue::next_step(job.attempts as usize + 1, &sched) {
+    let retry = match queue::next_step(usize::try_from(job.attempts).unwrap_or(0), &sched) {
         Step::Retry(d) => Some(d),
         Step::GiveUp => None,
     };
@@ -569,7 +566,7 @@ async fn attempt(ctx: &Ctx, job: &Job, d: &Delivery) -> anyhow::Result<()> {
             .unwrap_or_default();
     }
     let sched = schedule(&s, channel);
-    let done = job.attempts as usize + 1;
+    let done = usize::try_from(job.attempts).unwrap_or(0);
     match result {
         Ok(resp) => {
             let a = Attempt {

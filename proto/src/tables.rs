@@ -24,8 +24,9 @@ pub const TABLE_WRITERS: &[(&str, &[&str])] = &[
     ("deliveries", &["notifyd"]),
     ("devices", &["webd"]),
     ("dids", &["webd"]),
-    // One table for every durable queue (`jobs.queue` names the daemon);
-    // webd's restore abandons the jobs a backup still held.
+    // One table for every durable queue (`jobs.queue` names the daemon),
+    // written through `proto::jobs`; webd's restore abandons the jobs a
+    // backup still held.
     ("jobs", &["twiliod", "notifyd", "webd"]),
     ("login_attempts", &["webd"]),
     // twiliod stores texts and their delivery status; webd marks them read.
@@ -64,6 +65,11 @@ pub const WRITE_HELPERS: &[(&str, &str)] = &[
     ("alerts::Alerter", "alerts"),
     ("db::security_event", "security_events"),
     ("settings::store", "config"),
+    ("jobs::insert", "jobs"),
+    ("jobs::claim", "jobs"),
+    ("jobs::settle", "jobs"),
+    ("jobs::recover", "jobs"),
+    ("jobs::prune", "jobs"),
 ];
 
 /// Stands for every table in [`RUN_TIME_NAMED`].

@@ -1,4 +1,5 @@
-//! twiliod's durable work queue over the `jobs` table (`queue = 'twiliod'`).
+//! twiliod's durable work queue: handlers by job kind and exponential
+//! backoff on top of [`proto::jobs`] (`queue = 'twiliod'`).
 //!
 //! Contract, for every kind of work that must not be lost (send an SMS,
 //! download a voicemail, delete a recording at Twilio, ask notifyd to mail):
@@ -35,7 +36,6 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chrono::Utc;
 use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -204,14 +204,7 @@ impl Queue {
     /// Runs the worker until `stop`: resets jobs a crash left running, then
     /// claims and runs due jobs, sleeping until the next one is due.
     pub async fn run(self, stop: CancellationToken) {
-        if let Err(e) = sqlx::query(
-            "UPDATE jobs SET status = 'pending', updated_at = ? WHERE queue = ? AND status = 'running'",
-        )
-        .bind(proto::time::now())
-        .bind(QUEUE)
-        .execute(&self.pool)
-        .await
-        {
+        if let Err(e) = proto::jobs::recover(&self.pool, QUEUE).await {
             tracing::error!(error = %e, "queue: cannot recover running jobs");
         }
         loop {
@@ -254,37 +247,24 @@ impl Queue {
     }
 
     async fn claim(&self) -> Result<Option<Job>, sqlx::Error> {
-        let now = proto::time::now();
-        let row: Option<(i64, String, String, i64, i64, Option<String>)> = sqlx::query_as(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?1 \
-             WHERE id = (SELECT id FROM jobs WHERE queue = ?2 AND status = 'pending' \
-                         AND next_attempt_at <= ?1 ORDER BY next_attempt_at, id LIMIT 1) \
-             AND status = 'pending' \
-             RETURNING id, kind, payload, attempts, max_attempts, idempotency_key",
-        )
-        .bind(&now)
-        .bind(QUEUE)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(
-            row.map(|(id, kind, payload, attempts, max_attempts, key)| Job {
-                id,
-                kind,
-                payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-                attempts,
-                max_attempts,
-                idempotency_key: key,
-            }),
-        )
+        let job = proto::jobs::claim(&self.pool, QUEUE).await?;
+        Ok(job.map(|j| Job {
+            id: j.id,
+            kind: j.kind,
+            payload: serde_json::from_str(&j.payload).unwrap_or(serde_json::Value::Null),
+            attempts: j.attempts,
+            max_attempts: j.max_attempts,
+            idempotency_key: j.idempotency_key,
+        }))
     }
 
     async fn finish(&self, job: &Job, result: Result<(), JobError>) -> Result<Ran, sqlx::Error> {
-        let now = Utc::now();
-        let (status, next, error, ran) = match result {
-            Ok(()) => ("done", now, None, Ran::Done(job.id)),
-            Err(JobError::Permanent(e)) => {
-                tracing::warn!(job = job.id, kind = %job.kind, error = %e, "job failed permanently");
-                ("failed", now, Some(e), Ran::Failed(job.id))
+        use proto::jobs::Outcome;
+        let (outcome, ran) = match result {
+            Ok(()) => (Outcome::Done, Ran::Done(job.id)),
+            Err(JobError::Permanent(error)) => {
+                tracing::warn!(job = job.id, kind = %job.kind, error = %error, "job failed permanently");
+                (Outcome::Failed { error }, Ran::Failed(job.id))
             }
             Err(JobError::Retry { error, after }) => {
                 if job.max_attempts > 0 && job.attempts >= job.max_attempts {
@@ -299,39 +279,22 @@ impl Queue {
                         ),
                     )
                     .await;
-                    ("abandoned", now, Some(error), Ran::Abandoned(job.id))
+                    (Outcome::Abandoned { error }, Ran::Abandoned(job.id))
                 } else {
                     let n = u32::try_from(job.attempts.max(1) - 1).unwrap_or(u32::MAX);
                     let wait = crate::client::backoff(self.base, self.max, n, after);
                     tracing::info!(job = job.id, kind = %job.kind, attempts = job.attempts, ?wait, error = %error, "job will be retried");
-                    let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                    ("pending", next, Some(error), Ran::Retry(job.id))
+                    let at = proto::jobs::due_in(wait);
+                    (Outcome::Retry { at, error }, Ran::Retry(job.id))
                 }
             }
         };
-        sqlx::query(
-            "UPDATE jobs SET status = ?, next_attempt_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(status)
-        .bind(proto::time::fmt(next))
-        .bind(error)
-        .bind(proto::time::fmt(now))
-        .bind(job.id)
-        .execute(&self.pool)
-        .await?;
+        proto::jobs::settle(&self.pool, job.id, &outcome).await?;
         Ok(ran)
     }
 
     async fn next_due_in(&self) -> Option<Duration> {
-        let next: Option<String> = sqlx::query_scalar(
-            "SELECT min(next_attempt_at) FROM jobs WHERE queue = ? AND status = 'pending'",
-        )
-        .bind(QUEUE)
-        .fetch_one(&self.pool)
-        .await
-        .ok()?;
-        let at = proto::time::parse(&next?)?;
-        Some((at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+        proto::jobs::next_due_in(&self.pool, QUEUE).await.ok()?
     }
 }
 
@@ -346,27 +309,16 @@ pub async fn insert_job<'e, E>(
 where
     E: sqlx::SqliteExecutor<'e>,
 {
-    let now = Utc::now();
-    let due = now + chrono::Duration::from_std(opts.delay).unwrap_or_default();
-    // DO UPDATE (a no-op) instead of DO NOTHING so RETURNING yields the
-    // existing row's id on a repeated key.
-    sqlx::query_scalar(
-        "INSERT INTO jobs (queue, kind, payload, status, attempts, max_attempts, next_attempt_at, \
-                           idempotency_key, created_at, updated_at) \
-         VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?) \
-         ON CONFLICT(idempotency_key) DO UPDATE SET idempotency_key = excluded.idempotency_key \
-         RETURNING id",
-    )
-    .bind(QUEUE)
-    .bind(kind)
-    .bind(payload.to_string())
-    .bind(i64::from(opts.max_attempts))
-    .bind(proto::time::fmt(due))
-    .bind(opts.idempotency_key.as_deref())
-    .bind(proto::time::fmt(now))
-    .bind(proto::time::fmt(now))
-    .fetch_one(exec)
-    .await
+    let payload = payload.to_string();
+    let job = proto::jobs::NewJob {
+        queue: QUEUE,
+        kind,
+        payload: &payload,
+        delay: opts.delay,
+        max_attempts: opts.max_attempts,
+        idempotency_key: opts.idempotency_key.as_deref(),
+    };
+    proto::jobs::insert(exec, &job).await
 }
 
 #[cfg(test)]
