@@ -283,39 +283,19 @@ pub async fn serve(
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
     let writer = tokio::spawn(db_writer(pool.clone(), ev_rx));
-    let (stun_tx, stun_rx) = mpsc::channel(16);
-    tokio::spawn(transport::udp_reader(
-        udp.clone(),
-        inbox.clone(),
-        stun_tx,
-        shutdown.clone(),
-    ));
-    tokio::spawn(stun_client(
-        udp.clone(),
-        settings.clone(),
-        stun_rx,
-        cmd_tx.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(transport::tcp_acceptor(
-        tcp,
-        inbox.clone(),
-        conns.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(voicemail_counter(
-        pool.clone(),
-        cmd_tx.clone(),
-        shutdown.clone(),
-    ));
-    // Devices are re-read off the core task (see device_reloader).
-    let (dev_tx, mut dev_rx) = mpsc::channel(1);
-    tokio::spawn(device_reloader(
-        pool.clone(),
-        devices,
-        dev_tx,
-        shutdown.clone(),
-    ));
+    let mut dev_rx = spawn_helpers(
+        Helpers {
+            udp: &udp,
+            tcp,
+            inbox: &inbox,
+            conns: &conns,
+            pool: &pool,
+            settings: &settings,
+            cmd_tx: &cmd_tx,
+            devices,
+        },
+        &shutdown,
+    );
 
     let mut shell = Shell {
         core,
@@ -384,6 +364,58 @@ pub async fn serve(
     let _ = writer.await;
     shell.notifier.finish().await;
     Ok(())
+}
+
+/// What the tasks beside the core loop need.
+struct Helpers<'a> {
+    udp: &'a Arc<UdpSocket>,
+    tcp: TcpListener,
+    inbox: &'a Inbox,
+    conns: &'a Conns,
+    pool: &'a SqlitePool,
+    settings: &'a SettingsHandle,
+    cmd_tx: &'a mpsc::Sender<Command>,
+    devices: DeviceRequests,
+}
+
+/// Starts the tasks beside the core loop: the UDP reader and TCP acceptor
+/// filling the inbox, the STUN client, the voicemail counter and the device
+/// reloader, whose device lists come back on the returned channel (devices
+/// are read off the core task so a slow query never stalls SIP).
+fn spawn_helpers(h: Helpers<'_>, shutdown: &CancellationToken) -> mpsc::Receiver<DeviceList> {
+    let (stun_tx, stun_rx) = mpsc::channel(16);
+    tokio::spawn(transport::udp_reader(
+        h.udp.clone(),
+        h.inbox.clone(),
+        stun_tx,
+        shutdown.clone(),
+    ));
+    tokio::spawn(stun_client(
+        h.udp.clone(),
+        h.settings.clone(),
+        stun_rx,
+        h.cmd_tx.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(transport::tcp_acceptor(
+        h.tcp,
+        h.inbox.clone(),
+        h.conns.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(voicemail_counter(
+        h.pool.clone(),
+        h.cmd_tx.clone(),
+        shutdown.clone(),
+    ));
+    let (dev_tx, dev_rx) = mpsc::channel(1);
+    tokio::spawn(device_reloader(
+        h.pool.clone(),
+        h.devices,
+        dev_tx,
+        shutdown.clone(),
+    ));
+    dev_rx
 }
 
 /// The core as the database leaves it: settings, devices, do-not-disturb

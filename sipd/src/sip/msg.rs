@@ -232,7 +232,7 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
             via,
         })));
     }
-    let (method, uri) = check_request_line(raw, &cseq_m)?;
+    let (method, uri) = check_request_line(raw, cseq_m)?;
     check_request_headers(raw, uri)?;
     let req = typed_request(bytes, &body, method)?;
     Ok(Inbound::Request(Box::new(Request {

@@ -25,66 +25,16 @@ impl Core {
         let dialed = user_of(raw.start.split(' ').nth(1).unwrap_or_default())
             .unwrap_or_default()
             .to_string();
-        // Inbound trunk calls name their devices in X-GoSIP-Devices (set
-        // by twiliod's TwiML); internal calls dial an extension or username.
-        let callees: Vec<i64> = if inbound {
-            raw.get("x-gosip-devices")
-                .unwrap_or_default()
-                .split(',')
-                .filter_map(|d| d.trim().parse().ok())
-                .collect()
-        } else {
-            self.devices
-                .get(&dialed)
-                .or_else(|| {
-                    self.extensions
-                        .get(&dialed)
-                        .and_then(|u| self.devices.get(u))
-                })
-                .map(|d| vec![d.id])
-                .unwrap_or_default()
+        let callees = self.callees_of(raw, inbound, &dialed);
+        let outbound = match self.route_call(now, &peer, caller, inbound, &dialed, &callees) {
+            Ok(outbound) => outbound,
+            Err(reply) => return reply,
         };
-        let mut outbound = None;
-        if !inbound && (callees.is_empty() || self.is_emergency(&dialed)) {
-            match self.place_outbound(now, &dialed, caller, peer.addr.ip()) {
-                Ok(n) => outbound = Some(n),
-                Err(reply) => return reply,
-            }
-        }
-        if outbound.is_none() {
-            if callees.is_empty() {
-                return Reply::new(404, "Not Found");
-            }
-            // Do Not Disturb: "has activated the 'do not disturb' feature"
-            // is 480's own example (RFC 3261 section 21.4.18). Trunk calls
-            // already went through twiliod's rules, which apply DND there.
-            if !inbound && (self.cfg.system_dnd || callees.iter().all(|id| self.dnd.contains(id))) {
-                return Reply::new(480, "Temporarily Unavailable")
-                    .with("Warning", "399 gosip \"do not disturb\"");
-            }
-            if callees
-                .iter()
-                .all(|id| self.registrar.bindings_of(*id).is_empty())
-            {
-                return Reply::new(480, "Temporarily Unavailable");
-            }
-        }
         let call_sid = ["x-gosip-callsid", "x-twilio-callsid"]
             .iter()
             .find_map(|h| raw.get(h))
             .map(str::to_string);
-        let from_user = if let Some(did) = outbound.as_ref().and(caller.caller_id.as_ref()) {
-            did.clone()
-        } else if inbound {
-            user_of(uri_of(raw.get("from").unwrap_or_default()))
-                .unwrap_or_default()
-                .to_string()
-        } else {
-            caller
-                .extension
-                .clone()
-                .unwrap_or_else(|| caller.username.clone())
-        };
+        let from_user = caller_user(raw, caller, inbound, outbound.as_ref());
         let offer = String::from_utf8_lossy(&raw.body).into_owned();
         // No SDP is a late offer (RFC 3261 section 13.2.1): the callee's
         // 2xx will carry the offer.
@@ -93,53 +43,24 @@ impl Core {
             return Reply::new(488, "Not Acceptable Here")
                 .with("Warning", "304 gosip \"no shared codec\"");
         }
-        let from = raw.get("from").unwrap_or_default();
-        let mut display = msg::display_name(from).unwrap_or_default();
-        if inbound && let Some(mark) = trust_mark(raw) {
-            // The number stays visible when the caller has no name.
-            let name = if display.is_empty() {
-                &from_user
-            } else {
-                &display
-            };
-            display = format!("{mark}{name}");
-        }
+        let from_display = caller_display(raw, inbound, &from_user);
         let a_target = raw
             .get("contact")
             .map(|c| uri_of(c).to_string())
             .unwrap_or_default();
         let a_tag = self.next_id();
+        let ring_deadline = now + self.cfg.ring_timeout_ms;
         let call = Call {
-            id: call_id.clone(),
-            state: State::Media,
-            a_peer: peer,
-            a_req: raw.clone(),
             a_key: key.to_string(),
-            a_tag,
             a_target,
-            a_cseq: 0,
-            a_ok: None,
-            a_ok_next: 0,
-            a_ok_interval: T1,
-            a_ok_deadline: 0,
             offer,
             from_user,
-            from_display: display,
+            from_display,
             to_user: outbound.clone().unwrap_or_else(|| dialed.clone()),
             device_id: if inbound { callees[0] } else { caller.id },
             callees,
-            branches: Vec::new(),
-            ports: None,
-            a_sdp: String::new(),
-            started_at: now,
-            answered_at: None,
-            ring_deadline: now + self.cfg.ring_timeout_ms,
-            ringing_sent: false,
             caller_records: !inbound && caller.recording,
-            recording: false,
-            dtmf: [String::new(), String::new()],
             outbound: outbound.clone(),
-            originate: false,
             direction: if inbound {
                 "inbound"
             } else if outbound.is_some() {
@@ -148,25 +69,126 @@ impl Core {
                 "internal"
             },
             late_offer,
-            b_offer: String::new(),
-            early_sent: false,
             a_route: route_set(raw),
+            ..Call::new(
+                call_id.clone(),
+                peer,
+                raw.clone(),
+                a_tag,
+                now,
+                ring_deadline,
+            )
         };
         tracing::info!(call_id = %call_id, from = %call.from_user, to = %call.to_user, "call started");
+        self.admit_call(call, call_sid);
+        Reply::new(100, "Trying")
+    }
+
+    /// The devices a new call rings. Inbound trunk calls name their devices
+    /// in X-GoSIP-Devices (set by twiliod's TwiML); internal calls dial an
+    /// extension or username.
+    fn callees_of(&self, raw: &Raw, inbound: bool, dialed: &str) -> Vec<i64> {
+        if inbound {
+            raw.get("x-gosip-devices")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|d| d.trim().parse().ok())
+                .collect()
+        } else {
+            self.devices
+                .get(dialed)
+                .or_else(|| {
+                    self.extensions
+                        .get(dialed)
+                        .and_then(|u| self.devices.get(u))
+                })
+                .map(|d| vec![d.id])
+                .unwrap_or_default()
+        }
+    }
+
+    /// Where a new call goes: an internal caller dialing no device (or an
+    /// emergency number) goes out through the trunk, and the number dialed
+    /// is returned; else the callees must be reachable. `Err` is the final
+    /// answer to the caller.
+    fn route_call(
+        &mut self,
+        now: u64,
+        peer: &Peer,
+        caller: &Device,
+        inbound: bool,
+        dialed: &str,
+        callees: &[i64],
+    ) -> Result<Option<String>, Reply> {
+        if !inbound && (callees.is_empty() || self.is_emergency(dialed)) {
+            return self
+                .place_outbound(now, dialed, caller, peer.addr.ip())
+                .map(Some);
+        }
+        if callees.is_empty() {
+            return Err(Reply::new(404, "Not Found"));
+        }
+        // Do Not Disturb: "has activated the 'do not disturb' feature"
+        // is 480's own example (RFC 3261 section 21.4.18). Trunk calls
+        // already went through twiliod's rules, which apply DND there.
+        if !inbound && (self.cfg.system_dnd || callees.iter().all(|id| self.dnd.contains(id))) {
+            return Err(Reply::new(480, "Temporarily Unavailable")
+                .with("Warning", "399 gosip \"do not disturb\""));
+        }
+        if callees
+            .iter()
+            .all(|id| self.registrar.bindings_of(*id).is_empty())
+        {
+            return Err(Reply::new(480, "Temporarily Unavailable"));
+        }
+        Ok(None)
+    }
+
+    /// Files a new call and writes the start of its CDR; mediad is asked
+    /// for its ports, and the call goes on in [`Core::media_ready`].
+    pub(super) fn admit_call(&mut self, call: Call, call_sid: Option<String>) {
+        let call_id = call.id.clone();
         self.events.push_back(Event::Cdr(Cdr::Start {
             call_id: call_id.clone(),
             direction: call.direction,
             from: call.from_user.clone(),
             to: call.to_user.clone(),
             device_id: call.device_id,
-            started_at: now,
+            started_at: call.started_at,
             call_sid,
         }));
         self.events.push_back(Event::MediaAllocate {
             call_id: call_id.clone(),
         });
         self.calls.calls.insert(call_id, call);
-        Reply::new(100, "Trying")
+    }
+
+    /// Answers the caller's INVITE in its server transaction (sipd is the
+    /// A-leg's UAS), with the caller's dialog tag.
+    pub(super) fn respond_a(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, String)],
+        body: Option<(&str, &[u8])>,
+    ) {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return;
+        };
+        let data = msg::response(
+            &call.a_req,
+            call.a_peer.addr,
+            code,
+            reason,
+            &call.a_tag,
+            extra,
+            body,
+        );
+        let peer = call.a_peer;
+        self.txns
+            .respond(now, &call.a_key, Transmit { peer, data }, code);
     }
 
     /// Ends a call that never got answered with a final status to the caller.
@@ -456,32 +478,38 @@ impl Core {
                 self.maybe_all_failed(now, &id);
             }
             if ring_over {
-                // A trunk that never sent even a 100 is unreachable, not
-                // unanswered.
-                let silent_trunk = self.calls.calls.get(&id).is_some_and(|c| {
-                    c.outbound.is_some()
-                        && c.branches
-                            .iter()
-                            .filter(|b| b.device_id == TRUNK_ID)
-                            .any(|b| b.state == BranchState::Calling)
-                });
-                if silent_trunk {
-                    let (reply, disposition, why) = trunk_failure(0, "", true);
-                    self.fail_a_with(now, &id, reply, disposition, &why);
-                } else {
-                    self.fail_a(
-                        now,
-                        &id,
-                        480,
-                        "Temporarily Unavailable",
-                        "missed",
-                        "no answer",
-                    );
-                }
+                self.ring_timed_out(now, &id);
             }
             if ack_lost {
                 self.hangup(now, &id, "no ACK for the 200");
             }
+        }
+    }
+
+    /// The ring time ran out with no answer: the caller gets 480, or, when
+    /// the trunk never answered at all, the trunk failure's 503.
+    fn ring_timed_out(&mut self, now: u64, id: &str) {
+        // A trunk that never sent even a 100 is unreachable, not
+        // unanswered.
+        let silent_trunk = self.calls.calls.get(id).is_some_and(|c| {
+            c.outbound.is_some()
+                && c.branches
+                    .iter()
+                    .filter(|b| b.device_id == TRUNK_ID)
+                    .any(|b| b.state == BranchState::Calling)
+        });
+        if silent_trunk {
+            let (reply, disposition, why) = trunk_failure(0, "", true);
+            self.fail_a_with(now, id, reply, disposition, &why);
+        } else {
+            self.fail_a(
+                now,
+                id,
+                480,
+                "Temporarily Unavailable",
+                "missed",
+                "no answer",
+            );
         }
     }
 
@@ -519,5 +547,35 @@ impl Core {
                 direction: c.direction,
             })
             .collect()
+    }
+}
+
+/// The caller's user as the callee sees it in From: the caller's DID for an
+/// outbound call that has one, the trunk caller's number, else the
+/// extension (or username) of the internal caller.
+fn caller_user(raw: &Raw, caller: &Device, inbound: bool, outbound: Option<&String>) -> String {
+    if let Some(did) = outbound.and(caller.caller_id.as_ref()) {
+        did.clone()
+    } else if inbound {
+        user_of(uri_of(raw.get("from").unwrap_or_default()))
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        caller
+            .extension
+            .clone()
+            .unwrap_or_else(|| caller.username.clone())
+    }
+}
+
+/// The caller's display name, with an inbound trunk call's trust mark in
+/// front (the number stays visible when the caller has no name).
+fn caller_display(raw: &Raw, inbound: bool, from_user: &str) -> String {
+    let from = raw.get("from").unwrap_or_default();
+    let display = msg::display_name(from).unwrap_or_default();
+    match trust_mark(raw).filter(|_| inbound) {
+        Some(mark) if display.is_empty() => format!("{mark}{from_user}"),
+        Some(mark) => format!("{mark}{display}"),
+        None => display,
     }
 }

@@ -45,170 +45,231 @@ impl Core {
         if (200..300).contains(&status) {
             return self.branch_answered(now, &call_id, i, r);
         }
-        let early = sdp_of(&r.raw);
-        let Some(call) = self.calls.calls.get_mut(&call_id) else {
-            return true;
+        if status < 200 {
+            self.branch_provisional(now, &call_id, i, status, sdp_of(&r.raw));
+        } else {
+            self.branch_failed(now, &call_id, i, r);
+        }
+        true
+    }
+
+    /// A 1xx on branch `i`: Timer A stops, and the caller hears ringing
+    /// once (a 180), or the callee's early media when its 180/183 has SDP.
+    fn branch_provisional(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        i: usize,
+        status: u16,
+        early: Option<String>,
+    ) {
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return;
         };
         let Some(b) = call.branches.get_mut(i) else {
-            return true;
+            return;
         };
-        if status < 200 {
-            if b.state == BranchState::Calling {
-                b.state = BranchState::Proceeding;
-                b.next_resend = None;
-            }
-            if !(status == 180 || status == 183) || call.state != State::Ringing {
-                return true;
-            }
-            // Early media: the callee's ringback or announcement flows
-            // through mediad before any 200, so the caller gets an SDP
-            // for mediad's port (a late-offer caller has nothing to answer
-            // with: it hears plain ringing).
-            if let Some(early) = early.filter(|_| !call.early_sent && !call.late_offer) {
-                let media = sdp::leg_media(&early).map(|m| m.signalled_from(b.peer.addr.ip()));
-                let trunk = b.device_id == TRUNK_ID;
-                if call.originate {
-                    // The device is already connected to mediad: telling
-                    // mediad where the trunk is suffices.
-                    if trunk {
-                        call.early_sent = true;
-                        self.events.push_back(Event::MediaUpdate {
-                            call_id: call_id.clone(),
-                            leg: "b",
-                            hold: None,
-                            media,
-                            established: None,
-                        });
-                    }
-                    return true;
-                }
-                let sdp_a = call
-                    .ports
-                    .and_then(|(pa, _)| {
-                        sdp::rewrite(&early, &self.addrs.media_host(&call.a_peer), pa, true)
-                    })
-                    .map(|a| sdp::shape_answer(&call.offer, &a));
-                if let Some(sdp_a) = sdp_a {
-                    call.early_sent = true;
-                    call.ringing_sent = true;
-                    let reason = if status == 183 {
-                        "Session Progress"
-                    } else {
-                        "Ringing"
-                    };
-                    let contact = format!(
-                        "<sip:gosip@{};transport={}>",
-                        self.addrs.via_host(&call.a_peer),
-                        call.a_peer.transport.as_str()
-                    );
-                    let data = msg::response(
-                        &call.a_req,
-                        call.a_peer.addr,
-                        status,
-                        reason,
-                        &call.a_tag,
-                        &[("Contact", contact)],
-                        Some(("application/sdp", sdp_a.as_bytes())),
-                    );
-                    let (key, peer) = (call.a_key.clone(), call.a_peer);
-                    self.txns
-                        .respond(now, &key, Transmit { peer, data }, status);
-                    tracing::debug!(call_id = %call_id, status, "early media relayed to the caller");
-                    self.events.push_back(Event::MediaUpdate {
-                        call_id: call_id.clone(),
-                        leg: "b",
-                        hold: None,
-                        media,
-                        established: None,
-                    });
-                    return true;
-                }
-            }
-            if !call.ringing_sent {
-                call.ringing_sent = true;
-                let data = msg::response(
-                    &call.a_req,
-                    call.a_peer.addr,
-                    180,
-                    "Ringing",
-                    &call.a_tag,
-                    &[],
-                    None,
-                );
-                let (key, peer) = (call.a_key.clone(), call.a_peer);
-                self.txns.respond(now, &key, Transmit { peer, data }, 180);
+        if b.state == BranchState::Calling {
+            b.state = BranchState::Proceeding;
+            b.next_resend = None;
+        }
+        if !(status == 180 || status == 183) || call.state != State::Ringing {
+            return;
+        }
+        if let Some(early) = early.filter(|_| !call.early_sent && !call.late_offer)
+            && self.early_media(now, call_id, i, status, &early)
+        {
+            return;
+        }
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return;
+        };
+        if !call.ringing_sent {
+            call.ringing_sent = true;
+            self.respond_a(now, call_id, 180, "Ringing", &[], None);
+        }
+    }
+
+    /// Early media: the callee's ringback or announcement flows through
+    /// mediad before any 200, so the caller gets an SDP for mediad's port
+    /// (a late-offer caller has nothing to answer with: it hears plain
+    /// ringing). `false` when the caller still needs its plain 180.
+    fn early_media(&mut self, now: u64, call_id: &str, i: usize, status: u16, early: &str) -> bool {
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return false;
+        };
+        let Some(b) = call.branches.get(i) else {
+            return false;
+        };
+        let media = sdp::leg_media(early).map(|m| m.signalled_from(b.peer.addr.ip()));
+        let trunk = b.device_id == TRUNK_ID;
+        if call.originate {
+            // The device is already connected to mediad: telling
+            // mediad where the trunk is suffices.
+            if trunk {
+                call.early_sent = true;
+                self.events.push_back(Event::MediaUpdate {
+                    call_id: call_id.to_string(),
+                    leg: "b",
+                    hold: None,
+                    media,
+                    established: None,
+                });
             }
             return true;
         }
-        // A final failure: ACK it (same branch, RFC 3261 section 17.1.1.3).
+        let sdp_a = call
+            .ports
+            .and_then(|(pa, _)| sdp::rewrite(early, &self.addrs.media_host(&call.a_peer), pa, true))
+            .map(|a| sdp::shape_answer(&call.offer, &a));
+        let Some(sdp_a) = sdp_a else {
+            return false;
+        };
+        call.early_sent = true;
+        call.ringing_sent = true;
+        let reason = if status == 183 {
+            "Session Progress"
+        } else {
+            "Ringing"
+        };
+        let contact = format!(
+            "<sip:gosip@{};transport={}>",
+            self.addrs.via_host(&call.a_peer),
+            call.a_peer.transport.as_str()
+        );
+        self.respond_a(
+            now,
+            call_id,
+            status,
+            reason,
+            &[("Contact", contact)],
+            Some(("application/sdp", sdp_a.as_bytes())),
+        );
+        tracing::debug!(call_id = %call_id, status, "early media relayed to the caller");
+        self.events.push_back(Event::MediaUpdate {
+            call_id: call_id.to_string(),
+            leg: "b",
+            hold: None,
+            media,
+            established: None,
+        });
+        true
+    }
+
+    /// A final failure on branch `i`: ACKed on the same branch (RFC 3261
+    /// section 17.1.1.3), retried once with credentials when it is the
+    /// trunk's challenge, else the branch is done and may end the call.
+    fn branch_failed(&mut self, now: u64, call_id: &str, i: usize, r: &msg::Response) {
+        let Some(b) = self
+            .calls
+            .calls
+            .get(call_id)
+            .and_then(|c| c.branches.get(i))
+        else {
+            return;
+        };
         let ack = non2xx_ack(&b.invite, &r.raw);
         self.out.push_back(Transmit {
             peer: b.peer,
             data: ack,
         });
-        // The trunk's digest challenge: retry once with credentials.
-        if (status == 401 || status == 407)
-            && b.cseq == 1
-            && b.device_id == TRUNK_ID
-            && call.outbound.is_some()
-            && call.state == State::Ringing
-            && let Some(t) = &self.cfg.termination
-        {
-            let hdr = if status == 401 {
-                "www-authenticate"
-            } else {
-                "proxy-authenticate"
-            };
-            let challenges: Vec<&str> = r.raw.all(hdr).collect();
-            let cnonce = format!("{:x}{}", now, b.branch.len());
-            if let Some(auth) = digest::answer(
-                &challenges,
-                "INVITE",
-                &b.contact,
-                &t.username,
-                &t.password,
-                &cnonce,
-            ) {
-                let name = if status == 401 {
-                    "Authorization"
-                } else {
-                    "Proxy-Authorization"
-                };
-                let old = b.branch.clone();
-                let new = format!("{old}r");
-                let inv = String::from_utf8_lossy(&b.invite)
-                    .replacen(&format!("branch={old}"), &format!("branch={new}"), 1)
-                    .replacen(
-                        "CSeq: 1 INVITE\r\n",
-                        &format!("CSeq: 2 INVITE\r\n{name}: {auth}\r\n"),
-                        1,
-                    );
-                b.invite = inv.into_bytes();
-                b.branch = new.clone();
-                b.cseq = 2;
-                b.local_cseq = 2;
-                b.state = BranchState::Calling;
-                b.interval = T1;
-                b.next_resend = (!b.peer.transport.reliable()).then_some(now + T1);
-                b.timer_b = now + 64 * T1;
-                let t = Transmit {
-                    peer: b.peer,
-                    data: b.invite.clone(),
-                };
-                self.out.push_back(t);
-                self.calls.by_branch.remove(&old);
-                self.calls.by_branch.insert(new, (call_id, i));
-                return true;
-            }
+        if self.retry_with_credentials(now, call_id, i, r) {
+            return;
         }
+        let Some(b) = self
+            .calls
+            .calls
+            .get_mut(call_id)
+            .and_then(|c| c.branches.get_mut(i))
+        else {
+            return;
+        };
         if matches!(b.state, BranchState::Done | BranchState::Won) && b.status != 0 {
-            return true;
+            return;
         }
         b.state = BranchState::Done;
-        b.status = status;
+        b.status = r.status;
         b.reason = reason_of(&r.raw).to_string();
         b.next_resend = None;
-        self.maybe_all_failed(now, &call_id);
+        self.maybe_all_failed(now, call_id);
+    }
+
+    /// The trunk's digest challenge (401/407) to the first INVITE of an
+    /// outbound call still ringing: the INVITE goes again on a new branch
+    /// with CSeq 2 and the credentials. `false` when it does not apply or
+    /// the challenge cannot be answered.
+    fn retry_with_credentials(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        i: usize,
+        r: &msg::Response,
+    ) -> bool {
+        let status = r.status;
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return false;
+        };
+        let (outbound, ringing) = (call.outbound.is_some(), call.state == State::Ringing);
+        let Some(b) = call.branches.get_mut(i) else {
+            return false;
+        };
+        let Some(t) = &self.cfg.termination else {
+            return false;
+        };
+        if !((status == 401 || status == 407)
+            && b.cseq == 1
+            && b.device_id == TRUNK_ID
+            && outbound
+            && ringing)
+        {
+            return false;
+        }
+        let hdr = if status == 401 {
+            "www-authenticate"
+        } else {
+            "proxy-authenticate"
+        };
+        let challenges: Vec<&str> = r.raw.all(hdr).collect();
+        let cnonce = format!("{:x}{}", now, b.branch.len());
+        let Some(auth) = digest::answer(
+            &challenges,
+            "INVITE",
+            &b.contact,
+            &t.username,
+            &t.password,
+            &cnonce,
+        ) else {
+            return false;
+        };
+        let name = if status == 401 {
+            "Authorization"
+        } else {
+            "Proxy-Authorization"
+        };
+        let old = b.branch.clone();
+        let new = format!("{old}r");
+        let inv = String::from_utf8_lossy(&b.invite)
+            .replacen(&format!("branch={old}"), &format!("branch={new}"), 1)
+            .replacen(
+                "CSeq: 1 INVITE\r\n",
+                &format!("CSeq: 2 INVITE\r\n{name}: {auth}\r\n"),
+                1,
+            );
+        b.invite = inv.into_bytes();
+        b.branch = new.clone();
+        b.cseq = 2;
+        b.local_cseq = 2;
+        b.state = BranchState::Calling;
+        b.interval = T1;
+        b.next_resend = (!b.peer.transport.reliable()).then_some(now + T1);
+        b.timer_b = now + 64 * T1;
+        let t = Transmit {
+            peer: b.peer,
+            data: b.invite.clone(),
+        };
+        self.out.push_back(t);
+        self.calls.by_branch.remove(&old);
+        self.calls.by_branch.insert(new, (call_id.to_string(), i));
         true
     }
 
@@ -232,7 +293,6 @@ impl Core {
             return true;
         };
         let local = self.addrs.via_host(&b.peer);
-        let media_ip = self.addrs.media_host(&call.a_peer);
         let trunk_side = b.device_id == TRUNK_ID;
         let already = call
             .branches
@@ -270,22 +330,7 @@ impl Core {
             b.ack = Some(ack.clone());
             self.out.push_back(Transmit { peer, data: ack });
             if already.is_some() {
-                b.local_cseq += 1;
-                let bye = dialog_request(
-                    b,
-                    "BYE",
-                    b.local_cseq,
-                    &local,
-                    &realm,
-                    &call.from_user,
-                    &call.to_user,
-                    &bye_branch,
-                    &[],
-                    None,
-                );
-                b.state = BranchState::Done;
-                self.txns
-                    .send_request(now, &bye_branch, Transmit { peer, data: bye }, 64 * T1);
+                self.bye_extra_answer(now, call_id, i, &bye_branch);
             }
             return true;
         }
@@ -295,25 +340,70 @@ impl Core {
             return self.originate_answered(now, call_id, i, &body);
         }
         b.state = BranchState::Won;
+        self.bridge_answer(now, call_id, i, Transmit { peer, data: ack }, &body);
+        true
+    }
+
+    /// Hangs up branch `i`, answered after another branch won: a BYE in
+    /// its new dialog, and the branch is done.
+    fn bye_extra_answer(&mut self, now: u64, call_id: &str, i: usize, bye_branch: &str) {
+        let realm = self.cfg.realm.clone();
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return;
+        };
+        let Some(b) = call.branches.get_mut(i) else {
+            return;
+        };
+        let local = self.addrs.via_host(&b.peer);
+        b.local_cseq += 1;
+        let bye = dialog_request(
+            b,
+            "BYE",
+            b.local_cseq,
+            &local,
+            &realm,
+            &call.from_user,
+            &call.to_user,
+            bye_branch,
+            &[],
+            None,
+        );
+        b.state = BranchState::Done;
+        let peer = b.peer;
+        self.txns
+            .send_request(now, bye_branch, Transmit { peer, data: bye }, 64 * T1);
+    }
+
+    /// The winning 2xx (on branch `i`, whose `ack` is ready) bridges the
+    /// call: the caller gets SDP for mediad's port a, the callee's answer
+    /// (shaped to the caller's offer) or, for a late offer, the callee's
+    /// offer, whose answer comes in the caller's ACK; only then is the 2xx
+    /// ACKed. Without usable SDP the callee is hung up and the caller gets
+    /// 488.
+    fn bridge_answer(&mut self, now: u64, call_id: &str, i: usize, ack: Transmit, body: &str) {
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return;
+        };
+        let media_ip = self.addrs.media_host(&call.a_peer);
+        let Some(b) = call.branches.get_mut(i) else {
+            return;
+        };
         let Some((pa, _)) = call.ports else {
-            self.out.push_back(Transmit { peer, data: ack });
-            return true;
+            self.out.push_back(ack);
+            return;
         };
         let to_a = if call.late_offer {
             // The 2xx carries the offer; the caller answers it in its
             // ACK, and only that answer lets sipd ACK this 2xx.
-            let offer = sdp::rewrite(&body, &media_ip, pa, true);
+            let offer = sdp::rewrite(body, &media_ip, pa, true);
             if offer.is_some() {
-                call.b_offer = body.clone();
+                call.b_offer = body.to_string();
             }
             offer
         } else {
-            b.ack = Some(ack.clone());
-            self.out.push_back(Transmit {
-                peer,
-                data: ack.clone(),
-            });
-            if let Some(m) = sdp::leg_media(&body).map(|m| m.signalled_from(peer.addr.ip())) {
+            b.ack = Some(ack.data.clone());
+            self.out.push_back(ack.clone());
+            if let Some(m) = sdp::leg_media(body).map(|m| m.signalled_from(ack.peer.addr.ip())) {
                 self.events.push_back(Event::MediaUpdate {
                     call_id: call_id.to_string(),
                     leg: "b",
@@ -322,14 +412,14 @@ impl Core {
                     established: None,
                 });
             }
-            sdp::rewrite(&body, &media_ip, pa, true)
+            sdp::rewrite(body, &media_ip, pa, true)
                 .or_else(|| sdp::rewrite(&call.offer, &media_ip, pa, true))
                 .map(|a| sdp::shape_answer(&call.offer, &a))
         };
         let Some(answer) = to_a else {
             // A late-offer callee whose 2xx has no usable offer.
-            b.ack = Some(ack.clone());
-            self.out.push_back(Transmit { peer, data: ack });
+            b.ack = Some(ack.data.clone());
+            self.out.push_back(ack);
             self.hangup_leg(now, call_id, false);
             self.fail_a(
                 now,
@@ -339,7 +429,18 @@ impl Core {
                 "failed",
                 "no shared codec in the callee's offer",
             );
-            return true;
+            return;
+        };
+        self.answer_caller(now, call_id, i, answer);
+        self.record_if_wanted(call_id, i);
+        self.cancel_branches(call_id, Some(i));
+    }
+
+    /// The caller's 200 with `answer`, re-sent until its ACK (RFC 3261
+    /// section 13.3.1.4): the call is answered, and its CDR says by whom.
+    fn answer_caller(&mut self, now: u64, call_id: &str, i: usize, answer: String) {
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return;
         };
         call.a_sdp = answer.clone();
         let contact = format!(
@@ -370,6 +471,14 @@ impl Core {
             device_id: (call.direction == "inbound").then_some(call.branches[i].device_id),
         }));
         self.txns.respond(now, &key, Transmit { peer, data }, 200);
+    }
+
+    /// Records a call answered on branch `i` when the caller's or the
+    /// callee's device records every call.
+    fn record_if_wanted(&mut self, call_id: &str, i: usize) {
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return;
+        };
         let callee = call.branches[i].device_id;
         let callee_records = self.devices.values().any(|d| d.id == callee && d.recording);
         if call.caller_records || callee_records {
@@ -380,8 +489,33 @@ impl Core {
                 enabled: true,
             });
         }
-        self.cancel_branches(call_id, Some(i));
-        true
+    }
+
+    /// Sends a new B-leg INVITE and files its branch under the call, so
+    /// its responses (by Via branch) and its dialog's requests (by Call-ID)
+    /// find the call.
+    pub(super) fn start_branch(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        new: NewBranch,
+        invite: Vec<u8>,
+    ) {
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return;
+        };
+        self.out.push_back(Transmit {
+            peer: new.peer,
+            data: invite.clone(),
+        });
+        self.calls.by_branch.insert(
+            new.ids.branch.clone(),
+            (call_id.to_string(), call.branches.len()),
+        );
+        self.calls
+            .by_b_call_id
+            .insert(new.ids.call_id.clone(), call_id.to_string());
+        call.branches.push(Branch::calling(now, new, invite));
     }
 
     pub(super) fn maybe_all_failed(&mut self, now: u64, call_id: &str) {

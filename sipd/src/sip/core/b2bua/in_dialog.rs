@@ -105,62 +105,14 @@ impl Core {
         from: Side,
     ) -> Reply {
         let raw = &r.raw;
-        let Some(call) = self.calls.calls.get(call_id) else {
-            return Reply::new(481, "Call/Transaction Does Not Exist");
-        };
         let to = from.other();
         let offer = sdp_of(raw);
-        let sdp_exchange = method == "INVITE" || (method == "UPDATE" && offer.is_some());
-        if !matches!(call.state, State::Answering | State::Up) {
-            // The other side has not answered: no dialog to pass it to.
-            return if method == "INFO" {
-                Reply::new(480, "Temporarily Unavailable")
-            } else {
-                Reply::new(491, "Request Pending")
-            };
+        if let Err(reply) = self.may_relay(call_id, method, from, raw, offer.is_some()) {
+            return reply;
         }
-        if sdp_exchange {
-            // RFC 3261 section 14.1 / RFC 3311 section 5.2: one offer/answer
-            // exchange at a time. The other side's pending one is glare
-            // (491); the requester's own earlier one gets 500 + Retry-After.
-            if call.state == State::Answering {
-                return Reply::new(491, "Request Pending");
-            }
-            if let Some(x) = self
-                .calls
-                .relays
-                .values()
-                .find(|x| x.call_id == call_id && x.negotiating())
-            {
-                return if x.from == from {
-                    Reply::new(500, "Server Internal Error").with("Retry-After", "2")
-                } else {
-                    Reply::new(491, "Request Pending")
-                };
-            }
-        }
-        if matches!(method, "INVITE" | "UPDATE") && offer.is_none() && !raw.body.is_empty() {
-            return Reply::new(415, "Unsupported Media Type").with("Accept", msg::ACCEPT);
-        }
-        let Some((pa, pb)) = call.ports else {
-            return Reply::new(491, "Request Pending");
-        };
-        let port = if to == Side::A { pa } else { pb };
-        let content_type = raw
-            .get("content-type")
-            .unwrap_or("application/octet-stream")
-            .to_string();
-        let body: Option<(String, Vec<u8>)> = match &offer {
-            Some(o) if method != "INFO" => {
-                let host = self.addrs.media_host(&side_peer(call, to));
-                let Some(s) = sdp::rewrite(o, &host, port, true) else {
-                    return Reply::new(488, "Not Acceptable Here")
-                        .with("Warning", "304 gosip \"no shared codec\"");
-                };
-                Some(("application/sdp".into(), s.into_bytes()))
-            }
-            _ if raw.body.is_empty() => None,
-            _ => Some((content_type, raw.body.clone())),
+        let body = match self.relayed_body(call_id, to, method, raw, offer.as_ref()) {
+            Ok(body) => body,
+            Err(reply) => return reply,
         };
         // Target refresh (RFC 3261 section 12.2.2).
         if matches!(method, "INVITE" | "UPDATE")
@@ -168,30 +120,9 @@ impl Core {
         {
             self.set_target(call_id, from, c);
         }
-        let transport = self.leg_transport(call_id, to);
-        let to_host = self
-            .calls
-            .calls
-            .get(call_id)
-            .map(|c| self.addrs.via_host(&side_peer(c, to)))
-            .unwrap_or_default();
-        let mut extra: Vec<(&str, String)> = Vec::new();
-        if matches!(method, "INVITE" | "UPDATE") {
-            extra.push((
-                "Contact",
-                format!("<sip:gosip@{};transport={}>", to_host, transport.as_str()),
-            ));
-        }
-        for (lower, name) in [
-            ("content-disposition", "Content-Disposition"),
-            ("info-package", "Info-Package"),
-        ] {
-            if let Some(v) = raw.get(lower) {
-                extra.push((name, v.to_string()));
-            }
-        }
+        let extra = self.relayed_headers(call_id, to, method, raw);
         let branch = format!("z9hG4bK{}", self.next_id());
-        let out = body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_slice()));
+        let out = body.as_ref().map(Body::parts);
         let Some((to_peer, data, cseq)) =
             self.leg_request(call_id, to, method, &branch, None, &extra, out)
         else {
@@ -237,6 +168,123 @@ impl Core {
         }
     }
 
+    /// Whether `from`'s request may go to the other leg now: the call must
+    /// be answered, and an offer/answer exchange waits for the one running
+    /// (RFC 3261 section 14.1, RFC 3311 section 5.2). `Err` is the answer
+    /// to the requester.
+    fn may_relay(
+        &self,
+        call_id: &str,
+        method: &str,
+        from: Side,
+        raw: &Raw,
+        has_offer: bool,
+    ) -> Result<(), Reply> {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return Err(Reply::new(481, "Call/Transaction Does Not Exist"));
+        };
+        let sdp_exchange = method == "INVITE" || (method == "UPDATE" && has_offer);
+        if !matches!(call.state, State::Answering | State::Up) {
+            // The other side has not answered: no dialog to pass it to.
+            return Err(if method == "INFO" {
+                Reply::new(480, "Temporarily Unavailable")
+            } else {
+                Reply::new(491, "Request Pending")
+            });
+        }
+        if sdp_exchange {
+            // One offer/answer exchange at a time. The other side's
+            // pending one is glare (491); the requester's own earlier one
+            // gets 500 + Retry-After.
+            if call.state == State::Answering {
+                return Err(Reply::new(491, "Request Pending"));
+            }
+            if let Some(x) = self
+                .calls
+                .relays
+                .values()
+                .find(|x| x.call_id == call_id && x.negotiating())
+            {
+                return Err(if x.from == from {
+                    Reply::new(500, "Server Internal Error").with("Retry-After", "2")
+                } else {
+                    Reply::new(491, "Request Pending")
+                });
+            }
+        }
+        if matches!(method, "INVITE" | "UPDATE") && !has_offer && !raw.body.is_empty() {
+            return Err(Reply::new(415, "Unsupported Media Type").with("Accept", msg::ACCEPT));
+        }
+        Ok(())
+    }
+
+    /// The body of a request relayed to `to`: an offer rewritten to
+    /// mediad's port on that leg (488 when it shares no codec), anything
+    /// else (an INFO's) as it is.
+    fn relayed_body(
+        &self,
+        call_id: &str,
+        to: Side,
+        method: &str,
+        raw: &Raw,
+        offer: Option<&String>,
+    ) -> Result<Option<Body>, Reply> {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return Err(Reply::new(481, "Call/Transaction Does Not Exist"));
+        };
+        let Some((pa, pb)) = call.ports else {
+            return Err(Reply::new(491, "Request Pending"));
+        };
+        let port = if to == Side::A { pa } else { pb };
+        match offer {
+            Some(o) if method != "INFO" => {
+                let host = self.addrs.media_host(&side_peer(call, to));
+                let Some(s) = sdp::rewrite(o, &host, port, true) else {
+                    return Err(Reply::new(488, "Not Acceptable Here")
+                        .with("Warning", "304 gosip \"no shared codec\""));
+                };
+                Ok(Some(Body::sdp(s)))
+            }
+            _ if raw.body.is_empty() => Ok(None),
+            _ => Ok(Some(Body::copied(raw))),
+        }
+    }
+
+    /// The headers a relayed request carries besides the dialog's own:
+    /// sipd's Contact on `to`'s leg for a target refresh, and an INFO's
+    /// Content-Disposition and Info-Package as they are.
+    fn relayed_headers(
+        &self,
+        call_id: &str,
+        to: Side,
+        method: &str,
+        raw: &Raw,
+    ) -> Vec<(&'static str, String)> {
+        let transport = self.leg_transport(call_id, to);
+        let to_host = self
+            .calls
+            .calls
+            .get(call_id)
+            .map(|c| self.addrs.via_host(&side_peer(c, to)))
+            .unwrap_or_default();
+        let mut extra: Vec<(&'static str, String)> = Vec::new();
+        if matches!(method, "INVITE" | "UPDATE") {
+            extra.push((
+                "Contact",
+                format!("<sip:gosip@{};transport={}>", to_host, transport.as_str()),
+            ));
+        }
+        for (lower, name) in [
+            ("content-disposition", "Content-Disposition"),
+            ("info-package", "Info-Package"),
+        ] {
+            if let Some(v) = raw.get(lower) {
+                extra.push((name, v.to_string()));
+            }
+        }
+        extra
+    }
+
     /// The other side's answer to a relayed request, passed back as the
     /// answer to the original: status, reason, SDP rewritten to mediad's
     /// port on the requester's leg, an INFO's body as it is. A re-INVITE's
@@ -253,143 +301,52 @@ impl Core {
         let status = r.status;
         let invite = x.method == "INVITE";
         if status < 200 {
-            if invite {
-                x.next_resend = None;
-                x.provisional = true;
-                if x.cancel && !x.cancel_sent && !x.answered {
-                    x.cancel_sent = true;
-                    let cancel = cancel_for(&String::from_utf8_lossy(&x.sent.data));
-                    self.out.push_back(Transmit {
-                        peer: x.sent.peer,
-                        data: cancel,
-                    });
-                }
-            } else if x.next_resend.is_some() {
-                x.interval = T2;
-            }
+            let cancel = x.provisional_answer();
+            self.out.extend(cancel);
             return;
         }
         if x.answered {
             // A retransmitted final answer: ACK it again.
-            if invite && status < 300 {
-                if let Some(a) = &x.ack {
-                    self.out.push_back(a.clone());
-                }
-            } else if invite {
-                self.out.push_back(Transmit {
-                    peer: x.sent.peer,
-                    data: non2xx_ack(&x.sent.data, &r.raw),
-                });
-            }
+            let ack = x.ack_again(r);
+            self.out.extend(ack);
             return;
         }
         x.answered = true;
         x.next_resend = None;
         x.deadline = now + 64 * T1;
         if invite && status >= 300 {
-            self.out.push_back(Transmit {
-                peer: x.sent.peer,
-                data: non2xx_ack(&x.sent.data, &r.raw),
-            });
+            self.out.push_back(x.non2xx_ack(&r.raw));
         }
-        let (call_id, from, method, cseq) = (x.call_id.clone(), x.from, x.method.clone(), x.cseq);
-        let offer = x.offer.clone();
-        let (key, peer, req) = (x.key.clone(), x.peer, x.req.clone());
+        let q = x.requester();
         let branch = r.via.branch.clone();
-        let ports = self.calls.calls.get(&call_id).and_then(|c| c.ports);
-        let port = ports.map(|(pa, pb)| if from == Side::A { pa } else { pb });
-        let mut code = status;
-        let mut reason = reason_of(&r.raw).to_string();
-        let mut extra: Vec<(&str, String)> = Vec::new();
-        for (lower, name) in [("retry-after", "Retry-After"), ("warning", "Warning")] {
-            if let Some(v) = r.raw.get(lower) {
-                extra.push((name, v.to_string()));
-            }
-        }
-        let mut body: Option<(String, Vec<u8>)> = None;
-        let mut negotiated = None;
-        let mut far_offer = None;
-        if status < 300 && method != "INFO" {
-            if let Some(c) = r.raw.get("contact").map(|c| uri_of(c).to_string()) {
-                self.set_target(&call_id, from.other(), c);
-            }
-            let transport = self.leg_transport(&call_id, from);
-            extra.push((
-                "Contact",
-                format!(
-                    "<sip:gosip@{};transport={}>",
-                    self.addrs.via_host(&peer),
-                    transport.as_str()
-                ),
-            ));
-            if let Some(s) = sdp_of(&r.raw) {
-                let host = self.addrs.media_host(&peer);
-                match port.and_then(|p| sdp::rewrite(&s, &host, p, true)) {
-                    Some(rw) => {
-                        // An answer to the requester's offer takes its shape;
-                        // an offer (offerless re-INVITE) goes as it is.
-                        let rw = match &offer {
-                            Some(o) => sdp::shape_answer(o, &rw),
-                            None => rw,
-                        };
-                        body = Some(("application/sdp".into(), rw.into_bytes()));
-                    }
-                    None => {
-                        (code, reason) = (488, "Not Acceptable Here".into());
-                        extra.push(("Warning", "304 gosip \"no shared codec\"".into()));
-                    }
-                }
-                match &offer {
-                    Some(o) => negotiated = Some((o.clone(), s)),
-                    None if invite => far_offer = Some(s),
-                    None => {}
-                }
-            }
-        } else if method == "INFO" && !r.raw.body.is_empty() {
-            let ct = r
-                .raw
-                .get("content-type")
-                .unwrap_or("application/octet-stream");
-            body = Some((ct.to_string(), r.raw.body.clone()));
-        }
+        let mut answer = self.relayed_answer(&q, r);
         // The other side's 2xx to a re-INVITE with an offer is ACKed now;
         // an offerless one waits for the requester's answer, unless its
         // offer was unusable: then it gets a bare ACK and the call ends.
-        let unusable_offer = far_offer.is_some() && code >= 300;
+        let unusable_offer = answer.far_offer.is_some() && answer.code >= 300;
         if unusable_offer {
-            far_offer = None;
+            answer.far_offer = None;
         }
-        let mut ack = None;
-        if invite && status < 300 && far_offer.is_none() {
-            let ack_branch = format!("z9hG4bK{}", self.next_id());
-            if let Some((p, data, _)) = self.leg_request(
-                &call_id,
-                from.other(),
-                "ACK",
-                &ack_branch,
-                Some(cseq),
-                &[],
-                None,
-            ) {
-                let t = Transmit { peer: p, data };
-                self.out.push_back(t.clone());
-                ack = Some(t);
-            }
-        }
+        let ack = if invite && status < 300 && answer.far_offer.is_none() {
+            self.ack_relayed_ok(&q)
+        } else {
+            None
+        };
+        let code = answer.code;
         let data = msg::response(
-            &req,
-            peer.addr,
+            &q.req,
+            q.peer.addr,
             code,
-            &reason,
+            &answer.reason,
             "",
-            &extra,
-            body.as_ref().map(|(ct, b)| (ct.as_str(), b.as_slice())),
+            &answer.extra,
+            answer.body.as_ref().map(Body::parts),
         );
-        let t = Transmit { peer, data };
-        self.txns.respond(now, &key, t.clone(), code);
+        let t = Transmit { peer: q.peer, data };
+        self.txns.respond(now, &q.key, t.clone(), code);
         if let Some(x) = self.calls.relays.get_mut(&branch) {
             x.ack = ack;
-            x.far_offer = far_offer;
+            x.far_offer = answer.far_offer;
             if invite && code < 300 {
                 x.ok = Some(t);
                 x.ok_next = now + T1;
@@ -397,15 +354,118 @@ impl Core {
                 x.ok_deadline = now + 64 * T1;
             }
         }
-        tracing::debug!(call_id = %call_id, method = %method, status, relayed = code, "in-call answer relayed");
-        if let (Some((o, a)), true) = (negotiated, code < 300) {
-            self.media_negotiated(&call_id, from, &o, &a);
+        tracing::debug!(call_id = %q.call_id, method = %q.method, status, relayed = code, "in-call answer relayed");
+        if let (Some(x), true) = (answer.negotiated, code < 300) {
+            self.media_negotiated(&q.call_id, q.from, &x.offer, &x.answer);
         }
         if matches!(status, 408 | 481) {
-            self.hangup(now, &call_id, "the other side lost the dialog");
+            self.hangup(now, &q.call_id, "the other side lost the dialog");
         } else if unusable_offer {
-            self.hangup(now, &call_id, "no shared codec in a re-INVITE offer");
+            self.hangup(now, &q.call_id, "no shared codec in a re-INVITE offer");
         }
+    }
+
+    /// What the requester of a relayed request hears for the other side's
+    /// final answer `r`: its status and reason, its Retry-After and
+    /// Warning, and the body ([`Core::relayed_ok`] for a 2xx with SDP, an
+    /// INFO's body as it is).
+    fn relayed_answer(&mut self, q: &Requester, r: &msg::Response) -> RelayedAnswer {
+        let ports = self.calls.calls.get(&q.call_id).and_then(|c| c.ports);
+        let port = ports.map(|(pa, pb)| if q.from == Side::A { pa } else { pb });
+        let mut answer = RelayedAnswer {
+            code: r.status,
+            reason: reason_of(&r.raw).to_string(),
+            extra: Vec::new(),
+            body: None,
+            negotiated: None,
+            far_offer: None,
+        };
+        for (lower, name) in [("retry-after", "Retry-After"), ("warning", "Warning")] {
+            if let Some(v) = r.raw.get(lower) {
+                answer.extra.push((name, v.to_string()));
+            }
+        }
+        if r.status < 300 && q.method != "INFO" {
+            self.relayed_ok(q, r, port, &mut answer);
+        } else if q.method == "INFO" && !r.raw.body.is_empty() {
+            answer.body = Some(Body::copied(&r.raw));
+        }
+        answer
+    }
+
+    /// The other side's 2xx to a relayed re-INVITE or UPDATE: its Contact
+    /// refreshes that leg's target, sipd's Contact goes to the requester,
+    /// and its SDP is rewritten to mediad's `port` on the requester's leg
+    /// (488 when it shares no codec). Its SDP answers the requester's offer,
+    /// or is the other side's offer to an offerless re-INVITE.
+    fn relayed_ok(
+        &mut self,
+        q: &Requester,
+        r: &msg::Response,
+        port: Option<u16>,
+        answer: &mut RelayedAnswer,
+    ) {
+        if let Some(c) = r.raw.get("contact").map(|c| uri_of(c).to_string()) {
+            self.set_target(&q.call_id, q.from.other(), c);
+        }
+        let transport = self.leg_transport(&q.call_id, q.from);
+        answer.extra.push((
+            "Contact",
+            format!(
+                "<sip:gosip@{};transport={}>",
+                self.addrs.via_host(&q.peer),
+                transport.as_str()
+            ),
+        ));
+        let Some(s) = sdp_of(&r.raw) else {
+            return;
+        };
+        let host = self.addrs.media_host(&q.peer);
+        match port.and_then(|p| sdp::rewrite(&s, &host, p, true)) {
+            Some(rw) => {
+                // An answer to the requester's offer takes its shape;
+                // an offer (offerless re-INVITE) goes as it is.
+                let rw = match &q.offer {
+                    Some(o) => sdp::shape_answer(o, &rw),
+                    None => rw,
+                };
+                answer.body = Some(Body::sdp(rw));
+            }
+            None => {
+                (answer.code, answer.reason) = (488, "Not Acceptable Here".into());
+                answer
+                    .extra
+                    .push(("Warning", "304 gosip \"no shared codec\"".into()));
+            }
+        }
+        match &q.offer {
+            Some(o) => {
+                answer.negotiated = Some(Exchange {
+                    offer: o.clone(),
+                    answer: s,
+                });
+            }
+            None if q.method == "INVITE" => answer.far_offer = Some(s),
+            None => {}
+        }
+    }
+
+    /// The ACK of the other side's 2xx to a relayed re-INVITE, in that
+    /// leg's dialog with the re-INVITE's CSeq (RFC 3261 section 13.2.2.4).
+    fn ack_relayed_ok(&mut self, q: &Requester) -> Option<Transmit> {
+        let ack_branch = format!("z9hG4bK{}", self.next_id());
+        let (peer, data, _) = self.leg_request(
+            &q.call_id,
+            q.from.other(),
+            "ACK",
+            &ack_branch,
+            Some(q.cseq),
+            &[],
+            None,
+        )?;
+        let t = Transmit { peer, data };
+        self.out.push_back(t.clone());
+        Some(t)
     }
 
     /// A relayed request the other side never answered (Timer B/F): 408
@@ -578,6 +638,136 @@ impl Core {
         }
         for c in no_ack {
             self.hangup(now, &c, "no ACK for a relayed re-INVITE's 200");
+        }
+    }
+}
+
+/// What answering a relayed request needs of its [`Relay`], copied out so
+/// the call can change meanwhile.
+struct Requester {
+    call_id: String,
+    /// The side the request came from.
+    from: Side,
+    method: String,
+    /// The CSeq number it went to the other side with.
+    cseq: u32,
+    /// The SDP offer it carried.
+    offer: Option<String>,
+    /// Its server transaction, where it came from, and the request.
+    key: String,
+    peer: Peer,
+    req: Raw,
+}
+
+/// The answer a relayed request's requester gets for the other side's
+/// final response.
+struct RelayedAnswer {
+    code: u16,
+    reason: String,
+    extra: Vec<(&'static str, String)>,
+    body: Option<Body>,
+    /// The offer/answer exchange completed by a 2xx, for mediad.
+    negotiated: Option<Exchange>,
+    /// The other side's offer in its 2xx to an offerless re-INVITE.
+    far_offer: Option<String>,
+}
+
+/// An offer and its answer (RFC 3264), as received.
+struct Exchange {
+    offer: String,
+    answer: String,
+}
+
+/// A message body and its Content-Type.
+struct Body {
+    content_type: String,
+    data: Vec<u8>,
+}
+
+impl Body {
+    /// An SDP body.
+    fn sdp(sdp: String) -> Body {
+        Body {
+            content_type: "application/sdp".into(),
+            data: sdp.into_bytes(),
+        }
+    }
+
+    /// A body passed on as it is, with its Content-Type
+    /// (`application/octet-stream` when it names none).
+    fn copied(raw: &Raw) -> Body {
+        Body {
+            content_type: raw
+                .get("content-type")
+                .unwrap_or("application/octet-stream")
+                .to_string(),
+            data: raw.body.clone(),
+        }
+    }
+
+    /// The form the message builders take.
+    fn parts(&self) -> (&str, &[u8]) {
+        (self.content_type.as_str(), self.data.as_slice())
+    }
+}
+
+impl Relay {
+    /// The other side's provisional answer: a re-INVITE stops its Timer A,
+    /// and a CANCEL its requester sent meanwhile may now follow it (RFC
+    /// 3261 section 9.1), returned for sending; another request's Timer E
+    /// goes to T2 (RFC 3261 section 17.1.2.2).
+    fn provisional_answer(&mut self) -> Option<Transmit> {
+        if self.method != "INVITE" {
+            if self.next_resend.is_some() {
+                self.interval = T2;
+            }
+            return None;
+        }
+        self.next_resend = None;
+        self.provisional = true;
+        if self.cancel && !self.cancel_sent && !self.answered {
+            self.cancel_sent = true;
+            let cancel = cancel_for(&String::from_utf8_lossy(&self.sent.data));
+            return Some(Transmit {
+                peer: self.sent.peer,
+                data: cancel,
+            });
+        }
+        None
+    }
+
+    /// The ACK again for a retransmitted final answer to a re-INVITE: the
+    /// 2xx's kept ACK, or a new ACK of the non-2xx.
+    fn ack_again(&self, r: &msg::Response) -> Option<Transmit> {
+        if self.method != "INVITE" {
+            None
+        } else if r.status < 300 {
+            self.ack.clone()
+        } else {
+            Some(self.non2xx_ack(&r.raw))
+        }
+    }
+
+    /// The ACK of a non-2xx final answer to the relayed re-INVITE (RFC
+    /// 3261 section 17.1.1.3).
+    fn non2xx_ack(&self, resp: &Raw) -> Transmit {
+        Transmit {
+            peer: self.sent.peer,
+            data: non2xx_ack(&self.sent.data, resp),
+        }
+    }
+
+    /// The parts of the request its answer needs.
+    fn requester(&self) -> Requester {
+        Requester {
+            call_id: self.call_id.clone(),
+            from: self.from,
+            method: self.method.clone(),
+            cseq: self.cseq,
+            offer: self.offer.clone(),
+            key: self.key.clone(),
+            peer: self.peer,
+            req: self.req.clone(),
         }
     }
 }

@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// A B-leg branch to ring: its INVITE's addressing, the Via host towards
+/// its peer and the offer it carries (empty for a late offer).
+struct Ring {
+    branch: NewBranch,
+    local: String,
+    offer: String,
+}
+
 impl Core {
     /// mediad's answer to [`Event::MediaAllocate`]: the relay ports for the
     /// A-leg and the B-leg, or `None` when mediad could not give any.
@@ -31,6 +39,37 @@ impl Core {
         };
         call.ports = Some((pa, pb));
         call.state = State::Ringing;
+        let Some(offer_b) = self.b_leg_offer(call_id, pa, pb) else {
+            self.fail_a(
+                now,
+                call_id,
+                488,
+                "Not Acceptable Here",
+                "failed",
+                "no shared codec",
+            );
+            return;
+        };
+        for ring in self.plan_rings(call_id, &offer_b) {
+            let Some(invite) = self
+                .calls
+                .calls
+                .get(call_id)
+                .map(|call| self.ring_invite(call, &ring))
+            else {
+                return;
+            };
+            self.start_branch(now, call_id, ring.branch, invite);
+        }
+    }
+
+    /// The offer the B-legs get, as a template rewritten per branch:
+    /// click-to-call's own offer to the device (on mediad's port a), else
+    /// the caller's offer on mediad's port b, whose media mediad learns
+    /// now. A late offer has none: an empty one. `None` when the caller's
+    /// offer shares no codec.
+    fn b_leg_offer(&mut self, call_id: &str, pa: u16, pb: u16) -> Option<String> {
+        let call = self.calls.calls.get_mut(call_id)?;
         // A template for the offer; each branch gets the address its own
         // peer reaches (see `AddrBook::address_for`).
         let media_ip = self.addrs.media_host(&call.a_peer);
@@ -53,24 +92,25 @@ impl Core {
             });
         }
         let port = if call.originate { pa } else { pb };
-        let offer_b = if call.late_offer {
+        if call.late_offer {
             Some(String::new())
         } else {
             sdp::rewrite(&call.offer, &media_ip, port, false)
+        }
+    }
+
+    /// One branch per contact to ring: the trunk for an outbound call,
+    /// else every registered contact of the callees (forking). Each gets
+    /// fresh identifiers and the offer with the media address its own peer
+    /// reaches; `offer_b` (empty for a late offer) is the fallback.
+    fn plan_rings(&mut self, call_id: &str, offer_b: &str) -> Vec<Ring> {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return Vec::new();
         };
-        let Some(offer_b) = offer_b else {
-            self.fail_a(
-                now,
-                call_id,
-                488,
-                "Not Acceptable Here",
-                "failed",
-                "no shared codec",
-            );
-            return;
-        };
-        let term = self.cfg.termination.clone();
-        let targets: Vec<(Peer, String, i64)> = match (&call.outbound, &term) {
+        let port = call
+            .ports
+            .map_or(0, |(pa, pb)| if call.originate { pa } else { pb });
+        let targets: Vec<(Peer, String, i64)> = match (&call.outbound, &self.cfg.termination) {
             (Some(n), Some(t)) if !call.originate => vec![(
                 Peer::udp(t.addr).with_local(t.local),
                 format!("sip:{n}@{}", t.host),
@@ -84,100 +124,85 @@ impl Core {
                 .collect(),
         };
         let offer_src = call.offer.clone();
-        let mut branches = Vec::new();
+        let mut rings = Vec::new();
         for (peer, contact, device_id) in targets {
-            let branch = format!("z9hG4bK{}", self.next_id());
-            let b_call_id = format!("{}@gosip", self.next_id());
-            let from_tag = self.next_id();
+            let ids = self.dialog_ids();
             let local = self.addrs.via_host(&peer);
-            let offer_b = if offer_b.is_empty() {
+            let offer = if offer_b.is_empty() {
                 String::new()
             } else {
                 sdp::rewrite(&offer_src, &self.addrs.media_host(&peer), port, false)
-                    .unwrap_or_else(|| offer_b.clone())
+                    .unwrap_or_else(|| offer_b.to_string())
             };
-            branches.push((
-                peer, contact, branch, b_call_id, from_tag, device_id, local, offer_b,
-            ));
+            rings.push(Ring {
+                branch: NewBranch {
+                    peer,
+                    device_id,
+                    contact,
+                    ids,
+                },
+                local,
+                offer,
+            });
         }
-        let realm = self.cfg.realm.clone();
-        let Some(call) = self.calls.calls.get_mut(call_id) else {
-            return;
+        rings
+    }
+
+    /// The INVITE of one B-leg branch: the caller's name and user in From,
+    /// the dialed user in To; towards the trunk, its host in To and the
+    /// caller's identity in P-Asserted-Identity.
+    fn ring_invite(&self, call: &Call, ring: &Ring) -> Vec<u8> {
+        let realm = &self.cfg.realm;
+        let NewBranch {
+            peer,
+            device_id,
+            contact,
+            ids:
+                DialogIds {
+                    branch,
+                    call_id: b_call_id,
+                    from_tag,
+                },
+        } = &ring.branch;
+        let (local, offer_b) = (&ring.local, &ring.offer);
+        let display = if call.from_display.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", msg::quoted(&call.from_display))
         };
-        for (i, (peer, contact, branch, b_call_id, from_tag, device_id, local, offer_b)) in
-            branches.into_iter().enumerate()
-        {
-            let display = if call.from_display.is_empty() {
-                String::new()
-            } else {
-                format!("{} ", msg::quoted(&call.from_display))
-            };
-            let body = if offer_b.is_empty() {
-                "Content-Length: 0\r\n\r\n".to_string()
-            } else {
-                format!(
-                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer_b}",
-                    offer_b.len()
-                )
-            };
-            let (to_host, pai) = match (&call.outbound, &term) {
-                (Some(_), Some(t)) if device_id == TRUNK_ID => (
-                    t.host.clone(),
-                    format!("P-Asserted-Identity: <sip:{}@{realm}>\r\n", call.from_user),
-                ),
-                _ => (realm.clone(), String::new()),
-            };
-            let invite = format!(
-                "INVITE {contact} SIP/2.0\r\n\
-                 Via: SIP/2.0/{tr} {local};branch={branch};rport\r\n\
-                 Max-Forwards: 70\r\n\
-                 From: {display}<sip:{from}@{realm}>;tag={from_tag}\r\n\
-                 To: <sip:{to}@{to_host}>\r\n{pai}\
-                 Call-ID: {b_call_id}\r\n\
-                 CSeq: 1 INVITE\r\n\
-                 Contact: <sip:gosip@{local};transport={trl}>\r\n\
-                 Allow: {allow}\r\n\
-                 User-Agent: GoSIP\r\n{body}",
-                tr = peer.transport.as_str().to_ascii_uppercase(),
-                trl = peer.transport.as_str(),
-                from = call.from_user,
-                to = call.to_user,
-                allow = msg::ALLOW,
+        let body = if offer_b.is_empty() {
+            "Content-Length: 0\r\n\r\n".to_string()
+        } else {
+            format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer_b}",
+                offer_b.len()
             )
-            .into_bytes();
-            self.out.push_back(Transmit {
-                peer,
-                data: invite.clone(),
-            });
-            self.calls
-                .by_branch
-                .insert(branch.clone(), (call_id.to_string(), i));
-            self.calls
-                .by_b_call_id
-                .insert(b_call_id.clone(), call_id.to_string());
-            call.branches.push(Branch {
-                peer,
-                device_id,
-                cseq: 1,
-                contact: contact.clone(),
-                call_id: b_call_id,
-                branch,
-                from_tag,
-                to_tag: String::new(),
-                remote_target: contact,
-                invite,
-                state: BranchState::Calling,
-                status: 0,
-                next_resend: (!peer.transport.reliable()).then_some(now + T1),
-                interval: T1,
-                timer_b: now + 64 * T1,
-                local_cseq: 1,
-                route: Vec::new(),
-                ack: None,
-                reason: String::new(),
-                no_response: false,
-            });
-        }
+        };
+        let (to_host, pai) = match (&call.outbound, &self.cfg.termination) {
+            (Some(_), Some(t)) if *device_id == TRUNK_ID => (
+                t.host.clone(),
+                format!("P-Asserted-Identity: <sip:{}@{realm}>\r\n", call.from_user),
+            ),
+            _ => (realm.clone(), String::new()),
+        };
+        format!(
+            "INVITE {contact} SIP/2.0\r\n\
+             Via: SIP/2.0/{tr} {local};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: {display}<sip:{from}@{realm}>;tag={from_tag}\r\n\
+             To: <sip:{to}@{to_host}>\r\n{pai}\
+             Call-ID: {b_call_id}\r\n\
+             CSeq: 1 INVITE\r\n\
+             Contact: <sip:gosip@{local};transport={trl}>\r\n\
+             Allow: {allow}\r\n\
+             User-Agent: GoSIP\r\n{body}",
+            tr = peer.transport.as_str().to_ascii_uppercase(),
+            trl = peer.transport.as_str(),
+            from = call.from_user,
+            to = call.to_user,
+            allow = msg::ALLOW,
+        )
+        .into_bytes()
     }
 
     /// Tells mediad both legs' media after an offer/answer exchange; the

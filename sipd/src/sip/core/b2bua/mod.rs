@@ -262,6 +262,58 @@ pub(super) struct Call {
     a_route: Vec<String>,
 }
 
+impl Call {
+    /// A call waiting for mediad's ports: nothing rung, answered or
+    /// negotiated yet. Who calls whom (users, device, direction, callees)
+    /// starts empty for the caller to set with struct update syntax.
+    fn new(
+        id: String,
+        a_peer: Peer,
+        a_req: Raw,
+        a_tag: String,
+        now: u64,
+        ring_deadline: u64,
+    ) -> Call {
+        Call {
+            id,
+            state: State::Media,
+            a_peer,
+            a_req,
+            a_key: String::new(),
+            a_tag,
+            a_target: String::new(),
+            a_cseq: 0,
+            a_ok: None,
+            a_ok_next: 0,
+            a_ok_interval: T1,
+            a_ok_deadline: 0,
+            offer: String::new(),
+            from_user: String::new(),
+            from_display: String::new(),
+            to_user: String::new(),
+            device_id: 0,
+            callees: Vec::new(),
+            branches: Vec::new(),
+            ports: None,
+            a_sdp: String::new(),
+            started_at: now,
+            answered_at: None,
+            ring_deadline,
+            ringing_sent: false,
+            caller_records: false,
+            recording: false,
+            dtmf: [String::new(), String::new()],
+            outbound: None,
+            originate: false,
+            direction: "internal",
+            late_offer: false,
+            b_offer: String::new(),
+            early_sent: false,
+            a_route: Vec::new(),
+        }
+    }
+}
+
 /// Every call, with indexes for routing messages to them.
 #[derive(Debug, Default)]
 pub(super) struct Calls {
@@ -497,7 +549,66 @@ fn non2xx_ack(invite: &[u8], resp: &Raw) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// A B-leg INVITE about to go out: where it goes, the device it rings and
+/// the identifiers of the new dialog.
+struct NewBranch {
+    peer: Peer,
+    device_id: i64,
+    /// The contact the INVITE goes to (its Request-URI).
+    contact: String,
+    ids: DialogIds,
+}
+
+/// The identifiers sipd picks for a new B-leg dialog: its INVITE's Via
+/// branch, its Call-ID and the From tag.
+struct DialogIds {
+    branch: String,
+    call_id: String,
+    from_tag: String,
+}
+
+impl Core {
+    /// Fresh [`DialogIds`], drawn in this order (branch, Call-ID, tag).
+    fn dialog_ids(&mut self) -> DialogIds {
+        let branch = format!("z9hG4bK{}", self.next_id());
+        let call_id = format!("{}@gosip", self.next_id());
+        let from_tag = self.next_id();
+        DialogIds {
+            branch,
+            call_id,
+            from_tag,
+        }
+    }
+}
+
 impl Branch {
+    /// The branch of an INVITE that just went out: Timer A runs on an
+    /// unreliable transport, Timer B on any (RFC 3261 section 17.1.1.2).
+    fn calling(now: u64, new: NewBranch, invite: Vec<u8>) -> Branch {
+        Branch {
+            peer: new.peer,
+            device_id: new.device_id,
+            cseq: 1,
+            contact: new.contact.clone(),
+            call_id: new.ids.call_id,
+            branch: new.ids.branch,
+            from_tag: new.ids.from_tag,
+            to_tag: String::new(),
+            remote_target: new.contact,
+            invite,
+            state: BranchState::Calling,
+            status: 0,
+            next_resend: (!new.peer.transport.reliable()).then_some(now + T1),
+            interval: T1,
+            timer_b: now + 64 * T1,
+            local_cseq: 1,
+            route: Vec::new(),
+            ack: None,
+            reason: String::new(),
+            no_response: false,
+        }
+    }
+
     /// What a 2xx to the INVITE fixes for this dialog (RFC 3261 §12.1.2):
     /// the remote tag, the remote target from Contact, and the route set
     /// from Record-Route in reverse order.

@@ -27,14 +27,7 @@ impl Core {
                 &device,
                 std::net::Ipv4Addr::LOCALHOST.into(),
             )
-            .map_err(|r| {
-                (
-                    r.code,
-                    r.extra
-                        .first()
-                        .map_or_else(|| r.reason.to_string(), |(_, w)| w.clone()),
-                )
-            })?;
+            .map_err(refusal)?;
         let call_id = if call_id.is_empty() {
             format!("c2c-{}@gosip", self.next_id())
         } else {
@@ -52,57 +45,23 @@ impl Core {
             return Err((500, "cannot build the call".into()));
         };
         let a_tag = self.next_id();
+        let a_peer = Peer::udp(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        let ring_deadline = now + self.cfg.ring_timeout_ms;
         let call = Call {
-            id: call_id.clone(),
-            state: State::Media,
-            a_peer: Peer::udp(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-            a_req,
-            a_key: String::new(),
-            a_tag,
-            a_target: String::new(),
-            a_cseq: 0,
-            a_ok: None,
-            a_ok_next: 0,
-            a_ok_interval: T1,
-            a_ok_deadline: 0,
-            offer: String::new(),
-            from_user: did.clone(),
+            from_user: did,
             from_display: format!("Call {number}"),
             to_user: number.clone(),
             device_id,
             callees: vec![device_id],
-            branches: Vec::new(),
-            ports: None,
-            a_sdp: String::new(),
-            started_at: now,
-            answered_at: None,
-            ring_deadline: now + self.cfg.ring_timeout_ms,
             ringing_sent: true,
             caller_records: device.recording,
-            recording: false,
-            dtmf: [String::new(), String::new()],
             outbound: Some(number.clone()),
             originate: true,
             direction: "outbound",
-            late_offer: false,
-            b_offer: String::new(),
-            early_sent: false,
-            a_route: Vec::new(),
+            ..Call::new(call_id.clone(), a_peer, a_req, a_tag, now, ring_deadline)
         };
         tracing::info!(call_id = %call_id, device_id, to = %number, "click-to-call started");
-        self.events.push_back(Event::Cdr(Cdr::Start {
-            call_id: call_id.clone(),
-            direction: "outbound",
-            from: did,
-            to: number,
-            device_id,
-            started_at: now,
-            call_sid: None,
-        }));
-        self.events.push_back(Event::MediaAllocate {
-            call_id: call_id.clone(),
-        });
-        self.calls.calls.insert(call_id.clone(), call);
+        self.admit_call(call, None);
         Ok(call_id)
     }
 
@@ -115,18 +74,8 @@ impl Core {
         i: usize,
         body: &str,
     ) -> bool {
-        let term = self.cfg.termination.clone();
-        let trunk_peer = term.as_ref().map(|t| Peer::udp(t.addr).with_local(t.local));
-        let local = trunk_peer
-            .map(|p| self.addrs.via_host(&p))
-            .unwrap_or_default();
-        let realm = self.cfg.realm.clone();
-        let media_ip = trunk_peer
-            .map(|p| self.addrs.media_host(&p))
-            .unwrap_or_default();
-        let branch = format!("z9hG4bK{}", self.next_id());
-        let b_call_id = format!("{}@gosip", self.next_id());
-        let from_tag = self.next_id();
+        // The trunk's dialog identifiers are drawn whichever side answered.
+        let ids = self.dialog_ids();
         let trunk_side = self
             .calls
             .calls
@@ -143,28 +92,7 @@ impl Core {
         let from = call.branches[i].peer.addr.ip();
         let media = sdp::leg_media(body).map(|m| m.signalled_from(from));
         if trunk_side {
-            call.state = State::Up;
-            call.answered_at = Some(now);
-            tracing::info!(call_id = %call_id, "click-to-call answered");
-            self.events.push_back(Event::MediaUpdate {
-                call_id: call_id.to_string(),
-                leg: "b",
-                hold: media.as_ref().map(|m| m.hold),
-                media,
-                established: Some(true),
-            });
-            self.events.push_back(Event::Cdr(Cdr::Answered {
-                call_id: call_id.to_string(),
-                at: now,
-                device_id: None,
-            }));
-            if call.caller_records {
-                call.recording = true;
-                self.events.push_back(Event::MediaRecord {
-                    call_id: call_id.to_string(),
-                    enabled: true,
-                });
-            }
+            self.originate_up(now, call_id, media);
             return true;
         }
         self.events.push_back(Event::MediaUpdate {
@@ -174,13 +102,60 @@ impl Core {
             media,
             established: Some(true),
         });
-        let (Some(t), Some(n), Some((_, pb))) = (term, call.outbound.clone(), call.ports) else {
-            return true;
+        self.dial_trunk(now, call_id, body, ids);
+        true
+    }
+
+    /// The trunk answered a click-to-call: the call is up, mediad learns
+    /// the trunk's media and the CDR the answer; the call is recorded when
+    /// the device records every call.
+    fn originate_up(&mut self, now: u64, call_id: &str, media: Option<sdp::LegMedia>) {
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return;
         };
+        call.state = State::Up;
+        call.answered_at = Some(now);
+        tracing::info!(call_id = %call_id, "click-to-call answered");
+        self.events.push_back(Event::MediaUpdate {
+            call_id: call_id.to_string(),
+            leg: "b",
+            hold: media.as_ref().map(|m| m.hold),
+            media,
+            established: Some(true),
+        });
+        self.events.push_back(Event::Cdr(Cdr::Answered {
+            call_id: call_id.to_string(),
+            at: now,
+            device_id: None,
+        }));
+        if call.caller_records {
+            call.recording = true;
+            self.events.push_back(Event::MediaRecord {
+                call_id: call_id.to_string(),
+                enabled: true,
+            });
+        }
+    }
+
+    /// The device answered a click-to-call: the number is dialled through
+    /// the trunk with an offer on mediad's port b (the device's SDP as the
+    /// template, else the call's offer), and gets its own ring time.
+    fn dial_trunk(&mut self, now: u64, call_id: &str, body: &str, ids: DialogIds) {
+        let Some(t) = self.cfg.termination.clone() else {
+            return;
+        };
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return;
+        };
+        let (Some(n), Some((_, pb))) = (call.outbound.clone(), call.ports) else {
+            return;
+        };
+        let peer = Peer::udp(t.addr).with_local(t.local);
+        let local = self.addrs.via_host(&peer);
+        let media_ip = self.addrs.media_host(&peer);
         let offer = sdp::rewrite(body, &media_ip, pb, false)
             .or_else(|| sdp::rewrite(&call.offer, &media_ip, pb, false))
             .unwrap_or_default();
-        let peer = Peer::udp(t.addr).with_local(t.local);
         let contact = format!("sip:{n}@{}", t.host);
         let invite = format!(
             "INVITE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
@@ -188,47 +163,37 @@ impl Core {
              P-Asserted-Identity: <sip:{from}@{realm}>\r\nCall-ID: {b_call_id}\r\nCSeq: 1 INVITE\r\n\
              Contact: <sip:gosip@{local};transport=udp>\r\nAllow: {allow}\r\nUser-Agent: GoSIP\r\n\
              Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{offer}",
+            branch = ids.branch,
             from = call.from_user,
+            realm = self.cfg.realm,
+            from_tag = ids.from_tag,
             host = t.host,
+            b_call_id = ids.call_id,
             allow = msg::ALLOW,
             len = offer.len(),
         )
         .into_bytes();
-        self.out.push_back(Transmit {
-            peer,
-            data: invite.clone(),
-        });
-        let idx = call.branches.len();
-        call.branches.push(Branch {
+        let new = NewBranch {
             peer,
             device_id: TRUNK_ID,
-            cseq: 1,
-            contact: contact.clone(),
-            call_id: b_call_id.clone(),
-            branch: branch.clone(),
-            from_tag,
-            to_tag: String::new(),
-            remote_target: contact,
-            invite,
-            state: BranchState::Calling,
-            status: 0,
-            next_resend: Some(now + T1),
-            interval: T1,
-            timer_b: now + 64 * T1,
-            local_cseq: 1,
-            route: Vec::new(),
-            ack: None,
-            reason: String::new(),
-            no_response: false,
-        });
-        // The number gets its own ring time.
-        call.ring_deadline = now + self.cfg.ring_timeout_ms;
-        self.calls
-            .by_branch
-            .insert(branch, (call_id.to_string(), idx));
-        self.calls
-            .by_b_call_id
-            .insert(b_call_id, call_id.to_string());
-        true
+            contact,
+            ids,
+        };
+        self.start_branch(now, call_id, new, invite);
+        if let Some(call) = self.calls.calls.get_mut(call_id) {
+            // The number gets its own ring time.
+            call.ring_deadline = now + self.cfg.ring_timeout_ms;
+        }
     }
+}
+
+/// A refused outbound call as gRPC reports it: the status, and the
+/// Warning's text when there is one, else the reason phrase.
+fn refusal(r: Reply) -> (u16, String) {
+    (
+        r.code,
+        r.extra
+            .first()
+            .map_or_else(|| r.reason.to_string(), |(_, w)| w.clone()),
+    )
 }
