@@ -492,6 +492,14 @@ impl Shell {
 
     /// Applies a command from gRPC, mediad or a helper task to the core.
     fn command(&mut self, cmd: Command) {
+        let _call = match &cmd {
+            Command::MediaReady { call_id, .. }
+            | Command::Hangup { call_id, .. }
+            | Command::SetRecording { call_id, .. }
+            | Command::Originate { call_id, .. }
+            | Command::Dtmf { call_id, .. } => tracing::info_span!("call", call_id).entered(),
+            _ => tracing::Span::none().entered(),
+        };
         let core = &mut self.core;
         match cmd {
             Command::MediaReady { call_id, ports } => core.media_ready(now_ms(), &call_id, ports),

@@ -401,8 +401,12 @@ impl Core {
             return;
         }
         match msg::intake(bytes) {
-            Ok((Inbound::Request(r), _)) => self.handle_request(now, peer, *r),
+            Ok((Inbound::Request(r), _)) => {
+                let _tsx = tsx_span(&r.raw, &r.via.branch).entered();
+                self.handle_request(now, peer, *r);
+            }
             Ok((Inbound::Response(r), _)) => {
+                let _tsx = tsx_span(&r.raw, &r.via.branch).entered();
                 self.trunk_pong(&peer, &r);
                 if !self.txns.on_response(&r.via.branch, r.status, &peer)
                     && !self.b2b_response(now, &peer, &r)
@@ -999,6 +1003,15 @@ fn chokes_on_sha256(user_agent: &str) -> bool {
 
 /// Raw is re-exported for the shell's framing helpers.
 pub type RawMessage = Raw;
+
+/// The span every log line about one message carries: the transaction
+/// (RFC 3261 section 17: the top Via branch and the CSeq method) and the
+/// call it belongs to, so the lines of one call can be found by Call-ID.
+fn tsx_span(raw: &msg::Raw, branch: &str) -> tracing::Span {
+    let method = raw.cseq().map_or("", |(_, m)| m);
+    let call_id = raw.get("call-id").unwrap_or_default();
+    tracing::info_span!("tsx", call_id, branch, method)
+}
 
 #[cfg(test)]
 mod tests;
