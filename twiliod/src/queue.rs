@@ -269,7 +269,7 @@ impl Queue {
             Err(JobError::Retry { error, after }) => {
                 if job.max_attempts > 0 && job.attempts >= job.max_attempts {
                     tracing::error!(job = job.id, kind = %job.kind, attempts = job.attempts, error = %error, "job abandoned");
-                    let _ = proto::db::alert(
+                    if let Err(e) = proto::db::alert(
                         &self.pool,
                         "twiliod",
                         "job_abandoned",
@@ -278,7 +278,10 @@ impl Queue {
                             job.kind, job.attempts
                         ),
                     )
-                    .await;
+                    .await
+                    {
+                        tracing::warn!(error = %e, "cannot record the alert");
+                    }
                     (Outcome::Abandoned { error }, Ran::Abandoned(job.id))
                 } else {
                     let n = u32::try_from(job.attempts.max(1) - 1).unwrap_or(u32::MAX);

@@ -22,7 +22,11 @@ pub async fn check_database(st: &AppState) -> bool {
     let was = st.read_only.swap(!ok, Ordering::Relaxed);
     if !ok && !was {
         tracing::error!("database quick_check failed: read-only mode");
-        let _ = proto::db::alert(&st.pool, "webd", "database_read_only", READ_ONLY_MESSAGE).await;
+        if let Err(e) =
+            proto::db::alert(&st.pool, "webd", "database_read_only", READ_ONLY_MESSAGE).await
+        {
+            tracing::warn!(error = %e, "cannot record the alert");
+        }
     } else if ok && was {
         tracing::warn!("database quick_check passes again: leaving read-only mode");
     }

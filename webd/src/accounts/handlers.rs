@@ -131,7 +131,7 @@ pub async fn login(
         let (account, address) = accounts::after_failure(&st.pool, &email, &ip).await?;
         if account.is_some() {
             tracing::warn!(ip = %ip, email = %email, "web account locked for 15 minutes");
-            let _ = proto::db::security_event(
+            if let Err(e) = proto::db::security_event(
                 &st.pool,
                 "webd",
                 "web_login_locked",
@@ -139,11 +139,14 @@ pub async fn login(
                 &email,
                 "5 failed logins within a minute",
             )
-            .await;
+            .await
+            {
+                tracing::warn!(error = %e, "cannot record the security event");
+            }
         }
         if address {
             tracing::warn!(ip = %ip, "web logins from this address blocked for 15 minutes");
-            let _ = proto::db::security_event(
+            if let Err(e) = proto::db::security_event(
                 &st.pool,
                 "webd",
                 "web_login_address_blocked",
@@ -151,7 +154,10 @@ pub async fn login(
                 "",
                 "4 failed logins within a minute",
             )
-            .await;
+            .await
+            {
+                tracing::warn!(error = %e, "cannot record the security event");
+            }
         }
         return Err(ApiError::BadCredentials);
     };

@@ -264,7 +264,7 @@ pub async fn serve(
                 .unwrap_or("");
             st.limits.provision_missed(&ip);
             tracing::info!(file = %file, ip = %ip, ua, allowed, "provisioning request refused");
-            let _ = proto::db::security_event(
+            if let Err(e) = proto::db::security_event(
                 &st.pool,
                 "webd",
                 "provision_refused",
@@ -272,7 +272,10 @@ pub async fn serve(
                 "",
                 &format!("{file} {ua}"),
             )
-            .await;
+            .await
+            {
+                tracing::warn!(error = %e, "cannot record the security event");
+            }
             StatusCode::NOT_FOUND.into_response()
         }
         Err(e) => e.into_response(),

@@ -455,7 +455,11 @@ async fn log_in_admin(
     email: &str,
 ) -> ApiResult<Response> {
     let ip = accounts::client_ip(ext, headers, st);
-    let _ = proto::db::security_event(&st.pool, "webd", "setup_completed", &ip, email, "").await;
+    if let Err(e) =
+        proto::db::security_event(&st.pool, "webd", "setup_completed", &ip, email, "").await
+    {
+        tracing::warn!(error = %e, "cannot record the security event");
+    }
     let ua = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())

@@ -233,7 +233,10 @@ pub async fn unlock(
     }
     let user = load_user(&st, id).await?;
     tracing::info!(user_id = id, by = me.id, "account unlocked by an admin");
-    let _ = proto::db::security_event(&st.pool, "webd", "web_login_unlocked", "", &user.email, "")
-        .await;
+    if let Err(e) =
+        proto::db::security_event(&st.pool, "webd", "web_login_unlocked", "", &user.email, "").await
+    {
+        tracing::warn!(error = %e, "cannot record the security event");
+    }
     Ok(Json(user))
 }
