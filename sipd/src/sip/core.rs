@@ -21,6 +21,7 @@ use rand::{RngCore, SeedableRng};
 
 use super::abuse::{Abuse, BanPolicy};
 use super::digest::{Algorithm, Attempt, Credentials, Nonces, Verdict};
+use super::method::Method;
 use super::msg::{self, ACCEPT, ALLOW, Inbound, Intake, Raw, SUPPORTED, tag_of, uri_of, user_of};
 use super::registrar::{Binding, Change, Device, ExpiryPolicy, Outcome, Register, Registrar};
 use super::transaction::{ClientOutcome, ServerMatch, Transactions, server_key};
@@ -241,8 +242,27 @@ impl Reply {
     }
 }
 
+/// Methods the TU answers. ACK is not among them: it opens no transaction
+/// of its own and never reaches [`Core::decide`].
+const SERVED: &[Method] = &[
+    Method::Register,
+    Method::Options,
+    Method::Invite,
+    Method::Cancel,
+    Method::Bye,
+    Method::Update,
+    Method::Info,
+    Method::Subscribe,
+];
+
 /// Methods sipd knows but does not serve (RFC 3261 section 8.2.1: 405).
-const KNOWN_UNSERVED: &[&str] = &["NOTIFY", "MESSAGE", "PRACK", "REFER", "PUBLISH"];
+const KNOWN_UNSERVED: &[Method] = &[
+    Method::Notify,
+    Method::Message,
+    Method::Prack,
+    Method::Refer,
+    Method::Publish,
+];
 
 /// Option tags sipd accepts in `Require`.
 const SUPPORTED_TAGS: &[&str] = &["path", "outbound"];
@@ -552,7 +572,7 @@ impl Core {
 
     fn handle_request(&mut self, now: u64, peer: Peer, r: msg::Request) {
         let raw = &r.raw;
-        let method = raw.method().unwrap_or_default().to_string();
+        let method = r.method;
         let (cseq, _) = raw.cseq().unwrap_or((0, ""));
         let from_tag = raw.get("from").and_then(tag_of).unwrap_or_default();
         // The source address is part of the key as well: a request with the
@@ -567,12 +587,12 @@ impl Core {
         let key = server_key(
             &r.via.branch,
             &sent_by,
-            &method,
+            raw.method().unwrap_or_default(),
             raw.get("call-id").unwrap_or_default(),
             cseq,
             from_tag,
         );
-        match self.txns.on_request(now, &key, &method) {
+        match self.txns.on_request(now, &key, method) {
             ServerMatch::Retransmit(resp) => {
                 self.stats.retransmissions_absorbed += 1;
                 if let Some(mut t) = resp {
@@ -581,16 +601,16 @@ impl Core {
                 }
             }
             ServerMatch::AckAbsorbed => {}
-            ServerMatch::New if method == "ACK" => {
+            ServerMatch::New if method == Some(Method::Ack) => {
                 self.b2b_ack(now, peer, raw);
             }
             ServerMatch::New => {
-                let invite = method == "INVITE";
+                let invite = method == Some(Method::Invite);
                 if !self.txns.begin_server(now, &key, invite) {
                     self.overloaded(peer, raw, invite);
                     return;
                 }
-                let reply = self.decide(now, peer, &method, &r, &key);
+                let reply = self.decide(now, peer, method, &r, &key);
                 if reply.silent {
                     self.txns.forget_server(&key);
                     return;
@@ -643,20 +663,24 @@ impl Core {
         }
     }
 
-    /// The TU: which final answer a new request gets.
-    fn decide(&mut self, now: u64, peer: Peer, method: &str, r: &msg::Request, key: &str) -> Reply {
+    /// The TU: which final answer a new request gets. `method` is `None`
+    /// for an extension method sipd does not know.
+    fn decide(
+        &mut self,
+        now: u64,
+        peer: Peer,
+        method: Option<Method>,
+        r: &msg::Request,
+        key: &str,
+    ) -> Reply {
         let raw = &r.raw;
-        let served = matches!(
-            method,
-            "REGISTER" | "OPTIONS" | "INVITE" | "CANCEL" | "BYE" | "UPDATE" | "INFO" | "SUBSCRIBE"
-        );
-        if !served {
-            if KNOWN_UNSERVED.contains(&method) {
+        let Some(method) = method.filter(|m| SERVED.contains(m)) else {
+            if method.is_some_and(|m| KNOWN_UNSERVED.contains(&m)) {
                 return Reply::new(405, "Method Not Allowed").with("Allow", ALLOW);
             }
             return Reply::new(501, "Not Implemented").with("Allow", ALLOW);
-        }
-        if method != "CANCEL" {
+        };
+        if method != Method::Cancel {
             let unsupported: Vec<&str> = raw
                 .all("require")
                 .flat_map(|v| v.split(','))
@@ -669,7 +693,7 @@ impl Core {
                     .with("Unsupported", unsupported.join(", "));
             }
         }
-        if method == "INVITE" {
+        if method == Method::Invite {
             if let Some(ct) = raw.get("content-type") {
                 let ct = ct
                     .split(';')
@@ -697,23 +721,23 @@ impl Core {
             }
         }
         match method {
-            "REGISTER" => self.register(now, peer, r),
-            "SUBSCRIBE" => self.subscribe(now, peer, r),
-            "OPTIONS" => Reply::new(200, "OK")
+            Method::Register => self.register(now, peer, r),
+            Method::Subscribe => self.subscribe(now, peer, r),
+            Method::Options => Reply::new(200, "OK")
                 .with("Allow", ALLOW)
                 .with("Accept", ACCEPT)
                 .with("Accept-Encoding", "identity")
                 .with("Accept-Language", "en")
                 .with("Supported", SUPPORTED),
-            "INVITE" | "UPDATE" | "INFO" if in_dialog(raw) => {
+            Method::Invite | Method::Update | Method::Info if in_dialog(raw) => {
                 self.b2b_in_dialog(now, peer, method, r, key)
             }
-            "INVITE" => match self.authenticate(now, peer, r, true) {
+            Method::Invite => match self.authenticate(now, peer, r, true) {
                 Err(reply) => reply,
                 Ok(device) => self.start_call(now, peer, r, key, &device),
             },
-            "BYE" => self.b2b_in_dialog(now, peer, method, r, key),
-            "CANCEL" => self.b2b_cancel(now, peer, r, key),
+            Method::Bye => self.b2b_in_dialog(now, peer, method, r, key),
+            Method::Cancel => self.b2b_cancel(now, peer, r, key),
             _ => Reply::new(481, "Call/Transaction Does Not Exist"),
         }
     }

@@ -7,6 +7,7 @@ pub mod addrs;
 pub mod core;
 pub mod digest;
 pub mod limits;
+pub mod method;
 pub mod msg;
 pub mod numbers;
 pub mod registrar;

@@ -11,6 +11,8 @@ use std::fmt::Write as _;
 
 use rsipstack::sip as rsip;
 
+use super::method::Method;
+
 /// Largest message accepted on any transport (UDP datagrams cannot be larger).
 pub const MAX_MESSAGE: usize = 65_535;
 /// Most header lines accepted in one message.
@@ -22,9 +24,17 @@ pub const MAX_HEADER_SECTION: usize = 16_384;
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, SUBSCRIBE";
 pub const ACCEPT: &str = "application/sdp";
 pub const SUPPORTED: &str = "path, outbound";
-/// The methods sipd acts on; others get 405/501.
-pub const SERVED: &[&str] = &[
-    "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "UPDATE", "INFO",
+/// The methods whose requests get a typed form (rsip); the others are
+/// handled from the raw form, and extension methods get 405/501.
+pub const SERVED: &[Method] = &[
+    Method::Invite,
+    Method::Ack,
+    Method::Cancel,
+    Method::Bye,
+    Method::Options,
+    Method::Register,
+    Method::Update,
+    Method::Info,
 ];
 
 /// A message split into start line, unfolded headers and body. Never fails
@@ -161,6 +171,9 @@ impl Raw {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub raw: Raw,
+    /// The Request-Line's method; `None` for an extension method sipd does
+    /// not know, which only ever gets 501.
+    pub method: Option<Method>,
     /// The typed form, for the methods sipd serves.
     pub req: Option<rsip::Request>,
     pub via: TopVia,
@@ -234,12 +247,14 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
     }
     let (method, uri) = check_request_line(raw, cseq_m)?;
     check_request_headers(raw, uri)?;
+    let method = Method::parse(method);
     let req = typed_request(bytes, &body, method)?;
     Ok(Inbound::Request(Box::new(Request {
         raw: Raw {
             body,
             ..raw.clone()
         },
+        method,
         req,
         via,
     })))
@@ -389,13 +404,17 @@ fn check_request_headers(raw: &Raw, uri: &str) -> Result<(), Intake> {
 
 /// The typed form of the methods sipd serves: rsip parses them with the
 /// framed body. Extension methods are answered (405/501) from the raw form.
-fn typed_request(bytes: &[u8], body: &[u8], method: &str) -> Result<Option<rsip::Request>, Intake> {
+fn typed_request(
+    bytes: &[u8],
+    body: &[u8],
+    method: Option<Method>,
+) -> Result<Option<rsip::Request>, Intake> {
     let mut framed = bytes.to_vec();
     // rsip keeps whatever follows the blank line; give it the framed body.
     let sep = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len().saturating_sub(4)) + 4;
     framed.truncate(sep);
     framed.extend_from_slice(body);
-    Ok(if SERVED.contains(&method) {
+    Ok(if method.is_some_and(|m| SERVED.contains(&m)) {
         match rsip::SipMessage::try_from(framed.as_slice()) {
             Ok(rsip::SipMessage::Request(r)) => Some(r),
             Ok(rsip::SipMessage::Response(_)) | Err(_) => {
@@ -630,7 +649,11 @@ pub fn response(
     }
     // A response that makes a dialog carries the request's Record-Route
     // back, so the caller learns its route set (RFC 3261 section 12.1.1).
-    if (101..300).contains(&code) && req.cseq().is_some_and(|(_, m)| m == "INVITE") {
+    if (101..300).contains(&code)
+        && req
+            .cseq()
+            .is_some_and(|(_, m)| Method::parse(m) == Some(Method::Invite))
+    {
         for rr in req.all("record-route") {
             let _ = write!(out, "Record-Route: {rr}\r\n");
         }
@@ -826,6 +849,29 @@ mod tests {
             "",
         );
         assert!(matches!(intake(&req(&m)), Err((Intake::Drop(_), _))));
+    }
+
+    #[test]
+    fn allow_names_only_known_methods_and_every_typed_one() {
+        let allowed: Vec<Option<Method>> = ALLOW.split(", ").map(Method::parse).collect();
+        assert!(allowed.iter().all(Option::is_some), "{ALLOW}");
+        for m in SERVED {
+            assert!(allowed.contains(&Some(*m)), "{m}");
+        }
+    }
+
+    #[test]
+    fn an_extension_method_has_no_method_value() {
+        let m = OPTIONS.replace("OPTIONS", "FOO");
+        let Ok((Inbound::Request(r), _)) = intake(&req(&m)) else {
+            panic!("FOO should pass intake");
+        };
+        assert_eq!(r.method, None);
+        assert!(r.req.is_none());
+        let Ok((Inbound::Request(r), _)) = intake(&req(OPTIONS)) else {
+            panic!("OPTIONS should pass intake");
+        };
+        assert_eq!(r.method, Some(Method::Options));
     }
 
     #[test]

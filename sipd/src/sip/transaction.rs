@@ -12,6 +12,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
+use super::method::Method;
 use super::{Peer, T1, T2, T4, Transmit};
 
 /// Server transactions kept at once. A registration burst completes its
@@ -83,7 +84,8 @@ pub struct Transactions {
 
 /// The server transaction key: the branch when it has the RFC 3261 magic
 /// cookie, else the RFC 2543 fallback of section 17.2.3. ACK maps to the
-/// INVITE it acknowledges.
+/// INVITE it acknowledges. `method` is the name as the Request-Line has it:
+/// an extension method gets its own transactions as well.
 pub fn server_key(
     branch: &str,
     sent_by: &str,
@@ -92,7 +94,11 @@ pub fn server_key(
     cseq: u32,
     from_tag: &str,
 ) -> String {
-    let m = if method == "ACK" { "INVITE" } else { method };
+    let m = if Method::parse(method) == Some(Method::Ack) {
+        Method::Invite.as_str()
+    } else {
+        method
+    };
     if branch.starts_with("z9hG4bK") {
         format!("{branch}|{sent_by}|{m}")
     } else {
@@ -110,12 +116,13 @@ impl Transactions {
         self.generation
     }
 
-    /// Classifies an inbound request.
-    pub fn on_request(&mut self, now: u64, key: &str, method: &str) -> ServerMatch {
+    /// Classifies an inbound request (`method` `None`: an extension
+    /// method).
+    pub fn on_request(&mut self, now: u64, key: &str, method: Option<Method>) -> ServerMatch {
         let Some(tx) = self.server.get_mut(key) else {
             return ServerMatch::New;
         };
-        if method != "ACK" {
+        if method != Some(Method::Ack) {
             return ServerMatch::Retransmit(tx.response.clone());
         }
         if tx.invite && tx.awaiting_ack {
@@ -391,7 +398,10 @@ mod tests {
             assert!(x.begin_server(1, &format!("wait{i}"), true), "{i}");
         }
         assert_eq!(x.server_count(), MAX_SERVER);
-        assert_eq!(x.on_request(1, "done0", "REGISTER"), ServerMatch::New);
+        assert_eq!(
+            x.on_request(1, "done0", Some(Method::Register)),
+            ServerMatch::New
+        );
         // Every slot waits for an answer: no room.
         assert!(!x.begin_server(2, "one-more", true));
         x.respond(3, "wait0", t(), 486);

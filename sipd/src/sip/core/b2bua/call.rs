@@ -369,10 +369,10 @@ impl Core {
     ) -> Reply {
         let invite_key = key
             .rsplit_once('|')
-            .map(|(k, _)| format!("{k}|INVITE"))
+            .map(|(k, _)| format!("{k}|{}", Method::Invite))
             .unwrap_or_default();
         if let Some(x) = self.calls.relays.values_mut().find(|x| {
-            x.method == "INVITE" && x.key == invite_key && x.peer.addr.ip() == peer.addr.ip()
+            x.method == Method::Invite && x.key == invite_key && x.peer.addr.ip() == peer.addr.ip()
         }) {
             if !x.answered && !x.cancel {
                 x.cancel = true;

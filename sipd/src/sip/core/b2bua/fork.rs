@@ -38,7 +38,7 @@ impl Core {
         let Some((_, method)) = r.raw.cseq() else {
             return true;
         };
-        if method != "INVITE" {
+        if Method::parse(method) != Some(Method::Invite) {
             return true; // the 200 to our CANCEL
         }
         let status = r.status;
@@ -233,7 +233,7 @@ impl Core {
         let cnonce = format!("{:x}{}", now, b.branch.len());
         let Some(auth) = digest::answer(
             &challenges,
-            "INVITE",
+            Method::Invite.as_str(),
             &b.contact,
             &t.username,
             &t.password,
@@ -314,7 +314,7 @@ impl Core {
         b.next_resend = None;
         let ack = dialog_request(
             b,
-            "ACK",
+            Method::Ack,
             b.cseq,
             &local,
             &realm,
@@ -358,7 +358,7 @@ impl Core {
         b.local_cseq += 1;
         let bye = dialog_request(
             b,
-            "BYE",
+            Method::Bye,
             b.local_cseq,
             &local,
             &realm,
@@ -596,7 +596,11 @@ impl Core {
             self.stats.dropped_wrong_source += 1;
             return true;
         }
-        if r.status < 200 || r.raw.cseq().is_some_and(|(_, m)| m != "INVITE") {
+        if r.status < 200
+            || r.raw
+                .cseq()
+                .is_some_and(|(_, m)| Method::parse(m) != Some(Method::Invite))
+        {
             return true;
         }
         if r.status >= 300 {
@@ -612,7 +616,7 @@ impl Core {
         let ack_branch = format!("z9hG4bK{}a{now}", b.branch);
         let ack = dialog_request(
             b,
-            "ACK",
+            Method::Ack,
             b.cseq,
             &local,
             &realm,
@@ -625,7 +629,7 @@ impl Core {
         let bye_branch = format!("z9hG4bK{}b", b.branch);
         let bye = dialog_request(
             b,
-            "BYE",
+            Method::Bye,
             b.cseq + 1,
             &local,
             &realm,
@@ -676,7 +680,7 @@ impl Core {
             .as_ref()
             .map(|s| ("application/sdp", s.as_bytes()));
         let Some((peer, data, _)) =
-            self.leg_request(call_id, offerer, "ACK", &ack_branch, cseq, &[], body)
+            self.leg_request(call_id, offerer, Method::Ack, &ack_branch, cseq, &[], body)
         else {
             return;
         };

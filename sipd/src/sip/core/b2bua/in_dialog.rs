@@ -50,7 +50,7 @@ impl Core {
         &mut self,
         now: u64,
         peer: Peer,
-        method: &str,
+        method: Method,
         r: &msg::Request,
         key: &str,
     ) -> Reply {
@@ -59,7 +59,7 @@ impl Core {
         };
         let from_a = side == Side::A;
         match method {
-            "BYE" if live || from_a => {
+            Method::Bye if live || from_a => {
                 self.hangup_leg(now, &call_id, !from_a);
                 let disposition = if self
                     .calls
@@ -80,7 +80,7 @@ impl Core {
                 Reply::new(200, "OK")
             }
             _ if !live => Reply::new(481, "Call/Transaction Does Not Exist"),
-            "INVITE" | "UPDATE" | "INFO" => {
+            Method::Invite | Method::Update | Method::Info => {
                 self.relay_request(now, peer, method, r, key, &call_id, side)
             }
             _ => Reply::new(405, "Method Not Allowed").with("Allow", msg::ALLOW),
@@ -98,7 +98,7 @@ impl Core {
         &mut self,
         now: u64,
         peer: Peer,
-        method: &str,
+        method: Method,
         r: &msg::Request,
         key: &str,
         call_id: &str,
@@ -115,7 +115,7 @@ impl Core {
             Err(reply) => return reply,
         };
         // Target refresh (RFC 3261 section 12.2.2).
-        if matches!(method, "INVITE" | "UPDATE")
+        if matches!(method, Method::Invite | Method::Update)
             && let Some(c) = raw.get("contact").map(|c| uri_of(c).to_string())
         {
             self.set_target(call_id, from, c);
@@ -133,19 +133,19 @@ impl Core {
             data,
         };
         self.out.push_back(sent.clone());
-        tracing::debug!(call_id = %call_id, method, from = from.leg(), "relayed to the other leg");
+        tracing::debug!(call_id = %call_id, method = %method, from = from.leg(), "relayed to the other leg");
         self.calls.relays.insert(
             branch,
             Relay {
                 call_id: call_id.to_string(),
-                method: method.to_string(),
+                method,
                 from,
                 key: key.to_string(),
                 peer,
                 req: raw.clone(),
                 sent,
                 cseq,
-                offer: offer.filter(|_| method != "INFO"),
+                offer: offer.filter(|_| method != Method::Info),
                 answered: false,
                 next_resend: (!to_peer.transport.reliable()).then_some(now + T1),
                 interval: T1,
@@ -161,7 +161,7 @@ impl Core {
                 cancel_sent: false,
             },
         );
-        if method == "INVITE" {
+        if method == Method::Invite {
             Reply::new(100, "Trying")
         } else {
             Reply::deferred()
@@ -175,7 +175,7 @@ impl Core {
     fn may_relay(
         &self,
         call_id: &str,
-        method: &str,
+        method: Method,
         from: Side,
         raw: &Raw,
         has_offer: bool,
@@ -183,10 +183,10 @@ impl Core {
         let Some(call) = self.calls.calls.get(call_id) else {
             return Err(Reply::new(481, "Call/Transaction Does Not Exist"));
         };
-        let sdp_exchange = method == "INVITE" || (method == "UPDATE" && has_offer);
+        let sdp_exchange = method == Method::Invite || (method == Method::Update && has_offer);
         if !matches!(call.state, State::Answering | State::Up) {
             // The other side has not answered: no dialog to pass it to.
-            return Err(if method == "INFO" {
+            return Err(if method == Method::Info {
                 Reply::new(480, "Temporarily Unavailable")
             } else {
                 Reply::new(491, "Request Pending")
@@ -212,7 +212,7 @@ impl Core {
                 });
             }
         }
-        if matches!(method, "INVITE" | "UPDATE") && !has_offer && !raw.body.is_empty() {
+        if matches!(method, Method::Invite | Method::Update) && !has_offer && !raw.body.is_empty() {
             return Err(Reply::new(415, "Unsupported Media Type").with("Accept", msg::ACCEPT));
         }
         Ok(())
@@ -225,7 +225,7 @@ impl Core {
         &self,
         call_id: &str,
         to: Side,
-        method: &str,
+        method: Method,
         raw: &Raw,
         offer: Option<&String>,
     ) -> Result<Option<Body>, Reply> {
@@ -237,7 +237,7 @@ impl Core {
         };
         let port = if to == Side::A { pa } else { pb };
         match offer {
-            Some(o) if method != "INFO" => {
+            Some(o) if method != Method::Info => {
                 let host = self.addrs.media_host(&side_peer(call, to));
                 let Some(s) = sdp::rewrite(o, &host, port, true) else {
                     return Err(Reply::new(488, "Not Acceptable Here")
@@ -257,7 +257,7 @@ impl Core {
         &self,
         call_id: &str,
         to: Side,
-        method: &str,
+        method: Method,
         raw: &Raw,
     ) -> Vec<(&'static str, String)> {
         let transport = self.leg_transport(call_id, to);
@@ -268,7 +268,7 @@ impl Core {
             .map(|c| self.addrs.via_host(&side_peer(c, to)))
             .unwrap_or_default();
         let mut extra: Vec<(&'static str, String)> = Vec::new();
-        if matches!(method, "INVITE" | "UPDATE") {
+        if matches!(method, Method::Invite | Method::Update) {
             extra.push((
                 "Contact",
                 format!("<sip:gosip@{};transport={}>", to_host, transport.as_str()),
@@ -295,11 +295,14 @@ impl Core {
         let Some(x) = self.calls.relays.get_mut(&r.via.branch) else {
             return;
         };
-        if r.raw.cseq().is_some_and(|(_, m)| m == "CANCEL") {
+        if r.raw
+            .cseq()
+            .is_some_and(|(_, m)| Method::parse(m) == Some(Method::Cancel))
+        {
             return; // the answer to our CANCEL of a re-INVITE
         }
         let status = r.status;
-        let invite = x.method == "INVITE";
+        let invite = x.method == Method::Invite;
         if status < 200 {
             let cancel = x.provisional_answer();
             self.out.extend(cancel);
@@ -385,9 +388,9 @@ impl Core {
                 answer.extra.push((name, v.to_string()));
             }
         }
-        if r.status < 300 && q.method != "INFO" {
+        if r.status < 300 && q.method != Method::Info {
             self.relayed_ok(q, r, port, &mut answer);
-        } else if q.method == "INFO" && !r.raw.body.is_empty() {
+        } else if q.method == Method::Info && !r.raw.body.is_empty() {
             answer.body = Some(Body::copied(&r.raw));
         }
         answer
@@ -445,7 +448,7 @@ impl Core {
                     answer: s,
                 });
             }
-            None if q.method == "INVITE" => answer.far_offer = Some(s),
+            None if q.method == Method::Invite => answer.far_offer = Some(s),
             None => {}
         }
     }
@@ -457,7 +460,7 @@ impl Core {
         let (peer, data, _) = self.leg_request(
             &q.call_id,
             q.from.other(),
-            "ACK",
+            Method::Ack,
             &ack_branch,
             Some(q.cseq),
             &[],
@@ -512,7 +515,7 @@ impl Core {
         &mut self,
         call_id: &str,
         side: Side,
-        method: &str,
+        method: Method,
         branch: &str,
         cseq: Option<u32>,
         extra: &[(&str, String)],
@@ -583,7 +586,7 @@ impl Core {
         }
         let branch = format!("z9hG4bK{}", self.next_id());
         let Some((peer, data, _)) =
-            self.leg_request(call_id, side, "BYE", &branch, None, &[], None)
+            self.leg_request(call_id, side, Method::Bye, &branch, None, &[], None)
         else {
             return;
         };
@@ -611,7 +614,7 @@ impl Core {
                     && now >= n
                 {
                     resend.push(x.sent.clone());
-                    x.interval = if x.method == "INVITE" {
+                    x.interval = if x.method == Method::Invite {
                         x.interval * 2
                     } else {
                         (x.interval * 2).min(T2)
@@ -648,7 +651,7 @@ struct Requester {
     call_id: String,
     /// The side the request came from.
     from: Side,
-    method: String,
+    method: Method,
     /// The CSeq number it went to the other side with.
     cseq: u32,
     /// The SDP offer it carried.
@@ -717,7 +720,7 @@ impl Relay {
     /// 3261 section 9.1), returned for sending; another request's Timer E
     /// goes to T2 (RFC 3261 section 17.1.2.2).
     fn provisional_answer(&mut self) -> Option<Transmit> {
-        if self.method != "INVITE" {
+        if self.method != Method::Invite {
             if self.next_resend.is_some() {
                 self.interval = T2;
             }
@@ -739,7 +742,7 @@ impl Relay {
     /// The ACK again for a retransmitted final answer to a re-INVITE: the
     /// 2xx's kept ACK, or a new ACK of the non-2xx.
     fn ack_again(&self, r: &msg::Response) -> Option<Transmit> {
-        if self.method != "INVITE" {
+        if self.method != Method::Invite {
             None
         } else if r.status < 300 {
             self.ack.clone()
@@ -762,7 +765,7 @@ impl Relay {
         Requester {
             call_id: self.call_id.clone(),
             from: self.from,
-            method: self.method.clone(),
+            method: self.method,
             cseq: self.cseq,
             offer: self.offer.clone(),
             key: self.key.clone(),

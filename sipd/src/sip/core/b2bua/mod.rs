@@ -26,6 +26,7 @@
 use std::collections::HashMap;
 
 use super::{Core, Event, Reply};
+use crate::sip::method::Method;
 use crate::sip::msg::{self, Raw, tag_of, uri_of, user_of};
 use crate::sip::registrar::Device;
 use crate::sip::transaction::answers_from;
@@ -163,7 +164,7 @@ impl Side {
 #[derive(Debug)]
 struct Relay {
     call_id: String,
-    method: String,
+    method: Method,
     /// The side the request came from; it gets the answer.
     from: Side,
     /// Its server transaction, and the request to answer.
@@ -204,9 +205,9 @@ impl Relay {
     /// An offer/answer exchange still runs (RFC 3261 section 14.1, RFC
     /// 3311 section 5.1): no new one may start.
     fn negotiating(&self) -> bool {
-        match self.method.as_str() {
-            "INVITE" => !self.answered || self.ok.is_some(),
-            "UPDATE" => !self.answered && self.offer.is_some(),
+        match self.method {
+            Method::Invite => !self.answered || self.ok.is_some(),
+            Method::Update => !self.answered && self.offer.is_some(),
             _ => false,
         }
     }
@@ -392,7 +393,7 @@ impl Calls {
 #[allow(clippy::too_many_arguments)]
 fn dialog_request(
     b: &Branch,
-    method: &str,
+    method: Method,
     cseq: u32,
     local: &str,
     realm: &str,
@@ -420,7 +421,7 @@ fn dialog_request(
 
 /// A request sipd sends inside a dialog.
 struct Outgoing<'a> {
-    method: &'a str,
+    method: Method,
     target: &'a str,
     transport: crate::sip::Transport,
     local: &'a str,
@@ -742,7 +743,7 @@ fn cancel_for(invite: &str) -> Vec<u8> {
             out.push_str(line);
             out.push_str("\r\n");
         } else if l.starts_with("cseq:") {
-            out.push_str(&line.replace("INVITE", "CANCEL"));
+            out.push_str(&line.replace(Method::Invite.as_str(), Method::Cancel.as_str()));
             out.push_str("\r\n");
         }
     }
