@@ -5,6 +5,7 @@
 //! [`Core::poll_transmit`] and [`Core::poll_event`].
 
 mod b2bua;
+mod endpoint;
 mod mwi;
 mod outbound;
 
@@ -26,6 +27,7 @@ use super::msg::{self, ACCEPT, ALLOW, Inbound, Intake, Raw, SUPPORTED, tag_of, u
 use super::registrar::{Binding, Change, Device, ExpiryPolicy, Outcome, Register, Registrar};
 use super::transaction::{ClientOutcome, ServerMatch, Transactions, server_key};
 use super::{Peer, Transmit};
+use endpoint::{Keepalive, trunk_sources};
 
 /// The runtime settings the core uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,11 +187,6 @@ pub struct Stats {
     pub dropped_wrong_source: u64,
 }
 
-struct Keepalive {
-    device_id: i64,
-    contact: String,
-}
-
 /// A final answer chosen by the TU.
 struct Reply {
     code: u16,
@@ -241,31 +238,6 @@ impl Reply {
         }
     }
 }
-
-/// Methods the TU answers. ACK is not among them: it opens no transaction
-/// of its own and never reaches [`Core::decide`].
-const SERVED: &[Method] = &[
-    Method::Register,
-    Method::Options,
-    Method::Invite,
-    Method::Cancel,
-    Method::Bye,
-    Method::Update,
-    Method::Info,
-    Method::Subscribe,
-];
-
-/// Methods sipd knows but does not serve (RFC 3261 section 8.2.1: 405).
-const KNOWN_UNSERVED: &[Method] = &[
-    Method::Notify,
-    Method::Message,
-    Method::Prack,
-    Method::Refer,
-    Method::Publish,
-];
-
-/// Option tags sipd accepts in `Require`.
-const SUPPORTED_TAGS: &[&str] = &["path", "outbound"];
 
 pub struct Core {
     cfg: CoreConfig,
@@ -512,45 +484,6 @@ impl Core {
         }
     }
 
-    fn trunk_ping_due(&self, now: u64) -> bool {
-        self.cfg.termination.is_some() && self.cfg.trunk_ping_ms > 0 && now >= self.next_trunk_ping
-    }
-
-    /// An OPTIONS to the trunk: its answer's Via `received` is our public
-    /// address as the trunk sees it (RFC 3581 section 4).
-    fn ping_trunk(&mut self, now: u64) {
-        self.next_trunk_ping = now + self.cfg.trunk_ping_ms;
-        let Some(t) = self.cfg.termination.clone() else {
-            return;
-        };
-        let peer = Peer::udp(t.addr).with_local(t.local);
-        let branch = format!("z9hG4bK{}", self.next_id());
-        let data = self.options_request(&format!("sip:{}", t.host), &branch, &peer);
-        self.txns
-            .send_request(now, &branch, Transmit { peer, data }, 32 * super::T1);
-        self.trunk_ping = Some(branch);
-    }
-
-    /// The trunk's answer to our OPTIONS, from the trunk's own address.
-    fn trunk_pong(&mut self, peer: &Peer, r: &msg::Response) {
-        if self.trunk_ping.as_deref() != Some(r.via.branch.as_str())
-            || self.cfg.termination.as_ref().map(|t| t.addr) != Some(peer.addr)
-        {
-            return;
-        }
-        if let Some(ip) = r.raw.get("via").and_then(via_received) {
-            self.addrs.learn_public(ip, AddrSource::TrunkVia);
-        }
-    }
-
-    fn schedule_keepalive(&mut self, now: u64) {
-        if self.cfg.keepalive_interval_ms == 0 {
-            self.next_keepalive = None;
-        } else if self.next_keepalive.is_none() {
-            self.next_keepalive = Some(now + self.cfg.keepalive_interval_ms);
-        }
-    }
-
     /// 128 random bits as 32 hex digits, for a branch (after `z9hG4bK`),
     /// a tag or a Call-ID: RFC 3261 sections 8.1.1.4 and 19.3 ask for
     /// cryptographically random tags and Call-IDs, and a guessable one lets
@@ -568,406 +501,6 @@ impl Core {
             username: username.to_string(),
             detail,
         });
-    }
-
-    fn handle_request(&mut self, now: u64, peer: Peer, r: msg::Request) {
-        let raw = &r.raw;
-        let method = r.method;
-        let (cseq, _) = raw.cseq().unwrap_or((0, ""));
-        let from_tag = raw.get("from").and_then(tag_of).unwrap_or_default();
-        // The source address is part of the key as well: a request with the
-        // same branch from elsewhere (a forged CANCEL) must neither match
-        // the genuine transaction nor pre-empt it.
-        let sent_by = format!(
-            "{}:{} {}",
-            r.via.host,
-            r.via.port.unwrap_or(5060),
-            peer.addr.ip()
-        );
-        let key = server_key(
-            &r.via.branch,
-            &sent_by,
-            raw.method().unwrap_or_default(),
-            raw.get("call-id").unwrap_or_default(),
-            cseq,
-            from_tag,
-        );
-        match self.txns.on_request(now, &key, method) {
-            ServerMatch::Retransmit(resp) => {
-                self.stats.retransmissions_absorbed += 1;
-                if let Some(mut t) = resp {
-                    t.peer = peer;
-                    self.out.push_back(t);
-                }
-            }
-            ServerMatch::AckAbsorbed => {}
-            ServerMatch::New if method == Some(Method::Ack) => {
-                self.b2b_ack(now, peer, raw);
-            }
-            ServerMatch::New => {
-                let invite = method == Some(Method::Invite);
-                if !self.txns.begin_server(now, &key, invite) {
-                    self.overloaded(peer, raw, invite);
-                    return;
-                }
-                let reply = self.decide(now, peer, method, &r, &key);
-                if reply.silent {
-                    self.txns.forget_server(&key);
-                    return;
-                }
-                if reply.code == 0 {
-                    return;
-                }
-                let tag = match reply.to_tag {
-                    Some(ref t) => t.clone(),
-                    None => self.next_id(),
-                };
-                let data = msg::response(
-                    raw,
-                    peer.addr,
-                    reply.code,
-                    &reply.reason,
-                    &tag,
-                    &reply.extra,
-                    reply
-                        .body
-                        .as_deref()
-                        .map(|b| ("application/sdp", b.as_bytes())),
-                );
-                self.txns
-                    .respond(now, &key, Transmit { peer, data }, reply.code);
-                self.mwi_flush(now);
-            }
-        }
-    }
-
-    /// Every transaction slot waits for an answer: a new INVITE hears 503
-    /// with Retry-After (stateless, RFC 3261 section 21.5.4), anything else
-    /// is dropped, since its sender retransmits.
-    fn overloaded(&mut self, peer: Peer, raw: &Raw, invite: bool) {
-        self.stats.dropped_overload += 1;
-        tracing::debug!(src = %peer.addr, invite, "transaction table full");
-        if invite {
-            let tag = self.next_id();
-            let extra = [("Retry-After", "5".to_string())];
-            let data = msg::response(
-                raw,
-                peer.addr,
-                503,
-                "Service Unavailable",
-                &tag,
-                &extra,
-                None,
-            );
-            self.out.push_back(Transmit { peer, data });
-        }
-    }
-
-    /// The TU: which final answer a new request gets. `method` is `None`
-    /// for an extension method sipd does not know.
-    fn decide(
-        &mut self,
-        now: u64,
-        peer: Peer,
-        method: Option<Method>,
-        r: &msg::Request,
-        key: &str,
-    ) -> Reply {
-        let raw = &r.raw;
-        let Some(method) = method.filter(|m| SERVED.contains(m)) else {
-            if method.is_some_and(|m| KNOWN_UNSERVED.contains(&m)) {
-                return Reply::new(405, "Method Not Allowed").with("Allow", ALLOW);
-            }
-            return Reply::new(501, "Not Implemented").with("Allow", ALLOW);
-        };
-        if method != Method::Cancel {
-            let unsupported: Vec<&str> = raw
-                .all("require")
-                .flat_map(|v| v.split(','))
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .filter(|t| !SUPPORTED_TAGS.iter().any(|s| s.eq_ignore_ascii_case(t)))
-                .collect();
-            if !unsupported.is_empty() {
-                return Reply::new(420, "Bad Extension")
-                    .with("Unsupported", unsupported.join(", "));
-            }
-        }
-        if method == Method::Invite {
-            if let Some(ct) = raw.get("content-type") {
-                let ct = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_ascii_lowercase();
-                if !r.raw.body.is_empty() && ct != "application/sdp" && ct != "multipart/mixed" {
-                    return Reply::new(415, "Unsupported Media Type").with("Accept", ACCEPT);
-                }
-            }
-            if let Some(acc) = raw.get("accept") {
-                let ok = acc.split(',').any(|a| {
-                    let a = a
-                        .split(';')
-                        .next()
-                        .unwrap_or_default()
-                        .trim()
-                        .to_ascii_lowercase();
-                    a == "application/sdp" || a == "application/*" || a == "*/*"
-                });
-                if !ok {
-                    return Reply::new(406, "Not Acceptable").with("Accept", ACCEPT);
-                }
-            }
-        }
-        match method {
-            Method::Register => self.register(now, peer, r),
-            Method::Subscribe => self.subscribe(now, peer, r),
-            Method::Options => Reply::new(200, "OK")
-                .with("Allow", ALLOW)
-                .with("Accept", ACCEPT)
-                .with("Accept-Encoding", "identity")
-                .with("Accept-Language", "en")
-                .with("Supported", SUPPORTED),
-            Method::Invite | Method::Update | Method::Info if in_dialog(raw) => {
-                self.b2b_in_dialog(now, peer, method, r, key)
-            }
-            Method::Invite => match self.authenticate(now, peer, r, true) {
-                Err(reply) => reply,
-                Ok(device) => self.start_call(now, peer, r, key, &device),
-            },
-            Method::Bye => self.b2b_in_dialog(now, peer, method, r, key),
-            Method::Cancel => self.b2b_cancel(now, peer, r, key),
-            _ => Reply::new(481, "Call/Transaction Does Not Exist"),
-        }
-    }
-
-    /// Digest check of a REGISTER (`Authorization`, 401) or INVITE
-    /// (`Proxy-Authorization`, 407). Unknown users and wrong passwords get
-    /// the same answer so nobody can probe for extensions.
-    fn authenticate(
-        &mut self,
-        now: u64,
-        peer: Peer,
-        r: &msg::Request,
-        proxy: bool,
-    ) -> Result<Device, Reply> {
-        let raw = &r.raw;
-        let method = raw.method().unwrap_or_default();
-        let realm = self.cfg.realm.clone();
-        let header = if proxy {
-            "proxy-authorization"
-        } else {
-            "authorization"
-        };
-        let creds = raw
-            .all(header)
-            .filter_map(Credentials::parse)
-            .find(|c| c.realm == realm);
-        let ip = peer.addr.ip();
-        let Some(creds) = creds else {
-            return Err(self.challenge(now, peer, raw, proxy, false));
-        };
-        let trunk = self
-            .cfg
-            .trunk
-            .as_ref()
-            .filter(|t| proxy && t.username == creds.username)
-            .filter(|_| self.cfg.trunk_ips.is_empty() || self.cfg.trunk_ips.contains(&ip))
-            .cloned();
-        let device = trunk.or_else(|| self.devices.get(&creds.username).cloned());
-        let (ha1, kind) = match &device {
-            Some(d) if d.realm != realm => {
-                tracing::warn!(
-                    username = %d.username,
-                    device_realm = %d.realm,
-                    realm = %realm,
-                    "device credentials were made for another realm; re-save its password"
-                );
-                (String::new(), "sip_realm_mismatch")
-            }
-            Some(d) => match creds.algorithm() {
-                Some(Algorithm::Sha256) => (d.ha1_sha256.clone(), "sip_bad_password"),
-                _ => (d.ha1_md5.clone(), "sip_bad_password"),
-            },
-            // Same work for an unknown user as for a known one.
-            None => ("0".repeat(32), "sip_unknown_user"),
-        };
-        let attempt = Attempt {
-            method,
-            request_uri: raw.start.split(' ').nth(1).unwrap_or_default(),
-            client: ip,
-        };
-        let verdict = self.nonces.verify(now, &realm, &attempt, &creds, &ha1);
-        if verdict != Verdict::Foreign {
-            // The nonce went to this address: the source is genuine.
-            self.abuse.challenge_answered(ip);
-        }
-        match (verdict, device) {
-            (Verdict::Ok, Some(d)) if kind == "sip_bad_password" => Ok(d),
-            (Verdict::Stale | Verdict::Replay, _) => {
-                Err(self.challenge(now, peer, raw, proxy, true))
-            }
-            (Verdict::Foreign | Verdict::NoQop, _) => {
-                Err(self.challenge(now, peer, raw, proxy, false))
-            }
-            (Verdict::UriMismatch, _) => {
-                self.security(
-                    "sip_digest_uri_mismatch",
-                    ip,
-                    &creds.username,
-                    format!("{method} from {}", peer.addr),
-                );
-                Err(Reply::new(400, "Digest URI Mismatch"))
-            }
-            _ => {
-                self.stats.auth_failures += 1;
-                self.security(
-                    kind,
-                    ip,
-                    &creds.username,
-                    format!("{method} from {}", peer.addr),
-                );
-                if self.abuse.record_failure(ip, now) {
-                    let p = self.abuse.policy;
-                    self.security(
-                        "sip_ban",
-                        ip,
-                        &creds.username,
-                        format!(
-                            "{} failed authentications within {} s; ignored for {} s",
-                            p.threshold,
-                            p.window_ms / 1000,
-                            p.duration_ms / 1000
-                        ),
-                    );
-                }
-                Err(Reply::new(403, "Forbidden"))
-            }
-        }
-    }
-
-    /// A 401/407 with a fresh nonce for `peer`'s address, sent once (see
-    /// `Transactions::respond`), or nothing when the source used up its
-    /// challenge budget.
-    fn challenge(&mut self, now: u64, peer: Peer, req: &Raw, proxy: bool, stale: bool) -> Reply {
-        let ip = peer.addr.ip();
-        if !self.abuse.take_challenge(ip, now) {
-            self.stats.challenges_withheld += 1;
-            tracing::debug!(src = %peer.addr, "challenge budget used up");
-            return Reply::silent();
-        }
-        let [md5, sha] = self.nonces.challenges(now, &self.cfg.realm, stale, ip);
-        let (code, reason, name) = if proxy {
-            (407, "Proxy Authentication Required", "Proxy-Authenticate")
-        } else {
-            (401, "Unauthorized", "WWW-Authenticate")
-        };
-        let reply = Reply::new(code, reason).with(name, md5);
-        let ua = req.get("user-agent").unwrap_or_default();
-        if self.cfg.offer_sha256 && !chokes_on_sha256(ua) {
-            reply.with(name, sha)
-        } else {
-            reply
-        }
-    }
-
-    fn register(&mut self, now: u64, peer: Peer, r: &msg::Request) -> Reply {
-        let raw = &r.raw;
-        let to_uri = uri_of(raw.get("to").unwrap_or_default());
-        let scheme = to_uri.split(':').next().unwrap_or_default();
-        if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
-            return Reply::new(400, "Bad To URI Scheme");
-        }
-        let device = match self.authenticate(now, peer, r, false) {
-            Ok(d) => d,
-            Err(reply) => return reply,
-        };
-        // The authenticated user may only bind its own address of record.
-        let aor_user = user_of(to_uri).unwrap_or_default();
-        if aor_user != device.username && Some(aor_user) != device.extension.as_deref() {
-            return Reply::new(403, "Forbidden");
-        }
-        let expires_header = match raw.get("expires") {
-            Some(e) => match e.trim().parse::<u32>() {
-                Ok(v) => Some(v),
-                Err(_) => return Reply::new(400, "Bad Expires"),
-            },
-            None => None,
-        };
-        let contacts: Vec<&str> = raw.all("contact").collect();
-        if contacts.is_empty() {
-            // A query: list the bindings (RFC 3261 section 10.2.3).
-            return self.ok_with_contacts(self.registrar.current(now, device.id));
-        }
-        let reg = Register {
-            device_id: device.id,
-            contacts,
-            expires_header,
-            call_id: raw.get("call-id").unwrap_or_default(),
-            cseq: raw.cseq().map_or(0, |c| c.0),
-            user_agent: raw.get("user-agent").unwrap_or_default(),
-            source: peer,
-        };
-        match self.registrar.register(now, &reg) {
-            Outcome::Ok(list) => {
-                self.stats.registrations_ok += 1;
-                tracing::debug!(aor = %device.username, src = %peer.addr, contacts = list.len(), "registered");
-                self.ok_with_contacts(list)
-            }
-            Outcome::TooBrief(min) => {
-                Reply::new(423, "Interval Too Brief").with("Min-Expires", min.to_string())
-            }
-            Outcome::Bad(why) => Reply::new(400, why),
-            Outcome::OutOfOrder => Reply::new(500, "Out Of Order CSeq"),
-            Outcome::TooMany => Reply::new(403, "Too Many Contacts"),
-        }
-    }
-
-    fn ok_with_contacts(&self, list: Vec<(String, u64)>) -> Reply {
-        let mut reply = Reply::new(200, "OK");
-        for (uri, secs) in list {
-            reply = reply.with("Contact", format!("<{uri}>;expires={secs}"));
-        }
-        reply.with("Supported", SUPPORTED)
-    }
-
-    fn send_keepalives(&mut self, now: u64) {
-        let targets: Vec<(i64, String, Peer)> = self
-            .registrar
-            .all()
-            .map(|b| (b.device_id, b.contact.clone(), b.target()))
-            .collect();
-        let timeout = self.cfg.keepalive_interval_ms.max(1_000);
-        for (device_id, contact, peer) in targets {
-            let branch = format!("z9hG4bK{}", self.next_id());
-            let data = self.options_request(&contact, &branch, &peer);
-            self.txns
-                .send_request(now, &branch, Transmit { peer, data }, timeout);
-            self.keepalives
-                .insert(branch, Keepalive { device_id, contact });
-        }
-    }
-
-    fn options_request(&mut self, contact: &str, branch: &str, peer: &Peer) -> Vec<u8> {
-        let t = peer.transport;
-        let tag = self.next_id();
-        let call_id = self.next_id();
-        let local = &self.addrs.via_host(peer);
-        let realm = &self.cfg.realm;
-        format!(
-            "OPTIONS {contact} SIP/2.0\r\n\
-             Via: SIP/2.0/{} {local};branch={branch};rport\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:keepalive@{realm}>;tag={tag}\r\n\
-             To: <{contact}>\r\n\
-             Call-ID: {call_id}@gosip\r\n\
-             CSeq: 1 OPTIONS\r\n\
-             User-Agent: GoSIP\r\n\
-             Content-Length: 0\r\n\r\n",
-            t.as_str().to_ascii_uppercase()
-        )
-        .into_bytes()
     }
 
     fn drain_outcomes(&mut self, now: u64) {
@@ -993,14 +526,6 @@ impl Core {
     }
 }
 
-/// The addresses the trunk signals from, which are never banned: the
-/// configured trunk sources and the termination address.
-fn trunk_sources(cfg: &CoreConfig) -> Vec<IpAddr> {
-    let mut ips = cfg.trunk_ips.clone();
-    ips.extend(cfg.termination.as_ref().map(|t| t.addr.ip()));
-    ips
-}
-
 /// The identifier generator's seed: an HMAC of a label with the secret, so
 /// it is independent of the nonce key.
 fn id_seed(secret: &[u8; 32]) -> [u8; 32] {
@@ -1009,20 +534,6 @@ fn id_seed(secret: &[u8; 32]) -> [u8; 32] {
     };
     m.update(b"gosip sip identifiers");
     m.finalize().into_bytes().into()
-}
-
-/// A request inside a dialog carries the To tag the dialog got.
-fn in_dialog(raw: &Raw) -> bool {
-    raw.get("to").and_then(tag_of).is_some()
-}
-
-/// Clients that fail the whole authentication when one of several
-/// challenges names an algorithm they lack, instead of picking the one they
-/// know (RFC 8760 section 2.4). libre before 2.x (baresip 1.0) answers
-/// `ENOSYS` to a SHA-256 challenge.
-fn chokes_on_sha256(user_agent: &str) -> bool {
-    const OLD: &[&str] = &["baresip v0.", "baresip v1."];
-    OLD.iter().any(|p| user_agent.starts_with(p))
 }
 
 /// Raw is re-exported for the shell's framing helpers.
