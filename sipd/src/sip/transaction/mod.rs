@@ -1,0 +1,265 @@
+//! RFC 3261 section 17 transactions as plain state, one file per kind
+//! (`server.rs`, `client.rs`) around one deadline heap (here): server transactions
+//! absorb request retransmissions and re-send the last response (non-INVITE:
+//! Timer J; INVITE non-2xx: Timers G/H/I), client non-INVITE transactions
+//! retransmit on Timer E until a final response or Timer F. Timers fire
+//! from [`Transactions::handle_timeout`] with the caller's `now`.
+//!
+//! Server transactions are capped ([`MAX_SERVER`]): past the cap the
+//! oldest completed ones (final answer sent, only absorbing
+//! retransmissions) make room, and when every transaction is still waiting
+//! for its answer a new request is refused.
+
+mod client;
+mod server;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+pub use client::answers_from;
+pub use server::server_key;
+
+use super::Transmit;
+use client::ClientTx;
+use server::ServerTx;
+
+/// Server transactions kept at once. A registration burst completes its
+/// transactions within milliseconds, so they are evicted long before this
+/// matters; only requests still waiting for an answer can fill it.
+pub const MAX_SERVER: usize = 20_000;
+
+/// What an inbound request is to the transaction layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerMatch {
+    /// A new transaction: hand the request to the TU.
+    New,
+    /// A retransmission: this is what to send again (maybe nothing yet).
+    Retransmit(Option<Transmit>),
+    /// The ACK of a non-2xx final response to an INVITE: absorbed.
+    AckAbsorbed,
+}
+
+/// A client transaction came to an end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientOutcome {
+    Response { key: String, status: u16 },
+    Timeout { key: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    /// Server: forget the transaction (J, H, I, or the end of a 1xx wait).
+    ServerEnd,
+    /// Server INVITE: re-send the final response (G).
+    ServerResend,
+    /// Client: retransmit (E).
+    ClientResend,
+    /// Client: give up (F).
+    ClientEnd,
+}
+
+/// Every transaction of one sipd.
+#[derive(Debug, Default)]
+pub struct Transactions {
+    server: HashMap<String, ServerTx>,
+    client: HashMap<String, ClientTx>,
+    timers: BinaryHeap<Reverse<(u64, TimerKind, u64, String)>>,
+    /// Completed server transactions in completion order (key, generation),
+    /// the first to go when the table is full.
+    completed: VecDeque<(String, u64)>,
+    generation: u64,
+    out: Vec<Transmit>,
+    outcomes: Vec<ClientOutcome>,
+}
+
+impl Transactions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn next_gen(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
+    }
+
+    fn push_timer(&mut self, at: u64, kind: TimerKind, generation: u64, key: &str) {
+        self.timers
+            .push(Reverse((at, kind, generation, key.to_string())));
+    }
+
+    /// The earliest timer, if any.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.timers.peek().map(|Reverse((t, ..))| *t)
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: u64) {
+        while let Some(Reverse((at, ..))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, kind, generation, key))) = self.timers.pop() else {
+                break;
+            };
+            match kind {
+                TimerKind::ServerEnd => self.server_end(generation, &key),
+                TimerKind::ServerResend => self.server_resend(now, generation, key),
+                TimerKind::ClientResend => self.client_resend(now, generation, key),
+                TimerKind::ClientEnd => self.client_end(generation, key),
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.out.is_empty() {
+            None
+        } else {
+            Some(self.out.remove(0))
+        }
+    }
+
+    /// Takes everything queued for sending.
+    pub fn drain_transmits(&mut self) -> std::vec::Drain<'_, Transmit> {
+        self.out.drain(..)
+    }
+
+    pub fn poll_outcome(&mut self) -> Option<ClientOutcome> {
+        self.outcomes.pop()
+    }
+
+    pub fn server_count(&self) -> usize {
+        self.server.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::method::Method;
+    use crate::sip::{Peer, T1, T2, T4};
+
+    fn t() -> Transmit {
+        Transmit {
+            peer: Peer::udp("192.0.2.1:5060".parse().unwrap()),
+            data: b"SIP/2.0 200 OK\r\n\r\n".to_vec(),
+        }
+    }
+
+    #[test]
+    fn completed_transactions_make_room_and_waiting_ones_fill_the_table() {
+        let mut x = Transactions::new();
+        for i in 0..MAX_SERVER {
+            let k = format!("done{i}");
+            assert!(x.begin_server(0, &k, false));
+            x.respond(0, &k, t(), 200);
+        }
+        // Completed ones are evicted, oldest first.
+        for i in 0..MAX_SERVER {
+            assert!(x.begin_server(1, &format!("wait{i}"), true), "{i}");
+        }
+        assert_eq!(x.server_count(), MAX_SERVER);
+        assert_eq!(
+            x.on_request(1, "done0", Some(Method::Register)),
+            ServerMatch::New
+        );
+        // Every slot waits for an answer: no room.
+        assert!(!x.begin_server(2, "one-more", true));
+        x.respond(3, "wait0", t(), 486);
+        assert!(x.begin_server(3, "one-more", true));
+    }
+
+    #[test]
+    fn a_response_from_another_address_does_not_end_a_client_transaction() {
+        let mut x = Transactions::new();
+        x.send_request(0, "b1", t(), 32_000);
+        let mut evil = t().peer;
+        evil.addr = "203.0.113.9:5060".parse().unwrap();
+        assert!(!x.on_response("b1", 200, &evil));
+        assert!(x.poll_outcome().is_none());
+        assert!(x.on_response("b1", 200, &t().peer));
+        assert!(x.poll_outcome().is_some());
+    }
+
+    /// Runs the timers up to `until` in 100 ms steps; returns the times
+    /// something was sent.
+    fn sends_until(x: &mut Transactions, until: u64) -> Vec<u64> {
+        let mut at = Vec::new();
+        let mut now = 0;
+        while now <= until {
+            x.handle_timeout(now);
+            if x.drain_transmits().count() > 0 {
+                at.push(now);
+            }
+            now += 100;
+        }
+        at
+    }
+
+    #[test]
+    fn an_invite_rejection_is_resent_on_timer_g_until_the_ack() {
+        let mut x = Transactions::new();
+        assert!(x.begin_server(0, "inv", true));
+        x.respond(0, "inv", t(), 486);
+        assert_eq!(
+            x.drain_transmits().count(),
+            1,
+            "the answer goes out at once"
+        );
+        // Timer G: T1, then doubling (RFC 3261 section 17.2.1).
+        assert_eq!(sends_until(&mut x, 3_600), vec![500, 1_500, 3_500]);
+        assert_eq!(
+            x.on_request(3_600, "inv", Some(Method::Ack)),
+            ServerMatch::AckAbsorbed
+        );
+        assert!(sends_until(&mut x, 20_000).is_empty(), "the ACK stops it");
+        // Timer I (T4 on UDP) then forgets the transaction.
+        x.handle_timeout(3_600 + T4);
+        assert_eq!(x.server_count(), 0);
+    }
+
+    #[test]
+    fn a_digest_challenge_to_an_invite_is_not_resent_so_sipd_amplifies_nothing() {
+        let mut x = Transactions::new();
+        assert!(x.begin_server(0, "inv", true));
+        x.respond(0, "inv", t(), 407);
+        x.drain_transmits().for_each(drop);
+        assert!(sends_until(&mut x, 10_000).is_empty());
+        // A retransmitted INVITE gets the stored 407 again.
+        assert!(matches!(
+            x.on_request(10_000, "inv", Some(Method::Invite)),
+            ServerMatch::Retransmit(Some(_))
+        ));
+    }
+
+    #[test]
+    fn a_client_request_is_resent_on_timer_e_and_times_out_on_timer_f() {
+        let mut x = Transactions::new();
+        x.send_request(0, "opt", t(), 64 * T1);
+        x.drain_transmits().for_each(drop);
+        let sent = sends_until(&mut x, 64 * T1);
+        // Timer E: T1, 2 T1, 4 T1, then every T2 (RFC 3261 section 17.1.2.2).
+        assert_eq!(&sent[..4], &[500, 1_500, 3_500, 7_500]);
+        assert!(
+            sent.windows(2).skip(3).all(|w| w[1] - w[0] == T2),
+            "{sent:?}"
+        );
+        assert_eq!(
+            x.poll_outcome(),
+            Some(ClientOutcome::Timeout { key: "opt".into() })
+        );
+    }
+
+    #[test]
+    fn a_client_request_over_tcp_is_never_resent() {
+        let mut x = Transactions::new();
+        let mut over_tcp = t();
+        over_tcp.peer.transport = crate::sip::Transport::Tcp;
+        x.send_request(0, "opt", over_tcp, 64 * T1);
+        x.drain_transmits().for_each(drop);
+        assert!(sends_until(&mut x, 64 * T1).is_empty());
+        assert!(matches!(
+            x.poll_outcome(),
+            Some(ClientOutcome::Timeout { .. })
+        ));
+    }
+}
