@@ -152,6 +152,16 @@ pub async fn run(s: &Standin, script: &CallScript) -> anyhow::Result<CallOutcome
         .clone()
         .filter(|u| !u.is_empty())
         .ok_or_else(|| anyhow::anyhow!("{} has no voice URL", script.to))?;
+    let call_sid = open_call(s, script, &number);
+    let mut call = CallRun::new(s, script, call_sid);
+    call.walk(voice_url).await?;
+    finish(s, &number, &call.base, &mut call.out).await?;
+    Ok(call.out)
+}
+
+/// Puts the ringing call on the account, as Twilio lists it while the
+/// webhook runs; returns its new Call SID.
+fn open_call(s: &Standin, script: &CallScript, number: &super::Number) -> String {
     let call_sid = new_sid("CA");
     let now = rfc2822_now();
     s.world().calls.push(super::Call {
@@ -167,286 +177,442 @@ pub async fn run(s: &Standin, script: &CallScript) -> anyhow::Result<CallOutcome
         start_time: Some(now),
         end_time: None,
     });
-    let base = base_params(s, script, &call_sid);
-    let mut out = CallOutcome {
-        call_sid: call_sid.clone(),
-        events: vec![],
-        documents: vec![],
-        status: "completed".into(),
-        duration: 0,
-        recording_sid: None,
-        sip: vec![],
-    };
-    let mut answered = false;
-    let mut keys = script.keys.iter();
-    let mut next: Option<(String, Vec<(String, String)>)> =
-        Some((voice_url, with(&base, &[("CallStatus", "ringing")])));
-    let mut hops = 0;
-    'docs: while let Some((url, params)) = next.take() {
-        hops += 1;
-        if hops > 20 {
-            out.events.push(Event::Error { code: 11200 });
-            out.status = "failed".into();
-            break;
+    call_sid
+}
+
+/// A webhook request still to send: its URL and form parameters.
+type Request = (String, Vec<(String, String)>);
+
+/// What a TwiML verb leaves the call to do next.
+enum Flow {
+    /// Go on with the document's next verb.
+    Next,
+    /// Leave this document for another webhook (Redirect, digits from a
+    /// Gather, a Dial action).
+    Fetch(Request),
+    /// The call is over.
+    End,
+}
+
+/// The call as the stand-in plays it: the script, what has happened so far
+/// and what the caller has left to press, shared by every verb.
+struct CallRun<'a> {
+    s: &'a Standin,
+    script: &'a CallScript,
+    /// The parameters every webhook of this call carries.
+    base: Vec<(String, String)>,
+    /// Keys still to press at the coming `<Gather>`s.
+    keys: std::slice::Iter<'a, String>,
+    /// Whether a verb has picked up the call yet (ringing until then).
+    answered: bool,
+    out: CallOutcome,
+}
+
+impl<'a> CallRun<'a> {
+    /// A call that has not fetched its first document yet.
+    fn new(s: &'a Standin, script: &'a CallScript, call_sid: String) -> Self {
+        let base = base_params(s, script, &call_sid);
+        CallRun {
+            s,
+            script,
+            base,
+            keys: script.keys.iter(),
+            answered: false,
+            out: CallOutcome {
+                call_sid,
+                events: vec![],
+                documents: vec![],
+                status: "completed".into(),
+                duration: 0,
+                recording_sid: None,
+                sip: vec![],
+            },
         }
-        let (status, body) = s.post_webhook(&url, &params).await?;
-        out.events.push(Event::Webhook {
-            url: url.clone(),
+    }
+
+    /// Records a Twilio error and fails the call.
+    fn fail(&mut self, code: u32) {
+        self.out.events.push(Event::Error { code });
+        self.out.status = "failed".into();
+    }
+
+    /// `base` with `extra` set, for the next webhook.
+    fn params(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        with(&self.base, extra)
+    }
+
+    /// Follows documents from the voice URL until the call ends; like
+    /// Twilio it gives up (11200) after 20 documents, a redirect loop.
+    async fn walk(&mut self, voice_url: String) -> anyhow::Result<()> {
+        let mut next = Some((voice_url, self.params(&[("CallStatus", "ringing")])));
+        let mut hops = 0;
+        while let Some((url, params)) = next.take() {
+            hops += 1;
+            if hops > 20 {
+                self.fail(11200);
+                break;
+            }
+            let Some(body) = self.fetch(&url, &params).await? else {
+                break;
+            };
+            next = self.play_document(&url, &body).await?;
+        }
+        Ok(())
+    }
+
+    /// POSTs one webhook and keeps the document; `None` (after an 11200)
+    /// when twiliod answered with an error status.
+    async fn fetch(
+        &mut self,
+        url: &str,
+        params: &[(String, String)],
+    ) -> anyhow::Result<Option<String>> {
+        let (status, body) = self.s.post_webhook(url, params).await?;
+        self.out.events.push(Event::Webhook {
+            url: url.to_owned(),
             status,
         });
         if !(200..300).contains(&status) {
-            out.events.push(Event::Error { code: 11200 });
-            out.status = "failed".into();
-            break;
+            self.fail(11200);
+            return Ok(None);
         }
-        out.documents.push(body.clone());
-        let Ok(doc) = roxmltree::Document::parse(&body) else {
-            out.events.push(Event::Error { code: 12100 });
-            out.status = "failed".into();
-            break;
+        self.out.documents.push(body.clone());
+        Ok(Some(body))
+    }
+
+    /// Runs the verbs of one document in order; returns the webhook to
+    /// fetch next, `None` when the call is over (or the document ran out).
+    async fn play_document(&mut self, url: &str, body: &str) -> anyhow::Result<Option<Request>> {
+        let Ok(doc) = roxmltree::Document::parse(body) else {
+            self.fail(12100);
+            return Ok(None);
         };
         let root = doc.root_element();
         if root.tag_name().name() != "Response" {
-            out.events.push(Event::Error { code: 12100 });
-            out.status = "failed".into();
-            break;
+            self.fail(12100);
+            return Ok(None);
         }
-        let progress = if answered { "in-progress" } else { "ringing" };
+        // A Redirect reports the call as it was when the document came.
+        let progress = if self.answered {
+            "in-progress"
+        } else {
+            "ringing"
+        };
         for verb in root.children().filter(|n| n.is_element()) {
-            let attr = |k: &str| verb.attribute(k).map(str::to_owned);
-            match verb.tag_name().name() {
-                "Reject" => {
-                    let reason = attr("reason").unwrap_or_else(|| "rejected".into());
-                    out.status = if reason == "busy" {
-                        "busy"
-                    } else {
-                        "no-answer"
-                    }
-                    .into();
-                    out.events.push(Event::Reject { reason });
-                    break 'docs;
-                }
-                "Say" => {
-                    answered = true;
-                    out.events.push(Event::Say {
-                        text: verb.text().unwrap_or("").trim().to_owned(),
-                    });
-                }
-                "Play" => {
-                    answered = true;
-                    out.events.push(Event::Play {
-                        url: verb.text().unwrap_or("").trim().to_owned(),
-                    });
-                }
-                "Pause" => {
-                    answered = true;
-                    out.events.push(Event::Pause);
-                }
-                "Hangup" => {
-                    out.events.push(Event::Hangup);
-                    break 'docs;
-                }
-                "Redirect" => {
-                    let target = resolve(&url, verb.text().unwrap_or("").trim());
-                    out.events.push(Event::Redirect {
-                        url: target.clone(),
-                    });
-                    next = Some((target, with(&base, &[("CallStatus", progress)])));
-                    continue 'docs;
-                }
-                "Gather" => {
-                    answered = true;
-                    // The nested prompts play first (Say, Play, Pause only).
-                    for inner in verb.children().filter(|n| n.is_element()) {
-                        let text = inner.text().unwrap_or("").trim().to_owned();
-                        match inner.tag_name().name() {
-                            "Say" => out.events.push(Event::Say { text }),
-                            "Play" => out.events.push(Event::Play { url: text }),
-                            "Pause" => out.events.push(Event::Pause),
-                            _ => {
-                                out.events.push(Event::Error { code: 12100 });
-                                out.status = "failed".into();
-                                break 'docs;
-                            }
-                        }
-                    }
-                    // Twilio's defaults: the document's own URL, 5 s.
-                    let action = resolve(&url, &attr("action").unwrap_or_else(|| url.clone()));
-                    let num_digits = attr("numDigits").and_then(|t| t.parse().ok()).unwrap_or(0);
-                    let timeout = attr("timeout").and_then(|t| t.parse().ok()).unwrap_or(5);
-                    let digits = keys.next().filter(|k| !k.is_empty()).cloned();
-                    out.events.push(Event::Gather {
-                        action: action.clone(),
-                        num_digits,
-                        timeout,
-                        digits: digits.clone(),
-                    });
-                    match digits {
-                        Some(d) => {
-                            next = Some((
-                                action,
-                                with(&base, &[("CallStatus", "in-progress"), ("Digits", &d)]),
-                            ));
-                            continue 'docs;
-                        }
-                        // No key: Twilio goes on with the next verb.
-                        None => out.duration += timeout,
-                    }
-                }
-                "Dial" => {
-                    answered = true;
-                    let noun = verb.children().find(|n| n.is_element());
-                    let (noun_name, target, username, password) = match noun {
-                        Some(n) => (
-                            n.tag_name().name().to_owned(),
-                            n.text().unwrap_or("").trim().to_owned(),
-                            n.attribute("username").map(str::to_owned),
-                            n.attribute("password").map(str::to_owned),
-                        ),
-                        None => (
-                            "Number".into(),
-                            verb.text().unwrap_or("").trim().to_owned(),
-                            None,
-                            None,
-                        ),
-                    };
-                    if !matches!(noun_name.as_str(), "Number" | "Sip" | "Client") {
-                        out.events.push(Event::Error { code: 12100 });
-                        out.status = "failed".into();
-                        break 'docs;
-                    }
-                    let timeout = attr("timeout").and_then(|t| t.parse().ok()).unwrap_or(30);
-                    let action = attr("action").map(|a| resolve(&url, &a));
-                    let (target_uri, sip_user, sip_pass) =
-                        (target.clone(), username.clone(), password.clone());
-                    out.events.push(Event::Dial {
-                        target,
-                        noun: noun_name.clone(),
-                        timeout,
-                        action: action.clone(),
-                        username,
-                        password,
-                        caller_id: attr("callerId"),
-                    });
-                    let mut sip_call_id = None;
-                    let (dial_status, sip_code, secs) = match script.dial {
-                        DialOutcome::Answered { secs } => ("completed", "200".to_owned(), secs),
-                        DialOutcome::NoAnswer => ("no-answer", "480".to_owned(), 0),
-                        DialOutcome::Busy => ("busy", "486".to_owned(), 0),
-                        DialOutcome::Failed => ("failed", "503".to_owned(), 0),
-                        DialOutcome::Sip { talk_secs } if noun_name == "Sip" => {
-                            let r = super::sip::dial(&super::sip::SipDial {
-                                uri: target_uri.clone(),
-                                username: sip_user.clone(),
-                                password: sip_pass.clone(),
-                                from: script.from.clone(),
-                                call_sid: call_sid.clone(),
-                                account_sid: s.account_sid.clone(),
-                                timeout: std::time::Duration::from_secs(u64::from(timeout)),
-                                talk: std::time::Duration::from_secs(u64::from(talk_secs)),
-                            })
-                            .await?;
-                            out.sip.push(r.clone());
-                            sip_call_id = Some(r.call_id.clone());
-                            let status = match r.code {
-                                200..=299 => "completed",
-                                486 | 600 => "busy",
-                                408 | 480 | 487 => "no-answer",
-                                _ => "failed",
-                            };
-                            let secs = if status == "completed" { talk_secs } else { 0 };
-                            (status, r.code.to_string(), secs)
-                        }
-                        DialOutcome::Sip { .. } => ("no-answer", "480".to_owned(), 0),
-                    };
-                    let sip_code = sip_code.as_str();
-                    out.duration += secs + if secs == 0 { timeout } else { 0 };
-                    if let Some(action) = action {
-                        let dial_sid = new_sid("CA");
-                        let dur = secs.to_string();
-                        let mut p = with(
-                            &base,
-                            &[
-                                ("CallStatus", "in-progress"),
-                                ("DialCallStatus", dial_status),
-                                ("DialCallSid", &dial_sid),
-                                ("DialCallDuration", &dur),
-                                ("DialBridged", if secs > 0 { "true" } else { "false" }),
-                            ],
-                        );
-                        if noun_name == "Sip" {
-                            p.push(("DialSipResponseCode".into(), sip_code.into()));
-                            p.push((
-                                "DialSipCallId".into(),
-                                sip_call_id
-                                    .clone()
-                                    .unwrap_or_else(|| format!("{dial_sid}@standin")),
-                            ));
-                        }
-                        next = Some((action, p));
-                        continue 'docs;
-                    }
-                }
-                "Record" => {
-                    answered = true;
-                    let max_length = attr("maxLength")
-                        .and_then(|t| t.parse().ok())
-                        .unwrap_or(3600);
-                    let timeout = attr("timeout").and_then(|t| t.parse().ok()).unwrap_or(5);
-                    let transcribe = attr("transcribe").as_deref() == Some("true");
-                    let secs = script.record.secs.min(max_length);
-                    out.duration += secs;
-                    if secs == 0 {
-                        // Empty recording: no action request, next verb runs.
-                        out.events.push(Event::Record {
-                            max_length,
-                            timeout,
-                            transcribe,
-                            recording_sid: None,
-                            secs,
-                        });
-                        continue;
-                    }
-                    let rec_sid = new_sid("RE");
-                    out.recording_sid = Some(rec_sid.clone());
-                    out.events.push(Event::Record {
-                        max_length,
-                        timeout,
-                        transcribe,
-                        recording_sid: Some(rec_sid.clone()),
-                        secs,
-                    });
-                    record(
-                        s,
-                        &script.record,
-                        RecordCtx {
-                            base: &base,
-                            doc_url: &url,
-                            call_sid: &call_sid,
-                            rec_sid: &rec_sid,
-                            secs,
-                            action: attr("action"),
-                            status_cb: attr("recordingStatusCallback"),
-                            transcribe,
-                            transcribe_cb: attr("transcribeCallback"),
-                        },
-                    )
-                    .await?;
-                    // The caller hung up after the message.
-                    break 'docs;
-                }
-                _ => {
-                    out.events.push(Event::Error { code: 12100 });
-                    out.status = "failed".into();
-                    break 'docs;
-                }
+            match self.verb(verb, url, progress).await? {
+                Flow::Next => {}
+                Flow::Fetch(next) => return Ok(Some(next)),
+                Flow::End => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs one verb of the document at `url`.
+    async fn verb(
+        &mut self,
+        verb: roxmltree::Node<'_, '_>,
+        url: &str,
+        progress: &str,
+    ) -> anyhow::Result<Flow> {
+        let text = || verb.text().unwrap_or("").trim().to_owned();
+        match verb.tag_name().name() {
+            "Reject" => Ok(self.reject(verb)),
+            "Say" => {
+                self.answered = true;
+                self.out.events.push(Event::Say { text: text() });
+                Ok(Flow::Next)
+            }
+            "Play" => {
+                self.answered = true;
+                self.out.events.push(Event::Play { url: text() });
+                Ok(Flow::Next)
+            }
+            "Pause" => {
+                self.answered = true;
+                self.out.events.push(Event::Pause);
+                Ok(Flow::Next)
+            }
+            "Hangup" => {
+                self.out.events.push(Event::Hangup);
+                Ok(Flow::End)
+            }
+            "Redirect" => {
+                let target = resolve(url, &text());
+                self.out.events.push(Event::Redirect {
+                    url: target.clone(),
+                });
+                Ok(Flow::Fetch((
+                    target,
+                    self.params(&[("CallStatus", progress)]),
+                )))
+            }
+            "Gather" => Ok(self.gather(verb, url)),
+            "Dial" => self.dial(verb, url).await,
+            "Record" => self.record(verb, url).await,
+            _ => {
+                self.fail(12100);
+                Ok(Flow::End)
             }
         }
     }
-    finish(s, &number, &base, &mut out).await?;
-    Ok(out)
+
+    /// `<Reject>`: the call ends busy or unanswered, as its reason says.
+    fn reject(&mut self, verb: roxmltree::Node<'_, '_>) -> Flow {
+        let reason = verb
+            .attribute("reason")
+            .map_or_else(|| "rejected".into(), str::to_owned);
+        self.out.status = if reason == "busy" {
+            "busy"
+        } else {
+            "no-answer"
+        }
+        .into();
+        self.out.events.push(Event::Reject { reason });
+        Flow::End
+    }
+
+    /// `<Gather>`: plays its prompts, then presses the script's next keys
+    /// (fetching the action) or times out into the next verb.
+    fn gather(&mut self, verb: roxmltree::Node<'_, '_>, url: &str) -> Flow {
+        self.answered = true;
+        // The nested prompts play first (Say, Play, Pause only).
+        for inner in verb.children().filter(|n| n.is_element()) {
+            let text = inner.text().unwrap_or("").trim().to_owned();
+            match inner.tag_name().name() {
+                "Say" => self.out.events.push(Event::Say { text }),
+                "Play" => self.out.events.push(Event::Play { url: text }),
+                "Pause" => self.out.events.push(Event::Pause),
+                _ => {
+                    self.fail(12100);
+                    return Flow::End;
+                }
+            }
+        }
+        let attr = |k: &str| verb.attribute(k).map(str::to_owned);
+        // Twilio's defaults: the document's own URL, 5 s.
+        let action = resolve(url, &attr("action").unwrap_or_else(|| url.to_owned()));
+        let num_digits = attr("numDigits").and_then(|t| t.parse().ok()).unwrap_or(0);
+        let timeout = attr("timeout").and_then(|t| t.parse().ok()).unwrap_or(5);
+        let digits = self.keys.next().filter(|k| !k.is_empty()).cloned();
+        self.out.events.push(Event::Gather {
+            action: action.clone(),
+            num_digits,
+            timeout,
+            digits: digits.clone(),
+        });
+        match digits {
+            Some(d) => Flow::Fetch((
+                action,
+                self.params(&[("CallStatus", "in-progress"), ("Digits", &d)]),
+            )),
+            // No key: Twilio goes on with the next verb.
+            None => {
+                self.out.duration += timeout;
+                Flow::Next
+            }
+        }
+    }
+
+    /// `<Dial>`: the far side does what the script says (or really answers
+    /// over SIP), then the action URL, if any, learns how it went.
+    async fn dial(&mut self, verb: roxmltree::Node<'_, '_>, url: &str) -> anyhow::Result<Flow> {
+        self.answered = true;
+        let noun = DialNoun::of(verb);
+        if !matches!(noun.name.as_str(), "Number" | "Sip" | "Client") {
+            self.fail(12100);
+            return Ok(Flow::End);
+        }
+        let attr = |k: &str| verb.attribute(k).map(str::to_owned);
+        let timeout = attr("timeout").and_then(|t| t.parse().ok()).unwrap_or(30);
+        let action = attr("action").map(|a| resolve(url, &a));
+        self.out.events.push(Event::Dial {
+            target: noun.target.clone(),
+            noun: noun.name.clone(),
+            timeout,
+            action: action.clone(),
+            username: noun.username.clone(),
+            password: noun.password.clone(),
+            caller_id: attr("callerId"),
+        });
+        let end = self.far_end(&noun, timeout).await?;
+        self.out.duration += end.secs + if end.secs == 0 { timeout } else { 0 };
+        Ok(match action {
+            Some(action) => Flow::Fetch((action, self.dial_result_params(&noun, &end))),
+            None => Flow::Next,
+        })
+    }
+
+    /// How the dialled party answers: scripted, or (for `<Sip>` with
+    /// [`DialOutcome::Sip`]) a real SIP call to the URI.
+    async fn far_end(&mut self, noun: &DialNoun, timeout: u32) -> anyhow::Result<DialEnd> {
+        let scripted = |status, code: &str, secs| DialEnd {
+            status,
+            sip_code: code.to_owned(),
+            secs,
+            sip_call_id: None,
+        };
+        Ok(match self.script.dial {
+            DialOutcome::Answered { secs } => scripted("completed", "200", secs),
+            DialOutcome::NoAnswer => scripted("no-answer", "480", 0),
+            DialOutcome::Busy => scripted("busy", "486", 0),
+            DialOutcome::Failed => scripted("failed", "503", 0),
+            DialOutcome::Sip { talk_secs } if noun.name == "Sip" => {
+                self.sip_leg(noun, timeout, talk_secs).await?
+            }
+            DialOutcome::Sip { .. } => scripted("no-answer", "480", 0),
+        })
+    }
+
+    /// Places the `<Sip>` leg and maps its final SIP answer to the
+    /// DialCallStatus Twilio reports.
+    async fn sip_leg(
+        &mut self,
+        noun: &DialNoun,
+        timeout: u32,
+        talk_secs: u32,
+    ) -> anyhow::Result<DialEnd> {
+        let r = super::sip::dial(&super::sip::SipDial {
+            uri: noun.target.clone(),
+            username: noun.username.clone(),
+            password: noun.password.clone(),
+            from: self.script.from.clone(),
+            call_sid: self.out.call_sid.clone(),
+            account_sid: self.s.account_sid.clone(),
+            timeout: std::time::Duration::from_secs(u64::from(timeout)),
+            talk: std::time::Duration::from_secs(u64::from(talk_secs)),
+        })
+        .await?;
+        self.out.sip.push(r.clone());
+        let status = match r.code {
+            200..=299 => "completed",
+            486 | 600 => "busy",
+            408 | 480 | 487 => "no-answer",
+            _ => "failed",
+        };
+        let secs = if status == "completed" { talk_secs } else { 0 };
+        Ok(DialEnd {
+            status,
+            sip_code: r.code.to_string(),
+            secs,
+            sip_call_id: Some(r.call_id),
+        })
+    }
+
+    /// The `<Dial action>` request's parameters: the dialled leg's status,
+    /// plus the SIP answer for `<Sip>`.
+    fn dial_result_params(&self, noun: &DialNoun, end: &DialEnd) -> Vec<(String, String)> {
+        let dial_sid = new_sid("CA");
+        let dur = end.secs.to_string();
+        let mut p = self.params(&[
+            ("CallStatus", "in-progress"),
+            ("DialCallStatus", end.status),
+            ("DialCallSid", &dial_sid),
+            ("DialCallDuration", &dur),
+            ("DialBridged", if end.secs > 0 { "true" } else { "false" }),
+        ]);
+        if noun.name == "Sip" {
+            p.push(("DialSipResponseCode".into(), end.sip_code.clone()));
+            p.push((
+                "DialSipCallId".into(),
+                end.sip_call_id
+                    .clone()
+                    .unwrap_or_else(|| format!("{dial_sid}@standin")),
+            ));
+        }
+        p
+    }
+
+    /// `<Record>`: the caller speaks for the scripted time (capped by
+    /// `maxLength`) and hangs up, which ends the call; a silent caller
+    /// makes no recording and the next verb runs.
+    async fn record(&mut self, verb: roxmltree::Node<'_, '_>, url: &str) -> anyhow::Result<Flow> {
+        self.answered = true;
+        let attr = |k: &str| verb.attribute(k).map(str::to_owned);
+        let max_length = attr("maxLength")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(3600);
+        let timeout = attr("timeout").and_then(|t| t.parse().ok()).unwrap_or(5);
+        let transcribe = attr("transcribe").as_deref() == Some("true");
+        let secs = self.script.record.secs.min(max_length);
+        self.out.duration += secs;
+        let rec_sid = (secs > 0).then(|| new_sid("RE"));
+        self.out.events.push(Event::Record {
+            max_length,
+            timeout,
+            transcribe,
+            recording_sid: rec_sid.clone(),
+            secs,
+        });
+        // Empty recording: no action request, next verb runs.
+        let Some(rec_sid) = rec_sid else {
+            return Ok(Flow::Next);
+        };
+        self.out.recording_sid = Some(rec_sid.clone());
+        record(
+            self.s,
+            &self.script.record,
+            RecordCtx {
+                base: &self.base,
+                doc_url: url,
+                call_sid: &self.out.call_sid,
+                rec_sid: &rec_sid,
+                secs,
+                action: attr("action"),
+                status_cb: attr("recordingStatusCallback"),
+                transcribe,
+                transcribe_cb: attr("transcribeCallback"),
+            },
+        )
+        .await?;
+        // The caller hung up after the message.
+        Ok(Flow::End)
+    }
 }
 
+/// What a `<Dial>` calls: its noun (`<Number>` when the number is the
+/// verb's own text) with the `<Sip>` credentials.
+struct DialNoun {
+    name: String,
+    target: String,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl DialNoun {
+    /// Reads the first child element of `<Dial>`, or its bare text.
+    fn of(verb: roxmltree::Node<'_, '_>) -> Self {
+        match verb.children().find(|n| n.is_element()) {
+            Some(n) => DialNoun {
+                name: n.tag_name().name().to_owned(),
+                target: n.text().unwrap_or("").trim().to_owned(),
+                username: n.attribute("username").map(str::to_owned),
+                password: n.attribute("password").map(str::to_owned),
+            },
+            None => DialNoun {
+                name: "Number".into(),
+                target: verb.text().unwrap_or("").trim().to_owned(),
+                username: None,
+                password: None,
+            },
+        }
+    }
+}
+
+/// How the dialled leg ended, as the `<Dial action>` reports it.
+struct DialEnd {
+    /// DialCallStatus.
+    status: &'static str,
+    /// DialSipResponseCode (`<Sip>` only).
+    sip_code: String,
+    /// Seconds talked; 0 when never bridged.
+    secs: u32,
+    /// The real SIP leg's Call-ID, when one was placed.
+    sip_call_id: Option<String>,
+}
+
+/// A `<Record>` that captured audio: where the call stands and the
+/// verb's callback attributes.
 struct RecordCtx<'a> {
     base: &'a [(String, String)],
     doc_url: &'a str,
@@ -459,6 +625,9 @@ struct RecordCtx<'a> {
     transcribe_cb: Option<String>,
 }
 
+/// Stores the recording and sends what Twilio sends after it: the action
+/// request, then the recording status and transcription callbacks in the
+/// scripted order (each twice when the script says so).
 async fn record(s: &Standin, script: &RecordScript, c: RecordCtx<'_>) -> anyhow::Result<()> {
     s.world().recordings.push(Recording {
         sid: c.rec_sid.to_owned(),
@@ -503,36 +672,7 @@ async fn record(s: &Standin, script: &RecordScript, c: RecordCtx<'_>) -> anyhow:
     if c.transcribe
         && let Some(cb) = &c.transcribe_cb
     {
-        // Twilio transcribes at most 120 s (CONTRACT.md §2.6).
-        let ok = c.secs <= 120 && script.transcript.is_some();
-        let tr_sid = new_sid("TR");
-        let text = if ok { script.transcript.clone() } else { None };
-        s.world().transcriptions.push(Transcription {
-            sid: tr_sid.clone(),
-            recording_sid: c.rec_sid.into(),
-            status: if ok { "completed" } else { "failed" }.into(),
-            text: text.clone(),
-            duration: c.secs,
-            date_created: rfc2822_now(),
-        });
-        let mut p = with(
-            c.base,
-            &[
-                ("TranscriptionSid", &tr_sid),
-                (
-                    "TranscriptionStatus",
-                    if ok { "completed" } else { "failed" },
-                ),
-                (
-                    "TranscriptionUrl",
-                    &format!("{}/Transcriptions/{tr_sid}", s.account_url()),
-                ),
-                ("RecordingSid", c.rec_sid),
-                ("RecordingUrl", &rec_url),
-            ],
-        );
-        p.push(("TranscriptionText".into(), text.unwrap_or_default()));
-        let entry = (resolve(c.doc_url, cb), p);
+        let entry = transcription(s, script, &c, cb, &rec_url);
         if script.transcription_first {
             callbacks.insert(0, entry);
         } else {
@@ -548,6 +688,50 @@ async fn record(s: &Standin, script: &RecordScript, c: RecordCtx<'_>) -> anyhow:
     Ok(())
 }
 
+/// Stores the transcription of the recording and returns its callback
+/// request (to `cb`); it fails, as Twilio's does, past 120 s or when the
+/// script has no transcript.
+fn transcription(
+    s: &Standin,
+    script: &RecordScript,
+    c: &RecordCtx<'_>,
+    cb: &str,
+    rec_url: &str,
+) -> Request {
+    // Twilio transcribes at most 120 s (CONTRACT.md §2.6).
+    let ok = c.secs <= 120 && script.transcript.is_some();
+    let tr_sid = new_sid("TR");
+    let text = if ok { script.transcript.clone() } else { None };
+    s.world().transcriptions.push(Transcription {
+        sid: tr_sid.clone(),
+        recording_sid: c.rec_sid.into(),
+        status: if ok { "completed" } else { "failed" }.into(),
+        text: text.clone(),
+        duration: c.secs,
+        date_created: rfc2822_now(),
+    });
+    let mut p = with(
+        c.base,
+        &[
+            ("TranscriptionSid", &tr_sid),
+            (
+                "TranscriptionStatus",
+                if ok { "completed" } else { "failed" },
+            ),
+            (
+                "TranscriptionUrl",
+                &format!("{}/Transcriptions/{tr_sid}", s.account_url()),
+            ),
+            ("RecordingSid", c.rec_sid),
+            ("RecordingUrl", rec_url),
+        ],
+    );
+    p.push(("TranscriptionText".into(), text.unwrap_or_default()));
+    (resolve(c.doc_url, cb), p)
+}
+
+/// Closes the call on the account and sends the number's final status
+/// callback.
 async fn finish(
     s: &Standin,
     number: &super::Number,

@@ -49,112 +49,162 @@ pub struct SipResult {
 
 /// Places the call.
 pub async fn dial(d: &SipDial) -> anyhow::Result<SipResult> {
-    let target = parse_uri(&d.uri)?;
-    let peer: SocketAddr = tokio::net::lookup_host((target.host.as_str(), target.port))
-        .await?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("cannot resolve {}", target.host))?;
-    let me = super::media::local_ip_towards(peer)
-        .map_err(|e| anyhow::anyhow!("no route to the <Sip> URI {}: {e}", d.uri))?;
-    let sock = UdpSocket::bind((me, 0)).await?;
-    let rtp = UdpSocket::bind((me, 0)).await?;
-    let local = sock.local_addr()?;
-    let call_id = format!("{:016x}@standin.twilio", rand::random::<u64>());
-    let from_tag = format!("{:08x}", rand::random::<u32>());
-    let ruri = format!("sip:{}@{}:{}", target.user, target.host, target.port);
-    let sdp = format!(
-        "v=0\r\no=- 1 1 IN IP4 {me}\r\ns=Twilio\r\nc=IN IP4 {me}\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n",
-        rtp.local_addr()?.port()
-    );
-    let mut extra = vec![
-        format!("X-Twilio-CallSid: {}", d.call_sid),
-        format!("X-Twilio-AccountSid: {}", d.account_sid),
-        "X-Twilio-ApiVersion: 2010-04-01".to_owned(),
-    ];
-    extra.extend(target.headers.iter().map(|(k, v)| format!("{k}: {v}")));
-    let mut cseq = 1u32;
-    let mut auth: Option<String> = None;
+    let leg = Leg::open(d).await?;
     let mut result = SipResult {
-        call_id: call_id.clone(),
+        call_id: leg.call_id.clone(),
         ..SipResult::default()
     };
-    let deadline = Instant::now() + d.timeout;
-    let mut challenged = false;
-    'invite: loop {
-        let branch = format!("z9hG4bK{:012x}", rand::random::<u64>() >> 16);
-        let mut headers = extra.clone();
-        if let Some(a) = &auth {
-            headers.push(a.clone());
+    let mut cseq = 1u32;
+    // Set once, after the one digest challenge the leg answers.
+    let mut auth: Option<String> = None;
+    loop {
+        match leg.invite(cseq, auth.as_deref(), &mut result).await? {
+            Invited::Challenged(credentials) => {
+                auth = Some(credentials);
+                cseq += 1;
+            }
+            Invited::Done => return Ok(result),
         }
-        let invite = request(&Req {
-            method: "INVITE",
-            ruri: &ruri,
+    }
+}
+
+/// How one INVITE transaction ended.
+enum Invited {
+    /// 401/407: send the INVITE again with these credentials.
+    Challenged(String),
+    /// The call is over; the result holds how.
+    Done,
+}
+
+/// The outgoing call's dialog: its sockets, the far end and the identifiers
+/// every request of the call repeats.
+struct Leg<'a> {
+    d: &'a SipDial,
+    sock: UdpSocket,
+    rtp: UdpSocket,
+    peer: SocketAddr,
+    local: SocketAddr,
+    call_id: String,
+    from_tag: String,
+    /// Request-URI (and To) without the URI's parameters and headers.
+    ruri: String,
+    /// The SDP offer.
+    sdp: String,
+    /// `X-Twilio-*` and the URI's `X-` headers, sent on the INVITE.
+    extra: Vec<String>,
+    /// When `<Dial timeout>` runs out.
+    deadline: Instant,
+}
+
+impl<'a> Leg<'a> {
+    /// Resolves the URI and binds the signalling and RTP sockets on the
+    /// address the route to the target leaves from (what Via, Contact and
+    /// SDP name); the ring timeout starts now.
+    async fn open(d: &'a SipDial) -> anyhow::Result<Self> {
+        let target = parse_uri(&d.uri)?;
+        let peer: SocketAddr = tokio::net::lookup_host((target.host.as_str(), target.port))
+            .await?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("cannot resolve {}", target.host))?;
+        let me = super::media::local_ip_towards(peer)
+            .map_err(|e| anyhow::anyhow!("no route to the <Sip> URI {}: {e}", d.uri))?;
+        let sock = UdpSocket::bind((me, 0)).await?;
+        let rtp = UdpSocket::bind((me, 0)).await?;
+        let local = sock.local_addr()?;
+        let call_id = format!("{:016x}@standin.twilio", rand::random::<u64>());
+        let from_tag = format!("{:08x}", rand::random::<u32>());
+        let ruri = format!("sip:{}@{}:{}", target.user, target.host, target.port);
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 {me}\r\ns=Twilio\r\nc=IN IP4 {me}\r\nt=0 0\r\nm=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n",
+            rtp.local_addr()?.port()
+        );
+        let mut extra = vec![
+            format!("X-Twilio-CallSid: {}", d.call_sid),
+            format!("X-Twilio-AccountSid: {}", d.account_sid),
+            "X-Twilio-ApiVersion: 2010-04-01".to_owned(),
+        ];
+        extra.extend(target.headers.iter().map(|(k, v)| format!("{k}: {v}")));
+        Ok(Leg {
+            d,
+            sock,
+            rtp,
+            peer,
             local,
-            branch: &branch,
-            from: &d.from,
-            from_tag: &from_tag,
-            to: &ruri,
+            call_id,
+            from_tag,
+            ruri,
+            sdp,
+            extra,
+            deadline: Instant::now() + d.timeout,
+        })
+    }
+
+    /// A bodiless request of this dialog to the Request-URI, without a To
+    /// tag; callers override what differs.
+    fn req<'b>(&'b self, method: &'b str, branch: &'b str, cseq: u32) -> Req<'b> {
+        Req {
+            method,
+            ruri: &self.ruri,
+            local: self.local,
+            branch,
+            from: &self.d.from,
+            from_tag: &self.from_tag,
+            to: &self.ruri,
             to_tag: None,
-            call_id: &call_id,
+            call_id: &self.call_id,
             cseq,
+            extra: &[],
+            body: "",
+        }
+    }
+
+    /// Sends a message to the far end.
+    async fn send(&self, msg: &str) -> anyhow::Result<()> {
+        self.sock.send_to(msg.as_bytes(), self.peer).await?;
+        Ok(())
+    }
+
+    /// One INVITE transaction: sends it (retransmitting until a provisional
+    /// answer) and waits for its final answer or the ring timeout.
+    async fn invite(
+        &self,
+        cseq: u32,
+        auth: Option<&str>,
+        result: &mut SipResult,
+    ) -> anyhow::Result<Invited> {
+        let branch = new_branch();
+        let mut headers = self.extra.clone();
+        headers.extend(auth.map(str::to_owned));
+        let invite = request(&Req {
             extra: &headers,
-            body: &sdp,
+            body: &self.sdp,
+            ..self.req("INVITE", &branch, cseq)
         });
-        sock.send_to(invite.as_bytes(), peer).await?;
+        self.send(&invite).await?;
         let mut resend = Duration::from_millis(500);
         let mut next_resend = Instant::now() + resend;
         let mut provisional = false;
         let mut buf = vec![0u8; 65535];
         loop {
             let now = Instant::now();
-            if now >= deadline {
-                // Ring timeout: CANCEL, then ACK the 487.
-                let cancel = request(&Req {
-                    method: "CANCEL",
-                    ruri: &ruri,
-                    local,
-                    branch: &branch,
-                    from: &d.from,
-                    from_tag: &from_tag,
-                    to: &ruri,
-                    to_tag: None,
-                    call_id: &call_id,
-                    cseq,
-                    extra: &[],
-                    body: "",
-                });
-                sock.send_to(cancel.as_bytes(), peer).await?;
-                let end = Instant::now() + Duration::from_secs(2);
-                while Instant::now() < end {
-                    let Ok(Ok((n, _))) =
-                        tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf))
-                            .await
-                    else {
-                        continue;
-                    };
-                    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
-                    if status(&msg) == Some(487) {
-                        ack_non_2xx(
-                            &sock, peer, &msg, &ruri, local, &branch, d, &from_tag, &call_id, cseq,
-                        )
-                        .await?;
-                        break;
-                    }
-                }
+            if now >= self.deadline {
+                self.cancel(&branch, cseq).await?;
                 result.code = 408;
-                return Ok(result);
+                return Ok(Invited::Done);
             }
             let wait = if provisional {
-                deadline - now
+                self.deadline - now
             } else {
                 next_resend
                     .saturating_duration_since(now)
-                    .min(deadline - now)
+                    .min(self.deadline - now)
             };
-            let got = tokio::time::timeout(wait, sock.recv_from(&mut buf)).await;
+            let got = tokio::time::timeout(wait, self.sock.recv_from(&mut buf)).await;
             let Ok(Ok((n, _))) = got else {
+                // Unreliable transport: the INVITE goes again, backing off,
+                // until something provisional says it arrived.
                 if !provisional && Instant::now() >= next_resend {
-                    sock.send_to(invite.as_bytes(), peer).await?;
+                    self.send(&invite).await?;
                     resend = (resend * 2).min(Duration::from_secs(4));
                     next_resend = Instant::now() + resend;
                 }
@@ -162,143 +212,134 @@ pub async fn dial(d: &SipDial) -> anyhow::Result<SipResult> {
             };
             let msg = String::from_utf8_lossy(&buf[..n]).to_string();
             let Some(code) = status(&msg) else { continue };
-            if header(&msg, "call-id", "i").as_deref() != Some(call_id.as_str()) {
+            if header(&msg, "call-id", "i").as_deref() != Some(self.call_id.as_str()) {
                 continue;
             }
             match code {
                 100..=199 => provisional = true,
-                401 | 407 if !challenged && d.username.is_some() => {
-                    ack_non_2xx(
-                        &sock, peer, &msg, &ruri, local, &branch, d, &from_tag, &call_id, cseq,
-                    )
-                    .await?;
-                    let (hname, rname) = if code == 401 {
-                        ("www-authenticate", "Authorization")
-                    } else {
-                        ("proxy-authenticate", "Proxy-Authorization")
-                    };
-                    let challenge = all_headers(&msg, hname)
-                        .into_iter()
-                        .find(|c| {
-                            let p = params(c);
-                            p.get("algorithm")
-                                .is_none_or(|a| a.eq_ignore_ascii_case("MD5"))
-                        })
-                        .ok_or_else(|| anyhow::anyhow!("no MD5 challenge in {code}"))?;
-                    auth = Some(format!(
-                        "{rname}: {}",
-                        digest(
-                            &challenge,
-                            d.username.as_deref().unwrap_or(""),
-                            d.password.as_deref().unwrap_or(""),
-                            "INVITE",
-                            &ruri
-                        )
-                    ));
-                    challenged = true;
-                    cseq += 1;
-                    continue 'invite;
+                401 | 407 if auth.is_none() && self.d.username.is_some() => {
+                    self.ack_non_2xx(&msg, &branch, cseq).await?;
+                    return Ok(Invited::Challenged(self.credentials(&msg, code)?));
                 }
                 200..=299 => {
-                    let to_tag = params(&header(&msg, "to", "t").unwrap_or_default())
-                        .get("tag")
-                        .cloned();
-                    let contact = header(&msg, "contact", "m")
-                        .and_then(|c| {
-                            let s = c.find('<')? + 1;
-                            let e = c[s..].find('>')? + s;
-                            Some(c[s..e].to_owned())
-                        })
-                        .unwrap_or_else(|| ruri.clone());
-                    let ack_branch = format!("z9hG4bK{:012x}", rand::random::<u64>() >> 16);
-                    let ack = request(&Req {
-                        method: "ACK",
-                        ruri: &contact,
-                        local,
-                        branch: &ack_branch,
-                        from: &d.from,
-                        from_tag: &from_tag,
-                        to: &ruri,
-                        to_tag: to_tag.as_deref(),
-                        call_id: &call_id,
-                        cseq,
-                        extra: &[],
-                        body: "",
-                    });
-                    sock.send_to(ack.as_bytes(), peer).await?;
-                    let media = sdp_addr(body(&msg));
-                    result.rtp_to = media;
-                    let t = super::media::talk(&rtp, media, d.talk, None).await?;
-                    result.rtp_sent = t.sent;
-                    result.rtp_received = t.received;
-                    result.heard = t.heard;
-                    let bye_branch = format!("z9hG4bK{:012x}", rand::random::<u64>() >> 16);
-                    let bye = request(&Req {
-                        method: "BYE",
-                        ruri: &contact,
-                        local,
-                        branch: &bye_branch,
-                        from: &d.from,
-                        from_tag: &from_tag,
-                        to: &ruri,
-                        to_tag: to_tag.as_deref(),
-                        call_id: &call_id,
-                        cseq: cseq + 1,
-                        extra: &[],
-                        body: "",
-                    });
-                    sock.send_to(bye.as_bytes(), peer).await?;
-                    let _ = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
-                        .await;
+                    self.answered(&msg, cseq, result).await?;
                     result.code = code;
-                    return Ok(result);
+                    return Ok(Invited::Done);
                 }
                 _ => {
-                    ack_non_2xx(
-                        &sock, peer, &msg, &ruri, local, &branch, d, &from_tag, &call_id, cseq,
-                    )
-                    .await?;
+                    self.ack_non_2xx(&msg, &branch, cseq).await?;
                     result.code = code;
-                    return Ok(result);
+                    return Ok(Invited::Done);
                 }
             }
         }
     }
+
+    /// Ring timeout: CANCEL, then ACK the 487 if it comes within 2 s.
+    async fn cancel(&self, branch: &str, cseq: u32) -> anyhow::Result<()> {
+        let cancel = request(&self.req("CANCEL", branch, cseq));
+        self.send(&cancel).await?;
+        let mut buf = vec![0u8; 65535];
+        let end = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < end {
+            let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_millis(200), self.sock.recv_from(&mut buf))
+                    .await
+            else {
+                continue;
+            };
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            if status(&msg) == Some(487) {
+                self.ack_non_2xx(&msg, branch, cseq).await?;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `Authorization` / `Proxy-Authorization` header answering the
+    /// MD5 challenge in a 401 / 407 with the `<Sip>` credentials.
+    fn credentials(&self, msg: &str, code: u16) -> anyhow::Result<String> {
+        let (hname, rname) = if code == 401 {
+            ("www-authenticate", "Authorization")
+        } else {
+            ("proxy-authenticate", "Proxy-Authorization")
+        };
+        let challenge = all_headers(msg, hname)
+            .into_iter()
+            .find(|c| {
+                let p = params(c);
+                p.get("algorithm")
+                    .is_none_or(|a| a.eq_ignore_ascii_case("MD5"))
+            })
+            .ok_or_else(|| anyhow::anyhow!("no MD5 challenge in {code}"))?;
+        Ok(format!(
+            "{rname}: {}",
+            digest(
+                &challenge,
+                self.d.username.as_deref().unwrap_or(""),
+                self.d.password.as_deref().unwrap_or(""),
+                "INVITE",
+                &self.ruri
+            )
+        ))
+    }
+
+    /// Answered: ACK to the Contact, talk for the scripted time with RTP
+    /// to the answer's SDP address, then BYE (waiting up to 2 s for its 200).
+    async fn answered(&self, msg: &str, cseq: u32, result: &mut SipResult) -> anyhow::Result<()> {
+        let to_tag = params(&header(msg, "to", "t").unwrap_or_default())
+            .get("tag")
+            .cloned();
+        let contact = header(msg, "contact", "m")
+            .and_then(|c| {
+                let s = c.find('<')? + 1;
+                let e = c[s..].find('>')? + s;
+                Some(c[s..e].to_owned())
+            })
+            .unwrap_or_else(|| self.ruri.clone());
+        let ack_branch = new_branch();
+        let ack = request(&Req {
+            ruri: &contact,
+            to_tag: to_tag.as_deref(),
+            ..self.req("ACK", &ack_branch, cseq)
+        });
+        self.send(&ack).await?;
+        let media = sdp_addr(body(msg));
+        result.rtp_to = media;
+        let t = super::media::talk(&self.rtp, media, self.d.talk, None).await?;
+        result.rtp_sent = t.sent;
+        result.rtp_received = t.received;
+        result.heard = t.heard;
+        let bye_branch = new_branch();
+        let bye = request(&Req {
+            ruri: &contact,
+            to_tag: to_tag.as_deref(),
+            ..self.req("BYE", &bye_branch, cseq + 1)
+        });
+        self.send(&bye).await?;
+        let mut buf = vec![0u8; 65535];
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.sock.recv_from(&mut buf)).await;
+        Ok(())
+    }
+
+    /// ACKs a non-2xx final answer to the INVITE sent with `branch`.
+    async fn ack_non_2xx(&self, resp: &str, branch: &str, cseq: u32) -> anyhow::Result<()> {
+        // RFC 3261 17.1.1.3: same branch as the INVITE, To with the response's tag.
+        let to_tag = params(&header(resp, "to", "t").unwrap_or_default())
+            .get("tag")
+            .cloned();
+        let ack = request(&Req {
+            to_tag: to_tag.as_deref(),
+            ..self.req("ACK", branch, cseq)
+        });
+        self.send(&ack).await
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn ack_non_2xx(
-    sock: &UdpSocket,
-    peer: SocketAddr,
-    resp: &str,
-    ruri: &str,
-    local: SocketAddr,
-    branch: &str,
-    d: &SipDial,
-    from_tag: &str,
-    call_id: &str,
-    cseq: u32,
-) -> anyhow::Result<()> {
-    // RFC 3261 17.1.1.3: same branch as the INVITE, To with the response's tag.
-    let to_tag = params(&header(resp, "to", "t").unwrap_or_default())
-        .get("tag")
-        .cloned();
-    let ack = request(&Req {
-        method: "ACK",
-        ruri,
-        local,
-        branch,
-        from: &d.from,
-        from_tag,
-        to: ruri,
-        to_tag: to_tag.as_deref(),
-        call_id,
-        cseq,
-        extra: &[],
-        body: "",
-    });
-    sock.send_to(ack.as_bytes(), peer).await?;
-    Ok(())
+/// A fresh RFC 3261 branch (magic cookie plus 48 random bits).
+fn new_branch() -> String {
+    format!("z9hG4bK{:012x}", rand::random::<u64>() >> 16)
 }
 
 struct Req<'a> {

@@ -83,16 +83,22 @@ impl Trunk {
             addr,
             state: state.clone(),
         };
-        let (user, pass) = (user.to_owned(), pass.to_owned());
+        let t = Termination {
+            standin,
+            state,
+            sock,
+            user: user.to_owned(),
+            pass: pass.to_owned(),
+        };
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65535];
-            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            while let Ok((n, from)) = t.sock.recv_from(&mut buf).await {
                 let m = String::from_utf8_lossy(&buf[..n]).to_string();
                 // Answers go back with the source on the top Via, as
                 // Twilio's edge does (RFC 3261 18.2.1, RFC 3581).
                 let m = stamp_via(&m, from);
-                for out in handle(&standin, &state, &sock, &m, &user, &pass).await {
-                    let _ = sock.send_to(out.as_bytes(), from).await;
+                for out in t.handle(&m).await {
+                    let _ = t.sock.send_to(out.as_bytes(), from).await;
                 }
             }
         });
@@ -109,187 +115,226 @@ impl Trunk {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        lock_state(&self.state)
     }
 }
 
-async fn handle(
-    s: &Standin,
-    state: &Arc<Mutex<State>>,
-    sock: &Arc<UdpSocket>,
-    m: &str,
-    user: &str,
-    pass: &str,
-) -> Vec<String> {
-    let lock = || match state.lock() {
+/// The trunk's side of the signalling: what it needs to answer any request.
+struct Termination {
+    standin: Standin,
+    state: Arc<Mutex<State>>,
+    sock: Arc<UdpSocket>,
+    /// The trunk's own digest credentials.
+    user: String,
+    pass: String,
+}
+
+/// Locks the trunk's state, carrying on after a panicked holder (the state
+/// is plain bookkeeping that stays consistent).
+fn lock_state(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    match state.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
-    };
-    let mut line = m.lines().next().unwrap_or("").split(' ');
-    let (method, ruri) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
-    let call_id = header(m, "call-id", "i").unwrap_or_default();
-    match method {
-        "INVITE" => {
-            let to_user = ruri
-                .strip_prefix("sip:")
-                .and_then(|r| r.split('@').next())
-                .unwrap_or("")
-                .to_owned();
-            let from_user = header(m, "from", "f")
-                .and_then(|f| {
-                    let i = f.find("sip:")? + 4;
-                    Some(f[i..].split(['@', '>', ';']).next()?.to_owned())
-                })
-                .unwrap_or_default();
-            let Some(auth) = header(m, "proxy-authorization", "") else {
-                let nonce = format!("{:032x}", rand::random::<u128>());
-                lock().nonces.insert(nonce.clone());
-                return vec![resp(
-                    m,
-                    "407 Proxy Authentication Required",
-                    &format!(
-                        "Proxy-Authenticate: Digest realm=\"sip.twilio.com\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\"\r\n"
-                    ),
-                    "",
-                )];
-            };
-            let p = params(&auth);
-            let get = |k: &str| p.get(k).cloned().unwrap_or_default();
-            let known_nonce = lock().nonces.contains(&get("nonce"));
-            let md5 = |x: String| hex::encode(Md5::digest(x.as_bytes()));
-            // The trunk's own credentials, and those of every credential
-            // list bound to a trunk through the REST API.
-            let mut accepted = vec![(user.to_owned(), pass.to_owned())];
-            accepted.extend(s.world().trunking.trunk_credentials());
-            let Some((user, pass)) = accepted.into_iter().find(|(u, _)| *u == get("username"))
-            else {
-                return vec![resp(m, "403 Forbidden", "", "")];
-            };
-            let ha1 = md5(format!("{user}:sip.twilio.com:{pass}"));
-            let ha2 = md5(format!("INVITE:{}", get("uri")));
-            let want = if p.contains_key("qop") {
-                md5(format!(
-                    "{ha1}:{}:{}:{}:auth:{ha2}",
-                    get("nonce"),
-                    get("nc"),
-                    get("cnonce")
-                ))
-            } else {
-                md5(format!("{ha1}:{}:{ha2}", get("nonce")))
-            };
-            if !known_nonce || get("username") != user || get("response") != want {
-                return vec![resp(m, "403 Forbidden", "", "")];
-            }
-            let mode = lock().mode;
-            let e164 = to_user.starts_with('+')
-                && to_user.len() > 8
-                && to_user[1..].bytes().all(|b| b.is_ascii_digit());
-            let own = s
-                .world()
-                .numbers
-                .iter()
-                .any(|n| n.phone_number == from_user);
-            let code = match mode {
-                _ if !e164 => 404,
-                _ if !own => 403,
-                TrunkMode::Busy => 486,
-                TrunkMode::Forbidden => 403,
-                TrunkMode::NotFound => 404,
-                TrunkMode::Answer => 200,
-            };
-            let mut call = TrunkCall {
-                call_id: call_id.clone(),
-                to: to_user,
-                from: from_user,
-                code,
-                rtp_packets: 0,
-                ended: false,
-                heard: Vec::new(),
-                rtp_to: None,
-            };
-            if code != 200 {
-                lock().calls.push(call);
-                let reason = match code {
-                    404 => "404 Not Found",
-                    486 => "486 Busy Here",
-                    _ => "403 Forbidden",
-                };
-                return vec![resp(m, reason, "", "")];
-            }
-            // Answer: an RTP socket on the signalling address that sends
-            // the tone to the offer's SDP address until BYE.
-            let me = sock
-                .local_addr()
-                .map(|a| a.ip())
-                .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-            let Ok(rtp) = UdpSocket::bind((me, 0)).await else {
-                return vec![resp(m, "503 Service Unavailable", "", "")];
-            };
-            let rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
-            let offer = super::sip::sdp_addr(super::sip::body(m));
-            call.rtp_to = offer;
-            let stop = tokio_util::sync::CancellationToken::new();
-            lock().media.insert(call_id.clone(), stop.clone());
-            let st = state.clone();
-            let cid = call_id.clone();
-            tokio::spawn(async move {
-                // A call nobody hangs up ends with the test anyway.
-                let max = std::time::Duration::from_secs(120);
-                let Ok(t) = super::media::talk(&rtp, offer, max, Some(&stop)).await else {
-                    return;
-                };
-                let mut g = match st.lock() {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
-                if let Some(c) = g.calls.iter_mut().find(|c| c.call_id == cid) {
-                    c.rtp_packets = t.received;
-                    c.heard = t.heard;
+    }
+}
+
+impl Termination {
+    /// The trunk's state, locked.
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        lock_state(&self.state)
+    }
+
+    /// The responses to one request, in the order to send them.
+    async fn handle(&self, m: &str) -> Vec<String> {
+        let mut line = m.lines().next().unwrap_or("").split(' ');
+        let (method, ruri) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
+        let call_id = header(m, "call-id", "i").unwrap_or_default();
+        match method {
+            "INVITE" => self.invite(m, ruri, call_id).await,
+            "BYE" => {
+                let mut g = self.lock();
+                if let Some(stop) = g.media.remove(&call_id) {
+                    stop.cancel();
                 }
-            });
-            call.code = 200;
-            lock().calls.push(call);
-            let local = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            let sdp = format!(
-                "v=0\r\no=Twilio 1 1 IN IP4 {me}\r\ns=Twilio\r\nc=IN IP4 {me}\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
-            );
-            vec![
-                resp(m, "100 Trying", "", ""),
-                resp(m, "180 Ringing", "", ""),
-                resp(
-                    m,
-                    "200 OK",
-                    &format!("Contact: <sip:twilio@{local}>\r\nContent-Type: application/sdp\r\n"),
-                    &sdp,
-                ),
-            ]
+                if let Some(c) = g.calls.iter_mut().find(|c| c.call_id == call_id) {
+                    c.ended = true;
+                }
+                drop(g);
+                vec![resp(m, "200 OK", "", "")]
+            }
+            "CANCEL" => {
+                if let Some(stop) = self.lock().media.remove(&call_id) {
+                    stop.cancel();
+                }
+                if let Some(c) = self.lock().calls.iter_mut().find(|c| c.call_id == call_id) {
+                    c.code = 487;
+                    c.ended = true;
+                }
+                vec![resp(m, "200 OK", "", "")]
+            }
+            "OPTIONS" => vec![resp(m, "200 OK", "", "")],
+            _ => vec![],
         }
-        "BYE" => {
-            let mut g = lock();
-            if let Some(stop) = g.media.remove(&call_id) {
-                stop.cancel();
-            }
-            if let Some(c) = g.calls.iter_mut().find(|c| c.call_id == call_id) {
-                c.ended = true;
-            }
-            drop(g);
-            vec![resp(m, "200 OK", "", "")]
+    }
+
+    /// An INVITE: digest challenge, then the answer the Request-URI, From
+    /// and [`TrunkMode`] call for.
+    async fn invite(&self, m: &str, ruri: &str, call_id: String) -> Vec<String> {
+        let to_user = ruri
+            .strip_prefix("sip:")
+            .and_then(|r| r.split('@').next())
+            .unwrap_or("")
+            .to_owned();
+        let from_user = header(m, "from", "f")
+            .and_then(|f| {
+                let i = f.find("sip:")? + 4;
+                Some(f[i..].split(['@', '>', ';']).next()?.to_owned())
+            })
+            .unwrap_or_default();
+        let Some(auth) = header(m, "proxy-authorization", "") else {
+            return vec![self.challenge(m)];
+        };
+        if !self.authorized(&auth) {
+            return vec![resp(m, "403 Forbidden", "", "")];
         }
-        "CANCEL" => {
-            if let Some(stop) = lock().media.remove(&call_id) {
-                stop.cancel();
-            }
-            if let Some(c) = lock().calls.iter_mut().find(|c| c.call_id == call_id) {
-                c.code = 487;
-                c.ended = true;
-            }
-            vec![resp(m, "200 OK", "", "")]
+        let code = self.verdict(&to_user, &from_user);
+        let call = TrunkCall {
+            call_id,
+            to: to_user,
+            from: from_user,
+            code,
+            rtp_packets: 0,
+            ended: false,
+            heard: Vec::new(),
+            rtp_to: None,
+        };
+        if code != 200 {
+            self.lock().calls.push(call);
+            let reason = match code {
+                404 => "404 Not Found",
+                486 => "486 Busy Here",
+                _ => "403 Forbidden",
+            };
+            return vec![resp(m, reason, "", "")];
         }
-        "OPTIONS" => vec![resp(m, "200 OK", "", "")],
-        _ => vec![],
+        self.answer(m, call).await
+    }
+
+    /// A 407 with a fresh nonce, remembered so the retry can be checked.
+    fn challenge(&self, m: &str) -> String {
+        let nonce = format!("{:032x}", rand::random::<u128>());
+        self.lock().nonces.insert(nonce.clone());
+        resp(
+            m,
+            "407 Proxy Authentication Required",
+            &format!(
+                "Proxy-Authenticate: Digest realm=\"sip.twilio.com\", nonce=\"{nonce}\", algorithm=MD5, qop=\"auth\"\r\n"
+            ),
+            "",
+        )
+    }
+
+    /// Whether the Proxy-Authorization answers one of our nonces with a
+    /// known credential and the right digest.
+    fn authorized(&self, auth: &str) -> bool {
+        let p = params(auth);
+        let get = |k: &str| p.get(k).cloned().unwrap_or_default();
+        let known_nonce = self.lock().nonces.contains(&get("nonce"));
+        let md5 = |x: String| hex::encode(Md5::digest(x.as_bytes()));
+        // The trunk's own credentials, and those of every credential
+        // list bound to a trunk through the REST API.
+        let mut accepted = vec![(self.user.clone(), self.pass.clone())];
+        accepted.extend(self.standin.world().trunking.trunk_credentials());
+        let Some((user, pass)) = accepted.into_iter().find(|(u, _)| *u == get("username")) else {
+            return false;
+        };
+        let ha1 = md5(format!("{user}:sip.twilio.com:{pass}"));
+        let ha2 = md5(format!("INVITE:{}", get("uri")));
+        let want = if p.contains_key("qop") {
+            md5(format!(
+                "{ha1}:{}:{}:{}:auth:{ha2}",
+                get("nonce"),
+                get("nc"),
+                get("cnonce")
+            ))
+        } else {
+            md5(format!("{ha1}:{}:{ha2}", get("nonce")))
+        };
+        known_nonce && get("username") == user && get("response") == want
+    }
+
+    /// The final answer for an authenticated INVITE: 404 unless the
+    /// Request-URI is E.164, 403 unless From is ours, else the mode's.
+    fn verdict(&self, to_user: &str, from_user: &str) -> u16 {
+        let mode = self.lock().mode;
+        let e164 = to_user.starts_with('+')
+            && to_user.len() > 8
+            && to_user[1..].bytes().all(|b| b.is_ascii_digit());
+        let own = self
+            .standin
+            .world()
+            .numbers
+            .iter()
+            .any(|n| n.phone_number == from_user);
+        match mode {
+            _ if !e164 => 404,
+            _ if !own => 403,
+            TrunkMode::Busy => 486,
+            TrunkMode::Forbidden => 403,
+            TrunkMode::NotFound => 404,
+            TrunkMode::Answer => 200,
+        }
+    }
+
+    /// Answers: an RTP socket on the signalling address that sends the
+    /// tone to the offer's SDP address until BYE; 100, 180 and 200 with SDP.
+    async fn answer(&self, m: &str, mut call: TrunkCall) -> Vec<String> {
+        let me = self
+            .sock
+            .local_addr()
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let Ok(rtp) = UdpSocket::bind((me, 0)).await else {
+            return vec![resp(m, "503 Service Unavailable", "", "")];
+        };
+        let rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
+        let offer = super::sip::sdp_addr(super::sip::body(m));
+        call.rtp_to = offer;
+        let stop = tokio_util::sync::CancellationToken::new();
+        self.lock().media.insert(call.call_id.clone(), stop.clone());
+        let st = self.state.clone();
+        let cid = call.call_id.clone();
+        tokio::spawn(async move {
+            // A call nobody hangs up ends with the test anyway.
+            let max = std::time::Duration::from_secs(120);
+            let Ok(t) = super::media::talk(&rtp, offer, max, Some(&stop)).await else {
+                return;
+            };
+            let mut g = lock_state(&st);
+            if let Some(c) = g.calls.iter_mut().find(|c| c.call_id == cid) {
+                c.rtp_packets = t.received;
+                c.heard = t.heard;
+            }
+        });
+        self.lock().calls.push(call);
+        let local = self
+            .sock
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let sdp = format!(
+            "v=0\r\no=Twilio 1 1 IN IP4 {me}\r\ns=Twilio\r\nc=IN IP4 {me}\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+        );
+        vec![
+            resp(m, "100 Trying", "", ""),
+            resp(m, "180 Ringing", "", ""),
+            resp(
+                m,
+                "200 OK",
+                &format!("Contact: <sip:twilio@{local}>\r\nContent-Type: application/sdp\r\n"),
+                &sdp,
+            ),
+        ]
     }
 }
 

@@ -201,114 +201,139 @@ fn origination_json(t: &str, o: &Origination) -> Value {
     })
 }
 
+/// The `meta` block of a v1 list page (one page holds everything).
+fn meta(key: &str, n: usize) -> Value {
+    json!({"page": 0, "page_size": 50, "first_page_url": null, "next_page_url": null, "key": key, "count": n})
+}
+
 /// `/v1/Trunks...` (the path after `/v1/Trunks`).
 pub fn handle_v1(s: &Standin, m: &Method, rest: &str, form: &[(String, String)]) -> Response {
     let segs: Vec<&str> = rest.split('/').filter(|x| !x.is_empty()).collect();
     let mut w = s.world();
     let tw = &mut w.trunking;
-    let meta = |key: &str, n: usize| json!({"page": 0, "page_size": 50, "first_page_url": null, "next_page_url": null, "key": key, "count": n});
     match (m.clone(), segs.as_slice()) {
         (Method::GET, []) => {
             let trunks: Vec<Value> = tw.trunks.iter().map(trunk_json).collect();
             let n = trunks.len();
             json!({"trunks": trunks, "meta": meta("trunks", n)}).into_ok()
         }
-        (Method::POST, []) => {
-            let domain = get(form, "DomainName").unwrap_or_default().to_owned();
-            if !domain.is_empty() && !domain.ends_with(".pstn.twilio.com") {
-                return error(400, 21245, "DomainName must end with .pstn.twilio.com");
-            }
-            if !domain.is_empty() && tw.trunks.iter().any(|t| t.domain_name == domain) {
-                return error(409, 21248, "DomainName is already in use");
-            }
-            let t = TrunkRes {
-                sid: new_sid("TK"),
-                friendly_name: get(form, "FriendlyName").unwrap_or_default().to_owned(),
-                domain_name: domain,
-                credential_lists: vec![],
-                origination_urls: vec![],
-                date_created: rfc2822_now(),
-            };
-            let body = trunk_json(&t);
-            tw.trunks.push(t);
-            (axum::http::StatusCode::CREATED, axum::Json(body)).into_response()
-        }
-        (m, [tk, sub]) => {
-            let lists: Vec<String> = tw.credential_lists.iter().map(|l| l.sid.clone()).collect();
-            let Some(t) = tw.trunks.iter_mut().find(|t| t.sid == *tk) else {
-                return error(
-                    404,
-                    20404,
-                    &format!("The requested resource /Trunks/{tk} was not found"),
-                );
-            };
-            match (m, *sub) {
-                (Method::GET, "CredentialLists") => {
-                    let v: Vec<Value> = t
-                        .credential_lists
-                        .iter()
-                        .map(|cl| json!({"sid": cl, "trunk_sid": t.sid}))
-                        .collect();
-                    let n = v.len();
-                    json!({"credential_lists": v, "meta": meta("credential_lists", n)}).into_ok()
-                }
-                (Method::POST, "CredentialLists") => {
-                    let Some(cl) = get(form, "CredentialListSid") else {
-                        return missing("CredentialListSid");
-                    };
-                    if !lists.iter().any(|l| l == cl) {
-                        return error(
-                            404,
-                            20404,
-                            &format!("The requested resource {cl} was not found"),
-                        );
-                    }
-                    if t.credential_lists.iter().any(|l| l == cl) {
-                        return error(
-                            409,
-                            21217,
-                            "Credential list is already associated with this trunk",
-                        );
-                    }
-                    t.credential_lists.push(cl.to_owned());
-                    (
-                        axum::http::StatusCode::CREATED,
-                        axum::Json(json!({"sid": cl, "trunk_sid": t.sid})),
-                    )
-                        .into_response()
-                }
-                (Method::GET, "OriginationUrls") => {
-                    let v: Vec<Value> = t
-                        .origination_urls
-                        .iter()
-                        .map(|o| origination_json(&t.sid, o))
-                        .collect();
-                    let n = v.len();
-                    json!({"origination_urls": v, "meta": meta("origination_urls", n)}).into_ok()
-                }
-                (Method::POST, "OriginationUrls") => {
-                    let Some(url) = get(form, "SipUrl") else {
-                        return missing("SipUrl");
-                    };
-                    if !url.starts_with("sip:") {
-                        return error(400, 21201, "SipUrl must be a sip: URI");
-                    }
-                    let num = |k: &str| get(form, k).and_then(|v| v.parse().ok()).unwrap_or(10);
-                    let o = Origination {
-                        sid: new_sid("OU"),
-                        friendly_name: get(form, "FriendlyName").unwrap_or_default().to_owned(),
-                        sip_url: url.to_owned(),
-                        priority: num("Priority"),
-                        weight: num("Weight"),
-                        enabled: get(form, "Enabled") != Some("false"),
-                    };
-                    let body = origination_json(&t.sid, &o);
-                    t.origination_urls.push(o);
-                    (axum::http::StatusCode::CREATED, axum::Json(body)).into_response()
-                }
-                _ => error(404, 20404, "The requested resource was not found"),
-            }
-        }
+        (Method::POST, []) => create_trunk(tw, form),
+        (m, [tk, sub]) => trunk_subresource(tw, m, tk, sub, form),
         _ => error(404, 20404, "The requested resource was not found"),
     }
+}
+
+/// `POST /v1/Trunks`: the domain name, when given, must be a free
+/// `*.pstn.twilio.com` name.
+fn create_trunk(tw: &mut TrunkingWorld, form: &[(String, String)]) -> Response {
+    let domain = get(form, "DomainName").unwrap_or_default().to_owned();
+    if !domain.is_empty() && !domain.ends_with(".pstn.twilio.com") {
+        return error(400, 21245, "DomainName must end with .pstn.twilio.com");
+    }
+    if !domain.is_empty() && tw.trunks.iter().any(|t| t.domain_name == domain) {
+        return error(409, 21248, "DomainName is already in use");
+    }
+    let t = TrunkRes {
+        sid: new_sid("TK"),
+        friendly_name: get(form, "FriendlyName").unwrap_or_default().to_owned(),
+        domain_name: domain,
+        credential_lists: vec![],
+        origination_urls: vec![],
+        date_created: rfc2822_now(),
+    };
+    let body = trunk_json(&t);
+    tw.trunks.push(t);
+    (axum::http::StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+/// `/v1/Trunks/{TK}/CredentialLists` and `.../OriginationUrls`.
+fn trunk_subresource(
+    tw: &mut TrunkingWorld,
+    m: Method,
+    tk: &str,
+    sub: &str,
+    form: &[(String, String)],
+) -> Response {
+    let lists: Vec<String> = tw.credential_lists.iter().map(|l| l.sid.clone()).collect();
+    let Some(t) = tw.trunks.iter_mut().find(|t| t.sid == tk) else {
+        return error(
+            404,
+            20404,
+            &format!("The requested resource /Trunks/{tk} was not found"),
+        );
+    };
+    match (m, sub) {
+        (Method::GET, "CredentialLists") => {
+            let v: Vec<Value> = t
+                .credential_lists
+                .iter()
+                .map(|cl| json!({"sid": cl, "trunk_sid": t.sid}))
+                .collect();
+            let n = v.len();
+            json!({"credential_lists": v, "meta": meta("credential_lists", n)}).into_ok()
+        }
+        (Method::POST, "CredentialLists") => bind_credential_list(t, &lists, form),
+        (Method::GET, "OriginationUrls") => {
+            let v: Vec<Value> = t
+                .origination_urls
+                .iter()
+                .map(|o| origination_json(&t.sid, o))
+                .collect();
+            let n = v.len();
+            json!({"origination_urls": v, "meta": meta("origination_urls", n)}).into_ok()
+        }
+        (Method::POST, "OriginationUrls") => add_origination(t, form),
+        _ => error(404, 20404, "The requested resource was not found"),
+    }
+}
+
+/// Binds an existing credential list (`lists`: every list's SID) to the
+/// trunk, once.
+fn bind_credential_list(t: &mut TrunkRes, lists: &[String], form: &[(String, String)]) -> Response {
+    let Some(cl) = get(form, "CredentialListSid") else {
+        return missing("CredentialListSid");
+    };
+    if !lists.iter().any(|l| l == cl) {
+        return error(
+            404,
+            20404,
+            &format!("The requested resource {cl} was not found"),
+        );
+    }
+    if t.credential_lists.iter().any(|l| l == cl) {
+        return error(
+            409,
+            21217,
+            "Credential list is already associated with this trunk",
+        );
+    }
+    t.credential_lists.push(cl.to_owned());
+    (
+        axum::http::StatusCode::CREATED,
+        axum::Json(json!({"sid": cl, "trunk_sid": t.sid})),
+    )
+        .into_response()
+}
+
+/// Adds an origination URL (a `sip:` URI; priority and weight default to
+/// 10, enabled unless `Enabled=false`).
+fn add_origination(t: &mut TrunkRes, form: &[(String, String)]) -> Response {
+    let Some(url) = get(form, "SipUrl") else {
+        return missing("SipUrl");
+    };
+    if !url.starts_with("sip:") {
+        return error(400, 21201, "SipUrl must be a sip: URI");
+    }
+    let num = |k: &str| get(form, k).and_then(|v| v.parse().ok()).unwrap_or(10);
+    let o = Origination {
+        sid: new_sid("OU"),
+        friendly_name: get(form, "FriendlyName").unwrap_or_default().to_owned(),
+        sip_url: url.to_owned(),
+        priority: num("Priority"),
+        weight: num("Weight"),
+        enabled: get(form, "Enabled") != Some("false"),
+    };
+    let body = origination_json(&t.sid, &o);
+    t.origination_urls.push(o);
+    (axum::http::StatusCode::CREATED, axum::Json(body)).into_response()
 }

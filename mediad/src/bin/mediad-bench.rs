@@ -58,6 +58,8 @@ fn main() -> anyhow::Result<()> {
         .block_on(bench(args))
 }
 
+/// Sets up the calls and the baseline, measures, releases the calls and
+/// prints one line of numbers.
 async fn bench(args: Args) -> anyhow::Result<()> {
     if !args.grpc.ip().is_loopback() {
         anyhow::bail!("the benchmark only talks to 127.0.0.1");
@@ -67,125 +69,21 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .await
         .context("connect to mediad")?;
     let mut client = MediadClient::new(channel);
-    let epoch = Instant::now();
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop_send = Arc::new(AtomicBool::new(false));
-    let relay = Arc::new(Counters::default());
-    let direct = Arc::new(Counters::default());
-    let mut receivers = Vec::new();
-    let mut senders = Vec::new();
+    let run = Run::default();
+    let mut tasks = Tasks::default();
     let mut call_ids = Vec::new();
-
     for i in 0..args.calls {
-        let call_id = format!("bench-{}-{i}", std::process::id());
-        let ports = client
-            .allocate(AllocateRequest {
-                call_id: call_id.clone(),
-            })
-            .await
-            .context("allocate")?
-            .into_inner();
-        let a = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-        let b = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-        for (leg, sock) in [("a", &a), ("b", &b)] {
-            client
-                .update_leg(UpdateLegRequest {
-                    call_id: call_id.clone(),
-                    leg: leg.into(),
-                    remote_rtp: sock.local_addr()?.to_string(),
-                    // mediad relays only negotiated payload types from an
-                    // IP the SDP or the signalling named.
-                    codecs: vec![Codec {
-                        pt: 0,
-                        name: "PCMU".into(),
-                    }],
-                    signal_ip: sock.local_addr()?.ip().to_string(),
-                    established: Some(true),
-                    ..Default::default()
-                })
-                .await?;
-        }
-        if args.record {
-            let r = client
-                .record(RecordRequest {
-                    call_id: call_id.clone(),
-                    enabled: true,
-                })
-                .await?
-                .into_inner();
-            anyhow::ensure!(r.ok, "record: {}", r.error);
-        }
-        let to_a = SocketAddr::from(([127, 0, 0, 1], ports.port_a as u16));
-        let to_b = SocketAddr::from(([127, 0, 0, 1], ports.port_b as u16));
-        receivers.push(tokio::spawn(receive(a.clone(), epoch, relay.clone())));
-        receivers.push(tokio::spawn(receive(b.clone(), epoch, relay.clone())));
-        let offset = Duration::from_micros((i as u64 * 20_000 / args.calls as u64) % 20_000);
-        senders.push(tokio::spawn(send(
-            [
-                (a, to_a, 0x1000 + i as u32),
-                (b, to_b, 0x2000_0000 + i as u32),
-            ],
-            offset,
-            epoch,
-            measuring.clone(),
-            stop_send.clone(),
-            relay.clone(),
-        )));
-        call_ids.push(call_id);
+        call_ids.push(start_call(&mut client, &args, i, &run, &mut tasks).await?);
     }
-    // Baseline: one pair of sockets talking directly, same pacing.
-    let da = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-    let db = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-    receivers.push(tokio::spawn(receive(da.clone(), epoch, direct.clone())));
-    receivers.push(tokio::spawn(receive(db.clone(), epoch, direct.clone())));
-    let (da_addr, db_addr) = (da.local_addr()?, db.local_addr()?);
-    senders.push(tokio::spawn(send(
-        [(da, db_addr, 7), (db, da_addr, 8)],
-        Duration::from_millis(3),
-        epoch,
-        measuring.clone(),
-        stop_send.clone(),
-        direct.clone(),
-    )));
+    start_baseline(&run, &mut tasks).await?;
+    let window = measure(&args, &run).await?;
+    run.stop_send.store(true, Ordering::Relaxed);
+    let (mut relay_lat, mut direct_lat) = tasks.finish().await?;
+    let mediad_lost = release(&mut client, call_ids).await?;
 
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let cpu0 = cpu_ticks(args.pid)?;
-    let t0 = Instant::now();
-    measuring.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(args.secs)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let cpu1 = cpu_ticks(args.pid)?;
-    let elapsed = t0.elapsed().as_secs_f64();
-    stop_send.store(true, Ordering::Relaxed);
-    for s in senders {
-        s.await?;
-    }
-    // Stragglers: the receivers stop after 500 ms of quiet.
-    let mut relay_lat = Vec::new();
-    let mut direct_lat = Vec::new();
-    let n_relay = receivers.len() - 2;
-    for (i, r) in receivers.into_iter().enumerate() {
-        let lat = r.await?;
-        if i < n_relay {
-            relay_lat.extend(lat);
-        } else {
-            direct_lat.extend(lat);
-        }
-    }
-    let mut mediad_lost = 0;
-    for id in call_ids {
-        let r = client
-            .release(ReleaseRequest { call_id: id })
-            .await?
-            .into_inner();
-        if let Some(s) = r.stats {
-            mediad_lost += s.a.map_or(0, |l| l.lost) + s.b.map_or(0, |l| l.lost);
-        }
-    }
-
-    let cpu = (cpu1 - cpu0) as f64 / USER_HZ / elapsed * 100.0;
-    let sent = relay.sent.load(Ordering::Relaxed);
-    let recv = relay.received.load(Ordering::Relaxed);
+    let cpu = window.cpu_ticks as f64 / USER_HZ / window.elapsed * 100.0;
+    let sent = run.relay.sent.load(Ordering::Relaxed);
+    let recv = run.relay.received.load(Ordering::Relaxed);
     let loss = if sent == 0 {
         0.0
     } else {
@@ -211,6 +109,200 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         p99 - d99,
     );
     Ok(())
+}
+
+/// mediad's gRPC client with the daemons' shared secret.
+type Client = MediadClient<proto::grpc::AuthChannel>;
+
+/// What every sender and receiver task of the run shares.
+struct Run {
+    /// Zero of the timestamps carried in the packets.
+    epoch: Instant,
+    /// Set during the measured window; packets sent then are counted.
+    measuring: Arc<AtomicBool>,
+    stop_send: Arc<AtomicBool>,
+    /// Packets through mediad.
+    relay: Arc<Counters>,
+    /// Packets of the direct loopback baseline.
+    direct: Arc<Counters>,
+}
+
+impl Default for Run {
+    fn default() -> Self {
+        Run {
+            epoch: Instant::now(),
+            measuring: Arc::new(AtomicBool::new(false)),
+            stop_send: Arc::new(AtomicBool::new(false)),
+            relay: Arc::new(Counters::default()),
+            direct: Arc::new(Counters::default()),
+        }
+    }
+}
+
+/// The spawned tasks; the relayed calls' receivers come first, the
+/// baseline's two last.
+#[derive(Default)]
+struct Tasks {
+    receivers: Vec<tokio::task::JoinHandle<Vec<u32>>>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Tasks {
+    /// Waits for the (stopped) senders, then for the receivers to go quiet;
+    /// returns the relayed and the direct latencies.
+    async fn finish(self) -> anyhow::Result<(Vec<u32>, Vec<u32>)> {
+        for s in self.senders {
+            s.await?;
+        }
+        // Stragglers: the receivers stop after 500 ms of quiet.
+        let mut relay_lat = Vec::new();
+        let mut direct_lat = Vec::new();
+        let n_relay = self.receivers.len() - 2;
+        for (i, r) in self.receivers.into_iter().enumerate() {
+            let lat = r.await?;
+            if i < n_relay {
+                relay_lat.extend(lat);
+            } else {
+                direct_lat.extend(lat);
+            }
+        }
+        Ok((relay_lat, direct_lat))
+    }
+}
+
+/// Sets up call `i` in mediad with a local socket per leg (recording it
+/// when asked) and starts its traffic; returns its call id.
+async fn start_call(
+    client: &mut Client,
+    args: &Args,
+    i: usize,
+    run: &Run,
+    tasks: &mut Tasks,
+) -> anyhow::Result<String> {
+    let call_id = format!("bench-{}-{i}", std::process::id());
+    let ports = client
+        .allocate(AllocateRequest {
+            call_id: call_id.clone(),
+        })
+        .await
+        .context("allocate")?
+        .into_inner();
+    let a = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    let b = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    for (leg, sock) in [("a", &a), ("b", &b)] {
+        client
+            .update_leg(UpdateLegRequest {
+                call_id: call_id.clone(),
+                leg: leg.into(),
+                remote_rtp: sock.local_addr()?.to_string(),
+                // mediad relays only negotiated payload types from an
+                // IP the SDP or the signalling named.
+                codecs: vec![Codec {
+                    pt: 0,
+                    name: "PCMU".into(),
+                }],
+                signal_ip: sock.local_addr()?.ip().to_string(),
+                established: Some(true),
+                ..Default::default()
+            })
+            .await?;
+    }
+    if args.record {
+        let r = client
+            .record(RecordRequest {
+                call_id: call_id.clone(),
+                enabled: true,
+            })
+            .await?
+            .into_inner();
+        anyhow::ensure!(r.ok, "record: {}", r.error);
+    }
+    let to_a = SocketAddr::from(([127, 0, 0, 1], ports.port_a as u16));
+    let to_b = SocketAddr::from(([127, 0, 0, 1], ports.port_b as u16));
+    let relay = &run.relay;
+    tasks
+        .receivers
+        .push(tokio::spawn(receive(a.clone(), run.epoch, relay.clone())));
+    tasks
+        .receivers
+        .push(tokio::spawn(receive(b.clone(), run.epoch, relay.clone())));
+    // Calls spread their packets over the 20 ms tick rather than bursting.
+    let offset = Duration::from_micros((i as u64 * 20_000 / args.calls as u64) % 20_000);
+    tasks.senders.push(tokio::spawn(send(
+        [
+            (a, to_a, 0x1000 + i as u32),
+            (b, to_b, 0x2000_0000 + i as u32),
+        ],
+        offset,
+        run.epoch,
+        run.measuring.clone(),
+        run.stop_send.clone(),
+        relay.clone(),
+    )));
+    Ok(call_id)
+}
+
+/// Baseline: one pair of sockets talking directly, same pacing.
+async fn start_baseline(run: &Run, tasks: &mut Tasks) -> anyhow::Result<()> {
+    let da = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    let db = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    let direct = &run.direct;
+    tasks
+        .receivers
+        .push(tokio::spawn(receive(da.clone(), run.epoch, direct.clone())));
+    tasks
+        .receivers
+        .push(tokio::spawn(receive(db.clone(), run.epoch, direct.clone())));
+    let (da_addr, db_addr) = (da.local_addr()?, db.local_addr()?);
+    tasks.senders.push(tokio::spawn(send(
+        [(da, db_addr, 7), (db, da_addr, 8)],
+        Duration::from_millis(3),
+        run.epoch,
+        run.measuring.clone(),
+        run.stop_send.clone(),
+        direct.clone(),
+    )));
+    Ok(())
+}
+
+/// mediad's CPU use over the measured window.
+struct Window {
+    /// utime + stime spent in the window, in USER_HZ ticks.
+    cpu_ticks: u64,
+    /// The window's length in seconds.
+    elapsed: f64,
+}
+
+/// After 1 s of warm-up, opens the measured window for `args.secs` and
+/// reads mediad's CPU time at both ends.
+async fn measure(args: &Args, run: &Run) -> anyhow::Result<Window> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu0 = cpu_ticks(args.pid)?;
+    let t0 = Instant::now();
+    run.measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(args.secs)).await;
+    run.measuring.store(false, Ordering::Relaxed);
+    let cpu1 = cpu_ticks(args.pid)?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    Ok(Window {
+        cpu_ticks: cpu1 - cpu0,
+        elapsed,
+    })
+}
+
+/// Releases the calls; returns the sequence gaps mediad counted on them.
+async fn release(client: &mut Client, call_ids: Vec<String>) -> anyhow::Result<u64> {
+    let mut mediad_lost = 0;
+    for id in call_ids {
+        let r = client
+            .release(ReleaseRequest { call_id: id })
+            .await?
+            .into_inner();
+        if let Some(s) = r.stats {
+            mediad_lost += s.a.map_or(0, |l| l.lost) + s.b.map_or(0, |l| l.lost);
+        }
+    }
+    Ok(mediad_lost)
 }
 
 /// Sends one 20 ms packet per stream each tick until told to stop; the
