@@ -1,5 +1,6 @@
 //! twiliod's gRPC service (`proto/proto/twiliod.proto`), called by webd: the
-//! setup wizard's Twilio step, the "test a call" panel, and sending SMS.
+//! setup wizard's Twilio step, the "test a call" panel, and sending SMS;
+//! and by sipd, to hand over the voicemails mediad recorded.
 
 use chrono::Utc;
 use tonic::{Request, Response, Status};
@@ -10,7 +11,7 @@ use proto::pb::twiliod::{
     ConversationReadReply, ConversationReadRequest, DeleteVoicemailReply, DeleteVoicemailRequest,
     ListNumbersReply, ListNumbersRequest, PhoneNumber, Readable, SendMessageReply,
     SendMessageRequest, SetReadReply, SetReadRequest, SetUpTwilioReply, SetUpTwilioRequest,
-    TestCallReply, TestCallRequest,
+    StoreVoicemailReply, StoreVoicemailRequest, TestCallReply, TestCallRequest,
 };
 
 use crate::AppState;
@@ -172,6 +173,16 @@ impl Twiliod for Service {
         Ok(Response::new(DeleteVoicemailReply { found }))
     }
 
+    /// A voicemail of an internal call, recorded by mediad (see
+    /// [`crate::voicemail::local`]).
+    async fn store_voicemail(
+        &self,
+        req: Request<StoreVoicemailRequest>,
+    ) -> Result<Response<StoreVoicemailReply>, Status> {
+        let stored = crate::voicemail::local::store(&self.st, &req.into_inner()).await?;
+        Ok(Response::new(store_voicemail_reply(stored)))
+    }
+
     async fn test_call(
         &self,
         req: Request<TestCallRequest>,
@@ -235,6 +246,23 @@ impl Twiliod for Service {
             twiml,
             menu_twiml,
         }))
+    }
+}
+
+/// What sipd hears: the voicemail, or why there is none.
+fn store_voicemail_reply(stored: crate::voicemail::local::Stored) -> StoreVoicemailReply {
+    use crate::voicemail::local::Stored;
+    match stored {
+        Stored::Kept(id) => StoreVoicemailReply {
+            stored: true,
+            voicemail_id: id,
+            why_not: String::new(),
+        },
+        Stored::TooShort { min_secs } => StoreVoicemailReply {
+            stored: false,
+            voicemail_id: 0,
+            why_not: format!("shorter than {min_secs} s"),
+        },
     }
 }
 

@@ -2,7 +2,7 @@
 //! the signed webhooks (voice, SMS, recording, transcription), the routing
 //! rules engine and TwiML, voicemail, SMS/MMS and auto-replies.
 //!
-//! `rules.rs`, `twiml.rs` and `signature.rs` are pure; the rest is I/O.
+//! `rules.rs`, `twiml.rs`, `signature.rs` and `wav.rs` are pure; the rest is I/O.
 //!
 //! Shared building blocks (used by voice and SMS alike):
 //! * [`client::TwilioClient`]: the one REST client (retries, backoff, typed errors),
@@ -28,6 +28,7 @@ pub mod twiml;
 pub mod voice;
 pub mod voicemail;
 pub mod warnings;
+pub mod wav;
 pub mod webhooks;
 
 use std::net::SocketAddr;

@@ -15,6 +15,11 @@
 //!   (queued, once per recording) to mail the audio and transcript and push.
 //!   Blocked callers sent to voicemail silently are kept but not notified.
 //! * Callbacks are idempotent: duplicates change nothing.
+//! * Voicemails of internal calls, recorded by mediad rather than Twilio,
+//!   come from sipd through gRPC `StoreVoicemail` ([`local`]) and share the
+//!   rows, the storage and the notice.
+
+pub mod local;
 
 use std::path::Path;
 use std::time::Duration;
@@ -66,7 +71,7 @@ pub fn register(st: &AppState) {
             .bind(sid)
             .execute(&s.pool)
             .await?;
-            maybe_notify(&s, sid).await?;
+            maybe_notify(&s, sid, None).await?;
             Ok(())
         }
     });
@@ -244,7 +249,7 @@ async fn handle_transcription(
     .execute(&st.pool)
     .await?;
     tracing::info!(recording_sid = sid, status, "voicemail transcription");
-    maybe_notify(st, sid).await?;
+    maybe_notify(st, sid, None).await?;
     Ok(())
 }
 
@@ -331,7 +336,7 @@ async fn download(st: &AppState, job: Job) -> Result<(), JobError> {
             )
             .await?;
     }
-    if !maybe_notify(st, &sid).await? {
+    if !maybe_notify(st, &sid, None).await? {
         st.queue
             .enqueue(
                 TRANSCRIPT_TIMEOUT,
@@ -344,8 +349,14 @@ async fn download(st: &AppState, job: Job) -> Result<(), JobError> {
 }
 
 /// Queues the notification once the audio is local and the transcript is
-/// final. Returns true when nothing is left to wait for.
-async fn maybe_notify(st: &AppState, sid: &str) -> Result<bool, sqlx::Error> {
+/// final. Returns true when nothing is left to wait for. `caller_name` is
+/// the caller's display name when it is known (a local caller's device),
+/// which the email shows beside the number.
+async fn maybe_notify(
+    st: &AppState,
+    sid: &str,
+    caller_name: Option<&str>,
+) -> Result<bool, sqlx::Error> {
     type Row = (
         i64,
         Option<i64>,
@@ -391,10 +402,7 @@ async fn maybe_notify(st: &AppState, sid: &str) -> Result<bool, sqlx::Error> {
     .rows_affected()
         == 1;
     if claimed {
-        let notice = Notice {
-            kind: "voicemail".into(),
-            user_id: user_id.unwrap_or(0),
-            payload: serde_json::json!({
+        let mut payload = serde_json::json!({
                 "voicemail_id": id,
                 "from": from,
                 "to": did,
@@ -404,7 +412,15 @@ async fn maybe_notify(st: &AppState, sid: &str) -> Result<bool, sqlx::Error> {
                 "transcript": transcript,
                 "transcript_status": tstatus,
                 "audio": audio,
-            }),
+        });
+        // notifyd leaves a missing field out rather than showing it empty.
+        if let Some(name) = caller_name.filter(|n| !n.is_empty()) {
+            payload["caller_name"] = name.into();
+        }
+        let notice = Notice {
+            kind: "voicemail".into(),
+            user_id: user_id.unwrap_or(0),
+            payload,
             attachments: vec![audio],
         };
         notify::enqueue(&st.queue, notice, Some(format!("notify:voicemail:{sid}"))).await?;

@@ -198,6 +198,13 @@ impl Twiliod for FakeTwiliod {
         Err(Status::unimplemented("not here"))
     }
 
+    async fn store_voicemail(
+        &self,
+        _r: GrpcRequest<proto::pb::twiliod::StoreVoicemailRequest>,
+    ) -> Result<Response<proto::pb::twiliod::StoreVoicemailReply>, Status> {
+        Err(Status::unimplemented("not here"))
+    }
+
     async fn send_message(
         &self,
         r: GrpcRequest<SendMessageRequest>,
