@@ -15,7 +15,8 @@ COPY . .
 RUN cargo build --release --bins --workspace
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+# espeak-ng: mediad speaks voicemail greetings with it.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl espeak-ng \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home /app gosip \
     && mkdir -p /app/data && chown gosip /app/data

@@ -6,6 +6,12 @@
 //! one buffer, each datagram goes through `Call::on_rtp` and out with a
 //! non-blocking send: no allocation, lock, log line or database work per
 //! packet. Recorded audio is written to disk on the 100 ms tick.
+//!
+//! Playing (mediad answers the A-leg itself): a 20 ms interval, running only
+//! while a Play is under way, sends the core's next packet out of the
+//! A-leg's RTP socket; a late wake-up sends the missed packets at once, so
+//! the stream keeps the pace of its timestamps. The voicemail is written on
+//! the 100 ms tick like a recording.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -21,10 +27,13 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::recording::{self, WavFile};
-use crate::relay::{Call, Event, LegId};
+use crate::relay::player::{Clip, Seed};
+use crate::relay::{Call, Event, LegId, PlayError};
 
 /// How often timeouts are checked and recorded audio is written.
 const TICK: Duration = Duration::from_millis(100);
+/// One G.711 packet of audio (RFC 3551 section 4.5: 20 ms by default).
+const FRAME_TIME: Duration = Duration::from_millis(20);
 /// Datagrams handled per socket wake-up before the other sockets get a turn.
 const BATCH: usize = 64;
 
@@ -49,6 +58,12 @@ pub enum Cmd {
     },
     Release {
         reply: oneshot::Sender<CallStats>,
+    },
+    /// Play rendered clips to the A-leg, then record it for `record_after`.
+    Play {
+        clips: Vec<Clip>,
+        record_after: Option<Duration>,
+        reply: oneshot::Sender<Result<(), PlayError>>,
     },
 }
 
@@ -95,6 +110,7 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
     let mut task = CallTask {
         call: Call::new(Instant::now()),
         rec: Recording::default(),
+        voicemail: Recording::default(),
         call_id,
         env,
     };
@@ -107,29 +123,35 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
     let mut buf = vec![0u8; 2048];
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut frames = tokio::time::interval(FRAME_TIME);
     let shutdown = task.env.shutdown.clone();
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
-                task.stop_recording();
+                task.finish();
                 break;
             }
             cmd = rx.recv() => match cmd {
                 None => {
-                    task.stop_recording();
+                    task.finish();
                     break;
                 }
                 Some(Cmd::Release { reply }) => {
-                    task.stop_recording();
+                    task.finish();
                     let _ = reply.send(task.stats());
                     break;
                 }
                 Some(cmd) => {
                     last_cmd = Instant::now();
-                    task.command(cmd);
+                    if task.command(cmd) {
+                        // A new Play: its first packet goes now, and no
+                        // backlog of ticks from before it is sent.
+                        frames.reset_immediately();
+                    }
                 }
             },
+            _ = frames.tick(), if task.call.is_playing() => task.send_frame(&a_rtp),
             Ok(()) = a_rtp.readable() => task.relay(LegId::A, false, &a_rtp, &b_rtp, &mut buf),
             Ok(()) = b_rtp.readable() => task.relay(LegId::B, false, &b_rtp, &a_rtp, &mut buf),
             Ok(()) = a_rtcp.readable() => task.relay(LegId::A, true, &a_rtcp, &b_rtcp, &mut buf),
@@ -139,7 +161,7 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
                 let active = task.call.last_packet().map_or(last_cmd, |t| t.max(last_cmd));
                 if active.elapsed() >= task.env.orphan_after {
                     tracing::warn!(call_id = %task.call_id, idle_s = active.elapsed().as_secs(), "no packets and no word from sipd: ending the call's media");
-                    task.stop_recording();
+                    task.finish();
                     let _ = task.env.ended.send(task.call_id.clone());
                     break;
                 }
@@ -154,6 +176,8 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
 struct CallTask {
     call: Call,
     rec: Recording,
+    /// The voicemail file (mono), when the call plays and records.
+    voicemail: Recording,
     call_id: String,
     env: Env,
 }
@@ -161,7 +185,8 @@ struct CallTask {
 /// The recording file of a call, kept across pauses.
 #[derive(Default)]
 struct Recording {
-    /// Relative to the data dir; chosen on the first Record.
+    /// Relative to the data dir; chosen on the first Record (on the first
+    /// audio for a voicemail).
     path: Option<String>,
     file: Option<WavFile>,
     pcm: Vec<u8>,
@@ -193,7 +218,8 @@ impl CallTask {
         }
     }
 
-    fn command(&mut self, cmd: Cmd) {
+    /// Handles a command; true when a Play started.
+    fn command(&mut self, cmd: Cmd) -> bool {
         match cmd {
             Cmd::UpdateLeg(u) => self.update_leg(u),
             Cmd::Record { enabled, reply } => {
@@ -208,7 +234,47 @@ impl CallTask {
             Cmd::Stats { reply } => {
                 let _ = reply.send(self.stats());
             }
+            Cmd::Play {
+                clips,
+                record_after,
+                reply,
+            } => {
+                let r = self.play(clips, record_after);
+                let started = r.is_ok();
+                let _ = reply.send(r);
+                return started;
+            }
             Cmd::Release { .. } => {}
+        }
+        false
+    }
+
+    fn play(&mut self, clips: Vec<Clip>, record_after: Option<Duration>) -> Result<(), PlayError> {
+        // RFC 3550 section 5.1: SSRC, sequence number and timestamp start
+        // at random values.
+        let seed = Seed {
+            ssrc: rand::random(),
+            seq: rand::random(),
+            timestamp: rand::random(),
+        };
+        // A voicemail under way ends; what it still holds goes to its file.
+        self.voicemail.pcm.clear();
+        let r = self
+            .call
+            .play(clips, record_after, seed, &mut self.voicemail.pcm);
+        self.write_voicemail();
+        r
+    }
+
+    /// Sends the A-leg its next 20 ms of the Play.
+    fn send_frame(&mut self, sock: &UdpSocket) {
+        let Some((dst, packet)) = self.call.next_frame(Instant::now()) else {
+            return;
+        };
+        let len = packet.len();
+        match sock.try_send_to(packet, dst) {
+            Ok(_) => self.call.on_sent(LegId::A, len, false),
+            Err(_) => self.call.on_send_failed(LegId::A),
         }
     }
 
@@ -241,6 +307,47 @@ impl CallTask {
             r.drain(now, &mut self.rec.pcm);
             self.write_pcm();
         }
+        self.voicemail.pcm.clear();
+        self.call.drain_voicemail(now, &mut self.voicemail.pcm);
+        self.write_voicemail();
+    }
+
+    /// The call ends: what the recordings still hold goes to disk.
+    fn finish(&mut self) {
+        self.stop_recording();
+        self.voicemail.pcm.clear();
+        self.call.finish_voicemail(&mut self.voicemail.pcm);
+        self.write_voicemail();
+    }
+
+    /// Appends the drained voicemail audio, creating the file with the
+    /// first of it. A write error ends the voicemail like a recording's.
+    fn write_voicemail(&mut self) {
+        let vm = &mut self.voicemail;
+        if vm.pcm.is_empty() || (vm.file.is_none() && vm.path.is_some()) {
+            // Nothing to write, or the file failed earlier.
+            return;
+        }
+        if vm.file.is_none() {
+            let rel = recording::voicemail_rel_path(&self.call_id);
+            let opened = WavFile::create(&self.env.data_dir.join(&rel), 1);
+            vm.path = Some(rel);
+            match opened {
+                Ok(f) => vm.file = Some(f),
+                Err(e) => {
+                    let path = vm.path.clone();
+                    return self.recording_failed(path.as_deref(), &e);
+                }
+            }
+        }
+        let Some(file) = &mut vm.file else { return };
+        match file.append(&vm.pcm) {
+            Ok(()) => vm.written += vm.pcm.len() as u64,
+            Err(e) => {
+                vm.file = None;
+                self.recording_failed(self.voicemail.path.as_deref(), &e);
+            }
+        }
     }
 
     fn start_recording(&mut self) -> Result<String, RecordError> {
@@ -258,7 +365,7 @@ impl CallTask {
             match WavFile::open(&self.env.data_dir.join(&rel)) {
                 Ok(f) => self.rec.file = Some(f),
                 Err(e) => {
-                    self.recording_failed(&e);
+                    self.recording_failed(Some(&rel), &e);
                     return Err(RecordError {
                         path: rel,
                         source: e,
@@ -291,20 +398,20 @@ impl CallTask {
             Err(e) => {
                 self.rec.file = None;
                 self.call.stop_recording();
-                self.recording_failed(&e);
+                self.recording_failed(self.rec.path.as_deref(), &e);
             }
         }
     }
 
     /// A full disk (or any write error) ends the recording, never the call:
     /// sipd hears `recording_failed`, the admin gets an alert.
-    fn recording_failed(&self, e: &io::Error) {
+    fn recording_failed(&self, path: Option<&str>, e: &io::Error) {
         let kind = if recording::is_disk_full(e) {
             "disk_full"
         } else {
             "recording_failed"
         };
-        let path = self.rec.path.clone().unwrap_or_default();
+        let path = path.unwrap_or_default();
         tracing::error!(call_id = %self.call_id, path = %path, error = %e, "recording failed; the call goes on unrecorded");
         let _ = self.env.events.send(MediaEvent {
             call_id: self.call_id.clone(),
@@ -327,6 +434,11 @@ impl CallTask {
                 Event::RtpTimeout { leg, silent } => {
                     tracing::info!(call_id = %self.call_id, leg = leg.as_str(), silent_s = silent.as_secs(), "rtp timeout");
                     ("rtp_timeout", leg, silent.as_secs().to_string())
+                }
+                Event::PlayDone => ("play_done", LegId::A, String::new()),
+                Event::RecordLimit { max } => {
+                    tracing::info!(call_id = %self.call_id, max_s = max.as_secs(), "voicemail reached its length limit");
+                    ("record_limit", LegId::A, max.as_secs().to_string())
                 }
             };
             let _ = self.env.events.send(MediaEvent {
@@ -356,15 +468,17 @@ impl CallTask {
                 dropped_payload_type: l.dropped_payload_type,
             }
         };
-        let recorded = self.rec.written > 0;
+        // A voicemail is what a played-to call recorded; a call recording
+        // otherwise.
+        let recording_path = [&self.voicemail, &self.rec]
+            .into_iter()
+            .find(|r| r.written > 0)
+            .and_then(|r| r.path.clone())
+            .unwrap_or_default();
         CallStats {
             a: Some(leg(LegId::A)),
             b: Some(leg(LegId::B)),
-            recording_path: if recorded {
-                self.rec.path.clone().unwrap_or_default()
-            } else {
-                String::new()
-            },
+            recording_path,
         }
     }
 }

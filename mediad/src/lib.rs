@@ -4,16 +4,21 @@
 //! pairs over gRPC.
 //!
 //! `src/relay/` is the pure core (port pool, RTP parsing and stats,
-//! latching, RFC 4733 DTMF, G.711, the recording timeline); it never touches
-//! a socket or reads the clock. The shell: `service` (gRPC, contract in
-//! `proto/proto/mediad.proto`), `call` (one task per call relaying its four
-//! UDP sockets), `recording` (WAV files, retention sweep).
+//! latching, RFC 4733 DTMF, G.711, the recording timeline, and for calls
+//! mediad answers itself the player, resampler and voicemail timeline); it
+//! never touches a socket or reads the clock. The shell: `service` (gRPC,
+//! contract in `proto/proto/mediad.proto`), `call` (one task per call
+//! relaying its four UDP sockets, or sending what it plays), `recording`
+//! (WAV files, retention sweep), `prompts` (speech by espeak-ng and its
+//! cache, WAV prompts from the data dir).
 //!
 //! Recordings: `$GOSIP_DATA_DIR/recordings/YYYY/MM/DD/<call id>.wav`, stereo
 //! 8 kHz 16-bit, left = A-leg, right = B-leg. A write error stops the
 //! recording (event `recording_failed` + an `alerts` row), never the relay.
+//! Voicemails: `$GOSIP_DATA_DIR/voicemails/incoming/<call id>.wav`, mono.
 
 pub mod call;
+pub mod prompts;
 pub mod recording;
 pub mod relay;
 pub mod service;

@@ -1,6 +1,6 @@
-//! Recording files: where a call's WAV lives, appending audio with the
-//! header kept current (a crash leaves a playable file), and the retention
-//! sweeper.
+//! Recording files: where a call's WAV (and a voicemail's) lives,
+//! appending audio with the header kept current (a crash leaves a playable
+//! file), and the retention sweeper.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -18,6 +18,21 @@ pub const CHANNELS: u16 = 2;
 /// character outside `[A-Za-z0-9._-]` of the call id replaced by `_`
 /// (SIP Call-IDs hold `@`, and any byte sipd accepted).
 pub fn rel_path(call_id: &str, date: chrono::NaiveDate) -> String {
+    format!(
+        "recordings/{}/{}.wav",
+        date.format("%Y/%m/%d"),
+        file_name(call_id)
+    )
+}
+
+/// The path, relative to the data dir, of the voicemail recorded on
+/// `call_id`: `voicemails/incoming/<call id>.wav`, the call id made safe
+/// as in [`rel_path`].
+pub fn voicemail_rel_path(call_id: &str) -> String {
+    format!("voicemails/incoming/{}.wav", file_name(call_id))
+}
+
+fn file_name(call_id: &str) -> String {
     let mut name: String = call_id
         .chars()
         .take(128)
@@ -32,28 +47,22 @@ pub fn rel_path(call_id: &str, date: chrono::NaiveDate) -> String {
     if name.is_empty() || name.starts_with('.') {
         name.insert(0, '_');
     }
-    format!("recordings/{}/{name}.wav", date.format("%Y/%m/%d"))
+    name
 }
 
 /// An open recording file.
 pub struct WavFile {
     file: File,
+    channels: u16,
     data_len: u64,
 }
 
 impl WavFile {
-    /// Opens `path` to append (a recording paused and resumed, or resumed
-    /// after a write error) or creates it with a fresh header.
+    /// Opens the stereo call recording `path` to append (a recording paused
+    /// and resumed, or resumed after a write error) or creates it with a
+    /// fresh header.
     pub fn open(path: &Path) -> io::Result<Self> {
-        // Call audio is private: folders 0700, files 0600 (the umask may
-        // allow more).
-        if let Some(dir) = path.parent() {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)?;
-        }
+        private_dirs(path)?;
         let existing = std::fs::metadata(path)
             .ok()
             .filter(|m| m.is_file() && m.len() >= wav::HEADER_LEN as u64);
@@ -62,8 +71,19 @@ impl WavFile {
             let frame = u64::from(CHANNELS) * 2;
             let data_len = (meta.len() - wav::HEADER_LEN as u64) / frame * frame;
             file.set_len(wav::HEADER_LEN as u64 + data_len)?;
-            return Ok(Self { file, data_len });
+            return Ok(Self {
+                file,
+                channels: CHANNELS,
+                data_len,
+            });
         }
+        Self::create(path, CHANNELS)
+    }
+
+    /// Creates `path` (replacing a file there) with a fresh header for
+    /// 8 kHz 16-bit audio of `channels`.
+    pub fn create(path: &Path, channels: u16) -> io::Result<Self> {
+        private_dirs(path)?;
         let file = {
             use std::os::unix::fs::OpenOptionsExt;
             OpenOptions::new()
@@ -73,8 +93,12 @@ impl WavFile {
                 .mode(0o600)
                 .open(path)?
         };
-        let mut w = Self { file, data_len: 0 };
-        w.file.write_all(&wav::header(CHANNELS, wav::RATE, 0))?;
+        let mut w = Self {
+            file,
+            channels,
+            data_len: 0,
+        };
+        w.file.write_all(&wav::header(channels, wav::RATE, 0))?;
         Ok(w)
     }
 
@@ -88,12 +112,25 @@ impl WavFile {
         self.data_len += pcm.len() as u64;
         let len = u32::try_from(self.data_len).unwrap_or(u32::MAX - 36);
         self.file
-            .write_all_at(&wav::header(CHANNELS, wav::RATE, len), 0)
+            .write_all_at(&wav::header(self.channels, wav::RATE, len), 0)
     }
 
     pub fn data_len(&self) -> u64 {
         self.data_len
     }
+}
+
+/// Call audio is private: folders 0700, files 0600 (the umask may allow
+/// more).
+fn private_dirs(path: &Path) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    Ok(())
 }
 
 /// True when the disk is full (or the quota is), the case the admin alert
@@ -166,6 +203,10 @@ mod tests {
             "recordings/2026/01/05/_.._.._etc_passwd.wav"
         );
         assert_eq!(rel_path("", d), "recordings/2026/01/05/_.wav");
+        assert_eq!(
+            voicemail_rel_path("../x@y"),
+            "voicemails/incoming/_.._x_y.wav"
+        );
     }
 
     #[test]
@@ -202,6 +243,21 @@ mod tests {
         let s: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
         assert_eq!(s.len(), 300);
         assert_eq!(&s[198..202], &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_mono_file_is_created_afresh_and_keeps_its_channel_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("voicemails/incoming/x.wav");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, [0u8; 100]).unwrap();
+        let mut w = WavFile::create(&path, 1).unwrap();
+        w.append(&[1, 0, 2, 0, 3, 0]).unwrap();
+        let mut r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.spec().channels, 1);
+        assert_eq!(r.spec().sample_rate, 8000);
+        let s: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
+        assert_eq!(s, [1, 2, 3]);
     }
 
     #[test]

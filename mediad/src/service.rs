@@ -1,26 +1,32 @@
 //! The `Mediad` gRPC service: port pairs per call, leg hints, recording,
-//! stats and the event stream (contract and usage: mediad.proto).
+//! playing to the caller, stats and the event stream (contract and usage:
+//! mediad.proto).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use proto::pb::mediad::mediad_server::Mediad;
 use proto::pb::mediad::{
-    AllocateReply, AllocateRequest, CallStats, EventsRequest, MediaEvent, RecordReply,
-    RecordRequest, ReleaseReply, ReleaseRequest, StatsRequest, UpdateLegReply, UpdateLegRequest,
+    AllocateReply, AllocateRequest, CallStats, EventsRequest, MediaEvent, PlayReply, PlayRequest,
+    RecordReply, RecordRequest, ReleaseReply, ReleaseRequest, StatsRequest, UpdateLegReply,
+    UpdateLegRequest,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::call::{self, Cmd, Env, LegUpdate, Sockets};
+use crate::prompts::Prompts;
 use crate::relay::LegId;
 use crate::relay::pool::{PoolError, PortPool};
 
 /// Bind attempts before Allocate gives up (ports held by other programs).
 const BIND_ATTEMPTS: usize = 16;
+/// How long a voicemail may run when the Play does not say.
+const DEFAULT_RECORD: Duration = Duration::from_secs(120);
 
 /// Shared state of the service.
 #[derive(Clone)]
@@ -32,6 +38,7 @@ struct Inner {
     bind_ip: IpAddr,
     pool: Mutex<PortPool>,
     calls: Mutex<HashMap<String, CallEntry>>,
+    prompts: Prompts,
     env: Env,
 }
 
@@ -48,6 +55,7 @@ impl MediaService {
                 bind_ip,
                 pool: Mutex::new(pool),
                 calls: Mutex::new(HashMap::new()),
+                prompts: Prompts::new(env.data_dir.clone()),
                 env,
             }),
         }
@@ -316,6 +324,31 @@ impl Mediad for MediaService {
                 error: error.to_string(),
             },
         }))
+    }
+
+    async fn play(&self, req: Request<PlayRequest>) -> Result<Response<PlayReply>, Status> {
+        let r = req.into_inner();
+        // An unknown call is refused before any speech is rendered.
+        self.sender(&r.call_id)?;
+        let clips = self
+            .inner
+            .prompts
+            .render(&r.items)
+            .await
+            .map_err(|e| Status::new(e.code(), e.to_string()))?;
+        let record_after = r.record_after.then(|| match r.max_record_secs {
+            0 => DEFAULT_RECORD,
+            secs => Duration::from_secs(secs.into()),
+        });
+        self.ask(&r.call_id, |reply| Cmd::Play {
+            clips,
+            record_after,
+            reply,
+        })
+        .await?
+        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        tracing::info!(call_id = %r.call_id, items = r.items.len(), record_after = ?record_after, "playing to the caller");
+        Ok(Response::new(PlayReply {}))
     }
 
     type EventsStream = EventStream;

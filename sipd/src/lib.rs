@@ -35,6 +35,9 @@ pub struct Config {
     /// notifyd's gRPC address.
     #[arg(long, env = "GOSIP_NOTIFYD_GRPC", default_value = proto::defaults::NOTIFYD_GRPC)]
     pub notifyd_grpc: String,
+    /// twiliod's gRPC address (it stores the voicemails of internal calls).
+    #[arg(long, env = "GOSIP_TWILIOD_GRPC", default_value = proto::defaults::TWILIOD_GRPC)]
+    pub twiliod_grpc: String,
     /// Seconds between re-reads of the devices table. webd asks for a
     /// re-read after every device change (gRPC ReloadDevices); this is the
     /// fallback for a request that was missed or a row changed by hand.
@@ -89,7 +92,7 @@ pub async fn run(
         "sipd listening"
     );
     let secret = proto::grpc::Secret::load_or_create(&cfg.common.data_dir)?;
-    let media = net::media::Media::new(&cfg.mediad_grpc, pool.clone(), &secret)?;
+    let media = net::media::Media::new(&cfg.mediad_grpc, &cfg.twiliod_grpc, pool.clone(), &secret)?;
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(media.clone().events(cmd_tx.clone(), shutdown.clone()));
     let (device_reload, device_requests) =

@@ -18,12 +18,22 @@
 //! is relayed before sipd names any codec. Other types are dropped and
 //! counted, so nothing the call did not negotiate reaches a phone or the
 //! trunk. Which sources may send at all is [`latch`]'s business.
+//!
+//! Answering: from the first [`Call::play`] until the call ends, mediad is
+//! the A-leg's endpoint rather than a relay. It sends the A-leg packets of
+//! its own ([`player`]), at the latched address or the SDP's while
+//! learning, relays nothing either way (a B-leg's packets are dropped) and,
+//! when the Play asks, records what the A-leg says ([`voicemail`]). There
+//! is no B-leg then, so only the A-leg can time out.
 
 pub mod dtmf;
 pub mod g711;
 pub mod latch;
+pub mod player;
 pub mod pool;
+pub mod resample;
 pub mod rtp;
+pub mod voicemail;
 pub mod wav;
 
 use std::collections::VecDeque;
@@ -31,7 +41,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use latch::{Latch, RtcpLatch, Verdict};
+use player::{Clip, G711, Player, Seed};
 use rtp::{Datagram, RecvStats};
+use voicemail::Voicemail;
 use wav::{Codec, Recorder};
 
 /// The RTP clock of G.711 and telephone-event.
@@ -75,8 +87,29 @@ impl LegId {
 /// Something sipd should hear about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Dtmf { leg: LegId, digit: char },
-    RtpTimeout { leg: LegId, silent: Duration },
+    Dtmf {
+        leg: LegId,
+        digit: char,
+    },
+    RtpTimeout {
+        leg: LegId,
+        silent: Duration,
+    },
+    /// The items of the last Play were all sent to the A-leg.
+    PlayDone,
+    /// The voicemail reached its length limit and stopped recording.
+    RecordLimit {
+        max: Duration,
+    },
+}
+
+/// Why a Play cannot start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlayError {
+    #[error(
+        "the A-leg's SDP names neither PCMU nor PCMA (UpdateLeg \"a\" with its codecs comes first)"
+    )]
+    NoCodec,
 }
 
 /// Counters and latch state of one leg.
@@ -102,6 +135,8 @@ pub struct Leg {
     sdp_pts: Option<u128>,
     /// The telephone-event types among them.
     sdp_dtmf_pts: u128,
+    /// The first of PCMU/PCMA the SDP names: what mediad plays in.
+    play_codec: Option<(u8, G711)>,
     last_packet: Option<Instant>,
     hold: bool,
     timed_out: bool,
@@ -128,6 +163,7 @@ impl Default for Leg {
             codecs,
             sdp_pts: None,
             sdp_dtmf_pts: 0,
+            play_codec: None,
             last_packet: None,
             hold: false,
             timed_out: false,
@@ -154,6 +190,18 @@ pub struct Call {
     events: VecDeque<Event>,
     /// Payload types relayed (bit n = type n; see the module docs).
     relayed_pts: u128,
+    /// Set by the first Play: the call is the A-leg's endpoint.
+    answer: Option<Answer>,
+}
+
+/// mediad answering the A-leg (see the module docs).
+struct Answer {
+    player: Player,
+    /// A Play is under way: its PlayDone is still owed.
+    playing: bool,
+    /// Record after the items, for at most this long.
+    record_after: Option<Duration>,
+    voicemail: Option<Voicemail>,
 }
 
 impl Call {
@@ -165,6 +213,7 @@ impl Call {
             recorder: None,
             events: VecDeque::with_capacity(8),
             relayed_pts: 0,
+            answer: None,
         }
     }
 
@@ -182,6 +231,10 @@ impl Call {
         packet: &[u8],
     ) -> Option<SocketAddr> {
         let i = from as usize;
+        if self.answer.is_some() && from == LegId::B {
+            self.legs[i].dropped += 1;
+            return None;
+        }
         let hdr = match rtp::parse(packet) {
             Datagram::Rtp(h) => h,
             Datagram::Rtcp => return self.on_rtcp_muxed(now, from, src),
@@ -215,11 +268,17 @@ impl Call {
             if let Some(digit) = leg.dtmf.on_event(hdr.timestamp, payload) {
                 self.events.push_back(Event::Dtmf { leg: from, digit });
             }
-        } else if hdr.payload_type != CN_PT
-            && let Some(rec) = &mut self.recorder
-        {
+        } else if hdr.payload_type != CN_PT {
             let codec = leg.codecs[usize::from(hdr.payload_type)];
-            rec.push(i, now, hdr.ssrc, hdr.timestamp, codec, payload);
+            if let Some(rec) = &mut self.recorder {
+                rec.push(i, now, hdr.ssrc, hdr.timestamp, codec, payload);
+            }
+            if let Some(vm) = self.answer.as_mut().and_then(|a| a.voicemail.as_mut()) {
+                vm.push(now, hdr.ssrc, hdr.timestamp, codec, payload);
+            }
+        }
+        if self.answer.is_some() {
+            return None;
         }
         let to = &mut self.legs[from.other() as usize];
         match to.latch.target() {
@@ -239,7 +298,7 @@ impl Call {
         src: SocketAddr,
         packet: &[u8],
     ) -> Option<SocketAddr> {
-        if !rtp::is_rtcp(packet) {
+        if !rtp::is_rtcp(packet) || (self.answer.is_some() && from == LegId::B) {
             self.legs[from as usize].dropped += 1;
             return None;
         }
@@ -252,6 +311,9 @@ impl Call {
         leg.rtcp_in += 1;
         leg.last_packet = Some(now);
         leg.timed_out = false;
+        if self.answer.is_some() {
+            return None;
+        }
         let to = &self.legs[from.other() as usize];
         to.rtcp.target(&to.latch)
     }
@@ -268,6 +330,9 @@ impl Call {
         }
         leg.rtcp_in += 1;
         leg.last_packet = Some(now);
+        if self.answer.is_some() {
+            return None;
+        }
         self.legs[from.other() as usize].latch.target()
     }
 
@@ -308,6 +373,7 @@ impl Call {
     pub fn set_codecs<'a>(&mut self, leg: LegId, codecs: impl IntoIterator<Item = (u8, &'a str)>) {
         let l = &mut self.legs[leg as usize];
         let (mut pts, mut dtmf_pts) = (0u128, 0u128);
+        let mut play_codec = None;
         for (pt, name) in codecs {
             if pt >= 128 {
                 continue;
@@ -317,12 +383,19 @@ impl Call {
                 l.dtmf_pt = pt;
                 dtmf_pts |= 1 << pt;
             } else {
-                l.codecs[usize::from(pt)] = Codec::from_name(name);
+                let codec = Codec::from_name(name);
+                l.codecs[usize::from(pt)] = codec;
+                play_codec = play_codec.or(match codec {
+                    Codec::Pcmu => Some((pt, G711::Pcmu)),
+                    Codec::Pcma => Some((pt, G711::Pcma)),
+                    Codec::Other => None,
+                });
             }
         }
         if pts == 0 {
             return;
         }
+        l.play_codec = play_codec;
         l.sdp_pts = Some(pts);
         l.sdp_dtmf_pts = dtmf_pts;
         let [a, b] = &self.legs;
@@ -343,14 +416,22 @@ impl Call {
         self.legs[leg as usize].hold = hold;
     }
 
-    /// Periodic work: RTP timeout detection.
+    /// Periodic work: the voicemail's limit, RTP timeout detection.
     pub fn on_tick(&mut self, now: Instant, rtp_timeout: Duration) {
+        if let Some(vm) = self.answer.as_mut().and_then(|a| a.voicemail.as_mut())
+            && vm.reach_limit(now)
+        {
+            let max = vm.max();
+            self.events.push_back(Event::RecordLimit { max });
+        }
         let Some(armed) = self.armed_at else { return };
         if rtp_timeout.is_zero() {
             return;
         }
+        let answering = self.answer.is_some();
         for (i, leg) in self.legs.iter_mut().enumerate() {
-            if leg.hold || leg.timed_out {
+            // An answered call has no B-leg that could fall silent.
+            if leg.hold || leg.timed_out || (answering && i == LegId::B as usize) {
                 continue;
             }
             let since = leg.last_packet.map_or(armed, |t| t.max(armed));
@@ -388,6 +469,84 @@ impl Call {
 
     pub fn is_recording(&self) -> bool {
         self.recorder.is_some()
+    }
+
+    /// Plays `clips` to the A-leg, then records it for `record_after` if
+    /// set; the call is the A-leg's endpoint from now on. Replaces a Play
+    /// under way (which never reports PlayDone) and ends a voicemail being
+    /// recorded, whose rest is appended to `out` as by
+    /// [`Call::finish_voicemail`]. `seed` starts the RTP stream of the
+    /// call's first Play; later ones continue it.
+    pub fn play(
+        &mut self,
+        clips: Vec<Clip>,
+        record_after: Option<Duration>,
+        seed: Seed,
+        out: &mut Vec<u8>,
+    ) -> Result<(), PlayError> {
+        let (pt, codec) = self.legs[LegId::A as usize]
+            .play_codec
+            .ok_or(PlayError::NoCodec)?;
+        let answer = self.answer.get_or_insert_with(|| Answer {
+            player: Player::new(seed),
+            playing: false,
+            record_after: None,
+            voicemail: None,
+        });
+        answer.player.play(codec, pt, clips);
+        answer.playing = true;
+        answer.record_after = record_after;
+        if let Some(mut vm) = answer.voicemail.take() {
+            vm.finish(out);
+        }
+        Ok(())
+    }
+
+    /// A Play is under way: the shell calls [`Call::next_frame`] every
+    /// 20 ms.
+    pub fn is_playing(&self) -> bool {
+        self.answer.as_ref().is_some_and(|a| a.playing)
+    }
+
+    /// The next 20 ms packet for the A-leg and where it goes. `None` when
+    /// there is nothing to send: no address for the leg yet (the packet is
+    /// counted dropped), or the items are done, one frame time after the
+    /// last packet: then [`Event::PlayDone`], and the voicemail starts.
+    pub fn next_frame(&mut self, now: Instant) -> Option<(SocketAddr, &[u8])> {
+        let answer = self.answer.as_mut()?;
+        if !answer.playing {
+            return None;
+        }
+        let leg = &mut self.legs[LegId::A as usize];
+        let Some(packet) = answer.player.next_packet() else {
+            answer.playing = false;
+            self.events.push_back(Event::PlayDone);
+            if let Some(max) = answer.record_after.take() {
+                answer.voicemail = Some(Voicemail::new(now, max));
+            }
+            return None;
+        };
+        match leg.latch.target() {
+            Some(dst) => Some((dst, packet)),
+            None => {
+                leg.dropped += 1;
+                None
+            }
+        }
+    }
+
+    /// Appends the voicemail audio that is ready (mono 16-bit LE) to `out`.
+    pub fn drain_voicemail(&mut self, now: Instant, out: &mut Vec<u8>) {
+        if let Some(vm) = self.answer.as_mut().and_then(|a| a.voicemail.as_mut()) {
+            vm.drain(now, out);
+        }
+    }
+
+    /// Ends the voicemail recording and appends the rest of it to `out`.
+    pub fn finish_voicemail(&mut self, out: &mut Vec<u8>) {
+        if let Some(mut vm) = self.answer.as_mut().and_then(|a| a.voicemail.take()) {
+            vm.finish(out);
+        }
     }
 }
 
@@ -791,5 +950,169 @@ mod tests {
         }
         assert_eq!(c.leg(LegId::A).latched(), Some(addr(5000)));
         assert_eq!(c.leg(LegId::B).latched(), Some(addr(6000)));
+    }
+
+    const SEED: Seed = Seed {
+        ssrc: 0x5eed,
+        seq: 100,
+        timestamp: 1000,
+    };
+
+    fn header(p: &[u8]) -> rtp::RtpHeader {
+        match rtp::parse(p) {
+            Datagram::Rtp(h) => h,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn play_speaks_the_first_g711_codec_of_the_a_legs_sdp_and_needs_one() {
+        let t = Instant::now();
+        let mut out = Vec::new();
+        let clip = || vec![player::beep()];
+        let mut c = Call::new(t);
+        assert_eq!(
+            c.play(clip(), None, SEED, &mut out),
+            Err(PlayError::NoCodec)
+        );
+        c.set_codecs(LegId::A, [(101u8, "telephone-event"), (9, "G722")]);
+        assert_eq!(
+            c.play(clip(), None, SEED, &mut out),
+            Err(PlayError::NoCodec)
+        );
+        assert!(!c.is_playing());
+        c.set_remote(LegId::A, addr(4000), None);
+        for (sdp, want) in [
+            (vec![(9u8, "G722"), (8, "PCMA"), (0, "PCMU")], 8u8),
+            (vec![(0u8, "PCMU"), (8, "PCMA")], 0),
+            (vec![(97u8, "pcma"), (101, "telephone-event")], 97),
+        ] {
+            c.set_codecs(LegId::A, sdp);
+            c.play(clip(), None, SEED, &mut out).unwrap();
+            let (_, p) = c.next_frame(t).unwrap();
+            assert_eq!(header(p).payload_type, want);
+        }
+    }
+
+    #[test]
+    fn an_answered_call_plays_to_a_then_records_it_and_relays_nothing() {
+        let t = Instant::now();
+        let mut c = call(t);
+        c.set_remote(LegId::A, addr(4000), None);
+        c.set_remote(LegId::B, addr(6000), None);
+        c.set_established(t);
+        let mut out = Vec::new();
+        c.play(
+            vec![player::beep()],
+            Some(Duration::from_secs(1)),
+            SEED,
+            &mut out,
+        )
+        .unwrap();
+        assert!(c.is_playing());
+        let mut sent = Vec::new();
+        let mut now = t;
+        while c.is_playing() {
+            if let Some((dst, p)) = c.next_frame(now) {
+                sent.push((dst, header(p)));
+                let len = p.len();
+                c.on_sent(LegId::A, len, false);
+            }
+            // A talks from another port of the SDP's IP: it latches, its
+            // packets go nowhere, and the player follows the latch.
+            let seq = sent.len() as u16;
+            let pkt = if seq == 5 {
+                rtp(101, seq, 800, 0xa, &dtmf::payload(9, false, 160))
+            } else {
+                rtp(0, seq, 160 * u32::from(seq), 0xa, &[0x11; 160])
+            };
+            assert_eq!(c.on_rtp(now, LegId::A, addr(4444), &pkt), None);
+            assert_eq!(c.on_rtp(now, LegId::B, addr(6000), &pkt), None);
+            now += Duration::from_millis(20);
+        }
+        assert_eq!(sent.len(), 25, "0.5 s beep");
+        assert_eq!(sent[0].0, addr(4000), "the SDP address while learning");
+        assert!(sent[1..].iter().all(|(dst, _)| *dst == addr(4444)));
+        assert!(sent[0].1.marker && !sent[1].1.marker);
+        assert_eq!(sent[24].1.seq, 124);
+        assert_eq!(sent[24].1.timestamp, 1000 + 24 * 160);
+        let key = Event::Dtmf {
+            leg: LegId::A,
+            digit: '9',
+        };
+        assert_eq!(c.poll_event(), Some(key), "DTMF while playing");
+        assert_eq!(c.poll_event(), Some(Event::PlayDone));
+        assert_eq!(c.leg(LegId::A).packets_out, 25);
+        assert_eq!(c.leg(LegId::B).dropped, 26, "B is not heard");
+        assert_eq!(c.leg(LegId::B).packets_out, 0, "A is not relayed");
+
+        // Recording: A's audio, until the limit.
+        let voice = [g711::ulaw_encode(2500); 160];
+        let start = now;
+        for i in 0..60u32 {
+            let at = start + Duration::from_millis(20 * u64::from(i));
+            let pkt = rtp(0, 500 + i as u16, 90_000 + 160 * i, 0xa, &voice);
+            c.on_rtp(at, LegId::A, addr(4444), &pkt);
+            c.on_tick(at, Duration::from_secs(1));
+            c.drain_voicemail(at, &mut out);
+        }
+        let limit = Event::RecordLimit {
+            max: Duration::from_secs(1),
+        };
+        assert_eq!(c.poll_event(), Some(limit));
+        assert_eq!(c.poll_event(), None, "B never times out: there is no B");
+        c.finish_voicemail(&mut out);
+        assert_eq!(out.len(), 2 * 8000, "1 s of mono 16-bit");
+        // The packet A sent as the beep ended opens the message.
+        let at = |i: usize| i16::from_le_bytes([out[2 * i], out[2 * i + 1]]);
+        assert_eq!(at(0), g711::ULAW_TO_LINEAR[0x11]);
+        assert!((2400..2600).contains(&at(160)), "{}", at(160));
+        // A falls silent: A times out.
+        c.on_tick(start + Duration::from_secs(3), Duration::from_secs(1));
+        assert!(matches!(
+            c.poll_event(),
+            Some(Event::RtpTimeout { leg: LegId::A, .. })
+        ));
+        assert_eq!(c.poll_event(), None);
+    }
+
+    #[test]
+    fn a_new_play_replaces_the_running_one_and_hands_back_the_voicemail() {
+        let t = Instant::now();
+        let mut c = call(t);
+        let mut out = Vec::new();
+        let long: Clip = vec![0i16; 8000].into();
+        c.play(
+            vec![long.clone()],
+            Some(Duration::from_secs(60)),
+            SEED,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(c.next_frame(t), None, "no address yet: dropped");
+        assert_eq!(c.leg(LegId::A).dropped, 1);
+        c.set_remote(LegId::A, addr(4000), None);
+        c.play(
+            vec![player::beep()],
+            Some(Duration::from_secs(60)),
+            SEED,
+            &mut out,
+        )
+        .unwrap();
+        let mut n = 0;
+        while c.is_playing() {
+            n += usize::from(c.next_frame(t).is_some());
+        }
+        assert_eq!(n, 25, "the beep alone");
+        assert_eq!(c.poll_event(), Some(Event::PlayDone));
+        assert_eq!(c.poll_event(), None, "the replaced Play never finished");
+        c.on_rtp(t, LegId::A, addr(4000), &rtp(0, 1, 0, 1, &[0x22; 160]));
+        assert!(out.is_empty());
+        c.play(vec![long], None, SEED, &mut out).unwrap();
+        assert_eq!(
+            out.len(),
+            320,
+            "the voicemail's one packet, ended by the Play"
+        );
     }
 }

@@ -1,5 +1,7 @@
 //! sipd's side of mediad: port pairs per call, release with stats into the
-//! CDR, and mediad's event stream (`rtp_timeout` ends the call).
+//! CDR, prompts and voicemail recording (handed to twiliod, which stores
+//! voicemails), and mediad's event stream (`rtp_timeout` and
+//! `record_limit` end the call).
 
 use std::time::Duration;
 
@@ -10,16 +12,25 @@ use tokio_util::sync::CancellationToken;
 
 use proto::pb::mediad::mediad_client::MediadClient;
 use proto::pb::mediad::{
-    AllocateRequest, Codec, EventsRequest, LegStats, RecordRequest, ReleaseRequest,
-    UpdateLegRequest,
+    AllocateRequest, Codec, EventsRequest, LegStats, PlayItem, PlayRequest, RecordRequest,
+    ReleaseRequest, UpdateLegRequest, play_item,
 };
+use proto::pb::twiliod::StoreVoicemailRequest;
+use proto::pb::twiliod::twiliod_client::TwiliodClient;
 
 use super::Command;
+use crate::sip::core::{Prompt, Voicemail};
+
+/// How often a voicemail is offered to twiliod while it is unreachable
+/// (waits doubling from 1 s to a minute: about 10 minutes in all); the WAV
+/// stays in the data dir either way.
+const STORE_ATTEMPTS: u32 = 14;
 
 /// A lazily connected mediad client.
 #[derive(Clone)]
 pub struct Media {
     client: MediadClient<AuthChannel>,
+    twiliod: TwiliodClient<AuthChannel>,
     pool: SqlitePool,
     /// UpdateLeg requests, sent one after the other so that mediad sees
     /// them in the order the calls produced them.
@@ -27,8 +38,14 @@ pub struct Media {
 }
 
 impl Media {
-    pub fn new(addr: &str, pool: SqlitePool, secret: &Secret) -> anyhow::Result<Self> {
+    pub fn new(
+        addr: &str,
+        twiliod_addr: &str,
+        pool: SqlitePool,
+        secret: &Secret,
+    ) -> anyhow::Result<Self> {
         let client = MediadClient::new(proto::grpc::channel(addr, secret)?);
+        let twiliod = TwiliodClient::new(proto::grpc::channel(twiliod_addr, secret)?);
         let (updates, mut rx) = mpsc::unbounded_channel::<UpdateLegRequest>();
         let mut c = client.clone();
         tokio::spawn(async move {
@@ -41,6 +58,7 @@ impl Media {
         });
         Ok(Self {
             client,
+            twiliod,
             pool,
             updates,
         })
@@ -128,35 +146,83 @@ impl Media {
         });
     }
 
-    /// Releases the call's ports and stores the stats in its CDR.
-    pub fn release(&self, call_id: String) {
+    /// Releases the call's ports and stores the stats in its CDR. A
+    /// voicemail call's recording is the message: it goes to twiliod, not
+    /// into the CDR.
+    pub fn release(&self, call_id: String, voicemail: Option<Voicemail>) {
         let mut client = self.client.clone();
         let pool = self.pool.clone();
+        let twiliod = self.twiliod.clone();
         tokio::spawn(async move {
-            match client
+            let stats = match client
                 .release(ReleaseRequest {
                     call_id: call_id.clone(),
                 })
                 .await
             {
-                Ok(r) => {
-                    let stats = r.into_inner().stats.unwrap_or_default();
-                    let json = serde_json::json!({
-                        "a": leg_json(stats.a.as_ref()),
-                        "b": leg_json(stats.b.as_ref()),
-                    });
-                    if let Err(e) = super::store::write_media_stats(
-                        &pool,
-                        &call_id,
-                        &json,
-                        &stats.recording_path,
-                    )
-                    .await
-                    {
-                        tracing::warn!(call_id = %call_id, error = %e, "cannot store media stats");
-                    }
+                Ok(r) => r.into_inner().stats.unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(call_id = %call_id, error = %e, "mediad release failed");
+                    return;
                 }
-                Err(e) => tracing::warn!(call_id = %call_id, error = %e, "mediad release failed"),
+            };
+            let json = serde_json::json!({
+                "a": leg_json(stats.a.as_ref()),
+                "b": leg_json(stats.b.as_ref()),
+            });
+            let recording = if voicemail.is_some() {
+                ""
+            } else {
+                stats.recording_path.as_str()
+            };
+            if let Err(e) = super::store::write_media_stats(&pool, &call_id, &json, recording).await
+            {
+                tracing::warn!(call_id = %call_id, error = %e, "cannot store media stats");
+            }
+            if let Some(v) = voicemail {
+                store_voicemail(twiliod, &pool, call_id, v, stats.recording_path).await;
+            }
+        });
+    }
+
+    /// Plays `prompts` to the caller, then records them for `record_secs`
+    /// (voicemail). Without the speech engine the caller hears the tone
+    /// alone; when mediad cannot play at all the call ends.
+    pub fn play(
+        &self,
+        call_id: String,
+        prompts: Vec<Prompt>,
+        record_secs: Option<u32>,
+        tx: mpsc::Sender<Command>,
+    ) {
+        let mut client = self.client.clone();
+        tokio::spawn(async move {
+            let request = |prompts: &[Prompt]| PlayRequest {
+                call_id: call_id.clone(),
+                items: prompts.iter().map(play_item_of).collect(),
+                record_after: record_secs.is_some(),
+                max_record_secs: record_secs.unwrap_or(0),
+            };
+            let mut result = client.play(request(&prompts)).await;
+            if let Err(e) = &result
+                && e.code() == tonic::Code::FailedPrecondition
+            {
+                tracing::warn!(call_id = %call_id, error = %e.message(), "no speech: the tone alone");
+                let tones: Vec<Prompt> = prompts
+                    .into_iter()
+                    .filter(|p| !matches!(p, Prompt::Text(_)))
+                    .collect();
+                result = client.play(request(&tones)).await;
+            }
+            if let Err(e) = result {
+                tracing::error!(call_id = %call_id, error = %e, "mediad cannot play: ending the call");
+                let _ = tx
+                    .send(Command::Hangup {
+                        call_id,
+                        why: "mediad cannot play".into(),
+                        reply: None,
+                    })
+                    .await;
             }
         });
     }
@@ -187,6 +253,16 @@ impl Media {
                                 })
                                 .await;
                         }
+                        Ok(Some(ev)) if ev.kind == "record_limit" => {
+                            tracing::info!(call_id = %ev.call_id, "longest message reached: ending the call");
+                            let _ = tx
+                                .send(Command::Hangup {
+                                    call_id: ev.call_id,
+                                    why: "longest message reached".into(),
+                                    reply: None,
+                                })
+                                .await;
+                        }
                         Ok(Some(ev)) if ev.kind == "dtmf" => {
                             let _ = tx
                                 .send(Command::Dtmf {
@@ -207,6 +283,73 @@ impl Media {
             }
         }
     }
+}
+
+/// One prompt as mediad's Play takes it.
+fn play_item_of(p: &Prompt) -> PlayItem {
+    let what = match p {
+        Prompt::Text(t) => play_item::What::Text(t.clone()),
+        Prompt::Beep => play_item::What::Beep(true),
+    };
+    PlayItem { what: Some(what) }
+}
+
+/// Hands a voicemail mediad recorded at `wav_path` to twiliod, which stores
+/// it for the mailbox's owner (and drops one under the shortest length),
+/// retrying while twiliod is unreachable.
+async fn store_voicemail(
+    mut twiliod: TwiliodClient<AuthChannel>,
+    pool: &SqlitePool,
+    call_id: String,
+    v: Voicemail,
+    wav_path: String,
+) {
+    if wav_path.is_empty() {
+        tracing::info!(call_id = %call_id, "voicemail call ended before recording began");
+        if let Err(e) = super::store::voicemail_not_kept(pool, &call_id).await {
+            tracing::warn!(call_id = %call_id, error = %e, "cannot update the CDR");
+        }
+        return;
+    }
+    let request = StoreVoicemailRequest {
+        call_id: call_id.clone(),
+        user_id: v.user_id,
+        from_number: v.from_number,
+        from_name: v.from_name,
+        wav_path,
+    };
+    let mut wait = Duration::from_secs(1);
+    for _ in 0..STORE_ATTEMPTS {
+        match twiliod.store_voicemail(request.clone()).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                if r.stored {
+                    tracing::info!(call_id = %call_id, voicemail_id = r.voicemail_id, "voicemail stored");
+                } else {
+                    tracing::info!(call_id = %call_id, why = %r.why_not, "voicemail not kept");
+                    if let Err(e) = super::store::voicemail_not_kept(pool, &call_id).await {
+                        tracing::warn!(call_id = %call_id, error = %e, "cannot update the CDR");
+                    }
+                }
+                return;
+            }
+            Err(e)
+                if matches!(
+                    e.code(),
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                ) =>
+            {
+                tracing::warn!(call_id = %call_id, error = %e.message(), ?wait, "twiliod unreachable: voicemail offered again later");
+            }
+            Err(e) => {
+                tracing::error!(call_id = %call_id, error = %e, "twiliod refused the voicemail");
+                return;
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(60));
+    }
+    tracing::error!(call_id = %call_id, path = %request.wav_path, "twiliod stayed unreachable: the voicemail stays in the data dir");
 }
 
 fn leg_json(l: Option<&LegStats>) -> serde_json::Value {

@@ -54,6 +54,7 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
             recording: false,
             caller_id: None,
             mwi_unsolicited: false,
+            mailbox: None,
         }
     });
     let trunk_ips = s
@@ -100,6 +101,8 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
             max_per_hour: secs("calls.max_per_hour_per_device"),
         },
         system_dnd: s.bool("routing.dnd"),
+        voicemail_greeting: s.str("voicemail.greeting").trim().to_string(),
+        voicemail_max_secs: secs("voicemail.max_length"),
     }
 }
 
@@ -466,7 +469,12 @@ impl Shell {
             let media = &self.media;
             match e {
                 Event::MediaAllocate { call_id } => media.allocate(call_id, self.cmd_tx.clone()),
-                Event::MediaRelease { call_id } => media.release(call_id),
+                Event::MediaRelease { call_id, voicemail } => media.release(call_id, voicemail),
+                Event::MediaPlay {
+                    call_id,
+                    prompts,
+                    record_secs,
+                } => media.play(call_id, prompts, record_secs, self.cmd_tx.clone()),
                 Event::MediaUpdate {
                     call_id,
                     leg,

@@ -15,8 +15,10 @@ use crate::sip::{Peer, Transport};
 pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT d.id, d.username, d.password_hash, d.ha1_sha256, d.realm, d.extension, d.recording_enabled, d.mwi_unsolicited, \
-         COALESCE(c.number, (SELECT number FROM dids ORDER BY id LIMIT 1)) AS caller_id \
-         FROM devices d LEFT JOIN dids c ON c.id = d.caller_id_did_id ORDER BY d.id",
+         COALESCE(c.number, (SELECT number FROM dids ORDER BY id LIMIT 1)) AS caller_id, \
+         u.id AS owner_id, COALESCE(u.name, '') AS owner_name \
+         FROM devices d LEFT JOIN dids c ON c.id = d.caller_id_did_id \
+         LEFT JOIN users u ON u.id = d.user_id ORDER BY d.id",
     )
     .fetch_all(pool)
     .await?;
@@ -34,6 +36,12 @@ pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error>
                 .unwrap_or(false),
             caller_id: r.get("caller_id"),
             mwi_unsolicited: r.get::<Option<bool>, _>("mwi_unsolicited").unwrap_or(false),
+            mailbox: r.get::<Option<i64>, _>("owner_id").map(|user_id| {
+                crate::sip::registrar::Mailbox {
+                    user_id,
+                    name: r.get("owner_name"),
+                }
+            }),
         })
         .collect())
 }
@@ -196,6 +204,7 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
             | Event::Alert { .. }
             | Event::MediaAllocate { .. }
             | Event::MediaRelease { .. }
+            | Event::MediaPlay { .. }
             | Event::MediaUpdate { .. }
             | Event::MediaRecord { .. } => {}
         }
@@ -311,6 +320,18 @@ pub async fn write_media_stats(
     )
     .bind(stats.to_string())
     .bind(recording)
+    .bind(call_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A voicemail call whose message was not kept (shorter than the
+/// shortest message) was, for the record, a missed call.
+pub async fn voicemail_not_kept(pool: &SqlitePool, call_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE cdrs SET disposition = 'missed' WHERE sip_call_id = ? AND disposition = 'voicemail'",
+    )
     .bind(call_id)
     .execute(pool)
     .await?;

@@ -78,6 +78,11 @@ pub struct CoreConfig {
     /// System-wide Do Not Disturb (`routing.dnd`): no phone rings for an
     /// internal call (trunk calls meet it in twiliod's rules).
     pub system_dnd: bool,
+    /// `voicemail.greeting`: read to a caller sent to voicemail, after
+    /// "<name> is not available."
+    pub voicemail_greeting: String,
+    /// `voicemail.max_length`: the longest message, seconds.
+    pub voicemail_max_secs: u32,
 }
 
 impl Default for CoreConfig {
@@ -106,6 +111,8 @@ impl Default for CoreConfig {
             trunk_ips: Vec::new(),
             trunk_ping_ms: 60_000,
             system_dnd: false,
+            voicemail_greeting: "Please leave a message after the tone.".into(),
+            voicemail_max_secs: 180,
         }
     }
 }
@@ -151,7 +158,18 @@ pub enum Event {
     /// Ask mediad for a port pair; answer with [`Core::media_ready`].
     MediaAllocate { call_id: String },
     /// The call is over: release mediad's ports (and store its stats).
-    MediaRelease { call_id: String },
+    /// A voicemail call names the mailbox its recording goes to.
+    MediaRelease {
+        call_id: String,
+        voicemail: Option<Voicemail>,
+    },
+    /// sipd answered the caller itself: mediad plays `prompts` to the
+    /// A-leg, then records it for up to `record_secs` (none: no recording).
+    MediaPlay {
+        call_id: String,
+        prompts: Vec<Prompt>,
+        record_secs: Option<u32>,
+    },
     /// Start (`enabled`) or pause the call's recording.
     MediaRecord { call_id: String, enabled: bool },
     /// Tell mediad about a leg ("a" caller, "b" callee): its SDP address
@@ -165,6 +183,24 @@ pub enum Event {
     },
     /// A change to a call's CDR row.
     Cdr(Cdr),
+}
+
+/// Something mediad plays to a caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prompt {
+    /// Read out by the speech engine.
+    Text(String),
+    /// The record tone.
+    Beep,
+}
+
+/// A message left on an internal call, for its mailbox's owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voicemail {
+    pub user_id: i64,
+    /// The caller as the UI shows it (extension or number) and their name.
+    pub from_number: String,
+    pub from_name: String,
 }
 
 /// Counters for logs and benchmarks.

@@ -27,6 +27,18 @@ pub struct Device {
     /// `devices.mwi_unsolicited`: message-waiting NOTIFYs to its contacts
     /// without a subscription.
     pub mwi_unsolicited: bool,
+    /// Whose voicemail an internal call to this device nobody answers goes
+    /// to: the device's owner (`None`: an unowned device, the call ends).
+    pub mailbox: Option<Mailbox>,
+}
+
+/// A user's voicemail box, as the core needs it to answer for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub user_id: i64,
+    /// The owner's name, read out in the greeting ("Alice is not
+    /// available"); may be empty.
+    pub name: String,
 }
 
 /// One registered contact of a device.

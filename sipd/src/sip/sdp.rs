@@ -217,6 +217,43 @@ impl LegMedia {
     }
 }
 
+/// sipd's own answer to `offer` when it answers a caller itself (voicemail):
+/// mediad at `ip:port`, the first G.711 codec the offer names (mediad
+/// plays and records G.711 only) and telephone-event at the offer's number
+/// (RFC 4733), so key presses still arrive. `None` when the offer has no
+/// audio or no G.711.
+pub fn local_answer(offer: &str, ip: &str, port: u16) -> Option<String> {
+    let media = leg_media(offer)?;
+    let name_of = |pt: u32, name: &str| -> Option<&'static str> {
+        match (pt, name.to_ascii_uppercase().as_str()) {
+            (_, "PCMU") | (0, "") => Some("PCMU"),
+            (_, "PCMA") | (8, "") => Some("PCMA"),
+            _ => None,
+        }
+    };
+    let (pt, codec) = media
+        .codecs
+        .iter()
+        .find_map(|(pt, name)| name_of(*pt, name).map(|c| (*pt, c)))?;
+    let dtmf = media
+        .codecs
+        .iter()
+        .find(|(_, name)| name.eq_ignore_ascii_case("telephone-event"))
+        .map(|(pt, _)| *pt);
+    let mut formats = pt.to_string();
+    let mut attrs = format!("a=rtpmap:{pt} {codec}/8000\r\n");
+    if let Some(te) = dtmf {
+        formats.push_str(&format!(" {te}"));
+        attrs.push_str(&format!(
+            "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-15\r\n"
+        ));
+    }
+    Some(format!(
+        "v=0\r\no=gosip 1 1 IN IP4 {ip}\r\ns=GoSIP\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP {formats}\r\n{attrs}a=ptime:20\r\na=sendrecv\r\n"
+    ))
+}
+
 /// Reads the first audio section of `sdp`.
 pub fn leg_media(sdp: &str) -> Option<LegMedia> {
     let mut session_ip = String::new();
@@ -402,5 +439,18 @@ mod tests {
             (m.rtp.as_str(), m.rtcp.as_str(), m.hold),
             ("5.6.7.8:4000", "5.6.7.8:4009", false)
         );
+    }
+
+    #[test]
+    fn a_local_answer_takes_the_first_g711_codec_and_keeps_telephone_event() {
+        let offer = "v=0\r\nc=IN IP4 192.0.2.5\r\nm=audio 4000 RTP/AVP 9 8 0 101\r\n\
+                     a=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let a = local_answer(offer, "198.51.100.1", 20000).unwrap();
+        assert!(a.contains("c=IN IP4 198.51.100.1"), "{a}");
+        assert!(a.contains("m=audio 20000 RTP/AVP 8 101\r\n"), "{a}");
+        assert!(a.contains("a=rtpmap:8 PCMA/8000"), "{a}");
+        let opus_only = "v=0\r\nc=IN IP4 192.0.2.5\r\nm=audio 4000 RTP/AVP 111\r\n\
+                         a=rtpmap:111 opus/48000/2\r\n";
+        assert_eq!(local_answer(opus_only, "198.51.100.1", 20000), None);
     }
 }

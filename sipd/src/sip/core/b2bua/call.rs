@@ -135,9 +135,12 @@ impl Core {
             return Err(Reply::new(480, "Temporarily Unavailable")
                 .with("Warning", "399 gosip \"do not disturb\""));
         }
+        // Nobody to ring: an internal call still goes on when the callee has
+        // a mailbox (voicemail answers it once mediad's ports are there).
         if callees
             .iter()
             .all(|id| self.registrar.bindings_of(*id).is_empty())
+            && (inbound || !self.has_mailbox(callees))
         {
             return Err(Reply::new(480, "Temporarily Unavailable"));
         }
@@ -249,6 +252,14 @@ impl Core {
         let Some(call) = self.calls.calls.remove(call_id) else {
             return;
         };
+        // A call sipd answered for a mailbox ends as a message left, however
+        // it ends (the caller hangs up, the longest message is reached).
+        let voicemail = self.voicemail_of(&call);
+        let disposition = if voicemail.is_some() {
+            "voicemail"
+        } else {
+            disposition
+        };
         for b in call.branches.iter() {
             self.calls.by_branch.remove(&b.branch);
             self.calls.by_b_call_id.remove(&b.call_id);
@@ -300,6 +311,7 @@ impl Core {
         if call.ports.is_some() || call.state == State::Media {
             self.events.push_back(Event::MediaRelease {
                 call_id: call_id.to_string(),
+                voicemail,
             });
         }
     }
@@ -330,6 +342,7 @@ impl Core {
             if let Some(b_offer) = late {
                 self.late_answer(now, &call_id, Side::B, None, &b_offer, answer.as_deref());
             }
+            self.start_voicemail(&call_id);
             return;
         }
         // The ACK of a relayed re-INVITE's 2xx.
@@ -501,7 +514,7 @@ impl Core {
         if silent_trunk {
             let (reply, disposition, why) = trunk_failure(0, "", true);
             self.fail_a_with(now, id, reply, disposition, &why);
-        } else {
+        } else if !self.send_to_voicemail(now, id, "no answer") {
             self.fail_a(
                 now,
                 id,

@@ -436,9 +436,25 @@ impl Core {
         self.cancel_branches(call_id, Some(i));
     }
 
-    /// The caller's 200 with `answer`, re-sent until its ACK (RFC 3261
-    /// section 13.3.1.4): the call is answered, and its CDR says by whom.
+    /// The caller hears the answer of branch `i`; the CDR names the device
+    /// that answered an inbound call.
     fn answer_caller(&mut self, now: u64, call_id: &str, i: usize, answer: String) {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return;
+        };
+        let device_id = (call.direction == "inbound").then_some(call.branches[i].device_id);
+        self.answer_a(now, call_id, answer);
+        self.events.push_back(Event::Cdr(Cdr::Answered {
+            call_id: call_id.to_string(),
+            at: now,
+            device_id,
+        }));
+    }
+
+    /// Sends the caller sipd's 2xx with `answer` and keeps re-sending it
+    /// until the ACK (RFC 3261 section 13.3.1.4: the UAS core, not the
+    /// transaction, retransmits a 2xx).
+    pub(super) fn answer_a(&mut self, now: u64, call_id: &str, answer: String) {
         let Some(call) = self.calls.calls.get_mut(call_id) else {
             return;
         };
@@ -465,11 +481,6 @@ impl Core {
         call.answered_at = Some(now);
         let (key, peer) = (call.a_key.clone(), call.a_peer);
         tracing::info!(call_id = %call_id, late_offer = call.late_offer, "call answered");
-        self.events.push_back(Event::Cdr(Cdr::Answered {
-            call_id: call_id.to_string(),
-            at: now,
-            device_id: (call.direction == "inbound").then_some(call.branches[i].device_id),
-        }));
         self.txns.respond(now, &key, Transmit { peer, data }, 200);
     }
 
@@ -546,6 +557,9 @@ impl Core {
             .filter(stage)
             .map(|b| b.status)
             .collect();
+        if self.send_to_voicemail(now, call_id, "every branch failed") {
+            return;
+        }
         let (code, reason, disposition) = if codes.contains(&486) || codes.contains(&600) {
             (486, "Busy Here", "busy")
         } else if codes.contains(&603) {

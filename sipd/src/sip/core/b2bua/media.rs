@@ -19,6 +19,7 @@ impl Core {
             if ports.is_some() {
                 self.events.push_back(Event::MediaRelease {
                     call_id: call_id.to_string(),
+                    voicemail: None,
                 });
             }
             return;
@@ -50,7 +51,22 @@ impl Core {
             );
             return;
         };
-        for ring in self.plan_rings(call_id, &offer_b) {
+        let rings = self.plan_rings(call_id, &offer_b);
+        if rings.is_empty() {
+            // Admitted with no phone registered: voicemail, else 480.
+            if !self.send_to_voicemail(now, call_id, "not registered") {
+                self.fail_a(
+                    now,
+                    call_id,
+                    480,
+                    "Temporarily Unavailable",
+                    "missed",
+                    "not registered",
+                );
+            }
+            return;
+        }
+        for ring in rings {
             let Some(invite) = self
                 .calls
                 .calls

@@ -25,10 +25,10 @@
 
 use std::collections::HashMap;
 
-use super::{Core, Event, Reply};
+use super::{Core, Event, Prompt, Reply, Voicemail};
 use crate::sip::method::Method;
 use crate::sip::msg::{self, Raw, tag_of, uri_of, user_of};
-use crate::sip::registrar::Device;
+use crate::sip::registrar::{Device, Mailbox};
 use crate::sip::transaction::answers_from;
 
 /// The device id the trunk (Twilio) authenticates as.
@@ -40,6 +40,7 @@ mod fork;
 mod in_dialog;
 mod media;
 mod originate;
+mod voicemail;
 
 /// A change to the call's `cdrs` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,6 +262,9 @@ pub(super) struct Call {
     early_sent: bool,
     /// The caller's Record-Route, in order: the A-leg route set.
     a_route: Vec<String>,
+    /// Nobody answered and sipd answered the caller for this mailbox:
+    /// mediad plays the greeting and records.
+    voicemail: Option<Mailbox>,
 }
 
 impl Call {
@@ -311,6 +315,7 @@ impl Call {
             b_offer: String::new(),
             early_sent: false,
             a_route: Vec::new(),
+            voicemail: None,
         }
     }
 }

@@ -33,6 +33,7 @@ fn core() -> Core {
         recording: false,
         caller_id: None,
         mwi_unsolicited: false,
+        mailbox: None,
     }]);
     c
 }

@@ -8,6 +8,7 @@ mod basic;
 mod in_dialog;
 mod media;
 mod trunk;
+mod voicemail;
 
 fn peer(a: &str) -> Peer {
     Peer::udp(a.parse().unwrap())
@@ -36,6 +37,7 @@ fn setup(contacts: &[&str]) -> Core {
         recording: false,
         caller_id: None,
         mwi_unsolicited: false,
+        mailbox: None,
     });
     c.set_devices(devices);
     for a in contacts {
@@ -349,6 +351,7 @@ fn from_trunk(c: &mut Core, call_id: &str, from: &str, extra: &str) -> String {
         recording: false,
         caller_id: None,
         mwi_unsolicited: false,
+        mailbox: None,
     });
     c.set_config(T0, cfg);
     let inv = |cseq: u32, auth: &str| {
