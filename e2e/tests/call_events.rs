@@ -429,8 +429,10 @@ impl Office {
         api.settings(
             &admin,
             json!({
-                // The unanswered call gives up after 5 s (the least allowed) instead of 30.
+                // The unanswered call gives up after 5 s (the least allowed) instead of 30,
+                // and is a missed call, not a voicemail.
                 "calls.ring_timeout": "5",
+                "voicemail.internal_calls": "false",
                 "notify.webhook_retry_delays": "0,1,2",
                 (proto::ssrf::ALLOW_KEY): "127.0.0.1",
             }),

@@ -1,10 +1,13 @@
-//! An internal call nobody answers leaves a voicemail: the five real
-//! daemons, two devices and a user made through the API, a Debian baresip
-//! phone calling an extension whose phone is not registered. sipd answers
-//! the caller, mediad reads the greeting (espeak-ng) and plays the tone,
-//! then records the caller's 440 Hz tone; twiliod stores the message, which
-//! the callee's owner finds through the API with the tone in its WAV, and
-//! the CDR says voicemail.
+//! Voicemail between phones, through the five real daemons, with two
+//! devices and a user made through the API and Debian baresip phones:
+//! - an internal call nobody answers leaves a voicemail: a phone calls an
+//!   extension whose phone is not registered; sipd answers the caller,
+//!   mediad reads the greeting (espeak-ng) and plays the tone, then records
+//!   the caller's 440 Hz tone; twiliod stores the message, which the
+//!   callee's owner finds through the API with the tone in its WAV, and the
+//!   CDR says voicemail;
+//! - the callee's own phone then dials *97, hears the message (its 440 Hz
+//!   tone) and presses 7: the message is gone from the API.
 //!
 //! Needs `cargo build --bins` first (the harness runs target/debug/*).
 
@@ -59,8 +62,8 @@ async fn an_unanswered_internal_call_leaves_a_voicemail_with_the_callers_audio()
     )
     .await;
     let (front, front_pw) = device(&api, &admin, "front", "201", admin_id).await;
-    // Bob's desk phone exists but is not plugged in (never registers).
-    device(&api, &admin, "bobdesk", "202", bob_id).await;
+    // Bob's desk phone exists but is not plugged in yet.
+    let (bobdesk, bob_pw) = device(&api, &admin, "bobdesk", "202", bob_id).await;
 
     let root = tempfile::tempdir().unwrap();
     let sip = sys.sip_addr();
@@ -139,4 +142,54 @@ async fn an_unanswered_internal_call_leaves_a_voicemail_with_the_callers_audio()
         .unwrap_or_default();
     assert_eq!(cdr["disposition"], "voicemail", "{cdrs}");
     phone.quit().await;
+
+    // Bob plugs his phone in and dials *97: he hears the message, then
+    // deletes it with 7.
+    let silence = root.path().join("silence.wav");
+    std::fs::write(&silence, Wav::encode(8000, &[vec![0.0; 8000 * 60]])).unwrap();
+    let account = format!(
+        "<sip:bobdesk@{sip};transport=udp>;auth_pass={bob_pw};regint=300;audio_codecs=PCMU"
+    );
+    let mut desk = Baresip::spawn(root.path(), "bobdesk", &account, &silence, 90);
+    desk.connect().await;
+    let path = format!("/api/devices/{}", bobdesk["id"]);
+    eventually_some(
+        Duration::from_secs(20),
+        "Bob's phone registers",
+        async || {
+            let d = api.ok(&admin, 200, "GET", &path, None).await;
+            (d["registered"] == true).then_some(())
+        },
+    )
+    .await;
+    desk.command("dial", &format!("sip:*97@{sip}"))
+        .await
+        .expect("dial *97");
+    desk.event("CALL_ESTABLISHED", Duration::from_secs(20))
+        .await
+        .expect("sipd answers *97");
+    // How many messages, who left it and when, then its audio.
+    let seconds = 10 + vm["duration"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    desk.command("sndcode", "7").await.expect("press 7");
+    eventually_some(
+        Duration::from_secs(20),
+        "the message deleted by 7",
+        async || {
+            let list = api.ok(&bob, 200, "GET", "/api/voicemails", None).await;
+            list["items"].as_array()?.is_empty().then_some(())
+        },
+    )
+    .await;
+    desk.command("hangup", "").await.expect("hang up");
+    desk.event("CALL_CLOSED", Duration::from_secs(10))
+        .await
+        .expect("call closed");
+    let heard = Wav::read(&desk.dump(true).expect("baresip's dump")).unwrap();
+    let message = tones(&heard.samples[0], heard.rate, 440.0, 1000.0);
+    assert!(
+        message.tone_seconds() >= 2.0,
+        "Bob never heard the message's tone: {message:?}"
+    );
+    desk.quit().await;
 }

@@ -466,6 +466,22 @@ pub const KEYS: &[Key] = &[
         "Shorter messages (a caller hanging up at the tone) are thrown away",
     ),
     k(
+        "voicemail.internal_calls",
+        "true",
+        Voicemail,
+        Bool,
+        "Voicemail for calls between phones",
+        "A call from one of your phones to another that nobody answers goes to the callee's voicemail; off, the caller hears it was not answered",
+    ),
+    k(
+        "voicemail.access_code",
+        "*97",
+        Voicemail,
+        Text,
+        "Voicemail access code",
+        "Dial this from a phone (or set its Messages key to it) to hear your voicemail; empty turns it off",
+    ),
+    k(
         "voicemail.silence_timeout",
         "10",
         Voicemail,

@@ -15,8 +15,8 @@ use proto::pb::mediad::{
     AllocateRequest, Codec, EventsRequest, LegStats, PlayItem, PlayRequest, RecordRequest,
     ReleaseRequest, UpdateLegRequest, play_item,
 };
-use proto::pb::twiliod::StoreVoicemailRequest;
 use proto::pb::twiliod::twiliod_client::TwiliodClient;
+use proto::pb::twiliod::{DeleteVoicemailRequest, Readable, SetReadRequest, StoreVoicemailRequest};
 
 use super::Command;
 use crate::sip::core::{Prompt, Voicemail};
@@ -185,6 +185,35 @@ impl Media {
         });
     }
 
+    /// A voicemail heard on the phone: twiliod, which owns voicemails,
+    /// marks it read (the web UI and the message light follow).
+    pub fn voicemail_heard(&self, id: i64) {
+        let mut twiliod = self.twiliod.clone();
+        tokio::spawn(async move {
+            let req = SetReadRequest {
+                item: Readable::Voicemail.into(),
+                id,
+                is_read: true,
+            };
+            if let Err(e) = twiliod.set_read(req).await {
+                tracing::warn!(voicemail_id = id, error = %e, "cannot mark the voicemail heard");
+            }
+        });
+    }
+
+    /// A voicemail deleted on the phone: twiliod deletes it and its audio.
+    pub fn voicemail_delete(&self, id: i64) {
+        let mut twiliod = self.twiliod.clone();
+        tokio::spawn(async move {
+            if let Err(e) = twiliod
+                .delete_voicemail(DeleteVoicemailRequest { id })
+                .await
+            {
+                tracing::warn!(voicemail_id = id, error = %e, "cannot delete the voicemail");
+            }
+        });
+    }
+
     /// Plays `prompts` to the caller, then records them for `record_secs`
     /// (voicemail). Without the speech engine the caller hears the tone
     /// alone; when mediad cannot play at all the call ends.
@@ -263,6 +292,13 @@ impl Media {
                                 })
                                 .await;
                         }
+                        Ok(Some(ev)) if ev.kind == "play_done" => {
+                            let _ = tx
+                                .send(Command::PlayDone {
+                                    call_id: ev.call_id,
+                                })
+                                .await;
+                        }
                         Ok(Some(ev)) if ev.kind == "dtmf" => {
                             let _ = tx
                                 .send(Command::Dtmf {
@@ -290,6 +326,7 @@ fn play_item_of(p: &Prompt) -> PlayItem {
     let what = match p {
         Prompt::Text(t) => play_item::What::Text(t.clone()),
         Prompt::Beep => play_item::What::Beep(true),
+        Prompt::File(f) => play_item::What::File(f.clone()),
     };
     PlayItem { what: Some(what) }
 }

@@ -103,6 +103,8 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
         system_dnd: s.bool("routing.dnd"),
         voicemail_greeting: s.str("voicemail.greeting").trim().to_string(),
         voicemail_max_secs: secs("voicemail.max_length"),
+        voicemail_internal: s.bool("voicemail.internal_calls"),
+        voicemail_code: s.str("voicemail.access_code").trim().to_string(),
     }
 }
 
@@ -256,6 +258,13 @@ pub enum Command {
     },
     /// (new, old) voicemails of each device's owner, for message-waiting.
     VoicemailCounts(std::collections::HashMap<i64, (u32, u32)>),
+    /// The mailbox a call listens to, as read from the database.
+    Mailbox {
+        call_id: String,
+        messages: Vec<crate::sip::core::StoredMessage>,
+    },
+    /// mediad finished playing to a call.
+    PlayDone { call_id: String },
 }
 
 /// Runs the SIP side of sipd until `shutdown`.
@@ -302,6 +311,8 @@ pub async fn serve(
 
     let mut shell = Shell {
         core,
+        pool: pool.clone(),
+        settings: settings.clone(),
         udp,
         conns,
         ev_tx,
@@ -450,6 +461,8 @@ async fn load_core(
 /// out on, the database writer, notifyd and mediad.
 struct Shell {
     core: Core,
+    pool: SqlitePool,
+    settings: SettingsHandle,
     udp: Arc<UdpSocket>,
     conns: Conns,
     ev_tx: mpsc::UnboundedSender<Event>,
@@ -475,6 +488,9 @@ impl Shell {
                     prompts,
                     record_secs,
                 } => media.play(call_id, prompts, record_secs, self.cmd_tx.clone()),
+                Event::MailboxList { call_id, user_id } => self.read_mailbox(call_id, user_id),
+                Event::VoicemailRead { id } => media.voicemail_heard(id),
+                Event::VoicemailDelete { id } => media.voicemail_delete(id),
                 Event::MediaUpdate {
                     call_id,
                     leg,
@@ -498,6 +514,23 @@ impl Shell {
         }
     }
 
+    /// Reads the mailbox a call listens to, off the core task; the core
+    /// hears of it as [`Command::Mailbox`].
+    fn read_mailbox(&self, call_id: String, user_id: i64) {
+        let (pool, tx) = (self.pool.clone(), self.cmd_tx.clone());
+        let tz = self.settings.get().str("system.timezone").to_string();
+        tokio::spawn(async move {
+            let messages = match store::mailbox(&pool, user_id, &tz).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(call_id = %call_id, error = %e, "cannot read the mailbox");
+                    Vec::new()
+                }
+            };
+            let _ = tx.send(Command::Mailbox { call_id, messages }).await;
+        });
+    }
+
     /// Applies a command from gRPC, mediad or a helper task to the core.
     fn command(&mut self, cmd: Command) {
         let _call = match &cmd {
@@ -505,7 +538,9 @@ impl Shell {
             | Command::Hangup { call_id, .. }
             | Command::SetRecording { call_id, .. }
             | Command::Originate { call_id, .. }
-            | Command::Dtmf { call_id, .. } => tracing::info_span!("call", call_id).entered(),
+            | Command::Dtmf { call_id, .. }
+            | Command::Mailbox { call_id, .. }
+            | Command::PlayDone { call_id } => tracing::info_span!("call", call_id).entered(),
             _ => tracing::Span::none().entered(),
         };
         let core = &mut self.core;
@@ -548,6 +583,8 @@ impl Shell {
             Command::ListCalls { reply } => {
                 let _ = reply.send(core.calls());
             }
+            Command::Mailbox { call_id, messages } => core.mailbox_loaded(&call_id, messages),
+            Command::PlayDone { call_id } => core.play_done(now_ms(), &call_id),
         }
     }
 }

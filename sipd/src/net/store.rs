@@ -205,6 +205,9 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
             | Event::MediaAllocate { .. }
             | Event::MediaRelease { .. }
             | Event::MediaPlay { .. }
+            | Event::MailboxList { .. }
+            | Event::VoicemailRead { .. }
+            | Event::VoicemailDelete { .. }
             | Event::MediaUpdate { .. }
             | Event::MediaRecord { .. } => {}
         }
@@ -324,6 +327,42 @@ pub async fn write_media_stats(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// `user_id`'s voicemails with audio, newest first, their times said in
+/// the time zone `tz` (an IANA name; UTC when unknown).
+pub async fn mailbox(
+    pool: &SqlitePool,
+    user_id: i64,
+    tz: &str,
+) -> Result<Vec<crate::sip::core::StoredMessage>, sqlx::Error> {
+    let rows: Vec<(i64, String, String, String, bool)> = sqlx::query_as(
+        "SELECT id, from_number, audio_url, created_at, is_read FROM voicemails \
+         WHERE user_id = ? AND audio_url IS NOT NULL AND audio_url != '' \
+         ORDER BY created_at DESC, id DESC",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await?;
+    let tz: chrono_tz::Tz = tz.parse().unwrap_or(chrono_tz::UTC);
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, from, audio, at, is_read)| crate::sip::core::StoredMessage {
+                id,
+                from,
+                received: proto::time::parse(&at)
+                    .map(|t| {
+                        t.with_timezone(&tz)
+                            .format("%A, %B %-d at %-I:%M %p")
+                            .to_string()
+                    })
+                    .unwrap_or_default(),
+                audio,
+                is_read,
+            },
+        )
+        .collect())
 }
 
 /// A voicemail call whose message was not kept (shorter than the

@@ -10,7 +10,7 @@ mod mwi;
 mod outbound;
 
 pub use super::addrs::{AddrBook, AddrSource};
-pub use b2bua::{CallInfo, Cdr, SPAM_MARK, TRUNK_ID, VERIFIED_MARK};
+pub use b2bua::{CallInfo, Cdr, SPAM_MARK, StoredMessage, TRUNK_ID, VERIFIED_MARK};
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -83,6 +83,12 @@ pub struct CoreConfig {
     pub voicemail_greeting: String,
     /// `voicemail.max_length`: the longest message, seconds.
     pub voicemail_max_secs: u32,
+    /// `voicemail.internal_calls`: unanswered internal calls go to the
+    /// callee's voicemail.
+    pub voicemail_internal: bool,
+    /// `voicemail.access_code`: what a phone dials to hear its owner's
+    /// voicemail ("" = none).
+    pub voicemail_code: String,
 }
 
 impl Default for CoreConfig {
@@ -113,6 +119,8 @@ impl Default for CoreConfig {
             system_dnd: false,
             voicemail_greeting: "Please leave a message after the tone.".into(),
             voicemail_max_secs: 180,
+            voicemail_internal: true,
+            voicemail_code: "*97".into(),
         }
     }
 }
@@ -183,6 +191,13 @@ pub enum Event {
     },
     /// A change to a call's CDR row.
     Cdr(Cdr),
+    /// A call listens to `user_id`'s mailbox: read it and answer with
+    /// [`Core::mailbox_loaded`].
+    MailboxList { call_id: String, user_id: i64 },
+    /// A voicemail was heard on the phone (twiliod marks it read).
+    VoicemailRead { id: i64 },
+    /// A voicemail was deleted on the phone (twiliod deletes it).
+    VoicemailDelete { id: i64 },
 }
 
 /// Something mediad plays to a caller.
@@ -190,6 +205,8 @@ pub enum Event {
 pub enum Prompt {
     /// Read out by the speech engine.
     Text(String),
+    /// A WAV file, relative to the data dir (a voicemail's audio).
+    File(String),
     /// The record tone.
     Beep,
 }

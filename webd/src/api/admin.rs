@@ -204,6 +204,9 @@ pub fn check_value(key: &str, v: &str) -> Option<String> {
             || v.len() > 8
             || !v.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#'))
         .then_some("must be 1 to 8 phone keys (0-9, * and #), such as *1"),
+        "voicemail.access_code" => (v.len() > 8
+            || !v.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#'))
+        .then_some("must be up to 8 phone keys (0-9, * and #), such as *97, or empty"),
         "routing.business_hours" => (!serde_json::from_str::<serde_json::Value>(v)
             .is_ok_and(|j| j.is_object()))
         .then_some("must be a JSON object such as {\"mon\":[\"09:00\",\"17:00\"]}"),

@@ -25,10 +25,21 @@ impl Core {
         let dialed = user_of(raw.start.split(' ').nth(1).unwrap_or_default())
             .unwrap_or_default()
             .to_string();
-        let callees = self.callees_of(raw, inbound, &dialed);
-        let outbound = match self.route_call(now, &peer, caller, inbound, &dialed, &callees) {
-            Ok(outbound) => outbound,
+        let listen = match self.listen_for(caller, inbound, &dialed) {
+            Ok(listen) => listen,
             Err(reply) => return reply,
+        };
+        let callees = if listen.is_some() {
+            Vec::new()
+        } else {
+            self.callees_of(raw, inbound, &dialed)
+        };
+        let outbound = match listen {
+            Some(_) => None,
+            None => match self.route_call(now, &peer, caller, inbound, &dialed, &callees) {
+                Ok(outbound) => outbound,
+                Err(reply) => return reply,
+            },
         };
         let call_sid = ["x-gosip-callsid", "x-twilio-callsid"]
             .iter()
@@ -70,6 +81,7 @@ impl Core {
             },
             late_offer,
             a_route: route_set(raw),
+            listen,
             ..Call::new(
                 call_id.clone(),
                 peer,
@@ -343,6 +355,7 @@ impl Core {
                 self.late_answer(now, &call_id, Side::B, None, &b_offer, answer.as_deref());
             }
             self.start_voicemail(&call_id);
+            self.start_listening(&call_id);
             return;
         }
         // The ACK of a relayed re-INVITE's 2xx.

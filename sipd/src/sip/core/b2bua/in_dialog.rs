@@ -80,6 +80,14 @@ impl Core {
                 Reply::new(200, "OK")
             }
             _ if !live => Reply::new(481, "Call/Transaction Does Not Exist"),
+            // Keys sent as SIP INFO on a call sipd answers itself (RFC 6086;
+            // the dtmf-relay body most phones send).
+            Method::Info if from_a && self.answers_itself(&call_id) => {
+                if let Some(key) = info_key(&r.raw) {
+                    self.listen_key(&call_id, key);
+                }
+                Reply::new(200, "OK")
+            }
             Method::Invite | Method::Update | Method::Info => {
                 self.relay_request(now, peer, method, r, key, &call_id, side)
             }
@@ -773,4 +781,22 @@ impl Relay {
             req: self.req.clone(),
         }
     }
+}
+
+/// The key of a DTMF INFO: `Signal=5` (application/dtmf-relay) or the
+/// bare key (application/dtmf).
+fn info_key(raw: &Raw) -> Option<char> {
+    let body = String::from_utf8_lossy(&raw.body);
+    let value = body
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("signal")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| body.trim().to_string());
+    let key = value.chars().next()?;
+    (value.chars().count() == 1 && (key.is_ascii_digit() || matches!(key, '*' | '#')))
+        .then_some(key)
 }

@@ -51,6 +51,15 @@ impl Core {
             );
             return;
         };
+        if self
+            .calls
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.listen.is_some())
+        {
+            self.answer_locally(now, call_id);
+            return;
+        }
         let rings = self.plan_rings(call_id, &offer_b);
         if rings.is_empty() {
             // Admitted with no phone registered: voicemail, else 480.
@@ -283,6 +292,11 @@ impl Core {
     /// sequence (`calls.record_dtmf`) toggles the recording of an
     /// answered call.
     pub fn dtmf(&mut self, call_id: &str, leg: &str, digit: &str) {
+        if let Some(key) = digit.chars().next()
+            && self.listen_key(call_id, key)
+        {
+            return;
+        }
         let seq = self.cfg.record_dtmf.clone();
         let Some(call) = self.calls.calls.get_mut(call_id) else {
             return;

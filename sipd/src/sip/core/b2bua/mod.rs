@@ -38,9 +38,12 @@ use crate::sip::{Peer, T1, T2, Transmit, digest, sdp};
 mod call;
 mod fork;
 mod in_dialog;
+mod listen;
 mod media;
 mod originate;
 mod voicemail;
+
+pub use listen::StoredMessage;
 
 /// A change to the call's `cdrs` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +268,9 @@ pub(super) struct Call {
     /// Nobody answered and sipd answered the caller for this mailbox:
     /// mediad plays the greeting and records.
     voicemail: Option<Mailbox>,
+    /// The caller dialed the voicemail access code: sipd answers and plays
+    /// their mailbox.
+    listen: Option<listen::Listen>,
 }
 
 impl Call {
@@ -316,6 +322,7 @@ impl Call {
             early_sent: false,
             a_route: Vec::new(),
             voicemail: None,
+            listen: None,
         }
     }
 }

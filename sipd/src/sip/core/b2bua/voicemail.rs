@@ -43,8 +43,43 @@ impl Core {
         true
     }
 
-    /// The mailbox of the first callee that has one.
+    /// Answers a call sipd serves itself (the voicemail access code) with
+    /// mediad's address; without G.711 in the offer the caller gets 488.
+    pub(super) fn answer_locally(&mut self, now: u64, call_id: &str) {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return;
+        };
+        let answer = call.ports.and_then(|(port_a, _)| {
+            sdp::local_answer(&call.offer, &self.addrs.media_host(&call.a_peer), port_a)
+        });
+        match answer {
+            Some(answer) => self.answer_a(now, call_id, answer),
+            None => self.fail_a(
+                now,
+                call_id,
+                488,
+                "Not Acceptable Here",
+                "failed",
+                "no G.711 for the mailbox",
+            ),
+        }
+    }
+
+    /// Whether sipd itself is the far end of the call (voicemail or the
+    /// mailbox), so in-dialog requests have no other leg to go to.
+    pub(super) fn answers_itself(&self, call_id: &str) -> bool {
+        self.calls
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.voicemail.is_some() || c.listen.is_some())
+    }
+
+    /// The mailbox of the first callee that has one (none while
+    /// `voicemail.internal_calls` is off).
     fn mailbox_of(&self, callees: &[i64]) -> Option<Mailbox> {
+        if !self.cfg.voicemail_internal {
+            return None;
+        }
         callees.iter().find_map(|id| {
             self.devices
                 .values()

@@ -6,6 +6,7 @@ use super::*;
 mod attacks;
 mod basic;
 mod in_dialog;
+mod listen;
 mod media;
 mod trunk;
 mod voicemail;
@@ -99,7 +100,28 @@ fn place_to(
     extra: &str,
 ) -> Vec<(String, String)> {
     let invite = |cseq: u32, auth: &str| invite_to(dialed, cseq, &format!("{extra}{auth}"), sdp);
-    c.handle_message(T0, peer(A), invite(1, "").as_bytes());
+    let auth = challenged(c, dialed, &invite(1, ""));
+    c.handle_message(T0 + 1, peer(A), invite(2, &auth).as_bytes());
+    let o = out(c);
+    assert!(o[0].1.starts_with("SIP/2.0 100 Trying"), "{}", o[0].1);
+    let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::MediaAllocate { call_id } if call_id == "call1"))
+    );
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Cdr(Cdr::Start { direction: d, .. }) if *d == direction)),
+        "{ev:?}"
+    );
+    c.media_ready(T0 + 2, "call1", Some((20000, 20002)));
+    out(c)
+}
+
+/// Sends alice's first INVITE `first` (to `dialed`), ACKs the 407 and
+/// returns the Proxy-Authorization header answering it.
+fn challenged(c: &mut Core, dialed: &str, first: &str) -> String {
+    c.handle_message(T0, peer(A), first.as_bytes());
     let ch = out(c).remove(0).1;
     assert!(ch.starts_with("SIP/2.0 407 "));
     // The phone ACKs the 407 (same branch), ending Timer G.
@@ -129,25 +151,10 @@ fn place_to(
         ..Default::default()
     };
     let (h, _) = ha1("alice", REALM, "pw");
-    let auth = format!(
+    format!(
         "Proxy-Authorization: Digest username=\"alice\", realm=\"{REALM}\", nonce=\"{nonce}\", uri=\"sip:{dialed}@gosip.test\", response=\"{}\", qop=auth, nc=00000001, cnonce=\"x\"\r\n",
         cr.expected("INVITE", &h, Algorithm::Md5)
-    );
-    c.handle_message(T0 + 1, peer(A), invite(2, &auth).as_bytes());
-    let o = out(c);
-    assert!(o[0].1.starts_with("SIP/2.0 100 Trying"), "{}", o[0].1);
-    let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
-    assert!(
-        ev.iter()
-            .any(|e| matches!(e, Event::MediaAllocate { call_id } if call_id == "call1"))
-    );
-    assert!(
-        ev.iter()
-            .any(|e| matches!(e, Event::Cdr(Cdr::Start { direction: d, .. }) if *d == direction)),
-        "{ev:?}"
-    );
-    c.media_ready(T0 + 2, "call1", Some((20000, 20002)));
-    out(c)
+    )
 }
 
 /// A response from a B contact to the INVITE (or CANCEL) it got.

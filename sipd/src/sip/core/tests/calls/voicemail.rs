@@ -167,3 +167,25 @@ fn without_a_mailbox_the_caller_hears_480_as_before() {
         "{o:?}"
     );
 }
+
+#[test]
+fn with_voicemail_for_internal_calls_off_the_caller_hears_the_failure() {
+    let mut c = setup_with_mailbox(&[B1]);
+    let cfg = CoreConfig {
+        voicemail_internal: false,
+        ..c.config().clone()
+    };
+    c.set_config(T0, cfg);
+    let invites = place(&mut c);
+    c.handle_message(
+        T0 + 50,
+        peer(B1),
+        reply(&invites[0].1, 486, "b1", None).as_bytes(),
+    );
+    let o = out(&mut c);
+    assert!(
+        o.iter()
+            .any(|(p, m)| p == A && m.starts_with("SIP/2.0 486")),
+        "{o:?}"
+    );
+}
