@@ -81,6 +81,8 @@ async fn only_that_phone_gets_its_file_and_mac_guessing_is_cut_off() {
     assert_eq!(s, 200);
     assert!(cfg.contains("account.1.user_name = kitchen1"), "{cfg}");
     assert!(cfg.contains("account.1.password = "), "{cfg}");
+    // The Message key dials the voicemail access code.
+    assert!(cfg.contains("voice_mail.number.1 = *97"), "{cfg}");
 
     // An address that keeps guessing is refused even the right file.
     for i in 0..webd::accounts::PROVISION_MISSES {

@@ -357,6 +357,12 @@ async fn serve_inner(
         password: &password,
         label: extension.as_deref().unwrap_or(&name),
         display: if owner.is_empty() { &name } else { &owner },
+        voicemail: &st
+            .settings
+            .get()
+            .str("voicemail.access_code")
+            .trim()
+            .to_string(),
     };
     Ok(Some(match family {
         "yealink" => ("text/plain; charset=utf-8", phone.yealink()),
@@ -375,6 +381,9 @@ pub struct PhoneConfig<'a> {
     pub label: &'a str,
     /// The caller name the phone sends.
     pub display: &'a str,
+    /// What the phone's Messages key dials (the voicemail access code; empty:
+    /// left as the phone has it).
+    pub voicemail: &'a str,
 }
 
 fn xml_escape(s: &str) -> String {
@@ -413,6 +422,9 @@ impl PhoneConfig<'_> {
         out.push_str(&p(3, self.display)); // display name
         out.push_str(&p(57, "0")); // codec 1: PCMU
         out.push_str(&p(58, "8")); // codec 2: PCMA
+        if !self.voicemail.is_empty() {
+            out.push_str(&p(33, self.voicemail)); // voice mail user ID: the MESSAGE key
+        }
         out.push_str("  </config>\n</gs_provision>\n");
         out
     }
@@ -437,13 +449,44 @@ impl PhoneConfig<'_> {
             "account.1.codec.pcma.enable = 1".into(),
             "account.1.codec.pcma.priority = 2".into(),
         ];
-        lines.join("\n") + "\n"
+        let mut text = lines.join("\n") + "\n";
+        if !self.voicemail.is_empty() {
+            // The Message key of account 1 dials the voicemail access code.
+            text.push_str(&format!(
+                "voice_mail.number.1 = {}\n",
+                cfg_value(self.voicemail)
+            ));
+        }
+        text
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn phone(voicemail: &str) -> PhoneConfig<'_> {
+        PhoneConfig {
+            mac: "c074ad123456",
+            server: "192.0.2.10",
+            port: 5060,
+            username: "kitchen1",
+            password: "pw<&>",
+            label: "201",
+            display: "Kitchen",
+            voicemail,
+        }
+    }
+
+    #[test]
+    fn a_grandstream_file_names_the_account_and_the_messages_key() {
+        let xml = phone("*97").grandstream();
+        assert!(xml.contains("<P47>192.0.2.10:5060</P47>"), "{xml}");
+        assert!(xml.contains("<P34>pw&lt;&amp;&gt;</P34>"), "{xml}");
+        assert!(xml.contains("<P33>*97</P33>"), "{xml}");
+        assert!(!phone("").grandstream().contains("<P33>"));
+        assert!(!phone("").yealink().contains("voice_mail"));
+    }
 
     #[test]
     fn macs_are_read_as_people_write_them() {
