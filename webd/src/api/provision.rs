@@ -349,6 +349,7 @@ async fn serve_inner(
         .bind(device_id)
         .execute(&st.pool)
         .await?;
+    let settings = st.settings.get();
     let phone = PhoneConfig {
         mac: &mac,
         server: &super::devices::sip_host(st, headers),
@@ -357,12 +358,7 @@ async fn serve_inner(
         password: &password,
         label: extension.as_deref().unwrap_or(&name),
         display: if owner.is_empty() { &name } else { &owner },
-        voicemail: &st
-            .settings
-            .get()
-            .str("voicemail.access_code")
-            .trim()
-            .to_string(),
+        voicemail: settings.str("voicemail.access_code").trim(),
     };
     Ok(Some(match family {
         "yealink" => ("text/plain; charset=utf-8", phone.yealink()),
