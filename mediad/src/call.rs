@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::relay::voicemail::Ended;
 use proto::pb::mediad::{CallStats, LegStats, MediaEvent};
 use proto::settings::Settings;
 use sqlx::SqlitePool;
@@ -62,7 +63,7 @@ pub enum Cmd {
     /// Play rendered clips to the A-leg, then record it for `record_after`.
     Play {
         clips: Vec<Clip>,
-        record_after: Option<Duration>,
+        record_after: Option<crate::relay::voicemail::RecordLimits>,
         reply: oneshot::Sender<Result<(), PlayError>>,
     },
 }
@@ -249,7 +250,11 @@ impl CallTask {
         false
     }
 
-    fn play(&mut self, clips: Vec<Clip>, record_after: Option<Duration>) -> Result<(), PlayError> {
+    fn play(
+        &mut self,
+        clips: Vec<Clip>,
+        record_after: Option<crate::relay::voicemail::RecordLimits>,
+    ) -> Result<(), PlayError> {
         // RFC 3550 section 5.1: SSRC, sequence number and timestamp start
         // at random values.
         let seed = Seed {
@@ -436,9 +441,13 @@ impl CallTask {
                     ("rtp_timeout", leg, silent.as_secs().to_string())
                 }
                 Event::PlayDone => ("play_done", LegId::A, String::new()),
-                Event::RecordLimit { max } => {
+                Event::RecordEnded(Ended::Limit(max)) => {
                     tracing::info!(call_id = %self.call_id, max_s = max.as_secs(), "voicemail reached its length limit");
                     ("record_limit", LegId::A, max.as_secs().to_string())
+                }
+                Event::RecordEnded(Ended::Silence(quiet)) => {
+                    tracing::info!(call_id = %self.call_id, silent_s = quiet.as_secs(), "voicemail ended after the caller's silence");
+                    ("record_limit", LegId::A, "silence".to_string())
                 }
             };
             let _ = self.env.events.send(MediaEvent {

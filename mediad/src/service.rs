@@ -336,10 +336,15 @@ impl Mediad for MediaService {
             .render(&r.items)
             .await
             .map_err(|e| Status::new(e.code(), e.to_string()))?;
-        let record_after = r.record_after.then(|| match r.max_record_secs {
-            0 => DEFAULT_RECORD,
-            secs => Duration::from_secs(secs.into()),
-        });
+        let record_after = r
+            .record_after
+            .then(|| crate::relay::voicemail::RecordLimits {
+                max: match r.max_record_secs {
+                    0 => DEFAULT_RECORD,
+                    secs => Duration::from_secs(secs.into()),
+                },
+                silence: (r.silence_secs > 0).then(|| Duration::from_secs(r.silence_secs.into())),
+            });
         self.ask(&r.call_id, |reply| Cmd::Play {
             clips,
             record_after,

@@ -113,6 +113,7 @@ fn play(call: &str, items: Vec<What>, record_after: bool, max: u32) -> PlayReque
             .collect(),
         record_after,
         max_record_secs: max,
+        silence_secs: 0,
     }
 }
 

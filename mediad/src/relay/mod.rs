@@ -97,10 +97,9 @@ pub enum Event {
     },
     /// The items of the last Play were all sent to the A-leg.
     PlayDone,
-    /// The voicemail reached its length limit and stopped recording.
-    RecordLimit {
-        max: Duration,
-    },
+    /// The voicemail stopped recording by itself: the longest message, or
+    /// the caller's silence.
+    RecordEnded(voicemail::Ended),
 }
 
 /// Why a Play cannot start.
@@ -200,7 +199,7 @@ struct Answer {
     /// A Play is under way: its PlayDone is still owed.
     playing: bool,
     /// Record after the items, for at most this long.
-    record_after: Option<Duration>,
+    record_after: Option<voicemail::RecordLimits>,
     voicemail: Option<Voicemail>,
 }
 
@@ -419,10 +418,9 @@ impl Call {
     /// Periodic work: the voicemail's limit, RTP timeout detection.
     pub fn on_tick(&mut self, now: Instant, rtp_timeout: Duration) {
         if let Some(vm) = self.answer.as_mut().and_then(|a| a.voicemail.as_mut())
-            && vm.reach_limit(now)
+            && let Some(ended) = vm.reach_end(now)
         {
-            let max = vm.max();
-            self.events.push_back(Event::RecordLimit { max });
+            self.events.push_back(Event::RecordEnded(ended));
         }
         let Some(armed) = self.armed_at else { return };
         if rtp_timeout.is_zero() {
@@ -480,7 +478,7 @@ impl Call {
     pub fn play(
         &mut self,
         clips: Vec<Clip>,
-        record_after: Option<Duration>,
+        record_after: Option<voicemail::RecordLimits>,
         seed: Seed,
         out: &mut Vec<u8>,
     ) -> Result<(), PlayError> {
@@ -521,8 +519,8 @@ impl Call {
         let Some(packet) = answer.player.next_packet() else {
             answer.playing = false;
             self.events.push_back(Event::PlayDone);
-            if let Some(max) = answer.record_after.take() {
-                answer.voicemail = Some(Voicemail::new(now, max));
+            if let Some(limits) = answer.record_after.take() {
+                answer.voicemail = Some(Voicemail::new(now, limits));
             }
             return None;
         };
@@ -1004,7 +1002,10 @@ mod tests {
         let mut out = Vec::new();
         c.play(
             vec![player::beep()],
-            Some(Duration::from_secs(1)),
+            Some(voicemail::RecordLimits {
+                max: Duration::from_secs(1),
+                silence: None,
+            }),
             SEED,
             &mut out,
         )
@@ -1056,9 +1057,7 @@ mod tests {
             c.on_tick(at, Duration::from_secs(1));
             c.drain_voicemail(at, &mut out);
         }
-        let limit = Event::RecordLimit {
-            max: Duration::from_secs(1),
-        };
+        let limit = Event::RecordEnded(voicemail::Ended::Limit(Duration::from_secs(1)));
         assert_eq!(c.poll_event(), Some(limit));
         assert_eq!(c.poll_event(), None, "B never times out: there is no B");
         c.finish_voicemail(&mut out);
@@ -1084,7 +1083,10 @@ mod tests {
         let long: Clip = vec![0i16; 8000].into();
         c.play(
             vec![long.clone()],
-            Some(Duration::from_secs(60)),
+            Some(voicemail::RecordLimits {
+                max: Duration::from_secs(60),
+                silence: None,
+            }),
             SEED,
             &mut out,
         )
@@ -1094,7 +1096,10 @@ mod tests {
         c.set_remote(LegId::A, addr(4000), None);
         c.play(
             vec![player::beep()],
-            Some(Duration::from_secs(60)),
+            Some(voicemail::RecordLimits {
+                max: Duration::from_secs(60),
+                silence: None,
+            }),
             SEED,
             &mut out,
         )

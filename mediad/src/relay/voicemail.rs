@@ -9,12 +9,38 @@
 
 use std::time::{Duration, Instant};
 
+use super::g711::{ALAW_TO_LINEAR, ULAW_TO_LINEAR};
 use super::wav::{Codec, Recorder};
+
+/// A packet louder than this (RMS of its samples, 16-bit scale: about
+/// -40 dBFS) is the caller speaking; quieter is line noise or comfort noise.
+const VOICE_RMS: f64 = 330.0;
+
+/// When a voicemail's recording ends by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLimits {
+    /// The longest message.
+    pub max: Duration,
+    /// Ends after the caller has said nothing for this long.
+    pub silence: Option<Duration>,
+}
+
+/// Why a voicemail's recording ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The longest message was reached.
+    Limit(Duration),
+    /// The caller said nothing for this long.
+    Silence(Duration),
+}
 
 /// A voicemail being recorded.
 pub struct Voicemail {
     started: Instant,
     max: Duration,
+    silence: Option<Duration>,
+    /// The last packet that was speech (the start until there is one).
+    last_voice: Instant,
     rec: Option<Recorder>,
     /// The limit was reached: nothing more is taken.
     full: bool,
@@ -22,10 +48,12 @@ pub struct Voicemail {
 }
 
 impl Voicemail {
-    pub fn new(now: Instant, max: Duration) -> Self {
+    pub fn new(now: Instant, limits: RecordLimits) -> Self {
         Self {
             started: now,
-            max,
+            max: limits.max,
+            silence: limits.silence,
+            last_voice: now,
             rec: None,
             full: false,
             stereo: Vec::new(),
@@ -37,18 +65,30 @@ impl Voicemail {
         if self.full || now.saturating_duration_since(self.started) >= self.max {
             return;
         }
+        if rms(codec, payload) >= VOICE_RMS {
+            self.last_voice = now;
+        }
         self.rec
             .get_or_insert_with(|| Recorder::new(now))
             .push(0, now, ssrc, ts, codec, payload);
     }
 
-    /// True once, when the limit is reached at `now`.
-    pub fn reach_limit(&mut self, now: Instant) -> bool {
-        if self.full || now.saturating_duration_since(self.started) < self.max {
-            return false;
+    /// Why the recording ends at `now`, once: the longest message, or the
+    /// caller's silence.
+    pub fn reach_end(&mut self, now: Instant) -> Option<Ended> {
+        if self.full {
+            return None;
         }
+        let quiet = now.saturating_duration_since(self.last_voice);
+        let ended = if now.saturating_duration_since(self.started) >= self.max {
+            Ended::Limit(self.max)
+        } else if let Some(s) = self.silence.filter(|s| quiet >= *s) {
+            Ended::Silence(s)
+        } else {
+            return None;
+        };
         self.full = true;
-        true
+        Some(ended)
     }
 
     /// The length limit.
@@ -85,6 +125,24 @@ impl Voicemail {
     }
 }
 
+/// The loudness of one G.711 packet (RMS of its samples); other codecs
+/// count as speech, since they cannot be measured here.
+fn rms(codec: Codec, payload: &[u8]) -> f64 {
+    let table = match codec {
+        Codec::Pcmu => &ULAW_TO_LINEAR,
+        Codec::Pcma => &ALAW_TO_LINEAR,
+        _ => return f64::MAX,
+    };
+    if payload.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = payload
+        .iter()
+        .map(|b| f64::from(table[usize::from(*b)]).powi(2))
+        .sum();
+    (sum / payload.len() as f64).sqrt()
+}
+
 /// The left channel of interleaved 16-bit stereo.
 fn left(stereo: &[u8], out: &mut Vec<u8>) {
     for frame in stereo.chunks_exact(4) {
@@ -97,6 +155,50 @@ mod tests {
     use super::*;
     use crate::relay::g711::ulaw_encode;
 
+    fn limits(max: u64, silence: Option<u64>) -> RecordLimits {
+        RecordLimits {
+            max: Duration::from_secs(max),
+            silence: silence.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn the_recording_ends_after_the_callers_silence_not_during_speech() {
+        let t = Instant::now();
+        let mut vm = Voicemail::new(t, limits(120, Some(2)));
+        let loud = [ulaw_encode(4000); 160];
+        let quiet = [ulaw_encode(40); 160];
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        // Speech for 3 s: never silent for 2 s.
+        for i in 0..150u64 {
+            vm.push(at(20 * i), 1, 160 * i as u32, Codec::Pcmu, &loud);
+            assert_eq!(vm.reach_end(at(20 * i)), None);
+        }
+        // Then line noise only: the end comes 2 s after the last word.
+        for i in 150..300u64 {
+            vm.push(at(20 * i), 1, 160 * i as u32, Codec::Pcmu, &quiet);
+            let end = vm.reach_end(at(20 * i));
+            let silent_ms = 20 * i - 20 * 149;
+            assert_eq!(end.is_some(), silent_ms == 2000, "at {silent_ms} ms");
+            if end.is_some() {
+                assert_eq!(end, Some(Ended::Silence(Duration::from_secs(2))));
+                break;
+            }
+        }
+        assert!(vm.is_full());
+    }
+
+    #[test]
+    fn a_caller_who_sends_nothing_is_silent_too() {
+        let t = Instant::now();
+        let mut vm = Voicemail::new(t, limits(120, Some(2)));
+        assert_eq!(vm.reach_end(t + Duration::from_millis(1_999)), None);
+        assert_eq!(
+            vm.reach_end(t + Duration::from_secs(2)),
+            Some(Ended::Silence(Duration::from_secs(2)))
+        );
+    }
+
     fn samples(bytes: &[u8]) -> Vec<i16> {
         bytes
             .chunks_exact(2)
@@ -107,7 +209,7 @@ mod tests {
     #[test]
     fn the_message_starts_with_the_callers_first_packet_and_stops_at_the_limit() {
         let t = Instant::now();
-        let mut vm = Voicemail::new(t, Duration::from_secs(1));
+        let mut vm = Voicemail::new(t, limits(1, None));
         let mut out = Vec::new();
         vm.drain(t + Duration::from_millis(300), &mut out);
         assert!(out.is_empty(), "nothing before the caller speaks");
@@ -117,7 +219,7 @@ mod tests {
         for i in 0..50u32 {
             let now = t + Duration::from_millis(300 + 20 * u64::from(i));
             vm.push(now, 7, 1000 + 160 * i, Codec::Pcmu, &loud);
-            assert_eq!(vm.reach_limit(now), i == 35, "packet {i}");
+            assert_eq!(vm.reach_end(now).is_some(), i == 35, "packet {i}");
             vm.drain(now, &mut out);
         }
         assert!(vm.is_full());
@@ -130,7 +232,7 @@ mod tests {
     #[test]
     fn a_silent_caller_leaves_nothing_and_a_lost_packet_leaves_a_gap() {
         let t = Instant::now();
-        let mut vm = Voicemail::new(t, Duration::from_secs(120));
+        let mut vm = Voicemail::new(t, limits(120, None));
         let mut out = Vec::new();
         vm.finish(&mut out);
         assert!(out.is_empty());

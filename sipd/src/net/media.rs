@@ -214,14 +214,15 @@ impl Media {
         });
     }
 
-    /// Plays `prompts` to the caller, then records them for `record_secs`
+    /// Plays `prompts` to the caller, then records them for up to
+    /// `record.0` seconds, ending after `record.1` seconds of silence
     /// (voicemail). Without the speech engine the caller hears the tone
     /// alone; when mediad cannot play at all the call ends.
     pub fn play(
         &self,
         call_id: String,
         prompts: Vec<Prompt>,
-        record_secs: Option<u32>,
+        (record_secs, silence_secs): (Option<u32>, u32),
         tx: mpsc::Sender<Command>,
     ) {
         let mut client = self.client.clone();
@@ -231,6 +232,7 @@ impl Media {
                 items: prompts.iter().map(play_item_of).collect(),
                 record_after: record_secs.is_some(),
                 max_record_secs: record_secs.unwrap_or(0),
+                silence_secs,
             };
             let mut result = client.play(request(&prompts)).await;
             if let Err(e) = &result
@@ -283,11 +285,16 @@ impl Media {
                                 .await;
                         }
                         Ok(Some(ev)) if ev.kind == "record_limit" => {
-                            tracing::info!(call_id = %ev.call_id, "longest message reached: ending the call");
+                            let why = if ev.detail == "silence" {
+                                "the caller fell silent"
+                            } else {
+                                "longest message reached"
+                            };
+                            tracing::info!(call_id = %ev.call_id, why, "voicemail over: ending the call");
                             let _ = tx
                                 .send(Command::Hangup {
                                     call_id: ev.call_id,
-                                    why: "longest message reached".into(),
+                                    why: why.into(),
                                     reply: None,
                                 })
                                 .await;

@@ -103,6 +103,7 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
         system_dnd: s.bool("routing.dnd"),
         voicemail_greeting: s.str("voicemail.greeting").trim().to_string(),
         voicemail_max_secs: secs("voicemail.max_length"),
+        voicemail_silence_secs: secs("voicemail.silence_timeout"),
         voicemail_internal: s.bool("voicemail.internal_calls"),
         voicemail_code: s.str("voicemail.access_code").trim().to_string(),
     }
@@ -487,7 +488,13 @@ impl Shell {
                     call_id,
                     prompts,
                     record_secs,
-                } => media.play(call_id, prompts, record_secs, self.cmd_tx.clone()),
+                    silence_secs,
+                } => media.play(
+                    call_id,
+                    prompts,
+                    (record_secs, silence_secs),
+                    self.cmd_tx.clone(),
+                ),
                 Event::MailboxList { call_id, user_id } => self.read_mailbox(call_id, user_id),
                 Event::VoicemailRead { id } => media.voicemail_heard(id),
                 Event::VoicemailDelete { id } => media.voicemail_delete(id),

@@ -83,6 +83,8 @@ pub struct CoreConfig {
     pub voicemail_greeting: String,
     /// `voicemail.max_length`: the longest message, seconds.
     pub voicemail_max_secs: u32,
+    /// `voicemail.silence_timeout`: a message ends after this much silence.
+    pub voicemail_silence_secs: u32,
     /// `voicemail.internal_calls`: unanswered internal calls go to the
     /// callee's voicemail.
     pub voicemail_internal: bool,
@@ -119,6 +121,7 @@ impl Default for CoreConfig {
             system_dnd: false,
             voicemail_greeting: "Please leave a message after the tone.".into(),
             voicemail_max_secs: 180,
+            voicemail_silence_secs: 10,
             voicemail_internal: true,
             voicemail_code: "*97".into(),
         }
@@ -172,11 +175,13 @@ pub enum Event {
         voicemail: Option<Voicemail>,
     },
     /// sipd answered the caller itself: mediad plays `prompts` to the
-    /// A-leg, then records it for up to `record_secs` (none: no recording).
+    /// A-leg, then records it for up to `record_secs` (none: no recording),
+    /// ending sooner after `silence_secs` of the caller's silence (0: never).
     MediaPlay {
         call_id: String,
         prompts: Vec<Prompt>,
         record_secs: Option<u32>,
+        silence_secs: u32,
     },
     /// Start (`enabled`) or pause the call's recording.
     MediaRecord { call_id: String, enabled: bool },

@@ -253,6 +253,7 @@ impl Core {
             call_id: call_id.to_string(),
             prompts,
             record_secs: None,
+            silence_secs: 0,
         });
     }
 }

@@ -115,6 +115,7 @@ impl Core {
             call_id: call_id.to_string(),
             prompts: vec![Prompt::Text(greeting), Prompt::Beep],
             record_secs: Some(self.cfg.voicemail_max_secs),
+            silence_secs: self.cfg.voicemail_silence_secs,
         });
     }
 

@@ -54,17 +54,20 @@ fn plays_greeting_then_records(ev: &[Event]) {
         Event::MediaPlay {
             prompts,
             record_secs,
+            silence_secs,
             ..
-        } => Some((prompts.clone(), *record_secs)),
+        } => Some((prompts.clone(), *record_secs, *silence_secs)),
         _ => None,
     });
-    let (prompts, record_secs) = play.unwrap_or_else(|| panic!("no MediaPlay: {ev:?}"));
+    let (prompts, record_secs, silence_secs) =
+        play.unwrap_or_else(|| panic!("no MediaPlay: {ev:?}"));
     assert!(
         matches!(&prompts[0], Prompt::Text(t) if t.starts_with("Bob is not available.")),
         "{prompts:?}"
     );
     assert_eq!(prompts.last(), Some(&Prompt::Beep));
     assert_eq!(record_secs, Some(180));
+    assert_eq!(silence_secs, 10, "voicemail.silence_timeout");
 }
 
 fn ends_as_voicemail_for_bob(ev: &[Event]) {
