@@ -104,6 +104,7 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
         voicemail_greeting: s.str("voicemail.greeting").trim().to_string(),
         voicemail_max_secs: secs("voicemail.max_length"),
         voicemail_silence_secs: secs("voicemail.silence_timeout"),
+        voicemail_min_secs: secs("voicemail.min_length"),
         voicemail_internal: s.bool("voicemail.internal_calls"),
         voicemail_code: s.str("voicemail.access_code").trim().to_string(),
     }

@@ -85,6 +85,9 @@ pub struct CoreConfig {
     pub voicemail_max_secs: u32,
     /// `voicemail.silence_timeout`: a message ends after this much silence.
     pub voicemail_silence_secs: u32,
+    /// `voicemail.min_length`: a shorter message is not kept, and the call
+    /// counts as missed.
+    pub voicemail_min_secs: u32,
     /// `voicemail.internal_calls`: unanswered internal calls go to the
     /// callee's voicemail.
     pub voicemail_internal: bool,
@@ -122,6 +125,7 @@ impl Default for CoreConfig {
             voicemail_greeting: "Please leave a message after the tone.".into(),
             voicemail_max_secs: 180,
             voicemail_silence_secs: 10,
+            voicemail_min_secs: 3,
             voicemail_internal: true,
             voicemail_code: "*97".into(),
         }

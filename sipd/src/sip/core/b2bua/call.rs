@@ -264,13 +264,19 @@ impl Core {
         let Some(call) = self.calls.calls.remove(call_id) else {
             return;
         };
-        // A call sipd answered for a mailbox ends as a message left, however
-        // it ends (the caller hangs up, the longest message is reached).
+        // A call sipd answered for a mailbox ends as a message left however
+        // it ends (the caller hangs up, the longest message is reached), or
+        // as a missed call when the caller left before saying anything worth
+        // keeping (twiliod then discards the recording, by the same rule).
         let voicemail = self.voicemail_of(&call);
-        let disposition = if voicemail.is_some() {
-            "voicemail"
-        } else {
-            disposition
+        let disposition = match (&voicemail, call.recording_since) {
+            (Some(_), Some(since))
+                if now.saturating_sub(since) >= u64::from(self.cfg.voicemail_min_secs) * 1000 =>
+            {
+                "voicemail"
+            }
+            (Some(_), _) => "missed",
+            (None, _) => disposition,
         };
         for b in call.branches.iter() {
             self.calls.by_branch.remove(&b.branch);

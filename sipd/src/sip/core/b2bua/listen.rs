@@ -113,8 +113,14 @@ impl Core {
         }
     }
 
-    /// mediad finished what it was playing: a call saying goodbye ends.
+    /// mediad finished what it was playing: a voicemail's recording begins
+    /// now; a call saying goodbye ends.
     pub fn play_done(&mut self, now: u64, call_id: &str) {
+        if let Some(call) = self.calls.calls.get_mut(call_id)
+            && call.voicemail.is_some()
+        {
+            call.recording_since.get_or_insert(now);
+        }
         if self.listen_mut(call_id).is_some_and(|l| l.ending) {
             self.hangup(now, call_id, "done listening");
         }

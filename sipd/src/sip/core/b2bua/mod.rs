@@ -268,6 +268,9 @@ pub(super) struct Call {
     /// Nobody answered and sipd answered the caller for this mailbox:
     /// mediad plays the greeting and records.
     voicemail: Option<Mailbox>,
+    /// When mediad began recording the message (the greeting and the tone
+    /// were over).
+    recording_since: Option<u64>,
     /// The caller dialed the voicemail access code: sipd answers and plays
     /// their mailbox.
     listen: Option<listen::Listen>,
@@ -322,6 +325,7 @@ impl Call {
             early_sent: false,
             a_route: Vec::new(),
             voicemail: None,
+            recording_since: None,
             listen: None,
         }
     }

@@ -71,13 +71,17 @@ fn plays_greeting_then_records(ev: &[Event]) {
 }
 
 fn ends_as_voicemail_for_bob(ev: &[Event]) {
+    ends_as(ev, "voicemail");
+}
+
+fn ends_as(ev: &[Event], want: &str) {
     assert!(
         ev.iter().any(|e| matches!(
             e,
             Event::Cdr(Cdr::End {
-                disposition: "voicemail",
+                disposition,
                 ..
-            })
+            }) if *disposition == want
         )),
         "{ev:?}"
     );
@@ -109,6 +113,7 @@ fn a_call_to_a_phone_that_is_not_registered_goes_to_its_owners_voicemail() {
     assert!(ok.contains("m=audio 20000 RTP/AVP 0 101\r\n"), "{ok}");
     let ev = ack_answer(&mut c, T0 + 100, &ok);
     plays_greeting_then_records(&ev);
+    c.play_done(T0 + 4_000, "call1");
     let ev = alice_hangs_up(&mut c, T0 + 9_000, &ok);
     ends_as_voicemail_for_bob(&ev);
 }
@@ -137,6 +142,7 @@ fn a_call_nobody_answers_in_the_ring_time_goes_to_voicemail_and_the_phone_stops_
     );
     let ev = ack_answer(&mut c, T0 + 30_100, &ok);
     plays_greeting_then_records(&ev);
+    c.play_done(T0 + 34_000, "call1");
     let ev = alice_hangs_up(&mut c, T0 + 40_000, &ok);
     ends_as_voicemail_for_bob(&ev);
 }
@@ -191,4 +197,19 @@ fn with_voicemail_for_internal_calls_off_the_caller_hears_the_failure() {
             .any(|(p, m)| p == A && m.starts_with("SIP/2.0 486")),
         "{o:?}"
     );
+}
+
+#[test]
+fn a_caller_who_hangs_up_during_the_greeting_or_at_the_tone_is_a_missed_call() {
+    // During the greeting: recording never began.
+    let mut c = setup_with_mailbox(&[]);
+    let ok = ok_to_a(&place(&mut c));
+    ack_answer(&mut c, T0 + 100, &ok);
+    ends_as(&alice_hangs_up(&mut c, T0 + 2_000, &ok), "missed");
+    // Right after the tone: shorter than voicemail.min_length.
+    let mut c = setup_with_mailbox(&[]);
+    let ok = ok_to_a(&place(&mut c));
+    ack_answer(&mut c, T0 + 100, &ok);
+    c.play_done(T0 + 4_000, "call1");
+    ends_as(&alice_hangs_up(&mut c, T0 + 6_000, &ok), "missed");
 }
