@@ -33,9 +33,8 @@ pub const TABLE_WRITERS: &[(&str, &[&str])] = &[
     ("messages", &["twiliod"]),
     ("provisioning", &["webd"]),
     // sipd's registrar (it drops a device's registrations when its
-    // credentials change); webd's restore removes those of devices the
-    // backup does not have.
-    ("registrations", &["sipd", "webd"]),
+    // credentials change or it is gone).
+    ("registrations", &["sipd"]),
     ("routes", &["webd"]),
     ("rules_version", &[]),
     // sipd, twiliod and webd record events through `proto::db::security_event`;

@@ -423,9 +423,10 @@ async fn copy_into_live(st: &AppState, tmp_db: &Path) -> anyhow::Result<()> {
         }
         sqlx::query("DELETE FROM main.sessions").execute(&mut *tx).await?;
         untrusted_paths(&mut tx).await?;
-        sqlx::query("DELETE FROM main.registrations WHERE device_id NOT IN (SELECT id FROM main.devices)")
-            .execute(&mut *tx)
-            .await?;
+        // No registration outlives its device: deleting the devices above
+        // deleted theirs (ON DELETE CASCADE), and sipd, which owns the
+        // table, drops the bindings of devices gone or changed when it
+        // re-reads them after the restore.
         // Work that was queued when the backup was taken (an SMS, an email)
         // is stale now: never send it again.
         sqlx::query(
