@@ -5,6 +5,7 @@
 pub mod abuse;
 pub mod addrs;
 pub mod core;
+pub mod dialog;
 pub mod digest;
 pub mod limits;
 pub mod method;

@@ -33,6 +33,7 @@ use crate::sip::transaction::answers_from;
 
 /// The device id the trunk (Twilio) authenticates as.
 pub const TRUNK_ID: i64 = 0;
+use crate::sip::dialog::{Outgoing, build_request, cancel_for, route_set};
 use crate::sip::{Peer, T1, T2, Transmit, digest, sdp};
 
 mod call;
@@ -435,80 +436,6 @@ fn dialog_request(
     })
 }
 
-/// A request sipd sends inside a dialog.
-struct Outgoing<'a> {
-    method: Method,
-    target: &'a str,
-    transport: crate::sip::Transport,
-    local: &'a str,
-    branch: &'a str,
-    /// Full From / To values, tags included.
-    from: &'a str,
-    to: &'a str,
-    call_id: &'a str,
-    cseq: u32,
-    route: &'a [String],
-    extra: &'a [(&'a str, String)],
-    body: Option<(&'a str, &'a [u8])>,
-}
-
-fn build_request(o: &Outgoing) -> Vec<u8> {
-    // A first route without `lr` is a strict router (RFC 3261 section
-    // 12.2.1.1): it becomes the Request-URI, and the remote target goes
-    // last in the Route set.
-    let strict = o.route.first().filter(|r| {
-        !uri_of(r).split(';').any(|p| {
-            let p = p.trim().to_ascii_lowercase();
-            p == "lr" || p.starts_with("lr=")
-        })
-    });
-    let (target, route): (&str, Vec<String>) = match strict {
-        Some(first) => (
-            uri_of(first),
-            o.route[1..]
-                .iter()
-                .cloned()
-                .chain(std::iter::once(format!("<{}>", o.target)))
-                .collect(),
-        ),
-        None => (o.target, o.route.to_vec()),
-    };
-    let mut s = format!(
-        "{m} {target} SIP/2.0\r\nVia: SIP/2.0/{tr} {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-         From: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {m}\r\n",
-        m = o.method,
-        tr = o.transport.as_str().to_ascii_uppercase(),
-        local = o.local,
-        branch = o.branch,
-        from = o.from,
-        to = o.to,
-        cid = o.call_id,
-        cseq = o.cseq,
-    );
-    for r in &route {
-        s.push_str(&format!("Route: {r}\r\n"));
-    }
-    for (n, v) in o.extra {
-        s.push_str(&format!("{n}: {v}\r\n"));
-    }
-    s.push_str("User-Agent: GoSIP\r\n");
-    match o.body {
-        Some((ct, b)) => {
-            s.push_str(&format!(
-                "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
-                b.len()
-            ));
-            let mut out = s.into_bytes();
-            out.extend_from_slice(b);
-            out
-        }
-        None => {
-            s.push_str("Content-Length: 0\r\n\r\n");
-            s.into_bytes()
-        }
-    }
-}
-
 /// The answered branch that is `side`'s dialog; `None` for the caller's
 /// own dialog (sipd is its UAS) or when nothing answered yet.
 fn dialog_branch(call: &Call, side: Side) -> Option<usize> {
@@ -643,15 +570,6 @@ impl Branch {
     }
 }
 
-/// The Record-Route entries of a message, in order.
-fn route_set(raw: &Raw) -> Vec<String> {
-    raw.all("record-route")
-        .flat_map(|v| msg::split_top_level(v, ','))
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .collect()
-}
-
 /// The reason phrase of a response.
 fn reason_of(raw: &Raw) -> &str {
     raw.start.splitn(3, ' ').nth(2).unwrap_or_default().trim()
@@ -739,30 +657,4 @@ fn trunk_failure(status: u16, reason: &str, no_response: bool) -> (Reply, &'stat
             why,
         ),
     }
-}
-
-/// CANCEL for a pending INVITE: same Request-URI, Via, From, To, Call-ID,
-/// CSeq number and Route (RFC 3261 section 9.1).
-fn cancel_for(invite: &str) -> Vec<u8> {
-    let first = invite.split("\r\n").next().unwrap_or_default();
-    let uri = first.split(' ').nth(1).unwrap_or_default();
-    let mut out = format!("CANCEL {uri} SIP/2.0\r\n");
-    for line in invite.split("\r\n").skip(1) {
-        let l = line.to_ascii_lowercase();
-        if l.starts_with("via:")
-            || l.starts_with("from:")
-            || l.starts_with("to:")
-            || l.starts_with("call-id:")
-            || l.starts_with("max-forwards:")
-            || l.starts_with("route:")
-        {
-            out.push_str(line);
-            out.push_str("\r\n");
-        } else if l.starts_with("cseq:") {
-            out.push_str(&line.replace(Method::Invite.as_str(), Method::Cancel.as_str()));
-            out.push_str("\r\n");
-        }
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out.into_bytes()
 }
