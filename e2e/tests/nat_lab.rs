@@ -6,7 +6,9 @@
 //! like Twilio, sends RTP to the address its SDP names without latching.
 //! Every call is proven by tones both ways (each phone, and the stand-in,
 //! hears the other party's frequency, see e2e::audio) and by its CDR, read
-//! through the API. Devices, the DID and settings are made through webd's
+//! through the API. A voicemail left from behind the NAT is proven by the
+//! record tone the phone hears and by the phone's tone in the message,
+//! fetched through the API. Devices, the DID and settings are made through webd's
 //! API from a LAN host, as the UI does.
 //!
 //! Needs root (network namespaces), iproute2, nftables, curl and baresip
@@ -204,6 +206,9 @@ async fn on_a_vps_a_phone_behind_home_nat_registers_is_called_and_calls_out_with
             "outbound trunk call from the phone behind NAT: {e}"
         ));
     }
+    if let Err(e) = voicemail_call(&api, &mut alice, &server).await {
+        failures.push(format!("voicemail left by the phone behind NAT: {e}"));
+    }
     alice.quit().await;
     assert!(
         failures.is_empty(),
@@ -336,6 +341,62 @@ async fn internal_call(
         .await
     {
         problems.push(e);
+    }
+    done(problems)
+}
+
+/// The phone behind NAT calls an extension whose phone is not plugged in:
+/// sipd answers for the owner's voicemail, the greeting and the tone reach
+/// the phone through the NAT (mediad latches to where its RTP comes from),
+/// and the message, fetched through the API, holds the phone's tone.
+async fn voicemail_call(api: &Api, alice: &mut Phone, server: &str) -> Result<(), String> {
+    let d = api
+        .call(
+            "POST",
+            "/api/devices",
+            Some(json!({"name": "carol", "username": "carol", "extension": "203"})),
+        )
+        .await;
+    let device = d["id"].as_i64().ok_or("no device id")?;
+    api.give_device_to_new_user(device, "carol@home.test").await;
+    alice.clear_dumps();
+    alice.dial(&format!("sip:203@{server}")).await?;
+    alice.established().await?;
+    // The greeting and the tone, then the phone's tone is the message.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    alice.hangup().await?;
+    let mut problems = Vec::new();
+    let heard = alice
+        .b
+        .dump(true)
+        .ok_or("nothing was played out (no *-dec.wav)")?;
+    let heard = Wav::read(&heard)?;
+    let beep = tones(&heard.samples[0], heard.rate, 1000.0, ALICE_HZ);
+    if beep.tone_seconds() < 0.3 {
+        problems.push(format!("the record tone never reached the phone: {beep:?}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let vm = loop {
+        let list = api.call("GET", "/api/voicemails", None).await;
+        if let Some(vm) = list["items"].as_array().and_then(|a| a.first()).cloned() {
+            break vm;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no voicemail stored: {list}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let audio = api
+        .bytes(&format!("/api/voicemails/{}/audio", vm["id"]))
+        .await;
+    match Wav::parse(&audio) {
+        Ok(wav) => {
+            if let Err(e) = tones(&wav.samples[0], wav.rate, ALICE_HZ, 1000.0).check(MIN_TONE_SECS)
+            {
+                problems.push(format!("the message is not the phone's tone: {e}"));
+            }
+        }
+        Err(e) => problems.push(format!("the voicemail's audio: {e}")),
     }
     done(problems)
 }
@@ -641,6 +702,22 @@ impl Api {
             "{method} {path}: {status} {v}"
         );
         v
+    }
+
+    /// The body of a GET as bytes (audio).
+    async fn bytes(&self, path: &str) -> Vec<u8> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("Cookie", &self.cookie);
+        let what = path.to_owned();
+        self.rt
+            .spawn(async move {
+                let res = r.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
+                res.bytes().await.map(|b| b.to_vec()).unwrap_or_default()
+            })
+            .await
+            .expect("api task")
     }
 
     /// Settings, as the System settings page saves them.
