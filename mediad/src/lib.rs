@@ -115,7 +115,6 @@ pub async fn run(
     tokio::spawn(media.clone().reap(ended_rx));
     tokio::spawn(sweep_recordings(
         cfg.common.data_dir.clone(),
-        pool.clone(),
         settings.clone(),
         shutdown.clone(),
     ));
@@ -147,10 +146,9 @@ pub async fn run(
 }
 
 /// Deletes recordings older than `recording.retention_days`, at start and
-/// then hourly, and clears the CDR links to them.
+/// then hourly (sipd, which owns the CDRs, then clears their links).
 async fn sweep_recordings(
     data_dir: std::path::PathBuf,
-    pool: sqlx::SqlitePool,
     settings: SettingsHandle,
     stop: CancellationToken,
 ) {
@@ -168,7 +166,6 @@ async fn sweep_recordings(
                         retention_days = days,
                         "old recordings deleted"
                     );
-                    forget_recordings(&pool, &data_dir, &gone).await;
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "recording sweep failed"),
                 Err(e) => tracing::warn!(error = %e, "recording sweep panicked"),
@@ -177,32 +174,6 @@ async fn sweep_recordings(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
-        }
-    }
-}
-
-/// A CDR whose recording was deleted keeps no link to it (the player would
-/// offer a file that is gone) and says when it expired.
-async fn forget_recordings(
-    pool: &sqlx::SqlitePool,
-    data_dir: &std::path::Path,
-    gone: &[std::path::PathBuf],
-) {
-    let now = proto::time::now();
-    for path in gone {
-        // CDRs hold the path relative to the data dir, `/`-separated.
-        let Some(rel) = path.strip_prefix(data_dir).ok().and_then(|p| p.to_str()) else {
-            continue;
-        };
-        let r = sqlx::query(
-            "UPDATE cdrs SET recording_url = NULL, recording_expired_at = ? WHERE recording_url = ?",
-        )
-        .bind(&now)
-        .bind(rel)
-        .execute(pool)
-        .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, path = rel, "could not clear an expired recording's link");
         }
     }
 }

@@ -17,9 +17,10 @@ pub const TABLE_WRITERS: &[(&str, &[&str])] = &[
     ("auto_replies", &["webd"]),
     ("blocklist", &["webd"]),
     ("caller_lists", &["webd"]),
-    // sipd writes the calls it bridges, twiliod the inbound calls that never
-    // reach sipd and their final status, mediad clears expired recordings.
-    ("cdrs", &["sipd", "mediad", "twiliod"]),
+    // sipd writes the calls it bridges (and clears links to recordings
+    // mediad's retention deleted), twiliod the inbound calls that never
+    // reach sipd and their final status.
+    ("cdrs", &["sipd", "twiliod"]),
     ("config", &["webd"]),
     ("deliveries", &["notifyd"]),
     ("devices", &["webd"]),

@@ -93,6 +93,11 @@ pub async fn run(
     );
     let secret = proto::grpc::Secret::load_or_create(&cfg.common.data_dir)?;
     let media = net::media::Media::new(&cfg.mediad_grpc, &cfg.twiliod_grpc, pool.clone(), &secret)?;
+    tokio::spawn(net::recording_links(
+        pool.clone(),
+        cfg.common.data_dir.clone(),
+        shutdown.clone(),
+    ));
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::channel(256);
     tokio::spawn(media.clone().events(cmd_tx.clone(), shutdown.clone()));
     let (device_reload, device_requests) =

@@ -735,6 +735,31 @@ async fn stun_once(
 /// voicemail arriving, played or deleted anywhere) and hands a changed set
 /// to the core, which tells the subscribed phones (message-waiting light).
 /// The read also expires subscriptions, so it is sent at least every 30 s.
+/// How often CDR links to recordings are checked against the files.
+const RECORDING_LINKS_EVERY: Duration = Duration::from_secs(600);
+
+/// Keeps CDRs from linking to recordings mediad's retention sweep deleted:
+/// at start, then every [`RECORDING_LINKS_EVERY`]. sipd owns the CDRs;
+/// mediad only deletes its files.
+pub async fn recording_links(
+    pool: SqlitePool,
+    data_dir: std::path::PathBuf,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(RECORDING_LINKS_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match store::forget_missing_recordings(&pool, &data_dir).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(cleared = n, "calls no longer link to deleted recordings"),
+            Err(e) => tracing::warn!(error = %e, "cannot check recording links"),
+        }
+    }
+}
+
 async fn voicemail_counter(
     pool: SqlitePool,
     cmd_tx: mpsc::Sender<Command>,

@@ -365,6 +365,42 @@ pub async fn mailbox(
         .collect())
 }
 
+/// CDRs whose recording file is gone (mediad's retention sweep deleted
+/// it): the link is cleared, so the player offers no missing file, and the
+/// call says when it expired. Returns how many were cleared.
+pub async fn forget_missing_recordings(
+    pool: &SqlitePool,
+    data_dir: &std::path::Path,
+) -> Result<u64, sqlx::Error> {
+    let linked: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, recording_url FROM cdrs WHERE recording_url IS NOT NULL AND recording_url != ''",
+    )
+    .fetch_all(pool)
+    .await?;
+    let now = proto::time::now();
+    let mut cleared = 0;
+    for (id, rel) in linked {
+        // A link is a path relative to the data dir; one that leaves it is
+        // not ours to look at and is left alone.
+        let inside = std::path::Path::new(&rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside || data_dir.join(&rel).exists() {
+            continue;
+        }
+        cleared += sqlx::query(
+            "UPDATE cdrs SET recording_url = NULL, recording_expired_at = ? WHERE id = ? AND recording_url = ?",
+        )
+        .bind(&now)
+        .bind(id)
+        .bind(&rel)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    }
+    Ok(cleared)
+}
+
 /// A voicemail call whose message was not kept (shorter than the
 /// shortest message) was, for the record, a missed call.
 pub async fn voicemail_not_kept(pool: &SqlitePool, call_id: &str) -> Result<(), sqlx::Error> {
@@ -408,4 +444,50 @@ pub async fn write_addresses(
             .await?;
     }
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_whose_recording_was_deleted_keeps_no_link_but_says_it_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = proto::db::open(dir.path()).await.unwrap();
+        let kept = "recordings/2026/01/01/kept.wav";
+        std::fs::create_dir_all(dir.path().join("recordings/2026/01/01")).unwrap();
+        std::fs::write(dir.path().join(kept), b"RIFF").unwrap();
+        for rel in [kept, "recordings/2020/01/01/gone.wav", "../elsewhere.wav"] {
+            sqlx::query(
+                "INSERT INTO cdrs (direction, from_number, to_number, started_at, disposition, \
+                 recording_url) VALUES ('internal', '201', '202', ?1, 'answered', ?2)",
+            )
+            .bind(proto::time::now())
+            .bind(rel)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        assert_eq!(
+            forget_missing_recordings(&pool, dir.path()).await.unwrap(),
+            1
+        );
+        let rows: Vec<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT recording_url, recording_expired_at FROM cdrs ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(rows[0], (Some(kept.to_owned()), None));
+        assert_eq!(rows[1].0, None, "the deleted recording's link is gone");
+        assert!(rows[1].1.is_some(), "and the call says when it expired");
+        assert_eq!(
+            rows[2].0.as_deref(),
+            Some("../elsewhere.wav"),
+            "not ours to judge"
+        );
+        assert_eq!(
+            forget_missing_recordings(&pool, dir.path()).await.unwrap(),
+            0
+        );
+    }
 }
