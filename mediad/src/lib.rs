@@ -178,31 +178,4 @@ async fn sweep_recordings(
     }
 }
 
-/// mediad as a [`proto::daemon::Runtime`], for its `main`.
-pub struct Daemon;
-
-impl proto::daemon::Runtime for Daemon {
-    const NAME: &'static str = "mediad";
-    type Config = Config;
-    type Listeners = Listeners;
-
-    fn common(cfg: &Config) -> &proto::daemon::CommonArgs {
-        &cfg.common
-    }
-
-    async fn health(cfg: &Config) -> std::process::ExitCode {
-        proto::daemon::probe(&cfg.grpc).await
-    }
-
-    async fn bind(cfg: &Config) -> anyhow::Result<Listeners> {
-        Listeners::bind(cfg).await
-    }
-
-    async fn run(
-        cfg: Config,
-        listeners: Listeners,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> anyhow::Result<()> {
-        run(cfg, listeners, shutdown).await
-    }
-}
+proto::daemon_runtime!("mediad", |cfg| proto::daemon::probe(&cfg.grpc).await);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sqlx::SqlitePool;
-use tokio_util::sync::CancellationToken;
+pub use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::pb::common::daemon_server::{Daemon, DaemonServer};
@@ -66,6 +66,44 @@ pub trait Runtime {
         listeners: Self::Listeners,
         shutdown: CancellationToken,
     ) -> impl std::future::Future<Output = anyhow::Result<()>>;
+}
+
+/// Declares `pub struct Daemon` and its [`Runtime`] in a daemon crate whose
+/// root has `Config` (with `common`), `Listeners::bind` and `run`; the
+/// closure-like argument answers `--health` (most daemons:
+/// `|cfg| proto::daemon::probe(&cfg.grpc).await`).
+#[macro_export]
+macro_rules! daemon_runtime {
+    ($name:literal, |$cfg:ident| $health:expr) => {
+        #[doc = concat!($name, " as a [`proto::daemon::Runtime`], for its `main`.")]
+        pub struct Daemon;
+
+        impl $crate::daemon::Runtime for Daemon {
+            const NAME: &'static str = $name;
+            type Config = Config;
+            type Listeners = Listeners;
+
+            fn common(cfg: &Config) -> &$crate::daemon::CommonArgs {
+                &cfg.common
+            }
+
+            async fn health($cfg: &Config) -> ::std::process::ExitCode {
+                $health
+            }
+
+            async fn bind(cfg: &Config) -> ::anyhow::Result<Listeners> {
+                Listeners::bind(cfg).await
+            }
+
+            async fn run(
+                cfg: Config,
+                listeners: Listeners,
+                shutdown: $crate::daemon::CancellationToken,
+            ) -> ::anyhow::Result<()> {
+                run(cfg, listeners, shutdown).await
+            }
+        }
+    };
 }
 
 /// The body of every daemon's `main`: parses the flags, answers

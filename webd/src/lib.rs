@@ -204,31 +204,4 @@ pub async fn run(
     Ok(())
 }
 
-/// webd as a [`proto::daemon::Runtime`], for its `main`.
-pub struct Daemon;
-
-impl proto::daemon::Runtime for Daemon {
-    const NAME: &'static str = "webd";
-    type Config = Config;
-    type Listeners = Listeners;
-
-    fn common(cfg: &Config) -> &proto::daemon::CommonArgs {
-        &cfg.common
-    }
-
-    async fn health(cfg: &Config) -> std::process::ExitCode {
-        health::probe(cfg.http_port).await
-    }
-
-    async fn bind(cfg: &Config) -> anyhow::Result<Listeners> {
-        Listeners::bind(cfg).await
-    }
-
-    async fn run(
-        cfg: Config,
-        listeners: Listeners,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> anyhow::Result<()> {
-        run(cfg, listeners, shutdown).await
-    }
-}
+proto::daemon_runtime!("webd", |cfg| health::probe(cfg.http_port).await);
