@@ -25,7 +25,7 @@ use super::digest::{Algorithm, Attempt, Credentials, Nonces, Verdict};
 use super::method::Method;
 use super::msg::{self, ACCEPT, ALLOW, Inbound, Intake, Raw, SUPPORTED, tag_of, uri_of, user_of};
 use super::registrar::{Binding, Change, Device, ExpiryPolicy, Outcome, Register, Registrar};
-use super::transaction::{ClientOutcome, ServerMatch, Transactions, server_key};
+use super::transaction::{ClientOutcome, ServerMatch, Transactions, TsxKey};
 use super::{Peer, Transmit};
 use endpoint::{Keepalive, trunk_sources};
 

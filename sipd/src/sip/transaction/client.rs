@@ -4,7 +4,7 @@
 
 use std::cmp::Reverse;
 
-use super::{ClientOutcome, TimerKind, Transactions};
+use super::{ClientOutcome, TimerKind, Transactions, TsxKey};
 use crate::sip::{Peer, T1, T2, Transmit};
 
 #[derive(Debug)]
@@ -18,13 +18,14 @@ pub(super) struct ClientTx {
 impl Transactions {
     /// Sends a non-INVITE request and tracks it until a final response or
     /// `timeout` (at most Timer F).
-    pub fn send_request(&mut self, now: u64, key: &str, t: Transmit, timeout: u64) {
+    pub fn send_request(&mut self, now: u64, branch: &str, t: Transmit, timeout: u64) {
+        let key = TsxKey::Client(branch.to_string());
         let generation = self.next_gen();
         let reliable = t.peer.transport.reliable();
         let deadline = now + timeout.min(64 * T1);
         self.out.push(t.clone());
         self.client.insert(
-            key.to_string(),
+            key.clone(),
             ClientTx {
                 request: t,
                 interval: T1,
@@ -33,26 +34,27 @@ impl Transactions {
             },
         );
         if !reliable {
-            self.push_timer(now + T1, TimerKind::ClientResend, generation, key);
+            self.push_timer(now + T1, TimerKind::ClientResend, generation, &key);
         }
-        self.push_timer(deadline, TimerKind::ClientEnd, generation, key);
+        self.push_timer(deadline, TimerKind::ClientEnd, generation, &key);
     }
 
     /// Matches a response to a client transaction by its key and by where
     /// it came from: only the peer the request went to may answer it, so a
     /// forged answer from elsewhere cannot end it. True when it was ours.
-    pub fn on_response(&mut self, key: &str, status: u16, from: &Peer) -> bool {
+    pub fn on_response(&mut self, branch: &str, status: u16, from: &Peer) -> bool {
+        let key = TsxKey::Client(branch.to_string());
         if !self
             .client
-            .get(key)
+            .get(&key)
             .is_some_and(|t| answers_from(&t.request.peer, from))
         {
             return false;
         }
         if status >= 200 {
-            self.client.remove(key);
+            self.client.remove(&key);
             self.outcomes.push(ClientOutcome::Response {
-                key: key.to_string(),
+                key: branch.to_string(),
                 status,
             });
         }
@@ -60,7 +62,7 @@ impl Transactions {
     }
 
     /// Timer E: the request again, unless it was answered meanwhile.
-    pub(super) fn client_resend(&mut self, now: u64, generation: u64, key: String) {
+    pub(super) fn client_resend(&mut self, now: u64, generation: u64, key: TsxKey) {
         let Some(tx) = self.client.get_mut(&key) else {
             return;
         };
@@ -77,14 +79,16 @@ impl Transactions {
     }
 
     /// Timer F: no final answer in time; the TU hears of the timeout.
-    pub(super) fn client_end(&mut self, generation: u64, key: String) {
+    pub(super) fn client_end(&mut self, generation: u64, key: TsxKey) {
         if self
             .client
             .get(&key)
             .is_some_and(|t| t.generation == generation)
         {
             self.client.remove(&key);
-            self.outcomes.push(ClientOutcome::Timeout { key });
+            if let TsxKey::Client(branch) = key {
+                self.outcomes.push(ClientOutcome::Timeout { key: branch });
+            }
         }
     }
 }

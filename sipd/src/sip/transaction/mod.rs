@@ -11,13 +11,14 @@
 //! for its answer a new request is refused.
 
 mod client;
+mod key;
 mod server;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 pub use client::answers_from;
-pub use server::server_key;
+pub use key::TsxKey;
 
 use super::Transmit;
 use client::ClientTx;
@@ -61,12 +62,12 @@ enum TimerKind {
 /// Every transaction of one sipd.
 #[derive(Debug, Default)]
 pub struct Transactions {
-    server: HashMap<String, ServerTx>,
-    client: HashMap<String, ClientTx>,
-    timers: BinaryHeap<Reverse<(u64, TimerKind, u64, String)>>,
+    server: HashMap<TsxKey, ServerTx>,
+    client: HashMap<TsxKey, ClientTx>,
+    timers: BinaryHeap<Reverse<(u64, TimerKind, u64, TsxKey)>>,
     /// Completed server transactions in completion order (key, generation),
     /// the first to go when the table is full.
-    completed: VecDeque<(String, u64)>,
+    completed: VecDeque<(TsxKey, u64)>,
     generation: u64,
     out: Vec<Transmit>,
     outcomes: Vec<ClientOutcome>,
@@ -82,9 +83,9 @@ impl Transactions {
         self.generation
     }
 
-    fn push_timer(&mut self, at: u64, kind: TimerKind, generation: u64, key: &str) {
+    fn push_timer(&mut self, at: u64, kind: TimerKind, generation: u64, key: &TsxKey) {
         self.timers
-            .push(Reverse((at, kind, generation, key.to_string())));
+            .push(Reverse((at, kind, generation, key.clone())));
     }
 
     /// The earliest timer, if any.
@@ -138,6 +139,11 @@ mod tests {
     use crate::sip::method::Method;
     use crate::sip::{Peer, T1, T2, T4};
 
+    /// A server transaction's key from a branch.
+    fn key(branch: &str) -> TsxKey {
+        TsxKey::server(branch, "192.0.2.1:5060", "INVITE", "c", 1, "t")
+    }
+
     fn t() -> Transmit {
         Transmit {
             peer: Peer::udp("192.0.2.1:5060".parse().unwrap()),
@@ -149,23 +155,26 @@ mod tests {
     fn completed_transactions_make_room_and_waiting_ones_fill_the_table() {
         let mut x = Transactions::new();
         for i in 0..MAX_SERVER {
-            let k = format!("done{i}");
+            let k = key(&format!("z9hG4bKdone{i}"));
             assert!(x.begin_server(0, &k, false));
             x.respond(0, &k, t(), 200);
         }
         // Completed ones are evicted, oldest first.
         for i in 0..MAX_SERVER {
-            assert!(x.begin_server(1, &format!("wait{i}"), true), "{i}");
+            assert!(
+                x.begin_server(1, &key(&format!("z9hG4bKwait{i}")), true),
+                "{i}"
+            );
         }
         assert_eq!(x.server_count(), MAX_SERVER);
         assert_eq!(
-            x.on_request(1, "done0", Some(Method::Register)),
+            x.on_request(1, &key("z9hG4bKdone0"), Some(Method::Register)),
             ServerMatch::New
         );
         // Every slot waits for an answer: no room.
-        assert!(!x.begin_server(2, "one-more", true));
-        x.respond(3, "wait0", t(), 486);
-        assert!(x.begin_server(3, "one-more", true));
+        assert!(!x.begin_server(2, &key("z9hG4bKone-more"), true));
+        x.respond(3, &key("z9hG4bKwait0"), t(), 486);
+        assert!(x.begin_server(3, &key("z9hG4bKone-more"), true));
     }
 
     #[test]
@@ -198,8 +207,8 @@ mod tests {
     #[test]
     fn an_invite_rejection_is_resent_on_timer_g_until_the_ack() {
         let mut x = Transactions::new();
-        assert!(x.begin_server(0, "inv", true));
-        x.respond(0, "inv", t(), 486);
+        assert!(x.begin_server(0, &key("z9hG4bKinv"), true));
+        x.respond(0, &key("z9hG4bKinv"), t(), 486);
         assert_eq!(
             x.drain_transmits().count(),
             1,
@@ -208,7 +217,7 @@ mod tests {
         // Timer G: T1, then doubling (RFC 3261 section 17.2.1).
         assert_eq!(sends_until(&mut x, 3_600), vec![500, 1_500, 3_500]);
         assert_eq!(
-            x.on_request(3_600, "inv", Some(Method::Ack)),
+            x.on_request(3_600, &key("z9hG4bKinv"), Some(Method::Ack)),
             ServerMatch::AckAbsorbed
         );
         assert!(sends_until(&mut x, 20_000).is_empty(), "the ACK stops it");
@@ -220,13 +229,13 @@ mod tests {
     #[test]
     fn a_digest_challenge_to_an_invite_is_not_resent_so_sipd_amplifies_nothing() {
         let mut x = Transactions::new();
-        assert!(x.begin_server(0, "inv", true));
-        x.respond(0, "inv", t(), 407);
+        assert!(x.begin_server(0, &key("z9hG4bKinv"), true));
+        x.respond(0, &key("z9hG4bKinv"), t(), 407);
         x.drain_transmits().for_each(drop);
         assert!(sends_until(&mut x, 10_000).is_empty());
         // A retransmitted INVITE gets the stored 407 again.
         assert!(matches!(
-            x.on_request(10_000, "inv", Some(Method::Invite)),
+            x.on_request(10_000, &key("z9hG4bKinv"), Some(Method::Invite)),
             ServerMatch::Retransmit(Some(_))
         ));
     }

@@ -5,7 +5,7 @@
 
 use std::cmp::Reverse;
 
-use super::{MAX_SERVER, ServerMatch, TimerKind, Transactions};
+use super::{MAX_SERVER, ServerMatch, TimerKind, Transactions, TsxKey};
 use crate::sip::method::Method;
 use crate::sip::{T1, T2, T4, Transmit};
 
@@ -19,34 +19,10 @@ pub(super) struct ServerTx {
     pub(super) generation: u64,
 }
 
-/// The server transaction key: the branch when it has the RFC 3261 magic
-/// cookie, else the RFC 2543 fallback of section 17.2.3. ACK maps to the
-/// INVITE it acknowledges. `method` is the name as the Request-Line has it:
-/// an extension method gets its own transactions as well.
-pub fn server_key(
-    branch: &str,
-    sent_by: &str,
-    method: &str,
-    call_id: &str,
-    cseq: u32,
-    from_tag: &str,
-) -> String {
-    let m = if Method::parse(method) == Some(Method::Ack) {
-        Method::Invite.as_str()
-    } else {
-        method
-    };
-    if branch.starts_with("z9hG4bK") {
-        format!("{branch}|{sent_by}|{m}")
-    } else {
-        format!("2543|{call_id}|{cseq}|{from_tag}|{sent_by}|{m}")
-    }
-}
-
 impl Transactions {
     /// Classifies an inbound request (`method` `None`: an extension
     /// method).
-    pub fn on_request(&mut self, now: u64, key: &str, method: Option<Method>) -> ServerMatch {
+    pub fn on_request(&mut self, now: u64, key: &TsxKey, method: Option<Method>) -> ServerMatch {
         let Some(tx) = self.server.get_mut(key) else {
             return ServerMatch::New;
         };
@@ -72,7 +48,7 @@ impl Transactions {
     /// Starts a server transaction for a request the TU is about to answer;
     /// false when the table is full of transactions still waiting for their
     /// answer (the request must be refused or dropped).
-    pub fn begin_server(&mut self, now: u64, key: &str, invite: bool) -> bool {
+    pub fn begin_server(&mut self, now: u64, key: &TsxKey, invite: bool) -> bool {
         while self.server.len() >= MAX_SERVER {
             let Some((k, g)) = self.completed.pop_front() else {
                 return false;
@@ -83,7 +59,7 @@ impl Transactions {
         }
         let generation = self.next_gen();
         self.server.insert(
-            key.to_string(),
+            key.clone(),
             ServerTx {
                 invite,
                 response: None,
@@ -98,24 +74,24 @@ impl Transactions {
     }
 
     /// Drops a server transaction that will never be answered.
-    pub fn forget_server(&mut self, key: &str) {
+    pub fn forget_server(&mut self, key: &TsxKey) {
         self.server.remove(key);
     }
 
     /// Remembers a completed transaction as evictable, first dropping
     /// entries at the front that ended already.
-    fn completed(&mut self, key: &str, generation: u64) {
+    fn completed(&mut self, key: &TsxKey, generation: u64) {
         while let Some((k, g)) = self.completed.front() {
             if self.server.get(k).is_some_and(|t| t.generation == *g) {
                 break;
             }
             self.completed.pop_front();
         }
-        self.completed.push_back((key.to_string(), generation));
+        self.completed.push_back((key.clone(), generation));
     }
 
     /// Records and sends the TU's response on a server transaction.
-    pub fn respond(&mut self, now: u64, key: &str, t: Transmit, status: u16) {
+    pub fn respond(&mut self, now: u64, key: &TsxKey, t: Transmit, status: u16) {
         let generation = self.next_gen();
         let Some(tx) = self.server.get_mut(key) else {
             self.out.push(t);
@@ -159,7 +135,7 @@ impl Transactions {
 
     /// Timers H, I, J and the end of a wait for the TU's answer: the
     /// transaction is forgotten unless it moved on since the timer was set.
-    pub(super) fn server_end(&mut self, generation: u64, key: &str) {
+    pub(super) fn server_end(&mut self, generation: u64, key: &TsxKey) {
         if self
             .server
             .get(key)
@@ -171,7 +147,7 @@ impl Transactions {
 
     /// Timer G: the INVITE's non-2xx final answer again, at doubling
     /// intervals up to T2, until the ACK comes.
-    pub(super) fn server_resend(&mut self, now: u64, generation: u64, key: String) {
+    pub(super) fn server_resend(&mut self, now: u64, generation: u64, key: TsxKey) {
         let Some(tx) = self.server.get_mut(&key) else {
             return;
         };

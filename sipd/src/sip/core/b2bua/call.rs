@@ -11,7 +11,7 @@ impl Core {
         now: u64,
         peer: Peer,
         r: &msg::Request,
-        key: &str,
+        key: &TsxKey,
         caller: &Device,
     ) -> Reply {
         let raw = &r.raw;
@@ -62,7 +62,7 @@ impl Core {
         let a_tag = self.next_id();
         let ring_deadline = now + self.cfg.ring_timeout_ms;
         let call = Call {
-            a_key: key.to_string(),
+            a_key: key.clone(),
             a_target,
             offer,
             from_user,
@@ -397,12 +397,9 @@ impl Core {
         now: u64,
         peer: Peer,
         r: &msg::Request,
-        key: &str,
+        key: &TsxKey,
     ) -> Reply {
-        let invite_key = key
-            .rsplit_once('|')
-            .map(|(k, _)| format!("{k}|{}", Method::Invite))
-            .unwrap_or_default();
+        let invite_key = key.with_method(Method::Invite);
         if let Some(x) = self.calls.relays.values_mut().find(|x| {
             x.method == Method::Invite && x.key == invite_key && x.peer.addr.ip() == peer.addr.ip()
         }) {

@@ -52,7 +52,7 @@ impl Core {
         peer: Peer,
         method: Method,
         r: &msg::Request,
-        key: &str,
+        key: &TsxKey,
     ) -> Reply {
         let Some((call_id, side, live)) = self.side_of(&r.raw, &peer) else {
             return Reply::new(481, "Call/Transaction Does Not Exist");
@@ -108,7 +108,7 @@ impl Core {
         peer: Peer,
         method: Method,
         r: &msg::Request,
-        key: &str,
+        key: &TsxKey,
         call_id: &str,
         from: Side,
     ) -> Reply {
@@ -148,7 +148,7 @@ impl Core {
                 call_id: call_id.to_string(),
                 method,
                 from,
-                key: key.to_string(),
+                key: key.clone(),
                 peer,
                 req: raw.clone(),
                 sent,
@@ -665,7 +665,7 @@ struct Requester {
     /// The SDP offer it carried.
     offer: Option<String>,
     /// Its server transaction, where it came from, and the request.
-    key: String,
+    key: TsxKey,
     peer: Peer,
     req: Raw,
 }

@@ -29,7 +29,7 @@ use super::{Core, Event, Prompt, Reply, Voicemail};
 use crate::sip::method::Method;
 use crate::sip::msg::{self, Raw, tag_of, uri_of, user_of};
 use crate::sip::registrar::{Device, Mailbox};
-use crate::sip::transaction::answers_from;
+use crate::sip::transaction::{TsxKey, answers_from};
 
 /// The device id the trunk (Twilio) authenticates as.
 pub const TRUNK_ID: i64 = 0;
@@ -173,7 +173,7 @@ struct Relay {
     /// The side the request came from; it gets the answer.
     from: Side,
     /// Its server transaction, and the request to answer.
-    key: String,
+    key: TsxKey,
     peer: Peer,
     req: Raw,
     /// What went to the other side, re-sent on Timer A/E until it answers.
@@ -224,7 +224,7 @@ pub(super) struct Call {
     state: State,
     a_peer: Peer,
     a_req: Raw,
-    a_key: String,
+    a_key: TsxKey,
     a_tag: String,
     a_target: String,
     a_cseq: u32,
@@ -294,7 +294,8 @@ impl Call {
             state: State::Media,
             a_peer,
             a_req,
-            a_key: String::new(),
+            // Set by the caller's INVITE; click-to-call has none.
+            a_key: TsxKey::Client(String::new()),
             a_tag,
             a_target: String::new(),
             a_cseq: 0,

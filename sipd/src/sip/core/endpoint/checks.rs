@@ -20,7 +20,7 @@ impl Core {
             r.via.port.unwrap_or(5060),
             peer.addr.ip()
         );
-        let key = server_key(
+        let key = TsxKey::server(
             &r.via.branch,
             &sent_by,
             raw.method().unwrap_or_default(),
@@ -107,7 +107,7 @@ impl Core {
         peer: Peer,
         method: Option<Method>,
         r: &msg::Request,
-        key: &str,
+        key: &TsxKey,
     ) -> Reply {
         let raw = &r.raw;
         let Some(method) = method.filter(|m| SERVED.contains(m)) else {
