@@ -167,6 +167,19 @@ where
     Ok(())
 }
 
+/// Every job of `queue` not settled yet (pending, or running when a crash
+/// cut it off), oldest first: for an owner that works through its queue in
+/// order from memory and reloads it at start.
+pub async fn unsettled(pool: &SqlitePool, queue: &str) -> Result<Vec<Job>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, kind, payload, attempts, max_attempts, idempotency_key FROM jobs \
+         WHERE queue = ? AND status IN ('pending', 'running') ORDER BY id",
+    )
+    .bind(queue)
+    .fetch_all(pool)
+    .await
+}
+
 /// How long until the next pending job of `queue` falls due (zero when one
 /// is due now); `None` when none is pending.
 pub async fn next_due_in(pool: &SqlitePool, queue: &str) -> Result<Option<Duration>, sqlx::Error> {

@@ -28,7 +28,7 @@ pub const TABLE_WRITERS: &[(&str, &[&str])] = &[
     // One table for every durable queue (`jobs.queue` names the daemon),
     // written through `proto::jobs`; webd's restore abandons the jobs a
     // backup still held.
-    ("jobs", &["twiliod", "notifyd", "webd"]),
+    ("jobs", &["sipd", "twiliod", "notifyd", "webd"]),
     ("login_attempts", &["webd"]),
     // twiliod stores texts and their delivery status; webd marks them read.
     ("messages", &["twiliod"]),
@@ -43,7 +43,6 @@ pub const TABLE_WRITERS: &[(&str, &[&str])] = &[
     ("security_events", &["sipd", "twiliod", "webd"]),
     ("sessions", &["webd"]),
     ("sip_addresses", &["sipd"]),
-    ("sipd_notice_outbox", &["sipd"]),
     ("sms_auto_reply_log", &["twiliod"]),
     // twiliod hands out media tokens; webd's restore discards the backup's.
     ("sms_media_tokens", &["twiliod", "webd"]),

@@ -119,12 +119,14 @@ async fn an_emergency_call_reaches_the_trunk_as_dialled_past_dnd_the_hourly_limi
             .await
             .unwrap();
         let notices: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT user_id, json_extract(payload, '$.kind') FROM sipd_notice_outbox WHERE kind = 'admin_alert'",
+            "SELECT json_extract(payload, '$.user_id'), json_extract(payload, '$.payload.kind') \
+             FROM jobs WHERE queue = 'sipd' AND kind = 'admin_alert'",
         )
         .fetch_all(&s.pool)
         .await
         .unwrap();
-        ev.iter().any(|(k, ip, u)| k == "call_limit_hourly" && ip == "127.0.0.1" && u == "alice")
+        ev.iter()
+            .any(|(k, ip, u)| k == "call_limit_hourly" && ip == "127.0.0.1" && u == "alice")
             && alerts == [("sipd".to_string(), "call_limit_hourly".to_string())]
             && notices == [(0, "call_limit_hourly".to_string())]
     })

@@ -21,9 +21,9 @@
 //! Delivery never holds up call handling: the core's events reach this
 //! task over a channel, and notices notifyd has not acknowledged wait in a
 //! bounded queue, retried in order with backoff (notifyd stores an event
-//! durably before acknowledging it). The queue is kept in memory and in the
-//! `sipd_notice_outbox` table, so a sipd restart during a notifyd outage
-//! loses nothing: the next start sends what is stored first. (A crash
+//! durably before acknowledging it). The queue is kept in memory and as
+//! sipd's queue of the `jobs` table (`proto::jobs`), so a sipd restart
+//! during a notifyd outage loses nothing: the next start sends what is stored first. (A crash
 //! between notifyd's acknowledgement and the row's delete sends that one
 //! notice twice.) When the queue is full the oldest notice is dropped with
 //! a warning; at shutdown what is left gets one short last try and stays
@@ -232,7 +232,7 @@ impl Notifier {
     }
 }
 
-/// A queued notice: its place in the queue, its `sipd_notice_outbox` row
+/// A queued notice: its place in the queue, its job in sipd's queue
 /// (`None` when the database refused it: then it lives in memory only).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Queued {
@@ -327,19 +327,23 @@ fn call_id_of(n: &Notice) -> &str {
     n.payload["call_id"].as_str().unwrap_or_default()
 }
 
-/// Stores `n` in the outbox table; its row, or `None` when the database
-/// refused (the notice then waits in memory only).
+/// sipd's queue in the durable `jobs` table (`proto::jobs`).
+pub const QUEUE: &str = "sipd";
+
+/// Stores `n` as a job of sipd's queue; its id, or `None` when the
+/// database refused (the notice then waits in memory only).
 async fn store(pool: &SqlitePool, n: &Notice) -> Option<i64> {
-    let r = sqlx::query_scalar(
-        "INSERT INTO sipd_notice_outbox (kind, user_id, payload) VALUES (?, ?, ?) RETURNING seq",
-    )
-    .bind(n.kind)
-    .bind(n.user_id)
-    .bind(n.payload.to_string())
-    .fetch_one(pool)
-    .await;
-    match r {
-        Ok(seq) => Some(seq),
+    let payload = json!({"user_id": n.user_id, "payload": n.payload}).to_string();
+    let job = proto::jobs::NewJob {
+        queue: QUEUE,
+        kind: n.kind,
+        payload: &payload,
+        delay: Duration::ZERO,
+        max_attempts: 0,
+        idempotency_key: None,
+    };
+    match proto::jobs::insert(pool, &job).await {
+        Ok(id) => Some(id),
         Err(e) => {
             tracing::warn!(kind = n.kind, call_id = call_id_of(n), error = %e, "call notice not stored; kept in memory only");
             None
@@ -347,43 +351,39 @@ async fn store(pool: &SqlitePool, n: &Notice) -> Option<i64> {
     }
 }
 
-/// Deletes a handed-over (or dropped) notice's row.
+/// Settles a handed-over (or dropped) notice's job.
 async fn unstore(pool: &SqlitePool, row: Option<i64>) {
     let Some(row) = row else { return };
-    if let Err(e) = sqlx::query("DELETE FROM sipd_notice_outbox WHERE seq = ?")
-        .bind(row)
-        .execute(pool)
-        .await
-    {
-        tracing::warn!(row, error = %e, "cannot delete a sent call notice; it may be sent again");
+    if let Err(e) = proto::jobs::settle(pool, row, &proto::jobs::Outcome::Done).await {
+        tracing::warn!(row, error = %e, "cannot settle a sent call notice; it may be sent again");
     }
 }
 
-/// The notices an earlier run left, oldest first.
+/// The notices an earlier run left, oldest first (and the settled ones of
+/// more than a day ago are pruned).
 async fn stored(pool: &SqlitePool) -> Vec<(i64, Notice)> {
-    let rows: Vec<(i64, String, i64, String)> = match sqlx::query_as(
-        "SELECT seq, kind, user_id, payload FROM sipd_notice_outbox ORDER BY seq",
-    )
-    .fetch_all(pool)
-    .await
-    {
+    if let Err(e) = proto::jobs::prune(pool, QUEUE, Duration::from_secs(86_400)).await {
+        tracing::warn!(error = %e, "cannot prune sent call notices");
+    }
+    let jobs = match proto::jobs::unsettled(pool, QUEUE).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read stored call notices");
             return Vec::new();
         }
     };
-    rows.into_iter()
-        .filter_map(|(seq, kind, user_id, payload)| {
+    jobs.into_iter()
+        .filter_map(|job| {
             let kind = ["call_started", "call_ended", "missed_call", "admin_alert"]
                 .into_iter()
-                .find(|k| *k == kind)?;
-            let payload = serde_json::from_str(&payload).ok()?;
+                .find(|k| *k == job.kind)?;
+            let v: Value = serde_json::from_str(&job.payload).ok()?;
+            let payload = v.get("payload")?.clone();
             Some((
-                seq,
+                job.id,
                 Notice {
                     kind,
-                    user_id,
+                    user_id: v.get("user_id")?.as_i64()?,
                     payload,
                 },
             ))
@@ -907,11 +907,12 @@ mod tests {
             n.cdr(&c);
         }
         n.finish().await;
-        let kept: Vec<String> =
-            sqlx::query_scalar("SELECT kind FROM sipd_notice_outbox ORDER BY seq")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
+        let kept: Vec<String> = sqlx::query_scalar(
+            "SELECT kind FROM jobs WHERE queue = 'sipd' AND status = 'pending' ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
         assert_eq!(kept, ["call_ended", "missed_call"]);
         // notifyd comes back; the next sipd sends what the first one left,
         // before its own new call, and the table empties.
@@ -933,10 +934,12 @@ mod tests {
             ]
         );
         n.finish().await;
-        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sipd_notice_outbox")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let left: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE queue = 'sipd' AND status = 'pending'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         assert_eq!(left, 0);
     }
 
