@@ -44,8 +44,8 @@ pub const TABLE_WRITERS: &[(&str, &[&str])] = &[
     ("sessions", &["webd"]),
     ("sip_addresses", &["sipd"]),
     ("sms_auto_reply_log", &["twiliod"]),
-    // twiliod hands out media tokens; webd's restore discards the backup's.
-    ("sms_media_tokens", &["twiliod", "webd"]),
+    // twiliod hands out media tokens (a restore copies none).
+    ("sms_media_tokens", &["twiliod"]),
     ("sms_opt_outs", &["twiliod"]),
     ("users", &["webd"]),
     ("voice_calls", &["twiliod"]),

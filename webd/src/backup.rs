@@ -478,9 +478,6 @@ async fn untrusted_paths(tx: &mut sqlx::SqliteConnection) -> anyhow::Result<()> 
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query("DELETE FROM main.sms_media_tokens")
-        .execute(&mut *tx)
-        .await?;
     if dropped > 0 {
         tracing::warn!(
             greetings = dropped,

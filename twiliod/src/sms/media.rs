@@ -286,8 +286,12 @@ pub async fn serve(State(ctx): State<AppState>, UrlPath(token): UrlPath<String>)
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return not_found();
     }
+    // The token's message must still hold that file: after a restore the
+    // row may name a message that is gone or is another one now.
     let row: Option<(String, String)> = match sqlx::query_as(
-        "SELECT path, content_type FROM sms_media_tokens WHERE token_hash = ? AND expires_at > ?",
+        "SELECT t.path, t.content_type FROM sms_media_tokens t JOIN messages m ON m.id = t.message_id \
+         WHERE t.token_hash = ? AND t.expires_at > ? \
+         AND EXISTS (SELECT 1 FROM json_each(m.media_urls) j WHERE json_extract(j.value, '$.path') = t.path)",
     )
     .bind(hash(&token.to_ascii_lowercase()))
     .bind(proto::time::now())
