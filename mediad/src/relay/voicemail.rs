@@ -91,12 +91,8 @@ impl Voicemail {
         Some(ended)
     }
 
-    /// The length limit.
-    pub fn max(&self) -> Duration {
-        self.max
-    }
-
-    /// Whether recording stopped at the limit.
+    /// Whether recording stopped by itself (limit or silence).
+    #[cfg(test)]
     pub fn is_full(&self) -> bool {
         self.full
     }
