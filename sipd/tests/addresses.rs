@@ -38,7 +38,7 @@ fn invite(p: &Phone, to: &str, branch: &str, cseq: u32, auth: Option<&str>) -> S
 /// A phone whose packets go to sipd's port at `ip`.
 async fn phone_at(s: &Sipd, user: &str, ip: &str) -> Phone {
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut p = Phone::from_socket(s, user, sock).with_password("pw");
+    let mut p = Phone::from_socket(s, user, sock).with_password("pw-long-enough");
     p.server = SocketAddr::new(ip.parse().unwrap(), s.sip.port());
     p
 }
@@ -67,8 +67,11 @@ fn line<'a>(m: &'a str, prefix: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_phone_is_given_the_address_it_reached_sipd_at() {
     let s = Sipd::start_with_mediad_on(&[], "0.0.0.0").await;
-    s.add_devices(&[("alice", "pw", "201"), ("bob", "pw", "202")])
-        .await;
+    s.add_devices(&[
+        ("alice", "pw-long-enough", "201"),
+        ("bob", "pw-long-enough", "202"),
+    ])
+    .await;
     let port = s.sip.port();
     let alice = phone_at(&s, "alice", "127.0.0.2").await;
     let bob = phone_at(&s, "bob", "127.0.0.3").await;
@@ -97,7 +100,7 @@ async fn each_phone_is_given_the_address_it_reached_sipd_at() {
         .next()
         .unwrap();
     let uri = format!("sip:202@127.0.0.2:{port}");
-    let auth = digest_response("alice", "pw", nonce, "INVITE", &uri, "MD5", 1);
+    let auth = digest_response("alice", "pw-long-enough", nonce, "INVITE", &uri, "MD5", 1);
     alice
         .send(invite(&alice, "202", "z9hG4bKa2", 2, Some(&auth)).as_bytes())
         .await;

@@ -46,26 +46,24 @@ fn account(user: &str, password: &str, s: &Sipd, extra: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_baresip_call_is_recorded_with_each_partys_tone_on_its_own_channel() {
     let s = Sipd::start_with_mediad(&[]).await;
-    s.add_device("bob", "pw-bob", "102").await;
-    s.add_device("carol", "pw-carol", "103").await;
-    sqlx::query("UPDATE devices SET recording_enabled = 1 WHERE username = 'bob'")
-        .execute(&s.pool)
-        .await
-        .unwrap();
-    s.reload_devices().await;
+    s.add_device("bob", "pw-bob-2026-x", "102").await;
+    s.add_device("carol", "pw-carol-2026", "103").await;
+    s.web
+        .edit_device("bob", serde_json::json!({"recording_enabled": true}))
+        .await;
 
     let root = tempfile::tempdir().unwrap();
     let mut carol = Baresip::spawn(
         root.path(),
         "carol",
-        &account("carol", "pw-carol", &s, ";answermode=auto"),
+        &account("carol", "pw-carol-2026", &s, ";answermode=auto"),
         &tone_file(root.path(), CALLEE_HZ),
         90,
     );
     let mut bob = Baresip::spawn(
         root.path(),
         "bob",
-        &account("bob", "pw-bob", &s, ""),
+        &account("bob", "pw-bob-2026-x", &s, ""),
         &tone_file(root.path(), CALLER_HZ),
         90,
     );

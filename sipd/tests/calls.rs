@@ -35,15 +35,18 @@ async fn five_calls_at_once_are_all_bridged() {
 
 async fn call_through(n: u32) {
     let s = Sipd::start_with_mediad(&[]).await;
-    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
-        .await;
+    s.add_devices(&[
+        ("alice", "pw-alice-2026", "201"),
+        ("bob", "pw-bob-2026-x", "202"),
+    ])
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let callee = answering_bob(&s, dir.path(), n).await;
     let caller = sipp_n(
         &s,
         dir.path(),
         "caller.xml",
-        "alice;[authentication username=alice password=pw-a];202",
+        "alice;[authentication username=alice password=pw-alice-2026];202",
         n,
     )
     .output()
@@ -114,7 +117,7 @@ async fn phone(s: &Sipd, dir: &std::path::Path, xml: &str, n: u32) -> tokio::pro
         s,
         dir,
         "register_contact.xml",
-        &format!("bob;[authentication username=bob password=pw-b];{port}"),
+        &format!("bob;[authentication username=bob password=pw-bob-2026-x];{port}"),
     )
     .output()
     .await
@@ -130,17 +133,21 @@ async fn phone(s: &Sipd, dir: &std::path::Path, xml: &str, n: u32) -> tokio::pro
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answered_call_with_no_rtp_at_all_is_ended_by_the_rtp_timeout() {
     // mediad only arms the timeout for a silent call when sipd tells it
-    // the call is established (UpdateLeg on the ACK).
-    let s = Sipd::start_with_mediad(&[("calls.rtp_timeout", "2")]).await;
-    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
-        .await;
+    // the call is established (UpdateLeg on the ACK). Ten seconds is the
+    // shortest timeout the settings screen takes.
+    let s = Sipd::start_with_mediad(&[("calls.rtp_timeout", "10")]).await;
+    s.add_devices(&[
+        ("alice", "pw-alice-2026", "201"),
+        ("bob", "pw-bob-2026-x", "202"),
+    ])
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let callee = answering_bob(&s, dir.path(), 1).await;
     let caller = sipp(
         &s,
         dir.path(),
         "caller_silent.xml",
-        "alice;[authentication username=alice password=pw-a];202",
+        "alice;[authentication username=alice password=pw-alice-2026];202",
     )
     .output()
     .await
@@ -170,10 +177,17 @@ async fn an_answered_call_with_no_rtp_at_all_is_ended_by_the_rtp_timeout() {
 
 #[tokio::test]
 async fn calling_an_unknown_extension_gets_404_and_an_unregistered_one_480() {
-    let s = Sipd::start(&[]).await;
-    s.add_devices(&[("carol", "pw", "301"), ("dave", "pw", "302")])
-        .await;
-    let p = common::Phone::udp(&s, "carol").await.with_password("pw");
+    // Without voicemail for calls between phones; with it the unregistered
+    // phone's owner (the admin who made it) would take a message.
+    let s = Sipd::start(&[("voicemail.internal_calls", "false")]).await;
+    s.add_devices(&[
+        ("carol", "pw-long-enough", "301"),
+        ("dave", "pw-long-enough", "302"),
+    ])
+    .await;
+    let p = common::Phone::udp(&s, "carol")
+        .await
+        .with_password("pw-long-enough");
     for (dialed, want) in [("399", 404), ("302", 480)] {
         let invite = |extra: &str, cseq: u32| {
             format!(
@@ -203,7 +217,7 @@ async fn calling_an_unknown_extension_gets_404_and_an_unregistered_one_480() {
             .to_string();
         let value = common::digest_response(
             "carol",
-            "pw",
+            "pw-long-enough",
             &nonce,
             "INVITE",
             &format!("sip:{dialed}@{}", s.sip),
@@ -223,8 +237,11 @@ async fn the_sipd_grpc_service_lists_a_ringing_call_and_hangs_it_up() {
     use proto::pb::sipd::sipd_client::SipdClient;
     use proto::pb::sipd::{HangupRequest, ListCallsRequest};
     let s = Sipd::start_with_mediad(&[]).await;
-    s.add_devices(&[("erin", "pw", "401"), ("fred", "pw", "402")])
-        .await;
+    s.add_devices(&[
+        ("erin", "pw-long-enough", "401"),
+        ("fred", "pw-long-enough", "402"),
+    ])
+    .await;
     let mut client = s.grpc_client().await;
     let calls = client
         .list_calls(ListCallsRequest {})
@@ -234,14 +251,18 @@ async fn the_sipd_grpc_service_lists_a_ringing_call_and_hangs_it_up() {
         .calls;
     assert!(calls.is_empty());
     // fred is "registered" at a socket that never answers: the call rings.
-    let fred = common::Phone::udp(&s, "fred").await.with_password("pw");
+    let fred = common::Phone::udp(&s, "fred")
+        .await
+        .with_password("pw-long-enough");
     assert_eq!(
         fred.register(&format!("Contact: <{}>\r\n", fred.contact()))
             .await
             .code(),
         200
     );
-    let erin = common::Phone::udp(&s, "erin").await.with_password("pw");
+    let erin = common::Phone::udp(&s, "erin")
+        .await
+        .with_password("pw-long-enough");
     let sdp = "v=0\r\no=e 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
     let invite = |extra: &str, cseq: u32| {
         format!(
@@ -267,7 +288,7 @@ async fn the_sipd_grpc_service_lists_a_ringing_call_and_hangs_it_up() {
         .to_string();
     let value = common::digest_response(
         "erin",
-        "pw",
+        "pw-long-enough",
         &nonce,
         "INVITE",
         &format!("sip:402@{}", s.sip),
@@ -358,7 +379,7 @@ async fn recorded_call(s: &Sipd, xml: &str) -> (String, u64) {
         s,
         dir.path(),
         xml,
-        "alice;[authentication username=alice password=pw-a];202",
+        "alice;[authentication username=alice password=pw-alice-2026];202",
     )
     .output()
     .await
@@ -387,13 +408,14 @@ async fn recorded_call(s: &Sipd, xml: &str) -> (String, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_with_recording_enabled_gets_every_call_recorded_into_a_wav_linked_from_the_cdr() {
     let s = Sipd::start_with_mediad(&[]).await;
-    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
+    s.add_devices(&[
+        ("alice", "pw-alice-2026", "201"),
+        ("bob", "pw-bob-2026-x", "202"),
+    ])
+    .await;
+    s.web
+        .edit_device("alice", serde_json::json!({"recording_enabled": true}))
         .await;
-    sqlx::query("UPDATE devices SET recording_enabled = 1 WHERE username = 'alice'")
-        .execute(&s.pool)
-        .await
-        .unwrap();
-    s.reload_devices().await;
     let (url, size) = recorded_call(&s, "caller_audio.xml").await;
     assert!(
         url.starts_with("recordings/") && url.ends_with(".wav"),
@@ -407,8 +429,11 @@ async fn a_device_with_recording_enabled_gets_every_call_recorded_into_a_wav_lin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keying_star_one_during_a_call_starts_its_recording() {
     let s = Sipd::start_with_mediad(&[]).await;
-    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
-        .await;
+    s.add_devices(&[
+        ("alice", "pw-alice-2026", "201"),
+        ("bob", "pw-bob-2026-x", "202"),
+    ])
+    .await;
     let (url, size) = recorded_call(&s, "caller_dtmf.xml").await;
     assert!(
         url.starts_with("recordings/") && url.ends_with(".wav"),
@@ -425,23 +450,17 @@ async fn a_phone_dials_a_national_number_out_through_the_trunk_with_digest_and_i
     let settings = trunk_settings(tport).await;
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let s = Sipd::start_with_mediad(&settings).await;
-    s.add_devices(&[("alice", "pw-a", "201")]).await;
-    sqlx::query("INSERT INTO dids (number) VALUES ('+15550009999'), ('+15550001111')")
-        .execute(&s.pool)
-        .await
-        .unwrap();
-    sqlx::query(
-        "UPDATE devices SET caller_id_did_id = (SELECT id FROM dids WHERE number = '+15550001111')",
-    )
-    .execute(&s.pool)
-    .await
-    .unwrap();
-    s.reload_devices().await;
+    s.add_devices(&[("alice", "pw-alice-2026", "201")]).await;
+    s.web.add_did("+15550009999").await;
+    let did = s.web.add_did("+15550001111").await;
+    s.web
+        .edit_device("alice", serde_json::json!({ "caller_id_did_id": did }))
+        .await;
     let caller = sipp(
         &s,
         dir.path(),
         "caller.xml",
-        "alice;[authentication username=alice password=pw-a];555-123-4567",
+        "alice;[authentication username=alice password=pw-alice-2026];555-123-4567",
     )
     .output()
     .await
@@ -474,13 +493,10 @@ async fn click_to_call_rings_the_phone_first_then_dials_the_number_through_the_t
     let settings = trunk_settings(tport).await;
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let s = Sipd::start_with_mediad(&settings).await;
-    let bob_id = s.add_device("bob", "pw-b", "202").await;
+    let bob_id = s.add_device("bob", "pw-bob-2026-x", "202").await;
     // No caller_id_did_id: the first DID is the caller ID.
-    sqlx::query("INSERT INTO dids (number) VALUES ('+15550001111'), ('+15550009999')")
-        .execute(&s.pool)
-        .await
-        .unwrap();
-    s.reload_devices().await;
+    s.web.add_did("+15550001111").await;
+    s.web.add_did("+15550009999").await;
     let phone = answering_bob(&s, dir.path(), 1).await;
     let mut client = s.grpc_client().await;
     let unknown = client
@@ -552,15 +568,18 @@ async fn click_to_call_rings_the_phone_first_then_dials_the_number_through_the_t
 async fn set_recording_over_grpc_records_a_call_in_progress() {
     use proto::pb::sipd::{ListCallsRequest, SetRecordingRequest};
     let s = Sipd::start_with_mediad(&[]).await;
-    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
-        .await;
+    s.add_devices(&[
+        ("alice", "pw-alice-2026", "201"),
+        ("bob", "pw-bob-2026-x", "202"),
+    ])
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let callee = answering_bob(&s, dir.path(), 1).await;
     let caller = sipp(
         &s,
         dir.path(),
         "caller_audio.xml",
-        "alice;[authentication username=alice password=pw-a];202",
+        "alice;[authentication username=alice password=pw-alice-2026];202",
     )
     .spawn()
     .unwrap();
@@ -639,15 +658,18 @@ async fn set_recording_over_grpc_records_a_call_in_progress() {
 /// mediad's stats when `stats`).
 async fn two_phones(caller_xml: &str, callee_xml: &str, stats: bool) {
     let s = Sipd::start_with_mediad(&[]).await;
-    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
-        .await;
+    s.add_devices(&[
+        ("alice", "pw-alice-2026", "201"),
+        ("bob", "pw-bob-2026-x", "202"),
+    ])
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let callee = phone(&s, dir.path(), callee_xml, 1).await;
     let caller = sipp(
         &s,
         dir.path(),
         caller_xml,
-        "alice;[authentication username=alice password=pw-a];202",
+        "alice;[authentication username=alice password=pw-alice-2026];202",
     )
     .spawn()
     .unwrap();
@@ -714,7 +736,7 @@ async fn the_trunks_early_media_reaches_the_caller_through_mediad_and_its_404_en
         &s,
         dir.path(),
         "caller_early.xml",
-        "alice;[authentication username=alice password=pw-a];555-123-4567",
+        "alice;[authentication username=alice password=pw-alice-2026];555-123-4567",
     )
     .spawn()
     .unwrap();
@@ -744,8 +766,11 @@ async fn the_trunks_early_media_reaches_the_caller_through_mediad_and_its_404_en
 async fn a_late_offer_call_gets_its_offer_in_the_200_answers_in_the_ack_and_carries_rtp_both_ways()
 {
     let s = Sipd::start_with_mediad(&[]).await;
-    s.add_devices(&[("alice", "pw-a", "201"), ("bob", "pw-b", "202")])
-        .await;
+    s.add_devices(&[
+        ("alice", "pw-alice-2026", "201"),
+        ("bob", "pw-bob-2026-x", "202"),
+    ])
+    .await;
     let dir = tempfile::tempdir().unwrap();
     // bob checks the INVITE has no SDP and the ACK brings the answer;
     // alice checks the 200 brings an offer on the relay. Both play audio.
@@ -754,7 +779,7 @@ async fn a_late_offer_call_gets_its_offer_in_the_200_answers_in_the_ack_and_carr
         &s,
         dir.path(),
         "caller_late.xml",
-        "alice;[authentication username=alice password=pw-a];202",
+        "alice;[authentication username=alice password=pw-alice-2026];202",
     )
     .spawn()
     .unwrap();
@@ -781,7 +806,7 @@ async fn a_verified_trunk_caller_rings_the_phone_with_a_check_mark_in_the_displa
         ("twilio.trunk_password", "trunkpw"),
     ])
     .await;
-    let bob = s.add_device("bob", "pw-b", "202").await;
+    let bob = s.add_device("bob", "pw-bob-2026-x", "202").await;
     s.reload_devices().await;
     let dir = tempfile::tempdir().unwrap();
     // The phone refuses to answer unless the From reads

@@ -47,7 +47,7 @@ async fn dial(s: &Sipd, p: &Phone, dialed: &str, n: u32) -> Resp {
         .unwrap();
     let auth = digest_response(
         "alice",
-        "pw-a",
+        "pw-alice-2026",
         nonce,
         "INVITE",
         &format!("sip:{dialed}@{}", s.sip),
@@ -64,7 +64,7 @@ async fn sipp_call(s: &Sipd, dir: &Path, dialed: &str) {
         s,
         dir,
         "caller.xml",
-        &format!("alice;[authentication username=alice password=pw-a];{dialed}"),
+        &format!("alice;[authentication username=alice password=pw-alice-2026];{dialed}"),
     )
     .spawn()
     .unwrap();
@@ -87,17 +87,16 @@ async fn an_emergency_call_reaches_the_trunk_as_dialled_past_dnd_the_hourly_limi
     let s = Sipd::start_with_mediad(&settings).await;
     alice_with_did(&s).await;
     // alice's owner is on DND, and an unregistered device has extension 911.
-    sqlx::query(
-        "INSERT INTO users (email, password_hash, role, dnd) VALUES ('alice@example.org', 'x', 'user', TRUE)",
-    )
-    .execute(&s.pool)
-    .await
-    .unwrap();
-    sqlx::query("UPDATE devices SET user_id = (SELECT id FROM users) WHERE username = 'alice'")
-        .execute(&s.pool)
-        .await
-        .unwrap();
-    s.add_devices(&[("bob", "pw-b", "911")]).await;
+    let user = s
+        .web
+        .api
+        .new_user(&s.web.admin, "alice@example.org", "user")
+        .await;
+    s.web.api.set_dnd(&s.web.admin, user, true).await;
+    s.web
+        .edit_device("alice", serde_json::json!({ "user_id": user }))
+        .await;
+    s.add_devices(&[("bob", "pw-bob-2026-x", "911")]).await;
 
     // The hour's one outside call.
     sipp_call(&s, dir.path(), "555-123-4567").await;

@@ -68,9 +68,9 @@ async fn sipp(s: &Sipd, dir: &Path, xml: &str, csv: &str, tcp: bool) -> Result<(
 #[tokio::test]
 async fn sipp_registers_with_digest_fails_with_a_wrong_password_and_unregisters() {
     let s = Sipd::start(&[]).await;
-    s.add_devices(&[("alice", "s3cret", "101")]).await;
+    s.add_devices(&[("alice", "s3cret-s3cret", "101")]).await;
     let dir = tempfile::tempdir().unwrap();
-    let good = "alice;[authentication username=alice password=s3cret]";
+    let good = "alice;[authentication username=alice password=s3cret-s3cret]";
     sipp(&s, dir.path(), "options.xml", "x", false)
         .await
         .unwrap();
@@ -138,11 +138,14 @@ fn baresip_dir(root: &Path, name: &str, port: u16, account: &str) -> std::path::
 #[tokio::test]
 async fn two_baresip_instances_register() {
     let s = Sipd::start(&[]).await;
-    s.add_devices(&[("bob", "pw-bob", "102"), ("carol", "pw-carol", "103")])
-        .await;
+    s.add_devices(&[
+        ("bob", "pw-bob-2026-x", "102"),
+        ("carol", "pw-carol-2026", "103"),
+    ])
+    .await;
     let root = tempfile::tempdir().unwrap();
     let mut kids = Vec::new();
-    for (user, pw) in [("bob", "pw-bob"), ("carol", "pw-carol")] {
+    for (user, pw) in [("bob", "pw-bob-2026-x"), ("carol", "pw-carol-2026")] {
         let port = testkit::ports::sip_pair();
         let d = baresip_dir(
             root.path(),
@@ -187,8 +190,11 @@ async fn two_baresip_instances_register() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_baresip_softphone_calls_another_through_gosip_and_media_flows_both_ways() {
     let s = Sipd::start_with_mediad(&[]).await;
-    s.add_devices(&[("bob", "pw-bob", "102"), ("carol", "pw-carol", "103")])
-        .await;
+    s.add_devices(&[
+        ("bob", "pw-bob-2026-x", "102"),
+        ("carol", "pw-carol-2026", "103"),
+    ])
+    .await;
     let root = tempfile::tempdir().unwrap();
     let tone = root.path().join("tone.wav");
     let sox = std::process::Command::new("sox")
@@ -214,7 +220,7 @@ async fn a_baresip_softphone_calls_another_through_gosip_and_media_flows_both_wa
         "carol",
         testkit::ports::sip_pair(),
         &format!(
-            "<sip:carol@{};transport=udp>;auth_pass=pw-carol;regint=300;answermode=auto;audio_codecs=PCMU,PCMA",
+            "<sip:carol@{};transport=udp>;auth_pass=pw-carol-2026;regint=300;answermode=auto;audio_codecs=PCMU,PCMA",
             s.sip
         ),
     );
@@ -238,7 +244,7 @@ async fn a_baresip_softphone_calls_another_through_gosip_and_media_flows_both_wa
         "bob",
         testkit::ports::sip_pair(),
         &format!(
-            "<sip:bob@{};transport=udp>;auth_pass=pw-bob;regint=300;audio_codecs=PCMU,PCMA",
+            "<sip:bob@{};transport=udp>;auth_pass=pw-bob-2026-x;regint=300;audio_codecs=PCMU,PCMA",
             s.sip
         ),
     );

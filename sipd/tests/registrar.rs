@@ -11,8 +11,8 @@ use common::{Phone, Resp, Sipd};
 #[tokio::test]
 async fn a_phone_registers_with_digest_and_the_200_lists_its_contact() {
     let s = Sipd::start(&[]).await;
-    s.add_devices(&[("alice", "s3cret", "101")]).await;
-    let p = Phone::udp(&s, "alice").await.with_password("s3cret");
+    s.add_devices(&[("alice", "s3cret-s3cret", "101")]).await;
+    let p = Phone::udp(&s, "alice").await.with_password("s3cret-s3cret");
     let first = p
         .request(&p.register_msg("Contact: <sip:alice@127.0.0.1:5999>\r\nExpires: 300\r\n"))
         .await;
@@ -46,8 +46,8 @@ async fn a_phone_registers_with_digest_and_the_200_lists_its_contact() {
 #[tokio::test]
 async fn sha256_digest_registers_too() {
     let s = Sipd::start(&[]).await;
-    s.add_devices(&[("bob", "pw", "102")]).await;
-    let p = Phone::udp(&s, "bob").await.with_password("pw");
+    s.add_devices(&[("bob", "pw-long-enough", "102")]).await;
+    let p = Phone::udp(&s, "bob").await.with_password("pw-long-enough");
     let c = format!("Contact: <{}>\r\n", p.contact());
     let ch = p.request(&p.register_msg(&c)).await;
     let auth = p.authorization(&ch, "SHA-256", "REGISTER", 1);
@@ -61,8 +61,10 @@ async fn sha256_digest_registers_too() {
 #[tokio::test]
 async fn several_contacts_are_all_listed_and_unregister_removes_them() {
     let s = Sipd::start(&[]).await;
-    s.add_devices(&[("carol", "pw", "103")]).await;
-    let p = Phone::udp(&s, "carol").await.with_password("pw");
+    s.add_devices(&[("carol", "pw-long-enough", "103")]).await;
+    let p = Phone::udp(&s, "carol")
+        .await
+        .with_password("pw-long-enough");
     let r = p
         .register("Contact: <sip:carol@127.0.0.1:6001>;expires=120, <sip:carol@127.0.0.1:6002>\r\nExpires: 600\r\n")
         .await;
@@ -100,8 +102,8 @@ async fn several_contacts_are_all_listed_and_unregister_removes_them() {
 #[tokio::test]
 async fn too_short_expiry_gets_423_with_min_expires_and_long_ones_are_capped() {
     let s = Sipd::start(&[("sip.min_expires", "120"), ("sip.max_expires", "1800")]).await;
-    s.add_devices(&[("dave", "pw", "104")]).await;
-    let p = Phone::udp(&s, "dave").await.with_password("pw");
+    s.add_devices(&[("dave", "pw-long-enough", "104")]).await;
+    let p = Phone::udp(&s, "dave").await.with_password("pw-long-enough");
     let r = p
         .register("Contact: <sip:dave@127.0.0.1:6001>\r\nExpires: 30\r\n")
         .await;
@@ -121,8 +123,8 @@ async fn too_short_expiry_gets_423_with_min_expires_and_long_ones_are_capped() {
 #[tokio::test]
 async fn a_retransmitted_register_gets_the_same_answer_without_being_processed_again() {
     let s = Sipd::start(&[]).await;
-    s.add_devices(&[("erin", "pw", "105")]).await;
-    let p = Phone::udp(&s, "erin").await.with_password("pw");
+    s.add_devices(&[("erin", "pw-long-enough", "105")]).await;
+    let p = Phone::udp(&s, "erin").await.with_password("pw-long-enough");
     let c = format!("Contact: <{}>\r\n", p.contact());
     let ch = p.request(&p.register_msg(&c)).await;
     let auth = p.authorization(&ch, "MD5", "REGISTER", 1);
@@ -139,7 +141,7 @@ async fn a_retransmitted_register_gets_the_same_answer_without_being_processed_a
 #[tokio::test]
 async fn wrong_password_and_unknown_user_get_identical_answers_and_security_events() {
     let s = Sipd::start(&[]).await;
-    s.add_devices(&[("frank", "right", "106")]).await;
+    s.add_devices(&[("frank", "right-password", "106")]).await;
     let known = Phone::udp(&s, "frank").await.with_password("wrong");
     let unknown = Phone::udp(&s, "nobody").await.with_password("wrong");
     let c1 = known
@@ -185,25 +187,18 @@ async fn wrong_password_and_unknown_user_get_identical_answers_and_security_even
 
 #[tokio::test]
 async fn an_expired_nonce_is_rechallenged_with_stale_true() {
-    let s = Sipd::start(&[("sip.nonce_ttl", "1")]).await;
-    s.add_devices(&[("gina", "pw", "107")]).await;
-    let p = Phone::udp(&s, "gina").await.with_password("pw");
+    // The shortest lifetime the settings screen takes.
+    let s = Sipd::start(&[("sip.nonce_ttl", "30")]).await;
+    s.add_devices(&[("gina", "pw-long-enough", "107")]).await;
+    let p = Phone::udp(&s, "gina").await.with_password("pw-long-enough");
     let c = "Contact: <sip:gina@127.0.0.1:7000>\r\n";
-    // The settings poll (5 s) may not have applied the TTL yet: wait for it.
-    let mut stale = None;
-    for _ in 0..20 {
-        let ch = p.request(&p.register_msg(c)).await;
-        let auth = p.authorization(&ch, "MD5", "REGISTER", 1);
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        let r = p
-            .request(&p.register_msg(&format!("{c}Authorization: {auth}\r\n")))
-            .await;
-        if r.code() == 401 {
-            stale = Some(r);
-            break;
-        }
-    }
-    let r = stale.expect("expired nonce was accepted");
+    let ch = p.request(&p.register_msg(c)).await;
+    let auth = p.authorization(&ch, "MD5", "REGISTER", 1);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let r = p
+        .request(&p.register_msg(&format!("{c}Authorization: {auth}\r\n")))
+        .await;
+    assert_eq!(r.code(), 401, "expired nonce was accepted: {}", r.0);
     assert!(
         r.headers("www-authenticate")
             .iter()
@@ -219,8 +214,8 @@ async fn an_expired_nonce_is_rechallenged_with_stale_true() {
 #[tokio::test]
 async fn a_replayed_nonce_count_is_refused() {
     let s = Sipd::start(&[]).await;
-    s.add_devices(&[("hank", "pw", "108")]).await;
-    let p = Phone::udp(&s, "hank").await.with_password("pw");
+    s.add_devices(&[("hank", "pw-long-enough", "108")]).await;
+    let p = Phone::udp(&s, "hank").await.with_password("pw-long-enough");
     let c = "Contact: <sip:hank@127.0.0.1:7000>\r\n";
     let ch = p.request(&p.register_msg(c)).await;
     let auth = p.authorization(&ch, "MD5", "REGISTER", 1);
@@ -245,8 +240,8 @@ async fn a_replayed_nonce_count_is_refused() {
 #[tokio::test]
 async fn registrations_survive_a_restart() {
     let s = Sipd::start(&[]).await;
-    s.add_devices(&[("ivy", "pw", "109")]).await;
-    let p = Phone::udp(&s, "ivy").await.with_password("pw");
+    s.add_devices(&[("ivy", "pw-long-enough", "109")]).await;
+    let p = Phone::udp(&s, "ivy").await.with_password("pw-long-enough");
     assert_eq!(
         p.register("Contact: <sip:ivy@127.0.0.1:7001>\r\nExpires: 600\r\n")
             .await
@@ -258,7 +253,7 @@ async fn registrations_survive_a_restart() {
     let dir = s.dir.clone();
     let tmp = s.stop().await;
     let s = Sipd::start_in(&dir, &[]).await;
-    let p = Phone::udp(&s, "ivy").await.with_password("pw");
+    let p = Phone::udp(&s, "ivy").await.with_password("pw-long-enough");
     // A query REGISTER (no Contact) lists the restored binding.
     let r = p.register("").await;
     assert_eq!(r.code(), 200);
@@ -271,26 +266,29 @@ async fn registrations_survive_a_restart() {
 
 #[tokio::test]
 async fn expired_registrations_are_swept_from_the_table() {
-    let s = Sipd::start(&[("sip.min_expires", "1")]).await;
-    s.add_devices(&[("jack", "pw", "110")]).await;
-    let p = Phone::udp(&s, "jack").await.with_password("pw");
+    // The shortest registration the settings screen takes.
+    let s = Sipd::start(&[("sip.min_expires", "10")]).await;
+    s.add_devices(&[("jack", "pw-long-enough", "110")]).await;
+    let p = Phone::udp(&s, "jack").await.with_password("pw-long-enough");
     assert_eq!(
-        p.register("Contact: <sip:jack@127.0.0.1:7001>\r\nExpires: 1\r\n")
+        p.register("Contact: <sip:jack@127.0.0.1:7001>\r\nExpires: 10\r\n")
             .await
             .code(),
         200
     );
     s.eventually("stored", || async { s.registrations().await.len() == 1 })
         .await;
-    s.eventually("swept", || async { s.registrations().await.is_empty() })
-        .await;
+    testkit::eventually(Duration::from_secs(30), "swept", || async {
+        s.registrations().await.is_empty()
+    })
+    .await;
     s.stop().await;
 }
 
 #[tokio::test]
 async fn repeated_failures_ban_the_address_and_the_ban_is_logged() {
     let s = Sipd::start(&[("sip.ban_threshold", "3")]).await;
-    s.add_devices(&[("kate", "pw", "111")]).await;
+    s.add_devices(&[("kate", "pw-long-enough", "111")]).await;
     let p = Phone::udp(&s, "kate").await.with_password("bad");
     for _ in 0..3 {
         assert_eq!(
@@ -314,8 +312,8 @@ async fn repeated_failures_ban_the_address_and_the_ban_is_logged() {
 #[tokio::test]
 async fn tcp_registration_works_and_a_crlf_ping_gets_a_pong() {
     let s = Sipd::start(&[]).await;
-    s.add_devices(&[("liam", "pw", "112")]).await;
-    let p = Phone::tcp(&s, "liam").await.with_password("pw");
+    s.add_devices(&[("liam", "pw-long-enough", "112")]).await;
+    let p = Phone::tcp(&s, "liam").await.with_password("pw-long-enough");
     p.send(b"\r\n\r\n").await;
     assert_eq!(p.recv_raw_tcp(Duration::from_secs(2)).await, b"\r\n");
     let r = p.register(&format!("Contact: <{}>\r\n", p.contact())).await;
@@ -360,10 +358,13 @@ async fn a_silent_device_is_marked_offline_and_an_answering_one_stays_online() {
         ("sip.keepalive_failures", "2"),
     ])
     .await;
-    s.add_devices(&[("mia", "pw", "113"), ("noah", "pw", "114")])
-        .await;
-    let silent = Phone::udp(&s, "mia").await.with_password("pw");
-    let live = Phone::udp(&s, "noah").await.with_password("pw");
+    s.add_devices(&[
+        ("mia", "pw-long-enough", "113"),
+        ("noah", "pw-long-enough", "114"),
+    ])
+    .await;
+    let silent = Phone::udp(&s, "mia").await.with_password("pw-long-enough");
+    let live = Phone::udp(&s, "noah").await.with_password("pw-long-enough");
     assert_eq!(
         silent
             .register(&format!("Contact: <{}>\r\n", silent.contact()))
@@ -408,7 +409,7 @@ async fn a_silent_device_is_marked_offline_and_an_answering_one_stays_online() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_from_one_address_does_not_stop_a_phone_registering() {
     let s = Sipd::start(&[]).await;
-    s.add_devices(&[("olga", "pw", "115")]).await;
+    s.add_devices(&[("olga", "pw-long-enough", "115")]).await;
     let flood_stop = tokio_util::sync::CancellationToken::new();
     let mut flooders = Vec::new();
     for _ in 0..2 {
@@ -435,7 +436,7 @@ async fn a_flood_from_one_address_does_not_stop_a_phone_registering() {
     // The flood uses other ports of the same address as the phone below, so
     // use a distinct loopback address for the phone: 127.0.0.2.
     let sock = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
-    let p = Phone::from_socket(&s, "olga", sock).with_password("pw");
+    let p = Phone::from_socket(&s, "olga", sock).with_password("pw-long-enough");
     let r = p.register(&format!("Contact: <{}>\r\n", p.contact())).await;
     assert_eq!(r.code(), 200);
     flood_stop.cancel();

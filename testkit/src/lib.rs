@@ -1,8 +1,10 @@
 //! What the tests of every GoSIP crate share (a dev-dependency only, never
 //! built into a daemon): loopback ports nobody else in this process was
 //! given, waiting for a condition with a deadline, and sipp's error logs.
-//! The daemon harness (`e2e::System`) and webd's API client (`e2e::Api`)
-//! live in `e2e`, which builds on this.
+//! webd's API client ([`api::Api`]), with which tests set the system up as
+//! a user does. The daemon harness (`e2e::System`) lives in `e2e`.
+
+pub mod api;
 
 use std::collections::HashSet;
 use std::net::{TcpListener, UdpSocket};

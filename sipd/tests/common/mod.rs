@@ -1,5 +1,8 @@
 //! A real sipd on 127.0.0.1 ports chosen by the kernel, with a temp data
 //! dir, plus a tiny SIP phone that speaks digest, for the system tests.
+//! Devices, numbers, users and settings are made the way an admin makes
+//! them: through the API of a webd started beside sipd on the same data
+//! dir (which pushes each change to sipd over gRPC, as in production).
 #![allow(dead_code)]
 
 pub mod sipp;
@@ -28,6 +31,119 @@ pub struct Sipd {
         tokio::task::JoinHandle<anyhow::Result<()>>,
         CancellationToken,
     )>,
+    pub web: Web,
+}
+
+/// webd, in this process, on the data dir of a [`Sipd`], with the admin
+/// logged in.
+pub struct Web {
+    pub api: testkit::api::Api,
+    /// The admin's session cookie.
+    pub admin: String,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Web {
+    /// Starts webd on `dir`, talking to sipd at `sipd_grpc` (and mediad at
+    /// `mediad_grpc`); runs the first-run wizard on a fresh dir, or logs the
+    /// admin in on one that has it already.
+    async fn start(dir: &Path, sipd_grpc: &str, mediad_grpc: Option<&str>) -> Web {
+        let dead = testkit::ports::closed_tcp_addr();
+        let d = dir.to_str().unwrap();
+        let cfg = webd::Config::parse_from([
+            "webd",
+            "--data-dir",
+            d,
+            "--web-dir",
+            d,
+            "--sipd-grpc",
+            sipd_grpc,
+            "--mediad-grpc",
+            mediad_grpc.unwrap_or(&dead),
+            "--twiliod-grpc",
+            &dead,
+            "--notifyd-grpc",
+            &dead,
+            "--twiliod-http",
+            &dead,
+        ]);
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = testkit::api::Api::at(format!("http://{}", http.local_addr().unwrap()));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(webd::run(cfg, webd::Listeners { http }, shutdown.clone()));
+        let status = api.ok("", 200, "GET", "/api/setup/status", None).await;
+        let admin = if status["needed"] == true {
+            api.setup_admin_in(dir).await
+        } else {
+            api.login("admin@example.org").await
+        };
+        Web {
+            api,
+            admin,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    /// `{"key": "value", ...}` saved on the settings screen.
+    pub async fn settings(&self, values: &[(&str, &str)]) {
+        let map: serde_json::Map<String, serde_json::Value> = values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect();
+        self.api.settings(&self.admin, map.into()).await;
+    }
+
+    /// The id of the device `username` on the devices screen.
+    pub async fn device_id(&self, username: &str) -> i64 {
+        let list = self
+            .api
+            .ok(&self.admin, 200, "GET", "/api/devices?per_page=100", None)
+            .await;
+        list["items"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["username"] == username))
+            .and_then(|d| d["id"].as_i64())
+            .unwrap_or_else(|| panic!("no device {username}: {list}"))
+    }
+
+    /// Changes the device `username` on the devices screen (`{"recording_enabled":
+    /// true}`).
+    pub async fn edit_device(&self, username: &str, changes: serde_json::Value) {
+        let id = self.device_id(username).await;
+        self.api
+            .ok(
+                &self.admin,
+                200,
+                "PUT",
+                &format!("/api/devices/{id}"),
+                Some(changes),
+            )
+            .await;
+    }
+
+    /// A number (E.164) added on the numbers screen; its id.
+    pub async fn add_did(&self, number: &str) -> i64 {
+        self.api
+            .ok(
+                &self.admin,
+                201,
+                "POST",
+                "/api/dids",
+                Some(serde_json::json!({ "number": number, "name": number })),
+            )
+            .await["id"]
+            .as_i64()
+            .unwrap()
+    }
 }
 
 fn rand_u16() -> u16 {
@@ -97,12 +213,6 @@ impl Sipd {
         bind: &str,
     ) -> Sipd {
         let pool = proto::db::open(dir).await.unwrap();
-        proto::settings::store(&pool, "sip.realm", REALM)
-            .await
-            .unwrap();
-        for (k, v) in settings {
-            proto::settings::store(&pool, k, v).await.unwrap();
-        }
         // The UDP port's TCP twin may be taken by another test's socket:
         // try again with another port.
         let (udp, sip, tcp) = loop {
@@ -126,15 +236,17 @@ impl Sipd {
             // No notifyd here: call notices wait in sipd's queue.
             "--notifyd-grpc",
             "127.0.0.1:9",
-            // Tests that change `devices` rows by hand rely on a quick
-            // re-read; add_devices asks for one over gRPC.
-            "--device-reload-secs",
-            "1",
         ]);
         let shutdown = CancellationToken::new();
         let listeners = sipd::Listeners { udp, tcp, grpc };
         let task = tokio::spawn(sipd::run(cfg, listeners, shutdown.clone()));
         // The registrar is ready once it answers an OPTIONS.
+        // The admin sets the realm and the test's settings; webd has sipd
+        // reload them before it answers.
+        let web = Web::start(dir, &grpc_addr.to_string(), mediad).await;
+        let mut all = vec![("sip.realm", REALM)];
+        all.extend_from_slice(settings);
+        web.settings(&all).await;
         let s = Sipd {
             dir: dir.to_owned(),
             sip,
@@ -144,6 +256,7 @@ impl Sipd {
             _tmp: None,
             mediad: None,
             grpc: grpc_addr,
+            web,
         };
         let p = Phone::udp(&s, "probe").await;
         for _ in 0..100 {
@@ -158,6 +271,7 @@ impl Sipd {
     }
 
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        self.web.stop().await;
         self.shutdown.cancel();
         if let Some(t) = self.task.take() {
             t.await.unwrap().unwrap();
@@ -169,30 +283,28 @@ impl Sipd {
         self._tmp.take()
     }
 
-    /// Inserts a device the way webd does (HA1 only).
+    /// A device made on the devices screen with its own password; its id
+    /// (webd has sipd use it before it answers).
     pub async fn add_device(&self, username: &str, password: &str, extension: &str) -> i64 {
-        let (md5, sha) = sipd::ha1(username, REALM, password);
-        sqlx::query(
-            "INSERT INTO devices (username, password_hash, ha1_sha256, realm, extension) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(username)
-        .bind(md5)
-        .bind(sha)
-        .bind(REALM)
-        .bind(extension)
-        .execute(&self.pool)
-        .await
-        .unwrap()
-        .last_insert_rowid()
+        self.web
+            .api
+            .ok(
+                &self.web.admin,
+                201,
+                "POST",
+                "/api/devices",
+                Some(serde_json::json!({"name": username, "username": username,
+                    "password": password, "extension": extension})),
+            )
+            .await["id"]
+            .as_i64()
+            .unwrap()
     }
 
-    /// Inserts devices and has sipd read them (gRPC ReloadDevices, as
-    /// webd does).
     pub async fn add_devices(&self, list: &[(&str, &str, &str)]) {
         for (u, p, e) in list {
             self.add_device(u, p, e).await;
         }
-        self.reload_devices().await;
     }
 
     /// A gRPC client carrying the secret sipd keeps in its data dir, as
@@ -229,7 +341,9 @@ impl Sipd {
     }
 
     pub async fn security_events(&self) -> Vec<(String, String, String)> {
-        sqlx::query_as("SELECT kind, ip_address, username FROM security_events ORDER BY id")
+        sqlx::query_as(
+            "SELECT kind, ip_address, username FROM security_events WHERE source = 'sipd' ORDER BY id",
+        )
             .fetch_all(&self.pool)
             .await
             .unwrap()

@@ -128,16 +128,9 @@ pub async fn finished(name: &str, child: tokio::process::Child, dir: &std::path:
 
 /// Gives alice the DID +15550001111 as caller ID (outbound calls need one).
 pub async fn alice_with_did(s: &Sipd) {
-    s.add_devices(&[("alice", "pw-a", "201")]).await;
-    sqlx::query("INSERT INTO dids (number) VALUES ('+15550001111')")
-        .execute(&s.pool)
-        .await
-        .unwrap();
-    sqlx::query(
-        "UPDATE devices SET caller_id_did_id = (SELECT id FROM dids WHERE number = '+15550001111')",
-    )
-    .execute(&s.pool)
-    .await
-    .unwrap();
-    s.reload_devices().await;
+    s.add_devices(&[("alice", "pw-alice-2026", "201")]).await;
+    let did = s.web.add_did("+15550001111").await;
+    s.web
+        .edit_device("alice", serde_json::json!({ "caller_id_did_id": did }))
+        .await;
 }

@@ -188,6 +188,8 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Did>)> {
     let v = validate(&st, b, None).await?;
     let id = insert(&st, &v).await?;
+    // sipd keeps each device's caller ID (its own number or the first one).
+    super::devices::reload_sipd(&st).await;
     Ok((StatusCode::CREATED, Json(load(&st, &a, id).await?)))
 }
 
@@ -267,6 +269,7 @@ pub async fn update(
     .execute(&st.pool)
     .await
     .map_err(unique_number)?;
+    super::devices::reload_sipd(&st).await;
     Ok(Json(load(&st, &a, id).await?))
 }
 
@@ -282,6 +285,7 @@ pub async fn delete(
         .bind(id)
         .execute(&st.pool)
         .await?;
+    super::devices::reload_sipd(&st).await;
     Ok(ok())
 }
 
