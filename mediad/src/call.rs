@@ -11,7 +11,8 @@
 //! while a Play is under way, sends the core's next packet out of the
 //! A-leg's RTP socket; a late wake-up sends the missed packets at once, so
 //! the stream keeps the pace of its timestamps. The voicemail is written on
-//! the 100 ms tick like a recording.
+//! the 100 ms tick like a recording. Hold music to a leg rides the same
+//! interval, out of that leg's RTP socket.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -78,6 +79,8 @@ pub struct LegUpdate {
     pub codecs: Vec<(u8, String)>,
     pub established: Option<bool>,
     pub hold: Option<bool>,
+    /// Start the hold music to the leg (the clip to loop) or end it.
+    pub music: Option<Option<Clip>>,
 }
 
 /// The sockets of one call: RTP and RTCP towards each leg.
@@ -146,13 +149,18 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
                 Some(cmd) => {
                     last_cmd = Instant::now();
                     if task.command(cmd) {
-                        // A new Play: its first packet goes now, and no
-                        // backlog of ticks from before it is sent.
+                        // A new Play or hold music: its first packet goes
+                        // now, and no backlog of ticks from before it is
+                        // sent.
                         frames.reset_immediately();
                     }
                 }
             },
-            _ = frames.tick(), if task.call.is_playing() => task.send_frame(&a_rtp),
+            _ = frames.tick(), if task.call.is_playing() || task.call.has_music() => {
+                task.send_frame(&a_rtp);
+                task.send_music(LegId::A, &a_rtp);
+                task.send_music(LegId::B, &b_rtp);
+            }
             Ok(()) = a_rtp.readable() => task.relay(LegId::A, false, &a_rtp, &b_rtp, &mut buf),
             Ok(()) = b_rtp.readable() => task.relay(LegId::B, false, &b_rtp, &a_rtp, &mut buf),
             Ok(()) = a_rtcp.readable() => task.relay(LegId::A, true, &a_rtcp, &b_rtcp, &mut buf),
@@ -172,6 +180,16 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
     }
     task.publish_events();
     tracing::debug!(call_id = %task.call_id, "call media ended");
+}
+
+/// RFC 3550 section 5.1: SSRC, sequence number and timestamp of a stream
+/// start at random values.
+fn random_seed() -> Seed {
+    Seed {
+        ssrc: rand::random(),
+        seq: rand::random(),
+        timestamp: rand::random(),
+    }
 }
 
 struct CallTask {
@@ -204,14 +222,14 @@ impl CallTask {
                 Err(_) => continue,
             };
             let now = Instant::now();
-            let packet = &buf[..n];
+            let packet = &mut buf[..n];
             let dst = if rtcp {
                 self.call.on_rtcp(now, from, src, packet)
             } else {
                 self.call.on_rtp(now, from, src, packet)
             };
             if let Some(dst) = dst {
-                match tx.try_send_to(packet, dst) {
+                match tx.try_send_to(&buf[..n], dst) {
                     Ok(_) => self.call.on_sent(from.other(), n, rtcp),
                     Err(_) => self.call.on_send_failed(from.other()),
                 }
@@ -219,10 +237,10 @@ impl CallTask {
         }
     }
 
-    /// Handles a command; true when a Play started.
+    /// Handles a command; true when a Play or hold music started.
     fn command(&mut self, cmd: Cmd) -> bool {
         match cmd {
-            Cmd::UpdateLeg(u) => self.update_leg(u),
+            Cmd::UpdateLeg(u) => return self.update_leg(u),
             Cmd::Record { enabled, reply } => {
                 let r = if enabled {
                     self.start_recording()
@@ -255,13 +273,7 @@ impl CallTask {
         clips: Vec<Clip>,
         record_after: Option<crate::relay::voicemail::RecordLimits>,
     ) -> Result<(), PlayError> {
-        // RFC 3550 section 5.1: SSRC, sequence number and timestamp start
-        // at random values.
-        let seed = Seed {
-            ssrc: rand::random(),
-            seq: rand::random(),
-            timestamp: rand::random(),
-        };
+        let seed = random_seed();
         // A voicemail under way ends; what it still holds goes to its file.
         self.voicemail.pcm.clear();
         let r = self
@@ -269,6 +281,18 @@ impl CallTask {
             .play(clips, record_after, seed, &mut self.voicemail.pcm);
         self.write_voicemail();
         r
+    }
+
+    /// Sends leg `to` its next 20 ms of hold music, if it has some.
+    fn send_music(&mut self, to: LegId, sock: &UdpSocket) {
+        let Some((dst, packet)) = self.call.next_music_frame(Instant::now(), to) else {
+            return;
+        };
+        let len = packet.len();
+        match sock.try_send_to(packet, dst) {
+            Ok(_) => self.call.on_sent(to, len, false),
+            Err(_) => self.call.on_send_failed(to),
+        }
     }
 
     /// Sends the A-leg its next 20 ms of the Play.
@@ -283,8 +307,10 @@ impl CallTask {
         }
     }
 
-    fn update_leg(&mut self, u: LegUpdate) {
+    /// Applies what sipd learnt of a leg; true when hold music started.
+    fn update_leg(&mut self, u: LegUpdate) -> bool {
         let now = Instant::now();
+        let music_was = self.call.has_music();
         if let Some(leg) = u.leg {
             if let Some(ip) = u.signal_ip {
                 self.call.set_signal_ip(leg, ip);
@@ -297,10 +323,20 @@ impl CallTask {
             if let Some(hold) = u.hold {
                 self.call.set_hold(leg, hold);
             }
+            match u.music {
+                Some(Some(clip)) => {
+                    if let Err(e) = self.call.start_music(now, leg, clip, random_seed()) {
+                        tracing::warn!(call_id = %self.call_id, ?leg, error = %e, "no hold music");
+                    }
+                }
+                Some(None) => self.call.stop_music(leg),
+                None => {}
+            }
         }
         if u.established == Some(true) {
             self.call.set_established(now);
         }
+        !music_was && self.call.has_music()
     }
 
     fn tick(&mut self) {

@@ -83,6 +83,10 @@ impl PromptError {
     }
 }
 
+/// The hold music an admin uploads (webd writes it), relative to the data
+/// dir.
+pub const HOLD_MUSIC: &str = "prompts/hold-music.wav";
+
 /// Renders Play items for one data dir.
 #[derive(Debug, Clone)]
 pub struct Prompts {
@@ -128,6 +132,24 @@ impl Prompts {
             }
         }
         Ok(clips)
+    }
+
+    /// The hold music: the admin's upload ([`HOLD_MUSIC`] in the data dir)
+    /// when there is one and it reads, else GoSIP's own melody.
+    pub async fn hold_music(&self) -> Clip {
+        match self.file(HOLD_MUSIC).await {
+            Ok(clip) if !clip.is_empty() => clip,
+            Ok(_) => player::hold_melody(),
+            Err(PromptError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                player::hold_melody()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the uploaded hold music does not play; using the built-in melody");
+                player::hold_melody()
+            }
+        }
     }
 
     /// A WAV file inside the data dir.

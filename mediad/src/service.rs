@@ -256,6 +256,11 @@ impl Mediad for MediaService {
                 .collect(),
             established: r.established,
             hold: r.hold,
+            music: match r.music {
+                Some(true) => Some(Some(self.inner.prompts.hold_music().await)),
+                Some(false) => Some(None),
+                None => None,
+            },
         };
         if leg.is_none()
             && (update.rtp.is_some()

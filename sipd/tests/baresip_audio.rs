@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use audio::{Wav, sine, tones};
 use baresip::Baresip;
-use common::Sipd;
+use common::{Phone, Sipd};
 
 const RATE: u32 = 8000;
 const CALLER_HZ: f64 = 440.0;
@@ -156,6 +156,221 @@ async fn a_baresip_call_is_recorded_with_each_partys_tone_on_its_own_channel() {
         r.check(MIN_TONE_SECS)
             .unwrap_or_else(|e| panic!("{who} should have heard {want} Hz: {e}"));
     }
+    s.stop().await;
+}
+
+/// The notes of mediad's built-in hold music (Hz), in order.
+const MELODY_HZ: [f64; 8] = [
+    523.25, 659.25, 783.99, 880.0, 783.99, 659.25, 587.33, 523.25,
+];
+
+/// What each 50 ms window of `x` is: one of `candidates` (most of the
+/// window's energy there), or `None` (silence, a note change, anything
+/// else).
+fn window_tones(x: &[f32], rate: u32, candidates: &[f64]) -> Vec<Option<f64>> {
+    let n = (rate / 20) as usize;
+    x.chunks_exact(n)
+        .map(|w| {
+            let rms = (w.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / n as f64).sqrt();
+            if rms < audio::SILENCE_RMS {
+                return None;
+            }
+            candidates
+                .iter()
+                .copied()
+                .find(|&f| audio::share(w, rate, f) >= 0.6)
+        })
+        .collect()
+}
+
+/// The tones of `windows` in order, each run of one tone once.
+fn runs(windows: &[Option<f64>]) -> Vec<f64> {
+    let mut out: Vec<f64> = Vec::new();
+    for t in windows.iter().flatten() {
+        if out.last() != Some(t) {
+            out.push(*t);
+        }
+    }
+    out
+}
+
+/// One RTP packet as it arrived: marker, sequence number, timestamp, SSRC,
+/// the PCMU payload.
+type Packet = (bool, u16, u32, u32, Vec<u8>);
+
+/// A bare SIP phone for the held side (baresip 1.0 stops its decoded-audio
+/// dump at the first re-INVITE, so it cannot show what a held phone
+/// hears): answers the call and every re-INVITE (`recvonly` to a
+/// `sendonly` offer, RFC 3264 section 6.1), OPTIONS and BYE, and keeps every
+/// RTP packet that reaches its media port, in order.
+async fn bare_phone(
+    phone: Phone,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::Mutex<Vec<Packet>>>,
+) {
+    let rtp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let media = rtp.local_addr().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, _)) = rtp.recv_from(&mut buf).await {
+            let p = &buf[..n];
+            if n > 12 && p[1] & 0x7f == 0 {
+                sink.lock().unwrap().push((
+                    p[1] & 0x80 != 0,
+                    u16::from_be_bytes([p[2], p[3]]),
+                    u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+                    u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+                    p[12..].to_vec(),
+                ));
+            }
+        }
+    });
+    let sip = tokio::spawn(async move {
+        let mut version = 0;
+        while let Some(m) = phone.recv(Duration::from_secs(60)).await {
+            let method = m.split(' ').next().unwrap_or_default().to_owned();
+            let body = match method.as_str() {
+                "INVITE" => {
+                    version += 1;
+                    let dir = if m.contains("a=sendonly") {
+                        "recvonly"
+                    } else if m.contains("a=inactive") {
+                        "inactive"
+                    } else {
+                        "sendrecv"
+                    };
+                    format!(
+                        "v=0\r\no=carol 1 {version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na={dir}\r\n",
+                        media.port()
+                    )
+                }
+                "BYE" | "OPTIONS" => String::new(),
+                _ => continue,
+            };
+            let mut r = String::from("SIP/2.0 200 OK\r\n");
+            for line in m.split("\r\n").skip(1) {
+                let l = line.to_ascii_lowercase();
+                if l.starts_with("to:") && !l.contains("tag=") {
+                    r.push_str(&format!("{line};tag=carol1\r\n"));
+                } else if ["via:", "from:", "to:", "call-id:", "cseq:"]
+                    .iter()
+                    .any(|h| l.starts_with(h))
+                {
+                    r.push_str(&format!("{line}\r\n"));
+                }
+            }
+            r.push_str(&format!("Contact: <{}>\r\n", phone.contact()));
+            if !body.is_empty() {
+                r.push_str("Content-Type: application/sdp\r\n");
+            }
+            r.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+            phone.send(r.as_bytes()).await;
+            if method == "BYE" {
+                return;
+            }
+        }
+    });
+    (sip, got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_phone_hears_the_hold_music_then_the_other_party_again_on_one_stream() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    s.add_device("bob", "pw-bob-2026-x", "102").await;
+    s.add_device("carol", "pw-carol-2026", "103").await;
+    let root = tempfile::tempdir().unwrap();
+    let carol = Phone::udp(&s, "carol").await.with_password("pw-carol-2026");
+    let r = carol
+        .register(&format!("Contact: <{}>\r\n", carol.contact()))
+        .await;
+    assert_eq!(r.code(), 200, "{}", r.0);
+    let (carol_sip, heard) = bare_phone(carol).await;
+    let mut bob = Baresip::spawn(
+        root.path(),
+        "bob",
+        &account("bob", "pw-bob-2026-x", &s, ""),
+        &tone_file(root.path(), CALLER_HZ),
+        90,
+    );
+    s.eventually("bob registered", || async {
+        s.registrations()
+            .await
+            .iter()
+            .any(|r| r.0.starts_with("sip:bob"))
+    })
+    .await;
+    bob.connect().await;
+    bob.command("dial", &format!("sip:103@{}", s.sip))
+        .await
+        .unwrap();
+    bob.event("CALL_ESTABLISHED", Duration::from_secs(15))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // bob presses Hold (baresip re-INVITEs with a=sendonly), waits, and
+    // takes the call back.
+    bob.command("hold", "").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    bob.command("resume", "").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    bob.command("hangup", "").await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), carol_sip)
+        .await
+        .expect("carol got the BYE")
+        .unwrap();
+    bob.quit().await;
+
+    let packets = heard.lock().unwrap().clone();
+    // One RTP stream from start to end: one SSRC, numbers one apart,
+    // timestamps always moving on (a phone drops audio that goes back).
+    assert!(packets.len() > 400, "{} packets", packets.len());
+    for w in packets.windows(2) {
+        let ((_, seq0, ts0, ssrc0, _), (_, seq1, ts1, ssrc1, _)) = (&w[0], &w[1]);
+        assert_eq!(ssrc1, ssrc0, "the SSRC changed");
+        assert_eq!(
+            *seq1,
+            seq0.wrapping_add(1),
+            "a gap or a step back in numbering"
+        );
+        let ahead = ts1.wrapping_sub(*ts0);
+        assert!((1..8000 * 5).contains(&ahead), "timestamp {ts0} then {ts1}");
+    }
+    // What carol heard: bob's 440 Hz, then the melody over and over with
+    // nothing of bob, then bob again.
+    let pcm: Vec<f32> = packets
+        .iter()
+        .flat_map(|p| audio::ulaw_to_f32(&p.4))
+        .collect();
+    let mut candidates = vec![CALLER_HZ];
+    candidates.extend(MELODY_HZ);
+    let w = window_tones(&pcm, RATE, &candidates);
+    let r = runs(&w);
+    eprintln!("carol heard, run by run: {r:?}");
+    let is_note = |t: &Option<f64>| t.is_some_and(|f| f != CALLER_HZ);
+    let first = w
+        .iter()
+        .position(is_note)
+        .unwrap_or_else(|| panic!("no hold music at all: {r:?}"));
+    let last = w.len() - 1 - w.iter().rev().position(is_note).unwrap();
+    let secs =
+        |ws: &[Option<f64>]| ws.iter().filter(|t| **t == Some(CALLER_HZ)).count() as f64 / 20.0;
+    assert!(secs(&w[..first]) >= 2.0, "bob before the hold: {r:?}");
+    assert!(secs(&w[last..]) >= 2.0, "bob after the resume: {r:?}");
+    assert_eq!(
+        secs(&w[first..=last]),
+        0.0,
+        "bob leaked into the hold: {r:?}"
+    );
+    let during = runs(&w[first..=last]);
+    let phrases = during
+        .windows(MELODY_HZ.len())
+        .filter(|p| *p == MELODY_HZ)
+        .count();
+    assert!(phrases >= 2, "the melody, looped: {during:?}");
     s.stop().await;
 }
 

@@ -25,6 +25,22 @@
 //! learning, relays nothing either way (a B-leg's packets are dropped) and,
 //! when the Play asks, records what the A-leg says ([`voicemail`]). There
 //! is no B-leg then, so only the A-leg can time out.
+//!
+//! Hold music: while one leg has the call on hold, sipd asks for music to
+//! the other ([`Call::start_music`]). That leg then gets mediad's own
+//! stream (a looped clip, [`player`]) instead of what the holding leg
+//! sends, which is dropped; everything else (the held leg's packets to the
+//! holder, RTCP, recording, DTMF) goes on as relayed. [`Call::stop_music`]
+//! when the hold ends, and the relay carries the leg's audio again.
+//!
+//! The held leg must hear one stream throughout, or a phone drops what it
+//! gets: baresip, for one, discards packets whose timestamp runs backwards
+//! even under a new SSRC. So the music continues the SSRC, numbering and
+//! clock of what the leg was last sent (the clock advanced by the time
+//! that passed), and relayed packets after the music are renumbered to
+//! continue the music in turn (RFC 3550 section 5.1 allows any start; the
+//! marker bit opens the talkspurt, RFC 3551 section 4.1). Until a leg has
+//! heard music its packets pass untouched.
 
 pub mod dtmf;
 pub mod g711;
@@ -105,9 +121,7 @@ pub enum Event {
 /// Why a Play cannot start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlayError {
-    #[error(
-        "the A-leg's SDP names neither PCMU nor PCMA (UpdateLeg \"a\" with its codecs comes first)"
-    )]
+    #[error("the leg's SDP names neither PCMU nor PCMA (UpdateLeg with its codecs comes first)")]
     NoCodec,
 }
 
@@ -191,6 +205,75 @@ pub struct Call {
     relayed_pts: u128,
     /// Set by the first Play: the call is the A-leg's endpoint.
     answer: Option<Answer>,
+    /// Hold music per leg (see the module docs).
+    music: [Option<Player>; 2],
+    /// The stream each leg is sent (see the module docs).
+    out: [OutStream; 2],
+}
+
+/// What one leg has been sent, to keep it one RTP stream across hold music.
+#[derive(Debug, Default, Clone, Copy)]
+struct OutStream {
+    /// The last packet: SSRC, sequence number, timestamp, when it went.
+    last: Option<(u32, u16, u32, Instant)>,
+    /// How relayed packets are renumbered since the music ended.
+    shift: Option<Shift>,
+    /// Music played since `shift` was set: the next relayed packet sets it
+    /// afresh.
+    resync: bool,
+}
+
+/// Relayed packets of SSRC `from` go out as SSRC `ssrc`, their sequence
+/// numbers and timestamps moved by `seq` and `ts` (wrapping).
+#[derive(Debug, Clone, Copy)]
+struct Shift {
+    from: u32,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+}
+
+impl OutStream {
+    /// Where the stream goes on at `now`: the next sequence number and the
+    /// timestamp advanced by the time since the last packet (one frame at
+    /// least).
+    fn next_at(&self, now: Instant) -> Option<(u32, u16, u32)> {
+        let (ssrc, seq, ts, when) = self.last?;
+        let gap =
+            now.saturating_duration_since(when).as_micros() * u128::from(CLOCK_RATE) / 1_000_000;
+        let gap = u32::try_from(gap)
+            .unwrap_or(u32::MAX)
+            .max(player::FRAME as u32);
+        Some((ssrc, seq.wrapping_add(1), ts.wrapping_add(gap)))
+    }
+
+    /// A relayed packet `hdr` leaves at `now`: the (marker, seq, ts, SSRC)
+    /// to give it, when it needs others than its own.
+    fn relay(&mut self, now: Instant, hdr: &rtp::RtpHeader) -> Option<(bool, u16, u32, u32)> {
+        let mut fresh = false;
+        if self.resync || self.shift.is_some_and(|s| s.from != hdr.ssrc) {
+            self.resync = false;
+            if let Some((ssrc, seq, ts)) = self.next_at(now) {
+                self.shift = Some(Shift {
+                    from: hdr.ssrc,
+                    ssrc,
+                    seq: seq.wrapping_sub(hdr.seq),
+                    ts: ts.wrapping_sub(hdr.timestamp),
+                });
+                fresh = true;
+            }
+        }
+        let Some(s) = self.shift else {
+            self.last = Some((hdr.ssrc, hdr.seq, hdr.timestamp, now));
+            return None;
+        };
+        let (seq, ts) = (
+            hdr.seq.wrapping_add(s.seq),
+            hdr.timestamp.wrapping_add(s.ts),
+        );
+        self.last = Some((s.ssrc, seq, ts, now));
+        Some((fresh, seq, ts, s.ssrc))
+    }
 }
 
 /// mediad answering the A-leg (see the module docs).
@@ -213,6 +296,8 @@ impl Call {
             events: VecDeque::with_capacity(8),
             relayed_pts: 0,
             answer: None,
+            music: [None, None],
+            out: [OutStream::default(); 2],
         }
     }
 
@@ -222,12 +307,13 @@ impl Call {
 
     /// An RTP-port datagram from leg `from` arrived from `src`: returns where
     /// to send it out of the other leg's port, or `None` to drop it.
+    /// The packet may be renumbered in place (see the module docs).
     pub fn on_rtp(
         &mut self,
         now: Instant,
         from: LegId,
         src: SocketAddr,
-        packet: &[u8],
+        packet: &mut [u8],
     ) -> Option<SocketAddr> {
         let i = from as usize;
         if self.answer.is_some() && from == LegId::B {
@@ -276,17 +362,18 @@ impl Call {
                 vm.push(now, hdr.ssrc, hdr.timestamp, codec, payload);
             }
         }
-        if self.answer.is_some() {
+        if self.answer.is_some() || self.music[from.other() as usize].is_some() {
             return None;
         }
         let to = &mut self.legs[from.other() as usize];
-        match to.latch.target() {
-            Some(dst) => Some(dst),
-            None => {
-                to.dropped += 1;
-                None
-            }
+        let Some(dst) = to.latch.target() else {
+            to.dropped += 1;
+            return None;
+        };
+        if let Some((marker, seq, ts, ssrc)) = self.out[from.other() as usize].relay(now, &hdr) {
+            rtp::renumber(packet, marker, seq, ts, ssrc);
         }
+        Some(dst)
     }
 
     /// An RTCP-port datagram from leg `from` arrived from `src`.
@@ -533,6 +620,71 @@ impl Call {
         }
     }
 
+    /// Plays `clip` over and over to leg `to` in place of what the other
+    /// leg sends (hold music), in the first of PCMU/PCMA of `to`'s SDP.
+    /// Music already playing to `to` goes on; a call mediad answers has
+    /// no other leg and gets none.
+    /// `seed` starts the stream when the leg was never sent anything;
+    /// otherwise the music continues what it was sent.
+    pub fn start_music(
+        &mut self,
+        now: Instant,
+        to: LegId,
+        clip: Clip,
+        seed: Seed,
+    ) -> Result<(), PlayError> {
+        if self.answer.is_some() || self.music[to as usize].is_some() {
+            return Ok(());
+        }
+        let (pt, codec) = self.legs[to as usize]
+            .play_codec
+            .ok_or(PlayError::NoCodec)?;
+        let seed = match self.out[to as usize].next_at(now) {
+            Some((ssrc, seq, timestamp)) => Seed {
+                ssrc,
+                seq,
+                timestamp,
+            },
+            None => seed,
+        };
+        let mut player = Player::new(seed);
+        player.play_looped(codec, pt, [clip]);
+        self.music[to as usize] = Some(player);
+        Ok(())
+    }
+
+    /// Ends the hold music to leg `to`: it hears the other leg again.
+    pub fn stop_music(&mut self, to: LegId) {
+        if self.music[to as usize].take().is_some() {
+            self.out[to as usize].resync = true;
+        }
+    }
+
+    /// Hold music plays to some leg: the shell calls
+    /// [`Call::next_music_frame`] for each leg every 20 ms.
+    pub fn has_music(&self) -> bool {
+        self.music.iter().any(Option::is_some)
+    }
+
+    /// The next 20 ms of hold music for leg `to` and where it goes; `None`
+    /// without music or without an address for the leg (then counted
+    /// dropped).
+    pub fn next_music_frame(&mut self, now: Instant, to: LegId) -> Option<(SocketAddr, &[u8])> {
+        let player = self.music[to as usize].as_mut()?;
+        let leg = &mut self.legs[to as usize];
+        let packet = player.next_packet()?;
+        if let Datagram::Rtp(h) = rtp::parse(packet) {
+            self.out[to as usize].last = Some((h.ssrc, h.seq, h.timestamp, now));
+        }
+        match leg.latch.target() {
+            Some(dst) => Some((dst, packet)),
+            None => {
+                leg.dropped += 1;
+                None
+            }
+        }
+    }
+
     /// Appends the voicemail audio that is ready (mono 16-bit LE) to `out`.
     pub fn drain_voicemail(&mut self, now: Instant, out: &mut Vec<u8>) {
         if let Some(vm) = self.answer.as_mut().and_then(|a| a.voicemail.as_mut()) {
@@ -572,7 +724,7 @@ mod tests {
                 if rtcp {
                     c.on_rtcp(now, leg, src, &bytes);
                 } else {
-                    c.on_rtp(now, leg, src, &bytes);
+                    c.on_rtp(now, leg, src, &mut bytes.clone());
                 }
                 c.on_tick(now, Duration::from_secs(1));
                 while c.poll_event().is_some() {}
@@ -619,18 +771,23 @@ mod tests {
         let mut c = call(t);
         // A speaks first: B's address is unknown, so the packet is dropped.
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 1, 0, 1, &[0xff; 160])),
+            c.on_rtp(t, LegId::A, addr(5000), &mut rtp(0, 1, 0, 1, &[0xff; 160])),
             None
         );
         assert_eq!(c.leg(LegId::B).dropped, 1);
         // B speaks: goes to A's latched source.
         assert_eq!(
-            c.on_rtp(t, LegId::B, addr(6000), &rtp(8, 1, 0, 2, &[0xd5; 160])),
+            c.on_rtp(t, LegId::B, addr(6000), &mut rtp(8, 1, 0, 2, &[0xd5; 160])),
             Some(addr(5000))
         );
         c.on_sent(LegId::A, 172, false);
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 2, 160, 1, &[0xff; 160])),
+            c.on_rtp(
+                t,
+                LegId::A,
+                addr(5000),
+                &mut rtp(0, 2, 160, 1, &[0xff; 160])
+            ),
             Some(addr(6000))
         );
         c.on_sent(LegId::B, 172, false);
@@ -646,12 +803,12 @@ mod tests {
         let mut c = call(t);
         c.set_remote(LegId::A, addr(4000), None);
         assert_eq!(
-            c.on_rtp(t, LegId::B, addr(6000), &rtp(0, 1, 0, 2, &[0; 160])),
+            c.on_rtp(t, LegId::B, addr(6000), &mut rtp(0, 1, 0, 2, &[0; 160])),
             Some(addr(4000))
         );
-        c.on_rtp(t, LegId::A, addr(4444), &rtp(0, 1, 0, 1, &[0; 160]));
+        c.on_rtp(t, LegId::A, addr(4444), &mut rtp(0, 1, 0, 1, &[0; 160]));
         assert_eq!(
-            c.on_rtp(t, LegId::B, addr(6000), &rtp(0, 2, 160, 2, &[0; 160])),
+            c.on_rtp(t, LegId::B, addr(6000), &mut rtp(0, 2, 160, 2, &[0; 160])),
             Some(addr(4444))
         );
     }
@@ -662,12 +819,12 @@ mod tests {
         let mut c = call(t);
         c.set_remote(LegId::B, addr(6000), None);
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), b"GET / HTTP/1.1\r\n"),
+            c.on_rtp(t, LegId::A, addr(5000), &mut b"GET / HTTP/1.1\r\n".to_vec()),
             None
         );
-        c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 1, 0, 1, &[0; 160]));
+        c.on_rtp(t, LegId::A, addr(5000), &mut rtp(0, 1, 0, 1, &[0; 160]));
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5001), &rtp(0, 2, 160, 1, &[0; 160])),
+            c.on_rtp(t, LegId::A, addr(5001), &mut rtp(0, 2, 160, 1, &[0; 160])),
             None
         );
         assert_eq!(c.leg(LegId::A).dropped, 2);
@@ -679,13 +836,16 @@ mod tests {
         let t = Instant::now();
         let mut c = call(t);
         let rr = [0x81, 201, 0, 1, 0, 0, 0, 1];
-        c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 1, 0, 1, &[0; 160]));
-        c.on_rtp(t, LegId::B, addr(6000), &rtp(0, 1, 0, 2, &[0; 160]));
+        c.on_rtp(t, LegId::A, addr(5000), &mut rtp(0, 1, 0, 1, &[0; 160]));
+        c.on_rtp(t, LegId::B, addr(6000), &mut rtp(0, 1, 0, 2, &[0; 160]));
         assert_eq!(c.on_rtcp(t, LegId::A, addr(5001), &rr), Some(addr(6001)));
         assert_eq!(c.leg(LegId::A).rtcp_in, 1);
         assert_eq!(c.on_rtcp(t, LegId::B, addr(6001), b"nonsense"), None);
         // Muxed RTCP on the RTP port follows the RTP path.
-        assert_eq!(c.on_rtp(t, LegId::B, addr(6000), &rr), Some(addr(5000)));
+        assert_eq!(
+            c.on_rtp(t, LegId::B, addr(6000), &mut rr.clone()),
+            Some(addr(5000))
+        );
     }
 
     #[test]
@@ -706,7 +866,7 @@ mod tests {
                 t,
                 LegId::A,
                 addr(5000),
-                &rtp(96, seq, ts, 1, &dtmf::payload(ev, end, 160)),
+                &mut rtp(96, seq, ts, 1, &dtmf::payload(ev, end, 160)),
             );
         }
         // PT 101 is no longer negotiated: not an event, not relayed.
@@ -714,7 +874,7 @@ mod tests {
             t,
             LegId::A,
             addr(5000),
-            &rtp(101, 5, 2400, 1, &dtmf::payload(2, false, 160)),
+            &mut rtp(101, 5, 2400, 1, &dtmf::payload(2, false, 160)),
         );
         assert_eq!(c.leg(LegId::A).dropped_payload_type, 1);
         assert_eq!(
@@ -776,14 +936,14 @@ mod tests {
                     now,
                     LegId::A,
                     addr(5000),
-                    &rtp(0, i as u16, 160 * i, 1, &[0; 160]),
+                    &mut rtp(0, i as u16, 160 * i, 1, &[0; 160]),
                 );
             }
             c.on_rtp(
                 now,
                 LegId::B,
                 addr(6000),
-                &rtp(0, i as u16, 160 * i, 2, &[0; 160]),
+                &mut rtp(0, i as u16, 160 * i, 2, &[0; 160]),
             );
             c.on_tick(now, timeout);
         }
@@ -820,15 +980,15 @@ mod tests {
             t,
             LegId::A,
             addr(5000),
-            &rtp(0, 1, 0, 1, &[g711::ulaw_encode(4000); 160]),
+            &mut rtp(0, 1, 0, 1, &[g711::ulaw_encode(4000); 160]),
         );
         c.on_rtp(
             t,
             LegId::B,
             addr(6000),
-            &rtp(97, 1, 0, 2, &[g711::alaw_encode(-4000); 160]),
+            &mut rtp(97, 1, 0, 2, &[g711::alaw_encode(-4000); 160]),
         );
-        c.on_rtp(t, LegId::B, addr(6000), &rtp(13, 2, 160, 2, &[40]));
+        c.on_rtp(t, LegId::B, addr(6000), &mut rtp(13, 2, 160, 2, &[40]));
         let mut rec = c.stop_recording().unwrap();
         assert!(!c.is_recording());
         let mut out = Vec::new();
@@ -848,14 +1008,14 @@ mod tests {
         // PCMU was offered by A but not answered by B; 96 nobody named.
         for (seq, pt) in [(1u16, 0u8), (2, 96), (3, 127)] {
             assert_eq!(
-                c.on_rtp(t, LegId::A, addr(5000), &rtp(pt, seq, 0, 1, &[0; 160])),
+                c.on_rtp(t, LegId::A, addr(5000), &mut rtp(pt, seq, 0, 1, &[0; 160])),
                 None
             );
         }
         assert_eq!(c.leg(LegId::A).dropped_payload_type, 3);
         assert_eq!(c.leg(LegId::A).latched(), None, "junk does not latch");
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), &rtp(8, 4, 0, 1, &[0; 160])),
+            c.on_rtp(t, LegId::A, addr(5000), &mut rtp(8, 4, 0, 1, &[0; 160])),
             Some(addr(6000))
         );
         assert_eq!(
@@ -863,7 +1023,7 @@ mod tests {
                 t,
                 LegId::A,
                 addr(5000),
-                &rtp(101, 5, 0, 1, &dtmf::payload(1, false, 160))
+                &mut rtp(101, 5, 0, 1, &dtmf::payload(1, false, 160))
             ),
             Some(addr(6000))
         );
@@ -882,15 +1042,15 @@ mod tests {
         c.set_remote(LegId::B, addr(6000), None);
         let ev = dtmf::payload(5, false, 160);
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), &rtp(96, 1, 0, 1, &ev)),
+            c.on_rtp(t, LegId::A, addr(5000), &mut rtp(96, 1, 0, 1, &ev)),
             Some(addr(6000))
         );
         assert_eq!(
-            c.on_rtp(t, LegId::B, addr(6000), &rtp(101, 1, 0, 2, &ev)),
+            c.on_rtp(t, LegId::B, addr(6000), &mut rtp(101, 1, 0, 2, &ev)),
             Some(addr(5000))
         );
         assert_eq!(
-            c.on_rtp(t, LegId::B, addr(6000), &rtp(8, 2, 0, 2, &[0; 160])),
+            c.on_rtp(t, LegId::B, addr(6000), &mut rtp(8, 2, 0, 2, &[0; 160])),
             None
         );
     }
@@ -902,13 +1062,13 @@ mod tests {
         c.set_remote(LegId::A, addr(5000), None);
         c.set_remote(LegId::B, addr(6000), None);
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 1, 0, 1, &[0; 160])),
+            c.on_rtp(t, LegId::A, addr(5000), &mut rtp(0, 1, 0, 1, &[0; 160])),
             None
         );
         assert_eq!(c.leg(LegId::A).dropped_payload_type, 1);
         c.set_codecs(LegId::A, [(0u8, "PCMU")]);
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), &rtp(0, 2, 160, 1, &[0; 160])),
+            c.on_rtp(t, LegId::A, addr(5000), &mut rtp(0, 2, 160, 1, &[0; 160])),
             Some(addr(6000))
         );
     }
@@ -925,15 +1085,25 @@ mod tests {
             // Before the phones start, during the call and after A's silence.
             for leg in [LegId::A, LegId::B] {
                 let p = rtp(0, 1000 + i, 160 * u32::from(i), 0xbad, &[0x55; 160]);
-                assert_eq!(c.on_rtp(now, leg, attacker(40_000), &p), None);
+                assert_eq!(c.on_rtp(now, leg, attacker(40_000), &mut p.clone()), None);
                 let rr = [0x81, 201, 0, 1, 0, 0, 0x0b, 0xad];
-                assert_eq!(c.on_rtp(now, leg, attacker(40_000), &rr), None);
+                assert_eq!(c.on_rtp(now, leg, attacker(40_000), &mut rr.clone()), None);
                 assert_eq!(c.on_rtcp(now, leg, attacker(40_001), &rr), None);
             }
             if (20..120).contains(&i) {
                 let ts = 160 * u32::from(i);
-                let a = c.on_rtp(now, LegId::A, addr(5000), &rtp(0, i, ts, 0xa, &[1; 160]));
-                let b = c.on_rtp(now, LegId::B, addr(6000), &rtp(0, i, ts, 0xb, &[2; 160]));
+                let a = c.on_rtp(
+                    now,
+                    LegId::A,
+                    addr(5000),
+                    &mut rtp(0, i, ts, 0xa, &[1; 160]),
+                );
+                let b = c.on_rtp(
+                    now,
+                    LegId::B,
+                    addr(6000),
+                    &mut rtp(0, i, ts, 0xb, &[2; 160]),
+                );
                 assert_eq!((a, b), (Some(addr(6000)), Some(addr(5000))), "packet {i}");
                 heard[0] += 1;
                 heard[1] += 1;
@@ -1027,8 +1197,8 @@ mod tests {
             } else {
                 rtp(0, seq, 160 * u32::from(seq), 0xa, &[0x11; 160])
             };
-            assert_eq!(c.on_rtp(now, LegId::A, addr(4444), &pkt), None);
-            assert_eq!(c.on_rtp(now, LegId::B, addr(6000), &pkt), None);
+            assert_eq!(c.on_rtp(now, LegId::A, addr(4444), &mut pkt.clone()), None);
+            assert_eq!(c.on_rtp(now, LegId::B, addr(6000), &mut pkt.clone()), None);
             now += Duration::from_millis(20);
         }
         assert_eq!(sent.len(), 25, "0.5 s beep");
@@ -1053,7 +1223,7 @@ mod tests {
         for i in 0..60u32 {
             let at = start + Duration::from_millis(20 * u64::from(i));
             let pkt = rtp(0, 500 + i as u16, 90_000 + 160 * i, 0xa, &voice);
-            c.on_rtp(at, LegId::A, addr(4444), &pkt);
+            c.on_rtp(at, LegId::A, addr(4444), &mut pkt.clone());
             c.on_tick(at, Duration::from_secs(1));
             c.drain_voicemail(at, &mut out);
         }
@@ -1111,13 +1281,101 @@ mod tests {
         assert_eq!(n, 25, "the beep alone");
         assert_eq!(c.poll_event(), Some(Event::PlayDone));
         assert_eq!(c.poll_event(), None, "the replaced Play never finished");
-        c.on_rtp(t, LegId::A, addr(4000), &rtp(0, 1, 0, 1, &[0x22; 160]));
+        c.on_rtp(t, LegId::A, addr(4000), &mut rtp(0, 1, 0, 1, &[0x22; 160]));
         assert!(out.is_empty());
         c.play(vec![long], None, SEED, &mut out).unwrap();
         assert_eq!(
             out.len(),
             320,
             "the voicemail's one packet, ended by the Play"
+        );
+    }
+
+    #[test]
+    fn a_held_leg_hears_the_music_instead_of_the_holder_and_the_relay_comes_back() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut c = call(t);
+        c.set_remote(LegId::A, addr(5000), None);
+        c.set_remote(LegId::B, addr(6000), None);
+        let ids = |p: &[u8]| match rtp::parse(p) {
+            Datagram::Rtp(h) => (h.marker, h.seq, h.timestamp, h.ssrc),
+            _ => panic!("not RTP"),
+        };
+        // B talks to A; the packets pass untouched.
+        for i in 0..3u16 {
+            let mut p = rtp(0, 1 + i, 160 * u32::from(i), 0xb, &[2; 160]);
+            let sent = p.clone();
+            assert_eq!(
+                c.on_rtp(ms(20 * u64::from(i)), LegId::B, addr(6000), &mut p),
+                Some(addr(5000))
+            );
+            assert_eq!(p, sent);
+        }
+        assert!(c.next_music_frame(ms(50), LegId::A).is_none());
+        // B holds at 60 ms: A hears the music in its first G.711 codec,
+        // going on from B's stream (SSRC, next number, the clock moved by
+        // the 20 ms since), and nothing of B.
+        c.start_music(ms(60), LegId::A, player::hold_melody(), SEED)
+            .unwrap();
+        assert!(c.has_music());
+        let mut p = rtp(0, 4, 480, 0xb, &[2; 160]);
+        assert_eq!(c.on_rtp(ms(60), LegId::B, addr(6000), &mut p), None);
+        let mut music = Vec::new();
+        for i in 0..5u64 {
+            let (dst, packet) = c.next_music_frame(ms(60 + 20 * i), LegId::A).unwrap();
+            assert_eq!(dst, addr(5000));
+            assert!(matches!(rtp::parse(packet), Datagram::Rtp(h) if h.payload_type == 0));
+            music.push(ids(packet));
+        }
+        assert_eq!(music[0], (true, 4, 480, 0xb));
+        assert_eq!(music[4], (false, 8, 480 + 4 * 160, 0xb));
+        assert!(
+            c.next_music_frame(ms(60), LegId::B).is_none(),
+            "B hears no music"
+        );
+        // A still reaches B, untouched; asking for music again changes
+        // nothing.
+        let mut p = rtp(0, 9, 0, 0xa, &[1; 160]);
+        assert_eq!(
+            c.on_rtp(ms(100), LegId::A, addr(5000), &mut p),
+            Some(addr(6000))
+        );
+        assert_eq!(ids(&p), (false, 9, 0, 0xa));
+        c.start_music(ms(160), LegId::A, player::beep(), SEED)
+            .unwrap();
+        assert_eq!(ids(c.next_music_frame(ms(160), LegId::A).unwrap().1).1, 9);
+        // Unhold at 200 ms; B's next packet, 140 ms after the last music
+        // one, continues the music's stream, marked; the one after follows.
+        c.stop_music(LegId::A);
+        assert!(!c.has_music());
+        let mut p = rtp(0, 50, 9000, 0xb, &[2; 160]);
+        assert_eq!(
+            c.on_rtp(ms(300), LegId::B, addr(6000), &mut p),
+            Some(addr(5000))
+        );
+        assert_eq!(ids(&p), (true, 10, 1280 + 1120, 0xb));
+        let mut p = rtp(0, 51, 9160, 0xb, &[2; 160]);
+        c.on_rtp(ms(320), LegId::B, addr(6000), &mut p);
+        assert_eq!(ids(&p), (false, 11, 2400 + 160, 0xb));
+        // B was sent A's packet: its music goes on from that.
+        c.start_music(ms(400), LegId::B, player::hold_melody(), SEED)
+            .unwrap();
+        let first = ids(c.next_music_frame(ms(400), LegId::B).unwrap().1);
+        assert_eq!(first, (true, 10, 300 * 8, 0xa));
+        // A leg never sent anything starts from the seed; one without a
+        // G.711 codec gets no music.
+        let mut c = call(t);
+        c.set_remote(LegId::B, addr(6000), None);
+        c.start_music(t, LegId::B, player::hold_melody(), SEED)
+            .unwrap();
+        let first = ids(c.next_music_frame(t, LegId::B).unwrap().1);
+        assert_eq!(first, (true, SEED.seq, SEED.timestamp, SEED.ssrc));
+        let mut c = call(t);
+        c.set_codecs(LegId::B, [(9u8, "G722")]);
+        assert_eq!(
+            c.start_music(t, LegId::B, player::hold_melody(), SEED),
+            Err(PlayError::NoCodec)
         );
     }
 }

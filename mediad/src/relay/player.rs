@@ -1,5 +1,5 @@
 //! mediad as an RTP sender: what it plays to a leg it answers itself
-//! (voicemail greetings, later menus and hold music).
+//! (voicemail greetings, menus) and the hold music a held leg hears.
 //!
 //! A [`Clip`] is 8 kHz mono 16-bit PCM, made from a WAV ([`decode_wav`],
 //! resampled) or generated ([`beep`]). The [`Player`] cuts its queue of
@@ -32,6 +32,18 @@ pub const BEEP_SAMPLES: usize = 4000;
 const BEEP_AMPLITUDE: f64 = 10_000.0;
 /// Fade in and out (5 ms) so the tone starts and stops without a click.
 const BEEP_RAMP: usize = 40;
+
+/// The notes of GoSIP's own hold music (Hz), a quarter of a second each:
+/// a C major pentatonic phrase (C5 E5 G5 A5 G5 E5 D5 C5), then a rest.
+pub const HOLD_MELODY_HZ: [f64; 8] = [
+    523.25, 659.25, 783.99, 880.0, 783.99, 659.25, 587.33, 523.25,
+];
+/// Samples per note of the hold melody (250 ms).
+pub const HOLD_NOTE_SAMPLES: usize = 2000;
+/// The melody's level: about -16 dBFS, softer than the record tone.
+const HOLD_AMPLITUDE: f64 = 5_000.0;
+/// Fade of each note (10 ms), so notes join without clicks.
+const HOLD_RAMP: usize = 80;
 
 /// 8 kHz mono 16-bit PCM, shared (a clip may be played to many calls).
 pub type Clip = Arc<[i16]>;
@@ -92,6 +104,29 @@ pub fn beep() -> Clip {
         .collect()
 }
 
+/// The hold music GoSIP ships (used until an admin uploads their own): the
+/// notes of [`HOLD_MELODY_HZ`] as soft sine tones, then a rest of one note,
+/// about 2.25 s; played in a loop.
+pub fn hold_melody() -> Clip {
+    let note = |hz: f64| {
+        (0..HOLD_NOTE_SAMPLES).map(move |i| {
+            let edge = i.min(HOLD_NOTE_SAMPLES - 1 - i);
+            let ramp = if edge < HOLD_RAMP {
+                0.5 - 0.5 * (PI * edge as f64 / HOLD_RAMP as f64).cos()
+            } else {
+                1.0
+            };
+            let phase = 2.0 * PI * hz * i as f64 / f64::from(RATE);
+            (HOLD_AMPLITUDE * ramp * phase.sin()).round() as i16
+        })
+    };
+    HOLD_MELODY_HZ
+        .iter()
+        .flat_map(|&hz| note(hz))
+        .chain(std::iter::repeat_n(0, HOLD_NOTE_SAMPLES))
+        .collect()
+}
+
 /// A WAV file's bytes as a clip: 16-bit PCM of any rate and channel count,
 /// the channels averaged, resampled to 8 kHz.
 pub fn decode_wav(bytes: &[u8]) -> Result<Clip, ClipError> {
@@ -139,6 +174,8 @@ pub struct Player {
     clips: VecDeque<Clip>,
     /// Samples of the front clip already sent.
     offset: usize,
+    /// A sent clip goes to the back of the queue (hold music).
+    looping: bool,
     packet: Vec<u8>,
 }
 
@@ -153,6 +190,7 @@ impl Player {
             pt: 0,
             clips: VecDeque::new(),
             offset: 0,
+            looping: false,
             packet: Vec::with_capacity(12 + FRAME),
         }
     }
@@ -166,6 +204,13 @@ impl Player {
         self.clips = clips.into_iter().filter(|c| !c.is_empty()).collect();
         self.offset = 0;
         self.marker = true;
+        self.looping = false;
+    }
+
+    /// [`Player::play`] over and over until stopped or replaced.
+    pub fn play_looped(&mut self, codec: G711, pt: u8, clips: impl IntoIterator<Item = Clip>) {
+        self.play(codec, pt, clips);
+        self.looping = true;
     }
 
     /// Stops playing; the next [`Player::play`] starts a talkspurt.
@@ -207,7 +252,11 @@ impl Player {
             self.packet.extend(part.iter().map(|&s| codec.encode(s)));
             self.offset += take;
             if self.offset == clip.len() {
-                self.clips.pop_front();
+                if let Some(done) = self.clips.pop_front()
+                    && self.looping
+                {
+                    self.clips.push_back(done);
+                }
                 self.offset = 0;
             }
         }
@@ -318,6 +367,37 @@ mod tests {
         p.next_packet();
         p.play(G711::Pcmu, 0, [Clip::from(vec![0i16; 160])]);
         assert_eq!(drain(&mut p).len(), 1);
+    }
+
+    #[test]
+    fn hold_music_loops_without_end_and_its_notes_are_the_melody() {
+        let mut p = Player::new(SEED);
+        p.play_looped(G711::Pcma, 8, [hold_melody()]);
+        // Three times round the 2.25 s melody and still playing.
+        let per_loop = (HOLD_MELODY_HZ.len() + 1) * HOLD_NOTE_SAMPLES;
+        let pcm: Vec<i16> = (0..(3 * per_loop).div_ceil(FRAME))
+            .flat_map(|_| decode(G711::Pcma, &p.next_packet().unwrap()[12..]))
+            .collect();
+        assert!(p.has_audio());
+        for round in 0..3 {
+            // The loop runs on without a gap in the middle of a frame.
+            let start = round * per_loop;
+            for (n, &hz) in HOLD_MELODY_HZ.iter().enumerate() {
+                let note = &pcm[start + n * HOLD_NOTE_SAMPLES..][..HOLD_NOTE_SAMPLES];
+                let others = HOLD_MELODY_HZ.iter().filter(|&&f| f != hz);
+                for &other in others {
+                    assert!(
+                        goertzel(note, hz, 8000.0) > 20.0 * goertzel(note, other, 8000.0),
+                        "round {round} note {n}: {hz} Hz against {other} Hz"
+                    );
+                }
+            }
+            let rest = &pcm[start + 8 * HOLD_NOTE_SAMPLES..][..HOLD_NOTE_SAMPLES];
+            assert!(rest.iter().all(|s| s.abs() < 16), "a rest after the phrase");
+        }
+        // A plain play after it ends as before.
+        p.play(G711::Pcma, 8, [beep()]);
+        assert_eq!(drain(&mut p).len(), 25);
     }
 
     #[test]

@@ -193,6 +193,21 @@ impl SeqState {
 }
 
 /// Writes a 12-byte RTP header (tests and the benchmark build packets).
+/// Gives a parsed RTP packet another sequence number, timestamp and SSRC,
+/// and sets its marker bit when `marker` (payload type, CSRCs, extensions
+/// and payload stay).
+pub fn renumber(packet: &mut [u8], marker: bool, seq: u16, ts: u32, ssrc: u32) {
+    if packet.len() < 12 {
+        return;
+    }
+    if marker {
+        packet[1] |= 0x80;
+    }
+    packet[2..4].copy_from_slice(&seq.to_be_bytes());
+    packet[4..8].copy_from_slice(&ts.to_be_bytes());
+    packet[8..12].copy_from_slice(&ssrc.to_be_bytes());
+}
+
 pub fn write_header(buf: &mut [u8], pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32) {
     buf[0] = 0x80;
     buf[1] = pt | if marker { 0x80 } else { 0 };

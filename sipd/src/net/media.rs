@@ -64,14 +64,15 @@ impl Media {
         })
     }
 
-    /// Tells mediad about one leg (address/codecs, answered, hold).
+    /// Tells mediad about one leg (address/codecs, answered, hold and hold
+    /// music).
     pub fn update_leg(
         &self,
         call_id: String,
         leg: &str,
         media: Option<crate::sip::sdp::LegMedia>,
         established: Option<bool>,
-        hold: Option<bool>,
+        (hold, music): (Option<bool>, Option<bool>),
     ) {
         let media = media.unwrap_or_default();
         let _ = self.updates.send(UpdateLegRequest {
@@ -86,6 +87,7 @@ impl Media {
                 .collect(),
             established,
             hold,
+            music,
             signal_ip: media.signal_ip.map(|ip| ip.to_string()).unwrap_or_default(),
         });
     }

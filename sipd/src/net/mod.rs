@@ -505,7 +505,8 @@ impl Shell {
                     media: m,
                     established,
                     hold,
-                } => media.update_leg(call_id, leg, m, established, hold),
+                    music,
+                } => media.update_leg(call_id, leg, m, established, (hold, music)),
                 Event::MediaRecord { call_id, enabled } => media.record(call_id, enabled),
                 Event::Cdr(c) => {
                     self.notifier.cdr(&c);

@@ -197,6 +197,9 @@ pub enum Event {
         media: Option<super::sdp::LegMedia>,
         established: Option<bool>,
         hold: Option<bool>,
+        /// The leg hears hold music (the other side has the call on hold)
+        /// or, `false`, the other side again.
+        music: Option<bool>,
     },
     /// A change to a call's CDR row.
     Cdr(Cdr),

@@ -191,6 +191,18 @@ pub fn on_hold(offer: &str, answer: &str) -> bool {
         .any(|s| direction(s) != "sendrecv" || leg_media(s).is_some_and(|m| m.hold))
 }
 
+/// Which side of an offer/answer exchange holds the call: (the offerer,
+/// the answerer). A side holds when its SDP is `sendonly` or `inactive` or
+/// puts its address to 0.0.0.0 (RFC 3264 section 8.4; RFC 6337 section
+/// 5.3 for the answers). An answer that is `inactive` because the offer was
+/// (the only answer RFC 3264 section 6.1 allows to an inactive offer) is
+/// the offerer's hold, not the answerer's.
+pub fn holders(offer: &str, answer: &str) -> (bool, bool) {
+    let holds = |s: &str| leg_media(s).is_some_and(|m| m.hold);
+    let offerer = holds(offer);
+    (offerer, holds(answer) && !offerer)
+}
+
 /// What mediad needs to know of one leg's SDP: where its audio goes, its
 /// rtpmap and whether it puts the call on hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -415,6 +427,22 @@ mod tests {
         assert!(!on_hold(plain, plain));
         assert!(on_hold(plain, &format!("{plain}a=recvonly\r\n")));
         assert!(on_hold(&plain.replace("1.2.3.4", "0.0.0.0"), plain));
+    }
+
+    #[test]
+    fn the_side_that_says_sendonly_or_inactive_holds_the_other() {
+        let plain = "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let with = |a: &str| format!("{plain}a={a}\r\n");
+        assert_eq!(holders(plain, plain), (false, false));
+        assert_eq!(holders(&with("sendonly"), &with("recvonly")), (true, false));
+        assert_eq!(holders(&with("inactive"), &with("inactive")), (true, false));
+        assert_eq!(
+            holders(&plain.replace("1.2.3.4", "0.0.0.0"), plain),
+            (true, false)
+        );
+        // The answerer holds in its answer to an unhold offer.
+        assert_eq!(holders(plain, &with("sendonly")), (false, true));
+        assert_eq!(holders(&with("recvonly"), &with("inactive")), (false, true));
     }
 
     #[test]

@@ -356,6 +356,7 @@ impl Core {
                 media: None,
                 established: Some(true),
                 hold: None,
+                music: None,
             });
             if let Some(b_offer) = late {
                 self.late_answer(now, &call_id, Side::B, None, &b_offer, answer.as_deref());

@@ -112,6 +112,7 @@ impl Core {
                     call_id: call_id.to_string(),
                     leg: "b",
                     hold: None,
+                    music: None,
                     media,
                     established: None,
                 });
@@ -150,6 +151,7 @@ impl Core {
             call_id: call_id.to_string(),
             leg: "b",
             hold: None,
+            music: None,
             media,
             established: None,
         });
@@ -408,6 +410,7 @@ impl Core {
                     call_id: call_id.to_string(),
                     leg: "b",
                     hold: Some(m.hold),
+                    music: None,
                     media: Some(m),
                     established: None,
                 });

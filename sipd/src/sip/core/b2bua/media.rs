@@ -112,6 +112,7 @@ impl Core {
                 call_id: call_id.to_string(),
                 leg: "a",
                 hold: Some(m.hold),
+                music: None,
                 media: Some(m),
                 established: None,
             });
@@ -231,7 +232,8 @@ impl Core {
     }
 
     /// Tells mediad both legs' media after an offer/answer exchange; the
-    /// hold state is the call's (either side not sendrecv).
+    /// hold state is the call's (either side not sendrecv), and a side the
+    /// other holds hears the hold music.
     pub(super) fn media_negotiated(
         &mut self,
         call_id: &str,
@@ -240,7 +242,11 @@ impl Core {
         answer: &str,
     ) {
         let hold = sdp::on_hold(offer, answer);
-        for (side, s) in [(offerer, offer), (offerer.other(), answer)] {
+        let (offerer_holds, answerer_holds) = sdp::holders(offer, answer);
+        for (side, s, music) in [
+            (offerer, offer, answerer_holds),
+            (offerer.other(), answer, offerer_holds),
+        ] {
             let from = self.signal_ip(call_id, side);
             if let Some(m) = sdp::leg_media(s).map(|m| sdp::LegMedia {
                 signal_ip: from,
@@ -250,6 +256,7 @@ impl Core {
                     call_id: call_id.to_string(),
                     leg: side.leg(),
                     hold: Some(hold),
+                    music: Some(music),
                     media: Some(m),
                     established: None,
                 });

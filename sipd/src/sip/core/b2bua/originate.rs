@@ -99,6 +99,7 @@ impl Core {
             call_id: call_id.to_string(),
             leg: "a",
             hold: media.as_ref().map(|m| m.hold),
+            music: None,
             media,
             established: Some(true),
         });
@@ -120,6 +121,7 @@ impl Core {
             call_id: call_id.to_string(),
             leg: "b",
             hold: media.as_ref().map(|m| m.hold),
+            music: None,
             media,
             established: Some(true),
         });

@@ -59,13 +59,15 @@ fn a_hold_reinvite_goes_to_the_callee_and_its_answer_back_with_the_directions_un
             && to_a.contains("a=recvonly"),
         "{to_a}"
     );
-    let m = media_updates(&mut c);
+    // Both legs are on hold for the RTP timeout; bob, whom alice holds,
+    // hears the hold music.
+    let m = hold_updates(&mut c);
     assert!(
-        m.contains(&("a", Some(true), "192.168.1.50:4000".into())),
+        m.contains(&("a", Some(true), Some(false), "192.168.1.50:4000".into())),
         "{m:?}"
     );
     assert!(
-        m.contains(&("b", Some(true), "192.168.1.61:6000".into())),
+        m.contains(&("b", Some(true), Some(true), "192.168.1.61:6000".into())),
         "{m:?}"
     );
     // The 200 is re-sent until alice ACKs it; bob's re-sent 200
@@ -100,11 +102,29 @@ fn a_hold_reinvite_goes_to_the_callee_and_its_answer_back_with_the_directions_un
     c.handle_message(T0 + 12_050, peer(B1), ok.as_bytes());
     let to_a = find(&out(&mut c), A, "SIP/2.0 200 OK");
     assert!(!to_a.contains("recvonly") && header(&to_a, "CSeq") == vec!["4 INVITE"]);
-    let m = media_updates(&mut c);
+    let m = hold_updates(&mut c);
     assert!(
-        m.len() == 2 && m.iter().all(|(_, hold, _)| *hold == Some(false)),
+        m.len() == 2
+            && m.iter()
+                .all(|(_, hold, music, _)| *hold == Some(false) && *music == Some(false)),
         "{m:?}"
     );
+}
+
+/// Each MediaUpdate as (leg, hold, hold music, its RTP address).
+fn hold_updates(c: &mut Core) -> Vec<(&'static str, Option<bool>, Option<bool>, String)> {
+    std::iter::from_fn(|| c.poll_event())
+        .filter_map(|e| match e {
+            Event::MediaUpdate {
+                leg,
+                hold,
+                music,
+                media,
+                ..
+            } => Some((leg, hold, music, media.map(|m| m.rtp).unwrap_or_default())),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
