@@ -83,10 +83,6 @@ impl PromptError {
     }
 }
 
-/// The hold music an admin uploads (webd writes it), relative to the data
-/// dir.
-pub const HOLD_MUSIC: &str = "prompts/hold-music.wav";
-
 /// Renders Play items for one data dir.
 #[derive(Debug, Clone)]
 pub struct Prompts {
@@ -134,10 +130,10 @@ impl Prompts {
         Ok(clips)
     }
 
-    /// The hold music: the admin's upload ([`HOLD_MUSIC`] in the data dir)
+    /// The hold music: the admin's upload ([`proto::files::HOLD_MUSIC`])
     /// when there is one and it reads, else GoSIP's own melody.
     pub async fn hold_music(&self) -> Clip {
-        match self.file(HOLD_MUSIC).await {
+        match self.file(proto::files::HOLD_MUSIC).await {
             Ok(clip) if !clip.is_empty() => clip,
             Ok(_) => player::hold_melody(),
             Err(PromptError::Read { source, .. })

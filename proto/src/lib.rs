@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod daemon;
 pub mod db;
+pub mod files;
 pub mod grpc;
 pub mod jobs;
 pub mod netaddr;

@@ -277,6 +277,17 @@ async fn bare_phone(
     (sip, got)
 }
 
+/// The tone of the hold music the admin uploads in the test.
+const UPLOAD_HZ: f64 = 1000.0;
+
+/// What a window of the held phone's audio is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Heard {
+    Caller,
+    Melody,
+    Upload,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_phone_hears_the_hold_music_then_the_other_party_again_on_one_stream() {
     let s = Sipd::start_with_mediad(&[]).await;
@@ -312,9 +323,38 @@ async fn a_held_phone_hears_the_hold_music_then_the_other_party_again_on_one_str
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     // bob presses Hold (baresip re-INVITEs with a=sendonly), waits, and
-    // takes the call back.
+    // takes the call back: GoSIP's own melody.
     bob.command("hold", "").await.unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
+    bob.command("resume", "").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The admin uploads hold music of their own (a 16 kHz stereo WAV,
+    // which mediad resamples); the next hold plays it.
+    let upload = Wav::encode(
+        16_000,
+        &[
+            sine(16_000, UPLOAD_HZ, 3.0, 0.5),
+            sine(16_000, UPLOAD_HZ, 3.0, 0.5),
+        ],
+    );
+    let (status, body) = s
+        .web
+        .api
+        .upload(
+            &s.web.admin,
+            "PUT",
+            "/api/system/hold-music",
+            "music.wav",
+            upload,
+        )
+        .await;
+    assert_eq!(
+        (status, &body["custom"]),
+        (200, &serde_json::json!(true)),
+        "{body}"
+    );
+    bob.command("hold", "").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
     bob.command("resume", "").await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     bob.command("hangup", "").await.unwrap();
@@ -327,7 +367,7 @@ async fn a_held_phone_hears_the_hold_music_then_the_other_party_again_on_one_str
     let packets = heard.lock().unwrap().clone();
     // One RTP stream from start to end: one SSRC, numbers one apart,
     // timestamps always moving on (a phone drops audio that goes back).
-    assert!(packets.len() > 400, "{} packets", packets.len());
+    assert!(packets.len() > 700, "{} packets", packets.len());
     for w in packets.windows(2) {
         let ((_, seq0, ts0, ssrc0, _), (_, seq1, ts1, ssrc1, _)) = (&w[0], &w[1]);
         assert_eq!(ssrc1, ssrc0, "the SSRC changed");
@@ -339,38 +379,58 @@ async fn a_held_phone_hears_the_hold_music_then_the_other_party_again_on_one_str
         let ahead = ts1.wrapping_sub(*ts0);
         assert!((1..8000 * 5).contains(&ahead), "timestamp {ts0} then {ts1}");
     }
-    // What carol heard: bob's 440 Hz, then the melody over and over with
-    // nothing of bob, then bob again.
+    // What carol heard, in order: bob, the melody (nothing of bob), bob,
+    // the upload, bob.
     let pcm: Vec<f32> = packets
         .iter()
         .flat_map(|p| audio::ulaw_to_f32(&p.4))
         .collect();
-    let mut candidates = vec![CALLER_HZ];
+    let mut candidates = vec![CALLER_HZ, UPLOAD_HZ];
     candidates.extend(MELODY_HZ);
     let w = window_tones(&pcm, RATE, &candidates);
-    let r = runs(&w);
-    eprintln!("carol heard, run by run: {r:?}");
-    let is_note = |t: &Option<f64>| t.is_some_and(|f| f != CALLER_HZ);
-    let first = w
+    let kind = |f: f64| match f {
+        CALLER_HZ => Heard::Caller,
+        UPLOAD_HZ => Heard::Upload,
+        _ => Heard::Melody,
+    };
+    let mut parts: Vec<(Heard, Vec<f64>)> = Vec::new();
+    for f in w.iter().flatten() {
+        match parts.last_mut() {
+            Some((k, fs)) if *k == kind(*f) => fs.push(*f),
+            _ => parts.push((kind(*f), vec![*f])),
+        }
+    }
+    let summary: Vec<(Heard, f64)> = parts
         .iter()
-        .position(is_note)
-        .unwrap_or_else(|| panic!("no hold music at all: {r:?}"));
-    let last = w.len() - 1 - w.iter().rev().position(is_note).unwrap();
-    let secs =
-        |ws: &[Option<f64>]| ws.iter().filter(|t| **t == Some(CALLER_HZ)).count() as f64 / 20.0;
-    assert!(secs(&w[..first]) >= 2.0, "bob before the hold: {r:?}");
-    assert!(secs(&w[last..]) >= 2.0, "bob after the resume: {r:?}");
+        .map(|(k, fs)| (*k, fs.len() as f64 / 20.0))
+        .collect();
+    eprintln!("carol heard: {summary:?}");
+    let order: Vec<Heard> = summary.iter().map(|p| p.0).collect();
     assert_eq!(
-        secs(&w[first..=last]),
-        0.0,
-        "bob leaked into the hold: {r:?}"
+        order,
+        [
+            Heard::Caller,
+            Heard::Melody,
+            Heard::Caller,
+            Heard::Upload,
+            Heard::Caller
+        ],
+        "{summary:?}"
     );
-    let during = runs(&w[first..=last]);
-    let phrases = during
+    for (i, min) in [(0, 2.0), (1, 4.0), (2, 2.0), (3, 2.5), (4, 2.0)] {
+        assert!(summary[i].1 >= min, "part {i} too short: {summary:?}");
+    }
+    // The melody note by note, looped.
+    let melody = runs(
+        &w.iter()
+            .map(|t| t.filter(|f| kind(*f) == Heard::Melody))
+            .collect::<Vec<_>>(),
+    );
+    let phrases = melody
         .windows(MELODY_HZ.len())
         .filter(|p| *p == MELODY_HZ)
         .count();
-    assert!(phrases >= 2, "the melody, looped: {during:?}");
+    assert!(phrases >= 2, "the melody, looped: {melody:?}");
     s.stop().await;
 }
 

@@ -61,6 +61,36 @@ impl Api {
         (status, res.json().await.unwrap_or_default(), set)
     }
 
+    /// A file sent as the UI's file inputs send it: multipart, in the
+    /// field `file`; (status, JSON body or null).
+    pub async fn upload(
+        &self,
+        cookie: &str,
+        method: &str,
+        path: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> (u16, serde_json::Value) {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+        );
+        let res = self
+            .http
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", self.base),
+            )
+            .header("X-Requested-With", "gosip")
+            .header("Cookie", cookie)
+            .multipart(form)
+            .send()
+            .await
+            .expect("webd answers");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or_default())
+    }
+
     /// [`Api::call`] that must answer `want`; returns the body.
     pub async fn ok(
         &self,

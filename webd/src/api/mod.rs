@@ -14,6 +14,7 @@ pub mod devices;
 pub mod dids;
 pub mod events;
 pub mod external;
+pub mod hold_music;
 pub mod lists;
 pub mod messages;
 pub mod notify_prefs;
@@ -102,6 +103,11 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::reorder))
         .routes(routes!(routes::test_call))
         .routes(routes!(prompts::upload))
+        .routes(routes!(
+            hold_music::get,
+            hold_music::put,
+            hold_music::delete
+        ))
         .routes(routes!(lists::block_list, lists::block_add))
         .routes(routes!(lists::block_delete))
         .routes(routes!(lists::callers_list, lists::callers_add))

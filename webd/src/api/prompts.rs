@@ -49,39 +49,7 @@ pub async fn upload(
     _a: Admin,
     req: Request,
 ) -> ApiResult<(StatusCode, Json<Prompt>)> {
-    let multipart = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if !multipart {
-        return Err(ApiError::field(
-            "file",
-            "send the recording as multipart/form-data in the field \"file\"",
-        ));
-    }
-    // A malformed body is the sender's fault: the API's JSON error, not
-    // axum's plain-text 400.
-    let mut mp = Multipart::from_request(req, &st)
-        .await
-        .map_err(|e| ApiError::field("file", e.body_text()))?;
-    let mut data = None;
-    while let Some(field) = mp
-        .next_field()
-        .await
-        .map_err(|e| ApiError::field("file", e.body_text()))?
-    {
-        if field.name() == Some("file") {
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| ApiError::field("file", e.body_text()))?;
-            data = Some(bytes);
-        }
-    }
-    let Some(data) = data.filter(|d| !d.is_empty()) else {
-        return Err(ApiError::field("file", "choose a WAV or MP3 recording"));
-    };
+    let data = read_file(&st, req, "choose a WAV or MP3 recording").await?;
     if data.len() > MAX_PROMPT {
         return Err(ApiError::field("file", "must be at most 5 MB"));
     }
@@ -104,6 +72,43 @@ pub async fn upload(
             name,
         }),
     ))
+}
+
+/// The field `file` of a multipart upload (a JSON field error naming
+/// `file` for anything else, `missing` when it is absent or empty).
+pub async fn read_file(st: &AppState, req: Request, missing: &str) -> ApiResult<axum::body::Bytes> {
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !multipart {
+        return Err(ApiError::field(
+            "file",
+            "send the recording as multipart/form-data in the field \"file\"",
+        ));
+    }
+    // A malformed body is the sender's fault: the API's JSON error, not
+    // axum's plain-text 400.
+    let mut mp = Multipart::from_request(req, st)
+        .await
+        .map_err(|e| ApiError::field("file", e.body_text()))?;
+    let mut data = None;
+    while let Some(field) = mp
+        .next_field()
+        .await
+        .map_err(|e| ApiError::field("file", e.body_text()))?
+    {
+        if field.name() == Some("file") {
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| ApiError::field("file", e.body_text()))?;
+            data = Some(bytes);
+        }
+    }
+    data.filter(|d| !d.is_empty())
+        .ok_or_else(|| ApiError::field("file", missing))
 }
 
 /// 32 random hex digits.
