@@ -434,6 +434,122 @@ async fn a_held_phone_hears_the_hold_music_then_the_other_party_again_on_one_str
     s.stop().await;
 }
 
+/// carol's tone in the transfer test.
+const TARGET_HZ: f64 = 1600.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blind_transfer_hands_the_caller_to_the_target_with_audio_both_ways() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    s.add_device("alice", "pw-alice-2026", "101").await;
+    s.add_device("bob", "pw-bob-2026-x", "102").await;
+    let carol_id = s.add_device("carol", "pw-carol-2026", "103").await;
+    let root = tempfile::tempdir().unwrap();
+    let mut alice = Baresip::spawn(
+        root.path(),
+        "alice",
+        &account("alice", "pw-alice-2026", &s, ""),
+        &tone_file(root.path(), CALLER_HZ),
+        90,
+    );
+    let mut bob = Baresip::spawn(
+        root.path(),
+        "bob",
+        &account("bob", "pw-bob-2026-x", &s, ";answermode=auto"),
+        &tone_file(root.path(), CALLEE_HZ),
+        90,
+    );
+    let mut carol = Baresip::spawn(
+        root.path(),
+        "carol",
+        &account("carol", "pw-carol-2026", &s, ";answermode=auto"),
+        &tone_file(root.path(), TARGET_HZ),
+        90,
+    );
+    s.eventually("three phones registered", || async {
+        s.registrations().await.len() == 3
+    })
+    .await;
+    for p in [&mut alice, &mut bob, &mut carol] {
+        p.connect().await;
+    }
+    alice
+        .command("dial", &format!("sip:102@{}", s.sip))
+        .await
+        .unwrap();
+    for p in [&mut alice, &mut bob] {
+        p.event("CALL_RTPESTAB", Duration::from_secs(15))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // bob's Transfer key: a REFER to 103; carol answers by herself.
+    bob.command("transfer", &format!("sip:103@{}", s.sip))
+        .await
+        .unwrap();
+    carol
+        .event("CALL_RTPESTAB", Duration::from_secs(15))
+        .await
+        .unwrap();
+    bob.event("CALL_CLOSED", Duration::from_secs(10))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    alice.command("hangup", "").await.unwrap();
+    carol
+        .event("CALL_CLOSED", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let alice_heard = alice.dump(true).expect("alice's dump");
+    let carol_heard = carol.dump(true).expect("carol's dump");
+    for p in [alice, bob, carol] {
+        p.quit().await;
+    }
+
+    // alice heard bob, then carol, and never bob again.
+    let heard = Wav::read(&alice_heard).unwrap();
+    let w = window_tones(
+        &heard.samples[0],
+        heard.rate,
+        &[CALLEE_HZ, TARGET_HZ, CALLER_HZ],
+    );
+    let r = runs(&w);
+    eprintln!("alice heard, run by run: {r:?}");
+    assert_eq!(r, [CALLEE_HZ, TARGET_HZ], "alice heard {r:?}");
+    let carol_secs = w.iter().filter(|t| **t == Some(TARGET_HZ)).count() as f64 / 20.0;
+    assert!(carol_secs >= 2.0, "alice heard carol for {carol_secs} s");
+    // carol heard alice.
+    let heard = Wav::read(&carol_heard).unwrap();
+    let r = tones(&heard.samples[0], heard.rate, CALLER_HZ, CALLEE_HZ);
+    r.check(MIN_TONE_SECS)
+        .unwrap_or_else(|e| panic!("carol should have heard alice: {e}"));
+    // One CDR: alice's call, answered, now carol's, naming the transfer.
+    let q = "SELECT disposition, device_id, reason FROM cdrs WHERE ended_at IS NOT NULL";
+    s.eventually("the call's cdr is closed", || async {
+        sqlx::query(q)
+            .fetch_optional(&s.pool)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let rows: Vec<(String, Option<i64>, Option<String>)> =
+        sqlx::query_as(q).fetch_all(&s.pool).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let (disposition, device, reason) = &rows[0];
+    assert_eq!(
+        (disposition.as_str(), *device),
+        ("answered", Some(carol_id))
+    );
+    assert!(
+        reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("transferred by 102 to 103"),
+        "{reason:?}"
+    );
+    s.stop().await;
+}
+
 /// The checks above can fail: swapped, missing, mixed or too short audio,
 /// and broken WAV headers are all refused.
 #[test]

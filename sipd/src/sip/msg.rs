@@ -21,7 +21,8 @@ pub const MAX_HEADERS: usize = 128;
 pub const MAX_HEADER_SECTION: usize = 16_384;
 
 /// What the server says about its capabilities (OPTIONS, 405, 420).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, SUBSCRIBE";
+pub const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, SUBSCRIBE, REFER";
 pub const ACCEPT: &str = "application/sdp";
 pub const SUPPORTED: &str = "path, outbound";
 /// The methods whose requests get a typed form (rsip); the others are

@@ -261,6 +261,8 @@ impl Core {
         disposition: &'static str,
         why: &str,
     ) {
+        // A transfer's target may still ring.
+        self.cancel_branches(call_id, None);
         let Some(call) = self.calls.calls.remove(call_id) else {
             return;
         };
@@ -285,10 +287,9 @@ impl Core {
         for b in call.branches {
             if b.to_tag.is_empty() {
                 let until = now + 64 * T1;
-                self.calls.ended.insert(
-                    b.branch.clone(),
-                    (b, call.from_user.clone(), call.to_user.clone(), until),
-                );
+                self.calls
+                    .ended
+                    .insert(b.branch.clone(), (b, call.from_user.clone(), until));
             }
         }
         // Requests still waiting for the other side end with the call
@@ -318,6 +319,12 @@ impl Core {
             }
         }
         let duration_s = call.answered_at.map_or(0, |a| now.saturating_sub(a) / 1000);
+        // One CDR row per call: its transfers are named in the reason.
+        let why = std::iter::once(why.to_string())
+            .chain(call.transfers.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let why = why.as_str();
         tracing::info!(call_id = %call_id, disposition, duration_s, reason = why, "call ended");
         self.events.push_back(Event::Cdr(Cdr::End {
             call_id: call_id.to_string(),
@@ -451,7 +458,7 @@ impl Core {
     /// Timers A/B of the B-leg INVITEs, the ring timeout and the A-leg 2xx
     /// retransmission.
     pub(in crate::sip::core) fn b2b_timeout(&mut self, now: u64) {
-        self.calls.ended.retain(|_, (_, _, _, until)| *until > now);
+        self.calls.ended.retain(|_, (_, _, until)| *until > now);
         self.relay_timeout(now);
         let ids: Vec<String> = self.calls.calls.keys().cloned().collect();
         for id in ids {
@@ -507,6 +514,7 @@ impl Core {
             if !timed_out.is_empty() {
                 self.maybe_all_failed(now, &id);
             }
+            self.transfer_progress(now, &id);
             if ring_over {
                 self.ring_timed_out(now, &id);
             }

@@ -193,6 +193,10 @@ impl Core {
         b.status = r.status;
         b.reason = reason_of(&r.raw).to_string();
         b.next_resend = None;
+        if self.rings_target(call_id, i) {
+            self.transfer_progress(now, call_id);
+            return;
+        }
         self.maybe_all_failed(now, call_id);
     }
 
@@ -321,12 +325,17 @@ impl Core {
             &local,
             &realm,
             &call.from_user,
-            &call.to_user,
             &format!("z9hG4bK{}a{}", b.branch, now),
             &[],
             None,
         );
         let peer = b.peer;
+        if call.transfer.as_ref().is_some_and(|t| i >= t.first) && call.state == State::Up {
+            b.ack = Some(ack.clone());
+            self.out.push_back(Transmit { peer, data: ack });
+            self.transfer_answered(now, call_id, i, &body);
+            return true;
+        }
         if already.is_some() || call.state != State::Ringing {
             // A second answer after the first: hang it up.
             b.ack = Some(ack.clone());
@@ -365,7 +374,6 @@ impl Core {
             &local,
             &realm,
             &call.from_user,
-            &call.to_user,
             bye_branch,
             &[],
             None,
@@ -606,7 +614,7 @@ impl Core {
     /// A final response on a branch of a call that already ended: ACK it,
     /// and hang up a 2xx that crossed our CANCEL.
     pub(super) fn late_response(&mut self, now: u64, from: &Peer, r: &msg::Response) -> bool {
-        let Some((b, from_user, to_user, _)) = self.calls.ended.get_mut(&r.via.branch) else {
+        let Some((b, from_user, _)) = self.calls.ended.get_mut(&r.via.branch) else {
             return false;
         };
         if !answers_from(&b.peer, from) {
@@ -638,7 +646,6 @@ impl Core {
             &local,
             &realm,
             from_user,
-            to_user,
             &ack_branch,
             &[],
             None,
@@ -651,7 +658,6 @@ impl Core {
             &local,
             &realm,
             from_user,
-            to_user,
             &bye_branch,
             &[],
             None,

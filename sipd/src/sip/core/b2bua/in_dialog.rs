@@ -45,7 +45,7 @@ impl Core {
 
     /// A request inside a dialog (To tag present): BYE ends the call;
     /// re-INVITE, UPDATE and INFO go to the other leg
-    /// ([`Core::relay_request`]).
+    /// ([`Core::relay_request`]); REFER transfers it ([`Core::refer`]).
     pub(in crate::sip::core) fn b2b_in_dialog(
         &mut self,
         now: u64,
@@ -59,6 +59,10 @@ impl Core {
         };
         let from_a = side == Side::A;
         match method {
+            // The transferor leaves while the target rings: the call stays.
+            Method::Bye if live && !from_a && self.transferor_left(&call_id) => {
+                Reply::new(200, "OK")
+            }
             Method::Bye if live || from_a => {
                 self.hangup_leg(now, &call_id, !from_a);
                 let disposition = if self
@@ -79,6 +83,8 @@ impl Core {
                 self.end_call(now, &call_id, disposition, who);
                 Reply::new(200, "OK")
             }
+            // A transferor hung up by sipd may say BYE too (crossing ours).
+            Method::Bye if !live => Reply::new(200, "OK"),
             _ if !live => Reply::new(481, "Call/Transaction Does Not Exist"),
             // Keys sent as SIP INFO on a call sipd answers itself (RFC 6086;
             // the dtmf-relay body most phones send).
@@ -91,6 +97,7 @@ impl Core {
             Method::Invite | Method::Update | Method::Info => {
                 self.relay_request(now, peer, method, r, key, &call_id, side)
             }
+            Method::Refer => self.refer(now, r, &call_id, side),
             _ => Reply::new(405, "Method Not Allowed").with("Allow", msg::ALLOW),
         }
     }
@@ -545,7 +552,6 @@ impl Core {
                 &local,
                 &realm,
                 &call.from_user,
-                &call.to_user,
                 branch,
                 extra,
                 body,

@@ -5,10 +5,10 @@ use super::*;
 
 /// A B-leg branch to ring: its INVITE's addressing, the Via host towards
 /// its peer and the offer it carries (empty for a late offer).
-struct Ring {
-    branch: NewBranch,
-    local: String,
-    offer: String,
+pub(super) struct Ring {
+    pub(super) branch: NewBranch,
+    pub(super) local: String,
+    pub(super) offer: String,
 }
 
 impl Core {
@@ -150,6 +150,7 @@ impl Core {
                 .collect(),
         };
         let offer_src = call.offer.clone();
+        let to_user = call.to_user.clone();
         let mut rings = Vec::new();
         for (peer, contact, device_id) in targets {
             let ids = self.dialog_ids();
@@ -165,6 +166,7 @@ impl Core {
                     peer,
                     device_id,
                     contact,
+                    to_user: to_user.clone(),
                     ids,
                 },
                 local,
@@ -177,12 +179,13 @@ impl Core {
     /// The INVITE of one B-leg branch: the caller's name and user in From,
     /// the dialed user in To; towards the trunk, its host in To and the
     /// caller's identity in P-Asserted-Identity.
-    fn ring_invite(&self, call: &Call, ring: &Ring) -> Vec<u8> {
+    pub(super) fn ring_invite(&self, call: &Call, ring: &Ring) -> Vec<u8> {
         let realm = &self.cfg.realm;
         let NewBranch {
             peer,
             device_id,
             contact,
+            to_user,
             ids:
                 DialogIds {
                     branch,
@@ -225,7 +228,7 @@ impl Core {
             tr = peer.transport.as_str().to_ascii_uppercase(),
             trl = peer.transport.as_str(),
             from = call.from_user,
-            to = call.to_user,
+            to = to_user,
             allow = msg::ALLOW,
         )
         .into_bytes()

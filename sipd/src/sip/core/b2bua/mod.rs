@@ -42,6 +42,7 @@ mod in_dialog;
 mod listen;
 mod media;
 mod originate;
+mod transfer;
 mod voicemail;
 
 pub use listen::StoredMessage;
@@ -115,6 +116,8 @@ struct Branch {
     /// CSeq number of the INVITE (2 once retried with credentials).
     cseq: u32,
     contact: String,
+    /// The user in the To of its INVITE and of every request in its dialog.
+    to_user: String,
     call_id: String,
     branch: String,
     from_tag: String,
@@ -275,6 +278,10 @@ pub(super) struct Call {
     /// The caller dialed the voicemail access code: sipd answers and plays
     /// their mailbox.
     listen: Option<listen::Listen>,
+    /// A blind transfer under way.
+    transfer: Option<transfer::Transfer>,
+    /// The transfers done, for the CDR ("transferred by 102 to 103").
+    transfers: Vec<String>,
 }
 
 impl Call {
@@ -329,6 +336,8 @@ impl Call {
             voicemail: None,
             recording_since: None,
             listen: None,
+            transfer: None,
+            transfers: Vec::new(),
         }
     }
 }
@@ -342,8 +351,8 @@ pub(super) struct Calls {
     /// B-leg INVITE branch -> (call id, branch index).
     by_branch: HashMap<String, (String, usize)>,
     /// Branches of ended calls, kept for Timer-B time so late finals get
-    /// their ACK (and a late 2xx its BYE): (branch, from user, to user, until).
-    ended: HashMap<String, (Branch, String, String, u64)>,
+    /// their ACK (and a late 2xx its BYE): (branch, from user, until).
+    ended: HashMap<String, (Branch, String, u64)>,
     /// In-call requests relayed to the other leg, by the branch sent.
     relays: HashMap<String, Relay>,
     /// Trunk calls per device, for `calls.max_*_per_device`.
@@ -372,7 +381,7 @@ impl Calls {
     pub(super) fn next_timeout(&self) -> Option<u64> {
         let mut t: Option<u64> = None;
         let mut min = |v: u64| t = Some(t.map_or(v, |x| x.min(v)));
-        for (_, _, _, until) in self.ended.values() {
+        for (_, _, until) in self.ended.values() {
             min(*until);
         }
         for r in self.relays.values() {
@@ -390,6 +399,9 @@ impl Calls {
             }
             if c.state == State::Answering {
                 min(c.a_ok_next);
+            }
+            if let Some(t) = &c.transfer {
+                min(t.deadline);
             }
             for b in &c.branches {
                 if matches!(b.state, BranchState::Calling | BranchState::Proceeding) {
@@ -416,7 +428,6 @@ fn dialog_request(
     local: &str,
     realm: &str,
     from_user: &str,
-    to_user: &str,
     branch: &str,
     extra: &[(&str, String)],
     body: Option<(&str, &[u8])>,
@@ -428,7 +439,7 @@ fn dialog_request(
         local,
         branch,
         from: &format!("<sip:{from_user}@{realm}>;tag={}", b.from_tag),
-        to: &format!("<sip:{to_user}@{realm}>;tag={}", b.to_tag),
+        to: &format!("<sip:{}@{realm}>;tag={}", b.to_user, b.to_tag),
         call_id: &b.call_id,
         cseq,
         route: &b.route,
@@ -501,6 +512,8 @@ struct NewBranch {
     device_id: i64,
     /// The contact the INVITE goes to (its Request-URI).
     contact: String,
+    /// The user it calls (To).
+    to_user: String,
     ids: DialogIds,
 }
 
@@ -535,6 +548,7 @@ impl Branch {
             device_id: new.device_id,
             cseq: 1,
             contact: new.contact.clone(),
+            to_user: new.to_user,
             call_id: new.ids.call_id,
             branch: new.ids.branch,
             from_tag: new.ids.from_tag,

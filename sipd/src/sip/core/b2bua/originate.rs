@@ -175,10 +175,17 @@ impl Core {
             len = offer.len(),
         )
         .into_bytes();
+        let to_user = self
+            .calls
+            .calls
+            .get(call_id)
+            .map(|c| c.to_user.clone())
+            .unwrap_or_default();
         let new = NewBranch {
             peer,
             device_id: TRUNK_ID,
             contact,
+            to_user,
             ids,
         };
         self.start_branch(now, call_id, new, invite);

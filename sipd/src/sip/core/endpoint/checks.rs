@@ -165,7 +165,7 @@ impl Core {
                 .with("Accept-Encoding", "identity")
                 .with("Accept-Language", "en")
                 .with("Supported", SUPPORTED),
-            Method::Invite | Method::Update | Method::Info if in_dialog(raw) => {
+            Method::Invite | Method::Update | Method::Info | Method::Refer if in_dialog(raw) => {
                 self.b2b_in_dialog(now, peer, method, r, key)
             }
             Method::Invite => match self.authenticate(now, peer, r, true) {
@@ -190,6 +190,7 @@ pub(in crate::sip::core) const SERVED: &[Method] = &[
     Method::Update,
     Method::Info,
     Method::Subscribe,
+    Method::Refer,
 ];
 
 /// Methods sipd knows but does not serve (RFC 3261 section 8.2.1: 405).
@@ -197,7 +198,6 @@ pub(in crate::sip::core) const KNOWN_UNSERVED: &[Method] = &[
     Method::Notify,
     Method::Message,
     Method::Prack,
-    Method::Refer,
     Method::Publish,
 ];
 

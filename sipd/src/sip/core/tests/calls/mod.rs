@@ -8,6 +8,7 @@ mod basic;
 mod in_dialog;
 mod listen;
 mod media;
+mod transfer;
 mod trunk;
 mod voicemail;
 

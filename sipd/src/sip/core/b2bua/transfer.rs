@@ -1,0 +1,340 @@
+//! Blind transfer (REFER, RFC 3515): the phone that answered a call asks
+//! sipd to connect the caller to another extension or user. sipd accepts
+//! with 202, rings the target on new branches of the same call (the caller
+//! keeps its dialog and mediad port; the target gets mediad's B-leg port,
+//! so nobody's media moves but the transferor's), and reports each step to
+//! the transferor as a NOTIFY of the `refer` event with a `message/sipfrag`
+//! body (RFC 3515 section 2.4.5). When the target answers, it takes the
+//! transferor's place and the transferor gets its final NOTIFY and a BYE;
+//! when the target fails (busy, declined, nobody registered, the ring time
+//! over) the call stays as it was, and the transferor's NOTIFY says why. A
+//! transferor that hung up meanwhile leaves the caller waiting (hearing the
+//! hold music when the call was on hold); a failure then ends the call.
+//!
+//! Not yet: attended transfer (Refer-To with Replaces, RFC 3891; answered
+//! 603), a transfer asked by the caller's side (603), and transfers to
+//! numbers outside (603: the target must be a device of this system).
+
+use super::media::Ring;
+use super::*;
+
+/// A transfer under way in a call.
+#[derive(Debug)]
+pub(super) struct Transfer {
+    /// The transferor's branch (the answered one that sent the REFER).
+    by: usize,
+    /// Branches from this index on ring the target.
+    pub(super) first: usize,
+    /// The target as the transferor named it (user part of Refer-To).
+    target: String,
+    /// The transferor's user, for the CDR.
+    from: String,
+    /// When the target has rung long enough.
+    pub(super) deadline: u64,
+    /// The transferor hung up before the target answered.
+    gone: bool,
+}
+
+impl Core {
+    /// A REFER inside a call, from `side`. Answers 202 and starts ringing
+    /// the target, or refuses with the call unchanged: 400 without exactly
+    /// one Refer-To, 404 for a target that is no device here, 491 while
+    /// another transfer runs, 603 for what sipd does not transfer.
+    pub(super) fn refer(&mut self, now: u64, r: &msg::Request, call_id: &str, side: Side) -> Reply {
+        let refer_to: Vec<&str> = r.raw.all("refer-to").collect();
+        let [refer_to] = refer_to.as_slice() else {
+            return Reply::new(400, "Bad Request")
+                .with("Warning", "399 gosip \"exactly one Refer-To is needed\"");
+        };
+        let uri = uri_of(refer_to);
+        if uri.to_ascii_lowercase().contains("replaces=") {
+            return decline("attended transfer is not supported yet");
+        }
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return Reply::new(481, "Call/Transaction Does Not Exist");
+        };
+        let Some(by) = dialog_branch(call, Side::B) else {
+            return Reply::new(481, "Call/Transaction Does Not Exist");
+        };
+        if side == Side::A
+            || call.originate
+            || call.state != State::Up
+            || call.voicemail.is_some()
+            || call.listen.is_some()
+            || call.branches[by].device_id == TRUNK_ID
+        {
+            return decline("only the phone that answered can transfer this call");
+        }
+        if call.transfer.is_some() {
+            return Reply::new(491, "Request Pending");
+        }
+        let target = user_of(uri).unwrap_or_default().to_string();
+        let callees = self.callees_of_user(&target);
+        if callees.is_empty() {
+            return Reply::new(404, "Not Found").with(
+                "Warning",
+                "399 gosip \"no phone has this extension or user\"",
+            );
+        }
+        let from = self
+            .devices
+            .values()
+            .find(|d| d.id == call.branches[by].device_id)
+            .map(|d| d.extension.clone().unwrap_or_else(|| d.username.clone()))
+            .unwrap_or_default();
+        tracing::info!(call_id = %call_id, by = %from, to = %target, "transfer asked");
+        let first = call.branches.len();
+        if let Some(call) = self.calls.calls.get_mut(call_id) {
+            call.transfer = Some(Transfer {
+                by,
+                first,
+                target: target.clone(),
+                from,
+                deadline: now + self.cfg.ring_timeout_ms,
+                gone: false,
+            });
+        }
+        self.notify_transferor(now, call_id, 100, "Trying");
+        if !self.ring_target(now, call_id, &target, &callees) {
+            self.transfer_failed(now, call_id, 480, "Temporarily Unavailable");
+        }
+        Reply::new(202, "Accepted")
+    }
+
+    /// The devices an extension or user names (none for anything else).
+    fn callees_of_user(&self, user: &str) -> Vec<i64> {
+        self.devices
+            .get(user)
+            .or_else(|| self.extensions.get(user).and_then(|u| self.devices.get(u)))
+            .map(|d| vec![d.id])
+            .unwrap_or_default()
+    }
+
+    /// New branches ringing every registered contact of `callees` with the
+    /// caller's offer on mediad's B-leg port; `false` when none is
+    /// registered.
+    fn ring_target(&mut self, now: u64, call_id: &str, target: &str, callees: &[i64]) -> bool {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return false;
+        };
+        let Some((_, pb)) = call.ports else {
+            return false;
+        };
+        let offer_src = call.offer.clone();
+        let targets: Vec<(Peer, String, i64)> = callees
+            .iter()
+            .flat_map(|id| self.registrar.bindings_of(*id))
+            .map(|b| (b.target(), b.contact.clone(), b.device_id))
+            .collect();
+        if targets.is_empty() {
+            return false;
+        }
+        for (peer, contact, device_id) in targets {
+            let ids = self.dialog_ids();
+            let local = self.addrs.via_host(&peer);
+            let offer = sdp::rewrite(&offer_src, &self.addrs.media_host(&peer), pb, false)
+                .unwrap_or_default();
+            let ring = Ring {
+                branch: NewBranch {
+                    peer,
+                    device_id,
+                    contact,
+                    to_user: target.to_string(),
+                    ids,
+                },
+                local,
+                offer,
+            };
+            let Some(invite) = self
+                .calls
+                .calls
+                .get(call_id)
+                .map(|call| self.ring_invite(call, &ring))
+            else {
+                return false;
+            };
+            self.start_branch(now, call_id, ring.branch, invite);
+        }
+        true
+    }
+
+    /// Whether branch `i` rings the target of the call's transfer.
+    pub(super) fn rings_target(&self, call_id: &str, i: usize) -> bool {
+        self.calls
+            .calls
+            .get(call_id)
+            .and_then(|c| c.transfer.as_ref())
+            .is_some_and(|t| i >= t.first)
+    }
+
+    /// The target answered on branch `i` (its 2xx ACKed): it takes the
+    /// transferor's place. The transferor hears the outcome and is hung
+    /// up; mediad sends the caller's audio to the target, and the caller
+    /// hears the target (no hold music any more).
+    pub(super) fn transfer_answered(&mut self, now: u64, call_id: &str, i: usize, body: &str) {
+        self.notify_transferor(now, call_id, 200, "OK");
+        let Some(t) = self
+            .calls
+            .calls
+            .get_mut(call_id)
+            .and_then(|c| c.transfer.take())
+        else {
+            return;
+        };
+        if !t.gone {
+            self.hangup_leg(now, call_id, false);
+        }
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return;
+        };
+        if let Some(b) = call.branches.get_mut(t.by) {
+            b.state = BranchState::Done;
+        }
+        let Some(b) = call.branches.get_mut(i) else {
+            return;
+        };
+        b.state = BranchState::Won;
+        let (device_id, peer_ip) = (b.device_id, b.peer.addr.ip());
+        call.to_user = t.target.clone();
+        call.transfers
+            .push(format!("transferred by {} to {}", t.from, t.target));
+        tracing::info!(call_id = %call_id, to = %t.target, "transfer answered");
+        self.cancel_branches(call_id, Some(i));
+        if let Some(m) = sdp::leg_media(body).map(|m| m.signalled_from(peer_ip)) {
+            self.events.push_back(Event::MediaUpdate {
+                call_id: call_id.to_string(),
+                leg: "b",
+                hold: Some(false),
+                music: Some(false),
+                media: Some(m),
+                established: Some(true),
+            });
+        }
+        self.events.push_back(Event::MediaUpdate {
+            call_id: call_id.to_string(),
+            leg: "a",
+            hold: Some(false),
+            music: Some(false),
+            media: None,
+            established: None,
+        });
+        self.events.push_back(Event::Cdr(Cdr::Answered {
+            call_id: call_id.to_string(),
+            at: now,
+            device_id: Some(device_id),
+        }));
+    }
+
+    /// A target branch failed, or the ring time ran out: once no target
+    /// branch rings any more, the transfer failed.
+    pub(super) fn transfer_progress(&mut self, now: u64, call_id: &str) {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return;
+        };
+        let Some(t) = &call.transfer else {
+            return;
+        };
+        let over = now >= t.deadline;
+        let target = &call.branches[t.first.min(call.branches.len())..];
+        let ringing = target
+            .iter()
+            .any(|b| matches!(b.state, BranchState::Calling | BranchState::Proceeding));
+        if ringing && !over {
+            return;
+        }
+        let codes: Vec<u16> = target.iter().map(|b| b.status).collect();
+        let (code, reason) = if codes.contains(&486) || codes.contains(&600) {
+            (486, "Busy Here")
+        } else if codes.contains(&603) {
+            (603, "Decline")
+        } else if over {
+            (408, "Request Timeout")
+        } else {
+            (480, "Temporarily Unavailable")
+        };
+        self.cancel_branches(call_id, None);
+        self.transfer_failed(now, call_id, code, reason);
+    }
+
+    /// The transfer ends without the target: the transferor hears why and
+    /// keeps the call, or, when it already hung up, the call ends.
+    fn transfer_failed(&mut self, now: u64, call_id: &str, code: u16, reason: &str) {
+        self.notify_transferor(now, call_id, code, reason);
+        let Some(t) = self
+            .calls
+            .calls
+            .get_mut(call_id)
+            .and_then(|c| c.transfer.take())
+        else {
+            return;
+        };
+        tracing::info!(call_id = %call_id, to = %t.target, code, "transfer failed");
+        if t.gone {
+            self.hangup_leg(now, call_id, true);
+            let why = format!(
+                "transfer by {} to {} failed: {code} {reason}",
+                t.from, t.target
+            );
+            self.end_call(now, call_id, "answered", &why);
+        }
+    }
+
+    /// The transferor hung up while the target rings: its leg ends, the
+    /// call does not. `false` when no transfer runs (the BYE ends the call).
+    pub(super) fn transferor_left(&mut self, call_id: &str) -> bool {
+        let Some(call) = self.calls.calls.get_mut(call_id) else {
+            return false;
+        };
+        let Some(t) = call.transfer.as_mut() else {
+            return false;
+        };
+        t.gone = true;
+        if let Some(b) = call.branches.get_mut(t.by) {
+            b.state = BranchState::Done;
+        }
+        true
+    }
+
+    /// A NOTIFY of the `refer` event to the transferor with the status
+    /// line of the target's answer; a final status ends the subscription
+    /// (RFC 3515 sections 2.4.4-2.4.7). Nothing when it hung up.
+    fn notify_transferor(&mut self, now: u64, call_id: &str, code: u16, reason: &str) {
+        if self
+            .calls
+            .calls
+            .get(call_id)
+            .and_then(|c| c.transfer.as_ref())
+            .is_none_or(|t| t.gone)
+        {
+            return;
+        }
+        let state = if code < 200 {
+            "active;expires=60".to_string()
+        } else {
+            "terminated;reason=noresource".to_string()
+        };
+        let frag = format!("SIP/2.0 {code} {reason}\r\n");
+        let branch = format!("z9hG4bK{}", self.next_id());
+        let Some((peer, data, _)) = self.leg_request(
+            call_id,
+            Side::B,
+            Method::Notify,
+            &branch,
+            None,
+            &[
+                ("Event", "refer".to_string()),
+                ("Subscription-State", state),
+            ],
+            Some(("message/sipfrag;version=2.0", frag.as_bytes())),
+        ) else {
+            return;
+        };
+        self.txns
+            .send_request(now, &branch, Transmit { peer, data }, 64 * T1);
+    }
+}
+
+/// 603 with the reason in a Warning (RFC 3261 section 20.43).
+fn decline(why: &str) -> Reply {
+    Reply::new(603, "Decline").with("Warning", format!("399 gosip \"{why}\""))
+}

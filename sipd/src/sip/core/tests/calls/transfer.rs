@@ -1,0 +1,337 @@
+//! Blind transfer (REFER, RFC 3515): bob, who answered alice's call, sends
+//! her to carol; NOTIFY progress, the target answering or failing, the
+//! transferor leaving early, and the REFERs sipd refuses.
+
+use super::*;
+
+const C1: &str = "192.168.1.70:5060";
+
+/// [`setup`] with carol (103) registered at [`C1`] too.
+fn with_carol() -> Core {
+    let mut c = setup(&[B1]);
+    let (md5, sha) = ha1("carol", REALM, "pw");
+    let mut devices: Vec<Device> = c.devices.values().cloned().collect();
+    devices.push(Device {
+        id: 3,
+        username: "carol".into(),
+        ha1_md5: md5,
+        ha1_sha256: sha,
+        realm: REALM.into(),
+        extension: Some("103".into()),
+        recording: false,
+        caller_id: None,
+        mwi_unsolicited: false,
+        mailbox: None,
+    });
+    c.set_devices(devices);
+    c.restore(Binding {
+        device_id: 3,
+        contact: format!("sip:carol@{C1}"),
+        source: peer(C1),
+        user_agent: String::new(),
+        call_id: String::new(),
+        cseq: 1,
+        expires_at: T0 + 3_600_000,
+        online: true,
+        last_seen: T0,
+        missed: 0,
+    });
+    c
+}
+
+/// bob's REFER (CSeq `cseq`) with `refer_to` header lines.
+fn refer(b_invite: &str, cseq: u32, refer_to: &str) -> String {
+    from_b(b_invite, "REFER", cseq, "", "").replace("Contact:", &format!("{refer_to}Contact:"))
+}
+
+fn carol_sdp() -> String {
+    SDP.replace("192.168.1.50", "192.168.1.70")
+        .replace("4000", "7000")
+}
+
+/// The sipfrag status line and Subscription-State of a NOTIFY.
+fn notified(n: &str) -> (String, String) {
+    assert_eq!(header(n, "Event"), vec!["refer"], "{n}");
+    assert_eq!(
+        header(n, "Content-Type"),
+        vec!["message/sipfrag;version=2.0"],
+        "{n}"
+    );
+    let frag = n.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (
+        frag.trim_end().to_string(),
+        header(n, "Subscription-State")[0].to_string(),
+    )
+}
+
+/// The call answered by bob, then bob's REFER to 103: sipd's 202, its
+/// NOTIFY 100 to bob and its INVITE to carol.
+fn transferring(c: &mut Core) -> (String, String, String) {
+    let (b_invite, tag) = answered(c);
+    c.handle_message(
+        T0 + 1_000,
+        peer(B1),
+        refer(&b_invite, 2, "Refer-To: <sip:103@gosip.test>\r\n").as_bytes(),
+    );
+    let o = out(c);
+    let accepted = find(&o, B1, "SIP/2.0 202 Accepted");
+    assert_eq!(header(&accepted, "CSeq"), vec!["2 REFER"]);
+    let (frag, state) = notified(&find(&o, B1, "NOTIFY "));
+    assert_eq!(frag, "SIP/2.0 100 Trying");
+    assert!(state.starts_with("active"), "{state}");
+    let to_carol = find(&o, C1, "INVITE sip:carol@192.168.1.70:5060 SIP/2.0");
+    (b_invite, tag, to_carol)
+}
+
+#[test]
+fn a_blind_transfer_rings_the_target_and_hands_it_the_caller_then_releases_the_transferor() {
+    let mut c = with_carol();
+    let (_, tag, to_carol) = transferring(&mut c);
+    // carol sees alice calling 103, with mediad's B-leg port as the offer.
+    assert!(
+        header(&to_carol, "From")[0].contains("\"Alice\" <sip:101@gosip.test>"),
+        "{to_carol}"
+    );
+    assert!(
+        header(&to_carol, "To")[0].starts_with("<sip:103@"),
+        "{to_carol}"
+    );
+    assert!(to_carol.contains("m=audio 20002 "), "{to_carol}");
+    while c.poll_event().is_some() {}
+    c.handle_message(
+        T0 + 3_000,
+        peer(C1),
+        reply(&to_carol, 200, "c1", Some(&carol_sdp())).as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, C1, "ACK ");
+    // bob hears it worked, then is hung up.
+    let notify = o
+        .iter()
+        .position(|(p, m)| p == B1 && m.starts_with("NOTIFY "))
+        .expect("final NOTIFY");
+    let bye = o
+        .iter()
+        .position(|(p, m)| p == B1 && m.starts_with("BYE "))
+        .expect("BYE to bob");
+    assert!(notify < bye);
+    let (frag, state) = notified(&o[notify].1);
+    assert_eq!(frag, "SIP/2.0 200 OK");
+    assert!(state.starts_with("terminated"), "{state}");
+    // mediad: carol is the B-leg now, and nobody is on hold.
+    let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(events.iter().any(|e| matches!(e,
+        Event::MediaUpdate { leg: "b", media: Some(m), established: Some(true), music: Some(false), .. }
+            if m.rtp == "192.168.1.70:7000")), "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::MediaUpdate {
+                leg: "a",
+                hold: Some(false),
+                music: Some(false),
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Cdr(Cdr::Answered {
+                device_id: Some(3),
+                ..
+            })
+        )),
+        "{events:?}"
+    );
+    // alice hangs up: the BYE goes to carol, in carol's dialog.
+    c.handle_message(
+        T0 + 9_000,
+        peer(A),
+        from_a("BYE", 3, &tag, "", "").as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, A, "SIP/2.0 200 OK");
+    let bye = find(&o, C1, "BYE sip:bob@192.168.1.62:5060");
+    assert!(
+        header(&bye, "To")[0].starts_with("<sip:103@gosip.test>;tag=c1"),
+        "{bye}"
+    );
+    assert!(o.iter().all(|(p, _)| p != B1), "{o:?}");
+    let end = std::iter::from_fn(|| c.poll_event()).find_map(|e| match e {
+        Event::Cdr(Cdr::End {
+            reason,
+            disposition,
+            ..
+        }) => Some((disposition, reason)),
+        _ => None,
+    });
+    let (disposition, reason) = end.expect("the CDR ends");
+    assert_eq!(disposition, "answered");
+    assert!(reason.contains("transferred by 102 to 103"), "{reason}");
+}
+
+#[test]
+fn a_busy_target_leaves_the_call_with_the_transferor_who_hears_why() {
+    let mut c = with_carol();
+    let (b_invite, tag, to_carol) = transferring(&mut c);
+    c.handle_message(
+        T0 + 3_000,
+        peer(C1),
+        reply(&to_carol, 486, "c1", None).as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, C1, "ACK ");
+    let (frag, state) = notified(&find(&o, B1, "NOTIFY "));
+    assert_eq!(frag, "SIP/2.0 486 Busy Here");
+    assert!(state.starts_with("terminated"), "{state}");
+    assert!(
+        o.iter().all(|(p, m)| !(p == B1 && m.starts_with("BYE "))),
+        "{o:?}"
+    );
+    // Still alice and bob: her BYE reaches him, and bob may transfer again.
+    c.handle_message(
+        T0 + 4_000,
+        peer(B1),
+        refer(&b_invite, 3, "Refer-To: <sip:103@gosip.test>\r\n").as_bytes(),
+    );
+    find(&out(&mut c), B1, "SIP/2.0 202");
+    c.handle_message(
+        T0 + 5_000,
+        peer(A),
+        from_a("BYE", 3, &tag, "", "").as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, B1, "BYE ");
+    find(&o, C1, "CANCEL ");
+}
+
+#[test]
+fn nobody_answering_the_target_in_the_ring_time_is_a_failed_transfer() {
+    let mut c = with_carol();
+    let (_, _, _) = transferring(&mut c);
+    let mut now = T0 + 1_000;
+    let mut notify = None;
+    while now < T0 + 120_000 && notify.is_none() {
+        now += 1_000;
+        c.handle_timeout(now);
+        let o = out(&mut c);
+        let last = o.iter().find(|(p, m)| {
+            p == B1 && m.starts_with("NOTIFY ") && m.contains("Subscription-State: terminated")
+        });
+        if let Some((_, m)) = last {
+            notify = Some(m.clone());
+            assert!(
+                o.iter().any(|(p, m)| p == C1 && m.starts_with("CANCEL ")),
+                "{o:?}"
+            );
+        }
+    }
+    let (frag, _) = notified(&notify.expect("a final NOTIFY"));
+    assert!(frag == "SIP/2.0 408 Request Timeout", "{frag}");
+}
+
+#[test]
+fn a_transferor_that_hangs_up_early_leaves_the_caller_to_the_target() {
+    // The target answers: alice and carol talk.
+    let mut c = with_carol();
+    let (b_invite, _, to_carol) = transferring(&mut c);
+    c.handle_message(
+        T0 + 1_500,
+        peer(B1),
+        from_b(&b_invite, "BYE", 3, "", "").as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, B1, "SIP/2.0 200 OK");
+    assert!(o.iter().all(|(p, _)| p != A), "alice stays: {o:?}");
+    assert_eq!(cdr_end(&mut c), None);
+    c.handle_message(
+        T0 + 3_000,
+        peer(C1),
+        reply(&to_carol, 200, "c1", Some(&carol_sdp())).as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, C1, "ACK ");
+    assert!(o.iter().all(|(p, _)| p != B1), "bob is gone: {o:?}");
+
+    // The target declines: the call ends.
+    let mut c = with_carol();
+    let (b_invite, _, to_carol) = transferring(&mut c);
+    c.handle_message(
+        T0 + 1_500,
+        peer(B1),
+        from_b(&b_invite, "BYE", 3, "", "").as_bytes(),
+    );
+    out(&mut c);
+    c.handle_message(
+        T0 + 3_000,
+        peer(C1),
+        reply(&to_carol, 603, "c1", None).as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, A, "BYE ");
+    assert_eq!(cdr_end(&mut c), Some("answered"));
+}
+
+#[test]
+fn refers_sipd_cannot_follow_get_the_rfc_answer_and_the_call_stays() {
+    let mut c = with_carol();
+    let (b_invite, tag) = answered(&mut c);
+    let mut cseq = 1;
+    let answer = |c: &mut Core, peer_addr: &str, msg: String| {
+        c.handle_message(T0 + 1_000, peer(peer_addr), msg.as_bytes());
+        let o = out(c);
+        o.iter()
+            .find(|(p, m)| p == peer_addr && m.starts_with("SIP/2.0 "))
+            .map(|(_, m)| m.split(' ').nth(1).unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    let mut from_bob = |refer_to: &str| {
+        cseq += 1;
+        refer(&b_invite, cseq, refer_to)
+    };
+    assert_eq!(answer(&mut c, B1, from_bob("")), "400", "no Refer-To");
+    assert_eq!(
+        answer(
+            &mut c,
+            B1,
+            from_bob("Refer-To: <sip:103@gosip.test>\r\nRefer-To: <sip:101@gosip.test>\r\n")
+        ),
+        "400",
+        "two Refer-To"
+    );
+    assert_eq!(
+        answer(&mut c, B1, from_bob("Refer-To: <sip:999@gosip.test>\r\n")),
+        "404"
+    );
+    assert_eq!(
+        answer(
+            &mut c,
+            B1,
+            from_bob("Refer-To: <sip:103@gosip.test?Replaces=x%3Bto-tag%3Da%3Bfrom-tag%3Db>\r\n")
+        ),
+        "603",
+        "attended transfer"
+    );
+    // alice (the caller's side) may not transfer; nor may a stranger's
+    // REFER outside any dialog or in a dialog that does not exist.
+    let from_alice = |cseq: u32| {
+        from_a("REFER", cseq, &tag, "", "")
+            .replace("Contact:", "Refer-To: <sip:103@gosip.test>\r\nContact:")
+    };
+    assert_eq!(answer(&mut c, A, from_alice(3)), "603");
+    let unknown = from_alice(4).replace("Call-ID: call1", "Call-ID: nosuchcall");
+    assert_eq!(answer(&mut c, A, unknown), "481");
+    let outside = from_alice(5).replace(&format!(";tag={tag}"), "");
+    assert_eq!(answer(&mut c, A, outside), "481");
+    // Nothing rang carol; a transfer under way refuses a second one.
+    assert_eq!(
+        answer(&mut c, B1, from_bob("Refer-To: <sip:103@gosip.test>\r\n")),
+        "202"
+    );
+    assert_eq!(
+        answer(&mut c, B1, from_bob("Refer-To: <sip:103@gosip.test>\r\n")),
+        "491"
+    );
+}
