@@ -18,6 +18,7 @@ import { api, query } from './api.js'
 /** @typedef {{ id: number, direction: string, from_number: string, to_number: string, started_at: string, duration: number, disposition: string, recording_url?: string|null }} Cdr */
 /** @typedef {{ id: number, from_number: string, transcript?: string|null, duration: number, is_read: boolean, created_at: string }} Voicemail */
 /** @typedef {{ id: number, direction: string, from_number: string, to_number: string, body: string, media_urls: any[], status: string, is_read: boolean, created_at: string }} Message */
+/** @typedef {{ custom: boolean, seconds: number, sample_rate: number, channels: number }} HoldMusic (custom false: GoSIP's own melody, the numbers 0) */
 
 export const ENDPOINTS = {
   me: ['GET', '/auth/me'],
@@ -99,6 +100,9 @@ export const ENDPOINTS = {
   backupCheck: ['GET', '/system/backups/{name}/check'],
   backupRestore: ['POST', '/system/backups/{name}/restore'],
   notifyTest: ['POST', '/system/notify-test'],
+  holdMusic: ['GET', '/system/hold-music'],
+  holdMusicUpload: ['PUT', '/system/hold-music'],
+  holdMusicReset: ['DELETE', '/system/hold-music'],
   alerts: ['GET', '/alerts'],
   alertAck: ['PUT', '/alerts/{id}/ack'],
   health: ['GET', '/system/health'],

@@ -69,6 +69,7 @@ describe('SystemView', () => {
     'GET /api/system/config': config,
     'GET /api/webhook-endpoints': [],
     'GET /api/alerts': { items: [], total: 0 },
+    'GET /api/system/hold-music': { custom: false, seconds: 0, sample_rate: 0, channels: 0 },
     'PUT /api/system/config': put,
   })
   it('never shows a secret, sends it only when retyped, and shows field errors beside the field', async () => {
