@@ -550,6 +550,101 @@ async fn a_blind_transfer_hands_the_caller_to_the_target_with_audio_both_ways() 
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_when_in_a_call_turns_a_second_caller_away_and_off_the_phone_rings() {
+    // Without voicemail for calls between phones the caller hears busy
+    // (with it, bob's mailbox would answer).
+    let s = Sipd::start_with_mediad(&[("voicemail.internal_calls", "false")]).await;
+    s.add_device("alice", "pw-alice-2026", "101").await;
+    s.add_device("bob", "pw-bob-2026-x", "102").await;
+    s.add_device("carol", "pw-carol-2026", "103").await;
+    // The admin ticks "Busy when in a call" on bob's device.
+    s.web
+        .edit_device("bob", serde_json::json!({"busy_in_call": true}))
+        .await;
+    let root = tempfile::tempdir().unwrap();
+    let spawn = |name: &str, pw: &str, extra: &str| {
+        Baresip::spawn(
+            root.path(),
+            name,
+            &account(name, pw, &s, extra),
+            &tone_file(root.path(), CALLER_HZ),
+            90,
+        )
+    };
+    let mut alice = spawn("alice", "pw-alice-2026", "");
+    let mut bob = spawn("bob", "pw-bob-2026-x", ";answermode=auto");
+    let mut carol = spawn("carol", "pw-carol-2026", "");
+    s.eventually("three phones registered", || async {
+        s.registrations().await.len() == 3
+    })
+    .await;
+    for p in [&mut alice, &mut bob, &mut carol] {
+        p.connect().await;
+    }
+    alice
+        .command("dial", &format!("sip:102@{}", s.sip))
+        .await
+        .unwrap();
+    alice
+        .event("CALL_ESTABLISHED", Duration::from_secs(15))
+        .await
+        .unwrap();
+    bob.event("CALL_ESTABLISHED", Duration::from_secs(5))
+        .await
+        .unwrap();
+    // carol calls bob, who is talking to alice: busy, and bob never rings.
+    carol
+        .command("dial", &format!("sip:102@{}", s.sip))
+        .await
+        .unwrap();
+    let closed = carol
+        .event("CALL_CLOSED", Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert!(
+        closed["param"].as_str().unwrap_or_default().contains("486"),
+        "{closed}"
+    );
+    // (bob answers by himself: a call reaching him would be established.)
+    assert!(
+        bob.event("CALL_ESTABLISHED", Duration::from_secs(2))
+            .await
+            .is_err(),
+        "bob got the second call"
+    );
+    let busy: Vec<(String,)> = sqlx::query_as(
+        "SELECT disposition FROM cdrs WHERE from_number = '103' AND ended_at IS NOT NULL",
+    )
+    .fetch_all(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(busy, [("busy".to_string(),)]);
+    // Switched off: the second call rings bob's phone (call waiting).
+    s.web
+        .edit_device("bob", serde_json::json!({"busy_in_call": false}))
+        .await;
+    carol
+        .command("dial", &format!("sip:102@{}", s.sip))
+        .await
+        .unwrap();
+    let second = bob
+        .event("CALL_ESTABLISHED", Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert!(
+        second["peeruri"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("103"),
+        "{second}"
+    );
+    for p in [alice, bob, carol] {
+        p.quit().await;
+    }
+    s.stop().await;
+}
+
 /// The checks above can fail: swapped, missing, mixed or too short audio,
 /// and broken WAV headers are all refused.
 #[test]

@@ -39,6 +39,7 @@ test('creating a device shows its credentials once and a QR code that decodes to
   await page.locator('#f-dev-name-err').waitFor()
   await page.getByLabel('Name', { exact: true }).fill('Kitchen softphone')
   await page.getByLabel('Extension').fill('101')
+  await page.getByLabel('Busy when in a call').check()
   await page.getByRole('button', { name: 'Add device' }).click()
   const creds = page.locator('[data-credentials]')
   await creds.waitFor()
@@ -64,6 +65,8 @@ test('creating a device shows its credentials once and a QR code that decodes to
   assert.ok(!(await page.content()).includes(password), 'password gone from the page')
   const listed = await api.get('/devices')
   assert.ok(!JSON.stringify(listed).includes(password), 'password never returned by the API')
+  // The "Busy when in a call" box was saved with it (sipd reads it).
+  assert.equal(listed.items.find((d) => d.username === username)?.busy_in_call, true)
   device = { username, password }
 })
 

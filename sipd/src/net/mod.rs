@@ -54,6 +54,7 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
             recording: false,
             caller_id: None,
             mwi_unsolicited: false,
+            busy_in_call: false,
             mailbox: None,
         }
     });

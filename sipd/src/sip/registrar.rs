@@ -27,6 +27,9 @@ pub struct Device {
     /// `devices.mwi_unsolicited`: message-waiting NOTIFYs to its contacts
     /// without a subscription.
     pub mwi_unsolicited: bool,
+    /// `devices.busy_in_call`: while the device is in a call, other calls
+    /// do not ring it.
+    pub busy_in_call: bool,
     /// Whose voicemail an internal call to this device nobody answers goes
     /// to: the device's owner (`None`: an unowned device, the call ends).
     pub mailbox: Option<Mailbox>,

@@ -34,6 +34,11 @@ pub struct Device {
     /// never subscribe to their mailbox).
     #[serde(default)]
     pub mwi_unsolicited: bool,
+    /// "Busy when in a call": while in a call, other calls do not ring it
+    /// (the caller hears busy, or voicemail answers) instead of call
+    /// waiting on the phone.
+    #[serde(default)]
+    pub busy_in_call: bool,
     pub caller_id_did_id: Option<i64>,
     pub realm: String,
     pub created_at: String,
@@ -57,7 +62,7 @@ pub struct Registration {
     pub online: bool,
 }
 
-const COLS: &str = "id, user_id, name, username, extension, device_type, recording_enabled, mwi_unsolicited, \
+const COLS: &str = "id, user_id, name, username, extension, device_type, recording_enabled, mwi_unsolicited, busy_in_call, \
                     caller_id_did_id, realm, created_at";
 const SORTS: &[(&str, &str)] = &[
     ("created_at", "created_at"),
@@ -180,6 +185,8 @@ pub struct NewDevice {
     pub recording_enabled: Option<bool>,
     /// Message-waiting NOTIFYs without a subscription; default off.
     pub mwi_unsolicited: Option<bool>,
+    /// Busy when in a call (no call waiting); default off.
+    pub busy_in_call: Option<bool>,
     /// Owner: absent = the caller, `null` = nobody.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, nullable)]
@@ -277,8 +284,8 @@ pub async fn create(
     let (md5, sha) = qr::ha1(&username, &realm, &password);
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO devices (user_id, name, username, password_hash, ha1_sha256, realm, extension, \
-         device_type, recording_enabled, mwi_unsolicited, caller_id_did_id, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         device_type, recording_enabled, mwi_unsolicited, busy_in_call, caller_id_did_id, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(owner)
     .bind(b.name.trim())
@@ -290,6 +297,7 @@ pub async fn create(
     .bind(&device_type)
     .bind(b.recording_enabled.unwrap_or(false))
     .bind(b.mwi_unsolicited.unwrap_or(false))
+    .bind(b.busy_in_call.unwrap_or(false))
     .bind(b.caller_id_did_id)
     .bind(proto::time::now())
     .fetch_one(&st.pool)
@@ -423,6 +431,8 @@ pub struct DeviceUpdate {
     pub recording_enabled: Option<bool>,
     /// Message-waiting NOTIFYs without a subscription; default off.
     pub mwi_unsolicited: Option<bool>,
+    /// Busy when in a call (no call waiting).
+    pub busy_in_call: Option<bool>,
     /// Admins only.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, nullable)]
@@ -490,13 +500,14 @@ pub async fn update(
     let mut tx = st.pool.begin().await?;
     sqlx::query(
         "UPDATE devices SET name = ?, extension = ?, device_type = ?, recording_enabled = ?, \
-         mwi_unsolicited = ?, user_id = ?, caller_id_did_id = ? WHERE id = ?",
+         mwi_unsolicited = ?, busy_in_call = ?, user_id = ?, caller_id_did_id = ? WHERE id = ?",
     )
     .bind(&name)
     .bind(&extension)
     .bind(&device_type)
     .bind(b.recording_enabled.unwrap_or(cur.recording_enabled))
     .bind(b.mwi_unsolicited.unwrap_or(cur.mwi_unsolicited))
+    .bind(b.busy_in_call.unwrap_or(cur.busy_in_call))
     .bind(owner)
     .bind(did)
     .bind(id)

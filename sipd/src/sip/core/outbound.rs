@@ -156,6 +156,7 @@ mod tests {
             recording: false,
             caller_id: did.map(Into::into),
             mwi_unsolicited: false,
+            busy_in_call: false,
             mailbox: None,
         }
     }

@@ -61,6 +61,16 @@ impl Core {
             return;
         }
         let rings = self.plan_rings(call_id, &offer_b);
+        let all_busy = self.calls.calls.get(call_id).is_some_and(|c| {
+            !c.callees.is_empty() && c.callees.iter().all(|id| self.busy(*id, call_id))
+        });
+        if rings.is_empty() && all_busy {
+            // Every callee is in a call and wants no call waiting.
+            if !self.send_to_voicemail(now, call_id, "busy") {
+                self.fail_a(now, call_id, 486, "Busy Here", "busy", "busy in a call");
+            }
+            return;
+        }
         if rings.is_empty() {
             // Admitted with no phone registered: voicemail, else 480.
             if !self.send_to_voicemail(now, call_id, "not registered") {
@@ -145,6 +155,7 @@ impl Core {
             _ => call
                 .callees
                 .iter()
+                .filter(|id| !self.busy(**id, call_id))
                 .flat_map(|id| self.registrar.bindings_of(*id))
                 .map(|b| (b.target(), b.contact.clone(), b.device_id))
                 .collect(),
@@ -174,6 +185,24 @@ impl Core {
             });
         }
         rings
+    }
+
+    /// A device that is in another call than `call_id` (placing it, or
+    /// having answered it) and does not want call waiting ("Busy when in a
+    /// call").
+    pub(super) fn busy(&self, device: i64, call_id: &str) -> bool {
+        let wants = self
+            .devices
+            .values()
+            .any(|d| d.id == device && d.busy_in_call);
+        wants
+            && self.calls.calls.values().any(|c| {
+                c.id != call_id
+                    && ((c.direction != "inbound" && !c.originate && c.device_id == device)
+                        || c.branches
+                            .iter()
+                            .any(|b| b.state == BranchState::Won && b.device_id == device))
+            })
     }
 
     /// The INVITE of one B-leg branch: the caller's name and user in From,

@@ -123,6 +123,7 @@ impl Core {
         let offer_src = call.offer.clone();
         let targets: Vec<(Peer, String, i64)> = callees
             .iter()
+            .filter(|id| !self.busy(**id, call_id))
             .flat_map(|id| self.registrar.bindings_of(*id))
             .map(|b| (b.target(), b.contact.clone(), b.device_id))
             .collect();

@@ -33,6 +33,7 @@ fn core() -> Core {
         recording: false,
         caller_id: None,
         mwi_unsolicited: false,
+        busy_in_call: false,
         mailbox: None,
     }]);
     c

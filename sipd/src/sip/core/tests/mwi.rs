@@ -117,6 +117,7 @@ fn a_phone_that_never_subscribes_hears_of_changes_only_in_unsolicited_mode() {
             recording: false,
             caller_id: None,
             mwi_unsolicited: unsolicited,
+            busy_in_call: false,
             mailbox: None,
         }]);
         let msg = golden("gxp1760w");

@@ -121,6 +121,7 @@ fn a_device_saved_under_another_realm_cannot_authenticate() {
         recording: false,
         caller_id: None,
         mwi_unsolicited: false,
+        busy_in_call: false,
         mailbox: None,
     }]);
     let msg = golden("gxp1760w");
@@ -199,6 +200,7 @@ fn a_new_password_or_a_deleted_device_drops_its_registrations_and_nobody_elses()
         recording: false,
         caller_id: None,
         mwi_unsolicited: false,
+        busy_in_call: false,
         mailbox: None,
     };
     c.set_devices([alice.clone(), bob.clone()]);

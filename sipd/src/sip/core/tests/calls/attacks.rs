@@ -89,6 +89,7 @@ fn forged_failures_from_a_trunk_address_never_ban_the_trunk() {
         recording: false,
         caller_id: None,
         mwi_unsolicited: false,
+        busy_in_call: false,
         mailbox: None,
     });
     c.set_config(T0, cfg);

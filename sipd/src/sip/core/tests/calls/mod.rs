@@ -5,6 +5,7 @@ use super::*;
 
 mod attacks;
 mod basic;
+mod busy;
 mod in_dialog;
 mod listen;
 mod media;
@@ -39,6 +40,7 @@ fn setup(contacts: &[&str]) -> Core {
         recording: false,
         caller_id: None,
         mwi_unsolicited: false,
+        busy_in_call: false,
         mailbox: None,
     });
     c.set_devices(devices);
@@ -133,7 +135,12 @@ fn challenged(c: &mut Core, dialed: &str, first: &str) -> String {
     );
     c.handle_message(T0, peer(A), ack.as_bytes());
     assert!(out(c).is_empty());
-    let hdr = header(&ch, "Proxy-Authenticate")[0];
+    proxy_auth(&ch, dialed)
+}
+
+/// alice's Proxy-Authorization answering the 407 `ch` for `dialed`.
+fn proxy_auth(ch: &str, dialed: &str) -> String {
+    let hdr = header(ch, "Proxy-Authenticate")[0];
     let nonce = hdr
         .split("nonce=\"")
         .nth(1)
@@ -359,6 +366,7 @@ fn from_trunk(c: &mut Core, call_id: &str, from: &str, extra: &str) -> String {
         recording: false,
         caller_id: None,
         mwi_unsolicited: false,
+        busy_in_call: false,
         mailbox: None,
     });
     c.set_config(T0, cfg);

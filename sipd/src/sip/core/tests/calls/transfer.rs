@@ -21,6 +21,7 @@ fn with_carol() -> Core {
         recording: false,
         caller_id: None,
         mwi_unsolicited: false,
+        busy_in_call: false,
         mailbox: None,
     });
     c.set_devices(devices);

@@ -20,6 +20,7 @@ fn a_trunk_invite_authenticated_with_the_trunk_credentials_rings_the_named_devic
                 recording: false,
                 caller_id: None,
                 mwi_unsolicited: false,
+                busy_in_call: false,
                 mailbox: None,
             }),
             ..CoreConfig::default()
