@@ -551,6 +551,69 @@ async fn a_blind_transfer_hands_the_caller_to_the_target_with_audio_both_ways() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_held_then_transferred_is_heard_by_the_target() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    s.add_device("alice", "pw-alice-2026", "101").await;
+    s.add_device("bob", "pw-bob-2026-x", "102").await;
+    s.add_device("carol", "pw-carol-2026", "103").await;
+    let root = tempfile::tempdir().unwrap();
+    let spawn = |name: &str, pw: &str, extra: &str, hz: f64| {
+        Baresip::spawn(
+            root.path(),
+            name,
+            &account(name, pw, &s, extra),
+            &tone_file(root.path(), hz),
+            90,
+        )
+    };
+    let mut alice = spawn("alice", "pw-alice-2026", "", CALLER_HZ);
+    let mut bob = spawn("bob", "pw-bob-2026-x", ";answermode=auto", CALLEE_HZ);
+    let mut carol = spawn("carol", "pw-carol-2026", ";answermode=auto", TARGET_HZ);
+    s.eventually("three phones registered", || async {
+        s.registrations().await.len() == 3
+    })
+    .await;
+    for p in [&mut alice, &mut bob, &mut carol] {
+        p.connect().await;
+    }
+    alice
+        .command("dial", &format!("sip:102@{}", s.sip))
+        .await
+        .unwrap();
+    for p in [&mut alice, &mut bob] {
+        p.event("CALL_RTPESTAB", Duration::from_secs(15))
+            .await
+            .unwrap();
+    }
+    // bob holds alice (her phone then sends nothing), then transfers her.
+    bob.command("hold", "").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    bob.command("transfer", &format!("sip:103@{}", s.sip))
+        .await
+        .unwrap();
+    carol
+        .event("CALL_ESTABLISHED", Duration::from_secs(15))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    alice.command("hangup", "").await.unwrap();
+    carol
+        .event("CALL_CLOSED", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let carol_heard = carol.dump(true).expect("carol's dump");
+    for p in [alice, bob, carol] {
+        p.quit().await;
+    }
+    // sipd took alice off hold: carol hears her.
+    let heard = Wav::read(&carol_heard).unwrap();
+    let r = tones(&heard.samples[0], heard.rate, CALLER_HZ, CALLEE_HZ);
+    r.check(MIN_TONE_SECS)
+        .unwrap_or_else(|e| panic!("carol should have heard alice: {e}"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_when_in_a_call_turns_a_second_caller_away_and_off_the_phone_rings() {
     // Without voicemail for calls between phones the caller hears busy
     // (with it, bob's mailbox would answer).

@@ -151,6 +151,38 @@ pub fn shape_answer(offer: &str, answer: &str) -> String {
     s
 }
 
+/// An offer that takes a held leg off hold: `last` (the SDP that leg was
+/// last sent) with every direction attribute `sendrecv` and the origin's
+/// version one higher, as a new offer in the same session must have (RFC
+/// 3264 section 8).
+pub fn resume_offer(last: &str) -> String {
+    let mut out = String::new();
+    for l in last
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.is_empty())
+    {
+        let line = match l {
+            "a=sendonly" | "a=recvonly" | "a=inactive" => "a=sendrecv".to_string(),
+            o if o.starts_with("o=") => {
+                let mut parts: Vec<String> = o.split(' ').map(str::to_string).collect();
+                if let Some(v) = parts.get_mut(2).and_then(|v| {
+                    v.parse::<u64>()
+                        .ok()
+                        .map(|n| (v, n.wrapping_add(1).to_string()))
+                }) {
+                    *v.0 = v.1;
+                }
+                parts.join(" ")
+            }
+            other => other.to_string(),
+        };
+        out.push_str(&line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
 /// The direction of the first audio stream (RFC 3264 section 5.1): its own
 /// `a=sendrecv` / `sendonly` / `recvonly` / `inactive`, else the session's,
 /// else `sendrecv`.
@@ -427,6 +459,20 @@ mod tests {
         assert!(!on_hold(plain, plain));
         assert!(on_hold(plain, &format!("{plain}a=recvonly\r\n")));
         assert!(on_hold(&plain.replace("1.2.3.4", "0.0.0.0"), plain));
+    }
+
+    #[test]
+    fn a_resume_offer_is_the_last_sdp_sendrecv_with_the_next_version() {
+        let held = "v=0\r\no=bob 7 41 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+                    m=audio 20000 RTP/AVP 0 101\r\na=recvonly\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let r = resume_offer(held);
+        assert!(r.contains("o=bob 7 42 IN IP4 10.0.0.1\r\n"), "{r}");
+        assert!(
+            r.contains("a=sendrecv\r\n") && !r.contains("recvonly"),
+            "{r}"
+        );
+        assert_eq!(direction(&r), "sendrecv");
+        assert_eq!(r.matches("\r\n").count(), held.matches("\r\n").count());
     }
 
     #[test]

@@ -174,8 +174,12 @@ impl Core {
                 provisional: false,
                 cancel: false,
                 cancel_sent: false,
+                own: false,
             },
         );
+        if to == Side::A {
+            self.sent_to_a(call_id, body.as_ref());
+        }
         if method == Method::Invite {
             Reply::new(100, "Trying")
         } else {
@@ -335,6 +339,10 @@ impl Core {
         if invite && status >= 300 {
             self.out.push_back(x.non2xx_ack(&r.raw));
         }
+        if x.own {
+            self.own_reinvite_answered(now, r);
+            return;
+        }
         let q = x.requester();
         let branch = r.via.branch.clone();
         let mut answer = self.relayed_answer(&q, r);
@@ -362,6 +370,9 @@ impl Core {
         );
         let t = Transmit { peer: q.peer, data };
         self.txns.respond(now, &q.key, t.clone(), code);
+        if q.from == Side::A {
+            self.sent_to_a(&q.call_id, answer.body.as_ref());
+        }
         if let Some(x) = self.calls.relays.get_mut(&branch) {
             x.ack = ack;
             x.far_offer = answer.far_offer;
@@ -495,11 +506,132 @@ impl Core {
         x.answered = true;
         x.next_resend = None;
         x.deadline = now;
+        if x.own {
+            let call_id = x.call_id.clone();
+            self.hangup(now, &call_id, "the other side stopped answering");
+            return;
+        }
         let data = msg::response(&x.req, x.peer.addr, 408, "Request Timeout", "", &[], None);
         let (key, peer, call_id) = (x.key.clone(), x.peer, x.call_id.clone());
         self.txns.respond(now, &key, Transmit { peer, data }, 408);
         tracing::info!(call_id = %call_id, "the other leg did not answer an in-call request");
         self.hangup(now, &call_id, "the other side stopped answering");
+    }
+
+    /// Remembers the SDP the caller's leg was last sent (the base of any
+    /// offer sipd makes it later).
+    fn sent_to_a(&mut self, call_id: &str, body: Option<&Body>) {
+        if let (Some(sdp), Some(call)) = (
+            body.and_then(Body::as_sdp),
+            self.calls.calls.get_mut(call_id),
+        ) {
+            call.a_sdp = sdp;
+        }
+    }
+
+    /// Takes the caller off hold after a transfer: its phone was last sent
+    /// a `sendonly` or `inactive` SDP (the transferor held it), so it sends
+    /// nothing until sipd re-INVITEs it with `sendrecv` (RFC 3264 section
+    /// 8.4). Nothing when it is not held.
+    pub(super) fn unhold_a(&mut self, now: u64, call_id: &str) {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return;
+        };
+        if call.originate || sdp::direction(&call.a_sdp) == "sendrecv" {
+            return;
+        }
+        let offer = sdp::resume_offer(&call.a_sdp);
+        let (req, a_peer) = (call.a_req.clone(), call.a_peer);
+        let contact = (
+            "Contact",
+            format!(
+                "<sip:gosip@{};transport={}>",
+                self.addrs.via_host(&a_peer),
+                a_peer.transport.as_str()
+            ),
+        );
+        let branch = format!("z9hG4bK{}", self.next_id());
+        let Some((peer, data, cseq)) = self.leg_request(
+            call_id,
+            Side::A,
+            Method::Invite,
+            &branch,
+            None,
+            &[contact],
+            Some(("application/sdp", offer.as_bytes())),
+        ) else {
+            return;
+        };
+        let sent = Transmit { peer, data };
+        self.out.push_back(sent.clone());
+        if let Some(call) = self.calls.calls.get_mut(call_id) {
+            call.a_sdp = offer.clone();
+        }
+        tracing::info!(call_id = %call_id, "taking the caller off hold after the transfer");
+        self.calls.relays.insert(
+            branch,
+            Relay {
+                call_id: call_id.to_string(),
+                method: Method::Invite,
+                from: Side::B,
+                key: TsxKey::Client(String::new()),
+                peer,
+                req,
+                sent,
+                cseq,
+                offer: Some(offer),
+                answered: false,
+                next_resend: (!peer.transport.reliable()).then_some(now + T1),
+                interval: T1,
+                deadline: now + 64 * T1,
+                ack: None,
+                ok: None,
+                ok_next: 0,
+                ok_interval: T1,
+                ok_deadline: 0,
+                far_offer: None,
+                provisional: false,
+                cancel: false,
+                cancel_sent: false,
+                own: true,
+            },
+        );
+    }
+
+    /// The caller's final answer to sipd's own re-INVITE: a 2xx is ACKed
+    /// and its SDP is the caller's media now; a failure (already ACKed)
+    /// leaves things as they were, and 408/481 end the call.
+    fn own_reinvite_answered(&mut self, now: u64, r: &msg::Response) {
+        let Some(x) = self.calls.relays.get(&r.via.branch) else {
+            return;
+        };
+        let q = x.requester();
+        let branch = r.via.branch.clone();
+        if r.status >= 300 {
+            tracing::warn!(call_id = %q.call_id, status = r.status, "the caller refused to come off hold");
+            if matches!(r.status, 408 | 481) {
+                self.hangup(now, &q.call_id, "the caller lost the dialog");
+            }
+            return;
+        }
+        if let Some(c) = r.raw.get("contact").map(|c| uri_of(c).to_string()) {
+            self.set_target(&q.call_id, Side::A, c);
+        }
+        let ack = self.ack_relayed_ok(&q);
+        if let Some(x) = self.calls.relays.get_mut(&branch) {
+            x.ack = ack;
+        }
+        let ip = self.signal_ip(&q.call_id, Side::A);
+        if let Some(m) = sdp_of(&r.raw).and_then(|s| sdp::leg_media(&s)) {
+            self.events.push_back(Event::MediaUpdate {
+                call_id: q.call_id.clone(),
+                leg: "a",
+                hold: Some(false),
+                music: Some(false),
+                media: Some(sdp::LegMedia { signal_ip: ip, ..m }),
+                established: None,
+            });
+        }
     }
 
     /// Updates `side`'s remote target (a target refresh request or its 2xx).
@@ -702,6 +834,12 @@ struct Body {
 }
 
 impl Body {
+    /// The SDP it is, if it is one.
+    fn as_sdp(&self) -> Option<String> {
+        (self.content_type == "application/sdp")
+            .then(|| String::from_utf8_lossy(&self.data).into_owned())
+    }
+
     /// An SDP body.
     fn sdp(sdp: String) -> Body {
         Body {

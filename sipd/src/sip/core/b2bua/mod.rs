@@ -207,6 +207,9 @@ struct Relay {
     /// 9.1), and its 487 comes back as the answer.
     cancel: bool,
     cancel_sent: bool,
+    /// sipd's own request (a re-INVITE taking a leg off hold after a
+    /// transfer): no requester to answer.
+    own: bool,
 }
 
 impl Relay {

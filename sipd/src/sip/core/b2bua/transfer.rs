@@ -224,6 +224,9 @@ impl Core {
             at: now,
             device_id: Some(device_id),
         }));
+        // A transferor that held the caller first (desk phones do) left
+        // its phone sending nothing.
+        self.unhold_a(now, call_id);
     }
 
     /// A target branch failed, or the ring time ran out: once no target

@@ -336,3 +336,91 @@ fn refers_sipd_cannot_follow_get_the_rfc_answer_and_the_call_stays() {
         "491"
     );
 }
+
+#[test]
+fn a_caller_held_before_the_transfer_is_taken_off_hold_once_the_target_answers() {
+    let mut c = with_carol();
+    let (b_invite, tag) = answered(&mut c);
+    // bob's phone holds alice first (as desk phones do before REFER).
+    let bob_hold = bob_sdp("a=sendonly\r\n");
+    c.handle_message(
+        T0 + 500,
+        peer(B1),
+        from_b(&b_invite, "INVITE", 2, "application/sdp", &bob_hold).as_bytes(),
+    );
+    let to_a = find(&out(&mut c), A, "INVITE sip:alice@");
+    assert!(to_a.contains("a=sendonly"), "{to_a}");
+    let held = SDP.replace("a=rtpmap:101", "a=recvonly\r\na=rtpmap:101");
+    let ok = respond(
+        &to_a,
+        200,
+        "OK",
+        "sip:alice@192.168.1.50:5062",
+        "application/sdp",
+        &held,
+    );
+    c.handle_message(T0 + 550, peer(A), ok.as_bytes());
+    let to_bob = find(&out(&mut c), B1, "SIP/2.0 200 OK");
+    let ack = format!(
+        "ACK sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {B1};branch=z9hG4bKback\r\nMax-Forwards: 70\r\n\
+         From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n",
+        header(&to_bob, "From")[0],
+        header(&to_bob, "To")[0],
+        header(&to_bob, "Call-ID")[0]
+    );
+    c.handle_message(T0 + 560, peer(B1), ack.as_bytes());
+    out(&mut c);
+    // Then the transfer; carol answers.
+    c.handle_message(
+        T0 + 1_000,
+        peer(B1),
+        refer(&b_invite, 3, "Refer-To: <sip:103@gosip.test>\r\n").as_bytes(),
+    );
+    let to_carol = find(&out(&mut c), C1, "INVITE sip:carol@");
+    while c.poll_event().is_some() {}
+    c.handle_message(
+        T0 + 3_000,
+        peer(C1),
+        reply(&to_carol, 200, "c1", Some(&carol_sdp())).as_bytes(),
+    );
+    // alice gets sipd's own re-INVITE: the same session, next version,
+    // sendrecv, on mediad's port a, in her dialog.
+    let o = out(&mut c);
+    let resume = find(&o, A, "INVITE sip:alice@192.168.1.50:5062 SIP/2.0");
+    assert_eq!(header(&resume, "CSeq"), vec!["2 INVITE"]);
+    assert_eq!(header(&resume, "Call-ID"), vec!["call1"]);
+    assert!(
+        resume.contains("a=sendrecv") && !resume.contains("a=sendonly"),
+        "{resume}"
+    );
+    assert!(resume.contains("m=audio 20000 "), "{resume}");
+    let version = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("o="))
+            .and_then(|l| l.split(' ').nth(2))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    assert_eq!(version(&resume), version(&to_a) + 1);
+    let ok = respond(
+        &resume,
+        200,
+        "OK",
+        "sip:alice@192.168.1.50:5062",
+        "application/sdp",
+        SDP,
+    );
+    c.handle_message(T0 + 3_100, peer(A), ok.as_bytes());
+    let o = out(&mut c);
+    let ack = find(&o, A, "ACK sip:alice@192.168.1.50:5062 SIP/2.0");
+    assert_eq!(header(&ack, "CSeq"), vec!["2 ACK"]);
+    let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(events.iter().any(|e| matches!(e,
+        Event::MediaUpdate { leg: "a", media: Some(m), hold: Some(false), .. } if m.rtp == "192.168.1.50:4000")),
+        "{events:?}");
+    // Her 200 again (lost ACK): the same ACK again.
+    c.handle_message(T0 + 3_600, peer(A), ok.as_bytes());
+    assert_eq!(find(&out(&mut c), A, "ACK "), ack);
+    // A caller never held gets no re-INVITE (the other transfer tests).
+    let _ = tag;
+}
