@@ -26,7 +26,7 @@ const LISTEN: Duration = Duration::from_millis(300);
 // (a) in-dialog requests from a stranger
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_strangers_bye_and_reinvite_with_the_right_dialog_ids_leave_the_call_up() {
+async fn a_strangers_bye_reinvite_and_refer_with_the_right_dialog_ids_leave_the_call_up() {
     let s = Sipd::start_with_mediad(&[QUIET]).await;
     s.add_devices(&[
         ("alice", "pw-alice-2026", "201"),
@@ -44,9 +44,13 @@ async fn a_strangers_bye_and_reinvite_with_the_right_dialog_ids_leave_the_call_u
         remote_tag: call.a_remote_tag.clone(),
         target: call.a_target.clone(),
     };
+    // A REFER would have sipd ring someone of the attacker's choosing and
+    // hand them the call.
+    let refer_to = "Refer-To: <sip:+15550001234@gosip.test>\r\n";
     let forged = [
         a_side.request(&attacker, "BYE", 50, "", ""),
         a_side.request(&attacker, "INVITE", 51, "", &sdp(4010, "sendonly")),
+        a_side.request(&attacker, "REFER", 52, refer_to, ""),
     ];
     // As bob: the same in bob's dialog with sipd.
     let b_side = Dialog {
@@ -58,6 +62,13 @@ async fn a_strangers_bye_and_reinvite_with_the_right_dialog_ids_leave_the_call_u
     let forged_b = [
         b_side.request(&attacker, "BYE", 60, "", ""),
         b_side.request(&attacker, "INVITE", 61, "", &sdp(4012, "sendonly")),
+        b_side.request(
+            &attacker,
+            "REFER",
+            62,
+            "Refer-To: <sip:201@gosip.test>\r\n",
+            "",
+        ),
     ];
     for m in forged.iter().chain(&forged_b) {
         let r = attacker.request(m).await;

@@ -197,6 +197,25 @@ mod tests {
         v
     }
 
+    proptest::proptest! {
+        /// An upload is the attacker's bytes: any of them, and any chunk
+        /// sizes in a real header, get an answer, never a panic.
+        #[test]
+        fn any_bytes_get_an_answer(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            len in proptest::prelude::any::<u32>(),
+            cut in 0usize..80,
+        ) {
+            let _ = check_wav(&data);
+            let mut v = wav(1, 1, 8000, 16, 1.0);
+            // The size field of the LIST, fmt and data chunks.
+            let at = [16, 28, 52][cut % 3];
+            v[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            let _ = check_wav(&v);
+            let _ = check_wav(&v[..cut.min(v.len())]);
+        }
+    }
+
     #[test]
     fn a_16_bit_pcm_wav_of_a_second_or_more_passes_and_anything_else_is_named() {
         let ok = check_wav(&wav(1, 2, 44_100, 16, 2.0)).unwrap();
