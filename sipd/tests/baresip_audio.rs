@@ -159,6 +159,44 @@ async fn a_baresip_call_is_recorded_with_each_partys_tone_on_its_own_channel() {
     s.stop().await;
 }
 
+/// alice (101), bob (102) and carol (103): devices made through the API,
+/// each a baresip with its tone as microphone and `extra` account
+/// parameters, registered and on the control socket.
+async fn three_phones(
+    s: &Sipd,
+    root: &Path,
+    phones: [(&str, &str, f64); 3],
+) -> (Baresip, Baresip, Baresip, i64) {
+    let mut carol_id = 0;
+    let mut spawned = Vec::new();
+    for ((name, extra, hz), (pw, ext)) in phones.into_iter().zip([
+        ("pw-alice-2026", "101"),
+        ("pw-bob-2026-x", "102"),
+        ("pw-carol-2026", "103"),
+    ]) {
+        let id = s.add_device(name, pw, ext).await;
+        if name == "carol" {
+            carol_id = id;
+        }
+        spawned.push(Baresip::spawn(
+            root,
+            name,
+            &account(name, pw, s, extra),
+            &tone_file(root, hz),
+            90,
+        ));
+    }
+    s.eventually("three phones registered", || async {
+        s.registrations().await.len() == 3
+    })
+    .await;
+    for p in &mut spawned {
+        p.connect().await;
+    }
+    let [a, b, c]: [Baresip; 3] = spawned.try_into().ok().unwrap();
+    (a, b, c, carol_id)
+}
+
 /// The notes of mediad's built-in hold music (Hz), in order.
 const MELODY_HZ: [f64; 8] = [
     523.25, 659.25, 783.99, 880.0, 783.99, 659.25, 587.33, 523.25,
@@ -440,38 +478,17 @@ const TARGET_HZ: f64 = 1600.0;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blind_transfer_hands_the_caller_to_the_target_with_audio_both_ways() {
     let s = Sipd::start_with_mediad(&[]).await;
-    s.add_device("alice", "pw-alice-2026", "101").await;
-    s.add_device("bob", "pw-bob-2026-x", "102").await;
-    let carol_id = s.add_device("carol", "pw-carol-2026", "103").await;
     let root = tempfile::tempdir().unwrap();
-    let mut alice = Baresip::spawn(
+    let (mut alice, mut bob, mut carol, carol_id) = three_phones(
+        &s,
         root.path(),
-        "alice",
-        &account("alice", "pw-alice-2026", &s, ""),
-        &tone_file(root.path(), CALLER_HZ),
-        90,
-    );
-    let mut bob = Baresip::spawn(
-        root.path(),
-        "bob",
-        &account("bob", "pw-bob-2026-x", &s, ";answermode=auto"),
-        &tone_file(root.path(), CALLEE_HZ),
-        90,
-    );
-    let mut carol = Baresip::spawn(
-        root.path(),
-        "carol",
-        &account("carol", "pw-carol-2026", &s, ";answermode=auto"),
-        &tone_file(root.path(), TARGET_HZ),
-        90,
-    );
-    s.eventually("three phones registered", || async {
-        s.registrations().await.len() == 3
-    })
+        [
+            ("alice", "", CALLER_HZ),
+            ("bob", ";answermode=auto", CALLEE_HZ),
+            ("carol", ";answermode=auto", TARGET_HZ),
+        ],
+    )
     .await;
-    for p in [&mut alice, &mut bob, &mut carol] {
-        p.connect().await;
-    }
     alice
         .command("dial", &format!("sip:102@{}", s.sip))
         .await
@@ -553,29 +570,17 @@ async fn a_blind_transfer_hands_the_caller_to_the_target_with_audio_both_ways() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_held_then_transferred_is_heard_by_the_target() {
     let s = Sipd::start_with_mediad(&[]).await;
-    s.add_device("alice", "pw-alice-2026", "101").await;
-    s.add_device("bob", "pw-bob-2026-x", "102").await;
-    s.add_device("carol", "pw-carol-2026", "103").await;
     let root = tempfile::tempdir().unwrap();
-    let spawn = |name: &str, pw: &str, extra: &str, hz: f64| {
-        Baresip::spawn(
-            root.path(),
-            name,
-            &account(name, pw, &s, extra),
-            &tone_file(root.path(), hz),
-            90,
-        )
-    };
-    let mut alice = spawn("alice", "pw-alice-2026", "", CALLER_HZ);
-    let mut bob = spawn("bob", "pw-bob-2026-x", ";answermode=auto", CALLEE_HZ);
-    let mut carol = spawn("carol", "pw-carol-2026", ";answermode=auto", TARGET_HZ);
-    s.eventually("three phones registered", || async {
-        s.registrations().await.len() == 3
-    })
+    let (mut alice, mut bob, mut carol, _) = three_phones(
+        &s,
+        root.path(),
+        [
+            ("alice", "", CALLER_HZ),
+            ("bob", ";answermode=auto", CALLEE_HZ),
+            ("carol", ";answermode=auto", TARGET_HZ),
+        ],
+    )
     .await;
-    for p in [&mut alice, &mut bob, &mut carol] {
-        p.connect().await;
-    }
     alice
         .command("dial", &format!("sip:102@{}", s.sip))
         .await
@@ -618,33 +623,21 @@ async fn busy_when_in_a_call_turns_a_second_caller_away_and_off_the_phone_rings(
     // Without voicemail for calls between phones the caller hears busy
     // (with it, bob's mailbox would answer).
     let s = Sipd::start_with_mediad(&[("voicemail.internal_calls", "false")]).await;
-    s.add_device("alice", "pw-alice-2026", "101").await;
-    s.add_device("bob", "pw-bob-2026-x", "102").await;
-    s.add_device("carol", "pw-carol-2026", "103").await;
+    let root = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, mut carol, _) = three_phones(
+        &s,
+        root.path(),
+        [
+            ("alice", "", CALLER_HZ),
+            ("bob", ";answermode=auto", CALLER_HZ),
+            ("carol", "", CALLER_HZ),
+        ],
+    )
+    .await;
     // The admin ticks "Busy when in a call" on bob's device.
     s.web
         .edit_device("bob", serde_json::json!({"busy_in_call": true}))
         .await;
-    let root = tempfile::tempdir().unwrap();
-    let spawn = |name: &str, pw: &str, extra: &str| {
-        Baresip::spawn(
-            root.path(),
-            name,
-            &account(name, pw, &s, extra),
-            &tone_file(root.path(), CALLER_HZ),
-            90,
-        )
-    };
-    let mut alice = spawn("alice", "pw-alice-2026", "");
-    let mut bob = spawn("bob", "pw-bob-2026-x", ";answermode=auto");
-    let mut carol = spawn("carol", "pw-carol-2026", "");
-    s.eventually("three phones registered", || async {
-        s.registrations().await.len() == 3
-    })
-    .await;
-    for p in [&mut alice, &mut bob, &mut carol] {
-        p.connect().await;
-    }
     alice
         .command("dial", &format!("sip:102@{}", s.sip))
         .await

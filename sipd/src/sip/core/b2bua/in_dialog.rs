@@ -149,34 +149,16 @@ impl Core {
         };
         self.out.push_back(sent.clone());
         tracing::debug!(call_id = %call_id, method = %method, from = from.leg(), "relayed to the other leg");
-        self.calls.relays.insert(
-            branch,
-            Relay {
-                call_id: call_id.to_string(),
-                method,
-                from,
-                key: key.clone(),
-                peer,
-                req: raw.clone(),
-                sent,
-                cseq,
-                offer: offer.filter(|_| method != Method::Info),
-                answered: false,
-                next_resend: (!to_peer.transport.reliable()).then_some(now + T1),
-                interval: T1,
-                deadline: now + 64 * T1,
-                ack: None,
-                ok: None,
-                ok_next: 0,
-                ok_interval: T1,
-                ok_deadline: 0,
-                far_offer: None,
-                provisional: false,
-                cancel: false,
-                cancel_sent: false,
-                own: false,
-            },
+        let relay = Relay::sent(
+            now,
+            call_id,
+            method,
+            (from, key.clone(), peer, raw.clone()),
+            sent,
+            cseq,
+            offer.filter(|_| method != Method::Info),
         );
+        self.calls.relays.insert(branch, relay);
         if to == Side::A {
             self.sent_to_a(call_id, body.as_ref());
         }
@@ -568,34 +550,18 @@ impl Core {
             call.a_sdp = offer.clone();
         }
         tracing::info!(call_id = %call_id, "taking the caller off hold after the transfer");
-        self.calls.relays.insert(
-            branch,
-            Relay {
-                call_id: call_id.to_string(),
-                method: Method::Invite,
-                from: Side::B,
-                key: TsxKey::Client(String::new()),
-                peer,
-                req,
-                sent,
-                cseq,
-                offer: Some(offer),
-                answered: false,
-                next_resend: (!peer.transport.reliable()).then_some(now + T1),
-                interval: T1,
-                deadline: now + 64 * T1,
-                ack: None,
-                ok: None,
-                ok_next: 0,
-                ok_interval: T1,
-                ok_deadline: 0,
-                far_offer: None,
-                provisional: false,
-                cancel: false,
-                cancel_sent: false,
-                own: true,
-            },
+        let relay = Relay::sent(
+            now,
+            call_id,
+            Method::Invite,
+            (Side::B, TsxKey::Client(String::new()), peer, req),
+            sent,
+            cseq,
+            Some(offer),
         );
+        self.calls
+            .relays
+            .insert(branch, Relay { own: true, ..relay });
     }
 
     /// The caller's final answer to sipd's own re-INVITE: a 2xx is ACKed

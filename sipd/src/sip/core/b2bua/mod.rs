@@ -213,6 +213,47 @@ struct Relay {
 }
 
 impl Relay {
+    /// A request that just went to the other leg as `sent` (CSeq `cseq`),
+    /// for `requester` (its side, server transaction, address and
+    /// request): Timer A/E runs on an unreliable transport, Timer B/F on
+    /// any.
+    fn sent(
+        now: u64,
+        call_id: &str,
+        method: Method,
+        requester: (Side, TsxKey, Peer, Raw),
+        sent: Transmit,
+        cseq: u32,
+        offer: Option<String>,
+    ) -> Relay {
+        let (from, key, peer, req) = requester;
+        Relay {
+            call_id: call_id.to_string(),
+            method,
+            from,
+            key,
+            peer,
+            req,
+            next_resend: (!sent.peer.transport.reliable()).then_some(now + T1),
+            sent,
+            cseq,
+            offer,
+            answered: false,
+            interval: T1,
+            deadline: now + 64 * T1,
+            ack: None,
+            ok: None,
+            ok_next: 0,
+            ok_interval: T1,
+            ok_deadline: 0,
+            far_offer: None,
+            provisional: false,
+            cancel: false,
+            cancel_sent: false,
+            own: false,
+        }
+    }
+
     /// An offer/answer exchange still runs (RFC 3261 section 14.1, RFC
     /// 3311 section 5.1): no new one may start.
     fn negotiating(&self) -> bool {
