@@ -205,3 +205,58 @@ fn an_inbound_call_shows_the_callers_trust_mark_in_the_display_name() {
         inv[0].1
     );
 }
+
+#[test]
+fn a_trunk_caller_put_on_hold_by_the_phone_hears_the_hold_music() {
+    let mut c = setup(&[B1]);
+    let to_bob = from_trunk(&mut c, "trunk9", "<sip:+15557654321@twilio.test>", "");
+    c.handle_message(
+        T0 + 10,
+        peer(B1),
+        reply(&to_bob, 200, "b1", Some(&bob_sdp(""))).as_bytes(),
+    );
+    let ok = find(&out(&mut c), A, "SIP/2.0 200");
+    let tag = tag_of(header(&ok, "To")[0]).unwrap().to_string();
+    let ack = format!(
+        "ACK sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKtack\r\nFrom: <sip:+15557654321@twilio.test>;tag=tw\r\n\
+         To: <sip:+15550001111@gosip.test>;tag={tag}\r\nCall-ID: trunk9\r\nCSeq: 2 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    c.handle_message(T0 + 20, peer(A), ack.as_bytes());
+    out(&mut c);
+    while c.poll_event().is_some() {}
+    // bob's Hold key: his re-INVITE goes to the trunk, whose answer says
+    // it is held; mediad plays the music to the trunk's leg ("a").
+    c.handle_message(
+        T0 + 1_000,
+        peer(B1),
+        from_b(
+            &to_bob,
+            "INVITE",
+            2,
+            "application/sdp",
+            &bob_sdp("a=sendonly\r\n"),
+        )
+        .as_bytes(),
+    );
+    let to_trunk = find(&out(&mut c), A, "INVITE ");
+    assert!(to_trunk.contains("a=sendonly"), "{to_trunk}");
+    let held = SDP.replace("a=rtpmap:101", "a=recvonly\r\na=rtpmap:101");
+    let ok = respond(
+        &to_trunk,
+        200,
+        "OK",
+        "sip:twilio@192.168.1.50:5062",
+        "application/sdp",
+        &held,
+    );
+    c.handle_message(T0 + 1_050, peer(A), ok.as_bytes());
+    find(&out(&mut c), B1, "SIP/2.0 200 OK");
+    let music: Vec<(&str, Option<bool>)> = std::iter::from_fn(|| c.poll_event())
+        .filter_map(|e| match e {
+            Event::MediaUpdate { leg, music, .. } => Some((leg, music)),
+            _ => None,
+        })
+        .collect();
+    assert!(music.contains(&("a", Some(true))), "{music:?}");
+    assert!(music.contains(&("b", Some(false))), "{music:?}");
+}
