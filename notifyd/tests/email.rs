@@ -15,7 +15,8 @@ use serde_json::json;
 
 fn smtp_settings(port: u16, delays: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("email.from", "GoSIP <pbx@gosip.test>".into()),
+        // The settings screen takes a bare address (no display name).
+        ("email.from", "pbx@gosip.test".into()),
         ("smtp.host", "127.0.0.1".into()),
         ("smtp.port", port.to_string()),
         ("smtp.security", "plain".into()),
@@ -221,10 +222,10 @@ async fn smtp_down_for_the_whole_window_is_tried_three_times_then_abandoned() {
 async fn smtp_back_after_the_first_failure_delivers_exactly_once() {
     let smtp_port = free_port();
     let n = start(&smtp_settings(smtp_port, "0,3,3")).await;
-    n.add_user("alice@gosip.test", "user", "{}").await;
+    let user = n.add_user("alice@gosip.test", "user", "{}").await;
     n.notify(
         "sms",
-        1,
+        user,
         json!({"from": "+15551234567", "body": "are you there?"}),
         &[],
     )
@@ -429,8 +430,13 @@ async fn an_sms_from_a_did_without_email_forwarding_reaches_webhooks_but_not_the
     let n = start(&smtp_settings(smtp_port, "0,1,1")).await;
     let sink = SmtpSink::start(smtp_port, &n.data_dir().join("mailbox"), None).await;
     let hook = StandIn::start("/hook", 200).await;
-    n.add_endpoint(&format!("{}/hook", hook.url()), "s", r#"["sms"]"#, true)
-        .await;
+    n.add_endpoint(
+        &format!("{}/hook", hook.url()),
+        "secret-s-01234567",
+        r#"["sms"]"#,
+        true,
+    )
+    .await;
     let user = n.add_user("owner@gosip.test", "user", "{}").await;
 
     n.notify(

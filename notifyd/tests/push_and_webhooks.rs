@@ -120,17 +120,27 @@ async fn webhooks_are_signed_filtered_and_retried_with_the_same_body() {
     let sms_only = StandIn::start("/hook", 200).await;
     let disabled = StandIn::start("/hook", 200).await;
     let n = Notifyd::start(&[("notify.webhook_retry_delays", "0,1,2")]).await;
-    n.add_endpoint(&format!("{}/hook", all.url()), "secret-all", "[]", true)
-        .await;
+    n.add_endpoint(
+        &format!("{}/hook", all.url()),
+        "secret-all-0123456",
+        "[]",
+        true,
+    )
+    .await;
     n.add_endpoint(
         &format!("{}/hook", sms_only.url()),
-        "secret-sms",
+        "secret-sms-0123456",
         r#"["sms"]"#,
         true,
     )
     .await;
-    n.add_endpoint(&format!("{}/hook", disabled.url()), "x", "[]", false)
-        .await;
+    n.add_endpoint(
+        &format!("{}/hook", disabled.url()),
+        "secret-x-01234567",
+        "[]",
+        false,
+    )
+    .await;
 
     let event_id = n
         .notify(
@@ -148,7 +158,10 @@ async fn webhooks_are_signed_filtered_and_retried_with_the_same_body() {
     assert_eq!(a.headers["x-gosip-delivery"], b.headers["x-gosip-delivery"]);
     for r in [a, b] {
         let sig = r.headers["x-gosip-signature"].to_str().unwrap();
-        assert!(verify("secret-all", &r.body, sig), "bad signature {sig}");
+        assert!(
+            verify("secret-all-0123456", &r.body, sig),
+            "bad signature {sig}"
+        );
         assert!(!verify("another-secret", &r.body, sig));
         assert_eq!(r.headers["x-gosip-event"], "voicemail");
         assert_eq!(r.headers["content-type"], "application/json");
@@ -167,7 +180,7 @@ async fn webhooks_are_signed_filtered_and_retried_with_the_same_body() {
         .await;
     let s = sms_only.wait_for(1).await;
     assert!(verify(
-        "secret-sms",
+        "secret-sms-0123456",
         &s[0].body,
         s[0].headers["x-gosip-signature"].to_str().unwrap()
     ));
@@ -194,8 +207,13 @@ async fn webhooks_are_signed_filtered_and_retried_with_the_same_body() {
 async fn a_webhook_endpoint_that_never_answers_is_abandoned_after_its_schedule() {
     let dead = free_port();
     let n = Notifyd::start(&[("notify.webhook_retry_delays", "0,1,1,1")]).await;
-    n.add_endpoint(&format!("http://127.0.0.1:{dead}/hook"), "s", "[]", true)
-        .await;
+    n.add_endpoint(
+        &format!("http://127.0.0.1:{dead}/hook"),
+        "secret-s-01234567",
+        "[]",
+        true,
+    )
+    .await;
     n.notify(
         "call_started",
         0,
@@ -237,13 +255,18 @@ async fn send_test_reaches_gotify_and_webhooks_or_says_why_not() {
     assert_eq!(gotify.received().len(), 1);
 
     let id = n
-        .add_endpoint(&format!("{}/hook", hook.url()), "whsec", "[]", true)
+        .add_endpoint(
+            &format!("{}/hook", hook.url()),
+            "whsec-0123456789",
+            "[]",
+            true,
+        )
         .await;
     let r = n.send_test("webhook", &id.to_string()).await;
     assert!(r.ok, "{}", r.error);
     let got = hook.received();
     assert!(verify(
-        "whsec",
+        "whsec-0123456789",
         &got[0].body,
         got[0].headers["x-gosip-signature"].to_str().unwrap()
     ));

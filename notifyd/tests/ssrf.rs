@@ -23,7 +23,14 @@ const NO_EMAIL: &str = r#""email": false"#;
 async fn a_users_gotify_on_loopback_is_never_reached_unless_the_admin_allows_it() {
     let target = StandIn::start("/message", 200).await;
     let port = target.addr.port();
-    let n = Notifyd::start(&[(ALLOW_KEY, ""), ("notify.gotify_retry_delays", "0,1")]).await;
+    // Users can save a Gotify server on this machine only while the admin
+    // allows it (webd checks too); then the admin takes that back.
+    let n = Notifyd::start(&[
+        (ALLOW_KEY, "localhost, 127.0.0.1"),
+        ("notify.gotify_retry_delays", "0,1"),
+    ])
+    .await;
+    let mut victims = Vec::new();
     for (i, url) in [
         format!("http://localhost:{port}"),
         format!("http://127.0.0.1:{port}"),
@@ -36,6 +43,10 @@ async fn a_users_gotify_on_loopback_is_never_reached_unless_the_admin_allows_it(
         let user = n
             .add_user(&format!("victim{i}@gosip.test"), "user", &prefs)
             .await;
+        victims.push((url, user));
+    }
+    n.set(ALLOW_KEY, "").await;
+    for (url, user) in victims {
         let r = n.send_test_for("gotify", "", user).await;
         assert!(!r.ok, "{url}");
         assert!(
@@ -74,7 +85,9 @@ async fn a_users_gotify_on_loopback_is_never_reached_unless_the_admin_allows_it(
 #[tokio::test]
 async fn webhooks_to_private_addresses_are_refused_before_connecting() {
     let target = StandIn::start("/hook", 200).await;
-    let n = Notifyd::start(&[(ALLOW_KEY, "gotify.lan")]).await;
+    // The endpoint was added while the admin allowed its address (webd
+    // checks too); then the admin took that back.
+    let n = Notifyd::start(&[(ALLOW_KEY, "gotify.lan, 127.0.0.1")]).await;
     let id = n
         .add_endpoint(
             &format!("{}/hook", target.url()),
@@ -83,6 +96,7 @@ async fn webhooks_to_private_addresses_are_refused_before_connecting() {
             true,
         )
         .await;
+    n.set(ALLOW_KEY, "gotify.lan").await;
     let r = n.send_test("webhook", &id.to_string()).await;
     assert!(!r.ok);
     assert!(r.error.contains("private or local address"), "{}", r.error);

@@ -619,6 +619,62 @@ async fn a_caller_held_then_transferred_is_heard_by_the_target() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_to_a_number_goes_out_through_the_trunk_with_the_transferors_did() {
+    let root = tempfile::tempdir().unwrap();
+    // sipp as Twilio's termination trunk: it checks the number in E.164,
+    // the DID in From and P-Asserted-Identity, and its digest challenge.
+    let (port, trunk) = common::sipp::trunk_uas(root.path());
+    let settings = common::sipp::trunk_settings(port).await;
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let s = Sipd::start_with_mediad(&settings).await;
+    let (mut alice, mut bob, _carol, _) = three_phones(
+        &s,
+        root.path(),
+        [
+            ("alice", "", CALLER_HZ),
+            ("bob", ";answermode=auto", CALLEE_HZ),
+            ("carol", "", TARGET_HZ),
+        ],
+    )
+    .await;
+    // bob's number, as the admin sets it on his device.
+    let did = s.web.add_did("+15550001111").await;
+    s.web
+        .edit_device("bob", serde_json::json!({ "caller_id_did_id": did }))
+        .await;
+    alice
+        .command("dial", &format!("sip:102@{}", s.sip))
+        .await
+        .unwrap();
+    for p in [&mut alice, &mut bob] {
+        p.event("CALL_ESTABLISHED", Duration::from_secs(15))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bob.command("transfer", &format!("sip:555-123-4567@{}", s.sip))
+        .await
+        .unwrap();
+    bob.event("CALL_CLOSED", Duration::from_secs(15))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    alice.command("hangup", "").await.unwrap();
+    common::sipp::finished("trunk", trunk, root.path()).await;
+    let reason: (String,) = sqlx::query_as("SELECT reason FROM cdrs WHERE ended_at IS NOT NULL")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert!(
+        reason.0.contains("transferred by 102 to +15551234567"),
+        "{reason:?}"
+    );
+    alice.quit().await;
+    bob.quit().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_when_in_a_call_turns_a_second_caller_away_and_off_the_phone_rings() {
     // Without voicemail for calls between phones the caller hears busy
     // (with it, bob's mailbox would answer).

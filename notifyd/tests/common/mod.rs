@@ -1,6 +1,10 @@
 //! Test harness: the real notifyd binary on a free loopback port with a temp
 //! data dir, a real SMTP server (aiosmtpd), and small axum stand-ins for
-//! Gotify, Postmark and webhook receivers.
+//! Gotify, Postmark and webhook receivers. Settings, users (with their
+//! notification preferences) and webhook endpoints are made the way an
+//! admin or a user makes them: through the API of a webd started in this
+//! process on the same data dir, which has notifyd reload its settings over
+//! gRPC, as in production.
 
 #![allow(dead_code)]
 
@@ -16,41 +20,78 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use proto::db::SqlitePool;
 use proto::grpc::{AuthChannel, Secret, authed};
-use proto::pb::common::ReloadRequest;
 use proto::pb::common::daemon_client::DaemonClient;
 use proto::pb::notifyd::notifyd_client::NotifydClient;
 use proto::pb::notifyd::{NotifyRequest, SendTestReply, SendTestRequest};
 use tonic::transport::Channel;
 
-/// The notifyd binary with its own data dir.
+#[path = "../../../testkit/webd/in_process.rs"]
+mod web;
+pub use web::Web;
+
+/// What notifyd's tests make on webd's screens.
+impl Web {
+    /// webd beside notifyd (`notifyd_grpc`), the first-run wizard done.
+    /// Its admin (`admin@example.org`) turns their own email and push off
+    /// on their settings page, so that "every admin" in the tests means the
+    /// admins each test makes.
+    async fn beside(dir: &Path, notifyd_grpc: &str) -> Web {
+        let web = Web::start(dir, &[("--notifyd-grpc", notifyd_grpc)]).await;
+        web.my_prefs(&web.admin, r#"{"email": false, "gotify": false}"#)
+            .await;
+        web
+    }
+
+    /// The notification preferences (`notify_prefs` JSON, e.g.
+    /// `{"email": {"sms": false}}`) saved on the settings page of the user
+    /// whose session is `cookie`.
+    pub async fn my_prefs(&self, cookie: &str, prefs: &str) {
+        let prefs: serde_json::Value = serde_json::from_str(prefs).unwrap();
+        self.api
+            .ok(
+                cookie,
+                200,
+                "PUT",
+                "/api/settings",
+                Some(serde_json::json!({ "notify_prefs": prefs })),
+            )
+            .await;
+    }
+}
+
+/// The notifyd binary with its own data dir, and a webd beside it.
 pub struct Notifyd {
-    pub dir: tempfile::TempDir,
     pub port: u16,
     pub pool: SqlitePool,
     child: Option<Child>,
+    pub web: Web,
+    // Dropped last: webd and notifyd use it until then.
+    pub dir: tempfile::TempDir,
 }
 
 impl Notifyd {
-    /// Opens (and migrates) the database, seeds `settings`, then starts
-    /// notifyd. The HTTP stand-ins listen on 127.0.0.1, which notifyd
-    /// refuses to reach unless the admin allows it, so the seed allows it
-    /// the way an admin would, unless `settings` names the allow-list.
+    /// Opens (and migrates) the database, starts webd on it, saves
+    /// `settings` on the settings screen, then starts notifyd, which reads
+    /// them at startup. The HTTP stand-ins listen on 127.0.0.1, which
+    /// notifyd refuses to reach unless the admin allows it, so the admin
+    /// allows it, unless `settings` names the allow-list.
     pub async fn start(settings: &[(&str, &str)]) -> Notifyd {
         let dir = tempfile::tempdir().unwrap();
         let pool = proto::db::open(dir.path()).await.unwrap();
+        let port = free_port();
+        let web = Web::beside(dir.path(), &format!("127.0.0.1:{port}")).await;
+        let mut all = Vec::new();
         if !settings.iter().any(|(k, _)| *k == proto::ssrf::ALLOW_KEY) {
-            proto::settings::store(&pool, proto::ssrf::ALLOW_KEY, "127.0.0.1")
-                .await
-                .unwrap();
+            all.push((proto::ssrf::ALLOW_KEY, "127.0.0.1"));
         }
-        for (k, v) in settings {
-            proto::settings::store(&pool, k, v).await.unwrap();
-        }
+        all.extend_from_slice(settings);
+        web.settings(&all).await;
         let mut n = Notifyd {
             dir,
-            port: free_port(),
+            port,
             pool,
             child: None,
+            web,
         };
         n.spawn().await;
         n
@@ -156,40 +197,60 @@ impl Notifyd {
             .into_inner()
     }
 
-    /// Writes a setting the way webd does, then asks notifyd to reload.
+    /// A setting saved on the settings screen; webd has notifyd reload
+    /// before it answers, so notifyd uses the new value once this returns.
     pub async fn set(&self, key: &str, value: &str) {
-        proto::settings::store(&self.pool, key, value)
-            .await
-            .unwrap();
-        DaemonClient::new(self.channel().await)
-            .reload(ReloadRequest {})
-            .await
-            .unwrap();
+        self.web.settings(&[(key, value)]).await;
     }
 
+    /// A user the admin makes on the users screen (role `admin` or `user`);
+    /// unless `prefs` is `{}` (nothing changed), the user then logs in and
+    /// saves `prefs` (the `notify_prefs` JSON, e.g. `{"email": false}` or
+    /// `{"gotify": {"url": ..., "token": ...}}`) on their settings page.
+    /// Their id.
     pub async fn add_user(&self, email: &str, role: &str, prefs: &str) -> i64 {
-        sqlx::query_scalar(
-            "INSERT INTO users (email, password_hash, role, notify_prefs) VALUES (?, 'x', ?, ?) RETURNING id",
-        )
-        .bind(email)
-        .bind(role)
-        .bind(prefs)
-        .fetch_one(&self.pool)
-        .await
-        .unwrap()
+        let id = self.web.api.new_user(&self.web.admin, email, role).await;
+        let unchanged = serde_json::from_str::<serde_json::Value>(prefs)
+            .unwrap()
+            .as_object()
+            .is_some_and(|m| m.is_empty());
+        if !unchanged {
+            let cookie = self.web.api.login(email).await;
+            self.web.my_prefs(&cookie, prefs).await;
+        }
+        id
     }
 
+    /// A webhook endpoint the admin adds (`events` a JSON list, `[]` = all;
+    /// `secret` at least 16 characters, as the form requires). The API has
+    /// no "disabled" state: an endpoint that must not be used (`enabled`
+    /// false) is added and then removed, the only way an admin stops one.
+    /// Its id.
     pub async fn add_endpoint(&self, url: &str, secret: &str, events: &str, enabled: bool) -> i64 {
-        sqlx::query_scalar(
-            "INSERT INTO webhook_endpoints (url, secret, events, enabled) VALUES (?, ?, ?, ?) RETURNING id",
-        )
-        .bind(url)
-        .bind(secret)
-        .bind(events)
-        .bind(enabled)
-        .fetch_one(&self.pool)
-        .await
-        .unwrap()
+        let events: serde_json::Value = serde_json::from_str(events).unwrap();
+        let (api, admin) = (&self.web.api, &self.web.admin);
+        let id = api
+            .ok(
+                admin,
+                201,
+                "POST",
+                "/api/webhook-endpoints",
+                Some(serde_json::json!({"url": url, "secret": secret, "events": events})),
+            )
+            .await["id"]
+            .as_i64()
+            .unwrap();
+        if !enabled {
+            api.ok(
+                admin,
+                200,
+                "DELETE",
+                &format!("/api/webhook-endpoints/{id}"),
+                None,
+            )
+            .await;
+        }
+        id
     }
 
     /// Delivery log rows (channel, target, status, response), oldest first.

@@ -34,74 +34,12 @@ pub struct Sipd {
     pub web: Web,
 }
 
-/// webd, in this process, on the data dir of a [`Sipd`], with the admin
-/// logged in.
-pub struct Web {
-    pub api: testkit::api::Api,
-    /// The admin's session cookie.
-    pub admin: String,
-    shutdown: CancellationToken,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
+#[path = "../../../testkit/webd/in_process.rs"]
+mod web;
+pub use web::Web;
 
+/// What sipd's tests make on webd's screens.
 impl Web {
-    /// Starts webd on `dir`, talking to sipd at `sipd_grpc` (and mediad at
-    /// `mediad_grpc`); runs the first-run wizard on a fresh dir, or logs the
-    /// admin in on one that has it already.
-    async fn start(dir: &Path, sipd_grpc: &str, mediad_grpc: Option<&str>) -> Web {
-        let dead = testkit::ports::closed_tcp_addr();
-        let d = dir.to_str().unwrap();
-        let cfg = webd::Config::parse_from([
-            "webd",
-            "--data-dir",
-            d,
-            "--web-dir",
-            d,
-            "--sipd-grpc",
-            sipd_grpc,
-            "--mediad-grpc",
-            mediad_grpc.unwrap_or(&dead),
-            "--twiliod-grpc",
-            &dead,
-            "--notifyd-grpc",
-            &dead,
-            "--twiliod-http",
-            &dead,
-        ]);
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let api = testkit::api::Api::at(format!("http://{}", http.local_addr().unwrap()));
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(webd::run(cfg, webd::Listeners { http }, shutdown.clone()));
-        let status = api.ok("", 200, "GET", "/api/setup/status", None).await;
-        let admin = if status["needed"] == true {
-            api.setup_admin_in(dir).await
-        } else {
-            api.login("admin@example.org").await
-        };
-        Web {
-            api,
-            admin,
-            shutdown,
-            task: Some(task),
-        }
-    }
-
-    async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.task.take() {
-            t.await.unwrap().unwrap();
-        }
-    }
-
-    /// `{"key": "value", ...}` saved on the settings screen.
-    pub async fn settings(&self, values: &[(&str, &str)]) {
-        let map: serde_json::Map<String, serde_json::Value> = values
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-            .collect();
-        self.api.settings(&self.admin, map.into()).await;
-    }
-
     /// The id of the device `username` on the devices screen.
     pub async fn device_id(&self, username: &str) -> i64 {
         let list = self
@@ -243,7 +181,10 @@ impl Sipd {
         // The registrar is ready once it answers an OPTIONS.
         // The admin sets the realm and the test's settings; webd has sipd
         // reload them before it answers.
-        let web = Web::start(dir, &grpc_addr.to_string(), mediad).await;
+        let sipd_grpc = grpc_addr.to_string();
+        let mut peers = vec![("--sipd-grpc", sipd_grpc.as_str())];
+        peers.extend(mediad.map(|m| ("--mediad-grpc", m)));
+        let web = Web::start(dir, &peers).await;
         let mut all = vec![("sip.realm", REALM)];
         all.extend_from_slice(settings);
         web.settings(&all).await;

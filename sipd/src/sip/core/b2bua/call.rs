@@ -287,9 +287,7 @@ impl Core {
         for b in call.branches {
             if b.to_tag.is_empty() {
                 let until = now + 64 * T1;
-                self.calls
-                    .ended
-                    .insert(b.branch.clone(), (b, call.from_user.clone(), until));
+                self.calls.ended.insert(b.branch.clone(), (b, until));
             }
         }
         // Requests still waiting for the other side end with the call
@@ -458,7 +456,7 @@ impl Core {
     /// Timers A/B of the B-leg INVITEs, the ring timeout and the A-leg 2xx
     /// retransmission.
     pub(in crate::sip::core) fn b2b_timeout(&mut self, now: u64) {
-        self.calls.ended.retain(|_, (_, _, until)| *until > now);
+        self.calls.ended.retain(|_, (_, until)| *until > now);
         self.relay_timeout(now);
         let ids: Vec<String> = self.calls.calls.keys().cloned().collect();
         for id in ids {

@@ -216,6 +216,8 @@ impl Core {
             return false;
         };
         let (outbound, ringing) = (call.outbound.is_some(), call.state == State::Ringing);
+        // A transfer to a number dials it like an outbound call.
+        let transferring = call.transfer.as_ref().is_some_and(|t| i >= t.first);
         let Some(b) = call.branches.get_mut(i) else {
             return false;
         };
@@ -225,8 +227,7 @@ impl Core {
         if !((status == 401 || status == 407)
             && b.cseq == 1
             && b.device_id == TRUNK_ID
-            && outbound
-            && ringing)
+            && ((outbound && ringing) || transferring))
         {
             return false;
         }
@@ -324,7 +325,6 @@ impl Core {
             b.cseq,
             &local,
             &realm,
-            &call.from_user,
             &format!("z9hG4bK{}a{}", b.branch, now),
             &[],
             None,
@@ -373,7 +373,6 @@ impl Core {
             b.local_cseq,
             &local,
             &realm,
-            &call.from_user,
             bye_branch,
             &[],
             None,
@@ -614,7 +613,7 @@ impl Core {
     /// A final response on a branch of a call that already ended: ACK it,
     /// and hang up a 2xx that crossed our CANCEL.
     pub(super) fn late_response(&mut self, now: u64, from: &Peer, r: &msg::Response) -> bool {
-        let Some((b, from_user, _)) = self.calls.ended.get_mut(&r.via.branch) else {
+        let Some((b, _)) = self.calls.ended.get_mut(&r.via.branch) else {
             return false;
         };
         if !answers_from(&b.peer, from) {
@@ -645,7 +644,6 @@ impl Core {
             b.cseq,
             &local,
             &realm,
-            from_user,
             &ack_branch,
             &[],
             None,
@@ -657,7 +655,6 @@ impl Core {
             b.cseq + 1,
             &local,
             &realm,
-            from_user,
             &bye_branch,
             &[],
             None,

@@ -643,17 +643,7 @@ impl Core {
                 b.local_cseq += 1;
                 b.local_cseq
             });
-            let data = dialog_request(
-                b,
-                method,
-                n,
-                &local,
-                &realm,
-                &call.from_user,
-                branch,
-                extra,
-                body,
-            );
+            let data = dialog_request(b, method, n, &local, &realm, branch, extra, body);
             return Some((b.peer, data, n));
         }
         if side == Side::B || call.originate {

@@ -161,7 +161,7 @@ impl Core {
                 .collect(),
         };
         let offer_src = call.offer.clone();
-        let to_user = call.to_user.clone();
+        let (from_user, to_user) = (call.from_user.clone(), call.to_user.clone());
         let mut rings = Vec::new();
         for (peer, contact, device_id) in targets {
             let ids = self.dialog_ids();
@@ -177,6 +177,7 @@ impl Core {
                     peer,
                     device_id,
                     contact,
+                    from_user: from_user.clone(),
                     to_user: to_user.clone(),
                     ids,
                 },
@@ -214,6 +215,7 @@ impl Core {
             peer,
             device_id,
             contact,
+            from_user,
             to_user,
             ids:
                 DialogIds {
@@ -236,10 +238,10 @@ impl Core {
                 offer_b.len()
             )
         };
-        let (to_host, pai) = match (&call.outbound, &self.cfg.termination) {
-            (Some(_), Some(t)) if *device_id == TRUNK_ID => (
+        let (to_host, pai) = match &self.cfg.termination {
+            Some(t) if *device_id == TRUNK_ID => (
                 t.host.clone(),
-                format!("P-Asserted-Identity: <sip:{}@{realm}>\r\n", call.from_user),
+                format!("P-Asserted-Identity: <sip:{from_user}@{realm}>\r\n"),
             ),
             _ => (realm.clone(), String::new()),
         };
@@ -256,7 +258,7 @@ impl Core {
              User-Agent: GoSIP\r\n{body}",
             tr = peer.transport.as_str().to_ascii_uppercase(),
             trl = peer.transport.as_str(),
-            from = call.from_user,
+            from = from_user,
             to = to_user,
             allow = msg::ALLOW,
         )

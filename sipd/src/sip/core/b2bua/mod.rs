@@ -116,7 +116,9 @@ struct Branch {
     /// CSeq number of the INVITE (2 once retried with credentials).
     cseq: u32,
     contact: String,
-    /// The user in the To of its INVITE and of every request in its dialog.
+    /// The users in the From and To of its INVITE and of every request in
+    /// its dialog.
+    from_user: String,
     to_user: String,
     call_id: String,
     branch: String,
@@ -395,8 +397,8 @@ pub(super) struct Calls {
     /// B-leg INVITE branch -> (call id, branch index).
     by_branch: HashMap<String, (String, usize)>,
     /// Branches of ended calls, kept for Timer-B time so late finals get
-    /// their ACK (and a late 2xx its BYE): (branch, from user, until).
-    ended: HashMap<String, (Branch, String, u64)>,
+    /// their ACK (and a late 2xx its BYE): (branch, until).
+    ended: HashMap<String, (Branch, u64)>,
     /// In-call requests relayed to the other leg, by the branch sent.
     relays: HashMap<String, Relay>,
     /// Trunk calls per device, for `calls.max_*_per_device`.
@@ -425,7 +427,7 @@ impl Calls {
     pub(super) fn next_timeout(&self) -> Option<u64> {
         let mut t: Option<u64> = None;
         let mut min = |v: u64| t = Some(t.map_or(v, |x| x.min(v)));
-        for (_, _, until) in self.ended.values() {
+        for (_, until) in self.ended.values() {
             min(*until);
         }
         for r in self.relays.values() {
@@ -471,7 +473,6 @@ fn dialog_request(
     cseq: u32,
     local: &str,
     realm: &str,
-    from_user: &str,
     branch: &str,
     extra: &[(&str, String)],
     body: Option<(&str, &[u8])>,
@@ -482,7 +483,7 @@ fn dialog_request(
         transport: b.peer.transport,
         local,
         branch,
-        from: &format!("<sip:{from_user}@{realm}>;tag={}", b.from_tag),
+        from: &format!("<sip:{}@{realm}>;tag={}", b.from_user, b.from_tag),
         to: &format!("<sip:{}@{realm}>;tag={}", b.to_user, b.to_tag),
         call_id: &b.call_id,
         cseq,
@@ -556,7 +557,8 @@ struct NewBranch {
     device_id: i64,
     /// The contact the INVITE goes to (its Request-URI).
     contact: String,
-    /// The user it calls (To).
+    /// The user it calls as (From) and calls (To).
+    from_user: String,
     to_user: String,
     ids: DialogIds,
 }
@@ -592,6 +594,7 @@ impl Branch {
             device_id: new.device_id,
             cseq: 1,
             contact: new.contact.clone(),
+            from_user: new.from_user,
             to_user: new.to_user,
             call_id: new.ids.call_id,
             branch: new.ids.branch,

@@ -175,16 +175,17 @@ impl Core {
             len = offer.len(),
         )
         .into_bytes();
-        let to_user = self
+        let (from_user, to_user) = self
             .calls
             .calls
             .get(call_id)
-            .map(|c| c.to_user.clone())
+            .map(|c| (c.from_user.clone(), c.to_user.clone()))
             .unwrap_or_default();
         let new = NewBranch {
             peer,
             device_id: TRUNK_ID,
             contact,
+            from_user,
             to_user,
             ids,
         };

@@ -18,6 +18,13 @@
 use super::media::Ring;
 use super::*;
 
+/// Whom a transfer rings: devices of this system, or a number (E.164)
+/// through the trunk with the caller ID to send.
+enum Target {
+    Devices(Vec<i64>),
+    Number(String, String),
+}
+
 /// A transfer under way in a call.
 #[derive(Debug)]
 pub(super) struct Transfer {
@@ -56,6 +63,10 @@ impl Core {
         let Some(by) = dialog_branch(call, Side::B) else {
             return Reply::new(481, "Call/Transaction Does Not Exist");
         };
+        // Answered, but the caller's ACK is not in yet: try again shortly.
+        if call.state == State::Answering && side == Side::B {
+            return Reply::new(491, "Request Pending");
+        }
         if side == Side::A
             || call.originate
             || call.state != State::Up
@@ -68,37 +79,85 @@ impl Core {
         if call.transfer.is_some() {
             return Reply::new(491, "Request Pending");
         }
-        let target = user_of(uri).unwrap_or_default().to_string();
-        let callees = self.callees_of_user(&target);
-        if callees.is_empty() {
-            return Reply::new(404, "Not Found").with(
-                "Warning",
-                "399 gosip \"no phone has this extension or user\"",
-            );
-        }
-        let from = self
-            .devices
-            .values()
-            .find(|d| d.id == call.branches[by].device_id)
-            .map(|d| d.extension.clone().unwrap_or_else(|| d.username.clone()))
-            .unwrap_or_default();
-        tracing::info!(call_id = %call_id, by = %from, to = %target, "transfer asked");
+        let dialed = user_of(uri).unwrap_or_default().to_string();
+        let (by_device, by_ip) = (
+            call.branches[by].device_id,
+            call.branches[by].peer.addr.ip(),
+        );
+        let Some(transferor) = self.devices.values().find(|d| d.id == by_device).cloned() else {
+            return Reply::new(481, "Call/Transaction Does Not Exist");
+        };
+        let callees = self.callees_of_user(&dialed);
+        let target = if callees.is_empty() {
+            match self.outside_target(now, &dialed, &transferor, by_ip) {
+                Ok(t) => t,
+                Err(reply) => return reply,
+            }
+        } else {
+            Target::Devices(callees)
+        };
+        let target_name = match &target {
+            Target::Devices(_) => dialed.clone(),
+            Target::Number(n, _) => n.clone(),
+        };
+        let from = transferor
+            .extension
+            .clone()
+            .unwrap_or_else(|| transferor.username.clone());
+        tracing::info!(call_id = %call_id, by = %from, to = %target_name, "transfer asked");
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return Reply::new(481, "Call/Transaction Does Not Exist");
+        };
         let first = call.branches.len();
         if let Some(call) = self.calls.calls.get_mut(call_id) {
             call.transfer = Some(Transfer {
                 by,
                 first,
-                target: target.clone(),
+                target: target_name.clone(),
                 from,
                 deadline: now + self.cfg.ring_timeout_ms,
                 gone: false,
             });
         }
         self.notify_transferor(now, call_id, 100, "Trying");
-        if !self.ring_target(now, call_id, &target, &callees) {
-            self.transfer_failed(now, call_id, 480, "Temporarily Unavailable");
+        if !self.ring_target(now, call_id, &target_name, &target) {
+            let busy = matches!(&target, Target::Devices(ids) if ids.iter().all(|id| self.busy(*id, call_id)));
+            let (code, reason) = if busy {
+                (486, "Busy Here")
+            } else {
+                (480, "Temporarily Unavailable")
+            };
+            self.transfer_failed(now, call_id, code, reason);
         }
         Reply::new(202, "Accepted")
+    }
+
+    /// A transfer target that is no device here: a number dialled out
+    /// through the trunk, with the transferor's rights (the number rules,
+    /// its trunk call limits) and its DID as caller ID (the trunk takes
+    /// only our numbers). `Err` is the answer to the REFER.
+    fn outside_target(
+        &mut self,
+        now: u64,
+        dialed: &str,
+        transferor: &Device,
+        ip: std::net::IpAddr,
+    ) -> Result<Target, Reply> {
+        if self.cfg.termination.is_none() {
+            return Err(Reply::new(404, "Not Found").with(
+                "Warning",
+                "399 gosip \"no phone has this extension or user\"",
+            ));
+        }
+        let Some(caller_id) = transferor.caller_id.clone() else {
+            return Err(Reply::new(403, "Forbidden")
+                .with("Warning", "399 gosip \"no DID to use as caller ID\""));
+        };
+        if self.is_emergency(dialed) {
+            return Err(decline("emergency numbers are dialled, not transferred to"));
+        }
+        let n = self.place_outbound(now, dialed, transferor, ip)?;
+        Ok(Target::Number(n, caller_id))
     }
 
     /// The devices an extension or user names (none for anything else).
@@ -110,27 +169,37 @@ impl Core {
             .unwrap_or_default()
     }
 
-    /// New branches ringing every registered contact of `callees` with the
-    /// caller's offer on mediad's B-leg port; `false` when none is
-    /// registered.
-    fn ring_target(&mut self, now: u64, call_id: &str, target: &str, callees: &[i64]) -> bool {
+    /// New branches ringing the target with the caller's offer on
+    /// mediad's B-leg port: every registered contact of its devices, or the
+    /// trunk for a number; `false` when there is nothing to ring.
+    fn ring_target(&mut self, now: u64, call_id: &str, name: &str, target: &Target) -> bool {
         let Some(call) = self.calls.calls.get(call_id) else {
             return false;
         };
         let Some((_, pb)) = call.ports else {
             return false;
         };
-        let offer_src = call.offer.clone();
-        let targets: Vec<(Peer, String, i64)> = callees
-            .iter()
-            .filter(|id| !self.busy(**id, call_id))
-            .flat_map(|id| self.registrar.bindings_of(*id))
-            .map(|b| (b.target(), b.contact.clone(), b.device_id))
-            .collect();
+        let (offer_src, caller) = (call.offer.clone(), call.from_user.clone());
+        // (where, Request-URI, device, From user)
+        let targets: Vec<(Peer, String, i64, String)> = match (target, &self.cfg.termination) {
+            (Target::Number(n, caller_id), Some(t)) => vec![(
+                Peer::udp(t.addr).with_local(t.local),
+                format!("sip:{n}@{}", t.host),
+                TRUNK_ID,
+                caller_id.clone(),
+            )],
+            (Target::Number(..), None) => Vec::new(),
+            (Target::Devices(ids), _) => ids
+                .iter()
+                .filter(|id| !self.busy(**id, call_id))
+                .flat_map(|id| self.registrar.bindings_of(*id))
+                .map(|b| (b.target(), b.contact.clone(), b.device_id, caller.clone()))
+                .collect(),
+        };
         if targets.is_empty() {
             return false;
         }
-        for (peer, contact, device_id) in targets {
+        for (peer, contact, device_id, from_user) in targets {
             let ids = self.dialog_ids();
             let local = self.addrs.via_host(&peer);
             let offer = sdp::rewrite(&offer_src, &self.addrs.media_host(&peer), pb, false)
@@ -140,7 +209,8 @@ impl Core {
                     peer,
                     device_id,
                     contact,
-                    to_user: target.to_string(),
+                    from_user,
+                    to_user: name.to_string(),
                     ids,
                 },
                 local,
@@ -219,10 +289,11 @@ impl Core {
             media: None,
             established: None,
         });
+        // A number outside is no device: the row keeps the one before.
         self.events.push_back(Event::Cdr(Cdr::Answered {
             call_id: call_id.to_string(),
             at: now,
-            device_id: Some(device_id),
+            device_id: (device_id != TRUNK_ID).then_some(device_id),
         }));
         // A transferor that held the caller first (desk phones do) left
         // its phone sending nothing.

@@ -424,3 +424,126 @@ fn a_caller_held_before_the_transfer_is_taken_off_hold_once_the_target_answers()
     // A caller never held gets no re-INVITE (the other transfer tests).
     let _ = tag;
 }
+
+/// [`with_carol`] plus the trunk, and bob's DID as his caller ID.
+fn with_trunk(bob_did: Option<&str>) -> Core {
+    let mut c = with_carol();
+    let devices: Vec<Device> = c
+        .devices
+        .values()
+        .cloned()
+        .map(|d| Device {
+            caller_id: (d.username == "bob")
+                .then(|| bob_did.map(str::to_string))
+                .flatten(),
+            ..d
+        })
+        .collect();
+    c.set_devices(devices);
+    let mut cfg = c.config().clone();
+    cfg.default_country = "1".into();
+    cfg.termination = Some(Termination {
+        host: "t.pstn.twilio.com".into(),
+        addr: TRUNK.parse().unwrap(),
+        username: "u".into(),
+        password: "p".into(),
+        local: None,
+    });
+    c.set_config(T0, cfg);
+    c
+}
+
+#[test]
+fn a_transfer_to_a_number_dials_it_through_the_trunk_with_the_transferors_did() {
+    let mut c = with_trunk(Some("+15550002222"));
+    let (b_invite, _) = answered(&mut c);
+    c.handle_message(
+        T0 + 1_000,
+        peer(B1),
+        refer(&b_invite, 2, "Refer-To: <sip:555-123-4567@gosip.test>\r\n").as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, B1, "SIP/2.0 202");
+    let to_trunk = find(
+        &o,
+        TRUNK,
+        "INVITE sip:+15551234567@t.pstn.twilio.com SIP/2.0",
+    );
+    assert!(
+        header(&to_trunk, "From")[0].contains("<sip:+15550002222@"),
+        "{to_trunk}"
+    );
+    assert!(
+        header(&to_trunk, "To")[0].starts_with("<sip:+15551234567@t.pstn.twilio.com>"),
+        "{to_trunk}"
+    );
+    assert_eq!(
+        header(&to_trunk, "P-Asserted-Identity"),
+        vec!["<sip:+15550002222@gosip.test>"]
+    );
+    // The trunk's digest challenge is answered as for outbound calls.
+    let challenge = reply(&to_trunk, 407, "tw", None).replacen(
+        "Contact:",
+        "Proxy-Authenticate: Digest realm=\"sip.twilio.com\", nonce=\"n1\"\r\nContact:",
+        1,
+    );
+    c.handle_message(T0 + 1_100, peer(TRUNK), challenge.as_bytes());
+    let retry = find(&out(&mut c), TRUNK, "INVITE ");
+    assert!(!header(&retry, "Proxy-Authorization").is_empty(), "{retry}");
+    assert_eq!(header(&retry, "CSeq"), vec!["2 INVITE"]);
+    while c.poll_event().is_some() {}
+    let trunk_sdp = SDP
+        .replace("192.168.1.50", "127.0.0.1")
+        .replace("4000", "9000");
+    c.handle_message(
+        T0 + 3_000,
+        peer(TRUNK),
+        reply(&retry, 200, "tw2", Some(&trunk_sdp)).as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, TRUNK, "ACK ");
+    let (frag, _) = notified(&find(&o, B1, "NOTIFY "));
+    assert_eq!(frag, "SIP/2.0 200 OK");
+    find(&o, B1, "BYE ");
+    let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(
+        events.iter().any(|e| matches!(e,
+        Event::MediaUpdate { leg: "b", media: Some(m), .. } if m.rtp == "127.0.0.1:9000")),
+        "{events:?}"
+    );
+    // No device answered: the CDR keeps its device.
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::Cdr(Cdr::Answered {
+                device_id: None,
+                ..
+            })
+        )),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_transfer_to_a_number_needs_a_did_and_never_goes_to_an_emergency_number() {
+    let mut c = with_trunk(None);
+    let (b_invite, _) = answered(&mut c);
+    c.handle_message(
+        T0 + 1_000,
+        peer(B1),
+        refer(&b_invite, 2, "Refer-To: <sip:5551234567@gosip.test>\r\n").as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, B1, "SIP/2.0 403");
+    assert!(o.iter().all(|(p, _)| p != TRUNK), "{o:?}");
+    let mut c = with_trunk(Some("+15550002222"));
+    let (b_invite, _) = answered(&mut c);
+    c.handle_message(
+        T0 + 1_000,
+        peer(B1),
+        refer(&b_invite, 2, "Refer-To: <sip:911@gosip.test>\r\n").as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, B1, "SIP/2.0 603");
+    assert!(o.iter().all(|(p, _)| p != TRUNK), "{o:?}");
+}
