@@ -1,5 +1,7 @@
 //! Blind transfer (REFER, RFC 3515): the phone that answered a call asks
-//! sipd to connect the caller to another extension or user. sipd accepts
+//! sipd to connect the caller to another extension or user, or to a number
+//! outside (dialled through the trunk with the transferor's rights and DID,
+//! as its own outbound call would be). sipd accepts
 //! with 202, rings the target on new branches of the same call (the caller
 //! keeps its dialog and mediad port; the target gets mediad's B-leg port,
 //! so nobody's media moves but the transferor's), and reports each step to
@@ -12,8 +14,7 @@
 //! hold music when the call was on hold); a failure then ends the call.
 //!
 //! Not yet: attended transfer (Refer-To with Replaces, RFC 3891; answered
-//! 603), a transfer asked by the caller's side (603), and transfers to
-//! numbers outside (603: the target must be a device of this system).
+//! 603) and a transfer asked by the caller's side (603).
 
 use super::media::Ring;
 use super::*;
