@@ -401,6 +401,15 @@ test('settings save with field errors beside the field, and a webhook endpoint i
   await page.getByText('https://hooks.gosip.test/in').waitFor()
   const listed = await api.get('/webhook-endpoints')
   assert.deepEqual((listed.items ?? listed)[0].events, ['voicemail'])
+  // Pause it (notifyd then sends it nothing) and resume it.
+  await page.getByRole('button', { name: 'Pause webhook https://hooks.gosip.test/in' }).click()
+  await page.locator('[data-hook-paused]').waitFor()
+  const paused = await api.get('/webhook-endpoints')
+  assert.equal((paused.items ?? paused)[0].enabled, false)
+  await page.getByRole('button', { name: 'Resume webhook https://hooks.gosip.test/in' }).click()
+  await page.locator('[data-hook-paused]').waitFor({ state: 'detached' })
+  const resumed = await api.get('/webhook-endpoints')
+  assert.equal((resumed.items ?? resumed)[0].enabled, true)
 })
 
 test('every setting the API knows is on the System screen in plain words, with its limits enforced beside the field', async () => {

@@ -112,6 +112,7 @@ export const ENDPOINTS = {
   webhooks: ['GET', '/webhook-endpoints'],
   webhookCreate: ['POST', '/webhook-endpoints'],
   webhookDelete: ['DELETE', '/webhook-endpoints/{id}'],
+  webhookUpdate: ['PUT', '/webhook-endpoints/{id}'],
   events: ['GET', '/events'],
 }
 

@@ -222,10 +222,8 @@ impl Notifyd {
     }
 
     /// A webhook endpoint the admin adds (`events` a JSON list, `[]` = all;
-    /// `secret` at least 16 characters, as the form requires). The API has
-    /// no "disabled" state: an endpoint that must not be used (`enabled`
-    /// false) is added and then removed, the only way an admin stops one.
-    /// Its id.
+    /// `secret` at least 16 characters, as the form requires); with
+    /// `enabled` false the admin then pauses it. Its id.
     pub async fn add_endpoint(&self, url: &str, secret: &str, events: &str, enabled: bool) -> i64 {
         let events: serde_json::Value = serde_json::from_str(events).unwrap();
         let (api, admin) = (&self.web.api, &self.web.admin);
@@ -241,12 +239,13 @@ impl Notifyd {
             .as_i64()
             .unwrap();
         if !enabled {
+            // The admin pauses it.
             api.ok(
                 admin,
                 200,
-                "DELETE",
+                "PUT",
                 &format!("/api/webhook-endpoints/{id}"),
-                None,
+                Some(serde_json::json!({ "enabled": false })),
             )
             .await;
         }

@@ -908,6 +908,34 @@ pub async fn webhooks_create(
     ))
 }
 
+#[derive(Deserialize, ToSchema)]
+pub struct WebhookChange {
+    /// false pauses the endpoint (nothing is sent to it, queued deliveries
+    /// included); true sends to it again.
+    pub enabled: bool,
+}
+
+/// Pause or resume a webhook endpoint.
+#[utoipa::path(put, path = "/api/webhook-endpoints/{id}", tag = "system", params(("id" = i64, Path)),
+    request_body = WebhookChange,
+    responses((status = 200, body = Ok_), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn webhooks_update(
+    State(st): State<AppState>,
+    _a: Admin,
+    Id(id): Id,
+    ValidJson(b): ValidJson<WebhookChange>,
+) -> ApiResult<Json<Ok_>> {
+    let r = sqlx::query("UPDATE webhook_endpoints SET enabled = ? WHERE id = ?")
+        .bind(b.enabled)
+        .bind(id)
+        .execute(&st.pool)
+        .await?;
+    if r.rows_affected() == 0 {
+        return Err(ApiError::NotFound);
+    }
+    Ok(ok())
+}
+
 #[utoipa::path(delete, path = "/api/webhook-endpoints/{id}", tag = "system", params(("id" = i64, Path)),
     responses((status = 200, body = Ok_), (status = 404, body = ErrorBody)))]
 pub async fn webhooks_delete(

@@ -146,7 +146,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::alert_ack))
         .routes(routes!(admin::notify_test))
         .routes(routes!(admin::webhooks_list, admin::webhooks_create))
-        .routes(routes!(admin::webhooks_delete))
+        .routes(routes!(admin::webhooks_update, admin::webhooks_delete))
         .routes(routes!(events::events))
         .routes(routes!(events::dashboard))
         .routes(routes!(webhooks::voice_incoming))
