@@ -334,14 +334,30 @@ async fn an_api_key_with_an_expiry_is_refused_after_it() {
     assert_eq!(r.json()["api_key"]["expires_at"], in_a_month);
     let bearer = format!("Bearer {}", r.json()["key"].as_str().unwrap());
     assert_eq!(external(&t, &bearer).await, 200);
-    // Time passes: the stored expiry is now behind us.
-    sqlx::query("UPDATE api_keys SET expires_at = '2020-01-01T00:00:00.000Z'")
-        .execute(&t.st.pool)
-        .await
-        .unwrap();
-    assert_eq!(external(&t, &bearer).await, 401);
+    // A key made to expire in two seconds works until then, and not after.
+    let soon = proto::time::fmt(chrono::Utc::now() + chrono::Duration::seconds(2));
+    let r = t
+        .send(
+            "POST",
+            "/api/api-keys",
+            &admin,
+            Some(json!({"name": "short", "expires_at": soon})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let short = format!("Bearer {}", r.json()["key"].as_str().unwrap());
+    assert_eq!(external(&t, &short).await, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert_eq!(external(&t, &short).await, 401);
+    assert_eq!(external(&t, &bearer).await, 200);
     let list = t.send("GET", "/api/api-keys", &admin, None).await.json();
-    assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["name"].as_str())
+        .collect();
+    assert_eq!(names, ["ci"], "an expired key is no longer listed: {list}");
 }
 
 #[tokio::test]
@@ -478,37 +494,42 @@ async fn an_extended_session_sends_its_cookie_again_with_a_fresh_max_age() {
 async fn a_restored_backup_cannot_point_greetings_outside_the_data_dir() {
     use std::os::unix::fs::PermissionsExt;
     let t = common::start_with(&[]).await;
-    t.setup_admin().await;
-    // The archive's rows as an attacker wrote them (the archive is a file
-    // from outside; its database says what it likes).
-    sqlx::query(
-        "INSERT INTO dids (number, name, greeting_path) VALUES \
-         ('+15551230001', 'abs', '/etc/passwd'), \
-         ('+15551230002', 'dots', 'greetings/../../../etc/passwd'), \
-         ('+15551230003', 'elsewhere', 'gosip.db'), \
-         ('+15551230004', 'fine', 'greetings/4.wav')",
-    )
-    .execute(&t.st.pool)
-    .await
-    .unwrap();
-    sqlx::query(
-        "INSERT INTO sms_media_tokens (token_hash, path, content_type, expires_at) \
-         VALUES ('abc', '/etc/shadow', 'image/png', '2999-01-01T00:00:00.000Z')",
-    )
-    .execute(&t.st.pool)
-    .await
-    .unwrap();
-    let archive = webd::backup::create(&t.st, "test-").await.unwrap();
-    sqlx::query("DELETE FROM sms_media_tokens")
-        .execute(&t.st.pool)
-        .await
+    let admin = t.setup_admin().await;
+    // A real backup, taken on the System screen; owner-only on disk.
+    let r = t.send("POST", "/api/system/backup", &admin, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let file = std::fs::read_dir(t.dir.path().join("backups"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".tar"))
         .unwrap();
-    let mode = std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777;
+    let mode = file.metadata().unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "backups are for the owner only");
-    let bytes = std::fs::read(&archive).unwrap();
-    webd::backup::restore(&t.st, &bytes, webd::backup::Mode::Apply)
-        .await
+    // The attacker edits the archive's database (the archive is a file
+    // from outside; its database says what it likes) and uploads it.
+    let archive = tampered(
+        &r.bytes,
+        &[
+            "INSERT INTO dids (number, name, greeting_path) VALUES \
+             ('+15551230001', 'abs', '/etc/passwd'), \
+             ('+15551230002', 'dots', 'greetings/../../../etc/passwd'), \
+             ('+15551230003', 'elsewhere', 'gosip.db'), \
+             ('+15551230004', 'fine', 'greetings/4.wav')",
+            "INSERT INTO sms_media_tokens (token_hash, path, content_type, expires_at) \
+             VALUES ('abc', '/etc/shadow', 'image/png', '2999-01-01T00:00:00.000Z')",
+        ],
+    )
+    .await;
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/api/system/restore")
+        .header("x-requested-with", "gosip")
+        .header(header::COOKIE, &admin)
+        .header(header::CONTENT_TYPE, "application/x-tar")
+        .body(axum::body::Body::from(archive))
         .unwrap();
+    let r = t.raw(req).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     let rows: Vec<(String, String)> =
         sqlx::query_as("SELECT number, greeting_path FROM dids ORDER BY number")
             .fetch_all(&t.st.pool)
@@ -531,4 +552,39 @@ async fn a_restored_backup_cannot_point_greetings_outside_the_data_dir() {
         .await
         .unwrap();
     assert_eq!(tokens, 0, "no media link comes back with a backup");
+}
+
+/// `archive` (a backup tar) with `statements` run on its `gosip.db`, as
+/// someone editing the file offline would.
+async fn tampered(archive: &[u8], statements: &[&'static str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut entries = Vec::new();
+    for e in tar::Archive::new(archive).entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        entries.push((name, data));
+    }
+    let db = dir.path().join("gosip.db");
+    let (_, data) = entries.iter().find(|(n, _)| n == "gosip.db").unwrap();
+    std::fs::write(&db, data).unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    for q in statements {
+        sqlx::query(*q).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let edited = std::fs::read(&db).unwrap();
+    let mut out = tar::Builder::new(Vec::new());
+    for (name, data) in &entries {
+        let data = if name == "gosip.db" { &edited } else { data };
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        out.append_data(&mut h, name, data.as_slice()).unwrap();
+    }
+    out.into_inner().unwrap()
 }
