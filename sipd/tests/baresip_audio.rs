@@ -197,6 +197,31 @@ async fn three_phones(
     (a, b, c, carol_id)
 }
 
+/// [`three_phones`] with alice (440 Hz), bob and carol answering by
+/// themselves (1000 and 1600 Hz), and alice's call to bob up with audio.
+async fn alice_talks_to_bob(s: &Sipd, root: &Path) -> (Baresip, Baresip, Baresip, i64) {
+    let (mut alice, mut bob, carol, carol_id) = three_phones(
+        s,
+        root,
+        [
+            ("alice", "", CALLER_HZ),
+            ("bob", ";answermode=auto", CALLEE_HZ),
+            ("carol", ";answermode=auto", TARGET_HZ),
+        ],
+    )
+    .await;
+    alice
+        .command("dial", &format!("sip:102@{}", s.sip))
+        .await
+        .unwrap();
+    for p in [&mut alice, &mut bob] {
+        p.event("CALL_RTPESTAB", Duration::from_secs(15))
+            .await
+            .unwrap();
+    }
+    (alice, bob, carol, carol_id)
+}
+
 /// The notes of mediad's built-in hold music (Hz), in order.
 const MELODY_HZ: [f64; 8] = [
     523.25, 659.25, 783.99, 880.0, 783.99, 659.25, 587.33, 523.25,
@@ -479,25 +504,7 @@ const TARGET_HZ: f64 = 1600.0;
 async fn a_blind_transfer_hands_the_caller_to_the_target_with_audio_both_ways() {
     let s = Sipd::start_with_mediad(&[]).await;
     let root = tempfile::tempdir().unwrap();
-    let (mut alice, mut bob, mut carol, carol_id) = three_phones(
-        &s,
-        root.path(),
-        [
-            ("alice", "", CALLER_HZ),
-            ("bob", ";answermode=auto", CALLEE_HZ),
-            ("carol", ";answermode=auto", TARGET_HZ),
-        ],
-    )
-    .await;
-    alice
-        .command("dial", &format!("sip:102@{}", s.sip))
-        .await
-        .unwrap();
-    for p in [&mut alice, &mut bob] {
-        p.event("CALL_RTPESTAB", Duration::from_secs(15))
-            .await
-            .unwrap();
-    }
+    let (mut alice, mut bob, mut carol, carol_id) = alice_talks_to_bob(&s, root.path()).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     // bob's Transfer key: a REFER to 103; carol answers by herself.
     bob.command("transfer", &format!("sip:103@{}", s.sip))
@@ -571,25 +578,7 @@ async fn a_blind_transfer_hands_the_caller_to_the_target_with_audio_both_ways() 
 async fn a_caller_held_then_transferred_is_heard_by_the_target() {
     let s = Sipd::start_with_mediad(&[]).await;
     let root = tempfile::tempdir().unwrap();
-    let (mut alice, mut bob, mut carol, _) = three_phones(
-        &s,
-        root.path(),
-        [
-            ("alice", "", CALLER_HZ),
-            ("bob", ";answermode=auto", CALLEE_HZ),
-            ("carol", ";answermode=auto", TARGET_HZ),
-        ],
-    )
-    .await;
-    alice
-        .command("dial", &format!("sip:102@{}", s.sip))
-        .await
-        .unwrap();
-    for p in [&mut alice, &mut bob] {
-        p.event("CALL_RTPESTAB", Duration::from_secs(15))
-            .await
-            .unwrap();
-    }
+    let (mut alice, mut bob, mut carol, _) = alice_talks_to_bob(&s, root.path()).await;
     // bob holds alice (her phone then sends nothing), then transfers her.
     bob.command("hold", "").await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;

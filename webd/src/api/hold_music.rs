@@ -41,6 +41,18 @@ impl HoldMusic {
     }
 }
 
+/// The admin's upload.
+impl From<WavInfo> for HoldMusic {
+    fn from(w: WavInfo) -> Self {
+        Self {
+            custom: true,
+            seconds: w.seconds,
+            sample_rate: w.sample_rate,
+            channels: w.channels,
+        }
+    }
+}
+
 /// What a WAV upload holds, once it passed [`check_wav`].
 #[derive(Debug, PartialEq)]
 pub struct WavInfo {
@@ -116,15 +128,9 @@ pub async fn get(State(st): State<AppState>, _a: Admin) -> ApiResult<Json<HoldMu
     let Ok(data) = tokio::fs::read(path(&st)).await else {
         return Ok(Json(HoldMusic::builtin()));
     };
-    Ok(Json(match check_wav(&data) {
-        Ok(w) => HoldMusic {
-            custom: true,
-            seconds: w.seconds,
-            sample_rate: w.sample_rate,
-            channels: w.channels,
-        },
-        Err(_) => HoldMusic::builtin(),
-    }))
+    Ok(Json(
+        check_wav(&data).map_or_else(|_| HoldMusic::builtin(), HoldMusic::from),
+    ))
 }
 
 /// Replace the hold music (multipart, field `file`): a WAV of 16-bit PCM,
@@ -154,12 +160,7 @@ pub async fn put(
         seconds = w.seconds,
         "hold music uploaded"
     );
-    Ok(Json(HoldMusic {
-        custom: true,
-        seconds: w.seconds,
-        sample_rate: w.sample_rate,
-        channels: w.channels,
-    }))
+    Ok(Json(HoldMusic::from(w)))
 }
 
 /// Go back to GoSIP's own melody.
