@@ -11,8 +11,9 @@
 //! while a Play is under way, sends the core's next packet out of the
 //! A-leg's RTP socket; a late wake-up sends the missed packets at once, so
 //! the stream keeps the pace of its timestamps. The voicemail is written on
-//! the 100 ms tick like a recording. Hold music to a leg rides the same
-//! interval, out of that leg's RTP socket.
+//! the 100 ms tick like a recording. A leg's feed (hold music, or an
+//! announcement to the B-leg of a relayed call) rides the same interval,
+//! out of that leg's RTP socket.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -61,8 +62,10 @@ pub enum Cmd {
     Release {
         reply: oneshot::Sender<CallStats>,
     },
-    /// Play rendered clips to the A-leg, then record it for `record_after`.
+    /// Play rendered clips: to the A-leg as its endpoint, then record it
+    /// for `record_after`; to the B-leg once, in place of what A sends.
     Play {
+        leg: LegId,
         clips: Vec<Clip>,
         record_after: Option<crate::relay::voicemail::RecordLimits>,
         reply: oneshot::Sender<Result<(), PlayError>>,
@@ -149,17 +152,16 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
                 Some(cmd) => {
                     last_cmd = Instant::now();
                     if task.command(cmd) {
-                        // A new Play or hold music: its first packet goes
-                        // now, and no backlog of ticks from before it is
-                        // sent.
+                        // A new Play or feed: its first packet goes now,
+                        // and no backlog of ticks from before it is sent.
                         frames.reset_immediately();
                     }
                 }
             },
-            _ = frames.tick(), if task.call.is_playing() || task.call.has_music() => {
+            _ = frames.tick(), if task.sends_frames() => {
                 task.send_frame(&a_rtp);
-                task.send_music(LegId::A, &a_rtp);
-                task.send_music(LegId::B, &b_rtp);
+                task.send_feed(LegId::A, &a_rtp);
+                task.send_feed(LegId::B, &b_rtp);
             }
             Ok(()) = a_rtp.readable() => task.relay(LegId::A, false, &a_rtp, &b_rtp, &mut buf),
             Ok(()) = b_rtp.readable() => task.relay(LegId::B, false, &b_rtp, &a_rtp, &mut buf),
@@ -237,7 +239,9 @@ impl CallTask {
         }
     }
 
-    /// Handles a command; true when a Play or hold music started.
+    /// Handles a command; true when the frame interval must restart: a
+    /// Play to A, or a feed while none ran (one joining a running feed
+    /// keeps its pace).
     fn command(&mut self, cmd: Cmd) -> bool {
         match cmd {
             Cmd::UpdateLeg(u) => return self.update_leg(u),
@@ -254,14 +258,16 @@ impl CallTask {
                 let _ = reply.send(self.stats());
             }
             Cmd::Play {
+                leg,
                 clips,
                 record_after,
                 reply,
             } => {
-                let r = self.play(clips, record_after);
-                let started = r.is_ok();
+                let was_sending = self.sends_frames();
+                let r = self.play(leg, clips, record_after);
+                let restart = r.is_ok() && (leg == LegId::A || !was_sending);
                 let _ = reply.send(r);
-                return started;
+                return restart;
             }
             Cmd::Release { .. } => {}
         }
@@ -270,10 +276,16 @@ impl CallTask {
 
     fn play(
         &mut self,
+        leg: LegId,
         clips: Vec<Clip>,
         record_after: Option<crate::relay::voicemail::RecordLimits>,
     ) -> Result<(), PlayError> {
         let seed = random_seed();
+        if leg == LegId::B {
+            return self
+                .call
+                .start_clips(Instant::now(), LegId::B, clips, false, seed);
+        }
         // A voicemail under way ends; what it still holds goes to its file.
         self.voicemail.pcm.clear();
         let r = self
@@ -283,9 +295,14 @@ impl CallTask {
         r
     }
 
-    /// Sends leg `to` its next 20 ms of hold music, if it has some.
-    fn send_music(&mut self, to: LegId, sock: &UdpSocket) {
-        let Some((dst, packet)) = self.call.next_music_frame(Instant::now(), to) else {
+    /// Whether the 20 ms interval has packets to send.
+    fn sends_frames(&self) -> bool {
+        self.call.is_playing() || self.call.has_feed()
+    }
+
+    /// Sends leg `to` its next 20 ms of its feed, if it has one.
+    fn send_feed(&mut self, to: LegId, sock: &UdpSocket) {
+        let Some((dst, packet)) = self.call.next_feed_frame(Instant::now(), to) else {
             return;
         };
         let len = packet.len();
@@ -307,10 +324,11 @@ impl CallTask {
         }
     }
 
-    /// Applies what sipd learnt of a leg; true when hold music started.
+    /// Applies what sipd learnt of a leg; true when hold music started
+    /// while nothing else was fed.
     fn update_leg(&mut self, u: LegUpdate) -> bool {
         let now = Instant::now();
-        let music_was = self.call.has_music();
+        let fed_before = self.call.has_feed();
         if let Some(leg) = u.leg {
             if let Some(ip) = u.signal_ip {
                 self.call.set_signal_ip(leg, ip);
@@ -329,14 +347,14 @@ impl CallTask {
                         tracing::warn!(call_id = %self.call_id, ?leg, error = %e, "no hold music");
                     }
                 }
-                Some(None) => self.call.stop_music(leg),
+                Some(None) => self.call.stop_feed(leg),
                 None => {}
             }
         }
         if u.established == Some(true) {
             self.call.set_established(now);
         }
-        !music_was && self.call.has_music()
+        !fed_before && self.call.has_feed()
     }
 
     fn tick(&mut self) {
@@ -476,7 +494,7 @@ impl CallTask {
                     tracing::info!(call_id = %self.call_id, leg = leg.as_str(), silent_s = silent.as_secs(), "rtp timeout");
                     ("rtp_timeout", leg, silent.as_secs().to_string())
                 }
-                Event::PlayDone => ("play_done", LegId::A, String::new()),
+                Event::PlayDone { leg } => ("play_done", leg, String::new()),
                 Event::RecordEnded(Ended::Limit(max)) => {
                     tracing::info!(call_id = %self.call_id, max_s = max.as_secs(), "voicemail reached its length limit");
                     ("record_limit", LegId::A, max.as_secs().to_string())

@@ -1,6 +1,6 @@
 //! The `Mediad` gRPC service: port pairs per call, leg hints, recording,
-//! playing to the caller, stats and the event stream (contract and usage:
-//! mediad.proto).
+//! playing to the caller or announcing to the callee, stats and the event
+//! stream (contract and usage: mediad.proto).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -333,6 +333,7 @@ impl Mediad for MediaService {
 
     async fn play(&self, req: Request<PlayRequest>) -> Result<Response<PlayReply>, Status> {
         let r = req.into_inner();
+        let leg = play_leg(&r)?;
         // An unknown call is refused before any speech is rendered.
         self.sender(&r.call_id)?;
         let clips = self
@@ -351,13 +352,14 @@ impl Mediad for MediaService {
                 silence: (r.silence_secs > 0).then(|| Duration::from_secs(r.silence_secs.into())),
             });
         self.ask(&r.call_id, |reply| Cmd::Play {
+            leg,
             clips,
             record_after,
             reply,
         })
         .await?
         .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        tracing::info!(call_id = %r.call_id, items = r.items.len(), record_after = ?record_after, "playing to the caller");
+        tracing::info!(call_id = %r.call_id, leg = leg.as_str(), items = r.items.len(), record_after = ?record_after, "playing");
         Ok(Response::new(PlayReply {}))
     }
 
@@ -395,4 +397,21 @@ impl Mediad for MediaService {
         let stream = ReceiverStream::new(out);
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// The leg a Play is for: "" or "a" (mediad answers it), "b" (an
+/// announcement in a relayed call, which nothing is recorded after: the
+/// voicemail timeline is the A-leg's).
+fn play_leg(r: &PlayRequest) -> Result<LegId, Status> {
+    let leg = match r.leg.as_str() {
+        "" => LegId::A,
+        s => LegId::parse(s)
+            .ok_or_else(|| Status::invalid_argument("leg must be \"\", \"a\" or \"b\""))?,
+    };
+    if leg == LegId::B && r.record_after {
+        return Err(Status::invalid_argument(
+            "record_after is for the A-leg only",
+        ));
+    }
+    Ok(leg)
 }

@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 //! mediad answering a caller itself, in-process on 127.0.0.1: a phone's
 //! socket hears the record tone and the spoken greeting as RTP, then talks;
-//! Release hands back the voicemail, read back by frequency. Needs
-//! espeak-ng (scripts/install-deps.sh).
+//! Release hands back the voicemail, read back by frequency. And an
+//! announcement to the callee of a relayed call, heard once in place of
+//! the caller. Needs espeak-ng (scripts/install-deps.sh).
 
 use std::f64::consts::PI;
 use std::net::SocketAddr;
@@ -98,6 +99,36 @@ impl Mediad {
         format!("127.0.0.1:{}", ports.port_a).parse().unwrap()
     }
 
+    /// Allocates `call` and names `a` (PCMU) and `b` (PCMA first, then
+    /// PCMU) as its legs; returns port_a's and port_b's addresses.
+    async fn relayed(&self, call: &str, a: &UdpSocket, b: &UdpSocket) -> (SocketAddr, SocketAddr) {
+        let port_a = self.call_from(call, a).await;
+        let mut c = self.client.clone();
+        let port_b = c
+            .allocate(AllocateRequest {
+                call_id: call.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .port_b;
+        let codec = |pt: u32, name: &str| Codec {
+            pt,
+            name: name.into(),
+        };
+        c.update_leg(UpdateLegRequest {
+            call_id: call.into(),
+            leg: "b".into(),
+            remote_rtp: b.local_addr().unwrap().to_string(),
+            codecs: vec![codec(8, "PCMA"), codec(0, "PCMU")],
+            established: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        (port_a, format!("127.0.0.1:{port_b}").parse().unwrap())
+    }
+
     async fn stop(self) {
         self.stop.cancel();
         self.task.await.unwrap().unwrap();
@@ -114,6 +145,7 @@ fn play(call: &str, items: Vec<What>, record_after: bool, max: u32) -> PlayReque
         record_after,
         max_record_secs: max,
         silence_secs: 0,
+        leg: String::new(),
     }
 }
 
@@ -140,6 +172,16 @@ async fn receive(sock: &UdpSocket, quiet: Duration) -> Vec<Vec<u8>> {
     let mut packets = Vec::new();
     while let Ok(Ok((n, _))) = tokio::time::timeout(quiet, sock.recv_from(&mut buf)).await {
         packets.push(buf[..n].to_vec());
+    }
+    packets
+}
+
+/// Like [`receive`], with each packet's source.
+async fn receive_from(sock: &UdpSocket, quiet: Duration) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut buf = [0u8; 2048];
+    let mut packets = Vec::new();
+    while let Ok(Ok((n, src))) = tokio::time::timeout(quiet, sock.recv_from(&mut buf)).await {
+        packets.push((src, buf[..n].to_vec()));
     }
     packets
 }
@@ -384,5 +426,143 @@ async fn a_message_stops_at_max_record_secs_and_says_so() {
         (0.5..=1.0).contains(&secs),
         "{secs} s recorded, at most 1 s"
     );
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_b_leg_hears_an_announcement_once_then_a_again_while_a_hears_b_all_along() {
+    let m = Mediad::start().await;
+    let mut c = m.client.clone();
+    let mut events = m.events().await;
+    let call = "park-1";
+    let a = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let b = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let (port_a, port_b) = m.relayed(call, &a, &b).await;
+    let listen = |s: &Arc<UdpSocket>| {
+        let s = s.clone();
+        tokio::spawn(async move { receive_from(&s, Duration::from_secs(1)).await })
+    };
+    let (heard_a, heard_b) = (listen(&a), listen(&b));
+    // A talks for 1.5 s; 200 ms in, B is announced the beep, and B talks
+    // while it hears it.
+    let talking = {
+        let s = a.clone();
+        tokio::spawn(async move { talk(&s, port_a, 440.0, 75).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.play(PlayRequest {
+        leg: "b".into(),
+        ..play(call, vec![What::Beep(true)], false, 0)
+    })
+    .await
+    .unwrap();
+    talk(&b, port_b, 880.0, 10).await;
+    let done = next_event(&mut events, call, "play_done").await;
+    assert_eq!(done.leg, "b");
+    talking.await.unwrap();
+    let to_b = heard_b.await.unwrap();
+    let to_a = heard_a.await.unwrap();
+
+    assert_eq!(to_a.len(), 10, "A heard B throughout");
+    assert!(to_a.iter().all(|(src, _)| *src == port_a));
+    assert!(
+        to_b.iter().all(|(src, _)| *src == port_b),
+        "all from port_b"
+    );
+    let packets: Vec<Vec<u8>> = to_b.into_iter().map(|(_, p)| p).collect();
+    let (before, beep, after) = split_announcement(&packets);
+    assert!(
+        before > 0 && after > 10,
+        "A before ({before}) and after ({after})"
+    );
+    let p1k = goertzel(&beep, 1000.0);
+    for other in [440.0, 880.0, 1200.0] {
+        assert!(p1k > 100.0 * goertzel(&beep, other), "1 kHz vs {other} Hz");
+    }
+
+    let stats = c
+        .release(ReleaseRequest {
+            call_id: call.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    let (sa, sb) = (stats.a.unwrap(), stats.b.unwrap());
+    assert_eq!(sb.packets_out, packets.len() as u64);
+    assert_eq!((sa.packets_in, sa.packets_out, sb.packets_in), (75, 10, 10));
+    m.stop().await;
+}
+
+/// Checks that B heard one RTP stream: A's packets (PCMU), the 25 packets
+/// of the beep (PCMA, B's first codec), then A's again, in A's SSRC with
+/// unbroken numbering and the marker opening each part. Returns how many
+/// of A's packets came before and after, and the beep's audio.
+fn split_announcement(packets: &[Vec<u8>]) -> (usize, Vec<i16>, usize) {
+    let headers: Vec<_> = packets
+        .iter()
+        .map(|p| match rtp::parse(p) {
+            rtp::Datagram::Rtp(h) => h,
+            other => panic!("not RTP: {other:?}"),
+        })
+        .collect();
+    let pts: Vec<u8> = headers.iter().map(|h| h.payload_type).collect();
+    let before = pts.iter().take_while(|&&pt| pt == 0).count();
+    let beep = pts[before..].iter().take_while(|&&pt| pt == 8).count();
+    assert_eq!(beep, 25, "the 0.5 s beep, once: {pts:?}");
+    let after = &pts[before + beep..];
+    assert!(after.iter().all(|&pt| pt == 0), "then A only: {pts:?}");
+    let first = headers[0];
+    for (i, h) in headers.iter().enumerate() {
+        assert_eq!(h.ssrc, 0xca11, "A's stream goes on ({i})");
+        assert_eq!(h.seq, first.seq.wrapping_add(i as u16), "packet {i}");
+        let opens = i == 0 || i == before || i == before + beep;
+        assert_eq!(h.marker, opens, "marker of packet {i}");
+        if i > 0 {
+            let step = h.timestamp.wrapping_sub(headers[i - 1].timestamp);
+            assert!((160..8000).contains(&step), "packet {i}: timestamp +{step}");
+        }
+    }
+    let audio = packets[before..before + beep]
+        .iter()
+        .zip(&headers[before..])
+        .flat_map(|(p, h)| {
+            h.payload(p)
+                .iter()
+                .map(|&x| g711::ALAW_TO_LINEAR[usize::from(x)])
+        })
+        .collect();
+    (before, audio, after.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_to_b_refuses_record_after_an_unknown_leg_and_a_b_leg_without_codecs() {
+    let m = Mediad::start().await;
+    let mut c = m.client.clone();
+    let to = |call: &str, leg: &str, record_after: bool| PlayRequest {
+        leg: leg.into(),
+        ..play(call, vec![What::Beep(true)], record_after, 0)
+    };
+    let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    m.relayed("park-2", &a, &b).await;
+    for (req, code) in [
+        (to("park-2", "b", true), tonic::Code::InvalidArgument),
+        (to("park-2", "c", false), tonic::Code::InvalidArgument),
+        (to("nobody", "b", false), tonic::Code::NotFound),
+    ] {
+        let leg = req.leg.clone();
+        let e = c.play(req).await.unwrap_err();
+        assert_eq!(e.code(), code, "leg {leg:?}: {e:?}");
+    }
+    m.call_from("park-3", &a).await;
+    let e = c.play(to("park-3", "b", false)).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        tonic::Code::FailedPrecondition,
+        "no SDP for B yet"
+    );
+    c.play(to("park-2", "b", false)).await.unwrap();
     m.stop().await;
 }

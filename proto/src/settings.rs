@@ -106,6 +106,9 @@ pub enum Kind {
     Json {
         page: &'static str,
     },
+    /// What a phone dials for a feature: `*` or `#` then up to seven
+    /// digits, `*` or `#`; empty turns the feature off.
+    DialCode,
 }
 
 impl Kind {
@@ -122,6 +125,7 @@ impl Kind {
             Kind::Email => "email",
             Kind::SecondsList => "seconds_list",
             Kind::Json { .. } => "json",
+            Kind::DialCode => "dial_code",
         }
     }
 
@@ -158,6 +162,13 @@ impl Kind {
                             && !v.contains(char::is_whitespace)
                     });
                 (!ok).then(|| "must be an email address such as pbx@example.org".into())
+            }
+            Kind::DialCode => {
+                let keys = v
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '*' || c == '#');
+                let ok = v.is_empty() || (v.len() <= 8 && v.starts_with(['*', '#']) && keys);
+                (!ok).then(|| "must be * or # then digits, such as *8 (at most 8 keys)".into())
             }
             Kind::SecondsList => v
                 .split(',')
@@ -214,7 +225,7 @@ const fn count(min: u64, max: u64) -> Kind {
 }
 
 use Group::*;
-use Kind::{Bool, Email, SecondsList, Secret, Text, Url};
+use Kind::{Bool, DialCode, Email, SecondsList, Secret, Text, Url};
 
 /// Every runtime setting. An empty default means "not set".
 pub const KEYS: &[Key] = &[
@@ -321,6 +332,38 @@ pub const KEYS: &[Key] = &[
         secs(5, 300),
         "Ring for",
         "How long phones ring before the caller goes to voicemail or hears no answer",
+    ),
+    k(
+        "calls.pickup_code",
+        "*8",
+        Calls,
+        DialCode,
+        "Pickup code",
+        "Dial this to answer a call ringing another phone; add an extension (*8102) to answer that phone's call; empty turns it off",
+    ),
+    k(
+        "calls.park_code",
+        "*70",
+        Calls,
+        DialCode,
+        "Park code",
+        "Transfer a call to this to park it: the caller hears hold music and you hear the slot to take it back from",
+    ),
+    k(
+        "calls.park_retrieve_code",
+        "*71",
+        Calls,
+        DialCode,
+        "Take back a parked call",
+        "Dial this and the slot (*711) on any phone to take a parked call",
+    ),
+    k(
+        "calls.park_timeout",
+        "60",
+        Calls,
+        secs(10, 600),
+        "Parked calls ring back after",
+        "A parked call nobody takes rings the phone that parked it again",
     ),
     k(
         "calls.rtp_timeout",
@@ -477,7 +520,7 @@ pub const KEYS: &[Key] = &[
         "voicemail.access_code",
         "*97",
         Voicemail,
-        Text,
+        DialCode,
         "Voicemail access code",
         "Dial this from a phone (or set its Messages key to it) to hear your voicemail; empty turns it off",
     ),
@@ -1005,6 +1048,17 @@ mod tests {
             Some("must be a whole number from 5 to 300 seconds")
         );
         assert!(ring.problem("-1").is_some() && ring.problem("ten").is_some());
+        let code = key("calls.pickup_code").unwrap().kind;
+        for ok in ["", "*8", "#70", "*71*"] {
+            assert_eq!(code.problem(ok), None, "{ok}");
+        }
+        for bad in ["8", "*8a", "*123456789", "* 8"] {
+            assert_eq!(
+                code.problem(bad).as_deref(),
+                Some("must be * or # then digits, such as *8 (at most 8 keys)"),
+                "{bad}"
+            );
+        }
         let spam = key("routing.spam_threshold").unwrap().kind;
         assert_eq!(spam.problem("0.71"), None);
         assert!(spam.problem("1.5").is_some());

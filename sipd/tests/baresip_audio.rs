@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use audio::{Wav, sine, tones};
 use baresip::Baresip;
-use common::{Phone, Sipd};
+use common::{Phone, Sipd, dialog};
 
 const RATE: u32 = 8000;
 const CALLER_HZ: f64 = 440.0;
@@ -650,12 +650,9 @@ async fn a_transfer_to_a_number_goes_out_through_the_trunk_with_the_transferors_
     tokio::time::sleep(Duration::from_secs(2)).await;
     alice.command("hangup", "").await.unwrap();
     common::sipp::finished("trunk", trunk, root.path()).await;
-    let reason: (String,) = sqlx::query_as("SELECT reason FROM cdrs WHERE ended_at IS NOT NULL")
-        .fetch_one(&s.pool)
-        .await
-        .unwrap();
+    let reason = cdr_reason(&s).await;
     assert!(
-        reason.0.contains("transferred by 102 to +15551234567"),
+        reason.contains("transferred by 102 to +15551234567"),
         "{reason:?}"
     );
     alice.quit().await;
@@ -744,6 +741,420 @@ async fn busy_when_in_a_call_turns_a_second_caller_away_and_off_the_phone_rings(
         p.quit().await;
     }
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_transfers_bob_to_carol_and_they_hear_each_other() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    let root = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, mut carol, _) = alice_talks_to_bob(&s, root.path()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // alice, who placed the call, presses Transfer.
+    alice
+        .command("transfer", &format!("sip:103@{}", s.sip))
+        .await
+        .unwrap();
+    carol
+        .event("CALL_RTPESTAB", Duration::from_secs(15))
+        .await
+        .unwrap();
+    alice
+        .event("CALL_CLOSED", Duration::from_secs(10))
+        .await
+        .unwrap();
+    tokio::time::sleep(TALK).await;
+    bob.command("hangup", "").await.unwrap();
+    carol
+        .event("CALL_CLOSED", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let bob_heard = bob.dump(true).expect("bob's dump");
+    let carol_heard = carol.dump(true).expect("carol's dump");
+    for p in [alice, bob, carol] {
+        p.quit().await;
+    }
+    // bob heard alice, then carol, and never alice again.
+    let heard = Wav::read(&bob_heard).unwrap();
+    let w = window_tones(
+        &heard.samples[0],
+        heard.rate,
+        &[CALLER_HZ, TARGET_HZ, CALLEE_HZ],
+    );
+    let r = runs(&w);
+    eprintln!("bob heard, run by run: {r:?}");
+    assert_eq!(r, [CALLER_HZ, TARGET_HZ], "bob heard {r:?}");
+    let carol_secs = w.iter().filter(|t| **t == Some(TARGET_HZ)).count() as f64 / 20.0;
+    assert!(
+        carol_secs >= MIN_TONE_SECS,
+        "bob heard carol for {carol_secs} s"
+    );
+    let heard = Wav::read(&carol_heard).unwrap();
+    tones(&heard.samples[0], heard.rate, CALLEE_HZ, TARGET_HZ)
+        .check(MIN_TONE_SECS)
+        .unwrap_or_else(|e| panic!("carol should have heard bob: {e}"));
+    let reason = cdr_reason(&s).await;
+    assert!(reason.contains("transferred by 101 to 103"), "{reason}");
+    s.stop().await;
+}
+
+/// The closed CDR's reason, once the call ended.
+async fn cdr_reason(s: &Sipd) -> String {
+    let q = "SELECT reason FROM cdrs WHERE ended_at IS NOT NULL";
+    s.eventually("the call's cdr is closed", || async {
+        sqlx::query(q)
+            .fetch_optional(&s.pool)
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    let rows: Vec<(Option<String>,)> = sqlx::query_as(q).fetch_all(&s.pool).await.unwrap();
+    assert_eq!(rows.len(), 1, "one CDR for the call: {rows:?}");
+    rows[0].0.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carol_dials_the_pickup_code_and_answers_alices_call_ringing_bob() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    let root = tempfile::tempdir().unwrap();
+    // bob's phone rings and nobody answers it.
+    let (mut alice, mut bob, mut carol, _) = three_phones(
+        &s,
+        root.path(),
+        [
+            ("alice", "", CALLER_HZ),
+            ("bob", "", CALLEE_HZ),
+            ("carol", "", TARGET_HZ),
+        ],
+    )
+    .await;
+    alice
+        .command("dial", &format!("sip:102@{}", s.sip))
+        .await
+        .unwrap();
+    bob.event("CALL_INCOMING", Duration::from_secs(15))
+        .await
+        .unwrap();
+    carol
+        .command("dial", &format!("sip:*8@{}", s.sip))
+        .await
+        .unwrap();
+    for p in [&mut alice, &mut carol] {
+        p.event("CALL_RTPESTAB", Duration::from_secs(15))
+            .await
+            .unwrap();
+    }
+    // bob's phone stops ringing.
+    bob.event("CALL_CLOSED", Duration::from_secs(10))
+        .await
+        .unwrap();
+    tokio::time::sleep(TALK).await;
+    alice.command("hangup", "").await.unwrap();
+    carol
+        .event("CALL_CLOSED", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let alice_heard = alice.dump(true).expect("alice's dump");
+    let carol_heard = carol.dump(true).expect("carol's dump");
+    for p in [alice, bob, carol] {
+        p.quit().await;
+    }
+    let heard = Wav::read(&alice_heard).unwrap();
+    tones(&heard.samples[0], heard.rate, TARGET_HZ, CALLER_HZ)
+        .check(MIN_TONE_SECS)
+        .unwrap_or_else(|e| panic!("alice should have heard carol: {e}"));
+    let heard = Wav::read(&carol_heard).unwrap();
+    tones(&heard.samples[0], heard.rate, CALLER_HZ, TARGET_HZ)
+        .check(MIN_TONE_SECS)
+        .unwrap_or_else(|e| panic!("carol should have heard alice: {e}"));
+    let reason = cdr_reason(&s).await;
+    assert!(reason.contains("picked up by 103"), "{reason}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bob_parks_alice_hears_the_slot_and_carol_takes_her_from_it() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    let root = tempfile::tempdir().unwrap();
+    let (mut alice, mut bob, mut carol, _) = alice_talks_to_bob(&s, root.path()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // bob's Park key: a transfer to the park code.
+    bob.command("transfer", &format!("sip:*70@{}", s.sip))
+        .await
+        .unwrap();
+    // sipd says the slot to bob, then hangs him up.
+    bob.event("CALL_CLOSED", Duration::from_secs(20))
+        .await
+        .unwrap();
+    // The dashboard's list shows where the call waits.
+    let calls = s
+        .web
+        .api
+        .ok(&s.web.admin, 200, "GET", "/api/calls", None)
+        .await;
+    assert_eq!(
+        (calls[0]["state"].as_str(), calls[0]["park_slot"].as_u64()),
+        (Some("parked"), Some(1)),
+        "{calls}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    carol
+        .command("dial", &format!("sip:*711@{}", s.sip))
+        .await
+        .unwrap();
+    carol
+        .event("CALL_RTPESTAB", Duration::from_secs(15))
+        .await
+        .unwrap();
+    tokio::time::sleep(TALK).await;
+    alice.command("hangup", "").await.unwrap();
+    carol
+        .event("CALL_CLOSED", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let alice_heard = alice.dump(true).expect("alice's dump");
+    let bob_heard = bob.dump(true).expect("bob's dump");
+    let carol_heard = carol.dump(true).expect("carol's dump");
+    for p in [alice, bob, carol] {
+        p.quit().await;
+    }
+    // alice heard bob, the hold music while parked, then carol.
+    let heard = Wav::read(&alice_heard).unwrap();
+    let mut candidates = vec![CALLEE_HZ, TARGET_HZ, CALLER_HZ];
+    candidates.extend(MELODY_HZ);
+    let w = window_tones(&heard.samples[0], heard.rate, &candidates);
+    let r = runs(&w);
+    eprintln!("alice heard, run by run: {r:?}");
+    let carol_at = r
+        .iter()
+        .position(|t| *t == TARGET_HZ)
+        .expect("alice heard carol");
+    assert_eq!(r[0], CALLEE_HZ, "alice heard bob first: {r:?}");
+    let notes = r[..carol_at]
+        .iter()
+        .filter(|t| MELODY_HZ.contains(t))
+        .count();
+    assert!(
+        notes >= 8,
+        "alice heard {notes} notes of music before carol: {r:?}"
+    );
+    assert!(
+        !r[carol_at..].contains(&CALLEE_HZ),
+        "bob after carol: {r:?}"
+    );
+    let carol_secs = w.iter().filter(|t| **t == Some(TARGET_HZ)).count() as f64 / 20.0;
+    assert!(
+        carol_secs >= MIN_TONE_SECS,
+        "alice heard carol for {carol_secs} s"
+    );
+    // bob heard alice, then the announcement: speech, no tone.
+    let heard = Wav::read(&bob_heard).unwrap();
+    let x = &heard.samples[0];
+    let w = window_tones(x, heard.rate, &[CALLER_HZ]);
+    let last_alice = w
+        .iter()
+        .rposition(|t| *t == Some(CALLER_HZ))
+        .expect("bob heard alice");
+    let n = (heard.rate / 20) as usize;
+    let spoken = x
+        .chunks_exact(n)
+        .skip(last_alice + 1)
+        .filter(|c| {
+            (c.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / n as f64).sqrt()
+                >= audio::SILENCE_RMS
+        })
+        .count() as f64
+        / 20.0;
+    assert!(spoken >= 1.0, "bob heard {spoken} s of the announcement");
+    // carol heard alice.
+    let heard = Wav::read(&carol_heard).unwrap();
+    tones(&heard.samples[0], heard.rate, CALLER_HZ, TARGET_HZ)
+        .check(MIN_TONE_SECS)
+        .unwrap_or_else(|e| panic!("carol should have heard alice: {e}"));
+    let reason = cdr_reason(&s).await;
+    assert!(
+        reason.contains("parked by 102 on slot 1") && reason.contains("taken from slot 1 by 103"),
+        "{reason}"
+    );
+    s.stop().await;
+}
+
+/// A request `p` reads within 10 s, its responses skipped; NOTIFY and BYE
+/// from sipd on the way are answered 200 and counted in `seen`.
+async fn request_answering(p: &Phone, seen: &mut Vec<String>) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let m = p.recv(left).await?;
+        if m.starts_with("NOTIFY ") || m.starts_with("BYE ") {
+            p.send(dialog::reply(&m, 200, "OK", None, "", "").as_bytes())
+                .await;
+            seen.push(m);
+            continue;
+        }
+        return Some(m);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attended_transfer_joins_alice_and_carol_and_lets_bob_go() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    // alice and carol are baresip; bob is the test's own phone (baresip
+    // 1.0 has no attended transfer), sending what desk phones send.
+    let mut phones = Vec::new();
+    for (name, pw, ext, extra, hz) in [
+        ("alice", "pw-alice-2026", "101", "", CALLER_HZ),
+        (
+            "carol",
+            "pw-carol-2026",
+            "103",
+            ";answermode=auto",
+            TARGET_HZ,
+        ),
+    ] {
+        s.add_device(name, pw, ext).await;
+        phones.push(Baresip::spawn(
+            root,
+            name,
+            &account(name, pw, &s, extra),
+            &tone_file(root, hz),
+            90,
+        ));
+    }
+    s.add_device("bob", "pw-bob-2026-x", "102").await;
+    let bob = Phone::udp(&s, "bob").await.with_password("pw-bob-2026-x");
+    assert_eq!(bob.register(&dialog::contact(&bob)).await.code(), 200);
+    s.eventually("three phones registered", || async {
+        s.registrations().await.len() == 3
+    })
+    .await;
+    for p in &mut phones {
+        p.connect().await;
+    }
+    let [mut alice, mut carol]: [Baresip; 2] = phones.try_into().ok().unwrap();
+    alice
+        .command("dial", &format!("sip:102@{}", s.sip))
+        .await
+        .unwrap();
+    // bob answers alice's call.
+    let mut seen = Vec::new();
+    let to_bob = request_answering(&bob, &mut seen)
+        .await
+        .expect("alice's call");
+    assert!(to_bob.starts_with("INVITE "), "{to_bob}");
+    let first = dialog::Dialog {
+        call_id: dialog::header(&to_bob, "call-id").unwrap(),
+        local_tag: "bob1".into(),
+        remote_tag: dialog::tag(&dialog::header(&to_bob, "from").unwrap()),
+        target: format!("sip:gosip@{}", s.sip),
+    };
+    bob.send(
+        dialog::reply(
+            &to_bob,
+            200,
+            "OK",
+            Some("bob1"),
+            &dialog::contact(&bob),
+            &dialog::sdp(4002, "sendrecv"),
+        )
+        .as_bytes(),
+    )
+    .await;
+    alice
+        .event("CALL_ESTABLISHED", Duration::from_secs(15))
+        .await
+        .unwrap();
+    // bob's consult call to carol, who answers by herself.
+    let consult = dialog::send_authenticated_invite(&bob, "consult-1", "103", 1).await;
+    let ok = loop {
+        let m = request_or_response(&bob, &mut seen).await;
+        if m.starts_with("SIP/2.0 200") && m.contains("2 INVITE") {
+            break common::Resp(m);
+        }
+    };
+    bob.send(dialog::ack_for(&consult, &ok).as_bytes()).await;
+    carol
+        .event("CALL_ESTABLISHED", Duration::from_secs(15))
+        .await
+        .unwrap();
+    // bob's Transfer key: a REFER to alice naming the consult call.
+    let replaces = format!(
+        "consult-1;to-tag={};from-tag=a1",
+        dialog::tag(&ok.header("to").unwrap())
+    )
+    .replace('@', "%40")
+    .replace(';', "%3B")
+    .replace('=', "%3D");
+    let refer = first.request(
+        &bob,
+        "REFER",
+        1,
+        &format!(
+            "Refer-To: <sip:103@{}?Replaces={replaces}>\r\n{}",
+            s.sip,
+            dialog::contact(&bob)
+        ),
+        "",
+    );
+    bob.send(refer.as_bytes()).await;
+    let accepted = loop {
+        let m = request_or_response(&bob, &mut seen).await;
+        if m.contains("1 REFER") {
+            break m;
+        }
+    };
+    assert!(accepted.starts_with("SIP/2.0 202"), "{accepted}");
+    // bob hears it worked and is let go from both calls.
+    let done = |seen: &[String]| {
+        seen.iter().filter(|m| m.starts_with("BYE ")).count() == 2
+            && seen
+                .iter()
+                .any(|m| m.starts_with("NOTIFY ") && m.contains("SIP/2.0 200"))
+    };
+    while !done(&seen) {
+        let m = request_answering(&bob, &mut seen).await;
+        assert!(m.is_some() || done(&seen), "bob was not let go: {seen:?}");
+    }
+    tokio::time::sleep(TALK).await;
+    alice.command("hangup", "").await.unwrap();
+    carol
+        .event("CALL_CLOSED", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let alice_heard = alice.dump(true).expect("alice's dump");
+    let carol_heard = carol.dump(true).expect("carol's dump");
+    alice.quit().await;
+    carol.quit().await;
+    let heard = Wav::read(&alice_heard).unwrap();
+    tones(&heard.samples[0], heard.rate, TARGET_HZ, CALLER_HZ)
+        .check(MIN_TONE_SECS)
+        .unwrap_or_else(|e| panic!("alice should have heard carol: {e}"));
+    let heard = Wav::read(&carol_heard).unwrap();
+    tones(&heard.samples[0], heard.rate, CALLER_HZ, TARGET_HZ)
+        .check(MIN_TONE_SECS)
+        .unwrap_or_else(|e| panic!("carol should have heard alice: {e}"));
+    let q = "SELECT reason FROM cdrs WHERE ended_at IS NOT NULL ORDER BY id";
+    s.eventually("both calls' cdrs are closed", || async {
+        sqlx::query(q).fetch_all(&s.pool).await.unwrap().len() == 2
+    })
+    .await;
+    let reasons: Vec<(Option<String>,)> = sqlx::query_as(q).fetch_all(&s.pool).await.unwrap();
+    assert!(
+        reasons.iter().any(|(r,)| r
+            .as_deref()
+            .unwrap_or_default()
+            .contains("transferred by 102 to 103 (attended)")),
+        "{reasons:?}"
+    );
+    s.stop().await;
+}
+
+/// The next message `p` reads (within 10 s), NOTIFY and BYE answered and
+/// kept in `seen`.
+async fn request_or_response(p: &Phone, seen: &mut Vec<String>) -> String {
+    request_answering(p, seen).await.expect("a message")
 }
 
 /// The checks above can fail: swapped, missing, mixed or too short audio,

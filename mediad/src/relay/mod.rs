@@ -24,23 +24,28 @@
 //! its own ([`player`]), at the latched address or the SDP's while
 //! learning, relays nothing either way (a B-leg's packets are dropped) and,
 //! when the Play asks, records what the A-leg says ([`voicemail`]). There
-//! is no B-leg then, so only the A-leg can time out.
+//! is no B-leg then, so only the A-leg can time out, and no leg is fed
+//! music or announcements.
 //!
-//! Hold music: while one leg has the call on hold, sipd asks for music to
-//! the other ([`Call::start_music`]). That leg then gets mediad's own
-//! stream (a looped clip, [`player`]) instead of what the holding leg
-//! sends, which is dropped; everything else (the held leg's packets to the
-//! holder, RTCP, recording, DTMF) goes on as relayed. [`Call::stop_music`]
-//! when the hold ends, and the relay carries the leg's audio again.
+//! Feeds (hold music, announcements): while one leg has the call on hold,
+//! sipd asks for music to the other ([`Call::start_music`], a looped clip);
+//! a leg about to be hung up (the phone that parked a call) may hear an
+//! announcement once first ([`Call::start_clips`], not looped). That leg
+//! then gets mediad's own stream ([`player`]) instead of what the other leg
+//! sends, which is dropped; everything else (the other direction, RTCP,
+//! recording, DTMF) goes on as relayed. [`Call::stop_feed`] ends either;
+//! an announcement also ends by itself after its last packet, reported as
+//! [`Event::PlayDone`] for that leg. Then the relay carries the other
+//! leg's audio to it again.
 //!
-//! The held leg must hear one stream throughout, or a phone drops what it
+//! A fed leg must hear one stream throughout, or a phone drops what it
 //! gets: baresip, for one, discards packets whose timestamp runs backwards
-//! even under a new SSRC. So the music continues the SSRC, numbering and
+//! even under a new SSRC. So a feed continues the SSRC, numbering and
 //! clock of what the leg was last sent (the clock advanced by the time
-//! that passed), and relayed packets after the music are renumbered to
-//! continue the music in turn (RFC 3550 section 5.1 allows any start; the
-//! marker bit opens the talkspurt, RFC 3551 section 4.1). Until a leg has
-//! heard music its packets pass untouched.
+//! that passed), and relayed packets after it are renumbered to continue
+//! the feed in turn (RFC 3550 section 5.1 allows any start; the marker bit
+//! opens the talkspurt, RFC 3551 section 4.1). Until a leg has been fed
+//! its packets pass untouched.
 
 pub mod dtmf;
 pub mod g711;
@@ -111,8 +116,11 @@ pub enum Event {
         leg: LegId,
         silent: Duration,
     },
-    /// The items of the last Play were all sent to the A-leg.
-    PlayDone,
+    /// The items of the last Play to `leg` were all sent: the A-leg's
+    /// (mediad answering it), or an announcement to a relayed leg.
+    PlayDone {
+        leg: LegId,
+    },
     /// The voicemail stopped recording by itself: the longest message, or
     /// the caller's silence.
     RecordEnded(voicemail::Ended),
@@ -123,6 +131,9 @@ pub enum Event {
 pub enum PlayError {
     #[error("the leg's SDP names neither PCMU nor PCMA (UpdateLeg with its codecs comes first)")]
     NoCodec,
+    /// A feed asked for in a call mediad answers itself.
+    #[error("mediad answers this call itself: no leg is relayed to play to")]
+    Answered,
 }
 
 /// Counters and latch state of one leg.
@@ -205,20 +216,21 @@ pub struct Call {
     relayed_pts: u128,
     /// Set by the first Play: the call is the A-leg's endpoint.
     answer: Option<Answer>,
-    /// Hold music per leg (see the module docs).
-    music: [Option<Player>; 2],
+    /// What each leg is fed in place of the other leg's audio: hold music
+    /// (looped) or an announcement (see the module docs).
+    feeds: [Option<Player>; 2],
     /// The stream each leg is sent (see the module docs).
     out: [OutStream; 2],
 }
 
-/// What one leg has been sent, to keep it one RTP stream across hold music.
+/// What one leg has been sent, to keep it one RTP stream across feeds.
 #[derive(Debug, Default, Clone, Copy)]
 struct OutStream {
     /// The last packet: SSRC, sequence number, timestamp, when it went.
     last: Option<(u32, u16, u32, Instant)>,
-    /// How relayed packets are renumbered since the music ended.
+    /// How relayed packets are renumbered since the last feed ended.
     shift: Option<Shift>,
-    /// Music played since `shift` was set: the next relayed packet sets it
+    /// A feed played since `shift` was set: the next relayed packet sets it
     /// afresh.
     resync: bool,
 }
@@ -296,7 +308,7 @@ impl Call {
             events: VecDeque::with_capacity(8),
             relayed_pts: 0,
             answer: None,
-            music: [None, None],
+            feeds: [None, None],
             out: [OutStream::default(); 2],
         }
     }
@@ -362,7 +374,7 @@ impl Call {
                 vm.push(now, hdr.ssrc, hdr.timestamp, codec, payload);
             }
         }
-        if self.answer.is_some() || self.music[from.other() as usize].is_some() {
+        if self.answer.is_some() || self.feeds[from.other() as usize].is_some() {
             return None;
         }
         let to = &mut self.legs[from.other() as usize];
@@ -557,9 +569,10 @@ impl Call {
     }
 
     /// Plays `clips` to the A-leg, then records it for `record_after` if
-    /// set; the call is the A-leg's endpoint from now on. Replaces a Play
-    /// under way (which never reports PlayDone) and ends a voicemail being
-    /// recorded, whose rest is appended to `out` as by
+    /// set; the call is the A-leg's endpoint from now on, and the feeds of
+    /// both legs end (an announcement's PlayDone never comes). Replaces a
+    /// Play under way (which never reports PlayDone) and ends a voicemail
+    /// being recorded, whose rest is appended to `out` as by
     /// [`Call::finish_voicemail`]. `seed` starts the RTP stream of the
     /// call's first Play; later ones continue it.
     pub fn play(
@@ -580,6 +593,7 @@ impl Call {
         });
         answer.player.play(codec, pt, clips);
         answer.playing = true;
+        self.feeds = [None, None];
         answer.record_after = record_after;
         if let Some(mut vm) = answer.voicemail.take() {
             vm.finish(out);
@@ -605,7 +619,7 @@ impl Call {
         let leg = &mut self.legs[LegId::A as usize];
         let Some(packet) = answer.player.next_packet() else {
             answer.playing = false;
-            self.events.push_back(Event::PlayDone);
+            self.events.push_back(Event::PlayDone { leg: LegId::A });
             if let Some(limits) = answer.record_after.take() {
                 answer.voicemail = Some(Voicemail::new(now, limits));
             }
@@ -621,11 +635,9 @@ impl Call {
     }
 
     /// Plays `clip` over and over to leg `to` in place of what the other
-    /// leg sends (hold music), in the first of PCMU/PCMA of `to`'s SDP.
-    /// Music already playing to `to` goes on; a call mediad answers has
-    /// no other leg and gets none.
-    /// `seed` starts the stream when the leg was never sent anything;
-    /// otherwise the music continues what it was sent.
+    /// leg sends (hold music), as [`Call::start_clips`] does. Music already
+    /// playing to `to` goes on; an announcement is replaced; a call mediad
+    /// answers has no other leg and gets none.
     pub fn start_music(
         &mut self,
         now: Instant,
@@ -633,8 +645,32 @@ impl Call {
         clip: Clip,
         seed: Seed,
     ) -> Result<(), PlayError> {
-        if self.answer.is_some() || self.music[to as usize].is_some() {
+        let playing = self.feeds[to as usize]
+            .as_ref()
+            .is_some_and(Player::is_looping);
+        if self.answer.is_some() || playing {
             return Ok(());
+        }
+        self.start_clips(now, to, vec![clip], true, seed)
+    }
+
+    /// Feeds `clips` to leg `to` in place of what the other leg sends, in
+    /// the first of PCMU/PCMA of `to`'s SDP: over and over when `looped`
+    /// (hold music), else once (an announcement), after which comes
+    /// [`Event::PlayDone`] for `to` and the leg hears the other again.
+    /// Replaces whatever `to` was fed; a replaced announcement never
+    /// reports PlayDone. `seed` starts the stream when the leg was never
+    /// sent anything; otherwise the clips continue what it was sent.
+    pub fn start_clips(
+        &mut self,
+        now: Instant,
+        to: LegId,
+        clips: Vec<Clip>,
+        looped: bool,
+        seed: Seed,
+    ) -> Result<(), PlayError> {
+        if self.answer.is_some() {
+            return Err(PlayError::Answered);
         }
         let (pt, codec) = self.legs[to as usize]
             .play_codec
@@ -648,33 +684,49 @@ impl Call {
             None => seed,
         };
         let mut player = Player::new(seed);
-        player.play_looped(codec, pt, [clip]);
-        self.music[to as usize] = Some(player);
+        if looped {
+            player.play_looped(codec, pt, clips);
+        } else {
+            player.play(codec, pt, clips);
+        }
+        self.feeds[to as usize] = Some(player);
         Ok(())
     }
 
-    /// Ends the hold music to leg `to`: it hears the other leg again.
-    pub fn stop_music(&mut self, to: LegId) {
-        if self.music[to as usize].take().is_some() {
+    /// Ends the feed of leg `to` (hold music, or an announcement, which
+    /// then reports no PlayDone): it hears the other leg again.
+    pub fn stop_feed(&mut self, to: LegId) {
+        if self.feeds[to as usize].take().is_some() {
             self.out[to as usize].resync = true;
         }
     }
 
-    /// Hold music plays to some leg: the shell calls
-    /// [`Call::next_music_frame`] for each leg every 20 ms.
-    pub fn has_music(&self) -> bool {
-        self.music.iter().any(Option::is_some)
+    /// Some leg is fed (music or an announcement): the shell calls
+    /// [`Call::next_feed_frame`] for each leg every 20 ms.
+    pub fn has_feed(&self) -> bool {
+        self.feeds.iter().any(Option::is_some)
     }
 
-    /// The next 20 ms of hold music for leg `to` and where it goes; `None`
-    /// without music or without an address for the leg (then counted
-    /// dropped).
-    pub fn next_music_frame(&mut self, now: Instant, to: LegId) -> Option<(SocketAddr, &[u8])> {
-        let player = self.music[to as usize].as_mut()?;
-        let leg = &mut self.legs[to as usize];
+    /// The next 20 ms of leg `to`'s feed and where it goes; `None` without
+    /// a feed or without an address for the leg (then counted dropped).
+    /// An announcement ends one frame time after its last packet: then
+    /// [`Event::PlayDone`], and the relay carries the other leg again.
+    pub fn next_feed_frame(&mut self, now: Instant, to: LegId) -> Option<(SocketAddr, &[u8])> {
+        let i = to as usize;
+        if self.feeds[i]
+            .as_ref()
+            .is_some_and(|p| !p.is_looping() && !p.has_audio())
+        {
+            self.feeds[i] = None;
+            self.out[i].resync = true;
+            self.events.push_back(Event::PlayDone { leg: to });
+            return None;
+        }
+        let player = self.feeds[i].as_mut()?;
+        let leg = &mut self.legs[i];
         let packet = player.next_packet()?;
         if let Datagram::Rtp(h) = rtp::parse(packet) {
-            self.out[to as usize].last = Some((h.ssrc, h.seq, h.timestamp, now));
+            self.out[i].last = Some((h.ssrc, h.seq, h.timestamp, now));
         }
         match leg.latch.target() {
             Some(dst) => Some((dst, packet)),
@@ -1212,7 +1264,7 @@ mod tests {
             digit: '9',
         };
         assert_eq!(c.poll_event(), Some(key), "DTMF while playing");
-        assert_eq!(c.poll_event(), Some(Event::PlayDone));
+        assert_eq!(c.poll_event(), Some(Event::PlayDone { leg: LegId::A }));
         assert_eq!(c.leg(LegId::A).packets_out, 25);
         assert_eq!(c.leg(LegId::B).dropped, 26, "B is not heard");
         assert_eq!(c.leg(LegId::B).packets_out, 0, "A is not relayed");
@@ -1279,7 +1331,7 @@ mod tests {
             n += usize::from(c.next_frame(t).is_some());
         }
         assert_eq!(n, 25, "the beep alone");
-        assert_eq!(c.poll_event(), Some(Event::PlayDone));
+        assert_eq!(c.poll_event(), Some(Event::PlayDone { leg: LegId::A }));
         assert_eq!(c.poll_event(), None, "the replaced Play never finished");
         c.on_rtp(t, LegId::A, addr(4000), &mut rtp(0, 1, 0, 1, &[0x22; 160]));
         assert!(out.is_empty());
@@ -1312,18 +1364,18 @@ mod tests {
             );
             assert_eq!(p, sent);
         }
-        assert!(c.next_music_frame(ms(50), LegId::A).is_none());
+        assert!(c.next_feed_frame(ms(50), LegId::A).is_none());
         // B holds at 60 ms: A hears the music in its first G.711 codec,
         // going on from B's stream (SSRC, next number, the clock moved by
         // the 20 ms since), and nothing of B.
         c.start_music(ms(60), LegId::A, player::hold_melody(), SEED)
             .unwrap();
-        assert!(c.has_music());
+        assert!(c.has_feed());
         let mut p = rtp(0, 4, 480, 0xb, &[2; 160]);
         assert_eq!(c.on_rtp(ms(60), LegId::B, addr(6000), &mut p), None);
         let mut music = Vec::new();
         for i in 0..5u64 {
-            let (dst, packet) = c.next_music_frame(ms(60 + 20 * i), LegId::A).unwrap();
+            let (dst, packet) = c.next_feed_frame(ms(60 + 20 * i), LegId::A).unwrap();
             assert_eq!(dst, addr(5000));
             assert!(matches!(rtp::parse(packet), Datagram::Rtp(h) if h.payload_type == 0));
             music.push(ids(packet));
@@ -1331,7 +1383,7 @@ mod tests {
         assert_eq!(music[0], (true, 4, 480, 0xb));
         assert_eq!(music[4], (false, 8, 480 + 4 * 160, 0xb));
         assert!(
-            c.next_music_frame(ms(60), LegId::B).is_none(),
+            c.next_feed_frame(ms(60), LegId::B).is_none(),
             "B hears no music"
         );
         // A still reaches B, untouched; asking for music again changes
@@ -1344,11 +1396,11 @@ mod tests {
         assert_eq!(ids(&p), (false, 9, 0, 0xa));
         c.start_music(ms(160), LegId::A, player::beep(), SEED)
             .unwrap();
-        assert_eq!(ids(c.next_music_frame(ms(160), LegId::A).unwrap().1).1, 9);
+        assert_eq!(ids(c.next_feed_frame(ms(160), LegId::A).unwrap().1).1, 9);
         // Unhold at 200 ms; B's next packet, 140 ms after the last music
         // one, continues the music's stream, marked; the one after follows.
-        c.stop_music(LegId::A);
-        assert!(!c.has_music());
+        c.stop_feed(LegId::A);
+        assert!(!c.has_feed());
         let mut p = rtp(0, 50, 9000, 0xb, &[2; 160]);
         assert_eq!(
             c.on_rtp(ms(300), LegId::B, addr(6000), &mut p),
@@ -1361,7 +1413,7 @@ mod tests {
         // B was sent A's packet: its music goes on from that.
         c.start_music(ms(400), LegId::B, player::hold_melody(), SEED)
             .unwrap();
-        let first = ids(c.next_music_frame(ms(400), LegId::B).unwrap().1);
+        let first = ids(c.next_feed_frame(ms(400), LegId::B).unwrap().1);
         assert_eq!(first, (true, 10, 300 * 8, 0xa));
         // A leg never sent anything starts from the seed; one without a
         // G.711 codec gets no music.
@@ -1369,12 +1421,205 @@ mod tests {
         c.set_remote(LegId::B, addr(6000), None);
         c.start_music(t, LegId::B, player::hold_melody(), SEED)
             .unwrap();
-        let first = ids(c.next_music_frame(t, LegId::B).unwrap().1);
+        let first = ids(c.next_feed_frame(t, LegId::B).unwrap().1);
         assert_eq!(first, (true, SEED.seq, SEED.timestamp, SEED.ssrc));
         let mut c = call(t);
         c.set_codecs(LegId::B, [(9u8, "G722")]);
         assert_eq!(
             c.start_music(t, LegId::B, player::hold_melody(), SEED),
+            Err(PlayError::NoCodec)
+        );
+    }
+
+    /// (marker, seq, timestamp, SSRC) of an RTP packet.
+    fn ids(p: &[u8]) -> (bool, u16, u32, u32) {
+        let h = header(p);
+        (h.marker, h.seq, h.timestamp, h.ssrc)
+    }
+
+    /// A relayed call whose B-leg's SDP puts PCMA first.
+    fn relayed(t: Instant) -> Call {
+        let mut c = call(t);
+        c.set_codecs(
+            LegId::B,
+            [(8u8, "PCMA"), (0, "PCMU"), (101, "telephone-event")],
+        );
+        c.set_remote(LegId::A, addr(5000), None);
+        c.set_remote(LegId::B, addr(6000), None);
+        c
+    }
+
+    #[test]
+    fn an_announcement_plays_once_to_b_then_b_hears_a_again_in_one_stream() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut c = relayed(t);
+        // A talks to B; the packets pass untouched.
+        for i in 0..3u16 {
+            let mut p = rtp(0, 1 + i, 160 * u32::from(i), 0xa, &[1; 160]);
+            let at = ms(20 * u64::from(i));
+            assert_eq!(c.on_rtp(at, LegId::A, addr(5000), &mut p), Some(addr(6000)));
+            assert_eq!(ids(&p), (false, 1 + i, 160 * u32::from(i), 0xa));
+        }
+        // At 60 ms B is announced the beep, in B's first G.711 codec, going
+        // on from A's stream; A's packets reach B no more meanwhile.
+        c.start_clips(ms(60), LegId::B, vec![player::beep()], false, SEED)
+            .unwrap();
+        assert!(c.has_feed());
+        let mut sent = Vec::new();
+        let mut now = ms(60);
+        loop {
+            let seq = 4 + sent.len() as u16;
+            let mut p = rtp(0, seq, 160 * u32::from(seq), 0xa, &[1; 160]);
+            assert_eq!(c.on_rtp(now, LegId::A, addr(5000), &mut p), None);
+            assert!(c.next_feed_frame(now, LegId::A).is_none(), "A is not fed");
+            let Some((dst, packet)) = c.next_feed_frame(now, LegId::B) else {
+                break;
+            };
+            assert_eq!(dst, addr(6000));
+            assert_eq!(header(packet).payload_type, 8, "PCMA, B's first");
+            sent.push(ids(packet));
+            assert_eq!(c.poll_event(), None, "not done while sending");
+            now += Duration::from_millis(20);
+        }
+        assert_eq!(sent.len(), 25, "the 0.5 s beep, once");
+        assert_eq!(sent[0], (true, 4, 480, 0xa));
+        assert_eq!(sent[24], (false, 28, 480 + 24 * 160, 0xa));
+        assert_eq!(c.poll_event(), Some(Event::PlayDone { leg: LegId::B }));
+        assert!(!c.has_feed());
+        assert!(c.next_feed_frame(now, LegId::B).is_none());
+        assert_eq!(c.poll_event(), None, "reported once");
+        // The relay is back: A's next packet, 40 ms after the last of the
+        // beep, continues its stream, marked; the one after follows.
+        let mut p = rtp(0, 30, 4800, 0xa, &[1; 160]);
+        assert_eq!(
+            c.on_rtp(ms(580), LegId::A, addr(5000), &mut p),
+            Some(addr(6000))
+        );
+        assert_eq!(ids(&p), (true, 29, 4320 + 320, 0xa));
+        let mut p = rtp(0, 31, 4960, 0xa, &[1; 160]);
+        c.on_rtp(ms(600), LegId::A, addr(5000), &mut p);
+        assert_eq!(ids(&p), (false, 30, 4640 + 160, 0xa));
+    }
+
+    #[test]
+    fn a_keeps_hearing_b_and_dtmf_rtcp_and_recording_go_on_during_an_announcement() {
+        let t = Instant::now();
+        let mut c = relayed(t);
+        c.set_remote(LegId::B, addr(6000), Some(addr(6001)));
+        c.start_recording(t);
+        c.start_clips(t, LegId::B, vec![player::beep()], false, SEED)
+            .unwrap();
+        let mut p = rtp(0, 7, 1120, 0xb, &[0x22; 160]);
+        let sent = p.clone();
+        assert_eq!(c.on_rtp(t, LegId::B, addr(6000), &mut p), Some(addr(5000)));
+        assert_eq!(p, sent, "B reaches A untouched");
+        let mut p = rtp(0, 1, 0, 0xa, &[0x11; 160]);
+        assert_eq!(c.on_rtp(t, LegId::A, addr(5000), &mut p), None);
+        let key = rtp(101, 2, 160, 0xa, &dtmf::payload(4, false, 160));
+        assert_eq!(c.on_rtp(t, LegId::A, addr(5000), &mut key.clone()), None);
+        let key = Event::Dtmf {
+            leg: LegId::A,
+            digit: '4',
+        };
+        assert_eq!(c.poll_event(), Some(key));
+        let rr = [0x81, 201, 0, 1, 0, 0, 0, 0xa];
+        assert_eq!(c.on_rtcp(t, LegId::A, addr(5001), &rr), Some(addr(6001)));
+        let mut out = Vec::new();
+        c.stop_recording().unwrap().finish(&mut out);
+        let l = i16::from_le_bytes([out[0], out[1]]);
+        let r = i16::from_le_bytes([out[2], out[3]]);
+        assert_eq!(
+            (l, r),
+            (g711::ULAW_TO_LINEAR[0x11], g711::ULAW_TO_LINEAR[0x22])
+        );
+        assert!(c.next_feed_frame(t, LegId::B).is_some(), "still announcing");
+    }
+
+    #[test]
+    fn stopping_the_feed_ends_an_announcement_early_without_play_done() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut c = relayed(t);
+        c.start_clips(t, LegId::B, vec![player::beep()], false, SEED)
+            .unwrap();
+        for i in 0..5u64 {
+            assert!(c.next_feed_frame(ms(20 * i), LegId::B).is_some());
+        }
+        c.stop_feed(LegId::B);
+        assert!(!c.has_feed());
+        assert!(c.next_feed_frame(ms(100), LegId::B).is_none());
+        assert_eq!(c.poll_event(), None, "no play_done");
+        // A is heard at once, continuing the beep's stream.
+        let mut p = rtp(0, 9, 0, 0xa, &[1; 160]);
+        assert_eq!(
+            c.on_rtp(ms(100), LegId::A, addr(5000), &mut p),
+            Some(addr(6000))
+        );
+        assert_eq!(
+            ids(&p),
+            (true, SEED.seq + 5, SEED.timestamp + 5 * 160, SEED.ssrc)
+        );
+    }
+
+    #[test]
+    fn music_and_a_second_announcement_replace_an_announcement_which_never_reports() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        let mut c = relayed(t);
+        let long: Clip = vec![0i16; 8000].into();
+        c.start_clips(t, LegId::B, vec![long.clone()], false, SEED)
+            .unwrap();
+        c.next_feed_frame(t, LegId::B).unwrap();
+        // Hold music replaces it, continuing the stream, and plays on.
+        c.start_music(ms(20), LegId::B, player::hold_melody(), SEED)
+            .unwrap();
+        let first = ids(c.next_feed_frame(ms(20), LegId::B).unwrap().1);
+        assert_eq!(first, (true, SEED.seq + 1, SEED.timestamp + 160, SEED.ssrc));
+        for i in 2..200u64 {
+            assert!(c.next_feed_frame(ms(20 * i), LegId::B).is_some(), "{i}");
+        }
+        // An announcement replaces the music, a second one the first.
+        c.start_clips(ms(4000), LegId::B, vec![long], false, SEED)
+            .unwrap();
+        c.next_feed_frame(ms(4000), LegId::B).unwrap();
+        c.start_clips(ms(4020), LegId::B, vec![player::beep()], false, SEED)
+            .unwrap();
+        let mut n = 0;
+        while c.next_feed_frame(ms(4020), LegId::B).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 25, "the beep alone");
+        assert_eq!(c.poll_event(), Some(Event::PlayDone { leg: LegId::B }));
+        assert_eq!(c.poll_event(), None, "the replaced ones never finished");
+        assert!(!c.has_feed(), "the music went with the announcement");
+    }
+
+    #[test]
+    fn a_call_mediad_answers_feeds_no_leg_and_a_play_to_a_ends_the_feeds() {
+        let t = Instant::now();
+        let mut c = relayed(t);
+        c.start_clips(t, LegId::B, vec![player::beep()], false, SEED)
+            .unwrap();
+        c.start_music(t, LegId::A, player::hold_melody(), SEED)
+            .unwrap();
+        let mut out = Vec::new();
+        c.play(vec![player::beep()], None, SEED, &mut out).unwrap();
+        assert!(!c.has_feed());
+        assert_eq!(
+            c.start_clips(t, LegId::B, vec![player::beep()], false, SEED),
+            Err(PlayError::Answered)
+        );
+        assert_eq!(
+            c.start_music(t, LegId::B, player::hold_melody(), SEED),
+            Ok(())
+        );
+        assert!(!c.has_feed());
+        // And a leg without a G.711 codec gets no announcement.
+        let mut c = call(t);
+        c.set_codecs(LegId::B, [(9u8, "G722")]);
+        assert_eq!(
+            c.start_clips(t, LegId::B, vec![player::beep()], false, SEED),
             Err(PlayError::NoCodec)
         );
     }

@@ -1,5 +1,6 @@
 //! mediad as an RTP sender: what it plays to a leg it answers itself
-//! (voicemail greetings, menus) and the hold music a held leg hears.
+//! (voicemail greetings, menus), the hold music a held leg hears and an
+//! announcement a relayed leg hears once.
 //!
 //! A [`Clip`] is 8 kHz mono 16-bit PCM, made from a WAV ([`decode_wav`],
 //! resampled) or generated ([`beep`]). The [`Player`] cuts its queue of
@@ -225,6 +226,11 @@ impl Player {
         !self.clips.is_empty()
     }
 
+    /// Whether the clips play over and over ([`Player::play_looped`]).
+    pub fn is_looping(&self) -> bool {
+        self.looping
+    }
+
     /// The next 20 ms packet, or `None` when everything was sent. The clips
     /// run on without gaps; the last frame is padded with silence.
     pub fn next_packet(&mut self) -> Option<&[u8]> {
@@ -378,7 +384,7 @@ mod tests {
         let pcm: Vec<i16> = (0..(3 * per_loop).div_ceil(FRAME))
             .flat_map(|_| decode(G711::Pcma, &p.next_packet().unwrap()[12..]))
             .collect();
-        assert!(p.has_audio());
+        assert!(p.has_audio() && p.is_looping());
         for round in 0..3 {
             // The loop runs on without a gap in the middle of a frame.
             let start = round * per_loop;
@@ -397,6 +403,7 @@ mod tests {
         }
         // A plain play after it ends as before.
         p.play(G711::Pcma, 8, [beep()]);
+        assert!(!p.is_looping());
         assert_eq!(drain(&mut p).len(), 25);
     }
 

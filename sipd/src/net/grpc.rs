@@ -118,6 +118,7 @@ impl Sipd for SipdService {
                 state: c.state.into(),
                 started_at_unix: i64::try_from(c.started_at / 1000).unwrap_or(0),
                 recording: c.recording,
+                park_slot: c.park_slot.unwrap_or(0),
             })
             .collect();
         Ok(Response::new(ListCallsReply { calls }))

@@ -219,10 +219,13 @@ impl Media {
     /// Plays `prompts` to the caller, then records them for up to
     /// `record.0` seconds, ending after `record.1` seconds of silence
     /// (voicemail). Without the speech engine the caller hears the tone
-    /// alone; when mediad cannot play at all the call ends.
+    /// alone; when mediad cannot play at all the call ends. To leg "b" (an
+    /// announcement in a relayed call) a failure is as if it had been
+    /// heard: the call goes on.
     pub fn play(
         &self,
         call_id: String,
+        leg: &'static str,
         prompts: Vec<Prompt>,
         (record_secs, silence_secs): (Option<u32>, u32),
         tx: mpsc::Sender<Command>,
@@ -231,6 +234,7 @@ impl Media {
         tokio::spawn(async move {
             let request = |prompts: &[Prompt]| PlayRequest {
                 call_id: call_id.clone(),
+                leg: leg.to_string(),
                 items: prompts.iter().map(play_item_of).collect(),
                 record_after: record_secs.is_some(),
                 max_record_secs: record_secs.unwrap_or(0),
@@ -246,6 +250,14 @@ impl Media {
                     .filter(|p| !matches!(p, Prompt::Text(_)))
                     .collect();
                 result = client.play(request(&tones)).await;
+            }
+            if let Err(e) = &result
+                && leg == "b"
+            {
+                tracing::warn!(call_id = %call_id, error = %e, "mediad cannot play the announcement");
+                let leg = leg.to_string();
+                let _ = tx.send(Command::PlayDone { call_id, leg }).await;
+                return;
             }
             if let Err(e) = result {
                 tracing::error!(call_id = %call_id, error = %e, "mediad cannot play: ending the call");
@@ -305,6 +317,7 @@ impl Media {
                             let _ = tx
                                 .send(Command::PlayDone {
                                     call_id: ev.call_id,
+                                    leg: ev.leg,
                                 })
                                 .await;
                         }

@@ -108,6 +108,10 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
         voicemail_min_secs: secs("voicemail.min_length"),
         voicemail_internal: s.bool("voicemail.internal_calls"),
         voicemail_code: s.str("voicemail.access_code").trim().to_string(),
+        pickup_code: s.str("calls.pickup_code").trim().to_string(),
+        park_code: s.str("calls.park_code").trim().to_string(),
+        park_retrieve_code: s.str("calls.park_retrieve_code").trim().to_string(),
+        park_timeout_ms: s.u64("calls.park_timeout").max(1) * 1000,
     }
 }
 
@@ -267,7 +271,7 @@ pub enum Command {
         messages: Vec<crate::sip::core::StoredMessage>,
     },
     /// mediad finished playing to a call.
-    PlayDone { call_id: String },
+    PlayDone { call_id: String, leg: String },
 }
 
 /// Runs the SIP side of sipd until `shutdown`.
@@ -488,11 +492,13 @@ impl Shell {
                 Event::MediaRelease { call_id, voicemail } => media.release(call_id, voicemail),
                 Event::MediaPlay {
                     call_id,
+                    leg,
                     prompts,
                     record_secs,
                     silence_secs,
                 } => media.play(
                     call_id,
+                    leg,
                     prompts,
                     (record_secs, silence_secs),
                     self.cmd_tx.clone(),
@@ -550,7 +556,7 @@ impl Shell {
             | Command::Originate { call_id, .. }
             | Command::Dtmf { call_id, .. }
             | Command::Mailbox { call_id, .. }
-            | Command::PlayDone { call_id } => tracing::info_span!("call", call_id).entered(),
+            | Command::PlayDone { call_id, .. } => tracing::info_span!("call", call_id).entered(),
             _ => tracing::Span::none().entered(),
         };
         let core = &mut self.core;
@@ -594,7 +600,7 @@ impl Shell {
                 let _ = reply.send(core.calls());
             }
             Command::Mailbox { call_id, messages } => core.mailbox_loaded(&call_id, messages),
-            Command::PlayDone { call_id } => core.play_done(now_ms(), &call_id),
+            Command::PlayDone { call_id, leg } => core.play_done(now_ms(), &call_id, &leg),
         }
     }
 }

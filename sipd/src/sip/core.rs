@@ -94,6 +94,18 @@ pub struct CoreConfig {
     /// `voicemail.access_code`: what a phone dials to hear its owner's
     /// voicemail ("" = none).
     pub voicemail_code: String,
+    /// `calls.pickup_code`: what a phone dials to answer a call ringing
+    /// another phone (followed by an extension: that phone's call); empty
+    /// turns pickup off.
+    pub pickup_code: String,
+    /// `calls.park_code`: the target of a transfer that parks the call.
+    pub park_code: String,
+    /// `calls.park_retrieve_code`: dialled with the slot, takes a parked
+    /// call back.
+    pub park_retrieve_code: String,
+    /// `calls.park_timeout`: a parked call nobody took back rings the phone
+    /// that parked it after this long.
+    pub park_timeout_ms: u64,
 }
 
 impl Default for CoreConfig {
@@ -128,6 +140,10 @@ impl Default for CoreConfig {
             voicemail_min_secs: 3,
             voicemail_internal: true,
             voicemail_code: "*97".into(),
+            pickup_code: "*8".into(),
+            park_code: "*70".into(),
+            park_retrieve_code: "*71".into(),
+            park_timeout_ms: 60_000,
         }
     }
 }
@@ -183,6 +199,9 @@ pub enum Event {
     /// ending sooner after `silence_secs` of the caller's silence (0: never).
     MediaPlay {
         call_id: String,
+        /// "a" (the caller, sipd answered it) or "b" (an announcement to
+        /// the other leg of a relayed call, played once).
+        leg: &'static str,
         prompts: Vec<Prompt>,
         record_secs: Option<u32>,
         silence_secs: u32,

@@ -267,18 +267,51 @@ impl LegMedia {
 /// (RFC 4733), so key presses still arrive. `None` when the offer has no
 /// audio or no G.711.
 pub fn local_answer(offer: &str, ip: &str, port: u16) -> Option<String> {
-    let media = leg_media(offer)?;
-    let name_of = |pt: u32, name: &str| -> Option<&'static str> {
-        match (pt, name.to_ascii_uppercase().as_str()) {
-            (_, "PCMU") | (0, "") => Some("PCMU"),
-            (_, "PCMA") | (8, "") => Some("PCMA"),
-            _ => None,
-        }
-    };
-    let (pt, codec) = media
+    answer_in(offer, ip, port, first_g711(offer)?)
+}
+
+/// The G.711 codec ("PCMU" or "PCMA") a static or named payload type is.
+fn g711_name(pt: u32, name: &str) -> Option<&'static str> {
+    match (pt, name.to_ascii_uppercase().as_str()) {
+        (_, "PCMU") | (0, "") => Some("PCMU"),
+        (_, "PCMA") | (8, "") => Some("PCMA"),
+        _ => None,
+    }
+}
+
+/// The first G.711 codec `sdp` names.
+pub fn first_g711(sdp: &str) -> Option<&'static str> {
+    leg_media(sdp)?
         .codecs
         .iter()
-        .find_map(|(pt, name)| name_of(*pt, name).map(|c| (*pt, c)))?;
+        .find_map(|(pt, name)| g711_name(*pt, name))
+}
+
+/// The first G.711 codec of `first` that `second` names too: what two
+/// phones joined through mediad (which relays, never transcodes) both
+/// speak.
+pub fn shared_g711(first: &str, second: &str) -> Option<&'static str> {
+    let theirs = leg_media(second)?;
+    leg_media(first)?.codecs.iter().find_map(|(pt, name)| {
+        let codec = g711_name(*pt, name)?;
+        theirs
+            .codecs
+            .iter()
+            .any(|(p, n)| g711_name(*p, n) == Some(codec))
+            .then_some(codec)
+    })
+}
+
+/// An answer to `offer` with mediad at `ip:port` in `codec` ("PCMU" or
+/// "PCMA", at the offer's payload type for it) and the offer's
+/// telephone-event. `None` when the offer does not name `codec`.
+pub fn answer_in(offer: &str, ip: &str, port: u16, codec: &str) -> Option<String> {
+    let media = leg_media(offer)?;
+    let pt = media
+        .codecs
+        .iter()
+        .find(|(pt, name)| g711_name(*pt, name) == Some(codec))
+        .map(|(pt, _)| *pt)?;
     let dtmf = media
         .codecs
         .iter()

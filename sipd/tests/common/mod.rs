@@ -5,6 +5,7 @@
 //! dir (which pushes each change to sipd over gRPC, as in production).
 #![allow(dead_code)]
 
+pub mod dialog;
 pub mod sipp;
 
 use std::net::SocketAddr;

@@ -299,9 +299,12 @@ pub struct ActiveCall {
     pub from_number: String,
     pub to_number: String,
     pub device_id: Option<i64>,
+    /// "ringing", "up" or "parked".
     pub state: String,
     pub started_at: String,
     pub recording: bool,
+    /// A parked call's slot: any phone dials the retrieve code and it.
+    pub park_slot: Option<u32>,
 }
 
 /// Active calls from sipd, filtered to the caller's devices for users.
@@ -340,6 +343,7 @@ pub async fn active_calls(st: &AppState, caller: &Caller) -> ApiResult<Vec<Activ
                 .map(proto::time::fmt)
                 .unwrap_or_default(),
             recording: c.recording,
+            park_slot: (c.park_slot > 0).then_some(c.park_slot),
         })
         .collect())
 }

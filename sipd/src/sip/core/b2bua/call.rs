@@ -25,6 +25,9 @@ impl Core {
         let dialed = user_of(raw.start.split(' ').nth(1).unwrap_or_default())
             .unwrap_or_default()
             .to_string();
+        if let Some(feature) = self.feature_of(inbound, &dialed) {
+            return self.join_feature(now, peer, r, key, caller, feature);
+        }
         let listen = match self.listen_for(caller, inbound, &dialed) {
             Ok(listen) => listen,
             Err(reply) => return reply,
@@ -317,9 +320,10 @@ impl Core {
             }
         }
         let duration_s = call.answered_at.map_or(0, |a| now.saturating_sub(a) / 1000);
-        // One CDR row per call: its transfers are named in the reason.
+        // One CDR row per call: its transfers, pickup and park are named in
+        // the reason.
         let why = std::iter::once(why.to_string())
-            .chain(call.transfers.iter().cloned())
+            .chain(call.history.iter().cloned())
             .collect::<Vec<_>>()
             .join("; ");
         let why = why.as_str();
@@ -368,6 +372,16 @@ impl Core {
             }
             self.start_voicemail(&call_id);
             self.start_listening(&call_id);
+            return;
+        }
+        // A joined phone's ACK of sipd's 2xx (pickup, park).
+        let cid = raw.get("call-id").unwrap_or_default();
+        if let Some(b) = call
+            .branches
+            .iter_mut()
+            .find(|b| b.call_id == cid && b.ok.is_some() && b.cseq == cseq)
+        {
+            b.ok = None;
             return;
         }
         // The ACK of a relayed re-INVITE's 2xx.
@@ -467,6 +481,14 @@ impl Core {
             let mut ack_lost = false;
             if let Some(call) = self.calls.calls.get_mut(&id) {
                 for (i, b) in call.branches.iter_mut().enumerate() {
+                    match b.ok.as_mut().and_then(|ok| ok.due(now)) {
+                        Some(true) => resend.extend(b.ok.as_ref().map(|ok| Transmit {
+                            peer: b.peer,
+                            data: ok.data.clone(),
+                        })),
+                        Some(false) => ack_lost = true,
+                        None => {}
+                    }
                     if !matches!(b.state, BranchState::Calling | BranchState::Proceeding) {
                         continue;
                     }
@@ -513,6 +535,7 @@ impl Core {
                 self.maybe_all_failed(now, &id);
             }
             self.transfer_progress(now, &id);
+            self.park_timeout(now, &id);
             if ring_over {
                 self.ring_timed_out(now, &id);
             }
@@ -575,12 +598,14 @@ impl Core {
                 to: c.to_user.clone(),
                 device_id: c.device_id,
                 state: match c.state {
+                    _ if c.park.is_some() => "parked",
                     State::Media | State::Ringing => "ringing",
                     State::Answering | State::Up => "up",
                 },
                 started_at: c.started_at,
                 recording: c.recording,
                 direction: c.direction,
+                park_slot: c.park.as_ref().map(park::Parked::slot),
             })
             .collect()
     }

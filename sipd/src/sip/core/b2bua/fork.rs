@@ -397,10 +397,13 @@ impl Core {
         let Some(b) = call.branches.get_mut(i) else {
             return;
         };
-        let Some((pa, _)) = call.ports else {
+        let Some((pa, pb)) = call.ports else {
             self.out.push_back(ack);
             return;
         };
+        call.b_sent = sdp::rewrite(&call.offer, &self.addrs.media_host(&b.peer), pb, false)
+            .unwrap_or_default();
+        call.b_media = body.to_string();
         let to_a = if call.late_offer {
             // The 2xx carries the offer; the caller answers it in its
             // ACK, and only that answer lets sipd ACK this 2xx.
@@ -448,7 +451,7 @@ impl Core {
 
     /// The caller hears the answer of branch `i`; the CDR names the device
     /// that answered an inbound call.
-    fn answer_caller(&mut self, now: u64, call_id: &str, i: usize, answer: String) {
+    pub(super) fn answer_caller(&mut self, now: u64, call_id: &str, i: usize, answer: String) {
         let Some(call) = self.calls.calls.get(call_id) else {
             return;
         };
@@ -496,7 +499,7 @@ impl Core {
 
     /// Records a call answered on branch `i` when the caller's or the
     /// callee's device records every call.
-    fn record_if_wanted(&mut self, call_id: &str, i: usize) {
+    pub(super) fn record_if_wanted(&mut self, call_id: &str, i: usize) {
         let Some(call) = self.calls.calls.get_mut(call_id) else {
             return;
         };

@@ -19,6 +19,8 @@ impl Core {
         if let Some(call) = self.calls.calls.get(cid) {
             let caller_tag = call.a_req.get("from").and_then(tag_of);
             let ours = !call.originate
+                && call.a_branch.is_none()
+                && !call.a_left
                 && to_tag == call.a_tag
                 && caller_tag == Some(from_tag)
                 && call.a_peer.addr.ip() == ip;
@@ -26,7 +28,7 @@ impl Core {
         }
         let id = self.calls.by_b_call_id.get(cid)?;
         let call = self.calls.calls.get(id)?;
-        let b = call.branches.iter().find(|b| {
+        let i = call.branches.iter().position(|b| {
             b.call_id == cid
                 && to_tag == b.from_tag
                 && !b.to_tag.is_empty()
@@ -34,8 +36,10 @@ impl Core {
                 && (b.peer.addr.ip() == ip
                     || (b.device_id == TRUNK_ID && self.cfg.trunk_ips.contains(&ip)))
         })?;
-        // Click-to-call: the device's own branch is the "a" leg.
-        let side = if call.originate && b.device_id != TRUNK_ID {
+        let b = &call.branches[i];
+        // Click-to-call: the device's own branch is the "a" leg; after a
+        // transfer by the caller's side, the target's.
+        let side = if call.a_branch == Some(i) || (call.originate && b.device_id != TRUNK_ID) {
             Side::A
         } else {
             Side::B
@@ -60,7 +64,11 @@ impl Core {
         let from_a = side == Side::A;
         match method {
             // The transferor leaves while the target rings: the call stays.
-            Method::Bye if live && !from_a && self.transferor_left(&call_id) => {
+            Method::Bye
+                if live
+                    && (self.transferor_left(&call_id, side)
+                        || (!from_a && self.parker_left(&call_id))) =>
+            {
                 Reply::new(200, "OK")
             }
             Method::Bye if live || from_a => {
@@ -160,7 +168,9 @@ impl Core {
         );
         self.calls.relays.insert(branch, relay);
         if to == Side::A {
-            self.sent_to_a(call_id, body.as_ref());
+            self.sent_to(call_id, Side::A, body.as_ref());
+        } else {
+            self.sent_to(call_id, Side::B, body.as_ref());
         }
         if method == Method::Invite {
             Reply::new(100, "Trying")
@@ -353,7 +363,9 @@ impl Core {
         let t = Transmit { peer: q.peer, data };
         self.txns.respond(now, &q.key, t.clone(), code);
         if q.from == Side::A {
-            self.sent_to_a(&q.call_id, answer.body.as_ref());
+            self.sent_to(&q.call_id, Side::A, answer.body.as_ref());
+        } else {
+            self.sent_to(&q.call_id, Side::B, answer.body.as_ref());
         }
         if let Some(x) = self.calls.relays.get_mut(&branch) {
             x.ack = ack;
@@ -500,14 +512,17 @@ impl Core {
         self.hangup(now, &call_id, "the other side stopped answering");
     }
 
-    /// Remembers the SDP the caller's leg was last sent (the base of any
+    /// Remembers the SDP `side`'s leg was last sent (the base of any
     /// offer sipd makes it later).
-    fn sent_to_a(&mut self, call_id: &str, body: Option<&Body>) {
+    fn sent_to(&mut self, call_id: &str, side: Side, body: Option<&Body>) {
         if let (Some(sdp), Some(call)) = (
             body.and_then(Body::as_sdp),
             self.calls.calls.get_mut(call_id),
         ) {
-            call.a_sdp = sdp;
+            match side {
+                Side::A => call.a_sdp = sdp,
+                Side::B => call.b_sent = sdp,
+            }
         }
     }
 
@@ -516,45 +531,75 @@ impl Core {
     /// nothing until sipd re-INVITEs it with `sendrecv` (RFC 3264 section
     /// 8.4). Nothing when it is not held.
     pub(super) fn unhold_a(&mut self, now: u64, call_id: &str) {
+        self.unhold(now, call_id, Side::A);
+    }
+
+    /// [`Core::unhold_a`] for either leg.
+    pub(super) fn unhold(&mut self, now: u64, call_id: &str, side: Side) {
         let Some(call) = self.calls.calls.get(call_id) else {
             return;
         };
-        if call.originate || sdp::direction(&call.a_sdp) == "sendrecv" {
+        let last = match side {
+            Side::A => &call.a_sdp,
+            Side::B => &call.b_sent,
+        };
+        if call.originate || last.is_empty() || sdp::direction(last) == "sendrecv" {
             return;
         }
-        let offer = sdp::resume_offer(&call.a_sdp);
-        let (req, a_peer) = (call.a_req.clone(), call.a_peer);
+        let offer = sdp::resume_offer(last);
+        if self.own_reinvite(now, call_id, side, offer.clone())
+            && let Some(call) = self.calls.calls.get_mut(call_id)
+        {
+            match side {
+                Side::A => call.a_sdp = offer,
+                Side::B => call.b_sent = offer,
+            }
+        }
+        tracing::info!(call_id = %call_id, leg = side.leg(), "taking a leg off hold after the transfer");
+    }
+
+    /// sipd's own re-INVITE to `to` with `offer` (a leg taken off hold, a
+    /// phone moved onto this call's mediad port): no requester waits for
+    /// its answer ([`Core::own_reinvite_answered`]). `false` when `to` has
+    /// no dialog.
+    pub(super) fn own_reinvite(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        to: Side,
+        offer: String,
+    ) -> bool {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return false;
+        };
+        let (req, to_peer) = (call.a_req.clone(), side_peer(call, to));
         let contact = (
             "Contact",
             format!(
                 "<sip:gosip@{};transport={}>",
-                self.addrs.via_host(&a_peer),
-                a_peer.transport.as_str()
+                self.addrs.via_host(&to_peer),
+                to_peer.transport.as_str()
             ),
         );
         let branch = format!("z9hG4bK{}", self.next_id());
         let Some((peer, data, cseq)) = self.leg_request(
             call_id,
-            Side::A,
+            to,
             Method::Invite,
             &branch,
             None,
             &[contact],
             Some(("application/sdp", offer.as_bytes())),
         ) else {
-            return;
+            return false;
         };
         let sent = Transmit { peer, data };
         self.out.push_back(sent.clone());
-        if let Some(call) = self.calls.calls.get_mut(call_id) {
-            call.a_sdp = offer.clone();
-        }
-        tracing::info!(call_id = %call_id, "taking the caller off hold after the transfer");
         let relay = Relay::sent(
             now,
             call_id,
             Method::Invite,
-            (Side::B, TsxKey::Client(String::new()), peer, req),
+            (to.other(), TsxKey::Client(String::new()), peer, req),
             sent,
             cseq,
             Some(offer),
@@ -562,40 +607,47 @@ impl Core {
         self.calls
             .relays
             .insert(branch, Relay { own: true, ..relay });
+        true
     }
 
-    /// The caller's final answer to sipd's own re-INVITE: a 2xx is ACKed
-    /// and its SDP is the caller's media now; a failure (already ACKed)
-    /// leaves things as they were, and 408/481 end the call.
+    /// The answer to sipd's own re-INVITE: a 2xx is ACKed and its SDP is
+    /// that leg's media now; a failure (already ACKed) leaves things as
+    /// they were, and 408/481 end the call.
     fn own_reinvite_answered(&mut self, now: u64, r: &msg::Response) {
         let Some(x) = self.calls.relays.get(&r.via.branch) else {
             return;
         };
         let q = x.requester();
+        let to = q.from.other();
         let branch = r.via.branch.clone();
         if r.status >= 300 {
-            tracing::warn!(call_id = %q.call_id, status = r.status, "the caller refused to come off hold");
+            tracing::warn!(call_id = %q.call_id, status = r.status, leg = to.leg(), "sipd's re-INVITE was refused");
             if matches!(r.status, 408 | 481) {
-                self.hangup(now, &q.call_id, "the caller lost the dialog");
+                self.hangup(now, &q.call_id, "a leg lost the dialog");
             }
             return;
         }
         if let Some(c) = r.raw.get("contact").map(|c| uri_of(c).to_string()) {
-            self.set_target(&q.call_id, Side::A, c);
+            self.set_target(&q.call_id, to, c);
         }
         let ack = self.ack_relayed_ok(&q);
         if let Some(x) = self.calls.relays.get_mut(&branch) {
             x.ack = ack;
         }
-        let ip = self.signal_ip(&q.call_id, Side::A);
+        let ip = self.signal_ip(&q.call_id, to);
+        if let (Side::B, Some(body), Some(call)) =
+            (to, sdp_of(&r.raw), self.calls.calls.get_mut(&q.call_id))
+        {
+            call.b_media = body;
+        }
         if let Some(m) = sdp_of(&r.raw).and_then(|s| sdp::leg_media(&s)) {
             self.events.push_back(Event::MediaUpdate {
                 call_id: q.call_id.clone(),
-                leg: "a",
+                leg: to.leg(),
                 hold: Some(false),
                 music: Some(false),
                 media: Some(sdp::LegMedia { signal_ip: ip, ..m }),
-                established: None,
+                established: Some(true),
             });
         }
     }
@@ -683,7 +735,8 @@ impl Core {
         let Some(call) = self.calls.calls.get(call_id) else {
             return;
         };
-        if to_a && !call.originate && call.answered_at.is_none() {
+        let caller_gone = call.a_left && call.a_branch.is_none();
+        if to_a && !call.originate && (call.answered_at.is_none() || caller_gone) {
             return;
         }
         let branch = format!("z9hG4bK{}", self.next_id());

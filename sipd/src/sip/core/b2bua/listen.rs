@@ -113,9 +113,14 @@ impl Core {
         }
     }
 
-    /// mediad finished what it was playing: a voicemail's recording begins
-    /// now; a call saying goodbye ends.
-    pub fn play_done(&mut self, now: u64, call_id: &str) {
+    /// mediad finished what it was playing to `leg`: a voicemail's
+    /// recording begins now; a call saying goodbye ends; a parked call's
+    /// parker has heard the slot.
+    pub fn play_done(&mut self, now: u64, call_id: &str, leg: &str) {
+        if leg == "b" {
+            self.park_announced(now, call_id);
+            return;
+        }
         if let Some(call) = self.calls.calls.get_mut(call_id)
             && call.voicemail.is_some()
         {
@@ -257,6 +262,7 @@ impl Core {
         }
         self.events.push_back(Event::MediaPlay {
             call_id: call_id.to_string(),
+            leg: "a",
             prompts,
             record_secs: None,
             silence_secs: 0,

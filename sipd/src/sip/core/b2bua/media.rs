@@ -225,7 +225,10 @@ impl Core {
                 },
         } = &ring.branch;
         let (local, offer_b) = (&ring.local, &ring.offer);
-        let display = if call.from_display.is_empty() {
+        // A target rung for the caller's side hears from the callee, whose
+        // name sipd does not know.
+        let by_caller = call.transfer.as_ref().is_some_and(|t| t.side == Side::A);
+        let display = if call.from_display.is_empty() || by_caller {
             String::new()
         } else {
             format!("{} ", msg::quoted(&call.from_display))
@@ -275,6 +278,9 @@ impl Core {
         offer: &str,
         answer: &str,
     ) {
+        if let Some(call) = self.calls.calls.get_mut(call_id) {
+            call.b_media = if offerer == Side::B { offer } else { answer }.to_string();
+        }
         let hold = sdp::on_hold(offer, answer);
         let (offerer_holds, answerer_holds) = sdp::holders(offer, answer);
         for (side, s, music) in [
@@ -303,16 +309,10 @@ impl Core {
     /// the leg's media latch only from this IP or its SDP's.
     pub(super) fn signal_ip(&self, call_id: &str, side: Side) -> Option<std::net::IpAddr> {
         let call = self.calls.calls.get(call_id)?;
-        if side == Side::A && !call.originate {
+        if side == Side::A && !call.originate && call.a_branch.is_none() {
             return Some(call.a_peer.addr.ip());
         }
-        call.branches
-            .iter()
-            .find(|b| {
-                b.state == BranchState::Won
-                    && (!call.originate || (b.device_id == TRUNK_ID) == (side == Side::B))
-            })
-            .map(|b| b.peer.addr.ip())
+        dialog_branch(call, side).map(|i| call.branches[i].peer.addr.ip())
     }
 
     /// Starts or pauses a call's recording (gRPC SetRecording). `false`

@@ -36,12 +36,15 @@ pub const TRUNK_ID: i64 = 0;
 use crate::sip::dialog::{Outgoing, build_request, cancel_for, route_set};
 use crate::sip::{Peer, T1, T2, Transmit, digest, sdp};
 
+mod attended;
 mod call;
 mod fork;
 mod in_dialog;
 mod listen;
 mod media;
 mod originate;
+mod park;
+mod pickup;
 mod transfer;
 mod voicemail;
 
@@ -88,6 +91,8 @@ pub struct CallInfo {
     pub recording: bool,
     /// "internal", "inbound" or "outbound".
     pub direction: &'static str,
+    /// The slot of a parked call.
+    pub park_slot: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +146,45 @@ struct Branch {
     reason: String,
     /// Timer B fired: no response at all.
     no_response: bool,
+    /// A phone that joined the call with its own INVITE (pickup, a parked
+    /// call taken back): sipd's 2xx to it, re-sent until its ACK.
+    ok: Option<Unacked>,
+}
+
+/// sipd's 2xx to an INVITE it answered, re-sent at T1, 2*T1 ... T2 until
+/// the ACK comes, for at most 64*T1 (RFC 3261 section 13.3.1.4: the UAS
+/// core, not the transaction, retransmits a 2xx).
+#[derive(Debug)]
+struct Unacked {
+    data: Vec<u8>,
+    next: u64,
+    interval: u64,
+    deadline: u64,
+}
+
+impl Unacked {
+    fn new(now: u64, data: Vec<u8>) -> Unacked {
+        Unacked {
+            data,
+            next: now + T1,
+            interval: T1,
+            deadline: now + 64 * T1,
+        }
+    }
+
+    /// Due at `now`: `Some(true)` to send it again, `Some(false)` when the
+    /// ACK never came; `None` when not due.
+    fn due(&mut self, now: u64) -> Option<bool> {
+        if now < self.next {
+            return None;
+        }
+        if now >= self.deadline {
+            return Some(false);
+        }
+        self.interval = (self.interval * 2).min(T2);
+        self.next = now + self.interval;
+        Some(true)
+    }
 }
 
 /// One leg of a call as the relay sees it: "a" is the caller (for
@@ -326,8 +370,20 @@ pub(super) struct Call {
     listen: Option<listen::Listen>,
     /// A blind transfer under way.
     transfer: Option<transfer::Transfer>,
-    /// The transfers done, for the CDR ("transferred by 102 to 103").
-    transfers: Vec<String>,
+    /// What happened to the call, for the CDR ("transferred by 102 to
+    /// 103", "picked up by 104").
+    history: Vec<String>,
+    /// Parked: the caller hears hold music until a phone takes it back.
+    park: Option<park::Parked>,
+    /// The caller's side transferred the call: side A is this branch (the
+    /// target sipd rang) instead of the caller's own dialog.
+    a_branch: Option<usize>,
+    /// The caller's side hung up while its transfer target rang.
+    a_left: bool,
+    /// The SDP the B side last sent (its answer or offer), and the SDP it
+    /// was last sent (mediad's address), as `a_sdp` is for the caller.
+    b_media: String,
+    b_sent: String,
 }
 
 impl Call {
@@ -383,7 +439,12 @@ impl Call {
             recording_since: None,
             listen: None,
             transfer: None,
-            transfers: Vec::new(),
+            history: Vec::new(),
+            park: None,
+            a_branch: None,
+            a_left: false,
+            b_media: String::new(),
+            b_sent: String::new(),
         }
     }
 }
@@ -449,7 +510,13 @@ impl Calls {
             if let Some(t) = &c.transfer {
                 min(t.deadline);
             }
+            if let Some(p) = &c.park {
+                min(p.ring_back_at);
+            }
             for b in &c.branches {
+                if let Some(ok) = &b.ok {
+                    min(ok.next);
+                }
                 if matches!(b.state, BranchState::Calling | BranchState::Proceeding) {
                     if let Some(n) = b.next_resend {
                         min(n);
@@ -496,11 +563,18 @@ fn dialog_request(
 /// The answered branch that is `side`'s dialog; `None` for the caller's
 /// own dialog (sipd is its UAS) or when nothing answered yet.
 fn dialog_branch(call: &Call, side: Side) -> Option<usize> {
-    if !call.originate && side == Side::A {
-        return None;
+    if side == Side::A {
+        if call.a_branch.is_some() {
+            return call.a_branch;
+        }
+        if !call.originate {
+            return None;
+        }
     }
-    call.branches.iter().position(|b| {
+    (0..call.branches.len()).find(|&i| {
+        let b = &call.branches[i];
         b.state == BranchState::Won
+            && Some(i) != call.a_branch
             && (!call.originate || (b.device_id != TRUNK_ID) == (side == Side::A))
     })
 }
@@ -612,6 +686,7 @@ impl Branch {
             ack: None,
             reason: String::new(),
             no_response: false,
+            ok: None,
         }
     }
 

@@ -1,10 +1,11 @@
-//! Blind transfer (REFER, RFC 3515): the phone that answered a call asks
-//! sipd to connect the caller to another extension or user, or to a number
+//! Blind transfer (REFER, RFC 3515): either phone of a call asks sipd to
+//! connect the other party to another extension or user, or to a number
 //! outside (dialled through the trunk with the transferor's rights and DID,
 //! as its own outbound call would be). sipd accepts
-//! with 202, rings the target on new branches of the same call (the caller
-//! keeps its dialog and mediad port; the target gets mediad's B-leg port,
-//! so nobody's media moves but the transferor's), and reports each step to
+//! with 202, rings the target on new branches of the same call (the
+//! transferee keeps its dialog and mediad port; the target gets mediad's
+//! port of the transferor's leg, so nobody's media moves but the
+//! transferor's), and reports each step to
 //! the transferor as a NOTIFY of the `refer` event with a `message/sipfrag`
 //! body (RFC 3515 section 2.4.5). When the target answers, it takes the
 //! transferor's place and the transferor gets its final NOTIFY and a BYE;
@@ -13,15 +14,21 @@
 //! transferor that hung up meanwhile leaves the caller waiting (hearing the
 //! hold music when the call was on hold); a failure then ends the call.
 //!
-//! Not yet: attended transfer (Refer-To with Replaces, RFC 3891; answered
-//! 603) and a transfer asked by the caller's side (603).
+//! A REFER to the park code parks the call instead ([`super::park`]).
+//!
+//! A Refer-To with Replaces is an attended transfer ([`super::attended`]).
+//!
+//! When the caller's side transfers, the target's branch becomes the call's
+//! side A ([`Call::a_branch`]): sipd is a UAC towards it, as towards the
+//! callee. Calls from the trunk are transferred by the phone that answered
+//! (Twilio does not transfer), click-to-call calls not at all.
 
 use super::media::Ring;
 use super::*;
 
 /// Whom a transfer rings: devices of this system, or a number (E.164)
 /// through the trunk with the caller ID to send.
-enum Target {
+pub(super) enum Target {
     Devices(Vec<i64>),
     Number(String, String),
 }
@@ -29,8 +36,10 @@ enum Target {
 /// A transfer under way in a call.
 #[derive(Debug)]
 pub(super) struct Transfer {
-    /// The transferor's branch (the answered one that sent the REFER).
-    by: usize,
+    /// The transferor's side, and its branch when it has one (the
+    /// answered one; none for the caller's own dialog).
+    pub(super) side: Side,
+    by: Option<usize>,
     /// Branches from this index on ring the target.
     pub(super) first: usize,
     /// The target as the transferor named it (user part of Refer-To).
@@ -41,6 +50,25 @@ pub(super) struct Transfer {
     pub(super) deadline: u64,
     /// The transferor hung up before the target answered.
     gone: bool,
+    /// A parked call ringing its parker again (see [`super::park`]).
+    ring_back: bool,
+}
+
+impl Transfer {
+    /// A parked call ringing the phone that parked it (branch `by`, gone)
+    /// on branches from `first` until `deadline`.
+    pub(super) fn ring_back(by: usize, first: usize, parker: &str, deadline: u64) -> Transfer {
+        Transfer {
+            side: Side::B,
+            by: Some(by),
+            first,
+            target: parker.to_string(),
+            from: parker.to_string(),
+            deadline,
+            gone: true,
+            ring_back: true,
+        }
+    }
 }
 
 impl Core {
@@ -56,38 +84,45 @@ impl Core {
         };
         let uri = uri_of(refer_to);
         if uri.to_ascii_lowercase().contains("replaces=") {
-            return decline("attended transfer is not supported yet");
+            return match attended::replaces_of(uri) {
+                Some(rep) => self.attended(now, call_id, side, &rep),
+                None => Reply::new(400, "Bad Request").with(
+                    "Warning",
+                    "399 gosip \"Replaces needs a Call-ID, a to-tag and a from-tag\"",
+                ),
+            };
         }
         let Some(call) = self.calls.calls.get(call_id) else {
             return Reply::new(481, "Call/Transaction Does Not Exist");
         };
-        let Some(by) = dialog_branch(call, Side::B) else {
-            return Reply::new(481, "Call/Transaction Does Not Exist");
-        };
         // Answered, but the caller's ACK is not in yet: try again shortly.
-        if call.state == State::Answering && side == Side::B {
+        if call.state == State::Answering {
             return Reply::new(491, "Request Pending");
         }
-        if side == Side::A
-            || call.originate
+        if call.originate
             || call.state != State::Up
             || call.voicemail.is_some()
             || call.listen.is_some()
-            || call.branches[by].device_id == TRUNK_ID
+            || dialog_branch(call, Side::B).is_none()
         {
-            return decline("only the phone that answered can transfer this call");
+            return decline("this call cannot be transferred");
         }
-        if call.transfer.is_some() {
+        let Some((by, by_device, by_ip)) = transferor_of(call, side) else {
+            return decline("only a phone of the call can transfer it");
+        };
+        if call.transfer.is_some() || call.park.is_some() {
             return Reply::new(491, "Request Pending");
         }
         let dialed = user_of(uri).unwrap_or_default().to_string();
-        let (by_device, by_ip) = (
-            call.branches[by].device_id,
-            call.branches[by].peer.addr.ip(),
-        );
         let Some(transferor) = self.devices.values().find(|d| d.id == by_device).cloned() else {
             return Reply::new(481, "Call/Transaction Does Not Exist");
         };
+        if !self.cfg.park_code.is_empty() && dialed == self.cfg.park_code {
+            return match (side, by) {
+                (Side::B, Some(by)) => self.park(now, call_id, by, &transferor),
+                _ => decline("the phone that answered parks a call"),
+            };
+        }
         let callees = self.callees_of_user(&dialed);
         let target = if callees.is_empty() {
             match self.outside_target(now, &dialed, &transferor, by_ip) {
@@ -112,12 +147,14 @@ impl Core {
         let first = call.branches.len();
         if let Some(call) = self.calls.calls.get_mut(call_id) {
             call.transfer = Some(Transfer {
+                side,
                 by,
                 first,
                 target: target_name.clone(),
                 from,
                 deadline: now + self.cfg.ring_timeout_ms,
                 gone: false,
+                ring_back: false,
             });
         }
         self.notify_transferor(now, call_id, 100, "Trying");
@@ -162,7 +199,7 @@ impl Core {
     }
 
     /// The devices an extension or user names (none for anything else).
-    fn callees_of_user(&self, user: &str) -> Vec<i64> {
+    pub(super) fn callees_of_user(&self, user: &str) -> Vec<i64> {
         self.devices
             .get(user)
             .or_else(|| self.extensions.get(user).and_then(|u| self.devices.get(u)))
@@ -173,14 +210,27 @@ impl Core {
     /// New branches ringing the target with the caller's offer on
     /// mediad's B-leg port: every registered contact of its devices, or the
     /// trunk for a number; `false` when there is nothing to ring.
-    fn ring_target(&mut self, now: u64, call_id: &str, name: &str, target: &Target) -> bool {
+    pub(super) fn ring_target(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        name: &str,
+        target: &Target,
+    ) -> bool {
         let Some(call) = self.calls.calls.get(call_id) else {
             return false;
         };
-        let Some((_, pb)) = call.ports else {
+        let Some((pa, pb)) = call.ports else {
             return false;
         };
-        let (offer_src, caller) = (call.offer.clone(), call.from_user.clone());
+        // The target takes the transferor's leg and port, and hears from
+        // the party that stays.
+        let by_caller = call.transfer.as_ref().is_some_and(|t| t.side == Side::A);
+        let (offer_src, caller, port) = if by_caller {
+            (call.b_media.clone(), call.to_user.clone(), pa)
+        } else {
+            (call.offer.clone(), call.from_user.clone(), pb)
+        };
         // (where, Request-URI, device, From user)
         let targets: Vec<(Peer, String, i64, String)> = match (target, &self.cfg.termination) {
             (Target::Number(n, caller_id), Some(t)) => vec![(
@@ -203,7 +253,7 @@ impl Core {
         for (peer, contact, device_id, from_user) in targets {
             let ids = self.dialog_ids();
             let local = self.addrs.via_host(&peer);
-            let offer = sdp::rewrite(&offer_src, &self.addrs.media_host(&peer), pb, false)
+            let offer = sdp::rewrite(&offer_src, &self.addrs.media_host(&peer), port, false)
                 .unwrap_or_default();
             let ring = Ring {
                 branch: NewBranch {
@@ -253,29 +303,51 @@ impl Core {
         else {
             return;
         };
+        let (leg, stays) = (t.side, t.side.other());
         if !t.gone {
-            self.hangup_leg(now, call_id, false);
+            self.hangup_leg(now, call_id, leg == Side::A);
         }
+        let offer_src = self.calls.calls.get(call_id).map(|c| match leg {
+            Side::A => c.b_media.clone(),
+            Side::B => c.offer.clone(),
+        });
         let Some(call) = self.calls.calls.get_mut(call_id) else {
             return;
         };
-        if let Some(b) = call.branches.get_mut(t.by) {
+        if let Some(b) = t.by.and_then(|by| call.branches.get_mut(by)) {
             b.state = BranchState::Done;
         }
         let Some(b) = call.branches.get_mut(i) else {
             return;
         };
         b.state = BranchState::Won;
-        let (device_id, peer_ip) = (b.device_id, b.peer.addr.ip());
-        call.to_user = t.target.clone();
-        call.transfers
-            .push(format!("transferred by {} to {}", t.from, t.target));
-        tracing::info!(call_id = %call_id, to = %t.target, "transfer answered");
+        let (device_id, peer_ip, peer) = (b.device_id, b.peer.addr.ip(), b.peer);
+        match leg {
+            Side::A => {
+                call.a_branch = Some(i);
+                call.from_user = t.target.clone();
+            }
+            Side::B => {
+                call.to_user = t.target.clone();
+                call.b_media = body.to_string();
+                call.b_sent = offer_src
+                    .zip(call.ports)
+                    .and_then(|(o, (_, pb))| {
+                        sdp::rewrite(&o, &self.addrs.media_host(&peer), pb, false)
+                    })
+                    .unwrap_or_default();
+            }
+        }
+        if !t.ring_back {
+            call.history
+                .push(format!("transferred by {} to {}", t.from, t.target));
+        }
+        tracing::info!(call_id = %call_id, to = %t.target, by_leg = leg.leg(), "transfer answered");
         self.cancel_branches(call_id, Some(i));
         if let Some(m) = sdp::leg_media(body).map(|m| m.signalled_from(peer_ip)) {
             self.events.push_back(Event::MediaUpdate {
                 call_id: call_id.to_string(),
-                leg: "b",
+                leg: leg.leg(),
                 hold: Some(false),
                 music: Some(false),
                 media: Some(m),
@@ -284,7 +356,7 @@ impl Core {
         }
         self.events.push_back(Event::MediaUpdate {
             call_id: call_id.to_string(),
-            leg: "a",
+            leg: stays.leg(),
             hold: Some(false),
             music: Some(false),
             media: None,
@@ -294,11 +366,14 @@ impl Core {
         self.events.push_back(Event::Cdr(Cdr::Answered {
             call_id: call_id.to_string(),
             at: now,
-            device_id: (device_id != TRUNK_ID).then_some(device_id),
+            device_id: (device_id != TRUNK_ID && leg == Side::B).then_some(device_id),
         }));
-        // A transferor that held the caller first (desk phones do) left
-        // its phone sending nothing.
-        self.unhold_a(now, call_id);
+        if t.ring_back {
+            self.rung_back(call_id);
+        }
+        // A transferor that held the other party first (desk phones do)
+        // left its phone sending nothing.
+        self.unhold(now, call_id, stays);
     }
 
     /// A target branch failed, or the ring time ran out: once no target
@@ -345,8 +420,10 @@ impl Core {
             return;
         };
         tracing::info!(call_id = %call_id, to = %t.target, code, "transfer failed");
-        if t.gone {
-            self.hangup_leg(now, call_id, true);
+        if t.ring_back {
+            self.ring_back_failed(now, call_id);
+        } else if t.gone {
+            self.hangup_leg(now, call_id, t.side == Side::B);
             let why = format!(
                 "transfer by {} to {} failed: {code} {reason}",
                 t.from, t.target
@@ -355,18 +432,28 @@ impl Core {
         }
     }
 
-    /// The transferor hung up while the target rings: its leg ends, the
-    /// call does not. `false` when no transfer runs (the BYE ends the call).
-    pub(super) fn transferor_left(&mut self, call_id: &str) -> bool {
+    /// The transferor (on `side`) hung up while the target rings: its leg
+    /// ends, the call does not. `false` when no transfer by `side` runs
+    /// (the BYE ends the call).
+    pub(super) fn transferor_left(&mut self, call_id: &str, side: Side) -> bool {
         let Some(call) = self.calls.calls.get_mut(call_id) else {
             return false;
         };
-        let Some(t) = call.transfer.as_mut() else {
+        let Some(t) = call
+            .transfer
+            .as_mut()
+            .filter(|t| t.side == side && !t.ring_back)
+        else {
             return false;
         };
         t.gone = true;
-        if let Some(b) = call.branches.get_mut(t.by) {
-            b.state = BranchState::Done;
+        match t.by {
+            Some(by) => {
+                if let Some(b) = call.branches.get_mut(by) {
+                    b.state = BranchState::Done;
+                }
+            }
+            None => call.a_left = true,
         }
         true
     }
@@ -384,6 +471,24 @@ impl Core {
         {
             return;
         }
+        let side = self
+            .calls
+            .calls
+            .get(call_id)
+            .and_then(|c| c.transfer.as_ref())
+            .map_or(Side::B, |t| t.side);
+        self.notify_refer(now, call_id, side, code, reason);
+    }
+
+    /// The NOTIFY itself, in `side`'s dialog (the one the REFER came in).
+    pub(super) fn notify_refer(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        side: Side,
+        code: u16,
+        reason: &str,
+    ) {
         let state = if code < 200 {
             "active;expires=60".to_string()
         } else {
@@ -393,7 +498,7 @@ impl Core {
         let branch = format!("z9hG4bK{}", self.next_id());
         let Some((peer, data, _)) = self.leg_request(
             call_id,
-            Side::B,
+            side,
             Method::Notify,
             &branch,
             None,
@@ -410,7 +515,28 @@ impl Core {
     }
 }
 
+/// Who transfers from `side` of `call`: its branch (none for the caller's
+/// own dialog), device and address. `None` for a side that is no phone
+/// here (the trunk).
+pub(super) fn transferor_of(
+    call: &Call,
+    side: Side,
+) -> Option<(Option<usize>, i64, std::net::IpAddr)> {
+    let found = match dialog_branch(call, side) {
+        Some(i) => (
+            Some(i),
+            call.branches[i].device_id,
+            call.branches[i].peer.addr.ip(),
+        ),
+        None if side == Side::A && call.direction != "inbound" && !call.a_left => {
+            (None, call.device_id, call.a_peer.addr.ip())
+        }
+        None => return None,
+    };
+    (found.1 != TRUNK_ID).then_some(found)
+}
+
 /// 603 with the reason in a Warning (RFC 3261 section 20.43).
-fn decline(why: &str) -> Reply {
+pub(super) fn decline(why: &str) -> Reply {
     Reply::new(603, "Decline").with("Warning", format!("399 gosip \"{why}\""))
 }

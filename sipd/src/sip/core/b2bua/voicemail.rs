@@ -113,6 +113,7 @@ impl Core {
         let greeting = format!("{who} is not available. {}", self.cfg.voicemail_greeting);
         self.events.push_back(Event::MediaPlay {
             call_id: call_id.to_string(),
+            leg: "a",
             prompts: vec![Prompt::Text(greeting), Prompt::Beep],
             record_secs: Some(self.cfg.voicemail_max_secs),
             silence_secs: self.cfg.voicemail_silence_secs,

@@ -117,7 +117,7 @@ fn the_mailbox_plays_newest_first_and_keys_move_delete_and_end() {
 
     c.dtmf("call1", "a", "#");
     assert_eq!(text(&played(&events(&mut c))), "Goodbye.");
-    c.play_done(T0 + 9_000, "call1");
+    c.play_done(T0 + 9_000, "call1", "a");
     assert!(
         out(&mut c)
             .iter()
@@ -178,7 +178,7 @@ fn an_empty_mailbox_says_so_and_hangs_up() {
         text(&played(&events(&mut c))),
         "You have no new messages and no saved messages. Goodbye."
     );
-    c.play_done(T0 + 3_000, "call1");
+    c.play_done(T0 + 3_000, "call1", "a");
     assert!(out(&mut c).iter().any(|(_, m)| m.starts_with("BYE ")));
 }
 

@@ -4,11 +4,13 @@
 use super::*;
 
 mod attacks;
+mod attended;
 mod basic;
 mod busy;
 mod in_dialog;
 mod listen;
 mod media;
+mod park;
 mod transfer;
 mod trunk;
 mod voicemail;

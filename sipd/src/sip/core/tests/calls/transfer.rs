@@ -4,10 +4,10 @@
 
 use super::*;
 
-const C1: &str = "192.168.1.70:5060";
+pub(super) const C1: &str = "192.168.1.70:5060";
 
 /// [`setup`] with carol (103) registered at [`C1`] too.
-fn with_carol() -> Core {
+pub(super) fn with_carol() -> Core {
     let mut c = setup(&[B1]);
     let (md5, sha) = ha1("carol", REALM, "pw");
     let mut devices: Vec<Device> = c.devices.values().cloned().collect();
@@ -41,17 +41,17 @@ fn with_carol() -> Core {
 }
 
 /// bob's REFER (CSeq `cseq`) with `refer_to` header lines.
-fn refer(b_invite: &str, cseq: u32, refer_to: &str) -> String {
+pub(super) fn refer(b_invite: &str, cseq: u32, refer_to: &str) -> String {
     from_b(b_invite, "REFER", cseq, "", "").replace("Contact:", &format!("{refer_to}Contact:"))
 }
 
-fn carol_sdp() -> String {
+pub(super) fn carol_sdp() -> String {
     SDP.replace("192.168.1.50", "192.168.1.70")
         .replace("4000", "7000")
 }
 
 /// The sipfrag status line and Subscription-State of a NOTIFY.
-fn notified(n: &str) -> (String, String) {
+pub(super) fn notified(n: &str) -> (String, String) {
     assert_eq!(header(n, "Event"), vec!["refer"], "{n}");
     assert_eq!(
         header(n, "Content-Type"),
@@ -312,16 +312,15 @@ fn refers_sipd_cannot_follow_get_the_rfc_answer_and_the_call_stays() {
             B1,
             from_bob("Refer-To: <sip:103@gosip.test?Replaces=x%3Bto-tag%3Da%3Bfrom-tag%3Db>\r\n")
         ),
-        "603",
-        "attended transfer"
+        "481",
+        "Replaces naming no dialog"
     );
-    // alice (the caller's side) may not transfer; nor may a stranger's
-    // REFER outside any dialog or in a dialog that does not exist.
+    // Nor may a REFER outside any dialog or in a dialog that does not
+    // exist.
     let from_alice = |cseq: u32| {
         from_a("REFER", cseq, &tag, "", "")
             .replace("Contact:", "Refer-To: <sip:103@gosip.test>\r\nContact:")
     };
-    assert_eq!(answer(&mut c, A, from_alice(3)), "603");
     let unknown = from_alice(4).replace("Call-ID: call1", "Call-ID: nosuchcall");
     assert_eq!(answer(&mut c, A, unknown), "481");
     let outside = from_alice(5).replace(&format!(";tag={tag}"), "");
@@ -546,4 +545,94 @@ fn a_transfer_to_a_number_needs_a_did_and_never_goes_to_an_emergency_number() {
     let o = out(&mut c);
     find(&o, B1, "SIP/2.0 603");
     assert!(o.iter().all(|(p, _)| p != TRUNK), "{o:?}");
+}
+
+#[test]
+fn the_caller_transfers_the_callee_to_a_third_phone_which_takes_the_callers_leg() {
+    let mut c = with_carol();
+    let (_, tag) = answered(&mut c);
+    let refer = from_a("REFER", 3, &tag, "", "")
+        .replace("Contact:", "Refer-To: <sip:103@gosip.test>\r\nContact:");
+    c.handle_message(T0 + 1_000, peer(A), refer.as_bytes());
+    let o = out(&mut c);
+    find(&o, A, "SIP/2.0 202 Accepted");
+    let (frag, _) = notified(&find(&o, A, "NOTIFY "));
+    assert_eq!(frag, "SIP/2.0 100 Trying");
+    // carol sees bob (102) calling, with bob's media on mediad's A-leg port.
+    let to_carol = find(&o, C1, "INVITE sip:carol@");
+    assert!(
+        header(&to_carol, "From")[0].starts_with("<sip:102@"),
+        "{to_carol}"
+    );
+    assert!(to_carol.contains("m=audio 20000 "), "{to_carol}");
+    while c.poll_event().is_some() {}
+    c.handle_message(
+        T0 + 3_000,
+        peer(C1),
+        reply(&to_carol, 200, "c1", Some(&carol_sdp())).as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, C1, "ACK ");
+    let notify = find(&o, A, "NOTIFY ");
+    assert_eq!(notified(&notify).0, "SIP/2.0 200 OK");
+    find(&o, A, "BYE ");
+    assert!(o.iter().all(|(p, _)| p != B1), "bob stays: {o:?}");
+    let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(
+        events.iter().any(|e| matches!(e,
+        Event::MediaUpdate { leg: "a", media: Some(m), .. } if m.rtp == "192.168.1.70:7000")),
+        "{events:?}"
+    );
+    // alice's dialog is over; carol is side A now: her BYE reaches bob.
+    let stale = from_a("BYE", 4, &tag, "", "");
+    c.handle_message(T0 + 4_000, peer(A), stale.as_bytes());
+    find(&out(&mut c), A, "SIP/2.0 481 ");
+    let bye = format!(
+        "BYE sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {C1};branch=z9hG4bKcbye\r\nMax-Forwards: 70\r\n\
+         From: {};tag=c1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
+        header(&to_carol, "To")[0],
+        header(&to_carol, "From")[0],
+        header(&to_carol, "Call-ID")[0],
+    );
+    c.handle_message(T0 + 9_000, peer(C1), bye.as_bytes());
+    let o = out(&mut c);
+    find(&o, C1, "SIP/2.0 200 OK");
+    find(&o, B1, "BYE ");
+    let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(
+        ev.iter().any(|e| matches!(e,
+        Event::Cdr(Cdr::End { reason, .. }) if reason.contains("transferred by 101 to 103"))),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn a_caller_leaving_while_its_target_rings_leaves_the_callee_waiting_then_a_failure_ends_it() {
+    let mut c = with_carol();
+    let (_, tag) = answered(&mut c);
+    let refer = from_a("REFER", 3, &tag, "", "")
+        .replace("Contact:", "Refer-To: <sip:103@gosip.test>\r\nContact:");
+    c.handle_message(T0 + 1_000, peer(A), refer.as_bytes());
+    let to_carol = find(&out(&mut c), C1, "INVITE sip:carol@");
+    c.handle_message(
+        T0 + 1_500,
+        peer(A),
+        from_a("BYE", 4, &tag, "", "").as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, A, "SIP/2.0 200 OK");
+    assert!(o.iter().all(|(p, _)| p != B1), "bob stays: {o:?}");
+    // carol is busy: bob is hung up, and nothing more goes to alice.
+    c.handle_message(
+        T0 + 2_000,
+        peer(C1),
+        reply(&to_carol, 486, "c1", None).as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, B1, "BYE ");
+    assert!(
+        o.iter().all(|(p, m)| p != A || m.starts_with("SIP/2.0")),
+        "{o:?}"
+    );
+    assert!(c.calls().is_empty());
 }

@@ -260,3 +260,58 @@ fn a_trunk_caller_put_on_hold_by_the_phone_hears_the_hold_music() {
     assert!(music.contains(&("a", Some(true))), "{music:?}");
     assert!(music.contains(&("b", Some(false))), "{music:?}");
 }
+
+#[test]
+fn a_phone_that_called_out_transfers_the_outside_party_to_another_phone() {
+    let mut c = outbound_core();
+    let inv = place_to(&mut c, "5551234567", SDP, "outbound", "");
+    let to_trunk = inv[0].1.clone();
+    let trunk_sdp = SDP
+        .replace("192.168.1.50", "127.0.0.1")
+        .replace("4000", "9000");
+    c.handle_message(
+        T0 + 10,
+        peer(TRUNK),
+        reply(&to_trunk, 200, "tw", Some(&trunk_sdp)).as_bytes(),
+    );
+    let ok = find(&out(&mut c), A, "SIP/2.0 200 OK");
+    let tag = tag_of(header(&ok, "To")[0]).unwrap().to_string();
+    ack_a(&mut c, T0 + 20, "acko", 2, &tag, "");
+    out(&mut c);
+    while c.poll_event().is_some() {}
+    // alice presses Transfer, to bob (102).
+    let refer = from_a("REFER", 3, &tag, "", "")
+        .replace("Contact:", "Refer-To: <sip:102@gosip.test>\r\nContact:");
+    c.handle_message(T0 + 1_000, peer(A), refer.as_bytes());
+    let o = out(&mut c);
+    find(&o, A, "SIP/2.0 202 Accepted");
+    // bob sees the outside number calling, offered the trunk's media on
+    // mediad's A-leg port; the trunk hears nothing of it.
+    let to_bob = find(&o, B1, "INVITE sip:bob@");
+    assert!(
+        header(&to_bob, "From")[0].starts_with("<sip:+15551234567@"),
+        "{to_bob}"
+    );
+    assert!(to_bob.contains("m=audio 20000 "), "{to_bob}");
+    assert!(o.iter().all(|(p, _)| p != TRUNK), "{o:?}");
+    c.handle_message(
+        T0 + 2_000,
+        peer(B1),
+        reply(&to_bob, 200, "b1", Some(&bob_sdp(""))).as_bytes(),
+    );
+    let o = out(&mut c);
+    find(&o, A, "BYE ");
+    assert!(o.iter().all(|(p, _)| p != TRUNK), "{o:?}");
+    // The trunk's BYE now reaches bob.
+    let bye = format!(
+        "BYE sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {TRUNK};branch=z9hG4bKtbye\r\nMax-Forwards: 70\r\n\
+         From: {};tag=tw\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
+        header(&to_trunk, "To")[0],
+        header(&to_trunk, "From")[0],
+        header(&to_trunk, "Call-ID")[0],
+    );
+    c.handle_message(T0 + 9_000, peer(TRUNK), bye.as_bytes());
+    let o = out(&mut c);
+    find(&o, TRUNK, "SIP/2.0 200 OK");
+    find(&o, B1, "BYE ");
+}

@@ -1,0 +1,279 @@
+//! Attended transfer: bob talks to alice, holds her, calls carol (a consult
+//! call) and presses Transfer; his phone sends a REFER whose Refer-To
+//! carries `Replaces` (RFC 3891, RFC 5589 section 7) naming his other
+//! dialog. Phones send it in either call: to alice naming the consult call,
+//! or to carol naming alice's. sipd, the far end of both of bob's dialogs,
+//! joins the two people bob talks to without anyone ringing again: carol's
+//! leg moves into alice's call (a re-INVITE moves her media to that call's
+//! mediad port), alice is taken off hold, bob hears the outcome (NOTIFY
+//! 200) and gets BYE in both calls, and the consult call's CDR ends.
+//!
+//! The call that stays is the one bob answered (sipd is the caller's UAS
+//! there); the one that gives up its leg is the one bob placed. Two calls
+//! bob both answered, or both placed, cannot be joined (603), nor can
+//! dialogs of another phone: Replaces must name a dialog of the very device
+//! that sent the REFER, so knowing a Call-ID and tags takes no one's call.
+
+use super::transfer::{decline, transferor_of};
+use super::*;
+
+/// A dialog as Replaces names it from the sender's side: its Call-ID,
+/// the remote tag (`to-tag`) and the sender's own (`from-tag`).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Replaces {
+    call_id: String,
+    to_tag: String,
+    from_tag: String,
+}
+
+/// The Replaces header embedded in a Refer-To URI
+/// (`sip:103@h?Replaces=abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2`).
+pub(super) fn replaces_of(uri: &str) -> Option<Replaces> {
+    let (_, headers) = uri.split_once('?')?;
+    let value = headers.split('&').find_map(|h| {
+        let (name, v) = h.split_once('=')?;
+        name.eq_ignore_ascii_case("replaces").then_some(v)
+    })?;
+    let value = percent_decode(value);
+    let mut parts = value.split(';');
+    let call_id = parts.next()?.trim().to_string();
+    let (mut to_tag, mut from_tag) = (None, None);
+    for p in parts {
+        if let Some((k, v)) = p.split_once('=') {
+            match k.trim().to_ascii_lowercase().as_str() {
+                "to-tag" => to_tag = Some(v.trim().to_string()),
+                "from-tag" => from_tag = Some(v.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    (!call_id.is_empty()).then_some(Replaces {
+        call_id,
+        to_tag: to_tag?,
+        from_tag: from_tag?,
+    })
+}
+
+/// `%XX` escapes decoded (RFC 3986 section 2.1); a bad escape stays as is.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The two calls of an attended transfer: `keep` (bob answered it; its
+/// branch `by` is bob) and `give` (bob placed it; its answered branch
+/// `moving` is the party that moves).
+struct Join {
+    keep: String,
+    by: usize,
+    give: String,
+    moving: usize,
+}
+
+impl Core {
+    /// A REFER with Replaces from `side` of `call_id`: the two parties are
+    /// joined, or the REFER is refused with both calls as they were.
+    pub(super) fn attended(
+        &mut self,
+        now: u64,
+        call_id: &str,
+        side: Side,
+        rep: &Replaces,
+    ) -> Reply {
+        let Some((other, other_side)) = self.dialog_named(rep) else {
+            return Reply::new(481, "Call/Transaction Does Not Exist")
+                .with("Warning", "399 gosip \"Replaces names no dialog here\"");
+        };
+        // Only the phone's own dialogs: knowing someone's Call-ID and tags
+        // takes nothing.
+        let device = |id: &str, side: Side| {
+            self.calls
+                .calls
+                .get(id)
+                .and_then(|c| transferor_of(c, side))
+                .map(|(_, device, _)| device)
+        };
+        let (sender, named) = (device(call_id, side), device(&other, other_side));
+        if sender.is_none() || sender != named {
+            return Reply::new(403, "Forbidden").with(
+                "Warning",
+                "399 gosip \"Replaces names another phone's call\"",
+            );
+        }
+        let join = match (side, other_side) {
+            (Side::B, Side::A) => self.join_of(call_id, &other),
+            (Side::A, Side::B) => self.join_of(&other, call_id),
+            _ => None,
+        };
+        let Some(join) = join.filter(|_| other != call_id) else {
+            return decline("these two calls cannot be joined");
+        };
+        // The REFER's dialog hears the outcome before its BYE.
+        self.notify_refer(now, call_id, side, 200, "OK");
+        self.join_calls(now, join);
+        Reply::new(202, "Accepted")
+    }
+
+    /// The live call and side whose dialog `rep` names (from the
+    /// transferor's side: its tag is `from-tag`, sipd's `to-tag`).
+    fn dialog_named(&self, rep: &Replaces) -> Option<(String, Side)> {
+        if let Some(c) = self.calls.calls.get(&rep.call_id) {
+            let caller_tag = c.a_req.get("from").and_then(tag_of);
+            return (!c.originate && c.a_tag == rep.to_tag && caller_tag == Some(&rep.from_tag))
+                .then(|| (c.id.clone(), Side::A));
+        }
+        let id = self.calls.by_b_call_id.get(&rep.call_id)?;
+        let c = self.calls.calls.get(id)?;
+        c.branches
+            .iter()
+            .any(|b| {
+                b.call_id == rep.call_id
+                    && b.state == BranchState::Won
+                    && b.from_tag == rep.to_tag
+                    && b.to_tag == rep.from_tag
+            })
+            .then(|| (id.clone(), if c.originate { Side::A } else { Side::B }))
+    }
+
+    /// `keep` (answered by the transferor, whose branch is the answered
+    /// one) and `give` (placed by it, answered by the party that moves):
+    /// both up and doing nothing else.
+    fn join_of(&self, keep: &str, give: &str) -> Option<Join> {
+        let idle = |c: &Call| {
+            c.state == State::Up
+                && !c.originate
+                && c.transfer.is_none()
+                && c.park.is_none()
+                && c.voicemail.is_none()
+                && c.listen.is_none()
+        };
+        let k = self.calls.calls.get(keep).filter(|c| idle(c))?;
+        let g = self
+            .calls
+            .calls
+            .get(give)
+            .filter(|c| idle(c) && c.direction != "inbound")?;
+        Some(Join {
+            keep: keep.to_string(),
+            by: dialog_branch(k, Side::B)?,
+            give: give.to_string(),
+            moving: dialog_branch(g, Side::B)?,
+        })
+    }
+
+    /// Moves `give`'s answered party into `keep` in the transferor's
+    /// place, hangs the transferor up in both calls and ends `give`.
+    fn join_calls(&mut self, now: u64, j: Join) {
+        self.hangup_leg(now, &j.keep, false);
+        self.hangup_leg(now, &j.give, true);
+        let Some(g) = self.calls.calls.get_mut(&j.give) else {
+            return;
+        };
+        let mut moved = g.branches.swap_remove(j.moving);
+        let offer_src = g.offer.clone();
+        let by = self
+            .calls
+            .calls
+            .get(&j.keep)
+            .map(|k| k.branches[j.by].from_user.clone());
+        self.calls.by_b_call_id.remove(&moved.call_id);
+        self.end_call(now, &j.give, "answered", "transferred (attended)");
+        let Some(k) = self.calls.calls.get_mut(&j.keep) else {
+            return;
+        };
+        let Some((_, pb)) = k.ports else {
+            return;
+        };
+        moved.state = BranchState::Won;
+        let (target, device_id) = (moved.to_user.clone(), moved.device_id);
+        let from = k.to_user.clone();
+        k.history
+            .push(format!("transferred by {from} to {target} (attended)"));
+        k.to_user = target.clone();
+        self.calls
+            .by_b_call_id
+            .insert(moved.call_id.clone(), j.keep.clone());
+        self.calls
+            .by_branch
+            .insert(moved.branch.clone(), (j.keep.clone(), k.branches.len()));
+        let media_ip = self.addrs.media_host(&moved.peer);
+        k.branches.push(moved);
+        tracing::info!(call_id = %j.keep, to = %target, by = ?by, "attended transfer: calls joined");
+        // The moving party was last offered the consult call's port: the
+        // same session again, on this call's port, one version on.
+        let offer = sdp::rewrite(&offer_src, &media_ip, pb, false)
+            .map(|o| sdp::resume_offer(&o))
+            .unwrap_or_else(|| fallback_offer(&media_ip, pb));
+        if self.own_reinvite(now, &j.keep, Side::B, offer.clone())
+            && let Some(k) = self.calls.calls.get_mut(&j.keep)
+        {
+            k.b_sent = offer;
+        }
+        self.events.push_back(Event::MediaUpdate {
+            call_id: j.keep.clone(),
+            leg: "a",
+            hold: Some(false),
+            music: Some(false),
+            media: None,
+            established: None,
+        });
+        self.events.push_back(Event::Cdr(Cdr::Answered {
+            call_id: j.keep.clone(),
+            at: now,
+            device_id: (device_id != TRUNK_ID).then_some(device_id),
+        }));
+        self.unhold_a(now, &j.keep);
+    }
+}
+
+/// An offer of G.711 and telephone-event at `ip:port`, for a party whose
+/// first offer sipd no longer has (the consult call had a late offer).
+fn fallback_offer(ip: &str, port: u16) -> String {
+    format!(
+        "v=0\r\no=gosip 2 2 IN IP4 {ip}\r\ns=GoSIP\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_is_read_from_an_escaped_refer_to_and_needs_both_tags() {
+        let r = replaces_of("sip:103@pbx?Replaces=abc%40pbx%3Bto-tag%3D11%3Bfrom-tag%3D22&X=1")
+            .unwrap();
+        assert_eq!(
+            r,
+            Replaces {
+                call_id: "abc@pbx".into(),
+                to_tag: "11".into(),
+                from_tag: "22".into()
+            }
+        );
+        let plain = replaces_of("sip:103@pbx?replaces=abc;from-tag=2;to-tag=1").unwrap();
+        assert_eq!((plain.to_tag.as_str(), plain.from_tag.as_str()), ("1", "2"));
+        assert_eq!(replaces_of("sip:103@pbx?Replaces=abc%3Bto-tag%3D1"), None);
+        assert_eq!(replaces_of("sip:103@pbx"), None);
+        assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
+    }
+}
