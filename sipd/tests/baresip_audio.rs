@@ -222,6 +222,43 @@ async fn alice_talks_to_bob(s: &Sipd, root: &Path) -> (Baresip, Baresip, Baresip
     (alice, bob, carol, carol_id)
 }
 
+/// `caller` hangs up and `other` sees the call closed; what each heard.
+async fn hang_up(caller: &mut Baresip, other: &mut Baresip) -> (PathBuf, PathBuf) {
+    caller.command("hangup", "").await.unwrap();
+    other
+        .event("CALL_CLOSED", Duration::from_secs(10))
+        .await
+        .unwrap();
+    (
+        caller.dump(true).expect("the first phone's dump"),
+        other.dump(true).expect("the second phone's dump"),
+    )
+}
+
+/// `dump` (what a phone heard) holds `want` for at least MIN_TONE_SECS
+/// and not `other`.
+fn assert_heard(dump: &Path, want: f64, other: f64, what: &str) {
+    let heard = Wav::read(dump).unwrap();
+    tones(&heard.samples[0], heard.rate, want, other)
+        .check(MIN_TONE_SECS)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+}
+
+/// `who` heard `order[0]`, then `order[1]` (for at least MIN_TONE_SECS)
+/// and never `order[0]` again, and nothing of `never`.
+fn assert_heard_then(dump: &Path, order: [f64; 2], never: f64, who: &str) {
+    let heard = Wav::read(dump).unwrap();
+    let w = window_tones(&heard.samples[0], heard.rate, &[order[0], order[1], never]);
+    let r = runs(&w);
+    eprintln!("{who} heard, run by run: {r:?}");
+    assert_eq!(r, order, "{who} heard {r:?}");
+    let secs = w.iter().filter(|t| **t == Some(order[1])).count() as f64 / 20.0;
+    assert!(
+        secs >= MIN_TONE_SECS,
+        "{who} heard the second party for {secs} s"
+    );
+}
+
 /// The notes of mediad's built-in hold music (Hz), in order.
 const MELODY_HZ: [f64; 8] = [
     523.25, 659.25, 783.99, 880.0, 783.99, 659.25, 587.33, 523.25,
@@ -518,34 +555,20 @@ async fn a_blind_transfer_hands_the_caller_to_the_target_with_audio_both_ways() 
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    alice.command("hangup", "").await.unwrap();
-    carol
-        .event("CALL_CLOSED", Duration::from_secs(10))
-        .await
-        .unwrap();
-    let alice_heard = alice.dump(true).expect("alice's dump");
-    let carol_heard = carol.dump(true).expect("carol's dump");
+    let (alice_heard, carol_heard) = hang_up(&mut alice, &mut carol).await;
     for p in [alice, bob, carol] {
         p.quit().await;
     }
 
     // alice heard bob, then carol, and never bob again.
-    let heard = Wav::read(&alice_heard).unwrap();
-    let w = window_tones(
-        &heard.samples[0],
-        heard.rate,
-        &[CALLEE_HZ, TARGET_HZ, CALLER_HZ],
-    );
-    let r = runs(&w);
-    eprintln!("alice heard, run by run: {r:?}");
-    assert_eq!(r, [CALLEE_HZ, TARGET_HZ], "alice heard {r:?}");
-    let carol_secs = w.iter().filter(|t| **t == Some(TARGET_HZ)).count() as f64 / 20.0;
-    assert!(carol_secs >= 2.0, "alice heard carol for {carol_secs} s");
+    assert_heard_then(&alice_heard, [CALLEE_HZ, TARGET_HZ], CALLER_HZ, "alice");
     // carol heard alice.
-    let heard = Wav::read(&carol_heard).unwrap();
-    let r = tones(&heard.samples[0], heard.rate, CALLER_HZ, CALLEE_HZ);
-    r.check(MIN_TONE_SECS)
-        .unwrap_or_else(|e| panic!("carol should have heard alice: {e}"));
+    assert_heard(
+        &carol_heard,
+        CALLER_HZ,
+        CALLEE_HZ,
+        "carol should have heard alice",
+    );
     // One CDR: alice's call, answered, now carol's, naming the transfer.
     let q = "SELECT disposition, device_id, reason FROM cdrs WHERE ended_at IS NOT NULL";
     s.eventually("the call's cdr is closed", || async {
@@ -600,10 +623,12 @@ async fn a_caller_held_then_transferred_is_heard_by_the_target() {
         p.quit().await;
     }
     // sipd took alice off hold: carol hears her.
-    let heard = Wav::read(&carol_heard).unwrap();
-    let r = tones(&heard.samples[0], heard.rate, CALLER_HZ, CALLEE_HZ);
-    r.check(MIN_TONE_SECS)
-        .unwrap_or_else(|e| panic!("carol should have heard alice: {e}"));
+    assert_heard(
+        &carol_heard,
+        CALLER_HZ,
+        CALLEE_HZ,
+        "carol should have heard alice",
+    );
     s.stop().await;
 }
 
@@ -763,35 +788,18 @@ async fn the_caller_transfers_bob_to_carol_and_they_hear_each_other() {
         .await
         .unwrap();
     tokio::time::sleep(TALK).await;
-    bob.command("hangup", "").await.unwrap();
-    carol
-        .event("CALL_CLOSED", Duration::from_secs(10))
-        .await
-        .unwrap();
-    let bob_heard = bob.dump(true).expect("bob's dump");
-    let carol_heard = carol.dump(true).expect("carol's dump");
+    let (bob_heard, carol_heard) = hang_up(&mut bob, &mut carol).await;
     for p in [alice, bob, carol] {
         p.quit().await;
     }
     // bob heard alice, then carol, and never alice again.
-    let heard = Wav::read(&bob_heard).unwrap();
-    let w = window_tones(
-        &heard.samples[0],
-        heard.rate,
-        &[CALLER_HZ, TARGET_HZ, CALLEE_HZ],
+    assert_heard_then(&bob_heard, [CALLER_HZ, TARGET_HZ], CALLEE_HZ, "bob");
+    assert_heard(
+        &carol_heard,
+        CALLEE_HZ,
+        TARGET_HZ,
+        "carol should have heard bob",
     );
-    let r = runs(&w);
-    eprintln!("bob heard, run by run: {r:?}");
-    assert_eq!(r, [CALLER_HZ, TARGET_HZ], "bob heard {r:?}");
-    let carol_secs = w.iter().filter(|t| **t == Some(TARGET_HZ)).count() as f64 / 20.0;
-    assert!(
-        carol_secs >= MIN_TONE_SECS,
-        "bob heard carol for {carol_secs} s"
-    );
-    let heard = Wav::read(&carol_heard).unwrap();
-    tones(&heard.samples[0], heard.rate, CALLEE_HZ, TARGET_HZ)
-        .check(MIN_TONE_SECS)
-        .unwrap_or_else(|e| panic!("carol should have heard bob: {e}"));
     let reason = cdr_reason(&s).await;
     assert!(reason.contains("transferred by 101 to 103"), "{reason}");
     s.stop().await;
@@ -849,24 +857,22 @@ async fn carol_dials_the_pickup_code_and_answers_alices_call_ringing_bob() {
         .await
         .unwrap();
     tokio::time::sleep(TALK).await;
-    alice.command("hangup", "").await.unwrap();
-    carol
-        .event("CALL_CLOSED", Duration::from_secs(10))
-        .await
-        .unwrap();
-    let alice_heard = alice.dump(true).expect("alice's dump");
-    let carol_heard = carol.dump(true).expect("carol's dump");
+    let (alice_heard, carol_heard) = hang_up(&mut alice, &mut carol).await;
     for p in [alice, bob, carol] {
         p.quit().await;
     }
-    let heard = Wav::read(&alice_heard).unwrap();
-    tones(&heard.samples[0], heard.rate, TARGET_HZ, CALLER_HZ)
-        .check(MIN_TONE_SECS)
-        .unwrap_or_else(|e| panic!("alice should have heard carol: {e}"));
-    let heard = Wav::read(&carol_heard).unwrap();
-    tones(&heard.samples[0], heard.rate, CALLER_HZ, TARGET_HZ)
-        .check(MIN_TONE_SECS)
-        .unwrap_or_else(|e| panic!("carol should have heard alice: {e}"));
+    assert_heard(
+        &alice_heard,
+        TARGET_HZ,
+        CALLER_HZ,
+        "alice should have heard carol",
+    );
+    assert_heard(
+        &carol_heard,
+        CALLER_HZ,
+        TARGET_HZ,
+        "carol should have heard alice",
+    );
     let reason = cdr_reason(&s).await;
     assert!(reason.contains("picked up by 103"), "{reason}");
     s.stop().await;
@@ -967,10 +973,12 @@ async fn bob_parks_alice_hears_the_slot_and_carol_takes_her_from_it() {
         / 20.0;
     assert!(spoken >= 1.0, "bob heard {spoken} s of the announcement");
     // carol heard alice.
-    let heard = Wav::read(&carol_heard).unwrap();
-    tones(&heard.samples[0], heard.rate, CALLER_HZ, TARGET_HZ)
-        .check(MIN_TONE_SECS)
-        .unwrap_or_else(|e| panic!("carol should have heard alice: {e}"));
+    assert_heard(
+        &carol_heard,
+        CALLER_HZ,
+        TARGET_HZ,
+        "carol should have heard alice",
+    );
     let reason = cdr_reason(&s).await;
     assert!(
         reason.contains("parked by 102 on slot 1") && reason.contains("taken from slot 1 by 103"),
@@ -1118,23 +1126,21 @@ async fn an_attended_transfer_joins_alice_and_carol_and_lets_bob_go() {
         assert!(m.is_some() || done(&seen), "bob was not let go: {seen:?}");
     }
     tokio::time::sleep(TALK).await;
-    alice.command("hangup", "").await.unwrap();
-    carol
-        .event("CALL_CLOSED", Duration::from_secs(10))
-        .await
-        .unwrap();
-    let alice_heard = alice.dump(true).expect("alice's dump");
-    let carol_heard = carol.dump(true).expect("carol's dump");
+    let (alice_heard, carol_heard) = hang_up(&mut alice, &mut carol).await;
     alice.quit().await;
     carol.quit().await;
-    let heard = Wav::read(&alice_heard).unwrap();
-    tones(&heard.samples[0], heard.rate, TARGET_HZ, CALLER_HZ)
-        .check(MIN_TONE_SECS)
-        .unwrap_or_else(|e| panic!("alice should have heard carol: {e}"));
-    let heard = Wav::read(&carol_heard).unwrap();
-    tones(&heard.samples[0], heard.rate, CALLER_HZ, TARGET_HZ)
-        .check(MIN_TONE_SECS)
-        .unwrap_or_else(|e| panic!("carol should have heard alice: {e}"));
+    assert_heard(
+        &alice_heard,
+        TARGET_HZ,
+        CALLER_HZ,
+        "alice should have heard carol",
+    );
+    assert_heard(
+        &carol_heard,
+        CALLER_HZ,
+        TARGET_HZ,
+        "carol should have heard alice",
+    );
     let q = "SELECT reason FROM cdrs WHERE ended_at IS NOT NULL ORDER BY id";
     s.eventually("both calls' cdrs are closed", || async {
         sqlx::query(q).fetch_all(&s.pool).await.unwrap().len() == 2
