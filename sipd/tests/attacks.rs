@@ -538,6 +538,64 @@ async fn wrong_passwords_on_a_nonce_issued_to_another_address_ban_nobody() {
     s.stop().await;
 }
 
+/// An attended transfer (REFER with Replaces) joins only dialogs of the
+/// phone that sends it: a registered phone that learned the Call-ID and
+/// tags of someone else's call (they travel in clear) cannot pull either
+/// party into its own call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_naming_someone_elses_dialog_in_replaces_takes_nobody() {
+    let s = Sipd::start_with_mediad(&[QUIET]).await;
+    s.add_devices(&[
+        ("alice", "pw-alice-2026", "201"),
+        ("bob", "pw-bob-2026-x", "202"),
+        ("carol", "pw-carol-2026", "203"),
+    ])
+    .await;
+    let (alice, bob) = phones(&s).await;
+    let carol = Phone::udp(&s, "carol").await.with_password("pw-carol-2026");
+    let victims = establish(&alice, &bob, "atk-victims").await;
+    // carol's own call (to bob, who answers it too).
+    let own = establish(&carol, &bob, "atk-carol").await;
+    let carols = Dialog {
+        call_id: own.a_call_id.clone(),
+        local_tag: own.a_tag.clone(),
+        remote_tag: own.a_remote_tag.clone(),
+        target: own.a_target.clone(),
+    };
+    let escaped = |call_id: &str, to_tag: &str, from_tag: &str| {
+        format!("{call_id};to-tag={to_tag};from-tag={from_tag}")
+            .replace('@', "%40")
+            .replace(';', "%3B")
+            .replace('=', "%3D")
+    };
+    // bob's dialog with sipd in the victims' call, then alice's.
+    let named = [
+        escaped(&victims.b_call_id, &victims.b_remote_tag, &victims.b_tag),
+        escaped(&victims.a_call_id, &victims.a_remote_tag, &victims.a_tag),
+    ];
+    for (i, rep) in named.iter().enumerate() {
+        let refer_to = format!("Refer-To: <sip:201@gosip.test?Replaces={rep}>\r\n");
+        let r = carol
+            .request(&carols.request(&carol, "REFER", 10 + i as u32, &refer_to, ""))
+            .await;
+        assert_eq!(r.code(), 403, "{}", r.0);
+    }
+    // Nothing moved: both calls up, nobody re-INVITEd or hung up.
+    for p in [&alice, &bob] {
+        let heard = collect(p, Duration::from_secs(1)).await;
+        assert!(
+            heard
+                .iter()
+                .all(|m| !m.0.starts_with("INVITE ") && !m.0.starts_with("BYE ")),
+            "{heard:?}"
+        );
+    }
+    let mut live = live_calls(&s).await;
+    live.sort();
+    assert_eq!(live, ["atk-carol", "atk-victims"]);
+    s.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // helpers
 
