@@ -54,6 +54,7 @@ pub mod player;
 pub mod pool;
 pub mod resample;
 pub mod rtp;
+pub mod srtp;
 pub mod voicemail;
 pub mod wav;
 

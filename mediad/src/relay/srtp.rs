@@ -1,0 +1,1119 @@
+//! SRTP and SRTCP (RFC 3711) with the two suites SIP phones offer through
+//! SDES, AES_CM_128_HMAC_SHA1_80 and AES_CM_128_HMAC_SHA1_32 (RFC 4568
+//! section 6.2), and the `a=crypto` attribute value that carries their
+//! master keys (RFC 4568 section 9.1). Pure: bytes in, bytes out; no
+//! sockets, no clock, and no key material in any `Debug` output.
+//!
+//! One [`SrtpContext`] holds one master key and serves one direction: the
+//! sender's and the receiver's rollover counters and replay windows are
+//! different state (RFC 3711 section 3.2), so a context that protects never
+//! unprotects. Inside, each SSRC has its own highest packet index (ROC and
+//! s_l) and 64-packet replay window, created by the first packet of that
+//! SSRC that is protected or authenticated.
+//!
+//! Supported: key derivation rate 0 (RFC 3711 section 4.3.1, keys derived
+//! once), one master key per direction (no MKI), encrypted SRTCP. Refused:
+//! MKIs, key lifetimes below 2^31 packets (honouring one would need
+//! re-keying; a call at 50 packets a second takes 497 days to send 2^31)
+//! and SDES session parameters.
+
+use std::fmt;
+
+use aws_lc_rs::cipher::{AES_128, EncryptingKey, EncryptionContext, UnboundCipherKey};
+use aws_lc_rs::iv::FixedLength;
+use aws_lc_rs::{constant_time, hmac, rand};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+/// Bytes of an AES-128 master (and session) key.
+pub const MASTER_KEY_LEN: usize = 16;
+/// Bytes of a master (and session) salt.
+pub const MASTER_SALT_LEN: usize = 14;
+/// Bytes of the HMAC-SHA1 session authentication key (RFC 3711 section 8.2).
+pub const AUTH_KEY_LEN: usize = 20;
+/// SRTCP always carries an 80-bit tag, whatever the suite (RFC 4568
+/// section 6.2.2).
+pub const SRTCP_TAG_LEN: usize = 10;
+/// The E flag and the 31-bit SRTCP index (RFC 3711 section 3.4).
+const SRTCP_INDEX_LEN: usize = 4;
+/// The fixed RTCP header stays in the clear (RFC 3711 section 3.4).
+const RTCP_CLEAR_LEN: usize = 8;
+/// Replay window (RFC 3711 section 3.3.2 asks for at least 64).
+const REPLAY_WINDOW: u64 = 64;
+/// SSRCs one context tracks; more is a peer misbehaving, and dropping the
+/// state of an old SSRC instead would let its index (and keystream) repeat.
+const MAX_STREAMS: usize = 64;
+/// The SRTP index is 48 bits: a 32-bit ROC and the 16-bit sequence number.
+const MAX_SRTP_INDEX: u64 = (1 << 48) - 1;
+/// The SRTCP index is 31 bits (RFC 3711 section 3.4).
+const MAX_SRTCP_INDEX: u64 = (1 << 31) - 1;
+/// The lowest key lifetime accepted in SDES (see the module doc).
+const MIN_LIFETIME: u64 = 1 << 31;
+
+/// An SDES crypto suite (RFC 4568 section 6.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Suite {
+    /// AES-128 counter mode, HMAC-SHA1 tag of 80 bits.
+    AesCm128HmacSha1_80,
+    /// AES-128 counter mode, HMAC-SHA1 tag of 32 bits on SRTP (80 on SRTCP).
+    AesCm128HmacSha1_32,
+}
+
+impl Suite {
+    /// The suite's name in `a=crypto`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
+            Suite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
+        }
+    }
+
+    /// The suite an `a=crypto` name stands for (RFC 5234: ABNF strings
+    /// match case-insensitively).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32]
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Bytes of the SRTP authentication tag.
+    pub fn tag_len(self) -> usize {
+        match self {
+            Suite::AesCm128HmacSha1_80 => 10,
+            Suite::AesCm128HmacSha1_32 => 4,
+        }
+    }
+}
+
+impl fmt::Display for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a packet was not protected or unprotected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Shorter than its header plus the SRTP/SRTCP trailer.
+    #[error("packet too short")]
+    TooShort,
+    /// Not version 2, or a header (CSRCs, extension) that overruns the packet.
+    #[error("malformed RTP/RTCP header")]
+    Malformed,
+    /// The authentication tag does not match.
+    #[error("authentication failed")]
+    AuthFailed,
+    /// This packet index was already seen (or, protecting, already sent).
+    #[error("replayed packet")]
+    Replay,
+    /// The packet index lies behind the replay window.
+    #[error("packet older than the replay window")]
+    TooOld,
+    /// The context already tracks its maximum number of SSRCs.
+    #[error("too many SSRCs for one SRTP context")]
+    TooManyStreams,
+    /// The master key has protected all the packets it may (RFC 3711
+    /// section 9.2): the 48-bit SRTP or 31-bit SRTCP index is used up.
+    #[error("SRTP key exhausted")]
+    KeyExhausted,
+    /// The cipher or the random generator failed.
+    #[error("crypto primitive failed")]
+    Crypto,
+}
+
+/// A master key and master salt (RFC 3711 section 8.2); `Debug` hides both.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MasterKey {
+    key: [u8; MASTER_KEY_LEN],
+    salt: [u8; MASTER_SALT_LEN],
+}
+
+impl MasterKey {
+    pub fn new(key: [u8; MASTER_KEY_LEN], salt: [u8; MASTER_SALT_LEN]) -> Self {
+        MasterKey { key, salt }
+    }
+
+    /// From key || salt (30 bytes, the SDES `inline:` layout).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != MASTER_KEY_LEN + MASTER_SALT_LEN {
+            return None;
+        }
+        let (key, salt) = bytes.split_at(MASTER_KEY_LEN);
+        Some(MasterKey {
+            key: key.try_into().ok()?,
+            salt: salt.try_into().ok()?,
+        })
+    }
+
+    /// A fresh random key and salt.
+    pub fn generate() -> Result<Self, Error> {
+        let mut bytes = [0u8; MASTER_KEY_LEN + MASTER_SALT_LEN];
+        rand::fill(&mut bytes).map_err(|_| Error::Crypto)?;
+        MasterKey::from_bytes(&bytes).ok_or(Error::Crypto)
+    }
+
+    fn to_bytes(&self) -> [u8; MASTER_KEY_LEN + MASTER_SALT_LEN] {
+        let mut bytes = [0u8; MASTER_KEY_LEN + MASTER_SALT_LEN];
+        bytes[..MASTER_KEY_LEN].copy_from_slice(&self.key);
+        bytes[MASTER_KEY_LEN..].copy_from_slice(&self.salt);
+        bytes
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+/// Which protocol a session key is for: the labels of RFC 3711 section 4.3.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// SRTP: labels 0 (encryption), 1 (authentication), 2 (salt).
+    Rtp,
+    /// SRTCP: labels 3, 4, 5.
+    Rtcp,
+}
+
+/// The session keys of one layer (RFC 3711 section 4.3); `Debug` hides them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionKeys {
+    pub cipher_key: [u8; MASTER_KEY_LEN],
+    pub auth_key: [u8; AUTH_KEY_LEN],
+    pub salt: [u8; MASTER_SALT_LEN],
+}
+
+impl SessionKeys {
+    /// Derives a layer's keys with key derivation rate 0 (index DIV kdr = 0).
+    pub fn derive(master: &MasterKey, layer: Layer) -> Result<Self, Error> {
+        let base = match layer {
+            Layer::Rtp => 0,
+            Layer::Rtcp => 3,
+        };
+        let prf = cipher(&master.key)?;
+        let mut keys = SessionKeys {
+            cipher_key: [0; MASTER_KEY_LEN],
+            auth_key: [0; AUTH_KEY_LEN],
+            salt: [0; MASTER_SALT_LEN],
+        };
+        derive_into(&prf, &master.salt, base, &mut keys.cipher_key)?;
+        derive_into(&prf, &master.salt, base + 1, &mut keys.auth_key)?;
+        derive_into(&prf, &master.salt, base + 2, &mut keys.salt)?;
+        Ok(keys)
+    }
+}
+
+impl fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionKeys(..)")
+    }
+}
+
+/// SRTP/SRTCP state of one master key in one direction (see the module doc).
+pub struct SrtpContext {
+    suite: Suite,
+    rtp: Keys,
+    rtcp: Keys,
+    streams: Vec<Stream>,
+}
+
+impl fmt::Debug for SrtpContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SrtpContext")
+            .field("suite", &self.suite)
+            .field("streams", &self.streams.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SrtpContext {
+    pub fn new(suite: Suite, master: &MasterKey) -> Result<Self, Error> {
+        Ok(SrtpContext {
+            suite,
+            rtp: Keys::new(&SessionKeys::derive(master, Layer::Rtp)?)?,
+            rtcp: Keys::new(&SessionKeys::derive(master, Layer::Rtcp)?)?,
+            streams: Vec::new(),
+        })
+    }
+
+    /// The context for the key and suite of an `a=crypto` line.
+    pub fn from_crypto(crypto: &Crypto) -> Result<Self, Error> {
+        SrtpContext::new(crypto.suite, &crypto.key)
+    }
+
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// Encrypts an RTP packet's payload (CSRCs and header extension stay
+    /// in the clear, RFC 3711 section 3.1) and appends the tag.
+    pub fn protect(&mut self, rtp: &[u8]) -> Result<Vec<u8>, Error> {
+        let header = rtp_header_len(rtp)?;
+        let (seq, ssrc) = rtp_seq_ssrc(rtp);
+        let window = self.window(ssrc, Layer::Rtp)?;
+        let index = next_rtp_index(window, seq)?;
+        let mut out = Vec::with_capacity(rtp.len() + self.suite.tag_len());
+        out.extend_from_slice(rtp);
+        keystream(
+            &self.rtp.cipher,
+            &self.rtp.iv(ssrc, index),
+            &mut out[header..],
+        )?;
+        let tag = rtp_tag(&self.rtp.auth, &out, roc(index));
+        out.extend_from_slice(&tag.as_ref()[..self.suite.tag_len()]);
+        self.accept(ssrc, Layer::Rtp, index);
+        Ok(out)
+    }
+
+    /// Checks an SRTP packet's tag and replay window, then decrypts it. The
+    /// rollover counter and window move only once the tag is good (RFC 3711
+    /// section 3.3.1), so forged packets cannot shift them.
+    pub fn unprotect(&mut self, srtp: &[u8]) -> Result<Vec<u8>, Error> {
+        let header = rtp_header_len(srtp)?;
+        let body = srtp
+            .len()
+            .checked_sub(self.suite.tag_len())
+            .filter(|&end| end >= header)
+            .ok_or(Error::TooShort)?;
+        let (seq, ssrc) = rtp_seq_ssrc(srtp);
+        let window = self.window(ssrc, Layer::Rtp)?;
+        let index = received_rtp_index(window, seq)?;
+        let tag = rtp_tag(&self.rtp.auth, &srtp[..body], roc(index));
+        constant_time::verify_slices_are_equal(
+            &tag.as_ref()[..self.suite.tag_len()],
+            &srtp[body..],
+        )
+        .map_err(|_| Error::AuthFailed)?;
+        let mut out = srtp[..body].to_vec();
+        keystream(
+            &self.rtp.cipher,
+            &self.rtp.iv(ssrc, index),
+            &mut out[header..],
+        )?;
+        self.accept(ssrc, Layer::Rtp, index);
+        Ok(out)
+    }
+
+    /// Encrypts an RTCP compound packet after its first 8 bytes and appends
+    /// E=1, the SRTCP index (0, 1, 2 ... per SSRC) and an 80-bit tag.
+    pub fn protect_rtcp(&mut self, rtcp: &[u8]) -> Result<Vec<u8>, Error> {
+        let ssrc = rtcp_ssrc(rtcp)?;
+        let index = match self.window(ssrc, Layer::Rtcp)? {
+            Some(w) => w.top + 1,
+            None => 0,
+        };
+        if index > MAX_SRTCP_INDEX {
+            return Err(Error::KeyExhausted);
+        }
+        let out = self.seal_rtcp(rtcp, ssrc, index)?;
+        self.accept(ssrc, Layer::Rtcp, index);
+        Ok(out)
+    }
+
+    /// Checks an SRTCP packet's tag and index, then decrypts it if its E
+    /// flag says it is encrypted.
+    pub fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<Vec<u8>, Error> {
+        let ssrc = rtcp_ssrc(srtcp)?;
+        let body = srtcp
+            .len()
+            .checked_sub(SRTCP_TAG_LEN)
+            .filter(|&end| end >= RTCP_CLEAR_LEN + SRTCP_INDEX_LEN)
+            .ok_or(Error::TooShort)?;
+        let trailer = body - SRTCP_INDEX_LEN;
+        let e_index = u32::from_be_bytes([
+            srtcp[trailer],
+            srtcp[trailer + 1],
+            srtcp[trailer + 2],
+            srtcp[trailer + 3],
+        ]);
+        let index = u64::from(e_index & 0x7fff_ffff);
+        if let Some(w) = self.window(ssrc, Layer::Rtcp)? {
+            w.check(index)?;
+        }
+        let tag = hmac::sign(&self.rtcp.auth, &srtcp[..body]);
+        constant_time::verify_slices_are_equal(&tag.as_ref()[..SRTCP_TAG_LEN], &srtcp[body..])
+            .map_err(|_| Error::AuthFailed)?;
+        let mut out = srtcp[..trailer].to_vec();
+        // E = 0 is an authenticated packet its sender chose not to encrypt
+        // (RFC 3711 section 3.4); it still passed the tag, so it is taken.
+        if e_index & 0x8000_0000 != 0 {
+            let iv = self.rtcp.iv(ssrc, index);
+            keystream(&self.rtcp.cipher, &iv, &mut out[RTCP_CLEAR_LEN..])?;
+        }
+        self.accept(ssrc, Layer::Rtcp, index);
+        Ok(out)
+    }
+
+    /// SRTCP with a given index: E=1 || index after the encrypted packet,
+    /// the tag over all of it (RFC 3711 section 3.4).
+    fn seal_rtcp(&self, rtcp: &[u8], ssrc: u32, index: u64) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::with_capacity(rtcp.len() + SRTCP_INDEX_LEN + SRTCP_TAG_LEN);
+        out.extend_from_slice(rtcp);
+        let iv = self.rtcp.iv(ssrc, index);
+        keystream(&self.rtcp.cipher, &iv, &mut out[RTCP_CLEAR_LEN..])?;
+        let e_index = 0x8000_0000 | (index as u32 & 0x7fff_ffff);
+        out.extend_from_slice(&e_index.to_be_bytes());
+        let tag = hmac::sign(&self.rtcp.auth, &out);
+        out.extend_from_slice(&tag.as_ref()[..SRTCP_TAG_LEN]);
+        Ok(out)
+    }
+
+    /// The window of an SSRC and layer, `None` before its first packet;
+    /// refuses an SSRC the context has no room for.
+    fn window(&self, ssrc: u32, layer: Layer) -> Result<Option<Window>, Error> {
+        match self.streams.iter().find(|s| s.ssrc == ssrc) {
+            Some(s) => Ok(s.window(layer)),
+            None if self.streams.len() >= MAX_STREAMS => Err(Error::TooManyStreams),
+            None => Ok(None),
+        }
+    }
+
+    /// Records a packet index that was protected or authenticated.
+    fn accept(&mut self, ssrc: u32, layer: Layer, index: u64) {
+        let pos = match self.streams.iter().position(|s| s.ssrc == ssrc) {
+            Some(pos) => pos,
+            None => {
+                self.streams.push(Stream {
+                    ssrc,
+                    rtp: None,
+                    rtcp: None,
+                });
+                self.streams.len() - 1
+            }
+        };
+        let slot = match layer {
+            Layer::Rtp => &mut self.streams[pos].rtp,
+            Layer::Rtcp => &mut self.streams[pos].rtcp,
+        };
+        match slot {
+            Some(w) => w.accept(index),
+            None => *slot = Some(Window::first(index)),
+        }
+    }
+}
+
+/// An `a=crypto` attribute (RFC 4568 section 9.1) we can use: one inline
+/// master key, no lifetime below 2^31, no MKI, no session parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crypto {
+    /// 1 to 9 digits; the answer repeats the tag of the offer it accepts.
+    pub tag: u32,
+    pub suite: Suite,
+    pub key: MasterKey,
+}
+
+impl Crypto {
+    /// A fresh random key for `suite` under `tag`.
+    pub fn generate(tag: u32, suite: Suite) -> Result<Self, Error> {
+        Ok(Crypto {
+            tag,
+            suite,
+            key: MasterKey::generate()?,
+        })
+    }
+
+    /// The attribute value, without `a=crypto:`.
+    pub fn to_attr(&self) -> String {
+        format!(
+            "{} {} inline:{}",
+            self.tag,
+            self.suite.name(),
+            BASE64.encode(self.key.to_bytes())
+        )
+    }
+}
+
+/// Reads an `a=crypto` value (`1 AES_CM_128_HMAC_SHA1_80 inline:<key||salt
+/// in base64>[|lifetime][|MKI:length]`); `None` for anything malformed or
+/// that [`Crypto`] cannot express, so the caller skips that line.
+pub fn parse_crypto(value: &str) -> Option<Crypto> {
+    let mut fields = value.split_ascii_whitespace();
+    let tag = parse_tag(fields.next()?)?;
+    let suite = Suite::parse(fields.next()?)?;
+    let key = parse_key_params(fields.next()?)?;
+    // Session parameters (KDR, UNENCRYPTED_SRTP, WSH ...) change what both
+    // sides do; none is implemented, so a line with any is not ours.
+    if fields.next().is_some() {
+        return None;
+    }
+    Some(Crypto { tag, suite, key })
+}
+
+/// RFC 4568 section 9.1: tag = 1*9DIGIT.
+fn parse_tag(tag: &str) -> Option<u32> {
+    if tag.is_empty() || tag.len() > 9 || !tag.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    tag.parse().ok()
+}
+
+/// RFC 4568 section 9.2: "inline:" key-salt ["|" lifetime] ["|" mki].
+fn parse_key_params(params: &str) -> Option<MasterKey> {
+    // Several keys (";"-separated) only make sense with MKIs.
+    if params.contains(';') {
+        return None;
+    }
+    let (method, info) = params.split_once(':')?;
+    if !method.eq_ignore_ascii_case("inline") {
+        return None;
+    }
+    let mut parts = info.split('|');
+    let key = MasterKey::from_bytes(&BASE64.decode(parts.next()?).ok()?)?;
+    match (parts.next(), parts.next()) {
+        (None, _) => Some(key),
+        // A lone part with ':' is an MKI; MKIs are not supported.
+        (Some(lifetime), None) if !lifetime.contains(':') && lifetime_ok(lifetime) => Some(key),
+        _ => None,
+    }
+}
+
+/// A lifetime (`2^N` or a decimal count of packets) we never reach.
+fn lifetime_ok(lifetime: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let packets = match lifetime.strip_prefix("2^") {
+        Some(exp) if digits(exp) => exp.parse::<u32>().ok().and_then(|e| 1u64.checked_shl(e)),
+        Some(_) => None,
+        None if digits(lifetime) => lifetime.parse::<u64>().ok(),
+        None => None,
+    };
+    packets.is_some_and(|p| p >= MIN_LIFETIME)
+}
+
+/// The per-layer primitives derived from the master key.
+struct Keys {
+    cipher: EncryptingKey,
+    auth: hmac::Key,
+    salt: [u8; MASTER_SALT_LEN],
+}
+
+impl Keys {
+    fn new(session: &SessionKeys) -> Result<Self, Error> {
+        Ok(Keys {
+            cipher: cipher(&session.cipher_key)?,
+            auth: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &session.auth_key),
+            salt: session.salt,
+        })
+    }
+
+    fn iv(&self, ssrc: u32, index: u64) -> [u8; 16] {
+        iv(&self.salt, ssrc, index)
+    }
+}
+
+/// RFC 3711 section 4.1.1: IV = (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16).
+fn iv(salt: &[u8; MASTER_SALT_LEN], ssrc: u32, index: u64) -> [u8; 16] {
+    let mut iv = [0u8; 16];
+    iv[..MASTER_SALT_LEN].copy_from_slice(salt);
+    for (b, s) in iv[4..8].iter_mut().zip(ssrc.to_be_bytes()) {
+        *b ^= s;
+    }
+    for (b, i) in iv[8..14].iter_mut().zip(&index.to_be_bytes()[2..]) {
+        *b ^= i;
+    }
+    iv
+}
+
+fn cipher(key: &[u8; MASTER_KEY_LEN]) -> Result<EncryptingKey, Error> {
+    let key = UnboundCipherKey::new(&AES_128, key).map_err(|_| Error::Crypto)?;
+    EncryptingKey::ctr(key).map_err(|_| Error::Crypto)
+}
+
+/// XORs AES-CM keystream from `iv` onto `data`. The low 16 bits of an
+/// SRTP IV are zero and a packet is far below 2^16 blocks, so the 128-bit
+/// counter of AES-CTR never carries out of them (RFC 3711 section 4.1.1).
+fn keystream(key: &EncryptingKey, iv: &[u8; 16], data: &mut [u8]) -> Result<(), Error> {
+    let context = EncryptionContext::Iv128(FixedLength::from(iv));
+    key.less_safe_encrypt(data, context)
+        .map(|_| ())
+        .map_err(|_| Error::Crypto)
+}
+
+/// The AES-CM PRF of RFC 3711 section 4.3.3: keystream from IV =
+/// (master salt XOR (label || index DIV kdr)) * 2^16; with kdr 0 the label
+/// alone lands on byte 7 of the salt.
+fn derive_into(
+    prf: &EncryptingKey,
+    salt: &[u8; MASTER_SALT_LEN],
+    label: u8,
+    out: &mut [u8],
+) -> Result<(), Error> {
+    let mut x = [0u8; 16];
+    x[..MASTER_SALT_LEN].copy_from_slice(salt);
+    x[7] ^= label;
+    out.fill(0);
+    keystream(prf, &x, out)
+}
+
+/// HMAC-SHA1 over the authenticated portion and the ROC (RFC 3711
+/// section 4.2), untruncated.
+fn rtp_tag(key: &hmac::Key, packet: &[u8], roc: u32) -> hmac::Tag {
+    let mut ctx = hmac::Context::with_key(key);
+    ctx.update(packet);
+    ctx.update(&roc.to_be_bytes());
+    ctx.sign()
+}
+
+fn roc(index: u64) -> u32 {
+    (index >> 16) as u32
+}
+
+/// Where the payload starts: the fixed header, CSRCs and header extension
+/// (RFC 3550 section 5.3.1). Not `rtp::parse`: that also strips padding,
+/// whose count byte is ciphertext in an SRTP packet (RFC 3711 section 3.1).
+fn rtp_header_len(packet: &[u8]) -> Result<usize, Error> {
+    if packet.len() < 12 {
+        return Err(Error::TooShort);
+    }
+    if packet[0] >> 6 != 2 {
+        return Err(Error::Malformed);
+    }
+    let mut len = 12 + 4 * usize::from(packet[0] & 0x0f);
+    if packet[0] & 0x10 != 0 {
+        let ext = packet.get(len..len + 4).ok_or(Error::Malformed)?;
+        len += 4 + 4 * usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+    }
+    if len > packet.len() {
+        return Err(Error::Malformed);
+    }
+    Ok(len)
+}
+
+/// Sequence number and SSRC of a packet `rtp_header_len` accepted.
+fn rtp_seq_ssrc(packet: &[u8]) -> (u16, u32) {
+    (
+        u16::from_be_bytes([packet[2], packet[3]]),
+        u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
+    )
+}
+
+/// The sender SSRC of an RTCP packet (RFC 3550 section 6.4).
+fn rtcp_ssrc(packet: &[u8]) -> Result<u32, Error> {
+    if packet.len() < RTCP_CLEAR_LEN {
+        return Err(Error::TooShort);
+    }
+    if packet[0] >> 6 != 2 {
+        return Err(Error::Malformed);
+    }
+    Ok(u32::from_be_bytes([
+        packet[4], packet[5], packet[6], packet[7],
+    ]))
+}
+
+/// The index to send `seq` under. The sender estimates like a receiver, so
+/// a relay that forwards reordered packets still numbers them right, and
+/// refuses an index it already used: the same IV twice would reuse
+/// keystream (RFC 3711 section 9.1).
+fn next_rtp_index(window: Option<Window>, seq: u16) -> Result<u64, Error> {
+    received_rtp_index(window, seq)
+}
+
+/// RFC 3711 Appendix A: the index of `seq` is the candidate with ROC - 1,
+/// ROC or ROC + 1 nearest the highest index s_l so far; then the replay
+/// check. The first packet of an SSRC has ROC 0 (section 3.3.1).
+fn received_rtp_index(window: Option<Window>, seq: u16) -> Result<u64, Error> {
+    let Some(w) = window else {
+        return Ok(u64::from(seq));
+    };
+    let roc = w.top >> 16;
+    let s_l = w.top as u16;
+    let v = if s_l < 0x8000 {
+        if seq > s_l && seq - s_l > 0x8000 {
+            // Before the stream's first rollover there is no ROC - 1.
+            roc.checked_sub(1).ok_or(Error::TooOld)?
+        } else {
+            roc
+        }
+    } else if s_l - 0x8000 > seq {
+        roc + 1
+    } else {
+        roc
+    };
+    let index = (v << 16) | u64::from(seq);
+    if index > MAX_SRTP_INDEX {
+        return Err(Error::KeyExhausted);
+    }
+    w.check(index)?;
+    Ok(index)
+}
+
+/// Per-SSRC state: the windows of SRTP and of SRTCP.
+#[derive(Debug, Clone, Copy)]
+struct Stream {
+    ssrc: u32,
+    rtp: Option<Window>,
+    rtcp: Option<Window>,
+}
+
+impl Stream {
+    fn window(&self, layer: Layer) -> Option<Window> {
+        match layer {
+            Layer::Rtp => self.rtp,
+            Layer::Rtcp => self.rtcp,
+        }
+    }
+}
+
+/// The sliding window of RFC 3711 section 3.3.2: the highest index so far
+/// and a bitmap of the 64 indices up to it (bit n = top - n was seen).
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    top: u64,
+    seen: u64,
+}
+
+impl Window {
+    fn first(index: u64) -> Self {
+        Window {
+            top: index,
+            seen: 1,
+        }
+    }
+
+    fn check(&self, index: u64) -> Result<(), Error> {
+        if index > self.top {
+            return Ok(());
+        }
+        let age = self.top - index;
+        if age >= REPLAY_WINDOW {
+            Err(Error::TooOld)
+        } else if (self.seen >> age) & 1 == 1 {
+            Err(Error::Replay)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn accept(&mut self, index: u64) {
+        if index > self.top {
+            let shift = index - self.top;
+            self.seen = if shift >= REPLAY_WINDOW {
+                0
+            } else {
+                self.seen << shift
+            };
+            self.seen |= 1;
+            self.top = index;
+        } else if self.top - index < REPLAY_WINDOW {
+            self.seen |= 1 << (self.top - index);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The master key and salt of RFC 3711 Appendix B.3 (also libsrtp's
+    /// test key).
+    fn rfc_master() -> MasterKey {
+        MasterKey::from_bytes(&hex(
+            "E1F97A0D3E018BE0D64FA32C06DE4139 0EC675AD498AFEEBB6960B3AABE6",
+        ))
+        .unwrap()
+    }
+
+    fn pair(suite: Suite) -> (SrtpContext, SrtpContext) {
+        let key = rfc_master();
+        (
+            SrtpContext::new(suite, &key).unwrap(),
+            SrtpContext::new(suite, &key).unwrap(),
+        )
+    }
+
+    fn rtp(seq: u16, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 12];
+        super::super::rtp::write_header(&mut p, 0, false, seq, 160 * u32::from(seq), ssrc);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// An RTCP receiver report with one report block.
+    fn rtcp(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x81, 201, 0, 7];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend((0..24).map(|i| i as u8));
+        p
+    }
+
+    #[test]
+    fn rfc3711_b2_aes_cm_keystream_matches() {
+        let key = cipher(&hex("2B7E151628AED2A6ABF7158809CF4F3C").try_into().unwrap()).unwrap();
+        let salt: [u8; 14] = hex("F0F1F2F3F4F5F6F7F8F9FAFBFCFD").try_into().unwrap();
+        let iv = iv(&salt, 0, 0);
+        assert_eq!(iv.to_vec(), hex("F0F1F2F3F4F5F6F7F8F9FAFBFCFD0000"));
+        // The RFC's segment: 65282 blocks, of which it lists the first and
+        // last three.
+        let mut stream = vec![0u8; 65282 * 16];
+        keystream(&key, &iv, &mut stream).unwrap();
+        assert_eq!(
+            stream[..48],
+            hex("E03EAD0935C95E80E166B16DD92B4EB4
+                 D23513162B02D0F72A43A2FE4A5F97AB
+                 41E95B3BB0A2E8DD477901E4FCA894C0")[..]
+        );
+        assert_eq!(
+            stream[0xFEFF * 16..],
+            hex("EC8CDF7398607CB0F2D21675EA9EA1E4
+                 362B7C3C6773516318A077D7FC5073AE
+                 6A2CC3787889374FBEB4C81B17BA6C44")[..]
+        );
+    }
+
+    #[test]
+    fn rfc3711_b3_key_derivation_matches() {
+        let keys = SessionKeys::derive(&rfc_master(), Layer::Rtp).unwrap();
+        assert_eq!(
+            keys.cipher_key.to_vec(),
+            hex("C61E7A93744F39EE10734AFE3FF7A087")
+        );
+        assert_eq!(keys.salt.to_vec(), hex("30CBBC08863D8C85D49DB34A9AE1"));
+        assert_eq!(
+            keys.auth_key.to_vec(),
+            hex("CEBE321F6FF7716B6FD4AB49AF256A156D38BAA4")
+        );
+        // The appendix runs the auth-key PRF out to 94 bytes: the counter
+        // must advance block by block.
+        let master = rfc_master();
+        let mut long = [0u8; 94];
+        derive_into(&cipher(&master.key).unwrap(), &master.salt, 1, &mut long).unwrap();
+        assert_eq!(
+            long.to_vec(),
+            hex(
+                "CEBE321F6FF7716B6FD4AB49AF256A15 6D38BAA48F0A0ACF3C34E2359E6CDBCE
+                 E049646C43D9327AD175578EF7227098 6371C10C9A369AC2F94A8C5FBCDDDC25
+                 6D6E919A48B610EF17C2041E47403576 6B68642C59BBFC2F34DB60DBDFB2"
+            )
+        );
+        let rtcp = SessionKeys::derive(&rfc_master(), Layer::Rtcp).unwrap();
+        assert_ne!(rtcp.cipher_key, keys.cipher_key);
+        assert_ne!(rtcp.auth_key, keys.auth_key);
+        assert_ne!(rtcp.salt, keys.salt);
+    }
+
+    /// libsrtp's reference packet (test/srtp_driver.c, srtp_validate): the
+    /// RFC 3711 B.3 master key, SSRC 0xcafebabe, seq 0x1234.
+    #[test]
+    fn libsrtp_reference_packet_protects_and_unprotects() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        let plain = hex("800f1234decafbadcafebabe abababababababababababababababab");
+        let sealed =
+            hex("800f1234decafbadcafebabe 4e55dc4ce79978d88ca4d215949d2402 b78d6acc99ea179b8dbb");
+        assert_eq!(tx.protect(&plain).unwrap(), sealed);
+        assert_eq!(rx.unprotect(&sealed).unwrap(), plain);
+    }
+
+    /// libsrtp's SRTCP reference packet (srtp_validate), sent with SRTCP
+    /// index 1 as libsrtp counts from there.
+    #[test]
+    fn libsrtp_reference_srtcp_packet_seals_and_opens() {
+        let (tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        let plain = hex("81c8000bcafebabe abababababababababababababababab");
+        let sealed =
+            hex("81c8000bcafebabe 7128035be487b9bdbef89041f977a5a8 80000001 993e08cd54d6c1230798");
+        assert_eq!(tx.seal_rtcp(&plain, 0xcafe_babe, 1).unwrap(), sealed);
+        assert_eq!(rx.unprotect_rtcp(&sealed).unwrap(), plain);
+    }
+
+    #[test]
+    fn protect_then_unprotect_round_trips_for_both_suites() {
+        for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32] {
+            let (mut tx, mut rx) = pair(suite);
+            for seq in 1000..1010u16 {
+                let p = rtp(seq, 0x1234_5678, &[seq as u8; 160]);
+                let s = tx.protect(&p).unwrap();
+                assert_eq!(s.len(), p.len() + suite.tag_len());
+                assert_eq!(s[..12], p[..12], "header stays in the clear");
+                assert_ne!(s[12..172], p[12..], "payload is encrypted");
+                assert_eq!(rx.unprotect(&s).unwrap(), p);
+            }
+        }
+    }
+
+    #[test]
+    fn csrcs_extension_and_padding_are_handled() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        let mut p = rtp(7, 42, &[]);
+        p[0] |= 0x20 | 0x10 | 2; // padding, extension, 2 CSRCs
+        p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2]); // CSRCs
+        p.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, 0xaa, 0, 0]); // one-word extension
+        let header = p.len();
+        p.extend_from_slice(&[0x55; 20]);
+        p.extend_from_slice(&[0, 0, 3]); // 3 bytes of padding
+        let s = tx.protect(&p).unwrap();
+        assert_eq!(s[..header], p[..header], "CSRCs and extension stay clear");
+        assert_ne!(
+            s[header..p.len()],
+            p[header..],
+            "payload and padding are encrypted"
+        );
+        assert_eq!(rx.unprotect(&s).unwrap(), p);
+    }
+
+    #[test]
+    fn sha1_32_packets_are_six_bytes_shorter_and_srtcp_keeps_80_bits() {
+        let p = rtp(1, 1, &[0; 160]);
+        let (mut tx80, _) = pair(Suite::AesCm128HmacSha1_80);
+        let (mut tx32, mut rx32) = pair(Suite::AesCm128HmacSha1_32);
+        let s32 = tx32.protect(&p).unwrap();
+        assert_eq!(tx80.protect(&p).unwrap().len() - s32.len(), 6);
+        let c = rtcp(1);
+        let sc = tx32.protect_rtcp(&c).unwrap();
+        assert_eq!(sc.len(), c.len() + SRTCP_INDEX_LEN + SRTCP_TAG_LEN);
+        assert_eq!(tx80.protect_rtcp(&c).unwrap().len(), sc.len());
+        assert_eq!(rx32.unprotect_rtcp(&sc).unwrap(), c);
+    }
+
+    #[test]
+    fn rtcp_round_trips_with_the_index_counting_from_zero() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        let c = rtcp(0xdead_beef);
+        for expected in 0..3u32 {
+            let s = tx.protect_rtcp(&c).unwrap();
+            assert_eq!(s[..8], c[..8], "the first 8 bytes stay clear");
+            assert_ne!(s[8..c.len()], c[8..]);
+            let at = c.len();
+            let e_index = u32::from_be_bytes(s[at..at + 4].try_into().unwrap());
+            assert_eq!(e_index, 0x8000_0000 | expected);
+            assert_eq!(rx.unprotect_rtcp(&s).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_fails() {
+        let p = rtp(99, 0x0102_0304, &[0x11; 32]);
+        let s = pair(Suite::AesCm128HmacSha1_80).0.protect(&p).unwrap();
+        for bit in 0..s.len() * 8 {
+            let mut bad = s.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let got = pair(Suite::AesCm128HmacSha1_80).1.unprotect(&bad);
+            // Byte 0 holds the version, CC and X, which may break the
+            // header before the tag is reached; everything else is tagged.
+            if bit < 8 {
+                assert!(got.is_err(), "bit {bit}");
+            } else {
+                assert_eq!(got, Err(Error::AuthFailed), "bit {bit}");
+            }
+        }
+        let c = rtcp(5);
+        let s = pair(Suite::AesCm128HmacSha1_32).0.protect_rtcp(&c).unwrap();
+        for bit in 8..s.len() * 8 {
+            let mut bad = s.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let got = pair(Suite::AesCm128HmacSha1_32).1.unprotect_rtcp(&bad);
+            assert_eq!(got, Err(Error::AuthFailed), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn forged_packets_do_not_move_the_rollover_counter() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        let first = tx.protect(&rtp(100, 9, &[1; 10])).unwrap();
+        rx.unprotect(&first).unwrap();
+        // A forgery far ahead would, if believed, push s_l past the wrap.
+        let mut forger = pair(Suite::AesCm128HmacSha1_80).0;
+        let mut forged = forger.protect(&rtp(30000, 9, &[2; 10])).unwrap();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(rx.unprotect(&forged), Err(Error::AuthFailed));
+        let next = tx.protect(&rtp(101, 9, &[3; 10])).unwrap();
+        assert_eq!(rx.unprotect(&next).unwrap(), rtp(101, 9, &[3; 10]));
+    }
+
+    #[test]
+    fn a_replayed_packet_is_rejected() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        let s = tx.protect(&rtp(5, 1, &[0; 20])).unwrap();
+        rx.unprotect(&s).unwrap();
+        assert_eq!(rx.unprotect(&s), Err(Error::Replay));
+        let c = tx.protect_rtcp(&rtcp(1)).unwrap();
+        rx.unprotect_rtcp(&c).unwrap();
+        assert_eq!(rx.unprotect_rtcp(&c), Err(Error::Replay));
+    }
+
+    #[test]
+    fn a_packet_older_than_the_window_is_rejected_and_late_ones_inside_it_pass() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        let sealed: Vec<Vec<u8>> = (0..=100u16)
+            .map(|seq| tx.protect(&rtp(seq, 3, &[seq as u8; 8])).unwrap())
+            .collect();
+        rx.unprotect(&sealed[100]).unwrap();
+        assert_eq!(rx.unprotect(&sealed[36]), Err(Error::TooOld), "age 64");
+        assert_eq!(rx.unprotect(&sealed[37]).unwrap(), rtp(37, 3, &[37; 8]));
+        assert_eq!(rx.unprotect(&sealed[99]).unwrap(), rtp(99, 3, &[99; 8]));
+        assert_eq!(rx.unprotect(&sealed[99]), Err(Error::Replay));
+    }
+
+    #[test]
+    fn protect_refuses_to_reuse_an_index() {
+        let (mut tx, _) = pair(Suite::AesCm128HmacSha1_80);
+        let p = rtp(10, 1, &[0; 10]);
+        tx.protect(&p).unwrap();
+        assert_eq!(tx.protect(&p), Err(Error::Replay));
+    }
+
+    #[test]
+    fn rollover_at_65535_round_trips_even_reordered() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        let seqs = [65533u16, 65534, 65535, 0, 1, 2];
+        let sealed: Vec<Vec<u8>> = seqs
+            .iter()
+            .map(|&seq| tx.protect(&rtp(seq, 8, &[seq as u8; 16])).unwrap())
+            .collect();
+        // Delivered out of order across the wrap: 65533, 0, 65535, 65534, 2, 1.
+        for i in [0, 3, 2, 1, 5, 4] {
+            let seq = seqs[i];
+            assert_eq!(
+                rx.unprotect(&sealed[i]).unwrap(),
+                rtp(seq, 8, &[seq as u8; 16])
+            );
+        }
+        // After the wrap the tag covers ROC 1: a receiver that still
+        // thinks ROC 0 (a fresh one) cannot authenticate packet 2.
+        let (_, mut fresh) = pair(Suite::AesCm128HmacSha1_80);
+        assert_eq!(fresh.unprotect(&sealed[5]), Err(Error::AuthFailed));
+    }
+
+    #[test]
+    fn a_packet_from_before_the_first_rollover_is_too_old() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        rx.unprotect(&tx.protect(&rtp(10, 1, &[])).unwrap())
+            .unwrap();
+        let mut other = pair(Suite::AesCm128HmacSha1_80).0;
+        let s = other.protect(&rtp(60000, 1, &[])).unwrap();
+        assert_eq!(rx.unprotect(&s), Err(Error::TooOld));
+    }
+
+    #[test]
+    fn each_ssrc_keeps_its_own_state_up_to_a_limit() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        for ssrc in 0..MAX_STREAMS as u32 {
+            let s = tx.protect(&rtp(1, ssrc, &[0; 4])).unwrap();
+            rx.unprotect(&s).unwrap();
+        }
+        let p = rtp(1, 9999, &[0; 4]);
+        assert_eq!(tx.protect(&p), Err(Error::TooManyStreams));
+        assert_eq!(tx.protect_rtcp(&rtcp(9999)), Err(Error::TooManyStreams));
+        let s = tx.protect(&rtp(2, 0, &[0; 4])).unwrap();
+        assert!(rx.unprotect(&s).is_ok(), "known SSRCs go on");
+    }
+
+    #[test]
+    fn short_and_malformed_packets_are_refused() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        assert_eq!(tx.protect(&[0x80; 11]), Err(Error::TooShort));
+        assert_eq!(tx.protect(&[0x40; 20]), Err(Error::Malformed));
+        let mut p = rtp(1, 1, &[]);
+        p[0] |= 0x10; // extension flag without the extension
+        assert_eq!(tx.protect(&p), Err(Error::Malformed));
+        assert_eq!(rx.unprotect(&rtp(1, 1, &[0; 9])), Err(Error::TooShort));
+        assert_eq!(rx.unprotect_rtcp(&rtcp(1)[..21]), Err(Error::TooShort));
+        assert_eq!(tx.protect_rtcp(&[0x81, 201, 0]), Err(Error::TooShort));
+    }
+
+    #[test]
+    fn suite_names_round_trip() {
+        for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32] {
+            assert_eq!(Suite::parse(suite.name()), Some(suite));
+        }
+        assert_eq!(Suite::parse("AEAD_AES_128_GCM"), None);
+        assert_eq!(Suite::AesCm128HmacSha1_32.tag_len(), 4);
+        assert_eq!(Suite::AesCm128HmacSha1_80.tag_len(), 10);
+    }
+
+    #[test]
+    fn crypto_lines_parse_and_print() {
+        let line = "1 AES_CM_128_HMAC_SHA1_80 inline:4fl6aMKDvNSvtuD+rKqhrCNwo4kl6P2EfUvbCM2T";
+        let c = parse_crypto(line).unwrap();
+        assert_eq!((c.tag, c.suite), (1, Suite::AesCm128HmacSha1_80));
+        assert_eq!(c.to_attr(), line);
+        let c = parse_crypto(
+            "2 AES_CM_128_HMAC_SHA1_32 inline:4fl6aMKDvNSvtuD+rKqhrCNwo4kl6P2EfUvbCM2T|2^31",
+        )
+        .unwrap();
+        assert_eq!((c.tag, c.suite), (2, Suite::AesCm128HmacSha1_32));
+        let g = Crypto::generate(3, Suite::AesCm128HmacSha1_32).unwrap();
+        assert_eq!(parse_crypto(&g.to_attr()), Some(g.clone()));
+        assert_ne!(
+            g.key,
+            Crypto::generate(3, Suite::AesCm128HmacSha1_32).unwrap().key
+        );
+        let (_, b64) = g
+            .to_attr()
+            .split_once("inline:")
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .unwrap();
+        assert!(!format!("{g:?}").contains(&b64), "Debug hides the key");
+    }
+
+    #[test]
+    fn crypto_lines_we_cannot_honour_are_refused() {
+        let key = "4fl6aMKDvNSvtuD+rKqhrCNwo4kl6P2EfUvbCM2T";
+        for bad in [
+            String::new(),
+            String::from("1 AES_CM_128_HMAC_SHA1_80"),
+            format!("1 AES_256_CM_HMAC_SHA1_80 inline:{key}"),
+            format!("x AES_CM_128_HMAC_SHA1_80 inline:{key}"),
+            format!("1234567890 AES_CM_128_HMAC_SHA1_80 inline:{key}"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 uri:{key}"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 {key}"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{}", &key[..36]),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}AAAA"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{}!", &key[..39]),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}|1:1"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^31|1:4"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^20"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}|1048576"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^x"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key};inline:{key}"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key} KDR=1"),
+            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key} UNENCRYPTED_SRTCP"),
+        ] {
+            assert_eq!(parse_crypto(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn contexts_can_move_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<SrtpContext>();
+    }
+
+    proptest! {
+        #[test]
+        fn unprotect_never_panics_on_any_bytes(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            short_tag in any::<bool>(),
+        ) {
+            let suite = if short_tag { Suite::AesCm128HmacSha1_32 } else { Suite::AesCm128HmacSha1_80 };
+            let (_, mut rx) = pair(suite);
+            let mut bytes = bytes;
+            // Half the time a version-2 first byte, so parsing goes deeper.
+            if let Some(first) = bytes.first_mut() && short_tag {
+                *first = 0x80 | (*first & 0x3f);
+            }
+            prop_assert!(rx.unprotect(&bytes).is_err());
+            prop_assert!(rx.unprotect_rtcp(&bytes).is_err());
+        }
+
+        #[test]
+        fn any_rtp_packet_round_trips(
+            seq in any::<u16>(),
+            ssrc in any::<u32>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+            let p = rtp(seq, ssrc, &payload);
+            let s = tx.protect(&p).unwrap();
+            prop_assert_eq!(rx.unprotect(&s).unwrap(), p);
+        }
+    }
+}
