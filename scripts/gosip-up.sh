@@ -6,7 +6,7 @@ BIN=${BIN:-target/debug}
 GOSIP_TMP=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 export GOSIP_DATA_DIR=$GOSIP_TMP/data GOSIP_HTTP_BIND=127.0.0.1 GOSIP_SIP_BIND=127.0.0.1 GOSIP_RTP_BIND=127.0.0.1
-export GOSIP_HTTP_PORT=$(free_port) GOSIP_SIP_PORT=$(free_port)
+export GOSIP_HTTP_PORT=$(free_port) GOSIP_SIP_PORT=$(free_port) GOSIP_SIPS_PORT=$(free_port)
 export GOSIP_SIPD_GRPC=127.0.0.1:$(free_port) GOSIP_MEDIAD_GRPC=127.0.0.1:$(free_port)
 export GOSIP_TWILIOD_GRPC=127.0.0.1:$(free_port) GOSIP_TWILIOD_HTTP=127.0.0.1:$(free_port)
 export GOSIP_NOTIFYD_GRPC=127.0.0.1:$(free_port)

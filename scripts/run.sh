@@ -6,6 +6,7 @@ BIN=${1:-target/release}
 export GOSIP_DATA_DIR=${GOSIP_DATA_DIR:-./data}
 export GOSIP_HTTP_PORT=${GOSIP_HTTP_PORT:-8080}
 export GOSIP_SIP_PORT=${GOSIP_SIP_PORT:-5060}
+export GOSIP_SIPS_PORT=${GOSIP_SIPS_PORT:-5061}
 export GOSIP_WEB_DIR=${GOSIP_WEB_DIR:-web-ui/dist}
 mkdir -p "$GOSIP_DATA_DIR/logs"
 DAEMONS=(sipd mediad twiliod notifyd webd)
@@ -42,7 +43,7 @@ fi
 cat <<MSG
 GoSIP is running.
   Web UI:  http://127.0.0.1:$GOSIP_HTTP_PORT/
-  SIP:     udp+tcp port $GOSIP_SIP_PORT
+  SIP:     udp+tcp port $GOSIP_SIP_PORT, tls port $GOSIP_SIPS_PORT
   Data:    $GOSIP_DATA_DIR (logs in $GOSIP_DATA_DIR/logs/)
 MSG
 # Until the setup wizard is done, webd requires the one-time token it wrote

@@ -79,12 +79,42 @@ impl Baresip {
         Self::spawn_on(Host::loopback(), root, name, account, source, max_secs)
     }
 
+    /// [`Baresip::spawn`] with `config` lines added to its config file
+    /// (e.g. `sip_cafile` for SIP over TLS).
+    pub fn spawn_with(
+        root: &Path,
+        name: &str,
+        (account, config): (&str, &str),
+        source: &Path,
+        max_secs: u32,
+    ) -> Baresip {
+        Self::spawn_in(
+            Host::loopback(),
+            root,
+            name,
+            (account, config),
+            source,
+            max_secs,
+        )
+    }
+
     /// [`Baresip::spawn`] on `host`.
     pub fn spawn_on(
         host: Host,
         root: &Path,
         name: &str,
         account: &str,
+        source: &Path,
+        max_secs: u32,
+    ) -> Baresip {
+        Self::spawn_in(host, root, name, (account, ""), source, max_secs)
+    }
+
+    fn spawn_in(
+        host: Host,
+        root: &Path,
+        name: &str,
+        (account, config): (&str, &str),
         source: &Path,
         max_secs: u32,
     ) -> Baresip {
@@ -114,7 +144,7 @@ impl Baresip {
                  ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n\
                  snd_path {dump}\n\
                  audio_player aufile,/dev/null\n\
-                 audio_source aufile,{src}\n",
+                 audio_source aufile,{src}\n{config}",
                 dump = dump.display(),
                 src = source.display(),
             ),

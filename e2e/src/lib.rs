@@ -121,6 +121,8 @@ pub fn sipp_scenario(name: &str) -> PathBuf {
 pub struct Ports {
     pub http: u16,
     pub sip: u16,
+    /// SIP over TLS.
+    pub sips: u16,
     pub sipd_grpc: u16,
     pub mediad_grpc: u16,
     pub twiliod_grpc: u16,
@@ -134,6 +136,7 @@ impl Ports {
         Self {
             http: testkit::ports::tcp(),
             sip: testkit::ports::sip(),
+            sips: testkit::ports::tcp(),
             sipd_grpc: testkit::ports::tcp(),
             mediad_grpc: testkit::ports::tcp(),
             twiliod_grpc: testkit::ports::tcp(),
@@ -152,6 +155,7 @@ impl Ports {
             ("GOSIP_HTTP_PORT".into(), self.http.to_string()),
             ("GOSIP_SIP_BIND".into(), "127.0.0.1".into()),
             ("GOSIP_SIP_PORT".into(), self.sip.to_string()),
+            ("GOSIP_SIPS_PORT".into(), self.sips.to_string()),
             ("GOSIP_SIPD_GRPC".into(), l(self.sipd_grpc)),
             ("GOSIP_MEDIAD_GRPC".into(), l(self.mediad_grpc)),
             ("GOSIP_TWILIOD_GRPC".into(), l(self.twiliod_grpc)),
@@ -208,7 +212,7 @@ impl System {
 
     /// All five daemons inside network namespace `ns`, started the way
     /// `make run` starts them (scripts/run.sh): only `GOSIP_DATA_DIR` is
-    /// set, so SIP listens on 0.0.0.0:5060, HTTP on 0.0.0.0:8080, RTP on
+    /// set, so SIP listens on 0.0.0.0:5060 (TLS :5061), HTTP on 0.0.0.0:8080, RTP on
     /// 10000-10999 and gRPC on the namespace's own 127.0.0.1, plus
     /// `extra_env` (e.g. `RUST_LOG`).
     pub async fn start_in(ns: &netlab::Ns, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
@@ -226,6 +230,7 @@ impl System {
             ports: Ports {
                 http,
                 sip,
+                sips: proto::defaults::SIPS_PORT,
                 sipd_grpc: grpc(proto::defaults::SIPD_GRPC),
                 mediad_grpc: grpc(proto::defaults::MEDIAD_GRPC),
                 twiliod_grpc: grpc(proto::defaults::TWILIOD_GRPC),

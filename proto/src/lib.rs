@@ -49,6 +49,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Default listen addresses (ARCHITECTURE.md "Processes").
 pub mod defaults {
     pub const SIP_PORT: u16 = 5060;
+    /// SIP over TLS (RFC 3261 section 26.2).
+    pub const SIPS_PORT: u16 = 5061;
     pub const HTTP_PORT: u16 = 8080;
     pub const TWILIOD_HTTP: &str = "127.0.0.1:8081";
     pub const SIPD_GRPC: &str = "127.0.0.1:50061";

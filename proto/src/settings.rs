@@ -802,6 +802,22 @@ pub const KEYS: &[Key] = &[
     ),
     // Advanced
     k(
+        "sip.tls_certificate",
+        "",
+        Advanced,
+        Text,
+        "TLS certificate file",
+        "A PEM certificate (chain) phones see on the SIP-over-TLS port, e.g. the one your reverse proxy obtains; empty = GoSIP's own self-signed one",
+    ),
+    k(
+        "sip.tls_key",
+        "",
+        Advanced,
+        Text,
+        "TLS key file",
+        "The PEM private key of that certificate",
+    ),
+    k(
         "sip.realm",
         "",
         Advanced,

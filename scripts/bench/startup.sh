@@ -8,7 +8,7 @@ times=()
 for run in $(seq 1 10); do
   dir=$(mktemp -d)
   export GOSIP_DATA_DIR=$dir/data GOSIP_HTTP_BIND=127.0.0.1 GOSIP_HTTP_PORT=$(free_port) GOSIP_SIP_BIND=127.0.0.1 \
-    GOSIP_SIP_PORT=$(free_port) GOSIP_SIPD_GRPC=127.0.0.1:$(free_port) GOSIP_MEDIAD_GRPC=127.0.0.1:$(free_port) \
+    GOSIP_SIP_PORT=$(free_port) GOSIP_SIPS_PORT=$(free_port) GOSIP_SIPD_GRPC=127.0.0.1:$(free_port) GOSIP_MEDIAD_GRPC=127.0.0.1:$(free_port) \
     GOSIP_TWILIOD_GRPC=127.0.0.1:$(free_port) GOSIP_TWILIOD_HTTP=127.0.0.1:$(free_port) \
     GOSIP_NOTIFYD_GRPC=127.0.0.1:$(free_port) GOSIP_RTP_BIND=127.0.0.1 GOSIP_RTP_PORTS=31000-31099
   t0=$(date +%s%N)

@@ -26,6 +26,9 @@ pub struct Config {
     /// SIP port, UDP and TCP.
     #[arg(long, env = "GOSIP_SIP_PORT", default_value_t = proto::defaults::SIP_PORT)]
     pub sip_port: u16,
+    /// SIP over TLS port (on the same address).
+    #[arg(long, env = "GOSIP_SIPS_PORT", default_value_t = proto::defaults::SIPS_PORT)]
+    pub sips_port: u16,
     /// sipd's gRPC address.
     #[arg(long, env = "GOSIP_SIPD_GRPC", default_value = proto::defaults::SIPD_GRPC)]
     pub grpc: String,
@@ -50,6 +53,8 @@ pub struct Config {
 pub struct Listeners {
     pub udp: UdpSocket,
     pub tcp: TcpListener,
+    /// SIP over TLS.
+    pub tls: TcpListener,
     pub grpc: TcpListener,
 }
 
@@ -65,6 +70,9 @@ impl Listeners {
             tcp: TcpListener::bind(sip)
                 .await
                 .with_context(|| format!("bind tcp {sip}"))?,
+            tls: TcpListener::bind((sip.ip(), cfg.sips_port))
+                .await
+                .with_context(|| format!("bind tls {}:{}", sip.ip(), cfg.sips_port))?,
             grpc: proto::daemon::bind_tcp(&cfg.grpc).await?,
         })
     }
@@ -88,6 +96,7 @@ pub async fn run(
     tracing::info!(
         udp = %listeners.udp.local_addr()?,
         tcp = %listeners.tcp.local_addr()?,
+        tls = %listeners.tls.local_addr()?,
         grpc = %listeners.grpc.local_addr()?,
         "sipd listening"
     );
@@ -103,9 +112,13 @@ pub async fn run(
     let (device_reload, device_requests) =
         net::DeviceReload::channel(std::time::Duration::from_secs(cfg.device_reload_secs));
     let sipd_service = net::grpc::SipdService::new(cmd_tx.clone(), device_reload.clone());
+    let tls = tls_acceptor(&cfg, &settings)?;
     let sip = tokio::spawn(net::serve(
         listeners.udp,
-        listeners.tcp,
+        net::Streams {
+            tcp: listeners.tcp,
+            tls: (listeners.tls, tls),
+        },
         pool.clone(),
         settings.clone(),
         media,
@@ -135,6 +148,34 @@ pub async fn run(
     result?;
     tracing::info!("sipd stopped");
     Ok(())
+}
+
+/// The TLS acceptor for SIP over TLS: the admin's certificate when the
+/// settings name one, else sipd's own self-signed one (made on first
+/// start, named for the realm, the public address and this host).
+fn tls_acceptor(
+    cfg: &Config,
+    settings: &SettingsHandle,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    let s = settings.get();
+    let names: Vec<String> = [
+        proto::sip_auth::realm(s.str("sip.realm")),
+        s.str("sip.public_address").trim().to_string(),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ]
+    .into_iter()
+    .filter(|n| !n.is_empty())
+    .collect();
+    let (cert, key) = net::tls::files(
+        &cfg.common.data_dir,
+        s.str("sip.tls_certificate"),
+        s.str("sip.tls_key"),
+        &names,
+    )?;
+    let (acceptor, fingerprint) = net::tls::acceptor(&cert, &key)?;
+    tracing::info!(cert = %cert.display(), sha256 = %fingerprint, "SIP over TLS certificate");
+    Ok(acceptor)
 }
 
 pub mod net;

@@ -805,6 +805,97 @@ async fn the_caller_transfers_bob_to_carol_and_they_hear_each_other() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_over_tls_calls_a_phone_over_udp_and_both_hear_each_other() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    // alice's phone trusts sipd's own certificate (made on first start,
+    // as an admin would install it or pin its fingerprint); bob stays on
+    // UDP.
+    let cert = s.dir.join("tls").join("sip.crt");
+    assert!(cert.exists(), "sipd made its certificate");
+    s.add_device("alice", "pw-alice-2026", "101").await;
+    s.add_device("bob", "pw-bob-2026-x", "102").await;
+    let mut alice = Baresip::spawn_with(
+        root,
+        "alice",
+        (
+            &format!(
+                "<sip:alice@{};transport=tls>;auth_pass=pw-alice-2026;regint=300;audio_codecs=PCMU,PCMA",
+                s.sips
+            ),
+            &format!("sip_cafile {}\n", cert.display()),
+        ),
+        &tone_file(root, CALLER_HZ),
+        60,
+    );
+    let mut bob = Baresip::spawn(
+        root,
+        "bob",
+        &account("bob", "pw-bob-2026-x", &s, ";answermode=auto"),
+        &tone_file(root, CALLEE_HZ),
+        60,
+    );
+    s.eventually("both phones registered", || async {
+        s.registrations().await.len() == 2
+    })
+    .await;
+    let transports: Vec<String> = s.registrations().await.into_iter().map(|r| r.1).collect();
+    assert!(transports.contains(&"tls".to_string()), "{transports:?}");
+    alice.connect().await;
+    bob.connect().await;
+    alice
+        .command("dial", &format!("sip:102@{}", s.sips))
+        .await
+        .unwrap();
+    for p in [&mut alice, &mut bob] {
+        p.event("CALL_RTPESTAB", Duration::from_secs(15))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(TALK).await;
+    let (alice_heard, bob_heard) = hang_up(&mut alice, &mut bob).await;
+    alice.quit().await;
+    bob.quit().await;
+    assert_heard(
+        &alice_heard,
+        CALLEE_HZ,
+        CALLER_HZ,
+        "alice (TLS) should have heard bob",
+    );
+    assert_heard(
+        &bob_heard,
+        CALLER_HZ,
+        CALLEE_HZ,
+        "bob should have heard alice (TLS)",
+    );
+    s.stop().await;
+}
+
+/// Plain text on the TLS port is no way in: sipd answers nothing, closes
+/// the connection, and goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_sip_on_the_tls_port_is_refused_and_sipd_stays_up() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Sipd::start(&[]).await;
+    let phone = Phone::udp(&s, "nobody").await;
+    let mut plain = tokio::net::TcpStream::connect(s.sips).await.unwrap();
+    plain.write_all(phone.options().as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(12), plain.read(&mut buf))
+        .await
+        .expect("sipd closes the connection");
+    let n = read.unwrap_or(0);
+    assert!(
+        !String::from_utf8_lossy(&buf[..n]).contains("SIP/2.0"),
+        "a SIP answer in clear on the TLS port"
+    );
+    let r = phone.request(&phone.options()).await;
+    assert_eq!(r.code(), 200, "sipd still answers: {}", r.0);
+    s.stop().await;
+}
+
 /// The closed CDR's reason, once the call ended.
 async fn cdr_reason(s: &Sipd) -> String {
     let q = "SELECT reason FROM cdrs WHERE ended_at IS NOT NULL";

@@ -33,14 +33,14 @@ export async function startSystem(extraEnv = {}) {
   const data = join(dir, 'data')
   mkdirSync(data)
   const p = {}
-  for (const k of ['http', 'sip', 'sipd', 'mediad', 'twiliod', 'twiliodHttp', 'notifyd']) p[k] = await freePort()
+  for (const k of ['http', 'sip', 'sips', 'sipd', 'mediad', 'twiliod', 'twiliodHttp', 'notifyd']) p[k] = await freePort()
   const rtp = 30000 + Math.floor(Math.random() * 1000) * 20
   const env = {
     ...process.env,
     GOSIP_DATA_DIR: data,
     GOSIP_WEB_DIR: join(ROOT, 'web-ui', 'dist'),
     GOSIP_HTTP_BIND: '127.0.0.1', GOSIP_HTTP_PORT: String(p.http),
-    GOSIP_SIP_BIND: '127.0.0.1', GOSIP_SIP_PORT: String(p.sip),
+    GOSIP_SIP_BIND: '127.0.0.1', GOSIP_SIP_PORT: String(p.sip), GOSIP_SIPS_PORT: String(p.sips),
     GOSIP_SIPD_GRPC: `127.0.0.1:${p.sipd}`, GOSIP_MEDIAD_GRPC: `127.0.0.1:${p.mediad}`,
     GOSIP_TWILIOD_GRPC: `127.0.0.1:${p.twiliod}`, GOSIP_TWILIOD_HTTP: `127.0.0.1:${p.twiliodHttp}`,
     GOSIP_NOTIFYD_GRPC: `127.0.0.1:${p.notifyd}`,

@@ -8,6 +8,7 @@ pub mod media;
 pub mod notify;
 pub mod store;
 pub mod stun;
+pub mod tls;
 pub mod transport;
 
 use std::sync::Arc;
@@ -35,7 +36,8 @@ pub fn now_ms() -> u64 {
 pub use proto::sip_auth::host_name;
 
 /// Reads the core's settings from a snapshot.
-pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
+/// `sip_addr` is where UDP and TCP listen, `sips_port` the TLS port.
+pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr, sips_port: u16) -> CoreConfig {
     let realm = crate::effective_realm(s.str("sip.realm"));
     let secs = |k: &str| u32::try_from(s.u64(k)).unwrap_or(u32::MAX);
     let typed = |k: &str| Some(s.str(k).trim().to_string()).filter(|v| !v.is_empty());
@@ -84,6 +86,7 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr) -> CoreConfig {
         local_host: typed("sip.local_address"),
         public_host: typed("sip.public_address"),
         sip_port: sip_addr.port(),
+        sips_port,
         default_host: proto::netaddr::default_address(sip_addr.ip(), &local_nets).to_string(),
         local_nets,
         trunk_ping_ms: s.u64("sip.trunk_options_interval") * 1000,
@@ -274,11 +277,17 @@ pub enum Command {
     PlayDone { call_id: String, leg: String },
 }
 
+/// The stream listeners: TCP, and TLS with its acceptor.
+pub struct Streams {
+    pub tcp: TcpListener,
+    pub tls: (TcpListener, tokio_rustls::TlsAcceptor),
+}
+
 /// Runs the SIP side of sipd until `shutdown`.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     udp: UdpSocket,
-    tcp: TcpListener,
+    streams: Streams,
     pool: SqlitePool,
     settings: SettingsHandle,
     media: media::Media,
@@ -289,6 +298,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let sip_addr = udp.local_addr()?;
+    let sips_port = streams.tls.0.local_addr()?.port();
     // Bursts from many phones (or the benchmark) must not overflow the
     // kernel queue while the core works; the kernel caps this at rmem_max.
     let sock = socket2::SockRef::from(&udp);
@@ -298,14 +308,14 @@ pub async fn serve(
     let udp = Arc::new(udp);
     let inbox = Inbox::new();
     let conns = Conns::default();
-    let core = load_core(&pool, &settings, sip_addr).await?;
+    let core = load_core(&pool, &settings, (sip_addr, sips_port)).await?;
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
     let writer = tokio::spawn(db_writer(pool.clone(), ev_rx));
     let mut dev_rx = spawn_helpers(
         Helpers {
             udp: &udp,
-            tcp,
+            streams,
             inbox: &inbox,
             conns: &conns,
             pool: &pool,
@@ -362,7 +372,7 @@ pub async fn serve(
             }
             changed = settings_rx.changed() => {
                 if changed.is_ok() {
-                    let cfg = core_config(&settings_rx.borrow_and_update(), sip_addr);
+                    let cfg = core_config(&settings_rx.borrow_and_update(), sip_addr, sips_port);
                     if &cfg != shell.core.config() {
                         tracing::info!(realm = %cfg.realm, "sip settings changed");
                         shell.core.set_config(now_ms(), cfg);
@@ -390,7 +400,7 @@ pub async fn serve(
 /// What the tasks beside the core loop need.
 struct Helpers<'a> {
     udp: &'a Arc<UdpSocket>,
-    tcp: TcpListener,
+    streams: Streams,
     inbox: &'a Inbox,
     conns: &'a Conns,
     pool: &'a SqlitePool,
@@ -419,7 +429,15 @@ fn spawn_helpers(h: Helpers<'_>, shutdown: &CancellationToken) -> mpsc::Receiver
         shutdown.clone(),
     ));
     tokio::spawn(transport::tcp_acceptor(
-        h.tcp,
+        h.streams.tcp,
+        h.inbox.clone(),
+        h.conns.clone(),
+        shutdown.clone(),
+    ));
+    let (tls, acceptor) = h.streams.tls;
+    tokio::spawn(transport::tls_acceptor(
+        tls,
+        acceptor,
         h.inbox.clone(),
         h.conns.clone(),
         shutdown.clone(),
@@ -445,11 +463,11 @@ fn spawn_helpers(h: Helpers<'_>, shutdown: &CancellationToken) -> mpsc::Receiver
 async fn load_core(
     pool: &SqlitePool,
     settings: &SettingsHandle,
-    sip_addr: std::net::SocketAddr,
+    (sip_addr, sips_port): (std::net::SocketAddr, u16),
 ) -> anyhow::Result<Core> {
     let mut secret = [0u8; 32];
     rand::fill(&mut secret);
-    let mut core = Core::new(core_config(&settings.get(), sip_addr), secret);
+    let mut core = Core::new(core_config(&settings.get(), sip_addr, sips_port), secret);
     core.set_devices(store::load_devices(pool).await?);
     core.set_dnd(store::load_dnd(pool).await?);
     let bindings = store::load_bindings(pool, now_ms()).await?;

@@ -1,4 +1,4 @@
-//! UDP and TCP transport. Every inbound message goes through the [`Inbox`],
+//! UDP, TCP and TLS transport. Every inbound message goes through the [`Inbox`],
 //! which queues per source IP and hands messages out round-robin: a flood
 //! from one address fills only its own (bounded) queue, so a legitimate
 //! phone's REGISTER waits behind at most one message per other source.
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -193,7 +193,7 @@ pub async fn send(udp: &UdpSocket, conns: &Conns, t: Transmit) {
                 tracing::debug!(dst = %t.peer.addr, error = %e, "udp send failed");
             }
         }
-        Transport::Tcp => match conns.sender(t.peer.conn, t.peer.addr) {
+        Transport::Tcp | Transport::Tls => match conns.sender(t.peer.conn, t.peer.addr) {
             Some(tx) => {
                 let _ = tx.send(t.data);
             }
@@ -337,6 +337,30 @@ pub async fn tcp_acceptor(
     conns: Conns,
     shutdown: CancellationToken,
 ) {
+    acceptor(listener, None, inbox, conns, shutdown).await;
+}
+
+/// Accepts SIP over TLS: each connection's handshake runs on its own
+/// task (bounded in time, counted against the same per-source and global
+/// limits as TCP), then it is served like TCP. A failed handshake (a bad
+/// certificate, plain text on the TLS port) closes just that connection.
+pub async fn tls_acceptor(
+    listener: TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    inbox: Inbox,
+    conns: Conns,
+    shutdown: CancellationToken,
+) {
+    acceptor(listener, Some(tls), inbox, conns, shutdown).await;
+}
+
+async fn acceptor(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    inbox: Inbox,
+    conns: Conns,
+    shutdown: CancellationToken,
+) {
     loop {
         let r = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -359,71 +383,110 @@ pub async fn tcp_acceptor(
             tracing::debug!(src = %addr, "too many tcp connections (from one address or in all)");
             continue;
         };
-        let (inbox, conns, shutdown) = (inbox.clone(), conns.clone(), shutdown.clone());
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok().map(|a| a.ip());
+        let conn = Conn {
+            addr,
+            local,
+            id,
+            inbox: inbox.clone(),
+            tx,
+            rx,
+            shutdown: shutdown.clone(),
+        };
+        let (conns, tls) = (conns.clone(), tls.clone());
         tokio::spawn(async move {
-            tcp_conn(stream, addr, id, inbox, tx, rx, shutdown).await;
+            match tls {
+                None => conn.serve(stream, Transport::Tcp).await,
+                Some(tls) => match tokio::time::timeout(HANDSHAKE, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => conn.serve(stream, Transport::Tls).await,
+                    Ok(Err(e)) => tracing::debug!(src = %addr, error = %e, "tls handshake failed"),
+                    Err(_) => tracing::debug!(src = %addr, "tls handshake timed out"),
+                },
+            }
             conns.remove(id);
         });
     }
 }
 
-async fn tcp_conn(
-    stream: TcpStream,
+/// A TLS handshake that takes longer is given up (a slowloris on 5061).
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// One accepted stream connection and where its messages go.
+struct Conn {
     addr: SocketAddr,
+    local: Option<IpAddr>,
     id: u64,
     inbox: Inbox,
     tx: ConnTx,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    rx: mpsc::Receiver<Vec<u8>>,
     shutdown: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().ok().map(|a| a.ip());
-    let (mut rd, mut wr) = stream.into_split();
-    let writer = tokio::spawn(async move {
-        while let Some(data) = rx.recv().await {
-            if wr.write_all(&data).await.is_err() {
-                break;
+}
+
+impl Conn {
+    /// Reads framed messages into the inbox and writes what the core
+    /// sends, until the peer closes, stays silent for [`TCP_IDLE`], does
+    /// not read, or sends what cannot be framed.
+    async fn serve<S>(self, stream: S, transport: Transport)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        let Conn {
+            addr,
+            local,
+            id,
+            inbox,
+            tx,
+            mut rx,
+            shutdown,
+        } = self;
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let writer = tokio::spawn(async move {
+            while let Some(data) = rx.recv().await {
+                if wr.write_all(&data).await.is_err() {
+                    break;
+                }
             }
-        }
-    });
-    let peer = Peer {
-        transport: Transport::Tcp,
-        addr,
-        conn: id,
-        local,
-    };
-    let mut framer = Framer::default();
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tx.close.cancelled() => {
-                tracing::debug!(src = %addr, "tcp peer does not read; closing");
-                break;
-            }
-            r = tokio::time::timeout(TCP_IDLE, rd.read(&mut buf)) => match r {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                Ok(Ok(n)) => n,
-            },
+        });
+        let peer = Peer {
+            transport,
+            addr,
+            conn: id,
+            local,
         };
-        framer.push(&buf[..n]);
+        let mut framer = Framer::default();
+        let mut buf = vec![0u8; 16 * 1024];
         loop {
-            match framer.next_frame() {
-                Frame::Message(data) => inbox.push(Item { peer, data }),
-                Frame::Ping => {
-                    let _ = tx.send(b"\r\n".to_vec());
+            let n = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tx.close.cancelled() => {
+                    tracing::debug!(src = %addr, "tcp peer does not read; closing");
+                    break;
                 }
-                Frame::NeedMore => break,
-                Frame::Broken => {
-                    tracing::debug!(src = %addr, "tcp stream cannot be framed; closing");
-                    writer.abort();
-                    return;
+                r = tokio::time::timeout(TCP_IDLE, rd.read(&mut buf)) => match r {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(n)) => n,
+                },
+            };
+            framer.push(&buf[..n]);
+            loop {
+                match framer.next_frame() {
+                    Frame::Message(data) => inbox.push(Item { peer, data }),
+                    Frame::Ping => {
+                        let _ = tx.send(b"\r\n".to_vec());
+                    }
+                    Frame::NeedMore => break,
+                    Frame::Broken => {
+                        tracing::debug!(src = %addr, "tcp stream cannot be framed; closing");
+                        writer.abort();
+                        return;
+                    }
                 }
             }
         }
+        drop(tx);
+        writer.abort();
     }
-    drop(tx);
-    writer.abort();
 }
 
 /// What the stream framer found.

@@ -80,6 +80,7 @@ pub struct AddrBook {
     local_host: Option<String>,
     public_host: Option<String>,
     sip_port: u16,
+    sips_port: u16,
     default_host: String,
     local_nets: Vec<(IpAddr, u8)>,
     trunk: Option<std::net::SocketAddr>,
@@ -114,6 +115,7 @@ impl AddrBook {
             local_host: cfg.local_host.clone(),
             public_host: cfg.public_host.clone(),
             sip_port: cfg.sip_port,
+            sips_port: cfg.sips_port,
             default_host: cfg.default_host.clone(),
             local_nets: cfg.local_nets.clone(),
             trunk: cfg.termination.as_ref().map(|t| t.addr),
@@ -194,10 +196,14 @@ impl AddrBook {
     /// The `host:port` put in Via and Contact towards `peer`.
     pub(crate) fn via_host(&self, peer: &Peer) -> String {
         let h = self.address_for(peer).0;
+        let port = match peer.transport {
+            crate::sip::Transport::Tls => self.sips_port,
+            _ => self.sip_port,
+        };
         if h.contains(':') && !h.starts_with('[') {
-            format!("[{h}]:{}", self.sip_port)
+            format!("[{h}]:{port}")
         } else {
-            format!("{h}:{}", self.sip_port)
+            format!("{h}:{port}")
         }
     }
 }

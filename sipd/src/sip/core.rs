@@ -50,6 +50,8 @@ pub struct CoreConfig {
     pub public_host: Option<String>,
     /// sipd's SIP port, put in Via and Contact.
     pub sip_port: u16,
+    /// The SIP-over-TLS port, in Via and Contact towards TLS peers.
+    pub sips_port: u16,
     /// The address used when nothing better is known for a peer: the bound
     /// address, or the one the routing table picks. Never a host name.
     pub default_host: String,
@@ -121,6 +123,7 @@ impl Default for CoreConfig {
             local_host: None,
             public_host: None,
             sip_port: 5060,
+            sips_port: 5061,
             default_host: "127.0.0.1".into(),
             local_nets: Vec::new(),
             ring_timeout_ms: 30_000,

@@ -23,6 +23,9 @@ use std::net::{IpAddr, SocketAddr};
 pub enum Transport {
     Udp,
     Tcp,
+    /// TCP under TLS (RFC 3261 section 26.2): `transport=tls`, Via
+    /// `SIP/2.0/TLS`.
+    Tls,
 }
 
 impl Transport {
@@ -30,6 +33,7 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
         }
     }
 
@@ -37,13 +41,14 @@ impl Transport {
         match s.to_ascii_lowercase().as_str() {
             "udp" => Some(Transport::Udp),
             "tcp" => Some(Transport::Tcp),
+            "tls" => Some(Transport::Tls),
             _ => None,
         }
     }
 
     /// Reliable transports need no retransmissions (RFC 3261 section 17).
     pub fn reliable(self) -> bool {
-        self == Transport::Tcp
+        self != Transport::Udp
     }
 }
 

@@ -23,6 +23,8 @@ pub const REALM: &str = "gosip.test";
 pub struct Sipd {
     pub dir: PathBuf,
     pub sip: SocketAddr,
+    /// SIP over TLS.
+    pub sips: SocketAddr,
     pub grpc: SocketAddr,
     pub pool: SqlitePool,
     shutdown: CancellationToken,
@@ -177,7 +179,14 @@ impl Sipd {
             "127.0.0.1:9",
         ]);
         let shutdown = CancellationToken::new();
-        let listeners = sipd::Listeners { udp, tcp, grpc };
+        let tls = TcpListener::bind((sip.ip(), 0)).await.unwrap();
+        let sips = tls.local_addr().unwrap();
+        let listeners = sipd::Listeners {
+            udp,
+            tcp,
+            tls,
+            grpc,
+        };
         let task = tokio::spawn(sipd::run(cfg, listeners, shutdown.clone()));
         // The registrar is ready once it answers an OPTIONS.
         // The admin sets the realm and the test's settings; webd has sipd
@@ -192,6 +201,7 @@ impl Sipd {
         let s = Sipd {
             dir: dir.to_owned(),
             sip,
+            sips,
             pool,
             shutdown,
             task: Some(task),

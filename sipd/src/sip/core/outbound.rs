@@ -137,7 +137,7 @@ mod tests {
         if trunk {
             s.set("twilio.termination_uri", "127.0.0.1:5099");
         }
-        let mut cfg = crate::net::core_config(&s, "127.0.0.1:5060".parse().unwrap());
+        let mut cfg = crate::net::core_config(&s, "127.0.0.1:5060".parse().unwrap(), 5061);
         cfg.call_limits = CallLimits {
             max_concurrent: 0,
             max_per_hour: per_hour,

@@ -14,6 +14,53 @@
 
 use super::*;
 
+impl Branch {
+    /// The dialog of a phone that joined a call with its INVITE `raw`,
+    /// which sipd answered (`tag`, its 2xx `ok`, re-sent until the ACK):
+    /// answered already; sipd's requests in it go From the INVITE's To.
+    fn joined(
+        now: u64,
+        (peer, device_id): (Peer, i64),
+        raw: &Raw,
+        tag: String,
+        ok: Vec<u8>,
+    ) -> Branch {
+        let their = |h: &str| raw.get(h).unwrap_or_default();
+        let dialed = user_of(raw.start.split(' ').nth(1).unwrap_or_default()).unwrap_or_default();
+        Branch {
+            cseq: raw.cseq().map_or(1, |c| c.0),
+            from_user: dialed.to_string(),
+            to_user: user_of(uri_of(their("from")))
+                .unwrap_or_default()
+                .to_string(),
+            to_tag: tag_of(their("from")).unwrap_or_default().to_string(),
+            state: BranchState::Won,
+            status: 200,
+            next_resend: None,
+            local_cseq: 0,
+            // A UAS keeps Record-Route in order (RFC 3261 section 12.1.1).
+            route: route_set(raw),
+            ok: Some(Unacked::new(now, ok)),
+            ..Branch::calling(
+                now,
+                NewBranch {
+                    peer,
+                    device_id,
+                    contact: uri_of(their("contact")).to_string(),
+                    from_user: String::new(),
+                    to_user: String::new(),
+                    ids: DialogIds {
+                        branch: String::new(),
+                        call_id: their("call-id").to_string(),
+                        from_tag: tag,
+                    },
+                },
+                Vec::new(),
+            )
+        }
+    }
+}
+
 /// A feature code dialled instead of a number.
 pub(super) enum Feature {
     /// Pickup: any ringing call, or (`Some`) the one ringing that user or
@@ -171,41 +218,7 @@ impl Core {
             },
             200,
         );
-        let their = |h: &str| raw.get(h).unwrap_or_default();
-        let target = uri_of(their("contact")).to_string();
-        let dialed = user_of(raw.start.split(' ').nth(1).unwrap_or_default()).unwrap_or_default();
-        let joined = Branch {
-            cseq: raw.cseq().map_or(1, |c| c.0),
-            from_user: dialed.to_string(),
-            to_user: user_of(uri_of(their("from")))
-                .unwrap_or_default()
-                .to_string(),
-            branch: String::new(),
-            to_tag: tag_of(their("from")).unwrap_or_default().to_string(),
-            state: BranchState::Won,
-            status: 200,
-            next_resend: None,
-            local_cseq: 0,
-            // A UAS keeps Record-Route in order (RFC 3261 section 12.1.1).
-            route: route_set(raw),
-            ok: Some(Unacked::new(now, data)),
-            ..Branch::calling(
-                now,
-                NewBranch {
-                    peer,
-                    device_id,
-                    contact: target,
-                    from_user: String::new(),
-                    to_user: String::new(),
-                    ids: DialogIds {
-                        branch: String::new(),
-                        call_id: their("call-id").to_string(),
-                        from_tag: tag,
-                    },
-                },
-                Vec::new(),
-            )
-        };
+        let joined = Branch::joined(now, (peer, device_id), raw, tag, data);
         let Some(call) = self.calls.calls.get_mut(call_id) else {
             return Err(Reply::new(481, "Call/Transaction Does Not Exist"));
         };

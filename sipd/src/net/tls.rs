@@ -1,0 +1,122 @@
+//! The certificate sipd shows phones on its SIP-over-TLS port (RFC 3261
+//! section 26.2, RFC 5630). An admin's own certificate and key (PEM files,
+//! e.g. those the reverse proxy already obtains) are used when the settings
+//! name them; otherwise sipd makes a self-signed one on first start and
+//! keeps it in the data dir (`tls/sip.crt`, `tls/sip.key`), so phones that
+//! pin it keep working across restarts. Its SHA-256 fingerprint is logged
+//! and stored for the UI.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::Digest;
+
+/// Where the self-signed certificate lives, under the data dir.
+const DIR: &str = "tls";
+
+/// The certificate and key files: the admin's, or sipd's own (made now
+/// when missing).
+pub fn files(
+    data_dir: &Path,
+    cert: &str,
+    key: &str,
+    names: &[String],
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    if !cert.trim().is_empty() && !key.trim().is_empty() {
+        return Ok((PathBuf::from(cert.trim()), PathBuf::from(key.trim())));
+    }
+    let dir = data_dir.join(DIR);
+    let (crt, pem) = (dir.join("sip.crt"), dir.join("sip.key"));
+    if crt.exists() && pem.exists() {
+        return Ok((crt, pem));
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let made = rcgen::generate_simple_self_signed(names.to_vec())
+        .context("make a self-signed certificate")?;
+    write_private(&pem, made.signing_key.serialize_pem().as_bytes())?;
+    std::fs::write(&crt, made.cert.pem()).with_context(|| format!("write {}", crt.display()))?;
+    tracing::info!(cert = %crt.display(), "made a self-signed certificate for SIP over TLS");
+    Ok((crt, pem))
+}
+
+/// Writes a key readable by sipd's user only.
+fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("write {}", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("write {}", path.display()))
+}
+
+/// A TLS acceptor for `cert` and `key`, and the certificate's SHA-256
+/// fingerprint (`AB:CD:...`, as phones show it).
+pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<(tokio_rustls::TlsAcceptor, String)> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("read {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} holds no PEM certificate", cert.display()))?;
+    let first = chain
+        .first()
+        .with_context(|| format!("{} holds no certificate", cert.display()))?;
+    let fingerprint = fingerprint(first);
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("{} holds no PEM private key", key.display()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("the certificate and key do not fit together")?;
+    Ok((
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        fingerprint,
+    ))
+}
+
+/// SHA-256 of the DER certificate, upper-case hex pairs joined by `:`.
+pub fn fingerprint(cert: &[u8]) -> String {
+    sha2::Sha256::digest(cert)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_self_signed_certificate_is_made_once_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["gosip.test".to_string(), "127.0.0.1".to_string()];
+        let (crt, key) = files(dir.path(), "", "", &names).unwrap();
+        let first = std::fs::read(&crt).unwrap();
+        let (_, fp) = acceptor(&crt, &key).unwrap();
+        assert_eq!(fp.len(), 32 * 3 - 1, "{fp}");
+        // Kept across restarts, the key private to sipd's user.
+        let again = files(dir.path(), "", "", &names).unwrap();
+        assert_eq!(again, (crt.clone(), key.clone()));
+        assert_eq!(std::fs::read(&crt).unwrap(), first);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        // A key that is not the certificate's is refused with a reason.
+        let other = tempfile::tempdir().unwrap();
+        let (_, key2) = files(other.path(), "", "", &names).unwrap();
+        let err = acceptor(&crt, &key2).err().unwrap().to_string();
+        assert!(err.contains("do not fit"), "{err}");
+        let err = acceptor(&key, &key).err().unwrap();
+        assert!(format!("{err:#}").contains("certificate"), "{err:#}");
+    }
+}
