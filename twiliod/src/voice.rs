@@ -171,6 +171,9 @@ pub async fn answer(
         decide(f, &snap.rules, now)
     };
     fill_owner_devices(st, snap, &f.to, call_sid, &mut d.action).await;
+    // The address sipd learned may be seconds old (a call right after
+    // start): read it now rather than from the periodic copy.
+    st.sip_host.refresh(&st.pool).await;
     let mut c = ctx_for(st, snap, call_sid, &f.to);
     c.trust = twiml::trust(f, snap.rules.spam_threshold);
     let doc = twiml::for_decision(&d, &c);

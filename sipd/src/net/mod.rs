@@ -337,7 +337,10 @@ pub async fn serve(
         media,
         cmd_tx,
     };
-    let mut addr_tick = tokio::time::interval(Duration::from_secs(2));
+    // Addresses are written when they change; twiliod names the public one
+    // in the TwiML of the first call, which may come right after sipd
+    // learned it, so the check is frequent (a write only on change).
+    let mut addr_tick = tokio::time::interval(Duration::from_millis(250));
     let mut last_addrs = Vec::new();
     let mut settings_rx = settings.subscribe();
     loop {
