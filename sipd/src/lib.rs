@@ -111,8 +111,9 @@ pub async fn run(
     tokio::spawn(media.clone().events(cmd_tx.clone(), shutdown.clone()));
     let (device_reload, device_requests) =
         net::DeviceReload::channel(std::time::Duration::from_secs(cfg.device_reload_secs));
-    let sipd_service = net::grpc::SipdService::new(cmd_tx.clone(), device_reload.clone());
-    let tls = tls_acceptor(&cfg, &settings)?;
+    let tls_port = listeners.tls.local_addr()?.port();
+    let (tls, tls_info) = tls_acceptor(&cfg, &settings, tls_port)?;
+    let sipd_service = net::grpc::SipdService::new(cmd_tx.clone(), device_reload.clone(), tls_info);
     let sip = tokio::spawn(net::serve(
         listeners.udp,
         net::Streams {
@@ -156,8 +157,11 @@ pub async fn run(
 fn tls_acceptor(
     cfg: &Config,
     settings: &SettingsHandle,
-) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    port: u16,
+) -> anyhow::Result<(tokio_rustls::TlsAcceptor, proto::pb::sipd::TlsInfoReply)> {
     let s = settings.get();
+    let own =
+        s.str("sip.tls_certificate").trim().is_empty() || s.str("sip.tls_key").trim().is_empty();
     let names: Vec<String> = [
         proto::sip_auth::realm(s.str("sip.realm")),
         s.str("sip.public_address").trim().to_string(),
@@ -175,7 +179,13 @@ fn tls_acceptor(
     )?;
     let (acceptor, fingerprint) = net::tls::acceptor(&cert, &key)?;
     tracing::info!(cert = %cert.display(), sha256 = %fingerprint, "SIP over TLS certificate");
-    Ok(acceptor)
+    let info = proto::pb::sipd::TlsInfoReply {
+        port: u32::from(port),
+        sha256: fingerprint,
+        certificate_path: cert.display().to_string(),
+        self_signed: own,
+    };
+    Ok((acceptor, info))
 }
 
 pub mod net;

@@ -815,6 +815,22 @@ async fn a_phone_over_tls_calls_a_phone_over_udp_and_both_hear_each_other() {
     // UDP.
     let cert = s.dir.join("tls").join("sip.crt");
     assert!(cert.exists(), "sipd made its certificate");
+    // The admin reads the port and the fingerprint to pin on the System
+    // screen: those of this very file.
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_file(&cert).unwrap();
+    let shown = s
+        .web
+        .api
+        .ok(&s.web.admin, 200, "GET", "/api/system/sip-tls", None)
+        .await;
+    assert_eq!(
+        shown["sha256"],
+        sipd::net::tls::fingerprint(&der),
+        "{shown}"
+    );
+    assert_eq!(shown["port"], s.sips.port(), "{shown}");
+    assert_eq!(shown["self_signed"], true, "{shown}");
     s.add_device("alice", "pw-alice-2026", "101").await;
     s.add_device("bob", "pw-bob-2026-x", "102").await;
     let mut alice = Baresip::spawn_with(

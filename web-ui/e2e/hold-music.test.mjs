@@ -104,3 +104,18 @@ test('the hold music API is for admins only', async () => {
   await assert.rejects(carol.get('/system/hold-music'), (e) => e.status === 403)
   await assert.rejects(carol.del('/system/hold-music'), (e) => e.status === 403)
 })
+
+test('the System screen shows the SIP-over-TLS port and the fingerprint of the certificate sipd made', async () => {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'System', exact: true }).click()
+  const panel = page.getByRole('region', { name: 'SIP over TLS' })
+  const sha = panel.locator('[data-sip-tls-sha256]')
+  await sha.waitFor()
+  // The certificate sipd made on first start, read from disk and hashed here.
+  const pem = readFileSync(join(sys.data, 'tls', 'sip.crt'), 'utf8')
+  const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64')
+  const { createHash } = await import('node:crypto')
+  const want = createHash('sha256').update(der).digest('hex').toUpperCase().match(/../g).join(':')
+  assert.equal((await sha.innerText()).trim(), want)
+  assert.equal((await panel.locator('[data-sip-tls-port]').innerText()).trim(), String(sys.ports.sips))
+  assert.match(await panel.locator('[data-sip-tls-kind]').innerText(), /self-signed/)
+})

@@ -101,6 +101,7 @@ export const ENDPOINTS = {
   backupRestore: ['POST', '/system/backups/{name}/restore'],
   notifyTest: ['POST', '/system/notify-test'],
   holdMusic: ['GET', '/system/hold-music'],
+  sipTls: ['GET', '/system/sip-tls'],
   holdMusicUpload: ['PUT', '/system/hold-music'],
   holdMusicReset: ['DELETE', '/system/hold-music'],
   alerts: ['GET', '/alerts'],

@@ -56,6 +56,13 @@ impl Sipd for FakeSipd {
         Ok(Response::new(ListCallsReply { calls: vec![] }))
     }
 
+    async fn tls_info(
+        &self,
+        _r: GrpcRequest<proto::pb::sipd::TlsInfoRequest>,
+    ) -> Result<Response<proto::pb::sipd::TlsInfoReply>, Status> {
+        Err(Status::unimplemented("not here"))
+    }
+
     async fn reload_devices(
         &self,
         _r: GrpcRequest<ReloadDevicesRequest>,

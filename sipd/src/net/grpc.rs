@@ -1,5 +1,6 @@
 //! The `Sipd` gRPC service (webd and twiliod are its clients): active calls,
-//! hang-up, recording on demand, device reload. Each call goes to the core
+//! hang-up, recording on demand, device reload, the TLS certificate's
+//! fingerprint. Each call goes to the core
 //! task. Also sipd's `Daemon` service, whose Reload re-reads the devices
 //! beside the settings.
 
@@ -13,7 +14,7 @@ use proto::pb::sipd::sipd_server::{Sipd, SipdServer};
 use proto::pb::sipd::{
     ActiveCall, HangupReply, HangupRequest, ListCallsReply, ListCallsRequest, OriginateReply,
     OriginateRequest, ReloadDevicesReply, ReloadDevicesRequest, SetRecordingReply,
-    SetRecordingRequest,
+    SetRecordingRequest, TlsInfoReply, TlsInfoRequest,
 };
 
 use super::{Command, DeviceReload};
@@ -21,11 +22,20 @@ use super::{Command, DeviceReload};
 pub struct SipdService {
     commands: mpsc::Sender<Command>,
     devices: DeviceReload,
+    tls: TlsInfoReply,
 }
 
 impl SipdService {
-    pub fn new(commands: mpsc::Sender<Command>, devices: DeviceReload) -> SipdServer<Self> {
-        SipdServer::new(Self { commands, devices })
+    pub fn new(
+        commands: mpsc::Sender<Command>,
+        devices: DeviceReload,
+        tls: TlsInfoReply,
+    ) -> SipdServer<Self> {
+        SipdServer::new(Self {
+            commands,
+            devices,
+            tls,
+        })
     }
 
     async fn list(&self) -> Result<Vec<crate::sip::core::CallInfo>, Status> {
@@ -41,6 +51,13 @@ impl SipdService {
 
 #[tonic::async_trait]
 impl Sipd for SipdService {
+    async fn tls_info(
+        &self,
+        _r: Request<TlsInfoRequest>,
+    ) -> Result<Response<TlsInfoReply>, Status> {
+        Ok(Response::new(self.tls.clone()))
+    }
+
     async fn originate(
         &self,
         r: Request<OriginateRequest>,

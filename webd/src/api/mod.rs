@@ -22,6 +22,7 @@ pub mod prompts;
 pub mod provision;
 pub mod routes;
 pub mod setup;
+pub mod sip_tls;
 pub mod system;
 pub mod users;
 pub mod voicemails;
@@ -108,6 +109,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             hold_music::put,
             hold_music::delete
         ))
+        .routes(routes!(sip_tls::get))
         .routes(routes!(lists::block_list, lists::block_add))
         .routes(routes!(lists::block_delete))
         .routes(routes!(lists::callers_list, lists::callers_add))
