@@ -112,8 +112,14 @@ pub async fn run(
     let (device_reload, device_requests) =
         net::DeviceReload::channel(std::time::Duration::from_secs(cfg.device_reload_secs));
     let tls_port = listeners.tls.local_addr()?.port();
-    let (tls, tls_info) = tls_acceptor(&cfg, &settings, tls_port)?;
-    let sipd_service = net::grpc::SipdService::new(cmd_tx.clone(), device_reload.clone(), tls_info);
+    let tls = net::tls::Served::load(&cfg.common.data_dir, &settings.get(), tls_port)?;
+    tokio::spawn(tls.clone().watch(
+        cfg.common.data_dir.clone(),
+        settings.clone(),
+        shutdown.clone(),
+    ));
+    let sipd_service =
+        net::grpc::SipdService::new(cmd_tx.clone(), device_reload.clone(), tls.clone());
     let sip = tokio::spawn(net::serve(
         listeners.udp,
         net::Streams {
@@ -149,43 +155,6 @@ pub async fn run(
     result?;
     tracing::info!("sipd stopped");
     Ok(())
-}
-
-/// The TLS acceptor for SIP over TLS: the admin's certificate when the
-/// settings name one, else sipd's own self-signed one (made on first
-/// start, named for the realm, the public address and this host).
-fn tls_acceptor(
-    cfg: &Config,
-    settings: &SettingsHandle,
-    port: u16,
-) -> anyhow::Result<(tokio_rustls::TlsAcceptor, proto::pb::sipd::TlsInfoReply)> {
-    let s = settings.get();
-    let own =
-        s.str("sip.tls_certificate").trim().is_empty() || s.str("sip.tls_key").trim().is_empty();
-    let names: Vec<String> = [
-        proto::sip_auth::realm(s.str("sip.realm")),
-        s.str("sip.public_address").trim().to_string(),
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-    ]
-    .into_iter()
-    .filter(|n| !n.is_empty())
-    .collect();
-    let (cert, key) = net::tls::files(
-        &cfg.common.data_dir,
-        s.str("sip.tls_certificate"),
-        s.str("sip.tls_key"),
-        &names,
-    )?;
-    let (acceptor, fingerprint) = net::tls::acceptor(&cert, &key)?;
-    tracing::info!(cert = %cert.display(), sha256 = %fingerprint, "SIP over TLS certificate");
-    let info = proto::pb::sipd::TlsInfoReply {
-        port: u32::from(port),
-        sha256: fingerprint,
-        certificate_path: cert.display().to_string(),
-        self_signed: own,
-    };
-    Ok((acceptor, info))
 }
 
 pub mod net;

@@ -22,14 +22,14 @@ use super::{Command, DeviceReload};
 pub struct SipdService {
     commands: mpsc::Sender<Command>,
     devices: DeviceReload,
-    tls: TlsInfoReply,
+    tls: super::tls::Served,
 }
 
 impl SipdService {
     pub fn new(
         commands: mpsc::Sender<Command>,
         devices: DeviceReload,
-        tls: TlsInfoReply,
+        tls: super::tls::Served,
     ) -> SipdServer<Self> {
         SipdServer::new(Self {
             commands,
@@ -55,7 +55,7 @@ impl Sipd for SipdService {
         &self,
         _r: Request<TlsInfoRequest>,
     ) -> Result<Response<TlsInfoReply>, Status> {
-        Ok(Response::new(self.tls.clone()))
+        Ok(Response::new(self.tls.info()))
     }
 
     async fn originate(

@@ -280,7 +280,7 @@ pub enum Command {
 /// The stream listeners: TCP, and TLS with its acceptor.
 pub struct Streams {
     pub tcp: TcpListener,
-    pub tls: (TcpListener, tokio_rustls::TlsAcceptor),
+    pub tls: (TcpListener, tls::Served),
 }
 
 /// Runs the SIP side of sipd until `shutdown`.

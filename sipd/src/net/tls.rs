@@ -4,12 +4,18 @@
 //! name them; otherwise sipd makes a self-signed one on first start and
 //! keeps it in the data dir (`tls/sip.crt`, `tls/sip.key`), so phones that
 //! pin it keep working across restarts. Its SHA-256 fingerprint is logged
-//! and stored for the UI.
+//! and answered over gRPC for the UI. A renewed certificate (the files
+//! rewritten, or the settings naming others) is served from the next
+//! connection on, without a restart; one that does not load leaves the
+//! old one in service.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use proto::pb::sipd::TlsInfoReply;
+use proto::settings::Settings;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::Digest;
@@ -90,6 +96,141 @@ pub fn fingerprint(cert: &[u8]) -> String {
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// What identifies the files in service: their paths and when they were
+/// last written.
+type Stamp = (PathBuf, PathBuf, Option<SystemTime>, Option<SystemTime>);
+
+fn stamp(cert: &Path, key: &Path) -> Stamp {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    (cert.to_owned(), key.to_owned(), mtime(cert), mtime(key))
+}
+
+/// The certificate sipd serves now, shared by the TLS acceptor (which asks
+/// for it per connection) and the gRPC service (which reports it).
+#[derive(Clone)]
+pub struct Served {
+    inner: Arc<RwLock<(tokio_rustls::TlsAcceptor, TlsInfoReply, Stamp)>>,
+}
+
+impl Served {
+    /// Loads the certificate the settings name, else sipd's own (made now
+    /// when missing, named for the realm, the public address and this
+    /// host); `port` is the TLS port, for the report.
+    pub fn load(data_dir: &Path, s: &Settings, port: u16) -> anyhow::Result<Served> {
+        let loaded = load(data_dir, s, port)?;
+        Ok(Served {
+            inner: Arc::new(RwLock::new(loaded)),
+        })
+    }
+
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        match self.inner.read() {
+            Ok(g) => g.0.clone(),
+            Err(p) => p.into_inner().0.clone(),
+        }
+    }
+
+    pub fn info(&self) -> TlsInfoReply {
+        match self.inner.read() {
+            Ok(g) => g.1.clone(),
+            Err(p) => p.into_inner().1.clone(),
+        }
+    }
+
+    /// Loads again when the settings name other files or the files were
+    /// rewritten. `true` when a new certificate is in service.
+    pub fn refresh(&self, data_dir: &Path, s: &Settings) -> bool {
+        let info = self.info();
+        let Ok((cert, key)) = files(
+            data_dir,
+            s.str("sip.tls_certificate"),
+            s.str("sip.tls_key"),
+            &names(s),
+        ) else {
+            return false;
+        };
+        let same = match self.inner.read() {
+            Ok(g) => g.2 == stamp(&cert, &key),
+            Err(_) => false,
+        };
+        if same {
+            return false;
+        }
+        let port = u16::try_from(info.port).unwrap_or_default();
+        match load(data_dir, s, port) {
+            Ok(loaded) => {
+                tracing::info!(sha256 = %loaded.1.sha256, "SIP over TLS certificate replaced");
+                if let Ok(mut g) = self.inner.write() {
+                    *g = loaded;
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "the new SIP over TLS certificate does not load; keeping the old one");
+                // Not tried again until the files change once more.
+                if let Ok(mut g) = self.inner.write() {
+                    g.2 = stamp(&cert, &key);
+                }
+                false
+            }
+        }
+    }
+
+    /// Checks for a renewed certificate every two seconds until `shutdown`.
+    pub async fn watch(
+        self,
+        data_dir: PathBuf,
+        settings: proto::settings::SettingsHandle,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+            self.refresh(&data_dir, &settings.get());
+        }
+    }
+}
+
+/// The names sipd's own certificate is made for.
+fn names(s: &Settings) -> Vec<String> {
+    [
+        proto::sip_auth::realm(s.str("sip.realm")),
+        s.str("sip.public_address").trim().to_string(),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ]
+    .into_iter()
+    .filter(|n| !n.is_empty())
+    .collect()
+}
+
+/// The acceptor, its report and the stamp of the files the settings name.
+fn load(
+    data_dir: &Path,
+    s: &Settings,
+    port: u16,
+) -> anyhow::Result<(tokio_rustls::TlsAcceptor, TlsInfoReply, Stamp)> {
+    let own =
+        s.str("sip.tls_certificate").trim().is_empty() || s.str("sip.tls_key").trim().is_empty();
+    let (cert, key) = files(
+        data_dir,
+        s.str("sip.tls_certificate"),
+        s.str("sip.tls_key"),
+        &names(s),
+    )?;
+    let (acceptor, fingerprint) = acceptor(&cert, &key)?;
+    tracing::info!(cert = %cert.display(), sha256 = %fingerprint, "SIP over TLS certificate");
+    let info = TlsInfoReply {
+        port: u32::from(port),
+        sha256: fingerprint,
+        certificate_path: cert.display().to_string(),
+        self_signed: own,
+    };
+    Ok((acceptor, info, stamp(&cert, &key)))
 }
 
 #[cfg(test)]

@@ -346,7 +346,7 @@ pub async fn tcp_acceptor(
 /// certificate, plain text on the TLS port) closes just that connection.
 pub async fn tls_acceptor(
     listener: TcpListener,
-    tls: tokio_rustls::TlsAcceptor,
+    tls: super::tls::Served,
     inbox: Inbox,
     conns: Conns,
     shutdown: CancellationToken,
@@ -356,7 +356,7 @@ pub async fn tls_acceptor(
 
 async fn acceptor(
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<super::tls::Served>,
     inbox: Inbox,
     conns: Conns,
     shutdown: CancellationToken,
@@ -394,7 +394,11 @@ async fn acceptor(
             rx,
             shutdown: shutdown.clone(),
         };
-        let (conns, tls) = (conns.clone(), tls.clone());
+        // The certificate served now (it may have been replaced since).
+        let (conns, tls) = (
+            conns.clone(),
+            tls.as_ref().map(super::tls::Served::acceptor),
+        );
         tokio::spawn(async move {
             match tls {
                 None => conn.serve(stream, Transport::Tcp).await,
