@@ -189,11 +189,18 @@ impl Core {
         };
         let mut moved = g.branches.swap_remove(j.moving);
         let offer_src = g.offer.clone();
-        let by = self
+        // The transferor as the CDR names it: its extension or user.
+        let by_device = self
             .calls
             .calls
             .get(&j.keep)
-            .map(|k| k.branches[j.by].from_user.clone());
+            .map(|k| k.branches[j.by].device_id);
+        let by = self
+            .devices
+            .values()
+            .find(|d| Some(d.id) == by_device)
+            .map(|d| d.extension.clone().unwrap_or_else(|| d.username.clone()))
+            .unwrap_or_default();
         self.calls.by_b_call_id.remove(&moved.call_id);
         self.end_call(now, &j.give, "answered", "transferred (attended)");
         let Some(k) = self.calls.calls.get_mut(&j.keep) else {
@@ -204,9 +211,8 @@ impl Core {
         };
         moved.state = BranchState::Won;
         let (target, device_id) = (moved.to_user.clone(), moved.device_id);
-        let from = k.to_user.clone();
         k.history
-            .push(format!("transferred by {from} to {target} (attended)"));
+            .push(format!("transferred by {by} to {target} (attended)"));
         k.to_user = target.clone();
         self.calls
             .by_b_call_id
@@ -216,7 +222,7 @@ impl Core {
             .insert(moved.branch.clone(), (j.keep.clone(), k.branches.len()));
         let media_ip = self.addrs.media_host(&moved.peer);
         k.branches.push(moved);
-        tracing::info!(call_id = %j.keep, to = %target, by = ?by, "attended transfer: calls joined");
+        tracing::info!(call_id = %j.keep, to = %target, by = %by, "attended transfer: calls joined");
         // The moving party was last offered the consult call's port: the
         // same session again, on this call's port, one version on.
         let offer = sdp::rewrite(&offer_src, &media_ip, pb, false)

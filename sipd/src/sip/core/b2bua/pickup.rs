@@ -75,7 +75,10 @@ impl Core {
     /// The feature `dialed` asks for, by the codes in the settings (the
     /// longer match first, so `*71` wins over a pickup code `*7`).
     pub(super) fn feature_of(&self, inbound: bool, dialed: &str) -> Option<Feature> {
-        if inbound {
+        // Codes dialled as they are win over a prefix: with a pickup code
+        // `*9`, `*97` is still the voicemail access code.
+        let exact = [&self.cfg.voicemail_code, &self.cfg.park_code];
+        if inbound || exact.iter().any(|c| !c.is_empty() && dialed == c.as_str()) {
             return None;
         }
         let after = |code: &str| {

@@ -382,3 +382,20 @@ fn three_unanswered_ring_backs_end_the_parked_call() {
     );
     assert!(c.calls().is_empty());
 }
+
+#[test]
+fn a_code_dialled_as_it_is_wins_over_a_pickup_prefix() {
+    let mut c = with_carol();
+    let mut cfg = c.config().clone();
+    cfg.pickup_code = "*9".into();
+    c.set_config(T0, cfg);
+    // *97 is the voicemail access code (carol has no mailbox), not a
+    // pickup of extension 7.
+    let o = carol_dials(&mut c, T0, "*97", &carol_sdp());
+    assert!(find(&o, C1, "SIP/2.0 404 ").contains("no mailbox"), "{o:?}");
+    let o = carol_dials(&mut c, T0 + 1_000, "*9", &carol_sdp());
+    assert!(
+        find(&o, C1, "SIP/2.0 404 ").contains("no call to pick up"),
+        "{o:?}"
+    );
+}
