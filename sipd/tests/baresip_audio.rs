@@ -1264,6 +1264,98 @@ async fn an_attended_transfer_joins_alice_and_carol_and_lets_bob_go() {
     s.stop().await;
 }
 
+/// bob (the test's phone) places a call to `dialed` on Call-ID `call_id`
+/// and ACKs its 200; sipd's tag in that dialog.
+async fn bob_places(bob: &Phone, seen: &mut Vec<String>, call_id: &str, dialed: &str) -> String {
+    let invite = dialog::send_authenticated_invite(bob, call_id, dialed, 1).await;
+    let ok = loop {
+        let m = request_or_response(bob, seen).await;
+        if m.starts_with("SIP/2.0 200") && m.contains("2 INVITE") && m.contains(call_id) {
+            break common::Resp(m);
+        }
+    };
+    bob.send(dialog::ack_for(&invite, &ok).as_bytes()).await;
+    dialog::tag(&ok.header("to").unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_that_called_both_joins_them_by_attended_transfer() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let mut phones = Vec::new();
+    for (name, pw, ext, hz) in [
+        ("alice", "pw-alice-2026", "101", CALLER_HZ),
+        ("carol", "pw-carol-2026", "103", TARGET_HZ),
+    ] {
+        s.add_device(name, pw, ext).await;
+        let acct = account(name, pw, &s, ";answermode=auto");
+        phones.push(Baresip::spawn(root, name, &acct, &tone_file(root, hz), 90));
+    }
+    s.add_device("bob", "pw-bob-2026-x", "102").await;
+    let bob = Phone::udp(&s, "bob").await.with_password("pw-bob-2026-x");
+    assert_eq!(bob.register(&dialog::contact(&bob)).await.code(), 200);
+    s.eventually("three phones registered", || async {
+        s.registrations().await.len() == 3
+    })
+    .await;
+    for p in &mut phones {
+        p.connect().await;
+    }
+    let [mut alice, mut carol]: [Baresip; 2] = phones.try_into().ok().unwrap();
+    // bob calls alice, then carol (both answer by themselves).
+    let mut seen = Vec::new();
+    let tag1 = bob_places(&bob, &mut seen, "first-1", "101").await;
+    let tag2 = bob_places(&bob, &mut seen, "consult-2", "103").await;
+    for p in [&mut alice, &mut carol] {
+        p.event("CALL_ESTABLISHED", Duration::from_secs(15))
+            .await
+            .unwrap();
+    }
+    // Transfer: a REFER in the call to alice naming the one to carol.
+    let replaces = format!("consult-2;to-tag={tag2};from-tag=a1")
+        .replace(';', "%3B")
+        .replace('=', "%3D");
+    let first = dialog::Dialog {
+        call_id: "first-1".into(),
+        local_tag: "a1".into(),
+        remote_tag: tag1,
+        target: format!("sip:gosip@{}", s.sip),
+    };
+    let refer_to = format!("Refer-To: <sip:103@{}?Replaces={replaces}>\r\n", s.sip);
+    bob.send(first.request(&bob, "REFER", 5, &refer_to, "").as_bytes())
+        .await;
+    let accepted = loop {
+        let m = request_or_response(&bob, &mut seen).await;
+        if m.contains("5 REFER") {
+            break m;
+        }
+    };
+    assert!(accepted.starts_with("SIP/2.0 202"), "{accepted}");
+    tokio::time::sleep(TALK).await;
+    let (alice_heard, carol_heard) = hang_up(&mut alice, &mut carol).await;
+    alice.quit().await;
+    carol.quit().await;
+    assert_eq!(
+        seen.iter().filter(|m| m.starts_with("BYE ")).count(),
+        2,
+        "bob let go from both calls"
+    );
+    assert_heard(
+        &alice_heard,
+        TARGET_HZ,
+        CALLER_HZ,
+        "alice should have heard carol",
+    );
+    assert_heard(
+        &carol_heard,
+        CALLER_HZ,
+        TARGET_HZ,
+        "carol should have heard alice",
+    );
+    s.stop().await;
+}
+
 /// The next message `p` reads (within 10 s), NOTIFY and BYE answered and
 /// kept in `seen`.
 async fn request_or_response(p: &Phone, seen: &mut Vec<String>) -> String {

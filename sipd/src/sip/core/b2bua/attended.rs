@@ -9,8 +9,11 @@
 //! 200) and gets BYE in both calls, and the consult call's CDR ends.
 //!
 //! The call that stays is the one bob answered (sipd is the caller's UAS
-//! there); the one that gives up its leg is the one bob placed. Two calls
-//! bob both answered, or both placed, cannot be joined (603), nor can
+//! there); the one that gives up its leg is the one bob placed. When bob
+//! placed both, the party of the named call moves into the call the REFER
+//! came in as its side A ([`Call::a_branch`]); when he answered both (call
+//! waiting), the named call's caller moves, its own dialog with sipd
+//! becoming a branch of the other call. Nobody can join
 //! dialogs of another phone: Replaces must name a dialog of the very device
 //! that sent the REFER, so knowing a Call-ID and tags takes no one's call.
 
@@ -83,9 +86,20 @@ fn percent_decode(s: &str) -> String {
 /// `moving` is the party that moves).
 struct Join {
     keep: String,
-    by: usize,
+    /// The transferor's side in `keep`, and its device.
+    side: Side,
+    by_device: i64,
     give: String,
-    moving: usize,
+    /// The transferor's side in `give`.
+    give_side: Side,
+    moving: Moving,
+}
+
+/// The party that moves: a branch of `give`, or its caller's own dialog
+/// (sipd its UAS), which becomes a branch of `keep`.
+enum Moving {
+    Branch(usize),
+    Caller,
 }
 
 impl Core {
@@ -119,9 +133,14 @@ impl Core {
             );
         }
         let join = match (side, other_side) {
-            (Side::B, Side::A) => self.join_of(call_id, &other),
-            (Side::A, Side::B) => self.join_of(&other, call_id),
-            _ => None,
+            (Side::B, Side::A) => self.join_of(call_id, &other, Side::B),
+            (Side::A, Side::B) => self.join_of(&other, call_id, Side::B),
+            // The phone placed both calls: the party of the named one
+            // takes the phone's place in the call the REFER came in.
+            (Side::A, Side::A) => self.join_of(call_id, &other, Side::A),
+            // The phone answered both (call waiting): the caller of the
+            // named one takes its place in the call the REFER came in.
+            (Side::B, Side::B) => self.join_of(call_id, &other, Side::B),
         };
         let Some(join) = join.filter(|_| other != call_id) else {
             return decline("these two calls cannot be joined");
@@ -142,21 +161,20 @@ impl Core {
         }
         let id = self.calls.by_b_call_id.get(&rep.call_id)?;
         let c = self.calls.calls.get(id)?;
-        c.branches
-            .iter()
-            .any(|b| {
-                b.call_id == rep.call_id
-                    && b.state == BranchState::Won
-                    && b.from_tag == rep.to_tag
-                    && b.to_tag == rep.from_tag
-            })
-            .then(|| (id.clone(), if c.originate { Side::A } else { Side::B }))
+        let i = c.branches.iter().position(|b| {
+            b.call_id == rep.call_id
+                && b.state == BranchState::Won
+                && b.from_tag == rep.to_tag
+                && b.to_tag == rep.from_tag
+        })?;
+        let a = c.a_branch == Some(i) || (c.originate && c.branches[i].device_id != TRUNK_ID);
+        Some((id.clone(), if a { Side::A } else { Side::B }))
     }
 
-    /// `keep` (answered by the transferor, whose branch is the answered
-    /// one) and `give` (placed by it, answered by the party that moves):
-    /// both up and doing nothing else.
-    fn join_of(&self, keep: &str, give: &str) -> Option<Join> {
+    /// `keep` (where the transferor is side `side`) and `give` (placed by
+    /// it, answered by the party that moves): both up and doing nothing
+    /// else.
+    fn join_of(&self, keep: &str, give: &str, side: Side) -> Option<Join> {
         let idle = |c: &Call| {
             c.state == State::Up
                 && !c.originate
@@ -166,39 +184,55 @@ impl Core {
                 && c.listen.is_none()
         };
         let k = self.calls.calls.get(keep).filter(|c| idle(c))?;
-        let g = self
-            .calls
-            .calls
-            .get(give)
-            .filter(|c| idle(c) && c.direction != "inbound")?;
+        let g = self.calls.calls.get(give).filter(|c| idle(c))?;
+        let (_, by_device, _) = transferor_of(k, side)?;
+        // The transferor's side in `give` is the one that is its device;
+        // the other side moves.
+        let (give_side, moving) = if transferor_of(g, Side::A).is_some_and(|t| t.1 == by_device) {
+            (Side::A, Moving::Branch(dialog_branch(g, Side::B)?))
+        } else {
+            let moving = dialog_branch(g, Side::A).map_or(Moving::Caller, Moving::Branch);
+            (Side::B, moving)
+        };
         Some(Join {
             keep: keep.to_string(),
-            by: dialog_branch(k, Side::B)?,
+            side,
+            by_device,
             give: give.to_string(),
-            moving: dialog_branch(g, Side::B)?,
+            give_side,
+            moving,
         })
     }
 
     /// Moves `give`'s answered party into `keep` in the transferor's
     /// place, hangs the transferor up in both calls and ends `give`.
     fn join_calls(&mut self, now: u64, j: Join) {
-        self.hangup_leg(now, &j.keep, false);
-        self.hangup_leg(now, &j.give, true);
+        self.hangup_leg(now, &j.keep, j.side == Side::A);
+        self.hangup_leg(now, &j.give, j.give_side == Side::A);
         let Some(g) = self.calls.calls.get_mut(&j.give) else {
             return;
         };
-        let mut moved = g.branches.swap_remove(j.moving);
-        let offer_src = g.offer.clone();
+        // What the moving party was last sent by sipd: the base of the
+        // offer that moves it (same session, next version).
+        let (mut moved, offer_src) = match j.moving {
+            Moving::Branch(i) if Some(i) == g.a_branch => {
+                (g.branches.swap_remove(i), g.a_sdp.clone())
+            }
+            Moving::Branch(i) => {
+                let sent = if g.b_sent.is_empty() {
+                    g.offer.clone()
+                } else {
+                    g.b_sent.clone()
+                };
+                (g.branches.swap_remove(i), sent)
+            }
+            Moving::Caller => (Branch::from_caller(g), g.a_sdp.clone()),
+        };
         // The transferor as the CDR names it: its extension or user.
-        let by_device = self
-            .calls
-            .calls
-            .get(&j.keep)
-            .map(|k| k.branches[j.by].device_id);
         let by = self
             .devices
             .values()
-            .find(|d| Some(d.id) == by_device)
+            .find(|d| d.id == j.by_device)
             .map(|d| d.extension.clone().unwrap_or_else(|| d.username.clone()))
             .unwrap_or_default();
         self.calls.by_b_call_id.remove(&moved.call_id);
@@ -206,14 +240,25 @@ impl Core {
         let Some(k) = self.calls.calls.get_mut(&j.keep) else {
             return;
         };
-        let Some((_, pb)) = k.ports else {
+        let Some((pa, pb)) = k.ports else {
             return;
         };
         moved.state = BranchState::Won;
         let (target, device_id) = (moved.to_user.clone(), moved.device_id);
         k.history
             .push(format!("transferred by {by} to {target} (attended)"));
-        k.to_user = target.clone();
+        let (leg, port) = match j.side {
+            Side::A => {
+                // The phone placed this call too: the party takes side A.
+                k.a_branch = Some(k.branches.len());
+                k.from_user = target.clone();
+                (Side::A, pa)
+            }
+            Side::B => {
+                k.to_user = target.clone();
+                (Side::B, pb)
+            }
+        };
         self.calls
             .by_b_call_id
             .insert(moved.call_id.clone(), j.keep.clone());
@@ -222,20 +267,23 @@ impl Core {
             .insert(moved.branch.clone(), (j.keep.clone(), k.branches.len()));
         let media_ip = self.addrs.media_host(&moved.peer);
         k.branches.push(moved);
-        tracing::info!(call_id = %j.keep, to = %target, by = %by, "attended transfer: calls joined");
+        tracing::info!(call_id = %j.keep, to = %target, by = %by, leg = leg.leg(), "attended transfer: calls joined");
         // The moving party was last offered the consult call's port: the
         // same session again, on this call's port, one version on.
-        let offer = sdp::rewrite(&offer_src, &media_ip, pb, false)
+        let offer = sdp::rewrite(&offer_src, &media_ip, port, false)
             .map(|o| sdp::resume_offer(&o))
-            .unwrap_or_else(|| fallback_offer(&media_ip, pb));
-        if self.own_reinvite(now, &j.keep, Side::B, offer.clone())
+            .unwrap_or_else(|| fallback_offer(&media_ip, port));
+        if self.own_reinvite(now, &j.keep, leg, offer.clone())
             && let Some(k) = self.calls.calls.get_mut(&j.keep)
         {
-            k.b_sent = offer;
+            match leg {
+                Side::A => k.a_sdp = offer,
+                Side::B => k.b_sent = offer,
+            }
         }
         self.events.push_back(Event::MediaUpdate {
             call_id: j.keep.clone(),
-            leg: "a",
+            leg: leg.other().leg(),
             hold: Some(false),
             music: Some(false),
             media: None,
@@ -244,9 +292,67 @@ impl Core {
         self.events.push_back(Event::Cdr(Cdr::Answered {
             call_id: j.keep.clone(),
             at: now,
-            device_id: (device_id != TRUNK_ID).then_some(device_id),
+            device_id: (device_id != TRUNK_ID && leg == Side::B).then_some(device_id),
         }));
-        self.unhold_a(now, &j.keep);
+        // The party that stays was held by the phone before it pressed
+        // Transfer (desk phones do).
+        self.unhold(now, &j.keep, leg.other());
+    }
+}
+
+impl Branch {
+    /// A caller's own dialog with sipd (sipd its UAS) as a branch of
+    /// another call: sipd's requests in it go From the caller's To with
+    /// sipd's tag, along the caller's Record-Route (RFC 3261 section
+    /// 12.1.1), with the CSeq numbers sipd used so far.
+    fn from_caller(g: &Call) -> Branch {
+        let req = &g.a_req;
+        let target = if g.a_target.is_empty() {
+            uri_of(req.get("from").unwrap_or_default()).to_string()
+        } else {
+            g.a_target.clone()
+        };
+        let to_user = |h: &str| {
+            user_of(uri_of(req.get(h).unwrap_or_default()))
+                .unwrap_or_default()
+                .to_string()
+        };
+        Branch {
+            cseq: req.cseq().map_or(1, |c| c.0),
+            from_user: to_user("to"),
+            // The caller as the CDR and sipd's requests name it.
+            to_user: g.from_user.clone(),
+            to_tag: req
+                .get("from")
+                .and_then(tag_of)
+                .unwrap_or_default()
+                .to_string(),
+            state: BranchState::Won,
+            status: 200,
+            next_resend: None,
+            local_cseq: g.a_cseq,
+            route: g.a_route.clone(),
+            ..Branch::calling(
+                0,
+                NewBranch {
+                    peer: g.a_peer,
+                    device_id: if g.direction == "inbound" {
+                        TRUNK_ID
+                    } else {
+                        g.device_id
+                    },
+                    contact: target,
+                    from_user: String::new(),
+                    to_user: String::new(),
+                    ids: DialogIds {
+                        branch: String::new(),
+                        call_id: g.id.clone(),
+                        from_tag: g.a_tag.clone(),
+                    },
+                },
+                Vec::new(),
+            )
+        }
     }
 }
 
