@@ -55,6 +55,11 @@ pub struct Config {
     /// sipd's SIP port, written into softphone provisioning QR codes.
     #[arg(long, env = "GOSIP_SIP_PORT", default_value_t = proto::defaults::SIP_PORT)]
     pub sip_port: u16,
+    /// A session used this long after its expiry was last pushed out is
+    /// pushed out again (and its cookie sent again); less often saves
+    /// database writes, more often keeps expiry exact.
+    #[arg(long, env = "GOSIP_SESSION_REFRESH_SECS", default_value_t = 300)]
+    pub session_refresh_secs: u64,
 }
 
 /// The sockets webd serves, bound by the caller (tests bind port 0).

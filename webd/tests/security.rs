@@ -453,18 +453,22 @@ async fn the_session_cookie_is_secure_behind_an_https_proxy() {
 
 #[tokio::test]
 async fn an_extended_session_sends_its_cookie_again_with_a_fresh_max_age() {
-    let t = common::start_with(&[]).await;
+    // Sessions pushed out once they have been in use for 3 s (the default
+    // is five minutes), so the test waits seconds, not hours.
+    let t = common::start_with(&["--session-refresh-secs", "3"]).await;
     let cookie = t.setup_admin().await;
+    let expiry = || async {
+        sqlx::query_scalar::<_, String>("SELECT expires_at FROM sessions")
+            .fetch_one(&t.st.pool)
+            .await
+            .unwrap()
+    };
     // A fresh session is not rewritten on every request.
     let r = t.send("GET", "/api/auth/me", &cookie, None).await;
     assert!(r.headers.get(header::SET_COOKIE).is_none());
-    // Twenty-three hours later the server extends the session ...
-    let soon = proto::time::fmt(chrono::Utc::now() + chrono::Duration::hours(1));
-    sqlx::query("UPDATE sessions SET expires_at = ?")
-        .bind(&soon)
-        .execute(&t.st.pool)
-        .await
-        .unwrap();
+    let soon = expiry().await;
+    // Later the server extends the session ...
+    tokio::time::sleep(std::time::Duration::from_millis(3_100)).await;
     let r = t
         .send_with(
             "GET",
@@ -483,10 +487,7 @@ async fn an_extended_session_sends_its_cookie_again_with_a_fresh_max_age() {
         c.contains("Max-Age=86400") && c.ends_with("; Secure"),
         "{c}"
     );
-    let exp: String = sqlx::query_scalar("SELECT expires_at FROM sessions")
-        .fetch_one(&t.st.pool)
-        .await
-        .unwrap();
+    let exp = expiry().await;
     assert!(exp > soon);
 }
 

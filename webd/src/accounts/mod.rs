@@ -303,9 +303,11 @@ async fn session_caller(st: &AppState, token: &str) -> ApiResult<(Caller, bool)>
     let Some((sid, expires, id, email, name, role)) = row else {
         return Err(ApiError::Unauthorized);
     };
-    // Sliding expiry, written at most every 5 minutes per session.
+    // Sliding expiry, written at most every `session_refresh_secs` (5
+    // minutes) per session.
+    let every = i64::try_from(st.cfg.session_refresh_secs).unwrap_or(i64::MAX);
     let refresh_before = now + chrono::Duration::from_std(SESSION_TTL).unwrap_or_default()
-        - chrono::Duration::minutes(5);
+        - chrono::Duration::seconds(every);
     let mut extended = false;
     if proto::time::parse(&expires).is_some_and(|e| e < refresh_before) && !st.is_read_only() {
         extended = sqlx::query("UPDATE sessions SET expires_at = ? WHERE id = ?")
