@@ -155,7 +155,7 @@ fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
 }
 
 /// Resolves `%XX` escapes; `None` for a malformed escape or non-UTF-8.
-fn unescape(s: &str) -> Option<String> {
+pub(crate) fn unescape(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

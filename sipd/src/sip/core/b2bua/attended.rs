@@ -37,7 +37,8 @@ pub(super) fn replaces_of(uri: &str) -> Option<Replaces> {
         let (name, v) = h.split_once('=')?;
         name.eq_ignore_ascii_case("replaces").then_some(v)
     })?;
-    let value = percent_decode(value);
+    // A malformed escape makes the whole Replaces unusable (400).
+    let value = crate::sip::uri::unescape(value)?;
     let mut parts = value.split(';');
     let call_id = parts.next()?.trim().to_string();
     let (mut to_tag, mut from_tag) = (None, None);
@@ -55,30 +56,6 @@ pub(super) fn replaces_of(uri: &str) -> Option<Replaces> {
         to_tag: to_tag?,
         from_tag: from_tag?,
     })
-}
-
-/// `%XX` escapes decoded (RFC 3986 section 2.1); a bad escape stays as is.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The two calls of an attended transfer: `keep` (bob answered it; its
@@ -386,6 +363,9 @@ mod tests {
         assert_eq!((plain.to_tag.as_str(), plain.from_tag.as_str()), ("1", "2"));
         assert_eq!(replaces_of("sip:103@pbx?Replaces=abc%3Bto-tag%3D1"), None);
         assert_eq!(replaces_of("sip:103@pbx"), None);
-        assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
+        assert_eq!(
+            replaces_of("sip:103@pbx?Replaces=abc%zz%3Bto-tag%3D1%3Bfrom-tag%3D2"),
+            None
+        );
     }
 }

@@ -102,13 +102,7 @@ fn joined(c: &mut Core, o: &[(String, String)], refer_in: &str, to_carol: &str) 
     assert!(ev.iter().any(|e| matches!(e,
         Event::MediaUpdate { call_id, leg: "b", media: Some(m), .. } if call_id == "call1" && m.rtp == "192.168.1.70:7100")), "{ev:?}");
     // carol hangs up in her dialog: alice hears it.
-    let bye = format!(
-        "BYE sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {C1};branch=z9hG4bKcbye\r\nMax-Forwards: 70\r\n\
-         From: {};tag=c1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
-        header(to_carol, "To")[0],
-        header(to_carol, "From")[0],
-        header(to_carol, "Call-ID")[0],
-    );
+    let bye = callee_bye(to_carol, C1, "c1");
     c.handle_message(T0 + 9_000, peer(C1), bye.as_bytes());
     let o = out(c);
     find(&o, C1, "SIP/2.0 200 OK");
@@ -315,13 +309,7 @@ fn a_phone_that_placed_both_calls_joins_the_two_people_it_called() {
     assert!(ev.iter().any(|e| matches!(e,
         Event::MediaUpdate { call_id, leg: "a", media: Some(m), .. } if call_id == "callb1" && m.rtp == "192.168.1.70:7000")), "{ev:?}");
     // alice hangs up in her dialog: carol hears it, and the CDR names it.
-    let bye = format!(
-        "BYE sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKabye\r\nMax-Forwards: 70\r\n\
-         From: {};tag=cc\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
-        header(&to_alice, "To")[0],
-        header(&to_alice, "From")[0],
-        header(&to_alice, "Call-ID")[0],
-    );
+    let bye = callee_bye(&to_alice, A, "cc");
     c.handle_message(T0 + 9_000, peer(A), bye.as_bytes());
     let o = out(&mut c);
     find(&o, A, "SIP/2.0 200 OK");

@@ -388,3 +388,15 @@ fn from_trunk(c: &mut Core, call_id: &str, from: &str, extra: &str) -> String {
     c.media_ready(T0 + 2, call_id, Some((20000, 20002)));
     find(&out(c), B1, "INVITE ")
 }
+
+/// The BYE a callee at `from` sends in the dialog of the INVITE it got
+/// (`invite`), having answered with To tag `tag`.
+fn callee_bye(invite: &str, from: &str, tag: &str) -> String {
+    format!(
+        "BYE sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{tag}bye\r\nMax-Forwards: 70\r\n\
+         From: {};tag={tag}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
+        header(invite, "To")[0],
+        header(invite, "From")[0],
+        header(invite, "Call-ID")[0],
+    )
+}

@@ -587,13 +587,7 @@ fn the_caller_transfers_the_callee_to_a_third_phone_which_takes_the_callers_leg(
     let stale = from_a("BYE", 4, &tag, "", "");
     c.handle_message(T0 + 4_000, peer(A), stale.as_bytes());
     find(&out(&mut c), A, "SIP/2.0 481 ");
-    let bye = format!(
-        "BYE sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {C1};branch=z9hG4bKcbye\r\nMax-Forwards: 70\r\n\
-         From: {};tag=c1\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
-        header(&to_carol, "To")[0],
-        header(&to_carol, "From")[0],
-        header(&to_carol, "Call-ID")[0],
-    );
+    let bye = callee_bye(&to_carol, C1, "c1");
     c.handle_message(T0 + 9_000, peer(C1), bye.as_bytes());
     let o = out(&mut c);
     find(&o, C1, "SIP/2.0 200 OK");

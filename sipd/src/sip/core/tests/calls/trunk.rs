@@ -303,13 +303,7 @@ fn a_phone_that_called_out_transfers_the_outside_party_to_another_phone() {
     find(&o, A, "BYE ");
     assert!(o.iter().all(|(p, _)| p != TRUNK), "{o:?}");
     // The trunk's BYE now reaches bob.
-    let bye = format!(
-        "BYE sip:gosip@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {TRUNK};branch=z9hG4bKtbye\r\nMax-Forwards: 70\r\n\
-         From: {};tag=tw\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n",
-        header(&to_trunk, "To")[0],
-        header(&to_trunk, "From")[0],
-        header(&to_trunk, "Call-ID")[0],
-    );
+    let bye = callee_bye(&to_trunk, TRUNK, "tw");
     c.handle_message(T0 + 9_000, peer(TRUNK), bye.as_bytes());
     let o = out(&mut c);
     find(&o, TRUNK, "SIP/2.0 200 OK");
