@@ -4,11 +4,11 @@
 set -euo pipefail
 
 # espeak-ng is also a runtime dependency: mediad speaks voicemail greetings.
-PKGS=(sip-tester baresip chromium docker-compose python3-aiosmtpd sox caddy iproute2 nftables curl openssl espeak-ng)
+PKGS=(sip-tester baresip chromium docker-compose python3-aiosmtpd sox caddy iproute2 nftables curl openssl espeak-ng tcpdump)
 # The command each package provides, to check without dpkg.
 declare -A CMD=([sip-tester]=sipp [baresip]=baresip [chromium]=chromium [docker-compose]=docker-compose
                 [python3-aiosmtpd]="python3 -c 'import aiosmtpd'" [sox]=sox [caddy]=caddy [iproute2]=ip [nftables]=nft [curl]=curl [openssl]=openssl
-                [espeak-ng]=espeak-ng)
+                [espeak-ng]=espeak-ng [tcpdump]=tcpdump)
 
 # A clean clone grows to about 3 GB (target/debug 2.6 GB, node_modules,
 # the schemathesis venv); a full disk shows up much later as a cryptic

@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 
 pub mod audio;
 pub mod baresip;
+pub mod capture;
 pub mod netlab;
 pub mod standin;
 

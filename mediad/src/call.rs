@@ -5,7 +5,9 @@
 //! Hot path: a readable socket is drained with non-blocking receives into
 //! one buffer, each datagram goes through `Call::on_rtp` and out with a
 //! non-blocking send: no allocation, lock, log line or database work per
-//! packet. Recorded audio is written to disk on the 100 ms tick.
+//! packet. The receive leaves the buffer's last [`srtp::MAX_OVERHEAD`]
+//! bytes free, so the core can append an SRTP/SRTCP trailer in place.
+//! Recorded audio is written to disk on the 100 ms tick.
 //!
 //! Playing (mediad answers the A-leg itself): a 20 ms interval, running only
 //! while a Play is under way, sends the core's next packet out of the
@@ -31,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::recording::{self, WavFile};
 use crate::relay::player::{Clip, Seed};
-use crate::relay::{Call, Event, LegId, PlayError};
+use crate::relay::{Call, Event, LegId, PlayError, srtp};
 
 /// How often timeouts are checked and recorded audio is written.
 const TICK: Duration = Duration::from_millis(100);
@@ -84,6 +86,8 @@ pub struct LegUpdate {
     pub hold: Option<bool>,
     /// Start the hold music to the leg (the clip to loop) or end it.
     pub music: Option<Option<Clip>>,
+    /// Switch the leg to SRTP with these keys, or to plain RTP (`None`).
+    pub crypto: Option<Option<proto::sdes::LegKeys>>,
 }
 
 /// The sockets of one call: RTP and RTCP towards each leg.
@@ -217,22 +221,22 @@ struct Recording {
 
 impl CallTask {
     fn relay(&mut self, from: LegId, rtcp: bool, rx: &UdpSocket, tx: &UdpSocket, buf: &mut [u8]) {
+        let room = buf.len().saturating_sub(srtp::MAX_OVERHEAD);
         for _ in 0..BATCH {
-            let (n, src) = match rx.try_recv_from(buf) {
+            let (n, src) = match rx.try_recv_from(&mut buf[..room]) {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => continue,
             };
             let now = Instant::now();
-            let packet = &mut buf[..n];
-            let dst = if rtcp {
-                self.call.on_rtcp(now, from, src, packet)
+            let out = if rtcp {
+                self.call.on_rtcp(now, from, src, buf, n)
             } else {
-                self.call.on_rtp(now, from, src, packet)
+                self.call.on_rtp(now, from, src, buf, n)
             };
-            if let Some(dst) = dst {
-                match tx.try_send_to(&buf[..n], dst) {
-                    Ok(_) => self.call.on_sent(from.other(), n, rtcp),
+            if let Some((dst, len)) = out {
+                match tx.try_send_to(&buf[..len], dst) {
+                    Ok(_) => self.call.on_sent(from.other(), len, rtcp),
                     Err(_) => self.call.on_send_failed(from.other()),
                 }
             }
@@ -332,6 +336,17 @@ impl CallTask {
         if let Some(leg) = u.leg {
             if let Some(ip) = u.signal_ip {
                 self.call.set_signal_ip(leg, ip);
+            }
+            if let Some(keys) = u.crypto {
+                let srtp = keys.is_some();
+                match self.call.set_crypto(leg, keys) {
+                    Ok(()) => {
+                        tracing::debug!(call_id = %self.call_id, leg = leg.as_str(), srtp, "leg crypto set");
+                    }
+                    Err(e) => {
+                        tracing::error!(call_id = %self.call_id, leg = leg.as_str(), error = %e, "cannot start SRTP; the leg keeps its former crypto");
+                    }
+                }
             }
             if let Some(rtp) = u.rtp {
                 self.call.set_remote(leg, rtp, u.rtcp);
@@ -529,6 +544,8 @@ impl CallTask {
                 dropped: l.dropped,
                 dropped_foreign: l.dropped_foreign,
                 dropped_payload_type: l.dropped_payload_type,
+                dropped_auth: l.dropped_auth,
+                srtp: l.srtp(),
             }
         };
         // A voicemail is what a played-to call recorded; a call recording

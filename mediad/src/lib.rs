@@ -1,9 +1,9 @@
 //! mediad owns media: RTP/RTCP relay between the two legs of a call with
-//! symmetric latching (NAT), recording to WAV, RTP-timeout detection and
-//! per-leg stats. It never speaks SIP: sipd allocates and releases port
-//! pairs over gRPC.
+//! symmetric latching (NAT) and plain RTP or SRTP per leg, recording to
+//! WAV, RTP-timeout detection and per-leg stats. It never speaks SIP: sipd
+//! allocates and releases port pairs over gRPC.
 //!
-//! `src/relay/` is the pure core (port pool, RTP parsing and stats,
+//! `src/relay/` is the pure core (port pool, RTP parsing and stats, SRTP,
 //! latching, RFC 4733 DTMF, G.711, the recording timeline, and for calls
 //! mediad answers itself the player, resampler and voicemail timeline); it
 //! never touches a socket or reads the clock. The shell: `service` (gRPC,

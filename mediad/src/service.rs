@@ -1,6 +1,6 @@
-//! The `Mediad` gRPC service: port pairs per call, leg hints, recording,
-//! playing to the caller or announcing to the callee, stats and the event
-//! stream (contract and usage: mediad.proto).
+//! The `Mediad` gRPC service: port pairs per call, leg hints and SRTP keys,
+//! recording, playing to the caller or announcing to the callee, stats and
+//! the event stream (contract and usage: mediad.proto).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -244,6 +244,13 @@ impl Mediad for MediaService {
                 Status::invalid_argument(format!("bad signal_ip {:?}: want an IP", r.signal_ip))
             })?)
         };
+        // Checked before the hold music is loaded for nothing.
+        let crypto = r
+            .crypto
+            .as_ref()
+            .map(proto::sdes::from_pb)
+            .transpose()
+            .map_err(|field| Status::invalid_argument(format!("bad crypto.{field}")))?;
         let update = LegUpdate {
             leg,
             rtp: addr(&r.remote_rtp)?,
@@ -261,15 +268,17 @@ impl Mediad for MediaService {
                 Some(false) => Some(None),
                 None => None,
             },
+            crypto,
         };
         if leg.is_none()
             && (update.rtp.is_some()
                 || update.signal_ip.is_some()
                 || !update.codecs.is_empty()
-                || update.hold.is_some())
+                || update.hold.is_some()
+                || update.crypto.is_some())
         {
             return Err(Status::invalid_argument(
-                "leg is required with an address, signal_ip, codecs or hold",
+                "leg is required with an address, signal_ip, codecs, hold or crypto",
             ));
         }
         let tx = self.sender(&r.call_id)?;

@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod jobs;
 pub mod netaddr;
 pub mod routing;
+pub mod sdes;
 pub mod settings;
 pub mod sip_auth;
 pub mod ssrf;

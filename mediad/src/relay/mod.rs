@@ -1,7 +1,8 @@
 //! The pure core of the relay: no sockets, no clock reads. The shell feeds
-//! each datagram with the time it arrived (`Call::on_rtp` / `on_rtcp`) and
-//! sends it where the answer says, calls `Call::on_tick` now and then, and
-//! drains `Call::poll_event`.
+//! each datagram with the time it arrived (`Call::on_rtp` / `on_rtcp`, in
+//! a buffer with [`srtp::MAX_OVERHEAD`] bytes to spare after it) and sends
+//! the bytes the answer says where it says, calls `Call::on_tick` now and
+//! then, and drains `Call::poll_event`.
 //!
 //! RTP timeout rule: the timer of a call is armed by its first RTP packet
 //! (from either leg) or by sipd's `established` mark, whichever comes first;
@@ -46,6 +47,25 @@
 //! the feed in turn (RFC 3550 section 5.1 allows any start; the marker bit
 //! opens the talkspurt, RFC 3551 section 4.1). Until a leg has been fed
 //! its packets pass untouched.
+//!
+//! SRTP (RFC 3711, keys by SDES, [`Call::set_crypto`]): each leg speaks
+//! plain RTP or SRTP on its own, with one context for what it sends and
+//! one for what it is sent (RFC 3711 section 3.2: the two directions keep
+//! different state). What an SRTP leg sends is authenticated and decrypted
+//! before anything else reads it, on the RTP port (SRTP, or SRTCP muxed
+//! there, told apart by the clear header, RFC 5761 section 4) and on the
+//! RTCP port (SRTCP): a packet failing the tag or the replay window is
+//! dropped and counted, and never latches nor counts as the leg being
+//! alive, so a forger can neither steer the media nor keep a dead call up.
+//! Everything after (payload types, latching, DTMF, recording, voicemail)
+//! sees plain RTP. What mediad sends an SRTP leg is encrypted last, after
+//! any renumbering (the SRTP index follows the sequence number it goes out
+//! with, RFC 3711 section 3.3.1): relayed RTP and RTCP, Play frames and
+//! feeds. A relayed duplicate whose index the leg's key already sent is
+//! dropped, as the same index twice would reuse keystream (RFC 3711
+//! section 9.1). The same keys given again keep the contexts, so the
+//! rollover counters, replay windows and sent indices survive a re-INVITE
+//! that repeats them.
 
 pub mod dtmf;
 pub mod g711;
@@ -64,7 +84,9 @@ use std::time::{Duration, Instant};
 
 use latch::{Latch, RtcpLatch, Verdict};
 use player::{Clip, G711, Player, Seed};
+use proto::sdes::LegKeys;
 use rtp::{Datagram, RecvStats};
+use srtp::SrtpContext;
 use voicemail::Voicemail;
 use wav::{Codec, Recorder};
 
@@ -74,6 +96,8 @@ pub const CLOCK_RATE: u32 = 8000;
 pub const DEFAULT_DTMF_PT: u8 = 101;
 /// Comfort noise (RFC 3389): not audio samples, never recorded.
 const CN_PT: u8 = 13;
+/// A Play or feed packet with room for its SRTP tag.
+const FRAME_BUF: usize = 12 + player::FRAME + srtp::MAX_OVERHEAD;
 
 /// One side of a call: A = caller (port_a), B = callee (port_b).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +161,8 @@ pub enum PlayError {
     Answered,
 }
 
-/// Counters and latch state of one leg.
-#[derive(Debug, Clone)]
+/// Counters, latch and SRTP state of one leg.
+#[derive(Debug)]
 pub struct Leg {
     latch: Latch,
     rtcp: RtcpLatch,
@@ -153,6 +177,9 @@ pub struct Leg {
     pub dropped_foreign: u64,
     /// Dropped because its payload type was not negotiated.
     pub dropped_payload_type: u64,
+    /// Dropped because it failed the SRTP/SRTCP tag or replay check.
+    pub dropped_auth: u64,
+    srtp: Option<LegSrtp>,
     dtmf: dtmf::DtmfDetector,
     dtmf_pt: u8,
     codecs: [Codec; 128],
@@ -183,6 +210,8 @@ impl Default for Leg {
             dropped: 0,
             dropped_foreign: 0,
             dropped_payload_type: 0,
+            dropped_auth: 0,
+            srtp: None,
             dtmf: dtmf::DtmfDetector::default(),
             dtmf_pt: DEFAULT_DTMF_PT,
             codecs,
@@ -204,6 +233,78 @@ impl Leg {
     pub fn jitter_ms(&self) -> f64 {
         self.recv.jitter_ms(CLOCK_RATE)
     }
+
+    /// The leg speaks SRTP.
+    pub fn srtp(&self) -> bool {
+        self.srtp.is_some()
+    }
+
+    /// Authenticates and decrypts in place what the leg sent, when it
+    /// speaks SRTP: the length of the plain packet, or `None` when it is
+    /// dropped (and counted).
+    fn open(&mut self, packet: &mut [u8], rtcp: bool) -> Option<usize> {
+        let Some(s) = &mut self.srtp else {
+            return Some(packet.len());
+        };
+        let opened = if rtcp {
+            s.rx.unprotect_rtcp_in_place(packet)
+        } else {
+            s.rx.unprotect_in_place(packet)
+        };
+        match opened {
+            Ok(len) => Some(len),
+            Err(e) => {
+                self.dropped += 1;
+                if matches!(
+                    e,
+                    srtp::Error::AuthFailed | srtp::Error::Replay | srtp::Error::TooOld
+                ) {
+                    self.dropped_auth += 1;
+                }
+                None
+            }
+        }
+    }
+
+    /// Encrypts in place what goes to the leg, `buf[..len]`, when it speaks
+    /// SRTP: the length to send, or `None` when it cannot go (counted
+    /// dropped: no room, or an index the context refuses to reuse).
+    fn seal(&mut self, buf: &mut [u8], len: usize, rtcp: bool) -> Option<usize> {
+        let Some(s) = &mut self.srtp else {
+            return Some(len);
+        };
+        let sealed = if rtcp {
+            s.tx.protect_rtcp_in_place(buf, len)
+        } else {
+            s.tx.protect_in_place(buf, len)
+        };
+        match sealed {
+            Ok(len) => Some(len),
+            Err(_) => {
+                self.dropped += 1;
+                None
+            }
+        }
+    }
+}
+
+/// A leg's SRTP: `rx` opens what it sends, `tx` seals what it is sent.
+#[derive(Debug)]
+struct LegSrtp {
+    /// What the contexts were made from: the same keys again keep them.
+    keys: LegKeys,
+    rx: SrtpContext,
+    tx: SrtpContext,
+}
+
+impl LegSrtp {
+    fn new(keys: LegKeys) -> Result<Self, srtp::Error> {
+        Ok(LegSrtp {
+            rx: SrtpContext::new(keys.suite, &keys.recv)?,
+            tx: SrtpContext::new(keys.suite, &keys.send)?,
+            keys,
+        })
+    }
 }
 
 /// The media state of one call.
@@ -222,6 +323,8 @@ pub struct Call {
     feeds: [Option<Player>; 2],
     /// The stream each leg is sent (see the module docs).
     out: [OutStream; 2],
+    /// The Play or feed packet last handed out, sealed for its leg.
+    frame: [u8; FRAME_BUF],
 }
 
 /// What one leg has been sent, to keep it one RTP stream across feeds.
@@ -311,6 +414,7 @@ impl Call {
             answer: None,
             feeds: [None, None],
             out: [OutStream::default(); 2],
+            frame: [0; FRAME_BUF],
         }
     }
 
@@ -318,45 +422,115 @@ impl Call {
         &self.legs[id as usize]
     }
 
-    /// An RTP-port datagram from leg `from` arrived from `src`: returns where
-    /// to send it out of the other leg's port, or `None` to drop it.
-    /// The packet may be renumbered in place (see the module docs).
+    /// An RTP-port datagram `buf[..len]` from leg `from` arrived from
+    /// `src`: returns where to send `buf[..n]` out of the other leg's port,
+    /// and `n`, or `None` to drop it. The packet is decrypted, renumbered
+    /// and encrypted in place (see the module docs), which may lengthen it
+    /// by up to [`srtp::MAX_OVERHEAD`] bytes: `buf` must have them after
+    /// `len`.
     pub fn on_rtp(
         &mut self,
         now: Instant,
         from: LegId,
         src: SocketAddr,
-        packet: &mut [u8],
-    ) -> Option<SocketAddr> {
+        buf: &mut [u8],
+        len: usize,
+    ) -> Option<(SocketAddr, usize)> {
         let i = from as usize;
-        if self.answer.is_some() && from == LegId::B {
+        if (self.answer.is_some() && from == LegId::B) || len > buf.len() {
             self.legs[i].dropped += 1;
             return None;
         }
-        let hdr = match rtp::parse(packet) {
+        let muxed = rtp::is_muxed_rtcp(&buf[..len]);
+        let len = self.legs[i].open(&mut buf[..len], muxed)?;
+        let hdr = match rtp::parse(&buf[..len]) {
             Datagram::Rtp(h) => h,
-            Datagram::Rtcp => return self.on_rtcp_muxed(now, from, src),
+            Datagram::Rtcp => return self.on_rtcp_muxed(now, from, src, buf, len),
             Datagram::Invalid => {
                 self.legs[i].dropped += 1;
                 return None;
             }
         };
-        let leg = &mut self.legs[i];
-        if self.relayed_pts & (1u128 << hdr.payload_type) == 0 {
-            leg.dropped += 1;
-            leg.dropped_payload_type += 1;
+        if !self.take_rtp(now, from, src, &hdr, &buf[..len]) {
             return None;
         }
-        if leg.latch.on_rtp(now, src) == Verdict::Drop {
+        let o = from.other() as usize;
+        if self.answer.is_some() || self.feeds[o].is_some() {
+            return None;
+        }
+        let Some(dst) = self.legs[o].latch.target() else {
+            self.legs[o].dropped += 1;
+            return None;
+        };
+        if let Some((marker, seq, ts, ssrc)) = self.out[o].relay(now, &hdr) {
+            rtp::renumber(&mut buf[..len], marker, seq, ts, ssrc);
+        }
+        let len = self.legs[o].seal(buf, len, false)?;
+        Some((dst, len))
+    }
+
+    /// An RTCP-port datagram `buf[..len]` from leg `from` arrived from
+    /// `src`: as [`Call::on_rtp`], towards the other leg's RTCP port.
+    pub fn on_rtcp(
+        &mut self,
+        now: Instant,
+        from: LegId,
+        src: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Option<(SocketAddr, usize)> {
+        let answered_b = self.answer.is_some() && from == LegId::B;
+        let leg = &mut self.legs[from as usize];
+        if answered_b || !buf.get(..len).is_some_and(rtp::is_rtcp) {
+            leg.dropped += 1;
+            return None;
+        }
+        let len = leg.open(&mut buf[..len], true)?;
+        if leg.rtcp.on_rtcp(src, &leg.latch) == Verdict::Drop {
             leg.dropped += 1;
             leg.dropped_foreign += 1;
             return None;
         }
+        leg.rtcp_in += 1;
+        leg.last_packet = Some(now);
+        leg.timed_out = false;
+        if self.answer.is_some() {
+            return None;
+        }
+        let to = &mut self.legs[from.other() as usize];
+        let dst = to.rtcp.target(&to.latch)?;
+        let len = to.seal(buf, len, true)?;
+        Some((dst, len))
+    }
+
+    /// Takes in an RTP packet of leg `from` (plain by now): the payload
+    /// type and source checks, stats, the timeout, DTMF, recording and
+    /// voicemail. False when it is dropped.
+    fn take_rtp(
+        &mut self,
+        now: Instant,
+        from: LegId,
+        src: SocketAddr,
+        hdr: &rtp::RtpHeader,
+        packet: &[u8],
+    ) -> bool {
+        let i = from as usize;
+        let leg = &mut self.legs[i];
+        if self.relayed_pts & (1u128 << hdr.payload_type) == 0 {
+            leg.dropped += 1;
+            leg.dropped_payload_type += 1;
+            return false;
+        }
+        if leg.latch.on_rtp(now, src) == Verdict::Drop {
+            leg.dropped += 1;
+            leg.dropped_foreign += 1;
+            return false;
+        }
         if hdr.payload_type == leg.dtmf_pt {
-            leg.recv.on_untimed_packet(&hdr, packet.len());
+            leg.recv.on_untimed_packet(hdr, packet.len());
         } else {
             leg.recv
-                .on_packet(&hdr, packet.len(), now, self.created, CLOCK_RATE);
+                .on_packet(hdr, packet.len(), now, self.created, CLOCK_RATE);
         }
         leg.last_packet = Some(now);
         leg.timed_out = false;
@@ -375,52 +549,20 @@ impl Call {
                 vm.push(now, hdr.ssrc, hdr.timestamp, codec, payload);
             }
         }
-        if self.answer.is_some() || self.feeds[from.other() as usize].is_some() {
-            return None;
-        }
-        let to = &mut self.legs[from.other() as usize];
-        let Some(dst) = to.latch.target() else {
-            to.dropped += 1;
-            return None;
-        };
-        if let Some((marker, seq, ts, ssrc)) = self.out[from.other() as usize].relay(now, &hdr) {
-            rtp::renumber(packet, marker, seq, ts, ssrc);
-        }
-        Some(dst)
-    }
-
-    /// An RTCP-port datagram from leg `from` arrived from `src`.
-    pub fn on_rtcp(
-        &mut self,
-        now: Instant,
-        from: LegId,
-        src: SocketAddr,
-        packet: &[u8],
-    ) -> Option<SocketAddr> {
-        if !rtp::is_rtcp(packet) || (self.answer.is_some() && from == LegId::B) {
-            self.legs[from as usize].dropped += 1;
-            return None;
-        }
-        let leg = &mut self.legs[from as usize];
-        if leg.rtcp.on_rtcp(src, &leg.latch) == Verdict::Drop {
-            leg.dropped += 1;
-            leg.dropped_foreign += 1;
-            return None;
-        }
-        leg.rtcp_in += 1;
-        leg.last_packet = Some(now);
-        leg.timed_out = false;
-        if self.answer.is_some() {
-            return None;
-        }
-        let to = &self.legs[from.other() as usize];
-        to.rtcp.target(&to.latch)
+        true
     }
 
     /// RTCP multiplexed on the RTP port goes to the peer's RTP address. It
     /// never latches: only the latched source (a trusted IP while
     /// learning) may send it.
-    fn on_rtcp_muxed(&mut self, now: Instant, from: LegId, src: SocketAddr) -> Option<SocketAddr> {
+    fn on_rtcp_muxed(
+        &mut self,
+        now: Instant,
+        from: LegId,
+        src: SocketAddr,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Option<(SocketAddr, usize)> {
         let leg = &mut self.legs[from as usize];
         if !leg.latch.admits(src) {
             leg.dropped += 1;
@@ -432,7 +574,10 @@ impl Call {
         if self.answer.is_some() {
             return None;
         }
-        self.legs[from.other() as usize].latch.target()
+        let to = &mut self.legs[from.other() as usize];
+        let dst = to.latch.target()?;
+        let len = to.seal(buf, len, true)?;
+        Some((dst, len))
     }
 
     /// The shell sent `len` bytes of RTP (or RTCP) to leg `to`.
@@ -504,6 +649,21 @@ impl Call {
             (None, None) => 0,
         };
         self.relayed_pts = audio | a.sdp_dtmf_pts | b.sdp_dtmf_pts;
+    }
+
+    /// How leg `leg` speaks from now on: SRTP with `keys`, or plain RTP
+    /// with `None`. The keys in force given again keep their contexts, and
+    /// with them the rollover counters and replay windows (RFC 3711 section
+    /// 3.2); other keys start afresh. An error (the cipher would not start)
+    /// leaves the leg as it was.
+    pub fn set_crypto(&mut self, leg: LegId, keys: Option<LegKeys>) -> Result<(), srtp::Error> {
+        let l = &mut self.legs[leg as usize];
+        match keys {
+            None => l.srtp = None,
+            Some(k) if l.srtp.as_ref().is_some_and(|s| s.keys == k) => {}
+            Some(k) => l.srtp = Some(LegSrtp::new(k)?),
+        }
+        Ok(())
     }
 
     /// sipd says the call is answered: the RTP timeout is armed from now on.
@@ -608,10 +768,11 @@ impl Call {
         self.answer.as_ref().is_some_and(|a| a.playing)
     }
 
-    /// The next 20 ms packet for the A-leg and where it goes. `None` when
-    /// there is nothing to send: no address for the leg yet (the packet is
-    /// counted dropped), or the items are done, one frame time after the
-    /// last packet: then [`Event::PlayDone`], and the voicemail starts.
+    /// The next 20 ms packet for the A-leg (SRTP if the leg speaks it) and
+    /// where it goes. `None` when there is nothing to send: no address for
+    /// the leg yet (the packet is counted dropped), or the items are done,
+    /// one frame time after the last packet: then [`Event::PlayDone`], and
+    /// the voicemail starts.
     pub fn next_frame(&mut self, now: Instant) -> Option<(SocketAddr, &[u8])> {
         let answer = self.answer.as_mut()?;
         if !answer.playing {
@@ -626,13 +787,12 @@ impl Call {
             }
             return None;
         };
-        match leg.latch.target() {
-            Some(dst) => Some((dst, packet)),
-            None => {
-                leg.dropped += 1;
-                None
-            }
-        }
+        let Some(dst) = leg.latch.target() else {
+            leg.dropped += 1;
+            return None;
+        };
+        let len = seal_frame(&mut self.frame, leg, packet)?;
+        Some((dst, &self.frame[..len]))
     }
 
     /// Plays `clip` over and over to leg `to` in place of what the other
@@ -708,8 +868,9 @@ impl Call {
         self.feeds.iter().any(Option::is_some)
     }
 
-    /// The next 20 ms of leg `to`'s feed and where it goes; `None` without
-    /// a feed or without an address for the leg (then counted dropped).
+    /// The next 20 ms of leg `to`'s feed (SRTP if the leg speaks it) and
+    /// where it goes; `None` without a feed or without an address for the
+    /// leg (then counted dropped).
     /// An announcement ends one frame time after its last packet: then
     /// [`Event::PlayDone`], and the relay carries the other leg again.
     pub fn next_feed_frame(&mut self, now: Instant, to: LegId) -> Option<(SocketAddr, &[u8])> {
@@ -729,13 +890,12 @@ impl Call {
         if let Datagram::Rtp(h) = rtp::parse(packet) {
             self.out[i].last = Some((h.ssrc, h.seq, h.timestamp, now));
         }
-        match leg.latch.target() {
-            Some(dst) => Some((dst, packet)),
-            None => {
-                leg.dropped += 1;
-                None
-            }
-        }
+        let Some(dst) = leg.latch.target() else {
+            leg.dropped += 1;
+            return None;
+        };
+        let len = seal_frame(&mut self.frame, leg, packet)?;
+        Some((dst, &self.frame[..len]))
     }
 
     /// Appends the voicemail audio that is ready (mono 16-bit LE) to `out`.
@@ -751,6 +911,17 @@ impl Call {
             vm.finish(out);
         }
     }
+}
+
+/// Copies a Play or feed packet into `frame` and seals it there for `leg`
+/// (the player's packet has no room for a tag): the length to send.
+fn seal_frame(frame: &mut [u8; FRAME_BUF], leg: &mut Leg, packet: &[u8]) -> Option<usize> {
+    let Some(plain) = frame.get_mut(..packet.len()) else {
+        leg.dropped += 1;
+        return None;
+    };
+    plain.copy_from_slice(packet);
+    leg.seal(frame, packet.len(), false)
 }
 
 #[cfg(test)]
@@ -775,9 +946,9 @@ mod tests {
                 let leg = if b_leg { LegId::B } else { LegId::A };
                 let src = addr(5000 + port);
                 if rtcp {
-                    c.on_rtcp(now, leg, src, &bytes);
+                    c.relay_rtcp(now, leg, src, &bytes);
                 } else {
-                    c.on_rtp(now, leg, src, &mut bytes.clone());
+                    c.relay_rtp(now, leg, src, &mut bytes.clone());
                 }
                 c.on_tick(now, Duration::from_secs(1));
                 while c.poll_event().is_some() {}
@@ -787,6 +958,68 @@ mod tests {
                 r.finish(&mut out);
             }
             prop_assert_eq!(out.len() % 4, 0);
+        }
+    }
+
+    /// The shell's way into the core, on a test's packets.
+    trait Relay {
+        /// [`Call::on_rtp`] on `p`, given room for a trailer; `p` is left
+        /// holding what goes out.
+        fn relay_rtp(
+            &mut self,
+            now: Instant,
+            from: LegId,
+            src: SocketAddr,
+            p: &mut Vec<u8>,
+        ) -> Option<SocketAddr>;
+
+        /// [`Call::on_rtcp`] on a copy of `p`: where it goes and what.
+        fn rtcp_out(
+            &mut self,
+            now: Instant,
+            from: LegId,
+            src: SocketAddr,
+            p: &[u8],
+        ) -> Option<(SocketAddr, Vec<u8>)>;
+
+        fn relay_rtcp(
+            &mut self,
+            now: Instant,
+            from: LegId,
+            src: SocketAddr,
+            p: &[u8],
+        ) -> Option<SocketAddr> {
+            self.rtcp_out(now, from, src, p).map(|(dst, _)| dst)
+        }
+    }
+
+    impl Relay for Call {
+        fn relay_rtp(
+            &mut self,
+            now: Instant,
+            from: LegId,
+            src: SocketAddr,
+            p: &mut Vec<u8>,
+        ) -> Option<SocketAddr> {
+            let len = p.len();
+            p.resize(len + srtp::MAX_OVERHEAD, 0);
+            let out = self.on_rtp(now, from, src, p, len);
+            p.truncate(out.map_or(len, |(_, n)| n));
+            out.map(|(dst, _)| dst)
+        }
+
+        fn rtcp_out(
+            &mut self,
+            now: Instant,
+            from: LegId,
+            src: SocketAddr,
+            p: &[u8],
+        ) -> Option<(SocketAddr, Vec<u8>)> {
+            let mut buf = p.to_vec();
+            buf.resize(p.len() + srtp::MAX_OVERHEAD, 0);
+            let (dst, n) = self.on_rtcp(now, from, src, &mut buf, p.len())?;
+            buf.truncate(n);
+            Some((dst, buf))
         }
     }
 
@@ -824,18 +1057,18 @@ mod tests {
         let mut c = call(t);
         // A speaks first: B's address is unknown, so the packet is dropped.
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), &mut rtp(0, 1, 0, 1, &[0xff; 160])),
+            c.relay_rtp(t, LegId::A, addr(5000), &mut rtp(0, 1, 0, 1, &[0xff; 160])),
             None
         );
         assert_eq!(c.leg(LegId::B).dropped, 1);
         // B speaks: goes to A's latched source.
         assert_eq!(
-            c.on_rtp(t, LegId::B, addr(6000), &mut rtp(8, 1, 0, 2, &[0xd5; 160])),
+            c.relay_rtp(t, LegId::B, addr(6000), &mut rtp(8, 1, 0, 2, &[0xd5; 160])),
             Some(addr(5000))
         );
         c.on_sent(LegId::A, 172, false);
         assert_eq!(
-            c.on_rtp(
+            c.relay_rtp(
                 t,
                 LegId::A,
                 addr(5000),
@@ -856,12 +1089,12 @@ mod tests {
         let mut c = call(t);
         c.set_remote(LegId::A, addr(4000), None);
         assert_eq!(
-            c.on_rtp(t, LegId::B, addr(6000), &mut rtp(0, 1, 0, 2, &[0; 160])),
+            c.relay_rtp(t, LegId::B, addr(6000), &mut rtp(0, 1, 0, 2, &[0; 160])),
             Some(addr(4000))
         );
-        c.on_rtp(t, LegId::A, addr(4444), &mut rtp(0, 1, 0, 1, &[0; 160]));
+        c.relay_rtp(t, LegId::A, addr(4444), &mut rtp(0, 1, 0, 1, &[0; 160]));
         assert_eq!(
-            c.on_rtp(t, LegId::B, addr(6000), &mut rtp(0, 2, 160, 2, &[0; 160])),
+            c.relay_rtp(t, LegId::B, addr(6000), &mut rtp(0, 2, 160, 2, &[0; 160])),
             Some(addr(4444))
         );
     }
@@ -872,12 +1105,12 @@ mod tests {
         let mut c = call(t);
         c.set_remote(LegId::B, addr(6000), None);
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), &mut b"GET / HTTP/1.1\r\n".to_vec()),
+            c.relay_rtp(t, LegId::A, addr(5000), &mut b"GET / HTTP/1.1\r\n".to_vec()),
             None
         );
-        c.on_rtp(t, LegId::A, addr(5000), &mut rtp(0, 1, 0, 1, &[0; 160]));
+        c.relay_rtp(t, LegId::A, addr(5000), &mut rtp(0, 1, 0, 1, &[0; 160]));
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5001), &mut rtp(0, 2, 160, 1, &[0; 160])),
+            c.relay_rtp(t, LegId::A, addr(5001), &mut rtp(0, 2, 160, 1, &[0; 160])),
             None
         );
         assert_eq!(c.leg(LegId::A).dropped, 2);
@@ -889,14 +1122,14 @@ mod tests {
         let t = Instant::now();
         let mut c = call(t);
         let rr = [0x81, 201, 0, 1, 0, 0, 0, 1];
-        c.on_rtp(t, LegId::A, addr(5000), &mut rtp(0, 1, 0, 1, &[0; 160]));
-        c.on_rtp(t, LegId::B, addr(6000), &mut rtp(0, 1, 0, 2, &[0; 160]));
-        assert_eq!(c.on_rtcp(t, LegId::A, addr(5001), &rr), Some(addr(6001)));
+        c.relay_rtp(t, LegId::A, addr(5000), &mut rtp(0, 1, 0, 1, &[0; 160]));
+        c.relay_rtp(t, LegId::B, addr(6000), &mut rtp(0, 1, 0, 2, &[0; 160]));
+        assert_eq!(c.relay_rtcp(t, LegId::A, addr(5001), &rr), Some(addr(6001)));
         assert_eq!(c.leg(LegId::A).rtcp_in, 1);
-        assert_eq!(c.on_rtcp(t, LegId::B, addr(6001), b"nonsense"), None);
+        assert_eq!(c.relay_rtcp(t, LegId::B, addr(6001), b"nonsense"), None);
         // Muxed RTCP on the RTP port follows the RTP path.
         assert_eq!(
-            c.on_rtp(t, LegId::B, addr(6000), &mut rr.clone()),
+            c.relay_rtp(t, LegId::B, addr(6000), &mut rr.to_vec()),
             Some(addr(5000))
         );
     }
@@ -915,7 +1148,7 @@ mod tests {
             (4, 1, false),
         ] {
             let ts = if ev == 10 { 800 } else { 2400 };
-            c.on_rtp(
+            c.relay_rtp(
                 t,
                 LegId::A,
                 addr(5000),
@@ -923,7 +1156,7 @@ mod tests {
             );
         }
         // PT 101 is no longer negotiated: not an event, not relayed.
-        c.on_rtp(
+        c.relay_rtp(
             t,
             LegId::A,
             addr(5000),
@@ -985,14 +1218,14 @@ mod tests {
             let now = t + Duration::from_millis(20 * u64::from(i));
             // A stops after 1 s; B keeps talking.
             if i < 50 {
-                c.on_rtp(
+                c.relay_rtp(
                     now,
                     LegId::A,
                     addr(5000),
                     &mut rtp(0, i as u16, 160 * i, 1, &[0; 160]),
                 );
             }
-            c.on_rtp(
+            c.relay_rtp(
                 now,
                 LegId::B,
                 addr(6000),
@@ -1010,7 +1243,7 @@ mod tests {
         c.set_established(t);
         c.set_hold(LegId::B, true);
         for s in 0..10u64 {
-            c.on_rtcp(
+            c.relay_rtcp(
                 t + Duration::from_secs(s),
                 LegId::A,
                 addr(5001),
@@ -1029,19 +1262,19 @@ mod tests {
             c.set_codecs(leg, [(0u8, "PCMU"), (97u8, "PCMA"), (13, "CN")]);
         }
         c.start_recording(t);
-        c.on_rtp(
+        c.relay_rtp(
             t,
             LegId::A,
             addr(5000),
             &mut rtp(0, 1, 0, 1, &[g711::ulaw_encode(4000); 160]),
         );
-        c.on_rtp(
+        c.relay_rtp(
             t,
             LegId::B,
             addr(6000),
             &mut rtp(97, 1, 0, 2, &[g711::alaw_encode(-4000); 160]),
         );
-        c.on_rtp(t, LegId::B, addr(6000), &mut rtp(13, 2, 160, 2, &[40]));
+        c.relay_rtp(t, LegId::B, addr(6000), &mut rtp(13, 2, 160, 2, &[40]));
         let mut rec = c.stop_recording().unwrap();
         assert!(!c.is_recording());
         let mut out = Vec::new();
@@ -1061,18 +1294,18 @@ mod tests {
         // PCMU was offered by A but not answered by B; 96 nobody named.
         for (seq, pt) in [(1u16, 0u8), (2, 96), (3, 127)] {
             assert_eq!(
-                c.on_rtp(t, LegId::A, addr(5000), &mut rtp(pt, seq, 0, 1, &[0; 160])),
+                c.relay_rtp(t, LegId::A, addr(5000), &mut rtp(pt, seq, 0, 1, &[0; 160])),
                 None
             );
         }
         assert_eq!(c.leg(LegId::A).dropped_payload_type, 3);
         assert_eq!(c.leg(LegId::A).latched(), None, "junk does not latch");
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), &mut rtp(8, 4, 0, 1, &[0; 160])),
+            c.relay_rtp(t, LegId::A, addr(5000), &mut rtp(8, 4, 0, 1, &[0; 160])),
             Some(addr(6000))
         );
         assert_eq!(
-            c.on_rtp(
+            c.relay_rtp(
                 t,
                 LegId::A,
                 addr(5000),
@@ -1095,15 +1328,15 @@ mod tests {
         c.set_remote(LegId::B, addr(6000), None);
         let ev = dtmf::payload(5, false, 160);
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), &mut rtp(96, 1, 0, 1, &ev)),
+            c.relay_rtp(t, LegId::A, addr(5000), &mut rtp(96, 1, 0, 1, &ev)),
             Some(addr(6000))
         );
         assert_eq!(
-            c.on_rtp(t, LegId::B, addr(6000), &mut rtp(101, 1, 0, 2, &ev)),
+            c.relay_rtp(t, LegId::B, addr(6000), &mut rtp(101, 1, 0, 2, &ev)),
             Some(addr(5000))
         );
         assert_eq!(
-            c.on_rtp(t, LegId::B, addr(6000), &mut rtp(8, 2, 0, 2, &[0; 160])),
+            c.relay_rtp(t, LegId::B, addr(6000), &mut rtp(8, 2, 0, 2, &[0; 160])),
             None
         );
     }
@@ -1115,13 +1348,13 @@ mod tests {
         c.set_remote(LegId::A, addr(5000), None);
         c.set_remote(LegId::B, addr(6000), None);
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), &mut rtp(0, 1, 0, 1, &[0; 160])),
+            c.relay_rtp(t, LegId::A, addr(5000), &mut rtp(0, 1, 0, 1, &[0; 160])),
             None
         );
         assert_eq!(c.leg(LegId::A).dropped_payload_type, 1);
         c.set_codecs(LegId::A, [(0u8, "PCMU")]);
         assert_eq!(
-            c.on_rtp(t, LegId::A, addr(5000), &mut rtp(0, 2, 160, 1, &[0; 160])),
+            c.relay_rtp(t, LegId::A, addr(5000), &mut rtp(0, 2, 160, 1, &[0; 160])),
             Some(addr(6000))
         );
     }
@@ -1138,20 +1371,26 @@ mod tests {
             // Before the phones start, during the call and after A's silence.
             for leg in [LegId::A, LegId::B] {
                 let p = rtp(0, 1000 + i, 160 * u32::from(i), 0xbad, &[0x55; 160]);
-                assert_eq!(c.on_rtp(now, leg, attacker(40_000), &mut p.clone()), None);
+                assert_eq!(
+                    c.relay_rtp(now, leg, attacker(40_000), &mut p.clone()),
+                    None
+                );
                 let rr = [0x81, 201, 0, 1, 0, 0, 0x0b, 0xad];
-                assert_eq!(c.on_rtp(now, leg, attacker(40_000), &mut rr.clone()), None);
-                assert_eq!(c.on_rtcp(now, leg, attacker(40_001), &rr), None);
+                assert_eq!(
+                    c.relay_rtp(now, leg, attacker(40_000), &mut rr.to_vec()),
+                    None
+                );
+                assert_eq!(c.relay_rtcp(now, leg, attacker(40_001), &rr), None);
             }
             if (20..120).contains(&i) {
                 let ts = 160 * u32::from(i);
-                let a = c.on_rtp(
+                let a = c.relay_rtp(
                     now,
                     LegId::A,
                     addr(5000),
                     &mut rtp(0, i, ts, 0xa, &[1; 160]),
                 );
-                let b = c.on_rtp(
+                let b = c.relay_rtp(
                     now,
                     LegId::B,
                     addr(6000),
@@ -1250,8 +1489,14 @@ mod tests {
             } else {
                 rtp(0, seq, 160 * u32::from(seq), 0xa, &[0x11; 160])
             };
-            assert_eq!(c.on_rtp(now, LegId::A, addr(4444), &mut pkt.clone()), None);
-            assert_eq!(c.on_rtp(now, LegId::B, addr(6000), &mut pkt.clone()), None);
+            assert_eq!(
+                c.relay_rtp(now, LegId::A, addr(4444), &mut pkt.clone()),
+                None
+            );
+            assert_eq!(
+                c.relay_rtp(now, LegId::B, addr(6000), &mut pkt.clone()),
+                None
+            );
             now += Duration::from_millis(20);
         }
         assert_eq!(sent.len(), 25, "0.5 s beep");
@@ -1276,7 +1521,7 @@ mod tests {
         for i in 0..60u32 {
             let at = start + Duration::from_millis(20 * u64::from(i));
             let pkt = rtp(0, 500 + i as u16, 90_000 + 160 * i, 0xa, &voice);
-            c.on_rtp(at, LegId::A, addr(4444), &mut pkt.clone());
+            c.relay_rtp(at, LegId::A, addr(4444), &mut pkt.clone());
             c.on_tick(at, Duration::from_secs(1));
             c.drain_voicemail(at, &mut out);
         }
@@ -1334,7 +1579,7 @@ mod tests {
         assert_eq!(n, 25, "the beep alone");
         assert_eq!(c.poll_event(), Some(Event::PlayDone { leg: LegId::A }));
         assert_eq!(c.poll_event(), None, "the replaced Play never finished");
-        c.on_rtp(t, LegId::A, addr(4000), &mut rtp(0, 1, 0, 1, &[0x22; 160]));
+        c.relay_rtp(t, LegId::A, addr(4000), &mut rtp(0, 1, 0, 1, &[0x22; 160]));
         assert!(out.is_empty());
         c.play(vec![long], None, SEED, &mut out).unwrap();
         assert_eq!(
@@ -1360,7 +1605,7 @@ mod tests {
             let mut p = rtp(0, 1 + i, 160 * u32::from(i), 0xb, &[2; 160]);
             let sent = p.clone();
             assert_eq!(
-                c.on_rtp(ms(20 * u64::from(i)), LegId::B, addr(6000), &mut p),
+                c.relay_rtp(ms(20 * u64::from(i)), LegId::B, addr(6000), &mut p),
                 Some(addr(5000))
             );
             assert_eq!(p, sent);
@@ -1373,7 +1618,7 @@ mod tests {
             .unwrap();
         assert!(c.has_feed());
         let mut p = rtp(0, 4, 480, 0xb, &[2; 160]);
-        assert_eq!(c.on_rtp(ms(60), LegId::B, addr(6000), &mut p), None);
+        assert_eq!(c.relay_rtp(ms(60), LegId::B, addr(6000), &mut p), None);
         let mut music = Vec::new();
         for i in 0..5u64 {
             let (dst, packet) = c.next_feed_frame(ms(60 + 20 * i), LegId::A).unwrap();
@@ -1391,7 +1636,7 @@ mod tests {
         // nothing.
         let mut p = rtp(0, 9, 0, 0xa, &[1; 160]);
         assert_eq!(
-            c.on_rtp(ms(100), LegId::A, addr(5000), &mut p),
+            c.relay_rtp(ms(100), LegId::A, addr(5000), &mut p),
             Some(addr(6000))
         );
         assert_eq!(ids(&p), (false, 9, 0, 0xa));
@@ -1404,12 +1649,12 @@ mod tests {
         assert!(!c.has_feed());
         let mut p = rtp(0, 50, 9000, 0xb, &[2; 160]);
         assert_eq!(
-            c.on_rtp(ms(300), LegId::B, addr(6000), &mut p),
+            c.relay_rtp(ms(300), LegId::B, addr(6000), &mut p),
             Some(addr(5000))
         );
         assert_eq!(ids(&p), (true, 10, 1280 + 1120, 0xb));
         let mut p = rtp(0, 51, 9160, 0xb, &[2; 160]);
-        c.on_rtp(ms(320), LegId::B, addr(6000), &mut p);
+        c.relay_rtp(ms(320), LegId::B, addr(6000), &mut p);
         assert_eq!(ids(&p), (false, 11, 2400 + 160, 0xb));
         // B was sent A's packet: its music goes on from that.
         c.start_music(ms(400), LegId::B, player::hold_melody(), SEED)
@@ -1459,7 +1704,10 @@ mod tests {
         for i in 0..3u16 {
             let mut p = rtp(0, 1 + i, 160 * u32::from(i), 0xa, &[1; 160]);
             let at = ms(20 * u64::from(i));
-            assert_eq!(c.on_rtp(at, LegId::A, addr(5000), &mut p), Some(addr(6000)));
+            assert_eq!(
+                c.relay_rtp(at, LegId::A, addr(5000), &mut p),
+                Some(addr(6000))
+            );
             assert_eq!(ids(&p), (false, 1 + i, 160 * u32::from(i), 0xa));
         }
         // At 60 ms B is announced the beep, in B's first G.711 codec, going
@@ -1472,7 +1720,7 @@ mod tests {
         loop {
             let seq = 4 + sent.len() as u16;
             let mut p = rtp(0, seq, 160 * u32::from(seq), 0xa, &[1; 160]);
-            assert_eq!(c.on_rtp(now, LegId::A, addr(5000), &mut p), None);
+            assert_eq!(c.relay_rtp(now, LegId::A, addr(5000), &mut p), None);
             assert!(c.next_feed_frame(now, LegId::A).is_none(), "A is not fed");
             let Some((dst, packet)) = c.next_feed_frame(now, LegId::B) else {
                 break;
@@ -1494,12 +1742,12 @@ mod tests {
         // beep, continues its stream, marked; the one after follows.
         let mut p = rtp(0, 30, 4800, 0xa, &[1; 160]);
         assert_eq!(
-            c.on_rtp(ms(580), LegId::A, addr(5000), &mut p),
+            c.relay_rtp(ms(580), LegId::A, addr(5000), &mut p),
             Some(addr(6000))
         );
         assert_eq!(ids(&p), (true, 29, 4320 + 320, 0xa));
         let mut p = rtp(0, 31, 4960, 0xa, &[1; 160]);
-        c.on_rtp(ms(600), LegId::A, addr(5000), &mut p);
+        c.relay_rtp(ms(600), LegId::A, addr(5000), &mut p);
         assert_eq!(ids(&p), (false, 30, 4640 + 160, 0xa));
     }
 
@@ -1513,19 +1761,22 @@ mod tests {
             .unwrap();
         let mut p = rtp(0, 7, 1120, 0xb, &[0x22; 160]);
         let sent = p.clone();
-        assert_eq!(c.on_rtp(t, LegId::B, addr(6000), &mut p), Some(addr(5000)));
+        assert_eq!(
+            c.relay_rtp(t, LegId::B, addr(6000), &mut p),
+            Some(addr(5000))
+        );
         assert_eq!(p, sent, "B reaches A untouched");
         let mut p = rtp(0, 1, 0, 0xa, &[0x11; 160]);
-        assert_eq!(c.on_rtp(t, LegId::A, addr(5000), &mut p), None);
+        assert_eq!(c.relay_rtp(t, LegId::A, addr(5000), &mut p), None);
         let key = rtp(101, 2, 160, 0xa, &dtmf::payload(4, false, 160));
-        assert_eq!(c.on_rtp(t, LegId::A, addr(5000), &mut key.clone()), None);
+        assert_eq!(c.relay_rtp(t, LegId::A, addr(5000), &mut key.clone()), None);
         let key = Event::Dtmf {
             leg: LegId::A,
             digit: '4',
         };
         assert_eq!(c.poll_event(), Some(key));
         let rr = [0x81, 201, 0, 1, 0, 0, 0, 0xa];
-        assert_eq!(c.on_rtcp(t, LegId::A, addr(5001), &rr), Some(addr(6001)));
+        assert_eq!(c.relay_rtcp(t, LegId::A, addr(5001), &rr), Some(addr(6001)));
         let mut out = Vec::new();
         c.stop_recording().unwrap().finish(&mut out);
         let l = i16::from_le_bytes([out[0], out[1]]);
@@ -1554,7 +1805,7 @@ mod tests {
         // A is heard at once, continuing the beep's stream.
         let mut p = rtp(0, 9, 0, 0xa, &[1; 160]);
         assert_eq!(
-            c.on_rtp(ms(100), LegId::A, addr(5000), &mut p),
+            c.relay_rtp(ms(100), LegId::A, addr(5000), &mut p),
             Some(addr(6000))
         );
         assert_eq!(
@@ -1623,5 +1874,435 @@ mod tests {
             c.start_clips(t, LegId::B, vec![player::beep()], false, SEED),
             Err(PlayError::NoCodec)
         );
+    }
+
+    /// Master key and salt number `n` of a test.
+    fn master(n: u8) -> srtp::MasterKey {
+        srtp::MasterKey::new([n; 16], [n ^ 0x5a; 14])
+    }
+
+    /// The phone at the end of an SRTP leg: it encrypts with the key mediad
+    /// decrypts with, and decrypts with the key mediad encrypts with.
+    struct Phone {
+        tx: SrtpContext,
+        rx: SrtpContext,
+    }
+
+    /// The keys mediad is given for an SRTP leg (`n` numbers them).
+    fn leg_keys(n: u8, suite: srtp::Suite) -> LegKeys {
+        LegKeys {
+            suite,
+            send: master(n),
+            recv: master(n + 1),
+        }
+    }
+
+    impl Phone {
+        fn of(keys: &LegKeys) -> Self {
+            Phone {
+                tx: SrtpContext::new(keys.suite, &keys.recv).unwrap(),
+                rx: SrtpContext::new(keys.suite, &keys.send).unwrap(),
+            }
+        }
+    }
+
+    /// Makes `leg` an SRTP leg of `c` and returns its phone.
+    fn srtp_leg(c: &mut Call, leg: LegId, n: u8, suite: srtp::Suite) -> Phone {
+        let keys = leg_keys(n, suite);
+        c.set_crypto(leg, Some(keys.clone())).unwrap();
+        Phone::of(&keys)
+    }
+
+    const SHA1_80: srtp::Suite = srtp::Suite::AesCm128HmacSha1_80;
+    const SHA1_32: srtp::Suite = srtp::Suite::AesCm128HmacSha1_32;
+
+    /// An RTCP receiver report from `ssrc` with one report block.
+    fn report(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x81, 201, 0, 7];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend((0..24).map(|i| i as u8));
+        p
+    }
+
+    #[test]
+    fn an_srtp_a_leg_and_a_plain_b_leg_hear_each_other() {
+        let t = Instant::now();
+        let mut c = relayed(t);
+        let mut a = srtp_leg(&mut c, LegId::A, 1, SHA1_80);
+        for i in 0..5u16 {
+            let ts = 160 * u32::from(i);
+            let said = rtp(0, 100 + i, ts, 0xa, &[0x10 + i as u8; 160]);
+            let mut p = a.tx.protect(&said).unwrap();
+            assert_ne!(p[12..172], said[12..], "A's payload is encrypted");
+            assert_eq!(
+                c.relay_rtp(t, LegId::A, addr(5000), &mut p),
+                Some(addr(6000))
+            );
+            assert_eq!(p, said, "B gets A's audio in the clear");
+            let said = rtp(8, 200 + i, ts, 0xb, &[0x40 + i as u8; 160]);
+            let mut p = said.clone();
+            assert_eq!(
+                c.relay_rtp(t, LegId::B, addr(6000), &mut p),
+                Some(addr(5000))
+            );
+            assert_eq!(p.len(), said.len() + 10, "an 80-bit tag");
+            assert_ne!(p[12..172], said[12..], "B's payload is encrypted");
+            assert_eq!(a.rx.unprotect(&p).unwrap(), said, "A decrypts B");
+        }
+        let (la, lb) = (c.leg(LegId::A), c.leg(LegId::B));
+        assert!(la.srtp() && !lb.srtp());
+        assert_eq!((la.recv.packets, la.recv.bytes), (5, 5 * 172));
+        assert_eq!((la.dropped, lb.dropped, la.dropped_auth), (0, 0, 0));
+    }
+
+    #[test]
+    fn two_srtp_legs_with_different_keys_and_suites_hear_each_other() {
+        let t = Instant::now();
+        let mut c = relayed(t);
+        let mut a = srtp_leg(&mut c, LegId::A, 1, SHA1_80);
+        let mut b = srtp_leg(&mut c, LegId::B, 7, SHA1_32);
+        for i in 0..5u16 {
+            let ts = 160 * u32::from(i);
+            let said = rtp(0, i, ts, 0xa, &[0x11; 160]);
+            let mut p = a.tx.protect(&said).unwrap();
+            assert_eq!(
+                c.relay_rtp(t, LegId::A, addr(5000), &mut p),
+                Some(addr(6000))
+            );
+            assert_eq!(p.len(), said.len() + 4, "B's suite: a 32-bit tag");
+            assert_eq!(b.rx.unprotect(&p).unwrap(), said);
+            let said = rtp(8, 60_000 + i, ts, 0xb, &[0x22; 160]);
+            let mut p = b.tx.protect(&said).unwrap();
+            assert_eq!(
+                c.relay_rtp(t, LegId::B, addr(6000), &mut p),
+                Some(addr(5000))
+            );
+            assert_eq!(p.len(), said.len() + 10, "A's suite: an 80-bit tag");
+            assert_eq!(a.rx.unprotect(&p).unwrap(), said);
+        }
+        // A packet in A's key is not B's: dropped on B's side.
+        let mut p = a.tx.protect(&rtp(8, 9, 0, 0xb, &[0; 160])).unwrap();
+        assert_eq!(c.relay_rtp(t, LegId::B, addr(6000), &mut p), None);
+        assert_eq!(c.leg(LegId::B).dropped_auth, 1);
+    }
+
+    #[test]
+    fn forged_tampered_and_replayed_srtp_is_dropped_counted_and_never_latches() {
+        let t = Instant::now();
+        let s = |n: u64| t + Duration::from_secs(n);
+        let mut c = relayed(t);
+        let mut a = srtp_leg(&mut c, LegId::A, 1, SHA1_80);
+        let mut forger = SrtpContext::new(SHA1_80, &master(99)).unwrap();
+        // From a new source, in the wrong key, or not encrypted at all:
+        // nothing latches and nothing counts as the leg alive.
+        let mut forged = forger.protect(&rtp(0, 1, 0, 0xa, &[1; 160])).unwrap();
+        assert_eq!(c.relay_rtp(t, LegId::A, addr(5002), &mut forged), None);
+        let mut plain = rtp(0, 1, 0, 0xa, &[1; 160]);
+        assert_eq!(c.relay_rtp(t, LegId::A, addr(5002), &mut plain), None);
+        let mut muxed = forger.protect_rtcp(&report(0xa)).unwrap();
+        assert_eq!(c.relay_rtp(t, LegId::A, addr(5002), &mut muxed), None);
+        let forged_rtcp = forger.protect_rtcp(&report(0xa)).unwrap();
+        assert_eq!(c.relay_rtcp(t, LegId::A, addr(5003), &forged_rtcp), None);
+        assert_eq!(c.leg(LegId::A).latched(), None);
+        assert_eq!(c.last_packet(), None, "no timeout refreshed");
+        assert_eq!(c.leg(LegId::A).dropped_auth, 4);
+        // The phone latches; its packet again is a replay.
+        let first = a.tx.protect(&rtp(0, 1, 0, 0xa, &[1; 160])).unwrap();
+        let mut p = first.clone();
+        assert_eq!(
+            c.relay_rtp(t, LegId::A, addr(5000), &mut p),
+            Some(addr(6000))
+        );
+        assert_eq!(c.leg(LegId::A).latched(), Some(addr(5000)));
+        assert_eq!(
+            c.relay_rtp(s(1), LegId::A, addr(5000), &mut first.clone()),
+            None
+        );
+        // A flipped payload bit fails; the genuine packet still passes.
+        let second = a.tx.protect(&rtp(0, 2, 160, 0xa, &[2; 160])).unwrap();
+        let mut bad = second.clone();
+        bad[40] ^= 1;
+        assert_eq!(c.relay_rtp(s(2), LegId::A, addr(5000), &mut bad), None);
+        let mut p = second.clone();
+        assert_eq!(
+            c.relay_rtp(s(2), LegId::A, addr(5000), &mut p),
+            Some(addr(6000))
+        );
+        let l = c.leg(LegId::A);
+        assert_eq!((l.dropped_auth, l.dropped), (6, 6));
+        assert_eq!((l.recv.packets, l.dropped_foreign), (2, 0));
+        // Forgeries from the latched source do not keep A alive.
+        for i in 3..=8 {
+            let mut f = forger.protect(&rtp(0, i, 0, 0xa, &[1; 160])).unwrap();
+            c.relay_rtp(s(u64::from(i)), LegId::A, addr(5000), &mut f);
+        }
+        c.on_tick(s(8), Duration::from_secs(5));
+        let mut timed_out = Vec::new();
+        while let Some(ev) = c.poll_event() {
+            if let Event::RtpTimeout { leg, .. } = ev {
+                timed_out.push(leg);
+            }
+        }
+        assert!(timed_out.contains(&LegId::A), "{timed_out:?}");
+        assert_eq!(c.leg(LegId::A).dropped_auth, 12);
+    }
+
+    #[test]
+    fn srtcp_and_rtcp_cross_between_an_srtp_and_a_plain_leg_on_both_ports() {
+        let t = Instant::now();
+        let mut c = relayed(t);
+        c.set_remote(LegId::A, addr(5000), Some(addr(5001)));
+        c.set_remote(LegId::B, addr(6000), Some(addr(6001)));
+        let mut a = srtp_leg(&mut c, LegId::A, 1, SHA1_32);
+        // RTCP port: A's SRTCP reaches B as RTCP, B's RTCP reaches A as
+        // SRTCP (80-bit tag whatever the suite).
+        let sent = a.tx.protect_rtcp(&report(0xa)).unwrap();
+        let (dst, out) = c.rtcp_out(t, LegId::A, addr(5001), &sent).unwrap();
+        assert_eq!((dst, out), (addr(6001), report(0xa)));
+        let (dst, out) = c.rtcp_out(t, LegId::B, addr(6001), &report(0xb)).unwrap();
+        assert_eq!(dst, addr(5001));
+        assert_eq!(out.len(), report(0xb).len() + 14);
+        assert_eq!(a.rx.unprotect_rtcp(&out).unwrap(), report(0xb));
+        assert_eq!(c.relay_rtcp(t, LegId::A, addr(5001), &sent), None, "replay");
+        assert_eq!(c.leg(LegId::A).dropped_auth, 1);
+        // RTP port (rtcp-mux): the same, to the RTP addresses.
+        let mut p = a.tx.protect_rtcp(&report(0xa)).unwrap();
+        assert_eq!(
+            c.relay_rtp(t, LegId::A, addr(5000), &mut p),
+            Some(addr(6000))
+        );
+        assert_eq!(p, report(0xa));
+        let mut p = report(0xb);
+        assert_eq!(
+            c.relay_rtp(t, LegId::B, addr(6000), &mut p),
+            Some(addr(5000))
+        );
+        assert_eq!(a.rx.unprotect_rtcp(&p).unwrap(), report(0xb));
+        assert_eq!((c.leg(LegId::A).rtcp_in, c.leg(LegId::B).rtcp_in), (2, 2));
+    }
+
+    #[test]
+    fn the_same_keys_again_keep_the_srtp_state_and_none_returns_to_plain() {
+        let t = Instant::now();
+        let mut c = relayed(t);
+        let keys = leg_keys(1, SHA1_80);
+        c.set_crypto(LegId::A, Some(keys.clone())).unwrap();
+        let mut a = Phone::of(&keys);
+        let first = a.tx.protect(&rtp(0, 1, 0, 0xa, &[1; 160])).unwrap();
+        assert!(
+            c.relay_rtp(t, LegId::A, addr(5000), &mut first.clone())
+                .is_some()
+        );
+        let to_a = rtp(0, 1, 0, 0xb, &[2; 160]);
+        let mut p = to_a.clone();
+        assert!(c.relay_rtp(t, LegId::B, addr(6000), &mut p).is_some());
+        a.rx.unprotect(&p).unwrap();
+        // A re-INVITE repeats the keys: both contexts go on.
+        c.set_crypto(LegId::A, Some(keys.clone())).unwrap();
+        assert_eq!(
+            c.relay_rtp(t, LegId::A, addr(5000), &mut first.clone()),
+            None
+        );
+        assert_eq!(c.leg(LegId::A).dropped_auth, 1, "still a replay");
+        let mut p = a.tx.protect(&rtp(0, 2, 160, 0xa, &[3; 160])).unwrap();
+        assert_eq!(
+            c.relay_rtp(t, LegId::A, addr(5000), &mut p),
+            Some(addr(6000))
+        );
+        assert_eq!(p, rtp(0, 2, 160, 0xa, &[3; 160]));
+        // B's duplicate would reuse an index of A's key: not sent.
+        assert_eq!(
+            c.relay_rtp(t, LegId::B, addr(6000), &mut to_a.clone()),
+            None
+        );
+        let mut p = rtp(0, 2, 160, 0xb, &[4; 160]);
+        assert!(c.relay_rtp(t, LegId::B, addr(6000), &mut p).is_some());
+        assert_eq!(a.rx.unprotect(&p).unwrap(), rtp(0, 2, 160, 0xb, &[4; 160]));
+        // New keys: the old ones are refused, the new ones start afresh.
+        let new = leg_keys(5, SHA1_32);
+        c.set_crypto(LegId::A, Some(new.clone())).unwrap();
+        let mut old = a.tx.protect(&rtp(0, 3, 320, 0xa, &[5; 160])).unwrap();
+        assert_eq!(c.relay_rtp(t, LegId::A, addr(5000), &mut old), None);
+        let mut a = Phone::of(&new);
+        let mut p = a.tx.protect(&rtp(0, 1, 0, 0xa, &[6; 160])).unwrap();
+        assert!(c.relay_rtp(t, LegId::A, addr(5000), &mut p).is_some());
+        // Plain again: both ways in the clear.
+        c.set_crypto(LegId::A, None).unwrap();
+        assert!(!c.leg(LegId::A).srtp());
+        let plain = rtp(0, 4, 480, 0xa, &[7; 160]);
+        let mut p = plain.clone();
+        assert_eq!(
+            c.relay_rtp(t, LegId::A, addr(5000), &mut p),
+            Some(addr(6000))
+        );
+        assert_eq!(p, plain);
+        let plain = rtp(0, 3, 320, 0xb, &[8; 160]);
+        let mut p = plain.clone();
+        assert!(c.relay_rtp(t, LegId::B, addr(6000), &mut p).is_some());
+        assert_eq!(p, plain);
+    }
+
+    #[test]
+    fn the_recording_of_srtp_legs_holds_their_decrypted_audio() {
+        let t = Instant::now();
+        let mut c = relayed(t);
+        let mut a = srtp_leg(&mut c, LegId::A, 1, SHA1_80);
+        let mut b = srtp_leg(&mut c, LegId::B, 3, SHA1_32);
+        c.start_recording(t);
+        let said = rtp(0, 1, 0, 0xa, &[g711::ulaw_encode(4000); 160]);
+        c.relay_rtp(t, LegId::A, addr(5000), &mut a.tx.protect(&said).unwrap());
+        let said = rtp(8, 1, 0, 0xb, &[g711::alaw_encode(-4000); 160]);
+        c.relay_rtp(t, LegId::B, addr(6000), &mut b.tx.protect(&said).unwrap());
+        let mut out = Vec::new();
+        assert_eq!(c.stop_recording().unwrap().finish(&mut out), 160);
+        let l = i16::from_le_bytes([out[0], out[1]]);
+        let r = i16::from_le_bytes([out[2], out[3]]);
+        assert!((3800..4200).contains(&l), "{l}");
+        assert!((-4200..-3800).contains(&r), "{r}");
+    }
+
+    #[test]
+    fn music_and_announcements_to_srtp_legs_are_srtp_their_phones_decrypt() {
+        let t = Instant::now();
+        let ms = |n: u64| t + Duration::from_millis(n);
+        // The same feeds to a plain call give the frames expected.
+        let mut plain = relayed(t);
+        let mut c = relayed(t);
+        let mut a = srtp_leg(&mut c, LegId::A, 1, SHA1_80);
+        let mut b = srtp_leg(&mut c, LegId::B, 3, SHA1_32);
+        for call in [&mut plain, &mut c] {
+            call.start_music(t, LegId::A, player::hold_melody(), SEED)
+                .unwrap();
+            call.start_clips(t, LegId::B, vec![player::beep()], false, SEED)
+                .unwrap();
+        }
+        for i in 0..25u64 {
+            for (leg, phone, tag) in [(LegId::A, &mut a, 10), (LegId::B, &mut b, 4)] {
+                let (dst, sent) = c.next_feed_frame(ms(20 * i), leg).unwrap();
+                let sent = sent.to_vec();
+                let (want_dst, want) = plain.next_feed_frame(ms(20 * i), leg).unwrap();
+                assert_eq!(dst, want_dst);
+                assert_eq!(sent.len(), want.len() + tag, "{leg:?} {i}");
+                assert_ne!(sent[12..172], want[12..], "encrypted");
+                assert_eq!(phone.rx.unprotect(&sent).unwrap(), want, "{leg:?} {i}");
+            }
+        }
+        assert!(c.next_feed_frame(ms(500), LegId::B).is_none());
+        assert_eq!(c.poll_event(), Some(Event::PlayDone { leg: LegId::B }));
+        // The relay that follows the announcement continues its stream
+        // under the same key.
+        let mut p = rtp(0, 9, 0, 0xa, &[1; 160]);
+        let mut sealed = a.tx.protect(&p).unwrap();
+        assert!(
+            c.relay_rtp(ms(520), LegId::A, addr(5000), &mut sealed)
+                .is_some()
+        );
+        p = b.rx.unprotect(&sealed).unwrap();
+        assert_eq!(
+            ids(&p),
+            (true, SEED.seq + 25, SEED.timestamp + 26 * 160, SEED.ssrc)
+        );
+    }
+
+    #[test]
+    fn play_frames_to_an_srtp_a_leg_decrypt_and_its_voicemail_is_plain_audio() {
+        let t = Instant::now();
+        let mut out = Vec::new();
+        let limits = Some(voicemail::RecordLimits {
+            max: Duration::from_secs(1),
+            silence: None,
+        });
+        let mut plain = call(t);
+        let mut c = call(t);
+        let mut a = srtp_leg(&mut c, LegId::A, 1, SHA1_80);
+        for call in [&mut plain, &mut c] {
+            call.set_remote(LegId::A, addr(4000), None);
+            call.play(vec![player::beep()], limits, SEED, &mut out)
+                .unwrap();
+        }
+        let mut frames = 0;
+        while let Some((dst, sent)) = c.next_frame(t) {
+            let sent = sent.to_vec();
+            let (_, want) = plain.next_frame(t).unwrap();
+            assert_eq!(dst, addr(4000));
+            assert_eq!(a.rx.unprotect(&sent).unwrap(), want, "frame {frames}");
+            frames += 1;
+        }
+        assert_eq!(frames, 25, "the 0.5 s beep");
+        assert_eq!(c.poll_event(), Some(Event::PlayDone { leg: LegId::A }));
+        let voice = [g711::ulaw_encode(2500); 160];
+        for i in 0..10u16 {
+            let at = t + Duration::from_millis(20 * u64::from(i));
+            let said = rtp(0, i, 160 * u32::from(i), 0xa, &voice);
+            let mut p = a.tx.protect(&said).unwrap();
+            assert_eq!(c.relay_rtp(at, LegId::A, addr(4000), &mut p), None);
+        }
+        c.finish_voicemail(&mut out);
+        let loud = out
+            .chunks_exact(2)
+            .map(|s| i16::from_le_bytes([s[0], s[1]]))
+            .filter(|s| (2400..2600).contains(s))
+            .count();
+        assert_eq!(loud, 10 * 160, "A's decrypted voice, all of it");
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_to_srtp_legs_never_panic_the_relay(
+            packets in proptest::collection::vec(
+                (any::<bool>(), 0u8..4, 0u16..3, any::<bool>(), proptest::collection::vec(any::<u8>(), 0..300)),
+                1..40,
+            ),
+        ) {
+            let t = Instant::now();
+            let mut c = relayed(t);
+            let mut phones = [
+                srtp_leg(&mut c, LegId::A, 1, SHA1_80),
+                srtp_leg(&mut c, LegId::B, 3, SHA1_32),
+            ];
+            c.start_recording(t);
+            c.start_music(t, LegId::B, player::hold_melody(), SEED).unwrap();
+            for (i, (b_leg, kind, port, room, bytes)) in packets.into_iter().enumerate() {
+                let now = t + Duration::from_millis(20 * i as u64);
+                let leg = if b_leg { LegId::B } else { LegId::A };
+                let phone = &mut phones[leg as usize];
+                // Raw bytes, genuine SRTP or SRTCP around them, or either
+                // with one bit flipped.
+                let mut p = match kind % 2 {
+                    0 => bytes.clone(),
+                    _ if bytes.first().is_some_and(|b| b & 1 == 0) => {
+                        phone.tx.protect_rtcp(&[&report(0xa)[..], &bytes].concat()).unwrap_or(bytes.clone())
+                    }
+                    _ => phone.tx.protect(&rtp(0, i as u16, 0, 0xa, &bytes)).unwrap_or(bytes.clone()),
+                };
+                if kind >= 2 && !p.is_empty() {
+                    let at = usize::from(bytes.first().copied().unwrap_or(0)) % p.len();
+                    p[at] ^= 1 << (i % 8);
+                }
+                let len = p.len();
+                p.resize(len + if room { srtp::MAX_OVERHEAD } else { 0 }, 0);
+                let src = addr(5000 + port);
+                let out = if port == 1 {
+                    c.on_rtcp(now, leg, src, &mut p, len)
+                } else {
+                    c.on_rtp(now, leg, src, &mut p, len)
+                };
+                if let Some((_, n)) = out {
+                    prop_assert!(n <= p.len());
+                }
+                c.next_feed_frame(now, LegId::B);
+                c.on_tick(now, Duration::from_secs(1));
+                while c.poll_event().is_some() {}
+            }
+            for leg in [LegId::A, LegId::B] {
+                let l = c.leg(leg);
+                prop_assert!(l.dropped_auth <= l.dropped);
+            }
+            let mut out = Vec::new();
+            if let Some(mut r) = c.stop_recording() {
+                r.finish(&mut out);
+            }
+            prop_assert_eq!(out.len() % 4, 0);
+        }
     }
 }

@@ -36,9 +36,7 @@ pub enum Datagram {
 
 /// Classifies and parses a datagram received on an RTP port.
 pub fn parse(packet: &[u8]) -> Datagram {
-    // RFC 5761 section 4: RTCP packet types 192..=223 collide with RTP
-    // payload types 64..=95 with the marker bit; 200..=204 are RTCP's.
-    if packet.len() >= 8 && packet[0] >> 6 == 2 && (200..=204).contains(&packet[1]) {
+    if is_muxed_rtcp(packet) {
         return Datagram::Rtcp;
     }
     if packet.len() < 12 || packet[0] >> 6 != 2 {
@@ -74,6 +72,15 @@ pub fn parse(packet: &[u8]) -> Datagram {
         payload_start: start,
         payload_end: end,
     })
+}
+
+/// Whether a datagram on an RTP port is RTCP. It reads the first 8 bytes
+/// only, which SRTCP leaves in the clear (RFC 3711 section 3.4), so it
+/// sorts SRTP from SRTCP before either is decrypted.
+pub fn is_muxed_rtcp(packet: &[u8]) -> bool {
+    // RFC 5761 section 4: RTCP packet types 192..=223 collide with RTP
+    // payload types 64..=95 with the marker bit; 200..=204 are RTCP's.
+    packet.len() >= 8 && packet[0] >> 6 == 2 && (200..=204).contains(&packet[1])
 }
 
 /// A plausible RTCP compound packet: version 2 and an RTCP packet type.

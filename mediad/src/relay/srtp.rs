@@ -2,7 +2,9 @@
 //! SDES, AES_CM_128_HMAC_SHA1_80 and AES_CM_128_HMAC_SHA1_32 (RFC 4568
 //! section 6.2), and the `a=crypto` attribute value that carries their
 //! master keys (RFC 4568 section 9.1). Pure: bytes in, bytes out; no
-//! sockets, no clock, and no key material in any `Debug` output.
+//! sockets, no clock, and no key material in any `Debug` output. Each
+//! operation has an `_in_place` form working in the caller's buffer, which
+//! the relay's hot path uses to allocate nothing; the `Vec` forms wrap them.
 //!
 //! One [`SrtpContext`] holds one master key and serves one direction: the
 //! sender's and the receiver's rollover counters and replay windows are
@@ -21,14 +23,9 @@ use std::fmt;
 
 use aws_lc_rs::cipher::{AES_128, EncryptingKey, EncryptionContext, UnboundCipherKey};
 use aws_lc_rs::iv::FixedLength;
-use aws_lc_rs::{constant_time, hmac, rand};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
+use aws_lc_rs::{constant_time, hmac};
+pub use proto::sdes::{Crypto, MASTER_KEY_LEN, MASTER_SALT_LEN, MasterKey, Suite, parse_crypto};
 
-/// Bytes of an AES-128 master (and session) key.
-pub const MASTER_KEY_LEN: usize = 16;
-/// Bytes of a master (and session) salt.
-pub const MASTER_SALT_LEN: usize = 14;
 /// Bytes of the HMAC-SHA1 session authentication key (RFC 3711 section 8.2).
 pub const AUTH_KEY_LEN: usize = 20;
 /// SRTCP always carries an 80-bit tag, whatever the suite (RFC 4568
@@ -47,49 +44,9 @@ const MAX_STREAMS: usize = 64;
 const MAX_SRTP_INDEX: u64 = (1 << 48) - 1;
 /// The SRTCP index is 31 bits (RFC 3711 section 3.4).
 const MAX_SRTCP_INDEX: u64 = (1 << 31) - 1;
-/// The lowest key lifetime accepted in SDES (see the module doc).
-const MIN_LIFETIME: u64 = 1 << 31;
-
-/// An SDES crypto suite (RFC 4568 section 6.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Suite {
-    /// AES-128 counter mode, HMAC-SHA1 tag of 80 bits.
-    AesCm128HmacSha1_80,
-    /// AES-128 counter mode, HMAC-SHA1 tag of 32 bits on SRTP (80 on SRTCP).
-    AesCm128HmacSha1_32,
-}
-
-impl Suite {
-    /// The suite's name in `a=crypto`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Suite::AesCm128HmacSha1_80 => "AES_CM_128_HMAC_SHA1_80",
-            Suite::AesCm128HmacSha1_32 => "AES_CM_128_HMAC_SHA1_32",
-        }
-    }
-
-    /// The suite an `a=crypto` name stands for (RFC 5234: ABNF strings
-    /// match case-insensitively).
-    pub fn parse(name: &str) -> Option<Self> {
-        [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32]
-            .into_iter()
-            .find(|s| s.name().eq_ignore_ascii_case(name))
-    }
-
-    /// Bytes of the SRTP authentication tag.
-    pub fn tag_len(self) -> usize {
-        match self {
-            Suite::AesCm128HmacSha1_80 => 10,
-            Suite::AesCm128HmacSha1_32 => 4,
-        }
-    }
-}
-
-impl fmt::Display for Suite {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The most protecting adds to a packet: an SRTCP index and tag (an SRTP
+/// tag is at most 10 bytes). An in-place caller leaves this much room.
+pub const MAX_OVERHEAD: usize = SRTCP_INDEX_LEN + SRTCP_TAG_LEN;
 
 /// Why a packet was not protected or unprotected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -116,54 +73,12 @@ pub enum Error {
     /// section 9.2): the 48-bit SRTP or 31-bit SRTCP index is used up.
     #[error("SRTP key exhausted")]
     KeyExhausted,
+    /// The buffer has no room for the trailer protecting appends.
+    #[error("no room in the buffer for the SRTP trailer")]
+    NoRoom,
     /// The cipher or the random generator failed.
     #[error("crypto primitive failed")]
     Crypto,
-}
-
-/// A master key and master salt (RFC 3711 section 8.2); `Debug` hides both.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MasterKey {
-    key: [u8; MASTER_KEY_LEN],
-    salt: [u8; MASTER_SALT_LEN],
-}
-
-impl MasterKey {
-    pub fn new(key: [u8; MASTER_KEY_LEN], salt: [u8; MASTER_SALT_LEN]) -> Self {
-        MasterKey { key, salt }
-    }
-
-    /// From key || salt (30 bytes, the SDES `inline:` layout).
-    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != MASTER_KEY_LEN + MASTER_SALT_LEN {
-            return None;
-        }
-        let (key, salt) = bytes.split_at(MASTER_KEY_LEN);
-        Some(MasterKey {
-            key: key.try_into().ok()?,
-            salt: salt.try_into().ok()?,
-        })
-    }
-
-    /// A fresh random key and salt.
-    pub fn generate() -> Result<Self, Error> {
-        let mut bytes = [0u8; MASTER_KEY_LEN + MASTER_SALT_LEN];
-        rand::fill(&mut bytes).map_err(|_| Error::Crypto)?;
-        MasterKey::from_bytes(&bytes).ok_or(Error::Crypto)
-    }
-
-    fn to_bytes(&self) -> [u8; MASTER_KEY_LEN + MASTER_SALT_LEN] {
-        let mut bytes = [0u8; MASTER_KEY_LEN + MASTER_SALT_LEN];
-        bytes[..MASTER_KEY_LEN].copy_from_slice(&self.key);
-        bytes[MASTER_KEY_LEN..].copy_from_slice(&self.salt);
-        bytes
-    }
-}
-
-impl fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MasterKey(..)")
-    }
 }
 
 /// Which protocol a session key is for: the labels of RFC 3711 section 4.3.2.
@@ -190,15 +105,15 @@ impl SessionKeys {
             Layer::Rtp => 0,
             Layer::Rtcp => 3,
         };
-        let prf = cipher(&master.key)?;
+        let prf = cipher(master.key())?;
         let mut keys = SessionKeys {
             cipher_key: [0; MASTER_KEY_LEN],
             auth_key: [0; AUTH_KEY_LEN],
             salt: [0; MASTER_SALT_LEN],
         };
-        derive_into(&prf, &master.salt, base, &mut keys.cipher_key)?;
-        derive_into(&prf, &master.salt, base + 1, &mut keys.auth_key)?;
-        derive_into(&prf, &master.salt, base + 2, &mut keys.salt)?;
+        derive_into(&prf, master.salt(), base, &mut keys.cipher_key)?;
+        derive_into(&prf, master.salt(), base + 1, &mut keys.auth_key)?;
+        derive_into(&prf, master.salt(), base + 2, &mut keys.salt)?;
         Ok(keys)
     }
 }
@@ -248,56 +163,88 @@ impl SrtpContext {
     /// Encrypts an RTP packet's payload (CSRCs and header extension stay
     /// in the clear, RFC 3711 section 3.1) and appends the tag.
     pub fn protect(&mut self, rtp: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::with_capacity(rtp.len() + self.suite.tag_len());
+        out.extend_from_slice(rtp);
+        out.resize(rtp.len() + self.suite.tag_len(), 0);
+        let len = self.protect_in_place(&mut out, rtp.len())?;
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// [`SrtpContext::protect`] without allocating: the packet is
+    /// `buf[..len]`, the tag goes after it; returns the SRTP length.
+    /// `buf` left as it was on an error.
+    pub fn protect_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<usize, Error> {
+        let rtp = buf.get(..len).ok_or(Error::NoRoom)?;
         let header = rtp_header_len(rtp)?;
         let (seq, ssrc) = rtp_seq_ssrc(rtp);
         let window = self.window(ssrc, Layer::Rtp)?;
         let index = next_rtp_index(window, seq)?;
-        let mut out = Vec::with_capacity(rtp.len() + self.suite.tag_len());
-        out.extend_from_slice(rtp);
+        let tag_len = self.suite.tag_len();
+        let out = buf.get_mut(..len + tag_len).ok_or(Error::NoRoom)?;
         keystream(
             &self.rtp.cipher,
             &self.rtp.iv(ssrc, index),
-            &mut out[header..],
+            &mut out[header..len],
         )?;
-        let tag = rtp_tag(&self.rtp.auth, &out, roc(index));
-        out.extend_from_slice(&tag.as_ref()[..self.suite.tag_len()]);
+        let tag = rtp_tag(&self.rtp.auth, &out[..len], roc(index));
+        out[len..].copy_from_slice(&tag.as_ref()[..tag_len]);
         self.accept(ssrc, Layer::Rtp, index);
-        Ok(out)
+        Ok(len + tag_len)
     }
 
     /// Checks an SRTP packet's tag and replay window, then decrypts it. The
     /// rollover counter and window move only once the tag is good (RFC 3711
     /// section 3.3.1), so forged packets cannot shift them.
     pub fn unprotect(&mut self, srtp: &[u8]) -> Result<Vec<u8>, Error> {
-        let header = rtp_header_len(srtp)?;
-        let body = srtp
+        let mut out = srtp.to_vec();
+        let len = self.unprotect_in_place(&mut out)?;
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// [`SrtpContext::unprotect`] without allocating: decrypts `buf` in
+    /// place and returns the length of the RTP packet at its start (the
+    /// tag is left behind it). `buf` is untouched unless the tag is good.
+    pub fn unprotect_in_place(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let header = rtp_header_len(buf)?;
+        let tag_len = self.suite.tag_len();
+        let body = buf
             .len()
-            .checked_sub(self.suite.tag_len())
+            .checked_sub(tag_len)
             .filter(|&end| end >= header)
             .ok_or(Error::TooShort)?;
-        let (seq, ssrc) = rtp_seq_ssrc(srtp);
+        let (seq, ssrc) = rtp_seq_ssrc(buf);
         let window = self.window(ssrc, Layer::Rtp)?;
         let index = received_rtp_index(window, seq)?;
-        let tag = rtp_tag(&self.rtp.auth, &srtp[..body], roc(index));
-        constant_time::verify_slices_are_equal(
-            &tag.as_ref()[..self.suite.tag_len()],
-            &srtp[body..],
-        )
-        .map_err(|_| Error::AuthFailed)?;
-        let mut out = srtp[..body].to_vec();
+        let tag = rtp_tag(&self.rtp.auth, &buf[..body], roc(index));
+        constant_time::verify_slices_are_equal(&tag.as_ref()[..tag_len], &buf[body..])
+            .map_err(|_| Error::AuthFailed)?;
         keystream(
             &self.rtp.cipher,
             &self.rtp.iv(ssrc, index),
-            &mut out[header..],
+            &mut buf[header..body],
         )?;
         self.accept(ssrc, Layer::Rtp, index);
-        Ok(out)
+        Ok(body)
     }
 
     /// Encrypts an RTCP compound packet after its first 8 bytes and appends
     /// E=1, the SRTCP index (0, 1, 2 ... per SSRC) and an 80-bit tag.
     pub fn protect_rtcp(&mut self, rtcp: &[u8]) -> Result<Vec<u8>, Error> {
-        let ssrc = rtcp_ssrc(rtcp)?;
+        let mut out = Vec::with_capacity(rtcp.len() + MAX_OVERHEAD);
+        out.extend_from_slice(rtcp);
+        out.resize(rtcp.len() + MAX_OVERHEAD, 0);
+        let len = self.protect_rtcp_in_place(&mut out, rtcp.len())?;
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// [`SrtpContext::protect_rtcp`] without allocating: the packet is
+    /// `buf[..len]`, the index and tag go after it ([`MAX_OVERHEAD`]
+    /// bytes); returns the SRTCP length. `buf` left as it was on an error.
+    pub fn protect_rtcp_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<usize, Error> {
+        let ssrc = rtcp_ssrc(buf.get(..len).ok_or(Error::NoRoom)?)?;
         let index = match self.window(ssrc, Layer::Rtcp)? {
             Some(w) => w.top + 1,
             None => 0,
@@ -305,57 +252,70 @@ impl SrtpContext {
         if index > MAX_SRTCP_INDEX {
             return Err(Error::KeyExhausted);
         }
-        let out = self.seal_rtcp(rtcp, ssrc, index)?;
+        let sealed = self.seal_rtcp(buf, len, ssrc, index)?;
         self.accept(ssrc, Layer::Rtcp, index);
-        Ok(out)
+        Ok(sealed)
     }
 
     /// Checks an SRTCP packet's tag and index, then decrypts it if its E
     /// flag says it is encrypted.
     pub fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<Vec<u8>, Error> {
-        let ssrc = rtcp_ssrc(srtcp)?;
-        let body = srtcp
+        let mut out = srtcp.to_vec();
+        let len = self.unprotect_rtcp_in_place(&mut out)?;
+        out.truncate(len);
+        Ok(out)
+    }
+
+    /// [`SrtpContext::unprotect_rtcp`] without allocating: decrypts `buf`
+    /// in place and returns the length of the RTCP packet at its start
+    /// (index and tag are left behind it). `buf` is untouched unless the
+    /// tag is good.
+    pub fn unprotect_rtcp_in_place(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let ssrc = rtcp_ssrc(buf)?;
+        let body = buf
             .len()
             .checked_sub(SRTCP_TAG_LEN)
             .filter(|&end| end >= RTCP_CLEAR_LEN + SRTCP_INDEX_LEN)
             .ok_or(Error::TooShort)?;
         let trailer = body - SRTCP_INDEX_LEN;
         let e_index = u32::from_be_bytes([
-            srtcp[trailer],
-            srtcp[trailer + 1],
-            srtcp[trailer + 2],
-            srtcp[trailer + 3],
+            buf[trailer],
+            buf[trailer + 1],
+            buf[trailer + 2],
+            buf[trailer + 3],
         ]);
         let index = u64::from(e_index & 0x7fff_ffff);
         if let Some(w) = self.window(ssrc, Layer::Rtcp)? {
             w.check(index)?;
         }
-        let tag = hmac::sign(&self.rtcp.auth, &srtcp[..body]);
-        constant_time::verify_slices_are_equal(&tag.as_ref()[..SRTCP_TAG_LEN], &srtcp[body..])
+        let tag = hmac::sign(&self.rtcp.auth, &buf[..body]);
+        constant_time::verify_slices_are_equal(&tag.as_ref()[..SRTCP_TAG_LEN], &buf[body..])
             .map_err(|_| Error::AuthFailed)?;
-        let mut out = srtcp[..trailer].to_vec();
         // E = 0 is an authenticated packet its sender chose not to encrypt
         // (RFC 3711 section 3.4); it still passed the tag, so it is taken.
         if e_index & 0x8000_0000 != 0 {
             let iv = self.rtcp.iv(ssrc, index);
-            keystream(&self.rtcp.cipher, &iv, &mut out[RTCP_CLEAR_LEN..])?;
+            keystream(&self.rtcp.cipher, &iv, &mut buf[RTCP_CLEAR_LEN..trailer])?;
         }
         self.accept(ssrc, Layer::Rtcp, index);
-        Ok(out)
+        Ok(trailer)
     }
 
-    /// SRTCP with a given index: E=1 || index after the encrypted packet,
-    /// the tag over all of it (RFC 3711 section 3.4).
-    fn seal_rtcp(&self, rtcp: &[u8], ssrc: u32, index: u64) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::with_capacity(rtcp.len() + SRTCP_INDEX_LEN + SRTCP_TAG_LEN);
-        out.extend_from_slice(rtcp);
+    /// SRTCP with a given index, in place: E=1 || index after the
+    /// encrypted packet `buf[..len]`, the tag over all of it (RFC 3711
+    /// section 3.4); returns the SRTCP length.
+    fn seal_rtcp(&self, buf: &mut [u8], len: usize, ssrc: u32, index: u64) -> Result<usize, Error> {
+        let trailer = len + SRTCP_INDEX_LEN;
+        let out = buf
+            .get_mut(..trailer + SRTCP_TAG_LEN)
+            .ok_or(Error::NoRoom)?;
         let iv = self.rtcp.iv(ssrc, index);
-        keystream(&self.rtcp.cipher, &iv, &mut out[RTCP_CLEAR_LEN..])?;
+        keystream(&self.rtcp.cipher, &iv, &mut out[RTCP_CLEAR_LEN..len])?;
         let e_index = 0x8000_0000 | (index as u32 & 0x7fff_ffff);
-        out.extend_from_slice(&e_index.to_be_bytes());
-        let tag = hmac::sign(&self.rtcp.auth, &out);
-        out.extend_from_slice(&tag.as_ref()[..SRTCP_TAG_LEN]);
-        Ok(out)
+        out[len..trailer].copy_from_slice(&e_index.to_be_bytes());
+        let tag = hmac::sign(&self.rtcp.auth, &out[..trailer]);
+        out[trailer..].copy_from_slice(&tag.as_ref()[..SRTCP_TAG_LEN]);
+        Ok(trailer + SRTCP_TAG_LEN)
     }
 
     /// The window of an SSRC and layer, `None` before its first packet;
@@ -390,93 +350,6 @@ impl SrtpContext {
             None => *slot = Some(Window::first(index)),
         }
     }
-}
-
-/// An `a=crypto` attribute (RFC 4568 section 9.1) we can use: one inline
-/// master key, no lifetime below 2^31, no MKI, no session parameters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Crypto {
-    /// 1 to 9 digits; the answer repeats the tag of the offer it accepts.
-    pub tag: u32,
-    pub suite: Suite,
-    pub key: MasterKey,
-}
-
-impl Crypto {
-    /// A fresh random key for `suite` under `tag`.
-    pub fn generate(tag: u32, suite: Suite) -> Result<Self, Error> {
-        Ok(Crypto {
-            tag,
-            suite,
-            key: MasterKey::generate()?,
-        })
-    }
-
-    /// The attribute value, without `a=crypto:`.
-    pub fn to_attr(&self) -> String {
-        format!(
-            "{} {} inline:{}",
-            self.tag,
-            self.suite.name(),
-            BASE64.encode(self.key.to_bytes())
-        )
-    }
-}
-
-/// Reads an `a=crypto` value (`1 AES_CM_128_HMAC_SHA1_80 inline:<key||salt
-/// in base64>[|lifetime][|MKI:length]`); `None` for anything malformed or
-/// that [`Crypto`] cannot express, so the caller skips that line.
-pub fn parse_crypto(value: &str) -> Option<Crypto> {
-    let mut fields = value.split_ascii_whitespace();
-    let tag = parse_tag(fields.next()?)?;
-    let suite = Suite::parse(fields.next()?)?;
-    let key = parse_key_params(fields.next()?)?;
-    // Session parameters (KDR, UNENCRYPTED_SRTP, WSH ...) change what both
-    // sides do; none is implemented, so a line with any is not ours.
-    if fields.next().is_some() {
-        return None;
-    }
-    Some(Crypto { tag, suite, key })
-}
-
-/// RFC 4568 section 9.1: tag = 1*9DIGIT.
-fn parse_tag(tag: &str) -> Option<u32> {
-    if tag.is_empty() || tag.len() > 9 || !tag.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    tag.parse().ok()
-}
-
-/// RFC 4568 section 9.2: "inline:" key-salt ["|" lifetime] ["|" mki].
-fn parse_key_params(params: &str) -> Option<MasterKey> {
-    // Several keys (";"-separated) only make sense with MKIs.
-    if params.contains(';') {
-        return None;
-    }
-    let (method, info) = params.split_once(':')?;
-    if !method.eq_ignore_ascii_case("inline") {
-        return None;
-    }
-    let mut parts = info.split('|');
-    let key = MasterKey::from_bytes(&BASE64.decode(parts.next()?).ok()?)?;
-    match (parts.next(), parts.next()) {
-        (None, _) => Some(key),
-        // A lone part with ':' is an MKI; MKIs are not supported.
-        (Some(lifetime), None) if !lifetime.contains(':') && lifetime_ok(lifetime) => Some(key),
-        _ => None,
-    }
-}
-
-/// A lifetime (`2^N` or a decimal count of packets) we never reach.
-fn lifetime_ok(lifetime: &str) -> bool {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let packets = match lifetime.strip_prefix("2^") {
-        Some(exp) if digits(exp) => exp.parse::<u32>().ok().and_then(|e| 1u64.checked_shl(e)),
-        Some(_) => None,
-        None if digits(lifetime) => lifetime.parse::<u64>().ok(),
-        None => None,
-    };
-    packets.is_some_and(|p| p >= MIN_LIFETIME)
 }
 
 /// The per-layer primitives derived from the master key.
@@ -784,7 +657,7 @@ mod tests {
         // must advance block by block.
         let master = rfc_master();
         let mut long = [0u8; 94];
-        derive_into(&cipher(&master.key).unwrap(), &master.salt, 1, &mut long).unwrap();
+        derive_into(&cipher(master.key()).unwrap(), master.salt(), 1, &mut long).unwrap();
         assert_eq!(
             long.to_vec(),
             hex(
@@ -819,7 +692,10 @@ mod tests {
         let plain = hex("81c8000bcafebabe abababababababababababababababab");
         let sealed =
             hex("81c8000bcafebabe 7128035be487b9bdbef89041f977a5a8 80000001 993e08cd54d6c1230798");
-        assert_eq!(tx.seal_rtcp(&plain, 0xcafe_babe, 1).unwrap(), sealed);
+        let mut buf = plain.clone();
+        buf.resize(plain.len() + MAX_OVERHEAD, 0);
+        let len = tx.seal_rtcp(&mut buf, plain.len(), 0xcafe_babe, 1).unwrap();
+        assert_eq!(buf[..len], sealed[..]);
         assert_eq!(rx.unprotect_rtcp(&sealed).unwrap(), plain);
     }
 
@@ -1020,65 +896,63 @@ mod tests {
     }
 
     #[test]
-    fn suite_names_round_trip() {
+    fn in_place_and_vec_versions_produce_identical_bytes() {
         for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32] {
-            assert_eq!(Suite::parse(suite.name()), Some(suite));
+            let (mut vec_tx, mut vec_rx) = pair(suite);
+            let (mut tx, mut rx) = pair(suite);
+            for seq in [65534u16, 65535, 0, 1] {
+                let p = rtp(seq, 0xabcd, &[seq as u8; 160]);
+                let sealed = vec_tx.protect(&p).unwrap();
+                let mut buf = [0u8; 2048];
+                buf[..p.len()].copy_from_slice(&p);
+                let len = tx.protect_in_place(&mut buf, p.len()).unwrap();
+                assert_eq!(buf[..len], sealed[..], "SRTP, seq {seq}");
+                assert_eq!(vec_rx.unprotect(&sealed).unwrap(), p);
+                let plain = rx.unprotect_in_place(&mut buf[..len]).unwrap();
+                assert_eq!(buf[..plain], p[..], "RTP, seq {seq}");
+                let c = rtcp(0xabcd);
+                let sealed = vec_tx.protect_rtcp(&c).unwrap();
+                buf[..c.len()].copy_from_slice(&c);
+                let len = tx.protect_rtcp_in_place(&mut buf, c.len()).unwrap();
+                assert_eq!(buf[..len], sealed[..], "SRTCP, seq {seq}");
+                assert_eq!(vec_rx.unprotect_rtcp(&sealed).unwrap(), c);
+                let plain = rx.unprotect_rtcp_in_place(&mut buf[..len]).unwrap();
+                assert_eq!(buf[..plain], c[..], "RTCP, seq {seq}");
+            }
         }
-        assert_eq!(Suite::parse("AEAD_AES_128_GCM"), None);
-        assert_eq!(Suite::AesCm128HmacSha1_32.tag_len(), 4);
-        assert_eq!(Suite::AesCm128HmacSha1_80.tag_len(), 10);
     }
 
     #[test]
-    fn crypto_lines_parse_and_print() {
-        let line = "1 AES_CM_128_HMAC_SHA1_80 inline:4fl6aMKDvNSvtuD+rKqhrCNwo4kl6P2EfUvbCM2T";
-        let c = parse_crypto(line).unwrap();
-        assert_eq!((c.tag, c.suite), (1, Suite::AesCm128HmacSha1_80));
-        assert_eq!(c.to_attr(), line);
-        let c = parse_crypto(
-            "2 AES_CM_128_HMAC_SHA1_32 inline:4fl6aMKDvNSvtuD+rKqhrCNwo4kl6P2EfUvbCM2T|2^31",
-        )
-        .unwrap();
-        assert_eq!((c.tag, c.suite), (2, Suite::AesCm128HmacSha1_32));
-        let g = Crypto::generate(3, Suite::AesCm128HmacSha1_32).unwrap();
-        assert_eq!(parse_crypto(&g.to_attr()), Some(g.clone()));
-        assert_ne!(
-            g.key,
-            Crypto::generate(3, Suite::AesCm128HmacSha1_32).unwrap().key
+    fn in_place_needs_room_for_the_trailer_and_failures_leave_the_buffer() {
+        let (mut tx, mut rx) = pair(Suite::AesCm128HmacSha1_80);
+        let p = rtp(1, 7, &[0x33; 20]);
+        let mut tight = p.clone();
+        tight.resize(p.len() + 9, 0);
+        assert_eq!(tx.protect_in_place(&mut tight, p.len()), Err(Error::NoRoom));
+        assert_eq!(tight[..p.len()], p[..], "untouched");
+        assert_eq!(tx.protect_in_place(&mut tight, 1000), Err(Error::NoRoom));
+        let c = rtcp(7);
+        let mut tight = c.clone();
+        tight.resize(c.len() + MAX_OVERHEAD - 1, 0);
+        assert_eq!(
+            tx.protect_rtcp_in_place(&mut tight, c.len()),
+            Err(Error::NoRoom)
         );
-        let (_, b64) = g
-            .to_attr()
-            .split_once("inline:")
-            .map(|(a, b)| (a.to_owned(), b.to_owned()))
-            .unwrap();
-        assert!(!format!("{g:?}").contains(&b64), "Debug hides the key");
-    }
-
-    #[test]
-    fn crypto_lines_we_cannot_honour_are_refused() {
-        let key = "4fl6aMKDvNSvtuD+rKqhrCNwo4kl6P2EfUvbCM2T";
-        for bad in [
-            String::new(),
-            String::from("1 AES_CM_128_HMAC_SHA1_80"),
-            format!("1 AES_256_CM_HMAC_SHA1_80 inline:{key}"),
-            format!("x AES_CM_128_HMAC_SHA1_80 inline:{key}"),
-            format!("1234567890 AES_CM_128_HMAC_SHA1_80 inline:{key}"),
-            format!("1 AES_CM_128_HMAC_SHA1_80 uri:{key}"),
-            format!("1 AES_CM_128_HMAC_SHA1_80 {key}"),
-            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{}", &key[..36]),
-            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}AAAA"),
-            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{}!", &key[..39]),
-            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}|1:1"),
-            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^31|1:4"),
-            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^20"),
-            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}|1048576"),
-            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^x"),
-            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key};inline:{key}"),
-            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key} KDR=1"),
-            format!("1 AES_CM_128_HMAC_SHA1_80 inline:{key} UNENCRYPTED_SRTCP"),
-        ] {
-            assert_eq!(parse_crypto(&bad), None, "{bad:?}");
-        }
+        assert_eq!(tight[..c.len()], c[..], "untouched");
+        // Neither failure used an index: the next ones are the first.
+        let mut buf = p.clone();
+        buf.resize(p.len() + MAX_OVERHEAD, 0);
+        let len = tx.protect_in_place(&mut buf, p.len()).unwrap();
+        let mut bad = buf[..len].to_vec();
+        bad[15] ^= 1;
+        let kept = bad.clone();
+        assert_eq!(rx.unprotect_in_place(&mut bad), Err(Error::AuthFailed));
+        assert_eq!(bad, kept, "a forgery is not decrypted");
+        assert_eq!(rx.unprotect_in_place(&mut buf[..len]), Ok(p.len()));
+        assert_eq!(buf[..p.len()], p[..]);
+        let sealed = tx.protect_rtcp(&c).unwrap();
+        let at = c.len();
+        assert_eq!(sealed[at..at + 4], [0x80, 0, 0, 0], "SRTCP index 0");
     }
 
     #[test]

@@ -89,6 +89,18 @@ impl Media {
             hold,
             music,
             signal_ip: media.signal_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            crypto: None,
+        });
+    }
+
+    /// Tells mediad a leg's SRTP keys (`None`: plain RTP), in order with
+    /// the leg's other updates.
+    pub fn set_crypto(&self, call_id: String, leg: &str, keys: Option<&proto::sdes::LegKeys>) {
+        let _ = self.updates.send(UpdateLegRequest {
+            call_id,
+            leg: leg.to_string(),
+            crypto: Some(proto::sdes::to_pb(keys)),
+            ..Default::default()
         });
     }
 

@@ -57,6 +57,8 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr, sips_port: u16)
             caller_id: None,
             mwi_unsolicited: false,
             busy_in_call: false,
+            srtp: Default::default(),
+            tls_only: false,
             mailbox: None,
         }
     });
@@ -536,6 +538,9 @@ impl Shell {
                     music,
                 } => media.update_leg(call_id, leg, m, established, (hold, music)),
                 Event::MediaRecord { call_id, enabled } => media.record(call_id, enabled),
+                Event::MediaCrypto { call_id, leg, keys } => {
+                    media.set_crypto(call_id, leg, keys.as_ref());
+                }
                 Event::Cdr(c) => {
                     self.notifier.cdr(&c);
                     let _ = self.ev_tx.send(Event::Cdr(c));

@@ -14,7 +14,7 @@ use crate::sip::{Peer, Transport};
 /// Every device, as the core needs it.
 pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT d.id, d.username, d.password_hash, d.ha1_sha256, d.realm, d.extension, d.recording_enabled, d.mwi_unsolicited, d.busy_in_call, \
+        "SELECT d.id, d.username, d.password_hash, d.ha1_sha256, d.realm, d.extension, d.recording_enabled, d.mwi_unsolicited, d.busy_in_call, d.srtp, d.transport, \
          COALESCE(c.number, (SELECT number FROM dids ORDER BY id LIMIT 1)) AS caller_id, \
          u.id AS owner_id, COALESCE(u.name, '') AS owner_name \
          FROM devices d LEFT JOIN dids c ON c.id = d.caller_id_did_id \
@@ -37,6 +37,11 @@ pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error>
             caller_id: r.get("caller_id"),
             mwi_unsolicited: r.get::<Option<bool>, _>("mwi_unsolicited").unwrap_or(false),
             busy_in_call: r.get::<Option<bool>, _>("busy_in_call").unwrap_or(false),
+            srtp: r
+                .get::<Option<String>, _>("srtp")
+                .and_then(|s| crate::sip::sdes::Policy::parse(&s))
+                .unwrap_or_default(),
+            tls_only: r.get::<Option<String>, _>("transport").as_deref() == Some("tls"),
             mailbox: r.get::<Option<i64>, _>("owner_id").map(|user_id| {
                 crate::sip::registrar::Mailbox {
                     user_id,
@@ -210,6 +215,7 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
             | Event::VoicemailRead { .. }
             | Event::VoicemailDelete { .. }
             | Event::MediaUpdate { .. }
+            | Event::MediaCrypto { .. }
             | Event::MediaRecord { .. } => {}
         }
     }

@@ -223,6 +223,12 @@ pub enum Event {
         /// or, `false`, the other side again.
         music: Option<bool>,
     },
+    /// A leg's SRTP keys changed (`None`: plain RTP from now on).
+    MediaCrypto {
+        call_id: String,
+        leg: &'static str,
+        keys: Option<proto::sdes::LegKeys>,
+    },
     /// A change to a call's CDR row.
     Cdr(Cdr),
     /// A call listens to `user_id`'s mailbox: read it and answer with
@@ -482,11 +488,13 @@ impl Core {
         match msg::intake(bytes) {
             Ok((Inbound::Request(r), _)) => {
                 let _tsx = tsx_span(&r.raw, &r.via.branch).entered();
+                self.hop_in(&peer, &r.raw);
                 self.handle_request(now, peer, *r);
             }
             Ok((Inbound::Response(r), _)) => {
                 let _tsx = tsx_span(&r.raw, &r.via.branch).entered();
                 self.trunk_pong(&peer, &r);
+                self.hop_in(&peer, &r.raw);
                 if !self.txns.on_response(&r.via.branch, r.status, &peer)
                     && !self.b2b_response(now, &peer, &r)
                 {
@@ -553,11 +561,14 @@ impl Core {
         .min()
     }
 
+    /// The next message to send; SDP gets its dialog's SRTP profile and
+    /// key on the way out (see `b2bua::hops`).
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if let Some(t) = self.txns.poll_transmit() {
-            return Some(t);
-        }
-        self.out.pop_front()
+        let t = match self.txns.poll_transmit() {
+            Some(t) => t,
+            None => self.out.pop_front()?,
+        };
+        Some(self.hop_out(t))
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {

@@ -12,6 +12,7 @@ pub mod method;
 pub mod msg;
 pub mod numbers;
 pub mod registrar;
+pub mod sdes;
 pub mod sdp;
 pub mod transaction;
 pub mod uri;

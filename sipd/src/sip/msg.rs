@@ -822,6 +822,34 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Where `data` names an SDP body, if anywhere (a quick test before
+/// parsing a message sipd built).
+pub fn find_sdp(data: &[u8]) -> Option<usize> {
+    find(data, b"application/sdp")
+}
+
+/// A message sipd built (`data`) with its body replaced by `body` and its
+/// Content-Length set to match; `None` when `data` is not a whole message.
+pub fn with_body(data: &[u8], body: &str) -> Option<Vec<u8>> {
+    let sep = find(data, b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&data[..sep]).ok()?;
+    let mut out = Vec::with_capacity(sep + body.len() + 8);
+    for (i, line) in head.split("\r\n").enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        let name = line.split(':').next().unwrap_or_default().trim();
+        if i > 0 && canonical(name).eq_ignore_ascii_case("content-length") {
+            out.extend_from_slice(format!("Content-Length: {}", body.len()).as_bytes());
+        } else {
+            out.extend_from_slice(line.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body.as_bytes());
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

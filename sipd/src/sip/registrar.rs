@@ -30,6 +30,10 @@ pub struct Device {
     /// `devices.busy_in_call`: while the device is in a call, other calls
     /// do not ring it.
     pub busy_in_call: bool,
+    /// `devices.srtp`: whether its calls must, may or must not be SRTP.
+    pub srtp: super::sdes::Policy,
+    /// `devices.transport` is `tls`: requests from it in clear are refused.
+    pub tls_only: bool,
     /// Whose voicemail an internal call to this device nobody answers goes
     /// to: the device's owner (`None`: an unowned device, the call ends).
     pub mailbox: Option<Mailbox>,

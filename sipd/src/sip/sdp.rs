@@ -2,6 +2,8 @@
 //! mediad's address and port, and only codecs both GoSIP and the phones
 //! handle are kept (PCMU, PCMA, telephone-event). Direction attributes
 //! (`sendonly`, `inactive` ...) pass through unchanged, so hold works.
+//! The audio profile and SRTP keys are not passed through: mediad
+//! terminates SRTP per leg, so each hop gets its own (see `sdes`).
 
 /// Rewrites the audio section of `sdp` to `ip:port`, keeping only PCMU,
 /// PCMA and telephone-event. Non-audio sections are dropped (offer) or
@@ -44,7 +46,8 @@ pub fn rewrite(sdp: &str, ip: &str, port: u16, reject_others: bool) -> Option<St
                     return None;
                 }
                 audio_ok = true;
-                out.push(format!("m=audio {port} {} {}", parts[2], keep.join(" ")));
+                // The profile and keys are each hop's own (see `sdes`).
+                out.push(format!("m=audio {port} RTP/AVP {}", keep.join(" ")));
                 out.push(format!("c=IN IP4 {ip}"));
             } else {
                 section = Some("other");
@@ -79,7 +82,9 @@ pub fn rewrite(sdp: &str, ip: &str, port: u16, reject_others: bool) -> Option<St
                     .map(|r| r.split(' ').next().unwrap_or_default());
                 match pt {
                     Some(pt) if !keep.iter().any(|k| k == pt) => {}
-                    _ if l.starts_with("a=rtcp:") || l.starts_with("a=candidate") => {}
+                    _ if l.starts_with("a=rtcp:")
+                        || l.starts_with("a=candidate")
+                        || l.starts_with("a=crypto:") => {}
                     _ => out.push(l.to_string()),
                 }
             }

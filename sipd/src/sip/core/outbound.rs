@@ -157,6 +157,8 @@ mod tests {
             caller_id: did.map(Into::into),
             mwi_unsolicited: false,
             busy_in_call: false,
+            srtp: Default::default(),
+            tls_only: false,
             mailbox: None,
         }
     }

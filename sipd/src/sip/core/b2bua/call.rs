@@ -57,6 +57,15 @@ impl Core {
             return Reply::new(488, "Not Acceptable Here")
                 .with("Warning", "304 gosip \"no shared codec\"");
         }
+        self.open_hop(&call_id, &peer, caller.srtp);
+        if let Some(why) = self.hop_refuses(&call_id, &offer) {
+            self.calls.hops.remove(&call_id);
+            // 302: a transport protocol of the SDP (RTP/SAVP) is not
+            // available (RFC 3261 section 20.43).
+            return Reply::new(488, "Not Acceptable Here")
+                .with("Warning", format!("302 gosip \"{why}\""));
+        }
+        self.hop_in(&peer, raw);
         let from_display = caller_display(raw, inbound, &from_user);
         let a_target = raw
             .get("contact")
@@ -269,6 +278,7 @@ impl Core {
         let Some(call) = self.calls.calls.remove(call_id) else {
             return;
         };
+        self.forget_hops(&call);
         // A call sipd answered for a mailbox ends as a message left however
         // it ends (the caller hangs up, the longest message is reached), or
         // as a missed call when the caller left before saying anything worth

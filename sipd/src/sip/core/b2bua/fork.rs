@@ -525,6 +525,8 @@ impl Core {
         new: NewBranch,
         invite: Vec<u8>,
     ) {
+        let policy = self.srtp_policy(new.device_id);
+        self.open_hop(&new.ids.call_id, &new.peer, policy);
         let Some(call) = self.calls.calls.get_mut(call_id) else {
             return;
         };

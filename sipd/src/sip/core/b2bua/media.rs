@@ -51,6 +51,7 @@ impl Core {
             );
             return;
         };
+        self.hop_keys_to_mediad(call_id, Side::A);
         if self
             .calls
             .calls
@@ -158,6 +159,11 @@ impl Core {
                 .filter(|id| !self.busy(**id, call_id))
                 .flat_map(|id| self.registrar.bindings_of(*id))
                 .map(|b| (b.target(), b.contact.clone(), b.device_id))
+                // A phone that must use SRTP gets keys only over TLS.
+                .filter(|(peer, _, id)| {
+                    peer.transport == crate::sip::Transport::Tls
+                        || self.srtp_policy(*id) != crate::sip::sdes::Policy::Required
+                })
                 .collect(),
         };
         let offer_src = call.offer.clone();
@@ -186,6 +192,18 @@ impl Core {
             });
         }
         rings
+    }
+
+    /// The SRTP policy of device `id`; the trunk's is off (no TLS to it).
+    pub(super) fn srtp_policy(&self, id: i64) -> crate::sip::sdes::Policy {
+        if id == TRUNK_ID {
+            return crate::sip::sdes::Policy::Off;
+        }
+        self.devices
+            .values()
+            .find(|d| d.id == id)
+            .map(|d| d.srtp)
+            .unwrap_or_default()
     }
 
     /// A device that is in another call than `call_id` (placing it, or

@@ -39,6 +39,7 @@ use crate::sip::{Peer, T1, T2, Transmit, digest, sdp};
 mod attended;
 mod call;
 mod fork;
+mod hops;
 mod in_dialog;
 mod listen;
 mod media;
@@ -464,6 +465,8 @@ pub(super) struct Calls {
     relays: HashMap<String, Relay>,
     /// Trunk calls per device, for `calls.max_*_per_device`.
     limiter: crate::sip::limits::Limiter,
+    /// SDES state per dialog Call-ID (see `hops`).
+    hops: HashMap<String, hops::DialogHop>,
 }
 
 impl Calls {

@@ -67,6 +67,16 @@ impl Core {
             self.abuse.challenge_answered(ip);
         }
         match (verdict, device) {
+            // A phone set up for TLS never signals in clear: a request that
+            // does is a misconfigured phone or someone replaying its answer.
+            (Verdict::Ok, Some(d))
+                if kind == "sip_bad_password"
+                    && d.tls_only
+                    && peer.transport != crate::sip::Transport::Tls =>
+            {
+                Err(Reply::new(403, "Forbidden")
+                    .with("Warning", "399 gosip \"this phone must use SIP over TLS\""))
+            }
             (Verdict::Ok, Some(d)) if kind == "sip_bad_password" => Ok(d),
             (Verdict::Stale | Verdict::Replay, _) => {
                 Err(self.challenge(now, peer, raw, proxy, true))

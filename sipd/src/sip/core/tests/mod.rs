@@ -34,6 +34,8 @@ fn core() -> Core {
         caller_id: None,
         mwi_unsolicited: false,
         busy_in_call: false,
+        srtp: Default::default(),
+        tls_only: false,
         mailbox: None,
     }]);
     c

@@ -118,6 +118,8 @@ fn a_phone_that_never_subscribes_hears_of_changes_only_in_unsolicited_mode() {
             caller_id: None,
             mwi_unsolicited: unsolicited,
             busy_in_call: false,
+            srtp: Default::default(),
+            tls_only: false,
             mailbox: None,
         }]);
         let msg = golden("gxp1760w");

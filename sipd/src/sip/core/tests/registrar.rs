@@ -122,6 +122,8 @@ fn a_device_saved_under_another_realm_cannot_authenticate() {
         caller_id: None,
         mwi_unsolicited: false,
         busy_in_call: false,
+        srtp: Default::default(),
+        tls_only: false,
         mailbox: None,
     }]);
     let msg = golden("gxp1760w");
@@ -201,6 +203,8 @@ fn a_new_password_or_a_deleted_device_drops_its_registrations_and_nobody_elses()
         caller_id: None,
         mwi_unsolicited: false,
         busy_in_call: false,
+        srtp: Default::default(),
+        tls_only: false,
         mailbox: None,
     };
     c.set_devices([alice.clone(), bob.clone()]);
@@ -246,4 +250,20 @@ fn a_new_password_or_a_deleted_device_drops_its_registrations_and_nobody_elses()
     // Bob deleted.
     c.set_devices([alice]);
     assert_eq!(removed(&mut c), [2]);
+}
+
+#[test]
+fn a_phone_set_up_for_tls_is_refused_in_clear_even_with_the_right_password() {
+    let mut c = core();
+    let alice = Device {
+        tls_only: true,
+        ..c.devices["alice"].clone()
+    };
+    c.set_devices([alice]);
+    let msg = golden("gxp1760w");
+    let ch = send(&mut c, T0, &msg);
+    let out = send(&mut c, T0, &with_auth(&msg, &ch[0], 1, true));
+    assert!(out[0].starts_with("SIP/2.0 403 "), "{}", out[0]);
+    assert!(header(&out[0], "Warning")[0].contains("TLS"), "{}", out[0]);
+    assert!(c.registrar().bindings_of(1).is_empty());
 }

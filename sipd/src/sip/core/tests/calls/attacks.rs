@@ -90,6 +90,8 @@ fn forged_failures_from_a_trunk_address_never_ban_the_trunk() {
         caller_id: None,
         mwi_unsolicited: false,
         busy_in_call: false,
+        srtp: Default::default(),
+        tls_only: false,
         mailbox: None,
     });
     c.set_config(T0, cfg);

@@ -11,6 +11,7 @@ mod in_dialog;
 mod listen;
 mod media;
 mod park;
+mod srtp;
 mod transfer;
 mod trunk;
 mod voicemail;
@@ -43,6 +44,8 @@ fn setup(contacts: &[&str]) -> Core {
         caller_id: None,
         mwi_unsolicited: false,
         busy_in_call: false,
+        srtp: Default::default(),
+        tls_only: false,
         mailbox: None,
     });
     c.set_devices(devices);
@@ -369,6 +372,8 @@ fn from_trunk(c: &mut Core, call_id: &str, from: &str, extra: &str) -> String {
         caller_id: None,
         mwi_unsolicited: false,
         busy_in_call: false,
+        srtp: Default::default(),
+        tls_only: false,
         mailbox: None,
     });
     c.set_config(T0, cfg);

@@ -22,6 +22,8 @@ pub(super) fn with_carol() -> Core {
         caller_id: None,
         mwi_unsolicited: false,
         busy_in_call: false,
+        srtp: Default::default(),
+        tls_only: false,
         mailbox: None,
     });
     c.set_devices(devices);

@@ -21,6 +21,8 @@ fn a_trunk_invite_authenticated_with_the_trunk_credentials_rings_the_named_devic
                 caller_id: None,
                 mwi_unsolicited: false,
                 busy_in_call: false,
+                srtp: Default::default(),
+                tls_only: false,
                 mailbox: None,
             }),
             ..CoreConfig::default()

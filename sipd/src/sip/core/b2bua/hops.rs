@@ -1,0 +1,198 @@
+//! SDES-SRTP on each SIP dialog of a call (see [`crate::sip::sdes`]): the
+//! B2BUA builds plain SDP, and this is where each dialog's profile and key
+//! go into the SDP sipd sends ([`Core::hop_out`]) and where the phone's key
+//! is read from the SDP it sends ([`Core::hop_in`]). A change of a leg's
+//! keys goes to mediad as [`Event::MediaCrypto`].
+//!
+//! A dialog's SDES state is made when sipd accepts the call (the caller's
+//! INVITE once authenticated, each branch it rings) and is keyed by the
+//! dialog's Call-ID, so a party that moves to another call (a transfer)
+//! keeps its keys. Only messages from the dialog's own peer are read: over
+//! TLS nobody else can send them.
+
+use std::net::SocketAddr;
+
+use proto::sdes::{LegKeys, MasterKey};
+use rand::RngCore as _;
+use rand::rngs::StdRng;
+
+use super::*;
+use crate::sip::sdes::{self, Hop, Policy};
+
+/// One dialog's SDES state and the address its messages come from.
+#[derive(Debug)]
+pub(super) struct DialogHop {
+    from: SocketAddr,
+    hop: Hop,
+}
+
+/// A fresh master key from the core's CSPRNG.
+fn fresh(ids: &mut StdRng) -> MasterKey {
+    let mut bytes = [0u8; 30];
+    ids.fill_bytes(&mut bytes);
+    MasterKey::from_bytes(&bytes).unwrap_or_else(|| MasterKey::new([0; 16], [0; 14]))
+}
+
+impl Core {
+    /// Starts the SDES state of the dialog `sip_call_id` with `peer`.
+    pub(super) fn open_hop(&mut self, sip_call_id: &str, peer: &Peer, policy: Policy) {
+        let secure = peer.transport == crate::sip::Transport::Tls;
+        self.calls.hops.insert(
+            sip_call_id.to_string(),
+            DialogHop {
+                from: peer.addr,
+                hop: Hop::new(secure, policy),
+            },
+        );
+    }
+
+    /// Why the offer `sdp` from the dialog `sip_call_id` cannot be
+    /// answered (the Warning text of a 488).
+    pub(super) fn hop_refuses(&self, sip_call_id: &str, sdp: &str) -> Option<&'static str> {
+        let h = self.calls.hops.get(sip_call_id)?;
+        h.hop.refuse(&sdes::read(sdp))
+    }
+
+    /// Reads the SRTP of a message with SDP from `peer` in a dialog sipd
+    /// keeps SDES state for.
+    pub(in crate::sip::core) fn hop_in(&mut self, peer: &Peer, raw: &Raw) {
+        let (Some(id), Some((cseq, method))) = (raw.get("call-id"), raw.cseq()) else {
+            return;
+        };
+        let method = Method::parse(method);
+        if !matches!(method, Some(Method::Invite | Method::Update | Method::Ack)) {
+            return;
+        }
+        let Some(body) = sdp_of(raw) else {
+            return;
+        };
+        let ids = &mut self.ids;
+        let Some(h) = self.calls.hops.get_mut(id) else {
+            return;
+        };
+        if h.from != peer.addr {
+            return;
+        }
+        let changed = match raw.status() {
+            Some(s) if !(100..300).contains(&s) || method == Some(Method::Ack) => return,
+            Some(_) if h.hop.answers_us(cseq) => h.hop.their_answer(&body),
+            _ if method == Some(Method::Ack) => h.hop.their_answer(&body),
+            _ => h.hop.their_offer(&body, cseq, || fresh(ids)),
+        };
+        if let Some(keys) = changed {
+            let id = id.to_string();
+            self.hop_changed(&id, keys);
+        }
+    }
+
+    /// Gives an SDP body sipd sends in a dialog with SDES state that
+    /// dialog's profile and key.
+    pub(in crate::sip::core) fn hop_out(&mut self, t: Transmit) -> Transmit {
+        if self.calls.hops.is_empty() || crate::sip::msg::find_sdp(&t.data).is_none() {
+            return t;
+        }
+        let Some(raw) = Raw::split(&t.data) else {
+            return t;
+        };
+        let (Some(id), Some((cseq, method))) = (raw.get("call-id"), raw.cseq()) else {
+            return t;
+        };
+        let Some(body) = sdp_of(&raw) else {
+            return t;
+        };
+        let ids = &mut self.ids;
+        let Some(h) = self.calls.hops.get_mut(id) else {
+            return t;
+        };
+        let method = Method::parse(method);
+        let (answer, offer_cseq) = match (raw.is_response(), method) {
+            (false, Some(Method::Ack)) => (true, None),
+            (false, Some(Method::Invite | Method::Update)) => (false, Some(cseq)),
+            (true, Some(Method::Invite | Method::Update)) => (h.hop.answers_them(cseq), None),
+            _ => return t,
+        };
+        let sealed = h.hop.seal(&body, answer, offer_cseq, || fresh(ids));
+        match crate::sip::msg::with_body(&t.data, &sealed) {
+            Some(data) => Transmit { peer: t.peer, data },
+            None => t,
+        }
+    }
+
+    /// The keys of the dialog `sip_call_id` changed: mediad hears of them
+    /// for the leg that dialog is, once the call has its ports.
+    fn hop_changed(&mut self, sip_call_id: &str, keys: Option<LegKeys>) {
+        let Some((call_id, side)) = self.leg_of_dialog(sip_call_id) else {
+            return;
+        };
+        self.events.push_back(Event::MediaCrypto {
+            call_id,
+            leg: side.leg(),
+            keys,
+        });
+    }
+
+    /// Tells mediad the keys in force on `side` of a call that just got
+    /// its ports (the caller's offer was read before).
+    pub(super) fn hop_keys_to_mediad(&mut self, call_id: &str, side: Side) {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return;
+        };
+        let dialog = match dialog_branch(call, side) {
+            Some(i) => call.branches[i].call_id.clone(),
+            None if side == Side::A => call.id.clone(),
+            None => return,
+        };
+        if let Some(keys) = self
+            .calls
+            .hops
+            .get(&dialog)
+            .and_then(|h| h.hop.keys().cloned())
+        {
+            self.events.push_back(Event::MediaCrypto {
+                call_id: call_id.to_string(),
+                leg: side.leg(),
+                keys: Some(keys),
+            });
+        }
+    }
+
+    /// The call and side the dialog `sip_call_id` is, when that call has
+    /// its media ports.
+    fn leg_of_dialog(&self, sip_call_id: &str) -> Option<(String, Side)> {
+        if let Some(call) = self.calls.calls.get(sip_call_id)
+            && call.a_branch.is_none()
+            && !call.originate
+        {
+            return call.ports.map(|_| (call.id.clone(), Side::A));
+        }
+        self.calls.calls.values().find_map(|call| {
+            let i = call
+                .branches
+                .iter()
+                .position(|b| b.call_id == sip_call_id)?;
+            call.ports?;
+            let side = if dialog_branch(call, Side::A) == Some(i) {
+                Side::A
+            } else {
+                Side::B
+            };
+            Some((call.id.clone(), side))
+        })
+    }
+
+    /// Forgets the SDES state of the dialogs of an ended call that no
+    /// other call has taken over.
+    pub(super) fn forget_hops(&mut self, ended: &Call) {
+        let dialogs = std::iter::once(&ended.id).chain(ended.branches.iter().map(|b| &b.call_id));
+        for id in dialogs {
+            let taken = self
+                .calls
+                .calls
+                .values()
+                .any(|c| &c.id == id || c.branches.iter().any(|b| &b.call_id == id));
+            if !taken {
+                self.calls.hops.remove(id);
+            }
+        }
+    }
+}
