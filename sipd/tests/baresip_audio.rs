@@ -12,36 +12,15 @@ mod audio;
 #[path = "../../e2e/src/baresip.rs"]
 mod baresip;
 mod common;
+mod phones;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use audio::{Wav, sine, tones};
 use baresip::Baresip;
 use common::{Phone, Sipd, dialog};
-
-const RATE: u32 = 8000;
-const CALLER_HZ: f64 = 440.0;
-const CALLEE_HZ: f64 = 1000.0;
-/// How long the phones talk once audio flows both ways.
-const TALK: Duration = Duration::from_secs(4);
-/// Tone each side must show, well under TALK so a slow start does not fail.
-const MIN_TONE_SECS: f64 = 2.0;
-
-/// A mono 8 kHz 16-bit tone file long enough to outlast the call
-/// (baresip 1.0's aufile stops at the end of its file).
-fn tone_file(dir: &Path, hz: f64) -> PathBuf {
-    let p = dir.join(format!("tone_{hz}.wav"));
-    std::fs::write(&p, Wav::encode(RATE, &[sine(RATE, hz, 60.0, 0.5)])).unwrap();
-    p
-}
-
-fn account(user: &str, password: &str, s: &Sipd, extra: &str) -> String {
-    format!(
-        "<sip:{user}@{};transport=udp>;auth_pass={password};regint=300;audio_codecs=PCMU,PCMA{extra}",
-        s.sip
-    )
-}
+use phones::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_baresip_call_is_recorded_with_each_partys_tone_on_its_own_channel() {
@@ -220,28 +199,6 @@ async fn alice_talks_to_bob(s: &Sipd, root: &Path) -> (Baresip, Baresip, Baresip
             .unwrap();
     }
     (alice, bob, carol, carol_id)
-}
-
-/// `caller` hangs up and `other` sees the call closed; what each heard.
-async fn hang_up(caller: &mut Baresip, other: &mut Baresip) -> (PathBuf, PathBuf) {
-    caller.command("hangup", "").await.unwrap();
-    other
-        .event("CALL_CLOSED", Duration::from_secs(10))
-        .await
-        .unwrap();
-    (
-        caller.dump(true).expect("the first phone's dump"),
-        other.dump(true).expect("the second phone's dump"),
-    )
-}
-
-/// `dump` (what a phone heard) holds `want` for at least MIN_TONE_SECS
-/// and not `other`.
-fn assert_heard(dump: &Path, want: f64, other: f64, what: &str) {
-    let heard = Wav::read(dump).unwrap();
-    tones(&heard.samples[0], heard.rate, want, other)
-        .check(MIN_TONE_SECS)
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
 /// `who` heard `order[0]`, then `order[1]` (for at least MIN_TONE_SECS)

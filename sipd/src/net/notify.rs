@@ -530,6 +530,7 @@ async fn track(calls: &mut HashMap<String, Tracked>, pool: &SqlitePool, c: Cdr) 
             disposition,
             duration_s,
             reason,
+            ..
         } => match calls.remove(&call_id) {
             Some(t) => ended(&t, at, disposition, duration_s, &reason),
             None => Vec::new(),
@@ -816,6 +817,7 @@ mod tests {
             disposition: if answered { "answered" } else { "missed" },
             duration_s: if answered { 8 } else { 0 },
             reason: "caller hung up".into(),
+            encrypted: false,
         });
         v
     }

@@ -287,15 +287,17 @@ async fn write_cdr(
             disposition,
             duration_s,
             reason,
+            encrypted,
         } => {
             sqlx::query(
-                "UPDATE cdrs SET ended_at = ?, disposition = ?, duration = ?, reason = ? \
+                "UPDATE cdrs SET ended_at = ?, disposition = ?, duration = ?, reason = ?, encrypted = ? \
                  WHERE sip_call_id = ? AND ended_at IS NULL",
             )
             .bind(fmt_ms(*at))
             .bind(disposition)
             .bind(i64::try_from(*duration_s).unwrap_or(i64::MAX))
             .bind(reason)
+            .bind(encrypted)
             .bind(call_id)
             .execute(&mut **tx)
             .await?;

@@ -77,35 +77,46 @@ pub fn read(sdp: &str) -> Srtp {
 }
 
 /// `sdp` with its first audio section set to `savp`'s profile and `line`
-/// as its only `a=crypto` (none when `None`); other sections as they are.
+/// as its only `a=crypto` (none when `None`), written after the section's
+/// other lines (RFC 4566 section 5: `c=` comes before any `a=`); other
+/// sections as they are.
 pub fn write(sdp: &str, savp: bool, line: Option<&Crypto>) -> String {
     let mut out = String::with_capacity(sdp.len() + 80);
     let mut in_audio = false;
     let mut seen_audio = false;
+    let crypto = |out: &mut String| {
+        if let Some(c) = line {
+            out.push_str("a=crypto:");
+            out.push_str(&c.to_attr());
+            out.push_str("\r\n");
+        }
+    };
     for l in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if l.is_empty() {
+            continue;
+        }
         if let Some(m) = l.strip_prefix("m=") {
+            if in_audio {
+                crypto(&mut out);
+            }
             let mut parts: Vec<&str> = m.split_whitespace().collect();
-            in_audio = !seen_audio && parts.first() == Some(&"audio");
-            if in_audio && parts.len() >= 3 {
+            in_audio = !seen_audio && parts.first() == Some(&"audio") && parts.len() >= 3;
+            if in_audio {
                 seen_audio = true;
                 parts[2] = if savp { "RTP/SAVP" } else { "RTP/AVP" };
                 out.push_str("m=");
                 out.push_str(&parts.join(" "));
                 out.push_str("\r\n");
-                if let Some(c) = line {
-                    out.push_str("a=crypto:");
-                    out.push_str(&c.to_attr());
-                    out.push_str("\r\n");
-                }
                 continue;
             }
         } else if in_audio && l.starts_with("a=crypto:") {
             continue;
         }
-        if !l.is_empty() {
-            out.push_str(l);
-            out.push_str("\r\n");
-        }
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    if in_audio {
+        crypto(&mut out);
     }
     out
 }
@@ -371,6 +382,11 @@ mod tests {
         };
         let w = write(&s, true, Some(&c));
         assert!(w.contains("m=audio 4000 RTP/SAVP 0 101\r\n"));
+        let audio = &w[w.find("m=audio").unwrap()..w.find("m=video").unwrap()];
+        assert!(
+            audio.ends_with(&format!("a=sendrecv\r\na=crypto:{}\r\n", c.to_attr())),
+            "the key comes after the section's other lines: {audio}"
+        );
         assert_eq!(read(&w).lines, vec![c]);
         assert!(!w.contains(KEY_A));
         assert!(w.contains(KEY_B), "the video section is not ours to touch");

@@ -278,6 +278,7 @@ impl Core {
         let Some(call) = self.calls.calls.remove(call_id) else {
             return;
         };
+        let encrypted = self.encrypted(&call);
         self.forget_hops(&call);
         // A call sipd answered for a mailbox ends as a message left however
         // it ends (the caller hangs up, the longest message is reached), or
@@ -344,6 +345,7 @@ impl Core {
             disposition,
             duration_s,
             reason: why.to_string(),
+            encrypted,
         }));
         if call.ports.is_some() || call.state == State::Media {
             self.events.push_back(Event::MediaRelease {

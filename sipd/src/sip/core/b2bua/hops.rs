@@ -180,6 +180,25 @@ impl Core {
         })
     }
 
+    /// Whether every leg `call` has (side A, and side B once a phone
+    /// answered) speaks SRTP, whose keys only ever travel over TLS.
+    pub(super) fn encrypted(&self, call: &Call) -> bool {
+        let keyed = |dialog: &String| {
+            self.calls
+                .hops
+                .get(dialog)
+                .is_some_and(|h| h.hop.keys().is_some())
+        };
+        let a = match dialog_branch(call, Side::A) {
+            Some(i) => &call.branches[i].call_id,
+            None if call.originate => return false,
+            None => &call.id,
+        };
+        let b = dialog_branch(call, Side::B).map(|i| &call.branches[i].call_id);
+        let answered_by_sipd = call.voicemail.is_some() || call.listen.is_some();
+        keyed(a) && b.map_or(answered_by_sipd, keyed)
+    }
+
     /// Forgets the SDES state of the dialogs of an ended call that no
     /// other call has taken over.
     pub(super) fn forget_hops(&mut self, ended: &Call) {

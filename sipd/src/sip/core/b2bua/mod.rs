@@ -77,6 +77,8 @@ pub enum Cdr {
         disposition: &'static str,
         duration_s: u64,
         reason: String,
+        /// Every leg of the call was SIP over TLS with SRTP.
+        encrypted: bool,
     },
 }
 
