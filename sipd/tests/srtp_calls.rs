@@ -66,6 +66,24 @@ fn rtp_shaped(packets: &[capture::Packet]) -> usize {
         .count()
 }
 
+/// The calls list as the admin sees it, once the call has ended there.
+async fn ended_calls(s: &Sipd) -> Vec<serde_json::Value> {
+    let mut items = Vec::new();
+    for _ in 0..100 {
+        let list = s
+            .web
+            .api
+            .ok(&s.web.admin, 200, "GET", "/api/cdrs", None)
+            .await;
+        items = list["items"].as_array().cloned().unwrap_or_default();
+        if !items.is_empty() && items.iter().all(|c| !c["ended_at"].is_null()) {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the call did not end in the calls list: {items:?}");
+}
+
 /// Two phones set to TLS and "SRTP required" through the API call each
 /// other: each hears the other, and a capture of the loopback interface
 /// shows neither SIP text on the TLS port nor a single RTP packet whose
@@ -160,6 +178,12 @@ async fn two_srtp_phones_over_tls_hear_each_other_and_the_wire_shows_no_clear_si
             clear.first().map(|p| (p.src, p.dst))
         );
     }
+    let calls = ended_calls(&s).await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        calls[0]["encrypted"], true,
+        "the calls list shows the lock: {calls:?}"
+    );
     s.stop().await;
 }
 
@@ -244,5 +268,10 @@ async fn a_plain_phone_calls_an_srtp_phone_and_only_the_plain_leg_is_in_clear() 
             p.dst
         );
     }
+    let calls = ended_calls(&s).await;
+    assert_eq!(
+        calls[0]["encrypted"], false,
+        "carol's leg was plain: {calls:?}"
+    );
     s.stop().await;
 }

@@ -106,6 +106,28 @@ test('a phone registering over SIP shows up as registered, with its user agent, 
   device.password = fresh
 })
 
+test('a device set to TLS with SRTP required through the form is saved so, and its QR names the TLS port', async () => {
+  await page.getByLabel('Name', { exact: true }).fill('Secure desk')
+  await page.getByLabel('Transport', { exact: true }).selectOption('tls')
+  await page.getByLabel('Call encryption (SRTP)').selectOption('required')
+  await page.getByRole('button', { name: 'Add device' }).click()
+  await page.locator('[data-credentials]').waitFor()
+  const username = (await page.locator('[data-cred-username]').innerText()).trim()
+  assert.equal((await page.locator('[data-cred-transport]').innerText()).trim(), 'TLS')
+  assert.equal((await page.locator('[data-cred-server]').innerText()).trim().split(':').pop(), String(sys.ports.sips))
+  // webd asked sipd for its TLS port: the QR sends the phone there over TLS.
+  const text = await decodeQr(page, '[data-qr]')
+  assert.match(text, new RegExp(`:${sys.ports.sips};transport=tls$`), text)
+  const guide = await page.locator('[data-setup-guide]').innerText()
+  assert.match(guide, /set SRTP \(media encryption\) to mandatory/, guide)
+  await page.getByRole('button', { name: 'I have saved them' }).click()
+  const row = page.locator(`[data-device="${username}"]`)
+  await row.waitFor()
+  assert.match(await row.locator('[data-secure]').innerText(), /TLS \+ SRTP/)
+  const d = (await api.get('/devices')).items.find((x) => x.username === username)
+  assert.deepEqual([d?.transport, d?.srtp], ['tls', 'required'])
+})
+
 test('a time rule built in the rule builder decides the call in "test a call"', async () => {
   await nav('Routing')
   await page.getByRole('heading', { name: 'Call routing' }).waitFor()

@@ -5,8 +5,9 @@
 //! clear password is never stored.
 //!
 //! QR payload: a SIP URI with the password in the userinfo,
-//! `sip:<user>:<password>@<host>:<port>;transport=udp` (RFC 3261 §19.1.1,
-//! percent-encoded). Linphone's and Zoiper's QR scanners accept a `sip:` URI
+//! `sip:<user>:<password>@<host>:<port>;transport=<udp|tcp|tls>` (RFC 3261
+//! §19.1.1, percent-encoded), the port being the SIP-over-TLS one for a
+//! device set to TLS. Linphone's and Zoiper's QR scanners accept a `sip:` URI
 //! as account address plus password; it is the one form both read, while
 //! their own provisioning formats differ (Linphone XML by URL, Zoiper's
 //! provisioning service). The password only exists in webd's memory for
@@ -16,6 +17,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::api::devices::Transport;
 
 /// How long the clear SIP password is kept in memory for the QR code.
 pub const SECRET_TTL: Duration = Duration::from_secs(600);
@@ -35,13 +38,20 @@ pub fn generate_password() -> String {
 }
 
 /// The provisioning payload.
-pub fn sip_uri(username: &str, password: &str, host: &str, port: u16) -> String {
+pub fn sip_uri(
+    username: &str,
+    password: &str,
+    host: &str,
+    port: u16,
+    transport: Transport,
+) -> String {
     format!(
-        "sip:{}:{}@{}:{};transport=udp",
+        "sip:{}:{}@{}:{};transport={}",
         pct(username),
         pct(password),
         host,
-        port
+        port,
+        transport.as_str()
     )
 }
 
@@ -102,8 +112,20 @@ mod tests {
     #[test]
     fn sip_uri_percent_encodes_userinfo() {
         assert_eq!(
-            sip_uri("alice", "p@ss:w", "127.0.0.1", 5060),
+            sip_uri("alice", "p@ss:w", "127.0.0.1", 5060, Transport::Udp),
             "sip:alice:p%40ss%3Aw@127.0.0.1:5060;transport=udp"
+        );
+    }
+
+    #[test]
+    fn sip_uri_names_the_transport_and_its_port() {
+        assert_eq!(
+            sip_uri("alice", "pw", "192.0.2.1", 5061, Transport::Tls),
+            "sip:alice:pw@192.0.2.1:5061;transport=tls"
+        );
+        assert_eq!(
+            sip_uri("alice", "pw", "192.0.2.1", 5060, Transport::Tcp),
+            "sip:alice:pw@192.0.2.1:5060;transport=tcp"
         );
     }
 

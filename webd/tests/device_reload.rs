@@ -4,6 +4,8 @@
 //! a delete. sipd here is a stand-in gRPC server on 127.0.0.1 that reads the
 //! `devices` table when asked, as the real one does, so the test can see
 //! which rows it had at each reload. With sipd down the API still answers.
+//! It also answers `TlsInfo` with its own TLS port, which a device set to
+//! TLS is given.
 
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +22,10 @@ use proto::pb::sipd::{
 
 /// (username, password_hash) of every device, at each reload.
 type Seen = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+
+/// The TLS port and fingerprint the stand-in sipd reports.
+const TLS_PORT: u16 = 15061;
+const TLS_SHA256: &str = "AB:CD:EF";
 
 struct FakeSipd {
     pool: SqlitePool,
@@ -60,7 +66,12 @@ impl Sipd for FakeSipd {
         &self,
         _r: GrpcRequest<proto::pb::sipd::TlsInfoRequest>,
     ) -> Result<Response<proto::pb::sipd::TlsInfoReply>, Status> {
-        Err(Status::unimplemented("not here"))
+        Ok(Response::new(proto::pb::sipd::TlsInfoReply {
+            port: u32::from(TLS_PORT),
+            sha256: TLS_SHA256.into(),
+            certificate_path: "/data/tls/cert.pem".into(),
+            self_signed: true,
+        }))
     }
 
     async fn reload_devices(
@@ -221,4 +232,41 @@ async fn a_device_is_still_created_while_sipd_is_down() {
         .await
         .unwrap();
     assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn a_device_set_to_tls_is_given_the_tls_port_and_fingerprint_sipd_reports() {
+    let seen: Seen = Arc::default();
+    let (t, _pool) = T::start(Some(seen)).await;
+    let admin = t.admin().await;
+    let (s, dev, _) = t
+        .call(
+            "POST",
+            "/api/devices",
+            &admin,
+            Some(
+                json!({"name": "Desk", "username": "tls1", "transport": "tls", "srtp": "required"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{dev}");
+    assert_eq!(dev["port"], TLS_PORT, "{dev}");
+    assert_eq!(dev["tls_sha256"], TLS_SHA256, "{dev}");
+    let uri = dev["sip_uri"].as_str().unwrap();
+    assert!(
+        uri.ends_with(&format!(":{TLS_PORT};transport=tls")),
+        "{uri}"
+    );
+    // A UDP device keeps the SIP port and has no fingerprint.
+    let (s, dev, _) = t
+        .call(
+            "POST",
+            "/api/devices",
+            &admin,
+            Some(json!({"name": "Plain", "username": "udp1"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{dev}");
+    assert_eq!(dev["port"], 5060);
+    assert!(dev.get("tls_sha256").is_none(), "{dev}");
 }

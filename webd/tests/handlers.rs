@@ -543,6 +543,235 @@ async fn a_devices_unsolicited_message_waiting_switch_is_off_by_default_and_kept
 }
 
 #[tokio::test]
+async fn a_devices_transport_and_srtp_default_to_udp_and_optional() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let r = t
+        .call(
+            "POST",
+            "/api/devices",
+            &admin,
+            Some(json!({"name": "Desk"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let id = r.json()["id"].as_i64().unwrap();
+    let d = t.get(&format!("/api/devices/{id}"), &admin).await.json();
+    assert_eq!(
+        (&d["transport"], &d["srtp"]),
+        (&json!("udp"), &json!("optional")),
+        "{d}"
+    );
+    let (transport, srtp): (String, String) =
+        sqlx::query_as("SELECT transport, srtp FROM devices WHERE id = ?")
+            .bind(id)
+            .fetch_one(&t.st.pool)
+            .await
+            .unwrap();
+    assert_eq!((transport.as_str(), srtp.as_str()), ("udp", "optional"));
+}
+
+#[tokio::test]
+async fn a_device_set_to_tls_with_srtp_required_keeps_both_and_its_qr_names_the_tls_port() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let r = t
+        .call(
+            "POST",
+            "/api/devices",
+            &admin,
+            Some(json!({"name": "Secure", "username": "secure1", "transport": "tls", "srtp": "required"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let d = r.json();
+    let pw = d["password"].as_str().unwrap().to_owned();
+    // sipd is down here: the phone is given the default SIP-over-TLS port.
+    assert_eq!(d["port"], 5061, "{d}");
+    let uri = d["sip_uri"].as_str().unwrap();
+    assert!(uri.starts_with(&format!("sip:secure1:{pw}@")), "{uri}");
+    assert!(uri.ends_with(":5061;transport=tls"), "{uri}");
+    let id = d["id"].as_i64().unwrap();
+    let path = format!("/api/devices/{id}");
+    let got = t.get(&path, &admin).await.json();
+    assert_eq!(
+        (&got["transport"], &got["srtp"]),
+        (&json!("tls"), &json!("required")),
+        "{got}"
+    );
+    let listed = t.get("/api/devices", &admin).await.json();
+    let row = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == id)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&row["transport"], &row["srtp"]),
+        (&json!("tls"), &json!("required"))
+    );
+    // An edit that does not name them keeps them.
+    let r = t
+        .call("PUT", &path, &admin, Some(json!({"name": "Secure desk"})))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(
+        (&r.json()["transport"], &r.json()["srtp"]),
+        (&json!("tls"), &json!("required"))
+    );
+    // The QR image carries the same URI (only its bytes can be checked here).
+    let png = t.get(&format!("{path}/qr"), &admin).await;
+    assert_eq!(png.status, StatusCode::OK);
+    // A new password: the answer's URI names TLS again.
+    let r = t
+        .call(
+            "PUT",
+            &path,
+            &admin,
+            Some(json!({"regenerate_password": true})),
+        )
+        .await;
+    assert!(
+        r.json()["sip_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with(":5061;transport=tls"),
+        "{}",
+        r.json()
+    );
+    // Back to UDP with SRTP off: the URI and port follow.
+    let r = t
+        .call(
+            "PUT",
+            &path,
+            &admin,
+            Some(json!({"transport": "udp", "srtp": "off", "regenerate_password": true})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(
+        (&r.json()["transport"], &r.json()["srtp"]),
+        (&json!("udp"), &json!("off"))
+    );
+    assert_eq!(r.json()["port"], 5060);
+    assert!(
+        r.json()["sip_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with(":5060;transport=udp")
+    );
+}
+
+#[tokio::test]
+async fn unknown_transports_and_srtp_modes_and_srtp_required_without_tls_are_refused() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let post = |body: Value| {
+        let (t, admin) = (&t, admin.clone());
+        async move { t.call("POST", "/api/devices", &admin, Some(body)).await }
+    };
+    let r = post(json!({"name": "X", "transport": "carrier-pigeon"})).await;
+    assert_eq!(
+        (r.status.as_u16(), code(&r)),
+        (422, "VALIDATION_ERROR".into()),
+        "{}",
+        r.json()
+    );
+    assert_eq!(fields(&r), ["transport"], "{}", r.json());
+    assert_eq!(
+        r.json()["error"]["details"][0]["message"],
+        "unknown variant `carrier-pigeon`, expected one of `udp`, `tcp`, `tls`"
+    );
+    let r = post(json!({"name": "X", "srtp": "sometimes"})).await;
+    assert_eq!(r.status, 422, "{}", r.json());
+    assert_eq!(fields(&r), ["srtp"], "{}", r.json());
+    for transport in [json!("udp"), json!("tcp"), Value::Null] {
+        let mut body = json!({"name": "X", "srtp": "required"});
+        if !transport.is_null() {
+            body["transport"] = transport.clone();
+        }
+        let r = post(body).await;
+        assert_eq!(r.status, 422, "{transport}: {}", r.json());
+        assert_eq!(fields(&r), ["srtp"], "{}", r.json());
+        let msg = r.json()["error"]["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(msg.contains("only sent over TLS"), "{msg}");
+    }
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices")
+        .fetch_one(&t.st.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "nothing refused was stored");
+
+    // An update is checked against the device as it would be after it.
+    let r = post(json!({"name": "Desk", "transport": "tls", "srtp": "required"})).await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let path = format!("/api/devices/{}", r.json()["id"]);
+    let r = t
+        .call("PUT", &path, &admin, Some(json!({"transport": "udp"})))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.json());
+    assert_eq!(fields(&r), ["srtp"]);
+    let r = t
+        .call("PUT", &path, &admin, Some(json!({"transport": "sctp"})))
+        .await;
+    assert_eq!(fields(&r), ["transport"], "{}", r.json());
+    let d = t.get(&path, &admin).await.json();
+    assert_eq!(
+        (&d["transport"], &d["srtp"]),
+        (&json!("tls"), &json!("required")),
+        "unchanged"
+    );
+    // Both at once is fine.
+    let r = t
+        .call(
+            "PUT",
+            &path,
+            &admin,
+            Some(json!({"transport": "tcp", "srtp": "optional"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+}
+
+#[tokio::test]
+async fn a_user_cannot_change_their_devices_transport_or_srtp() {
+    let t = start().await;
+    let admin = t.admin().await;
+    let (uid, user) = t.user(&admin, "u@example.org").await;
+    let r = t
+        .call(
+            "POST",
+            "/api/devices",
+            &admin,
+            Some(json!({"name": "Mine", "user_id": uid, "transport": "tls", "srtp": "required"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let path = format!("/api/devices/{}", r.json()["id"]);
+    for body in [
+        json!({"srtp": "off"}),
+        json!({"transport": "tcp", "srtp": "optional"}),
+    ] {
+        let r = t.call("PUT", &path, &user, Some(body.clone())).await;
+        assert_eq!(r.status, 403, "{body}: {}", r.json());
+    }
+    // Sent back unchanged with their own change, it is accepted.
+    let r = t
+        .call(
+            "PUT",
+            &path,
+            &user,
+            Some(json!({"name": "My phone", "transport": "tls", "srtp": "required"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+}
+
+#[tokio::test]
 async fn devices_get_ha1_credentials_shown_once_and_a_qr_code() {
     let t = start().await;
     let admin = t.admin().await;

@@ -102,3 +102,40 @@ async fn only_that_phone_gets_its_file_and_mac_guessing_is_cut_off() {
         .await;
     assert_eq!(r.status, 204);
 }
+
+#[tokio::test]
+async fn a_phone_set_to_tls_is_sent_the_tls_port() {
+    let t = common::start_with(&[]).await;
+    let a = admin(&t).await;
+    let r = t
+        .send(
+            "POST",
+            "/api/devices",
+            &a,
+            Some(
+                json!({"name": "Desk", "username": "desk9", "device_type": "grandstream",
+                        "transport": "tls", "srtp": "required"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_i64().unwrap();
+    let r = t
+        .send(
+            "PUT",
+            &format!("/api/devices/{id}/provisioning"),
+            &a,
+            Some(json!({"mac": "C0:74:AD:12:34:57", "family": "grandstream"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (s, xml) = fetch(
+        &t,
+        "cfgc074ad123457.xml",
+        "Grandstream Model HW GXP2170 SW 1.0.11.3 DevId c074ad123457",
+    )
+    .await;
+    assert_eq!(s, 200, "{xml}");
+    // sipd is down here: the default SIP-over-TLS port.
+    assert!(xml.contains(":5061</P47>"), "{xml}");
+}

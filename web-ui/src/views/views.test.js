@@ -180,6 +180,16 @@ describe('CallsView', () => {
     expect(rows[0].find('[data-recording-expired]').text()).toBe('Recording expired')
     expect(rows[1].find('[data-recording-expired]').exists()).toBe(false)
   })
+  it('shows a lock only on calls encrypted on every leg', async () => {
+    mockApi({ 'GET /api/cdrs': { items: [
+      { id: 1, direction: 'internal', from_number: '101', to_number: '102', started_at: '2026-01-01T10:00:00Z', duration: 9, disposition: 'answered', encrypted: true },
+      { id: 2, direction: 'internal', from_number: '103', to_number: '101', started_at: '2026-01-01T09:00:00Z', duration: 9, disposition: 'answered', encrypted: false },
+    ], total: 2 } })
+    const { w } = await mountView(CallsView)
+    const rows = w.findAll('tbody tr')
+    expect(rows[0].find('[data-encrypted]').attributes('aria-label')).toBe('Encrypted')
+    expect(rows[1].find('[data-encrypted]').exists()).toBe(false)
+  })
   it('says so when no call matches', async () => {
     mockApi({ 'GET /api/cdrs': { items: [], total: 0 } })
     const { w } = await mountView(CallsView)

@@ -47,11 +47,13 @@ pub struct Cdr {
     /// The call was recorded, but the recording passed
     /// `recording.retention_days` and was deleted.
     pub recording_expired: bool,
+    /// Every leg of the call was SIP over TLS with SRTP.
+    pub encrypted: bool,
 }
 
 const COLS: &str = "id, call_sid, direction, from_number, to_number, did_id, device_id, user_id, \
     started_at, answered_at, ended_at, duration, disposition, spam_score, stir_verstat, rule_name, \
-    reason, recording_url, recording_expired_at IS NOT NULL AS recording_expired";
+    reason, recording_url, recording_expired_at IS NOT NULL AS recording_expired, encrypted";
 const SORTS: &[(&str, &str)] = &[
     ("started_at", "started_at"),
     ("duration", "duration"),
@@ -159,7 +161,8 @@ const JSON_ITEM: &str = "json_object('id', r.id, 'call_sid', r.call_sid, 'direct
     'disposition', r.disposition, 'spam_score', r.spam_score, 'stir_verstat', r.stir_verstat, \
     'rule_name', r.rule_name, 'reason', r.reason, 'recording_url', \
     CASE WHEN r.recording_url <> '' THEN '/api/cdrs/' || r.id || '/recording' END, \
-    'recording_expired', json(CASE WHEN r.recording_expired THEN 'true' ELSE 'false' END))";
+    'recording_expired', json(CASE WHEN r.recording_expired THEN 'true' ELSE 'false' END), \
+    'encrypted', json(CASE WHEN r.encrypted THEN 'true' ELSE 'false' END))";
 
 #[utoipa::path(get, path = "/api/cdrs", tag = "cdrs", operation_id = "cdrs_list", params(PageParams, CursorParams, CdrFilter),
     responses((status = 200, body = CursorPage<Cdr>), (status = 422, body = ErrorBody)))]

@@ -4,6 +4,9 @@
 //! recording, new password) and get 404 for the others.
 //! Every change is pushed to sipd (gRPC `ReloadDevices`) before the answer,
 //! so a phone can register the moment its device exists.
+//! A device's `transport` and `srtp` say how its phone is set up (the QR and
+//! the credentials carry them) and what sipd demands of its calls; only
+//! admins change them.
 
 use axum::Json;
 use axum::extract::State;
@@ -39,6 +42,10 @@ pub struct Device {
     /// waiting on the phone.
     #[serde(default)]
     pub busy_in_call: bool,
+    /// How the phone is set up to reach GoSIP.
+    pub transport: Transport,
+    /// Whether its calls must, may or never use SRTP.
+    pub srtp: Srtp,
     pub caller_id_did_id: Option<i64>,
     pub realm: String,
     pub created_at: String,
@@ -63,7 +70,7 @@ pub struct Registration {
 }
 
 const COLS: &str = "id, user_id, name, username, extension, device_type, recording_enabled, mwi_unsolicited, busy_in_call, \
-                    caller_id_did_id, realm, created_at";
+                    transport, srtp, caller_id_did_id, realm, created_at";
 const SORTS: &[(&str, &str)] = &[
     ("created_at", "created_at"),
     ("name", "name"),
@@ -71,6 +78,48 @@ const SORTS: &[(&str, &str)] = &[
     ("extension", "extension"),
 ];
 pub const DEVICE_TYPES: &[&str] = &["grandstream", "softphone", "webrtc"];
+
+/// How a phone is set up to reach GoSIP (`devices.transport`): UDP or TCP
+/// on the SIP port, TLS on the SIP-over-TLS port. sipd refuses a phone set
+/// to TLS that signals in clear.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// The URI `transport` parameter (RFC 3261 section 19.1.1).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+        }
+    }
+}
+
+/// A device's SRTP policy (`devices.srtp`), as sipd applies it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(rename_all = "lowercase")]
+pub enum Srtp {
+    /// Every call is SRTP; needs transport TLS.
+    Required,
+    /// SRTP when the phone offers or accepts it over TLS, else plain RTP.
+    #[default]
+    Optional,
+    /// Plain RTP only.
+    Off,
+}
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -187,6 +236,10 @@ pub struct NewDevice {
     pub mwi_unsolicited: Option<bool>,
     /// Busy when in a call (no call waiting); default off.
     pub busy_in_call: Option<bool>,
+    /// Default `udp`.
+    pub transport: Option<Transport>,
+    /// Default `optional`; `required` needs transport `tls`.
+    pub srtp: Option<Srtp>,
     /// Owner: absent = the caller, `null` = nobody.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, nullable)]
@@ -202,14 +255,19 @@ pub struct DeviceWithSecret {
     pub device: Device,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-    /// `sip:user:password@host:port;transport=udp`, the QR payload.
+    /// `sip:user:password@host:port;transport=udp|tcp|tls`, the QR payload.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sip_uri: Option<String>,
     /// SIP server host and port to enter in a phone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// The SIP port for UDP and TCP, the SIP-over-TLS port for TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// For transport TLS: SHA-256 of sipd's certificate (`AB:CD:...`), for
+    /// a phone that asks to trust or pin it; absent when sipd did not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_sha256: Option<String>,
 }
 
 fn check_username(c: &mut Check, u: &str) {
@@ -225,6 +283,17 @@ fn check_username(c: &mut Check, u: &str) {
 fn check_extension(c: &mut Check, e: &str) {
     if !(2..=6).contains(&e.len()) || !e.bytes().all(|b| b.is_ascii_digit()) {
         c.fail("extension", "must be 2 to 6 digits");
+    }
+}
+
+/// SDES puts the SRTP keys in the SDP (RFC 4568 section 8), which only
+/// TLS keeps secret: sipd never sends them over a hop in clear.
+fn check_encryption(c: &mut Check, transport: Transport, srtp: Srtp) {
+    if srtp == Srtp::Required && transport != Transport::Tls {
+        c.fail(
+            "srtp",
+            "can be required only with transport tls: SRTP keys are only sent over TLS, so the phone must use TLS",
+        );
     }
 }
 
@@ -257,6 +326,8 @@ pub async fn create(
             )
         });
     let device_type = b.device_type.unwrap_or_else(|| "softphone".into());
+    let transport = b.transport.unwrap_or_default();
+    let srtp = b.srtp.unwrap_or_default();
     let extension = b
         .extension
         .map(|e| e.trim().to_owned())
@@ -265,6 +336,7 @@ pub async fn create(
     c.len("name", b.name.trim(), 1, 100);
     check_username(&mut c, &username);
     c.one_of("device_type", &device_type, DEVICE_TYPES);
+    check_encryption(&mut c, transport, srtp);
     if let Some(e) = &extension {
         check_extension(&mut c, e);
     }
@@ -284,8 +356,8 @@ pub async fn create(
     let (md5, sha) = qr::ha1(&username, &realm, &password);
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO devices (user_id, name, username, password_hash, ha1_sha256, realm, extension, \
-         device_type, recording_enabled, mwi_unsolicited, busy_in_call, caller_id_did_id, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         device_type, recording_enabled, mwi_unsolicited, busy_in_call, transport, srtp, caller_id_did_id, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(owner)
     .bind(b.name.trim())
@@ -298,6 +370,8 @@ pub async fn create(
     .bind(b.recording_enabled.unwrap_or(false))
     .bind(b.mwi_unsolicited.unwrap_or(false))
     .bind(b.busy_in_call.unwrap_or(false))
+    .bind(transport)
+    .bind(srtp)
     .bind(b.caller_id_did_id)
     .bind(proto::time::now())
     .fetch_one(&st.pool)
@@ -307,7 +381,7 @@ pub async fn create(
     let device = load(&st, &caller, id).await?;
     Ok((
         StatusCode::CREATED,
-        Json(with_secret(&st, &headers, device, password)),
+        Json(with_secret(&st, &headers, device, password).await),
     ))
 }
 
@@ -361,7 +435,7 @@ pub async fn exists(st: &AppState, table: &str, id: i64, field: &str) -> ApiResu
     Ok(())
 }
 
-fn with_secret(
+async fn with_secret(
     st: &AppState,
     headers: &HeaderMap,
     device: Device,
@@ -373,13 +447,29 @@ fn with_secret(
         .unwrap_or_else(|e| e.into_inner())
         .insert(device.id, (password.clone(), Instant::now()));
     let host = sip_host(st, headers);
-    let port = st.cfg.sip_port;
+    let (port, tls_sha256) = sip_port(st, device.transport).await;
     DeviceWithSecret {
-        sip_uri: Some(qr::sip_uri(&device.username, &password, &host, port)),
+        sip_uri: Some(qr::sip_uri(
+            &device.username,
+            &password,
+            &host,
+            port,
+            device.transport,
+        )),
         server: Some(host),
         port: Some(port),
+        tls_sha256,
         password: Some(password),
         device,
+    }
+}
+
+/// The port a phone set to `transport` uses, and for TLS the certificate
+/// fingerprint sipd reports (asked of sipd, whose TLS port is its own).
+pub async fn sip_port(st: &AppState, transport: Transport) -> (u16, Option<String>) {
+    match transport {
+        Transport::Udp | Transport::Tcp => (st.cfg.sip_port, None),
+        Transport::Tls => super::sip_tls::for_phone(st).await,
     }
 }
 
@@ -434,6 +524,11 @@ pub struct DeviceUpdate {
     /// Busy when in a call (no call waiting).
     pub busy_in_call: Option<bool>,
     /// Admins only.
+    pub transport: Option<Transport>,
+    /// Admins only; `required` needs transport `tls` (as it is after this
+    /// change).
+    pub srtp: Option<Srtp>,
+    /// Admins only.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, nullable)]
     pub user_id: Option<Option<i64>>,
@@ -465,9 +560,15 @@ pub async fn update(
     };
     let owner = b.user_id.unwrap_or(cur.user_id);
     let did = b.caller_id_did_id.unwrap_or(cur.caller_id_did_id);
+    let transport = b.transport.unwrap_or(cur.transport);
+    let srtp = b.srtp.unwrap_or(cur.srtp);
     // A user's form may send the admin-only fields back unchanged.
     if !caller.is_admin()
-        && (owner != cur.user_id || did != cur.caller_id_did_id || extension != cur.extension)
+        && (owner != cur.user_id
+            || did != cur.caller_id_did_id
+            || extension != cur.extension
+            || transport != cur.transport
+            || srtp != cur.srtp)
     {
         return Err(ApiError::Forbidden);
     }
@@ -479,6 +580,7 @@ pub async fn update(
     let mut c = Check::new();
     c.len("name", &name, 1, 100);
     c.one_of("device_type", &device_type, DEVICE_TYPES);
+    check_encryption(&mut c, transport, srtp);
     if let Some(e) = &extension {
         check_extension(&mut c, e);
     }
@@ -500,7 +602,8 @@ pub async fn update(
     let mut tx = st.pool.begin().await?;
     sqlx::query(
         "UPDATE devices SET name = ?, extension = ?, device_type = ?, recording_enabled = ?, \
-         mwi_unsolicited = ?, busy_in_call = ?, user_id = ?, caller_id_did_id = ? WHERE id = ?",
+         mwi_unsolicited = ?, busy_in_call = ?, transport = ?, srtp = ?, user_id = ?, caller_id_did_id = ? \
+         WHERE id = ?",
     )
     .bind(&name)
     .bind(&extension)
@@ -508,6 +611,8 @@ pub async fn update(
     .bind(b.recording_enabled.unwrap_or(cur.recording_enabled))
     .bind(b.mwi_unsolicited.unwrap_or(cur.mwi_unsolicited))
     .bind(b.busy_in_call.unwrap_or(cur.busy_in_call))
+    .bind(transport)
+    .bind(srtp)
     .bind(owner)
     .bind(did)
     .bind(id)
@@ -529,13 +634,14 @@ pub async fn update(
     reload_sipd(&st).await;
     let device = load(&st, &caller, id).await?;
     Ok(Json(match new_password {
-        Some(p) => with_secret(&st, &headers, device, p),
+        Some(p) => with_secret(&st, &headers, device, p).await,
         None => DeviceWithSecret {
             device,
             password: None,
             sip_uri: None,
             server: None,
             port: None,
+            tls_sha256: None,
         },
     }))
 }
@@ -603,11 +709,13 @@ pub async fn qr_code(
                 .into(),
         ));
     };
+    let (port, _) = sip_port(&st, device.transport).await;
     let payload = qr::sip_uri(
         &device.username,
         &password,
         &sip_host(&st, &headers),
-        st.cfg.sip_port,
+        port,
+        device.transport,
     );
     let cache = (header::CACHE_CONTROL, "no-store");
     Ok(if format == "svg" {

@@ -292,6 +292,7 @@ struct Fetch {
     extension: Option<String>,
     name: String,
     owner: String,
+    transport: super::devices::Transport,
 }
 
 async fn serve_inner(
@@ -322,7 +323,8 @@ async fn serve_inner(
         return Ok(None);
     }
     let found: Option<Fetch> = sqlx::query_as(
-        "SELECT p.device_id, p.family, p.sip_password, d.username, d.extension, d.name, COALESCE(u.name, '') AS owner \
+        "SELECT p.device_id, p.family, p.sip_password, d.username, d.extension, d.name, COALESCE(u.name, '') AS owner, \
+         d.transport \
          FROM provisioning p JOIN devices d ON d.id = p.device_id LEFT JOIN users u ON u.id = d.user_id \
          WHERE p.mac = ?",
     )
@@ -337,6 +339,7 @@ async fn serve_inner(
         extension,
         name,
         owner,
+        transport,
     }) = found
     else {
         return Ok(None);
@@ -349,11 +352,12 @@ async fn serve_inner(
         .bind(device_id)
         .execute(&st.pool)
         .await?;
+    let (port, _) = super::devices::sip_port(st, transport).await;
     let settings = st.settings.get();
     let phone = PhoneConfig {
         mac: &mac,
         server: &super::devices::sip_host(st, headers),
-        port: st.cfg.sip_port,
+        port,
         username: &username,
         password: &password,
         label: extension.as_deref().unwrap_or(&name),
@@ -367,6 +371,11 @@ async fn serve_inner(
 }
 
 /// What goes into a phone's file.
+///
+/// The port is the SIP-over-TLS one for a device set to TLS. The files do
+/// not set the transport or the SRTP mode: no reference for those keys of
+/// either family is at hand, so the setup panel tells the admin to set them
+/// on the phone.
 pub struct PhoneConfig<'a> {
     pub mac: &'a str,
     pub server: &'a str,

@@ -29,8 +29,19 @@ pub struct SipTls {
 #[utoipa::path(get, path = "/api/system/sip-tls", tag = "system", operation_id = "system_sip_tls",
     responses((status = 200, body = SipTls), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn get(State(st): State<AppState>, _a: Admin) -> ApiResult<Json<SipTls>> {
+    let r = ask(&st).await?;
+    Ok(Json(SipTls {
+        port: u16::try_from(r.port).unwrap_or_default(),
+        sha256: r.sha256,
+        certificate_path: r.certificate_path,
+        self_signed: r.self_signed,
+    }))
+}
+
+/// Asks sipd (for at most 2 s) what it serves on its TLS port.
+pub async fn ask(st: &AppState) -> ApiResult<proto::pb::sipd::TlsInfoReply> {
     let mut c = proto::pb::sipd::sipd_client::SipdClient::new(st.peers.sipd.clone());
-    let r = tokio::time::timeout(
+    Ok(tokio::time::timeout(
         std::time::Duration::from_secs(2),
         c.tls_info(proto::pb::sipd::TlsInfoRequest {}),
     )
@@ -39,11 +50,22 @@ pub async fn get(State(st): State<AppState>, _a: Admin) -> ApiResult<Json<SipTls
         ApiError::Unavailable("sipd is not reachable right now; try again shortly".into())
     })?
     .map_err(|s| peer_error("sipd", s))?
-    .into_inner();
-    Ok(Json(SipTls {
-        port: u16::try_from(r.port).unwrap_or_default(),
-        sha256: r.sha256,
-        certificate_path: r.certificate_path,
-        self_signed: r.self_signed,
-    }))
+    .into_inner())
+}
+
+/// The TLS port and certificate fingerprint to give a phone set to TLS:
+/// sipd's answer, else the default SIP-over-TLS port (RFC 3261 section
+/// 26.2) and no fingerprint, so a phone can still be set up while sipd is
+/// down.
+pub async fn for_phone(st: &AppState) -> (u16, Option<String>) {
+    match ask(st).await {
+        Ok(r) => match u16::try_from(r.port) {
+            Ok(p) if p != 0 => (p, Some(r.sha256).filter(|s| !s.is_empty())),
+            _ => (proto::defaults::SIPS_PORT, None),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "sipd did not say its TLS port; phones are given the default");
+            (proto::defaults::SIPS_PORT, None)
+        }
+    }
 }

@@ -36,13 +36,32 @@ fn json_rejection(e: JsonRejection) -> ApiError {
                 _ => ("body".to_owned(), detail.to_owned()),
             };
             let field = if field == "." { "body".into() } else { field };
-            ApiError::Validation(vec![fe(&field, msg)])
+            ApiError::Validation(vec![fe(&field, without_position(&msg))])
         }
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::Validation(vec![fe("body", "send Content-Type: application/json")])
         }
         other => ApiError::Validation(vec![fe("body", other.body_text())]),
     }
+}
+
+/// serde_json's message without its " at line 1 column 40": the field is
+/// named already, and a form's user has no lines or columns.
+fn without_position(msg: &str) -> &str {
+    match msg.rsplit_once(" at line ") {
+        Some((m, pos))
+            if pos
+                .split_once(" column ")
+                .is_some_and(|(l, c)| is_number(l) && is_number(c)) =>
+        {
+            m
+        }
+        _ => msg,
+    }
+}
+
+fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Query string whose rejections become the spec's error JSON.
@@ -97,4 +116,24 @@ where
     D: serde::Deserializer<'de>,
 {
     <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_positions_are_left_out_of_field_messages() {
+        assert_eq!(
+            without_position(
+                "unknown variant `x`, expected one of `udp`, `tcp` at line 1 column 40"
+            ),
+            "unknown variant `x`, expected one of `udp`, `tcp`"
+        );
+        assert_eq!(without_position("no line here"), "no line here");
+        assert_eq!(
+            without_position("said at line two column three"),
+            "said at line two column three"
+        );
+    }
 }

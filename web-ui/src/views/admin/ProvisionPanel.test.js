@@ -33,6 +33,16 @@ describe('ProvisionPanel', () => {
     expect(w.text()).toContain('Config Server Path')
     expect(w.find('[data-provision-status]').text()).toContain('Waiting for the phone')
   })
+  it('tells the admin to set TLS and SRTP on a phone set to TLS, which its file does not do', async () => {
+    mockApi({ 'GET /api/devices/7/provisioning': state })
+    const w = mount(ProvisionPanel, { props: { device: { ...device, transport: 'tls', srtp: 'required' } } })
+    await flushPromises()
+    expect(w.find('[data-provision-tls]').text()).toContain('set SIP Transport to TLS')
+    expect(w.find('[data-provision-tls]').text()).toContain('SRTP Mode: Enabled and Forced')
+    const plain = mount(ProvisionPanel, { props: { device } })
+    await flushPromises()
+    expect(plain.find('[data-provision-tls]').exists()).toBe(false)
+  })
   it('says when the phone fetched its settings and when it registered', async () => {
     mockApi({ 'GET /api/devices/7/provisioning': { ...state, family: 'yealink', file: 'c074ad123456.cfg', fetched_at: '2026-12-03T10:00:00Z', done: true } })
     const w = mount(ProvisionPanel, { props: { device } })

@@ -102,4 +102,45 @@ describe('DevicesView', () => {
     await w.findAll('button').find((b) => b.text() === 'I have saved them').trigger('click')
     expect(w.find('[data-credentials]').exists()).toBe(false)
   })
+  it('sends the transport and SRTP chosen in the form, shows the server refusing them beside SRTP, and marks TLS devices', async () => {
+    let n = 0
+    const { calls } = mockApi({
+      'GET /api/devices': { items: [
+        { id: 3, name: 'Desk', username: 'u3', device_type: 'grandstream', transport: 'tls', srtp: 'required', registrations: [] },
+        { id: 5, name: 'Plain', username: 'u5', device_type: 'softphone', transport: 'udp', srtp: 'optional', registrations: [] },
+      ], total: 2 },
+      'GET /api/users': { items: [], total: 0 },
+      'POST /api/devices': ({ body }) => (++n === 1
+        ? apiError(422, 'VALIDATION_ERROR', 'Some fields are invalid', [{ field: 'srtp', message: 'can be required only with transport tls: SRTP keys are only sent over TLS, so the phone must use TLS' }])
+        : { id: 6, name: body.name, username: 'sec6', device_type: 'softphone', transport: body.transport, srtp: body.srtp, password: 'S3cret-Generated', server: 'pbx.local', port: 5061, tls_sha256: 'AB:CD:EF', sip_uri: 'sip:sec6:S3cret-Generated@pbx.local:5061;transport=tls' }),
+    })
+    const w = mount(DevicesView, { global: { stubs: { RouterLink: true } } })
+    await flushPromises()
+    expect(w.find('[data-device="u3"] [data-secure]').text()).toContain('TLS + SRTP')
+    expect(w.find('[data-device="u5"] [data-secure]').exists()).toBe(false)
+    expect(w.find('#f-dev-transport').element.value).toBe('udp')
+    expect(w.find('#f-dev-srtp').element.value).toBe('optional')
+    expect(w.find('#f-dev-srtp-hint').text()).toContain('needs Transport TLS')
+    await w.find('#f-dev-name').setValue('Secure')
+    await w.find('#f-dev-srtp').setValue('required')
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    expect(w.find('#f-dev-srtp-err').text()).toContain('only sent over TLS')
+    expect(w.find('#f-dev-srtp').attributes('aria-describedby')).toContain('f-dev-srtp-err')
+    await w.find('#f-dev-transport').setValue('tls')
+    await w.find('form').trigger('submit')
+    await flushPromises()
+    const posts = calls.filter((c) => c.method === 'POST')
+    expect(posts.map((c) => [c.body.transport, c.body.srtp])).toEqual([['udp', 'required'], ['tls', 'required']])
+    expect(w.find('[data-cred-server]').text()).toBe('pbx.local:5061')
+    expect(w.find('[data-cred-transport]').text()).toBe('TLS')
+    const guide = w.find('[data-setup-guide]').text()
+    expect(guide).toContain('Transport:TLS')
+    expect(guide).toContain('SHA-256:AB:CD:EF')
+    expect(guide).toContain('set SRTP (media encryption) to mandatory')
+    // Editing loads them back into the form.
+    await w.find('button[aria-label="Edit Desk"]').trigger('click')
+    expect(w.find('#f-dev-transport').element.value).toBe('tls')
+    expect(w.find('#f-dev-srtp').element.value).toBe('required')
+  })
 })

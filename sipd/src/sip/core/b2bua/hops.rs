@@ -180,8 +180,9 @@ impl Core {
         })
     }
 
-    /// Whether every leg `call` has (side A, and side B once a phone
-    /// answered) speaks SRTP, whose keys only ever travel over TLS.
+    /// Whether every leg `call` had (side A, and each phone that answered
+    /// on side B; sipd itself when it answered) spoke SRTP, whose keys
+    /// only ever travel over TLS.
     pub(super) fn encrypted(&self, call: &Call) -> bool {
         let keyed = |dialog: &String| {
             self.calls
@@ -189,14 +190,17 @@ impl Core {
                 .get(dialog)
                 .is_some_and(|h| h.hop.keys().is_some())
         };
-        let a = match dialog_branch(call, Side::A) {
-            Some(i) => &call.branches[i].call_id,
-            None if call.originate => return false,
-            None => &call.id,
-        };
-        let b = dialog_branch(call, Side::B).map(|i| &call.branches[i].call_id);
+        if call.originate || (call.a_branch.is_none() && !keyed(&call.id)) {
+            return false;
+        }
+        let answered: Vec<&Branch> = call
+            .branches
+            .iter()
+            // A dialog (a To tag) that never failed: it was answered.
+            .filter(|b| !b.to_tag.is_empty() && b.status == 0)
+            .collect();
         let answered_by_sipd = call.voicemail.is_some() || call.listen.is_some();
-        keyed(a) && b.map_or(answered_by_sipd, keyed)
+        (answered_by_sipd || !answered.is_empty()) && answered.iter().all(|b| keyed(&b.call_id))
     }
 
     /// Forgets the SDES state of the dialogs of an ended call that no

@@ -179,6 +179,15 @@ impl Core {
                 "399 gosip \"an SDP offer is needed to join a call\"",
             ));
         };
+        // The joining phone's own dialog gets its own SRTP keys.
+        let dialog = raw.get("call-id").unwrap_or_default().to_string();
+        let policy = self.srtp_policy(device_id);
+        self.open_hop(&dialog, &peer, policy);
+        if let Some(why) = self.hop_refuses(&dialog, &offer) {
+            self.calls.hops.remove(&dialog);
+            return Err(Reply::new(488, "Not Acceptable Here")
+                .with("Warning", format!("302 gosip \"{why}\"")));
+        }
         let call = self
             .calls
             .calls
@@ -231,6 +240,8 @@ impl Core {
         call.branches.push(joined);
         call.b_media = offer.clone();
         call.b_sent = answer;
+        let n = call.branches.len();
+        self.hop_in(&peer, raw);
         if let Some(m) = sdp::leg_media(&offer).map(|m| m.signalled_from(peer.addr.ip())) {
             self.events.push_back(Event::MediaUpdate {
                 call_id: call_id.to_string(),
@@ -241,7 +252,7 @@ impl Core {
                 established: Some(true),
             });
         }
-        Ok((call.branches.len() - 1, codec))
+        Ok((n - 1, codec))
     }
 
     /// A ringing call picked up on branch `i`: the phones still ringing
