@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# mediad under load: 50, 100 and 200 simultaneous relayed calls (20 ms G.711
-# both ways), recording off and on. Prints mediad's CPU (from /proc/<pid>/stat),
-# packet loss and the one-way latency added by the relay.
-# Target: 200 calls, 0.0% loss, under one core. Talks only to 127.0.0.1.
+# mediad under load: simultaneous relayed calls (20 ms G.711 both ways), one
+# line per run, labelled by its mode:
+#   rtp         plain RTP on both legs, 50, 100 and 200 calls
+#   srtp        SDES-SRTP (AES_CM_128_HMAC_SHA1_80) on both legs, 100 and 200
+#               calls: mediad decrypts what each leg sends and encrypts what
+#               it relays to the other; the bench's phones encrypt and
+#               decrypt their side, so a packet counts only if it arrives
+#               and authenticates (srtp_auth_failures, bench+mediad, must
+#               be 0+0)
+#   rtp+record  plain RTP with every call recorded, 50, 100 and 200 calls
+# Prints mediad's CPU (from /proc/<pid>/stat), packet loss and the one-way
+# latency added by the relay. Target: 200 calls, 0.0% loss, under one core,
+# SRTP included. Talks only to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${GOSIP_BIN_DIR:-target/release}
@@ -23,11 +32,15 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 echo "mediad relay, ${SECS} s per run, $(nproc) cores; target: 200 calls, 0.0% loss, under one core"
-for record in off on; do
-  for calls in 50 100 200; do
-    flag=(); [[ $record == on ]] && flag=(--record)
-    "$BIN/mediad-bench" --data-dir "$dir" --grpc "$grpc" --pid "$pid" --calls "$calls" --secs "$SECS" "${flag[@]}"
-  done
+for run in "rtp 50" "rtp 100" "rtp 200" "srtp 100" "srtp 200" \
+  "rtp+record 50" "rtp+record 100" "rtp+record 200"; do
+  read -r mode calls <<<"$run"
+  case $mode in
+    rtp) flag=() ;;
+    srtp) flag=(--srtp) ;;
+    rtp+record) flag=(--record) ;;
+  esac
+  "$BIN/mediad-bench" --data-dir "$dir" --grpc "$grpc" --pid "$pid" --calls "$calls" --secs "$SECS" "${flag[@]}"
 done
 rec=$(find "$dir/recordings" -name '*.wav' | wc -l)
 echo "recordings written: $rec ($(du -sh "$dir/recordings" | cut -f1))"

@@ -2,7 +2,12 @@
 //! through a running mediad, 20 ms G.711 packets both ways, for a measured
 //! window. Prints mediad's CPU (from /proc/<pid>/stat), packet loss and the
 //! one-way latency through the relay next to a direct loopback baseline.
-//! Talks only to 127.0.0.1.
+//! With `--srtp` both legs of every call speak SDES-SRTP
+//! (AES_CM_128_HMAC_SHA1_80): the simulated phones protect what they send
+//! with the key mediad decrypts with and unprotect what they receive with
+//! the key mediad encrypts with, so a packet counts as received only once
+//! it authenticates; the baseline pair protects and unprotects too, so the
+//! added latency is mediad's alone. Talks only to 127.0.0.1.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,8 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use mediad::relay::srtp::{self, MasterKey, SrtpContext, Suite};
 use proto::pb::mediad::mediad_client::MediadClient;
 use proto::pb::mediad::{AllocateRequest, Codec, RecordRequest, ReleaseRequest, UpdateLegRequest};
+use proto::sdes::LegKeys;
 use tokio::net::UdpSocket;
 
 #[derive(Parser)]
@@ -36,7 +43,13 @@ struct Args {
     /// Record every call.
     #[arg(long)]
     record: bool,
+    /// Both legs of every call speak SRTP (AES_CM_128_HMAC_SHA1_80).
+    #[arg(long)]
+    srtp: bool,
 }
+
+/// The suite of `--srtp`, the one phones offer first.
+const SUITE: Suite = Suite::AesCm128HmacSha1_80;
 
 /// /proc/<pid>/stat utime and stime are in USER_HZ, 100 on Linux ABIs.
 const USER_HZ: f64 = 100.0;
@@ -47,6 +60,9 @@ const MEASURED: u8 = 1;
 struct Counters {
     sent: AtomicU64,
     received: AtomicU64,
+    /// SRTP packets that did not unprotect (tag, replay window, header),
+    /// over the whole run, not only the measured window.
+    auth_failed: AtomicU64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,11 +91,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     for i in 0..args.calls {
         call_ids.push(start_call(&mut client, &args, i, &run, &mut tasks).await?);
     }
-    start_baseline(&run, &mut tasks).await?;
+    start_baseline(&args, &run, &mut tasks).await?;
     let window = measure(&args, &run).await?;
     run.stop_send.store(true, Ordering::Relaxed);
     let (mut relay_lat, mut direct_lat) = tasks.finish().await?;
-    let mediad_lost = release(&mut client, call_ids).await?;
+    let mediad = release(&mut client, call_ids, args.srtp).await?;
 
     let cpu = window.cpu_ticks as f64 / USER_HZ / window.elapsed * 100.0;
     let sent = run.relay.sent.load(Ordering::Relaxed);
@@ -91,16 +107,26 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     };
     let (p50, p99) = percentiles(&mut relay_lat);
     let (d50, d99) = percentiles(&mut direct_lat);
+    // Plain RTP cannot fail authentication: a dash, not a reassuring 0.
+    let auth_failed = if args.srtp {
+        let bench = run.relay.auth_failed.load(Ordering::Relaxed)
+            + run.direct.auth_failed.load(Ordering::Relaxed);
+        format!("{bench}+{}", mediad.auth_failed)
+    } else {
+        "-".to_string()
+    };
     println!(
-        "calls={:<3} record={:<3} mediad_cpu={:5.1}% of one core  loss={:.3}% ({} of {} packets; mediad saw {} seq gaps)  \
+        "mode={:<11} calls={:<3} mediad_cpu={:5.1}% of one core  loss={:.3}% ({} of {} packets; mediad saw {} seq gaps)  \
+         srtp_auth_failures(bench+mediad)={}  \
          one-way latency via relay p50={:.3} ms p99={:.3} ms, direct loopback p50={:.3} ms p99={:.3} ms, added p50={:.3} ms p99={:.3} ms",
+        mode(&args),
         args.calls,
-        if args.record { "on" } else { "off" },
         cpu,
         loss,
         sent.saturating_sub(recv),
         sent,
-        mediad_lost,
+        mediad.lost,
+        auth_failed,
         p50,
         p99,
         d50,
@@ -109,6 +135,16 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         p99 - d99,
     );
     Ok(())
+}
+
+/// The label of a run: `rtp`, `rtp+record`, `srtp`, `srtp+record`.
+fn mode(args: &Args) -> String {
+    let media = if args.srtp { "srtp" } else { "rtp" };
+    if args.record {
+        format!("{media}+record")
+    } else {
+        media.to_string()
+    }
 }
 
 /// mediad's gRPC client with the daemons' shared secret.
@@ -171,7 +207,8 @@ impl Tasks {
 }
 
 /// Sets up call `i` in mediad with a local socket per leg (recording it
-/// when asked) and starts its traffic; returns its call id.
+/// when asked, SRTP on both legs when asked) and starts its traffic;
+/// returns its call id.
 async fn start_call(
     client: &mut Client,
     args: &Args,
@@ -189,7 +226,8 @@ async fn start_call(
         .into_inner();
     let a = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
     let b = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
-    for (leg, sock) in [("a", &a), ("b", &b)] {
+    let keys = [new_keys(args.srtp)?, new_keys(args.srtp)?];
+    for ((leg, sock), keys) in [("a", &a), ("b", &b)].into_iter().zip(&keys) {
         client
             .update_leg(UpdateLegRequest {
                 call_id: call_id.clone(),
@@ -203,6 +241,7 @@ async fn start_call(
                 }],
                 signal_ip: sock.local_addr()?.ip().to_string(),
                 established: Some(true),
+                crypto: keys.as_ref().map(|k| proto::sdes::to_pb(Some(k))),
                 ..Default::default()
             })
             .await?;
@@ -219,19 +258,38 @@ async fn start_call(
     }
     let to_a = SocketAddr::from(([127, 0, 0, 1], ports.port_a as u16));
     let to_b = SocketAddr::from(([127, 0, 0, 1], ports.port_b as u16));
+    let [keys_a, keys_b] = keys;
+    let (a_tx, a_rx) = ends(keys_a.as_ref(), End::Phone)?;
+    let (b_tx, b_rx) = ends(keys_b.as_ref(), End::Phone)?;
     let relay = &run.relay;
-    tasks
-        .receivers
-        .push(tokio::spawn(receive(a.clone(), run.epoch, relay.clone())));
-    tasks
-        .receivers
-        .push(tokio::spawn(receive(b.clone(), run.epoch, relay.clone())));
+    tasks.receivers.push(tokio::spawn(receive(
+        a.clone(),
+        a_rx,
+        run.epoch,
+        relay.clone(),
+    )));
+    tasks.receivers.push(tokio::spawn(receive(
+        b.clone(),
+        b_rx,
+        run.epoch,
+        relay.clone(),
+    )));
     // Calls spread their packets over the 20 ms tick rather than bursting.
     let offset = Duration::from_micros((i as u64 * 20_000 / args.calls as u64) % 20_000);
     tasks.senders.push(tokio::spawn(send(
         [
-            (a, to_a, 0x1000 + i as u32),
-            (b, to_b, 0x2000_0000 + i as u32),
+            Stream {
+                sock: a,
+                to: to_a,
+                ssrc: 0x1000 + i as u32,
+                srtp: a_tx,
+            },
+            Stream {
+                sock: b,
+                to: to_b,
+                ssrc: 0x2000_0000 + i as u32,
+                srtp: b_tx,
+            },
         ],
         offset,
         run.epoch,
@@ -242,20 +300,43 @@ async fn start_call(
     Ok(call_id)
 }
 
-/// Baseline: one pair of sockets talking directly, same pacing.
-async fn start_baseline(run: &Run, tasks: &mut Tasks) -> anyhow::Result<()> {
+/// Baseline: one pair of sockets talking directly, same pacing; with
+/// `--srtp` they speak SRTP to each other as a phone and mediad would.
+async fn start_baseline(args: &Args, run: &Run, tasks: &mut Tasks) -> anyhow::Result<()> {
     let da = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
     let db = Arc::new(UdpSocket::bind("127.0.0.1:0").await?);
+    let keys = new_keys(args.srtp)?;
+    let (da_tx, da_rx) = ends(keys.as_ref(), End::Phone)?;
+    let (db_tx, db_rx) = ends(keys.as_ref(), End::Mediad)?;
     let direct = &run.direct;
-    tasks
-        .receivers
-        .push(tokio::spawn(receive(da.clone(), run.epoch, direct.clone())));
-    tasks
-        .receivers
-        .push(tokio::spawn(receive(db.clone(), run.epoch, direct.clone())));
+    tasks.receivers.push(tokio::spawn(receive(
+        da.clone(),
+        da_rx,
+        run.epoch,
+        direct.clone(),
+    )));
+    tasks.receivers.push(tokio::spawn(receive(
+        db.clone(),
+        db_rx,
+        run.epoch,
+        direct.clone(),
+    )));
     let (da_addr, db_addr) = (da.local_addr()?, db.local_addr()?);
     tasks.senders.push(tokio::spawn(send(
-        [(da, db_addr, 7), (db, da_addr, 8)],
+        [
+            Stream {
+                sock: da,
+                to: db_addr,
+                ssrc: 7,
+                srtp: da_tx,
+            },
+            Stream {
+                sock: db,
+                to: da_addr,
+                ssrc: 8,
+                srtp: db_tx,
+            },
+        ],
         Duration::from_millis(3),
         run.epoch,
         run.measuring.clone(),
@@ -263,6 +344,47 @@ async fn start_baseline(run: &Run, tasks: &mut Tasks) -> anyhow::Result<()> {
         direct.clone(),
     )));
     Ok(())
+}
+
+/// Fresh SRTP keys for a leg when `srtp`, else `None` (plain RTP).
+fn new_keys(srtp: bool) -> anyhow::Result<Option<LegKeys>> {
+    if !srtp {
+        return Ok(None);
+    }
+    Ok(Some(LegKeys {
+        suite: SUITE,
+        send: MasterKey::generate()?,
+        recv: MasterKey::generate()?,
+    }))
+}
+
+/// Which end of a leg's SRTP a socket plays.
+#[derive(Clone, Copy)]
+enum End {
+    /// Protects with the key mediad unprotects with (`recv`), unprotects
+    /// with the key mediad protects with (`send`).
+    Phone,
+    /// mediad's own use of the keys (the baseline's far end).
+    Mediad,
+}
+
+/// The `(protect, unprotect)` contexts of `end` of a leg's keys; `None`
+/// for plain RTP.
+fn ends(
+    keys: Option<&LegKeys>,
+    end: End,
+) -> anyhow::Result<(Option<SrtpContext>, Option<SrtpContext>)> {
+    let Some(k) = keys else {
+        return Ok((None, None));
+    };
+    let (tx, rx) = match end {
+        End::Phone => (&k.recv, &k.send),
+        End::Mediad => (&k.send, &k.recv),
+    };
+    Ok((
+        Some(SrtpContext::new(k.suite, tx)?),
+        Some(SrtpContext::new(k.suite, rx)?),
+    ))
 }
 
 /// mediad's CPU use over the measured window.
@@ -290,25 +412,52 @@ async fn measure(args: &Args, run: &Run) -> anyhow::Result<Window> {
     })
 }
 
-/// Releases the calls; returns the sequence gaps mediad counted on them.
-async fn release(client: &mut Client, call_ids: Vec<String>) -> anyhow::Result<u64> {
-    let mut mediad_lost = 0;
+/// What mediad counted on the released calls.
+struct MediadStats {
+    /// Sequence-number gaps on both legs.
+    lost: u64,
+    /// SRTP packets it dropped for failing authentication or replay.
+    auth_failed: u64,
+}
+
+/// Releases the calls and sums what mediad counted on them; with `srtp`,
+/// checks that mediad spoke SRTP on every leg.
+async fn release(
+    client: &mut Client,
+    call_ids: Vec<String>,
+    srtp: bool,
+) -> anyhow::Result<MediadStats> {
+    let mut stats = MediadStats {
+        lost: 0,
+        auth_failed: 0,
+    };
     for id in call_ids {
         let r = client
             .release(ReleaseRequest { call_id: id })
             .await?
             .into_inner();
-        if let Some(s) = r.stats {
-            mediad_lost += s.a.map_or(0, |l| l.lost) + s.b.map_or(0, |l| l.lost);
+        for leg in r.stats.into_iter().flat_map(|s| [s.a, s.b]).flatten() {
+            anyhow::ensure!(leg.srtp == srtp, "mediad's leg srtp={}", leg.srtp);
+            stats.lost += leg.lost;
+            stats.auth_failed += leg.dropped_auth;
         }
     }
-    Ok(mediad_lost)
+    Ok(stats)
+}
+
+/// One simulated phone's outgoing RTP.
+struct Stream {
+    sock: Arc<UdpSocket>,
+    to: SocketAddr,
+    ssrc: u32,
+    /// With SRTP, what protects the stream.
+    srtp: Option<SrtpContext>,
 }
 
 /// Sends one 20 ms packet per stream each tick until told to stop; the
 /// payload carries the send time and whether it is in the measured window.
 async fn send(
-    streams: [(Arc<UdpSocket>, SocketAddr, u32); 2],
+    mut streams: [Stream; 2],
     offset: Duration,
     epoch: Instant,
     measuring: Arc<AtomicBool>,
@@ -317,17 +466,32 @@ async fn send(
 ) {
     tokio::time::sleep(offset).await;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    let mut buf = [0xffu8; PACKET];
+    // Room for the SRTP tag behind the packet.
+    let mut buf = [0xffu8; PACKET + srtp::MAX_OVERHEAD];
     let mut seq: u16 = 0;
     while !stop.load(Ordering::Relaxed) {
         tick.tick().await;
         let measured = measuring.load(Ordering::Relaxed);
-        for (sock, to, ssrc) in &streams {
-            mediad::relay::rtp::write_header(&mut buf, 0, false, seq, u32::from(seq) * 160, *ssrc);
+        for s in &mut streams {
+            mediad::relay::rtp::write_header(&mut buf, 0, false, seq, u32::from(seq) * 160, s.ssrc);
             let sent_ns = epoch.elapsed().as_nanos() as u64;
             buf[12..20].copy_from_slice(&sent_ns.to_be_bytes());
             buf[20] = if measured { MEASURED } else { 0 };
-            if sock.send_to(&buf, *to).await.is_ok() && measured {
+            let len = match &mut s.srtp {
+                None => Ok(PACKET),
+                Some(ctx) => {
+                    // Protecting encrypted the previous payload in place.
+                    buf[21..PACKET].fill(0xff);
+                    ctx.protect_in_place(&mut buf, PACKET)
+                }
+            };
+            // A packet that could not be protected is counted as sent,
+            // so it shows as lost.
+            let ok = match len {
+                Ok(len) => s.sock.send_to(&buf[..len], s.to).await.is_ok(),
+                Err(_) => true,
+            };
+            if ok && measured {
                 counters.sent.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -335,9 +499,15 @@ async fn send(
     }
 }
 
-/// Receives until 500 ms of quiet after the senders stopped; returns the
-/// one-way latencies (microseconds) of measured packets.
-async fn receive(sock: Arc<UdpSocket>, epoch: Instant, counters: Arc<Counters>) -> Vec<u32> {
+/// Receives until 500 ms of quiet after the senders stopped, unprotecting
+/// with `srtp` when given; returns the one-way latencies (microseconds) of
+/// measured packets.
+async fn receive(
+    sock: Arc<UdpSocket>,
+    mut srtp: Option<SrtpContext>,
+    epoch: Instant,
+    counters: Arc<Counters>,
+) -> Vec<u32> {
     let mut lat = Vec::with_capacity(1024);
     let mut buf = [0u8; 2048];
     let mut started = false;
@@ -351,6 +521,16 @@ async fn receive(sock: Arc<UdpSocket>, epoch: Instant, counters: Arc<Counters>) 
             return lat;
         };
         started = true;
+        let n = match &mut srtp {
+            None => n,
+            Some(ctx) => match ctx.unprotect_in_place(&mut buf[..n]) {
+                Ok(len) => len,
+                Err(_) => {
+                    counters.auth_failed.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            },
+        };
         if n != PACKET || buf[20] != MEASURED {
             continue;
         }
