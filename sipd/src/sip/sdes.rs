@@ -207,6 +207,9 @@ impl Hop {
     ) -> Option<Option<LegKeys>> {
         let offer = read(sdp);
         self.their_offer_cseq = Some(cseq);
+        // A new offer gets a new answer, even if sipd's plain SDP is the
+        // same as before.
+        self.sealed.clear();
         let pick = offer.lines.first().filter(|_| self.may_key()).cloned();
         let Some(theirs) = pick else {
             self.answer = Some((offer.savp, None));
@@ -419,6 +422,16 @@ mod tests {
             hop.seal(&sdp("RTP/AVP", &[]), true, None, || key(3)),
             answer
         );
+        // A new offer in another suite is answered in it, though sipd's
+        // plain answer is the same text.
+        let other = sdp(
+            "RTP/SAVP",
+            &[format!("3 AES_CM_128_HMAC_SHA1_80 inline:{KEY_A}")],
+        );
+        assert!(hop.their_offer(&other, 3, || key(5)).is_some());
+        let again = hop.seal(&sdp("RTP/AVP", &[]), true, None, || key(6));
+        assert_eq!(read(&again).lines[0].suite, Suite::AesCm128HmacSha1_80);
+        assert_eq!(read(&again).lines[0].key, key(5));
     }
 
     #[test]
