@@ -169,6 +169,8 @@ fn termination(s: &Settings) -> Option<crate::sip::core::Termination> {
         addr,
         username: s.str("twilio.trunk_username").trim().to_string(),
         password: s.str("twilio.trunk_password").to_string(),
+        // No outbound TLS connections yet: webd refuses a TLS trunk.
+        transport: crate::sip::Transport::Udp,
     })
 }
 

@@ -223,6 +223,7 @@ mod tests {
             ],
             public_host: public.map(str::to_string),
             termination: Some(Termination {
+                transport: crate::sip::Transport::Udp,
                 host: "gosip.pstn.twilio.com".into(),
                 addr: "198.51.100.20:5060".parse().unwrap(),
                 username: "u".into(),
@@ -293,6 +294,7 @@ mod tests {
         assert_eq!(a.public_host().map(|p| p.1), Some(AddrSource::Stun));
         a.learn_public("203.0.113.3".parse().unwrap(), AddrSource::TrunkVia);
         cfg.termination = Some(Termination {
+            transport: crate::sip::Transport::Udp,
             host: "other".into(),
             addr: "198.51.100.99:5060".parse().unwrap(),
             username: String::new(),
@@ -333,6 +335,7 @@ mod tests {
         use crate::sip::core::Core;
         let cfg = CoreConfig {
             termination: Some(Termination {
+                transport: crate::sip::Transport::Udp,
                 host: "gosip.pstn.twilio.com".into(),
                 addr: "198.51.100.20:5060".parse().unwrap(),
                 username: "u".into(),

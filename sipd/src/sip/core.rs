@@ -162,6 +162,28 @@ pub struct Termination {
     pub password: String,
     /// This host's address towards `addr` (a routing look-up).
     pub local: Option<IpAddr>,
+    /// UDP, or TLS for a secure trunk (`sips:` or `;transport=tls`), whose
+    /// calls are also SRTP.
+    pub transport: crate::sip::Transport,
+}
+
+impl Termination {
+    /// Where requests to the trunk go.
+    pub fn peer(&self) -> Peer {
+        Peer {
+            transport: self.transport,
+            ..Peer::udp(self.addr)
+        }
+        .with_local(self.local)
+    }
+
+    /// The Request-URI for `user` (an E.164 number) at the trunk.
+    pub fn uri(&self, user: &str) -> String {
+        match self.transport {
+            crate::sip::Transport::Tls => format!("sip:{user}@{};transport=tls", self.host),
+            _ => format!("sip:{user}@{}", self.host),
+        }
+    }
 }
 
 /// The `received` parameter of a Via value (RFC 3261 section 18.2.1).

@@ -148,11 +148,7 @@ impl Core {
             .ports
             .map_or(0, |(pa, pb)| if call.originate { pa } else { pb });
         let targets: Vec<(Peer, String, i64)> = match (&call.outbound, &self.cfg.termination) {
-            (Some(n), Some(t)) if !call.originate => vec![(
-                Peer::udp(t.addr).with_local(t.local),
-                format!("sip:{n}@{}", t.host),
-                TRUNK_ID,
-            )],
+            (Some(n), Some(t)) if !call.originate => vec![(t.peer(), t.uri(n), TRUNK_ID)],
             _ => call
                 .callees
                 .iter()
@@ -194,10 +190,20 @@ impl Core {
         rings
     }
 
-    /// The SRTP policy of device `id`; the trunk's is off (no TLS to it).
+    /// The SRTP policy of device `id`; the trunk's is "required" over TLS
+    /// (a secure trunk wants both), else off.
     pub(super) fn srtp_policy(&self, id: i64) -> crate::sip::sdes::Policy {
         if id == TRUNK_ID {
-            return crate::sip::sdes::Policy::Off;
+            let tls = self
+                .cfg
+                .termination
+                .as_ref()
+                .is_some_and(|t| t.transport == crate::sip::Transport::Tls);
+            return if tls {
+                crate::sip::sdes::Policy::Required
+            } else {
+                crate::sip::sdes::Policy::Off
+            };
         }
         self.devices
             .values()

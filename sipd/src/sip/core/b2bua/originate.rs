@@ -152,20 +152,22 @@ impl Core {
         let (Some(n), Some((_, pb))) = (call.outbound.clone(), call.ports) else {
             return;
         };
-        let peer = Peer::udp(t.addr).with_local(t.local);
+        let peer = t.peer();
         let local = self.addrs.via_host(&peer);
         let media_ip = self.addrs.media_host(&peer);
         let offer = sdp::rewrite(body, &media_ip, pb, false)
             .or_else(|| sdp::rewrite(&call.offer, &media_ip, pb, false))
             .unwrap_or_default();
-        let contact = format!("sip:{n}@{}", t.host);
+        let contact = t.uri(&n);
+        let tr = peer.transport.as_str();
         let invite = format!(
-            "INVITE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+            "INVITE {contact} SIP/2.0\r\nVia: SIP/2.0/{via_tr} {local};branch={branch};rport\r\nMax-Forwards: 70\r\n\
              From: <sip:{from}@{realm}>;tag={from_tag}\r\nTo: <sip:{n}@{host}>\r\n\
              P-Asserted-Identity: <sip:{from}@{realm}>\r\nCall-ID: {b_call_id}\r\nCSeq: 1 INVITE\r\n\
-             Contact: <sip:gosip@{local};transport=udp>\r\nAllow: {allow}\r\nUser-Agent: GoSIP\r\n\
+             Contact: <sip:gosip@{local};transport={tr}>\r\nAllow: {allow}\r\nUser-Agent: GoSIP\r\n\
              Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{offer}",
             branch = ids.branch,
+            via_tr = tr.to_ascii_uppercase(),
             from = call.from_user,
             realm = self.cfg.realm,
             from_tag = ids.from_tag,

@@ -233,12 +233,9 @@ impl Core {
         };
         // (where, Request-URI, device, From user)
         let targets: Vec<(Peer, String, i64, String)> = match (target, &self.cfg.termination) {
-            (Target::Number(n, caller_id), Some(t)) => vec![(
-                Peer::udp(t.addr).with_local(t.local),
-                format!("sip:{n}@{}", t.host),
-                TRUNK_ID,
-                caller_id.clone(),
-            )],
+            (Target::Number(n, caller_id), Some(t)) => {
+                vec![(t.peer(), t.uri(n), TRUNK_ID, caller_id.clone())]
+            }
             (Target::Number(..), None) => Vec::new(),
             (Target::Devices(ids), _) => ids
                 .iter()

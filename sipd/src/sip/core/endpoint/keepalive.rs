@@ -66,7 +66,7 @@ impl Core {
         let Some(t) = self.cfg.termination.clone() else {
             return;
         };
-        let peer = Peer::udp(t.addr).with_local(t.local);
+        let peer = t.peer();
         let branch = format!("z9hG4bK{}", self.next_id());
         let data = self.options_request(&format!("sip:{}", t.host), &branch, &peer);
         self.txns

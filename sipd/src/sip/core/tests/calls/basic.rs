@@ -86,6 +86,7 @@ fn outbound_numbers_are_normalized_and_premium_or_international_refused_unless_a
     let mut alice = c.devices["alice"].clone();
     assert_eq!(code(&c, "5551234567", &alice), "503"); // no trunk
     cfg.termination = Some(Termination {
+        transport: crate::sip::Transport::Udp,
         host: "t.pstn.twilio.com".into(),
         addr: "127.0.0.1:5099".parse().unwrap(),
         username: "u".into(),

@@ -346,6 +346,7 @@ fn outbound_core() -> Core {
     c.set_devices([alice, bob]);
     let mut cfg = c.config().clone();
     cfg.termination = Some(Termination {
+        transport: crate::sip::Transport::Udp,
         host: "t.pstn.twilio.com".into(),
         addr: TRUNK.parse().unwrap(),
         username: "u".into(),

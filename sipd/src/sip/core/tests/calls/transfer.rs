@@ -444,6 +444,7 @@ fn with_trunk(bob_did: Option<&str>) -> Core {
     let mut cfg = c.config().clone();
     cfg.default_country = "1".into();
     cfg.termination = Some(Termination {
+        transport: crate::sip::Transport::Udp,
         host: "t.pstn.twilio.com".into(),
         addr: TRUNK.parse().unwrap(),
         username: "u".into(),
