@@ -5,69 +5,26 @@
 //! announcement to the callee of a relayed call, heard once in place of
 //! the caller. Needs espeak-ng (scripts/install-deps.sh).
 
+mod common;
+
+use common::Mediad;
 use std::f64::consts::PI;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::grpc::AuthChannel;
-use proto::pb::mediad::mediad_client::MediadClient;
 use proto::pb::mediad::play_item::What;
 use proto::pb::mediad::{
     AllocateRequest, Codec, EventsRequest, MediaEvent, PlayItem, PlayRequest, ReleaseRequest,
     UpdateLegRequest,
 };
 use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use mediad::relay::{g711, rtp};
 
 const GREETING: &str = "Please leave a message after the tone.";
 
-struct Mediad {
-    client: MediadClient<AuthChannel>,
-    dir: tempfile::TempDir,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
 impl Mediad {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (first, last) = testkit::ports::rtp_range(8);
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = grpc.local_addr().unwrap();
-        let cfg = mediad::Config {
-            common: proto::daemon::CommonArgs {
-                data_dir: dir.path().to_owned(),
-                log_format: "text".into(),
-                health: false,
-            },
-            grpc: addr.to_string(),
-            rtp_ports: format!("{first}-{last}"),
-            rtp_bind: "127.0.0.1".into(),
-            orphan_secs: 3600,
-            notifyd_grpc: "127.0.0.1:9".into(),
-        };
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(mediad::run(cfg, mediad::Listeners { grpc }, stop.clone()));
-        let ch = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        // mediad and this client share the data dir, hence the secret.
-        let secret = proto::grpc::Secret::load_or_create(dir.path()).unwrap();
-        let client = MediadClient::new(proto::grpc::authed(ch, &secret));
-        Self {
-            client,
-            dir,
-            stop,
-            task,
-        }
-    }
-
     async fn events(&self) -> tonic::Streaming<MediaEvent> {
         let mut c = self.client.clone();
         c.events(EventsRequest {}).await.unwrap().into_inner()
@@ -127,11 +84,6 @@ impl Mediad {
         .await
         .unwrap();
         (port_a, format!("127.0.0.1:{port_b}").parse().unwrap())
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
     }
 }
 

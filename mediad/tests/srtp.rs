@@ -4,70 +4,20 @@
 //! the B-leg hear each other, Stats says which leg speaks SRTP, and a
 //! tampered packet is counted instead of relayed.
 
+mod common;
+
+use common::Mediad;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use proto::grpc::AuthChannel;
-use proto::pb::mediad::mediad_client::MediadClient;
 use proto::pb::mediad::{
     AllocateRequest, Codec, LegCrypto, ReleaseRequest, StatsRequest, UpdateLegRequest,
 };
 use proto::sdes::{self, LegKeys, MasterKey, Suite};
 use tokio::net::UdpSocket;
-use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use mediad::relay::rtp;
 use mediad::relay::srtp::SrtpContext;
-
-struct Mediad {
-    client: MediadClient<AuthChannel>,
-    _dir: tempfile::TempDir,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Mediad {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (first, last) = testkit::ports::rtp_range(4);
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = grpc.local_addr().unwrap();
-        let cfg = mediad::Config {
-            common: proto::daemon::CommonArgs {
-                data_dir: dir.path().to_owned(),
-                log_format: "text".into(),
-                health: false,
-            },
-            grpc: addr.to_string(),
-            rtp_ports: format!("{first}-{last}"),
-            rtp_bind: "127.0.0.1".into(),
-            orphan_secs: 3600,
-            notifyd_grpc: "127.0.0.1:9".into(),
-        };
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(mediad::run(cfg, mediad::Listeners { grpc }, stop.clone()));
-        let ch = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        // mediad and this client share the data dir, hence the secret.
-        let secret = proto::grpc::Secret::load_or_create(dir.path()).unwrap();
-        let client = MediadClient::new(proto::grpc::authed(ch, &secret));
-        Self {
-            client,
-            _dir: dir,
-            stop,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
-    }
-}
 
 fn leg(call_id: &str, leg: &str, rtp: SocketAddr, crypto: Option<LegCrypto>) -> UpdateLegRequest {
     UpdateLegRequest {

@@ -1279,10 +1279,7 @@ mod tests {
         assert!(!c.is_recording());
         let mut out = Vec::new();
         assert_eq!(rec.finish(&mut out), 160);
-        let l = i16::from_le_bytes([out[0], out[1]]);
-        let r = i16::from_le_bytes([out[2], out[3]]);
-        assert!((3800..4200).contains(&l), "{l}");
-        assert!((-4200..-3800).contains(&r), "{r}");
+        assert_a_left_b_right(&out);
     }
 
     #[test]
@@ -1678,6 +1675,15 @@ mod tests {
     }
 
     /// (marker, seq, timestamp, SSRC) of an RTP packet.
+    /// The first stereo sample of a recording: A's +4000 on the left,
+    /// B's -4000 on the right (G.711 rounds them a little).
+    fn assert_a_left_b_right(out: &[u8]) {
+        let l = i16::from_le_bytes([out[0], out[1]]);
+        let r = i16::from_le_bytes([out[2], out[3]]);
+        assert!((3800..4200).contains(&l), "{l}");
+        assert!((-4200..-3800).contains(&r), "{r}");
+    }
+
     fn ids(p: &[u8]) -> (bool, u16, u32, u32) {
         let h = header(p);
         (h.marker, h.seq, h.timestamp, h.ssrc)
@@ -2155,10 +2161,7 @@ mod tests {
         c.relay_rtp(t, LegId::B, addr(6000), &mut b.tx.protect(&said).unwrap());
         let mut out = Vec::new();
         assert_eq!(c.stop_recording().unwrap().finish(&mut out), 160);
-        let l = i16::from_le_bytes([out[0], out[1]]);
-        let r = i16::from_le_bytes([out[2], out[3]]);
-        assert!((3800..4200).contains(&l), "{l}");
-        assert!((-4200..-3800).contains(&r), "{r}");
+        assert_a_left_b_right(&out);
     }
 
     #[test]

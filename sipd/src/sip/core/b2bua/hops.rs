@@ -28,9 +28,10 @@ pub(super) struct DialogHop {
 
 /// A fresh master key from the core's CSPRNG.
 fn fresh(ids: &mut StdRng) -> MasterKey {
-    let mut bytes = [0u8; 30];
-    ids.fill_bytes(&mut bytes);
-    MasterKey::from_bytes(&bytes).unwrap_or_else(|| MasterKey::new([0; 16], [0; 14]))
+    let (mut key, mut salt) = ([0u8; 16], [0u8; 14]);
+    ids.fill_bytes(&mut key);
+    ids.fill_bytes(&mut salt);
+    MasterKey::new(key, salt)
 }
 
 impl Core {
