@@ -21,6 +21,7 @@ pub mod sip_auth;
 pub mod ssrf;
 pub mod tables;
 pub mod time;
+pub mod trunk;
 pub mod types;
 
 /// Generated gRPC code, one module per `.proto` file (tonic-build writes

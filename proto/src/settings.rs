@@ -601,7 +601,8 @@ pub const KEYS: &[Key] = &[
         Text,
         "SIP trunk termination address",
         "Where outside calls go, e.g. example.pstn.twilio.com (your Elastic SIP Trunk's \
-         Termination page)",
+         Termination page); write sips:example.pstn.twilio.com for secure trunking (TLS and \
+         SRTP, after enabling it on the trunk)",
     ),
     k(
         "twilio.trunk_username",

@@ -47,6 +47,10 @@ pub struct Config {
     #[arg(long, env = "GOSIP_DEVICE_RELOAD_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub device_reload_secs: u64,
+    /// Extra root certificates (PEM) a secure trunk's certificate may
+    /// chain to, beside the platform's: for a private trunk.
+    #[arg(long, env = "GOSIP_TRUNK_CA_FILE")]
+    pub trunk_ca_file: Option<std::path::PathBuf>,
 }
 
 /// The sockets sipd serves, bound by the caller (tests bind port 0).
@@ -125,6 +129,7 @@ pub async fn run(
         net::Streams {
             tcp: listeners.tcp,
             tls: (listeners.tls, tls),
+            trunk: net::tls::connector(cfg.trunk_ca_file.as_deref())?,
         },
         pool.clone(),
         settings.clone(),

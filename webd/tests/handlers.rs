@@ -1025,6 +1025,8 @@ async fn a_trunk_termination_uri_sipd_cannot_use_is_refused_with_the_reason() {
         "sip:gosip.pstn.us1.twilio.com:5060",
         "sip:gosip.pstn.twilio.com;transport=udp",
         "127.0.0.1:5080",
+        "sips:gosip.pstn.twilio.com",
+        "sip:gosip.pstn.twilio.com;transport=tls",
         "",
     ] {
         let r = t
@@ -1039,10 +1041,10 @@ async fn a_trunk_termination_uri_sipd_cannot_use_is_refused_with_the_reason() {
         assert_eq!(t.st.settings.get().str("twilio.termination_uri"), ok);
     }
     for (bad, why) in [
-        ("sips:gosip.pstn.twilio.com", "not TLS"),
+        ("sip:gosip.pstn.twilio.com;transport=tcp", "UDP or TLS"),
         (
-            "sip:gosip.pstn.twilio.com;transport=tcp",
-            "remove the transport",
+            "sips:gosip.pstn.twilio.com;transport=udp",
+            "use sip: for UDP",
         ),
         ("gosip.pstn.twilio.com:99999", "host, host:port"),
         ("https://gosip.pstn.twilio.com/", "host, host:port"),

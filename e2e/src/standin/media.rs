@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use mediad::relay::srtp::SrtpContext;
+
 use crate::audio::PcmuTone;
 
 /// The far (PSTN) party's voice: a tone no phone in the tests uses.
@@ -37,14 +39,24 @@ pub fn local_ip_towards(peer: SocketAddr) -> std::io::Result<IpAddr> {
     Ok(probe.local_addr()?.ip())
 }
 
+/// The SRTP contexts of a call on a secure trunk (SDES keys, RFC 4568):
+/// the trunk's own key for what it sends, the other side's for what it
+/// hears.
+pub struct Srtp {
+    pub send: SrtpContext,
+    pub recv: SrtpContext,
+}
+
 /// Sends the tone to `to` (the SDP address; `None`: nothing usable was
 /// given, so nothing is sent) every 20 ms for `dur` or until `stop`,
-/// keeping what arrives from anywhere.
+/// keeping what arrives from anywhere. With `srtp`, what is sent is
+/// encrypted and only what authenticates is kept.
 pub async fn talk(
     rtp: &UdpSocket,
     to: Option<SocketAddr>,
     dur: Duration,
     stop: Option<&CancellationToken>,
+    mut srtp: Option<Srtp>,
 ) -> std::io::Result<Talked> {
     let mut t = Talked::default();
     let end = Instant::now() + dur;
@@ -61,6 +73,9 @@ pub async fn talk(
             pkt.extend_from_slice(&ts.to_be_bytes());
             pkt.extend_from_slice(&ssrc.to_be_bytes());
             pkt.extend(tone.next_frame());
+            if let Some(s) = srtp.as_mut() {
+                pkt = s.send.protect(&pkt).map_err(std::io::Error::other)?;
+            }
             // A send error (no route) is the silent call this models.
             if rtp.send_to(&pkt, to).await.is_ok() {
                 t.sent += 1;
@@ -75,8 +90,20 @@ pub async fn talk(
         )
         .await
         {
+            let clear;
+            let pkt = match srtp.as_mut() {
+                // A packet that does not authenticate was not heard.
+                Some(s) => match s.recv.unprotect(&buf[..n]) {
+                    Ok(p) => {
+                        clear = p;
+                        &clear[..]
+                    }
+                    Err(_) => continue,
+                },
+                None => &buf[..n],
+            };
             t.received += 1;
-            if let Some(p) = pcmu_payload(&buf[..n]) {
+            if let Some(p) = pcmu_payload(pkt) {
                 t.heard.extend_from_slice(p);
             }
         }
@@ -137,7 +164,7 @@ mod tests {
             .await
             .unwrap();
         let to = sdp_target.local_addr().unwrap();
-        let t = talk(&me, Some(to), Duration::from_millis(200), None)
+        let t = talk(&me, Some(to), Duration::from_millis(200), None, None)
             .await
             .unwrap();
         assert!(t.sent >= 5 && t.received == 1, "{t:?}");

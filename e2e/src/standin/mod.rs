@@ -24,6 +24,7 @@ pub mod messages;
 pub mod rest;
 pub mod scenario;
 pub mod sip;
+pub mod tls;
 pub mod trunk;
 pub mod trunking;
 pub mod wav;

@@ -307,7 +307,7 @@ impl<'a> Leg<'a> {
         self.send(&ack).await?;
         let media = sdp_addr(body(msg));
         result.rtp_to = media;
-        let t = super::media::talk(&self.rtp, media, self.d.talk, None).await?;
+        let t = super::media::talk(&self.rtp, media, self.d.talk, None, None).await?;
         result.rtp_sent = t.sent;
         result.rtp_received = t.received;
         result.heard = t.heard;

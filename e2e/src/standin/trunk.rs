@@ -6,6 +6,11 @@
 //! offer's SDP (never to where RTP comes from: Twilio trusts SDP, see
 //! [`super::media`]) and keeps what it hears, until BYE. [`TrunkMode`]
 //! scripts busy / forbidden / not-found answers on demand.
+//!
+//! [`Trunk::start_tls`] is the same trunk with Twilio's "secure trunking":
+//! SIP over TLS with a certificate from [`super::tls::Identity`], and SRTP
+//! (SDES) media; an offer without a key is refused with 488, as Twilio
+//! refuses plain RTP on a secure trunk.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -43,6 +48,9 @@ pub struct TrunkCall {
     pub heard: Vec<u8>,
     /// Where its RTP went: the offer's SDP address (`None`: unusable).
     pub rtp_to: Option<SocketAddr>,
+    /// The call came over TLS and its media was SRTP: `rtp_packets` and
+    /// `heard` count only packets that authenticated.
+    pub srtp: bool,
 }
 
 #[derive(Default)]
@@ -54,7 +62,7 @@ struct State {
     media: std::collections::HashMap<String, tokio_util::sync::CancellationToken>,
 }
 
-/// A running termination trunk on UDP.
+/// A running termination trunk, on UDP or (secure trunking) TLS.
 #[derive(Clone)]
 pub struct Trunk {
     pub addr: SocketAddr,
@@ -86,20 +94,60 @@ impl Trunk {
         let t = Termination {
             standin,
             state,
-            sock,
+            local: addr,
+            secure: false,
             user: user.to_owned(),
             pass: pass.to_owned(),
         };
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65535];
-            while let Ok((n, from)) = t.sock.recv_from(&mut buf).await {
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
                 let m = String::from_utf8_lossy(&buf[..n]).to_string();
                 // Answers go back with the source on the top Via, as
                 // Twilio's edge does (RFC 3261 18.2.1, RFC 3581).
                 let m = stamp_via(&m, from);
                 for out in t.handle(&m).await {
-                    let _ = t.sock.send_to(out.as_bytes(), from).await;
+                    let _ = sock.send_to(out.as_bytes(), from).await;
                 }
+            }
+        });
+        Ok(me)
+    }
+
+    /// The trunk with secure trunking, listening for SIP over TLS on a free
+    /// loopback port with `identity`'s certificate.
+    pub async fn start_tls(
+        standin: Standin,
+        user: &str,
+        pass: &str,
+        identity: &super::tls::Identity,
+    ) -> anyhow::Result<Self> {
+        let acceptor = identity.acceptor()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let me = Self {
+            addr,
+            state: state.clone(),
+        };
+        let t = Arc::new(Termination {
+            standin,
+            state,
+            local: addr,
+            secure: true,
+            user: user.to_owned(),
+            pass: pass.to_owned(),
+        });
+        tokio::spawn(async move {
+            while let Ok((tcp, from)) = listener.accept().await {
+                let (t, acceptor) = (t.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends here.
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    t.serve_stream(stream, from).await;
+                });
             }
         });
         Ok(me)
@@ -123,7 +171,10 @@ impl Trunk {
 struct Termination {
     standin: Standin,
     state: Arc<Mutex<State>>,
-    sock: Arc<UdpSocket>,
+    /// Where its signalling listens (its RTP binds the same address).
+    local: SocketAddr,
+    /// Secure trunking: TLS signalling, SRTP media.
+    secure: bool,
     /// The trunk's own digest credentials.
     user: String,
     pass: String,
@@ -139,6 +190,32 @@ fn lock_state(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 impl Termination {
+    /// Answers the requests of one TLS connection (framed by
+    /// Content-Length, RFC 3261 section 18.3) on it, until it closes.
+    async fn serve_stream<S>(&self, stream: S, from: SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; 16384];
+        loop {
+            while let Some(m) = next_message(&mut buf) {
+                let m = stamp_via(&m, from);
+                for out in self.handle(&m).await {
+                    if wr.write_all(out.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
     /// The trunk's state, locked.
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         lock_state(&self.state)
@@ -207,6 +284,7 @@ impl Termination {
             ended: false,
             heard: Vec::new(),
             rtp_to: None,
+            srtp: self.secure,
         };
         if code != 200 {
             self.lock().calls.push(call);
@@ -288,17 +366,31 @@ impl Termination {
 
     /// Answers: an RTP socket on the signalling address that sends the
     /// tone to the offer's SDP address until BYE; 100, 180 and 200 with SDP.
+    /// A secure trunk answers the offer's first usable `a=crypto` with a
+    /// key of its own (RFC 4568) and speaks SRTP; without one, 488.
     async fn answer(&self, m: &str, mut call: TrunkCall) -> Vec<String> {
-        let me = self
-            .sock
-            .local_addr()
-            .map(|a| a.ip())
-            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let me = self.local.ip();
+        let keys = if self.secure {
+            match srtp_answer(super::sip::body(m)) {
+                Some(k) => Some(k),
+                None => {
+                    call.code = 488;
+                    self.lock().calls.push(call);
+                    return vec![resp(m, "488 Not Acceptable Here", "", "")];
+                }
+            }
+        } else {
+            None
+        };
         let Ok(rtp) = UdpSocket::bind((me, 0)).await else {
             return vec![resp(m, "503 Service Unavailable", "", "")];
         };
         let rtp_port = rtp.local_addr().map(|a| a.port()).unwrap_or(0);
         let offer = super::sip::sdp_addr(super::sip::body(m));
+        let (profile, crypto_line, srtp) = match keys {
+            Some((line, contexts)) => ("RTP/SAVP", line, Some(contexts)),
+            None => ("RTP/AVP", String::new(), None),
+        };
         call.rtp_to = offer;
         let stop = tokio_util::sync::CancellationToken::new();
         self.lock().media.insert(call.call_id.clone(), stop.clone());
@@ -307,7 +399,7 @@ impl Termination {
         tokio::spawn(async move {
             // A call nobody hangs up ends with the test anyway.
             let max = std::time::Duration::from_secs(120);
-            let Ok(t) = super::media::talk(&rtp, offer, max, Some(&stop)).await else {
+            let Ok(t) = super::media::talk(&rtp, offer, max, Some(&stop), srtp).await else {
                 return;
             };
             let mut g = lock_state(&st);
@@ -317,13 +409,9 @@ impl Termination {
             }
         });
         self.lock().calls.push(call);
-        let local = self
-            .sock
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let (local, transport) = (self.local, if self.secure { ";transport=tls" } else { "" });
         let sdp = format!(
-            "v=0\r\no=Twilio 1 1 IN IP4 {me}\r\ns=Twilio\r\nc=IN IP4 {me}\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+            "v=0\r\no=Twilio 1 1 IN IP4 {me}\r\ns=Twilio\r\nc=IN IP4 {me}\r\nt=0 0\r\nm=audio {rtp_port} {profile} 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n{crypto_line}a=sendrecv\r\n"
         );
         vec![
             resp(m, "100 Trying", "", ""),
@@ -331,11 +419,49 @@ impl Termination {
             resp(
                 m,
                 "200 OK",
-                &format!("Contact: <sip:twilio@{local}>\r\nContent-Type: application/sdp\r\n"),
+                &format!(
+                    "Contact: <sip:twilio@{local}{transport}>\r\nContent-Type: application/sdp\r\n"
+                ),
                 &sdp,
             ),
         ]
     }
+}
+
+/// The first whole message in `buf` (headers and the body its
+/// Content-Length names), taken out; CRLF keep-alives are dropped.
+fn next_message(buf: &mut Vec<u8>) -> Option<String> {
+    while buf.starts_with(b"\r\n") {
+        buf.drain(..2);
+    }
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let len: usize = header(&head, "content-length", "l")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    if buf.len() < end + len {
+        return None;
+    }
+    let m = String::from_utf8_lossy(&buf[..end + len]).to_string();
+    buf.drain(..end + len);
+    Some(m)
+}
+
+/// The answer to an SRTP offer: the `a=crypto` line (with CRLF) for the
+/// offer's first line in a suite the trunk knows, answered in that suite
+/// and tag with a fresh key, and the contexts to send and receive with.
+fn srtp_answer(offer: &str) -> Option<(String, super::media::Srtp)> {
+    use mediad::relay::srtp::SrtpContext;
+    let theirs = offer
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=crypto:"))
+        .find_map(proto::sdes::parse_crypto)?;
+    let ours = proto::sdes::Crypto::generate(theirs.tag, theirs.suite).ok()?;
+    let srtp = super::media::Srtp {
+        send: SrtpContext::from_crypto(&ours).ok()?,
+        recv: SrtpContext::from_crypto(&theirs).ok()?,
+    };
+    Some((format!("a=crypto:{}\r\n", ours.to_attr()), srtp))
 }
 
 /// `received=` (the source address) and the filled-in `rport=` (the

@@ -120,41 +120,24 @@ pub fn core_config(s: &Settings, sip_addr: std::net::SocketAddr, sips_port: u16)
     }
 }
 
-/// The trunk's termination side from `twilio.termination_uri` (a host,
-/// `host:port` or a SIP URI) and the trunk credentials. The host is
-/// resolved here (IPv4 first); `None` when unset or unresolvable.
+/// The trunk's termination side from `twilio.termination_uri` (read as
+/// webd checked it, [`proto::trunk::TrunkUri`]) and the trunk credentials.
+/// The host is resolved here (IPv4 first); `None` when unset, unusable or
+/// unresolvable.
 fn termination(s: &Settings) -> Option<crate::sip::core::Termination> {
-    let uri = s.str("twilio.termination_uri").trim().to_string();
-    let lower = uri.to_ascii_lowercase();
-    if lower.starts_with("sips:") || lower.contains(";transport=t") {
-        // webd refuses these; a value written around it still goes over UDP.
-        tracing::warn!(uri = %uri, "the trunk is reached over UDP only; its TLS/TCP transport is ignored");
-    }
-    let host = uri.strip_prefix("sips:").unwrap_or(&uri);
-    let host = host.strip_prefix("sip:").unwrap_or(host);
-    let host = host.rsplit('@').next().unwrap_or_default();
-    let host = host
-        .split([';', '?'])
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    if host.is_empty() {
-        return None;
-    }
-    let with_port = if host.parse::<std::net::SocketAddr>().is_ok()
-        || host
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        host.clone()
-    } else {
-        format!("{host}:5060")
+    let value = s.str("twilio.termination_uri");
+    let uri = match proto::trunk::TrunkUri::parse(value) {
+        Ok(u) => u?,
+        Err(why) => {
+            tracing::warn!(uri = %value, "the termination uri {why}; no calls go to the trunk");
+            return None;
+        }
     };
     use std::net::ToSocketAddrs;
-    let addrs: Vec<std::net::SocketAddr> = match with_port.to_socket_addrs() {
+    let addrs: Vec<std::net::SocketAddr> = match uri.socket_host().to_socket_addrs() {
         Ok(a) => a.collect(),
         Err(e) => {
-            tracing::warn!(host = %host, error = %e, "cannot resolve the termination uri");
+            tracing::warn!(host = %uri.host, error = %e, "cannot resolve the termination uri");
             return None;
         }
     };
@@ -164,13 +147,15 @@ fn termination(s: &Settings) -> Option<crate::sip::core::Termination> {
         .or_else(|| addrs.first())
         .copied()?;
     Some(crate::sip::core::Termination {
-        host,
+        host: uri.authority(),
         local: route_local(addr),
         addr,
         username: s.str("twilio.trunk_username").trim().to_string(),
         password: s.str("twilio.trunk_password").to_string(),
-        // No outbound TLS connections yet: webd refuses a TLS trunk.
-        transport: crate::sip::Transport::Udp,
+        transport: match uri.transport {
+            proto::trunk::TrunkTransport::Udp => crate::sip::Transport::Udp,
+            proto::trunk::TrunkTransport::Tls => crate::sip::Transport::Tls,
+        },
     })
 }
 
@@ -258,6 +243,8 @@ pub enum Command {
         to_number: String,
         reply: tokio::sync::oneshot::Sender<Result<String, (u16, String)>>,
     },
+    /// No connection could be opened to `addr` (see [`transport::Dialer`]).
+    Unreachable { addr: std::net::SocketAddr },
     /// A DTMF digit mediad saw on a leg.
     Dtmf {
         call_id: String,
@@ -281,10 +268,12 @@ pub enum Command {
     PlayDone { call_id: String, leg: String },
 }
 
-/// The stream listeners: TCP, and TLS with its acceptor.
+/// The stream listeners: TCP, and TLS with its acceptor; and the
+/// connector for a secure trunk.
 pub struct Streams {
     pub tcp: TcpListener,
     pub tls: (TcpListener, tls::Served),
+    pub trunk: tokio_rustls::TlsConnector,
 }
 
 /// Runs the SIP side of sipd until `shutdown`.
@@ -316,7 +305,7 @@ pub async fn serve(
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
     let writer = tokio::spawn(db_writer(pool.clone(), ev_rx));
-    let mut dev_rx = spawn_helpers(
+    let (mut dev_rx, dialer) = spawn_helpers(
         Helpers {
             udp: &udp,
             streams,
@@ -336,6 +325,7 @@ pub async fn serve(
         settings: settings.clone(),
         udp,
         conns,
+        dialer,
         ev_tx,
         notifier,
         media,
@@ -419,8 +409,12 @@ struct Helpers<'a> {
 /// Starts the tasks beside the core loop: the UDP reader and TCP acceptor
 /// filling the inbox, the STUN client, the voicemail counter and the device
 /// reloader, whose device lists come back on the returned channel (devices
-/// are read off the core task so a slow query never stalls SIP).
-fn spawn_helpers(h: Helpers<'_>, shutdown: &CancellationToken) -> mpsc::Receiver<DeviceList> {
+/// are read off the core task so a slow query never stalls SIP); and the
+/// dialer for a secure trunk.
+fn spawn_helpers(
+    h: Helpers<'_>,
+    shutdown: &CancellationToken,
+) -> (mpsc::Receiver<DeviceList>, transport::Dialer) {
     let (stun_tx, stun_rx) = mpsc::channel(16);
     tokio::spawn(transport::udp_reader(
         h.udp.clone(),
@@ -441,6 +435,13 @@ fn spawn_helpers(h: Helpers<'_>, shutdown: &CancellationToken) -> mpsc::Receiver
         h.conns.clone(),
         shutdown.clone(),
     ));
+    let dialer = transport::Dialer {
+        tls: h.streams.trunk,
+        conns: h.conns.clone(),
+        inbox: h.inbox.clone(),
+        failed: h.cmd_tx.clone(),
+        shutdown: shutdown.clone(),
+    };
     let (tls, acceptor) = h.streams.tls;
     tokio::spawn(transport::tls_acceptor(
         tls,
@@ -461,7 +462,7 @@ fn spawn_helpers(h: Helpers<'_>, shutdown: &CancellationToken) -> mpsc::Receiver
         dev_tx,
         shutdown.clone(),
     ));
-    dev_rx
+    (dev_rx, dialer)
 }
 
 /// The core as the database leaves it: settings, devices, do-not-disturb
@@ -497,6 +498,7 @@ struct Shell {
     settings: SettingsHandle,
     udp: Arc<UdpSocket>,
     conns: Conns,
+    dialer: transport::Dialer,
     ev_tx: mpsc::UnboundedSender<Event>,
     notifier: notify::Notifier,
     media: media::Media,
@@ -508,7 +510,18 @@ impl Shell {
     /// mediad, rows to the database writer, CDRs and alerts also to notifyd.
     async fn flush(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
-            transport::send(&self.udp, &self.conns, t).await;
+            let Some(t) = transport::send(&self.udp, &self.conns, t).await else {
+                continue;
+            };
+            match self.core.config().termination.as_ref() {
+                Some(trunk)
+                    if trunk.transport == crate::sip::Transport::Tls
+                        && trunk.addr == t.peer.addr =>
+                {
+                    self.dialer.dial(t.peer.addr, trunk.tls_name(), t.data);
+                }
+                _ => tracing::debug!(dst = %t.peer.addr, "no tcp connection to send on"),
+            }
         }
         while let Some(e) = self.core.poll_event() {
             let media = &self.media;
@@ -590,6 +603,7 @@ impl Shell {
         let core = &mut self.core;
         match cmd {
             Command::MediaReady { call_id, ports } => core.media_ready(now_ms(), &call_id, ports),
+            Command::Unreachable { addr } => core.unreachable(now_ms(), addr),
             Command::Hangup {
                 call_id,
                 why,

@@ -89,6 +89,33 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<(tokio_rustls::TlsAcc
     ))
 }
 
+/// The connector sipd dials a secure trunk with (RFC 5630 section 3.1: it
+/// must present a certificate for the host the termination URI names).
+/// The certificate is checked against the platform's roots, as Twilio's
+/// is, and those in `extra_roots` (a PEM file, for a private trunk or the
+/// tests' stand-in). No client certificate: the trunk authenticates sipd
+/// by digest.
+pub fn connector(extra_roots: Option<&Path>) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    let extra: Vec<CertificateDer<'static>> = match extra_roots {
+        Some(path) => CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("read {}", path.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{} holds no PEM certificate", path.display()))?,
+        None => Vec::new(),
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .context("load the platform's root certificates")?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 /// SHA-256 of the DER certificate, upper-case hex pairs joined by `:`.
 pub fn fingerprint(cert: &[u8]) -> String {
     sha2::Sha256::digest(cert)

@@ -169,9 +169,11 @@ impl Conns {
     }
 }
 
-/// Sends one message on its transport; a closed TCP connection drops it
-/// (the transaction layer notices the missing answer).
-pub async fn send(udp: &UdpSocket, conns: &Conns, t: Transmit) {
+/// Sends one message on its transport. A message for a TCP or TLS peer
+/// with no connection open comes back: sipd opens connections only to a
+/// secure trunk ([`Dialer`]); for anyone else it is dropped and the
+/// transaction layer notices the missing answer.
+pub async fn send(udp: &UdpSocket, conns: &Conns, t: Transmit) -> Option<Transmit> {
     match t.peer.transport {
         Transport::Udp => {
             let r = match (t.peer.local, t.peer.addr) {
@@ -197,8 +199,90 @@ pub async fn send(udp: &UdpSocket, conns: &Conns, t: Transmit) {
             Some(tx) => {
                 let _ = tx.send(t.data);
             }
-            None => tracing::debug!(dst = %t.peer.addr, "no tcp connection to send on"),
+            None => return Some(t),
         },
+    }
+    None
+}
+
+/// Opens TLS connections to a secure trunk: the one peer sipd connects to
+/// rather than waits for. The connection is served like an accepted one
+/// (the trunk's requests and answers come in on it) and counts against the
+/// same limits.
+#[derive(Clone)]
+pub struct Dialer {
+    pub tls: tokio_rustls::TlsConnector,
+    pub conns: Conns,
+    pub inbox: Inbox,
+    /// Where a failed connection is reported, so the core fails what
+    /// waits on it at once.
+    pub failed: mpsc::Sender<super::Command>,
+    pub shutdown: CancellationToken,
+}
+
+impl Dialer {
+    /// Sends `data` to `addr` on a new TLS connection whose certificate
+    /// must name `name`. What is sent meanwhile to `addr` queues behind it
+    /// until the handshake is done; a refused certificate or an
+    /// unreachable trunk drops the queue and is reported to the core
+    /// ([`super::Command::Unreachable`]), which fails the calls waiting.
+    pub fn dial(&self, addr: SocketAddr, name: &str, data: Vec<u8>) {
+        let server = match rustls::pki_types::ServerName::try_from(name.to_owned()) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(name, error = %e, "the trunk's name cannot be checked against a certificate");
+                return;
+            }
+        };
+        let (queue, rx) = mpsc::channel(SEND_QUEUE);
+        let tx = ConnTx {
+            queue,
+            close: CancellationToken::new(),
+        };
+        let Some(id) = self.conns.add(addr, tx.clone()) else {
+            tracing::warn!(dst = %addr, "too many tcp connections to open one to the trunk");
+            return;
+        };
+        tx.send(data);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let stream = tokio::time::timeout(HANDSHAKE, async {
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                let _ = tcp.set_nodelay(true);
+                let local = tcp.local_addr().ok().map(|a| a.ip());
+                let tls = me.tls.connect(server, tcp).await?;
+                std::io::Result::Ok((tls, local))
+            })
+            .await;
+            let failed = match stream {
+                Ok(Ok((stream, local))) => {
+                    tracing::info!(dst = %addr, "connected to the trunk over TLS");
+                    let conn = Conn {
+                        addr,
+                        local,
+                        id,
+                        inbox: me.inbox,
+                        tx,
+                        rx,
+                        shutdown: me.shutdown,
+                    };
+                    conn.serve(stream, Transport::Tls).await;
+                    false
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(dst = %addr, error = %e, "cannot connect to the trunk over TLS");
+                    true
+                }
+                Err(_) => {
+                    tracing::warn!(dst = %addr, "the TLS connection to the trunk timed out");
+                    true
+                }
+            };
+            me.conns.remove(id);
+            if failed {
+                let _ = me.failed.send(super::Command::Unreachable { addr }).await;
+            }
+        });
     }
 }
 

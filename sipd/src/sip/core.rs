@@ -177,6 +177,16 @@ impl Termination {
         .with_local(self.local)
     }
 
+    /// The name a secure trunk's certificate must carry: the host without
+    /// the port or an IPv6 address's brackets.
+    pub fn tls_name(&self) -> &str {
+        let h = &self.host;
+        match h.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => h.split(':').next().unwrap_or_default(),
+        }
+    }
+
     /// The Request-URI for `user` (an E.164 number) at the trunk.
     pub fn uri(&self, user: &str) -> String {
         match self.transport {
@@ -566,6 +576,16 @@ impl Core {
             self.send_keepalives(now);
         }
         self.collect_changes();
+    }
+
+    /// The shell could not open a connection to `addr` (a secure trunk that
+    /// is down, or whose certificate was refused). INVITEs waiting on it
+    /// fail now, as Timer B would have failed them 32 s later (RFC 3261
+    /// section 8.1.3.1 asks for the transport error to be reported at once;
+    /// the caller hears 503).
+    pub fn unreachable(&mut self, now: u64, addr: std::net::SocketAddr) {
+        self.b2b_unreachable(now, addr);
+        self.handle_timeout(now);
     }
 
     /// When [`Core::handle_timeout`] should next be called.

@@ -271,52 +271,10 @@ fn is_host_port(v: &str) -> bool {
     }
 }
 
-/// What is wrong with a trunk termination URI (`host`, `host:port` or a
-/// `sip:` URI), as sipd reads it; `None` when it is usable or empty. sipd
-/// reaches the trunk over UDP, so `sips:` and a TCP/TLS transport are
-/// refused here instead of being silently sent over UDP.
+/// Why sipd could not reach the trunk at this address (see
+/// [`proto::trunk::TrunkUri`], which sipd reads it with).
 fn termination_uri_problem(v: &str) -> Option<&'static str> {
-    let v = v.trim();
-    if v.is_empty() {
-        return None;
-    }
-    let lower = v.to_ascii_lowercase();
-    if lower.starts_with("sips:") {
-        return Some("must be a sip: URI or a host: GoSIP reaches the trunk over UDP, not TLS");
-    }
-    let rest = lower.strip_prefix("sip:").unwrap_or(&lower);
-    let rest = rest.rsplit('@').next().unwrap_or_default();
-    let mut parts = rest.split(';');
-    let hostport = parts.next().unwrap_or_default();
-    for p in parts {
-        if let Some(t) = p.strip_prefix("transport=")
-            && t != "udp"
-        {
-            return Some(
-                "must use UDP: GoSIP reaches the trunk over UDP, remove the transport parameter",
-            );
-        }
-    }
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, Some(p)),
-        _ => (hostport, None),
-    };
-    let host_ok = !host.is_empty()
-        && (host.parse::<std::net::Ipv4Addr>().is_ok()
-            || host
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
-            || host.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-            }));
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
-    (!host_ok || !port_ok || rest.contains('?'))
-        .then_some("must be a host, host:port or sip: URI such as example.pstn.twilio.com")
+    proto::trunk::TrunkUri::parse(v).err()
 }
 
 /// Change settings; secrets sent back as `********` stay unchanged. Every

@@ -479,6 +479,18 @@ impl Core {
         Reply::new(200, "OK")
     }
 
+    /// No connection could be opened to `addr`: its B-leg INVITEs that got
+    /// no answer yet time out now instead of at Timer B.
+    pub(in crate::sip::core) fn b2b_unreachable(&mut self, now: u64, addr: std::net::SocketAddr) {
+        for call in self.calls.calls.values_mut() {
+            for b in &mut call.branches {
+                if b.state == BranchState::Calling && b.peer.addr == addr {
+                    b.timer_b = now;
+                }
+            }
+        }
+    }
+
     /// Timers A/B of the B-leg INVITEs, the ring timeout and the A-leg 2xx
     /// retransmission.
     pub(in crate::sip::core) fn b2b_timeout(&mut self, now: u64) {

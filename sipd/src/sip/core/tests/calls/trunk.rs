@@ -141,6 +141,19 @@ fn trunk_failures_other_than_busy_decline_or_no_answer_end_as_failed() {
     );
     assert!(header(&to_a, "Warning")[0].contains("did not respond"));
     assert_eq!(cdr_end(&mut c), Some("failed"));
+    // A trunk the shell cannot connect to (TLS refused): 503 at once, not
+    // after Timer B; a connection failure elsewhere changes nothing.
+    let mut c = outbound_core();
+    place_to(&mut c, "5551234567", SDP, "outbound", "");
+    c.unreachable(T0 + 100, "127.0.0.1:5098".parse().unwrap());
+    assert!(out(&mut c).iter().all(|(p, _)| p != A));
+    c.unreachable(T0 + 200, TRUNK.parse().unwrap());
+    let to_a = find(&out(&mut c), A, "SIP/2.0 ");
+    assert!(
+        to_a.starts_with("SIP/2.0 503 Service Unavailable"),
+        "{to_a}"
+    );
+    assert_eq!(cdr_end(&mut c), Some("failed"));
 }
 
 #[test]
