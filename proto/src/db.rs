@@ -138,7 +138,12 @@ pub async fn open_with(data_dir: &Path, max_connections: u32) -> Result<SqlitePo
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // 512 KiB of page cache per connection instead of SQLite's 2 MiB:
+        // a home PBX's database is small and the OS caches the file, while
+        // 2 MiB times every connection of five daemons is most of their
+        // memory on a 1 GB box.
+        .pragma("cache_size", "-512");
     // Read-only mode: each connection handed out is query_only exactly
     // while the marker is there (a per-acquire PRAGMA, microseconds).
     let read_only = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(is_marked_read_only(

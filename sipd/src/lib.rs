@@ -88,7 +88,11 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let pool = proto::db::open(&cfg.common.data_dir)
+    // Three connections: the registration writer, the device reader and
+    // one for the rest. Each is a thread of its own with its own page
+    // cache and malloc arena, which a registration flood would otherwise
+    // spread over eight.
+    let pool = proto::db::open_with(&cfg.common.data_dir, 3)
         .await
         .context("open database")?;
     let settings = SettingsHandle::new(pool.clone()).await?;

@@ -163,30 +163,25 @@ pub async fn write_events(pool: &SqlitePool, events: &[Event]) -> Result<(), sql
 
 async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    // Registrations are written many at a time: one statement per run of
+    // upserts (each a round trip to SQLite's thread) instead of one per
+    // REGISTER, and a binding refreshed twice in the run is written once.
+    let mut upserts: Vec<&crate::sip::registrar::Binding> = Vec::new();
     for e in events {
-        match e {
-            Event::Binding(Change::Upsert(b)) => {
-                sqlx::query(
-                    "INSERT INTO registrations (device_id, contact, expires_at, user_agent, ip_address, transport, call_id, cseq, online, last_seen, local_address) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, TRUE, ?, ?) \
-                     ON CONFLICT(device_id, contact) DO UPDATE SET expires_at = excluded.expires_at, \
-                     user_agent = excluded.user_agent, ip_address = excluded.ip_address, transport = excluded.transport, \
-                     call_id = excluded.call_id, cseq = excluded.cseq, online = TRUE, last_seen = excluded.last_seen, \
-                     local_address = excluded.local_address",
-                )
-                .bind(b.device_id)
-                .bind(&b.contact)
-                .bind(fmt_ms(b.expires_at))
-                .bind(&b.user_agent)
-                .bind(b.source.addr.to_string())
-                .bind(b.source.transport.as_str())
-                .bind(&b.call_id)
-                .bind(i64::from(b.cseq))
-                .bind(fmt_ms(b.last_seen))
-                .bind(b.source.local.map(|ip| ip.to_string()))
-                .execute(&mut *tx)
-                .await?;
+        if let Event::Binding(Change::Upsert(b)) = e {
+            match upserts
+                .iter_mut()
+                .rev()
+                .find(|p| p.device_id == b.device_id && p.contact == b.contact)
+            {
+                Some(p) => *p = b,
+                None => upserts.push(b),
             }
+            continue;
+        }
+        upsert_bindings(&mut tx, &mut upserts).await?;
+        match e {
+            Event::Binding(Change::Upsert(_)) => {}
             Event::Binding(Change::Remove { device_id, contact }) => {
                 sqlx::query("DELETE FROM registrations WHERE device_id = ? AND contact = ?")
                     .bind(device_id)
@@ -219,7 +214,42 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
             | Event::MediaRecord { .. } => {}
         }
     }
+    upsert_bindings(&mut tx, &mut upserts).await?;
     tx.commit().await
+}
+
+/// Writes `upserts` (and empties it), up to 500 rows per statement.
+async fn upsert_bindings(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    upserts: &mut Vec<&crate::sip::registrar::Binding>,
+) -> Result<(), sqlx::Error> {
+    for chunk in upserts.chunks(500) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO registrations (device_id, contact, expires_at, user_agent, ip_address, transport, call_id, cseq, online, last_seen, local_address) ",
+        );
+        q.push_values(chunk, |mut row, b| {
+            row.push_bind(b.device_id)
+                .push_bind(&b.contact)
+                .push_bind(fmt_ms(b.expires_at))
+                .push_bind(&b.user_agent)
+                .push_bind(b.source.addr.to_string())
+                .push_bind(b.source.transport.as_str())
+                .push_bind(&b.call_id)
+                .push_bind(i64::from(b.cseq))
+                .push_bind(true)
+                .push_bind(fmt_ms(b.last_seen))
+                .push_bind(b.source.local.map(|ip| ip.to_string()));
+        });
+        q.push(
+            " ON CONFLICT(device_id, contact) DO UPDATE SET expires_at = excluded.expires_at, \
+             user_agent = excluded.user_agent, ip_address = excluded.ip_address, transport = excluded.transport, \
+             call_id = excluded.call_id, cseq = excluded.cseq, online = TRUE, last_seen = excluded.last_seen, \
+             local_address = excluded.local_address",
+        );
+        q.build().execute(&mut **tx).await?;
+    }
+    upserts.clear();
+    Ok(())
 }
 
 async fn write_cdr(

@@ -560,7 +560,6 @@ impl Core {
         if now >= self.next_sweep {
             self.next_sweep = now + SWEEP_EVERY;
             self.registrar.sweep(now);
-            self.nonces.sweep(now);
             for ip in self.abuse.sweep(now) {
                 self.security("sip_ban_lifted", ip, "", "ban expired".into());
             }

@@ -9,6 +9,12 @@
 //! oldest completed ones (final answer sent, only absorbing
 //! retransmissions) make room, and when every transaction is still waiting
 //! for its answer a new request is refused.
+//!
+//! Memory stays flat under a flood: transactions are held by a 128-bit
+//! keyed hash of their key ([`Id`]) rather than its strings, Timers J and H
+//! (always 64*T1) are deadlines in the completion queue rather than heap
+//! entries, and a request answered at once never gets a timer at all, so
+//! nothing outlives the capped table by 32 s.
 
 mod client;
 mod key;
@@ -16,6 +22,7 @@ mod server;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 
 pub use client::answers_from;
 pub use key::TsxKey;
@@ -26,8 +33,12 @@ use server::ServerTx;
 
 /// Server transactions kept at once. A registration burst completes its
 /// transactions within milliseconds, so they are evicted long before this
-/// matters; only requests still waiting for an answer can fill it.
-pub const MAX_SERVER: usize = 20_000;
+/// matters; only requests still waiting for an answer can fill it. Each
+/// completed one holds its answer (about 500 bytes) for Timer J, so this
+/// bounds that memory to a few MiB: at 8,000 REGISTERs/s a retransmission
+/// is still answered from the table a second later; at a home office's
+/// rate, hours later.
+pub const MAX_SERVER: usize = 8_192;
 
 /// What an inbound request is to the transaction layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,15 +70,23 @@ enum TimerKind {
     ClientEnd,
 }
 
+/// A transaction as the tables hold it: a keyed 128-bit hash of its
+/// [`TsxKey`] (two SipHash-1-3 with random keys), 16 bytes instead of the
+/// key's strings. Nobody outside can aim a collision at keys they cannot
+/// compute.
+type Id = u128;
+
 /// Every transaction of one sipd.
 #[derive(Debug, Default)]
 pub struct Transactions {
-    server: HashMap<TsxKey, ServerTx>,
-    client: HashMap<TsxKey, ClientTx>,
-    timers: BinaryHeap<Reverse<(u64, TimerKind, u64, TsxKey)>>,
-    /// Completed server transactions in completion order (key, generation),
-    /// the first to go when the table is full.
-    completed: VecDeque<(TsxKey, u64)>,
+    hash: (RandomState, RandomState),
+    server: HashMap<Id, ServerTx>,
+    client: HashMap<Id, ClientTx>,
+    timers: BinaryHeap<Reverse<(u64, TimerKind, u64, Id)>>,
+    /// Completed server transactions in completion order (when Timer J or
+    /// H ends them, id, generation): the first to go when the table is
+    /// full, and, since those timers all run 64*T1, the next to expire.
+    completed: VecDeque<(u64, Id, u64)>,
     generation: u64,
     out: Vec<Transmit>,
     outcomes: Vec<ClientOutcome>,
@@ -83,30 +102,45 @@ impl Transactions {
         self.generation
     }
 
-    fn push_timer(&mut self, at: u64, kind: TimerKind, generation: u64, key: &TsxKey) {
-        self.timers
-            .push(Reverse((at, kind, generation, key.clone())));
+    fn id(&self, key: &TsxKey) -> Id {
+        (u128::from(self.hash.0.hash_one(key)) << 64) | u128::from(self.hash.1.hash_one(key))
+    }
+
+    fn push_timer(&mut self, at: u64, kind: TimerKind, generation: u64, id: Id) {
+        self.timers.push(Reverse((at, kind, generation, id)));
     }
 
     /// The earliest timer, if any.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse((t, ..))| *t)
+        let heap = self.timers.peek().map(|Reverse((t, ..))| *t);
+        let done = self.completed.front().map(|(t, ..)| *t);
+        match (heap, done) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: u64) {
+        while let Some(&(at, id, generation)) = self.completed.front() {
+            if at > now {
+                break;
+            }
+            self.completed.pop_front();
+            self.server_end(generation, id);
+        }
         while let Some(Reverse((at, ..))) = self.timers.peek() {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, kind, generation, key))) = self.timers.pop() else {
+            let Some(Reverse((_, kind, generation, id))) = self.timers.pop() else {
                 break;
             };
             match kind {
-                TimerKind::ServerEnd => self.server_end(generation, &key),
-                TimerKind::ServerResend => self.server_resend(now, generation, key),
-                TimerKind::ClientResend => self.client_resend(now, generation, key),
-                TimerKind::ClientEnd => self.client_end(generation, key),
+                TimerKind::ServerEnd => self.server_end(generation, id),
+                TimerKind::ServerResend => self.server_resend(now, generation, id),
+                TimerKind::ClientResend => self.client_resend(now, generation, id),
+                TimerKind::ClientEnd => self.client_end(generation, id),
             }
         }
     }
@@ -156,13 +190,13 @@ mod tests {
         let mut x = Transactions::new();
         for i in 0..MAX_SERVER {
             let k = key(&format!("z9hG4bKdone{i}"));
-            assert!(x.begin_server(0, &k, false));
+            assert!(x.begin_server(&k, false));
             x.respond(0, &k, t(), 200);
         }
         // Completed ones are evicted, oldest first.
         for i in 0..MAX_SERVER {
             assert!(
-                x.begin_server(1, &key(&format!("z9hG4bKwait{i}")), true),
+                x.begin_server(&key(&format!("z9hG4bKwait{i}")), true),
                 "{i}"
             );
         }
@@ -172,9 +206,37 @@ mod tests {
             ServerMatch::New
         );
         // Every slot waits for an answer: no room.
-        assert!(!x.begin_server(2, &key("z9hG4bKone-more"), true));
+        assert!(!x.begin_server(&key("z9hG4bKone-more"), true));
         x.respond(3, &key("z9hG4bKwait0"), t(), 486);
-        assert!(x.begin_server(3, &key("z9hG4bKone-more"), true));
+        assert!(x.begin_server(&key("z9hG4bKone-more"), true));
+    }
+
+    #[test]
+    fn timer_j_ends_an_answered_request_after_64_t1_with_no_heap_timer_and_so_does_silence() {
+        let mut x = Transactions::new();
+        let k = TsxKey::server("z9hG4bKreg", "192.0.2.1:5060", "REGISTER", "c", 1, "t");
+        assert!(x.begin_server(&k, false));
+        x.respond(0, &k, t(), 200);
+        assert!(x.timers.is_empty(), "answered at once: nothing on the heap");
+        assert_eq!(x.poll_timeout(), Some(64 * T1));
+        x.handle_timeout(64 * T1 - 1);
+        assert!(matches!(
+            x.on_request(64 * T1 - 1, &k, Some(Method::Register)),
+            ServerMatch::Retransmit(Some(_))
+        ));
+        x.handle_timeout(64 * T1);
+        assert_eq!(
+            x.on_request(64 * T1, &k, Some(Method::Register)),
+            ServerMatch::New
+        );
+        // A request the TU leaves unanswered ends 64*T1 later as well.
+        let w = key("z9hG4bKwait");
+        assert!(x.begin_server(&w, true));
+        x.unanswered(100, &w);
+        x.handle_timeout(100 + 64 * T1 - 1);
+        assert_eq!(x.server_count(), 1);
+        x.handle_timeout(100 + 64 * T1);
+        assert_eq!(x.server_count(), 0);
     }
 
     #[test]
@@ -207,7 +269,7 @@ mod tests {
     #[test]
     fn an_invite_rejection_is_resent_on_timer_g_until_the_ack() {
         let mut x = Transactions::new();
-        assert!(x.begin_server(0, &key("z9hG4bKinv"), true));
+        assert!(x.begin_server(&key("z9hG4bKinv"), true));
         x.respond(0, &key("z9hG4bKinv"), t(), 486);
         assert_eq!(
             x.drain_transmits().count(),
@@ -229,7 +291,7 @@ mod tests {
     #[test]
     fn a_digest_challenge_to_an_invite_is_not_resent_so_sipd_amplifies_nothing() {
         let mut x = Transactions::new();
-        assert!(x.begin_server(0, &key("z9hG4bKinv"), true));
+        assert!(x.begin_server(&key("z9hG4bKinv"), true));
         x.respond(0, &key("z9hG4bKinv"), t(), 407);
         x.drain_transmits().for_each(drop);
         assert!(sends_until(&mut x, 10_000).is_empty());

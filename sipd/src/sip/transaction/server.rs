@@ -5,7 +5,7 @@
 
 use std::cmp::Reverse;
 
-use super::{MAX_SERVER, ServerMatch, TimerKind, Transactions, TsxKey};
+use super::{Id, MAX_SERVER, ServerMatch, TimerKind, Transactions, TsxKey};
 use crate::sip::method::Method;
 use crate::sip::{T1, T2, T4, Transmit};
 
@@ -23,7 +23,8 @@ impl Transactions {
     /// Classifies an inbound request (`method` `None`: an extension
     /// method).
     pub fn on_request(&mut self, now: u64, key: &TsxKey, method: Option<Method>) -> ServerMatch {
-        let Some(tx) = self.server.get_mut(key) else {
+        let id = self.id(key);
+        let Some(tx) = self.server.get_mut(&id) else {
             return ServerMatch::New;
         };
         if method != Some(Method::Ack) {
@@ -40,26 +41,28 @@ impl Transactions {
             tx.generation = generation;
             // Timer I: absorb ACK retransmissions for T4 (0 on TCP).
             let wait = if reliable { 0 } else { T4 };
-            self.push_timer(now + wait, TimerKind::ServerEnd, generation, key);
+            self.push_timer(now + wait, TimerKind::ServerEnd, generation, id);
         }
         ServerMatch::AckAbsorbed
     }
 
     /// Starts a server transaction for a request the TU is about to answer;
     /// false when the table is full of transactions still waiting for their
-    /// answer (the request must be refused or dropped).
-    pub fn begin_server(&mut self, now: u64, key: &TsxKey, invite: bool) -> bool {
+    /// answer (the request must be refused or dropped). It gets no timer:
+    /// the TU answers it now, or calls [`Transactions::unanswered`].
+    pub fn begin_server(&mut self, key: &TsxKey, invite: bool) -> bool {
         while self.server.len() >= MAX_SERVER {
-            let Some((k, g)) = self.completed.pop_front() else {
+            let Some((_, id, g)) = self.completed.pop_front() else {
                 return false;
             };
-            if self.server.get(&k).is_some_and(|t| t.generation == g) {
-                self.server.remove(&k);
+            if self.server.get(&id).is_some_and(|t| t.generation == g) {
+                self.server.remove(&id);
             }
         }
         let generation = self.next_gen();
+        let id = self.id(key);
         self.server.insert(
-            key.clone(),
+            id,
             ServerTx {
                 invite,
                 response: None,
@@ -68,32 +71,37 @@ impl Transactions {
                 generation,
             },
         );
-        // A transaction the TU never answers must not live forever.
-        self.push_timer(now + 64 * T1, TimerKind::ServerEnd, generation, key);
         true
+    }
+
+    /// The TU did not answer the request at once: a transaction it never
+    /// answers must not live forever, so it ends after 64*T1 unless an
+    /// answer moves it on.
+    pub fn unanswered(&mut self, now: u64, key: &TsxKey) {
+        let id = self.id(key);
+        if let Some(g) = self.server.get(&id).map(|t| t.generation) {
+            self.push_timer(now + 64 * T1, TimerKind::ServerEnd, g, id);
+        }
     }
 
     /// Drops a server transaction that will never be answered.
     pub fn forget_server(&mut self, key: &TsxKey) {
-        self.server.remove(key);
+        let id = self.id(key);
+        self.server.remove(&id);
     }
 
-    /// Remembers a completed transaction as evictable, first dropping
-    /// entries at the front that ended already.
-    fn completed(&mut self, key: &TsxKey, generation: u64) {
-        while let Some((k, g)) = self.completed.front() {
-            if self.server.get(k).is_some_and(|t| t.generation == *g) {
-                break;
-            }
-            self.completed.pop_front();
-        }
-        self.completed.push_back((key.clone(), generation));
+    /// Timer J or H: the completed transaction `id` ends at `at` (64*T1 on
+    /// from now, the same for all, so the queue stays in deadline order),
+    /// and may be evicted before to make room.
+    fn completed(&mut self, at: u64, id: Id, generation: u64) {
+        self.completed.push_back((at, id, generation));
     }
 
     /// Records and sends the TU's response on a server transaction.
     pub fn respond(&mut self, now: u64, key: &TsxKey, t: Transmit, status: u16) {
         let generation = self.next_gen();
-        let Some(tx) = self.server.get_mut(key) else {
+        let id = self.id(key);
+        let Some(tx) = self.server.get_mut(&id) else {
             self.out.push(t);
             return;
         };
@@ -103,11 +111,11 @@ impl Transactions {
         let invite = tx.invite;
         self.out.push(t);
         if status < 200 {
-            self.push_timer(now + 64 * T1, TimerKind::ServerEnd, generation, key);
+            self.push_timer(now + 64 * T1, TimerKind::ServerEnd, generation, id);
             return;
         }
         if invite && status >= 300 {
-            if let Some(tx) = self.server.get_mut(key) {
+            if let Some(tx) = self.server.get_mut(&id) {
                 tx.awaiting_ack = true;
                 tx.retransmit_every = T1;
             }
@@ -117,38 +125,38 @@ impl Transactions {
             // its INVITE until it hears an answer, and each retransmission
             // gets the stored 407 again (RFC 3261 section 17.2.1).
             if !reliable && !matches!(status, 401 | 407) {
-                self.push_timer(now + T1, TimerKind::ServerResend, generation, key);
+                self.push_timer(now + T1, TimerKind::ServerResend, generation, id);
             }
             // Timer H.
-            self.push_timer(now + 64 * T1, TimerKind::ServerEnd, generation, key);
-            self.completed(key, generation);
+            self.completed(now + 64 * T1, id, generation);
         } else if invite {
             // 2xx to INVITE: the TU (dialog) retransmits; the transaction ends.
-            self.server.remove(key);
+            self.server.remove(&id);
+        } else if reliable {
+            // Timer J is 0 on a reliable transport: nothing is resent.
+            self.server.remove(&id);
         } else {
             // Timer J.
-            let wait = if reliable { 0 } else { 64 * T1 };
-            self.push_timer(now + wait, TimerKind::ServerEnd, generation, key);
-            self.completed(key, generation);
+            self.completed(now + 64 * T1, id, generation);
         }
     }
 
     /// Timers H, I, J and the end of a wait for the TU's answer: the
     /// transaction is forgotten unless it moved on since the timer was set.
-    pub(super) fn server_end(&mut self, generation: u64, key: &TsxKey) {
+    pub(super) fn server_end(&mut self, generation: u64, id: Id) {
         if self
             .server
-            .get(key)
+            .get(&id)
             .is_some_and(|t| t.generation == generation)
         {
-            self.server.remove(key);
+            self.server.remove(&id);
         }
     }
 
     /// Timer G: the INVITE's non-2xx final answer again, at doubling
     /// intervals up to T2, until the ACK comes.
-    pub(super) fn server_resend(&mut self, now: u64, generation: u64, key: TsxKey) {
-        let Some(tx) = self.server.get_mut(&key) else {
+    pub(super) fn server_resend(&mut self, now: u64, generation: u64, id: Id) {
+        let Some(tx) = self.server.get_mut(&id) else {
             return;
         };
         if tx.generation != generation || !tx.awaiting_ack {
@@ -160,6 +168,6 @@ impl Transactions {
         tx.retransmit_every = (tx.retransmit_every * 2).min(T2);
         let next = now + tx.retransmit_every;
         self.timers
-            .push(Reverse((next, TimerKind::ServerResend, generation, key)));
+            .push(Reverse((next, TimerKind::ServerResend, generation, id)));
     }
 }

@@ -42,7 +42,7 @@ impl Core {
             }
             ServerMatch::New => {
                 let invite = method == Some(Method::Invite);
-                if !self.txns.begin_server(now, &key, invite) {
+                if !self.txns.begin_server(&key, invite) {
                     self.overloaded(peer, raw, invite);
                     return;
                 }
@@ -52,6 +52,7 @@ impl Core {
                     return;
                 }
                 if reply.code == 0 {
+                    self.txns.unanswered(now, &key);
                     return;
                 }
                 let tag = match reply.to_tag {
@@ -70,8 +71,17 @@ impl Core {
                         .as_deref()
                         .map(|b| ("application/sdp", b.as_bytes())),
                 );
-                self.txns
-                    .respond(now, &key, Transmit { peer, data }, reply.code);
+                if !invite && matches!(reply.code, 401 | 407) {
+                    // A digest challenge outside an INVITE is sent
+                    // statelessly, as Kamailio's registrar does: a
+                    // retransmitted REGISTER gets a fresh challenge, and a
+                    // registration flood keeps no state for its first half.
+                    self.txns.forget_server(&key);
+                    self.out.push_back(Transmit { peer, data });
+                } else {
+                    self.txns
+                        .respond(now, &key, Transmit { peer, data }, reply.code);
+                }
                 self.mwi_flush(now);
             }
         }

@@ -55,17 +55,25 @@ fn every_golden_client_register_gets_challenged_then_bound() {
 }
 
 #[test]
-fn a_retransmission_is_answered_from_the_transaction_until_timer_j() {
+fn a_challenge_keeps_no_state_and_the_200_is_answered_from_the_transaction_until_timer_j() {
     let mut c = core();
     let msg = golden("gxp1760w");
     let first = send(&mut c, T0, &msg);
     let again = send(&mut c, T0 + T1, &msg);
-    assert_eq!(first, again, "same 401, same nonce and tag");
+    assert!(again[0].starts_with("SIP/2.0 401 "), "{}", again[0]);
+    assert_ne!(first, again, "a retransmission gets a fresh challenge");
+    assert_eq!(c.stats.retransmissions_absorbed, 0);
+    let auth = with_auth(&msg, &first[0], 1, true);
+    let ok = send(&mut c, T0 + T1 + 10, &auth);
+    assert!(ok[0].starts_with("SIP/2.0 200 OK\r\n"), "{}", ok[0]);
+    let ok_again = send(&mut c, T0 + 2 * T1, &auth);
+    assert_eq!(ok, ok_again, "the stored 200, same tag");
     assert_eq!(c.stats.retransmissions_absorbed, 1);
-    // After Timer J (64*T1 on UDP) the same bytes are a new request.
-    c.handle_timeout(T0 + 64 * T1);
-    let later = send(&mut c, T0 + 64 * T1 + 1, &msg);
-    assert_ne!(first, later);
+    // After Timer J (64*T1 on UDP) the same bytes are a new request, and
+    // its digest answer a replay.
+    c.handle_timeout(T0 + T1 + 10 + 64 * T1);
+    let later = send(&mut c, T0 + T1 + 11 + 64 * T1, &auth);
+    assert!(!later[0].starts_with("SIP/2.0 200"), "{}", later[0]);
 }
 
 #[test]
