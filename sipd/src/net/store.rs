@@ -246,7 +246,9 @@ async fn upsert_bindings(
              call_id = excluded.call_id, cseq = excluded.cseq, online = TRUE, last_seen = excluded.last_seen, \
              local_address = excluded.local_address",
         );
-        q.build().execute(&mut **tx).await?;
+        // Not kept prepared: each batch size is another statement, and a
+        // 500-row one is a large program to cache per connection.
+        q.build().persistent(false).execute(&mut **tx).await?;
     }
     upserts.clear();
     Ok(())
