@@ -102,6 +102,56 @@ impl Api {
         self.settings(cookie, values).await;
     }
 
+    /// A device `name` (extension `ext`) made on the devices screen, and a
+    /// baresip phone for it on loopback (UDP, PCMU) whose microphone plays
+    /// `hz`, registered (the device shows so in the API) before it returns.
+    pub async fn udp_phone(
+        &self,
+        admin: &str,
+        sys: &System,
+        root: &Path,
+        (name, ext): (&str, &str),
+        hz: f64,
+    ) -> baresip::Baresip {
+        let dev = self
+            .ok(
+                admin,
+                201,
+                "POST",
+                "/api/devices",
+                Some(serde_json::json!({"name": name, "username": name, "extension": ext})),
+            )
+            .await;
+        let tone = root.join(format!("{name}-tone.wav"));
+        std::fs::write(
+            &tone,
+            audio::Wav::encode(8000, &[audio::sine(8000, hz, 60.0, 0.5)]),
+        )
+        .expect("tone file");
+        let account = format!(
+            "<sip:{name}@{};transport=udp>;auth_pass={};regint=300;audio_codecs=PCMU",
+            sys.sip_addr(),
+            dev["password"].as_str().expect("the new device's password")
+        );
+        let mut phone = baresip::Baresip::spawn(root, name, &account, &tone, 120);
+        phone.connect().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, d, _) = self
+                .call(admin, "GET", &format!("/api/devices/{}", dev["id"]), None)
+                .await;
+            if d["registered"] == true {
+                return phone;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never registered\n{}",
+                phone.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// The first-run wizard of the system `sys` (see
     /// [`testkit::api::Api::setup_in`]); the admin's session cookie.
     pub async fn setup(&self, sys: &System, did: &str) -> String {

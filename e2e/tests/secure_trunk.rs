@@ -13,8 +13,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::System;
-use e2e::audio::{Wav, sine, tones, ulaw_to_f32};
-use e2e::baresip::Baresip;
+use e2e::audio::{Wav, tones, ulaw_to_f32};
 use e2e::standin::Standin;
 use e2e::standin::media::TONE_HZ as PSTN_HZ;
 use e2e::standin::tls::Identity;
@@ -85,39 +84,10 @@ async fn a_call_out_over_a_tls_trunk_is_srtp_both_ways_and_an_untrusted_trunk_ne
     )
     .await;
 
-    let (s, dev, _) = api
-        .call(
-            &admin,
-            "POST",
-            "/api/devices",
-            Some(json!({"name": "desk", "username": "desk", "extension": "201"})),
-        )
+    let mut phone = api
+        .udp_phone(&admin, &sys, root.path(), ("desk", "201"), PHONE_HZ)
         .await;
-    assert_eq!(s, 201, "{dev}");
-    let tone = root.path().join("tone.wav");
-    std::fs::write(&tone, Wav::encode(8000, &[sine(8000, PHONE_HZ, 30.0, 0.5)])).unwrap();
     let sip = sys.sip_addr();
-    let account = format!(
-        "<sip:desk@{sip};transport=udp>;auth_pass={};regint=300;audio_codecs=PCMU",
-        dev["password"].as_str().unwrap()
-    );
-    let mut phone = Baresip::spawn(root.path(), "desk", &account, &tone, 90);
-    phone.connect().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, d, _) = api
-            .call(&admin, "GET", &format!("/api/devices/{}", dev["id"]), None)
-            .await;
-        if d["registered"] == true {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never registered\n{}",
-            phone.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 
     phone
         .command("dial", &format!("sip:{HANDSET}@{sip}"))

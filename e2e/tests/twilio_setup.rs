@@ -12,8 +12,6 @@
 use std::time::{Duration, Instant};
 
 use e2e::System;
-use e2e::audio::{Wav, sine};
-use e2e::baresip::Baresip;
 use e2e::standin::Standin;
 use e2e::standin::trunk::Trunk;
 use serde_json::json;
@@ -101,40 +99,11 @@ async fn set_up_twilio_makes_the_trunk_and_its_credentials_and_outbound_calls_us
     assert_ne!(cfg["values"]["twilio.trunk_password"], pass.as_str());
 
     // A phone's call to an outside number goes through with them.
-    let (s, dev, _) = api
-        .call(
-            &admin,
-            "POST",
-            "/api/devices",
-            Some(json!({"name": "desk", "username": "desk", "extension": "201"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{dev}");
     let root = tempfile::tempdir().unwrap();
-    let tone = root.path().join("tone.wav");
-    std::fs::write(&tone, Wav::encode(8000, &[sine(8000, 440.0, 20.0, 0.5)])).unwrap();
+    let mut phone = api
+        .udp_phone(&admin, &sys, root.path(), ("desk", "201"), 440.0)
+        .await;
     let sip = sys.sip_addr();
-    let account = format!(
-        "<sip:desk@{sip};transport=udp>;auth_pass={};regint=300;audio_codecs=PCMU",
-        dev["password"].as_str().unwrap()
-    );
-    let mut phone = Baresip::spawn(root.path(), "desk", &account, &tone, 60);
-    phone.connect().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, d, _) = api
-            .call(&admin, "GET", &format!("/api/devices/{}", dev["id"]), None)
-            .await;
-        if d["registered"] == true {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the phone never registered\n{}",
-            phone.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     phone
         .command("dial", &format!("sip:{HANDSET}@{sip}"))
         .await

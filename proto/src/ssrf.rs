@@ -176,7 +176,9 @@ fn normal_name(s: &str) -> String {
     s.trim().trim_end_matches('.').to_ascii_lowercase()
 }
 
-fn is_host_name(s: &str) -> bool {
+/// A DNS host name: dot-separated labels of letters, digits and inner
+/// hyphens (a trailing dot allowed).
+pub(crate) fn is_host_name(s: &str) -> bool {
     let n = s.trim_end_matches('.');
     !n.is_empty()
         && n.len() <= 253

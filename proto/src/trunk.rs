@@ -122,19 +122,12 @@ const BAD_SHAPE: &str = "must be a host, host:port or sip: URI such as example.p
 
 /// A DNS name, an IPv4 address or a bracketed IPv6 address.
 fn host_ok(host: &str) -> bool {
-    !host.is_empty()
-        && (host.parse::<std::net::Ipv4Addr>().is_ok()
-            || host
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
-            || host.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-            }))
+    host.parse::<std::net::Ipv4Addr>().is_ok()
+        || host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+        || crate::ssrf::is_host_name(host)
 }
 
 #[cfg(test)]
