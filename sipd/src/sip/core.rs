@@ -375,6 +375,10 @@ pub struct Core {
     abuse: Abuse,
     registrar: Registrar,
     keepalives: HashMap<String, Keepalive>,
+    /// The round's keepalives still to send, a batch at a time, and when
+    /// the next batch goes (see `endpoint/keepalive.rs`).
+    keepalive_queue: VecDeque<(i64, String, Peer)>,
+    next_keepalive_batch: Option<u64>,
     /// Message-waiting subscriptions and the counts they report.
     mwi: mwi::Mwi,
     calls: b2bua::Calls,
@@ -411,6 +415,8 @@ impl Core {
             dnd: HashSet::new(),
             txns: Transactions::new(),
             keepalives: HashMap::new(),
+            keepalive_queue: VecDeque::new(),
+            next_keepalive_batch: None,
             mwi: mwi::Mwi::default(),
             calls: b2bua::Calls::default(),
             next_keepalive: None,
@@ -572,7 +578,10 @@ impl Core {
             && now >= at
         {
             self.next_keepalive = Some(now + self.cfg.keepalive_interval_ms);
-            self.send_keepalives(now);
+            self.queue_keepalives();
+        }
+        if self.next_keepalive_batch.is_some_and(|at| now >= at) {
+            self.send_keepalive_batch(now);
         }
         self.collect_changes();
     }
@@ -593,6 +602,7 @@ impl Core {
             self.txns.poll_timeout(),
             self.calls.next_timeout(),
             self.next_keepalive,
+            self.next_keepalive_batch,
             (self.cfg.termination.is_some() && self.cfg.trunk_ping_ms > 0)
                 .then_some(self.next_trunk_ping),
             Some(self.next_sweep),

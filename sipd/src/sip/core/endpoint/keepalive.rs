@@ -12,14 +12,27 @@ impl Core {
         }
     }
 
-    pub(in crate::sip::core) fn send_keepalives(&mut self, now: u64) {
-        let targets: Vec<(i64, String, Peer)> = self
+    /// Starts a round: every binding gets an OPTIONS, sent
+    /// [`KEEPALIVE_BATCH`] at a time [`KEEPALIVE_SPACING_MS`] apart, so a
+    /// thousand phones are not a thousand messages (and their
+    /// retransmissions) in one go that holds up everything else.
+    pub(in crate::sip::core) fn queue_keepalives(&mut self) {
+        self.keepalive_queue = self
             .registrar
             .all()
             .map(|b| (b.device_id, b.contact.clone(), b.target()))
             .collect();
+        self.next_keepalive_batch = Some(0);
+    }
+
+    /// The next batch of the round's keepalives.
+    pub(in crate::sip::core) fn send_keepalive_batch(&mut self, now: u64) {
         let timeout = self.cfg.keepalive_interval_ms.max(1_000);
-        for (device_id, contact, peer) in targets {
+        let n = self.keepalive_queue.len().min(KEEPALIVE_BATCH);
+        let batch: Vec<(i64, String, Peer)> = self.keepalive_queue.drain(..n).collect();
+        self.next_keepalive_batch =
+            (!self.keepalive_queue.is_empty()).then_some(now + KEEPALIVE_SPACING_MS);
+        for (device_id, contact, peer) in batch {
             let branch = format!("z9hG4bK{}", self.next_id());
             let data = self.options_request(&contact, &branch, &peer);
             self.txns
@@ -86,6 +99,11 @@ impl Core {
         }
     }
 }
+
+/// Keepalives sent at once, and the pause before the next ones: 1,000
+/// phones take 160 ms.
+const KEEPALIVE_BATCH: usize = 64;
+const KEEPALIVE_SPACING_MS: u64 = 10;
 
 pub(in crate::sip::core) struct Keepalive {
     pub(in crate::sip::core) device_id: i64,

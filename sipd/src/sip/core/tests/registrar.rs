@@ -267,3 +267,48 @@ fn a_phone_set_up_for_tls_is_refused_in_clear_even_with_the_right_password() {
     assert!(header(&out[0], "Warning")[0].contains("TLS"), "{}", out[0]);
     assert!(c.registrar().bindings_of(1).is_empty());
 }
+
+#[test]
+fn a_keepalive_round_goes_out_in_batches_not_all_at_once() {
+    let mut c = core();
+    c.set_config(
+        T0,
+        CoreConfig {
+            realm: REALM.into(),
+            keepalive_interval_ms: 10_000,
+            keepalive_failures: 2,
+            ..CoreConfig::default()
+        },
+    );
+    for i in 0..150 {
+        c.restore(Binding {
+            device_id: i,
+            contact: format!("sip:phone{i}@192.168.1.50:{}", 6000 + i),
+            source: phone(),
+            user_agent: String::new(),
+            call_id: String::new(),
+            cseq: 1,
+            expires_at: T0 + 3_600_000,
+            online: true,
+            last_seen: T0,
+            missed: 0,
+        });
+    }
+    let options = |c: &mut Core| {
+        drain(c)
+            .iter()
+            .filter(|m| m.starts_with("OPTIONS "))
+            .count()
+    };
+    c.handle_timeout(T0);
+    assert_eq!(options(&mut c), 0);
+    c.handle_timeout(T0 + 10_000);
+    assert_eq!(options(&mut c), 64, "the first batch");
+    assert_eq!(c.poll_timeout(), Some(T0 + 10_010));
+    c.handle_timeout(T0 + 10_010);
+    assert_eq!(options(&mut c), 64);
+    c.handle_timeout(T0 + 10_020);
+    assert_eq!(options(&mut c), 22, "every binding once per round");
+    c.handle_timeout(T0 + 10_030);
+    assert_eq!(options(&mut c), 0);
+}
