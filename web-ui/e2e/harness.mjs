@@ -27,6 +27,23 @@ export async function freePort() {
   }
 }
 
+/**
+ * A free port whose next port is free too: baresip listens for SIP over TLS
+ * on `sip_listen`'s port + 1, and fails to start when that one is taken.
+ */
+export async function freePortPair() {
+  for (;;) {
+    const p = await freePort()
+    if (handed.has(p + 1)) continue
+    const free = await new Promise((res) => {
+      const s = createServer()
+      s.once('error', () => res(false))
+      s.listen(p + 1, '127.0.0.1', () => s.close(() => res(true)))
+    })
+    if (free) { handed.add(p + 1); return p }
+  }
+}
+
 export async function startSystem(extraEnv = {}) {
   const binDir = process.env.GOSIP_BIN_DIR || join(ROOT, 'target', 'debug')
   const dir = mkdtempSync(join(tmpdir(), 'gosip-ui-'))

@@ -215,11 +215,12 @@ export async function startStandin(sys) {
 export async function startBaresip(sys, { username, password, name = 'phone' }) {
   const { mkdirSync, writeFileSync, openSync, readFileSync } = await import('node:fs')
   const { spawn } = await import('node:child_process')
-  const { freePort } = await import('./harness.mjs')
+  const { freePortPair } = await import('./harness.mjs')
   const dir = join(sys.dir, `baresip-${name}`)
   mkdirSync(join(dir, 'dump'), { recursive: true })
   writeFileSync(join(dir, 'tone.wav'), wav(4))
-  const sipPort = await freePort()
+  // baresip also takes the next port, for SIP over TLS.
+  const sipPort = await freePortPair()
   writeFileSync(join(dir, 'config'), [
     'poll_method epoll',
     `sip_listen 127.0.0.1:${sipPort}`,
