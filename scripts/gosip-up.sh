@@ -32,3 +32,13 @@ for _ in $(seq 1 300); do
 done
 curl -fsS "$GOSIP_URL/api/system/health" | grep -q '"status":"ok"' || {
   echo "GoSIP did not become healthy"; tail -n 20 "$GOSIP_TMP"/*.log; exit 1; }
+# The first-run wizard through the API: admin $1 with password $2 and the
+# number +15551230000; prints the admin's session cookie value.
+gosip_wizard() {
+  local jar=$GOSIP_TMP/cookies token
+  token=$(cat "$GOSIP_DATA_DIR/setup-token")
+  curl -fsS -c "$jar" -H 'X-Requested-With: gosip' -H 'Content-Type: application/json' \
+    -d '{"setup_token":"'"$token"'","admin":{"email":"'"$1"'","password":"'"$2"'"},"did":{"number":"+15551230000","name":"Main"}}' \
+    "$GOSIP_URL/api/setup" >/dev/null
+  awk '$6=="gosip_session"{print $7}' "$jar"
+}

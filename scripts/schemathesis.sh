@@ -20,12 +20,8 @@ if [ ! -x "$VENV/bin/st" ]; then
 fi
 BIN=${GOSIP_BIN_DIR:-target/debug}
 . scripts/gosip-up.sh
-jar=$GOSIP_TMP/cookies
-token=$(cat "$GOSIP_DATA_DIR/setup-token")
-curl -fsS -c "$jar" -H 'X-Requested-With: gosip' -H 'Content-Type: application/json' \
-  -d '{"setup_token":"'"$token"'","admin":{"email":"admin@example.org","password":"schemathesis admin pw"},"did":{"number":"+15551230000","name":"Main"}}' \
-  "$GOSIP_URL/api/setup" >/dev/null
-cookie=$(awk '$6=="gosip_session"{print $7}' "$jar")
+cookie=$(gosip_wizard admin@example.org "schemathesis admin pw")
+jar=$GOSIP_TMP/cookies  # the admin's session, as gosip_wizard left it
 
 # The external API's user: an ordinary account, made and logged in through the API.
 uid=$(curl -fsS -b "$jar" -H 'X-Requested-With: gosip' -H 'Content-Type: application/json' \

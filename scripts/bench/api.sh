@@ -16,12 +16,7 @@ BIN=${GOSIP_BIN_DIR:-target/release}
 # Always (a no-op when fresh): `make bench` builds only the binaries.
 cargo build -q --release -p webd --example api_load
 . scripts/gosip-up.sh
-jar=$GOSIP_TMP/cookies
-token=$(cat "$GOSIP_DATA_DIR/setup-token")
-curl -fsS -c "$jar" -H 'X-Requested-With: gosip' -H 'Content-Type: application/json' \
-  -d '{"setup_token":"'"$token"'","admin":{"email":"bench@example.org","password":"bench admin password"},"did":{"number":"+15551230000","name":"Main"}}' \
-  "$GOSIP_URL/api/setup" >/dev/null
-cookie="gosip_session=$(awk '$6=="gosip_session"{print $7}' "$jar")"
+cookie="gosip_session=$(gosip_wizard bench@example.org "bench admin password")"
 python3 - "$GOSIP_DATA_DIR/gosip.db" <<'PY'
 import sqlite3, sys, random
 db = sqlite3.connect(sys.argv[1], timeout=30)

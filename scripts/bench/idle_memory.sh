@@ -9,12 +9,7 @@ cd "$(dirname "$0")/../.."
 BIN=${GOSIP_BIN_DIR:-target/release}
 command -v sipp >/dev/null || { echo "sipp missing (scripts/install-deps.sh)"; exit 1; }
 . scripts/gosip-up.sh
-jar=$GOSIP_TMP/cookies
-token=$(cat "$GOSIP_DATA_DIR/setup-token")
-curl -fsS -c "$jar" -H 'X-Requested-With: gosip' -H 'Content-Type: application/json' \
-  -d '{"setup_token":"'"$token"'","admin":{"email":"bench@example.org","password":"bench admin password"},"did":{"number":"+15551230000","name":"Main"}}' \
-  "$GOSIP_URL/api/setup" >/dev/null
-cookie="gosip_session=$(awk '$6=="gosip_session"{print $7}' "$jar")"
+cookie="gosip_session=$(gosip_wizard bench@example.org "bench admin password")"
 users=$GOSIP_TMP/users.csv
 echo SEQUENTIAL >"$users"
 for i in 1 2 3 4 5; do

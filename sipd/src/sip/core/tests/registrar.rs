@@ -37,15 +37,7 @@ fn sipd_identifiers_are_128_random_bits() {
 #[test]
 fn keepalive_options_retransmit_then_time_out_and_mark_the_device_offline() {
     let mut c = core();
-    c.set_config(
-        T0,
-        CoreConfig {
-            realm: REALM.into(),
-            keepalive_interval_ms: 10_000,
-            keepalive_failures: 2,
-            ..CoreConfig::default()
-        },
-    );
+    keepalive_every_10s(&mut c, 2);
     let msg = golden("gxp1760w");
     let ch = send(&mut c, T0, &msg);
     send(&mut c, T0, &with_auth(&msg, &ch[0], 1, true));
@@ -75,15 +67,7 @@ fn keepalive_options_retransmit_then_time_out_and_mark_the_device_offline() {
 #[test]
 fn an_answered_keepalive_keeps_the_device_online() {
     let mut c = core();
-    c.set_config(
-        T0,
-        CoreConfig {
-            realm: REALM.into(),
-            keepalive_interval_ms: 10_000,
-            keepalive_failures: 1,
-            ..CoreConfig::default()
-        },
-    );
+    keepalive_every_10s(&mut c, 1);
     let msg = golden("baresip");
     let ch = send(&mut c, T0, &msg);
     send(&mut c, T0, &with_auth(&msg, &ch[0], 1, true));
@@ -209,18 +193,7 @@ fn a_new_password_or_a_deleted_device_drops_its_registrations_and_nobody_elses()
     };
     c.set_devices([alice.clone(), bob.clone()]);
     for (id, who) in [(1, "alice"), (2, "bob")] {
-        c.restore(Binding {
-            device_id: id,
-            contact: format!("sip:{who}@192.168.1.5{id}:5060"),
-            source: phone(),
-            user_agent: String::new(),
-            call_id: String::new(),
-            cseq: 1,
-            expires_at: T0 + 3_600_000,
-            online: true,
-            last_seen: T0,
-            missed: 0,
-        });
+        c.restore(restored(id, format!("sip:{who}@192.168.1.5{id}:5060")));
     }
     let removed = |c: &mut Core| {
         let mut out = Vec::new();
@@ -271,28 +244,12 @@ fn a_phone_set_up_for_tls_is_refused_in_clear_even_with_the_right_password() {
 #[test]
 fn a_keepalive_round_goes_out_in_batches_not_all_at_once() {
     let mut c = core();
-    c.set_config(
-        T0,
-        CoreConfig {
-            realm: REALM.into(),
-            keepalive_interval_ms: 10_000,
-            keepalive_failures: 2,
-            ..CoreConfig::default()
-        },
-    );
+    keepalive_every_10s(&mut c, 2);
     for i in 0..150 {
-        c.restore(Binding {
-            device_id: i,
-            contact: format!("sip:phone{i}@192.168.1.50:{}", 6000 + i),
-            source: phone(),
-            user_agent: String::new(),
-            call_id: String::new(),
-            cseq: 1,
-            expires_at: T0 + 3_600_000,
-            online: true,
-            last_seen: T0,
-            missed: 0,
-        });
+        c.restore(restored(
+            i,
+            format!("sip:phone{i}@192.168.1.50:{}", 6000 + i),
+        ));
     }
     let options = |c: &mut Core| {
         drain(c)
@@ -311,4 +268,34 @@ fn a_keepalive_round_goes_out_in_batches_not_all_at_once() {
     assert_eq!(options(&mut c), 22, "every binding once per round");
     c.handle_timeout(T0 + 10_030);
     assert_eq!(options(&mut c), 0);
+}
+
+/// Keepalives every 10 s; `failures` unanswered rounds take a phone offline.
+fn keepalive_every_10s(c: &mut Core, failures: u32) {
+    c.set_config(
+        T0,
+        CoreConfig {
+            realm: REALM.into(),
+            keepalive_interval_ms: 10_000,
+            keepalive_failures: failures,
+            ..CoreConfig::default()
+        },
+    );
+}
+
+/// A binding of `device_id` at `contact` as sipd reads it back at start-up,
+/// registered from [`phone`] for an hour.
+fn restored(device_id: i64, contact: String) -> Binding {
+    Binding {
+        device_id,
+        contact,
+        source: phone(),
+        user_agent: String::new(),
+        call_id: String::new(),
+        cseq: 1,
+        expires_at: T0 + 3_600_000,
+        online: true,
+        last_seen: T0,
+        missed: 0,
+    }
 }
