@@ -2,7 +2,8 @@
 //! rule type and action, blocking, spam and anonymous edges, DST through
 //! the "test a call" RPC, voicemail end to end, REST faults and the wizard.
 //!
-//! twiliod and webd run in-process (`twiliod::run`, `webd::run`) on
+//! twiliod, webd and sipd run in-process (`twiliod::run`, `webd::run`,
+//! `sipd::run`: sipd writes the call records twiliod tells it of) on
 //! loopback ports with a temp data dir; everything is set up through
 //! webd's API (the wizard, settings, users, numbers, blocklist, VIP list),
 //! as the admin does in the UI. The stand-in plays Twilio: it signs webhooks over the public
@@ -37,11 +38,17 @@ struct Env {
     api: e2e::Api,
     admin: String,
     stop: CancellationToken,
+    /// sipd's own, to stop it alone; its gRPC port.
+    sipd: std::sync::Mutex<CancellationToken>,
+    sipd_grpc: u16,
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
         self.stop.cancel();
+        if let Ok(t) = self.sipd.lock() {
+            t.cancel();
+        }
         self.s.shutdown();
     }
 }
@@ -78,6 +85,11 @@ impl Env {
             http.local_addr().expect("addr").port(),
             grpc.local_addr().expect("addr").port(),
         );
+        let sipd_grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let sp = sipd_grpc.local_addr().expect("addr").port();
+        let sipd = start_sipd(&data, sipd_grpc, gp).await;
         let cfg = twiliod::Config::parse_from([
             "twiliod",
             "--data-dir",
@@ -88,6 +100,8 @@ impl Env {
             "50",
             "--sip-port",
             &sip_port.to_string(),
+            "--sipd-grpc",
+            &format!("127.0.0.1:{sp}"),
         ]);
         let stop = CancellationToken::new();
         let st = stop.clone();
@@ -167,6 +181,8 @@ impl Env {
             api,
             admin,
             stop,
+            sipd: std::sync::Mutex::new(sipd),
+            sipd_grpc: sp,
         };
         env.wait_up().await;
         // The rules cache sees the number's new owner.
@@ -244,6 +260,30 @@ impl Env {
         e2e::standin::scenario::run(&self.s, &script)
             .await
             .expect("scenario")
+    }
+
+    /// Stops sipd alone (it closes its gRPC port).
+    async fn stop_sipd(&self) {
+        self.sipd.lock().expect("sipd").cancel();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TiliodProbe::ok(self.sipd_grpc).await {
+            assert!(Instant::now() < deadline, "sipd did not stop");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts sipd again on the same gRPC port.
+    async fn start_sipd(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let grpc = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.sipd_grpc)).await {
+                Ok(l) => break l,
+                Err(e) => assert!(Instant::now() < deadline, "rebind sipd's gRPC port: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let token = start_sipd(&self.data, grpc, self.grpc).await;
+        *self.sipd.lock().expect("sipd") = token;
     }
 
     async fn cdr(&self, call_sid: &str) -> Option<Cdr> {
@@ -466,6 +506,36 @@ async fn blocklist_exact_prefix_and_regex_entries_reject_with_a_blocked_cdr() {
     }
     let o = env.call(from("+15557654322")).await;
     assert!(dialed(&o).is_some(), "a clean caller rings: {o:?}");
+}
+
+/// sipd owns the call records: a call blocked while sipd is away is
+/// still refused at once, and its record reaches sipd when it is back,
+/// with the changes in the order twiliod made them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_blocked_while_sipd_is_away_is_recorded_when_it_is_back() {
+    let env = Env::start().await;
+    let id = env.block("+15557654321", "exact").await;
+    env.settle().await;
+    env.stop_sipd().await;
+    let o = env.call(from("+15557654321")).await;
+    assert_eq!(rejected(&o).as_deref(), Some("rejected"), "{o:?}");
+    // Twilio's status callback came too; both changes wait in the queue.
+    env.wait_count(
+        "SELECT count(*) FROM jobs WHERE kind = 'call_record' AND status = 'pending'",
+        2,
+    )
+    .await;
+    assert!(env.cdr(&o.call_sid).await.is_none());
+    env.start_sipd().await;
+    env.wait_count(
+        "SELECT count(*) FROM jobs WHERE kind = 'call_record' AND status = 'done'",
+        2,
+    )
+    .await;
+    let cdr = env.cdr(&o.call_sid).await.expect("cdr");
+    assert_eq!(cdr.0, "blocked");
+    assert_eq!(cdr.1, Some(format!("blocklist:{id}")));
+    assert_eq!((cdr.5, cdr.6), (Some(env.did_id), Some(env.owner)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -946,6 +1016,64 @@ async fn the_wizard_checks_credentials_lists_numbers_and_points_them_at_the_publ
         n.status_callback.as_deref(),
         Some("https://pbx.test/api/webhooks/voice/status")
     );
+}
+
+/// Runs sipd in-process on loopback with its gRPC on `grpc` (twiliod's
+/// at `twiliod_grpc`); mediad and notifyd are nobody.
+async fn start_sipd(
+    data: &std::path::Path,
+    grpc: tokio::net::TcpListener,
+    twiliod_grpc: u16,
+) -> CancellationToken {
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = udp.local_addr().expect("addr").port();
+    let tcp = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
+    let tls = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let grpc_port = grpc.local_addr().expect("addr").port();
+    let cfg = sipd::Config::parse_from([
+        "sipd",
+        "--data-dir",
+        data.to_str().expect("utf8"),
+        "--sip-bind",
+        "127.0.0.1",
+        "--sip-port",
+        &port.to_string(),
+        "--sips-port",
+        &tls.local_addr().expect("addr").port().to_string(),
+        "--grpc",
+        &format!("127.0.0.1:{grpc_port}"),
+        "--mediad-grpc",
+        "127.0.0.1:9",
+        "--notifyd-grpc",
+        "127.0.0.1:9",
+        "--twiliod-grpc",
+        &format!("127.0.0.1:{twiliod_grpc}"),
+    ]);
+    let token = CancellationToken::new();
+    let stop = token.clone();
+    let listeners = sipd::Listeners {
+        udp,
+        tcp,
+        tls,
+        grpc,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = sipd::run(cfg, listeners, stop).await {
+            eprintln!("sipd stopped: {e:#}");
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !TiliodProbe::ok(grpc_port).await {
+        assert!(Instant::now() < deadline, "sipd did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    token
 }
 
 /// A one-call SIP UAS standing in for sipd: answers the INVITE with `code`

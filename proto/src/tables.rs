@@ -18,9 +18,10 @@ pub const TABLE_WRITERS: &[(&str, &[&str])] = &[
     ("blocklist", &["webd"]),
     ("caller_lists", &["webd"]),
     // sipd writes the calls it bridges (and clears links to recordings
-    // mediad's retention deleted), twiliod the inbound calls that never
-    // reach sipd and their final status.
-    ("cdrs", &["sipd", "twiliod"]),
+    // mediad's retention deleted); twiliod tells it, over gRPC
+    // (`RecordCall`), of the inbound calls that never reach sipd and of
+    // Twilio's final status.
+    ("cdrs", &["sipd"]),
     ("config", &["webd"]),
     ("deliveries", &["notifyd"]),
     ("devices", &["webd"]),

@@ -327,6 +327,45 @@ Disposition {
     Rejected => "rejected",
 });
 
+/// The same words on the wire (sipd's `RecordCall`).
+impl From<Disposition> for crate::pb::sipd::CallDisposition {
+    fn from(d: Disposition) -> Self {
+        use crate::pb::sipd::CallDisposition as P;
+        match d {
+            Disposition::InProgress => P::InProgress,
+            Disposition::Answered => P::Answered,
+            Disposition::Missed => P::Missed,
+            Disposition::Busy => P::Busy,
+            Disposition::Failed => P::Failed,
+            Disposition::Voicemail => P::Voicemail,
+            Disposition::Blocked => P::Blocked,
+            Disposition::Rejected => P::Rejected,
+        }
+    }
+}
+
+impl TryFrom<crate::pb::sipd::CallDisposition> for Disposition {
+    type Error = TypeError;
+    fn try_from(p: crate::pb::sipd::CallDisposition) -> Result<Self, TypeError> {
+        use crate::pb::sipd::CallDisposition as P;
+        Ok(match p {
+            P::InProgress => Disposition::InProgress,
+            P::Answered => Disposition::Answered,
+            P::Missed => Disposition::Missed,
+            P::Busy => Disposition::Busy,
+            P::Failed => Disposition::Failed,
+            P::Voicemail => Disposition::Voicemail,
+            P::Blocked => Disposition::Blocked,
+            P::Rejected => Disposition::Rejected,
+            P::Unspecified => {
+                return Err(TypeError::NotOneOf(
+                    "in_progress answered missed busy failed voicemail blocked rejected",
+                ));
+            }
+        })
+    }
+}
+
 word_enum!(/// Which way a call or message went.
 Direction {
     Inbound => "inbound",
@@ -413,5 +452,10 @@ mod tests {
             assert_eq!(d.as_str().parse::<Disposition>(), Ok(*d));
         }
         assert!("nope".parse::<Disposition>().is_err());
+        for d in Disposition::ALL {
+            let wire = crate::pb::sipd::CallDisposition::from(*d);
+            assert_eq!(Disposition::try_from(wire), Ok(*d));
+        }
+        assert!(Disposition::try_from(crate::pb::sipd::CallDisposition::Unspecified).is_err());
     }
 }

@@ -126,8 +126,12 @@ pub async fn run(
         settings.clone(),
         shutdown.clone(),
     ));
-    let sipd_service =
-        net::grpc::SipdService::new(cmd_tx.clone(), device_reload.clone(), tls.clone());
+    let sipd_service = net::grpc::SipdService::new(
+        cmd_tx.clone(),
+        device_reload.clone(),
+        tls.clone(),
+        pool.clone(),
+    );
     let sip = tokio::spawn(net::serve(
         listeners.udp,
         net::Streams {

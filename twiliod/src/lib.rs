@@ -13,6 +13,7 @@
 
 pub mod autoreply;
 pub mod call_end;
+pub mod call_record;
 pub mod client;
 pub mod grpc;
 pub mod menu;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub rules: ruleset::RulesCache,
     /// The address sipd published for `<Sip>` URIs.
     pub sip_host: siphost::SipHost,
+    /// sipd, which writes the call records (`cdrs`).
+    pub call_records: call_record::CallRecords,
 }
 
 /// twiliod's flags; each has a `GOSIP_*` env twin.
@@ -79,6 +82,9 @@ pub struct Config {
     /// notifyd's gRPC address.
     #[arg(long, env = "GOSIP_NOTIFYD_GRPC", default_value = proto::defaults::NOTIFYD_GRPC)]
     pub notifyd_grpc: String,
+    /// sipd's gRPC address (it writes the call records).
+    #[arg(long, env = "GOSIP_SIPD_GRPC", default_value = proto::defaults::SIPD_GRPC)]
+    pub sipd_grpc: String,
     /// sipd's SIP port, for the `<Sip>` URI (host comes from sip.public_address).
     #[arg(long, env = "GOSIP_SIP_PORT", default_value_t = proto::defaults::SIP_PORT)]
     pub sip_port: u16,
@@ -216,6 +222,10 @@ async fn build_state(
         sip_port: cfg.sip_port,
         rules,
         sip_host: siphost::SipHost::default(),
+        call_records: call_record::CallRecords::new(proto::grpc::channel(
+            &cfg.sipd_grpc,
+            &proto::grpc::Secret::load_or_create(&cfg.common.data_dir)?,
+        )?),
     })
 }
 
@@ -225,6 +235,7 @@ fn register_jobs(state: &AppState, cfg: &Config, secret: &proto::grpc::Secret) {
     notify::register(&state.queue, cfg.notifyd_grpc.clone(), secret.clone());
     voicemail::register(state);
     call_end::register(state);
+    call_record::register(state);
     sms::register_jobs(state);
 }
 

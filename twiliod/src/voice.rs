@@ -358,17 +358,12 @@ async fn record_menu_exit(st: &AppState, call_sid: &str, d: &Decision) -> Result
         .bind(call_sid)
         .execute(&st.pool)
         .await?;
-    sqlx::query(
-        "UPDATE cdrs SET rule_name = ?, reason = ?, \
-                disposition = CASE WHEN sip_call_id IS NULL THEN ? ELSE disposition END \
-         WHERE call_sid = ?",
+    crate::call_record::record(
+        st,
+        call_sid,
+        crate::call_record::menu_exit(&d.rule, &d.reason, d.disposition()),
     )
-    .bind(&d.rule)
-    .bind(&d.reason)
-    .bind(d.disposition().as_str())
-    .bind(call_sid)
-    .execute(&st.pool)
-    .await?;
+    .await;
     Ok(())
 }
 
@@ -427,56 +422,9 @@ async fn record_decision(
                 how: crate::rules::BlockAction::SilentVoicemail
             }
         );
-    sqlx::query(
-        "INSERT INTO cdrs (call_sid, direction, from_number, to_number, did_id, user_id, started_at, \
-                           ended_at, duration, disposition, spam_score, stir_verstat, rule_name, reason) \
-         VALUES (?, 'inbound', ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?) ON CONFLICT(call_sid) DO NOTHING",
-    )
-    .bind(call_sid)
-    .bind(&f.from)
-    .bind(&f.to)
-    .bind(did_id)
-    .bind(user_id)
-    .bind(&now)
-    .bind(ended.then_some(&now))
-    .bind(disposition.as_str())
-    .bind(f.spam_score)
-    .bind(&f.stir_verstat)
-    .bind(&d.rule)
-    .bind(&d.reason)
-    .execute(&st.pool)
-    .await?;
+    let change = crate::call_record::decided(disposition, ended, &f.from, &f.to);
+    crate::call_record::record(st, call_sid, change).await;
     Ok(())
-}
-
-/// Makes sure a CDR exists for a call twiliod takes over again (voicemail
-/// after an unanswered ring), filled from the stored decision. Returns its id.
-pub async fn ensure_cdr(
-    st: &AppState,
-    call_sid: &str,
-    p: &WebhookParams,
-    disposition: Disposition,
-) -> Result<i64, sqlx::Error> {
-    let now = proto::time::now();
-    sqlx::query(
-        "INSERT INTO cdrs (call_sid, direction, from_number, to_number, did_id, user_id, started_at, \
-                           disposition, spam_score, stir_verstat, rule_name, reason) \
-         SELECT ?1, 'inbound', coalesce(v.from_number, ?2), coalesce(v.to_number, ?3), v.did_id, v.user_id, \
-                coalesce(v.created_at, ?4), ?5, v.spam_score, v.stir_verstat, v.rule_name, v.reason \
-         FROM (SELECT 1) LEFT JOIN voice_calls v ON v.call_sid = ?1 \
-         ON CONFLICT(call_sid) DO NOTHING",
-    )
-    .bind(call_sid)
-    .bind(p.str("From"))
-    .bind(p.str("To"))
-    .bind(&now)
-    .bind(disposition.as_str())
-    .execute(&st.pool)
-    .await?;
-    sqlx::query_scalar("SELECT id FROM cdrs WHERE call_sid = ?")
-        .bind(call_sid)
-        .fetch_one(&st.pool)
-        .await
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -497,36 +445,14 @@ async fn dial_result(
     if matches!(status, "completed" | "answered") {
         if forwarded {
             let dur: i64 = p.str("DialCallDuration").parse().unwrap_or(0);
-            if let Err(e) = sqlx::query(
-                "UPDATE cdrs SET disposition = 'answered', duration = ?, ended_at = ?, \
-                        answered_at = coalesce(answered_at, started_at) \
-                 WHERE call_sid = ? AND sip_call_id IS NULL",
-            )
-            .bind(dur)
-            .bind(proto::time::now())
-            .bind(&call_sid)
-            .execute(&st.pool)
-            .await
-            {
-                tracing::error!(error = %e, "cannot update CDR");
-            }
+            let change = crate::call_record::forward_answered(dur);
+            crate::call_record::record(&st, &call_sid, change).await;
         }
         return xml(twiml::hangup());
     }
     // Nobody answered (no-answer, busy, failed, canceled): voicemail.
-    if let Err(e) = ensure_cdr(&st, &call_sid, &p, Disposition::Missed).await {
-        tracing::error!(call_sid = %call_sid, error = %e, "cannot write CDR");
-    }
-    if let Err(e) = sqlx::query(
-        "UPDATE cdrs SET disposition = 'missed' \
-         WHERE call_sid = ? AND disposition = 'in_progress' AND sip_call_id IS NULL",
-    )
-    .bind(&call_sid)
-    .execute(&st.pool)
-    .await
-    {
-        tracing::error!(error = %e, "cannot update CDR");
-    }
+    let change = crate::call_record::missed(p.str("From"), p.str("To"));
+    crate::call_record::record(&st, &call_sid, change).await;
     xml(twiml::voicemail(
         &ctx(&st, &call_sid, p.str("To")),
         None,
@@ -583,42 +509,16 @@ async fn status(State(st): State<AppState>, Extension(p): Extension<WebhookParam
     let dur: i64 = p.str("CallDuration").parse().unwrap_or(0);
     tracing::info!(call_sid, call_status, duration = dur, "call status");
     let end_disposition = match call_status {
-        "completed" if dur > 0 => Some("answered"),
-        "completed" | "no-answer" | "canceled" => Some("missed"),
-        "busy" => Some("busy"),
-        "failed" => Some("failed"),
+        "completed" if dur > 0 => Some(Disposition::Answered),
+        "completed" | "no-answer" | "canceled" => Some(Disposition::Missed),
+        "busy" => Some(Disposition::Busy),
+        "failed" => Some(Disposition::Failed),
         _ => None,
     };
     if let Some(disp) = end_disposition {
-        // Only CDRs twiliod owns (never reached sipd); a blocked, rejected or
-        // voicemail disposition is final and kept.
-        let r = sqlx::query(
-            "UPDATE cdrs SET ended_at = coalesce(ended_at, ?), duration = max(duration, ?), \
-                    disposition = CASE WHEN disposition = 'in_progress' THEN ? ELSE disposition END, \
-                    answered_at = CASE WHEN ? = 'answered' THEN coalesce(answered_at, started_at) ELSE answered_at END \
-             WHERE call_sid = ? AND sip_call_id IS NULL",
-        )
-        .bind(proto::time::now())
-        .bind(dur)
-        .bind(disp)
-        .bind(disp)
-        .bind(call_sid)
-        .execute(&st.pool)
-        .await;
-        if let Err(e) = r {
-            tracing::error!(call_sid, error = %e, "cannot update CDR");
-        }
-        // A CDR sipd wrote learns why the call came (rule, spam, STIR).
-        if let Err(e) = sqlx::query(
-            "UPDATE cdrs SET rule_name = coalesce(cdrs.rule_name, v.rule_name), reason = coalesce(cdrs.reason, v.reason), \
-                    spam_score = coalesce(cdrs.spam_score, v.spam_score), stir_verstat = coalesce(cdrs.stir_verstat, v.stir_verstat) \
-             FROM voice_calls v WHERE v.call_sid = cdrs.call_sid AND cdrs.call_sid = ?",
-        )
-        .bind(call_sid)
-        .execute(&st.pool)
-        .await {
-        tracing::error!(error = %e, "cannot update CDR");
-    }
+        // sipd keeps a blocked, rejected or voicemail disposition, and the
+        // ending of a call it bridged.
+        crate::call_record::record(&st, call_sid, crate::call_record::ended(disp, dur)).await;
         // The call is over: missed or voicemail, and the final call_ended.
         crate::call_end::schedule(&st, call_sid).await;
     }

@@ -24,8 +24,6 @@ pub mod local;
 use std::path::Path;
 use std::time::Duration;
 
-use proto::types::Disposition;
-
 use crate::AppState;
 use crate::notify::{self, Notice};
 use crate::queue::{Enqueue, Job, JobError};
@@ -141,15 +139,10 @@ async fn handle_recording(
             .await?;
         return Ok(());
     }
-    let cdr_id = crate::voice::ensure_cdr(st, call_sid, p, Disposition::Voicemail).await?;
-    sqlx::query(
-        "UPDATE cdrs SET disposition = 'voicemail', ended_at = coalesce(ended_at, ?) \
-         WHERE id = ? AND disposition IN ('in_progress', 'missed')",
-    )
-    .bind(proto::time::now())
-    .bind(cdr_id)
-    .execute(&st.pool)
-    .await?;
+    // None while sipd is away: the record is queued and links this
+    // voicemail once written (`call_record::link_voicemail`).
+    let change = crate::call_record::voicemail(p.str("From"), p.str("To"));
+    let cdr_id = crate::call_record::record(st, call_sid, change).await;
     let (did_id, user_id) = owner(st, call_sid, p.str("To")).await?;
     let status = if duration > MAX_TRANSCRIBED_SECS {
         "unavailable"
@@ -160,7 +153,7 @@ async fn handle_recording(
         "INSERT INTO voicemails (cdr_id, user_id, did_id, call_sid, recording_sid, from_number, duration, \
                                  transcript_status, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT(recording_sid) DO UPDATE SET cdr_id = excluded.cdr_id, duration = excluded.duration, \
+         ON CONFLICT(recording_sid) DO UPDATE SET cdr_id = coalesce(excluded.cdr_id, voicemails.cdr_id), duration = excluded.duration, \
              transcript_status = CASE WHEN excluded.transcript_status = 'unavailable' \
                                       THEN 'unavailable' ELSE voicemails.transcript_status END",
     )
@@ -175,6 +168,17 @@ async fn handle_recording(
     .bind(proto::time::now())
     .execute(&st.pool)
     .await?;
+    if cdr_id.is_none() {
+        // The queued record may have been written in between.
+        sqlx::query(
+            "UPDATE voicemails SET cdr_id = (SELECT id FROM cdrs WHERE call_sid = ?) \
+             WHERE recording_sid = ? AND cdr_id IS NULL",
+        )
+        .bind(call_sid)
+        .bind(sid)
+        .execute(&st.pool)
+        .await?;
+    }
     tracing::info!(
         recording_sid = sid,
         call_sid,

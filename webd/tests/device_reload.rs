@@ -34,6 +34,13 @@ struct FakeSipd {
 
 #[tonic::async_trait]
 impl Sipd for FakeSipd {
+    async fn record_call(
+        &self,
+        _r: GrpcRequest<proto::pb::sipd::RecordCallRequest>,
+    ) -> Result<Response<proto::pb::sipd::RecordCallReply>, Status> {
+        Err(Status::unimplemented("not here"))
+    }
+
     async fn originate(
         &self,
         _r: GrpcRequest<OriginateRequest>,

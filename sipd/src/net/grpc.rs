@@ -1,7 +1,8 @@
 //! The `Sipd` gRPC service (webd and twiliod are its clients): active calls,
 //! hang-up, recording on demand, device reload, the TLS certificate's
-//! fingerprint. Each call goes to the core
-//! task. Also sipd's `Daemon` service, whose Reload re-reads the devices
+//! fingerprint, and twiliod's part of the call records. Each call but the
+//! last goes to the core task; call records go to the database
+//! (`call_records`). Also sipd's `Daemon` service, whose Reload re-reads the devices
 //! beside the settings.
 
 use tokio::sync::{mpsc, oneshot};
@@ -13,9 +14,10 @@ use proto::pb::common::{HealthReply, HealthRequest, ReloadReply, ReloadRequest};
 use proto::pb::sipd::sipd_server::{Sipd, SipdServer};
 use proto::pb::sipd::{
     ActiveCall, HangupReply, HangupRequest, ListCallsReply, ListCallsRequest, OriginateReply,
-    OriginateRequest, ReloadDevicesReply, ReloadDevicesRequest, SetRecordingReply,
-    SetRecordingRequest, TlsInfoReply, TlsInfoRequest,
+    OriginateRequest, RecordCallReply, RecordCallRequest, ReloadDevicesReply, ReloadDevicesRequest,
+    SetRecordingReply, SetRecordingRequest, TlsInfoReply, TlsInfoRequest,
 };
+use sqlx::SqlitePool;
 
 use super::{Command, DeviceReload};
 
@@ -23,6 +25,7 @@ pub struct SipdService {
     commands: mpsc::Sender<Command>,
     devices: DeviceReload,
     tls: super::tls::Served,
+    pool: SqlitePool,
 }
 
 impl SipdService {
@@ -30,11 +33,13 @@ impl SipdService {
         commands: mpsc::Sender<Command>,
         devices: DeviceReload,
         tls: super::tls::Served,
+        pool: SqlitePool,
     ) -> SipdServer<Self> {
         SipdServer::new(Self {
             commands,
             devices,
             tls,
+            pool,
         })
     }
 
@@ -51,6 +56,21 @@ impl SipdService {
 
 #[tonic::async_trait]
 impl Sipd for SipdService {
+    async fn record_call(
+        &self,
+        r: Request<RecordCallRequest>,
+    ) -> Result<Response<RecordCallReply>, Status> {
+        use super::call_records::{RecordError, apply};
+        match apply(&self.pool, r.get_ref()).await {
+            Ok(cdr_id) => Ok(Response::new(RecordCallReply { cdr_id })),
+            Err(RecordError::Invalid(why)) => Err(Status::invalid_argument(why)),
+            Err(RecordError::Db(e)) => {
+                tracing::error!(call_sid = %r.get_ref().call_sid, error = %e, "cannot write the call record");
+                Err(Status::unavailable("cannot write the call record"))
+            }
+        }
+    }
+
     async fn tls_info(
         &self,
         _r: Request<TlsInfoRequest>,

@@ -3,6 +3,7 @@
 //! cannot starve the others, the timer loop, settings and device hot
 //! reload, the database writer, and call events for notifyd.
 
+pub mod call_records;
 pub mod grpc;
 pub mod media;
 pub mod notify;
