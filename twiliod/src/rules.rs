@@ -43,7 +43,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use proto::routing;
-use proto::types::{Disposition, E164};
+use proto::types::{DeviceId, DidId, Disposition, E164, RouteId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// What twiliod knows about an incoming call when it decides.
@@ -89,7 +89,7 @@ pub enum Action {
     /// Ring these devices through sipd, plus (`owner`) every device of the
     /// called number's owner; `timeout` seconds instead of `calls.ring_timeout`.
     Ring {
-        devices: Vec<i64>,
+        devices: Vec<DeviceId>,
         owner: bool,
         timeout: Option<u32>,
     },
@@ -142,7 +142,7 @@ impl From<routing::Action> for Action {
                 owner,
                 timeout,
             }) => Self::Ring {
-                devices: device_ids.into_iter().map(|d| d.0).collect(),
+                devices: device_ids,
                 owner,
                 timeout,
             },
@@ -183,7 +183,7 @@ pub struct Decision {
     /// Human-readable why, e.g. "spam score 0.75 > 0.70".
     pub reason: String,
     /// The route that matched, when a route decided.
-    pub route_id: Option<i64>,
+    pub route_id: Option<RouteId>,
 }
 
 impl Decision {
@@ -455,8 +455,8 @@ pub enum CallerMatch {
 /// One route.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
-    pub id: i64,
-    pub did_id: Option<i64>,
+    pub id: RouteId,
+    pub did_id: Option<DidId>,
     pub priority: i64,
     pub name: String,
     pub condition: Condition,
@@ -469,8 +469,8 @@ impl Route {
     /// whose condition is [`Condition::Invalid`]: it never matches.
     #[allow(clippy::too_many_arguments)]
     pub fn from_row(
-        id: i64,
-        did_id: Option<i64>,
+        id: RouteId,
+        did_id: Option<DidId>,
         priority: i64,
         name: &str,
         condition_type: &str,
@@ -598,10 +598,10 @@ fn compile(c: routing::Condition, default_country: &str) -> Condition {
 }
 
 /// A DID as the rules see it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DidRules {
-    pub did_id: i64,
-    pub owner_user_id: Option<i64>,
+    pub did_id: DidId,
+    pub owner_user_id: Option<UserId>,
     /// The owner's `users.dnd`.
     pub owner_dnd: bool,
     /// This DID's enabled routes plus the global ones, in evaluation order.
@@ -610,7 +610,7 @@ pub struct DidRules {
 
 impl RuleSet {
     /// The menu of route `id`, when that route's action is a menu.
-    pub fn menu(&self, id: i64) -> Option<&routing::MenuAction> {
+    pub fn menu(&self, id: RouteId) -> Option<&routing::MenuAction> {
         self.dids
             .values()
             .flat_map(|d| d.routes.iter())
@@ -1048,7 +1048,17 @@ mod tests {
     }
 
     fn route(id: i64, prio: i64, ct: &str, cd: &str, at: &str, ad: &str) -> Route {
-        Route::from_row(id, Some(1), prio, &format!("r{id}"), ct, cd, at, ad, "1")
+        Route::from_row(
+            RouteId(id),
+            Some(DidId(1)),
+            prio,
+            &format!("r{id}"),
+            ct,
+            cd,
+            at,
+            ad,
+            "1",
+        )
     }
 
     fn rules() -> RuleSet {
@@ -1056,8 +1066,8 @@ mod tests {
         dids.insert(
             DID.to_owned(),
             DidRules {
-                did_id: 1,
-                owner_user_id: Some(7),
+                did_id: DidId(1),
+                owner_user_id: Some(UserId(7)),
                 owner_dnd: false,
                 routes: vec![],
             },
@@ -1391,11 +1401,11 @@ mod tests {
         );
         let d = decide(&call("+15557654321"), &r, wed_10am());
         assert_eq!(d.rule, "route:11:r11");
-        assert_eq!(d.route_id, Some(11));
+        assert_eq!(d.route_id, Some(RouteId(11)));
         assert_eq!(
             d.action,
             Action::Ring {
-                devices: vec![3, 4],
+                devices: vec![DeviceId(3), DeviceId(4)],
                 owner: false,
                 timeout: Some(20)
             }
@@ -1421,7 +1431,7 @@ mod tests {
         assert_eq!(
             a("ring", r#"{"device_ids":[2]}"#),
             Action::Ring {
-                devices: vec![2],
+                devices: vec![DeviceId(2)],
                 owner: false,
                 timeout: None
             }
@@ -1552,16 +1562,19 @@ mod tests {
         let thanksgiving = Utc.with_ymd_and_hms(2026, 11, 26, 15, 0, 0).unwrap();
         assert_eq!(
             decide(&call("+15557654321"), &r, thanksgiving).route_id,
-            Some(1)
+            Some(RouteId(1))
         );
         // Saturday 2026-11-28 noon.
         let sat = Utc.with_ymd_and_hms(2026, 11, 28, 17, 0, 0).unwrap();
-        assert_eq!(decide(&call("+15557654321"), &r, sat).route_id, Some(2));
+        assert_eq!(
+            decide(&call("+15557654321"), &r, sat).route_id,
+            Some(RouteId(2))
+        );
         // Wednesday 20:00 local (01:00 UTC Thursday!).
         let wed_night = Utc.with_ymd_and_hms(2026, 11, 26, 1, 0, 0).unwrap();
         assert_eq!(
             decide(&call("+15557654321"), &r, wed_night).route_id,
-            Some(3)
+            Some(RouteId(3))
         );
         // Wednesday 10:00: business hours, nothing matches.
         assert_eq!(
@@ -1626,7 +1639,7 @@ mod tests {
         r.global_routes = vec![route(5, 0, "default", "{}", "voicemail", "{}")];
         let mut c = call("+15557654321");
         c.to = "+15550009999".into();
-        assert_eq!(decide(&c, &r, wed_10am()).route_id, Some(5));
+        assert_eq!(decide(&c, &r, wed_10am()).route_id, Some(RouteId(5)));
     }
 
     mod props {

@@ -11,16 +11,17 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use proto::settings::{Settings, SettingsHandle};
+use proto::types::{DidId, RouteId, UserId};
 use sqlx::SqlitePool;
 use tokio_util::sync::CancellationToken;
 
 use crate::rules::{BlockAction, BlockEntry, Blocklist, Calendar, DidRules, Route, RuleSet};
 
 /// What the voice handlers need to know about a DID beside its rules.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DidInfo {
-    pub id: i64,
-    pub owner_user_id: Option<i64>,
+    pub id: DidId,
+    pub owner_user_id: Option<UserId>,
     pub greeting_text: String,
     pub greeting_path: String,
 }
@@ -135,8 +136,8 @@ async fn load_caller_lists(pool: &SqlitePool, country: &str) -> Result<CallerLis
 /// (they are kept but never match).
 async fn load_routes(pool: &SqlitePool, country: &str) -> Result<Vec<Route>, sqlx::Error> {
     type RouteRow = (
-        i64,
-        Option<i64>,
+        RouteId,
+        Option<DidId>,
         i64,
         String,
         String,
@@ -159,7 +160,7 @@ async fn load_routes(pool: &SqlitePool, country: &str) -> Result<Vec<Route>, sql
     for r in &routes {
         if let crate::rules::Condition::Invalid(why) = &r.condition {
             // Only rows written around the API get here; they never match.
-            tracing::warn!(route_id = r.id, name = %r.name, reason = %why, "route is invalid and ignored");
+            tracing::warn!(route_id = %r.id, name = %r.name, reason = %why, "route is invalid and ignored");
         }
     }
     Ok(routes)
@@ -174,7 +175,7 @@ struct DidTables {
 /// Reads the DIDs with their owner's DND flag and gives each its own
 /// routes merged with the global ones, so a call needs one lookup.
 async fn load_dids(pool: &SqlitePool, routes: &[Route]) -> Result<DidTables, sqlx::Error> {
-    type DidRow = (i64, String, Option<i64>, Option<bool>, String, String);
+    type DidRow = (DidId, String, Option<UserId>, Option<bool>, String, String);
     let did_rows: Vec<DidRow> = sqlx::query_as(
         "SELECT d.id, d.number, d.owner_user_id, u.dnd, d.greeting_text, d.greeting_path \
          FROM dids d LEFT JOIN users u ON u.id = d.owner_user_id",

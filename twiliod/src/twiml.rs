@@ -21,6 +21,7 @@
 //! nobody picked up.
 
 use crate::rules::{Action, BlockAction, CallFacts, Decision};
+use proto::types::{DeviceId, RouteId};
 
 /// Everything the documents need besides the action.
 #[derive(Debug, Clone, Default)]
@@ -118,7 +119,7 @@ pub fn for_decision(d: &Decision, c: &Ctx) -> String {
         Action::Voicemail { greeting } => voicemail(c, greeting.as_deref(), false),
         Action::Announcement { text, audio } => announcement(c, text, audio.as_deref()),
         Action::Reject { busy } => reject(*busy),
-        Action::Menu(m) => menu(c, m, d.route_id.unwrap_or(0), "", 0, None),
+        Action::Menu(m) => menu(c, m, d.route_id.unwrap_or(RouteId(0)), "", 0, None),
         Action::Block {
             how: BlockAction::Reject,
         } => reject(false),
@@ -132,8 +133,8 @@ pub fn for_decision(d: &Decision, c: &Ctx) -> String {
 }
 
 /// `<Dial><Sip>` to sipd.
-pub fn ring(c: &Ctx, devices: &[i64], timeout: u32, rule: &str) -> String {
-    let devs: Vec<String> = devices.iter().map(i64::to_string).collect();
+pub fn ring(c: &Ctx, devices: &[DeviceId], timeout: u32, rule: &str) -> String {
+    let devs: Vec<String> = devices.iter().map(DeviceId::to_string).collect();
     let mut uri = format!(
         "sip:{}@{}:{};transport=udp?X-GoSIP-CallSid={}&X-GoSIP-Devices={}&X-GoSIP-Rule={}",
         c.did,
@@ -201,7 +202,7 @@ pub fn voicemail(c: &Ctx, greeting: Option<&str>, silent: bool) -> String {
 pub fn menu(
     c: &Ctx,
     m: &proto::routing::MenuAction,
-    route: i64,
+    route: RouteId,
     path: &str,
     tries: u32,
     notice: Option<&str>,
@@ -373,7 +374,7 @@ mod tests {
             stage: Stage::Route,
             rule: "route:1:Office <hours>".into(),
             reason: String::new(),
-            route_id: Some(1),
+            route_id: Some(RouteId(1)),
         }
     }
 
@@ -381,7 +382,7 @@ mod tests {
     fn ringing_dials_sipd_with_trunk_credentials_devices_and_call_sid() {
         let x = for_decision(
             &decision(Action::Ring {
-                devices: vec![3, 4],
+                devices: vec![DeviceId(3), DeviceId(4)],
                 owner: false,
                 timeout: None,
             }),
@@ -395,7 +396,7 @@ mod tests {
     fn a_route_ring_timeout_replaces_the_setting() {
         let x = for_decision(
             &decision(Action::Ring {
-                devices: vec![2],
+                devices: vec![DeviceId(2)],
                 owner: false,
                 timeout: Some(15),
             }),
@@ -441,7 +442,7 @@ mod tests {
             let c = Ctx { trust: t, ..ctx() };
             for_decision(
                 &decision(Action::Ring {
-                    devices: vec![3],
+                    devices: vec![DeviceId(3)],
                     owner: false,
                     timeout: None,
                 }),

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, body::Body};
 use chrono::Utc;
-use proto::types::Disposition;
+use proto::types::{DeviceId, DidId, Disposition, RouteId, UserId};
 
 use crate::AppState;
 use crate::rules::{Action, CallFacts, Decision, decide};
@@ -198,7 +198,7 @@ async fn fill_owner_devices(
         return;
     }
     let fresh_owner =
-        sqlx::query_scalar::<_, Option<i64>>("SELECT owner_user_id FROM dids WHERE number = ?")
+        sqlx::query_scalar::<_, Option<UserId>>("SELECT owner_user_id FROM dids WHERE number = ?")
             .bind(did)
             .fetch_optional(&st.pool)
             .await
@@ -209,7 +209,7 @@ async fn fill_owner_devices(
     else {
         return;
     };
-    match sqlx::query_scalar::<_, i64>("SELECT id FROM devices WHERE user_id = ? ORDER BY id")
+    match sqlx::query_scalar::<_, DeviceId>("SELECT id FROM devices WHERE user_id = ? ORDER BY id")
         .bind(owner)
         .fetch_all(&st.pool)
         .await
@@ -229,7 +229,7 @@ async fn fill_owner_devices(
 
 #[derive(serde::Deserialize)]
 struct MenuQuery {
-    route: i64,
+    route: RouteId,
     #[serde(default)]
     path: String,
     #[serde(default)]
@@ -248,7 +248,7 @@ async fn menu(
     let Some(root) = snap.rules.menu(q.route) else {
         // The route was deleted or is no longer a menu: voicemail, never
         // silence.
-        tracing::warn!(call_sid = %call_sid, route = q.route, "menu route gone; voicemail");
+        tracing::warn!(call_sid = %call_sid, route = %q.route, "menu route gone; voicemail");
         let c = ctx_for(&st, &snap, &call_sid, p.str("To"));
         return xml(twiml::voicemail(&c, None, false));
     };
@@ -279,7 +279,7 @@ async fn menu(
         p.str("To"),
     )
     .await;
-    tracing::info!(call_sid = %call_sid, route = q.route, path = %q.path, key = ?key, step = ?step, "menu");
+    tracing::info!(call_sid = %call_sid, route = %q.route, path = %q.path, key = ?key, step = ?step, "menu");
     if let Some(d) = exit
         && let Err(e) = record_menu_exit(&st, &call_sid, &d).await
     {
@@ -291,7 +291,7 @@ async fn menu(
 /// Where a caller is in the menus of a route.
 #[derive(Debug, Clone, Copy)]
 pub struct MenuAt<'a> {
-    pub route: i64,
+    pub route: RouteId,
     /// The route's rule name, e.g. `route:5:Main menu`.
     pub rule: &'a str,
     /// Keys pressed so far.
@@ -383,7 +383,7 @@ async fn record_decision(
     let (did_id, user_id) = match info {
         Some(i) => (Some(i.id), i.owner_user_id),
         // A number added a moment ago may not be in the rules yet.
-        None => sqlx::query_as::<_, (i64, Option<i64>)>(
+        None => sqlx::query_as::<_, (DidId, Option<UserId>)>(
             "SELECT id, owner_user_id FROM dids WHERE number = ?",
         )
         .bind(&f.to)

@@ -3,6 +3,20 @@
 //! [`Core::handle_message`] for every framed message and
 //! [`Core::handle_timeout`] when [`Core::poll_timeout`] is due, then drains
 //! [`Core::poll_transmit`] and [`Core::poll_event`].
+//!
+//! The shape is quinn-proto's: inputs are method calls (`handle_*`, and the
+//! shell's commands such as [`Core::unreachable`] or `hangup`, some of which
+//! answer at once), outputs are drained through `poll_*`. Two output queues
+//! rather than one `Output` enum, because the shell sends packets on the
+//! socket task and events to the database and other daemons, and would
+//! only split a merged queue again.
+//!
+//! Time is `now: u64`, milliseconds since the Unix epoch, passed into every
+//! input, never read inside: the core is deterministic under test (the
+//! tests step the clock by hand), and the same clock stamps what outlives
+//! the process (binding expiry in `registrations`, the time inside a
+//! digest nonce, call records), which an `Instant` cannot. The shell reads
+//! it once per input (`net::now_ms`).
 
 mod b2bua;
 mod endpoint;
