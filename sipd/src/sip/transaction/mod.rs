@@ -17,7 +17,9 @@
 //! nothing outlives the capped table by 32 s.
 
 mod client;
+mod invite_client;
 mod key;
+mod retransmit;
 mod server;
 
 use std::cmp::Reverse;
@@ -25,7 +27,9 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 
 pub use client::answers_from;
+pub use invite_client::{ClientTimers, Due};
 pub use key::TsxKey;
+pub use retransmit::UnackedOk;
 
 use super::Transmit;
 use client::ClientTx;

@@ -485,7 +485,7 @@ impl Core {
         for call in self.calls.calls.values_mut() {
             for b in &mut call.branches {
                 if b.state == BranchState::Calling && b.peer.addr == addr {
-                    b.timer_b = now;
+                    b.tsx.give_up(now);
                 }
             }
         }
@@ -501,48 +501,36 @@ impl Core {
             let mut resend = Vec::new();
             let mut timed_out = Vec::new();
             let mut ring_over = false;
-            let mut ok_again = None;
             let mut ack_lost = false;
             if let Some(call) = self.calls.calls.get_mut(&id) {
                 for (i, b) in call.branches.iter_mut().enumerate() {
                     match b.ok.as_mut().and_then(|ok| ok.due(now)) {
-                        Some(true) => resend.extend(b.ok.as_ref().map(|ok| Transmit {
-                            peer: b.peer,
-                            data: ok.data.clone(),
-                        })),
-                        Some(false) => ack_lost = true,
+                        Some(Due::Resend) => resend.extend(b.ok.as_ref().map(|ok| ok.ok().clone())),
+                        Some(Due::TimedOut) => ack_lost = true,
                         None => {}
                     }
                     if !matches!(b.state, BranchState::Calling | BranchState::Proceeding) {
                         continue;
                     }
-                    if let Some(n) = b.next_resend
-                        && now >= n
-                    {
-                        resend.push(Transmit {
+                    match b.tsx.due(now) {
+                        Some(Due::Resend) => resend.push(Transmit {
                             peer: b.peer,
                             data: b.invite.clone(),
-                        });
-                        b.interval = (b.interval * 2).min(T2 * 16);
-                        b.next_resend = Some(now + b.interval);
-                    }
-                    if b.state == BranchState::Calling && now >= b.timer_b {
-                        timed_out.push(i);
+                        }),
+                        Some(Due::TimedOut) => timed_out.push(i),
+                        None => {}
                     }
                 }
                 if call.state == State::Ringing && now >= call.ring_deadline {
                     ring_over = true;
                 }
-                if call.state == State::Answering && now >= call.a_ok_next {
-                    if now >= call.a_ok_deadline {
-                        ack_lost = true;
-                    } else if let Some(ok) = &call.a_ok {
-                        ok_again = Some(Transmit {
-                            peer: call.a_peer,
-                            data: ok.clone(),
-                        });
-                        call.a_ok_interval = (call.a_ok_interval * 2).min(T2);
-                        call.a_ok_next = now + call.a_ok_interval;
+                if call.state == State::Answering {
+                    match call.a_ok.as_mut().and_then(|ok| ok.due(now)) {
+                        Some(Due::Resend) => {
+                            resend.extend(call.a_ok.as_ref().map(|ok| ok.ok().clone()))
+                        }
+                        Some(Due::TimedOut) => ack_lost = true,
+                        None => {}
                     }
                 }
                 for i in &timed_out {
@@ -550,11 +538,9 @@ impl Core {
                     b.state = BranchState::Done;
                     b.status = 408;
                     b.no_response = true;
-                    b.next_resend = None;
                 }
             }
             self.out.extend(resend);
-            self.out.extend(ok_again);
             if !timed_out.is_empty() {
                 self.maybe_all_failed(now, &id);
             }

@@ -29,12 +29,12 @@ use super::{Core, Event, Prompt, Reply, Voicemail};
 use crate::sip::method::Method;
 use crate::sip::msg::{self, Raw, tag_of, uri_of, user_of};
 use crate::sip::registrar::{Device, Mailbox};
-use crate::sip::transaction::{TsxKey, answers_from};
+use crate::sip::transaction::{ClientTimers, Due, TsxKey, UnackedOk, answers_from};
 
 /// The device id the trunk (Twilio) authenticates as.
 pub const TRUNK_ID: i64 = 0;
 use crate::sip::dialog::{Outgoing, build_request, cancel_for, route_set};
-use crate::sip::{Peer, T1, T2, Transmit, digest, sdp};
+use crate::sip::{Peer, T1, Transmit, digest, sdp};
 
 mod attended;
 mod call;
@@ -136,9 +136,8 @@ struct Branch {
     invite: Vec<u8>,
     state: BranchState,
     status: u16,
-    next_resend: Option<u64>,
-    interval: u64,
-    timer_b: u64,
+    /// Timers A and B of its INVITE client transaction.
+    tsx: ClientTimers,
     /// The last CSeq number sipd used in this dialog.
     local_cseq: u32,
     /// The route set: the 2xx's Record-Route, reversed (RFC 3261 section 12.1.2).
@@ -151,43 +150,7 @@ struct Branch {
     no_response: bool,
     /// A phone that joined the call with its own INVITE (pickup, a parked
     /// call taken back): sipd's 2xx to it, re-sent until its ACK.
-    ok: Option<Unacked>,
-}
-
-/// sipd's 2xx to an INVITE it answered, re-sent at T1, 2*T1 ... T2 until
-/// the ACK comes, for at most 64*T1 (RFC 3261 section 13.3.1.4: the UAS
-/// core, not the transaction, retransmits a 2xx).
-#[derive(Debug)]
-struct Unacked {
-    data: Vec<u8>,
-    next: u64,
-    interval: u64,
-    deadline: u64,
-}
-
-impl Unacked {
-    fn new(now: u64, data: Vec<u8>) -> Unacked {
-        Unacked {
-            data,
-            next: now + T1,
-            interval: T1,
-            deadline: now + 64 * T1,
-        }
-    }
-
-    /// Due at `now`: `Some(true)` to send it again, `Some(false)` when the
-    /// ACK never came; `None` when not due.
-    fn due(&mut self, now: u64) -> Option<bool> {
-        if now < self.next {
-            return None;
-        }
-        if now >= self.deadline {
-            return Some(false);
-        }
-        self.interval = (self.interval * 2).min(T2);
-        self.next = now + self.interval;
-        Some(true)
-    }
+    ok: Option<UnackedOk>,
 }
 
 /// One leg of a call as the relay sees it: "a" is the caller (for
@@ -235,17 +198,15 @@ struct Relay {
     offer: Option<String>,
     /// A final answer came (or Timer B/F fired).
     answered: bool,
-    next_resend: Option<u64>,
-    interval: u64,
-    /// Timer B/F while unanswered; the end of the linger time after.
-    deadline: u64,
+    /// Timers A/B (re-INVITE) or E/F of what went to the other side.
+    tsx: ClientTimers,
+    /// Once answered: kept until then, so a retransmitted final answer
+    /// gets its ACK again.
+    linger_until: u64,
     /// re-INVITE: the ACK of the other side's 2xx.
     ack: Option<Transmit>,
     /// re-INVITE: our 2xx to the requester, re-sent until it ACKs.
-    ok: Option<Transmit>,
-    ok_next: u64,
-    ok_interval: u64,
-    ok_deadline: u64,
+    ok: Option<UnackedOk>,
     /// An offerless re-INVITE: the other side's offer (in its 2xx), to be
     /// answered by the requester's ACK.
     far_offer: Option<String>,
@@ -283,24 +244,37 @@ impl Relay {
             key,
             peer,
             req,
-            next_resend: (!sent.peer.transport.reliable()).then_some(now + T1),
+            tsx: ClientTimers::started(
+                now,
+                sent.peer.transport.reliable(),
+                method == Method::Invite,
+            ),
             sent,
             cseq,
             offer,
             answered: false,
-            interval: T1,
-            deadline: now + 64 * T1,
+            linger_until: 0,
             ack: None,
             ok: None,
-            ok_next: 0,
-            ok_interval: T1,
-            ok_deadline: 0,
             far_offer: None,
             provisional: false,
             cancel: false,
             cancel_sent: false,
             own: false,
         }
+    }
+
+    /// When [`Core::relay_timeout`] has something to do for it: its
+    /// Timers A/E and B/F while unanswered, the end of its linger time
+    /// after, and its 2xx to the requester while unacknowledged.
+    fn next_deadline(&self) -> Option<u64> {
+        let own = if self.answered {
+            Some(self.linger_until)
+        } else {
+            self.tsx.next_deadline()
+        };
+        let ok = self.ok.as_ref().map(UnackedOk::next_deadline);
+        own.into_iter().chain(ok).min()
     }
 
     /// An offer/answer exchange still runs (RFC 3261 section 14.1, RFC
@@ -324,10 +298,8 @@ pub(super) struct Call {
     a_tag: String,
     a_target: String,
     a_cseq: u32,
-    a_ok: Option<Vec<u8>>,
-    a_ok_next: u64,
-    a_ok_interval: u64,
-    a_ok_deadline: u64,
+    /// sipd's 2xx to the caller, re-sent until its ACK (state Answering).
+    a_ok: Option<UnackedOk>,
     offer: String,
     from_user: String,
     from_display: String,
@@ -412,9 +384,6 @@ impl Call {
             a_target: String::new(),
             a_cseq: 0,
             a_ok: None,
-            a_ok_next: 0,
-            a_ok_interval: T1,
-            a_ok_deadline: 0,
             offer: String::new(),
             from_user: String::new(),
             from_display: String::new(),
@@ -449,6 +418,33 @@ impl Call {
             b_media: String::new(),
             b_sent: String::new(),
         }
+    }
+}
+
+impl Call {
+    /// When [`Core::b2b_timeout`] has something to do for this call: the
+    /// ring timeout, the 2xx to the caller until its ACK, a transfer or a
+    /// parked call's timer, and each branch's INVITE and 2xx timers.
+    fn next_deadline(&self) -> Option<u64> {
+        let ring = (self.state == State::Ringing).then_some(self.ring_deadline);
+        let ok = self
+            .a_ok
+            .as_ref()
+            .filter(|_| self.state == State::Answering)
+            .map(UnackedOk::next_deadline);
+        let transfer = self.transfer.as_ref().map(|t| t.deadline);
+        let park = self.park.as_ref().map(|p| p.ring_back_at);
+        let branches = self.branches.iter().flat_map(|b| {
+            let ok = b.ok.as_ref().map(UnackedOk::next_deadline);
+            let ringing = matches!(b.state, BranchState::Calling | BranchState::Proceeding);
+            ok.into_iter()
+                .chain(b.tsx.next_deadline().filter(|_| ringing))
+        });
+        [ring, ok, transfer, park]
+            .into_iter()
+            .flatten()
+            .chain(branches)
+            .min()
     }
 }
 
@@ -491,48 +487,10 @@ impl Calls {
     }
 
     pub(super) fn next_timeout(&self) -> Option<u64> {
-        let mut t: Option<u64> = None;
-        let mut min = |v: u64| t = Some(t.map_or(v, |x| x.min(v)));
-        for (_, until) in self.ended.values() {
-            min(*until);
-        }
-        for r in self.relays.values() {
-            min(r.deadline);
-            if let (false, Some(n)) = (r.answered, r.next_resend) {
-                min(n);
-            }
-            if r.ok.is_some() {
-                min(r.ok_next);
-            }
-        }
-        for c in self.calls.values() {
-            if c.state == State::Ringing {
-                min(c.ring_deadline);
-            }
-            if c.state == State::Answering {
-                min(c.a_ok_next);
-            }
-            if let Some(t) = &c.transfer {
-                min(t.deadline);
-            }
-            if let Some(p) = &c.park {
-                min(p.ring_back_at);
-            }
-            for b in &c.branches {
-                if let Some(ok) = &b.ok {
-                    min(ok.next);
-                }
-                if matches!(b.state, BranchState::Calling | BranchState::Proceeding) {
-                    if let Some(n) = b.next_resend {
-                        min(n);
-                    }
-                    if b.state == BranchState::Calling {
-                        min(b.timer_b);
-                    }
-                }
-            }
-        }
-        t
+        let ended = self.ended.values().map(|(_, until)| *until);
+        let relays = self.relays.values().filter_map(Relay::next_deadline);
+        let calls = self.calls.values().filter_map(Call::next_deadline);
+        ended.chain(relays).chain(calls).min()
     }
 }
 
@@ -683,9 +641,7 @@ impl Branch {
             invite,
             state: BranchState::Calling,
             status: 0,
-            next_resend: (!new.peer.transport.reliable()).then_some(now + T1),
-            interval: T1,
-            timer_b: now + 64 * T1,
+            tsx: ClientTimers::invite(now, new.peer.transport.reliable()),
             local_cseq: 1,
             route: Vec::new(),
             ack: None,
