@@ -397,17 +397,20 @@ impl Core {
             return;
         }
         // The ACK of a relayed re-INVITE's 2xx.
-        let Some((branch, x)) = self.calls.relays.iter_mut().find(|(_, x)| {
-            x.call_id == call_id
+        let Some(branch) = self.calls.relays.iter().find_map(|(branch, x)| {
+            (x.call_id == call_id
                 && x.from == side
                 && x.ok.is_some()
-                && x.req.cseq().is_some_and(|c| c.0 == cseq)
+                && x.req.cseq().is_some_and(|c| c.0 == cseq))
+            .then(|| branch.clone())
         }) else {
+            return;
+        };
+        let Some(x) = self.calls.relays.get_mut(&branch) else {
             return;
         };
         x.ok = None;
         if let Some(far_offer) = x.far_offer.take() {
-            let branch = branch.clone();
             let to = side.other();
             self.late_answer(
                 now,
@@ -432,9 +435,13 @@ impl Core {
         key: &TsxKey,
     ) -> Reply {
         let invite_key = key.with_method(Method::Invite);
-        if let Some(x) = self.calls.relays.values_mut().find(|x| {
-            x.method == Method::Invite && x.key == invite_key && x.peer.addr.ip() == peer.addr.ip()
-        }) {
+        let relayed = self.calls.relays.iter().find_map(|(branch, x)| {
+            (x.method == Method::Invite
+                && x.key == invite_key
+                && x.peer.addr.ip() == peer.addr.ip())
+            .then(|| branch.clone())
+        });
+        if let Some(x) = relayed.and_then(|b| self.calls.relays.get_mut(&b)) {
             if !x.answered && !x.cancel {
                 x.cancel = true;
                 if x.provisional {
@@ -492,12 +499,13 @@ impl Core {
     }
 
     /// Timers A/B of the B-leg INVITEs, the ring timeout and the A-leg 2xx
-    /// retransmission.
+    /// retransmission, for the calls due at `now` only.
     pub(in crate::sip::core) fn b2b_timeout(&mut self, now: u64) {
-        self.calls.ended.retain(|_, (_, until)| *until > now);
+        for branch in self.calls.ended.due(now) {
+            self.calls.ended.remove(&branch);
+        }
         self.relay_timeout(now);
-        let ids: Vec<String> = self.calls.calls.keys().cloned().collect();
-        for id in ids {
+        for id in self.calls.calls.due(now) {
             let mut resend = Vec::new();
             let mut timed_out = Vec::new();
             let mut ring_over = false;

@@ -754,17 +754,21 @@ impl Core {
     /// Retransmissions and timeouts of relayed requests (Timers A/E, B/F)
     /// and of a relayed re-INVITE's 2xx to the requester until its ACK.
     pub(super) fn relay_timeout(&mut self, now: u64) {
-        self.calls
-            .relays
-            .retain(|_, x| !(x.answered && x.ok.is_none() && now >= x.linger_until));
         let mut resend = Vec::new();
         let mut timed_out = Vec::new();
         let mut no_ack = Vec::new();
-        for (branch, x) in self.calls.relays.iter_mut() {
+        for branch in self.calls.relays.due(now) {
+            let Some(x) = self.calls.relays.get_mut(&branch) else {
+                continue;
+            };
+            if x.answered && x.ok.is_none() && now >= x.linger_until {
+                self.calls.relays.remove(&branch);
+                continue;
+            }
             if !x.answered {
                 match x.tsx.due(now) {
                     Some(Due::Resend) => resend.push(x.sent.clone()),
-                    Some(Due::TimedOut) => timed_out.push(branch.clone()),
+                    Some(Due::TimedOut) => timed_out.push(branch),
                     None => {}
                 }
             } else {

@@ -48,8 +48,10 @@ mod park;
 mod pickup;
 mod transfer;
 mod voicemail;
+mod wake;
 
 pub use listen::StoredMessage;
+use wake::{Table, Timed};
 
 /// A change to the call's `cdrs` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +224,21 @@ struct Relay {
     own: bool,
 }
 
+impl Timed for Relay {
+    /// When [`Core::relay_timeout`] has something to do for it: its
+    /// Timers A/E and B/F while unanswered; once answered, its 2xx to the
+    /// requester while unacknowledged, then the end of its linger time.
+    fn next_deadline(&self) -> Option<u64> {
+        if !self.answered {
+            return self.tsx.next_deadline();
+        }
+        match &self.ok {
+            Some(ok) => Some(ok.next_deadline()),
+            None => Some(self.linger_until),
+        }
+    }
+}
+
 impl Relay {
     /// A request that just went to the other leg as `sent` (CSeq `cseq`),
     /// for `requester` (its side, server transaction, address and
@@ -262,19 +279,6 @@ impl Relay {
             cancel_sent: false,
             own: false,
         }
-    }
-
-    /// When [`Core::relay_timeout`] has something to do for it: its
-    /// Timers A/E and B/F while unanswered, the end of its linger time
-    /// after, and its 2xx to the requester while unacknowledged.
-    fn next_deadline(&self) -> Option<u64> {
-        let own = if self.answered {
-            Some(self.linger_until)
-        } else {
-            self.tsx.next_deadline()
-        };
-        let ok = self.ok.as_ref().map(UnackedOk::next_deadline);
-        own.into_iter().chain(ok).min()
     }
 
     /// An offer/answer exchange still runs (RFC 3261 section 14.1, RFC
@@ -421,7 +425,7 @@ impl Call {
     }
 }
 
-impl Call {
+impl Timed for Call {
     /// When [`Core::b2b_timeout`] has something to do for this call: the
     /// ring timeout, the 2xx to the caller until its ACK, a transfer or a
     /// parked call's timer, and each branch's INVITE and 2xx timers.
@@ -448,19 +452,26 @@ impl Call {
     }
 }
 
+impl Timed for (Branch, u64) {
+    /// An ended call's branch goes at the end of its Timer-B time.
+    fn next_deadline(&self) -> Option<u64> {
+        Some(self.1)
+    }
+}
+
 /// Every call, with indexes for routing messages to them.
 #[derive(Debug, Default)]
 pub(super) struct Calls {
-    calls: HashMap<String, Call>,
+    calls: Table<Call>,
     /// B-leg Call-ID -> A-leg Call-ID (the call's id).
     by_b_call_id: HashMap<String, String>,
     /// B-leg INVITE branch -> (call id, branch index).
     by_branch: HashMap<String, (String, usize)>,
     /// Branches of ended calls, kept for Timer-B time so late finals get
     /// their ACK (and a late 2xx its BYE): (branch, until).
-    ended: HashMap<String, (Branch, u64)>,
+    ended: Table<(Branch, u64)>,
     /// In-call requests relayed to the other leg, by the branch sent.
-    relays: HashMap<String, Relay>,
+    relays: Table<Relay>,
     /// Trunk calls per device, for `calls.max_*_per_device`.
     limiter: crate::sip::limits::Limiter,
     /// SDES state per dialog Call-ID (see `hops`).
@@ -486,11 +497,17 @@ impl Calls {
         self.limiter.check(limits, device, now, active)
     }
 
+    /// The earliest deadline of any call, relayed request or ended branch,
+    /// read from their ordered indexes (see `wake`), not by visiting them.
     pub(super) fn next_timeout(&self) -> Option<u64> {
-        let ended = self.ended.values().map(|(_, until)| *until);
-        let relays = self.relays.values().filter_map(Relay::next_deadline);
-        let calls = self.calls.values().filter_map(Call::next_deadline);
-        ended.chain(relays).chain(calls).min()
+        [
+            self.ended.next_deadline(),
+            self.relays.next_deadline(),
+            self.calls.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
