@@ -22,6 +22,12 @@
 //! INVITE client transactions (Timers A/B, ACK of non-2xx), the 2xx
 //! retransmission until ACK (RFC 3261 section 13.3.1.4), the relays' own
 //! retransmissions and the ring timeout all run off the caller's clock.
+//! The retransmission arithmetic is the transaction layer's
+//! ([`ClientTimers`] in each [`Branch`] and [`Relay`], [`UnackedOk`] for
+//! every 2xx sipd re-sends); what to do when one fires (408 to the
+//! requester, ending the call) is here. The calls, relays and ended
+//! branches sit in `wake` tables ordered by their next deadline, so
+//! [`Calls::next_timeout`] and [`Core::b2b_timeout`] reach only what is due.
 
 use std::collections::HashMap;
 
