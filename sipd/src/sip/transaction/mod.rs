@@ -5,6 +5,14 @@
 //! retransmit on Timer E until a final response or Timer F. Timers fire
 //! from [`Transactions::handle_timeout`] with the caller's `now`.
 //!
+//! The requests the B2BUA sends a leg and waits on itself (B-leg INVITEs,
+//! requests relayed inside a call), and the 2xx it re-sends as a UAS until
+//! the ACK (section 13.3.1.4, a UAS core duty rather than a transaction's),
+//! keep their timers in the small types of `invite_client.rs`
+//! ([`ClientTimers`]: Timers A/B or E/F) and `retransmit.rs`
+//! ([`UnackedOk`]): the B2BUA holds them next to the dialog state it needs
+//! when they fire, and asks them what is [`Due`].
+//!
 //! Server transactions are capped ([`MAX_SERVER`]): past the cap the
 //! oldest completed ones (final answer sent, only absorbing
 //! retransmissions) make room, and when every transaction is still waiting
@@ -17,7 +25,9 @@
 //! nothing outlives the capped table by 32 s.
 
 mod client;
+mod invite_client;
 mod key;
+mod retransmit;
 mod server;
 
 use std::cmp::Reverse;
@@ -25,7 +35,9 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 
 pub use client::answers_from;
+pub use invite_client::{ClientTimers, Due};
 pub use key::TsxKey;
+pub use retransmit::UnackedOk;
 
 use super::Transmit;
 use client::ClientTx;

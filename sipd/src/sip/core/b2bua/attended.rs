@@ -306,7 +306,7 @@ impl Branch {
                 .to_string(),
             state: BranchState::Won,
             status: 200,
-            next_resend: None,
+            tsx: ClientTimers::idle(),
             local_cseq: g.a_cseq,
             route: g.a_route.clone(),
             ..Branch::calling(

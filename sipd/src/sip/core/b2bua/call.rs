@@ -397,17 +397,20 @@ impl Core {
             return;
         }
         // The ACK of a relayed re-INVITE's 2xx.
-        let Some((branch, x)) = self.calls.relays.iter_mut().find(|(_, x)| {
-            x.call_id == call_id
+        let Some(branch) = self.calls.relays.iter().find_map(|(branch, x)| {
+            (x.call_id == call_id
                 && x.from == side
                 && x.ok.is_some()
-                && x.req.cseq().is_some_and(|c| c.0 == cseq)
+                && x.req.cseq().is_some_and(|c| c.0 == cseq))
+            .then(|| branch.clone())
         }) else {
+            return;
+        };
+        let Some(x) = self.calls.relays.get_mut(&branch) else {
             return;
         };
         x.ok = None;
         if let Some(far_offer) = x.far_offer.take() {
-            let branch = branch.clone();
             let to = side.other();
             self.late_answer(
                 now,
@@ -432,9 +435,13 @@ impl Core {
         key: &TsxKey,
     ) -> Reply {
         let invite_key = key.with_method(Method::Invite);
-        if let Some(x) = self.calls.relays.values_mut().find(|x| {
-            x.method == Method::Invite && x.key == invite_key && x.peer.addr.ip() == peer.addr.ip()
-        }) {
+        let relayed = self.calls.relays.iter().find_map(|(branch, x)| {
+            (x.method == Method::Invite
+                && x.key == invite_key
+                && x.peer.addr.ip() == peer.addr.ip())
+            .then(|| branch.clone())
+        });
+        if let Some(x) = relayed.and_then(|b| self.calls.relays.get_mut(&b)) {
             if !x.answered && !x.cancel {
                 x.cancel = true;
                 if x.provisional {
@@ -485,64 +492,53 @@ impl Core {
         for call in self.calls.calls.values_mut() {
             for b in &mut call.branches {
                 if b.state == BranchState::Calling && b.peer.addr == addr {
-                    b.timer_b = now;
+                    b.tsx.give_up(now);
                 }
             }
         }
     }
 
     /// Timers A/B of the B-leg INVITEs, the ring timeout and the A-leg 2xx
-    /// retransmission.
+    /// retransmission, for the calls due at `now` only.
     pub(in crate::sip::core) fn b2b_timeout(&mut self, now: u64) {
-        self.calls.ended.retain(|_, (_, until)| *until > now);
+        for branch in self.calls.ended.due(now) {
+            self.calls.ended.remove(&branch);
+        }
         self.relay_timeout(now);
-        let ids: Vec<String> = self.calls.calls.keys().cloned().collect();
-        for id in ids {
+        for id in self.calls.calls.due(now) {
             let mut resend = Vec::new();
             let mut timed_out = Vec::new();
             let mut ring_over = false;
-            let mut ok_again = None;
             let mut ack_lost = false;
             if let Some(call) = self.calls.calls.get_mut(&id) {
                 for (i, b) in call.branches.iter_mut().enumerate() {
                     match b.ok.as_mut().and_then(|ok| ok.due(now)) {
-                        Some(true) => resend.extend(b.ok.as_ref().map(|ok| Transmit {
-                            peer: b.peer,
-                            data: ok.data.clone(),
-                        })),
-                        Some(false) => ack_lost = true,
+                        Some(Due::Resend) => resend.extend(b.ok.as_ref().map(|ok| ok.ok().clone())),
+                        Some(Due::TimedOut) => ack_lost = true,
                         None => {}
                     }
                     if !matches!(b.state, BranchState::Calling | BranchState::Proceeding) {
                         continue;
                     }
-                    if let Some(n) = b.next_resend
-                        && now >= n
-                    {
-                        resend.push(Transmit {
+                    match b.tsx.due(now) {
+                        Some(Due::Resend) => resend.push(Transmit {
                             peer: b.peer,
                             data: b.invite.clone(),
-                        });
-                        b.interval = (b.interval * 2).min(T2 * 16);
-                        b.next_resend = Some(now + b.interval);
-                    }
-                    if b.state == BranchState::Calling && now >= b.timer_b {
-                        timed_out.push(i);
+                        }),
+                        Some(Due::TimedOut) => timed_out.push(i),
+                        None => {}
                     }
                 }
                 if call.state == State::Ringing && now >= call.ring_deadline {
                     ring_over = true;
                 }
-                if call.state == State::Answering && now >= call.a_ok_next {
-                    if now >= call.a_ok_deadline {
-                        ack_lost = true;
-                    } else if let Some(ok) = &call.a_ok {
-                        ok_again = Some(Transmit {
-                            peer: call.a_peer,
-                            data: ok.clone(),
-                        });
-                        call.a_ok_interval = (call.a_ok_interval * 2).min(T2);
-                        call.a_ok_next = now + call.a_ok_interval;
+                if call.state == State::Answering {
+                    match call.a_ok.as_mut().and_then(|ok| ok.due(now)) {
+                        Some(Due::Resend) => {
+                            resend.extend(call.a_ok.as_ref().map(|ok| ok.ok().clone()))
+                        }
+                        Some(Due::TimedOut) => ack_lost = true,
+                        None => {}
                     }
                 }
                 for i in &timed_out {
@@ -550,11 +546,9 @@ impl Core {
                     b.state = BranchState::Done;
                     b.status = 408;
                     b.no_response = true;
-                    b.next_resend = None;
                 }
             }
             self.out.extend(resend);
-            self.out.extend(ok_again);
             if !timed_out.is_empty() {
                 self.maybe_all_failed(now, &id);
             }

@@ -71,7 +71,7 @@ impl Core {
         };
         if b.state == BranchState::Calling {
             b.state = BranchState::Proceeding;
-            b.next_resend = None;
+            b.tsx.provisional();
         }
         if !(status == 180 || status == 183) || call.state != State::Ringing {
             return;
@@ -192,7 +192,7 @@ impl Core {
         b.state = BranchState::Done;
         b.status = r.status;
         b.reason = reason_of(&r.raw).to_string();
-        b.next_resend = None;
+        b.tsx.final_response();
         if self.rings_target(call_id, i) {
             self.transfer_progress(now, call_id);
             return;
@@ -267,9 +267,7 @@ impl Core {
         b.cseq = 2;
         b.local_cseq = 2;
         b.state = BranchState::Calling;
-        b.interval = T1;
-        b.next_resend = (!b.peer.transport.reliable()).then_some(now + T1);
-        b.timer_b = now + 64 * T1;
+        b.tsx = ClientTimers::invite(now, b.peer.transport.reliable());
         let t = Transmit {
             peer: b.peer,
             data: b.invite.clone(),
@@ -318,7 +316,7 @@ impl Core {
             return true;
         }
         b.learn_dialog(&r.raw);
-        b.next_resend = None;
+        b.tsx.final_response();
         let ack = dialog_request(
             b,
             Method::Ack,
@@ -486,13 +484,16 @@ impl Core {
             &[("Contact", contact), ("Allow", msg::ALLOW.to_string())],
             Some(("application/sdp", answer.as_bytes())),
         );
-        call.a_ok = Some(data.clone());
-        call.a_ok_next = now + T1;
-        call.a_ok_interval = T1;
-        call.a_ok_deadline = now + 64 * T1;
+        let (key, peer) = (call.a_key.clone(), call.a_peer);
+        call.a_ok = Some(UnackedOk::new(
+            now,
+            Transmit {
+                peer,
+                data: data.clone(),
+            },
+        ));
         call.state = State::Answering;
         call.answered_at = Some(now);
-        let (key, peer) = (call.a_key.clone(), call.a_peer);
         tracing::info!(call_id = %call_id, late_offer = call.late_offer, "call answered");
         self.txns.respond(now, &key, Transmit { peer, data }, 200);
     }
@@ -602,7 +603,7 @@ impl Core {
             {
                 continue;
             }
-            b.next_resend = None;
+            b.tsx.stop_resending();
             let inv = String::from_utf8_lossy(&b.invite).into_owned();
             let cancel = cancel_for(&inv);
             self.out.push_back(Transmit {

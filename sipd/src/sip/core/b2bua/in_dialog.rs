@@ -326,8 +326,8 @@ impl Core {
             return;
         }
         x.answered = true;
-        x.next_resend = None;
-        x.deadline = now + 64 * T1;
+        x.tsx.final_response();
+        x.linger_until = now + 64 * T1;
         if invite && status >= 300 {
             self.out.push_back(x.non2xx_ack(&r.raw));
         }
@@ -371,10 +371,7 @@ impl Core {
             x.ack = ack;
             x.far_offer = answer.far_offer;
             if invite && code < 300 {
-                x.ok = Some(t);
-                x.ok_next = now + T1;
-                x.ok_interval = T1;
-                x.ok_deadline = now + 64 * T1;
+                x.ok = Some(UnackedOk::new(now, t));
             }
         }
         tracing::debug!(call_id = %q.call_id, method = %q.method, status, relayed = code, "in-call answer relayed");
@@ -498,8 +495,8 @@ impl Core {
             return;
         };
         x.answered = true;
-        x.next_resend = None;
-        x.deadline = now;
+        x.tsx.final_response();
+        x.linger_until = now;
         if x.own {
             let call_id = x.call_id.clone();
             self.hangup(now, &call_id, "the other side stopped answering");
@@ -757,36 +754,31 @@ impl Core {
     /// Retransmissions and timeouts of relayed requests (Timers A/E, B/F)
     /// and of a relayed re-INVITE's 2xx to the requester until its ACK.
     pub(super) fn relay_timeout(&mut self, now: u64) {
-        self.calls
-            .relays
-            .retain(|_, x| !(x.answered && x.ok.is_none() && now >= x.deadline));
         let mut resend = Vec::new();
         let mut timed_out = Vec::new();
         let mut no_ack = Vec::new();
-        for (branch, x) in self.calls.relays.iter_mut() {
+        for branch in self.calls.relays.due(now) {
+            let Some(x) = self.calls.relays.get_mut(&branch) else {
+                continue;
+            };
+            if x.answered && x.ok.is_none() && now >= x.linger_until {
+                self.calls.relays.remove(&branch);
+                continue;
+            }
             if !x.answered {
-                if let Some(n) = x.next_resend
-                    && now >= n
-                {
-                    resend.push(x.sent.clone());
-                    x.interval = if x.method == Method::Invite {
-                        x.interval * 2
-                    } else {
-                        (x.interval * 2).min(T2)
-                    };
-                    x.next_resend = Some(now + x.interval);
+                match x.tsx.due(now) {
+                    Some(Due::Resend) => resend.push(x.sent.clone()),
+                    Some(Due::TimedOut) => timed_out.push(branch),
+                    None => {}
                 }
-                if now >= x.deadline {
-                    timed_out.push(branch.clone());
-                }
-            } else if x.ok.is_some() && now >= x.ok_next {
-                if now >= x.ok_deadline {
-                    x.ok = None;
-                    no_ack.push(x.call_id.clone());
-                } else if let Some(ok) = &x.ok {
-                    resend.push(ok.clone());
-                    x.ok_interval = (x.ok_interval * 2).min(T2);
-                    x.ok_next = now + x.ok_interval;
+            } else {
+                match x.ok.as_mut().and_then(|ok| ok.due(now)) {
+                    Some(Due::Resend) => resend.extend(x.ok.as_ref().map(|ok| ok.ok().clone())),
+                    Some(Due::TimedOut) => {
+                        x.ok = None;
+                        no_ack.push(x.call_id.clone());
+                    }
+                    None => {}
                 }
             }
         }
@@ -882,12 +874,14 @@ impl Relay {
     /// goes to T2 (RFC 3261 section 17.1.2.2).
     fn provisional_answer(&mut self) -> Option<Transmit> {
         if self.method != Method::Invite {
-            if self.next_resend.is_some() {
-                self.interval = T2;
-            }
+            self.tsx.provisional();
             return None;
         }
-        self.next_resend = None;
+        // Unlike a B-leg INVITE's Timer B, which a provisional answer stops
+        // (RFC 3261 section 17.1.1.2), a re-INVITE still gets 64*T1 for
+        // its final answer: it changes media in a call already up, rings
+        // nobody, and the requester waits on it.
+        self.tsx.stop_resending();
         self.provisional = true;
         if self.cancel && !self.cancel_sent && !self.answered {
             self.cancel_sent = true;

@@ -22,6 +22,12 @@
 //! INVITE client transactions (Timers A/B, ACK of non-2xx), the 2xx
 //! retransmission until ACK (RFC 3261 section 13.3.1.4), the relays' own
 //! retransmissions and the ring timeout all run off the caller's clock.
+//! The retransmission arithmetic is the transaction layer's
+//! ([`ClientTimers`] in each [`Branch`] and [`Relay`], [`UnackedOk`] for
+//! every 2xx sipd re-sends); what to do when one fires (408 to the
+//! requester, ending the call) is here. The calls, relays and ended
+//! branches sit in `wake` tables ordered by their next deadline, so
+//! [`Calls::next_timeout`] and [`Core::b2b_timeout`] reach only what is due.
 
 use std::collections::HashMap;
 
@@ -29,12 +35,12 @@ use super::{Core, Event, Prompt, Reply, Voicemail};
 use crate::sip::method::Method;
 use crate::sip::msg::{self, Raw, tag_of, uri_of, user_of};
 use crate::sip::registrar::{Device, Mailbox};
-use crate::sip::transaction::{TsxKey, answers_from};
+use crate::sip::transaction::{ClientTimers, Due, TsxKey, UnackedOk, answers_from};
 
 /// The device id the trunk (Twilio) authenticates as.
 pub const TRUNK_ID: i64 = 0;
 use crate::sip::dialog::{Outgoing, build_request, cancel_for, route_set};
-use crate::sip::{Peer, T1, T2, Transmit, digest, sdp};
+use crate::sip::{Peer, T1, Transmit, digest, sdp};
 
 mod attended;
 mod call;
@@ -48,8 +54,10 @@ mod park;
 mod pickup;
 mod transfer;
 mod voicemail;
+mod wake;
 
 pub use listen::StoredMessage;
+use wake::{Table, Timed};
 
 /// A change to the call's `cdrs` row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,9 +144,8 @@ struct Branch {
     invite: Vec<u8>,
     state: BranchState,
     status: u16,
-    next_resend: Option<u64>,
-    interval: u64,
-    timer_b: u64,
+    /// Timers A and B of its INVITE client transaction.
+    tsx: ClientTimers,
     /// The last CSeq number sipd used in this dialog.
     local_cseq: u32,
     /// The route set: the 2xx's Record-Route, reversed (RFC 3261 section 12.1.2).
@@ -151,43 +158,7 @@ struct Branch {
     no_response: bool,
     /// A phone that joined the call with its own INVITE (pickup, a parked
     /// call taken back): sipd's 2xx to it, re-sent until its ACK.
-    ok: Option<Unacked>,
-}
-
-/// sipd's 2xx to an INVITE it answered, re-sent at T1, 2*T1 ... T2 until
-/// the ACK comes, for at most 64*T1 (RFC 3261 section 13.3.1.4: the UAS
-/// core, not the transaction, retransmits a 2xx).
-#[derive(Debug)]
-struct Unacked {
-    data: Vec<u8>,
-    next: u64,
-    interval: u64,
-    deadline: u64,
-}
-
-impl Unacked {
-    fn new(now: u64, data: Vec<u8>) -> Unacked {
-        Unacked {
-            data,
-            next: now + T1,
-            interval: T1,
-            deadline: now + 64 * T1,
-        }
-    }
-
-    /// Due at `now`: `Some(true)` to send it again, `Some(false)` when the
-    /// ACK never came; `None` when not due.
-    fn due(&mut self, now: u64) -> Option<bool> {
-        if now < self.next {
-            return None;
-        }
-        if now >= self.deadline {
-            return Some(false);
-        }
-        self.interval = (self.interval * 2).min(T2);
-        self.next = now + self.interval;
-        Some(true)
-    }
+    ok: Option<UnackedOk>,
 }
 
 /// One leg of a call as the relay sees it: "a" is the caller (for
@@ -235,17 +206,15 @@ struct Relay {
     offer: Option<String>,
     /// A final answer came (or Timer B/F fired).
     answered: bool,
-    next_resend: Option<u64>,
-    interval: u64,
-    /// Timer B/F while unanswered; the end of the linger time after.
-    deadline: u64,
+    /// Timers A/B (re-INVITE) or E/F of what went to the other side.
+    tsx: ClientTimers,
+    /// Once answered: kept until then, so a retransmitted final answer
+    /// gets its ACK again.
+    linger_until: u64,
     /// re-INVITE: the ACK of the other side's 2xx.
     ack: Option<Transmit>,
     /// re-INVITE: our 2xx to the requester, re-sent until it ACKs.
-    ok: Option<Transmit>,
-    ok_next: u64,
-    ok_interval: u64,
-    ok_deadline: u64,
+    ok: Option<UnackedOk>,
     /// An offerless re-INVITE: the other side's offer (in its 2xx), to be
     /// answered by the requester's ACK.
     far_offer: Option<String>,
@@ -259,6 +228,21 @@ struct Relay {
     /// sipd's own request (a re-INVITE taking a leg off hold after a
     /// transfer): no requester to answer.
     own: bool,
+}
+
+impl Timed for Relay {
+    /// When [`Core::relay_timeout`] has something to do for it: its
+    /// Timers A/E and B/F while unanswered; once answered, its 2xx to the
+    /// requester while unacknowledged, then the end of its linger time.
+    fn next_deadline(&self) -> Option<u64> {
+        if !self.answered {
+            return self.tsx.next_deadline();
+        }
+        match &self.ok {
+            Some(ok) => Some(ok.next_deadline()),
+            None => Some(self.linger_until),
+        }
+    }
 }
 
 impl Relay {
@@ -283,18 +267,18 @@ impl Relay {
             key,
             peer,
             req,
-            next_resend: (!sent.peer.transport.reliable()).then_some(now + T1),
+            tsx: ClientTimers::started(
+                now,
+                sent.peer.transport.reliable(),
+                method == Method::Invite,
+            ),
             sent,
             cseq,
             offer,
             answered: false,
-            interval: T1,
-            deadline: now + 64 * T1,
+            linger_until: 0,
             ack: None,
             ok: None,
-            ok_next: 0,
-            ok_interval: T1,
-            ok_deadline: 0,
             far_offer: None,
             provisional: false,
             cancel: false,
@@ -324,10 +308,8 @@ pub(super) struct Call {
     a_tag: String,
     a_target: String,
     a_cseq: u32,
-    a_ok: Option<Vec<u8>>,
-    a_ok_next: u64,
-    a_ok_interval: u64,
-    a_ok_deadline: u64,
+    /// sipd's 2xx to the caller, re-sent until its ACK (state Answering).
+    a_ok: Option<UnackedOk>,
     offer: String,
     from_user: String,
     from_display: String,
@@ -412,9 +394,6 @@ impl Call {
             a_target: String::new(),
             a_cseq: 0,
             a_ok: None,
-            a_ok_next: 0,
-            a_ok_interval: T1,
-            a_ok_deadline: 0,
             offer: String::new(),
             from_user: String::new(),
             from_display: String::new(),
@@ -452,19 +431,53 @@ impl Call {
     }
 }
 
+impl Timed for Call {
+    /// When [`Core::b2b_timeout`] has something to do for this call: the
+    /// ring timeout, the 2xx to the caller until its ACK, a transfer or a
+    /// parked call's timer, and each branch's INVITE and 2xx timers.
+    fn next_deadline(&self) -> Option<u64> {
+        let ring = (self.state == State::Ringing).then_some(self.ring_deadline);
+        let ok = self
+            .a_ok
+            .as_ref()
+            .filter(|_| self.state == State::Answering)
+            .map(UnackedOk::next_deadline);
+        let transfer = self.transfer.as_ref().map(|t| t.deadline);
+        let park = self.park.as_ref().map(|p| p.ring_back_at);
+        let branches = self.branches.iter().flat_map(|b| {
+            let ok = b.ok.as_ref().map(UnackedOk::next_deadline);
+            let ringing = matches!(b.state, BranchState::Calling | BranchState::Proceeding);
+            ok.into_iter()
+                .chain(b.tsx.next_deadline().filter(|_| ringing))
+        });
+        [ring, ok, transfer, park]
+            .into_iter()
+            .flatten()
+            .chain(branches)
+            .min()
+    }
+}
+
+impl Timed for (Branch, u64) {
+    /// An ended call's branch goes at the end of its Timer-B time.
+    fn next_deadline(&self) -> Option<u64> {
+        Some(self.1)
+    }
+}
+
 /// Every call, with indexes for routing messages to them.
 #[derive(Debug, Default)]
 pub(super) struct Calls {
-    calls: HashMap<String, Call>,
+    calls: Table<Call>,
     /// B-leg Call-ID -> A-leg Call-ID (the call's id).
     by_b_call_id: HashMap<String, String>,
     /// B-leg INVITE branch -> (call id, branch index).
     by_branch: HashMap<String, (String, usize)>,
     /// Branches of ended calls, kept for Timer-B time so late finals get
     /// their ACK (and a late 2xx its BYE): (branch, until).
-    ended: HashMap<String, (Branch, u64)>,
+    ended: Table<(Branch, u64)>,
     /// In-call requests relayed to the other leg, by the branch sent.
-    relays: HashMap<String, Relay>,
+    relays: Table<Relay>,
     /// Trunk calls per device, for `calls.max_*_per_device`.
     limiter: crate::sip::limits::Limiter,
     /// SDES state per dialog Call-ID (see `hops`).
@@ -490,49 +503,17 @@ impl Calls {
         self.limiter.check(limits, device, now, active)
     }
 
+    /// The earliest deadline of any call, relayed request or ended branch,
+    /// read from their ordered indexes (see `wake`), not by visiting them.
     pub(super) fn next_timeout(&self) -> Option<u64> {
-        let mut t: Option<u64> = None;
-        let mut min = |v: u64| t = Some(t.map_or(v, |x| x.min(v)));
-        for (_, until) in self.ended.values() {
-            min(*until);
-        }
-        for r in self.relays.values() {
-            min(r.deadline);
-            if let (false, Some(n)) = (r.answered, r.next_resend) {
-                min(n);
-            }
-            if r.ok.is_some() {
-                min(r.ok_next);
-            }
-        }
-        for c in self.calls.values() {
-            if c.state == State::Ringing {
-                min(c.ring_deadline);
-            }
-            if c.state == State::Answering {
-                min(c.a_ok_next);
-            }
-            if let Some(t) = &c.transfer {
-                min(t.deadline);
-            }
-            if let Some(p) = &c.park {
-                min(p.ring_back_at);
-            }
-            for b in &c.branches {
-                if let Some(ok) = &b.ok {
-                    min(ok.next);
-                }
-                if matches!(b.state, BranchState::Calling | BranchState::Proceeding) {
-                    if let Some(n) = b.next_resend {
-                        min(n);
-                    }
-                    if b.state == BranchState::Calling {
-                        min(b.timer_b);
-                    }
-                }
-            }
-        }
-        t
+        [
+            self.ended.next_deadline(),
+            self.relays.next_deadline(),
+            self.calls.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -683,9 +664,7 @@ impl Branch {
             invite,
             state: BranchState::Calling,
             status: 0,
-            next_resend: (!new.peer.transport.reliable()).then_some(now + T1),
-            interval: T1,
-            timer_b: now + 64 * T1,
+            tsx: ClientTimers::invite(now, new.peer.transport.reliable()),
             local_cseq: 1,
             route: Vec::new(),
             ack: None,

@@ -6,7 +6,7 @@
 //! side, as if the phone had answered a branch of its own: in-dialog
 //! requests, hold, transfer and hang-up work the same (sipd's requests in
 //! it carry the INVITE's To as From, RFC 3261 section 12.1.1). Its 2xx is
-//! re-sent until the ACK ([`Unacked`]).
+//! re-sent until the ACK ([`UnackedOk`]).
 //!
 //! Every phone of the system is one pickup group (a home office): any
 //! phone may answer a call ringing any other. Calls out through the trunk
@@ -36,11 +36,11 @@ impl Branch {
             to_tag: tag_of(their("from")).unwrap_or_default().to_string(),
             state: BranchState::Won,
             status: 200,
-            next_resend: None,
+            tsx: ClientTimers::idle(),
             local_cseq: 0,
             // A UAS keeps Record-Route in order (RFC 3261 section 12.1.1).
             route: route_set(raw),
-            ok: Some(Unacked::new(now, ok)),
+            ok: Some(UnackedOk::new(now, Transmit { peer, data: ok })),
             ..Branch::calling(
                 now,
                 NewBranch {

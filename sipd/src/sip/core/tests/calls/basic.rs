@@ -337,6 +337,50 @@ fn an_unanswering_contact_gets_timer_a_retransmissions_then_timer_b_ends_it() {
 }
 
 #[test]
+fn a_ringing_call_is_woken_exactly_when_its_timers_fall_due_as_they_move() {
+    let mut c = setup(&[B1]);
+    c.set_config(
+        T0,
+        CoreConfig {
+            realm: REALM.into(),
+            ring_timeout_ms: 60_000,
+            keepalive_interval_ms: 0,
+            ..CoreConfig::default()
+        },
+    );
+    let invites = place(&mut c);
+    let resent = |sent: &[(u64, String, String)]| -> Vec<u64> {
+        sent.iter()
+            .filter(|(_, p, m)| p == B1 && *m == invites[0].1)
+            .map(|(t, ..)| *t)
+            .collect()
+    };
+    // Timer A, on time (RFC 3261 section 17.1.1.2).
+    let sent = run_on_poll(&mut c, T0 + 2, T0 + 4_000);
+    assert_eq!(resent(&sent), vec![T0 + 502, T0 + 1_502, T0 + 3_502]);
+    // A 180 stops Timers A and B: no more INVITEs, and the call is next
+    // woken by its ring timeout, not by Timer B 32 s after the INVITE.
+    c.handle_message(
+        T0 + 4_000,
+        peer(B1),
+        reply(&invites[0].1, 180, "b1", None).as_bytes(),
+    );
+    out(&mut c);
+    let sent = run_on_poll(&mut c, T0 + 4_000, T0 + 70_000);
+    assert!(resent(&sent).is_empty(), "{sent:?}");
+    let rejected: Vec<u64> = sent
+        .iter()
+        .filter(|(_, p, m)| p == A && m.starts_with("SIP/2.0 480 "))
+        .map(|(t, ..)| *t)
+        .collect();
+    assert_eq!(rejected.len(), 1, "{sent:?}");
+    assert!(
+        (T0 + 60_000..=T0 + 60_002).contains(&rejected[0]),
+        "{rejected:?}"
+    );
+}
+
+#[test]
 fn a_callee_hanging_up_sends_bye_to_the_caller() {
     let mut c = setup(&[B1]);
     let invites = place(&mut c);

@@ -504,3 +504,45 @@ fn an_in_call_request_the_other_side_never_answers_gets_408_and_ends_the_call() 
     assert!(failed.is_some_and(|t| (start + 64 * T1..start + 64 * T1 + 100).contains(&t)));
     assert!(c.calls().is_empty());
 }
+
+#[test]
+fn a_relayed_reinvites_2xx_nobody_acks_is_resent_on_time_and_then_ends_the_call() {
+    let mut c = setup(&[B1]);
+    let (_, tag) = answered(&mut c);
+    c.handle_message(
+        T0 + 2_000,
+        peer(A),
+        from_a("INVITE", 3, &tag, "application/sdp", SDP).as_bytes(),
+    );
+    let to_b = find(&out(&mut c), B1, "INVITE ");
+    let ok = respond(
+        &to_b,
+        200,
+        "OK",
+        "sip:bob@192.168.1.61:5060",
+        "application/sdp",
+        &bob_sdp(""),
+    );
+    c.handle_message(T0 + 2_050, peer(B1), ok.as_bytes());
+    out(&mut c);
+    // Past the relay's linger time (64*T1) the core must not ask for the
+    // clock in the past while the 2xx still waits for its ACK.
+    let sent = run_on_poll(&mut c, T0 + 2_050, T0 + 2_050 + 40_000);
+    let resent: Vec<u64> = sent
+        .iter()
+        .filter(|(_, p, m)| p == A && m.starts_with("SIP/2.0 200 OK"))
+        .map(|(t, ..)| *t - (T0 + 2_050))
+        .collect();
+    // T1 doubling to T2 (RFC 3261 section 13.3.1.4).
+    assert_eq!(
+        resent,
+        vec![
+            500, 1_500, 3_500, 7_500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500
+        ]
+    );
+    let bye = sent
+        .iter()
+        .find(|(_, p, m)| p == A && m.starts_with("BYE "))
+        .map(|(t, ..)| *t - (T0 + 2_050));
+    assert_eq!(bye, Some(35_500), "{sent:?}");
+}

@@ -262,6 +262,24 @@ fn answered(c: &mut Core) -> (String, String) {
     (invites[0].1.clone(), tag)
 }
 
+/// Runs the core the way the shell does, waking only when
+/// [`Core::poll_timeout`] asks, until `until`; returns every message sent
+/// with the time it went out.
+fn run_on_poll(c: &mut Core, mut now: u64, until: u64) -> Vec<(u64, String, String)> {
+    // Whatever was due before `now` (the first sweep) first.
+    c.handle_timeout(now);
+    let mut sent: Vec<_> = out(c).into_iter().map(|(p, m)| (now, p, m)).collect();
+    while let Some(at) = c.poll_timeout().filter(|&at| at <= until) {
+        // Everything due at `now` was handled: asking for `now` again (or
+        // earlier) would spin the shell.
+        assert!(at > now, "asked for the clock again at {at}, now {now}");
+        now = at;
+        c.handle_timeout(now);
+        sent.extend(out(c).into_iter().map(|(p, m)| (now, p, m)));
+    }
+    sent
+}
+
 /// A request from alice inside the call.
 fn from_a(method: &str, cseq: u32, tag: &str, ct: &str, body: &str) -> String {
     format!(
