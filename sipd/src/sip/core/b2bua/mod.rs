@@ -443,7 +443,12 @@ impl Timed for Call {
             .filter(|_| self.state == State::Answering)
             .map(UnackedOk::next_deadline);
         let transfer = self.transfer.as_ref().map(|t| t.deadline);
-        let park = self.park.as_ref().map(|p| p.ring_back_at);
+        // While a ring-back runs, the transfer's deadline wakes the call.
+        let park = self
+            .park
+            .as_ref()
+            .filter(|_| self.transfer.is_none())
+            .and_then(park::Parked::ring_back_due);
         let branches = self.branches.iter().flat_map(|b| {
             let ok = b.ok.as_ref().map(UnackedOk::next_deadline);
             let ringing = matches!(b.state, BranchState::Calling | BranchState::Proceeding);

@@ -33,6 +33,14 @@ impl Parked {
     pub(super) fn slot(&self) -> u32 {
         self.slot
     }
+
+    /// When the parker's phone should ring again, if it can: not while the
+    /// parker still hears the announcement (its end touches the call, and
+    /// a time already past then rings at once). A past time reported here
+    /// would have the shell wake the core in a loop for nothing.
+    pub(super) fn ring_back_due(&self) -> Option<u64> {
+        (!self.announcing && self.ring_back_at != u64::MAX).then_some(self.ring_back_at)
+    }
 }
 
 impl Core {

@@ -399,3 +399,25 @@ fn a_code_dialled_as_it_is_wins_over_a_pickup_prefix() {
         "{o:?}"
     );
 }
+
+/// The announcement to the parker outlasts the park time (mediad is slow
+/// to say play_done): the core does not ask to be woken at a time already
+/// past, which would have the shell wake it in a loop, and the parker's
+/// phone rings as soon as the announcement ends.
+#[test]
+fn a_ring_back_waiting_for_the_announcement_does_not_wake_the_core_in_a_loop() {
+    let mut c = with_carol();
+    parked(&mut c);
+    let late = T0 + 62_000;
+    c.handle_timeout(late);
+    out(&mut c);
+    assert!(
+        c.poll_timeout().is_none_or(|t| t > late),
+        "woken at {:?}, now {late}",
+        c.poll_timeout()
+    );
+    c.play_done(late + 1_000, "call1", "b");
+    c.handle_timeout(late + 1_000);
+    let o = out(&mut c);
+    find(&o, B1, "INVITE sip:bob@");
+}
