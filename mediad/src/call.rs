@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::relay::voicemail::Ended;
-use proto::pb::mediad::{CallStats, LegStats, MediaEvent};
+use proto::pb::mediad::{CallStats, Leg, LegStats, MediaEvent, MediaEventKind};
 use proto::settings::Settings;
 use sqlx::SqlitePool;
 use tokio::net::UdpSocket;
@@ -489,9 +489,9 @@ impl CallTask {
         tracing::error!(call_id = %self.call_id, path = %path, error = %e, "recording failed; the call goes on unrecorded");
         let _ = self.env.events.send(MediaEvent {
             call_id: self.call_id.clone(),
-            kind: "recording_failed".into(),
+            kind: MediaEventKind::RecordingFailed.into(),
             detail: e.to_string(),
-            leg: String::new(),
+            leg: Leg::Unspecified.into(),
         });
         let alerts = self.env.alerts.clone();
         let message = format!(
@@ -504,26 +504,34 @@ impl CallTask {
     fn publish_events(&mut self) {
         while let Some(ev) = self.call.poll_event() {
             let (kind, leg, detail) = match ev {
-                Event::Dtmf { leg, digit } => ("dtmf", leg, digit.to_string()),
+                Event::Dtmf { leg, digit } => (MediaEventKind::Dtmf, leg, digit.to_string()),
                 Event::RtpTimeout { leg, silent } => {
                     tracing::info!(call_id = %self.call_id, leg = leg.as_str(), silent_s = silent.as_secs(), "rtp timeout");
-                    ("rtp_timeout", leg, silent.as_secs().to_string())
+                    (
+                        MediaEventKind::RtpTimeout,
+                        leg,
+                        silent.as_secs().to_string(),
+                    )
                 }
-                Event::PlayDone { leg } => ("play_done", leg, String::new()),
+                Event::PlayDone { leg } => (MediaEventKind::PlayDone, leg, String::new()),
                 Event::RecordEnded(Ended::Limit(max)) => {
                     tracing::info!(call_id = %self.call_id, max_s = max.as_secs(), "voicemail reached its length limit");
-                    ("record_limit", LegId::A, max.as_secs().to_string())
+                    (
+                        MediaEventKind::RecordLimit,
+                        LegId::A,
+                        max.as_secs().to_string(),
+                    )
                 }
                 Event::RecordEnded(Ended::Silence(quiet)) => {
                     tracing::info!(call_id = %self.call_id, silent_s = quiet.as_secs(), "voicemail ended after the caller's silence");
-                    ("record_limit", LegId::A, "silence".to_string())
+                    (MediaEventKind::RecordLimit, LegId::A, "silence".to_string())
                 }
             };
             let _ = self.env.events.send(MediaEvent {
                 call_id: self.call_id.clone(),
                 kind: kind.into(),
                 detail,
-                leg: leg.as_str().into(),
+                leg: wire_leg(leg).into(),
             });
         }
     }
@@ -560,5 +568,24 @@ impl CallTask {
             b: Some(leg(LegId::B)),
             recording_path,
         }
+    }
+}
+
+/// The leg as the gRPC contract names it.
+pub fn wire_leg(leg: LegId) -> Leg {
+    match leg {
+        LegId::A => Leg::A,
+        LegId::B => Leg::B,
+    }
+}
+
+/// A leg named on the wire: `Ok(None)` for unspecified, an error for a
+/// number the contract does not have.
+pub fn leg_of(wire: i32) -> Result<Option<LegId>, tonic::Status> {
+    match Leg::try_from(wire) {
+        Ok(Leg::A) => Ok(Some(LegId::A)),
+        Ok(Leg::B) => Ok(Some(LegId::B)),
+        Ok(Leg::Unspecified) => Ok(None),
+        Err(_) => Err(tonic::Status::invalid_argument("leg must be A or B")),
     }
 }

@@ -221,14 +221,7 @@ impl Mediad for MediaService {
         req: Request<UpdateLegRequest>,
     ) -> Result<Response<UpdateLegReply>, Status> {
         let r = req.into_inner();
-        let leg = if r.leg.is_empty() {
-            None
-        } else {
-            Some(
-                LegId::parse(&r.leg)
-                    .ok_or_else(|| Status::invalid_argument("leg must be \"a\" or \"b\""))?,
-            )
-        };
+        let leg = call::leg_of(r.leg)?;
         let addr = |s: &str| -> Result<Option<SocketAddr>, Status> {
             if s.is_empty() {
                 return Ok(None);
@@ -408,15 +401,11 @@ impl Mediad for MediaService {
     }
 }
 
-/// The leg a Play is for: "" or "a" (mediad answers it), "b" (an
+/// The leg a Play is for: unspecified or A (mediad answers it), B (an
 /// announcement in a relayed call, which nothing is recorded after: the
 /// voicemail timeline is the A-leg's).
 fn play_leg(r: &PlayRequest) -> Result<LegId, Status> {
-    let leg = match r.leg.as_str() {
-        "" => LegId::A,
-        s => LegId::parse(s)
-            .ok_or_else(|| Status::invalid_argument("leg must be \"\", \"a\" or \"b\""))?,
-    };
+    let leg = call::leg_of(r.leg)?.unwrap_or(LegId::A);
     if leg == LegId::B && r.record_after {
         return Err(Status::invalid_argument(
             "record_after is for the A-leg only",

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use proto::pb::mediad::play_item::What;
 use proto::pb::mediad::{
-    AllocateRequest, Codec, EventsRequest, MediaEvent, PlayItem, PlayRequest, ReleaseRequest,
-    UpdateLegRequest,
+    AllocateRequest, Codec, EventsRequest, Leg, MediaEvent, MediaEventKind, PlayItem, PlayRequest,
+    ReleaseRequest, UpdateLegRequest,
 };
 use tokio::net::UdpSocket;
 
@@ -43,7 +43,7 @@ impl Mediad {
             .into_inner();
         c.update_leg(UpdateLegRequest {
             call_id: call.into(),
-            leg: "a".into(),
+            leg: Leg::A.into(),
             remote_rtp: phone.local_addr().unwrap().to_string(),
             codecs: vec![Codec {
                 pt: 0,
@@ -75,7 +75,7 @@ impl Mediad {
         };
         c.update_leg(UpdateLegRequest {
             call_id: call.into(),
-            leg: "b".into(),
+            leg: Leg::B.into(),
             remote_rtp: b.local_addr().unwrap().to_string(),
             codecs: vec![codec(8, "PCMA"), codec(0, "PCMU")],
             established: Some(true),
@@ -97,25 +97,25 @@ fn play(call: &str, items: Vec<What>, record_after: bool, max: u32) -> PlayReque
         record_after,
         max_record_secs: max,
         silence_secs: 0,
-        leg: String::new(),
+        leg: Leg::Unspecified.into(),
     }
 }
 
 async fn next_event(
     events: &mut tonic::Streaming<MediaEvent>,
     call: &str,
-    kind: &str,
+    kind: MediaEventKind,
 ) -> MediaEvent {
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let ev = events.message().await.unwrap().expect("stream open");
-            if ev.call_id == call && ev.kind == kind {
+            if ev.call_id == call && ev.kind() == kind {
                 return ev;
             }
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("no {kind} event for {call}"))
+    .unwrap_or_else(|_| panic!("no {kind:?} event for {call}"))
 }
 
 /// Every RTP packet arriving on `sock` until `quiet` passes without one.
@@ -243,8 +243,8 @@ async fn a_caller_hears_the_tone_and_the_greeting_then_leaves_a_message() {
         let s = phone.clone();
         tokio::spawn(async move { receive(&s, Duration::from_millis(700)).await })
     };
-    let done = next_event(&mut events, call, "play_done").await;
-    assert_eq!(done.leg, "a");
+    let done = next_event(&mut events, call, MediaEventKind::PlayDone).await;
+    assert_eq!(done.leg(), Leg::A);
     let packets = heard.await.unwrap();
     let audio = check_stream(&packets);
 
@@ -354,13 +354,13 @@ async fn a_message_stops_at_max_record_secs_and_says_so() {
     c.play(play(call, vec![What::Beep(true)], true, 1))
         .await
         .unwrap();
-    next_event(&mut events, call, "play_done").await;
+    next_event(&mut events, call, MediaEventKind::PlayDone).await;
     let talking = {
         let s = phone.clone();
         tokio::spawn(async move { talk(&s, port_a, 440.0, 100).await })
     };
-    let limit = next_event(&mut events, call, "record_limit").await;
-    assert_eq!((limit.leg.as_str(), limit.detail.as_str()), ("a", "1"));
+    let limit = next_event(&mut events, call, MediaEventKind::RecordLimit).await;
+    assert_eq!((limit.leg(), limit.detail.as_str()), (Leg::A, "1"));
     talking.await.unwrap();
     let stats = c
         .release(ReleaseRequest {
@@ -403,14 +403,14 @@ async fn the_b_leg_hears_an_announcement_once_then_a_again_while_a_hears_b_all_a
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     c.play(PlayRequest {
-        leg: "b".into(),
+        leg: Leg::B.into(),
         ..play(call, vec![What::Beep(true)], false, 0)
     })
     .await
     .unwrap();
     talk(&b, port_b, 880.0, 10).await;
-    let done = next_event(&mut events, call, "play_done").await;
-    assert_eq!(done.leg, "b");
+    let done = next_event(&mut events, call, MediaEventKind::PlayDone).await;
+    assert_eq!(done.leg(), Leg::B);
     talking.await.unwrap();
     let to_b = heard_b.await.unwrap();
     let to_a = heard_a.await.unwrap();
@@ -492,29 +492,36 @@ fn split_announcement(packets: &[Vec<u8>]) -> (usize, Vec<i16>, usize) {
 async fn play_to_b_refuses_record_after_an_unknown_leg_and_a_b_leg_without_codecs() {
     let m = Mediad::start().await;
     let mut c = m.client.clone();
-    let to = |call: &str, leg: &str, record_after: bool| PlayRequest {
-        leg: leg.into(),
+    // A leg number the contract does not have is refused like a bad name.
+    let to = |call: &str, leg: i32, record_after: bool| PlayRequest {
+        leg,
         ..play(call, vec![What::Beep(true)], record_after, 0)
     };
     let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     m.relayed("park-2", &a, &b).await;
     for (req, code) in [
-        (to("park-2", "b", true), tonic::Code::InvalidArgument),
-        (to("park-2", "c", false), tonic::Code::InvalidArgument),
-        (to("nobody", "b", false), tonic::Code::NotFound),
+        (
+            to("park-2", Leg::B.into(), true),
+            tonic::Code::InvalidArgument,
+        ),
+        (to("park-2", 7, false), tonic::Code::InvalidArgument),
+        (to("nobody", Leg::B.into(), false), tonic::Code::NotFound),
     ] {
-        let leg = req.leg.clone();
+        let leg = req.leg;
         let e = c.play(req).await.unwrap_err();
         assert_eq!(e.code(), code, "leg {leg:?}: {e:?}");
     }
     m.call_from("park-3", &a).await;
-    let e = c.play(to("park-3", "b", false)).await.unwrap_err();
+    let e = c
+        .play(to("park-3", Leg::B.into(), false))
+        .await
+        .unwrap_err();
     assert_eq!(
         e.code(),
         tonic::Code::FailedPrecondition,
         "no SDP for B yet"
     );
-    c.play(to("park-2", "b", false)).await.unwrap();
+    c.play(to("park-2", Leg::B.into(), false)).await.unwrap();
     m.stop().await;
 }

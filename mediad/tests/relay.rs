@@ -10,8 +10,8 @@ use std::time::Duration;
 use proto::grpc::AuthChannel;
 use proto::pb::mediad::mediad_client::MediadClient;
 use proto::pb::mediad::{
-    AllocateRequest, Codec, EventsRequest, MediaEvent, RecordRequest, ReleaseRequest, StatsRequest,
-    UpdateLegRequest,
+    AllocateRequest, Codec, EventsRequest, Leg, MediaEvent, MediaEventKind, RecordRequest,
+    ReleaseRequest, StatsRequest, UpdateLegRequest,
 };
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
@@ -102,21 +102,21 @@ impl Mediad {
 async fn next_event(
     events: &mut tonic::Streaming<MediaEvent>,
     call_id: &str,
-    kind: &str,
+    kind: MediaEventKind,
 ) -> MediaEvent {
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let ev = events.message().await.unwrap().expect("stream open");
-            if ev.call_id == call_id && ev.kind == kind {
+            if ev.call_id == call_id && ev.kind() == kind {
                 return ev;
             }
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("no {kind} event for {call_id}"))
+    .unwrap_or_else(|_| panic!("no {kind:?} event for {call_id}"))
 }
 
-fn leg(call_id: &str, leg: &str, rtp: SocketAddr) -> UpdateLegRequest {
+fn leg(call_id: &str, leg: Leg, rtp: SocketAddr) -> UpdateLegRequest {
     UpdateLegRequest {
         call_id: call_id.into(),
         leg: leg.into(),
@@ -262,10 +262,10 @@ async fn two_phones_hear_each_other_through_latching_and_the_recording_has_each_
     let announced = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let phone_a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let phone_b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    c.update_leg(leg(call, "a", announced.local_addr().unwrap()))
+    c.update_leg(leg(call, Leg::A, announced.local_addr().unwrap()))
         .await
         .unwrap();
-    c.update_leg(leg(call, "b", phone_b.local_addr().unwrap()))
+    c.update_leg(leg(call, Leg::B, phone_b.local_addr().unwrap()))
         .await
         .unwrap();
     let rec = c
@@ -331,14 +331,19 @@ async fn two_phones_hear_each_other_through_latching_and_the_recording_has_each_
         p[12..].copy_from_slice(&dtmf::payload(ev, seq % 2 == 1, 160));
         phone_a.send_to(&p, to_a).await.unwrap();
     }
-    let star = next_event(&mut events, call, "dtmf").await;
-    assert_eq!((star.detail.as_str(), star.leg.as_str()), ("*", "a"));
-    assert_eq!(next_event(&mut events, call, "dtmf").await.detail, "1");
+    let star = next_event(&mut events, call, MediaEventKind::Dtmf).await;
+    assert_eq!((star.detail.as_str(), star.leg()), ("*", Leg::A));
+    assert_eq!(
+        next_event(&mut events, call, MediaEventKind::Dtmf)
+            .await
+            .detail,
+        "1"
+    );
 
     // RTCP: B's SDP names its RTCP port (a=rtcp); A's RTCP source latches.
     let a_rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let b_rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut b_sdp = leg(call, "b", phone_b.local_addr().unwrap());
+    let mut b_sdp = leg(call, Leg::B, phone_b.local_addr().unwrap());
     b_sdp.remote_rtcp = b_rtcp.local_addr().unwrap().to_string();
     c.update_leg(b_sdp).await.unwrap();
     let sr = [
@@ -469,13 +474,13 @@ async fn an_established_call_without_rtp_raises_rtp_timeout() {
     })
     .await
     .unwrap();
-    let ev = next_event(&mut events, "idle", "rtp_timeout").await;
+    let ev = next_event(&mut events, "idle", MediaEventKind::RtpTimeout).await;
     assert_eq!(ev.detail, "1");
-    assert!(ev.leg == "a" || ev.leg == "b");
+    assert!(matches!(ev.leg(), Leg::A | Leg::B));
     // The call that was never answered and never sent media stays quiet.
     let quiet = tokio::time::timeout(
         Duration::from_millis(1500),
-        next_event(&mut events, "ringing", "rtp_timeout"),
+        next_event(&mut events, "ringing", MediaEventKind::RtpTimeout),
     )
     .await;
     assert!(quiet.is_err());
@@ -510,16 +515,16 @@ async fn a_full_disk_stops_the_recording_not_the_call_and_alerts_the_admin() {
         .into_inner();
     assert!(!rec.ok);
     assert!(rec.error.contains("No space"), "{}", rec.error);
-    let ev = next_event(&mut events, call, "recording_failed").await;
+    let ev = next_event(&mut events, call, MediaEventKind::RecordingFailed).await;
     assert!(ev.detail.contains("No space"), "{}", ev.detail);
 
     // The relay goes on.
     let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    c.update_leg(leg(call, "a", a.local_addr().unwrap()))
+    c.update_leg(leg(call, Leg::A, a.local_addr().unwrap()))
         .await
         .unwrap();
-    c.update_leg(leg(call, "b", b.local_addr().unwrap()))
+    c.update_leg(leg(call, Leg::B, b.local_addr().unwrap()))
         .await
         .unwrap();
     let to_a: SocketAddr = format!("127.0.0.1:{}", ports.port_a).parse().unwrap();
@@ -679,7 +684,7 @@ async fn spray(sock: &UdpSocket, targets: &[SocketAddr], first: u16, count: u16)
     sent
 }
 
-fn signalled(call_id: &str, leg_id: &str, rtp: SocketAddr, from: &str) -> UpdateLegRequest {
+fn signalled(call_id: &str, leg_id: Leg, rtp: SocketAddr, from: &str) -> UpdateLegRequest {
     UpdateLegRequest {
         signal_ip: from.into(),
         ..leg(call_id, leg_id, rtp)
@@ -705,7 +710,7 @@ async fn an_attacker_spraying_in_order_rtp_with_a_new_ssrc_hears_nothing_and_the
     let phone_b = std::sync::Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     // Another host as far as mediad can tell: a different source IP.
     let attacker = std::sync::Arc::new(UdpSocket::bind("127.0.0.2:0").await.unwrap());
-    for (id, phone) in [("a", &phone_a), ("b", &phone_b)] {
+    for (id, phone) in [(Leg::A, &phone_a), (Leg::B, &phone_b)] {
         c.update_leg(signalled(
             call,
             id,
@@ -816,10 +821,10 @@ async fn a_phone_behind_nat_latches_from_its_signalling_ip_on_another_port_than_
     // A's SDP names its private LAN address; its packets come from the
     // router's address (here 127.0.0.1) on a port of the router's choosing.
     let private: SocketAddr = "192.0.2.50:4000".parse().unwrap();
-    c.update_leg(leg(call, "a", private)).await.unwrap();
+    c.update_leg(leg(call, Leg::A, private)).await.unwrap();
     c.update_leg(signalled(
         call,
-        "b",
+        Leg::B,
         phone_b.local_addr().unwrap(),
         "127.0.0.1",
     ))
@@ -835,7 +840,7 @@ async fn a_phone_behind_nat_latches_from_its_signalling_ip_on_another_port_than_
 
     c.update_leg(UpdateLegRequest {
         call_id: call.into(),
-        leg: "a".into(),
+        leg: Leg::A.into(),
         signal_ip: "127.0.0.1".into(),
         ..Default::default()
     })

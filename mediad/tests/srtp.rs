@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use proto::pb::mediad::{
-    AllocateRequest, Codec, LegCrypto, ReleaseRequest, StatsRequest, UpdateLegRequest,
+    AllocateRequest, Codec, Leg, LegCrypto, ReleaseRequest, StatsRequest, UpdateLegRequest,
 };
 use proto::sdes::{self, LegKeys, MasterKey, Suite};
 use tokio::net::UdpSocket;
@@ -19,7 +19,7 @@ use tokio::net::UdpSocket;
 use mediad::relay::rtp;
 use mediad::relay::srtp::SrtpContext;
 
-fn leg(call_id: &str, leg: &str, rtp: SocketAddr, crypto: Option<LegCrypto>) -> UpdateLegRequest {
+fn leg(call_id: &str, leg: Leg, rtp: SocketAddr, crypto: Option<LegCrypto>) -> UpdateLegRequest {
     UpdateLegRequest {
         call_id: call_id.into(),
         leg: leg.into(),
@@ -74,7 +74,7 @@ async fn an_srtp_phone_and_a_plain_phone_hear_each_other_and_a_tampered_packet_i
     bad.recv_key.truncate(16);
     let a_addr = phone_a.local_addr().unwrap();
     let err = c
-        .update_leg(leg(call, "a", a_addr, Some(bad)))
+        .update_leg(leg(call, Leg::A, a_addr, Some(bad)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -84,11 +84,11 @@ async fn an_srtp_phone_and_a_plain_phone_hear_each_other_and_a_tampered_packet_i
         err.message()
     );
     let a_crypto = Some(sdes::to_pb(Some(&keys)));
-    c.update_leg(leg(call, "a", a_addr, a_crypto))
+    c.update_leg(leg(call, Leg::A, a_addr, a_crypto))
         .await
         .unwrap();
     let b_addr = phone_b.local_addr().unwrap();
-    c.update_leg(leg(call, "b", b_addr, Some(sdes::to_pb(None))))
+    c.update_leg(leg(call, Leg::B, b_addr, Some(sdes::to_pb(None))))
         .await
         .unwrap();
 

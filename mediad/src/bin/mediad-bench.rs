@@ -29,7 +29,9 @@ use anyhow::Context;
 use clap::Parser;
 use mediad::relay::srtp::{self, MasterKey, SrtpContext, Suite};
 use proto::pb::mediad::mediad_client::MediadClient;
-use proto::pb::mediad::{AllocateRequest, Codec, RecordRequest, ReleaseRequest, UpdateLegRequest};
+use proto::pb::mediad::{
+    AllocateRequest, Codec, Leg, RecordRequest, ReleaseRequest, UpdateLegRequest,
+};
 use proto::sdes::LegKeys;
 use tokio::net::UdpSocket;
 
@@ -378,7 +380,7 @@ async fn set_up_mediad(
         .await
         .context("allocate")?
         .into_inner();
-    for ((leg, sock), keys) in [("a", &phones.a), ("b", &phones.b)]
+    for ((leg, sock), keys) in [(Leg::A, &phones.a), (Leg::B, &phones.b)]
         .into_iter()
         .zip(&phones.keys)
     {

@@ -120,14 +120,6 @@ impl LegId {
             LegId::B => "b",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "a" | "A" => Some(LegId::A),
-            "b" | "B" => Some(LegId::B),
-            _ => None,
-        }
-    }
 }
 
 /// Something sipd should hear about.

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use proto::pb::mediad::mediad_client::MediadClient;
 use proto::pb::mediad::{
-    AllocateRequest, Codec, EventsRequest, LegStats, PlayItem, PlayRequest, RecordRequest,
-    ReleaseRequest, UpdateLegRequest, play_item,
+    AllocateRequest, Codec, EventsRequest, Leg, LegStats, MediaEventKind, PlayItem, PlayRequest,
+    RecordRequest, ReleaseRequest, UpdateLegRequest, play_item,
 };
 use proto::pb::twiliod::twiliod_client::TwiliodClient;
 use proto::pb::twiliod::{DeleteVoicemailRequest, Readable, SetReadRequest, StoreVoicemailRequest};
@@ -50,9 +50,9 @@ impl Media {
         let mut c = client.clone();
         tokio::spawn(async move {
             while let Some(req) = rx.recv().await {
-                let (call_id, leg) = (req.call_id.clone(), req.leg.clone());
+                let (call_id, leg) = (req.call_id.clone(), req.leg());
                 if let Err(e) = c.update_leg(req).await {
-                    tracing::warn!(call_id = %call_id, leg = %leg, error = %e, "mediad update_leg failed");
+                    tracing::warn!(call_id = %call_id, leg = ?leg, error = %e, "mediad update_leg failed");
                 }
             }
         });
@@ -69,7 +69,7 @@ impl Media {
     pub fn update_leg(
         &self,
         call_id: String,
-        leg: &str,
+        leg: Leg,
         media: Option<crate::sip::sdp::LegMedia>,
         established: Option<bool>,
         (hold, music): (Option<bool>, Option<bool>),
@@ -77,7 +77,7 @@ impl Media {
         let media = media.unwrap_or_default();
         let _ = self.updates.send(UpdateLegRequest {
             call_id,
-            leg: leg.to_string(),
+            leg: leg.into(),
             remote_rtp: media.rtp,
             remote_rtcp: media.rtcp,
             codecs: media
@@ -95,10 +95,10 @@ impl Media {
 
     /// Tells mediad a leg's SRTP keys (`None`: plain RTP), in order with
     /// the leg's other updates.
-    pub fn set_crypto(&self, call_id: String, leg: &str, keys: Option<&proto::sdes::LegKeys>) {
+    pub fn set_crypto(&self, call_id: String, leg: Leg, keys: Option<&proto::sdes::LegKeys>) {
         let _ = self.updates.send(UpdateLegRequest {
             call_id,
-            leg: leg.to_string(),
+            leg: leg.into(),
             crypto: Some(proto::sdes::to_pb(keys)),
             ..Default::default()
         });
@@ -231,13 +231,13 @@ impl Media {
     /// Plays `prompts` to the caller, then records them for up to
     /// `record.0` seconds, ending after `record.1` seconds of silence
     /// (voicemail). Without the speech engine the caller hears the tone
-    /// alone; when mediad cannot play at all the call ends. To leg "b" (an
+    /// alone; when mediad cannot play at all the call ends. To leg B (an
     /// announcement in a relayed call) a failure is as if it had been
     /// heard: the call goes on.
     pub fn play(
         &self,
         call_id: String,
-        leg: &'static str,
+        leg: Leg,
         prompts: Vec<Prompt>,
         (record_secs, silence_secs): (Option<u32>, u32),
         tx: mpsc::Sender<Command>,
@@ -246,7 +246,7 @@ impl Media {
         tokio::spawn(async move {
             let request = |prompts: &[Prompt]| PlayRequest {
                 call_id: call_id.clone(),
-                leg: leg.to_string(),
+                leg: leg.into(),
                 items: prompts.iter().map(play_item_of).collect(),
                 record_after: record_secs.is_some(),
                 max_record_secs: record_secs.unwrap_or(0),
@@ -264,10 +264,9 @@ impl Media {
                 result = client.play(request(&tones)).await;
             }
             if let Err(e) = &result
-                && leg == "b"
+                && leg == Leg::B
             {
                 tracing::warn!(call_id = %call_id, error = %e, "mediad cannot play the announcement");
-                let leg = leg.to_string();
                 let _ = tx.send(Command::PlayDone { call_id, leg }).await;
                 return;
             }
@@ -300,7 +299,7 @@ impl Media {
                         m = stream.message() => m,
                     };
                     match msg {
-                        Ok(Some(ev)) if ev.kind == "rtp_timeout" => {
+                        Ok(Some(ev)) if ev.kind() == MediaEventKind::RtpTimeout => {
                             tracing::info!(call_id = %ev.call_id, "no RTP: ending the call");
                             let _ = tx
                                 .send(Command::Hangup {
@@ -310,7 +309,7 @@ impl Media {
                                 })
                                 .await;
                         }
-                        Ok(Some(ev)) if ev.kind == "record_limit" => {
+                        Ok(Some(ev)) if ev.kind() == MediaEventKind::RecordLimit => {
                             let why = if ev.detail == "silence" {
                                 "the caller fell silent"
                             } else {
@@ -325,19 +324,19 @@ impl Media {
                                 })
                                 .await;
                         }
-                        Ok(Some(ev)) if ev.kind == "play_done" => {
+                        Ok(Some(ev)) if ev.kind() == MediaEventKind::PlayDone => {
                             let _ = tx
                                 .send(Command::PlayDone {
+                                    leg: ev.leg(),
                                     call_id: ev.call_id,
-                                    leg: ev.leg,
                                 })
                                 .await;
                         }
-                        Ok(Some(ev)) if ev.kind == "dtmf" => {
+                        Ok(Some(ev)) if ev.kind() == MediaEventKind::Dtmf => {
                             let _ = tx
                                 .send(Command::Dtmf {
+                                    leg: ev.leg(),
                                     call_id: ev.call_id,
-                                    leg: ev.leg,
                                     digit: ev.detail,
                                 })
                                 .await;

@@ -249,7 +249,7 @@ pub enum Command {
     /// A DTMF digit mediad saw on a leg.
     Dtmf {
         call_id: String,
-        leg: String,
+        leg: crate::sip::core::Leg,
         digit: String,
     },
     /// A public address learned by STUN.
@@ -266,7 +266,10 @@ pub enum Command {
         messages: Vec<crate::sip::core::StoredMessage>,
     },
     /// mediad finished playing to a call.
-    PlayDone { call_id: String, leg: String },
+    PlayDone {
+        call_id: String,
+        leg: crate::sip::core::Leg,
+    },
 }
 
 /// The stream listeners: TCP, and TLS with its acceptor; and the
@@ -634,7 +637,7 @@ impl Shell {
                 call_id,
                 leg,
                 digit,
-            } => core.dtmf(&call_id, &leg, &digit),
+            } => core.dtmf(&call_id, leg, &digit),
             Command::PublicLearned { ip } => {
                 core.learn_public(ip, crate::sip::core::AddrSource::Stun);
             }
@@ -643,7 +646,7 @@ impl Shell {
                 let _ = reply.send(core.calls());
             }
             Command::Mailbox { call_id, messages } => core.mailbox_loaded(&call_id, messages),
-            Command::PlayDone { call_id, leg } => core.play_done(now_ms(), &call_id, &leg),
+            Command::PlayDone { call_id, leg } => core.play_done(now_ms(), &call_id, leg),
         }
     }
 }

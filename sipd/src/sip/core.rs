@@ -25,6 +25,8 @@ mod outbound;
 
 pub use super::addrs::{AddrBook, AddrSource};
 pub use b2bua::{CallInfo, Cdr, SPAM_MARK, StoredMessage, TRUNK_ID, VERIFIED_MARK};
+/// mediad's name for a call's two legs (A the caller, B the callee).
+pub use proto::pb::mediad::Leg;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -250,7 +252,7 @@ pub enum Event {
         call_id: String,
         /// "a" (the caller, sipd answered it) or "b" (an announcement to
         /// the other leg of a relayed call, played once).
-        leg: &'static str,
+        leg: Leg,
         prompts: Vec<Prompt>,
         record_secs: Option<u32>,
         silence_secs: u32,
@@ -261,7 +263,7 @@ pub enum Event {
     /// and codecs, the call being answered, hold.
     MediaUpdate {
         call_id: String,
-        leg: &'static str,
+        leg: Leg,
         media: Option<super::sdp::LegMedia>,
         established: Option<bool>,
         hold: Option<bool>,
@@ -272,7 +274,7 @@ pub enum Event {
     /// A leg's SRTP keys changed (`None`: plain RTP from now on).
     MediaCrypto {
         call_id: String,
-        leg: &'static str,
+        leg: Leg,
         keys: Option<proto::sdes::LegKeys>,
     },
     /// A change to a call's CDR row.

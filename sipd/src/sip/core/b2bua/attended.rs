@@ -244,7 +244,7 @@ impl Core {
             .insert(moved.branch.clone(), (j.keep.clone(), k.branches.len()));
         let media_ip = self.addrs.media_host(&moved.peer);
         k.branches.push(moved);
-        tracing::info!(call_id = %j.keep, to = %target, by = %by, leg = leg.leg(), "attended transfer: calls joined");
+        tracing::info!(call_id = %j.keep, to = %target, by = %by, leg = leg.leg().as_str_name(), "attended transfer: calls joined");
         // The moving party was last offered the consult call's port: the
         // same session again, on this call's port, one version on.
         let offer = sdp::rewrite(&offer_src, &media_ip, port, false)

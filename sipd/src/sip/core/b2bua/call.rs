@@ -2,6 +2,7 @@
 //! end of a call, its timers, and the calls as the gRPC side sees and ends them.
 
 use super::*;
+use crate::sip::core::Leg;
 
 impl Core {
     /// Starts a call for an authenticated INVITE. Returns the immediate
@@ -373,7 +374,7 @@ impl Core {
             let late = call.late_offer.then(|| std::mem::take(&mut call.b_offer));
             self.events.push_back(Event::MediaUpdate {
                 call_id: call_id.to_string(),
-                leg: "a",
+                leg: Leg::A,
                 media: None,
                 established: Some(true),
                 hold: None,

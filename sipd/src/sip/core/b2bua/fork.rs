@@ -2,6 +2,7 @@
 //! others cancelled, late answers and responses after the call was decided.
 
 use super::*;
+use crate::sip::core::Leg;
 
 impl Core {
     /// A response to one of our B-leg INVITEs (or their CANCELs), or to a
@@ -110,7 +111,7 @@ impl Core {
                 call.early_sent = true;
                 self.events.push_back(Event::MediaUpdate {
                     call_id: call_id.to_string(),
-                    leg: "b",
+                    leg: Leg::B,
                     hold: None,
                     music: None,
                     media,
@@ -149,7 +150,7 @@ impl Core {
         tracing::debug!(call_id = %call_id, status, "early media relayed to the caller");
         self.events.push_back(Event::MediaUpdate {
             call_id: call_id.to_string(),
-            leg: "b",
+            leg: Leg::B,
             hold: None,
             music: None,
             media,
@@ -416,7 +417,7 @@ impl Core {
             if let Some(m) = sdp::leg_media(body).map(|m| m.signalled_from(ack.peer.addr.ip())) {
                 self.events.push_back(Event::MediaUpdate {
                     call_id: call_id.to_string(),
-                    leg: "b",
+                    leg: Leg::B,
                     hold: Some(m.hold),
                     music: None,
                     media: Some(m),

@@ -156,7 +156,7 @@ impl Core {
             data,
         };
         self.out.push_back(sent.clone());
-        tracing::debug!(call_id = %call_id, method = %method, from = from.leg(), "relayed to the other leg");
+        tracing::debug!(call_id = %call_id, method = %method, from = from.leg().as_str_name(), "relayed to the other leg");
         let relay = Relay::sent(
             now,
             call_id,
@@ -552,7 +552,7 @@ impl Core {
                 Side::B => call.b_sent = offer,
             }
         }
-        tracing::info!(call_id = %call_id, leg = side.leg(), "taking a leg off hold after the transfer");
+        tracing::info!(call_id = %call_id, leg = side.leg().as_str_name(), "taking a leg off hold after the transfer");
     }
 
     /// sipd's own re-INVITE to `to` with `offer` (a leg taken off hold, a
@@ -618,7 +618,7 @@ impl Core {
         let to = q.from.other();
         let branch = r.via.branch.clone();
         if r.status >= 300 {
-            tracing::warn!(call_id = %q.call_id, status = r.status, leg = to.leg(), "sipd's re-INVITE was refused");
+            tracing::warn!(call_id = %q.call_id, status = r.status, leg = to.leg().as_str_name(), "sipd's re-INVITE was refused");
             if matches!(r.status, 408 | 481) {
                 self.hangup(now, &q.call_id, "a leg lost the dialog");
             }

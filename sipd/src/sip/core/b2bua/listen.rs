@@ -8,6 +8,7 @@
 //! follow; deleting goes through twiliod, which owns voicemails.
 
 use super::*;
+use crate::sip::core::Leg;
 
 /// What the keys do, said after each message and on 0.
 const MENU: &str = "To hear it again, press 1. For the next message, press 2. \
@@ -116,8 +117,8 @@ impl Core {
     /// mediad finished what it was playing to `leg`: a voicemail's
     /// recording begins now; a call saying goodbye ends; a parked call's
     /// parker has heard the slot.
-    pub fn play_done(&mut self, now: u64, call_id: &str, leg: &str) {
-        if leg == "b" {
+    pub fn play_done(&mut self, now: u64, call_id: &str, leg: Leg) {
+        if leg == Leg::B {
             self.park_announced(now, call_id);
             return;
         }
@@ -262,7 +263,7 @@ impl Core {
         }
         self.events.push_back(Event::MediaPlay {
             call_id: call_id.to_string(),
-            leg: "a",
+            leg: Leg::A,
             prompts,
             record_secs: None,
             silence_secs: 0,

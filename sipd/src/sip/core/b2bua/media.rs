@@ -2,6 +2,7 @@
 //! each leg, recording and DTMF.
 
 use super::*;
+use crate::sip::core::Leg;
 
 /// A B-leg branch to ring: its INVITE's addressing, the Via host towards
 /// its peer and the offer it carries (empty for a late offer).
@@ -121,7 +122,7 @@ impl Core {
         {
             self.events.push_back(Event::MediaUpdate {
                 call_id: call_id.to_string(),
-                leg: "a",
+                leg: Leg::A,
                 hold: Some(m.hold),
                 music: None,
                 media: Some(m),
@@ -356,7 +357,7 @@ impl Core {
     /// A DTMF digit mediad saw on `leg` ("a" or "b"): the configured
     /// sequence (`calls.record_dtmf`) toggles the recording of an
     /// answered call.
-    pub fn dtmf(&mut self, call_id: &str, leg: &str, digit: &str) {
+    pub fn dtmf(&mut self, call_id: &str, leg: Leg, digit: &str) {
         if let Some(key) = digit.chars().next()
             && self.listen_key(call_id, key)
         {
@@ -369,7 +370,7 @@ impl Core {
         if seq.is_empty() || call.answered_at.is_none() {
             return;
         }
-        let buf = &mut call.dtmf[usize::from(leg == "b")];
+        let buf = &mut call.dtmf[usize::from(leg == Leg::B)];
         buf.push_str(digit);
         if buf.len() > seq.len() {
             let cut = buf.len() - seq.len();
@@ -378,7 +379,7 @@ impl Core {
         if *buf == seq {
             buf.clear();
             let enabled = !call.recording;
-            tracing::info!(call_id = %call_id, leg, enabled, "recording toggled by DTMF");
+            tracing::info!(call_id = %call_id, leg = leg.as_str_name(), enabled, "recording toggled by DTMF");
             self.set_recording(call_id, enabled);
         }
     }

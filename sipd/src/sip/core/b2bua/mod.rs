@@ -29,6 +29,7 @@
 //! branches sit in `wake` tables ordered by their next deadline, so
 //! [`Calls::next_timeout`] and [`Core::b2b_timeout`] reach only what is due.
 
+use crate::sip::core::Leg;
 use std::collections::HashMap;
 
 use super::{Core, Event, Prompt, Reply, Voicemail};
@@ -178,10 +179,10 @@ impl Side {
     }
 
     /// mediad's name of the leg.
-    fn leg(self) -> &'static str {
+    fn leg(self) -> Leg {
         match self {
-            Side::A => "a",
-            Side::B => "b",
+            Side::A => Leg::A,
+            Side::B => Leg::B,
         }
     }
 }

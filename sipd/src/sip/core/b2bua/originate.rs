@@ -1,6 +1,7 @@
 //! Click-to-call: the device rings first as a UAC, then the trunk is dialled.
 
 use super::*;
+use crate::sip::core::Leg;
 
 impl Core {
     /// Click-to-call (gRPC Originate): rings `device_id`'s contacts; when
@@ -97,7 +98,7 @@ impl Core {
         }
         self.events.push_back(Event::MediaUpdate {
             call_id: call_id.to_string(),
-            leg: "a",
+            leg: Leg::A,
             hold: media.as_ref().map(|m| m.hold),
             music: None,
             media,
@@ -119,7 +120,7 @@ impl Core {
         tracing::info!(call_id = %call_id, "click-to-call answered");
         self.events.push_back(Event::MediaUpdate {
             call_id: call_id.to_string(),
-            leg: "b",
+            leg: Leg::B,
             hold: media.as_ref().map(|m| m.hold),
             music: None,
             media,

@@ -10,6 +10,7 @@
 
 use super::transfer::Transfer;
 use super::*;
+use crate::sip::core::Leg;
 
 /// How many times a parked call rings its parker before it ends.
 const RING_BACKS: u32 = 3;
@@ -81,7 +82,7 @@ impl Core {
         let code = format!("{}{slot}", self.cfg.park_retrieve_code);
         self.events.push_back(Event::MediaPlay {
             call_id: call_id.to_string(),
-            leg: "b",
+            leg: Leg::B,
             prompts: vec![Prompt::Text(format!(
                 "Parked on slot {slot}. To take it back, dial {}.",
                 spoken_keys(&code)
@@ -96,7 +97,7 @@ impl Core {
     fn music_to_caller(&mut self, call_id: &str, on: bool) {
         self.events.push_back(Event::MediaUpdate {
             call_id: call_id.to_string(),
-            leg: "a",
+            leg: Leg::A,
             hold: Some(false),
             music: Some(on),
             media: None,
@@ -129,7 +130,7 @@ impl Core {
         p.announcing = false;
         self.events.push_back(Event::MediaUpdate {
             call_id: call_id.to_string(),
-            leg: "b",
+            leg: Leg::B,
             hold: Some(true),
             music: Some(false),
             media: None,

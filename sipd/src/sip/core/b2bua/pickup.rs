@@ -13,6 +13,7 @@
 //! ring no phone here and cannot be picked up.
 
 use super::*;
+use crate::sip::core::Leg;
 
 impl Branch {
     /// The dialog of a phone that joined a call with its INVITE `raw`,
@@ -245,7 +246,7 @@ impl Core {
         if let Some(m) = sdp::leg_media(&offer).map(|m| m.signalled_from(peer.addr.ip())) {
             self.events.push_back(Event::MediaUpdate {
                 call_id: call_id.to_string(),
-                leg: "b",
+                leg: Leg::B,
                 hold: Some(m.hold),
                 music: Some(false),
                 media: Some(m),

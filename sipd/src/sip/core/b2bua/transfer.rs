@@ -339,7 +339,7 @@ impl Core {
             call.history
                 .push(format!("transferred by {} to {}", t.from, t.target));
         }
-        tracing::info!(call_id = %call_id, to = %t.target, by_leg = leg.leg(), "transfer answered");
+        tracing::info!(call_id = %call_id, to = %t.target, by_leg = leg.leg().as_str_name(), "transfer answered");
         self.cancel_branches(call_id, Some(i));
         if let Some(m) = sdp::leg_media(body).map(|m| m.signalled_from(peer_ip)) {
             self.events.push_back(Event::MediaUpdate {

@@ -6,6 +6,7 @@
 //! Calls from and to the trunk never come here: Twilio records those.
 
 use super::*;
+use crate::sip::core::Leg;
 
 impl Core {
     /// Answers an internal call nobody answered for the callee's mailbox.
@@ -113,7 +114,7 @@ impl Core {
         let greeting = format!("{who} is not available. {}", self.cfg.voicemail_greeting);
         self.events.push_back(Event::MediaPlay {
             call_id: call_id.to_string(),
-            leg: "a",
+            leg: Leg::A,
             prompts: vec![Prompt::Text(greeting), Prompt::Beep],
             record_secs: Some(self.cfg.voicemail_max_secs),
             silence_secs: self.cfg.voicemail_silence_secs,

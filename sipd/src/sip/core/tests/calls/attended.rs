@@ -5,6 +5,7 @@
 use super::park::dials;
 use super::transfer::{C1, carol_sdp, notified, with_carol};
 use super::*;
+use crate::sip::core::Leg;
 
 /// A request from bob inside call2, which he placed (`a_tag` is sipd's).
 fn from_bob2(method: &str, cseq: u32, a_tag: &str, extra: &str) -> String {
@@ -100,7 +101,7 @@ fn joined(c: &mut Core, o: &[(String, String)], refer_in: &str, to_carol: &str) 
     find(&out(c), C1, "ACK ");
     let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
     assert!(ev.iter().any(|e| matches!(e,
-        Event::MediaUpdate { call_id, leg: "b", media: Some(m), .. } if call_id == "call1" && m.rtp == "192.168.1.70:7100")), "{ev:?}");
+        Event::MediaUpdate { call_id, leg: Leg::B, media: Some(m), .. } if call_id == "call1" && m.rtp == "192.168.1.70:7100")), "{ev:?}");
     // carol hangs up in her dialog: alice hears it.
     let bye = callee_bye(to_carol, C1, "c1");
     c.handle_message(T0 + 9_000, peer(C1), bye.as_bytes());
@@ -307,7 +308,7 @@ fn a_phone_that_placed_both_calls_joins_the_two_people_it_called() {
     find(&out(&mut c), C1, "ACK ");
     let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
     assert!(ev.iter().any(|e| matches!(e,
-        Event::MediaUpdate { call_id, leg: "a", media: Some(m), .. } if call_id == "callb1" && m.rtp == "192.168.1.70:7000")), "{ev:?}");
+        Event::MediaUpdate { call_id, leg: Leg::A, media: Some(m), .. } if call_id == "callb1" && m.rtp == "192.168.1.70:7000")), "{ev:?}");
     // alice hangs up in her dialog: carol hears it, and the CDR names it.
     let bye = callee_bye(&to_alice, A, "cc");
     c.handle_message(T0 + 9_000, peer(A), bye.as_bytes());

@@ -121,7 +121,12 @@ fn hold_updates(c: &mut Core) -> Vec<(&'static str, Option<bool>, Option<bool>, 
                 music,
                 media,
                 ..
-            } => Some((leg, hold, music, media.map(|m| m.rtp).unwrap_or_default())),
+            } => Some((
+                ab(leg),
+                hold,
+                music,
+                media.map(|m| m.rtp).unwrap_or_default(),
+            )),
             _ => None,
         })
         .collect()

@@ -2,6 +2,7 @@
 //! driven by keys (RFC 4733 through mediad, or SIP INFO).
 
 use super::*;
+use crate::sip::core::Leg;
 use crate::sip::core::{Prompt, StoredMessage};
 use crate::sip::registrar::Mailbox;
 
@@ -99,7 +100,7 @@ fn the_mailbox_plays_newest_first_and_keys_move_delete_and_end() {
         "hearing it marks it read"
     );
 
-    c.dtmf("call1", "a", "2");
+    c.dtmf("call1", Leg::A, "2");
     let ev = events(&mut c);
     assert!(
         text(&played(&ev)).starts_with("Message 2. From 2 0 2."),
@@ -107,17 +108,17 @@ fn the_mailbox_plays_newest_first_and_keys_move_delete_and_end() {
     );
     assert!(!ev.iter().any(|e| matches!(e, Event::VoicemailRead { .. })));
 
-    c.dtmf("call1", "a", "7");
+    c.dtmf("call1", Leg::A, "7");
     let ev = events(&mut c);
     assert!(ev.contains(&Event::VoicemailDelete { id: 4 }), "{ev:?}");
     assert!(text(&played(&ev)).starts_with("Message deleted. No more messages."));
 
-    c.dtmf("call1", "a", "1");
+    c.dtmf("call1", Leg::A, "1");
     assert!(text(&played(&events(&mut c))).starts_with("Message 1. From 1 5 5 5"));
 
-    c.dtmf("call1", "a", "#");
+    c.dtmf("call1", Leg::A, "#");
     assert_eq!(text(&played(&events(&mut c))), "Goodbye.");
-    c.play_done(T0 + 9_000, "call1", "a");
+    c.play_done(T0 + 9_000, "call1", Leg::A);
     assert!(
         out(&mut c)
             .iter()
@@ -130,7 +131,7 @@ fn the_mailbox_plays_newest_first_and_keys_move_delete_and_end() {
 fn keys_pressed_before_the_mailbox_is_read_are_kept_and_info_keys_count() {
     let mut c = setup_alice_mailbox();
     let (ok, _) = dial_mailbox(&mut c);
-    c.dtmf("call1", "a", "9");
+    c.dtmf("call1", Leg::A, "9");
     assert!(
         !events(&mut c)
             .iter()
@@ -178,7 +179,7 @@ fn an_empty_mailbox_says_so_and_hangs_up() {
         text(&played(&events(&mut c))),
         "You have no new messages and no saved messages. Goodbye."
     );
-    c.play_done(T0 + 3_000, "call1", "a");
+    c.play_done(T0 + 3_000, "call1", Leg::A);
     assert!(out(&mut c).iter().any(|(_, m)| m.starts_with("BYE ")));
 }
 

@@ -1,6 +1,7 @@
 //! mediad's view of a call: SDP per leg, latching addresses, early media, late offers.
 
 use super::*;
+use crate::sip::core::Leg;
 
 #[test]
 fn each_legs_sdp_goes_to_mediad_and_star_one_toggles_the_recording() {
@@ -8,11 +9,11 @@ fn each_legs_sdp_goes_to_mediad_and_star_one_toggles_the_recording() {
     let invites = place(&mut c);
     let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
     assert!(ev.iter().any(|e| matches!(e,
-        Event::MediaUpdate { leg: "a", media: Some(m), established: None, .. }
+        Event::MediaUpdate { leg: Leg::A, media: Some(m), established: None, .. }
             if m.rtp == "192.168.1.50:4000" && m.codecs.len() == 3)));
     // DTMF before the answer does nothing.
-    c.dtmf("call1", "a", "*");
-    c.dtmf("call1", "a", "1");
+    c.dtmf("call1", Leg::A, "*");
+    c.dtmf("call1", Leg::A, "1");
     let answer = SDP
         .replace("4000", "6000")
         .replace("192.168.1.50", "192.168.1.61");
@@ -23,7 +24,7 @@ fn each_legs_sdp_goes_to_mediad_and_star_one_toggles_the_recording() {
     );
     let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
     assert!(ev.iter().any(|e| matches!(e,
-        Event::MediaUpdate { leg: "b", media: Some(m), hold: Some(false), .. }
+        Event::MediaUpdate { leg: Leg::B, media: Some(m), hold: Some(false), .. }
             if m.rtp == "192.168.1.61:6000")));
     assert!(!ev.iter().any(|e| matches!(e, Event::MediaRecord { .. })));
     let ok = find(&out(&mut c), A, "SIP/2.0 200");
@@ -33,7 +34,7 @@ fn each_legs_sdp_goes_to_mediad_and_star_one_toggles_the_recording() {
     assert!(ev.iter().any(|e| matches!(
         e,
         Event::MediaUpdate {
-            leg: "a",
+            leg: Leg::A,
             established: Some(true),
             ..
         }
@@ -47,15 +48,15 @@ fn each_legs_sdp_goes_to_mediad_and_star_one_toggles_the_recording() {
             .collect::<Vec<_>>()
     };
     // Digits of one leg only: "*" on a, "1" on b is no match.
-    c.dtmf("call1", "a", "*");
-    c.dtmf("call1", "b", "1");
+    c.dtmf("call1", Leg::A, "*");
+    c.dtmf("call1", Leg::B, "1");
     assert!(record(&mut c).is_empty());
     for d in ["5", "*", "1"] {
-        c.dtmf("call1", "b", d);
+        c.dtmf("call1", Leg::B, d);
     }
     assert_eq!(record(&mut c), vec![true]);
     assert!(c.calls()[0].recording);
-    c.dtmf("call1", "a", "1");
+    c.dtmf("call1", Leg::A, "1");
     assert_eq!(record(&mut c), vec![false]);
     assert!(c.set_recording("call1", true));
     assert!(!c.set_recording("nope", true));

@@ -328,12 +328,21 @@ fn find(o: &[(String, String)], to: &str, start: &str) -> String {
         .unwrap_or_else(|| panic!("no {start:?} to {to}: {o:?}"))
 }
 
+/// A leg as the tests below write it.
+fn ab(leg: Leg) -> &'static str {
+    match leg {
+        Leg::A => "a",
+        Leg::B => "b",
+        Leg::Unspecified => "?",
+    }
+}
+
 fn media_updates(c: &mut Core) -> Vec<(&'static str, Option<bool>, String)> {
     std::iter::from_fn(|| c.poll_event())
         .filter_map(|e| match e {
             Event::MediaUpdate {
                 leg, hold, media, ..
-            } => Some((leg, hold, media.map(|m| m.rtp).unwrap_or_default())),
+            } => Some((ab(leg), hold, media.map(|m| m.rtp).unwrap_or_default())),
             _ => None,
         })
         .collect()
@@ -347,7 +356,7 @@ fn signal_ips(c: &mut Core) -> Vec<(&'static str, Option<std::net::IpAddr>)> {
                 leg,
                 media: Some(m),
                 ..
-            } => Some((leg, m.signal_ip)),
+            } => Some((ab(leg), m.signal_ip)),
             _ => None,
         })
         .collect()

@@ -3,6 +3,7 @@
 
 use super::transfer::{C1, carol_sdp, notified, refer, with_carol};
 use super::*;
+use crate::sip::core::Leg;
 
 /// `user`'s INVITE from `addr` (Call-ID `call_id`, From tag `<user>t`)
 /// to `dialed` with `sdp`.
@@ -121,7 +122,7 @@ fn a_phone_dialling_the_pickup_code_answers_the_ringing_call_in_a_codec_both_spe
     assert_eq!(header(&cancel, "Call-ID"), header(&to_bob, "Call-ID"));
     let ev = events(&mut c);
     assert!(ev.iter().any(|e| matches!(e,
-        Event::MediaUpdate { leg: "b", media: Some(m), music: Some(false), .. } if m.rtp == "192.168.1.70:7000")), "{ev:?}");
+        Event::MediaUpdate { leg: Leg::B, media: Some(m), music: Some(false), .. } if m.rtp == "192.168.1.70:7000")), "{ev:?}");
     assert!(
         ev.iter()
             .any(|e| matches!(e, Event::Cdr(Cdr::Answered { .. }))),
@@ -202,7 +203,7 @@ fn parked(c: &mut Core) -> (String, String) {
         ev.iter().any(|e| matches!(
             e,
             Event::MediaUpdate {
-                leg: "a",
+                leg: Leg::A,
                 music: Some(true),
                 ..
             }
@@ -213,7 +214,7 @@ fn parked(c: &mut Core) -> (String, String) {
         .iter()
         .find_map(|e| match e {
             Event::MediaPlay {
-                leg: "b",
+                leg: Leg::B,
                 prompts,
                 record_secs: None,
                 ..
@@ -235,7 +236,7 @@ fn a_call_transferred_to_the_park_code_waits_in_its_slot_until_a_phone_takes_it(
     let mut c = with_carol();
     let (_, a_tag) = parked(&mut c);
     // bob heard it: the REFER worked and his leg ends.
-    c.play_done(T0 + 4_000, "call1", "b");
+    c.play_done(T0 + 4_000, "call1", Leg::B);
     let o = out(&mut c);
     let (frag, state) = notified(&find(&o, B1, "NOTIFY "));
     assert_eq!(frag, "SIP/2.0 200 OK");
@@ -246,7 +247,7 @@ fn a_call_transferred_to_the_park_code_waits_in_its_slot_until_a_phone_takes_it(
         ev.iter().any(|e| matches!(
             e,
             Event::MediaUpdate {
-                leg: "b",
+                leg: Leg::B,
                 hold: Some(true),
                 ..
             }
@@ -265,7 +266,7 @@ fn a_call_transferred_to_the_park_code_waits_in_its_slot_until_a_phone_takes_it(
         ev.iter().any(|e| matches!(
             e,
             Event::MediaUpdate {
-                leg: "a",
+                leg: Leg::A,
                 music: Some(false),
                 ..
             }
@@ -274,7 +275,7 @@ fn a_call_transferred_to_the_park_code_waits_in_its_slot_until_a_phone_takes_it(
     );
     assert!(
         ev.iter().any(|e| matches!(e,
-        Event::MediaUpdate { leg: "b", media: Some(m), .. } if m.rtp == "192.168.1.70:7000")),
+        Event::MediaUpdate { leg: Leg::B, media: Some(m), .. } if m.rtp == "192.168.1.70:7000")),
         "{ev:?}"
     );
     assert_eq!(c.calls()[0].state, "up");
@@ -305,7 +306,7 @@ fn a_parker_hanging_up_during_the_announcement_leaves_the_call_parked() {
     assert!(o.iter().all(|(p, _)| p != A), "alice stays: {o:?}");
     assert_eq!(c.calls()[0].state, "parked");
     // mediad's late play_done changes nothing.
-    c.play_done(T0 + 3_000, "call1", "b");
+    c.play_done(T0 + 3_000, "call1", Leg::B);
     assert!(out(&mut c).is_empty());
     let o = carol_dials(&mut c, T0 + 4_000, "*71", &carol_sdp());
     find(&o, C1, "SIP/2.0 200 OK");
@@ -315,7 +316,7 @@ fn a_parker_hanging_up_during_the_announcement_leaves_the_call_parked() {
 fn a_parked_call_nobody_takes_rings_the_parker_back_and_ends_after_the_last_try() {
     let mut c = with_carol();
     parked(&mut c);
-    c.play_done(T0 + 4_000, "call1", "b");
+    c.play_done(T0 + 4_000, "call1", Leg::B);
     out(&mut c);
     // Park time (60 s) over: bob's phone rings with alice's call.
     c.handle_timeout(T0 + 62_000);
@@ -344,7 +345,7 @@ fn a_parked_call_nobody_takes_rings_the_parker_back_and_ends_after_the_last_try(
         ev.iter().any(|e| matches!(
             e,
             Event::MediaUpdate {
-                leg: "a",
+                leg: Leg::A,
                 music: Some(false),
                 ..
             }
@@ -363,7 +364,7 @@ fn a_parked_call_nobody_takes_rings_the_parker_back_and_ends_after_the_last_try(
 fn three_unanswered_ring_backs_end_the_parked_call() {
     let mut c = with_carol();
     parked(&mut c);
-    c.play_done(T0 + 4_000, "call1", "b");
+    c.play_done(T0 + 4_000, "call1", Leg::B);
     out(&mut c);
     let mut now = T0 + 4_000;
     for _ in 0..3 {
@@ -416,7 +417,7 @@ fn a_ring_back_waiting_for_the_announcement_does_not_wake_the_core_in_a_loop() {
         "woken at {:?}, now {late}",
         c.poll_timeout()
     );
-    c.play_done(late + 1_000, "call1", "b");
+    c.play_done(late + 1_000, "call1", Leg::B);
     c.handle_timeout(late + 1_000);
     let o = out(&mut c);
     find(&o, B1, "INVITE sip:bob@");

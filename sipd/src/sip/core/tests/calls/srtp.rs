@@ -120,7 +120,7 @@ fn an_srtp_phone_over_tls_is_offered_sipds_key_and_mediad_gets_both_keys_of_its_
     let (leg, Some(k)) = &keys[0] else {
         panic!("{keys:?}")
     };
-    assert_eq!(*leg, "b");
+    assert_eq!(*leg, Leg::B);
     assert_eq!(
         k.send, ours[0].key,
         "mediad encrypts with the key bob was given"

@@ -3,6 +3,7 @@
 //! transferor leaving early, and the REFERs sipd refuses.
 
 use super::*;
+use crate::sip::core::Leg;
 
 pub(super) const C1: &str = "192.168.1.70:5060";
 
@@ -124,13 +125,13 @@ fn a_blind_transfer_rings_the_target_and_hands_it_the_caller_then_releases_the_t
     // mediad: carol is the B-leg now, and nobody is on hold.
     let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
     assert!(events.iter().any(|e| matches!(e,
-        Event::MediaUpdate { leg: "b", media: Some(m), established: Some(true), music: Some(false), .. }
+        Event::MediaUpdate { leg: Leg::B, media: Some(m), established: Some(true), music: Some(false), .. }
             if m.rtp == "192.168.1.70:7000")), "{events:?}");
     assert!(
         events.iter().any(|e| matches!(
             e,
             Event::MediaUpdate {
-                leg: "a",
+                leg: Leg::A,
                 hold: Some(false),
                 music: Some(false),
                 ..
@@ -417,7 +418,7 @@ fn a_caller_held_before_the_transfer_is_taken_off_hold_once_the_target_answers()
     assert_eq!(header(&ack, "CSeq"), vec!["2 ACK"]);
     let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
     assert!(events.iter().any(|e| matches!(e,
-        Event::MediaUpdate { leg: "a", media: Some(m), hold: Some(false), .. } if m.rtp == "192.168.1.50:4000")),
+        Event::MediaUpdate { leg: Leg::A, media: Some(m), hold: Some(false), .. } if m.rtp == "192.168.1.50:4000")),
         "{events:?}");
     // Her 200 again (lost ACK): the same ACK again.
     c.handle_message(T0 + 3_600, peer(A), ok.as_bytes());
@@ -510,7 +511,7 @@ fn a_transfer_to_a_number_dials_it_through_the_trunk_with_the_transferors_did() 
     let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
     assert!(
         events.iter().any(|e| matches!(e,
-        Event::MediaUpdate { leg: "b", media: Some(m), .. } if m.rtp == "127.0.0.1:9000")),
+        Event::MediaUpdate { leg: Leg::B, media: Some(m), .. } if m.rtp == "127.0.0.1:9000")),
         "{events:?}"
     );
     // No device answered: the CDR keeps its device.
@@ -583,7 +584,7 @@ fn the_caller_transfers_the_callee_to_a_third_phone_which_takes_the_callers_leg(
     let events: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
     assert!(
         events.iter().any(|e| matches!(e,
-        Event::MediaUpdate { leg: "a", media: Some(m), .. } if m.rtp == "192.168.1.70:7000")),
+        Event::MediaUpdate { leg: Leg::A, media: Some(m), .. } if m.rtp == "192.168.1.70:7000")),
         "{events:?}"
     );
     // alice's dialog is over; carol is side A now: her BYE reaches bob.

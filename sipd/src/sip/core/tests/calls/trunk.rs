@@ -268,7 +268,7 @@ fn a_trunk_caller_put_on_hold_by_the_phone_hears_the_hold_music() {
     find(&out(&mut c), B1, "SIP/2.0 200 OK");
     let music: Vec<(&str, Option<bool>)> = std::iter::from_fn(|| c.poll_event())
         .filter_map(|e| match e {
-            Event::MediaUpdate { leg, music, .. } => Some((leg, music)),
+            Event::MediaUpdate { leg, music, .. } => Some((ab(leg), music)),
             _ => None,
         })
         .collect();

@@ -2,6 +2,7 @@
 //! the caller with mediad's address, mediad plays the greeting and records.
 
 use super::*;
+use crate::sip::core::Leg;
 use crate::sip::core::{Prompt, Voicemail};
 use crate::sip::registrar::Mailbox;
 
@@ -113,7 +114,7 @@ fn a_call_to_a_phone_that_is_not_registered_goes_to_its_owners_voicemail() {
     assert!(ok.contains("m=audio 20000 RTP/AVP 0 101\r\n"), "{ok}");
     let ev = ack_answer(&mut c, T0 + 100, &ok);
     plays_greeting_then_records(&ev);
-    c.play_done(T0 + 4_000, "call1", "a");
+    c.play_done(T0 + 4_000, "call1", Leg::A);
     let ev = alice_hangs_up(&mut c, T0 + 9_000, &ok);
     ends_as_voicemail_for_bob(&ev);
 }
@@ -142,7 +143,7 @@ fn a_call_nobody_answers_in_the_ring_time_goes_to_voicemail_and_the_phone_stops_
     );
     let ev = ack_answer(&mut c, T0 + 30_100, &ok);
     plays_greeting_then_records(&ev);
-    c.play_done(T0 + 34_000, "call1", "a");
+    c.play_done(T0 + 34_000, "call1", Leg::A);
     let ev = alice_hangs_up(&mut c, T0 + 40_000, &ok);
     ends_as_voicemail_for_bob(&ev);
 }
@@ -210,6 +211,6 @@ fn a_caller_who_hangs_up_during_the_greeting_or_at_the_tone_is_a_missed_call() {
     let mut c = setup_with_mailbox(&[]);
     let ok = ok_to_a(&place(&mut c));
     ack_answer(&mut c, T0 + 100, &ok);
-    c.play_done(T0 + 4_000, "call1", "a");
+    c.play_done(T0 + 4_000, "call1", Leg::A);
     ends_as(&alice_hangs_up(&mut c, T0 + 6_000, &ok), "missed");
 }
