@@ -116,7 +116,9 @@ pub async fn main<R: Runtime>() -> std::process::ExitCode {
         return R::health(&cfg).await;
     }
     init_tracing(&R::common(&cfg).log_format);
+    memory::limit_arenas();
     let shutdown = shutdown_on_signals();
+    tokio::spawn(memory::give_back(shutdown.clone()));
     let result = async {
         let listeners = R::bind(&cfg).await?;
         R::run(cfg, listeners, shutdown).await
@@ -306,4 +308,55 @@ pub async fn bind_tcp(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
 /// Adapts a bound listener for `tonic::transport::Server::serve_with_incoming_shutdown`.
 pub fn incoming(listener: tokio::net::TcpListener) -> tokio_stream::wrappers::TcpListenerStream {
     tokio_stream::wrappers::TcpListenerStream::new(listener)
+}
+
+/// Memory a daemon freed goes back to the system.
+///
+/// glibc's malloc keeps what a burst freed (a registration flood in sipd, a
+/// backup in webd) in its heaps for reuse, one heap ("arena") per thread
+/// that ever contended for one, so RSS stays near the burst's peak. Two
+/// arenas are plenty on a small box (glibc's default is eight per core),
+/// and a trim every [`TRIM_EVERY`] returns the free pages of all of them.
+/// Measured on sipd after a REGISTER flood of 4,000 to 12,000/s from 1,000
+/// phones: 37 MiB RSS at rest before, 31 MiB with both (docs/performance.md).
+#[allow(unsafe_code)]
+pub mod memory {
+    /// How often freed memory is handed back. A trim walks the heaps:
+    /// well under a millisecond for a daemon's few megabytes.
+    pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// At most two malloc arenas. Called at the start of `main`, before
+    /// the daemon's threads allocate much; arenas are made lazily, on
+    /// contention.
+    pub fn limit_arenas() {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt sets a tunable of glibc's allocator; it takes no
+        // pointers and is safe to call from any thread at any time.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+
+    /// Returns freed heap pages to the system every [`TRIM_EVERY`] until
+    /// `stop`.
+    pub async fn give_back(stop: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(TRIM_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => trim(),
+            }
+        }
+    }
+
+    /// Hands the free pages of every arena back now.
+    pub fn trim() {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim takes no pointers and only releases memory
+        // glibc holds free; it locks each arena as malloc does.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
 }
