@@ -16,11 +16,13 @@ use crate::accounts::{self, Caller};
 use crate::api::notify_prefs::{self, NotifyPrefs, NotifyPrefsInput};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Check, Id, Ok_, ValidJson, ok, peer_error};
+use proto::types::UserId;
 
 /// An account as the API shows it (never the password hash).
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct User {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: UserId,
     pub email: String,
     pub name: String,
     /// `admin` or `user`.
@@ -38,7 +40,7 @@ pub struct User {
 pub const USER_COLS: &str = "id, email, name, role, dnd, created_at, last_login, \
     CASE WHEN locked_until > strftime('%Y-%m-%dT%H:%M:%fZ', 'now') THEN locked_until END AS locked_until";
 
-pub async fn load_user(st: &AppState, id: i64) -> ApiResult<User> {
+pub async fn load_user(st: &AppState, id: UserId) -> ApiResult<User> {
     Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {USER_COLS} FROM users WHERE id = ?"
     )))
@@ -110,7 +112,7 @@ pub async fn login(
             return Err(locked());
         }
     };
-    let row: Option<(i64, String)> =
+    let row: Option<(UserId, String)> =
         sqlx::query_as("SELECT id, password_hash FROM users WHERE email = ?")
             .bind(&email)
             .fetch_optional(&st.pool)
@@ -288,7 +290,7 @@ pub async fn settings_get(
 }
 
 /// The row's name, email, DND and stored `notify_prefs`.
-async fn settings_row(st: &AppState, id: i64) -> ApiResult<(String, String, bool, String)> {
+async fn settings_row(st: &AppState, id: UserId) -> ApiResult<(String, String, bool, String)> {
     Ok(sqlx::query_as(
         "SELECT name, email, dnd, CAST(notify_prefs AS TEXT) FROM users WHERE id = ?",
     )
@@ -297,7 +299,7 @@ async fn settings_row(st: &AppState, id: i64) -> ApiResult<(String, String, bool
     .await?)
 }
 
-async fn my_settings(st: &AppState, id: i64) -> ApiResult<MySettings> {
+async fn my_settings(st: &AppState, id: UserId) -> ApiResult<MySettings> {
     let (name, email, dnd, prefs) = settings_row(st, id).await?;
     let s = st.settings.get();
     Ok(MySettings {
@@ -422,7 +424,7 @@ pub async fn settings_notify_test(
                 String::new()
             },
             channel: b.channel,
-            user_id: caller.id,
+            user_id: caller.id.0,
         })
         .await
         .map_err(|s| peer_error("notifyd", s))?
@@ -455,7 +457,7 @@ pub async fn dnd_get(State(st): State<AppState>, caller: Caller) -> ApiResult<Js
     dnd_state(&st, caller.id).await.map(Json)
 }
 
-async fn dnd_state(st: &AppState, id: i64) -> ApiResult<Dnd> {
+async fn dnd_state(st: &AppState, id: UserId) -> ApiResult<Dnd> {
     let enabled: bool = sqlx::query_scalar("SELECT dnd FROM users WHERE id = ?")
         .bind(id)
         .fetch_one(&st.pool)

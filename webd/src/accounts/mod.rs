@@ -30,6 +30,7 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use proto::types::{DeviceId, UserId};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -133,7 +134,7 @@ impl Role {
 /// Who is asking, from a session cookie or an API key.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub id: i64,
+    pub id: UserId,
     pub email: String,
     pub name: String,
     pub role: Role,
@@ -148,7 +149,7 @@ impl Caller {
 
     /// `None` for admins (no filter), the caller's id otherwise: SQL uses
     /// `(?1 IS NULL OR user_id = ?1)`.
-    pub fn scope(&self) -> Option<i64> {
+    pub fn scope(&self) -> Option<UserId> {
         if self.is_admin() { None } else { Some(self.id) }
     }
 
@@ -221,7 +222,7 @@ impl FromRequestParts<AppState> for KeyCaller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(ApiError::Unauthorized)?;
-        let row: Option<(i64, i64, String, String, String)> = sqlx::query_as(
+        let row: Option<(i64, UserId, String, String, String)> = sqlx::query_as(
             "SELECT k.id, u.id, u.email, u.name, u.role FROM api_keys k JOIN users u ON u.id = k.user_id \
              WHERE k.key_hash = ? AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?)",
         )
@@ -292,7 +293,7 @@ impl CookieRefresh {
 /// The caller of a session token, and whether its expiry was pushed out.
 async fn session_caller(st: &AppState, token: &str) -> ApiResult<(Caller, bool)> {
     let now = Utc::now();
-    let row: Option<(i64, String, i64, String, String, String)> = sqlx::query_as(
+    let row: Option<(i64, String, UserId, String, String, String)> = sqlx::query_as(
         "SELECT s.id, s.expires_at, u.id, u.email, u.name, u.role FROM sessions s \
          JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
     )
@@ -335,7 +336,7 @@ pub fn session_expiry(now: DateTime<Utc>) -> String {
 /// Creates a session; returns the raw token for the cookie.
 pub async fn create_session(
     pool: &SqlitePool,
-    user_id: i64,
+    user_id: UserId,
     ip: &str,
     user_agent: &str,
 ) -> ApiResult<String> {
@@ -547,7 +548,7 @@ pub async fn after_failure(
 }
 
 /// Ends the lock of user `id`: failures before now no longer count.
-pub async fn unlock_user<'e, E: sqlx::SqliteExecutor<'e>>(ex: E, id: i64) -> ApiResult<u64> {
+pub async fn unlock_user<'e, E: sqlx::SqliteExecutor<'e>>(ex: E, id: UserId) -> ApiResult<u64> {
     Ok(
         sqlx::query("UPDATE users SET locked_until = ? WHERE id = ?")
             .bind(proto::time::now())
@@ -671,9 +672,9 @@ pub struct Limits {
     api_buckets: Mutex<HashMap<i64, (Instant, f64)>>,
     /// device id -> (clear SIP password, generated at), kept
     /// [`crate::qr::SECRET_TTL`] for the QR code, then forgotten.
-    pub device_secrets: Mutex<HashMap<i64, (String, Instant)>>,
+    pub device_secrets: Mutex<HashMap<DeviceId, (String, Instant)>>,
     /// user id -> when they sent themselves a test notification.
-    user_tests: Mutex<HashMap<i64, Vec<Instant>>>,
+    user_tests: Mutex<HashMap<UserId, Vec<Instant>>>,
     /// client address -> its refused provisioning requests (MAC guessing).
     provision_misses: Mutex<HashMap<String, Vec<Instant>>>,
 }
@@ -723,7 +724,7 @@ impl Limits {
 
     /// At most [`USER_TESTS_PER_MINUTE`] test notifications per user and
     /// minute, so the "send test" button cannot be used to flood a mailbox.
-    pub fn user_test_allow(&self, user_id: i64) -> bool {
+    pub fn user_test_allow(&self, user_id: UserId) -> bool {
         let mut m = self.user_tests.lock().unwrap_or_else(|e| e.into_inner());
         let v = m.entry(user_id).or_default();
         v.retain(|t| t.elapsed() < Duration::from_secs(60));

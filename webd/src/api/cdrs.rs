@@ -16,18 +16,23 @@ use crate::http::{
     Check, Conditions, CursorPage, CursorParams, Id, JsonPage, Ok_, Page, PageParams, ValidQuery,
     ok, peer_error,
 };
+use proto::types::{CdrId, DeviceId, DidId, UserId};
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Cdr {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: CdrId,
     pub call_sid: Option<String>,
     /// `inbound`, `outbound` or `internal`.
     pub direction: String,
     pub from_number: String,
     pub to_number: String,
-    pub did_id: Option<i64>,
-    pub device_id: Option<i64>,
-    pub user_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub did_id: Option<DidId>,
+    #[schema(value_type = Option<i64>)]
+    pub device_id: Option<DeviceId>,
+    #[schema(value_type = Option<i64>)]
+    pub user_id: Option<UserId>,
     pub started_at: String,
     pub answered_at: Option<String>,
     pub ended_at: Option<String>,
@@ -263,7 +268,7 @@ fn csv_cell(s: &str) -> String {
     }
 }
 
-async fn load(st: &AppState, caller: &Caller, id: i64) -> ApiResult<Cdr> {
+async fn load(st: &AppState, caller: &Caller, id: CdrId) -> ApiResult<Cdr> {
     sqlx::query_as::<_, Cdr>(sqlx::AssertSqlSafe(format!(
         "SELECT {COLS} FROM cdrs WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)"
     )))
@@ -276,7 +281,11 @@ async fn load(st: &AppState, caller: &Caller, id: i64) -> ApiResult<Cdr> {
 
 #[utoipa::path(get, path = "/api/cdrs/{id}", tag = "cdrs", operation_id = "cdrs_get", params(("id" = i64, Path)),
     responses((status = 200, body = Cdr), (status = 404, body = ErrorBody)))]
-pub async fn get(State(st): State<AppState>, caller: Caller, Id(id): Id) -> ApiResult<Json<Cdr>> {
+pub async fn get(
+    State(st): State<AppState>,
+    caller: Caller,
+    Id(id): Id<CdrId>,
+) -> ApiResult<Json<Cdr>> {
     Ok(Json(fix(load(&st, &caller, id).await?)))
 }
 
@@ -288,7 +297,7 @@ pub async fn recording(
     State(st): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Id(id): Id,
+    Id(id): Id<CdrId>,
 ) -> ApiResult<Response> {
     let c = load(&st, &caller, id).await?;
     let path = c.recording_path.ok_or(ApiError::NotFound)?;
@@ -301,7 +310,8 @@ pub struct ActiveCall {
     pub direction: String,
     pub from_number: String,
     pub to_number: String,
-    pub device_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub device_id: Option<DeviceId>,
     /// "ringing", "up" or "parked".
     pub state: String,
     pub started_at: String,
@@ -323,7 +333,7 @@ pub async fn active_calls(st: &AppState, caller: &Caller) -> ApiResult<Vec<Activ
     })?
     .map_err(|s| peer_error("sipd", s))?
     .into_inner();
-    let mine: Vec<i64> = match caller.scope() {
+    let mine: Vec<DeviceId> = match caller.scope() {
         None => vec![],
         Some(u) => {
             sqlx::query_scalar("SELECT id FROM devices WHERE user_id = ?")
@@ -334,13 +344,13 @@ pub async fn active_calls(st: &AppState, caller: &Caller) -> ApiResult<Vec<Activ
     };
     Ok(r.calls
         .into_iter()
-        .filter(|c| caller.is_admin() || mine.contains(&c.device_id))
+        .filter(|c| caller.is_admin() || mine.contains(&DeviceId(c.device_id)))
         .map(|c| ActiveCall {
             call_id: c.call_id,
             direction: c.direction,
             from_number: c.from_number,
             to_number: c.to_number,
-            device_id: (c.device_id > 0).then_some(c.device_id),
+            device_id: (c.device_id > 0).then_some(DeviceId(c.device_id)),
             state: c.state,
             started_at: chrono::DateTime::from_timestamp(c.started_at_unix, 0)
                 .map(proto::time::fmt)

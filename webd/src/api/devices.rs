@@ -21,11 +21,14 @@ use crate::accounts::{Admin, Caller};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, nullable, ok};
 use crate::qr;
+use proto::types::{DeviceId, DidId, RouteId, UserId};
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Device {
-    pub id: i64,
-    pub user_id: Option<i64>,
+    #[schema(value_type = i64)]
+    pub id: DeviceId,
+    #[schema(value_type = Option<i64>)]
+    pub user_id: Option<UserId>,
     pub name: String,
     /// SIP user name (digest username and AOR user part).
     pub username: String,
@@ -46,7 +49,8 @@ pub struct Device {
     pub transport: Transport,
     /// Whether its calls must, may or never use SRTP.
     pub srtp: Srtp,
-    pub caller_id_did_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub caller_id_did_id: Option<DidId>,
     pub realm: String,
     pub created_at: String,
     /// At least one unexpired, online registration.
@@ -59,7 +63,8 @@ pub struct Device {
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Registration {
     #[serde(skip)]
-    pub device_id: i64,
+    #[schema(value_type = i64)]
+    pub device_id: DeviceId,
     pub contact: String,
     pub user_agent: String,
     pub ip_address: String,
@@ -145,6 +150,7 @@ pub async fn list(
         (None, None | Some("")) => None,
         (None, Some(s)) => Some(
             s.parse::<i64>()
+                .map(UserId)
                 .map_err(|_| ApiError::field("user_id", "must be a number"))?,
         ),
     };
@@ -198,7 +204,7 @@ async fn attach_registrations(st: &AppState, devices: &mut [Device]) -> ApiResul
 }
 
 /// Loads a device the caller may see (404 otherwise).
-pub async fn load(st: &AppState, caller: &Caller, id: i64) -> ApiResult<Device> {
+pub async fn load(st: &AppState, caller: &Caller, id: DeviceId) -> ApiResult<Device> {
     let d: Option<Device> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLS} FROM devices WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2)"
     )))
@@ -217,7 +223,7 @@ pub async fn load(st: &AppState, caller: &Caller, id: i64) -> ApiResult<Device> 
 pub async fn get(
     State(st): State<AppState>,
     caller: Caller,
-    Id(id): Id,
+    Id(id): Id<DeviceId>,
 ) -> ApiResult<Json<Device>> {
     Ok(Json(load(&st, &caller, id).await?))
 }
@@ -243,8 +249,9 @@ pub struct NewDevice {
     /// Owner: absent = the caller, `null` = nobody.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, nullable)]
-    pub user_id: Option<Option<i64>>,
-    pub caller_id_did_id: Option<i64>,
+    pub user_id: Option<Option<UserId>>,
+    #[schema(value_type = Option<i64>)]
+    pub caller_id_did_id: Option<DidId>,
 }
 
 /// A device plus, right after its credentials were (re)generated, the clear
@@ -346,15 +353,15 @@ pub async fn create(
     c.done()?;
     let owner = b.user_id.unwrap_or(Some(caller.id));
     if let Some(o) = owner {
-        exists(&st, "users", o, "user_id").await?;
+        exists(&st, o, "user_id").await?;
     }
     if let Some(did) = b.caller_id_did_id {
-        exists(&st, "dids", did, "caller_id_did_id").await?;
+        exists(&st, did, "caller_id_did_id").await?;
     }
     let password = b.password.unwrap_or_else(qr::generate_password);
     let realm = qr::realm(st.settings.get().str("sip.realm"));
     let (md5, sha) = qr::ha1(&username, &realm, &password);
-    let id: i64 = sqlx::query_scalar(
+    let id: DeviceId = sqlx::query_scalar(
         "INSERT INTO devices (user_id, name, username, password_hash, ha1_sha256, realm, extension, \
          device_type, recording_enabled, mwi_unsolicited, busy_in_call, transport, srtp, caller_id_did_id, created_at) \
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -421,12 +428,32 @@ fn unique_to_field(e: sqlx::Error) -> ApiError {
     }
 }
 
-/// 422 naming `field` when `id` is not a row of `table`.
-pub async fn exists(st: &AppState, table: &str, id: i64, field: &str) -> ApiResult<()> {
+/// An id type whose rows live in one table, for [`exists`].
+pub trait Table: Copy {
+    const TABLE: &'static str;
+    fn raw(self) -> i64;
+}
+
+macro_rules! table {
+    ($($t:ty => $name:literal),*) => {$(
+        impl Table for $t {
+            const TABLE: &'static str = $name;
+            fn raw(self) -> i64 {
+                self.0
+            }
+        }
+    )*};
+}
+
+table!(UserId => "users", DeviceId => "devices", DidId => "dids", RouteId => "routes");
+
+/// 422 naming `field` when `id` is not a row of its table.
+pub async fn exists<T: Table>(st: &AppState, id: T, field: &str) -> ApiResult<()> {
     let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM {table} WHERE id = ?"
+        "SELECT COUNT(*) FROM {} WHERE id = ?",
+        T::TABLE
     )))
-    .bind(id)
+    .bind(id.raw())
     .fetch_one(&st.pool)
     .await?;
     if n == 0 {
@@ -531,11 +558,11 @@ pub struct DeviceUpdate {
     /// Admins only.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, nullable)]
-    pub user_id: Option<Option<i64>>,
+    pub user_id: Option<Option<UserId>>,
     /// Admins only.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, nullable)]
-    pub caller_id_did_id: Option<Option<i64>>,
+    pub caller_id_did_id: Option<Option<DidId>>,
     /// Generate a new SIP password (shown once in the answer).
     pub regenerate_password: Option<bool>,
     /// Set this SIP password instead (at least 12 characters).
@@ -548,7 +575,7 @@ pub async fn update(
     State(st): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Id(id): Id,
+    Id(id): Id<DeviceId>,
     ValidJson(b): ValidJson<DeviceUpdate>,
 ) -> ApiResult<Json<DeviceWithSecret>> {
     let cur = load(&st, &caller, id).await?;
@@ -589,10 +616,10 @@ pub async fn update(
     }
     c.done()?;
     if let Some(Some(u)) = b.user_id {
-        exists(&st, "users", u, "user_id").await?;
+        exists(&st, u, "user_id").await?;
     }
     if let Some(Some(d)) = b.caller_id_did_id {
-        exists(&st, "dids", d, "caller_id_did_id").await?;
+        exists(&st, d, "caller_id_did_id").await?;
     }
     let new_password = match (b.password, b.regenerate_password) {
         (Some(p), _) => Some(p),
@@ -651,7 +678,7 @@ pub async fn update(
 pub async fn delete(
     State(st): State<AppState>,
     caller: Caller,
-    Id(id): Id,
+    Id(id): Id<DeviceId>,
 ) -> ApiResult<Json<Ok_>> {
     load(&st, &caller, id).await?;
     caller.require_admin()?;
@@ -686,7 +713,7 @@ pub async fn qr_code(
     State(st): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Id(id): Id,
+    Id(id): Id<DeviceId>,
     ValidQuery(q): ValidQuery<QrParams>,
 ) -> ApiResult<Response> {
     let device = load(&st, &caller, id).await?;

@@ -15,17 +15,20 @@ use crate::http::{
     Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, default_country, nullable, ok,
     peer_error,
 };
+use proto::types::{DidId, UserId};
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Did {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: DidId,
     /// E.164.
     pub number: String,
     pub twilio_sid: Option<String>,
     pub name: String,
     pub sms_enabled: bool,
     pub voice_enabled: bool,
-    pub owner_user_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub owner_user_id: Option<UserId>,
     pub sms_email_forward: bool,
     pub greeting_text: String,
     pub created_at: String,
@@ -66,7 +69,7 @@ pub async fn list(
     Ok(Json(pg.wrap(items, total)))
 }
 
-pub async fn load(st: &AppState, caller: &Caller, id: i64) -> ApiResult<Did> {
+pub async fn load(st: &AppState, caller: &Caller, id: DidId) -> ApiResult<Did> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLS} FROM dids WHERE id = ?1 AND (?2 IS NULL OR owner_user_id = ?2)"
     )))
@@ -79,7 +82,11 @@ pub async fn load(st: &AppState, caller: &Caller, id: i64) -> ApiResult<Did> {
 
 #[utoipa::path(get, path = "/api/dids/{id}", tag = "dids", params(("id" = i64, Path)),
     responses((status = 200, body = Did), (status = 404, body = ErrorBody)))]
-pub async fn get(State(st): State<AppState>, caller: Caller, Id(id): Id) -> ApiResult<Json<Did>> {
+pub async fn get(
+    State(st): State<AppState>,
+    caller: Caller,
+    Id(id): Id<DidId>,
+) -> ApiResult<Json<Did>> {
     Ok(Json(load(&st, &caller, id).await?))
 }
 
@@ -104,7 +111,7 @@ pub struct DidBody {
     /// The user who gets its calls, voicemail and messages; `null` = nobody.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i64>, nullable)]
-    pub owner_user_id: Option<Option<i64>>,
+    pub owner_user_id: Option<Option<UserId>>,
     pub sms_email_forward: Option<bool>,
     pub greeting_text: Option<String>,
 }
@@ -115,7 +122,7 @@ struct DidValues {
     twilio_sid: Option<String>,
     sms: bool,
     voice: bool,
-    owner: Option<i64>,
+    owner: Option<UserId>,
     fwd: bool,
     greeting: String,
 }
@@ -167,7 +174,7 @@ async fn validate(st: &AppState, b: DidBody, cur: Option<&Did>) -> ApiResult<Did
     }
     c.done()?;
     if let Some(Some(o)) = b.owner_user_id {
-        exists(st, "users", o, "owner_user_id").await?;
+        exists(st, o, "owner_user_id").await?;
     }
     Ok(v)
 }
@@ -193,7 +200,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(load(&st, &a, id).await?)))
 }
 
-async fn insert(st: &AppState, v: &DidValues) -> ApiResult<i64> {
+async fn insert(st: &AppState, v: &DidValues) -> ApiResult<DidId> {
     sqlx::query_scalar(
         "INSERT INTO dids (number, name, twilio_sid, sms_enabled, voice_enabled, owner_user_id, \
          sms_email_forward, greeting_text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -213,7 +220,12 @@ async fn insert(st: &AppState, v: &DidValues) -> ApiResult<i64> {
 }
 
 /// Creates a DID from the setup wizard.
-pub async fn create_simple(st: &AppState, number: &str, name: &str, owner: i64) -> ApiResult<i64> {
+pub async fn create_simple(
+    st: &AppState,
+    number: &str,
+    name: &str,
+    owner: UserId,
+) -> ApiResult<DidId> {
     let v = validate(
         st,
         DidBody {
@@ -248,7 +260,7 @@ pub async fn create_simple(st: &AppState, number: &str, name: &str, owner: i64) 
 pub async fn update(
     State(st): State<AppState>,
     Admin(a): Admin,
-    Id(id): Id,
+    Id(id): Id<DidId>,
     ValidJson(b): ValidJson<DidBody>,
 ) -> ApiResult<Json<Did>> {
     let cur = load(&st, &a, id).await?;
@@ -278,7 +290,7 @@ pub async fn update(
 pub async fn delete(
     State(st): State<AppState>,
     Admin(a): Admin,
-    Id(id): Id,
+    Id(id): Id<DidId>,
 ) -> ApiResult<Json<Ok_>> {
     load(&st, &a, id).await?;
     sqlx::query("DELETE FROM dids WHERE id = ?")
@@ -339,7 +351,7 @@ pub async fn twilio_numbers(
 pub async fn configure(
     State(st): State<AppState>,
     Admin(a): Admin,
-    Id(id): Id,
+    Id(id): Id<DidId>,
 ) -> ApiResult<Json<Ok_>> {
     let did = load(&st, &a, id).await?;
     let Some(sid) = did.twilio_sid else {

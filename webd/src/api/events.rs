@@ -27,6 +27,7 @@ use super::cdrs::{ActiveCall, Cdr};
 use crate::AppState;
 use crate::accounts::Caller;
 use crate::http::error::{ApiResult, ErrorBody};
+use proto::types::DeviceId;
 
 #[derive(Default, PartialEq, Clone)]
 struct Snapshot {
@@ -38,7 +39,7 @@ struct Snapshot {
 
 async fn snapshot(st: &AppState, caller: &Caller) -> ApiResult<Snapshot> {
     let scope = caller.scope();
-    let regs: Vec<(i64, i64, i64)> = sqlx::query_as(
+    let regs: Vec<(DeviceId, i64, i64)> = sqlx::query_as(
         "SELECT d.id, \
            (SELECT COUNT(*) FROM registrations r WHERE r.device_id = d.id AND r.online AND r.expires_at > ?2), \
            (SELECT COUNT(*) FROM registrations r WHERE r.device_id = d.id AND r.expires_at > ?2) \

@@ -20,6 +20,7 @@ use crate::http::{
     Check, CursorPage, CursorParams, JsonPage, PageParams, ValidJson, ValidQuery, default_country,
     peer_error,
 };
+use proto::types::DeviceId;
 
 fn owner_scope(k: KeyCaller) -> Caller {
     let mut c = k.0;
@@ -60,8 +61,8 @@ pub struct ClickToCall {
     pub to: String,
     /// Device that rings first: one of the owner's (any, for an admin's
     /// key); default: the owner's first device.
-    #[schema(minimum = 1)]
-    pub device_id: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    pub device_id: Option<DeviceId>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -88,7 +89,7 @@ pub async fn call(
         (true, Some(_)) => None,
         _ => Some(caller.id),
     };
-    let device: Option<i64> = sqlx::query_scalar(
+    let device: Option<DeviceId> = sqlx::query_scalar(
         "SELECT id FROM devices WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR id = ?2) \
          ORDER BY id LIMIT 1",
     )
@@ -103,7 +104,7 @@ pub async fn call(
     let r = cl
         .originate(proto::pb::sipd::OriginateRequest {
             call_id: String::new(),
-            device_id,
+            device_id: device_id.0,
             to_number: to,
         })
         .await

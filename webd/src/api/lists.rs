@@ -12,6 +12,7 @@ use crate::AppState;
 use crate::accounts::Admin;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, default_country, ok};
+use proto::types::DidId;
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Block {
@@ -255,7 +256,8 @@ pub async fn callers_delete(
 pub struct AutoReply {
     pub id: i64,
     /// `null` = every DID.
-    pub did_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub did_id: Option<DidId>,
     pub trigger_type: String,
     #[schema(value_type = Object)]
     pub trigger_data: Value,
@@ -263,7 +265,7 @@ pub struct AutoReply {
     pub enabled: bool,
 }
 
-type ArRow = (i64, Option<i64>, String, String, String, bool);
+type ArRow = (i64, Option<DidId>, String, String, String, bool);
 
 fn ar(r: ArRow) -> AutoReply {
     AutoReply {
@@ -322,7 +324,8 @@ pub async fn ar_get(
 
 #[derive(Deserialize, ToSchema)]
 pub struct AutoReplyBody {
-    pub did_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub did_id: Option<DidId>,
     pub trigger_type: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub trigger_data: Option<Value>,
@@ -383,7 +386,7 @@ async fn ar_validate(
     }
     c.done()?;
     if let Some(d) = r.did_id {
-        super::devices::exists(st, "dids", d, "did_id").await?;
+        super::devices::exists(st, d, "did_id").await?;
     }
     Ok(r)
 }

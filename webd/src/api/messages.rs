@@ -18,6 +18,7 @@ use crate::http::{
     Check, Conditions, CursorPage, CursorParams, Id, JsonPage, Page, PageParams, ValidJson,
     ValidQuery, default_country, peer_error,
 };
+use proto::types::{DidId, UserId};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Media {
@@ -32,8 +33,10 @@ pub struct Message {
     pub direction: String,
     pub from_number: String,
     pub to_number: String,
-    pub did_id: Option<i64>,
-    pub user_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub did_id: Option<DidId>,
+    #[schema(value_type = Option<i64>)]
+    pub user_id: Option<UserId>,
     pub body: String,
     pub media: Vec<Media>,
     /// Kept for the UI: same as `media`.
@@ -52,8 +55,8 @@ type Row = (
     String,
     String,
     String,
-    Option<i64>,
-    Option<i64>,
+    Option<DidId>,
+    Option<UserId>,
     String,
     String,
     String,
@@ -166,7 +169,7 @@ pub async fn list(
     let did = match nonempty(f.did_id) {
         None => None,
         Some(s) => match s.parse::<i64>() {
-            Ok(v) => Some(v),
+            Ok(v) => Some(DidId(v)),
             Err(_) => {
                 c.fail("did_id", "must be a number");
                 None
@@ -389,7 +392,7 @@ pub async fn conversation_read(
         .conversation_read(proto::pb::twiliod::ConversationReadRequest {
             peer,
             our_number: ours.unwrap_or_default(),
-            user_id: caller.scope().unwrap_or(0),
+            user_id: caller.scope().map_or(0, |u| u.0),
         })
         .await
         .map_err(|s| peer_error("twiliod", s))?
@@ -600,7 +603,7 @@ pub async fn send_message(
     let mut cl = proto::pb::twiliod::twiliod_client::TwiliodClient::new(st.peers.twiliod.clone());
     let r = cl
         .send_message(proto::pb::twiliod::SendMessageRequest {
-            user_id: caller.id,
+            user_id: caller.id.0,
             from_number: from,
             to_number: to,
             body: b.body,

@@ -20,6 +20,7 @@ use crate::AppState;
 use crate::accounts::Admin;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Check, Id, ValidJson};
+use proto::types::DeviceId;
 
 /// Where phones fetch their files (the "config server path").
 pub const PREFIX: &str = "/provision";
@@ -77,7 +78,7 @@ fn server_url(st: &AppState, headers: &HeaderMap) -> String {
 
 type Row = (String, String, String, Option<String>, Option<String>);
 
-async fn row(st: &AppState, device_id: i64) -> ApiResult<Option<Row>> {
+async fn row(st: &AppState, device_id: DeviceId) -> ApiResult<Option<Row>> {
     Ok(sqlx::query_as(
         "SELECT mac, family, sip_password, fetched_at, done_at FROM provisioning WHERE device_id = ?",
     )
@@ -88,7 +89,7 @@ async fn row(st: &AppState, device_id: i64) -> ApiResult<Option<Row>> {
 
 /// Marks the provisioning of `device_id` done (erasing the clear password)
 /// once the device has registered; whether it is done.
-async fn settle(st: &AppState, device_id: i64) -> ApiResult<bool> {
+async fn settle(st: &AppState, device_id: DeviceId) -> ApiResult<bool> {
     let registered: bool = sqlx::query_scalar(
         "SELECT EXISTS(SELECT 1 FROM registrations r JOIN provisioning p ON p.device_id = r.device_id \
          WHERE r.device_id = ? AND r.last_seen >= p.created_at)",
@@ -129,7 +130,7 @@ pub async fn put(
     State(st): State<AppState>,
     _a: Admin,
     headers: HeaderMap,
-    Id(id): Id,
+    Id(id): Id<DeviceId>,
     ValidJson(b): ValidJson<ProvisioningBody>,
 ) -> ApiResult<Json<Provisioning>> {
     let mut c = Check::new();
@@ -154,7 +155,7 @@ pub async fn put(
     let realm = crate::qr::realm(st.settings.get().str("sip.realm"));
     let (md5, sha) = crate::qr::ha1(&username, &realm, &password);
     let mut tx = st.pool.begin().await?;
-    let taken: Option<i64> =
+    let taken: Option<DeviceId> =
         sqlx::query_scalar("SELECT device_id FROM provisioning WHERE mac = ? AND device_id != ?")
             .bind(&mac)
             .bind(id)
@@ -203,7 +204,7 @@ pub async fn get(
     State(st): State<AppState>,
     _a: Admin,
     headers: HeaderMap,
-    Id(id): Id,
+    Id(id): Id<DeviceId>,
 ) -> ApiResult<Json<Provisioning>> {
     let Some(r) = row(&st, id).await? else {
         return Err(ApiError::NotFound);
@@ -216,7 +217,11 @@ pub async fn get(
 #[utoipa::path(delete, path = "/api/devices/{id}/provisioning", tag = "devices", operation_id = "devices_delete_provisioning",
     params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete(State(st): State<AppState>, _a: Admin, Id(id): Id) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(st): State<AppState>,
+    _a: Admin,
+    Id(id): Id<DeviceId>,
+) -> ApiResult<StatusCode> {
     let r = sqlx::query("DELETE FROM provisioning WHERE device_id = ?")
         .bind(id)
         .execute(&st.pool)
@@ -285,7 +290,7 @@ pub async fn serve(
 /// A pending provisioning with the device it configures.
 #[derive(sqlx::FromRow)]
 struct Fetch {
-    device_id: i64,
+    device_id: DeviceId,
     family: String,
     sip_password: String,
     username: String,

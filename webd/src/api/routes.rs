@@ -16,12 +16,15 @@ use crate::AppState;
 use crate::accounts::Admin;
 use crate::http::error::{ApiError, ApiResult, ErrorBody, FieldError};
 use crate::http::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok, peer_error};
+use proto::types::{DidId, RouteId};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Route {
-    pub id: i64,
+    #[schema(value_type = i64)]
+    pub id: RouteId,
     /// `null` = every DID.
-    pub did_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub did_id: Option<DidId>,
     pub priority: i64,
     pub name: String,
     /// `condition_type` and `condition_data`.
@@ -35,8 +38,8 @@ pub struct Route {
 }
 
 type Row = (
-    i64,
-    Option<i64>,
+    RouteId,
+    Option<DidId>,
     i64,
     String,
     String,
@@ -68,7 +71,7 @@ fn from_row(r: Row) -> ApiResult<Route> {
             created_at: r.9,
         }),
         Err(why) => {
-            tracing::error!(route_id = r.0, reason = %why, "stored route is not a valid rule");
+            tracing::error!(route_id = r.0.0, reason = %why, "stored route is not a valid rule");
             Err(ApiError::Internal(anyhow::anyhow!(
                 "route {} is not a valid rule: {why}",
                 r.0
@@ -106,6 +109,7 @@ pub async fn list(
         None | Some("") => None,
         Some(s) => Some(
             s.parse::<i64>()
+                .map(DidId)
                 .map_err(|_| ApiError::field("did_id", "must be a number"))?,
         ),
     };
@@ -131,7 +135,7 @@ pub async fn list(
     )))
 }
 
-async fn load(st: &AppState, id: i64) -> ApiResult<Route> {
+async fn load(st: &AppState, id: RouteId) -> ApiResult<Route> {
     let r: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLS} FROM routes WHERE id = ?"
     )))
@@ -143,7 +147,11 @@ async fn load(st: &AppState, id: i64) -> ApiResult<Route> {
 
 #[utoipa::path(get, path = "/api/routes/{id}", tag = "routes", params(("id" = i64, Path)),
     responses((status = 200, body = Route), (status = 404, body = ErrorBody)))]
-pub async fn get(State(st): State<AppState>, _a: Admin, Id(id): Id) -> ApiResult<Json<Route>> {
+pub async fn get(
+    State(st): State<AppState>,
+    _a: Admin,
+    Id(id): Id<RouteId>,
+) -> ApiResult<Json<Route>> {
     Ok(Json(load(&st, id).await?))
 }
 
@@ -153,7 +161,8 @@ pub async fn get(State(st): State<AppState>, _a: Admin, Id(id): Id) -> ApiResult
 #[derive(Deserialize, ToSchema)]
 pub struct RouteBody {
     /// `null` = every DID.
-    pub did_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub did_id: Option<DidId>,
     /// 0 first; left out on create = after the others.
     pub priority: Option<i64>,
     pub name: Option<String>,
@@ -281,17 +290,17 @@ async fn validate(st: &AppState, b: RouteBody, cur: Option<&Route>) -> ApiResult
     };
     let did_id = b.did_id.or(cur.and_then(|c| c.did_id));
     if let Some(d) = did_id {
-        super::devices::exists(st, "dids", d, "did_id").await?;
+        super::devices::exists(st, d, "did_id").await?;
     }
     // Every device rung, menus included, must exist; the error names
     // where (`action_data.options.2.action_data.device_ids`).
     for (field, d) in action.device_refs() {
-        super::devices::exists(st, "devices", d.0, &field)
+        super::devices::exists(st, d, &field)
             .await
             .map_err(|_| ApiError::field(&field, format!("device {d} does not exist")))?;
     }
     Ok(Route {
-        id: cur.map_or(0, |c| c.id),
+        id: cur.map_or(RouteId(0), |c| c.id),
         did_id,
         priority,
         name,
@@ -325,7 +334,7 @@ fn merge(
     (kind, data)
 }
 
-async fn store(st: &AppState, r: &Route, id: Option<i64>) -> ApiResult<i64> {
+async fn store(st: &AppState, r: &Route, id: Option<RouteId>) -> ApiResult<RouteId> {
     let (ct, cd) = r.condition.to_parts();
     let (at, ad) = r.action.to_parts();
     let id = match id {
@@ -390,7 +399,7 @@ pub async fn create(
 pub async fn update(
     State(st): State<AppState>,
     _a: Admin,
-    Id(id): Id,
+    Id(id): Id<RouteId>,
     ValidJson(b): ValidJson<RouteBody>,
 ) -> ApiResult<Json<Route>> {
     let cur = load(&st, id).await?;
@@ -401,7 +410,11 @@ pub async fn update(
 
 #[utoipa::path(delete, path = "/api/routes/{id}", tag = "routes", params(("id" = i64, Path)),
     responses((status = 200, body = Ok_), (status = 404, body = ErrorBody)))]
-pub async fn delete(State(st): State<AppState>, _a: Admin, Id(id): Id) -> ApiResult<Json<Ok_>> {
+pub async fn delete(
+    State(st): State<AppState>,
+    _a: Admin,
+    Id(id): Id<RouteId>,
+) -> ApiResult<Json<Ok_>> {
     let r = sqlx::query("DELETE FROM routes WHERE id = ?")
         .bind(id)
         .execute(&st.pool)
@@ -415,7 +428,8 @@ pub async fn delete(State(st): State<AppState>, _a: Admin, Id(id): Id) -> ApiRes
 #[derive(Deserialize, ToSchema)]
 pub struct Reorder {
     /// Route ids in the new order; priority becomes the position (0 first).
-    pub ids: Vec<i64>,
+    #[schema(value_type = Vec<i64>)]
+    pub ids: Vec<RouteId>,
 }
 
 /// Set the evaluation order of rules.

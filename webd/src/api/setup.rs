@@ -23,6 +23,7 @@ use crate::accounts;
 use crate::accounts::handlers::{LoginReply, load_user};
 use crate::http::error::{ApiError, ApiResult, ErrorBody, FieldError};
 use crate::http::{Check, ValidJson, peer_error, reload_all};
+use proto::types::UserId;
 
 #[derive(Serialize, ToSchema)]
 pub struct SetupStatus {
@@ -369,7 +370,7 @@ pub async fn run(
     if r.rows_affected() == 0 {
         return Err(ApiError::Conflict("Setup is already done".into()));
     }
-    let id = r.last_insert_rowid();
+    let id = UserId(r.last_insert_rowid());
     spend_token(&st);
     if let Some(t) = &b.twilio {
         proto::settings::store(&st.pool, "twilio.account_sid", t.account_sid.trim()).await?;
@@ -451,7 +452,7 @@ async fn log_in_admin(
     st: &AppState,
     ext: &axum::http::Extensions,
     headers: &HeaderMap,
-    id: i64,
+    id: UserId,
     email: &str,
 ) -> ApiResult<Response> {
     let ip = accounts::client_ip(ext, headers, st);

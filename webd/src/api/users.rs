@@ -11,6 +11,7 @@ use crate::accounts::handlers::{USER_COLS, User, load_user};
 use crate::accounts::{self, Admin};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Check, Id, Ok_, Page, PageParams, ValidJson, ValidQuery, ok};
+use proto::types::UserId;
 
 const SORTS: &[(&str, &str)] = &[
     ("created_at", "created_at"),
@@ -69,7 +70,7 @@ pub async fn create(
     }
     c.done()?;
     let hash = accounts::hash_password(&b.password).await?;
-    let id: i64 = sqlx::query_scalar(
+    let id: UserId = sqlx::query_scalar(
         "INSERT INTO users (email, name, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(&email)
@@ -88,7 +89,11 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/api/users/{id}", tag = "users", params(("id" = i64, Path)),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)))]
-pub async fn get(State(st): State<AppState>, _a: Admin, Id(id): Id) -> ApiResult<Json<User>> {
+pub async fn get(
+    State(st): State<AppState>,
+    _a: Admin,
+    Id(id): Id<UserId>,
+) -> ApiResult<Json<User>> {
     Ok(Json(load_user(&st, id).await?))
 }
 
@@ -105,7 +110,7 @@ pub struct UserUpdate {
 pub async fn update(
     State(st): State<AppState>,
     _a: Admin,
-    Id(id): Id,
+    Id(id): Id<UserId>,
     ValidJson(b): ValidJson<UserUpdate>,
 ) -> ApiResult<Json<User>> {
     let cur = load_user(&st, id).await?;
@@ -153,7 +158,7 @@ async fn admin_count(st: &AppState) -> ApiResult<i64> {
 pub async fn delete(
     State(st): State<AppState>,
     Admin(me): Admin,
-    Id(id): Id,
+    Id(id): Id<UserId>,
 ) -> ApiResult<Json<Ok_>> {
     let cur = load_user(&st, id).await?;
     if id == me.id {
@@ -186,7 +191,7 @@ pub struct PasswordReset {
 pub async fn reset_password(
     State(st): State<AppState>,
     Admin(me): Admin,
-    Id(id): Id,
+    Id(id): Id<UserId>,
     ValidJson(b): ValidJson<PasswordReset>,
 ) -> ApiResult<Json<Ok_>> {
     load_user(&st, id).await?;
@@ -212,8 +217,8 @@ pub async fn reset_password(
             .rows_affected();
     tx.commit().await?;
     tracing::info!(
-        user_id = id,
-        by = me.id,
+        user_id = id.0,
+        by = me.id.0,
         api_keys_revoked = revoked,
         "password reset by an admin"
     );
@@ -226,13 +231,13 @@ pub async fn reset_password(
 pub async fn unlock(
     State(st): State<AppState>,
     Admin(me): Admin,
-    Id(id): Id,
+    Id(id): Id<UserId>,
 ) -> ApiResult<Json<User>> {
     if accounts::unlock_user(&st.pool, id).await? == 0 {
         return Err(ApiError::NotFound);
     }
     let user = load_user(&st, id).await?;
-    tracing::info!(user_id = id, by = me.id, "account unlocked by an admin");
+    tracing::info!(user_id = id.0, by = me.id.0, "account unlocked by an admin");
     if let Err(e) =
         proto::db::security_event(&st.pool, "webd", "web_login_unlocked", "", &user.email, "").await
     {

@@ -12,13 +12,17 @@ use crate::AppState;
 use crate::accounts::Caller;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{Id, Ok_, Page, PageParams, ValidQuery, ok};
+use proto::types::{CdrId, DidId, UserId};
 
 #[derive(Debug, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Voicemail {
     pub id: i64,
-    pub cdr_id: Option<i64>,
-    pub user_id: Option<i64>,
-    pub did_id: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub cdr_id: Option<CdrId>,
+    #[schema(value_type = Option<i64>)]
+    pub user_id: Option<UserId>,
+    #[schema(value_type = Option<i64>)]
+    pub did_id: Option<DidId>,
     pub from_number: String,
     pub transcript: Option<String>,
     /// pending, completed, failed, unavailable

@@ -86,10 +86,42 @@ fn query_rejection(e: QueryRejection) -> ApiError {
     ApiError::Validation(vec![fe("query", detail)])
 }
 
-/// The `{id}` path parameter; anything but a positive integer is a 404.
-pub struct Id(pub i64);
+/// A row id that can come from the `{id}` path parameter: plain `i64` for
+/// rows without an id type, or one of proto's newtypes.
+pub trait RowId: Sized {
+    fn from_row_id(n: i64) -> Self;
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for Id {
+impl RowId for i64 {
+    fn from_row_id(n: i64) -> Self {
+        n
+    }
+}
+
+macro_rules! row_id {
+    ($($t:ty),*) => {$(
+        impl RowId for $t {
+            fn from_row_id(n: i64) -> Self {
+                Self(n)
+            }
+        }
+    )*};
+}
+
+row_id!(
+    proto::types::UserId,
+    proto::types::DeviceId,
+    proto::types::DidId,
+    proto::types::CdrId,
+    proto::types::RouteId
+);
+
+/// The `{id}` path parameter; anything but a positive integer is a 404.
+/// `Id<DeviceId>` and the like for rows with an id type, `Id` (`i64`) for
+/// the rest.
+pub struct Id<T = i64>(pub T);
+
+impl<S: Send + Sync, T: RowId> FromRequestParts<S> for Id<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
@@ -102,7 +134,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
         v.get("id")
             .and_then(|s| s.parse::<i64>().ok())
             .filter(|n| *n > 0)
-            .map(Id)
+            .map(|n| Id(T::from_row_id(n)))
             .ok_or(ApiError::NotFound)
     }
 }
