@@ -23,6 +23,7 @@ done
 sleep 3  # a moment at rest: timers, the first health polls
 total=0
 anon_total=0
+pss_total=0
 line=""
 names=(sipd mediad twiliod notifyd webd)
 for i in 0 1 2 3 4; do
@@ -31,8 +32,12 @@ for i in 0 1 2 3 4; do
   anon=$(awk '/RssAnon/ {print $2}' "$status")
   total=$((total + kib))
   anon_total=$((anon_total + anon))
+  pss_total=$((pss_total + $(awk '/^Pss:/ {print $2}' "/proc/${GOSIP_PIDS[$i]}/smaps_rollup")))
   line+="${names[$i]} $((kib / 1024)) MiB (allocated $((anon / 1024))), "
 done
 echo "idle, 5 phones registered: ${line%, }"
 echo "total $((total / 1024)) MiB, of it allocated $((anon_total / 1024)) MiB (the rest: each binary's own code pages)"
+# PSS shares each page among the processes that map it (the libraries they
+# share count once): what the five really take from the machine.
+echo "proportional (PSS) total $((pss_total / 1024)) MiB"
 echo "target $( [ $((total / 1024)) -lt 60 ] && echo PASS || echo FAIL): whole system idle RSS < 60 MiB ($((total / 1024)) MiB)"

@@ -87,7 +87,7 @@ impl Sipd for SipdService {
         self.commands
             .send(Command::Originate {
                 call_id: r.call_id,
-                device_id: r.device_id,
+                device_id: proto::types::DeviceId(r.device_id),
                 to_number: r.to_number,
                 reply: tx,
             })
@@ -151,7 +151,7 @@ impl Sipd for SipdService {
                 direction: c.direction.into(),
                 from_number: c.from,
                 to_number: c.to,
-                device_id: c.device_id,
+                device_id: c.device_id.0,
                 state: c.state.into(),
                 started_at_unix: i64::try_from(c.started_at / 1000).unwrap_or(0),
                 recording: c.recording,

@@ -383,7 +383,7 @@ async fn store_voicemail(
     }
     let request = StoreVoicemailRequest {
         call_id: call_id.clone(),
-        user_id: v.user_id,
+        user_id: v.user_id.0,
         from_number: v.from_number,
         from_name: v.from_name,
         wav_path,

@@ -12,6 +12,7 @@ pub mod stun;
 pub mod tls;
 pub mod transport;
 
+use proto::types::{DeviceId, UserId};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -214,7 +215,7 @@ pub struct DeviceRequests {
 struct DeviceList {
     devices: Vec<crate::sip::registrar::Device>,
     /// Devices whose owner has Do Not Disturb on.
-    dnd: Vec<i64>,
+    dnd: Vec<DeviceId>,
     acks: Vec<ReloadAck>,
 }
 
@@ -240,7 +241,7 @@ pub enum Command {
     /// Click-to-call: ring the device, then dial the number.
     Originate {
         call_id: String,
-        device_id: i64,
+        device_id: DeviceId,
         to_number: String,
         reply: tokio::sync::oneshot::Sender<Result<String, (u16, String)>>,
     },
@@ -259,7 +260,7 @@ pub enum Command {
         reply: tokio::sync::oneshot::Sender<Vec<crate::sip::core::CallInfo>>,
     },
     /// (new, old) voicemails of each device's owner, for message-waiting.
-    VoicemailCounts(std::collections::HashMap<i64, (u32, u32)>),
+    VoicemailCounts(std::collections::HashMap<DeviceId, (u32, u32)>),
     /// The mailbox a call listens to, as read from the database.
     Mailbox {
         call_id: String,
@@ -577,7 +578,7 @@ impl Shell {
 
     /// Reads the mailbox a call listens to, off the core task; the core
     /// hears of it as [`Command::Mailbox`].
-    fn read_mailbox(&self, call_id: String, user_id: i64) {
+    fn read_mailbox(&self, call_id: String, user_id: UserId) {
         let (pool, tx) = (self.pool.clone(), self.cmd_tx.clone());
         let tz = self.settings.get().str("system.timezone").to_string();
         tokio::spawn(async move {

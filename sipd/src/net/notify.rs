@@ -29,6 +29,7 @@
 //! a warning; at shutdown what is left gets one short last try and stays
 //! stored for the next start.
 
+use proto::types::DeviceId;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -87,7 +88,7 @@ pub struct Tracked {
     pub answered_at: Option<u64>,
     /// The CDR's device: the caller's (internal, outbound) or the first
     /// rung device (inbound).
-    pub device_id: i64,
+    pub device_id: DeviceId,
     pub device: Option<DeviceInfo>,
     /// Internal calls: the dialed device.
     pub callee: Option<DeviceInfo>,
@@ -120,7 +121,7 @@ impl Tracked {
         if let Some(n) = &self.did_name {
             m.insert("did_name".into(), json!(n));
         }
-        if self.device_id > 0 {
+        if self.device_id.0 > 0 {
             m.insert("device_id".into(), json!(self.device_id));
         }
         if let Some(d) = self.device.as_ref().filter(|d| !d.name.is_empty()) {
@@ -540,7 +541,7 @@ async fn track(calls: &mut HashMap<String, Tracked>, pool: &SqlitePool, c: Cdr) 
 
 /// Fills in the call's devices and DID name from the database.
 async fn parties(pool: &SqlitePool, t: &mut Tracked) -> Result<(), sqlx::Error> {
-    if t.device_id > 0 {
+    if t.device_id.0 > 0 {
         t.device = sqlx::query_as::<_, (i64, String, Option<i64>)>(
             "SELECT id, name, user_id FROM devices WHERE id = ?",
         )
@@ -602,7 +603,7 @@ mod tests {
             call_sid: None,
             started_at: 1_736_951_400_000,
             answered_at: None,
-            device_id: 1,
+            device_id: DeviceId(1),
             device: dev(1, "Alice desk", Some(10)),
             callee: dev(2, "Bob desk", Some(20)),
             did_name: None,
@@ -800,7 +801,7 @@ mod tests {
             direction: "internal",
             from: "201".into(),
             to: "202".into(),
-            device_id: 1,
+            device_id: DeviceId(1),
             started_at: t,
             call_sid: None,
         }];

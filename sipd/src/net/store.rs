@@ -3,6 +3,7 @@
 //! `security_events` and admin alerts written to `alerts`, with one
 //! structured log line each.
 
+use proto::types::{DeviceId, UserId};
 use std::net::SocketAddr;
 
 use sqlx::{Row, SqlitePool};
@@ -42,7 +43,7 @@ pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error>
                 .and_then(|s| crate::sip::sdes::Policy::parse(&s))
                 .unwrap_or_default(),
             tls_only: r.get::<Option<String>, _>("transport").as_deref() == Some("tls"),
-            mailbox: r.get::<Option<i64>, _>("owner_id").map(|user_id| {
+            mailbox: r.get::<Option<UserId>, _>("owner_id").map(|user_id| {
                 crate::sip::registrar::Mailbox {
                     user_id,
                     name: r.get("owner_name"),
@@ -57,8 +58,8 @@ pub async fn load_devices(pool: &SqlitePool) -> Result<Vec<Device>, sqlx::Error>
 /// whose owner has none are absent.
 pub async fn voicemail_counts(
     pool: &SqlitePool,
-) -> Result<std::collections::HashMap<i64, (u32, u32)>, sqlx::Error> {
-    let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+) -> Result<std::collections::HashMap<DeviceId, (u32, u32)>, sqlx::Error> {
+    let rows: Vec<(DeviceId, i64, i64)> = sqlx::query_as(
         "SELECT d.id, SUM(CASE WHEN v.is_read THEN 0 ELSE 1 END),                 SUM(CASE WHEN v.is_read THEN 1 ELSE 0 END)          FROM devices d JOIN voicemails v ON v.user_id = d.user_id          GROUP BY d.id",
     )
     .fetch_all(pool)
@@ -69,7 +70,7 @@ pub async fn voicemail_counts(
         .collect())
 }
 
-pub async fn load_dnd(pool: &SqlitePool) -> Result<Vec<i64>, sqlx::Error> {
+pub async fn load_dnd(pool: &SqlitePool) -> Result<Vec<DeviceId>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT d.id FROM devices d JOIN users u ON u.id = d.user_id WHERE u.dnd ORDER BY d.id",
     )
@@ -374,7 +375,7 @@ pub async fn write_media_stats(
 /// the time zone `tz` (an IANA name; UTC when unknown).
 pub async fn mailbox(
     pool: &SqlitePool,
-    user_id: i64,
+    user_id: UserId,
     tz: &str,
 ) -> Result<Vec<crate::sip::core::StoredMessage>, sqlx::Error> {
     let rows: Vec<(i64, String, String, String, bool)> = sqlx::query_as(

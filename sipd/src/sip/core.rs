@@ -28,6 +28,7 @@ pub use b2bua::{CallInfo, Cdr, SPAM_MARK, StoredMessage, TRUNK_ID, VERIFIED_MARK
 /// mediad's name for a call's two legs (A the caller, B the callee).
 pub use proto::pb::mediad::Leg;
 
+use proto::types::{DeviceId, UserId};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -281,7 +282,7 @@ pub enum Event {
     Cdr(Cdr),
     /// A call listens to `user_id`'s mailbox: read it and answer with
     /// [`Core::mailbox_loaded`].
-    MailboxList { call_id: String, user_id: i64 },
+    MailboxList { call_id: String, user_id: UserId },
     /// A voicemail was heard on the phone (twiliod marks it read).
     VoicemailRead { id: i64 },
     /// A voicemail was deleted on the phone (twiliod deletes it).
@@ -302,7 +303,7 @@ pub enum Prompt {
 /// A message left on an internal call, for its mailbox's owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Voicemail {
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The caller as the UI shows it (extension or number) and their name.
     pub from_number: String,
     pub from_name: String,
@@ -385,7 +386,7 @@ pub struct Core {
     devices: HashMap<String, Device>,
     extensions: HashMap<String, String>,
     /// Device ids whose owner has Do Not Disturb on.
-    dnd: HashSet<i64>,
+    dnd: HashSet<DeviceId>,
     txns: Transactions,
     nonces: Nonces,
     abuse: Abuse,
@@ -393,7 +394,7 @@ pub struct Core {
     keepalives: HashMap<String, Keepalive>,
     /// The round's keepalives still to send, a batch at a time, and when
     /// the next batch goes (see `endpoint/keepalive.rs`).
-    keepalive_queue: VecDeque<(i64, String, Peer)>,
+    keepalive_queue: VecDeque<(DeviceId, String, Peer)>,
     next_keepalive_batch: Option<u64>,
     /// Message-waiting subscriptions and the counts they report.
     mwi: mwi::Mwi,
@@ -484,7 +485,7 @@ impl Core {
     /// that is gone loses its registrations: the phone must register again
     /// with what the admin gave it.
     pub fn set_devices(&mut self, devices: impl IntoIterator<Item = Device>) {
-        let before: HashMap<i64, (String, String)> = self
+        let before: HashMap<DeviceId, (String, String)> = self
             .devices
             .values()
             .map(|d| (d.id, (d.ha1_md5.clone(), d.realm.clone())))
@@ -510,7 +511,7 @@ impl Core {
 
     /// The devices whose owner has Do Not Disturb on: internal calls to
     /// them are refused.
-    pub fn set_dnd(&mut self, devices: impl IntoIterator<Item = i64>) {
+    pub fn set_dnd(&mut self, devices: impl IntoIterator<Item = DeviceId>) {
         self.dnd = devices.into_iter().collect();
     }
 

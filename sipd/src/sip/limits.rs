@@ -4,6 +4,7 @@
 //! time and the number of the device's calls in progress. Emergency calls are
 //! never counted nor refused (the core does not ask for them).
 
+use proto::types::DeviceId;
 use std::collections::{HashMap, VecDeque};
 
 /// The length of the sliding window of `max_per_hour`.
@@ -56,8 +57,8 @@ pub enum Verdict {
 /// The trunk calls each device started recently.
 #[derive(Debug, Default)]
 pub struct Limiter {
-    started: HashMap<i64, VecDeque<u64>>,
-    alerted: HashMap<i64, u64>,
+    started: HashMap<DeviceId, VecDeque<u64>>,
+    alerted: HashMap<DeviceId, u64>,
 }
 
 impl Limiter {
@@ -65,7 +66,13 @@ impl Limiter {
     /// trunk calls in progress, and counts it when allowed. Refused calls
     /// are not counted, so a device stops being refused an hour after its
     /// last call that went through.
-    pub fn check(&mut self, limits: CallLimits, device: i64, now: u64, active: usize) -> Verdict {
+    pub fn check(
+        &mut self,
+        limits: CallLimits,
+        device: DeviceId,
+        now: u64,
+        active: usize,
+    ) -> Verdict {
         let started = self.started.entry(device).or_default();
         while started
             .front()
@@ -110,39 +117,39 @@ mod tests {
     fn the_call_after_the_hourly_limit_is_refused_and_alerts_once() {
         let mut l = Limiter::default();
         for t in [0, 1_000, 2_000] {
-            assert_eq!(l.check(L, 7, t, 0), Verdict::Allow);
+            assert_eq!(l.check(L, DeviceId(7), t, 0), Verdict::Allow);
         }
         assert_eq!(
-            l.check(L, 7, 3_000, 0),
+            l.check(L, DeviceId(7), 3_000, 0),
             Verdict::Refuse {
                 hit: Hit::PerHour(3),
                 alert: true
             }
         );
         assert_eq!(
-            l.check(L, 7, 4_000, 0),
+            l.check(L, DeviceId(7), 4_000, 0),
             Verdict::Refuse {
                 hit: Hit::PerHour(3),
                 alert: false
             }
         );
         // Another device is not affected.
-        assert_eq!(l.check(L, 8, 4_000, 0), Verdict::Allow);
+        assert_eq!(l.check(L, DeviceId(8), 4_000, 0), Verdict::Allow);
     }
 
     #[test]
     fn the_window_slides_an_hour_after_the_first_call() {
         let mut l = Limiter::default();
         for t in [0, 1_000, 2_000] {
-            assert_eq!(l.check(L, 7, t, 0), Verdict::Allow);
+            assert_eq!(l.check(L, DeviceId(7), t, 0), Verdict::Allow);
         }
         assert!(matches!(
-            l.check(L, 7, HOUR_MS - 1, 0),
+            l.check(L, DeviceId(7), HOUR_MS - 1, 0),
             Verdict::Refuse { .. }
         ));
-        assert_eq!(l.check(L, 7, HOUR_MS, 0), Verdict::Allow);
+        assert_eq!(l.check(L, DeviceId(7), HOUR_MS, 0), Verdict::Allow);
         assert!(matches!(
-            l.check(L, 7, HOUR_MS + 1, 0),
+            l.check(L, DeviceId(7), HOUR_MS + 1, 0),
             Verdict::Refuse { .. }
         ));
     }
@@ -150,9 +157,9 @@ mod tests {
     #[test]
     fn concurrent_calls_are_limited_by_what_is_in_progress() {
         let mut l = Limiter::default();
-        assert_eq!(l.check(L, 7, 0, 1), Verdict::Allow);
+        assert_eq!(l.check(L, DeviceId(7), 0, 1), Verdict::Allow);
         assert_eq!(
-            l.check(L, 7, 0, 2),
+            l.check(L, DeviceId(7), 0, 2),
             Verdict::Refuse {
                 hit: Hit::Concurrent(2),
                 alert: true
@@ -164,7 +171,10 @@ mod tests {
     fn zero_means_no_limit() {
         let mut l = Limiter::default();
         for t in 0..1_000 {
-            assert_eq!(l.check(CallLimits::default(), 7, t, 500), Verdict::Allow);
+            assert_eq!(
+                l.check(CallLimits::default(), DeviceId(7), t, 500),
+                Verdict::Allow
+            );
         }
     }
 
@@ -175,18 +185,18 @@ mod tests {
             max_concurrent: 0,
             max_per_hour: 1,
         };
-        assert_eq!(l.check(one, 7, 0, 0), Verdict::Allow);
+        assert_eq!(l.check(one, DeviceId(7), 0, 0), Verdict::Allow);
         assert!(matches!(
-            l.check(one, 7, 10, 0),
+            l.check(one, DeviceId(7), 10, 0),
             Verdict::Refuse { alert: true, .. }
         ));
-        assert_eq!(l.check(one, 7, HOUR_MS, 0), Verdict::Allow);
+        assert_eq!(l.check(one, DeviceId(7), HOUR_MS, 0), Verdict::Allow);
         assert!(matches!(
-            l.check(one, 7, HOUR_MS + 5, 0),
+            l.check(one, DeviceId(7), HOUR_MS + 5, 0),
             Verdict::Refuse { alert: false, .. }
         ));
         assert!(matches!(
-            l.check(one, 7, HOUR_MS + 10, 0),
+            l.check(one, DeviceId(7), HOUR_MS + 10, 0),
             Verdict::Refuse { alert: true, .. }
         ));
     }

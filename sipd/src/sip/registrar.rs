@@ -4,6 +4,7 @@
 //! contact for the `200`. Bindings remember the address the REGISTER really
 //! came from (RFC 3581), which is where requests to the device go.
 
+use proto::types::{DeviceId, UserId};
 use std::collections::HashMap;
 
 use super::Peer;
@@ -12,7 +13,7 @@ use super::msg::{split_name_addr, split_top_level, uri_of};
 /// A SIP device as the registrar and digest check need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
-    pub id: i64,
+    pub id: DeviceId,
     pub username: String,
     /// HA1 (MD5 hex) for `realm`.
     pub ha1_md5: String,
@@ -42,7 +43,7 @@ pub struct Device {
 /// A user's voicemail box, as the core needs it to answer for them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The owner's name, read out in the greeting ("Alice is not
     /// available"); may be empty.
     pub name: String,
@@ -51,7 +52,7 @@ pub struct Mailbox {
 /// One registered contact of a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {
-    pub device_id: i64,
+    pub device_id: DeviceId,
     /// The Contact URI as sent (no angle brackets, no header parameters).
     pub contact: String,
     /// Where the REGISTER came from; requests to the device go here.
@@ -120,7 +121,7 @@ impl Default for ExpiryPolicy {
 /// A REGISTER as the registrar sees it, already authenticated.
 #[derive(Debug, Clone)]
 pub struct Register<'a> {
-    pub device_id: i64,
+    pub device_id: DeviceId,
     /// Every Contact header value.
     pub contacts: Vec<&'a str>,
     pub expires_header: Option<u32>,
@@ -150,7 +151,10 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Upsert(Binding),
-    Remove { device_id: i64, contact: String },
+    Remove {
+        device_id: DeviceId,
+        contact: String,
+    },
     Online(Binding),
 }
 
@@ -160,7 +164,7 @@ pub const MAX_BINDINGS: usize = 16;
 #[derive(Debug, Default)]
 pub struct Registrar {
     pub policy: ExpiryPolicy,
-    bindings: HashMap<i64, Vec<Binding>>,
+    bindings: HashMap<DeviceId, Vec<Binding>>,
     changes: Vec<Change>,
 }
 
@@ -181,7 +185,7 @@ impl Registrar {
 
     /// Drops every binding of `device_id` (its credentials changed or it was
     /// deleted: a phone still using the old password must not keep ringing).
-    pub fn forget(&mut self, device_id: i64) {
+    pub fn forget(&mut self, device_id: DeviceId) {
         for b in self.bindings.remove(&device_id).unwrap_or_default() {
             self.changes.push(Change::Remove {
                 device_id,
@@ -289,7 +293,7 @@ impl Registrar {
     }
 
     /// The device's contacts with seconds left.
-    pub fn current(&self, now: u64, device_id: i64) -> Vec<(String, u64)> {
+    pub fn current(&self, now: u64, device_id: DeviceId) -> Vec<(String, u64)> {
         self.bindings
             .get(&device_id)
             .map(|l| {
@@ -302,7 +306,7 @@ impl Registrar {
     }
 
     /// Every live binding of a device.
-    pub fn bindings_of(&self, device_id: i64) -> &[Binding] {
+    pub fn bindings_of(&self, device_id: DeviceId) -> &[Binding] {
         self.bindings.get(&device_id).map_or(&[], |v| v.as_slice())
     }
 
@@ -342,7 +346,7 @@ impl Registrar {
     pub fn keepalive_result(
         &mut self,
         now: u64,
-        device_id: i64,
+        device_id: DeviceId,
         contact: &str,
         answered: bool,
         failures_allowed: u32,
@@ -403,7 +407,7 @@ mod tests {
 
     fn reg<'a>(contacts: Vec<&'a str>, expires: Option<u32>, cseq: u32) -> Register<'a> {
         Register {
-            device_id: 1,
+            device_id: DeviceId(1),
             contacts,
             expires_header: expires,
             call_id: "c1",
@@ -497,7 +501,7 @@ mod tests {
                 1,
             ),
         );
-        let b = r.bindings_of(1);
+        let b = r.bindings_of(DeviceId(1));
         assert_eq!(b[0].target().addr, "127.0.0.1:6000".parse().unwrap());
         assert_eq!(b[1].target().addr, "127.0.0.1:5070".parse().unwrap());
     }
@@ -520,12 +524,12 @@ mod tests {
         r.register(0, &reg(vec!["<sip:a@h>"], Some(600), 1));
         r.drain_changes().for_each(drop);
         for _ in 0..2 {
-            r.keepalive_result(1, 1, "sip:a@h", false, 3);
+            r.keepalive_result(1, DeviceId(1), "sip:a@h", false, 3);
         }
-        assert!(r.bindings_of(1)[0].online);
-        r.keepalive_result(2, 1, "sip:a@h", false, 3);
-        assert!(!r.bindings_of(1)[0].online);
-        r.keepalive_result(3, 1, "sip:a@h", true, 3);
-        assert!(r.bindings_of(1)[0].online);
+        assert!(r.bindings_of(DeviceId(1))[0].online);
+        r.keepalive_result(2, DeviceId(1), "sip:a@h", false, 3);
+        assert!(!r.bindings_of(DeviceId(1))[0].online);
+        r.keepalive_result(3, DeviceId(1), "sip:a@h", true, 3);
+        assert!(r.bindings_of(DeviceId(1))[0].online);
     }
 }

@@ -5,6 +5,7 @@
 //! or expires. The counts come from the shell (`set_voicemail_counts`),
 //! which reads them from the database.
 
+use proto::types::DeviceId;
 use std::collections::HashMap;
 
 use super::{Core, Reply};
@@ -22,7 +23,7 @@ const NOTIFY_TIMEOUT_MS: u64 = 32_000;
 /// One subscription: the dialog a SUBSCRIBE made (RFC 6665 section 4.1).
 #[derive(Debug, Clone)]
 pub(super) struct MwiSub {
-    device_id: i64,
+    device_id: DeviceId,
     username: String,
     call_id: String,
     /// Our tag (To of the SUBSCRIBE, From of our NOTIFYs).
@@ -43,7 +44,7 @@ pub(super) struct MwiSub {
 pub(super) struct Mwi {
     subs: HashMap<String, MwiSub>,
     /// (new, old) voicemails per device id.
-    counts: HashMap<i64, (u32, u32)>,
+    counts: HashMap<DeviceId, (u32, u32)>,
     /// NOTIFY branches in flight -> subscription Call-ID.
     pending: HashMap<String, String>,
     /// Subscriptions to notify once the SUBSCRIBE's answer is out.
@@ -151,12 +152,12 @@ impl Core {
 
     /// The owners' voicemail counts per device, read by the shell: every
     /// subscription whose count changed hears of it; expired ones end.
-    pub fn set_voicemail_counts(&mut self, now: u64, counts: HashMap<i64, (u32, u32)>) {
+    pub fn set_voicemail_counts(&mut self, now: u64, counts: HashMap<DeviceId, (u32, u32)>) {
         // Devices in unsolicited mode without a subscription hear of a
         // change too, at each registered contact.
-        let subscribed: std::collections::HashSet<i64> =
+        let subscribed: std::collections::HashSet<DeviceId> =
             self.mwi.subs.values().map(|s| s.device_id).collect();
-        let unsolicited: Vec<(i64, String)> = self
+        let unsolicited: Vec<(DeviceId, String)> = self
             .devices
             .values()
             .filter(|d| d.mwi_unsolicited && !subscribed.contains(&d.id))

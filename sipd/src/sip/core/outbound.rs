@@ -147,7 +147,7 @@ mod tests {
 
     fn alice(did: Option<&str>) -> Device {
         Device {
-            id: 1,
+            id: proto::types::DeviceId(1),
             username: "alice".into(),
             ha1_md5: String::new(),
             ha1_sha256: String::new(),

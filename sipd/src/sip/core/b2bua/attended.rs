@@ -19,6 +19,7 @@
 
 use super::transfer::{decline, transferor_of};
 use super::*;
+use proto::types::DeviceId;
 
 /// A dialog as Replaces names it from the sender's side: its Call-ID,
 /// the remote tag (`to-tag`) and the sender's own (`from-tag`).
@@ -65,7 +66,7 @@ struct Join {
     keep: String,
     /// The transferor's side in `keep`, and its device.
     side: Side,
-    by_device: i64,
+    by_device: DeviceId,
     give: String,
     /// The transferor's side in `give`.
     give_side: Side,

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::sip::core::Leg;
+use proto::types::DeviceId;
 
 impl Core {
     /// Starts a call for an authenticated INVITE. Returns the immediate
@@ -112,12 +113,12 @@ impl Core {
     /// The devices a new call rings. Inbound trunk calls name their devices
     /// in X-GoSIP-Devices (set by twiliod's TwiML); internal calls dial an
     /// extension or username.
-    fn callees_of(&self, raw: &Raw, inbound: bool, dialed: &str) -> Vec<i64> {
+    fn callees_of(&self, raw: &Raw, inbound: bool, dialed: &str) -> Vec<DeviceId> {
         if inbound {
             raw.get("x-gosip-devices")
                 .unwrap_or_default()
                 .split(',')
-                .filter_map(|d| d.trim().parse().ok())
+                .filter_map(|d| d.trim().parse().ok().map(DeviceId))
                 .collect()
         } else {
             self.devices
@@ -143,7 +144,7 @@ impl Core {
         caller: &Device,
         inbound: bool,
         dialed: &str,
-        callees: &[i64],
+        callees: &[DeviceId],
     ) -> Result<Option<String>, Reply> {
         if !inbound && (callees.is_empty() || self.is_emergency(dialed)) {
             return self

@@ -9,6 +9,7 @@
 
 use super::*;
 use crate::sip::core::Leg;
+use proto::types::UserId;
 
 /// What the keys do, said after each message and on 0.
 const MENU: &str = "To hear it again, press 1. For the next message, press 2. \
@@ -28,9 +29,9 @@ pub struct StoredMessage {
 }
 
 /// A call listening to its mailbox.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct Listen {
-    user_id: i64,
+    user_id: UserId,
     /// `None` until the shell has read the mailbox.
     messages: Option<Vec<StoredMessage>>,
     /// The message playing or last played.
@@ -42,10 +43,13 @@ pub(super) struct Listen {
 }
 
 impl Listen {
-    pub(super) fn new(user_id: i64) -> Listen {
+    pub(super) fn new(user_id: UserId) -> Listen {
         Listen {
             user_id,
-            ..Listen::default()
+            messages: None,
+            at: 0,
+            early_keys: String::new(),
+            ending: false,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::sip::core::Leg;
+use proto::types::DeviceId;
 
 /// A B-leg branch to ring: its INVITE's addressing, the Via host towards
 /// its peer and the offer it carries (empty for a late offer).
@@ -148,7 +149,7 @@ impl Core {
         let port = call
             .ports
             .map_or(0, |(pa, pb)| if call.originate { pa } else { pb });
-        let targets: Vec<(Peer, String, i64)> = match (&call.outbound, &self.cfg.termination) {
+        let targets: Vec<(Peer, String, DeviceId)> = match (&call.outbound, &self.cfg.termination) {
             (Some(n), Some(t)) if !call.originate => vec![(t.peer(), t.uri(n), TRUNK_ID)],
             _ => call
                 .callees
@@ -193,7 +194,7 @@ impl Core {
 
     /// The SRTP policy of device `id`; the trunk's is "required" over TLS
     /// (a secure trunk wants both), else off.
-    pub(super) fn srtp_policy(&self, id: i64) -> crate::sip::sdes::Policy {
+    pub(super) fn srtp_policy(&self, id: DeviceId) -> crate::sip::sdes::Policy {
         if id == TRUNK_ID {
             let tls = self
                 .cfg
@@ -216,7 +217,7 @@ impl Core {
     /// A device that is in another call than `call_id` (placing it, or
     /// having answered it) and does not want call waiting ("Busy when in a
     /// call").
-    pub(super) fn busy(&self, device: i64, call_id: &str) -> bool {
+    pub(super) fn busy(&self, device: DeviceId, call_id: &str) -> bool {
         let wants = self
             .devices
             .values()

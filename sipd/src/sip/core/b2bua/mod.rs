@@ -30,6 +30,7 @@
 //! [`Calls::next_timeout`] and [`Core::b2b_timeout`] reach only what is due.
 
 use crate::sip::core::Leg;
+use proto::types::DeviceId;
 use std::collections::HashMap;
 
 use super::{Core, Event, Prompt, Reply, Voicemail};
@@ -39,7 +40,7 @@ use crate::sip::registrar::{Device, Mailbox};
 use crate::sip::transaction::{ClientTimers, Due, TsxKey, UnackedOk, answers_from};
 
 /// The device id the trunk (Twilio) authenticates as.
-pub const TRUNK_ID: i64 = 0;
+pub const TRUNK_ID: DeviceId = DeviceId(0);
 use crate::sip::dialog::{Outgoing, build_request, cancel_for, route_set};
 use crate::sip::{Peer, T1, Transmit, digest, sdp};
 
@@ -68,7 +69,7 @@ pub enum Cdr {
         direction: &'static str,
         from: String,
         to: String,
-        device_id: i64,
+        device_id: DeviceId,
         started_at: u64,
         /// Twilio's CallSid for trunk calls.
         call_sid: Option<String>,
@@ -78,7 +79,7 @@ pub enum Cdr {
         at: u64,
         /// The device that answered a call that rang several (inbound);
         /// `None` keeps the one the call started with.
-        device_id: Option<i64>,
+        device_id: Option<DeviceId>,
     },
     End {
         call_id: String,
@@ -97,7 +98,7 @@ pub struct CallInfo {
     pub call_id: String,
     pub from: String,
     pub to: String,
-    pub device_id: i64,
+    pub device_id: DeviceId,
     pub state: &'static str,
     pub started_at: u64,
     pub recording: bool,
@@ -129,7 +130,7 @@ enum BranchState {
 struct Branch {
     peer: Peer,
     /// The callee device this contact belongs to.
-    device_id: i64,
+    device_id: DeviceId,
     /// CSeq number of the INVITE (2 once retried with credentials).
     cseq: u32,
     contact: String,
@@ -315,8 +316,8 @@ pub(super) struct Call {
     from_user: String,
     from_display: String,
     to_user: String,
-    device_id: i64,
-    callees: Vec<i64>,
+    device_id: DeviceId,
+    callees: Vec<DeviceId>,
     branches: Vec<Branch>,
     ports: Option<(u16, u16)>,
     a_sdp: String,
@@ -399,7 +400,7 @@ impl Call {
             from_user: String::new(),
             from_display: String::new(),
             to_user: String::new(),
-            device_id: 0,
+            device_id: TRUNK_ID,
             callees: Vec::new(),
             branches: Vec::new(),
             ports: None,
@@ -496,7 +497,7 @@ impl Calls {
     pub(super) fn limit(
         &mut self,
         limits: crate::sip::limits::CallLimits,
-        device: i64,
+        device: DeviceId,
         now: u64,
     ) -> crate::sip::limits::Verdict {
         let active = self
@@ -620,7 +621,7 @@ fn non2xx_ack(invite: &[u8], resp: &Raw) -> Vec<u8> {
 /// the identifiers of the new dialog.
 struct NewBranch {
     peer: Peer,
-    device_id: i64,
+    device_id: DeviceId,
     /// The contact the INVITE goes to (its Request-URI).
     contact: String,
     /// The user it calls as (From) and calls (To).

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::sip::core::Leg;
+use proto::types::DeviceId;
 
 impl Core {
     /// Click-to-call (gRPC Originate): rings `device_id`'s contacts; when
@@ -11,7 +12,7 @@ impl Core {
         &mut self,
         now: u64,
         call_id: &str,
-        device_id: i64,
+        device_id: DeviceId,
         to_number: &str,
     ) -> Result<String, (u16, String)> {
         let Some(device) = self.devices.values().find(|d| d.id == device_id).cloned() else {
@@ -61,7 +62,7 @@ impl Core {
             direction: "outbound",
             ..Call::new(call_id.clone(), a_peer, a_req, a_tag, now, ring_deadline)
         };
-        tracing::info!(call_id = %call_id, device_id, to = %number, "click-to-call started");
+        tracing::info!(call_id = %call_id, device_id = %device_id, to = %number, "click-to-call started");
         self.admit_call(call, None);
         Ok(call_id)
     }

@@ -11,6 +11,7 @@
 use super::transfer::Transfer;
 use super::*;
 use crate::sip::core::Leg;
+use proto::types::DeviceId;
 
 /// How many times a parked call rings its parker before it ends.
 const RING_BACKS: u32 = 3;
@@ -22,7 +23,7 @@ pub(super) struct Parked {
     /// Who parked it (extension or user) and that phone's branch and device.
     by: String,
     by_branch: usize,
-    by_device: i64,
+    by_device: DeviceId,
     /// The parker still hears the slot; its leg ends once mediad is done.
     announcing: bool,
     /// When the parker's phone rings again (`u64::MAX` while it rings).

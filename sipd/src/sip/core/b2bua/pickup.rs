@@ -14,6 +14,7 @@
 
 use super::*;
 use crate::sip::core::Leg;
+use proto::types::DeviceId;
 
 impl Branch {
     /// The dialog of a phone that joined a call with its INVITE `raw`,
@@ -21,7 +22,7 @@ impl Branch {
     /// answered already; sipd's requests in it go From the INVITE's To.
     fn joined(
         now: u64,
-        (peer, device_id): (Peer, i64),
+        (peer, device_id): (Peer, DeviceId),
         raw: &Raw,
         tag: String,
         ok: Vec<u8>,
@@ -137,7 +138,7 @@ impl Core {
     /// The call ringing longest that `picker` may answer: one ringing a
     /// phone here (for `ext`, that user's or extension's phone), not its
     /// own call.
-    fn ringing_call(&self, picker: i64, ext: Option<&str>) -> Option<String> {
+    fn ringing_call(&self, picker: DeviceId, ext: Option<&str>) -> Option<String> {
         let wanted = ext.map(|e| self.callees_of_user(e));
         self.calls
             .calls
@@ -171,7 +172,7 @@ impl Core {
         peer: Peer,
         r: &msg::Request,
         key: &TsxKey,
-        device_id: i64,
+        device_id: DeviceId,
     ) -> Result<(usize, &'static str), Reply> {
         let raw = &r.raw;
         let Some(offer) = sdp_of(raw) else {

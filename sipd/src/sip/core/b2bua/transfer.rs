@@ -25,11 +25,12 @@
 
 use super::media::Ring;
 use super::*;
+use proto::types::DeviceId;
 
 /// Whom a transfer rings: devices of this system, or a number (E.164)
 /// through the trunk with the caller ID to send.
 pub(super) enum Target {
-    Devices(Vec<i64>),
+    Devices(Vec<DeviceId>),
     Number(String, String),
 }
 
@@ -199,7 +200,7 @@ impl Core {
     }
 
     /// The devices an extension or user names (none for anything else).
-    pub(super) fn callees_of_user(&self, user: &str) -> Vec<i64> {
+    pub(super) fn callees_of_user(&self, user: &str) -> Vec<DeviceId> {
         self.devices
             .get(user)
             .or_else(|| self.extensions.get(user).and_then(|u| self.devices.get(u)))
@@ -232,7 +233,7 @@ impl Core {
             (call.offer.clone(), call.from_user.clone(), pb)
         };
         // (where, Request-URI, device, From user)
-        let targets: Vec<(Peer, String, i64, String)> = match (target, &self.cfg.termination) {
+        let targets: Vec<(Peer, String, DeviceId, String)> = match (target, &self.cfg.termination) {
             (Target::Number(n, caller_id), Some(t)) => {
                 vec![(t.peer(), t.uri(n), TRUNK_ID, caller_id.clone())]
             }
@@ -518,7 +519,7 @@ impl Core {
 pub(super) fn transferor_of(
     call: &Call,
     side: Side,
-) -> Option<(Option<usize>, i64, std::net::IpAddr)> {
+) -> Option<(Option<usize>, DeviceId, std::net::IpAddr)> {
     let found = match dialog_branch(call, side) {
         Some(i) => (
             Some(i),

@@ -7,6 +7,7 @@
 
 use super::*;
 use crate::sip::core::Leg;
+use proto::types::DeviceId;
 
 impl Core {
     /// Answers an internal call nobody answered for the callee's mailbox.
@@ -36,7 +37,7 @@ impl Core {
             return false;
         };
         self.cancel_branches(call_id, None);
-        tracing::info!(call_id = %call_id, user_id = mailbox.user_id, reason = why, "caller sent to voicemail");
+        tracing::info!(call_id = %call_id, user_id = %mailbox.user_id, reason = why, "caller sent to voicemail");
         if let Some(call) = self.calls.calls.get_mut(call_id) {
             call.voicemail = Some(mailbox);
         }
@@ -77,7 +78,7 @@ impl Core {
 
     /// The mailbox of the first callee that has one (none while
     /// `voicemail.internal_calls` is off).
-    fn mailbox_of(&self, callees: &[i64]) -> Option<Mailbox> {
+    fn mailbox_of(&self, callees: &[DeviceId]) -> Option<Mailbox> {
         if !self.cfg.voicemail_internal {
             return None;
         }
@@ -91,7 +92,7 @@ impl Core {
 
     /// Whether any callee has a mailbox an unanswered internal call can go
     /// to.
-    pub(super) fn has_mailbox(&self, callees: &[i64]) -> bool {
+    pub(super) fn has_mailbox(&self, callees: &[DeviceId]) -> bool {
         self.mailbox_of(callees).is_some()
     }
 

@@ -2,6 +2,7 @@
 //! contacts that asked for it and to the SIP trunk, and the answers.
 
 use super::*;
+use proto::types::DeviceId;
 
 impl Core {
     pub(in crate::sip::core) fn schedule_keepalive(&mut self, now: u64) {
@@ -29,7 +30,7 @@ impl Core {
     pub(in crate::sip::core) fn send_keepalive_batch(&mut self, now: u64) {
         let timeout = self.cfg.keepalive_interval_ms.max(1_000);
         let n = self.keepalive_queue.len().min(KEEPALIVE_BATCH);
-        let batch: Vec<(i64, String, Peer)> = self.keepalive_queue.drain(..n).collect();
+        let batch: Vec<(DeviceId, String, Peer)> = self.keepalive_queue.drain(..n).collect();
         self.next_keepalive_batch =
             (!self.keepalive_queue.is_empty()).then_some(now + KEEPALIVE_SPACING_MS);
         for (device_id, contact, peer) in batch {
@@ -106,7 +107,7 @@ const KEEPALIVE_BATCH: usize = 64;
 const KEEPALIVE_SPACING_MS: u64 = 10;
 
 pub(in crate::sip::core) struct Keepalive {
-    pub(in crate::sip::core) device_id: i64,
+    pub(in crate::sip::core) device_id: DeviceId,
     pub(in crate::sip::core) contact: String,
 }
 

@@ -24,7 +24,7 @@ fn core() -> Core {
     let mut c = Core::new(cfg, [1; 32]);
     let (md5, sha) = ha1("alice", REALM, "pw");
     c.set_devices([Device {
-        id: 1,
+        id: DeviceId(1),
         username: "alice".into(),
         ha1_md5: md5,
         ha1_sha256: sha,

@@ -57,7 +57,7 @@ fn a_phone_subscribes_to_its_mailbox_and_hears_each_change_until_it_unsubscribes
     assert!(n.ends_with("Messages-Waiting: no\r\nMessage-Account: sip:alice@gosip.test\r\nVoice-Message: 0/0 (0/0)\r\n"), "{n}");
     assert_eq!(c.mwi_subscriptions(), 1);
     // Two new voicemails and an old one: the light goes on.
-    c.set_voicemail_counts(T0 + 3, [(1, (2, 1))].into());
+    c.set_voicemail_counts(T0 + 3, [(DeviceId(1), (2, 1))].into());
     let out = drain(&mut c);
     assert_eq!(out.len(), 1, "{out:#?}");
     assert_eq!(header(&out[0], "CSeq"), ["2 NOTIFY"]);
@@ -68,7 +68,7 @@ fn a_phone_subscribes_to_its_mailbox_and_hears_each_change_until_it_unsubscribes
         out[0]
     );
     // The same counts again: nothing new is sent.
-    c.set_voicemail_counts(T0 + 4, [(1, (2, 1))].into());
+    c.set_voicemail_counts(T0 + 4, [(DeviceId(1), (2, 1))].into());
     assert!(drain(&mut c).is_empty());
     // Somebody else's mailbox with alice's credentials: 403.
     let other = subscribe("o1", "", 3600, "message-summary", "bob");
@@ -108,7 +108,7 @@ fn a_phone_that_never_subscribes_hears_of_changes_only_in_unsolicited_mode() {
         let mut c = core();
         let (md5, sha) = ha1("alice", REALM, "pw");
         c.set_devices([Device {
-            id: 1,
+            id: DeviceId(1),
             username: "alice".into(),
             ha1_md5: md5,
             ha1_sha256: sha,
@@ -126,7 +126,7 @@ fn a_phone_that_never_subscribes_hears_of_changes_only_in_unsolicited_mode() {
         let out = send(&mut c, T0, &msg);
         let out = send(&mut c, T0 + 1, &with_auth(&msg, &out[0], 1, true));
         assert!(out[0].starts_with("SIP/2.0 200 OK\r\n"), "{}", out[0]);
-        c.set_voicemail_counts(T0 + 2, [(1, (1, 0))].into());
+        c.set_voicemail_counts(T0 + 2, [(DeviceId(1), (1, 0))].into());
         let out = drain(&mut c);
         if !unsolicited {
             assert!(out.is_empty(), "{out:#?}");
@@ -144,7 +144,7 @@ fn a_phone_that_never_subscribes_hears_of_changes_only_in_unsolicited_mode() {
             "{n}"
         );
         // Unchanged counts send nothing more.
-        c.set_voicemail_counts(T0 + 3, [(1, (1, 0))].into());
+        c.set_voicemail_counts(T0 + 3, [(DeviceId(1), (1, 0))].into());
         assert!(drain(&mut c).is_empty());
     }
 }

@@ -88,7 +88,7 @@ fn an_answered_keepalive_keeps_the_device_online() {
         matches!(&ev[..], [Event::Binding(Change::Online(b))] if b.online && b.last_seen == T0 + 10_050)
     );
     c.handle_timeout(T0 + 19_999);
-    assert!(c.registrar().bindings_of(1)[0].online);
+    assert!(c.registrar().bindings_of(DeviceId(1))[0].online);
 }
 
 #[test]
@@ -96,7 +96,7 @@ fn a_device_saved_under_another_realm_cannot_authenticate() {
     let mut c = core();
     let (md5, sha) = ha1("alice", "old.realm", "pw");
     c.set_devices([Device {
-        id: 1,
+        id: DeviceId(1),
         username: "alice".into(),
         ha1_md5: md5,
         ha1_sha256: sha,
@@ -177,7 +177,7 @@ fn a_new_password_or_a_deleted_device_drops_its_registrations_and_nobody_elses()
     let alice = c.devices["alice"].clone();
     let (md5, sha) = ha1("bob", REALM, "pw");
     let bob = Device {
-        id: 2,
+        id: DeviceId(2),
         username: "bob".into(),
         ha1_md5: md5,
         ha1_sha256: sha,
@@ -217,12 +217,12 @@ fn a_new_password_or_a_deleted_device_drops_its_registrations_and_nobody_elses()
         },
         bob.clone(),
     ]);
-    assert_eq!(removed(&mut c), [1]);
-    assert!(c.registrar().bindings_of(1).is_empty());
-    assert_eq!(c.registrar().bindings_of(2).len(), 1);
+    assert_eq!(removed(&mut c), [DeviceId(1)]);
+    assert!(c.registrar().bindings_of(DeviceId(1)).is_empty());
+    assert_eq!(c.registrar().bindings_of(DeviceId(2)).len(), 1);
     // Bob deleted.
     c.set_devices([alice]);
-    assert_eq!(removed(&mut c), [2]);
+    assert_eq!(removed(&mut c), [DeviceId(2)]);
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn a_phone_set_up_for_tls_is_refused_in_clear_even_with_the_right_password() {
     let out = send(&mut c, T0, &with_auth(&msg, &ch[0], 1, true));
     assert!(out[0].starts_with("SIP/2.0 403 "), "{}", out[0]);
     assert!(header(&out[0], "Warning")[0].contains("TLS"), "{}", out[0]);
-    assert!(c.registrar().bindings_of(1).is_empty());
+    assert!(c.registrar().bindings_of(DeviceId(1)).is_empty());
 }
 
 #[test]
@@ -287,7 +287,7 @@ fn keepalive_every_10s(c: &mut Core, failures: u32) {
 /// registered from [`phone`] for an hour.
 fn restored(device_id: i64, contact: String) -> Binding {
     Binding {
-        device_id,
+        device_id: DeviceId(device_id),
         contact,
         source: phone(),
         user_agent: String::new(),

@@ -255,7 +255,7 @@ fn a_phone_that_placed_both_calls_joins_the_two_people_it_called() {
     let mut c = with_carol();
     // alice's phone is registered too: bob calls her, then carol.
     c.restore(Binding {
-        device_id: 1,
+        device_id: DeviceId(1),
         contact: format!("sip:alice@{A}"),
         source: peer(A),
         user_agent: String::new(),

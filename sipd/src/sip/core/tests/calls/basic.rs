@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn an_internal_call_to_a_device_on_do_not_disturb_is_refused_with_480() {
     let mut c = setup(&[B1]);
-    c.set_dnd([2]);
+    c.set_dnd([DeviceId(2)]);
     c.handle_message(T0, peer(A), invite(1, "").as_bytes());
     let ch = out(&mut c).remove(0).1;
     let hdr = header(&ch, "Proxy-Authenticate")[0];
@@ -63,7 +63,7 @@ fn the_device_that_answers_an_inbound_call_is_reported_with_the_answer() {
         peer(B1),
         reply(&inv, 200, "b1", Some(SDP)).as_bytes(),
     );
-    assert_eq!(answered(&mut c), Some(Some(2)));
+    assert_eq!(answered(&mut c), Some(Some(DeviceId(2))));
     // An internal call stays the caller's.
     let mut c = setup(&[B1]);
     let inv = find(&place(&mut c), B1, "INVITE ");

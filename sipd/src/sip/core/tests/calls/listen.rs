@@ -12,7 +12,7 @@ fn setup_alice_mailbox() -> Core {
     let mut devices: Vec<Device> = c.devices.values().cloned().collect();
     for d in devices.iter_mut().filter(|d| d.username == "alice") {
         d.mailbox = Some(Mailbox {
-            user_id: 5,
+            user_id: UserId(5),
             name: "Alice".into(),
         });
     }
@@ -81,8 +81,13 @@ fn the_mailbox_plays_newest_first_and_keys_move_delete_and_end() {
     let (ok, ev) = dial_mailbox(&mut c);
     assert!(ok.contains("m=audio 20000 RTP/AVP 0 101"), "{ok}");
     assert!(
-        ev.iter()
-            .any(|e| matches!(e, Event::MailboxList { user_id: 5, .. })),
+        ev.iter().any(|e| matches!(
+            e,
+            Event::MailboxList {
+                user_id: UserId(5),
+                ..
+            }
+        )),
         "{ev:?}"
     );
     c.mailbox_loaded(

@@ -34,7 +34,7 @@ fn setup(contacts: &[&str]) -> Core {
     let (md5, sha) = ha1("bob", REALM, "pw");
     let mut devices = vec![c.devices["alice"].clone()];
     devices.push(Device {
-        id: 2,
+        id: DeviceId(2),
         username: "bob".into(),
         ha1_md5: md5,
         ha1_sha256: sha,
@@ -51,7 +51,7 @@ fn setup(contacts: &[&str]) -> Core {
     c.set_devices(devices);
     for a in contacts {
         c.restore(Binding {
-            device_id: 2,
+            device_id: DeviceId(2),
             contact: format!("sip:bob@{a}"),
             source: peer(a),
             user_agent: String::new(),

@@ -61,7 +61,7 @@ fn bob_over_tls_with_srtp_required() -> Core {
     let alice = c.devices["alice"].clone();
     c.set_devices([alice, bob]);
     c.restore(Binding {
-        device_id: 2,
+        device_id: DeviceId(2),
         contact: format!("sip:bob@{B1};transport=tls"),
         source: Peer {
             transport: crate::sip::Transport::Tls,

@@ -13,7 +13,7 @@ pub(super) fn with_carol() -> Core {
     let (md5, sha) = ha1("carol", REALM, "pw");
     let mut devices: Vec<Device> = c.devices.values().cloned().collect();
     devices.push(Device {
-        id: 3,
+        id: DeviceId(3),
         username: "carol".into(),
         ha1_md5: md5,
         ha1_sha256: sha,
@@ -29,7 +29,7 @@ pub(super) fn with_carol() -> Core {
     });
     c.set_devices(devices);
     c.restore(Binding {
-        device_id: 3,
+        device_id: DeviceId(3),
         contact: format!("sip:carol@{C1}"),
         source: peer(C1),
         user_agent: String::new(),
@@ -143,7 +143,7 @@ fn a_blind_transfer_rings_the_target_and_hands_it_the_caller_then_releases_the_t
         events.iter().any(|e| matches!(
             e,
             Event::Cdr(Cdr::Answered {
-                device_id: Some(3),
+                device_id: Some(DeviceId(3)),
                 ..
             })
         )),

@@ -43,7 +43,7 @@ fn a_trunk_invite_authenticated_with_the_trunk_credentials_rings_the_named_devic
     c.handle_message(T0 + 1, peer(A), inv(2, &auth).as_bytes());
     assert!(out(&mut c)[0].1.starts_with("SIP/2.0 100 Trying"));
     let ev: Vec<Event> = std::iter::from_fn(|| c.poll_event()).collect();
-    assert!(ev.iter().any(|e| matches!(e, Event::Cdr(Cdr::Start { direction: "inbound", device_id: 2, call_sid: Some(sid), from, .. }) if sid == "CA123" && from == "+15557654321")), "{ev:?}");
+    assert!(ev.iter().any(|e| matches!(e, Event::Cdr(Cdr::Start { direction: "inbound", device_id: DeviceId(2), call_sid: Some(sid), from, .. }) if sid == "CA123" && from == "+15557654321")), "{ev:?}");
     c.media_ready(T0 + 2, "trunk1", Some((20000, 20002)));
     let o = out(&mut c);
     assert_eq!(o.len(), 2, "both of bob's contacts ring");

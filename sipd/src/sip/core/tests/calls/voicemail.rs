@@ -12,7 +12,7 @@ fn setup_with_mailbox(contacts: &[&str]) -> Core {
     let mut devices: Vec<Device> = c.devices.values().cloned().collect();
     for d in devices.iter_mut().filter(|d| d.username == "bob") {
         d.mailbox = Some(Mailbox {
-            user_id: 7,
+            user_id: UserId(7),
             name: "Bob".into(),
         });
     }
@@ -93,7 +93,7 @@ fn ends_as(ev: &[Event], want: &str) {
     assert_eq!(
         release,
         Some(Some(Voicemail {
-            user_id: 7,
+            user_id: UserId(7),
             from_number: "101".into(),
             from_name: "Alice".into(),
         })),
