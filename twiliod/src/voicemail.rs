@@ -113,30 +113,7 @@ async fn handle_recording(
         tracing::debug!(recording_sid = sid, "duplicate recording callback ignored");
         return Ok(());
     }
-    let min = st.settings.get().u64("voicemail.min_length") as i64;
-    if duration < min {
-        sqlx::query("UPDATE voice_recordings SET discarded = TRUE WHERE recording_sid = ?")
-            .bind(sid)
-            .execute(&st.pool)
-            .await?;
-        sqlx::query("DELETE FROM voicemails WHERE recording_sid = ?")
-            .bind(sid)
-            .execute(&st.pool)
-            .await?;
-        tracing::info!(
-            recording_sid = sid,
-            call_sid,
-            duration,
-            min,
-            "voicemail too short: discarded"
-        );
-        st.queue
-            .enqueue(
-                DELETE_RECORDING,
-                &serde_json::json!({"recording_sid": sid}),
-                Enqueue::key(format!("{DELETE_RECORDING}:{sid}")),
-            )
-            .await?;
+    if too_short(st, sid, call_sid, duration).await? {
         return Ok(());
     }
     // None while sipd is away: the record is queued and links this
@@ -194,6 +171,44 @@ async fn handle_recording(
         )
         .await?;
     Ok(())
+}
+
+/// A recording shorter than `voicemail.min_length` is no message: it is
+/// marked discarded, any row of it removed and the audio deleted at Twilio.
+/// True when it was.
+async fn too_short(
+    st: &AppState,
+    sid: &str,
+    call_sid: &str,
+    duration: i64,
+) -> Result<bool, sqlx::Error> {
+    let min = st.settings.get().u64("voicemail.min_length") as i64;
+    if duration >= min {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE voice_recordings SET discarded = TRUE WHERE recording_sid = ?")
+        .bind(sid)
+        .execute(&st.pool)
+        .await?;
+    sqlx::query("DELETE FROM voicemails WHERE recording_sid = ?")
+        .bind(sid)
+        .execute(&st.pool)
+        .await?;
+    tracing::info!(
+        recording_sid = sid,
+        call_sid,
+        duration,
+        min,
+        "voicemail too short: discarded"
+    );
+    st.queue
+        .enqueue(
+            DELETE_RECORDING,
+            &serde_json::json!({"recording_sid": sid}),
+            Enqueue::key(format!("{DELETE_RECORDING}:{sid}")),
+        )
+        .await?;
+    Ok(true)
 }
 
 /// A transcription callback (completed or failed).
