@@ -163,13 +163,7 @@ async fn handle_recording(
         ?user_id,
         "voicemail received"
     );
-    st.queue
-        .enqueue(
-            DOWNLOAD,
-            &serde_json::json!({"recording_sid": sid}),
-            Enqueue::key(format!("{DOWNLOAD}:{sid}")),
-        )
-        .await?;
+    recording_job(st, DOWNLOAD, sid, Duration::ZERO).await?;
     Ok(())
 }
 
@@ -201,14 +195,22 @@ async fn too_short(
         min,
         "voicemail too short: discarded"
     );
-    st.queue
-        .enqueue(
-            DELETE_RECORDING,
-            &serde_json::json!({"recording_sid": sid}),
-            Enqueue::key(format!("{DELETE_RECORDING}:{sid}")),
-        )
-        .await?;
+    recording_job(st, DELETE_RECORDING, sid, Duration::ZERO).await?;
     Ok(true)
+}
+
+/// Queues job `kind` for recording `sid`, once per kind and recording,
+/// to run `delay` from now.
+async fn recording_job(
+    st: &AppState,
+    kind: &str,
+    sid: &str,
+    delay: Duration,
+) -> Result<i64, sqlx::Error> {
+    let opts = Enqueue::key(format!("{kind}:{sid}")).delay(delay);
+    st.queue
+        .enqueue(kind, &serde_json::json!({"recording_sid": sid}), opts)
+        .await
 }
 
 /// A transcription callback (completed or failed).
@@ -347,22 +349,10 @@ async fn download(st: &AppState, job: Job) -> Result<(), JobError> {
         .await?;
     tracing::info!(recording_sid = %sid, bytes = audio.len(), path = %rel, "voicemail audio stored");
     if st.settings.get().bool("twilio.delete_after_download") {
-        st.queue
-            .enqueue(
-                DELETE_RECORDING,
-                &serde_json::json!({"recording_sid": sid}),
-                Enqueue::key(format!("{DELETE_RECORDING}:{sid}")),
-            )
-            .await?;
+        recording_job(st, DELETE_RECORDING, &sid, Duration::ZERO).await?;
     }
     if !maybe_notify(st, &sid, None).await? {
-        st.queue
-            .enqueue(
-                TRANSCRIPT_TIMEOUT,
-                &serde_json::json!({"recording_sid": sid}),
-                Enqueue::key(format!("{TRANSCRIPT_TIMEOUT}:{sid}")).delay(TRANSCRIPT_WAIT),
-            )
-            .await?;
+        recording_job(st, TRANSCRIPT_TIMEOUT, &sid, TRANSCRIPT_WAIT).await?;
     }
     Ok(())
 }

@@ -305,16 +305,7 @@ fn the_caller_cancelling_gets_487_and_the_callee_a_cancel() {
 
 #[test]
 fn an_unanswering_contact_gets_timer_a_retransmissions_then_timer_b_ends_it() {
-    let mut c = setup(&[B1]);
-    c.set_config(
-        T0,
-        CoreConfig {
-            realm: REALM.into(),
-            ring_timeout_ms: 60_000,
-            keepalive_interval_ms: 0,
-            ..CoreConfig::default()
-        },
-    );
+    let mut c = ringing_for_a_minute();
     let invites = place(&mut c);
     let mut sent = vec![T0 + 2];
     let mut now = T0 + 2;
@@ -338,16 +329,7 @@ fn an_unanswering_contact_gets_timer_a_retransmissions_then_timer_b_ends_it() {
 
 #[test]
 fn a_ringing_call_is_woken_exactly_when_its_timers_fall_due_as_they_move() {
-    let mut c = setup(&[B1]);
-    c.set_config(
-        T0,
-        CoreConfig {
-            realm: REALM.into(),
-            ring_timeout_ms: 60_000,
-            keepalive_interval_ms: 0,
-            ..CoreConfig::default()
-        },
-    );
+    let mut c = ringing_for_a_minute();
     let invites = place(&mut c);
     let resent = |sent: &[(u64, String, String)]| -> Vec<u64> {
         sent.iter()
@@ -414,4 +396,20 @@ fn a_callee_hanging_up_sends_bye_to_the_caller() {
         to_a.contains("Call-ID: call1")
             && to_a.contains("To: \"Alice\" <sip:alice@gosip.test>;tag=at")
     );
+}
+
+/// bob's phone (B1) registered and calls ringing for 60 s: longer than
+/// Timer B, so the INVITE transaction's timers decide.
+fn ringing_for_a_minute() -> Core {
+    let mut c = setup(&[B1]);
+    c.set_config(
+        T0,
+        CoreConfig {
+            realm: REALM.into(),
+            ring_timeout_ms: 60_000,
+            keepalive_interval_ms: 0,
+            ..CoreConfig::default()
+        },
+    );
+    c
 }

@@ -514,21 +514,7 @@ fn an_in_call_request_the_other_side_never_answers_gets_408_and_ends_the_call() 
 fn a_relayed_reinvites_2xx_nobody_acks_is_resent_on_time_and_then_ends_the_call() {
     let mut c = setup(&[B1]);
     let (_, tag) = answered(&mut c);
-    c.handle_message(
-        T0 + 2_000,
-        peer(A),
-        from_a("INVITE", 3, &tag, "application/sdp", SDP).as_bytes(),
-    );
-    let to_b = find(&out(&mut c), B1, "INVITE ");
-    let ok = respond(
-        &to_b,
-        200,
-        "OK",
-        "sip:bob@192.168.1.61:5060",
-        "application/sdp",
-        &bob_sdp(""),
-    );
-    c.handle_message(T0 + 2_050, peer(B1), ok.as_bytes());
+    reinvite_from_a_answered(&mut c, &tag);
     out(&mut c);
     // Past the relay's linger time (64*T1) the core must not ask for the
     // clock in the past while the 2xx still waits for its ACK.

@@ -79,21 +79,7 @@ fn each_legs_media_names_the_ip_its_signalling_came_from_so_mediad_latches_only_
     let tag = tag_of(header(&ok, "To")[0]).unwrap().to_string();
     ack_a(&mut c, T0 + 20, "ack2", 2, &tag, "");
     // A re-INVITE's offer/answer names both legs again.
-    c.handle_message(
-        T0 + 2_000,
-        peer(A),
-        from_a("INVITE", 3, &tag, "application/sdp", SDP).as_bytes(),
-    );
-    let to_b = find(&out(&mut c), B1, "INVITE ");
-    let ok = respond(
-        &to_b,
-        200,
-        "OK",
-        "sip:bob@192.168.1.61:5060",
-        "application/sdp",
-        &bob_sdp(""),
-    );
-    c.handle_message(T0 + 2_050, peer(B1), ok.as_bytes());
+    reinvite_from_a_answered(&mut c, &tag);
     let mut m = signal_ips(&mut c);
     m.sort();
     assert_eq!(m, vec![("a", alice), ("b", bob)]);

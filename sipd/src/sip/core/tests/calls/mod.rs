@@ -328,6 +328,26 @@ fn find(o: &[(String, String)], to: &str, start: &str) -> String {
         .unwrap_or_else(|| panic!("no {start:?} to {to}: {o:?}"))
 }
 
+/// alice re-INVITEs (CSeq 3, at T0 + 2 s) in the answered call of dialog
+/// `tag`, and bob's 200 with his SDP comes back 50 ms later.
+fn reinvite_from_a_answered(c: &mut Core, tag: &str) {
+    c.handle_message(
+        T0 + 2_000,
+        peer(A),
+        from_a("INVITE", 3, tag, "application/sdp", SDP).as_bytes(),
+    );
+    let to_b = find(&out(c), B1, "INVITE ");
+    let ok = respond(
+        &to_b,
+        200,
+        "OK",
+        "sip:bob@192.168.1.61:5060",
+        "application/sdp",
+        &bob_sdp(""),
+    );
+    c.handle_message(T0 + 2_050, peer(B1), ok.as_bytes());
+}
+
 /// A leg as the tests below write it.
 fn ab(leg: Leg) -> &'static str {
     match leg {
