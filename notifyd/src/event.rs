@@ -1,5 +1,6 @@
 //! The events other daemons hand to notifyd, as stored in the `jobs` table.
 
+use proto::types::UserId;
 use serde::{Deserialize, Serialize};
 
 /// What happened. The wire names (`kind` in `NotifyRequest`, `event` in
@@ -52,7 +53,9 @@ impl std::fmt::Display for Kind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub kind: Kind,
-    pub user_id: i64,
+    /// `None`: the admins (0 in the stored JSON and on the wire).
+    #[serde(with = "proto::types::user_or_zero")]
+    pub user_id: Option<UserId>,
     pub data: serde_json::Value,
     #[serde(default)]
     pub attachments: Vec<String>,

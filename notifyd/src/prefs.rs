@@ -24,6 +24,7 @@
 //! system's `gotify.url`/`gotify.token` or the user's own `url`/`token`).
 //! `address` sends email somewhere other than the login address.
 
+use proto::types::UserId;
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -33,7 +34,7 @@ use crate::event::Kind;
 /// A user an event goes to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recipient {
-    pub user_id: i64,
+    pub user_id: UserId,
     pub email: String,
     pub prefs: Prefs,
 }
@@ -63,9 +64,9 @@ pub enum Target {
     Email {
         to: String,
     },
-    /// Gotify with the system server (`user_id` 0) or a user's own.
+    /// Gotify with the system server (`user_id` none) or a user's own.
     Gotify {
-        user_id: i64,
+        user_id: Option<UserId>,
     },
 }
 
@@ -171,7 +172,7 @@ pub fn targets(kind: Kind, recipients: &[Recipient], system_gotify: bool) -> Vec
         let own = g.url.is_some() && g.token.is_some();
         if g.wants(kind, gotify_default) && (own || system_gotify) {
             push(Target::Gotify {
-                user_id: if own { r.user_id } else { 0 },
+                user_id: own.then_some(r.user_id),
             });
         }
     }
@@ -184,7 +185,7 @@ mod tests {
 
     fn user(id: i64, email: &str, prefs: &str) -> Recipient {
         Recipient {
-            user_id: id,
+            user_id: UserId(id),
             email: email.into(),
             prefs: Prefs::parse(prefs),
         }
@@ -229,7 +230,7 @@ mod tests {
         let u = [user(1, "a@x.org", "{}"), user(2, "b@x.org", "")];
         assert_eq!(
             targets(Kind::MissedCall, &u, true),
-            vec![Target::Gotify { user_id: 0 }]
+            vec![Target::Gotify { user_id: None }]
         );
         assert_eq!(targets(Kind::Voicemail, &u, true).len(), 3);
     }
@@ -263,7 +264,9 @@ mod tests {
                 Target::Email {
                     to: "pager@x.org".into()
                 },
-                Target::Gotify { user_id: 7 }
+                Target::Gotify {
+                    user_id: Some(UserId(7))
+                }
             ]
         );
     }
@@ -294,7 +297,7 @@ mod tests {
         assert!(targets(Kind::Voicemail, &u, true).is_empty());
         assert_eq!(
             targets(Kind::Sms, &u, true),
-            vec![Target::Gotify { user_id: 0 }]
+            vec![Target::Gotify { user_id: None }]
         );
         assert_eq!(targets(Kind::MissedCall, &u, true).len(), 2);
         let off = [user(1, "a@x.org", r#"{"email":false,"missed_call":true}"#)];
@@ -329,11 +332,18 @@ mod tests {
         )];
         assert_eq!(
             targets(Kind::CallEnded, &on, true),
-            vec![Target::Gotify { user_id: 3 }]
+            vec![Target::Gotify {
+                user_id: Some(UserId(3))
+            }]
         );
         assert_eq!(
             targets(Kind::Voicemail, &on, false),
-            vec![pager, Target::Gotify { user_id: 3 }]
+            vec![
+                pager,
+                Target::Gotify {
+                    user_id: Some(UserId(3))
+                }
+            ]
         );
     }
 

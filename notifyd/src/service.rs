@@ -1,6 +1,7 @@
 //! The `Notifyd` gRPC service: `Notify` stores the event before it answers;
 //! `SendTest` makes one real delivery now and reports the real error.
 
+use proto::types::UserId;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -62,7 +63,7 @@ pub fn event_from(req: &NotifyRequest) -> Result<Event, Status> {
     }
     Ok(Event {
         kind,
-        user_id: req.user_id,
+        user_id: UserId::from_wire(req.user_id),
         data,
         attachments: req.attachments.clone(),
         created_at: proto::time::now(),
@@ -139,7 +140,7 @@ impl Notifyd for NotifyService {
                 )));
             }
         };
-        tracing::info!(job_id, kind = %event.kind, user_id = event.user_id, "notification accepted");
+        tracing::info!(job_id, kind = %event.kind, user_id = ?event.user_id, "notification accepted");
         Ok(Response::new(NotifyReply { job_id }))
     }
 
@@ -168,8 +169,12 @@ impl Notifyd for NotifyService {
                 (target.to_owned(), deliver::email(&s, http, &mail).await)
             }
             "gotify" => {
-                let (url, token) =
-                    crate::worker::gotify_server(&self.ctx.pool, &s, req.user_id).await;
+                let (url, token) = crate::worker::gotify_server(
+                    &self.ctx.pool,
+                    &s,
+                    UserId::from_wire(req.user_id),
+                )
+                .await;
                 let push = Push {
                     title: rendered.subject,
                     message: rendered.short,

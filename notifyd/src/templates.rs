@@ -488,7 +488,7 @@ mod tests {
     fn ev(kind: Kind, data: Value, attachments: &[&str]) -> Event {
         Event {
             kind,
-            user_id: 1,
+            user_id: Some(proto::types::UserId(1)),
             data,
             attachments: attachments.iter().map(|s| s.to_string()).collect(),
             created_at: "2025-01-15T14:30:00.000Z".into(),

@@ -4,6 +4,7 @@
 //! per job, and a watcher that turns new rows of the `alerts` table into
 //! admin-alert events.
 
+use proto::types::UserId;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,11 +87,13 @@ pub enum Delivery {
         event: Event,
         to: String,
     },
-    /// `user_id` 0 = the system Gotify; else that user's own server.
+    /// `user_id` none (0 when stored) = the system Gotify; else that
+    /// user's own server.
     Gotify {
         event_id: i64,
         event: Event,
-        user_id: i64,
+        #[serde(with = "proto::types::user_or_zero")]
+        user_id: Option<UserId>,
     },
     /// The body is fixed at fan-out so every retry sends the same bytes.
     Webhook {
@@ -336,7 +339,7 @@ async fn fan_out(ctx: &Ctx, event_id: i64, event: &Event) -> anyhow::Result<()> 
     tracing::info!(
         event_id,
         kind = %event.kind,
-        user_id = event.user_id,
+        user_id = ?event.user_id,
         deliveries = jobs.len(),
         "event fanned out"
     );
@@ -376,7 +379,7 @@ async fn plan(
         "event": event.kind,
         "created_at": event.created_at,
         "timestamp": created.timestamp(),
-        "user_id": (event.user_id > 0).then_some(event.user_id),
+        "user_id": event.user_id,
         "data": event.data,
         "attachments": event.attachments,
     }))?;
@@ -496,16 +499,19 @@ pub async fn deliver_unstored(ctx: Arc<Ctx>, event: Event) {
     }
 }
 
-/// The user an event is for, or every admin for user 0 (or a user who no
+/// The user an event is for, or every admin for none (or a user who no
 /// longer exists).
-async fn recipients(pool: &SqlitePool, user_id: i64) -> Result<Vec<Recipient>, sqlx::Error> {
-    let row = |(id, email, prefs): (i64, String, String)| Recipient {
+async fn recipients(
+    pool: &SqlitePool,
+    user_id: Option<UserId>,
+) -> Result<Vec<Recipient>, sqlx::Error> {
+    let row = |(id, email, prefs): (UserId, String, String)| Recipient {
         user_id: id,
         email,
         prefs: Prefs::parse(&prefs),
     };
-    if user_id > 0 {
-        let one: Option<(i64, String, String)> =
+    if let Some(user_id) = user_id {
+        let one: Option<(UserId, String, String)> =
             sqlx::query_as("SELECT id, email, CAST(notify_prefs AS TEXT) FROM users WHERE id = ?")
                 .bind(user_id)
                 .fetch_optional(pool)
@@ -514,7 +520,7 @@ async fn recipients(pool: &SqlitePool, user_id: i64) -> Result<Vec<Recipient>, s
             return Ok(vec![row(u)]);
         }
     }
-    let admins: Vec<(i64, String, String)> = sqlx::query_as(
+    let admins: Vec<(UserId, String, String)> = sqlx::query_as(
         "SELECT id, email, CAST(notify_prefs AS TEXT) FROM users WHERE role = 'admin' ORDER BY id",
     )
     .fetch_all(pool)
@@ -761,9 +767,9 @@ fn declared_type(data: &serde_json::Value, path: &str) -> Option<String> {
 pub(crate) async fn gotify_server(
     pool: &SqlitePool,
     s: &Settings,
-    user_id: i64,
+    user_id: Option<UserId>,
 ) -> (String, String) {
-    if user_id > 0
+    if let Some(user_id) = user_id
         && let Ok(Some(prefs)) = sqlx::query_scalar::<_, String>(
             "SELECT CAST(notify_prefs AS TEXT) FROM users WHERE id = ?",
         )
@@ -835,7 +841,7 @@ pub async fn watch_alerts(ctx: Arc<Ctx>, every: Duration, shutdown: Cancellation
                 for (id, source, kind, message, created_at) in rows {
                     let event = Event {
                         kind: Kind::AdminAlert,
-                        user_id: 0,
+                        user_id: None,
                         data: serde_json::json!({
                             "alert": kind, "message": message, "source": source, "at": created_at,
                         }),

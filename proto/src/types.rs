@@ -228,6 +228,29 @@ id_type!(/// Row id in `cdrs`.
 id_type!(/// Row id in `routes`.
     RouteId);
 
+impl UserId {
+    /// A user id from the wire, where 0 means none (notifyd's `Notify`:
+    /// the admins; a Gotify delivery: the system's server).
+    pub fn from_wire(n: i64) -> Option<UserId> {
+        (n > 0).then_some(UserId(n))
+    }
+}
+
+/// `Option<UserId>` kept as a plain integer, 0 for none, so stored JSON
+/// and the wire keep their shape: `#[serde(with = "user_or_zero")]`.
+pub mod user_or_zero {
+    use super::UserId;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<UserId>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(v.map_or(0, |u| u.0))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<UserId>, D::Error> {
+        Ok(UserId::from_wire(i64::deserialize(d)?))
+    }
+}
+
 macro_rules! sid_type {
     ($(#[$m:meta])* $name:ident, $prefix:literal) => {
         $(#[$m])*
@@ -444,6 +467,20 @@ mod tests {
         assert!(CallSid::parse("CA0123456789abcdef0123456789abcdef").is_ok());
         assert!(CallSid::parse("SM0123456789abcdef0123456789abcdef").is_err());
         assert!(CallSid::parse("CA0123").is_err());
+    }
+
+    #[test]
+    fn an_optional_user_is_a_plain_integer_with_0_for_none() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct T {
+            #[serde(with = "user_or_zero")]
+            u: Option<UserId>,
+        }
+        for (v, json) in [(None, r#"{"u":0}"#), (Some(UserId(5)), r#"{"u":5}"#)] {
+            assert_eq!(serde_json::to_string(&T { u: v }).unwrap(), json);
+            assert_eq!(serde_json::from_str::<T>(json).unwrap(), T { u: v });
+        }
+        assert_eq!(UserId::from_wire(-3), None);
     }
 
     #[test]
