@@ -194,6 +194,48 @@ impl Registrar {
         }
     }
 
+    /// `Contact: *` with `Expires: 0`: every binding of the device goes,
+    /// but one a newer REGISTER of the same Call-ID made (RFC 3261 section
+    /// 10.3 step 6).
+    fn unregister_all(&mut self, now: u64, r: &Register<'_>) -> Outcome {
+        let list = self.bindings.remove(&r.device_id).unwrap_or_default();
+        let (keep, gone): (Vec<_>, Vec<_>) = list
+            .into_iter()
+            .partition(|b| b.call_id == r.call_id && b.cseq >= r.cseq);
+        for b in gone {
+            self.changes.push(Change::Remove {
+                device_id: b.device_id,
+                contact: b.contact,
+            });
+        }
+        if !keep.is_empty() {
+            self.bindings.insert(r.device_id, keep);
+        }
+        Outcome::Ok(self.current(now, r.device_id))
+    }
+
+    /// Each contact's URI and the expiry it gets, or the answer refusing
+    /// the whole REGISTER.
+    fn wanted(&self, items: &[&str], r: &Register<'_>) -> Result<Vec<(String, u32)>, Outcome> {
+        let mut wanted = Vec::new();
+        for c in items {
+            let uri = uri_of(c).to_string();
+            if !uri.contains(':') {
+                return Err(Outcome::Bad("Malformed Contact"));
+            }
+            let expires = match contact_expires(c) {
+                Some(Ok(e)) => e,
+                Some(Err(())) => return Err(Outcome::Bad("Bad Contact Expires")),
+                None => r.expires_header.unwrap_or(self.policy.default),
+            };
+            if expires != 0 && expires < self.policy.min {
+                return Err(Outcome::TooBrief(self.policy.min));
+            }
+            wanted.push((uri, expires.min(self.policy.max)));
+        }
+        Ok(wanted)
+    }
+
     /// Applies a REGISTER at `now` (ms).
     pub fn register(&mut self, now: u64, r: &Register<'_>) -> Outcome {
         let mut items: Vec<&str> = Vec::new();
@@ -209,38 +251,13 @@ impl Registrar {
             if items.len() != 1 || r.expires_header != Some(0) {
                 return Outcome::Bad("Wildcard Contact Needs Expires 0");
             }
-            let list = self.bindings.remove(&r.device_id).unwrap_or_default();
-            let (keep, gone): (Vec<_>, Vec<_>) = list
-                .into_iter()
-                .partition(|b| b.call_id == r.call_id && b.cseq >= r.cseq);
-            for b in gone {
-                self.changes.push(Change::Remove {
-                    device_id: b.device_id,
-                    contact: b.contact,
-                });
-            }
-            if !keep.is_empty() {
-                self.bindings.insert(r.device_id, keep);
-            }
-            return Outcome::Ok(self.current(now, r.device_id));
+            return self.unregister_all(now, r);
         }
         // Validate everything first: a REGISTER is applied whole or not at all.
-        let mut wanted: Vec<(String, u32)> = Vec::new();
-        for c in &items {
-            let uri = uri_of(c).to_string();
-            if !uri.contains(':') {
-                return Outcome::Bad("Malformed Contact");
-            }
-            let expires = match contact_expires(c) {
-                Some(Ok(e)) => e,
-                Some(Err(())) => return Outcome::Bad("Bad Contact Expires"),
-                None => r.expires_header.unwrap_or(self.policy.default),
-            };
-            if expires != 0 && expires < self.policy.min {
-                return Outcome::TooBrief(self.policy.min);
-            }
-            wanted.push((uri, expires.min(self.policy.max)));
-        }
+        let wanted = match self.wanted(&items, r) {
+            Ok(w) => w,
+            Err(o) => return o,
+        };
         let list = self.bindings.entry(r.device_id).or_default();
         for (uri, _) in &wanted {
             if let Some(b) = list.iter().find(|b| &b.contact == uri)

@@ -8,6 +8,35 @@ use proto::types::DeviceId;
 impl Core {
     /// Starts a call for an authenticated INVITE. Returns the immediate
     /// answer: `100 Trying` when the call goes on, a final status otherwise.
+    /// The caller's offer, if sipd can take it: a codec it relays and a
+    /// media protocol its hop allows (the hop opens here). `(offer, late)`:
+    /// no SDP is a late offer (RFC 3261 section 13.2.1), which the callee's
+    /// 2xx will carry.
+    fn admit_offer(
+        &mut self,
+        call_id: &str,
+        peer: &Peer,
+        caller: &Device,
+        raw: &Raw,
+    ) -> Result<(String, bool), Reply> {
+        let offer = String::from_utf8_lossy(&raw.body).into_owned();
+        let late_offer = offer.trim().is_empty();
+        if !late_offer && sdp::rewrite(&offer, "0.0.0.0", 1, false).is_none() {
+            return Err(Reply::new(488, "Not Acceptable Here")
+                .with("Warning", "304 gosip \"no shared codec\""));
+        }
+        self.open_hop(call_id, peer, caller.srtp);
+        if let Some(why) = self.hop_refuses(call_id, &offer) {
+            self.calls.hops.remove(call_id);
+            // 302: a transport protocol of the SDP (RTP/SAVP) is not
+            // available (RFC 3261 section 20.43).
+            return Err(Reply::new(488, "Not Acceptable Here")
+                .with("Warning", format!("302 gosip \"{why}\"")));
+        }
+        self.hop_in(peer, raw);
+        Ok((offer, late_offer))
+    }
+
     pub(in crate::sip::core) fn start_call(
         &mut self,
         now: u64,
@@ -51,23 +80,10 @@ impl Core {
             .find_map(|h| raw.get(h))
             .map(str::to_string);
         let from_user = caller_user(raw, caller, inbound, outbound.as_ref());
-        let offer = String::from_utf8_lossy(&raw.body).into_owned();
-        // No SDP is a late offer (RFC 3261 section 13.2.1): the callee's
-        // 2xx will carry the offer.
-        let late_offer = offer.trim().is_empty();
-        if !late_offer && sdp::rewrite(&offer, "0.0.0.0", 1, false).is_none() {
-            return Reply::new(488, "Not Acceptable Here")
-                .with("Warning", "304 gosip \"no shared codec\"");
-        }
-        self.open_hop(&call_id, &peer, caller.srtp);
-        if let Some(why) = self.hop_refuses(&call_id, &offer) {
-            self.calls.hops.remove(&call_id);
-            // 302: a transport protocol of the SDP (RTP/SAVP) is not
-            // available (RFC 3261 section 20.43).
-            return Reply::new(488, "Not Acceptable Here")
-                .with("Warning", format!("302 gosip \"{why}\""));
-        }
-        self.hop_in(&peer, raw);
+        let (offer, late_offer) = match self.admit_offer(&call_id, &peer, caller, raw) {
+            Ok(o) => o,
+            Err(reply) => return reply,
+        };
         let from_display = caller_display(raw, inbound, &from_user);
         let a_target = raw
             .get("contact")

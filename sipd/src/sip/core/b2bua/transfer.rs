@@ -73,6 +73,37 @@ impl Transfer {
 }
 
 impl Core {
+    /// Whether the call can be transferred by its phone on `side` now: the
+    /// transferor's (branch, device, address), or the answer to the REFER.
+    fn transferable(
+        &self,
+        call_id: &str,
+        side: Side,
+    ) -> Result<(Option<usize>, DeviceId, std::net::IpAddr), Reply> {
+        let Some(call) = self.calls.calls.get(call_id) else {
+            return Err(Reply::new(481, "Call/Transaction Does Not Exist"));
+        };
+        // Answered, but the caller's ACK is not in yet: try again shortly.
+        if call.state == State::Answering {
+            return Err(Reply::new(491, "Request Pending"));
+        }
+        if call.originate
+            || call.state != State::Up
+            || call.voicemail.is_some()
+            || call.listen.is_some()
+            || dialog_branch(call, Side::B).is_none()
+        {
+            return Err(decline("this call cannot be transferred"));
+        }
+        let Some(t) = transferor_of(call, side) else {
+            return Err(decline("only a phone of the call can transfer it"));
+        };
+        if call.transfer.is_some() || call.park.is_some() {
+            return Err(Reply::new(491, "Request Pending"));
+        }
+        Ok(t)
+    }
+
     /// A REFER inside a call, from `side`. Answers 202 and starts ringing
     /// the target, or refuses with the call unchanged: 400 without exactly
     /// one Refer-To, 404 for a target that is no device here, 491 while
@@ -93,27 +124,10 @@ impl Core {
                 ),
             };
         }
-        let Some(call) = self.calls.calls.get(call_id) else {
-            return Reply::new(481, "Call/Transaction Does Not Exist");
+        let (by, by_device, by_ip) = match self.transferable(call_id, side) {
+            Ok(t) => t,
+            Err(reply) => return reply,
         };
-        // Answered, but the caller's ACK is not in yet: try again shortly.
-        if call.state == State::Answering {
-            return Reply::new(491, "Request Pending");
-        }
-        if call.originate
-            || call.state != State::Up
-            || call.voicemail.is_some()
-            || call.listen.is_some()
-            || dialog_branch(call, Side::B).is_none()
-        {
-            return decline("this call cannot be transferred");
-        }
-        let Some((by, by_device, by_ip)) = transferor_of(call, side) else {
-            return decline("only a phone of the call can transfer it");
-        };
-        if call.transfer.is_some() || call.park.is_some() {
-            return Reply::new(491, "Request Pending");
-        }
         let dialed = user_of(uri).unwrap_or_default().to_string();
         let Some(transferor) = self.devices.values().find(|d| d.id == by_device).cloned() else {
             return Reply::new(481, "Call/Transaction Does Not Exist");

@@ -31,31 +31,7 @@ impl Core {
         let Some(creds) = creds else {
             return Err(self.challenge(now, peer, raw, proxy, false));
         };
-        let trunk = self
-            .cfg
-            .trunk
-            .as_ref()
-            .filter(|t| proxy && t.username == creds.username)
-            .filter(|_| self.cfg.trunk_ips.is_empty() || self.cfg.trunk_ips.contains(&ip))
-            .cloned();
-        let device = trunk.or_else(|| self.devices.get(&creds.username).cloned());
-        let (ha1, kind) = match &device {
-            Some(d) if d.realm != realm => {
-                tracing::warn!(
-                    username = %d.username,
-                    device_realm = %d.realm,
-                    realm = %realm,
-                    "device credentials were made for another realm; re-save its password"
-                );
-                (String::new(), "sip_realm_mismatch")
-            }
-            Some(d) => match creds.algorithm() {
-                Some(Algorithm::Sha256) => (d.ha1_sha256.clone(), "sip_bad_password"),
-                _ => (d.ha1_md5.clone(), "sip_bad_password"),
-            },
-            // Same work for an unknown user as for a known one.
-            None => ("0".repeat(32), "sip_unknown_user"),
-        };
+        let (device, ha1, kind) = self.claimed(&creds, proxy, ip);
         let attempt = Attempt {
             method,
             request_uri: raw.start.split(' ').nth(1).unwrap_or_default(),
@@ -94,30 +70,76 @@ impl Core {
                 Err(Reply::new(400, "Digest URI Mismatch"))
             }
             _ => {
-                self.stats.auth_failures += 1;
-                self.security(
-                    kind,
-                    ip,
-                    &creds.username,
-                    format!("{method} from {}", peer.addr),
-                );
-                if self.abuse.record_failure(ip, now) {
-                    let p = self.abuse.policy;
-                    self.security(
-                        "sip_ban",
-                        ip,
-                        &creds.username,
-                        format!(
-                            "{} failed authentications within {} s; ignored for {} s",
-                            p.threshold,
-                            p.window_ms / 1000,
-                            p.duration_ms / 1000
-                        ),
-                    );
-                }
-                Err(Reply::new(403, "Forbidden"))
+                let detail = format!("{method} from {}", peer.addr);
+                Err(self.auth_failed(now, ip, kind, &creds.username, detail))
             }
         }
+    }
+
+    /// Who the credentials claim to be (the trunk, on its addresses, or a
+    /// device), the HA1 to check them with and the security event a
+    /// failure records. An unknown user gets a made-up HA1: the same work
+    /// as for a known one.
+    fn claimed(
+        &self,
+        creds: &Credentials,
+        proxy: bool,
+        ip: IpAddr,
+    ) -> (Option<Device>, String, &'static str) {
+        let trunk = self
+            .cfg
+            .trunk
+            .as_ref()
+            .filter(|t| proxy && t.username == creds.username)
+            .filter(|_| self.cfg.trunk_ips.is_empty() || self.cfg.trunk_ips.contains(&ip))
+            .cloned();
+        let device = trunk.or_else(|| self.devices.get(&creds.username).cloned());
+        let (ha1, kind) = match &device {
+            Some(d) if d.realm != self.cfg.realm => {
+                tracing::warn!(
+                    username = %d.username,
+                    device_realm = %d.realm,
+                    realm = %self.cfg.realm,
+                    "device credentials were made for another realm; re-save its password"
+                );
+                (String::new(), "sip_realm_mismatch")
+            }
+            Some(d) => match creds.algorithm() {
+                Some(Algorithm::Sha256) => (d.ha1_sha256.clone(), "sip_bad_password"),
+                _ => (d.ha1_md5.clone(), "sip_bad_password"),
+            },
+            None => ("0".repeat(32), "sip_unknown_user"),
+        };
+        (device, ha1, kind)
+    }
+
+    /// A failed authentication: counted, recorded as `kind`, and the
+    /// source banned once it failed too often (403 either way).
+    fn auth_failed(
+        &mut self,
+        now: u64,
+        ip: IpAddr,
+        kind: &'static str,
+        username: &str,
+        detail: String,
+    ) -> Reply {
+        self.stats.auth_failures += 1;
+        self.security(kind, ip, username, detail);
+        if self.abuse.record_failure(ip, now) {
+            let p = self.abuse.policy;
+            self.security(
+                "sip_ban",
+                ip,
+                username,
+                format!(
+                    "{} failed authentications within {} s; ignored for {} s",
+                    p.threshold,
+                    p.window_ms / 1000,
+                    p.duration_ms / 1000
+                ),
+            );
+        }
+        Reply::new(403, "Forbidden")
     }
 
     /// A 401/407 with a fresh nonce for `peer`'s address, sent once (see
