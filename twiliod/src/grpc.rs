@@ -113,7 +113,7 @@ impl Twiliod for Service {
         Ok(Response::new(reply))
     }
 
-    /// SMS (issue 6): validated, stored and queued by the SMS module.
+    /// A text to send: validated, stored and queued by the SMS module.
     async fn send_message(
         &self,
         req: Request<SendMessageRequest>,

@@ -139,8 +139,8 @@ pub async fn run(
     tokio::spawn(state.rules.clone().run(shutdown.clone()));
     tokio::spawn(state.sip_host.clone().run(pool.clone(), shutdown.clone()));
 
-    // SMS (issue 6): pass `sms::webhook_routes(ctx)` as the signed extra
-    // routes and `sms::public_routes(ctx)` as the unsigned ones.
+    // SMS: `sms::webhook_routes` are signed Twilio webhooks,
+    // `sms::public_routes` the unsigned ones (media links).
     let http = webhooks::router(
         state.clone(),
         sms::webhook_routes(state.clone()),

@@ -63,13 +63,19 @@ pub struct WavInfo {
 
 const NOT_PCM: &str = "must be a WAV file of 16-bit PCM audio (MP3 and other formats: export or convert it to WAV, 16-bit PCM, and try again)";
 
+/// Why an upload is not a WAV mediad can play, as the field error says it
+/// ("must be a WAV file of 16-bit PCM audio ...").
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadWav(pub String);
+
 /// Checks that `data` is a WAV mediad can play: RIFF/WAVE with a `fmt `
 /// chunk of 16-bit PCM (format 1, or WAVE_FORMAT_EXTENSIBLE with the PCM
 /// subformat), mono or stereo at 8 to 48 kHz, and a `data` chunk of at least
 /// a second that the file really holds.
-pub fn check_wav(data: &[u8]) -> Result<WavInfo, String> {
+pub fn check_wav(data: &[u8]) -> Result<WavInfo, BadWav> {
     if data.len() < 12 || &data[..4] != b"RIFF" || &data[8..12] != b"WAVE" {
-        return Err(NOT_PCM.into());
+        return Err(BadWav(NOT_PCM.into()));
     }
     let u16_at = |i: usize| u16::from_le_bytes([data[i], data[i + 1]]);
     let u32_at = |i: usize| u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
@@ -80,30 +86,36 @@ pub fn check_wav(data: &[u8]) -> Result<WavInfo, String> {
         let body = pos + 8;
         if id == b"fmt " {
             if len < 16 || body + len > data.len() {
-                return Err("has a broken format header".into());
+                return Err(BadWav("has a broken format header".into()));
             }
             let tag = u16_at(body);
             let pcm = tag == 1 || (tag == 0xFFFE && len >= 26 && u16_at(body + 24) == 1);
             if !pcm || u16_at(body + 14) != 16 {
-                return Err(NOT_PCM.into());
+                return Err(BadWav(NOT_PCM.into()));
             }
             fmt = Some((u16_at(body + 2), u32_at(body + 4)));
         } else if id == b"data" {
             let Some((channels, rate)) = fmt else {
-                return Err("has its audio before its format header".into());
+                return Err(BadWav("has its audio before its format header".into()));
             };
             if !(1..=2).contains(&channels) {
-                return Err(format!("has {channels} channels: use mono or stereo"));
+                return Err(BadWav(format!(
+                    "has {channels} channels: use mono or stereo"
+                )));
             }
             if !(8000..=48_000).contains(&rate) {
-                return Err(format!("is sampled at {rate} Hz: use 8000 to 48000 Hz"));
+                return Err(BadWav(format!(
+                    "is sampled at {rate} Hz: use 8000 to 48000 Hz"
+                )));
             }
             if body + len > data.len() {
-                return Err("is cut short: its audio is shorter than its header says".into());
+                return Err(BadWav(
+                    "is cut short: its audio is shorter than its header says".into(),
+                ));
             }
             let seconds = len as f64 / (f64::from(rate) * f64::from(channels) * 2.0);
             if seconds < MIN_SECONDS {
-                return Err("must be at least 1 second long".into());
+                return Err(BadWav("must be at least 1 second long".into()));
             }
             return Ok(WavInfo {
                 sample_rate: rate,
@@ -114,7 +126,7 @@ pub fn check_wav(data: &[u8]) -> Result<WavInfo, String> {
         // Chunks are padded to an even length (RIFF).
         pos = body.saturating_add(len).saturating_add(len & 1);
     }
-    Err("has no audio in it".into())
+    Err(BadWav("has no audio in it".into()))
 }
 
 fn path(st: &AppState) -> std::path::PathBuf {
@@ -151,7 +163,7 @@ pub async fn put(
             "must be at most 5 MB (about 5 minutes of 8 kHz mono, or 30 s of CD-quality stereo)",
         ));
     }
-    let w = check_wav(&data).map_err(|m| ApiError::field("file", m))?;
+    let w = check_wav(&data).map_err(|m| ApiError::field("file", m.0))?;
     proto::db::write_private_atomic(&path(&st), &data)
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
@@ -223,7 +235,7 @@ mod tests {
         assert_eq!((ok.sample_rate, ok.channels), (44_100, 2));
         assert!((ok.seconds - 2.0).abs() < 1e-6);
         assert!(check_wav(&wav(1, 1, 8000, 16, 1.0)).is_ok());
-        let err = |v: &[u8]| check_wav(v).unwrap_err();
+        let err = |v: &[u8]| check_wav(v).unwrap_err().0;
         assert!(err(&wav(1, 1, 8000, 8, 2.0)).contains("16-bit PCM"));
         assert!(
             err(&wav(3, 1, 8000, 16, 2.0)).contains("16-bit PCM"),
