@@ -232,10 +232,11 @@ async fn failures_from_the_trunks_address_never_ban_it_but_ban_any_other_address
         ("bob", "pw-bob-2026-x", "202"),
     ])
     .await;
-    let bob_id: (i64,) = sqlx::query_as("SELECT id FROM devices WHERE username = 'bob'")
-        .fetch_one(&s.pool)
-        .await
-        .unwrap();
+    let bob_id: proto::types::DeviceId =
+        sqlx::query_scalar("SELECT id FROM devices WHERE username = 'bob'")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
     let (_alice, bob) = phones(&s).await;
 
     // 100 wrong passwords for bob from the trunk's address: every one is
@@ -264,7 +265,7 @@ async fn failures_from_the_trunks_address_never_ban_it_but_ban_any_other_address
              CSeq: {cseq} INVITE\r\nContact: <sip:twilio@{l}>\r\nX-GoSIP-Devices: {dev}\r\n{auth}\
              Content-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp_t}",
             l = trunk.local,
-            dev = bob_id.0,
+            dev = bob_id,
             len = sdp_t.len(),
         )
     };

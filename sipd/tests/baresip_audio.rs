@@ -21,6 +21,7 @@ use audio::{Wav, sine, tones};
 use baresip::Baresip;
 use common::{Phone, Sipd, dialog};
 use phones::*;
+use proto::types::DeviceId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_baresip_call_is_recorded_with_each_partys_tone_on_its_own_channel() {
@@ -145,8 +146,8 @@ async fn three_phones(
     s: &Sipd,
     root: &Path,
     phones: [(&str, &str, f64); 3],
-) -> (Baresip, Baresip, Baresip, i64) {
-    let mut carol_id = 0;
+) -> (Baresip, Baresip, Baresip, DeviceId) {
+    let mut carol_id = DeviceId(0);
     let mut spawned = Vec::new();
     for ((name, extra, hz), (pw, ext)) in phones.into_iter().zip([
         ("pw-alice-2026", "101"),
@@ -178,7 +179,7 @@ async fn three_phones(
 
 /// [`three_phones`] with alice (440 Hz), bob and carol answering by
 /// themselves (1000 and 1600 Hz), and alice's call to bob up with audio.
-async fn alice_talks_to_bob(s: &Sipd, root: &Path) -> (Baresip, Baresip, Baresip, i64) {
+async fn alice_talks_to_bob(s: &Sipd, root: &Path) -> (Baresip, Baresip, Baresip, DeviceId) {
     let (mut alice, mut bob, carol, carol_id) = three_phones(
         s,
         root,
@@ -536,7 +537,7 @@ async fn a_blind_transfer_hands_the_caller_to_the_target_with_audio_both_ways() 
             .is_some()
     })
     .await;
-    let rows: Vec<(String, Option<i64>, Option<String>)> =
+    let rows: Vec<(String, Option<DeviceId>, Option<String>)> =
         sqlx::query_as(q).fetch_all(&s.pool).await.unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     let (disposition, device, reason) = &rows[0];

@@ -510,7 +510,7 @@ async fn click_to_call_rings_the_phone_first_then_dials_the_number_through_the_t
     let call_id = client
         .originate(OriginateRequest {
             call_id: String::new(),
-            device_id: bob_id,
+            device_id: bob_id.0,
             to_number: "555-123-4567".into(),
         })
         .await
@@ -535,7 +535,7 @@ async fn click_to_call_rings_the_phone_first_then_dials_the_number_through_the_t
         .into_inner()
         .calls;
     assert!(
-        matches!(calls.as_slice(), [c] if c.call_id == call_id && c.direction == "outbound" && c.state == "up" && c.device_id == bob_id),
+        matches!(calls.as_slice(), [c] if c.call_id == call_id && c.direction == "outbound" && c.state == "up" && c.device_id == bob_id.0),
         "{calls:?}"
     );
     let found = client

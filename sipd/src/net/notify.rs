@@ -6,8 +6,8 @@
 //!
 //! Who an event is for: the callee device's owner (internal calls, and the
 //! rung device of an inbound call), the caller device's owner for outbound
-//! calls, `0` (the admins) when the device has no owner. Webhook endpoints
-//! are global in notifyd and get every event.
+//! calls, and `None` (the admins; 0 on notifyd's wire) when the device has
+//! no owner. Webhook endpoints are global in notifyd and get every event.
 //!
 //! Inbound trunk calls nobody answered are left to twiliod: Twilio then
 //! plays the voicemail greeting, so only twiliod knows at the end whether
@@ -16,7 +16,7 @@
 //! Outbound calls nobody answered notify nobody of a missed call.
 //!
 //! Admin alerts the core raises (an emergency call, a device over its call
-//! limits) take the same road as `admin_alert` notices for user 0.
+//! limits) take the same road as `admin_alert` notices for the admins.
 //!
 //! Delivery never holds up call handling: the core's events reach this
 //! task over a channel, and notices notifyd has not acknowledged wait in a
@@ -29,7 +29,7 @@
 //! a warning; at shutdown what is left gets one short last try and stays
 //! stored for the next start.
 
-use proto::types::DeviceId;
+use proto::types::{DeviceId, UserId};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -61,17 +61,18 @@ const MAX_CALLS: usize = 10_000;
 pub struct Notice {
     /// `call_started`, `call_ended`, `missed_call` or `admin_alert`.
     pub kind: &'static str,
-    /// 0 = the admins.
-    pub user_id: i64,
+    /// The user the event is for; `None`: the admins (0 on the wire and in
+    /// the stored job).
+    pub user_id: Option<UserId>,
     pub payload: Value,
 }
 
 /// A device as the notices name it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
-    pub id: i64,
+    pub id: DeviceId,
     pub name: String,
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
 }
 
 /// A call from its `Cdr::Start` on, with what the database says about its
@@ -98,7 +99,7 @@ pub struct Tracked {
 
 impl Tracked {
     /// The user the call's events are for.
-    fn recipient(&self) -> Option<i64> {
+    fn recipient(&self) -> Option<UserId> {
         match self.direction {
             "internal" => self.callee.as_ref().and_then(|d| d.user_id),
             _ => self.device.as_ref().and_then(|d| d.user_id),
@@ -145,7 +146,7 @@ impl Tracked {
 pub fn started(t: &Tracked) -> Notice {
     Notice {
         kind: "call_started",
-        user_id: t.recipient().unwrap_or(0),
+        user_id: t.recipient(),
         payload: Value::Object(t.payload()),
     }
 }
@@ -169,7 +170,7 @@ pub fn ended(
     let payload = Value::Object(p);
     let mut out = vec![Notice {
         kind: "call_ended",
-        user_id: t.recipient().unwrap_or(0),
+        user_id: t.recipient(),
         payload: payload.clone(),
     }];
     if t.direction == "internal"
@@ -178,7 +179,7 @@ pub fn ended(
     {
         out.push(Notice {
             kind: "missed_call",
-            user_id: user,
+            user_id: Some(user),
             payload,
         });
     }
@@ -189,7 +190,7 @@ pub fn ended(
 pub fn admin_alert(kind: &str, message: &str) -> Notice {
     Notice {
         kind: "admin_alert",
-        user_id: 0,
+        user_id: None,
         payload: json!({"source": "sipd", "kind": kind, "message": message}),
     }
 }
@@ -311,7 +312,7 @@ enum SendError {
 async fn send(client: &mut NotifydClient<AuthChannel>, n: &Notice) -> Result<i64, SendError> {
     let req = NotifyRequest {
         kind: n.kind.to_string(),
-        user_id: n.user_id,
+        user_id: user_or_zero(n.user_id),
         payload_json: n.payload.to_string(),
         attachments: Vec::new(),
     };
@@ -328,13 +329,19 @@ fn call_id_of(n: &Notice) -> &str {
     n.payload["call_id"].as_str().unwrap_or_default()
 }
 
+/// A notice's user as notifyd's `Notify` and the stored job carry it: 0 for
+/// the admins.
+fn user_or_zero(u: Option<UserId>) -> i64 {
+    u.map_or(0, |u| u.0)
+}
+
 /// sipd's queue in the durable `jobs` table (`proto::jobs`).
 pub const QUEUE: &str = "sipd";
 
 /// Stores `n` as a job of sipd's queue; its id, or `None` when the
 /// database refused (the notice then waits in memory only).
 async fn store(pool: &SqlitePool, n: &Notice) -> Option<i64> {
-    let payload = json!({"user_id": n.user_id, "payload": n.payload}).to_string();
+    let payload = json!({"user_id": user_or_zero(n.user_id), "payload": n.payload}).to_string();
     let job = proto::jobs::NewJob {
         queue: QUEUE,
         kind: n.kind,
@@ -384,7 +391,7 @@ async fn stored(pool: &SqlitePool) -> Vec<(i64, Notice)> {
                 job.id,
                 Notice {
                     kind,
-                    user_id: v.get("user_id")?.as_i64()?,
+                    user_id: UserId::from_wire(v.get("user_id")?.as_i64()?),
                     payload,
                 },
             ))
@@ -441,7 +448,7 @@ async fn run(
                             tracing::info!(failures, "notifyd reachable again");
                         }
                         failures = 0;
-                        tracing::debug!(kind = n.kind, call_id = call_id_of(&n), user_id = n.user_id, job_id, "call notice handed to notifyd");
+                        tracing::debug!(kind = n.kind, call_id = call_id_of(&n), user_id = user_or_zero(n.user_id), job_id, "call notice handed to notifyd");
                         out.done(seq);
                         unstore(&pool, row).await;
                     }
@@ -542,7 +549,7 @@ async fn track(calls: &mut HashMap<String, Tracked>, pool: &SqlitePool, c: Cdr) 
 /// Fills in the call's devices and DID name from the database.
 async fn parties(pool: &SqlitePool, t: &mut Tracked) -> Result<(), sqlx::Error> {
     if t.device_id.0 > 0 {
-        t.device = sqlx::query_as::<_, (i64, String, Option<i64>)>(
+        t.device = sqlx::query_as::<_, (DeviceId, String, Option<UserId>)>(
             "SELECT id, name, user_id FROM devices WHERE id = ?",
         )
         .bind(t.device_id)
@@ -553,7 +560,7 @@ async fn parties(pool: &SqlitePool, t: &mut Tracked) -> Result<(), sqlx::Error> 
     match t.direction {
         // The core dials a username first, then an extension.
         "internal" => {
-            t.callee = sqlx::query_as::<_, (i64, String, Option<i64>)>(
+            t.callee = sqlx::query_as::<_, (DeviceId, String, Option<UserId>)>(
                 "SELECT id, name, user_id FROM devices WHERE username = ?1 OR extension = ?1 \
                  ORDER BY username = ?1 DESC LIMIT 1",
             )
@@ -588,9 +595,9 @@ mod tests {
 
     fn dev(id: i64, name: &str, user: Option<i64>) -> Option<DeviceInfo> {
         Some(DeviceInfo {
-            id,
+            id: DeviceId(id),
             name: name.into(),
-            user_id: user,
+            user_id: user.map(UserId),
         })
     }
 
@@ -615,7 +622,7 @@ mod tests {
         let mut t = internal();
         t.answered_at = Some(t.started_at + 2000);
         let n = started(&t);
-        assert_eq!((n.kind, n.user_id), ("call_started", 20));
+        assert_eq!((n.kind, n.user_id), ("call_started", Some(UserId(20))));
         assert_eq!(n.payload["from"], "201");
         assert_eq!(n.payload["caller_name"], "Alice desk");
         assert_eq!(n.payload["to"], "202");
@@ -626,7 +633,10 @@ mod tests {
         assert_eq!(n.payload["call_sid"], Value::Null);
         let end = ended(&t, t.started_at + 65_000, "answered", 63, "callee hung up");
         assert_eq!(end.len(), 1, "answered: no missed call");
-        assert_eq!((end[0].kind, end[0].user_id), ("call_ended", 20));
+        assert_eq!(
+            (end[0].kind, end[0].user_id),
+            ("call_ended", Some(UserId(20)))
+        );
         assert_eq!(end[0].payload["duration"], 63);
         assert_eq!(end[0].payload["disposition"], "answered");
         assert_eq!(end[0].payload["reason"], "callee hung up");
@@ -638,7 +648,13 @@ mod tests {
         for disposition in ["missed", "busy"] {
             let n = ended(&internal(), 1_736_951_410_000, disposition, 0, "no answer");
             let kinds: Vec<_> = n.iter().map(|n| (n.kind, n.user_id)).collect();
-            assert_eq!(kinds, [("call_ended", 20), ("missed_call", 20)]);
+            assert_eq!(
+                kinds,
+                [
+                    ("call_ended", Some(UserId(20))),
+                    ("missed_call", Some(UserId(20)))
+                ]
+            );
             assert_eq!(n[1].payload["disposition"], disposition);
         }
         // Declined by the callee, or never rung: not a missed call.
@@ -652,7 +668,7 @@ mod tests {
         let n = ended(&t, 1_736_951_410_000, "missed", 0, "no answer");
         assert_eq!(
             n.iter().map(|n| (n.kind, n.user_id)).collect::<Vec<_>>(),
-            [("call_ended", 0)]
+            [("call_ended", None)]
         );
     }
 
@@ -670,7 +686,7 @@ mod tests {
         t.answered_at = Some(t.started_at);
         let n = ended(&t, t.started_at + 5000, "answered", 5, "caller hung up");
         assert_eq!(n.len(), 1);
-        assert_eq!((n[0].kind, n[0].user_id), ("call_ended", 20));
+        assert_eq!((n[0].kind, n[0].user_id), ("call_ended", Some(UserId(20))));
         assert_eq!(n[0].payload["call_sid"], "CA1");
         assert_eq!(n[0].payload["did_name"], "Main");
         assert!(
@@ -688,7 +704,7 @@ mod tests {
         let n = ended(&t, 1, "missed", 0, "no answer");
         assert_eq!(
             n.iter().map(|n| (n.kind, n.user_id)).collect::<Vec<_>>(),
-            [("call_ended", 10)],
+            [("call_ended", Some(UserId(10)))],
             "the caller's own call"
         );
     }
@@ -697,7 +713,7 @@ mod tests {
     fn a_full_outbox_drops_the_oldest_notice() {
         let n = |i: i64| Notice {
             kind: "call_ended",
-            user_id: i,
+            user_id: Some(UserId(i)),
             payload: Value::Null,
         };
         let mut o = Outbox::new(2);
@@ -706,19 +722,22 @@ mod tests {
         let dropped = o.push(n(3), Some(13)).unwrap();
         assert_eq!((dropped.notice, dropped.row), (n(1), Some(11)));
         let seq = o.front().unwrap().seq;
-        assert_eq!(o.front().unwrap().notice.user_id, 2);
+        assert_eq!(o.front().unwrap().notice.user_id, Some(UserId(2)));
         o.done(seq + 1);
         assert_eq!(o.len(), 2, "only the front's own seq removes it");
         o.done(seq);
-        assert_eq!(o.front().unwrap().notice.user_id, 3);
+        assert_eq!(o.front().unwrap().notice.user_id, Some(UserId(3)));
         assert_eq!(o.front().unwrap().row, Some(13));
     }
+
+    /// One event the stand-in received: its kind, user and payload.
+    type Received = (String, Option<UserId>, Value);
 
     /// A notifyd that answers UNAVAILABLE `refuse` times, then stores.
     #[derive(Clone, Default)]
     struct FakeNotifyd {
         refuse: Arc<AtomicU32>,
-        got: Arc<Mutex<Vec<(String, i64, Value)>>>,
+        got: Arc<Mutex<Vec<Received>>>,
     }
 
     #[tonic::async_trait]
@@ -735,7 +754,7 @@ mod tests {
             let mut got = self.got.lock().unwrap();
             got.push((
                 r.kind,
-                r.user_id,
+                UserId::from_wire(r.user_id),
                 serde_json::from_str(&r.payload_json).unwrap(),
             ));
             Ok(Response::new(NotifyReply {
@@ -766,12 +785,12 @@ mod tests {
     }
 
     /// A database with alice (201) and bob (202), each owned by a user.
-    async fn office() -> (tempfile::TempDir, SqlitePool, i64) {
+    async fn office() -> (tempfile::TempDir, SqlitePool, Option<UserId>) {
         let dir = tempfile::tempdir().unwrap();
         let pool = proto::db::open(dir.path()).await.unwrap();
-        let mut bob_user = 0;
+        let mut bob_user = None;
         for (email, user, ext) in [("a@x.test", "alice", "201"), ("b@x.test", "bob", "202")] {
-            let uid: i64 = sqlx::query_scalar(
+            let uid: UserId = sqlx::query_scalar(
                 "INSERT INTO users (email, password_hash, role) VALUES (?, 'x', 'user') RETURNING id",
             )
             .bind(email)
@@ -788,7 +807,7 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
-            bob_user = uid;
+            bob_user = Some(uid);
         }
         (dir, pool, bob_user)
     }
@@ -824,13 +843,13 @@ mod tests {
     }
 
     /// Kind, user and call of each received event.
-    fn kinds(got: &[(String, i64, Value)]) -> Vec<(&str, i64, &str)> {
+    fn kinds(got: &[Received]) -> Vec<(&str, Option<UserId>, &str)> {
         got.iter()
             .map(|(k, u, p)| (k.as_str(), *u, p["call_id"].as_str().unwrap()))
             .collect()
     }
 
-    async fn received(fake: &FakeNotifyd, n: usize) -> Vec<(String, i64, Value)> {
+    async fn received(fake: &FakeNotifyd, n: usize) -> Vec<Received> {
         for _ in 0..200 {
             if fake.got.lock().unwrap().len() >= n {
                 break;
@@ -892,7 +911,8 @@ mod tests {
         let l = tokio::net::TcpListener::bind(addr).await.unwrap();
         tokio::spawn(serve(fake.clone(), l));
         let got = received(&fake, 2).await;
-        let kinds: Vec<(&str, i64)> = got.iter().map(|(k, u, _)| (k.as_str(), *u)).collect();
+        let kinds: Vec<(&str, Option<UserId>)> =
+            got.iter().map(|(k, u, _)| (k.as_str(), *u)).collect();
         assert_eq!(kinds, [("call_ended", bob), ("missed_call", bob)]);
         n.finish().await;
     }
@@ -944,6 +964,27 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn a_stored_notice_keeps_0_for_the_admins_and_reads_back_the_same() {
+        let (_dir, pool, _bob) = office().await;
+        let mut t = internal();
+        t.answered_at = Some(t.started_at);
+        let notices = [admin_alert("emergency_call", "911 from 201"), started(&t)];
+        for n in &notices {
+            assert!(store(&pool, n).await.is_some());
+        }
+        let users: Vec<i64> = sqlx::query_scalar(
+            "SELECT json_extract(payload, '$.user_id') FROM jobs WHERE queue = 'sipd' ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(users, [0, 20], "the stored shape jobs of earlier runs have");
+        let back: Vec<Notice> = stored(&pool).await.into_iter().map(|(_, n)| n).collect();
+        assert_eq!(back, notices);
+        assert_eq!(back[0].user_id, None);
     }
 
     #[test]

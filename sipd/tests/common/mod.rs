@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+use proto::types::{DeviceId, DidId};
 use sqlx::SqlitePool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -44,7 +45,7 @@ pub use web::Web;
 /// What sipd's tests make on webd's screens.
 impl Web {
     /// The id of the device `username` on the devices screen.
-    pub async fn device_id(&self, username: &str) -> i64 {
+    pub async fn device_id(&self, username: &str) -> DeviceId {
         let list = self
             .api
             .ok(&self.admin, 200, "GET", "/api/devices?per_page=100", None)
@@ -53,6 +54,7 @@ impl Web {
             .as_array()
             .and_then(|a| a.iter().find(|d| d["username"] == username))
             .and_then(|d| d["id"].as_i64())
+            .map(DeviceId)
             .unwrap_or_else(|| panic!("no device {username}: {list}"))
     }
 
@@ -72,18 +74,20 @@ impl Web {
     }
 
     /// A number (E.164) added on the numbers screen; its id.
-    pub async fn add_did(&self, number: &str) -> i64 {
-        self.api
-            .ok(
-                &self.admin,
-                201,
-                "POST",
-                "/api/dids",
-                Some(serde_json::json!({ "number": number, "name": number })),
-            )
-            .await["id"]
-            .as_i64()
-            .unwrap()
+    pub async fn add_did(&self, number: &str) -> DidId {
+        DidId(
+            self.api
+                .ok(
+                    &self.admin,
+                    201,
+                    "POST",
+                    "/api/dids",
+                    Some(serde_json::json!({ "number": number, "name": number })),
+                )
+                .await["id"]
+                .as_i64()
+                .unwrap(),
+        )
     }
 }
 
@@ -237,20 +241,22 @@ impl Sipd {
 
     /// A device made on the devices screen with its own password; its id
     /// (webd has sipd use it before it answers).
-    pub async fn add_device(&self, username: &str, password: &str, extension: &str) -> i64 {
-        self.web
-            .api
-            .ok(
-                &self.web.admin,
-                201,
-                "POST",
-                "/api/devices",
-                Some(serde_json::json!({"name": username, "username": username,
+    pub async fn add_device(&self, username: &str, password: &str, extension: &str) -> DeviceId {
+        DeviceId(
+            self.web
+                .api
+                .ok(
+                    &self.web.admin,
+                    201,
+                    "POST",
+                    "/api/devices",
+                    Some(serde_json::json!({"name": username, "username": username,
                     "password": password, "extension": extension})),
-            )
-            .await["id"]
-            .as_i64()
-            .unwrap()
+                )
+                .await["id"]
+                .as_i64()
+                .unwrap(),
+        )
     }
 
     pub async fn add_devices(&self, list: &[(&str, &str, &str)]) {

@@ -193,7 +193,10 @@ fn a_new_password_or_a_deleted_device_drops_its_registrations_and_nobody_elses()
     };
     c.set_devices([alice.clone(), bob.clone()]);
     for (id, who) in [(1, "alice"), (2, "bob")] {
-        c.restore(restored(id, format!("sip:{who}@192.168.1.5{id}:5060")));
+        c.restore(restored(
+            DeviceId(id),
+            format!("sip:{who}@192.168.1.5{id}:5060"),
+        ));
     }
     let removed = |c: &mut Core| {
         let mut out = Vec::new();
@@ -247,7 +250,7 @@ fn a_keepalive_round_goes_out_in_batches_not_all_at_once() {
     keepalive_every_10s(&mut c, 2);
     for i in 0..150 {
         c.restore(restored(
-            i,
+            DeviceId(i),
             format!("sip:phone{i}@192.168.1.50:{}", 6000 + i),
         ));
     }
@@ -285,9 +288,9 @@ fn keepalive_every_10s(c: &mut Core, failures: u32) {
 
 /// A binding of `device_id` at `contact` as sipd reads it back at start-up,
 /// registered from [`phone`] for an hour.
-fn restored(device_id: i64, contact: String) -> Binding {
+fn restored(device_id: DeviceId, contact: String) -> Binding {
     Binding {
-        device_id: DeviceId(device_id),
+        device_id,
         contact,
         source: phone(),
         user_agent: String::new(),
