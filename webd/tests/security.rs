@@ -496,6 +496,17 @@ async fn a_restored_backup_cannot_point_greetings_outside_the_data_dir() {
     use std::os::unix::fs::PermissionsExt;
     let t = common::start_with(&[]).await;
     let admin = t.setup_admin().await;
+    // Four numbers, added on the Numbers screen.
+    for (number, name) in [
+        ("+15551230001", "abs"),
+        ("+15551230002", "dots"),
+        ("+15551230003", "elsewhere"),
+        ("+15551230004", "fine"),
+    ] {
+        let body = json!({"number": number, "name": name});
+        let r = t.send("POST", "/api/dids", &admin, Some(body)).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
     // A real backup, taken on the System screen; owner-only on disk.
     let r = t.send("POST", "/api/system/backup", &admin, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -507,15 +518,16 @@ async fn a_restored_backup_cannot_point_greetings_outside_the_data_dir() {
     let mode = file.metadata().unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "backups are for the owner only");
     // The attacker edits the archive's database (the archive is a file
-    // from outside; its database says what it likes) and uploads it.
+    // from outside; its database says what it likes: no screen sets these
+    // paths) and uploads it. This edit is the attack, not set-up.
     let archive = tampered(
         &r.bytes,
         &[
-            "INSERT INTO dids (number, name, greeting_path) VALUES \
-             ('+15551230001', 'abs', '/etc/passwd'), \
-             ('+15551230002', 'dots', 'greetings/../../../etc/passwd'), \
-             ('+15551230003', 'elsewhere', 'gosip.db'), \
-             ('+15551230004', 'fine', 'greetings/4.wav')",
+            "UPDATE dids SET greeting_path = CASE number \
+               WHEN '+15551230001' THEN '/etc/passwd' \
+               WHEN '+15551230002' THEN 'greetings/../../../etc/passwd' \
+               WHEN '+15551230003' THEN 'gosip.db' \
+               ELSE 'greetings/4.wav' END",
             "INSERT INTO sms_media_tokens (token_hash, path, content_type, expires_at) \
              VALUES ('abc', '/etc/shadow', 'image/png', '2999-01-01T00:00:00.000Z')",
         ],
