@@ -45,6 +45,23 @@ fn phone() -> Peer {
     Peer::udp("192.168.1.50:5062".parse().unwrap())
 }
 
+/// A binding of `device_id` at `contact`, registered from `source` at T0
+/// for an hour, as one restored after a restart.
+fn bound(device_id: DeviceId, contact: String, source: Peer) -> Binding {
+    Binding {
+        device_id,
+        contact,
+        source,
+        user_agent: String::new(),
+        call_id: String::new(),
+        cseq: 1,
+        expires_at: T0 + 3_600_000,
+        online: true,
+        last_seen: T0,
+        missed: 0,
+    }
+}
+
 fn send(c: &mut Core, now: u64, msg: &str) -> Vec<String> {
     c.handle_message(now, phone(), msg.as_bytes());
     drain(c)

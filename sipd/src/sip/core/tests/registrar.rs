@@ -289,16 +289,5 @@ fn keepalive_every_10s(c: &mut Core, failures: u32) {
 /// A binding of `device_id` at `contact` as sipd reads it back at start-up,
 /// registered from [`phone`] for an hour.
 fn restored(device_id: DeviceId, contact: String) -> Binding {
-    Binding {
-        device_id,
-        contact,
-        source: phone(),
-        user_agent: String::new(),
-        call_id: String::new(),
-        cseq: 1,
-        expires_at: T0 + 3_600_000,
-        online: true,
-        last_seen: T0,
-        missed: 0,
-    }
+    bound(device_id, contact, phone())
 }

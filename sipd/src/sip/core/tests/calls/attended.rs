@@ -254,18 +254,7 @@ fn bob_calls(
 fn a_phone_that_placed_both_calls_joins_the_two_people_it_called() {
     let mut c = with_carol();
     // alice's phone is registered too: bob calls her, then carol.
-    c.restore(Binding {
-        device_id: DeviceId(1),
-        contact: format!("sip:alice@{A}"),
-        source: peer(A),
-        user_agent: String::new(),
-        call_id: String::new(),
-        cseq: 1,
-        expires_at: T0 + 3_600_000,
-        online: true,
-        last_seen: T0,
-        missed: 0,
-    });
+    c.restore(bound(DeviceId(1), format!("sip:alice@{A}"), peer(A)));
     let (tag1, to_alice) = bob_calls(&mut c, T0, ("callb1", "101"), A, SDP, (20020, 20022));
     let (tag2, to_carol) = bob_calls(
         &mut c,

@@ -91,14 +91,7 @@ fn a_hold_reinvite_goes_to_the_callee_and_its_answer_back_with_the_directions_un
     let to_b = find(&out(&mut c), B1, "INVITE sip:bob@192.168.1.61:5060");
     assert!(!to_b.contains("a=sendonly"), "{to_b}");
     assert_eq!(header(&to_b, "CSeq"), vec!["3 INVITE"]);
-    let ok = respond(
-        &to_b,
-        200,
-        "OK",
-        "sip:bob@192.168.1.61:5060",
-        "application/sdp",
-        &bob_sdp(""),
-    );
+    let ok = bob_ok(&to_b);
     c.handle_message(T0 + 12_050, peer(B1), ok.as_bytes());
     let to_a = find(&out(&mut c), A, "SIP/2.0 200 OK");
     assert!(!to_a.contains("recvonly") && header(&to_a, "CSeq") == vec!["4 INVITE"]);

@@ -203,14 +203,7 @@ fn an_offerless_reinvite_gets_the_other_sides_offer_and_its_answer_from_the_ack(
     );
     let to_b = find(&out(&mut c), B1, "INVITE ");
     assert!(to_b.ends_with("Content-Length: 0\r\n\r\n"), "{to_b}");
-    let ok = respond(
-        &to_b,
-        200,
-        "OK",
-        "sip:bob@192.168.1.61:5060",
-        "application/sdp",
-        &bob_sdp(""),
-    );
+    let ok = bob_ok(&to_b);
     c.handle_message(T0 + 2_050, peer(B1), ok.as_bytes());
     let o = out(&mut c);
     assert!(

@@ -50,18 +50,7 @@ fn setup(contacts: &[&str]) -> Core {
     });
     c.set_devices(devices);
     for a in contacts {
-        c.restore(Binding {
-            device_id: DeviceId(2),
-            contact: format!("sip:bob@{a}"),
-            source: peer(a),
-            user_agent: String::new(),
-            call_id: String::new(),
-            cseq: 1,
-            expires_at: T0 + 3_600_000,
-            online: true,
-            last_seen: T0,
-            missed: 0,
-        });
+        c.restore(bound(DeviceId(2), format!("sip:bob@{a}"), peer(a)));
     }
     c
 }
@@ -328,6 +317,18 @@ fn find(o: &[(String, String)], to: &str, start: &str) -> String {
         .unwrap_or_else(|| panic!("no {start:?} to {to}: {o:?}"))
 }
 
+/// bob's 200 with his SDP to `invite`, from his phone at B1.
+fn bob_ok(invite: &str) -> String {
+    respond(
+        invite,
+        200,
+        "OK",
+        "sip:bob@192.168.1.61:5060",
+        "application/sdp",
+        &bob_sdp(""),
+    )
+}
+
 /// alice re-INVITEs (CSeq 3, at T0 + 2 s) in the answered call of dialog
 /// `tag`, and bob's 200 with his SDP comes back 50 ms later.
 fn reinvite_from_a_answered(c: &mut Core, tag: &str) {
@@ -337,14 +338,7 @@ fn reinvite_from_a_answered(c: &mut Core, tag: &str) {
         from_a("INVITE", 3, tag, "application/sdp", SDP).as_bytes(),
     );
     let to_b = find(&out(c), B1, "INVITE ");
-    let ok = respond(
-        &to_b,
-        200,
-        "OK",
-        "sip:bob@192.168.1.61:5060",
-        "application/sdp",
-        &bob_sdp(""),
-    );
+    let ok = bob_ok(&to_b);
     c.handle_message(T0 + 2_050, peer(B1), ok.as_bytes());
 }
 

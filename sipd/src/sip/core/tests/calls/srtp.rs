@@ -60,21 +60,14 @@ fn bob_over_tls_with_srtp_required() -> Core {
     };
     let alice = c.devices["alice"].clone();
     c.set_devices([alice, bob]);
-    c.restore(Binding {
-        device_id: DeviceId(2),
-        contact: format!("sip:bob@{B1};transport=tls"),
-        source: Peer {
+    c.restore(bound(
+        DeviceId(2),
+        format!("sip:bob@{B1};transport=tls"),
+        Peer {
             transport: crate::sip::Transport::Tls,
             ..peer(B1)
         },
-        user_agent: String::new(),
-        call_id: String::new(),
-        cseq: 1,
-        expires_at: T0 + 3_600_000,
-        online: true,
-        last_seen: T0,
-        missed: 0,
-    });
+    ));
     c
 }
 

@@ -28,18 +28,7 @@ pub(super) fn with_carol() -> Core {
         mailbox: None,
     });
     c.set_devices(devices);
-    c.restore(Binding {
-        device_id: DeviceId(3),
-        contact: format!("sip:carol@{C1}"),
-        source: peer(C1),
-        user_agent: String::new(),
-        call_id: String::new(),
-        cseq: 1,
-        expires_at: T0 + 3_600_000,
-        online: true,
-        last_seen: T0,
-        missed: 0,
-    });
+    c.restore(bound(DeviceId(3), format!("sip:carol@{C1}"), peer(C1)));
     c
 }
 
