@@ -168,9 +168,9 @@ async fn deliver(st: &AppState, job: Job) -> Result<(), JobError> {
     {
         return Err(JobError::retry("an earlier change of the call waits"));
     }
-    let id = st.call_records.send(&r).await?;
-    if matches!(r.change, Some(Change::Voicemail(_))) && id > 0 {
-        link_voicemail(&st.pool, &r.call_sid, id)
+    st.call_records.send(&r).await?;
+    if matches!(r.change, Some(Change::Voicemail(_))) {
+        link_voicemail(&st.pool, &r.call_sid)
             .await
             .map_err(|e| JobError::retry(e.to_string()))?;
     }
@@ -178,16 +178,15 @@ async fn deliver(st: &AppState, job: Job) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Links a voicemail stored while its call's record waited.
-pub async fn link_voicemail(
-    pool: &SqlitePool,
-    call_sid: &str,
-    cdr_id: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE voicemails SET cdr_id = ? WHERE call_sid = ? AND cdr_id IS NULL")
-        .bind(cdr_id)
-        .bind(call_sid)
-        .execute(pool)
-        .await?;
+/// Links the voicemails of a call stored while its record waited (the
+/// queued record and the voicemail may land in either order).
+pub async fn link_voicemail(pool: &SqlitePool, call_sid: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE voicemails SET cdr_id = (SELECT id FROM cdrs WHERE call_sid = ?1) \
+         WHERE call_sid = ?1 AND cdr_id IS NULL",
+    )
+    .bind(call_sid)
+    .execute(pool)
+    .await?;
     Ok(())
 }

@@ -147,14 +147,7 @@ async fn handle_recording(
     .await?;
     if cdr_id.is_none() {
         // The queued record may have been written in between.
-        sqlx::query(
-            "UPDATE voicemails SET cdr_id = (SELECT id FROM cdrs WHERE call_sid = ?) \
-             WHERE recording_sid = ? AND cdr_id IS NULL",
-        )
-        .bind(call_sid)
-        .bind(sid)
-        .execute(&st.pool)
-        .await?;
+        crate::call_record::link_voicemail(&st.pool, call_sid).await?;
     }
     tracing::info!(
         recording_sid = sid,
