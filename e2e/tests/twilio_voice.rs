@@ -1025,13 +1025,8 @@ async fn start_sipd(
     grpc: tokio::net::TcpListener,
     twiliod_grpc: u16,
 ) -> CancellationToken {
-    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let (udp, tcp) = testkit::ports::sip_bound("127.0.0.1").await;
     let port = udp.local_addr().expect("addr").port();
-    let tcp = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind");
     let tls = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

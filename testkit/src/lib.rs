@@ -65,6 +65,22 @@ pub mod ports {
         }
     }
 
+    /// A UDP socket and a TCP listener bound to the same port on `ip`, for
+    /// an in-process sipd (SIP listens on one port for both). A UDP port
+    /// whose TCP twin is taken (another test's connection) is let go and
+    /// another tried; the sockets stay bound, so nothing can take them.
+    pub async fn sip_bound(ip: &str) -> (tokio::net::UdpSocket, tokio::net::TcpListener) {
+        loop {
+            let udp = tokio::net::UdpSocket::bind((ip, 0))
+                .await
+                .expect("udp bind");
+            let port = udp.local_addr().expect("addr").port();
+            if let Ok(tcp) = tokio::net::TcpListener::bind((ip, port)).await {
+                return (udp, tcp);
+            }
+        }
+    }
+
     /// A SIP port whose neighbour is free too (baresip also binds port + 1
     /// for TLS).
     pub fn sip_pair() -> u16 {

@@ -158,16 +158,8 @@ impl Sipd {
         bind: &str,
     ) -> Sipd {
         let pool = proto::db::open(dir).await.unwrap();
-        // The UDP port's TCP twin may be taken by another test's socket:
-        // try again with another port.
-        let (udp, sip, tcp) = loop {
-            let udp = UdpSocket::bind(format!("{bind}:0")).await.unwrap();
-            let sip = udp.local_addr().unwrap();
-            if let Ok(tcp) = TcpListener::bind(sip).await {
-                let sip = SocketAddr::from(([127, 0, 0, 1], sip.port()));
-                break (udp, sip, tcp);
-            }
-        };
+        let (udp, tcp) = testkit::ports::sip_bound(bind).await;
+        let sip = SocketAddr::from(([127, 0, 0, 1], udp.local_addr().unwrap().port()));
         let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc_addr = grpc.local_addr().unwrap();
         let cfg = sipd::Config::parse_from([
