@@ -213,6 +213,7 @@ impl Mediad for MediaService {
         Ok(Response::new(AllocateReply {
             port_a: port_a.into(),
             port_b: port_b.into(),
+            dtls_fingerprint: String::new(),
         }))
     }
 

@@ -18,11 +18,13 @@ pub mod routing;
 pub mod sdes;
 pub mod settings;
 pub mod sip_auth;
+pub mod sip_ws;
 pub mod ssrf;
 pub mod tables;
 pub mod time;
 pub mod trunk;
 pub mod types;
+pub mod webrtc;
 
 /// Generated gRPC code, one module per `.proto` file (tonic-build writes
 /// each service's dispatch as one long match).
@@ -56,6 +58,9 @@ pub mod defaults {
     pub const HTTP_PORT: u16 = 8080;
     pub const TWILIOD_HTTP: &str = "127.0.0.1:8081";
     pub const SIPD_GRPC: &str = "127.0.0.1:50061";
+    /// sipd's SIP over WebSocket listener; only webd connects to it
+    /// (`sip_ws`), so it stays on loopback.
+    pub const SIPD_WS: &str = "127.0.0.1:50065";
     pub const MEDIAD_GRPC: &str = "127.0.0.1:50062";
     pub const TWILIOD_GRPC: &str = "127.0.0.1:50063";
     pub const NOTIFYD_GRPC: &str = "127.0.0.1:50064";

@@ -240,6 +240,7 @@ pub fn to_pb(keys: Option<&LegKeys>) -> pb::LegCrypto {
             suite: k.suite.to_pb() as i32,
             send_key: k.send.to_bytes().to_vec(),
             recv_key: k.recv.to_bytes().to_vec(),
+            dtls: None,
         },
     }
 }
