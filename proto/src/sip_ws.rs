@@ -49,22 +49,19 @@ impl Upgrade {
     /// The headers webd adds to its upgrade request to sipd (with the
     /// `Sec-WebSocket-Protocol: sip` every RFC 7118 client sends).
     pub fn headers(&self, secret: &Secret) -> Vec<(HeaderName, HeaderValue)> {
-        let text = |s: String| HeaderValue::from_str(&s).expect("ascii header");
-        vec![
-            (
-                HeaderName::from_static("authorization"),
-                HeaderValue::from_str(secret.bearer().to_str().expect("ascii"))
-                    .expect("ascii header"),
-            ),
+        let auth = HeaderValue::from_bytes(secret.bearer().as_bytes()).ok();
+        let ip = HeaderValue::from_str(&self.client_ip.to_string()).ok();
+        [
+            (HeaderName::from_static("authorization"), auth),
             (
                 HeaderName::from_static(DEVICE_HEADER),
-                text(self.device.to_string()),
+                Some(HeaderValue::from(self.device.0)),
             ),
-            (
-                HeaderName::from_static(CLIENT_IP_HEADER),
-                text(self.client_ip.to_string()),
-            ),
+            (HeaderName::from_static(CLIENT_IP_HEADER), ip),
         ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect()
     }
 
     /// What sipd reads from an upgrade request: the secret first, then who

@@ -5,8 +5,7 @@
 
 use std::fmt;
 
-use rand::TryRngCore as _;
-use rand::rngs::OsRng;
+use rand::Rng as _;
 
 use crate::pb::mediad as pb;
 
@@ -38,13 +37,11 @@ impl IceCredentials {
     /// password (the RFC asks for at least 4 and 22).
     pub fn random() -> Self {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let take = |n: usize| {
-            let mut raw = vec![0u8; n];
-            OsRng
-                .try_fill_bytes(&mut raw)
-                .expect("the OS random source");
-            raw.iter()
-                .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        // The thread's generator is a CSPRNG seeded from the OS.
+        let mut rng = rand::rng();
+        let mut take = |n: usize| {
+            (0..n)
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
                 .collect::<String>()
         };
         Self {

@@ -21,8 +21,9 @@ pub struct Web {
 
 /// webd's flags naming the other daemons' gRPC addresses (and twiliod's
 /// webhook port).
-const PEERS: [&str; 5] = [
+const PEERS: [&str; 6] = [
     "--sipd-grpc",
+    "--sipd-ws",
     "--mediad-grpc",
     "--twiliod-grpc",
     "--notifyd-grpc",

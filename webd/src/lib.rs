@@ -43,6 +43,10 @@ pub struct Config {
     pub web_dir: PathBuf,
     #[arg(long, env = "GOSIP_SIPD_GRPC", default_value = proto::defaults::SIPD_GRPC)]
     pub sipd_grpc: String,
+    /// sipd's SIP over WebSocket listener, which the browser phone's
+    /// `/ws/sip` is relayed to.
+    #[arg(long, env = "GOSIP_SIP_WS", default_value = proto::defaults::SIPD_WS)]
+    pub sipd_ws: String,
     #[arg(long, env = "GOSIP_MEDIAD_GRPC", default_value = proto::defaults::MEDIAD_GRPC)]
     pub mediad_grpc: String,
     #[arg(long, env = "GOSIP_TWILIOD_GRPC", default_value = proto::defaults::TWILIOD_GRPC)]
@@ -83,6 +87,9 @@ pub struct Peers {
     pub mediad: AuthChannel,
     pub twiliod: AuthChannel,
     pub notifyd: AuthChannel,
+    /// The daemons' shared secret (the browser phone's WebSocket to sipd
+    /// carries it too).
+    pub secret: proto::grpc::Secret,
 }
 
 impl Peers {
@@ -93,6 +100,7 @@ impl Peers {
             mediad: proto::grpc::channel(&cfg.mediad_grpc, &secret)?,
             twiliod: proto::grpc::channel(&cfg.twiliod_grpc, &secret)?,
             notifyd: proto::grpc::channel(&cfg.notifyd_grpc, &secret)?,
+            secret,
         })
     }
 }

@@ -1255,6 +1255,7 @@ const USER_OK: &[(&str, &str)] = &[
     ("get", "/api/api-keys"),
     ("post", "/api/api-keys"),
     ("get", "/api/devices"),
+    ("post", "/api/phone"),
     ("get", "/api/dids"),
     ("get", "/api/cdrs"),
     ("get", "/api/cdrs/export"),
@@ -1330,13 +1331,14 @@ async fn every_endpoint_refuses_the_wrong_user() {
         }
     }
     assert!(checked > 80, "{checked}");
-    // And the lists show the user nothing of user one's.
-    for list in [
-        "/api/devices",
-        "/api/cdrs",
-        "/api/voicemails",
-        "/api/messages",
-    ] {
+    // And the lists show the user nothing of user one's (the browser phone
+    // made above is the user's own).
+    let me = t.get("/api/auth/me", &c2).await.json()["id"].clone();
+    let devices = t.get("/api/devices", &c2).await.json();
+    for d in devices["items"].as_array().unwrap() {
+        assert_eq!(d["user_id"], me, "{d}");
+    }
+    for list in ["/api/cdrs", "/api/voicemails", "/api/messages"] {
         assert_eq!(t.get(list, &c2).await.json()["total"], 0, "{list}");
     }
 }

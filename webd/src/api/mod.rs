@@ -18,6 +18,7 @@ pub mod hold_music;
 pub mod lists;
 pub mod messages;
 pub mod notify_prefs;
+pub mod phone;
 pub mod prompts;
 pub mod provision;
 pub mod routes;
@@ -95,6 +96,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::get, devices::update, devices::delete))
         .routes(routes!(devices::qr_code))
         .routes(routes!(provision::put, provision::get, provision::delete))
+        .routes(routes!(phone::ensure))
         .routes(routes!(dids::list, dids::create))
         .routes(routes!(dids::get, dids::update, dids::delete))
         .routes(routes!(dids::configure))
@@ -305,6 +307,7 @@ pub fn router(state: AppState) -> Router {
         axum::routing::post(admin::restore_check).layer(DefaultBodyLimit::max(1 << 30)),
     )
     .route("/api/webhooks/{*rest}", any(webhooks::forward))
+    .route(proto::sip_ws::BROWSER_PATH, get(phone::ws))
     // Phones fetching their configuration (not part of the JSON API).
     .route(
         &format!("{}/{{file}}", provision::PREFIX),
@@ -373,9 +376,12 @@ pub async fn guard(State(st): State<AppState>, mut req: Request, next: Next) -> 
 /// the browser used, or `system.public_url`).
 fn csrf_ok(st: &AppState, req: &Request) -> bool {
     let h = req.headers();
-    if h.get("x-requested-with").is_some_and(|v| !v.is_empty()) {
-        return true;
-    }
+    h.get("x-requested-with").is_some_and(|v| !v.is_empty()) || origin_ok(st, h)
+}
+
+/// `Origin` equal to our own origin (the Host the browser used, or
+/// `system.public_url`).
+pub(crate) fn origin_ok(st: &AppState, h: &axum::http::HeaderMap) -> bool {
     let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
