@@ -115,6 +115,7 @@ export const ENDPOINTS = {
   webhookDelete: ['DELETE', '/webhook-endpoints/{id}'],
   webhookUpdate: ['PUT', '/webhook-endpoints/{id}'],
   events: ['GET', '/events'],
+  phone: ['POST', '/phone'],
 }
 
 /** Fills `{id}` placeholders: url('device', {id: 3}) -> '/devices/3'. */

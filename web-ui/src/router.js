@@ -11,6 +11,7 @@ export const routes = [
   { path: '/', name: 'dashboard', component: () => import('./views/DashboardView.vue'), meta: { nav: 'Dashboard' } },
   { path: '/calls', name: 'calls', component: () => import('./views/CallsView.vue'), meta: { nav: 'Calls' } },
   { path: '/voicemail', name: 'voicemail', component: () => import('./views/VoicemailView.vue'), meta: { nav: 'Voicemail' } },
+  { path: '/phone', name: 'phone', component: () => import('./views/PhoneView.vue'), meta: { nav: 'Phone' } },
   { path: '/messages', name: 'messages', component: () => import('./views/MessagesView.vue'), meta: { nav: 'Messages' } },
   { path: '/settings', name: 'settings', component: () => import('./views/UserSettingsView.vue'), meta: { nav: 'Settings' } },
   { path: '/admin/devices', name: 'devices', component: () => import('./views/admin/DevicesView.vue'), meta: { role: 'admin', nav: 'Devices' } },
