@@ -50,7 +50,7 @@ export async function startSystem(extraEnv = {}) {
   const data = join(dir, 'data')
   mkdirSync(data)
   const p = {}
-  for (const k of ['http', 'sip', 'sips', 'sipd', 'mediad', 'twiliod', 'twiliodHttp', 'notifyd']) p[k] = await freePort()
+  for (const k of ['http', 'sip', 'sips', 'sipd', 'sipWs', 'mediad', 'twiliod', 'twiliodHttp', 'notifyd']) p[k] = await freePort()
   const rtp = 30000 + Math.floor(Math.random() * 1000) * 20
   const env = {
     ...process.env,
@@ -60,7 +60,7 @@ export async function startSystem(extraEnv = {}) {
     GOSIP_SIP_BIND: '127.0.0.1', GOSIP_SIP_PORT: String(p.sip), GOSIP_SIPS_PORT: String(p.sips),
     GOSIP_SIPD_GRPC: `127.0.0.1:${p.sipd}`, GOSIP_MEDIAD_GRPC: `127.0.0.1:${p.mediad}`,
     GOSIP_TWILIOD_GRPC: `127.0.0.1:${p.twiliod}`, GOSIP_TWILIOD_HTTP: `127.0.0.1:${p.twiliodHttp}`,
-    GOSIP_NOTIFYD_GRPC: `127.0.0.1:${p.notifyd}`,
+    GOSIP_NOTIFYD_GRPC: `127.0.0.1:${p.notifyd}`, GOSIP_SIP_WS: `127.0.0.1:${p.sipWs}`,
     GOSIP_RTP_BIND: '127.0.0.1', GOSIP_RTP_PORTS: `${rtp}-${rtp + 19}`,
     ...extraEnv,
   }
@@ -88,12 +88,13 @@ export async function startSystem(extraEnv = {}) {
   throw new Error(`GoSIP not healthy in 30 s; logs in ${dir}\n${DAEMONS.map((d) => `--- ${d}\n${sys.log(d)}`).join('\n')}`)
 }
 
-export async function launchBrowser() {
+/** Headless Chromium; `extraArgs` e.g. a fake microphone for the phone tests. */
+export async function launchBrowser(extraArgs = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', ...extraArgs],
   })
 }
 

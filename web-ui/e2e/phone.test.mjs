@@ -1,0 +1,213 @@
+// The phone in the browser, end to end: headless Chromium with a fake
+// microphone playing 440 Hz logs in, turns its phone on, and calls a real
+// baresip desk phone that answers by itself playing 1000 Hz. Each side must
+// hear the other's tone: the page analyses what it receives with WebAudio,
+// baresip's own recording of what it heard is checked here. Then baresip
+// calls the browser's extension and the toast answers it on another page.
+// A microphone the browser refuses and a lost connection give clear
+// messages, and no call is left behind in sipd.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createConnection } from 'node:net'
+import { mkdirSync, readdirSync, readFileSync, writeFileSync, openSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { startSystem, launchBrowser, screenshot, freePortPair, freePort } from './harness.mjs'
+import { ADMIN, setupSystem, loginInBrowser } from './ui.mjs'
+
+const BROWSER_HZ = 440
+const PHONE_HZ = 1000
+let sys, api, browser, page, desk
+
+/** A mono 16-bit WAV of `hz` at `rate`, `seconds` long. */
+function tone(hz, seconds, rate) {
+  const n = rate * seconds
+  const b = Buffer.alloc(44 + n * 2)
+  b.write('RIFF', 0); b.writeUInt32LE(36 + n * 2, 4); b.write('WAVE', 8)
+  b.write('fmt ', 12); b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22)
+  b.writeUInt32LE(rate, 24); b.writeUInt32LE(rate * 2, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34)
+  b.write('data', 36); b.writeUInt32LE(n * 2, 40)
+  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(12000 * Math.sin((2 * Math.PI * hz * i) / rate)), 44 + i * 2)
+  return b
+}
+
+/** The strongest frequency (200..3400 Hz, 10 Hz steps) in a mono 16-bit WAV, and how much louder it is than the median. */
+function peak(wavBytes) {
+  const rate = wavBytes.readUInt32LE(24)
+  let off = 12
+  while (off < wavBytes.length - 8 && wavBytes.toString('ascii', off, off + 4) !== 'data') off += 8 + wavBytes.readUInt32LE(off + 4)
+  const samples = []
+  for (let i = off + 8; i + 1 < wavBytes.length; i += 2) samples.push(wavBytes.readInt16LE(i))
+  // One second from the middle of the call.
+  const mid = Math.floor(samples.length / 2)
+  const x = samples.slice(Math.max(0, mid - rate / 2), mid + rate / 2)
+  const power = []
+  for (let f = 200; f <= 3400; f += 10) {
+    let re = 0, im = 0
+    for (let i = 0; i < x.length; i++) { const a = (2 * Math.PI * f * i) / rate; re += x[i] * Math.cos(a); im -= x[i] * Math.sin(a) }
+    power.push([f, re * re + im * im])
+  }
+  const best = power.reduce((a, b) => (b[1] > a[1] ? b : a))
+  const sorted = power.map((p) => p[1]).sort((a, b) => a - b)
+  return { hz: best[0], over: best[1] / (sorted[sorted.length >> 1] || 1) }
+}
+
+/** Debian's baresip as a desk phone, driven through its ctrl_tcp socket. */
+async function startDesk(username, password) {
+  const dir = join(sys.dir, 'desk')
+  mkdirSync(join(dir, 'dump'), { recursive: true })
+  writeFileSync(join(dir, 'tone.wav'), tone(PHONE_HZ, 120, 8000))
+  const sipPort = await freePortPair()
+  const ctrl = await freePort()
+  writeFileSync(join(dir, 'config'), [
+    'poll_method epoll', `sip_listen 127.0.0.1:${sipPort}`, 'net_interface 127.0.0.1',
+    'module_path /usr/lib/baresip/modules', 'module g711.so', 'module aufile.so', 'module sndfile.so',
+    'module_tmp uuid.so', 'module_tmp account.so', 'module_app menu.so', 'module_app ctrl_tcp.so',
+    `ctrl_tcp_listen 127.0.0.1:${ctrl}`, `snd_path ${join(dir, 'dump')}`,
+    'audio_player aufile,/dev/null', `audio_source aufile,${join(dir, 'tone.wav')}`, '',
+  ].join('\n'))
+  writeFileSync(join(dir, 'accounts'), `<sip:${username}@127.0.0.1:${sys.ports.sip};transport=udp>;auth_pass=${password};regint=300;audio_codecs=PCMU;answermode=auto\n`)
+  const proc = spawn('baresip', ['-f', dir, '-t', '300'], { stdio: ['ignore', openSync(join(dir, 'baresip.log'), 'a'), openSync(join(dir, 'baresip.log'), 'a')] })
+  let sock
+  for (let i = 0; i < 100 && !sock; i++) {
+    sock = await new Promise((res) => { const s = createConnection(ctrl, '127.0.0.1'); s.once('connect', () => res(s)); s.once('error', () => res(null)) })
+    if (!sock) await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.ok(sock, 'baresip ctrl_tcp')
+  let buf = Buffer.alloc(0)
+  const events = []
+  sock.on('data', (d) => {
+    buf = Buffer.concat([buf, d])
+    for (;;) {
+      const colon = buf.indexOf(':')
+      if (colon < 0) break
+      const len = Number(buf.toString('ascii', 0, colon))
+      if (buf.length < colon + 1 + len + 1) break
+      const msg = JSON.parse(buf.toString('utf8', colon + 1, colon + 1 + len))
+      buf = buf.subarray(colon + 2 + len)
+      if (msg.event) events.push(msg.type)
+    }
+  })
+  return {
+    dir,
+    events,
+    command(command, params = '') { const m = JSON.stringify({ command, params, token: command }); sock.write(`${Buffer.byteLength(m)}:${m},`) },
+    async event(type, ms = 15000) {
+      const end = Date.now() + ms
+      while (Date.now() < end) { const i = events.indexOf(type); if (i >= 0) { events.splice(i, 1); return } await new Promise((r) => setTimeout(r, 100)) }
+      throw new Error(`baresip: no ${type}; saw ${events.join(',')}\n${readFileSync(join(dir, 'baresip.log'), 'utf8').slice(-3000)}`)
+    },
+    heard() {
+      const f = readdirSync(join(dir, 'dump')).filter((n) => n.endsWith('-dec.wav')).sort().pop()
+      return f ? readFileSync(join(dir, 'dump', f)) : null
+    },
+    stop() { sock.destroy(); proc.kill('SIGTERM') },
+  }
+}
+
+/** The strongest frequency the page hears on the call, by WebAudio. */
+function browserHears(p) {
+  return p.evaluate(async () => {
+    const el = document.getElementById('gosip-phone-audio')
+    const ctx = new AudioContext()
+    const src = ctx.createMediaStreamSource(el.srcObject)
+    const an = ctx.createAnalyser()
+    an.fftSize = 8192
+    src.connect(an)
+    await new Promise((r) => setTimeout(r, 1500))
+    const bins = new Float32Array(an.frequencyBinCount)
+    an.getFloatFrequencyData(bins)
+    let best = 0
+    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i
+    const sorted = [...bins].sort((a, b) => a - b)
+    await ctx.close()
+    return { hz: (best * ctx.sampleRate) / an.fftSize, db: bins[best], median: sorted[sorted.length >> 1] }
+  })
+}
+
+async function activeCalls() {
+  const r = await api.get('/calls')
+  return (r.items ?? r.calls ?? r).length
+}
+
+before(async () => {
+  sys = await startSystem()
+  api = await setupSystem(sys, { did: null })
+  const mic = join(sys.dir, 'browser-mic.wav')
+  writeFileSync(mic, tone(BROWSER_HZ, 30, 48000))
+  browser = await launchBrowser(['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    `--use-file-for-fake-audio-capture=${mic}`, '--autoplay-policy=no-user-gesture-required'])
+  page = await browser.newPage()
+  await loginInBrowser(page, sys.base, ADMIN.email, ADMIN.password)
+})
+after(async () => { desk?.stop(); await browser?.close(); await sys?.stop() })
+
+test('the browser calls a desk phone and is called by it, and each hears the other', async () => {
+  const d = await api.post('/devices', { name: 'Desk', extension: '201' })
+  desk = await startDesk(d.username, d.password)
+  await desk.event('REGISTER_OK')
+
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Phone' }).click()
+  await page.getByRole('switch', { name: /Use this browser as a phone/ }).click()
+  await page.locator('[data-phone-status]', { hasText: 'Ready' }).waitFor({ timeout: 20000 })
+  assert.equal(await page.locator('[data-phone-extension]').innerText(), '700')
+  await screenshot(page, 'phone-ready')
+
+  // The browser calls the desk phone, which answers by itself.
+  await page.getByLabel('Number or extension').fill('201')
+  await page.locator('[data-dial]').click()
+  await page.locator('[data-call-timer]').waitFor({ timeout: 20000 })
+  await desk.event('CALL_ESTABLISHED')
+  await new Promise((r) => setTimeout(r, 1500))
+  const heard = await browserHears(page)
+  assert.ok(Math.abs(heard.hz - PHONE_HZ) < 30 && heard.db - heard.median > 30, `the browser hears the desk phone's ${PHONE_HZ} Hz: ${JSON.stringify(heard)}`)
+  assert.equal(await activeCalls(), 1)
+  await screenshot(page, 'phone-in-call')
+  await page.locator('[data-call-hangup]').click()
+  await desk.event('CALL_CLOSED')
+  const wav = desk.heard()
+  assert.ok(wav, 'baresip recorded the call')
+  const p = peak(wav)
+  assert.ok(Math.abs(p.hz - BROWSER_HZ) <= 10 && p.over > 100, `the desk phone hears the browser's ${BROWSER_HZ} Hz: ${JSON.stringify(p)}`)
+
+  // The desk phone calls the browser while another page is open: the toast answers.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Calls' }).click()
+  desk.command('dial', `sip:700@127.0.0.1:${sys.ports.sip}`)
+  await page.locator('[data-incoming-call]').waitFor({ timeout: 20000 })
+  assert.match(await page.locator('[data-incoming-call]').innerText(), /Incoming call/)
+  await screenshot(page, 'phone-incoming-toast')
+  await page.locator('[data-toast-answer]').click()
+  await page.locator('[data-call-timer]').waitFor({ timeout: 20000 })
+  await desk.event('CALL_ESTABLISHED')
+  await new Promise((r) => setTimeout(r, 1500))
+  const back = await browserHears(page)
+  assert.ok(Math.abs(back.hz - PHONE_HZ) < 30 && back.db - back.median > 30, `answered from the toast, the browser hears ${PHONE_HZ} Hz: ${JSON.stringify(back)}`)
+  desk.command('hangup')
+  await page.locator('[data-call-timer]').waitFor({ state: 'detached', timeout: 15000 })
+  // Both legs are gone from sipd (and so from mediad, which sipd releases).
+  for (let i = 0; i < 50 && (await activeCalls()) > 0; i++) await new Promise((r) => setTimeout(r, 100))
+  assert.equal(await activeCalls(), 0, 'no call left behind')
+})
+
+test('a blocked microphone and a lost connection are told in words', async () => {
+  // A browser that never grants the microphone.
+  const strict = await launchBrowser(['--autoplay-policy=no-user-gesture-required'])
+  try {
+    const p2 = await strict.newPage()
+    await loginInBrowser(p2, sys.base, ADMIN.email, ADMIN.password)
+    await p2.goto(`${sys.base}/phone`)
+    await p2.getByRole('switch', { name: /Use this browser as a phone/ }).click()
+    await p2.locator('[data-phone-status]', { hasText: 'Ready' }).waitFor({ timeout: 20000 })
+    await p2.getByLabel('Number or extension').fill('201')
+    await p2.locator('[data-dial]').click()
+    await p2.locator('[data-phone-last]', { hasText: /microphone/i }).waitFor({ timeout: 10000 })
+    assert.equal(await activeCalls(), 0, 'no call without a microphone')
+  } finally { await strict.close() }
+
+  // sipd goes away: the open page says so.
+  await sys.stopDaemon('sipd')
+  await page.goto(`${sys.base}/phone`)
+  await page.locator('[data-phone-error]').waitFor({ timeout: 20000 })
+  assert.match(await page.locator('[data-phone-error]').innerText(), /lost|not connected|could not|refused/i)
+  await screenshot(page, 'phone-connection-lost')
+})
