@@ -819,6 +819,16 @@ pub const KEYS: &[Key] = &[
         "The PEM private key of that certificate",
     ),
     k(
+        "phone.ice_servers",
+        "",
+        Advanced,
+        Text,
+        "Browser phone STUN/TURN servers",
+        "Only for browsers that cannot reach GoSIP's media ports directly (UDP blocked where they \
+         are): entries separated by commas, each a URL, or a TURN URL, user name and password \
+         separated by spaces, e.g. turn:turn.example.org:3478 alice s3cret; empty = none",
+    ),
+    k(
         "sip.realm",
         "",
         Advanced,

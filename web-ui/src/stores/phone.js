@@ -54,6 +54,7 @@ export const usePhone = defineStore('phone', {
     status: 'off',
     error: '',
     extension: '',
+    iceServers: [],
     /** null or { direction: 'in'|'out', peer, state: 'ringing'|'incoming'|'active'|'ended', started, muted, held, ended } */
     call: null,
     lastEnd: '',
@@ -84,6 +85,7 @@ export const usePhone = defineStore('phone', {
         return
       }
       this.extension = me.extension || me.username
+      this.iceServers = me.ice_servers || []
       const JsSIP = await loadJsSip()
       const scheme = location.protocol === 'https:' ? 'wss' : 'ws'
       const socket = new JsSIP.WebSocketInterface(`${scheme}://${location.host}${me.ws_path}`)
@@ -135,6 +137,7 @@ export const usePhone = defineStore('phone', {
       return {
         mediaConstraints: { audio: this.input ? { deviceId: { exact: this.input } } : true, video: false },
         rtcOfferConstraints: { offerToReceiveAudio: true, offerToReceiveVideo: false },
+        pcConfig: { iceServers: this.iceServers },
       }
     },
     /** Asks for the microphone first, so a refusal gets a clear message. */

@@ -41,6 +41,41 @@ pub struct BrowserPhone {
     pub ws_path: String,
     /// The SIP domain of the AOR (`sip.realm`, else `gosip`).
     pub domain: String,
+    /// STUN/TURN servers for the browser's RTCPeerConnection (the setting
+    /// `phone.ice_servers`); usually none.
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// One RTCIceServer.
+#[derive(Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub struct IceServer {
+    pub urls: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Reads `phone.ice_servers`: entries separated by commas, each a
+/// `stun:`/`turn:`/`turns:` URL optionally followed by a user name and a
+/// password; anything else is left out.
+pub fn ice_servers(setting: &str) -> Vec<IceServer> {
+    setting
+        .split(',')
+        .filter_map(|entry| {
+            let mut parts = entry.split_whitespace();
+            let urls = parts.next()?;
+            let scheme = urls.split(':').next()?.to_ascii_lowercase();
+            if !matches!(scheme.as_str(), "stun" | "turn" | "turns") {
+                return None;
+            }
+            Some(IceServer {
+                urls: urls.to_owned(),
+                username: parts.next().map(str::to_owned),
+                credential: parts.next().map(str::to_owned),
+            })
+        })
+        .collect()
 }
 
 /// The caller's Browser device, made on first use.
@@ -54,6 +89,7 @@ pub async fn ensure(State(st): State<AppState>, caller: Caller) -> ApiResult<Jso
         extension,
         ws_path: BROWSER_PATH.into(),
         domain: qr::realm(st.settings.get().str("sip.realm")),
+        ice_servers: ice_servers(st.settings.get().str("phone.ice_servers")),
     }))
 }
 
@@ -238,5 +274,34 @@ async fn relay(browser: WebSocket, sipd: SipdSocket) {
     tokio::select! {
         () = up => {}
         () = down => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_servers_are_urls_with_optional_credentials_and_nothing_else() {
+        assert_eq!(ice_servers(""), []);
+        let got = ice_servers(
+            "stun:stun.example.org:3478, turn:turn.example.org:3478?transport=udp alice s3cret, \
+             http://not-ice, ",
+        );
+        assert_eq!(
+            got,
+            [
+                IceServer {
+                    urls: "stun:stun.example.org:3478".into(),
+                    username: None,
+                    credential: None
+                },
+                IceServer {
+                    urls: "turn:turn.example.org:3478?transport=udp".into(),
+                    username: Some("alice".into()),
+                    credential: Some("s3cret".into())
+                },
+            ]
+        );
     }
 }
