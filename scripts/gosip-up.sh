@@ -9,7 +9,7 @@ export GOSIP_DATA_DIR=$GOSIP_TMP/data GOSIP_HTTP_BIND=127.0.0.1 GOSIP_SIP_BIND=1
 export GOSIP_HTTP_PORT=$(free_port) GOSIP_SIP_PORT=$(free_port) GOSIP_SIPS_PORT=$(free_port)
 export GOSIP_SIPD_GRPC=127.0.0.1:$(free_port) GOSIP_MEDIAD_GRPC=127.0.0.1:$(free_port)
 export GOSIP_TWILIOD_GRPC=127.0.0.1:$(free_port) GOSIP_TWILIOD_HTTP=127.0.0.1:$(free_port)
-export GOSIP_NOTIFYD_GRPC=127.0.0.1:$(free_port)
+export GOSIP_NOTIFYD_GRPC=127.0.0.1:$(free_port) GOSIP_SIP_WS=127.0.0.1:$(free_port)
 base=$(( 30000 + RANDOM % 20000 / 2 * 2 ))
 export GOSIP_RTP_PORTS=$base-$((base + 99))
 export GOSIP_WEB_DIR=${GOSIP_WEB_DIR:-web-ui/dist}

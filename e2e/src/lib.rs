@@ -175,6 +175,8 @@ pub struct Ports {
     /// SIP over TLS.
     pub sips: u16,
     pub sipd_grpc: u16,
+    /// sipd's SIP over WebSocket listener (webd relays `/ws/sip` to it).
+    pub sip_ws: u16,
     pub mediad_grpc: u16,
     pub twiliod_grpc: u16,
     pub twiliod_http: u16,
@@ -189,6 +191,7 @@ impl Ports {
             sip: testkit::ports::sip(),
             sips: testkit::ports::tcp(),
             sipd_grpc: testkit::ports::tcp(),
+            sip_ws: testkit::ports::tcp(),
             mediad_grpc: testkit::ports::tcp(),
             twiliod_grpc: testkit::ports::tcp(),
             twiliod_http: testkit::ports::tcp(),
@@ -208,6 +211,7 @@ impl Ports {
             ("GOSIP_SIP_PORT".into(), self.sip.to_string()),
             ("GOSIP_SIPS_PORT".into(), self.sips.to_string()),
             ("GOSIP_SIPD_GRPC".into(), l(self.sipd_grpc)),
+            ("GOSIP_SIP_WS".into(), l(self.sip_ws)),
             ("GOSIP_MEDIAD_GRPC".into(), l(self.mediad_grpc)),
             ("GOSIP_TWILIOD_GRPC".into(), l(self.twiliod_grpc)),
             ("GOSIP_TWILIOD_HTTP".into(), l(self.twiliod_http)),
@@ -283,6 +287,7 @@ impl System {
                 sip,
                 sips: proto::defaults::SIPS_PORT,
                 sipd_grpc: grpc(proto::defaults::SIPD_GRPC),
+                sip_ws: grpc(proto::defaults::SIPD_WS),
                 mediad_grpc: grpc(proto::defaults::MEDIAD_GRPC),
                 twiliod_grpc: grpc(proto::defaults::TWILIOD_GRPC),
                 twiliod_http: grpc(proto::defaults::TWILIOD_HTTP),

@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 base=$(( 40000 + RANDOM % 10000 / 2 * 2 ))
 export GOSIP_DATA_DIR=$work/data GOSIP_SIP_BIND=127.0.0.1 GOSIP_SIP_PORT=$(free_port) GOSIP_SIPS_PORT=$(free_port) \
-  GOSIP_SIPD_GRPC=127.0.0.1:$(free_port) GOSIP_MEDIAD_GRPC=127.0.0.1:$(free_port) \
+  GOSIP_SIPD_GRPC=127.0.0.1:$(free_port) GOSIP_SIP_WS=127.0.0.1:$(free_port) GOSIP_MEDIAD_GRPC=127.0.0.1:$(free_port) \
   GOSIP_RTP_BIND=127.0.0.1 GOSIP_RTP_PORTS=$base-$((base + 1999)) RUST_LOG=warn
 mkdir -p "$GOSIP_DATA_DIR"
 

@@ -45,7 +45,7 @@ work=$(mktemp -d)
 sip_port=$(free_port)
 sips_port=$(free_port)
 export GOSIP_DATA_DIR=$work/data GOSIP_SIP_BIND=127.0.0.1 GOSIP_SIP_PORT=$sip_port GOSIP_SIPS_PORT=$sips_port \
-  GOSIP_SIPD_GRPC=127.0.0.1:$(free_port) RUST_LOG=warn \
+  GOSIP_SIPD_GRPC=127.0.0.1:$(free_port) GOSIP_SIP_WS=127.0.0.1:$(free_port) RUST_LOG=warn \
   GOSIP_DEVICE_RELOAD_SECS=1  # devices are inserted by hand below, not through webd
 "$BIN/sipd" >"$work/sipd.log" 2>&1 &
 pid=$!

@@ -10,7 +10,7 @@ for run in $(seq 1 10); do
   export GOSIP_DATA_DIR=$dir/data GOSIP_HTTP_BIND=127.0.0.1 GOSIP_HTTP_PORT=$(free_port) GOSIP_SIP_BIND=127.0.0.1 \
     GOSIP_SIP_PORT=$(free_port) GOSIP_SIPS_PORT=$(free_port) GOSIP_SIPD_GRPC=127.0.0.1:$(free_port) GOSIP_MEDIAD_GRPC=127.0.0.1:$(free_port) \
     GOSIP_TWILIOD_GRPC=127.0.0.1:$(free_port) GOSIP_TWILIOD_HTTP=127.0.0.1:$(free_port) \
-    GOSIP_NOTIFYD_GRPC=127.0.0.1:$(free_port) GOSIP_RTP_BIND=127.0.0.1 GOSIP_RTP_PORTS=31000-31099
+    GOSIP_NOTIFYD_GRPC=127.0.0.1:$(free_port) GOSIP_SIP_WS=127.0.0.1:$(free_port) GOSIP_RTP_BIND=127.0.0.1 GOSIP_RTP_PORTS=31000-31099
   t0=$(date +%s%N)
   pids=()
   for d in sipd mediad twiliod notifyd webd; do "$BIN/$d" >"$dir/$d.log" 2>&1 & pids+=($!); done
