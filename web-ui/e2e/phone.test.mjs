@@ -135,7 +135,8 @@ before(async () => {
   api = await setupSystem(sys, { did: null })
   const mic = join(sys.dir, 'browser-mic.wav')
   writeFileSync(mic, tone(BROWSER_HZ, 30, 48000))
-  browser = await launchBrowser(['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+  // Everything here is on 127.0.0.1, which Chromium leaves out of ICE unless told.
+  browser = await launchBrowser(['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--allow-loopback-in-peer-connection',
     `--use-file-for-fake-audio-capture=${mic}`, '--autoplay-policy=no-user-gesture-required'])
   page = await browser.newPage()
   await loginInBrowser(page, sys.base, ADMIN.email, ADMIN.password)
