@@ -148,7 +148,7 @@ test('the browser calls a desk phone and is called by it, and each hears the oth
   desk = await startDesk(d.username, d.password)
   await desk.event('REGISTER_OK')
 
-  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Phone' }).click()
+  await page.locator('[data-phone-link]').click()
   await page.getByRole('switch', { name: /Use this browser as a phone/ }).click()
   await page.locator('[data-phone-status]', { hasText: 'Ready' }).waitFor({ timeout: 20000 })
   assert.equal(await page.locator('[data-phone-extension]').innerText(), '700')

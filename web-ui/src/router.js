@@ -11,7 +11,8 @@ export const routes = [
   { path: '/', name: 'dashboard', component: () => import('./views/DashboardView.vue'), meta: { nav: 'Dashboard' } },
   { path: '/calls', name: 'calls', component: () => import('./views/CallsView.vue'), meta: { nav: 'Calls' } },
   { path: '/voicemail', name: 'voicemail', component: () => import('./views/VoicemailView.vue'), meta: { nav: 'Voicemail' } },
-  { path: '/phone', name: 'phone', component: () => import('./views/PhoneView.vue'), meta: { nav: 'Phone' } },
+  // Linked from the header's phone button, not the nav (it shows the phone's state).
+  { path: '/phone', name: 'phone', component: () => import('./views/PhoneView.vue'), meta: { title: 'Phone' } },
   { path: '/messages', name: 'messages', component: () => import('./views/MessagesView.vue'), meta: { nav: 'Messages' } },
   { path: '/settings', name: 'settings', component: () => import('./views/UserSettingsView.vue'), meta: { nav: 'Settings' } },
   { path: '/admin/devices', name: 'devices', component: () => import('./views/admin/DevicesView.vue'), meta: { role: 'admin', nav: 'Devices' } },

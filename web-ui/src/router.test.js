@@ -19,7 +19,7 @@ describe('router', () => {
   it('shows admin links only to admins', () => {
     const user = navLinks('user').map((l) => l.label)
     const admin = navLinks('admin').map((l) => l.label)
-    expect(user).toEqual(['Dashboard', 'Calls', 'Voicemail', 'Phone', 'Messages', 'Settings'])
+    expect(user).toEqual(['Dashboard', 'Calls', 'Voicemail', 'Messages', 'Settings'])
     expect(admin).toEqual(expect.arrayContaining([...user, 'Devices', 'Numbers', 'Routing', 'Users', 'System', 'Security']))
   })
 })

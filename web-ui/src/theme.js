@@ -2,7 +2,7 @@
 // dark: styles; the choice is kept in this browser.
 const KEY = 'gosip-theme'
 export const THEMES = [
-  { value: 'system', label: 'Match system' },
+  { value: 'system', label: 'Auto' },
   { value: 'light', label: 'Light' },
   { value: 'dark', label: 'Dark' },
 ]
