@@ -8,28 +8,14 @@
 // messages, and no call is left behind in sipd.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { createConnection } from 'node:net'
-import { mkdirSync, readdirSync, readFileSync, writeFileSync, openSync } from 'node:fs'
-import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { startSystem, launchBrowser, screenshot, freePortPair, freePort } from './harness.mjs'
-import { ADMIN, setupSystem, loginInBrowser } from './ui.mjs'
+import { startSystem, launchBrowser, screenshot } from './harness.mjs'
+import { ADMIN, setupSystem, loginInBrowser, startBaresip, toneWav } from './ui.mjs'
 
 const BROWSER_HZ = 440
 const PHONE_HZ = 1000
 let sys, api, browser, page, desk
-
-/** A mono 16-bit WAV of `hz` at `rate`, `seconds` long. */
-function tone(hz, seconds, rate) {
-  const n = rate * seconds
-  const b = Buffer.alloc(44 + n * 2)
-  b.write('RIFF', 0); b.writeUInt32LE(36 + n * 2, 4); b.write('WAVE', 8)
-  b.write('fmt ', 12); b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22)
-  b.writeUInt32LE(rate, 24); b.writeUInt32LE(rate * 2, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34)
-  b.write('data', 36); b.writeUInt32LE(n * 2, 40)
-  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(12000 * Math.sin((2 * Math.PI * hz * i) / rate)), 44 + i * 2)
-  return b
-}
 
 /** The strongest frequency (200..3400 Hz, 10 Hz steps) in a mono 16-bit WAV, and how much louder it is than the median. */
 function peak(wavBytes) {
@@ -50,59 +36,6 @@ function peak(wavBytes) {
   const best = power.reduce((a, b) => (b[1] > a[1] ? b : a))
   const sorted = power.map((p) => p[1]).sort((a, b) => a - b)
   return { hz: best[0], over: best[1] / (sorted[sorted.length >> 1] || 1) }
-}
-
-/** Debian's baresip as a desk phone, driven through its ctrl_tcp socket. */
-async function startDesk(username, password) {
-  const dir = join(sys.dir, 'desk')
-  mkdirSync(join(dir, 'dump'), { recursive: true })
-  writeFileSync(join(dir, 'tone.wav'), tone(PHONE_HZ, 120, 8000))
-  const sipPort = await freePortPair()
-  const ctrl = await freePort()
-  writeFileSync(join(dir, 'config'), [
-    'poll_method epoll', `sip_listen 127.0.0.1:${sipPort}`, 'net_interface 127.0.0.1',
-    'module_path /usr/lib/baresip/modules', 'module g711.so', 'module aufile.so', 'module sndfile.so',
-    'module_tmp uuid.so', 'module_tmp account.so', 'module_app menu.so', 'module_app ctrl_tcp.so',
-    `ctrl_tcp_listen 127.0.0.1:${ctrl}`, `snd_path ${join(dir, 'dump')}`,
-    'audio_player aufile,/dev/null', `audio_source aufile,${join(dir, 'tone.wav')}`, '',
-  ].join('\n'))
-  writeFileSync(join(dir, 'accounts'), `<sip:${username}@127.0.0.1:${sys.ports.sip};transport=udp>;auth_pass=${password};regint=300;audio_codecs=PCMU;answermode=auto\n`)
-  const proc = spawn('baresip', ['-f', dir, '-t', '300'], { stdio: ['ignore', openSync(join(dir, 'baresip.log'), 'a'), openSync(join(dir, 'baresip.log'), 'a')] })
-  let sock
-  for (let i = 0; i < 100 && !sock; i++) {
-    sock = await new Promise((res) => { const s = createConnection(ctrl, '127.0.0.1'); s.once('connect', () => res(s)); s.once('error', () => res(null)) })
-    if (!sock) await new Promise((r) => setTimeout(r, 100))
-  }
-  assert.ok(sock, 'baresip ctrl_tcp')
-  let buf = Buffer.alloc(0)
-  const events = []
-  sock.on('data', (d) => {
-    buf = Buffer.concat([buf, d])
-    for (;;) {
-      const colon = buf.indexOf(':')
-      if (colon < 0) break
-      const len = Number(buf.toString('ascii', 0, colon))
-      if (buf.length < colon + 1 + len + 1) break
-      const msg = JSON.parse(buf.toString('utf8', colon + 1, colon + 1 + len))
-      buf = buf.subarray(colon + 2 + len)
-      if (msg.event) events.push(msg.type)
-    }
-  })
-  return {
-    dir,
-    events,
-    command(command, params = '') { const m = JSON.stringify({ command, params, token: command }); sock.write(`${Buffer.byteLength(m)}:${m},`) },
-    async event(type, ms = 15000) {
-      const end = Date.now() + ms
-      while (Date.now() < end) { const i = events.indexOf(type); if (i >= 0) { events.splice(i, 1); return } await new Promise((r) => setTimeout(r, 100)) }
-      throw new Error(`baresip: no ${type}; saw ${events.join(',')}\n${readFileSync(join(dir, 'baresip.log'), 'utf8').slice(-3000)}`)
-    },
-    heard() {
-      const f = readdirSync(join(dir, 'dump')).filter((n) => n.endsWith('-dec.wav')).sort().pop()
-      return f ? readFileSync(join(dir, 'dump', f)) : null
-    },
-    stop() { sock.destroy(); proc.kill('SIGTERM') },
-  }
 }
 
 /** The strongest frequency the page hears on the call, by WebAudio. */
@@ -134,7 +67,7 @@ before(async () => {
   sys = await startSystem()
   api = await setupSystem(sys, { did: null })
   const mic = join(sys.dir, 'browser-mic.wav')
-  writeFileSync(mic, tone(BROWSER_HZ, 30, 48000))
+  writeFileSync(mic, toneWav(BROWSER_HZ, 30, 48000))
   // Everything here is on 127.0.0.1, which Chromium leaves out of ICE unless told.
   browser = await launchBrowser(['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--allow-loopback-in-peer-connection',
     `--use-file-for-fake-audio-capture=${mic}`, '--autoplay-policy=no-user-gesture-required'])
@@ -145,7 +78,7 @@ after(async () => { desk?.stop(); await browser?.close(); await sys?.stop() })
 
 test('the browser calls a desk phone and is called by it, and each hears the other', async () => {
   const d = await api.post('/devices', { name: 'Desk', extension: '201' })
-  desk = await startDesk(d.username, d.password)
+  desk = await startBaresip(sys, { username: d.username, password: d.password, name: 'desk', hz: PHONE_HZ })
   await desk.event('REGISTER_OK')
 
   await page.locator('[data-phone-link]').click()

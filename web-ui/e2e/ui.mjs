@@ -125,15 +125,7 @@ export async function decodeQr(page, selector) {
 
 /** A short valid WAV (8 kHz mono 16-bit, a 440 Hz tone). */
 export function wav(seconds = 1) {
-  const rate = 8000
-  const n = rate * seconds
-  const b = Buffer.alloc(44 + n * 2)
-  b.write('RIFF', 0); b.writeUInt32LE(36 + n * 2, 4); b.write('WAVE', 8)
-  b.write('fmt ', 12); b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22)
-  b.writeUInt32LE(rate, 24); b.writeUInt32LE(rate * 2, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34)
-  b.write('data', 36); b.writeUInt32LE(n * 2, 40)
-  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * 440 * i) / rate)), 44 + i * 2)
-  return b
+  return toneWav(440, seconds)
 }
 
 /** Registers `username` at sipd over UDP with RFC 2617 digest (MD5, qop=auth), like a phone. */
@@ -207,36 +199,83 @@ export async function startStandin(sys) {
   return { base, stop: () => proc.kill('SIGTERM'), requests: async () => (await fetch(`${base}/_control/requests`)).json() }
 }
 
+/** A mono 16-bit WAV of `hz` at `rate`, `seconds` long. */
+export function toneWav(hz, seconds, rate = 8000) {
+  const n = rate * seconds
+  const b = Buffer.alloc(44 + n * 2)
+  b.write('RIFF', 0); b.writeUInt32LE(36 + n * 2, 4); b.write('WAVE', 8)
+  b.write('fmt ', 12); b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22)
+  b.writeUInt32LE(rate, 24); b.writeUInt32LE(rate * 2, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34)
+  b.write('data', 36); b.writeUInt32LE(n * 2, 40)
+  for (let i = 0; i < n; i++) b.writeInt16LE(Math.round(12000 * Math.sin((2 * Math.PI * hz * i) / rate)), 44 + i * 2)
+  return b
+}
+
 /**
  * A real desk phone for the browser tests: Debian's baresip registered as
- * `username` at sipd, answering every call by itself, a tone as its
- * microphone. `stop()` ends it; `log()` is its output.
+ * `username` at sipd, answering every call by itself, a `hz` tone as its
+ * microphone, recording what it hears (sndfile), driven through its
+ * ctrl_tcp socket: `command('dial', uri)`, `await event('CALL_ESTABLISHED')`,
+ * `heard()` (the WAV of the last call), `stop()`, `log()`.
  */
-export async function startBaresip(sys, { username, password, name = 'phone' }) {
-  const { mkdirSync, writeFileSync, openSync, readFileSync } = await import('node:fs')
+export async function startBaresip(sys, { username, password, name = 'phone', hz = 440 }) {
+  const { mkdirSync, writeFileSync, openSync, readdirSync } = await import('node:fs')
   const { spawn } = await import('node:child_process')
-  const { freePortPair } = await import('./harness.mjs')
+  const { createConnection } = await import('node:net')
+  const { freePortPair, freePort } = await import('./harness.mjs')
   const dir = join(sys.dir, `baresip-${name}`)
   mkdirSync(join(dir, 'dump'), { recursive: true })
-  writeFileSync(join(dir, 'tone.wav'), wav(4))
+  writeFileSync(join(dir, 'tone.wav'), toneWav(hz, 120))
   // baresip also takes the next port, for SIP over TLS.
   const sipPort = await freePortPair()
+  const ctrl = await freePort()
   writeFileSync(join(dir, 'config'), [
-    'poll_method epoll',
-    `sip_listen 127.0.0.1:${sipPort}`,
-    'net_interface 127.0.0.1',
-    'module_path /usr/lib/baresip/modules',
-    'module g711.so',
-    'module aufile.so',
-    'module_tmp uuid.so',
-    'module_tmp account.so',
-    'module_app menu.so',
-    'audio_player aufile,/dev/null',
-    `audio_source aufile,${join(dir, 'tone.wav')}`,
-    '',
+    'poll_method epoll', `sip_listen 127.0.0.1:${sipPort}`, 'net_interface 127.0.0.1',
+    'module_path /usr/lib/baresip/modules', 'module g711.so', 'module aufile.so', 'module sndfile.so',
+    'module_tmp uuid.so', 'module_tmp account.so', 'module_app menu.so', 'module_app ctrl_tcp.so',
+    `ctrl_tcp_listen 127.0.0.1:${ctrl}`, `snd_path ${join(dir, 'dump')}`,
+    'audio_player aufile,/dev/null', `audio_source aufile,${join(dir, 'tone.wav')}`, '',
   ].join('\n'))
   writeFileSync(join(dir, 'accounts'), `<sip:${username}@127.0.0.1:${sys.ports.sip};transport=udp>;auth_pass=${password};regint=300;audio_codecs=PCMU;answermode=auto\n`)
-  const log = openSync(join(dir, 'baresip.log'), 'a')
-  const proc = spawn('baresip', ['-f', dir, '-t', '300'], { stdio: ['ignore', log, log] })
-  return { stop: () => proc.kill('SIGTERM'), log: () => readFileSync(join(dir, 'baresip.log'), 'utf8') }
+  const logFile = join(dir, 'baresip.log')
+  const proc = spawn('baresip', ['-f', dir, '-t', '300'], { stdio: ['ignore', openSync(logFile, 'a'), openSync(logFile, 'a')] })
+  const log = () => readFileSync(logFile, 'utf8')
+  let sock = null
+  for (let i = 0; i < 100 && !sock; i++) {
+    sock = await new Promise((res) => { const c = createConnection(ctrl, '127.0.0.1'); c.once('connect', () => res(c)); c.once('error', () => res(null)) })
+    if (!sock) await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.ok(sock, `baresip's ctrl_tcp never listened\n${log()}`)
+  let buf = Buffer.alloc(0)
+  const events = []
+  sock.on('data', (d) => {
+    buf = Buffer.concat([buf, d])
+    for (;;) {
+      const colon = buf.indexOf(':')
+      if (colon < 0) break
+      const len = Number(buf.toString('ascii', 0, colon))
+      if (buf.length < colon + 2 + len) break
+      const msg = JSON.parse(buf.toString('utf8', colon + 1, colon + 1 + len))
+      buf = buf.subarray(colon + 2 + len)
+      if (msg.event) events.push(msg.type)
+    }
+  })
+  return {
+    log,
+    command(command, params = '') { const m = JSON.stringify({ command, params, token: command }); sock.write(`${Buffer.byteLength(m)}:${m},`) },
+    async event(type, ms = 15000) {
+      const end = Date.now() + ms
+      while (Date.now() < end) {
+        const i = events.indexOf(type)
+        if (i >= 0) { events.splice(i, 1); return }
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      throw new Error(`baresip ${name}: no ${type}; saw ${events.join(',')}\n${log().slice(-3000)}`)
+    },
+    heard() {
+      const f = readdirSync(join(dir, 'dump')).filter((n) => n.endsWith('-dec.wav')).sort().pop()
+      return f ? readFileSync(join(dir, 'dump', f)) : null
+    },
+    stop() { sock.destroy(); proc.kill('SIGTERM') },
+  }
 }
