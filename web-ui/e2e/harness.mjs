@@ -72,6 +72,8 @@ export async function startSystem(extraEnv = {}) {
   const sys = {
     base, dir, data, ports: p,
     log: (d) => { try { return readFileSync(join(dir, `${d}.log`), 'utf8') } catch { return '' } },
+    /** A daemon's process id (for CPU and memory readings). */
+    pid: (d) => procs[DAEMONS.indexOf(d)].pid,
     /** Stops one daemon (the others keep running), as a crash would. */
     async stopDaemon(name) { const c = procs[DAEMONS.indexOf(name)]; if (c.exitCode === null) { c.kill('SIGTERM'); await new Promise((r) => c.once('exit', r)) } },
     async stop() { for (const c of procs) c.kill('SIGTERM'); await Promise.all(procs.map((c) => c.exitCode !== null ? null : new Promise((r) => c.once('exit', r)))) },
