@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Web UI: the built bundle's size (raw and gzip: what loads first, and all of
 # it) and the time to first render of the dashboard in headless Chromium
-# against the real daemons ($GOSIP_BIN_DIR, target/release under make bench); the
-# browser phone's call setup time and mediad's CPU per browser call (bench-phone.mjs).
+# against the real daemons ($GOSIP_BIN_DIR, target/release under make bench).
 set -euo pipefail
 cd "$(dirname "$0")/../../web-ui"
 [ -d node_modules ] || npm ci --no-audit --no-fund >/dev/null
@@ -14,4 +13,3 @@ css=$(grep -o 'assets/index-[^"]*\.css' dist/index.html | head -1)
 echo "bundle, loaded first (index.html + entry JS + CSS): $(size dist/index.html "dist/$entry" "dist/$css")"
 echo "bundle, everything (all JS + CSS, $(ls dist/assets | wc -l) files): $(size dist/assets/*.js dist/assets/*.css)"
 node e2e/bench-ui.mjs
-node e2e/bench-phone.mjs

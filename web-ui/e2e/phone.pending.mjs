@@ -1,3 +1,5 @@
+// PENDING (not run by `npm run e2e`, which takes *.test.mjs): sipd does not yet
+// take SIP over WebSocket (issue #17); rename to phone.test.mjs once it does.
 // The phone in the browser, end to end: headless Chromium with a fake
 // microphone playing 440 Hz logs in, turns its phone on, and calls a real
 // baresip desk phone that answers by itself playing 1000 Hz. Each side must
