@@ -1052,10 +1052,14 @@ async fn start_sipd(
     ]);
     let token = CancellationToken::new();
     let stop = token.clone();
+    let ws = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind ws");
     let listeners = sipd::Listeners {
         udp,
         tcp,
         tls,
+        ws,
         grpc,
     };
     tokio::spawn(async move {

@@ -29,6 +29,10 @@ pub struct Config {
     /// SIP over TLS port (on the same address).
     #[arg(long, env = "GOSIP_SIPS_PORT", default_value_t = proto::defaults::SIPS_PORT)]
     pub sips_port: u16,
+    /// Where webd opens SIP over WebSocket for the phone in the browser
+    /// (loopback: only webd, holding the daemons' secret, may connect).
+    #[arg(long, env = "GOSIP_SIP_WS", default_value = proto::defaults::SIPD_WS)]
+    pub sip_ws: String,
     /// sipd's gRPC address.
     #[arg(long, env = "GOSIP_SIPD_GRPC", default_value = proto::defaults::SIPD_GRPC)]
     pub grpc: String,
@@ -59,6 +63,8 @@ pub struct Listeners {
     pub tcp: TcpListener,
     /// SIP over TLS.
     pub tls: TcpListener,
+    /// SIP over WebSocket from webd (the browser phone).
+    pub ws: TcpListener,
     pub grpc: TcpListener,
 }
 
@@ -77,6 +83,7 @@ impl Listeners {
             tls: TcpListener::bind((sip.ip(), cfg.sips_port))
                 .await
                 .with_context(|| format!("bind tls {}:{}", sip.ip(), cfg.sips_port))?,
+            ws: proto::daemon::bind_tcp(&cfg.sip_ws).await?,
             grpc: proto::daemon::bind_tcp(&cfg.grpc).await?,
         })
     }
@@ -105,6 +112,7 @@ pub async fn run(
         udp = %listeners.udp.local_addr()?,
         tcp = %listeners.tcp.local_addr()?,
         tls = %listeners.tls.local_addr()?,
+        ws = %listeners.ws.local_addr()?,
         grpc = %listeners.grpc.local_addr()?,
         "sipd listening"
     );
@@ -137,6 +145,7 @@ pub async fn run(
         net::Streams {
             tcp: listeners.tcp,
             tls: (listeners.tls, tls),
+            ws: (listeners.ws, secret.clone()),
             trunk: net::tls::connector(cfg.trunk_ca_file.as_deref())?,
         },
         pool.clone(),

@@ -104,6 +104,17 @@ impl Media {
         });
     }
 
+    /// Makes a leg a WebRTC leg (ICE-lite and DTLS-SRTP in mediad), in
+    /// order with the leg's other updates.
+    pub fn set_webrtc(&self, call_id: String, leg: Leg, webrtc: &proto::webrtc::WebrtcLeg) {
+        let _ = self.updates.send(UpdateLegRequest {
+            call_id,
+            leg: leg.into(),
+            crypto: Some(webrtc.to_pb()),
+            ..Default::default()
+        });
+    }
+
     /// Asks for a port pair; the answer goes back to the core task.
     pub fn allocate(&self, call_id: String, tx: mpsc::Sender<Command>) {
         let mut client = self.client.clone();
@@ -116,8 +127,9 @@ impl Media {
             {
                 Ok(r) => {
                     let r = r.into_inner();
+                    let fingerprint = proto::webrtc::Fingerprint::parse(&r.dtls_fingerprint);
                     match (u16::try_from(r.port_a), u16::try_from(r.port_b)) {
-                        (Ok(a), Ok(b)) => Some((a, b)),
+                        (Ok(a), Ok(b)) => Some((a, b, fingerprint)),
                         _ => None,
                     }
                 }

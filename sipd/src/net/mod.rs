@@ -11,6 +11,7 @@ pub mod store;
 pub mod stun;
 pub mod tls;
 pub mod transport;
+pub mod ws;
 
 use proto::types::{DeviceId, UserId};
 use std::sync::Arc;
@@ -224,7 +225,8 @@ pub enum Command {
     /// mediad's answer to an allocation.
     MediaReady {
         call_id: String,
-        ports: Option<(u16, u16)>,
+        /// Port a, port b and mediad's DTLS fingerprint (for browsers).
+        ports: Option<(u16, u16, Option<proto::webrtc::Fingerprint>)>,
     },
     /// End a call (gRPC Hangup, mediad rtp_timeout).
     Hangup {
@@ -266,6 +268,8 @@ pub enum Command {
         call_id: String,
         messages: Vec<crate::sip::core::StoredMessage>,
     },
+    /// A browser phone's WebSocket closed: its registrations go.
+    WsClosed { conn: u64 },
     /// mediad finished playing to a call.
     PlayDone {
         call_id: String,
@@ -278,6 +282,8 @@ pub enum Command {
 pub struct Streams {
     pub tcp: TcpListener,
     pub tls: (TcpListener, tls::Served),
+    /// SIP over WebSocket from webd, and the secret webd proves itself with.
+    pub ws: (TcpListener, proto::grpc::Secret),
     pub trunk: tokio_rustls::TlsConnector,
 }
 
@@ -356,7 +362,10 @@ pub async fn serve(
                 // A bounded batch, round-robin over source addresses.
                 for _ in 0..256 {
                     let Some(item) = inbox.pop() else { break };
-                    shell.core.handle_message(now_ms(), item.peer, &item.data);
+                    match item.device {
+                        Some(d) => shell.core.handle_ws_message(now_ms(), item.peer, d, &item.data),
+                        None => shell.core.handle_message(now_ms(), item.peer, &item.data),
+                    }
                     shell.flush().await;
                 }
             }
@@ -447,6 +456,17 @@ fn spawn_helpers(
         failed: h.cmd_tx.clone(),
         shutdown: shutdown.clone(),
     };
+    let (ws, secret) = h.streams.ws;
+    tokio::spawn(ws::acceptor(
+        ws,
+        ws::WsShared {
+            secret,
+            inbox: h.inbox.clone(),
+            conns: h.conns.clone(),
+            commands: h.cmd_tx.clone(),
+            shutdown: shutdown.clone(),
+        },
+    ));
     let (tls, acceptor) = h.streams.tls;
     tokio::spawn(transport::tls_acceptor(
         tls,
@@ -558,6 +578,13 @@ impl Shell {
                     music,
                 } => media.update_leg(call_id, leg, m, established, (hold, music)),
                 Event::MediaRecord { call_id, enabled } => media.record(call_id, enabled),
+                Event::MediaWebrtc {
+                    call_id,
+                    leg,
+                    webrtc,
+                } => {
+                    media.set_webrtc(call_id, leg, &webrtc);
+                }
                 Event::MediaCrypto { call_id, leg, keys } => {
                     media.set_crypto(call_id, leg, keys.as_ref());
                 }
@@ -607,7 +634,12 @@ impl Shell {
         };
         let core = &mut self.core;
         match cmd {
-            Command::MediaReady { call_id, ports } => core.media_ready(now_ms(), &call_id, ports),
+            Command::MediaReady { call_id, ports } => {
+                if let Some(fp) = ports.and_then(|p| p.2) {
+                    core.set_dtls_fingerprint(fp);
+                }
+                core.media_ready(now_ms(), &call_id, ports.map(|(a, b, _)| (a, b)))
+            }
             Command::Unreachable { addr } => core.unreachable(now_ms(), addr),
             Command::Hangup {
                 call_id,
@@ -648,6 +680,7 @@ impl Shell {
             }
             Command::Mailbox { call_id, messages } => core.mailbox_loaded(&call_id, messages),
             Command::PlayDone { call_id, leg } => core.play_done(now_ms(), &call_id, leg),
+            Command::WsClosed { conn } => core.ws_closed(conn),
         }
     }
 }

@@ -212,6 +212,7 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
             | Event::VoicemailDelete { .. }
             | Event::MediaUpdate { .. }
             | Event::MediaCrypto { .. }
+            | Event::MediaWebrtc { .. }
             | Event::MediaRecord { .. } => {}
         }
     }

@@ -27,12 +27,15 @@ const MAX_CONNS: usize = 1_000;
 /// reads slower than this is closed rather than buffered without end.
 const SEND_QUEUE: usize = 256;
 /// A TCP connection silent this long is closed (phones ping every 30-120 s).
-const TCP_IDLE: Duration = Duration::from_secs(900);
+pub(crate) const TCP_IDLE: Duration = Duration::from_secs(900);
 
 /// One framed inbound message.
 pub struct Item {
     pub peer: Peer,
     pub data: Vec<u8>,
+    /// The device a WebSocket connection from webd speaks for (see
+    /// [`super::ws`]); `None` on UDP, TCP and TLS.
+    pub device: Option<proto::types::DeviceId>,
 }
 
 #[derive(Default)]
@@ -113,6 +116,21 @@ pub struct ConnTx {
 }
 
 impl ConnTx {
+    /// A connection's sender and the queue its writer drains.
+    pub(crate) fn channel() -> (Self, mpsc::Receiver<Vec<u8>>) {
+        let (queue, rx) = mpsc::channel(SEND_QUEUE);
+        let tx = ConnTx {
+            queue,
+            close: CancellationToken::new(),
+        };
+        (tx, rx)
+    }
+
+    /// Resolves when the connection must close (its queue overflowed).
+    pub(crate) async fn closing(&self) {
+        self.close.cancelled().await;
+    }
+
     /// Queues `data`; false when it was not. A full queue closes the
     /// connection (the peer does not read what it is sent).
     pub fn send(&self, data: Vec<u8>) -> bool {
@@ -137,7 +155,7 @@ pub struct Conns {
 }
 
 impl Conns {
-    fn add(&self, addr: SocketAddr, tx: ConnTx) -> Option<u64> {
+    pub(crate) fn add(&self, addr: SocketAddr, tx: ConnTx) -> Option<u64> {
         let mut m = self.inner.lock().ok()?;
         if m.len() >= MAX_CONNS {
             return None;
@@ -150,7 +168,7 @@ impl Conns {
         Some(id)
     }
 
-    fn remove(&self, id: u64) {
+    pub(crate) fn remove(&self, id: u64) {
         if let Ok(mut m) = self.inner.lock() {
             m.remove(&id);
         }
@@ -195,12 +213,14 @@ pub async fn send(udp: &UdpSocket, conns: &Conns, t: Transmit) -> Option<Transmi
                 tracing::debug!(dst = %t.peer.addr, error = %e, "udp send failed");
             }
         }
-        Transport::Tcp | Transport::Tls => match conns.sender(t.peer.conn, t.peer.addr) {
-            Some(tx) => {
-                let _ = tx.send(t.data);
+        Transport::Tcp | Transport::Tls | Transport::Ws => {
+            match conns.sender(t.peer.conn, t.peer.addr) {
+                Some(tx) => {
+                    let _ = tx.send(t.data);
+                }
+                None => return Some(t),
             }
-            None => return Some(t),
-        },
+        }
     }
     None
 }
@@ -411,6 +431,7 @@ pub async fn udp_reader(
         inbox.push(Item {
             peer: Peer::udp(src).with_local(local),
             data: data.to_vec(),
+            device: None,
         });
     }
 }
@@ -559,7 +580,11 @@ impl Conn {
             framer.push(&buf[..n]);
             loop {
                 match framer.next_frame() {
-                    Frame::Message(data) => inbox.push(Item { peer, data }),
+                    Frame::Message(data) => inbox.push(Item {
+                        peer,
+                        data,
+                        device: None,
+                    }),
                     Frame::Ping => {
                         let _ = tx.send(b"\r\n".to_vec());
                     }
@@ -713,6 +738,7 @@ mod tests {
         let item = |a: &str| Item {
             peer: Peer::udp(a.parse().unwrap()),
             data: vec![],
+            device: None,
         };
         for _ in 0..100 {
             inbox.push(item("10.0.0.1:5060"));

@@ -278,6 +278,12 @@ pub enum Event {
         leg: Leg,
         keys: Option<proto::sdes::LegKeys>,
     },
+    /// A leg is a browser's: ICE-lite and DTLS-SRTP with these parameters.
+    MediaWebrtc {
+        call_id: String,
+        leg: Leg,
+        webrtc: proto::webrtc::WebrtcLeg,
+    },
     /// A change to a call's CDR row.
     Cdr(Cdr),
     /// A call listens to `user_id`'s mailbox: read it and answer with
@@ -410,6 +416,10 @@ pub struct Core {
     pub(crate) addrs: AddrBook,
     /// The branch of the last OPTIONS sent to the trunk.
     trunk_ping: Option<String>,
+    /// Browser phones' connections and the device each speaks for.
+    ws_devices: HashMap<u64, DeviceId>,
+    /// mediad's DTLS certificate fingerprint (from its allocations).
+    dtls_fingerprint: Option<proto::webrtc::Fingerprint>,
     /// When the next OPTIONS goes to the trunk.
     next_trunk_ping: u64,
     pub stats: Stats,
@@ -442,6 +452,8 @@ impl Core {
             events: VecDeque::new(),
             addrs,
             trunk_ping: None,
+            ws_devices: HashMap::new(),
+            dtls_fingerprint: None,
             next_trunk_ping: 0,
             stats: Stats::default(),
         }

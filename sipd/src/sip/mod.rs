@@ -16,6 +16,7 @@ pub mod sdes;
 pub mod sdp;
 pub mod transaction;
 pub mod uri;
+pub mod webrtc;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -27,6 +28,10 @@ pub enum Transport {
     /// TCP under TLS (RFC 3261 section 26.2): `transport=tls`, Via
     /// `SIP/2.0/TLS`.
     Tls,
+    /// SIP over WebSocket (RFC 7118): the phone in the browser, whose
+    /// messages webd relays from the browser's WebSocket. Via says `WS` or
+    /// `WSS` (what the browser used to reach webd); both are this.
+    Ws,
 }
 
 impl Transport {
@@ -35,6 +40,7 @@ impl Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Ws => "ws",
         }
     }
 
@@ -43,6 +49,7 @@ impl Transport {
             "udp" => Some(Transport::Udp),
             "tcp" => Some(Transport::Tcp),
             "tls" => Some(Transport::Tls),
+            "ws" | "wss" => Some(Transport::Ws),
             _ => None,
         }
     }

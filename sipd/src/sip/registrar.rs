@@ -194,6 +194,25 @@ impl Registrar {
         }
     }
 
+    /// Drops the bindings made over connection `conn` of `transport` (a
+    /// browser phone's WebSocket that closed).
+    pub fn drop_connection(&mut self, transport: super::Transport, conn: u64) {
+        let changes = &mut self.changes;
+        self.bindings.retain(|_, list| {
+            list.retain(|b| {
+                let gone = b.source.transport == transport && b.source.conn == conn;
+                if gone {
+                    changes.push(Change::Remove {
+                        device_id: b.device_id,
+                        contact: b.contact.clone(),
+                    });
+                }
+                !gone
+            });
+            !list.is_empty()
+        });
+    }
+
     /// `Contact: *` with `Expires: 0`: every binding of the device goes,
     /// but one a newer REGISTER of the same Call-ID made (RFC 3261 section
     /// 10.3 step 6).

@@ -31,6 +31,10 @@ pub fn rewrite(sdp: &str, ip: &str, port: u16, reject_others: bool) -> Option<St
         }
     }
     for l in lines {
+        // A browser's ICE, DTLS and bundling are its own hop's (`webrtc`).
+        if super::webrtc::per_hop(l) {
+            continue;
+        }
         if let Some(m) = l.strip_prefix("m=") {
             let parts: Vec<&str> = m.split_whitespace().collect();
             let media = parts.first().copied().unwrap_or_default();

@@ -27,6 +27,8 @@ pub struct Sipd {
     /// SIP over TLS.
     pub sips: SocketAddr,
     pub grpc: SocketAddr,
+    /// SIP over WebSocket, as webd reaches it.
+    pub ws: SocketAddr,
     pub pool: SqlitePool,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -177,10 +179,13 @@ impl Sipd {
         let shutdown = CancellationToken::new();
         let tls = TcpListener::bind((sip.ip(), 0)).await.unwrap();
         let sips = tls.local_addr().unwrap();
+        let ws = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ws_addr = ws.local_addr().unwrap();
         let listeners = sipd::Listeners {
             udp,
             tcp,
             tls,
+            ws,
             grpc,
         };
         let task = tokio::spawn(sipd::run(cfg, listeners, shutdown.clone()));
@@ -188,7 +193,11 @@ impl Sipd {
         // The admin sets the realm and the test's settings; webd has sipd
         // reload them before it answers.
         let sipd_grpc = grpc_addr.to_string();
-        let mut peers = vec![("--sipd-grpc", sipd_grpc.as_str())];
+        let sipd_ws = ws_addr.to_string();
+        let mut peers = vec![
+            ("--sipd-grpc", sipd_grpc.as_str()),
+            ("--sipd-ws", sipd_ws.as_str()),
+        ];
         peers.extend(mediad.map(|m| ("--mediad-grpc", m)));
         let web = Web::start(dir, &peers).await;
         let mut all = vec![("sip.realm", REALM)];
@@ -204,6 +213,7 @@ impl Sipd {
             _tmp: None,
             mediad: None,
             grpc: grpc_addr,
+            ws: ws_addr,
             web,
         };
         let p = Phone::udp(&s, "probe").await;

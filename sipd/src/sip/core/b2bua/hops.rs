@@ -18,12 +18,38 @@ use rand::rngs::StdRng;
 
 use super::*;
 use crate::sip::sdes::{self, Hop, Policy};
+use crate::sip::webrtc;
+use proto::webrtc::{IceCredentials, WebrtcLeg};
 
 /// One dialog's SDES state and the address its messages come from.
 #[derive(Debug)]
 pub(super) struct DialogHop {
     from: SocketAddr,
     hop: Hop,
+    /// A browser's dialog: ICE and DTLS instead of SDES.
+    webrtc: Option<WebrtcHop>,
+}
+
+/// A browser's dialog: sipd's ICE credentials for it, what its SDP said,
+/// and what mediad was last told.
+#[derive(Debug)]
+struct WebrtcHop {
+    local: IceCredentials,
+    remote: Option<webrtc::Remote>,
+    told: Option<WebrtcLeg>,
+}
+
+impl WebrtcHop {
+    /// What mediad needs for the leg, once the browser's SDP is known.
+    fn leg(&self) -> Option<WebrtcLeg> {
+        let r = self.remote.as_ref()?;
+        Some(WebrtcLeg {
+            local: self.local.clone(),
+            remote: r.creds.clone(),
+            remote_fingerprint: r.fingerprint,
+            role: r.mediad_role(),
+        })
+    }
 }
 
 /// A fresh master key from the core's CSPRNG.
@@ -38,11 +64,17 @@ impl Core {
     /// Starts the SDES state of the dialog `sip_call_id` with `peer`.
     pub(super) fn open_hop(&mut self, sip_call_id: &str, peer: &Peer, policy: Policy) {
         let secure = peer.transport == crate::sip::Transport::Tls;
+        let browser = peer.transport == crate::sip::Transport::Ws;
         self.calls.hops.insert(
             sip_call_id.to_string(),
             DialogHop {
                 from: peer.addr,
-                hop: Hop::new(secure, policy),
+                hop: Hop::new(secure, if browser { Policy::Off } else { policy }),
+                webrtc: browser.then(|| WebrtcHop {
+                    local: IceCredentials::random(),
+                    remote: None,
+                    told: None,
+                }),
             },
         );
     }
@@ -51,6 +83,15 @@ impl Core {
     /// answered (the Warning text of a 488).
     pub(super) fn hop_refuses(&self, sip_call_id: &str, sdp: &str) -> Option<&'static str> {
         let h = self.calls.hops.get(sip_call_id)?;
+        if h.webrtc.is_some() {
+            return match webrtc::read(sdp) {
+                Ok(_) => None,
+                Err(webrtc::Refusal::NoIce) => Some("a browser's SDP needs ICE credentials"),
+                Err(webrtc::Refusal::NoFingerprint) => {
+                    Some("a browser's SDP needs a sha-256 DTLS fingerprint")
+                }
+            };
+        }
         h.hop.refuse(&sdes::read(sdp))
     }
 
@@ -72,6 +113,23 @@ impl Core {
             return;
         };
         if h.from != peer.addr {
+            return;
+        }
+        if let Some(w) = &mut h.webrtc {
+            let answer_to_us = matches!(raw.status(), Some(s) if (200..300).contains(&s))
+                || method == Some(Method::Ack);
+            if raw.status().is_some_and(|s| !(100..300).contains(&s)) {
+                return;
+            }
+            match webrtc::read(&body) {
+                Ok(r) => w.remote = Some(r),
+                Err(why) => {
+                    tracing::debug!(answer_to_us, %why, "a browser's SDP without ICE or DTLS");
+                    return;
+                }
+            }
+            let id = id.to_string();
+            self.webrtc_to_mediad(&id);
             return;
         }
         let changed = match raw.status() {
@@ -112,6 +170,29 @@ impl Core {
             (true, Some(Method::Invite | Method::Update)) => (h.hop.answers_them(cseq), None),
             _ => return t,
         };
+        if let Some(w) = &h.webrtc {
+            let Some(fingerprint) = &self.dtls_fingerprint else {
+                tracing::warn!("mediad gave no DTLS fingerprint: a browser cannot take this SDP");
+                return t;
+            };
+            let remote = w.remote.as_ref();
+            let local = webrtc::Local {
+                creds: &w.local,
+                fingerprint,
+                setup: match (answer, remote) {
+                    (true, Some(r)) => webrtc::answer_setup(r.setup),
+                    _ => "actpass",
+                },
+                mid: remote.and_then(|r| r.mid.as_deref()).unwrap_or("0"),
+                bundle: !answer || remote.is_some_and(|r| r.bundle),
+            };
+            return match webrtc::write(&body, &local)
+                .and_then(|sdp| crate::sip::msg::with_body(&t.data, &sdp))
+            {
+                Some(data) => Transmit { peer: t.peer, data },
+                None => t,
+            };
+        }
         let sealed = h.hop.seal(&body, answer, offer_cseq, || fresh(ids));
         match crate::sip::msg::with_body(&t.data, &sealed) {
             Some(data) => Transmit { peer: t.peer, data },
@@ -132,6 +213,35 @@ impl Core {
         });
     }
 
+    /// Tells mediad a browser's ICE and DTLS parameters for the leg the
+    /// dialog `sip_call_id` is, once the call has its ports and unless it
+    /// was told the same already (a re-INVITE keeps the leg's state).
+    fn webrtc_to_mediad(&mut self, sip_call_id: &str) {
+        let Some((call_id, side)) = self.leg_of_dialog(sip_call_id) else {
+            return;
+        };
+        let Some(w) = self
+            .calls
+            .hops
+            .get_mut(sip_call_id)
+            .and_then(|h| h.webrtc.as_mut())
+        else {
+            return;
+        };
+        let Some(leg) = w.leg() else {
+            return;
+        };
+        if w.told.as_ref() == Some(&leg) {
+            return;
+        }
+        w.told = Some(leg.clone());
+        self.events.push_back(Event::MediaWebrtc {
+            call_id,
+            leg: side.leg(),
+            webrtc: leg,
+        });
+    }
+
     /// Tells mediad the keys in force on `side` of a call that just got
     /// its ports (the caller's offer was read before).
     pub(super) fn hop_keys_to_mediad(&mut self, call_id: &str, side: Side) {
@@ -143,6 +253,15 @@ impl Core {
             None if side == Side::A => call.id.clone(),
             None => return,
         };
+        if self
+            .calls
+            .hops
+            .get(&dialog)
+            .is_some_and(|h| h.webrtc.is_some())
+        {
+            self.webrtc_to_mediad(&dialog);
+            return;
+        }
         if let Some(keys) = self
             .calls
             .hops

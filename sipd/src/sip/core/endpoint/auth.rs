@@ -16,6 +16,14 @@ impl Core {
         proxy: bool,
     ) -> Result<Device, Reply> {
         let raw = &r.raw;
+        if peer.transport == crate::sip::Transport::Ws {
+            // webd vouched for the connection's device; nobody else's
+            // identity can be claimed on it.
+            return self.ws_device(&peer).ok_or_else(|| {
+                Reply::new(403, "Forbidden")
+                    .with("Warning", "399 gosip \"this connection is no device's\"")
+            });
+        }
         let method = raw.method().unwrap_or_default();
         let realm = self.cfg.realm.clone();
         let header = if proxy {

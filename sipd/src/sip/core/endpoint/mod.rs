@@ -7,6 +7,7 @@ mod auth;
 mod checks;
 mod keepalive;
 mod register;
+mod ws;
 
 use super::*;
 pub(in crate::sip::core) use keepalive::{Keepalive, trunk_sources};

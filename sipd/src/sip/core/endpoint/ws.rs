@@ -1,0 +1,49 @@
+//! Browser phones on SIP over WebSocket (`crate::net::ws`): a connection
+//! speaks for the one device webd vouched for, so its requests need no
+//! digest; its SDP is a browser's (`crate::sip::webrtc`); when it closes,
+//! the registrations made on it go.
+
+use super::*;
+
+impl Core {
+    /// One message from a browser phone's connection `peer.conn`, which
+    /// speaks for `device`.
+    pub fn handle_ws_message(&mut self, now: u64, peer: Peer, device: DeviceId, bytes: &[u8]) {
+        self.ws_devices.insert(peer.conn, device);
+        let normalized = msg::Raw::split(bytes)
+            .filter(|raw| raw.get("content-type").is_some_and(is_sdp))
+            .and_then(|raw| {
+                let sdp = String::from_utf8_lossy(&raw.body);
+                msg::with_body(bytes, &crate::sip::webrtc::normalize(&sdp, peer.addr.ip()))
+            });
+        self.handle_message(now, peer, normalized.as_deref().unwrap_or(bytes));
+    }
+
+    /// The device a browser phone's connection speaks for: its requests
+    /// are that device's without a digest (webd checked the user's login).
+    pub(in crate::sip::core) fn ws_device(&self, peer: &Peer) -> Option<Device> {
+        let id = self.ws_devices.get(&peer.conn)?;
+        self.devices.values().find(|d| d.id == *id).cloned()
+    }
+
+    /// A browser phone's connection closed: its registrations go now
+    /// rather than when they expire (nothing can reach it any more).
+    pub fn ws_closed(&mut self, conn: u64) {
+        self.ws_devices.remove(&conn);
+        self.registrar
+            .drop_connection(crate::sip::Transport::Ws, conn);
+        self.collect_changes();
+    }
+
+    /// mediad's DTLS certificate fingerprint, which browsers' SDP carries.
+    pub fn set_dtls_fingerprint(&mut self, fp: proto::webrtc::Fingerprint) {
+        self.dtls_fingerprint = Some(fp);
+    }
+}
+
+fn is_sdp(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+}
