@@ -18,10 +18,20 @@
 //! MKIs, key lifetimes below 2^31 packets (honouring one would need
 //! re-keying; a call at 50 packets a second takes 497 days to send 2^31)
 //! and SDES session parameters.
+//!
+//! DTLS-SRTP (RFC 5764) legs may also negotiate AEAD_AES_128_GCM or
+//! AEAD_AES_256_GCM (RFC 7714): the DTLS stack picks GCM whenever the
+//! browser offers it, and browsers do. Their contexts ([`SrtpContext::gcm`])
+//! share the indices, windows and key derivation (the 96-bit master salt
+//! padded with zeros to 112 bits, RFC 7714 section 11) with the suites
+//! above; only the transform differs (RFC 7714 sections 8 and 9: a 16-byte
+//! tag, the clear header as AAD). An SRTCP packet with E = 0 is refused on
+//! a GCM context (browsers always encrypt).
 
 use std::fmt;
 
-use aws_lc_rs::cipher::{AES_128, EncryptingKey, EncryptionContext, UnboundCipherKey};
+use aws_lc_rs::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::cipher::{AES_128, AES_256, EncryptingKey, EncryptionContext, UnboundCipherKey};
 use aws_lc_rs::iv::FixedLength;
 use aws_lc_rs::{constant_time, hmac};
 pub use proto::sdes::{Crypto, MASTER_KEY_LEN, MASTER_SALT_LEN, MasterKey, Suite, parse_crypto};
@@ -44,9 +54,13 @@ const MAX_STREAMS: usize = 64;
 const MAX_SRTP_INDEX: u64 = (1 << 48) - 1;
 /// The SRTCP index is 31 bits (RFC 3711 section 3.4).
 const MAX_SRTCP_INDEX: u64 = (1 << 31) - 1;
-/// The most protecting adds to a packet: an SRTCP index and tag (an SRTP
-/// tag is at most 10 bytes). An in-place caller leaves this much room.
-pub const MAX_OVERHEAD: usize = SRTCP_INDEX_LEN + SRTCP_TAG_LEN;
+/// The tag of the AEAD profiles (RFC 7714 section 7).
+pub const GCM_TAG_LEN: usize = 16;
+/// The master salt of the AEAD profiles (RFC 7714 section 12).
+pub const GCM_SALT_LEN: usize = 12;
+/// The most protecting adds to a packet: an SRTCP index and a GCM tag (an
+/// SRTP tag is at most 16 bytes). An in-place caller leaves this much room.
+pub const MAX_OVERHEAD: usize = SRTCP_INDEX_LEN + GCM_TAG_LEN;
 
 /// Why a packet was not protected or unprotected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -124,9 +138,27 @@ impl fmt::Debug for SessionKeys {
     }
 }
 
+/// A protection profile: an SDES suite, or an AEAD profile of DTLS-SRTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Cm(Suite),
+    AeadAes128Gcm,
+    AeadAes256Gcm,
+}
+
+impl Profile {
+    /// Bytes of the SRTP tag.
+    pub fn tag_len(self) -> usize {
+        match self {
+            Profile::Cm(s) => s.tag_len(),
+            Profile::AeadAes128Gcm | Profile::AeadAes256Gcm => GCM_TAG_LEN,
+        }
+    }
+}
+
 /// SRTP/SRTCP state of one master key in one direction (see the module doc).
 pub struct SrtpContext {
-    suite: Suite,
+    profile: Profile,
     rtp: Keys,
     rtcp: Keys,
     streams: Vec<Stream>,
@@ -135,7 +167,7 @@ pub struct SrtpContext {
 impl fmt::Debug for SrtpContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SrtpContext")
-            .field("suite", &self.suite)
+            .field("profile", &self.profile)
             .field("streams", &self.streams.len())
             .finish_non_exhaustive()
     }
@@ -144,9 +176,37 @@ impl fmt::Debug for SrtpContext {
 impl SrtpContext {
     pub fn new(suite: Suite, master: &MasterKey) -> Result<Self, Error> {
         Ok(SrtpContext {
-            suite,
-            rtp: Keys::new(&SessionKeys::derive(master, Layer::Rtp)?)?,
-            rtcp: Keys::new(&SessionKeys::derive(master, Layer::Rtcp)?)?,
+            profile: Profile::Cm(suite),
+            rtp: Keys::Cm(CmKeys::new(&SessionKeys::derive(master, Layer::Rtp)?)?),
+            rtcp: Keys::Cm(CmKeys::new(&SessionKeys::derive(master, Layer::Rtcp)?)?),
+            streams: Vec::new(),
+        })
+    }
+
+    /// An AEAD_AES_128_GCM (16-byte `key`) or AEAD_AES_256_GCM (32-byte
+    /// `key`) context from a DTLS-SRTP master key and 12-byte salt.
+    pub fn gcm(key: &[u8], salt: &[u8; GCM_SALT_LEN]) -> Result<Self, Error> {
+        let (profile, prf_alg, aead_alg) = match key.len() {
+            16 => (Profile::AeadAes128Gcm, &AES_128, &aead::AES_128_GCM),
+            32 => (Profile::AeadAes256Gcm, &AES_256, &aead::AES_256_GCM),
+            _ => return Err(Error::Crypto),
+        };
+        let prf = UnboundCipherKey::new(prf_alg, key).map_err(|_| Error::Crypto)?;
+        let prf = EncryptingKey::ctr(prf).map_err(|_| Error::Crypto)?;
+        let mut padded = [0u8; MASTER_SALT_LEN];
+        padded[..GCM_SALT_LEN].copy_from_slice(salt);
+        let layer = |base: u8| -> Result<Keys, Error> {
+            let mut k = [0u8; 32];
+            let k = &mut k[..key.len()];
+            derive_into(&prf, &padded, base, k)?;
+            let mut s = [0u8; GCM_SALT_LEN];
+            derive_into(&prf, &padded, base + 2, &mut s)?;
+            Ok(Keys::Gcm(GcmKeys::new(aead_alg, k, s)?))
+        };
+        Ok(SrtpContext {
+            profile,
+            rtp: layer(0)?,
+            rtcp: layer(3)?,
             streams: Vec::new(),
         })
     }
@@ -156,16 +216,16 @@ impl SrtpContext {
         SrtpContext::new(crypto.suite, &crypto.key)
     }
 
-    pub fn suite(&self) -> Suite {
-        self.suite
+    pub fn profile(&self) -> Profile {
+        self.profile
     }
 
     /// Encrypts an RTP packet's payload (CSRCs and header extension stay
     /// in the clear, RFC 3711 section 3.1) and appends the tag.
     pub fn protect(&mut self, rtp: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::with_capacity(rtp.len() + self.suite.tag_len());
+        let mut out = Vec::with_capacity(rtp.len() + self.profile.tag_len());
         out.extend_from_slice(rtp);
-        out.resize(rtp.len() + self.suite.tag_len(), 0);
+        out.resize(rtp.len() + self.profile.tag_len(), 0);
         let len = self.protect_in_place(&mut out, rtp.len())?;
         out.truncate(len);
         Ok(out)
@@ -180,15 +240,24 @@ impl SrtpContext {
         let (seq, ssrc) = rtp_seq_ssrc(rtp);
         let window = self.window(ssrc, Layer::Rtp)?;
         let index = next_rtp_index(window, seq)?;
-        let tag_len = self.suite.tag_len();
+        let tag_len = self.profile.tag_len();
         let out = buf.get_mut(..len + tag_len).ok_or(Error::NoRoom)?;
-        keystream(
-            &self.rtp.cipher,
-            &self.rtp.iv(ssrc, index),
-            &mut out[header..len],
-        )?;
-        let tag = rtp_tag(&self.rtp.auth, &out[..len], roc(index));
-        out[len..].copy_from_slice(&tag.as_ref()[..tag_len]);
+        match &self.rtp {
+            Keys::Cm(k) => {
+                keystream(&k.cipher, &k.iv(ssrc, index), &mut out[header..len])?;
+                let tag = rtp_tag(&k.auth, &out[..len], roc(index));
+                out[len..].copy_from_slice(&tag.as_ref()[..tag_len]);
+            }
+            Keys::Gcm(k) => {
+                let (head, body) = out.split_at_mut(header);
+                let (plain, tag_out) = body.split_at_mut(len - header);
+                let tag = k
+                    .key
+                    .seal_in_place_separate_tag(k.rtp_nonce(ssrc, index), Aad::from(&*head), plain)
+                    .map_err(|_| Error::Crypto)?;
+                tag_out.copy_from_slice(tag.as_ref());
+            }
+        }
         self.accept(ssrc, Layer::Rtp, index);
         Ok(len + tag_len)
     }
@@ -205,10 +274,11 @@ impl SrtpContext {
 
     /// [`SrtpContext::unprotect`] without allocating: decrypts `buf` in
     /// place and returns the length of the RTP packet at its start (the
-    /// tag is left behind it). `buf` is untouched unless the tag is good.
+    /// tag is left behind it). With the CM suites `buf` is untouched unless
+    /// the tag is good.
     pub fn unprotect_in_place(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let header = rtp_header_len(buf)?;
-        let tag_len = self.suite.tag_len();
+        let tag_len = self.profile.tag_len();
         let body = buf
             .len()
             .checked_sub(tag_len)
@@ -217,14 +287,22 @@ impl SrtpContext {
         let (seq, ssrc) = rtp_seq_ssrc(buf);
         let window = self.window(ssrc, Layer::Rtp)?;
         let index = received_rtp_index(window, seq)?;
-        let tag = rtp_tag(&self.rtp.auth, &buf[..body], roc(index));
-        constant_time::verify_slices_are_equal(&tag.as_ref()[..tag_len], &buf[body..])
-            .map_err(|_| Error::AuthFailed)?;
-        keystream(
-            &self.rtp.cipher,
-            &self.rtp.iv(ssrc, index),
-            &mut buf[header..body],
-        )?;
+        match &self.rtp {
+            Keys::Cm(k) => {
+                let tag = rtp_tag(&k.auth, &buf[..body], roc(index));
+                constant_time::verify_slices_are_equal(&tag.as_ref()[..tag_len], &buf[body..])
+                    .map_err(|_| Error::AuthFailed)?;
+                keystream(&k.cipher, &k.iv(ssrc, index), &mut buf[header..body])?;
+            }
+            Keys::Gcm(k) => {
+                // A failed open may leave the payload scrambled: the
+                // packet is dropped then anyway.
+                let (head, rest) = buf.split_at_mut(header);
+                k.key
+                    .open_in_place(k.rtp_nonce(ssrc, index), Aad::from(&*head), rest)
+                    .map_err(|_| Error::AuthFailed)?;
+            }
+        }
         self.accept(ssrc, Layer::Rtp, index);
         Ok(body)
     }
@@ -272,6 +350,9 @@ impl SrtpContext {
     /// tag is good.
     pub fn unprotect_rtcp_in_place(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let ssrc = rtcp_ssrc(buf)?;
+        let Keys::Cm(cm) = &self.rtcp else {
+            return self.unprotect_rtcp_gcm(buf, ssrc);
+        };
         let body = buf
             .len()
             .checked_sub(SRTCP_TAG_LEN)
@@ -288,32 +369,86 @@ impl SrtpContext {
         if let Some(w) = self.window(ssrc, Layer::Rtcp)? {
             w.check(index)?;
         }
-        let tag = hmac::sign(&self.rtcp.auth, &buf[..body]);
+        let tag = hmac::sign(&cm.auth, &buf[..body]);
         constant_time::verify_slices_are_equal(&tag.as_ref()[..SRTCP_TAG_LEN], &buf[body..])
             .map_err(|_| Error::AuthFailed)?;
         // E = 0 is an authenticated packet its sender chose not to encrypt
         // (RFC 3711 section 3.4); it still passed the tag, so it is taken.
         if e_index & 0x8000_0000 != 0 {
-            let iv = self.rtcp.iv(ssrc, index);
-            keystream(&self.rtcp.cipher, &iv, &mut buf[RTCP_CLEAR_LEN..trailer])?;
+            let iv = cm.iv(ssrc, index);
+            keystream(&cm.cipher, &iv, &mut buf[RTCP_CLEAR_LEN..trailer])?;
         }
         self.accept(ssrc, Layer::Rtcp, index);
         Ok(trailer)
+    }
+
+    /// SRTCP of RFC 7714 section 9: header || ciphertext || tag || E+index,
+    /// the AAD the header and E+index.
+    fn unprotect_rtcp_gcm(&mut self, buf: &mut [u8], ssrc: u32) -> Result<usize, Error> {
+        let Keys::Gcm(k) = &self.rtcp else {
+            return Err(Error::Crypto);
+        };
+        let trailer = buf
+            .len()
+            .checked_sub(SRTCP_INDEX_LEN)
+            .filter(|&t| t >= RTCP_CLEAR_LEN + GCM_TAG_LEN)
+            .ok_or(Error::TooShort)?;
+        let e_index: [u8; 4] = buf[trailer..].try_into().map_err(|_| Error::TooShort)?;
+        if e_index[0] & 0x80 == 0 {
+            return Err(Error::AuthFailed);
+        }
+        let index = u64::from(u32::from_be_bytes(e_index) & 0x7fff_ffff);
+        if let Some(w) = self.window(ssrc, Layer::Rtcp)? {
+            w.check(index)?;
+        }
+        let mut aad = [0u8; RTCP_CLEAR_LEN + SRTCP_INDEX_LEN];
+        aad[..RTCP_CLEAR_LEN].copy_from_slice(&buf[..RTCP_CLEAR_LEN]);
+        aad[RTCP_CLEAR_LEN..].copy_from_slice(&e_index);
+        k.key
+            .open_in_place(
+                k.rtcp_nonce(ssrc, index),
+                Aad::from(&aad),
+                &mut buf[RTCP_CLEAR_LEN..trailer],
+            )
+            .map_err(|_| Error::AuthFailed)?;
+        self.accept(ssrc, Layer::Rtcp, index);
+        Ok(trailer - GCM_TAG_LEN)
     }
 
     /// SRTCP with a given index, in place: E=1 || index after the
     /// encrypted packet `buf[..len]`, the tag over all of it (RFC 3711
     /// section 3.4); returns the SRTCP length.
     fn seal_rtcp(&self, buf: &mut [u8], len: usize, ssrc: u32, index: u64) -> Result<usize, Error> {
+        let e_index = (0x8000_0000 | (index as u32 & 0x7fff_ffff)).to_be_bytes();
+        let k = match &self.rtcp {
+            Keys::Cm(k) => k,
+            Keys::Gcm(k) => {
+                let end = len + GCM_TAG_LEN + SRTCP_INDEX_LEN;
+                let out = buf.get_mut(..end).ok_or(Error::NoRoom)?;
+                let mut aad = [0u8; RTCP_CLEAR_LEN + SRTCP_INDEX_LEN];
+                aad[..RTCP_CLEAR_LEN].copy_from_slice(&out[..RTCP_CLEAR_LEN]);
+                aad[RTCP_CLEAR_LEN..].copy_from_slice(&e_index);
+                let tag = k
+                    .key
+                    .seal_in_place_separate_tag(
+                        k.rtcp_nonce(ssrc, index),
+                        Aad::from(&aad),
+                        &mut out[RTCP_CLEAR_LEN..len],
+                    )
+                    .map_err(|_| Error::Crypto)?;
+                out[len..len + GCM_TAG_LEN].copy_from_slice(tag.as_ref());
+                out[len + GCM_TAG_LEN..].copy_from_slice(&e_index);
+                return Ok(end);
+            }
+        };
         let trailer = len + SRTCP_INDEX_LEN;
         let out = buf
             .get_mut(..trailer + SRTCP_TAG_LEN)
             .ok_or(Error::NoRoom)?;
-        let iv = self.rtcp.iv(ssrc, index);
-        keystream(&self.rtcp.cipher, &iv, &mut out[RTCP_CLEAR_LEN..len])?;
-        let e_index = 0x8000_0000 | (index as u32 & 0x7fff_ffff);
-        out[len..trailer].copy_from_slice(&e_index.to_be_bytes());
-        let tag = hmac::sign(&self.rtcp.auth, &out[..trailer]);
+        let iv = k.iv(ssrc, index);
+        keystream(&k.cipher, &iv, &mut out[RTCP_CLEAR_LEN..len])?;
+        out[len..trailer].copy_from_slice(&e_index);
+        let tag = hmac::sign(&k.auth, &out[..trailer]);
         out[trailer..].copy_from_slice(&tag.as_ref()[..SRTCP_TAG_LEN]);
         Ok(trailer + SRTCP_TAG_LEN)
     }
@@ -353,15 +488,64 @@ impl SrtpContext {
 }
 
 /// The per-layer primitives derived from the master key.
-struct Keys {
+enum Keys {
+    Cm(CmKeys),
+    Gcm(GcmKeys),
+}
+
+/// AES-CM with HMAC-SHA1 (RFC 3711).
+struct CmKeys {
     cipher: EncryptingKey,
     auth: hmac::Key,
     salt: [u8; MASTER_SALT_LEN],
 }
 
-impl Keys {
+/// AES-GCM (RFC 7714).
+struct GcmKeys {
+    key: LessSafeKey,
+    salt: [u8; GCM_SALT_LEN],
+}
+
+impl GcmKeys {
+    fn new(
+        alg: &'static aead::Algorithm,
+        key: &[u8],
+        salt: [u8; GCM_SALT_LEN],
+    ) -> Result<Self, Error> {
+        let key = UnboundKey::new(alg, key).map_err(|_| Error::Crypto)?;
+        Ok(GcmKeys {
+            key: LessSafeKey::new(key),
+            salt,
+        })
+    }
+
+    /// RFC 7714 section 8.1: (00 00 || SSRC || ROC || SEQ) XOR salt.
+    fn rtp_nonce(&self, ssrc: u32, index: u64) -> Nonce {
+        let mut iv = [0u8; GCM_SALT_LEN];
+        iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
+        iv[6..12].copy_from_slice(&index.to_be_bytes()[2..]);
+        self.nonce(iv)
+    }
+
+    /// RFC 7714 section 9.1: (00 00 || SSRC || 00 00 || 0 || index) XOR salt.
+    fn rtcp_nonce(&self, ssrc: u32, index: u64) -> Nonce {
+        let mut iv = [0u8; GCM_SALT_LEN];
+        iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
+        iv[8..12].copy_from_slice(&((index as u32) & 0x7fff_ffff).to_be_bytes());
+        self.nonce(iv)
+    }
+
+    fn nonce(&self, mut iv: [u8; GCM_SALT_LEN]) -> Nonce {
+        for (b, s) in iv.iter_mut().zip(self.salt) {
+            *b ^= s;
+        }
+        Nonce::assume_unique_for_key(iv)
+    }
+}
+
+impl CmKeys {
     fn new(session: &SessionKeys) -> Result<Self, Error> {
-        Ok(Keys {
+        Ok(CmKeys {
             cipher: cipher(&session.cipher_key)?,
             auth: hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &session.auth_key),
             salt: session.salt,
@@ -699,6 +883,92 @@ mod tests {
         assert_eq!(rx.unprotect_rtcp(&sealed).unwrap(), plain);
     }
 
+    /// A GCM context on the session key and salt of RFC 7714 section 16
+    /// (its vectors start after key derivation).
+    fn rfc7714_context(key: &str) -> SrtpContext {
+        let (alg, profile) = if key.len() == 32 {
+            (&aead::AES_128_GCM, Profile::AeadAes128Gcm)
+        } else {
+            (&aead::AES_256_GCM, Profile::AeadAes256Gcm)
+        };
+        let salt: [u8; 12] = hex("517569642070726f2071756f").try_into().unwrap();
+        let keys = || Keys::Gcm(GcmKeys::new(alg, &hex(key), salt).unwrap());
+        SrtpContext {
+            profile,
+            rtp: keys(),
+            rtcp: keys(),
+            streams: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rfc7714_aead_aes_gcm_vectors_seal_and_open() {
+        let plain = hex("8040f17b8041f8d35501a0b2 47616c6c69612065 7374206f6d6e6973
+             2064697669736120 696e207061727465 732074726573");
+        let rtcp_plain = hex(
+            "81c8000d4d617273 4e5450314e545032 525450200000042a 0000e9304c756e61
+             deadbeefdeadbeef deadbeefdeadbeef deadbeef",
+        );
+        let k128 = "000102030405060708090a0b0c0d0e0f";
+        let k256 = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+        for (key, sealed, sealed_rtcp) in [
+            (
+                k128,
+                "8040f17b8041f8d35501a0b2 f24de3a3fb34de6cacba861c9d7e4bca be633bd50d294e6f42a5f47a51c7d19b
+                 36de3adf8833899d7f27beb16a9152cf 765ee4390cce",
+                "81c8000d4d617273 63e94885dcdab67ca727d7662f6b7e99 7ff5c0f76c06f32dc676a5f1730d6fda
+                 4ce09b4686303ded0bb9275bc84aa458 96cf4d2fc5abf87245d9eade 800005d4",
+            ),
+            (
+                k256,
+                "8040f17b8041f8d35501a0b2 32b1de78a822fe12ef9f78fa332e33aa b18012389a58e2f3b50b2a0276ffae0f
+                 1ba63799b87b7aa3db36dfffd6b0f9bb 7878d7a76c13",
+                "81c8000d4d617273 d50ae4d1f5ce5d304ba297e47d470c28 2c3ece5dbffe0a50a2eaa5c1110555be
+                 8415f658c61de0476f1b6fad1d1eb30c 4446839f57ff6f6cb26ac3be 800005d4",
+            ),
+        ] {
+            let (sealed, sealed_rtcp) = (hex(sealed), hex(sealed_rtcp));
+            let (mut tx, mut rx) = (rfc7714_context(key), rfc7714_context(key));
+            assert_eq!(tx.protect(&plain).unwrap(), sealed, "{key}");
+            let mut bad = sealed.clone();
+            bad[20] ^= 1;
+            assert_eq!(rx.unprotect(&bad), Err(Error::AuthFailed));
+            assert_eq!(rx.unprotect(&sealed).unwrap(), plain);
+            assert_eq!(rx.unprotect(&sealed), Err(Error::Replay));
+            let mut buf = rtcp_plain.clone();
+            buf.resize(rtcp_plain.len() + MAX_OVERHEAD, 0);
+            let len = tx.seal_rtcp(&mut buf, rtcp_plain.len(), 0x4d61_7273, 0x5d4).unwrap();
+            assert_eq!(buf[..len], sealed_rtcp[..], "{key}");
+            let mut bad = sealed_rtcp.clone();
+            bad[30] ^= 8;
+            assert_eq!(rx.unprotect_rtcp(&bad), Err(Error::AuthFailed));
+            assert_eq!(rx.unprotect_rtcp(&sealed_rtcp).unwrap(), rtcp_plain);
+        }
+    }
+
+    #[test]
+    fn gcm_contexts_from_a_master_key_round_trip_rtp_and_rtcp() {
+        for key_len in [16, 32] {
+            let key = vec![7u8; key_len];
+            let salt = [9u8; GCM_SALT_LEN];
+            let mut tx = SrtpContext::gcm(&key, &salt).unwrap();
+            let mut rx = SrtpContext::gcm(&key, &salt).unwrap();
+            let mut other = SrtpContext::gcm(&[8u8; 16], &salt).unwrap();
+            for seq in 0..5u16 {
+                let p = rtp(seq, 0xabc, &[seq as u8; 160]);
+                let s = tx.protect(&p).unwrap();
+                assert_eq!(s.len(), p.len() + GCM_TAG_LEN);
+                assert_ne!(s[12..172], p[12..]);
+                assert!(other.unprotect(&s).is_err());
+                assert_eq!(rx.unprotect(&s).unwrap(), p);
+                let s = tx.protect_rtcp(&rtcp(0xabc)).unwrap();
+                assert_eq!(s.len(), rtcp(0xabc).len() + MAX_OVERHEAD);
+                assert_eq!(rx.unprotect_rtcp(&s).unwrap(), rtcp(0xabc));
+            }
+        }
+        assert!(SrtpContext::gcm(&[0; 20], &[0; 12]).is_err());
+    }
+
     #[test]
     fn protect_then_unprotect_round_trips_for_both_suites() {
         for suite in [Suite::AesCm128HmacSha1_80, Suite::AesCm128HmacSha1_32] {
@@ -933,7 +1203,7 @@ mod tests {
         assert_eq!(tx.protect_in_place(&mut tight, 1000), Err(Error::NoRoom));
         let c = rtcp(7);
         let mut tight = c.clone();
-        tight.resize(c.len() + MAX_OVERHEAD - 1, 0);
+        tight.resize(c.len() + SRTCP_INDEX_LEN + SRTCP_TAG_LEN - 1, 0);
         assert_eq!(
             tx.protect_rtcp_in_place(&mut tight, c.len()),
             Err(Error::NoRoom)
