@@ -75,6 +75,7 @@ pub mod pool;
 pub mod resample;
 pub mod rtp;
 pub mod srtp;
+pub mod stun;
 pub mod voicemail;
 pub mod wav;
 
