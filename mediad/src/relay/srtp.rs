@@ -13,6 +13,11 @@
 //! s_l) and 64-packet replay window, created by the first packet of that
 //! SSRC that is protected or authenticated.
 //!
+//! DTLS-SRTP (a browser's leg, RFC 5764) may instead pick AEAD_AES_128_GCM
+//! or AEAD_AES_256_GCM (RFC 7714): [`SrtpContext::new_gcm`] makes such a
+//! context, with the same per-SSRC indices and replay windows; the cipher
+//! authenticates the header and encrypts the payload under a 16-byte tag.
+//!
 //! Supported: key derivation rate 0 (RFC 3711 section 4.3.1, keys derived
 //! once), one master key per direction (no MKI), encrypted SRTCP. Refused:
 //! MKIs, key lifetimes below 2^31 packets (honouring one would need
@@ -21,7 +26,8 @@
 
 use std::fmt;
 
-use aws_lc_rs::cipher::{AES_128, EncryptingKey, EncryptionContext, UnboundCipherKey};
+use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use aws_lc_rs::cipher::{AES_128, AES_256, EncryptingKey, EncryptionContext, UnboundCipherKey};
 use aws_lc_rs::iv::FixedLength;
 use aws_lc_rs::{constant_time, hmac};
 pub use proto::sdes::{Crypto, MASTER_KEY_LEN, MASTER_SALT_LEN, MasterKey, Suite, parse_crypto};
@@ -46,7 +52,11 @@ const MAX_SRTP_INDEX: u64 = (1 << 48) - 1;
 const MAX_SRTCP_INDEX: u64 = (1 << 31) - 1;
 /// The most protecting adds to a packet: an SRTCP index and tag (an SRTP
 /// tag is at most 10 bytes). An in-place caller leaves this much room.
-pub const MAX_OVERHEAD: usize = SRTCP_INDEX_LEN + SRTCP_TAG_LEN;
+pub const MAX_OVERHEAD: usize = SRTCP_INDEX_LEN + GCM_TAG_LEN;
+/// The AES-GCM tag (RFC 7714 section 7: 16 octets for SRTP and SRTCP).
+pub const GCM_TAG_LEN: usize = 16;
+/// The AES-GCM master and session salt (RFC 7714 section 8.1).
+pub const GCM_SALT_LEN: usize = 12;
 
 /// Why a packet was not protected or unprotected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -129,6 +139,8 @@ pub struct SrtpContext {
     suite: Suite,
     rtp: Keys,
     rtcp: Keys,
+    /// AES-GCM instead of AES-CM and HMAC-SHA1 (RFC 7714).
+    gcm: Option<Box<GcmKeys>>,
     streams: Vec<Stream>,
 }
 
@@ -147,8 +159,33 @@ impl SrtpContext {
             suite,
             rtp: Keys::new(&SessionKeys::derive(master, Layer::Rtp)?)?,
             rtcp: Keys::new(&SessionKeys::derive(master, Layer::Rtcp)?)?,
+            gcm: None,
             streams: Vec::new(),
         })
+    }
+
+    /// An AEAD_AES_128_GCM (16-byte key) or AEAD_AES_256_GCM (32-byte
+    /// key) context with a 12-byte master salt (RFC 7714), as DTLS-SRTP
+    /// exports them.
+    pub fn new_gcm(master_key: &[u8], master_salt: &[u8]) -> Result<Self, Error> {
+        let gcm = GcmKeys::derive(master_key, master_salt)?;
+        // The AES-CM keys are not used; they keep one shape for both.
+        let mut salt = [0u8; MASTER_SALT_LEN];
+        salt[..GCM_SALT_LEN].copy_from_slice(master_salt);
+        let mut key = [0u8; MASTER_KEY_LEN];
+        key.copy_from_slice(&master_key[..MASTER_KEY_LEN]);
+        let mut ctx = SrtpContext::new(Suite::AesCm128HmacSha1_80, &MasterKey::new(key, salt))?;
+        ctx.gcm = Some(Box::new(gcm));
+        Ok(ctx)
+    }
+
+    /// Bytes protecting adds to an SRTP packet.
+    fn tag_len(&self) -> usize {
+        if self.gcm.is_some() {
+            GCM_TAG_LEN
+        } else {
+            self.suite.tag_len()
+        }
     }
 
     /// The context for the key and suite of an `a=crypto` line.
@@ -163,9 +200,9 @@ impl SrtpContext {
     /// Encrypts an RTP packet's payload (CSRCs and header extension stay
     /// in the clear, RFC 3711 section 3.1) and appends the tag.
     pub fn protect(&mut self, rtp: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::with_capacity(rtp.len() + self.suite.tag_len());
+        let mut out = Vec::with_capacity(rtp.len() + self.tag_len());
         out.extend_from_slice(rtp);
-        out.resize(rtp.len() + self.suite.tag_len(), 0);
+        out.resize(rtp.len() + self.tag_len(), 0);
         let len = self.protect_in_place(&mut out, rtp.len())?;
         out.truncate(len);
         Ok(out)
@@ -175,6 +212,9 @@ impl SrtpContext {
     /// `buf[..len]`, the tag goes after it; returns the SRTP length.
     /// `buf` left as it was on an error.
     pub fn protect_in_place(&mut self, buf: &mut [u8], len: usize) -> Result<usize, Error> {
+        if self.gcm.is_some() {
+            return self.gcm_protect(buf, len);
+        }
         let rtp = buf.get(..len).ok_or(Error::NoRoom)?;
         let header = rtp_header_len(rtp)?;
         let (seq, ssrc) = rtp_seq_ssrc(rtp);
@@ -207,6 +247,9 @@ impl SrtpContext {
     /// place and returns the length of the RTP packet at its start (the
     /// tag is left behind it). `buf` is untouched unless the tag is good.
     pub fn unprotect_in_place(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        if self.gcm.is_some() {
+            return self.gcm_unprotect(buf);
+        }
         let header = rtp_header_len(buf)?;
         let tag_len = self.suite.tag_len();
         let body = buf
@@ -252,7 +295,10 @@ impl SrtpContext {
         if index > MAX_SRTCP_INDEX {
             return Err(Error::KeyExhausted);
         }
-        let sealed = self.seal_rtcp(buf, len, ssrc, index)?;
+        let sealed = match &self.gcm {
+            Some(g) => g.seal_rtcp(buf, len, ssrc, index)?,
+            None => self.seal_rtcp(buf, len, ssrc, index)?,
+        };
         self.accept(ssrc, Layer::Rtcp, index);
         Ok(sealed)
     }
@@ -271,6 +317,9 @@ impl SrtpContext {
     /// (index and tag are left behind it). `buf` is untouched unless the
     /// tag is good.
     pub fn unprotect_rtcp_in_place(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        if self.gcm.is_some() {
+            return self.gcm_unprotect_rtcp(buf);
+        }
         let ssrc = rtcp_ssrc(buf)?;
         let body = buf
             .len()
@@ -350,6 +399,194 @@ impl SrtpContext {
             None => *slot = Some(Window::first(index)),
         }
     }
+}
+
+/// SRTP and SRTCP with AES-GCM (RFC 7714).
+impl SrtpContext {
+    fn gcm_protect(&mut self, buf: &mut [u8], len: usize) -> Result<usize, Error> {
+        let g = self.gcm.as_deref().ok_or(Error::Crypto)?;
+        let rtp = buf.get(..len).ok_or(Error::NoRoom)?;
+        let header = rtp_header_len(rtp)?;
+        let (seq, ssrc) = rtp_seq_ssrc(rtp);
+        let index = next_rtp_index(self.window(ssrc, Layer::Rtp)?, seq)?;
+        let out = buf.get_mut(..len + GCM_TAG_LEN).ok_or(Error::NoRoom)?;
+        let (head, rest) = out.split_at_mut(header);
+        let (payload, tag_out) = rest.split_at_mut(len - header);
+        let tag = g
+            .rtp
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(gcm_rtp_iv(&g.rtp_salt, ssrc, index)),
+                Aad::from(&*head),
+                payload,
+            )
+            .map_err(|_| Error::Crypto)?;
+        tag_out.copy_from_slice(tag.as_ref());
+        self.accept(ssrc, Layer::Rtp, index);
+        Ok(len + GCM_TAG_LEN)
+    }
+
+    fn gcm_unprotect(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let header = rtp_header_len(buf)?;
+        let body = buf
+            .len()
+            .checked_sub(GCM_TAG_LEN)
+            .filter(|&end| end >= header)
+            .ok_or(Error::TooShort)?;
+        let (seq, ssrc) = rtp_seq_ssrc(buf);
+        let index = received_rtp_index(self.window(ssrc, Layer::Rtp)?, seq)?;
+        let g = self.gcm.as_deref().ok_or(Error::Crypto)?;
+        let (head, rest) = buf.split_at_mut(header);
+        g.rtp
+            .open_in_place(
+                Nonce::assume_unique_for_key(gcm_rtp_iv(&g.rtp_salt, ssrc, index)),
+                Aad::from(&*head),
+                rest,
+            )
+            .map_err(|_| Error::AuthFailed)?;
+        self.accept(ssrc, Layer::Rtp, index);
+        Ok(body)
+    }
+
+    fn gcm_unprotect_rtcp(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let ssrc = rtcp_ssrc(buf)?;
+        let n = buf.len();
+        let trailer = n
+            .checked_sub(SRTCP_INDEX_LEN)
+            .filter(|&t| t >= RTCP_CLEAR_LEN + GCM_TAG_LEN)
+            .ok_or(Error::TooShort)?;
+        let e_index = u32::from_be_bytes([
+            buf[trailer],
+            buf[trailer + 1],
+            buf[trailer + 2],
+            buf[trailer + 3],
+        ]);
+        let index = u64::from(e_index & 0x7fff_ffff);
+        if let Some(w) = self.window(ssrc, Layer::Rtcp)? {
+            w.check(index)?;
+        }
+        let g = self.gcm.as_deref().ok_or(Error::Crypto)?;
+        let nonce = Nonce::assume_unique_for_key(gcm_rtcp_iv(&g.rtcp_salt, ssrc, index));
+        let plain = trailer - GCM_TAG_LEN;
+        if e_index & 0x8000_0000 != 0 {
+            let mut aad = [0u8; RTCP_CLEAR_LEN + SRTCP_INDEX_LEN];
+            aad[..RTCP_CLEAR_LEN].copy_from_slice(&buf[..RTCP_CLEAR_LEN]);
+            aad[RTCP_CLEAR_LEN..].copy_from_slice(&e_index.to_be_bytes());
+            g.rtcp
+                .open_in_place(nonce, Aad::from(aad), &mut buf[RTCP_CLEAR_LEN..trailer])
+                .map_err(|_| Error::AuthFailed)?;
+        } else {
+            // Not encrypted: the whole packet and the index are the AAD
+            // (RFC 7714 section 9.3).
+            let mut aad = buf[..plain].to_vec();
+            aad.extend_from_slice(&e_index.to_be_bytes());
+            g.rtcp
+                .open_in_place(nonce, Aad::from(aad), &mut buf[plain..trailer])
+                .map_err(|_| Error::AuthFailed)?;
+        }
+        self.accept(ssrc, Layer::Rtcp, index);
+        Ok(plain)
+    }
+}
+
+/// The AES-GCM keys of both layers.
+struct GcmKeys {
+    rtp: LessSafeKey,
+    rtp_salt: [u8; GCM_SALT_LEN],
+    rtcp: LessSafeKey,
+    rtcp_salt: [u8; GCM_SALT_LEN],
+}
+
+impl GcmKeys {
+    /// RFC 7714 section 11: the AES-CM key derivation of RFC 3711, keyed
+    /// with the master key (AES-128 or AES-256), the 96-bit master salt
+    /// padded with zeros to 112 bits; session keys as long as the master
+    /// key, 96-bit session salts.
+    fn derive(master_key: &[u8], master_salt: &[u8]) -> Result<Self, Error> {
+        let alg = match master_key.len() {
+            16 => &AES_128_GCM,
+            32 => &AES_256_GCM,
+            _ => return Err(Error::Crypto),
+        };
+        if master_salt.len() != GCM_SALT_LEN {
+            return Err(Error::Crypto);
+        }
+        let prf = prf_cipher(master_key)?;
+        let mut salt14 = [0u8; MASTER_SALT_LEN];
+        salt14[..GCM_SALT_LEN].copy_from_slice(master_salt);
+        let layer = |base: u8| -> Result<(LessSafeKey, [u8; GCM_SALT_LEN]), Error> {
+            let mut key = vec![0u8; master_key.len()];
+            derive_into(&prf, &salt14, base, &mut key)?;
+            let mut salt = [0u8; GCM_SALT_LEN];
+            derive_into(&prf, &salt14, base + 2, &mut salt)?;
+            let key = UnboundKey::new(alg, &key).map_err(|_| Error::Crypto)?;
+            Ok((LessSafeKey::new(key), salt))
+        };
+        let (rtp, rtp_salt) = layer(0)?;
+        let (rtcp, rtcp_salt) = layer(3)?;
+        Ok(GcmKeys {
+            rtp,
+            rtp_salt,
+            rtcp,
+            rtcp_salt,
+        })
+    }
+
+    /// SRTCP in place (RFC 7714 section 9): the packet after its first 8
+    /// bytes encrypted, then the tag, then E=1 || index; returns the
+    /// SRTCP length.
+    fn seal_rtcp(&self, buf: &mut [u8], len: usize, ssrc: u32, index: u64) -> Result<usize, Error> {
+        let total = len + GCM_TAG_LEN + SRTCP_INDEX_LEN;
+        let out = buf.get_mut(..total).ok_or(Error::NoRoom)?;
+        let e_index = 0x8000_0000 | (index as u32 & 0x7fff_ffff);
+        let mut aad = [0u8; RTCP_CLEAR_LEN + SRTCP_INDEX_LEN];
+        aad[..RTCP_CLEAR_LEN].copy_from_slice(&out[..RTCP_CLEAR_LEN]);
+        aad[RTCP_CLEAR_LEN..].copy_from_slice(&e_index.to_be_bytes());
+        let tag = self
+            .rtcp
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(gcm_rtcp_iv(&self.rtcp_salt, ssrc, index)),
+                Aad::from(aad),
+                &mut out[RTCP_CLEAR_LEN..len],
+            )
+            .map_err(|_| Error::Crypto)?;
+        out[len..len + GCM_TAG_LEN].copy_from_slice(tag.as_ref());
+        out[len + GCM_TAG_LEN..].copy_from_slice(&e_index.to_be_bytes());
+        Ok(total)
+    }
+}
+
+/// RFC 7714 section 8.1: 00 00 || SSRC || ROC || SEQ, XOR the salt.
+fn gcm_rtp_iv(salt: &[u8; GCM_SALT_LEN], ssrc: u32, index: u64) -> [u8; GCM_SALT_LEN] {
+    let mut iv = [0u8; GCM_SALT_LEN];
+    iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
+    iv[6..12].copy_from_slice(&index.to_be_bytes()[2..]);
+    for (b, s) in iv.iter_mut().zip(salt) {
+        *b ^= s;
+    }
+    iv
+}
+
+/// RFC 7714 section 9.1: 00 00 || SSRC || 00 00 || 0 + SRTCP index, XOR
+/// the salt.
+fn gcm_rtcp_iv(salt: &[u8; GCM_SALT_LEN], ssrc: u32, index: u64) -> [u8; GCM_SALT_LEN] {
+    let mut iv = [0u8; GCM_SALT_LEN];
+    iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
+    iv[8..12].copy_from_slice(&((index as u32) & 0x7fff_ffff).to_be_bytes());
+    for (b, s) in iv.iter_mut().zip(salt) {
+        *b ^= s;
+    }
+    iv
+}
+
+/// The AES-CM key-derivation PRF for a 128- or 256-bit master key.
+fn prf_cipher(key: &[u8]) -> Result<EncryptingKey, Error> {
+    let alg = match key.len() {
+        16 => &AES_128,
+        32 => &AES_256,
+        _ => return Err(Error::Crypto),
+    };
+    let key = UnboundCipherKey::new(alg, key).map_err(|_| Error::Crypto)?;
+    EncryptingKey::ctr(key).map_err(|_| Error::Crypto)
 }
 
 /// The per-layer primitives derived from the master key.
@@ -933,7 +1170,7 @@ mod tests {
         assert_eq!(tx.protect_in_place(&mut tight, 1000), Err(Error::NoRoom));
         let c = rtcp(7);
         let mut tight = c.clone();
-        tight.resize(c.len() + MAX_OVERHEAD - 1, 0);
+        tight.resize(c.len() + SRTCP_INDEX_LEN + SRTCP_TAG_LEN - 1, 0);
         assert_eq!(
             tx.protect_rtcp_in_place(&mut tight, c.len()),
             Err(Error::NoRoom)
@@ -989,5 +1226,61 @@ mod tests {
             let s = tx.protect(&p).unwrap();
             prop_assert_eq!(rx.unprotect(&s).unwrap(), p);
         }
+    }
+
+    #[test]
+    fn gcm_contexts_of_both_key_sizes_round_trip_and_refuse_forgeries_and_replays() {
+        for key_len in [16usize, 32] {
+            let key: Vec<u8> = (0..key_len as u8).collect();
+            let salt = [7u8; GCM_SALT_LEN];
+            let mut tx = SrtpContext::new_gcm(&key, &salt).unwrap();
+            let mut rx = SrtpContext::new_gcm(&key, &salt).unwrap();
+            let p = rtp(65_535, 9, &[0x55; 160]);
+            let mut buf = p.clone();
+            buf.resize(p.len() + MAX_OVERHEAD, 0);
+            let len = tx.protect_in_place(&mut buf, p.len()).unwrap();
+            assert_eq!(len, p.len() + GCM_TAG_LEN);
+            assert_ne!(buf[12..p.len()], p[12..], "the payload is encrypted");
+            assert_eq!(buf[..12], p[..12], "the header is not");
+            let sent = buf[..len].to_vec();
+            let mut bad = sent.clone();
+            bad[3] ^= 1; // the header is authenticated too
+            assert_eq!(rx.unprotect_in_place(&mut bad), Err(Error::AuthFailed));
+            let mut got = sent.clone();
+            assert_eq!(rx.unprotect_in_place(&mut got), Ok(p.len()));
+            assert_eq!(got[..p.len()], p[..]);
+            let mut again = sent.clone();
+            assert_eq!(rx.unprotect_in_place(&mut again), Err(Error::Replay));
+            // Past the sequence number's rollover the ROC moves on both sides.
+            let p2 = rtp(0, 9, &[0x66; 160]);
+            let mut buf = p2.clone();
+            buf.resize(p2.len() + MAX_OVERHEAD, 0);
+            let len = tx.protect_in_place(&mut buf, p2.len()).unwrap();
+            assert_eq!(rx.unprotect_in_place(&mut buf[..len]), Ok(p2.len()));
+            // SRTCP: 8 bytes clear, then tag and E || index.
+            let c = rtcp(9);
+            let mut buf = c.clone();
+            buf.resize(c.len() + MAX_OVERHEAD, 0);
+            let len = tx.protect_rtcp_in_place(&mut buf, c.len()).unwrap();
+            assert_eq!(len, c.len() + GCM_TAG_LEN + 4);
+            assert_eq!(buf[len - 4..len], [0x80, 0, 0, 0]);
+            let mut got = buf[..len].to_vec();
+            assert_eq!(rx.unprotect_rtcp_in_place(&mut got), Ok(c.len()));
+            assert_eq!(got[..c.len()], c[..]);
+            let mut replay = buf[..len].to_vec();
+            assert_eq!(rx.unprotect_rtcp_in_place(&mut replay), Err(Error::Replay));
+        }
+        // Another key opens nothing.
+        let mut tx = SrtpContext::new_gcm(&[1; 16], &[2; 12]).unwrap();
+        let mut rx = SrtpContext::new_gcm(&[1; 16], &[3; 12]).unwrap();
+        let p = rtp(5, 9, &[0x55; 20]);
+        let mut buf = p.clone();
+        buf.resize(p.len() + MAX_OVERHEAD, 0);
+        let len = tx.protect_in_place(&mut buf, p.len()).unwrap();
+        assert_eq!(
+            rx.unprotect_in_place(&mut buf[..len]),
+            Err(Error::AuthFailed)
+        );
+        assert!(SrtpContext::new_gcm(&[1; 24], &[2; 12]).is_err());
     }
 }
