@@ -88,6 +88,8 @@ pub struct LegUpdate {
     pub music: Option<Option<Clip>>,
     /// Switch the leg to SRTP with these keys, or to plain RTP (`None`).
     pub crypto: Option<Option<proto::sdes::LegKeys>>,
+    /// Make the leg a browser's (ICE-lite, DTLS-SRTP).
+    pub webrtc: Option<proto::webrtc::WebrtcLeg>,
 }
 
 /// The sockets of one call: RTP and RTCP towards each leg.
@@ -113,6 +115,8 @@ pub struct Env {
     pub ended: mpsc::UnboundedSender<String>,
     /// Admin alerts, delivered even when the disk is too full for the row.
     pub alerts: proto::alerts::Alerter,
+    /// mediad's DTLS certificate, for browsers' legs.
+    pub identity: Arc<crate::relay::webrtc::Identity>,
 }
 
 /// Runs one call until Release, the command channel closing, or shutdown.
@@ -120,6 +124,7 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
     let mut last_cmd = Instant::now();
     let mut task = CallTask {
         call: Call::new(Instant::now()),
+        webrtc_failed: [None, None],
         rec: Recording::default(),
         voicemail: Recording::default(),
         call_id,
@@ -167,12 +172,19 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
                 task.send_feed(LegId::A, &a_rtp);
                 task.send_feed(LegId::B, &b_rtp);
             }
-            Ok(()) = a_rtp.readable() => task.relay(LegId::A, false, &a_rtp, &b_rtp, &mut buf),
-            Ok(()) = b_rtp.readable() => task.relay(LegId::B, false, &b_rtp, &a_rtp, &mut buf),
+            Ok(()) = a_rtp.readable() => {
+                task.relay(LegId::A, false, &a_rtp, &b_rtp, &mut buf);
+                task.flush_webrtc(&a_rtp, &b_rtp);
+            }
+            Ok(()) = b_rtp.readable() => {
+                task.relay(LegId::B, false, &b_rtp, &a_rtp, &mut buf);
+                task.flush_webrtc(&a_rtp, &b_rtp);
+            }
             Ok(()) = a_rtcp.readable() => task.relay(LegId::A, true, &a_rtcp, &b_rtcp, &mut buf),
             Ok(()) = b_rtcp.readable() => task.relay(LegId::B, true, &b_rtcp, &a_rtcp, &mut buf),
             _ = tick.tick() => {
                 task.tick();
+                task.flush_webrtc(&a_rtp, &b_rtp);
                 let active = task.call.last_packet().map_or(last_cmd, |t| t.max(last_cmd));
                 if active.elapsed() >= task.env.orphan_after {
                     tracing::warn!(call_id = %task.call_id, idle_s = active.elapsed().as_secs(), "no packets and no word from sipd: ending the call's media");
@@ -200,6 +212,8 @@ fn random_seed() -> Seed {
 
 struct CallTask {
     call: Call,
+    /// A browser's leg failed its handshake (said once in the log).
+    webrtc_failed: [Option<&'static str>; 2],
     rec: Recording,
     /// The voicemail file (mono), when the call plays and records.
     voicemail: Recording,
@@ -239,6 +253,24 @@ impl CallTask {
                     Ok(_) => self.call.on_sent(from.other(), len, rtcp),
                     Err(_) => self.call.on_send_failed(from.other()),
                 }
+            }
+        }
+    }
+
+    /// Sends what browsers' legs are owed (ICE answers, DTLS flights) out
+    /// of their RTP ports.
+    fn flush_webrtc(&mut self, a_rtp: &UdpSocket, b_rtp: &UdpSocket) {
+        while let Some((leg, to, data)) = self.call.poll_transmit() {
+            let sock = if leg == LegId::A { a_rtp } else { b_rtp };
+            if sock.try_send_to(&data, to).is_err() {
+                self.call.on_send_failed(leg);
+            }
+        }
+        for leg in [LegId::A, LegId::B] {
+            if let Some(why) = self.call.leg(leg).webrtc_failed()
+                && self.webrtc_failed[leg as usize].replace(why).is_none()
+            {
+                tracing::warn!(call_id = %self.call_id, leg = leg.as_str(), why, "browser leg has no media");
             }
         }
     }
@@ -336,6 +368,10 @@ impl CallTask {
         if let Some(leg) = u.leg {
             if let Some(ip) = u.signal_ip {
                 self.call.set_signal_ip(leg, ip);
+            }
+            if let Some(w) = u.webrtc {
+                tracing::debug!(call_id = %self.call_id, leg = leg.as_str(), role = ?w.role, "browser leg");
+                self.call.set_webrtc(now, leg, w, &self.env.identity);
             }
             if let Some(keys) = u.crypto {
                 let srtp = keys.is_some();

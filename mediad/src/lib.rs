@@ -110,7 +110,11 @@ pub async fn run(
         settings: settings.subscribe(),
         events,
         shutdown: shutdown.clone(),
+        identity: std::sync::Arc::new(
+            relay::webrtc::Identity::generate().context("DTLS certificate for browsers")?,
+        ),
     };
+    tracing::info!(fingerprint = %env.identity.fingerprint, "DTLS certificate for browsers");
     let media = service::MediaService::new(bind_ip, ports, env);
     tokio::spawn(media.clone().reap(ended_rx));
     tokio::spawn(sweep_recordings(

@@ -213,7 +213,7 @@ impl Mediad for MediaService {
         Ok(Response::new(AllocateReply {
             port_a: port_a.into(),
             port_b: port_b.into(),
-            dtls_fingerprint: String::new(),
+            dtls_fingerprint: self.inner.env.identity.fingerprint.to_string(),
         }))
     }
 
@@ -238,10 +238,19 @@ impl Mediad for MediaService {
                 Status::invalid_argument(format!("bad signal_ip {:?}: want an IP", r.signal_ip))
             })?)
         };
-        // Checked before the hold music is loaded for nothing.
+        // Checked before the hold music is loaded for nothing. A crypto
+        // with dtls makes a browser's leg; without, SDES keys or plain.
+        let webrtc = r
+            .crypto
+            .as_ref()
+            .and_then(|c| c.dtls.as_ref())
+            .map(proto::webrtc::WebrtcLeg::from_pb)
+            .transpose()
+            .map_err(|field| Status::invalid_argument(format!("bad crypto.{field}")))?;
         let crypto = r
             .crypto
             .as_ref()
+            .filter(|c| c.dtls.is_none())
             .map(proto::sdes::from_pb)
             .transpose()
             .map_err(|field| Status::invalid_argument(format!("bad crypto.{field}")))?;
@@ -263,13 +272,15 @@ impl Mediad for MediaService {
                 None => None,
             },
             crypto,
+            webrtc,
         };
         if leg.is_none()
             && (update.rtp.is_some()
                 || update.signal_ip.is_some()
                 || !update.codecs.is_empty()
                 || update.hold.is_some()
-                || update.crypto.is_some())
+                || update.crypto.is_some()
+                || update.webrtc.is_some())
         {
             return Err(Status::invalid_argument(
                 "leg is required with an address, signal_ip, codecs, hold or crypto",

@@ -66,7 +66,8 @@ impl Browser {
                 .unwrap();
             let Message::Text(t) = m else { continue };
             let t = t.to_string();
-            if skip_1xx && t.starts_with("SIP/2.0 1") {
+            // An answer wanted: provisional answers and sipd's ACKs pass.
+            if skip_1xx && (t.starts_with("SIP/2.0 1") || t.starts_with("ACK ")) {
                 continue;
             }
             return t;
@@ -184,7 +185,12 @@ async fn a_desk_phone_and_a_browser_call_each_other_and_each_gets_its_own_sdp() 
     let s = Sipd::start_with_mediad(&[]).await;
     s.add_device("desk1", "deskpass1234", "201").await;
     let desk = Phone::udp(&s, "desk1").await.with_password("deskpass1234");
-    assert_eq!(desk.register("").await.code(), 200);
+    assert_eq!(
+        desk.register(&format!("Contact: <{}>\r\n", desk.contact()))
+            .await
+            .code(),
+        200
+    );
     let mut b = Browser::open(&s, "bob@example.com").await;
     let user = b.user.clone();
     let msg = b.register_as(&user);
@@ -217,11 +223,42 @@ async fn a_desk_phone_and_a_browser_call_each_other_and_each_gets_its_own_sdp() 
     assert_eq!(answered.code(), 200, "{}", answered.0);
     assert_plain(body(&answered.0));
 
-    // The browser calls the desk phone: no digest, an answer in its shape.
+    // The browser hangs up; the desk phone hears of it.
+    let contact = header(&invite, "contact").unwrap();
+    let target = contact
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
+    let bye = format!(
+        "BYE {target} SIP/2.0\r\nVia: SIP/2.0/WSS k3j2.invalid;branch=z9hG4bKbrbye1\r\nMax-Forwards: 69\r\n\
+         From: {to};tag=br1\r\nTo: {from}\r\nCall-ID: {cid}\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        to = header(&invite, "to").unwrap(),
+        from = header(&invite, "from").unwrap(),
+        cid = header(&invite, "call-id").unwrap(),
+    );
+    b.send(&bye).await;
+    let bye_ok = b.recv(true).await;
+    assert!(bye_ok.starts_with("SIP/2.0 200"), "{bye_ok}");
+    let desk_bye = dialog::next_request(&desk).await;
+    assert!(desk_bye.starts_with("BYE "), "{desk_bye}");
+    let ok = dialog::reply(&desk_bye, 200, "OK", None, "", "");
+    desk.send(ok.as_bytes()).await;
+
+    // The browser calls another desk phone: no digest, an answer in its shape.
+    s.add_device("desk2", "deskpass5678", "202").await;
+    let desk = Phone::udp(&s, "desk2").await.with_password("deskpass5678");
+    assert_eq!(
+        desk.register(&format!("Contact: <{}>\r\n", desk.contact()))
+            .await
+            .code(),
+        200
+    );
     let offer = chromium_sdp("actpass");
     let inv = format!(
-        "INVITE sip:201@{d} SIP/2.0\r\nVia: SIP/2.0/WSS k3j2.invalid;branch=z9hG4bKbrinv1\r\nMax-Forwards: 69\r\n\
-         To: <sip:201@{d}>\r\nFrom: <sip:{user}@{d}>;tag=bt1\r\nCall-ID: browser-to-desk\r\nCSeq: 7 INVITE\r\n\
+        "INVITE sip:202@{d} SIP/2.0\r\nVia: SIP/2.0/WSS k3j2.invalid;branch=z9hG4bKbrinv1\r\nMax-Forwards: 69\r\n\
+         To: <sip:202@{d}>\r\nFrom: <sip:{user}@{d}>;tag=bt1\r\nCall-ID: browser-to-desk\r\nCSeq: 7 INVITE\r\n\
          Contact: <sip:q8w7e6@k3j2.invalid;transport=ws;ob>\r\nContent-Type: application/sdp\r\n\
          User-Agent: JsSIP 3.13.0\r\nContent-Length: {len}\r\n\r\n{offer}",
         d = b.domain,

@@ -88,6 +88,19 @@ impl Latch {
         self.hint.is_some_and(|h| h.ip() == ip) || self.signal_ip == Some(ip)
     }
 
+    /// Latches the leg to `addr`, vouched for by other means than the
+    /// SDP and the signalling (a browser's ICE check): media from it is
+    /// accepted and media to the leg goes there.
+    pub fn pin(&mut self, now: Instant, addr: SocketAddr) {
+        let addr = canonical(addr);
+        self.hint = Some(addr);
+        self.signal_ip = Some(addr.ip());
+        self.latched = Some(Latched {
+            addr,
+            last_seen: now,
+        });
+    }
+
     /// Where media towards this leg goes now.
     pub fn target(&self) -> Option<SocketAddr> {
         self.latched.map(|l| l.addr).or(self.hint)

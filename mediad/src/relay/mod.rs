@@ -78,6 +78,7 @@ pub mod srtp;
 pub mod stun;
 pub mod voicemail;
 pub mod wav;
+pub mod webrtc;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -173,6 +174,8 @@ pub struct Leg {
     /// Dropped because it failed the SRTP/SRTCP tag or replay check.
     pub dropped_auth: u64,
     srtp: Option<LegSrtp>,
+    /// A browser's leg: ICE-lite and DTLS make its SRTP keys.
+    webrtc: Option<Box<webrtc::WebrtcState>>,
     dtmf: dtmf::DtmfDetector,
     dtmf_pt: u8,
     codecs: [Codec; 128],
@@ -205,6 +208,7 @@ impl Default for Leg {
             dropped_payload_type: 0,
             dropped_auth: 0,
             srtp: None,
+            webrtc: None,
             dtmf: dtmf::DtmfDetector::default(),
             dtmf_pt: DEFAULT_DTMF_PT,
             codecs,
@@ -232,11 +236,26 @@ impl Leg {
         self.srtp.is_some()
     }
 
+    /// A browser's leg, and whether its handshake gave it keys yet.
+    pub fn webrtc(&self) -> Option<bool> {
+        self.webrtc.as_ref().map(|_| self.srtp.is_some())
+    }
+
+    /// Why a browser's leg cannot carry media, if it cannot.
+    pub fn webrtc_failed(&self) -> Option<&'static str> {
+        self.webrtc.as_ref().and_then(|w| w.failed)
+    }
+
     /// Authenticates and decrypts in place what the leg sent, when it
     /// speaks SRTP: the length of the plain packet, or `None` when it is
     /// dropped (and counted).
     fn open(&mut self, packet: &mut [u8], rtcp: bool) -> Option<usize> {
         let Some(s) = &mut self.srtp else {
+            if self.webrtc.is_some() {
+                // A browser's media before its handshake ended.
+                self.dropped += 1;
+                return None;
+            }
             return Some(packet.len());
         };
         let opened = if rtcp {
@@ -264,6 +283,11 @@ impl Leg {
     /// dropped: no room, or an index the context refuses to reuse).
     fn seal(&mut self, buf: &mut [u8], len: usize, rtcp: bool) -> Option<usize> {
         let Some(s) = &mut self.srtp else {
+            if self.webrtc.is_some() {
+                // Nothing goes to a browser in the clear.
+                self.dropped += 1;
+                return None;
+            }
             return Some(len);
         };
         let sealed = if rtcp {
@@ -284,8 +308,9 @@ impl Leg {
 /// A leg's SRTP: `rx` opens what it sends, `tx` seals what it is sent.
 #[derive(Debug)]
 struct LegSrtp {
-    /// What the contexts were made from: the same keys again keep them.
-    keys: LegKeys,
+    /// What the contexts were made from: the same keys again keep them
+    /// (`None`: a DTLS handshake made them).
+    keys: Option<LegKeys>,
     rx: SrtpContext,
     tx: SrtpContext,
 }
@@ -295,7 +320,7 @@ impl LegSrtp {
         Ok(LegSrtp {
             rx: SrtpContext::new(keys.suite, &keys.recv)?,
             tx: SrtpContext::new(keys.suite, &keys.send)?,
-            keys,
+            keys: Some(keys),
         })
     }
 }
@@ -434,8 +459,17 @@ impl Call {
             self.legs[i].dropped += 1;
             return None;
         }
+        if self.legs[i].webrtc.is_some() {
+            self.webrtc_in(now, from, src, &buf[..len])?;
+        }
         let muxed = rtp::is_muxed_rtcp(&buf[..len]);
         let len = self.legs[i].open(&mut buf[..len], muxed)?;
+        if muxed && self.legs[i].webrtc.is_some() {
+            // A browser's RTCP ends here: its reports are about its hop.
+            self.legs[i].rtcp_in += 1;
+            self.legs[i].last_packet = Some(now);
+            return None;
+        }
         let hdr = match rtp::parse(&buf[..len]) {
             Datagram::Rtp(h) => h,
             Datagram::Rtcp => return self.on_rtcp_muxed(now, from, src, buf, len),
@@ -491,6 +525,10 @@ impl Call {
             return None;
         }
         let to = &mut self.legs[from.other() as usize];
+        if to.webrtc.is_some() {
+            // A browser takes RTCP only on its media port, about its hop.
+            return None;
+        }
         let dst = to.rtcp.target(&to.latch)?;
         let len = to.seal(buf, len, true)?;
         Some((dst, len))
@@ -592,6 +630,10 @@ impl Call {
     /// The SDP address of a leg (RTP, and RTCP if the SDP has a=rtcp).
     pub fn set_remote(&mut self, leg: LegId, rtp: SocketAddr, rtcp: Option<SocketAddr>) {
         let l = &mut self.legs[leg as usize];
+        if l.webrtc.is_some() {
+            // ICE says where a browser is, not its SDP.
+            return;
+        }
         l.latch.set_hint(rtp);
         if let Some(r) = rtcp {
             l.rtcp.set_hint(r);
@@ -601,6 +643,9 @@ impl Call {
     /// The IP the leg's SIP signalling came from: media from it may latch
     /// the leg (a phone behind NAT whose SDP names its private address).
     pub fn set_signal_ip(&mut self, leg: LegId, ip: IpAddr) {
+        if self.legs[leg as usize].webrtc.is_some() {
+            return;
+        }
         self.legs[leg as usize].latch.set_signal_ip(ip);
     }
 
@@ -653,10 +698,79 @@ impl Call {
         let l = &mut self.legs[leg as usize];
         match keys {
             None => l.srtp = None,
-            Some(k) if l.srtp.as_ref().is_some_and(|s| s.keys == k) => {}
+            Some(k) if l.srtp.as_ref().is_some_and(|s| s.keys.as_ref() == Some(&k)) => {}
             Some(k) => l.srtp = Some(LegSrtp::new(k)?),
         }
+        if l.webrtc.take().is_some() {
+            l.srtp = l.srtp.take().filter(|s| s.keys.is_some());
+        }
         Ok(())
+    }
+
+    /// Makes leg `leg` a browser's: ICE-lite answers to its checks, then
+    /// DTLS, then SRTP with the keys the handshake exports. The same
+    /// parameters again (a re-INVITE) keep the running state; new ones
+    /// start afresh, and nothing is relayed to or from the leg until its
+    /// handshake is done.
+    pub fn set_webrtc(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        params: proto::webrtc::WebrtcLeg,
+        id: &webrtc::Identity,
+    ) {
+        let l = &mut self.legs[leg as usize];
+        if l.webrtc.as_ref().is_some_and(|w| w.params == params) {
+            return;
+        }
+        l.webrtc = Some(Box::new(webrtc::WebrtcState::new(params, id, now)));
+        l.srtp = None;
+    }
+
+    /// Datagrams a browser's leg is owed (ICE answers, DTLS flights):
+    /// (leg, destination, datagram), sent out of that leg's RTP port.
+    pub fn poll_transmit(&mut self) -> Option<(LegId, SocketAddr, Vec<u8>)> {
+        for id in [LegId::A, LegId::B] {
+            if let Some((to, d)) = self.legs[id as usize]
+                .webrtc
+                .as_mut()
+                .and_then(|w| w.poll_transmit())
+            {
+                return Some((id, to, d));
+            }
+        }
+        None
+    }
+
+    /// A datagram on a browser's leg: STUN and DTLS stay here, and the
+    /// leg's keys and latch follow them; `Some(())` for media to relay.
+    fn webrtc_in(&mut self, now: Instant, from: LegId, src: SocketAddr, data: &[u8]) -> Option<()> {
+        let l = &mut self.legs[from as usize];
+        let w = l.webrtc.as_mut()?;
+        match w.on_datagram(now, src, data) {
+            webrtc::Taken::Media => return Some(()),
+            webrtc::Taken::Dropped { foreign } => {
+                l.dropped += 1;
+                l.dropped_foreign += u64::from(foreign);
+                return None;
+            }
+            webrtc::Taken::Handled => {}
+        }
+        if let Some(to) = w.target()
+            && l.latch.latched() != Some(to)
+        {
+            l.latch.pin(now, to);
+        }
+        if let Some(k) = w.take_keys() {
+            tracing::debug!(leg = from.as_str(), profile = %k.profile, "browser leg keyed by DTLS");
+            l.srtp = Some(LegSrtp {
+                keys: None,
+                rx: k.rx,
+                tx: k.tx,
+            });
+        }
+        l.last_packet = Some(now);
+        None
     }
 
     /// sipd says the call is answered: the RTP timeout is armed from now on.
@@ -670,6 +784,11 @@ impl Call {
 
     /// Periodic work: the voicemail's limit, RTP timeout detection.
     pub fn on_tick(&mut self, now: Instant, rtp_timeout: Duration) {
+        for l in &mut self.legs {
+            if let Some(w) = l.webrtc.as_mut() {
+                w.on_tick(now);
+            }
+        }
         if let Some(vm) = self.answer.as_mut().and_then(|a| a.voicemail.as_mut())
             && let Some(ended) = vm.reach_end(now)
         {

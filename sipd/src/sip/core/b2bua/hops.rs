@@ -37,6 +37,9 @@ struct WebrtcHop {
     local: IceCredentials,
     remote: Option<webrtc::Remote>,
     told: Option<WebrtcLeg>,
+    /// The CSeq of the browser's last offer (an INVITE or UPDATE with
+    /// SDP): sipd's SDP in the answer to it is an answer.
+    offer_cseq: Option<u32>,
 }
 
 impl WebrtcHop {
@@ -74,6 +77,7 @@ impl Core {
                     local: IceCredentials::random(),
                     remote: None,
                     told: None,
+                    offer_cseq: None,
                 }),
             },
         );
@@ -120,6 +124,9 @@ impl Core {
                 || method == Some(Method::Ack);
             if raw.status().is_some_and(|s| !(100..300).contains(&s)) {
                 return;
+            }
+            if raw.status().is_none() && method != Some(Method::Ack) {
+                w.offer_cseq = Some(cseq);
             }
             match webrtc::read(&body) {
                 Ok(r) => w.remote = Some(r),
@@ -171,6 +178,10 @@ impl Core {
             _ => return t,
         };
         if let Some(w) = &h.webrtc {
+            // An answer: the ACK (to a late offer), or a response to the
+            // browser's offer; a request of ours with SDP is an offer.
+            let answer =
+                method == Some(Method::Ack) || (raw.is_response() && w.offer_cseq == Some(cseq));
             let Some(fingerprint) = &self.dtls_fingerprint else {
                 tracing::warn!("mediad gave no DTLS fingerprint: a browser cannot take this SDP");
                 return t;
