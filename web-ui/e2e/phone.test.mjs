@@ -1,5 +1,3 @@
-// PENDING (not run by `npm run e2e`, which takes *.test.mjs): sipd does not yet
-// take SIP over WebSocket (issue #17); rename to phone.test.mjs once it does.
 // The phone in the browser, end to end: headless Chromium with a fake
 // microphone playing 440 Hz logs in, turns its phone on, and calls a real
 // baresip desk phone that answers by itself playing 1000 Hz. Each side must
@@ -74,6 +72,11 @@ before(async () => {
   browser = await launchBrowser(['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--allow-loopback-in-peer-connection',
     `--use-file-for-fake-audio-capture=${mic}`, '--autoplay-policy=no-user-gesture-required'])
   page = await browser.newPage()
+  // PHONE_DEBUG=1 prints the page's console with JsSIP's own log.
+  if (process.env.PHONE_DEBUG) {
+    page.on('console', (m) => console.log(`page ${m.type()}: ${m.text()}`))
+    await page.addInitScript(() => localStorage.setItem('debug', 'JsSIP:*'))
+  }
   await loginInBrowser(page, sys.base, ADMIN.email, ADMIN.password)
 })
 after(async () => { desk?.stop(); await browser?.close(); await sys?.stop() })
