@@ -89,7 +89,7 @@ pub struct LegUpdate {
     /// Switch the leg to SRTP with these keys, or to plain RTP (`None`).
     pub crypto: Option<Option<proto::sdes::LegKeys>>,
     /// Make the leg a browser's (ICE-lite, DTLS-SRTP).
-    pub webrtc: Option<proto::webrtc::WebrtcLeg>,
+    pub webrtc: Option<Box<proto::webrtc::WebrtcLeg>>,
 }
 
 /// The sockets of one call: RTP and RTCP towards each leg.
@@ -371,7 +371,7 @@ impl CallTask {
             }
             if let Some(w) = u.webrtc {
                 tracing::debug!(call_id = %self.call_id, leg = leg.as_str(), role = ?w.role, "browser leg");
-                self.call.set_webrtc(now, leg, w, &self.env.identity);
+                self.call.set_webrtc(now, leg, *w, &self.env.identity);
             }
             if let Some(keys) = u.crypto {
                 let srtp = keys.is_some();

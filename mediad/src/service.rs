@@ -244,7 +244,7 @@ impl Mediad for MediaService {
             .crypto
             .as_ref()
             .and_then(|c| c.dtls.as_ref())
-            .map(proto::webrtc::WebrtcLeg::from_pb)
+            .map(|d| proto::webrtc::WebrtcLeg::from_pb(d).map(Box::new))
             .transpose()
             .map_err(|field| Status::invalid_argument(format!("bad crypto.{field}")))?;
         let crypto = r

@@ -109,6 +109,40 @@ pub fn check(
     })
 }
 
+/// A Binding request as a browser's ICE agent sends it (USERNAME
+/// `ufrags`, USE-CANDIDATE if `nominate`, MESSAGE-INTEGRITY with `pwd`,
+/// FINGERPRINT). mediad, being ICE-lite, never sends one: this is for its
+/// tests and tools that play the browser.
+pub fn binding_request(tid: &[u8; 12], ufrags: &str, pwd: &str, nominate: bool) -> Vec<u8> {
+    let mut m = Vec::with_capacity(96);
+    m.extend_from_slice(&BINDING_REQUEST.to_be_bytes());
+    m.extend_from_slice(&[0, 0]);
+    m.extend_from_slice(&MAGIC.to_be_bytes());
+    m.extend_from_slice(tid);
+    m.extend_from_slice(&USERNAME.to_be_bytes());
+    m.extend_from_slice(&u16::try_from(ufrags.len()).unwrap_or(0).to_be_bytes());
+    m.extend_from_slice(ufrags.as_bytes());
+    m.resize(m.len().next_multiple_of(4), 0);
+    if nominate {
+        m.extend_from_slice(&USE_CANDIDATE.to_be_bytes());
+        m.extend_from_slice(&[0, 0]);
+    }
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, pwd.as_bytes());
+    let mi_at = m.len();
+    let tag = hmac::sign(&key, &with_length(&m, mi_at, mi_at + 4 + MI_LEN));
+    m.extend_from_slice(&MESSAGE_INTEGRITY.to_be_bytes());
+    m.extend_from_slice(&(MI_LEN as u16).to_be_bytes());
+    m.extend_from_slice(tag.as_ref());
+    let fp_at = m.len();
+    let crc = crc32(&with_length(&m, fp_at, fp_at + 8)) ^ FINGERPRINT_XOR;
+    m.extend_from_slice(&FINGERPRINT.to_be_bytes());
+    m.extend_from_slice(&4u16.to_be_bytes());
+    m.extend_from_slice(&crc.to_be_bytes());
+    let len = u16::try_from(m.len() - HEADER).unwrap_or(u16::MAX);
+    m[2..4].copy_from_slice(&len.to_be_bytes());
+    m
+}
+
 /// `p[..upto]` with the header's length set as if the message ended at
 /// `ends` (what MESSAGE-INTEGRITY and FINGERPRINT are computed over).
 fn with_length(p: &[u8], upto: usize, ends: usize) -> Vec<u8> {
@@ -244,6 +278,26 @@ mod tests {
         let mi_at = n - 8 - 24;
         let tag = hmac::sign(&key, &with_length(&resp, mi_at, mi_at + 24));
         assert_eq!(resp[mi_at + 4..mi_at + 24], *tag.as_ref());
+    }
+
+    #[test]
+    fn a_browsers_check_passes_with_its_nomination_and_fails_with_another_password() {
+        let src: SocketAddr = "10.0.0.9:50000".parse().unwrap();
+        let tid = [7u8; 12];
+        for nominate in [false, true] {
+            let req = binding_request(&tid, "mine:theirs", "0123456789012345678901", nominate);
+            let ok = check(&req, src, "mine", "theirs", "0123456789012345678901").unwrap();
+            assert_eq!(ok.use_candidate, nominate);
+            assert_eq!(ok.response[8..20], tid);
+            assert_eq!(
+                check(&req, src, "mine", "theirs", "0123456789012345678902"),
+                Err(Refused::BadIntegrity)
+            );
+            assert_eq!(
+                check(&req, src, "theirs", "mine", "0123456789012345678901"),
+                Err(Refused::WrongUser)
+            );
+        }
     }
 
     #[test]

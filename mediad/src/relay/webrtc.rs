@@ -261,8 +261,9 @@ impl WebrtcState {
 }
 
 /// The SRTP contexts from the exported keying material (RFC 5764 section
-/// 4.2: client key, server key, client salt, server salt).
-fn keys(km: &[u8], profile: SrtpProfile, role: DtlsRole) -> Option<Keys> {
+/// 4.2: client key, server key, client salt, server salt) for the side
+/// that plays `role` (a test's browser uses it too).
+pub fn keys(km: &[u8], profile: SrtpProfile, role: DtlsRole) -> Option<Keys> {
     let (key_len, salt_len) = match profile {
         SrtpProfile::AES128_CM_SHA1_80 => (MASTER_KEY_LEN, MASTER_SALT_LEN),
         SrtpProfile::AEAD_AES_128_GCM => (16, srtp::GCM_SALT_LEN),
@@ -291,4 +292,359 @@ fn keys(km: &[u8], profile: SrtpProfile, role: DtlsRole) -> Option<Keys> {
         DtlsRole::Client => (server, client),
     };
     Some(Keys { rx, tx, profile })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::{Call, LegId, g711, rtp};
+    use proto::webrtc::IceCredentials;
+    use std::time::Duration;
+
+    /// A browser as mediad meets it: its own certificate and ICE
+    /// credentials, a dimpl endpoint in the other DTLS role, and the SRTP
+    /// contexts its handshake makes.
+    struct Browser {
+        dtls: Dtls,
+        role: DtlsRole,
+        ice: IceCredentials,
+        fingerprint: Fingerprint,
+        /// mediad's certificate as the browser saw it.
+        peer: Option<Fingerprint>,
+        keys: Option<Keys>,
+    }
+
+    impl Browser {
+        /// A browser facing mediad in `mediad_role`.
+        fn new(now: Instant, mediad_role: DtlsRole) -> Self {
+            let cert = dimpl::certificate::generate_self_signed_certificate().unwrap();
+            let fingerprint = fingerprint_of(&cert.certificate);
+            let mut dtls = Dtls::new_12(Arc::new(Config::default()), cert, now);
+            let role = match mediad_role {
+                DtlsRole::Server => {
+                    dtls.set_active(true);
+                    DtlsRole::Client
+                }
+                DtlsRole::Client => DtlsRole::Server,
+            };
+            Browser {
+                dtls,
+                role,
+                ice: IceCredentials::random(),
+                fingerprint,
+                peer: None,
+                keys: None,
+            }
+        }
+
+        /// What sipd tells mediad of this browser.
+        fn leg(&self, mediad: &IceCredentials, mediad_role: DtlsRole) -> WebrtcLeg {
+            WebrtcLeg {
+                local: mediad.clone(),
+                remote: self.ice.clone(),
+                remote_fingerprint: self.fingerprint,
+                role: mediad_role,
+            }
+        }
+
+        /// Its records due now.
+        fn flights(&mut self, now: Instant) -> Vec<Vec<u8>> {
+            let _ = self.dtls.handle_timeout(now);
+            let mut out = Vec::new();
+            let mut buf = vec![0u8; 4096];
+            loop {
+                match self.dtls.poll_output(&mut buf) {
+                    Output::Packet(p) => out.push(p.to_vec()),
+                    Output::Timeout(_) => return out,
+                    Output::PeerCert(der) => self.peer = Some(fingerprint_of(der)),
+                    Output::KeyingMaterial(km, profile) => {
+                        self.keys = keys(&km, profile, self.role);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// The browser's media address: nothing sipd signalled.
+    const BROWSER: &str = "10.9.8.7:50000";
+    /// The plain phone on the B-leg.
+    const PHONE: &str = "127.0.0.1:6000";
+
+    /// A call whose A-leg is a browser (mediad in `role`) and B-leg a plain
+    /// phone, both on PCMU.
+    fn call(t: Instant, id: &Identity, b: &Browser, role: DtlsRole) -> (Call, IceCredentials) {
+        let mine = IceCredentials::random();
+        let mut c = Call::new(t);
+        for leg in [LegId::A, LegId::B] {
+            c.set_codecs(leg, [(0u8, "PCMU"), (101, "telephone-event")]);
+        }
+        c.set_signal_ip(LegId::B, addr(PHONE).ip());
+        c.set_remote(LegId::B, addr(PHONE), None);
+        c.set_webrtc(t, LegId::A, b.leg(&mine, role), id);
+        // The browser's SDP address (and its signalling IP) mean nothing.
+        c.set_remote(LegId::A, addr("192.0.2.9:9"), None);
+        c.set_signal_ip(LegId::A, addr("192.0.2.9:9").ip());
+        (c, mine)
+    }
+
+    /// The shell's way in: a datagram on a leg's RTP port, and what the
+    /// relay sends for it.
+    fn feed(
+        c: &mut Call,
+        now: Instant,
+        leg: LegId,
+        src: SocketAddr,
+        p: &[u8],
+    ) -> Option<(SocketAddr, Vec<u8>)> {
+        let mut buf = p.to_vec();
+        buf.resize(p.len() + srtp::MAX_OVERHEAD, 0);
+        c.on_rtp(now, leg, src, &mut buf, p.len())
+            .map(|(dst, n)| (dst, buf[..n].to_vec()))
+    }
+
+    fn transmits(c: &mut Call) -> Vec<(LegId, SocketAddr, Vec<u8>)> {
+        std::iter::from_fn(|| c.poll_transmit()).collect()
+    }
+
+    /// A browser's connectivity check from `src`, answered or not.
+    fn check(
+        c: &mut Call,
+        now: Instant,
+        src: SocketAddr,
+        ufrags: &str,
+        pwd: &str,
+        nominate: bool,
+    ) -> Option<Vec<u8>> {
+        let tid = [src.port() as u8; 12];
+        let req = stun::binding_request(&tid, ufrags, pwd, nominate);
+        assert_eq!(feed(c, now, LegId::A, src, &req), None);
+        let mut out = transmits(c);
+        let answer = out
+            .iter()
+            .position(|(_, _, p)| p.first().is_some_and(|b| *b < 4))
+            .map(|i| out.remove(i));
+        answer.map(|(leg, dst, p)| {
+            assert_eq!((leg, dst), (LegId::A, src));
+            assert_eq!(p[..2], [0x01, 0x01], "a Binding success response");
+            assert_eq!(p[8..20], tid);
+            p
+        })
+    }
+
+    /// Runs the handshake between the browser at `src` and the call until
+    /// both sides have keys or three seconds have passed (a lost flight is
+    /// sent again after one); returns the time.
+    fn handshake(c: &mut Call, b: &mut Browser, t: Instant, src: SocketAddr) -> Instant {
+        let mut now = t;
+        for _ in 0..300 {
+            for (leg, dst, p) in transmits(c) {
+                assert_eq!((leg, dst), (LegId::A, src), "DTLS goes to the checked pair");
+                let _ = b.dtls.handle_packet(&p);
+            }
+            for p in b.flights(now) {
+                assert_eq!(feed(c, now, LegId::A, src, &p), None, "DTLS is not relayed");
+            }
+            if b.keys.is_some() && c.leg(LegId::A).srtp() {
+                break;
+            }
+            now += Duration::from_millis(10);
+            c.on_tick(now, Duration::ZERO);
+        }
+        now
+    }
+
+    /// 20 ms of a 440 Hz tone in PCMU.
+    fn tone(i: u16) -> Vec<u8> {
+        (0..160)
+            .map(|n| {
+                let s = f64::from(u32::from(i) * 160 + n) * 440.0 / 8000.0;
+                g711::ulaw_encode((8000.0 * (s * std::f64::consts::TAU).sin()) as i16)
+            })
+            .collect()
+    }
+
+    fn packet(seq: u16, ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0u8; 12];
+        rtp::write_header(&mut p, 0, false, seq, 160 * u32::from(seq), ssrc);
+        p.extend_from_slice(&tone(seq));
+        p
+    }
+
+    #[test]
+    fn a_browser_that_checks_and_shakes_hands_hears_and_is_heard_by_a_plain_phone() {
+        for role in [DtlsRole::Server, DtlsRole::Client] {
+            let t = Instant::now();
+            let id = Identity::generate().unwrap();
+            let mut b = Browser::new(t, role);
+            let (mut c, mine) = call(t, &id, &b, role);
+            let src = addr(BROWSER);
+            let ufrags = format!("{}:{}", mine.ufrag, b.ice.ufrag);
+            // Before any check: nothing goes to the browser.
+            assert_eq!(
+                feed(&mut c, t, LegId::B, addr(PHONE), &packet(1, 0xb)),
+                None
+            );
+            assert!(check(&mut c, t, src, &ufrags, &mine.pwd, true).is_some());
+            assert_eq!(c.leg(LegId::A).latched(), Some(src), "{role:?}");
+            let now = handshake(&mut c, &mut b, t, src);
+            assert!(c.leg(LegId::A).srtp(), "{role:?}: mediad keyed");
+            assert_eq!(c.leg(LegId::A).webrtc(), Some(true));
+            assert_eq!(
+                b.peer,
+                Some(id.fingerprint),
+                "the browser saw mediad's certificate"
+            );
+            let mut bk = b.keys.take().unwrap();
+            // Browser -> phone: decrypted, plain, the tone intact.
+            for seq in 1..=5u16 {
+                let plain = packet(seq, 0xa);
+                let sealed = bk.tx.protect(&plain).unwrap();
+                assert_ne!(sealed[12..], plain[12..]);
+                let (dst, out) = feed(&mut c, now, LegId::A, src, &sealed).unwrap();
+                assert_eq!((dst, out), (addr(PHONE), plain), "{role:?} seq {seq}");
+            }
+            // Phone -> browser: encrypted to the nominated pair.
+            for seq in 1..=5u16 {
+                let plain = packet(seq, 0xb);
+                let (dst, out) = feed(&mut c, now, LegId::B, addr(PHONE), &plain).unwrap();
+                assert_eq!(dst, src);
+                assert_ne!(out[12..172], plain[12..]);
+                assert_eq!(bk.rx.unprotect(&out).unwrap(), plain, "{role:?} seq {seq}");
+            }
+            let a = c.leg(LegId::A);
+            assert_eq!((a.recv.packets, a.dropped_auth), (5, 0), "{role:?}");
+            assert_eq!(
+                a.dropped, 1,
+                "{role:?}: the phone's packet before the check"
+            );
+        }
+    }
+
+    #[test]
+    fn a_check_with_the_wrong_password_or_username_is_ignored_and_latches_nothing() {
+        let t = Instant::now();
+        let id = Identity::generate().unwrap();
+        let b = Browser::new(t, DtlsRole::Server);
+        let (mut c, mine) = call(t, &id, &b, DtlsRole::Server);
+        let src = addr(BROWSER);
+        let ufrags = format!("{}:{}", mine.ufrag, b.ice.ufrag);
+        // The browser's own password, or swapped ufrags: no answer.
+        assert_eq!(check(&mut c, t, src, &ufrags, &b.ice.pwd, true), None);
+        let swapped = format!("{}:{}", b.ice.ufrag, mine.ufrag);
+        assert_eq!(check(&mut c, t, src, &swapped, &mine.pwd, true), None);
+        assert_eq!(c.leg(LegId::A).latched(), None);
+        assert_eq!(c.leg(LegId::A).dropped, 2);
+        assert_eq!(
+            feed(&mut c, t, LegId::B, addr(PHONE), &packet(1, 0xb)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_certificate_other_than_the_sdps_never_gets_keys_nor_media() {
+        let t = Instant::now();
+        let id = Identity::generate().unwrap();
+        let mut b = Browser::new(t, DtlsRole::Server);
+        let mine = IceCredentials::random();
+        let mut c = Call::new(t);
+        for leg in [LegId::A, LegId::B] {
+            c.set_codecs(leg, [(0u8, "PCMU")]);
+        }
+        c.set_signal_ip(LegId::B, addr(PHONE).ip());
+        c.set_remote(LegId::B, addr(PHONE), None);
+        let mut leg = b.leg(&mine, DtlsRole::Server);
+        // The fingerprint of another certificate than the browser's.
+        leg.remote_fingerprint = Fingerprint([0x42; 32]);
+        c.set_webrtc(t, LegId::A, leg, &id);
+        let src = addr(BROWSER);
+        let ufrags = format!("{}:{}", mine.ufrag, b.ice.ufrag);
+        assert!(check(&mut c, t, src, &ufrags, &mine.pwd, true).is_some());
+        let now = handshake(&mut c, &mut b, t, src);
+        assert!(!c.leg(LegId::A).srtp());
+        assert_eq!(c.leg(LegId::A).webrtc(), Some(false));
+        assert!(c.leg(LegId::A).webrtc_failed().is_some());
+        // Whatever the browser made of it, nothing crosses either way.
+        if let Some(mut bk) = b.keys.take() {
+            let sealed = bk.tx.protect(&packet(1, 0xa)).unwrap();
+            assert_eq!(feed(&mut c, now, LegId::A, src, &sealed), None);
+        }
+        assert_eq!(feed(&mut c, now, LegId::A, src, &packet(2, 0xa)), None);
+        assert_eq!(
+            feed(&mut c, now, LegId::B, addr(PHONE), &packet(1, 0xb)),
+            None
+        );
+        assert_eq!(c.leg(LegId::A).recv.packets, 0);
+    }
+
+    #[test]
+    fn dtls_and_srtp_from_a_source_that_never_passed_a_check_are_dropped() {
+        let t = Instant::now();
+        let id = Identity::generate().unwrap();
+        let mut b = Browser::new(t, DtlsRole::Server);
+        let (mut c, mine) = call(t, &id, &b, DtlsRole::Server);
+        let src = addr(BROWSER);
+        let stranger = addr("10.9.8.7:50002");
+        // The browser's ClientHello before its check: not read, not answered.
+        let hello = b.flights(t);
+        assert!(!hello.is_empty());
+        for p in &hello {
+            assert_eq!(feed(&mut c, t, LegId::A, src, p), None);
+        }
+        assert!(transmits(&mut c).is_empty());
+        assert_eq!(c.leg(LegId::A).dropped_foreign, hello.len() as u64);
+        let ufrags = format!("{}:{}", mine.ufrag, b.ice.ufrag);
+        assert!(check(&mut c, t, src, &ufrags, &mine.pwd, true).is_some());
+        let now = handshake(&mut c, &mut b, t, src);
+        assert!(c.leg(LegId::A).srtp());
+        let mut bk = b.keys.take().unwrap();
+        let foreign = c.leg(LegId::A).dropped_foreign;
+        // Genuine SRTP and a ClientHello, from another port of the same
+        // host that never checked: dropped, and the latch stays.
+        let sealed = bk.tx.protect(&packet(1, 0xa)).unwrap();
+        assert_eq!(feed(&mut c, now, LegId::A, stranger, &sealed), None);
+        for p in &hello {
+            assert_eq!(feed(&mut c, now, LegId::A, stranger, p), None);
+        }
+        assert!(transmits(&mut c).is_empty());
+        let a = c.leg(LegId::A);
+        assert_eq!(a.dropped_foreign, foreign + 1 + hello.len() as u64);
+        assert_eq!((a.latched(), a.recv.packets), (Some(src), 0));
+        // From the checked source the same packet passes.
+        let (dst, _) = feed(&mut c, now, LegId::A, src, &sealed).unwrap();
+        assert_eq!(dst, addr(PHONE));
+        // Neither STUN garbage nor unknown first bytes do anything.
+        for junk in [&[0u8; 20][..], &[200u8; 40][..], &[70u8; 30][..]] {
+            assert_eq!(feed(&mut c, now, LegId::A, stranger, junk), None);
+        }
+        assert!(transmits(&mut c).is_empty());
+    }
+
+    #[test]
+    fn the_same_parameters_again_keep_the_keys_and_new_ones_start_afresh() {
+        let t = Instant::now();
+        let id = Identity::generate().unwrap();
+        let mut b = Browser::new(t, DtlsRole::Server);
+        let (mut c, mine) = call(t, &id, &b, DtlsRole::Server);
+        let src = addr(BROWSER);
+        let ufrags = format!("{}:{}", mine.ufrag, b.ice.ufrag);
+        assert!(check(&mut c, t, src, &ufrags, &mine.pwd, true).is_some());
+        let now = handshake(&mut c, &mut b, t, src);
+        let mut bk = b.keys.take().unwrap();
+        // A re-INVITE repeats them: the keys and the ICE pick stay.
+        c.set_webrtc(now, LegId::A, b.leg(&mine, DtlsRole::Server), &id);
+        assert!(c.leg(LegId::A).srtp());
+        let sealed = bk.tx.protect(&packet(1, 0xa)).unwrap();
+        assert!(feed(&mut c, now, LegId::A, src, &sealed).is_some());
+        // An ICE restart: new credentials, no keys until a new handshake.
+        let fresh = IceCredentials::random();
+        c.set_webrtc(now, LegId::A, b.leg(&fresh, DtlsRole::Server), &id);
+        assert!(!c.leg(LegId::A).srtp());
+        let sealed = bk.tx.protect(&packet(2, 0xa)).unwrap();
+        assert_eq!(feed(&mut c, now, LegId::A, src, &sealed), None);
+    }
 }
