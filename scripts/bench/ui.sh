@@ -13,3 +13,4 @@ css=$(grep -o 'assets/index-[^"]*\.css' dist/index.html | head -1)
 echo "bundle, loaded first (index.html + entry JS + CSS): $(size dist/index.html "dist/$entry" "dist/$css")"
 echo "bundle, everything (all JS + CSS, $(ls dist/assets | wc -l) files): $(size dist/assets/*.js dist/assets/*.css)"
 node e2e/bench-ui.mjs
+node e2e/bench-phone.mjs

@@ -1,4 +1,3 @@
-// PENDING: not in make bench until the browser phone works end to end (issue #17).
 // The browser phone against the real daemons ($GOSIP_BIN_DIR, release under
 // `make bench`): call setup time as the page sees it (Call pressed to the
 // call answered) over RUNS calls from headless Chromium to a baresip desk
