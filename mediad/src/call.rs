@@ -196,6 +196,8 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
         }
         task.publish_events();
     }
+    task.call.close_webrtc();
+    task.flush_webrtc(&a_rtp, &b_rtp);
     task.publish_events();
     tracing::debug!(call_id = %task.call_id, "call media ended");
 }

@@ -742,6 +742,16 @@ impl Call {
         None
     }
 
+    /// The call ends: browsers' legs say DTLS close_notify (drained with
+    /// [`Call::poll_transmit`]).
+    pub fn close_webrtc(&mut self) {
+        for l in &mut self.legs {
+            if let Some(w) = l.webrtc.as_mut() {
+                w.close();
+            }
+        }
+    }
+
     /// A datagram on a browser's leg: STUN and DTLS stay here, and the
     /// leg's keys and latch follow them; `Some(())` for media to relay.
     fn webrtc_in(&mut self, now: Instant, from: LegId, src: SocketAddr, data: &[u8]) -> Option<()> {

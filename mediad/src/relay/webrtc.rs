@@ -199,6 +199,23 @@ impl WebrtcState {
         self.drive(now, Some(data));
     }
 
+    /// The call ends: a keyed handshake says close_notify (RFC 5246
+    /// section 7.2.1), so the browser learns at once rather than by ICE
+    /// consent expiring; the state goes with the leg.
+    pub fn close(&mut self) {
+        let Some(mut dtls) = self.dtls.take() else {
+            return;
+        };
+        if self.failed.is_some() || !self.cert_ok || dtls.close().is_err() {
+            return;
+        }
+        let Some(to) = self.target() else { return };
+        let mut buf = vec![0u8; 2048];
+        while let Output::Packet(p) = dtls.poll_output(&mut buf) {
+            self.outbox.push_back((to, p.to_vec()));
+        }
+    }
+
     /// The periodic tick: DTLS retransmissions.
     pub fn on_tick(&mut self, now: Instant) {
         if self.next_timeout.is_some_and(|t| now >= t) {
@@ -523,6 +540,39 @@ mod tests {
                 "{role:?}: the phone's packet before the check"
             );
         }
+    }
+
+    #[test]
+    fn the_end_of_the_call_tells_the_browser_close_notify() {
+        let t = Instant::now();
+        let id = Identity::generate().unwrap();
+        let mut b = Browser::new(t, DtlsRole::Server);
+        let (mut c, mine) = call(t, &id, &b, DtlsRole::Server);
+        let src = addr(BROWSER);
+        let ufrags = format!("{}:{}", mine.ufrag, b.ice.ufrag);
+        assert!(check(&mut c, t, src, &ufrags, &mine.pwd, true).is_some());
+        handshake(&mut c, &mut b, t, src);
+        assert!(c.leg(LegId::A).srtp());
+        c.close_webrtc();
+        let sent = transmits(&mut c);
+        assert!(!sent.is_empty());
+        let mut closed = false;
+        for (leg, dst, p) in sent {
+            assert_eq!((leg, dst, p[0]), (LegId::A, src, 21), "an alert record");
+            b.dtls.handle_packet(&p).unwrap();
+            let mut buf = vec![0u8; 2048];
+            loop {
+                match b.dtls.poll_output(&mut buf) {
+                    Output::CloseNotify => closed = true,
+                    Output::Timeout(_) => break,
+                    _ => {}
+                }
+            }
+        }
+        assert!(closed, "the browser read close_notify");
+        // Closed once: nothing more.
+        c.close_webrtc();
+        assert!(transmits(&mut c).is_empty());
     }
 
     #[test]
