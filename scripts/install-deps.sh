@@ -4,9 +4,9 @@
 set -euo pipefail
 
 # espeak-ng is also a runtime dependency: mediad speaks voicemail greetings.
-PKGS=(sip-tester baresip chromium docker-compose python3-aiosmtpd sox caddy iproute2 nftables curl openssl espeak-ng tcpdump)
+PKGS=(sip-tester baresip chromium firefox-esr docker-compose python3-aiosmtpd sox caddy iproute2 nftables curl openssl espeak-ng tcpdump)
 # The command each package provides, to check without dpkg.
-declare -A CMD=([sip-tester]=sipp [baresip]=baresip [chromium]=chromium [docker-compose]=docker-compose
+declare -A CMD=([sip-tester]=sipp [baresip]=baresip [chromium]=chromium [firefox-esr]=firefox-esr [docker-compose]=docker-compose
                 [python3-aiosmtpd]="python3 -c 'import aiosmtpd'" [sox]=sox [caddy]=caddy [iproute2]=ip [nftables]=nft [curl]=curl [openssl]=openssl
                 [espeak-ng]=espeak-ng [tcpdump]=tcpdump)
 

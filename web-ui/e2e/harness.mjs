@@ -44,7 +44,7 @@ export async function freePortPair() {
   }
 }
 
-export async function startSystem(extraEnv = {}) {
+export async function startSystem(extraEnv = {}, { host = '127.0.0.1' } = {}) {
   const binDir = process.env.GOSIP_BIN_DIR || join(ROOT, 'target', 'debug')
   const dir = mkdtempSync(join(tmpdir(), 'gosip-ui-'))
   const data = join(dir, 'data')
@@ -68,7 +68,9 @@ export async function startSystem(extraEnv = {}) {
     const log = openSync(join(dir, `${d}.log`), 'a')
     return spawn(join(binDir, d), [], { env, stdio: ['ignore', log, log] })
   })
-  const base = `http://127.0.0.1:${p.http}`
+  // The address the browser opens GoSIP on (another than loopback inside a
+  // test's own network namespace, where webd then listens on all of its).
+  const base = `http://${host}:${p.http}`
   const sys = {
     base, dir, data, ports: p,
     log: (d) => { try { return readFileSync(join(dir, `${d}.log`), 'utf8') } catch { return '' } },

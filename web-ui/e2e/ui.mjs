@@ -281,3 +281,44 @@ export async function startBaresip(sys, { username, password, name = 'phone', hz
     stop() { sock.destroy(); proc.kill('SIGTERM') },
   }
 }
+
+/** The strongest frequency (200..3400 Hz, 10 Hz steps) in a mono 16-bit WAV, and how much louder it is than the median. */
+export function wavPeak(wavBytes) {
+  const rate = wavBytes.readUInt32LE(24)
+  let off = 12
+  while (off < wavBytes.length - 8 && wavBytes.toString('ascii', off, off + 4) !== 'data') off += 8 + wavBytes.readUInt32LE(off + 4)
+  const samples = []
+  for (let i = off + 8; i + 1 < wavBytes.length; i += 2) samples.push(wavBytes.readInt16LE(i))
+  // One second from the middle of the call.
+  const mid = Math.floor(samples.length / 2)
+  const x = samples.slice(Math.max(0, mid - rate / 2), mid + rate / 2)
+  const power = []
+  for (let f = 200; f <= 3400; f += 10) {
+    let re = 0, im = 0
+    for (let i = 0; i < x.length; i++) { const a = (2 * Math.PI * f * i) / rate; re += x[i] * Math.cos(a); im -= x[i] * Math.sin(a) }
+    power.push([f, re * re + im * im])
+  }
+  const best = power.reduce((a, b) => (b[1] > a[1] ? b : a))
+  const sorted = power.map((p) => p[1]).sort((a, b) => a - b)
+  return { hz: best[0], over: best[1] / (sorted[sorted.length >> 1] || 1) }
+}
+
+/** The strongest frequency the page hears on the call, by WebAudio (Playwright's or Puppeteer's page). */
+export function browserHears(p) {
+  return p.evaluate(async () => {
+    const el = document.getElementById('gosip-phone-audio')
+    const ctx = new AudioContext()
+    const src = ctx.createMediaStreamSource(el.srcObject)
+    const an = ctx.createAnalyser()
+    an.fftSize = 8192
+    src.connect(an)
+    await new Promise((r) => setTimeout(r, 1500))
+    const bins = new Float32Array(an.frequencyBinCount)
+    an.getFloatFrequencyData(bins)
+    let best = 0
+    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i
+    const sorted = [...bins].sort((a, b) => a - b)
+    await ctx.close()
+    return { hz: (best * ctx.sampleRate) / an.fftSize, db: bins[best], median: sorted[sorted.length >> 1] }
+  })
+}
