@@ -11,7 +11,7 @@ import assert from 'node:assert/strict'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startSystem, launchBrowser, screenshot } from './harness.mjs'
-import { ADMIN, setupSystem, loginInBrowser, startBaresip, toneWav, wavPeak, browserHears } from './ui.mjs'
+import { ADMIN, STANDIN, setupSystem, loginInBrowser, startBaresip, startStandin, toneWav, wavPeak, pcmuPeak, browserHears } from './ui.mjs'
 
 const BROWSER_HZ = 440
 const PHONE_HZ = 1000
@@ -85,6 +85,45 @@ test('the browser calls a desk phone and is called by it, and each hears the oth
   // Both legs are gone from sipd (and so from mediad, which sipd releases).
   for (let i = 0; i < 50 && (await activeCalls()) > 0; i++) await new Promise((r) => setTimeout(r, 100))
   assert.equal(await activeCalls(), 0, 'no call left behind')
+})
+
+test('a call from the browser goes out through the Twilio trunk, and the far party and the browser hear each other', async (t) => {
+  const trunk = { username: 'twilio-trunk', password: 'trunk-secret-pass' }
+  const standin = await startStandin(sys, { trunk })
+  if (!standin) return t.skip('twilio-standin is not built (cargo build --bins)')
+  try {
+    const { addr } = await standin.trunk()
+    await api.put('/system/config', {
+      'twilio.api_base': standin.base, 'twilio.account_sid': STANDIN.accountSid, 'twilio.auth_token': STANDIN.authToken,
+      'system.public_url': sys.base, 'sip.public_address': '127.0.0.1',
+      'twilio.trunk_username': trunk.username, 'twilio.trunk_password': trunk.password, 'twilio.termination_uri': addr,
+    })
+    // Calls go out from the account's number.
+    await api.post('/dids', { number: STANDIN.number, name: 'Main line' })
+    await page.goto(`${sys.base}/phone`)
+    await page.locator('[data-phone-status]', { hasText: 'Ready' }).waitFor({ timeout: 20000 })
+    await page.getByLabel('Number or extension').fill('+15557770000')
+    await page.locator('[data-dial]').click()
+    await page.locator('[data-call-timer]').waitFor({ timeout: 20000 })
+    await new Promise((r) => setTimeout(r, 1500))
+    // The stand-in's far party speaks 1500 Hz (e2e/src/standin/media.rs).
+    const heard = await browserHears(page)
+    assert.ok(Math.abs(heard.hz - 1500) < 30 && heard.db - heard.median > 30, `the browser hears the far party's 1500 Hz: ${JSON.stringify(heard)}`)
+    await page.locator('[data-call-hangup]').click()
+    // What the far party heard is filed once its side of the call ends.
+    const over = (c) => c?.ended && c.rtp_packets > 0
+    let call
+    for (let i = 0; i < 50 && !over(call); i++) {
+      call = (await standin.trunk()).calls.find((c) => c.to.includes('+15557770000'))
+      if (!over(call)) await new Promise((r) => setTimeout(r, 100))
+    }
+    assert.equal(call?.code, 200, `the trunk answered the browser's call: ${JSON.stringify(call)}`)
+    assert.ok(call.ended, 'the hang-up reached the trunk')
+    const p = pcmuPeak(Buffer.from(call.heard_pcmu, 'base64'))
+    assert.ok(Math.abs(p.hz - BROWSER_HZ) <= 10 && p.over > 100, `the far party hears the browser's ${BROWSER_HZ} Hz: ${JSON.stringify(p)}`)
+  } finally {
+    standin.stop()
+  }
 })
 
 test('a blocked microphone and a lost connection are told in words', async () => {

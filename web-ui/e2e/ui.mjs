@@ -181,7 +181,7 @@ export async function sipRegister({ port, username, password, userAgent = 'GoSIP
 export const STANDIN = { accountSid: 'AC0123456789abcdef0123456789abcdef', authToken: 'standin-auth-token-0123456789abcd', number: '+15550001111' }
 
 /** Starts e2e's twilio-standin (null when it is not built) on a free port, sending webhooks to `sys`. */
-export async function startStandin(sys) {
+export async function startStandin(sys, { trunk = null } = {}) {
   const { existsSync, openSync } = await import('node:fs')
   const { spawn } = await import('node:child_process')
   const { resolve } = await import('node:path')
@@ -192,11 +192,18 @@ export async function startStandin(sys) {
   const port = await freePort()
   const base = `http://127.0.0.1:${port}`
   const log = openSync(join(sys.dir, 'twilio-standin.log'), 'a')
-  const proc = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--gosip', sys.base, '--number', STANDIN.number], { stdio: ['ignore', log, log] })
+  const args = ['--listen', `127.0.0.1:${port}`, '--gosip', sys.base, '--number', STANDIN.number, ...(trunk ? ['--trunk', `${trunk.username}:${trunk.password}`] : [])]
+  const proc = spawn(bin, args, { stdio: ['ignore', log, log] })
   for (let i = 0; i < 100; i++) {
     try { await fetch(`${base}/_control/requests`); break } catch { await new Promise((r) => setTimeout(r, 100)) }
   }
-  return { base, stop: () => proc.kill('SIGTERM'), requests: async () => (await fetch(`${base}/_control/requests`)).json() }
+  return {
+    base,
+    stop: () => proc.kill('SIGTERM'),
+    requests: async () => (await fetch(`${base}/_control/requests`)).json(),
+    /** The termination trunk (with `trunk`): its address and the calls it took. */
+    trunk: async () => (await fetch(`${base}/_control/trunk`)).json(),
+  }
 }
 
 /** A mono 16-bit WAV of `hz` at `rate`, `seconds` long. */
@@ -289,7 +296,21 @@ export function wavPeak(wavBytes) {
   while (off < wavBytes.length - 8 && wavBytes.toString('ascii', off, off + 4) !== 'data') off += 8 + wavBytes.readUInt32LE(off + 4)
   const samples = []
   for (let i = off + 8; i + 1 < wavBytes.length; i += 2) samples.push(wavBytes.readInt16LE(i))
-  // One second from the middle of the call.
+  return pcmPeak(samples, rate)
+}
+
+/** The same of G.711 mu-law bytes (8 kHz): what the Twilio stand-in's far party heard. */
+export function pcmuPeak(bytes) {
+  const samples = [...bytes].map((u) => {
+    const v = ~u & 0xff
+    const t = (((v & 0x0f) << 3) + 0x84) << ((v & 0x70) >> 4)
+    return v & 0x80 ? 0x84 - t : t - 0x84
+  })
+  return pcmPeak(samples, 8000)
+}
+
+/** The strongest frequency (200..3400 Hz, 10 Hz steps) of one second from the middle of `samples`. */
+function pcmPeak(samples, rate) {
   const mid = Math.floor(samples.length / 2)
   const x = samples.slice(Math.max(0, mid - rate / 2), mid + rate / 2)
   const power = []

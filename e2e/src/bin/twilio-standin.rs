@@ -67,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
         Some((user, pass)) => {
             let t = standin::trunk::Trunk::start(s.clone(), user, pass).await?;
             tracing::info!(addr = %t.addr, "termination trunk listening (UDP)");
+            s.set_trunk(t.clone());
             Some(t)
         }
         None => None,

@@ -160,6 +160,9 @@ pub struct Standin {
     world: Arc<Mutex<World>>,
     http: reqwest::Client,
     stop: CancellationToken,
+    /// The termination trunk the binary runs beside (`--trunk`), for
+    /// `GET /_control/trunk`.
+    trunk: Arc<Mutex<Option<trunk::Trunk>>>,
 }
 
 impl Standin {
@@ -184,6 +187,7 @@ impl Standin {
                 .timeout(Duration::from_secs(30))
                 .build()?,
             stop: CancellationToken::new(),
+            trunk: Arc::new(Mutex::new(None)),
         };
         let app = rest::router(me.clone());
         let stop = me.stop.clone();
@@ -193,6 +197,18 @@ impl Standin {
                 .await;
         });
         Ok(me)
+    }
+
+    /// Shows `t` on `GET /_control/trunk` (its address and the calls it saw).
+    pub fn set_trunk(&self, t: trunk::Trunk) {
+        if let Ok(mut g) = self.trunk.lock() {
+            *g = Some(t);
+        }
+    }
+
+    /// The trunk [`Standin::set_trunk`] gave.
+    pub fn trunk(&self) -> Option<trunk::Trunk> {
+        self.trunk.lock().ok().and_then(|g| g.clone())
     }
 
     /// Stops serving.

@@ -22,6 +22,7 @@ pub fn router(s: Standin) -> Router {
         .route("/_control/numbers", post(add_number))
         .route("/_control/call", post(run_call))
         .route("/_control/sms", post(super::messages::control_sms))
+        .route("/_control/trunk", get(trunk_calls))
         .fallback(dispatch)
         .with_state(s)
 }
@@ -473,6 +474,26 @@ async fn set_faults(State(s): State<Standin>, axum::Json(patch): axum::Json<Valu
 
 async fn get_faults(State(s): State<Standin>) -> Response {
     axum::Json(s.world().faults.clone()).into_response()
+}
+
+/// The termination trunk's address and its calls, each with what its far
+/// party heard (PCMU payloads, base64): for tests outside Rust.
+async fn trunk_calls(State(s): State<Standin>) -> Response {
+    let Some(t) = s.trunk() else {
+        return error(404, 20404, "no termination trunk runs (--trunk)");
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let calls: Vec<Value> = t
+        .calls()
+        .into_iter()
+        .map(|c| {
+            let heard = b64.encode(&c.heard);
+            let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
+            v["heard_pcmu"] = Value::String(heard);
+            v
+        })
+        .collect();
+    axum::Json(json!({"addr": t.addr.to_string(), "calls": calls})).into_response()
 }
 
 async fn list_requests(State(s): State<Standin>) -> Response {
