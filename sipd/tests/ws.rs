@@ -280,4 +280,14 @@ async fn a_desk_phone_and_a_browser_call_each_other_and_each_gets_its_own_sdp() 
     let ok = b.recv(true).await;
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     assert_webrtc(body(&ok), "passive");
+
+    // The browser's tab goes away mid-call: the desk phone is hung up on
+    // at once, not left in silence until the RTP timeout.
+    b.ws.close(None).await.unwrap();
+    let mut bye = dialog::next_request(&desk).await;
+    while bye.starts_with("ACK ") {
+        bye = dialog::next_request(&desk).await;
+    }
+    assert!(bye.starts_with("BYE "), "{bye}");
+    assert_eq!(header(&bye, "call-id"), header(&ring, "call-id"));
 }

@@ -680,7 +680,7 @@ impl Shell {
             }
             Command::Mailbox { call_id, messages } => core.mailbox_loaded(&call_id, messages),
             Command::PlayDone { call_id, leg } => core.play_done(now_ms(), &call_id, leg),
-            Command::WsClosed { conn } => core.ws_closed(conn),
+            Command::WsClosed { conn } => core.ws_closed(now_ms(), conn),
         }
     }
 }

@@ -157,12 +157,13 @@ async fn serve(stream: TcpStream, shared: WsShared) -> Result<(), &'static str> 
             }
         }
     }
-    let _ = sink.close().await;
+    // The core hears of it first: a close handshake may never finish.
     shared.conns.remove(id);
     let _ = shared
         .commands
         .send(super::Command::WsClosed { conn: id })
         .await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), sink.close()).await;
     tracing::info!(
         device = up.device.0,
         conn = id,

@@ -623,6 +623,27 @@ impl Core {
         true
     }
 
+    /// The calls a party on connection `conn` of `transport` takes part
+    /// in: as the caller, or as the phone that answered.
+    pub(in crate::sip::core) fn calls_on_connection(
+        &self,
+        transport: crate::sip::Transport,
+        conn: u64,
+    ) -> Vec<String> {
+        let on = |p: &Peer| p.transport == transport && p.conn == conn;
+        self.calls
+            .calls
+            .values()
+            .filter(|c| {
+                (c.a_branch.is_none() && !c.originate && !c.a_left && on(&c.a_peer))
+                    || c.branches
+                        .iter()
+                        .any(|b| b.state == BranchState::Won && on(&b.peer))
+            })
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
     /// The calls in progress.
     pub fn calls(&self) -> Vec<CallInfo> {
         self.calls

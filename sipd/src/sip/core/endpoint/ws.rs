@@ -27,12 +27,18 @@ impl Core {
     }
 
     /// A browser phone's connection closed: its registrations go now
-    /// rather than when they expire (nothing can reach it any more).
-    pub fn ws_closed(&mut self, conn: u64) {
+    /// rather than when they expire (nothing can reach it any more), and
+    /// so do its calls, whose other party hears a BYE at once instead of
+    /// silence until the RTP timeout.
+    pub fn ws_closed(&mut self, now: u64, conn: u64) {
         self.ws_devices.remove(&conn);
         self.registrar
             .drop_connection(crate::sip::Transport::Ws, conn);
         self.collect_changes();
+        for call_id in self.calls_on_connection(crate::sip::Transport::Ws, conn) {
+            tracing::info!(call_id = %call_id, "the browser's connection closed: ending its call");
+            self.hangup(now, &call_id, "the browser's connection closed");
+        }
     }
 
     /// mediad's DTLS certificate fingerprint, which browsers' SDP carries.
