@@ -87,6 +87,33 @@ test('the browser calls a desk phone and is called by it, and each hears the oth
   assert.equal(await activeCalls(), 0, 'no call left behind')
 })
 
+test('the browser transfers its call to another desk phone, which then talks with the first', async () => {
+  const d2 = await api.post('/devices', { name: 'Desk 2', extension: '202' })
+  const desk2 = await startBaresip(sys, { username: d2.username, password: d2.password, name: 'desk2', hz: 700 })
+  try {
+    await desk2.event('REGISTER_OK')
+    await page.goto(`${sys.base}/phone`)
+    await page.locator('[data-phone-status]', { hasText: 'Ready' }).waitFor({ timeout: 20000 })
+    await page.getByLabel('Number or extension').fill('201')
+    await page.locator('[data-dial]').click()
+    await page.locator('[data-call-timer]').waitFor({ timeout: 20000 })
+    await desk.event('CALL_ESTABLISHED')
+    await page.getByLabel('Transfer to').fill('202')
+    await page.locator('[data-call-transfer]').click()
+    await desk2.event('CALL_ESTABLISHED')
+    // The browser is out of the call; the two desk phones talk.
+    await page.locator('[data-call-timer]').waitFor({ state: 'detached', timeout: 15000 })
+    await new Promise((r) => setTimeout(r, 2500))
+    desk2.command('hangup')
+    await desk2.event('CALL_CLOSED')
+    await desk.event('CALL_CLOSED')
+    const p = wavPeak(desk2.heard())
+    assert.ok(Math.abs(p.hz - PHONE_HZ) <= 10 && p.over > 100, `desk 2 hears desk 1's ${PHONE_HZ} Hz after the transfer: ${JSON.stringify(p)}`)
+  } finally {
+    desk2.stop()
+  }
+})
+
 test('a call from the browser goes out through the Twilio trunk, and the far party and the browser hear each other', async (t) => {
   const trunk = { username: 'twilio-trunk', password: 'trunk-secret-pass' }
   const standin = await startStandin(sys, { trunk })

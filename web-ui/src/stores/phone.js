@@ -179,6 +179,21 @@ export const usePhone = defineStore('phone', {
       else session.hold()
       this.call.held = !this.call.held
     },
+    /**
+     * Blind transfer (REFER): the other party is put through to `number`
+     * and this browser leaves the call once GoSIP takes the transfer.
+     */
+    transfer(number) {
+      const n = String(number || '').replace(/[\s()-]/g, '')
+      if (!session || this.call?.state !== 'active' || !n) return
+      const domain = ua.configuration.uri.host
+      this.call.transferring = n
+      session.refer(`sip:${n}@${domain}`, {
+        eventHandlers: {
+          failed: () => { if (this.call) { this.call.transferring = ''; this.lastEnd = `Could not transfer to ${n}` } },
+        },
+      })
+    },
     dtmf(digit) {
       if (session && this.call?.state === 'active') session.sendDTMF(digit, { transportType: 'RFC2833' })
     },
@@ -187,7 +202,7 @@ export const usePhone = defineStore('phone', {
       if (session) { s.terminate({ status_code: 486 }); return }
       session = s
       const peer = s.remote_identity?.uri?.user || s.remote_identity?.display_name || ''
-      this.call = { direction: incoming ? 'in' : 'out', peer, state: incoming ? 'incoming' : 'ringing', started: 0, muted: false, held: false }
+      this.call = { direction: incoming ? 'in' : 'out', peer, state: incoming ? 'incoming' : 'ringing', started: 0, muted: false, held: false, transferring: '' }
       const attach = (pc) => {
         pc.addEventListener('track', (ev) => {
           const el = remoteAudio()

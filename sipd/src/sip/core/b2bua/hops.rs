@@ -217,6 +217,9 @@ impl Core {
         let Some((call_id, side)) = self.leg_of_dialog(sip_call_id) else {
             return;
         };
+        self.calls
+            .told_crypto
+            .insert((call_id.clone(), side), sip_call_id.to_string());
         self.events.push_back(Event::MediaCrypto {
             call_id,
             leg: side.leg(),
@@ -246,6 +249,9 @@ impl Core {
             return;
         }
         w.told = Some(leg.clone());
+        self.calls
+            .told_crypto
+            .insert((call_id.clone(), side), sip_call_id.to_string());
         self.events.push_back(Event::MediaWebrtc {
             call_id,
             leg: side.leg(),
@@ -254,7 +260,8 @@ impl Core {
     }
 
     /// Tells mediad the keys in force on `side` of a call that just got
-    /// its ports (the caller's offer was read before).
+    /// its ports (the caller's offer was read before), or whose side a
+    /// new party took over.
     pub(super) fn hop_keys_to_mediad(&mut self, call_id: &str, side: Side) {
         let Some(call) = self.calls.calls.get(call_id) else {
             return;
@@ -273,18 +280,29 @@ impl Core {
             self.webrtc_to_mediad(&dialog);
             return;
         }
-        if let Some(keys) = self
+        let keys = self
             .calls
             .hops
             .get(&dialog)
-            .and_then(|h| h.hop.keys().cloned())
-        {
-            self.events.push_back(Event::MediaCrypto {
-                call_id: call_id.to_string(),
-                leg: side.leg(),
-                keys: Some(keys),
-            });
+            .and_then(|h| h.hop.keys().cloned());
+        // A dialog that took the side over (a transfer) replaces what
+        // mediad was told for it, a browser's DTLS or other keys, even by
+        // plain RTP.
+        let key = (call_id.to_string(), side);
+        let took_over = self
+            .calls
+            .told_crypto
+            .get(&key)
+            .is_some_and(|d| *d != dialog);
+        if keys.is_none() && !took_over {
+            return;
         }
+        self.calls.told_crypto.insert(key, dialog);
+        self.events.push_back(Event::MediaCrypto {
+            call_id: call_id.to_string(),
+            leg: side.leg(),
+            keys,
+        });
     }
 
     /// The call and side the dialog `sip_call_id` is, when that call has
@@ -337,6 +355,9 @@ impl Core {
     /// Forgets the SDES state of the dialogs of an ended call that no
     /// other call has taken over.
     pub(super) fn forget_hops(&mut self, ended: &Call) {
+        self.calls
+            .told_crypto
+            .retain(|(call, _), _| call != &ended.id);
         let dialogs = std::iter::once(&ended.id).chain(ended.branches.iter().map(|b| &b.call_id));
         for id in dialogs {
             let taken = self

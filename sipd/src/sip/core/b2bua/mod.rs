@@ -165,7 +165,7 @@ struct Branch {
 
 /// One leg of a call as the relay sees it: "a" is the caller (for
 /// click-to-call the device), "b" the callee (the trunk).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Side {
     A,
     B,
@@ -489,6 +489,10 @@ pub(super) struct Calls {
     limiter: crate::sip::limits::Limiter,
     /// SDES state per dialog Call-ID (see `hops`).
     hops: HashMap<String, hops::DialogHop>,
+    /// The dialog whose crypto (SDES keys or a browser's DTLS) mediad was
+    /// last told for each side of a call: a dialog that takes the side
+    /// over (a transfer) tells it afresh, even plain RTP.
+    told_crypto: HashMap<(String, Side), String>,
 }
 
 impl Calls {

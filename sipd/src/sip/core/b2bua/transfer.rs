@@ -356,6 +356,8 @@ impl Core {
         }
         tracing::info!(call_id = %call_id, to = %t.target, by_leg = leg.leg().as_str_name(), "transfer answered");
         self.cancel_branches(call_id, Some(i));
+        // The target's crypto first: the leg may have been a browser's.
+        self.hop_keys_to_mediad(call_id, leg);
         if let Some(m) = sdp::leg_media(body).map(|m| m.signalled_from(peer_ip)) {
             self.events.push_back(Event::MediaUpdate {
                 call_id: call_id.to_string(),
