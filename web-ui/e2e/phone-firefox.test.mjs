@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import puppeteer from 'puppeteer-core'
 import { startSystem } from './harness.mjs'
-import { ADMIN, setupSystem, startBaresip, wavPeak } from './ui.mjs'
+import { ADMIN, setupSystem, startBaresip, wavPeak, pcmPeak } from './ui.mjs'
 
 const FIREFOX = '/usr/bin/firefox-esr'
 const HOST = '198.18.0.1'
@@ -97,8 +97,8 @@ after(async () => { desk?.stop(); await browser?.close(); await sys?.stop() })
  * Firefox has no audio device, so no AudioContext runs: the call's audio
  * is recorded for two seconds (MediaRecorder) and decoded offline.
  */
-function firefoxHears() {
-  return page.evaluate(async () => {
+async function firefoxHears() {
+  const { samples, rate } = await page.evaluate(async () => {
     const el = document.getElementById('gosip-phone-audio')
     const rec = new MediaRecorder(el.srcObject)
     const chunks = []
@@ -109,19 +109,9 @@ function firefoxHears() {
     rec.stop()
     await stopped
     const audio = await new OfflineAudioContext(1, 48000, 48000).decodeAudioData(await new Blob(chunks).arrayBuffer())
-    const all = audio.getChannelData(0)
-    const rate = audio.sampleRate
-    const x = all.subarray(Math.floor(all.length / 2) - rate / 4, Math.floor(all.length / 2) + rate / 4)
-    const power = []
-    for (let f = 200; f <= 3400; f += 10) {
-      let re = 0, im = 0
-      for (let i = 0; i < x.length; i++) { const a = (2 * Math.PI * f * i) / rate; re += x[i] * Math.cos(a); im -= x[i] * Math.sin(a) }
-      power.push([f, re * re + im * im])
-    }
-    const best = power.reduce((a, b) => (b[1] > a[1] ? b : a))
-    const sorted = power.map((p) => p[1]).sort((a, b) => a - b)
-    return { hz: best[0], over: best[1] / (sorted[sorted.length >> 1] || 1e-12) }
+    return { samples: [...audio.getChannelData(0)], rate: audio.sampleRate }
   })
+  return pcmPeak(samples, rate)
 }
 
 /** Waits until `selector` exists (and, with `text`, its text matches). */

@@ -310,7 +310,7 @@ export function pcmuPeak(bytes) {
 }
 
 /** The strongest frequency (200..3400 Hz, 10 Hz steps) of one second from the middle of `samples`. */
-function pcmPeak(samples, rate) {
+export function pcmPeak(samples, rate) {
   const mid = Math.floor(samples.length / 2)
   const x = samples.slice(Math.max(0, mid - rate / 2), mid + rate / 2)
   const power = []
