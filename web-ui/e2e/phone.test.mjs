@@ -17,6 +17,20 @@ const BROWSER_HZ = 440
 const PHONE_HZ = 1000
 let sys, api, browser, page, desk
 
+/** Channel `ch` of a 16-bit stereo WAV as a mono WAV. */
+function stereoChannel(wav, ch) {
+  let off = 12
+  while (off < wav.length - 8 && wav.toString('ascii', off, off + 4) !== 'data') off += 8 + wav.readUInt32LE(off + 4)
+  const frames = Math.floor((wav.length - off - 8) / 4)
+  const out = Buffer.alloc(44 + frames * 2)
+  wav.copy(out, 0, 0, 44)
+  out.writeUInt16LE(1, 22)
+  for (let i = 0; i < frames; i++) out.writeInt16LE(wav.readInt16LE(off + 8 + i * 4 + ch * 2), 44 + i * 2)
+  out.write('data', 36)
+  out.writeUInt32LE(frames * 2, 40)
+  return out
+}
+
 async function activeCalls() {
   const r = await api.get('/calls')
   return (r.items ?? r.calls ?? r).length
@@ -60,9 +74,25 @@ test('the browser calls a desk phone and is called by it, and each hears the oth
   const heard = await browserHears(page)
   assert.ok(Math.abs(heard.hz - PHONE_HZ) < 30 && heard.db - heard.median > 30, `the browser hears the desk phone's ${PHONE_HZ} Hz: ${JSON.stringify(heard)}`)
   assert.equal(await activeCalls(), 1)
+  // Recorded like any call: the admin turns recording on mid-call.
+  const live = await api.get('/calls')
+  const callId = (live.items ?? live.calls ?? live)[0].call_id
+  await api.put(`/calls/${encodeURIComponent(callId)}/recording`, { enabled: true })
+  await new Promise((r) => setTimeout(r, 2500))
   await screenshot(page, 'phone-in-call')
   await page.locator('[data-call-hangup]').click()
   await desk.event('CALL_CLOSED')
+  // The recording holds both sides: the browser (leg a, left) and the desk phone (right).
+  let cdr
+  for (let i = 0; i < 50 && !cdr; i++) {
+    cdr = (await api.get('/cdrs')).items?.find((c) => c.recording_url)
+    if (!cdr) await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.ok(cdr, 'the browser call has a recording')
+  const rec = Buffer.from(await (await fetch(`${sys.base}${cdr.recording_url}`, { headers: { Cookie: api.cookie } })).arrayBuffer())
+  const [left, right] = [0, 1].map((ch) => wavPeak(stereoChannel(rec, ch)))
+  assert.ok(Math.abs(left.hz - BROWSER_HZ) <= 10 && left.over > 100, `the recording's browser side is ${BROWSER_HZ} Hz: ${JSON.stringify(left)}`)
+  assert.ok(Math.abs(right.hz - PHONE_HZ) <= 10 && right.over > 100, `the recording's desk side is ${PHONE_HZ} Hz: ${JSON.stringify(right)}`)
   const wav = desk.heard()
   assert.ok(wav, 'baresip recorded the call')
   const p = wavPeak(wav)
