@@ -12,40 +12,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::hmac;
 use common::Mediad;
 use dimpl::{Config, Dtls, Output, SrtpProfile};
 use mediad::relay::rtp;
-use mediad::relay::srtp::{MasterKey, SrtpContext, Suite};
-use mediad::relay::webrtc::fingerprint_of;
-use proto::pb::mediad::{AllocateRequest, Codec, Leg, StatsRequest, UpdateLegRequest};
+use mediad::relay::srtp::SrtpContext;
+use mediad::relay::stun;
+use mediad::relay::webrtc::{self, fingerprint_of};
+use proto::pb::mediad::{AllocateRequest, Codec, Leg, LegStats, StatsRequest, UpdateLegRequest};
 use proto::webrtc::{DtlsRole, Fingerprint, IceCredentials, WebrtcLeg};
 use tokio::net::UdpSocket;
 
 const MEDIAD_ICE: (&str, &str) = ("mdUf", "mediadIcePassword0123456");
 const BROWSER_ICE: (&str, &str) = ("brUf", "browserIcePassword456789");
 
-/// A STUN Binding request as a browser's ICE agent sends it (RFC 8445
-/// section 7.1.1): USERNAME, PRIORITY, USE-CANDIDATE, MESSAGE-INTEGRITY.
+/// A browser's connectivity check (USERNAME, USE-CANDIDATE,
+/// MESSAGE-INTEGRITY with `pwd`, FINGERPRINT) in transaction `tid`.
 fn check(pwd: &str, tid: u8) -> Vec<u8> {
     let user = format!("{}:{}", MEDIAD_ICE.0, BROWSER_ICE.0);
-    let mut m = vec![0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42];
-    m.extend_from_slice(&[tid; 12]);
-    let attr = |m: &mut Vec<u8>, kind: u16, v: &[u8]| {
-        m.extend_from_slice(&kind.to_be_bytes());
-        m.extend_from_slice(&(v.len() as u16).to_be_bytes());
-        m.extend_from_slice(v);
-        m.resize(m.len().div_ceil(4) * 4, 0);
-    };
-    attr(&mut m, 0x0006, user.as_bytes());
-    attr(&mut m, 0x0024, &0x6e00_01ffu32.to_be_bytes());
-    attr(&mut m, 0x0025, &[]);
-    let len = (m.len() - 20 + 24) as u16;
-    m[2..4].copy_from_slice(&len.to_be_bytes());
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, pwd.as_bytes());
-    let tag = hmac::sign(&key, &m);
-    attr(&mut m, 0x0008, tag.as_ref());
-    m
+    stun::binding_request(&[tid; 12], &user, pwd, true)
 }
 
 async fn recv_within(sock: &UdpSocket, ms: u64) -> Option<Vec<u8>> {
@@ -94,28 +78,10 @@ async fn handshake(
     None
 }
 
-/// The browser's SRTP contexts (it is the DTLS client: it writes with
-/// the client keys).
+/// The browser's SRTP contexts (it is the DTLS client): (tx, rx).
 fn browser_srtp(km: &[u8], profile: SrtpProfile) -> (SrtpContext, SrtpContext) {
-    let (k, s) = match profile {
-        SrtpProfile::AES128_CM_SHA1_80 => (16, 14),
-        SrtpProfile::AEAD_AES_128_GCM => (16, 12),
-        _ => (32, 12),
-    };
-    let (ck, sk) = (&km[..k], &km[k..2 * k]);
-    let (cs, ss) = (&km[2 * k..2 * k + s], &km[2 * k + s..2 * k + 2 * s]);
-    let make = |key: &[u8], salt: &[u8]| {
-        if s == 14 {
-            SrtpContext::new(
-                Suite::AesCm128HmacSha1_80,
-                &MasterKey::new(key.try_into().unwrap(), salt.try_into().unwrap()),
-            )
-            .unwrap()
-        } else {
-            SrtpContext::gcm(key, salt.try_into().unwrap()).unwrap()
-        }
-    };
-    (make(ck, cs), make(sk, ss))
+    let k = webrtc::keys(km, profile, DtlsRole::Client).expect("usable keys");
+    (k.tx, k.rx)
 }
 
 struct Setup {
@@ -127,6 +93,16 @@ struct Setup {
     phone_b: UdpSocket,
     attacker: UdpSocket,
     dtls: Dtls,
+}
+
+impl Setup {
+    /// mediad's Stats of the browser's leg.
+    async fn leg_a(&self) -> LegStats {
+        let mut client = self.m.client.clone();
+        let call_id = self.call.clone();
+        let stats = client.stats(StatsRequest { call_id }).await.unwrap();
+        stats.into_inner().a.unwrap()
+    }
 }
 
 /// A call whose A-leg is a browser whose SDP named `sdp_fingerprint`;
@@ -270,16 +246,7 @@ async fn a_browser_checks_shakes_hands_and_talks_srtp_while_strangers_get_nothin
     s.attacker.send_to(&replay, s.to_a).await.unwrap();
     assert_eq!(recv_within(&s.phone_b, 300).await, None);
 
-    let stats =
-        s.m.client
-            .clone()
-            .stats(StatsRequest {
-                call_id: s.call.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-    let a = stats.a.unwrap();
+    let a = s.leg_a().await;
     assert!(a.srtp, "the browser's leg speaks SRTP");
     assert_eq!(a.latched_addr, s.browser.local_addr().unwrap().to_string());
     assert_eq!((a.packets_in, a.packets_out), (10, 10));
@@ -324,17 +291,7 @@ async fn a_certificate_other_than_the_sdps_gets_no_keys_and_no_audio_through() {
         None,
         "nothing reaches the browser"
     );
-    let a =
-        s.m.client
-            .clone()
-            .stats(StatsRequest {
-                call_id: s.call.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .a
-            .unwrap();
+    let a = s.leg_a().await;
     assert!(!a.srtp && a.packets_in == 0, "{a:?}");
     s.m.stop().await;
 }

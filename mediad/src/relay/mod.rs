@@ -701,9 +701,8 @@ impl Call {
             Some(k) if l.srtp.as_ref().is_some_and(|s| s.keys.as_ref() == Some(&k)) => {}
             Some(k) => l.srtp = Some(LegSrtp::new(k)?),
         }
-        if l.webrtc.take().is_some() {
-            l.srtp = l.srtp.take().filter(|s| s.keys.is_some());
-        }
+        // SDES keys or plain RTP: the leg is no browser's any more.
+        l.webrtc = None;
         Ok(())
     }
 

@@ -114,11 +114,7 @@ pub fn check(
 /// FINGERPRINT). mediad, being ICE-lite, never sends one: this is for its
 /// tests and tools that play the browser.
 pub fn binding_request(tid: &[u8; 12], ufrags: &str, pwd: &str, nominate: bool) -> Vec<u8> {
-    let mut m = Vec::with_capacity(96);
-    m.extend_from_slice(&BINDING_REQUEST.to_be_bytes());
-    m.extend_from_slice(&[0, 0]);
-    m.extend_from_slice(&MAGIC.to_be_bytes());
-    m.extend_from_slice(tid);
+    let mut m = header(BINDING_REQUEST, tid);
     m.extend_from_slice(&USERNAME.to_be_bytes());
     m.extend_from_slice(&u16::try_from(ufrags.len()).unwrap_or(0).to_be_bytes());
     m.extend_from_slice(ufrags.as_bytes());
@@ -127,6 +123,23 @@ pub fn binding_request(tid: &[u8; 12], ufrags: &str, pwd: &str, nominate: bool) 
         m.extend_from_slice(&USE_CANDIDATE.to_be_bytes());
         m.extend_from_slice(&[0, 0]);
     }
+    sign(m, pwd)
+}
+
+/// The 20-byte header of a message of type `kind` in transaction `tid`
+/// (its length is set by [`sign`]).
+fn header(kind: u16, tid: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(96);
+    m.extend_from_slice(&kind.to_be_bytes());
+    m.extend_from_slice(&[0, 0]);
+    m.extend_from_slice(&MAGIC.to_be_bytes());
+    m.extend_from_slice(tid);
+    m
+}
+
+/// Ends message `m` with MESSAGE-INTEGRITY (HMAC-SHA1 keyed with `pwd`)
+/// and FINGERPRINT, and sets its length.
+fn sign(mut m: Vec<u8>, pwd: &str) -> Vec<u8> {
     let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, pwd.as_bytes());
     let mi_at = m.len();
     let tag = hmac::sign(&key, &with_length(&m, mi_at, mi_at + 4 + MI_LEN));
@@ -155,11 +168,7 @@ fn with_length(p: &[u8], upto: usize, ends: usize) -> Vec<u8> {
 /// A Binding success response to transaction `tid` telling `src` its
 /// address, with MESSAGE-INTEGRITY (`pwd`) and FINGERPRINT.
 fn success(tid: &[u8], src: SocketAddr, pwd: &str) -> Vec<u8> {
-    let mut m = Vec::with_capacity(80);
-    m.extend_from_slice(&BINDING_SUCCESS.to_be_bytes());
-    m.extend_from_slice(&[0, 0]);
-    m.extend_from_slice(&MAGIC.to_be_bytes());
-    m.extend_from_slice(tid);
+    let mut m = header(BINDING_SUCCESS, tid);
     // XOR-MAPPED-ADDRESS (RFC 5389 section 15.2).
     let port = src.port() ^ (MAGIC >> 16) as u16;
     match src {
@@ -184,20 +193,7 @@ fn success(tid: &[u8], src: SocketAddr, pwd: &str) -> Vec<u8> {
             }
         }
     }
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, pwd.as_bytes());
-    let mi_at = m.len();
-    let tag = hmac::sign(&key, &with_length(&m, mi_at, mi_at + 4 + MI_LEN));
-    m.extend_from_slice(&MESSAGE_INTEGRITY.to_be_bytes());
-    m.extend_from_slice(&(MI_LEN as u16).to_be_bytes());
-    m.extend_from_slice(tag.as_ref());
-    let fp_at = m.len();
-    let crc = crc32(&with_length(&m, fp_at, fp_at + 8)) ^ FINGERPRINT_XOR;
-    m.extend_from_slice(&FINGERPRINT.to_be_bytes());
-    m.extend_from_slice(&4u16.to_be_bytes());
-    m.extend_from_slice(&crc.to_be_bytes());
-    let len = u16::try_from(m.len() - HEADER).unwrap_or(u16::MAX);
-    m[2..4].copy_from_slice(&len.to_be_bytes());
-    m
+    sign(m, pwd)
 }
 
 /// CRC-32 (ISO-HDLC, the one of ITU-T V.42 that RFC 5389 names).
@@ -217,11 +213,7 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        hex::decode(s.split_whitespace().collect::<String>()).unwrap()
     }
 
     /// RFC 5769 section 2.1: a sample request with ICE attributes.

@@ -97,8 +97,6 @@ pub struct WebrtcState {
     keys: Option<Keys>,
     /// Why the leg cannot carry media, once it cannot.
     pub failed: Option<&'static str>,
-    /// Checks that failed (wrong credentials, forged).
-    pub bad_checks: u64,
 }
 
 impl std::fmt::Debug for WebrtcState {
@@ -129,7 +127,6 @@ impl WebrtcState {
             outbox: VecDeque::new(),
             keys: None,
             failed: None,
-            bad_checks: 0,
         }
     }
 
@@ -188,10 +185,8 @@ impl WebrtcState {
                 }
                 Taken::Handled
             }
-            Err(_) => {
-                self.bad_checks += 1;
-                Taken::Dropped { foreign: true }
-            }
+            // Counted by the leg as a foreign packet.
+            Err(_) => Taken::Dropped { foreign: true },
         }
     }
 

@@ -7,7 +7,7 @@
 //! digest challenge. When the connection closes, the core drops the
 //! registrations made on it ([`super::Command::WsClosed`]).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use futures::{SinkExt as _, StreamExt as _};
 use proto::grpc::Secret;
@@ -126,7 +126,9 @@ async fn serve(stream: TcpStream, shared: WsShared) -> Result<(), &'static str> 
         transport: Transport::Ws,
         addr,
         conn: id,
-        local: local_towards(up.client_ip),
+        // This host's address on the path to the browser: what its media
+        // is offered on (the browser reaches webd, so it reaches this host).
+        local: super::route_local(SocketAddr::new(up.client_ip, 9)),
     };
     tracing::info!(device = up.device.0, client = %up.client_ip, conn = id, "browser phone connected");
     let (mut sink, mut source) = ws.split();
@@ -172,20 +174,16 @@ async fn serve(stream: TcpStream, shared: WsShared) -> Result<(), &'static str> 
     Ok(())
 }
 
-/// This host's address on the path to the browser: what its media is
-/// offered on (the browser reaches webd, so it reaches this host).
-fn local_towards(client: IpAddr) -> Option<IpAddr> {
-    if client.is_loopback() {
-        return Some(client);
-    }
-    super::route_local(SocketAddr::new(client, 9))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_tungstenite::tungstenite::http::HeaderName;
 
-    fn request(path: &str, proto: Option<&str>, headers: Vec<(&'static str, String)>) -> Request {
+    fn request(
+        path: &str,
+        proto: Option<&str>,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Request {
         let mut b = Request::builder().uri(path);
         if let Some(p) = proto {
             b = b.header("sec-websocket-protocol", p);
@@ -203,18 +201,7 @@ mod tests {
             device: proto::types::DeviceId(3),
             client_ip: "198.51.100.7".parse().unwrap(),
         };
-        let h: Vec<(&'static str, String)> = up
-            .headers(&secret)
-            .into_iter()
-            .map(|(k, v)| {
-                let k: &'static str = match k.as_str() {
-                    "authorization" => "authorization",
-                    "x-gosip-device" => "x-gosip-device",
-                    _ => "x-gosip-client-ip",
-                };
-                (k, v.to_str().unwrap().to_string())
-            })
-            .collect();
+        let h = up.headers(&secret);
         assert_eq!(
             check(&request("/sip", Some("sip"), h.clone()), &secret),
             Ok(up)

@@ -199,29 +199,45 @@ pub fn direction(sdp: &str) -> &'static str {
     const DIRS: [&str; 4] = ["sendrecv", "sendonly", "recvonly", "inactive"];
     let mut session = None;
     let mut audio = None;
-    let mut section = 0; // 0 session, 1 first audio, 2 other
-    for l in sdp.lines().map(|l| l.trim_end_matches('\r')) {
-        if let Some(m) = l.strip_prefix("m=") {
-            section = if section == 0 && m.starts_with("audio ") {
-                1
-            } else {
-                2
-            };
-            continue;
-        }
-        let Some(d) = l
-            .strip_prefix("a=")
-            .and_then(|a| DIRS.iter().find(|d| **d == a))
-        else {
+    for (part, a) in attributes(sdp) {
+        let Some(d) = DIRS.iter().find(|d| **d == a) else {
             continue;
         };
-        match section {
-            0 => session = Some(*d),
-            1 => audio = Some(*d),
-            _ => {}
+        match part {
+            Part::Session => session = Some(*d),
+            Part::Audio => audio = Some(*d),
+            Part::Other => {}
         }
     }
     audio.or(session).unwrap_or("sendrecv")
+}
+
+/// Which part of an SDP a line is in: the session part, the first media
+/// section when it is audio (the stream GoSIP relays), or another one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Session,
+    Audio,
+    Other,
+}
+
+/// The attributes of `sdp` (`a=` lines, without the `a=`), each with the
+/// part it is in.
+pub fn attributes(sdp: &str) -> impl Iterator<Item = (Part, &str)> {
+    let mut part = Part::Session;
+    sdp.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter_map(move |l| {
+            if let Some(m) = l.strip_prefix("m=") {
+                part = if part == Part::Session && m.starts_with("audio ") {
+                    Part::Audio
+                } else {
+                    Part::Other
+                };
+                return None;
+            }
+            l.strip_prefix("a=").map(|a| (part, a))
+        })
 }
 
 /// True when an offer/answer pair leaves the call on hold: either side is

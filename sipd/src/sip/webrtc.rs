@@ -10,6 +10,8 @@ use std::net::IpAddr;
 
 use proto::webrtc::{DtlsRole, Fingerprint, IceCredentials};
 
+use super::sdp::{self, Part};
+
 /// `a=setup` (RFC 4145, RFC 5763).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setup {
@@ -55,31 +57,16 @@ pub enum Refusal {
 fn attributes(sdp: &str) -> (Vec<(&str, &str)>, bool) {
     let mut out: Vec<(&str, &str)> = Vec::new();
     let mut bundle = false;
-    let mut section = 0; // 0 session, 1 first audio, 2 other
-    for l in sdp.lines().map(|l| l.trim_end_matches('\r')) {
-        if let Some(m) = l.strip_prefix("m=") {
-            section = if section == 0 && m.starts_with("audio ") {
-                1
-            } else {
-                2
-            };
-            continue;
-        }
-        if section == 2 {
-            continue;
-        }
-        let Some(a) = l.strip_prefix("a=") else {
-            continue;
-        };
+    for (part, a) in sdp::attributes(sdp) {
         let (name, value) = a.split_once(':').unwrap_or((a, ""));
-        if section == 0 && name == "group" && value.starts_with("BUNDLE") {
-            bundle = true;
-        }
-        if section == 1 {
+        match part {
+            Part::Session => {
+                bundle |= name == "group" && value.starts_with("BUNDLE");
+                out.push((name, value.trim()));
+            }
             // Media level first: it overrides the session's.
-            out.insert(0, (name, value.trim()));
-        } else {
-            out.push((name, value.trim()));
+            Part::Audio => out.insert(0, (name, value.trim())),
+            Part::Other => {}
         }
     }
     (out, bundle)

@@ -120,8 +120,6 @@ impl Core {
             return;
         }
         if let Some(w) = &mut h.webrtc {
-            let answer_to_us = matches!(raw.status(), Some(s) if (200..300).contains(&s))
-                || method == Some(Method::Ack);
             if raw.status().is_some_and(|s| !(100..300).contains(&s)) {
                 return;
             }
@@ -131,7 +129,7 @@ impl Core {
             match webrtc::read(&body) {
                 Ok(r) => w.remote = Some(r),
                 Err(why) => {
-                    tracing::debug!(answer_to_us, %why, "a browser's SDP without ICE or DTLS");
+                    tracing::debug!(%why, "a browser's SDP without ICE or DTLS");
                     return;
                 }
             }
