@@ -10,6 +10,8 @@ COPY web-ui/ ./
 RUN npm run build
 
 FROM rust:1.95-bookworm AS build
+# cmake: the opus crate builds libopus (mediad's Opus for browser calls).
+RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --bins --workspace

@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NPM ?= npm
 
-.PHONY: run demo test test-rust test-ui test-system deps ui ui-deps build release bench lint fmt clean
+.PHONY: run demo test test-rust test-ui test-system deps build-deps ui ui-deps build release bench lint fmt clean
 
 run: ui release ## Build the UI and release binaries, start all five daemons
 	scripts/run.sh target/release
@@ -17,14 +17,17 @@ ui-deps:
 ui: ui-deps
 	cd web-ui && $(NPM) run build
 
-build:
+build: build-deps
 	$(CARGO) build --workspace --all-targets
 
-release:
+release: build-deps
 	$(CARGO) build --workspace --release --bins
 
 deps: ## System packages the tests need (apt-get, as root)
 	scripts/install-deps.sh
+
+build-deps: ## What building needs: cmake, for mediad's Opus (apt-get, as root)
+	scripts/install-deps.sh --build
 
 test: deps ui build ## Every test: Rust unit/integration/system, web-ui, interop
 	$(CARGO) test --workspace --no-fail-fast
@@ -34,7 +37,7 @@ test: deps ui build ## Every test: Rust unit/integration/system, web-ui, interop
 bench: ui release
 	scripts/bench.sh
 
-lint:
+lint: build-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	# The daemons' and tools' functions stay under 100 lines (clippy.toml);

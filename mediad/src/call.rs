@@ -372,8 +372,10 @@ impl CallTask {
                 self.call.set_signal_ip(leg, ip);
             }
             if let Some(w) = u.webrtc {
-                tracing::debug!(call_id = %self.call_id, leg = leg.as_str(), role = ?w.role, "browser leg");
-                self.call.set_webrtc(now, leg, *w, &self.env.identity);
+                tracing::debug!(call_id = %self.call_id, leg = leg.as_str(), role = ?w.role, opus = ?w.opus, "browser leg");
+                if let Err(e) = self.call.set_webrtc(now, leg, *w, &self.env.identity) {
+                    tracing::error!(call_id = %self.call_id, leg = leg.as_str(), error = %e, "cannot transcode the browser's Opus; it is not heard");
+                }
             }
             if let Some(keys) = u.crypto {
                 let srtp = keys.is_some();

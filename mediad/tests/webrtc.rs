@@ -130,6 +130,7 @@ async fn setup(cert: dimpl::DtlsCertificate, sdp_fingerprint: Fingerprint) -> Se
         remote: IceCredentials::parse(BROWSER_ICE.0, BROWSER_ICE.1).unwrap(),
         remote_fingerprint: sdp_fingerprint,
         role: DtlsRole::Server,
+        opus: None,
     };
     let codecs = vec![Codec {
         pt: 0,

@@ -100,6 +100,52 @@ pub enum DtlsRole {
     Client,
 }
 
+/// G.711's two laws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum G711 {
+    Pcmu,
+    Pcma,
+}
+
+/// A browser that speaks Opus where the rest of the call speaks G.711
+/// (`LegDtls.opus`): what its payload types are on each side of mediad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpusBridge {
+    /// The browser's opus/48000/2 type.
+    pub opus_pt: u8,
+    /// The browser's telephone-event/48000 type.
+    pub opus_dtmf_pt: Option<u8>,
+    /// The type and law the rest of the call hears the leg in.
+    pub g711_pt: u8,
+    pub g711: G711,
+    /// telephone-event/8000 on the G.711 side.
+    pub dtmf_pt: Option<u8>,
+}
+
+impl OpusBridge {
+    fn to_pb(self) -> pb::OpusBridge {
+        pb::OpusBridge {
+            opus_pt: self.opus_pt.into(),
+            opus_dtmf_pt: self.opus_dtmf_pt.map(u32::from),
+            g711_pt: self.g711_pt.into(),
+            pcma: self.g711 == G711::Pcma,
+            dtmf_pt: self.dtmf_pt.map(u32::from),
+        }
+    }
+
+    fn from_pb(o: &pb::OpusBridge) -> Result<Self, &'static str> {
+        let pt = |v: u32, field| u8::try_from(v).ok().filter(|p| *p < 128).ok_or(field);
+        let opt = |v: Option<u32>, field| v.map(|v| pt(v, field)).transpose();
+        Ok(Self {
+            opus_pt: pt(o.opus_pt, "dtls.opus.opus_pt")?,
+            opus_dtmf_pt: opt(o.opus_dtmf_pt, "dtls.opus.opus_dtmf_pt")?,
+            g711_pt: pt(o.g711_pt, "dtls.opus.g711_pt")?,
+            g711: if o.pcma { G711::Pcma } else { G711::Pcmu },
+            dtmf_pt: opt(o.dtmf_pt, "dtls.opus.dtmf_pt")?,
+        })
+    }
+}
+
 /// Everything mediad needs for one WebRTC leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebrtcLeg {
@@ -109,6 +155,8 @@ pub struct WebrtcLeg {
     pub remote: IceCredentials,
     pub remote_fingerprint: Fingerprint,
     pub role: DtlsRole,
+    /// The browser speaks Opus: mediad transcodes.
+    pub opus: Option<OpusBridge>,
 }
 
 impl WebrtcLeg {
@@ -129,6 +177,7 @@ impl WebrtcLeg {
                     DtlsRole::Server => pb::DtlsRole::Server,
                     DtlsRole::Client => pb::DtlsRole::Client,
                 } as i32,
+                opus: self.opus.map(OpusBridge::to_pb),
             }),
         }
     }
@@ -146,6 +195,7 @@ impl WebrtcLeg {
                 Ok(pb::DtlsRole::Client) => DtlsRole::Client,
                 _ => return Err("dtls.role"),
             },
+            opus: d.opus.as_ref().map(OpusBridge::from_pb).transpose()?,
         })
     }
 }
@@ -176,6 +226,13 @@ mod tests {
             remote: IceCredentials::parse("abcd", "0123456789012345678901").unwrap(),
             remote_fingerprint: Fingerprint([7; 32]),
             role: DtlsRole::Client,
+            opus: Some(OpusBridge {
+                opus_pt: 111,
+                opus_dtmf_pt: Some(110),
+                g711_pt: 8,
+                g711: G711::Pcma,
+                dtmf_pt: None,
+            }),
         };
         let pb = leg.to_pb();
         assert!(pb.srtp);
@@ -184,9 +241,12 @@ mod tests {
         let mut bad = d.clone();
         bad.remote_pwd = "short".into();
         assert_eq!(WebrtcLeg::from_pb(&bad), Err("dtls.remote_pwd"));
-        let mut bad = d;
+        let mut bad = d.clone();
         bad.role = 0;
         assert_eq!(WebrtcLeg::from_pb(&bad), Err("dtls.role"));
+        let mut bad = d;
+        bad.opus.as_mut().unwrap().g711_pt = 300;
+        assert_eq!(WebrtcLeg::from_pb(&bad), Err("dtls.opus.g711_pt"));
     }
 
     #[test]

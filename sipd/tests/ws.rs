@@ -133,6 +133,61 @@ fn assert_plain(sdp: &str) {
     }
 }
 
+/// A desk phone on UDP, registered.
+async fn registered_desk(s: &Sipd, user: &str, password: &str, ext: &str) -> Phone {
+    s.add_device(user, password, ext).await;
+    let desk = Phone::udp(s, user).await.with_password(password);
+    assert_eq!(
+        desk.register(&format!("Contact: <{}>\r\n", desk.contact()))
+            .await
+            .code(),
+        200
+    );
+    desk
+}
+
+/// The browser phone of the user `email`, registered on its WebSocket.
+async fn registered_browser(s: &Sipd, email: &str) -> Browser {
+    let mut b = Browser::open(s, email).await;
+    let user = b.user.clone();
+    let msg = b.register_as(&user);
+    b.send(&msg).await;
+    assert!(b.recv(true).await.starts_with("SIP/2.0 200"));
+    b
+}
+
+/// The browser calls `ext` with `offer`, the desk phone there answers at
+/// once: the INVITE the desk phone got and the 200 the browser got, each
+/// checked for its own kind of SDP.
+async fn browser_calls(b: &mut Browser, desk: &Phone, ext: &str, offer: &str) -> (String, String) {
+    let inv = format!(
+        "INVITE sip:{ext}@{d} SIP/2.0\r\nVia: SIP/2.0/WSS k3j2.invalid;branch=z9hG4bKbr{ext}\r\nMax-Forwards: 69\r\n\
+         To: <sip:{ext}@{d}>\r\nFrom: <sip:{u}@{d}>;tag=bt{ext}\r\nCall-ID: browser-to-{ext}\r\nCSeq: 7 INVITE\r\n\
+         Contact: <sip:q8w7e6@k3j2.invalid;transport=ws;ob>\r\nContent-Type: application/sdp\r\n\
+         User-Agent: JsSIP 3.13.0\r\nContent-Length: {len}\r\n\r\n{offer}",
+        d = b.domain,
+        u = b.user,
+        len = offer.len(),
+    );
+    b.send(&inv).await;
+    let ring = dialog::next_request(desk).await;
+    assert!(ring.starts_with("INVITE "), "{ring}");
+    assert_plain(body(&ring));
+    let reply = dialog::reply(
+        &ring,
+        200,
+        "OK",
+        Some("dk1"),
+        &dialog::contact(desk),
+        &dialog::sdp(4002, "sendrecv"),
+    );
+    desk.send(reply.as_bytes()).await;
+    let ok = b.recv(true).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    assert_webrtc(body(&ok), "passive");
+    (ring, ok)
+}
+
 fn body(msg: &str) -> &str {
     msg.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
@@ -183,19 +238,8 @@ async fn a_browser_registers_as_itself_without_a_password_and_its_binding_ends_w
 #[tokio::test]
 async fn a_desk_phone_and_a_browser_call_each_other_and_each_gets_its_own_sdp() {
     let s = Sipd::start_with_mediad(&[]).await;
-    s.add_device("desk1", "deskpass1234", "201").await;
-    let desk = Phone::udp(&s, "desk1").await.with_password("deskpass1234");
-    assert_eq!(
-        desk.register(&format!("Contact: <{}>\r\n", desk.contact()))
-            .await
-            .code(),
-        200
-    );
-    let mut b = Browser::open(&s, "bob@example.com").await;
-    let user = b.user.clone();
-    let msg = b.register_as(&user);
-    b.send(&msg).await;
-    assert!(b.recv(true).await.starts_with("SIP/2.0 200"));
+    let desk = registered_desk(&s, "desk1", "deskpass1234", "201").await;
+    let mut b = registered_browser(&s, "bob@example.com").await;
 
     // The desk phone calls the browser's extension.
     let ext = b.extension.clone();
@@ -208,6 +252,11 @@ async fn a_desk_phone_and_a_browser_call_each_other_and_each_gets_its_own_sdp() 
         "{invite}"
     );
     assert_webrtc(body(&invite), "actpass");
+    assert!(
+        body(&invite).contains(" UDP/TLS/RTP/SAVPF 0 111\r\n"),
+        "Opus is offered after the desk phone's G.711:\n{}",
+        body(&invite)
+    );
     let answer = chromium_sdp("active");
     let ok = format!(
         "SIP/2.0 200 OK\r\nVia: {via}\r\nFrom: {from}\r\nTo: {to};tag=br1\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\n\
@@ -247,39 +296,8 @@ async fn a_desk_phone_and_a_browser_call_each_other_and_each_gets_its_own_sdp() 
     desk.send(ok.as_bytes()).await;
 
     // The browser calls another desk phone: no digest, an answer in its shape.
-    s.add_device("desk2", "deskpass5678", "202").await;
-    let desk = Phone::udp(&s, "desk2").await.with_password("deskpass5678");
-    assert_eq!(
-        desk.register(&format!("Contact: <{}>\r\n", desk.contact()))
-            .await
-            .code(),
-        200
-    );
-    let offer = chromium_sdp("actpass");
-    let inv = format!(
-        "INVITE sip:202@{d} SIP/2.0\r\nVia: SIP/2.0/WSS k3j2.invalid;branch=z9hG4bKbrinv1\r\nMax-Forwards: 69\r\n\
-         To: <sip:202@{d}>\r\nFrom: <sip:{user}@{d}>;tag=bt1\r\nCall-ID: browser-to-desk\r\nCSeq: 7 INVITE\r\n\
-         Contact: <sip:q8w7e6@k3j2.invalid;transport=ws;ob>\r\nContent-Type: application/sdp\r\n\
-         User-Agent: JsSIP 3.13.0\r\nContent-Length: {len}\r\n\r\n{offer}",
-        d = b.domain,
-        len = offer.len(),
-    );
-    b.send(&inv).await;
-    let ring = dialog::next_request(&desk).await;
-    assert!(ring.starts_with("INVITE "), "{ring}");
-    assert_plain(body(&ring));
-    let reply = dialog::reply(
-        &ring,
-        200,
-        "OK",
-        Some("dk1"),
-        &dialog::contact(&desk),
-        &dialog::sdp(4002, "sendrecv"),
-    );
-    desk.send(reply.as_bytes()).await;
-    let ok = b.recv(true).await;
-    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    assert_webrtc(body(&ok), "passive");
+    let desk = registered_desk(&s, "desk2", "deskpass5678", "202").await;
+    let (ring, _) = browser_calls(&mut b, &desk, "202", &chromium_sdp("actpass")).await;
 
     // The browser's tab goes away mid-call: the desk phone is hung up on
     // at once, not left in silence until the RTP timeout.
@@ -290,4 +308,30 @@ async fn a_desk_phone_and_a_browser_call_each_other_and_each_gets_its_own_sdp() 
     }
     assert!(bye.starts_with("BYE "), "{bye}");
     assert_eq!(header(&bye, "call-id"), header(&ring, "call-id"));
+}
+
+#[tokio::test]
+async fn a_browser_speaking_only_opus_reaches_a_desk_phone_in_g711_and_hears_back_opus() {
+    let s = Sipd::start_with_mediad(&[]).await;
+    let desk = registered_desk(&s, "desk3", "deskpass9012", "203").await;
+    let mut b = registered_browser(&s, "cy@example.com").await;
+
+    // What Chromium offers when the user picked Opus: no G.711 at all.
+    let offer = chromium_sdp("actpass")
+        .replace("111 0 8 126", "111 110")
+        .replace(
+            "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:126 telephone-event/8000\r\n",
+            "a=rtpmap:110 telephone-event/48000\r\n",
+        );
+    let (ring, ok) = browser_calls(&mut b, &desk, "203", &offer).await;
+    assert!(
+        body(&ring).contains("RTP/AVP 0 8 101\r\n") && !body(&ring).contains("opus"),
+        "the desk phone is offered G.711 for the browser's Opus:\n{}",
+        body(&ring)
+    );
+    let sdp = body(&ok);
+    let m = sdp.lines().find(|l| l.starts_with("m=audio")).unwrap();
+    assert!(m.ends_with(" 111") || m.ends_with(" 111 110"), "{sdp}");
+    assert!(sdp.contains("a=rtpmap:111 opus/48000/2"), "{sdp}");
+    assert!(!sdp.contains("PCMU") && !sdp.contains("PCMA"), "{sdp}");
 }

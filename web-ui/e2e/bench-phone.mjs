@@ -2,8 +2,10 @@
 // `make bench`): call setup time as the page sees it (Call pressed to the
 // call answered) over RUNS calls from headless Chromium to a baresip desk
 // phone that answers at once, and mediad's CPU while one call runs, for a
-// browser call (ICE-lite, DTLS-SRTP, G.711 both legs: no transcoding) next
-// to a plain desk-to-desk call. Prints numbers; asserts nothing about speed.
+// browser call (ICE-lite, DTLS-SRTP, G.711 both legs: no transcoding), the
+// same with the browser set to Opus (mediad transcodes Opus <-> G.711),
+// next to a plain desk-to-desk call. Prints numbers; asserts nothing about
+// speed.
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startSystem, launchBrowser } from './harness.mjs'
@@ -69,7 +71,29 @@ try {
   await sleep(1000)
   console.log(`mediad CPU, one plain desk-to-desk call (RTP, G.711): ${(await cpuDuringCall()).toFixed(2)} % of a core`)
   desk2.command('hangup')
-  console.log('browser call with Opus transcoding: not measured (mediad offers the browser G.711 only; Opus is not built)')
+  await desk2.event('CALL_CLOSED')
+
+  // The browser set to Opus: mediad decodes and encodes every packet.
+  await page.getByLabel('Codec').selectOption('opus')
+  const opusSetup = []
+  for (let i = 0; i < 3; i++) {
+    await page.getByLabel('Number or extension').fill('201')
+    const t0 = performance.now()
+    await page.locator('[data-dial]').click()
+    await page.locator('[data-call-timer]').waitFor({ timeout: 20000 })
+    opusSetup.push(performance.now() - t0)
+    await desk.event('CALL_ESTABLISHED')
+    if (i === 2) {
+      await page.locator('[data-call-codec]', { hasText: 'Opus' }).waitFor({ timeout: 10000 })
+      await sleep(1000)
+      console.log(`mediad CPU, one browser call in Opus (DTLS-SRTP, Opus <-> G.711 transcoding): ${(await cpuDuringCall()).toFixed(2)} % of a core`)
+    }
+    await page.locator('[data-call-hangup]').click()
+    await desk.event('CALL_CLOSED')
+    await page.locator('[data-dial]').waitFor()
+  }
+  const o = [...opusSetup].sort((x, y) => x - y)
+  console.log(`browser call setup in Opus (3 calls): min ${o[0].toFixed(0)} ms, median ${o[1].toFixed(0)} ms, max ${o[2].toFixed(0)} ms`)
 } finally {
   desk?.stop(); desk2?.stop()
   await browser?.close()

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startSystem, launchBrowser, screenshot } from './harness.mjs'
-import { ADMIN, STANDIN, setupSystem, loginInBrowser, startBaresip, startStandin, toneWav, wavPeak, pcmuPeak, browserHears } from './ui.mjs'
+import { ADMIN, STANDIN, setupSystem, loginInBrowser, startBaresip, startStandin, toneWav, wavPeak, pcmuPeak, browserHears, assertBrowserHears, browserHangsUpHaving, deskHangsUpHaving } from './ui.mjs'
 
 const BROWSER_HZ = 440
 const PHONE_HZ = 1000
@@ -73,6 +73,8 @@ test('the browser calls a desk phone and is called by it, and each hears the oth
   await new Promise((r) => setTimeout(r, 1500))
   const heard = await browserHears(page)
   assert.ok(Math.abs(heard.hz - PHONE_HZ) < 30 && heard.db - heard.median > 30, `the browser hears the desk phone's ${PHONE_HZ} Hz: ${JSON.stringify(heard)}`)
+  // By default the browser speaks G.711: nothing is transcoded.
+  assert.match(await page.locator('[data-call-codec]').innerText(), /Audio: PCM[UA]/)
   assert.equal(await activeCalls(), 1)
   // Recorded like any call: the admin turns recording on mid-call.
   const live = await api.get('/calls')
@@ -113,6 +115,37 @@ test('the browser calls a desk phone and is called by it, and each hears the oth
   desk.command('hangup')
   await page.locator('[data-call-timer]').waitFor({ state: 'detached', timeout: 15000 })
   // Both legs are gone from sipd (and so from mediad, which sipd releases).
+  for (let i = 0; i < 50 && (await activeCalls()) > 0; i++) await new Promise((r) => setTimeout(r, 100))
+  assert.equal(await activeCalls(), 0, 'no call left behind')
+})
+
+test('with Opus chosen the browser speaks Opus both ways, mediad transcodes, and each side hears the other', async () => {
+  await page.locator('[data-phone-link]').click()
+  await page.getByLabel('Codec').selectOption('opus')
+  try {
+    // The browser calls the desk phone (G.711 only): its Opus is transcoded.
+    await page.getByLabel('Number or extension').fill('201')
+    await page.locator('[data-dial]').click()
+    await page.locator('[data-call-timer]').waitFor({ timeout: 20000 })
+    await desk.event('CALL_ESTABLISHED')
+    await page.locator('[data-call-codec]', { hasText: 'Opus' }).waitFor({ timeout: 10000 })
+    await new Promise((r) => setTimeout(r, 2500))
+    await assertBrowserHears(page, PHONE_HZ, 'calling in Opus')
+    await screenshot(page, 'phone-opus-call')
+    await browserHangsUpHaving(page, desk, BROWSER_HZ, 'calling in Opus')
+
+    // The desk phone calls the browser: it answers in Opus, and hears the desk.
+    desk.command('dial', `sip:700@127.0.0.1:${sys.ports.sip}`)
+    await page.locator('[data-call-answer]').click({ timeout: 20000 })
+    await page.locator('[data-call-timer]').waitFor({ timeout: 20000 })
+    await desk.event('CALL_ESTABLISHED')
+    await page.locator('[data-call-codec]', { hasText: 'Opus' }).waitFor({ timeout: 10000 })
+    await new Promise((r) => setTimeout(r, 2500))
+    await assertBrowserHears(page, PHONE_HZ, 'answering in Opus')
+    await deskHangsUpHaving(page, desk, BROWSER_HZ, 'answering in Opus')
+  } finally {
+    await page.getByLabel('Codec').selectOption('g711')
+  }
   for (let i = 0; i < 50 && (await activeCalls()) > 0; i++) await new Promise((r) => setTimeout(r, 100))
   assert.equal(await activeCalls(), 0, 'no call left behind')
 })
@@ -162,6 +195,8 @@ test('a call from the browser goes out through the Twilio trunk, and the far par
     await page.getByLabel('Number or extension').fill('+15557770000')
     await page.locator('[data-dial]').click()
     await page.locator('[data-call-timer]').waitFor({ timeout: 20000 })
+    await page.locator('[data-call-codec]').waitFor({ timeout: 10000 })
+    assert.equal(await page.locator('[data-call-codec]').innerText(), 'Audio: PCMU', 'G.711 again once chosen again')
     await new Promise((r) => setTimeout(r, 1500))
     // The stand-in's far party speaks 1500 Hz (e2e/src/standin/media.rs).
     const heard = await browserHears(page)

@@ -226,7 +226,7 @@ export function toneWav(hz, seconds, rate = 8000) {
  * `heard()` (the WAV of the last call), `stop()`, `log()`.
  */
 export async function startBaresip(sys, { username, password, name = 'phone', hz = 440 }) {
-  const { mkdirSync, writeFileSync, openSync, readdirSync } = await import('node:fs')
+  const { mkdirSync, writeFileSync, openSync, readdirSync, statSync } = await import('node:fs')
   const { spawn } = await import('node:child_process')
   const { createConnection } = await import('node:net')
   const { freePortPair, freePort } = await import('./harness.mjs')
@@ -282,7 +282,9 @@ export async function startBaresip(sys, { username, password, name = 'phone', hz
       throw new Error(`baresip ${name}: no ${type}; saw ${events.join(',')}\n${log().slice(-3000)}`)
     },
     heard() {
-      const f = readdirSync(join(dir, 'dump')).filter((n) => n.endsWith('-dec.wav')).sort().pop()
+      // The newest call's: the names hold the peer before the time.
+      const f = readdirSync(join(dir, 'dump')).filter((n) => n.endsWith('-dec.wav'))
+        .map((n) => [statSync(join(dir, 'dump', n)).mtimeMs, n]).sort((a, b) => a[0] - b[0]).pop()?.[1]
       return f ? readFileSync(join(dir, 'dump', f)) : null
     },
     stop() { sock.destroy(); proc.kill('SIGTERM') },
@@ -322,6 +324,29 @@ export function pcmPeak(samples, rate) {
   const best = power.reduce((a, b) => (b[1] > a[1] ? b : a))
   const sorted = power.map((p) => p[1]).sort((a, b) => a - b)
   return { hz: best[0], over: best[1] / (sorted[sorted.length >> 1] || 1) }
+}
+
+/** Asserts the page's call carries `hz` (within 30 Hz, 30 dB over the median). */
+export async function assertBrowserHears(page, hz, what) {
+  const heard = await browserHears(page)
+  assert.ok(Math.abs(heard.hz - hz) < 30 && heard.db - heard.median > 30, `${what}: the browser hears ${hz} Hz: ${JSON.stringify(heard)}`)
+}
+
+/** The page hangs up; once the baresip phone's call closed, asserts it heard `hz`. */
+export async function browserHangsUpHaving(page, desk, hz, what) {
+  await page.locator('[data-call-hangup]').click()
+  await desk.event('CALL_CLOSED')
+  const p = wavPeak(desk.heard())
+  assert.ok(Math.abs(p.hz - hz) <= 10 && p.over > 100, `${what}: the desk phone hears ${hz} Hz: ${JSON.stringify(p)}`)
+}
+
+/** The baresip phone hangs up; once the page's call is gone, asserts it heard `hz`. */
+export async function deskHangsUpHaving(page, desk, hz, what) {
+  desk.command('hangup')
+  await desk.event('CALL_CLOSED')
+  await page.locator('[data-call-timer]').waitFor({ state: 'detached', timeout: 15000 })
+  const p = wavPeak(desk.heard())
+  assert.ok(Math.abs(p.hz - hz) <= 10 && p.over > 100, `${what}: the desk phone hears ${hz} Hz: ${JSON.stringify(p)}`)
 }
 
 /** The strongest frequency the page hears on the call, by WebAudio (Playwright's or Puppeteer's page). */

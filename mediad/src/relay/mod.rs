@@ -76,6 +76,7 @@ pub mod resample;
 pub mod rtp;
 pub mod srtp;
 pub mod stun;
+pub mod transcode;
 pub mod voicemail;
 pub mod wav;
 pub mod webrtc;
@@ -176,6 +177,8 @@ pub struct Leg {
     srtp: Option<LegSrtp>,
     /// A browser's leg: ICE-lite and DTLS make its SRTP keys.
     webrtc: Option<Box<webrtc::WebrtcState>>,
+    /// A browser that speaks Opus: its edge turns it into G.711.
+    transcode: Option<Box<transcode::Transcoder>>,
     dtmf: dtmf::DtmfDetector,
     dtmf_pt: u8,
     codecs: [Codec; 128],
@@ -209,6 +212,7 @@ impl Default for Leg {
             dropped_auth: 0,
             srtp: None,
             webrtc: None,
+            transcode: None,
             dtmf: dtmf::DtmfDetector::default(),
             dtmf_pt: DEFAULT_DTMF_PT,
             codecs,
@@ -282,6 +286,17 @@ impl Leg {
     /// SRTP: the length to send, or `None` when it cannot go (counted
     /// dropped: no room, or an index the context refuses to reuse).
     fn seal(&mut self, buf: &mut [u8], len: usize, rtcp: bool) -> Option<usize> {
+        let len = match &mut self.transcode {
+            Some(t) if !rtcp => {
+                let codecs = &self.codecs;
+                let Some(n) = t.to_browser(buf, len, |pt| codecs[usize::from(pt & 0x7f)]) else {
+                    self.dropped += 1;
+                    return None;
+                };
+                n
+            }
+            _ => len,
+        };
         let Some(s) = &mut self.srtp else {
             if self.webrtc.is_some() {
                 // Nothing goes to a browser in the clear.
@@ -470,6 +485,16 @@ impl Call {
             self.legs[i].last_packet = Some(now);
             return None;
         }
+        let len = match &mut self.legs[i].transcode {
+            Some(t) if !muxed => {
+                let Some(n) = t.from_browser(buf, len) else {
+                    self.legs[i].dropped += 1;
+                    return None;
+                };
+                n
+            }
+            _ => len,
+        };
         let hdr = match rtp::parse(&buf[..len]) {
             Datagram::Rtp(h) => h,
             Datagram::Rtcp => return self.on_rtcp_muxed(now, from, src, buf, len),
@@ -703,6 +728,7 @@ impl Call {
         }
         // SDES keys or plain RTP: the leg is no browser's any more.
         l.webrtc = None;
+        l.transcode = None;
         Ok(())
     }
 
@@ -710,20 +736,29 @@ impl Call {
     /// DTLS, then SRTP with the keys the handshake exports. The same
     /// parameters again (a re-INVITE) keep the running state; new ones
     /// start afresh, and nothing is relayed to or from the leg until its
-    /// handshake is done.
+    /// handshake is done. Its Opus bridge (see [`transcode`]) follows
+    /// `params.opus` without touching the handshake: sipd learns it from
+    /// the answer, after the leg's ICE and DTLS.
     pub fn set_webrtc(
         &mut self,
         now: Instant,
         leg: LegId,
-        params: proto::webrtc::WebrtcLeg,
+        mut params: proto::webrtc::WebrtcLeg,
         id: &webrtc::Identity,
-    ) {
+    ) -> Result<(), transcode::Error> {
+        let opus = params.opus.take();
         let l = &mut self.legs[leg as usize];
-        if l.webrtc.as_ref().is_some_and(|w| w.params == params) {
-            return;
+        if !l.webrtc.as_ref().is_some_and(|w| w.params == params) {
+            l.webrtc = Some(Box::new(webrtc::WebrtcState::new(params, id, now)));
+            l.srtp = None;
         }
-        l.webrtc = Some(Box::new(webrtc::WebrtcState::new(params, id, now)));
-        l.srtp = None;
+        if l.transcode.as_ref().map(|t| t.bridge()) != opus {
+            l.transcode = None;
+            if let Some(b) = opus {
+                l.transcode = Some(Box::new(transcode::Transcoder::new(b)?));
+            }
+        }
+        Ok(())
     }
 
     /// Datagrams a browser's leg is owed (ICE answers, DTLS flights):

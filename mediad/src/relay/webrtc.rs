@@ -356,6 +356,7 @@ mod tests {
                 remote: self.ice.clone(),
                 remote_fingerprint: self.fingerprint,
                 role: mediad_role,
+                opus: None,
             }
         }
 
@@ -397,7 +398,7 @@ mod tests {
         }
         c.set_signal_ip(LegId::B, addr(PHONE).ip());
         c.set_remote(LegId::B, addr(PHONE), None);
-        c.set_webrtc(t, LegId::A, b.leg(&mine, role), id);
+        c.set_webrtc(t, LegId::A, b.leg(&mine, role), id).unwrap();
         // The browser's SDP address (and its signalling IP) mean nothing.
         c.set_remote(LegId::A, addr("192.0.2.9:9"), None);
         c.set_signal_ip(LegId::A, addr("192.0.2.9:9").ip());
@@ -538,6 +539,99 @@ mod tests {
     }
 
     #[test]
+    fn a_browser_speaking_opus_is_heard_in_g711_and_hears_the_phone_in_opus_and_recorded() {
+        use proto::webrtc::{G711 as Law, OpusBridge};
+        let t = Instant::now();
+        let id = Identity::generate().unwrap();
+        let mut b = Browser::new(t, DtlsRole::Server);
+        let (mut c, mine) = call(t, &id, &b, DtlsRole::Server);
+        let mut leg = b.leg(&mine, DtlsRole::Server);
+        leg.opus = Some(OpusBridge {
+            opus_pt: 111,
+            opus_dtmf_pt: Some(110),
+            g711_pt: 0,
+            g711: Law::Pcmu,
+            dtmf_pt: Some(101),
+        });
+        // The answer's bridge comes after ICE and DTLS began: it keeps them.
+        let src = addr(BROWSER);
+        let ufrags = format!("{}:{}", mine.ufrag, b.ice.ufrag);
+        assert!(check(&mut c, t, src, &ufrags, &mine.pwd, true).is_some());
+        c.set_webrtc(t, LegId::A, leg, &id).unwrap();
+        assert_eq!(c.leg(LegId::A).latched(), Some(src));
+        let now = handshake(&mut c, &mut b, t, src);
+        c.start_recording(now);
+        let mut bk = b.keys.take().unwrap();
+        let mut enc =
+            opus::Encoder::new(8000, opus::Channels::Mono, opus::Application::Voip).unwrap();
+        let mut dec = opus::Decoder::new(8000, opus::Channels::Mono).unwrap();
+        let mut phone_heard = Vec::new();
+        let mut browser_heard = Vec::new();
+        for seq in 1..=25u16 {
+            // Browser -> phone: Opus at 48 kHz in, PCMU at 8 kHz out.
+            let pcm: Vec<i16> = tone(seq)
+                .iter()
+                .map(|b| g711::ULAW_TO_LINEAR[usize::from(*b)])
+                .collect();
+            let mut plain = vec![0u8; 12];
+            rtp::write_header(&mut plain, 111, false, seq, 960 * u32::from(seq), 0xa);
+            plain.extend(enc.encode_vec(&pcm, 400).unwrap());
+            let sealed = bk.tx.protect(&plain).unwrap();
+            let mut buf = sealed.clone();
+            buf.resize(2048, 0);
+            let (dst, n) = c
+                .on_rtp(now, LegId::A, src, &mut buf, sealed.len())
+                .unwrap();
+            let rtp::Datagram::Rtp(h) = rtp::parse(&buf[..n]) else {
+                panic!()
+            };
+            assert_eq!((dst, h.payload_type, n - 12), (addr(PHONE), 0, 160));
+            phone_heard.extend(
+                h.payload(&buf)
+                    .iter()
+                    .map(|b| g711::ULAW_TO_LINEAR[usize::from(*b)]),
+            );
+            // Phone -> browser: PCMU in, SRTP-sealed Opus out.
+            let (dst, out) = feed(&mut c, now, LegId::B, addr(PHONE), &packet(seq, 0xb)).unwrap();
+            assert_eq!(dst, src);
+            let opened = bk.rx.unprotect(&out).unwrap();
+            let rtp::Datagram::Rtp(h) = rtp::parse(&opened) else {
+                panic!()
+            };
+            assert_eq!((h.payload_type, h.timestamp), (111, 960 * u32::from(seq)));
+            let mut pcm = [0i16; 960];
+            let k = dec.decode(h.payload(&opened), &mut pcm, false).unwrap();
+            browser_heard.extend_from_slice(&pcm[..k]);
+        }
+        for heard in [&phone_heard, &browser_heard] {
+            assert!(dominant_is_440(&heard[800..]), "the 440 Hz tone crossed");
+        }
+        let a = c.leg(LegId::A);
+        assert_eq!(
+            (a.recv.packets, a.dropped, a.dropped_payload_type),
+            (25, 0, 0)
+        );
+        let mut wav = Vec::new();
+        c.stop_recording().unwrap().finish(&mut wav);
+        let left: Vec<i16> = wav
+            .chunks_exact(4)
+            .map(|f| i16::from_le_bytes([f[0], f[1]]))
+            .collect();
+        assert!(left.len() >= 20 * 160);
+        assert!(
+            dominant_is_440(&left[800..]),
+            "the browser's side is recorded"
+        );
+    }
+
+    /// Whether 440 Hz carries more power in `pcm` (8 kHz) than 1 kHz and
+    /// 2 kHz.
+    fn dominant_is_440(pcm: &[i16]) -> bool {
+        use super::super::transcode::tone_power;
+        tone_power(pcm, 440.0) > 10.0 * tone_power(pcm, 1000.0).max(tone_power(pcm, 2000.0))
+    }
+
+    #[test]
     fn the_end_of_the_call_tells_the_browser_close_notify() {
         let t = Instant::now();
         let id = Identity::generate().unwrap();
@@ -605,7 +699,7 @@ mod tests {
         let mut leg = b.leg(&mine, DtlsRole::Server);
         // The fingerprint of another certificate than the browser's.
         leg.remote_fingerprint = Fingerprint([0x42; 32]);
-        c.set_webrtc(t, LegId::A, leg, &id);
+        c.set_webrtc(t, LegId::A, leg, &id).unwrap();
         let src = addr(BROWSER);
         let ufrags = format!("{}:{}", mine.ufrag, b.ice.ufrag);
         assert!(check(&mut c, t, src, &ufrags, &mine.pwd, true).is_some());
@@ -681,13 +775,15 @@ mod tests {
         let now = handshake(&mut c, &mut b, t, src);
         let mut bk = b.keys.take().unwrap();
         // A re-INVITE repeats them: the keys and the ICE pick stay.
-        c.set_webrtc(now, LegId::A, b.leg(&mine, DtlsRole::Server), &id);
+        c.set_webrtc(now, LegId::A, b.leg(&mine, DtlsRole::Server), &id)
+            .unwrap();
         assert!(c.leg(LegId::A).srtp());
         let sealed = bk.tx.protect(&packet(1, 0xa)).unwrap();
         assert!(feed(&mut c, now, LegId::A, src, &sealed).is_some());
         // An ICE restart: new credentials, no keys until a new handshake.
         let fresh = IceCredentials::random();
-        c.set_webrtc(now, LegId::A, b.leg(&fresh, DtlsRole::Server), &id);
+        c.set_webrtc(now, LegId::A, b.leg(&fresh, DtlsRole::Server), &id)
+            .unwrap();
         assert!(!c.leg(LegId::A).srtp());
         let sealed = bk.tx.protect(&packet(2, 0xa)).unwrap();
         assert_eq!(feed(&mut c, now, LegId::A, src, &sealed), None);

@@ -11,6 +11,7 @@ pub mod limits;
 pub mod method;
 pub mod msg;
 pub mod numbers;
+pub mod opus;
 pub mod registrar;
 pub mod sdes;
 pub mod sdp;

@@ -2,17 +2,25 @@
 // webd relays to sipd (`/ws/sip`, subprotocol "sip"). The browser holds no
 // SIP password: webd vouches for the logged-in user's Browser device,
 // which POST /api/phone makes on first use. Media is WebRTC to mediad
-// (ICE-lite, DTLS-SRTP, G.711).
+// (ICE-lite, DTLS-SRTP), in G.711 or, when chosen under Audio, Opus (which
+// mediad transcodes to G.711).
 //
 // The phone is off until the user turns it on on the Phone screen; the
 // choice is remembered in this browser, and once on it stays registered
 // while any GoSIP page is open, so calls ring here (the toast in App.vue).
 import { defineStore } from 'pinia'
 import { call } from '../client.js'
+import { onlyOpus } from '../sdp.js'
 
 const ENABLED_KEY = 'gosip.phone.enabled'
 const INPUT_KEY = 'gosip.phone.input'
 const OUTPUT_KEY = 'gosip.phone.output'
+const CODEC_KEY = 'gosip.phone.codec'
+/** The codec choices of the Audio panel. */
+export const CODECS = [
+  { value: 'g711', label: 'G.711 (default: no transcoding)' },
+  { value: 'opus', label: 'Opus (copes better with a poor connection)' },
+]
 
 /** What a microphone failure means to the user. */
 export function micMessage(err) {
@@ -62,6 +70,7 @@ export const usePhone = defineStore('phone', {
     outputs: [],
     input: (typeof localStorage !== 'undefined' && localStorage.getItem(INPUT_KEY)) || '',
     output: (typeof localStorage !== 'undefined' && localStorage.getItem(OUTPUT_KEY)) || '',
+    codec: (typeof localStorage !== 'undefined' && localStorage.getItem(CODEC_KEY)) || 'g711',
   }),
   actions: {
     /** Turns the phone on (and remembers it) or off. */
@@ -127,6 +136,8 @@ export const usePhone = defineStore('phone', {
       this.outputs = all.filter((d) => d.kind === 'audiooutput').map((d, i) => ({ id: d.deviceId, label: d.label || `Speaker ${i + 1}` }))
     },
     setInput(id) { this.input = id; localStorage.setItem(INPUT_KEY, id) },
+    /** The codec of the next call: 'g711' or 'opus'. */
+    setCodec(c) { this.codec = c === 'opus' ? 'opus' : 'g711'; localStorage.setItem(CODEC_KEY, this.codec) },
     async setOutput(id) {
       this.output = id
       localStorage.setItem(OUTPUT_KEY, id)
@@ -197,12 +208,24 @@ export const usePhone = defineStore('phone', {
     dtmf(digit) {
       if (session && this.call?.state === 'active') session.sendDTMF(digit, { transportType: 'RFC2833' })
     },
+    /** Shows the codec this browser sends in (from WebRTC's statistics, once audio flows). */
+    async readCodec(s, tries = 10) {
+      const pc = s.connection
+      if (!pc || session !== s || !this.call) return
+      const stats = await pc.getStats().catch(() => null)
+      let codec = ''
+      stats?.forEach((r) => {
+        if (r.type === 'outbound-rtp' && r.kind === 'audio' && r.codecId) codec = stats.get(r.codecId)?.mimeType?.replace(/^audio\//i, '') || ''
+      })
+      if (codec && this.call && session === s) this.call.codec = codec.toLowerCase() === 'opus' ? 'Opus' : codec.toUpperCase()
+      else if (tries > 1) setTimeout(() => this.readCodec(s, tries - 1), 500)
+    },
     /** Follows one call from its first event to its end. */
     track(s, incoming) {
       if (session) { s.terminate({ status_code: 486 }); return }
       session = s
       const peer = s.remote_identity?.uri?.user || s.remote_identity?.display_name || ''
-      this.call = { direction: incoming ? 'in' : 'out', peer, state: incoming ? 'incoming' : 'ringing', started: 0, muted: false, held: false, transferring: '' }
+      this.call = { direction: incoming ? 'in' : 'out', peer, state: incoming ? 'incoming' : 'ringing', started: 0, muted: false, held: false, transferring: '', codec: '' }
       const attach = (pc) => {
         pc.addEventListener('track', (ev) => {
           const el = remoteAudio()
@@ -213,7 +236,16 @@ export const usePhone = defineStore('phone', {
       }
       if (s.connection) attach(s.connection)
       s.on('peerconnection', ({ peerconnection }) => attach(peerconnection))
-      s.on('accepted', () => { if (this.call) { this.call.state = 'active'; this.call.started = Date.now() } })
+      // Opus chosen: what this browser offers, and the offers it answers,
+      // name Opus alone, so Opus is what it speaks.
+      const opus = this.codec === 'opus'
+      s.on('sdp', (e) => { if (opus && e.type === 'offer') e.sdp = onlyOpus(e.sdp) })
+      s.on('accepted', () => {
+        if (!this.call) return
+        this.call.state = 'active'
+        this.call.started = Date.now()
+        this.readCodec(s)
+      })
       const end = (e) => {
         if (session !== s) return
         session = null

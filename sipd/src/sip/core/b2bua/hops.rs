@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use super::*;
 use crate::sip::sdes::{self, Hop, Policy};
 use crate::sip::webrtc;
-use proto::webrtc::{IceCredentials, WebrtcLeg};
+use proto::webrtc::{IceCredentials, OpusBridge, WebrtcLeg};
 
 /// One dialog's SDES state and the address its messages come from.
 #[derive(Debug)]
@@ -44,13 +44,14 @@ struct WebrtcHop {
 
 impl WebrtcHop {
     /// What mediad needs for the leg, once the browser's SDP is known.
-    fn leg(&self) -> Option<WebrtcLeg> {
+    fn leg(&self, opus: Option<OpusBridge>) -> Option<WebrtcLeg> {
         let r = self.remote.as_ref()?;
         Some(WebrtcLeg {
             local: self.local.clone(),
             remote: r.creds.clone(),
             remote_fingerprint: r.fingerprint,
             role: r.mediad_role(),
+            opus,
         })
     }
 }
@@ -180,30 +181,48 @@ impl Core {
             // browser's offer; a request of ours with SDP is an offer.
             let answer =
                 method == Some(Method::Ack) || (raw.is_response() && w.offer_cseq == Some(cseq));
-            let Some(fingerprint) = &self.dtls_fingerprint else {
-                tracing::warn!("mediad gave no DTLS fingerprint: a browser cannot take this SDP");
-                return t;
-            };
-            let remote = w.remote.as_ref();
-            let local = webrtc::Local {
-                creds: &w.local,
-                fingerprint,
-                setup: match (answer, remote) {
-                    (true, Some(r)) => webrtc::answer_setup(r.setup),
-                    _ => "actpass",
-                },
-                mid: remote.and_then(|r| r.mid.as_deref()).unwrap_or("0"),
-                bundle: !answer || remote.is_some_and(|r| r.bundle),
-            };
-            return match webrtc::write(&body, &local)
-                .and_then(|sdp| crate::sip::msg::with_body(&t.data, &sdp))
-            {
-                Some(data) => Transmit { peer: t.peer, data },
-                None => t,
-            };
+            // The browser's codecs: Opus where it speaks no G.711.
+            let id = id.to_string();
+            let codecs = self.calls.browser_codecs.entry(id.clone()).or_default();
+            let before = codecs.bridge();
+            let body = codecs.to_browser(&body, !answer).unwrap_or(body);
+            let bridged = codecs.bridge() != before;
+            let t = self.hop_out_webrtc(t, &id, &body, answer);
+            if bridged {
+                self.webrtc_to_mediad(&id);
+            }
+            return t;
         }
         let sealed = h.hop.seal(&body, answer, offer_cseq, || fresh(ids));
         match crate::sip::msg::with_body(&t.data, &sealed) {
+            Some(data) => Transmit { peer: t.peer, data },
+            None => t,
+        }
+    }
+
+    /// sipd's SDP `body` to the browser's dialog `id` in the WebRTC shape
+    /// ([`webrtc::write`]): sipd's ICE credentials, mediad's fingerprint.
+    fn hop_out_webrtc(&self, t: Transmit, id: &str, body: &str, answer: bool) -> Transmit {
+        let Some(w) = self.calls.hops.get(id).and_then(|h| h.webrtc.as_ref()) else {
+            return t;
+        };
+        let Some(fingerprint) = &self.dtls_fingerprint else {
+            tracing::warn!("mediad gave no DTLS fingerprint: a browser cannot take this SDP");
+            return t;
+        };
+        let remote = w.remote.as_ref();
+        let local = webrtc::Local {
+            creds: &w.local,
+            fingerprint,
+            setup: match (answer, remote) {
+                (true, Some(r)) => webrtc::answer_setup(r.setup),
+                _ => "actpass",
+            },
+            mid: remote.and_then(|r| r.mid.as_deref()).unwrap_or("0"),
+            bundle: !answer || remote.is_some_and(|r| r.bundle),
+        };
+        match webrtc::write(body, &local).and_then(|sdp| crate::sip::msg::with_body(&t.data, &sdp))
+        {
             Some(data) => Transmit { peer: t.peer, data },
             None => t,
         }
@@ -232,6 +251,11 @@ impl Core {
         let Some((call_id, side)) = self.leg_of_dialog(sip_call_id) else {
             return;
         };
+        let opus = self
+            .calls
+            .browser_codecs
+            .get(sip_call_id)
+            .and_then(|c| c.bridge());
         let Some(w) = self
             .calls
             .hops
@@ -240,7 +264,7 @@ impl Core {
         else {
             return;
         };
-        let Some(leg) = w.leg() else {
+        let Some(leg) = w.leg(opus) else {
             return;
         };
         if w.told.as_ref() == Some(&leg) {
@@ -367,5 +391,10 @@ impl Core {
                 self.calls.hops.remove(id);
             }
         }
+        // Also those of browser INVITEs that never became a call.
+        let hops = &self.calls.hops;
+        self.calls
+            .browser_codecs
+            .retain(|id, _| hops.contains_key(id));
     }
 }

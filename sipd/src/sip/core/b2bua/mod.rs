@@ -493,6 +493,9 @@ pub(super) struct Calls {
     /// last told for each side of a call: a dialog that takes the side
     /// over (a transfer) tells it afresh, even plain RTP.
     told_crypto: HashMap<(String, Side), String>,
+    /// A browser dialog's Opus bridge, by its Call-ID (see `sip::opus`).
+    /// Made by the browser's first SDP, before the call is.
+    pub(in crate::sip::core) browser_codecs: HashMap<String, crate::sip::opus::Codecs>,
 }
 
 impl Calls {

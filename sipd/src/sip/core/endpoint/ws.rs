@@ -14,9 +14,26 @@ impl Core {
             .filter(|raw| raw.get("content-type").is_some_and(is_sdp))
             .and_then(|raw| {
                 let sdp = String::from_utf8_lossy(&raw.body);
-                msg::with_body(bytes, &crate::sip::webrtc::normalize(&sdp, peer.addr.ip()))
+                let sdp = crate::sip::webrtc::normalize(&sdp, peer.addr.ip());
+                let sdp = self.browser_codecs_in(&raw, &sdp).unwrap_or(sdp);
+                msg::with_body(bytes, &sdp)
             });
         self.handle_message(now, peer, normalized.as_deref().unwrap_or(bytes));
+    }
+
+    /// A browser's SDP as the call is to see it (`sip::opus`): G.711 where
+    /// it speaks only Opus. `None` leaves it as it is.
+    fn browser_codecs_in(&mut self, raw: &msg::Raw, sdp: &str) -> Option<String> {
+        let id = raw.get("call-id")?;
+        let (_, method) = raw.cseq()?;
+        let codecs = self.calls.browser_codecs.entry(id.to_string()).or_default();
+        let offer = match (raw.status(), Method::parse(method)) {
+            (None, Some(Method::Invite | Method::Update)) => true,
+            (None, Some(Method::Ack)) => false,
+            (Some(100..=299), Some(Method::Invite | Method::Update)) => !codecs.awaits_answer(),
+            _ => return None,
+        };
+        codecs.from_browser(sdp, offer)
     }
 
     /// The device a browser phone's connection speaks for: its requests
