@@ -11,11 +11,11 @@ if [ "${1:-}" = "--build" ]; then
   PKGS=(cmake)
   WHAT="building GoSIP"
 else
-  PKGS=(cmake sip-tester baresip chromium firefox-esr docker-compose python3-aiosmtpd sox caddy iproute2 nftables curl openssl espeak-ng tcpdump)
+  PKGS=(cmake sip-tester baresip chromium firefox-esr coturn docker-compose python3-aiosmtpd sox caddy iproute2 nftables curl openssl espeak-ng tcpdump)
   WHAT="make test"
 fi
 # The command each package provides, to check without dpkg.
-declare -A CMD=([cmake]=cmake [sip-tester]=sipp [baresip]=baresip [chromium]=chromium [firefox-esr]=firefox-esr [docker-compose]=docker-compose
+declare -A CMD=([cmake]=cmake [coturn]=turnserver [sip-tester]=sipp [baresip]=baresip [chromium]=chromium [firefox-esr]=firefox-esr [docker-compose]=docker-compose
                 [python3-aiosmtpd]="python3 -c 'import aiosmtpd'" [sox]=sox [caddy]=caddy [iproute2]=ip [nftables]=nft [curl]=curl [openssl]=openssl
                 [espeak-ng]=espeak-ng [tcpdump]=tcpdump)
 

@@ -15,11 +15,17 @@
 // (a fake microphone at 440 Hz, in Opus for the second call) calls a
 // baresip desk phone on the vps (1000 Hz) and each hears the other; then
 // the desk phone calls the browser and the toast answers.
+//
+// Then the rare case that needs TURN: the router drops the home's UDP to
+// anything but the TURN port, so no media can go straight to mediad. With
+// `phone.ice_servers` set (through the API) to a TURN server on the vps
+// (Debian's coturn), the browser's media goes through its relay and the
+// call has audio both ways again.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { writeFileSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { startSystem, launchBrowser } from './harness.mjs'
 import { ADMIN, setupSystem, loginInBrowser, startBaresip, toneWav, assertBrowserHears, browserHangsUpHaving, deskHangsUpHaving } from './ui.mjs'
@@ -28,7 +34,9 @@ const VPS = '203.0.113.10'
 const BROWSER_HZ = 440
 const PHONE_HZ = 1000
 const INNER = process.env.GOSIP_NAT_HOME
-let sys, api, browser, page, desk
+const ROUTER = process.env.GOSIP_NAT_ROUTER
+const TURN = { user: 'gosip', password: 'turn-secret-1234' }
+let sys, api, browser, page, desk, turn
 
 if (!INNER) {
   test('the browser phone behind a home router, GoSIP on a VPS', () => {
@@ -62,7 +70,7 @@ if (!INNER) {
       run(rt, 'nft', ['-f', '-'], 'table ip nat {\n chain post {\n  type nat hook postrouting priority 100\n  oifname "wan0" masquerade\n }\n}\n')
       // The test proper runs on the vps (its daemons and desk phone there),
       // a test run of its own, not a child of this one.
-      const env = { ...process.env, GOSIP_NAT_HOME: home }
+      const env = { ...process.env, GOSIP_NAT_HOME: home, GOSIP_NAT_ROUTER: rt }
       delete env.NODE_TEST_CONTEXT
       const r = spawnSync('ip', ['netns', 'exec', vps, process.execPath, '--test', fileURLToPath(import.meta.url)], {
         encoding: 'utf8', env, timeout: 300000,
@@ -93,7 +101,14 @@ before(async () => {
   page = await browser.newPage()
   await loginInBrowser(page, sys.base, ADMIN.email, ADMIN.password)
 })
-after(async () => { desk?.stop(); await browser?.close(); await sys?.stop() })
+after(async () => { turn?.kill(); desk?.stop(); await browser?.close(); await sys?.stop() })
+
+/** Runs `nft` with `args` (and `input` on its stdin) in the router's namespace; its output. */
+function routerNft(args, input) {
+  const r = spawnSync('ip', ['netns', 'exec', ROUTER, 'nft', ...args], { encoding: 'utf8', input })
+  assert.equal(r.status, 0, `nft ${args.join(' ')}: ${r.stderr}`)
+  return r.stdout
+}
 
 test('behind NAT the browser calls a desk phone and is called by it, in G.711 and Opus, and each hears the other', { skip: !INNER }, async () => {
   const d = await api.post('/devices', { name: 'Desk', extension: '201' })
@@ -124,4 +139,27 @@ test('behind NAT the browser calls a desk phone and is called by it, in G.711 an
   await new Promise((r) => setTimeout(r, 2000))
   await assertBrowserHears(page, PHONE_HZ, 'answered behind NAT')
   await deskHangsUpHaving(page, desk, BROWSER_HZ, 'answered behind NAT')
+
+  // UDP from home now reaches the vps only on the TURN port.
+  routerNft(['-f', '-'], 'table inet gate {\n chain home {\n  type filter hook forward priority 0\n  iifname "lan0" udp dport != 3478 counter drop\n }\n}\n')
+  turn = spawn('turnserver', ['-n', '--listening-ip', VPS, '--relay-ip', VPS, '--listening-port', '3478', '--lt-cred-mech',
+    '--user', `${TURN.user}:${TURN.password}`, '--realm', 'gosip', '--no-tls', '--no-dtls', '--no-cli', '--fingerprint',
+    '--min-port', '49160', '--max-port', '49200', '--log-file', join(sys.dir, 'turnserver.log'), '--simple-log'], { stdio: 'ignore' })
+  await api.put('/system/config', { 'phone.ice_servers': `turn:${VPS}:3478 ${TURN.user} ${TURN.password}` })
+  // The phone reads its ICE servers when it starts: off and on again.
+  await page.locator('[data-phone-link]').click()
+  await page.getByRole('switch', { name: /Use this browser as a phone/ }).click()
+  await page.getByRole('switch', { name: /Use this browser as a phone/ }).click()
+  await page.locator('[data-phone-status]', { hasText: 'Ready' }).waitFor({ timeout: 20000 })
+  await page.getByLabel('Codec').selectOption('g711')
+  await page.getByLabel('Number or extension').fill('201')
+  await page.locator('[data-dial]').click()
+  await page.locator('[data-call-timer]').waitFor({ timeout: 20000 })
+  await desk.event('CALL_ESTABLISHED')
+  await new Promise((r) => setTimeout(r, 2000))
+  await assertBrowserHears(page, PHONE_HZ, 'through TURN')
+  await browserHangsUpHaving(page, desk, BROWSER_HZ, 'through TURN')
+  // The browser did try the direct way, and the router dropped it.
+  const dropped = Number(/counter packets (\d+)/.exec(routerNft(['list', 'table', 'inet', 'gate']))?.[1])
+  assert.ok(dropped > 0, `the router dropped the direct UDP: ${dropped}`)
 })
