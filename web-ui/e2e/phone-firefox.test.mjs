@@ -2,7 +2,8 @@
 // WebDriver BiDi by puppeteer-core: Playwright drives only its own Firefox
 // build). Firefox's fake microphone plays a 440 Hz tone; a baresip desk
 // phone plays 700 Hz. Firefox calls the desk phone and each must hear the
-// other, then the desk phone calls Firefox and the toast answers.
+// other, in G.711 and then in Opus (which mediad transcodes), then the desk
+// phone calls Firefox and the toast answers.
 //
 // Firefox leaves loopback out of ICE whatever its prefs say, so the test
 // runs in a network namespace of its own (made here, deleted on every way
@@ -139,6 +140,21 @@ test('Firefox calls a desk phone and is called by it, and each hears the other',
   await desk.event('CALL_CLOSED')
   const p = wavPeak(desk.heard())
   assert.ok(Math.abs(p.hz - BROWSER_HZ) <= 10 && p.over > 100, `the desk phone hears Firefox's ${BROWSER_HZ} Hz: ${JSON.stringify(p)}`)
+
+  // Set to Opus, Firefox speaks it and mediad transcodes for the desk phone.
+  await page.select('#f-phone-codec', 'opus')
+  await waitFor('#dial-number')
+  if (!(await page.$eval('#dial-number', (el) => el.value))) await page.type('#dial-number', '201')
+  await page.click('[data-dial]')
+  await waitFor('[data-call-codec]', 'Opus')
+  await desk.event('CALL_ESTABLISHED')
+  const opus = await firefoxHears()
+  assert.ok(Math.abs(opus.hz - PHONE_HZ) <= 10 && opus.over > 100, `in Opus, Firefox hears ${PHONE_HZ} Hz: ${JSON.stringify(opus)}`)
+  await page.click('[data-call-hangup]')
+  await desk.event('CALL_CLOSED')
+  const po = wavPeak(desk.heard())
+  assert.ok(Math.abs(po.hz - BROWSER_HZ) <= 10 && po.over > 100, `the desk phone hears Firefox's Opus as ${BROWSER_HZ} Hz: ${JSON.stringify(po)}`)
+  await page.select('#f-phone-codec', 'g711')
 
   // The desk phone calls Firefox; the toast answers on another page (the
   // app's own navigation: a reload would be a new phone registering).
