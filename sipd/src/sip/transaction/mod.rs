@@ -92,7 +92,10 @@ type Id = u128;
 #[derive(Debug, Default)]
 pub struct Transactions {
     hash: (RandomState, RandomState),
-    server: HashMap<Id, ServerTx>,
+    /// Boxed: a full table of 8,192 under churn has 32,768 buckets
+    /// (hashbrown grows past half full rather than clean its tombstones),
+    /// which inline would be 4 MiB of mostly empty 128-byte slots.
+    server: HashMap<Id, Box<ServerTx>>,
     client: HashMap<Id, ClientTx>,
     timers: BinaryHeap<Reverse<(u64, TimerKind, u64, Id)>>,
     /// Completed server transactions in completion order (when Timer J or

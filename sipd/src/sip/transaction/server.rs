@@ -63,13 +63,13 @@ impl Transactions {
         let id = self.id(key);
         self.server.insert(
             id,
-            ServerTx {
+            Box::new(ServerTx {
                 invite,
                 response: None,
                 awaiting_ack: false,
                 retransmit_every: T1,
                 generation,
-            },
+            }),
         );
         true
     }
