@@ -337,15 +337,84 @@ pub mod memory {
         }
     }
 
-    /// Returns freed heap pages to the system every [`TRIM_EVERY`] until
-    /// `stop`.
+    /// Every [`TRIM_EVERY`] until `stop`, returns freed heap pages to the
+    /// system and lets go of the code pages ([`release_code`]): what the
+    /// daemon resides in is what it freshly used, not what a burst or
+    /// start-up once touched.
     pub async fn give_back(stop: tokio_util::sync::CancellationToken) {
         let mut tick = tokio::time::interval(TRIM_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tick.tick() => trim(),
+                _ = tick.tick() => {
+                    trim();
+                    release_code();
+                }
+            }
+        }
+    }
+
+    /// The executable's read-only mappings that hold nothing but the
+    /// file's own pages: its code (`r-xp`) and constants (`r--p` with no
+    /// private copy: not the relocated RELRO part, whose pages the dynamic
+    /// linker wrote), from /proc/self/smaps: start and length.
+    fn file_only_mappings() -> Vec<(usize, usize)> {
+        let exe = std::fs::read_link("/proc/self/exe").ok();
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+        let mut out = Vec::new();
+        let mut current: Option<(usize, usize)> = None;
+        for l in smaps.lines() {
+            if let Some(anon) = l.strip_prefix("Anonymous:") {
+                let kb: u64 = anon
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .unwrap_or(1);
+                if let Some(m) = current.take().filter(|_| kb == 0) {
+                    out.push(m);
+                }
+                continue;
+            }
+            let mut f = l.split_whitespace();
+            let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+                continue;
+            };
+            let Some((a, b)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            else {
+                continue;
+            };
+            let path = f.nth(3);
+            current = (matches!(perms, "r-xp" | "r--p")
+                && path.is_some()
+                && exe.as_deref() == path.map(std::path::Path::new)
+                && b > a)
+                .then_some((a, b - a));
+        }
+        out
+    }
+
+    /// Unmaps the executable's code and constant pages: those the daemon
+    /// keeps using come back on their next use (from the page cache, a
+    /// minor fault each), those only start-up or a burst used stay out of
+    /// its resident set (issue #18: most of an idle daemon's RSS was pages
+    /// of its binary it had touched once, or that the kernel had mapped
+    /// around them). The page cache keeps the file until the system needs
+    /// the memory, as for any unmapped page of it.
+    pub fn release_code() {
+        for (start, len) in file_only_mappings() {
+            // SAFETY: the range is a read-only mapping of this process's
+            // own executable holding no private page (see
+            // `file_only_mappings`; read-only, so none can appear):
+            // MADV_DONTNEED on a private file mapping then only unmaps, and
+            // any later access maps the same file pages again. Nothing is
+            // lost; the code running this is mapped back at once.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED);
             }
         }
     }

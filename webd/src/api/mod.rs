@@ -32,11 +32,11 @@ pub mod webhooks;
 use axum::extract::{DefaultBodyLimit, Request, State};
 
 use crate::accounts::handlers as account;
+use axum::Router;
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use axum::{Json, Router};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
@@ -290,12 +290,26 @@ fn add_error_responses(doc: &mut utoipa::openapi::OpenApi) {
 /// The API router.
 pub fn router(state: AppState) -> Router {
     let (r, _) = api_router().split_for_parts();
-    let doc = std::sync::Arc::new(openapi());
+    // The document is built on its first request and kept as its JSON
+    // (a few hundred KiB); utoipa's tree of it would hold several MiB for
+    // the daemon's whole life (issue #18's memory at rest).
+    let doc: std::sync::Arc<std::sync::OnceLock<axum::body::Bytes>> = Default::default();
     r.route(
         "/api/openapi.json",
         get(move || {
             let d = doc.clone();
-            async move { Json((*d).clone()) }
+            async move {
+                let json = d.get_or_init(|| {
+                    // A tree of strings and maps: serializing cannot fail.
+                    serde_json::to_vec(&openapi())
+                        .unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "the OpenAPI document did not serialize");
+                            b"{}".to_vec()
+                        })
+                        .into()
+                });
+                ([(header::CONTENT_TYPE, "application/json")], json.clone())
+            }
         }),
     )
     .route(
