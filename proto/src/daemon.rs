@@ -406,7 +406,9 @@ pub mod memory {
     /// around them). The page cache keeps the file until the system needs
     /// the memory, as for any unmapped page of it.
     pub fn release_code() {
-        for (start, len) in file_only_mappings() {
+        // The executable's mappings never change once it runs: read once.
+        static MAPPINGS: std::sync::OnceLock<Vec<(usize, usize)>> = std::sync::OnceLock::new();
+        for &(start, len) in MAPPINGS.get_or_init(file_only_mappings) {
             // SAFETY: the range is a read-only mapping of this process's
             // own executable holding no private page (see
             // `file_only_mappings`; read-only, so none can appear):

@@ -87,6 +87,22 @@ pub fn alaw_encode(pcm: i16) -> u8 {
     }
 }
 
+/// A linear sample in `law`.
+pub fn encode(law: proto::webrtc::G711, s: i16) -> u8 {
+    match law {
+        proto::webrtc::G711::Pcmu => ulaw_encode(s),
+        proto::webrtc::G711::Pcma => alaw_encode(s),
+    }
+}
+
+/// The table that decodes `law`.
+pub fn table(law: proto::webrtc::G711) -> &'static [i16; 256] {
+    match law {
+        proto::webrtc::G711::Pcmu => &ULAW_TO_LINEAR,
+        proto::webrtc::G711::Pcma => &ALAW_TO_LINEAR,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

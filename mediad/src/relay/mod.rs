@@ -289,7 +289,7 @@ impl Leg {
         let len = match &mut self.transcode {
             Some(t) if !rtcp => {
                 let codecs = &self.codecs;
-                let Some(n) = t.to_browser(buf, len, |pt| codecs[usize::from(pt & 0x7f)]) else {
+                let Some(n) = t.to_browser(buf, len, |pt| codecs[usize::from(pt)]) else {
                     self.dropped += 1;
                     return None;
                 };

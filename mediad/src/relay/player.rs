@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::f64::consts::PI;
 use std::sync::Arc;
 
-use super::g711::{alaw_encode, ulaw_encode};
+use super::g711;
 use super::rtp;
 
 /// Samples per 20 ms frame at 8 kHz.
@@ -49,21 +49,8 @@ const HOLD_RAMP: usize = 80;
 /// 8 kHz mono 16-bit PCM, shared (a clip may be played to many calls).
 pub type Clip = Arc<[i16]>;
 
-/// The two codecs mediad speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum G711 {
-    Pcmu,
-    Pcma,
-}
-
-impl G711 {
-    fn encode(self, s: i16) -> u8 {
-        match self {
-            G711::Pcmu => ulaw_encode(s),
-            G711::Pcma => alaw_encode(s),
-        }
-    }
-}
+/// The two codecs mediad speaks (the type sipd names them with too).
+pub use proto::webrtc::G711;
 
 /// Where an RTP stream starts (RFC 3550 section 5.1: random initial values
 /// make known-plaintext attacks on encryption harder and tell a restarted
@@ -249,13 +236,14 @@ impl Player {
         );
         while self.packet.len() < 12 + FRAME {
             let Some(clip) = self.clips.front() else {
-                self.packet.push(self.codec.encode(0));
+                self.packet.push(g711::encode(self.codec, 0));
                 continue;
             };
             let take = (clip.len() - self.offset).min(12 + FRAME - self.packet.len());
             let codec = self.codec;
             let part = &clip[self.offset..self.offset + take];
-            self.packet.extend(part.iter().map(|&s| codec.encode(s)));
+            self.packet
+                .extend(part.iter().map(|&s| g711::encode(codec, s)));
             self.offset += take;
             if self.offset == clip.len() {
                 if let Some(done) = self.clips.pop_front()
@@ -276,7 +264,6 @@ impl Player {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::g711::{ALAW_TO_LINEAR, ULAW_TO_LINEAR};
     use crate::relay::resample::tests::{goertzel, tone};
     use crate::relay::rtp::{Datagram, parse};
 
@@ -291,10 +278,7 @@ mod tests {
     }
 
     fn decode(codec: G711, payload: &[u8]) -> Vec<i16> {
-        let table = match codec {
-            G711::Pcmu => &ULAW_TO_LINEAR,
-            G711::Pcma => &ALAW_TO_LINEAR,
-        };
+        let table = g711::table(codec);
         payload.iter().map(|&b| table[usize::from(b)]).collect()
     }
 

@@ -193,23 +193,10 @@ fn scale_event_duration(payload: &mut [u8], f: impl Fn(u32) -> u32) {
     }
 }
 
-/// The power of `hz` in `pcm` at 8 kHz (Goertzel), for tests that check
-/// which tone got through.
-#[cfg(test)]
-pub(crate) fn tone_power(pcm: &[i16], hz: f64) -> f64 {
-    let w = std::f64::consts::TAU * hz / 8000.0;
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for x in pcm {
-        let s = f64::from(*x) + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relay::resample::tests::goertzel;
 
     const BRIDGE: OpusBridge = OpusBridge {
         opus_pt: 111,
@@ -249,7 +236,7 @@ mod tests {
     fn loudest(pcm: &[i16], candidates: &[f64]) -> f64 {
         *candidates
             .iter()
-            .max_by(|a, b| tone_power(pcm, **a).total_cmp(&tone_power(pcm, **b)))
+            .max_by(|a, b| goertzel(pcm, **a, 8000.0).total_cmp(&goertzel(pcm, **b, 8000.0)))
             .unwrap()
     }
 

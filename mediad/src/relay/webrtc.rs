@@ -627,8 +627,9 @@ mod tests {
     /// Whether 440 Hz carries more power in `pcm` (8 kHz) than 1 kHz and
     /// 2 kHz.
     fn dominant_is_440(pcm: &[i16]) -> bool {
-        use super::super::transcode::tone_power;
-        tone_power(pcm, 440.0) > 10.0 * tone_power(pcm, 1000.0).max(tone_power(pcm, 2000.0))
+        use crate::relay::resample::tests::goertzel;
+        let power = |hz| goertzel(pcm, hz, 8000.0);
+        power(440.0) > 10.0 * power(1000.0).max(power(2000.0))
     }
 
     #[test]

@@ -38,10 +38,9 @@ struct Format {
 
 impl Format {
     fn g711(&self) -> Option<G711> {
-        match (self.pt, self.name.as_str()) {
-            (_, "pcmu") | (0, "") => Some(G711::Pcmu),
-            (_, "pcma") | (8, "") => Some(G711::Pcma),
-            _ => None,
+        match super::sdp::g711_name(self.pt.into(), &self.name)? {
+            "PCMU" => Some(G711::Pcmu),
+            _ => Some(G711::Pcma),
         }
     }
 

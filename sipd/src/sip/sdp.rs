@@ -296,7 +296,7 @@ pub fn local_answer(offer: &str, ip: &str, port: u16) -> Option<String> {
 }
 
 /// The G.711 codec ("PCMU" or "PCMA") a static or named payload type is.
-fn g711_name(pt: u32, name: &str) -> Option<&'static str> {
+pub(crate) fn g711_name(pt: u32, name: &str) -> Option<&'static str> {
     match (pt, name.to_ascii_uppercase().as_str()) {
         (_, "PCMU") | (0, "") => Some("PCMU"),
         (_, "PCMA") | (8, "") => Some("PCMA"),

@@ -26,13 +26,19 @@ impl Core {
     fn browser_codecs_in(&mut self, raw: &msg::Raw, sdp: &str) -> Option<String> {
         let id = raw.get("call-id")?;
         let (_, method) = raw.cseq()?;
-        let codecs = self.calls.browser_codecs.entry(id.to_string()).or_default();
+        let awaits_answer = || {
+            self.calls
+                .browser_codecs
+                .get(id)
+                .is_some_and(|c| c.awaits_answer())
+        };
         let offer = match (raw.status(), Method::parse(method)) {
             (None, Some(Method::Invite | Method::Update)) => true,
             (None, Some(Method::Ack)) => false,
-            (Some(100..=299), Some(Method::Invite | Method::Update)) => !codecs.awaits_answer(),
+            (Some(100..=299), Some(Method::Invite | Method::Update)) => !awaits_answer(),
             _ => return None,
         };
+        let codecs = self.calls.browser_codecs.entry(id.to_string()).or_default();
         codecs.from_browser(sdp, offer)
     }
 
