@@ -348,16 +348,13 @@ pub async fn serve(
     let mut addr_tick = tokio::time::interval(Duration::from_millis(250));
     let mut last_addrs = Vec::new();
     let mut settings_rx = settings.subscribe();
+    let mut timer = CoreTimer::default();
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
-        let now = now_ms();
-        let wait = shell
-            .core
-            .poll_timeout()
-            .map_or(Duration::from_secs(1), |t| {
-                Duration::from_millis(t.saturating_sub(now))
-            });
+        timer.arm(shell.core.poll_timeout());
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = &mut cancelled => break,
             _ = inbox.ready() => {
                 // A bounded batch, round-robin over source addresses.
                 for _ in 0..256 {
@@ -369,9 +366,7 @@ pub async fn serve(
                     shell.flush().await;
                 }
             }
-            _ = tokio::time::sleep(wait) => {
-                shell.core.handle_timeout(now_ms());
-            }
+            () = timer.fired() => shell.core.handle_timeout(now_ms()),
             _ = addr_tick.tick() => {
                 let rows = address_rows(&shell.core);
                 if rows != last_addrs {
@@ -406,6 +401,46 @@ pub async fn serve(
     let _ = writer.await;
     shell.notifier.finish().await;
     Ok(())
+}
+
+/// One timer for the core's next deadline (or a second from now when it
+/// has none), moved only when the deadline changes: a fresh timer on every
+/// pass through the core loop cost a timer-wheel insert and removal per
+/// message under load.
+struct CoreTimer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The core deadline `sleep` is set for; `None` once it fired.
+    armed: Option<Option<u64>>,
+}
+
+impl Default for CoreTimer {
+    fn default() -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(1))),
+            armed: None,
+        }
+    }
+}
+
+impl CoreTimer {
+    /// Sets the timer for `next` (ms since the epoch) unless it already is.
+    fn arm(&mut self, next: Option<u64>) {
+        if self.armed != Some(next) {
+            let wait = next.map_or(Duration::from_secs(1), |t| {
+                Duration::from_millis(t.saturating_sub(now_ms()))
+            });
+            self.sleep
+                .as_mut()
+                .reset(tokio::time::Instant::now() + wait);
+            self.armed = Some(next);
+        }
+    }
+
+    /// Resolves when the deadline passes; the next `arm` sets it again.
+    async fn fired(&mut self) {
+        self.sleep.as_mut().await;
+        self.armed = None;
+    }
 }
 
 /// What the tasks beside the core loop need.
