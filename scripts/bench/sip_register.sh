@@ -10,7 +10,7 @@
 #    against sipd and against Kamailio 5.6 (Debian `kamailio`, installed
 #    here when missing and root), a minimal registrar with MD5 digest from a
 #    text DB (scripts/bench/anchors/kamailio.cfg), one after the other at
-#    each offered rate (SIP_BENCH_RATES, default 2000 ... 22000/s). Printed:
+#    each offered rate (SIP_BENCH_RATES, default 2000 ... 28000/s). Printed:
 #    achieved rate, failures (failed + never finished), p99 from the first
 #    REGISTER to the 200 (both round trips of the challenge), the p99 ratio,
 #    each one's 0-failure ceiling (the highest offered rate with no failure
@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${GOSIP_BIN_DIR:-target/release}
-RATES=${SIP_BENCH_RATES:-"2000 4000 6000 8000 10000 12000 14000 16000 18000 20000 22000"}
+RATES=${SIP_BENCH_RATES:-"2000 4000 6000 8000 10000 12000 14000 16000 18000 20000 22000 24000 26000 28000"}
 TLS_RATES=${SIP_BENCH_TLS_RATES:-"500 1000 2000"}
 TLS_CONNS=${SIP_BENCH_TLS_CONNS:-10}
 SECONDS_PER_STEP=${SIP_BENCH_SECONDS:-5}

@@ -963,10 +963,15 @@ async fn device_reloader(
 /// transactions, not one per REGISTER.
 async fn db_writer(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Event>) {
     let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 512).await > 0 {
+    // Whatever queued while the last batch was written goes in the next
+    // one: under a REGISTER flood that is thousands of refreshes of the same
+    // bindings, written once each.
+    while rx.recv_many(&mut batch, 16_384).await > 0 {
         if let Err(e) = store::write_events(&pool, &batch).await {
             tracing::error!(error = %e, events = batch.len(), "cannot store registrations");
         }
         batch.clear();
+        // A flood's batch does not stay allocated.
+        batch.shrink_to(512);
     }
 }

@@ -168,18 +168,21 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
     // upserts (each a round trip to SQLite's thread) instead of one per
     // REGISTER, and a binding refreshed twice in the run is written once.
     let mut upserts: Vec<&crate::sip::registrar::Binding> = Vec::new();
+    // Where each binding of the current run is in `upserts`.
+    let mut at: std::collections::HashMap<(DeviceId, &str), usize> =
+        std::collections::HashMap::new();
     for e in events {
         if let Event::Binding(Change::Upsert(b)) = e {
-            match upserts
-                .iter_mut()
-                .rev()
-                .find(|p| p.device_id == b.device_id && p.contact == b.contact)
-            {
-                Some(p) => *p = b,
-                None => upserts.push(b),
+            match at.entry((b.device_id, b.contact.as_str())) {
+                std::collections::hash_map::Entry::Occupied(i) => upserts[*i.get()] = b,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(upserts.len());
+                    upserts.push(b);
+                }
             }
             continue;
         }
+        at.clear();
         upsert_bindings(&mut tx, &mut upserts).await?;
         match e {
             Event::Binding(Change::Upsert(_)) => {}

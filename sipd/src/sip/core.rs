@@ -553,12 +553,12 @@ impl Core {
             return;
         }
         match msg::intake(bytes) {
-            Ok((Inbound::Request(r), _)) => {
+            Ok(Inbound::Request(r)) => {
                 let _tsx = tsx_span(&r.raw, &r.via.branch).entered();
                 self.hop_in(&peer, &r.raw);
                 self.handle_request(now, peer, *r);
             }
-            Ok((Inbound::Response(r), _)) => {
+            Ok(Inbound::Response(r)) => {
                 let _tsx = tsx_span(&r.raw, &r.via.branch).entered();
                 self.trunk_pong(&peer, &r);
                 self.hop_in(&peer, &r.raw);

@@ -40,7 +40,7 @@ pub const SERVED: &[Method] = &[
 
 /// A message split into start line, unfolded headers and body. Never fails
 /// on content: only on framing.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Raw {
     pub start: String,
     /// (name as sent, value) with folding removed, in order.
@@ -196,21 +196,23 @@ pub enum Inbound {
 }
 
 /// Checks and parses one framed message. `Err(Reject)` is answered with the
-/// status; `Err(Drop)` is ignored.
-pub fn intake(bytes: &[u8]) -> Result<(Inbound, Raw), (Intake, Option<Raw>)> {
+/// status; `Err(Drop)` is ignored. The message's [`Raw`] moves into what is
+/// returned: on success into the request or response, on failure beside
+/// the reason (for the answer's headers).
+pub fn intake(bytes: &[u8]) -> Result<Inbound, (Intake, Option<Raw>)> {
     if bytes.len() > MAX_MESSAGE {
         return Err((Intake::Drop("too large"), None));
     }
     let Some(raw) = Raw::split(bytes) else {
         return Err((Intake::Drop("no header end"), None));
     };
-    match check(&raw, bytes) {
-        Ok(inb) => Ok((inb, raw)),
-        Err(Intake::Reject(code, reason)) if raw.answerable() => {
+    match check(raw, bytes) {
+        Ok(inb) => Ok(inb),
+        Err((Intake::Reject(code, reason), raw)) if raw.answerable() => {
             Err((Intake::Reject(code, reason), Some(raw)))
         }
-        Err(Intake::Reject(..)) => Err((Intake::Drop("unanswerable"), Some(raw))),
-        Err(d) => Err((d, Some(raw))),
+        Err((Intake::Reject(..), raw)) => Err((Intake::Drop("unanswerable"), Some(raw))),
+        Err((d, raw)) => Err((d, Some(raw))),
     }
 }
 
@@ -219,10 +221,18 @@ fn reject(code: u16, reason: &str) -> Intake {
 }
 
 /// The RFC 3261 syntax checks sipd relies on (RFC 4475 torture cases):
-/// a response with its status, or a request with its typed form.
-fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
-    check_headers(raw)?;
-    let body = framed_body(raw)?;
+/// a response with its status, or a request with its typed form; the raw
+/// message comes back with the reason when a check fails.
+fn check(mut raw: Raw, bytes: &[u8]) -> Result<Inbound, (Intake, Raw)> {
+    checked(&mut raw, bytes).map_err(|e| (e, raw))
+}
+
+/// [`check`]'s checks; frames `raw`'s body by its Content-Length and
+/// takes it into what it returns when it passes.
+fn checked(raw_mut: &mut Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
+    check_headers(raw_mut)?;
+    frame_body(raw_mut)?;
+    let raw = &*raw_mut;
     let Some((cseq_n, cseq_m)) = raw.cseq() else {
         return Err(reject(400, "Bad CSeq"));
     };
@@ -238,10 +248,7 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
             .filter(|c| (100..700).contains(c))
             .ok_or(Intake::Drop("bad status line"))?;
         return Ok(Inbound::Response(Box::new(Response {
-            raw: Raw {
-                body,
-                ..raw.clone()
-            },
+            raw: std::mem::take(raw_mut),
             status,
             via,
         })));
@@ -249,12 +256,9 @@ fn check(raw: &Raw, bytes: &[u8]) -> Result<Inbound, Intake> {
     let (method, uri) = check_request_line(raw, cseq_m)?;
     check_request_headers(raw, uri)?;
     let method = Method::parse(method);
-    let req = typed_request(bytes, &body, method)?;
+    let req = typed_request(bytes, &raw.body, method)?;
     Ok(Inbound::Request(Box::new(Request {
-        raw: Raw {
-            body,
-            ..raw.clone()
-        },
+        raw: std::mem::take(raw_mut),
         method,
         req,
         via,
@@ -293,20 +297,19 @@ fn check_headers(raw: &Raw) -> Result<(), Intake> {
     Ok(())
 }
 
-/// The body as Content-Length frames it (RFC 3261 section 18.3): a shorter
-/// body is an error, extra octets are discarded.
-fn framed_body(raw: &Raw) -> Result<Vec<u8>, Intake> {
-    let mut body = raw.body.clone();
+/// Cuts the body to what Content-Length frames (RFC 3261 section 18.3): a
+/// shorter body is an error, extra octets are discarded.
+fn frame_body(raw: &mut Raw) -> Result<(), Intake> {
     if let Some(cl) = raw.get("content-length") {
         let Ok(n) = cl.trim().parse::<usize>() else {
             return Err(reject(400, "Bad Content-Length"));
         };
-        if n > body.len() {
+        if n > raw.body.len() {
             return Err(reject(400, "Content-Length Exceeds Body"));
         }
-        body.truncate(n);
+        raw.body.truncate(n);
     }
-    Ok(body)
+    Ok(())
 }
 
 /// The Request-Line (Method SP Request-URI SP SIP-Version, single spaces,
@@ -862,7 +865,7 @@ mod tests {
 
     #[test]
     fn a_plain_options_passes_intake() {
-        let (inb, _) = intake(&req(OPTIONS)).unwrap();
+        let inb = intake(&req(OPTIONS)).unwrap();
         let Inbound::Request(r) = inb else { panic!() };
         assert_eq!(r.via.branch, "z9hG4bK1");
         assert!(r.via.rport);
@@ -892,12 +895,12 @@ mod tests {
     #[test]
     fn an_extension_method_has_no_method_value() {
         let m = OPTIONS.replace("OPTIONS", "FOO");
-        let Ok((Inbound::Request(r), _)) = intake(&req(&m)) else {
+        let Ok(Inbound::Request(r)) = intake(&req(&m)) else {
             panic!("FOO should pass intake");
         };
         assert_eq!(r.method, None);
         assert!(r.req.is_none());
-        let Ok((Inbound::Request(r), _)) = intake(&req(OPTIONS)) else {
+        let Ok(Inbound::Request(r)) = intake(&req(OPTIONS)) else {
             panic!("OPTIONS should pass intake");
         };
         assert_eq!(r.method, Some(Method::Options));
