@@ -84,7 +84,7 @@ pub fn build_request(o: &Outgoing) -> Vec<u8> {
 /// The Record-Route entries of a message, in order.
 pub fn route_set(raw: &Raw) -> Vec<String> {
     raw.all("record-route")
-        .flat_map(|v| msg::split_top_level(v, ','))
+        .flat_map(|v| msg::split_top_level(v, b','))
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
         .collect()

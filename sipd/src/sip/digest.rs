@@ -64,7 +64,7 @@ impl Credentials {
             return None;
         }
         let mut c = Credentials::default();
-        for part in super::msg::split_top_level(rest, ',') {
+        for part in super::msg::split_top_level(rest, b',') {
             let Some((k, val)) = part.split_once('=') else {
                 continue;
             };
@@ -131,7 +131,7 @@ pub fn answer(
             if !scheme.eq_ignore_ascii_case("digest") {
                 return None;
             }
-            let params: Vec<(String, String)> = super::msg::split_top_level(rest, ',')
+            let params: Vec<(String, String)> = super::msg::split_top_level(rest, b',')
                 .into_iter()
                 .filter_map(|p| {
                     let (k, v) = p.split_once('=')?;

@@ -378,8 +378,8 @@ fn check_request_headers(raw: &Raw, uri: &str) -> Result<(), Intake> {
         }
     }
     for v in raw.all("via") {
-        for item in split_top_level(v, ',') {
-            let mut parts = split_top_level(item, ';').into_iter();
+        for item in split_top_level(v, b',') {
+            let mut parts = split_top_level(item, b';').into_iter();
             if parts.next().is_none_or(|p| p.trim().is_empty())
                 || parts.any(|p| p.trim().is_empty())
             {
@@ -397,7 +397,7 @@ fn check_request_headers(raw: &Raw, uri: &str) -> Result<(), Intake> {
         return Err(reject(400, "Bad Date"));
     }
     for v in raw.all("contact") {
-        for c in split_top_level(v, ',') {
+        for c in split_top_level(v, b',') {
             if c.trim() != "*" && !name_addr_ok(c) {
                 return Err(reject(400, "Malformed Contact"));
             }
@@ -413,21 +413,23 @@ fn typed_request(
     body: &[u8],
     method: Option<Method>,
 ) -> Result<Option<rsip::Request>, Intake> {
-    let mut framed = bytes.to_vec();
-    // rsip keeps whatever follows the blank line; give it the framed body.
+    if !method.is_some_and(|m| SERVED.contains(&m)) {
+        return Ok(None);
+    }
+    // rsip keeps whatever follows the blank line; give it the framed body
+    // (the datagram itself when nothing follows the body).
     let sep = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len().saturating_sub(4)) + 4;
-    framed.truncate(sep);
-    framed.extend_from_slice(body);
-    Ok(if method.is_some_and(|m| SERVED.contains(&m)) {
-        match rsip::SipMessage::try_from(framed.as_slice()) {
-            Ok(rsip::SipMessage::Request(r)) => Some(r),
-            Ok(rsip::SipMessage::Response(_)) | Err(_) => {
-                return Err(reject(400, "Unparseable Request"));
-            }
-        }
+    let framed: std::borrow::Cow<'_, [u8]> = if bytes.get(sep..) == Some(body) {
+        bytes.into()
     } else {
-        None
-    })
+        let mut f = bytes[..sep.min(bytes.len())].to_vec();
+        f.extend_from_slice(body);
+        f.into()
+    };
+    match rsip::SipMessage::try_from(&*framed) {
+        Ok(rsip::SipMessage::Request(r)) => Ok(Some(r)),
+        Ok(rsip::SipMessage::Response(_)) | Err(_) => Err(reject(400, "Unparseable Request")),
+    }
 }
 
 /// The `;param` part of a name-addr / addr-spec header value.
@@ -443,7 +445,7 @@ fn params_ok(params: &str) -> bool {
     let Some(rest) = params.strip_prefix(';') else {
         return false;
     };
-    split_top_level(rest, ';')
+    split_top_level(rest, b';')
         .iter()
         .all(|p| !p.trim().is_empty())
 }
@@ -527,8 +529,8 @@ pub struct TopVia {
 
 impl TopVia {
     pub fn parse(v: &str) -> Option<TopVia> {
-        let first = split_top_level(v, ',').into_iter().next()?;
-        let mut params = split_top_level(first, ';').into_iter();
+        let first = split_top_level(v, b',').into_iter().next()?;
+        let mut params = split_top_level(first, b';').into_iter();
         let sent = params.next()?.trim();
         let mut slash = sent.splitn(3, '/');
         let (name, ver, rest) = (
@@ -582,28 +584,32 @@ fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
     }
 }
 
-/// Splits at `sep` outside double quotes and angle brackets.
-pub fn split_top_level(s: &str, sep: char) -> Vec<&str> {
+/// Splits at `sep` (ASCII) outside double quotes and angle brackets.
+///
+/// Walks bytes, not chars: every byte that matters here is ASCII, and no
+/// byte of a multi-byte UTF-8 character is, so the cuts are the same and
+/// always on character boundaries.
+pub fn split_top_level(s: &str, sep: u8) -> Vec<&str> {
     let mut out = Vec::new();
     let (mut quote, mut esc, mut angle, mut start) = (false, false, 0i32, 0usize);
-    for (i, c) in s.char_indices() {
+    for (i, &b) in s.as_bytes().iter().enumerate() {
         if quote {
             if esc {
                 esc = false;
-            } else if c == '\\' {
+            } else if b == b'\\' {
                 esc = true;
-            } else if c == '"' {
+            } else if b == b'"' {
                 quote = false;
             }
             continue;
         }
-        match c {
-            '"' => quote = true,
-            '<' => angle += 1,
-            '>' => angle -= 1,
-            c if c == sep && angle <= 0 => {
+        match b {
+            b'"' => quote = true,
+            b'<' => angle += 1,
+            b'>' => angle -= 1,
+            b if b == sep && angle <= 0 => {
                 out.push(&s[start..i]);
-                start = i + c.len_utf8();
+                start = i + 1;
             }
             _ => {}
         }
@@ -687,9 +693,9 @@ pub fn response(
 /// Sets `received` (always, so the phone learns its public address) and fills
 /// `rport` when the client asked for it (RFC 3581 section 4).
 fn stamp_via(via: &str, src: std::net::SocketAddr) -> String {
-    let parts = split_top_level(via, ',');
+    let parts = split_top_level(via, b',');
     let top = parts.first().copied().unwrap_or_default();
-    let mut params: Vec<String> = split_top_level(top, ';')
+    let mut params: Vec<String> = split_top_level(top, b';')
         .into_iter()
         .map(|p| p.trim().to_string())
         .collect();
@@ -752,7 +758,7 @@ pub fn split_name_addr(v: &str) -> (&str, &str) {
 /// The `tag` parameter of a From/To value.
 pub fn tag_of(v: &str) -> Option<&str> {
     let (_, params) = split_name_addr(v);
-    split_top_level(params, ';')
+    split_top_level(params, b';')
         .into_iter()
         .skip(1)
         .find_map(|p| {

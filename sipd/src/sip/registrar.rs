@@ -259,7 +259,7 @@ impl Registrar {
     pub fn register(&mut self, now: u64, r: &Register<'_>) -> Outcome {
         let mut items: Vec<&str> = Vec::new();
         for v in &r.contacts {
-            for c in split_top_level(v, ',') {
+            for c in split_top_level(v, b',') {
                 let c = c.trim();
                 if !c.is_empty() {
                     items.push(c);
@@ -424,7 +424,7 @@ impl Registrar {
 /// The `expires` parameter of one Contact value: `None` when absent.
 fn contact_expires(c: &str) -> Option<Result<u32, ()>> {
     let (_, params) = split_name_addr(c);
-    for p in split_top_level(params, ';').into_iter().skip(1) {
+    for p in split_top_level(params, b';').into_iter().skip(1) {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
         if k.trim().eq_ignore_ascii_case("expires") {
             return Some(v.trim().parse::<u32>().map_err(|_| ()));
