@@ -16,21 +16,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// libmimalloc-sys gives no name.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-fn main() -> std::process::ExitCode {
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
     // SAFETY: mi_option_set stores an integer in mimalloc's option table;
     // it takes no pointers.
     #[allow(unsafe_code)]
     unsafe {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0)
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build();
-    match runtime {
-        Ok(rt) => rt.block_on(proto::daemon::main::<sipd::Daemon>()),
-        Err(e) => {
-            eprintln!("sipd: cannot start the tokio runtime: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    proto::daemon::main::<sipd::Daemon>().await
 }

@@ -404,20 +404,20 @@ pub async fn serve(
 }
 
 /// One timer for the core's next deadline (or a second from now when it
-/// has none), moved only when the deadline changes: a fresh timer on every
-/// pass through the core loop cost a timer-wheel insert and removal per
-/// message under load.
+/// has none), moved only when the deadline changes or it fired: a fresh
+/// timer on every pass through the core loop cost a timer-wheel insert and
+/// removal per message under load.
 struct CoreTimer {
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-    /// The core deadline `sleep` is set for; `None` once it fired.
-    armed: Option<Option<u64>>,
+    /// The core deadline `sleep` is set for.
+    deadline: Option<u64>,
 }
 
 impl Default for CoreTimer {
     fn default() -> Self {
         Self {
-            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(1))),
-            armed: None,
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            deadline: None,
         }
     }
 }
@@ -425,21 +425,20 @@ impl Default for CoreTimer {
 impl CoreTimer {
     /// Sets the timer for `next` (ms since the epoch) unless it already is.
     fn arm(&mut self, next: Option<u64>) {
-        if self.armed != Some(next) {
+        if next != self.deadline || self.sleep.is_elapsed() {
             let wait = next.map_or(Duration::from_secs(1), |t| {
                 Duration::from_millis(t.saturating_sub(now_ms()))
             });
             self.sleep
                 .as_mut()
                 .reset(tokio::time::Instant::now() + wait);
-            self.armed = Some(next);
+            self.deadline = next;
         }
     }
 
-    /// Resolves when the deadline passes; the next `arm` sets it again.
-    async fn fired(&mut self) {
-        self.sleep.as_mut().await;
-        self.armed = None;
+    /// Resolves when the deadline passes.
+    fn fired(&mut self) -> &mut std::pin::Pin<Box<tokio::time::Sleep>> {
+        &mut self.sleep
     }
 }
 

@@ -167,22 +167,12 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
     // Registrations are written many at a time: one statement per run of
     // upserts (each a round trip to SQLite's thread) instead of one per
     // REGISTER, and a binding refreshed twice in the run is written once.
-    let mut upserts: Vec<&crate::sip::registrar::Binding> = Vec::new();
-    // Where each binding of the current run is in `upserts`.
-    let mut at: std::collections::HashMap<(DeviceId, &str), usize> =
-        std::collections::HashMap::new();
+    let mut upserts: Upserts = std::collections::HashMap::new();
     for e in events {
         if let Event::Binding(Change::Upsert(b)) = e {
-            match at.entry((b.device_id, b.contact.as_str())) {
-                std::collections::hash_map::Entry::Occupied(i) => upserts[*i.get()] = b,
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(upserts.len());
-                    upserts.push(b);
-                }
-            }
+            upserts.insert((b.device_id, b.contact.as_str()), b);
             continue;
         }
-        at.clear();
         upsert_bindings(&mut tx, &mut upserts).await?;
         match e {
             Event::Binding(Change::Upsert(_)) => {}
@@ -223,12 +213,16 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
     tx.commit().await
 }
 
+/// A run of binding upserts, the last one of each binding.
+type Upserts<'a> = std::collections::HashMap<(DeviceId, &'a str), &'a Binding>;
+
 /// Writes `upserts` (and empties it), up to 500 rows per statement.
 async fn upsert_bindings(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    upserts: &mut Vec<&crate::sip::registrar::Binding>,
+    upserts: &mut Upserts<'_>,
 ) -> Result<(), sqlx::Error> {
-    for chunk in upserts.chunks(500) {
+    let rows: Vec<&Binding> = upserts.drain().map(|(_, b)| b).collect();
+    for chunk in rows.chunks(500) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO registrations (device_id, contact, expires_at, user_agent, ip_address, transport, call_id, cseq, online, last_seen, local_address) ",
         );
@@ -255,7 +249,6 @@ async fn upsert_bindings(
         // 500-row one is a large program to cache per connection.
         q.build().persistent(false).execute(&mut **tx).await?;
     }
-    upserts.clear();
     Ok(())
 }
 
