@@ -22,6 +22,7 @@ use crate::call::{self, Cmd, Env, LegUpdate, Sockets};
 use crate::prompts::Prompts;
 use crate::relay::LegId;
 use crate::relay::pool::{PoolError, PortPool};
+use crate::runners::Runners;
 
 /// Bind attempts before Allocate gives up (ports held by other programs).
 const BIND_ATTEMPTS: usize = 16;
@@ -40,6 +41,7 @@ struct Inner {
     calls: Mutex<HashMap<String, CallEntry>>,
     prompts: Prompts,
     env: Env,
+    runners: Runners,
 }
 
 struct CallEntry {
@@ -49,7 +51,7 @@ struct CallEntry {
 }
 
 impl MediaService {
-    pub fn new(bind_ip: IpAddr, pool: PortPool, env: Env) -> Self {
+    pub fn new(bind_ip: IpAddr, pool: PortPool, env: Env, runners: Runners) -> Self {
         Self {
             inner: Arc::new(Inner {
                 bind_ip,
@@ -57,6 +59,7 @@ impl MediaService {
                 calls: Mutex::new(HashMap::new()),
                 prompts: Prompts::new(env.data_dir.clone()),
                 env,
+                runners,
             }),
         }
     }
@@ -127,7 +130,7 @@ impl MediaService {
         }
         let (ports, sockets) = self.bind_pair()?;
         let (tx, rx) = mpsc::channel(16);
-        let task = tokio::spawn(call::run(
+        let task = self.inner.runners.spawn(call::run(
             call_id.to_owned(),
             sockets,
             rx,
@@ -168,10 +171,10 @@ impl MediaService {
     }
 
     fn bind4(&self, a: u16, b: u16) -> std::io::Result<Sockets> {
-        let bind = |port: u16| -> std::io::Result<tokio::net::UdpSocket> {
+        let bind = |port: u16| -> std::io::Result<std::net::UdpSocket> {
             let s = std::net::UdpSocket::bind(SocketAddr::new(self.inner.bind_ip, port))?;
             s.set_nonblocking(true)?;
-            tokio::net::UdpSocket::from_std(s)
+            Ok(s)
         };
         Ok(Sockets {
             a_rtp: bind(a)?,

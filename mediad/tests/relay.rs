@@ -62,6 +62,7 @@ impl Mediad {
             rtp_ports: format!("{base}-{}", base + rtp_ports - 1),
             rtp_bind: "127.0.0.1".into(),
             orphan_secs,
+            media_threads: 1,
             notifyd_grpc: notifyd.to_owned(),
         };
         let stop = CancellationToken::new();

@@ -39,6 +39,7 @@ async fn an_expired_recording_is_deleted_and_a_newer_one_kept() {
         rtp_ports: format!("{base}-{}", base + 3),
         rtp_bind: "127.0.0.1".into(),
         orphan_secs: 3600,
+        media_threads: 1,
         // Nobody listens: no alert is expected here.
         notifyd_grpc: "127.0.0.1:9".into(),
     };

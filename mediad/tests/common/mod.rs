@@ -30,6 +30,7 @@ impl Mediad {
             rtp_ports: format!("{first}-{last}"),
             rtp_bind: "127.0.0.1".into(),
             orphan_secs: 3600,
+            media_threads: 2,
             notifyd_grpc: "127.0.0.1:9".into(),
         };
         let stop = CancellationToken::new();
