@@ -33,6 +33,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::doorbell::Doorbell;
 use crate::recording::{self, WavFile};
 use crate::relay::player::{Clip, Seed};
 use crate::relay::{Call, Event, LegId, PlayError, srtp};
@@ -160,22 +161,28 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
     let shutdown = task.env.shutdown.clone();
     let mut stop = std::pin::pin!(shutdown.cancelled());
     let socks = [&a_rtp, &a_rtcp, &b_rtp, &b_rtcp];
+    let bell = Doorbell::<SOURCE_COUNT>::default();
     loop {
         let wake = std::future::poll_fn(|cx| {
-            // Packets first: each readable socket is drained, then asked
-            // once more so that its next packet wakes the task. Relaying
-            // needs no wake of its own: after it, the same poll goes on to
-            // the other sources and sleeps when none has anything.
+            bell.arm(cx);
+            // Packets first: each socket that rang is drained, then asked
+            // once more so that its next packet rings it. Relaying needs
+            // no wake-up of its own: the same poll goes on to the other
+            // sources that rang, and sleeps when none has anything.
             let mut relayed = false;
             for (i, sock) in socks.iter().enumerate() {
-                while let Poll::Ready(Ok(())) = sock.poll_recv_ready(cx) {
+                if !bell.take(i) {
+                    continue;
+                }
+                while let Poll::Ready(Ok(())) = sock.poll_recv_ready(&mut bell.context(i)) {
                     relayed = true;
                     let (from, rtcp) = SOURCES[i];
                     let drained =
                         udp::with_batch(|b| task.relay(from, rtcp, sock, socks[i ^ 2], b));
                     if !drained {
-                        // A full batch: the other sockets get their turn
+                        // A full batch: the other sources get their turn
                         // and the task comes back for the rest.
+                        bell.ring(i);
                         cx.waker().wake_by_ref();
                         break;
                     }
@@ -185,16 +192,27 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
                 task.flush_webrtc(&a_rtp, &b_rtp);
                 task.publish_events();
             }
-            if stop.as_mut().poll(cx).is_ready() {
+            if bell.take(STOP) && stop.as_mut().poll(&mut bell.context(STOP)).is_ready() {
                 return Poll::Ready(Wake::Stop);
             }
-            if let Poll::Ready(cmd) = rx.poll_recv(cx) {
+            if bell.take(CMD)
+                && let Poll::Ready(cmd) = rx.poll_recv(&mut bell.context(CMD))
+            {
+                // More may be queued.
+                bell.ring(CMD);
                 return Poll::Ready(Wake::Cmd(cmd));
             }
-            if task.sends_frames() && frames.poll_tick(cx).is_ready() {
+            // Frames are polled only while something is played; a command
+            // that starts playing rings them.
+            if task.sends_frames()
+                && bell.take(FRAMES)
+                && frames.poll_tick(&mut bell.context(FRAMES)).is_ready()
+            {
+                bell.ring(FRAMES);
                 return Poll::Ready(Wake::Frame);
             }
-            if tick.poll_tick(cx).is_ready() {
+            if bell.take(TICK_SRC) && tick.poll_tick(&mut bell.context(TICK_SRC)).is_ready() {
+                bell.ring(TICK_SRC);
                 return Poll::Ready(Wake::Tick);
             }
             Poll::Pending
@@ -217,6 +235,7 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
                     // and no backlog of ticks from before it is sent.
                     frames.reset_immediately();
                 }
+                bell.ring(FRAMES);
             }
             Wake::Frame => {
                 task.send_frame(&a_rtp);
@@ -268,6 +287,14 @@ enum Wake {
     Frame,
     Tick,
 }
+
+/// A call task's sources, by their bit in its [`Doorbell`]: the four
+/// sockets (0 to 3, as [`SOURCES`]), then these.
+const STOP: usize = 4;
+const CMD: usize = 5;
+const FRAMES: usize = 6;
+const TICK_SRC: usize = 7;
+const SOURCE_COUNT: usize = 8;
 
 /// The leg and kind of each of a call's sockets, in [`Sockets::register`]'s
 /// order; socket `i` relays to socket `i ^ 2` (the other leg's same kind).

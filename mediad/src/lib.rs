@@ -18,6 +18,7 @@
 //! Voicemails: `$GOSIP_DATA_DIR/voicemails/incoming/<call id>.wav`, mono.
 
 pub mod call;
+pub mod doorbell;
 pub mod prompts;
 pub mod recording;
 pub mod relay;

@@ -97,20 +97,14 @@ fn recv_into(
     room: usize,
     got: &mut [(usize, Option<SocketAddr>); SLOTS],
 ) -> io::Result<usize> {
-    {
-        let mut iovs = bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..room])]);
-        match recvmmsg(fd, headers, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
-            Ok(msgs) => {
-                let mut n = 0;
-                for (slot, msg) in got.iter_mut().zip(msgs) {
-                    *slot = (msg.bytes, msg.address.as_ref().and_then(socket_addr));
-                    n += 1;
-                }
-                Ok(n)
-            }
-            Err(e) => Err(io::Error::from(e)),
-        }
+    let mut iovs = bufs.each_mut().map(|b| [IoSliceMut::new(&mut b[..room])]);
+    let msgs = recvmmsg(fd, headers, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
+    let mut n = 0;
+    for (slot, msg) in got.iter_mut().zip(msgs) {
+        *slot = (msg.bytes, msg.address.as_ref().and_then(socket_addr));
+        n += 1;
     }
+    Ok(n)
 }
 
 fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {

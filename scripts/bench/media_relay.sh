@@ -18,7 +18,8 @@
 # userspace forwarding only: no kernel module), in the same run, one after
 # the other, with the same bench traffic and the same CPU accounting
 # (utime+stime of the whole process over the same measured window): plain
-# RTP at 200 and 500 calls, set up through mediad's gRPC API and through
+# RTP at 200 calls (three pairs, alternating; the verdict takes the median
+# pair) and 500 calls (one pair), set up through mediad's gRPC API and through
 # rtpengine's ng protocol (offer + answer per call). One table, then the
 # targets: 200 calls set up within one second with 0 packets lost and
 # mediad's CPU at most 0.8x rtpengine's; 500 calls reported. Without
@@ -111,7 +112,8 @@ start_rtpengine() {
   # --delete-delay=0: a deleted call is gone at once, none left over for
   #   the next run.
   # --log-level=4: warnings, as mediad's RUST_LOG=warn.
-  # Threads: rtpengine's default, one per core, as mediad's tokio runtime.
+  # Threads: each relay's default: rtpengine one per core, mediad one media
+  #   thread (GOSIP_MEDIA_THREADS).
   rtpengine --config-file=none --foreground --table=-1 --interface=127.0.0.1 \
     --listen-ng="$ng" --port-min="${RTPENGINE_PORTS%-*}" --port-max="${RTPENGINE_PORTS#*-}" \
     --delete-delay=0 --log-stderr --log-level=4 >"$dir/rtpengine.log" 2>&1 &
@@ -140,7 +142,11 @@ else
   anchor=
   echo "mediad alone, plain RTP, ${SECS} s per run"
 fi
-for calls in 200 500; do
+# 200 calls: PAIRS runs of each, alternating, so that a slow moment of the
+# machine (a shared VM's neighbours) falls on one pair, not on the verdict,
+# which takes the median pair. 500 calls: one pair, reported.
+PAIRS=${MEDIA_BENCH_PAIRS:-3}
+for calls in $(printf '200 %.0s' $(seq "$PAIRS")) 500; do
   "$BIN/mediad-bench" --data-dir "$dir" --grpc "$grpc" --pid "$pid" --calls "$calls" --secs "$SECS" \
     --summary "$summary" || echo "mediad run at $calls calls failed"
   if [[ -n $anchor ]]; then
@@ -149,39 +155,57 @@ for calls in 200 500; do
   fi
 done
 
-# One table, then the targets. A missing figure is a dash and fails.
+# One table (a row per pair), then the targets. A missing figure is a dash
+# and fails.
 awk -v anchor="${anchor:+rtpengine}" '
-  { setup[$1, $2] = $3; cpu[$1, $2] = $4; loss[$1, $2] = $5; lost[$1, $2] = $6; sent[$1, $2] = $7; have[$1, $2] = 1 }
-  function f(relay, n, a) { return ((relay, n) in have) ? a[relay, n] : "-" }
-  function ratio(n) {
-    if (!(("mediad", n) in have) || !(("rtpengine", n) in have)) return "-"
-    if (cpu["rtpengine", n] == 0) return "n/a"
-    return sprintf("%.2f", cpu["mediad", n] / cpu["rtpengine", n])
+  {
+    k = ++runs[$1, $2]; key = $1 SUBSEP $2 SUBSEP k
+    setup[key] = $3; cpu[key] = $4; loss[key] = $5; lost[key] = $6; sent[key] = $7; have[key] = 1
+    if (k > pairs[$2]) pairs[$2] = k
+  }
+  function f(relay, n, k, a) { return ((relay, n, k) in have) ? a[relay, n, k] : "-" }
+  function ratio(n, k) {
+    if (!(("mediad", n, k) in have) || !(("rtpengine", n, k) in have)) return "-"
+    if (cpu["rtpengine", n, k] == 0) return "n/a"
+    return sprintf("%.2f", cpu["mediad", n, k] / cpu["rtpengine", n, k])
+  }
+  function row(n, k) {
+    printf fmt, n "#" k, f("mediad", n, k, setup), f("mediad", n, k, cpu), f("mediad", n, k, loss), \
+      f("rtpengine", n, k, setup), f("rtpengine", n, k, cpu), f("rtpengine", n, k, loss), ratio(n, k)
   }
   END {
-    fmt = "%-5s %14s %11s %12s %17s %14s %15s %6s\n"
+    fmt = "%-6s %14s %11s %12s %17s %14s %15s %6s\n"
     printf fmt, "calls", "mediad_setup_s", "mediad_cpu%", "mediad_loss%", "rtpengine_setup_s", "rtpengine_cpu%", "rtpengine_loss%", "ratio"
-    for (i = 1; i <= 2; i++) {
-      n = (i == 1) ? 200 : 500
-      printf fmt, n, f("mediad", n, setup), f("mediad", n, cpu), f("mediad", n, loss), \
-        f("rtpengine", n, setup), f("rtpengine", n, cpu), f("rtpengine", n, loss), ratio(n)
+    for (k = 1; k <= pairs[200]; k++) row(200, k)
+    for (k = 1; k <= pairs[500]; k++) row(500, k)
+    printf "(ratio: mediad CPU / rtpengine CPU, each in %% of one core over the same measured window; calls#k is the k-th pair)\n"
+    # The 200-call verdict: every mediad run set up in time without loss,
+    # and the median pair ratio (a pair without a ratio counts as failing).
+    n = 200; ok_setup = pairs[n] > 0; ok_loss = ok_setup; m = 0; bad = 0
+    for (k = 1; k <= pairs[n]; k++) {
+      if (!(("mediad", n, k) in have)) { ok_setup = 0; ok_loss = 0; continue }
+      if (setup["mediad", n, k] >= 1.0) ok_setup = 0
+      if (lost["mediad", n, k] != 0 || sent["mediad", n, k] == 0) ok_loss = 0
+      r = ratio(n, k)
+      if (r == "-" || r == "n/a") bad++; else rs[++m] = r + 0
     }
-    printf "(ratio: mediad CPU / rtpengine CPU, each in %% of one core over the same measured window)\n"
-    n = 200; r = ratio(n)
-    ok_setup = (("mediad", n) in have) && setup["mediad", n] < 1.0
-    ok_loss = (("mediad", n) in have) && lost["mediad", n] == 0 && sent["mediad", n] > 0
-    ok_cpu = (r != "-" && r != "n/a" && r + 0 <= 0.8)
+    for (i = 2; i <= m; i++) { v = rs[i]; for (j = i - 1; j >= 1 && rs[j] > v; j--) rs[j + 1] = rs[j]; rs[j + 1] = v }
+    total = m + bad
+    med = (total > 0 && bad <= int((total - 1) / 2)) ? sprintf("%.2f", rs[int((total + 1) / 2)]) : "-"
+    ok_cpu = (med != "-" && med + 0 <= 0.8)
     verdict = (ok_setup && ok_loss && ok_cpu) ? "PASS" : "FAIL"
     if (anchor == "" && ok_setup && ok_loss) verdict = "NOT MEASURED (no rtpengine)"
-    printf "target 200 calls set up < 1 s, 0 loss, mediad CPU <= 0.8x rtpengine: %s (setup %s s, lost %s of %s packets, mediad %s%% vs rtpengine %s%% CPU, ratio %s)\n", \
-      verdict, f("mediad", n, setup), f("mediad", n, lost), f("mediad", n, sent), f("mediad", n, cpu), f("rtpengine", n, cpu), r
-    for (i = 1; i <= 2; i++) {
-      n = (i == 1) ? 200 : 500
-      if (("rtpengine", n) in have && lost["rtpengine", n] > 0)
-        printf "  note: rtpengine lost %s of %s packets at %d calls: its CPU figure is for less relaying\n", lost["rtpengine", n], sent["rtpengine", n], n
-    }
+    all = ""; for (k = 1; k <= pairs[n]; k++) all = all (k > 1 ? " " : "") ratio(n, k)
+    printf "target 200 calls set up < 1 s, 0 loss, mediad CPU <= 0.8x rtpengine: %s (%d pairs: every mediad run set up in < 1 s: %s, lost 0 packets: %s; ratios %s, median %s)\n", \
+      verdict, pairs[n], ok_setup ? "yes" : "no", ok_loss ? "yes" : "no", all, med
+    for (k = 1; k <= pairs[200]; k++) lostnote(200, k)
+    for (k = 1; k <= pairs[500]; k++) lostnote(500, k)
     n = 500
     printf "500 calls: reported (mediad: setup %s s, loss %s%%, CPU %s%%; rtpengine: setup %s s, loss %s%%, CPU %s%%; ratio %s)\n", \
-      f("mediad", n, setup), f("mediad", n, loss), f("mediad", n, cpu), \
-      f("rtpengine", n, setup), f("rtpengine", n, loss), f("rtpengine", n, cpu), ratio(n)
+      f("mediad", n, 1, setup), f("mediad", n, 1, loss), f("mediad", n, 1, cpu), \
+      f("rtpengine", n, 1, setup), f("rtpengine", n, 1, loss), f("rtpengine", n, 1, cpu), ratio(n, 1)
+  }
+  function lostnote(n, k) {
+    if (("rtpengine", n, k) in have && lost["rtpengine", n, k] > 0)
+      printf "  note: rtpengine lost %s of %s packets in pair %d at %d calls: its CPU figure is for less relaying\n", lost["rtpengine", n, k], sent["rtpengine", n, k], k, n
   }' "$summary"
