@@ -8,7 +8,10 @@
 //! mediad answers itself the player, resampler and voicemail timeline); it
 //! never touches a socket or reads the clock. The shell: `service` (gRPC,
 //! contract in `proto/proto/mediad.proto`), `call` (one task per call
-//! relaying its four UDP sockets, or sending what it plays), `recording`
+//! relaying its four UDP sockets, or sending what it plays), `runners`
+//! (the media threads the call tasks run on, `GOSIP_MEDIA_THREADS`, one by
+//! default), `udp` (a socket's queue in one `recvmmsg`), `doorbell` (a
+//! call's task polls only the sources that woke it), `recording`
 //! (WAV files, retention sweep), `prompts` (speech by espeak-ng and its
 //! cache, WAV prompts from the data dir).
 //!
