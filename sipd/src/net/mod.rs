@@ -287,20 +287,62 @@ pub struct Streams {
     pub trunk: tokio_rustls::TlsConnector,
 }
 
-/// Runs the SIP side of sipd until `shutdown`.
-#[allow(clippy::too_many_arguments)]
-pub async fn serve(
+/// What the SIP side of sipd runs with, beside its UDP socket.
+pub struct Sip {
+    pub streams: Streams,
+    pub pool: SqlitePool,
+    pub settings: SettingsHandle,
+    pub media: media::Media,
+    pub commands: mpsc::Receiver<Command>,
+    pub cmd_tx: mpsc::Sender<Command>,
+    pub devices: DeviceRequests,
+    pub notifier: notify::Notifier,
+    pub shutdown: CancellationToken,
+}
+
+/// Starts the SIP side of sipd ([`serve`]) on a thread of its own, with a
+/// single-threaded tokio runtime: the core loop and the UDP reader that
+/// feeds it share that thread, so a datagram reaches the core without one
+/// thread waking another (on the shared runtime the reader and the core
+/// ran on different workers, and waking each other was a large part of
+/// sipd's time under a REGISTER flood). TLS, TCP and WebSocket
+/// connections, the database writer and the device reloader stay on the
+/// calling runtime, so a slow TLS handshake never holds up the core.
+/// The receiver gets [`serve`]'s result once it stops.
+pub fn start(
     udp: UdpSocket,
-    streams: Streams,
-    pool: SqlitePool,
-    settings: SettingsHandle,
-    media: media::Media,
-    mut commands: mpsc::Receiver<Command>,
-    cmd_tx: mpsc::Sender<Command>,
-    devices: DeviceRequests,
-    notifier: notify::Notifier,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+    sip: Sip,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<()>>> {
+    let main = tokio::runtime::Handle::current();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done, result) = tokio::sync::oneshot::channel();
+    // Registered again on the core thread, with that runtime's reactor.
+    let udp = udp.into_std()?;
+    std::thread::Builder::new()
+        .name("sipd-core".into())
+        .spawn(move || {
+            let r = rt.block_on(async move { serve(UdpSocket::from_std(udp)?, sip, main).await });
+            let _ = done.send(r);
+        })?;
+    Ok(result)
+}
+
+/// Runs the SIP side of sipd until `shutdown`; the tasks that must not
+/// share the core's thread go to `main`.
+pub async fn serve(udp: UdpSocket, sip: Sip, main: tokio::runtime::Handle) -> anyhow::Result<()> {
+    let Sip {
+        streams,
+        pool,
+        settings,
+        media,
+        mut commands,
+        cmd_tx,
+        devices,
+        notifier,
+        shutdown,
+    } = sip;
     let sip_addr = udp.local_addr()?;
     let sips_port = streams.tls.0.local_addr()?.port();
     // Bursts from many phones (or the benchmark) must not overflow the
@@ -315,7 +357,7 @@ pub async fn serve(
     let core = load_core(&pool, &settings, (sip_addr, sips_port)).await?;
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
-    let writer = tokio::spawn(db_writer(pool.clone(), ev_rx));
+    let writer = main.spawn(db_writer(pool.clone(), ev_rx));
     let (mut dev_rx, dialer) = spawn_helpers(
         Helpers {
             udp: &udp,
@@ -326,6 +368,7 @@ pub async fn serve(
             settings: &settings,
             cmd_tx: &cmd_tx,
             devices,
+            main: &main,
         },
         &shutdown,
     );
@@ -452,6 +495,8 @@ struct Helpers<'a> {
     settings: &'a SettingsHandle,
     cmd_tx: &'a mpsc::Sender<Command>,
     devices: DeviceRequests,
+    /// The runtime for what must not share the core's thread.
+    main: &'a tokio::runtime::Handle,
 }
 
 /// Starts the tasks beside the core loop: the UDP reader and TCP acceptor
@@ -477,7 +522,7 @@ fn spawn_helpers(
         h.cmd_tx.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(transport::tcp_acceptor(
+    h.main.spawn(transport::tcp_acceptor(
         h.streams.tcp,
         h.inbox.clone(),
         h.conns.clone(),
@@ -489,9 +534,10 @@ fn spawn_helpers(
         inbox: h.inbox.clone(),
         failed: h.cmd_tx.clone(),
         shutdown: shutdown.clone(),
+        runtime: h.main.clone(),
     };
     let (ws, secret) = h.streams.ws;
-    tokio::spawn(ws::acceptor(
+    h.main.spawn(ws::acceptor(
         ws,
         ws::WsShared {
             secret,
@@ -502,20 +548,20 @@ fn spawn_helpers(
         },
     ));
     let (tls, acceptor) = h.streams.tls;
-    tokio::spawn(transport::tls_acceptor(
+    h.main.spawn(transport::tls_acceptor(
         tls,
         acceptor,
         h.inbox.clone(),
         h.conns.clone(),
         shutdown.clone(),
     ));
-    tokio::spawn(voicemail_counter(
+    h.main.spawn(voicemail_counter(
         h.pool.clone(),
         h.cmd_tx.clone(),
         shutdown.clone(),
     ));
     let (dev_tx, dev_rx) = mpsc::channel(1);
-    tokio::spawn(device_reloader(
+    h.main.spawn(device_reloader(
         h.pool.clone(),
         h.devices,
         dev_tx,
