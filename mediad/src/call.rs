@@ -137,7 +137,7 @@ pub struct Env {
 }
 
 /// Runs one call until Release, the command channel closing, or shutdown.
-pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>, env: Env) {
+pub async fn run(call_id: String, sockets: Sockets, rx: mpsc::Receiver<Cmd>, env: Env) {
     let mut last_cmd = Instant::now();
     let mut task = CallTask {
         call: Call::new(Instant::now()),
@@ -155,69 +155,19 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
             return;
         }
     };
-    let mut tick = tokio::time::interval_at(aligned_tick(Instant::now()).into(), TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut frames = tokio::time::interval(FRAME_TIME);
-    let shutdown = task.env.shutdown.clone();
-    let mut stop = std::pin::pin!(shutdown.cancelled());
+    let mut sources = Sources {
+        bell: Doorbell::default(),
+        stop: Box::pin(task.env.shutdown.clone().cancelled_owned()),
+        rx,
+        frames: tokio::time::interval(FRAME_TIME),
+        tick: tokio::time::interval_at(aligned_tick(Instant::now()).into(), TICK),
+    };
+    sources
+        .tick
+        .set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let socks = [&a_rtp, &a_rtcp, &b_rtp, &b_rtcp];
-    let bell = Doorbell::<SOURCE_COUNT>::default();
     loop {
-        let wake = std::future::poll_fn(|cx| {
-            bell.arm(cx);
-            // Packets first: each socket that rang is drained, then asked
-            // once more so that its next packet rings it. Relaying needs
-            // no wake-up of its own: the same poll goes on to the other
-            // sources that rang, and sleeps when none has anything.
-            let mut relayed = false;
-            for (i, sock) in socks.iter().enumerate() {
-                if !bell.take(i) {
-                    continue;
-                }
-                while let Poll::Ready(Ok(())) = sock.poll_recv_ready(&mut bell.context(i)) {
-                    relayed = true;
-                    let (from, rtcp) = SOURCES[i];
-                    let drained =
-                        udp::with_batch(|b| task.relay(from, rtcp, sock, socks[i ^ 2], b));
-                    if !drained {
-                        // A full batch: the other sources get their turn
-                        // and the task comes back for the rest.
-                        bell.ring(i);
-                        cx.waker().wake_by_ref();
-                        break;
-                    }
-                }
-            }
-            if relayed {
-                task.flush_webrtc(&a_rtp, &b_rtp);
-                task.publish_events();
-            }
-            if bell.take(STOP) && stop.as_mut().poll(&mut bell.context(STOP)).is_ready() {
-                return Poll::Ready(Wake::Stop);
-            }
-            if bell.take(CMD)
-                && let Poll::Ready(cmd) = rx.poll_recv(&mut bell.context(CMD))
-            {
-                // More may be queued.
-                bell.ring(CMD);
-                return Poll::Ready(Wake::Cmd(cmd));
-            }
-            // Frames are polled only while something is played; a command
-            // that starts playing rings them.
-            if task.sends_frames()
-                && bell.take(FRAMES)
-                && frames.poll_tick(&mut bell.context(FRAMES)).is_ready()
-            {
-                bell.ring(FRAMES);
-                return Poll::Ready(Wake::Frame);
-            }
-            if bell.take(TICK_SRC) && tick.poll_tick(&mut bell.context(TICK_SRC)).is_ready() {
-                bell.ring(TICK_SRC);
-                return Poll::Ready(Wake::Tick);
-            }
-            Poll::Pending
-        })
-        .await;
+        let wake = std::future::poll_fn(|cx| sources.poll(cx, &mut task, socks)).await;
         match wake {
             Wake::Stop | Wake::Cmd(None) => {
                 task.finish();
@@ -233,9 +183,9 @@ pub async fn run(call_id: String, sockets: Sockets, mut rx: mpsc::Receiver<Cmd>,
                 if task.command(cmd) {
                     // A new Play or feed: its first packet goes now,
                     // and no backlog of ticks from before it is sent.
-                    frames.reset_immediately();
+                    sources.frames.reset_immediately();
                 }
-                bell.ring(FRAMES);
+                sources.bell.ring(FRAMES);
             }
             Wake::Frame => {
                 task.send_frame(&a_rtp);
@@ -277,6 +227,94 @@ fn aligned_tick(now: Instant) -> Instant {
     let tick = TICK.as_nanos();
     let next = (since / tick + 1) * tick;
     epoch + Duration::from_nanos(u64::try_from(next).unwrap_or(u64::MAX))
+}
+
+/// What a call's task waits on besides its sockets, and the doorbell
+/// that says which of them (sockets included) woke it.
+struct Sources {
+    bell: Doorbell<SOURCE_COUNT>,
+    stop: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    rx: mpsc::Receiver<Cmd>,
+    /// Paces what is played (20 ms), polled only while something is.
+    frames: tokio::time::Interval,
+    tick: tokio::time::Interval,
+}
+
+impl Sources {
+    /// Relays what the sockets that rang hold, then returns the first
+    /// other source that rang and is ready, or sleeps.
+    fn poll(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        task: &mut CallTask,
+        socks: [&UdpSocket; 4],
+    ) -> Poll<Wake> {
+        self.bell.arm(cx);
+        // Packets first: each socket that rang is drained, then asked
+        // once more so that its next packet rings it. Relaying needs
+        // no wake-up of its own: the same poll goes on to the other
+        // sources that rang, and sleeps when none has anything.
+        let mut relayed = false;
+        for (i, sock) in socks.iter().enumerate() {
+            if !self.bell.take(i) {
+                continue;
+            }
+            while let Poll::Ready(Ok(())) = sock.poll_recv_ready(&mut self.bell.context(i)) {
+                relayed = true;
+                let (from, rtcp) = SOURCES[i];
+                let drained = udp::with_batch(|b| task.relay(from, rtcp, sock, socks[i ^ 2], b));
+                if !drained {
+                    // A full batch: the other sources get their turn
+                    // and the task comes back for the rest.
+                    self.bell.ring(i);
+                    cx.waker().wake_by_ref();
+                    break;
+                }
+            }
+        }
+        if relayed {
+            task.flush_webrtc(socks[0], socks[2]);
+            task.publish_events();
+        }
+        if self.bell.take(STOP)
+            && self
+                .stop
+                .as_mut()
+                .poll(&mut self.bell.context(STOP))
+                .is_ready()
+        {
+            return Poll::Ready(Wake::Stop);
+        }
+        if self.bell.take(CMD)
+            && let Poll::Ready(cmd) = self.rx.poll_recv(&mut self.bell.context(CMD))
+        {
+            // More may be queued.
+            self.bell.ring(CMD);
+            return Poll::Ready(Wake::Cmd(cmd));
+        }
+        // Frames are polled only while something is played; a command
+        // that starts playing rings them.
+        if task.sends_frames()
+            && self.bell.take(FRAMES)
+            && self
+                .frames
+                .poll_tick(&mut self.bell.context(FRAMES))
+                .is_ready()
+        {
+            self.bell.ring(FRAMES);
+            return Poll::Ready(Wake::Frame);
+        }
+        if self.bell.take(TICK_SRC)
+            && self
+                .tick
+                .poll_tick(&mut self.bell.context(TICK_SRC))
+                .is_ready()
+        {
+            self.bell.ring(TICK_SRC);
+            return Poll::Ready(Wake::Tick);
+        }
+        Poll::Pending
+    }
 }
 
 /// What woke a call's task.

@@ -422,20 +422,10 @@ pub async fn serve(udp: UdpSocket, sip: Sip, main: tokio::runtime::Handle) -> an
             changed = settings_rx.changed() => {
                 if changed.is_ok() {
                     let cfg = core_config(&settings_rx.borrow_and_update(), sip_addr, sips_port);
-                    if &cfg != shell.core.config() {
-                        tracing::info!(realm = %cfg.realm, "sip settings changed");
-                        shell.core.set_config(now_ms(), cfg);
-                    }
+                    shell.set_config(cfg);
                 }
             }
-            Some(list) = dev_rx.recv() => {
-                let n = list.devices.len();
-                shell.core.set_devices(list.devices);
-                shell.core.set_dnd(list.dnd);
-                for ack in list.acks {
-                    let _ = ack.send(Ok(n));
-                }
-            }
+            Some(list) = dev_rx.recv() => shell.set_devices(list),
             Some(cmd) = commands.recv() => shell.command(cmd),
         }
         shell.flush().await;
@@ -611,6 +601,25 @@ struct Shell {
 }
 
 impl Shell {
+    /// The device list the reloader read: to the core, and the reloads
+    /// that asked for it answered.
+    fn set_devices(&mut self, list: DeviceList) {
+        let n = list.devices.len();
+        self.core.set_devices(list.devices);
+        self.core.set_dnd(list.dnd);
+        for ack in list.acks {
+            let _ = ack.send(Ok(n));
+        }
+    }
+
+    /// SIP settings as they are now: to the core when they changed.
+    fn set_config(&mut self, cfg: CoreConfig) {
+        if &cfg != self.core.config() {
+            tracing::info!(realm = %cfg.realm, "sip settings changed");
+            self.core.set_config(now_ms(), cfg);
+        }
+    }
+
     /// Sends what the core queued and hands its events on: media work to
     /// mediad, rows to the database writer, CDRs and alerts also to notifyd.
     async fn flush(&mut self) {
