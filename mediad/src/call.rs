@@ -294,27 +294,24 @@ impl Sources {
         }
         // Frames are polled only while something is played; a command
         // that starts playing rings them.
-        if task.sends_frames()
-            && self.bell.take(FRAMES)
-            && self
-                .frames
-                .poll_tick(&mut self.bell.context(FRAMES))
-                .is_ready()
-        {
-            self.bell.ring(FRAMES);
+        if task.sends_frames() && ticked(&self.bell, FRAMES, &mut self.frames) {
             return Poll::Ready(Wake::Frame);
         }
-        if self.bell.take(TICK_SRC)
-            && self
-                .tick
-                .poll_tick(&mut self.bell.context(TICK_SRC))
-                .is_ready()
-        {
-            self.bell.ring(TICK_SRC);
+        if ticked(&self.bell, TICK_SRC, &mut self.tick) {
             return Poll::Ready(Wake::Tick);
         }
         Poll::Pending
     }
+}
+
+/// Whether `interval`, source `i` of `bell`, rang and is due. A due one is
+/// rung again, so its next deadline is armed on the next poll.
+fn ticked(bell: &Doorbell<SOURCE_COUNT>, i: usize, interval: &mut tokio::time::Interval) -> bool {
+    let due = bell.take(i) && interval.poll_tick(&mut bell.context(i)).is_ready();
+    if due {
+        bell.ring(i);
+    }
+    due
 }
 
 /// What woke a call's task.

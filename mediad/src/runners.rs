@@ -43,26 +43,20 @@ impl Runners {
     ) -> std::io::Result<Self> {
         let mut runners = Vec::with_capacity(threads.max(1));
         for i in 0..threads.max(1) {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             let tracker = TaskTracker::new();
-            let runner = Runner {
-                handle: rt.handle().clone(),
-                calls: Arc::new(AtomicUsize::new(0)),
-                tracker: tracker.clone(),
-            };
             let stop = shutdown.clone();
-            std::thread::Builder::new()
-                .name(format!("mediad-media-{i}"))
-                .spawn(move || {
-                    rt.block_on(async {
-                        stop.cancelled().await;
-                        tracker.close();
-                        let _ = tokio::time::timeout(drain, tracker.wait()).await;
-                    });
+            let waited = tracker.clone();
+            let (handle, _) =
+                proto::daemon::own_thread(&format!("mediad-media-{i}"), move || async move {
+                    stop.cancelled().await;
+                    waited.close();
+                    let _ = tokio::time::timeout(drain, waited.wait()).await;
                 })?;
-            runners.push(runner);
+            runners.push(Runner {
+                handle,
+                calls: Arc::new(AtomicUsize::new(0)),
+                tracker,
+            });
         }
         Ok(Self { runners })
     }
@@ -86,8 +80,9 @@ impl Runners {
         runner.handle.spawn(tracked)
     }
 
-    /// Calls on each media thread (for the log and tests).
-    pub fn loads(&self) -> Vec<usize> {
+    /// Calls on each media thread.
+    #[cfg(test)]
+    fn loads(&self) -> Vec<usize> {
         self.runners
             .iter()
             .map(|r| r.calls.load(Ordering::Relaxed))

@@ -31,7 +31,6 @@ pub struct RecvBatch {
     bufs: Box<[[u8; BUF]; SLOTS]>,
     headers: MultiHeaders<SockaddrStorage>,
     got: [(usize, Option<SocketAddr>); SLOTS],
-    count: usize,
 }
 
 impl Default for RecvBatch {
@@ -40,7 +39,6 @@ impl Default for RecvBatch {
             bufs: Box::new([[0; BUF]; SLOTS]),
             headers: MultiHeaders::preallocate(SLOTS, None),
             got: [(0, None); SLOTS],
-            count: 0,
         }
     }
 }
@@ -61,14 +59,16 @@ impl RecvBatch {
     /// socket is now empty; `Err` only for an error other than "empty".
     pub fn recv(&mut self, sock: &UdpSocket, room: usize) -> io::Result<(usize, bool)> {
         let room = room.min(BUF);
-        self.count = 0;
-        let got = &mut self.got;
-        let bufs = &mut self.bufs;
-        let headers = &mut self.headers;
-        let count = &mut self.count;
+        let mut count = 0;
         let r = sock.try_io(Interest::READABLE, || {
-            *count = recv_into(sock.as_raw_fd(), headers, bufs, room, got)?;
-            if *count < SLOTS {
+            count = recv_into(
+                sock.as_raw_fd(),
+                &mut self.headers,
+                &mut self.bufs,
+                room,
+                &mut self.got,
+            )?;
+            if count < SLOTS {
                 // Fewer than there was room for: nothing is left, so tokio
                 // waits for the next packet instead of asking once more.
                 return Err(io::ErrorKind::WouldBlock.into());
@@ -76,8 +76,8 @@ impl RecvBatch {
             Ok(())
         });
         match r {
-            Ok(()) => Ok((self.count, false)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((self.count, true)),
+            Ok(()) => Ok((count, false)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((count, true)),
             Err(e) => Err(e),
         }
     }

@@ -314,18 +314,11 @@ pub fn start(
     sip: Sip,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<()>>> {
     let main = tokio::runtime::Handle::current();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (done, result) = tokio::sync::oneshot::channel();
     // Registered again on the core thread, with that runtime's reactor.
     let udp = udp.into_std()?;
-    std::thread::Builder::new()
-        .name("sipd-core".into())
-        .spawn(move || {
-            let r = rt.block_on(async move { serve(UdpSocket::from_std(udp)?, sip, main).await });
-            let _ = done.send(r);
-        })?;
+    let (_, result) = proto::daemon::own_thread("sipd-core", move || async move {
+        serve(UdpSocket::from_std(udp)?, sip, main).await
+    })?;
     Ok(result)
 }
 
