@@ -140,25 +140,23 @@ pub async fn run(
         tls.clone(),
         pool.clone(),
     );
-    let sip = net::start(
+    let sip = tokio::spawn(net::serve(
         listeners.udp,
-        net::Sip {
-            streams: net::Streams {
-                tcp: listeners.tcp,
-                tls: (listeners.tls, tls),
-                ws: (listeners.ws, secret.clone()),
-                trunk: net::tls::connector(cfg.trunk_ca_file.as_deref())?,
-            },
-            pool: pool.clone(),
-            settings: settings.clone(),
-            media,
-            commands: cmd_rx,
-            cmd_tx,
-            devices: device_requests,
-            notifier: net::notify::Notifier::start(&cfg.notifyd_grpc, pool.clone(), &secret)?,
-            shutdown: shutdown.clone(),
+        net::Streams {
+            tcp: listeners.tcp,
+            tls: (listeners.tls, tls),
+            ws: (listeners.ws, secret.clone()),
+            trunk: net::tls::connector(cfg.trunk_ca_file.as_deref())?,
         },
-    )?;
+        pool.clone(),
+        settings.clone(),
+        media,
+        cmd_rx,
+        cmd_tx,
+        device_requests,
+        net::notify::Notifier::start(&cfg.notifyd_grpc, pool.clone(), &secret)?,
+        shutdown.clone(),
+    ));
     let daemon = DaemonService::new("sipd", pool.clone(), settings.clone());
     let grpc = tonic::transport::Server::builder()
         .layer(proto::grpc::RequireSecret::new(secret))
@@ -172,7 +170,7 @@ pub async fn run(
         r = grpc => r.context("grpc server"),
         r = sip => match r {
             Ok(r) => r.context("sip server"),
-            Err(_) => Err(anyhow::anyhow!("the sip core's thread ended without a result")),
+            Err(e) => Err(anyhow::anyhow!("sip task: {e}")),
         },
     };
     shutdown.cancel();

@@ -287,55 +287,20 @@ pub struct Streams {
     pub trunk: tokio_rustls::TlsConnector,
 }
 
-/// What the SIP side of sipd runs with, beside its UDP socket.
-pub struct Sip {
-    pub streams: Streams,
-    pub pool: SqlitePool,
-    pub settings: SettingsHandle,
-    pub media: media::Media,
-    pub commands: mpsc::Receiver<Command>,
-    pub cmd_tx: mpsc::Sender<Command>,
-    pub devices: DeviceRequests,
-    pub notifier: notify::Notifier,
-    pub shutdown: CancellationToken,
-}
-
-/// Starts the SIP side of sipd ([`serve`]) on a thread of its own, with a
-/// single-threaded tokio runtime: the core loop and the UDP reader that
-/// feeds it share that thread, so a datagram reaches the core without one
-/// thread waking another (on the shared runtime the reader and the core
-/// ran on different workers, and waking each other was a large part of
-/// sipd's time under a REGISTER flood). TLS, TCP and WebSocket
-/// connections, the database writer and the device reloader stay on the
-/// calling runtime, so a slow TLS handshake never holds up the core.
-/// The receiver gets [`serve`]'s result once it stops.
-pub fn start(
+/// Runs the SIP side of sipd until `shutdown`.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve(
     udp: UdpSocket,
-    sip: Sip,
-) -> anyhow::Result<tokio::sync::oneshot::Receiver<anyhow::Result<()>>> {
-    let main = tokio::runtime::Handle::current();
-    // Registered again on the core thread, with that runtime's reactor.
-    let udp = udp.into_std()?;
-    let (_, result) = proto::daemon::own_thread("sipd-core", move || async move {
-        serve(UdpSocket::from_std(udp)?, sip, main).await
-    })?;
-    Ok(result)
-}
-
-/// Runs the SIP side of sipd until `shutdown`; the tasks that must not
-/// share the core's thread go to `main`.
-pub async fn serve(udp: UdpSocket, sip: Sip, main: tokio::runtime::Handle) -> anyhow::Result<()> {
-    let Sip {
-        streams,
-        pool,
-        settings,
-        media,
-        mut commands,
-        cmd_tx,
-        devices,
-        notifier,
-        shutdown,
-    } = sip;
+    streams: Streams,
+    pool: SqlitePool,
+    settings: SettingsHandle,
+    media: media::Media,
+    mut commands: mpsc::Receiver<Command>,
+    cmd_tx: mpsc::Sender<Command>,
+    devices: DeviceRequests,
+    notifier: notify::Notifier,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let sip_addr = udp.local_addr()?;
     let sips_port = streams.tls.0.local_addr()?.port();
     // Bursts from many phones (or the benchmark) must not overflow the
@@ -350,7 +315,7 @@ pub async fn serve(udp: UdpSocket, sip: Sip, main: tokio::runtime::Handle) -> an
     let core = load_core(&pool, &settings, (sip_addr, sips_port)).await?;
 
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Event>();
-    let writer = main.spawn(db_writer(pool.clone(), ev_rx));
+    let writer = tokio::spawn(db_writer(pool.clone(), ev_rx));
     let (mut dev_rx, dialer) = spawn_helpers(
         Helpers {
             udp: &udp,
@@ -361,7 +326,6 @@ pub async fn serve(udp: UdpSocket, sip: Sip, main: tokio::runtime::Handle) -> an
             settings: &settings,
             cmd_tx: &cmd_tx,
             devices,
-            main: &main,
         },
         &shutdown,
     );
@@ -415,10 +379,20 @@ pub async fn serve(udp: UdpSocket, sip: Sip, main: tokio::runtime::Handle) -> an
             changed = settings_rx.changed() => {
                 if changed.is_ok() {
                     let cfg = core_config(&settings_rx.borrow_and_update(), sip_addr, sips_port);
-                    shell.set_config(cfg);
+                    if &cfg != shell.core.config() {
+                        tracing::info!(realm = %cfg.realm, "sip settings changed");
+                        shell.core.set_config(now_ms(), cfg);
+                    }
                 }
             }
-            Some(list) = dev_rx.recv() => shell.set_devices(list),
+            Some(list) = dev_rx.recv() => {
+                let n = list.devices.len();
+                shell.core.set_devices(list.devices);
+                shell.core.set_dnd(list.dnd);
+                for ack in list.acks {
+                    let _ = ack.send(Ok(n));
+                }
+            }
             Some(cmd) = commands.recv() => shell.command(cmd),
         }
         shell.flush().await;
@@ -478,8 +452,6 @@ struct Helpers<'a> {
     settings: &'a SettingsHandle,
     cmd_tx: &'a mpsc::Sender<Command>,
     devices: DeviceRequests,
-    /// The runtime for what must not share the core's thread.
-    main: &'a tokio::runtime::Handle,
 }
 
 /// Starts the tasks beside the core loop: the UDP reader and TCP acceptor
@@ -505,7 +477,7 @@ fn spawn_helpers(
         h.cmd_tx.clone(),
         shutdown.clone(),
     ));
-    h.main.spawn(transport::tcp_acceptor(
+    tokio::spawn(transport::tcp_acceptor(
         h.streams.tcp,
         h.inbox.clone(),
         h.conns.clone(),
@@ -517,10 +489,9 @@ fn spawn_helpers(
         inbox: h.inbox.clone(),
         failed: h.cmd_tx.clone(),
         shutdown: shutdown.clone(),
-        runtime: h.main.clone(),
     };
     let (ws, secret) = h.streams.ws;
-    h.main.spawn(ws::acceptor(
+    tokio::spawn(ws::acceptor(
         ws,
         ws::WsShared {
             secret,
@@ -531,20 +502,20 @@ fn spawn_helpers(
         },
     ));
     let (tls, acceptor) = h.streams.tls;
-    h.main.spawn(transport::tls_acceptor(
+    tokio::spawn(transport::tls_acceptor(
         tls,
         acceptor,
         h.inbox.clone(),
         h.conns.clone(),
         shutdown.clone(),
     ));
-    h.main.spawn(voicemail_counter(
+    tokio::spawn(voicemail_counter(
         h.pool.clone(),
         h.cmd_tx.clone(),
         shutdown.clone(),
     ));
     let (dev_tx, dev_rx) = mpsc::channel(1);
-    h.main.spawn(device_reloader(
+    tokio::spawn(device_reloader(
         h.pool.clone(),
         h.devices,
         dev_tx,
@@ -594,25 +565,6 @@ struct Shell {
 }
 
 impl Shell {
-    /// The device list the reloader read: to the core, and the reloads
-    /// that asked for it answered.
-    fn set_devices(&mut self, list: DeviceList) {
-        let n = list.devices.len();
-        self.core.set_devices(list.devices);
-        self.core.set_dnd(list.dnd);
-        for ack in list.acks {
-            let _ = ack.send(Ok(n));
-        }
-    }
-
-    /// SIP settings as they are now: to the core when they changed.
-    fn set_config(&mut self, cfg: CoreConfig) {
-        if &cfg != self.core.config() {
-            tracing::info!(realm = %cfg.realm, "sip settings changed");
-            self.core.set_config(now_ms(), cfg);
-        }
-    }
-
     /// Sends what the core queued and hands its events on: media work to
     /// mediad, rows to the database writer, CDRs and alerts also to notifyd.
     async fn flush(&mut self) {

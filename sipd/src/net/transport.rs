@@ -238,8 +238,6 @@ pub struct Dialer {
     /// waits on it at once.
     pub failed: mpsc::Sender<super::Command>,
     pub shutdown: CancellationToken,
-    /// Where the handshakes run: not on the SIP core's thread.
-    pub runtime: tokio::runtime::Handle,
 }
 
 impl Dialer {
@@ -267,7 +265,7 @@ impl Dialer {
         };
         tx.send(data);
         let me = self.clone();
-        self.runtime.spawn(async move {
+        tokio::spawn(async move {
             let stream = tokio::time::timeout(HANDSHAKE, async {
                 let tcp = tokio::net::TcpStream::connect(addr).await?;
                 let _ = tcp.set_nodelay(true);
