@@ -334,6 +334,7 @@ pub async fn serve(
         core,
         pool: pool.clone(),
         settings: settings.clone(),
+        udp_wildcard: sip_addr.ip().is_unspecified(),
         udp,
         conns,
         dialer,
@@ -556,6 +557,9 @@ struct Shell {
     pool: SqlitePool,
     settings: SettingsHandle,
     udp: Arc<UdpSocket>,
+    /// Whether `udp` is bound to the wildcard address (read once, not a
+    /// getsockname call per answer).
+    udp_wildcard: bool,
     conns: Conns,
     dialer: transport::Dialer,
     ev_tx: mpsc::UnboundedSender<Event>,
@@ -569,7 +573,8 @@ impl Shell {
     /// mediad, rows to the database writer, CDRs and alerts also to notifyd.
     async fn flush(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
-            let Some(t) = transport::send(&self.udp, &self.conns, t).await else {
+            let Some(t) = transport::send((&self.udp, self.udp_wildcard), &self.conns, t).await
+            else {
                 continue;
             };
             match self.core.config().termination.as_ref() {
@@ -958,19 +963,45 @@ async fn device_reloader(
     }
 }
 
+/// Least time between two writes of the database writer. A quiet system
+/// writes each event at once; under a burst what comes in meanwhile waits
+/// in a [`store::Batch`], where a binding refreshed many times is one row.
+const WRITE_GAP: Duration = Duration::from_millis(500);
+
 /// Writes events in batches so a burst of registrations is a few
 /// transactions, not one per REGISTER.
 async fn db_writer(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Event>) {
-    let mut batch = Vec::new();
-    // Whatever queued while the last batch was written goes in the next
-    // one: under a REGISTER flood that is thousands of refreshes of the same
-    // bindings, written once each.
-    while rx.recv_many(&mut batch, 16_384).await > 0 {
-        if let Err(e) = store::write_events(&pool, &batch).await {
-            tracing::error!(error = %e, events = batch.len(), "cannot store registrations");
+    let mut batch = store::Batch::default();
+    let mut buf = Vec::new();
+    let mut next = tokio::time::Instant::now();
+    let mut open = true;
+    while open {
+        if rx.recv_many(&mut buf, 1024).await == 0 {
+            break;
         }
-        batch.clear();
-        // A flood's batch does not stay allocated.
-        batch.shrink_to(512);
+        buf.drain(..).for_each(|e| batch.push(e));
+        // Whatever comes before the gap since the last write has passed
+        // goes into this write.
+        let gap = tokio::time::sleep_until(next);
+        tokio::pin!(gap);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut gap => break,
+                n = rx.recv_many(&mut buf, 1024) => {
+                    if n == 0 {
+                        open = false;
+                        break;
+                    }
+                    buf.drain(..).for_each(|e| batch.push(e));
+                }
+            }
+        }
+        let events = batch.len();
+        if let Err(e) = batch.write(&pool).await {
+            tracing::error!(error = %e, events, "cannot store registrations");
+        }
+        buf.shrink_to(64);
+        next = tokio::time::Instant::now() + WRITE_GAP;
     }
 }

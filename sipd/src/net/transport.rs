@@ -190,8 +190,13 @@ impl Conns {
 /// Sends one message on its transport. A message for a TCP or TLS peer
 /// with no connection open comes back: sipd opens connections only to a
 /// secure trunk ([`Dialer`]); for anyone else it is dropped and the
-/// transaction layer notices the missing answer.
-pub async fn send(udp: &UdpSocket, conns: &Conns, t: Transmit) -> Option<Transmit> {
+/// transaction layer notices the missing answer. `udp` comes with whether
+/// it is bound to the wildcard address.
+pub async fn send(
+    (udp, wildcard): (&UdpSocket, bool),
+    conns: &Conns,
+    t: Transmit,
+) -> Option<Transmit> {
     match t.peer.transport {
         Transport::Udp => {
             let r = match (t.peer.local, t.peer.addr) {
@@ -199,8 +204,7 @@ pub async fn send(udp: &UdpSocket, conns: &Conns, t: Transmit) -> Option<Transmi
                 // the peer used (RFC 3261 section 18.2.2), not from whatever
                 // the routing table would pick on a host with several.
                 (Some(IpAddr::V4(src)), SocketAddr::V4(dst))
-                    if udp.local_addr().is_ok_and(|a| a.ip().is_unspecified())
-                        && !src.is_unspecified() =>
+                    if wildcard && !src.is_unspecified() =>
                 {
                     match send_from(udp, &t.data, src, dst).await {
                         Ok(n) => Ok(n),

@@ -100,7 +100,7 @@ impl Core {
             Err(reply) => return reply,
         };
         // Only the device's own mailbox.
-        let request_uri = raw.start.split(' ').nth(1).unwrap_or_default();
+        let request_uri = raw.start().split(' ').nth(1).unwrap_or_default();
         let mailbox = user_of(request_uri)
             .or_else(|| user_of(uri_of(to)))
             .unwrap_or_default();

@@ -53,7 +53,7 @@ impl Core {
         if self.calls.calls.contains_key(&call_id) {
             return Reply::new(482, "Loop Detected");
         }
-        let dialed = user_of(raw.start.split(' ').nth(1).unwrap_or_default())
+        let dialed = user_of(raw.start().split(' ').nth(1).unwrap_or_default())
             .unwrap_or_default()
             .to_string();
         if let Some(feature) = self.feature_of(inbound, &dialed) {

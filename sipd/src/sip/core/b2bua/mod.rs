@@ -707,7 +707,7 @@ impl Branch {
 
 /// The reason phrase of a response.
 fn reason_of(raw: &Raw) -> &str {
-    raw.start.splitn(3, ' ').nth(2).unwrap_or_default().trim()
+    raw.start().splitn(3, ' ').nth(2).unwrap_or_default().trim()
 }
 
 /// The SDP body of a message, when it has one.

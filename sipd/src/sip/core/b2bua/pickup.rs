@@ -28,7 +28,7 @@ impl Branch {
         ok: Vec<u8>,
     ) -> Branch {
         let their = |h: &str| raw.get(h).unwrap_or_default();
-        let dialed = user_of(raw.start.split(' ').nth(1).unwrap_or_default()).unwrap_or_default();
+        let dialed = user_of(raw.start().split(' ').nth(1).unwrap_or_default()).unwrap_or_default();
         Branch {
             cseq: raw.cseq().map_or(1, |c| c.0),
             from_user: dialed.to_string(),

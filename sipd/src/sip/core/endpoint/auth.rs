@@ -42,7 +42,7 @@ impl Core {
         let (device, ha1, kind) = self.claimed(&creds, proxy, ip);
         let attempt = Attempt {
             method,
-            request_uri: raw.start.split(' ').nth(1).unwrap_or_default(),
+            request_uri: raw.start().split(' ').nth(1).unwrap_or_default(),
             client: ip,
         };
         let verdict = self.nonces.verify(now, &realm, &attempt, &creds, &ha1);
