@@ -8,6 +8,9 @@
 //! whatever address a request claims to come from, so past
 //! [`CHALLENGE_BUDGET`] challenges that nobody answered within
 //! [`CHALLENGE_WINDOW_MS`] a source gets no more until the window ends.
+//! A source that answers proves it reads what it is sent, and each answer
+//! earns it room for one more challenge in flight (up to
+//! [`EARNED_BUDGET_MAX`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -35,6 +38,40 @@ impl Default for BanPolicy {
 /// back; a forged source never does.
 pub const CHALLENGE_BUDGET: u32 = 200;
 pub const CHALLENGE_WINDOW_MS: u64 = 10_000;
+/// Most extra challenges a source earns by answering them (answers in this
+/// window and the one before count). Many phones behind one address have
+/// as many challenges in flight as they start registrations in the time a
+/// challenge takes to come back answered: a few milliseconds at a phone's
+/// rate, hundreds at thousands of registrations a second. A forged source
+/// answers none and stays at [`CHALLENGE_BUDGET`].
+pub const EARNED_BUDGET_MAX: u32 = 1_800;
+
+/// One source's challenges in the current window.
+#[derive(Debug, Clone, Copy)]
+struct Challenges {
+    start: u64,
+    /// Sent in this window and not answered.
+    unanswered: u32,
+    /// Answered in this window.
+    answered: u32,
+    /// Answered in the window before (when it was the one just before).
+    earned: u32,
+}
+
+impl Challenges {
+    fn new(start: u64) -> Self {
+        Self {
+            start,
+            unanswered: 0,
+            answered: 0,
+            earned: 0,
+        }
+    }
+
+    fn budget(&self) -> u32 {
+        CHALLENGE_BUDGET + (self.answered.saturating_add(self.earned)).min(EARNED_BUDGET_MAX)
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Abuse {
@@ -43,8 +80,8 @@ pub struct Abuse {
     bans: HashMap<IpAddr, u64>,
     /// Never banned, never out of challenges (the trunk).
     exempt: Vec<IpAddr>,
-    /// Per source: (window start, challenges sent and not answered).
-    challenges: HashMap<IpAddr, (u64, u32)>,
+    /// Per source: its challenges this window.
+    challenges: HashMap<IpAddr, Challenges>,
 }
 
 impl Abuse {
@@ -107,28 +144,38 @@ impl Abuse {
         if self.is_exempt(ip) {
             return true;
         }
-        let (start, n) = self.challenges.entry(ip).or_insert((now, 0));
-        if now.saturating_sub(*start) >= CHALLENGE_WINDOW_MS {
-            (*start, *n) = (now, 0);
+        let c = self
+            .challenges
+            .entry(ip)
+            .or_insert_with(|| Challenges::new(now));
+        let age = now.saturating_sub(c.start);
+        if age >= CHALLENGE_WINDOW_MS {
+            let mut next = Challenges::new(now);
+            if age < 2 * CHALLENGE_WINDOW_MS {
+                next.earned = c.answered;
+            }
+            *c = next;
         }
-        if *n >= CHALLENGE_BUDGET {
+        if c.unanswered >= c.budget() {
             return false;
         }
-        *n += 1;
+        c.unanswered += 1;
         true
     }
 
     /// `ip` answered a challenge it was sent: it is no forged source.
     pub fn challenge_answered(&mut self, ip: IpAddr) {
-        if let Some((_, n)) = self.challenges.get_mut(&ip) {
-            *n = n.saturating_sub(1);
+        if let Some(c) = self.challenges.get_mut(&ip) {
+            c.unanswered = c.unanswered.saturating_sub(1);
+            c.answered = c.answered.saturating_add(1);
         }
     }
 
     /// Lifts expired bans (returned) and forgets old failures.
     pub fn sweep(&mut self, now: u64) -> Vec<IpAddr> {
+        // A source's answers count into the window after theirs.
         self.challenges
-            .retain(|_, (start, _)| now.saturating_sub(*start) < CHALLENGE_WINDOW_MS);
+            .retain(|_, c| now.saturating_sub(c.start) < 2 * CHALLENGE_WINDOW_MS);
         let window = self.policy.window_ms;
         self.failures
             .retain(|_, q| q.back().is_some_and(|&t| now.saturating_sub(t) <= window));
@@ -210,6 +257,37 @@ mod tests {
             a.challenge_answered(phone);
         }
         assert!(a.take_challenge(victim, CHALLENGE_WINDOW_MS));
+        // Each answer earned the phone one more challenge in flight, and
+        // the earnings carry into the next window (not the one after).
+        for (start, room) in [
+            (1, 600),
+            (CHALLENGE_WINDOW_MS + 1, 600),
+            (3 * CHALLENGE_WINDOW_MS, 0),
+        ] {
+            let mut sent = 0;
+            while a.take_challenge(phone, start) {
+                sent += 1;
+            }
+            assert_eq!(sent, CHALLENGE_BUDGET + room, "window from {start}");
+        }
+        // Never more than EARNED_BUDGET_MAX extra, however many answers.
+        for _ in 0..EARNED_BUDGET_MAX * 2 {
+            a.challenge_answered(phone);
+            assert!(a.take_challenge(phone, 3 * CHALLENGE_WINDOW_MS + 1));
+        }
+        // 200 in flight, 3,600 answered: room for 1,800 more, not 3,600.
+        let mut sent = 0;
+        while a.take_challenge(phone, 3 * CHALLENGE_WINDOW_MS + 2) {
+            sent += 1;
+        }
+        assert_eq!(sent, EARNED_BUDGET_MAX);
+        // The phone's answers earned the victim nothing: one sent at the
+        // window's start, 199 to go.
+        let mut sent = 0;
+        while a.take_challenge(victim, CHALLENGE_WINDOW_MS + 1) {
+            sent += 1;
+        }
+        assert_eq!(sent, CHALLENGE_BUDGET - 1);
         a.set_exempt(vec![victim]);
         for _ in 0..CHALLENGE_BUDGET * 2 {
             assert!(a.take_challenge(victim, CHALLENGE_WINDOW_MS));
