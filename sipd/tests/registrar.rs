@@ -310,9 +310,13 @@ async fn repeated_failures_ban_the_address_and_the_ban_is_logged() {
 }
 
 #[tokio::test]
-async fn tcp_registration_works_and_a_crlf_ping_gets_a_pong() {
+async fn tcp_registration_works_a_crlf_ping_gets_a_pong_and_closing_unregisters() {
     let s = Sipd::start(&[]).await;
-    s.add_devices(&[("liam", "pw-long-enough", "112")]).await;
+    s.add_devices(&[
+        ("liam", "pw-long-enough", "112"),
+        ("mia", "pw-long-enough", "113"),
+    ])
+    .await;
     let p = Phone::tcp(&s, "liam").await.with_password("pw-long-enough");
     p.send(b"\r\n\r\n").await;
     assert_eq!(p.recv_raw_tcp(Duration::from_secs(2)).await, b"\r\n");
@@ -336,6 +340,19 @@ async fn tcp_registration_works_and_a_crlf_ping_gets_a_pong() {
         Resp(p.recv(Duration::from_secs(2)).await.unwrap()).code(),
         200
     );
+    // The connection closes: nothing can reach that contact any more, so
+    // its registration goes at once; a phone on UDP keeps its own.
+    let u = Phone::udp(&s, "mia").await.with_password("pw-long-enough");
+    let r = u.register(&format!("Contact: <{}>\r\n", u.contact())).await;
+    assert_eq!(r.code(), 200, "{}", r.0);
+    s.eventually("both rows", || async { s.registrations().await.len() == 2 })
+        .await;
+    drop(p);
+    s.eventually("only the udp row", || async {
+        let rows = s.registrations().await;
+        rows.len() == 1 && rows[0].1 == "udp"
+    })
+    .await;
     s.stop().await;
 }
 

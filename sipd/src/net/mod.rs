@@ -270,6 +270,12 @@ pub enum Command {
     },
     /// A browser phone's WebSocket closed: its registrations go.
     WsClosed { conn: u64 },
+    /// A phone's TCP or TLS connection closed: the registrations made over
+    /// it go (sipd never connects to a phone, so nothing reaches them).
+    StreamClosed {
+        transport: crate::sip::Transport,
+        conn: u64,
+    },
     /// mediad finished playing to a call.
     PlayDone {
         call_id: String,
@@ -481,7 +487,7 @@ fn spawn_helpers(
     tokio::spawn(transport::tcp_acceptor(
         h.streams.tcp,
         h.inbox.clone(),
-        h.conns.clone(),
+        (h.conns.clone(), h.cmd_tx.clone()),
         shutdown.clone(),
     ));
     let dialer = transport::Dialer {
@@ -507,7 +513,7 @@ fn spawn_helpers(
         tls,
         acceptor,
         h.inbox.clone(),
-        h.conns.clone(),
+        (h.conns.clone(), h.cmd_tx.clone()),
         shutdown.clone(),
     ));
     tokio::spawn(voicemail_counter(
@@ -720,6 +726,7 @@ impl Shell {
             Command::Mailbox { call_id, messages } => core.mailbox_loaded(&call_id, messages),
             Command::PlayDone { call_id, leg } => core.play_done(now_ms(), &call_id, leg),
             Command::WsClosed { conn } => core.ws_closed(now_ms(), conn),
+            Command::StreamClosed { transport, conn } => core.stream_closed(transport, conn),
         }
     }
 }

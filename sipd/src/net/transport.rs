@@ -440,10 +440,13 @@ pub async fn udp_reader(
     }
 }
 
+/// The open connections, and where a closed one is reported.
+type Registry = (Conns, mpsc::Sender<super::Command>);
+
 pub async fn tcp_acceptor(
     listener: TcpListener,
     inbox: Inbox,
-    conns: Conns,
+    conns: Registry,
     shutdown: CancellationToken,
 ) {
     acceptor(listener, None, inbox, conns, shutdown).await;
@@ -457,7 +460,7 @@ pub async fn tls_acceptor(
     listener: TcpListener,
     tls: super::tls::Served,
     inbox: Inbox,
-    conns: Conns,
+    conns: Registry,
     shutdown: CancellationToken,
 ) {
     acceptor(listener, Some(tls), inbox, conns, shutdown).await;
@@ -467,7 +470,7 @@ async fn acceptor(
     listener: TcpListener,
     tls: Option<super::tls::Served>,
     inbox: Inbox,
-    conns: Conns,
+    (conns, closed): Registry,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -504,20 +507,41 @@ async fn acceptor(
             shutdown: shutdown.clone(),
         };
         // The certificate served now (it may have been replaced since).
-        let (conns, tls) = (
+        let (conns, closed, tls) = (
             conns.clone(),
+            closed.clone(),
             tls.as_ref().map(super::tls::Served::acceptor),
         );
         tokio::spawn(async move {
-            match tls {
-                None => conn.serve(stream, Transport::Tcp).await,
+            let transport = match tls {
+                None => {
+                    conn.serve(stream, Transport::Tcp).await;
+                    Transport::Tcp
+                }
                 Some(tls) => match tokio::time::timeout(HANDSHAKE, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => conn.serve(stream, Transport::Tls).await,
-                    Ok(Err(e)) => tracing::debug!(src = %addr, error = %e, "tls handshake failed"),
-                    Err(_) => tracing::debug!(src = %addr, "tls handshake timed out"),
+                    Ok(Ok(stream)) => {
+                        conn.serve(stream, Transport::Tls).await;
+                        Transport::Tls
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(src = %addr, error = %e, "tls handshake failed");
+                        conns.remove(id);
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(src = %addr, "tls handshake timed out");
+                        conns.remove(id);
+                        return;
+                    }
                 },
-            }
+            };
             conns.remove(id);
+            let _ = closed
+                .send(super::Command::StreamClosed {
+                    transport,
+                    conn: id,
+                })
+                .await;
         });
     }
 }

@@ -195,7 +195,7 @@ impl Registrar {
     }
 
     /// Drops the bindings made over connection `conn` of `transport` (a
-    /// browser phone's WebSocket that closed).
+    /// phone's TCP, TLS or WebSocket connection that closed).
     pub fn drop_connection(&mut self, transport: super::Transport, conn: u64) {
         let changes = &mut self.changes;
         self.bindings.retain(|_, list| {
@@ -304,23 +304,43 @@ impl Registrar {
                 }
                 continue;
             }
-            let b = Binding {
-                device_id: r.device_id,
-                contact: uri.clone(),
-                source: r.source,
-                user_agent: r.user_agent.to_string(),
-                call_id: r.call_id.to_string(),
-                cseq: r.cseq,
-                expires_at: now + u64::from(expires) * 1000,
-                online: true,
-                last_seen: now,
-                missed: 0,
+            let expires_at = now + u64::from(expires) * 1000;
+            let i = match list.iter().position(|x| x.contact == uri) {
+                // A refresh: updated in place, its strings kept when the
+                // same (they outlive the REGISTER's own allocations).
+                Some(i) => {
+                    let x = &mut list[i];
+                    if x.user_agent != r.user_agent {
+                        r.user_agent.clone_into(&mut x.user_agent);
+                    }
+                    if x.call_id != r.call_id {
+                        r.call_id.clone_into(&mut x.call_id);
+                    }
+                    x.source = r.source;
+                    x.cseq = r.cseq;
+                    x.expires_at = expires_at;
+                    x.online = true;
+                    x.last_seen = now;
+                    x.missed = 0;
+                    i
+                }
+                None => {
+                    list.push(Binding {
+                        device_id: r.device_id,
+                        contact: uri,
+                        source: r.source,
+                        user_agent: r.user_agent.to_string(),
+                        call_id: r.call_id.to_string(),
+                        cseq: r.cseq,
+                        expires_at,
+                        online: true,
+                        last_seen: now,
+                        missed: 0,
+                    });
+                    list.len() - 1
+                }
             };
-            match list.iter_mut().find(|x| x.contact == uri) {
-                Some(x) => *x = b.clone(),
-                None => list.push(b.clone()),
-            }
-            self.changes.push(Change::Upsert(b));
+            self.changes.push(Change::Upsert(list[i].clone()));
         }
         if list.is_empty() {
             self.bindings.remove(&r.device_id);

@@ -22,8 +22,10 @@
 //! keyed hash of their key ([`Id`]) rather than its strings, Timers J and H
 //! (always 64*T1) are deadlines in the completion queue rather than heap
 //! entries, and a request answered at once never gets a timer at all, so
-//! nothing outlives the capped table by 32 s.
+//! nothing outlives the capped table by 32 s. Their answers share one
+//! buffer of a fixed size (`answers.rs`).
 
+mod answers;
 mod client;
 mod invite_client;
 mod key;
@@ -40,16 +42,17 @@ pub use key::TsxKey;
 pub use retransmit::UnackedOk;
 
 use super::Transmit;
+use answers::Answers;
 use client::ClientTx;
 use server::ServerTx;
 
 /// Server transactions kept at once. A registration burst completes its
 /// transactions within milliseconds, so they are evicted long before this
 /// matters; only requests still waiting for an answer can fill it. Each
-/// completed one holds its answer (about 500 bytes) for Timer J, so this
-/// bounds that memory to a few MiB: at 8,000 REGISTERs/s a retransmission
-/// is still answered from the table a second later; at a home office's
-/// rate, hours later.
+/// completed one keeps its answer (about 700 bytes) for Timer J in a
+/// buffer of [`answers::ANSWERS_BYTES`]: at 4,000 REGISTERs/s a
+/// retransmission is still answered from the table a second later; at a
+/// home office's rate, 32 s later (Timer J).
 pub const MAX_SERVER: usize = 8_192;
 
 /// What an inbound request is to the transaction layer.
@@ -102,6 +105,8 @@ pub struct Transactions {
     /// H ends them, id, generation): the first to go when the table is
     /// full, and, since those timers all run 64*T1, the next to expire.
     completed: VecDeque<(u64, Id, u64)>,
+    /// The last answer of each server transaction.
+    answers: Answers,
     generation: u64,
     out: Vec<Transmit>,
     outcomes: Vec<ClientOutcome>,
@@ -198,6 +203,35 @@ mod tests {
             peer: Peer::udp("192.0.2.1:5060".parse().unwrap()),
             data: b"SIP/2.0 200 OK\r\n\r\n".to_vec(),
         }
+    }
+
+    #[test]
+    fn a_retransmission_gets_the_stored_answer_until_newer_answers_overwrite_it() {
+        let mut x = Transactions::new();
+        let big = |i: usize| Transmit {
+            peer: Peer::udp("192.0.2.1:5060".parse().unwrap()),
+            data: format!("SIP/2.0 200 OK\r\nX: {i}\r\n{}", "a".repeat(8_000)).into_bytes(),
+        };
+        let n = answers::ANSWERS_BYTES / 8_000 + 10;
+        for i in 0..n {
+            let k = key(&format!("z9hG4bKbig{i}"));
+            assert!(x.begin_server(&k, false));
+            x.respond(0, &k, big(i), 200);
+        }
+        assert!(x.server_count() < MAX_SERVER);
+        let again = |x: &mut Transactions, i: usize| {
+            x.on_request(1, &key(&format!("z9hG4bKbig{i}")), Some(Method::Register))
+        };
+        assert_eq!(
+            again(&mut x, n - 1),
+            ServerMatch::Retransmit(Some(big(n - 1)))
+        );
+        assert_eq!(again(&mut x, 0), ServerMatch::New);
+        // A 2xx to INVITE ends its transaction: nothing kept, nothing matched.
+        let k = key("z9hG4bKinvite");
+        assert!(x.begin_server(&k, true));
+        x.respond(2, &k, t(), 200);
+        assert_eq!(x.on_request(3, &k, Some(Method::Invite)), ServerMatch::New);
     }
 
     #[test]

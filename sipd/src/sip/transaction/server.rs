@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 
+use super::answers::Stored;
 use super::{Id, MAX_SERVER, ServerMatch, TimerKind, Transactions, TsxKey};
 use crate::sip::method::Method;
 use crate::sip::{T1, T2, T4, Transmit};
@@ -12,7 +13,8 @@ use crate::sip::{T1, T2, T4, Transmit};
 #[derive(Debug)]
 pub(super) struct ServerTx {
     pub(super) invite: bool,
-    pub(super) response: Option<Transmit>,
+    /// The last answer sent, kept in [`Transactions::answers`].
+    pub(super) response: Option<Stored>,
     /// INVITE only: final response sent, waiting for ACK.
     pub(super) awaiting_ack: bool,
     pub(super) retransmit_every: u64,
@@ -28,7 +30,16 @@ impl Transactions {
             return ServerMatch::New;
         };
         if method != Some(Method::Ack) {
-            return ServerMatch::Retransmit(tx.response.clone());
+            return match tx.response.as_ref().map(|s| self.answers.get(s)) {
+                None => ServerMatch::Retransmit(None),
+                Some(Some(t)) => ServerMatch::Retransmit(Some(t)),
+                // Newer answers overwrote it: the transaction is gone, as
+                // if evicted.
+                Some(None) => {
+                    self.server.remove(&id);
+                    ServerMatch::New
+                }
+            };
         }
         if tx.invite && tx.awaiting_ack {
             tx.awaiting_ack = false;
@@ -106,9 +117,11 @@ impl Transactions {
             return;
         };
         let reliable = t.peer.transport.reliable();
-        tx.response = Some(t.clone());
-        tx.generation = generation;
         let invite = tx.invite;
+        // Kept for retransmissions, unless the transaction ends now (below).
+        let ends = status >= 200 && ((invite && status < 300) || (!invite && reliable));
+        tx.response = if ends { None } else { self.answers.put(&t) };
+        tx.generation = generation;
         self.out.push(t);
         if status < 200 {
             self.push_timer(now + 64 * T1, TimerKind::ServerEnd, generation, id);
@@ -162,7 +175,7 @@ impl Transactions {
         if tx.generation != generation || !tx.awaiting_ack {
             return;
         }
-        if let Some(r) = tx.response.clone() {
+        if let Some(r) = tx.response.as_ref().and_then(|s| self.answers.get(s)) {
             self.out.push(r);
         }
         tx.retransmit_every = (tx.retransmit_every * 2).min(T2);

@@ -64,6 +64,17 @@ impl Core {
         }
     }
 
+    /// A phone's TCP or TLS connection closed: the registrations made over
+    /// it go now rather than when they expire. sipd never opens a
+    /// connection to a phone, so nothing could reach them (a call would
+    /// ring a dead contact, a keepalive would wait out its timeout); the
+    /// phone registers again over its next connection. Its calls go on:
+    /// it may reconnect within one.
+    pub fn stream_closed(&mut self, transport: crate::sip::Transport, conn: u64) {
+        self.registrar.drop_connection(transport, conn);
+        self.collect_changes();
+    }
+
     /// mediad's DTLS certificate fingerprint, which browsers' SDP carries.
     pub fn set_dtls_fingerprint(&mut self, fp: proto::webrtc::Fingerprint) {
         self.dtls_fingerprint = Some(fp);
