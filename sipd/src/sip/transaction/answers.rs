@@ -22,7 +22,8 @@ pub(super) struct Stored {
 
 #[derive(Debug, Default)]
 pub(super) struct Answers {
-    /// Allocated on the first answer; pages are touched as it fills.
+    /// Reserved on the first answer and filled as answers come, so a quiet
+    /// sipd touches only the pages its few answers need.
     buf: Vec<u8>,
     /// Bytes written since the start, wrap-around gaps included.
     written: u64,
@@ -36,8 +37,8 @@ impl Answers {
         if len > ANSWERS_BYTES / 8 {
             return None;
         }
-        if self.buf.is_empty() {
-            self.buf = vec![0; ANSWERS_BYTES];
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(ANSWERS_BYTES);
         }
         let size = ANSWERS_BYTES as u64;
         let mut off = (self.written % size) as usize;
@@ -45,6 +46,10 @@ impl Answers {
             // It does not fit before the end: it starts over at the front.
             self.written += size - off as u64;
             off = 0;
+        }
+        if off + len > self.buf.len() {
+            // Still filling: only the new part is zeroed, then written.
+            self.buf.resize(off + len, 0);
         }
         self.buf[off..off + len].copy_from_slice(&t.data);
         let at = self.written;
@@ -83,8 +88,9 @@ mod tests {
     #[test]
     fn answers_come_back_until_newer_ones_overwrite_them() {
         let mut a = Answers::default();
-        assert!(a.buf.is_empty());
+        assert_eq!(a.buf.capacity(), 0);
         let first = a.put(&answer(700, 1)).unwrap();
+        assert_eq!(a.buf.len(), 700);
         let second = a.put(&answer(700, 2)).unwrap();
         assert_eq!(a.get(&first), Some(answer(700, 1)));
         assert_eq!(a.get(&second), Some(answer(700, 2)));
@@ -104,7 +110,8 @@ mod tests {
         assert_eq!(kept + gone, n);
         assert!(kept >= ANSWERS_BYTES / 1000 - 1, "{kept}");
         assert!((0..n).skip(gone).all(|i| a.get(&stored[i]).is_some()));
-        assert_eq!(a.buf.len(), ANSWERS_BYTES);
+        assert_eq!(a.buf.capacity(), ANSWERS_BYTES);
+        assert!(a.buf.len() <= ANSWERS_BYTES);
         // An answer too large to keep is not kept.
         assert_eq!(a.put(&answer(ANSWERS_BYTES / 8 + 1, 9)), None);
     }
