@@ -46,7 +46,7 @@ impl Runners {
             let tracker = TaskTracker::new();
             let stop = shutdown.clone();
             let waited = tracker.clone();
-            let (handle, _) =
+            let handle =
                 proto::daemon::own_thread(&format!("mediad-media-{i}"), move || async move {
                     stop.cancelled().await;
                     waited.close();

@@ -300,31 +300,21 @@ impl Daemon for DaemonService {
 /// Runs `work` on a thread of its own named `name`, with a single-threaded
 /// tokio runtime (its own epoll and timers): for a daemon's hot loop, which
 /// then never wakes another thread to get its work done. Returns that
-/// runtime's handle (tasks spawned on it run on that thread) and the
-/// work's result once it ends.
-pub fn own_thread<F, Fut>(
-    name: &str,
-    work: F,
-) -> std::io::Result<(
-    tokio::runtime::Handle,
-    tokio::sync::oneshot::Receiver<Fut::Output>,
-)>
+/// runtime's handle: tasks spawned on it run on that thread until `work`
+/// ends.
+pub fn own_thread<F, Fut>(name: &str, work: F) -> std::io::Result<tokio::runtime::Handle>
 where
     F: FnOnce() -> Fut + Send + 'static,
-    Fut: std::future::Future,
-    Fut::Output: Send + 'static,
+    Fut: std::future::Future<Output = ()>,
 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let handle = rt.handle().clone();
-    let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name(name.to_owned())
-        .spawn(move || {
-            let _ = done.send(rt.block_on(work()));
-        })?;
-    Ok((handle, result))
+        .spawn(move || rt.block_on(work()))?;
+    Ok(handle)
 }
 
 /// Binds a TCP listener, with the address in the error.

@@ -268,11 +268,9 @@ pub enum Command {
         call_id: String,
         messages: Vec<crate::sip::core::StoredMessage>,
     },
-    /// A browser phone's WebSocket closed: its registrations go.
-    WsClosed { conn: u64 },
-    /// A phone's TCP or TLS connection closed: the registrations made over
-    /// it go (sipd never connects to a phone, so nothing reaches them).
-    StreamClosed {
+    /// A phone's TCP, TLS or WebSocket connection closed: the registrations
+    /// made over it go (see [`Core::connection_closed`]).
+    ConnClosed {
         transport: crate::sip::Transport,
         conn: u64,
     },
@@ -725,8 +723,9 @@ impl Shell {
             }
             Command::Mailbox { call_id, messages } => core.mailbox_loaded(&call_id, messages),
             Command::PlayDone { call_id, leg } => core.play_done(now_ms(), &call_id, leg),
-            Command::WsClosed { conn } => core.ws_closed(now_ms(), conn),
-            Command::StreamClosed { transport, conn } => core.stream_closed(transport, conn),
+            Command::ConnClosed { transport, conn } => {
+                core.connection_closed(now_ms(), transport, conn);
+            }
         }
     }
 }
@@ -981,32 +980,23 @@ async fn db_writer(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Event>) {
     let mut batch = store::Batch::default();
     let mut buf = Vec::new();
     let mut next = tokio::time::Instant::now();
-    let mut open = true;
-    while open {
-        if rx.recv_many(&mut buf, 1024).await == 0 {
-            break;
-        }
+    while rx.recv_many(&mut buf, 1024).await > 0 {
         buf.drain(..).for_each(|e| batch.push(e));
         // Whatever comes before the gap since the last write has passed
-        // goes into this write.
-        let gap = tokio::time::sleep_until(next);
-        tokio::pin!(gap);
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut gap => break,
-                n = rx.recv_many(&mut buf, 1024) => {
-                    if n == 0 {
-                        open = false;
-                        break;
-                    }
-                    buf.drain(..).for_each(|e| batch.push(e));
-                }
+        // goes into this write; the channel closing ends the wait early.
+        let closed = tokio::time::timeout_at(next, async {
+            while rx.recv_many(&mut buf, 1024).await > 0 {
+                buf.drain(..).for_each(|e| batch.push(e));
             }
-        }
+        })
+        .await
+        .is_ok();
         let events = batch.len();
         if let Err(e) = batch.write(&pool).await {
             tracing::error!(error = %e, events, "cannot store registrations");
+        }
+        if closed {
+            break;
         }
         buf.shrink_to(64);
         next = tokio::time::Instant::now() + WRITE_GAP;

@@ -194,7 +194,7 @@ impl Batch {
 
 /// Writes a batch of core events: bindings in one transaction, security
 /// events through `proto::db::security_event`, each with its log line.
-pub async fn write_events(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx::Error> {
+async fn write_events(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx::Error> {
     for e in events {
         if let Event::Security {
             kind,
@@ -231,11 +231,11 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
     let mut tx = pool.begin().await?;
     // Registrations are written many at a time: one statement per run of
     // upserts (each a round trip to SQLite's thread) instead of one per
-    // REGISTER, and a binding refreshed twice in the run is written once.
-    let mut upserts: Upserts = std::collections::HashMap::new();
+    // REGISTER ([`Batch`] already keeps one upsert per binding and run).
+    let mut upserts: Vec<&Binding> = Vec::new();
     for e in events {
         if let Event::Binding(Change::Upsert(b)) = e {
-            upserts.insert((b.device_id, b.contact.as_str()), b);
+            upserts.push(b);
             continue;
         }
         upsert_bindings(&mut tx, &mut upserts).await?;
@@ -278,16 +278,13 @@ async fn write_bindings(pool: &SqlitePool, events: &[Event]) -> Result<(), sqlx:
     tx.commit().await
 }
 
-/// A run of binding upserts, the last one of each binding.
-type Upserts<'a> = std::collections::HashMap<(DeviceId, &'a str), &'a Binding>;
-
-/// Writes `upserts` (and empties it), up to 500 rows per statement.
+/// Writes a run of binding upserts (and empties it), up to 500 rows per
+/// statement.
 async fn upsert_bindings(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    upserts: &mut Upserts<'_>,
+    upserts: &mut Vec<&Binding>,
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<&Binding> = upserts.drain().map(|(_, b)| b).collect();
-    for chunk in rows.chunks(500) {
+    for chunk in upserts.chunks(500) {
         let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO registrations (device_id, contact, expires_at, user_agent, ip_address, transport, call_id, cseq, online, last_seen, local_address) ",
         );
@@ -314,6 +311,7 @@ async fn upsert_bindings(
         // 500-row one is a large program to cache per connection.
         q.build().persistent(false).execute(&mut **tx).await?;
     }
+    upserts.clear();
     Ok(())
 }
 

@@ -513,35 +513,37 @@ async fn acceptor(
             tls.as_ref().map(super::tls::Served::acceptor),
         );
         tokio::spawn(async move {
-            let transport = match tls {
+            // The transport it was served on; none when a TLS handshake
+            // failed (nothing registered over it).
+            let served = match tls {
                 None => {
                     conn.serve(stream, Transport::Tcp).await;
-                    Transport::Tcp
+                    Some(Transport::Tcp)
                 }
                 Some(tls) => match tokio::time::timeout(HANDSHAKE, tls.accept(stream)).await {
                     Ok(Ok(stream)) => {
                         conn.serve(stream, Transport::Tls).await;
-                        Transport::Tls
+                        Some(Transport::Tls)
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(src = %addr, error = %e, "tls handshake failed");
-                        conns.remove(id);
-                        return;
+                        None
                     }
                     Err(_) => {
                         tracing::debug!(src = %addr, "tls handshake timed out");
-                        conns.remove(id);
-                        return;
+                        None
                     }
                 },
             };
             conns.remove(id);
-            let _ = closed
-                .send(super::Command::StreamClosed {
-                    transport,
-                    conn: id,
-                })
-                .await;
+            if let Some(transport) = served {
+                let _ = closed
+                    .send(super::Command::ConnClosed {
+                        transport,
+                        conn: id,
+                    })
+                    .await;
+            }
         });
     }
 }

@@ -5,7 +5,7 @@
 //! one device its upgrade named: its messages reach the core with that
 //! device ([`super::transport::Item::device`]), which takes them without a
 //! digest challenge. When the connection closes, the core drops the
-//! registrations made on it ([`super::Command::WsClosed`]).
+//! registrations made on it ([`super::Command::ConnClosed`]).
 
 use std::net::SocketAddr;
 
@@ -163,7 +163,10 @@ async fn serve(stream: TcpStream, shared: WsShared) -> Result<(), &'static str> 
     shared.conns.remove(id);
     let _ = shared
         .commands
-        .send(super::Command::WsClosed { conn: id })
+        .send(super::Command::ConnClosed {
+            transport: crate::sip::Transport::Ws,
+            conn: id,
+        })
         .await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), sink.close()).await;
     tracing::info!(

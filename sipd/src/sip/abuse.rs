@@ -69,7 +69,11 @@ impl Challenges {
     }
 
     fn budget(&self) -> u32 {
-        CHALLENGE_BUDGET + (self.answered.saturating_add(self.earned)).min(EARNED_BUDGET_MAX)
+        CHALLENGE_BUDGET
+            + self
+                .answered
+                .saturating_add(self.earned)
+                .min(EARNED_BUDGET_MAX)
     }
 }
 

@@ -167,7 +167,10 @@ impl Raw {
         let start = at(lines.next()?);
         let headers = lines
             .map(|line| match line.split_once(':') {
-                Some((n, v)) => (at(n.trim()), at(v.trim()), known(n.trim())),
+                Some((n, v)) => {
+                    let n = n.trim();
+                    (at(n), at(v.trim()), known(n))
+                }
                 None => (at(line.trim()), (0, 0), 0),
             })
             .collect();

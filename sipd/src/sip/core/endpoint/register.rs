@@ -1,6 +1,7 @@
 //! The registrar's side of REGISTER (RFC 3261 section 10.3).
 
 use super::*;
+use crate::sip::Transport;
 
 impl Core {
     pub(in crate::sip::core) fn register(
@@ -66,5 +67,28 @@ impl Core {
             reply = reply.with("Contact", format!("<{uri}>;expires={secs}"));
         }
         reply.with("Supported", SUPPORTED)
+    }
+}
+
+impl Core {
+    /// A phone's TCP, TLS or WebSocket connection closed: the registrations
+    /// made over it go now rather than when they expire. sipd never opens a
+    /// connection to a phone, so nothing could reach them (a call would
+    /// ring a dead contact, a keepalive would wait out its timeout); the
+    /// phone registers again over its next connection. A browser phone's
+    /// calls end too, its other party hearing a BYE at once instead of
+    /// silence until the RTP timeout; a desk phone's go on, as it may
+    /// reconnect within one.
+    pub fn connection_closed(&mut self, now: u64, transport: Transport, conn: u64) {
+        self.registrar.drop_connection(transport, conn);
+        self.collect_changes();
+        if transport != Transport::Ws {
+            return;
+        }
+        self.ws_devices.remove(&conn);
+        for call_id in self.calls_on_connection(Transport::Ws, conn) {
+            tracing::info!(call_id = %call_id, "the browser's connection closed: ending its call");
+            self.hangup(now, &call_id, "the browser's connection closed");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Browser phones on SIP over WebSocket (`crate::net::ws`): a connection
 //! speaks for the one device webd vouched for, so its requests need no
 //! digest; its SDP is a browser's (`crate::sip::webrtc`); when it closes,
-//! the registrations made on it go.
+//! the registrations made on it go, and its calls
+//! (`Core::connection_closed`).
 
 use super::*;
 
@@ -47,32 +48,6 @@ impl Core {
     pub(in crate::sip::core) fn ws_device(&self, peer: &Peer) -> Option<Device> {
         let id = self.ws_devices.get(&peer.conn)?;
         self.devices.values().find(|d| d.id == *id).cloned()
-    }
-
-    /// A browser phone's connection closed: its registrations go now
-    /// rather than when they expire (nothing can reach it any more), and
-    /// so do its calls, whose other party hears a BYE at once instead of
-    /// silence until the RTP timeout.
-    pub fn ws_closed(&mut self, now: u64, conn: u64) {
-        self.ws_devices.remove(&conn);
-        self.registrar
-            .drop_connection(crate::sip::Transport::Ws, conn);
-        self.collect_changes();
-        for call_id in self.calls_on_connection(crate::sip::Transport::Ws, conn) {
-            tracing::info!(call_id = %call_id, "the browser's connection closed: ending its call");
-            self.hangup(now, &call_id, "the browser's connection closed");
-        }
-    }
-
-    /// A phone's TCP or TLS connection closed: the registrations made over
-    /// it go now rather than when they expire. sipd never opens a
-    /// connection to a phone, so nothing could reach them (a call would
-    /// ring a dead contact, a keepalive would wait out its timeout); the
-    /// phone registers again over its next connection. Its calls go on:
-    /// it may reconnect within one.
-    pub fn stream_closed(&mut self, transport: crate::sip::Transport, conn: u64) {
-        self.registrar.drop_connection(transport, conn);
-        self.collect_changes();
     }
 
     /// mediad's DTLS certificate fingerprint, which browsers' SDP carries.
